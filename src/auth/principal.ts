@@ -1,0 +1,31 @@
+// Who is calling: what authentication produced and what the policy sees as input.principal.
+
+export type AuthMethod = 'api_key' | 'oauth' | 'anonymous';
+
+export interface Principal {
+  authenticated: boolean;
+  method: AuthMethod;
+  /** Stable, non-secret id: the key id, "<iss>#<sub>" for tokens, "anonymous". */
+  id: string;
+  userId?: string;
+  role?: string;
+  roles: string[];
+  /** API key grants ("tools:search", "*"). */
+  permissions: string[];
+  /** Token scopes. */
+  scopes: string[];
+  keyType?: 'public' | 'private';
+  keyId?: string;
+  issuer?: string;
+  subject?: string;
+  claims?: Record<string, unknown>;
+}
+
+export const ANONYMOUS: Principal = Object.freeze({
+  authenticated: false,
+  method: 'anonymous',
+  id: 'anonymous',
+  roles: [],
+  permissions: [],
+  scopes: [],
+}) as Principal;

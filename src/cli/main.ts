@@ -1,0 +1,103 @@
+// The mcp-authz command line: serve, check, keys.
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile } from '../config/load.js';
+import { createLogger } from '../log/logger.js';
+import { buildRuntime } from '../server/build-runtime.js';
+import { startService } from '../server/service.js';
+import { explain, parseHeaderFlag, readBodyFlag } from './check-command.js';
+
+const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const QUICKSTART_CONFIG = join(projectRoot, 'examples', 'quickstart', 'config.yaml');
+
+const USAGE = `usage:
+  mcp-authz serve [--config FILE] [--check-config]
+  mcp-authz check --config FILE --method M --path P [-H 'name: value']... [--body JSON|@file] [--host H] [--source ADDR]
+  mcp-authz keys create --name N [--user U] [--role R] [--permission P]... [--expires DATE]
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(rest);
+      case 'check':
+        return await check(rest);
+      case 'keys':
+        return await keys(rest);
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`mcp-authz: unknown command "${command}"\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`mcp-authz: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`mcp-authz: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+async function serve(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' } }, strict: true });
+  const file = values.config ?? QUICKSTART_CONFIG;
+  const loaded = loadConfigFile(file);
+  if (values['check-config']) {
+    process.stdout.write(`${loaded.file}: configuration is valid\n`);
+    return 0;
+  }
+  const logger = createLogger();
+  if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
+  const service = await startService(loaded, { logger, buildRuntime });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down: draining in-flight Checks');
+      service.close().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}
+
+async function check(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string', short: 'c' },
+      method: { type: 'string', short: 'X', default: 'POST' },
+      path: { type: 'string' },
+      host: { type: 'string' },
+      source: { type: 'string' },
+      header: { type: 'string', short: 'H', multiple: true },
+      body: { type: 'string', short: 'd' },
+    },
+    strict: true,
+  });
+  if (!values.path) throw new Error('check needs --path');
+  const loaded = loadConfigFile(values.config ?? QUICKSTART_CONFIG);
+  const result = await explain(loaded, {
+    method: values.method!,
+    path: values.path,
+    headers: (values.header ?? []).map(parseHeaderFlag),
+    ...(values.host !== undefined ? { host: values.host } : {}),
+    ...(values.source !== undefined ? { sourceAddress: values.source } : {}),
+    ...(values.body !== undefined ? { body: readBodyFlag(values.body)! } : {}),
+  });
+  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  return result.decision === 'allow' ? 0 : 3;
+}
+
+async function keys(_args: string[]): Promise<number> {
+  process.stderr.write('mcp-authz keys: not available yet\n');
+  return 2;
+}

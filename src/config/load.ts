@@ -1,0 +1,106 @@
+// Reads the YAML config, applies environment overrides, validates it against the schema
+// and resolves relative file paths against the config file's folder.
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ConfigSchema, type Config } from './schema.js';
+
+export class ConfigError extends Error {
+  readonly code = 'ERR_CONFIG';
+  constructor(readonly source: string, readonly problems: string[]) {
+    super(`invalid configuration in ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** Absolute path of the config file, or undefined for a config built in memory. */
+  file: string | undefined;
+  /** Folder relative paths were resolved against. */
+  baseDir: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Parses and validates a config file. Throws ConfigError naming every bad field. */
+export function loadConfigFile(file: string, env: Env = process.env): LoadedConfig {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw new ConfigError(abs, [`cannot read file: ${(err as Error).message}`]);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { uniqueKeys: true }) ?? {};
+  } catch (err) {
+    throw new ConfigError(abs, [`not valid YAML: ${(err as Error).message}`]);
+  }
+  return { config: validateConfig(raw, abs, dirname(abs), env), file: abs, baseDir: dirname(abs) };
+}
+
+/** Validates an in-memory config object (already parsed), applying env overrides. */
+export function validateConfig(raw: unknown, source: string, baseDir: string, env: Env = process.env): Config {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(source, ['the top level must be a mapping of settings']);
+  }
+  const withEnv = applyEnv(structuredClone(raw) as Record<string, unknown>, env, source);
+  const result = ConfigSchema.safeParse(withEnv);
+  if (!result.success) {
+    throw new ConfigError(
+      source,
+      result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`),
+    );
+  }
+  return resolvePaths(result.data, baseDir);
+}
+
+function section(obj: Record<string, unknown>, key: string): Record<string, unknown> {
+  const v = obj[key];
+  if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  const fresh: Record<string, unknown> = {};
+  obj[key] = fresh;
+  return fresh;
+}
+
+function envNumber(env: Env, name: string, source: string): number | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new ConfigError(source, [`${name}: expected a non-negative number, got ${JSON.stringify(v)}`]);
+  return n;
+}
+
+/** The seeds' environment variables, layered over the file. */
+function applyEnv(raw: Record<string, unknown>, env: Env, source: string): Record<string, unknown> {
+  const issuer = env.MCP_OAUTH_ISSUER;
+  if (issuer) {
+    const oauth = section(raw, 'oauth');
+    const issuers = Array.isArray(oauth.issuers) ? (oauth.issuers as Record<string, unknown>[]) : [];
+    const entry: Record<string, unknown> = issuers.find((i) => i.issuer === issuer) ?? { issuer };
+    if (!issuers.includes(entry)) issuers.push(entry);
+    if (env.MCP_OAUTH_JWKS_URI) entry.jwksUri = env.MCP_OAUTH_JWKS_URI;
+    if (env.MCP_OAUTH_AUDIENCE) entry.audiences = env.MCP_OAUTH_AUDIENCE.split(',').map((s) => s.trim()).filter(Boolean);
+    oauth.issuers = issuers;
+  }
+  const rps = envNumber(env, 'MCP_RATE_LIMIT_RPS', source);
+  const burst = envNumber(env, 'MCP_RATE_LIMIT_BURST', source);
+  if (rps !== undefined || burst !== undefined) {
+    const perClient = section(section(raw, 'rateLimit'), 'perClient');
+    if (rps !== undefined) perClient.rps = rps;
+    if (burst !== undefined) perClient.burst = Math.floor(burst);
+    else if (rps !== undefined && perClient.burst === undefined) perClient.burst = Math.max(1, Math.ceil(rps));
+  }
+  return raw;
+}
+
+function resolvePaths(cfg: Config, baseDir: string): Config {
+  const abs = (p: string | undefined) => (p === undefined || isAbsolute(p) ? p : resolve(baseDir, p));
+  if (cfg.apiKeys.file !== undefined) cfg.apiKeys.file = abs(cfg.apiKeys.file);
+  if (cfg.policy) {
+    cfg.policy.bundle = abs(cfg.policy.bundle);
+    cfg.policy.rego = abs(cfg.policy.rego);
+  }
+  return cfg;
+}

@@ -1,0 +1,182 @@
+// The one configuration schema: source of the TypeScript types, the docs table and the
+// Helm values schema. Every key is optional; defaults follow DESIGN.md.
+import { z } from 'zod';
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:9191');
+
+const asymmetricAlgorithms = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA',
+] as const;
+
+export const Algorithm = z.enum(asymmetricAlgorithms, {
+  error: (issue) =>
+    `unsupported algorithm ${JSON.stringify(issue.input)}: only asymmetric algorithms are accepted (${asymmetricAlgorithms.join(', ')}); HS* and none are refused`,
+});
+
+const grant = z
+  .string()
+  .regex(/^(\*|(tools|prompts|resources):.+)$/, 'a grant is "*" or "<tools|prompts|resources>:<glob>"');
+
+export const EndpointSchema = z
+  .object({
+    name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only (used as a metric label)'),
+    match: z
+      .object({
+        pathPrefix: z.string().startsWith('/', 'must start with "/"').optional(),
+        host: z.string().min(1).optional(),
+      })
+      .strict()
+      .refine((m) => m.pathPrefix !== undefined || m.host !== undefined, 'set pathPrefix, host, or both'),
+    owner: z.string().min(1).optional(),
+    auth: z
+      .object({
+        apiKey: z.boolean().default(true),
+        oauth: z.boolean().default(false),
+        queryParamKeys: z.boolean().default(false),
+      })
+      .strict()
+      .default({ apiKey: true, oauth: false, queryParamKeys: false }),
+    resource: z.url().optional(),
+    scopes: z.array(z.string().min(1)).default([]),
+    rateLimit: z
+      .object({ rps: z.number().min(0), burst: z.number().int().min(0) })
+      .strict()
+      .optional(),
+    data: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+
+export const IssuerSchema = z
+  .object({
+    issuer: z.url(),
+    jwksUri: z.url().optional(),
+    audiences: z.array(z.string().min(1)).optional(),
+    algorithms: z.array(Algorithm).min(1).default([...asymmetricAlgorithms]),
+    userClaim: z.string().default('sub'),
+    scopeClaims: z.array(z.string()).default(['scope', 'scp']),
+    rolesClaim: z.string().default('roles'),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    listen: z
+      .object({ grpc: hostPort.default('0.0.0.0:9191'), http: hostPort.default('0.0.0.0:9090') })
+      .strict()
+      .default({ grpc: '0.0.0.0:9191', http: '0.0.0.0:9090' }),
+    publicBaseUrl: z.url().optional(),
+    realm: z.string().default('mcp-authz'),
+    reflection: z.boolean().default(false),
+    limits: z
+      .object({
+        maxBodyBytes: z.number().int().positive().default(1024 * 1024),
+        maxHeaderBytes: z.number().int().positive().default(64 * 1024),
+        maxHeaders: z.number().int().positive().default(200),
+      })
+      .strict()
+      .default({ maxBodyBytes: 1024 * 1024, maxHeaderBytes: 64 * 1024, maxHeaders: 200 }),
+    apiKeys: z
+      .object({
+        file: z.string().optional(),
+        header: z.string().toLowerCase().default('x-api-key'),
+        queryParams: z.array(z.string().min(1)).default(['api_key', 'apikey']),
+      })
+      .strict()
+      .default({ header: 'x-api-key', queryParams: ['api_key', 'apikey'] }),
+    oauth: z
+      .object({
+        issuers: z.array(IssuerSchema).default([]),
+        clockToleranceSeconds: z.number().int().min(0).max(600).default(30),
+        jwksCooldownSeconds: z.number().int().min(1).default(30),
+        jwksCacheMaxAgeSeconds: z.number().int().min(1).default(600),
+        tokenCacheSize: z.number().int().min(0).default(10000),
+        maxTokenBytes: z.number().int().positive().default(16 * 1024),
+      })
+      .strict()
+      .default({
+        issuers: [],
+        clockToleranceSeconds: 30,
+        jwksCooldownSeconds: 30,
+        jwksCacheMaxAgeSeconds: 600,
+        tokenCacheSize: 10000,
+        maxTokenBytes: 16 * 1024,
+      }),
+    upstream: z
+      .object({ removeCredentials: z.boolean().default(true) })
+      .strict()
+      .default({ removeCredentials: true }),
+    policy: z
+      .object({
+        bundle: z.string().optional(),
+        rego: z.string().optional(),
+        entrypoint: z.string().default('mcp/authz/decision'),
+        dryRun: z.boolean().default(false),
+        maxMemoryPages: z.number().int().min(2).max(65536).default(1024),
+        envoyInput: z.boolean().default(true),
+        data: z.record(z.string(), z.unknown()).default({}),
+      })
+      .strict()
+      .optional(),
+    rateLimit: z
+      .object({
+        failedAuth: z
+          .object({
+            maxAttempts: z.number().int().min(0).default(20),
+            windowSeconds: z.number().int().positive().default(60),
+          })
+          .strict()
+          .default({ maxAttempts: 20, windowSeconds: 60 }),
+        perClient: z
+          .object({ rps: z.number().min(0).default(0), burst: z.number().int().min(0).default(0) })
+          .strict()
+          .default({ rps: 0, burst: 0 }),
+        redis: z
+          .object({ url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'), keyPrefix: z.string().default('mcp-authz') })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({ failedAuth: { maxAttempts: 20, windowSeconds: 60 }, perClient: { rps: 0, burst: 0 } }),
+    clientAddress: z
+      .object({
+        from: z.enum(['source', 'x-forwarded-for', 'x-envoy-external-address']).default('source'),
+        trustedHops: z.number().int().min(1).default(1),
+      })
+      .strict()
+      .default({ from: 'source', trustedHops: 1 }),
+    decisionLog: z
+      .object({ enabled: z.boolean().default(true), sampleRate: z.number().min(0).max(1).default(1) })
+      .strict()
+      .default({ enabled: true, sampleRate: 1 }),
+    endpoints: z.array(EndpointSchema).default([]),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    cfg.endpoints.forEach((e, i) => {
+      if (seen.has(e.name)) {
+        ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'name'], message: `duplicate endpoint name "${e.name}"` });
+      }
+      seen.add(e.name);
+      if (e.auth.oauth && cfg.oauth.issuers.length === 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['endpoints', i, 'auth', 'oauth'],
+          message: 'oauth is on but no oauth.issuers are configured (or set MCP_OAUTH_ISSUER)',
+        });
+      }
+      if (e.auth.oauth && !e.resource && !cfg.oauth.issuers.some((iss) => iss.audiences?.length)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['endpoints', i, 'resource'],
+          message: 'an OAuth endpoint needs its canonical resource URI (the token audience)',
+        });
+      }
+    });
+  });
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type EndpointConfig = z.infer<typeof EndpointSchema>;
+export type IssuerConfig = z.infer<typeof IssuerSchema>;

@@ -1,0 +1,52 @@
+// Loads the official Envoy ext_authz v3 protos (shipped in @grpc/grpc-js-xds) and the
+// gRPC health protocol. Loaded once per process.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as protoLoader from '@grpc/proto-loader';
+import * as grpc from '@grpc/grpc-js';
+
+const require = createRequire(import.meta.url);
+const xdsRoot = dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
+const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export const envoyIncludeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(xdsRoot, 'deps', d));
+
+/** Options shared by the server and the tests' clients: field names as in the .proto files. */
+export const loaderOptions: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: false,
+  oneofs: true,
+};
+
+let cached: { authDef: protoLoader.PackageDefinition; healthDef: protoLoader.PackageDefinition } | undefined;
+
+export function packageDefinitions() {
+  cached ??= {
+    authDef: protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs }),
+    healthDef: protoLoader.loadSync('grpc/health/v1/health.proto', { ...loaderOptions, includeDirs: [join(projectRoot, 'proto')] }),
+  };
+  return cached;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyService = any;
+
+export function authorizationService(): grpc.ServiceDefinition {
+  const pkg = grpc.loadPackageDefinition(packageDefinitions().authDef) as AnyService;
+  return pkg.envoy.service.auth.v3.Authorization.service;
+}
+
+export function healthService(): grpc.ServiceDefinition {
+  const pkg = grpc.loadPackageDefinition(packageDefinitions().healthDef) as AnyService;
+  return pkg.grpc.health.v1.Health.service;
+}
+
+/** Client constructors, for tests, the test proxy and the benchmark. */
+export function clientConstructors(): { Authorization: grpc.ServiceClientConstructor; Health: grpc.ServiceClientConstructor } {
+  const auth = grpc.loadPackageDefinition(packageDefinitions().authDef) as AnyService;
+  const health = grpc.loadPackageDefinition(packageDefinitions().healthDef) as AnyService;
+  return { Authorization: auth.envoy.service.auth.v3.Authorization, Health: health.grpc.health.v1.Health };
+}

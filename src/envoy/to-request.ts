@@ -1,0 +1,108 @@
+// CheckRequest (as decoded by proto-loader) → the project's Request. Protobuf stops here.
+import { randomUUID } from 'node:crypto';
+import { normalizePath } from '../request/normalize-path.js';
+import { parseQuery } from '../request/parse-query.js';
+import { RequestRejected } from '../request/reject.js';
+import type { HeaderMap, Request } from '../request/types.js';
+
+export interface RequestLimits {
+  maxBodyBytes: number;
+  maxHeaderBytes: number;
+  maxHeaders: number;
+}
+
+/** The subset of envoy.service.auth.v3.CheckRequest the service reads (proto field names). */
+export interface WireCheckRequest {
+  attributes?: {
+    source?: { address?: { socket_address?: { address?: string; port_value?: number } } };
+    request?: {
+      http?: {
+        id?: string;
+        method?: string;
+        headers?: Record<string, string>;
+        header_map?: { headers?: { key?: string; value?: string; raw_value?: Buffer }[] };
+        path?: string;
+        host?: string;
+        scheme?: string;
+        body?: string;
+        raw_body?: Buffer;
+        size?: string | number;
+        protocol?: string;
+      };
+    };
+    [k: string]: unknown;
+  };
+}
+
+export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request {
+  const attrs = msg.attributes;
+  const http = attrs?.request?.http;
+  if (!http) {
+    throw new RequestRejected(400, 'invalid_check_request', 'The CheckRequest has no attributes.request.http; mcp-authz authorizes HTTP requests from Envoy\'s ext_authz HTTP filter.');
+  }
+  const headers = readHeaders(http, limits);
+
+  let body = '';
+  let bodyBytes = 0;
+  if (http.raw_body && http.raw_body.length > 0) {
+    bodyBytes = http.raw_body.length;
+    if (bodyBytes > limits.maxBodyBytes) throw tooLarge(bodyBytes, limits.maxBodyBytes);
+    body = http.raw_body.toString('utf8');
+  } else if (http.body) {
+    bodyBytes = Buffer.byteLength(http.body, 'utf8');
+    if (bodyBytes > limits.maxBodyBytes) throw tooLarge(bodyBytes, limits.maxBodyBytes);
+    body = http.body;
+  }
+
+  const rawPath = http.path ?? headers[':path']?.[0] ?? '';
+  const { path, rawQuery } = normalizePath(rawPath);
+  const host = (http.host ?? headers[':authority']?.[0] ?? headers.host?.[0] ?? '').toLowerCase();
+
+  return {
+    id: headers['x-request-id']?.[0] ?? (http.id || randomUUID()),
+    method: (http.method ?? headers[':method']?.[0] ?? '').toUpperCase(),
+    scheme: http.scheme ?? headers[':scheme']?.[0] ?? 'http',
+    host,
+    rawPath,
+    path,
+    rawQuery,
+    query: parseQuery(rawQuery),
+    headers,
+    body,
+    bodyBytes,
+    hasBody: bodyBytes > 0,
+    sourceAddress: attrs?.source?.address?.socket_address?.address ?? '',
+    attributes: () => attrs,
+    receivedAt: process.hrtime.bigint(),
+  };
+}
+
+function readHeaders(http: NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']>, limits: RequestLimits): HeaderMap {
+  const out: HeaderMap = Object.create(null);
+  let count = 0;
+  let bytes = 0;
+  const add = (rawName: string, value: string) => {
+    count++;
+    bytes += rawName.length + value.length;
+    if (count > limits.maxHeaders || bytes > limits.maxHeaderBytes) {
+      throw new RequestRejected(431, 'headers_too_large', `The request headers exceed the service's limit (${limits.maxHeaders} headers, ${limits.maxHeaderBytes} bytes).`);
+    }
+    const name = rawName.toLowerCase();
+    (out[name] ??= []).push(value);
+  };
+  const entries = http.header_map?.headers;
+  if (entries && entries.length > 0) {
+    // encode_raw_headers: raw values, one entry per occurrence.
+    for (const h of entries) {
+      if (!h.key) continue;
+      add(h.key, h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? ''));
+    }
+  } else if (http.headers) {
+    for (const name in http.headers) add(name, http.headers[name]!);
+  }
+  return out;
+}
+
+function tooLarge(size: number, max: number): RequestRejected {
+  return new RequestRejected(413, 'body_too_large', `The request body (${size} bytes) exceeds the service's limit of ${max} bytes (limits.maxBodyBytes).`);
+}

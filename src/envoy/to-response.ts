@@ -1,0 +1,56 @@
+// Outcome → envoy.service.auth.v3.CheckResponse (proto field names, for proto-loader).
+import { denyBody, type HeaderToSet, type Outcome } from '../check/outcome.js';
+
+/** google.rpc.Code for a deny status: what Envoy logs and what failure_mode_allow never sees as an error. */
+export function grpcCodeFor(status: number): number {
+  switch (status) {
+    case 400: case 413: case 415: case 431: return 3; // INVALID_ARGUMENT
+    case 401: return 16; // UNAUTHENTICATED
+    case 403: return 7; // PERMISSION_DENIED
+    case 404: return 5; // NOT_FOUND
+    case 429: return 8; // RESOURCE_EXHAUSTED
+    case 503: return 14; // UNAVAILABLE
+    default: return status >= 500 ? 13 : 7; // INTERNAL / PERMISSION_DENIED (incl. direct 200 answers)
+  }
+}
+
+function headerOption(h: HeaderToSet) {
+  return { header: { key: h.name, value: h.value }, append: { value: h.append } };
+}
+
+export function toCheckResponse(o: Outcome, now: Date = new Date()): Record<string, unknown> {
+  if (o.allow) {
+    const ok: Record<string, unknown> = {};
+    if (o.headers.length) ok.headers = o.headers.map(headerOption);
+    if (o.headersToRemove.length) ok.headers_to_remove = o.headersToRemove;
+    if (o.queryParamsToRemove.length) ok.query_parameters_to_remove = o.queryParamsToRemove;
+    if (o.responseHeaders.length) ok.response_headers_to_add = o.responseHeaders.map(headerOption);
+    const res: Record<string, unknown> = { status: { code: 0 }, ok_response: ok };
+    if (o.dynamicMetadata) res.dynamic_metadata = toStruct(o.dynamicMetadata);
+    return res;
+  }
+  const headers = [headerOption({ name: 'content-type', value: o.contentType ?? 'application/json', append: false }), ...o.headers.map(headerOption)];
+  const res: Record<string, unknown> = {
+    status: { code: grpcCodeFor(o.status), message: o.code },
+    denied_response: { status: { code: o.status }, headers, body: denyBody(o, now) },
+  };
+  if (o.dynamicMetadata) res.dynamic_metadata = toStruct(o.dynamicMetadata);
+  return res;
+}
+
+/** A plain object → google.protobuf.Struct in proto-loader's object form. */
+export function toStruct(obj: Record<string, unknown>): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (const k of Object.keys(obj)) fields[k] = toValue(obj[k]);
+  return { fields };
+}
+
+function toValue(v: unknown): Record<string, unknown> {
+  if (v === null || v === undefined) return { null_value: 'NULL_VALUE' };
+  if (typeof v === 'number') return { number_value: v };
+  if (typeof v === 'string') return { string_value: v };
+  if (typeof v === 'boolean') return { bool_value: v };
+  if (Array.isArray(v)) return { list_value: { values: v.map(toValue) } };
+  if (typeof v === 'object') return { struct_value: toStruct(v as Record<string, unknown>) };
+  return { string_value: String(v) };
+}

@@ -1,0 +1,118 @@
+// The MCP JSON-RPC view of a request: what is being called, read from the body and
+// cross-checked with the MCP 2026-07-28 Mcp-Method / Mcp-Name headers.
+import { findDuplicateKey } from './json-duplicate-keys.js';
+import { RequestRejected } from './reject.js';
+import { header, type HeaderMap, type McpCall, type McpView } from './types.js';
+
+/** Protocol version from which Mcp-Method/Mcp-Name headers may stand without a body. */
+export const HEADER_ROUTING_VERSION = '2026-07-28';
+
+const NO_MCP: McpView = Object.freeze({ present: false, batch: false, protocolVersion: undefined, calls: [], source: 'none' }) as McpView;
+
+export interface ParsedBody {
+  view: McpView;
+  /** The parsed JSON, for the opa-envoy-plugin compatible `parsed_body` input. */
+  json: unknown;
+}
+
+/**
+ * Builds the MCP view from the body (when there is one) and the MCP headers.
+ * Throws RequestRejected (400) for bodies that are not JSON-RPC, carry duplicate keys,
+ * or disagree with the Mcp-Method / Mcp-Name headers.
+ */
+export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap): ParsedBody {
+  const protocolVersion = header(headers, 'mcp-protocol-version');
+  const hMethod = header(headers, 'mcp-method');
+  const hName = header(headers, 'mcp-name');
+  if ((headers['mcp-method']?.length ?? 0) > 1 || (headers['mcp-name']?.length ?? 0) > 1) {
+    throw bad('mcp_header_mismatch', 'Mcp-Method and Mcp-Name may appear at most once');
+  }
+
+  if (!hasBody || body.length === 0) {
+    if (hMethod !== undefined && protocolVersion !== undefined && protocolVersion >= HEADER_ROUTING_VERSION) {
+      const call: McpCall = { method: hMethod, kind: 'request' };
+      if (hName !== undefined) assignName(call, hName);
+      return { view: { present: true, batch: false, protocolVersion, calls: [call], source: 'headers' }, json: undefined };
+    }
+    return { view: protocolVersion === undefined ? NO_MCP : { ...NO_MCP, protocolVersion }, json: undefined };
+  }
+
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (err) {
+    throw bad('invalid_json', `The request body is not valid JSON (${(err as Error).message}); MCP requests are JSON-RPC 2.0 objects or arrays.`);
+  }
+  const dup = findDuplicateKey(body);
+  if (dup !== undefined) {
+    throw bad('duplicate_json_key', `The request body repeats the key "${dup}"; duplicate keys are refused because readers may disagree on which one counts.`);
+  }
+
+  const batch = Array.isArray(json);
+  const elements = batch ? (json as unknown[]) : [json];
+  if (batch && elements.length === 0) throw bad('invalid_jsonrpc', 'An empty JSON-RPC batch is not a valid request.');
+  const calls = elements.map((e, i) => toCall(e, batch ? i : undefined));
+
+  if (hMethod !== undefined) {
+    if (batch || calls[0]!.kind === 'response') {
+      throw bad('mcp_header_mismatch', 'Mcp-Method is set but the body is not a single JSON-RPC request or notification.');
+    }
+    const c = calls[0]!;
+    if (c.method !== hMethod) {
+      throw bad('mcp_header_mismatch', `Mcp-Method header "${hMethod}" does not match the body's method "${c.method}".`);
+    }
+    const bodyName = c.name ?? c.uri;
+    if (hName !== undefined && hName !== bodyName) {
+      throw bad('mcp_header_mismatch', `Mcp-Name header "${hName}" does not match the body's ${c.uri !== undefined ? 'params.uri' : 'params.name'} ${JSON.stringify(bodyName ?? null)}.`);
+    }
+  } else if (hName !== undefined) {
+    throw bad('mcp_header_mismatch', 'Mcp-Name is set without Mcp-Method.');
+  }
+  return { view: { present: true, batch, protocolVersion, calls, source: 'body' }, json };
+}
+
+function toCall(e: unknown, index: number | undefined): McpCall {
+  const where = index === undefined ? 'The request body' : `Batch element ${index}`;
+  if (e === null || typeof e !== 'object' || Array.isArray(e)) {
+    throw bad('invalid_jsonrpc', `${where} is not a JSON-RPC object.`);
+  }
+  const o = e as Record<string, unknown>;
+  if (o.jsonrpc !== '2.0') throw bad('invalid_jsonrpc', `${where} lacks "jsonrpc": "2.0".`);
+  if (o.method === undefined) {
+    if ('result' in o || 'error' in o) return { method: '', kind: 'response' };
+    throw bad('invalid_jsonrpc', `${where} has neither "method" nor "result"/"error".`);
+  }
+  if (typeof o.method !== 'string' || o.method.length === 0) {
+    throw bad('invalid_jsonrpc', `${where} has a "method" that is not a non-empty string.`);
+  }
+  const call: McpCall = { method: o.method, kind: 'id' in o ? 'request' : 'notification' };
+  const params = o.params;
+  if (params !== undefined && (params === null || typeof params !== 'object')) {
+    throw bad('invalid_jsonrpc', `${where} has "params" that is not an object or array.`);
+  }
+  const p = (params ?? {}) as Record<string, unknown>;
+  if (typeof p.name === 'string') call.name = p.name;
+  if (typeof p.uri === 'string') call.uri = p.uri;
+  if (p.ref && typeof p.ref === 'object') {
+    const ref = p.ref as Record<string, unknown>;
+    const id = typeof ref.name === 'string' ? ref.name : typeof ref.uri === 'string' ? ref.uri : undefined;
+    if (typeof ref.type === 'string' && id !== undefined) call.ref = `${ref.type}:${id}`;
+  }
+  // A tool, prompt or resource call whose target is missing or not a string must not pass unnamed.
+  if ((call.method === 'tools/call' || call.method === 'prompts/get') && call.name === undefined) {
+    throw bad('invalid_jsonrpc', `${where}: ${call.method} needs a string params.name.`);
+  }
+  if (call.method === 'resources/read' && call.uri === undefined) {
+    throw bad('invalid_jsonrpc', `${where}: resources/read needs a string params.uri.`);
+  }
+  return call;
+}
+
+function assignName(call: McpCall, value: string): void {
+  if (call.method.startsWith('resources/')) call.uri = value;
+  else call.name = value;
+}
+
+function bad(code: string, description: string): RequestRejected {
+  return new RequestRejected(400, code, description);
+}

@@ -1,0 +1,56 @@
+// Path normalization: the one place a request path is turned into the form endpoints
+// are matched on and the policy sees.
+import { RequestRejected } from './reject.js';
+
+export interface SplitPath {
+  path: string;
+  rawQuery: string;
+}
+
+/**
+ * Splits Envoy's `:path` into the normalized path and the raw query string.
+ * Rejects (400) what cannot be interpreted safely: `..` segments, encoded `/` or `\`,
+ * a backslash, NUL, malformed percent-escapes, and paths that do not start with `/`.
+ */
+export function normalizePath(raw: string): SplitPath {
+  let end = raw.length;
+  const hash = raw.indexOf('#');
+  if (hash !== -1) end = hash;
+  const q = raw.indexOf('?');
+  let rawPath = raw;
+  let rawQuery = '';
+  if (q !== -1 && q < end) {
+    rawPath = raw.slice(0, q);
+    rawQuery = raw.slice(q + 1, end);
+  } else if (end !== raw.length) {
+    rawPath = raw.slice(0, end);
+  }
+  if (rawPath.length === 0 || rawPath.charCodeAt(0) !== 47 /* / */) {
+    throw bad(`the path must start with "/"`);
+  }
+  let decoded = rawPath;
+  if (rawPath.includes('%')) {
+    if (/%(2f|5c|00)/i.test(rawPath)) throw bad('the path contains an encoded "/", "\\" or NUL');
+    try {
+      decoded = decodeURIComponent(rawPath);
+    } catch {
+      throw bad('the path contains a malformed percent-escape');
+    }
+  }
+  if (decoded.includes('\\')) throw bad('the path contains "\\"');
+  if (decoded.includes('\0')) throw bad('the path contains NUL');
+  const segments = decoded.split('/');
+  const out: string[] = [];
+  for (let i = 1; i < segments.length; i++) {
+    const s = segments[i]!;
+    if (s === '..') throw bad('the path contains a ".." segment');
+    if (s === '' && i !== segments.length - 1) continue; // "//" collapses
+    if (s === '.') continue;
+    out.push(s);
+  }
+  return { path: '/' + out.join('/'), rawQuery };
+}
+
+function bad(description: string): RequestRejected {
+  return new RequestRejected(400, 'invalid_path', description);
+}

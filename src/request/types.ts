@@ -1,0 +1,61 @@
+// The project's own request model. Protobuf stops at src/envoy/; every phase after it
+// works on these plain types.
+
+/** Lower-cased header name → values in arrival order (duplicates kept). */
+export type HeaderMap = Record<string, string[]>;
+/** Query parameter name → values in arrival order. */
+export type QueryMap = Record<string, string[]>;
+
+export interface McpCall {
+  /** JSON-RPC method; for a response element, "" (responses have none). */
+  method: string;
+  kind: 'request' | 'notification' | 'response';
+  /** params.name for tools/call and prompts/get. */
+  name?: string;
+  /** params.uri for resources/read (and resources/subscribe). */
+  uri?: string;
+  /** params.ref for completion/complete: "<type>:<name or uri>". */
+  ref?: string;
+}
+
+export interface McpView {
+  /** True when the request carried a JSON-RPC body or trusted Mcp-Method headers. */
+  present: boolean;
+  batch: boolean;
+  protocolVersion: string | undefined;
+  calls: McpCall[];
+  /** Where the calls came from: the body, or the 2026-07-28 Mcp-Method/Mcp-Name headers. */
+  source: 'body' | 'headers' | 'none';
+}
+
+export interface Request {
+  /** x-request-id, else Envoy's attributes.request.http.id, else generated. */
+  id: string;
+  method: string;
+  scheme: string;
+  /** :authority without port normalisation, lower-cased. */
+  host: string;
+  /** Path as Envoy sent it (with the query). */
+  rawPath: string;
+  /** Normalized path: query removed, percent-decoded once, "//" collapsed. */
+  path: string;
+  /** Raw query string, without "?". */
+  rawQuery: string;
+  query: QueryMap;
+  headers: HeaderMap;
+  /** The body as text ("" when Envoy sent none). */
+  body: string;
+  /** Size of the body Envoy sent, in bytes. */
+  bodyBytes: number;
+  /** Whether Envoy attached any body (with_request_body configured and a body present). */
+  hasBody: boolean;
+  sourceAddress: string;
+  /** The raw CheckRequest attributes as plain JSON, for opa-envoy-plugin compatible input (built lazily). */
+  attributes: () => unknown;
+  receivedAt: bigint;
+}
+
+/** First value of a header, or undefined. */
+export function header(headers: HeaderMap, name: string): string | undefined {
+  return headers[name]?.[0];
+}

@@ -1,0 +1,47 @@
+// The gRPC side: envoy.service.auth.v3.Authorization/Check, grpc.health.v1.Health and,
+// behind a flag, reflection.
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { runCheck } from '../check/pipeline.js';
+import type { Runtime } from '../check/runtime.js';
+import { authorizationService, healthService, packageDefinitions } from '../envoy/protos.js';
+import type { WireCheckRequest } from '../envoy/to-request.js';
+import { toCheckResponse } from '../envoy/to-response.js';
+import type { HealthState } from './health.js';
+
+export interface GrpcServerOptions {
+  runtime: () => Runtime;
+  health: HealthState;
+  reflection: boolean;
+  /** Tracks in-flight Checks so shutdown can drain them. */
+  inFlight: { add(p: Promise<unknown>): void };
+}
+
+export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  server.addService(authorizationService(), {
+    Check: (call: grpc.ServerUnaryCall<WireCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const p = runCheck(opts.runtime(), call.request).then(
+        (trace) => callback(null, toCheckResponse(trace.outcome)),
+        // runCheck never rejects; this is the last line of defence and still a deny.
+        () => callback(null, toCheckResponse({ allow: false, status: 503, code: 'internal_error', description: 'internal error', headers: [] })),
+      );
+      opts.inFlight.add(p);
+    },
+  });
+  server.addService(healthService(), opts.health.handlers());
+  if (opts.reflection) {
+    const defs = packageDefinitions();
+    new ReflectionService({ ...defs.authDef, ...defs.healthDef }).addToServer(server);
+  }
+  return server;
+}
+
+export function bindGrpc(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}

@@ -1,0 +1,85 @@
+// Starts and stops the whole service: runtime, gRPC and HTTP servers, health and drain.
+import type * as grpc from '@grpc/grpc-js';
+import type { Server } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { LoadedConfig } from '../config/load.js';
+import { createRuntime, type Runtime } from '../check/runtime.js';
+import type { Logger } from '../log/logger.js';
+import { createMetricsRegistry } from '../metrics/registry.js';
+import { bindGrpc, createGrpcServer } from './grpc-server.js';
+import { HealthState } from './health.js';
+import { createHttpServer, listenHttp } from './http-server.js';
+
+export interface RunningService {
+  grpcPort: number;
+  httpPort: number;
+  health: HealthState;
+  runtime: () => Runtime;
+  metrics: Registry;
+  /** Graceful stop: NOT_SERVING first, in-flight Checks finish, then the listeners close. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  logger: Logger;
+  /** Builds the runtime from the config (defaults to the plain runtime); phases plug in here. */
+  buildRuntime?: (loaded: LoadedConfig, logger: Logger, metrics: Registry) => Promise<Runtime> | Runtime;
+}
+
+export async function startService(loaded: LoadedConfig, opts: StartOptions): Promise<RunningService> {
+  const { logger } = opts;
+  const metrics = createMetricsRegistry();
+  const health = new HealthState();
+  const runtime = opts.buildRuntime ? await opts.buildRuntime(loaded, logger, metrics) : createRuntime(loaded.config, logger);
+  const current = () => runtime;
+
+  const inFlight = new Set<Promise<unknown>>();
+  const grpcServer: grpc.Server = createGrpcServer({
+    runtime: current,
+    health,
+    reflection: loaded.config.reflection,
+    inFlight: {
+      add(p) {
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+      },
+    },
+  });
+  const httpServer: Server = createHttpServer({
+    runtime: current,
+    health,
+    metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
+  });
+
+  const grpcPort = await bindGrpc(grpcServer, loaded.config.listen.grpc);
+  const httpPort = await listenHttp(httpServer, loaded.config.listen.http);
+  health.set('SERVING');
+  logger.info({ grpc: grpcPort, http: httpPort, endpoints: runtime.endpoints.all.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
+
+  let closing: Promise<void> | undefined;
+  return {
+    grpcPort,
+    httpPort,
+    health,
+    runtime: current,
+    metrics,
+    close(graceMs = 10_000) {
+      closing ??= (async () => {
+        health.set('NOT_SERVING', ['shutting down']);
+        health.endWatches();
+        const drained = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+        const timer = setTimeout(() => grpcServer.forceShutdown(), graceMs);
+        await drained;
+        await Promise.allSettled([...inFlight]);
+        clearTimeout(timer);
+        await new Promise<void>((resolve) => {
+          httpServer.close(() => resolve());
+          httpServer.closeAllConnections();
+        });
+        await runtime.close();
+        logger.info('mcp-authz stopped');
+      })();
+      return closing;
+    },
+  };
+}
