@@ -1,0 +1,18 @@
+// Events the phases report, for metrics and logs. Every member is optional so a phase can
+// be used (in `mcp-authz check`, in unit tests) without anything listening.
+export interface ServiceEvents {
+  /** A policy bundle load or reload finished. */
+  policyReload?(result: 'success' | 'failure', revision: string | undefined): void;
+  /** One policy evaluation took this long. */
+  policyEval?(seconds: number): void;
+  /** A dry-run policy deny was turned into an allow. */
+  dryRunDeny?(): void;
+  /** A JWKS fetch for an issuer finished. */
+  jwksRefresh?(issuer: string, result: 'success' | 'failure'): void;
+  /** The API key registry (re)loaded. */
+  keysReload?(result: 'success' | 'failure', keys: number): void;
+  /** A request used an API key (by its non-secret id). */
+  apiKeyUsed?(keyId: string): void;
+  /** The shared (Redis) limiter store became unavailable or came back. */
+  limiterStore?(state: 'shared' | 'local_fallback'): void;
+}
