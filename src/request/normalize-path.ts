@@ -9,7 +9,7 @@ export interface SplitPath {
 
 /**
  * Splits Envoy's `:path` into the normalized path and the raw query string.
- * Rejects (400) what cannot be interpreted safely: `..` segments, encoded `/` or `\`,
+ * Rejects (400) what cannot be interpreted safely: `..` segments, encoded `/`, `\`, `?` or `#`,
  * a backslash, NUL, malformed percent-escapes, and paths that do not start with `/`.
  */
 export function normalizePath(raw: string): SplitPath {
@@ -30,7 +30,8 @@ export function normalizePath(raw: string): SplitPath {
   }
   let decoded = rawPath;
   if (rawPath.includes('%')) {
-    if (/%(2f|5c|00)/i.test(rawPath)) throw bad('the path contains an encoded "/", "\\" or NUL');
+    // Decoding these would change the path's structure (or let it differ on a second parse).
+    if (/%(2f|5c|00|3f|23)/i.test(rawPath)) throw bad('the path contains an encoded "/", "\\", "?", "#" or NUL');
     try {
       decoded = decodeURIComponent(rawPath);
     } catch {

@@ -1,0 +1,95 @@
+import test from 'ava';
+import fc from 'fast-check';
+import { normalizePath } from '../src/request/normalize-path.js';
+import { parseQuery } from '../src/request/parse-query.js';
+import { RequestRejected } from '../src/request/reject.js';
+
+const segment = fc.stringMatching(/^[A-Za-z0-9._~%-]{0,8}$/);
+const rawPath = fc.array(segment, { maxLength: 8 }).map((s) => '/' + s.join('/'));
+
+function attempt(p: string) {
+  try {
+    return normalizePath(p);
+  } catch (err) {
+    if (err instanceof RequestRejected) return err;
+    throw err;
+  }
+}
+
+test('any input either normalizes or is rejected with a 400, never another error', (t) => {
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', maxLength: 64 }), (p) => {
+      const r = attempt(p);
+      if (r instanceof RequestRejected) return r.status === 400 && r.code === 'invalid_path';
+      return true;
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass();
+});
+
+test('a normalized path starts with "/" and has no empty, ".", or ".." segments inside, no NUL and no backslash', (t) => {
+  fc.assert(
+    fc.property(rawPath, (p) => {
+      const r = attempt(p);
+      if (r instanceof RequestRejected) return true;
+      const inner = r.path.split('/').slice(1, -1);
+      return r.path.startsWith('/') && !r.path.includes('//') && !inner.includes('') && !inner.includes('.') && !r.path.split('/').includes('..') && !r.path.includes('\0') && !r.path.includes('\\');
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass();
+});
+
+test('normalizing is idempotent for paths without "%"', (t) => {
+  fc.assert(
+    fc.property(rawPath, (p) => {
+      const r = attempt(p);
+      if (r instanceof RequestRejected || r.path.includes('%')) return true;
+      return normalizePath(r.path).path === r.path;
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass();
+});
+
+test('the query is split off whole and never leaks into the path', (t) => {
+  const query = fc.stringMatching(/^[A-Za-z0-9=&%+._-]{0,20}$/);
+  fc.assert(
+    fc.property(rawPath.filter((p) => !p.includes('%')), query, (p, q) => {
+      const r = attempt(`${p}?${q}`);
+      if (r instanceof RequestRejected) return true;
+      return r.rawQuery === q && !r.path.includes('?');
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass();
+});
+
+test('a ".." segment is rejected however it is spelled', (t) => {
+  for (const p of ['/a/../b', '/a/%2e%2e/b', '/a/%2E./b', '/..', '/a/.%2e']) {
+    const r = attempt(p);
+    t.true(r instanceof RequestRejected, p);
+  }
+});
+
+test('encoded separators and NUL are rejected, not decoded into the path', (t) => {
+  for (const p of ['/a%3Fb', '/a%23b', '/a%2fb', '/a%2Fb', '/a%5cb', '/a%5Cb', '/a%00', '/a\\b', '/a%zz', 'relative', '']) {
+    t.true(attempt(p) instanceof RequestRejected, JSON.stringify(p));
+  }
+});
+
+test('examples: decoding once, "//" collapse, "." dropped, trailing slash kept, fragment dropped', (t) => {
+  t.deepEqual(normalizePath('//mcp//files/./x/?a=1#frag'), { path: '/mcp/files/x/', rawQuery: 'a=1' });
+  t.is(normalizePath('/mcp/%2541').path, '/mcp/%41', 'decoded exactly once');
+  t.is(normalizePath('/').path, '/');
+  t.is(normalizePath('/caf%C3%A9').path, '/café');
+});
+
+test('query parameters keep every value in order, form-decoded', (t) => {
+  const q = parseQuery('api_key=a&x=1&api_key=b&sp=a+b&enc=%26');
+  t.deepEqual(q.api_key, ['a', 'b']);
+  t.deepEqual(q.sp, ['a b']);
+  t.deepEqual(q.enc, ['&']);
+  t.deepEqual(Object.keys(parseQuery('')), []);
+});
