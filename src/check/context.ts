@@ -18,6 +18,8 @@ export interface CheckContext {
   parsedBody: unknown;
   /** Why authentication failed, when it did (a stable code). */
   authFailure?: string;
+  /** Why authentication failed, in words (never a secret). */
+  authWhy?: string;
   /** The policy input and raw result, kept for `mcp-authz check` and the decision log. */
   policy?: { input?: unknown; result?: unknown; revision?: string; durationNs?: number; realDecision?: 'allow' | 'deny' };
 }

@@ -8,7 +8,7 @@ import type { Deny, HeaderToSet, Outcome } from './outcome.js';
 
 export type AuthResult =
   | { ok: true; principal: Principal; credentialHeaders: string[]; credentialQueryParams: string[] }
-  | { ok: false; deny: Deny; reason: string; principal?: Principal };
+  | { ok: false; deny: Deny; reason: string; principal?: Principal; /** Human detail for logs and `mcp-authz check`; never contains a secret. */ why?: string };
 
 export interface Authenticator {
   authenticate(request: Request, endpoint: Endpoint | undefined): AuthResult | Promise<AuthResult>;

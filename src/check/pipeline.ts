@@ -50,6 +50,7 @@ async function decide(rt: Runtime, ctx: CheckContext): Promise<Outcome> {
   const auth = await rt.authenticator.authenticate(request, ctx.endpoint);
   if (!auth.ok) {
     ctx.authFailure = auth.reason;
+    if (auth.why !== undefined) ctx.authWhy = auth.why;
     if (auth.principal) ctx.principal = auth.principal;
     if (auth.reason !== 'authentication_required') await rt.limiter.authFailed(ctx, auth.reason);
     return auth.deny;

@@ -21,7 +21,7 @@ export function readBodyFlag(b: string | undefined): string | undefined {
 }
 
 export async function explain(loaded: LoadedConfig, sample: SampleRequest): Promise<Record<string, unknown>> {
-  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry());
+  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false });
   try {
     const trace = await runCheck(rt, sampleToWire(sample));
     const o = trace.outcome;
@@ -37,6 +37,7 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest): Prom
       endpoint: ctx?.endpoint?.name ?? null,
       principal: ctx?.principal ?? null,
       authFailure: ctx?.authFailure ?? null,
+      authWhy: ctx?.authWhy ?? null,
       mcp: ctx?.mcp ?? null,
       policy: ctx?.policy ?? null,
       checkResponse: toCheckResponse(o),

@@ -7,6 +7,7 @@ import { createLogger } from '../log/logger.js';
 import { buildRuntime } from '../server/build-runtime.js';
 import { startService } from '../server/service.js';
 import { explain, parseHeaderFlag, readBodyFlag } from './check-command.js';
+import { keysCommand } from './keys-command.js';
 
 const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const QUICKSTART_CONFIG = join(projectRoot, 'examples', 'quickstart', 'config.yaml');
@@ -14,7 +15,7 @@ export const QUICKSTART_CONFIG = join(projectRoot, 'examples', 'quickstart', 'co
 const USAGE = `usage:
   mcp-authz serve [--config FILE] [--check-config]
   mcp-authz check --config FILE --method M --path P [-H 'name: value']... [--body JSON|@file] [--host H] [--source ADDR]
-  mcp-authz keys create --name N [--user U] [--role R] [--permission P]... [--expires DATE]
+  mcp-authz keys create --name N [--id ID] [--user U] [--role R] [--permission P]... [--expires DATE] [--json]
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -97,7 +98,6 @@ async function check(args: string[]): Promise<number> {
   return result.decision === 'allow' ? 0 : 3;
 }
 
-async function keys(_args: string[]): Promise<number> {
-  process.stderr.write('mcp-authz keys: not available yet\n');
-  return 2;
+async function keys(args: string[]): Promise<number> {
+  return keysCommand(args, (s) => process.stdout.write(s));
 }

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { hashApiKey } from '../auth/api-key-format.js';
 import { ConfigSchema, type Config } from './schema.js';
 
 export class ConfigError extends Error {
@@ -84,6 +85,12 @@ function applyEnv(raw: Record<string, unknown>, env: Env, source: string): Recor
     if (env.MCP_OAUTH_AUDIENCE) entry.audiences = env.MCP_OAUTH_AUDIENCE.split(',').map((s) => s.trim()).filter(Boolean);
     oauth.issuers = issuers;
   }
+  const devKeys = env.MCP_API_KEYS;
+  if (devKeys !== undefined && devKeys.trim() !== '') {
+    const apiKeys = section(raw, 'apiKeys');
+    const inline = Array.isArray(apiKeys.keys) ? (apiKeys.keys as unknown[]) : [];
+    apiKeys.keys = [...inline, ...hashDevKeys(devKeys, source)];
+  }
   const rps = envNumber(env, 'MCP_RATE_LIMIT_RPS', source);
   const burst = envNumber(env, 'MCP_RATE_LIMIT_BURST', source);
   if (rps !== undefined || burst !== undefined) {
@@ -93,6 +100,37 @@ function applyEnv(raw: Record<string, unknown>, env: Env, source: string): Recor
     else if (rps !== undefined && perClient.burst === undefined) perClient.burst = Math.max(1, Math.ceil(rps));
   }
   return raw;
+}
+
+/**
+ * Seed 001's MCP_API_KEYS: a JSON map plaintext key → {name, userId, role, permissions}, for
+ * development. Each key is hashed here and only its hash goes on; its id is "env-" + the first
+ * 12 hex digits of the hash, so logs can name it without revealing it. Errors never echo a key.
+ */
+function hashDevKeys(json: string, source: string): Record<string, unknown>[] {
+  let map: unknown;
+  try {
+    map = JSON.parse(json);
+  } catch {
+    throw new ConfigError(source, ['MCP_API_KEYS: not valid JSON; expected {"<key>": {"name": …, "userId": …, "role": …, "permissions": […]}}']);
+  }
+  if (map === null || typeof map !== 'object' || Array.isArray(map)) {
+    throw new ConfigError(source, ['MCP_API_KEYS: expected a JSON object mapping each key to its {name, userId, role, permissions}']);
+  }
+  const out: Record<string, unknown>[] = [];
+  let n = 0;
+  for (const [key, value] of Object.entries(map as Record<string, unknown>)) {
+    n++;
+    if (key.length < 8) throw new ConfigError(source, [`MCP_API_KEYS: entry ${n} (${JSON.stringify((value as { name?: unknown })?.name ?? '?')}): a key must be at least 8 characters`]);
+    const info = value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+    const sha256 = hashApiKey(key);
+    const entry: Record<string, unknown> = { id: `env-${sha256.slice(0, 12)}`, sha256 };
+    for (const field of ['name', 'userId', 'role', 'permissions', 'expiresAt', 'disabled'] as const) {
+      if (info[field] !== undefined) entry[field] = info[field];
+    }
+    out.push(entry);
+  }
+  return out;
 }
 
 function resolvePaths(cfg: Config, baseDir: string): Config {

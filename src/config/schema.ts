@@ -19,6 +19,33 @@ const grant = z
   .string()
   .regex(/^(\*|(tools|prompts|resources):.+)$/, 'a grant is "*" or "<tools|prompts|resources>:<glob>"');
 
+/** One API key registry entry (the keys file, `apiKeys.keys`, and MCP_API_KEYS after hashing): hashes only. */
+export const ApiKeyEntrySchema = z
+  .object({
+    id: z.string().regex(/^[a-zA-Z0-9_.:-]{1,64}$/, 'letters, digits, "_", ".", ":" and "-" only, at most 64 (used in logs and metrics)'),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, 'expected the 64 hex digits of the SHA-256 of the key (never the key itself)')
+      .transform((h) => h.toLowerCase()),
+    name: z.string().min(1).optional(),
+    userId: z.string().min(1).optional(),
+    role: z.string().min(1).optional(),
+    permissions: z.array(grant).default([]),
+    expiresAt: z
+      .union([z.string(), z.date()])
+      .transform((v, ctx) => {
+        const d = v instanceof Date ? v : new Date(v);
+        if (Number.isNaN(d.getTime())) {
+          ctx.addIssue({ code: 'custom', message: 'expected an ISO 8601 date-time, e.g. 2027-01-01T00:00:00Z' });
+          return z.NEVER;
+        }
+        return d.toISOString();
+      })
+      .optional(),
+    disabled: z.boolean().default(false),
+  })
+  .strict();
+
 export const EndpointSchema = z
   .object({
     name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only (used as a metric label)'),
@@ -82,9 +109,13 @@ export const ConfigSchema = z
         file: z.string().optional(),
         header: z.string().toLowerCase().default('x-api-key'),
         queryParams: z.array(z.string().min(1)).default(['api_key', 'apikey']),
+        /** Registry entries kept in the config itself (MCP_API_KEYS lands here, hashed). */
+        keys: z.array(ApiKeyEntrySchema).default([]),
+        /** Polling interval of the keys file, besides fs.watch (a safety net for filesystems without events). */
+        pollIntervalMs: z.number().int().min(100).default(5000),
       })
       .strict()
-      .default({ header: 'x-api-key', queryParams: ['api_key', 'apikey'] }),
+      .default({ header: 'x-api-key', queryParams: ['api_key', 'apikey'], keys: [], pollIntervalMs: 5000 }),
     oauth: z
       .object({
         issuers: z.array(IssuerSchema).default([]),
@@ -180,3 +211,4 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 export type EndpointConfig = z.infer<typeof EndpointSchema>;
 export type IssuerConfig = z.infer<typeof IssuerSchema>;
+export type ApiKeyEntry = z.infer<typeof ApiKeyEntrySchema>;

@@ -1,0 +1,65 @@
+// The MCP authorization spec's Bearer challenge and RFC 9728 metadata URLs. Exported for
+// the policy phase too (its 403 insufficient_scope step-up uses the same builder).
+import type { Endpoint } from '../endpoints/registry.js';
+import type { Request } from '../request/types.js';
+
+export const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource';
+
+/** The base URL the service's public URLs start with: publicBaseUrl, else the request's scheme and host. */
+export function publicBase(publicBaseUrl: string | undefined, request: Pick<Request, 'scheme' | 'host'> | undefined): string {
+  if (publicBaseUrl !== undefined) return trimTrailingSlash(publicBaseUrl);
+  return `${request?.scheme || 'https'}://${request?.host || 'localhost'}`;
+}
+
+/** Where the endpoint's RFC 9728 document is served: <base>/.well-known/oauth-protected-resource<endpoint path>. */
+export function resourceMetadataUrl(base: string, endpoint: Pick<Endpoint, 'metadataPath'> | undefined): string {
+  return base + PROTECTED_RESOURCE_PATH + (endpoint?.metadataPath ?? '');
+}
+
+export interface ChallengeParts {
+  realm: string;
+  resourceMetadata: string;
+  /** Space-separated scopes; omitted when empty. */
+  scope?: string;
+  /** RFC 6750 error code: invalid_token, insufficient_scope, invalid_request. */
+  error?: string;
+  errorDescription?: string;
+}
+
+/** `Bearer realm="…", error="…", resource_metadata="…", scope="…"` */
+export function bearerChallenge(p: ChallengeParts): string {
+  let out = `Bearer realm="${quote(p.realm)}"`;
+  if (p.error) out += `, error="${quote(p.error)}"`;
+  if (p.errorDescription) out += `, error_description="${quote(p.errorDescription)}"`;
+  out += `, resource_metadata="${quote(p.resourceMetadata)}"`;
+  if (p.scope) out += `, scope="${quote(p.scope)}"`;
+  return out;
+}
+
+/** The challenge for one endpoint and request (base from publicBaseUrl or the request). */
+export function endpointChallenge(
+  settings: { realm: string; publicBaseUrl: string | undefined },
+  endpoint: Pick<Endpoint, 'metadataPath' | 'scopes'>,
+  request: Pick<Request, 'scheme' | 'host'> | undefined,
+  extra: { error?: string; errorDescription?: string; scope?: string } = {},
+): string {
+  const scope = extra.scope ?? endpoint.scopes.join(' ');
+  return bearerChallenge({
+    realm: settings.realm,
+    resourceMetadata: resourceMetadataUrl(publicBase(settings.publicBaseUrl, request), endpoint),
+    ...(scope ? { scope } : {}),
+    ...(extra.error ? { error: extra.error } : {}),
+    ...(extra.errorDescription ? { errorDescription: extra.errorDescription } : {}),
+  });
+}
+
+// quoted-string (RFC 9110): backslash-escape '"' and '\'.
+function quote(s: string): string {
+  return s.includes('"') || s.includes('\\') ? s.replace(/["\\]/g, '\\$&') : s;
+}
+
+function trimTrailingSlash(s: string): string {
+  let end = s.length;
+  while (end > 0 && s.charCodeAt(end - 1) === 47) end--;
+  return s.slice(0, end);
+}

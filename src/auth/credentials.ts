@@ -1,0 +1,149 @@
+// Which credential a request carries, read once per Check without allocation-heavy work.
+// API keys: the configured header (default x-api-key), `Authorization: Bearer mcp_…`, and
+// the configured query parameters where the endpoint enables them. Any other Bearer value
+// is an OAuth token — except on an API-key-only endpoint, where it can only be a key
+// (development keys from MCP_API_KEYS need not start with "mcp_").
+import type { Request } from '../request/types.js';
+import { API_KEY_PREFIX } from './api-key-format.js';
+
+/** What one endpoint reads; built once per endpoint at load. */
+export interface CredentialPlan {
+  keys: boolean;
+  tokens: boolean;
+  queryKeys: boolean;
+  /** Treat every Bearer value as an API key (API-key-only endpoints). */
+  bearerIsKey: boolean;
+}
+
+export interface CredentialSettings {
+  keyHeader: string;
+  /** Human name of the key header for messages ("X-API-Key"). */
+  keyHeaderLabel: string;
+  queryParams: readonly string[];
+  maxTokenBytes: number;
+}
+
+export type Credential =
+  | { kind: 'none' }
+  | { kind: 'api_key'; key: string; via: 'header' | 'bearer' | 'query' }
+  | { kind: 'token'; token: string }
+  /** Unusable or ambiguous: refused with the endpoint's bad-credential answer. `token` says whether the failing part was a bearer token. */
+  | { kind: 'bad'; why: string; token: boolean };
+
+export interface Extracted {
+  credential: Credential;
+  /** Credential-carrying headers present (removed before the request goes upstream). */
+  headers: string[];
+  /** Credential-carrying query parameters present. */
+  params: string[];
+}
+
+const NONE: Credential = Object.freeze({ kind: 'none' });
+// Three base64url segments (the signature may be empty only for alg "none", which the verifier refuses).
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+export function extractCredential(request: Request, plan: CredentialPlan, s: CredentialSettings): Extracted {
+  const headers: string[] = [];
+  const params: string[] = [];
+  const keyValues = request.headers[s.keyHeader];
+  const authValues = request.headers.authorization;
+  if (keyValues !== undefined) headers.push(s.keyHeader);
+
+  const st: KeyState = { key: undefined, via: 'header', viaName: '', bad: undefined };
+  let token: string | undefined;
+
+  // The key header.
+  if (keyValues !== undefined && plan.keys) {
+    const v = keyValues.length === 1 ? keyValues[0]!.trim() : undefined;
+    if (v === undefined || v.includes(',')) st.bad ??= { kind: 'bad', token: false, why: `the ${s.keyHeaderLabel} header is repeated` };
+    else if (v === '') st.bad ??= { kind: 'bad', token: false, why: `the ${s.keyHeaderLabel} header is empty` };
+    else offerKey(st, v, 'header', s.keyHeaderLabel);
+  }
+
+  // Authorization: only the Bearer scheme is read; other schemes are not credentials of ours.
+  if (authValues !== undefined) {
+    const bearerAt = authValues.length === 1 ? bearerValueStart(authValues[0]!) : -1;
+    if (authValues.length > 1) {
+      headers.push('authorization');
+      if (plan.keys || plan.tokens) st.bad ??= { kind: 'bad', token: plan.tokens, why: 'the Authorization header is repeated' };
+    } else if (bearerAt >= 0) {
+      headers.push('authorization');
+      const value = authValues[0]!.slice(bearerAt).trim();
+      const asKey = plan.keys && (plan.bearerIsKey || value.startsWith(API_KEY_PREFIX));
+      if (!plan.keys && !plan.tokens) {
+        // auth off: not read
+      } else if (value === '') {
+        st.bad ??= { kind: 'bad', token: !asKey && plan.tokens, why: 'the Authorization header has the Bearer scheme but no value' };
+      } else if (value.includes(',') || value.includes(' ')) {
+        st.bad ??= { kind: 'bad', token: !asKey && plan.tokens, why: 'the Authorization header holds more than one value' };
+      } else if (asKey) {
+        offerKey(st, value, 'bearer', 'Authorization');
+      } else if (plan.tokens) {
+        if (value.length > s.maxTokenBytes) st.bad ??= { kind: 'bad', token: true, why: `the bearer token is ${value.length} bytes, above oauth.maxTokenBytes (${s.maxTokenBytes})` };
+        else if (!JWT_SHAPE.test(value)) st.bad ??= { kind: 'bad', token: true, why: 'the bearer token is not a JWT (expected three base64url segments separated by ".")' };
+        else token = value;
+      }
+    }
+  }
+
+  // Query parameters.
+  for (let i = 0; i < s.queryParams.length; i++) {
+    const name = s.queryParams[i]!;
+    const values = request.query[name];
+    if (values === undefined) continue;
+    params.push(name);
+    if (!plan.keys) continue;
+    if (!plan.queryKeys) {
+      st.bad ??= { kind: 'bad', token: false, why: `API keys in the query string are not accepted on this endpoint (auth.queryParamKeys is off); send the ${s.keyHeaderLabel} header` };
+      continue;
+    }
+    for (const v of values) {
+      if (v === '') st.bad ??= { kind: 'bad', token: false, why: `the ${name} query parameter is empty` };
+      else offerKey(st, v, 'query', name);
+    }
+  }
+
+  let credential: Credential;
+  if (st.bad !== undefined) credential = st.bad;
+  else if (st.key !== undefined) credential = { kind: 'api_key', key: st.key, via: st.via };
+  else if (token !== undefined) credential = { kind: 'token', token };
+  else credential = NONE;
+  return { credential, headers, params };
+}
+
+/** Index where the Bearer credential starts, or -1 when the scheme is not Bearer (case-insensitive). */
+function bearerValueStart(v: string): number {
+  let i = 0;
+  while (i < v.length && v.charCodeAt(i) === 32) i++;
+  if (v.length - i < 6 || v.slice(i, i + 6).toLowerCase() !== 'bearer') return -1;
+  const after = i + 6;
+  if (after === v.length) return after;
+  return v.charCodeAt(after) === 32 || v.charCodeAt(after) === 9 ? after : -1;
+}
+
+type KeyVia = 'header' | 'bearer' | 'query';
+
+interface KeyState {
+  key: string | undefined;
+  via: KeyVia;
+  viaName: string;
+  bad: Credential | undefined;
+}
+
+function offerKey(st: KeyState, value: string, via: KeyVia, name: string): void {
+  if (st.key === undefined) {
+    st.key = value;
+    st.via = via;
+    st.viaName = name;
+  } else if (st.key !== value) {
+    st.bad ??= {
+      kind: 'bad',
+      token: false,
+      why: `two different API keys in one request (${describe(st.via, st.viaName)} and ${describe(via, name)}${st.via !== via && (st.via === 'query' || via === 'query') ? ': header and query disagree' : ''})`,
+    };
+  }
+}
+
+function describe(via: KeyVia, name: string): string {
+  return via === 'query' ? `the ${name} query parameter` : `the ${name} header`;
+}

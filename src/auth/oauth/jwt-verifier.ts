@@ -1,0 +1,142 @@
+// Verifies OAuth bearer JWTs for the authentication phase: picks the issuer by the token's
+// unverified iss, checks signature and claims with jose, and caches verified tokens.
+import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import type { Config, IssuerConfig } from '../../config/schema.js';
+import type { Logger } from '../../log/logger.js';
+import type { ServiceEvents } from '../../metrics/hooks.js';
+import { JwksCache } from './jwks-cache.js';
+import { failureReason } from './token-failure.js';
+import { tokenPrincipal } from './token-principal.js';
+import { TokenCache, tokenDigest } from './token-cache.js';
+import type { TokenResult, TokenVerifier } from './token-verifier.js';
+
+export interface TokenVerifierOptions {
+  logger: Logger;
+  events?: ServiceEvents;
+  fetch?: typeof fetch;
+  /** Timeout of each discovery or JWKS request (default 5 s). */
+  fetchTimeoutMs?: number;
+  /** Clock in epoch milliseconds (tests move it instead of sleeping). */
+  now?: () => number;
+}
+
+const DEFAULT_FETCH_TIMEOUT_MS = 5_000;
+// Real JWKS and metadata documents are a few KiB; this only stops a runaway response.
+const MAX_DOCUMENT_BYTES = 512 * 1024;
+// Compact JWS: three base64url parts (the signature may be empty only for alg none, refused later).
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+interface IssuerEntry {
+  config: IssuerConfig;
+  algorithms: string[];
+  jwks: JwksCache;
+}
+
+export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierOptions): TokenVerifier {
+  const now = opts.now ?? Date.now;
+  const closing = new AbortController();
+  const http = {
+    fetch: opts.fetch ?? globalThis.fetch,
+    timeoutMs: opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
+    maxBytes: MAX_DOCUMENT_BYTES,
+    signal: closing.signal,
+  };
+  const issuers = new Map<string, IssuerEntry>();
+  for (const config of oauth.issuers) {
+    const jwks = new JwksCache({
+      issuer: config.issuer,
+      jwksUri: config.jwksUri,
+      cooldownMs: oauth.jwksCooldownSeconds * 1000,
+      maxAgeMs: oauth.jwksCacheMaxAgeSeconds * 1000,
+      http,
+      now,
+      logger: opts.logger,
+      onRefresh: (result) => opts.events?.jwksRefresh?.(config.issuer, result),
+    });
+    issuers.set(config.issuer, { config, algorithms: [...config.algorithms], jwks });
+  }
+  const cache = new TokenCache(oauth.tokenCacheSize);
+  const tolerance = oauth.clockToleranceSeconds;
+
+  const invalid = (why: string): TokenResult => ({ ok: false, code: 'invalid_token', why });
+
+  async function verify(token: string, audiences: readonly string[]): Promise<TokenResult> {
+    if (typeof token !== 'string' || token.length === 0) return invalid('token is empty');
+    // Before any parsing or hashing: the size bound protects everything after it.
+    if (token.length > oauth.maxTokenBytes) return invalid(`token is larger than ${oauth.maxTokenBytes} bytes`);
+    if (!COMPACT_JWS.test(token)) return invalid('token is not a compact JWS (header.payload.signature)');
+    if (audiences.length === 0) return invalid('no audience is configured for this endpoint');
+
+    const digest = oauth.tokenCacheSize > 0 ? tokenDigest(token) : undefined;
+    const cached = digest === undefined ? undefined : cache.get(digest);
+    if (cached) {
+      // Same expiry rule as jose: valid while now < exp + tolerance.
+      if (Math.floor(now() / 1000) - tolerance >= cached.expiresAt) {
+        cache.delete(digest!);
+        return invalid('token expired');
+      }
+      if (!intersects(cached.audiences, audiences)) return invalid('token audience is not this endpoint');
+      return { ok: true, principal: cached.principal, expiresAt: cached.expiresAt };
+    }
+
+    let alg: unknown;
+    let iss: unknown;
+    try {
+      alg = decodeProtectedHeader(token).alg;
+      iss = decodeJwt(token).iss;
+    } catch {
+      return invalid('token is not a well-formed JWT');
+    }
+    if (typeof iss !== 'string') return invalid('token has no iss claim');
+    const entry = issuers.get(iss);
+    if (!entry) return invalid('token issuer is not configured');
+    // Checked before any key lookup so HS*/none tokens never cause a JWKS fetch.
+    if (typeof alg !== 'string' || !entry.algorithms.includes(alg)) {
+      return invalid('token algorithm is not allowed for this issuer');
+    }
+
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, entry.jwks.getKey, {
+        issuer: entry.config.issuer,
+        audience: audiences as string[],
+        algorithms: entry.algorithms,
+        clockTolerance: tolerance,
+        requiredClaims: ['exp'],
+        currentDate: new Date(now()),
+      }));
+    } catch (err) {
+      return invalid(failureReason(err));
+    }
+    const principal = tokenPrincipal(entry.config, payload);
+    if (typeof principal === 'string') return invalid(principal);
+    const expiresAt = payload.exp!;
+    if (digest !== undefined) {
+      const aud = typeof payload.aud === 'string' ? [payload.aud] : (payload.aud ?? []);
+      cache.set(digest, { principal, expiresAt, audiences: aud });
+    }
+    return { ok: true, principal, expiresAt };
+  }
+
+  return {
+    verify: async (token, audiences) => {
+      try {
+        return await verify(token, audiences);
+      } catch (err) {
+        // Defence in depth: an unexpected error is a deny with a reason, never a throw.
+        opts.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'token verification error');
+        return invalid('token verification failed');
+      }
+    },
+    close: async () => {
+      closing.abort();
+      for (const entry of issuers.values()) entry.jwks.close();
+      cache.clear();
+    },
+  };
+}
+
+function intersects(a: readonly string[], b: readonly string[]): boolean {
+  for (const x of a) if (b.includes(x)) return true;
+  return false;
+}

@@ -1,0 +1,56 @@
+// Maps a verified token's claims to the principal the policy sees.
+import type { JWTPayload } from 'jose';
+import type { IssuerConfig } from '../../config/schema.js';
+import type { Principal } from '../principal.js';
+
+/**
+ * The principal for a verified payload, or a reason it cannot be one. Frozen: verified tokens
+ * are cached and one principal object serves every request that repeats the token.
+ */
+export function tokenPrincipal(issuer: IssuerConfig, payload: JWTPayload): Principal | string {
+  // RFC 9068 requires sub; client-credentials tokens of some IdPs carry only client_id.
+  const subject = stringClaim(payload.sub) ?? stringClaim(payload.client_id);
+  if (!subject) return 'token has no sub claim';
+  const userId = stringClaim(claimAt(payload, issuer.userClaim));
+  const roles = stringList(claimAt(payload, issuer.rolesClaim), false);
+  const scopes = new Set<string>();
+  for (const name of issuer.scopeClaims) {
+    for (const scope of stringList(claimAt(payload, name), true)) scopes.add(scope);
+  }
+  const principal: Principal = {
+    authenticated: true,
+    method: 'oauth',
+    id: `${issuer.issuer}#${subject}`,
+    roles: Object.freeze(roles) as string[],
+    permissions: Object.freeze([]) as unknown as string[],
+    scopes: Object.freeze([...scopes]) as string[],
+    issuer: issuer.issuer,
+    subject,
+    claims: Object.freeze({ ...payload }),
+  };
+  if (userId !== undefined) principal.userId = userId;
+  if (roles[0] !== undefined) principal.role = roles[0];
+  return Object.freeze(principal);
+}
+
+/** A claim by name, or by dotted path when no claim has that exact name (`realm_access.roles`). */
+function claimAt(payload: JWTPayload, name: string): unknown {
+  if (Object.hasOwn(payload, name) || !name.includes('.')) return Object.hasOwn(payload, name) ? payload[name] : undefined;
+  let value: unknown = payload;
+  for (const part of name.split('.')) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, part)) return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
+
+function stringClaim(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
+
+// `scope` is space-separated (RFC 8693 §4.2); `scp` and roles claims are arrays or one string.
+function stringList(value: unknown, splitSpaces: boolean): string[] {
+  if (typeof value === 'string') return (splitSpaces ? value.split(' ') : [value]).filter((s) => s.length > 0);
+  if (Array.isArray(value)) return value.filter((s): s is string => typeof s === 'string' && s.length > 0);
+  return [];
+}

@@ -1,0 +1,95 @@
+// RFC 9728 discovery, answered directly from Check and on the HTTP port, and challenges
+// built from the request when no publicBaseUrl is configured.
+import test from 'ava';
+import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService, type TestService } from './helpers/service.js';
+
+const ISSUER = 'https://idp.example.com/realms/acme';
+const endpoints = [
+  { name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: true }, resource: 'https://mcp.example.com/mcp/files', scopes: ['tools:read_file'] },
+  { name: 'search', match: { pathPrefix: '/mcp/search' }, auth: { apiKey: false, oauth: true }, resource: 'https://mcp.example.com/mcp/search', scopes: ['tools:search'] },
+  { name: 'keyed', match: { pathPrefix: '/mcp/keyed' }, auth: { apiKey: true, oauth: false } },
+];
+
+let svc: TestService;
+let bare: TestService;
+
+test.before(async () => {
+  // jwksUri given so nothing is fetched: these tests never present a token.
+  const oauth = { issuers: [{ issuer: ISSUER, jwksUri: `${ISSUER}/certs` }] };
+  svc = await startTestService({ publicBaseUrl: 'https://mcp.example.com/', oauth, endpoints });
+  bare = await startTestService({ realm: 'acme "mcp"', oauth, endpoints });
+});
+test.after.always(async () => {
+  await svc?.stop();
+  await bare?.stop();
+});
+
+const get = (s: TestService, path: string, host?: string) => s.check(checkRequest({ method: 'GET', path, ...(host ? { host } : {}) }));
+
+test('the root document is a direct 200 JSON answer from Check', async (t) => {
+  const res = await get(svc, '/.well-known/oauth-protected-resource');
+  t.is(deniedStatus(res), 200);
+  t.is(headerValue(res.denied_response!.headers, 'content-type'), 'application/json');
+  t.deepEqual(JSON.parse(res.denied_response!.body!), {
+    resource: 'https://mcp.example.com',
+    authorization_servers: [ISSUER],
+    scopes_supported: ['tools:read_file', 'tools:search'],
+    bearer_methods_supported: ['header'],
+  });
+});
+
+test('each OAuth endpoint has its path-suffixed document with its own resource and scopes', async (t) => {
+  const res = await get(svc, '/.well-known/oauth-protected-resource/mcp/files');
+  t.is(deniedStatus(res), 200);
+  t.deepEqual(JSON.parse(res.denied_response!.body!), {
+    resource: 'https://mcp.example.com/mcp/files',
+    authorization_servers: [ISSUER],
+    scopes_supported: ['tools:read_file'],
+    bearer_methods_supported: ['header'],
+    resource_name: 'files',
+  });
+});
+
+test('an unknown suffix, and an API-key-only endpoint, have no document: 404', async (t) => {
+  for (const path of ['/.well-known/oauth-protected-resource/mcp/nope', '/.well-known/oauth-protected-resource/mcp/keyed']) {
+    const res = await get(svc, path);
+    t.is(deniedStatus(res), 404, path);
+    t.is(deniedBody(res).error, 'not_found');
+  }
+});
+
+test('the documents are served on the HTTP port too', async (t) => {
+  const root = await svc.http('/.well-known/oauth-protected-resource');
+  t.is(root.status, 200);
+  t.is(JSON.parse(root.text).resource, 'https://mcp.example.com');
+  const files = await svc.http('/.well-known/oauth-protected-resource/mcp/search');
+  t.is(files.status, 200);
+  t.is(JSON.parse(files.text).resource, 'https://mcp.example.com/mcp/search');
+  t.is((await svc.http('/.well-known/oauth-protected-resource/mcp/nope')).status, 404);
+});
+
+test('the challenge points at the endpoint document the service serves', async (t) => {
+  const res = await svc.check(checkRequest({ path: '/mcp/files', body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' }));
+  const challenge = headerValue(res.denied_response!.headers, 'www-authenticate')!;
+  const url = /resource_metadata="([^"]+)"/.exec(challenge)![1]!;
+  t.is(url, 'https://mcp.example.com/.well-known/oauth-protected-resource/mcp/files');
+  const doc = await get(svc, new URL(url).pathname);
+  t.is(JSON.parse(doc.denied_response!.body!).resource, 'https://mcp.example.com/mcp/files');
+});
+
+test('without publicBaseUrl, challenge and root document use the request scheme and host', async (t) => {
+  const res = await bare.check(checkRequest({ method: 'GET', path: '/mcp/search', host: 'mcp.internal:8443' }));
+  t.is(
+    headerValue(res.denied_response!.headers, 'www-authenticate'),
+    'Bearer realm="acme \\"mcp\\"", resource_metadata="https://mcp.internal:8443/.well-known/oauth-protected-resource/mcp/search", scope="tools:search"',
+  );
+  const root = await get(bare, '/.well-known/oauth-protected-resource', 'mcp.internal:8443');
+  t.is(JSON.parse(root.denied_response!.body!).resource, 'https://mcp.internal:8443');
+});
+
+test('other methods and look-alike paths are not discovery requests', async (t) => {
+  const post = await svc.check(checkRequest({ method: 'POST', path: '/.well-known/oauth-protected-resource', body: '{}' }));
+  t.is(deniedStatus(post), 401, 'a POST goes through the pipeline (unknown endpoint)');
+  const lookalike = await get(svc, '/.well-known/oauth-protected-resourcex');
+  t.is(deniedStatus(lookalike), 401);
+});

@@ -1,0 +1,40 @@
+// Shared pieces of the authentication tests: registry entries made with the real
+// `keys create` code, and an authorizer standing in for the policy phase (issue 4) that
+// admits any authenticated principal, so allowed requests can be inspected end to end.
+import { stringify } from 'yaml';
+import { deny } from '../../src/check/outcome.js';
+import type { Authorizer } from '../../src/check/phases.js';
+import { createKey, type CreateKeyOptions, type CreatedKey } from '../../src/cli/keys-command.js';
+import type { TestService } from './service.js';
+
+export const admitAuthenticated: Authorizer = {
+  authorize(ctx) {
+    const open = ctx.endpoint !== undefined && !ctx.endpoint.auth.apiKey && !ctx.endpoint.auth.oauth;
+    if (ctx.principal.authenticated || open) return { allow: true, headers: [], headersToRemove: [], responseHeaders: [] };
+    return { allow: false, deny: deny(403, 'access_denied', 'not authenticated') };
+  },
+};
+
+/** Replaces the pending authorizer of a running service (the runtime is a plain object). */
+export function admitAuthenticatedOn(svc: TestService): void {
+  svc.runtime().authorizer = admitAuthenticated;
+}
+
+export function makeKey(o: Partial<CreateKeyOptions> & { id: string }): CreatedKey {
+  return createKey({ name: o.id, ...o });
+}
+
+/** A keys file (YAML) holding these entries; `extra` fields are merged into each entry by id. */
+export function keysFile(keys: CreatedKey[], extra: Record<string, Record<string, unknown>> = {}): string {
+  return stringify({ keys: keys.map((k) => ({ ...k.entry, ...extra[k.entry.id] })) });
+}
+
+/** Polls `cond` until it holds or the deadline passes (no sleeps: each round is a real request). */
+export async function eventually(what: string, cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
