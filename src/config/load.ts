@@ -84,6 +84,11 @@ function applyEnv(raw: Record<string, unknown>, env: Env, source: string): Recor
     if (env.MCP_OAUTH_AUDIENCE) entry.audiences = env.MCP_OAUTH_AUDIENCE.split(',').map((s) => s.trim()).filter(Boolean);
     oauth.issuers = issuers;
   }
+  // A Redis URL often carries a password: the Helm chart hands it over from a Secret.
+  if (env.MCP_REDIS_URL) {
+    const redis = section(section(raw, 'rateLimit'), 'redis');
+    redis.url = env.MCP_REDIS_URL;
+  }
   const rps = envNumber(env, 'MCP_RATE_LIMIT_RPS', source);
   const burst = envNumber(env, 'MCP_RATE_LIMIT_BURST', source);
   if (rps !== undefined || burst !== undefined) {
