@@ -41,8 +41,8 @@ export interface Rendered {
 }
 
 /** `helm template` with values files and --set pairs; returns the parsed objects. */
-export function renderChart(opts: { files?: string[]; set?: Record<string, string | number | boolean>; setJson?: Record<string, unknown> } = {}): Rendered {
-  const args = ['template', 'mcp', CHART, '--namespace', 'mcp', '--kube-version', KUBE_VERSION];
+export function renderChart(opts: { files?: string[]; set?: Record<string, string | number | boolean>; setJson?: Record<string, unknown>; namespace?: string } = {}): Rendered {
+  const args = ['template', 'mcp', CHART, '--namespace', opts.namespace ?? 'mcp', '--kube-version', KUBE_VERSION];
   for (const f of opts.files ?? []) args.push('-f', f);
   for (const [k, v] of Object.entries(opts.set ?? {})) args.push('--set', `${k}=${v}`);
   for (const [k, v] of Object.entries(opts.setJson ?? {})) args.push('--set-json', `${k}=${JSON.stringify(v)}`);
