@@ -91,6 +91,11 @@ function applyEnv(raw: Record<string, unknown>, env: Env, source: string): Recor
     const inline = Array.isArray(apiKeys.keys) ? (apiKeys.keys as unknown[]) : [];
     apiKeys.keys = [...inline, ...hashDevKeys(devKeys, source)];
   }
+  // A Redis URL often carries a password: the Helm chart hands it over from a Secret.
+  if (env.MCP_REDIS_URL) {
+    const redis = section(section(raw, 'rateLimit'), 'redis');
+    redis.url = env.MCP_REDIS_URL;
+  }
   const rps = envNumber(env, 'MCP_RATE_LIMIT_RPS', source);
   const burst = envNumber(env, 'MCP_RATE_LIMIT_BURST', source);
   if (rps !== undefined || burst !== undefined) {

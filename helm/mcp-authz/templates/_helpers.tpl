@@ -1,0 +1,93 @@
+{{- define "mcp-authz.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mcp-authz.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mcp-authz.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "mcp-authz.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "mcp-authz.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mcp-authz.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "mcp-authz.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mcp-authz.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Where mounted files live. Not under /etc/mcp-authz: the config volume is mounted there. */}}
+{{- define "mcp-authz.keysDir" -}}/var/lib/mcp-authz/keys{{- end }}
+{{- define "mcp-authz.policyDir" -}}/var/lib/mcp-authz/policy{{- end }}
+
+{{- define "mcp-authz.keysSecretName" -}}
+{{- default (printf "%s-keys" (include "mcp-authz.fullname" .)) .Values.apiKeys.existingSecret }}
+{{- end }}
+
+{{/* "true" when an API key registry is mounted. */}}
+{{- define "mcp-authz.keysEnabled" -}}
+{{- if or .Values.apiKeys.existingSecret .Values.apiKeys.keys }}true{{- end }}
+{{- end }}
+
+{{/* "true" when the policy bundle comes from a ConfigMap or a volume rather than the image. */}}
+{{- define "mcp-authz.policyMounted" -}}
+{{- if or .Values.policy.configMap.bundleBase64 .Values.policy.configMap.existingName .Values.policy.existingVolume }}true{{- end }}
+{{- end }}
+
+{{- define "mcp-authz.policyConfigMapName" -}}
+{{- default (printf "%s-policy" (include "mcp-authz.fullname" .)) .Values.policy.configMap.existingName }}
+{{- end }}
+
+{{- define "mcp-authz.replicasAtLeast" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
+{{- end }}
+
+{{/*
+The service config as the pod reads it: the user's `config`, with `listen` from
+containerPorts and the file paths of what the chart mounts.
+*/}}
+{{- define "mcp-authz.config" -}}
+{{- $cfg := deepCopy (default dict .Values.config) }}
+{{- $_ := set $cfg "listen" (dict "grpc" (printf "0.0.0.0:%d" (int .Values.containerPorts.grpc)) "http" (printf "0.0.0.0:%d" (int .Values.containerPorts.http))) }}
+{{- if include "mcp-authz.keysEnabled" . }}
+{{- $apiKeys := default dict $cfg.apiKeys }}
+{{- if not $apiKeys.file }}
+{{- $_ := set $apiKeys "file" (printf "%s/%s" (include "mcp-authz.keysDir" .) .Values.apiKeys.secretKey) }}
+{{- end }}
+{{- $_ := set $cfg "apiKeys" $apiKeys }}
+{{- end }}
+{{- $policy := default dict $cfg.policy }}
+{{- if not (or $policy.bundle $policy.rego) }}
+{{- if include "mcp-authz.policyMounted" . }}
+{{- $_ := set $policy "bundle" (printf "%s/%s" (include "mcp-authz.policyDir" .) .Values.policy.fileName) }}
+{{- else }}
+{{- $_ := set $policy "bundle" .Values.policy.imageBundle }}
+{{- end }}
+{{- end }}
+{{- $_ := set $cfg "policy" $policy }}
+{{- if .Values.redis.url }}
+{{- $rl := default dict $cfg.rateLimit }}
+{{- $_ := set $rl "redis" (merge (dict "url" .Values.redis.url) (default dict $rl.redis)) }}
+{{- $_ := set $cfg "rateLimit" $rl }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}

@@ -1,0 +1,150 @@
+// Generates helm/mcp-authz/values.schema.json: the chart's own values, hand-described here,
+// and the `config` block generated from the service's zod config schema, so `helm install`
+// refuses a config the service would refuse to start with (as far as JSON Schema can say).
+// Run: npm run gen:values-schema. A test fails when the committed file is out of date.
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { ConfigSchema } from '../src/config/schema.js';
+
+export const VALUES_SCHEMA_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', 'helm', 'mcp-authz', 'values.schema.json');
+
+type Json = Record<string, unknown>;
+
+/** The service config schema as the chart accepts it: `listen` is derived from containerPorts. */
+function configSchema(): Json {
+  const schema = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as Json;
+  delete schema.$schema;
+  const properties = { ...(schema.properties as Json) };
+  delete properties.listen;
+  return {
+    ...schema,
+    description: 'The mcp-authz service configuration (listen is set by the chart from containerPorts).',
+    properties,
+  };
+}
+
+const str = { type: 'string' };
+const bool = { type: 'boolean' };
+const obj = { type: 'object' };
+const arr = { type: 'array' };
+const port = { type: 'integer', minimum: 1, maximum: 65535 };
+const nonNegInt = { type: 'integer', minimum: 0 };
+const strictObject = (properties: Json, extra: Json = {}): Json => ({ type: 'object', additionalProperties: false, properties, ...extra });
+const probe = strictObject({
+  enabled: bool,
+  initialDelaySeconds: nonNegInt,
+  periodSeconds: { type: 'integer', minimum: 1 },
+  timeoutSeconds: { type: 'integer', minimum: 1 },
+  failureThreshold: { type: 'integer', minimum: 1 },
+  successThreshold: { type: 'integer', minimum: 1 },
+});
+
+const apiKeyEntry = {
+  type: 'object',
+  required: ['id', 'sha256'],
+  properties: {
+    id: { type: 'string', pattern: '^[a-zA-Z0-9_.:-]{1,128}$' },
+    sha256: { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'hex SHA-256 of the key; never the key itself' },
+    name: str,
+    userId: str,
+    role: str,
+    permissions: { type: 'array', items: str },
+    expiresAt: str,
+    disabled: bool,
+  },
+};
+
+export function buildValuesSchema(): Json {
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    title: 'mcp-authz Helm values',
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      global: obj,
+      config: configSchema(),
+      workers: { type: 'integer', minimum: 1, description: 'worker processes per pod (serve --workers)' },
+      apiKeys: strictObject({
+        keys: { type: 'array', items: apiKeyEntry },
+        existingSecret: str,
+        secretKey: { type: 'string', minLength: 1 },
+      }),
+      policy: strictObject({
+        fileName: { type: 'string', minLength: 1 },
+        imageBundle: { type: 'string', pattern: '^/' },
+        configMap: strictObject({ bundleBase64: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$' }, existingName: str }),
+        existingVolume: obj,
+      }),
+      redis: strictObject({
+        url: { type: 'string', pattern: '^(|rediss?://.+)$' },
+        existingSecret: str,
+        existingSecretKey: { type: 'string', minLength: 1 },
+      }),
+      extraEnv: arr,
+      extraArgs: { type: 'array', items: str },
+      extraVolumes: arr,
+      extraVolumeMounts: arr,
+      image: strictObject({ repository: { type: 'string', minLength: 1 }, tag: str, pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] } }),
+      imagePullSecrets: arr,
+      nameOverride: str,
+      fullnameOverride: str,
+      replicaCount: nonNegInt,
+      revisionHistoryLimit: nonNegInt,
+      containerPorts: strictObject({ grpc: port, http: port }, { required: ['grpc', 'http'] }),
+      service: strictObject({
+        type: { enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] },
+        ports: strictObject({ grpc: port, http: port }, { required: ['grpc', 'http'] }),
+        annotations: obj,
+        labels: obj,
+      }),
+      serviceAccount: strictObject({ create: bool, name: str, annotations: obj, automountServiceAccountToken: bool }),
+      podAnnotations: obj,
+      podLabels: obj,
+      deploymentAnnotations: obj,
+      priorityClassName: str,
+      resources: obj,
+      podSecurityContext: obj,
+      securityContext: obj,
+      livenessProbe: probe,
+      readinessProbe: probe,
+      startupProbe: probe,
+      terminationGracePeriodSeconds: nonNegInt,
+      nodeSelector: obj,
+      tolerations: arr,
+      affinity: obj,
+      topologySpreadConstraints: arr,
+      podDisruptionBudget: strictObject({ enabled: bool, maxUnavailable: { type: ['integer', 'string'] } }),
+      autoscaling: strictObject({
+        enabled: bool,
+        minReplicas: { type: 'integer', minimum: 1 },
+        maxReplicas: { type: 'integer', minimum: 1 },
+        targetCPUUtilizationPercentage: { type: ['integer', 'null'], minimum: 1 },
+        targetMemoryUtilizationPercentage: { type: ['integer', 'null'], minimum: 1 },
+      }),
+      networkPolicy: strictObject({ enabled: bool, grpcFrom: arr, httpFrom: arr, egress: arr }),
+      metrics: strictObject({
+        serviceMonitor: strictObject({ enabled: bool, labels: obj, interval: str, scrapeTimeout: str }),
+        prometheusRule: strictObject({
+          enabled: bool,
+          labels: obj,
+          denyRatio: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+          authFailuresPerSecond: { type: 'number', minimum: 0 },
+          lockoutsPerSecond: { type: 'number', minimum: 0 },
+          p99Seconds: { type: 'number', exclusiveMinimum: 0 },
+        }),
+        dashboard: strictObject({ enabled: bool, labels: obj, annotations: obj }),
+      }),
+    },
+  };
+}
+
+export function renderValuesSchema(): string {
+  return JSON.stringify(buildValuesSchema(), null, 2) + '\n';
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  writeFileSync(VALUES_SCHEMA_FILE, renderValuesSchema());
+  process.stdout.write(`wrote ${VALUES_SCHEMA_FILE}\n`);
+}
