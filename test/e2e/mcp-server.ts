@@ -1,0 +1,133 @@
+// A real MCP server for the end-to-end tests: the SDK's McpServer over Streamable HTTP
+// (stateless: one server and transport per HTTP request, SSE responses), with tools, a
+// prompt and a resource. Every handler call is recorded with the HTTP headers the server
+// received, so tests can assert what reached it — and that a refused call never ran.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { z } from 'zod';
+
+export interface HandlerCall {
+  kind: 'tool' | 'prompt' | 'resource';
+  /** Tool or prompt name, or resource URI. */
+  name: string;
+  /** Lower-cased HTTP request headers as the MCP server received them. */
+  headers: Record<string, string>;
+  /** The request URL path and query as the MCP server received them. */
+  url: string;
+}
+
+export interface TestMcpServer {
+  /** http://127.0.0.1:port — mount the MCP endpoint at any path: every path serves it. */
+  url: string;
+  /** Every handler call, in order. */
+  calls: HandlerCall[];
+  /** Every HTTP request that reached the server (method and URL). */
+  httpRequests: { method: string; url: string; headers: Record<string, string> }[];
+  /** Calls of one tool/prompt/resource. */
+  callsOf(name: string): HandlerCall[];
+  /**
+   * `wait_for_release` sends a progress notification and then waits until the test calls
+   * this: a client that sees the notification before the result proves the response is
+   * streamed end to end, not buffered.
+   */
+  release(): void;
+  stop(): Promise<void>;
+}
+
+export async function startMcpServer(): Promise<TestMcpServer> {
+  const calls: HandlerCall[] = [];
+  const httpRequests: TestMcpServer['httpRequests'] = [];
+  let releaseWaiters: (() => void)[] = [];
+
+  const record = (kind: HandlerCall['kind'], name: string, extra: { requestInfo?: { headers: Record<string, string | string[] | undefined>; url?: URL } }) => {
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(extra.requestInfo?.headers ?? {})) {
+      if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+    }
+    const u = extra.requestInfo?.url;
+    calls.push({ kind, name, headers, url: u ? u.pathname + u.search : '' });
+  };
+
+  const build = () => {
+    const server = new McpServer({ name: 'e2e-files', version: '1.0.0' });
+    server.registerTool('search', { description: 'Search files', inputSchema: { query: z.string() } }, async ({ query }, extra) => {
+      record('tool', 'search', extra);
+      return { content: [{ type: 'text', text: `results for ${query}` }] };
+    });
+    server.registerTool('read_file', { description: 'Read a file', inputSchema: { path: z.string() } }, async ({ path }, extra) => {
+      record('tool', 'read_file', extra);
+      return { content: [{ type: 'text', text: `contents of ${path}` }] };
+    });
+    server.registerTool('delete_file', { description: 'Delete a file', inputSchema: { path: z.string() } }, async ({ path }, extra) => {
+      record('tool', 'delete_file', extra);
+      return { content: [{ type: 'text', text: `deleted ${path}` }] };
+    });
+    server.registerTool('wait_for_release', { description: 'Reports progress, then waits for the test' }, async (extra) => {
+      record('tool', 'wait_for_release', extra);
+      const progressToken = extra._meta?.progressToken;
+      if (progressToken !== undefined) {
+        await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: 1, total: 2, message: 'started' } });
+      }
+      await new Promise<void>((resolve) => releaseWaiters.push(resolve));
+      return { content: [{ type: 'text', text: 'released' }] };
+    });
+    server.registerPrompt('summarize', { description: 'Summarize a file', argsSchema: { path: z.string() } }, ({ path }, extra) => {
+      record('prompt', 'summarize', extra);
+      return { messages: [{ role: 'user', content: { type: 'text', text: `Summarize ${path}` } }] };
+    });
+    server.registerResource('readme', 'file:///README.md', { description: 'The README', mimeType: 'text/plain' }, (uri, extra) => {
+      record('resource', uri.href, extra);
+      return { contents: [{ uri: uri.href, text: '# hello' }] };
+    });
+    return server;
+  };
+
+  const httpServer = http.createServer((req, res) => {
+    httpRequests.push({ method: req.method ?? '', url: req.url ?? '', headers: flatHeaders(req.headers) });
+    if (req.method !== 'POST') {
+      // Stateless server: no standalone SSE stream and no sessions to delete.
+      res.writeHead(405, { allow: 'POST', 'content-type': 'application/json' });
+      res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed.' }, id: null }));
+      return;
+    }
+    const server = build();
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+    res.on('close', () => {
+      void transport.close();
+      void server.close();
+    });
+    server
+      .connect(transport)
+      .then(() => transport.handleRequest(req, res))
+      .catch((err: Error) => {
+        if (!res.headersSent) res.writeHead(500).end(err.message);
+      });
+  });
+
+  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+  const { port } = httpServer.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    calls,
+    httpRequests,
+    callsOf: (name) => calls.filter((c) => c.name === name),
+    release() {
+      const waiting = releaseWaiters;
+      releaseWaiters = [];
+      for (const w of waiting) w();
+    },
+    stop: async () => {
+      for (const w of releaseWaiters) w();
+      httpServer.closeAllConnections();
+      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+    },
+  };
+}
+
+function flatHeaders(h: http.IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
