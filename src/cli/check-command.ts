@@ -21,7 +21,7 @@ export function readBodyFlag(b: string | undefined): string | undefined {
 }
 
 export async function explain(loaded: LoadedConfig, sample: SampleRequest): Promise<Record<string, unknown>> {
-  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry());
+  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false });
   try {
     const trace = await runCheck(rt, sampleToWire(sample));
     const o = trace.outcome;
@@ -38,7 +38,17 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest): Prom
       principal: ctx?.principal ?? null,
       authFailure: ctx?.authFailure ?? null,
       mcp: ctx?.mcp ?? null,
-      policy: ctx?.policy ?? null,
+      policy: ctx?.policy
+        ? {
+            revision: ctx.policy.revision ?? null,
+            // The input exactly as the policy saw it (credentials already redacted).
+            input: typeof ctx.policy.input === 'string' ? safeJson(ctx.policy.input) : ctx.policy.input ?? null,
+            result: ctx.policy.result ?? null,
+            decision: ctx.policy.realDecision ?? null,
+            durationMs: ctx.policy.durationNs !== undefined ? ctx.policy.durationNs / 1e6 : null,
+          }
+        : null,
+      notReady: rt.notReady?.() ?? [],
       checkResponse: toCheckResponse(o),
     };
   } finally {

@@ -39,7 +39,8 @@ export function envoyAttributes(wire: unknown, headerSecret: Secret, querySecret
   return out;
 }
 
-function redactPathQuery(path: string, secret: Secret): string {
+/** A path with the values of credential query parameters replaced. */
+export function redactPathQuery(path: string, secret: Secret): string {
   const q = path.indexOf('?');
   if (q === -1) return path;
   const parts = path.slice(q + 1).split('&').map((kv) => {

@@ -5,7 +5,7 @@ import type { Principal } from '../auth/principal.js';
 import type { CheckContext } from '../check/context.js';
 import type { Endpoint } from '../endpoints/registry.js';
 import type { HeaderMap, QueryMap } from '../request/types.js';
-import { envoyAttributes, REDACTED } from './envoy-attributes.js';
+import { envoyAttributes, redactPathQuery, REDACTED } from './envoy-attributes.js';
 
 export { REDACTED };
 
@@ -55,7 +55,7 @@ export class InputBuilder {
     const { request } = ctx;
     const headerSecret = (name: string) => this.redactHeaders.has(name) || ctx.credentialHeaders.includes(name);
     const querySecret = (name: string) => this.redactQuery.has(name) || ctx.credentialQueryParams.includes(name);
-    const headers = redactHeaderMap(request.headers, headerSecret);
+    const headers = redactHeaderMap(request.headers, headerSecret, querySecret);
     const query = redactQueryMap(request.query, querySecret);
 
     let s = '{"request":';
@@ -113,9 +113,11 @@ function principalView(p: Principal): Record<string, unknown> {
 }
 
 /** name → the values joined with "," (as Envoy's `headers` map presents them). */
-function redactHeaderMap(h: HeaderMap, secret: (n: string) => boolean): Record<string, string> {
+function redactHeaderMap(h: HeaderMap, secret: (n: string) => boolean, querySecret: (n: string) => boolean): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name in h) out[name] = secret(name) ? REDACTED : h[name]!.join(',');
+  // The :path pseudo-header repeats the query, credentials included.
+  if (out[':path'] !== undefined) out[':path'] = redactPathQuery(out[':path'], querySecret);
   return out;
 }
 

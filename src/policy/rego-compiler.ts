@@ -25,8 +25,9 @@ export async function compileRego(dir: string, entrypoint: string): Promise<Bund
   args.push('.');
   try {
     await new Promise<void>((resolve, reject) => {
-      execFile(opaBinary(), args, { cwd: dir, timeout: 60_000, maxBuffer: 8 << 20 }, (err, _stdout, stderr) => {
-        if (err) reject(new BundleError(`opa build of ${dir} failed: ${(stderr || err.message).trim()}`));
+      execFile(opaBinary(), args, { cwd: dir, timeout: 60_000, maxBuffer: 8 << 20 }, (err, stdout, stderr) => {
+        // opa prints compile errors on stdout or stderr depending on the command.
+        if (err) reject(new BundleError(`opa build of ${dir} failed: ${`${stderr}\n${stdout}`.trim() || err.message}`));
         else resolve();
       });
     });
