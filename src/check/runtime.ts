@@ -19,6 +19,10 @@ export interface Runtime {
   observer: Observer;
   logger: Logger;
   clientAddress: (request: Request) => string;
+  /** Why the runtime cannot decide yet (e.g. no policy loaded); empty when ready. */
+  notReady?(): string[];
+  /** Tells the service when readiness may have changed (a policy load finished). */
+  onReadinessChange?(listener: () => void): void;
   /** Stops watchers and timers the phases own. */
   close(): Promise<void>;
 }

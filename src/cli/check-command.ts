@@ -39,7 +39,17 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest): Prom
       authFailure: ctx?.authFailure ?? null,
       authWhy: ctx?.authWhy ?? null,
       mcp: ctx?.mcp ?? null,
-      policy: ctx?.policy ?? null,
+      policy: ctx?.policy
+        ? {
+            revision: ctx.policy.revision ?? null,
+            // The input exactly as the policy saw it (credentials already redacted).
+            input: typeof ctx.policy.input === 'string' ? safeJson(ctx.policy.input) : ctx.policy.input ?? null,
+            result: ctx.policy.result ?? null,
+            decision: ctx.policy.realDecision ?? null,
+            durationMs: ctx.policy.durationNs !== undefined ? ctx.policy.durationNs / 1e6 : null,
+          }
+        : null,
+      notReady: rt.notReady?.() ?? [],
       checkResponse: toCheckResponse(o),
     };
   } finally {

@@ -1,4 +1,5 @@
 // The mcp-authz command line: serve, check, keys.
+import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -15,6 +16,8 @@ export const QUICKSTART_CONFIG = join(projectRoot, 'examples', 'quickstart', 'co
 const USAGE = `usage:
   mcp-authz serve [--config FILE] [--check-config]
   mcp-authz check --config FILE --method M --path P [-H 'name: value']... [--body JSON|@file] [--host H] [--source ADDR]
+  mcp-authz policy build [--src DIR] [--out FILE] [--force]   (opa build -t wasm of the Rego)
+  mcp-authz policy test                                       (opa check --strict, opa test, coverage)
   mcp-authz keys create --name N [--id ID] [--user U] [--role R] [--permission P]... [--expires DATE] [--json]
 `;
 
@@ -28,6 +31,8 @@ export async function main(argv: string[]): Promise<number> {
         return await check(rest);
       case 'keys':
         return await keys(rest);
+      case 'policy':
+        return policy(rest);
       case undefined:
       case '-h':
       case '--help':
@@ -96,6 +101,18 @@ async function check(args: string[]): Promise<number> {
   });
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   return result.decision === 'allow' ? 0 : 3;
+}
+
+/** Wraps the real opa through the same scripts as `npm run policy:build` / `policy:test`. */
+function policy(args: string[]): number {
+  const [verb, ...rest] = args;
+  const script = verb === 'build' ? 'policy-build.mjs' : verb === 'test' ? 'policy-test.mjs' : undefined;
+  if (!script) {
+    process.stderr.write(`mcp-authz policy: expected "build" or "test"\n${USAGE}`);
+    return 2;
+  }
+  const r = spawnSync(process.execPath, [join(projectRoot, 'scripts', script), ...rest], { stdio: 'inherit' });
+  return r.status ?? 1;
 }
 
 async function keys(args: string[]): Promise<number> {

@@ -53,10 +53,17 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
 
   const grpcPort = await bindGrpc(grpcServer, loaded.config.listen.grpc);
   const httpPort = await listenHttp(httpServer, loaded.config.listen.http);
-  health.set('SERVING');
+  let closing: Promise<void> | undefined;
+  // Ready only when every phase can decide (a policy is loaded); re-checked on each reload.
+  const refreshHealth = () => {
+    if (closing) return;
+    const reasons = runtime.notReady?.() ?? [];
+    health.set(reasons.length === 0 ? 'SERVING' : 'NOT_SERVING', reasons);
+  };
+  runtime.onReadinessChange?.(refreshHealth);
+  refreshHealth();
   logger.info({ grpc: grpcPort, http: httpPort, endpoints: runtime.endpoints.all.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
-  let closing: Promise<void> | undefined;
   return {
     grpcPort,
     httpPort,

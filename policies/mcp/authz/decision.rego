@@ -1,0 +1,134 @@
+# The shipped authorization policy: endpoint ownership, public/private endpoints and
+# per-tool access. Entrypoint: mcp/authz/decision. Input and decision: docs/policies.md.
+package mcp.authz
+
+# Deny by default: anything the rules below do not explicitly allow.
+default decision := {
+	"allow": false,
+	"status": 403,
+	"error": "access_denied",
+	"error_description": "Access denied by policy.",
+}
+
+decision := {"allow": true} if {
+	endpoint_access
+	count(denied_calls) == 0
+} else := endpoint_denial if {
+	not endpoint_access
+} else := call_denial_token if {
+	input.principal.method == "oauth"
+} else := call_denial_key if {
+	input.principal.method == "api_key"
+} else := call_denial_anonymous
+
+# --- endpoint access -------------------------------------------------------------
+
+private_endpoint if is_string(input.endpoint.owner)
+
+auth_off if {
+	input.endpoint.auth.apiKey == false
+	input.endpoint.auth.oauth == false
+}
+
+# Anonymous callers pass only where the endpoint turns authentication off.
+known_principal if input.principal.authenticated == true
+
+known_principal if {
+	input.principal.method == "anonymous"
+	auth_off
+}
+
+endpoint_access if {
+	known_principal
+	not private_endpoint
+}
+
+endpoint_access if {
+	known_principal
+	private_endpoint
+	input.principal.userId == input.endpoint.owner
+}
+
+endpoint_denial := denial(403, "access_denied", "Public API keys cannot access private endpoints") if {
+	private_endpoint
+	input.principal.method == "api_key"
+	not input.principal.userId
+} else := denial(403, "access_denied", "You can only access endpoints you own or public endpoints") if {
+	private_endpoint
+} else := denial(403, "access_denied", "Authentication is required for this endpoint")
+
+denial(status, code, description) := {
+	"allow": false,
+	"status": status,
+	"error": code,
+	"error_description": description,
+}
+
+# --- per-call access ---------------------------------------------------------------
+
+# The grant each call needs: tools/call → tools:<name>, prompts/get → prompts:<name>,
+# resources/read → resources:<uri>. Other methods need endpoint access only.
+required[i] := {"kind": "tools", "target": c.name} if {
+	some i, c in input.mcp.calls
+	c.method == "tools/call"
+}
+
+required[i] := {"kind": "prompts", "target": c.name} if {
+	some i, c in input.mcp.calls
+	c.method == "prompts/get"
+}
+
+required[i] := {"kind": "resources", "target": c.uri} if {
+	some i, c in input.mcp.calls
+	c.method == "resources/read"
+}
+
+denied_calls contains i if {
+	some i, need in required
+	not granted(need)
+}
+
+granted(need) if {
+	some g in grants
+	grant_matches(g, need.kind, need.target)
+}
+
+# The needed grant strings of the denied calls, e.g. "tools:delete_file".
+denied_scopes contains sprintf("%s:%s", [need.kind, need.target]) if {
+	some i in denied_calls
+	need := required[i]
+}
+
+first_denied := required[min(denied_calls)]
+
+call_denial_key := denial(
+	403, "access_denied",
+	sprintf("This API key is not granted %s:%s", [first_denied.kind, first_denied.target]),
+)
+
+call_denial_anonymous := denial(
+	403, "access_denied",
+	sprintf("Anonymous access to this endpoint is not granted %s:%s", [first_denied.kind, first_denied.target]),
+)
+
+call_denial_token := object.union(
+	denial(403, "insufficient_scope", sprintf("The token lacks the scope %s:%s", [first_denied.kind, first_denied.target])),
+	{"headers": {"WWW-Authenticate": step_up_challenge}},
+)
+
+# RFC 6750 step-up challenge. Only scope tokens that are valid RFC 6749 NQCHAR strings are
+# echoed, so a crafted tool name can never break out of the quoted header value.
+step_up_challenge := concat(", ", array.concat(
+	["Bearer error=\"insufficient_scope\""],
+	array.concat(scope_param, metadata_param),
+))
+
+safe_scopes := sort([s | some s in denied_scopes; regex.match(`^[\x21\x23-\x5B\x5D-\x7E]+$`, s)])
+
+scope_param := [sprintf("scope=\"%s\"", [concat(" ", safe_scopes)])] if count(safe_scopes) > 0
+
+else := []
+
+metadata_param := [sprintf("resource_metadata=\"%s\"", [input.endpoint.resource_metadata])] if {
+	is_string(input.endpoint.resource_metadata)
+} else := []

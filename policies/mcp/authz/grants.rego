@@ -1,0 +1,42 @@
+# Grants: "<kind>:<glob>" with kind tools, prompts or resources, or "*" alone (everything).
+# Glob semantics (docs/policies.md): "*" matches any sequence of characters, including
+# none, "/", ":" and "."; every other character is literal and compared exactly —
+# case-sensitive, no Unicode normalization, so look-alikes and case variants never match.
+package mcp.authz
+
+# API keys carry permissions, tokens carry scopes. An anonymous caller on an auth-off
+# endpoint gets the endpoint's data.anonymousGrants, by default everything.
+grants := input.principal.permissions if input.principal.method == "api_key"
+
+else := input.principal.scopes if input.principal.method == "oauth"
+
+else := anonymous_grants if input.principal.method == "anonymous"
+
+else := []
+
+anonymous_grants := object.get(input.endpoint, ["data", "anonymousGrants"], ["*"])
+
+grant_matches("*", _, _)
+
+grant_matches(grant, kind, target) if {
+	is_string(target)
+	prefix := concat("", [kind, ":"])
+	startswith(grant, prefix)
+	glob_matches(substring(grant, count(prefix), -1), target)
+}
+
+glob_matches(pattern, target) if {
+	not contains(pattern, "*")
+	pattern == target
+}
+
+glob_matches(pattern, target) if {
+	contains(pattern, "*")
+	regex.match(glob_regex(pattern), target)
+}
+
+# Each literal run is quoted with \Q…\E (a literal "\E" inside is split out), so regex
+# metacharacters in names are plain characters; "*" becomes "(?s:.*)".
+glob_regex(pattern) := concat("", ["^", concat("(?s:.*)", [quote(part) | some part in split(pattern, "*")]), "$"])
+
+quote(s) := concat("", ["\\Q", replace(s, "\\E", "\\E\\\\E\\Q"), "\\E"])

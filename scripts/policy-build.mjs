@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// Compiles the shipped Rego (policies/mcp) to a WASM bundle: policies/build/bundle.tar.gz
+// (policy.wasm, data.json, .manifest). Skips the work when nothing it depends on changed.
+// The revision is a content hash of the sources, so it does not depend on git.
+//   node scripts/policy-build.mjs [--force] [--src DIR] [--out FILE]
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { opaPath, root } from './opa-path.mjs';
+
+const { values } = parseArgs({
+  options: {
+    force: { type: 'boolean', default: false },
+    src: { type: 'string', default: join(root, 'policies', 'mcp') },
+    out: { type: 'string', default: join(root, 'policies', 'build', 'bundle.tar.gz') },
+    entrypoint: { type: 'string', default: 'mcp/authz/decision' },
+  },
+});
+const src = resolve(values.src);
+const out = resolve(values.out);
+const opa = opaPath();
+const sdkCaps = join(root, 'node_modules', '@open-policy-agent', 'opa-wasm', 'capabilities.json');
+const caps = join(root, 'policies', 'wasm-capabilities.json');
+
+function files(dir) {
+  return readdirSync(dir)
+    .flatMap((n) => {
+      const p = join(dir, n);
+      return statSync(p).isDirectory() ? files(p) : [p];
+    })
+    .filter((p) => /\.(rego|json|ya?ml)$/.test(p) && !p.endsWith('_test.rego'))
+    .sort();
+}
+
+// The capabilities the WASM target supports here: the builtins opa-wasm's SDK declares it
+// can run (natively in the module or in JS), with this opa's declarations and features.
+// `opa build` then refuses any other builtin at compile time instead of at evaluation.
+function writeCapabilities() {
+  const current = JSON.parse(execFileSync(opa, ['capabilities', '--current'], { encoding: 'utf8' }));
+  const sdk = JSON.parse(readFileSync(sdkCaps, 'utf8'));
+  const allowed = new Set(sdk.builtins.map((b) => b.name));
+  const text = JSON.stringify(
+    { builtins: current.builtins.filter((b) => allowed.has(b.name)), features: current.features, wasm_abi_versions: sdk.wasm_abi_versions },
+    null,
+    1,
+  ) + '\n';
+  if (!existsSync(caps) || readFileSync(caps, 'utf8') !== text) writeFileSync(caps, text);
+}
+
+const opaVersion = execFileSync(opa, ['version'], { encoding: 'utf8' }).split('\n')[0];
+writeCapabilities();
+const hash = createHash('sha256');
+hash.update(`${opaVersion}\n${values.entrypoint}\n`);
+hash.update(readFileSync(caps));
+for (const f of files(src)) hash.update(`${relative(src, f)}\n`).update(readFileSync(f));
+const revision = `sha256-${hash.digest('hex').slice(0, 16)}`;
+const stamp = `${out}.revision`;
+
+if (!values.force && existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === revision) {
+  process.stdout.write(`policy bundle up to date: ${relative(root, out)} (revision ${revision})\n`);
+  process.exit(0);
+}
+mkdirSync(dirname(out), { recursive: true });
+// Run from the source folder so the bundle names files relative to it, not this machine's paths.
+const run = (args) => execFileSync(opa, args, { cwd: src, stdio: ['ignore', 'inherit', 'inherit'] });
+run(['check', '--strict', '--capabilities', caps, '--ignore', '*_test.rego', '.']);
+run([
+  'build', '-t', 'wasm', '-e', values.entrypoint, '--capabilities', caps, '--ignore', '*_test.rego',
+  '-r', revision, '-o', out, '.',
+]);
+writeFileSync(stamp, `${revision}\n`);
+process.stdout.write(`policy bundle built: ${relative(root, out)} (revision ${revision})\n`);

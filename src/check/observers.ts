@@ -1,0 +1,18 @@
+import type { Observer } from './phases.js';
+
+/** One observer that tells several (decision log, metrics): a failing one never stops the others or the Check. */
+export function fanOut(observers: readonly Observer[], onError: (err: unknown) => void = () => undefined): Observer {
+  const list = [...observers];
+  if (list.length === 1) return list[0]!;
+  return {
+    decided(ctx, outcome, durationNs) {
+      for (const o of list) {
+        try {
+          o.decided(ctx, outcome, durationNs);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    },
+  };
+}

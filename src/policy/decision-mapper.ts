@@ -1,0 +1,146 @@
+// The policy's result → the pipeline's AuthzResult. Three shapes are accepted (see
+// docs/policies.md "Decision"): DESIGN's object {allow, status, error, ...}, a plain
+// boolean, and opa-envoy-plugin's {allowed, http_status, body, headers, ...}. Anything else
+// is a malformed decision and a deny — never an allow.
+import { deny, type Deny, type HeaderToSet } from '../check/outcome.js';
+import type { AuthzResult } from '../check/phases.js';
+
+export type Mapped =
+  | { allow: true; result: Extract<AuthzResult, { allow: true }> }
+  | { allow: false; deny: Deny; reason: string };
+
+class Malformed extends Error {}
+
+const DEFAULT_DENY_DESCRIPTION = 'Access denied by policy.';
+
+/** Maps opa-wasm's result set (`[{result: <decision>}]`, or `[]` when undefined). */
+export function mapResultSet(resultSet: unknown): Mapped {
+  if (!Array.isArray(resultSet) || resultSet.length === 0 || !resultSet[0] || typeof resultSet[0] !== 'object' || !('result' in resultSet[0])) {
+    return { allow: false, reason: 'policy_undefined', deny: deny(403, 'access_denied', 'The policy made no decision for this request; denied by default.') };
+  }
+  if (resultSet.length > 1) return malformed('the entrypoint produced more than one result');
+  try {
+    return mapDecision((resultSet[0] as { result: unknown }).result);
+  } catch (err) {
+    if (err instanceof Malformed) return malformed(err.message);
+    throw err;
+  }
+}
+
+export function policyError(detail: string): Mapped {
+  return {
+    allow: false,
+    reason: 'policy_error',
+    deny: deny(503, 'policy_error', `The authorization policy failed to evaluate (${detail}); the request is denied.`),
+  };
+}
+
+function malformed(detail: string): Mapped {
+  return {
+    allow: false,
+    reason: 'policy_malformed_decision',
+    deny: deny(503, 'policy_error', `The authorization policy returned a malformed decision (${detail}); the request is denied.`),
+  };
+}
+
+function mapDecision(d: unknown): Mapped {
+  if (typeof d === 'boolean') {
+    return d ? allowed([], [], [], undefined) : { allow: false, reason: 'policy_deny', deny: deny(403, 'access_denied', DEFAULT_DENY_DESCRIPTION) };
+  }
+  if (d === null || typeof d !== 'object' || Array.isArray(d)) throw new Malformed(`expected an object or a boolean, got ${typeName(d)}`);
+  const o = d as Record<string, unknown>;
+  if ('allow' in o) return mapOwn(o);
+  if ('allowed' in o) return mapEnvoyPlugin(o);
+  throw new Malformed('an object without "allow" (or opa-envoy-plugin\'s "allowed")');
+}
+
+function mapOwn(o: Record<string, unknown>): Mapped {
+  if (typeof o.allow !== 'boolean') throw new Malformed(`"allow" must be a boolean, got ${typeName(o.allow)}`);
+  const headers = headerList(o.headers, 'headers');
+  const metadata = objectOrUndefined(o.dynamic_metadata, 'dynamic_metadata');
+  if (o.allow) return allowed(headers, [], headerList(o.response_headers, 'response_headers'), metadata);
+  const status = statusOf(o.status, 403, 'status');
+  const code = optionalString(o.error, 'error') ?? 'access_denied';
+  if (!/^[a-z0-9_.-]{1,64}$/i.test(code)) throw new Malformed('"error" must be a short code (letters, digits, "_", ".", "-")');
+  const description = optionalString(o.error_description, 'error_description') ?? DEFAULT_DENY_DESCRIPTION;
+  const out = deny(status, code, description, { headers });
+  if (metadata) out.dynamicMetadata = metadata;
+  return { allow: false, reason: 'policy_deny', deny: out };
+}
+
+function mapEnvoyPlugin(o: Record<string, unknown>): Mapped {
+  if (typeof o.allowed !== 'boolean') throw new Malformed(`"allowed" must be a boolean, got ${typeName(o.allowed)}`);
+  const headers = headerList(o.headers, 'headers');
+  const metadata = objectOrUndefined(o.dynamic_metadata, 'dynamic_metadata');
+  if (o.allowed) {
+    const remove = stringList(o.request_headers_to_remove, 'request_headers_to_remove');
+    return allowed(headers, remove, headerList(o.response_headers_to_add, 'response_headers_to_add'), metadata);
+  }
+  const status = statusOf(o.http_status, 403, 'http_status');
+  const body = o.body === undefined ? undefined : optionalString(o.body, 'body');
+  const ct = headers.find((h) => h.name === 'content-type');
+  const out = deny(status, 'access_denied', DEFAULT_DENY_DESCRIPTION, { headers: headers.filter((h) => h !== ct) });
+  if (body !== undefined) {
+    out.rawBody = body;
+    out.contentType = ct?.value ?? 'text/plain';
+  } else if (ct) {
+    out.contentType = ct.value;
+  }
+  if (metadata) out.dynamicMetadata = metadata;
+  return { allow: false, reason: 'policy_deny', deny: out };
+}
+
+function allowed(headers: HeaderToSet[], remove: string[], response: HeaderToSet[], metadata: Record<string, unknown> | undefined): Mapped {
+  const result: Extract<AuthzResult, { allow: true }> = { allow: true, headers, headersToRemove: remove, responseHeaders: response };
+  if (metadata) result.dynamicMetadata = metadata;
+  return { allow: true, result };
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// No CR, LF or NUL: a policy value can never split a header.
+const SAFE_VALUE = /^[^\r\n\0]*$/;
+
+/** `{name: value}` or `{name: [values]}` → headers to set (replace, not append). */
+function headerList(v: unknown, field: string): HeaderToSet[] {
+  if (v === undefined || v === null) return [];
+  if (typeof v !== 'object' || Array.isArray(v)) throw new Malformed(`"${field}" must be an object of header name → value`);
+  const out: HeaderToSet[] = [];
+  for (const [rawName, value] of Object.entries(v as Record<string, unknown>)) {
+    if (!TOKEN.test(rawName)) throw new Malformed(`"${field}" has an invalid header name ${JSON.stringify(rawName)}`);
+    const values = Array.isArray(value) ? value : [value];
+    values.forEach((val, i) => {
+      const text = typeof val === 'string' ? val : typeof val === 'number' || typeof val === 'boolean' ? String(val) : undefined;
+      if (text === undefined || !SAFE_VALUE.test(text)) throw new Malformed(`"${field}.${rawName}" must be a string without CR, LF or NUL`);
+      out.push({ name: rawName.toLowerCase(), value: text, append: i > 0 });
+    });
+  }
+  return out;
+}
+
+function stringList(v: unknown, field: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && TOKEN.test(x))) throw new Malformed(`"${field}" must be an array of header names`);
+  return (v as string[]).map((x) => x.toLowerCase());
+}
+
+function statusOf(v: unknown, fallback: number, field: string): number {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 400 || v > 599) throw new Malformed(`"${field}" of a deny must be an integer HTTP status 400-599, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optionalString(v: unknown, field: string): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new Malformed(`"${field}" must be a string, got ${typeName(v)}`);
+  return v;
+}
+
+function objectOrUndefined(v: unknown, field: string): Record<string, unknown> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new Malformed(`"${field}" must be an object`);
+  return v as Record<string, unknown>;
+}
+
+function typeName(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
+}

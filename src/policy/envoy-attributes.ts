@@ -1,0 +1,107 @@
+// The CheckRequest attributes as opa-envoy-plugin shows them to a policy (protojson:
+// lowerCamelCase names, Timestamps as RFC 3339, bytes as base64, Structs as plain JSON),
+// with credential headers and query parameters redacted.
+/** What a credential's value is replaced with in the policy input. */
+export const REDACTED = '[REDACTED]';
+
+type Secret = (name: string) => boolean;
+
+const camelCache = new Map<string, string>();
+function camel(k: string): string {
+  let c = camelCache.get(k);
+  if (c === undefined) {
+    c = k.replace(/_([a-z0-9])/g, (_, ch: string) => ch.toUpperCase());
+    camelCache.set(k, c);
+  }
+  return c;
+}
+
+export function envoyAttributes(wire: unknown, headerSecret: Secret, querySecret: Secret): unknown {
+  if (!wire || typeof wire !== 'object') return {};
+  const out = convert(wire, '') as Record<string, any>;
+  const http = out.request?.http;
+  if (http) {
+    if (http.headers) {
+      for (const name of Object.keys(http.headers)) if (headerSecret(name.toLowerCase())) http.headers[name] = REDACTED;
+    }
+    const entries = http.headerMap?.headers as { key?: string; value?: string; rawValue?: string }[] | undefined;
+    if (entries) {
+      for (const e of entries) {
+        if (e.key && headerSecret(e.key.toLowerCase())) {
+          if (e.value !== undefined) e.value = REDACTED;
+          if (e.rawValue !== undefined) e.rawValue = Buffer.from(REDACTED).toString('base64');
+        }
+      }
+    }
+    if (typeof http.path === 'string') http.path = redactPathQuery(http.path, querySecret);
+    if (http.headers?.[':path']) http.headers[':path'] = redactPathQuery(http.headers[':path'], querySecret);
+  }
+  return out;
+}
+
+/** A path with the values of credential query parameters replaced. */
+export function redactPathQuery(path: string, secret: Secret): string {
+  const q = path.indexOf('?');
+  if (q === -1) return path;
+  const parts = path.slice(q + 1).split('&').map((kv) => {
+    const eq = kv.indexOf('=');
+    const rawName = eq === -1 ? kv : kv.slice(0, eq);
+    let name = rawName;
+    try {
+      name = decodeURIComponent(rawName.replace(/\+/g, ' '));
+    } catch {
+      // an undecodable name is compared as sent
+    }
+    return secret(name) ? `${rawName}=${encodeURIComponent(REDACTED)}` : kv;
+  });
+  return `${path.slice(0, q)}?${parts.join('&')}`;
+}
+
+function convert(v: unknown, key: string): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (Buffer.isBuffer(v) || v instanceof Uint8Array) return Buffer.from(v).toString('base64');
+  if (Array.isArray(v)) return v.map((x) => convert(x, key));
+  const o = v as Record<string, unknown>;
+  if ((key === 'time') && ('seconds' in o || 'nanos' in o)) return timestamp(o);
+  if (key === 'filter_metadata') {
+    const m: Record<string, unknown> = {};
+    for (const k of Object.keys(o)) m[k] = struct(o[k]);
+    return m;
+  }
+  // Free-form maps keep their keys as sent.
+  const keepKeys = key === 'headers' || key === 'context_extensions';
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(o)) {
+    const val = o[k];
+    // proto-loader's `oneofs: true` adds the name of the set field; protojson has no such field.
+    if (typeof val === 'string' && !keepKeys && Object.prototype.hasOwnProperty.call(o, val) && val !== k) continue;
+    out[keepKeys ? k : camel(k)] = keepKeys ? val : convert(val, k);
+  }
+  return out;
+}
+
+function timestamp(o: Record<string, unknown>): string {
+  const ms = Number(o.seconds ?? 0) * 1000 + Math.floor(Number(o.nanos ?? 0) / 1e6);
+  const d = new Date(ms);
+  return Number.isFinite(d.getTime()) ? d.toISOString().replace('.000Z', 'Z') : '';
+}
+
+/** google.protobuf.Struct / Value in proto-loader's object form → plain JSON. */
+function struct(s: unknown): unknown {
+  const fields = (s as { fields?: Record<string, unknown> } | null)?.fields;
+  if (!fields) return {};
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(fields)) out[k] = value(fields[k]);
+  return out;
+}
+
+function value(v: unknown): unknown {
+  const o = v as Record<string, any> | null;
+  if (!o) return null;
+  if ('string_value' in o) return o.string_value;
+  if ('number_value' in o) return o.number_value;
+  if ('bool_value' in o) return o.bool_value;
+  if ('struct_value' in o) return struct(o.struct_value);
+  if ('list_value' in o) return (o.list_value?.values ?? []).map(value);
+  return null;
+}

@@ -1,0 +1,139 @@
+// Builds the policy input (docs/policies.md "Input") as a JSON string, from parts
+// precomputed at load: each endpoint's JSON is serialized once. Credentials never reach
+// the policy: credential headers and query parameters are redacted everywhere they occur.
+import type { Principal } from '../auth/principal.js';
+import type { CheckContext } from '../check/context.js';
+import type { Endpoint } from '../endpoints/registry.js';
+import type { HeaderMap, QueryMap } from '../request/types.js';
+import { envoyAttributes, redactPathQuery, REDACTED } from './envoy-attributes.js';
+
+export { REDACTED };
+
+export interface InputOptions {
+  /** Add opa-envoy-plugin's fields: attributes, parsed_path, parsed_query, parsed_body, truncated_body, version. */
+  envoyInput: boolean;
+  publicBaseUrl: string | undefined;
+  /** The API key header (apiKeys.header). */
+  keyHeader: string;
+  /** The API key query parameters (apiKeys.queryParams). */
+  keyQueryParams: readonly string[];
+}
+
+const ALWAYS_REDACTED_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'x-api-key'];
+const ENVOY_VERSION = '{"encoding":"protojson","ext_authz":"v3"}';
+
+interface EndpointJson {
+  /** Complete JSON when resource_metadata is known at load (publicBaseUrl set). */
+  full?: string;
+  /** JSON without its closing brace; resource_metadata is added per request from scheme and host. */
+  open: string;
+  metadataPath: string;
+}
+
+export class InputBuilder {
+  private readonly endpoints = new Map<Endpoint, EndpointJson>();
+  private readonly redactHeaders: ReadonlySet<string>;
+  private readonly redactQuery: ReadonlySet<string>;
+  private readonly anonymousJson: string;
+
+  constructor(endpoints: readonly Endpoint[], private readonly opts: InputOptions) {
+    const base = opts.publicBaseUrl?.replace(/\/+$/, '');
+    for (const e of endpoints) {
+      const { metadataPath, ...config } = e;
+      const open = JSON.stringify(config).slice(0, -1);
+      const entry: EndpointJson = { open, metadataPath };
+      if (base !== undefined) entry.full = `${open},"resource_metadata":${JSON.stringify(`${base}/.well-known/oauth-protected-resource${metadataPath}`)}}`;
+      this.endpoints.set(e, entry);
+    }
+    this.redactHeaders = new Set([...ALWAYS_REDACTED_HEADERS, opts.keyHeader.toLowerCase()]);
+    this.redactQuery = new Set(opts.keyQueryParams);
+    this.anonymousJson = JSON.stringify(principalView({ authenticated: false, method: 'anonymous', id: 'anonymous', roles: [], permissions: [], scopes: [] }));
+  }
+
+  /** The input document as UTF-8 JSON text. */
+  build(ctx: CheckContext): string {
+    const { request } = ctx;
+    const headerSecret = (name: string) => this.redactHeaders.has(name) || ctx.credentialHeaders.includes(name);
+    const querySecret = (name: string) => this.redactQuery.has(name) || ctx.credentialQueryParams.includes(name);
+    const headers = redactHeaderMap(request.headers, headerSecret, querySecret);
+    const query = redactQueryMap(request.query, querySecret);
+
+    let s = '{"request":';
+    s += JSON.stringify({
+      id: request.id,
+      method: request.method,
+      scheme: request.scheme,
+      host: request.host,
+      path: request.path,
+      query,
+      headers,
+    });
+    s += ',"endpoint":' + this.endpointJson(ctx);
+    s += ',"principal":' + (ctx.principal.method === 'anonymous' && !ctx.principal.authenticated ? this.anonymousJson : JSON.stringify(principalView(ctx.principal)));
+    const { source: _source, ...mcp } = ctx.mcp;
+    s += ',"mcp":' + JSON.stringify(mcp);
+    if (this.opts.envoyInput) {
+      s += ',"attributes":' + JSON.stringify(envoyAttributes(request.attributes(), headerSecret, querySecret));
+      s += ',"parsed_path":' + JSON.stringify(parsedPath(request.path));
+      s += ',"parsed_query":' + JSON.stringify(query);
+      if (ctx.parsedBody !== undefined) s += ',"parsed_body":' + JSON.stringify(ctx.parsedBody);
+      s += ',"truncated_body":' + String(truncated(request.headers, request.bodyBytes));
+      s += ',"version":' + ENVOY_VERSION;
+    }
+    return s + '}';
+  }
+
+  private endpointJson(ctx: CheckContext): string {
+    const e = ctx.endpoint;
+    if (!e) return 'null';
+    const pre = this.endpoints.get(e);
+    if (!pre) return JSON.stringify(e);
+    if (pre.full !== undefined) return pre.full;
+    const url = `${ctx.request.scheme}://${ctx.request.host}/.well-known/oauth-protected-resource${pre.metadataPath}`;
+    return `${pre.open},"resource_metadata":${JSON.stringify(url)}}`;
+  }
+}
+
+function principalView(p: Principal): Record<string, unknown> {
+  return {
+    authenticated: p.authenticated,
+    method: p.method,
+    id: p.id,
+    userId: p.userId,
+    role: p.role,
+    roles: p.roles,
+    permissions: p.permissions,
+    scopes: p.scopes,
+    keyType: p.keyType,
+    keyId: p.keyId,
+    issuer: p.issuer,
+    subject: p.subject,
+    claims: p.claims,
+  };
+}
+
+/** name → the values joined with "," (as Envoy's `headers` map presents them). */
+function redactHeaderMap(h: HeaderMap, secret: (n: string) => boolean, querySecret: (n: string) => boolean): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in h) out[name] = secret(name) ? REDACTED : h[name]!.join(',');
+  // The :path pseudo-header repeats the query, credentials included.
+  if (out[':path'] !== undefined) out[':path'] = redactPathQuery(out[':path'], querySecret);
+  return out;
+}
+
+function redactQueryMap(q: QueryMap, secret: (n: string) => boolean): QueryMap {
+  const out: QueryMap = {};
+  for (const name in q) out[name] = secret(name) ? q[name]!.map(() => REDACTED) : q[name]!;
+  return out;
+}
+
+/** opa-envoy-plugin's parsed_path: the path's segments, without the leading "/". */
+function parsedPath(path: string): string[] {
+  return path.replace(/^\/+/, '').split('/');
+}
+
+function truncated(h: HeaderMap, bodyBytes: number): boolean {
+  if (h['x-envoy-auth-partial-body']?.[0] === 'true') return true;
+  const cl = h['content-length']?.[0];
+  return cl !== undefined && bodyBytes > 0 && Number(cl) > bodyBytes;
+}

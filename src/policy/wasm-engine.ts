@@ -1,0 +1,78 @@
+// One compiled policy, instantiated once with bounded memory, evaluated per Check.
+// A failed evaluation (a trap, memory exhausted, an abort) is reported, never thrown.
+import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
+import { BundleError, type Bundle } from './bundle-loader.js';
+
+export interface EngineOptions {
+  entrypoint: string;
+  /** Maximum WASM memory in 64 KiB pages; a policy that needs more fails its evaluation. */
+  maxMemoryPages: number;
+  /** The data document (data.*) handed to the policy once, with setData. */
+  data: Record<string, unknown>;
+}
+
+export type Evaluation =
+  | { ok: true; resultSet: unknown; durationNs: number }
+  | { ok: false; error: string; durationNs: number };
+
+export class WasmEngine {
+  private constructor(
+    private readonly policy: LoadedPolicy,
+    private readonly entrypointId: number,
+    readonly revision: string,
+    readonly source: string,
+    readonly memory: WebAssembly.Memory,
+  ) {}
+
+  static async create(bundle: Bundle, opts: EngineOptions): Promise<WasmEngine> {
+    let module: WebAssembly.Module;
+    try {
+      module = await WebAssembly.compile(bundle.wasm);
+    } catch (err) {
+      throw new BundleError(`policy.wasm in ${bundle.source} is not a valid WebAssembly module: ${describe(err)}`);
+    }
+    const exported = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
+    for (const name of ['opa_eval', 'opa_wasm_abi_version', 'opa_wasm_abi_minor_version', 'builtins', 'entrypoints']) {
+      if (!exported.has(name)) {
+        throw new BundleError(`policy.wasm in ${bundle.source} does not implement the OPA WASM ABI 1.2+ (no ${name} export); build it with opa build -t wasm`);
+      }
+    }
+    let policy: LoadedPolicy;
+    try {
+      policy = await loadPolicy(module, { initial: Math.min(opts.maxMemoryPages, 16), maximum: opts.maxMemoryPages });
+    } catch (err) {
+      throw new BundleError(`cannot instantiate policy.wasm from ${bundle.source}: ${describe(err)}`);
+    }
+    if (!(Number(policy.minorVersion) >= 2)) {
+      throw new BundleError(`policy.wasm in ${bundle.source} uses OPA WASM ABI 1.${policy.minorVersion}; 1.2 or later is required (rebuild with a current opa)`);
+    }
+    const entrypoints = policy.entrypoints as Record<string, number>;
+    const id = entrypoints[opts.entrypoint];
+    if (id === undefined) {
+      throw new BundleError(`policy bundle ${bundle.source} has no entrypoint ${opts.entrypoint} (it has: ${Object.keys(entrypoints).join(', ') || 'none'})`);
+    }
+    try {
+      policy.setData(opts.data);
+    } catch (err) {
+      throw new BundleError(`cannot load the policy data into ${bundle.source} (raise policy.maxMemoryPages?): ${describe(err)}`);
+    }
+    return new WasmEngine(policy, id, bundle.revision, bundle.source, policy.mem);
+  }
+
+  /** Evaluates the entrypoint on one input, given as UTF-8 JSON. */
+  evaluate(inputJson: ArrayBuffer): Evaluation {
+    const started = process.hrtime.bigint();
+    try {
+      const resultSet: unknown = this.policy.evaluate(inputJson, this.entrypointId);
+      return { ok: true, resultSet, durationNs: Number(process.hrtime.bigint() - started) };
+    } catch (err) {
+      return { ok: false, error: describe(err), durationNs: Number(process.hrtime.bigint() - started) };
+    }
+  }
+}
+
+// opa-wasm throws plain strings (aborts) as well as Errors (traps, RangeError on memory).
+function describe(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}

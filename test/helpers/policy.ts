@@ -1,0 +1,67 @@
+// Test doubles of the authentication phase only, and helpers to compile fixture Rego
+// with the real opa. The policy, the WASM engine and the gRPC server stay real.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Registry } from 'prom-client';
+import type { Principal } from '../../src/auth/principal.js';
+import { ANONYMOUS } from '../../src/auth/principal.js';
+import type { AuthResult, Authenticator } from '../../src/check/phases.js';
+import type { Runtime } from '../../src/check/runtime.js';
+import type { LoadedConfig } from '../../src/config/load.js';
+import type { Logger } from '../../src/log/logger.js';
+import type { ServiceEvents } from '../../src/metrics/hooks.js';
+import { buildRuntime } from '../../src/server/build-runtime.js';
+
+/** The header the test authenticator reads to pick a principal (test plumbing, not a credential). */
+export const PRINCIPAL_HEADER = 'x-test-principal';
+
+/** Authenticates as the principal named by the x-test-principal header, else anonymous. */
+export class InjectingAuthenticator implements Authenticator {
+  constructor(private readonly principals: Record<string, Principal>) {}
+  authenticate(request: { headers: Record<string, string[]> }): AuthResult {
+    const name = request.headers[PRINCIPAL_HEADER]?.[0];
+    const principal = name === undefined ? ANONYMOUS : this.principals[name];
+    if (!principal) throw new Error(`test: unknown principal ${name}`);
+    return { ok: true, principal, credentialHeaders: [PRINCIPAL_HEADER], credentialQueryParams: [] };
+  }
+}
+
+/** A buildRuntime that keeps everything real except authentication. */
+export function withPrincipals(principals: Record<string, Principal>, events: ServiceEvents = {}) {
+  return async (loaded: LoadedConfig, logger: Logger, metrics: Registry): Promise<Runtime> => {
+    const rt = await buildRuntime(loaded, logger, metrics, { events });
+    rt.authenticator = new InjectingAuthenticator(principals);
+    return rt;
+  };
+}
+
+/** Writes Rego files into a fresh folder and returns it. */
+export function regoDir(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-rego-'));
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(join(dir, name, '..'), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
+  return dir;
+}
+
+export function keyPrincipal(id: string, userId: string | undefined, permissions: string[]): Principal {
+  return {
+    authenticated: true, method: 'api_key', id, keyId: id, roles: [], permissions, scopes: [],
+    keyType: userId ? 'private' : 'public', ...(userId ? { userId } : {}),
+  };
+}
+
+export function tokenPrincipal(sub: string, scopes: string[]): Principal {
+  return { authenticated: true, method: 'oauth', id: `https://idp.example.com#${sub}`, userId: sub, subject: sub, roles: [], permissions: [], scopes, claims: { sub } };
+}
+
+/** Polls `probe` until it returns true, failing after the deadline (no fixed sleeps). */
+export async function until(probe: () => Promise<boolean> | boolean, what: string, deadlineMs = 15_000): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (!(await probe())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}

@@ -1,0 +1,120 @@
+// The policy input: documented fields, credentials redacted everywhere, opa-envoy-plugin
+// fields switchable; and the decision log line.
+import test from 'ava';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { runCheck } from '../src/check/pipeline.js';
+import { validateConfig } from '../src/config/load.js';
+import { createMetricsRegistry } from '../src/metrics/registry.js';
+import { buildRuntime } from '../src/server/build-runtime.js';
+import { InjectingAuthenticator, keyPrincipal } from './helpers/policy.js';
+import { checkRequest, rpc } from './helpers/service.js';
+
+const SECRET_KEY = 'mcp_0123456789abcdefSECRETKEY';
+const SECRET_TOKEN = 'eyJhbGciOiJSUzI1NiJ9.SECRET.TOKEN';
+
+async function runtimeWith(extra: Record<string, unknown>, lines: string[] = []) {
+  const config = validateConfig(
+    {
+      apiKeys: { header: 'x-custom-key' },
+      endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice', data: { tier: 'gold' } }],
+      ...extra,
+    },
+    'test',
+    process.cwd(),
+    {},
+  );
+  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+  const rt = await buildRuntime({ config, file: undefined, baseDir: process.cwd() }, logger, createMetricsRegistry(), { watch: false });
+  rt.authenticator = new InjectingAuthenticator({ alice: keyPrincipal('alice-key', 'alice', ['tools:*']) });
+  return rt;
+}
+
+const sample = () =>
+  checkRequest({
+    path: '/mcp/files/x?api_key=' + SECRET_KEY + '&apikey=' + SECRET_KEY + '&q=1',
+    body: rpc('tools/call', { name: 'search' }),
+    headers: {
+      'x-test-principal': 'alice',
+      'x-api-key': SECRET_KEY,
+      'x-custom-key': SECRET_KEY,
+      authorization: `Bearer ${SECRET_TOKEN}`,
+      cookie: `session=${SECRET_TOKEN}`,
+      'x-other': 'visible',
+    },
+  });
+
+test('the input carries request, endpoint, principal and mcp, and never a credential', async (t) => {
+  const rt = await runtimeWith({ publicBaseUrl: 'https://mcp.example.com/' });
+  const trace = await runCheck(rt, sample() as never);
+  await rt.close();
+  t.true(trace.outcome.allow);
+  const text = trace.ctx!.policy!.input as string;
+  t.false(text.includes(SECRET_KEY));
+  t.false(text.includes(SECRET_TOKEN));
+  const input = JSON.parse(text);
+  t.is(input.request.headers['x-api-key'], '[REDACTED]');
+  t.is(input.request.headers['x-custom-key'], '[REDACTED]');
+  t.is(input.request.headers.authorization, '[REDACTED]');
+  t.is(input.request.headers['x-test-principal'], '[REDACTED]', 'the authenticator\'s credential headers are redacted too');
+  t.is(input.request.headers['x-other'], 'visible');
+  t.is(input.request.headers[':path'], '/mcp/files/x?api_key=%5BREDACTED%5D&apikey=%5BREDACTED%5D&q=1');
+  t.deepEqual(input.request.query, { api_key: ['[REDACTED]'], apikey: ['[REDACTED]'], q: ['1'] });
+  t.is(input.request.path, '/mcp/files/x');
+  t.is(input.endpoint.name, 'files');
+  t.is(input.endpoint.owner, 'alice');
+  t.deepEqual(input.endpoint.data, { tier: 'gold' });
+  t.is(input.endpoint.resource_metadata, 'https://mcp.example.com/.well-known/oauth-protected-resource/mcp/files');
+  t.is(input.principal.userId, 'alice');
+  t.deepEqual(input.principal.permissions, ['tools:*']);
+  t.deepEqual(input.mcp, { present: true, batch: false, calls: [{ method: 'tools/call', kind: 'request', name: 'search' }] });
+  t.deepEqual(input.parsed_path, ['mcp', 'files', 'x']);
+  t.deepEqual(input.parsed_body, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'search' } });
+  t.false(input.truncated_body);
+  t.deepEqual(input.version, { encoding: 'protojson', ext_authz: 'v3' });
+  t.is(input.attributes.request.http.headers['x-api-key'], '[REDACTED]');
+  t.is(input.attributes.request.http.path, '/mcp/files/x?api_key=%5BREDACTED%5D&apikey=%5BREDACTED%5D&q=1');
+  t.is(input.attributes.source.address.socketAddress.address, '10.1.2.3');
+  t.is(input.attributes.source.address.socketAddress.portValue, 40000);
+  t.is(input.attributes.request.time, '2023-11-14T22:13:20Z');
+});
+
+test('policy.envoyInput: false leaves the opa-envoy-plugin fields out', async (t) => {
+  const rt = await runtimeWith({ policy: { envoyInput: false } });
+  const trace = await runCheck(rt, sample() as never);
+  await rt.close();
+  const input = JSON.parse(trace.ctx!.policy!.input as string);
+  t.deepEqual(Object.keys(input).sort(), ['endpoint', 'mcp', 'principal', 'request']);
+});
+
+test('the decision log writes one line per decision with ids and codes, never a secret', async (t) => {
+  const lines: string[] = [];
+  const rt = await runtimeWith({}, lines);
+  await runCheck(rt, sample() as never);
+  await rt.close();
+  const decisions = lines.map((l) => JSON.parse(l)).filter((l) => l.log === 'decision');
+  t.is(decisions.length, 1);
+  const d = decisions[0];
+  t.like(d, { endpoint: 'files', principal: 'alice-key', mcp_method: 'tools/call', tool: 'search', allow: true, status: 200, reason: 'allowed', policy_decision: 'allow' });
+  t.regex(d.decision_id, /^[0-9a-f-]{36}$/);
+  t.regex(d.policy_revision, /^sha256-/);
+  t.is(typeof d.duration_ms, 'number');
+  t.is(typeof d.time, 'number');
+  for (const l of lines) {
+    t.false(l.includes(SECRET_KEY));
+    t.false(l.includes(SECRET_TOKEN));
+  }
+  t.false('headers' in d);
+});
+
+test('decision log sampling drops allows but keeps denies', async (t) => {
+  const lines: string[] = [];
+  const rt = await runtimeWith({ decisionLog: { enabled: true, sampleRate: 0 } }, lines);
+  await runCheck(rt, sample() as never);
+  const denied = checkRequest({ path: '/mcp/files', body: rpc('tools/list') });
+  await runCheck(rt, denied as never);
+  await rt.close();
+  const decisions = lines.map((l) => JSON.parse(l)).filter((l) => l.log === 'decision');
+  t.is(decisions.length, 1);
+  t.false(decisions[0].allow);
+});
