@@ -52,6 +52,11 @@ test('check prints the server decision for no credential, a bad key, a good key 
     const { server, cli } = await both(path, headers);
     const label = `${path} ${Object.keys(headers).join(',') || 'no credential'}`;
     t.is(cli.decision, server.ok_response ? 'allow' : 'deny', label);
+    if (server.ok_response) {
+      t.is(cli.status, 200, label);
+      t.deepEqual(cli.principal.id, headerValue(server.ok_response.headers, 'x-mcp-principal'), label);
+      continue;
+    }
     t.is(cli.status, deniedStatus(server), label);
     t.is(cli.body.error, deniedBody(server).error, label);
     t.is(headerValue(cli.checkResponse.denied_response.headers, 'www-authenticate'), headerValue(server.denied_response!.headers, 'www-authenticate'), label);
