@@ -21,6 +21,8 @@ export interface PolicySourceOptions {
   data: Record<string, unknown>;
   /** Coalesces a burst of file events into one reload. */
   debounceMs?: number;
+  /** How often to re-check the source when file events are missed (default 5 s). */
+  pollIntervalMs?: number;
 }
 
 export type LoadResult = { ok: true; revision: string; changed: boolean } | { ok: false; error: string };
@@ -28,9 +30,11 @@ export type LoadResult = { ok: true; revision: string; changed: boolean } | { ok
 export class PolicySource {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private poller: NodeJS.Timeout | undefined;
   private running: Promise<LoadResult> | undefined;
   private again = false;
   private fingerprint: string | undefined;
+  private failedFingerprint: string | undefined;
   private readonly listeners = new Set<(r: LoadResult) => void>();
 
   constructor(
@@ -66,8 +70,12 @@ export class PolicySource {
   private async loadOnce(): Promise<LoadResult> {
     const where = this.opts.rego ?? this.opts.bundle!;
     let result: LoadResult;
+    const fingerprint = this.sourceFingerprint();
+    if (fingerprint !== undefined && fingerprint === this.failedFingerprint) {
+      // The same broken source again (a poll): already logged and counted once.
+      return { ok: false, error: 'unchanged since the last failed load' };
+    }
     try {
-      const fingerprint = this.sourceFingerprint();
       if (fingerprint !== undefined && fingerprint === this.fingerprint && this.authorizer.revision !== undefined) {
         return { ok: true, revision: this.authorizer.revision, changed: false };
       }
@@ -80,11 +88,13 @@ export class PolicySource {
       const previous = this.authorizer.revision;
       this.authorizer.use(engine);
       this.fingerprint = fingerprint;
+      this.failedFingerprint = undefined;
       this.events.policyReload?.('success', engine.revision);
       this.logger.info({ policy: where, policy_revision: engine.revision, previous_revision: previous ?? null }, 'policy loaded');
       result = { ok: true, revision: engine.revision, changed: true };
     } catch (err) {
       const error = (err as Error).message ?? String(err);
+      this.failedFingerprint = fingerprint;
       this.authorizer.loadFailed(error);
       this.events.policyReload?.('failure', this.authorizer.revision);
       this.logger.error({ policy: where, err: error, policy_revision_kept: this.authorizer.revision ?? null }, this.authorizer.revision ? 'policy reload failed; the previous policy stays in use' : 'policy load failed; no policy is loaded and Checks are denied');
@@ -123,7 +133,8 @@ export class PolicySource {
       // a missing file: watch its folder and load when it appears
     }
     const onEvent = (_e: string, file: string | Buffer | null) => {
-      if (!isDir && file !== null && String(file) !== basename(target)) return;
+      // Kubernetes volume updates swap a "..data" symlink rather than touching the file itself.
+      if (!isDir && file !== null && String(file) !== basename(target) && !String(file).startsWith('..')) return;
       clearTimeout(this.timer);
       this.timer = setTimeout(() => void this.load(), this.opts.debounceMs ?? 50);
     };
@@ -132,12 +143,16 @@ export class PolicySource {
       this.watcher = isDir ? watch(target, { recursive: true }, onEvent) : watch(dirname(target), onEvent);
       this.watcher.on('error', (err) => this.logger.warn({ err: err.message, policy: target }, 'policy watch failed; reloads stop'));
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message, policy: target }, 'cannot watch the policy for changes; reloads are off');
+      this.logger.warn({ err: (err as Error).message, policy: target }, 'cannot watch the policy for changes; polling only');
     }
+    // A safety net where file events are unreliable (network volumes): an unchanged source is a cheap no-op.
+    this.poller = setInterval(() => void this.load(), this.opts.pollIntervalMs ?? 5000);
+    this.poller.unref();
   }
 
   close(): void {
     clearTimeout(this.timer);
+    clearInterval(this.poller);
     this.watcher?.close();
   }
 }
