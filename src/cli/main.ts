@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../log/logger.js';
-import { buildRuntime } from '../server/build-runtime.js';
+import { buildRuntime, type BuildOptions } from '../server/build-runtime.js';
 import { runPrimary, runWorker } from '../server/cluster.js';
 import { startService } from '../server/service.js';
 import { explain, parseHeaderFlag, readBodyFlag } from './check-command.js';
@@ -20,12 +20,17 @@ const USAGE = `usage:
   mcp-authz keys create --name N [--user U] [--role R] [--permission P]... [--expires DATE]
 `;
 
-export async function main(argv: string[]): Promise<number> {
+export interface MainOptions {
+  /** Passed to buildRuntime in every process `serve` starts (tests inject phase doubles here). */
+  runtime?: BuildOptions;
+}
+
+export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'serve':
-        return await serve(rest);
+        return await serve(rest, options);
       case 'check':
         return await check(rest);
       case 'keys':
@@ -50,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function serve(args: string[]): Promise<number> {
+async function serve(args: string[], options: MainOptions): Promise<number> {
   const { values } = parseArgs({
     args,
     options: { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' }, workers: { type: 'string', short: 'w' } },
@@ -64,10 +69,10 @@ async function serve(args: string[]): Promise<number> {
     return 0;
   }
   const logger = createLogger();
-  if (cluster.isWorker) return runWorker(loaded, logger.child({ worker: cluster.worker?.id }));
+  if (cluster.isWorker) return runWorker(loaded, logger.child({ worker: cluster.worker?.id }), options.runtime);
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
   if (workers > 1) return runPrimary(loaded, { workers, logger });
-  const service = await startService(loaded, { logger, buildRuntime });
+  const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options.runtime) });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutting down: draining in-flight Checks');

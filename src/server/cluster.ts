@@ -9,7 +9,7 @@ import { AggregatorRegistry, Registry } from 'prom-client';
 import { RateLimiterClusterMaster } from 'rate-limiter-flexible';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
-import { buildRuntime } from './build-runtime.js';
+import { buildRuntime, type BuildOptions } from './build-runtime.js';
 import { HealthState } from './health.js';
 import { createHttpServer, listenHttp } from './http-server.js';
 import { startService } from './service.js';
@@ -149,8 +149,8 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
 }
 
 /** Runs one worker: the full service without the HTTP port; drains and exits when told to. */
-export async function runWorker(loaded: LoadedConfig, logger: Logger, graceMs = 10_000): Promise<number> {
-  const service = await startService(loaded, { logger, buildRuntime, http: false });
+export async function runWorker(loaded: LoadedConfig, logger: Logger, build: BuildOptions = {}, graceMs = 10_000): Promise<number> {
+  const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, build), http: false });
   AggregatorRegistry.setRegistries([service.metrics]);
   new AggregatorRegistry(); // answers the primary's requests for this worker's metrics
   process.send?.({ type: READY, grpcPort: service.grpcPort } satisfies ReadyMessage);
