@@ -30,8 +30,8 @@ export interface Authorizer {
 export interface Limiter {
   /** Before credentials are tried: a locked-out client gets its 429 here. */
   beforeAuth(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
-  /** Counts one failed authentication; may return the 429 if this failure reached the limit. */
-  authFailed(ctx: CheckContext, reason: string): Promise<void> | void;
+  /** Counts one failed authentication; returns the 429 when this failure is beyond the limit (it arrived while the lockout was landing). */
+  authFailed(ctx: CheckContext, reason: string): Promise<Deny | undefined> | Deny | undefined;
   /** After authentication: the per-client request rate. */
   afterAuth(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
 }

@@ -52,8 +52,9 @@ async function decide(rt: Runtime, ctx: CheckContext): Promise<Outcome> {
     ctx.authFailure = auth.reason;
     if (auth.why !== undefined) ctx.authWhy = auth.why;
     if (auth.principal) ctx.principal = auth.principal;
-    if (auth.reason !== 'authentication_required') await rt.limiter.authFailed(ctx, auth.reason);
-    return auth.deny;
+    // A failure past the limit (concurrent attempts racing the lockout) is answered as the lockout.
+    const lockedNow = auth.reason !== 'authentication_required' ? await rt.limiter.authFailed(ctx, auth.reason) : undefined;
+    return lockedNow ?? auth.deny;
   }
   ctx.principal = auth.principal;
   ctx.credentialHeaders = auth.credentialHeaders;

@@ -21,7 +21,7 @@ export function readBodyFlag(b: string | undefined): string | undefined {
 }
 
 export async function explain(loaded: LoadedConfig, sample: SampleRequest): Promise<Record<string, unknown>> {
-  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false });
+  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false });
   try {
     const trace = await runCheck(rt, sampleToWire(sample));
     const o = trace.outcome;

@@ -1,11 +1,14 @@
 // The mcp-authz command line: serve, check, keys.
 import { spawnSync } from 'node:child_process';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../log/logger.js';
-import { buildRuntime } from '../server/build-runtime.js';
+import { buildRuntime, type BuildOptions } from '../server/build-runtime.js';
+import { runPrimary, runWorker } from '../server/cluster.js';
 import { startService } from '../server/service.js';
 import { explain, parseHeaderFlag, readBodyFlag } from './check-command.js';
 import { keysCommand } from './keys-command.js';
@@ -14,19 +17,24 @@ const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const QUICKSTART_CONFIG = join(projectRoot, 'examples', 'quickstart', 'config.yaml');
 
 const USAGE = `usage:
-  mcp-authz serve [--config FILE] [--check-config]
+  mcp-authz serve [--config FILE] [--check-config] [--workers N]   (N defaults to the number of cores; 1 = one process)
   mcp-authz check --config FILE --method M --path P [-H 'name: value']... [--body JSON|@file] [--host H] [--source ADDR]
   mcp-authz policy build [--src DIR] [--out FILE] [--force]   (opa build -t wasm of the Rego)
   mcp-authz policy test                                       (opa check --strict, opa test, coverage)
   mcp-authz keys create --name N [--id ID] [--user U] [--role R] [--permission P]... [--expires DATE] [--json]
 `;
 
-export async function main(argv: string[]): Promise<number> {
+export interface MainOptions {
+  /** Passed to buildRuntime in every process `serve` starts (tests inject phase doubles here). */
+  runtime?: BuildOptions;
+}
+
+export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'serve':
-        return await serve(rest);
+        return await serve(rest, options);
       case 'check':
         return await check(rest);
       case 'keys':
@@ -53,8 +61,13 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function serve(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' } }, strict: true });
+async function serve(args: string[], options: MainOptions): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' }, workers: { type: 'string', short: 'w' } },
+    strict: true,
+  });
+  const workers = parseWorkers(values.workers);
   const file = values.config ?? QUICKSTART_CONFIG;
   const loaded = loadConfigFile(file);
   if (values['check-config']) {
@@ -62,8 +75,10 @@ async function serve(args: string[]): Promise<number> {
     return 0;
   }
   const logger = createLogger();
+  if (cluster.isWorker) return runWorker(loaded, logger.child({ worker: cluster.worker?.id }), options.runtime);
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
-  const service = await startService(loaded, { logger, buildRuntime });
+  if (workers > 1) return runPrimary(loaded, { workers, logger });
+  const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options.runtime) });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutting down: draining in-flight Checks');
@@ -73,6 +88,13 @@ async function serve(args: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   return 0;
+}
+
+function parseWorkers(v: string | undefined): number {
+  if (v === undefined) return availableParallelism();
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`--workers expects a whole number from 1 to 1024, got ${JSON.stringify(v)}`);
+  return n;
 }
 
 async function check(args: string[]): Promise<number> {

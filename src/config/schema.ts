@@ -67,6 +67,8 @@ export const EndpointSchema = z
       .default({ apiKey: true, oauth: false, queryParamKeys: false }),
     resource: z.url().optional(),
     scopes: z.array(z.string().min(1)).default([]),
+    /** Tool names metrics label individually (with the scopes' non-glob tools:<name>); others are "_other". */
+    tools: z.array(z.string().min(1).max(128)).max(1000).default([]),
     rateLimit: z
       .object({ rps: z.number().min(0), burst: z.number().int().min(0) })
       .strict()

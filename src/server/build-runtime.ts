@@ -1,17 +1,23 @@
 // Wires the real phases from the config. `serve`, `check` and the tests all build the
 // runtime here, so the CLI explains exactly what the server decides.
+import cluster from 'node:cluster';
 import type { Registry } from 'prom-client';
 import { ModeAuthenticator } from '../auth/authenticator.js';
 import { KeySource } from '../auth/key-source.js';
 import { createTokenVerifier } from '../auth/oauth/jwt-verifier.js';
 import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.js';
 import type { LoadedConfig } from '../config/load.js';
-import { createRuntime, type Runtime } from '../check/runtime.js';
 import { fanOut } from '../check/observers.js';
 import type { Observer } from '../check/phases.js';
+import { createRuntime, type Runtime } from '../check/runtime.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
+import { clientAddressResolver } from '../limits/client-address.js';
+import type { LocalStore } from '../limits/limiter-store.js';
+import { RateLimits } from '../limits/rate-limits.js';
+import { RedisLimiterStore } from '../limits/redis-store.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
+import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { PolicySource } from '../policy/bundle-watcher.js';
 import { DecisionLog } from '../policy/decision-log.js';
 import { InputBuilder } from '../policy/policy-input.js';
@@ -19,16 +25,33 @@ import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
 import { SHIPPED_BUNDLE } from '../policy/rego-compiler.js';
 
 export interface BuildOptions {
+  /** Extra listeners for the phases' events (tests); the service's metrics always listen. */
   events?: ServiceEvents;
   /** Watch keys and policy for changes (serve: yes; the one-shot `check` command: no). */
   watch?: boolean;
+  /** Phases to use instead of the real ones (tests put a test double here; everything else stays real). */
+  overrides?: Partial<Pick<Runtime, 'authenticator' | 'authorizer' | 'directResponder' | 'limiter' | 'clientAddress'>>;
+  /** Where limits count when there is no Redis (or while it is away): default "cluster" in a worker, else "memory". */
+  localLimiterStore?: LocalStore;
+  /** Connect to the configured Redis (default true; `mcp-authz check` has no use for it). */
+  sharedLimits?: boolean;
 }
 
-export async function buildRuntime(loaded: LoadedConfig, logger: Logger, _metrics: Registry, opts: BuildOptions = {}): Promise<Runtime> {
+export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics: Registry, opts: BuildOptions = {}): Promise<Runtime> {
   const { config } = loaded;
-  const events = opts.events ?? {};
   const watch = opts.watch ?? true;
+  const serviceMetrics = new ServiceMetrics(metrics, config);
+  const events = opts.events ? mergeEvents(serviceMetrics.events, opts.events) : serviceMetrics.events;
   const endpoints = new EndpointRegistry(config.endpoints);
+
+  // Limits: failed-auth lockout and per-client rate, shared through Redis when configured.
+  const redisCfg = opts.sharedLimits === false ? undefined : config.rateLimit.redis;
+  const redis = redisCfg ? new RedisLimiterStore({ url: redisCfg.url, logger, onState: (s) => events.limiterStore?.(s) }) : undefined;
+  const limiter = new RateLimits(config, endpoints.all, {
+    local: opts.localLimiterStore ?? (cluster.isWorker ? 'cluster' : 'memory'),
+    ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}),
+    logger,
+  });
 
   // Authentication: the API key registry and the OAuth token verifier.
   const keys = new KeySource({
@@ -71,7 +94,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, _metric
   await source.load();
   if (watch) source.watch();
 
-  const observers: Observer[] = [];
+  const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled) observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
   const readinessListeners = new Set<() => void>();
   source.onLoad(() => readinessListeners.forEach((l) => l()));
@@ -81,11 +104,28 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, _metric
     authenticator: new ModeAuthenticator({ config, endpoints, keys: () => keys.current, verifier, events }),
     directResponder: new ProtectedResourceMetadata(config, endpoints),
     authorizer,
+    limiter,
+    clientAddress: clientAddressResolver(config.clientAddress),
     observer: fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed')),
     notReady: () => authorizer.notReady(),
     onReadinessChange: (l) => readinessListeners.add(l),
     close: async () => {
-      await Promise.allSettled([keys.close(), verifier?.close(), source.close()]);
+      await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close()]);
     },
+    ...opts.overrides,
   });
+}
+
+/** Both listeners hear every event. */
+function mergeEvents(a: ServiceEvents, b: ServiceEvents): ServiceEvents {
+  const out: ServiceEvents = {};
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof ServiceEvents>) {
+    const fa = a[k] as ((...args: unknown[]) => void) | undefined;
+    const fb = b[k] as ((...args: unknown[]) => void) | undefined;
+    (out as Record<string, unknown>)[k] = (...args: unknown[]) => {
+      fa?.(...args);
+      fb?.(...args);
+    };
+  }
+  return out;
 }

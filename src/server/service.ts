@@ -24,6 +24,8 @@ export interface StartOptions {
   logger: Logger;
   /** Builds the runtime from the config (defaults to the plain runtime); phases plug in here. */
   buildRuntime?: (loaded: LoadedConfig, logger: Logger, metrics: Registry) => Promise<Runtime> | Runtime;
+  /** Serve the HTTP port (default true). A cluster worker leaves it to the primary, which aggregates /metrics. */
+  http?: boolean;
 }
 
 export async function startService(loaded: LoadedConfig, opts: StartOptions): Promise<RunningService> {
@@ -45,14 +47,14 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
       },
     },
   });
-  const httpServer: Server = createHttpServer({
+  const httpServer: Server | undefined = opts.http === false ? undefined : createHttpServer({
     runtime: current,
     health,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
   });
 
   const grpcPort = await bindGrpc(grpcServer, loaded.config.listen.grpc);
-  const httpPort = await listenHttp(httpServer, loaded.config.listen.http);
+  const httpPort = httpServer ? await listenHttp(httpServer, loaded.config.listen.http) : 0;
   let closing: Promise<void> | undefined;
   // Ready only when every phase can decide (a policy is loaded); re-checked on each reload.
   const refreshHealth = () => {
@@ -79,10 +81,12 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
         await drained;
         await Promise.allSettled([...inFlight]);
         clearTimeout(timer);
-        await new Promise<void>((resolve) => {
-          httpServer.close(() => resolve());
-          httpServer.closeAllConnections();
-        });
+        if (httpServer) {
+          await new Promise<void>((resolve) => {
+            httpServer.close(() => resolve());
+            httpServer.closeAllConnections();
+          });
+        }
         await runtime.close();
         logger.info('mcp-authz stopped');
       })();

@@ -1,0 +1,127 @@
+// The limits phase: the failed-authentication lockout (per client address and endpoint)
+// and the per-client request rate (per endpoint, keyed by key id, token issuer+subject or
+// client address). Both run on rate-limiter-flexible limiters from limiter-store.ts.
+import { createHash } from 'node:crypto';
+import { BurstyRateLimiter, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { CheckContext } from '../check/context.js';
+import { deny, type Deny } from '../check/outcome.js';
+import type { Limiter } from '../check/phases.js';
+import type { Config } from '../config/schema.js';
+import type { Endpoint } from '../endpoints/registry.js';
+import { createLimiter, RateLimiterRes, type FlexLimiter, type StoreOptions } from './limiter-store.js';
+
+const LOCKOUT_DESCRIPTION = 'Too many failed authentication attempts. Please try again later.';
+const RATE_DESCRIPTION = 'Too many requests from this client. Retry after the number of seconds in Retry-After.';
+const UNKNOWN_ENDPOINT = '_unknown';
+
+export interface RateSpec {
+  rps: number;
+  burst: number;
+}
+
+/**
+ * rps/burst as two rate-limiter-flexible fixed windows: a sustained window allowing `rps`
+ * per second (spread over the shortest window that makes it whole: 0.5 rps = 1 per 2 s),
+ * and a burst window allowing `burst - rps` more per burst/rps seconds, the time a token
+ * bucket of size `burst` takes to refill. So a client gets `burst` at once, then `rps`.
+ */
+export function windowsFor(spec: RateSpec): { sustained: { points: number; duration: number }; burst?: { points: number; duration: number } } {
+  let duration = 1;
+  while (duration < 3600 && Math.abs(spec.rps * duration - Math.round(spec.rps * duration)) > 1e-9) duration++;
+  if (spec.rps * duration < 1) duration = Math.ceil(1 / spec.rps);
+  const points = Math.max(1, Math.floor(spec.rps * duration + 1e-9));
+  const extra = Math.max(0, spec.burst - points);
+  if (extra === 0) return { sustained: { points, duration } };
+  return { sustained: { points, duration }, burst: { points: extra, duration: Math.max(1, Math.ceil(spec.burst / spec.rps)) } };
+}
+
+export class RateLimits implements Limiter {
+  private readonly failed: FlexLimiter | undefined;
+  private readonly maxFailures: number;
+  private readonly perEndpoint = new Map<string, FlexLimiter>();
+
+  constructor(config: Pick<Config, 'rateLimit'>, endpoints: readonly Endpoint[], store: StoreOptions) {
+    const { failedAuth, perClient } = config.rateLimit;
+    this.maxFailures = failedAuth.maxAttempts;
+    if (failedAuth.maxAttempts > 0) {
+      this.failed = createLimiter({ keyPrefix: 'failed-auth', points: failedAuth.maxAttempts, durationSeconds: failedAuth.windowSeconds }, store);
+    }
+    for (const e of endpoints) {
+      const spec = e.rateLimit ?? perClient;
+      if (!(spec.rps > 0)) continue;
+      const w = windowsFor(spec);
+      const sustained = createLimiter({ keyPrefix: `rate:${e.name}`, points: w.sustained.points, durationSeconds: w.sustained.duration }, store);
+      if (!w.burst) {
+        this.perEndpoint.set(e.name, sustained);
+        continue;
+      }
+      const burst = createLimiter({ keyPrefix: `burst:${e.name}`, points: w.burst.points, durationSeconds: w.burst.duration }, store);
+      // BurstyRateLimiter only calls consume/get, which FlexLimiter provides (and never throws store errors).
+      const bursty = new BurstyRateLimiter(sustained as unknown as RateLimiterAbstract, burst as unknown as RateLimiterAbstract);
+      this.perEndpoint.set(e.name, bursty as unknown as FlexLimiter);
+    }
+  }
+
+  async beforeAuth(ctx: CheckContext): Promise<Deny | undefined> {
+    if (!this.failed || !needsCredentials(ctx.endpoint)) return undefined;
+    const res = await this.failed.get(failedAuthKey(ctx));
+    if (res && res.consumedPoints >= this.maxFailures) return lockout(res.msBeforeNext);
+    return undefined;
+  }
+
+  async authFailed(ctx: CheckContext): Promise<Deny | undefined> {
+    if (!this.failed) return undefined;
+    try {
+      await this.failed.consume(failedAuthKey(ctx));
+      return undefined;
+    } catch (res) {
+      // Only a limit decision reaches here: FlexLimiter answers store errors itself.
+      return lockout(res instanceof RateLimiterRes ? res.msBeforeNext : 1000);
+    }
+  }
+
+  async afterAuth(ctx: CheckContext): Promise<Deny | undefined> {
+    const limiter = ctx.endpoint && this.perEndpoint.get(ctx.endpoint.name);
+    if (!limiter) return undefined;
+    try {
+      await limiter.consume(rateKey(ctx));
+      return undefined;
+    } catch (res) {
+      return rateLimited(res instanceof RateLimiterRes ? res.msBeforeNext : 1000);
+    }
+  }
+}
+
+function needsCredentials(e: Endpoint | undefined): boolean {
+  return e === undefined || e.auth.apiKey || e.auth.oauth;
+}
+
+/** Per endpoint and client address: a client locked out of one endpoint can still use another. */
+function failedAuthKey(ctx: CheckContext): string {
+  return `${ctx.endpoint?.name ?? UNKNOWN_ENDPOINT}|${ctx.clientAddress}`;
+}
+
+/** Who the request rate is counted for: never a raw credential. */
+export function rateKey(ctx: CheckContext): string {
+  const p = ctx.principal;
+  if (p.method === 'api_key' && p.keyId !== undefined) return `key:${p.keyId}`;
+  if (p.method === 'oauth' && p.issuer !== undefined && p.subject !== undefined) {
+    // Issuer and subject are not secret, but unbounded in length: a digest keeps keys small.
+    return `sub:${createHash('sha256').update(p.issuer).update('\n').update(p.subject).digest('base64url').slice(0, 32)}`;
+  }
+  return `addr:${ctx.clientAddress}`;
+}
+
+function retryAfter(ms: number): string {
+  return String(Math.max(1, Math.ceil(ms / 1000)));
+}
+
+function lockout(ms: number): Deny {
+  const s = retryAfter(ms);
+  return deny(429, 'too_many_requests', LOCKOUT_DESCRIPTION, { headers: [{ name: 'retry-after', value: s, append: false }], extra: { retry_after: Number(s) } });
+}
+
+function rateLimited(ms: number): Deny {
+  const s = retryAfter(ms);
+  return deny(429, 'rate_limited', RATE_DESCRIPTION, { headers: [{ name: 'retry-after', value: s, append: false }], extra: { retry_after: Number(s) } });
+}

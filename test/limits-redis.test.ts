@@ -1,0 +1,97 @@
+import test from 'ava';
+import { TestAuthenticator, allowAuthenticated } from './fixtures/test-authenticator.js';
+import { sample } from './helpers/prometheus.js';
+import { startRedis, waitFor, type TestRedis } from './helpers/redis.js';
+import { checkRequest, deniedBody, deniedStatus, startTestService, type TestService } from './helpers/service.js';
+
+// Each test gets its own redis-server: stopping it must not disturb the others.
+async function pair(t: { teardown(fn: () => Promise<void> | void): void }, config: Record<string, unknown>): Promise<{ redis: TestRedis; a: TestService; b: TestService }> {
+  const redis = await startRedis();
+  const cfg = { ...config, rateLimit: { ...(config.rateLimit as object), redis: { url: redis.url, keyPrefix: `t${Date.now()}` } } };
+  const opts = { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: allowAuthenticated } } };
+  const a = await startTestService(cfg, opts);
+  const b = await startTestService(cfg, opts);
+  t.teardown(async () => {
+    await a.stop();
+    await b.stop();
+    await redis.stop();
+  });
+  for (const s of [a, b]) await waitFor('the shared store', async () => storeUp(s).then((v) => v === 1));
+  return { redis, a, b };
+}
+
+async function storeUp(s: TestService): Promise<number | undefined> {
+  return sample((await s.http('/metrics')).text, 'mcp_authz_limiter_store_up', { store: 'redis' });
+}
+
+const endpoints = [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true } }];
+const fail = (source: string) => checkRequest({ method: 'GET', path: '/mcp/files', source, headers: { 'x-test-auth': 'fail' } });
+const good = (source: string, key = 'k1') => checkRequest({ method: 'GET', path: '/mcp/files', source, headers: { 'x-test-auth': 'ok', 'x-test-key': key } });
+
+test('two instances sharing Redis enforce one failed-authentication limit together', async (t) => {
+  const { a, b } = await pair(t, { rateLimit: { failedAuth: { maxAttempts: 4, windowSeconds: 60 } }, endpoints });
+  t.is(deniedStatus(await a.check(fail('10.20.0.1'))), 401);
+  t.is(deniedStatus(await b.check(fail('10.20.0.1'))), 401);
+  t.is(deniedStatus(await a.check(fail('10.20.0.1'))), 401);
+  t.is(deniedStatus(await b.check(fail('10.20.0.1'))), 401);
+  t.is(deniedStatus(await a.check(good('10.20.0.1'))), 429, 'instance A sees the failures counted by B');
+  t.is(deniedBody(await b.check(good('10.20.0.1'))).error, 'too_many_requests');
+});
+
+test('two instances sharing Redis: 200 concurrent failures split between them count exactly N', async (t) => {
+  const { a, b } = await pair(t, { rateLimit: { failedAuth: { maxAttempts: 7, windowSeconds: 60 } }, endpoints });
+  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).check(fail('10.21.0.1'))));
+  t.is(results.filter((r) => deniedStatus(r) === 401).length, 7);
+  t.is(results.filter((r) => deniedStatus(r) === 429).length, 193);
+});
+
+test('two instances sharing Redis enforce one per-client rate together', async (t) => {
+  const { a, b } = await pair(t, { rateLimit: { perClient: { rps: 0.1, burst: 3 } }, endpoints });
+  t.truthy((await a.check(good('10.22.0.1', 'shared-key'))).ok_response);
+  t.truthy((await b.check(good('10.22.0.2', 'shared-key'))).ok_response);
+  t.truthy((await a.check(good('10.22.0.3', 'shared-key'))).ok_response);
+  t.is(deniedBody(await b.check(good('10.22.0.4', 'shared-key'))).error, 'rate_limited');
+});
+
+test('with Redis down both instances keep answering and limiting locally; when it is back limits are shared again', async (t) => {
+  const { redis, a, b } = await pair(t, { rateLimit: { failedAuth: { maxAttempts: 3, windowSeconds: 60 } }, endpoints });
+  await redis.stop();
+  for (const s of [a, b]) await waitFor('the fallback to be reported', async () => (await storeUp(s)) === 0);
+  const metrics = (await a.http('/metrics')).text;
+  t.is(sample(metrics, 'mcp_authz_limiter_store_fallbacks_total', { store: 'redis' }), 1);
+
+  // Authentication is unaffected: a good credential is allowed, a bad one is a 401 (never a 5xx).
+  t.truthy((await a.check(good('10.23.0.1'))).ok_response);
+  t.truthy((await b.check(good('10.23.0.1'))).ok_response);
+  t.is(deniedBody(await a.check(fail('10.23.0.2'))).error, 'invalid_api_key');
+  // Each instance still locks a client out on its own counters.
+  for (let i = 0; i < 2; i++) t.is(deniedStatus(await a.check(fail('10.23.0.2'))), 401);
+  t.is(deniedStatus(await a.check(good('10.23.0.2'))), 429);
+  for (let i = 0; i < 3; i++) t.is(deniedStatus(await b.check(fail('10.23.0.3'))), 401);
+  t.is(deniedStatus(await b.check(fail('10.23.0.3'))), 429);
+
+  await redis.start();
+  for (const s of [a, b]) await waitFor('the shared store to be back', async () => (await storeUp(s)) === 1, 15_000, 50);
+  // Shared again: failures on A and B add up to one lockout.
+  t.is(deniedStatus(await a.check(fail('10.23.0.9'))), 401);
+  t.is(deniedStatus(await b.check(fail('10.23.0.9'))), 401);
+  t.is(deniedStatus(await a.check(fail('10.23.0.9'))), 401);
+  t.is(deniedStatus(await b.check(good('10.23.0.9'))), 429);
+});
+
+test('Redis unreachable from the start: limits are local and Checks are answered at once', async (t) => {
+  const redis = await startRedis();
+  await redis.stop(); // a port where nothing listens
+  const svc = await startTestService(
+    { rateLimit: { failedAuth: { maxAttempts: 2, windowSeconds: 60 }, redis: { url: redis.url } }, endpoints },
+    { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: allowAuthenticated } } },
+  );
+  t.teardown(() => svc.stop());
+  const started = Date.now();
+  t.truthy((await svc.check(good('10.24.0.1'))).ok_response);
+  t.is(deniedStatus(await svc.check(fail('10.24.0.2'))), 401);
+  t.is(deniedStatus(await svc.check(fail('10.24.0.2'))), 401);
+  t.is(deniedStatus(await svc.check(fail('10.24.0.2'))), 429);
+  t.true(Date.now() - started < 2000, 'no Check waits for Redis');
+  await waitFor('the fallback to be reported', async () => (await storeUp(svc)) === 0);
+});

@@ -1,0 +1,168 @@
+import test from 'ava';
+import { Registry } from 'prom-client';
+import type { CheckContext } from '../src/check/context.js';
+import { deny } from '../src/check/outcome.js';
+import type { Authorizer } from '../src/check/phases.js';
+import { validateConfig } from '../src/config/load.js';
+import { knownTools, ServiceMetrics } from '../src/metrics/service-metrics.js';
+import { TestAuthenticator } from './fixtures/test-authenticator.js';
+import { sample, sumOf } from './helpers/prometheus.js';
+import { checkRequest, deniedStatus, rpc, startTestService } from './helpers/service.js';
+
+/** Denies tools/call of "forbidden" with 403, allows the rest: a stand-in for the policy. */
+const toolPolicy: Authorizer = {
+  authorize: (ctx: CheckContext) =>
+    ctx.mcp.calls.some((c) => c.method === 'tools/call' && c.name === 'forbidden')
+      ? { allow: false, deny: deny(403, 'access_denied', 'tool not granted') }
+      : { allow: true, headers: [], headersToRemove: [], responseHeaders: [] },
+};
+
+test('a scripted sequence of Checks is counted exactly in /metrics', async (t) => {
+  const svc = await startTestService(
+    {
+      rateLimit: { failedAuth: { maxAttempts: 3, windowSeconds: 60 } },
+      endpoints: [
+        { name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true }, tools: ['read_file'], scopes: ['tools:search', 'tools:write_*'] },
+        { name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false }, rateLimit: { rps: 0.1, burst: 2 } },
+      ],
+    },
+    { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: toolPolicy } } },
+  );
+  t.teardown(() => svc.stop());
+  const ok = (tool: string, source = '10.0.0.1') => checkRequest({ path: '/mcp/files', source, body: rpc('tools/call', { name: tool }), headers: { 'x-test-auth': 'ok' } });
+  const fail = (reason: string, source: string, path = '/mcp/files') => checkRequest({ method: 'GET', path, source, headers: { 'x-test-auth': 'fail', 'x-test-reason': reason } });
+
+  // 4 allowed tool calls: 2 known by `tools`, 1 known by a non-glob scope, 1 unknown.
+  for (const tool of ['read_file', 'read_file', 'search', 'write_file']) t.truthy((await svc.check(ok(tool))).ok_response);
+  // 1 tool deny by the policy.
+  t.is(deniedStatus(await svc.check(ok('forbidden'))), 403);
+  // Each failure reason once, from different clients; an unknown code counts as _other.
+  const reasons = ['invalid_api_key', 'invalid_credentials', 'invalid_token', 'ambiguous_credentials', 'something_new'];
+  for (const [i, r] of reasons.entries()) t.is(deniedStatus(await svc.check(fail(r, `10.0.1.${i}`))), 401);
+  // 2 requests without credentials.
+  for (let i = 0; i < 2; i++) t.is(deniedStatus(await svc.check(checkRequest({ method: 'GET', path: '/mcp/files', source: '10.0.5.1' }))), 401);
+  // A lockout: 3 failures, then 2 × 429.
+  for (let i = 0; i < 3; i++) t.is(deniedStatus(await svc.check(fail('invalid_api_key', '10.0.2.1'))), 401);
+  for (let i = 0; i < 2; i++) t.is(deniedStatus(await svc.check(fail('invalid_api_key', '10.0.2.1'))), 429);
+  // A rate limit on the auth-off endpoint: 2 allowed, 1 × 429.
+  const anon = () => checkRequest({ path: '/mcp/open', source: '10.0.3.1', body: rpc('tools/call', { name: 'anything' }) });
+  t.truthy((await svc.check(anon())).ok_response);
+  t.truthy((await svc.check(anon())).ok_response);
+  t.is(deniedStatus(await svc.check(anon())), 429);
+  // A path on no endpoint, with a bad credential; and a request rejected before any endpoint.
+  t.is(deniedStatus(await svc.check(fail('invalid_api_key', '10.0.4.1', '/elsewhere'))), 401);
+  t.is(deniedStatus(await svc.check(checkRequest({ method: 'GET', path: '/mcp/files/../etc', source: '10.0.4.2' }))), 400);
+
+  const res = await svc.http('/metrics');
+  t.is(res.status, 200);
+  const m = res.text;
+  const c = (name: string, labels: Record<string, string>) => sample(m, `mcp_authz_${name}`, labels);
+
+  t.is(c('check_total', { endpoint: 'files', decision: 'allow', status: '200' }), 4);
+  t.is(c('check_total', { endpoint: 'files', decision: 'deny', status: '403' }), 1);
+  t.is(c('check_total', { endpoint: 'files', decision: 'deny', status: '401' }), 5 + 2 + 3);
+  t.is(c('check_total', { endpoint: 'files', decision: 'deny', status: '429' }), 2);
+  t.is(c('check_total', { endpoint: 'open', decision: 'allow', status: '200' }), 2);
+  t.is(c('check_total', { endpoint: 'open', decision: 'deny', status: '429' }), 1);
+  t.is(c('check_total', { endpoint: '_unknown', decision: 'deny', status: '401' }), 1);
+  t.is(c('check_total', { endpoint: '_unknown', decision: 'deny', status: '400' }), 1);
+  t.is(sumOf(m, 'mcp_authz_check_total'), 4 + 1 + 5 + 2 + 3 + 2 + 3 + 2);
+
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key' }), 1 + 3);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'unknown', reason: 'invalid_credentials' }), 1);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'oauth', reason: 'invalid_token' }), 1);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'unknown', reason: 'ambiguous_credentials' }), 1);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'unknown', reason: '_other' }), 1);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'none', reason: 'authentication_required' }), 2);
+  t.is(c('auth_failures_total', { endpoint: '_unknown', method: 'api_key', reason: 'invalid_api_key' }), 1);
+  t.is(sumOf(m, 'mcp_authz_auth_failures_total'), 4 + 1 + 1 + 1 + 1 + 2 + 1);
+
+  t.is(c('rate_limited_total', { endpoint: 'files', limiter: 'failed_auth' }), 2);
+  t.is(c('rate_limited_total', { endpoint: 'files', limiter: 'per_client' }), 0);
+  t.is(c('rate_limited_total', { endpoint: 'open', limiter: 'per_client' }), 1);
+
+  t.is(c('tool_decisions_total', { endpoint: 'files', tool: 'read_file', decision: 'allow' }), 2);
+  t.is(c('tool_decisions_total', { endpoint: 'files', tool: 'search', decision: 'allow' }), 1);
+  t.is(c('tool_decisions_total', { endpoint: 'files', tool: '_other', decision: 'allow' }), 1, 'write_file matches only a glob grant: not a known name');
+  t.is(c('tool_decisions_total', { endpoint: 'files', tool: '_other', decision: 'deny' }), 1);
+  t.is(c('tool_decisions_total', { endpoint: 'open', tool: '_other', decision: 'allow' }), 2);
+  t.false(m.includes('tool="forbidden"'), 'an unknown tool name never becomes a label');
+  t.false(m.includes('tool="anything"'));
+
+  t.is(c('check_duration_seconds_count', { decision: 'allow' }), 4 + 2);
+  t.is(c('check_duration_seconds_count', { decision: 'deny' }), 1 + 5 + 2 + 3 + 2 + 1 + 2);
+  t.is(c('check_duration_seconds_bucket', { decision: 'allow', le: '0.00005' }) !== undefined, true, 'buckets start at 50 µs');
+  t.truthy(sample(m, 'process_cpu_user_seconds_total'), 'process defaults are exported');
+});
+
+function freshMetrics(extra: Record<string, unknown> = {}) {
+  const config = validateConfig(
+    {
+      oauth: { issuers: [{ issuer: 'https://idp.example.com' }] },
+      rateLimit: { redis: { url: 'redis://127.0.0.1:1' } },
+      endpoints: [{ name: 'files', match: { pathPrefix: '/f' } }],
+      ...extra,
+    },
+    'test',
+    '/',
+    {},
+  );
+  const registry = new Registry();
+  return { registry, metrics: new ServiceMetrics(registry, config) };
+}
+
+test('phase events become the policy, JWKS, API key, dry-run and limiter store metrics', async (t) => {
+  const { registry, metrics } = freshMetrics();
+  const e = metrics.events;
+  e.policyReload!('success', 'rev-1');
+  e.policyReload!('failure', undefined);
+  e.policyReload!('success', 'rev-2');
+  e.policyEval!(0.00002);
+  e.policyEval!(0.003);
+  e.dryRunDeny!();
+  e.dryRunDeny!();
+  e.jwksRefresh!('https://idp.example.com', 'success');
+  e.jwksRefresh!('https://idp.example.com', 'failure');
+  e.jwksRefresh!('https://attacker.example', 'failure');
+  e.keysReload!('success', 7);
+  e.apiKeyUsed!('chatgpt-connector');
+  e.apiKeyUsed!('chatgpt-connector');
+  e.apiKeyUsed!('vscode');
+  e.limiterStore!('shared');
+  e.limiterStore!('local_fallback');
+  e.limiterStore!('local_fallback');
+  const m = await registry.metrics();
+  const c = (name: string, labels: Record<string, string> = {}) => sample(m, `mcp_authz_${name}`, labels);
+  t.is(c('policy_reloads_total', { result: 'success' }), 2);
+  t.is(c('policy_reloads_total', { result: 'failure' }), 1);
+  t.is(c('policy_info', { revision: 'rev-2' }), 1);
+  t.is(c('policy_info', { revision: 'rev-1' }), undefined, 'only the revision in force is exported');
+  t.is(c('policy_eval_duration_seconds_count'), 2);
+  t.is(c('policy_eval_duration_seconds_bucket', { le: '0.00005' }), 1);
+  t.is(c('dry_run_denies_total'), 2);
+  t.is(c('jwks_refresh_total', { issuer: 'https://idp.example.com', result: 'success' }), 1);
+  t.is(c('jwks_refresh_total', { issuer: 'https://idp.example.com', result: 'failure' }), 1);
+  t.is(c('jwks_refresh_total', { issuer: '_other', result: 'failure' }), 1, 'an issuer not in the config is not a label');
+  t.is(c('api_keys_reloads_total', { result: 'success' }), 1);
+  t.is(c('api_keys'), 7);
+  t.is(c('api_key_requests_total', { key_id: 'chatgpt-connector' }), 2);
+  t.is(c('api_key_requests_total', { key_id: 'vscode' }), 1);
+  t.is(c('limiter_store_up', { store: 'redis' }), 0);
+  t.is(c('limiter_store_fallbacks_total', { store: 'redis' }), 1, 'one outage is one fallback');
+});
+
+test('series for every endpoint exist at zero before the first Check', async (t) => {
+  const { registry } = freshMetrics();
+  const m = await registry.metrics();
+  for (const endpoint of ['files', '_unknown']) {
+    t.is(sample(m, 'mcp_authz_check_total', { endpoint, decision: 'allow', status: '200' }), 0);
+    t.is(sample(m, 'mcp_authz_rate_limited_total', { endpoint, limiter: 'failed_auth' }), 0);
+    t.is(sample(m, 'mcp_authz_auth_failures_total', { endpoint, method: 'api_key', reason: 'invalid_api_key' }), 0);
+  }
+  t.is(sample(m, 'mcp_authz_dry_run_denies_total'), 0);
+  t.is(sample(m, 'mcp_authz_check_duration_seconds_count', { decision: 'allow' }), 0);
+});
+
+test('known tools are the endpoint tools list and non-glob tools: scopes', (t) => {
+  t.deepEqual([...knownTools({ tools: ['a'], scopes: ['tools:b', 'tools:c*', 'prompts:d', 'tools:', '*', 'tools:e?'] })].sort(), ['a', 'b']);
+});

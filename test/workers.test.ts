@@ -1,0 +1,72 @@
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { sample, sumOf } from './helpers/prometheus.js';
+import { waitFor } from './helpers/redis.js';
+import { deniedStatus, checkRequest, headerValue } from './helpers/service.js';
+import { startServe } from './helpers/subprocess-service.js';
+
+const withTestAuth = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'serve-with-test-auth.ts');
+const MAX = 20;
+const config = {
+  rateLimit: { failedAuth: { maxAttempts: MAX, windowSeconds: 60 } },
+  endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true } }],
+};
+const fail = (source: string) => checkRequest({ method: 'GET', path: '/mcp/files', source, headers: { 'x-test-auth': 'fail' } });
+const good = (source: string, extra: Record<string, string> = {}) => checkRequest({ method: 'GET', path: '/mcp/files', source, headers: { 'x-test-auth': 'ok', ...extra } });
+
+test.serial('serve --workers 2: both workers answer on one port, and 200 concurrent failures from one client count exactly N', async (t) => {
+  const svc = await startServe(config, ['--workers', '2'], { entry: withTestAuth, clients: 8 });
+  t.teardown(async () => void (await svc.stop()));
+
+  // Eight connections spread over the two workers: both answer.
+  const pids = new Set<string>();
+  for (let i = 0; i < 16; i++) {
+    const res = await svc.check(good(`10.30.0.${i}`), i);
+    pids.add(headerValue(res.ok_response?.headers, 'x-mcp-principal')!.split('@')[1]!);
+  }
+  t.is(pids.size, 2, `answered by ${[...pids].join(', ')}`);
+
+  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => svc.check(fail('10.31.0.1'), i)));
+  t.is(results.filter((r) => deniedStatus(r) === 401).length, MAX);
+  t.is(results.filter((r) => deniedStatus(r) === 429).length, 200 - MAX);
+  t.is(deniedStatus(await svc.check(good('10.31.0.1'), 3)), 429, 'locked out on every worker');
+
+  // One /metrics, aggregated over both workers.
+  const m = (await svc.http('/metrics')).text;
+  t.is(sample(m, 'mcp_authz_auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key' }), MAX);
+  t.is(sample(m, 'mcp_authz_rate_limited_total', { endpoint: 'files', limiter: 'failed_auth' }), 200 - MAX + 1);
+  t.is(sample(m, 'mcp_authz_check_total', { endpoint: 'files', decision: 'allow', status: '200' }), 16);
+  t.is(sumOf(m, 'mcp_authz_check_total'), 16 + 200 + 1);
+  t.is(sample(m, 'mcp_authz_check_duration_seconds_count', { decision: 'deny' }), 201);
+  t.is((await svc.http('/readyz')).status, 200);
+});
+
+test.serial('SIGTERM to the primary: in-flight Checks on every worker finish, then every process exits 0', async (t) => {
+  const svc = await startServe(config, ['--workers', '2'], { entry: withTestAuth, clients: 4 });
+  t.teardown(async () => void (await svc.stop()));
+  t.is(await svc.health(), 'SERVING');
+  for (let i = 0; i < 4; i++) t.truthy((await svc.check(good(`10.32.1.${i}`), i)).ok_response, 'connections are up');
+  const inFlight = Array.from({ length: 8 }, (_, i) => svc.check(good(`10.32.0.${i}`, { 'x-test-delay-ms': '1000' }), i));
+  const held = () => svc.logs().match(/test-auth: holding a request pid=(\d+)/g) ?? [];
+  await waitFor('every request to be in flight', () => held().length === 8);
+  t.is(new Set(held()).size, 2, 'requests are in flight on both workers');
+  svc.proc.kill('SIGTERM');
+  const answered = await Promise.all(inFlight);
+  for (const r of answered) t.truthy(r.ok_response, 'an in-flight Check is answered, not cut');
+  t.is(await svc.exited, 0);
+  t.regex(svc.logs(), /draining every worker/);
+  t.is((svc.logs().match(/"worker":\d+,"msg":"mcp-authz stopped"/g) ?? []).length, 2, 'both workers drained and stopped');
+});
+
+test.serial('serve --workers 1 runs one process with in-memory limits', async (t) => {
+  const svc = await startServe(config, ['--workers', '1'], { entry: withTestAuth });
+  t.teardown(async () => void (await svc.stop()));
+  for (let i = 0; i < MAX; i++) t.is(deniedStatus(await svc.check(fail('10.33.0.1'))), 401);
+  t.is(deniedStatus(await svc.check(fail('10.33.0.1'))), 429);
+  t.false(svc.logs().includes('"worker":'), 'no workers were started');
+});
+
+test.serial('serve rejects a bad --workers value', async (t) => {
+  await t.throwsAsync(startServe(config, ['--workers', 'lots']), { message: /--workers expects a whole number/ });
+});
