@@ -44,7 +44,8 @@ test('a key disabled in the keys file is refused without a restart (file written
 test('a broken keys file leaves the previous keys working, and a fixed one is then picked up', async (t) => {
   const keep = makeKey({ id: 'keep', userId: 'alice' });
   const later = makeKey({ id: 'later', userId: 'bob' });
-  const svc = await startTestService({ apiKeys: { file: 'keys.yaml', pollIntervalMs: 100 }, endpoints }, { files: { 'keys.yaml': keysFile([keep]) } });
+  // Many deliberate failures below: the lockout is not what this test is about.
+  const svc = await startTestService({ apiKeys: { file: 'keys.yaml', pollIntervalMs: 100 }, rateLimit: { failedAuth: { maxAttempts: 0 } }, endpoints }, { files: { 'keys.yaml': keysFile([keep]) } });
   t.teardown(() => svc.stop());
   admitAuthenticatedOn(svc);
   // Broken: an entry without its hash, beside a new key that must not get in.

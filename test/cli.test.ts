@@ -84,7 +84,7 @@ test('--check-config accepts the quickstart', async (t) => {
 
 test('serve stops on SIGTERM after answering every call it accepted', async (t) => {
   const file = writeConfig({ ...config, listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' } });
-  const srv = await startCli(['serve', '--config', file]);
+  const srv = await startCli(['serve', '--config', file, '--workers', '1']);
   const { Authorization } = clientConstructors();
   const client = new Authorization(`127.0.0.1:${srv.grpcPort}`, grpc.credentials.createInsecure()) as any;
   const req = { attributes: { request: { http: { method: 'GET', path: '/mcp/open', host: 'h', headers: {} } } } };
