@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [redis]   (no args: opa)
+# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [opa-peer] [redis]   (no args: opa)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/.tools/bin"
@@ -32,6 +32,24 @@ install() {
   echo "$mod" > "$stamp"
 }
 
+sha256_of() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum "$@"; else shasum -a 256 "$@"; fi
+}
+
+# The benchmark's stand-in for opa-envoy-plugin (bench/opa-peer), built from this repo.
+# The stamp is a hash of its sources and go.sum, so any edit rebuilds it.
+install_opa_peer() {
+  local dir="$root/bench/opa-peer" stamp="$bin/.opa-peer.version" sum
+  sum="$(cd "$dir" && sha256_of $(ls *.go go.mod go.sum | grep -v '_test\.go$' | LC_ALL=C sort) | sha256_of | cut -d' ' -f1)"
+  if [[ -x "$bin/opa-peer" && -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then
+    return 0
+  fi
+  need_go
+  echo "install-tools: go build bench/opa-peer" >&2
+  (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$bin/opa-peer" .)
+  echo "$sum" > "$stamp"
+}
+
 install_redis() {
   if command -v redis-server >/dev/null 2>&1; then return 0; fi
   if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
@@ -52,6 +70,7 @@ for t in "${tools[@]}"; do
     helm) install helm "$HELM_MOD" ;;
     ghz) install ghz "$GHZ_MOD" ;;
     opa-envoy-plugin) install opa-envoy-plugin "$OEP_MOD" ;;
+    opa-peer) install_opa_peer ;;
     redis) install_redis ;;
     *) echo "install-tools: unknown tool '$t'" >&2; exit 2 ;;
   esac
