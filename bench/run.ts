@@ -361,6 +361,8 @@ async function main(): Promise<number> {
     tools: { ghz: ghzVersion(tools.ghz), opaEnvoyPlugin: oep },
     keySource: p.keySource,
     notes,
+    /** The most CPU other processes took during a closed loop: above ~0.25 cores the machine was not idle. */
+    otherCoresMax: Math.max(0, ...runs.map((r) => r.cpu?.otherCores ?? 0)),
     runs,
     ratios: ratios(runs),
   };

@@ -66,10 +66,13 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
   ].join(' ');
   w(head);
   w('-'.repeat(head.length));
+  const reasons: string[] = [];
   for (const r of result.runs) {
     const ratio = r.system === 'mcp-authz' ? result.ratios[r.scenario] : undefined;
     if (r.state !== 'measured') {
-      w(`${pad(r.system, 17)} ${pad(r.scenario, 18)} ${r.state.toUpperCase()}: ${r.reason ?? ''}`);
+      const why = r.reason ?? '';
+      if (!reasons.includes(why)) reasons.push(why);
+      w(`${pad(r.system, 17)} ${pad(r.scenario, 18)} ${r.state.toUpperCase()} [${reasons.indexOf(why) + 1}]`);
       continue;
     }
     const c = r.closed!;
@@ -87,4 +90,10 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
   w('');
   w('max rps: closed loop; open rps and latencies: open loop at 50% of that system\'s max; errors: calls not ending in gRPC OK;');
   w('cpu s/g/o: cores used by the server / by ghz / by other processes on the machine during the closed loop.');
+  reasons.forEach((why, i) => w(`[${i + 1}] ${why}`));
+  const busiest = Math.max(0, ...result.runs.map((r) => r.cpu?.otherCores ?? 0));
+  if (busiest > 0.25) {
+    w('');
+    w(`WARNING: other processes took up to ${busiest} cores during these runs: the machine was not idle, the figures understate every system.`);
+  }
 }
