@@ -11,7 +11,7 @@ import { ghzVersion, round, runLoad } from './lib/ghz.js';
 import { startMcpAuthz, writeMcpAuthzConfig, type Prepared } from './lib/mcp-authz.js';
 import { evalOpaEnvoyPolicy, opaEnvoyData } from './lib/opa-envoy.js';
 import { mcpAuthzCli, out, root, shippedBundle, tools } from './lib/paths.js';
-import { freePort, machineBusySeconds, run, sampleRss, start, treeCpuSeconds, type Started } from './lib/processes.js';
+import { freePort, machineBusySeconds, run, sampleRss, start, treeCpuSeconds, waitIdle, type Started } from './lib/processes.js';
 import { printTable, ratios, type SystemRun } from './lib/report.js';
 import { nullScenario, scenarios, type Scenario } from './lib/scenarios.js';
 import { runSoak } from './lib/soak.js';
@@ -39,6 +39,7 @@ const { values: opt } = parseArgs({
     scenario: { type: 'string', default: 'apikey_tool_allow' },
     'server-log': { type: 'boolean', default: false },
     'no-install': { type: 'boolean', default: false },
+    'wait-idle': { type: 'string', default: '15s' },
     help: { type: 'boolean', short: 'h' },
   },
   strict: true,
@@ -47,7 +48,7 @@ const { values: opt } = parseArgs({
 if (opt.help) {
   process.stdout.write(`npm run bench -- [--duration 6s] [--warmup 2s] [--connections 4] [--concurrency 50]
   [--systems null,mcp-authz,opa-envoy-plugin] [--scenarios a,b] [--null-workers N] [--distinct-tokens N]
-  [--server-log] [--no-install]
+  [--server-log] [--no-install] [--wait-idle 15s]
 npm run bench -- --soak 10m [--scenario apikey_tool_allow]
 `);
   process.exit(0);
@@ -61,6 +62,7 @@ const settings = {
   loadFraction: Number(opt['load-fraction']),
   nullWorkers: Number(opt['null-workers']),
   distinctTokens: Number(opt['distinct-tokens']),
+  waitIdleSec: parseDuration(opt['wait-idle']!),
 };
 
 function log(msg: string): void {
@@ -139,6 +141,8 @@ async function measure(system: string, s: Scenario, target: string, server: Star
       base.checkBefore = await client.verify(req, s.expect);
       if (!base.checkBefore.ok) return { ...base, state: 'check-failed', reason: describe(base.checkBefore) };
     }
+    const idle = settings.waitIdleSec > 0 ? await waitIdle(settings.waitIdleSec) : undefined;
+    if (idle && !idle.idle) log(`${system} ${s.name}: machine still busy (${idle.busyCores} cores) after ${idle.waitedSec}s: measuring anyway`);
     const rss = sampleRss(server.pid, 250);
     const common = { ghz: tools.ghz, target, dataFile, connections: settings.connections, concurrency: settings.concurrency, outFile: join(out, `ghz-${system}-${s.name}.json`) };
     log(`${system} ${s.name}: warm-up ${settings.warmupSec}s`);
@@ -172,7 +176,7 @@ async function measure(system: string, s: Scenario, target: string, server: Star
 
     base.checkAfter = await client.verify(s.requests[0]!, s.expect);
     const peak = samples.reduce((m, x) => (x.bytes > m.bytes ? x : m), samples[0]!);
-    const result: SystemRun = { ...base, closed, open, peakRssBytes: peak.bytes, processes: peak.processes, cpu };
+    const result: SystemRun = { ...base, closed, open, peakRssBytes: peak.bytes, processes: peak.processes, cpu, ...(idle ? { idleBefore: idle } : {}) };
     if (!base.checkAfter.ok) return { ...result, state: 'check-failed', reason: `after the load: ${describe(base.checkAfter)}` };
     return result;
   } catch (err) {
@@ -201,10 +205,11 @@ async function prepareCredentials(only?: string[]): Promise<Prepared> {
   const distinctTokens: string[] = [];
   for (let i = 0; wantDistinct && i < settings.distinctTokens; i++) distinctTokens.push(await issuer.sign());
   if (!wantDistinct) distinctTokens.push(token);
-  let list = scenarios({ apiKey: main.key, unknownApiKey: unknown.key, token, distinctTokens });
-  if (only) list = list.filter((s) => only.includes(s.name));
-  const data = writeGhzData([...list, nullScenario(scenarios({ apiKey: main.key, unknownApiKey: unknown.key, token, distinctTokens: [token] }))]);
-  return { list, data, keysFile, keysDocument, issuer, apiKey: main.key, keySource: main.source, keyEntries: entries };
+  const all = scenarios({ apiKey: main.key, unknownApiKey: unknown.key, token, distinctTokens });
+  const list = only ? all.filter((s) => only.includes(s.name)) : all;
+  const nul = nullScenario(all);
+  const data = writeGhzData([...list, nul]);
+  return { list, nullScenario: nul, data, keysFile, keysDocument, issuer, apiKey: main.key, keySource: main.source, keyEntries: entries };
 }
 
 async function benchNull(p: Prepared): Promise<SystemRun> {
@@ -216,7 +221,7 @@ async function benchNull(p: Prepared): Promise<SystemRun> {
     logFile: join(out, 'null-server.log'),
     onStdout: (line) => line.startsWith('READY') && ready(),
   });
-  const s = nullScenario(p.list.length ? p.list : scenarios({ apiKey: p.apiKey, unknownApiKey: p.apiKey, token: '', distinctTokens: [''] }));
+  const s = p.nullScenario;
   await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error('null server exited'))), timeout(60_000, 'null server did not start')]);
   try {
     return await measure('null', s, `127.0.0.1:${port}`, server, p.data.get('null')!);

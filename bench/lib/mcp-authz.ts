@@ -11,6 +11,8 @@ import { CheckClient } from './verify.js';
 
 export interface Prepared {
   list: Scenario[];
+  /** The request the null server is measured with. */
+  nullScenario: Scenario;
   /** ghz data file per scenario name (and "null"). */
   data: Map<string, string>;
   keysFile: string;

@@ -211,3 +211,21 @@ export function machineBusySeconds(): number {
   const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
   return (total - idle) / CLK_TCK;
 }
+
+/**
+ * Waits (at most `maxSec`) until the machine is idle: under `threshold` cores busy over a
+ * one-second window, so a run does not start while another job holds the CPUs. Returns
+ * how long it waited and whether the machine was idle in the end.
+ */
+export async function waitIdle(maxSec: number, threshold = 0.3): Promise<{ waitedSec: number; idle: boolean; busyCores: number }> {
+  const t0 = Date.now();
+  let busyCores = NaN;
+  for (;;) {
+    const b0 = machineBusySeconds();
+    await new Promise((r) => setTimeout(r, 1000));
+    busyCores = machineBusySeconds() - b0;
+    const waitedSec = (Date.now() - t0) / 1000;
+    if (busyCores < threshold) return { waitedSec: Math.round(waitedSec), idle: true, busyCores: Math.round(busyCores * 100) / 100 };
+    if (waitedSec >= maxSec) return { waitedSec: Math.round(waitedSec), idle: false, busyCores: Math.round(busyCores * 100) / 100 };
+  }
+}

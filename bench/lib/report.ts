@@ -22,6 +22,8 @@ export interface SystemRun {
   processes?: number;
   /** Cores used during the closed loop: the server, ghz, and everything else on the machine. */
   cpu?: { serverCores: number; loadGeneratorCores: number; otherCores: number };
+  /** Waiting for an idle machine before the load (--wait-idle). */
+  idleBefore?: { waitedSec: number; idle: boolean; busyCores: number };
 }
 
 export interface Ratio {
