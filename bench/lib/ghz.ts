@@ -7,6 +7,7 @@ import { start } from './processes.js';
 export interface LoadOptions {
   ghz: string;
   target: string;
+  /** Serialized CheckRequest(s): one message, or several varint-length-prefixed. */
   dataFile: string;
   connections: number;
   concurrency: number;
@@ -62,7 +63,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     '--proto', 'envoy/service/auth/v3/external_auth.proto',
     '--import-paths', envoyIncludeDirs.join(','),
     '--call', 'envoy.service.auth.v3.Authorization.Check',
-    '--data-file', o.dataFile,
+    '--binary-file', o.dataFile,
     '--connections', String(o.connections),
     '--concurrency', String(o.concurrency),
     '--timeout', '10s',
