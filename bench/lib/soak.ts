@@ -16,7 +16,7 @@ interface SoakOptions {
   bundle: string | undefined;
   durationSec: number;
   scenario: string;
-  settings: { warmupSec: number; connections: number; concurrency: number; loadFraction: number };
+  settings: { warmupSec: number; connections: number; concurrency: number; openConcurrency: number; loadFraction: number };
   log: (msg: string) => void;
   logFile?: string;
 }
@@ -79,7 +79,7 @@ export async function runSoak(o: SoakOptions) {
     const reloads = Promise.all([at(0.4, 'policy reload', () => rewriteBundle()), at(0.6, 'key reload', () => rewriteKeys(o.p))]);
     let load: LoadResult;
     try {
-      load = await runLoad({ ...common, durationSec: o.durationSec, rps, outFile: join(out, 'ghz-soak.json') });
+      load = await runLoad({ ...common, concurrency: o.settings.openConcurrency, durationSec: o.durationSec, rps, outFile: join(out, 'ghz-soak.json') });
     } finally {
       await reloads;
       probing = false;
