@@ -321,7 +321,7 @@ function printSoak(command: string, r: Awaited<ReturnType<typeof runSoak>>): voi
     return;
   }
   w(`  load: ${r.load.rps} rps for ${r.durationSec}s (50% of ${r.maxRps}); p50 ${r.load.latencyMs.p50} ms, p99 ${r.load.latencyMs.p99} ms, p99.9 ${r.load.latencyMs.p999} ms`);
-  w(`  RSS: ${r.rss.baselineMiB} MiB after warm-up -> ${r.rss.endMiB} MiB at the end (${r.rss.growthPct}%), peak ${r.rss.peakMiB} MiB (target < 10%)`);
+  w(`  RSS: ${r.rss.baselineMiB} MiB after warm-up -> ${r.rss.endMiB} MiB at the end (${r.rss.growthPct}%; lowest RSS ${r.rss.floorGrowthPct}%), peak ${r.rss.peakMiB} MiB (target < 10%)`);
   w(`  errors: ${r.errors}; wrongly decided or failed calls: ${r.failedCalls} of ${r.prober.sent} checked (targets 0 and 0)`);
   for (const e of r.events) w(`  at ${e.atSec}s ${e.what}: ${e.detail}`);
   w(`  ${r.passed ? 'PASSED' : 'FAILED'}`);

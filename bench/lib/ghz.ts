@@ -29,6 +29,7 @@ export interface LoadResult {
   durationSec: number;
   rps: number;
   latencyMs: { mean: number; p50: number; p90: number; p99: number; p999: number; max: number };
+  latencySamples: number;
   /** Calls that did not end with gRPC OK (the service's own denies are OK at the gRPC level). */
   errors: number;
   /** Calls cut by ghz itself when a timed run ends (its connections close under them). */
@@ -108,7 +109,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   }
   lat.sort();
   const durationSec = report.total / 1e9;
-  const completed = details.length - errors - cutAtEnd;
+  // ghz keeps at most 1,000,000 call details: counts come from its totals, latencies from the kept calls.
+  const completed = report.count - errors - cutAtEnd;
   const sum = lat.reduce((a, b) => a + b, 0);
   rmSync(o.outFile, { force: true });
   return {
@@ -127,6 +129,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       p999: round(percentile(lat, 99.9), 3),
       max: round(lat[lat.length - 1] ?? NaN, 3),
     },
+    /** How many calls the latency percentiles are computed from (all of them up to ghz's 1M cap). */
+    latencySamples: details.length,
     errors,
     cutAtEnd,
     statusCodes: report.statusCodeDistribution ?? {},

@@ -42,12 +42,14 @@ export interface Started {
 /** Starts a process in its own group; stdout/stderr go to `logFile` (or are ignored). */
 export function start(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string; onStdout?: (line: string) => void } = {}): Started {
   hookExit();
-  const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] };
+  // Output nobody reads (decision logs without --server-log) goes to /dev/null, not through this process.
+  const wantOut = opts.logFile !== undefined || opts.onStdout !== undefined;
+  const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', wantOut ? 'pipe' : 'ignore', 'pipe'] };
   const child = spawn(cmd, args, spawnOpts);
   live.add(child);
   const log = opts.logFile ? createWriteStream(opts.logFile) : undefined;
   let buf = '';
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout?.on('data', (d: Buffer) => {
     log?.write(d);
     if (opts.onStdout) {
       buf += d.toString();

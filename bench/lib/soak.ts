@@ -119,14 +119,21 @@ function rssGrowth(samples: RssSample[], durationSec: number) {
     return a.length ? a[Math.floor(a.length / 2)]! : NaN;
   };
   const ms = durationSec * 1000;
-  const base = med(samples.filter((x) => x.t >= 0.1 * ms && x.t <= 0.2 * ms).map((x) => x.bytes));
-  const end = med(samples.filter((x) => x.t >= 0.9 * ms).map((x) => x.bytes));
+  const early = samples.filter((x) => x.t >= 0.1 * ms && x.t <= 0.2 * ms).map((x) => x.bytes);
+  const late = samples.filter((x) => x.t >= 0.9 * ms).map((x) => x.bytes);
+  const base = med(early);
+  const end = med(late);
+  // The lowest RSS of a window is the heap after collection: its growth is the leak signal,
+  // less sensitive to where the GC sawtooth happens to be than the median.
+  const floorBase = Math.min(...early);
+  const floorEnd = Math.min(...late);
   const peak = Math.max(...samples.map((x) => x.bytes));
   return {
     baselineMiB: round(base / 2 ** 20, 1),
     endMiB: round(end / 2 ** 20, 1),
     peakMiB: round(peak / 2 ** 20, 1),
     growthPct: round(((end - base) / base) * 100, 2),
+    floorGrowthPct: round(((floorEnd - floorBase) / floorBase) * 100, 2),
   };
 }
 
