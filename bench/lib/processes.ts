@@ -1,0 +1,233 @@
+// Child processes of the benchmark: started in their own process group so that a server
+// and all its workers are stopped together, on normal exit, on an error and on SIGINT.
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+
+const live = new Set<ChildProcess>();
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    /* already gone */
+  }
+}
+
+let hooked = false;
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', () => {
+    for (const c of live) killGroup(c, 'SIGKILL');
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`\nbench: ${sig}: stopping servers and load generators\n`);
+      for (const c of live) killGroup(c, 'SIGTERM');
+      setTimeout(() => process.exit(130), 1500).unref();
+    });
+  }
+}
+
+export interface Started {
+  child: ChildProcess;
+  pid: number;
+  /** SIGTERM to the group, SIGKILL after the grace period. */
+  stop(graceMs?: number): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/** Starts a process in its own group; stdout/stderr go to `logFile` (or are ignored). */
+export function start(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string; onStdout?: (line: string) => void } = {}): Started {
+  hookExit();
+  // Output nobody reads (decision logs without --server-log) goes to /dev/null, not through this process.
+  const wantOut = opts.logFile !== undefined || opts.onStdout !== undefined;
+  const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', wantOut ? 'pipe' : 'ignore', 'pipe'] };
+  const child = spawn(cmd, args, spawnOpts);
+  live.add(child);
+  const log = opts.logFile ? createWriteStream(opts.logFile) : undefined;
+  let buf = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    log?.write(d);
+    if (opts.onStdout) {
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        opts.onStdout(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => log?.write(d));
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => {
+      live.delete(child);
+      log?.end();
+      resolve(code);
+    });
+    child.on('error', () => {
+      live.delete(child);
+      resolve(-1);
+    });
+  });
+  return {
+    child,
+    pid: child.pid ?? -1,
+    exited,
+    async stop(graceMs = 5000) {
+      killGroup(child, 'SIGTERM');
+      const t = setTimeout(() => killGroup(child, 'SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(t);
+      killGroup(child, 'SIGKILL'); // stray workers of the group
+    },
+  };
+}
+
+/** Runs a command to completion, collecting its output. */
+export function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  hookExit();
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(child);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    const timer = opts.timeoutMs ? setTimeout(() => killGroup(child, 'SIGKILL'), opts.timeoutMs) : undefined;
+    const done = (code: number | null) => {
+      if (timer) clearTimeout(timer);
+      live.delete(child);
+      resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    };
+    child.on('close', done);
+    child.on('error', (e) => {
+      err.push(Buffer.from(String(e)));
+      done(-1);
+    });
+  });
+}
+
+/** A free loopback TCP port (bound then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** PIDs of `root` and all its descendants, from /proc. */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(name));
+      children.set(ppid, list);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  const out: number[] = [];
+  const queue = [root];
+  while (queue.length) {
+    const pid = queue.shift()!;
+    out.push(pid);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
+
+/** Sum of VmRSS (bytes) over a process tree, and how many processes it has. */
+export function treeRss(root: number): { bytes: number; processes: number } {
+  let bytes = 0;
+  let processes = 0;
+  for (const pid of processTree(root)) {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) {
+        bytes += Number(m[1]) * 1024;
+        processes++;
+      }
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return { bytes, processes };
+}
+
+export interface RssSample {
+  t: number;
+  bytes: number;
+  processes: number;
+}
+
+/** Samples a process tree's RSS every `everyMs` until stopped. */
+export function sampleRss(root: number, everyMs = 250): { stop(): RssSample[]; samples: RssSample[] } {
+  const samples: RssSample[] = [];
+  const t0 = Date.now();
+  const take = () => samples.push({ t: Date.now() - t0, ...treeRss(root) });
+  take();
+  const timer = setInterval(take, everyMs);
+  return {
+    samples,
+    stop() {
+      clearInterval(timer);
+      take();
+      return samples;
+    },
+  };
+}
+
+const CLK_TCK = 100;
+
+/** CPU seconds (user + system) used so far by the processes of a tree. */
+export function treeCpuSeconds(root: number): number {
+  let ticks = 0;
+  for (const pid of processTree(root)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return ticks / CLK_TCK;
+}
+
+/** CPU seconds the whole machine spent busy (all cores), from /proc/stat. */
+export function machineBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - idle) / CLK_TCK;
+}
+
+/**
+ * Waits (at most `maxSec`) until the machine is idle: under `threshold` cores busy over a
+ * one-second window, so a run does not start while another job holds the CPUs. Returns
+ * how long it waited and whether the machine was idle in the end.
+ */
+export async function waitIdle(maxSec: number, threshold = 0.3): Promise<{ waitedSec: number; idle: boolean; busyCores: number }> {
+  const t0 = Date.now();
+  let busyCores = NaN;
+  for (;;) {
+    const b0 = machineBusySeconds();
+    await new Promise((r) => setTimeout(r, 1000));
+    busyCores = machineBusySeconds() - b0;
+    const waitedSec = (Date.now() - t0) / 1000;
+    if (busyCores < threshold) return { waitedSec: Math.round(waitedSec), idle: true, busyCores: Math.round(busyCores * 100) / 100 };
+    if (waitedSec >= maxSec) return { waitedSec: Math.round(waitedSec), idle: false, busyCores: Math.round(busyCores * 100) / 100 };
+  }
+}

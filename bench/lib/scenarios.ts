@@ -1,0 +1,107 @@
+// The benchmark's requests: CheckRequests shaped as Envoy's ext_authz filter sends them
+// (test/helpers/service.ts), each with the decision every system must answer.
+import { checkRequest, rpc } from '../../test/helpers/service.js';
+
+export const BENCH_USER = 'bench-user';
+export const GRANTS = ['tools:search', 'tools:read_*'];
+export const OAUTH_SCOPE = 'tools:search tools:read_file';
+export const HOST = 'mcp.example.com';
+export const PATHS = { apiKey: '/mcp/files', oauth: '/mcp/oauth', open: '/mcp/open' } as const;
+export const OAUTH_RESOURCE = `https://${HOST}${PATHS.oauth}`;
+
+export interface Expectation {
+  allow: boolean;
+  /** HTTP status of the denied response (200 for an allow). */
+  status: number;
+  /** The JSON body's `error`, when denied. */
+  error?: string;
+}
+
+export interface Scenario {
+  name: string;
+  what: string;
+  /** One request, or several sent round-robin (distinct tokens). */
+  requests: Record<string, unknown>[];
+  expect: Expectation;
+  /** What of mcp-authz this scenario exercises beyond the pipeline. */
+  needs: string[];
+}
+
+// Headers an MCP client sends through Envoy, so the CheckRequest has a realistic size.
+const clientHeaders = {
+  'content-type': 'application/json',
+  accept: 'application/json, text/event-stream',
+  'mcp-protocol-version': '2025-06-18',
+  'mcp-session-id': '6f1c1a52-2b7e-4c59-9d55-0f7a3b4f2d10',
+  'user-agent': 'claude-code/1.0.88 (bench)',
+  'x-forwarded-proto': 'https',
+  'x-request-id': 'c1d9a0f4-6e43-4a8e-9d7e-3b1f0a2c5e77',
+};
+
+const readFile = rpc('tools/call', { name: 'read_file', arguments: { path: '/docs/README.md' } }, 7);
+const deleteFile = rpc('tools/call', { name: 'delete_file', arguments: { path: '/docs/README.md' } }, 7);
+const toolsList = rpc('tools/list', {}, 3);
+
+function post(path: string, body: string, headers: Record<string, string>): Record<string, unknown> {
+  return checkRequest({ method: 'POST', path, host: HOST, body, headers: { ...clientHeaders, ...headers } });
+}
+
+export interface Credentials {
+  apiKey: string;
+  unknownApiKey: string;
+  token: string;
+  distinctTokens: string[];
+}
+
+export function scenarios(c: Credentials): Scenario[] {
+  return [
+    {
+      name: 'anonymous_open',
+      what: 'auth-off endpoint, tools/list (pipeline only: no authentication, no policy)',
+      requests: [post(PATHS.open, toolsList, {})],
+      expect: { allow: true, status: 200 },
+      needs: [],
+    },
+    {
+      name: 'apikey_tool_allow',
+      what: 'X-API-Key of the owner + tools/call read_file, granted by tools:read_*',
+      requests: [post(PATHS.apiKey, readFile, { 'x-api-key': c.apiKey })],
+      expect: { allow: true, status: 200 },
+      needs: ['api keys', 'policy'],
+    },
+    {
+      name: 'apikey_tool_deny',
+      what: 'same key + tools/call delete_file, not granted',
+      requests: [post(PATHS.apiKey, deleteFile, { 'x-api-key': c.apiKey })],
+      expect: { allow: false, status: 403, error: 'access_denied' },
+      needs: ['api keys', 'policy'],
+    },
+    {
+      name: 'invalid_key',
+      what: 'well-formed but unknown API key',
+      requests: [post(PATHS.apiKey, readFile, { 'x-api-key': c.unknownApiKey })],
+      expect: { allow: false, status: 401, error: 'invalid_api_key' },
+      needs: ['api keys'],
+    },
+    {
+      name: 'oauth_cached',
+      what: 'one RS256 bearer token repeated (verified-token cache hit) + tools/call read_file',
+      requests: [post(PATHS.oauth, readFile, { authorization: `Bearer ${c.token}` })],
+      expect: { allow: true, status: 200 },
+      needs: ['oauth', 'policy'],
+    },
+    {
+      name: 'oauth_distinct',
+      what: `${c.distinctTokens.length} distinct RS256 tokens round-robin (cache misses) + tools/call read_file`,
+      requests: c.distinctTokens.map((t) => post(PATHS.oauth, readFile, { authorization: `Bearer ${t}` })),
+      expect: { allow: true, status: 200 },
+      needs: ['oauth', 'policy'],
+    },
+  ];
+}
+
+/** The request the null server is measured with (it ignores the content). */
+export function nullScenario(all: Scenario[]): Scenario {
+  const main = all.find((s) => s.name === 'apikey_tool_allow')!;
+  return { ...main, name: 'null', what: 'null server: answers OK at once (ceiling)' };
+}
