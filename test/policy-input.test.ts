@@ -45,7 +45,7 @@ const sample = () =>
   });
 
 test('the input carries request, endpoint, principal and mcp, and never a credential', async (t) => {
-  const rt = await runtimeWith({ publicBaseUrl: 'https://mcp.example.com/' });
+  const rt = await runtimeWith({ publicBaseUrl: 'https://mcp.example.com/', policy: { envoyInput: true } });
   const trace = await runCheck(rt, sample() as never);
   await rt.close();
   t.true(trace.outcome.allow);
@@ -83,6 +83,15 @@ test('policy.envoyInput: false leaves the opa-envoy-plugin fields out', async (t
   const rt = await runtimeWith({ policy: { envoyInput: false } });
   const trace = await runCheck(rt, sample() as never);
   await rt.close();
+  const input = JSON.parse(trace.ctx!.policy!.input as string);
+  t.deepEqual(Object.keys(input).sort(), ['endpoint', 'mcp', 'principal', 'request']);
+});
+
+test('unset, envoyInput follows the bundle: the shipped policy declares it never reads the opa-envoy-plugin fields', async (t) => {
+  const rt = await runtimeWith({});
+  const trace = await runCheck(rt, sample() as never);
+  await rt.close();
+  t.true(trace.outcome.allow);
   const input = JSON.parse(trace.ctx!.policy!.input as string);
   t.deepEqual(Object.keys(input).sort(), ['endpoint', 'mcp', 'principal', 'request']);
 });

@@ -147,7 +147,8 @@ export const ConfigSchema = z
         entrypoint: z.string().default('mcp/authz/decision'),
         dryRun: z.boolean().default(false),
         maxMemoryPages: z.number().int().min(2).max(65536).default(1024),
-        envoyInput: z.boolean().default(true),
+        // Unset: as the bundle declares in data.mcp_authz.input.envoy (the shipped policy: off), else on.
+        envoyInput: z.boolean().optional(),
         data: z.record(z.string(), z.unknown()).default({}),
       })
       .strict()

@@ -86,7 +86,7 @@ export class PolicySource {
         data: { ...bundle.data, ...this.opts.data },
       });
       const previous = this.authorizer.revision;
-      this.authorizer.use(engine);
+      this.authorizer.use(engine, declaredEnvoyInput(bundle.data));
       this.fingerprint = fingerprint;
       this.failedFingerprint = undefined;
       this.events.policyReload?.('success', engine.revision);
@@ -155,4 +155,10 @@ export class PolicySource {
     clearInterval(this.poller);
     this.watcher?.close();
   }
+}
+
+/** A bundle may declare that its policy never reads opa-envoy-plugin's input fields. */
+function declaredEnvoyInput(data: Record<string, unknown>): boolean {
+  const settings = data.mcp_authz as { input?: { envoy?: unknown } } | undefined;
+  return settings?.input?.envoy !== false;
 }

@@ -21,6 +21,7 @@ const DRY_RUN_ALLOW: AuthzResult = Object.freeze({ allow: true, headers: [], hea
 
 export class PolicyAuthorizer implements Authorizer {
   private engine: WasmEngine | undefined;
+  private envoyInput = true;
   /** Why no policy is loaded (for /readyz), while there is none. */
   private missing = 'no policy loaded yet';
 
@@ -35,8 +36,13 @@ export class PolicyAuthorizer implements Authorizer {
     return this.engine ? [] : [`policy: ${this.missing}`];
   }
 
-  use(engine: WasmEngine): void {
+  /**
+   * Swaps in a loaded policy. `envoyInput` is what its bundle declares in data.mcp_authz.input.envoy:
+   * a policy that never reads opa-envoy-plugin's fields saves building them (≈20 µs a Check).
+   */
+  use(engine: WasmEngine, envoyInput = true): void {
     this.engine = engine;
+    this.envoyInput = envoyInput;
   }
 
   /** Records why the first load failed; a loaded policy stays in use regardless. */
@@ -49,7 +55,7 @@ export class PolicyAuthorizer implements Authorizer {
     if (!engine) {
       return { allow: false, deny: deny(503, 'policy_unavailable', 'No authorization policy is loaded; the request is denied.') };
     }
-    const input = this.opts.input.build(ctx);
+    const input = this.opts.input.build(ctx, this.envoyInput);
     const ev = engine.evaluate(encoder.encode(input).buffer as ArrayBuffer);
     this.opts.events.policyEval?.(ev.durationNs / 1e9);
     let mapped;

@@ -10,8 +10,11 @@ import { envoyAttributes, redactPathQuery, REDACTED } from './envoy-attributes.j
 export { REDACTED };
 
 export interface InputOptions {
-  /** Add opa-envoy-plugin's fields: attributes, parsed_path, parsed_query, parsed_body, truncated_body, version. */
-  envoyInput: boolean;
+  /**
+   * Add opa-envoy-plugin's fields: attributes, parsed_path, parsed_query, parsed_body, truncated_body, version.
+   * Undefined: as the loaded bundle declares (see PolicyAuthorizer.use).
+   */
+  envoyInput: boolean | undefined;
   publicBaseUrl: string | undefined;
   /** The API key header (apiKeys.header). */
   keyHeader: string;
@@ -51,7 +54,7 @@ export class InputBuilder {
   }
 
   /** The input document as UTF-8 JSON text. */
-  build(ctx: CheckContext): string {
+  build(ctx: CheckContext, bundleWantsEnvoyInput = true): string {
     const { request } = ctx;
     const headerSecret = (name: string) => this.redactHeaders.has(name) || ctx.credentialHeaders.includes(name);
     const querySecret = (name: string) => this.redactQuery.has(name) || ctx.credentialQueryParams.includes(name);
@@ -72,7 +75,7 @@ export class InputBuilder {
     s += ',"principal":' + (ctx.principal.method === 'anonymous' && !ctx.principal.authenticated ? this.anonymousJson : JSON.stringify(principalView(ctx.principal)));
     const { source: _source, ...mcp } = ctx.mcp;
     s += ',"mcp":' + JSON.stringify(mcp);
-    if (this.opts.envoyInput) {
+    if (this.opts.envoyInput ?? bundleWantsEnvoyInput) {
       s += ',"attributes":' + JSON.stringify(envoyAttributes(request.attributes(), headerSecret, querySecret));
       s += ',"parsed_path":' + JSON.stringify(parsedPath(request.path));
       s += ',"parsed_query":' + JSON.stringify(query);

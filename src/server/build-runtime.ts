@@ -65,7 +65,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const verifier = config.oauth.issuers.length > 0 ? createTokenVerifier(config.oauth, { logger, events }) : undefined;
 
   // Authorization: the policy bundle, evaluated in-process as WASM.
-  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', dryRun: false, maxMemoryPages: 1024, envoyInput: true, data: {} };
+  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', dryRun: false, maxMemoryPages: 1024, data: {} };
   const authorizer = new PolicyAuthorizer({
     input: new InputBuilder(endpoints.all, {
       envoyInput: policy.envoyInput,
