@@ -1,6 +1,6 @@
 // npm run bench [-- options]: mcp-authz against a null grpc-js Check server and
 // opa-envoy-plugin, on loopback, with ghz; or a soak of mcp-authz (--soak 10m).
-// See README "Performance" and issue 7. Writes bench/results/<timestamp>.json and latest.json.
+// See README "Performance". Writes bench/results/<timestamp>.json and latest.json.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';

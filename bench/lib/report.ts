@@ -1,4 +1,4 @@
-// The benchmark's result records, the ratios issue 7 asks for, and the table on stdout.
+// The benchmark's result records, the ratios to the null server and the peer, and the table on stdout.
 import type { LoadResult } from './ghz.js';
 import { round } from './ghz.js';
 import type { Scenario } from './scenarios.js';

@@ -1,5 +1,5 @@
 // Shared pieces of the authentication tests: registry entries made with the real
-// `keys create` code, and an authorizer standing in for the policy phase (issue 4) that
+// `keys create` code, and an authorizer standing in for the policy phase that
 // admits any authenticated principal, so allowed requests can be inspected end to end.
 import { stringify } from 'yaml';
 import { deny } from '../../src/check/outcome.js';
