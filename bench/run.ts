@@ -303,7 +303,13 @@ async function benchOpaEnvoy(p: Prepared, available: boolean, reason: string | u
     ],
     { cwd: root, logFile: join(out, 'opa-envoy-plugin.log') },
   );
-  const client = new CheckClient(`127.0.0.1:${grpcPort}`);
+  return measureAll('opa-envoy-plugin', p, grpcPort, server);
+}
+
+/** Waits until a started peer answers, measures every scenario against it, then stops it. */
+async function measureAll(system: string, p: Prepared, grpcPort: number, server: Started): Promise<SystemRun[]> {
+  const target = `127.0.0.1:${grpcPort}`;
+  const client = new CheckClient(target);
   let alive = true;
   void server.exited.then(() => (alive = false));
   try {
@@ -313,7 +319,7 @@ async function benchOpaEnvoy(p: Prepared, available: boolean, reason: string | u
   }
   const runs: SystemRun[] = [];
   try {
-    for (const s of p.list) runs.push(await measure('opa-envoy-plugin', s, `127.0.0.1:${grpcPort}`, server, p.data.get(s.name)!));
+    for (const s of p.list) runs.push(await measure(system, s, target, server, p.data.get(s.name)!));
   } finally {
     await server.stop();
   }
@@ -328,21 +334,7 @@ async function benchOpaPeer(p: Prepared, policy: string, dataFile: string): Prom
     cwd: root,
     logFile: join(out, 'opa-peer.log'),
   });
-  const client = new CheckClient(`127.0.0.1:${grpcPort}`);
-  let alive = true;
-  void server.exited.then(() => (alive = false));
-  try {
-    await client.waitReady(p.list[0]!.requests[0]!, 60_000, () => alive);
-  } finally {
-    client.close();
-  }
-  const runs: SystemRun[] = [];
-  try {
-    for (const s of p.list) runs.push(await measure('opa-peer', s, `127.0.0.1:${grpcPort}`, server, p.data.get(s.name)!));
-  } finally {
-    await server.stop();
-  }
-  return runs;
+  return measureAll('opa-peer', p, grpcPort, server);
 }
 
 function printSoak(command: string, r: Awaited<ReturnType<typeof runSoak>>): void {
