@@ -30,15 +30,16 @@ test.serial('serve --workers 2: both workers answer on one port, and 200 concurr
   const results = await Promise.all(Array.from({ length: 200 }, (_, i) => svc.check(fail('10.31.0.1'), i)));
   t.is(results.filter((r) => deniedStatus(r) === 401).length, MAX);
   t.is(results.filter((r) => deniedStatus(r) === 429).length, 200 - MAX);
-  t.is(deniedStatus(await svc.check(good('10.31.0.1'), 3)), 429, 'locked out on every worker');
+  // Counted on the primary, the lockout reached both workers: every connection refuses the client.
+  for (let i = 0; i < 8; i++) t.is(deniedStatus(await svc.check(good('10.31.0.1'), i)), 429, 'locked out on every worker');
 
   // One /metrics, aggregated over both workers.
   const m = (await svc.http('/metrics')).text;
   t.is(sample(m, 'mcp_authz_auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key' }), MAX);
-  t.is(sample(m, 'mcp_authz_rate_limited_total', { endpoint: 'files', limiter: 'failed_auth' }), 200 - MAX + 1);
+  t.is(sample(m, 'mcp_authz_rate_limited_total', { endpoint: 'files', limiter: 'failed_auth' }), 200 - MAX + 8);
   t.is(sample(m, 'mcp_authz_check_total', { endpoint: 'files', decision: 'allow', status: '200' }), 16);
-  t.is(sumOf(m, 'mcp_authz_check_total'), 16 + 200 + 1);
-  t.is(sample(m, 'mcp_authz_check_duration_seconds_count', { decision: 'deny' }), 201);
+  t.is(sumOf(m, 'mcp_authz_check_total'), 16 + 200 + 8);
+  t.is(sample(m, 'mcp_authz_check_duration_seconds_count', { decision: 'deny' }), 208);
   t.is((await svc.http('/readyz')).status, 200);
 });
 
@@ -57,6 +58,37 @@ test.serial('SIGTERM to the primary: in-flight Checks on every worker finish, th
   t.is(await svc.exited, 0);
   t.regex(svc.logs(), /draining every worker/);
   t.is((svc.logs().match(/"worker":\d+,"msg":"mcp-authz stopped"/g) ?? []).length, 2, 'both workers drained and stopped');
+});
+
+test.serial('a worker that replaces a crashed one knows the lockouts already running', async (t) => {
+  const svc = await startServe(config, ['--workers', '2'], { entry: withTestAuth, clients: 8 });
+  t.teardown(async () => void (await svc.stop()));
+  const pidOn = async (i: number) => headerValue((await svc.check(good(`10.34.1.${i}`), i)).ok_response?.headers, 'x-mcp-principal')!.split('@')[1]!;
+  const before = new Set<string>();
+  for (let i = 0; i < 8; i++) before.add(await pidOn(i));
+  t.is(before.size, 2);
+  for (let i = 0; i < MAX; i++) t.is(deniedStatus(await svc.check(fail('10.34.0.1'), i)), 401);
+
+  process.kill(Number([...before][0]), 'SIGKILL');
+  await waitFor('the crash to be noticed', () => svc.logs().includes('worker exited unexpectedly'));
+  await waitFor('a replacement worker', async () => (await svc.http('/readyz')).status === 200, 20_000, 50);
+
+  // Clients reconnect; the primary spreads new connections over both workers.
+  const answers: { pid: string; status: number | undefined }[] = [];
+  await waitFor('a connection on the new worker', async () => {
+    for (let i = 0; i < 8; i++) {
+      try {
+        const pid = await pidOn(i);
+        answers.push({ pid, status: deniedStatus(await svc.check(good('10.34.0.1'), i)) });
+      } catch {
+        // this connection is still reconnecting
+      }
+    }
+    return answers.some((a) => !before.has(a.pid));
+  }, 20_000, 100);
+  const fromNew = answers.filter((a) => !before.has(a.pid));
+  t.true(fromNew.length > 0);
+  t.deepEqual(new Set(answers.map((a) => a.status)), new Set([429]), 'the locked-out client is refused by the old and the new worker');
 });
 
 test.serial('serve --workers 1 runs one process with in-memory limits', async (t) => {

@@ -9,6 +9,7 @@ import type { Limiter } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
 import type { Endpoint } from '../endpoints/registry.js';
 import { createLimiter, RateLimiterRes, type FlexLimiter, type StoreOptions } from './limiter-store.js';
+import { LockoutTable } from './lockouts.js';
 
 const LOCKOUT_DESCRIPTION = 'Too many failed authentication attempts. Please try again later.';
 const RATE_DESCRIPTION = 'Too many requests from this client. Retry after the number of seconds in Retry-After.';
@@ -39,10 +40,22 @@ export class RateLimits implements Limiter {
   private readonly failed: FlexLimiter | undefined;
   private readonly maxFailures: number;
   private readonly perEndpoint = new Map<string, FlexLimiter>();
+  /** Shared by other instances (Redis): a lockout may have been counted elsewhere, so ask it. */
+  private readonly storeIsShared: boolean;
 
-  constructor(config: Pick<Config, 'rateLimit'>, endpoints: readonly Endpoint[], store: StoreOptions) {
+  /**
+   * @param lockouts the running lockouts this process knows of; in a worker, one that
+   *   publishes to and hears from its siblings.
+   */
+  constructor(
+    config: Pick<Config, 'rateLimit'>,
+    endpoints: readonly Endpoint[],
+    store: StoreOptions,
+    private readonly lockouts: LockoutTable = new LockoutTable(),
+  ) {
     const { failedAuth, perClient } = config.rateLimit;
     this.maxFailures = failedAuth.maxAttempts;
+    this.storeIsShared = store.redis !== undefined;
     if (failedAuth.maxAttempts > 0) {
       this.failed = createLimiter({ keyPrefix: 'failed-auth', points: failedAuth.maxAttempts, durationSeconds: failedAuth.windowSeconds }, store);
     }
@@ -62,21 +75,38 @@ export class RateLimits implements Limiter {
     }
   }
 
-  async beforeAuth(ctx: CheckContext): Promise<Deny | undefined> {
+  /**
+   * Answered from this process's lockout table: no store round trip on the way to an
+   * allow. With Redis, lockouts counted by other instances are only in Redis, so it is
+   * asked too.
+   */
+  beforeAuth(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined {
     if (!this.failed || !needsCredentials(ctx.endpoint)) return undefined;
-    const res = await this.failed.get(failedAuthKey(ctx));
-    if (res && res.consumedPoints >= this.maxFailures) return lockout(res.msBeforeNext);
-    return undefined;
+    const key = failedAuthKey(ctx);
+    const now = Date.now();
+    const left = this.lockouts.remainingMs(key, now);
+    if (left > 0) return lockout(left);
+    if (!this.storeIsShared && !this.lockouts.incomplete(now)) return undefined;
+    return this.failed.get(key).then((res) => {
+      if (!res || res.consumedPoints < this.maxFailures) return undefined;
+      this.lockouts.lock(key, Date.now() + res.msBeforeNext, true);
+      return lockout(res.msBeforeNext);
+    });
   }
 
   async authFailed(ctx: CheckContext): Promise<Deny | undefined> {
     if (!this.failed) return undefined;
+    const key = failedAuthKey(ctx);
     try {
-      await this.failed.consume(failedAuthKey(ctx));
+      const res = await this.failed.consume(key);
+      // The failure that reaches the limit is still answered 401; the lockout starts now.
+      if (res.consumedPoints >= this.maxFailures) this.lockouts.lock(key, Date.now() + res.msBeforeNext);
       return undefined;
     } catch (res) {
       // Only a limit decision reaches here: FlexLimiter answers store errors itself.
-      return lockout(res instanceof RateLimiterRes ? res.msBeforeNext : 1000);
+      const ms = res instanceof RateLimiterRes ? res.msBeforeNext : 1000;
+      this.lockouts.lock(key, Date.now() + ms);
+      return lockout(ms);
     }
   }
 

@@ -13,6 +13,7 @@ import { createRuntime, type Runtime } from '../check/runtime.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
 import { clientAddressResolver } from '../limits/client-address.js';
 import type { LocalStore } from '../limits/limiter-store.js';
+import { LockoutTable, workerLockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
 import { RedisLimiterStore } from '../limits/redis-store.js';
 import type { Logger } from '../log/logger.js';
@@ -47,11 +48,14 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   // Limits: failed-auth lockout and per-client rate, shared through Redis when configured.
   const redisCfg = opts.sharedLimits === false ? undefined : config.rateLimit.redis;
   const redis = redisCfg ? new RedisLimiterStore({ url: redisCfg.url, logger, onState: (s) => events.limiterStore?.(s) }) : undefined;
-  const limiter = new RateLimits(config, endpoints.all, {
-    local: opts.localLimiterStore ?? (cluster.isWorker ? 'cluster' : 'memory'),
-    ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}),
-    logger,
-  });
+  const local = opts.localLimiterStore ?? (cluster.isWorker ? 'cluster' : 'memory');
+  const limiter = new RateLimits(
+    config,
+    endpoints.all,
+    { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), logger },
+    // Workers share lockouts through the primary, so none asks it before every authentication.
+    local === 'cluster' ? workerLockoutTable() : new LockoutTable(),
+  );
 
   // Authentication: the API key registry and the OAuth token verifier.
   const keys = new KeySource({

@@ -1,7 +1,7 @@
 // `serve --workers N`: N worker processes answer Check on one shared gRPC port (node:cluster
 // hands the listening socket to every worker). The primary keeps the state that must be
-// one for all of them — the rate-limit counters (rate-limiter-flexible's cluster store) —
-// and serves the HTTP port: /metrics aggregated over the workers, /readyz true when every
+// one for all of them — the rate-limit counters (rate-limiter-flexible's cluster store) and
+// the running lockouts, relayed from the worker that counted them to the others — and serves the HTTP port: /metrics aggregated over the workers, /readyz true when every
 // worker serves. SIGTERM to the primary drains every worker, then the primary exits.
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
@@ -9,6 +9,7 @@ import { AggregatorRegistry, Registry } from 'prom-client';
 import { RateLimiterClusterMaster } from 'rate-limiter-flexible';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
+import { isLockoutMessage, LOCKOUT_SYNC, LockoutTable } from '../limits/lockouts.js';
 import { buildRuntime, type BuildOptions } from './build-runtime.js';
 import { HealthState } from './health.js';
 import { createHttpServer, listenHttp } from './http-server.js';
@@ -38,6 +39,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   const { logger, workers } = opts;
   const graceMs = opts.graceMs ?? 10_000;
   new RateLimiterClusterMaster(); // the counters every worker's limits share
+  const lockouts = new LockoutTable(); // the running lockouts, relayed between workers
   const aggregator = new AggregatorRegistry();
   const health = new HealthState();
   // The primary answers discovery documents on the HTTP port too; it never limits anything.
@@ -54,6 +56,15 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   const fork = (): Worker => {
     const w = cluster.fork();
     w.on('message', (m: unknown) => {
+      if (isLockoutMessage(m)) {
+        lockouts.lock(m.key, m.until, true);
+        for (const other of Object.values(cluster.workers ?? {})) if (other && other !== w && other.isConnected()) other.send(m);
+        return;
+      }
+      if (typeof m === 'object' && m !== null && (m as { type?: unknown }).type === LOCKOUT_SYNC) {
+        for (const l of lockouts.snapshot()) w.send(l);
+        return;
+      }
       if (!isReady(m)) return;
       ready.set(w.id, m.grpcPort);
       if (ready.size === workers && !shuttingDown) {
