@@ -127,3 +127,36 @@ test('decision log sampling drops allows but keeps denies', async (t) => {
   t.is(decisions.length, 1);
   t.false(decisions[0].allow);
 });
+
+test('the decision log line has exactly the shape pino writes, bindings included', async (t) => {
+  const capture = (lines: string[]) => new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) });
+  const fast: string[] = [];
+  const viaPino: string[] = [];
+  const rtFast = await buildRuntime(
+    { config: validateConfig({ endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice' }] }, 'test', process.cwd(), {}), file: undefined, baseDir: process.cwd() },
+    pino({ level: 'info', base: { service: 'mcp-authz' } }, capture(fast)).child({ worker: 2 }),
+    createMetricsRegistry(),
+    { watch: false },
+  );
+  // A mixin (here adding nothing) makes the decision log hand its fields to pino itself.
+  const rtPino = await buildRuntime(
+    { config: validateConfig({ endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice' }] }, 'test', process.cwd(), {}), file: undefined, baseDir: process.cwd() },
+    pino({ level: 'info', base: { service: 'mcp-authz' }, mixin: () => ({}) }, capture(viaPino)).child({ worker: 2 }),
+    createMetricsRegistry(),
+    { watch: false },
+  );
+  for (const rt of [rtFast, rtPino]) {
+    await runCheck(rt, sample() as never);
+    await runCheck(rt, checkRequest({ path: '/mcp/files', body: rpc('tools/list') }) as never);
+    await rt.close();
+  }
+  const decisions = (lines: string[]) => lines.filter((l) => l.includes('"log":"decision"'));
+  t.is(decisions(fast).length, 2);
+  const stable = (l: string) => {
+    t.true(l.endsWith('}\n'));
+    const o = JSON.parse(l);
+    return Object.entries(o).map(([k, v]) => [k, ['time', 'decision_id', 'request_id', 'duration_ms', 'policy_duration_ms', 'policy_revision'].includes(k) ? typeof v : v]);
+  };
+  t.deepEqual(decisions(fast).map(stable), decisions(viaPino).map(stable));
+  t.like(JSON.parse(decisions(fast)[0]!), { level: 30, service: 'mcp-authz', worker: 2, log: 'decision', msg: 'decision' });
+});

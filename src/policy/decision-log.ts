@@ -1,6 +1,10 @@
 // The decision log: one JSON line per Check decision (pino), for audit and for explaining
 // a deny after the fact. Only ids and codes: never a key, a token or a header map.
+// It runs on every Check, so the line is built with one JSON.stringify and written to the
+// logger's own stream, in exactly the shape pino writes (level, time, the logger's
+// bindings, the fields, msg): pino's field-by-field serializer cost twice as much.
 import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
 import type { CheckContext } from '../check/context.js';
 import type { Outcome } from '../check/outcome.js';
 import type { Observer } from '../check/phases.js';
@@ -16,21 +20,52 @@ export interface DecisionLogOptions {
 /** At most this many MCP calls of a batch are listed in one line. */
 const MAX_CALLS = 20;
 
+const INFO = 30;
+
+interface Stream {
+  write(line: string): unknown;
+}
+
+/** A logger configured as createLogger makes it: pino's default line shape, no redaction, mixin or custom formatter. */
+function isPlain(l: Record<symbol, unknown>): boolean {
+  const s = pino.symbols;
+  const formatters = l[s.formattersSym] as { level?: (label: string, n: number) => unknown; log?: unknown } | undefined;
+  return (
+    l[s.timeSym] === pino.stdTimeFunctions.epochTime &&
+    l[s.messageKeySym] === 'msg' &&
+    l[s.mixinSym] === undefined &&
+    l[s.redactFmtSym] === undefined &&
+    l[s.nestedKeySym] === null &&
+    !l[(s as Record<string, symbol>).msgPrefixSym!] &&
+    formatters?.log === undefined &&
+    JSON.stringify(formatters?.level?.('info', INFO)) === `{"level":${INFO}}`
+  );
+}
+
 export class DecisionLog implements Observer {
   private readonly log: Logger;
   private readonly random: () => number;
+  /** The logger's stream and its pre-serialized bindings (`,"service":…,"log":"decision"`). */
+  private readonly stream: Stream | undefined;
+  private readonly bindings: string;
 
   constructor(logger: Logger, private readonly opts: DecisionLogOptions) {
     this.log = logger.child({ log: 'decision' });
     this.random = opts.random ?? Math.random;
+    const internals = this.log as unknown as Record<symbol, unknown>;
+    const stream = internals[pino.symbols.streamSym] as Stream | undefined;
+    const bindings = internals[pino.symbols.chindingsSym];
+    this.stream = typeof stream?.write === 'function' && typeof bindings === 'string' && isPlain(internals) ? stream : undefined;
+    this.bindings = this.stream ? (bindings as string) : '';
   }
 
   decided(ctx: CheckContext | undefined, outcome: Outcome, durationNs: bigint): void {
     // Sampling drops allows only: denies are what an investigation looks for.
     if (outcome.allow && outcome.reason !== 'dry_run' && !(this.opts.sampleRate >= 1 || this.random() < this.opts.sampleRate)) return;
+    if (!this.log.isLevelEnabled('info')) return;
     const calls = ctx?.mcp.calls ?? [];
     const first = calls[0];
-    this.log.info(
+    this.write(
       {
         decision_id: randomUUID(),
         request_id: ctx?.request.id,
@@ -49,7 +84,15 @@ export class DecisionLog implements Observer {
         duration_ms: Number(durationNs) / 1e6,
         policy_duration_ms: ctx?.policy?.durationNs !== undefined ? ctx.policy.durationNs / 1e6 : undefined,
       },
-      'decision',
     );
+  }
+
+  private write(fields: Record<string, unknown>): void {
+    if (!this.stream) {
+      this.log.info(fields, 'decision');
+      return;
+    }
+    const json = JSON.stringify(fields);
+    this.stream.write(`{"level":${INFO},"time":${Date.now()}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"decision"}\n`);
   }
 }
