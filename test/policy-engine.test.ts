@@ -10,8 +10,7 @@ import { compileRego } from '../src/policy/rego-compiler.js';
 import { WasmEngine } from '../src/policy/wasm-engine.js';
 import { regoDir } from './helpers/policy.js';
 
-const enc = new TextEncoder();
-const json = (v: unknown) => enc.encode(JSON.stringify(v)).buffer as ArrayBuffer;
+const json = (v: unknown) => JSON.stringify(v);
 
 async function engineFor(rego: string, opts: { maxMemoryPages?: number; entrypoint?: string } = {}) {
   const entrypoint = opts.entrypoint ?? 'mcp/authz/decision';
@@ -34,6 +33,22 @@ test('a policy that blows its memory bound fails the evaluation, and the engine 
   const fine = e.evaluate(json({ n: 10 }));
   t.true(fine.ok);
   t.true(mapResultSet(fine.ok ? fine.resultSet : undefined).allow);
+});
+
+test('inputs of any size and script are read exactly: memory grows up to its bound, and a larger input is a failed evaluation', async (t) => {
+  const e = await engineFor('package mcp.authz\ndecision := {"allow": true, "headers": {"x-len": sprintf("%d", [count(input.s)]), "x-name": input.name}}\n', { maxMemoryPages: 64 });
+  const headers = (ev: ReturnType<typeof e.evaluate>) => {
+    const d = mapResultSet(ev.ok ? ev.resultSet : undefined);
+    return d.allow ? Object.fromEntries(d.result.headers.map((h) => [h.name, h.value])) : d;
+  };
+  t.deepEqual(headers(e.evaluate(json({ s: 'x', name: 'é日本🙂' }))), { 'x-len': '1', 'x-name': 'é日本🙂' });
+  // 1.5 MiB of input: beyond the initial 16 pages, so memory grows.
+  t.deepEqual(headers(e.evaluate(json({ s: 'ü'.repeat(750_000), name: 'big' }))), { 'x-len': '750000', 'x-name': 'big' });
+  t.deepEqual(headers(e.evaluate(json({ s: 'ab', name: 'after' }))), { 'x-len': '2', 'x-name': 'after' }, 'a small input after a big one');
+  const tooBig = e.evaluate(json({ s: 'x'.repeat(5 * 1024 * 1024), name: 'huge' }));
+  t.false(tooBig.ok);
+  t.regex(tooBig.ok ? '' : tooBig.error, /RangeError/);
+  t.deepEqual(headers(e.evaluate(json({ s: 'abc', name: 'still' }))), { 'x-len': '3', 'x-name': 'still' }, 'the engine keeps answering');
 });
 
 test('a plain boolean decision is honoured both ways', async (t) => {

@@ -16,7 +16,6 @@ export interface PolicyAuthorizerOptions {
   logger: Logger;
 }
 
-const encoder = new TextEncoder();
 const DRY_RUN_ALLOW: AuthzResult = Object.freeze({ allow: true, headers: [], headersToRemove: [], responseHeaders: [] }) as AuthzResult;
 
 export class PolicyAuthorizer implements Authorizer {
@@ -56,7 +55,7 @@ export class PolicyAuthorizer implements Authorizer {
       return { allow: false, deny: deny(503, 'policy_unavailable', 'No authorization policy is loaded; the request is denied.') };
     }
     const input = this.opts.input.build(ctx, this.envoyInput);
-    const ev = engine.evaluate(encoder.encode(input).buffer as ArrayBuffer);
+    const ev = engine.evaluate(input);
     this.opts.events.policyEval?.(ev.durationNs / 1e9);
     let mapped;
     if (ev.ok) {
