@@ -6,6 +6,7 @@ import { runCheck } from '../check/pipeline.js';
 import type { Runtime } from '../check/runtime.js';
 import { authorizationService, healthService, packageDefinitions } from '../envoy/protos.js';
 import type { WireCheckRequest } from '../envoy/to-request.js';
+import { encodeCheckResponse } from '../envoy/encode-response.js';
 import { toCheckResponse } from '../envoy/to-response.js';
 import type { HealthState } from './health.js';
 
@@ -22,10 +23,10 @@ export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  server.addService(authorizationService(), {
+  server.addService(checkService(), {
     Check: (call: grpc.ServerUnaryCall<WireCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const p = runCheck(opts.runtime(), call.request).then(
-        (trace) => callback(null, toCheckResponse(trace.outcome)),
+        (trace) => callback(null, encodeCheckResponse(trace.outcome) ?? toCheckResponse(trace.outcome)),
         // runCheck never rejects; this is the last line of defence and still a deny.
         () => callback(null, toCheckResponse({ allow: false, status: 503, code: 'internal_error', description: 'internal error', headers: [] })),
       );
@@ -38,6 +39,13 @@ export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
     new ReflectionService({ ...defs.authDef, ...defs.healthDef }).addToServer(server);
   }
   return server;
+}
+
+/** The Check service, answering either bytes encoded already (encodeCheckResponse) or a CheckResponse object. */
+function checkService(): grpc.ServiceDefinition {
+  const def = authorizationService();
+  const check = def.Check!;
+  return { ...def, Check: { ...check, responseSerialize: (v: unknown) => (Buffer.isBuffer(v) ? v : check.responseSerialize(v)) } };
 }
 
 export function bindGrpc(server: grpc.Server, address: string): Promise<number> {

@@ -1,0 +1,80 @@
+// The Check path's own CheckResponse encoder against the official protos: every shape decodes
+// to exactly what proto-loader makes of toCheckResponse's object, byte for byte.
+import test from 'ava';
+import fc from 'fast-check';
+import { deny, type Outcome } from '../src/check/outcome.js';
+import { encodeCheckResponse } from '../src/envoy/encode-response.js';
+import { authorizationService } from '../src/envoy/protos.js';
+import { toCheckResponse } from '../src/envoy/to-response.js';
+
+const check = authorizationService().Check!;
+const now = new Date('2026-11-23T12:00:00.000Z');
+
+const allow = (extra: Partial<Extract<Outcome, { allow: true }>> = {}): Outcome => ({
+  allow: true,
+  status: 200,
+  headers: [],
+  headersToRemove: [],
+  queryParamsToRemove: [],
+  responseHeaders: [],
+  reason: 'allowed',
+  ...extra,
+});
+
+const shapes: [string, Outcome][] = [
+  ['a bare allow', allow()],
+  [
+    'an allow with identity headers, removals and response headers',
+    allow({
+      headers: [
+        { name: 'x-mcp-user-id', value: 'alice', append: false },
+        { name: 'x-mcp-principal', value: 'k-1', append: false },
+        { name: 'x-policy', value: 'tier=gold; é日本', append: true },
+        { name: 'x-empty', value: '', append: false },
+      ],
+      headersToRemove: ['x-api-key', 'authorization', 'x-mcp-key-id'],
+      queryParamsToRemove: ['api_key'],
+      responseHeaders: [{ name: 'x-audit', value: 'on', append: true }],
+    }),
+  ],
+  ['a 401 with a challenge', deny(401, 'invalid_token', 'The token is invalid.', { headers: [{ name: 'www-authenticate', value: 'Bearer error="invalid_token", resource_metadata="https://x/.well-known/oauth-protected-resource/mcp"', append: false }] })],
+  ['a 403 from the policy', deny(403, 'access_denied', 'This API key is not granted tools:delete_file')],
+  ['a 429 with Retry-After and extra body fields', deny(429, 'too_many_requests', 'Too many failed authentication attempts.', { headers: [{ name: 'retry-after', value: '42', append: false }], extra: { retry_after: 42 } })],
+  ['a 503 with a request id', deny(503, 'internal_error', 'failed', { extra: { request_id: 'r-1' } })],
+  ['a long body (multi-byte length prefixes)', deny(400, 'invalid_request', 'x'.repeat(20_000))],
+];
+
+for (const [name, outcome] of shapes) {
+  test(`${name}: same bytes and same decoded message as the proto-loader path`, (t) => {
+    const fast = encodeCheckResponse(outcome, now);
+    t.truthy(fast);
+    const reference = check.responseSerialize(toCheckResponse(outcome, now));
+    t.deepEqual(check.responseDeserialize(fast!), check.responseDeserialize(reference));
+    t.true(fast!.equals(reference));
+  });
+}
+
+test('an outcome with dynamic metadata is left to the proto-loader path', (t) => {
+  t.is(encodeCheckResponse(allow({ dynamicMetadata: { tier: 'gold', n: 1, ok: true, l: [null] } })), undefined);
+});
+
+test('any headers, removals and deny bodies encode to the proto-loader bytes', (t) => {
+  const header = fc.record({ name: fc.string({ minLength: 1 }), value: fc.string({ unit: 'grapheme' }), append: fc.boolean() });
+  const allowArb = fc.record({
+    headers: fc.array(header, { maxLength: 6 }),
+    headersToRemove: fc.array(fc.string(), { maxLength: 4 }),
+    queryParamsToRemove: fc.array(fc.string(), { maxLength: 3 }),
+    responseHeaders: fc.array(header, { maxLength: 3 }),
+  }).map((x) => allow(x));
+  const denyArb = fc
+    .record({ status: fc.integer({ min: 400, max: 599 }), code: fc.string(), description: fc.string({ unit: 'grapheme', maxLength: 300 }), headers: fc.array(header, { maxLength: 3 }) })
+    .map((d) => deny(d.status, d.code, d.description, { headers: d.headers }));
+  fc.assert(
+    fc.property(fc.oneof(allowArb, denyArb), (o) => {
+      const fast = encodeCheckResponse(o, now)!;
+      return fast.equals(check.responseSerialize(toCheckResponse(o, now)));
+    }),
+    { numRuns: 500 },
+  );
+  t.pass();
+});
