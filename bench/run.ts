@@ -8,13 +8,13 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { authorizationService } from '../src/envoy/protos.js';
 import { keyEntries, newApiKey, sha256Hex, startIssuer } from './lib/credentials.js';
-import { ghzVersion, round, runLoad } from './lib/ghz.js';
+import { ghzVersion, round, runLoad, type LoadResult } from './lib/ghz.js';
 import { startMcpAuthz, writeMcpAuthzConfig, type Prepared } from './lib/mcp-authz.js';
 import { evalOpaEnvoyPolicy, opaEnvoyData } from './lib/opa-envoy.js';
 import { mcpAuthzCli, out, root, shippedBundle, tools } from './lib/paths.js';
 import { freePort, machineBusySeconds, run, sampleRss, start, treeCpuSeconds, waitIdle, type Started } from './lib/processes.js';
 import { printTable, ratios, type SystemRun } from './lib/report.js';
-import { nullScenario, scenarios, type Scenario } from './lib/scenarios.js';
+import { scenarios, type Scenario } from './lib/scenarios.js';
 import { runSoak } from './lib/soak.js';
 import { CheckClient, describe } from './lib/verify.js';
 
@@ -27,7 +27,9 @@ function parseDuration(s: string): number {
 
 const { values: opt } = parseArgs({
   options: {
-    duration: { type: 'string', default: '6s' },
+    duration: { type: 'string', default: '5s' },
+    rounds: { type: 'string', default: '3' },
+    'lone-duration': { type: 'string', default: '3s' },
     warmup: { type: 'string', default: '2s' },
     connections: { type: 'string', default: '4' },
     concurrency: { type: 'string', default: '50' },
@@ -48,7 +50,7 @@ const { values: opt } = parseArgs({
 });
 
 if (opt.help) {
-  process.stdout.write(`npm run bench -- [--duration 6s] [--warmup 2s] [--connections 4] [--concurrency 50] [--open-concurrency 16]
+  process.stdout.write(`npm run bench -- [--duration 5s] [--rounds 3] [--lone-duration 3s] [--warmup 2s] [--connections 4] [--concurrency 50] [--open-concurrency 16]
   [--systems null,mcp-authz,opa-envoy-plugin] [--scenarios a,b] [--null-workers N] [--distinct-tokens N]
   [--server-log] [--no-install] [--wait-idle 15s]
 npm run bench -- --soak 10m [--scenario apikey_tool_allow]
@@ -58,6 +60,8 @@ npm run bench -- --soak 10m [--scenario apikey_tool_allow]
 
 const settings = {
   durationSec: parseDuration(opt.duration!),
+  rounds: Math.max(1, Number(opt.rounds)),
+  loneDurationSec: parseDuration(opt['lone-duration']!),
   warmupSec: parseDuration(opt.warmup!),
   connections: Number(opt.connections),
   concurrency: Number(opt.concurrency),
@@ -147,61 +151,141 @@ function varint(n: number): Buffer {
   return Buffer.from(bytes);
 }
 
-async function measure(system: string, s: Scenario, target: string, server: Started, dataFile: string): Promise<SystemRun> {
-  const base: SystemRun = { system, scenario: s.name, what: s.what, expected: s.expect, state: 'measured' };
-  const client = new CheckClient(target);
-  try {
+/** A running server under test. */
+interface Target {
+  system: string;
+  target: string;
+  server: Started;
+  /** What this server must answer for a scenario (the null server allows everything). */
+  expect(s: Scenario): Scenario['expect'];
+}
+
+const NULL_EXPECT: Scenario['expect'] = { allow: true, status: 200 };
+
+function median<T>(xs: T[], by: (x: T) => number): T {
+  return [...xs].sort((a, b) => by(a) - by(b))[Math.floor((xs.length - 1) / 2)]!;
+}
+
+/**
+ * One scenario on every server: each must decide the scenario's requests right first; then
+ * `rounds` closed loops per server, interleaved (round r starts with server r), so a drift
+ * in the machine's speed during the run touches every server alike; the median round is the
+ * server's max. Then an open loop at a fraction of that max (latency under load), and a lone
+ * call at a time (latency without queueing).
+ */
+async function measureScenario(s: Scenario, targets: Target[], dataFile: string): Promise<SystemRun[]> {
+  const runs = new Map<Target, SystemRun>();
+  const clients = new Map<Target, CheckClient>();
+  const live: Target[] = [];
+  for (const t of targets) {
+    const expected = t.expect(s);
+    const base: SystemRun = { system: t.system, scenario: s.name, what: t.system === 'null' ? `null server on ${s.name}'s requests (ceiling)` : s.what, expected, state: 'measured' };
+    runs.set(t, base);
+    const client = new CheckClient(t.target);
+    clients.set(t, client);
     // Every distinct request of the scenario (first and last for a token set) must decide right.
     const probes = s.requests.length > 1 ? [s.requests[0]!, s.requests[s.requests.length - 1]!] : s.requests;
-    for (const req of probes) {
-      base.checkBefore = await client.verify(req, s.expect);
-      if (!base.checkBefore.ok) return { ...base, state: 'check-failed', reason: describe(base.checkBefore) };
+    try {
+      for (const req of probes) {
+        base.checkBefore = await client.verify(req, expected);
+        if (!base.checkBefore.ok) break;
+      }
+      if (base.checkBefore?.ok) live.push(t);
+      else runs.set(t, { ...base, state: 'check-failed', reason: describe(base.checkBefore!) });
+    } catch (err) {
+      runs.set(t, { ...base, state: 'error', reason: (err as Error).message.slice(0, 2000) });
     }
-    const idle = settings.waitIdleSec > 0 ? await waitIdle(settings.waitIdleSec) : undefined;
-    if (idle && !idle.idle) log(`${system} ${s.name}: machine still busy (${idle.busyCores} cores) after ${idle.waitedSec}s: measuring anyway`);
-    const rss = sampleRss(server.pid, 250);
-    const common = { ghz: tools.ghz, target, dataFile, connections: settings.connections, concurrency: settings.concurrency, outFile: join(out, `ghz-${system}-${s.name}.json`) };
-    log(`${system} ${s.name}: warm-up ${settings.warmupSec}s`);
-    await runLoad({ ...common, durationSec: settings.warmupSec });
+  }
+  const fail = (t: Target, err: unknown) => {
+    runs.set(t, { ...runs.get(t)!, state: 'error', reason: (err as Error).message.slice(0, 2000) });
+    live.splice(live.indexOf(t), 1);
+  };
+  const common = (t: Target) => ({ ghz: tools.ghz, target: t.target, dataFile, connections: settings.connections, concurrency: settings.concurrency, outFile: join(out, `ghz-${t.system}-${s.name}.json`) });
 
-    log(`${system} ${s.name}: closed loop ${settings.durationSec}s (max throughput)`);
-    let ghzPid = -1;
-    let ghzCpu = 0;
-    const ghzTimer = setInterval(() => {
-      if (ghzPid > 0) ghzCpu = Math.max(ghzCpu, treeCpuSeconds(ghzPid));
-    }, 200);
-    const cpu0 = { server: treeCpuSeconds(server.pid), busy: machineBusySeconds(), self: process.cpuUsage() };
-    const t0 = process.hrtime.bigint();
-    const closed = await runLoad({ ...common, durationSec: settings.durationSec, onStart: (pid) => (ghzPid = pid) });
+  const idle = settings.waitIdleSec > 0 ? await waitIdle(settings.waitIdleSec) : undefined;
+  if (idle && !idle.idle) log(`${s.name}: machine still busy (${idle.busyCores} cores) after ${idle.waitedSec}s: measuring anyway`);
+  const rss = new Map(live.map((t) => [t, sampleRss(t.server.pid, 250)]));
+  for (const t of [...live]) {
+    log(`${t.system} ${s.name}: warm-up ${settings.warmupSec}s`);
+    await runLoad({ ...common(t), durationSec: settings.warmupSec }).catch((err) => fail(t, err));
+  }
+
+  const rounds = new Map<Target, { load: LoadResult; cpu: NonNullable<SystemRun['cpu']> }[]>(live.map((t) => [t, []]));
+  for (let r = 0; r < settings.rounds; r++) {
+    for (let i = 0; i < live.length; i++) {
+      const t = live[(i + r) % live.length]!;
+      log(`${t.system} ${s.name}: closed loop ${settings.durationSec}s (round ${r + 1} of ${settings.rounds})`);
+      try {
+        rounds.get(t)!.push(await closedLoop(t, common(t)));
+      } catch (err) {
+        fail(t, err);
+        i--;
+      }
+    }
+  }
+
+  for (const t of [...live]) {
+    const best = median(rounds.get(t)!, (x) => x.load.rps);
+    const rps = Math.max(1, Math.floor(best.load.rps * settings.loadFraction));
+    log(`${t.system} ${s.name}: open loop at ${rps} rps (${settings.loadFraction * 100}% of ${best.load.rps}) for ${settings.durationSec}s; one call at a time for ${settings.loneDurationSec}s`);
+    try {
+      // Fewer workers than the closed loop: at a fixed rate, extra workers only add client-side
+      // scheduling delay to the tail (null server at 5k rps: p99 24 ms with 50, 7.5 ms with 16).
+      const open = await runLoad({ ...common(t), concurrency: settings.openConcurrency, durationSec: settings.durationSec, rps });
+      if (open.rps < rps * 0.95) log(`${t.system} ${s.name}: the open loop fell behind (${open.rps} of ${rps} rps): its latencies understate queueing`);
+      const lone = await runLoad({ ...common(t), connections: 1, concurrency: 1, durationSec: settings.loneDurationSec });
+      const samples = rss.get(t)!.stop();
+      const peak = samples.reduce((m, x) => (x.bytes > m.bytes ? x : m), samples[0]!);
+      const checkAfter = await clients.get(t)!.verify(s.requests[0]!, t.expect(s));
+      const all = rounds.get(t)!;
+      const result: SystemRun = {
+        ...runs.get(t)!,
+        closed: best.load,
+        roundsRps: all.map((x) => x.load.rps),
+        open,
+        lone,
+        peakRssBytes: peak.bytes,
+        processes: peak.processes,
+        cpu: best.cpu,
+        checkAfter,
+        ...(idle ? { idleBefore: idle } : {}),
+      };
+      runs.set(t, checkAfter.ok ? result : { ...result, state: 'check-failed', reason: `after the load: ${describe(checkAfter)}` });
+    } catch (err) {
+      fail(t, err);
+    }
+  }
+  for (const r of rss.values()) r.stop();
+  for (const c of clients.values()) c.close();
+  return targets.map((t) => runs.get(t)!);
+}
+
+/** One closed loop, with the cores the server, ghz and everything else took meanwhile. */
+async function closedLoop(t: Target, common: Omit<Parameters<typeof runLoad>[0], 'durationSec'>): Promise<{ load: LoadResult; cpu: NonNullable<SystemRun['cpu']> }> {
+  let ghzPid = -1;
+  let ghzCpu = 0;
+  const ghzTimer = setInterval(() => {
+    if (ghzPid > 0) ghzCpu = Math.max(ghzCpu, treeCpuSeconds(ghzPid));
+  }, 200);
+  const cpu0 = { server: treeCpuSeconds(t.server.pid), busy: machineBusySeconds(), self: process.cpuUsage() };
+  const t0 = process.hrtime.bigint();
+  try {
+    const load = await runLoad({ ...common, durationSec: settings.durationSec, onStart: (pid) => (ghzPid = pid) });
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-    clearInterval(ghzTimer);
     const self = process.cpuUsage(cpu0.self);
-    const serverCpu = treeCpuSeconds(server.pid) - cpu0.server;
+    const serverCpu = treeCpuSeconds(t.server.pid) - cpu0.server;
     const busy = machineBusySeconds() - cpu0.busy;
     const selfCpu = (self.user + self.system) / 1e6;
-    const cpu = {
-      serverCores: round(serverCpu / wall, 2),
-      loadGeneratorCores: round(ghzCpu / wall, 2),
-      otherCores: round(Math.max(0, busy - serverCpu - ghzCpu - selfCpu) / wall, 2),
+    return {
+      load,
+      cpu: {
+        serverCores: round(serverCpu / wall, 2),
+        loadGeneratorCores: round(ghzCpu / wall, 2),
+        otherCores: round(Math.max(0, busy - serverCpu - ghzCpu - selfCpu) / wall, 2),
+      },
     };
-
-    const rps = Math.max(1, Math.floor(closed.rps * settings.loadFraction));
-    log(`${system} ${s.name}: open loop at ${rps} rps (${settings.loadFraction * 100}% of ${closed.rps}) for ${settings.durationSec}s`);
-    // Fewer workers than the closed loop: at a fixed rate, extra workers only add client-side
-    // scheduling delay to the tail (null server at 5k rps: p99 24 ms with 50, 7.5 ms with 16).
-    const open = await runLoad({ ...common, concurrency: settings.openConcurrency, durationSec: settings.durationSec, rps });
-    if (open.rps < rps * 0.95) log(`${system} ${s.name}: the open loop fell behind (${open.rps} of ${rps} rps): its latencies understate queueing`);
-    const samples = rss.stop();
-
-    base.checkAfter = await client.verify(s.requests[0]!, s.expect);
-    const peak = samples.reduce((m, x) => (x.bytes > m.bytes ? x : m), samples[0]!);
-    const result: SystemRun = { ...base, closed, open, peakRssBytes: peak.bytes, processes: peak.processes, cpu, ...(idle ? { idleBefore: idle } : {}) };
-    if (!base.checkAfter.ok) return { ...result, state: 'check-failed', reason: `after the load: ${describe(base.checkAfter)}` };
-    return result;
-  } catch (err) {
-    return { ...base, state: 'error', reason: (err as Error).message.slice(0, 2000) };
   } finally {
-    client.close();
+    clearInterval(ghzTimer);
   }
 }
 
@@ -226,53 +310,74 @@ async function prepareCredentials(only?: string[]): Promise<Prepared> {
   if (!wantDistinct) distinctTokens.push(token);
   const all = scenarios({ apiKey: main.key, unknownApiKey: unknown.key, token, distinctTokens });
   const list = only ? all.filter((s) => only.includes(s.name)) : all;
-  const nul = nullScenario(all);
-  const data = writeGhzData([...list, nul]);
-  return { list, nullScenario: nul, data, keysFile, keysDocument, issuer, apiKey: main.key, keySource: main.source, keyEntries: entries };
+  const data = writeGhzData(list);
+  return { list, data, keysFile, keysDocument, issuer, apiKey: main.key, keySource: main.source, keyEntries: entries };
 }
 
-async function benchNull(p: Prepared): Promise<SystemRun> {
+async function startNull(): Promise<Target> {
   const port = await freePort();
   let ready!: () => void;
   const isReady = new Promise<void>((r) => (ready = r));
+  log(`starting the null server (${settings.nullWorkers} processes) on 127.0.0.1:${port}`);
   const server = start('node', ['--import', 'tsx', join(root, 'bench', 'null-server.ts'), '--port', String(port), '--workers', String(settings.nullWorkers)], {
     cwd: root,
     logFile: join(out, 'null-server.log'),
     onStdout: (line) => line.startsWith('READY') && ready(),
   });
-  const s = p.nullScenario;
-  await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error('null server exited'))), timeout(60_000, 'null server did not start')]);
   try {
-    return await measure('null', s, `127.0.0.1:${port}`, server, p.data.get('null')!);
-  } finally {
+    await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error('null server exited'))), timeout(60_000, 'null server did not start')]);
+  } catch (err) {
     await server.stop();
+    throw err;
   }
+  return { system: 'null', target: `127.0.0.1:${port}`, server, expect: () => NULL_EXPECT };
 }
 
-async function benchMcpAuthz(p: Prepared, bundle: string | undefined): Promise<SystemRun[]> {
+async function startMcpAuthzTarget(p: Prepared, bundle: string | undefined): Promise<Target> {
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   const configFile = writeMcpAuthzConfig(p, grpcPort, httpPort, bundle);
   log(`starting mcp-authz (default workers) on 127.0.0.1:${grpcPort}`);
   const server = await startMcpAuthz(configFile, grpcPort, p.list[0]!.requests[0]!, opt['server-log'] ? join(out, 'mcp-authz.log') : undefined);
-  const runs: SystemRun[] = [];
-  try {
-    for (const s of p.list) runs.push(await measure('mcp-authz', s, `127.0.0.1:${grpcPort}`, server, p.data.get(s.name)!));
-  } finally {
-    await server.stop(10_000);
-  }
-  return runs;
+  return { system: 'mcp-authz', target: `127.0.0.1:${grpcPort}`, server, expect: (s) => s.expect };
 }
 
-async function benchOpaEnvoy(p: Prepared, available: boolean, reason: string | undefined): Promise<SystemRun[]> {
+/** opa-envoy-plugin, or where it cannot be installed opa-peer; or the rows saying why neither runs. */
+async function startPeer(p: Prepared, available: boolean, reason: string | undefined): Promise<Target | SystemRun[]> {
   const dir = join(out, 'opa-envoy');
   mkdirSync(dir, { recursive: true });
   const dataFile = join(dir, 'data.json');
   writeFileSync(dataFile, JSON.stringify(opaEnvoyData(p)));
   const policy = join(root, 'bench', 'opa-envoy', 'policy.rego');
-  if (!available && existsSync(tools.opaPeer)) return benchOpaPeer(p, policy, dataFile);
-  if (!available) {
-    // The plugin cannot run here: still prove the policy answers each scenario as expected,
-    // by evaluating it with the real opa on the input opa-envoy-plugin builds.
+  let system: string;
+  let server: Started;
+  let grpcPort: number;
+  if (available) {
+    system = 'opa-envoy-plugin';
+    grpcPort = await freePort();
+    const httpPort = await freePort();
+    log(`starting opa-envoy-plugin on 127.0.0.1:${grpcPort}`);
+    server = start(
+      tools.oep,
+      [
+        'run', '--server', '--log-level', 'error',
+        '--addr', `127.0.0.1:${httpPort}`,
+        '--config-file', join(root, 'bench', 'opa-envoy', 'config.yaml'),
+        '--set', `plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
+        '--set', 'plugins.envoy_ext_authz_grpc.path=envoy/authz/decision',
+        '--set', 'decision_logs.console=false',
+        policy, dataFile,
+      ],
+      { cwd: root, logFile: join(out, 'opa-envoy-plugin.log') },
+    );
+  } else if (existsSync(tools.opaPeer)) {
+    // opa-envoy-plugin's Check path rebuilt on OPA's Go evaluator (bench/opa-peer/README.md).
+    system = 'opa-peer';
+    grpcPort = await freePort();
+    log(`starting opa-peer on 127.0.0.1:${grpcPort}`);
+    server = start(tools.opaPeer, ['--addr', `127.0.0.1:${grpcPort}`, '--policy', policy, '--data', dataFile], { cwd: root, logFile: join(out, 'opa-peer.log') });
+  } else {
+    // Neither can run here: still prove the policy answers each scenario as expected, by
+    // evaluating it with the real opa on the input opa-envoy-plugin builds.
     const runs: SystemRun[] = [];
     for (const s of p.list) {
       const v = await evalOpaEnvoyPolicy(tools.opa, policy, dataFile, s);
@@ -288,53 +393,19 @@ async function benchOpaEnvoy(p: Prepared, available: boolean, reason: string | u
     }
     return runs;
   }
-  const [grpcPort, httpPort] = [await freePort(), await freePort()];
-  log(`starting opa-envoy-plugin on 127.0.0.1:${grpcPort}`);
-  const server = start(
-    tools.oep,
-    [
-      'run', '--server', '--log-level', 'error',
-      '--addr', `127.0.0.1:${httpPort}`,
-      '--config-file', join(root, 'bench', 'opa-envoy', 'config.yaml'),
-      '--set', `plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
-      '--set', 'plugins.envoy_ext_authz_grpc.path=envoy/authz/decision',
-      '--set', 'decision_logs.console=false',
-      policy, dataFile,
-    ],
-    { cwd: root, logFile: join(out, 'opa-envoy-plugin.log') },
-  );
-  return measureAll('opa-envoy-plugin', p, grpcPort, server);
-}
-
-/** Waits until a started peer answers, measures every scenario against it, then stops it. */
-async function measureAll(system: string, p: Prepared, grpcPort: number, server: Started): Promise<SystemRun[]> {
   const target = `127.0.0.1:${grpcPort}`;
   const client = new CheckClient(target);
   let alive = true;
   void server.exited.then(() => (alive = false));
   try {
     await client.waitReady(p.list[0]!.requests[0]!, 60_000, () => alive);
+  } catch (err) {
+    await server.stop();
+    throw err;
   } finally {
     client.close();
   }
-  const runs: SystemRun[] = [];
-  try {
-    for (const s of p.list) runs.push(await measure(system, s, target, server, p.data.get(s.name)!));
-  } finally {
-    await server.stop();
-  }
-  return runs;
-}
-
-/** opa-envoy-plugin's Check path rebuilt on OPA's Go evaluator, for machines that cannot install the plugin. */
-async function benchOpaPeer(p: Prepared, policy: string, dataFile: string): Promise<SystemRun[]> {
-  const grpcPort = await freePort();
-  log(`starting opa-peer on 127.0.0.1:${grpcPort}`);
-  const server = start(tools.opaPeer, ['--addr', `127.0.0.1:${grpcPort}`, '--policy', policy, '--data', dataFile], {
-    cwd: root,
-    logFile: join(out, 'opa-peer.log'),
-  });
-  return measureAll('opa-peer', p, grpcPort, server);
+  return { system, target, server, expect: (s) => s.expect };
 }
 
 function printSoak(command: string, r: Awaited<ReturnType<typeof runSoak>>): void {
@@ -402,20 +473,30 @@ async function main(): Promise<number> {
   const only = opt.scenarios?.split(',').map((s) => s.trim());
   const p = await prepareCredentials(only);
   const runs: SystemRun[] = [];
+  const targets: Target[] = [];
+  const notRun: SystemRun[] = [];
   try {
-    if (systems.includes('null')) runs.push(await benchNull(p));
-    if (systems.includes('mcp-authz')) runs.push(...(await benchMcpAuthz(p, bundle)));
-    if (systems.includes('opa-envoy-plugin')) runs.push(...(await benchOpaEnvoy(p, oep.available, oep.reason)));
+    // Every server runs for the whole benchmark, so each scenario's rounds interleave them.
+    if (systems.includes('null')) targets.push(await startNull());
+    if (systems.includes('mcp-authz')) targets.push(await startMcpAuthzTarget(p, bundle));
+    if (systems.includes('opa-envoy-plugin')) {
+      const peer = await startPeer(p, oep.available, oep.reason);
+      if (Array.isArray(peer)) notRun.push(...peer);
+      else targets.push(peer);
+    }
+    for (const s of p.list) runs.push(...(await measureScenario(s, targets, p.data.get(s.name)!)));
   } finally {
+    await Promise.all(targets.map((t) => t.server.stop(10_000)));
     await p.issuer.close();
   }
+  runs.push(...notRun);
   const result = {
     kind: 'throughput',
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     command,
     machine: machine(),
-    settings: { ...settings, loadGenerator: 'ghz on the same machine', nullServerWorkers: settings.nullWorkers, mcpAuthzWorkers: 'default (serve without --workers)' },
+    settings: { ...settings, loadGenerator: 'ghz on the same machine', nullServerWorkers: settings.nullWorkers, mcpAuthzWorkers: 'default (serve without --workers)', maxRps: `median of ${settings.rounds} interleaved closed-loop rounds` },
     tools: { ghz: ghzVersion(tools.ghz), opaEnvoyPlugin: oep },
     keySource: p.keySource,
     notes,

@@ -11,9 +11,7 @@ import { CheckClient } from './verify.js';
 
 export interface Prepared {
   list: Scenario[];
-  /** The request the null server is measured with. */
-  nullScenario: Scenario;
-  /** ghz data file per scenario name (and "null"). */
+  /** ghz data file per scenario name. */
   data: Map<string, string>;
   keysFile: string;
   /** The keys file content; with `extraKey`, one more key (a key reload). */

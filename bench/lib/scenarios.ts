@@ -99,9 +99,3 @@ export function scenarios(c: Credentials): Scenario[] {
     },
   ];
 }
-
-/** The request the null server is measured with (it ignores the content). */
-export function nullScenario(all: Scenario[]): Scenario {
-  const main = all.find((s) => s.name === 'apikey_tool_allow')!;
-  return { ...main, name: 'null', what: 'null server: answers OK at once (ceiling)' };
-}
