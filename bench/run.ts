@@ -9,6 +9,7 @@ import { stringify } from 'yaml';
 import { authorizationService } from '../src/envoy/protos.js';
 import { keyEntries, newApiKey, sha256Hex, startIssuer } from './lib/credentials.js';
 import { ghzVersion, round, runLoad, type LoadResult } from './lib/ghz.js';
+import { measureInProcess, printInProcess } from './lib/in-process.js';
 import { startMcpAuthz, writeMcpAuthzConfig, type Prepared } from './lib/mcp-authz.js';
 import { evalOpaEnvoyPolicy, opaEnvoyData } from './lib/opa-envoy.js';
 import { mcpAuthzCli, out, root, shippedBundle, tools } from './lib/paths.js';
@@ -40,6 +41,8 @@ const { values: opt } = parseArgs({
     'null-workers': { type: 'string', default: String(availableParallelism()) },
     'distinct-tokens': { type: 'string', default: '3000' },
     soak: { type: 'string' },
+    'in-process': { type: 'boolean', default: false },
+    calls: { type: 'string', default: '20000' },
     scenario: { type: 'string', default: 'apikey_tool_allow' },
     'server-log': { type: 'boolean', default: false },
     'no-install': { type: 'boolean', default: false },
@@ -54,6 +57,7 @@ if (opt.help) {
   [--systems null,mcp-authz,opa-envoy-plugin] [--scenarios a,b] [--null-workers N] [--distinct-tokens N]
   [--server-log] [--no-install] [--wait-idle 15s]
 npm run bench -- --soak 10m [--scenario apikey_tool_allow]
+npm run bench -- --in-process [--calls 20000] [--scenarios a,b]
 `);
   process.exit(0);
 }
@@ -439,14 +443,15 @@ function machine() {
   };
 }
 
-function writeResults(result: unknown): string {
+/** bench/results/<timestamp>.json; a throughput run is also bench/results/latest.json. */
+function writeResults(result: { kind: string } & Record<string, unknown>): string {
   const dir = join(root, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const file = join(dir, `${stamp}.json`);
   const text = JSON.stringify(result, null, 2) + '\n';
   writeFileSync(file, text);
-  writeFileSync(join(dir, 'latest.json'), text);
+  if (result.kind === 'throughput') writeFileSync(join(dir, 'latest.json'), text);
   return file;
 }
 
@@ -460,17 +465,31 @@ async function main(): Promise<number> {
     const p = await prepareCredentials([opt.scenario!]);
     try {
       const result = await runSoak({ p, bundle, durationSec: parseDuration(opt.soak), scenario: opt.scenario!, settings, log, ...(opt['server-log'] ? { logFile: join(out, 'mcp-authz.log') } : {}) });
-      const file = writeResults({ kind: 'soak', startedAt: started.toISOString(), command, machine: machine(), tools: { ghz: ghzVersion(tools.ghz) }, notes, keySource: p.keySource, ...result });
+      const file = writeResults({ kind: 'soak' as const, startedAt: started.toISOString(), command, machine: machine(), tools: { ghz: ghzVersion(tools.ghz) }, notes, keySource: p.keySource, ...result });
       printSoak(command, result);
-      log(`results: ${file} (and bench/results/latest.json)`);
+      log(`results: ${file}`);
       return result.passed ? 0 : 1;
     } finally {
       await p.issuer.close();
     }
   }
 
-  const systems = opt.systems!.split(',').map((s) => s.trim());
   const only = opt.scenarios?.split(',').map((s) => s.trim());
+  if (opt['in-process']) {
+    const p = await prepareCredentials(only);
+    try {
+      const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), bundle);
+      const rows = await measureInProcess(p, configFile, Number(opt.calls), log);
+      const file = writeResults({ kind: 'in-process', startedAt: started.toISOString(), command, machine: machine(), notes, keySource: p.keySource, scenarios: rows });
+      printInProcess(command, rows);
+      log(`results: ${file}`);
+      return 0;
+    } finally {
+      await p.issuer.close();
+    }
+  }
+
+  const systems = opt.systems!.split(',').map((s) => s.trim());
   const p = await prepareCredentials(only);
   const runs: SystemRun[] = [];
   const targets: Target[] = [];

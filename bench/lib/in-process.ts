@@ -1,0 +1,103 @@
+// `npm run bench -- --in-process`: the cost of mcp-authz's own work per Check, without
+// gRPC, HTTP/2 or a load generator: each scenario's CheckRequest decoded, run through the
+// real runtime (the compiled dist/ modules, the benchmark's config, keys, tokens and the
+// shipped policy, built exactly as `serve` builds it) and its answer encoded, many times in
+// a row in this process. The figures guide optimization; the gRPC benchmark is what the
+// targets are judged by.
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Registry } from 'prom-client';
+import type { Runtime } from '../../src/check/runtime.js';
+import { round } from './ghz.js';
+import { root } from './paths.js';
+import type { Prepared } from './mcp-authz.js';
+
+export interface PhaseCosts {
+  scenario: string;
+  calls: number;
+  /** Microseconds per call. */
+  decodeUs: number;
+  pipelineUs: number;
+  encodeUs: number;
+  totalUs: number;
+  /** The pipeline without the decision observers (metrics, decision log). */
+  pipelineWithoutObserversUs: number;
+}
+
+/**
+ * Decision log lines go to the service log, as in `serve`; point stderr at /dev/null to
+ * measure their cost without a terminal's.
+ */
+/** The compiled modules (dist/, as `serve` runs them; the benchmark builds them first), typed as their sources. */
+async function product() {
+  const load = <T>(path: string): Promise<T> => import(pathToFileURL(join(root, 'dist', path)).href) as Promise<T>;
+  return {
+    ...(await load<typeof import('../../src/check/pipeline.js')>('check/pipeline.js')),
+    ...(await load<typeof import('../../src/config/load.js')>('config/load.js')),
+    ...(await load<typeof import('../../src/envoy/encode-response.js')>('envoy/encode-response.js')),
+    ...(await load<typeof import('../../src/envoy/protos.js')>('envoy/protos.js')),
+    ...(await load<typeof import('../../src/envoy/to-response.js')>('envoy/to-response.js')),
+    ...(await load<typeof import('../../src/log/logger.js')>('log/logger.js')),
+    ...(await load<typeof import('../../src/server/build-runtime.js')>('server/build-runtime.js')),
+  };
+}
+
+export async function measureInProcess(p: Prepared, configFile: string, calls: number, log: (m: string) => void): Promise<PhaseCosts[]> {
+  const { authorizationService, buildRuntime, createLogger, encodeCheckResponse, loadConfigFile, runCheck, toCheckResponse } = await product();
+  const check = authorizationService().Check!;
+  const rt = await buildRuntime(loadConfigFile(configFile), createLogger(), new Registry(), { watch: false, sharedLimits: false });
+  const quiet: Runtime = { ...rt, observer: { decided: () => undefined } };
+  const results: PhaseCosts[] = [];
+  try {
+    for (const s of p.list) {
+      const wires = s.requests.map((r) => check.requestSerialize(r));
+      const first = await runCheck(rt, check.requestDeserialize(wires[0]!));
+      if (first.outcome.allow !== s.expect.allow) throw new Error(`${s.name}: decided ${first.outcome.allow ? 'allow' : 'deny'}, expected ${s.expect.allow ? 'allow' : 'deny'}`);
+      log(`in-process ${s.name}: ${calls} calls`);
+      const decoded = wires.map((w) => check.requestDeserialize(w));
+      // The event loop turns every 64 calls, as in a server, so the log stream can write.
+      const loop = async (n: number, fn: (i: number) => unknown) => {
+        for (let i = 0; i < n; i++) {
+          await fn(i);
+          if (i % 64 === 63) await new Promise((r) => setImmediate(r));
+        }
+      };
+      const time = async (fn: (i: number) => unknown): Promise<number> => {
+        await loop(Math.min(calls, 5000), fn);
+        const t0 = process.hrtime.bigint();
+        await loop(calls, fn);
+        return Number(process.hrtime.bigint() - t0) / calls / 1000;
+      };
+      const decodeUs = await time((i) => check.requestDeserialize(wires[i % wires.length]!));
+      const pipelineUs = await time((i) => runCheck(rt, decoded[i % decoded.length]!));
+      const pipelineWithoutObserversUs = await time((i) => runCheck(quiet, decoded[i % decoded.length]!));
+      const outcome = first.outcome;
+      const encodeUs = await time(() => encodeCheckResponse(outcome) ?? check.responseSerialize(toCheckResponse(outcome)));
+      results.push({
+        scenario: s.name,
+        calls,
+        decodeUs: round(decodeUs, 2),
+        pipelineUs: round(pipelineUs, 2),
+        encodeUs: round(encodeUs, 2),
+        totalUs: round(decodeUs + pipelineUs + encodeUs, 2),
+        pipelineWithoutObserversUs: round(pipelineWithoutObserversUs, 2),
+      });
+    }
+  } finally {
+    await rt.close();
+  }
+  return results;
+}
+
+export function printInProcess(command: string, rows: PhaseCosts[]): void {
+  const w = (line: string) => process.stdout.write(line + '\n');
+  w('');
+  w(`${command}: mcp-authz's own work per Check, in one process (µs per call)`);
+  w('');
+  w(`${'scenario'.padEnd(18)} ${'decode'.padStart(7)} ${'pipeline'.padStart(9)} ${'encode'.padStart(7)} ${'total'.padStart(7)}   ${'pipeline without observers'.padStart(26)}`);
+  for (const r of rows) {
+    w(`${r.scenario.padEnd(18)} ${r.decodeUs.toFixed(1).padStart(7)} ${r.pipelineUs.toFixed(1).padStart(9)} ${r.encodeUs.toFixed(1).padStart(7)} ${r.totalUs.toFixed(1).padStart(7)}   ${r.pipelineWithoutObserversUs.toFixed(1).padStart(26)}`);
+  }
+  w('');
+  w('pipeline: runCheck from the decoded request to the outcome (endpoint, limits, authentication, MCP body, policy, metrics, decision log).');
+}
