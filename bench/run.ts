@@ -216,14 +216,13 @@ async function measureScenario(s: Scenario, targets: Target[], dataFile: string)
 
   const rounds = new Map<Target, { load: LoadResult; cpu: NonNullable<SystemRun['cpu']> }[]>(live.map((t) => [t, []]));
   for (let r = 0; r < settings.rounds; r++) {
-    for (let i = 0; i < live.length; i++) {
-      const t = live[(i + r) % live.length]!;
+    const order = live.map((_, i) => live[(i + r) % live.length]!);
+    for (const t of order) {
       log(`${t.system} ${s.name}: closed loop ${settings.durationSec}s (round ${r + 1} of ${settings.rounds})`);
       try {
         rounds.get(t)!.push(await closedLoop(t, common(t)));
       } catch (err) {
         fail(t, err);
-        i--;
       }
     }
   }

@@ -78,3 +78,13 @@ test('any headers, removals and deny bodies encode to the proto-loader bytes', (
   );
   t.pass();
 });
+
+test('a lone surrogate (possible in a policy-set header) is written as U+FFFD: the bytes stay valid UTF-8, as proto3 strings must be', (t) => {
+  const o = allow({ headers: [{ name: 'x-policy', value: 'a\ud800b', append: false }] });
+  const fast = encodeCheckResponse(o, now)!;
+  t.is(fast.length, check.responseSerialize(toCheckResponse(o, now)).length);
+  t.true(fast.includes(Buffer.from('a\ufffdb')));
+  t.false(fast.includes(Buffer.from([0xed, 0xa0, 0x80])), 'no encoded surrogate');
+  const decoded = check.responseDeserialize(fast) as { ok_response: { headers: { header: { value: string } }[] } };
+  t.is(decoded.ok_response.headers[0]!.header.value, 'a\ufffdb');
+});

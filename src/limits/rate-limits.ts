@@ -131,13 +131,21 @@ function failedAuthKey(ctx: CheckContext): string {
   return `${ctx.endpoint?.name ?? UNKNOWN_ENDPOINT}|${ctx.clientAddress}`;
 }
 
+/** Token principals' rate keys, kept as long as the verified-token cache keeps the principal. */
+const subjectKeys = new WeakMap<CheckContext['principal'], string>();
+
 /** Who the request rate is counted for: never a raw credential. */
 export function rateKey(ctx: CheckContext): string {
   const p = ctx.principal;
   if (p.method === 'api_key' && p.keyId !== undefined) return `key:${p.keyId}`;
   if (p.method === 'oauth' && p.issuer !== undefined && p.subject !== undefined) {
-    // Issuer and subject are not secret, but unbounded in length: a digest keeps keys small.
-    return `sub:${createHash('sha256').update(p.issuer).update('\n').update(p.subject).digest('base64url').slice(0, 32)}`;
+    let key = subjectKeys.get(p);
+    if (key === undefined) {
+      // Issuer and subject are not secret, but unbounded in length: a digest keeps keys small.
+      key = `sub:${createHash('sha256').update(p.issuer).update('\n').update(p.subject).digest('base64url').slice(0, 32)}`;
+      subjectKeys.set(p, key);
+    }
+    return key;
   }
   return `addr:${ctx.clientAddress}`;
 }

@@ -1,7 +1,8 @@
 // `serve --workers N`: N worker processes answer Check on one shared gRPC port (node:cluster
 // hands the listening socket to every worker). The primary keeps the state that must be
 // one for all of them — the rate-limit counters (rate-limiter-flexible's cluster store) and
-// the running lockouts, relayed from the worker that counted them to the others — and serves the HTTP port: /metrics aggregated over the workers, /readyz true when every
+// the running lockouts, relayed from the worker that counted them to the others — and
+// serves the HTTP port: /metrics aggregated over the workers, /readyz true when every
 // worker serves. SIGTERM to the primary drains every worker, then the primary exits.
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
@@ -12,7 +13,7 @@ import type { Logger } from '../log/logger.js';
 import { isLockoutMessage, LOCKOUT_SYNC, LockoutTable } from '../limits/lockouts.js';
 import { buildRuntime, type BuildOptions } from './build-runtime.js';
 import { HealthState } from './health.js';
-import { createHttpServer, listenHttp } from './http-server.js';
+import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
 import { startService } from './service.js';
 
 const READY = 'mcp-authz:worker-ready';
@@ -131,10 +132,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   health.set('NOT_SERVING', ['shutting down']);
   health.endWatches();
   await stopWorkers(graceMs + 5000);
-  await new Promise<void>((resolve) => {
-    httpServer.close(() => resolve());
-    httpServer.closeAllConnections();
-  });
+  await closeHttp(httpServer);
   await runtime.close();
   logger.info('mcp-authz stopped');
   return code;

@@ -63,6 +63,14 @@ export function listenHttp(server: Server, address: string): Promise<number> {
   });
 }
 
+/** Stops listening and drops open (keep-alive) connections; resolves once closed. */
+export function closeHttp(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
 export function splitHostPort(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
   let host = address.slice(0, i);

@@ -8,7 +8,7 @@ import type { Logger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { bindGrpc, createGrpcServer } from './grpc-server.js';
 import { HealthState } from './health.js';
-import { createHttpServer, listenHttp } from './http-server.js';
+import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
 
 export interface RunningService {
   grpcPort: number;
@@ -81,12 +81,7 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
         await drained;
         await Promise.allSettled([...inFlight]);
         clearTimeout(timer);
-        if (httpServer) {
-          await new Promise<void>((resolve) => {
-            httpServer.close(() => resolve());
-            httpServer.closeAllConnections();
-          });
-        }
+        if (httpServer) await closeHttp(httpServer);
         await runtime.close();
         logger.info('mcp-authz stopped');
       })();
