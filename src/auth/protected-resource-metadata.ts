@@ -11,27 +11,18 @@ import type { Request } from '../request/types.js';
 import { PROTECTED_RESOURCE_PATH, publicBase } from './challenge.js';
 
 export class ProtectedResourceMetadata implements DirectResponder {
-  /** "<host>|<metadataPath>" (host "" for any host) → endpoint. */
-  private readonly byPath = new Map<string, Endpoint>();
-  /** Host-only endpoints: their document is the root one on their host. */
-  private readonly byHost = new Map<string, Endpoint>();
   private readonly issuers: readonly string[];
   private readonly rootScopes: readonly string[];
   /** Precomputed bodies when publicBaseUrl fixes every URL. */
   private readonly fixed = new Map<Endpoint | 'root', string>();
 
-  constructor(private readonly config: Config, endpoints: EndpointRegistry) {
+  constructor(private readonly config: Config, private readonly endpoints: EndpointRegistry) {
     this.issuers = config.oauth.issuers.map((i) => i.issuer);
     const scopes = new Set<string>();
-    for (const e of endpoints.all) {
-      if (!e.auth.oauth) continue;
-      for (const s of e.scopes) scopes.add(s);
-      if (e.match.pathPrefix !== undefined) this.byPath.set(`${e.match.host?.toLowerCase() ?? ''}|${e.metadataPath}`, e);
-      else if (e.match.host !== undefined) this.byHost.set(e.match.host.toLowerCase(), e);
-    }
+    for (const e of endpoints.all) if (e.auth.oauth) for (const s of e.scopes) scopes.add(s);
     this.rootScopes = [...scopes];
     if (config.publicBaseUrl !== undefined) {
-      for (const e of [...this.byPath.values(), ...this.byHost.values()]) this.fixed.set(e, this.document(e, undefined));
+      for (const e of endpoints.all) if (e.auth.oauth) this.fixed.set(e, this.document(e, undefined));
       this.fixed.set('root', this.document(undefined, undefined));
     }
   }
@@ -42,15 +33,12 @@ export class ProtectedResourceMetadata implements DirectResponder {
     let suffix = path.slice(PROTECTED_RESOURCE_PATH.length);
     if (suffix !== '' && suffix.charCodeAt(0) !== 47) return undefined; // "/.well-known/oauth-protected-resourceX" is not ours
     while (suffix.endsWith('/')) suffix = suffix.slice(0, -1);
-    const host = bareHost(request.host);
     if (this.issuers.length === 0) return notFound(path);
-    if (suffix === '') {
-      const e = this.byHost.get(host);
-      return found(e ? this.fixed.get(e) ?? this.document(e, request) : this.fixed.get('root') ?? this.document(undefined, request));
-    }
-    const e = this.byPath.get(`${host}|${suffix}`) ?? this.byPath.get(`|${suffix}`);
-    if (!e) return notFound(path);
-    return found(this.fixed.get(e) ?? this.document(e, request));
+    // The document of the endpoint this host and path select, the way requests to it are routed.
+    const e = this.endpoints.virtualHost(request.host).endpoints.find((x) => x.auth.oauth && x.metadataPath === suffix);
+    if (e) return found(this.fixed.get(e) ?? this.document(e, request));
+    if (suffix === '') return found(this.fixed.get('root') ?? this.document(undefined, request));
+    return notFound(path);
   }
 
   private document(e: Endpoint | undefined, request: Request | undefined): string {
@@ -72,10 +60,4 @@ function found(body: string): Deny {
 
 function notFound(path: string): Deny {
   return deny(404, 'not_found', `No OAuth protected resource metadata is published at ${path}: it exists for the root and for each OAuth-enabled endpoint's path.`);
-}
-
-function bareHost(host: string): string {
-  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
-  const colon = host.lastIndexOf(':');
-  return colon === -1 ? host : host.slice(0, colon);
 }

@@ -51,8 +51,18 @@ export const EndpointSchema = z
     name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only (used as a metric label)'),
     match: z
       .object({
-        pathPrefix: z.string().startsWith('/', 'must start with "/"').optional(),
-        host: z.string().min(1).optional(),
+        pathPrefix: z
+          .string()
+          .startsWith('/', 'must start with "/"')
+          .refine((p) => !p.split('/').some((s) => s === '.' || s === '..' || s.startsWith('.;') || s.startsWith('..;')), 'must not contain "." or ".." segments')
+          .refine((p) => !/[?#%\\\0]/.test(p), 'must be a decoded path without "?", "#", "%", "\\" or NUL (requests are matched after decoding)')
+          .optional(),
+        // Envoy's virtual host domains: an exact host, "*.suffix" or "prefix.*"; the port is not part of it.
+        host: z
+          .string()
+          .toLowerCase()
+          .regex(/^(\*[a-z0-9.-]+|[a-z0-9.-]+\*|[a-z0-9.-]+|\[[0-9a-f:.]+\])$/, 'an exact host ("files.mcp.example.com"), "*.example.com" or "mcp.*", without a port or scheme')
+          .optional(),
       })
       .strict()
       .refine((m) => m.pathPrefix !== undefined || m.host !== undefined, 'set pathPrefix, host, or both'),
@@ -189,11 +199,17 @@ export const ConfigSchema = z
   .strict()
   .superRefine((cfg, ctx) => {
     const seen = new Set<string>();
+    const routes = new Map<string, string>();
     cfg.endpoints.forEach((e, i) => {
       if (seen.has(e.name)) {
         ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'name'], message: `duplicate endpoint name "${e.name}"` });
       }
       seen.add(e.name);
+      const route = `${e.match.host ?? '*'} ${(e.match.pathPrefix ?? '/').replace(/\/+$/, '') || '/'}`;
+      const twin = routes.get(route);
+      if (twin !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'match'], message: `matches the same host and path prefix as endpoint "${twin}": requests could not be told apart` });
+      } else routes.set(route, e.name);
       if (e.auth.oauth && cfg.oauth.issuers.length === 0) {
         ctx.addIssue({
           code: 'custom',
