@@ -93,3 +93,43 @@ test('query parameters keep every value in order, form-decoded', (t) => {
   t.deepEqual(q.enc, ['&']);
   t.deepEqual(Object.keys(parseQuery('')), []);
 });
+
+// How a Java servlet container reads a path: ";params" stripped from every segment, then
+// "." and ".." resolved (the upstream of an endpoint may be such a server).
+function javaReading(decodedPath: string): string {
+  const out: string[] = [];
+  for (const raw of decodedPath.split('/').slice(1)) {
+    const s = raw.includes(';') ? raw.slice(0, raw.indexOf(';')) : raw;
+    if (s === '.' || s === '') continue;
+    if (s === '..') out.pop();
+    else out.push(s);
+  }
+  return '/' + out.join('/');
+}
+
+test('an accepted path reads the same to a Java server, which strips ";params" and resolves dot segments', (t) => {
+  const piece = fc.constantFrom('mcp', 'public', 'alice', '..', '.', '..;', '..;x', '.;', '.;a=1', 'files;v=1', '%2e%2e;', '%2E;x', '..%3B', 'a', '');
+  let dotWithParams = 0;
+  fc.assert(
+    fc.property(fc.array(piece, { minLength: 1, maxLength: 6 }), (parts) => {
+      const raw = '/' + parts.join('/');
+      if (/(^|\/)(\.|%2e){1,2}(;|%3b)/i.test(raw)) dotWithParams++;
+      const r = attempt(raw);
+      if (r instanceof RequestRejected) return true;
+      // What mcp-authz matched, with the parameters a Java server strips, but no dot resolved.
+      const ours = '/' + r.path.split('/').slice(1).map((s) => (s.includes(';') ? s.slice(0, s.indexOf(';')) : s)).filter((s) => s !== '').join('/');
+      return javaReading(r.path) === ours;
+    }),
+    { numRuns: 3000 },
+  );
+  t.true(dotWithParams > 100, `dot segments with parameters were generated ${dotWithParams} times`);
+});
+
+test('dot segments with parameters are refused: "..;" and ".;", also encoded', (t) => {
+  for (const p of ['/mcp/public/..;/alice', '/mcp/public/..;x=1/alice', '/mcp/.;/files', '/mcp/%2e%2e;/alice', '/mcp/..%3Bx/alice', '/mcp/.%3b/x']) {
+    const r = attempt(p);
+    t.true(r instanceof RequestRejected, p);
+    if (r instanceof RequestRejected) t.regex(r.description, /dot segment with parameters|"\.\." segment/);
+  }
+  t.is(normalizePath('/mcp/files;v=1/x').path, '/mcp/files;v=1/x', 'other ";" segments are ordinary characters');
+});

@@ -9,7 +9,7 @@ export interface SplitPath {
 
 /**
  * Splits Envoy's `:path` into the normalized path and the raw query string.
- * Rejects (400) what cannot be interpreted safely: `..` segments, encoded `/`, `\`, `?` or `#`,
+ * Rejects (400) what cannot be interpreted safely: `..` segments (also `..;x`, `.;x`), encoded `/`, `\`, `?` or `#`,
  * a backslash, NUL, malformed percent-escapes, and paths that do not start with `/`.
  */
 export function normalizePath(raw: string): SplitPath {
@@ -45,6 +45,8 @@ export function normalizePath(raw: string): SplitPath {
   for (let i = 1; i < segments.length; i++) {
     const s = segments[i]!;
     if (s === '..') throw bad('the path contains a ".." segment');
+    // Java servers (Tomcat, Jetty) strip ";params" from a segment, so "..;x" is ".." to them.
+    if (s.startsWith('..;') || s.startsWith('.;')) throw bad(`the path contains a dot segment with parameters (${JSON.stringify(s.slice(0, s.indexOf(';') + 1))}), which Java servers read as "${s.slice(0, s.indexOf(';'))}"`);
     if (s === '' && i !== segments.length - 1) continue; // "//" collapses
     if (s === '.') continue;
     out.push(s);
