@@ -2,6 +2,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { findDuplicateKey } from '../src/request/json-duplicate-keys.js';
 import { parseMcp } from '../src/request/json-rpc.js';
+import { normalizeResourceUri } from '../src/request/normalize-resource-uri.js';
 import { RequestRejected } from '../src/request/reject.js';
 
 const noHeaders = Object.create(null);
@@ -32,6 +33,16 @@ test('keys spelled with escapes count as the same key', (t) => {
   t.is(findDuplicateKey('{"s":"{\\"x\\":1,\\"x\\":2}"}'), undefined, 'text inside strings is not structure');
 });
 
+function attempt(f: () => unknown): unknown {
+  try {
+    return f();
+  } catch (err) {
+    return err;
+  }
+}
+
+const normalized = (uri: string) => attempt(() => normalizeResourceUri(uri)) as string | RequestRejected;
+
 const method = fc.constantFrom('initialize', 'ping', 'tools/list', 'tools/call', 'prompts/get', 'resources/read', 'notifications/initialized');
 const call = fc.record({ method, id: fc.option(fc.integer(), { nil: undefined }), name: fc.string({ maxLength: 10 }), uri: fc.webUrl() });
 
@@ -45,12 +56,17 @@ test('every element of a batch becomes one call with its method and target', (t)
     fc.property(fc.array(call, { minLength: 1, maxLength: 6 }), fc.boolean(), (calls, asBatch) => {
       const single = !asBatch && calls.length === 1;
       const text = JSON.stringify(single ? body(calls[0]!) : calls.map(body));
+      const uris = calls.map((c) => (c.method === 'resources/read' ? normalized(c.uri) : undefined));
+      if (uris.some((u) => u instanceof RequestRejected)) {
+        const err = attempt(() => parseMcp(text, true, noHeaders));
+        return err instanceof RequestRejected && err.code === 'invalid_resource_uri';
+      }
       const { view } = parseMcp(text, true, noHeaders);
       if (view.batch === single || view.calls.length !== calls.length) return false;
       return calls.every((c, i) => {
         const got = view.calls[i]!;
         const kind = c.id === undefined ? 'notification' : 'request';
-        const target = c.method === 'resources/read' ? got.uri === c.uri : got.name === c.name;
+        const target = c.method === 'resources/read' ? got.uri === uris[i] : got.name === c.name;
         return got.method === c.method && got.kind === kind && target;
       });
     }),

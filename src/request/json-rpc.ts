@@ -1,11 +1,17 @@
 // The MCP JSON-RPC view of a request: what is being called, read from the body and
 // cross-checked with the MCP 2026-07-28 Mcp-Method / Mcp-Name headers.
 import { findDuplicateKey } from './json-duplicate-keys.js';
+import { normalizeResourceUri } from './normalize-resource-uri.js';
 import { RequestRejected } from './reject.js';
 import { header, type HeaderMap, type McpCall, type McpView } from './types.js';
 
 /** Protocol version from which Mcp-Method/Mcp-Name headers may stand without a body. */
 export const HEADER_ROUTING_VERSION = '2026-07-28';
+
+/** The param a named method calls, which Mcp-Name carries (MCP 2026-07-28); undefined for other methods. */
+export function targetParam(method: string): 'name' | 'uri' | undefined {
+  return method === 'tools/call' || method === 'prompts/get' ? 'name' : method === 'resources/read' ? 'uri' : undefined;
+}
 
 const NO_MCP: McpView = Object.freeze({ present: false, batch: false, protocolVersion: undefined, calls: [], source: 'none' }) as McpView;
 
@@ -31,7 +37,15 @@ export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap): Pa
   if (!hasBody || body.length === 0) {
     if (hMethod !== undefined && protocolVersion !== undefined && protocolVersion >= HEADER_ROUTING_VERSION) {
       const call: McpCall = { method: hMethod, kind: 'request' };
-      if (hName !== undefined) assignName(call, hName);
+      const target = targetParam(hMethod);
+      if (target !== undefined && hName === undefined) {
+        throw bad('mcp_header_mismatch', `Mcp-Method "${hMethod}" needs the Mcp-Name header (the ${target === 'uri' ? 'params.uri' : 'params.name'} it calls) when the body is not sent.`);
+      }
+      if (hName !== undefined) {
+        if (target === undefined) throw bad('mcp_header_mismatch', `Mcp-Name is defined only for tools/call, prompts/get and resources/read, not for "${hMethod}".`);
+        if (target === 'uri') call.uri = normalizeResourceUri(hName);
+        else call.name = hName;
+      }
       return { view: { present: true, batch: false, protocolVersion, calls: [call], source: 'headers' }, json: undefined };
     }
     return { view: protocolVersion === undefined ? NO_MCP : { ...NO_MCP, protocolVersion }, json: undefined };
@@ -61,9 +75,14 @@ export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap): Pa
     if (c.method !== hMethod) {
       throw bad('mcp_header_mismatch', `Mcp-Method header "${hMethod}" does not match the body's method "${c.method}".`);
     }
-    const bodyName = c.name ?? c.uri;
-    if (hName !== undefined && hName !== bodyName) {
-      throw bad('mcp_header_mismatch', `Mcp-Name header "${hName}" does not match the body's ${c.uri !== undefined ? 'params.uri' : 'params.name'} ${JSON.stringify(bodyName ?? null)}.`);
+    if (hName !== undefined) {
+      const target = targetParam(c.method);
+      if (target === undefined) throw bad('mcp_header_mismatch', `Mcp-Name is defined only for tools/call, prompts/get and resources/read, not for "${c.method}".`);
+      // Compared with the body's value as sent (before URI normalization): the server compares those.
+      const bodyValue = ((json as { params?: Record<string, unknown> }).params ?? {})[target];
+      if (hName !== bodyValue) {
+        throw bad('mcp_header_mismatch', `Mcp-Name header ${JSON.stringify(hName)} does not match the body's params.${target} ${JSON.stringify(bodyValue ?? null)}.`);
+      }
     }
   } else if (hName !== undefined) {
     throw bad('mcp_header_mismatch', 'Mcp-Name is set without Mcp-Method.');
@@ -92,7 +111,8 @@ function toCall(e: unknown, index: number | undefined): McpCall {
   }
   const p = (params ?? {}) as Record<string, unknown>;
   if (typeof p.name === 'string') call.name = p.name;
-  if (typeof p.uri === 'string') call.uri = p.uri;
+  // A resource URI is normalized before any grant sees it; other methods' uri is not a target.
+  if (typeof p.uri === 'string' && call.method.startsWith('resources/')) call.uri = normalizeResourceUri(p.uri);
   if (p.ref && typeof p.ref === 'object') {
     const ref = p.ref as Record<string, unknown>;
     const id = typeof ref.name === 'string' ? ref.name : typeof ref.uri === 'string' ? ref.uri : undefined;
@@ -106,11 +126,6 @@ function toCall(e: unknown, index: number | undefined): McpCall {
     throw bad('invalid_jsonrpc', `${where}: resources/read needs a string params.uri.`);
   }
   return call;
-}
-
-function assignName(call: McpCall, value: string): void {
-  if (call.method.startsWith('resources/')) call.uri = value;
-  else call.name = value;
 }
 
 function bad(code: string, description: string): RequestRejected {

@@ -12,7 +12,7 @@ export interface McpCall {
   kind: 'request' | 'notification' | 'response';
   /** params.name for tools/call and prompts/get. */
   name?: string;
-  /** params.uri for resources/read (and resources/subscribe). */
+  /** params.uri of resources/* calls, normalized (src/request/normalize-resource-uri.ts). */
   uri?: string;
   /** params.ref for completion/complete: "<type>:<name or uri>". */
   ref?: string;

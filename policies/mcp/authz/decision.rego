@@ -15,6 +15,8 @@ decision := {"allow": true} if {
 	count(denied_calls) == 0
 } else := endpoint_denial if {
 	not endpoint_access
+} else := missing_target_denial if {
+	count(missing_targets) > 0
 } else := call_denial_token if {
 	input.principal.method == "oauth"
 } else := call_denial_key if {
@@ -68,24 +70,38 @@ denial(status, code, description) := {
 
 # The grant each call needs: tools/call → tools:<name>, prompts/get → prompts:<name>,
 # resources/read → resources:<uri>. Other methods need endpoint access only.
-required[i] := {"kind": "tools", "target": c.name} if {
-	some i, c in input.mcp.calls
-	c.method == "tools/call"
+named_methods := {
+	"tools/call": {"kind": "tools", "field": "name"},
+	"prompts/get": {"kind": "prompts", "field": "name"},
+	"resources/read": {"kind": "resources", "field": "uri"},
 }
 
-required[i] := {"kind": "prompts", "target": c.name} if {
+required[i] := {"kind": named.kind, "target": c[named.field]} if {
 	some i, c in input.mcp.calls
-	c.method == "prompts/get"
+	named := named_methods[c.method]
+	is_string(c[named.field])
 }
 
-required[i] := {"kind": "resources", "target": c.uri} if {
+# A named call without its target is never granted, whatever the grants (the service
+# already refuses such requests; deny by default holds inside the policy too).
+missing_targets contains i if {
 	some i, c in input.mcp.calls
-	c.method == "resources/read"
+	named := named_methods[c.method]
+	not is_string(object.get(c, named.field, null))
 }
+
+denied_calls contains i if some i in missing_targets
 
 denied_calls contains i if {
 	some i, need in required
 	not granted(need)
+}
+
+missing_target_denial := denial(
+	403, "access_denied",
+	sprintf("A %s call must name its target (params.%s); it is denied", [c.method, named_methods[c.method].field]),
+) if {
+	c := input.mcp.calls[min(missing_targets)]
 }
 
 granted(need) if {

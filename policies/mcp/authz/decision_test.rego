@@ -47,3 +47,33 @@ never(_, _, _) := x if {
 	x := 1
 	x == 2
 }
+
+test_a_named_call_without_its_target_is_denied_even_with_every_grant if {
+	some method in ["tools/call", "prompts/get", "resources/read"]
+	d := authz.decision with input as {
+		"endpoint": {"name": "e", "auth": {"apiKey": true, "oauth": false}},
+		"principal": owner_key,
+		"mcp": {"calls": [{"method": method}]},
+	}
+	d.allow == false
+	d.status == 403
+}
+
+test_a_named_call_with_a_non_string_target_is_denied if {
+	d := authz.decision with input as {
+		"endpoint": {"name": "e", "auth": {"apiKey": true, "oauth": false}},
+		"principal": owner_key,
+		"mcp": {"calls": [{"method": "tools/list"}, {"method": "tools/call", "name": 7}]},
+	}
+	d.allow == false
+	d.error_description == "A tools/call call must name its target (params.name); it is denied"
+}
+
+test_a_named_call_with_its_target_and_a_star_grant_is_allowed if {
+	d := authz.decision with input as {
+		"endpoint": {"name": "e", "auth": {"apiKey": true, "oauth": false}},
+		"principal": owner_key,
+		"mcp": {"calls": [{"method": "resources/read", "uri": "file:///x"}]},
+	}
+	d.allow == true
+}

@@ -1,0 +1,77 @@
+// Attacks that were once allowed or answered as server faults, tried again through the real
+// gRPC Check with the shipped policy. Each test states the class it closes.
+import test from 'ava';
+import { checkRequest, deniedBody, deniedStatus, rpc, startTestService, type TestService } from './helpers/service.js';
+import { keysFile, makeKey } from './helpers/auth-fixtures.js';
+
+const searcher = makeKey({ id: 'searcher', userId: 'bob', permissions: ['tools:search', 'resources:file:///public/*'] });
+const alice = makeKey({ id: 'alice', userId: 'alice', permissions: ['*'] });
+
+let svc: TestService;
+
+test.before(async () => {
+  svc = await startTestService(
+    {
+      apiKeys: { file: 'keys.yaml' },
+      endpoints: [
+        { name: 'public', match: { pathPrefix: '/mcp/public' } },
+        { name: 'alice', match: { pathPrefix: '/mcp/alice' }, owner: 'alice' },
+      ],
+    },
+    { files: { 'keys.yaml': keysFile([searcher, alice]) } },
+  );
+});
+test.after.always(async () => svc?.stop());
+
+const asSearcher = { 'x-api-key': searcher.key };
+
+async function decide(sample: Parameters<typeof checkRequest>[0]) {
+  const res = await svc.check(checkRequest(sample));
+  return { allowed: res.ok_response !== undefined, status: res.ok_response ? 200 : deniedStatus(res), body: res.ok_response ? undefined : deniedBody(res), res };
+}
+
+test('resources/read URIs cannot escape a folder grant with dot segments, plain or encoded', async (t) => {
+  const inside = await decide({ path: '/mcp/public', headers: asSearcher, body: rpc('resources/read', { uri: 'file:///public/readme.md' }) });
+  t.true(inside.allowed, 'a URI inside the granted folder is allowed');
+  for (const uri of ['file:///public/../secret/key.pem', 'file:///public/%2e%2e/secret/key.pem', 'file:///public/.%2E/secret/key.pem']) {
+    const r = await decide({ path: '/mcp/public', headers: asSearcher, body: rpc('resources/read', { uri }) });
+    t.false(r.allowed, uri);
+    t.is(r.status, 403, `${uri} is normalized to file:///secret/key.pem and denied by the policy`);
+    t.regex(r.body!.error_description, /resources:file:\/\/\/secret\/key\.pem/);
+  }
+  for (const uri of ['file:///public/%2f..%2fsecret', 'file:///public//../secret', 'file:///public/..;/secret', 'FILE:///public\\..\\secret']) {
+    const r = await decide({ path: '/mcp/public', headers: asSearcher, body: rpc('resources/read', { uri }) });
+    t.is(r.status, 400, uri);
+    t.is(r.body!.error, 'invalid_resource_uri', uri);
+  }
+});
+
+test('a header-only named call without its name is 400, and never reaches the policy unnamed', async (t) => {
+  const headers = { ...asSearcher, 'mcp-method': 'tools/call', 'mcp-protocol-version': '2026-07-28' };
+  const r = await decide({ path: '/mcp/public', headers });
+  t.is(r.status, 400);
+  t.is(r.body!.error, 'mcp_header_mismatch');
+  t.regex(r.body!.error_description, /needs the Mcp-Name header/);
+  const named = await decide({ path: '/mcp/public', headers: { ...headers, 'mcp-name': 'search' } });
+  t.true(named.allowed, 'with Mcp-Name: search it is the granted tool');
+  const other = await decide({ path: '/mcp/public', headers: { ...headers, 'mcp-name': 'delete_file' } });
+  t.is(other.status, 403);
+});
+
+test('Mcp-Name is compared with params.uri for resources/read and params.name for tools/call', async (t) => {
+  const base = { ...asSearcher, 'mcp-protocol-version': '2026-07-28' };
+  const read = rpc('resources/read', { uri: 'file:///secret/key.pem', name: 'file:///public/x' });
+  const r = await decide({ path: '/mcp/public', headers: { ...base, 'mcp-method': 'resources/read', 'mcp-name': 'file:///public/x' }, body: read });
+  t.is(r.status, 400, 'Mcp-Name matching params.name of a resources/read is a mismatch');
+  t.is(r.body!.error, 'mcp_header_mismatch');
+  const ok = await decide({ path: '/mcp/public', headers: { ...base, 'mcp-method': 'resources/read', 'mcp-name': 'file:///public/x' }, body: rpc('resources/read', { uri: 'file:///public/x' }) });
+  t.true(ok.allowed);
+  const tool = await decide({ path: '/mcp/public', headers: { ...base, 'mcp-method': 'tools/call', 'mcp-name': 'search' }, body: rpc('tools/call', { name: 'delete_file', uri: 'search' }) });
+  t.is(tool.status, 400);
+});
+
+test('a path with a ";" dot segment does not reach another endpoint', async (t) => {
+  const r = await decide({ method: 'POST', path: '/mcp/public/..;/alice', headers: asSearcher, body: rpc('tools/call', { name: 'search' }) });
+  t.is(r.status, 400);
+  t.is(r.body!.error, 'invalid_path');
+});
