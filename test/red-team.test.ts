@@ -75,3 +75,28 @@ test('a path with a ";" dot segment does not reach another endpoint', async (t) 
   t.is(r.status, 400);
   t.is(r.body!.error, 'invalid_path');
 });
+
+test('a body that was declared but not sent is denied whatever the method, with a message for the operator', async (t) => {
+  const call = rpc('tools/call', { name: 'delete_file' });
+  for (const [method, headers] of [
+    ['PUT', { 'content-length': '120' }],
+    ['PATCH', { 'content-length': '7' }],
+    ['POST', { 'transfer-encoding': 'chunked' }],
+    ['PUT', { 'transfer-encoding': 'chunked' }],
+    ['GET', { 'content-length': String(call.length) }],
+  ] as const) {
+    const r = await decide({ method, path: '/mcp/public', headers: { ...asSearcher, ...headers } });
+    t.false(r.allowed, `${method} ${JSON.stringify(headers)}`);
+    t.is(r.status, 413);
+    t.is(r.body!.error, 'body_truncated');
+    t.regex(r.body!.error_description, /with_request_body/);
+  }
+  const noBody = await decide({ method: 'POST', path: '/mcp/public', headers: asSearcher });
+  t.is(noBody.status, 400, 'a POST whose body never arrived, with nothing declared (HTTP/2), is refused');
+  t.is(noBody.body!.error, 'missing_body');
+  t.regex(noBody.body!.error_description, /with_request_body/);
+  const get = await decide({ method: 'GET', path: '/mcp/public', headers: asSearcher });
+  t.true(get.allowed, 'the SSE GET carries no body and needs none');
+  const sent = await decide({ method: 'PUT', path: '/mcp/public', headers: asSearcher, body: rpc('tools/call', { name: 'search' }) });
+  t.true(sent.allowed, 'a body that arrived whole is read, whatever the method');
+});

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { ANONYMOUS } from '../auth/principal.js';
 import { toRequest, type WireCheckRequest } from '../envoy/to-request.js';
-import { checkBodyIntegrity } from '../request/body-integrity.js';
+import { checkBodyIntegrity, requireMessage } from '../request/body-integrity.js';
 import { parseMcp } from '../request/json-rpc.js';
 import { RequestRejected } from '../request/reject.js';
 import type { Request } from '../request/types.js';
@@ -67,10 +67,9 @@ async function decide(rt: Runtime, ctx: CheckContext): Promise<Outcome> {
   const limited = await rt.limiter.afterAuth(ctx);
   if (limited) return limited;
 
-  if (request.method === 'POST' || request.hasBody) {
-    checkBodyIntegrity(request);
-  }
+  checkBodyIntegrity(request);
   const parsed = parseMcp(request.body, request.hasBody, request.headers);
+  requireMessage(request, parsed.view);
   ctx.mcp = parsed.view;
   ctx.parsedBody = parsed.json;
 

@@ -1,7 +1,7 @@
 // A body the service cannot see whole must never pass: compressed, truncated by Envoy,
-// or announced longer than what arrived.
+// announced (Content-Length, Transfer-Encoding) but not sent, whatever the method.
 import { RequestRejected } from './reject.js';
-import { header, type Request } from './types.js';
+import { header, type McpView, type Request } from './types.js';
 
 export function checkBodyIntegrity(req: Request): void {
   const encoding = header(req.headers, 'content-encoding');
@@ -16,6 +16,21 @@ export function checkBodyIntegrity(req: Request): void {
     throw truncated(req.hasBody
       ? `Content-Length is ${declared} but Envoy sent ${req.bodyBytes} bytes`
       : `the request has a ${declared}-byte body but Envoy sent none (set with_request_body on the ext_authz filter)`);
+  }
+  const chunked = header(req.headers, 'transfer-encoding');
+  if (chunked !== undefined && !req.hasBody) {
+    throw truncated(`the request declares a body (Transfer-Encoding: ${chunked}) but Envoy sent none (set with_request_body on the ext_authz filter)`);
+  }
+}
+
+/**
+ * An MCP POST always carries a JSON-RPC message. One that reached the service without a body
+ * (and without the 2026-07-28 headers that may stand in for it) either has none or Envoy did
+ * not forward it: either way its call is unknown, so it is refused.
+ */
+export function requireMessage(req: Request, view: McpView): void {
+  if (req.method === 'POST' && !req.hasBody && view.source === 'none') {
+    throw new RequestRejected(400, 'missing_body', 'The POST reached mcp-authz without a body: an MCP POST carries a JSON-RPC message. If the client sent one, set with_request_body on Envoy\'s ext_authz filter so the authorizer sees it.');
   }
 }
 
