@@ -100,3 +100,20 @@ test('a body that was declared but not sent is denied whatever the method, with 
   const sent = await decide({ method: 'PUT', path: '/mcp/public', headers: asSearcher, body: rpc('tools/call', { name: 'search' }) });
   t.true(sent.allowed, 'a body that arrived whole is read, whatever the method');
 });
+
+test('a CheckRequest far above maxBodyBytes is the 413 deny, never a gRPC error that failure_mode_allow could turn into an allow', async (t) => {
+  const big = Buffer.alloc(9 * 1024 * 1024, 0x20);
+  const r = await decide({ path: '/mcp/public', headers: asSearcher, rawBody: big });
+  t.is(r.status, 413);
+  t.is(r.body!.error, 'body_too_large');
+  t.is(r.res.status?.code, 3, 'a deny with INVALID_ARGUMENT in the CheckResponse, not a failed call');
+});
+
+test('beyond maxBodyBytes + 16 MiB the call fails as RESOURCE_EXHAUSTED, the documented bound', async (t) => {
+  const small = await startTestService({ limits: { maxBodyBytes: 1024 }, endpoints: [{ name: 'open', match: { pathPrefix: '/' }, auth: { apiKey: false, oauth: false } }] });
+  t.teardown(() => small.stop());
+  const justUnder = await small.check(checkRequest({ path: '/', rawBody: Buffer.alloc(16 * 1024 * 1024 - 4096, 0x20) }));
+  t.is(deniedStatus(justUnder), 413);
+  const err = await t.throwsAsync(small.check(checkRequest({ path: '/', rawBody: Buffer.alloc(16 * 1024 * 1024 + 2048, 0x20) })));
+  t.is((err as { code?: number }).code, 8);
+});

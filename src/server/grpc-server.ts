@@ -18,9 +18,24 @@ export interface GrpcServerOptions {
   inFlight: { add(p: Promise<unknown>): void };
 }
 
+/**
+ * Room in a CheckRequest for everything but the body: Envoy caps request headers at 8 MiB
+ * (max_request_headers_kb), twice that covers the attributes and metadata around them.
+ */
+export const CHECK_REQUEST_OVERHEAD_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The largest CheckRequest accepted: any body up to limits.maxBodyBytes with the largest
+ * headers Envoy sends, and bodies up to 16 MiB above the limit, which are answered with the
+ * 413 deny. Larger messages fail as gRPC RESOURCE_EXHAUSTED (docs/envoy.md "Body size").
+ */
+export function maxCheckRequestBytes(limits: { maxBodyBytes: number }): number {
+  return limits.maxBodyBytes + CHECK_REQUEST_OVERHEAD_BYTES;
+}
+
 export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    'grpc.max_receive_message_length': maxCheckRequestBytes(opts.runtime().config.limits),
     'grpc.keepalive_permit_without_calls': 1,
   });
   server.addService(checkService(), {
