@@ -117,3 +117,15 @@ test('beyond maxBodyBytes + 16 MiB the call fails as RESOURCE_EXHAUSTED, the doc
   const err = await t.throwsAsync(small.check(checkRequest({ path: '/', rawBody: Buffer.alloc(16 * 1024 * 1024 + 2048, 0x20) })));
   t.is((err as { code?: number }).code, 8);
 });
+
+test('identity and credential headers spelled with underscores are removed, as CGI and WSGI servers read them as the dashed names', async (t) => {
+  const r = await decide({
+    path: '/mcp/public',
+    headers: { ...asSearcher, x_mcp_user_id: 'alice', 'x-mcp_principal': 'root', x_mcp_auth_method: 'oauth', x_api_key: 'mcp_forged', 'x_other_header': 'kept' },
+    body: rpc('tools/call', { name: 'search' }),
+  });
+  t.true(r.allowed);
+  const removed = r.res.ok_response!.headers_to_remove!;
+  for (const name of ['x_mcp_user_id', 'x-mcp_principal', 'x_mcp_auth_method', 'x_api_key', 'x-api-key']) t.true(removed.includes(name), name);
+  t.false(removed.includes('x_other_header'));
+});

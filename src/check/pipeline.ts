@@ -94,10 +94,18 @@ async function decide(rt: Runtime, ctx: CheckContext): Promise<Outcome> {
     out.headersToRemove.push(...ctx.credentialHeaders);
     out.queryParamsToRemove.push(...ctx.credentialQueryParams);
   }
+  // CGI and WSGI servers read "x_mcp_user_id" as X-MCP-User-Id: such spellings of identity
+  // and credential headers are removed too.
+  for (const name in request.headers) {
+    if (!name.includes('_')) continue;
+    const dashed = name.replaceAll('_', '-');
+    if (IDENTITY_HEADER_SET.has(dashed) || (rt.config.upstream.removeCredentials && dashed === rt.config.apiKeys.header)) out.headersToRemove.push(name);
+  }
   return out;
 }
 
 const IDENTITY_HEADER_NAMES = ['x-mcp-user-id', 'x-mcp-principal', 'x-mcp-auth-method', 'x-mcp-key-id'] as const;
+const IDENTITY_HEADER_SET: ReadonlySet<string> = new Set(IDENTITY_HEADER_NAMES);
 
 function newContext(request: Request, rt: Runtime): CheckContext {
   return {
