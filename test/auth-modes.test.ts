@@ -290,3 +290,25 @@ test('unknown endpoint: 404 for a token issued for one of our resources, 401 for
   const foreign = await check({ path: '/mcp/nowhere', headers: { authorization: `Bearer ${await token('https://elsewhere.example.com/')}` } });
   t.is(deniedStatus(foreign), 401);
 });
+
+test('both methods: a valid API key takes precedence over a malformed Authorization header and alone decides', async (t) => {
+  for (const authorization of ['Bearer', 'Bearer ', 'Bearer %%%garbage%%%', 'Bearer a b', `Bearer ${'x'.repeat(20_000)}.y.z`, 'Bearer not.a.jwt', 'Basic dXNlcjpwdw==']) {
+    const res = await check({ path: '/mcp/both', headers: { 'x-api-key': alice.key, authorization } });
+    t.truthy(res.ok_response, authorization.slice(0, 40));
+    t.is(headerValue(res.ok_response?.headers, 'x-mcp-key-id'), 'alice-key');
+    t.true(res.ok_response!.headers_to_remove!.includes('authorization'), 'the Authorization header still never reaches upstream');
+  }
+  const repeated = await check({ path: '/mcp/both', headerList: [['x-api-key', alice.key], ['authorization', 'Bearer x'], ['authorization', 'Bearer y']] });
+  t.truthy(repeated.ok_response, 'a repeated Authorization header without a key in it does not outweigh the key');
+});
+
+test('both methods: an API key beside a different key anywhere in Authorization is two keys, refused', async (t) => {
+  for (const sample of [
+    { path: '/mcp/both', headers: { 'x-api-key': alice.key, authorization: `Bearer ${pub.key}` } },
+    { path: '/mcp/both', headers: { 'x-api-key': alice.key, authorization: `Bearer ${pub.key}, Bearer x` } },
+    { path: '/mcp/both', headerList: [['x-api-key', alice.key], ['authorization', 'Bearer x'], ['authorization', `Bearer ${pub.key}`]] as [string, string][] },
+  ]) {
+    const res = await check(sample);
+    assert401(t, res, 'invalid_credentials', 'Authentication failed. Invalid credentials provided.');
+  }
+});

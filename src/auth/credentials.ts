@@ -61,27 +61,29 @@ export function extractCredential(request: Request, plan: CredentialPlan, s: Cre
   }
 
   // Authorization: only the Bearer scheme is read; other schemes are not credentials of ours.
+  // Its problems are kept apart: an API key from the key header or the query takes precedence
+  // and alone decides, unless Authorization carries a different key.
+  let authBad: Credential | undefined;
   if (authValues !== undefined) {
-    const bearerAt = authValues.length === 1 ? bearerValueStart(authValues[0]!) : -1;
-    if (authValues.length > 1) {
-      headers.push('authorization');
-      if (plan.keys || plan.tokens) st.bad ??= { kind: 'bad', token: plan.tokens, why: 'the Authorization header is repeated' };
-    } else if (bearerAt >= 0) {
-      headers.push('authorization');
-      const value = authValues[0]!.slice(bearerAt).trim();
+    headers.push('authorization');
+    if (authValues.length > 1 && (plan.keys || plan.tokens)) authBad = { kind: 'bad', token: plan.tokens, why: 'the Authorization header is repeated' };
+    for (const raw of authValues) {
+      const bearerAt = bearerValueStart(raw);
+      if (bearerAt < 0 || (!plan.keys && !plan.tokens)) continue;
+      const value = raw.slice(bearerAt).trim();
       const asKey = plan.keys && (plan.bearerIsKey || value.startsWith(API_KEY_PREFIX));
-      if (!plan.keys && !plan.tokens) {
-        // auth off: not read
-      } else if (value === '') {
-        st.bad ??= { kind: 'bad', token: !asKey && plan.tokens, why: 'the Authorization header has the Bearer scheme but no value' };
+      if (value === '') {
+        authBad ??= { kind: 'bad', token: !asKey && plan.tokens, why: 'the Authorization header has the Bearer scheme but no value' };
       } else if (value.includes(',') || value.includes(' ')) {
-        st.bad ??= { kind: 'bad', token: !asKey && plan.tokens, why: 'the Authorization header holds more than one value' };
+        authBad ??= { kind: 'bad', token: !asKey && plan.tokens, why: 'the Authorization header holds more than one value' };
+        // Whatever else it holds, a second API key in it is two keys in one request.
+        if (plan.keys) for (const part of value.split(/[\s,]+/)) if (part.startsWith(API_KEY_PREFIX)) offerKey(st, part, 'bearer', 'Authorization');
       } else if (asKey) {
         offerKey(st, value, 'bearer', 'Authorization');
       } else if (plan.tokens) {
-        if (value.length > s.maxTokenBytes) st.bad ??= { kind: 'bad', token: true, why: `the bearer token is ${value.length} bytes, above oauth.maxTokenBytes (${s.maxTokenBytes})` };
-        else if (!JWT_SHAPE.test(value)) st.bad ??= { kind: 'bad', token: true, why: 'the bearer token is not a JWT (expected three base64url segments separated by ".")' };
-        else token = value;
+        if (value.length > s.maxTokenBytes) authBad ??= { kind: 'bad', token: true, why: `the bearer token is ${value.length} bytes, above oauth.maxTokenBytes (${s.maxTokenBytes})` };
+        else if (!JWT_SHAPE.test(value)) authBad ??= { kind: 'bad', token: true, why: 'the bearer token is not a JWT (expected three base64url segments separated by ".")' };
+        else if (authValues.length === 1) token = value;
       }
     }
   }
@@ -105,6 +107,7 @@ export function extractCredential(request: Request, plan: CredentialPlan, s: Cre
 
   let credential: Credential;
   if (st.bad !== undefined) credential = st.bad;
+  else if (authBad !== undefined && !(st.key !== undefined && st.via !== 'bearer')) credential = authBad;
   else if (st.key !== undefined) credential = { kind: 'api_key', key: st.key, via: st.via };
   else if (token !== undefined) credential = { kind: 'token', token };
   else credential = NONE;
