@@ -20,7 +20,7 @@ test.before(async () => {
   const { oauth } = ConfigSchema.parse({
     oauth: {
       issuers: [
-        { issuer: idp.issuer, jwksUri: idp.jwksUri },
+        { issuer: idp.issuer, jwksUri: idp.jwksUri, userIds: 'shared' },
         { issuer: other.issuer, jwksUri: other.jwksUri, userClaim: 'email', rolesClaim: 'realm_access.roles' },
       ],
       clockToleranceSeconds: 30,
@@ -86,12 +86,12 @@ test('a string roles claim is one role, and a token without roles has none', asy
   t.is(b.principal.role, undefined);
 });
 
-test('configured userClaim and a dotted rolesClaim read from the second issuer', async (t) => {
+test('configured userClaim and a dotted rolesClaim read from the second issuer, whose user ids are namespaced by default', async (t) => {
   const token = await other.sign({ sub: 'kc-123', email: 'bob@example.com', aud: RESOURCE, realm_access: { roles: ['viewer'] } }, { alg: 'ES256' });
   const res = await verifier.verify(token, [RESOURCE]);
   assertOk(t, res);
   t.is(res.principal.id, `${other.issuer}#kc-123`);
-  t.is(res.principal.userId, 'bob@example.com');
+  t.is(res.principal.userId, `${other.issuer}#bob@example.com`);
   t.deepEqual(res.principal.roles, ['viewer']);
 });
 
@@ -179,4 +179,27 @@ test('arbitrary strings never throw and never verify', async (t) => {
     { numRuns: 300 },
   );
   t.pass();
+});
+
+test('a token issued in the future (iat beyond the clock tolerance) is refused; inside the tolerance it passes', async (t) => {
+  const future = await verifier.verify(await idp.sign({ sub: 's', aud: RESOURCE, iat: now() + 3600 }), [RESOURCE]);
+  t.false(future.ok);
+  if (!future.ok) t.regex(future.why, /issued in the future/);
+  const skewed = await verifier.verify(await idp.sign({ sub: 's2', aud: RESOURCE, iat: now() + 10 }), [RESOURCE]);
+  t.true(skewed.ok);
+});
+
+test('user ids are shared by default only when one issuer is configured', async (t) => {
+  const { oauth } = ConfigSchema.parse({ oauth: { issuers: [{ issuer: idp.issuer, jwksUri: idp.jwksUri }] } });
+  const single = createTokenVerifier(oauth, { logger: silentLogger() });
+  t.teardown(() => single.close());
+  const res = await single.verify(await idp.sign({ sub: 'alice', aud: RESOURCE }), [RESOURCE]);
+  assertOk(t, res);
+  t.is(res.principal.userId, 'alice');
+  const explicit = ConfigSchema.parse({ oauth: { issuers: [{ issuer: idp.issuer, userIds: 'namespaced' }] } }).oauth;
+  const namespaced = createTokenVerifier({ ...explicit, issuers: [{ ...explicit.issuers[0]!, jwksUri: idp.jwksUri }] }, { logger: silentLogger() });
+  t.teardown(() => namespaced.close());
+  const res2 = await namespaced.verify(await idp.sign({ sub: 'alice', aud: RESOURCE }), [RESOURCE]);
+  assertOk(t, res2);
+  t.is(res2.principal.userId, `${idp.issuer}#alice`);
 });

@@ -3,6 +3,7 @@
 import test from 'ava';
 import { checkRequest, deniedBody, deniedStatus, rpc, startTestService, type TestService } from './helpers/service.js';
 import { keysFile, makeKey } from './helpers/auth-fixtures.js';
+import { startJwksServer } from './helpers/jwks-server.js';
 
 const searcher = makeKey({ id: 'searcher', userId: 'bob', permissions: ['tools:search', 'resources:file:///public/*'] });
 const alice = makeKey({ id: 'alice', userId: 'alice', permissions: ['*'] });
@@ -128,4 +129,56 @@ test('identity and credential headers spelled with underscores are removed, as C
   const removed = r.res.ok_response!.headers_to_remove!;
   for (const name of ['x_mcp_user_id', 'x-mcp_principal', 'x_mcp_auth_method', 'x_api_key', 'x-api-key']) t.true(removed.includes(name), name);
   t.false(removed.includes('x_other_header'));
+});
+
+test('with two OAuth issuers, user "alice" at the second IdP does not own alice\'s private endpoint', async (t) => {
+  const home = await startJwksServer({ discovery: 'none' });
+  const partner = await startJwksServer({ discovery: 'none' });
+  const resource = 'https://mcp.example.com/mcp/alice';
+  const two = await startTestService({
+    oauth: { issuers: [{ issuer: home.issuer, jwksUri: home.jwksUri }, { issuer: partner.issuer, jwksUri: partner.jwksUri }] },
+    endpoints: [{ name: 'alice', match: { pathPrefix: '/mcp/alice' }, owner: 'alice', auth: { apiKey: false, oauth: true }, resource }],
+  });
+  t.teardown(async () => {
+    await two.stop();
+    await Promise.all([home.stop(), partner.stop()]);
+  });
+  const body = rpc('tools/call', { name: 'search' });
+  const impostor = await two.check(checkRequest({ path: '/mcp/alice', body, headers: { authorization: `Bearer ${await partner.sign({ sub: 'alice', aud: resource, scope: 'tools:search' })}` } }));
+  t.is(deniedStatus(impostor), 403, 'by default with several issuers, user ids are namespaced by issuer');
+  t.regex(deniedBody(impostor).error_description, /only access endpoints you own/);
+  const homeAlice = await two.check(checkRequest({ path: '/mcp/alice', body, headers: { authorization: `Bearer ${await home.sign({ sub: 'alice', aud: resource, scope: 'tools:search' })}` } }));
+  t.is(deniedStatus(homeAlice), 403, 'namespacing applies to every issuer unless one is declared shared');
+
+  const shared = await startTestService({
+    oauth: { issuers: [{ issuer: home.issuer, jwksUri: home.jwksUri, userIds: 'shared' }, { issuer: partner.issuer, jwksUri: partner.jwksUri }] },
+    endpoints: [
+      { name: 'alice', match: { pathPrefix: '/mcp/alice' }, owner: 'alice', auth: { apiKey: false, oauth: true }, resource },
+      { name: 'partner-alice', match: { pathPrefix: '/mcp/p-alice' }, owner: `${partner.issuer}#alice`, auth: { apiKey: false, oauth: true }, resource: 'https://mcp.example.com/mcp/p-alice' },
+    ],
+  });
+  t.teardown(() => shared.stop());
+  const ok = await shared.check(checkRequest({ path: '/mcp/alice', body, headers: { authorization: `Bearer ${await home.sign({ sub: 'alice', aud: resource, scope: 'tools:search' })}` } }));
+  t.truthy(ok.ok_response, 'the issuer declared shared owns plain user ids');
+  const stillNot = await shared.check(checkRequest({ path: '/mcp/alice', body, headers: { authorization: `Bearer ${await partner.sign({ sub: 'alice', aud: resource, scope: 'tools:search' })}` } }));
+  t.is(deniedStatus(stillNot), 403);
+  const own = await shared.check(checkRequest({ path: '/mcp/p-alice', body, headers: { authorization: `Bearer ${await partner.sign({ sub: 'alice', aud: 'https://mcp.example.com/mcp/p-alice', scope: 'tools:search' })}` } }));
+  t.truthy(own.ok_response, 'a namespaced user owns an endpoint whose owner names the namespaced id');
+});
+
+test('a token issued in the future is 401', async (t) => {
+  const idp = await startJwksServer({ discovery: 'none' });
+  const resource = 'https://mcp.example.com/mcp/o';
+  const one = await startTestService({
+    oauth: { issuers: [{ issuer: idp.issuer, jwksUri: idp.jwksUri }] },
+    endpoints: [{ name: 'o', match: { pathPrefix: '/mcp/o' }, auth: { apiKey: false, oauth: true }, resource }],
+  });
+  t.teardown(async () => {
+    await one.stop();
+    await idp.stop();
+  });
+  const token = await idp.sign({ sub: 'alice', aud: resource, scope: 'tools:search', iat: Math.floor(Date.now() / 1000) + 86_400 });
+  const r = await one.check(checkRequest({ path: '/mcp/o', body: rpc('tools/call', { name: 'search' }), headers: { authorization: `Bearer ${token}` } }));
+  t.is(deniedStatus(r), 401);
+  t.is(deniedBody(r).error, 'invalid_token');
 });

@@ -96,6 +96,13 @@ export const IssuerSchema = z
     userClaim: z.string().default('sub'),
     scopeClaims: z.array(z.string()).default(['scope', 'scp']),
     rolesClaim: z.string().default('roles'),
+    /**
+     * Whether this issuer's user ids name the same people as API keys' userId and endpoints'
+     * owner ("shared"), or are its own ("namespaced": userId becomes "<issuer>#<id>").
+     * Default: shared when it is the only issuer, namespaced when several are configured,
+     * so a user "alice" at one IdP never owns another IdP's alice's endpoint.
+     */
+    userIds: z.enum(['shared', 'namespaced']).optional(),
   })
   .strict();
 

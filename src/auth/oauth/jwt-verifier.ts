@@ -30,6 +30,13 @@ interface IssuerEntry {
   config: IssuerConfig;
   algorithms: string[];
   jwks: JwksCache;
+  /** Its user ids are the same people as keys' userId and endpoints' owner (IssuerSchema.userIds). */
+  sharedUserIds: boolean;
+}
+
+/** An issuer's user ids are shared when it says so, or when it is the only issuer configured. */
+export function sharesUserIds(issuer: IssuerConfig, issuerCount: number): boolean {
+  return issuer.userIds === undefined ? issuerCount === 1 : issuer.userIds === 'shared';
 }
 
 export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierOptions): TokenVerifier {
@@ -53,7 +60,7 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
       logger: opts.logger,
       onRefresh: (result) => opts.events?.jwksRefresh?.(config.issuer, result),
     });
-    issuers.set(config.issuer, { config, algorithms: [...config.algorithms], jwks });
+    issuers.set(config.issuer, { config, algorithms: [...config.algorithms], jwks, sharedUserIds: sharesUserIds(config, oauth.issuers.length) });
   }
   const cache = new TokenCache(oauth.tokenCacheSize);
   const tolerance = oauth.clockToleranceSeconds;
@@ -108,7 +115,11 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
     } catch (err) {
       return invalid(failureReason(err));
     }
-    const principal = tokenPrincipal(entry.config, payload);
+    // jose checks iat only against a maximum age; a token from the future is refused here.
+    if (typeof payload.iat === 'number' && payload.iat > Math.floor(now() / 1000) + tolerance) {
+      return invalid('token issued in the future (iat is beyond the clock tolerance)');
+    }
+    const principal = tokenPrincipal(entry.config, payload, entry.sharedUserIds);
     if (typeof principal === 'string') return invalid(principal);
     const expiresAt = payload.exp!;
     if (digest !== undefined) {

@@ -7,11 +7,13 @@ import type { Principal } from '../principal.js';
  * The principal for a verified payload, or a reason it cannot be one. Frozen: verified tokens
  * are cached and one principal object serves every request that repeats the token.
  */
-export function tokenPrincipal(issuer: IssuerConfig, payload: JWTPayload): Principal | string {
+export function tokenPrincipal(issuer: IssuerConfig, payload: JWTPayload, sharedUserIds: boolean): Principal | string {
   // RFC 9068 requires sub; client-credentials tokens of some IdPs carry only client_id.
   const subject = stringClaim(payload.sub) ?? stringClaim(payload.client_id);
   if (!subject) return 'token has no sub claim';
-  const userId = stringClaim(claimAt(payload, issuer.userClaim));
+  const claimed = stringClaim(claimAt(payload, issuer.userClaim));
+  // A namespaced issuer's "alice" is "<issuer>#alice": never equal to a plain owner or another issuer's alice.
+  const userId = claimed === undefined || sharedUserIds ? claimed : `${issuer.issuer}#${claimed}`;
   const roles = stringList(claimAt(payload, issuer.rolesClaim), false);
   const scopes = new Set<string>();
   for (const name of issuer.scopeClaims) {
