@@ -154,14 +154,12 @@ test('IdP down after the first fetch: cached keys keep verifying, also past cach
 test('a stale key set is refreshed in the background: verification does not wait for the IdP', async (t) => {
   const h = await harness({}, { jwksCacheMaxAgeSeconds: 60 }, { fetchTimeoutMs: 60_000 });
   t.true((await h.verifier.verify(await h.idp.sign({ sub: 'a', aud: RESOURCE }), [RESOURCE])).ok);
-  h.idp.setDelay(60_000);
+  h.idp.setDelay(Infinity);
   h.advance(61);
   const token = await h.idp.sign({ sub: 'b', aud: RESOURCE });
-  const started = Date.now();
   t.true((await h.verifier.verify(token, [RESOURCE])).ok);
-  // Bounded far below the IdP's 60 s delay, loosely enough for a loaded test machine.
-  t.true(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
   await until('the background JWKS request', () => h.idp.fetches === 2);
+  t.is(h.idp.jwksAnswered, 1, 'verified while the refresh is still unanswered: it never waited for the IdP');
 });
 
 test('IdP down from the start: tokens are invalid because keys are unavailable', async (t) => {
@@ -175,24 +173,22 @@ test('IdP down from the start: tokens are invalid because keys are unavailable',
 
 test('a JWKS endpoint slower than the timeout fails the fetch instead of blocking', async (t) => {
   const h = await harness({}, {}, { fetchTimeoutMs: 200 });
-  h.idp.setDelay(60_000);
+  h.idp.setDelay(Infinity);
   const token = await h.idp.sign({ sub: 'a', aud: RESOURCE });
-  const started = Date.now();
   const res = await h.verifier.verify(token, [RESOURCE]);
   t.false(res.ok);
-  t.true(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+  t.is(h.idp.jwksAnswered, 0, 'the verification ended while the IdP never answered');
   t.deepEqual(h.events.map(([, r]) => r), ['failure']);
 });
 
 test('close aborts a fetch in flight and the pending verification resolves invalid', async (t) => {
   const h = await harness({}, {}, { fetchTimeoutMs: 60_000 });
-  h.idp.setDelay(60_000);
+  h.idp.setDelay(Infinity);
   const pending = h.verifier.verify(await h.idp.sign({ sub: 'a', aud: RESOURCE }), [RESOURCE]);
   await until('the JWKS request', () => h.idp.fetches === 1);
-  const started = Date.now();
   await h.verifier.close();
   const res = await pending;
   t.false(res.ok);
-  t.true(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+  t.is(h.idp.jwksAnswered, 0, 'resolved by the close, not by an answer');
   t.deepEqual(h.events, [], 'a closed verifier reports no refresh');
 });

@@ -184,7 +184,12 @@ export const ConfigSchema = z
           .strict()
           .default({ rps: 0, burst: 0 }),
         redis: z
-          .object({ url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'), keyPrefix: z.string().default('mcp-authz') })
+          .object({
+            url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'),
+            keyPrefix: z.string().default('mcp-authz'),
+            /** How long one limiter command may wait for Redis before the local counters answer. */
+            commandTimeoutMs: z.number().int().min(10).max(600_000).default(250),
+          })
           .strict()
           .optional(),
       })

@@ -6,6 +6,8 @@ import type { Logger } from '../log/logger.js';
 
 export type StoreState = 'shared' | 'local_fallback';
 
+const QUIT_WAIT_MS = 1000;
+
 export interface RedisStoreOptions {
   url: string;
   logger: Logger;
@@ -57,11 +59,20 @@ export class RedisLimiterStore {
     this.opts.onState(state);
   }
 
+  /** QUIT politely, but never wait long for a Redis that does not answer. */
   async close(): Promise<void> {
     this.closed = true;
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, QUIT_WAIT_MS);
+      timer.unref();
+    });
     try {
-      await this.client.quit();
+      await Promise.race([this.client.quit(), gaveUp]);
     } catch {
+      // already closed or unreachable
+    } finally {
+      clearTimeout(timer);
       this.client.disconnect();
     }
   }

@@ -47,7 +47,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
 
   // Limits: failed-auth lockout and per-client rate, shared through Redis when configured.
   const redisCfg = opts.sharedLimits === false ? undefined : config.rateLimit.redis;
-  const redis = redisCfg ? new RedisLimiterStore({ url: redisCfg.url, logger, onState: (s) => events.limiterStore?.(s) }) : undefined;
+  const redis = redisCfg ? new RedisLimiterStore({ url: redisCfg.url, commandTimeoutMs: redisCfg.commandTimeoutMs, logger, onState: (s) => events.limiterStore?.(s) }) : undefined;
   const local = opts.localLimiterStore ?? (cluster.isWorker ? 'cluster' : 'memory');
   const limiter = new RateLimits(
     config,

@@ -16,6 +16,8 @@ export interface JwksServer {
   readonly fetches: number;
   /** Discovery requests received so far (any .well-known path). */
   readonly discoveryFetches: number;
+  /** JWKS responses sent so far (a held or delayed request is not answered yet). */
+  readonly jwksAnswered: number;
   /**
    * Signs a JWT with the current key of the alg's family. Defaults: RS256, iat now, exp +1 h,
    * iss = issuer; a claim given as `undefined` is left out (e.g. `{ exp: undefined }`).
@@ -29,7 +31,7 @@ export interface JwksServer {
   publicKeyPem(alg?: string): string;
   /** true: every endpoint answers 503. */
   setDown(down: boolean): void;
-  /** Delays JWKS responses by `ms`. */
+  /** Delays JWKS responses by `ms`; Infinity holds them until `stop`. */
   setDelay(ms: number): void;
   stop(): Promise<void>;
 }
@@ -73,6 +75,7 @@ export async function startJwksServer(opts: { discovery?: 'openid' | 'oauth' | '
   for (const fam of Object.keys(GENERATE) as KeyFamily[]) keys.set(fam, await makeKey(fam));
 
   let fetches = 0;
+  let jwksAnswered = 0;
   let discoveryFetches = 0;
   let down = false;
   let delayMs = 0;
@@ -108,10 +111,15 @@ export async function startJwksServer(opts: { discovery?: 'openid' | 'oauth' | '
     }
     if (path === jwksPath) {
       const body = { keys: [...keys.values()].map((k) => k.jwk) };
-      if (delayMs <= 0) return send(res, 200, body);
+      const answer = () => {
+        jwksAnswered++;
+        send(res, 200, body);
+      };
+      if (delayMs <= 0) return answer();
+      if (delayMs === Infinity) return; // held until stop() drops the connection
       const timer = setTimeout(() => {
         timers.delete(timer);
-        send(res, 200, body);
+        answer();
       }, delayMs);
       timers.add(timer);
       return;
@@ -137,6 +145,9 @@ export async function startJwksServer(opts: { discovery?: 'openid' | 'oauth' | '
     },
     get discoveryFetches() {
       return discoveryFetches;
+    },
+    get jwksAnswered() {
+      return jwksAnswered;
     },
     async sign(claims, signOpts = {}) {
       const alg = signOpts.alg ?? 'RS256';
