@@ -1,0 +1,287 @@
+// Filters the results of MCP list calls (tools/list, prompts/list, resources/list,
+// resources/templates/list) in a JSON-RPC response so a caller sees only the items it may
+// use. Pure: the visibility decision comes in as a function, the bytes come in as text.
+//
+// Fail closed: anything two JSON readers could read differently (invalid JSON, duplicate
+// keys, keys equal under Go's case-insensitive field matching, an `id` that matches only
+// as a string) and any list result of an unexpected shape is a failure, which the caller
+// turns into a JSON-RPC error instead of passing the upstream's bytes through.
+import { findDuplicateKey } from '../request/json-duplicate-keys.js';
+import { LIST_SHAPES, type ListCalls, type ListedItem, type ListMethod, type RequestId, type VisibilityFor } from './list-methods.js';
+
+export type FilterFailureCode =
+  /** The body or event data is not strict JSON. */
+  | 'invalid_json'
+  /** An object repeats a key, exactly or under case-insensitive matching. */
+  | 'duplicate_json_key'
+  /** A JSON-RPC member is spelled in another case (`Id`, `RESULT`): some readers would take it. */
+  | 'ambiguous_member'
+  /** A response for a listed call that readers could take differently (id only equal as text, result and error, answered twice, outside a message event). */
+  | 'ambiguous_response'
+  /** A list result without its item array, or with an item that is not an object naming itself. */
+  | 'malformed_list_result'
+  /** An SSE event larger than the configured bound. */
+  | 'event_too_large'
+  /** An SSE stream that ended inside an event. */
+  | 'truncated_stream'
+  /** An SSE field name that lenient readers would take for data/event/id/retry. */
+  | 'ambiguous_sse_field';
+
+export interface FilterFailure {
+  readonly ok: false;
+  readonly code: FilterFailureCode;
+  /** Why, for logs; never sent to the client. */
+  readonly detail: string;
+}
+
+export interface FilterStats {
+  /** List results filtered. */
+  results: number;
+  /** Items left in them. */
+  shown: number;
+  /** Items removed. */
+  hidden: number;
+}
+
+export interface FilteredMessage {
+  readonly ok: true;
+  /** The message with every list result filtered; the same object when nothing was a listed call's result. */
+  readonly message: unknown;
+  /** Whether any list result was filtered (and the message must be re-encoded). */
+  readonly changed: boolean;
+  readonly stats: FilterStats;
+}
+
+export interface FilteredBody {
+  readonly ok: true;
+  /** The body to send: the upstream's own bytes when it held no list result. */
+  readonly body: string;
+  readonly changed: boolean;
+  readonly stats: FilterStats;
+}
+
+/** Set on every HTTP response whose body carries a filtered list: shared caches must not give it to another caller. */
+export const PRIVATE_CACHE_HEADER = Object.freeze({ name: 'cache-control', value: 'private' });
+
+/** JSON-RPC "Internal error": the server side could not produce an answer it may show. */
+export const WITHHELD_LIST_ERROR_CODE = -32603;
+
+const JSONRPC_MEMBERS = ['jsonrpc', 'id', 'method', 'params', 'result', 'error'] as const;
+const CANONICAL_MEMBER = new Map<string, string>(JSONRPC_MEMBERS.map((m) => [m, m]));
+
+export function failure(code: FilterFailureCode, detail: string): FilterFailure {
+  return { ok: false, code, detail };
+}
+
+/**
+ * Parses a body or an SSE event's data as JSON-RPC: strict JSON, no duplicate keys, and
+ * the top-level members of every message spelled exactly as JSON-RPC spells them.
+ */
+export function parseJsonRpc(text: string): { ok: true; value: unknown } | FilterFailure {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return failure('invalid_json', `not JSON: ${(err as Error).message}`);
+  }
+  const dup = findDuplicateKey(text);
+  if (dup !== undefined) return failure('duplicate_json_key', `the key "${dup}" is repeated`);
+  for (const element of Array.isArray(value) ? value : [value]) {
+    if (!isObject(element)) continue;
+    for (const key of Object.keys(element)) {
+      const canonical = CANONICAL_MEMBER.get(fold(key));
+      if (canonical !== undefined && canonical !== key) {
+        return failure('ambiguous_member', `the member "${key}" would be read as "${canonical}" by case-insensitive readers`);
+      }
+    }
+  }
+  return { ok: true, value };
+}
+
+/** A response to a listed call that carries a result. */
+export interface ListResponse {
+  /** The response object inside the message. */
+  response: Record<string, unknown>;
+  method: ListMethod;
+}
+
+export interface ListResponses {
+  /** The responses carrying a result, to filter. */
+  readonly targets: ListResponse[];
+  /** Every listed call this message answers (with a result or an error). */
+  readonly ids: RequestId[];
+}
+
+/**
+ * The responses in a parsed message that answer listed calls. `answered` holds the ids
+ * already answered earlier on the same HTTP response: a second answer is a failure.
+ */
+export function findListResponses(message: unknown, calls: ListCalls, answered: ReadonlySet<RequestId>): ListResponses | FilterFailure {
+  const targets: ListResponse[] = [];
+  const ids: RequestId[] = [];
+  for (const element of Array.isArray(message) ? message : [message]) {
+    if (!isObject(element) || !('id' in element)) continue;
+    const isResponse = 'result' in element || 'error' in element;
+    if (!isResponse) continue;
+    const id = element.id;
+    const method = typeof id === 'string' || typeof id === 'number' ? calls.get(id) : undefined;
+    if (method === undefined) {
+      if (looselyListed(id, calls)) {
+        return failure('ambiguous_response', `the response id ${JSON.stringify(id)} equals a listed call's id only as text`);
+      }
+      continue;
+    }
+    if ('result' in element && 'error' in element) {
+      return failure('ambiguous_response', `the response to ${JSON.stringify(id)} has both a result and an error`);
+    }
+    if (answered.has(id as RequestId) || ids.includes(id as RequestId)) {
+      return failure('ambiguous_response', `the call ${JSON.stringify(id)} is answered twice`);
+    }
+    ids.push(id as RequestId);
+    if ('result' in element) targets.push({ response: element, method });
+  }
+  return { targets, ids };
+}
+
+/** Whether a parsed message answers a listed call, in any way a reader could take it. */
+export function mentionsListedCall(message: unknown, calls: ListCalls): boolean {
+  for (const element of Array.isArray(message) ? message : [message]) {
+    if (!isObject(element)) continue;
+    for (const key of Object.keys(element)) {
+      if (fold(key) === 'id' && looselyListed(element[key], calls)) return true;
+    }
+  }
+  return false;
+}
+
+/** The items of the listed results, in order, for one visibility decision. */
+export function listedItems(targets: readonly ListResponse[]): ListedItem[] | FilterFailure {
+  const items: ListedItem[] = [];
+  for (const t of targets) {
+    const list = itemsArray(t);
+    if (!Array.isArray(list)) return list;
+    const { itemKey } = LIST_SHAPES.get(t.method)!;
+    for (let i = 0; i < list.length; i++) {
+      const item = list[i];
+      const key = isObject(item) ? item[itemKey] : undefined;
+      if (typeof key !== 'string') {
+        return failure('malformed_list_result', `${t.method} item ${i} has no string "${itemKey}"`);
+      }
+      items.push({ method: t.method, key });
+    }
+  }
+  return items;
+}
+
+/**
+ * Filters every list result a message carries for the listed calls. The message is not
+ * modified: filtered responses are copies. The ids it answers are added to `answered`
+ * only when it could be filtered.
+ */
+export function filterMessage(message: unknown, calls: ListCalls, visibleFor: VisibilityFor, answered: Set<RequestId> = new Set()): FilteredMessage | FilterFailure {
+  const found = findListResponses(message, calls, answered);
+  if (!('targets' in found)) return found;
+  const { targets, ids } = found;
+  const stats: FilterStats = { results: 0, shown: 0, hidden: 0 };
+  if (targets.length === 0) {
+    for (const id of ids) answered.add(id);
+    return { ok: true, message, changed: false, stats };
+  }
+
+  for (const t of targets) {
+    const dup = foldedDuplicate(t.response.result);
+    if (dup !== undefined) return failure('duplicate_json_key', `the result of ${t.method} has keys equal under case-insensitive matching: "${dup}"`);
+  }
+  const items = listedItems(targets);
+  if (!Array.isArray(items)) return items;
+  const visible = visibleFor(items);
+
+  const replaced = new Map<Record<string, unknown>, Record<string, unknown>>();
+  for (const t of targets) {
+    const { arrayKey, itemKey } = LIST_SHAPES.get(t.method)!;
+    const result = t.response.result as Record<string, unknown>;
+    const list = result[arrayKey] as Record<string, unknown>[];
+    const kept = list.filter((item) => visible({ method: t.method, key: item[itemKey] as string }));
+    const filtered: Record<string, unknown> = { ...result, [arrayKey]: kept };
+    // MCP 2026-07-28 cacheable results: a per-caller list must not be served to another user.
+    if ('ttlMs' in result || 'cacheScope' in result) filtered.cacheScope = 'private';
+    replaced.set(t.response, { ...t.response, result: filtered });
+    stats.results++;
+    stats.shown += kept.length;
+    stats.hidden += list.length - kept.length;
+  }
+  for (const id of ids) answered.add(id);
+  const out = Array.isArray(message) ? message.map((e) => replaced.get(e as Record<string, unknown>) ?? e) : replaced.get(message as Record<string, unknown>)!;
+  return { ok: true, message: out, changed: true, stats };
+}
+
+/** Filters an `application/json` response body (one JSON-RPC message or a batch). An empty body passes. */
+export function filterJsonBody(body: string, calls: ListCalls, visibleFor: VisibilityFor): FilteredBody | FilterFailure {
+  if (body.trim() === '') return { ok: true, body, changed: false, stats: { results: 0, shown: 0, hidden: 0 } };
+  const parsed = parseJsonRpc(body);
+  if (!parsed.ok) return parsed;
+  const filtered = filterMessage(parsed.value, calls, visibleFor);
+  if (!filtered.ok) return filtered;
+  return { ok: true, body: filtered.changed ? JSON.stringify(filtered.message) : body, changed: filtered.changed, stats: filtered.stats };
+}
+
+/**
+ * The JSON-RPC answer that replaces a list response which could not be filtered: an
+ * error for each listed call, as one message or (for a batch request) an array.
+ */
+export function withheldListResponse(calls: ListCalls, why: FilterFailure, opts: { batch: boolean }): unknown[] | Record<string, unknown> {
+  const errors = [...calls.keys()].map((id) => ({
+    jsonrpc: '2.0',
+    id,
+    error: { code: WITHHELD_LIST_ERROR_CODE, message: 'The list result was withheld: it could not be filtered for this caller.', data: { reason: why.code } },
+  }));
+  return opts.batch || errors.length !== 1 ? errors : errors[0]!;
+}
+
+function itemsArray(t: ListResponse): unknown[] | FilterFailure {
+  const { arrayKey } = LIST_SHAPES.get(t.method)!;
+  const result = t.response.result;
+  if (!isObject(result)) return failure('malformed_list_result', `the result of ${t.method} is not an object`);
+  const list = result[arrayKey];
+  if (!Array.isArray(list)) return failure('malformed_list_result', `the result of ${t.method} has no "${arrayKey}" array`);
+  return list;
+}
+
+function looselyListed(id: unknown, calls: ListCalls): boolean {
+  if (typeof id !== 'string' && typeof id !== 'number') return false;
+  const text = String(id).trim();
+  if (text === '') return false;
+  for (const listed of calls.keys()) {
+    if (listed === id || String(listed) === text || Number(listed) === Number(text)) return true;
+  }
+  return false;
+}
+
+/** A key two of whose spellings an object holds under case-insensitive matching, or undefined. */
+function foldedDuplicate(value: unknown): string | undefined {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (Array.isArray(v)) {
+      for (const e of v) if (typeof e === 'object' && e !== null) stack.push(e);
+    } else if (isObject(v)) {
+      const seen = new Set<string>();
+      for (const [k, child] of Object.entries(v)) {
+        const f = fold(k);
+        if (seen.has(f)) return k;
+        seen.add(f);
+        if (typeof child === 'object' && child !== null) stack.push(child);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Case folding at least as wide as Go's encoding/json field matching (which also maps ſ to s and K to k). */
+function fold(key: string): string {
+  return key.toUpperCase().toLowerCase();
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
