@@ -8,21 +8,21 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { opaPath, root } from './opa-path.mjs';
+import { opaBinary, projectRoot as root, SHIPPED_BUNDLE, WASM_CAPABILITIES } from '../src/config/paths.mjs';
 
 const { values } = parseArgs({
   options: {
     force: { type: 'boolean', default: false },
     src: { type: 'string', default: join(root, 'policies', 'mcp') },
-    out: { type: 'string', default: join(root, 'policies', 'build', 'bundle.tar.gz') },
+    out: { type: 'string', default: SHIPPED_BUNDLE },
     entrypoint: { type: 'string', default: 'mcp/authz/decision' },
   },
 });
 const src = resolve(values.src);
 const out = resolve(values.out);
-const opa = opaPath();
+const opa = opaBinary();
 const sdkCaps = join(root, 'node_modules', '@open-policy-agent', 'opa-wasm', 'capabilities.json');
-const caps = join(root, 'policies', 'wasm-capabilities.json');
+const caps = WASM_CAPABILITIES;
 
 function files(dir) {
   return readdirSync(dir)

@@ -4,9 +4,9 @@
 // 100% for the shipped package (test files excluded) and is printed either way.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join, relative } from 'node:path';
-import { opaPath, root } from './opa-path.mjs';
+import { opaBinary, projectRoot as root } from '../src/config/paths.mjs';
 
-const opa = opaPath();
+const opa = opaBinary();
 const src = join(root, 'policies', 'mcp');
 const cases = `cases:${join(root, 'policies', 'cases')}`;
 

@@ -3,7 +3,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { extractCredential, type CredentialPlan, type CredentialSettings } from '../src/auth/credentials.js';
-import type { Request } from '../src/request/types.js';
+import type { Request } from '../src/contracts/request.js';
 
 const settings: CredentialSettings = { keyHeader: 'x-api-key', keyHeaderLabel: 'X-API-Key', queryParams: ['api_key', 'apikey'], maxTokenBytes: 16384 };
 const both: CredentialPlan = { keys: true, tokens: true, queryKeys: true, bearerIsKey: false };

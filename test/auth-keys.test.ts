@@ -4,7 +4,7 @@ import test from 'ava';
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateApiKey, hashApiKey, keyShape } from '../src/auth/api-key-format.js';
+import { generateApiKey, hashApiKey, keyShape } from '../src/contracts/api-key.js';
 import { parseKeysFile, KeysFileError } from '../src/auth/key-registry.js';
 import { keysCommand } from '../src/cli/keys-command.js';
 import { ConfigError, loadConfigFile } from '../src/config/load.js';
@@ -100,7 +100,7 @@ test('MCP_API_KEYS: seed 001 plaintext keys are hashed at load and authenticate 
   // A development key need not start with mcp_: on an API-key-only endpoint any bearer is a key.
   t.truthy((await svc.check(checkRequest({ method: 'GET', path: '/mcp/keys', headers: { authorization: `Bearer ${devKey}` } }))).ok_response);
   // Nothing in the loaded config holds the plaintext.
-  t.false(JSON.stringify(svc.runtime().config).includes(devKey));
+  t.false(JSON.stringify(svc.runtime.config).includes(devKey));
 });
 
 test('MCP_API_KEYS that is not JSON stops the load without echoing it', (t) => {

@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { clientConstructors } from '../src/envoy/protos.js';
 import { runCli, startCli } from './helpers/cli.js';
-import { rpc, startTestService } from './helpers/service.js';
+import { checkRequest, rpc, startTestService } from './helpers/service.js';
 
 const config = {
   endpoints: [
@@ -34,9 +34,8 @@ test('check prints the same decision the server returns for the same request', a
   for (const s of samples) {
     const cli = await runCli(['check', '--config', svc.configFile, '--method', 'POST', '--path', s.path, '--host', 'mcp.example.com', '--body', s.body, ...s.headers.flatMap((h) => ['-H', h])]);
     const printed = JSON.parse(cli.stdout);
-    const wireHeaders: Record<string, string> = { ':authority': 'mcp.example.com', ':method': 'POST', ':path': s.path, 'content-length': String(Buffer.byteLength(s.body)) };
-    for (const h of s.headers) wireHeaders[h.split(':')[0]!.toLowerCase()] = h.slice(h.indexOf(':') + 1).trim();
-    const res = await svc.check({ attributes: { source: { address: { socket_address: { address: '127.0.0.1' } } }, request: { http: { method: 'POST', path: s.path, host: 'mcp.example.com', headers: wireHeaders, body: s.body } } } });
+    const headers = Object.fromEntries(s.headers.map((h) => [h.split(':')[0]!, h.slice(h.indexOf(':') + 1).trim()]));
+    const res = await svc.check(checkRequest({ method: 'POST', path: s.path, host: 'mcp.example.com', headers, body: s.body, source: '127.0.0.1' }));
     const server = res.ok_response ? 'allow' : 'deny';
     t.is(printed.decision, server, s.path);
     t.is(cli.code, server === 'allow' ? 0 : 3);
@@ -87,7 +86,7 @@ test('serve stops on SIGTERM after answering every call it accepted', async (t) 
   const srv = await startCli(['serve', '--config', file, '--workers', '1']);
   const { Authorization } = clientConstructors();
   const client = new Authorization(`127.0.0.1:${srv.grpcPort}`, grpc.credentials.createInsecure()) as any;
-  const req = { attributes: { request: { http: { method: 'GET', path: '/mcp/open', host: 'h', headers: {} } } } };
+  const req = checkRequest({ method: 'GET', path: '/mcp/open', host: 'h' });
   const one = () => new Promise<any>((resolve) => client.Check(req, (err: Error | null, res: any) => resolve(err ?? res)));
   t.truthy((await one()).ok_response, 'serving before the signal');
   const burst = Array.from({ length: 200 }, one);

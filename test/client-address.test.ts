@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { canonicalAddress, clientAddressResolver, fromForwardedFor, UNKNOWN_ADDRESS } from '../src/limits/client-address.js';
-import type { Request } from '../src/request/types.js';
+import type { Request } from '../src/contracts/request.js';
 
 function req(source: string, headers: Record<string, string[]> = {}): Request {
   return { sourceAddress: source, headers } as unknown as Request;

@@ -2,7 +2,8 @@
 // to exactly what proto-loader makes of toCheckResponse's object, byte for byte.
 import test from 'ava';
 import fc from 'fast-check';
-import { deny, type Outcome } from '../src/check/outcome.js';
+import { policyCode, type PolicyCode } from '../src/contracts/codes.js';
+import { answer, deny, policyDeny, type Outcome } from '../src/contracts/outcome.js';
 import { encodeCheckResponse } from '../src/envoy/encode-response.js';
 import { authorizationService } from '../src/envoy/protos.js';
 import { toCheckResponse } from '../src/envoy/to-response.js';
@@ -11,6 +12,7 @@ const check = authorizationService().Check!;
 const now = new Date('2026-11-23T12:00:00.000Z');
 
 const allow = (extra: Partial<Extract<Outcome, { allow: true }>> = {}): Outcome => ({
+  kind: 'allow',
   allow: true,
   status: 200,
   headers: [],
@@ -37,11 +39,13 @@ const shapes: [string, Outcome][] = [
       responseHeaders: [{ name: 'x-audit', value: 'on', append: true }],
     }),
   ],
-  ['a 401 with a challenge', deny(401, 'invalid_token', 'The token is invalid.', { headers: [{ name: 'www-authenticate', value: 'Bearer error="invalid_token", resource_metadata="https://x/.well-known/oauth-protected-resource/mcp"', append: false }] })],
-  ['a 403 from the policy', deny(403, 'access_denied', 'This API key is not granted tools:delete_file')],
-  ['a 429 with Retry-After and extra body fields', deny(429, 'too_many_requests', 'Too many failed authentication attempts.', { headers: [{ name: 'retry-after', value: '42', append: false }], extra: { retry_after: 42 } })],
-  ['a 503 with a request id', deny(503, 'internal_error', 'failed', { extra: { request_id: 'r-1' } })],
-  ['a long body (multi-byte length prefixes)', deny(400, 'invalid_request', 'x'.repeat(20_000))],
+  ['a 401 with a challenge', deny('invalid_token', 'The token is invalid.', { headers: [{ name: 'www-authenticate', value: 'Bearer error="invalid_token", resource_metadata="https://x/.well-known/oauth-protected-resource/mcp"', append: false }] })],
+  ['a 403 from the policy', deny('access_denied', 'This API key is not granted tools:delete_file')],
+  ['a 451 with the policy\'s own code and body', policyDeny(451, policyCode('legal_hold')!, 'held', { rawBody: '<p>held</p>', contentType: 'text/html' })],
+  ['a 429 with Retry-After and extra body fields', deny('too_many_requests', 'Too many failed authentication attempts.', { headers: [{ name: 'retry-after', value: '42', append: false }], extra: { retry_after: 42 } })],
+  ['a 503 with a request id', deny('internal_error', 'failed', { extra: { request_id: 'r-1' } })],
+  ['a long body (multi-byte length prefixes)', deny('invalid_jsonrpc', 'x'.repeat(20_000))],
+  ['a discovery document answered directly', answer('protected_resource_metadata', '{"resource":"https://mcp.example.com/mcp"}', 'application/json')],
 ];
 
 for (const [name, outcome] of shapes) {
@@ -68,7 +72,7 @@ test('any headers, removals and deny bodies encode to the proto-loader bytes', (
   }).map((x) => allow(x));
   const denyArb = fc
     .record({ status: fc.integer({ min: 400, max: 599 }), code: fc.string(), description: fc.string({ unit: 'grapheme', maxLength: 300 }), headers: fc.array(header, { maxLength: 3 }) })
-    .map((d) => deny(d.status, d.code, d.description, { headers: d.headers }));
+    .map((d) => policyDeny(d.status, d.code as PolicyCode, d.description, { headers: d.headers }));
   fc.assert(
     fc.property(fc.oneof(allowArb, denyArb), (o) => {
       const fast = encodeCheckResponse(o, now)!;

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { findDuplicateKey } from '../src/request/json-duplicate-keys.js';
 import { parseMcp } from '../src/request/json-rpc.js';
 import { normalizeResourceUri } from '../src/request/normalize-resource-uri.js';
-import { RequestRejected } from '../src/request/reject.js';
+import { RequestRejected } from '../src/contracts/request-rejected.js';
 
 const noHeaders = Object.create(null);
 

@@ -1,6 +1,6 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import test from 'ava';
-import { TestAuthenticator, allowAuthenticated } from './fixtures/test-authenticator.js';
+import { TestAuthenticator, admitAuthenticated } from './fixtures/test-authenticator.js';
 import { sample } from './helpers/prometheus.js';
 import { startRedis, waitFor, type TestRedis } from './helpers/redis.js';
 import { checkRequest, deniedBody, deniedStatus, startTestService, type TestService } from './helpers/service.js';
@@ -9,7 +9,7 @@ import { checkRequest, deniedBody, deniedStatus, startTestService, type TestServ
 async function pair(t: { teardown(fn: () => Promise<void> | void): void }, config: Record<string, unknown>): Promise<{ redis: TestRedis; a: TestService; b: TestService }> {
   const redis = await startRedis();
   const cfg = { ...config, rateLimit: { ...(config.rateLimit as object), redis: { url: redis.url, keyPrefix: `t${Date.now()}` } } };
-  const opts = { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: allowAuthenticated } } };
+  const opts = { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: admitAuthenticated } } };
   const a = await startTestService(cfg, opts);
   const b = await startTestService(cfg, opts);
   t.teardown(async () => {
@@ -85,7 +85,7 @@ test('Redis unreachable from the start: limits are local and Checks are answered
   await redis.stop(); // a port where nothing listens
   const svc = await startTestService(
     { rateLimit: { failedAuth: { maxAttempts: 2, windowSeconds: 60 }, redis: { url: redis.url } }, endpoints },
-    { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: allowAuthenticated } } },
+    { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: admitAuthenticated } } },
   );
   t.teardown(() => svc.stop());
   t.truthy((await svc.check(good('10.24.0.1'))).ok_response);
@@ -113,7 +113,7 @@ test('Redis that accepts the connection but never answers: no Check waits for it
   const port = (silent.address() as AddressInfo).port;
   const svc = await startTestService(
     { rateLimit: { failedAuth: { maxAttempts: 2, windowSeconds: 60 }, perClient: { rps: 1, burst: 5 }, redis: { url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 600_000 } }, endpoints },
-    { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: allowAuthenticated } } },
+    { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: admitAuthenticated } } },
   );
   t.teardown(() => svc.stop());
   await waitFor('the client to connect to the silent server', async () => sockets.size > 0 && received.length > 0);

@@ -1,12 +1,12 @@
 import test from 'ava';
-import { TestAuthenticator, allowAuthenticated } from './fixtures/test-authenticator.js';
+import { TestAuthenticator, admitAuthenticated } from './fixtures/test-authenticator.js';
 import { waitFor } from './helpers/redis.js';
 import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService, type TestService } from './helpers/service.js';
 
 const MAX = 5;
 
 async function start(config: Record<string, unknown>, auth = new TestAuthenticator()): Promise<TestService & { auth: TestAuthenticator }> {
-  const svc = await startTestService(config, { runtime: { overrides: { authenticator: auth, authorizer: allowAuthenticated } } });
+  const svc = await startTestService(config, { runtime: { overrides: { authenticator: auth, authorizer: admitAuthenticated } } });
   return Object.assign(svc, { auth });
 }
 
@@ -153,7 +153,7 @@ test('an endpoint rateLimit overrides the global per-client rate; rps 0 switches
 
 test('MCP_RATE_LIMIT_RPS and MCP_RATE_LIMIT_BURST set the per-client rate', async (t) => {
   const auth = new TestAuthenticator();
-  const svc = await startTestService({ endpoints }, { env: { MCP_RATE_LIMIT_RPS: '0.1', MCP_RATE_LIMIT_BURST: '2' }, runtime: { overrides: { authenticator: auth, authorizer: allowAuthenticated } } });
+  const svc = await startTestService({ endpoints }, { env: { MCP_RATE_LIMIT_RPS: '0.1', MCP_RATE_LIMIT_BURST: '2' }, runtime: { overrides: { authenticator: auth, authorizer: admitAuthenticated } } });
   t.teardown(() => svc.stop());
   t.truthy((await svc.check(good('10.11.0.1'))).ok_response);
   t.truthy((await svc.check(good('10.11.0.1'))).ok_response);

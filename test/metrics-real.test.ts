@@ -37,7 +37,7 @@ test('real keys and the shipped policy: allows, a tool deny and a bad key are co
   t.is(c('check_total', { endpoint: 'files', decision: 'deny', status: '401' }), 1);
   t.is(c('tool_decisions_total', { endpoint: 'files', tool: 'search', decision: 'allow' }), 2);
   t.is(c('tool_decisions_total', { endpoint: 'files', tool: 'delete_file', decision: 'deny' }), 1);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key' }), 1);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key', detail: 'key_unknown' }), 1);
   t.is(sumOf(m, 'mcp_authz_auth_failures_total'), 1);
   t.is(c('api_key_requests_total', { key_id: 'alice-key' }), 3, 'three requests used the key (the tool deny too)');
   t.is(c('policy_reloads_total', { result: 'success' }), 1);

@@ -1,8 +1,8 @@
 import test from 'ava';
 import { Registry } from 'prom-client';
 import type { CheckContext } from '../src/check/context.js';
-import { deny } from '../src/check/outcome.js';
 import type { Authorizer } from '../src/check/phases.js';
+import { deny } from '../src/contracts/outcome.js';
 import { validateConfig } from '../src/config/load.js';
 import { knownTools, ServiceMetrics } from '../src/metrics/service-metrics.js';
 import { TestAuthenticator } from './fixtures/test-authenticator.js';
@@ -11,10 +11,11 @@ import { checkRequest, deniedStatus, rpc, startTestService } from './helpers/ser
 
 /** Denies tools/call of "forbidden" with 403, allows the rest: a stand-in for the policy. */
 const toolPolicy: Authorizer = {
-  authorize: (ctx: CheckContext) =>
-    ctx.mcp.calls.some((c) => c.method === 'tools/call' && c.name === 'forbidden')
-      ? { allow: false, deny: deny(403, 'access_denied', 'tool not granted') }
+  authorize: (ctx: CheckContext) => ({
+    result: ctx.mcp.calls.some((c) => c.method === 'tools/call' && c.name === 'forbidden')
+      ? { allow: false, deny: deny('access_denied', 'tool not granted') }
       : { allow: true, headers: [], headersToRemove: [], responseHeaders: [] },
+  }),
 };
 
 test('a scripted sequence of Checks is counted exactly in /metrics', async (t) => {
@@ -30,15 +31,16 @@ test('a scripted sequence of Checks is counted exactly in /metrics', async (t) =
   );
   t.teardown(() => svc.stop());
   const ok = (tool: string, source = '10.0.0.1') => checkRequest({ path: '/mcp/files', source, body: rpc('tools/call', { name: tool }), headers: { 'x-test-auth': 'ok' } });
-  const fail = (reason: string, source: string, path = '/mcp/files') => checkRequest({ method: 'GET', path, source, headers: { 'x-test-auth': 'fail', 'x-test-reason': reason } });
+  const fail = (reason: string, source: string, path = '/mcp/files', detail = 'key_unknown') =>
+    checkRequest({ method: 'GET', path, source, headers: { 'x-test-auth': 'fail', 'x-test-reason': reason, 'x-test-detail': detail } });
 
   // 4 allowed tool calls: 2 known by `tools`, 1 known by a non-glob scope, 1 unknown.
   for (const tool of ['read_file', 'read_file', 'search', 'write_file']) t.truthy((await svc.check(ok(tool))).ok_response);
   // 1 tool deny by the policy.
   t.is(deniedStatus(await svc.check(ok('forbidden'))), 403);
   // Each failure reason once, from different clients; an unknown code counts as _other.
-  const reasons = ['invalid_api_key', 'invalid_credentials', 'invalid_token', 'ambiguous_credentials', 'something_new'];
-  for (const [i, r] of reasons.entries()) t.is(deniedStatus(await svc.check(fail(r, `10.0.1.${i}`))), 401);
+  const reasons = [['invalid_api_key', 'key_unknown'], ['invalid_credentials', 'key_unknown'], ['invalid_token', 'token_expired'], ['invalid_api_key', 'keys_conflict'], ['something_new', 'key_unknown']];
+  for (const [i, [r, d]] of reasons.entries()) t.is(deniedStatus(await svc.check(fail(r!, `10.0.1.${i}`, '/mcp/files', d))), 401);
   // 2 requests without credentials.
   for (let i = 0; i < 2; i++) t.is(deniedStatus(await svc.check(checkRequest({ method: 'GET', path: '/mcp/files', source: '10.0.5.1' }))), 401);
   // A lockout: 3 failures, then 2 × 429.
@@ -68,14 +70,24 @@ test('a scripted sequence of Checks is counted exactly in /metrics', async (t) =
   t.is(c('check_total', { endpoint: '_unknown', decision: 'deny', status: '400' }), 1);
   t.is(sumOf(m, 'mcp_authz_check_total'), 4 + 1 + 5 + 2 + 3 + 2 + 3 + 2);
 
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key' }), 1 + 3);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'unknown', reason: 'invalid_credentials' }), 1);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'oauth', reason: 'invalid_token' }), 1);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'unknown', reason: 'ambiguous_credentials' }), 1);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'unknown', reason: '_other' }), 1);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'none', reason: 'authentication_required' }), 2);
-  t.is(c('auth_failures_total', { endpoint: '_unknown', method: 'api_key', reason: 'invalid_api_key' }), 1);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key', detail: 'key_unknown' }), 1 + 3);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'unknown', reason: 'invalid_credentials', detail: 'key_unknown' }), 1);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'oauth', reason: 'invalid_token', detail: 'token_expired' }), 1);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key', detail: 'keys_conflict' }), 1);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'unknown', reason: '_other', detail: 'key_unknown' }), 1);
+  t.is(c('auth_failures_total', { endpoint: 'files', method: 'none', reason: 'authentication_required', detail: 'credential_missing' }), 2);
+  t.is(c('auth_failures_total', { endpoint: '_unknown', method: 'api_key', reason: 'invalid_api_key', detail: 'key_unknown' }), 1);
   t.is(sumOf(m, 'mcp_authz_auth_failures_total'), 4 + 1 + 1 + 1 + 1 + 2 + 1);
+
+  // Every deny by its code; a code outside the catalogue is one bounded label.
+  t.is(c('denies_total', { endpoint: 'files', code: 'access_denied' }), 1);
+  t.is(c('denies_total', { endpoint: 'files', code: 'invalid_api_key' }), 1 + 1 + 3);
+  t.is(c('denies_total', { endpoint: 'files', code: 'authentication_required' }), 2);
+  t.is(c('denies_total', { endpoint: 'files', code: 'too_many_requests' }), 2);
+  t.is(c('denies_total', { endpoint: 'files', code: '_policy' }), 1, 'something_new');
+  t.is(c('denies_total', { endpoint: 'open', code: 'rate_limited' }), 1);
+  t.is(c('denies_total', { endpoint: '_unknown', code: 'invalid_path' }), 1);
+  t.is(sumOf(m, 'mcp_authz_denies_total'), 1 + 5 + 2 + 3 + 2 + 1 + 2);
 
   t.is(c('rate_limited_total', { endpoint: 'files', limiter: 'failed_auth' }), 2);
   t.is(c('rate_limited_total', { endpoint: 'files', limiter: 'per_client' }), 0);
@@ -157,7 +169,9 @@ test('series for every endpoint exist at zero before the first Check', async (t)
   for (const endpoint of ['files', '_unknown']) {
     t.is(sample(m, 'mcp_authz_check_total', { endpoint, decision: 'allow', status: '200' }), 0);
     t.is(sample(m, 'mcp_authz_rate_limited_total', { endpoint, limiter: 'failed_auth' }), 0);
-    t.is(sample(m, 'mcp_authz_auth_failures_total', { endpoint, method: 'api_key', reason: 'invalid_api_key' }), 0);
+    t.is(sample(m, 'mcp_authz_auth_failures_total', { endpoint, method: endpoint === 'files' ? 'api_key' : 'unknown', reason: endpoint === 'files' ? 'invalid_api_key' : 'invalid_credentials', detail: 'key_expired' }), 0);
+    t.is(sample(m, 'mcp_authz_auth_failures_total', { endpoint, method: 'none', reason: 'authentication_required', detail: 'credential_missing' }), 0);
+    t.is(sample(m, 'mcp_authz_denies_total', { endpoint, code: 'access_denied' }), 0);
   }
   t.is(sample(m, 'mcp_authz_dry_run_denies_total'), 0);
   t.is(sample(m, 'mcp_authz_check_duration_seconds_count', { decision: 'allow' }), 0);

@@ -2,7 +2,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { normalizePath } from '../src/request/normalize-path.js';
 import { parseQuery } from '../src/request/parse-query.js';
-import { RequestRejected } from '../src/request/reject.js';
+import { RequestRejected } from '../src/contracts/request-rejected.js';
 
 const segment = fc.stringMatching(/^[A-Za-z0-9._~%-]{0,8}$/);
 const rawPath = fc.array(segment, { maxLength: 8 }).map((s) => '/' + s.join('/'));

@@ -2,7 +2,7 @@ import { posix } from 'node:path';
 import test from 'ava';
 import fc from 'fast-check';
 import { normalizeResourceUri } from '../src/request/normalize-resource-uri.js';
-import { RequestRejected } from '../src/request/reject.js';
+import { RequestRejected } from '../src/contracts/request-rejected.js';
 
 function attempt(uri: string): string | RequestRejected {
   try {

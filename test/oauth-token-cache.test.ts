@@ -5,7 +5,7 @@ import { silentLogger } from '../src/log/logger.js';
 import { createTokenVerifier } from '../src/auth/oauth/jwt-verifier.js';
 import { TokenCache, tokenDigest, type VerifiedToken } from '../src/auth/oauth/token-cache.js';
 import type { TokenVerifier } from '../src/auth/oauth/token-verifier.js';
-import { ANONYMOUS } from '../src/auth/principal.js';
+import { ANONYMOUS } from '../src/contracts/principal.js';
 import { startJwksServer, type JwksServer } from './helpers/jwks-server.js';
 
 const A = 'https://mcp.example.com/mcp/a';

@@ -5,6 +5,7 @@ import { ConfigSchema } from '../src/config/schema.js';
 import { silentLogger } from '../src/log/logger.js';
 import { createTokenVerifier } from '../src/auth/oauth/jwt-verifier.js';
 import type { TokenResult, TokenVerifier } from '../src/auth/oauth/token-verifier.js';
+import { AUTH_FAILURE_DETAILS, type AuthFailureDetail } from '../src/contracts/codes.js';
 import { startJwksServer, type JwksServer } from './helpers/jwks-server.js';
 
 const RESOURCE = 'https://mcp.example.com/mcp/files';
@@ -153,12 +154,38 @@ const bad: Array<[title: string, make: () => Promise<string> | string, why: RegE
   ['any token when the endpoint has no audience', () => idp.sign({ sub: 's', aud: RESOURCE }), /no audience/, []],
 ];
 
+// The stable detail of each refusal (the decision log's auth_detail, the metric's detail label).
+const DETAIL: Record<string, AuthFailureDetail> = {
+  'an empty string': 'token_not_jwt',
+  'a garbage string': 'token_not_jwt',
+  'an opaque access token': 'token_not_jwt',
+  'a JWE-shaped five-part string': 'token_not_jwt',
+  'base64url parts that are not JSON': 'token_malformed',
+  'an oversized token, before parsing': 'token_too_large',
+  'alg none': 'token_algorithm',
+  'HS256 signed with the RSA public key as the secret': 'token_algorithm',
+  'an expired token': 'token_expired',
+  'nbf in the future': 'token_not_yet_valid',
+  'an unconfigured iss': 'token_issuer_unknown',
+  'no iss': 'token_claim_missing',
+  "another issuer's iss on this issuer's key": 'token_kid_unknown',
+  'a wrong aud': 'token_audience',
+  "another endpoint's resource": 'token_audience',
+  'no aud': 'token_claim_missing',
+  'no exp': 'token_claim_missing',
+  'no sub': 'token_claim_missing',
+  'a tampered payload': 'token_signature',
+  'an unknown kid': 'token_kid_unknown',
+  'a served kid on a token signed by a foreign key': 'token_signature',
+  'any token when the endpoint has no audience': 'no_audience',
+};
+
 for (const [title, make, why, audiences] of bad) {
-  test(`${title} is invalid_token, with a reason that does not echo the token`, async (t) => {
+  test(`${title} is invalid_token (${DETAIL[title]}), with a reason that does not echo the token`, async (t) => {
     const token = await make();
     const res = await verifier.verify(token, audiences ?? [RESOURCE]);
     if (res.ok) return t.fail('a bad token was accepted');
-    t.is(res.code, 'invalid_token');
+    t.is(res.detail, DETAIL[title]);
     t.regex(res.why, why);
     if (token.length > 0) {
       for (const part of token.split('.').filter((p) => p.length > 8)) t.false(res.why.includes(part));
@@ -173,7 +200,7 @@ test('arbitrary strings never throw and never verify', async (t) => {
       fc.oneof(fc.string({ maxLength: 200 }), fc.tuple(segment, segment, segment).map((parts) => parts.join('.'))),
       async (token) => {
         const res = await verifier.verify(token, [RESOURCE]);
-        return !res.ok && res.code === 'invalid_token' && res.why.length > 0;
+        return !res.ok && Object.hasOwn(AUTH_FAILURE_DETAILS, res.detail) && res.why.length > 0;
       },
     ),
     { numRuns: 300 },

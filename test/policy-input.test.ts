@@ -3,11 +3,13 @@
 import test from 'ava';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { runCheck } from '../src/check/pipeline.js';
+import { runCheck } from '../src/pipeline/pipeline.js';
 import { validateConfig } from '../src/config/load.js';
 import { createMetricsRegistry } from '../src/metrics/registry.js';
-import { buildRuntime } from '../src/server/build-runtime.js';
-import { InjectingAuthenticator, keyPrincipal } from './helpers/policy.js';
+import { buildRuntime } from '../src/pipeline/build-runtime.js';
+import { toRequest } from '../src/envoy/to-request.js';
+import { TestAuthenticator } from './fixtures/test-authenticator.js';
+import { keyPrincipal } from './helpers/policy.js';
 import { checkRequest, rpc } from './helpers/service.js';
 
 const SECRET_KEY = 'mcp_0123456789abcdefSECRETKEY';
@@ -26,7 +28,7 @@ async function runtimeWith(extra: Record<string, unknown>, lines: string[] = [])
   );
   const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
   const rt = await buildRuntime({ config, file: undefined, baseDir: process.cwd() }, logger, createMetricsRegistry(), { watch: false });
-  rt.authenticator = new InjectingAuthenticator({ alice: keyPrincipal('alice-key', 'alice', ['tools:*']) });
+  rt.authenticator = new TestAuthenticator({ alice: keyPrincipal('alice-key', 'alice', ['tools:*']) });
   return rt;
 }
 
@@ -46,10 +48,10 @@ const sample = () =>
 
 test('the input carries request, endpoint, principal and mcp, and never a credential', async (t) => {
   const rt = await runtimeWith({ publicBaseUrl: 'https://mcp.example.com/', policy: { envoyInput: true } });
-  const trace = await runCheck(rt, sample() as never);
+  const trace = await runCheck(rt, toRequest, sample() as never);
   await rt.close();
   t.true(trace.outcome.allow);
-  const text = trace.ctx!.policy!.input as string;
+  const text = trace.policy!.input as string;
   t.false(text.includes(SECRET_KEY));
   t.false(text.includes(SECRET_TOKEN));
   const input = JSON.parse(text);
@@ -81,25 +83,25 @@ test('the input carries request, endpoint, principal and mcp, and never a creden
 
 test('policy.envoyInput: false leaves the opa-envoy-plugin fields out', async (t) => {
   const rt = await runtimeWith({ policy: { envoyInput: false } });
-  const trace = await runCheck(rt, sample() as never);
+  const trace = await runCheck(rt, toRequest, sample() as never);
   await rt.close();
-  const input = JSON.parse(trace.ctx!.policy!.input as string);
+  const input = JSON.parse(trace.policy!.input as string);
   t.deepEqual(Object.keys(input).sort(), ['endpoint', 'mcp', 'principal', 'request']);
 });
 
 test('unset, envoyInput follows the bundle: the shipped policy declares it never reads the opa-envoy-plugin fields', async (t) => {
   const rt = await runtimeWith({});
-  const trace = await runCheck(rt, sample() as never);
+  const trace = await runCheck(rt, toRequest, sample() as never);
   await rt.close();
   t.true(trace.outcome.allow);
-  const input = JSON.parse(trace.ctx!.policy!.input as string);
+  const input = JSON.parse(trace.policy!.input as string);
   t.deepEqual(Object.keys(input).sort(), ['endpoint', 'mcp', 'principal', 'request']);
 });
 
 test('the decision log writes one line per decision with ids and codes, never a secret', async (t) => {
   const lines: string[] = [];
   const rt = await runtimeWith({}, lines);
-  await runCheck(rt, sample() as never);
+  await runCheck(rt, toRequest, sample() as never);
   await rt.close();
   const decisions = lines.map((l) => JSON.parse(l)).filter((l) => l.log === 'decision');
   t.is(decisions.length, 1);
@@ -119,9 +121,9 @@ test('the decision log writes one line per decision with ids and codes, never a 
 test('decision log sampling drops allows but keeps denies', async (t) => {
   const lines: string[] = [];
   const rt = await runtimeWith({ decisionLog: { enabled: true, sampleRate: 0 } }, lines);
-  await runCheck(rt, sample() as never);
+  await runCheck(rt, toRequest, sample() as never);
   const denied = checkRequest({ path: '/mcp/files', body: rpc('tools/list') });
-  await runCheck(rt, denied as never);
+  await runCheck(rt, toRequest, denied as never);
   await rt.close();
   const decisions = lines.map((l) => JSON.parse(l)).filter((l) => l.log === 'decision');
   t.is(decisions.length, 1);
@@ -146,8 +148,8 @@ test('the decision log line has exactly the shape pino writes, bindings included
     { watch: false },
   );
   for (const rt of [rtFast, rtPino]) {
-    await runCheck(rt, sample() as never);
-    await runCheck(rt, checkRequest({ path: '/mcp/files', body: rpc('tools/list') }) as never);
+    await runCheck(rt, toRequest, sample() as never);
+    await runCheck(rt, toRequest, checkRequest({ path: '/mcp/files', body: rpc('tools/list') }) as never);
     await rt.close();
   }
   const decisions = (lines: string[]) => lines.filter((l) => l.includes('"log":"decision"'));

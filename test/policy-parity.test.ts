@@ -4,7 +4,7 @@
 import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Principal } from '../src/auth/principal.js';
+import type { Principal } from '../src/contracts/principal.js';
 import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService, type TestService } from './helpers/service.js';
 import { PRINCIPAL_HEADER, withPrincipals } from './helpers/policy.js';
 

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SHIPPED_BUNDLE, opaBinary } from '../src/policy/rego-compiler.js';
+import { SHIPPED_BUNDLE, opaBinary } from '../src/config/paths.mjs';
 import type { ServiceEvents } from '../src/metrics/hooks.js';
 import { checkRequest, deniedBody, deniedStatus, headerValue, rpc, startTestService } from './helpers/service.js';
 import { PRINCIPAL_HEADER, keyPrincipal, regoDir, tokenPrincipal, until, withPrincipals } from './helpers/policy.js';

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { opaBinary } from '../src/policy/rego-compiler.js';
+import { opaBinary } from '../src/config/paths.mjs';
 import { checkRequest, rpc, startTestService } from './helpers/service.js';
 import { regoDir, until } from './helpers/policy.js';
 

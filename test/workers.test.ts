@@ -35,7 +35,7 @@ test.serial('serve --workers 2: both workers answer on one port, and 200 concurr
 
   // One /metrics, aggregated over both workers.
   const m = (await svc.http('/metrics')).text;
-  t.is(sample(m, 'mcp_authz_auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key' }), MAX);
+  t.is(sample(m, 'mcp_authz_auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key', detail: 'key_unknown' }), MAX);
   t.is(sample(m, 'mcp_authz_rate_limited_total', { endpoint: 'files', limiter: 'failed_auth' }), 200 - MAX + 8);
   t.is(sample(m, 'mcp_authz_check_total', { endpoint: 'files', decision: 'allow', status: '200' }), 16);
   t.is(sumOf(m, 'mcp_authz_check_total'), 16 + 200 + 8);

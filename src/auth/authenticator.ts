@@ -1,19 +1,20 @@
-// The authentication phase: DESIGN's four endpoint modes. Everything a mode answers —
+// The authentication phase: the four endpoint modes (README "Authentication modes"). Everything a mode answers —
 // descriptions, supported_methods, challenges (when publicBaseUrl is set) — is built once
 // per endpoint at load; a Check call reads the credential, hashes an API key and does one
 // Map lookup, or hands a bearer token to the TokenVerifier.
-import type { Config } from '../config/schema.js';
-import type { Deny, HeaderToSet } from '../check/outcome.js';
 import type { AuthResult, Authenticator } from '../check/phases.js';
+import type { Config } from '../config/schema.js';
+import { hashApiKey, keyShape } from '../contracts/api-key.js';
+import { badCredentialCode, type AuthCode, type AuthFailureDetail } from '../contracts/codes.js';
+import { deny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
+import { ANONYMOUS } from '../contracts/principal.js';
+import type { Request } from '../contracts/request.js';
 import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import type { Request } from '../request/types.js';
-import { hashApiKey, keyShape } from './api-key-format.js';
 import { endpointChallenge } from './challenge.js';
 import { extractCredential, type CredentialPlan, type CredentialSettings } from './credentials.js';
 import type { KeyRegistry } from './key-registry.js';
 import type { TokenVerifier } from './oauth/token-verifier.js';
-import { ANONYMOUS } from './principal.js';
 
 export const SUPPORTED_BEARER = 'Authorization header (Bearer token)';
 
@@ -26,7 +27,7 @@ interface ModePlan {
   audiences: readonly string[];
   missingDescription: string;
   supportedMethods: readonly string[];
-  invalidCode: 'invalid_api_key' | 'invalid_credentials' | 'invalid_token';
+  invalidCode: AuthCode;
   invalidDescription: string;
   /** Bearer challenges on every 401 (OAuth-enabled endpoints only); precomputed when publicBaseUrl is set. */
   challenges: boolean;
@@ -37,8 +38,8 @@ interface ModePlan {
 export interface AuthenticatorOptions {
   config: Config;
   endpoints: EndpointRegistry;
-  /** The registry in force (swapped on reload). */
-  keys: () => KeyRegistry;
+  /** Where the registry in force is read from (swapped on reload). */
+  keys: { readonly current: KeyRegistry };
   /** Undefined when no OAuth issuer is configured. */
   verifier: TokenVerifier | undefined;
   events: ServiceEvents;
@@ -82,7 +83,7 @@ export class ModeAuthenticator implements Authenticator {
       audiences: [...oauthResources],
       missingDescription: 'Authentication required',
       supportedMethods: tokens ? [SUPPORTED_BEARER, keyMethod] : [keyMethod],
-      invalidCode: 'invalid_credentials',
+      invalidCode: badCredentialCode(undefined),
       invalidDescription: 'Authentication failed. Invalid credentials provided.',
       challenges: false,
       plainChallenge: undefined,
@@ -97,20 +98,19 @@ export class ModeAuthenticator implements Authenticator {
 
     switch (credential.kind) {
       case 'none':
-        return { ok: false, reason: 'authentication_required', why: 'no credential in the request', deny: this.missing(plan, request) };
+        return { ok: false, detail: 'credential_missing', why: 'no credential in the request', deny: this.missing(plan, request) };
       case 'bad':
-        return this.invalid(plan, request, credential.token, credential.why);
+        return this.invalid(plan, request, credential.token, credential.detail, credential.why);
       case 'api_key': {
-        const record = this.opts.keys().lookup(hashApiKey(credential.key));
+        const record = this.opts.keys.current.lookup(hashApiKey(credential.key));
         if (record === undefined) {
-          const why = keyShape(credential.key) === 'bad_checksum'
-            ? "the API key's checksum does not match: a typo or a truncated key"
-            : 'no registered API key has this hash';
-          return this.invalid(plan, request, false, why);
+          return keyShape(credential.key) === 'bad_checksum'
+            ? this.invalid(plan, request, false, 'key_bad_checksum', "the API key's checksum does not match: a typo or a truncated key")
+            : this.invalid(plan, request, false, 'key_unknown', 'no registered API key has this hash');
         }
-        if (record.disabled) return this.invalid(plan, request, false, `API key "${record.id}" is disabled`);
+        if (record.disabled) return this.invalid(plan, request, false, 'key_disabled', `API key "${record.id}" is disabled`);
         if (this.now() >= record.expiresAtMs) {
-          return this.invalid(plan, request, false, `API key "${record.id}" expired at ${new Date(record.expiresAtMs).toISOString()}`);
+          return this.invalid(plan, request, false, 'key_expired', `API key "${record.id}" expired at ${new Date(record.expiresAtMs).toISOString()}`);
         }
         this.opts.events.apiKeyUsed?.(record.id);
         return { ok: true, principal: record.principal, credentialHeaders: headers, credentialQueryParams: params };
@@ -122,32 +122,23 @@ export class ModeAuthenticator implements Authenticator {
 
   private async verifyToken(plan: ModePlan, request: Request, token: string, headers: string[], params: string[]): Promise<AuthResult> {
     const result = await this.opts.verifier!.verify(token, plan.audiences);
-    if (!result.ok) return this.invalid(plan, request, true, result.why);
+    if (!result.ok) return this.invalid(plan, request, true, result.detail, result.why);
     return { ok: true, principal: result.principal, credentialHeaders: headers, credentialQueryParams: params };
   }
 
   private missing(plan: ModePlan, request: Request): Deny {
-    return {
-      allow: false,
-      status: 401,
-      code: 'authentication_required',
-      description: plan.missingDescription,
+    return deny('authentication_required', plan.missingDescription, {
       headers: plan.challenges ? [plan.plainChallenge ?? this.challengeFor(plan, request, false)] : [],
       extra: { supported_methods: plan.supportedMethods },
-    };
+    });
   }
 
-  private invalid(plan: ModePlan, request: Request, token: boolean, why: string): AuthResult {
+  private invalid(plan: ModePlan, request: Request, token: boolean, detail: AuthFailureDetail, why: string): AuthResult {
     const headers: HeaderToSet[] = [];
     if (plan.challenges) {
       headers.push((token ? plan.invalidTokenChallenge : plan.plainChallenge) ?? this.challengeFor(plan, request, token));
     }
-    return {
-      ok: false,
-      reason: plan.invalidCode,
-      why,
-      deny: { allow: false, status: 401, code: plan.invalidCode, description: plan.invalidDescription, headers },
-    };
+    return { ok: false, detail, why, deny: deny(plan.invalidCode, plan.invalidDescription, { headers }) };
   }
 
   private challengeFor(plan: ModePlan, request: Request | undefined, invalidToken: boolean): HeaderToSet {
@@ -169,7 +160,7 @@ export class ModeAuthenticator implements Authenticator {
         : oauth ? 'Authentication required via OAuth bearer token'
         : 'Authentication required via API key',
       supportedMethods: Object.freeze(apiKey && oauth ? [SUPPORTED_BEARER, ...keyMethods] : oauth ? [SUPPORTED_BEARER] : keyMethods),
-      invalidCode: apiKey && oauth ? 'invalid_credentials' : oauth ? 'invalid_token' : 'invalid_api_key',
+      invalidCode: badCredentialCode(e.auth),
       invalidDescription:
         apiKey && oauth ? 'Authentication failed. Invalid credentials provided.'
         : oauth ? 'The provided OAuth token is invalid or has expired.'

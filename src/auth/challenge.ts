@@ -1,20 +1,8 @@
-// The MCP authorization spec's Bearer challenge and RFC 9728 metadata URLs. Exported for
-// the policy phase too (its 403 insufficient_scope step-up uses the same builder).
+// The MCP authorization spec's Bearer challenge, pointing at the endpoint's RFC 9728
+// metadata (src/endpoints/metadata-url.ts).
+import type { Request } from '../contracts/request.js';
+import { publicBase, resourceMetadataUrl } from '../endpoints/metadata-url.js';
 import type { Endpoint } from '../endpoints/registry.js';
-import type { Request } from '../request/types.js';
-
-export const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource';
-
-/** The base URL the service's public URLs start with: publicBaseUrl, else the request's scheme and host. */
-export function publicBase(publicBaseUrl: string | undefined, request: Pick<Request, 'scheme' | 'host'> | undefined): string {
-  if (publicBaseUrl !== undefined) return trimTrailingSlash(publicBaseUrl);
-  return `${request?.scheme || 'https'}://${request?.host || 'localhost'}`;
-}
-
-/** Where the endpoint's RFC 9728 document is served: <base>/.well-known/oauth-protected-resource<endpoint path>. */
-export function resourceMetadataUrl(base: string, endpoint: Pick<Endpoint, 'metadataPath'> | undefined): string {
-  return base + PROTECTED_RESOURCE_PATH + (endpoint?.metadataPath ?? '');
-}
 
 export interface ChallengeParts {
   realm: string;
@@ -56,10 +44,4 @@ export function endpointChallenge(
 // quoted-string (RFC 9110): backslash-escape '"' and '\'.
 function quote(s: string): string {
   return s.includes('"') || s.includes('\\') ? s.replace(/["\\]/g, '\\$&') : s;
-}
-
-function trimTrailingSlash(s: string): string {
-  let end = s.length;
-  while (end > 0 && s.charCodeAt(end - 1) === 47) end--;
-  return s.slice(0, end);
 }

@@ -3,8 +3,10 @@
 // the configured query parameters where the endpoint enables them. Any other Bearer value
 // is an OAuth token — except on an API-key-only endpoint, where it can only be a key
 // (development keys from MCP_API_KEYS need not start with "mcp_").
-import type { Request } from '../request/types.js';
-import { API_KEY_PREFIX } from './api-key-format.js';
+import { API_KEY_PREFIX } from '../contracts/api-key.js';
+import type { AuthFailureDetail } from '../contracts/codes.js';
+import type { Request } from '../contracts/request.js';
+import { looksLikeJwt } from './oauth/token-verifier.js';
 
 /** What one endpoint reads; built once per endpoint at load. */
 export interface CredentialPlan {
@@ -28,7 +30,7 @@ export type Credential =
   | { kind: 'api_key'; key: string; via: 'header' | 'bearer' | 'query' }
   | { kind: 'token'; token: string }
   /** Unusable or ambiguous: refused with the endpoint's bad-credential answer. `token` says whether the failing part was a bearer token. */
-  | { kind: 'bad'; why: string; token: boolean };
+  | { kind: 'bad'; detail: AuthFailureDetail; why: string; token: boolean };
 
 export interface Extracted {
   credential: Credential;
@@ -39,8 +41,6 @@ export interface Extracted {
 }
 
 const NONE: Credential = Object.freeze({ kind: 'none' });
-// Three base64url segments (the signature may be empty only for alg "none", which the verifier refuses).
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 export function extractCredential(request: Request, plan: CredentialPlan, s: CredentialSettings): Extracted {
   const headers: string[] = [];
@@ -55,8 +55,8 @@ export function extractCredential(request: Request, plan: CredentialPlan, s: Cre
   // The key header.
   if (keyValues !== undefined && plan.keys) {
     const v = keyValues.length === 1 ? keyValues[0]!.trim() : undefined;
-    if (v === undefined || v.includes(',')) st.bad ??= { kind: 'bad', token: false, why: `the ${s.keyHeaderLabel} header is repeated` };
-    else if (v === '') st.bad ??= { kind: 'bad', token: false, why: `the ${s.keyHeaderLabel} header is empty` };
+    if (v === undefined || v.includes(',')) st.bad ??= { kind: 'bad', detail: 'key_repeated', token: false, why: `the ${s.keyHeaderLabel} header is repeated` };
+    else if (v === '') st.bad ??= { kind: 'bad', detail: 'key_empty', token: false, why: `the ${s.keyHeaderLabel} header is empty` };
     else offerKey(st, v, 'header', s.keyHeaderLabel);
   }
 
@@ -66,23 +66,23 @@ export function extractCredential(request: Request, plan: CredentialPlan, s: Cre
   let authBad: Credential | undefined;
   if (authValues !== undefined) {
     headers.push('authorization');
-    if (authValues.length > 1 && (plan.keys || plan.tokens)) authBad = { kind: 'bad', token: plan.tokens, why: 'the Authorization header is repeated' };
+    if (authValues.length > 1 && (plan.keys || plan.tokens)) authBad = { kind: 'bad', detail: 'authorization_repeated', token: plan.tokens, why: 'the Authorization header is repeated' };
     for (const raw of authValues) {
       const bearerAt = bearerValueStart(raw);
       if (bearerAt < 0 || (!plan.keys && !plan.tokens)) continue;
       const value = raw.slice(bearerAt).trim();
       const asKey = plan.keys && (plan.bearerIsKey || value.startsWith(API_KEY_PREFIX));
       if (value === '') {
-        authBad ??= { kind: 'bad', token: !asKey && plan.tokens, why: 'the Authorization header has the Bearer scheme but no value' };
+        authBad ??= { kind: 'bad', detail: 'bearer_empty', token: !asKey && plan.tokens, why: 'the Authorization header has the Bearer scheme but no value' };
       } else if (value.includes(',') || value.includes(' ')) {
-        authBad ??= { kind: 'bad', token: !asKey && plan.tokens, why: 'the Authorization header holds more than one value' };
+        authBad ??= { kind: 'bad', detail: 'bearer_several_values', token: !asKey && plan.tokens, why: 'the Authorization header holds more than one value' };
         // Whatever else it holds, a second API key in it is two keys in one request.
         if (plan.keys) for (const part of value.split(/[\s,]+/)) if (part.startsWith(API_KEY_PREFIX)) offerKey(st, part, 'bearer', 'Authorization');
       } else if (asKey) {
         offerKey(st, value, 'bearer', 'Authorization');
       } else if (plan.tokens) {
-        if (value.length > s.maxTokenBytes) authBad ??= { kind: 'bad', token: true, why: `the bearer token is ${value.length} bytes, above oauth.maxTokenBytes (${s.maxTokenBytes})` };
-        else if (!JWT_SHAPE.test(value)) authBad ??= { kind: 'bad', token: true, why: 'the bearer token is not a JWT (expected three base64url segments separated by ".")' };
+        if (value.length > s.maxTokenBytes) authBad ??= { kind: 'bad', detail: 'token_too_large', token: true, why: `the bearer token is ${value.length} bytes, above oauth.maxTokenBytes (${s.maxTokenBytes})` };
+        else if (!looksLikeJwt(value)) authBad ??= { kind: 'bad', detail: 'token_not_jwt', token: true, why: 'the bearer token is not a JWT (expected three base64url segments separated by ".")' };
         else if (authValues.length === 1) token = value;
       }
     }
@@ -96,11 +96,11 @@ export function extractCredential(request: Request, plan: CredentialPlan, s: Cre
     params.push(name);
     if (!plan.keys) continue;
     if (!plan.queryKeys) {
-      st.bad ??= { kind: 'bad', token: false, why: `API keys in the query string are not accepted on this endpoint (auth.queryParamKeys is off); send the ${s.keyHeaderLabel} header` };
+      st.bad ??= { kind: 'bad', detail: 'key_in_query_not_enabled', token: false, why: `API keys in the query string are not accepted on this endpoint (auth.queryParamKeys is off); send the ${s.keyHeaderLabel} header` };
       continue;
     }
     for (const v of values) {
-      if (v === '') st.bad ??= { kind: 'bad', token: false, why: `the ${name} query parameter is empty` };
+      if (v === '') st.bad ??= { kind: 'bad', detail: 'key_empty', token: false, why: `the ${name} query parameter is empty` };
       else offerKey(st, v, 'query', name);
     }
   }
@@ -141,6 +141,7 @@ function offerKey(st: KeyState, value: string, via: KeyVia, name: string): void 
   } else if (st.key !== value) {
     st.bad ??= {
       kind: 'bad',
+      detail: 'keys_conflict',
       token: false,
       why: `two different API keys in one request (${describe(st.via, st.viaName)} and ${describe(via, name)}${st.via !== via && (st.via === 'query' || via === 'query') ? ': header and query disagree' : ''})`,
     };

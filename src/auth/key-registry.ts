@@ -4,7 +4,7 @@
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ApiKeyEntrySchema, type ApiKeyEntry } from '../config/schema.js';
-import type { Principal } from './principal.js';
+import type { Principal } from '../contracts/principal.js';
 
 export interface ApiKeyRecord {
   id: string;

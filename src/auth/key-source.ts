@@ -1,13 +1,9 @@
 // Keeps the current KeyRegistry: loads the keys file at start (a bad file stops start-up),
-// then reloads it on change — fs.watch on its folder (editors and Kubernetes replace files
-// by rename, which a watch on the file itself would lose) plus a slow poll as a safety net.
-// A reload builds a new registry and swaps it in one assignment; a bad file keeps the old
-// one, logs why and reports a failure.
-import { createHash } from 'node:crypto';
-import { watch, readFileSync, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+// then reloads it on change (src/config/watched-file.ts). A reload builds a new registry
+// and swaps it in one assignment; a bad file keeps the old one, logs why and reports a
+// failure.
 import type { ApiKeyEntry } from '../config/schema.js';
+import { readSource, WatchedFile, type ReloadResult } from '../config/watched-file.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { buildKeyRegistry, KeyRegistry, KeysFileError, parseKeysFile } from './key-registry.js';
@@ -22,117 +18,53 @@ export interface KeySourceOptions {
   watch: boolean;
 }
 
-const DEBOUNCE_MS = 50;
-
 export class KeySource {
-  /** The registry in force; replaced whole on a successful reload. */
-  current: KeyRegistry;
-  private lastDigest: string | undefined;
-  private watcher: FSWatcher | undefined;
-  private pollTimer: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
-  private reloading: Promise<void> | undefined;
-  private again = false;
-  private closed = false;
+  private readonly fixed: KeyRegistry | undefined;
+  private readonly file: WatchedFile<KeyRegistry> | undefined;
 
   constructor(private readonly opts: KeySourceOptions) {
-    this.current = this.loadInitial();
+    const { file, inline } = opts;
+    if (!file) {
+      this.fixed = buildKeyRegistry([], inline, 'config');
+    } else {
+      let source;
+      try {
+        source = readSource(file);
+      } catch (err) {
+        throw new KeysFileError(file, [`cannot read the keys file (apiKeys.file): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+      }
+      const build = (s: { content: Buffer | undefined }) => buildKeyRegistry(parseKeysFile(s.content?.toString('utf8') ?? '', file), inline, file);
+      this.file = new WatchedFile({ path: file, build, pollIntervalMs: opts.pollIntervalMs, log: opts.logger, what: 'the keys file', initial: { value: build(source), digest: source.digest } });
+      this.file.onReload((r) => this.reloaded(file, r));
+      if (opts.watch) this.file.start();
+    }
     opts.events.keysReload?.('success', this.current.size);
-    if (opts.watch && opts.file) this.startWatching(opts.file);
+  }
+
+  /** The registry in force; replaced whole on a successful reload. */
+  get current(): KeyRegistry {
+    return this.fixed ?? this.file!.current!;
   }
 
   /** Re-reads the keys file now; resolves when the reload (or the decision to keep the old registry) is done. */
-  reload(): Promise<void> {
-    if (this.reloading) {
-      this.again = true;
-      return this.reloading;
-    }
-    this.reloading = this.reloadOnce().finally(() => {
-      this.reloading = undefined;
-      if (this.again && !this.closed) {
-        this.again = false;
-        void this.reload();
-      }
-    });
-    return this.reloading;
+  async reload(): Promise<void> {
+    await this.file?.reload();
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    this.watcher?.close();
-    if (this.pollTimer) clearInterval(this.pollTimer);
-    if (this.debounce) clearTimeout(this.debounce);
-    await this.reloading;
+    await this.file?.close();
   }
 
-  private loadInitial(): KeyRegistry {
-    const { file, inline } = this.opts;
-    if (!file) return buildKeyRegistry([], inline, 'config');
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new KeysFileError(file, [`cannot read the keys file (apiKeys.file): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
-    }
-    this.lastDigest = digest(text);
-    return buildKeyRegistry(parseKeysFile(text, file), inline, file);
-  }
-
-  private async reloadOnce(): Promise<void> {
-    const file = this.opts.file!;
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
-      this.failed(file, [`cannot read the keys file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+  private reloaded(file: string, r: ReloadResult<KeyRegistry>): void {
+    const { logger, events } = this.opts;
+    if (r.ok) {
+      logger.info({ keys_file: file, keys: r.value.size }, 'API keys reloaded');
+      events.keysReload?.('success', r.value.size);
       return;
     }
-    const d = digest(text);
-    if (d === this.lastDigest) return;
-    try {
-      const next = buildKeyRegistry(parseKeysFile(text, file), this.opts.inline, file);
-      if (this.closed) return;
-      this.current = next;
-      this.lastDigest = d;
-      this.opts.logger.info({ keys_file: file, keys: next.size }, 'API keys reloaded');
-      this.opts.events.keysReload?.('success', next.size);
-    } catch (err) {
-      this.lastDigest = d;
-      this.failed(file, err instanceof KeysFileError ? err.problems : [(err as Error).message]);
-    }
+    const err = r.error as NodeJS.ErrnoException;
+    const problems = r.unreadable ? [`cannot read the keys file: ${err.code ?? err.message}`] : err instanceof KeysFileError ? err.problems : [err.message];
+    logger.warn({ keys_file: file, problems, keys: this.current.size }, 'API keys reload failed; the previous keys stay in force');
+    events.keysReload?.('failure', this.current.size);
   }
-
-  private failed(file: string, problems: string[]): void {
-    this.opts.logger.warn({ keys_file: file, problems, keys: this.current.size }, 'API keys reload failed; the previous keys stay in force');
-    this.opts.events.keysReload?.('failure', this.current.size);
-  }
-
-  private startWatching(file: string): void {
-    const name = basename(file);
-    const schedule = () => {
-      if (this.closed) return;
-      if (this.debounce) clearTimeout(this.debounce);
-      this.debounce = setTimeout(() => void this.reload(), DEBOUNCE_MS);
-      this.debounce.unref();
-    };
-    try {
-      // Any change in the folder: Kubernetes swaps a "..data" symlink rather than the file itself.
-      this.watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
-        if (changed === null || changed === name || changed.startsWith('..')) schedule();
-      });
-      this.watcher.on('error', (err) => {
-        this.opts.logger.warn({ keys_file: file, err: err.message }, 'watching the keys file failed; polling only');
-        this.watcher?.close();
-        this.watcher = undefined;
-      });
-    } catch (err) {
-      this.opts.logger.warn({ keys_file: file, err: (err as Error).message }, 'cannot watch the keys file; polling only');
-    }
-    this.pollTimer = setInterval(() => void this.reload(), this.opts.pollIntervalMs);
-    this.pollTimer.unref();
-  }
-}
-
-function digest(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }

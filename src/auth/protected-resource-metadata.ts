@@ -3,12 +3,12 @@
 // document, so no extra Envoy route is needed. Documents exist only for OAuth-enabled
 // endpoints: advertising authorization servers for an API-key-only endpoint would lure
 // clients into an OAuth flow they cannot finish.
+import type { DirectRequest, DirectResponder } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
-import { deny, type Deny, type Outcome } from '../check/outcome.js';
-import type { DirectResponder } from '../check/phases.js';
+import { answer, deny, type Answer, type Deny } from '../contracts/outcome.js';
+import type { Request } from '../contracts/request.js';
+import { PROTECTED_RESOURCE_PATH, publicBase } from '../endpoints/metadata-url.js';
 import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
-import type { Request } from '../request/types.js';
-import { PROTECTED_RESOURCE_PATH, publicBase } from './challenge.js';
 
 export class ProtectedResourceMetadata implements DirectResponder {
   private readonly issuers: readonly string[];
@@ -27,7 +27,7 @@ export class ProtectedResourceMetadata implements DirectResponder {
     }
   }
 
-  answer(request: Request): Outcome | undefined {
+  answer(request: DirectRequest): Answer | Deny | undefined {
     const path = request.path;
     if (!path.startsWith(PROTECTED_RESOURCE_PATH) || (request.method !== 'GET' && request.method !== 'HEAD')) return undefined;
     let suffix = path.slice(PROTECTED_RESOURCE_PATH.length);
@@ -41,7 +41,7 @@ export class ProtectedResourceMetadata implements DirectResponder {
     return notFound(path);
   }
 
-  private document(e: Endpoint | undefined, request: Request | undefined): string {
+  private document(e: Endpoint | undefined, request: Pick<Request, 'scheme' | 'host'> | undefined): string {
     const base = publicBase(this.config.publicBaseUrl, request);
     const doc: Record<string, unknown> = {
       resource: e ? (e.resource ?? base + e.metadataPath) : base,
@@ -54,10 +54,10 @@ export class ProtectedResourceMetadata implements DirectResponder {
   }
 }
 
-function found(body: string): Deny {
-  return { allow: false, status: 200, code: 'protected_resource_metadata', description: 'RFC 9728 protected resource metadata', headers: [], rawBody: body, contentType: 'application/json' };
+function found(body: string): Answer {
+  return answer('protected_resource_metadata', body, 'application/json');
 }
 
 function notFound(path: string): Deny {
-  return deny(404, 'not_found', `No OAuth protected resource metadata is published at ${path}: it exists for the root and for each OAuth-enabled endpoint's path.`);
+  return deny('not_found', `No OAuth protected resource metadata is published at ${path}: it exists for the root and for each OAuth-enabled endpoint's path.`);
 }

@@ -1,6 +1,10 @@
-import type { Principal } from '../auth/principal.js';
+// What one Check call learns as it goes (the context phases read) and what it leaves behind
+// for the observers (the trace).
+import type { AuthFailure } from '../contracts/codes.js';
+import type { Outcome } from '../contracts/outcome.js';
+import type { Principal } from '../contracts/principal.js';
+import type { McpView, Request } from '../contracts/request.js';
 import type { Endpoint } from '../endpoints/registry.js';
-import type { McpView, Request } from '../request/types.js';
 
 /** Everything one Check call has learned so far, passed from phase to phase. */
 export interface CheckContext {
@@ -16,10 +20,30 @@ export interface CheckContext {
   mcp: McpView;
   /** The parsed JSON body (opa-envoy-plugin's parsed_body). */
   parsedBody: unknown;
-  /** Why authentication failed, when it did (a stable code). */
-  authFailure?: string;
-  /** Why authentication failed, in words (never a secret). */
-  authWhy?: string;
-  /** The policy input and raw result, kept for `mcp-authz check` and the decision log. */
-  policy?: { input?: unknown; result?: unknown; revision?: string; durationNs?: number; realDecision?: 'allow' | 'deny' };
+  /** Why authentication failed, when it did. */
+  authFailure?: AuthFailure;
+}
+
+/** What the policy phase saw and decided, for the decision log and `mcp-authz check`. */
+export interface PolicyRecord {
+  /** The input document as the policy saw it (JSON text, credentials redacted). */
+  input: string;
+  /** The policy's raw result (or `{error}` when evaluation failed). */
+  result: unknown;
+  revision: string;
+  durationNs: number;
+  /** The policy's real decision, whatever dry-run made of it. */
+  decision: 'allow' | 'deny';
+  /** The deny is a failure (evaluation error, malformed decision), not the policy's rules: dry-run never allows it. */
+  failed: boolean;
+}
+
+/** One decided Check, as the observers (metrics, decision log) and `mcp-authz check` see it. */
+export interface CheckTrace {
+  outcome: Outcome;
+  /** Undefined when the request could not be decoded. */
+  ctx: CheckContext | undefined;
+  /** Undefined when the policy was not evaluated. */
+  policy: PolicyRecord | undefined;
+  durationNs: bigint;
 }

@@ -1,41 +1,65 @@
 // The contracts of the pipeline's phases. Each phase lives in its own folder; the
-// pipeline only knows these shapes.
-import type { Principal } from '../auth/principal.js';
+// pipeline (src/pipeline/) only knows these shapes.
+import type { AuthFailureDetail } from '../contracts/codes.js';
+import type { Answer, Deny, HeaderToSet } from '../contracts/outcome.js';
+import type { Principal } from '../contracts/principal.js';
+import type { Request } from '../contracts/request.js';
 import type { Endpoint } from '../endpoints/registry.js';
-import type { Request } from '../request/types.js';
-import type { CheckContext } from './context.js';
-import type { Deny, HeaderToSet, Outcome } from './outcome.js';
+import type { CheckContext, CheckTrace, PolicyRecord } from './context.js';
 
 export type AuthResult =
   | { ok: true; principal: Principal; credentialHeaders: string[]; credentialQueryParams: string[] }
-  | { ok: false; deny: Deny; reason: string; principal?: Principal; /** Human detail for logs and `mcp-authz check`; never contains a secret. */ why?: string };
+  | {
+      ok: false;
+      /** A deny whose code is an authentication code (docs/errors.md). */
+      deny: Deny;
+      detail: AuthFailureDetail;
+      /** Human detail for logs and `mcp-authz check`; never contains a secret. */
+      why: string;
+    };
 
 export interface Authenticator {
   authenticate(request: Request, endpoint: Endpoint | undefined): AuthResult | Promise<AuthResult>;
 }
 
+/** What a direct answer depends on: the HTTP port's discovery requests carry only these. */
+export type DirectRequest = Pick<Request, 'method' | 'path' | 'host' | 'scheme'>;
+
 /** Answers requests that are not for an endpoint but for the service itself (RFC 9728 discovery). */
 export interface DirectResponder {
-  answer(request: Request): Outcome | undefined;
+  answer(request: DirectRequest): Answer | Deny | undefined;
 }
 
-export type AuthzResult =
-  | { allow: true; headers: HeaderToSet[]; headersToRemove: string[]; responseHeaders: HeaderToSet[]; queryParamsToRemove?: string[]; dynamicMetadata?: Record<string, unknown> }
-  | { allow: false; deny: Deny };
+export interface AuthzAllow {
+  allow: true;
+  headers: HeaderToSet[];
+  headersToRemove: string[];
+  responseHeaders: HeaderToSet[];
+  queryParamsToRemove?: string[];
+  dynamicMetadata?: Record<string, unknown>;
+}
+
+export type AuthzResult = AuthzAllow | { allow: false; deny: Deny };
+
+/** The authorize phase's answer and, when a policy was evaluated, its record. */
+export interface Authorization {
+  result: AuthzResult;
+  record?: PolicyRecord;
+}
 
 export interface Authorizer {
-  authorize(ctx: CheckContext): AuthzResult;
+  authorize(ctx: CheckContext): Authorization;
 }
 
 export interface Limiter {
   /** Before credentials are tried: a locked-out client gets its 429 here. */
   beforeAuth(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
   /** Counts one failed authentication; returns the 429 when this failure is beyond the limit (it arrived while the lockout was landing). */
-  authFailed(ctx: CheckContext, reason: string): Promise<Deny | undefined> | Deny | undefined;
+  authFailed(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
   /** After authentication: the per-client request rate. */
   afterAuth(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
 }
 
 export interface Observer {
-  decided(ctx: CheckContext | undefined, outcome: Outcome, durationNs: bigint): void;
+  decided(trace: CheckTrace): void;
 }

@@ -1,12 +1,13 @@
 // `mcp-authz check`: the full pipeline in-process on one sample request, printed as JSON.
 import { readFileSync } from 'node:fs';
 import type { LoadedConfig } from '../config/load.js';
-import { runCheck } from '../check/pipeline.js';
-import { denyBody } from '../check/outcome.js';
+import { responseBody } from '../contracts/outcome.js';
+import { toRequest } from '../envoy/to-request.js';
+import { toCheckResponse } from '../envoy/to-response.js';
 import { silentLogger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
-import { buildRuntime } from '../server/build-runtime.js';
-import { toCheckResponse } from '../envoy/to-response.js';
+import { buildRuntime } from '../pipeline/build-runtime.js';
+import { runCheck } from '../pipeline/pipeline.js';
 import { sampleToWire, type SampleRequest } from './wire-request.js';
 
 export function parseHeaderFlag(h: string): [string, string] {
@@ -23,33 +24,32 @@ export function readBodyFlag(b: string | undefined): string | undefined {
 export async function explain(loaded: LoadedConfig, sample: SampleRequest): Promise<Record<string, unknown>> {
   const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false });
   try {
-    const trace = await runCheck(rt, sampleToWire(sample));
-    const o = trace.outcome;
-    const ctx = trace.ctx;
+    const { outcome: o, ctx, policy } = await runCheck(rt, toRequest, sampleToWire(sample));
     return {
-      decision: o.allow ? 'allow' : 'deny',
+      decision: o.kind,
       status: o.status,
       reason: o.allow ? o.reason : o.code,
-      body: o.allow ? undefined : safeJson(denyBody(o)),
+      body: o.allow ? undefined : safeJson(responseBody(o)),
       headers: o.allow
         ? { set: o.headers, remove: o.headersToRemove, removeQueryParams: o.queryParamsToRemove, response: o.responseHeaders }
         : { set: o.headers },
       endpoint: ctx?.endpoint?.name ?? null,
       principal: ctx?.principal ?? null,
-      authFailure: ctx?.authFailure ?? null,
-      authWhy: ctx?.authWhy ?? null,
+      authFailure: ctx?.authFailure?.code ?? null,
+      authDetail: ctx?.authFailure?.detail ?? null,
+      authWhy: ctx?.authFailure?.why ?? null,
       mcp: ctx?.mcp ?? null,
-      policy: ctx?.policy
+      policy: policy
         ? {
-            revision: ctx.policy.revision ?? null,
+            revision: policy.revision,
             // The input exactly as the policy saw it (credentials already redacted).
-            input: typeof ctx.policy.input === 'string' ? safeJson(ctx.policy.input) : ctx.policy.input ?? null,
-            result: ctx.policy.result ?? null,
-            decision: ctx.policy.realDecision ?? null,
-            durationMs: ctx.policy.durationNs !== undefined ? ctx.policy.durationNs / 1e6 : null,
+            input: safeJson(policy.input),
+            result: policy.result ?? null,
+            decision: policy.decision,
+            durationMs: policy.durationNs / 1e6,
           }
         : null,
-      notReady: rt.notReady?.() ?? [],
+      notReady: rt.notReady(),
       checkResponse: toCheckResponse(o),
     };
   } finally {

@@ -2,8 +2,8 @@
 // to paste into the keys file.
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { generateApiKey, hashApiKey } from '../auth/api-key-format.js';
 import { ApiKeyEntrySchema, type ApiKeyEntry } from '../config/schema.js';
+import { generateApiKey, hashApiKey } from '../contracts/api-key.js';
 
 export interface CreatedKey {
   key: string;

@@ -2,19 +2,17 @@
 import { spawnSync } from 'node:child_process';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfigFile } from '../config/load.js';
+import { loadConfigFile } from '../config/load.js';
+import { projectRoot, QUICKSTART_CONFIG } from '../config/paths.mjs';
 import { createLogger } from '../log/logger.js';
-import { buildRuntime, type BuildOptions } from '../server/build-runtime.js';
-import { runPrimary, runWorker } from '../server/cluster.js';
+import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
+import { runPrimary } from '../server/cluster-primary.js';
+import { runWorker } from '../server/cluster-worker.js';
 import { startService } from '../server/service.js';
 import { explain, parseHeaderFlag, readBodyFlag } from './check-command.js';
 import { keysCommand } from './keys-command.js';
-
-const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const QUICKSTART_CONFIG = join(projectRoot, 'examples', 'quickstart', 'config.yaml');
 
 const USAGE = `usage:
   mcp-authz serve [--config FILE] [--check-config] [--workers N]   (N defaults to the number of cores; 1 = one process)
@@ -52,10 +50,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         return 2;
     }
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`mcp-authz: ${err.message}\n`);
-      return 1;
-    }
+    // A ConfigError's message names every bad field; any other error's message says what failed.
     process.stderr.write(`mcp-authz: ${(err as Error).message}\n`);
     return 1;
   }

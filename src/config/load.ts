@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { hashApiKey } from '../auth/api-key-format.js';
+import { hashApiKey } from '../contracts/api-key.js';
 import { ConfigSchema, type Config } from './schema.js';
 
 export class ConfigError extends Error {

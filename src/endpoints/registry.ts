@@ -5,6 +5,7 @@
 // inside it, longest segment-aware prefix first. A host an endpoint names never falls back
 // to the path-only endpoints: Envoy would send such a request to that host's server.
 import type { EndpointConfig } from '../config/schema.js';
+import { trimSlash } from '../contracts/trim-slash.js';
 
 export interface Endpoint extends EndpointConfig {
   /** Path used for the path-suffixed RFC 9728 document: the pathPrefix, or "" for host-only endpoints. */
@@ -81,12 +82,6 @@ function prefixMatches(prefix: string, path: string): boolean {
   if (prefix === '') return true;
   if (!path.startsWith(prefix)) return false;
   return path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
-}
-
-export function trimSlash(p: string): string {
-  let end = p.length;
-  while (end > 0 && p.charCodeAt(end - 1) === 47) end--;
-  return p.slice(0, end);
 }
 
 /** A request host lower-cased without its port: "Files.Example.com:8443" → "files.example.com", "[::1]:80" → "[::1]". */

@@ -6,8 +6,7 @@
 // every shape, and random ones, byte for byte against proto-loader's encoding of
 // toCheckResponse's object. An outcome with dynamic metadata (a google.protobuf.Struct)
 // returns undefined: the caller serializes toCheckResponse's object instead.
-import { denyBody, type HeaderToSet, type Outcome } from '../check/outcome.js';
-import { grpcCodeFor } from './to-response.js';
+import { responseBody, responseContentType, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
 
 // A tag is (field number << 3) | wire type, one byte for the field numbers used here:
 // wire type 0 = varint, 2 = length-delimited.
@@ -76,7 +75,7 @@ function writeHeader(out: Out, fieldNo: number, s: SizedHeader): void {
 const sumSizes = (xs: { size: number }[], fieldSize = field) => xs.reduce((n, x) => n + fieldSize(x.size), 0);
 
 export function encodeCheckResponse(o: Outcome, now: Date = new Date()): Buffer | undefined {
-  if (o.dynamicMetadata) return undefined;
+  if (o.kind !== 'answer' && o.dynamicMetadata) return undefined;
   if (o.allow) {
     // status = 1: google.rpc.Status { int32 code = 1 } with code 0: an empty message.
     // ok_response = 3: OkHttpResponse { headers = 2; headers_to_remove = 5; response_headers_to_add = 6; query_parameters_to_remove = 8; }
@@ -97,13 +96,14 @@ export function encodeCheckResponse(o: Outcome, now: Date = new Date()): Buffer 
     for (const r of queryRemoved) out.string(8, r.s, r.size);
     return out.buf;
   }
+  // A deny, or a direct answer (sent by Envoy as a denied response whose HTTP status is 200).
   // status = 1: google.rpc.Status { int32 code = 1; string message = 2; }
   // denied_response = 2: DeniedHttpResponse { type.v3.HttpStatus status = 1 { code = 1 }; headers = 2; string body = 3; }
-  const code = grpcCodeFor(o.status);
+  const code = o.grpc;
   const message = Buffer.byteLength(o.code);
   const statusSize = 1 + varintSize(code) + field(message);
-  const headers = [sizeHeader({ name: 'content-type', value: o.contentType ?? 'application/json', append: false }), ...o.headers.map(sizeHeader)];
-  const body = denyBody(o, now);
+  const headers = [sizeHeader({ name: 'content-type', value: responseContentType(o), append: false }), ...o.headers.map(sizeHeader)];
+  const body = responseBody(o, now);
   const bodySize = Buffer.byteLength(body);
   const httpStatus = 1 + varintSize(o.status);
   const denied = field(httpStatus) + sumSizes(headers) + field(bodySize);

@@ -2,13 +2,12 @@
 // gRPC health protocol. Loaded once per process.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
+import { projectRoot } from '../config/paths.mjs';
 
 const require = createRequire(import.meta.url);
 const xdsRoot = dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
-const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export const envoyIncludeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(xdsRoot, 'deps', d));
 

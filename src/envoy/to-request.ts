@@ -1,9 +1,10 @@
 // CheckRequest (as decoded by proto-loader) → the project's Request. Protobuf stops here.
 import { randomUUID } from 'node:crypto';
+import { RequestRejected } from '../contracts/request-rejected.js';
+import type { HeaderMap, QueryMap, Request } from '../contracts/request.js';
 import { normalizePath } from '../request/normalize-path.js';
 import { parseQuery } from '../request/parse-query.js';
-import { RequestRejected } from '../request/reject.js';
-import type { HeaderMap, Request } from '../request/types.js';
+import { protojsonAttributes } from './attributes.js';
 
 export interface RequestLimits {
   maxBodyBytes: number;
@@ -38,7 +39,7 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request
   const attrs = msg.attributes;
   const http = attrs?.request?.http;
   if (!http) {
-    throw new RequestRejected(400, 'invalid_check_request', 'The CheckRequest has no attributes.request.http; mcp-authz authorizes HTTP requests from Envoy\'s ext_authz HTTP filter.');
+    throw new RequestRejected('invalid_check_request', 'The CheckRequest has no attributes.request.http; mcp-authz authorizes HTTP requests from Envoy\'s ext_authz HTTP filter.');
   }
   const headers = readHeaders(http, limits);
 
@@ -58,23 +59,51 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request
   const { path, rawQuery } = normalizePath(rawPath);
   const host = (http.host ?? headers[':authority']?.[0] ?? headers.host?.[0] ?? '').toLowerCase();
 
-  return {
-    id: headers['x-request-id']?.[0] ?? (http.id || randomUUID()),
-    method: (http.method ?? headers[':method']?.[0] ?? '').toUpperCase(),
-    scheme: http.scheme ?? headers[':scheme']?.[0] ?? 'http',
+  return new CheckRequestView(
+    headers['x-request-id']?.[0] ?? (http.id || randomUUID()),
+    (http.method ?? headers[':method']?.[0] ?? '').toUpperCase(),
+    http.scheme ?? headers[':scheme']?.[0] ?? 'http',
     host,
     rawPath,
     path,
     rawQuery,
-    query: parseQuery(rawQuery),
+    parseQuery(rawQuery),
     headers,
     body,
     bodyBytes,
-    hasBody: bodyBytes > 0,
-    sourceAddress: attrs?.source?.address?.socket_address?.address ?? '',
-    attributes: () => attrs,
-    receivedAt: process.hrtime.bigint(),
-  };
+    attrs?.source?.address?.socket_address?.address ?? '',
+    attrs,
+  );
+}
+
+/** The Request of one CheckRequest; its protojson attributes are built only if a policy reads them. */
+class CheckRequestView implements Request {
+  readonly hasBody: boolean;
+  readonly receivedAt = process.hrtime.bigint();
+  private view: Record<string, unknown> | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly method: string,
+    readonly scheme: string,
+    readonly host: string,
+    readonly rawPath: string,
+    readonly path: string,
+    readonly rawQuery: string,
+    readonly query: QueryMap,
+    readonly headers: HeaderMap,
+    readonly body: string,
+    readonly bodyBytes: number,
+    readonly sourceAddress: string,
+    private readonly wire: WireCheckRequest['attributes'],
+  ) {
+    this.hasBody = bodyBytes > 0;
+  }
+
+  get attributes(): Readonly<Record<string, unknown>> {
+    this.view ??= protojsonAttributes(this.wire);
+    return this.view;
+  }
 }
 
 function readHeaders(http: NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']>, limits: RequestLimits): HeaderMap {
@@ -85,7 +114,7 @@ function readHeaders(http: NonNullable<NonNullable<NonNullable<WireCheckRequest[
     count++;
     bytes += rawName.length + value.length;
     if (count > limits.maxHeaders || bytes > limits.maxHeaderBytes) {
-      throw new RequestRejected(431, 'headers_too_large', `The request headers exceed the service's limit (${limits.maxHeaders} headers, ${limits.maxHeaderBytes} bytes).`);
+      throw new RequestRejected('headers_too_large', `The request headers exceed the service's limit (${limits.maxHeaders} headers, ${limits.maxHeaderBytes} bytes).`);
     }
     const name = rawName.toLowerCase();
     (out[name] ??= []).push(value);
@@ -104,5 +133,5 @@ function readHeaders(http: NonNullable<NonNullable<NonNullable<WireCheckRequest[
 }
 
 function tooLarge(size: number, max: number): RequestRejected {
-  return new RequestRejected(413, 'body_too_large', `The request body (${size} bytes) exceeds the service's limit of ${max} bytes (limits.maxBodyBytes).`);
+  return new RequestRejected('body_too_large', `The request body (${size} bytes) exceeds the service's limit of ${max} bytes (limits.maxBodyBytes).`);
 }

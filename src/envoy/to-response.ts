@@ -1,18 +1,8 @@
-// Outcome → envoy.service.auth.v3.CheckResponse (proto field names, for proto-loader).
-import { denyBody, type HeaderToSet, type Outcome } from '../check/outcome.js';
-
-/** google.rpc.Code for a deny status: what Envoy logs and what failure_mode_allow never sees as an error. */
-export function grpcCodeFor(status: number): number {
-  switch (status) {
-    case 400: case 413: case 415: case 431: return 3; // INVALID_ARGUMENT
-    case 401: return 16; // UNAUTHENTICATED
-    case 403: return 7; // PERMISSION_DENIED
-    case 404: return 5; // NOT_FOUND
-    case 429: return 8; // RESOURCE_EXHAUSTED
-    case 503: return 14; // UNAVAILABLE
-    default: return status >= 500 ? 13 : 7; // INTERNAL / PERMISSION_DENIED (incl. direct 200 answers)
-  }
-}
+// Outcome → envoy.service.auth.v3.CheckResponse (proto field names, for proto-loader). The
+// google.rpc.Status code is what tells Envoy allow (OK) from deny (anything else): a deny
+// carries its code's gRPC code (docs/errors.md), and so does a direct answer, which Envoy
+// sends to the client as its denied response with HTTP status 200.
+import { responseBody, responseContentType, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
 
 function headerOption(h: HeaderToSet) {
   return { header: { key: h.name, value: h.value }, append: { value: h.append } };
@@ -29,12 +19,12 @@ export function toCheckResponse(o: Outcome, now: Date = new Date()): Record<stri
     if (o.dynamicMetadata) res.dynamic_metadata = toStruct(o.dynamicMetadata);
     return res;
   }
-  const headers = [headerOption({ name: 'content-type', value: o.contentType ?? 'application/json', append: false }), ...o.headers.map(headerOption)];
+  const headers = [headerOption({ name: 'content-type', value: responseContentType(o), append: false }), ...o.headers.map(headerOption)];
   const res: Record<string, unknown> = {
-    status: { code: grpcCodeFor(o.status), message: o.code },
-    denied_response: { status: { code: o.status }, headers, body: denyBody(o, now) },
+    status: { code: o.grpc, message: o.code },
+    denied_response: { status: { code: o.status }, headers, body: responseBody(o, now) },
   };
-  if (o.dynamicMetadata) res.dynamic_metadata = toStruct(o.dynamicMetadata);
+  if (o.kind === 'deny' && o.dynamicMetadata) res.dynamic_metadata = toStruct(o.dynamicMetadata);
   return res;
 }
 

@@ -5,7 +5,7 @@
 // own address by sending extra X-Forwarded-For entries.
 import { isIP } from 'node:net';
 import type { Config } from '../config/schema.js';
-import type { Request } from '../request/types.js';
+import type { Request } from '../contracts/request.js';
 
 export type ClientAddressConfig = Config['clientAddress'];
 

@@ -3,18 +3,12 @@
 // the cluster primary, or a Redis call, on every Check). The counting stays in the store:
 // a failure is counted there once, atomically, and the process whose failure reaches the
 // limit records the lockout here and publishes it; the cluster primary hands it to every
-// other worker (see cluster.ts).
+// other worker (src/server/cluster-primary.ts, cluster-worker.ts).
 export interface LockoutMessage {
   type: 'mcp-authz:lockout';
   key: string;
   /** Epoch milliseconds: the end of the window the lockout lasts for. */
   until: number;
-}
-
-export function isLockoutMessage(m: unknown): m is LockoutMessage {
-  if (typeof m !== 'object' || m === null) return false;
-  const o = m as Partial<LockoutMessage>;
-  return o.type === 'mcp-authz:lockout' && typeof o.key === 'string' && typeof o.until === 'number';
 }
 
 export class LockoutTable {
@@ -81,20 +75,4 @@ export class LockoutTable {
       this.droppedUntil = Math.max(this.droppedUntil, until);
     }
   }
-}
-
-/** A new worker asks the primary for the lockouts already running. */
-export const LOCKOUT_SYNC = 'mcp-authz:lockout-sync';
-
-/**
- * A cluster worker's table: lockouts it records go to the primary, which hands them to
- * every other worker; lockouts from siblings (and, at start, the running ones) come back.
- */
-export function workerLockoutTable(): LockoutTable {
-  const table = new LockoutTable((m) => process.send?.(m));
-  process.on('message', (m: unknown) => {
-    if (isLockoutMessage(m)) table.lock(m.key, m.until, true);
-  });
-  process.send?.({ type: LOCKOUT_SYNC });
-  return table;
 }

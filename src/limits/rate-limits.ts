@@ -4,9 +4,9 @@
 import { createHash } from 'node:crypto';
 import { BurstyRateLimiter, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { CheckContext } from '../check/context.js';
-import { deny, type Deny } from '../check/outcome.js';
 import type { Limiter } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
+import { deny, type Deny } from '../contracts/outcome.js';
 import type { Endpoint } from '../endpoints/registry.js';
 import { createLimiter, RateLimiterRes, type FlexLimiter, type StoreOptions } from './limiter-store.js';
 import { LockoutTable } from './lockouts.js';
@@ -156,10 +156,10 @@ function retryAfter(ms: number): string {
 
 function lockout(ms: number): Deny {
   const s = retryAfter(ms);
-  return deny(429, 'too_many_requests', LOCKOUT_DESCRIPTION, { headers: [{ name: 'retry-after', value: s, append: false }], extra: { retry_after: Number(s) } });
+  return deny('too_many_requests', LOCKOUT_DESCRIPTION, { headers: [{ name: 'retry-after', value: s, append: false }], extra: { retry_after: Number(s) } });
 }
 
 function rateLimited(ms: number): Deny {
   const s = retryAfter(ms);
-  return deny(429, 'rate_limited', RATE_DESCRIPTION, { headers: [{ name: 'retry-after', value: s, append: false }], extra: { retry_after: Number(s) } });
+  return deny('rate_limited', RATE_DESCRIPTION, { headers: [{ name: 'retry-after', value: s, append: false }], extra: { retry_after: Number(s) } });
 }

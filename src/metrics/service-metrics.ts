@@ -1,32 +1,40 @@
 // The service's Prometheus metrics (prefix mcp_authz_). Label values are bounded: the
 // endpoint is a configured name or "_unknown", a tool a known name or "_other", a key id
-// one the registry produced, a reason one of AUTH_FAILURE_REASONS or "_other". Label
-// children are created at load so the Check path only increments counters.
+// one the registry produced, a code, reason or detail one of the catalogue's
+// (src/contracts/codes.ts; a policy's own code is "_policy"). Label children are created
+// at load so the Check path only increments counters.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { CheckContext } from '../check/context.js';
-import type { Outcome } from '../check/outcome.js';
+import type { CheckContext, CheckTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
 import type { Config, EndpointConfig } from '../config/schema.js';
+import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode } from '../contracts/codes.js';
+import type { Outcome } from '../contracts/outcome.js';
 import type { ServiceEvents } from './hooks.js';
 
 export const UNKNOWN_ENDPOINT = '_unknown';
 export const OTHER = '_other';
+/** The `code` label of a deny whose code the policy chose outside the catalogue. */
+export const POLICY_CODE = '_policy';
 
-/** Authentication failure codes that get their own `reason` label; any other code is "_other". */
-export const AUTH_FAILURE_REASONS = [
-  'authentication_required',
-  'invalid_api_key',
-  'invalid_credentials',
-  'invalid_token',
-  'ambiguous_credentials',
-] as const;
+/** The authentication codes: the `reason` label of auth_failures_total. */
+export const AUTH_FAILURE_REASONS = (Object.keys(CODES) as DecisionCode[]).filter((c): c is AuthCode => CODES[c].kind === 'auth');
+/** The deny codes: the `code` label of denies_total (besides `_policy`). */
+export const DENY_CODES = (Object.keys(CODES) as DecisionCode[]).filter((c): c is DenyCode => isDenyCode(c));
+/** The `decision` label of check_total and check_duration_seconds. */
+export const DECISIONS: readonly Outcome['kind'][] = ['allow', 'deny', 'answer'];
 
-/** Which credential kind a failure code is about when the principal does not say. */
-const METHOD_BY_REASON: Record<string, string> = {
-  authentication_required: 'none',
-  invalid_api_key: 'api_key',
-  invalid_token: 'oauth',
-};
+/** Which credential kind a failure code is about. */
+const METHOD_BY_REASON: ReadonlyMap<string, string> = new Map([
+  ['authentication_required', 'none'],
+  ['invalid_api_key', 'api_key'],
+  ['invalid_token', 'oauth'],
+]);
+
+/** The limiter that answers with a code. */
+const LIMITER_BY_CODE: ReadonlyMap<string, LimiterName> = new Map([
+  ['too_many_requests', 'failed_auth'],
+  ['rate_limited', 'per_client'],
+]);
 
 /** 50 µs … 1 s: a Check is tens of µs when everything is cached, ms when something is not. */
 export const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
@@ -62,15 +70,14 @@ export class ServiceMetrics {
   readonly events: ServiceEvents;
 
   private readonly checkTotal: Counter<'endpoint' | 'decision' | 'status'>;
-  private readonly durAllow: ReturnType<Histogram<'decision'>['labels']>;
-  private readonly durDeny: ReturnType<Histogram<'decision'>['labels']>;
-  private readonly authFailures: Counter<'endpoint' | 'method' | 'reason'>;
+  private readonly durations: Record<Outcome['kind'], ReturnType<Histogram<'decision'>['labels']>>;
+  private readonly authFailures: Counter<'endpoint' | 'method' | 'reason' | 'detail'>;
+  private readonly deniesTotal: Counter<'endpoint' | 'code'>;
   private readonly rateLimitedTotal: Counter<'endpoint' | 'limiter'>;
   private readonly toolDecisions: Counter<'endpoint' | 'tool' | 'decision'>;
   private readonly apiKeyRequests: Counter<'key_id'>;
   private readonly children = new Map<string, Inc>();
   private readonly tools = new Map<string, Set<string>>();
-  private readonly reasons = new Set<string>(AUTH_FAILURE_REASONS);
   private readonly issuers: Set<string>;
   private readonly keyIds = new Set<string>();
 
@@ -78,16 +85,16 @@ export class ServiceMetrics {
     const p = 'mcp_authz_';
     const registers = [registry];
     const endpointNames = [...config.endpoints.map((e) => e.name), UNKNOWN_ENDPOINT];
+    const authModes = new Map<string, EndpointConfig['auth'] | undefined>(config.endpoints.map((e) => [e.name, e.auth]));
     for (const e of config.endpoints) this.tools.set(e.name, knownTools(e as EndpointConfig & { tools?: string[] }));
     this.issuers = new Set(config.oauth.issuers.map((i) => i.issuer));
 
     this.checkTotal = new Counter({ name: `${p}check_total`, help: 'Check calls answered, by endpoint, decision and HTTP status.', labelNames: ['endpoint', 'decision', 'status'], registers });
     const duration = new Histogram({ name: `${p}check_duration_seconds`, help: 'Time to decide one Check call, from request decode to decision.', labelNames: ['decision'], buckets: LATENCY_BUCKETS, registers });
-    duration.zero({ decision: 'allow' });
-    duration.zero({ decision: 'deny' });
-    this.durAllow = duration.labels('allow');
-    this.durDeny = duration.labels('deny');
-    this.authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Failed authentications answered 401, by endpoint, credential kind and reason code.', labelNames: ['endpoint', 'method', 'reason'], registers });
+    for (const decision of DECISIONS) duration.zero({ decision });
+    this.durations = { allow: duration.labels('allow'), deny: duration.labels('deny'), answer: duration.labels('answer') };
+    this.authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Failed authentications answered 401, by endpoint, credential kind, reason code and detail.', labelNames: ['endpoint', 'method', 'reason', 'detail'], registers });
+    this.deniesTotal = new Counter({ name: `${p}denies_total`, help: 'Denies, by endpoint and decision code (docs/errors.md; a policy\'s own code is _policy).', labelNames: ['endpoint', 'code'], registers });
     this.rateLimitedTotal = new Counter({ name: `${p}rate_limited_total`, help: 'Requests answered 429, by endpoint and limiter (failed_auth lockout, per_client rate).', labelNames: ['endpoint', 'limiter'], registers });
     this.toolDecisions = new Counter({ name: `${p}tool_decisions_total`, help: 'tools/call requests decided after authentication, by endpoint, tool (known names, else _other) and decision.', labelNames: ['endpoint', 'tool', 'decision'], registers });
     this.apiKeyRequests = new Counter({ name: `${p}api_key_requests_total`, help: 'Requests authenticated with an API key, by key id.', labelNames: ['key_id'], registers });
@@ -108,7 +115,10 @@ export class ServiceMetrics {
       for (const s of COMMON_DENY_STATUSES) this.checkChild(ep, 'deny', s).inc(0);
       this.rateLimitedChild(ep, 'failed_auth').inc(0);
       this.rateLimitedChild(ep, 'per_client').inc(0);
-      for (const r of AUTH_FAILURE_REASONS) this.authFailureChild(ep, METHOD_BY_REASON[r] ?? 'unknown', r).inc(0);
+      for (const code of [...DENY_CODES, POLICY_CODE]) this.denyChild(ep, code).inc(0);
+      for (const [reason, detail] of authFailureSeries(ep === UNKNOWN_ENDPOINT ? undefined : authModes.get(ep))) {
+        this.authFailureChild(ep, METHOD_BY_REASON.get(reason) ?? 'unknown', reason, detail).inc(0);
+      }
       for (const tool of [...(this.tools.get(ep) ?? []), OTHER]) {
         this.toolChild(ep, tool, 'allow').inc(0);
         this.toolChild(ep, tool, 'deny').inc(0);
@@ -127,8 +137,10 @@ export class ServiceMetrics {
       storeFallbacks.labels('redis').inc(0);
     }
     dryRunDenies.inc(0);
+    // Direct answers come before any endpoint is matched.
+    this.checkChild(UNKNOWN_ENDPOINT, 'answer', 200).inc(0);
 
-    this.observer = { decided: (ctx, outcome, durationNs) => this.decided(ctx, outcome, durationNs) };
+    this.observer = { decided: (trace) => this.decided(trace) };
     let storeState: 'shared' | 'local_fallback' | undefined;
     this.events = {
       policyReload: (result, revision) => {
@@ -162,17 +174,14 @@ export class ServiceMetrics {
     };
   }
 
-  private decided(ctx: CheckContext | undefined, outcome: Outcome, durationNs: bigint): void {
+  private decided({ ctx, outcome, durationNs }: CheckTrace): void {
     const endpoint = ctx?.endpoint?.name ?? UNKNOWN_ENDPOINT;
-    const seconds = Number(durationNs) / 1e9;
-    if (outcome.allow) {
-      this.checkChild(endpoint, 'allow', 200).inc();
-      this.durAllow.observe(seconds);
-    } else {
-      this.checkChild(endpoint, 'deny', outcome.status).inc();
-      this.durDeny.observe(seconds);
-      if (outcome.code === 'too_many_requests') this.rateLimitedChild(endpoint, 'failed_auth').inc();
-      else if (outcome.code === 'rate_limited') this.rateLimitedChild(endpoint, 'per_client').inc();
+    this.checkChild(endpoint, outcome.kind, outcome.status).inc();
+    this.durations[outcome.kind].observe(Number(durationNs) / 1e9);
+    if (outcome.kind === 'deny') {
+      this.denyChild(endpoint, isDenyCode(outcome.code) ? outcome.code : POLICY_CODE).inc();
+      const limiter = LIMITER_BY_CODE.get(outcome.code);
+      if (limiter !== undefined) this.rateLimitedChild(endpoint, limiter).inc();
       else if (ctx?.authFailure !== undefined) this.authFailed(endpoint, ctx);
     }
     const calls = ctx?.mcp.calls;
@@ -188,13 +197,13 @@ export class ServiceMetrics {
   }
 
   private authFailed(endpoint: string, ctx: CheckContext): void {
-    const code = ctx.authFailure!;
-    const reason = this.reasons.has(code) ? code : OTHER;
-    const method = ctx.principal.method !== 'anonymous' ? ctx.principal.method : METHOD_BY_REASON[code] ?? 'unknown';
-    this.authFailureChild(endpoint, method, reason).inc();
+    const { code, detail } = ctx.authFailure!;
+    const reason = isDenyCode(code) && CODES[code].kind === 'auth' ? code : OTHER;
+    const method = ctx.principal.method !== 'anonymous' ? ctx.principal.method : METHOD_BY_REASON.get(code) ?? 'unknown';
+    this.authFailureChild(endpoint, method, reason, Object.hasOwn(AUTH_FAILURE_DETAILS, detail) ? detail : OTHER).inc();
   }
 
-  private checkChild(endpoint: string, decision: 'allow' | 'deny', status: number): Inc {
+  private checkChild(endpoint: string, decision: Outcome['kind'], status: number): Inc {
     const s = Number.isInteger(status) && status >= 100 && status <= 599 ? status : 0;
     return this.child(`c\0${endpoint}\0${decision}\0${s}`, () => this.checkTotal.labels(endpoint, decision, s === 0 ? OTHER : String(s)));
   }
@@ -203,8 +212,12 @@ export class ServiceMetrics {
     return this.child(`r\0${endpoint}\0${limiter}`, () => this.rateLimitedTotal.labels(endpoint, limiter));
   }
 
-  private authFailureChild(endpoint: string, method: string, reason: string): Inc {
-    return this.child(`a\0${endpoint}\0${method}\0${reason}`, () => this.authFailures.labels(endpoint, method, reason));
+  private authFailureChild(endpoint: string, method: string, reason: string, detail: string): Inc {
+    return this.child(`a\0${endpoint}\0${method}\0${reason}\0${detail}`, () => this.authFailures.labels(endpoint, method, reason, detail));
+  }
+
+  private denyChild(endpoint: string, code: string): Inc {
+    return this.child(`d\0${endpoint}\0${code}`, () => this.deniesTotal.labels(endpoint, code));
   }
 
   private toolChild(endpoint: string, tool: string, decision: string): Inc {
@@ -219,4 +232,21 @@ export class ServiceMetrics {
     }
     return c;
   }
+}
+
+/**
+ * The (reason, detail) pairs an endpoint's failures can carry, whose series exist from
+ * start-up: no credential, and its bad-credential code with each detail its mode can
+ * produce (undefined: the unknown endpoint, which reads every credential).
+ */
+export function authFailureSeries(auth: EndpointConfig['auth'] | undefined): [AuthCode, AuthFailureDetail][] {
+  if (auth !== undefined && !auth.apiKey && !auth.oauth) return [];
+  const out: [AuthCode, AuthFailureDetail][] = [['authentication_required', 'credential_missing']];
+  const code = badCredentialCode(auth);
+  for (const detail of Object.keys(AUTH_FAILURE_DETAILS) as AuthFailureDetail[]) {
+    const credential = AUTH_FAILURE_DETAILS[detail].credential;
+    const reachable = credential === 'any' || (credential === 'api_key' && (auth?.apiKey ?? true)) || (credential === 'oauth' && (auth?.oauth ?? true));
+    if (reachable) out.push([code, detail]);
+  }
+  return out;
 }

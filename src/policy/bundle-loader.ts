@@ -28,14 +28,16 @@ export interface Bundle {
 
 const MAX_ENTRY_BYTES = 64 * 1024 * 1024;
 
-export function loadBundle(path: string): Bundle {
+/** Reads the bundle at `path`; `content`, when given, is the .tar.gz file's bytes already read. */
+export function loadBundle(path: string, content?: Buffer): Bundle {
+  if (content !== undefined) return fromFiles(path, readTarGz(path, content));
   let st;
   try {
     st = statSync(path);
   } catch (err) {
     throw new BundleError(`cannot read policy bundle ${path}: ${(err as Error).message}`);
   }
-  const files = st.isDirectory() ? readFolder(path) : readTarGz(path);
+  const files = st.isDirectory() ? readFolder(path) : readTarGz(path, readFileSync(path));
   return fromFiles(path, files);
 }
 
@@ -48,8 +50,7 @@ function readFolder(dir: string): Map<string, Buffer> {
   return files;
 }
 
-function readTarGz(file: string): Map<string, Buffer> {
-  const raw = readFileSync(file);
+function readTarGz(file: string, raw: Buffer): Map<string, Buffer> {
   if (raw.length < 2 || raw[0] !== 0x1f || raw[1] !== 0x8b) {
     throw new BundleError(`policy bundle ${file} is not a .tar.gz file (no gzip header); build it with \`npm run policy:build\` or \`opa build -t wasm\``);
   }

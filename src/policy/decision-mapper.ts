@@ -1,13 +1,27 @@
 // The policy's result → the pipeline's AuthzResult. Three shapes are accepted (see
-// docs/policies.md "Decision"): DESIGN's object {allow, status, error, ...}, a plain
-// boolean, and opa-envoy-plugin's {allowed, http_status, body, headers, ...}. Anything else
-// is a malformed decision and a deny — never an allow.
-import { deny, type Deny, type HeaderToSet } from '../check/outcome.js';
-import type { AuthzResult } from '../check/phases.js';
+// docs/policies.md "Decision"): the object {allow, status, error, ...}, a plain boolean,
+// and opa-envoy-plugin's {allowed, http_status, body, headers, ...}. Anything else is a
+// malformed decision and a deny — never an allow.
+import type { AuthzAllow, AuthzResult } from '../check/phases.js';
+import { policyCode } from '../contracts/codes.js';
+import { deny, policyDeny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
+
+/** Why the policy phase denied: its rules (a deny, or no decision: deny by default), or a failure. */
+export type PolicyDenyReason = 'policy_deny' | 'policy_undefined' | 'policy_error' | 'policy_malformed_decision';
 
 export type Mapped =
-  | { allow: true; result: Extract<AuthzResult, { allow: true }> }
-  | { allow: false; deny: Deny; reason: string };
+  | { allow: true; result: AuthzAllow }
+  | { allow: false; deny: Deny; reason: PolicyDenyReason };
+
+/** The deny is a failure of the policy, not its rules: dry-run never turns it into an allow. */
+export function isFailure(reason: PolicyDenyReason): boolean {
+  return reason === 'policy_error' || reason === 'policy_malformed_decision';
+}
+
+/** The mapped decision as the authorize phase answers it. */
+export function toAuthzResult(m: Mapped): AuthzResult {
+  return m.allow ? m.result : { allow: false, deny: m.deny };
+}
 
 class Malformed extends Error {}
 
@@ -16,7 +30,7 @@ const DEFAULT_DENY_DESCRIPTION = 'Access denied by policy.';
 /** Maps opa-wasm's result set (`[{result: <decision>}]`, or `[]` when undefined). */
 export function mapResultSet(resultSet: unknown): Mapped {
   if (!Array.isArray(resultSet) || resultSet.length === 0 || !resultSet[0] || typeof resultSet[0] !== 'object' || !('result' in resultSet[0])) {
-    return { allow: false, reason: 'policy_undefined', deny: deny(403, 'access_denied', 'The policy made no decision for this request; denied by default.') };
+    return { allow: false, reason: 'policy_undefined', deny: deny('access_denied', 'The policy made no decision for this request; denied by default.') };
   }
   if (resultSet.length > 1) return malformed('the entrypoint produced more than one result');
   try {
@@ -31,7 +45,7 @@ export function policyError(detail: string): Mapped {
   return {
     allow: false,
     reason: 'policy_error',
-    deny: deny(503, 'policy_error', `The authorization policy failed to evaluate (${detail}); the request is denied.`),
+    deny: deny('policy_error', `The authorization policy failed to evaluate (${detail}); the request is denied.`),
   };
 }
 
@@ -39,13 +53,13 @@ function malformed(detail: string): Mapped {
   return {
     allow: false,
     reason: 'policy_malformed_decision',
-    deny: deny(503, 'policy_error', `The authorization policy returned a malformed decision (${detail}); the request is denied.`),
+    deny: deny('policy_error', `The authorization policy returned a malformed decision (${detail}); the request is denied.`),
   };
 }
 
 function mapDecision(d: unknown): Mapped {
   if (typeof d === 'boolean') {
-    return d ? allowed([], [], [], undefined) : { allow: false, reason: 'policy_deny', deny: deny(403, 'access_denied', DEFAULT_DENY_DESCRIPTION) };
+    return d ? allowed([], [], [], undefined) : { allow: false, reason: 'policy_deny', deny: deny('access_denied', DEFAULT_DENY_DESCRIPTION) };
   }
   if (d === null || typeof d !== 'object' || Array.isArray(d)) throw new Malformed(`expected an object or a boolean, got ${typeName(d)}`);
   const o = d as Record<string, unknown>;
@@ -60,10 +74,10 @@ function mapOwn(o: Record<string, unknown>): Mapped {
   const metadata = objectOrUndefined(o.dynamic_metadata, 'dynamic_metadata');
   if (o.allow) return allowed(headers, [], headerList(o.response_headers, 'response_headers'), metadata);
   const status = statusOf(o.status, 403, 'status');
-  const code = optionalString(o.error, 'error') ?? 'access_denied';
-  if (!/^[a-z0-9_.-]{1,64}$/i.test(code)) throw new Malformed('"error" must be a short code (letters, digits, "_", ".", "-")');
+  const code = policyCode(optionalString(o.error, 'error') ?? 'access_denied');
+  if (code === undefined) throw new Malformed('"error" must be a short code (letters, digits, "_", ".", "-")');
   const description = optionalString(o.error_description, 'error_description') ?? DEFAULT_DENY_DESCRIPTION;
-  const out = deny(status, code, description, { headers });
+  const out = policyDeny(status, code, description, { headers });
   if (metadata) out.dynamicMetadata = metadata;
   return { allow: false, reason: 'policy_deny', deny: out };
 }
@@ -79,7 +93,7 @@ function mapEnvoyPlugin(o: Record<string, unknown>): Mapped {
   const status = statusOf(o.http_status, 403, 'http_status');
   const body = o.body === undefined ? undefined : optionalString(o.body, 'body');
   const ct = headers.find((h) => h.name === 'content-type');
-  const out = deny(status, 'access_denied', DEFAULT_DENY_DESCRIPTION, { headers: headers.filter((h) => h !== ct) });
+  const out = policyDeny(status, 'access_denied', DEFAULT_DENY_DESCRIPTION, { headers: headers.filter((h) => h !== ct) });
   if (body !== undefined) {
     out.rawBody = body;
     out.contentType = ct?.value ?? 'text/plain';
@@ -91,7 +105,7 @@ function mapEnvoyPlugin(o: Record<string, unknown>): Mapped {
 }
 
 function allowed(headers: HeaderToSet[], remove: string[], response: HeaderToSet[], metadata: Record<string, unknown> | undefined): Mapped {
-  const result: Extract<AuthzResult, { allow: true }> = { allow: true, headers, headersToRemove: remove, responseHeaders: response };
+  const result: AuthzAllow = { allow: true, headers, headersToRemove: remove, responseHeaders: response };
   if (metadata) result.dynamicMetadata = metadata;
   return { allow: true, result };
 }

@@ -1,18 +1,20 @@
 // Builds the policy input (docs/policies.md "Input") as a JSON string, from parts
 // precomputed at load: each endpoint's JSON is serialized once. Credentials never reach
 // the policy: credential headers and query parameters are redacted everywhere they occur.
-import type { Principal } from '../auth/principal.js';
 import type { CheckContext } from '../check/context.js';
+import type { Principal } from '../contracts/principal.js';
+import type { HeaderMap, QueryMap } from '../contracts/request.js';
+import { trimSlash } from '../contracts/trim-slash.js';
+import { resourceMetadataUrl } from '../endpoints/metadata-url.js';
 import type { Endpoint } from '../endpoints/registry.js';
-import type { HeaderMap, QueryMap } from '../request/types.js';
-import { envoyAttributes, redactPathQuery, REDACTED } from './envoy-attributes.js';
+import { redactedAttributes, redactPathQuery, REDACTED } from './redact-attributes.js';
 
 export { REDACTED };
 
 export interface InputOptions {
   /**
    * Add opa-envoy-plugin's fields: attributes, parsed_path, parsed_query, parsed_body, truncated_body, version.
-   * Undefined: as the loaded bundle declares (see PolicyAuthorizer.use).
+   * Undefined: as the loaded bundle declares (LoadedPolicy.envoyInput).
    */
   envoyInput: boolean | undefined;
   publicBaseUrl: string | undefined;
@@ -40,12 +42,12 @@ export class InputBuilder {
   private readonly anonymousJson: string;
 
   constructor(endpoints: readonly Endpoint[], private readonly opts: InputOptions) {
-    const base = opts.publicBaseUrl?.replace(/\/+$/, '');
+    const base = opts.publicBaseUrl === undefined ? undefined : trimSlash(opts.publicBaseUrl);
     for (const e of endpoints) {
       const { metadataPath, ...config } = e;
       const open = JSON.stringify(config).slice(0, -1);
       const entry: EndpointJson = { open, metadataPath };
-      if (base !== undefined) entry.full = `${open},"resource_metadata":${JSON.stringify(`${base}/.well-known/oauth-protected-resource${metadataPath}`)}}`;
+      if (base !== undefined) entry.full = `${open},"resource_metadata":${JSON.stringify(resourceMetadataUrl(base, e))}}`;
       this.endpoints.set(e, entry);
     }
     this.redactHeaders = new Set([...ALWAYS_REDACTED_HEADERS, opts.keyHeader.toLowerCase()]);
@@ -76,7 +78,7 @@ export class InputBuilder {
     const { source: _source, ...mcp } = ctx.mcp;
     s += ',"mcp":' + JSON.stringify(mcp);
     if (this.opts.envoyInput ?? bundleWantsEnvoyInput) {
-      s += ',"attributes":' + JSON.stringify(envoyAttributes(request.attributes(), headerSecret, querySecret));
+      s += ',"attributes":' + JSON.stringify(redactedAttributes(request.attributes, headerSecret, querySecret));
       s += ',"parsed_path":' + JSON.stringify(parsedPath(request.path));
       s += ',"parsed_query":' + JSON.stringify(query);
       if (ctx.parsedBody !== undefined) s += ',"parsed_body":' + JSON.stringify(ctx.parsedBody);
@@ -92,7 +94,7 @@ export class InputBuilder {
     const pre = this.endpoints.get(e);
     if (!pre) return JSON.stringify(e);
     if (pre.full !== undefined) return pre.full;
-    const url = `${ctx.request.scheme}://${ctx.request.host}/.well-known/oauth-protected-resource${pre.metadataPath}`;
+    const url = resourceMetadataUrl(`${ctx.request.scheme}://${ctx.request.host}`, pre);
     return `${pre.open},"resource_metadata":${JSON.stringify(url)}}`;
   }
 }

@@ -3,19 +3,9 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { opaBinary, WASM_CAPABILITIES } from '../config/paths.mjs';
 import { BundleError, loadBundle, type Bundle } from './bundle-loader.js';
-
-const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const WASM_CAPABILITIES = join(projectRoot, 'policies', 'wasm-capabilities.json');
-export const SHIPPED_BUNDLE = join(projectRoot, 'policies', 'build', 'bundle.tar.gz');
-
-export function opaBinary(): string {
-  if (process.env.OPA) return process.env.OPA;
-  const local = join(projectRoot, '.tools', 'bin', 'opa');
-  return existsSync(local) ? local : 'opa';
-}
 
 export async function compileRego(dir: string, entrypoint: string): Promise<Bundle> {
   const work = mkdtempSync(join(tmpdir(), 'mcp-authz-rego-'));

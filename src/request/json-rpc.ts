@@ -1,9 +1,10 @@
 // The MCP JSON-RPC view of a request: what is being called, read from the body and
 // cross-checked with the MCP 2026-07-28 Mcp-Method / Mcp-Name headers.
+import type { DenyCode } from '../contracts/codes.js';
+import { RequestRejected } from '../contracts/request-rejected.js';
+import { header, type HeaderMap, type McpCall, type McpView } from '../contracts/request.js';
 import { findDuplicateKey } from './json-duplicate-keys.js';
 import { normalizeResourceUri } from './normalize-resource-uri.js';
-import { RequestRejected } from './reject.js';
-import { header, type HeaderMap, type McpCall, type McpView } from './types.js';
 
 /** Protocol version from which Mcp-Method/Mcp-Name headers may stand without a body. */
 export const HEADER_ROUTING_VERSION = '2026-07-28';
@@ -128,6 +129,6 @@ function toCall(e: unknown, index: number | undefined): McpCall {
   return call;
 }
 
-function bad(code: string, description: string): RequestRejected {
-  return new RequestRejected(400, code, description);
+function bad(code: DenyCode, description: string): RequestRejected {
+  return new RequestRejected(code, description);
 }

@@ -1,6 +1,6 @@
 // Path normalization: the one place a request path is turned into the form endpoints
 // are matched on and the policy sees.
-import { RequestRejected } from './reject.js';
+import { RequestRejected } from '../contracts/request-rejected.js';
 
 export interface SplitPath {
   path: string;
@@ -55,5 +55,5 @@ export function normalizePath(raw: string): SplitPath {
 }
 
 function bad(description: string): RequestRejected {
-  return new RequestRejected(400, 'invalid_path', description);
+  return new RequestRejected('invalid_path', description);
 }

@@ -5,7 +5,7 @@
 // (6.2.2.1), scheme and host lower-cased, dot segments removed (5.2.4). What readers on
 // the way (WHATWG URL, Python's urllib + posixpath, Node's path, a naive decode-and-join)
 // would not agree on is refused: docs/policies.md "Resource URIs".
-import { RequestRejected } from './reject.js';
+import { RequestRejected } from '../contracts/request-rejected.js';
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
 const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;
@@ -122,5 +122,5 @@ function isDotWithParams(s: string): boolean {
 }
 
 function bad(why: string): RequestRejected {
-  return new RequestRejected(400, 'invalid_resource_uri', `The resource URI cannot be authorized: ${why}. Send the URI in its plain form (RFC 3986).`);
+  return new RequestRejected('invalid_resource_uri', `The resource URI cannot be authorized: ${why}. Send the URI in its plain form (RFC 3986).`);
 }

@@ -1,4 +1,4 @@
-import type { QueryMap } from './types.js';
+import type { QueryMap } from '../contracts/request.js';
 
 /** Parses a raw query string into name → values (form-decoding: "+" is a space). */
 export function parseQuery(rawQuery: string): QueryMap {

@@ -2,16 +2,17 @@
 // behind a flag, reflection.
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { runCheck } from '../check/pipeline.js';
-import type { Runtime } from '../check/runtime.js';
-import { authorizationService, healthService, packageDefinitions } from '../envoy/protos.js';
-import type { WireCheckRequest } from '../envoy/to-request.js';
+import { deny } from '../contracts/outcome.js';
 import { encodeCheckResponse } from '../envoy/encode-response.js';
+import { authorizationService, healthService, packageDefinitions } from '../envoy/protos.js';
+import { toRequest, type WireCheckRequest } from '../envoy/to-request.js';
 import { toCheckResponse } from '../envoy/to-response.js';
+import { runCheck } from '../pipeline/pipeline.js';
+import type { Runtime } from '../pipeline/runtime.js';
 import type { HealthState } from './health.js';
 
 export interface GrpcServerOptions {
-  runtime: () => Runtime;
+  runtime: Runtime;
   health: HealthState;
   reflection: boolean;
   /** Tracks in-flight Checks so shutdown can drain them. */
@@ -33,17 +34,20 @@ export function maxCheckRequestBytes(limits: { maxBodyBytes: number }): number {
   return limits.maxBodyBytes + CHECK_REQUEST_OVERHEAD_BYTES;
 }
 
+// runCheck never rejects; this is the last line of defence and still a deny.
+const LAST_RESORT = toCheckResponse(deny('internal_error', 'internal error'));
+
 export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
+  const { runtime } = opts;
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': maxCheckRequestBytes(opts.runtime().config.limits),
+    'grpc.max_receive_message_length': maxCheckRequestBytes(runtime.config.limits),
     'grpc.keepalive_permit_without_calls': 1,
   });
   server.addService(checkService(), {
     Check: (call: grpc.ServerUnaryCall<WireCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      const p = runCheck(opts.runtime(), call.request).then(
+      const p = runCheck(runtime, toRequest, call.request).then(
         (trace) => callback(null, encodeCheckResponse(trace.outcome) ?? toCheckResponse(trace.outcome)),
-        // runCheck never rejects; this is the last line of defence and still a deny.
-        () => callback(null, toCheckResponse({ allow: false, status: 503, code: 'internal_error', description: 'internal error', headers: [] })),
+        () => callback(null, LAST_RESORT),
       );
       opts.inFlight.add(p);
     },

@@ -1,15 +1,15 @@
 // The HTTP side: /healthz, /readyz, /metrics and the RFC 9728 discovery documents.
 import { createServer, type Server } from 'node:http';
-import type { Registry } from 'prom-client';
-import type { Runtime } from '../check/runtime.js';
-import { denyBody } from '../check/outcome.js';
-import { toRequest } from '../envoy/to-request.js';
+import type { DirectResponder } from '../check/phases.js';
+import { responseBody, responseContentType } from '../contracts/outcome.js';
+import { requestForDiscovery } from '../request/discovery-request.js';
 import type { HealthState } from './health.js';
 
 export interface HttpServerOptions {
-  runtime: () => Runtime;
   health: HealthState;
   metrics: () => Promise<{ contentType: string; body: string }>;
+  /** Answers /.well-known/ requests (the same responder Check uses). */
+  discovery: DirectResponder;
 }
 
 export function createHttpServer(opts: HttpServerOptions): Server {
@@ -35,15 +35,13 @@ export function createHttpServer(opts: HttpServerOptions): Server {
         (err: Error) => send(500, JSON.stringify({ error: 'metrics_failed', error_description: err.message })),
       );
     } else if (path.startsWith('/.well-known/')) {
-      const rt = opts.runtime();
       let answer;
       try {
-        const request = toRequest({ attributes: { request: { http: { method: 'GET', path: url, host: req.headers.host ?? '', headers: {} } } } }, rt.config.limits);
-        answer = rt.directResponder?.answer(request);
+        answer = opts.discovery.answer(requestForDiscovery('GET', url, req.headers.host ?? ''));
       } catch {
         answer = undefined;
       }
-      if (answer && !answer.allow) send(answer.status, denyBody(answer), answer.contentType ?? 'application/json');
+      if (answer) send(answer.status, responseBody(answer), responseContentType(answer));
       else send(404, JSON.stringify({ error: 'not_found' }));
     } else {
       send(404, JSON.stringify({ error: 'not_found' }));

@@ -3,9 +3,9 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { LoadedConfig } from '../config/load.js';
-import { createRuntime, type Runtime } from '../check/runtime.js';
 import type { Logger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
+import type { Runtime } from '../pipeline/runtime.js';
 import { bindGrpc, createGrpcServer } from './grpc-server.js';
 import { HealthState } from './health.js';
 import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
@@ -14,7 +14,7 @@ export interface RunningService {
   grpcPort: number;
   httpPort: number;
   health: HealthState;
-  runtime: () => Runtime;
+  runtime: Runtime;
   metrics: Registry;
   /** Graceful stop: NOT_SERVING first, in-flight Checks finish, then the listeners close. */
   close(graceMs?: number): Promise<void>;
@@ -22,8 +22,8 @@ export interface RunningService {
 
 export interface StartOptions {
   logger: Logger;
-  /** Builds the runtime from the config (defaults to the plain runtime); phases plug in here. */
-  buildRuntime?: (loaded: LoadedConfig, logger: Logger, metrics: Registry) => Promise<Runtime> | Runtime;
+  /** Builds the runtime from the config (src/pipeline/build-runtime.ts, or a test's variant of it). */
+  buildRuntime: (loaded: LoadedConfig, logger: Logger, metrics: Registry) => Promise<Runtime> | Runtime;
   /** Serve the HTTP port (default true). A cluster worker leaves it to the primary, which aggregates /metrics. */
   http?: boolean;
 }
@@ -32,12 +32,11 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
   const { logger } = opts;
   const metrics = createMetricsRegistry();
   const health = new HealthState();
-  const runtime = opts.buildRuntime ? await opts.buildRuntime(loaded, logger, metrics) : createRuntime(loaded.config, logger);
-  const current = () => runtime;
+  const runtime = await opts.buildRuntime(loaded, logger, metrics);
 
   const inFlight = new Set<Promise<unknown>>();
   const grpcServer: grpc.Server = createGrpcServer({
-    runtime: current,
+    runtime,
     health,
     reflection: loaded.config.reflection,
     inFlight: {
@@ -48,7 +47,7 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
     },
   });
   const httpServer: Server | undefined = opts.http === false ? undefined : createHttpServer({
-    runtime: current,
+    discovery: runtime.directResponder,
     health,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
   });
@@ -59,10 +58,10 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
   // Ready only when every phase can decide (a policy is loaded); re-checked on each reload.
   const refreshHealth = () => {
     if (closing) return;
-    const reasons = runtime.notReady?.() ?? [];
+    const reasons = runtime.notReady();
     health.set(reasons.length === 0 ? 'SERVING' : 'NOT_SERVING', reasons);
   };
-  runtime.onReadinessChange?.(refreshHealth);
+  runtime.onReadinessChange(refreshHealth);
   refreshHealth();
   logger.info({ grpc: grpcPort, http: httpPort, endpoints: runtime.endpoints.all.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
@@ -70,7 +69,7 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
     grpcPort,
     httpPort,
     health,
-    runtime: current,
+    runtime,
     metrics,
     close(graceMs = 10_000) {
       closing ??= (async () => {

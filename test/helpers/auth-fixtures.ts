@@ -1,23 +1,14 @@
 // Shared pieces of the authentication tests: registry entries made with the real
-// `keys create` code, and an authorizer standing in for the policy phase that
-// admits any authenticated principal, so allowed requests can be inspected end to end.
+// `keys create` code, and the authorizer stand-in that admits any authenticated principal,
+// so allowed requests can be inspected end to end.
 import { stringify } from 'yaml';
-import { deny } from '../../src/check/outcome.js';
-import type { Authorizer } from '../../src/check/phases.js';
 import { createKey, type CreateKeyOptions, type CreatedKey } from '../../src/cli/keys-command.js';
+import { admitAuthenticated } from '../fixtures/test-authenticator.js';
 import type { TestService } from './service.js';
 
-export const admitAuthenticated: Authorizer = {
-  authorize(ctx) {
-    const open = ctx.endpoint !== undefined && !ctx.endpoint.auth.apiKey && !ctx.endpoint.auth.oauth;
-    if (ctx.principal.authenticated || open) return { allow: true, headers: [], headersToRemove: [], responseHeaders: [] };
-    return { allow: false, deny: deny(403, 'access_denied', 'not authenticated') };
-  },
-};
-
-/** Replaces the pending authorizer of a running service (the runtime is a plain object). */
+/** Replaces the policy phase of a running service (the runtime is a plain object). */
 export function admitAuthenticatedOn(svc: TestService): void {
-  svc.runtime().authorizer = admitAuthenticated;
+  svc.runtime.authorizer = admitAuthenticated;
 }
 
 export function makeKey(o: Partial<CreateKeyOptions> & { id: string }): CreatedKey {

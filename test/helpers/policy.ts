@@ -1,37 +1,25 @@
-// Test doubles of the authentication phase only, and helpers to compile fixture Rego
-// with the real opa. The policy, the WASM engine and the gRPC server stay real.
+// Helpers of the policy tests: principals injected through the tests' authenticator
+// stand-in, and fixture Rego compiled with the real opa. The policy, the WASM engine and
+// the gRPC server stay real.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
-import type { Principal } from '../../src/auth/principal.js';
-import { ANONYMOUS } from '../../src/auth/principal.js';
-import type { AuthResult, Authenticator } from '../../src/check/phases.js';
-import type { Runtime } from '../../src/check/runtime.js';
 import type { LoadedConfig } from '../../src/config/load.js';
+import type { Principal } from '../../src/contracts/principal.js';
 import type { Logger } from '../../src/log/logger.js';
 import type { ServiceEvents } from '../../src/metrics/hooks.js';
-import { buildRuntime } from '../../src/server/build-runtime.js';
+import { buildRuntime } from '../../src/pipeline/build-runtime.js';
+import type { Runtime } from '../../src/pipeline/runtime.js';
+import { PRINCIPAL_HEADER, TestAuthenticator } from '../fixtures/test-authenticator.js';
 
-/** The header the test authenticator reads to pick a principal (test plumbing, not a credential). */
-export const PRINCIPAL_HEADER = 'x-test-principal';
+export { PRINCIPAL_HEADER };
 
-/** Authenticates as the principal named by the x-test-principal header, else anonymous. */
-export class InjectingAuthenticator implements Authenticator {
-  constructor(private readonly principals: Record<string, Principal>) {}
-  authenticate(request: { headers: Record<string, string[]> }): AuthResult {
-    const name = request.headers[PRINCIPAL_HEADER]?.[0];
-    const principal = name === undefined ? ANONYMOUS : this.principals[name];
-    if (!principal) throw new Error(`test: unknown principal ${name}`);
-    return { ok: true, principal, credentialHeaders: [PRINCIPAL_HEADER], credentialQueryParams: [] };
-  }
-}
-
-/** A buildRuntime that keeps everything real except authentication. */
+/** A buildRuntime that keeps everything real except authentication: principals come from the x-test-principal header. */
 export function withPrincipals(principals: Record<string, Principal>, events: ServiceEvents = {}) {
   return async (loaded: LoadedConfig, logger: Logger, metrics: Registry): Promise<Runtime> => {
     const rt = await buildRuntime(loaded, logger, metrics, { events });
-    rt.authenticator = new InjectingAuthenticator(principals);
+    rt.authenticator = new TestAuthenticator(principals);
     return rt;
   };
 }

@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import { loadConfigFile } from '../../src/config/load.js';
 import { clientConstructors } from '../../src/envoy/protos.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { buildRuntime, type BuildOptions } from '../../src/server/build-runtime.js';
+import { buildRuntime, type BuildOptions } from '../../src/pipeline/build-runtime.js';
 import { startService, type RunningService, type StartOptions } from '../../src/server/service.js';
 
 export interface TestService extends RunningService {

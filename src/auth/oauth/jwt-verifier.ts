@@ -2,13 +2,14 @@
 // unverified iss, checks signature and claims with jose, and caches verified tokens.
 import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import type { Config, IssuerConfig } from '../../config/schema.js';
+import type { AuthFailureDetail } from '../../contracts/codes.js';
 import type { Logger } from '../../log/logger.js';
 import type { ServiceEvents } from '../../metrics/hooks.js';
 import { JwksCache } from './jwks-cache.js';
-import { failureReason } from './token-failure.js';
+import { failureOf } from './token-failure.js';
 import { tokenPrincipal } from './token-principal.js';
 import { TokenCache, tokenDigest } from './token-cache.js';
-import type { TokenResult, TokenVerifier } from './token-verifier.js';
+import { looksLikeJwt, type TokenResult, type TokenVerifier } from './token-verifier.js';
 
 export interface TokenVerifierOptions {
   logger: Logger;
@@ -23,8 +24,6 @@ export interface TokenVerifierOptions {
 const DEFAULT_FETCH_TIMEOUT_MS = 5_000;
 // Real JWKS and metadata documents are a few KiB; this only stops a runaway response.
 const MAX_DOCUMENT_BYTES = 512 * 1024;
-// Compact JWS: three base64url parts (the signature may be empty only for alg none, refused later).
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 interface IssuerEntry {
   config: IssuerConfig;
@@ -65,14 +64,14 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
   const cache = new TokenCache(oauth.tokenCacheSize);
   const tolerance = oauth.clockToleranceSeconds;
 
-  const invalid = (why: string): TokenResult => ({ ok: false, code: 'invalid_token', why });
+  const invalid = (detail: AuthFailureDetail, why: string): TokenResult => ({ ok: false, detail, why });
 
   async function verify(token: string, audiences: readonly string[]): Promise<TokenResult> {
-    if (typeof token !== 'string' || token.length === 0) return invalid('token is empty');
+    if (typeof token !== 'string' || token.length === 0) return invalid('token_not_jwt', 'token is empty');
     // Before any parsing or hashing: the size bound protects everything after it.
-    if (token.length > oauth.maxTokenBytes) return invalid(`token is larger than ${oauth.maxTokenBytes} bytes`);
-    if (!COMPACT_JWS.test(token)) return invalid('token is not a compact JWS (header.payload.signature)');
-    if (audiences.length === 0) return invalid('no audience is configured for this endpoint');
+    if (token.length > oauth.maxTokenBytes) return invalid('token_too_large', `token is larger than ${oauth.maxTokenBytes} bytes`);
+    if (!looksLikeJwt(token)) return invalid('token_not_jwt', 'token is not a compact JWS (header.payload.signature)');
+    if (audiences.length === 0) return invalid('no_audience', 'no audience is configured for this endpoint');
 
     const digest = oauth.tokenCacheSize > 0 ? tokenDigest(token) : undefined;
     const cached = digest === undefined ? undefined : cache.get(digest);
@@ -80,9 +79,9 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
       // Same expiry rule as jose: valid while now < exp + tolerance.
       if (Math.floor(now() / 1000) - tolerance >= cached.expiresAt) {
         cache.delete(digest!);
-        return invalid('token expired');
+        return invalid('token_expired', 'token expired');
       }
-      if (!intersects(cached.audiences, audiences)) return invalid('token audience is not this endpoint');
+      if (!intersects(cached.audiences, audiences)) return invalid('token_audience', 'token audience is not this endpoint');
       return { ok: true, principal: cached.principal, expiresAt: cached.expiresAt };
     }
 
@@ -92,14 +91,14 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
       alg = decodeProtectedHeader(token).alg;
       iss = decodeJwt(token).iss;
     } catch {
-      return invalid('token is not a well-formed JWT');
+      return invalid('token_malformed', 'token is not a well-formed JWT');
     }
-    if (typeof iss !== 'string') return invalid('token has no iss claim');
+    if (typeof iss !== 'string') return invalid('token_claim_missing', 'token has no iss claim');
     const entry = issuers.get(iss);
-    if (!entry) return invalid('token issuer is not configured');
+    if (!entry) return invalid('token_issuer_unknown', 'token issuer is not configured');
     // Checked before any key lookup so HS*/none tokens never cause a JWKS fetch.
     if (typeof alg !== 'string' || !entry.algorithms.includes(alg)) {
-      return invalid('token algorithm is not allowed for this issuer');
+      return invalid('token_algorithm', 'token algorithm is not allowed for this issuer');
     }
 
     let payload: JWTPayload;
@@ -113,14 +112,14 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
         currentDate: new Date(now()),
       }));
     } catch (err) {
-      return invalid(failureReason(err));
+      return { ok: false, ...failureOf(err) };
     }
     // jose checks iat only against a maximum age; a token from the future is refused here.
     if (typeof payload.iat === 'number' && payload.iat > Math.floor(now() / 1000) + tolerance) {
-      return invalid('token issued in the future (iat is beyond the clock tolerance)');
+      return invalid('token_issued_in_future', 'token issued in the future (iat is beyond the clock tolerance)');
     }
     const principal = tokenPrincipal(entry.config, payload, entry.sharedUserIds);
-    if (typeof principal === 'string') return invalid(principal);
+    if (typeof principal === 'string') return invalid('token_claim_missing', principal);
     const expiresAt = payload.exp!;
     if (digest !== undefined) {
       const aud = typeof payload.aud === 'string' ? [payload.aud] : (payload.aud ?? []);
@@ -136,7 +135,7 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
       } catch (err) {
         // Defence in depth: an unexpected error is a deny with a reason, never a throw.
         opts.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'token verification error');
-        return invalid('token verification failed');
+        return invalid('token_verification_failed', 'token verification failed');
       }
     },
     close: async () => {

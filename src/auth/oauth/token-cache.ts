@@ -1,7 +1,7 @@
 // Verified tokens, so a repeated bearer token costs a hash and a Map lookup instead of a
 // signature check. Keyed by the token's SHA-256: the raw token is never stored.
 import { createHash } from 'node:crypto';
-import type { Principal } from '../principal.js';
+import type { Principal } from '../../contracts/principal.js';
 
 export interface VerifiedToken {
   principal: Principal;

@@ -1,7 +1,7 @@
 // Maps a verified token's claims to the principal the policy sees.
 import type { JWTPayload } from 'jose';
 import type { IssuerConfig } from '../../config/schema.js';
-import type { Principal } from '../principal.js';
+import type { Principal } from '../../contracts/principal.js';
 
 /**
  * The principal for a verified payload, or a reason it cannot be one. Frozen: verified tokens

@@ -1,10 +1,7 @@
-// The CheckRequest attributes as opa-envoy-plugin shows them to a policy (protojson:
+// The CheckRequest's AttributeContext as opa-envoy-plugin shows it to a policy (protojson:
 // lowerCamelCase names, Timestamps as RFC 3339, bytes as base64, Structs as plain JSON),
-// with credential headers and query parameters redacted.
-/** What a credential's value is replaced with in the policy input. */
-export const REDACTED = '[REDACTED]';
-
-type Secret = (name: string) => boolean;
+// built from proto-loader's decoded message. Credentials are not removed here: the policy
+// input redacts them (src/policy/redact-attributes.ts).
 
 const camelCache = new Map<string, string>();
 function camel(k: string): string {
@@ -16,45 +13,10 @@ function camel(k: string): string {
   return c;
 }
 
-export function envoyAttributes(wire: unknown, headerSecret: Secret, querySecret: Secret): unknown {
+/** The attributes in protojson form; `{}` when there are none. */
+export function protojsonAttributes(wire: unknown): Record<string, unknown> {
   if (!wire || typeof wire !== 'object') return {};
-  const out = convert(wire, '') as Record<string, any>;
-  const http = out.request?.http;
-  if (http) {
-    if (http.headers) {
-      for (const name of Object.keys(http.headers)) if (headerSecret(name.toLowerCase())) http.headers[name] = REDACTED;
-    }
-    const entries = http.headerMap?.headers as { key?: string; value?: string; rawValue?: string }[] | undefined;
-    if (entries) {
-      for (const e of entries) {
-        if (e.key && headerSecret(e.key.toLowerCase())) {
-          if (e.value !== undefined) e.value = REDACTED;
-          if (e.rawValue !== undefined) e.rawValue = Buffer.from(REDACTED).toString('base64');
-        }
-      }
-    }
-    if (typeof http.path === 'string') http.path = redactPathQuery(http.path, querySecret);
-    if (http.headers?.[':path']) http.headers[':path'] = redactPathQuery(http.headers[':path'], querySecret);
-  }
-  return out;
-}
-
-/** A path with the values of credential query parameters replaced. */
-export function redactPathQuery(path: string, secret: Secret): string {
-  const q = path.indexOf('?');
-  if (q === -1) return path;
-  const parts = path.slice(q + 1).split('&').map((kv) => {
-    const eq = kv.indexOf('=');
-    const rawName = eq === -1 ? kv : kv.slice(0, eq);
-    let name = rawName;
-    try {
-      name = decodeURIComponent(rawName.replace(/\+/g, ' '));
-    } catch {
-      // an undecodable name is compared as sent
-    }
-    return secret(name) ? `${rawName}=${encodeURIComponent(REDACTED)}` : kv;
-  });
-  return `${path.slice(0, q)}?${parts.join('&')}`;
+  return convert(wire, '') as Record<string, unknown>;
 }
 
 function convert(v: unknown, key: string): unknown {

@@ -1,5 +1,5 @@
-// The project's own request model. Protobuf stops at src/envoy/; every phase after it
-// works on these plain types.
+// The project's own request model. Protobuf stops at src/envoy/ (or any other transport's
+// decoder); every phase after it works on these plain types.
 
 /** Lower-cased header name → values in arrival order (duplicates kept). */
 export type HeaderMap = Record<string, string[]>;
@@ -50,8 +50,12 @@ export interface Request {
   /** Whether Envoy attached any body (with_request_body configured and a body present). */
   hasBody: boolean;
   sourceAddress: string;
-  /** The raw CheckRequest attributes as plain JSON, for opa-envoy-plugin compatible input (built lazily). */
-  attributes: () => unknown;
+  /**
+   * The transport's request attributes as a plain object — for Envoy, the CheckRequest's
+   * AttributeContext as opa-envoy-plugin shows it (protojson) — built on first read; `{}`
+   * where there are none. Read-only: shared by every reader of this request.
+   */
+  readonly attributes: Readonly<Record<string, unknown>>;
   receivedAt: bigint;
 }
 

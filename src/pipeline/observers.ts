@@ -1,14 +1,14 @@
-import type { Observer } from './phases.js';
+import type { Observer } from '../check/phases.js';
 
 /** One observer that tells several (decision log, metrics): a failing one never stops the others or the Check. */
 export function fanOut(observers: readonly Observer[], onError: (err: unknown) => void = () => undefined): Observer {
   const list = [...observers];
   if (list.length === 1) return list[0]!;
   return {
-    decided(ctx, outcome, durationNs) {
+    decided(trace) {
       for (const o of list) {
         try {
-          o.decided(ctx, outcome, durationNs);
+          o.decided(trace);
         } catch (err) {
           onError(err);
         }

@@ -6,24 +6,24 @@ import { ModeAuthenticator } from '../auth/authenticator.js';
 import { KeySource } from '../auth/key-source.js';
 import { createTokenVerifier } from '../auth/oauth/jwt-verifier.js';
 import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.js';
-import type { LoadedConfig } from '../config/load.js';
-import { fanOut } from '../check/observers.js';
 import type { Observer } from '../check/phases.js';
-import { createRuntime, type Runtime } from '../check/runtime.js';
+import type { LoadedConfig } from '../config/load.js';
+import { SHIPPED_BUNDLE } from '../config/paths.mjs';
 import { EndpointRegistry } from '../endpoints/registry.js';
 import { clientAddressResolver } from '../limits/client-address.js';
 import type { LocalStore } from '../limits/limiter-store.js';
-import { LockoutTable, workerLockoutTable } from '../limits/lockouts.js';
+import { LockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
 import { RedisLimiterStore } from '../limits/redis-store.js';
+import { DecisionLog } from '../log/decision-log.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
-import { PolicySource } from '../policy/bundle-watcher.js';
-import { DecisionLog } from '../policy/decision-log.js';
-import { InputBuilder } from '../policy/policy-input.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
-import { SHIPPED_BUNDLE } from '../policy/rego-compiler.js';
+import { InputBuilder } from '../policy/policy-input.js';
+import { PolicySource } from '../policy/policy-source.js';
+import { fanOut } from './observers.js';
+import type { Runtime } from './runtime.js';
 
 export interface BuildOptions {
   /** Extra listeners for the phases' events (tests); the service's metrics always listen. */
@@ -36,6 +36,8 @@ export interface BuildOptions {
   localLimiterStore?: LocalStore;
   /** Connect to the configured Redis (default true; `mcp-authz check` has no use for it). */
   sharedLimits?: boolean;
+  /** The running lockouts; a cluster worker's table is shared with its siblings through the primary. */
+  lockouts?: LockoutTable;
 }
 
 export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics: Registry, opts: BuildOptions = {}): Promise<Runtime> {
@@ -54,7 +56,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     endpoints.all,
     { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), logger },
     // Workers share lockouts through the primary, so none asks it before every authentication.
-    local === 'cluster' ? workerLockoutTable() : new LockoutTable(),
+    opts.lockouts ?? new LockoutTable(),
   );
 
   // Authentication: the API key registry and the OAuth token verifier.
@@ -70,17 +72,6 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
 
   // Authorization: the policy bundle, evaluated in-process as WASM.
   const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', dryRun: false, maxMemoryPages: 1024, data: {} };
-  const authorizer = new PolicyAuthorizer({
-    input: new InputBuilder(endpoints.all, {
-      envoyInput: policy.envoyInput,
-      publicBaseUrl: config.publicBaseUrl,
-      keyHeader: config.apiKeys.header,
-      keyQueryParams: config.apiKeys.queryParams,
-    }),
-    dryRun: policy.dryRun,
-    events,
-    logger,
-  });
   const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, e]));
   const source = new PolicySource(
     {
@@ -90,34 +81,45 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
       // The service's own view wins over static data: a policy always sees the real endpoints.
       data: { ...policy.data, endpoints: endpointData },
     },
-    authorizer,
     logger,
     events,
   );
+  const authorizer = new PolicyAuthorizer({
+    policy: source,
+    input: new InputBuilder(endpoints.all, {
+      envoyInput: policy.envoyInput,
+      publicBaseUrl: config.publicBaseUrl,
+      keyHeader: config.apiKeys.header,
+      keyQueryParams: config.apiKeys.queryParams,
+    }),
+    events,
+    logger,
+  });
   // A policy that fails to load leaves the service NOT_SERVING (every Check a 503 deny) until a good one appears.
   await source.load();
   if (watch) source.watch();
 
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled) observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
-  const readinessListeners = new Set<() => void>();
-  source.onLoad(() => readinessListeners.forEach((l) => l()));
 
-  return createRuntime(config, logger, {
+  return {
+    config,
     endpoints,
-    authenticator: new ModeAuthenticator({ config, endpoints, keys: () => keys.current, verifier, events }),
+    authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events }),
     directResponder: new ProtectedResourceMetadata(config, endpoints),
     authorizer,
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
     observer: fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed')),
-    notReady: () => authorizer.notReady(),
-    onReadinessChange: (l) => readinessListeners.add(l),
+    events,
+    logger,
+    notReady: () => source.notReady(),
+    onReadinessChange: (l) => source.onLoad(l),
     close: async () => {
       await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close()]);
     },
     ...opts.overrides,
-  });
+  };
 }
 
 /** Both listeners hear every event. */

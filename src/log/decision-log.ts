@@ -5,10 +5,9 @@
 // bindings, the fields, msg): pino's field-by-field serializer cost twice as much.
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
-import type { CheckContext } from '../check/context.js';
-import type { Outcome } from '../check/outcome.js';
+import type { CheckTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from './logger.js';
 
 export interface DecisionLogOptions {
   /** Fraction of allowed decisions logged (0..1). Denies are always logged. */
@@ -59,7 +58,7 @@ export class DecisionLog implements Observer {
     this.bindings = this.stream ? (bindings as string) : '';
   }
 
-  decided(ctx: CheckContext | undefined, outcome: Outcome, durationNs: bigint): void {
+  decided({ ctx, outcome, policy, durationNs }: CheckTrace): void {
     // Sampling drops allows only: denies are what an investigation looks for.
     if (outcome.allow && outcome.reason !== 'dry_run' && !(this.opts.sampleRate >= 1 || this.random() < this.opts.sampleRate)) return;
     if (!this.log.isLevelEnabled('info')) return;
@@ -76,13 +75,15 @@ export class DecisionLog implements Observer {
         tool: first?.name ?? first?.uri ?? null,
         calls: calls.length > 1 ? calls.slice(0, MAX_CALLS).map((c) => ({ method: c.method, name: c.name ?? c.uri })) : undefined,
         batch_size: calls.length > 1 ? calls.length : undefined,
+        decision: outcome.kind,
         allow: outcome.allow,
         status: outcome.status,
         reason: outcome.allow ? outcome.reason : outcome.code,
-        policy_decision: ctx?.policy?.realDecision ?? null,
-        policy_revision: ctx?.policy?.revision ?? null,
+        auth_detail: ctx?.authFailure?.detail,
+        policy_decision: policy?.decision ?? null,
+        policy_revision: policy?.revision ?? null,
         duration_ms: Number(durationNs) / 1e6,
-        policy_duration_ms: ctx?.policy?.durationNs !== undefined ? ctx.policy.durationNs / 1e6 : undefined,
+        policy_duration_ms: policy !== undefined ? policy.durationNs / 1e6 : undefined,
       },
     );
   }

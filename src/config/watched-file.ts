@@ -1,0 +1,190 @@
+// A file (or folder) the service reloads when it changes: the API keys file, the policy
+// bundle or .rego folder. Changes are seen three ways — fs.watch on the file's folder
+// (editors and Kubernetes replace files by rename, and kubelet swaps a "..data" symlink,
+// which a watch on the file itself would miss), fs.watch on a folder source, and a slow
+// poll as a safety net where file events are unreliable (network volumes). Bursts of
+// events are debounced; reloads never overlap (a change during one runs one more after it);
+// a digest of the contents makes an unchanged source a no-op, so touching a file is not a
+// reload and a broken file is refused once, not on every poll. What the owner builds from
+// the contents replaces the value in force only when building succeeds: the last good value
+// stays otherwise.
+import { createHash, type Hash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+export interface SourceSnapshot {
+  path: string;
+  /** SHA-256 over the contents (a folder: every file's path and bytes, in name order). */
+  digest: string;
+  /** A file's bytes; undefined for a folder. */
+  content: Buffer | undefined;
+}
+
+export type ReloadResult<T> =
+  | { ok: true; value: T; changed: boolean; previous?: T | undefined }
+  /** `unreadable`: the source could not be read at all (missing, permissions). */
+  | { ok: false; error: unknown; unreadable: boolean; kept: T | undefined };
+
+/** The warn line watching problems are logged with (the service logger fits). */
+export interface WatchLog {
+  warn(fields: Record<string, unknown>, msg: string): void;
+}
+
+export interface WatchedFileOptions<T> {
+  path: string;
+  /** Builds the value from changed contents; throwing keeps the value in force. */
+  build(source: SourceSnapshot): T | Promise<T>;
+  pollIntervalMs: number;
+  /** Coalesces a burst of file events into one reload (default 50 ms). */
+  debounceMs?: number;
+  /** false: poll only, for file systems without change events. */
+  fsEvents?: boolean;
+  log: WatchLog;
+  /** Names the source in log lines ("the keys file"). */
+  what: string;
+  /** A value already built from the source, and the digest it was built from. */
+  initial?: { value: T; digest: string };
+}
+
+export class WatchedFile<T> {
+  private value: T | undefined;
+  /** Digest of the contents last built, successfully or not. */
+  private seen: string | undefined;
+  private readonly listeners = new Set<(r: ReloadResult<T>) => void>();
+  private running: Promise<ReloadResult<T>> | undefined;
+  private again = false;
+  private watcher: FSWatcher | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: WatchedFileOptions<T>) {
+    this.value = opts.initial?.value;
+    this.seen = opts.initial?.digest;
+  }
+
+  /** The value in force: the last one built successfully. */
+  get current(): T | undefined {
+    return this.value;
+  }
+
+  /** Told after every reload that read changed contents, or could not read the source. */
+  onReload(listener: (r: ReloadResult<T>) => void): void {
+    this.listeners.add(listener);
+  }
+
+  /** Reads the source now and rebuilds if it changed; concurrent calls are serialized and coalesced. */
+  reload(): Promise<ReloadResult<T>> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      let r: ReloadResult<T>;
+      do {
+        this.again = false;
+        r = await this.reloadOnce();
+      } while (this.again && !this.closed);
+      this.running = undefined;
+      return r;
+    })();
+    return this.running;
+  }
+
+  /** Starts watching and polling. */
+  start(): void {
+    if (this.closed || this.poller) return;
+    const { path, log, what } = this.opts;
+    if (this.opts.fsEvents !== false) {
+      let isDir = false;
+      try {
+        isDir = statSync(path).isDirectory();
+      } catch {
+        // missing: watch its folder and load it when it appears
+      }
+      const name = basename(path);
+      const onEvent = (_event: string, changed: string | Buffer | null) => {
+        // Kubernetes volume updates swap a "..data" symlink rather than touching the file itself.
+        if (!isDir && changed !== null && String(changed) !== name && !String(changed).startsWith('..')) return;
+        this.schedule();
+      };
+      try {
+        this.watcher = isDir ? watch(path, { recursive: true, persistent: false }, onEvent) : watch(dirname(path), { persistent: false }, onEvent);
+        this.watcher.on('error', (err) => {
+          log.warn({ source: path, err: err.message }, `watching ${what} failed; polling only`);
+          this.watcher?.close();
+          this.watcher = undefined;
+        });
+      } catch (err) {
+        log.warn({ source: path, err: (err as Error).message }, `cannot watch ${what} for changes; polling only`);
+      }
+    }
+    this.poller = setInterval(() => void this.reload(), this.opts.pollIntervalMs);
+    this.poller.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.watcher?.close();
+    clearInterval(this.poller);
+    clearTimeout(this.debounce);
+    await this.running;
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => void this.reload(), this.opts.debounceMs ?? 50);
+    this.debounce.unref();
+  }
+
+  private async reloadOnce(): Promise<ReloadResult<T>> {
+    let source: SourceSnapshot;
+    try {
+      source = readSource(this.opts.path);
+    } catch (error) {
+      return this.tell({ ok: false, error, unreadable: true, kept: this.value });
+    }
+    if (source.digest === this.seen) {
+      // Unchanged: nothing to build; a broken source was reported when it first appeared.
+      return this.value !== undefined ? { ok: true, value: this.value, changed: false } : { ok: false, error: new Error('unchanged since the last failed load'), unreadable: false, kept: undefined };
+    }
+    let next: T;
+    try {
+      next = await this.opts.build(source);
+    } catch (error) {
+      this.seen = source.digest;
+      return this.tell({ ok: false, error, unreadable: false, kept: this.value });
+    }
+    if (this.closed) return { ok: false, error: new Error('closed'), unreadable: false, kept: this.value };
+    const previous = this.value;
+    this.value = next;
+    this.seen = source.digest;
+    return this.tell({ ok: true, value: next, changed: true, previous });
+  }
+
+  private tell(r: ReloadResult<T>): ReloadResult<T> {
+    for (const l of this.listeners) l(r);
+    return r;
+  }
+}
+
+/** The source's contents and digest, read now. Throws when it cannot be read. */
+export function readSource(path: string): SourceSnapshot {
+  if (!statSync(path).isDirectory()) {
+    const content = readFileSync(path);
+    return { path, digest: createHash('sha256').update(content).digest('hex'), content };
+  }
+  const hash = createHash('sha256');
+  hashFolder(path, hash);
+  return { path, digest: hash.digest('hex'), content: undefined };
+}
+
+function hashFolder(dir: string, hash: Hash): void {
+  for (const name of readdirSync(dir).sort()) {
+    const p = join(dir, name);
+    const st = statSync(p);
+    if (st.isDirectory()) hashFolder(p, hash);
+    else if (st.isFile()) hash.update(p).update('\0').update(readFileSync(p));
+  }
+}

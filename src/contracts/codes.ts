@@ -1,0 +1,155 @@
+// Every code a Check decision can carry, declared once with its HTTP status, its gRPC code
+// and its meaning. The same code is the JSON `error`, the decision log's `reason` and the
+// `code` label of mcp_authz_denies_total; docs/errors.md is generated from this table
+// (`npm run gen:docs`) and a test keeps the two equal. A policy may choose its own code
+// (PolicyCode): such denies are labelled `_policy` in metrics.
+
+/** google.rpc.Code values a CheckResponse carries. */
+export const GRPC_CODE_NAMES = {
+  0: 'OK',
+  3: 'INVALID_ARGUMENT',
+  5: 'NOT_FOUND',
+  7: 'PERMISSION_DENIED',
+  8: 'RESOURCE_EXHAUSTED',
+  13: 'INTERNAL',
+  14: 'UNAVAILABLE',
+  16: 'UNAUTHENTICATED',
+} as const;
+
+export type GrpcCode = keyof typeof GRPC_CODE_NAMES;
+
+/** Which phase answers with the code. */
+export type CodeKind = 'request' | 'auth' | 'limit' | 'policy' | 'service' | 'answer';
+
+interface CodeEntry {
+  status: number;
+  grpc: GrpcCode;
+  kind: CodeKind;
+  meaning: string;
+}
+
+export const CODES = {
+  invalid_check_request: { status: 400, grpc: 3, kind: 'request', meaning: 'The CheckRequest has no HTTP request attributes (not from Envoy\'s ext_authz HTTP filter).' },
+  headers_too_large: { status: 431, grpc: 3, kind: 'request', meaning: 'More request headers, or more header bytes, than `limits.maxHeaders` / `limits.maxHeaderBytes`.' },
+  body_too_large: { status: 413, grpc: 3, kind: 'request', meaning: 'The body is larger than `limits.maxBodyBytes`.' },
+  body_truncated: { status: 413, grpc: 3, kind: 'request', meaning: 'The body was not seen whole: Envoy sent part of it, or none of a declared body (raise `max_request_bytes`, set `with_request_body`).' },
+  invalid_content_length: { status: 400, grpc: 3, kind: 'request', meaning: 'Content-Length is not a non-negative whole number.' },
+  unsupported_content_encoding: { status: 415, grpc: 3, kind: 'request', meaning: 'The body is compressed (Content-Encoding other than identity): it cannot be read.' },
+  missing_body: { status: 400, grpc: 3, kind: 'request', meaning: 'An MCP POST without a body (and without the 2026-07-28 headers that may stand in for it).' },
+  invalid_path: { status: 400, grpc: 3, kind: 'request', meaning: 'The path cannot be read one way only: `..` segments, encoded `/` `\\` `?` `#` or NUL, a backslash, a bad escape.' },
+  invalid_json: { status: 400, grpc: 3, kind: 'request', meaning: 'The body is not valid JSON.' },
+  duplicate_json_key: { status: 400, grpc: 3, kind: 'request', meaning: 'The body repeats a key in one object: readers disagree on which one counts.' },
+  invalid_jsonrpc: { status: 400, grpc: 3, kind: 'request', meaning: 'The body is JSON but not a JSON-RPC 2.0 message or batch, or a named call lacks its target.' },
+  mcp_header_mismatch: { status: 400, grpc: 3, kind: 'request', meaning: 'Mcp-Method / Mcp-Name disagree with the body, are repeated, or a header-only named call lacks Mcp-Name.' },
+  invalid_resource_uri: { status: 400, grpc: 3, kind: 'request', meaning: 'A resource URI that readers could resolve differently (dot segments left, encoded `/` or `\\`, no scheme).' },
+  not_found: { status: 404, grpc: 5, kind: 'request', meaning: 'No endpoint (or no discovery document) is configured at this host and path; after authentication only.' },
+  authentication_required: { status: 401, grpc: 16, kind: 'auth', meaning: 'No credential the endpoint accepts; `supported_methods` lists them.' },
+  invalid_api_key: { status: 401, grpc: 16, kind: 'auth', meaning: 'API-key endpoint: the key is unknown, expired, disabled, malformed or ambiguous (`auth_detail` says which).' },
+  invalid_token: { status: 401, grpc: 16, kind: 'auth', meaning: 'OAuth endpoint: the token failed verification (`auth_detail` says which check).' },
+  invalid_credentials: { status: 401, grpc: 16, kind: 'auth', meaning: 'Endpoint taking keys and tokens, or an unknown path: the credential is not valid (`auth_detail` says why).' },
+  too_many_requests: { status: 429, grpc: 8, kind: 'limit', meaning: 'Failed-authentication lockout: too many failed attempts from this client; see Retry-After.' },
+  rate_limited: { status: 429, grpc: 8, kind: 'limit', meaning: 'Per-client request rate exceeded; see Retry-After.' },
+  access_denied: { status: 403, grpc: 7, kind: 'policy', meaning: 'The policy denied the request (also: it made no decision, deny by default).' },
+  insufficient_scope: { status: 403, grpc: 7, kind: 'policy', meaning: 'The shipped policy: the token lacks the scope a call needs; the challenge names it (step-up).' },
+  policy_error: { status: 503, grpc: 14, kind: 'policy', meaning: 'The policy failed to evaluate or returned a malformed decision; denied.' },
+  policy_unavailable: { status: 503, grpc: 14, kind: 'service', meaning: 'No policy is loaded yet; every Check is denied until one loads.' },
+  internal_error: { status: 503, grpc: 14, kind: 'service', meaning: 'The service failed to decide; denied, with a `request_id` to report.' },
+  protected_resource_metadata: { status: 200, grpc: 7, kind: 'answer', meaning: 'Not a deny: the RFC 9728 document, answered directly (a non-OK gRPC status is what makes Envoy send it).' },
+} as const satisfies Record<string, CodeEntry>;
+
+export type DecisionCode = keyof typeof CODES;
+/** The codes of answers that are not denies (a direct 200 document). */
+export type AnswerCode = { [K in DecisionCode]: (typeof CODES)[K]['kind'] extends 'answer' ? K : never }[DecisionCode];
+export type DenyCode = Exclude<DecisionCode, AnswerCode>;
+export type AuthCode = { [K in DecisionCode]: (typeof CODES)[K]['kind'] extends 'auth' ? K : never }[DecisionCode];
+
+export function isDenyCode(s: string): s is DenyCode {
+  return Object.hasOwn(CODES, s) && CODES[s as DecisionCode].kind !== 'answer';
+}
+
+/** A code a policy chose that is not in the catalogue (validated: a short token). */
+export type PolicyCode = string & { readonly policyCode: unique symbol };
+
+const POLICY_CODE = /^[a-z0-9_.-]{1,64}$/i;
+
+/** The policy's `error` as a code: a catalogue code, a valid PolicyCode, or undefined when it is not a short token. */
+export function policyCode(s: string): DenyCode | PolicyCode | undefined {
+  if (isDenyCode(s)) return s;
+  return POLICY_CODE.test(s) ? (s as PolicyCode) : undefined;
+}
+
+/** google.rpc.Code for a status a policy chose: what Envoy logs (never OK: OK would be an allow). */
+export function grpcCodeForStatus(status: number): GrpcCode {
+  switch (status) {
+    case 400: case 413: case 415: case 431: return 3;
+    case 401: return 16;
+    case 403: return 7;
+    case 404: return 5;
+    case 429: return 8;
+    case 503: return 14;
+    default: return status >= 500 ? 13 : 7;
+  }
+}
+
+/** The code of a bad credential on an endpoint with this auth mode (undefined: no endpoint matched). */
+export function badCredentialCode(auth: { apiKey: boolean; oauth: boolean } | undefined): AuthCode {
+  if (auth === undefined || (auth.apiKey && auth.oauth)) return 'invalid_credentials';
+  return auth.oauth ? 'invalid_token' : 'invalid_api_key';
+}
+
+/** Which credential an authentication failure detail is about (the metric `method` of the endpoints it can occur on). */
+export type DetailCredential = 'none' | 'api_key' | 'oauth' | 'any';
+
+interface DetailEntry {
+  credential: DetailCredential;
+  meaning: string;
+}
+
+/**
+ * Why authentication failed, as a stable sub-code: the decision log's `auth_detail`, the
+ * `authDetail` of `mcp-authz check` and the `detail` label of mcp_authz_auth_failures_total.
+ * The prose beside it (`authWhy`) may change; these do not.
+ */
+export const AUTH_FAILURE_DETAILS = {
+  credential_missing: { credential: 'none', meaning: 'No credential the endpoint reads.' },
+  key_unknown: { credential: 'api_key', meaning: 'No registered API key has this hash.' },
+  key_bad_checksum: { credential: 'api_key', meaning: 'An `mcp_` key whose checksum does not match: a typo or a truncated key.' },
+  key_expired: { credential: 'api_key', meaning: 'The key is past its `expiresAt`.' },
+  key_disabled: { credential: 'api_key', meaning: 'The key is registered with `disabled: true`.' },
+  key_empty: { credential: 'api_key', meaning: 'The key header or key query parameter is empty.' },
+  key_repeated: { credential: 'api_key', meaning: 'The key header appears more than once (or holds a comma-joined list).' },
+  keys_conflict: { credential: 'api_key', meaning: 'Two different API keys in one request (headers, Bearer, query).' },
+  key_in_query_not_enabled: { credential: 'api_key', meaning: 'A key in the query string where the endpoint does not enable `queryParamKeys`.' },
+  bearer_empty: { credential: 'any', meaning: 'Authorization: Bearer without a value.' },
+  bearer_several_values: { credential: 'any', meaning: 'Authorization: Bearer holding several values.' },
+  authorization_repeated: { credential: 'any', meaning: 'The Authorization header appears more than once.' },
+  token_too_large: { credential: 'oauth', meaning: 'The bearer token is larger than `oauth.maxTokenBytes`.' },
+  token_not_jwt: { credential: 'oauth', meaning: 'The bearer value is not three base64url segments (a compact JWS).' },
+  token_malformed: { credential: 'oauth', meaning: 'The JWT\'s header or payload cannot be decoded.' },
+  token_issuer_unknown: { credential: 'oauth', meaning: 'The token\'s `iss` is not a configured issuer.' },
+  token_issuer_mismatch: { credential: 'oauth', meaning: 'The verified `iss` claim does not match the issuer.' },
+  token_algorithm: { credential: 'oauth', meaning: 'The token\'s `alg` is not allowed for its issuer (HS* and none never are).' },
+  token_kid_unknown: { credential: 'oauth', meaning: 'No signing key of the issuer matches the token\'s `kid` (after one refetch per cooldown).' },
+  token_kid_ambiguous: { credential: 'oauth', meaning: 'Several signing keys match a token without `kid`.' },
+  token_signature: { credential: 'oauth', meaning: 'The signature does not verify: a forged or altered token.' },
+  token_expired: { credential: 'oauth', meaning: '`exp` is past (beyond the clock tolerance).' },
+  token_not_yet_valid: { credential: 'oauth', meaning: '`nbf` is in the future.' },
+  token_issued_in_future: { credential: 'oauth', meaning: '`iat` is in the future (beyond the clock tolerance).' },
+  token_audience: { credential: 'oauth', meaning: 'The token was not issued for this endpoint (`aud`).' },
+  token_claim_missing: { credential: 'oauth', meaning: 'A required claim is absent (`iss`, `exp`, or `sub`/`client_id`).' },
+  token_claim_invalid: { credential: 'oauth', meaning: 'A claim has a value jose refuses.' },
+  token_unsupported: { credential: 'oauth', meaning: 'The token uses an algorithm or key type that cannot be verified here.' },
+  token_verification_failed: { credential: 'oauth', meaning: 'Verification failed for another reason (logged as an error).' },
+  jwks_unavailable: { credential: 'oauth', meaning: 'The issuer\'s signing keys could not be fetched yet (IdP down or misconfigured).' },
+  no_audience: { credential: 'oauth', meaning: 'The endpoint has no `resource` and its issuers no `audiences`: no token can be for it.' },
+} as const satisfies Record<string, DetailEntry>;
+
+export type AuthFailureDetail = keyof typeof AUTH_FAILURE_DETAILS;
+
+/** What authentication found wrong, for logs, `mcp-authz check` and metrics; `why` never holds a secret. */
+export interface AuthFailure {
+  /** The deny's code: an authentication code (a test's stand-in authenticator may choose others). */
+  code: DenyCode | PolicyCode;
+  detail: AuthFailureDetail;
+  why: string;
+}

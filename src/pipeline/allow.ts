@@ -1,0 +1,54 @@
+// The allow sent upstream, assembled from what the Check learned: identity headers the MCP
+// server can trust, the policy's additions, and the removals that keep credentials and
+// forged identities from reaching it. Pure: the same context and result give the same allow.
+import type { CheckContext } from '../check/context.js';
+import type { AuthzAllow } from '../check/phases.js';
+import type { Config } from '../config/schema.js';
+import type { Allow, HeaderToSet } from '../contracts/outcome.js';
+import type { Principal } from '../contracts/principal.js';
+
+const IDENTITY_HEADER_NAMES = ['x-mcp-user-id', 'x-mcp-principal', 'x-mcp-auth-method', 'x-mcp-key-id'] as const;
+const IDENTITY_HEADER_SET: ReadonlySet<string> = new Set(IDENTITY_HEADER_NAMES);
+
+/** An authorization that adds nothing (a dry-run allow). */
+export const NOTHING_TO_ADD: AuthzAllow = Object.freeze({ allow: true, headers: [], headersToRemove: [], responseHeaders: [] }) as AuthzAllow;
+
+/** The identity headers the MCP server receives on an allowed request; always replace client copies. */
+export function identityHeaders(p: Principal): HeaderToSet[] {
+  const out: HeaderToSet[] = [{ name: 'x-mcp-auth-method', value: p.method, append: false }];
+  if (p.method !== 'anonymous') out.push({ name: 'x-mcp-principal', value: p.id, append: false });
+  if (p.userId !== undefined) out.push({ name: 'x-mcp-user-id', value: p.userId, append: false });
+  if (p.keyId !== undefined) out.push({ name: 'x-mcp-key-id', value: p.keyId, append: false });
+  return out;
+}
+
+export function assembleAllow(ctx: CheckContext, authz: AuthzAllow, reason: Allow['reason'], config: Pick<Config, 'upstream' | 'apiKeys'>): Allow {
+  const out: Allow = {
+    kind: 'allow',
+    allow: true,
+    status: 200,
+    headers: [...identityHeaders(ctx.principal), ...authz.headers],
+    headersToRemove: [...authz.headersToRemove],
+    queryParamsToRemove: [...(authz.queryParamsToRemove ?? [])],
+    responseHeaders: authz.responseHeaders,
+    reason,
+  };
+  if (authz.dynamicMetadata) out.dynamicMetadata = authz.dynamicMetadata;
+  // A client can never forge an identity: identity headers not set here are removed.
+  for (const name of IDENTITY_HEADER_NAMES) {
+    if (!out.headers.some((h) => h.name === name)) out.headersToRemove.push(name);
+  }
+  const removeCredentials = config.upstream.removeCredentials;
+  if (removeCredentials) {
+    out.headersToRemove.push(...ctx.credentialHeaders);
+    out.queryParamsToRemove.push(...ctx.credentialQueryParams);
+  }
+  // CGI and WSGI servers read "x_mcp_user_id" as X-MCP-User-Id: such spellings of identity
+  // and credential headers are removed too.
+  for (const name in ctx.request.headers) {
+    if (!name.includes('_')) continue;
+    const dashed = name.replaceAll('_', '-');
+    if (IDENTITY_HEADER_SET.has(dashed) || (removeCredentials && dashed === config.apiKeys.header)) out.headersToRemove.push(name);
+  }
+  return out;
+}

@@ -1,0 +1,113 @@
+// One Check call, top to bottom:
+//   decode → direct answers → endpoint → limits → authenticate → MCP body → authorize → dry-run → respond
+// Each phase is a function or object from its own folder; this file only orders them. The
+// transport decodes its own message (src/envoy/to-request.ts for ext_authz Check) through
+// the decoder it passes, so a refused request is still a deny every observer sees.
+import { randomUUID } from 'node:crypto';
+import type { CheckContext, CheckTrace } from '../check/context.js';
+import type { Config } from '../config/schema.js';
+import { deny, type Deny, type Outcome } from '../contracts/outcome.js';
+import { ANONYMOUS } from '../contracts/principal.js';
+import { RequestRejected } from '../contracts/request-rejected.js';
+import type { McpView, Request } from '../contracts/request.js';
+import { checkBodyIntegrity, requireMessage } from '../request/body-integrity.js';
+import { parseMcp } from '../request/json-rpc.js';
+import { assembleAllow, NOTHING_TO_ADD } from './allow.js';
+import type { Runtime } from './runtime.js';
+
+/** Turns a transport's message into the request model; throws RequestRejected for what it cannot read. */
+export type Decoder<I> = (input: I, limits: Config['limits']) => Request;
+
+const NO_MCP: McpView = Object.freeze({ present: false, batch: false, protocolVersion: undefined, calls: [], source: 'none' }) as McpView;
+// Replaced before anyone reads it: every path below sets the outcome.
+const UNDECIDED: Outcome = Object.freeze(deny('internal_error', 'undecided'));
+
+/** Runs the whole pipeline on one message. Never throws: an internal error is a 503 deny. */
+export async function runCheck<I>(rt: Runtime, decode: Decoder<I>, input: I): Promise<CheckTrace> {
+  const started = process.hrtime.bigint();
+  const trace: CheckTrace = { outcome: UNDECIDED, ctx: undefined, policy: undefined, durationNs: 0n };
+  try {
+    const request = decode(input, rt.config.limits);
+    trace.ctx = newContext(request, rt);
+    trace.outcome = await decide(rt, trace.ctx, trace);
+  } catch (err) {
+    trace.outcome = err instanceof RequestRejected ? deny(err.code, err.description) : internalError(rt, err, trace.ctx?.request);
+  }
+  trace.durationNs = process.hrtime.bigint() - started;
+  rt.observer.decided(trace);
+  return trace;
+}
+
+async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promise<Outcome> {
+  const { request } = ctx;
+
+  const direct = rt.directResponder.answer(request);
+  if (direct) return direct;
+
+  ctx.endpoint = rt.endpoints.match(request.path, request.host);
+
+  const locked = await rt.limiter.beforeAuth(ctx);
+  if (locked) return locked;
+
+  const auth = await rt.authenticator.authenticate(request, ctx.endpoint);
+  if (!auth.ok) {
+    ctx.authFailure = { code: auth.deny.code, detail: auth.detail, why: auth.why };
+    // A failure past the limit (concurrent attempts racing the lockout) is answered as the lockout.
+    const lockedNow = auth.deny.code !== 'authentication_required' ? await rt.limiter.authFailed(ctx) : undefined;
+    return lockedNow ?? auth.deny;
+  }
+  ctx.principal = auth.principal;
+  ctx.credentialHeaders = auth.credentialHeaders;
+  ctx.credentialQueryParams = auth.credentialQueryParams;
+
+  if (!ctx.endpoint) {
+    return deny('not_found', `No MCP endpoint is configured for ${request.path}.`);
+  }
+
+  const limited = await rt.limiter.afterAuth(ctx);
+  if (limited) return limited;
+
+  checkBodyIntegrity(request);
+  const parsed = parseMcp(request.body, request.hasBody, request.headers);
+  requireMessage(request, parsed.view);
+  ctx.mcp = parsed.view;
+  ctx.parsedBody = parsed.json;
+
+  const { result, record } = rt.authorizer.authorize(ctx);
+  trace.policy = record;
+  if (result.allow) return assembleAllow(ctx, result, 'allowed', rt.config);
+  // Dry-run, applied here once: the policy's own denies become allows, logged and counted
+  // with the real decision; a policy that fails or returns garbage still denies.
+  if (record !== undefined && !record.failed && rt.config.policy?.dryRun === true) return dryRunAllow(rt, ctx, result.deny, record.revision);
+  return result.deny;
+}
+
+function dryRunAllow(rt: Runtime, ctx: CheckContext, denied: Deny, revision: string): Outcome {
+  rt.events.dryRunDeny?.();
+  rt.logger.info(
+    { request_id: ctx.request.id, endpoint: ctx.endpoint?.name, principal: ctx.principal.id, status: denied.status, reason: denied.code, policy_revision: revision },
+    'dry-run: the policy denied this request; allowed',
+  );
+  return assembleAllow(ctx, NOTHING_TO_ADD, 'dry_run', rt.config);
+}
+
+function newContext(request: Request, rt: Runtime): CheckContext {
+  return {
+    request,
+    endpoint: undefined,
+    clientAddress: rt.clientAddress(request),
+    principal: ANONYMOUS,
+    credentialHeaders: [],
+    credentialQueryParams: [],
+    mcp: NO_MCP,
+    parsedBody: undefined,
+  };
+}
+
+function internalError(rt: Runtime, err: unknown, request: Request | undefined): Outcome {
+  const requestId = request?.id ?? randomUUID();
+  rt.logger.error({ err, request_id: requestId }, 'internal error during Check; denied');
+  return deny('internal_error', 'The authorization service failed to decide; the request is denied. Retry, and report the request_id if it persists.', {
+    extra: { request_id: requestId },
+  });
+}

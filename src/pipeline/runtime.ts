@@ -1,0 +1,28 @@
+// The live state a Check call reads: config, endpoints and the phases, built whole by
+// build-runtime.ts. Reloads swap parts inside the phases (a new key registry, a new policy
+// engine) atomically; a call in flight keeps what it read.
+import type { Authenticator, Authorizer, DirectResponder, Limiter, Observer } from '../check/phases.js';
+import type { Config } from '../config/schema.js';
+import type { Request } from '../contracts/request.js';
+import type { EndpointRegistry } from '../endpoints/registry.js';
+import type { Logger } from '../log/logger.js';
+import type { ServiceEvents } from '../metrics/hooks.js';
+
+export interface Runtime {
+  config: Config;
+  endpoints: EndpointRegistry;
+  authenticator: Authenticator;
+  authorizer: Authorizer;
+  limiter: Limiter;
+  directResponder: DirectResponder;
+  observer: Observer;
+  events: ServiceEvents;
+  logger: Logger;
+  clientAddress: (request: Request) => string;
+  /** Why the runtime cannot decide yet (e.g. no policy loaded); empty when ready. */
+  notReady(): string[];
+  /** Tells the service when readiness may have changed (a policy load finished). */
+  onReadinessChange(listener: () => void): void;
+  /** Stops watchers and timers the phases own. */
+  close(): Promise<void>;
+}

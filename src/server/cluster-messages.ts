@@ -1,0 +1,29 @@
+// What the cluster primary and its workers tell each other over the IPC channel, as one
+// union and one guard: anything else arriving on the channel is ignored.
+import type { LockoutMessage } from '../limits/lockouts.js';
+
+export type ClusterMessage =
+  /** A worker serves Check on this port. */
+  | { type: 'mcp-authz:worker-ready'; grpcPort: number }
+  /** The primary tells a worker to drain and exit. */
+  | { type: 'mcp-authz:shutdown' }
+  /** A lockout a worker recorded, relayed by the primary to every other worker. */
+  | LockoutMessage
+  /** A new worker asks the primary for the lockouts already running. */
+  | { type: 'mcp-authz:lockout-sync' };
+
+export function asClusterMessage(m: unknown): ClusterMessage | undefined {
+  if (typeof m !== 'object' || m === null) return undefined;
+  const o = m as Record<string, unknown>;
+  switch (o.type) {
+    case 'mcp-authz:worker-ready':
+      return typeof o.grpcPort === 'number' ? (o as ClusterMessage) : undefined;
+    case 'mcp-authz:lockout':
+      return typeof o.key === 'string' && typeof o.until === 'number' ? (o as ClusterMessage) : undefined;
+    case 'mcp-authz:shutdown':
+    case 'mcp-authz:lockout-sync':
+      return o as ClusterMessage;
+    default:
+      return undefined;
+  }
+}

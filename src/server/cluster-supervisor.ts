@@ -1,0 +1,103 @@
+// The primary's workers: forks them, knows which serve, replaces one that exits after the
+// cluster has started (within a restart budget), and stops them all on shutdown.
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from '../log/logger.js';
+import { asClusterMessage, type ClusterMessage } from './cluster-messages.js';
+import type { HealthState } from './health.js';
+
+export interface SupervisorOptions {
+  workers: number;
+  logger: Logger;
+  health: HealthState;
+  /** Every other message a worker sends (lockouts). */
+  onMessage(worker: Worker, m: ClusterMessage): void;
+}
+
+const RESTART_WINDOW_MS = 60_000;
+
+export class WorkerSupervisor {
+  /** Resolves with an exit code when the cluster cannot go on (a start-up failure, or workers that keep exiting). */
+  readonly failed: Promise<number>;
+  private fail: (code: number) => void = () => undefined;
+  private readonly ready = new Map<number, number>(); // worker id → gRPC port
+  private allReady: () => void = () => undefined;
+  private started = false;
+  private stopping = false;
+  private restarts: number[] = [];
+
+  constructor(private readonly opts: SupervisorOptions) {
+    this.failed = new Promise<number>((resolve) => (this.fail = resolve));
+    cluster.on('exit', (w, code, signal) => this.exited(w, code, signal));
+  }
+
+  /** Forks the workers; resolves with 0 once every one serves, or with the exit code of a failed start. */
+  async start(): Promise<number> {
+    const serving = new Promise<number>((resolve) => (this.allReady = () => resolve(0)));
+    for (let i = 0; i < this.opts.workers; i++) this.fork();
+    const code = await Promise.race([serving, this.failed]);
+    this.started = code === 0;
+    return code;
+  }
+
+  /** The gRPC port the workers share. */
+  get grpcPort(): number {
+    return [...this.ready.values()][0] ?? 0;
+  }
+
+  /** Tells every worker to drain; kills those still running after `killAfterMs`. */
+  async stop(killAfterMs: number): Promise<void> {
+    this.stopping = true;
+    const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+    await Promise.all(alive.map((w) => stopWorker(w, killAfterMs)));
+  }
+
+  private fork(): void {
+    const w = cluster.fork();
+    w.on('message', (raw: unknown) => {
+      const m = asClusterMessage(raw);
+      if (!m) return;
+      if (m.type !== 'mcp-authz:worker-ready') {
+        this.opts.onMessage(w, m);
+        return;
+      }
+      this.ready.set(w.id, m.grpcPort);
+      if (this.ready.size === this.opts.workers && !this.stopping) {
+        this.opts.health.set('SERVING');
+        this.allReady();
+      }
+    });
+  }
+
+  private exited(w: Worker, code: number, signal: string): void {
+    this.ready.delete(w.id);
+    if (this.stopping) return;
+    const { logger, health, workers } = this.opts;
+    logger.error({ worker: w.id, pid: w.process.pid, code, signal }, 'worker exited unexpectedly');
+    // A worker that exits before all have served is a start-up failure (port in use, bad config): stop.
+    if (!this.started) {
+      this.fail(1);
+      return;
+    }
+    health.set('NOT_SERVING', ['a worker exited; replacing it']);
+    const now = Date.now();
+    this.restarts = [...this.restarts.filter((t) => now - t < RESTART_WINDOW_MS), now];
+    if (this.restarts.length > workers * 3) {
+      logger.error('workers keep exiting: giving up');
+      this.fail(1);
+      return;
+    }
+    this.fork();
+  }
+}
+
+function stopWorker(w: Worker, killAfterMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => w.process.kill('SIGKILL'), killAfterMs);
+    w.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    if (w.isConnected()) w.send({ type: 'mcp-authz:shutdown' } satisfies ClusterMessage);
+    else w.process.kill('SIGTERM');
+  });
+}

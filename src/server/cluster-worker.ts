@@ -1,0 +1,52 @@
+// One worker of `serve --workers N`: the full service without the HTTP port (the primary
+// serves it), sharing its lockouts with its siblings through the primary; drains and exits
+// when told to.
+import { AggregatorRegistry } from 'prom-client';
+import type { LoadedConfig } from '../config/load.js';
+import { LockoutTable } from '../limits/lockouts.js';
+import type { Logger } from '../log/logger.js';
+import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
+import { asClusterMessage, type ClusterMessage } from './cluster-messages.js';
+import { startService } from './service.js';
+
+function send(m: ClusterMessage): void {
+  process.send?.(m);
+}
+
+/**
+ * A worker's lockout table: lockouts it records go to the primary, which hands them to
+ * every other worker; lockouts from siblings (and, at start, the running ones) come back.
+ */
+export function workerLockoutTable(): LockoutTable {
+  const table = new LockoutTable(send);
+  process.on('message', (raw: unknown) => {
+    const m = asClusterMessage(raw);
+    if (m?.type === 'mcp-authz:lockout') table.lock(m.key, m.until, true);
+  });
+  send({ type: 'mcp-authz:lockout-sync' });
+  return table;
+}
+
+/** Runs one worker until the primary says stop (or goes away); resolves with the exit code. */
+export async function runWorker(loaded: LoadedConfig, logger: Logger, build: BuildOptions = {}, graceMs = 10_000): Promise<number> {
+  const local = build.localLimiterStore ?? 'cluster';
+  const options: BuildOptions = { ...build, localLimiterStore: local, ...(local === 'cluster' ? { lockouts: workerLockoutTable() } : {}) };
+  const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options), http: false });
+  AggregatorRegistry.setRegistries([service.metrics]);
+  new AggregatorRegistry(); // answers the primary's requests for this worker's metrics
+  send({ type: 'mcp-authz:worker-ready', grpcPort: service.grpcPort });
+  await new Promise<void>((resolve) => {
+    const stop = () => service.close(graceMs).then(resolve, resolve);
+    process.on('message', (m: unknown) => {
+      if (asClusterMessage(m)?.type === 'mcp-authz:shutdown') stop();
+    });
+    // The primary is gone (killed): nothing can share limits any more, so stop too.
+    process.once('disconnect', stop);
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  // The IPC channel would keep this process alive; the primary is waiting for it to exit.
+  setTimeout(() => process.exit(0), 2000).unref();
+  process.disconnect?.();
+  return 0;
+}
