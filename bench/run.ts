@@ -419,7 +419,8 @@ function printSoak(command: string, r: Awaited<ReturnType<typeof runSoak>>): voi
     w(`  NOT RUN: ${'reason' in r ? r.reason : ''}`);
     return;
   }
-  w(`  load: ${r.load.rps} rps for ${r.durationSec}s (50% of ${r.maxRps}); p50 ${r.load.latencyMs.p50} ms, p99 ${r.load.latencyMs.p99} ms, p99.9 ${r.load.latencyMs.p999} ms`);
+  w(`  load: ${r.load.rps} rps for ${r.durationSec}s (${Math.round((100 * r.load.rps) / r.maxRps)}% of ${r.maxRps}); p50 ${r.load.latencyMs.p50} ms, p99 ${r.load.latencyMs.p99} ms, p99.9 ${r.load.latencyMs.p999} ms`);
+  w(`  mcp-authz's own decision time (${r.serverLatency.series}, ${r.serverLatency.decisions} decisions): p50 ${r.serverLatency.p50Ms} ms, p90 ${r.serverLatency.p90Ms} ms, p99 ${r.serverLatency.p99Ms} ms, p99.9 ${r.serverLatency.p999Ms} ms`);
   w(`  RSS: ${r.rss.baselineMiB} MiB after warm-up -> ${r.rss.endMiB} MiB at the end (${r.rss.growthPct}%; lowest RSS ${r.rss.floorGrowthPct}%), peak ${r.rss.peakMiB} MiB (target < 10%)`);
   w(`  errors: ${r.errors}; wrongly decided or failed calls: ${r.failedCalls} of ${r.prober.sent} checked (targets 0 and 0)`);
   for (const e of r.events) w(`  at ${e.atSec}s ${e.what}: ${e.detail}`);

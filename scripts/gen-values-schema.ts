@@ -129,6 +129,7 @@ export function buildValuesSchema(): Json {
         prometheusRule: strictObject({
           enabled: bool,
           labels: obj,
+          runbookBaseUrl: { type: 'string', pattern: '^https?://' },
           denyRatio: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
           authFailuresPerSecond: { type: 'number', minimum: 0 },
           lockoutsPerSecond: { type: 'number', minimum: 0 },

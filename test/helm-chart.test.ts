@@ -181,13 +181,10 @@ test('the Grafana dashboard ships as a ConfigMap labelled for the Grafana sideca
   t.is(renderChart({ files: [defaults], set: { 'metrics.dashboard.enabled': false } }).get('ConfigMap', 'mcp-mcp-authz-dashboard'), undefined);
 });
 
-test('the HA values ship alerts for deny spikes, auth failures, lockouts, reload failures, p99 and a missing policy', (t) => {
+test('the HA values ship the alerts and a ServiceMonitor scraping /metrics on the HTTP port', (t) => {
   const rule = rendered.get('ha-values.yaml')!.get('PrometheusRule')! as K8sObject;
   const alerts = rule.spec.groups.flatMap((g: any) => g.rules.map((r: any) => r.alert));
-  t.deepEqual(alerts.sort(), [
-    'McpAuthzAuthFailureSpike', 'McpAuthzDenyRateSpike', 'McpAuthzLatencyP99High',
-    'McpAuthzNoPolicyLoaded', 'McpAuthzPolicyReloadFailures', 'McpAuthzSustainedLockouts',
-  ]);
+  t.true(alerts.length >= 11, 'the alerts of test/alerts.test.ts');
   const sm = rendered.get('ha-values.yaml')!.get('ServiceMonitor')!;
   t.is(sm.spec.endpoints[0].port, 'http');
   t.is(sm.spec.endpoints[0].path, '/metrics');
