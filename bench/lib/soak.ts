@@ -19,6 +19,8 @@ interface SoakOptions {
   settings: { warmupSec: number; connections: number; concurrency: number; openConcurrency: number; loadFraction: number };
   log: (msg: string) => void;
   logFile?: string;
+  /** `serve --workers N`; default: serve's own default (one worker per core). */
+  workers?: number;
 }
 
 interface Event {
@@ -32,7 +34,7 @@ export async function runSoak(o: SoakOptions) {
   if (!s) throw new Error(`unknown scenario "${o.scenario}"`);
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   const configFile = writeMcpAuthzConfig(o.p, grpcPort, httpPort, o.bundle);
-  const server = await startMcpAuthz(configFile, grpcPort, s.requests[0]!, o.logFile);
+  const server = await startMcpAuthz(configFile, grpcPort, s.requests[0]!, o.logFile, o.workers);
   const target = `127.0.0.1:${grpcPort}`;
   const client = new CheckClient(target);
   const events: Event[] = [];
@@ -95,6 +97,7 @@ export async function runSoak(o: SoakOptions) {
     const passed = load.errors === 0 && failedCalls === 0 && growth.growthPct < 10;
     return {
       scenario: s.name,
+      workers: o.workers ?? 'default (serve without --workers)',
       passed,
       targets: { rssGrowthPctBelow: 10, errors: 0, failedCalls: 0 },
       durationSec: o.durationSec,
