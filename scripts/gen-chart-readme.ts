@@ -22,7 +22,8 @@ export interface ValueRow {
 function description(comment: string | null | undefined): string | undefined {
   if (!comment) return undefined;
   const lines = comment.split('\n').map((l) => l.replace(/^ /, ''));
-  const start = lines.findLastIndex((l) => l.startsWith('--'));
+  let start = lines.length - 1;
+  while (start >= 0 && !lines[start]!.startsWith('--')) start--;
   if (start === -1) return undefined;
   const text = lines.slice(start).join(' ').replace(/^--\s*/, '').replace(/\s+/g, ' ').trim();
   return text || undefined;
