@@ -38,8 +38,8 @@ test.before(async () => {
 
 const cli = (args: string[]) => run(process.execPath, [join(pkg, 'bin', 'mcp-authz.js'), ...args], work, { OPA });
 
-test('the package carries the policy scripts the CLI runs', (t) => {
-  t.deepEqual(readdirSync(join(pkg, 'scripts')).sort(), ['opa-path.mjs', 'policy-build.mjs', 'policy-test.mjs']);
+test('the package carries the policy scripts the CLI runs and the script that installs the pinned opa', (t) => {
+  t.deepEqual(readdirSync(join(pkg, 'scripts')).sort(), ['install-tools.sh', 'opa-path.mjs', 'policy-build.mjs', 'policy-test.mjs']);
 });
 
 test('policy build --src compiles a policy repository of the user\'s own from the installed package', async (t) => {
@@ -67,6 +67,6 @@ test('policy test --src runs the repository\'s own tests and coverage, and --min
 test('a missing opa is explained, not a stack trace', async (t) => {
   const r = await run(process.execPath, [join(pkg, 'bin', 'mcp-authz.js'), 'policy', 'build', '--src', 'my-policy'], work, { OPA: join(work, 'no-opa') });
   t.is(r.code, 127);
-  t.regex(r.stderr, /opa not found .*install-tools\.sh opa/);
+  t.true(r.stderr.includes(`run ${join(pkg, 'scripts', 'install-tools.sh')} opa`), r.stderr);
   t.notRegex(r.stderr, /\n\s+at /);
 });
