@@ -1,7 +1,10 @@
-// Where the pinned opa is: $OPA, else ./.tools/bin/opa (scripts/install-tools.sh), else PATH.
+// What the policy scripts share: where the pinned opa is ($OPA, else ./.tools/bin/opa from
+// scripts/install-tools.sh, else PATH), their argument parsing, and how they fail: with a
+// message and an exit code, never a stack trace.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -9,4 +12,38 @@ export function opaPath() {
   if (process.env.OPA) return process.env.OPA;
   const local = join(root, '.tools', 'bin', 'opa');
   return existsSync(local) ? local : 'opa';
+}
+
+/** parseArgs with --help; a bad option prints the usage and exits 2. */
+export function parseOrExit(options, usage) {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true }));
+  } catch (err) {
+    process.stderr.write(`${err.message}\n\n${usage}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    process.stdout.write(usage);
+    process.exit(0);
+  }
+  return values;
+}
+
+/** Runs an opa call: opa missing is explained; opa's own failure (already printed) exits with its status. */
+export function runOrExit(fn) {
+  try {
+    return fn();
+  } catch (err) {
+    if (err.code === 'ENOENT') {
+      process.stderr.write(`opa not found (${opaPath()}): run ${join(root, 'scripts', 'install-tools.sh')} opa (needs Go), put opa on PATH, or set OPA to its path\n`);
+      process.exit(127);
+    }
+    if (typeof err.status === 'number') {
+      if (err.stderr?.length) process.stderr.write(err.stderr);
+      process.exit(err.status || 1);
+    }
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
 }

@@ -7,7 +7,15 @@ import { silentLogger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { buildRuntime } from '../server/build-runtime.js';
 import { toCheckResponse } from '../envoy/to-response.js';
+import { explainPolicy, policySourceDir } from './policy-explain.js';
 import { sampleToWire, type SampleRequest } from './wire-request.js';
+
+export interface ExplainRequest {
+  /** Add the policy's rule trace from `opa eval --explain` (policy.explain). */
+  trace?: boolean;
+  /** The .rego source of a bundle that does not carry it. */
+  rego?: string;
+}
 
 export function parseHeaderFlag(h: string): [string, string] {
   const i = h.indexOf(':', h.startsWith(':') ? 1 : 0);
@@ -20,7 +28,7 @@ export function readBodyFlag(b: string | undefined): string | undefined {
   return b.startsWith('@') ? readFileSync(b.slice(1), 'utf8') : b;
 }
 
-export async function explain(loaded: LoadedConfig, sample: SampleRequest): Promise<Record<string, unknown>> {
+export async function explain(loaded: LoadedConfig, sample: SampleRequest, request: ExplainRequest = {}): Promise<Record<string, unknown>> {
   const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false });
   try {
     const trace = await runCheck(rt, sampleToWire(sample));
@@ -47,14 +55,23 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest): Prom
             result: ctx.policy.result ?? null,
             decision: ctx.policy.realDecision ?? null,
             durationMs: ctx.policy.durationNs !== undefined ? ctx.policy.durationNs / 1e6 : null,
+            ...(request.trace ? { explain: traceOf(loaded, ctx.policy.input, ctx.policy.result, request.rego) } : {}),
           }
-        : null,
+        : request.trace
+          ? { explain: { evaluated: false, why: `decided before the policy was asked: ${o.allow ? o.reason : o.code}` } }
+          : null,
       notReady: rt.notReady?.() ?? [],
       checkResponse: toCheckResponse(o),
     };
   } finally {
     await rt.close();
   }
+}
+
+function traceOf(loaded: LoadedConfig, input: unknown, result: unknown, rego: string | undefined): unknown {
+  const source = policySourceDir(loaded.config, rego);
+  if ('missing' in source) return { evaluated: false, why: source.missing };
+  return explainPolicy(loaded.config, source.dir, input, result);
 }
 
 function safeJson(s: string): unknown {

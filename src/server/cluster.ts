@@ -3,7 +3,8 @@
 // one for all of them — the rate-limit counters (rate-limiter-flexible's cluster store) and
 // the running lockouts, relayed from the worker that counted them to the others — and
 // serves the HTTP port: /metrics aggregated over the workers, /readyz true when every
-// worker serves. SIGTERM to the primary drains every worker, then the primary exits.
+// worker serves and reports its own health SERVING (its policy loaded). SIGTERM to the
+// primary drains every worker, then the primary exits.
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
 import { AggregatorRegistry, Registry } from 'prom-client';
@@ -12,11 +13,12 @@ import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import { isLockoutMessage, LOCKOUT_SYNC, LockoutTable } from '../limits/lockouts.js';
 import { buildRuntime, type BuildOptions } from './build-runtime.js';
-import { HealthState } from './health.js';
+import { HealthState, type ServingStatus } from './health.js';
 import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
 import { startService } from './service.js';
 
 const READY = 'mcp-authz:worker-ready';
+const HEALTH = 'mcp-authz:worker-health';
 const SHUTDOWN = 'mcp-authz:shutdown';
 
 interface ReadyMessage {
@@ -24,8 +26,19 @@ interface ReadyMessage {
   grpcPort: number;
 }
 
+/** A worker's own serving state (NOT_SERVING while it has no policy), sent on every change. */
+interface HealthMessage {
+  type: typeof HEALTH;
+  status: ServingStatus;
+  reasons: string[];
+}
+
 function isReady(m: unknown): m is ReadyMessage {
   return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === READY;
+}
+
+function isHealth(m: unknown): m is HealthMessage {
+  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === HEALTH;
 }
 
 export interface PrimaryOptions {
@@ -47,6 +60,15 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   const runtime = await buildRuntime(loaded, logger, new Registry(), { sharedLimits: false, localLimiterStore: 'memory' });
 
   const ready = new Map<number, number>(); // worker id → gRPC port
+  const workerHealth = new Map<number, { status: ServingStatus; reasons: string[] }>();
+  // Serving when every worker is up and says it serves; else the workers' own reasons.
+  const refreshHealth = () => {
+    if (shuttingDown) return;
+    const reasons: string[] = [];
+    for (const [id, h] of workerHealth) if (h.status !== 'SERVING') reasons.push(...h.reasons.map((r) => `worker ${id}: ${r}`));
+    if (ready.size < workers) reasons.push(`${ready.size} of ${workers} workers serving`);
+    health.set(reasons.length === 0 ? 'SERVING' : 'NOT_SERVING', reasons);
+  };
   let shuttingDown = false;
   let restarts: number[] = [];
   let startupFailed: (code: number) => void = () => undefined;
@@ -66,12 +88,15 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
         for (const l of lockouts.snapshot()) w.send(l);
         return;
       }
+      if (isHealth(m)) {
+        workerHealth.set(w.id, { status: m.status, reasons: m.reasons });
+        refreshHealth();
+        return;
+      }
       if (!isReady(m)) return;
       ready.set(w.id, m.grpcPort);
-      if (ready.size === workers && !shuttingDown) {
-        health.set('SERVING');
-        resolveStarted();
-      }
+      refreshHealth();
+      if (ready.size === workers && !shuttingDown) resolveStarted();
     });
     return w;
   };
@@ -79,6 +104,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   let everServed = false;
   cluster.on('exit', (w, code, signal) => {
     ready.delete(w.id);
+    workerHealth.delete(w.id);
     if (shuttingDown) return;
     logger.error({ worker: w.id, pid: w.process.pid, code, signal }, 'worker exited unexpectedly');
     // A worker that exits before all have served is a start-up failure (port in use, bad config): stop.
@@ -162,6 +188,11 @@ export async function runWorker(loaded: LoadedConfig, logger: Logger, build: Bui
   const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, build), http: false });
   AggregatorRegistry.setRegistries([service.metrics]);
   new AggregatorRegistry(); // answers the primary's requests for this worker's metrics
+  const report = (status: ServingStatus, reasons: readonly string[]) => {
+    if (process.connected) process.send?.({ type: HEALTH, status, reasons: [...reasons] } satisfies HealthMessage);
+  };
+  report(service.health.current, service.health.notReadyReasons);
+  service.health.onChange(report);
   process.send?.({ type: READY, grpcPort: service.grpcPort } satisfies ReadyMessage);
   await new Promise<void>((resolve) => {
     const stop = () => service.close(graceMs).then(resolve, resolve);
