@@ -180,7 +180,12 @@ test('the Envoy example routes every MCP endpoint path to the MCP server and eve
   const hcm = envoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
   const [vhost] = hcm.route_config.virtual_hosts;
   t.deepEqual(vhost.domains, ['*']);
-  const route = (path: string) => (vhost.routes as any[]).find((r) => (r.match.prefix !== undefined ? path.startsWith(r.match.prefix) : r.match.path === path));
+  // Envoy's route matching: prefix (plain string prefix), path_separated_prefix (whole segments), path (exact).
+  const matches = (m: { prefix?: string; path_separated_prefix?: string; path?: string }, path: string) =>
+    m.prefix !== undefined ? path.startsWith(m.prefix)
+    : m.path_separated_prefix !== undefined ? path === m.path_separated_prefix || path.startsWith(`${m.path_separated_prefix}/`)
+    : m.path === path;
+  const route = (path: string) => (vhost.routes as any[]).find((r) => matches(r.match, path));
   for (const a of [oauthConfig, quickstart].flatMap(answeredPaths)) {
     const r = route(a.path);
     t.truthy(r, `${a.what}: ${a.path} matches no route`);
