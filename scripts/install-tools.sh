@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [opa-peer] [redis]   (no args: opa)
+# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [opa-peer] [go-mcp-server] [redis]   (no args: opa)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/.tools/bin"
@@ -50,6 +50,20 @@ install_opa_peer() {
   echo "$sum" > "$stamp"
 }
 
+# The end-to-end tests' Go MCP server (test/e2e/go-mcp-server, mcp-go from the Go module
+# proxy), built from this repo; stamped like opa-peer.
+install_go_mcp_server() {
+  local dir="$root/test/e2e/go-mcp-server" stamp="$bin/.go-mcp-server.version" sum
+  sum="$(cd "$dir" && sha256_of $(ls *.go go.mod go.sum | grep -v '_test\.go$' | LC_ALL=C sort) | sha256_of | cut -d' ' -f1)"
+  if [[ -x "$bin/go-mcp-server" && -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then
+    return 0
+  fi
+  need_go
+  echo "install-tools: go build test/e2e/go-mcp-server" >&2
+  (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$bin/go-mcp-server.tmp.$$" . && mv -f "$bin/go-mcp-server.tmp.$$" "$bin/go-mcp-server")
+  echo "$sum" > "$stamp"
+}
+
 install_redis() {
   if command -v redis-server >/dev/null 2>&1; then return 0; fi
   if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
@@ -71,6 +85,7 @@ for t in "${tools[@]}"; do
     ghz) install ghz "$GHZ_MOD" ;;
     opa-envoy-plugin) install opa-envoy-plugin "$OEP_MOD" ;;
     opa-peer) install_opa_peer ;;
+    go-mcp-server) install_go_mcp_server ;;
     redis) install_redis ;;
     *) echo "install-tools: unknown tool '$t'" >&2; exit 2 ;;
   esac
