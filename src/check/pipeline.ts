@@ -70,7 +70,7 @@ async function decide(rt: Runtime, ctx: CheckContext): Promise<Outcome> {
   if (request.method === 'POST' || request.hasBody) {
     checkBodyIntegrity(request);
   }
-  const parsed = parseMcp(request.body, request.hasBody, request.headers);
+  const parsed = parseMcp(request.body, request.hasBody, request.headers, rt.config.limits.maxJsonDepth);
   ctx.mcp = parsed.view;
   ctx.parsedBody = parsed.json;
 
