@@ -212,10 +212,14 @@ func readCall(raw json.RawMessage) call {
 			}
 		}
 	}
+	// As mcp-go dispatches: an id with a result is a response even beside a method.
+	method := c.Method != nil && *c.Method != ""
 	switch {
-	case c.Method != nil && *c.Method != "" && present(m.ID):
+	case present(m.ID) && present(m.Result):
+		c.Kind = "response"
+	case method && present(m.ID):
 		c.Kind = "request"
-	case c.Method != nil && *c.Method != "":
+	case method:
 		c.Kind = "notification"
 	case present(m.Result) || present(m.Error):
 		c.Kind = "response"
