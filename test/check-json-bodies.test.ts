@@ -4,6 +4,7 @@
 // opa-envoy-plugin input (which hands the whole parsed body to the policy).
 import test from 'ava';
 import { pino } from 'pino';
+import { validateConfig } from '../src/config/load.js';
 import { checkRequest, deniedBody, deniedStatus, rpc, startTestService, type TestService } from './helpers/service.js';
 
 interface Served {
@@ -75,6 +76,15 @@ test('a whole emoji (an escaped surrogate pair, or raw) passes; half of one is 4
   const half = await svc.check(checkRequest({ path: '/mcp/open', body: withArgument('"\\ud83d and 😀"') }));
   t.is(deniedStatus(half), 400);
   t.is(deniedBody(half).error, 'lone_surrogate');
+});
+
+test('at the largest configurable bound (1000) a body nested that deep is still decided, with the opa-envoy-plugin input', async (t) => {
+  t.throws(() => validateConfig({ limits: { maxJsonDepth: 1001 } }, 'test', '.', {}), { message: /maxJsonDepth/ });
+  const { svc } = await serve({ limits: { maxJsonDepth: 1000 }, policy: { envoyInput: true } });
+  const atBound = await svc.check(checkRequest({ path: '/mcp/open', body: withArgument(nested(997)) }));
+  t.truthy(atBound.ok_response, JSON.stringify(atBound.denied_response));
+  const over = await svc.check(checkRequest({ path: '/mcp/open', body: withArgument(nested(998)) }));
+  t.is(deniedBody(over).error, 'json_too_deep');
 });
 
 test('limits.maxJsonDepth sets the nesting bound', async (t) => {
