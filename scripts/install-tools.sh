@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [opa-peer] [envoy-validate] [promtool] [redis]
+# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [opa-peer] [envoy-validate] [promtool] [go-mcp-server] [redis]
 #        (no args: opa)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -115,6 +115,7 @@ for t in "${tools[@]}"; do
     opa-peer) build_local opa-peer bench/opa-peer ;;
     envoy-validate) build_local envoy-validate test/envoy-validate ;;
     promtool) install_promtool ;;
+    go-mcp-server) build_local go-mcp-server test/e2e/go-mcp-server ;;
     redis) install_redis ;;
     *) echo "install-tools: unknown tool '$t'" >&2; exit 2 ;;
   esac

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { loadConfigFile } from '../../src/config/load.js';
 import { clientConstructors } from '../../src/envoy/protos.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { buildRuntime, type BuildOptions } from '../../src/server/build-runtime.js';
 import { startService, type RunningService, type StartOptions } from '../../src/server/service.js';
 
@@ -42,14 +42,14 @@ export interface HeaderOption {
 /** Writes `config` (listen addresses forced to loopback port 0) and starts the service. */
 export async function startTestService(
   config: Record<string, unknown>,
-  opts: { dir?: string; files?: Record<string, string>; env?: Record<string, string>; buildRuntime?: StartOptions['buildRuntime']; runtime?: BuildOptions } = {},
+  opts: { dir?: string; files?: Record<string, string>; env?: Record<string, string>; buildRuntime?: StartOptions['buildRuntime']; runtime?: BuildOptions; logger?: Logger } = {},
 ): Promise<TestService> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'mcp-authz-test-'));
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
   const configFile = join(dir, 'config.yaml');
   writeFileSync(configFile, stringify({ ...config, listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' } }));
   const loaded = loadConfigFile(configFile, { ...opts.env });
-  const svc = await startService(loaded, { logger: silentLogger(), buildRuntime: opts.buildRuntime ?? ((l, lg, m) => buildRuntime(l, lg, m, opts.runtime)) });
+  const svc = await startService(loaded, { logger: opts.logger ?? silentLogger(), buildRuntime: opts.buildRuntime ?? ((l, lg, m) => buildRuntime(l, lg, m, opts.runtime)) });
   const { Authorization } = clientConstructors();
   const client = new Authorization(`127.0.0.1:${svc.grpcPort}`, grpc.credentials.createInsecure()) as TestService['client'];
   return {
