@@ -35,7 +35,10 @@ COPY --from=build /src/proto ./proto
 COPY --from=build /src/policies/build/bundle.tar.gz ./policies/build/bundle.tar.gz
 COPY bin ./bin
 COPY examples/quickstart ./examples/quickstart
-COPY examples/quickstart/config.yaml /etc/mcp-authz/config.yaml
+# The default config: the quickstart's endpoints and demo keys on 0.0.0.0, so the image
+# starts as built. Mount your own /etc/mcp-authz (the Helm chart does) for real use.
+COPY examples/container/config.yaml /etc/mcp-authz/config.yaml
+COPY examples/quickstart/keys.yaml /etc/mcp-authz/keys.yaml
 RUN groupadd --system --gid 10001 mcp-authz \
  && useradd --system --uid 10001 --gid mcp-authz --no-create-home --shell /usr/sbin/nologin mcp-authz
 USER 10001:10001

@@ -44,6 +44,7 @@ const { values: opt } = parseArgs({
     'in-process': { type: 'boolean', default: false },
     calls: { type: 'string', default: '20000' },
     scenario: { type: 'string', default: 'apikey_tool_allow' },
+    workers: { type: 'string' },
     'server-log': { type: 'boolean', default: false },
     'no-install': { type: 'boolean', default: false },
     'wait-idle': { type: 'string', default: '15s' },
@@ -56,7 +57,7 @@ if (opt.help) {
   process.stdout.write(`npm run bench -- [--duration 5s] [--rounds 3] [--lone-duration 3s] [--warmup 2s] [--connections 4] [--concurrency 50] [--open-concurrency 16]
   [--systems null,mcp-authz,opa-envoy-plugin] [--scenarios a,b] [--null-workers N] [--distinct-tokens N]
   [--server-log] [--no-install] [--wait-idle 15s]
-npm run bench -- --soak 10m [--scenario apikey_tool_allow]
+npm run bench -- --soak 10m [--scenario apikey_tool_allow] [--workers N]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b]
 `);
   process.exit(0);
@@ -419,7 +420,8 @@ function printSoak(command: string, r: Awaited<ReturnType<typeof runSoak>>): voi
     w(`  NOT RUN: ${'reason' in r ? r.reason : ''}`);
     return;
   }
-  w(`  load: ${r.load.rps} rps for ${r.durationSec}s (50% of ${r.maxRps}); p50 ${r.load.latencyMs.p50} ms, p99 ${r.load.latencyMs.p99} ms, p99.9 ${r.load.latencyMs.p999} ms`);
+  w(`  load: ${r.load.rps} rps for ${r.durationSec}s (${Math.round((100 * r.load.rps) / r.maxRps)}% of ${r.maxRps}); p50 ${r.load.latencyMs.p50} ms, p99 ${r.load.latencyMs.p99} ms, p99.9 ${r.load.latencyMs.p999} ms`);
+  w(`  mcp-authz's own decision time (${r.serverLatency.series}, ${r.serverLatency.decisions} decisions): p50 ${r.serverLatency.p50Ms} ms, p90 ${r.serverLatency.p90Ms} ms, p99 ${r.serverLatency.p99Ms} ms, p99.9 ${r.serverLatency.p999Ms} ms`);
   w(`  RSS: ${r.rss.baselineMiB} MiB after warm-up -> ${r.rss.endMiB} MiB at the end (${r.rss.growthPct}%; lowest RSS ${r.rss.floorGrowthPct}%), peak ${r.rss.peakMiB} MiB (target < 10%)`);
   w(`  errors: ${r.errors}; wrongly decided or failed calls: ${r.failedCalls} of ${r.prober.sent} checked (targets 0 and 0)`);
   for (const e of r.events) w(`  at ${e.atSec}s ${e.what}: ${e.detail}`);
@@ -463,7 +465,11 @@ async function main(): Promise<number> {
   if (opt.soak) {
     const p = await prepareCredentials([opt.scenario!]);
     try {
-      const result = await runSoak({ p, bundle, durationSec: parseDuration(opt.soak), scenario: opt.scenario!, settings, log, ...(opt['server-log'] ? { logFile: join(out, 'mcp-authz.log') } : {}) });
+      const result = await runSoak({
+        p, bundle, durationSec: parseDuration(opt.soak), scenario: opt.scenario!, settings, log,
+        ...(opt['server-log'] ? { logFile: join(out, 'mcp-authz.log') } : {}),
+        ...(opt.workers !== undefined ? { workers: Number(opt.workers) } : {}),
+      });
       const file = writeResults({ kind: 'soak' as const, startedAt: started.toISOString(), command, machine: machine(), tools: { ghz: ghzVersion(tools.ghz) }, notes, keySource: p.keySource, ...result });
       printSoak(command, result);
       log(`results: ${file}`);

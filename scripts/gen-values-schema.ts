@@ -12,18 +12,59 @@ export const VALUES_SCHEMA_FILE = join(dirname(fileURLToPath(import.meta.url)), 
 
 type Json = Record<string, unknown>;
 
-/** The service config schema as the chart accepts it: `listen` is derived from containerPorts. */
+const serviceSchema = (): Json => z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as Json;
+const at = (schema: Json, ...path: string[]): Json => path.reduce((node, key) => (node as Record<string, Json>)[key]!, schema);
+
+/**
+ * The service config schema as the chart accepts it: `listen` is derived from containerPorts,
+ * secrets come from Secrets (the Redis URL from `redis`, key entries from `apiKeys`), and
+ * what zod checks in code (an endpoint match must name a path prefix or a host) is spelled
+ * out for JSON Schema.
+ */
 function configSchema(): Json {
-  const schema = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as Json;
+  const schema = serviceSchema();
   delete schema.$schema;
   const properties = { ...(schema.properties as Json) };
   delete properties.listen;
+
+  const match = at(properties, 'endpoints', 'items', 'properties', 'match');
+  match.anyOf = [{ required: ['pathPrefix'] }, { required: ['host'] }];
+  match.description = 'set pathPrefix, host, or both';
+
+  const redis = at(properties, 'rateLimit', 'properties', 'redis');
+  delete (redis.properties as Json).url;
+  delete redis.required;
+  redis.description = 'keyPrefix only: the URL may carry a password, so it is set with redis.url or redis.existingSecret and reaches the pod from a Secret';
+
+  const apiKeys = at(properties, 'apiKeys');
+  delete (apiKeys.properties as Json).keys;
+  apiKeys.description = 'key entries go in apiKeys.keys or apiKeys.existingSecret (a Secret), not in the config';
+
   return {
     ...schema,
     description: 'The mcp-authz service configuration (listen is set by the chart from containerPorts).',
     properties,
   };
 }
+
+/** Registry entries exactly as the service validates them. */
+function apiKeyEntry(): Json {
+  const entry = structuredClone(at(serviceSchema(), 'properties', 'apiKeys', 'properties', 'keys', 'items'));
+  at(entry, 'properties', 'sha256').description = 'hex SHA-256 of the key; never the key itself';
+  return entry;
+}
+
+/** extraEnv entries: the secret variables only by reference (valueFrom), never as a value in the Deployment. */
+const extraEnv = {
+  type: 'array',
+  items: {
+    type: 'object',
+    required: ['name'],
+    properties: { name: { type: 'string', minLength: 1 } },
+    if: { properties: { name: { enum: ['MCP_API_KEYS', 'MCP_REDIS_URL'] } } },
+    then: { required: ['valueFrom'], not: { required: ['value'] }, description: 'a secret: use valueFrom.secretKeyRef' },
+  },
+};
 
 const str = { type: 'string' };
 const bool = { type: 'boolean' };
@@ -41,21 +82,6 @@ const probe = strictObject({
   successThreshold: { type: 'integer', minimum: 1 },
 });
 
-const apiKeyEntry = {
-  type: 'object',
-  required: ['id', 'sha256'],
-  properties: {
-    id: { type: 'string', pattern: '^[a-zA-Z0-9_.:-]{1,128}$' },
-    sha256: { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'hex SHA-256 of the key; never the key itself' },
-    name: str,
-    userId: str,
-    role: str,
-    permissions: { type: 'array', items: str },
-    expiresAt: str,
-    disabled: bool,
-  },
-};
-
 export function buildValuesSchema(): Json {
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
@@ -67,7 +93,7 @@ export function buildValuesSchema(): Json {
       config: configSchema(),
       workers: { type: 'integer', minimum: 1, description: 'worker processes per pod (serve --workers)' },
       apiKeys: strictObject({
-        keys: { type: 'array', items: apiKeyEntry },
+        keys: { type: 'array', items: apiKeyEntry() },
         existingSecret: str,
         secretKey: { type: 'string', minLength: 1 },
       }),
@@ -82,10 +108,12 @@ export function buildValuesSchema(): Json {
         existingSecret: str,
         existingSecretKey: { type: 'string', minLength: 1 },
       }),
-      extraEnv: arr,
+      extraEnv,
+      envFrom: arr,
       extraArgs: { type: 'array', items: str },
       extraVolumes: arr,
       extraVolumeMounts: arr,
+      extraObjects: { type: 'array', items: { type: ['object', 'string'] } },
       image: strictObject({ repository: { type: 'string', minLength: 1 }, tag: str, pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] } }),
       imagePullSecrets: arr,
       nameOverride: str,
@@ -125,10 +153,20 @@ export function buildValuesSchema(): Json {
       }),
       networkPolicy: strictObject({ enabled: bool, grpcFrom: arr, httpFrom: arr, egress: arr }),
       metrics: strictObject({
-        serviceMonitor: strictObject({ enabled: bool, labels: obj, interval: str, scrapeTimeout: str }),
+        serviceMonitor: strictObject({
+          enabled: bool,
+          labels: obj,
+          interval: str,
+          scrapeTimeout: str,
+          scheme: { enum: ['', 'http', 'https'] },
+          tlsConfig: obj,
+          relabelings: arr,
+          metricRelabelings: arr,
+        }),
         prometheusRule: strictObject({
           enabled: bool,
           labels: obj,
+          runbookBaseUrl: { type: 'string', pattern: '^https?://' },
           denyRatio: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
           authFailuresPerSecond: { type: 'number', minimum: 0 },
           lockoutsPerSecond: { type: 'number', minimum: 0 },

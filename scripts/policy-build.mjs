@@ -2,26 +2,49 @@
 // Compiles the shipped Rego (policies/mcp) to a WASM bundle: policies/build/bundle.tar.gz
 // (policy.wasm, data.json, .manifest). Skips the work when nothing it depends on changed.
 // The revision is a content hash of the sources, so it does not depend on git.
-//   node scripts/policy-build.mjs [--force] [--src DIR] [--out FILE]
+// Also `mcp-authz policy build`, from a checkout or an installed package.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { opaBinary, projectRoot as root, SHIPPED_BUNDLE, WASM_CAPABILITIES } from '../src/config/paths.mjs';
+import { SHIPPED_BUNDLE, WASM_CAPABILITIES } from '../src/config/paths.mjs';
+import { opaPath, parseOrExit, root, runOrExit } from './opa-path.mjs';
 
-const { values } = parseArgs({
-  options: {
+const USAGE = `usage: mcp-authz policy build [--src DIR] [--out FILE] [--entrypoint E] [--force]
+       (npm run policy:build)
+
+Compiles a folder of Rego to the WASM bundle the service loads (opa check --strict, then
+opa build -t wasm), with the builtins the service's WASM runtime supports. Skips the work
+when nothing changed (a content hash of the sources is the bundle's revision).
+
+options:
+  --src DIR          the Rego folder (default: the shipped policy, policies/mcp); *_test.rego
+                     files are left out
+  --out FILE         the bundle to write (default: policies/build/bundle.tar.gz)
+  --entrypoint E     the decision rule (default mcp/authz/decision; the config's policy.entrypoint)
+  --force            build even when the bundle is up to date
+  -h, --help         this help
+`;
+
+const values = parseOrExit(
+  {
     force: { type: 'boolean', default: false },
     src: { type: 'string', default: join(root, 'policies', 'mcp') },
     out: { type: 'string', default: SHIPPED_BUNDLE },
     entrypoint: { type: 'string', default: 'mcp/authz/decision' },
   },
-});
+  USAGE,
+);
 const src = resolve(values.src);
 const out = resolve(values.out);
-const opa = opaBinary();
-const sdkCaps = join(root, 'node_modules', '@open-policy-agent', 'opa-wasm', 'capabilities.json');
+if (!existsSync(src) || !statSync(src).isDirectory()) {
+  process.stderr.write(`policy build: --src ${values.src} is not a folder\n`);
+  process.exit(2);
+}
+const opa = opaPath();
+// Resolved like any dependency, so it is found from an installed package too.
+const sdkCaps = join(dirname(dirname(createRequire(import.meta.url).resolve('@open-policy-agent/opa-wasm'))), 'capabilities.json');
 const caps = WASM_CAPABILITIES;
 
 function files(dir) {
@@ -49,7 +72,7 @@ function writeCapabilities() {
   if (!existsSync(caps) || readFileSync(caps, 'utf8') !== text) writeFileSync(caps, text);
 }
 
-const opaVersion = execFileSync(opa, ['version'], { encoding: 'utf8' }).split('\n')[0];
+const opaVersion = runOrExit(() => execFileSync(opa, ['version'], { encoding: 'utf8' })).split('\n')[0];
 writeCapabilities();
 const hash = createHash('sha256');
 hash.update(`${opaVersion}\n${values.entrypoint}\n`);
@@ -59,16 +82,16 @@ const revision = `sha256-${hash.digest('hex').slice(0, 16)}`;
 const stamp = `${out}.revision`;
 
 if (!values.force && existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === revision) {
-  process.stdout.write(`policy bundle up to date: ${relative(root, out)} (revision ${revision})\n`);
+  process.stdout.write(`policy bundle up to date: ${relative(process.cwd(), out)} (revision ${revision})\n`);
   process.exit(0);
 }
 mkdirSync(dirname(out), { recursive: true });
 // Run from the source folder so the bundle names files relative to it, not this machine's paths.
-const run = (args) => execFileSync(opa, args, { cwd: src, stdio: ['ignore', 'inherit', 'inherit'] });
+const run = (args) => runOrExit(() => execFileSync(opa, args, { cwd: src, stdio: ['ignore', 'inherit', 'inherit'] }));
 run(['check', '--strict', '--capabilities', caps, '--ignore', '*_test.rego', '.']);
 run([
   'build', '-t', 'wasm', '-e', values.entrypoint, '--capabilities', caps, '--ignore', '*_test.rego',
   '-r', revision, '-o', out, '.',
 ]);
 writeFileSync(stamp, `${revision}\n`);
-process.stdout.write(`policy bundle built: ${relative(root, out)} (revision ${revision})\n`);
+process.stdout.write(`policy bundle built: ${relative(process.cwd(), out)} (revision ${revision})\n`);

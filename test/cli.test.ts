@@ -1,11 +1,14 @@
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { clientConstructors } from '../src/envoy/protos.js';
-import { runCli, startCli } from './helpers/cli.js';
+import { main } from '../src/cli/main.js';
+import { ROOT, runCli, startCli } from './helpers/cli.js';
+import { waitFor } from './helpers/redis.js';
 import { checkRequest, rpc, startTestService } from './helpers/service.js';
 
 const config = {
@@ -101,4 +104,171 @@ test('serve stops on SIGTERM after answering every call it accepted', async (t) 
   t.regex(srv.logs(), /draining in-flight Checks/);
   t.regex(srv.logs(), /mcp-authz stopped/);
   client.close();
+});
+
+// ---- Help, version and usage errors ----
+
+const noStackTrace = (s: string) => !/\n\s+at .+:\d+:\d+\)?\n/.test(s);
+
+/** The CLI's main() in this process, its output captured (serial tests only: stdout is shared). */
+async function runMain(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = { stdout: '', stderr: '' };
+  const [w1, w2] = [process.stdout.write, process.stderr.write];
+  process.stdout.write = ((c: string | Uint8Array) => ((out.stdout += String(c)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((c: string | Uint8Array) => ((out.stderr += String(c)), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(args), ...out };
+  } finally {
+    process.stdout.write = w1;
+    process.stderr.write = w2;
+  }
+}
+
+/** The policy scripts as `mcp-authz policy build|test` runs them. */
+function runScript(script: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, 'scripts', script), ...args], (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+test.serial('--help works on every command and subcommand: usage on stdout, exit 0, no stack trace', async (t) => {
+  const runs = [];
+  for (const args of [['--help'], ['help'], ['serve', '--help'], ['serve', '-h'], ['check', '--help'], ['keys', '--help'], ['keys', 'create', '--help'], ['policy', '--help'], ['help', 'serve']]) {
+    runs.push([args.join(' '), await runMain(args)] as const);
+  }
+  for (const [script, name] of [['policy-build.mjs', 'policy build'], ['policy-test.mjs', 'policy test']]) runs.push([`${name} --help`, await runScript(script!, ['--help'])] as const);
+  for (const [what, r] of runs) {
+    t.is(r.code, 0, `${what}: ${r.stderr}`);
+    t.regex(r.stdout, /^usage: mcp-authz/m, what);
+    t.notRegex(r.stdout + r.stderr, /Unknown option/, what);
+    t.true(noStackTrace(r.stdout + r.stderr), what);
+  }
+  const help = Object.fromEntries(runs.map(([what, r]) => [what, r.stdout]));
+  t.regex(help['serve --help']!, /--check-config/);
+  t.regex(help['serve --help']!, /MCP_AUTHZ_LOG_LEVEL/);
+  t.regex(help['check --help']!, /--explain/);
+  t.regex(help['keys create --help']!, /--append FILE/);
+  t.regex(help['policy test --help']!, /--src DIR/);
+  // The way a user types it, through bin/: the same usage.
+  const real = await runCli(['policy', 'build', '--help']);
+  t.is(real.code, 0);
+  t.regex(real.stdout, /^usage: mcp-authz policy build/);
+});
+
+test.serial('--version prints the package version', async (t) => {
+  const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+  for (const flag of ['--version', '-v', 'version']) {
+    const r = await runMain([flag]);
+    t.is(r.code, 0);
+    t.is(r.stdout, `mcp-authz ${version}\n`);
+  }
+});
+
+test.serial('an unknown option is a usage error: exit 2, the message and the command\'s usage, no stack trace', async (t) => {
+  const runs = [
+    [await runMain(['serve', '--bogus']), 'mcp-authz serve'],
+    [await runMain(['check', '--nope']), 'mcp-authz check'],
+    [await runMain(['keys', 'create', '--nope']), 'mcp-authz keys create'],
+    [await runScript('policy-build.mjs', ['--nope']), 'mcp-authz policy build'],
+    [await runScript('policy-test.mjs', ['--nope']), 'mcp-authz policy test'],
+  ] as const;
+  for (const [r, usage] of runs) {
+    t.is(r.code, 2, usage);
+    t.regex(r.stderr, /Unknown option/);
+    t.true(r.stderr.includes(`usage: ${usage}`), usage);
+    t.true(noStackTrace(r.stderr), usage);
+  }
+});
+
+test('MCP_AUTHZ_LOG_LEVEL: an unknown level stops serve naming the levels; a known one is applied', async (t) => {
+  const bad = await runCli(['serve', '--config', writeConfig(config), '--workers', '1'], { MCP_AUTHZ_LOG_LEVEL: 'verbose' });
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /MCP_AUTHZ_LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent; got "verbose"/);
+  // At warn, a policy that fails to load is logged (level 50) and "serving" (info, 30) is not.
+  const file = writeConfig({ ...config, policy: { bundle: 'missing.tar.gz' }, listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' } });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'bin.ts'), 'serve', '--config', file, '--workers', '1'], { cwd: ROOT, env: { ...process.env, MCP_AUTHZ_LOG_LEVEL: 'warn' } });
+  t.teardown(() => child.kill('SIGKILL'));
+  let logs = '';
+  child.stderr.on('data', (d) => (logs += d));
+  await waitFor('the policy load failure to be logged', () => logs.includes('policy load failed'), 30_000);
+  t.regex(logs, /"level":50,/);
+  t.notRegex(logs, /"level":30,/);
+});
+
+// ---- serve --check-config loads what serve loads ----
+
+function writeFiles(files: Record<string, string | Buffer>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-cli-'));
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
+  return dir;
+}
+
+test('--check-config fails naming a missing keys file, a bad key entry, and a missing or broken policy bundle', async (t) => {
+  const endpoints = config.endpoints;
+  const cases: [Record<string, string | Buffer>, RegExp][] = [
+    [{ 'config.yaml': stringify({ apiKeys: { file: 'keys.yaml' }, endpoints }) }, /API keys: .*keys\.yaml.*cannot read the keys file.*ENOENT/s],
+    [{ 'config.yaml': stringify({ apiKeys: { file: 'keys.yaml' }, endpoints }), 'keys.yaml': 'keys:\n  - id: a\n    sha256: nothex\n' }, /keys\.0\.sha256/],
+    [{ 'config.yaml': stringify({ policy: { bundle: 'bundle.tar.gz' }, endpoints }) }, /policy: cannot read policy bundle .*bundle\.tar\.gz/],
+    [{ 'config.yaml': stringify({ policy: { bundle: 'bundle.tar.gz' }, endpoints }), 'bundle.tar.gz': 'not a bundle' }, /policy: .*not a \.tar\.gz file/],
+    [{ 'config.yaml': stringify({ policy: { rego: 'rego' }, endpoints }) }, /policy: .*rego/],
+  ];
+  for (const [files, why] of cases) {
+    const dir = writeFiles(files);
+    const r = await runCli(['serve', '--config', join(dir, 'config.yaml'), '--check-config']);
+    t.is(r.code, 1, r.stdout + r.stderr);
+    t.regex(r.stderr, why);
+    t.regex(r.stderr, /configuration is NOT ready/);
+    t.notRegex(r.stdout, /configuration is valid/);
+  }
+});
+
+test('--check-config reports the keys and the policy revision it loaded, the way serve loads them', async (t) => {
+  const dir = writeFiles({
+    'config.yaml': stringify({ apiKeys: { file: 'keys.yaml' }, policy: { bundle: 'bundle.tar.gz' }, endpoints: config.endpoints }),
+    'keys.yaml': readFileSync(join(ROOT, 'examples', 'quickstart', 'keys.yaml')),
+    'bundle.tar.gz': readFileSync(join(ROOT, 'policies', 'build', 'bundle.tar.gz')),
+  });
+  const r = await runCli(['serve', '--config', join(dir, 'config.yaml'), '--check-config']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /API keys: 3 from .*keys\.yaml/);
+  const revision = readFileSync(join(ROOT, 'policies', 'build', 'bundle.tar.gz.revision'), 'utf8').trim();
+  t.true(r.stdout.includes(`policy: revision ${revision}`), r.stdout);
+  t.regex(r.stdout, /configuration is valid/);
+});
+
+// ---- check --explain ----
+
+const bobKey = 'mcp_f0D5ooeh5v6N9RAzl6o2endlSqNDmnZawcsKKNqKYs13250s3';
+const toolCall = (name: string) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name } });
+
+test('check --explain adds the rule trace of the real opa eval, which decides as the service did', async (t) => {
+  for (const [tool, decision] of [['delete_file', 'deny'], ['search', 'allow']] as const) {
+    const r = await runCli(['check', '--path', '/mcp/public', '-H', `x-api-key: ${bobKey}`, '--body', toolCall(tool), '--explain']);
+    const out = JSON.parse(r.stdout);
+    t.is(out.decision, decision);
+    const ex = out.policy.explain;
+    t.is(ex.source, join(ROOT, 'policies', 'mcp'));
+    t.deepEqual(ex.result, out.policy.result, 'opa on the source agrees with the WASM the service ran');
+    t.true(ex.agreesWithService);
+    t.regex(ex.trace[0], /^query:1\s+Enter data\.mcp\.authz\.decision/);
+    t.true(ex.trace.some((l: string) => /decision\.rego:\d+\s+\|/.test(l)), 'the trace walks the policy\'s rules');
+    t.false(JSON.stringify(ex).includes(bobKey), 'the input opa saw is redacted like the policy\'s');
+  }
+});
+
+test('check --explain says when the policy was not asked, and when the bundle carries no source without --rego', async (t) => {
+  const early = JSON.parse((await runCli(['check', '--path', '/mcp/public', '--explain'])).stdout);
+  t.deepEqual(early.policy.explain, { evaluated: false, why: 'decided before the policy was asked: authentication_required' });
+
+  const dir = writeFiles({
+    'config.yaml': stringify({ policy: { bundle: 'bundle.tar.gz' }, endpoints: config.endpoints }),
+    'bundle.tar.gz': readFileSync(join(ROOT, 'policies', 'build', 'bundle.tar.gz')),
+  });
+  const args = ['check', '--config', join(dir, 'config.yaml'), '--path', '/mcp/open', '--body', toolCall('search'), '--explain'];
+  const bundleOnly = JSON.parse((await runCli(args)).stdout);
+  t.is(bundleOnly.policy.explain.evaluated, false);
+  t.regex(bundleOnly.policy.explain.why, /does not carry its Rego source.*--rego DIR/);
+  const withSource = JSON.parse((await runCli([...args, '--rego', join(ROOT, 'policies', 'mcp')])).stdout);
+  t.true(withSource.policy.explain.agreesWithService);
+  t.true(withSource.policy.explain.trace.length > 5);
 });

@@ -1,11 +1,23 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { findDuplicateKey } from '../src/request/json-duplicate-keys.js';
+import { scanJson } from '../src/request/json-body-scan.js';
+import { foldKey } from '../src/request/json-key-fold.js';
 import { parseMcp } from '../src/request/json-rpc.js';
 import { normalizeResourceUri } from '../src/request/normalize-resource-uri.js';
 import { RequestRejected } from '../src/contracts/request-rejected.js';
 
 const noHeaders = Object.create(null);
+
+/** The path of the first duplicated key, or undefined. */
+function findDuplicateKey(text: string): string | undefined {
+  const f = scanJson(text, 64);
+  return f?.code === 'duplicate_json_key' ? f.path : undefined;
+}
+
+/** JSON values whose objects have no two keys alike under Go's case-insensitive matching. */
+const unambiguous = fc.jsonValue({ maxDepth: 2 }).filter((v) => scanJson(JSON.stringify(v) ?? 'null', 64) === undefined);
+
+const MEMBERS = new Set(['jsonrpc', 'id', 'method', 'params', 'result', 'error'].map(foldKey));
 
 test('JSON.stringify output never has a duplicate key', (t) => {
   fc.assert(fc.property(fc.jsonValue(), (v) => findDuplicateKey(JSON.stringify(v) ?? 'null') === undefined), { numRuns: 2000 });
@@ -15,11 +27,18 @@ test('JSON.stringify output never has a duplicate key', (t) => {
 test('a key repeated in any object of a document is found, with its path', (t) => {
   const key = fc.string({ maxLength: 6 });
   fc.assert(
-    fc.property(fc.dictionary(fc.string({ maxLength: 5 }), fc.jsonValue({ maxDepth: 2 })), key, fc.jsonValue({ maxDepth: 2 }), fc.jsonValue({ maxDepth: 2 }), (obj, k, a, b) => {
-      const rest = JSON.stringify(Object.fromEntries(Object.entries(obj).filter(([x]) => x !== k))).slice(1, -1);
+    fc.property(fc.dictionary(fc.string({ maxLength: 5 }), unambiguous), key, unambiguous, unambiguous, (obj, k, a, b) => {
+      const others = Object.entries(obj).filter(([x]) => foldKey(x) !== foldKey(k));
+      fc.pre(new Set(others.map(([x]) => foldKey(x))).size === others.length);
+      // At the top level a key Go reads as a JSON-RPC member is refused for its spelling first.
+      fc.pre(![k, ...others.map(([x]) => x)].some((x) => MEMBERS.has(foldKey(x))));
+      const rest = JSON.stringify(Object.fromEntries(others)).slice(1, -1);
       const dup = `{${JSON.stringify(k)}:${JSON.stringify(a)},${rest}${rest ? ',' : ''}${JSON.stringify(k)}:${JSON.stringify(b)}}`;
-      const nested = `{"jsonrpc":"2.0","params":${dup}}`;
-      return findDuplicateKey(dup) === k && findDuplicateKey(nested) === ['params', k].filter(Boolean).join('.');
+      const top = scanJson(dup, 64);
+      const nested = scanJson(`{"jsonrpc":"2.0","data":${dup}}`, 64);
+      const plain = /^[A-Za-z_$][\w$]*$/.test(k);
+      return top?.code === 'duplicate_json_key' && top.key === k && (!plain || top.path === k)
+        && nested?.code === 'duplicate_json_key' && nested.key === k && (plain ? nested.path === `data.${k}` : nested.path.startsWith('data['));
     }),
     { numRuns: 1500 },
   );
@@ -107,4 +126,79 @@ test('responses, notifications and completion refs are recognised', (t) => {
 test('a tool name that is not a string is refused rather than passed unnamed', (t) => {
   const err = t.throws(() => parseMcp('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["a"]}}', true, noHeaders));
   t.true(err instanceof RequestRejected);
+});
+
+/** The refusal parseMcp throws for a body, as [code, description]. */
+function refusal(body: string): [string, string] | undefined {
+  try {
+    parseMcp(body, true, noHeaders);
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof RequestRejected)) throw err;
+    return [err.code, err.description];
+  }
+}
+
+const goAttacks: [string, string, string][] = [
+  ['"Name" beside "name"', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete_file"}}', 'params.Name'],
+  ['"NAME" beside "name"', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","NAME":"delete_file"}}', 'params.NAME'],
+  ['"nAme" beside "name"', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","nAme":"delete_file"}}', 'params.nAme'],
+  ['"name" escaped as "n\\u0041me" beside "name"', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","n\\u0041me":"delete_file"}}', 'params.nAme'],
+  ['"Method" beside "method"', '{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"delete_file"}}', 'Method'],
+  ['"paramſ" beside "params"', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"paramſ":{"name":"delete_file"}}', '["paramſ"]'],
+  ['"Params" alone, in a response that Go reads as a call', '{"jsonrpc":"2.0","id":1,"result":{},"Method":"tools/call","Params":{"Name":"delete_file"}}', 'Method'],
+  ['"ID" alone (Go: a request; JavaScript and Python: a notification)', '{"jsonrpc":"2.0","ID":1,"method":"tools/call","params":{"name":"search"}}', 'ID'],
+  ['"Arguments" beside "arguments"', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{},"Arguments":{"q":1}}}', 'params.Arguments'],
+  ['"Type" in a completion ref', '{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"Type":"ref/prompt","name":"greet"}}}', 'params.ref.Type'],
+  ['"Path" beside "path" in the arguments', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"path":"/a","Path":"/etc"}}}', 'params.arguments.Path'],
+  ['a Kelvin sign beside "k" deep in the arguments', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"list":[{"k":1},{"k":1,"\u212a":2}]}}}', 'params.arguments.list[1]["\u212a"]'],
+  ['"jsonRPC" in the second element of a batch', '[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","jsonRPC":"1.0","id":2,"method":"ping"}]', '[1].jsonRPC'],
+];
+
+for (const [what, body, path] of goAttacks) {
+  test(`a body with ${what} is refused as ambiguous, naming the key's path but no value`, (t) => {
+    const r = refusal(body);
+    t.is(r?.[0], 'ambiguous_json_key');
+    t.true(r![1].includes(path), r![1]);
+    t.false(/delete_file|\/etc/.test(r![1]), 'no value in the description');
+  });
+}
+
+test('member names in any case pass deeper in the arguments, where no reader reads them as members, but not in params', (t) => {
+  const { view } = parseMcp('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"Name":"x","METHOD":"y","params":{"ID":1},"names":2}}}', true, noHeaders);
+  t.is(view.calls[0]!.name, 'search');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"x","name":"search"}}')?.[0], 'ambiguous_json_key');
+});
+
+test('nesting is bounded: the default is 64 levels, and the bound is a parameter', (t) => {
+  const body = (levels: number) => `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"s","arguments":{"a":${'['.repeat(levels - 3)}${']'.repeat(levels - 3)}}}}`;
+  t.is(refusal(body(64)), undefined);
+  t.is(refusal(body(65))?.[0], 'json_too_deep');
+  t.is(refusal(body(100_000))?.[0], 'json_too_deep');
+  t.throws(() => parseMcp(body(9), true, noHeaders, 8), { instanceOf: RequestRejected, message: /deeper than 8 levels/ });
+  t.notThrows(() => parseMcp(body(8), true, noHeaders, 8));
+});
+
+test('lone surrogates are refused wherever they are, escaped or raw; pairs pass', (t) => {
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sea\\ud800rch"}}')?.[0], 'lone_surrogate');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"s","arguments":{"q":"cut \\ud83d"}}}')?.[0], 'lone_surrogate');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"s","arguments":{"q":"\\udc00\\ud800"}}}')?.[0], 'lone_surrogate', 'a low before a high is no pair');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"s","arguments":{"\\ud800x":1}}}')?.[0], 'lone_surrogate', 'in a key');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sea\ud800rch"}}')?.[0], 'lone_surrogate', 'raw, from an in-process caller');
+  t.true(refusal('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sea\\ud800rch"}}')![1].includes('params.name'));
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"s","arguments":{"q":"\\ud83d\\ude00 \\uD83D\\uDE00 😀 \\\\ud800"}}}'), undefined, 'pairs, and an escaped backslash before "ud800"');
+});
+
+test('a message is a request, a notification or a response, read the same by every reader', (t) => {
+  t.is(refusal('{"jsonrpc":"2.0","id":null,"method":"ping"}')?.[0], 'invalid_jsonrpc');
+  t.is(refusal('{"jsonrpc":"2.0","id":true,"method":"ping"}')?.[0], 'invalid_jsonrpc');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}')?.[0], 'invalid_jsonrpc');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"ping","error":{"code":1,"message":"x"}}')?.[0], 'invalid_jsonrpc');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"result":null}')?.[0], 'invalid_jsonrpc');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"error":null}')?.[0], 'invalid_jsonrpc');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"x"}}')?.[0], 'invalid_jsonrpc');
+  t.is(refusal('{"jsonrpc":"2.0","result":{}}')?.[0], 'invalid_jsonrpc');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[]}')?.[0], 'invalid_jsonrpc');
+  const { view } = parseMcp('[{"jsonrpc":"2.0","id":"a","error":{"code":-1,"message":"no"}},{"jsonrpc":"2.0","id":2,"result":{}}]', true, noHeaders);
+  t.deepEqual(view.calls.map((c) => c.kind), ['response', 'response']);
 });

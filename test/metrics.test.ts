@@ -27,7 +27,7 @@ test('a scripted sequence of Checks is counted exactly in /metrics', async (t) =
         { name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false }, rateLimit: { rps: 0.1, burst: 2 } },
       ],
     },
-    { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: toolPolicy } } },
+    { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: toolPolicy } }, unlistedCodes: ['something_new'] },
   );
   t.teardown(() => svc.stop());
   const ok = (tool: string, source = '10.0.0.1') => checkRequest({ path: '/mcp/files', source, body: rpc('tools/call', { name: tool }), headers: { 'x-test-auth': 'ok' } });

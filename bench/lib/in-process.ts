@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Registry } from 'prom-client';
-import type { Runtime } from '../../src/check/runtime.js';
+import type { Runtime } from '../../src/pipeline/runtime.js';
 import { round } from './ghz.js';
 import { root } from './paths.js';
 import type { Prepared } from './mcp-authz.js';
@@ -32,18 +32,19 @@ export interface PhaseCosts {
 async function product() {
   const load = <T>(path: string): Promise<T> => import(pathToFileURL(join(root, 'dist', path)).href) as Promise<T>;
   return {
-    ...(await load<typeof import('../../src/check/pipeline.js')>('check/pipeline.js')),
+    ...(await load<typeof import('../../src/pipeline/pipeline.js')>('pipeline/pipeline.js')),
     ...(await load<typeof import('../../src/config/load.js')>('config/load.js')),
     ...(await load<typeof import('../../src/envoy/encode-response.js')>('envoy/encode-response.js')),
     ...(await load<typeof import('../../src/envoy/protos.js')>('envoy/protos.js')),
+    ...(await load<typeof import('../../src/envoy/to-request.js')>('envoy/to-request.js')),
     ...(await load<typeof import('../../src/envoy/to-response.js')>('envoy/to-response.js')),
     ...(await load<typeof import('../../src/log/logger.js')>('log/logger.js')),
-    ...(await load<typeof import('../../src/server/build-runtime.js')>('server/build-runtime.js')),
+    ...(await load<typeof import('../../src/pipeline/build-runtime.js')>('pipeline/build-runtime.js')),
   };
 }
 
 export async function measureInProcess(p: Prepared, configFile: string, calls: number, log: (m: string) => void): Promise<PhaseCosts[]> {
-  const { authorizationService, buildRuntime, createLogger, encodeCheckResponse, loadConfigFile, runCheck, toCheckResponse } = await product();
+  const { authorizationService, buildRuntime, createLogger, encodeCheckResponse, loadConfigFile, runCheck, toCheckResponse, toRequest } = await product();
   const check = authorizationService().Check!;
   const rt = await buildRuntime(loadConfigFile(configFile), createLogger(), new Registry(), { watch: false, sharedLimits: false });
   const quiet: Runtime = { ...rt, observer: { decided: () => undefined } };
@@ -51,7 +52,7 @@ export async function measureInProcess(p: Prepared, configFile: string, calls: n
   try {
     for (const s of p.list) {
       const wires = s.requests.map((r) => check.requestSerialize(r));
-      const first = await runCheck(rt, check.requestDeserialize(wires[0]!));
+      const first = await runCheck(rt, toRequest, check.requestDeserialize(wires[0]!));
       if (first.outcome.allow !== s.expect.allow) throw new Error(`${s.name}: decided ${first.outcome.allow ? 'allow' : 'deny'}, expected ${s.expect.allow ? 'allow' : 'deny'}`);
       log(`in-process ${s.name}: ${calls} calls`);
       const decoded = wires.map((w) => check.requestDeserialize(w));
@@ -69,8 +70,8 @@ export async function measureInProcess(p: Prepared, configFile: string, calls: n
         return Number(process.hrtime.bigint() - t0) / calls / 1000;
       };
       const decodeUs = await time((i) => check.requestDeserialize(wires[i % wires.length]!));
-      const pipelineUs = await time((i) => runCheck(rt, decoded[i % decoded.length]!));
-      const pipelineWithoutObserversUs = await time((i) => runCheck(quiet, decoded[i % decoded.length]!));
+      const pipelineUs = await time((i) => runCheck(rt, toRequest, decoded[i % decoded.length]!));
+      const pipelineWithoutObserversUs = await time((i) => runCheck(quiet, toRequest, decoded[i % decoded.length]!));
       const outcome = first.outcome;
       const encodeUs = await time(() => encodeCheckResponse(outcome) ?? check.responseSerialize(toCheckResponse(outcome)));
       results.push({

@@ -35,8 +35,8 @@ export function writeMcpAuthzConfig(p: Prepared, grpcPort: number, httpPort: num
 }
 
 /** Starts `mcp-authz serve` and waits until it answers Check. Decision logs go to `logFile` or nowhere. */
-export async function startMcpAuthz(configFile: string, grpcPort: number, probe: Record<string, unknown>, logFile?: string): Promise<Started> {
-  const server = start(mcpAuthzCli[0]!, [...mcpAuthzCli.slice(1), 'serve', '--config', configFile], {
+export async function startMcpAuthz(configFile: string, grpcPort: number, probe: Record<string, unknown>, logFile?: string, workers?: number): Promise<Started> {
+  const server = start(mcpAuthzCli[0]!, [...mcpAuthzCli.slice(1), 'serve', '--config', configFile, ...(workers !== undefined ? ['--workers', String(workers)] : [])], {
     cwd: root,
     ...(logFile ? { logFile } : {}),
     env: { ...process.env, NODE_ENV: 'production' },

@@ -19,6 +19,8 @@ interface SoakOptions {
   settings: { warmupSec: number; connections: number; concurrency: number; openConcurrency: number; loadFraction: number };
   log: (msg: string) => void;
   logFile?: string;
+  /** `serve --workers N`; default: serve's own default (one worker per core). */
+  workers?: number;
 }
 
 interface Event {
@@ -32,7 +34,7 @@ export async function runSoak(o: SoakOptions) {
   if (!s) throw new Error(`unknown scenario "${o.scenario}"`);
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   const configFile = writeMcpAuthzConfig(o.p, grpcPort, httpPort, o.bundle);
-  const server = await startMcpAuthz(configFile, grpcPort, s.requests[0]!, o.logFile);
+  const server = await startMcpAuthz(configFile, grpcPort, s.requests[0]!, o.logFile, o.workers);
   const target = `127.0.0.1:${grpcPort}`;
   const client = new CheckClient(target);
   const events: Event[] = [];
@@ -47,6 +49,7 @@ export async function runSoak(o: SoakOptions) {
     const rps = Math.max(1, Math.floor(max.rps * o.settings.loadFraction));
     o.log(`soak: ${o.durationSec}s at ${rps} rps (${o.settings.loadFraction * 100}% of ${max.rps}); reloads at 40% and 60%`);
 
+    const durationBefore = await scrapeText(httpPort);
     const rss = sampleRss(server.pid, 1000);
     const probe = { sent: 0, wrong: 0, failed: 0, samples: [] as string[] };
     let probing = true;
@@ -88,11 +91,13 @@ export async function runSoak(o: SoakOptions) {
     const samples = rss.stop();
     const after = await client.verify(s.requests[0]!, s.expect);
     const metrics = await scrape(httpPort);
+    const serverLatency = decisionQuantiles(durationBefore, await scrapeText(httpPort));
     const growth = rssGrowth(samples, o.durationSec);
     const failedCalls = probe.wrong + probe.failed + (after.ok ? 0 : 1);
     const passed = load.errors === 0 && failedCalls === 0 && growth.growthPct < 10;
     return {
       scenario: s.name,
+      workers: o.workers ?? 'default (serve without --workers)',
       passed,
       targets: { rssGrowthPctBelow: 10, errors: 0, failedCalls: 0 },
       durationSec: o.durationSec,
@@ -102,6 +107,7 @@ export async function runSoak(o: SoakOptions) {
       failedCalls,
       prober: probe,
       checkAfter: after,
+      serverLatency,
       rss: { ...growth, samples: samples.map((x) => ({ t: round(x.t / 1000, 1), mib: round(x.bytes / 2 ** 20, 1), processes: x.processes })) },
       events,
       reloadMetrics: metrics,
@@ -165,6 +171,44 @@ function rewriteKeys(p: Prepared): string {
   writeFileSync(tmp, stringify(p.keysDocument(`mcp_${randomBytes(32).toString('base64url')}`)), { mode: 0o600 });
   renameSync(tmp, p.keysFile);
   return 'keys file rewritten with one more key';
+}
+
+async function scrapeText(httpPort: number): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+}
+
+/**
+ * mcp-authz's own decision time over the soak window (mcp_authz_check_duration_seconds, the
+ * series the p99 alert reads): the bucket counts after minus before, and quantiles computed
+ * as Prometheus's histogram_quantile does (linear within the bucket).
+ */
+export function decisionQuantiles(before: string, after: string) {
+  const buckets = (text: string) => {
+    const out = new Map<number, number>();
+    for (const m of text.matchAll(/^mcp_authz_check_duration_seconds_bucket\{(.*)\} (\S+)$/gm)) {
+      const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
+      if (le === undefined) continue;
+      const bound = le === '+Inf' ? Infinity : Number(le);
+      out.set(bound, (out.get(bound) ?? 0) + Number(m[2]));
+    }
+    return out;
+  };
+  const a = buckets(before);
+  const b = buckets(after);
+  const bounds = [...b.keys()].sort((x, y) => x - y);
+  const cum = bounds.map((le) => (b.get(le) ?? 0) - (a.get(le) ?? 0));
+  const total = cum.at(-1) ?? 0;
+  const q = (phi: number) => {
+    if (total === 0) return NaN;
+    const rank = phi * total;
+    const i = cum.findIndex((c) => c >= rank);
+    const upper = bounds[i]!;
+    const lower = i === 0 ? 0 : bounds[i - 1]!;
+    if (upper === Infinity) return lower * 1000;
+    const below = i === 0 ? 0 : cum[i - 1]!;
+    return round((lower + ((upper - lower) * (rank - below)) / (cum[i]! - below)) * 1000, 3);
+  };
+  return { series: 'mcp_authz_check_duration_seconds', decisions: total, p50Ms: q(0.5), p90Ms: q(0.9), p99Ms: q(0.99), p999Ms: q(0.999) };
 }
 
 /** The reload-related lines of /metrics, as evidence the reloads happened. */

@@ -8,7 +8,15 @@ import { silentLogger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { buildRuntime } from '../pipeline/build-runtime.js';
 import { runCheck } from '../pipeline/pipeline.js';
+import { explainPolicy, policySourceDir } from './policy-explain.js';
 import { sampleToWire, type SampleRequest } from './wire-request.js';
+
+export interface ExplainRequest {
+  /** Add the policy's rule trace from `opa eval --explain` (policy.explain). */
+  trace?: boolean;
+  /** The .rego source of a bundle that does not carry it. */
+  rego?: string;
+}
 
 export function parseHeaderFlag(h: string): [string, string] {
   const i = h.indexOf(':', h.startsWith(':') ? 1 : 0);
@@ -21,7 +29,7 @@ export function readBodyFlag(b: string | undefined): string | undefined {
   return b.startsWith('@') ? readFileSync(b.slice(1), 'utf8') : b;
 }
 
-export async function explain(loaded: LoadedConfig, sample: SampleRequest): Promise<Record<string, unknown>> {
+export async function explain(loaded: LoadedConfig, sample: SampleRequest, request: ExplainRequest = {}): Promise<Record<string, unknown>> {
   const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false });
   try {
     const { outcome: o, ctx, policy } = await runCheck(rt, toRequest, sampleToWire(sample));
@@ -47,14 +55,23 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest): Prom
             result: policy.result ?? null,
             decision: policy.decision,
             durationMs: policy.durationNs / 1e6,
+            ...(request.trace ? { explain: traceOf(loaded, policy.input, policy.result, request.rego) } : {}),
           }
-        : null,
+        : request.trace
+          ? { explain: { evaluated: false, why: `decided before the policy was asked: ${o.allow ? o.reason : o.code}` } }
+          : null,
       notReady: rt.notReady(),
       checkResponse: toCheckResponse(o),
     };
   } finally {
     await rt.close();
   }
+}
+
+function traceOf(loaded: LoadedConfig, input: unknown, result: unknown, rego: string | undefined): unknown {
+  const source = policySourceDir(loaded.config, rego);
+  if ('missing' in source) return { evaluated: false, why: source.missing };
+  return explainPolicy(loaded.config, source.dir, input, result);
 }
 
 function safeJson(s: string): unknown {

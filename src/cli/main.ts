@@ -1,4 +1,4 @@
-// The mcp-authz command line: serve, check, keys.
+// The mcp-authz command line: serve, check, keys, policy.
 import { spawnSync } from 'node:child_process';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -11,20 +11,22 @@ import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
 import { runPrimary } from '../server/cluster-primary.js';
 import { runWorker } from '../server/cluster-worker.js';
 import { startService } from '../server/service.js';
+import { checkConfig } from './check-config.js';
 import { explain, parseHeaderFlag, readBodyFlag } from './check-command.js';
 import { keysCommand } from './keys-command.js';
+import { LOG_LEVELS, USAGE, version } from './usage.js';
 
-const USAGE = `usage:
-  mcp-authz serve [--config FILE] [--check-config] [--workers N]   (N defaults to the number of cores; 1 = one process)
-  mcp-authz check --config FILE --method M --path P [-H 'name: value']... [--body JSON|@file] [--host H] [--source ADDR]
-  mcp-authz policy build [--src DIR] [--out FILE] [--force]   (opa build -t wasm of the Rego)
-  mcp-authz policy test                                       (opa check --strict, opa test, coverage)
-  mcp-authz keys create --name N [--id ID] [--user U] [--role R] [--permission P]... [--expires DATE] [--json]
-`;
 
 export interface MainOptions {
   /** Passed to buildRuntime in every process `serve` starts (tests inject phase doubles here). */
   runtime?: BuildOptions;
+}
+
+/** A mistake on the command line: its message and the command's usage, exit code 2. */
+class UsageError extends Error {
+  constructor(message: string, readonly usage: string) {
+    super(message);
+  }
 }
 
 export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
@@ -36,42 +38,65 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       case 'check':
         return await check(rest);
       case 'keys':
-        return await keys(rest);
+        return keys(rest);
       case 'policy':
         return policy(rest);
+      case '--version':
+      case '-v':
+      case 'version':
+        process.stdout.write(`mcp-authz ${version()}\n`);
+        return 0;
       case undefined:
       case '-h':
       case '--help':
       case 'help':
-        process.stdout.write(USAGE);
+        if (command === 'help' && rest[0] !== undefined && rest[0] in USAGE && rest[0] !== 'main') {
+          process.stdout.write(USAGE[rest[0] as keyof typeof USAGE]);
+          return 0;
+        }
+        process.stdout.write(USAGE.main);
         return command === undefined ? 2 : 0;
       default:
-        process.stderr.write(`mcp-authz: unknown command "${command}"\n${USAGE}`);
-        return 2;
+        throw new UsageError(`unknown command "${command}"`, USAGE.main);
     }
   } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`mcp-authz: ${err.message}\n\n${err.usage}`);
+      return 2;
+    }
     // A ConfigError's message names every bad field; any other error's message says what failed.
     process.stderr.write(`mcp-authz: ${(err as Error).message}\n`);
     return 1;
   }
 }
 
+/** node:util parseArgs, with its "Unknown option" and missing-value errors turned into usage errors. */
+function parse<T extends NonNullable<Parameters<typeof parseArgs>[0]>['options']>(args: string[], options: T, usage: string) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } } as T & { help: { type: 'boolean'; short: 'h' } }, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message, usage);
+  }
+}
+
 async function serve(args: string[], options: MainOptions): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' }, workers: { type: 'string', short: 'w' } },
-    strict: true,
-  });
-  const workers = parseWorkers(values.workers);
-  const file = values.config ?? QUICKSTART_CONFIG;
-  const loaded = loadConfigFile(file);
-  if (values['check-config']) {
-    process.stdout.write(`${loaded.file}: configuration is valid\n`);
+  const values = parse(args, { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' }, workers: { type: 'string', short: 'w' } }, USAGE.serve);
+  if (values.help) {
+    process.stdout.write(USAGE.serve);
     return 0;
   }
-  const logger = createLogger();
+  const workers = parseWorkers(values.workers as string | undefined);
+  const file = (values.config as string | undefined) ?? QUICKSTART_CONFIG;
+  const loaded = loadConfigFile(file);
+  if (values['check-config']) {
+    const result = await checkConfig(loaded);
+    (result.ok ? process.stdout : process.stderr).write(`${result.lines.join('\n')}\n${result.ok ? 'configuration is valid: serve would start with all of the above\n' : 'configuration is NOT ready: serve would not decide requests (see above)\n'}`);
+    return result.ok ? 0 : 1;
+  }
+  const logger = createLogger(logLevel());
   if (cluster.isWorker) return runWorker(loaded, logger.child({ worker: cluster.worker?.id }), options.runtime);
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
+  logger.info({ version: version(), workers }, 'mcp-authz starting');
   if (workers > 1) return runPrimary(loaded, { workers, logger });
   const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options.runtime) });
   await new Promise<void>((resolve) => {
@@ -85,17 +110,27 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   return 0;
 }
 
+/** MCP_AUTHZ_LOG_LEVEL, refused with the levels there are rather than pino's error. */
+function logLevel(): string {
+  const level = process.env.MCP_AUTHZ_LOG_LEVEL;
+  if (level === undefined || level === '') return 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new Error(`MCP_AUTHZ_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}; got ${JSON.stringify(level)}`);
+  }
+  return level;
+}
+
 function parseWorkers(v: string | undefined): number {
   if (v === undefined) return availableParallelism();
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`--workers expects a whole number from 1 to 1024, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new UsageError(`--workers expects a whole number from 1 to 1024, got ${JSON.stringify(v)}`, USAGE.serve);
   return n;
 }
 
 async function check(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const values = parse(
     args,
-    options: {
+    {
       config: { type: 'string', short: 'c' },
       method: { type: 'string', short: 'X', default: 'POST' },
       path: { type: 'string' },
@@ -103,19 +138,30 @@ async function check(args: string[]): Promise<number> {
       source: { type: 'string' },
       header: { type: 'string', short: 'H', multiple: true },
       body: { type: 'string', short: 'd' },
+      explain: { type: 'boolean' },
+      rego: { type: 'string' },
     },
-    strict: true,
-  });
-  if (!values.path) throw new Error('check needs --path');
-  const loaded = loadConfigFile(values.config ?? QUICKSTART_CONFIG);
-  const result = await explain(loaded, {
-    method: values.method!,
-    path: values.path,
-    headers: (values.header ?? []).map(parseHeaderFlag),
-    ...(values.host !== undefined ? { host: values.host } : {}),
-    ...(values.source !== undefined ? { sourceAddress: values.source } : {}),
-    ...(values.body !== undefined ? { body: readBodyFlag(values.body)! } : {}),
-  });
+    USAGE.check,
+  );
+  if (values.help) {
+    process.stdout.write(USAGE.check);
+    return 0;
+  }
+  if (!values.path) throw new UsageError('check needs --path', USAGE.check);
+  if (values.rego !== undefined && !values.explain) throw new UsageError('--rego is the policy source for --explain', USAGE.check);
+  const loaded = loadConfigFile((values.config as string | undefined) ?? QUICKSTART_CONFIG);
+  const result = await explain(
+    loaded,
+    {
+      method: values.method as string,
+      path: values.path as string,
+      headers: ((values.header as string[] | undefined) ?? []).map(parseHeaderFlag),
+      ...(values.host !== undefined ? { host: values.host as string } : {}),
+      ...(values.source !== undefined ? { sourceAddress: values.source as string } : {}),
+      ...(values.body !== undefined ? { body: readBodyFlag(values.body as string)! } : {}),
+    },
+    { trace: Boolean(values.explain), ...(values.rego !== undefined ? { rego: values.rego as string } : {}) },
+  );
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   return result.decision === 'allow' ? 0 : 3;
 }
@@ -123,15 +169,22 @@ async function check(args: string[]): Promise<number> {
 /** Wraps the real opa through the same scripts as `npm run policy:build` / `policy:test`. */
 function policy(args: string[]): number {
   const [verb, ...rest] = args;
-  const script = verb === 'build' ? 'policy-build.mjs' : verb === 'test' ? 'policy-test.mjs' : undefined;
-  if (!script) {
-    process.stderr.write(`mcp-authz policy: expected "build" or "test"\n${USAGE}`);
-    return 2;
+  if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
+    process.stdout.write(USAGE.policy);
+    return verb === undefined ? 2 : 0;
   }
+  const script = verb === 'build' ? 'policy-build.mjs' : verb === 'test' ? 'policy-test.mjs' : undefined;
+  if (!script) throw new UsageError(`policy: expected "build" or "test", got ${JSON.stringify(verb)}`, USAGE.policy);
   const r = spawnSync(process.execPath, [join(projectRoot, 'scripts', script), ...rest], { stdio: 'inherit' });
   return r.status ?? 1;
 }
 
-async function keys(args: string[]): Promise<number> {
-  return keysCommand(args, (s) => process.stdout.write(s));
+function keys(args: string[]): number {
+  try {
+    return keysCommand(args, (s) => process.stdout.write(s));
+  } catch (err) {
+    // parseArgs' own errors ("Unknown option") are usage errors; the rest say what is wrong.
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) throw new UsageError((err as Error).message, USAGE.keys);
+    throw err;
+  }
 }

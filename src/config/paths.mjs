@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url';
 /** The project folder: two levels above this module in src/config/ and in dist/config/. */
 export const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/** The Rego the shipped bundle is built from. */
+export const SHIPPED_SOURCE = join(projectRoot, 'policies', 'mcp');
+
 /** The policy bundle `npm run policy:build` writes and the service loads by default. */
 export const SHIPPED_BUNDLE = join(projectRoot, 'policies', 'build', 'bundle.tar.gz');
 

@@ -120,9 +120,11 @@ export const ConfigSchema = z
         maxBodyBytes: z.number().int().positive().default(1024 * 1024),
         maxHeaderBytes: z.number().int().positive().default(64 * 1024),
         maxHeaders: z.number().int().positive().default(200),
+        /** Objects and arrays nested deeper in a body are refused (400 json_too_deep). At most 1000: Python readers stop near it, and deeper input strains recursive serializers. */
+        maxJsonDepth: z.number().int().min(4).max(1000).default(64),
       })
       .strict()
-      .default({ maxBodyBytes: 1024 * 1024, maxHeaderBytes: 64 * 1024, maxHeaders: 200 }),
+      .default({ maxBodyBytes: 1024 * 1024, maxHeaderBytes: 64 * 1024, maxHeaders: 200, maxJsonDepth: 64 }),
     apiKeys: z
       .object({
         file: z.string().optional(),

@@ -1,4 +1,5 @@
 // CheckRequest (as decoded by proto-loader) → the project's Request. Protobuf stops here.
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { RequestRejected } from '../contracts/request-rejected.js';
 import type { HeaderMap, QueryMap, Request } from '../contracts/request.js';
@@ -48,6 +49,8 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request
   if (http.raw_body && http.raw_body.length > 0) {
     bodyBytes = http.raw_body.length;
     if (bodyBytes > limits.maxBodyBytes) throw tooLarge(bodyBytes, limits.maxBodyBytes);
+    // toString would put U+FFFD in place of bad bytes, as Go does; Python refuses the body.
+    if (!isUtf8(http.raw_body)) throw new RequestRejected('invalid_utf8', 'The request body is not valid UTF-8; JSON-RPC bodies must be UTF-8 (RFC 8259), and readers disagree on what invalid bytes mean.');
     body = http.raw_body.toString('utf8');
   } else if (http.body) {
     bodyBytes = Buffer.byteLength(http.body, 'utf8');

@@ -68,7 +68,7 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   if (limited) return limited;
 
   checkBodyIntegrity(request);
-  const parsed = parseMcp(request.body, request.hasBody, request.headers);
+  const parsed = parseMcp(request.body, request.hasBody, request.headers, rt.config.limits.maxJsonDepth);
   requireMessage(request, parsed.view);
   ctx.mcp = parsed.view;
   ctx.parsedBody = parsed.json;

@@ -3,7 +3,7 @@
 import type { DenyCode } from '../contracts/codes.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
 import { header, type HeaderMap, type McpCall, type McpView } from '../contracts/request.js';
-import { findDuplicateKey } from './json-duplicate-keys.js';
+import { scanJson, type JsonFinding } from './json-body-scan.js';
 import { normalizeResourceUri } from './normalize-resource-uri.js';
 
 /** Protocol version from which Mcp-Method/Mcp-Name headers may stand without a body. */
@@ -13,6 +13,9 @@ export const HEADER_ROUTING_VERSION = '2026-07-28';
 export function targetParam(method: string): 'name' | 'uri' | undefined {
   return method === 'tools/call' || method === 'prompts/get' ? 'name' : method === 'resources/read' ? 'uri' : undefined;
 }
+
+/** Default of `limits.maxJsonDepth`: objects and arrays nested deeper are refused. */
+export const DEFAULT_MAX_JSON_DEPTH = 64;
 
 const NO_MCP: McpView = Object.freeze({ present: false, batch: false, protocolVersion: undefined, calls: [], source: 'none' }) as McpView;
 
@@ -24,10 +27,10 @@ export interface ParsedBody {
 
 /**
  * Builds the MCP view from the body (when there is one) and the MCP headers.
- * Throws RequestRejected (400) for bodies that are not JSON-RPC, carry duplicate keys,
- * or disagree with the Mcp-Method / Mcp-Name headers.
+ * Throws RequestRejected (400) for bodies that are not JSON-RPC, that JSON readers could
+ * read differently (docs/json-bodies.md), or that disagree with the Mcp-Method / Mcp-Name headers.
  */
-export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap): ParsedBody {
+export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap, maxJsonDepth = DEFAULT_MAX_JSON_DEPTH): ParsedBody {
   const protocolVersion = header(headers, 'mcp-protocol-version');
   const hMethod = header(headers, 'mcp-method');
   const hName = header(headers, 'mcp-name');
@@ -52,16 +55,15 @@ export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap): Pa
     return { view: protocolVersion === undefined ? NO_MCP : { ...NO_MCP, protocolVersion }, json: undefined };
   }
 
+  // The scan runs first so that deep nesting is refused before JSON.parse spends time on it.
+  const finding = scanJson(body, maxJsonDepth);
   let json: unknown;
   try {
     json = JSON.parse(body);
   } catch (err) {
     throw bad('invalid_json', `The request body is not valid JSON (${(err as Error).message}); MCP requests are JSON-RPC 2.0 objects or arrays.`);
   }
-  const dup = findDuplicateKey(body);
-  if (dup !== undefined) {
-    throw bad('duplicate_json_key', `The request body repeats the key "${dup}"; duplicate keys are refused because readers may disagree on which one counts.`);
-  }
+  if (finding !== undefined) throw refusal(finding, maxJsonDepth);
 
   const batch = Array.isArray(json);
   const elements = batch ? (json as unknown[]) : [json];
@@ -98,17 +100,30 @@ function toCall(e: unknown, index: number | undefined): McpCall {
   }
   const o = e as Record<string, unknown>;
   if (o.jsonrpc !== '2.0') throw bad('invalid_jsonrpc', `${where} lacks "jsonrpc": "2.0".`);
-  if (o.method === undefined) {
-    if ('result' in o || 'error' in o) return { method: '', kind: 'response' };
-    throw bad('invalid_jsonrpc', `${where} has neither "method" nor "result"/"error".`);
+  // Go reads a null id, result or error as absent, JavaScript and Python as present: the
+  // kind of message would differ, so only values every reader sees alike are accepted.
+  const hasId = Object.hasOwn(o, 'id');
+  if (hasId && typeof o.id !== 'string' && typeof o.id !== 'number') {
+    throw bad('invalid_jsonrpc', `${where} has an "id" that is not a string or a number.`);
+  }
+  const hasResult = Object.hasOwn(o, 'result');
+  const hasError = Object.hasOwn(o, 'error');
+  if ((hasResult && o.result === null) || (hasError && o.error === null)) {
+    throw bad('invalid_jsonrpc', `${where} has a null "result" or "error".`);
+  }
+  if (!Object.hasOwn(o, 'method')) {
+    if (hasResult === hasError) throw bad('invalid_jsonrpc', `${where} has neither "method" nor exactly one of "result"/"error".`);
+    if (!hasId) throw bad('invalid_jsonrpc', `${where} is a response without an "id".`);
+    return { method: '', kind: 'response' };
   }
   if (typeof o.method !== 'string' || o.method.length === 0) {
     throw bad('invalid_jsonrpc', `${where} has a "method" that is not a non-empty string.`);
   }
-  const call: McpCall = { method: o.method, kind: 'id' in o ? 'request' : 'notification' };
+  if (hasResult || hasError) throw bad('invalid_jsonrpc', `${where} has both "method" and "result"/"error": it is neither a request nor a response.`);
+  const call: McpCall = { method: o.method, kind: hasId ? 'request' : 'notification' };
   const params = o.params;
-  if (params !== undefined && (params === null || typeof params !== 'object')) {
-    throw bad('invalid_jsonrpc', `${where} has "params" that is not an object or array.`);
+  if (params !== undefined && (params === null || typeof params !== 'object' || Array.isArray(params))) {
+    throw bad('invalid_jsonrpc', `${where} has "params" that is not an object.`);
   }
   const p = (params ?? {}) as Record<string, unknown>;
   if (typeof p.name === 'string') call.name = p.name;
@@ -127,6 +142,26 @@ function toCall(e: unknown, index: number | undefined): McpCall {
     throw bad('invalid_jsonrpc', `${where}: resources/read needs a string params.uri.`);
   }
   return call;
+}
+
+function refusal(f: JsonFinding, maxJsonDepth: number): RequestRejected {
+  const at = f.path === '' ? '' : ` at ${f.path}`;
+  switch (f.code) {
+    case 'json_too_deep':
+      return bad(f.code, `The request body nests objects and arrays deeper than ${maxJsonDepth} levels (limits.maxJsonDepth).`);
+    case 'lone_surrogate':
+      return bad(f.code, `The request body has a string or key${at} with an unpaired UTF-16 surrogate escape (such as "\\ud800"); JSON readers disagree on what it means (Go reads U+FFFD). Send well-formed Unicode.`);
+    case 'duplicate_json_key':
+      return bad(f.code, `The request body repeats the key ${f.path}; duplicate keys are refused because readers may disagree on which one counts.`);
+    case 'ambiguous_json_key':
+      return bad(f.code, f.member !== undefined
+        ? `The request body's key ${f.path} is read as "${f.member}" by case-insensitive JSON readers (Go's encoding/json) but not by others; spell JSON-RPC and MCP members exactly.`
+        : `The request body's key ${f.path} and the key ${JSON.stringify(shorten(f.sibling ?? ''))} before it in the same object are one key to case-insensitive JSON readers (Go's encoding/json) and two to others; keys of an object must differ by more than case.`);
+  }
+}
+
+function shorten(key: string): string {
+  return key.length > 64 ? `${key.slice(0, 64)}…` : key;
 }
 
 function bad(code: DenyCode, description: string): RequestRejected {

@@ -6,7 +6,8 @@
 // keys, keys equal under Go's case-insensitive field matching, an `id` that matches only
 // as a string) and any list result of an unexpected shape is a failure, which the caller
 // turns into a JSON-RPC error instead of passing the upstream's bytes through.
-import { findDuplicateKey } from '../request/json-duplicate-keys.js';
+import { scanJson } from '../request/json-body-scan.js';
+import { foldKey } from '../request/json-key-fold.js';
 import { LIST_SHAPES, type ListCalls, type ListedItem, type ListMethod, type RequestId, type VisibilityFor } from './list-methods.js';
 
 export type FilterFailureCode =
@@ -66,8 +67,8 @@ export const PRIVATE_CACHE_HEADER = Object.freeze({ name: 'cache-control', value
 /** JSON-RPC "Internal error": the server side could not produce an answer it may show. */
 export const WITHHELD_LIST_ERROR_CODE = -32603;
 
-const JSONRPC_MEMBERS = ['jsonrpc', 'id', 'method', 'params', 'result', 'error'] as const;
-const CANONICAL_MEMBER = new Map<string, string>(JSONRPC_MEMBERS.map((m) => [m, m]));
+/** Tool input schemas nest; a list response deeper than this is not one any client needs. */
+const MAX_RESPONSE_DEPTH = 256;
 
 export function failure(code: FilterFailureCode, detail: string): FilterFailure {
   return { ok: false, code, detail };
@@ -84,15 +85,21 @@ export function parseJsonRpc(text: string): { ok: true; value: unknown } | Filte
   } catch (err) {
     return failure('invalid_json', `not JSON: ${(err as Error).message}`);
   }
-  const dup = findDuplicateKey(text);
-  if (dup !== undefined) return failure('duplicate_json_key', `the key "${dup}" is repeated`);
-  for (const element of Array.isArray(value) ? value : [value]) {
-    if (!isObject(element)) continue;
-    for (const key of Object.keys(element)) {
-      const canonical = CANONICAL_MEMBER.get(fold(key));
-      if (canonical !== undefined && canonical !== key) {
-        return failure('ambiguous_member', `the member "${key}" would be read as "${canonical}" by case-insensitive readers`);
-      }
+  // The request side's reader rules: exact or case-folded duplicate keys anywhere, JSON-RPC
+  // members in another spelling, lone surrogates, runaway nesting.
+  const found = scanJson(text, MAX_RESPONSE_DEPTH);
+  if (found !== undefined) {
+    switch (found.code) {
+      case 'duplicate_json_key':
+        return failure('duplicate_json_key', `the key at ${found.path} is repeated`);
+      case 'ambiguous_json_key':
+        return found.member !== undefined
+          ? failure('ambiguous_member', `the member at ${found.path} would be read as "${found.member}" by case-insensitive readers`)
+          : failure('duplicate_json_key', `the key at ${found.path} equals an earlier one under case-insensitive matching`);
+      case 'lone_surrogate':
+        return failure('invalid_json', `a string at ${found.path || 'the top level'} has an unpaired surrogate escape`);
+      case 'json_too_deep':
+        return failure('invalid_json', `nested deeper than ${MAX_RESPONSE_DEPTH} levels`);
     }
   }
   return { ok: true, value };
@@ -148,7 +155,7 @@ export function mentionsListedCall(message: unknown, calls: ListCalls): boolean 
   for (const element of Array.isArray(message) ? message : [message]) {
     if (!isObject(element)) continue;
     for (const key of Object.keys(element)) {
-      if (fold(key) === 'id' && looselyListed(element[key], calls)) return true;
+      if (foldKey(key) === 'id' && looselyListed(element[key], calls)) return true;
     }
   }
   return false;
@@ -267,7 +274,7 @@ function foldedDuplicate(value: unknown): string | undefined {
     } else if (isObject(v)) {
       const seen = new Set<string>();
       for (const [k, child] of Object.entries(v)) {
-        const f = fold(k);
+        const f = foldKey(k);
         if (seen.has(f)) return k;
         seen.add(f);
         if (typeof child === 'object' && child !== null) stack.push(child);
@@ -275,11 +282,6 @@ function foldedDuplicate(value: unknown): string | undefined {
     }
   }
   return undefined;
-}
-
-/** Case folding at least as wide as Go's encoding/json field matching (which also maps ſ to s and K to k). */
-function fold(key: string): string {
-  return key.toUpperCase().toLowerCase();
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -1,10 +1,13 @@
 // What the cluster primary and its workers tell each other over the IPC channel, as one
 // union and one guard: anything else arriving on the channel is ignored.
 import type { LockoutMessage } from '../limits/lockouts.js';
+import type { ServingStatus } from './health.js';
 
 export type ClusterMessage =
   /** A worker serves Check on this port. */
   | { type: 'mcp-authz:worker-ready'; grpcPort: number }
+  /** A worker's own serving state (NOT_SERVING while it has no policy), sent on every change. */
+  | { type: 'mcp-authz:worker-health'; status: ServingStatus; reasons: string[] }
   /** The primary tells a worker to drain and exit. */
   | { type: 'mcp-authz:shutdown' }
   /** A lockout a worker recorded, relayed by the primary to every other worker. */
@@ -18,6 +21,8 @@ export function asClusterMessage(m: unknown): ClusterMessage | undefined {
   switch (o.type) {
     case 'mcp-authz:worker-ready':
       return typeof o.grpcPort === 'number' ? (o as ClusterMessage) : undefined;
+    case 'mcp-authz:worker-health':
+      return (o.status === 'SERVING' || o.status === 'NOT_SERVING') && Array.isArray(o.reasons) && o.reasons.every((r) => typeof r === 'string') ? (o as ClusterMessage) : undefined;
     case 'mcp-authz:lockout':
       return typeof o.key === 'string' && typeof o.until === 'number' ? (o as ClusterMessage) : undefined;
     case 'mcp-authz:shutdown':

@@ -1,9 +1,11 @@
-// The primary's workers: forks them, knows which serve, replaces one that exits after the
-// cluster has started (within a restart budget), and stops them all on shutdown.
+// The primary's workers: forks them, knows which are up and whether each serves (its policy
+// loaded), replaces one that exits after the cluster has started (within a restart budget),
+// and stops them all on shutdown. The primary's health is theirs: SERVING when every worker
+// is up and says it serves.
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '../log/logger.js';
 import { asClusterMessage, type ClusterMessage } from './cluster-messages.js';
-import type { HealthState } from './health.js';
+import type { HealthState, ServingStatus } from './health.js';
 
 export interface SupervisorOptions {
   workers: number;
@@ -20,6 +22,7 @@ export class WorkerSupervisor {
   readonly failed: Promise<number>;
   private fail: (code: number) => void = () => undefined;
   private readonly ready = new Map<number, number>(); // worker id → gRPC port
+  private readonly workerHealth = new Map<number, { status: ServingStatus; reasons: string[] }>();
   private allReady: () => void = () => undefined;
   private started = false;
   private stopping = false;
@@ -56,20 +59,30 @@ export class WorkerSupervisor {
     w.on('message', (raw: unknown) => {
       const m = asClusterMessage(raw);
       if (!m) return;
-      if (m.type !== 'mcp-authz:worker-ready') {
+      if (m.type === 'mcp-authz:worker-health') {
+        this.workerHealth.set(w.id, { status: m.status, reasons: m.reasons });
+        this.refreshHealth();
+      } else if (m.type === 'mcp-authz:worker-ready') {
+        this.ready.set(w.id, m.grpcPort);
+        this.refreshHealth();
+        if (this.ready.size === this.opts.workers && !this.stopping) this.allReady();
+      } else {
         this.opts.onMessage(w, m);
-        return;
-      }
-      this.ready.set(w.id, m.grpcPort);
-      if (this.ready.size === this.opts.workers && !this.stopping) {
-        this.opts.health.set('SERVING');
-        this.allReady();
       }
     });
   }
 
+  private refreshHealth(): void {
+    if (this.stopping) return;
+    const reasons: string[] = [];
+    for (const [id, h] of this.workerHealth) if (h.status !== 'SERVING') reasons.push(...h.reasons.map((r) => `worker ${id}: ${r}`));
+    if (this.ready.size < this.opts.workers) reasons.push(`${this.ready.size} of ${this.opts.workers} workers serving`);
+    this.opts.health.set(reasons.length === 0 ? 'SERVING' : 'NOT_SERVING', reasons);
+  }
+
   private exited(w: Worker, code: number, signal: string): void {
     this.ready.delete(w.id);
+    this.workerHealth.delete(w.id);
     if (this.stopping) return;
     const { logger, health, workers } = this.opts;
     logger.error({ worker: w.id, pid: w.process.pid, code, signal }, 'worker exited unexpectedly');

@@ -7,6 +7,7 @@ import { LockoutTable } from '../limits/lockouts.js';
 import type { Logger } from '../log/logger.js';
 import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
 import { asClusterMessage, type ClusterMessage } from './cluster-messages.js';
+import type { ServingStatus } from './health.js';
 import { startService } from './service.js';
 
 function send(m: ClusterMessage): void {
@@ -34,6 +35,11 @@ export async function runWorker(loaded: LoadedConfig, logger: Logger, build: Bui
   const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options), http: false });
   AggregatorRegistry.setRegistries([service.metrics]);
   new AggregatorRegistry(); // answers the primary's requests for this worker's metrics
+  const report = (status: ServingStatus, reasons: readonly string[]) => {
+    if (process.connected) send({ type: 'mcp-authz:worker-health', status, reasons: [...reasons] });
+  };
+  report(service.health.current, service.health.notReadyReasons);
+  service.health.onChange(report);
   send({ type: 'mcp-authz:worker-ready', grpcPort: service.grpcPort });
   await new Promise<void>((resolve) => {
     const stop = () => service.close(graceMs).then(resolve, resolve);

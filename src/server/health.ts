@@ -6,6 +6,7 @@ export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 export class HealthState {
   private status: ServingStatus = 'NOT_SERVING';
   private readonly watchers = new Set<grpc.ServerWritableStream<unknown, unknown>>();
+  private readonly listeners = new Set<(status: ServingStatus, reasons: readonly string[]) => void>();
   /** Why the service is not ready (for /readyz), empty when ready. */
   private reasons: string[] = ['starting'];
 
@@ -18,10 +19,19 @@ export class HealthState {
   }
 
   set(status: ServingStatus, reasons: string[] = []): void {
-    this.reasons = status === 'SERVING' ? [] : reasons;
-    if (status === this.status) return;
-    this.status = status;
-    for (const w of this.watchers) w.write({ status });
+    const next = status === 'SERVING' ? [] : reasons;
+    const changed = status !== this.status || next.join('\n') !== this.reasons.join('\n');
+    this.reasons = next;
+    if (status !== this.status) {
+      this.status = status;
+      for (const w of this.watchers) w.write({ status });
+    }
+    if (changed) for (const l of this.listeners) l(status, next);
+  }
+
+  /** Called after every change of status or reasons (a cluster worker reports them to the primary). */
+  onChange(listener: (status: ServingStatus, reasons: readonly string[]) => void): void {
+    this.listeners.add(listener);
   }
 
   handlers(): grpc.UntypedServiceImplementation {

@@ -1,27 +1,39 @@
 // One end-to-end stack: a real MCP server behind the Envoy-like ext_authz proxy, which asks
 // the real mcp-authz (real gRPC) about every request. The service starts last so its config
-// can name the proxy's URL (`publicBaseUrl`, endpoint `resource`s).
+// can name the proxy's URL (`publicBaseUrl`, endpoint `resource`s). The upstream is the SDK's
+// TypeScript server unless the caller starts another (e.g. the Go server).
 import { startTestService, type TestService } from '../helpers/service.js';
 import { startExtAuthzProxy, type ExtAuthzProxy, type ProxyOptions } from './ext-authz-proxy.js';
 import { startMcpServer, type TestMcpServer } from './mcp-server.js';
 
-export interface Stack {
+/** An MCP server the proxy forwards allowed requests to. */
+export interface Upstream {
+  /** http://host:port */
+  url: string;
+  stop(): Promise<void>;
+}
+
+export interface Stack<U extends Upstream = TestMcpServer> {
   proxy: ExtAuthzProxy;
-  mcp: TestMcpServer;
+  mcp: U;
   svc: TestService;
   /** The client-facing URL of an endpoint path, e.g. url('/mcp/files'). */
   url(path: string): URL;
   stop(): Promise<void>;
 }
 
-export async function startStack(opts: {
-  config: (proxyUrl: string) => Record<string, unknown>;
-  files?: Record<string, string>;
-  proxy?: ProxyOptions;
-}): Promise<Stack> {
-  const mcp = await startMcpServer();
-  const proxy = await startExtAuthzProxy(opts.proxy);
+export function startStack(opts: StackOptions): Promise<Stack>;
+export function startStack<U extends Upstream>(opts: StackOptions & { upstream: () => Promise<U> }): Promise<Stack<U>>;
+export async function startStack(opts: StackOptions & { upstream?: () => Promise<Upstream> }): Promise<Stack<Upstream>> {
+  const mcp = await (opts.upstream ?? startMcpServer)();
+  let proxy: ExtAuthzProxy;
   let svc: TestService;
+  try {
+    proxy = await startExtAuthzProxy(opts.proxy);
+  } catch (err) {
+    await mcp.stop();
+    throw err;
+  }
   try {
     svc = await startTestService(opts.config(proxy.url), { files: opts.files ?? {} });
   } catch (err) {
@@ -39,4 +51,10 @@ export async function startStack(opts: {
       await Promise.all([svc.stop(), mcp.stop()]);
     },
   };
+}
+
+export interface StackOptions {
+  config: (proxyUrl: string) => Record<string, unknown>;
+  files?: Record<string, string>;
+  proxy?: ProxyOptions;
 }

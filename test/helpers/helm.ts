@@ -92,7 +92,7 @@ export function renderNotes(files: string[]): string {
       join(dir, 'templates', 'zz-notes.yaml'),
       'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: notes }\ndata:\n  notes: {{ include "mcp-authz/templates/NOTES.txt" . | quote }}\n',
     );
-    const args = ['template', 'mcp', dir, '--namespace', 'mcp', '--show-only', 'templates/zz-notes.yaml'];
+    const args = ['template', 'mcp', dir, '--namespace', 'mcp', '--kube-version', KUBE_VERSION, '--show-only', 'templates/zz-notes.yaml'];
     for (const f of files) args.push('-f', f);
     const [doc] = parseAllDocuments(helm(args)).map((d) => d.toJS() as K8sObject);
     return doc!.data.notes as string;

@@ -7,11 +7,15 @@ import * as grpc from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { loadConfigFile } from '../../src/config/load.js';
 import { clientConstructors } from '../../src/envoy/protos.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { buildRuntime, type BuildOptions } from '../../src/pipeline/build-runtime.js';
+import { fanOut } from '../../src/pipeline/observers.js';
 import { startService, type RunningService, type StartOptions } from '../../src/server/service.js';
+import { CatalogueObserver } from './catalogue-observer.js';
 
 export interface TestService extends RunningService {
+  /** Every decision's code, checked against the catalogue when the service stops. */
+  codes: CatalogueObserver;
   dir: string;
   configFile: string;
   client: grpc.Client & Record<string, any>;
@@ -42,18 +46,37 @@ export interface HeaderOption {
 /** Writes `config` (listen addresses forced to loopback port 0) and starts the service. */
 export async function startTestService(
   config: Record<string, unknown>,
-  opts: { dir?: string; files?: Record<string, string>; env?: Record<string, string>; buildRuntime?: StartOptions['buildRuntime']; runtime?: BuildOptions } = {},
+  opts: {
+    dir?: string;
+    files?: Record<string, string>;
+    env?: Record<string, string>;
+    buildRuntime?: StartOptions['buildRuntime'];
+    runtime?: BuildOptions;
+    logger?: Logger;
+    /** Codes outside the catalogue a test's stand-in phases produce on purpose. */
+    unlistedCodes?: string[];
+  } = {},
 ): Promise<TestService> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'mcp-authz-test-'));
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
   const configFile = join(dir, 'config.yaml');
   writeFileSync(configFile, stringify({ ...config, listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' } }));
   const loaded = loadConfigFile(configFile, { ...opts.env });
-  const svc = await startService(loaded, { logger: silentLogger(), buildRuntime: opts.buildRuntime ?? ((l, lg, m) => buildRuntime(l, lg, m, opts.runtime)) });
+  const codes = new CatalogueObserver(opts.unlistedCodes);
+  const build = opts.buildRuntime ?? ((l, lg, m) => buildRuntime(l, lg, m, opts.runtime));
+  const svc = await startService(loaded, {
+    logger: opts.logger ?? silentLogger(),
+    buildRuntime: async (l, lg, m) => {
+      const rt = await build(l, lg, m);
+      rt.observer = fanOut([rt.observer, codes]);
+      return rt;
+    },
+  });
   const { Authorization } = clientConstructors();
   const client = new Authorization(`127.0.0.1:${svc.grpcPort}`, grpc.credentials.createInsecure()) as TestService['client'];
   return {
     ...svc,
+    codes,
     dir,
     configFile,
     client,
@@ -68,6 +91,7 @@ export async function startTestService(
     stop: async () => {
       client.close();
       await svc.close(2000);
+      codes.assertListed();
     },
   };
 }

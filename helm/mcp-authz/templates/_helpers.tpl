@@ -57,6 +57,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (printf "%s-policy" (include "mcp-authz.fullname" .)) .Values.policy.configMap.existingName }}
 {{- end }}
 
+{{/* The Secret holding the Redis URL, when Redis is configured: the user's, else the chart's. */}}
+{{- define "mcp-authz.redisSecretName" -}}
+{{- if .Values.redis.existingSecret }}{{ .Values.redis.existingSecret }}{{ else if .Values.redis.url }}{{ printf "%s-redis" (include "mcp-authz.fullname" .) }}{{ end }}
+{{- end }}
+
+{{- define "mcp-authz.redisSecretKey" -}}
+{{- if .Values.redis.existingSecret }}{{ .Values.redis.existingSecretKey }}{{ else }}redis-url{{ end }}
+{{- end }}
+
 {{- define "mcp-authz.replicasAtLeast" -}}
 {{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
 {{- end }}
@@ -84,10 +93,6 @@ containerPorts and the file paths of what the chart mounts.
 {{- end }}
 {{- end }}
 {{- $_ := set $cfg "policy" $policy }}
-{{- if .Values.redis.url }}
-{{- $rl := default dict $cfg.rateLimit }}
-{{- $_ := set $rl "redis" (merge (dict "url" .Values.redis.url) (default dict $rl.redis)) }}
-{{- $_ := set $cfg "rateLimit" $rl }}
-{{- end }}
+{{- /* The Redis URL is handed over as MCP_REDIS_URL from a Secret, never written here. */}}
 {{- toYaml $cfg }}
 {{- end }}

@@ -1,0 +1,103 @@
+// What `mcp-authz --help` and `mcp-authz <command> --help` print.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { projectRoot } from '../config/paths.mjs';
+
+/** The package's version (package.json), for --version and the logs. */
+export function version(): string {
+  return (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+const ENVIRONMENT = `environment:
+  MCP_AUTHZ_LOG_LEVEL   service log level: ${LOG_LEVELS.join(', ')} (default info; decision lines are info)
+  MCP_API_KEYS          development keys, a JSON map {"<key>": {name, userId, role, permissions}}, hashed at load
+  MCP_OAUTH_ISSUER, MCP_OAUTH_AUDIENCE, MCP_OAUTH_JWKS_URI   one OAuth issuer
+  MCP_RATE_LIMIT_RPS, MCP_RATE_LIMIT_BURST                    per-client rate limit
+  MCP_REDIS_URL         Redis for limits shared by replicas (redis:// or rediss://)`;
+
+export const USAGE = {
+  main: `usage: mcp-authz <command> [options]
+
+commands:
+  serve          run the service (Envoy ext_authz over gRPC, health, metrics)
+  check          decide one sample request in-process and print why
+  keys create    make a new API key and its registry entry
+  policy build   compile Rego to the WASM bundle the service loads (opa build -t wasm)
+  policy test    check and test Rego with opa (opa check --strict, opa test, coverage)
+
+  mcp-authz <command> --help    options of one command
+  mcp-authz --version           the version
+
+${ENVIRONMENT}
+`,
+  serve: `usage: mcp-authz serve [--config FILE] [--workers N] [--check-config]
+
+Runs the service: gRPC ext_authz Check, ext_proc and health on listen.grpc, HTTP /healthz,
+/readyz, /metrics and the OAuth discovery documents on listen.http. Keys, endpoints and
+policy reload on change. SIGTERM/SIGINT: health turns NOT_SERVING, in-flight Checks finish.
+
+options:
+  -c, --config FILE   the config file (default: examples/quickstart/config.yaml, on loopback)
+  -w, --workers N     worker processes sharing the gRPC port (default: the number of cores;
+                      1 runs one process)
+  --check-config      validate the config, open the API keys file and load the policy bundle
+                      (or compile the .rego folder) exactly as serve does, print what loaded,
+                      and exit: 0 when everything loads, 1 naming what does not
+  -h, --help          this help
+
+${ENVIRONMENT}
+`,
+  check: `usage: mcp-authz check [--config FILE] --path P [--method M] [-H 'name: value']... [--body JSON|@file]
+                       [--host H] [--source ADDR] [--explain] [--rego DIR]
+
+Runs the same pipeline as the server, in-process, on one sample request and prints the
+decision as JSON: allow/deny, status, body, headers, endpoint, principal, MCP calls, the
+policy input and result, the CheckResponse, and why authentication failed (authWhy).
+Exit code 0 on allow, 3 on deny.
+
+options:
+  -c, --config FILE   the config file (default: the quickstart)
+  --path P            the request path, with its query (required)
+  -X, --method M      the HTTP method (default POST)
+  -H, --header 'name: value'   a request header (repeatable)
+  -d, --body JSON     the request body, or @file to read it from a file
+  --host H            the :authority (default localhost)
+  --source ADDR       the client address (default 127.0.0.1)
+  --explain           add the policy's rule trace: the real \`opa eval --explain=full\` on the
+                      same input and data, from the policy's .rego source (policy.explain)
+  --rego DIR          the .rego source the bundle was built from, for --explain. Not needed
+                      with policy.rego or the shipped bundle; a bundle built by
+                      \`opa build -t wasm\` alone does not carry its entrypoint's source
+  -h, --help          this help
+`,
+  keys: `usage: mcp-authz keys create --name N [--id ID] [--user U] [--role R] [--permission P]...
+                            [--expires DATE] [--append FILE] [--json]
+
+Makes a new API key (mcp_ + 256 random bits + a checksum) and prints it once, with the
+registry entry that holds only its SHA-256.
+
+options:
+  --name N            what the key is for (required)
+  --id ID             its id in logs and metrics (default: the name's slug + 6 hex digits)
+  --user U            the owner (userId); without it the key is a public key
+  --role R            a role handed to the policy
+  --permission P      a grant such as tools:search or tools:read_* (repeatable)
+  --expires DATE      an ISO 8601 date or time in the future
+  --append FILE       add the entry to this keys file (YAML, keys: list), keeping its other
+                      entries and comments; written to a temporary file and renamed over it,
+                      so the service never reads half a file. Refuses a duplicate id or hash
+  --json              print {key, entry} as JSON
+  -h, --help          this help
+`,
+  policy: `usage: mcp-authz policy build [--src DIR] [--out FILE] [--entrypoint E] [--force]
+       mcp-authz policy test [--src DIR] [--cases DIR] [--min-coverage PCT]
+
+  build   opa build -t wasm of the Rego (default: the shipped policy) into a bundle
+  test    opa check --strict, opa test and coverage of the Rego (default: the shipped policy)
+
+Both use the pinned opa: $OPA, else ./.tools/bin/opa, else opa on PATH.
+mcp-authz policy build --help / policy test --help for their options.
+`,
+} as const;

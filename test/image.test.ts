@@ -1,0 +1,159 @@
+// The container image starts as built. There is no Docker engine here, so the test reads the
+// Dockerfile's final stage, lays out its COPY instructions in a temporary root folder (the
+// build stage's /src is this checkout after `npm run build && npm run policy:build`, which
+// pretest runs), and runs its ENTRYPOINT + CMD from its WORKDIR with its ENV, absolute paths
+// moved under that root. Two deliberate differences: node_modules is linked rather than copied
+// (169 MB, and the image prunes dev dependencies), and the config's listen ports become 0
+// after the test checks they are the EXPOSEd ones on 0.0.0.0, since fixed ports may be taken
+// on a shared machine.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, isAbsolute, join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { parse as parseYaml, stringify } from 'yaml';
+import { clientConstructors } from '../src/envoy/protos.js';
+import { ROOT } from './helpers/cli.js';
+import { waitFor } from './helpers/redis.js';
+import { checkRequest } from './helpers/service.js';
+
+interface Stage {
+  from: string;
+  workdir: string;
+  env: Record<string, string>;
+  copies: { from?: string; src: string[]; dest: string }[];
+  entrypoint: string[];
+  cmd: string[];
+  expose: number[];
+  user?: string;
+}
+
+/** The instructions of each stage that matter here; JSON-form ENTRYPOINT/CMD only. */
+function parseDockerfile(text: string): Stage[] {
+  const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const stages: Stage[] = [];
+  for (const line of lines) {
+    const [op, ...rest] = line.split(/\s+/);
+    const args = rest.join(' ');
+    const stage = stages.at(-1);
+    switch (op!.toUpperCase()) {
+      case 'FROM':
+        stages.push({ from: args, workdir: '/', env: {}, copies: [], entrypoint: [], cmd: [], expose: [] });
+        break;
+      case 'WORKDIR':
+        stage!.workdir = isAbsolute(args) ? args : join(stage!.workdir, args);
+        break;
+      case 'ENV': {
+        const [k, v] = args.split('=');
+        stage!.env[k!] = v!;
+        break;
+      }
+      case 'COPY': {
+        const words = rest.filter((w) => !w.startsWith('--') || w.startsWith('--from='));
+        const from = words.find((w) => w.startsWith('--from='))?.slice('--from='.length);
+        const paths = words.filter((w) => !w.startsWith('--'));
+        stage!.copies.push({ ...(from ? { from } : {}), src: paths.slice(0, -1), dest: paths.at(-1)! });
+        break;
+      }
+      case 'ENTRYPOINT':
+        stage!.entrypoint = JSON.parse(args);
+        break;
+      case 'CMD':
+        stage!.cmd = JSON.parse(args);
+        break;
+      case 'EXPOSE':
+        stage!.expose = rest.map(Number);
+        break;
+      case 'USER':
+        stage!.user = args;
+        break;
+    }
+  }
+  return stages;
+}
+
+const dockerfile = parseDockerfile(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
+const image = dockerfile.at(-1)!;
+const buildStage = dockerfile.find((s) => / AS build$/i.test(s.from))!;
+
+/** Copies the final stage's files into `root` the way Docker would. */
+function layOut(root: string): void {
+  const under = (p: string) => join(root, p);
+  for (const c of image.copies) {
+    const dest = isAbsolute(c.dest) ? c.dest : join(image.workdir, c.dest);
+    for (const src of c.src) {
+      // --from=build: the build stage's WORKDIR is this checkout, built.
+      const from = c.from === 'build' ? join(ROOT, src.replace(new RegExp(`^${buildStage.workdir}/?`), '')) : join(ROOT, src);
+      if (!existsSync(from)) throw new Error(`COPY ${src}: ${from} does not exist (run npm run build && npm run policy:build)`);
+      const isDir = statSync(from).isDirectory();
+      const target = isDir || !c.dest.endsWith('/') ? under(dest) : under(join(dest, basename(src)));
+      mkdirSync(dirname(target), { recursive: true });
+      if (basename(from) === 'node_modules') symlinkSync(from, target);
+      else cpSync(from, target, { recursive: true });
+    }
+  }
+}
+
+const IMAGE_CONFIG = '/etc/mcp-authz/config.yaml';
+
+test('the image runs serve with a config it carries, as a non-root user, exposing the ports the config listens on', (t) => {
+  t.deepEqual(image.entrypoint, ['node', '/app/bin/mcp-authz.js']);
+  t.deepEqual(image.cmd.slice(0, 3), ['serve', '--config', IMAGE_CONFIG]);
+  t.truthy(image.copies.find((c) => c.dest === IMAGE_CONFIG), 'the config is copied in');
+  t.not(image.user?.split(':')[0], '0');
+  const root = mkdtempSync(join(tmpdir(), 'mcp-authz-image-'));
+  layOut(root);
+  const config = parseYaml(readFileSync(join(root, IMAGE_CONFIG), 'utf8'));
+  t.is(config.listen.grpc, `0.0.0.0:${image.expose[0]}`, 'gRPC on every interface, on the EXPOSEd port');
+  t.is(config.listen.http, `0.0.0.0:${image.expose[1]}`);
+  t.true(existsSync(join(root, dirname(IMAGE_CONFIG), config.apiKeys.file)), 'the keys file the config names is in the image');
+});
+
+test('the image\'s config has the quickstart\'s endpoints and keys, so the README\'s demo requests work against it', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'mcp-authz-image-'));
+  layOut(root);
+  const container = parseYaml(readFileSync(join(root, IMAGE_CONFIG), 'utf8'));
+  const quickstart = parseYaml(readFileSync(join(ROOT, 'examples', 'quickstart', 'config.yaml'), 'utf8'));
+  t.deepEqual(container.endpoints, quickstart.endpoints);
+  t.is(readFileSync(join(root, dirname(IMAGE_CONFIG), container.apiKeys.file), 'utf8'), readFileSync(join(ROOT, 'examples', 'quickstart', 'keys.yaml'), 'utf8'));
+});
+
+test('the image\'s command line serves: ready, anonymous and API-key requests decided by the baked-in policy', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'mcp-authz-image-'));
+  layOut(root);
+  const configFile = join(root, IMAGE_CONFIG);
+  const config = parseYaml(readFileSync(configFile, 'utf8'));
+  config.listen = { grpc: config.listen.grpc.replace(/:\d+$/, ':0'), http: config.listen.http.replace(/:\d+$/, ':0') };
+  writeFileSync(configFile, stringify(config));
+
+  const [command, ...args] = [...image.entrypoint, ...image.cmd].map((a) => (a.startsWith('/') ? join(root, a) : a));
+  const child = spawn(command === 'node' ? process.execPath : command!, args, { cwd: join(root, image.workdir), env: { ...process.env, ...image.env, MCP_AUTHZ_LOG_LEVEL: 'info' } });
+  let logs = '';
+  child.stderr.on('data', (d) => (logs += d));
+  child.stdout.on('data', (d) => (logs += d));
+  let exit: number | null | undefined;
+  child.on('exit', (code) => (exit = code));
+  t.teardown(() => child.kill('SIGKILL'));
+  let ports: { grpc: number; http: number } | undefined;
+  await waitFor('the image to serve', () => {
+    if (exit !== undefined) throw new Error(`the image's command exited with ${exit}:\n${logs}`);
+    const line = logs.split('\n').find((l) => l.includes('"mcp-authz serving"') && !l.includes('"worker"'));
+    if (line) ports = JSON.parse(line);
+    return ports !== undefined;
+  }, 60_000, 50);
+
+  await waitFor('/readyz', async () => (await fetch(`http://127.0.0.1:${ports!.http}/readyz`)).status === 200, 30_000, 100);
+  const { Authorization } = clientConstructors();
+  const client = new Authorization(`127.0.0.1:${ports!.grpc}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
+  t.teardown(() => client.close());
+  const check = (path: string, headers: Record<string, string> = {}) =>
+    new Promise<any>((resolve, reject) =>
+      client.Check(checkRequest({ method: 'GET', path, host: 'localhost', headers }), (err: Error | null, res: any) => (err ? reject(err) : resolve(res))),
+    );
+  t.truthy((await check('/mcp/open')).ok_response, 'the open endpoint');
+  t.truthy((await check('/mcp/public', { 'x-api-key': 'mcp_4ecesAyZIs3wgIv1Ce6D58DGsD629PCqum63ZejV3DS12LP3l' })).ok_response, 'the README\'s demo public key');
+  t.truthy((await check('/mcp/public')).denied_response, 'no key: denied');
+  t.regex(logs, /policy loaded/);
+  t.is(exit, undefined, 'still running');
+});
