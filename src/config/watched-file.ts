@@ -48,8 +48,9 @@ export interface WatchedFileOptions<T> {
 
 export class WatchedFile<T> {
   private value: T | undefined;
-  /** Digest of the contents last built, successfully or not. */
+  /** Digest of the contents last built, successfully or not, and whether that build failed. */
   private seen: string | undefined;
+  private seenBroken = false;
   private readonly listeners = new Set<(r: ReloadResult<T>) => void>();
   private running: Promise<ReloadResult<T>> | undefined;
   private again = false;
@@ -147,19 +148,22 @@ export class WatchedFile<T> {
     }
     if (source.digest === this.seen) {
       // Unchanged: nothing to build; a broken source was reported when it first appeared.
-      return this.value !== undefined ? { ok: true, value: this.value, changed: false } : { ok: false, error: new Error('unchanged since the last failed load'), unreadable: false, kept: undefined };
+      if (this.seenBroken || this.value === undefined) return { ok: false, error: new Error('unchanged since the last failed load'), unreadable: false, kept: this.value };
+      return { ok: true, value: this.value, changed: false };
     }
     let next: T;
     try {
       next = await this.opts.build(source);
     } catch (error) {
       this.seen = source.digest;
+      this.seenBroken = true;
       return this.tell({ ok: false, error, unreadable: false, kept: this.value });
     }
     if (this.closed) return { ok: false, error: new Error('closed'), unreadable: false, kept: this.value };
     const previous = this.value;
     this.value = next;
     this.seen = source.digest;
+    this.seenBroken = false;
     return this.tell({ ok: true, value: next, changed: true, previous });
   }
 
