@@ -84,7 +84,7 @@ test('the service does not start on a bad keys file, and says which field', asyn
   t.regex(err!.message, /keys\.0\.sha256/);
 });
 
-test('MCP_API_KEYS: seed 001 plaintext keys are hashed at load and authenticate with their fields', async (t) => {
+test('MCP_API_KEYS: plaintext development keys are hashed at load and authenticate with their fields', async (t) => {
   const devKey = 'connector-key-for-dev';
   const svc = await startTestService(
     { endpoints },

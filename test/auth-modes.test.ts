@@ -1,4 +1,4 @@
-// DESIGN's authentication mode table, cell by cell, through the real gRPC server, with
+// The authentication mode table (README "Authentication modes"), cell by cell, through the real gRPC server, with
 // real keys (made by `keys create`) and real tokens (a loopback JWKS server, jose keys).
 import test from 'ava';
 import type { CreatedKey } from '../src/cli/keys-command.js';

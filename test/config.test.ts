@@ -3,7 +3,7 @@ import { ConfigError, validateConfig } from '../src/config/load.js';
 
 const v = (raw: unknown, env: Record<string, string> = {}) => validateConfig(raw, 'test.yaml', '/etc/mcp-authz', env);
 
-test('an empty config gets DESIGN defaults', (t) => {
+test('an empty config gets the documented defaults', (t) => {
   const c = v({});
   t.is(c.listen.grpc, '0.0.0.0:9191');
   t.is(c.listen.http, '0.0.0.0:9090');
@@ -21,7 +21,7 @@ test('relative file paths resolve against the config folder', (t) => {
   t.is(c.policy!.bundle, '/etc/bundle.tar.gz');
 });
 
-test('the seeds\' environment variables override the file', (t) => {
+test('the environment variables override the file', (t) => {
   const c = v(
     { endpoints: [{ name: 'a', match: { pathPrefix: '/a' }, auth: { oauth: true }, resource: 'https://mcp.example.com/a' }] },
     { MCP_OAUTH_ISSUER: 'https://idp.example.com', MCP_OAUTH_AUDIENCE: 'mcp-a, mcp-b', MCP_OAUTH_JWKS_URI: 'https://idp.example.com/jwks', MCP_RATE_LIMIT_RPS: '5' },

@@ -1,4 +1,4 @@
-// End to end, auth-off endpoint (DESIGN's first mode row): the SDK client talks to the real
+// End to end, auth-off endpoint (the first row of README "Authentication modes"): the SDK client talks to the real
 // MCP server through the Envoy-like proxy and the real mcp-authz, as the anonymous principal.
 import test from 'ava';
 import { connectedClient } from './e2e/mcp-client.js';

@@ -36,7 +36,7 @@ test.before(async () => {
 });
 test.after.always(async () => svc?.stop());
 
-test('the dashboard and alerts query every DESIGN metric an SRE needs', (t) => {
+test('the dashboard and alerts query every metric an SRE needs', (t) => {
   for (const family of [
     'mcp_authz_check_total', 'mcp_authz_check_duration_seconds_bucket', 'mcp_authz_auth_failures_total',
     'mcp_authz_rate_limited_total', 'mcp_authz_policy_reloads_total', 'mcp_authz_policy_info', 'mcp_authz_jwks_refresh_total',

@@ -1,4 +1,4 @@
-// The policy phase through the real gRPC server: seed 000's scenarios, readiness, dry-run,
+// The policy phase through the real gRPC server: the shipped policy's scenarios (docs/policies.md), readiness, dry-run,
 // bounded memory, an opa-envoy-plugin policy, and hot reload under traffic.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
@@ -27,7 +27,7 @@ const seedConfig = {
   ],
 };
 
-test('seed 000 end to end: ownership, public keys, per-tool grants and the step-up challenge', async (t) => {
+test('the shipped policy end to end: ownership, public keys, per-tool grants and the step-up challenge', async (t) => {
   const svc = await startTestService(seedConfig, { buildRuntime: withPrincipals(principals) });
   try {
     const list = rpc('tools/list');

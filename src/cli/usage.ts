@@ -54,8 +54,8 @@ ${ENVIRONMENT}
 
 Runs the same pipeline as the server, in-process, on one sample request and prints the
 decision as JSON: allow/deny, status, body, headers, endpoint, principal, MCP calls, the
-policy input and result, the CheckResponse, and why authentication failed (authWhy).
-Exit code 0 on allow, 3 on deny.
+policy input and result, the CheckResponse, and why authentication failed (authFailure,
+authDetail, authWhy). Exit code 0 on allow, 3 on deny (or a discovery answer).
 
 options:
   -c, --config FILE   the config file (default: the quickstart)

@@ -73,7 +73,7 @@ function envNumber(env: Env, name: string, source: string): number | undefined {
   return n;
 }
 
-/** The seeds' environment variables, layered over the file. */
+/** The environment variables (README "Configuration"), layered over the file. */
 function applyEnv(raw: Record<string, unknown>, env: Env, source: string): Record<string, unknown> {
   const issuer = env.MCP_OAUTH_ISSUER;
   if (issuer) {
@@ -108,7 +108,7 @@ function applyEnv(raw: Record<string, unknown>, env: Env, source: string): Recor
 }
 
 /**
- * Seed 001's MCP_API_KEYS: a JSON map plaintext key → {name, userId, role, permissions}, for
+ * MCP_API_KEYS: a JSON map plaintext key → {name, userId, role, permissions}, for
  * development. Each key is hashed here and only its hash goes on; its id is "env-" + the first
  * 12 hex digits of the hash, so logs can name it without revealing it. Errors never echo a key.
  */

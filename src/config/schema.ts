@@ -1,6 +1,7 @@
 // The one configuration schema: source of the TypeScript types, the docs table and the
-// Helm values schema. Every key is optional; defaults follow DESIGN.md.
+// Helm values schema. Every key is optional; the defaults are the README's "Configuration".
 import { z } from 'zod';
+import { trimSlash } from '../contracts/trim-slash.js';
 
 const hostPort = z
   .string()
@@ -219,7 +220,7 @@ export const ConfigSchema = z
         ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'name'], message: `duplicate endpoint name "${e.name}"` });
       }
       seen.add(e.name);
-      const route = `${e.match.host ?? '*'} ${(e.match.pathPrefix ?? '/').replace(/\/+$/, '') || '/'}`;
+      const route = `${e.match.host ?? '*'} ${trimSlash(e.match.pathPrefix ?? '/') || '/'}`;
       const twin = routes.get(route);
       if (twin !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'match'], message: `matches the same host and path prefix as endpoint "${twin}": requests could not be told apart` });

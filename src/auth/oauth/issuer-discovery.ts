@@ -1,6 +1,7 @@
 // Finds an issuer's jwks_uri from its metadata: OpenID Connect Discovery first, then
 // RFC 8414 authorization server metadata (inserted form, then the appended form that
 // many IdPs with a path actually serve).
+import { trimSlash } from '../../contracts/trim-slash.js';
 import { fetchJson, FetchJsonError, type FetchJsonOptions } from './fetch-json.js';
 
 const OPENID = '/.well-known/openid-configuration';
@@ -9,7 +10,7 @@ const OAUTH = '/.well-known/oauth-authorization-server';
 /** The metadata URLs to try for `issuer`, in order, without duplicates. */
 export function discoveryUrls(issuer: string): string[] {
   const url = new URL(issuer);
-  const path = url.pathname.replace(/\/+$/, '');
+  const path = trimSlash(url.pathname);
   const base = `${url.origin}${path}`;
   const urls = [
     `${base}${OPENID}`,
@@ -56,7 +57,7 @@ export async function discoverJwksUri(issuer: string, opts: FetchJsonOptions): P
 
 // A trailing slash is the one difference IdPs and operators commonly disagree on.
 function sameIssuer(found: unknown, configured: string): boolean {
-  return typeof found === 'string' && found.replace(/\/+$/, '') === configured.replace(/\/+$/, '');
+  return typeof found === 'string' && trimSlash(found) === trimSlash(configured);
 }
 
 function isHttpUrl(value: string): boolean {
