@@ -34,9 +34,6 @@ export function maxCheckRequestBytes(limits: { maxBodyBytes: number }): number {
   return limits.maxBodyBytes + CHECK_REQUEST_OVERHEAD_BYTES;
 }
 
-// runCheck never rejects; this is the last line of defence and still a deny.
-const LAST_RESORT = toCheckResponse(deny('internal_error', 'internal error'));
-
 export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
   const { runtime } = opts;
   const server = new grpc.Server({
@@ -47,7 +44,8 @@ export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
     Check: (call: grpc.ServerUnaryCall<WireCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const p = runCheck(runtime, toRequest, call.request).then(
         (trace) => callback(null, encodeCheckResponse(trace.outcome) ?? toCheckResponse(trace.outcome)),
-        () => callback(null, LAST_RESORT),
+        // runCheck never rejects; this is the last line of defence and still a deny.
+        () => callback(null, toCheckResponse(deny('internal_error', 'internal error'))),
       );
       opts.inFlight.add(p);
     },
