@@ -52,6 +52,29 @@ interface Inc {
 }
 
 /**
+ * One labelled series of a counter the Check path increments, counted in a plain number and
+ * handed to prom-client when it collects: prom-client hashes and validates the label set on
+ * every inc, which cost more than the rest of the observer.
+ */
+class Tally implements Inc {
+  private pending = 0;
+
+  constructor(private readonly series: Inc) {
+    series.inc(0); // the series exists from now on, at 0
+  }
+
+  inc(v = 1): void {
+    this.pending += v;
+  }
+
+  flush(): void {
+    if (this.pending === 0) return;
+    this.series.inc(this.pending);
+    this.pending = 0;
+  }
+}
+
+/**
  * The tools an endpoint's metrics name individually: its `tools:` list and every
  * non-glob `tools:<name>` grant in its `scopes`. Any other tool is counted as "_other".
  */
@@ -76,7 +99,7 @@ export class ServiceMetrics {
   private readonly rateLimitedTotal: Counter<'endpoint' | 'limiter'>;
   private readonly toolDecisions: Counter<'endpoint' | 'tool' | 'decision'>;
   private readonly apiKeyRequests: Counter<'key_id'>;
-  private readonly children = new Map<string, Inc>();
+  private readonly children = new Map<string, Tally>();
   private readonly tools = new Map<string, Set<string>>();
   private readonly issuers: Set<string>;
   private readonly keyIds = new Set<string>();
@@ -84,20 +107,22 @@ export class ServiceMetrics {
   constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>) {
     const p = 'mcp_authz_';
     const registers = [registry];
+    // The counters below are counted in Tallies; any of them being collected flushes them all.
+    const collect = () => this.flush();
     const endpointNames = [...config.endpoints.map((e) => e.name), UNKNOWN_ENDPOINT];
     const authModes = new Map<string, EndpointConfig['auth'] | undefined>(config.endpoints.map((e) => [e.name, e.auth]));
     for (const e of config.endpoints) this.tools.set(e.name, knownTools(e as EndpointConfig & { tools?: string[] }));
     this.issuers = new Set(config.oauth.issuers.map((i) => i.issuer));
 
-    this.checkTotal = new Counter({ name: `${p}check_total`, help: 'Check calls answered, by endpoint, decision and HTTP status.', labelNames: ['endpoint', 'decision', 'status'], registers });
+    this.checkTotal = new Counter({ name: `${p}check_total`, help: 'Check calls answered, by endpoint, decision and HTTP status.', labelNames: ['endpoint', 'decision', 'status'], registers, collect });
     const duration = new Histogram({ name: `${p}check_duration_seconds`, help: 'Time to decide one Check call, from request decode to decision.', labelNames: ['decision'], buckets: LATENCY_BUCKETS, registers });
     for (const decision of DECISIONS) duration.zero({ decision });
     this.durations = { allow: duration.labels('allow'), deny: duration.labels('deny'), answer: duration.labels('answer') };
-    this.authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Failed authentications answered 401, by endpoint, credential kind, reason code and detail.', labelNames: ['endpoint', 'method', 'reason', 'detail'], registers });
-    this.deniesTotal = new Counter({ name: `${p}denies_total`, help: 'Denies, by endpoint and decision code (docs/errors.md; a policy\'s own code is _policy).', labelNames: ['endpoint', 'code'], registers });
-    this.rateLimitedTotal = new Counter({ name: `${p}rate_limited_total`, help: 'Requests answered 429, by endpoint and limiter (failed_auth lockout, per_client rate).', labelNames: ['endpoint', 'limiter'], registers });
-    this.toolDecisions = new Counter({ name: `${p}tool_decisions_total`, help: 'tools/call requests decided after authentication, by endpoint, tool (known names, else _other) and decision.', labelNames: ['endpoint', 'tool', 'decision'], registers });
-    this.apiKeyRequests = new Counter({ name: `${p}api_key_requests_total`, help: 'Requests authenticated with an API key, by key id.', labelNames: ['key_id'], registers });
+    this.authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Failed authentications answered 401, by endpoint, credential kind, reason code and detail.', labelNames: ['endpoint', 'method', 'reason', 'detail'], registers, collect });
+    this.deniesTotal = new Counter({ name: `${p}denies_total`, help: 'Denies, by endpoint and decision code (docs/errors.md; a policy\'s own code is _policy).', labelNames: ['endpoint', 'code'], registers, collect });
+    this.rateLimitedTotal = new Counter({ name: `${p}rate_limited_total`, help: 'Requests answered 429, by endpoint and limiter (failed_auth lockout, per_client rate).', labelNames: ['endpoint', 'limiter'], registers, collect });
+    this.toolDecisions = new Counter({ name: `${p}tool_decisions_total`, help: 'tools/call requests decided after authentication, by endpoint, tool (known names, else _other) and decision.', labelNames: ['endpoint', 'tool', 'decision'], registers, collect });
+    this.apiKeyRequests = new Counter({ name: `${p}api_key_requests_total`, help: 'Requests authenticated with an API key, by key id.', labelNames: ['key_id'], registers, collect });
 
     const policyEval = new Histogram({ name: `${p}policy_eval_duration_seconds`, help: 'Time to evaluate the policy once.', buckets: LATENCY_BUCKETS, registers });
     const policyReloads = new Counter({ name: `${p}policy_reloads_total`, help: 'Policy bundle loads and reloads, by result.', labelNames: ['result'], registers });
@@ -163,7 +188,7 @@ export class ServiceMetrics {
           if (this.keyIds.size >= MAX_KEY_ID_LABELS) label = OTHER;
           else this.keyIds.add(keyId);
         }
-        this.apiKeyRequests.labels(label).inc();
+        this.child(`k\0${label}`, () => this.apiKeyRequests.labels(label)).inc();
       },
       limiterStore: (state) => {
         if (state === storeState) return;
@@ -227,10 +252,14 @@ export class ServiceMetrics {
   private child(key: string, make: () => Inc): Inc {
     let c = this.children.get(key);
     if (c === undefined) {
-      c = make();
+      c = new Tally(make());
       this.children.set(key, c);
     }
     return c;
+  }
+
+  private flush(): void {
+    for (const c of this.children.values()) c.flush();
   }
 }
 
