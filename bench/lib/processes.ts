@@ -231,3 +231,27 @@ export async function waitIdle(maxSec: number, threshold = 0.3): Promise<{ waite
     if (waitedSec >= maxSec) return { waitedSec: Math.round(waitedSec), idle: false, busyCores: Math.round(busyCores * 100) / 100 };
   }
 }
+
+/**
+ * The command run under bash, which prints its child's CPU time (`times`) on stderr when it
+ * ends: a load generator's own CPU over its whole run, read after it exited, with no
+ * sampling gap at the end. parseCpuTimes reads it back.
+ */
+export function withCpuTimes(cmd: string, args: string[]): [string, string[]] {
+  return ['bash', ['-c', '"$@"; rc=$?; echo __cpu__ >&2; times >&2; exit $rc', 'bash', cmd, ...args]];
+}
+
+/** The child's user + system seconds from withCpuTimes' line, and stderr without it. */
+export function parseCpuTimes(stderr: string): { cpuSec: number | undefined; stderr: string } {
+  // `times` prints the shell's own user and system time, then its children's.
+  const m = /__cpu__\n[^\n]*\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s\n?/.exec(stderr);
+  if (!m) return { cpuSec: undefined, stderr };
+  const cpuSec = Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
+  return { cpuSec, stderr: stderr.replace(m[0], '') };
+}
+
+/** The machine's load averages (1, 5, 15 minutes), as `uptime` prints them. */
+export function loadAverage(): [number, number, number] {
+  const [a, b, c] = readFileSync('/proc/loadavg', 'utf8').split(' ').map(Number);
+  return [a!, b!, c!];
+}
