@@ -31,6 +31,14 @@ function parseDuration(s: string): number {
 }
 
 const SYSTEMS = ['null-grpc-js', 'null-http2', 'null-http1', 'mcp-authz', 'opa-envoy-plugin'] as const;
+/** --transports: mcp-authz's pipeline behind each transport (bench/transports/), beside the nulls. */
+const STUDY = ['null-grpc-js', 'null-http2', 'null-http1', 'grpc-js', 'connect', 'lean-http2', 'http-ext-authz'] as const;
+const STUDY_TRANSPORT: Record<string, { serve: string; ownNull: string; about: string }> = {
+  'grpc-js': { serve: 'grpc-js', ownNull: 'null-grpc-js', about: 'the product\'s grpc-js server (dist/server/grpc-server.js), one process' },
+  connect: { serve: 'connect', ownNull: 'null-http2', about: '@connectrpc/connect-node, gRPC protocol on node:http2, one process' },
+  'lean-http2': { serve: 'lean-http2', ownNull: 'null-http2', about: 'a lean unary gRPC server on node:http2 (bench/transports/lean-http2.ts), one process' },
+  'http-ext-authz': { serve: 'http1', ownNull: 'null-http1', about: 'Envoy\'s HTTP ext_authz shape on node:http (HTTP/1.1), one process' },
+};
 
 const { values: opt } = parseArgs({
   options: {
@@ -44,13 +52,14 @@ const { values: opt } = parseArgs({
     'h1-connections': { type: 'string', default: '48' },
     'open-concurrency': { type: 'string', default: '16' },
     'load-fraction': { type: 'string', default: '0.5' },
-    systems: { type: 'string', default: SYSTEMS.join(',') },
+    systems: { type: 'string' },
     scenarios: { type: 'string' },
-    'null-workers': { type: 'string', default: String(availableParallelism()) },
+    'null-workers': { type: 'string' },
     'mcp-authz-workers': { type: 'string' },
     'distinct-tokens': { type: 'string', default: '3000' },
     soak: { type: 'string' },
     'in-process': { type: 'boolean', default: false },
+    transports: { type: 'boolean', default: false },
     calls: { type: 'string', default: '20000' },
     scenario: { type: 'string', default: 'apikey_tool_allow' },
     'server-log': { type: 'boolean', default: false },
@@ -66,6 +75,7 @@ if (opt.help) {
   [--max-load h2load|ghz] [--connections 4] [--concurrency 48] [--h1-connections 48] [--open-concurrency 16]
   [--systems ${SYSTEMS.join(',')}] [--scenarios a,b]
   [--null-workers N] [--mcp-authz-workers N] [--distinct-tokens N] [--server-log] [--no-install] [--wait-idle 15s]
+npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey_tool_allow,invalid_key] [same load options]
 npm run bench -- --soak 10m [--scenario apikey_tool_allow]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b]
 `);
@@ -83,7 +93,8 @@ const settings = {
   h1Connections: Number(opt['h1-connections']),
   openConcurrency: Number(opt['open-concurrency']),
   loadFraction: Number(opt['load-fraction']),
-  nullWorkers: Number(opt['null-workers']),
+  // The transport study compares single processes; the benchmark, servers with a process per core.
+  nullWorkers: Number(opt['null-workers'] ?? (opt.transports ? 1 : availableParallelism())),
   mcpAuthzWorkers: opt['mcp-authz-workers'] ? Number(opt['mcp-authz-workers']) : undefined,
   distinctTokens: Number(opt['distinct-tokens']),
   waitIdleSec: parseDuration(opt['wait-idle']!),
@@ -179,6 +190,8 @@ interface Target {
   metricsUrl?: string;
   /** How it runs (processes, build), for the results. */
   about: string;
+  /** The null server of the same transport (the transport study's ratio). */
+  ownNull?: string;
 }
 
 const NULL_EXPECT: Scenario['expect'] = { allow: true, status: 200 };
@@ -407,6 +420,7 @@ async function measureScenario(s: Scenario, targets: Target[]): Promise<SystemRu
       const result: SystemRun = {
         ...runs.get(t)!,
         about: t.about,
+        ...(t.ownNull ? { ownNull: t.ownNull } : {}),
         closed: best.load,
         maxRps: best.rps,
         rounds: all,
@@ -502,6 +516,36 @@ async function startMcpAuthzTarget(p: Prepared, bundle: string | undefined): Pro
   };
 }
 
+/** One of the transport study's servers: the real pipeline behind one transport, one process. */
+async function startTransport(system: string, configFile: string): Promise<Target> {
+  const t = STUDY_TRANSPORT[system]!;
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  log(`starting ${system} (bench/transports/serve.ts --transport ${t.serve}) on 127.0.0.1:${port}`);
+  const server = start('node', ['--import', 'tsx', join(root, 'bench', 'transports', 'serve.ts'), '--transport', t.serve, '--config', configFile, '--port', String(port), '--metrics-port', String(metricsPort)], {
+    cwd: root,
+    env: { ...process.env, NODE_ENV: 'production' },
+    onStdout: (line) => line.startsWith('READY') && ready(),
+  });
+  try {
+    await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error(`${system} exited`))), timeout(60_000, `${system} did not start`)]);
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  return {
+    system,
+    transport: t.serve === 'http1' ? 'http1' : 'grpc',
+    target: `127.0.0.1:${port}`,
+    server,
+    expect: (s) => s.expect,
+    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+    about: t.about,
+    ownNull: t.ownNull,
+  };
+}
+
 async function startPeer(p: Prepared, build: string): Promise<Target> {
   log('starting opa-envoy-plugin on loopback');
   const { server, target } = await startOpaEnvoyPlugin(p, p.list[0]!.requests[0]!);
@@ -554,9 +598,10 @@ function writeResults(result: { kind: string } & Record<string, unknown>): strin
 async function main(): Promise<number> {
   const started = new Date();
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-  const systems = opt['in-process'] || opt.soak ? [] : opt.systems!.split(',').map((s) => s.trim());
-  const unknownSystems = systems.filter((s) => !(SYSTEMS as readonly string[]).includes(s));
-  if (unknownSystems.length) throw new Error(`unknown system(s): ${unknownSystems.join(', ')} (known: ${SYSTEMS.join(', ')})`);
+  const known: readonly string[] = opt.transports ? STUDY : SYSTEMS;
+  const systems = opt['in-process'] || opt.soak ? [] : (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
+  const unknownSystems = systems.filter((s) => !known.includes(s));
+  if (unknownSystems.length) throw new Error(`unknown system(s): ${unknownSystems.join(', ')} (known${opt.transports ? ' with --transports' : ''}: ${known.join(', ')})`);
   await prepareTools(systems);
   const { bundle, notes } = await buildProduct();
 
@@ -573,7 +618,7 @@ async function main(): Promise<number> {
     }
   }
 
-  const only = opt.scenarios?.split(',').map((s) => s.trim());
+  const only = (opt.scenarios ?? (opt.transports ? 'apikey_tool_allow,invalid_key' : undefined))?.split(',').map((s) => s.trim());
   if (opt['in-process']) {
     const p = await prepareCredentials(only);
     try {
@@ -598,14 +643,22 @@ async function main(): Promise<number> {
       if (systems.includes(`null-${transport}`)) targets.push(await startNull(transport));
     }
     if (systems.includes('mcp-authz')) targets.push(await startMcpAuthzTarget(p, bundle));
+    if (opt.transports) {
+      const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), bundle);
+      for (const system of systems.filter((x) => STUDY_TRANSPORT[x])) targets.push(await startTransport(system, configFile));
+    }
     if (peer) targets.push(await startPeer(p, `${peer.build} (${peer.version})`));
     for (const s of p.list) runs.push(...(await measureScenario(s, targets)));
   } finally {
     await Promise.all(targets.map((t) => t.server.stop(10_000)));
     await p.issuer.close();
   }
+  for (const r of runs) {
+    const own = r.ownNull ? runs.find((x) => x.system === r.ownNull && x.scenario === r.scenario) : undefined;
+    if (r.maxRps && own?.maxRps) r.vsOwnNull = round(r.maxRps / own.maxRps, 3);
+  }
   const result = {
-    kind: 'throughput',
+    kind: opt.transports ? 'transports' : 'throughput',
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     command,
@@ -627,7 +680,7 @@ async function main(): Promise<number> {
   };
   const file = writeResults(result);
   printTable(result);
-  log(`results: ${file} (and bench/results/latest.json)`);
+  log(`results: ${file}${result.kind === 'throughput' ? ' (and bench/results/latest.json)' : ''}`);
   const broken = runs.filter((r) => r.state === 'check-failed' || r.state === 'error');
   if (broken.length) log(`${broken.length} run(s) failed their own checks or errored: see the table`);
   return broken.length ? 1 : 0;

@@ -10,7 +10,8 @@ import { parseCpuTimes, start, withCpuTimes } from './processes.js';
 
 export const H2LOAD = 'h2load';
 export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
-export const GRPC_HEADERS = { 'content-type': 'application/grpc', te: 'trailers' };
+// As Envoy's ext_authz filter sends them; grpc-timeout is its default 200 ms timeout.
+export const GRPC_HEADERS = { 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '200m' };
 
 export interface H2loadOptions {
   /** http://host:port/path */

@@ -32,6 +32,9 @@ export interface SystemRun {
   reason?: string;
   /** How the server runs (processes, build). */
   about?: string;
+  /** Transport study: the null server of the same transport, and max rps over its max rps. */
+  ownNull?: string;
+  vsOwnNull?: number;
   checkBefore?: Verdict;
   checkAfter?: Verdict;
   /** Max throughput: the median of the interleaved closed-loop rounds. */
@@ -103,7 +106,7 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
   const head = [
     pad('scenario', 18), pad('system', 17), pad('lg', 7), lpad('max rps', 8), pad(' rounds', 22), lpad('srv/lg/oth cores', 17),
     lpad('p50 ms', 7), lpad('p99 ms', 7), lpad('lone p50', 9), lpad('lone h2l', 9), lpad('RSS pk/aft', 11), lpad('err/wrong', 10),
-    lpad('×null-gj', 9), lpad('×null-h2', 9), lpad('×plugin', 8), lpad('load1', 6),
+    lpad('×null-gj', 9), lpad('×null-h2', 9), lpad('×plugin', 8), lpad('×own null', 10), lpad('load1', 6),
   ].join(' ');
   w(head);
   w('-'.repeat(head.length));
@@ -127,7 +130,7 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
         lpad(ms(lat?.p50), 7), lpad(ms(lat?.p99), 7), lpad(ms(r.lone?.loadGenerator === 'ghz' ? r.lone.latencyMs.p50 : undefined), 9), lpad(ms(r.loneH2load?.latencyMs?.p50), 9),
         lpad(`${mib(r.peakRssBytes)}/${mib(r.rssAfterBytes)}`, 11),
         lpad(`${r.errors ?? 0}/${r.wrongDecisions ?? 0}`, 10),
-        lpad(f(ratio?.vsNullGrpcJs), 9), lpad(f(ratio?.vsNullHttp2), 9), lpad(f(ratio?.vsOpaEnvoyPlugin), 8),
+        lpad(f(ratio?.vsNullGrpcJs), 9), lpad(f(ratio?.vsNullHttp2), 9), lpad(f(ratio?.vsOpaEnvoyPlugin), 8), lpad(f(r.vsOwnNull), 10),
         lpad(r.loadAverageAtStart ? r.loadAverageAtStart[0].toFixed(2) : '-', 6),
       ].join(' ') + (r.state !== 'measured' ? `  ${r.state.toUpperCase()}: ${r.reason}` : ''),
     );
@@ -137,7 +140,8 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
   w('cores: server / load generator / other processes during the median round;');
   w('p50/p99: ghz open loop at 50% of that system\'s max (gRPC only); lone p50: one call at a time with ghz; lone h2l: with h2load;');
   w('RSS: peak / after the scenario (MiB, whole process tree); err: load generator errors; wrong: answers under load');
-  w('(sampled, and mcp-authz\'s own decision counter) that were not the expected decision; load1: 1-minute load average.');
+  w('(sampled, and mcp-authz\'s own decision counter) that were not the expected decision; load1: 1-minute load average;');
+  w('×own null: max rps over the null server of the same transport (transport study).');
   reasons.forEach((why, i) => w(`[${i + 1}] ${why}`));
   const busiest = Math.max(0, ...result.runs.map((r) => r.cores?.other ?? 0));
   if (busiest > 0.25) {
