@@ -13,6 +13,7 @@ import { keyEntries, newApiKey, sha256Hex, startIssuer } from './lib/credentials
 import { readDecisionCounts, tally, type DecisionTally } from './lib/decision-counts.js';
 import { ghzVersion, round, runLoad, type LoadResult } from './lib/ghz.js';
 import { CHECK_PATH, GRPC_HEADERS, grpcFrame, h2loadVersion, runH2load, type H2loadResult } from './lib/h2load.js';
+import { printProfiles, profileScenarios } from './lib/cpu-profile.js';
 import { measureInProcess, printInProcess } from './lib/in-process.js';
 import { startMcpAuthz, writeMcpAuthzConfig, type Prepared } from './lib/mcp-authz.js';
 import { opaEnvoyPluginBuild, startOpaEnvoyPlugin } from './lib/opa-envoy.js';
@@ -60,6 +61,9 @@ const { values: opt } = parseArgs({
     soak: { type: 'string' },
     'in-process': { type: 'boolean', default: false },
     transports: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    'profile-duration': { type: 'string', default: '15s' },
+    'profile-workers': { type: 'string', default: '1' },
     calls: { type: 'string', default: '20000' },
     scenario: { type: 'string', default: 'apikey_tool_allow' },
     'server-log': { type: 'boolean', default: false },
@@ -76,6 +80,7 @@ if (opt.help) {
   [--systems ${SYSTEMS.join(',')}] [--scenarios a,b]
   [--null-workers N] [--mcp-authz-workers N] [--distinct-tokens N] [--server-log] [--no-install] [--wait-idle 15s]
 npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey_tool_allow,invalid_key] [same load options]
+npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profile-duration 15s] [--profile-workers 1]
 npm run bench -- --soak 10m [--scenario apikey_tool_allow]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b]
 `);
@@ -599,7 +604,7 @@ async function main(): Promise<number> {
   const started = new Date();
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const known: readonly string[] = opt.transports ? STUDY : SYSTEMS;
-  const systems = opt['in-process'] || opt.soak ? [] : (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
+  const systems = opt['in-process'] || opt.soak || opt.profile ? [] : (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
   const unknownSystems = systems.filter((s) => !known.includes(s));
   if (unknownSystems.length) throw new Error(`unknown system(s): ${unknownSystems.join(', ')} (known${opt.transports ? ' with --transports' : ''}: ${known.join(', ')})`);
   await prepareTools(systems);
@@ -618,7 +623,21 @@ async function main(): Promise<number> {
     }
   }
 
-  const only = (opt.scenarios ?? (opt.transports ? 'apikey_tool_allow,invalid_key' : undefined))?.split(',').map((s) => s.trim());
+  const only = (opt.scenarios ?? (opt.transports || opt.profile ? 'apikey_tool_allow,invalid_key' : undefined))?.split(',').map((s) => s.trim());
+  if (opt.profile) {
+    const p = await prepareCredentials(only);
+    try {
+      const durationSec = parseDuration(opt['profile-duration']!);
+      const streams = Math.max(1, Math.round(settings.concurrency / settings.connections));
+      const rows = await profileScenarios(p, bundle, { durationSec, warmupSec: settings.warmupSec, connections: settings.connections, streams, workers: Math.max(1, Number(opt['profile-workers'])), log });
+      const file = writeResults({ kind: 'profile', startedAt: started.toISOString(), command, machine: machine(), notes, scenarios: rows });
+      printProfiles(command, rows);
+      log(`results: ${file}`);
+      return 0;
+    } finally {
+      await p.issuer.close();
+    }
+  }
   if (opt['in-process']) {
     const p = await prepareCredentials(only);
     try {
