@@ -12,7 +12,7 @@ import { authorizationService } from '../src/envoy/protos.js';
 import { keyEntries, newApiKey, sha256Hex, startIssuer } from './lib/credentials.js';
 import { readDecisionCounts, tally, type DecisionTally } from './lib/decision-counts.js';
 import { ghzVersion, round, runLoad, type LoadResult } from './lib/ghz.js';
-import { CHECK_PATH, GRPC_HEADERS, grpcFrame, h2loadVersion, runH2load, type H2loadResult } from './lib/h2load.js';
+import { CHECK_PATH, GRPC_HEADERS, GRPC_TIMEOUT_MS, grpcFrame, h2loadVersion, runH2load, type H2loadResult } from './lib/h2load.js';
 import { printProfiles, profileScenarios } from './lib/cpu-profile.js';
 import { measureInProcess, printInProcess } from './lib/in-process.js';
 import { startMcpAuthz, writeMcpAuthzConfig, type Prepared } from './lib/mcp-authz.js';
@@ -252,7 +252,8 @@ function startProber(v: Verifier, s: Scenario): { stop(): Promise<Round['probes'
 /** h2load can send only one request body: a scenario of several requests (a token set) is driven by ghz. */
 const useH2load = (s: Scenario) => settings.maxLoad === 'h2load' && s.requests.length === 1;
 
-function h2loadFor(t: Target, s: Scenario, durationSec: number, lone = false, logFile?: string) {
+/** Closed loops log every answer's latency, to count those past Envoy's timeout (a grpc-timeout answer is HTTP 200 to h2load). */
+function h2loadFor(t: Target, s: Scenario, durationSec: number, lone = false, logFile = join(out, `h2load-${t.system}-${s.name}.log`)) {
   const files = prepared!.data.get(s.name)!;
   if (t.transport === 'http1') {
     const shape: HttpShape = s.http[0]!;
@@ -264,7 +265,8 @@ function h2loadFor(t: Target, s: Scenario, durationSec: number, lone = false, lo
       connections: lone ? 1 : settings.h1Connections,
       streams: 1,
       durationSec,
-      ...(logFile ? { logFile } : {}),
+      logFile,
+      lateAfterMs: GRPC_TIMEOUT_MS,
     });
   }
   return runH2load({
@@ -274,7 +276,8 @@ function h2loadFor(t: Target, s: Scenario, durationSec: number, lone = false, lo
     connections: lone ? 1 : settings.connections,
     streams: lone ? 1 : Math.max(1, Math.round(settings.concurrency / settings.connections)),
     durationSec,
-    ...(logFile ? { logFile } : {}),
+    logFile,
+    lateAfterMs: GRPC_TIMEOUT_MS,
   });
 }
 
@@ -415,13 +418,14 @@ async function measureScenario(s: Scenario, targets: Target[]): Promise<SystemRu
         log(`${t.system} ${s.name}: one call at a time for ${settings.loneDurationSec}s (h2load --h1; no open loop: ghz speaks gRPC only)`);
       }
       // The same lone call with h2load, the only client of every transport: a latency floor without ghz's own cost.
-      const loneH2load = useH2load(s) ? await h2loadFor(t, s, settings.loneDurationSec, true, join(out, `h2load-${t.system}-${s.name}.log`)) : undefined;
+      const loneH2load = useH2load(s) ? await h2loadFor(t, s, settings.loneDurationSec, true) : undefined;
       lone ??= loneH2load;
       const samples = rss.get(t)!.stop();
       const peak = samples.reduce((m, x) => (x.bytes > m.bytes ? x : m), samples[0]!);
       const checkAfter = await verifiers.get(t)!.verify(s);
       const errors = all.reduce((n, r) => n + roundErrors(r, t, s), 0) + (open?.errors ?? 0) + (lone?.loadGenerator === 'ghz' ? lone.errors : 0);
       const wrong = all.reduce((n, r) => n + r.probes.wrong + Object.values(r.decisions?.other ?? {}).reduce((a, b) => a + b, 0), 0);
+      const late = all.reduce((n, r) => n + (r.load.loadGenerator === 'h2load' ? (r.load.late ?? 0) : 0), 0);
       const result: SystemRun = {
         ...runs.get(t)!,
         about: t.about,
@@ -440,6 +444,7 @@ async function measureScenario(s: Scenario, targets: Target[]): Promise<SystemRu
         loadAverageAtStart: loadAtStart,
         errors,
         wrongDecisions: wrong,
+        late,
         checkAfter,
         ...(idle ? { idleBefore: idle } : {}),
       };

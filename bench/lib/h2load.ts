@@ -11,7 +11,8 @@ import { parseCpuTimes, start, withCpuTimes } from './processes.js';
 export const H2LOAD = 'h2load';
 export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 // As Envoy's ext_authz filter sends them; grpc-timeout is its default 200 ms timeout.
-export const GRPC_HEADERS = { 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '200m' };
+export const GRPC_TIMEOUT_MS = 200;
+export const GRPC_HEADERS = { 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': `${GRPC_TIMEOUT_MS}m` };
 
 export interface H2loadOptions {
   /** http://host:port/path */
@@ -25,8 +26,10 @@ export interface H2loadOptions {
   /** Streams in flight per connection (HTTP/2); pipelined requests per connection with h1. */
   streams: number;
   durationSec: number;
-  /** Per-request latencies are written here, and read back for percentiles. */
+  /** Per-request latencies are written here, and read back for percentiles and late answers. */
   logFile?: string;
+  /** With logFile: answers slower than this are counted as late (past the caller's grpc-timeout). */
+  lateAfterMs?: number;
   onStart?: (pid: number) => void;
 }
 
@@ -48,6 +51,8 @@ export interface H2loadResult {
   loadGeneratorCpuSec: number | undefined;
   loadGeneratorCores: number | undefined;
   latencyMs?: { mean: number; p50: number; p90: number; p99: number; p999: number; max: number };
+  /** Answers that took longer than lateAfterMs: past Envoy's timeout, a failure whatever their status. */
+  late?: number;
 }
 
 /** A unary gRPC request body: the 5-byte frame header (uncompressed, length) and the message. */
@@ -107,20 +112,34 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
     loadGeneratorCores: cpuSec === undefined ? undefined : round(cpuSec / durationSec, 2),
   };
   if (o.logFile) {
-    result.latencyMs = latencies(o.logFile);
+    const lat = latencies(o.logFile);
+    result.latencyMs = lat.summary;
+    if (o.lateAfterMs !== undefined) result.late = lat.sorted.length - lowerBound(lat.sorted, o.lateAfterMs);
     rmSync(o.logFile, { force: true });
   }
   return result;
 }
 
 /** h2load's --log-file: start time (µs since epoch), status, µs until the response ended. */
-function latencies(file: string): H2loadResult['latencyMs'] {
+function latencies(file: string): { sorted: Float64Array; summary: NonNullable<H2loadResult['latencyMs']> } {
   const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean);
   const lat = new Float64Array(lines.length);
   lines.forEach((l, i) => (lat[i] = Number(l.split('\t')[2]) / 1000));
   lat.sort();
   const at = (p: number) => round(lat[Math.min(lat.length - 1, Math.max(0, Math.ceil((p / 100) * lat.length) - 1))] ?? NaN, 3);
-  return { mean: round(lat.reduce((a, b) => a + b, 0) / (lat.length || 1), 3), p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max: at(100) };
+  return { sorted: lat, summary: { mean: round(lat.reduce((a, b) => a + b, 0) / (lat.length || 1), 3), p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max: at(100) } };
+}
+
+/** Index of the first value above `x` in a sorted array. */
+function lowerBound(sorted: Float64Array, x: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** Writes a body file for h2load and returns its path. */

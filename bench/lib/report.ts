@@ -60,6 +60,8 @@ export interface SystemRun {
   errors?: number;
   /** Sampled answers and counted decisions that were not the scenario's expected one. */
   wrongDecisions?: number;
+  /** Closed-loop answers (h2load) slower than Envoy's 200 ms grpc-timeout: failures Envoy would see. */
+  late?: number;
   /** Waiting for an idle machine before the load (--wait-idle). */
   idleBefore?: { waitedSec: number; idle: boolean; busyCores: number };
 }
@@ -105,7 +107,7 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
   w('');
   const head = [
     pad('scenario', 18), pad('system', 17), pad('lg', 7), lpad('max rps', 8), pad(' rounds', 22), lpad('srv/lg/oth cores', 17),
-    lpad('p50 ms', 7), lpad('p99 ms', 7), lpad('lone p50', 9), lpad('lone h2l', 9), lpad('RSS pk/aft', 11), lpad('err/wrong', 10),
+    lpad('p50 ms', 7), lpad('p99 ms', 7), lpad('lone p50', 9), lpad('lone h2l', 9), lpad('RSS pk/aft', 11), lpad('err/wrong/late', 15),
     lpad('×null-gj', 9), lpad('×null-h2', 9), lpad('×plugin', 8), lpad('×own null', 10), lpad('load1', 6),
   ].join(' ');
   w(head);
@@ -129,7 +131,7 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
         lpad(c ? `${c.server}/${c.loadGenerator}/${c.other}` : '-', 17),
         lpad(ms(lat?.p50), 7), lpad(ms(lat?.p99), 7), lpad(ms(r.lone?.loadGenerator === 'ghz' ? r.lone.latencyMs.p50 : undefined), 9), lpad(ms(r.loneH2load?.latencyMs?.p50), 9),
         lpad(`${mib(r.peakRssBytes)}/${mib(r.rssAfterBytes)}`, 11),
-        lpad(`${r.errors ?? 0}/${r.wrongDecisions ?? 0}`, 10),
+        lpad(`${r.errors ?? 0}/${r.wrongDecisions ?? 0}/${r.late ?? '-'}`, 15),
         lpad(f(ratio?.vsNullGrpcJs), 9), lpad(f(ratio?.vsNullHttp2), 9), lpad(f(ratio?.vsOpaEnvoyPlugin), 8), lpad(f(r.vsOwnNull), 10),
         lpad(r.loadAverageAtStart ? r.loadAverageAtStart[0].toFixed(2) : '-', 6),
       ].join(' ') + (r.state !== 'measured' ? `  ${r.state.toUpperCase()}: ${r.reason}` : ''),
@@ -140,7 +142,8 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
   w('cores: server / load generator / other processes during the median round;');
   w('p50/p99: ghz open loop at 50% of that system\'s max (gRPC only); lone p50: one call at a time with ghz; lone h2l: with h2load;');
   w('RSS: peak / after the scenario (MiB, whole process tree); err: load generator errors; wrong: answers under load');
-  w('(sampled, and mcp-authz\'s own decision counter) that were not the expected decision; load1: 1-minute load average;');
+  w('(sampled, and mcp-authz\'s own decision counter) that were not the expected decision; late: closed-loop answers');
+  w('slower than Envoy\'s 200 ms grpc-timeout (h2load); load1: 1-minute load average;');
   w('×own null: max rps over the null server of the same transport (transport study).');
   reasons.forEach((why, i) => w(`[${i + 1}] ${why}`));
   const busiest = Math.max(0, ...result.runs.map((r) => r.cores?.other ?? 0));
