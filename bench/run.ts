@@ -306,9 +306,11 @@ async function closedLoop(t: Target, s: Scenario, v: Verifier): Promise<Round> {
   const lgCpu = load.loadGeneratorCpuSec ?? 0;
   let decisions: DecisionTally | undefined;
   if (counts0 && t.metricsUrl) decisions = tally(counts0, await readDecisionCounts(t.metricsUrl), t.expect(s));
+  const answered = load.loadGenerator === 'h2load' ? load.done : load.count;
   return {
     loadGenerator: load.loadGenerator,
     rps: load.rps,
+    serverCpuUsPerCall: round((serverCpu / Math.max(1, answered + probes.sent)) * 1e6, 1),
     load,
     loadAverage1: load1,
     cores: {
@@ -441,6 +443,7 @@ async function measureScenario(s: Scenario, targets: Target[]): Promise<SystemRu
         rssAfterBytes: treeRss(t.server.pid).bytes,
         processes: peak.processes,
         cores: best.cores,
+        cpuUsPerCall: median(all, (x) => x.serverCpuUsPerCall).serverCpuUsPerCall,
         loadAverageAtStart: loadAtStart,
         errors,
         wrongDecisions: wrong,

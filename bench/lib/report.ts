@@ -10,6 +10,8 @@ import type { Verdict } from './verify.js';
 export interface Round {
   loadGenerator: 'h2load' | 'ghz';
   rps: number;
+  /** The server's CPU (all its processes) per answered call: steadier than rps on a shared machine. */
+  serverCpuUsPerCall: number;
   load: H2loadResult | LoadResult;
   /** The machine's 1-minute load average when the round started. */
   loadAverage1: number;
@@ -55,6 +57,8 @@ export interface SystemRun {
   processes?: number;
   /** Cores used during the median round. */
   cores?: Round['cores'];
+  /** Server CPU per call, median over the rounds (µs). */
+  cpuUsPerCall?: number;
   loadAverageAtStart?: [number, number, number];
   /** Load generator errors over all rounds, the open loop and the lone calls. */
   errors?: number;
@@ -106,7 +110,7 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
   w(`${result.command}   on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}; load generators on the same machine`);
   w('');
   const head = [
-    pad('scenario', 18), pad('system', 17), pad('lg', 7), lpad('max rps', 8), pad(' rounds', 22), lpad('srv/lg/oth cores', 17),
+    pad('scenario', 18), pad('system', 17), pad('lg', 7), lpad('max rps', 8), pad(' rounds', 22), lpad('srv/lg/oth cores', 17), lpad('µs/call', 8),
     lpad('p50 ms', 7), lpad('p99 ms', 7), lpad('lone p50', 9), lpad('lone h2l', 9), lpad('RSS pk/aft', 11), lpad('err/wrong/late', 15),
     lpad('×null-gj', 9), lpad('×null-h2', 9), lpad('×plugin', 8), lpad('×own null', 10), lpad('load1', 6),
   ].join(' ');
@@ -128,7 +132,7 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
       [
         pad(r.scenario, 18), pad(r.system, 17), pad(r.closed?.loadGenerator ?? '-', 7), lpad(String(r.maxRps), 8),
         pad(' ' + (r.roundsRps ?? []).join('/'), 22),
-        lpad(c ? `${c.server}/${c.loadGenerator}/${c.other}` : '-', 17),
+        lpad(c ? `${c.server}/${c.loadGenerator}/${c.other}` : '-', 17), lpad(r.cpuUsPerCall === undefined ? '-' : r.cpuUsPerCall.toFixed(0), 8),
         lpad(ms(lat?.p50), 7), lpad(ms(lat?.p99), 7), lpad(ms(r.lone?.loadGenerator === 'ghz' ? r.lone.latencyMs.p50 : undefined), 9), lpad(ms(r.loneH2load?.latencyMs?.p50), 9),
         lpad(`${mib(r.peakRssBytes)}/${mib(r.rssAfterBytes)}`, 11),
         lpad(`${r.errors ?? 0}/${r.wrongDecisions ?? 0}/${r.late ?? '-'}`, 15),
@@ -139,7 +143,7 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
   }
   w('');
   w('lg: load generator of the closed loop; max rps: median of the interleaved rounds (all shown);');
-  w('cores: server / load generator / other processes during the median round;');
+  w('cores: server / load generator / other processes during the median round; µs/call: server CPU per answered call (median round);');
   w('p50/p99: ghz open loop at 50% of that system\'s max (gRPC only); lone p50: one call at a time with ghz; lone h2l: with h2load;');
   w('RSS: peak / after the scenario (MiB, whole process tree); err: load generator errors; wrong: answers under load');
   w('(sampled, and mcp-authz\'s own decision counter) that were not the expected decision; late: closed-loop answers');
