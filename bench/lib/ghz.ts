@@ -80,7 +80,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   if (o.rps) args.push('--rps', String(o.rps));
   args.push(o.target);
   rmSync(o.outFile, { force: true });
-  const p = start(...withCpuTimes(o.ghz, args));
+  const p = start(...withCpuTimes(o.ghz, args), { captureStderr: true });
   o.onStart?.(p.pid);
   const chunks: string[] = [];
   p.child.stderr!.on('data', (d: Buffer) => chunks.push(d.toString()));

@@ -78,7 +78,7 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
   }
   args.push(o.url);
   const [cmd, wrapped] = withCpuTimes(H2LOAD, args);
-  const p = start(cmd, wrapped, { onStdout: () => undefined });
+  const p = start(cmd, wrapped, { onStdout: () => undefined, captureStderr: true });
   o.onStart?.(p.pid);
   const out: string[] = [];
   const err: string[] = [];

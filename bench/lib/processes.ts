@@ -40,11 +40,14 @@ export interface Started {
 }
 
 /** Starts a process in its own group; stdout/stderr go to `logFile` (or are ignored). */
-export function start(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string; onStdout?: (line: string) => void } = {}): Started {
+export function start(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string; onStdout?: (line: string) => void; captureStderr?: boolean } = {}): Started {
   hookExit();
-  // Output nobody reads (decision logs without --server-log) goes to /dev/null, not through this process.
+  // Output nobody reads goes to /dev/null, not through this process: mcp-authz writes its
+  // decision log to stderr synchronously, and a pipe this busy process drains late fills up
+  // and blocks the server (pino waits in atomic-sleep on EAGAIN), throttling it.
   const wantOut = opts.logFile !== undefined || opts.onStdout !== undefined;
-  const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', wantOut ? 'pipe' : 'ignore', 'pipe'] };
+  const wantErr = opts.logFile !== undefined || opts.captureStderr === true;
+  const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', wantOut ? 'pipe' : 'ignore', wantErr ? 'pipe' : 'ignore'] };
   const child = spawn(cmd, args, spawnOpts);
   live.add(child);
   const log = opts.logFile ? createWriteStream(opts.logFile) : undefined;
@@ -60,7 +63,7 @@ export function start(cmd: string, args: string[], opts: { cwd?: string; env?: N
       }
     }
   });
-  child.stderr!.on('data', (d: Buffer) => log?.write(d));
+  child.stderr?.on('data', (d: Buffer) => log?.write(d));
   const exited = new Promise<number | null>((resolve) => {
     child.on('exit', (code) => {
       live.delete(child);
