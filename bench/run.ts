@@ -1,6 +1,8 @@
-// npm run bench [-- options]: mcp-authz against a null grpc-js Check server and
-// opa-envoy-plugin, on loopback, with ghz; or a soak of mcp-authz (--soak 10m).
-// See README "Performance". Writes bench/results/<timestamp>.json and latest.json.
+// npm run bench [-- options]: mcp-authz against opa-envoy-plugin and a null server per
+// transport (grpc-js, bare node:http2, node:http), on loopback: max throughput with h2load
+// (one thread), latency with ghz; or a soak of mcp-authz (--soak 10m); or mcp-authz's own
+// µs per Check (--in-process). See README "Performance". Writes bench/results/<timestamp>.json
+// and, for a throughput run, latest.json.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -8,16 +10,19 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { authorizationService } from '../src/envoy/protos.js';
 import { keyEntries, newApiKey, sha256Hex, startIssuer } from './lib/credentials.js';
+import { readDecisionCounts, tally, type DecisionTally } from './lib/decision-counts.js';
 import { ghzVersion, round, runLoad, type LoadResult } from './lib/ghz.js';
+import { CHECK_PATH, GRPC_HEADERS, GRPC_TIMEOUT_MS, grpcFrame, h2loadVersion, runH2load, type H2loadResult } from './lib/h2load.js';
+import { printProfiles, profileScenarios } from './lib/cpu-profile.js';
 import { measureInProcess, printInProcess } from './lib/in-process.js';
 import { startMcpAuthz, writeMcpAuthzConfig, type Prepared } from './lib/mcp-authz.js';
-import { evalOpaEnvoyPolicy, opaEnvoyData } from './lib/opa-envoy.js';
+import { opaEnvoyPluginBuild, startOpaEnvoyPlugin } from './lib/opa-envoy.js';
 import { mcpAuthzCli, out, root, shippedBundle, tools } from './lib/paths.js';
-import { freePort, machineBusySeconds, run, sampleRss, start, treeCpuSeconds, waitIdle, type Started } from './lib/processes.js';
-import { printTable, ratios, type SystemRun } from './lib/report.js';
-import { scenarios, type Scenario } from './lib/scenarios.js';
+import { freePort, loadAverage, machineBusySeconds, run, sampleRss, start, treeCpuSeconds, treeRss, waitIdle, type Started } from './lib/processes.js';
+import { printTable, ratios, type Round, type SystemRun } from './lib/report.js';
+import { scenarios, type HttpShape, type Scenario } from './lib/scenarios.js';
 import { runSoak } from './lib/soak.js';
-import { CheckClient, describe } from './lib/verify.js';
+import { CheckClient, describe, HttpCheckClient, type Verdict } from './lib/verify.js';
 
 function parseDuration(s: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
@@ -26,22 +31,39 @@ function parseDuration(s: string): number {
   return m[2] === 'ms' ? n / 1000 : m[2] === 'm' ? n * 60 : m[2] === 'h' ? n * 3600 : n;
 }
 
+const SYSTEMS = ['null-grpc-js', 'null-http2', 'null-http1', 'mcp-authz', 'opa-envoy-plugin'] as const;
+/** --transports: mcp-authz's pipeline behind each transport (bench/transports/), beside the nulls. */
+const STUDY = ['null-grpc-js', 'null-http2', 'null-http1', 'grpc-js', 'connect', 'lean-http2', 'http-ext-authz'] as const;
+const STUDY_TRANSPORT: Record<string, { serve: string; ownNull: string; about: string }> = {
+  'grpc-js': { serve: 'grpc-js', ownNull: 'null-grpc-js', about: 'the product\'s grpc-js server (dist/server/grpc-server.js), one process' },
+  connect: { serve: 'connect', ownNull: 'null-http2', about: '@connectrpc/connect-node, gRPC protocol on node:http2, one process' },
+  'lean-http2': { serve: 'lean-http2', ownNull: 'null-http2', about: 'a lean unary gRPC server on node:http2 (bench/transports/lean-http2.ts), one process' },
+  'http-ext-authz': { serve: 'http1', ownNull: 'null-http1', about: 'Envoy\'s HTTP ext_authz shape on node:http (HTTP/1.1), one process' },
+};
+
 const { values: opt } = parseArgs({
   options: {
     duration: { type: 'string', default: '5s' },
     rounds: { type: 'string', default: '3' },
     'lone-duration': { type: 'string', default: '3s' },
     warmup: { type: 'string', default: '2s' },
+    'max-load': { type: 'string', default: 'h2load' },
     connections: { type: 'string', default: '4' },
-    concurrency: { type: 'string', default: '50' },
+    concurrency: { type: 'string', default: '48' },
+    'h1-connections': { type: 'string', default: '48' },
     'open-concurrency': { type: 'string', default: '16' },
     'load-fraction': { type: 'string', default: '0.5' },
-    systems: { type: 'string', default: 'null,mcp-authz,opa-envoy-plugin' },
+    systems: { type: 'string' },
     scenarios: { type: 'string' },
-    'null-workers': { type: 'string', default: String(availableParallelism()) },
+    'null-workers': { type: 'string' },
+    'mcp-authz-workers': { type: 'string' },
     'distinct-tokens': { type: 'string', default: '3000' },
     soak: { type: 'string' },
     'in-process': { type: 'boolean', default: false },
+    transports: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    'profile-duration': { type: 'string', default: '15s' },
+    'profile-workers': { type: 'string', default: '1' },
     calls: { type: 'string', default: '20000' },
     scenario: { type: 'string', default: 'apikey_tool_allow' },
     workers: { type: 'string' },
@@ -54,9 +76,12 @@ const { values: opt } = parseArgs({
 });
 
 if (opt.help) {
-  process.stdout.write(`npm run bench -- [--duration 5s] [--rounds 3] [--lone-duration 3s] [--warmup 2s] [--connections 4] [--concurrency 50] [--open-concurrency 16]
-  [--systems null,mcp-authz,opa-envoy-plugin] [--scenarios a,b] [--null-workers N] [--distinct-tokens N]
-  [--server-log] [--no-install] [--wait-idle 15s]
+  process.stdout.write(`npm run bench -- [--duration 5s] [--rounds 3] [--lone-duration 3s] [--warmup 2s]
+  [--max-load h2load|ghz] [--connections 4] [--concurrency 48] [--h1-connections 48] [--open-concurrency 16]
+  [--systems ${SYSTEMS.join(',')}] [--scenarios a,b]
+  [--null-workers N] [--mcp-authz-workers N] [--distinct-tokens N] [--server-log] [--no-install] [--wait-idle 15s]
+npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey_tool_allow,invalid_key] [same load options]
+npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profile-duration 15s] [--profile-workers 1]
 npm run bench -- --soak 10m [--scenario apikey_tool_allow] [--workers N]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b]
 `);
@@ -68,14 +93,19 @@ const settings = {
   rounds: Math.max(1, Number(opt.rounds)),
   loneDurationSec: parseDuration(opt['lone-duration']!),
   warmupSec: parseDuration(opt.warmup!),
+  maxLoad: opt['max-load'] === 'ghz' ? ('ghz' as const) : ('h2load' as const),
   connections: Number(opt.connections),
   concurrency: Number(opt.concurrency),
+  h1Connections: Number(opt['h1-connections']),
   openConcurrency: Number(opt['open-concurrency']),
   loadFraction: Number(opt['load-fraction']),
-  nullWorkers: Number(opt['null-workers']),
+  // The transport study compares single processes; the benchmark, servers with a process per core.
+  nullWorkers: Number(opt['null-workers'] ?? (opt.transports ? 1 : availableParallelism())),
+  mcpAuthzWorkers: opt['mcp-authz-workers'] ? Number(opt['mcp-authz-workers']) : undefined,
   distinctTokens: Number(opt['distinct-tokens']),
   waitIdleSec: parseDuration(opt['wait-idle']!),
 };
+if (!['h2load', 'ghz'].includes(opt['max-load']!)) throw new Error(`--max-load is h2load or ghz, not "${opt['max-load']}"`);
 
 function log(msg: string): void {
   process.stderr.write(`bench: ${msg}\n`);
@@ -83,30 +113,25 @@ function log(msg: string): void {
 
 // ---------------------------------------------------------------------------------------
 
-async function prepareTools(): Promise<{ oep: { available: boolean; reason?: string } }> {
+/** Installs the load generators and the plugin (scripts/install-tools.sh); a missing one stops the run. */
+async function prepareTools(systems: string[]): Promise<void> {
   const script = join(root, 'scripts', 'install-tools.sh');
+  const wanted = ['ghz', 'h2load', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
   if (!opt['no-install']) {
-    log('installing ghz (scripts/install-tools.sh ghz)');
-    const g = await run(script, ['ghz'], { cwd: root, timeoutMs: 15 * 60_000 });
-    if (g.code !== 0) throw new Error(`cannot install ghz:\n${g.stderr.trim().slice(-2000)}`);
+    for (const tool of wanted) {
+      log(`installing ${tool} (scripts/install-tools.sh ${tool})`);
+      const r = await run(script, [tool], { cwd: root, timeoutMs: 20 * 60_000 });
+      if (r.code !== 0) {
+        const why = r.stderr.split('\n').filter((l) => l && !l.startsWith('go: downloading')).slice(-6).join('\n');
+        throw new Error(`scripts/install-tools.sh ${tool} failed:\n${why}`);
+      }
+    }
   }
-  if (!existsSync(tools.ghz)) throw new Error(`ghz missing at ${tools.ghz}`);
-  let reason: string | undefined;
-  if (!opt['no-install'] && !existsSync(tools.oep)) {
-    log('installing opa-envoy-plugin (scripts/install-tools.sh opa-envoy-plugin)');
-    const o = await run(script, ['opa-envoy-plugin'], { cwd: root, timeoutMs: 20 * 60_000 });
-    if (o.code !== 0) reason = `scripts/install-tools.sh opa-envoy-plugin failed: ${o.stderr.trim().split('\n').filter((l) => !l.startsWith('go: downloading')).slice(-3).join(' | ')}`;
+  if (!existsSync(tools.ghz)) throw new Error(`ghz missing at ${tools.ghz} (scripts/install-tools.sh ghz)`);
+  if (h2loadVersion() === 'unknown') throw new Error('h2load is not on PATH (scripts/install-tools.sh h2load)');
+  if (systems.includes('opa-envoy-plugin') && !existsSync(tools.oep)) {
+    throw new Error(`opa-envoy-plugin missing at ${tools.oep} (scripts/install-tools.sh opa-envoy-plugin)`);
   }
-  const available = existsSync(tools.oep);
-  if (!available) reason ??= `opa-envoy-plugin missing at ${tools.oep}`;
-  // Where the plugin cannot be had (the Go module proxy refuses it), measure opa-peer instead:
-  // the plugin's Check path on OPA's own Go evaluator (bench/opa-peer/README.md).
-  if (!available && !opt['no-install']) {
-    log('installing opa-peer (scripts/install-tools.sh opa-peer)');
-    const o = await run(script, ['opa-peer'], { cwd: root, timeoutMs: 20 * 60_000 });
-    if (o.code !== 0) log(`opa-peer build failed: ${o.stderr.trim().slice(-500)}`);
-  }
-  return { oep: { available, ...(reason ? { reason } : {}) } };
 }
 
 async function buildProduct(): Promise<{ bundle: string | undefined; notes: string[] }> {
@@ -115,33 +140,34 @@ async function buildProduct(): Promise<{ bundle: string | undefined; notes: stri
   const b = await run('npm', ['run', 'build'], { cwd: root, timeoutMs: 10 * 60_000 });
   if (b.code !== 0) throw new Error(`npm run build failed:\n${(b.stdout + b.stderr).trim().slice(-3000)}`);
   if (!existsSync(shippedBundle)) {
-    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
-    const script = Object.keys(pkg.scripts ?? {}).find((s) => /^(polic(y|ies)[:-]build|build[:-]polic(y|ies))$/.test(s));
-    if (script) {
-      log(`building the policy bundle (npm run ${script})`);
-      const p = await run('npm', ['run', script], { cwd: root, timeoutMs: 10 * 60_000 });
-      if (p.code !== 0) notes.push(`npm run ${script} failed: ${(p.stdout + p.stderr).trim().slice(-500)}`);
-    }
+    log('building the policy bundle (npm run policy:build)');
+    const p = await run('npm', ['run', 'policy:build'], { cwd: root, timeoutMs: 10 * 60_000 });
+    if (p.code !== 0) notes.push(`npm run policy:build failed: ${(p.stdout + p.stderr).trim().slice(-500)}`);
   }
-  if (!existsSync(shippedBundle)) notes.push(`no shipped policy bundle at policies/build/bundle.tar.gz (the policy has not landed): mcp-authz runs its fail-closed placeholder`);
+  if (!existsSync(shippedBundle)) notes.push('no shipped policy bundle at policies/build/bundle.tar.gz: mcp-authz runs its fail-closed placeholder');
   return { bundle: existsSync(shippedBundle) ? shippedBundle : undefined, notes };
 }
 
 /**
- * Writes one ghz data file per scenario: the CheckRequests serialized with the official
- * protos (several: varint-length-prefixed, sent round-robin). Binary data spares ghz a
- * JSON-to-protobuf conversion per call, CPU it would otherwise take from the servers.
+ * Writes each scenario's requests for the load generators: for ghz the CheckRequests
+ * serialized with the official protos (several: varint-length-prefixed, sent round-robin;
+ * binary spares ghz a JSON-to-protobuf conversion per call); for h2load the first one in a
+ * gRPC frame, and its HTTP body for the HTTP/1.1 shape.
  */
-function writeGhzData(list: Scenario[]): Map<string, string> {
+function writeLoadData(list: Scenario[]): Prepared['data'] {
   const dir = join(out, 'data');
   mkdirSync(dir, { recursive: true });
   const serialize = authorizationService().Check!.requestSerialize;
-  const files = new Map<string, string>();
+  const files: Prepared['data'] = new Map();
   for (const s of list) {
     const msgs = s.requests.map((r) => serialize(r));
-    const file = join(dir, `${s.name}.bin`);
-    writeFileSync(file, msgs.length === 1 ? msgs[0]! : Buffer.concat(msgs.flatMap((m) => [varint(m.length), m])));
-    files.set(s.name, file);
+    const ghz = join(dir, `${s.name}.bin`);
+    writeFileSync(ghz, msgs.length === 1 ? msgs[0]! : Buffer.concat(msgs.flatMap((m) => [varint(m.length), m])));
+    const grpc = join(dir, `${s.name}.grpc`);
+    writeFileSync(grpc, grpcFrame(msgs[0]!));
+    const http = join(dir, `${s.name}.body`);
+    writeFileSync(http, s.http[0]!.body);
+    files.set(s.name, { ghz, grpc, http });
   }
   return files;
 }
@@ -159,10 +185,19 @@ function varint(n: number): Buffer {
 /** A running server under test. */
 interface Target {
   system: string;
+  /** gRPC Check, or Envoy's HTTP ext_authz shape over HTTP/1.1. */
+  transport: 'grpc' | 'http1';
+  /** host:port */
   target: string;
   server: Started;
-  /** What this server must answer for a scenario (the null server allows everything). */
+  /** What this server must answer for a scenario (a null server allows everything). */
   expect(s: Scenario): Scenario['expect'];
+  /** mcp-authz's /metrics, to count its decisions under load. */
+  metricsUrl?: string;
+  /** How it runs (processes, build), for the results. */
+  about: string;
+  /** The null server of the same transport (the transport study's ratio). */
+  ownNull?: string;
 }
 
 const NULL_EXPECT: Scenario['expect'] = { allow: true, status: 200 };
@@ -171,28 +206,156 @@ function median<T>(xs: T[], by: (x: T) => number): T {
   return [...xs].sort((a, b) => by(a) - by(b))[Math.floor((xs.length - 1) / 2)]!;
 }
 
+/** Checks one request's decision with the target's own protocol (grpc-js client, or HTTP/1.1). */
+class Verifier {
+  private readonly grpc?: CheckClient;
+  private readonly http?: HttpCheckClient;
+  constructor(private readonly t: Target) {
+    if (t.transport === 'grpc') this.grpc = new CheckClient(t.target);
+    else this.http = new HttpCheckClient(`http://${t.target}`);
+  }
+  verify(s: Scenario, i = 0): Promise<Verdict> {
+    return this.grpc ? this.grpc.verify(s.requests[i]!, this.t.expect(s)) : this.http!.verify(s.http[i]!, this.t.expect(s));
+  }
+  close(): void {
+    this.grpc?.close();
+    this.http?.close();
+  }
+}
+
+/**
+ * Samples answers while a load runs (one call every 100 ms, with the target's own protocol),
+ * since h2load reads no gRPC trailers: a sample of the decisions made under load.
+ */
+function startProber(v: Verifier, s: Scenario): { stop(): Promise<Round['probes']> } {
+  const probes: Round['probes'] = { sent: 0, wrong: 0, samples: [] };
+  let on = true;
+  const loop = (async () => {
+    while (on) {
+      const r = await v.verify(s, probes.sent % s.requests.length);
+      probes.sent++;
+      if (!r.ok) {
+        probes.wrong++;
+        if (probes.samples.length < 3) probes.samples.push(describe(r));
+      }
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  })();
+  return {
+    async stop() {
+      on = false;
+      await loop;
+      return probes;
+    },
+  };
+}
+
+/** h2load can send only one request body: a scenario of several requests (a token set) is driven by ghz. */
+const useH2load = (s: Scenario) => settings.maxLoad === 'h2load' && s.requests.length === 1;
+
+/** Closed loops log every answer's latency, to count those past Envoy's timeout (a grpc-timeout answer is HTTP 200 to h2load). */
+function h2loadFor(t: Target, s: Scenario, durationSec: number, lone = false, logFile = join(out, `h2load-${t.system}-${s.name}.log`)) {
+  const files = prepared!.data.get(s.name)!;
+  if (t.transport === 'http1') {
+    const shape: HttpShape = s.http[0]!;
+    return runH2load({
+      url: `http://${t.target}${shape.path}`,
+      bodyFile: files.http,
+      headers: { ...shape.headers, host: shape.host },
+      h1: true,
+      connections: lone ? 1 : settings.h1Connections,
+      streams: 1,
+      durationSec,
+      logFile,
+      lateAfterMs: GRPC_TIMEOUT_MS,
+    });
+  }
+  return runH2load({
+    url: `http://${t.target}${CHECK_PATH}`,
+    bodyFile: files.grpc,
+    headers: GRPC_HEADERS,
+    connections: lone ? 1 : settings.connections,
+    streams: lone ? 1 : Math.max(1, Math.round(settings.concurrency / settings.connections)),
+    durationSec,
+    logFile,
+    lateAfterMs: GRPC_TIMEOUT_MS,
+  });
+}
+
+function ghzFor(t: Target, s: Scenario) {
+  return { ghz: tools.ghz, target: t.target, dataFile: prepared!.data.get(s.name)!.ghz, connections: settings.connections, concurrency: settings.concurrency, outFile: join(out, `ghz-${t.system}-${s.name}.json`) };
+}
+
+/** One closed loop: its throughput, the cores the server, the load generator and everything else took, and the decisions made. */
+async function closedLoop(t: Target, s: Scenario, v: Verifier): Promise<Round> {
+  const counts0 = t.metricsUrl ? await readDecisionCounts(t.metricsUrl) : undefined;
+  const cpu0 = { server: treeCpuSeconds(t.server.pid), busy: machineBusySeconds(), self: process.cpuUsage() };
+  const load1 = loadAverage()[0];
+  const t0 = process.hrtime.bigint();
+  const prober = startProber(v, s);
+  let load: H2loadResult | LoadResult;
+  let probes!: Round['probes'];
+  try {
+    load = useH2load(s) ? await h2loadFor(t, s, settings.durationSec) : await runLoad({ ...ghzFor(t, s), durationSec: settings.durationSec });
+  } finally {
+    probes = await prober.stop();
+  }
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const self = process.cpuUsage(cpu0.self);
+  const serverCpu = treeCpuSeconds(t.server.pid) - cpu0.server;
+  const busy = machineBusySeconds() - cpu0.busy;
+  const lgCpu = load.loadGeneratorCpuSec ?? 0;
+  let decisions: DecisionTally | undefined;
+  if (counts0 && t.metricsUrl) decisions = tally(counts0, await readDecisionCounts(t.metricsUrl), t.expect(s));
+  const answered = load.loadGenerator === 'h2load' ? load.done : load.count;
+  return {
+    loadGenerator: load.loadGenerator,
+    rps: load.rps,
+    serverCpuUsPerCall: round((serverCpu / Math.max(1, answered + probes.sent)) * 1e6, 1),
+    load,
+    loadAverage1: load1,
+    cores: {
+      server: round(serverCpu / wall, 2),
+      loadGenerator: round(lgCpu / load.durationSec, 2),
+      other: round(Math.max(0, busy - serverCpu - lgCpu - (self.user + self.system) / 1e6) / wall, 2),
+    },
+    probes,
+    ...(decisions ? { decisions } : {}),
+  };
+}
+
+/** Errors a round's load generator saw: gRPC errors (ghz), or failed/errored/timed-out requests and unexpected statuses (h2load). */
+function roundErrors(r: Round, t: Target, s: Scenario): number {
+  if (r.load.loadGenerator === 'ghz') return r.load.errors;
+  const l = r.load;
+  // Over HTTP/2 every gRPC answer is HTTP 200; over HTTP/1.1 a deny is its own status.
+  const expectedStatus = t.transport === 'grpc' || t.expect(s).allow ? '2xx' : `${String(t.expect(s).status)[0]}xx`;
+  const unexpected = Object.entries(l.statusCodes).reduce((n, [k, c]) => n + (k === expectedStatus ? 0 : c), 0);
+  return l.errored + l.timeout + unexpected;
+}
+
 /**
  * One scenario on every server: each must decide the scenario's requests right first; then
  * `rounds` closed loops per server, interleaved (round r starts with server r), so a drift
  * in the machine's speed during the run touches every server alike; the median round is the
- * server's max. Then an open loop at a fraction of that max (latency under load), and a lone
- * call at a time (latency without queueing).
+ * server's max. Then (gRPC) an open loop at a fraction of that max with ghz (latency under
+ * load), and a lone call at a time (latency without queueing).
  */
-async function measureScenario(s: Scenario, targets: Target[], dataFile: string): Promise<SystemRun[]> {
+async function measureScenario(s: Scenario, targets: Target[]): Promise<SystemRun[]> {
   const runs = new Map<Target, SystemRun>();
-  const clients = new Map<Target, CheckClient>();
+  const verifiers = new Map<Target, Verifier>();
   const live: Target[] = [];
   for (const t of targets) {
     const expected = t.expect(s);
-    const base: SystemRun = { system: t.system, scenario: s.name, what: t.system === 'null' ? `null server on ${s.name}'s requests (ceiling)` : s.what, expected, state: 'measured' };
+    const base: SystemRun = { system: t.system, transport: t.transport, scenario: s.name, what: t.system.startsWith('null') ? `null server on ${s.name}'s requests (ceiling)` : s.what, expected, state: 'measured' };
     runs.set(t, base);
-    const client = new CheckClient(t.target);
-    clients.set(t, client);
+    const v = new Verifier(t);
+    verifiers.set(t, v);
     // Every distinct request of the scenario (first and last for a token set) must decide right.
-    const probes = s.requests.length > 1 ? [s.requests[0]!, s.requests[s.requests.length - 1]!] : s.requests;
+    const probes = s.requests.length > 1 ? [0, s.requests.length - 1] : [0];
     try {
-      for (const req of probes) {
-        base.checkBefore = await client.verify(req, expected);
+      for (const i of probes) {
+        base.checkBefore = await v.verify(s, i);
         if (!base.checkBefore.ok) break;
       }
       if (base.checkBefore?.ok) live.push(t);
@@ -203,25 +366,32 @@ async function measureScenario(s: Scenario, targets: Target[], dataFile: string)
   }
   const fail = (t: Target, err: unknown) => {
     runs.set(t, { ...runs.get(t)!, state: 'error', reason: (err as Error).message.slice(0, 2000) });
-    live.splice(live.indexOf(t), 1);
+    if (live.includes(t)) live.splice(live.indexOf(t), 1);
   };
-  const common = (t: Target) => ({ ghz: tools.ghz, target: t.target, dataFile, connections: settings.connections, concurrency: settings.concurrency, outFile: join(out, `ghz-${t.system}-${s.name}.json`) });
 
   const idle = settings.waitIdleSec > 0 ? await waitIdle(settings.waitIdleSec) : undefined;
   if (idle && !idle.idle) log(`${s.name}: machine still busy (${idle.busyCores} cores) after ${idle.waitedSec}s: measuring anyway`);
+  const loadAtStart = loadAverage();
+  log(`${s.name}: load average ${loadAtStart.join(' ')}`);
   const rss = new Map(live.map((t) => [t, sampleRss(t.server.pid, 250)]));
   for (const t of [...live]) {
     log(`${t.system} ${s.name}: warm-up ${settings.warmupSec}s`);
-    await runLoad({ ...common(t), durationSec: settings.warmupSec }).catch((err) => fail(t, err));
+    try {
+      if (useH2load(s)) await h2loadFor(t, s, settings.warmupSec);
+      else if (t.transport === 'grpc') await runLoad({ ...ghzFor(t, s), durationSec: settings.warmupSec });
+    } catch (err) {
+      fail(t, err);
+    }
   }
 
-  const rounds = new Map<Target, { load: LoadResult; cpu: NonNullable<SystemRun['cpu']> }[]>(live.map((t) => [t, []]));
+  const rounds = new Map<Target, Round[]>(live.map((t) => [t, []]));
   for (let r = 0; r < settings.rounds; r++) {
     const order = live.map((_, i) => live[(i + r) % live.length]!);
     for (const t of order) {
+      if (t.transport === 'http1' && !useH2load(s)) continue; // ghz speaks gRPC only
       log(`${t.system} ${s.name}: closed loop ${settings.durationSec}s (round ${r + 1} of ${settings.rounds})`);
       try {
-        rounds.get(t)!.push(await closedLoop(t, common(t)));
+        rounds.get(t)!.push(await closedLoop(t, s, verifiers.get(t)!));
       } catch (err) {
         fail(t, err);
       }
@@ -229,71 +399,73 @@ async function measureScenario(s: Scenario, targets: Target[], dataFile: string)
   }
 
   for (const t of [...live]) {
-    const best = median(rounds.get(t)!, (x) => x.load.rps);
-    const rps = Math.max(1, Math.floor(best.load.rps * settings.loadFraction));
-    log(`${t.system} ${s.name}: open loop at ${rps} rps (${settings.loadFraction * 100}% of ${best.load.rps}) for ${settings.durationSec}s; one call at a time for ${settings.loneDurationSec}s`);
+    const all = rounds.get(t)!;
+    if (all.length === 0) {
+      runs.set(t, { ...runs.get(t)!, state: 'not-run', reason: 'ghz speaks gRPC only, and h2load sends one request body: a token set over HTTP/1.1 is not measured' });
+      rss.get(t)!.stop();
+      continue;
+    }
+    const best = median(all, (x) => x.rps);
+    const rps = Math.max(1, Math.floor(best.rps * settings.loadFraction));
     try {
-      // Fewer workers than the closed loop: at a fixed rate, extra workers only add client-side
-      // scheduling delay to the tail (null server at 5k rps: p99 24 ms with 50, 7.5 ms with 16).
-      const open = await runLoad({ ...common(t), concurrency: settings.openConcurrency, durationSec: settings.durationSec, rps });
-      if (open.rps < rps * 0.95) log(`${t.system} ${s.name}: the open loop fell behind (${open.rps} of ${rps} rps): its latencies understate queueing`);
-      const lone = await runLoad({ ...common(t), connections: 1, concurrency: 1, durationSec: settings.loneDurationSec });
+      let open: LoadResult | undefined;
+      let lone: LoadResult | H2loadResult | undefined;
+      if (t.transport === 'grpc') {
+        log(`${t.system} ${s.name}: open loop at ${rps} rps (${settings.loadFraction * 100}% of ${best.rps}) for ${settings.durationSec}s; one call at a time for ${settings.loneDurationSec}s`);
+        // Fewer workers than the closed loop: at a fixed rate, extra workers only add client-side
+        // scheduling delay to the tail (null server at 5k rps: p99 24 ms with 50, 7.5 ms with 16).
+        open = await runLoad({ ...ghzFor(t, s), concurrency: settings.openConcurrency, durationSec: settings.durationSec, rps });
+        if (open.rps < rps * 0.95) log(`${t.system} ${s.name}: the open loop fell behind (${open.rps} of ${rps} rps): its latencies understate queueing`);
+        lone = await runLoad({ ...ghzFor(t, s), connections: 1, concurrency: 1, durationSec: settings.loneDurationSec });
+      } else {
+        log(`${t.system} ${s.name}: one call at a time for ${settings.loneDurationSec}s (h2load --h1; no open loop: ghz speaks gRPC only)`);
+      }
+      // The same lone call with h2load, the only client of every transport: a latency floor without ghz's own cost.
+      const loneH2load = useH2load(s) ? await h2loadFor(t, s, settings.loneDurationSec, true) : undefined;
+      lone ??= loneH2load;
       const samples = rss.get(t)!.stop();
       const peak = samples.reduce((m, x) => (x.bytes > m.bytes ? x : m), samples[0]!);
-      const checkAfter = await clients.get(t)!.verify(s.requests[0]!, t.expect(s));
-      const all = rounds.get(t)!;
+      const checkAfter = await verifiers.get(t)!.verify(s);
+      const errors = all.reduce((n, r) => n + roundErrors(r, t, s), 0) + (open?.errors ?? 0) + (lone?.loadGenerator === 'ghz' ? lone.errors : 0);
+      const wrong = all.reduce((n, r) => n + r.probes.wrong + Object.values(r.decisions?.other ?? {}).reduce((a, b) => a + b, 0), 0);
+      const late = all.reduce((n, r) => n + (r.load.loadGenerator === 'h2load' ? (r.load.late ?? 0) : 0), 0);
       const result: SystemRun = {
         ...runs.get(t)!,
+        about: t.about,
+        ...(t.ownNull ? { ownNull: t.ownNull } : {}),
         closed: best.load,
-        roundsRps: all.map((x) => x.load.rps),
-        open,
-        lone,
+        maxRps: best.rps,
+        rounds: all,
+        roundsRps: all.map((x) => x.rps),
+        ...(open ? { open } : {}),
+        ...(lone ? { lone } : {}),
+        ...(loneH2load ? { loneH2load } : {}),
         peakRssBytes: peak.bytes,
+        rssAfterBytes: treeRss(t.server.pid).bytes,
         processes: peak.processes,
-        cpu: best.cpu,
+        cores: best.cores,
+        cpuUsPerCall: median(all, (x) => x.serverCpuUsPerCall).serverCpuUsPerCall,
+        loadAverageAtStart: loadAtStart,
+        errors,
+        wrongDecisions: wrong,
+        late,
         checkAfter,
         ...(idle ? { idleBefore: idle } : {}),
       };
-      runs.set(t, checkAfter.ok ? result : { ...result, state: 'check-failed', reason: `after the load: ${describe(checkAfter)}` });
+      const bad = !checkAfter.ok ? `after the load: ${describe(checkAfter)}` : wrong > 0 ? `${wrong} answer(s) under load were not the expected decision` : undefined;
+      runs.set(t, bad ? { ...result, state: 'check-failed', reason: bad } : result);
     } catch (err) {
       fail(t, err);
     }
   }
   for (const r of rss.values()) r.stop();
-  for (const c of clients.values()) c.close();
+  for (const v of verifiers.values()) v.close();
   return targets.map((t) => runs.get(t)!);
 }
 
-/** One closed loop, with the cores the server, ghz and everything else took meanwhile. */
-async function closedLoop(t: Target, common: Omit<Parameters<typeof runLoad>[0], 'durationSec'>): Promise<{ load: LoadResult; cpu: NonNullable<SystemRun['cpu']> }> {
-  let ghzPid = -1;
-  let ghzCpu = 0;
-  const ghzTimer = setInterval(() => {
-    if (ghzPid > 0) ghzCpu = Math.max(ghzCpu, treeCpuSeconds(ghzPid));
-  }, 200);
-  const cpu0 = { server: treeCpuSeconds(t.server.pid), busy: machineBusySeconds(), self: process.cpuUsage() };
-  const t0 = process.hrtime.bigint();
-  try {
-    const load = await runLoad({ ...common, durationSec: settings.durationSec, onStart: (pid) => (ghzPid = pid) });
-    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-    const self = process.cpuUsage(cpu0.self);
-    const serverCpu = treeCpuSeconds(t.server.pid) - cpu0.server;
-    const busy = machineBusySeconds() - cpu0.busy;
-    const selfCpu = (self.user + self.system) / 1e6;
-    return {
-      load,
-      cpu: {
-        serverCores: round(serverCpu / wall, 2),
-        loadGeneratorCores: round(ghzCpu / wall, 2),
-        otherCores: round(Math.max(0, busy - serverCpu - ghzCpu - selfCpu) / wall, 2),
-      },
-    };
-  } finally {
-    clearInterval(ghzTimer);
-  }
-}
-
 // ---------------------------------------------------------------------------------------
+
+let prepared: Prepared | undefined;
 
 async function prepareCredentials(only?: string[]): Promise<Prepared> {
   mkdirSync(out, { recursive: true });
@@ -314,102 +486,84 @@ async function prepareCredentials(only?: string[]): Promise<Prepared> {
   if (!wantDistinct) distinctTokens.push(token);
   const all = scenarios({ apiKey: main.key, unknownApiKey: unknown.key, token, distinctTokens });
   const list = only ? all.filter((s) => only.includes(s.name)) : all;
-  const data = writeGhzData(list);
-  return { list, data, keysFile, keysDocument, issuer, apiKey: main.key, keySource: main.source, keyEntries: entries };
+  const unknownNames = (only ?? []).filter((n) => !all.some((s) => s.name === n));
+  if (unknownNames.length) throw new Error(`unknown scenario(s): ${unknownNames.join(', ')} (known: ${all.map((s) => s.name).join(', ')})`);
+  const data = writeLoadData(list);
+  prepared = { list, data, keysFile, keysDocument, issuer, apiKey: main.key, keySource: main.source, keyEntries: entries };
+  return prepared;
 }
 
-async function startNull(): Promise<Target> {
+async function startNull(transport: 'grpc-js' | 'http2' | 'http1'): Promise<Target> {
   const port = await freePort();
   let ready!: () => void;
   const isReady = new Promise<void>((r) => (ready = r));
-  log(`starting the null server (${settings.nullWorkers} processes) on 127.0.0.1:${port}`);
-  const server = start('node', ['--import', 'tsx', join(root, 'bench', 'null-server.ts'), '--port', String(port), '--workers', String(settings.nullWorkers)], {
+  const system = `null-${transport}`;
+  log(`starting ${system} (${settings.nullWorkers} processes) on 127.0.0.1:${port}`);
+  const server = start('node', ['--import', 'tsx', join(root, 'bench', 'null-server.ts'), '--port', String(port), '--transport', transport, '--workers', String(settings.nullWorkers)], {
     cwd: root,
-    logFile: join(out, 'null-server.log'),
+    logFile: join(out, `${system}.log`),
     onStdout: (line) => line.startsWith('READY') && ready(),
   });
   try {
-    await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error('null server exited'))), timeout(60_000, 'null server did not start')]);
+    await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error(`${system} exited`))), timeout(60_000, `${system} did not start`)]);
   } catch (err) {
     await server.stop();
     throw err;
   }
-  return { system: 'null', target: `127.0.0.1:${port}`, server, expect: () => NULL_EXPECT };
+  return { system, transport: transport === 'http1' ? 'http1' : 'grpc', target: `127.0.0.1:${port}`, server, expect: () => NULL_EXPECT, about: `bench/null-server.ts --transport ${transport}, ${settings.nullWorkers} process(es)` };
 }
 
 async function startMcpAuthzTarget(p: Prepared, bundle: string | undefined): Promise<Target> {
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   const configFile = writeMcpAuthzConfig(p, grpcPort, httpPort, bundle);
-  log(`starting mcp-authz (default workers) on 127.0.0.1:${grpcPort}`);
-  const server = await startMcpAuthz(configFile, grpcPort, p.list[0]!.requests[0]!, opt['server-log'] ? join(out, 'mcp-authz.log') : undefined);
-  return { system: 'mcp-authz', target: `127.0.0.1:${grpcPort}`, server, expect: (s) => s.expect };
+  const workers = settings.mcpAuthzWorkers;
+  log(`starting mcp-authz (${workers ? `--workers ${workers}` : 'default workers'}) on 127.0.0.1:${grpcPort}`);
+  const server = await startMcpAuthz(configFile, grpcPort, p.list[0]!.requests[0]!, opt['server-log'] ? join(out, 'mcp-authz.log') : undefined, workers);
+  return {
+    system: 'mcp-authz',
+    transport: 'grpc',
+    target: `127.0.0.1:${grpcPort}`,
+    server,
+    expect: (s) => s.expect,
+    metricsUrl: `http://127.0.0.1:${httpPort}/metrics`,
+    about: `mcp-authz serve ${workers ? `--workers ${workers}` : '(default workers: one per core)'}`,
+  };
 }
 
-/** opa-envoy-plugin, or where it cannot be installed opa-peer; or the rows saying why neither runs. */
-async function startPeer(p: Prepared, available: boolean, reason: string | undefined): Promise<Target | SystemRun[]> {
-  const dir = join(out, 'opa-envoy');
-  mkdirSync(dir, { recursive: true });
-  const dataFile = join(dir, 'data.json');
-  writeFileSync(dataFile, JSON.stringify(opaEnvoyData(p)));
-  const policy = join(root, 'bench', 'opa-envoy', 'policy.rego');
-  let system: string;
-  let server: Started;
-  let grpcPort: number;
-  if (available) {
-    system = 'opa-envoy-plugin';
-    grpcPort = await freePort();
-    const httpPort = await freePort();
-    log(`starting opa-envoy-plugin on 127.0.0.1:${grpcPort}`);
-    server = start(
-      tools.oep,
-      [
-        'run', '--server', '--log-level', 'error',
-        '--addr', `127.0.0.1:${httpPort}`,
-        '--config-file', join(root, 'bench', 'opa-envoy', 'config.yaml'),
-        '--set', `plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
-        '--set', 'plugins.envoy_ext_authz_grpc.path=envoy/authz/decision',
-        '--set', 'decision_logs.console=false',
-        policy, dataFile,
-      ],
-      { cwd: root, logFile: join(out, 'opa-envoy-plugin.log') },
-    );
-  } else if (existsSync(tools.opaPeer)) {
-    // opa-envoy-plugin's Check path rebuilt on OPA's Go evaluator (bench/opa-peer/README.md).
-    system = 'opa-peer';
-    grpcPort = await freePort();
-    log(`starting opa-peer on 127.0.0.1:${grpcPort}`);
-    server = start(tools.opaPeer, ['--addr', `127.0.0.1:${grpcPort}`, '--policy', policy, '--data', dataFile], { cwd: root, logFile: join(out, 'opa-peer.log') });
-  } else {
-    // Neither can run here: still prove the policy answers each scenario as expected, by
-    // evaluating it with the real opa on the input opa-envoy-plugin builds.
-    const runs: SystemRun[] = [];
-    for (const s of p.list) {
-      const v = await evalOpaEnvoyPolicy(tools.opa, policy, dataFile, s);
-      runs.push({
-        system: 'opa-envoy-plugin',
-        scenario: s.name,
-        what: s.what,
-        expected: s.expect,
-        state: 'not-run',
-        reason: `${reason}; policy checked with opa eval on the plugin's input shape: ${v.ok ? 'decides as expected' : describe(v)}`,
-        checkBefore: v,
-      });
-    }
-    return runs;
-  }
-  const target = `127.0.0.1:${grpcPort}`;
-  const client = new CheckClient(target);
-  let alive = true;
-  void server.exited.then(() => (alive = false));
+/** One of the transport study's servers: the real pipeline behind one transport, one process. */
+async function startTransport(system: string, configFile: string): Promise<Target> {
+  const t = STUDY_TRANSPORT[system]!;
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  log(`starting ${system} (bench/transports/serve.ts --transport ${t.serve}) on 127.0.0.1:${port}`);
+  const server = start('node', ['--import', 'tsx', join(root, 'bench', 'transports', 'serve.ts'), '--transport', t.serve, '--config', configFile, '--port', String(port), '--metrics-port', String(metricsPort)], {
+    cwd: root,
+    env: { ...process.env, NODE_ENV: 'production' },
+    onStdout: (line) => line.startsWith('READY') && ready(),
+  });
   try {
-    await client.waitReady(p.list[0]!.requests[0]!, 60_000, () => alive);
+    await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error(`${system} exited`))), timeout(60_000, `${system} did not start`)]);
   } catch (err) {
     await server.stop();
     throw err;
-  } finally {
-    client.close();
   }
-  return { system, target, server, expect: (s) => s.expect };
+  return {
+    system,
+    transport: t.serve === 'http1' ? 'http1' : 'grpc',
+    target: `127.0.0.1:${port}`,
+    server,
+    expect: (s) => s.expect,
+    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+    about: t.about,
+    ownNull: t.ownNull,
+  };
+}
+
+async function startPeer(p: Prepared, build: string): Promise<Target> {
+  log('starting opa-envoy-plugin on loopback');
+  const { server, target } = await startOpaEnvoyPlugin(p, p.list[0]!.requests[0]!);
+  return { system: 'opa-envoy-plugin', transport: 'grpc', target, server, expect: (s) => s.expect, about: build };
 }
 
 function printSoak(command: string, r: Awaited<ReturnType<typeof runSoak>>): void {
@@ -459,7 +613,11 @@ function writeResults(result: { kind: string } & Record<string, unknown>): strin
 async function main(): Promise<number> {
   const started = new Date();
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-  const { oep } = await prepareTools();
+  const known: readonly string[] = opt.transports ? STUDY : SYSTEMS;
+  const systems = opt['in-process'] || opt.soak || opt.profile ? [] : (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
+  const unknownSystems = systems.filter((s) => !known.includes(s));
+  if (unknownSystems.length) throw new Error(`unknown system(s): ${unknownSystems.join(', ')} (known${opt.transports ? ' with --transports' : ''}: ${known.join(', ')})`);
+  await prepareTools(systems);
   const { bundle, notes } = await buildProduct();
 
   if (opt.soak) {
@@ -479,7 +637,21 @@ async function main(): Promise<number> {
     }
   }
 
-  const only = opt.scenarios?.split(',').map((s) => s.trim());
+  const only = (opt.scenarios ?? (opt.transports || opt.profile ? 'apikey_tool_allow,invalid_key' : undefined))?.split(',').map((s) => s.trim());
+  if (opt.profile) {
+    const p = await prepareCredentials(only);
+    try {
+      const durationSec = parseDuration(opt['profile-duration']!);
+      const streams = Math.max(1, Math.round(settings.concurrency / settings.connections));
+      const rows = await profileScenarios(p, bundle, { durationSec, warmupSec: settings.warmupSec, connections: settings.connections, streams, workers: Math.max(1, Number(opt['profile-workers'])), log });
+      const file = writeResults({ kind: 'profile', startedAt: started.toISOString(), command, machine: machine(), notes, scenarios: rows });
+      printProfiles(command, rows);
+      log(`results: ${file}`);
+      return 0;
+    } finally {
+      await p.issuer.close();
+    }
+  }
   if (opt['in-process']) {
     const p = await prepareCredentials(only);
     try {
@@ -494,44 +666,54 @@ async function main(): Promise<number> {
     }
   }
 
-  const systems = opt.systems!.split(',').map((s) => s.trim());
+  const peer = systems.includes('opa-envoy-plugin') ? await opaEnvoyPluginBuild() : undefined;
   const p = await prepareCredentials(only);
   const runs: SystemRun[] = [];
   const targets: Target[] = [];
-  const notRun: SystemRun[] = [];
   try {
     // Every server runs for the whole benchmark, so each scenario's rounds interleave them.
-    if (systems.includes('null')) targets.push(await startNull());
-    if (systems.includes('mcp-authz')) targets.push(await startMcpAuthzTarget(p, bundle));
-    if (systems.includes('opa-envoy-plugin')) {
-      const peer = await startPeer(p, oep.available, oep.reason);
-      if (Array.isArray(peer)) notRun.push(...peer);
-      else targets.push(peer);
+    for (const transport of ['grpc-js', 'http2', 'http1'] as const) {
+      if (systems.includes(`null-${transport}`)) targets.push(await startNull(transport));
     }
-    for (const s of p.list) runs.push(...(await measureScenario(s, targets, p.data.get(s.name)!)));
+    if (systems.includes('mcp-authz')) targets.push(await startMcpAuthzTarget(p, bundle));
+    if (opt.transports) {
+      const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), bundle);
+      for (const system of systems.filter((x) => STUDY_TRANSPORT[x])) targets.push(await startTransport(system, configFile));
+    }
+    if (peer) targets.push(await startPeer(p, `${peer.build} (${peer.version})`));
+    for (const s of p.list) runs.push(...(await measureScenario(s, targets)));
   } finally {
     await Promise.all(targets.map((t) => t.server.stop(10_000)));
     await p.issuer.close();
   }
-  runs.push(...notRun);
+  for (const r of runs) {
+    const own = r.ownNull ? runs.find((x) => x.system === r.ownNull && x.scenario === r.scenario) : undefined;
+    if (r.maxRps && own?.maxRps) r.vsOwnNull = round(r.maxRps / own.maxRps, 3);
+  }
   const result = {
-    kind: 'throughput',
+    kind: opt.transports ? 'transports' : 'throughput',
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     command,
     machine: machine(),
-    settings: { ...settings, loadGenerator: 'ghz on the same machine', nullServerWorkers: settings.nullWorkers, mcpAuthzWorkers: 'default (serve without --workers)', maxRps: `median of ${settings.rounds} interleaved closed-loop rounds` },
-    tools: { ghz: ghzVersion(tools.ghz), opaEnvoyPlugin: oep },
+    settings: {
+      ...settings,
+      maxRps: `median of ${settings.rounds} interleaved closed-loop rounds`,
+      maxLoadGenerator: settings.maxLoad === 'h2load' ? 'h2load, one thread, on the same machine (ghz for scenarios of several requests)' : 'ghz on the same machine',
+      latencyLoadGenerator: 'ghz (open loop and lone calls; h2load for lone calls over HTTP/1.1)',
+    },
+    systems: Object.fromEntries(targets.map((t) => [t.system, t.about])),
+    tools: { ghz: ghzVersion(tools.ghz), h2load: h2loadVersion(), ...(peer ? { opaEnvoyPlugin: peer } : {}) },
     keySource: p.keySource,
     notes,
     /** The most CPU other processes took during a closed loop: above ~0.25 cores the machine was not idle. */
-    otherCoresMax: Math.max(0, ...runs.map((r) => r.cpu?.otherCores ?? 0)),
+    otherCoresMax: Math.max(0, ...runs.map((r) => r.cores?.other ?? 0)),
     runs,
     ratios: ratios(runs),
   };
   const file = writeResults(result);
   printTable(result);
-  log(`results: ${file} (and bench/results/latest.json)`);
+  log(`results: ${file}${result.kind === 'throughput' ? ' (and bench/results/latest.json)' : ''}`);
   const broken = runs.filter((r) => r.state === 'check-failed' || r.state === 'error');
   if (broken.length) log(`${broken.length} run(s) failed their own checks or errored: see the table`);
   return broken.length ? 1 : 0;

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [opa-peer] [envoy-validate] [promtool] [go-mcp-server] [redis]
+# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [go-mcp-server] [redis]
 #        (no args: opa)
+#
+# opa-envoy-plugin is built from its source tarball, because the Go module proxy refuses
+# `go install` of the module (403 for every version). The tarball is looked for in
+# $MCP_AUTHZ_PEERS_DIR, else in ../shared/peers/ beside the repository's folder.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/.tools/bin"
@@ -11,14 +15,16 @@ mkdir -p "$bin"
 OPA_MOD="github.com/open-policy-agent/opa@v1.22.2"
 HELM_MOD="helm.sh/helm/v3/cmd/helm@v3.19.0"
 GHZ_MOD="github.com/bojand/ghz/cmd/ghz@v0.121.0"
-OEP_MOD="github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin@v1.19.1-envoy"
+# opa-envoy-plugin at commit 07a1fd15b3f5 (after v1.19.1-envoy: OPA v1.19.1); the hash pins the tarball.
+OEP_COMMIT="07a1fd1"
+OEP_TARBALL_SHA256="7876f449132944e493dfb1b230cd81ce73e3c8fb29485abdc38b5ead9e1b469c"
 # Only where Debian's prometheus package cannot be fetched: this build takes 15+ minutes on 2 cores.
 PROMTOOL_MOD="github.com/prometheus/prometheus/cmd/promtool@v0.316.0"
 
 need_go() {
   if ! command -v go >/dev/null 2>&1; then
     echo "install-tools: Go is not installed. Install Go >= 1.24 (https://go.dev/dl/) and re-run," >&2
-    echo "  or put these on PATH yourself: opa v1.22.2, helm v3, ghz, opa-envoy-plugin v1.19.1-envoy." >&2
+    echo "  or put these on PATH yourself: opa v1.22.2, helm v3, ghz." >&2
     exit 1
   fi
 }
@@ -92,6 +98,56 @@ install_promtool() {
   install promtool "$PROMTOOL_MOD"
 }
 
+# opa-envoy-plugin, the benchmark's peer, built from the pinned source tarball. The stamp
+# names the commit and the tarball's hash, so a different tarball is never mistaken for it.
+install_opa_envoy_plugin() {
+  local stamp="$bin/.opa-envoy-plugin.version" want="opa-envoy-plugin@$OEP_COMMIT sha256:$OEP_TARBALL_SHA256"
+  if [[ -x "$bin/opa-envoy-plugin" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    return 0
+  fi
+  local peers="${MCP_AUTHZ_PEERS_DIR:-$root/../shared/peers}"
+  local tarball="$peers/opa-envoy-plugin-$OEP_COMMIT.tar.gz"
+  if [[ ! -f "$tarball" ]]; then
+    echo "install-tools: opa-envoy-plugin source not found at $tarball" >&2
+    echo "  The Go module proxy refuses 'go install' of opa-envoy-plugin, so it is built from" >&2
+    echo "  opa-envoy-plugin-$OEP_COMMIT.tar.gz. Put that file in ../shared/peers/ beside the" >&2
+    echo "  repository's folder, or set MCP_AUTHZ_PEERS_DIR to the folder that holds it." >&2
+    exit 1
+  fi
+  local got
+  got="$(sha256_of "$tarball" | cut -d' ' -f1)"
+  if [[ "$got" != "$OEP_TARBALL_SHA256" ]]; then
+    echo "install-tools: $tarball has sha256 $got, expected $OEP_TARBALL_SHA256 (commit $OEP_COMMIT)" >&2
+    exit 1
+  fi
+  need_go
+  local tmp
+  tmp="$(mktemp -d)"
+  echo "install-tools: go build opa-envoy-plugin $OEP_COMMIT from $tarball (several minutes cold)" >&2
+  tar -xzf "$tarball" -C "$tmp"
+  if ! (cd "$tmp/opa-envoy-plugin" && GOFLAGS="-buildvcs=false" go build -trimpath -o "$bin/.opa-envoy-plugin.tmp" ./cmd/opa-envoy-plugin); then
+    rm -rf "$tmp" "$bin/.opa-envoy-plugin.tmp"
+    echo "install-tools: building opa-envoy-plugin failed (Go >= 1.25 and its dependencies from the module proxy are needed)" >&2
+    exit 1
+  fi
+  rm -rf "$tmp"
+  mv -f "$bin/.opa-envoy-plugin.tmp" "$bin/opa-envoy-plugin"
+  echo "$want" > "$stamp"
+}
+
+# h2load (nghttp2's HTTP/2 and HTTP/1.1 load generator), from the system's packages.
+install_h2load() {
+  if command -v h2load >/dev/null 2>&1; then return 0; fi
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    echo "install-tools: apt-get install nghttp2-client (h2load)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null
+  else
+    echo "install-tools: h2load is missing; install it (e.g. 'apt-get install nghttp2-client')" >&2
+    exit 1
+  fi
+}
+
 install_redis() {
   if command -v redis-server >/dev/null 2>&1; then return 0; fi
   if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
@@ -111,8 +167,8 @@ for t in "${tools[@]}"; do
     opa) install opa "$OPA_MOD" ;;
     helm) install helm "$HELM_MOD" ;;
     ghz) install ghz "$GHZ_MOD" ;;
-    opa-envoy-plugin) install opa-envoy-plugin "$OEP_MOD" ;;
-    opa-peer) build_local opa-peer bench/opa-peer ;;
+    opa-envoy-plugin) install_opa_envoy_plugin ;;
+    h2load) install_h2load ;;
     envoy-validate) build_local envoy-validate test/envoy-validate ;;
     promtool) install_promtool ;;
     go-mcp-server) build_local go-mcp-server test/e2e/go-mcp-server ;;

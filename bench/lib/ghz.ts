@@ -2,7 +2,7 @@
 // publishes: throughput, latency percentiles (from every call's latency), gRPC errors.
 import { readFileSync, rmSync } from 'node:fs';
 import { envoyIncludeDirs } from '../../src/envoy/protos.js';
-import { start } from './processes.js';
+import { parseCpuTimes, start, withCpuTimes } from './processes.js';
 
 export interface LoadOptions {
   ghz: string;
@@ -16,11 +16,12 @@ export interface LoadOptions {
   /** Open loop: this many calls per second (else closed loop: as fast as answers come). */
   rps?: number;
   outFile: string;
-  /** Called with ghz's PID once it runs (CPU accounting). */
+  /** Called with the PID of the process group running ghz. */
   onStart?: (pid: number) => void;
 }
 
 export interface LoadResult {
+  loadGenerator: 'ghz';
   mode: 'closed' | 'open';
   requestedRps?: number;
   connections: number;
@@ -37,6 +38,9 @@ export interface LoadResult {
   statusCodes: Record<string, number>;
   errorSamples: string[];
   endReason: string;
+  /** CPU seconds ghz itself used, and the cores that is over the run. */
+  loadGeneratorCpuSec: number | undefined;
+  loadGeneratorCores: number | undefined;
 }
 
 interface GhzReport {
@@ -76,16 +80,17 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   if (o.rps) args.push('--rps', String(o.rps));
   args.push(o.target);
   rmSync(o.outFile, { force: true });
-  const p = start(o.ghz, args);
+  const p = start(...withCpuTimes(o.ghz, args), { captureStderr: true });
   o.onStart?.(p.pid);
   const chunks: string[] = [];
   p.child.stderr!.on('data', (d: Buffer) => chunks.push(d.toString()));
   const code = await p.exited;
+  const { cpuSec, stderr } = parseCpuTimes(chunks.join(''));
   let report: GhzReport;
   try {
     report = JSON.parse(readFileSync(o.outFile, 'utf8')) as GhzReport;
   } catch {
-    throw new Error(`ghz failed (exit ${code}): ${chunks.join('').trim().slice(0, 2000)}`);
+    throw new Error(`ghz failed (exit ${code}): ${stderr.trim().slice(0, 2000)}`);
   }
   const details = report.details ?? [];
   const lat = new Float64Array(details.length);
@@ -114,6 +119,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const sum = lat.reduce((a, b) => a + b, 0);
   rmSync(o.outFile, { force: true });
   return {
+    loadGenerator: 'ghz',
     mode: o.rps ? 'open' : 'closed',
     ...(o.rps ? { requestedRps: o.rps } : {}),
     connections: o.connections,
@@ -136,6 +142,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     statusCodes: report.statusCodeDistribution ?? {},
     errorSamples: [...samples],
     endReason: report.endReason,
+    loadGeneratorCpuSec: cpuSec === undefined ? undefined : round(cpuSec, 2),
+    loadGeneratorCores: cpuSec === undefined ? undefined : round(cpuSec / durationSec, 2),
   };
 }
 

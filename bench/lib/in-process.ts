@@ -24,14 +24,11 @@ export interface PhaseCosts {
   pipelineWithoutObserversUs: number;
 }
 
-/**
- * Decision log lines go to the service log, as in `serve`; point stderr at /dev/null to
- * measure their cost without a terminal's.
- */
 /** The compiled modules (dist/, as `serve` runs them; the benchmark builds them first), typed as their sources. */
-async function product() {
+export async function product() {
   const load = <T>(path: string): Promise<T> => import(pathToFileURL(join(root, 'dist', path)).href) as Promise<T>;
   return {
+    ...(await load<typeof import('../../src/contracts/outcome.js')>('contracts/outcome.js')),
     ...(await load<typeof import('../../src/pipeline/pipeline.js')>('pipeline/pipeline.js')),
     ...(await load<typeof import('../../src/config/load.js')>('config/load.js')),
     ...(await load<typeof import('../../src/envoy/encode-response.js')>('envoy/encode-response.js')),
@@ -40,6 +37,8 @@ async function product() {
     ...(await load<typeof import('../../src/envoy/to-response.js')>('envoy/to-response.js')),
     ...(await load<typeof import('../../src/log/logger.js')>('log/logger.js')),
     ...(await load<typeof import('../../src/pipeline/build-runtime.js')>('pipeline/build-runtime.js')),
+    ...(await load<typeof import('../../src/server/grpc-server.js')>('server/grpc-server.js')),
+    ...(await load<typeof import('../../src/server/health.js')>('server/health.js')),
   };
 }
 

@@ -1,4 +1,4 @@
-// mcp-authz as the benchmark runs it: the real CLI (`serve`, default workers) as a
+// mcp-authz as the benchmark runs it: the real CLI (`serve`, default workers or --workers N) as a
 // subprocess, from bench/config/mcp-authz.yaml completed with this run's ports and issuer.
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,8 +11,8 @@ import { CheckClient } from './verify.js';
 
 export interface Prepared {
   list: Scenario[];
-  /** ghz data file per scenario name. */
-  data: Map<string, string>;
+  /** Per scenario name: the ghz data file, h2load's gRPC-framed body, and the HTTP/1.1 body. */
+  data: Map<string, { ghz: string; grpc: string; http: string }>;
   keysFile: string;
   /** The keys file content; with `extraKey`, one more key (a key reload). */
   keysDocument(extraKey?: string): unknown;
@@ -36,7 +36,8 @@ export function writeMcpAuthzConfig(p: Prepared, grpcPort: number, httpPort: num
 
 /** Starts `mcp-authz serve` and waits until it answers Check. Decision logs go to `logFile` or nowhere. */
 export async function startMcpAuthz(configFile: string, grpcPort: number, probe: Record<string, unknown>, logFile?: string, workers?: number): Promise<Started> {
-  const server = start(mcpAuthzCli[0]!, [...mcpAuthzCli.slice(1), 'serve', '--config', configFile, ...(workers !== undefined ? ['--workers', String(workers)] : [])], {
+  const args = [...mcpAuthzCli.slice(1), 'serve', '--config', configFile, ...(workers !== undefined ? ['--workers', String(workers)] : [])];
+  const server = start(mcpAuthzCli[0]!, args, {
     cwd: root,
     ...(logFile ? { logFile } : {}),
     env: { ...process.env, NODE_ENV: 'production' },

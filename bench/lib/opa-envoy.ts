@@ -1,13 +1,13 @@
-// opa-envoy-plugin's side of the comparison: the data its policy reads (the same keys,
-// endpoints and JWKS mcp-authz gets), and an `opa eval` of that policy on the input the
-// plugin builds, to prove the policy decides like mcp-authz even where the plugin can't run.
-import { writeFileSync } from 'node:fs';
+// opa-envoy-plugin, the benchmark's peer: the real plugin (scripts/install-tools.sh builds it
+// from its pinned source), run as its own docs run it, with bench/opa-envoy/policy.rego and
+// the data that policy reads (the same keys, endpoints and JWKS mcp-authz gets).
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Prepared } from './mcp-authz.js';
-import { out } from './paths.js';
-import { run } from './processes.js';
-import { BENCH_USER, OAUTH_RESOURCE, PATHS, type Scenario } from './scenarios.js';
-import type { Verdict } from './verify.js';
+import { out, root, tools } from './paths.js';
+import { freePort, run, start, type Started } from './processes.js';
+import { BENCH_USER, OAUTH_RESOURCE, PATHS } from './scenarios.js';
+import { CheckClient } from './verify.js';
 
 export function opaEnvoyData(p: Prepared): unknown {
   const keys: Record<string, unknown> = {};
@@ -26,50 +26,53 @@ export function opaEnvoyData(p: Prepared): unknown {
   };
 }
 
-const camel = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-
-/** protojson's field names, as the plugin hands `attributes` to the policy; header names untouched. */
-function toProtoJsonNames(v: unknown, parentKey = ''): unknown {
-  if (Array.isArray(v)) return v.map((x) => toProtoJsonNames(x));
-  if (v && typeof v === 'object') {
-    if (parentKey === 'headers') return v;
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [camel(k), toProtoJsonNames(x, k)]));
-  }
-  return v;
-}
-
-/** The input opa-envoy-plugin builds for one CheckRequest (envoyauth/request.go). */
-export function pluginInput(req: Record<string, any>): unknown {
-  const http = req.attributes.request.http;
-  const [path, query = ''] = String(http.path).split('?', 2);
-  const parsedQuery: Record<string, string[]> = {};
-  for (const [k, v] of new URLSearchParams(query)) (parsedQuery[k] ??= []).push(v);
-  const json = String(http.headers?.['content-type'] ?? '').startsWith('application/json') && http.body;
-  return {
-    attributes: toProtoJsonNames(req.attributes),
-    parsed_path: path!.split('/').filter(Boolean),
-    parsed_query: parsedQuery,
-    parsed_body: json ? JSON.parse(http.body) : null,
-    truncated_body: false,
-    version: { encoding: 'protojson', ext_authz: 'v3' },
-  };
-}
-
-export async function evalOpaEnvoyPolicy(opa: string, policy: string, dataFile: string, s: Scenario): Promise<Verdict> {
-  const inputFile = join(out, 'opa-envoy', `input-${s.name}.json`);
-  writeFileSync(inputFile, JSON.stringify(pluginInput(s.requests[0] as Record<string, any>)));
-  const r = await run(opa, ['eval', '--format', 'json', '-d', policy, '-d', dataFile, '-i', inputFile, 'data.envoy.authz.decision'], { timeoutMs: 60_000 });
-  if (r.code !== 0) return { ok: false, expected: s.expect, failure: `opa eval: ${(r.stderr || r.stdout).trim().slice(0, 500)}` };
-  const d = JSON.parse(r.stdout)?.result?.[0]?.expressions?.[0]?.value as { allowed?: boolean; http_status?: number; body?: string } | undefined;
-  if (!d) return { ok: false, expected: s.expect, failure: 'the policy left the decision undefined' };
-  let error: string | undefined;
+/** Which build of the plugin runs: the install stamp (commit, tarball hash) and its own version line. */
+export async function opaEnvoyPluginBuild(): Promise<{ build: string; version: string }> {
+  let build = 'unknown';
   try {
-    error = JSON.parse(d.body ?? '').error;
+    build = readFileSync(join(root, '.tools', 'bin', '.opa-envoy-plugin.version'), 'utf8').trim();
   } catch {
-    /* no body */
+    /* not installed by scripts/install-tools.sh */
   }
-  const observed = { allow: d.allowed === true, grpcStatus: d.allowed ? 0 : 7, status: d.allowed ? 200 : (d.http_status ?? 403), ...(error ? { error } : {}) };
-  const e = s.expect;
-  const ok = observed.allow === e.allow && (e.allow || (observed.status === e.status && (e.error === undefined || observed.error === e.error)));
-  return { ok, expected: e, observed };
+  const v = await run(tools.oep, ['version'], { timeoutMs: 30_000 });
+  const version = /^Version: (.+)$/m.exec(v.stdout)?.[1] ?? 'unknown';
+  return { build, version: `OPA ${version}, ${/^Go Version: (.+)$/m.exec(v.stdout)?.[1] ?? 'go ?'}` };
+}
+
+/**
+ * Starts the plugin with every listener on loopback: its gRPC server (default ":9191", every
+ * interface) and OPA's HTTP API (default "localhost:8181"); no version check against GitHub
+ * (OPA's default phones home at start), no decision logs on the console. Waits until it
+ * answers `probe`.
+ */
+export async function startOpaEnvoyPlugin(p: Prepared, probe: Record<string, unknown>): Promise<{ server: Started; target: string; httpPort: number }> {
+  const dir = join(out, 'opa-envoy');
+  mkdirSync(dir, { recursive: true });
+  const dataFile = join(dir, 'data.json');
+  writeFileSync(dataFile, JSON.stringify(opaEnvoyData(p)));
+  const [grpcPort, httpPort] = [await freePort(), await freePort()];
+  const server = start(
+    tools.oep,
+    [
+      'run', '--server', '--skip-version-check', '--log-level', 'error',
+      '--addr', `127.0.0.1:${httpPort}`,
+      '--config-file', join(root, 'bench', 'opa-envoy', 'config.yaml'),
+      '--set', `plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
+      join(root, 'bench', 'opa-envoy', 'policy.rego'), dataFile,
+    ],
+    { cwd: root, logFile: join(out, 'opa-envoy-plugin.log') },
+  );
+  const target = `127.0.0.1:${grpcPort}`;
+  const client = new CheckClient(target);
+  let alive = true;
+  void server.exited.then(() => (alive = false));
+  try {
+    await client.waitReady(probe, 60_000, () => alive);
+  } catch (err) {
+    await server.stop();
+    throw new Error(`opa-envoy-plugin did not start (see bench/out/opa-envoy-plugin.log): ${(err as Error).message}`);
+  } finally {
+    client.close();
+  }
+  return { server, target, httpPort };
 }

@@ -6,6 +6,6 @@ export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 /** Generated per run, gitignored: keys, tokens' data files, configs, logs. */
 export const out = join(root, 'bench', 'out');
 const bin = join(root, '.tools', 'bin');
-export const tools = { ghz: join(bin, 'ghz'), oep: join(bin, 'opa-envoy-plugin'), opaPeer: join(bin, 'opa-peer'), opa: join(bin, 'opa') };
+export const tools = { ghz: join(bin, 'ghz'), oep: join(bin, 'opa-envoy-plugin'), opa: join(bin, 'opa') };
 export const shippedBundle = join(root, 'policies', 'build', 'bundle.tar.gz');
 export const mcpAuthzCli = ['node', join(root, 'bin', 'mcp-authz.js')];

@@ -40,11 +40,14 @@ export interface Started {
 }
 
 /** Starts a process in its own group; stdout/stderr go to `logFile` (or are ignored). */
-export function start(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string; onStdout?: (line: string) => void } = {}): Started {
+export function start(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string; onStdout?: (line: string) => void; captureStderr?: boolean } = {}): Started {
   hookExit();
-  // Output nobody reads (decision logs without --server-log) goes to /dev/null, not through this process.
+  // Output nobody reads goes to /dev/null, not through this process: mcp-authz writes its
+  // decision log to stderr synchronously, and a pipe this busy process drains late fills up
+  // and blocks the server (pino waits in atomic-sleep on EAGAIN), throttling it.
   const wantOut = opts.logFile !== undefined || opts.onStdout !== undefined;
-  const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', wantOut ? 'pipe' : 'ignore', 'pipe'] };
+  const wantErr = opts.logFile !== undefined || opts.captureStderr === true;
+  const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', wantOut ? 'pipe' : 'ignore', wantErr ? 'pipe' : 'ignore'] };
   const child = spawn(cmd, args, spawnOpts);
   live.add(child);
   const log = opts.logFile ? createWriteStream(opts.logFile) : undefined;
@@ -60,7 +63,7 @@ export function start(cmd: string, args: string[], opts: { cwd?: string; env?: N
       }
     }
   });
-  child.stderr!.on('data', (d: Buffer) => log?.write(d));
+  child.stderr?.on('data', (d: Buffer) => log?.write(d));
   const exited = new Promise<number | null>((resolve) => {
     child.on('exit', (code) => {
       live.delete(child);
@@ -230,4 +233,28 @@ export async function waitIdle(maxSec: number, threshold = 0.3): Promise<{ waite
     if (busyCores < threshold) return { waitedSec: Math.round(waitedSec), idle: true, busyCores: Math.round(busyCores * 100) / 100 };
     if (waitedSec >= maxSec) return { waitedSec: Math.round(waitedSec), idle: false, busyCores: Math.round(busyCores * 100) / 100 };
   }
+}
+
+/**
+ * The command run under bash, which prints its child's CPU time (`times`) on stderr when it
+ * ends: a load generator's own CPU over its whole run, read after it exited, with no
+ * sampling gap at the end. parseCpuTimes reads it back.
+ */
+export function withCpuTimes(cmd: string, args: string[]): [string, string[]] {
+  return ['bash', ['-c', '"$@"; rc=$?; echo __cpu__ >&2; times >&2; exit $rc', 'bash', cmd, ...args]];
+}
+
+/** The child's user + system seconds from withCpuTimes' line, and stderr without it. */
+export function parseCpuTimes(stderr: string): { cpuSec: number | undefined; stderr: string } {
+  // `times` prints the shell's own user and system time, then its children's.
+  const m = /__cpu__\n[^\n]*\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s\n?/.exec(stderr);
+  if (!m) return { cpuSec: undefined, stderr };
+  const cpuSec = Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
+  return { cpuSec, stderr: stderr.replace(m[0], '') };
+}
+
+/** The machine's load averages (1, 5, 15 minutes), as `uptime` prints them. */
+export function loadAverage(): [number, number, number] {
+  const [a, b, c] = readFileSync('/proc/loadavg', 'utf8').split(' ').map(Number);
+  return [a!, b!, c!];
 }

@@ -20,8 +20,10 @@ export interface Expectation {
 export interface Scenario {
   name: string;
   what: string;
-  /** One request, or several sent round-robin (distinct tokens). */
+  /** One request, or several sent round-robin (distinct tokens), as CheckRequests. */
   requests: Record<string, unknown>[];
+  /** The same requests as the client sent them: what Envoy's HTTP ext_authz forwards. */
+  http: HttpShape[];
   expect: Expectation;
   /** What of mcp-authz this scenario exercises beyond the pipeline. */
   needs: string[];
@@ -42,8 +44,22 @@ const readFile = rpc('tools/call', { name: 'read_file', arguments: { path: '/doc
 const deleteFile = rpc('tools/call', { name: 'delete_file', arguments: { path: '/docs/README.md' } }, 7);
 const toolsList = rpc('tools/list', {}, 3);
 
-function post(path: string, body: string, headers: Record<string, string>): Record<string, unknown> {
-  return checkRequest({ method: 'POST', path, host: HOST, body, headers: { ...clientHeaders, ...headers } });
+/** An MCP client's POST as it reaches Envoy. */
+export interface HttpShape {
+  method: string;
+  path: string;
+  host: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+function post(path: string, body: string, headers: Record<string, string>): HttpShape {
+  return { method: 'POST', path, host: HOST, body, headers: { ...clientHeaders, ...headers } };
+}
+
+/** The requests of a scenario, in both shapes. */
+function sent(shapes: HttpShape[]): Pick<Scenario, 'requests' | 'http'> {
+  return { requests: shapes.map((h) => checkRequest(h)), http: shapes };
 }
 
 export interface Credentials {
@@ -58,42 +74,42 @@ export function scenarios(c: Credentials): Scenario[] {
     {
       name: 'anonymous_open',
       what: 'auth-off endpoint, tools/list (pipeline only: no authentication, no policy)',
-      requests: [post(PATHS.open, toolsList, {})],
+      ...sent([post(PATHS.open, toolsList, {})]),
       expect: { allow: true, status: 200 },
       needs: [],
     },
     {
       name: 'apikey_tool_allow',
       what: 'X-API-Key of the owner + tools/call read_file, granted by tools:read_*',
-      requests: [post(PATHS.apiKey, readFile, { 'x-api-key': c.apiKey })],
+      ...sent([post(PATHS.apiKey, readFile, { 'x-api-key': c.apiKey })]),
       expect: { allow: true, status: 200 },
       needs: ['api keys', 'policy'],
     },
     {
       name: 'apikey_tool_deny',
       what: 'same key + tools/call delete_file, not granted',
-      requests: [post(PATHS.apiKey, deleteFile, { 'x-api-key': c.apiKey })],
+      ...sent([post(PATHS.apiKey, deleteFile, { 'x-api-key': c.apiKey })]),
       expect: { allow: false, status: 403, error: 'access_denied' },
       needs: ['api keys', 'policy'],
     },
     {
       name: 'invalid_key',
       what: 'well-formed but unknown API key',
-      requests: [post(PATHS.apiKey, readFile, { 'x-api-key': c.unknownApiKey })],
+      ...sent([post(PATHS.apiKey, readFile, { 'x-api-key': c.unknownApiKey })]),
       expect: { allow: false, status: 401, error: 'invalid_api_key' },
       needs: ['api keys'],
     },
     {
       name: 'oauth_cached',
       what: 'one RS256 bearer token repeated (verified-token cache hit) + tools/call read_file',
-      requests: [post(PATHS.oauth, readFile, { authorization: `Bearer ${c.token}` })],
+      ...sent([post(PATHS.oauth, readFile, { authorization: `Bearer ${c.token}` })]),
       expect: { allow: true, status: 200 },
       needs: ['oauth', 'policy'],
     },
     {
       name: 'oauth_distinct',
       what: `${c.distinctTokens.length} distinct RS256 tokens round-robin (cache misses) + tools/call read_file`,
-      requests: c.distinctTokens.map((t) => post(PATHS.oauth, readFile, { authorization: `Bearer ${t}` })),
+      ...sent(c.distinctTokens.map((t) => post(PATHS.oauth, readFile, { authorization: `Bearer ${t}` }))),
       expect: { allow: true, status: 200 },
       needs: ['oauth', 'policy'],
     },

@@ -38,7 +38,7 @@ export async function runSoak(o: SoakOptions) {
   const target = `127.0.0.1:${grpcPort}`;
   const client = new CheckClient(target);
   const events: Event[] = [];
-  const common = { ghz: tools.ghz, target, dataFile: o.p.data.get(s.name)!, connections: o.settings.connections, concurrency: o.settings.concurrency };
+  const common = { ghz: tools.ghz, target, dataFile: o.p.data.get(s.name)!.ghz, connections: o.settings.connections, concurrency: o.settings.concurrency };
   try {
     const before = await client.verify(s.requests[0]!, s.expect);
     if (!before.ok) return { scenario: s.name, passed: false, reason: `check before the soak: ${describe(before)}` };

@@ -1,9 +1,11 @@
-// Sends a scenario's request once with a grpc-js client and checks the decision, so an
-// allow scenario that is denied (or a deny that allows) fails instead of timing a fast error.
+// Sends a scenario's request once and checks the decision — with a grpc-js client, or over
+// HTTP/1.1 for Envoy's HTTP ext_authz shape — so an allow scenario that is denied (or a deny
+// that allows) fails instead of timing a fast error.
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { clientConstructors } from '../../src/envoy/protos.js';
 import { deniedStatus, type CheckResponse } from '../../test/helpers/service.js';
-import type { Expectation } from './scenarios.js';
+import type { Expectation, HttpShape } from './scenarios.js';
 
 export interface Observed {
   allow: boolean;
@@ -93,4 +95,52 @@ export function describe(v: Verdict): string {
   const o = v.observed!;
   const got = o.allow ? 'allow' : `deny ${o.status}${o.error ? ` ${o.error}` : ''}${o.description ? ` ("${o.description}")` : ''}`;
   return `expected ${want}, got ${got}`;
+}
+
+/**
+ * The HTTP ext_authz shape (Envoy's `http_service`): the client's request forwarded as it
+ * came; 200 is an allow, any other status a deny whose body goes to the client.
+ */
+export class HttpCheckClient {
+  private readonly agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+
+  constructor(private readonly origin: string) {}
+
+  check(shape: HttpShape, timeoutMs = 5000): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+    const url = new URL(shape.path, this.origin);
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(url, { method: shape.method, headers: { ...shape.headers, host: shape.host }, agent: this.agent, timeout: timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(shape.body);
+    });
+  }
+
+  async verify(shape: HttpShape, expected: Expectation): Promise<Verdict> {
+    let res: Awaited<ReturnType<HttpCheckClient['check']>>;
+    try {
+      res = await this.check(shape);
+    } catch (err) {
+      return { ok: false, expected, failure: (err as Error).message };
+    }
+    let error: string | undefined;
+    try {
+      const body = JSON.parse(res.body);
+      error = typeof body?.error === 'string' ? body.error : undefined;
+    } catch {
+      /* not JSON (an allow has no body) */
+    }
+    const observed: Observed = { allow: res.status === 200, grpcStatus: -1, status: res.status, ...(error ? { error } : {}) };
+    const ok = observed.allow === expected.allow && (expected.allow || (observed.status === expected.status && (expected.error === undefined || observed.error === expected.error)));
+    return { ok, expected, observed };
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
 }

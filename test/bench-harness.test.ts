@@ -1,0 +1,95 @@
+// The benchmark's own parts that decide what its figures mean: the load generator's CPU,
+// the decision tally under load, the gRPC frame h2load sends, and the transport study's
+// servers, which must decide exactly as the product's grpc-js server does.
+import test from 'ava';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { generateApiKey, hashApiKey } from '../src/contracts/api-key.js';
+import { authorizationService } from '../src/envoy/protos.js';
+import { tally } from '../bench/lib/decision-counts.js';
+import { grpcFrame } from '../bench/lib/h2load.js';
+import { freePort, parseCpuTimes, run, start, withCpuTimes, type Started } from '../bench/lib/processes.js';
+import { root } from '../bench/lib/paths.js';
+import { scenarios, type Scenario } from '../bench/lib/scenarios.js';
+import { CheckClient, HttpCheckClient } from '../bench/lib/verify.js';
+
+test('a load generator\'s CPU time is read from its own shell once it exits, and the marker is taken out of stderr', async (t) => {
+  const [cmd, args] = withCpuTimes('node', ['-e', 'let x = 0; for (let i = 0; i < 3e8; i++) x += i; process.stderr.write("done\\n")']);
+  const r = await run(cmd, args);
+  t.is(r.code, 0);
+  const { cpuSec, stderr } = parseCpuTimes(r.stderr);
+  t.true(cpuSec !== undefined && cpuSec > 0);
+  t.is(stderr, 'done\n');
+});
+
+test('without the shell\'s marker there is no CPU figure rather than a zero', (t) => {
+  t.deepEqual(parseCpuTimes('h2load: connect failed\n'), { cpuSec: undefined, stderr: 'h2load: connect failed\n' });
+});
+
+test('the decision tally counts only what changed, and anything but the scenario\'s decision as other', (t) => {
+  const before = { 'deny 401': 10, 'allow 200': 3 };
+  const after = { 'deny 401': 110, 'allow 200': 3, 'deny 503': 2 };
+  t.deepEqual(tally(before, after, { allow: false, status: 401 }), { counted: 102, expected: 100, other: { 'deny 503': 2 } });
+  t.deepEqual(tally(before, after, { allow: true, status: 200 }), { counted: 102, expected: 0, other: { 'deny 401': 100, 'deny 503': 2 } });
+});
+
+test('a unary gRPC request body is the uncompressed flag, the big-endian length and the message', (t) => {
+  const msg = authorizationService().Check!.requestSerialize({ attributes: { request: { http: { path: '/mcp' } } } });
+  const frame = grpcFrame(msg);
+  t.is(frame[0], 0);
+  t.is(frame.readUInt32BE(1), msg.length);
+  t.deepEqual(frame.subarray(5), msg);
+});
+
+// The transport study's servers run the compiled dist/ modules (npm test builds them first).
+async function startStudyServer(transport: string, config: string): Promise<{ server: Started; port: number }> {
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  const server = start('node', ['--import', 'tsx', join(root, 'bench', 'transports', 'serve.ts'), '--transport', transport, '--config', config, '--port', String(port), '--metrics-port', String(metricsPort)], {
+    cwd: root,
+    onStdout: (line) => line.startsWith('READY') && ready(),
+  });
+  await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error(`${transport} exited before it was ready`)))]);
+  return { server, port };
+}
+
+function studyConfig(apiKey: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-transports-'));
+  writeFileSync(join(dir, 'keys.yaml'), stringify({ keys: [{ id: 'owner', sha256: hashApiKey(apiKey), name: 'Owner', userId: 'bench-user', role: 'user', permissions: ['tools:search', 'tools:read_*'] }] }));
+  const config = join(dir, 'mcp-authz.yaml');
+  writeFileSync(
+    config,
+    stringify({
+      apiKeys: { file: 'keys.yaml' },
+      policy: { bundle: join(root, 'policies', 'build', 'bundle.tar.gz') },
+      endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'bench-user', auth: { apiKey: true, oauth: false } }],
+    }),
+  );
+  return config;
+}
+
+const apiKey = generateApiKey();
+const keyScenarios: Scenario[] = scenarios({ apiKey, unknownApiKey: generateApiKey(), token: 'unused', distinctTokens: ['unused'] }).filter((s) =>
+  ['apikey_tool_allow', 'apikey_tool_deny', 'invalid_key'].includes(s.name),
+);
+
+for (const transport of ['grpc-js', 'connect', 'lean-http2', 'http1'] as const) {
+  test(`the transport study's ${transport} server decides allow, tool deny and invalid key as the scenarios expect`, async (t) => {
+    const { server, port } = await startStudyServer(transport, studyConfig(apiKey));
+    const grpcClient = transport === 'http1' ? undefined : new CheckClient(`127.0.0.1:${port}`);
+    const httpClient = transport === 'http1' ? new HttpCheckClient(`http://127.0.0.1:${port}`) : undefined;
+    try {
+      for (const s of keyScenarios) {
+        const v = grpcClient ? await grpcClient.verify(s.requests[0]!, s.expect) : await httpClient!.verify(s.http[0]!, s.expect);
+        t.true(v.ok, `${s.name}: ${JSON.stringify(v)}`);
+      }
+    } finally {
+      grpcClient?.close();
+      httpClient?.close();
+      await server.stop();
+    }
+  });
+}
