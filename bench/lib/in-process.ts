@@ -15,8 +15,10 @@ import type { Prepared } from './mcp-authz.js';
 export interface PhaseCosts {
   scenario: string;
   calls: number;
-  /** Microseconds per call. */
+  /** Microseconds per call: decoding as the service's own gRPC server does (protobufjs, no toObject). */
   decodeUs: number;
+  /** Decoding as the grpc-js server does (proto-loader's deserializer), for comparison. */
+  decodeGrpcJsUs: number;
   pipelineUs: number;
   encodeUs: number;
   totalUs: number;
@@ -38,12 +40,14 @@ export async function product() {
     ...(await load<typeof import('../../src/log/logger.js')>('log/logger.js')),
     ...(await load<typeof import('../../src/pipeline/build-runtime.js')>('pipeline/build-runtime.js')),
     ...(await load<typeof import('../../src/server/grpc-server.js')>('server/grpc-server.js')),
+    ...(await load<typeof import('../../src/server/grpc-js-server.js')>('server/grpc-js-server.js')),
+    ...(await load<typeof import('../../src/envoy/check-codec.js')>('envoy/check-codec.js')),
     ...(await load<typeof import('../../src/server/health.js')>('server/health.js')),
   };
 }
 
 export async function measureInProcess(p: Prepared, configFile: string, calls: number, log: (m: string) => void): Promise<PhaseCosts[]> {
-  const { authorizationService, buildRuntime, createLogger, encodeCheckResponse, loadConfigFile, runCheck, toCheckResponse, toRequest } = await product();
+  const { authorizationService, buildRuntime, checkResponseBytes, createLogger, decodeCheckRequest, loadConfigFile, runCheck, toRequest } = await product();
   const check = authorizationService().Check!;
   const rt = await buildRuntime(loadConfigFile(configFile), createLogger(), new Registry(), { watch: false, sharedLimits: false });
   const quiet: Runtime = { ...rt, observer: { decided: () => undefined } };
@@ -51,10 +55,10 @@ export async function measureInProcess(p: Prepared, configFile: string, calls: n
   try {
     for (const s of p.list) {
       const wires = s.requests.map((r) => check.requestSerialize(r));
-      const first = await runCheck(rt, toRequest, check.requestDeserialize(wires[0]!));
+      const first = await runCheck(rt, toRequest, decodeCheckRequest(wires[0]!));
       if (first.outcome.allow !== s.expect.allow) throw new Error(`${s.name}: decided ${first.outcome.allow ? 'allow' : 'deny'}, expected ${s.expect.allow ? 'allow' : 'deny'}`);
       log(`in-process ${s.name}: ${calls} calls`);
-      const decoded = wires.map((w) => check.requestDeserialize(w));
+      const decoded = wires.map((w) => decodeCheckRequest(w));
       // The event loop turns every 64 calls, as in a server, so the log stream can write.
       const loop = async (n: number, fn: (i: number) => unknown) => {
         for (let i = 0; i < n; i++) {
@@ -68,15 +72,17 @@ export async function measureInProcess(p: Prepared, configFile: string, calls: n
         await loop(calls, fn);
         return Number(process.hrtime.bigint() - t0) / calls / 1000;
       };
-      const decodeUs = await time((i) => check.requestDeserialize(wires[i % wires.length]!));
+      const decodeUs = await time((i) => decodeCheckRequest(wires[i % wires.length]!));
+      const decodeGrpcJsUs = await time((i) => check.requestDeserialize(wires[i % wires.length]!));
       const pipelineUs = await time((i) => runCheck(rt, toRequest, decoded[i % decoded.length]!));
       const pipelineWithoutObserversUs = await time((i) => runCheck(quiet, toRequest, decoded[i % decoded.length]!));
       const outcome = first.outcome;
-      const encodeUs = await time(() => encodeCheckResponse(outcome) ?? check.responseSerialize(toCheckResponse(outcome)));
+      const encodeUs = await time(() => checkResponseBytes(outcome));
       results.push({
         scenario: s.name,
         calls,
         decodeUs: round(decodeUs, 2),
+        decodeGrpcJsUs: round(decodeGrpcJsUs, 2),
         pipelineUs: round(pipelineUs, 2),
         encodeUs: round(encodeUs, 2),
         totalUs: round(decodeUs + pipelineUs + encodeUs, 2),
@@ -94,10 +100,11 @@ export function printInProcess(command: string, rows: PhaseCosts[]): void {
   w('');
   w(`${command}: mcp-authz's own work per Check, in one process (µs per call)`);
   w('');
-  w(`${'scenario'.padEnd(18)} ${'decode'.padStart(7)} ${'pipeline'.padStart(9)} ${'encode'.padStart(7)} ${'total'.padStart(7)}   ${'pipeline without observers'.padStart(26)}`);
+  w(`${'scenario'.padEnd(18)} ${'decode'.padStart(7)} ${'pipeline'.padStart(9)} ${'encode'.padStart(7)} ${'total'.padStart(7)}   ${'pipeline without observers'.padStart(26)}   ${'decode (grpc-js)'.padStart(16)}`);
   for (const r of rows) {
-    w(`${r.scenario.padEnd(18)} ${r.decodeUs.toFixed(1).padStart(7)} ${r.pipelineUs.toFixed(1).padStart(9)} ${r.encodeUs.toFixed(1).padStart(7)} ${r.totalUs.toFixed(1).padStart(7)}   ${r.pipelineWithoutObserversUs.toFixed(1).padStart(26)}`);
+    w(`${r.scenario.padEnd(18)} ${r.decodeUs.toFixed(1).padStart(7)} ${r.pipelineUs.toFixed(1).padStart(9)} ${r.encodeUs.toFixed(1).padStart(7)} ${r.totalUs.toFixed(1).padStart(7)}   ${r.pipelineWithoutObserversUs.toFixed(1).padStart(26)}   ${r.decodeGrpcJsUs.toFixed(1).padStart(16)}`);
   }
   w('');
+  w('decode: the CheckRequest as the service\'s own gRPC server reads it (protobufjs, official protos, no toObject copy); decode (grpc-js): proto-loader\'s deserializer, as grpcServer: grpc-js reads it.');
   w('pipeline: runCheck from the decoded request to the outcome (endpoint, limits, authentication, MCP body, policy, metrics, decision log).');
 }

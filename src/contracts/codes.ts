@@ -29,7 +29,7 @@ interface CodeEntry {
 }
 
 export const CODES = {
-  invalid_check_request: { status: 400, grpc: 3, kind: 'request', meaning: 'The CheckRequest has no HTTP request attributes (not from Envoy\'s ext_authz HTTP filter).' },
+  invalid_check_request: { status: 400, grpc: 3, kind: 'request', meaning: 'The CheckRequest could not be decoded, or has no HTTP request attributes (it is not from Envoy\'s ext_authz HTTP filter).' },
   headers_too_large: { status: 431, grpc: 3, kind: 'request', meaning: 'More request headers, or more header bytes, than `limits.maxHeaders` / `limits.maxHeaderBytes`.' },
   body_too_large: { status: 413, grpc: 3, kind: 'request', meaning: 'The body is larger than `limits.maxBodyBytes`.' },
   body_truncated: { status: 413, grpc: 3, kind: 'request', meaning: 'The body was not seen whole: Envoy sent part of it, or none of a declared body (raise `max_request_bytes`, set `with_request_body`).' },

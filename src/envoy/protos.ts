@@ -1,24 +1,15 @@
-// Loads the official Envoy ext_authz v3 protos (shipped in @grpc/grpc-js-xds) and the
-// gRPC health protocol. Loaded once per process.
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+// The official Envoy ext_authz v3 protos (shipped in @grpc/grpc-js-xds) and the gRPC health
+// protocol through proto-loader, for grpc-js: the `grpcServer: grpc-js` server, reflection,
+// and the clients of the tests, the test proxies and the benchmark. Loaded once per process,
+// and only where used: the service's own server reads the same files with protobufjs
+// (proto-root.ts).
+import { join } from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
 import { projectRoot } from '../config/paths.mjs';
+import { envoyIncludeDirs, loaderOptions } from './proto-root.js';
 
-const require = createRequire(import.meta.url);
-const xdsRoot = dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
-
-export const envoyIncludeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(xdsRoot, 'deps', d));
-
-/** Options shared by the server and the tests' clients: field names as in the .proto files. */
-export const loaderOptions: protoLoader.Options = {
-  keepCase: true,
-  longs: String,
-  enums: String,
-  defaults: false,
-  oneofs: true,
-};
+export { envoyIncludeDirs, loaderOptions };
 
 let cached: { authDef: protoLoader.PackageDefinition; healthDef: protoLoader.PackageDefinition } | undefined;
 

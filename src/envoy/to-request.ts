@@ -1,11 +1,16 @@
-// CheckRequest (as decoded by proto-loader) → the project's Request. Protobuf stops here.
+// CheckRequest → the project's Request. Protobuf stops here. The message is either
+// proto-loader's plain object (grpc-js) or protobufjs's decoded message (decode-request.ts):
+// both carry the .proto field names; the decoded message reads "" for an unset string and
+// null for an unset message, which proto3 cannot tell from an empty one, so both read the same.
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
+import type protobuf from 'protobufjs';
 import { RequestRejected } from '../contracts/request-rejected.js';
 import type { HeaderMap, QueryMap, Request } from '../contracts/request.js';
 import { normalizePath } from '../request/normalize-path.js';
 import { parseQuery } from '../request/parse-query.js';
 import { protojsonAttributes } from './attributes.js';
+import { plainObject } from './proto-root.js';
 
 export interface RequestLimits {
   maxBodyBytes: number;
@@ -16,13 +21,13 @@ export interface RequestLimits {
 /** The subset of envoy.service.auth.v3.CheckRequest the service reads (proto field names). */
 export interface WireCheckRequest {
   attributes?: {
-    source?: { address?: { socket_address?: { address?: string; port_value?: number } } };
+    source?: { address?: { socket_address?: { address?: string; port_value?: number } | null } | null } | null;
     request?: {
       http?: {
         id?: string;
         method?: string;
         headers?: Record<string, string>;
-        header_map?: { headers?: { key?: string; value?: string; raw_value?: Buffer }[] };
+        header_map?: { headers?: { key?: string; value?: string; raw_value?: Buffer }[] } | null;
         path?: string;
         host?: string;
         scheme?: string;
@@ -30,10 +35,10 @@ export interface WireCheckRequest {
         raw_body?: Buffer;
         size?: string | number;
         protocol?: string;
-      };
-    };
+      } | null;
+    } | null;
     [k: string]: unknown;
-  };
+  } | null;
 }
 
 export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request {
@@ -58,14 +63,14 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request
     body = http.body;
   }
 
-  const rawPath = http.path ?? headers[':path']?.[0] ?? '';
+  const rawPath = http.path || (headers[':path']?.[0] ?? '');
   const { path, rawQuery } = normalizePath(rawPath);
-  const host = (http.host ?? headers[':authority']?.[0] ?? headers.host?.[0] ?? '').toLowerCase();
+  const host = (http.host || (headers[':authority']?.[0] ?? headers.host?.[0] ?? '')).toLowerCase();
 
   return new CheckRequestView(
     headers['x-request-id']?.[0] ?? (http.id || randomUUID()),
-    (http.method ?? headers[':method']?.[0] ?? '').toUpperCase(),
-    http.scheme ?? headers[':scheme']?.[0] ?? 'http',
+    (http.method || (headers[':method']?.[0] ?? '')).toUpperCase(),
+    http.scheme || (headers[':scheme']?.[0] ?? 'http'),
     host,
     rawPath,
     path,
@@ -74,7 +79,7 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request
     headers,
     body,
     bodyBytes,
-    attrs?.source?.address?.socket_address?.address ?? '',
+    attrs.source?.address?.socket_address?.address || '',
     attrs,
   );
 }
@@ -104,9 +109,14 @@ class CheckRequestView implements Request {
   }
 
   get attributes(): Readonly<Record<string, unknown>> {
-    this.view ??= protojsonAttributes(this.wire);
+    this.view ??= protojsonAttributes(isDecodedMessage(this.wire) ? plainObject(this.wire) : this.wire);
     return this.view;
   }
+}
+
+/** protobufjs's decoded messages carry their type; proto-loader's plain objects do not. */
+function isDecodedMessage(v: unknown): v is protobuf.Message {
+  return typeof v === 'object' && v !== null && typeof (v as { $type?: unknown }).$type === 'object';
 }
 
 function readHeaders(http: NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']>, limits: RequestLimits): HeaderMap {

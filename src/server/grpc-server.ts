@@ -1,22 +1,29 @@
-// The gRPC side: envoy.service.auth.v3.Authorization/Check, grpc.health.v1.Health and,
-// behind a flag, reflection.
-import * as grpc from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
+// The gRPC port: envoy.service.auth.v3.Authorization/Check, grpc.health.v1.Health (Check and
+// the Watch stream) and, behind `reflection: true`, server reflection. Served by the
+// service's own server on node:http2 (h2-grpc-server.ts) unless `grpcServer: grpc-js`.
 import { deny } from '../contracts/outcome.js';
-import { encodeCheckResponse } from '../envoy/encode-response.js';
-import { authorizationService, healthService, packageDefinitions } from '../envoy/protos.js';
-import { toRequest, type WireCheckRequest } from '../envoy/to-request.js';
-import { toCheckResponse } from '../envoy/to-response.js';
+import { checkResponseBytes, loadCheckCodec, readCheckRequest } from '../envoy/check-codec.js';
+import { healthRoot, serviceDefinition } from '../envoy/proto-root.js';
 import { runCheck } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
+import { H2GrpcServer, type RawUnaryCall } from './h2-grpc-server.js';
 import type { HealthState } from './health.js';
+
+export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
 export interface GrpcServerOptions {
   runtime: Runtime;
   health: HealthState;
   reflection: boolean;
-  /** Tracks in-flight Checks so shutdown can drain them. */
-  inFlight: { add(p: Promise<unknown>): void };
+}
+
+/** A gRPC server, whichever serves: listen, then drain or cut on shutdown. */
+export interface GrpcListener {
+  /** Listens on "host:port"; resolves with the port. */
+  bind(address: string): Promise<number>;
+  /** GOAWAY to every connection; `cb` once the calls in flight have been answered. */
+  tryShutdown(cb: () => void): void;
+  forceShutdown(): void;
 }
 
 /**
@@ -34,39 +41,38 @@ export function maxCheckRequestBytes(limits: { maxBodyBytes: number }): number {
   return limits.maxBodyBytes + CHECK_REQUEST_OVERHEAD_BYTES;
 }
 
-export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
-  const { runtime } = opts;
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': maxCheckRequestBytes(runtime.config.limits),
-    'grpc.keepalive_permit_without_calls': 1,
-  });
-  server.addService(checkService(), {
-    Check: (call: grpc.ServerUnaryCall<WireCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      const p = runCheck(runtime, toRequest, call.request).then(
-        (trace) => callback(null, encodeCheckResponse(trace.outcome) ?? toCheckResponse(trace.outcome)),
-        // runCheck never rejects; this is the last line of defence and still a deny.
-        () => callback(null, toCheckResponse(deny('internal_error', 'internal error'))),
-      );
-      opts.inFlight.add(p);
-    },
-  });
-  server.addService(healthService(), opts.health.handlers());
+export async function createGrpcServer(opts: GrpcServerOptions): Promise<GrpcListener> {
+  const max = maxCheckRequestBytes(opts.runtime.config.limits);
+  if (opts.runtime.config.grpcServer === 'grpc-js') {
+    const { createGrpcJsServer } = await import('./grpc-js-server.js');
+    return createGrpcJsServer(opts, max);
+  }
+  const server = new H2GrpcServer({ maxReceiveMessageBytes: max });
+  loadCheckCodec();
+  server.addRawUnary(CHECK_PATH, checkHandler(opts.runtime));
+  server.addService(serviceDefinition(healthRoot(), 'grpc.health.v1.Health'), opts.health.handlers());
   if (opts.reflection) {
+    // Reflection describes the services with proto-loader's definitions (@grpc/reflection needs them): loaded only when enabled.
+    const [{ ReflectionService }, { packageDefinitions }] = await Promise.all([import('@grpc/reflection'), import('../envoy/protos.js')]);
     const defs = packageDefinitions();
-    new ReflectionService({ ...defs.authDef, ...defs.healthDef }).addToServer(server);
+    new ReflectionService({ ...defs.authDef, ...defs.healthDef }).addToServer(server as never);
   }
   return server;
 }
 
-/** The Check service, answering either bytes encoded already (encodeCheckResponse) or a CheckResponse object. */
-function checkService(): grpc.ServiceDefinition {
-  const def = authorizationService();
-  const check = def.Check!;
-  return { ...def, Check: { ...check, responseSerialize: (v: unknown) => (Buffer.isBuffer(v) ? v : check.responseSerialize(v)) } };
+/** Check on the raw unary path: the request's bytes through the pipeline, the answer's bytes back. */
+function checkHandler(runtime: Runtime): (message: Buffer, call: RawUnaryCall) => void {
+  return (message, call) => void answerCheck(runtime, message, call);
 }
 
-export function bindGrpc(server: grpc.Server, address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
-  });
+async function answerCheck(runtime: Runtime, message: Buffer, call: RawUnaryCall): Promise<void> {
+  let bytes: Uint8Array;
+  try {
+    const trace = await runCheck(runtime, readCheckRequest, message);
+    bytes = checkResponseBytes(trace.outcome);
+  } catch {
+    // runCheck never rejects; this is the last line of defence and still a deny.
+    bytes = checkResponseBytes(deny('internal_error', 'internal error'));
+  }
+  call.reply(bytes);
 }

@@ -1,11 +1,20 @@
-// Serving state shared by gRPC health, /readyz and shutdown.
-import type * as grpc from '@grpc/grpc-js';
+// Serving state shared by gRPC health, /readyz and shutdown. The handlers are written
+// against grpc-js's call shapes, which both gRPC servers give them.
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 
+/** A Watch call: health.v1 HealthCheckResponse messages out until the client goes. */
+interface WatchCall {
+  write(message: { status: string }): unknown;
+  end(): unknown;
+  on(event: 'cancelled', listener: () => void): unknown;
+}
+
+type Answer = (err: null, value: { status: string }) => void;
+
 export class HealthState {
   private status: ServingStatus = 'NOT_SERVING';
-  private readonly watchers = new Set<grpc.ServerWritableStream<unknown, unknown>>();
+  private readonly watchers = new Set<WatchCall>();
   private readonly listeners = new Set<(status: ServingStatus, reasons: readonly string[]) => void>();
   /** Why the service is not ready (for /readyz), empty when ready. */
   private reasons: string[] = ['starting'];
@@ -34,9 +43,9 @@ export class HealthState {
     this.listeners.add(listener);
   }
 
-  handlers(): grpc.UntypedServiceImplementation {
+  handlers(): Record<string, (...args: never[]) => void> {
     return {
-      Check: (call: grpc.ServerUnaryCall<{ service?: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      Check: (call: { request: { service?: string } }, cb: Answer) => {
         const service = call.request.service ?? '';
         if (service !== '' && service !== 'envoy.service.auth.v3.Authorization') {
           cb(null, { status: 'SERVICE_UNKNOWN' });
@@ -44,10 +53,10 @@ export class HealthState {
         }
         cb(null, { status: this.status });
       },
-      Watch: (call: grpc.ServerWritableStream<{ service?: string }, unknown>) => {
+      Watch: (call: WatchCall) => {
         call.write({ status: this.status });
-        this.watchers.add(call as grpc.ServerWritableStream<unknown, unknown>);
-        call.on('cancelled', () => this.watchers.delete(call as grpc.ServerWritableStream<unknown, unknown>));
+        this.watchers.add(call);
+        call.on('cancelled', () => this.watchers.delete(call));
       },
     };
   }

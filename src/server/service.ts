@@ -1,12 +1,11 @@
 // Starts and stops the whole service: runtime, gRPC and HTTP servers, health and drain.
-import type * as grpc from '@grpc/grpc-js';
 import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import type { Runtime } from '../pipeline/runtime.js';
-import { bindGrpc, createGrpcServer } from './grpc-server.js';
+import { createGrpcServer, type GrpcListener } from './grpc-server.js';
 import { HealthState } from './health.js';
 import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
 
@@ -34,25 +33,14 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
   const health = new HealthState();
   const runtime = await opts.buildRuntime(loaded, logger, metrics);
 
-  const inFlight = new Set<Promise<unknown>>();
-  const grpcServer: grpc.Server = createGrpcServer({
-    runtime,
-    health,
-    reflection: loaded.config.reflection,
-    inFlight: {
-      add(p) {
-        inFlight.add(p);
-        void p.finally(() => inFlight.delete(p));
-      },
-    },
-  });
+  const grpcServer: GrpcListener = await createGrpcServer({ runtime, health, reflection: loaded.config.reflection });
   const httpServer: Server | undefined = opts.http === false ? undefined : createHttpServer({
     discovery: runtime.directResponder,
     health,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
   });
 
-  const grpcPort = await bindGrpc(grpcServer, loaded.config.listen.grpc);
+  const grpcPort = await grpcServer.bind(loaded.config.listen.grpc);
   const httpPort = httpServer ? await listenHttp(httpServer, loaded.config.listen.http) : 0;
   let closing: Promise<void> | undefined;
   // Ready only when every phase can decide (a policy is loaded); re-checked on each reload.
@@ -78,7 +66,6 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
         const drained = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
         const timer = setTimeout(() => grpcServer.forceShutdown(), graceMs);
         await drained;
-        await Promise.allSettled([...inFlight]);
         clearTimeout(timer);
         if (httpServer) await closeHttp(httpServer);
         await runtime.close();
