@@ -110,9 +110,19 @@ export const IssuerSchema = z
 export const ConfigSchema = z
   .object({
     listen: z
-      .object({ grpc: hostPort.default('0.0.0.0:9191'), http: hostPort.default('0.0.0.0:9090') })
+      .object({
+        grpc: hostPort.default('0.0.0.0:9191'),
+        http: hostPort.default('0.0.0.0:9090'),
+        /** Envoy's HTTP authorization service (ext_authz `http_service`): off unless set. */
+        extAuthzHttp: hostPort.optional(),
+      })
       .strict()
       .default({ grpc: '0.0.0.0:9191', http: '0.0.0.0:9090' }),
+    /** The HTTP authorization service: the `path_prefix` Envoy's http_service puts before every path. */
+    extAuthzHttp: z
+      .object({ pathPrefix: z.string().regex(/^(\/[^?#\s]*)?$/, 'empty, or a path starting with "/" (no query)').default('') })
+      .strict()
+      .default({ pathPrefix: '' }),
     publicBaseUrl: z.url().optional(),
     realm: z.string().default('mcp-authz'),
     reflection: z.boolean().default(false),
@@ -215,6 +225,14 @@ export const ConfigSchema = z
   })
   .strict()
   .superRefine((cfg, ctx) => {
+    if (cfg.listen.extAuthzHttp !== undefined && cfg.clientAddress.from === 'source') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['clientAddress', 'from'],
+        message:
+          'with listen.extAuthzHttp the authorization request comes from Envoy, not the client, so the source address would put every client in one lockout: set x-forwarded-for (with trustedHops) or x-envoy-external-address, and list that header in the ext_authz filter\'s allowed_headers (docs/envoy.md)',
+      });
+    }
     const seen = new Set<string>();
     const routes = new Map<string, string>();
     cfg.endpoints.forEach((e, i) => {

@@ -57,6 +57,18 @@ export interface Request {
    */
   readonly attributes: Readonly<Record<string, unknown>>;
   receivedAt: bigint;
+  /** What the transport's answer cannot carry; absent when it carries everything (gRPC Check). */
+  readonly answerLimits?: AnswerLimits;
+}
+
+/**
+ * Envoy's HTTP authorization service (ext_authz `http_service`) reads a 200 as "allow" and
+ * has no way to remove query parameters: an allow that must remove some, and a document the
+ * service would answer itself, cannot be expressed there.
+ */
+export interface AnswerLimits {
+  removesQueryParams: boolean;
+  answersDirectly: boolean;
 }
 
 /** First value of a header, or undefined. */

@@ -30,6 +30,7 @@ export async function runCheck<I>(rt: Runtime, decode: Decoder<I>, input: I): Pr
     const request = decode(input, rt.config.limits);
     trace.ctx = newContext(request, rt);
     trace.outcome = await decide(rt, trace.ctx, trace);
+    if (request.answerLimits) trace.outcome = fitTransport(trace.outcome, request);
   } catch (err) {
     trace.outcome = err instanceof RequestRejected ? deny(err.code, err.description) : internalError(rt, err, trace.ctx?.request);
   }
@@ -80,6 +81,18 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   // with the real decision; a policy that fails or returns garbage still denies.
   if (record !== undefined && !record.failed && rt.config.policy?.dryRun === true) return dryRunAllow(rt, ctx, result.deny, record.revision);
   return result.deny;
+}
+
+/** An answer the transport cannot carry becomes a deny that says so (Envoy's http_service). */
+function fitTransport(o: Outcome, request: Request): Outcome {
+  const limits = request.answerLimits!;
+  if (o.kind === 'answer' && !limits.answersDirectly) {
+    return deny('discovery_not_routed', `mcp-authz serves ${request.path} on its HTTP port; Envoy's HTTP authorization service cannot answer it in place. Route /.well-known/oauth-protected-resource to mcp-authz's HTTP port.`);
+  }
+  if (o.kind === 'allow' && o.queryParamsToRemove.length > 0 && !limits.removesQueryParams) {
+    return deny('query_not_removable', `The query parameter(s) ${o.queryParamsToRemove.join(', ')} must not reach the MCP server, and Envoy's HTTP authorization service cannot remove query parameters: send the API key in the X-API-Key header instead.`);
+  }
+  return o;
 }
 
 function dryRunAllow(rt: Runtime, ctx: CheckContext, denied: Deny, revision: string): Outcome {

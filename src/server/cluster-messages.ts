@@ -4,8 +4,8 @@ import type { LockoutMessage } from '../limits/lockouts.js';
 import type { ServingStatus } from './health.js';
 
 export type ClusterMessage =
-  /** A worker serves Check on this port. */
-  | { type: 'mcp-authz:worker-ready'; grpcPort: number }
+  /** A worker serves Check on this port (and Envoy's HTTP authorization service on the other, 0 when off). */
+  | { type: 'mcp-authz:worker-ready'; grpcPort: number; extAuthzHttpPort?: number }
   /** A worker's own serving state (NOT_SERVING while it has no policy), sent on every change. */
   | { type: 'mcp-authz:worker-health'; status: ServingStatus; reasons: string[] }
   /** The primary tells a worker to drain and exit. */

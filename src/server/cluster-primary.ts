@@ -43,7 +43,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   }
 
   const httpServer = await serveHttp(loaded, health);
-  logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
+  logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}), workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
   const code = await untilStopped(supervisor, logger);
   health.set('NOT_SERVING', ['shutting down']);

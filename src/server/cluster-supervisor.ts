@@ -22,6 +22,7 @@ export class WorkerSupervisor {
   readonly failed: Promise<number>;
   private fail: (code: number) => void = () => undefined;
   private readonly ready = new Map<number, number>(); // worker id → gRPC port
+  private extAuthzPort = 0;
   private readonly workerHealth = new Map<number, { status: ServingStatus; reasons: string[] }>();
   private allReady: () => void = () => undefined;
   private started = false;
@@ -47,6 +48,11 @@ export class WorkerSupervisor {
     return [...this.ready.values()][0] ?? 0;
   }
 
+  /** The HTTP authorization service's port the workers share (0 when off). */
+  get extAuthzHttpPort(): number {
+    return this.extAuthzPort;
+  }
+
   /** Tells every worker to drain; kills those still running after `killAfterMs`. */
   async stop(killAfterMs: number): Promise<void> {
     this.stopping = true;
@@ -64,6 +70,7 @@ export class WorkerSupervisor {
         this.refreshHealth();
       } else if (m.type === 'mcp-authz:worker-ready') {
         this.ready.set(w.id, m.grpcPort);
+        if (m.extAuthzHttpPort) this.extAuthzPort = m.extAuthzHttpPort;
         this.refreshHealth();
         if (this.ready.size === this.opts.workers && !this.stopping) this.allReady();
       } else {

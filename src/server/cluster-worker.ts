@@ -40,7 +40,7 @@ export async function runWorker(loaded: LoadedConfig, logger: Logger, build: Bui
   };
   report(service.health.current, service.health.notReadyReasons);
   service.health.onChange(report);
-  send({ type: 'mcp-authz:worker-ready', grpcPort: service.grpcPort });
+  send({ type: 'mcp-authz:worker-ready', grpcPort: service.grpcPort, extAuthzHttpPort: service.extAuthzHttpPort });
   await new Promise<void>((resolve) => {
     const stop = () => service.close(graceMs).then(resolve, resolve);
     process.on('message', (m: unknown) => {

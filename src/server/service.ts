@@ -7,11 +7,14 @@ import { createMetricsRegistry } from '../metrics/registry.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { createGrpcServer, type GrpcListener } from './grpc-server.js';
 import { HealthState } from './health.js';
+import { HttpAuthzServer } from './http-authz-server.js';
 import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
 
 export interface RunningService {
   grpcPort: number;
   httpPort: number;
+  /** Envoy's HTTP authorization service (listen.extAuthzHttp); 0 when off. */
+  extAuthzHttpPort: number;
   health: HealthState;
   runtime: Runtime;
   metrics: Registry;
@@ -40,7 +43,10 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
   });
 
+  const extAuthz = loaded.config.listen.extAuthzHttp !== undefined ? new HttpAuthzServer(runtime) : undefined;
+
   const grpcPort = await grpcServer.bind(loaded.config.listen.grpc);
+  const extAuthzHttpPort = extAuthz ? await extAuthz.bind(loaded.config.listen.extAuthzHttp!) : 0;
   const httpPort = httpServer ? await listenHttp(httpServer, loaded.config.listen.http) : 0;
   let closing: Promise<void> | undefined;
   // Ready only when every phase can decide (a policy is loaded); re-checked on each reload.
@@ -51,11 +57,12 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
   };
   runtime.onReadinessChange(refreshHealth);
   refreshHealth();
-  logger.info({ grpc: grpcPort, http: httpPort, endpoints: runtime.endpoints.all.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
+  logger.info({ grpc: grpcPort, http: httpPort, ...(extAuthz ? { extAuthzHttp: extAuthzHttpPort } : {}), endpoints: runtime.endpoints.all.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
   return {
     grpcPort,
     httpPort,
+    extAuthzHttpPort,
     health,
     runtime,
     metrics,
@@ -63,8 +70,14 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
       closing ??= (async () => {
         health.set('NOT_SERVING', ['shutting down']);
         health.endWatches();
-        const drained = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
-        const timer = setTimeout(() => grpcServer.forceShutdown(), graceMs);
+        const drained = Promise.all([
+          new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())),
+          new Promise<void>((resolve) => (extAuthz ? extAuthz.tryShutdown(() => resolve()) : resolve())),
+        ]);
+        const timer = setTimeout(() => {
+          grpcServer.forceShutdown();
+          extAuthz?.forceShutdown();
+        }, graceMs);
         await drained;
         clearTimeout(timer);
         if (httpServer) await closeHttp(httpServer);

@@ -60,7 +60,9 @@ export async function startTestService(
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'mcp-authz-test-'));
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
   const configFile = join(dir, 'config.yaml');
-  writeFileSync(configFile, stringify({ ...config, listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' } }));
+  // Listeners on loopback port 0; Envoy's HTTP authorization service only where the config asks for it.
+  const httpService = (config.listen as { extAuthzHttp?: string } | undefined)?.extAuthzHttp !== undefined ? { extAuthzHttp: '127.0.0.1:0' } : {};
+  writeFileSync(configFile, stringify({ ...config, listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0', ...httpService } }));
   const loaded = loadConfigFile(configFile, { ...opts.env });
   const codes = new CatalogueObserver(opts.unlistedCodes);
   const build = opts.buildRuntime ?? ((l, lg, m) => buildRuntime(l, lg, m, opts.runtime));

@@ -1,0 +1,164 @@
+// Envoy's HTTP authorization service (ext_authz `http_service`; Istio's envoyExtAuthzHttp):
+// Envoy forwards the client's request — its method, `path_prefix` + path and query, the
+// headers the filter allows (Host, Method, Path, Content-Length and Authorization always),
+// and the body with `with_request_body` — and reads the answer: 200 allows, setting on the
+// upstream request the response headers its `allowed_upstream_headers` names and removing
+// the request headers listed in `x-envoy-auth-headers-to-remove`; any other status is a
+// deny, sent to the client with its headers and body. Nothing here can remove a query
+// parameter or answer with a 200 of the service's own (answerLimits). The pipeline is the
+// one Check runs; this file is its decoder and its answer for this shape.
+import { isUtf8 } from 'node:buffer';
+import { randomUUID } from 'node:crypto';
+import { responseBody, responseContentType, type Outcome } from '../contracts/outcome.js';
+import { RequestRejected } from '../contracts/request-rejected.js';
+import type { AnswerLimits, HeaderMap, QueryMap, Request } from '../contracts/request.js';
+import { normalizePath } from '../request/normalize-path.js';
+import { parseQuery } from '../request/parse-query.js';
+import type { RequestLimits } from './to-request.js';
+
+/** Envoy's response header naming request headers to remove before the request goes upstream. */
+export const HEADERS_TO_REMOVE = 'x-envoy-auth-headers-to-remove';
+
+const HTTP_SERVICE_LIMITS: AnswerLimits = Object.freeze({ removesQueryParams: false, answersDirectly: false });
+
+/** The authorization request as it arrived (node:http's view of it). */
+export interface HttpAuthzRequest {
+  method: string;
+  /** The request target: path_prefix + the client's path and query. */
+  url: string;
+  /** Names and values in arrival order (node:http's rawHeaders). */
+  rawHeaders: string[];
+  body: Buffer;
+  /** The body's real size, when more arrived than was kept (larger than limits.maxBodyBytes). */
+  bodyBytes: number;
+  httpVersion: string;
+}
+
+/** Turns the forwarded request into the request model; `pathPrefix` is Envoy's http_service path_prefix. */
+export function httpAuthzDecoder(pathPrefix: string): (req: HttpAuthzRequest, limits: RequestLimits) => Request {
+  return (req, limits) => readHttpAuthzRequest(req, limits, pathPrefix);
+}
+
+export function readHttpAuthzRequest(req: HttpAuthzRequest, limits: RequestLimits, pathPrefix: string): Request {
+  if (!req.url.startsWith(pathPrefix) || (pathPrefix !== '' && req.url.length > pathPrefix.length && req.url[pathPrefix.length] !== '/')) {
+    throw new RequestRejected('invalid_check_request', `The authorization request's path does not start with the configured http_service path_prefix ${JSON.stringify(pathPrefix)} (extAuthzHttp.pathPrefix).`);
+  }
+  const rawPath = req.url.slice(pathPrefix.length) || '/';
+  const headers = readHeaders(req.rawHeaders, limits);
+  if (req.bodyBytes > limits.maxBodyBytes) {
+    throw new RequestRejected('body_too_large', `The request body (${req.bodyBytes} bytes) exceeds the service's limit of ${limits.maxBodyBytes} bytes (limits.maxBodyBytes).`);
+  }
+  let body = '';
+  if (req.body.length > 0) {
+    if (!isUtf8(req.body)) throw new RequestRejected('invalid_utf8', 'The request body is not valid UTF-8; JSON-RPC bodies must be UTF-8 (RFC 8259), and readers disagree on what invalid bytes mean.');
+    body = req.body.toString('utf8');
+  }
+  const { path, rawQuery } = normalizePath(rawPath);
+  const host = (headers.host?.[0] ?? '').toLowerCase();
+  const method = req.method.toUpperCase();
+  const scheme = headers['x-forwarded-proto']?.[0] ?? 'http';
+  // The pseudo-headers Envoy puts in a CheckRequest's headers, so a policy reads the same names on both services.
+  headers[':authority'] = [headers.host?.[0] ?? ''];
+  headers[':method'] = [method];
+  headers[':path'] = [rawPath];
+  headers[':scheme'] = [scheme];
+  return new HttpAuthzRequestView(
+    headers['x-request-id']?.[0] ?? randomUUID(),
+    method,
+    scheme,
+    host,
+    rawPath,
+    path,
+    rawQuery,
+    parseQuery(rawQuery),
+    headers,
+    body,
+    req.body.length,
+    `HTTP/${req.httpVersion}`,
+  );
+}
+
+class HttpAuthzRequestView implements Request {
+  readonly hasBody: boolean;
+  readonly receivedAt = process.hrtime.bigint();
+  /** The client's address is not the peer's (Envoy's): it comes from a header (clientAddress.from). */
+  readonly sourceAddress = '';
+  readonly answerLimits = HTTP_SERVICE_LIMITS;
+  private view: Record<string, unknown> | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly method: string,
+    readonly scheme: string,
+    readonly host: string,
+    readonly rawPath: string,
+    readonly path: string,
+    readonly rawQuery: string,
+    readonly query: QueryMap,
+    readonly headers: HeaderMap,
+    readonly body: string,
+    readonly bodyBytes: number,
+    private readonly protocol: string,
+  ) {
+    this.hasBody = bodyBytes > 0;
+  }
+
+  /** The AttributeContext a CheckRequest would carry for this request, as far as it is known here (protojson names). */
+  get attributes(): Readonly<Record<string, unknown>> {
+    if (this.view === undefined) {
+      const joined: Record<string, string> = {};
+      for (const name in this.headers) joined[name] = this.headers[name]!.join(',');
+      const http: Record<string, unknown> = { id: this.id, method: this.method, headers: joined, path: this.rawPath, host: this.host, scheme: this.scheme, protocol: this.protocol };
+      if (this.bodyBytes > 0) {
+        http.size = String(this.bodyBytes);
+        http.body = this.body;
+      }
+      this.view = { request: { http } };
+    }
+    return this.view;
+  }
+}
+
+function readHeaders(raw: string[], limits: RequestLimits): HeaderMap {
+  const out: HeaderMap = Object.create(null);
+  let count = 0;
+  let bytes = 0;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const rawName = raw[i]!;
+    const value = raw[i + 1]!;
+    count++;
+    bytes += rawName.length + value.length;
+    if (count > limits.maxHeaders || bytes > limits.maxHeaderBytes) {
+      throw new RequestRejected('headers_too_large', `The request headers exceed the service's limit (${limits.maxHeaders} headers, ${limits.maxHeaderBytes} bytes).`);
+    }
+    (out[rawName.toLowerCase()] ??= []).push(value);
+  }
+  return out;
+}
+
+/** The HTTP answer to Envoy for an outcome: status, headers (name, value pairs), body. */
+export interface HttpAuthzAnswer {
+  status: number;
+  headers: [string, string][];
+  body: string;
+}
+
+export function httpAuthzAnswer(o: Outcome, now: Date = new Date()): HttpAuthzAnswer {
+  if (o.allow) {
+    // Identity and policy headers for the upstream request (Envoy keeps those its
+    // allowed_upstream_headers names), the policy's response headers (allowed_client_headers_on_success),
+    // and the request headers to remove.
+    const headers: [string, string][] = [];
+    for (const h of o.headers) headers.push([h.name, h.value]);
+    for (const h of o.responseHeaders) headers.push([h.name, h.value]);
+    if (o.headersToRemove.length > 0) headers.push([HEADERS_TO_REMOVE, o.headersToRemove.join(',')]);
+    return { status: 200, headers, body: '' };
+  }
+  // A deny: Envoy sends this status, these headers and this body to the client. A 200 here
+  // would be an allow, so an answer (which the pipeline turns into a deny on this service
+  // before it gets here) is never sent as one.
+  if (o.kind === 'answer') return { status: 503, headers: [['content-type', 'application/json']], body: JSON.stringify({ error: 'internal_error', error_description: 'A direct answer cannot be sent through the HTTP authorization service.', timestamp: now.toISOString() }) };
+  const headers: [string, string][] = [['content-type', responseContentType(o)]];
+  for (const h of o.headers) headers.push([h.name, h.value]);
+  return { status: o.status, headers, body: responseBody(o, now) };
+}
