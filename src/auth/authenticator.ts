@@ -6,7 +6,7 @@ import type { AuthResult, Authenticator } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
 import { hashApiKey, keyShape } from '../contracts/api-key.js';
 import { badCredentialCode, type AuthCode, type AuthFailureDetail } from '../contracts/codes.js';
-import { deny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
+import { deny, fixedDeny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
 import { ANONYMOUS } from '../contracts/principal.js';
 import type { Request } from '../contracts/request.js';
 import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
@@ -33,6 +33,10 @@ interface ModePlan {
   challenges: boolean;
   plainChallenge: HeaderToSet | undefined;
   invalidTokenChallenge: HeaderToSet | undefined;
+  /** The 401s, built once when nothing in them depends on the request (no challenge, or publicBaseUrl set). */
+  missingDeny: Deny | undefined;
+  invalidDeny: Deny | undefined;
+  invalidTokenDeny: Deny | undefined;
 }
 
 export interface AuthenticatorOptions {
@@ -88,7 +92,11 @@ export class ModeAuthenticator implements Authenticator {
       challenges: false,
       plainChallenge: undefined,
       invalidTokenChallenge: undefined,
+      missingDeny: undefined,
+      invalidDeny: undefined,
+      invalidTokenDeny: undefined,
     };
+    fixDenies(this.unknown);
   }
 
   authenticate(request: Request, endpoint: Endpoint | undefined): AuthResult | Promise<AuthResult> {
@@ -127,6 +135,7 @@ export class ModeAuthenticator implements Authenticator {
   }
 
   private missing(plan: ModePlan, request: Request): Deny {
+    if (plan.missingDeny) return plan.missingDeny;
     return deny('authentication_required', plan.missingDescription, {
       headers: plan.challenges ? [plan.plainChallenge ?? this.challengeFor(plan, request, false)] : [],
       extra: { supported_methods: plan.supportedMethods },
@@ -134,6 +143,8 @@ export class ModeAuthenticator implements Authenticator {
   }
 
   private invalid(plan: ModePlan, request: Request, token: boolean, detail: AuthFailureDetail, why: string): AuthResult {
+    const fixed = token ? plan.invalidTokenDeny : plan.invalidDeny;
+    if (fixed) return { ok: false, detail, why, deny: fixed };
     const headers: HeaderToSet[] = [];
     if (plan.challenges) {
       headers.push((token ? plan.invalidTokenChallenge : plan.plainChallenge) ?? this.challengeFor(plan, request, token));
@@ -169,13 +180,26 @@ export class ModeAuthenticator implements Authenticator {
       challenges: oauth,
       plainChallenge: undefined,
       invalidTokenChallenge: undefined,
+      missingDeny: undefined,
+      invalidDeny: undefined,
+      invalidTokenDeny: undefined,
     };
     if (oauth && this.challengeSettings.publicBaseUrl !== undefined) {
       plan.plainChallenge = Object.freeze(this.challengeFor(plan, undefined, false));
       plan.invalidTokenChallenge = Object.freeze(this.challengeFor(plan, undefined, true));
     }
+    fixDenies(plan);
     return plan;
   }
+}
+
+/** The plan's 401s, when their challenge (if any) does not depend on the request. */
+function fixDenies(plan: ModePlan): void {
+  if (plan.open || (plan.challenges && plan.plainChallenge === undefined)) return;
+  const plain = plan.plainChallenge ? [plan.plainChallenge] : [];
+  plan.missingDeny = fixedDeny('authentication_required', plan.missingDescription, { headers: plain, extra: { supported_methods: plan.supportedMethods } });
+  plan.invalidDeny = fixedDeny(plan.invalidCode, plan.invalidDescription, { headers: plain });
+  plan.invalidTokenDeny = fixedDeny(plan.invalidCode, plan.invalidDescription, { headers: plan.invalidTokenChallenge ? [plan.invalidTokenChallenge] : [] });
 }
 
 /** "x-api-key" → "X-API-Key" (the spelling clients see in supported_methods). */

@@ -44,6 +44,8 @@ export interface Deny {
   rawBody?: string;
   contentType?: string;
   dynamicMetadata?: Record<string, unknown>;
+  /** The JSON body up to its timestamp, built once for a deny that never changes (fixedDeny). */
+  bodyPrefix?: string;
 }
 
 /** A direct answer: the service's own 200 document, which Envoy sends as its denied response. */
@@ -69,6 +71,19 @@ export function deny(code: DenyCode, description: string, extra?: DenyExtra): De
   return { kind: 'deny', allow: false, status: entry.status, grpc: entry.grpc, code, description, headers: [], ...extra };
 }
 
+/**
+ * A deny built once and answered many times (an endpoint's bad-credential 401): frozen, with
+ * its JSON body serialized up to the timestamp, so a refused request allocates next to nothing.
+ */
+export function fixedDeny(code: DenyCode, description: string, extra?: Pick<DenyExtra, 'headers' | 'extra'>): Deny {
+  const d = deny(code, description, extra);
+  const json = JSON.stringify({ error: d.code, error_description: d.description, ...d.extra });
+  d.bodyPrefix = json.length > 2 ? json.slice(0, -1) : undefined;
+  Object.freeze(d.headers);
+  if (d.extra) Object.freeze(d.extra);
+  return Object.freeze(d);
+}
+
 /** A deny whose status (and so gRPC code) the policy chose. */
 export function policyDeny(status: number, code: DenyCode | PolicyCode, description: string, extra?: DenyExtra): Deny {
   return { kind: 'deny', allow: false, status, grpc: grpcCodeForStatus(status), code, description, headers: [], ...extra };
@@ -78,11 +93,26 @@ export function answer(code: AnswerCode, body: string, contentType: string): Ans
   return { kind: 'answer', allow: false, status: CODES[code].status, grpc: CODES[code].grpc, code, body, contentType, headers: [] };
 }
 
+let lastMs = -1;
+let lastIso = '';
+
+/** Now, in ISO 8601, built at most once per millisecond (every deny body carries it). */
+export function isoTimestamp(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
+
 /** The body Envoy sends for a deny (its JSON error, or the policy's raw body) or an answer. */
-export function responseBody(o: Deny | Answer, now: Date = new Date()): string {
+export function responseBody(o: Deny | Answer, now?: Date): string {
   if (o.kind === 'answer') return o.body;
   if (o.rawBody !== undefined) return o.rawBody;
-  return JSON.stringify({ error: o.code, error_description: o.description, ...o.extra, timestamp: now.toISOString() });
+  const timestamp = now === undefined ? isoTimestamp() : now.toISOString();
+  if (o.bodyPrefix !== undefined) return `${o.bodyPrefix},"timestamp":"${timestamp}"}`;
+  return JSON.stringify({ error: o.code, error_description: o.description, ...o.extra, timestamp });
 }
 
 export function responseContentType(o: Deny | Answer): string {

@@ -74,7 +74,7 @@ function writeHeader(out: Out, fieldNo: number, s: SizedHeader): void {
 
 const sumSizes = (xs: { size: number }[], fieldSize = field) => xs.reduce((n, x) => n + fieldSize(x.size), 0);
 
-export function encodeCheckResponse(o: Outcome, now: Date = new Date()): Buffer | undefined {
+export function encodeCheckResponse(o: Outcome, now?: Date): Buffer | undefined {
   if (o.kind !== 'answer' && o.dynamicMetadata) return undefined;
   if (o.allow) {
     // status = 1: google.rpc.Status { int32 code = 1 } with code 0: an empty message.

@@ -9,7 +9,7 @@
 // one Check runs; this file is its decoder and its answer for this shape.
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
-import { responseBody, responseContentType, type Outcome } from '../contracts/outcome.js';
+import { deny, responseBody, responseContentType, type Outcome } from '../contracts/outcome.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
 import type { AnswerLimits, HeaderMap, QueryMap, Request } from '../contracts/request.js';
 import { normalizePath } from '../request/normalize-path.js';
@@ -143,7 +143,7 @@ export interface HttpAuthzAnswer {
   body: string;
 }
 
-export function httpAuthzAnswer(o: Outcome, now: Date = new Date()): HttpAuthzAnswer {
+export function httpAuthzAnswer(o: Outcome, now?: Date): HttpAuthzAnswer {
   if (o.allow) {
     // Identity and policy headers for the upstream request (Envoy keeps those its
     // allowed_upstream_headers names), the policy's response headers (allowed_client_headers_on_success),
@@ -157,7 +157,7 @@ export function httpAuthzAnswer(o: Outcome, now: Date = new Date()): HttpAuthzAn
   // A deny: Envoy sends this status, these headers and this body to the client. A 200 here
   // would be an allow, so an answer (which the pipeline turns into a deny on this service
   // before it gets here) is never sent as one.
-  if (o.kind === 'answer') return { status: 503, headers: [['content-type', 'application/json']], body: JSON.stringify({ error: 'internal_error', error_description: 'A direct answer cannot be sent through the HTTP authorization service.', timestamp: now.toISOString() }) };
+  if (o.kind === 'answer') return httpAuthzAnswer(deny('internal_error', 'A direct answer cannot be sent through the HTTP authorization service.'), now);
   const headers: [string, string][] = [['content-type', responseContentType(o)]];
   for (const h of o.headers) headers.push([h.name, h.value]);
   return { status: o.status, headers, body: responseBody(o, now) };

@@ -8,7 +8,7 @@ function headerOption(h: HeaderToSet) {
   return { header: { key: h.name, value: h.value }, append: { value: h.append } };
 }
 
-export function toCheckResponse(o: Outcome, now: Date = new Date()): Record<string, unknown> {
+export function toCheckResponse(o: Outcome, now?: Date): Record<string, unknown> {
   if (o.allow) {
     const ok: Record<string, unknown> = {};
     if (o.headers.length) ok.headers = o.headers.map(headerOption);

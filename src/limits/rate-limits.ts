@@ -8,6 +8,7 @@ import type { Limiter } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
 import { deny, type Deny } from '../contracts/outcome.js';
 import type { Endpoint } from '../endpoints/registry.js';
+import { LocalFailureCounter, StoreFailureCounter, type Counted, type FailureCounter } from './failure-counter.js';
 import { createLimiter, RateLimiterRes, type FlexLimiter, type StoreOptions } from './limiter-store.js';
 import { LockoutTable } from './lockouts.js';
 
@@ -37,8 +38,7 @@ export function windowsFor(spec: RateSpec): { sustained: { points: number; durat
 }
 
 export class RateLimits implements Limiter {
-  private readonly failed: FlexLimiter | undefined;
-  private readonly maxFailures: number;
+  private readonly failed: FailureCounter | undefined;
   private readonly perEndpoint = new Map<string, FlexLimiter>();
   /** Shared by other instances (Redis): a lockout may have been counted elsewhere, so ask it. */
   private readonly storeIsShared: boolean;
@@ -46,18 +46,27 @@ export class RateLimits implements Limiter {
   /**
    * @param lockouts the running lockouts this process knows of; in a worker, one that
    *   publishes to and hears from its siblings.
+   * @param failures where failed authentications are counted, when not in Redis or this
+   *   process (a cluster worker's counter, which asks the primary).
    */
   constructor(
     config: Pick<Config, 'rateLimit'>,
     endpoints: readonly Endpoint[],
     store: StoreOptions,
     private readonly lockouts: LockoutTable = new LockoutTable(),
+    failures?: (max: number, windowSeconds: number) => FailureCounter,
   ) {
     const { failedAuth, perClient } = config.rateLimit;
-    this.maxFailures = failedAuth.maxAttempts;
     this.storeIsShared = store.redis !== undefined;
     if (failedAuth.maxAttempts > 0) {
-      this.failed = createLimiter({ keyPrefix: 'failed-auth', points: failedAuth.maxAttempts, durationSeconds: failedAuth.windowSeconds }, store);
+      const { maxAttempts: max, windowSeconds } = failedAuth;
+      this.failed = store.redis
+        ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds }, store), max)
+        : failures
+          ? failures(max, windowSeconds)
+          : store.local === 'cluster'
+            ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds }, store), max)
+            : new LocalFailureCounter(max, windowSeconds);
     }
     for (const e of endpoints) {
       const spec = e.rateLimit ?? perClient;
@@ -87,27 +96,27 @@ export class RateLimits implements Limiter {
     const left = this.lockouts.remainingMs(key, now);
     if (left > 0) return lockout(left);
     if (!this.storeIsShared && !this.lockouts.incomplete(now)) return undefined;
-    return this.failed.get(key).then((res) => {
-      if (!res || res.consumedPoints < this.maxFailures) return undefined;
-      this.lockouts.lock(key, Date.now() + res.msBeforeNext, true);
-      return lockout(res.msBeforeNext);
+    return this.failed.peek(key).then((res) => {
+      if (!res || res.tally === 'under') return undefined;
+      this.lockouts.lock(key, res.windowEnd, true);
+      return lockout(res.windowEnd - Date.now());
     });
   }
 
-  async authFailed(ctx: CheckContext): Promise<Deny | undefined> {
+  /** Counts the failure; a failure past the limit (concurrent attempts racing the lockout) is answered as the lockout. */
+  authFailed(ctx: CheckContext): Deny | undefined | Promise<Deny | undefined> {
     if (!this.failed) return undefined;
     const key = failedAuthKey(ctx);
-    try {
-      const res = await this.failed.consume(key);
-      // The failure that reaches the limit is still answered 401; the lockout starts now.
-      if (res.consumedPoints >= this.maxFailures) this.lockouts.lock(key, Date.now() + res.msBeforeNext);
-      return undefined;
-    } catch (res) {
-      // Only a limit decision reaches here: FlexLimiter answers store errors itself.
-      const ms = res instanceof RateLimiterRes ? res.msBeforeNext : 1000;
-      this.lockouts.lock(key, Date.now() + ms);
-      return lockout(ms);
-    }
+    const counted = this.failed.count(key);
+    if (!(counted instanceof Promise)) return this.tallied(key, counted);
+    return counted.then((c) => this.tallied(key, c));
+  }
+
+  private tallied(key: string, c: Counted): Deny | undefined {
+    if (c.tally === 'under') return undefined;
+    // The failure that reaches the limit is still answered 401; the lockout starts now.
+    this.lockouts.lock(key, c.windowEnd);
+    return c.tally === 'over' ? lockout(c.windowEnd - Date.now()) : undefined;
   }
 
   async afterAuth(ctx: CheckContext): Promise<Deny | undefined> {

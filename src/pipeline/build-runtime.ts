@@ -11,6 +11,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { SHIPPED_BUNDLE } from '../config/paths.mjs';
 import { EndpointRegistry } from '../endpoints/registry.js';
 import { clientAddressResolver } from '../limits/client-address.js';
+import type { FailureCounter } from '../limits/failure-counter.js';
 import type { LocalStore } from '../limits/limiter-store.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
@@ -38,6 +39,8 @@ export interface BuildOptions {
   sharedLimits?: boolean;
   /** The running lockouts; a cluster worker's table is shared with its siblings through the primary. */
   lockouts?: LockoutTable;
+  /** Where failed authentications are counted without Redis; a cluster worker's counter asks the primary. */
+  failureCounter?: (max: number, windowSeconds: number) => FailureCounter;
 }
 
 export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics: Registry, opts: BuildOptions = {}): Promise<Runtime> {
@@ -57,6 +60,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), logger },
     // Workers share lockouts through the primary, so none asks it before every authentication.
     opts.lockouts ?? new LockoutTable(),
+    opts.failureCounter,
   );
 
   // Authentication: the API key registry and the OAuth token verifier.

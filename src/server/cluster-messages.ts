@@ -1,5 +1,6 @@
 // What the cluster primary and its workers tell each other over the IPC channel, as one
 // union and one guard: anything else arriving on the channel is ignored.
+import { isFailureMessage, type FailureMessage } from '../limits/cluster-failures.js';
 import type { LockoutMessage } from '../limits/lockouts.js';
 import type { ServingStatus } from './health.js';
 
@@ -13,7 +14,9 @@ export type ClusterMessage =
   /** A lockout a worker recorded, relayed by the primary to every other worker. */
   | LockoutMessage
   /** A new worker asks the primary for the lockouts already running. */
-  | { type: 'mcp-authz:lockout-sync' };
+  | { type: 'mcp-authz:lockout-sync' }
+  /** Failed authentications counted on the primary's ledger (src/limits/cluster-failures.ts). */
+  | FailureMessage;
 
 export function asClusterMessage(m: unknown): ClusterMessage | undefined {
   if (typeof m !== 'object' || m === null) return undefined;
@@ -29,6 +32,6 @@ export function asClusterMessage(m: unknown): ClusterMessage | undefined {
     case 'mcp-authz:lockout-sync':
       return o as ClusterMessage;
     default:
-      return undefined;
+      return isFailureMessage(o) ? (o as ClusterMessage) : undefined;
   }
 }

@@ -13,6 +13,8 @@ import { RateLimiterClusterMaster } from 'rate-limiter-flexible';
 import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.js';
 import type { LoadedConfig } from '../config/load.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
+import { FailureLedgerHost, type FailureMessage } from '../limits/cluster-failures.js';
+import { FailureLedger } from '../limits/failure-ledger.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import type { Logger } from '../log/logger.js';
 import type { ClusterMessage } from './cluster-messages.js';
@@ -33,8 +35,18 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   const graceMs = opts.graceMs ?? 10_000;
   new RateLimiterClusterMaster(); // the counters every worker's limits share
   const relay = new LockoutRelay();
+  const failures = failureLedgerHost(loaded, workers);
   const health = new HealthState();
-  const supervisor = new WorkerSupervisor({ workers, logger, health, onMessage: (w, m) => relay.heard(w, m) });
+  const supervisor = new WorkerSupervisor({
+    workers,
+    logger,
+    health,
+    onMessage: (w, m) => {
+      if (m.type === 'mcp-authz:failures' || m.type === 'mcp-authz:failure-returned') failures?.heard(w.id, m);
+      else relay.heard(w, m);
+    },
+  });
+  cluster.on('exit', (w) => failures?.holderGone(w.id));
 
   const started = await supervisor.start();
   if (started !== 0) {
@@ -52,6 +64,17 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   await closeHttp(httpServer.server);
   logger.info('mcp-authz stopped');
   return code;
+}
+
+/** The failed-authentication counts every worker shares (absent with Redis, which holds them, or with the lockout off). */
+function failureLedgerHost(loaded: LoadedConfig, workers: number): FailureLedgerHost | undefined {
+  const { rateLimit } = loaded.config;
+  if (rateLimit.redis || rateLimit.failedAuth.maxAttempts <= 0) return undefined;
+  const ledger = new FailureLedger(rateLimit.failedAuth.maxAttempts, rateLimit.failedAuth.windowSeconds * 1000, workers);
+  return new FailureLedgerHost(ledger, (id, m: FailureMessage) => {
+    const w = cluster.workers?.[id];
+    if (w?.isConnected()) w.send(m);
+  });
 }
 
 /** The running lockouts: each one a worker records goes to every other worker, and to a worker that starts later. */

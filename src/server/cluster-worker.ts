@@ -3,6 +3,7 @@
 // when told to.
 import { AggregatorRegistry } from 'prom-client';
 import type { LoadedConfig } from '../config/load.js';
+import { ClusterFailureCounter, type FailureMessage } from '../limits/cluster-failures.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import type { Logger } from '../log/logger.js';
 import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
@@ -28,10 +29,26 @@ export function workerLockoutTable(): LockoutTable {
   return table;
 }
 
+/** A worker's failure counter: its leases, and the primary's ledger for the rest (src/limits/cluster-failures.ts). */
+export function workerFailureCounter(logger: Logger): (max: number, windowSeconds: number) => ClusterFailureCounter {
+  return (max, windowSeconds) => {
+    const counter = new ClusterFailureCounter(max, windowSeconds, (m: FailureMessage) => send(m), logger);
+    process.on('message', (raw: unknown) => {
+      const m = asClusterMessage(raw);
+      if (m?.type === 'mcp-authz:failures-counted' || m?.type === 'mcp-authz:failure-revoke') counter.heard(m);
+    });
+    return counter;
+  };
+}
+
 /** Runs one worker until the primary says stop (or goes away); resolves with the exit code. */
 export async function runWorker(loaded: LoadedConfig, logger: Logger, build: BuildOptions = {}, graceMs = 10_000): Promise<number> {
   const local = build.localLimiterStore ?? 'cluster';
-  const options: BuildOptions = { ...build, localLimiterStore: local, ...(local === 'cluster' ? { lockouts: workerLockoutTable() } : {}) };
+  const options: BuildOptions = {
+    ...build,
+    localLimiterStore: local,
+    ...(local === 'cluster' ? { lockouts: workerLockoutTable(), failureCounter: build.failureCounter ?? workerFailureCounter(logger) } : {}),
+  };
   const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options), http: false });
   AggregatorRegistry.setRegistries([service.metrics]);
   new AggregatorRegistry(); // answers the primary's requests for this worker's metrics
