@@ -204,8 +204,8 @@ export function checkHeadersWithBody(headers: HeaderMap, messages: readonly unkn
 function headerParams(headers: HeaderMap, withBody: boolean, args: unknown, id: JsonRpcId | undefined): Record<string, string> | undefined {
   const argObject = args !== null && typeof args === 'object' && !Array.isArray(args) ? (args as Record<string, unknown>) : undefined;
   let out: Record<string, string> | undefined;
-  for (const name in headers) {
-    if (name.length <= PARAM_PREFIX.length || !name.startsWith(PARAM_PREFIX)) continue;
+  for (const name of Object.keys(headers)) {
+    if (name.length <= PARAM_PREFIX.length || name.charCodeAt(0) !== 0x6d || !name.startsWith(PARAM_PREFIX)) continue;
     const key = name.slice(PARAM_PREFIX.length);
     const label = `Mcp-Param-${key}`;
     const raw = single(headers, name, label, id)!;
