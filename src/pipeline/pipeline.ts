@@ -32,7 +32,7 @@ export async function runCheck<I>(rt: Runtime, decode: Decoder<I>, input: I): Pr
     trace.outcome = await decide(rt, trace.ctx, trace);
     if (request.answerLimits) trace.outcome = fitTransport(trace.outcome, request);
   } catch (err) {
-    trace.outcome = err instanceof RequestRejected ? deny(err.code, err.description) : internalError(rt, err, trace.ctx?.request);
+    trace.outcome = err instanceof RequestRejected ? deny(err.code, err.description, { jsonRpc: err.jsonRpc }) : internalError(rt, err, trace.ctx?.request);
   }
   trace.durationNs = process.hrtime.bigint() - started;
   rt.observer.decided(trace);
