@@ -1,4 +1,6 @@
-// The mcp-authz command line: serve, check, keys, policy.
+// The mcp-authz command line: serve, check, keys, policy. Each command loads only what it
+// runs (dynamic imports): the cluster primary, which decides no Check, never loads the
+// pipeline, the policy engine or the gRPC server, and stays small.
 import { spawnSync } from 'node:child_process';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -7,13 +9,7 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
 import { projectRoot, QUICKSTART_CONFIG } from '../config/paths.mjs';
 import { createLogger } from '../log/logger.js';
-import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
-import { runPrimary } from '../server/cluster-primary.js';
-import { runWorker } from '../server/cluster-worker.js';
-import { startService } from '../server/service.js';
-import { checkConfig } from './check-config.js';
-import { explain, parseHeaderFlag, readBodyFlag } from './check-command.js';
-import { keysCommand } from './keys-command.js';
+import type { BuildOptions } from '../pipeline/build-runtime.js';
 import { LOG_LEVELS, USAGE, version } from './usage.js';
 
 
@@ -38,7 +34,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       case 'check':
         return await check(rest);
       case 'keys':
-        return keys(rest);
+        return await keys(rest);
       case 'policy':
         return policy(rest);
       case '--version':
@@ -89,15 +85,23 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   const file = (values.config as string | undefined) ?? QUICKSTART_CONFIG;
   const loaded = loadConfigFile(file);
   if (values['check-config']) {
+    const { checkConfig } = await import('./check-config.js');
     const result = await checkConfig(loaded);
     (result.ok ? process.stdout : process.stderr).write(`${result.lines.join('\n')}\n${result.ok ? 'configuration is valid: serve would start with all of the above\n' : 'configuration is NOT ready: serve would not decide requests (see above)\n'}`);
     return result.ok ? 0 : 1;
   }
   const logger = createLogger(logLevel());
-  if (cluster.isWorker) return runWorker(loaded, logger.child({ worker: cluster.worker?.id }), options.runtime);
+  if (cluster.isWorker) {
+    const { runWorker } = await import('../server/cluster-worker.js');
+    return runWorker(loaded, logger.child({ worker: cluster.worker?.id }), options.runtime);
+  }
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
   logger.info({ version: version(), workers }, 'mcp-authz starting');
-  if (workers > 1) return runPrimary(loaded, { workers, logger });
+  if (workers > 1) {
+    const { runPrimary } = await import('../server/cluster-primary.js');
+    return runPrimary(loaded, { workers, logger });
+  }
+  const [{ startService }, { buildRuntime }] = await Promise.all([import('../server/service.js'), import('../pipeline/build-runtime.js')]);
   const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options.runtime) });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -150,6 +154,7 @@ async function check(args: string[]): Promise<number> {
   if (!values.path) throw new UsageError('check needs --path', USAGE.check);
   if (values.rego !== undefined && !values.explain) throw new UsageError('--rego is the policy source for --explain', USAGE.check);
   const loaded = loadConfigFile((values.config as string | undefined) ?? QUICKSTART_CONFIG);
+  const { explain, parseHeaderFlag, readBodyFlag } = await import('./check-command.js');
   const result = await explain(
     loaded,
     {
@@ -179,7 +184,8 @@ function policy(args: string[]): number {
   return r.status ?? 1;
 }
 
-function keys(args: string[]): number {
+async function keys(args: string[]): Promise<number> {
+  const { keysCommand } = await import('./keys-command.js');
   try {
     return keysCommand(args, (s) => process.stdout.write(s));
   } catch (err) {

@@ -1,9 +1,7 @@
 // Where failed authentications are counted, behind one small interface: in this process
 // (one process, or a worker's last resort), in the cluster primary (cluster-failures.ts),
-// or in Redis through rate-limiter-flexible (limits shared by replicas).
-import { RateLimiterRes } from 'rate-limiter-flexible';
+// or in Redis through rate-limiter-flexible (StoreFailureCounter, limiter-store.ts).
 import { FailureLedger, type Counted, type Tally } from './failure-ledger.js';
-import type { FlexLimiter } from './limiter-store.js';
 
 export type { Counted, Tally };
 
@@ -28,30 +26,5 @@ export class LocalFailureCounter implements FailureCounter {
 
   peek(key: string): Promise<{ tally: Tally; windowEnd: number } | undefined> {
     return Promise.resolve(this.ledger.peek(key, Date.now()));
-  }
-}
-
-/** Counts in a rate-limiter-flexible store (Redis, with its local insurance): one consume per failure. */
-export class StoreFailureCounter implements FailureCounter {
-  constructor(
-    private readonly limiter: FlexLimiter,
-    private readonly max: number,
-  ) {}
-
-  count(key: string): Promise<Counted> {
-    return this.limiter.consume(key).then(
-      (res) => ({ tally: this.tally(res.consumedPoints), windowEnd: Date.now() + res.msBeforeNext, lease: 0 }),
-      // Only a limit decision reaches here: FlexLimiter answers store errors itself.
-      (res: unknown) => ({ tally: 'over', windowEnd: Date.now() + (res instanceof RateLimiterRes ? res.msBeforeNext : 1000), lease: 0 }),
-    );
-  }
-
-  async peek(key: string): Promise<{ tally: Tally; windowEnd: number } | undefined> {
-    const res = await this.limiter.get(key);
-    return res ? { tally: this.tally(res.consumedPoints), windowEnd: Date.now() + res.msBeforeNext } : undefined;
-  }
-
-  private tally(consumed: number): Tally {
-    return consumed < this.max ? 'under' : consumed === this.max ? 'at' : 'over';
   }
 }

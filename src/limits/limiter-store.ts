@@ -4,6 +4,7 @@
 // limiter call never throws: if the store fails, a last-resort in-process limiter answers.
 import { RateLimiterCluster, RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from '../log/logger.js';
+import type { Counted, FailureCounter, Tally } from './failure-counter.js';
 import type { RedisLimiterStore } from './redis-store.js';
 
 export { RateLimiterRes };
@@ -81,5 +82,30 @@ class Resilient implements FlexLimiter {
     if (now - this.lastWarned < 10_000) return;
     this.lastWarned = now;
     this.logger.warn({ limiter: this.name, err: { message: (err as Error)?.message } }, 'limiter store failed: this process limits on its own counters');
+  }
+}
+
+/** Counts in a rate-limiter-flexible store (Redis, with its local insurance): one consume per failure. */
+export class StoreFailureCounter implements FailureCounter {
+  constructor(
+    private readonly limiter: FlexLimiter,
+    private readonly max: number,
+  ) {}
+
+  count(key: string): Promise<Counted> {
+    return this.limiter.consume(key).then(
+      (res) => ({ tally: this.tally(res.consumedPoints), windowEnd: Date.now() + res.msBeforeNext, lease: 0 }),
+      // Only a limit decision reaches here: FlexLimiter answers store errors itself.
+      (res: unknown) => ({ tally: 'over', windowEnd: Date.now() + (res instanceof RateLimiterRes ? res.msBeforeNext : 1000), lease: 0 }),
+    );
+  }
+
+  async peek(key: string): Promise<{ tally: Tally; windowEnd: number } | undefined> {
+    const res = await this.limiter.get(key);
+    return res ? { tally: this.tally(res.consumedPoints), windowEnd: Date.now() + res.msBeforeNext } : undefined;
+  }
+
+  private tally(consumed: number): Tally {
+    return consumed < this.max ? 'under' : consumed === this.max ? 'at' : 'over';
   }
 }

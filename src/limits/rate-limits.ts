@@ -8,8 +8,8 @@ import type { Limiter } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
 import { deny, type Deny } from '../contracts/outcome.js';
 import type { Endpoint } from '../endpoints/registry.js';
-import { LocalFailureCounter, StoreFailureCounter, type Counted, type FailureCounter } from './failure-counter.js';
-import { createLimiter, RateLimiterRes, type FlexLimiter, type StoreOptions } from './limiter-store.js';
+import { LocalFailureCounter, type Counted, type FailureCounter } from './failure-counter.js';
+import { createLimiter, RateLimiterRes, StoreFailureCounter, type FlexLimiter, type StoreOptions } from './limiter-store.js';
 import { LockoutTable } from './lockouts.js';
 
 const LOCKOUT_DESCRIPTION = 'Too many failed authentication attempts. Please try again later.';

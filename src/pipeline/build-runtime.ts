@@ -15,7 +15,7 @@ import type { FailureCounter } from '../limits/failure-counter.js';
 import type { LocalStore } from '../limits/limiter-store.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
-import { RedisLimiterStore } from '../limits/redis-store.js';
+import type { RedisLimiterStore } from '../limits/redis-store.js';
 import { DecisionLog } from '../log/decision-log.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
@@ -52,7 +52,10 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
 
   // Limits: failed-auth lockout and per-client rate, shared through Redis when configured.
   const redisCfg = opts.sharedLimits === false ? undefined : config.rateLimit.redis;
-  const redis = redisCfg ? new RedisLimiterStore({ url: redisCfg.url, commandTimeoutMs: redisCfg.commandTimeoutMs, logger, onState: (s) => events.limiterStore?.(s) }) : undefined;
+  // ioredis is loaded only where Redis is configured (it is the largest module the service could load).
+  const redis: RedisLimiterStore | undefined = redisCfg
+    ? new (await import('../limits/redis-store.js')).RedisLimiterStore({ url: redisCfg.url, commandTimeoutMs: redisCfg.commandTimeoutMs, logger, onState: (s) => events.limiterStore?.(s) })
+    : undefined;
   const local = opts.localLimiterStore ?? (cluster.isWorker ? 'cluster' : 'memory');
   const limiter = new RateLimits(
     config,

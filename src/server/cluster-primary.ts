@@ -9,7 +9,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
 import { AggregatorRegistry } from 'prom-client';
-import { RateLimiterClusterMaster } from 'rate-limiter-flexible';
 import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.js';
 import type { LoadedConfig } from '../config/load.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
@@ -33,7 +32,11 @@ export interface PrimaryOptions {
 export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Promise<number> {
   const { logger, workers } = opts;
   const graceMs = opts.graceMs ?? 10_000;
-  new RateLimiterClusterMaster(); // the counters every worker's limits share
+  if (workersUseClusterStore(loaded)) {
+    // The per-client rate (and Redis's local insurance) count here for every worker.
+    const { RateLimiterClusterMaster } = await import('rate-limiter-flexible');
+    new RateLimiterClusterMaster();
+  }
   const relay = new LockoutRelay();
   const failures = failureLedgerHost(loaded, workers);
   const health = new HealthState();
@@ -64,6 +67,12 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   await closeHttp(httpServer.server);
   logger.info('mcp-authz stopped');
   return code;
+}
+
+/** Whether any worker limiter counts in rate-limiter-flexible's cluster store (RateLimiterCluster). */
+function workersUseClusterStore(loaded: LoadedConfig): boolean {
+  const { rateLimit, endpoints } = loaded.config;
+  return rateLimit.redis !== undefined || rateLimit.perClient.rps > 0 || endpoints.some((e) => (e.rateLimit?.rps ?? 0) > 0);
 }
 
 /** The failed-authentication counts every worker shares (absent with Redis, which holds them, or with the lockout off). */
