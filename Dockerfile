@@ -43,5 +43,7 @@ RUN groupadd --system --gid 10001 mcp-authz \
  && useradd --system --uid 10001 --gid mcp-authz --no-create-home --shell /usr/sbin/nologin mcp-authz
 USER 10001:10001
 EXPOSE 9191 9090
-ENTRYPOINT ["node", "/app/bin/mcp-authz.js"]
+# A 4 MiB young generation (Node's default is 16): a quarter less resident memory per
+# process, at no measurable cost per Check (docs/kubernetes.md, "Sizing"); workers inherit it.
+ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/bin/mcp-authz.js"]
 CMD ["serve", "--config", "/etc/mcp-authz/config.yaml"]

@@ -98,7 +98,7 @@ function layOut(root: string): void {
 const IMAGE_CONFIG = '/etc/mcp-authz/config.yaml';
 
 test('the image runs serve with a config it carries, as a non-root user, exposing the ports the config listens on', (t) => {
-  t.deepEqual(image.entrypoint, ['node', '/app/bin/mcp-authz.js']);
+  t.deepEqual(image.entrypoint, ['node', '--max-semi-space-size=4', '/app/bin/mcp-authz.js']);
   t.deepEqual(image.cmd.slice(0, 3), ['serve', '--config', IMAGE_CONFIG]);
   t.truthy(image.copies.find((c) => c.dest === IMAGE_CONFIG), 'the config is copied in');
   t.not(image.user?.split(':')[0], '0');

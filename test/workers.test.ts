@@ -5,6 +5,7 @@ import { sample, sumOf } from './helpers/prometheus.js';
 import { waitFor } from './helpers/redis.js';
 import { deniedStatus, checkRequest, headerValue } from './helpers/service.js';
 import { startServe } from './helpers/subprocess-service.js';
+import { workerExecArgv } from '../src/server/cluster-supervisor.js';
 
 const withTestAuth = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'serve-with-test-auth.ts');
 const MAX = 20;
@@ -101,4 +102,11 @@ test.serial('serve --workers 1 runs one process with in-memory limits', async (t
 
 test.serial('serve rejects a bad --workers value', async (t) => {
   await t.throwsAsync(startServe(config, ['--workers', 'lots']), { message: /--workers expects a whole number/ });
+});
+
+test('workers get a 4 MiB young generation, keep the parent\'s Node.js options, and keep the operator\'s own size', (t) => {
+  t.deepEqual(workerExecArgv(['--import', 'tsx'], undefined), ['--import', 'tsx', '--max-semi-space-size=4']);
+  t.deepEqual(workerExecArgv(['--max-semi-space-size=16'], undefined), ['--max-semi-space-size=16']);
+  t.deepEqual(workerExecArgv([], '--max-semi-space-size=8 --trace-gc'), []);
+  t.deepEqual(workerExecArgv([], '--enable-source-maps'), ['--max-semi-space-size=4']);
 });
