@@ -8,4 +8,5 @@ export const out = join(root, 'bench', 'out');
 const bin = join(root, '.tools', 'bin');
 export const tools = { ghz: join(bin, 'ghz'), oep: join(bin, 'opa-envoy-plugin'), opa: join(bin, 'opa') };
 export const shippedBundle = join(root, 'policies', 'build', 'bundle.tar.gz');
-export const mcpAuthzCli = ['node', join(root, 'bin', 'mcp-authz.js')];
+// As the container image runs it (Dockerfile ENTRYPOINT), young-generation size included.
+export const mcpAuthzCli = ['node', '--max-semi-space-size=4', join(root, 'bin', 'mcp-authz.js')];
