@@ -7,6 +7,10 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { validateConfig } from '../src/config/load.js';
+import type { Principal } from '../src/contracts/principal.js';
+import { identityHeaders } from '../src/pipeline/allow.js';
 import { ROOT } from './helpers/helm.js';
 
 const BIN = join(ROOT, '.tools', 'bin', 'envoy-validate');
@@ -65,4 +69,56 @@ test('the validator refuses a mesh config field Istio does not have, and a wrong
   const type = await validate('istio-mesh', edited(MESH, 'port: 9191', 'port: "nine"'));
   t.is(type.code, 1);
   t.regex(type.stderr, /port/);
+});
+
+const ENVOY_HTTP = join(ROOT, 'examples', 'envoy', 'envoy-http.yaml');
+const MESH_HTTP = join(ROOT, 'examples', 'istio', 'mesh-config-http.yaml');
+
+test('the Envoy HTTP ext_authz example is a valid v3 Bootstrap, with every typed config read and checked', async (t) => {
+  const r = await validate('bootstrap', ENVOY_HTTP);
+  t.is(r.code, 0, r.stderr);
+  for (const type of ['envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute']) t.true(r.stdout.includes(type), `${type} checked:\n${r.stdout}`);
+});
+
+test('the Istio envoyExtAuthzHttp provider is a valid MeshConfig extension provider', async (t) => {
+  const r = await validate('istio-mesh', MESH_HTTP);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /extension providers: mcp-authz-http/);
+  const typo = await validate('istio-mesh', edited(MESH_HTTP, 'headersToUpstreamOnAllow:', 'headersToUpstreamOnAlow:'));
+  t.is(typo.code, 1);
+});
+
+/** The mcp-authz settings an example's header comment says to run with, as a config. */
+function namedSettings(file: string): Record<string, unknown> {
+  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => /^#\s+(listen|clientAddress):/.test(l));
+  return parseYaml(lines.map((l) => l.replace(/^#\s+/, '')).join('\n')) as Record<string, unknown>;
+}
+
+// Headers the service reads or removes, which Envoy must forward for it to see them.
+const READ_HEADERS = ['authorization', 'x-api-key', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'mcp-param-region', 'content-encoding', 'content-type', 'x-forwarded-for', 'x-mcp-user-id', 'x_mcp_user_id'];
+
+test('both HTTP examples forward every header the service reads, pass its identity headers upstream, and name settings that load', (t) => {
+  const envoy = parseYaml(readFileSync(ENVOY_HTTP, 'utf8'));
+  const hcm = envoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+  const authz = hcm.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_authz').typed_config;
+  const regexes = authz.allowed_headers.patterns.map((p: { safe_regex?: { regex: string } }) => new RegExp(`^(?:${p.safe_regex!.regex})$`));
+  for (const h of READ_HEADERS) t.true(regexes.some((r: RegExp) => r.test(h)), `Envoy forwards ${h}`);
+  const upstream = authz.http_service.authorization_response.allowed_upstream_headers.patterns.map((p: { prefix: string }) => p.prefix);
+  const identity = identityHeaders({ id: 'k1', method: 'api_key', userId: 'alice', keyId: 'k1' } as Principal).map((h) => h.name);
+  t.true(identity.length >= 4);
+  for (const h of identity) t.true(upstream.some((p: string) => h.startsWith(p)), `Envoy passes ${h} upstream`);
+  t.true(hcm.use_remote_address, 'Envoy appends the client address that trustedHops: 1 reads');
+
+  const provider = parseYaml(readFileSync(MESH_HTTP, 'utf8')).spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp;
+  // Istio's header patterns: exact, "prefix*" or "*suffix".
+  const istioMatch = (pattern: string, h: string) => (pattern.endsWith('*') ? h.startsWith(pattern.slice(0, -1)) : pattern.startsWith('*') ? h.endsWith(pattern.slice(1)) : h === pattern);
+  for (const h of READ_HEADERS) t.true(provider.includeRequestHeadersInCheck.some((p: string) => istioMatch(p, h)), `Istio forwards ${h}`);
+  for (const h of identity) t.true(provider.headersToUpstreamOnAllow.some((p: string) => istioMatch(p, h)), `Istio passes ${h} upstream`);
+
+  for (const [file, port] of [[ENVOY_HTTP, 9292], [MESH_HTTP, provider.port]] as const) {
+    const settings = namedSettings(file);
+    const loaded = validateConfig(settings, file, ROOT, {});
+    t.is(loaded.listen.extAuthzHttp, `0.0.0.0:${port}`, `${file}: the port it calls`);
+    t.is(loaded.extAuthzHttp.pathPrefix, file === ENVOY_HTTP ? authz.http_service.path_prefix : provider.pathPrefix);
+  }
 });

@@ -230,7 +230,7 @@ export const ConfigSchema = z
         code: 'custom',
         path: ['clientAddress', 'from'],
         message:
-          'with listen.extAuthzHttp the authorization request comes from Envoy, not the client, so the source address would put every client in one lockout: set x-forwarded-for (with trustedHops) or x-envoy-external-address, and list that header in the ext_authz filter\'s allowed_headers (docs/envoy.md)',
+          'with listen.extAuthzHttp the authorization request comes from Envoy, not the client, so the source address would put every client in one lockout: set x-forwarded-for (with trustedHops) or x-envoy-external-address, and list that header in the ext_authz filter\'s allowed_headers (docs/envoy-http.md)',
       });
     }
     const seen = new Set<string>();
