@@ -120,8 +120,12 @@ test('a handler error reaches the client as grpc-status and a percent-encoded gr
 test('a call past its grpc-timeout is DEADLINE_EXCEEDED and the handler sees it cancelled', async (t) => {
   const h = await start({ Hang: () => undefined });
   t.teardown(() => h.stop());
-  const err = await rejection(unary(h.client, '/test.Raw/Hang', Buffer.from('x'), { deadline: Date.now() + 100 }));
-  t.is(err.code, grpc.status.DEADLINE_EXCEEDED);
+  // A raw client, which enforces no deadline of its own (grpc-js's would cancel the call
+  // itself, and on a busy machine before the server had even read it): the status is the server's.
+  const s = await rawSession(h.port);
+  t.teardown(() => s.close());
+  const a = await rawCall(s, '/test.Raw/Hang', [frame(Buffer.from('x'))], { 'grpc-timeout': '300m' });
+  t.is(statusOf(a), Status.DEADLINE_EXCEEDED);
   const call = h.seen.Hang![0]! as UnaryCall;
   if (!call.cancelled) await once(call, 'cancelled');
   t.true(call.cancelled);
@@ -310,6 +314,63 @@ test('a bidirectional stream answers messages as they come, in order, and ends w
   const status = (await once(call, 'status')) as [grpc.StatusObject];
   t.is(status[0].code, grpc.status.OK);
   t.deepEqual(replies, ['re:one', 're:two', 're:three']);
+});
+
+/** The call's final status (events.once would reject on the 'error' grpc-js also emits). */
+function finalStatus(call: grpc.ClientDuplexStream<Buffer, Buffer>): Promise<grpc.StatusObject> {
+  call.on('error', () => undefined);
+  return new Promise((resolve) => call.on('status', resolve));
+}
+
+test('a bidirectional stream past its grpc-timeout ends DEADLINE_EXCEEDED after the messages already sent, and the handler sees it cancelled', async (t) => {
+  // The handler answers each message and never ends the call: only the server's deadline can.
+  const h = await start({ Chat: (call: StreamCall) => call.on('data', (b: Buffer) => call.write(b)) });
+  t.teardown(() => h.stop());
+  // A raw client, which enforces no deadline of its own: the status can only be the server's.
+  const s = await rawSession(h.port);
+  t.teardown(() => s.close());
+  const a = await rawCall(s, '/test.Raw/Chat', [frame(Buffer.from('first'))], { 'grpc-timeout': '200m' });
+  t.is(statusOf(a), Status.DEADLINE_EXCEEDED);
+  const messages: string[] = [];
+  new FrameReader(1000).push(a.data, (m) => messages.push(m.toString()));
+  t.deepEqual(messages, ['first']);
+  const server = h.seen.Chat![0]! as StreamCall;
+  if (!server.cancelled) await once(server, 'cancelled');
+  t.true(server.cancelled);
+});
+
+test('on a stream, a message larger than the receive limit is RESOURCE_EXHAUSTED and never reaches the handler; the ones before it do', async (t) => {
+  const got: number[] = [];
+  const h = await start({ Chat: (call: StreamCall) => call.on('data', (b: Buffer) => got.push(b.length)) }, { maxReceiveMessageBytes: 1000 });
+  t.teardown(() => h.stop());
+  const call = h.client.makeBidiStreamRequest('/test.Raw/Chat', identity, identity);
+  const ended = finalStatus(call);
+  call.write(Buffer.alloc(1000, 1));
+  call.write(Buffer.alloc(1001, 1));
+  const status = await ended;
+  t.is(status.code, grpc.status.RESOURCE_EXHAUSTED);
+  t.deepEqual(got, [1000]);
+});
+
+test('a stream the handler ends with an error sends its messages, then the status and message in trailers', async (t) => {
+  const h = await start({
+    Chat: (call: StreamCall) => {
+      call.on('data', (b: Buffer) => {
+        call.write(b);
+        call.emit('error', { code: Status.INTERNAL, details: 'the response cannot be filtered: 100% closed' });
+      });
+    },
+  });
+  t.teardown(() => h.stop());
+  const call = h.client.makeBidiStreamRequest('/test.Raw/Chat', identity, identity);
+  const ended = finalStatus(call);
+  const data: string[] = [];
+  call.on('data', (b: Buffer) => data.push(b.toString()));
+  call.write(Buffer.from('only'));
+  const status = await ended;
+  t.is(status.code, grpc.status.INTERNAL);
+  t.is(status.details, 'the response cannot be filtered: 100% closed');
+  t.deepEqual(data, ['only']);
 });
 
 /** The HTTP/2 stream under a call (private to the server; flow control is what these tests prove). */
