@@ -6,6 +6,7 @@
 // targets are judged by.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { Registry } from 'prom-client';
 import type { Runtime } from '../../src/pipeline/runtime.js';
 import { round } from './ghz.js';
@@ -24,6 +25,41 @@ export interface PhaseCosts {
   totalUs: number;
   /** The pipeline without the decision observers (metrics, decision log). */
   pipelineWithoutObserversUs: number;
+  /** Bytes allocated per call on the JS heap (deterministic, unlike the times on a busy machine): decode, pipeline, encode. */
+  decodeBytes: number;
+  decodeGrpcJsBytes: number;
+  pipelineBytes: number;
+  encodeBytes: number;
+}
+
+const newSpaceUsed = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_used_size;
+
+/**
+ * Bytes a call allocates: young-generation growth over a few hundred calls with no garbage
+ * collection between them (a window in which it ran is thrown away and measured again),
+ * less what reading the heap statistics itself allocates.
+ */
+async function allocatedPerCall(fn: (i: number) => unknown, calls = 300): Promise<number> {
+  const window = async (f: (i: number) => unknown): Promise<number | undefined> => {
+    let last = newSpaceUsed();
+    const first = last;
+    for (let i = 0; i < calls; i++) {
+      await f(i);
+      const used = newSpaceUsed();
+      if (used < last) return undefined; // a scavenge ran
+      last = used;
+    }
+    return (last - first) / calls;
+  };
+  const measure = async (f: (i: number) => unknown): Promise<number> => {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const v = await window(f);
+      if (v !== undefined) return v;
+    }
+    return NaN;
+  };
+  const overhead = await measure(() => undefined);
+  return Math.round((await measure(fn)) - overhead);
 }
 
 /** The compiled modules (dist/, as `serve` runs them; the benchmark builds them first), typed as their sources. */
@@ -78,6 +114,10 @@ export async function measureInProcess(p: Prepared, configFile: string, calls: n
       const pipelineWithoutObserversUs = await time((i) => runCheck(quiet, toRequest, decoded[i % decoded.length]!));
       const outcome = first.outcome;
       const encodeUs = await time(() => checkResponseBytes(outcome));
+      const decodeBytes = await allocatedPerCall((i) => decodeCheckRequest(wires[i % wires.length]!));
+      const decodeGrpcJsBytes = await allocatedPerCall((i) => check.requestDeserialize(wires[i % wires.length]!));
+      const pipelineBytes = await allocatedPerCall((i) => runCheck(rt, toRequest, decoded[i % decoded.length]!));
+      const encodeBytes = await allocatedPerCall(() => checkResponseBytes(outcome));
       results.push({
         scenario: s.name,
         calls,
@@ -87,6 +127,10 @@ export async function measureInProcess(p: Prepared, configFile: string, calls: n
         encodeUs: round(encodeUs, 2),
         totalUs: round(decodeUs + pipelineUs + encodeUs, 2),
         pipelineWithoutObserversUs: round(pipelineWithoutObserversUs, 2),
+        decodeBytes,
+        decodeGrpcJsBytes,
+        pipelineBytes,
+        encodeBytes,
       });
     }
   } finally {
@@ -104,6 +148,10 @@ export function printInProcess(command: string, rows: PhaseCosts[]): void {
   for (const r of rows) {
     w(`${r.scenario.padEnd(18)} ${r.decodeUs.toFixed(1).padStart(7)} ${r.pipelineUs.toFixed(1).padStart(9)} ${r.encodeUs.toFixed(1).padStart(7)} ${r.totalUs.toFixed(1).padStart(7)}   ${r.pipelineWithoutObserversUs.toFixed(1).padStart(26)}   ${r.decodeGrpcJsUs.toFixed(1).padStart(16)}`);
   }
+  w('');
+  w('bytes allocated per call (JS heap; deterministic where the times are not):');
+  w(`${'scenario'.padEnd(18)} ${'decode'.padStart(7)} ${'pipeline'.padStart(9)} ${'encode'.padStart(7)}   ${'decode (grpc-js)'.padStart(16)}`);
+  for (const r of rows) w(`${r.scenario.padEnd(18)} ${String(r.decodeBytes).padStart(7)} ${String(r.pipelineBytes).padStart(9)} ${String(r.encodeBytes).padStart(7)}   ${String(r.decodeGrpcJsBytes).padStart(16)}`);
   w('');
   w('decode: the CheckRequest as the service\'s own gRPC server reads it (protobufjs, official protos, no toObject copy); decode (grpc-js): proto-loader\'s deserializer, as grpcServer: grpc-js reads it.');
   w('pipeline: runCheck from the decoded request to the outcome (endpoint, limits, authentication, MCP body, policy, metrics, decision log).');

@@ -121,28 +121,31 @@ function isDecodedMessage(v: unknown): v is protobuf.Message {
 
 function readHeaders(http: NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']>, limits: RequestLimits): HeaderMap {
   const out: HeaderMap = Object.create(null);
-  let count = 0;
-  let bytes = 0;
-  const add = (rawName: string, value: string) => {
-    count++;
-    bytes += rawName.length + value.length;
-    if (count > limits.maxHeaders || bytes > limits.maxHeaderBytes) {
-      throw new RequestRejected('headers_too_large', `The request headers exceed the service's limit (${limits.maxHeaders} headers, ${limits.maxHeaderBytes} bytes).`);
-    }
-    const name = rawName.toLowerCase();
-    (out[name] ??= []).push(value);
-  };
+  const sizes = { count: 0, bytes: 0 };
   const entries = http.header_map?.headers;
   if (entries && entries.length > 0) {
     // encode_raw_headers: raw values, one entry per occurrence.
     for (const h of entries) {
       if (!h.key) continue;
-      add(h.key, h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? ''));
+      addHeader(out, sizes, limits, h.key, h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? ''));
     }
   } else if (http.headers) {
-    for (const name in http.headers) add(name, http.headers[name]!);
+    for (const name in http.headers) addHeader(out, sizes, limits, name, http.headers[name]!);
   }
   return out;
+}
+
+function addHeader(out: HeaderMap, sizes: { count: number; bytes: number }, limits: RequestLimits, rawName: string, value: string): void {
+  sizes.count++;
+  sizes.bytes += rawName.length + value.length;
+  if (sizes.count > limits.maxHeaders || sizes.bytes > limits.maxHeaderBytes) {
+    throw new RequestRejected('headers_too_large', `The request headers exceed the service's limit (${limits.maxHeaders} headers, ${limits.maxHeaderBytes} bytes).`);
+  }
+  const name = rawName.toLowerCase();
+  const values = out[name];
+  // A one-element literal: push on an empty array would reserve room for 17.
+  if (values === undefined) out[name] = [value];
+  else values.push(value);
 }
 
 function tooLarge(size: number, max: number): RequestRejected {

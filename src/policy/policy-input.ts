@@ -40,6 +40,12 @@ export class InputBuilder {
   private readonly redactHeaders: ReadonlySet<string>;
   private readonly redactQuery: ReadonlySet<string>;
   private readonly anonymousJson: string;
+  /** The credentials of the Check being built (build is synchronous): read by the two predicates below. */
+  private credentialHeaders: readonly string[] = [];
+  private credentialQueryParams: readonly string[] = [];
+  // Made once, not per Check: whether a header or query parameter is a secret to redact.
+  private readonly headerSecret = (name: string): boolean => this.redactHeaders.has(name) || this.credentialHeaders.includes(name);
+  private readonly querySecret = (name: string): boolean => this.redactQuery.has(name) || this.credentialQueryParams.includes(name);
 
   constructor(endpoints: readonly Endpoint[], private readonly opts: InputOptions) {
     const base = opts.publicBaseUrl === undefined ? undefined : trimSlash(opts.publicBaseUrl);
@@ -58,8 +64,9 @@ export class InputBuilder {
   /** The input document as UTF-8 JSON text. */
   build(ctx: CheckContext, bundleWantsEnvoyInput = true): string {
     const { request } = ctx;
-    const headerSecret = (name: string) => this.redactHeaders.has(name) || ctx.credentialHeaders.includes(name);
-    const querySecret = (name: string) => this.redactQuery.has(name) || ctx.credentialQueryParams.includes(name);
+    this.credentialHeaders = ctx.credentialHeaders;
+    this.credentialQueryParams = ctx.credentialQueryParams;
+    const { headerSecret, querySecret } = this;
     const headers = redactHeaderMap(request.headers, headerSecret, querySecret);
     const query = redactQueryMap(request.query, querySecret);
 
@@ -120,7 +127,10 @@ function principalView(p: Principal): Record<string, unknown> {
 /** name → the values joined with "," (as Envoy's `headers` map presents them). */
 function redactHeaderMap(h: HeaderMap, secret: (n: string) => boolean, querySecret: (n: string) => boolean): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const name in h) out[name] = secret(name) ? REDACTED : h[name]!.join(',');
+  for (const name in h) {
+    const values = h[name]!;
+    out[name] = secret(name) ? REDACTED : values.length === 1 ? values[0]! : values.join(',');
+  }
   // The :path pseudo-header repeats the query, credentials included.
   if (out[':path'] !== undefined) out[':path'] = redactPathQuery(out[':path'], querySecret);
   return out;
