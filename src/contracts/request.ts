@@ -16,6 +16,11 @@ export interface McpCall {
   uri?: string;
   /** params.ref for completion/complete: "<type>:<name or uri>". */
   ref?: string;
+  /**
+   * params.arguments of tools/call and prompts/get, as parsed (bounded by the body limits);
+   * absent when the call sends none or null. docs/policies.md "Argument constraints".
+   */
+  arguments?: Record<string, unknown>;
 }
 
 export interface McpView {
