@@ -7,7 +7,7 @@ import type { HeaderMap, QueryMap } from '../contracts/request.js';
 import { trimSlash } from '../contracts/trim-slash.js';
 import { resourceMetadataUrl } from '../endpoints/metadata-url.js';
 import type { Endpoint } from '../endpoints/registry.js';
-import { mcpJsonWithViews, urlArgumentNames } from './argument-views.js';
+import { mcpJsonWithViews, viewPlan, type ViewPlan } from './argument-views.js';
 import { redactedAttributes, redactPathQuery, REDACTED } from './redact-attributes.js';
 
 export { REDACTED };
@@ -41,8 +41,8 @@ export class InputBuilder {
   private readonly redactHeaders: ReadonlySet<string>;
   private readonly redactQuery: ReadonlySet<string>;
   private readonly anonymousJson: string;
-  /** Per endpoint, the arguments whose URL views the policy reads (argument-views.ts). */
-  private readonly urlArguments = new Map<Endpoint, ReadonlySet<string>>();
+  /** Per endpoint, the arguments whose URL and path views the policy reads (argument-views.ts). */
+  private readonly viewPlans = new Map<Endpoint, ViewPlan>();
 
   constructor(endpoints: readonly Endpoint[], private readonly opts: InputOptions) {
     const base = opts.publicBaseUrl === undefined ? undefined : trimSlash(opts.publicBaseUrl);
@@ -52,8 +52,8 @@ export class InputBuilder {
       const entry: EndpointJson = { open, metadataPath };
       if (base !== undefined) entry.full = `${open},"resource_metadata":${JSON.stringify(resourceMetadataUrl(base, e))}}`;
       this.endpoints.set(e, entry);
-      const urls = urlArgumentNames(e.data);
-      if (urls !== undefined) this.urlArguments.set(e, urls);
+      const plan = viewPlan(e.data);
+      if (plan !== undefined) this.viewPlans.set(e, plan);
     }
     this.redactHeaders = new Set([...ALWAYS_REDACTED_HEADERS, opts.keyHeader.toLowerCase()]);
     this.redactQuery = new Set(opts.keyQueryParams);
@@ -81,8 +81,8 @@ export class InputBuilder {
     s += ',"endpoint":' + this.endpointJson(ctx);
     s += ',"principal":' + (ctx.principal.method === 'anonymous' && !ctx.principal.authenticated ? this.anonymousJson : JSON.stringify(principalView(ctx.principal)));
     const { source: _source, ...mcp } = ctx.mcp;
-    const urls = ctx.endpoint && this.urlArguments.get(ctx.endpoint);
-    s += ',"mcp":' + (urls ? mcpJsonWithViews(mcp, urls) : JSON.stringify(mcp));
+    const plan = ctx.endpoint && this.viewPlans.get(ctx.endpoint);
+    s += ',"mcp":' + (plan ? mcpJsonWithViews(mcp, plan) : JSON.stringify(mcp));
     if (this.opts.envoyInput ?? bundleWantsEnvoyInput) {
       s += ',"attributes":' + JSON.stringify(redactedAttributes(request.attributes, headerSecret, querySecret));
       s += ',"parsed_path":' + JSON.stringify(parsedPath(request.path));

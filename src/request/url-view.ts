@@ -15,6 +15,7 @@ export type UrlRefusal =
   | 'non_ascii_host'
   | 'user_information'
   | 'percent_in_host'
+  | 'bad_escape'
   | 'host_characters'
   | 'empty_host'
   | 'empty_label'
@@ -46,6 +47,8 @@ const DEFAULT_PORTS: Readonly<Record<string, number>> = { http: 80, https: 443, 
 const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
 const AUTHORITY_END = /[/?#]/;
 const NON_ASCII = /[^\x21-\x7e]/;
+// "%" not followed by two hex digits: Go's net/url refuses the URL, others keep it.
+const BAD_ESCAPE = /%(?![0-9A-Fa-f]{2})/;
 const NAME_CHARS = /^[A-Za-z0-9._-]*$/;
 const IPV6_CHARS = /^\[[0-9A-Fa-f:.]+\]$/;
 const PORT = /^[1-9][0-9]{0,4}$/;
@@ -67,6 +70,7 @@ export function urlView(value: unknown): UrlView {
     // WHATWG reads "\" as "/" in http(s) URLs; Python and Go keep it in the host or path.
     if (c === 0x5c) return no('backslash');
   }
+  if (BAD_ESCAPE.test(value)) return no('bad_escape');
   const m = SCHEME.exec(value);
   if (m === null) return no('no_scheme');
   const scheme = m[1]!.toLowerCase();

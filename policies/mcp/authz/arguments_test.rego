@@ -15,6 +15,10 @@ args_input(rules, calls) := {
 
 tool_call(name, arguments) := {"method": "tools/call", "kind": "request", "name": name, "arguments": arguments}
 
+with_views(c, views) := object.union(c, {"argumentViews": views})
+
+clean_path := {"path": {"ok": true}}
+
 refusal(rules, c) := d if {
 	d := authz.decision with input as args_input(rules, [c])
 	d.allow == false
@@ -43,14 +47,20 @@ test_type_string_and_array if {
 	d.error_description == `Argument "a" of tool t is refused: it must be of type array (type).`
 }
 
-test_a_path_under_the_root_prefix_is_any_clean_absolute_path if {
+test_a_path_under_the_root_prefix_is_any_path_read_as_written if {
 	rules := [{"tools": ["t"], "arguments": {"p": {"path": {"under": ["/"]}}}}]
 	every p in ["/", "/etc/passwd", "/a/b/"] {
-		d := authz.decision with input as args_input(rules, [tool_call("t", {"p": p})])
+		d := authz.decision with input as args_input(rules, [with_views(tool_call("t", {"p": p}), {"p": clean_path})])
 		d.allow == true
 	}
-	d := refusal(rules, tool_call("t", {"p": "/a/../b"}))
-	d.denied_argument.constraint == "path"
+}
+
+test_a_path_argument_without_its_view_is_refused if {
+	rules := [{"tools": ["t"], "arguments": {"p": {"path": {"under": ["/docs"]}}}}]
+	d := refusal(rules, tool_call("t", {"p": "/docs/a"}))
+	d.error_description == `Argument "p" of tool t is refused: it has no path view (the service computes one for every argument a path constraint names) (path).`
+	d2 := refusal(rules, with_views(tool_call("t", {"p": "/docs/a"}), {"p": {"url": {"ok": true}}}))
+	d2.denied_argument.constraint == "path"
 }
 
 test_a_url_argument_without_its_view_is_refused if {
@@ -61,7 +71,7 @@ test_a_url_argument_without_its_view_is_refused if {
 
 test_a_url_view_missing_a_field_is_refused if {
 	rules := [{"tools": ["t"], "arguments": {"u": {"url": {"hosts": ["api.example.com"]}}}}]
-	c := object.union(tool_call("t", {"u": "https://api.example.com/"}), {"argumentViews": {"u": {"ok": true, "host": "api.example.com", "hostType": "domain", "port": 443}}})
+	c := with_views(tool_call("t", {"u": "https://api.example.com/"}), {"u": {"url": {"ok": true, "host": "api.example.com", "hostType": "domain", "port": 443}}})
 	d := refusal(rules, c)
 	d.denied_argument.constraint == "url"
 }
@@ -69,21 +79,29 @@ test_a_url_view_missing_a_field_is_refused if {
 test_a_url_rule_without_hosts_allows_no_host if {
 	rules := [{"tools": ["t"], "arguments": {"u": {"url": {}}}}]
 	view := {"ok": true, "scheme": "https", "host": "api.example.com", "hostType": "domain", "port": 443}
-	d := refusal(rules, object.union(tool_call("t", {"u": "https://api.example.com/"}), {"argumentViews": {"u": view}}))
+	d := refusal(rules, with_views(tool_call("t", {"u": "https://api.example.com/"}), {"u": {"url": view}}))
 	endswith(d.error_description, "it must name a host the endpoint allows (url).")
 }
 
 test_an_ipv6_address_in_an_allowed_cidr_is_allowed if {
 	rules := [{"tools": ["t"], "arguments": {"u": {"url": {"hosts": ["2001:db8::/32"]}}}}]
 	view := {"ok": true, "scheme": "https", "host": "[2001:db8::5]", "hostType": "ipv6", "ip": "2001:db8::5", "port": 443}
-	d := authz.decision with input as args_input(rules, [object.union(tool_call("t", {"u": "https://[2001:db8::5]/"}), {"argumentViews": {"u": view}})])
+	d := authz.decision with input as args_input(rules, [with_views(tool_call("t", {"u": "https://[2001:db8::5]/"}), {"u": {"url": view}})])
 	d.allow == true
 }
 
 test_an_unknown_sql_guard_refuses_every_value if {
 	rules := [{"tools": ["t"], "arguments": {"q": {"sql": "read-mostly"}}}]
-	d := refusal(rules, tool_call("t", {"q": "SELECT 1"}))
+	d := refusal(rules, with_views(tool_call("t", {"q": "SELECT 1"}), {"q": {"sql": {"ok": true, "words": ["select", "1"]}}}))
 	d.error_description == `Argument "q" of tool t is refused: it names an SQL guard this policy does not know (sql).`
+}
+
+test_an_sql_argument_without_its_view_is_refused if {
+	rules := [{"tools": ["t"], "arguments": {"q": {"sql": "select-only"}}}]
+	every views in [{}, {"q": {"sql": {"ok": true}}}, {"q": {"sql": {"ok": true, "words": "select"}}}] {
+		d := refusal(rules, with_views(tool_call("t", {"q": "SELECT 1"}), views))
+		d.error_description == `Argument "q" of tool t is refused: it has no SQL view (the service computes one for every argument an sql constraint names) (sql).`
+	}
 }
 
 test_an_invalid_pattern_refuses_every_value if {
@@ -102,7 +120,7 @@ test_the_denied_argument_names_the_call_and_the_constraint if {
 	rules := [{"tools": ["t"], "arguments": {"paths": {"items": {"path": {"under": ["/docs"]}}}}}]
 	d := authz.decision with input as args_input(rules, [
 		{"method": "tools/list", "kind": "request"},
-		tool_call("t", {"paths": ["/docs/a", "/etc/b"]}),
+		with_views(tool_call("t", {"paths": ["/docs/a", "/etc/b"]}), {"paths": {"items": [clean_path, clean_path]}}),
 	])
 	d.denied_argument == {"call": 1, "method": "tools/call", "name": "t", "argument": "paths", "constraint": "items.path", "item": 1}
 }
@@ -146,4 +164,10 @@ test_a_violation_of_a_call_the_grants_refuse_reports_the_grant if {
 		"mcp": {"calls": [tool_call("t", {"a": 1})]},
 	}
 	d.error == "access_denied"
+}
+
+test_an_item_without_its_view_is_refused if {
+	rules := [{"tools": ["t"], "arguments": {"paths": {"items": {"path": {"under": ["/docs"]}}}}}]
+	d := refusal(rules, tool_call("t", {"paths": ["/docs/a"]}))
+	d.denied_argument == {"call": 0, "method": "tools/call", "name": "t", "argument": "paths", "constraint": "items.path", "item": 0}
 }
