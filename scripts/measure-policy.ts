@@ -23,6 +23,8 @@ const rules = [
   { tools: ['read_file'], arguments: { path: { path: { under: ['/docs'] } } } },
   { tools: ['http_get'], arguments: { url: { url: { hosts: ['api.example.com', '*.docs.example.com'], schemes: ['https'], ports: [443] } }, method: { presence: 'optional', enum: ['GET', 'HEAD'] } } },
   { tools: ['sql'], arguments: { query: { sql: 'select-only', maxLength: 4000 }, limit: { presence: 'optional', type: 'integer', minimum: 1, maximum: 1000 } }, otherArguments: 'deny' },
+  // A pattern costs an RE2 compilation on every evaluation in WASM.
+  { tools: ['tag'], arguments: { label: { pattern: '[a-z][a-z0-9-]*', maxLength: 32 } } },
 ];
 const endpoints = new EndpointRegistry([
   { name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice', auth: { apiKey: true, oauth: true, queryParamKeys: false }, scopes: ['tools:read_file'], tools: [], data: {} },
@@ -37,7 +39,7 @@ const request = toRequest(wire, { maxBodyBytes: 1 << 20, maxHeaderBytes: 65536, 
 const parsed = parseMcp(request.body, request.hasBody, request.headers);
 const ctx: CheckContext = {
   request, endpoint: endpoints.all[0], clientAddress: '10.1.2.3',
-  principal: { authenticated: true, method: 'api_key', id: 'alice-key', keyId: 'alice-key', userId: 'alice', roles: [], permissions: ['tools:search', 'tools:read_*', 'tools:http_get', 'tools:sql'], scopes: [], keyType: 'private' },
+  principal: { authenticated: true, method: 'api_key', id: 'alice-key', keyId: 'alice-key', userId: 'alice', roles: [], permissions: ['tools:search', 'tools:read_*', 'tools:http_get', 'tools:sql', 'tools:tag'], scopes: [], keyType: 'private' },
   credentialHeaders: ['x-api-key'], credentialQueryParams: [], mcp: parsed.view, parsedBody: parsed.json,
 };
 const opts = { publicBaseUrl: 'https://mcp.example.com', keyHeader: 'x-api-key', keyQueryParams: ['api_key', 'apikey'] };
@@ -85,6 +87,7 @@ const calls: [string, CheckContext][] = [
   ['http_get, URL with user information (denied)', ctxFor(1, 'http_get', { url: 'https://api.example.com@evil.example/' })],
   ['sql, SELECT with a limit (allowed)', ctxFor(1, 'sql', { query: 'SELECT id, title FROM posts WHERE author = 7', limit: 50 })],
   ['sql, two statements (denied)', ctxFor(1, 'sql', { query: 'SELECT 1; DROP TABLE t' })],
+  ['tag, label matching a pattern (allowed)', ctxFor(1, 'tag', { label: 'nightly-build' })],
 ];
 const baseline = BASELINE === undefined ? undefined : await WasmEngine.create(loadBundle(BASELINE), { entrypoint: 'mcp/authz/decision', maxMemoryPages: 1024, data: {} });
 const allowOf = (e: WasmEngine, c: CheckContext) => ((e.evaluate(lean.build(c)) as { resultSet: { result: { allow: boolean } }[] }).resultSet?.[0]?.result.allow ? 'allow' : 'deny');

@@ -126,16 +126,17 @@ for (const [what, rules, message] of badRules) {
 
 // ---------------------------------------------------------------- URL views in the input
 
-test('only the arguments a url or path constraint names get views, on every endpoint that has one', (t) => {
+test('the arguments a url, path or sql constraint names get views, on every endpoint that has one', (t) => {
   t.is(viewPlan(undefined), undefined);
-  t.is(viewPlan({ arguments: [{ tools: ['t'], arguments: { p: { pattern: '/.*' } } }] }), undefined);
+  t.is(viewPlan({ arguments: [{ tools: ['t'] }] }), undefined);
+  t.deepEqual(viewPlan({ arguments: [{ tools: ['t'], arguments: { p: { pattern: '/.*' } } }] }), { views: new Map(), names: new Map([['p', ['p']]]) });
   const plan = viewPlan({ arguments: [
     { tools: ['a'], arguments: { url: { url: { hosts: ['x.example'] } }, p: { type: 'string' }, file: { path: { under: ['/'] } } } },
     { prompts: ['b'], arguments: { links: { items: { url: { hosts: ['x.example'] } } }, file: { items: { path: { under: ['/'] } } } } },
     { tools: ['sql'], arguments: { q: { sql: 'select-only' } } },
   ] })!;
   const kinds = (...on: string[]) => ({ url: on.includes('url'), path: on.includes('path'), sql: on.includes('sql') });
-  t.deepEqual(Object.fromEntries(plan), {
+  t.deepEqual(Object.fromEntries(plan.views), {
     url: { value: kinds('url'), items: kinds() },
     file: { value: kinds('path'), items: kinds('path') },
     links: { value: kinds(), items: kinds('url') },
@@ -160,6 +161,15 @@ test('a call gets the views of each planned argument it sends, and of the items 
   t.deepEqual(JSON.parse(JSON.stringify(views)), expected);
   t.is(viewsOf({ method: 'tools/call', kind: 'request', name: 't', arguments: { other: 'x' } }, plan), undefined);
   t.is(viewsOf({ method: 'tools/call', kind: 'request', name: 't' }, plan), undefined);
+});
+
+test('a key Go reads as a rule\'s argument but spelled otherwise is marked sentAs', (t) => {
+  const plan = viewPlan({ arguments: [{ tools: ['t'], arguments: { limit: { presence: 'optional', maximum: 10 }, url: { url: { hosts: ['a.example'] } }, pass: { presence: 'forbidden' } } }] })!;
+  const views = (args: Record<string, unknown>) => JSON.parse(JSON.stringify(viewsOf({ method: 'tools/call', kind: 'request', name: 't', arguments: args }, plan) ?? null));
+  t.deepEqual(views({ Limit: 99 }), { limit: { sentAs: 'Limit' } });
+  t.deepEqual(views({ URL: 'https://b.example/' }), { url: { sentAs: 'URL' } });
+  t.deepEqual(views({ 'pa\u017fs': true }), { pass: { sentAs: 'pa\u017fs' } });
+  t.deepEqual(views({ limit: 3, other: 1 }), null);
 });
 
 test('the policy input carries arguments and, on an endpoint with url rules, their views', (t) => {

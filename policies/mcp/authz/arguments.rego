@@ -27,10 +27,15 @@ exempt(rule) if {
 	g in grants
 }
 
-# What the policy knows of one argument: whether it was sent, its value and its URL view.
-argument_of(c, name) := {"sent": true, "value": v, "view": object.get(object.get(c, "argumentViews", {}), name, null)} if {
+# What the policy knows of one argument: whether it was sent, its value and the service's
+# views of it (docs/policies.md "Argument views").
+argument_of(c, name) := {"sent": true, "value": v, "views": views_of(c, name)} if {
 	v := c.arguments[name]
-} else := {"sent": false, "value": null, "view": null}
+} else := {"sent": false, "value": null, "views": views_of(c, name)}
+
+views_of(c, name) := v if {
+	v := c.argumentViews[name]
+} else := null
 
 # null reads as absent (Go and Python MCP servers read it so): it satisfies no "required".
 present(arg) if {
@@ -54,7 +59,7 @@ argument_violations contains [i, r, name, order + 1, -1, kind, concat(" ", ["it"
 	arg := argument_of(input.mcp.calls[i], name)
 	present(arg)
 	some order, kind in value_kinds
-	problem := value_problem(kind, cons, arg.value, arg.view)
+	problem := value_problem(kind, cons, arg.value, arg.views)
 }
 
 argument_violations contains [i, r, name, 20, -1, "items", "it must be an array"] if {
@@ -74,7 +79,7 @@ argument_violations contains [i, r, name, 21 + order, j, concat(".", ["items", k
 	present(arg)
 	some j, el in arg.value
 	some order, kind in value_kinds
-	problem := value_problem(kind, item, el, item_views(arg.view, j))
+	problem := value_problem(kind, item, el, item_views(arg.views, j))
 	text := concat(" ", ["item", format_int(j, 10), problem])
 }
 
@@ -104,7 +109,11 @@ kind_view(views, kind) := v if {
 	v := views[kind]
 } else := null
 
-presence_problem(cons, arg) := "it is not allowed on this endpoint" if {
+# A key Go's case-insensitive decoding reads as this argument ("Limit" for "limit") is refused
+# whatever the presence: a Go server would fill the argument the policy sees absent.
+presence_problem(cons, arg) := concat("", ["it is sent under another spelling (", quoted_name(spelling), "), which Go servers read as this argument"]) if {
+	spelling := arg.views.sentAs
+} else := "it is not allowed on this endpoint" if {
 	cons.presence == "forbidden"
 	arg.sent
 } else := "it is required" if {
