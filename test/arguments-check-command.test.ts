@@ -84,3 +84,15 @@ test('the rules in docs/policies.md are the ones examples/arguments runs', (t) =
   const example = parseYaml(readFileSync(CONFIG, 'utf8')) as { endpoints: unknown[] };
   t.deepEqual(documented.endpoints, example.endpoints);
 });
+
+test('arguments that are not an object, or a number no float holds, are 400 invalid_arguments before the policy', async (t) => {
+  for (const params of ['{"name":"read_file","arguments":["/docs/a.md"]}', '{"name":"sql","arguments":{"query":"SELECT 1","limit":1e400}}']) {
+    const out = (await explain(loadConfigFile(CONFIG, {}), {
+      method: 'POST', path: '/mcp/tools', host: 'mcp.example.com', headers: [['x-api-key', AGENT]],
+      body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":${params}}`,
+    })) as Record<string, any>;
+    t.is(out.status, 400, params);
+    t.is(out.body.error, 'invalid_arguments');
+    t.is(out.policy, null, 'decided before the policy');
+  }
+});
