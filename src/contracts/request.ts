@@ -21,6 +21,11 @@ export interface McpCall {
    * absent when the call sends none or null. docs/policies.md "Argument constraints".
    */
   arguments?: Record<string, unknown>;
+  /**
+   * tools/call: the Mcp-Param-{Name} headers by lower-cased Name, decoded — those checked
+   * against params.arguments, or all of them when there is no body (docs/mcp-protocol.md).
+   */
+  headerParams?: Record<string, string>;
 }
 
 export interface McpView {
