@@ -208,7 +208,7 @@ test('the shared argument cases carry exactly the views the service computes', (
     const plan = viewPlan(c.endpoint.data);
     for (const { argumentViews, ...call } of c.calls) {
       const expected = plan && viewsOf(call, plan);
-      t.deepEqual(argumentViews, expected === undefined ? undefined : JSON.parse(JSON.stringify(expected)), c.name);
+      t.deepEqual(argumentViews, expected === undefined ? undefined : JSON.parse(JSON.stringify(expected)), `${c.name} (npm run gen:case-views)`);
       if (argumentViews !== undefined) withViews++;
     }
   }

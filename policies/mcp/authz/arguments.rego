@@ -100,7 +100,7 @@ argument_violations contains [i, r, "", 50, -1, "arguments", "it must be an obje
 
 has_key(obj, key) if _ = obj[key]
 
-# The views of item j of an array argument, and one kind of view of a value ("url", "path").
+# The views of item j of an array argument, and one kind of view of a value ("url", "path", "sql").
 item_views(views, j) := v if {
 	v := views.items[j]
 } else := null
@@ -111,7 +111,7 @@ kind_view(views, kind) := v if {
 
 # A key Go's case-insensitive decoding reads as this argument ("Limit" for "limit") is refused
 # whatever the presence: a Go server would fill the argument the policy sees absent.
-presence_problem(cons, arg) := concat("", ["it is sent under another spelling (", quoted_name(spelling), "), which Go servers read as this argument"]) if {
+presence_problem(cons, arg) := concat("", ["it is sent as ", quoted_name(spelling), ", another spelling Go servers read as this argument"]) if {
 	spelling := arg.views.sentAs
 } else := "it is not allowed on this endpoint" if {
 	cons.presence == "forbidden"
