@@ -21,6 +21,10 @@ export class LineReader<R> {
     this.proc.once('exit', (code) => {
       for (const w of this.waiting.splice(0)) w.reject(new Error(`${command} exited with ${code}: ${this.stderr}`));
     });
+    // A missing interpreter or binary fails the reads that wait on it, with what to install.
+    this.proc.once('error', (err) => {
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`cannot run ${command} (${err.message}): the differential tests need it (python3, or scripts/install-tools.sh go-readers)`));
+    });
   }
 
   read(s: string): Promise<R> {
