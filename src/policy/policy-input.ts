@@ -7,6 +7,7 @@ import type { HeaderMap, QueryMap } from '../contracts/request.js';
 import { trimSlash } from '../contracts/trim-slash.js';
 import { resourceMetadataUrl } from '../endpoints/metadata-url.js';
 import type { Endpoint } from '../endpoints/registry.js';
+import { mcpJsonWithViews, viewPlan, type ViewPlan } from './argument-views.js';
 import { redactedAttributes, redactPathQuery, REDACTED } from './redact-attributes.js';
 
 export { REDACTED };
@@ -46,6 +47,8 @@ export class InputBuilder {
   // Made once, not per Check: whether a header or query parameter is a secret to redact.
   private readonly headerSecret = (name: string): boolean => this.redactHeaders.has(name) || this.credentialHeaders.includes(name);
   private readonly querySecret = (name: string): boolean => this.redactQuery.has(name) || this.credentialQueryParams.includes(name);
+  /** Per endpoint, the arguments whose URL and path views the policy reads (argument-views.ts). */
+  private readonly viewPlans = new Map<Endpoint, ViewPlan>();
 
   constructor(endpoints: readonly Endpoint[], private readonly opts: InputOptions) {
     const base = opts.publicBaseUrl === undefined ? undefined : trimSlash(opts.publicBaseUrl);
@@ -55,6 +58,8 @@ export class InputBuilder {
       const entry: EndpointJson = { open, metadataPath };
       if (base !== undefined) entry.full = `${open},"resource_metadata":${JSON.stringify(resourceMetadataUrl(base, e))}}`;
       this.endpoints.set(e, entry);
+      const plan = viewPlan(e.data);
+      if (plan !== undefined) this.viewPlans.set(e, plan);
     }
     this.redactHeaders = new Set([...ALWAYS_REDACTED_HEADERS, opts.keyHeader.toLowerCase()]);
     this.redactQuery = new Set(opts.keyQueryParams);
@@ -83,7 +88,8 @@ export class InputBuilder {
     s += ',"endpoint":' + this.endpointJson(ctx);
     s += ',"principal":' + (ctx.principal.method === 'anonymous' && !ctx.principal.authenticated ? this.anonymousJson : JSON.stringify(principalView(ctx.principal)));
     const { source: _source, ...mcp } = ctx.mcp;
-    s += ',"mcp":' + JSON.stringify(mcp);
+    const plan = ctx.endpoint && this.viewPlans.get(ctx.endpoint);
+    s += ',"mcp":' + (plan ? mcpJsonWithViews(mcp, plan) : JSON.stringify(mcp));
     if (this.opts.envoyInput ?? bundleWantsEnvoyInput) {
       s += ',"attributes":' + JSON.stringify(redactedAttributes(request.attributes, headerSecret, querySecret));
       s += ',"parsed_path":' + JSON.stringify(parsedPath(request.path));
