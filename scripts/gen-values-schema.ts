@@ -120,10 +120,10 @@ export function buildValuesSchema(): Json {
       fullnameOverride: str,
       replicaCount: nonNegInt,
       revisionHistoryLimit: nonNegInt,
-      containerPorts: strictObject({ grpc: port, http: port }, { required: ['grpc', 'http'] }),
+      containerPorts: strictObject({ grpc: port, http: port, extAuthzHttp: { type: 'integer', minimum: 0, maximum: 65535 } }, { required: ['grpc', 'http'] }),
       service: strictObject({
         type: { enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] },
-        ports: strictObject({ grpc: port, http: port }, { required: ['grpc', 'http'] }),
+        ports: strictObject({ grpc: port, http: port, extAuthzHttp: port }, { required: ['grpc', 'http'] }),
         annotations: obj,
         labels: obj,
       }),

@@ -160,6 +160,19 @@ test('changing containerPorts moves the listen addresses, container ports and pr
   t.is(container(r).readinessProbe.grpc.port, 10001);
 });
 
+test('containerPorts.extAuthzHttp serves the HTTP authorization service: listen address, container port and Service port together; off by default', (t) => {
+  const off = rendered.get('default-values.yaml')!;
+  t.is(serviceConfig(off).listen.extAuthzHttp, undefined);
+  t.falsy(container(off).ports.find((p: any) => p.name === 'ext-authz-http'));
+  const r = renderChart({ files: [defaults], set: { 'containerPorts.extAuthzHttp': 9292, 'config.clientAddress.from': 'x-forwarded-for' } });
+  const cfg = serviceConfig(r);
+  t.is(cfg.listen.extAuthzHttp, '0.0.0.0:9292');
+  t.is(validateConfig(cfg, 'ConfigMap', '/etc/mcp-authz', {}).listen.extAuthzHttp, '0.0.0.0:9292');
+  t.is(container(r).ports.find((p: any) => p.name === 'ext-authz-http').containerPort, 9292);
+  const svc = r.get('Service')!.spec.ports.find((p: any) => p.name === 'ext-authz-http');
+  t.deepEqual([svc.port, svc.targetPort, svc.appProtocol], [9292, 'ext-authz-http', 'http']);
+});
+
 test('the policy bundle comes from the image by default, else from a binaryData ConfigMap or a volume', (t) => {
   t.is(serviceConfig(rendered.get('default-values.yaml')!).policy.bundle, '/app/policies/build/bundle.tar.gz');
   t.is(pod(rendered.get('default-values.yaml')!).spec.volumes.find((v: any) => v.name === 'policy'), undefined);

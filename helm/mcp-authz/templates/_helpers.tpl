@@ -77,6 +77,9 @@ containerPorts and the file paths of what the chart mounts.
 {{- define "mcp-authz.config" -}}
 {{- $cfg := deepCopy (default dict .Values.config) }}
 {{- $_ := set $cfg "listen" (dict "grpc" (printf "0.0.0.0:%d" (int .Values.containerPorts.grpc)) "http" (printf "0.0.0.0:%d" (int .Values.containerPorts.http))) }}
+{{- if .Values.containerPorts.extAuthzHttp }}
+{{- $_ := set $cfg.listen "extAuthzHttp" (printf "0.0.0.0:%d" (int .Values.containerPorts.extAuthzHttp)) }}
+{{- end }}
 {{- if include "mcp-authz.keysEnabled" . }}
 {{- $apiKeys := default dict $cfg.apiKeys }}
 {{- if not $apiKeys.file }}
