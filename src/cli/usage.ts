@@ -1,12 +1,8 @@
 // What `mcp-authz --help` and `mcp-authz <command> --help` print.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { projectRoot } from '../config/paths.mjs';
+import { packageVersion } from '../config/version.js';
 
 /** The package's version (package.json), for --version and the logs. */
-export function version(): string {
-  return (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
-}
+export const version = packageVersion;
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
