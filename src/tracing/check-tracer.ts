@@ -5,6 +5,7 @@
 // credential or a raw header (docs/tracing.md).
 import { createTraceState, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace as otelTrace, type Attributes, type Context, type HrTime, type Span, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   AlwaysOffSampler,
@@ -62,8 +63,14 @@ export class CheckTracer implements CheckTracing {
 
   constructor(opts: CheckTracerOptions) {
     const { settings } = opts;
+    const { compression, ...exporterSettings } = settings.exporter;
     const exporter = new ObservedExporter(
-      opts.exporter ?? new OTLPTraceExporter({ url: settings.url }),
+      opts.exporter ??
+        new OTLPTraceExporter({
+          url: settings.url,
+          ...exporterSettings,
+          ...(compression !== undefined ? { compression: compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE } : {}),
+        }),
       opts.logger,
       opts.events,
     );

@@ -11,6 +11,14 @@ export interface TracingSettings {
   resourceAttributes: Record<string, string>;
   sampler: SamplerSettings;
   batch: BatchSettings;
+  exporter: ExporterSettings;
+}
+
+export interface ExporterSettings {
+  timeoutMillis?: number;
+  compression?: 'gzip' | 'none';
+  /** OTEL_EXPORTER_OTLP_HEADERS then …_TRACES_HEADERS, decoded: often a vendor's token, never logged. */
+  headers?: Record<string, string>;
 }
 
 export type SamplerSettings =
@@ -64,12 +72,13 @@ export function tracingSettings(env: Env): TracingSettings | undefined {
   // The signal's own endpoint is the full URL; the general one gets /v1/traces appended.
   const url = specific !== undefined ? checkUrl('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', specific) : `${checkUrl('OTEL_EXPORTER_OTLP_ENDPOINT', general ?? DEFAULT_ENDPOINT).replace(/\/$/, '')}/v1/traces`;
 
-  const resourceAttributes = parseResourceAttributes(get(env, 'OTEL_RESOURCE_ATTRIBUTES'));
+  const resourceAttributes = keyValues(env, 'OTEL_RESOURCE_ATTRIBUTES');
   return {
     url,
     serviceName: get(env, 'OTEL_SERVICE_NAME') ?? resourceAttributes['service.name'] ?? DEFAULT_SERVICE_NAME,
     resourceAttributes,
     sampler: sampler(env),
+    exporter: exporter(env),
     batch: {
       ...positiveInt(env, 'OTEL_BSP_SCHEDULE_DELAY', 'scheduledDelayMillis'),
       ...positiveInt(env, 'OTEL_BSP_EXPORT_TIMEOUT', 'exportTimeoutMillis'),
@@ -106,6 +115,33 @@ function sampler(env: Env): SamplerSettings {
   return { kind, ratio };
 }
 
+/** The signal's own variable wins over the general one. */
+function either(env: Env, suffix: string): [string, string] | undefined {
+  for (const name of [`OTEL_EXPORTER_OTLP_TRACES_${suffix}`, `OTEL_EXPORTER_OTLP_${suffix}`]) {
+    const v = get(env, name);
+    if (v !== undefined) return [name, v];
+  }
+  return undefined;
+}
+
+function exporter(env: Env): ExporterSettings {
+  const out: ExporterSettings = {};
+  const timeout = either(env, 'TIMEOUT');
+  if (timeout) {
+    const n = Number(timeout[1]);
+    if (!Number.isInteger(n) || n <= 0) throw new TracingConfigError(`${timeout[0]}: milliseconds, a whole number above 0; got ${JSON.stringify(timeout[1])}`);
+    out.timeoutMillis = n;
+  }
+  const compression = either(env, 'COMPRESSION');
+  if (compression) {
+    if (compression[1] !== 'gzip' && compression[1] !== 'none') throw new TracingConfigError(`${compression[0]}: "gzip" or "none"; got ${JSON.stringify(compression[1])}`);
+    out.compression = compression[1];
+  }
+  const headers = { ...keyValues(env, 'OTEL_EXPORTER_OTLP_HEADERS'), ...keyValues(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS') };
+  if (Object.keys(headers).length > 0) out.headers = headers;
+  return out;
+}
+
 function positiveInt<K extends keyof BatchSettings>(env: Env, name: string, key: K): Partial<Record<K, number>> {
   const v = get(env, name);
   if (v === undefined) return {};
@@ -114,21 +150,25 @@ function positiveInt<K extends keyof BatchSettings>(env: Env, name: string, key:
   return { [key]: n } as Partial<Record<K, number>>;
 }
 
-/** `key=value,key2=value2`, each part percent-decoded (the W3C Baggage format the variable uses). */
-function parseResourceAttributes(raw: string | undefined): Record<string, string> {
+/**
+ * `key=value,key2=value2`, each part percent-decoded (the W3C Baggage format these variables
+ * use). An error names the variable and the entry's key, never a value: header values are secrets.
+ */
+function keyValues(env: Env, name: string): Record<string, string> {
   const out: Record<string, string> = {};
+  const raw = get(env, name);
   if (raw === undefined) return out;
   for (const part of raw.split(',')) {
     if (part.trim() === '') continue;
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new TracingConfigError(`OTEL_RESOURCE_ATTRIBUTES: each entry is key=value; got ${JSON.stringify(part.trim())}`);
+    if (eq <= 0) throw new TracingConfigError(`${name}: each entry is key=value; entry ${Object.keys(out).length + 1} is not`);
     let key: string;
     let value: string;
     try {
       key = decodeURIComponent(part.slice(0, eq).trim());
       value = decodeURIComponent(part.slice(eq + 1).trim());
     } catch {
-      throw new TracingConfigError(`OTEL_RESOURCE_ATTRIBUTES: a bad %-escape in ${JSON.stringify(part.trim())}`);
+      throw new TracingConfigError(`${name}: a bad %-escape in entry ${JSON.stringify(part.slice(0, eq).trim())}`);
     }
     out[key] = value;
   }
