@@ -42,7 +42,7 @@ export async function runCheck<I, C = never>(rt: Runtime, decode: Decoder<I>, in
     if (rt.tracing) trace.span = rt.tracing.start(trace, started);
     trace.outcome = await decide(rt, trace.ctx, trace);
   } catch (err) {
-    trace.outcome = err instanceof RequestRejected ? deny(err.code, err.description) : internalError(rt, err, trace.ctx?.request);
+    trace.outcome = err instanceof RequestRejected ? deny(err.code, err.description, { jsonRpc: err.jsonRpc }) : internalError(rt, err, trace.ctx?.request);
   }
   trace.span?.phase('respond');
   trace.durationNs = process.hrtime.bigint() - started;
