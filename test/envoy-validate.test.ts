@@ -1,6 +1,6 @@
 // The Envoy and Istio examples are read by Envoy's and Istio's own generated types
 // (test/envoy-validate, a Go program on go-control-plane and istio.io/api, built into
-// .tools/bin by `scripts/install-tools.sh envoy-validate`): protojson refuses unknown fields
+// .build/bin by `scripts/install-tools.sh envoy-validate`): protojson refuses unknown fields
 // and wrong types, and every message — typed configs included — passes its validation rules.
 import test from 'ava';
 import { execFile } from 'node:child_process';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { DECISION_ID_KEY } from '../src/envoy/to-response.js';
 import { ROOT } from './helpers/helm.js';
 
-const BIN = join(ROOT, '.tools', 'bin', 'envoy-validate');
+const BIN = join(ROOT, '.build', 'bin', 'envoy-validate');
 const ENVOY = join(ROOT, 'examples', 'envoy', 'envoy.yaml');
 const MESH = join(ROOT, 'examples', 'istio', 'mesh-config.yaml');
 

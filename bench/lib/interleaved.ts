@@ -2,7 +2,9 @@
 // with --baseline, another checkout's built dist/ with tracing off) measured side by side in
 // one process, in short blocks taken in turn, so a machine whose speed swings from minute
 // to minute (a shared VM) slows every variant alike. Each block runs a scenario's requests
-// through decode → runCheck → encode; a variant's figure is the median of its blocks.
+// through decode → runCheck → encode; a variant's figure is the median of its blocks, in
+// this process's CPU time per Check (user + system: what other jobs' load inflates least;
+// the span exporter's work on this event loop included) and in wall time.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Registry } from 'prom-client';
@@ -23,7 +25,11 @@ interface Variant {
 export interface InterleavedRow {
   scenario: string;
   variant: string;
-  /** Median over the blocks, µs per Check (decode + pipeline + encode). */
+  /** Median over the blocks of this process's CPU µs per Check (decode + pipeline + encode). */
+  cpuUs: number;
+  cpuP25Us: number;
+  cpuP75Us: number;
+  /** The same in wall-clock µs. */
   medianUs: number;
   p25Us: number;
   p75Us: number;
@@ -92,13 +98,16 @@ export async function measureInterleaved(
       for (const mode of ['off', 'unsampled', 'sampled'] as const) variants.push(await variant(root, `this build, ${mode}`, mode, configFile, s.requests, sink.url));
       log(`interleaved ${s.name}: ${variants.length} variants × ${opts.rounds} blocks of ${opts.callsPerBlock} calls`);
       const times = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+      const cpu = new Map<string, number[]>(variants.map((v) => [v.name, []]));
       const block = async (v: Variant) => {
+        const c0 = process.cpuUsage();
         const t0 = process.hrtime.bigint();
         for (let i = 0; i < opts.callsPerBlock; i++) {
           await v.once();
           if (i % 64 === 63) await new Promise((r) => setImmediate(r));
         }
-        return Number(process.hrtime.bigint() - t0) / opts.callsPerBlock / 1000;
+        const c = process.cpuUsage(c0);
+        return { wall: Number(process.hrtime.bigint() - t0) / opts.callsPerBlock / 1000, cpu: (c.user + c.system) / opts.callsPerBlock };
       };
       for (const v of variants) await block(v); // warm-up
       const before = variants.map((v) => v.exported());
@@ -106,15 +115,21 @@ export async function measureInterleaved(
         // Each round starts with the next variant, so none always follows the same one.
         for (let k = 0; k < variants.length; k++) {
           const v = variants[(r + k) % variants.length]!;
-          times.get(v.name)!.push(await block(v));
+          const b = await block(v);
+          times.get(v.name)!.push(b.wall);
+          cpu.get(v.name)!.push(b.cpu);
         }
       }
       for (const [i, v] of variants.entries()) {
         const ts = times.get(v.name)!;
+        const cs = cpu.get(v.name)!;
         await v.close(); // flushes the spans still queued
         rows.push({
           scenario: s.name,
           variant: v.name,
+          cpuUs: round(median(cs), 2),
+          cpuP25Us: round(median(cs, 0.25), 2),
+          cpuP75Us: round(median(cs, 0.75), 2),
           medianUs: round(median(ts), 2),
           p25Us: round(median(ts, 0.25), 2),
           p75Us: round(median(ts, 0.75), 2),
@@ -133,16 +148,22 @@ export async function measureInterleaved(
 export function printInterleaved(command: string, rows: InterleavedRow[]): void {
   const w = (line: string) => process.stdout.write(line + '\n');
   w('');
-  w(`${command}: µs per Check (decode + pipeline + encode), median of interleaved blocks [p25–p75]`);
-  w('');
   const variants = [...new Set(rows.map((r) => r.variant))];
-  w(`${'scenario'.padEnd(18)} ${variants.map((v) => v.padStart(24)).join(' ')}`);
-  for (const scenario of [...new Set(rows.map((r) => r.scenario))]) {
-    const cells = variants.map((v) => {
-      const r = rows.find((x) => x.scenario === scenario && x.variant === v)!;
-      return `${r.medianUs.toFixed(1)} [${r.p25Us.toFixed(1)}–${r.p75Us.toFixed(1)}]`.padStart(24);
-    });
-    w(`${scenario.padEnd(18)} ${cells.join(' ')}`);
+  for (const [what, pick] of [
+    ['CPU µs', (r: InterleavedRow): [number, number, number] => [r.cpuUs, r.cpuP25Us, r.cpuP75Us]],
+    ['wall-clock µs', (r: InterleavedRow): [number, number, number] => [r.medianUs, r.p25Us, r.p75Us]],
+  ] as const) {
+    w(`${command}: ${what} per Check (decode + pipeline + encode), median of interleaved blocks [p25–p75]`);
+    w('');
+    w(`${'scenario'.padEnd(18)} ${variants.map((v) => v.padStart(24)).join(' ')}`);
+    for (const scenario of [...new Set(rows.map((r) => r.scenario))]) {
+      const cells = variants.map((v) => {
+        const [m, lo, hi] = pick(rows.find((x) => x.scenario === scenario && x.variant === v)!);
+        return `${m.toFixed(1)} [${lo.toFixed(1)}–${hi.toFixed(1)}]`.padStart(24);
+      });
+      w(`${scenario.padEnd(18)} ${cells.join(' ')}`);
+    }
+    w('');
   }
   const spans = rows.filter((r) => r.spansExported !== undefined && r.variant.endsWith('sampled') && !r.variant.endsWith('unsampled'));
   if (spans.length) w(`\nspans exported by the sampled variant (all blocks, warm-up included): ${spans.map((r) => `${r.scenario} ${r.spansExported}`).join(', ')}`);

@@ -22,7 +22,7 @@ import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
 import { InputBuilder } from '../policy/policy-input.js';
 import { PolicySource } from '../policy/policy-source.js';
-import { CheckTracer } from '../tracing/check-tracer.js';
+import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
 import { fanOut } from './observers.js';
 import type { Runtime } from './runtime.js';
@@ -109,7 +109,12 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
 
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled) observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
-  const tracing = traceSettings ? new CheckTracer({ settings: traceSettings, endpoints: config.endpoints, logger, events }) : undefined;
+  // The OpenTelemetry SDK is loaded only when tracing is on: off, it costs no start-up time.
+  let tracing: CheckTracer | undefined;
+  if (traceSettings) {
+    const { CheckTracer } = await import('../tracing/check-tracer.js');
+    tracing = new CheckTracer({ settings: traceSettings, endpoints: config.endpoints, logger, events });
+  }
   if (opts.tracing !== false) logger.info(describeTracing(traceSettings));
 
   return {
