@@ -88,11 +88,16 @@ export class CheckTracer implements CheckTracing {
   }
 
   start(trace: CheckTrace, startedNs: bigint): CheckSpan | undefined {
-    const parent = trace.incoming ? remoteParent(trace.incoming) : ROOT_CONTEXT;
-    const root = this.tracer.startSpan('Check', { kind: SpanKind.SERVER, startTime: this.hrTime(startedNs) }, parent);
-    // An unsampled Check stops here: no phase spans, no attributes.
-    if (!root.isRecording()) return undefined;
-    return new RecordedCheck(this, this.tracer, root, trace, startedNs);
+    // Tracing never decides a Check: whatever the SDK throws, the Check goes on untraced.
+    try {
+      const parent = trace.incoming ? remoteParent(trace.incoming) : ROOT_CONTEXT;
+      const root = this.tracer.startSpan('Check', { kind: SpanKind.SERVER, startTime: this.hrTime(startedNs) }, parent);
+      // An unsampled Check stops here: no phase spans, no attributes.
+      if (!root.isRecording()) return undefined;
+      return new RecordedCheck(this, this.tracer, root, trace, startedNs);
+    } catch {
+      return undefined;
+    }
   }
 
   hrTime(ns: bigint): HrTime {
@@ -162,13 +167,25 @@ class RecordedCheck implements CheckSpan {
 
   phase(phase: CheckPhase): void {
     if (phase === this.currentPhase) return;
-    const now = this.owner.hrTime(process.hrtime.bigint());
-    this.endCurrent(now);
-    this.currentPhase = phase;
-    this.current = this.tracer.startSpan(phase, { startTime: now }, this.parent);
+    try {
+      const now = this.owner.hrTime(process.hrtime.bigint());
+      this.endCurrent(now);
+      this.currentPhase = phase;
+      this.current = this.tracer.startSpan(phase, { startTime: now }, this.parent);
+    } catch {
+      // a span lost, never the Check
+    }
   }
 
   end(): void {
+    try {
+      this.finish();
+    } catch {
+      // as above: runCheck never throws, tracing included
+    }
+  }
+
+  private finish(): void {
     const now = this.owner.hrTime(process.hrtime.bigint());
     this.endCurrent(now);
     const { outcome, ctx } = this.trace;
