@@ -10,7 +10,7 @@ function headerOption(h: HeaderToSet) {
   return { header: { key: h.name, value: h.value }, append: { value: h.append } };
 }
 
-/** The key of the decision id in the dynamic metadata (docs/envoy.md). */
+/** The key of the decision id in the dynamic metadata (docs/tracing.md). */
 export const DECISION_ID_KEY = 'decision_id';
 
 /**
