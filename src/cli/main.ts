@@ -10,6 +10,7 @@ import { loadConfigFile } from '../config/load.js';
 import { projectRoot, QUICKSTART_CONFIG } from '../config/paths.mjs';
 import { createLogger } from '../log/logger.js';
 import type { BuildOptions } from '../pipeline/build-runtime.js';
+import { tracingSettings } from '../tracing/settings.js';
 import { LOG_LEVELS, USAGE, version } from './usage.js';
 
 
@@ -91,6 +92,7 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
     return result.ok ? 0 : 1;
   }
   const logger = createLogger(logLevel());
+  tracingSettings(process.env); // a tracing variable serve cannot honour stops it here, before workers start
   if (cluster.isWorker) {
     const { runWorker } = await import('../server/cluster-worker.js');
     return runWorker(loaded, logger.child({ worker: cluster.worker?.id }), options.runtime);

@@ -1,5 +1,5 @@
 // The Check call's bytes, for the service's own gRPC server: CheckRequest bytes → the
-// request model, and an outcome → CheckResponse bytes, both with the official protos.
+// request model (the official protos), and an outcome → CheckResponse bytes (the byte-exact encoder).
 // Decoding uses protobufjs without proto-loader's toObject copy of the whole message:
 // to-request.ts reads the few fields it needs off the decoded message, and the attributes'
 // plain form (for policies that read opa-envoy-plugin's input) is built only when asked for;
@@ -10,13 +10,12 @@ import { RequestRejected } from '../contracts/request-rejected.js';
 import type { Request } from '../contracts/request.js';
 import { encodeCheckResponse } from './encode-response.js';
 import { authRoot } from './proto-root.js';
-import { toCheckResponse } from './to-response.js';
 import { toRequest, type RequestLimits, type WireCheckRequest } from './to-request.js';
 
-let types: { request: protobuf.Type; response: protobuf.Type } | undefined;
+let types: { request: protobuf.Type } | undefined;
 
 function checkTypes() {
-  types ??= { request: authRoot().lookupType('envoy.service.auth.v3.CheckRequest'), response: authRoot().lookupType('envoy.service.auth.v3.CheckResponse') };
+  types ??= { request: authRoot().lookupType('envoy.service.auth.v3.CheckRequest') };
   return types;
 }
 
@@ -41,10 +40,7 @@ export function readCheckRequest(bytes: Uint8Array, limits: RequestLimits): Requ
   return toRequest(wire, limits);
 }
 
-/** The CheckResponse for an outcome: the byte-exact encoder, or protobufjs for what it leaves out (dynamic metadata). */
-export function checkResponseBytes(o: Outcome): Uint8Array {
-  const fast = encodeCheckResponse(o);
-  if (fast) return fast;
-  const { response } = checkTypes();
-  return response.encode(response.fromObject(toCheckResponse(o))).finish();
+/** The CheckResponse for an outcome, with the decision id in its dynamic metadata (the byte-exact encoder). */
+export function checkResponseBytes(o: Outcome, decisionId?: string): Uint8Array {
+  return encodeCheckResponse(o, decisionId);
 }

@@ -15,4 +15,6 @@ export interface ServiceEvents {
   apiKeyUsed?(keyId: string): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
+  /** A batch of spans went to the OTLP endpoint, or could not. */
+  traceExport?(result: 'success' | 'failure', spans: number): void;
 }

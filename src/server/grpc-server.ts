@@ -5,6 +5,7 @@ import { deny } from '../contracts/outcome.js';
 import { checkResponseBytes, loadCheckCodec, readCheckRequest } from '../envoy/check-codec.js';
 import { healthRoot, serviceDefinition } from '../envoy/proto-root.js';
 import { runCheck } from '../pipeline/pipeline.js';
+import { headerRecordValue } from '../request/trace-context.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { H2GrpcServer, type RawUnaryCall } from './h2-grpc-server.js';
 import type { HealthState } from './health.js';
@@ -68,8 +69,9 @@ function checkHandler(runtime: Runtime): (message: Buffer, call: RawUnaryCall) =
 async function answerCheck(runtime: Runtime, message: Buffer, call: RawUnaryCall): Promise<void> {
   let bytes: Uint8Array;
   try {
-    const trace = await runCheck(runtime, readCheckRequest, message);
-    bytes = checkResponseBytes(trace.outcome);
+    // The call's own headers carry Envoy's ext_authz client span (traceparent).
+    const trace = await runCheck(runtime, readCheckRequest, message, call.headers, headerRecordValue);
+    bytes = checkResponseBytes(trace.outcome, trace.decisionId);
   } catch {
     // runCheck never rejects; this is the last line of defence and still a deny.
     bytes = checkResponseBytes(deny('internal_error', 'internal error'));

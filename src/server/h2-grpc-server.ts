@@ -69,6 +69,8 @@ export class RawUnaryCall implements Deadline {
 
   constructor(
     stream: ServerHttp2Stream,
+    /** The call's request headers (its gRPC metadata). */
+    readonly headers: IncomingHttpHeaders,
     private readonly handler: RawUnaryHandler,
     private readonly maxBytes: number,
     readonly at: number,
@@ -325,7 +327,7 @@ export class H2GrpcServer implements CallHost {
       if (ms < MAX_TIMEOUT_MS) at = performance.now() + ms;
     }
     if (route.raw !== undefined) {
-      const call = new RawUnaryCall(stream, route.raw, this.maxReceiveMessageBytes, at);
+      const call = new RawUnaryCall(stream, headers, route.raw, this.maxReceiveMessageBytes, at);
       (stream as RawStream)[kRawCall] = call;
       stream.on('data', onRawData);
       stream.on('end', onRawEnd);
