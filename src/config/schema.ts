@@ -2,6 +2,7 @@
 // Helm values schema. Every key is optional; the defaults are the README's "Configuration".
 import { z } from 'zod';
 import { trimSlash } from '../contracts/trim-slash.js';
+import { canonicalOrigin } from '../contracts/web-origin.js';
 
 const hostPort = z
   .string()
@@ -47,6 +48,26 @@ export const ApiKeyEntrySchema = z
   })
   .strict();
 
+/** Browser origins allowed to call an endpoint (docs/origins.md): canonical origins, or ["*"] for any. */
+const allowedOrigins = z
+  .array(z.string())
+  .min(1, 'list at least one origin, or leave allowedOrigins out for the default (no Origin, or the endpoint\'s own)')
+  .transform((list, ctx) => {
+    if (list.includes('*')) {
+      if (list.length > 1) ctx.addIssue({ code: 'custom', message: '"*" allows every origin: it stands alone' });
+      return ['*'];
+    }
+    return list.map((o, i) => {
+      if (o.trim().toLowerCase() === 'null') {
+        ctx.addIssue({ code: 'custom', path: [i], message: '"null" is the origin of sandboxed frames, file: pages and some redirects — any site can send it, so it cannot be allowed' });
+        return o;
+      }
+      const c = canonicalOrigin(o);
+      if (c === undefined) ctx.addIssue({ code: 'custom', path: [i], message: `expected an origin: scheme://host[:port], without a path or trailing "/" (e.g. https://dash.example.com), got ${JSON.stringify(o)}` });
+      return c ?? o;
+    });
+  });
+
 export const EndpointSchema = z
   .object({
     name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only (used as a metric label)'),
@@ -77,6 +98,8 @@ export const EndpointSchema = z
       .strict()
       .default({ apiKey: true, oauth: false, queryParamKeys: false }),
     resource: z.url().optional(),
+    /** Browser origins allowed to call the endpoint; unset: requests without Origin and from the endpoint's own origin. */
+    allowedOrigins: allowedOrigins.optional(),
     scopes: z.array(z.string().min(1)).default([]),
     /** Tool names metrics label individually (with the scopes' non-glob tools:<name>); others are "_other". */
     tools: z.array(z.string().min(1).max(128)).max(1000).default([]),

@@ -46,6 +46,7 @@ export const CODES = {
   invalid_jsonrpc: { status: 400, grpc: 3, kind: 'request', meaning: 'The body is JSON but not a JSON-RPC 2.0 message or batch, or a named call lacks its target.' },
   mcp_header_mismatch: { status: 400, grpc: 3, kind: 'request', meaning: 'Mcp-Method / Mcp-Name disagree with the body, are repeated, or a header-only named call lacks Mcp-Name.' },
   invalid_resource_uri: { status: 400, grpc: 3, kind: 'request', meaning: 'A resource URI that readers could resolve differently (dot segments left, encoded `/` or `\\`, no scheme).' },
+  origin_not_allowed: { status: 403, grpc: 7, kind: 'request', meaning: 'A browser request from an Origin the endpoint does not allow (`allowedOrigins`; `null`, malformed or repeated Origins never are): the MCP transport\'s guard against DNS rebinding and cross-site use (docs/origins.md).' },
   not_found: { status: 404, grpc: 5, kind: 'request', meaning: 'No endpoint (or no discovery document) is configured at this host and path; after authentication only.' },
   authentication_required: { status: 401, grpc: 16, kind: 'auth', meaning: 'No credential the endpoint accepts; `supported_methods` lists them.' },
   invalid_api_key: { status: 401, grpc: 16, kind: 'auth', meaning: 'API-key endpoint: the key is unknown, expired, disabled, malformed or ambiguous (`auth_detail` says which).' },

@@ -9,6 +9,7 @@ import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.j
 import type { Observer } from '../check/phases.js';
 import type { LoadedConfig } from '../config/load.js';
 import { SHIPPED_BUNDLE } from '../config/paths.mjs';
+import { OriginCheck } from '../endpoints/origin-check.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
 import { clientAddressResolver } from '../limits/client-address.js';
 import type { LocalStore } from '../limits/limiter-store.js';
@@ -46,6 +47,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const serviceMetrics = new ServiceMetrics(metrics, config);
   const events = opts.events ? mergeEvents(serviceMetrics.events, opts.events) : serviceMetrics.events;
   const endpoints = new EndpointRegistry(config.endpoints);
+  const origins = new OriginCheck(endpoints.all, config.publicBaseUrl);
 
   // Limits: failed-auth lockout and per-client rate, shared through Redis when configured.
   const redisCfg = opts.sharedLimits === false ? undefined : config.rateLimit.redis;
@@ -105,6 +107,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   return {
     config,
     endpoints,
+    origins,
     authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events }),
     directResponder: new ProtectedResourceMetadata(config, endpoints),
     authorizer,

@@ -1,5 +1,5 @@
 // One Check call, top to bottom:
-//   decode → direct answers → endpoint → limits → authenticate → MCP body → authorize → dry-run → respond
+//   decode → direct answers → endpoint → origin → limits → authenticate → MCP body → authorize → dry-run → respond
 // Each phase is a function or object from its own folder; this file only orders them. The
 // transport decodes its own message (src/envoy/to-request.ts for ext_authz Check) through
 // the decoder it passes, so a refused request is still a deny every observer sees.
@@ -45,6 +45,9 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   if (direct) return direct;
 
   ctx.endpoint = rt.endpoints.match(request.path, request.host);
+  // A browser page on another origin (or a DNS-rebound one) is refused before anything else.
+  const foreign = ctx.endpoint && rt.origins.check(request.headers, ctx.endpoint);
+  if (foreign) return foreign;
 
   const locked = await rt.limiter.beforeAuth(ctx);
   if (locked) return locked;
