@@ -15,14 +15,18 @@ import { endpointChallenge } from './challenge.js';
 import { extractCredential, type CredentialPlan, type CredentialSettings } from './credentials.js';
 import type { KeyRegistry } from './key-registry.js';
 import type { TokenVerifier } from './oauth/token-verifier.js';
+import { WorkloadIdentities } from './workload-identity.js';
 
 export const SUPPORTED_BEARER = 'Authorization header (Bearer token)';
+export const SUPPORTED_MTLS = 'mTLS client certificate (SPIFFE ID)';
 
 /** How one endpoint (or the unknown-endpoint case) authenticates, precomputed. */
 interface ModePlan {
   endpoint: Endpoint | undefined;
   open: boolean;
   credentials: CredentialPlan;
+  /** Accept the mTLS peer's workload identity when the request carries no credential. */
+  mtls: boolean;
   /** Audiences a token must carry: the endpoint's resource (the verifier adds issuers' configured audiences). */
   audiences: readonly string[];
   missingDescription: string;
@@ -53,6 +57,7 @@ export class ModeAuthenticator implements Authenticator {
   private readonly challengeSettings: { realm: string; publicBaseUrl: string | undefined };
   private readonly now: () => number;
   private readonly issuerAudiences: readonly string[];
+  private readonly workloads = new WorkloadIdentities();
 
   constructor(private readonly opts: AuthenticatorOptions) {
     const { config } = opts;
@@ -79,6 +84,7 @@ export class ModeAuthenticator implements Authenticator {
       endpoint: undefined,
       open: false,
       credentials: { keys: true, tokens, queryKeys: false, bearerIsKey: !tokens },
+      mtls: false,
       // On an unknown path a token counts as valid (→ 404) when it verifies for any OAuth endpoint's resource.
       audiences: [...oauthResources],
       missingDescription: 'Authentication required',
@@ -97,8 +103,13 @@ export class ModeAuthenticator implements Authenticator {
     if (plan.open) return { ok: true, principal: ANONYMOUS, credentialHeaders: headers, credentialQueryParams: params };
 
     switch (credential.kind) {
-      case 'none':
+      case 'none': {
+        // The mTLS peer comes last: a key or token in the request speaks for someone more specific.
+        const workload = plan.mtls ? this.workloads.identify(request) : undefined;
+        if (workload?.kind === 'ok') return { ok: true, principal: workload.principal, credentialHeaders: headers, credentialQueryParams: params };
+        if (workload?.kind === 'bad') return this.invalid(plan, request, false, workload.detail, workload.why);
         return { ok: false, detail: 'credential_missing', why: 'no credential in the request', deny: this.missing(plan, request) };
+      }
       case 'bad':
         return this.invalid(plan, request, credential.token, credential.detail, credential.why);
       case 'api_key': {
@@ -147,24 +158,23 @@ export class ModeAuthenticator implements Authenticator {
   }
 
   private planFor(e: Endpoint, keyMethod: string, queryMethod: string): ModePlan {
-    const { apiKey, oauth } = e.auth;
+    const { apiKey, oauth, mtls } = e.auth;
     const queryKeys = apiKey && e.auth.queryParamKeys && this.settings.queryParams.length > 0;
     const keyMethods = queryKeys ? [keyMethod, queryMethod] : [keyMethod];
+    const invalidCode = badCredentialCode(e.auth);
     const plan: ModePlan = {
       endpoint: e,
-      open: !apiKey && !oauth,
+      open: !apiKey && !oauth && !mtls,
       credentials: { keys: apiKey, tokens: oauth, queryKeys, bearerIsKey: apiKey && !oauth },
+      mtls,
       audiences: e.resource ? [...new Set([e.resource, ...this.issuerAudiences])] : this.issuerAudiences,
-      missingDescription:
-        apiKey && oauth ? 'Authentication required via OAuth bearer token or API key'
-        : oauth ? 'Authentication required via OAuth bearer token'
-        : 'Authentication required via API key',
-      supportedMethods: Object.freeze(apiKey && oauth ? [SUPPORTED_BEARER, ...keyMethods] : oauth ? [SUPPORTED_BEARER] : keyMethods),
-      invalidCode: badCredentialCode(e.auth),
+      missingDescription: `Authentication required via ${alternatives([oauth && 'OAuth bearer token', apiKey && 'API key', mtls && 'mTLS workload identity'])}`,
+      supportedMethods: Object.freeze([...(oauth ? [SUPPORTED_BEARER] : []), ...(apiKey ? keyMethods : []), ...(mtls ? [SUPPORTED_MTLS] : [])]),
+      invalidCode,
       invalidDescription:
-        apiKey && oauth ? 'Authentication failed. Invalid credentials provided.'
-        : oauth ? 'The provided OAuth token is invalid or has expired.'
-        : 'The provided API key is invalid or expired',
+        invalidCode === 'invalid_token' ? 'The provided OAuth token is invalid or has expired.'
+        : invalidCode === 'invalid_api_key' ? 'The provided API key is invalid or expired'
+        : 'Authentication failed. Invalid credentials provided.',
       // API-key-only endpoints never send a Bearer challenge: it would start an OAuth loop in clients such as the MCP Inspector.
       challenges: oauth,
       plainChallenge: undefined,
@@ -176,6 +186,12 @@ export class ModeAuthenticator implements Authenticator {
     }
     return plan;
   }
+}
+
+/** ["A", false, "B", "C"] → "A, B or C". */
+function alternatives(names: (string | false)[]): string {
+  const n = names.filter((x): x is string => x !== false);
+  return n.length <= 1 ? n.join('') : `${n.slice(0, -1).join(', ')} or ${n[n.length - 1]}`;
 }
 
 /** "x-api-key" → "X-API-Key" (the spelling clients see in supported_methods). */

@@ -2,6 +2,7 @@
 // Helm values schema. Every key is optional; the defaults are the README's "Configuration".
 import { z } from 'zod';
 import { trimSlash } from '../contracts/trim-slash.js';
+import { isSpiffePattern } from '../contracts/spiffe-id.js';
 import { canonicalOrigin } from '../contracts/web-origin.js';
 
 const hostPort = z
@@ -94,13 +95,25 @@ export const EndpointSchema = z
         apiKey: z.boolean().default(true),
         oauth: z.boolean().default(false),
         queryParamKeys: z.boolean().default(false),
+        /** Accept the mTLS peer's SPIFFE ID (Envoy's source.principal) when the request carries no key or token. */
+        mtls: z.boolean().default(false),
       })
       .strict()
-      .default({ apiKey: true, oauth: false, queryParamKeys: false }),
+      .default({ apiKey: true, oauth: false, queryParamKeys: false, mtls: false }),
     resource: z.url().optional(),
     /** Browser origins allowed to call the endpoint; unset: requests without Origin and from the endpoint's own origin. */
     allowedOrigins: allowedOrigins.optional(),
     scopes: z.array(z.string().min(1)).default([]),
+    /** mTLS workloads the shipped policy admits (auth.mtls), by SPIFFE ID or "<prefix>/*", with their grants (docs/workload-identity.md). */
+    workloads: z
+      .record(z.string(), z.array(grant))
+      .superRefine((m, ctx) => {
+        for (const pattern of Object.keys(m)) {
+          if (isSpiffePattern(pattern)) continue;
+          ctx.addIssue({ code: 'custom', path: [pattern], message: 'expected a workload\'s SPIFFE ID (spiffe://<trust domain>/<path>) or a prefix ending in "/*" (spiffe://cluster.local/ns/agents/*); "*" has no other meaning' });
+        }
+      })
+      .optional(),
     /** Tool names metrics label individually (with the scopes' non-glob tools:<name>); others are "_other". */
     tools: z.array(z.string().min(1).max(128)).max(1000).default([]),
     rateLimit: z
@@ -248,6 +261,9 @@ export const ConfigSchema = z
       if (twin !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'match'], message: `matches the same host and path prefix as endpoint "${twin}": requests could not be told apart` });
       } else routes.set(route, e.name);
+      if (e.workloads !== undefined && !e.auth.mtls) {
+        ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'workloads'], message: 'workloads are the mTLS peers the endpoint admits: turn on auth.mtls' });
+      }
       if (e.auth.oauth && cfg.oauth.issuers.length === 0) {
         ctx.addIssue({
           code: 'custom',

@@ -131,23 +131,26 @@ function failedAuthKey(ctx: CheckContext): string {
   return `${ctx.endpoint?.name ?? UNKNOWN_ENDPOINT}|${ctx.clientAddress}`;
 }
 
-/** Token principals' rate keys, kept as long as the verified-token cache keeps the principal. */
-const subjectKeys = new WeakMap<CheckContext['principal'], string>();
+/** Token and workload principals' rate keys, kept as long as their caches keep the principal. */
+const digestKeys = new WeakMap<CheckContext['principal'], string>();
 
 /** Who the request rate is counted for: never a raw credential. */
 export function rateKey(ctx: CheckContext): string {
   const p = ctx.principal;
   if (p.method === 'api_key' && p.keyId !== undefined) return `key:${p.keyId}`;
-  if (p.method === 'oauth' && p.issuer !== undefined && p.subject !== undefined) {
-    let key = subjectKeys.get(p);
-    if (key === undefined) {
-      // Issuer and subject are not secret, but unbounded in length: a digest keeps keys small.
-      key = `sub:${createHash('sha256').update(p.issuer).update('\n').update(p.subject).digest('base64url').slice(0, 32)}`;
-      subjectKeys.set(p, key);
-    }
-    return key;
-  }
+  if (p.method === 'oauth' && p.issuer !== undefined && p.subject !== undefined) return digestKey(p, 'sub', p.issuer, p.subject);
+  if (p.method === 'mtls' && p.spiffeId !== undefined) return digestKey(p, 'spiffe', p.spiffeId, '');
   return `addr:${ctx.clientAddress}`;
+}
+
+function digestKey(p: CheckContext['principal'], kind: string, a: string, b: string): string {
+  let key = digestKeys.get(p);
+  if (key === undefined) {
+    // Issuers, subjects and SPIFFE IDs are not secret, but unbounded in length: a digest keeps keys small.
+    key = `${kind}:${createHash('sha256').update(a).update('\n').update(b).digest('base64url').slice(0, 32)}`;
+    digestKeys.set(p, key);
+  }
+  return key;
 }
 
 function retryAfter(ms: number): string {

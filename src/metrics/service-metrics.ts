@@ -269,12 +269,13 @@ export class ServiceMetrics {
  * produce (undefined: the unknown endpoint, which reads every credential).
  */
 export function authFailureSeries(auth: EndpointConfig['auth'] | undefined): [AuthCode, AuthFailureDetail][] {
-  if (auth !== undefined && !auth.apiKey && !auth.oauth) return [];
+  if (auth !== undefined && !auth.apiKey && !auth.oauth && !auth.mtls) return [];
   const out: [AuthCode, AuthFailureDetail][] = [['authentication_required', 'credential_missing']];
   const code = badCredentialCode(auth);
   for (const detail of Object.keys(AUTH_FAILURE_DETAILS) as AuthFailureDetail[]) {
     const credential = AUTH_FAILURE_DETAILS[detail].credential;
-    const reachable = credential === 'any' || (credential === 'api_key' && (auth?.apiKey ?? true)) || (credential === 'oauth' && (auth?.oauth ?? true));
+    const reachable =
+      credential === 'any' || (credential === 'api_key' && (auth?.apiKey ?? true)) || (credential === 'oauth' && (auth?.oauth ?? true)) || (credential === 'mtls' && auth?.mtls === true);
     if (reachable) out.push([code, detail]);
   }
   return out;

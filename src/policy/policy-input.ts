@@ -114,6 +114,8 @@ function principalView(p: Principal): Record<string, unknown> {
     issuer: p.issuer,
     subject: p.subject,
     claims: p.claims,
+    spiffeId: p.spiffeId,
+    trustDomain: p.trustDomain,
   };
 }
 
