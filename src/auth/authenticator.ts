@@ -7,18 +7,21 @@ import type { Config } from '../config/schema.js';
 import { hashApiKey, keyShape } from '../contracts/api-key.js';
 import { badCredentialCode, type AuthCode, type AuthFailureDetail } from '../contracts/codes.js';
 import { deny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
-import { ANONYMOUS } from '../contracts/principal.js';
+import { ANONYMOUS, type Principal } from '../contracts/principal.js';
 import type { Request } from '../contracts/request.js';
 import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { endpointChallenge } from './challenge.js';
-import { extractCredential, type CredentialPlan, type CredentialSettings } from './credentials.js';
+import { cookieName } from '../request/cookie-header.js';
+import type { OriginCheck } from '../endpoints/origin-check.js';
+import { extractCredential, type CredentialPlan, type CredentialSettings, type Extracted } from './credentials.js';
 import type { KeyRegistry } from './key-registry.js';
 import type { TokenVerifier } from './oauth/token-verifier.js';
 import { WorkloadIdentities } from './workload-identity.js';
 
 export const SUPPORTED_BEARER = 'Authorization header (Bearer token)';
 export const SUPPORTED_MTLS = 'mTLS client certificate (SPIFFE ID)';
+const COOKIE_CROSS_SITE = 'The session cookie is used only on same-site requests from a page on an origin this endpoint allows (allowedOrigins); send the request from such a page, or send a bearer token';
 
 /** How one endpoint (or the unknown-endpoint case) authenticates, precomputed. */
 interface ModePlan {
@@ -47,6 +50,8 @@ export interface AuthenticatorOptions {
   /** Undefined when no OAuth issuer is configured. */
   verifier: TokenVerifier | undefined;
   events: ServiceEvents;
+  /** The endpoints' allowed origins: a session cookie is used only from them. */
+  origins?: OriginCheck;
   now?: () => number;
 }
 
@@ -99,14 +104,15 @@ export class ModeAuthenticator implements Authenticator {
 
   authenticate(request: Request, endpoint: Endpoint | undefined): AuthResult | Promise<AuthResult> {
     const plan = (endpoint && this.plans.get(endpoint)) ?? this.unknown;
-    const { credential, headers, params } = extractCredential(request, plan.credentials, this.settings);
-    if (plan.open) return { ok: true, principal: ANONYMOUS, credentialHeaders: headers, credentialQueryParams: params };
+    const found = extractCredential(request, plan.credentials, this.settings);
+    const { credential } = found;
+    if (plan.open) return authenticated(ANONYMOUS, found);
 
     switch (credential.kind) {
       case 'none': {
         // The mTLS peer comes last: a key or token in the request speaks for someone more specific.
         const workload = plan.mtls ? this.workloads.identify(request) : undefined;
-        if (workload?.kind === 'ok') return { ok: true, principal: workload.principal, credentialHeaders: headers, credentialQueryParams: params };
+        if (workload?.kind === 'ok') return authenticated(workload.principal, found);
         if (workload?.kind === 'bad') return this.invalid(plan, request, false, workload.detail, workload.why);
         return { ok: false, detail: 'credential_missing', why: 'no credential in the request', deny: this.missing(plan, request) };
       }
@@ -124,21 +130,46 @@ export class ModeAuthenticator implements Authenticator {
           return this.invalid(plan, request, false, 'key_expired', `API key "${record.id}" expired at ${new Date(record.expiresAtMs).toISOString()}`);
         }
         this.opts.events.apiKeyUsed?.(record.id);
-        return { ok: true, principal: record.principal, credentialHeaders: headers, credentialQueryParams: params };
+        return authenticated(record.principal, found);
       }
       case 'token':
-        return this.verifyToken(plan, request, credential.token, headers, params);
+        return this.verifyToken(plan, request, credential.token, found, false);
+      case 'cookie': {
+        // Never a failure that counts towards the lockout: a page on another site must not be
+        // able to lock a user out by making their browser send their cookie.
+        const refused = this.cookieRefused(plan, request);
+        if (refused !== undefined) return { ok: false, detail: 'cookie_cross_site', why: refused, deny: this.missing(plan, request, COOKIE_CROSS_SITE) };
+        return this.verifyToken(plan, request, credential.token, found, true);
+      }
     }
   }
 
-  private async verifyToken(plan: ModePlan, request: Request, token: string, headers: string[], params: string[]): Promise<AuthResult> {
+  private async verifyToken(plan: ModePlan, request: Request, token: string, found: Extracted, fromCookie: boolean): Promise<AuthResult> {
     const result = await this.opts.verifier!.verify(token, plan.audiences);
-    if (!result.ok) return this.invalid(plan, request, true, result.detail, result.why);
-    return { ok: true, principal: result.principal, credentialHeaders: headers, credentialQueryParams: params };
+    if (!result.ok) return this.invalid(plan, request, !fromCookie, result.detail, result.why);
+    return authenticated(fromCookie ? cookiePrincipal(result.principal) : result.principal, found);
   }
 
-  private missing(plan: ModePlan, request: Request): Deny {
-    return deny('authentication_required', plan.missingDescription, {
+  /**
+   * Why a session cookie may not authenticate this request, or undefined when it may: it must
+   * come from a browser page on an allowed origin (a same-origin GET carries no Origin), and
+   * Sec-Fetch-Site, when sent, must say same-origin or same-site.
+   */
+  private cookieRefused(plan: ModePlan, request: Request): string | undefined {
+    const site = request.headers['sec-fetch-site'];
+    if (site !== undefined && (site.length !== 1 || (site[0] !== 'same-origin' && site[0] !== 'same-site'))) {
+      return `Sec-Fetch-Site is ${JSON.stringify(site.join(','))}: a request that is not same-site never authenticates by cookie`;
+    }
+    const origin = this.opts.origins?.verdict(request.headers, plan.endpoint!) ?? 'absent';
+    if (origin === 'allowed') return undefined;
+    if (origin === 'absent' && (request.method === 'GET' || request.method === 'HEAD') && site?.[0] === 'same-origin') return undefined;
+    return origin === 'absent'
+      ? 'no Origin: only a same-origin GET (Sec-Fetch-Site: same-origin) may authenticate by cookie without one'
+      : 'the Origin is not one of the endpoint\'s allowedOrigins';
+  }
+
+  private missing(plan: ModePlan, request: Request, description = plan.missingDescription): Deny {
+    return deny('authentication_required', description, {
       headers: plan.challenges ? [plan.plainChallenge ?? this.challengeFor(plan, request, false)] : [],
       extra: { supported_methods: plan.supportedMethods },
     });
@@ -158,18 +189,24 @@ export class ModeAuthenticator implements Authenticator {
   }
 
   private planFor(e: Endpoint, keyMethod: string, queryMethod: string): ModePlan {
-    const { apiKey, oauth, mtls } = e.auth;
+    const { apiKey, oauth, mtls, jwtCookie } = e.auth;
+    const cookie = jwtCookie === undefined ? undefined : cookieName(jwtCookie);
     const queryKeys = apiKey && e.auth.queryParamKeys && this.settings.queryParams.length > 0;
     const keyMethods = queryKeys ? [keyMethod, queryMethod] : [keyMethod];
     const invalidCode = badCredentialCode(e.auth);
     const plan: ModePlan = {
       endpoint: e,
-      open: !apiKey && !oauth && !mtls,
-      credentials: { keys: apiKey, tokens: oauth, queryKeys, bearerIsKey: apiKey && !oauth },
+      open: !apiKey && !oauth && !mtls && cookie === undefined,
+      credentials: { keys: apiKey, tokens: oauth, queryKeys, bearerIsKey: apiKey && !oauth, ...(cookie ? { cookie } : {}) },
       mtls,
       audiences: e.resource ? [...new Set([e.resource, ...this.issuerAudiences])] : this.issuerAudiences,
-      missingDescription: `Authentication required via ${alternatives([oauth && 'OAuth bearer token', apiKey && 'API key', mtls && 'mTLS workload identity'])}`,
-      supportedMethods: Object.freeze([...(oauth ? [SUPPORTED_BEARER] : []), ...(apiKey ? keyMethods : []), ...(mtls ? [SUPPORTED_MTLS] : [])]),
+      missingDescription: `Authentication required via ${alternatives([oauth && 'OAuth bearer token', apiKey && 'API key', cookie !== undefined && 'session cookie', mtls && 'mTLS workload identity'])}`,
+      supportedMethods: Object.freeze([
+        ...(oauth ? [SUPPORTED_BEARER] : []),
+        ...(apiKey ? keyMethods : []),
+        ...(cookie ? [`Cookie ${cookie.name} (JWT, from a page on an allowed origin)`] : []),
+        ...(mtls ? [SUPPORTED_MTLS] : []),
+      ]),
       invalidCode,
       invalidDescription:
         invalidCode === 'invalid_token' ? 'The provided OAuth token is invalid or has expired.'
@@ -186,6 +223,25 @@ export class ModeAuthenticator implements Authenticator {
     }
     return plan;
   }
+}
+
+/** An authenticated result; the session cookie, when present, is removed and the other cookies kept. */
+function authenticated(principal: Principal, found: Extracted): AuthResult {
+  const ok = { ok: true as const, principal, credentialHeaders: found.headers, credentialQueryParams: found.params };
+  if (found.cookiesLeft === undefined) return ok;
+  if (found.cookiesLeft === '') return { ...ok, credentialHeaders: [...found.headers, 'cookie'] };
+  return { ...ok, credentialHeaderRewrites: [{ name: 'cookie', value: found.cookiesLeft, append: false }] };
+}
+
+/** Token principals from the session cookie say so (principal.tokenSource), for policies that treat browser sessions apart. */
+const cookiePrincipals = new WeakMap<Principal, Principal>();
+function cookiePrincipal(p: Principal): Principal {
+  let c = cookiePrincipals.get(p);
+  if (c === undefined) {
+    c = Object.freeze({ ...p, tokenSource: 'cookie' as const });
+    cookiePrincipals.set(p, c);
+  }
+  return c;
 }
 
 /** ["A", false, "B", "C"] → "A, B or C". */

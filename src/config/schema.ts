@@ -97,6 +97,11 @@ export const EndpointSchema = z
         queryParamKeys: z.boolean().default(false),
         /** Accept the mTLS peer's SPIFFE ID (Envoy's source.principal) when the request carries no key or token. */
         mtls: z.boolean().default(false),
+        /** Accept an OAuth JWT from this cookie (browser sessions; needs allowedOrigins). Off when unset. */
+        jwtCookie: z
+          .string()
+          .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$/, 'a cookie name: letters, digits and !#$%&\'*+-.^_`|~ only')
+          .optional(),
       })
       .strict()
       .default({ apiKey: true, oauth: false, queryParamKeys: false, mtls: false }),
@@ -263,6 +268,16 @@ export const ConfigSchema = z
       } else routes.set(route, e.name);
       if (e.workloads !== undefined && !e.auth.mtls) {
         ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'workloads'], message: 'workloads are the mTLS peers the endpoint admits: turn on auth.mtls' });
+      }
+      if (e.auth.jwtCookie !== undefined) {
+        const where = ['endpoints', i, 'auth', 'jwtCookie'];
+        if (cfg.oauth.issuers.length === 0) ctx.addIssue({ code: 'custom', path: where, message: 'a JWT cookie is verified like a bearer token: configure oauth.issuers (or set MCP_OAUTH_ISSUER)' });
+        if (!e.resource && !cfg.oauth.issuers.some((iss) => iss.audiences?.length)) {
+          ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'resource'], message: 'an endpoint taking a JWT cookie needs its canonical resource URI (the token audience)' });
+        }
+        if (e.allowedOrigins === undefined || e.allowedOrigins.includes('*')) {
+          ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'allowedOrigins'], message: 'cookie authentication needs the list of origins allowed to use it (never "*"): a cross-site page must never authenticate with a user\'s cookie' });
+        }
       }
       if (e.auth.oauth && cfg.oauth.issuers.length === 0) {
         ctx.addIssue({

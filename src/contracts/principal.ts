@@ -19,6 +19,8 @@ export interface Principal {
   issuer?: string;
   subject?: string;
   claims?: Record<string, unknown>;
+  /** Tokens read from the endpoint's session cookie (auth.jwtCookie) rather than the Authorization header. */
+  tokenSource?: 'cookie';
   /** mTLS workloads: the peer's SPIFFE ID and its trust domain. */
   spiffeId?: string;
   trustDomain?: string;

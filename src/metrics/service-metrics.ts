@@ -269,13 +269,21 @@ export class ServiceMetrics {
  * produce (undefined: the unknown endpoint, which reads every credential).
  */
 export function authFailureSeries(auth: EndpointConfig['auth'] | undefined): [AuthCode, AuthFailureDetail][] {
-  if (auth !== undefined && !auth.apiKey && !auth.oauth && !auth.mtls) return [];
+  const cookie = auth?.jwtCookie !== undefined;
+  if (auth !== undefined && !auth.apiKey && !auth.oauth && !auth.mtls && !cookie) return [];
   const out: [AuthCode, AuthFailureDetail][] = [['authentication_required', 'credential_missing']];
+  // A cross-site cookie is answered as a missing credential, never as a bad one.
+  if (cookie) out.push(['authentication_required', 'cookie_cross_site']);
   const code = badCredentialCode(auth);
   for (const detail of Object.keys(AUTH_FAILURE_DETAILS) as AuthFailureDetail[]) {
+    if (detail === 'cookie_cross_site') continue;
     const credential = AUTH_FAILURE_DETAILS[detail].credential;
     const reachable =
-      credential === 'any' || (credential === 'api_key' && (auth?.apiKey ?? true)) || (credential === 'oauth' && (auth?.oauth ?? true)) || (credential === 'mtls' && auth?.mtls === true);
+      credential === 'any' ||
+      (credential === 'api_key' && (auth?.apiKey ?? true)) ||
+      (credential === 'oauth' && ((auth?.oauth ?? true) || cookie)) ||
+      (credential === 'cookie' && cookie) ||
+      (credential === 'mtls' && auth?.mtls === true);
     if (reachable) out.push([code, detail]);
   }
   return out;

@@ -108,7 +108,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     config,
     endpoints,
     origins,
-    authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events }),
+    authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events, origins }),
     directResponder: new ProtectedResourceMetadata(config, endpoints),
     authorizer,
     limiter,

@@ -62,6 +62,7 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   ctx.principal = auth.principal;
   ctx.credentialHeaders = auth.credentialHeaders;
   ctx.credentialQueryParams = auth.credentialQueryParams;
+  if (auth.credentialHeaderRewrites) ctx.credentialHeaderRewrites = auth.credentialHeaderRewrites;
 
   if (!ctx.endpoint) {
     return deny('not_found', `No MCP endpoint is configured for ${request.path}.`);
