@@ -65,6 +65,8 @@ export interface Limiter {
   authFailed(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
   /** After authentication: the per-client request rate. */
   afterAuth(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
+  /** After the policy allowed (or dry-run did): per-tool quotas, so a denied call costs none. */
+  afterPolicy?(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
 }
 
 export interface Observer {

@@ -22,6 +22,30 @@ const grant = z
   .string()
   .regex(/^(\*|(tools|prompts|resources):.+)$/, 'a grant is "*" or "<tools|prompts|resources>:<glob>"');
 
+/** A per-tool quota rule (docs/rate-limits.md "Per-tool quotas"): calls a grant pattern names, per principal. */
+export const QuotaRuleSchema = z
+  .object({
+    /** The metric label and the name in the 429: letters, digits, "_", "." and "-". */
+    name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only, at most 64 (used as a metric label)'),
+    /** Which calls count: "tools:<glob>", "prompts:<glob>", "resources:<glob>", or "*" for every named call. */
+    match: grant,
+    rps: z.number().positive(),
+    /** Calls allowed at once before the rate applies (0: the rate's whole window, at least 1). */
+    burst: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+const quotaRules = z
+  .array(QuotaRuleSchema)
+  .max(64)
+  .superRefine((rules, ctx) => {
+    const seen = new Set<string>();
+    rules.forEach((r, i) => {
+      if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate quota rule name "${r.name}"` });
+      seen.add(r.name);
+    });
+  });
+
 /** One API key registry entry (the keys file, `apiKeys.keys`, and MCP_API_KEYS after hashing): hashes only. */
 export const ApiKeyEntrySchema = z
   .object({
@@ -121,9 +145,11 @@ export const EndpointSchema = z
       .optional(),
     /** Tool names metrics label individually (with the scopes' non-glob tools:<name>); others are "_other". */
     tools: z.array(z.string().min(1).max(128)).max(1000).default([]),
+    /** Overrides rateLimit.perClient (rps, burst) and rateLimit.perTool (perTool: [] turns the quotas off) for this endpoint. */
     rateLimit: z
-      .object({ rps: z.number().min(0), burst: z.number().int().min(0) })
+      .object({ rps: z.number().min(0).optional(), burst: z.number().int().min(0).optional(), perTool: quotaRules.optional() })
       .strict()
+      .refine((r) => r.burst === undefined || r.rps !== undefined, { message: 'burst needs rps', path: ['burst'] })
       .optional(),
     data: z.record(z.string(), z.unknown()).default({}),
   })
@@ -227,6 +253,8 @@ export const ConfigSchema = z
           .object({ rps: z.number().min(0).default(0), burst: z.number().int().min(0).default(0) })
           .strict()
           .default({ rps: 0, burst: 0 }),
+        /** Per-tool quotas for every endpoint that does not set its own (endpoints[].rateLimit.perTool). */
+        perTool: quotaRules.default([]),
         redis: z
           .object({
             url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'),
@@ -238,7 +266,7 @@ export const ConfigSchema = z
           .optional(),
       })
       .strict()
-      .default({ failedAuth: { maxAttempts: 20, windowSeconds: 60 }, perClient: { rps: 0, burst: 0 } }),
+      .default({ failedAuth: { maxAttempts: 20, windowSeconds: 60 }, perClient: { rps: 0, burst: 0 }, perTool: [] }),
     clientAddress: z
       .object({
         from: z.enum(['source', 'x-forwarded-for', 'x-envoy-external-address']).default('source'),
@@ -297,6 +325,12 @@ export const ConfigSchema = z
   });
 
 export type Config = z.infer<typeof ConfigSchema>;
+export type QuotaRule = z.infer<typeof QuotaRuleSchema>;
+
+/** The quota rules in force on an endpoint: its own list, else the service's. */
+export function quotaRulesFor(e: Pick<EndpointConfig, 'rateLimit'>, config: Pick<Config, 'rateLimit'>): readonly QuotaRule[] {
+  return e.rateLimit?.perTool ?? config.rateLimit.perTool;
+}
 export type EndpointConfig = z.infer<typeof EndpointSchema>;
 export type IssuerConfig = z.infer<typeof IssuerSchema>;
 export type ApiKeyEntry = z.infer<typeof ApiKeyEntrySchema>;

@@ -54,6 +54,7 @@ export const CODES = {
   invalid_credentials: { status: 401, grpc: 16, kind: 'auth', meaning: 'Endpoint taking several kinds of credential (keys, tokens, mTLS), an mTLS-only endpoint, or an unknown path: the credential is not valid (`auth_detail` says why).' },
   too_many_requests: { status: 429, grpc: 8, kind: 'limit', meaning: 'Failed-authentication lockout: too many failed attempts from this client; see Retry-After.' },
   rate_limited: { status: 429, grpc: 8, kind: 'limit', meaning: 'Per-client request rate exceeded; see Retry-After.' },
+  quota_exceeded: { status: 429, grpc: 8, kind: 'limit', meaning: 'A per-tool quota (`rateLimit.perTool`) is used up for this client; `quota` names the rule, see Retry-After. Counted only for requests the policy allowed.' },
   access_denied: { status: 403, grpc: 7, kind: 'policy', meaning: 'The policy denied the request (also: it made no decision, deny by default).' },
   insufficient_scope: { status: 403, grpc: 7, kind: 'policy', meaning: 'The shipped policy: the token lacks the scope a call needs; the challenge names it (step-up).' },
   policy_error: { status: 503, grpc: 14, kind: 'policy', meaning: 'The policy failed to evaluate or returned a malformed decision; denied.' },

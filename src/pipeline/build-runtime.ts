@@ -59,6 +59,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), logger },
     // Workers share lockouts through the primary, so none asks it before every authentication.
     opts.lockouts ?? new LockoutTable(),
+    events,
   );
 
   // Authentication: the API key registry and the OAuth token verifier.

@@ -1,5 +1,5 @@
 // One Check call, top to bottom:
-//   decode → direct answers → endpoint → origin → limits → authenticate → MCP body → authorize → dry-run → respond
+//   decode → direct answers → endpoint → origin → limits → authenticate → MCP body → authorize → dry-run → quotas → respond
 // Each phase is a function or object from its own folder; this file only orders them. The
 // transport decodes its own message (src/envoy/to-request.ts for ext_authz Check) through
 // the decoder it passes, so a refused request is still a deny every observer sees.
@@ -79,10 +79,13 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
 
   const { result, record } = rt.authorizer.authorize(ctx);
   trace.policy = record;
-  if (result.allow) return assembleAllow(ctx, result, 'allowed', rt.config);
+  // Per-tool quotas count only what is about to go upstream: a denied call costs none.
+  if (result.allow) return (await rt.limiter.afterPolicy?.(ctx)) ?? assembleAllow(ctx, result, 'allowed', rt.config);
   // Dry-run, applied here once: the policy's own denies become allows, logged and counted
   // with the real decision; a policy that fails or returns garbage still denies.
-  if (record !== undefined && !record.failed && rt.config.policy?.dryRun === true) return dryRunAllow(rt, ctx, result.deny, record.revision);
+  if (record !== undefined && !record.failed && rt.config.policy?.dryRun === true) {
+    return (await rt.limiter.afterPolicy?.(ctx)) ?? dryRunAllow(rt, ctx, result.deny, record.revision);
+  }
   return result.deny;
 }
 
