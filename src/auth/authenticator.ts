@@ -17,10 +17,10 @@ import type { OriginCheck } from '../endpoints/origin-check.js';
 import { extractCredential, type CredentialPlan, type CredentialSettings, type Extracted } from './credentials.js';
 import type { KeyRegistry } from './key-registry.js';
 import type { TokenVerifier } from './oauth/token-verifier.js';
+import { headerLabel, methodLabels, SUPPORTED_BEARER, supportedMethods, type MethodLabels } from './supported-methods.js';
 import { WorkloadIdentities } from './workload-identity.js';
 
-export const SUPPORTED_BEARER = 'Authorization header (Bearer token)';
-export const SUPPORTED_MTLS = 'mTLS client certificate (SPIFFE ID)';
+export { headerLabel, SUPPORTED_BEARER };
 const COOKIE_CROSS_SITE = 'The session cookie is used only on same-site requests from a page on an origin this endpoint allows (allowedOrigins); send the request from such a page, or send a bearer token';
 
 /** How one endpoint (or the unknown-endpoint case) authenticates, precomputed. */
@@ -75,13 +75,13 @@ export class ModeAuthenticator implements Authenticator {
     };
     this.challengeSettings = { realm: config.realm, publicBaseUrl: config.publicBaseUrl };
     this.now = opts.now ?? Date.now;
-    const keyMethod = `${keyHeaderLabel} header`;
-    const queryMethod = `query parameter (${config.apiKeys.queryParams.join(' or ')})`;
+    const labels = methodLabels(config);
+    const keyMethod = labels.key;
     // Issuers' configured audiences are accepted on every OAuth endpoint, besides the endpoint's own resource.
     this.issuerAudiences = [...new Set(config.oauth.issuers.flatMap((i) => i.audiences ?? []))];
     const oauthResources = new Set<string>(this.issuerAudiences);
     for (const e of opts.endpoints.all) {
-      this.plans.set(e, this.planFor(e, keyMethod, queryMethod));
+      this.plans.set(e, this.planFor(e, labels));
       if (e.auth.oauth && e.resource) oauthResources.add(e.resource);
     }
     const tokens = opts.verifier !== undefined && config.oauth.issuers.length > 0;
@@ -188,11 +188,10 @@ export class ModeAuthenticator implements Authenticator {
     return { name: 'www-authenticate', value, append: false };
   }
 
-  private planFor(e: Endpoint, keyMethod: string, queryMethod: string): ModePlan {
+  private planFor(e: Endpoint, labels: MethodLabels): ModePlan {
     const { apiKey, oauth, mtls, jwtCookie } = e.auth;
     const cookie = jwtCookie === undefined ? undefined : cookieName(jwtCookie);
     const queryKeys = apiKey && e.auth.queryParamKeys && this.settings.queryParams.length > 0;
-    const keyMethods = queryKeys ? [keyMethod, queryMethod] : [keyMethod];
     const invalidCode = badCredentialCode(e.auth);
     const plan: ModePlan = {
       endpoint: e,
@@ -201,12 +200,7 @@ export class ModeAuthenticator implements Authenticator {
       mtls,
       audiences: e.resource ? [...new Set([e.resource, ...this.issuerAudiences])] : this.issuerAudiences,
       missingDescription: `Authentication required via ${alternatives([oauth && 'OAuth bearer token', apiKey && 'API key', cookie !== undefined && 'session cookie', mtls && 'mTLS workload identity'])}`,
-      supportedMethods: Object.freeze([
-        ...(oauth ? [SUPPORTED_BEARER] : []),
-        ...(apiKey ? keyMethods : []),
-        ...(cookie ? [`Cookie ${cookie.name} (JWT, from a page on an allowed origin)`] : []),
-        ...(mtls ? [SUPPORTED_MTLS] : []),
-      ]),
+      supportedMethods: Object.freeze(supportedMethods(e.auth, labels)),
       invalidCode,
       invalidDescription:
         invalidCode === 'invalid_token' ? 'The provided OAuth token is invalid or has expired.'
@@ -248,13 +242,4 @@ function cookiePrincipal(p: Principal): Principal {
 function alternatives(names: (string | false)[]): string {
   const n = names.filter((x): x is string => x !== false);
   return n.length <= 1 ? n.join('') : `${n.slice(0, -1).join(', ')} or ${n[n.length - 1]}`;
-}
-
-/** "x-api-key" → "X-API-Key" (the spelling clients see in supported_methods). */
-export function headerLabel(name: string): string {
-  if (name === 'x-api-key') return 'X-API-Key';
-  return name
-    .split('-')
-    .map((w) => (w.length ? w[0]!.toUpperCase() + w.slice(1) : w))
-    .join('-');
 }
