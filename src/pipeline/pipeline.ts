@@ -79,14 +79,16 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
 
   const { result, record } = rt.authorizer.authorize(ctx);
   trace.policy = record;
-  // Per-tool quotas count only what is about to go upstream: a denied call costs none.
-  if (result.allow) return (await rt.limiter.afterPolicy?.(ctx)) ?? assembleAllow(ctx, result, 'allowed', rt.config);
   // Dry-run, applied here once: the policy's own denies become allows, logged and counted
   // with the real decision; a policy that fails or returns garbage still denies.
-  if (record !== undefined && !record.failed && rt.config.policy?.dryRun === true) {
-    return (await rt.limiter.afterPolicy?.(ctx)) ?? dryRunAllow(rt, ctx, result.deny, record.revision);
-  }
-  return result.deny;
+  const dryRun = !result.allow && record !== undefined && !record.failed && rt.config.policy?.dryRun === true;
+  if (!result.allow && !dryRun) return result.deny;
+  // Per-tool quotas count only what is about to go upstream: a denied call costs none.
+  // Most requests name no counted call and get no promise to wait for.
+  const quota = rt.limiter.afterPolicy?.(ctx);
+  const overQuota = quota instanceof Promise ? await quota : quota;
+  if (overQuota) return overQuota;
+  return result.allow ? assembleAllow(ctx, result, 'allowed', rt.config) : dryRunAllow(rt, ctx, result.deny, record!.revision);
 }
 
 function dryRunAllow(rt: Runtime, ctx: CheckContext, denied: Deny, revision: string): Outcome {
