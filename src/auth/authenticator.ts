@@ -1,7 +1,8 @@
-// The authentication phase: the four endpoint modes (README "Authentication modes"). Everything a mode answers —
+// The authentication phase: the four endpoint modes (README "Authentication modes"), plus the
+// session cookie and the mTLS peer an endpoint may also accept. Everything a mode answers —
 // descriptions, supported_methods, challenges (when publicBaseUrl is set) — is built once
 // per endpoint at load; a Check call reads the credential, hashes an API key and does one
-// Map lookup, or hands a bearer token to the TokenVerifier.
+// Map lookup, or hands a bearer or cookie token to the TokenVerifier.
 import type { AuthResult, Authenticator } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
 import { hashApiKey, keyShape } from '../contracts/api-key.js';
@@ -9,11 +10,11 @@ import { badCredentialCode, type AuthCode, type AuthFailureDetail } from '../con
 import { deny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
 import { ANONYMOUS, type Principal } from '../contracts/principal.js';
 import type { Request } from '../contracts/request.js';
+import type { OriginCheck } from '../endpoints/origin-check.js';
 import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import { endpointChallenge } from './challenge.js';
 import { cookieName } from '../request/cookie-header.js';
-import type { OriginCheck } from '../endpoints/origin-check.js';
+import { endpointChallenge } from './challenge.js';
 import { extractCredential, type CredentialPlan, type CredentialSettings, type Extracted } from './credentials.js';
 import type { KeyRegistry } from './key-registry.js';
 import type { TokenVerifier } from './oauth/token-verifier.js';
@@ -21,6 +22,7 @@ import { headerLabel, methodLabels, SUPPORTED_BEARER, supportedMethods, type Met
 import { WorkloadIdentities } from './workload-identity.js';
 
 export { headerLabel, SUPPORTED_BEARER };
+
 const COOKIE_CROSS_SITE = 'The session cookie is used only on same-site requests from a page on an origin this endpoint allows (allowedOrigins); send the request from such a page, or send a bearer token';
 
 /** How one endpoint (or the unknown-endpoint case) authenticates, precomputed. */
