@@ -1,4 +1,4 @@
-// Per-tool quotas (rateLimit.perTool; docs/rate-limits.md "Per-tool quotas") through the real
+// Per-tool quotas (rateLimit.perTool; docs/quotas.md) through the real
 // gRPC server with real API keys and the shipped policy: counted per principal and rule, only
 // for requests the policy allowed, a batch's calls together; 429 quota_exceeded with
 // Retry-After; metrics by endpoint and rule. The rates are so low (one call per 1000 s) that no

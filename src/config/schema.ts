@@ -22,7 +22,7 @@ const grant = z
   .string()
   .regex(/^(\*|(tools|prompts|resources):.+)$/, 'a grant is "*" or "<tools|prompts|resources>:<glob>"');
 
-/** A per-tool quota rule (docs/rate-limits.md "Per-tool quotas"): calls a grant pattern names, per principal. */
+/** A per-tool quota rule (docs/quotas.md): calls a grant pattern names, per principal. */
 export const QuotaRuleSchema = z
   .object({
     /** The metric label and the name in the 429: letters, digits, "_", "." and "-". */
