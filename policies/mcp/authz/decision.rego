@@ -29,9 +29,12 @@ decision := {"allow": true} if {
 
 private_endpoint if is_string(input.endpoint.owner)
 
+# Authentication is off only when no method is on: mTLS workloads and session cookies are methods too.
 auth_off if {
 	input.endpoint.auth.apiKey == false
 	input.endpoint.auth.oauth == false
+	not input.endpoint.auth.mtls
+	not input.endpoint.auth.jwtCookie
 }
 
 # Anonymous callers pass only where the endpoint turns authentication off; workloads only
