@@ -93,6 +93,16 @@ test('a cross-site request never authenticates by cookie, and costs no failed at
   t.true((sample(m, 'mcp_authz_auth_failures_total', { endpoint: 'dash', method: 'none', reason: 'authentication_required', detail: 'cookie_cross_site' }) ?? 0) >= 11);
 });
 
+test('bad cookie tokens count towards the lockout: past maxAttempts even a good cookie from that address is 429 until the window ends', async (t) => {
+  const from = (token: string) => check({ source: '10.47.0.1', headers: { ...browser, cookie: `mcp_session=${token}` } });
+  for (let i = 0; i < 3; i++) t.is(deniedStatus(await from(`${jwt}x`)), 401, `failure ${i + 1}`);
+  const locked = await from(jwt);
+  t.is(deniedStatus(locked), 429);
+  t.is(deniedBody(locked).error, 'too_many_requests');
+  t.truthy(headerValue(locked.denied_response?.headers, 'retry-after'));
+  t.truthy(ok(await check({ source: '10.47.0.2', headers: { ...browser, cookie: `mcp_session=${jwt}` } })), 'another address is not locked out');
+});
+
 test('an Origin the endpoint does not list is 403 before the cookie is looked at', async (t) => {
   const res = await check({ headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site', cookie: `mcp_session=${jwt}` } });
   t.is(deniedStatus(res), 403);

@@ -171,8 +171,9 @@ export class RateLimits implements Limiter {
   }
 }
 
+/** Whether the endpoint takes any credential (a key, a token, a session cookie, an mTLS peer): only those can be locked out. */
 function needsCredentials(e: Endpoint | undefined): boolean {
-  return e === undefined || e.auth.apiKey || e.auth.oauth;
+  return e === undefined || e.auth.apiKey || e.auth.oauth || e.auth.mtls || e.auth.jwtCookie !== undefined;
 }
 
 /** Per endpoint and client address: a client locked out of one endpoint can still use another. */
