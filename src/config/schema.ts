@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { trimSlash } from '../contracts/trim-slash.js';
 import { isSpiffePattern } from '../contracts/spiffe-id.js';
 import { canonicalOrigin } from '../contracts/web-origin.js';
+import { ArgumentRulesSchema } from './argument-rules.js';
 
 const hostPort = z
   .string()
@@ -151,7 +152,8 @@ export const EndpointSchema = z
       .strict()
       .refine((r) => r.burst === undefined || r.rps !== undefined, { message: 'burst needs rps', path: ['burst'] })
       .optional(),
-    data: z.record(z.string(), z.unknown()).default({}),
+    /** Free-form, handed to the policy; `arguments` holds the shipped policy's argument rules (validated). */
+    data: z.object({ arguments: ArgumentRulesSchema.optional() }).catchall(z.unknown()).default({}),
   })
   .strict();
 
