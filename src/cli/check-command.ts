@@ -30,9 +30,9 @@ export function readBodyFlag(b: string | undefined): string | undefined {
 }
 
 export async function explain(loaded: LoadedConfig, sample: SampleRequest, request: ExplainRequest = {}): Promise<Record<string, unknown>> {
-  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false });
+  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false, tracing: false });
   try {
-    const { outcome: o, ctx, policy } = await runCheck(rt, toRequest, sampleToWire(sample));
+    const { outcome: o, ctx, policy, decisionId } = await runCheck(rt, toRequest, sampleToWire(sample));
     return {
       decision: o.kind,
       status: o.status,
@@ -63,7 +63,7 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest, reque
           ? { explain: { evaluated: false, why: `decided before the policy was asked: ${o.allow ? o.reason : o.code}` } }
           : null,
       notReady: rt.notReady(),
-      checkResponse: toCheckResponse(o),
+      checkResponse: toCheckResponse(o, decisionId),
     };
   } finally {
     await rt.close();

@@ -17,4 +17,6 @@ export interface ServiceEvents {
   quota?(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
+  /** A batch of spans went to the OTLP endpoint, or could not. */
+  traceExport?(result: 'success' | 'failure', spans: number): void;
 }
