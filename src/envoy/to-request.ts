@@ -21,7 +21,7 @@ export interface RequestLimits {
 /** The subset of envoy.service.auth.v3.CheckRequest the service reads (proto field names). */
 export interface WireCheckRequest {
   attributes?: {
-    source?: { address?: { socket_address?: { address?: string; port_value?: number } | null } | null } | null;
+    source?: { address?: { socket_address?: { address?: string; port_value?: number } | null } | null; principal?: string; certificate?: string } | null;
     request?: {
       http?: {
         id?: string;
@@ -106,6 +106,14 @@ class CheckRequestView implements Request {
     private readonly wire: WireCheckRequest['attributes'],
   ) {
     this.hasBody = bodyBytes > 0;
+  }
+
+  get peerPrincipal(): string {
+    return this.wire?.source?.principal ?? '';
+  }
+
+  get peerCertificate(): string {
+    return this.wire?.source?.certificate ?? '';
   }
 
   get attributes(): Readonly<Record<string, unknown>> {

@@ -13,6 +13,8 @@ export interface ServiceEvents {
   keysReload?(result: 'success' | 'failure', keys: number): void;
   /** A request used an API key (by its non-secret id). */
   apiKeyUsed?(keyId: string): void;
+  /** A per-tool quota rule counted a request's calls (allowed) or refused it (exceeded). */
+  quota?(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
   /** A batch of spans went to the OTLP endpoint, or could not. */

@@ -11,6 +11,7 @@ import type { Server } from 'node:http';
 import { AggregatorRegistry } from 'prom-client';
 import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.js';
 import type { LoadedConfig } from '../config/load.js';
+import { quotaRulesFor } from '../config/schema.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
 import { FailureLedgerHost, type FailureMessage } from '../limits/cluster-failures.js';
 import { FailureLedger } from '../limits/failure-ledger.js';
@@ -69,10 +70,15 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   return code;
 }
 
-/** Whether any worker limiter counts in rate-limiter-flexible's cluster store (RateLimiterCluster). */
+/** Whether any worker limiter (per-client rate, per-tool quota, Redis's insurance) counts in rate-limiter-flexible's cluster store (RateLimiterCluster). */
 function workersUseClusterStore(loaded: LoadedConfig): boolean {
-  const { rateLimit, endpoints } = loaded.config;
-  return rateLimit.redis !== undefined || rateLimit.perClient.rps > 0 || endpoints.some((e) => (e.rateLimit?.rps ?? 0) > 0);
+  const { config } = loaded;
+  const { rateLimit, endpoints } = config;
+  return (
+    rateLimit.redis !== undefined ||
+    rateLimit.perClient.rps > 0 ||
+    endpoints.some((e) => (e.rateLimit?.rps ?? 0) > 0 || quotaRulesFor(e, config).length > 0)
+  );
 }
 
 /** The failed-authentication counts every worker shares (absent with Redis, which holds them, or with the lockout off). */
