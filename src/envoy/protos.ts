@@ -1,5 +1,5 @@
-// Loads the official Envoy ext_authz v3 protos (shipped in @grpc/grpc-js-xds) and the
-// gRPC health protocol. Loaded once per process.
+// Loads the official Envoy ext_authz and ext_proc v3 protos (shipped in @grpc/grpc-js-xds)
+// and the gRPC health protocol. Loaded once per process.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
@@ -21,6 +21,7 @@ export const loaderOptions: protoLoader.Options = {
 };
 
 let cached: { authDef: protoLoader.PackageDefinition; healthDef: protoLoader.PackageDefinition } | undefined;
+let extProcDef: protoLoader.PackageDefinition | undefined;
 
 export function packageDefinitions() {
   cached ??= {
@@ -28,6 +29,18 @@ export function packageDefinitions() {
     healthDef: protoLoader.loadSync('grpc/health/v1/health.proto', { ...loaderOptions, includeDirs: [join(projectRoot, 'proto')] }),
   };
   return cached;
+}
+
+/** envoy.service.ext_proc.v3 (official protos), loaded on first use. */
+export function extProcPackageDefinition(): protoLoader.PackageDefinition {
+  extProcDef ??= protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs });
+  return extProcDef;
+}
+
+/** The ExternalProcessor service: Process, a bidirectional stream per HTTP request. */
+export function extProcService(): grpc.ServiceDefinition {
+  const pkg = grpc.loadPackageDefinition(extProcPackageDefinition()) as AnyService;
+  return pkg.envoy.service.ext_proc.v3.ExternalProcessor.service;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -44,8 +57,9 @@ export function healthService(): grpc.ServiceDefinition {
 }
 
 /** Client constructors, for tests, the test proxy and the benchmark. */
-export function clientConstructors(): { Authorization: grpc.ServiceClientConstructor; Health: grpc.ServiceClientConstructor } {
+export function clientConstructors(): { Authorization: grpc.ServiceClientConstructor; Health: grpc.ServiceClientConstructor; ExternalProcessor: grpc.ServiceClientConstructor } {
   const auth = grpc.loadPackageDefinition(packageDefinitions().authDef) as AnyService;
   const health = grpc.loadPackageDefinition(packageDefinitions().healthDef) as AnyService;
-  return { Authorization: auth.envoy.service.auth.v3.Authorization, Health: health.grpc.health.v1.Health };
+  const extProc = grpc.loadPackageDefinition(extProcPackageDefinition()) as AnyService;
+  return { Authorization: auth.envoy.service.auth.v3.Authorization, Health: health.grpc.health.v1.Health, ExternalProcessor: extProc.envoy.service.ext_proc.v3.ExternalProcessor };
 }

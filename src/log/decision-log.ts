@@ -5,7 +5,7 @@
 // bindings, the fields, msg): pino's field-by-field serializer cost twice as much.
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
-import type { CheckTrace } from '../check/context.js';
+import type { CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
 import type { Logger } from './logger.js';
 
@@ -88,12 +88,35 @@ export class DecisionLog implements Observer {
     );
   }
 
-  private write(fields: Record<string, unknown>): void {
+  /** One line per list response filtered for a caller (ext_proc): what was shown and hidden, or why it was withheld. */
+  listed({ ctx, form, result, reason, methods, policy, dryRun, durationNs }: ListTrace): void {
+    if (!this.log.isLevelEnabled('info')) return;
+    this.write(
+      {
+        decision_id: randomUUID(),
+        request_id: ctx.request.id,
+        endpoint: ctx.endpoint?.name ?? null,
+        principal: ctx.principal.id,
+        auth_method: ctx.principal.method,
+        lists: methods.map((m) => ({ method: m.method, shown: m.shown, hidden: m.hidden })),
+        form,
+        result,
+        reason,
+        dry_run: dryRun || undefined,
+        policy_revision: policy[0]?.revision ?? null,
+        policy_duration_ms: policy.length > 0 ? policy.reduce((n, p) => n + p.durationNs, 0) / 1e6 : undefined,
+        duration_ms: Number(durationNs) / 1e6,
+      },
+      'list',
+    );
+  }
+
+  private write(fields: Record<string, unknown>, msg = 'decision'): void {
     if (!this.stream) {
-      this.log.info(fields, 'decision');
+      this.log.info(fields, msg);
       return;
     }
     const json = JSON.stringify(fields);
-    this.stream.write(`{"level":${INFO},"time":${Date.now()}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"decision"}\n`);
+    this.stream.write(`{"level":${INFO},"time":${Date.now()}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`);
   }
 }

@@ -13,6 +13,10 @@ export interface ServiceEvents {
   keysReload?(result: 'success' | 'failure', keys: number): void;
   /** A request used an API key (by its non-secret id). */
   apiKeyUsed?(keyId: string): void;
+  /** An ext_proc stream ended: completed, denied (immediate response), failed (ended with a gRPC error) or cancelled. */
+  extProcStream?(result: ExtProcStreamResult): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
 }
+
+export type ExtProcStreamResult = 'completed' | 'denied' | 'failed' | 'cancelled';

@@ -4,7 +4,9 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { deny } from '../contracts/outcome.js';
 import { encodeCheckResponse } from '../envoy/encode-response.js';
-import { authorizationService, healthService, packageDefinitions } from '../envoy/protos.js';
+import type { ProcessingRequest, ProcessingResponse } from '../envoy/ext-proc-wire.js';
+import { authorizationService, extProcPackageDefinition, extProcService, healthService, packageDefinitions } from '../envoy/protos.js';
+import { ExtProcSession } from '../extproc/session.js';
 import { toRequest, type WireCheckRequest } from '../envoy/to-request.js';
 import { toCheckResponse } from '../envoy/to-response.js';
 import { runCheck } from '../pipeline/pipeline.js';
@@ -50,10 +52,31 @@ export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
       opts.inFlight.add(p);
     },
   });
+  server.addService(extProcService(), {
+    // One session per stream; it answers in order, and only it decides how the stream ends.
+    Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
+      const session = new ExtProcSession(runtime);
+      let closed = false;
+      let over!: () => void;
+      opts.inFlight.add(new Promise<void>((resolve) => (over = resolve)));
+      const stop = () => ((closed = true), session.onError(), over());
+      call.on('data', (msg: ProcessingRequest) => {
+        void session.onMessage(msg).then((step) => {
+          if (closed) return;
+          for (const answer of step.send) call.write(answer);
+          // A failure is a gRPC error, never OK: Envoy would pass the rest of the response unfiltered.
+          if (step.fail) call.emit('error', { code: step.fail.code, details: step.fail.details });
+        });
+      });
+      call.on('end', () => void session.onEnd().then((ok) => (ok && !closed && call.end(), (closed = true), over())));
+      call.on('cancelled', stop);
+      call.on('error', stop);
+    },
+  });
   server.addService(healthService(), opts.health.handlers());
   if (opts.reflection) {
     const defs = packageDefinitions();
-    new ReflectionService({ ...defs.authDef, ...defs.healthDef }).addToServer(server);
+    new ReflectionService({ ...defs.authDef, ...defs.healthDef, ...extProcPackageDefinition() }).addToServer(server);
   }
   return server;
 }
