@@ -1,9 +1,12 @@
 // Helpers of the ext_proc tests: ProcessingRequest messages as Envoy's ext_proc filter sends
 // them (pseudo-headers first, values in raw_value), a real runtime (shipped policy, real API
-// keys) for sessions driven without a transport, and readers of the answers.
+// keys) for sessions driven without a transport, a Process stream over real gRPC, and
+// readers of the answers.
 import { createHash } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import { validateConfig } from '../../src/config/load.js';
 import type { ProcessingRequest, ProcessingResponse, WireHeaderMutation } from '../../src/envoy/ext-proc-wire.js';
+import { clientConstructors, extProcPackageDefinition } from '../../src/envoy/protos.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { createMetricsRegistry } from '../../src/metrics/registry.js';
 import { buildRuntime } from '../../src/pipeline/build-runtime.js';
@@ -42,9 +45,9 @@ export function responseBody(body: string | Buffer, eos: boolean): ProcessingReq
 }
 
 /** name → value of a mutation's set_headers (last one wins), values read from raw_value. */
-export function setHeaders(m: WireHeaderMutation | undefined): Record<string, string> {
+export function setHeaders(m: Pick<WireHeaderMutation, 'set_headers'> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const o of m?.set_headers ?? []) out[o.header.key] = Buffer.from(o.header.raw_value).toString('utf8');
+  for (const o of m?.set_headers ?? []) out[o.header.key] = Buffer.from(o.header.raw_value ?? '').toString('utf8');
   return out;
 }
 
@@ -67,4 +70,58 @@ export function keyEntries(keys: TestKey[]) {
 export async function testRuntime(config: Record<string, unknown>, logger: Logger = silentLogger()): Promise<Runtime> {
   const cfg = validateConfig(config, 'test', process.cwd(), {});
   return buildRuntime({ config: cfg, file: undefined, baseDir: process.cwd() }, logger, createMetricsRegistry(), { watch: false, sharedLimits: false });
+}
+
+export interface ProcessResult {
+  /** Answers as proto-loader decodes them (enums by name, bytes as Buffer). */
+  answers: Record<string, any>[];
+  status: grpc.StatusObject;
+}
+
+/**
+ * One Process stream over real gRPC: each message is written once the previous one is
+ * answered (as Envoy does outside STREAMED bodies); an immediate response ends the exchange.
+ * The stream is half-closed at the end, as Envoy closes it, and its final status returned.
+ */
+export async function processExchange(address: string, messages: ProcessingRequest[]): Promise<ProcessResult> {
+  const { ExternalProcessor } = clientConstructors();
+  const client = new ExternalProcessor(address, grpc.credentials.createInsecure());
+  try {
+    const call = (client as any).Process() as grpc.ClientDuplexStream<ProcessingRequest, Record<string, any>>;
+    const answers: Record<string, any>[] = [];
+    const waiting: ((a: Record<string, any> | undefined) => void)[] = [];
+    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    call.on('data', (a: Record<string, any>) => {
+      answers.push(a);
+      waiting.shift()?.(a);
+    });
+    call.on('error', () => {
+      for (const w of waiting.splice(0)) w(undefined);
+    });
+    for (const m of messages) {
+      const answered = new Promise<Record<string, any> | undefined>((resolve) => waiting.push(resolve));
+      call.write(m);
+      const a = await answered;
+      if (!a || a.immediate_response) break;
+    }
+    call.end();
+    return { answers, status: await status };
+  } finally {
+    client.close();
+  }
+}
+
+/** The status code of a decoded ImmediateResponse (proto-loader gives the enum's name). */
+export function immediateStatus(im: Record<string, any>): number {
+  const code = im.status?.code;
+  return typeof code === 'number' ? code : (httpStatusCodes().get(code) ?? Number(code));
+}
+
+let statusNames: Map<string, number> | undefined;
+function httpStatusCodes(): Map<string, number> {
+  if (!statusNames) {
+    const def = extProcPackageDefinition()['envoy.type.v3.StatusCode'] as unknown as { type: { value: { name: string; number: number }[] } };
+    statusNames = new Map(def.type.value.map((v) => [v.name, v.number]));
+  }
+  return statusNames;
 }
