@@ -13,6 +13,7 @@ import { runWorker } from '../server/cluster-worker.js';
 import { startService } from '../server/service.js';
 import { checkConfig } from './check-config.js';
 import { explain, parseHeaderFlag, readBodyFlag } from './check-command.js';
+import type { ResponseTypeFlag } from './check-response.js';
 import { keysCommand } from './keys-command.js';
 import { LOG_LEVELS, USAGE, version } from './usage.js';
 
@@ -140,6 +141,8 @@ async function check(args: string[]): Promise<number> {
       body: { type: 'string', short: 'd' },
       explain: { type: 'boolean' },
       rego: { type: 'string' },
+      response: { type: 'string' },
+      'response-type': { type: 'string', default: 'auto' },
     },
     USAGE.check,
   );
@@ -149,6 +152,8 @@ async function check(args: string[]): Promise<number> {
   }
   if (!values.path) throw new UsageError('check needs --path', USAGE.check);
   if (values.rego !== undefined && !values.explain) throw new UsageError('--rego is the policy source for --explain', USAGE.check);
+  const responseType = values['response-type'] as string;
+  if (!['auto', 'json', 'sse'].includes(responseType)) throw new UsageError(`--response-type expects json, sse or auto, got ${JSON.stringify(responseType)}`, USAGE.check);
   const loaded = loadConfigFile((values.config as string | undefined) ?? QUICKSTART_CONFIG);
   const result = await explain(
     loaded,
@@ -160,7 +165,11 @@ async function check(args: string[]): Promise<number> {
       ...(values.source !== undefined ? { sourceAddress: values.source as string } : {}),
       ...(values.body !== undefined ? { body: readBodyFlag(values.body as string)! } : {}),
     },
-    { trace: Boolean(values.explain), ...(values.rego !== undefined ? { rego: values.rego as string } : {}) },
+    {
+      trace: Boolean(values.explain),
+      ...(values.rego !== undefined ? { rego: values.rego as string } : {}),
+      ...(values.response !== undefined ? { response: { text: readBodyFlag(values.response as string)!, type: responseType as ResponseTypeFlag } } : {}),
+    },
   );
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   return result.decision === 'allow' ? 0 : 3;

@@ -29,7 +29,7 @@ export interface SseOutcome {
 }
 
 export class ListResponse {
-  private readonly visibility: ListVisibility;
+  readonly visibility: ListVisibility;
   private readonly rewriter: SseListRewriter | undefined;
   private spentNs = 0n;
   private reported = false;
@@ -42,8 +42,9 @@ export class ListResponse {
     private readonly calls: ListCalls,
     private readonly batch: boolean,
     readonly form: ResponseForm,
+    opts: { keepDecisions?: boolean } = {},
   ) {
-    this.visibility = new ListVisibility(rt, trace, calls.values());
+    this.visibility = new ListVisibility(rt, trace, calls.values(), opts);
     this.rewriter = form === 'sse' ? new SseListRewriter({ calls, visibleFor: this.visibility.visibleFor }) : undefined;
   }
 

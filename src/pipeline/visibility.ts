@@ -37,17 +37,30 @@ export function callOfItem(item: ListedItem): ListedCall | undefined {
 
 const keyOf = (item: ListedItem) => `${item.method}\0${item.key}`;
 
+/** One item's visibility, for `mcp-authz check --response`. */
+export interface ItemDecision {
+  method: ListMethod;
+  key: string;
+  /** The call it stands for; undefined when none could be allowed (a URI the service refuses). */
+  call: ListedCall | undefined;
+  visible: boolean;
+}
+
 /** The visibility decisions of one list request's response, with what they showed and hid. */
 export class ListVisibility {
   readonly tallies: ListTally[];
   readonly evaluations: VisibilityRecord[] = [];
   readonly dryRun: boolean;
+  /** Every item decided, when asked to keep them (`mcp-authz check`). */
+  readonly decisions: ItemDecision[] | undefined;
 
   constructor(
     private readonly rt: Runtime,
     private readonly trace: CheckTrace,
     methods: Iterable<ListMethod>,
+    opts: { keepDecisions?: boolean } = {},
   ) {
+    if (opts.keepDecisions) this.decisions = [];
     this.tallies = [...new Set(methods)].map((method) => ({ method, shown: 0, hidden: 0 }));
     this.dryRun = rt.config.policy?.dryRun === true;
   }
@@ -75,9 +88,11 @@ export class ListVisibility {
       asked.forEach((item, i) => answers.set(keyOf(item), r.visible[i]!));
     }
     for (const item of items) {
+      const shown = answers.get(keyOf(item)) === true;
+      this.decisions?.push({ method: item.method, key: item.key, call: callOfItem(item), visible: shown });
       const tally = this.tallies.find((t) => t.method === item.method);
       if (!tally) continue;
-      if (answers.get(keyOf(item)) === true) tally.shown++;
+      if (shown) tally.shown++;
       else tally.hidden++;
     }
     if (this.dryRun) return SHOW_ALL;
