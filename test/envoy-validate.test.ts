@@ -7,7 +7,9 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT } from './helpers/helm.js';
+import { parse } from 'yaml';
+import { RECOMMENDED_EXT_PROC } from './e2e/stack.js';
+import { ROOT, validateObject } from './helpers/helm.js';
 
 const BIN = join(ROOT, '.tools', 'bin', 'envoy-validate');
 const ENVOY = join(ROOT, 'examples', 'envoy', 'envoy.yaml');
@@ -65,4 +67,54 @@ test('the validator refuses a mesh config field Istio does not have, and a wrong
   const type = await validate('istio-mesh', edited(MESH, 'port: 9191', 'port: "nine"'));
   t.is(type.code, 1);
   t.regex(type.stderr, /port/);
+});
+
+const EXT_PROC = join(ROOT, 'examples', 'envoy', 'envoy-ext-proc.yaml');
+
+test('the ext_proc example is a valid v3 Bootstrap with the ExternalProcessor filter read and checked', async (t) => {
+  const r = await validate('bootstrap', EXT_PROC);
+  t.is(r.code, 0, r.stderr);
+  t.true(r.stdout.includes('envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor'), r.stdout);
+  const broken = await validate('bootstrap', edited(EXT_PROC, 'message_timeout: 0.5s', 'message_timeout: 7200s'));
+  t.is(broken.code, 1, 'a rule inside the ext_proc config is enforced');
+  t.regex(broken.stderr, /MessageTimeout/);
+});
+
+test('the ext_proc example sets what docs/ext_proc.md requires, and the e2e tests run exactly its processing mode', (t) => {
+  const filter = extProcFilter();
+  t.is(filter.failure_mode_allow, false);
+  t.is(filter.allow_mode_override, true);
+  t.deepEqual(filter.request_attributes, ['source.address']);
+  t.is(filter.grpc_service.timeout, undefined, 'no deadline on a stream that lasts as long as its exchange');
+  const { request_trailer_mode: _a, response_trailer_mode: _b, ...mode } = filter.processing_mode;
+  t.deepEqual(mode, RECOMMENDED_EXT_PROC.processingMode);
+  t.is(filter.allow_mode_override, RECOMMENDED_EXT_PROC.allowModeOverride);
+  t.is(filter.failure_mode_allow, RECOMMENDED_EXT_PROC.failureModeAllow);
+});
+
+function extProcFilter(): Record<string, any> {
+  const doc = parse(readFileSync(EXT_PROC, 'utf8'));
+  const hcm = doc.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+  return hcm.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_proc').typed_config;
+}
+
+test('the Istio EnvoyFilter is a valid EnvoyFilter whose ext_proc filter is the Envoy example\'s, and Envoy reads it', async (t) => {
+  const filter = parse(readFileSync(join(ROOT, 'examples', 'istio', 'ext-proc-envoyfilter.yaml'), 'utf8'));
+  await validateObject(filter);
+  const [patch] = filter.spec.configPatches;
+  t.is(patch.applyTo, 'HTTP_FILTER');
+  t.is(patch.match.listener.filterChain.filter.subFilter.name, 'envoy.filters.http.router');
+  const istio = patch.patch.value.typed_config;
+  const envoy = extProcFilter();
+  // Everything but the cluster's name (Istio's outbound cluster) is the Envoy example's.
+  const strip = (c: Record<string, any>) => ({ ...c, grpc_service: { envoy_grpc: { ...c.grpc_service.envoy_grpc, cluster_name: undefined } } });
+  t.deepEqual(strip(istio), strip(envoy));
+  t.regex(istio.grpc_service.envoy_grpc.cluster_name, /^outbound\|9191\|\|mcp-authz\./);
+  // The patched filter, in an Envoy example whose cluster has Istio's name: Envoy's own types read it.
+  const bootstrap = readFileSync(EXT_PROC, 'utf8').replaceAll('cluster_name: mcp-authz', `cluster_name: "${istio.grpc_service.envoy_grpc.cluster_name}"`).replace('- name: mcp-authz\n', `- name: "${istio.grpc_service.envoy_grpc.cluster_name}"\n`);
+  const file = join(mkdtempSync(join(tmpdir(), 'mcp-authz-validate-')), 'istio.yaml');
+  writeFileSync(file, bootstrap);
+  const r = await validate('bootstrap', file);
+  t.is(r.code, 0, r.stderr);
+  t.true(bootstrap.includes('cluster_name: "outbound|9191||'));
 });
