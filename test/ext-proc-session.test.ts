@@ -2,8 +2,10 @@
 // runtime (the shipped policy compiled to WASM, real API keys): the request decided by the
 // Check pipeline, list responses filtered (JSON and SSE, any chunking), and every way it
 // fails closed.
+import { Writable } from 'node:stream';
 import test from 'ava';
 import fc from 'fast-check';
+import { pino } from 'pino';
 import type { ListTrace } from '../src/check/context.js';
 import type { ProcessingResponse } from '../src/envoy/ext-proc-wire.js';
 import { ExtProcSession, type SessionStep } from '../src/extproc/session.js';
@@ -336,4 +338,40 @@ test('messages are answered in the order they arrive, however long each takes', 
   const order: number[] = [];
   await Promise.all(pieces.map((p, i) => s.onMessage(responseBody(p, false)).then(() => order.push(i))));
   t.deepEqual(order, pieces.map((_, i) => i));
+});
+
+test('filter settings that would leave requests undecided or limits shared are logged once, naming the setting', async (t) => {
+  const lines: string[] = [];
+  const r = await testRuntime(config(), pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) })));
+  t.teardown(() => r.close());
+  for (let i = 0; i < 2; i++) {
+    const s = new ExtProcSession(r);
+    const denied = await s.onMessage({ ...requestHeaders({ path: '/mcp/alice', headers: [['x-api-key', publicKey.key]] }), observability_mode: true });
+    t.truthy(only(denied).immediate_response);
+    t.deepEqual(await s.onMessage(responseHeaders(200, [['content-type', 'application/json']])), { send: [] });
+  }
+  const errors = lines.map((l) => JSON.parse(l)).filter((l) => l.level === 50).map((l) => l.msg as string);
+  t.is(errors.filter((m) => m.includes('observability_mode')).length, 1);
+  t.is(errors.filter((m) => m.includes('disable_immediate_response')).length, 1);
+  t.is(errors.filter((m) => m.includes('request_attributes: [source.address]')).length, 1);
+  const withSource = await testRuntime(config(), pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) })));
+  t.teardown(() => withSource.close());
+  const before = lines.length;
+  await new ExtProcSession(withSource).onMessage(requestHeaders({ path: '/mcp/files', headers: [['x-api-key', bob.key]], source: '10.0.0.7:5555' }));
+  t.false(lines.slice(before).some((l) => l.includes('source.address')));
+});
+
+test('the source.address attribute is the client address of the limits: one client locked out, another not', async (t) => {
+  const r = await testRuntime(config({ rateLimit: { failedAuth: { maxAttempts: 2, windowSeconds: 60 } } }));
+  t.teardown(() => r.close());
+  const attempt = async (source: string, key: string) => {
+    const s = new ExtProcSession(r);
+    const body = rpc('tools/list');
+    await s.onMessage(requestHeaders({ path: '/mcp/files', headers: [['x-api-key', key]], body, source }));
+    return only(await s.onMessage(requestBody(body))).immediate_response?.status.code ?? 200;
+  };
+  const wrong = `mcp_${'z'.repeat(43)}`;
+  for (let i = 0; i < 3; i++) await attempt('10.0.0.1:1000', wrong);
+  t.is(await attempt('10.0.0.1:2000', bob.key), 429, 'the same address on another port is the same client');
+  t.is(await attempt('10.0.0.2:1000', bob.key), 200);
 });

@@ -17,7 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CheckTrace } from '../check/context.js';
 import { deny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
-import { headerValues, toRequestFromExtProc, type ExtProcRequestParts } from '../envoy/ext-proc-request.js';
+import { EXT_PROC_ATTRIBUTES_KEY, headerValues, toRequestFromExtProc, type ExtProcRequestParts } from '../envoy/ext-proc-request.js';
 import { dynamicMetadata, headerOption, immediateResponse, requestHeaderMutation, responseHeaderMutation } from '../envoy/ext-proc-response.js';
 import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from '../envoy/ext-proc-wire.js';
 import type { ExtProcStreamResult } from '../metrics/hooks.js';
@@ -59,6 +59,16 @@ const REQUEST_MODE: WireProcessingMode = Object.freeze({ request_body_mode: 'BUF
 const JSON_BODY_MODE: WireProcessingMode = Object.freeze({ request_body_mode: 'BUFFERED', response_body_mode: 'BUFFERED' }) as WireProcessingMode;
 const SSE_BODY_MODE: WireProcessingMode = Object.freeze({ request_body_mode: 'BUFFERED', response_body_mode: 'STREAMED' }) as WireProcessingMode;
 const NOTHING: SessionStep = Object.freeze({ send: [] }) as SessionStep;
+
+/** Configuration mistakes seen on a stream are logged once per runtime, not once per request. */
+const warned = new WeakMap<Runtime, Set<string>>();
+function warnOnce(rt: Runtime, key: string, msg: string): void {
+  let seen = warned.get(rt);
+  if (!seen) warned.set(rt, (seen = new Set()));
+  if (seen.has(key)) return;
+  seen.add(key);
+  rt.logger.error(msg);
+}
 
 export class ExtProcSession {
   private state: State = 'start';
@@ -106,6 +116,14 @@ export class ExtProcSession {
 
   private async handle(msg: ProcessingRequest): Promise<SessionStep> {
     if (this.ended) return NOTHING;
+    if (msg.observability_mode === true) {
+      warnOnce(this.rt, 'observability', 'ext_proc: the filter runs in observability_mode: Envoy ignores every answer, so no request is denied and no list filtered (docs/ext_proc.md)');
+    }
+    if (this.result === 'denied') {
+      // Envoy stops sending once it takes an immediate response.
+      warnOnce(this.rt, 'after_denial', 'ext_proc: a message arrived after a denial was answered: is disable_immediate_response set on the filter? Denied requests then go upstream (docs/ext_proc.md)');
+      return NOTHING;
+    }
     if (msg.request_headers) return this.requestHeaders(msg.request_headers, msg.attributes);
     if (msg.request_body) return this.requestBody(msg.request_body);
     if (msg.response_headers) return this.responseHeaders(msg.response_headers);
@@ -119,6 +137,9 @@ export class ExtProcSession {
     if (this.state !== 'start') return this.protocolError('request headers arrived twice');
     this.headers = headers;
     this.attributes = attributes;
+    if (this.rt.config.clientAddress.from === 'source' && attributes?.[EXT_PROC_ATTRIBUTES_KEY]?.fields?.['source.address'] === undefined) {
+      warnOnce(this.rt, 'source_address', 'ext_proc: requests carry no source.address attribute, so every client counts as one address for rate limits and lockouts: add request_attributes: [source.address] to the filter (docs/ext_proc.md)');
+    }
     if (headers.end_of_stream !== true) {
       this.state = 'request_body';
       return { send: [{ request_headers: { response: {} }, mode_override: REQUEST_MODE }] };
