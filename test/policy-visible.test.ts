@@ -1,19 +1,36 @@
 // The shipped visibility rule against the shipped decision rule, both compiled to WASM in the
 // shipped bundle: for any endpoint, principal and items, an item is visible exactly when the
 // decision allows the call it stands for, made alone. The shared cases prove it through the
-// server (test/policy-parity.test.ts); this proves it on random inputs.
+// server (test/policy-parity.test.ts); this proves it on random inputs — and likewise for the
+// rule docs/ext_proc.md offers for policies of your own (examples/policies/).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import test from 'ava';
 import fc from 'fast-check';
-import { SHIPPED_BUNDLE } from '../src/config/paths.mjs';
+import { projectRoot, SHIPPED_BUNDLE } from '../src/config/paths.mjs';
 import { loadBundle } from '../src/policy/bundle-loader.js';
+import { compileRego } from '../src/policy/rego-compiler.js';
 import { mapResultSet } from '../src/policy/decision-mapper.js';
 import { WasmEngine } from '../src/policy/wasm-engine.js';
+import { regoDir } from './helpers/policy.js';
 
 let engine: WasmEngine;
+let derived: WasmEngine;
+
+const ENTRYPOINTS = { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', maxMemoryPages: 256 };
 
 test.before(async () => {
   const bundle = loadBundle(SHIPPED_BUNDLE);
-  engine = await WasmEngine.create(bundle, { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', maxMemoryPages: 256, data: bundle.data });
+  engine = await WasmEngine.create(bundle, { ...ENTRYPOINTS, data: bundle.data });
+  // The shipped decision with the documented rule derived from it in place of the shipped visible.rego.
+  const read = (path: string) => readFileSync(join(projectRoot, path), 'utf8');
+  const dir = regoDir({
+    'decision.rego': read('policies/mcp/authz/decision.rego'),
+    'grants.rego': read('policies/mcp/authz/grants.rego'),
+    'visible.rego': read('examples/policies/visible-from-decision.rego'),
+  });
+  const own = await compileRego(dir, ENTRYPOINTS.entrypoint, ENTRYPOINTS.visibleEntrypoint);
+  derived = await WasmEngine.create(own, { ...ENTRYPOINTS, data: {} });
 });
 
 const names = fc.constantFrom('search', 'read_file', 'read_', 'delete_repo', 'Search', 'a*b', 'x.y', '');
@@ -43,24 +60,28 @@ const endpoint = fc.record({
   data: fc.constantFrom({}, { anonymousGrants: ['tools:search'] }),
 });
 
-test('property: visible[i] is the decision on list.calls[i] alone', (t) => {
-  fc.assert(
-    fc.property(endpoint, principal, fc.array(call, { maxLength: 8 }), (ep, p, calls) => {
-      const base = { endpoint: ep, principal: p, mcp: { present: true, batch: false, calls: [{ method: 'tools/list', kind: 'request' }] } };
-      const ev = engine.evaluateVisible(JSON.stringify({ ...base, list: { calls } }))!;
-      if (!ev.ok) return false;
-      const visible = (ev.resultSet as { result: boolean[] }[])[0]!.result;
-      if (visible.length !== calls.length) return false;
-      return calls.every((c, i) => {
-        const d = engine.evaluate(JSON.stringify({ ...base, mcp: { present: true, batch: false, calls: [c] } }));
-        return d.ok && mapResultSet(d.resultSet).allow === visible[i];
-      });
-    }),
-    { numRuns: 400 },
-  );
-  t.pass();
-});
+for (const [name, which] of [['the shipped rule', () => engine], ['the rule derived from decision (examples/policies)', () => derived]] as const) {
+  test(`property: visible[i] is the decision on list.calls[i] alone — ${name}`, (t) => {
+    const engine = which();
+    fc.assert(
+      fc.property(endpoint, principal, fc.array(call, { maxLength: 8 }), (ep, p, calls) => {
+        const base = { endpoint: ep, principal: p, mcp: { present: true, batch: false, calls: [{ method: 'tools/list', kind: 'request' }] } };
+        const ev = engine.evaluateVisible(JSON.stringify({ ...base, list: { calls } }))!;
+        if (!ev.ok) return false;
+        const visible = (ev.resultSet as { result: boolean[] }[])[0]!.result;
+        if (visible.length !== calls.length) return false;
+        return calls.every((c, i) => {
+          const d = engine.evaluate(JSON.stringify({ ...base, mcp: { present: true, batch: false, calls: [c] } }));
+          return d.ok && mapResultSet(d.resultSet).allow === visible[i];
+        });
+      }),
+      { numRuns: 400 },
+    );
+    t.pass();
+  });
+}
 
 test('the shipped bundle carries both entrypoints', (t) => {
   t.true(engine.hasVisible);
+  t.true(derived.hasVisible);
 });
