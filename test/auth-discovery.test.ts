@@ -93,3 +93,67 @@ test('other methods and look-alike paths are not discovery requests', async (t) 
   const lookalike = await get(svc, '/.well-known/oauth-protected-resourcex');
   t.is(deniedStatus(lookalike), 401);
 });
+
+// Clients that start OAuth on any 401 (the MCP Inspector) probe these documents: they are
+// answered 404 before authentication with how the endpoint authenticates, never 401.
+test('authorization server documents are 404 before authentication, at the root, inserted (RFC 8414) and appended (OpenID)', async (t) => {
+  const keyed = await startTestService({ endpoints: [{ name: 'keyed', match: { pathPrefix: '/mcp/keyed' }, auth: { apiKey: true, oauth: false } }] });
+  t.teardown(() => keyed.stop());
+  for (const path of [
+    '/.well-known/oauth-authorization-server',
+    '/.well-known/openid-configuration',
+    '/.well-known/oauth-authorization-server/',
+    '/.well-known/oauth-protected-resource',
+  ]) {
+    const res = await get(keyed, path);
+    t.is(deniedStatus(res), 404, path);
+    const body = deniedBody(res);
+    t.is(body.error, 'not_found', path);
+    t.deepEqual(body.supported_methods, ['X-API-Key header'], path);
+    t.regex(body.error_description, /do not use OAuth: send an API key in the X-API-Key header/, path);
+    t.is(headerValue(res.denied_response!.headers, 'www-authenticate'), undefined, 'nothing that invites an OAuth flow');
+  }
+  for (const path of ['/.well-known/oauth-authorization-server/mcp/keyed', '/.well-known/openid-configuration/mcp/keyed', '/mcp/keyed/.well-known/openid-configuration', '/.well-known/oauth-protected-resource/mcp/keyed']) {
+    const res = await get(keyed, path);
+    t.is(deniedStatus(res), 404, path);
+    t.deepEqual(deniedBody(res).supported_methods, ['X-API-Key header'], path);
+    t.regex(deniedBody(res).error_description, /The MCP endpoint \/mcp\/keyed authenticates with an API key, not OAuth/, path);
+  }
+  const http = await keyed.http('/.well-known/oauth-authorization-server');
+  t.is(http.status, 404, 'the HTTP port answers the same');
+  t.deepEqual(JSON.parse(http.text).supported_methods, ['X-API-Key header']);
+});
+
+test('on a host with OAuth endpoints the 404 points at their protected resource metadata', async (t) => {
+  const root = deniedBody(await get(svc, '/.well-known/oauth-authorization-server'));
+  t.deepEqual(root.supported_methods, ['Authorization header (Bearer token)', 'X-API-Key header']);
+  t.regex(root.error_description, /protected resource metadata \(\/\.well-known\/oauth-protected-resource<endpoint path>\)/);
+  const files = deniedBody(await get(svc, '/.well-known/openid-configuration/mcp/files'));
+  t.deepEqual(files.supported_methods, ['Authorization header (Bearer token)', 'X-API-Key header']);
+  t.regex(files.error_description, /https:\/\/mcp\.example\.com\/\.well-known\/oauth-protected-resource\/mcp\/files\), or an API key/);
+});
+
+test('every other unknown path without a credential is still 401, the OAuth registration and authorization endpoints included', async (t) => {
+  for (const [method, path] of [['POST', '/register'], ['GET', '/authorize'], ['POST', '/token'], ['GET', '/.well-known/other'], ['GET', '/.well-known/oauth-authorization-serverx'], ['POST', '/.well-known/openid-configuration']] as const) {
+    const res = await svc.check(checkRequest({ method, path, ...(method === 'POST' ? { body: '{}' } : {}) }));
+    t.is(deniedStatus(res), 401, `${method} ${path}`);
+  }
+});
+
+test('an MCP server that is its own authorization server serves its documents through endpoints declared at their paths', async (t) => {
+  const own = await startTestService({
+    endpoints: [
+      { name: 'mcp', match: { pathPrefix: '/mcp' }, auth: { apiKey: true, oauth: false } },
+      { name: 'as-metadata', match: { pathPrefix: '/.well-known/oauth-authorization-server' }, auth: { apiKey: false, oauth: false } },
+      { name: 'well-known', match: { pathPrefix: '/mcp/.well-known' }, auth: { apiKey: false, oauth: false } },
+    ],
+  });
+  t.teardown(() => own.stop());
+  const as = await get(own, '/.well-known/oauth-authorization-server');
+  t.truthy(as.ok_response, 'forwarded to the MCP server');
+  t.is(headerValue(as.ok_response!.headers, 'x-mcp-auth-method'), 'anonymous');
+  t.truthy((await get(own, '/.well-known/oauth-authorization-server/mcp')).ok_response);
+  t.truthy((await get(own, '/mcp/.well-known/openid-configuration')).ok_response);
+  t.is(deniedStatus(await get(own, '/.well-known/openid-configuration')), 404, 'a document not declared is still answered 404');
+  t.is(deniedStatus(await own.check(checkRequest({ method: 'GET', path: '/mcp' }))), 401, 'the MCP endpoint itself still needs its key');
+});

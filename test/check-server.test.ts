@@ -59,7 +59,8 @@ test('header_map requests (encode_raw_headers) are read, duplicates kept', async
   t.truthy(ok.ok_response);
   const bad = await svc.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: 'a' }), headerList: [['mcp-method', 'tools/call'], ['mcp-method', 'tools/call']] }));
   t.is(deniedStatus(bad), 400);
-  t.is(deniedBody(bad).error, 'mcp_header_mismatch');
+  t.is(bad.status?.message, 'mcp_header_mismatch');
+  t.is(deniedBody(bad).error.code, -32020, 'a repeated Mcp-Method is a JSON-RPC HeaderMismatch');
 });
 
 test('raw_body requests (pack_as_bytes) are read', async (t) => {
@@ -87,8 +88,6 @@ const badInputs: [string, Parameters<typeof checkRequest>[0], number, string][] 
   ['a body Envoy marked partial', { path: '/mcp/open', body: call, headers: { 'x-envoy-auth-partial-body': 'true' } }, 413, 'body_truncated'],
   ['content-length above the body length', { path: '/mcp/open', body: call, headers: { 'content-length': '999999' } }, 413, 'body_truncated'],
   ['a POST whose body Envoy did not send', { path: '/mcp/open', headers: { 'content-length': '120' } }, 413, 'body_truncated'],
-  ['Mcp-Name that disagrees with the body', { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/call', 'mcp-name': 'delete' } }, 400, 'mcp_header_mismatch'],
-  ['Mcp-Method that disagrees with the body', { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/list' } }, 400, 'mcp_header_mismatch'],
   ['a body above limits.maxBodyBytes', { path: '/mcp/open', body: rpc('tools/call', { name: 'a', arguments: { x: 'y'.repeat(5000) } }) }, 413, 'body_too_large'],
   ['a ".." segment', { method: 'GET', path: '/mcp/open/../admin' }, 400, 'invalid_path'],
   ['an encoded "/"', { method: 'GET', path: '/mcp/open%2F..%2Fadmin' }, 400, 'invalid_path'],
@@ -109,6 +108,31 @@ for (const [what, sample, status, code] of badInputs) {
     t.regex(body.timestamp, /^\d{4}-\d\d-\d\dT/);
     t.is(headerValue(res.denied_response!.headers, 'content-type'), 'application/json');
     t.not(res.status?.code ?? 0, 0);
+  });
+}
+
+// MCP clients read these as JSON-RPC errors (docs/mcp-protocol.md): the code is the gRPC
+// status message, the metric and the log reason; the body is the JSON-RPC error response.
+const headerMismatches: [string, Parameters<typeof checkRequest>[0], string, number][] = [
+  ['Mcp-Name that disagrees with the body', { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/call', 'mcp-name': 'delete' } }, 'mcp_header_mismatch', -32020],
+  ['Mcp-Method that disagrees with the body', { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/list' } }, 'mcp_header_mismatch', -32020],
+  ['an Mcp-Name that is not canonical Base64', { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/call', 'mcp-name': '=?base64?YQ?=' } }, 'mcp_header_invalid', -32020],
+  ['a protocol revision the service does not read', { path: '/mcp/open', body: call, headers: { 'mcp-protocol-version': '2099-01-01' } }, 'unsupported_protocol_version', -32022],
+];
+
+for (const [what, sample, code, rpcCode] of headerMismatches) {
+  test(`bad MCP headers are a 400 JSON-RPC error ${rpcCode} with the request's id: ${what}`, async (t) => {
+    const res = await svc.check(checkRequest(sample));
+    t.is(deniedStatus(res), 400);
+    t.is(res.status?.code, 3);
+    t.is(res.status?.message, code);
+    t.is(headerValue(res.denied_response!.headers, 'content-type'), 'application/json');
+    const body = deniedBody(res);
+    t.deepEqual(Object.keys(body).sort(), ['error', 'id', 'jsonrpc']);
+    t.is(body.jsonrpc, '2.0');
+    t.is(body.id, JSON.parse(call).id);
+    t.is(body.error.code, rpcCode);
+    t.regex(body.error.message, /^(Header mismatch|Unsupported protocol version)/);
   });
 }
 

@@ -44,6 +44,8 @@ const shapes: [string, Outcome][] = [
   ['a 451 with the policy\'s own code and body', policyDeny(451, policyCode('legal_hold')!, 'held', { rawBody: '<p>held</p>', contentType: 'text/html' })],
   ['a 429 with Retry-After and extra body fields', deny('too_many_requests', 'Too many failed authentication attempts.', { headers: [{ name: 'retry-after', value: '42', append: false }], extra: { retry_after: 42 } })],
   ['a 503 with a request id', deny('internal_error', 'failed', { extra: { request_id: 'r-1' } })],
+  ['a JSON-RPC HeaderMismatch error with the request\'s id and data', deny('mcp_header_mismatch', 'Header mismatch: Mcp-Name header "a" does not match the body\'s params.name "日本".', { jsonRpc: { id: 'req-7', data: { header: 'Mcp-Name', headerValue: 'a', bodyValue: '日本' } } })],
+  ['a JSON-RPC UnsupportedProtocolVersion error without an id', deny('unsupported_protocol_version', 'Unsupported protocol version "2099-01-01".', { jsonRpc: { data: { supported: ['2026-07-28'], requested: '2099-01-01' } } })],
   ['a long body (multi-byte length prefixes)', deny('invalid_jsonrpc', 'x'.repeat(20_000))],
   ['a discovery document answered directly', answer('protected_resource_metadata', '{"resource":"https://mcp.example.com/mcp"}', 'application/json')],
 ];
@@ -57,6 +59,15 @@ for (const [name, outcome] of shapes) {
     t.true(fast!.equals(reference));
   });
 }
+
+test('a code the catalogue answers as JSON-RPC renders the JSON-RPC error response on both paths', (t) => {
+  const o = deny('mcp_header_mismatch', 'Header mismatch: x', { jsonRpc: { id: 7, data: { header: 'Mcp-Method' } } });
+  const body = JSON.parse(check.responseDeserialize(encodeCheckResponse(o, now)!).denied_response.body);
+  t.deepEqual(body, { jsonrpc: '2.0', id: 7, error: { code: -32020, message: 'Header mismatch: x', data: { header: 'Mcp-Method' } } });
+  t.deepEqual(JSON.parse(toCheckResponse(o, now).denied_response.body), body);
+  t.deepEqual(JSON.parse(toCheckResponse(deny('unsupported_protocol_version', 'v'), now).denied_response.body), { jsonrpc: '2.0', error: { code: -32022, message: 'v' } }, 'without id and data when unknown');
+  t.is(JSON.parse(toCheckResponse(deny('invalid_jsonrpc', 'x'), now).denied_response.body).error, 'invalid_jsonrpc', 'other codes keep the JSON error body');
+});
 
 test('an outcome with dynamic metadata is left to the proto-loader path', (t) => {
   t.is(encodeCheckResponse(allow({ dynamicMetadata: { tier: 'gold', n: 1, ok: true, l: [null] } })), undefined);

@@ -5,7 +5,7 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { ProtectedResourceMetadata } from '../src/auth/protected-resource-metadata.js';
+import { OAuthDiscovery } from '../src/auth/oauth-discovery.js';
 import { loadConfigFile, validateConfig } from '../src/config/load.js';
 import { ConfigSchema, type Config } from '../src/config/schema.js';
 import { EndpointRegistry } from '../src/endpoints/registry.js';
@@ -88,7 +88,7 @@ interface Answered {
  */
 function answeredPaths(config: Config): Answered[] {
   const endpoints = new EndpointRegistry(config.endpoints);
-  const discovery = new ProtectedResourceMetadata(config, endpoints);
+  const discovery = new OAuthDiscovery(config, endpoints);
   const out: Answered[] = [];
   const request = (host: string, path: string) => toRequest(checkRequest({ method: 'GET', path, host }) as WireCheckRequest, config.limits);
   for (const e of endpoints.all) {
@@ -104,6 +104,11 @@ function answeredPaths(config: Config): Answered[] {
       if (answer?.status !== 200) throw new Error(`${path} is not answered 200 for ${e.name}`);
       out.push({ host, path, what: `discovery document of ${e.name}` });
     }
+  }
+  // Documents the service does not publish: answered 404 (with how to authenticate), never 401.
+  for (const path of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']) {
+    if (discovery.answer(request('mcp.example.com', path))?.status !== 404) throw new Error(`${path} is not answered 404`);
+    out.push({ host: 'mcp.example.com', path, what: 'authorization server document (404)' });
   }
   if (config.oauth.issuers.length > 0) {
     const root = '/.well-known/oauth-protected-resource';

@@ -1,7 +1,7 @@
 // Attacks that were once allowed or answered as server faults, tried again through the real
 // gRPC Check with the shipped policy. Each test states the class it closes.
 import test from 'ava';
-import { checkRequest, deniedBody, deniedStatus, rpc, startTestService, type TestService } from './helpers/service.js';
+import { checkRequest, deniedBody, deniedStatus, modernRpc, rpc, startTestService, type TestService } from './helpers/service.js';
 import { keysFile, makeKey } from './helpers/auth-fixtures.js';
 import { startJwksServer } from './helpers/jwks-server.js';
 
@@ -51,8 +51,10 @@ test('a header-only named call without its name is 400, and never reaches the po
   const headers = { ...asSearcher, 'mcp-method': 'tools/call', 'mcp-protocol-version': '2026-07-28' };
   const r = await decide({ path: '/mcp/public', headers });
   t.is(r.status, 400);
-  t.is(r.body!.error, 'mcp_header_mismatch');
-  t.regex(r.body!.error_description, /needs the Mcp-Name header/);
+  t.is(r.res.status?.message, 'mcp_header_mismatch');
+  t.is(r.body!.error.code, -32020, 'a JSON-RPC HeaderMismatch, without an id: there is no body to take it from');
+  t.false('id' in r.body!);
+  t.regex(r.body!.error.message, /needs the Mcp-Name header/);
   const named = await decide({ path: '/mcp/public', headers: { ...headers, 'mcp-name': 'search' } });
   t.true(named.allowed, 'with Mcp-Name: search it is the granted tool');
   const other = await decide({ path: '/mcp/public', headers: { ...headers, 'mcp-name': 'delete_file' } });
@@ -61,14 +63,17 @@ test('a header-only named call without its name is 400, and never reaches the po
 
 test('Mcp-Name is compared with params.uri for resources/read and params.name for tools/call', async (t) => {
   const base = { ...asSearcher, 'mcp-protocol-version': '2026-07-28' };
-  const read = rpc('resources/read', { uri: 'file:///secret/key.pem', name: 'file:///public/x' });
+  const read = modernRpc('resources/read', { uri: 'file:///secret/key.pem', name: 'file:///public/x' });
   const r = await decide({ path: '/mcp/public', headers: { ...base, 'mcp-method': 'resources/read', 'mcp-name': 'file:///public/x' }, body: read });
   t.is(r.status, 400, 'Mcp-Name matching params.name of a resources/read is a mismatch');
-  t.is(r.body!.error, 'mcp_header_mismatch');
-  const ok = await decide({ path: '/mcp/public', headers: { ...base, 'mcp-method': 'resources/read', 'mcp-name': 'file:///public/x' }, body: rpc('resources/read', { uri: 'file:///public/x' }) });
+  t.is(r.res.status?.message, 'mcp_header_mismatch');
+  t.is(r.body!.error.code, -32020);
+  t.is(r.body!.error.data.header, 'Mcp-Name');
+  const ok = await decide({ path: '/mcp/public', headers: { ...base, 'mcp-method': 'resources/read', 'mcp-name': 'file:///public/x' }, body: modernRpc('resources/read', { uri: 'file:///public/x' }) });
   t.true(ok.allowed);
-  const tool = await decide({ path: '/mcp/public', headers: { ...base, 'mcp-method': 'tools/call', 'mcp-name': 'search' }, body: rpc('tools/call', { name: 'delete_file', uri: 'search' }) });
+  const tool = await decide({ path: '/mcp/public', headers: { ...base, 'mcp-method': 'tools/call', 'mcp-name': 'search' }, body: modernRpc('tools/call', { name: 'delete_file', uri: 'search' }) });
   t.is(tool.status, 400);
+  t.is(tool.body!.error.data.bodyValue, 'delete_file', 'the offending pair is in data');
 });
 
 test('a path with a ";" dot segment does not reach another endpoint', async (t) => {

@@ -15,8 +15,9 @@ import { endpointChallenge } from './challenge.js';
 import { extractCredential, type CredentialPlan, type CredentialSettings } from './credentials.js';
 import type { KeyRegistry } from './key-registry.js';
 import type { TokenVerifier } from './oauth/token-verifier.js';
+import { headerLabel, methodLabels, SUPPORTED_BEARER, supportedMethods, type MethodLabels } from './supported-methods.js';
 
-export const SUPPORTED_BEARER = 'Authorization header (Bearer token)';
+export { headerLabel, SUPPORTED_BEARER };
 
 /** How one endpoint (or the unknown-endpoint case) authenticates, precomputed. */
 interface ModePlan {
@@ -65,13 +66,13 @@ export class ModeAuthenticator implements Authenticator {
     };
     this.challengeSettings = { realm: config.realm, publicBaseUrl: config.publicBaseUrl };
     this.now = opts.now ?? Date.now;
-    const keyMethod = `${keyHeaderLabel} header`;
-    const queryMethod = `query parameter (${config.apiKeys.queryParams.join(' or ')})`;
+    const labels = methodLabels(config);
+    const keyMethod = labels.key;
     // Issuers' configured audiences are accepted on every OAuth endpoint, besides the endpoint's own resource.
     this.issuerAudiences = [...new Set(config.oauth.issuers.flatMap((i) => i.audiences ?? []))];
     const oauthResources = new Set<string>(this.issuerAudiences);
     for (const e of opts.endpoints.all) {
-      this.plans.set(e, this.planFor(e, keyMethod, queryMethod));
+      this.plans.set(e, this.planFor(e, labels));
       if (e.auth.oauth && e.resource) oauthResources.add(e.resource);
     }
     const tokens = opts.verifier !== undefined && config.oauth.issuers.length > 0;
@@ -146,10 +147,9 @@ export class ModeAuthenticator implements Authenticator {
     return { name: 'www-authenticate', value, append: false };
   }
 
-  private planFor(e: Endpoint, keyMethod: string, queryMethod: string): ModePlan {
+  private planFor(e: Endpoint, labels: MethodLabels): ModePlan {
     const { apiKey, oauth } = e.auth;
     const queryKeys = apiKey && e.auth.queryParamKeys && this.settings.queryParams.length > 0;
-    const keyMethods = queryKeys ? [keyMethod, queryMethod] : [keyMethod];
     const plan: ModePlan = {
       endpoint: e,
       open: !apiKey && !oauth,
@@ -159,7 +159,7 @@ export class ModeAuthenticator implements Authenticator {
         apiKey && oauth ? 'Authentication required via OAuth bearer token or API key'
         : oauth ? 'Authentication required via OAuth bearer token'
         : 'Authentication required via API key',
-      supportedMethods: Object.freeze(apiKey && oauth ? [SUPPORTED_BEARER, ...keyMethods] : oauth ? [SUPPORTED_BEARER] : keyMethods),
+      supportedMethods: Object.freeze(supportedMethods(e.auth, labels)),
       invalidCode: badCredentialCode(e.auth),
       invalidDescription:
         apiKey && oauth ? 'Authentication failed. Invalid credentials provided.'
@@ -176,13 +176,4 @@ export class ModeAuthenticator implements Authenticator {
     }
     return plan;
   }
-}
-
-/** "x-api-key" → "X-API-Key" (the spelling clients see in supported_methods). */
-export function headerLabel(name: string): string {
-  if (name === 'x-api-key') return 'X-API-Key';
-  return name
-    .split('-')
-    .map((w) => (w.length ? w[0]!.toUpperCase() + w.slice(1) : w))
-    .join('-');
 }

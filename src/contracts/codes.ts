@@ -26,6 +26,8 @@ interface CodeEntry {
   grpc: GrpcCode;
   kind: CodeKind;
   meaning: string;
+  /** Answered as a JSON-RPC error response with this error code (MCP clients read those), not the JSON error body. */
+  jsonRpc?: number;
 }
 
 export const CODES = {
@@ -44,9 +46,11 @@ export const CODES = {
   duplicate_json_key: { status: 400, grpc: 3, kind: 'request', meaning: 'The body repeats a key in one object: readers disagree on which one counts.' },
   ambiguous_json_key: { status: 400, grpc: 3, kind: 'request', meaning: 'Keys equal under Go\'s case folding, or a member spelled other than exactly (`Method`, `Name`): Go reads them differently (docs/json-bodies.md).' },
   invalid_jsonrpc: { status: 400, grpc: 3, kind: 'request', meaning: 'The body is JSON but not a JSON-RPC 2.0 message or batch, or a named call lacks its target.' },
-  mcp_header_mismatch: { status: 400, grpc: 3, kind: 'request', meaning: 'Mcp-Method / Mcp-Name disagree with the body, are repeated, or a header-only named call lacks Mcp-Name.' },
+  mcp_header_mismatch: { status: 400, grpc: 3, kind: 'request', jsonRpc: -32020, meaning: 'MCP request headers (MCP-Protocol-Version, Mcp-Method, Mcp-Name, Mcp-Param-*) disagree with the body, are repeated, or a required one is missing; answered as the JSON-RPC error -32020 HeaderMismatch (docs/mcp-protocol.md).' },
+  mcp_header_invalid: { status: 400, grpc: 3, kind: 'request', jsonRpc: -32020, meaning: 'An Mcp-Name or Mcp-Param-* value with characters outside visible ASCII, space and tab, or a `=?base64?…?=` value that is not canonical Base64 of UTF-8; answered as the JSON-RPC error -32020 HeaderMismatch.' },
+  unsupported_protocol_version: { status: 400, grpc: 3, kind: 'request', jsonRpc: -32022, meaning: 'MCP-Protocol-Version names a revision the service does not read; answered as the JSON-RPC error -32022 UnsupportedProtocolVersion with `data.supported`.' },
   invalid_resource_uri: { status: 400, grpc: 3, kind: 'request', meaning: 'A resource URI that readers could resolve differently (dot segments left, encoded `/` or `\\`, no scheme).' },
-  not_found: { status: 404, grpc: 5, kind: 'request', meaning: 'No endpoint (or no discovery document) is configured at this host and path; after authentication only.' },
+  not_found: { status: 404, grpc: 5, kind: 'request', meaning: 'No endpoint is configured at this host and path (after authentication only), or a discovery document the service does not publish (OAuth authorization server, OpenID configuration, protected resource metadata of an endpoint without OAuth: before authentication, with `supported_methods`).' },
   authentication_required: { status: 401, grpc: 16, kind: 'auth', meaning: 'No credential the endpoint accepts; `supported_methods` lists them.' },
   invalid_api_key: { status: 401, grpc: 16, kind: 'auth', meaning: 'API-key endpoint: the key is unknown, expired, disabled, malformed or ambiguous (`auth_detail` says which).' },
   invalid_token: { status: 401, grpc: 16, kind: 'auth', meaning: 'OAuth endpoint: the token failed verification (`auth_detail` says which check).' },
@@ -67,6 +71,11 @@ export type DecisionCode = keyof typeof CODES;
 export type AnswerCode = { [K in DecisionCode]: (typeof CODES)[K]['kind'] extends 'answer' ? K : never }[DecisionCode];
 export type DenyCode = Exclude<DecisionCode, AnswerCode>;
 export type AuthCode = { [K in DecisionCode]: (typeof CODES)[K]['kind'] extends 'auth' ? K : never }[DecisionCode];
+
+/** The JSON-RPC error code a deny code is answered with, or undefined for the JSON error body. */
+export function jsonRpcErrorCode(code: DecisionCode): number | undefined {
+  return (CODES[code] as CodeEntry).jsonRpc;
+}
 
 export function isDenyCode(s: string): s is DenyCode {
   return Object.hasOwn(CODES, s) && CODES[s as DecisionCode].kind !== 'answer';

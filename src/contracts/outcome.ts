@@ -1,7 +1,7 @@
 // What a Check call decides, in the project's own terms: the request goes upstream (allow),
 // is refused (deny), or is answered by the service itself (answer: an RFC 9728 document).
 // src/envoy/ turns it into a CheckResponse; nothing before that knows about protobuf.
-import { CODES, grpcCodeForStatus, type AnswerCode, type DenyCode, type GrpcCode, type PolicyCode } from './codes.js';
+import { CODES, grpcCodeForStatus, jsonRpcErrorCode, type AnswerCode, type DenyCode, type GrpcCode, type PolicyCode } from './codes.js';
 
 export interface HeaderToSet {
   name: string;
@@ -42,6 +42,11 @@ export interface Deny {
   extra?: Record<string, unknown>;
   /** A policy-supplied body to send instead of the JSON error. */
   rawBody?: string;
+  /**
+   * Sent as a JSON-RPC error response instead of the JSON error (codes the catalogue marks
+   * `jsonRpc`): MCP clients read these. `message` is the description.
+   */
+  jsonRpc?: JsonRpcError;
   contentType?: string;
   dynamicMetadata?: Record<string, unknown>;
 }
@@ -61,12 +66,26 @@ export interface Answer {
 
 export type Outcome = Allow | Deny | Answer;
 
+/** A JSON-RPC request id: the request's, echoed in its error response. */
+export type JsonRpcId = string | number;
+
+export interface JsonRpcError {
+  code: number;
+  /** The request's id; absent for notifications, batches and requests without a body. */
+  id?: JsonRpcId;
+  data?: unknown;
+}
+
 type DenyExtra = Partial<Pick<Deny, 'headers' | 'extra' | 'rawBody' | 'contentType' | 'dynamicMetadata'>>;
 
-/** A deny with the catalogue's status and gRPC code for `code`. */
-export function deny(code: DenyCode, description: string, extra?: DenyExtra): Deny {
+/** A deny with the catalogue's status and gRPC code for `code` (and its JSON-RPC error code, where it has one). */
+export function deny(code: DenyCode, description: string, extra?: DenyExtra & { jsonRpc?: Omit<JsonRpcError, 'code'> }): Deny {
   const entry = CODES[code];
-  return { kind: 'deny', allow: false, status: entry.status, grpc: entry.grpc, code, description, headers: [], ...extra };
+  const { jsonRpc, ...rest } = extra ?? {};
+  const d: Deny = { kind: 'deny', allow: false, status: entry.status, grpc: entry.grpc, code, description, headers: [], ...rest };
+  const rpcCode = jsonRpcErrorCode(code);
+  if (rpcCode !== undefined) d.jsonRpc = { ...jsonRpc, code: rpcCode };
+  return d;
 }
 
 /** A deny whose status (and so gRPC code) the policy chose. */
@@ -82,9 +101,17 @@ export function answer(code: AnswerCode, body: string, contentType: string): Ans
 export function responseBody(o: Deny | Answer, now: Date = new Date()): string {
   if (o.kind === 'answer') return o.body;
   if (o.rawBody !== undefined) return o.rawBody;
+  if (o.jsonRpc !== undefined) return jsonRpcErrorBody(o.jsonRpc, o.description);
   return JSON.stringify({ error: o.code, error_description: o.description, ...o.extra, timestamp: now.toISOString() });
 }
 
 export function responseContentType(o: Deny | Answer): string {
   return o.kind === 'answer' ? o.contentType : o.contentType ?? 'application/json';
+}
+
+/** `{"jsonrpc":"2.0","id":…,"error":{"code":…,"message":…,"data":…}}`; id and data only when known. */
+function jsonRpcErrorBody(e: JsonRpcError, message: string): string {
+  const error: Record<string, unknown> = { code: e.code, message };
+  if (e.data !== undefined) error.data = e.data;
+  return JSON.stringify(e.id === undefined ? { jsonrpc: '2.0', error } : { jsonrpc: '2.0', id: e.id, error });
 }

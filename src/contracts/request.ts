@@ -16,6 +16,11 @@ export interface McpCall {
   uri?: string;
   /** params.ref for completion/complete: "<type>:<name or uri>". */
   ref?: string;
+  /**
+   * tools/call: the Mcp-Param-{Name} headers by lower-cased Name, decoded — those checked
+   * against params.arguments, or all of them when there is no body (docs/mcp-protocol.md).
+   */
+  headerParams?: Record<string, string>;
 }
 
 export interface McpView {

@@ -5,7 +5,7 @@ import type { Registry } from 'prom-client';
 import { ModeAuthenticator } from '../auth/authenticator.js';
 import { KeySource } from '../auth/key-source.js';
 import { createTokenVerifier } from '../auth/oauth/jwt-verifier.js';
-import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.js';
+import { OAuthDiscovery } from '../auth/oauth-discovery.js';
 import type { Observer } from '../check/phases.js';
 import type { LoadedConfig } from '../config/load.js';
 import { SHIPPED_BUNDLE } from '../config/paths.mjs';
@@ -107,7 +107,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     config,
     endpoints,
     authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events }),
-    directResponder: new ProtectedResourceMetadata(config, endpoints),
+    directResponder: new OAuthDiscovery(config, endpoints),
     authorizer,
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),

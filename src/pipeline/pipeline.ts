@@ -31,7 +31,7 @@ export async function runCheck<I>(rt: Runtime, decode: Decoder<I>, input: I): Pr
     trace.ctx = newContext(request, rt);
     trace.outcome = await decide(rt, trace.ctx, trace);
   } catch (err) {
-    trace.outcome = err instanceof RequestRejected ? deny(err.code, err.description) : internalError(rt, err, trace.ctx?.request);
+    trace.outcome = err instanceof RequestRejected ? deny(err.code, err.description, { jsonRpc: err.jsonRpc }) : internalError(rt, err, trace.ctx?.request);
   }
   trace.durationNs = process.hrtime.bigint() - started;
   rt.observer.decided(trace);

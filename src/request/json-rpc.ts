@@ -1,18 +1,11 @@
 // The MCP JSON-RPC view of a request: what is being called, read from the body and
-// cross-checked with the MCP 2026-07-28 Mcp-Method / Mcp-Name headers.
+// cross-checked with the MCP request headers (src/request/mcp-headers.ts).
 import type { DenyCode } from '../contracts/codes.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
-import { header, type HeaderMap, type McpCall, type McpView } from '../contracts/request.js';
+import type { HeaderMap, McpCall, McpView } from '../contracts/request.js';
 import { scanJson, type JsonFinding } from './json-body-scan.js';
+import { callFromHeaders, checkHeadersWithBody } from './mcp-headers.js';
 import { normalizeResourceUri } from './normalize-resource-uri.js';
-
-/** Protocol version from which Mcp-Method/Mcp-Name headers may stand without a body. */
-export const HEADER_ROUTING_VERSION = '2026-07-28';
-
-/** The param a named method calls, which Mcp-Name carries (MCP 2026-07-28); undefined for other methods. */
-export function targetParam(method: string): 'name' | 'uri' | undefined {
-  return method === 'tools/call' || method === 'prompts/get' ? 'name' : method === 'resources/read' ? 'uri' : undefined;
-}
 
 /** Default of `limits.maxJsonDepth`: objects and arrays nested deeper are refused. */
 export const DEFAULT_MAX_JSON_DEPTH = 64;
@@ -28,30 +21,13 @@ export interface ParsedBody {
 /**
  * Builds the MCP view from the body (when there is one) and the MCP headers.
  * Throws RequestRejected (400) for bodies that are not JSON-RPC, that JSON readers could
- * read differently (docs/json-bodies.md), or that disagree with the Mcp-Method / Mcp-Name headers.
+ * read differently (docs/json-bodies.md), or whose MCP headers disagree with them or name a
+ * protocol revision the service does not read (docs/mcp-protocol.md).
  */
 export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap, maxJsonDepth = DEFAULT_MAX_JSON_DEPTH): ParsedBody {
-  const protocolVersion = header(headers, 'mcp-protocol-version');
-  const hMethod = header(headers, 'mcp-method');
-  const hName = header(headers, 'mcp-name');
-  if ((headers['mcp-method']?.length ?? 0) > 1 || (headers['mcp-name']?.length ?? 0) > 1) {
-    throw bad('mcp_header_mismatch', 'Mcp-Method and Mcp-Name may appear at most once');
-  }
-
   if (!hasBody || body.length === 0) {
-    if (hMethod !== undefined && protocolVersion !== undefined && protocolVersion >= HEADER_ROUTING_VERSION) {
-      const call: McpCall = { method: hMethod, kind: 'request' };
-      const target = targetParam(hMethod);
-      if (target !== undefined && hName === undefined) {
-        throw bad('mcp_header_mismatch', `Mcp-Method "${hMethod}" needs the Mcp-Name header (the ${target === 'uri' ? 'params.uri' : 'params.name'} it calls) when the body is not sent.`);
-      }
-      if (hName !== undefined) {
-        if (target === undefined) throw bad('mcp_header_mismatch', `Mcp-Name is defined only for tools/call, prompts/get and resources/read, not for "${hMethod}".`);
-        if (target === 'uri') call.uri = normalizeResourceUri(hName);
-        else call.name = hName;
-      }
-      return { view: { present: true, batch: false, protocolVersion, calls: [call], source: 'headers' }, json: undefined };
-    }
+    const { protocolVersion, call } = callFromHeaders(headers);
+    if (call !== undefined) return { view: { present: true, batch: false, protocolVersion, calls: [call], source: 'headers' }, json: undefined };
     return { view: protocolVersion === undefined ? NO_MCP : { ...NO_MCP, protocolVersion }, json: undefined };
   }
 
@@ -69,27 +45,7 @@ export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap, max
   const elements = batch ? (json as unknown[]) : [json];
   if (batch && elements.length === 0) throw bad('invalid_jsonrpc', 'An empty JSON-RPC batch is not a valid request.');
   const calls = elements.map((e, i) => toCall(e, batch ? i : undefined));
-
-  if (hMethod !== undefined) {
-    if (batch || calls[0]!.kind === 'response') {
-      throw bad('mcp_header_mismatch', 'Mcp-Method is set but the body is not a single JSON-RPC request or notification.');
-    }
-    const c = calls[0]!;
-    if (c.method !== hMethod) {
-      throw bad('mcp_header_mismatch', `Mcp-Method header "${hMethod}" does not match the body's method "${c.method}".`);
-    }
-    if (hName !== undefined) {
-      const target = targetParam(c.method);
-      if (target === undefined) throw bad('mcp_header_mismatch', `Mcp-Name is defined only for tools/call, prompts/get and resources/read, not for "${c.method}".`);
-      // Compared with the body's value as sent (before URI normalization): the server compares those.
-      const bodyValue = ((json as { params?: Record<string, unknown> }).params ?? {})[target];
-      if (hName !== bodyValue) {
-        throw bad('mcp_header_mismatch', `Mcp-Name header ${JSON.stringify(hName)} does not match the body's params.${target} ${JSON.stringify(bodyValue ?? null)}.`);
-      }
-    }
-  } else if (hName !== undefined) {
-    throw bad('mcp_header_mismatch', 'Mcp-Name is set without Mcp-Method.');
-  }
+  const protocolVersion = checkHeadersWithBody(headers, elements, calls, batch);
   return { view: { present: true, batch, protocolVersion, calls, source: 'body' }, json };
 }
 

@@ -143,6 +143,17 @@ export function rpc(method: string, params?: Record<string, unknown>, id: number
   return JSON.stringify({ jsonrpc: '2.0', id, method, ...(params ? { params } : {}) });
 }
 
+/** A 2026-07-28 JSON-RPC request body: its params carry the protocol version in `_meta`. */
+export function modernRpc(method: string, params: Record<string, unknown> = {}, id: number | string = 1): string {
+  const _meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} };
+  return JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta } });
+}
+
+/** The headers a 2026-07-28 client sends with `modernRpc(method, params)` (values unencoded). */
+export function modernHeaders(method: string, name?: string): Record<string, string> {
+  return { 'mcp-protocol-version': '2026-07-28', 'mcp-method': method, ...(name !== undefined ? { 'mcp-name': name } : {}) };
+}
+
 export function headerValue(options: HeaderOption[] | undefined, name: string): string | undefined {
   return options?.find((h) => h.header.key === name)?.header.value;
 }
