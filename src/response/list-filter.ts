@@ -162,9 +162,10 @@ export function listedItems(targets: readonly ListResponse[]): ListedItem[] | Fi
 }
 
 /**
- * Filters every list result a message carries for the listed calls. The message is not
- * modified: filtered responses are copies. The ids it answers are added to `answered`
- * only when it could be filtered.
+ * Filters every list result a message carries for the listed calls. The message is the value
+ * parseJsonRpc returned, so no object in it repeats a key, exactly or case-folded. It is not
+ * modified: filtered responses are copies. The ids it answers are added to `answered` only
+ * when it could be filtered.
  */
 export function filterMessage(message: unknown, calls: ListCalls, visibleFor: VisibilityFor, answered: Set<RequestId> = new Set()): FilteredMessage | FilterFailure {
   const found = findListResponses(message, calls, answered);
@@ -176,10 +177,6 @@ export function filterMessage(message: unknown, calls: ListCalls, visibleFor: Vi
     return { ok: true, message, changed: false, stats };
   }
 
-  for (const t of targets) {
-    const dup = foldedDuplicate(t.response.result);
-    if (dup !== undefined) return failure('duplicate_json_key', `the result of ${t.method} has keys equal under case-insensitive matching: "${dup}"`);
-  }
   const items = listedItems(targets);
   if (!Array.isArray(items)) return items;
   const visible = visibleFor(items);
@@ -244,26 +241,6 @@ function looselyListed(id: unknown, calls: ListCalls): boolean {
     if (listed === id || String(listed) === text || Number(listed) === Number(text)) return true;
   }
   return false;
-}
-
-/** A key two of whose spellings an object holds under case-insensitive matching, or undefined. */
-function foldedDuplicate(value: unknown): string | undefined {
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (Array.isArray(v)) {
-      for (const e of v) if (typeof e === 'object' && e !== null) stack.push(e);
-    } else if (isObject(v)) {
-      const seen = new Set<string>();
-      for (const [k, child] of Object.entries(v)) {
-        const f = foldKey(k);
-        if (seen.has(f)) return k;
-        seen.add(f);
-        if (typeof child === 'object' && child !== null) stack.push(child);
-      }
-    }
-  }
-  return undefined;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -68,7 +68,13 @@ export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
           if (step.fail) call.emit('error', { code: step.fail.code, details: step.fail.details });
         });
       });
-      call.on('end', () => void session.onEnd().then((ok) => (ok && !closed && call.end(), (closed = true), over())));
+      call.on('end', () => {
+        void session.onEnd().then((ok) => {
+          if (ok && !closed) call.end();
+          closed = true;
+          over();
+        });
+      });
       call.on('cancelled', stop);
       call.on('error', stop);
     },
