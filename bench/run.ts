@@ -86,7 +86,7 @@ npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey
 npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profile-duration 15s] [--profile-workers 1]
 npm run bench -- --soak 10m [--scenario apikey_tool_allow] [--workers N]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b]
-npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
+npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
 `);
   process.exit(0);
 }
@@ -745,6 +745,12 @@ async function extProc(command: string, started: Date, bundle: string | undefine
     try {
       const idle = await waitIdle(settings.waitIdleSec);
       if (!idle.idle) notes.push(`the machine was not idle when the run started (${idle.busyCores} cores busy after ${idle.waitedSec}s)`);
+      // JIT and caches warm on every exchange before the clock starts, as for the other scenarios.
+      for (const s of list) {
+        log(`${s.name}: warm-up ${settings.warmupSec}s`);
+        const w = await extProcLoop(s, { target: `127.0.0.1:${grpcPort}`, connections: settings.connections, concurrency: settings.concurrency, durationSec: settings.warmupSec, server });
+        if (w.errors) notes.push(`${s.name}: ${w.errors} errors during the warm-up (${w.errorSamples.join('; ')})`);
+      }
       const rounds = new Map<string, LoopRound[]>(list.map((s) => [s.name, []]));
       for (let r = 1; r <= settings.rounds; r++) {
         for (const s of list) {
