@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [go-mcp-server] [redis]
+# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [go-mcp-server] [go-readers] [redis]
 #        (no args: opa)
 #
 # opa-envoy-plugin is built from its source tarball, because the Go module proxy refuses
@@ -172,6 +172,7 @@ for t in "${tools[@]}"; do
     envoy-validate) build_local envoy-validate test/envoy-validate ;;
     promtool) install_promtool ;;
     go-mcp-server) build_local go-mcp-server test/e2e/go-mcp-server ;;
+    go-readers) build_local go-readers test/readers/go ;;
     redis) install_redis ;;
     *) echo "install-tools: unknown tool '$t'" >&2; exit 2 ;;
   esac

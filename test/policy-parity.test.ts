@@ -15,7 +15,7 @@ interface Case {
   name: string;
   endpoint: Record<string, any>;
   principal: Principal;
-  calls: { method: string; kind: string; name?: string; uri?: string }[];
+  calls: { method: string; kind: string; name?: string; uri?: string; arguments?: Record<string, unknown> }[];
   expect: { allow: boolean; status?: number; error?: string; error_description?: string; headers?: Record<string, string> };
 }
 
@@ -44,14 +44,16 @@ test.before(async () => {
 });
 test.after.always(async () => svc?.stop());
 
-test('the shared cases cover ownership, tools and globs', (t) => {
+test('the shared cases cover ownership, tools, globs and arguments', (t) => {
   t.true(cases.length >= 40);
+  t.true(cases.filter((c) => c.calls.some((call) => call.arguments !== undefined)).length >= 100);
 });
 
 cases.forEach((c, i) => {
   test(`parity: ${c.name}`, async (t) => {
     const body = c.calls.map((call, n) => {
-      const params = call.uri !== undefined ? { uri: call.uri } : call.name !== undefined ? { name: call.name } : undefined;
+      const params =
+        call.uri !== undefined ? { uri: call.uri } : call.name !== undefined ? { name: call.name, ...(call.arguments !== undefined ? { arguments: call.arguments } : {}) } : undefined;
       return { jsonrpc: '2.0', ...(call.kind === 'notification' ? {} : { id: n + 1 }), method: call.method, ...(params ? { params } : {}) };
     });
     const sample =

@@ -58,6 +58,8 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest, reque
             input: safeJson(policy.input),
             result: policy.result ?? null,
             decision: policy.decision,
+            // Which argument constraint denied (the shipped policy's argument rules), if one did.
+            deniedArgument: deniedArgument(policy.result),
             durationMs: policy.durationNs / 1e6,
             ...(request.trace ? { explain: traceOf(loaded, policy.input, policy.result, request.rego) } : {}),
           }
@@ -77,6 +79,11 @@ function traceOf(loaded: LoadedConfig, input: unknown, result: unknown, rego: st
   const source = policySourceDir(loaded.config, rego);
   if ('missing' in source) return { evaluated: false, why: source.missing };
   return explainPolicy(loaded.config, source.dir, input, result);
+}
+
+function deniedArgument(result: unknown): unknown {
+  if (result === null || typeof result !== 'object') return null;
+  return (result as Record<string, unknown>).denied_argument ?? null;
 }
 
 function safeJson(s: string): unknown {

@@ -2,6 +2,7 @@
 // Helm values schema. Every key is optional; the defaults are the README's "Configuration".
 import { z } from 'zod';
 import { trimSlash } from '../contracts/trim-slash.js';
+import { ArgumentRulesSchema } from './argument-rules.js';
 
 const hostPort = z
   .string()
@@ -84,7 +85,8 @@ export const EndpointSchema = z
       .object({ rps: z.number().min(0), burst: z.number().int().min(0) })
       .strict()
       .optional(),
-    data: z.record(z.string(), z.unknown()).default({}),
+    /** Free-form, handed to the policy; `arguments` holds the shipped policy's argument rules (validated). */
+    data: z.object({ arguments: ArgumentRulesSchema.optional() }).catchall(z.unknown()).default({}),
   })
   .strict();
 

@@ -17,6 +17,11 @@ export interface McpCall {
   /** params.ref for completion/complete: "<type>:<name or uri>". */
   ref?: string;
   /**
+   * params.arguments of tools/call and prompts/get, as parsed (bounded by the body limits);
+   * absent when the call sends none or null. docs/policies.md "Argument constraints".
+   */
+  arguments?: Record<string, unknown>;
+  /**
    * tools/call: the Mcp-Param-{Name} headers by lower-cased Name, decoded — those checked
    * against params.arguments, or all of them when there is no body (docs/mcp-protocol.md).
    */

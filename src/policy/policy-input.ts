@@ -7,6 +7,7 @@ import type { HeaderMap, QueryMap } from '../contracts/request.js';
 import { trimSlash } from '../contracts/trim-slash.js';
 import { resourceMetadataUrl } from '../endpoints/metadata-url.js';
 import type { Endpoint } from '../endpoints/registry.js';
+import { mcpJsonWithViews, viewPlan, type ViewPlan } from './argument-views.js';
 import { redactedAttributes, redactPathQuery, REDACTED } from './redact-attributes.js';
 
 export { REDACTED };
@@ -40,6 +41,8 @@ export class InputBuilder {
   private readonly redactHeaders: ReadonlySet<string>;
   private readonly redactQuery: ReadonlySet<string>;
   private readonly anonymousJson: string;
+  /** Per endpoint, the arguments whose URL and path views the policy reads (argument-views.ts). */
+  private readonly viewPlans = new Map<Endpoint, ViewPlan>();
 
   constructor(endpoints: readonly Endpoint[], private readonly opts: InputOptions) {
     const base = opts.publicBaseUrl === undefined ? undefined : trimSlash(opts.publicBaseUrl);
@@ -49,6 +52,8 @@ export class InputBuilder {
       const entry: EndpointJson = { open, metadataPath };
       if (base !== undefined) entry.full = `${open},"resource_metadata":${JSON.stringify(resourceMetadataUrl(base, e))}}`;
       this.endpoints.set(e, entry);
+      const plan = viewPlan(e.data);
+      if (plan !== undefined) this.viewPlans.set(e, plan);
     }
     this.redactHeaders = new Set([...ALWAYS_REDACTED_HEADERS, opts.keyHeader.toLowerCase()]);
     this.redactQuery = new Set(opts.keyQueryParams);
@@ -76,7 +81,8 @@ export class InputBuilder {
     s += ',"endpoint":' + this.endpointJson(ctx);
     s += ',"principal":' + (ctx.principal.method === 'anonymous' && !ctx.principal.authenticated ? this.anonymousJson : JSON.stringify(principalView(ctx.principal)));
     const { source: _source, ...mcp } = ctx.mcp;
-    s += ',"mcp":' + JSON.stringify(mcp);
+    const plan = ctx.endpoint && this.viewPlans.get(ctx.endpoint);
+    s += ',"mcp":' + (plan ? mcpJsonWithViews(mcp, plan) : JSON.stringify(mcp));
     if (this.opts.envoyInput ?? bundleWantsEnvoyInput) {
       s += ',"attributes":' + JSON.stringify(redactedAttributes(request.attributes, headerSecret, querySecret));
       s += ',"parsed_path":' + JSON.stringify(parsedPath(request.path));

@@ -90,6 +90,9 @@ function toCall(e: unknown, index: number | undefined): McpCall {
     const id = typeof ref.name === 'string' ? ref.name : typeof ref.uri === 'string' ? ref.uri : undefined;
     if (typeof ref.type === 'string' && id !== undefined) call.ref = `${ref.type}:${id}`;
   }
+  if ((call.method === 'tools/call' || call.method === 'prompts/get') && p.arguments !== undefined && p.arguments !== null) {
+    call.arguments = argumentsOf(p.arguments, where, call.method);
+  }
   // A tool, prompt or resource call whose target is missing or not a string must not pass unnamed.
   if ((call.method === 'tools/call' || call.method === 'prompts/get') && call.name === undefined) {
     throw bad('invalid_jsonrpc', `${where}: ${call.method} needs a string params.name.`);
@@ -98,6 +101,33 @@ function toCall(e: unknown, index: number | undefined): McpCall {
     throw bad('invalid_jsonrpc', `${where}: resources/read needs a string params.uri.`);
   }
   return call;
+}
+
+/**
+ * params.arguments as the policy sees it. Null reads as no arguments (Go and Python read it
+ * so; the TypeScript SDK refuses it). JSON.parse reads a number beyond float64 as Infinity,
+ * which the policy input would carry as null while Python reads inf and Go refuses the body.
+ */
+function argumentsOf(a: unknown, where: string, method: string): Record<string, unknown> {
+  if (typeof a !== 'object' || Array.isArray(a)) {
+    throw bad('invalid_arguments', `${where}: params.arguments of ${method} must be an object of argument name → value.`);
+  }
+  if (!finiteNumbers(a)) {
+    throw bad('invalid_arguments', `${where}: params.arguments of ${method} holds a number too large for a 64-bit float; JSON readers disagree on what it is.`);
+  }
+  return a as Record<string, unknown>;
+}
+
+// Depth is bounded by limits.maxJsonDepth: the body scan refused deeper nesting before JSON.parse.
+function finiteNumbers(v: unknown): boolean {
+  if (typeof v === 'number') return Number.isFinite(v);
+  if (v === null || typeof v !== 'object') return true;
+  if (Array.isArray(v)) {
+    for (const x of v) if (!finiteNumbers(x)) return false;
+    return true;
+  }
+  for (const k in v) if (!finiteNumbers((v as Record<string, unknown>)[k])) return false;
+  return true;
 }
 
 function refusal(f: JsonFinding, maxJsonDepth: number): RequestRejected {

@@ -1,5 +1,6 @@
-# The shipped authorization policy: endpoint ownership, public/private endpoints and
-# per-tool access. Entrypoint: mcp/authz/decision. Input and decision: docs/policies.md.
+# The shipped authorization policy: endpoint ownership, public/private endpoints, per-tool
+# access and argument constraints (arguments.rego). Entrypoint: mcp/authz/decision. Input
+# and decision: docs/policies.md.
 package mcp.authz
 
 # Deny by default: anything the rules below do not explicitly allow.
@@ -13,15 +14,20 @@ default decision := {
 decision := {"allow": true} if {
 	endpoint_access
 	count(denied_calls) == 0
+	count(argument_violations) == 0
 } else := endpoint_denial if {
 	not endpoint_access
 } else := missing_target_denial if {
 	count(missing_targets) > 0
 } else := call_denial_token if {
+	count(denied_calls) > 0
 	input.principal.method == "oauth"
 } else := call_denial_key if {
+	count(denied_calls) > 0
 	input.principal.method == "api_key"
-} else := call_denial_anonymous
+} else := call_denial_anonymous if {
+	count(denied_calls) > 0
+} else := argument_denial
 
 # --- endpoint access -------------------------------------------------------------
 

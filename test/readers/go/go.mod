@@ -1,0 +1,3 @@
+module mcp-authz/test/readers
+
+go 1.22
