@@ -15,7 +15,7 @@ const options = { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/auth
 const shippedBundle = loadBundle(SHIPPED_BUNDLE);
 const shipped = await WasmEngine.create(shippedBundle, { ...options, data: shippedBundle.data });
 const read = (p: string) => readFileSync(join(projectRoot, p), 'utf8');
-const derivedDir = regoDir({ 'decision.rego': read('policies/mcp/authz/decision.rego'), 'grants.rego': read('policies/mcp/authz/grants.rego'), 'visible.rego': read('examples/policies/visible-from-decision.rego') });
+const derivedDir = regoDir({ 'decision.rego': read('policies/mcp/authz/decision.rego'), 'grants.rego': read('policies/mcp/authz/grants.rego'), 'arguments.rego': read('policies/mcp/authz/arguments.rego'), 'visible.rego': read('examples/policies/visible-from-decision.rego') });
 const derived = await WasmEngine.create(await compileRego(derivedDir, options.entrypoint, options.visibleEntrypoint), { ...options, data: {} });
 
 const base = {

@@ -1,6 +1,7 @@
 // The shipped visibility rule against the shipped decision rule, both compiled to WASM in the
 // shipped bundle: for any endpoint, principal and items, an item is visible exactly when the
-// decision allows the call it stands for, made alone. The shared cases prove it through the
+// decision allows the call it stands for, made alone, or refuses it only for its arguments (a
+// listed item carries none; argument rules say how a tool is called, not whether it is listed). The shared cases prove it through the
 // server (test/policy-parity.test.ts); this proves it on random inputs — and likewise for the
 // rule docs/ext_proc.md offers for policies of your own (examples/policies/).
 import { readFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import fc from 'fast-check';
 import { projectRoot, SHIPPED_BUNDLE } from '../src/config/paths.mjs';
 import { loadBundle } from '../src/policy/bundle-loader.js';
 import { compileRego } from '../src/policy/rego-compiler.js';
-import { mapResultSet } from '../src/policy/decision-mapper.js';
+import { mapResultSet, type Mapped } from '../src/policy/decision-mapper.js';
 import { WasmEngine } from '../src/policy/wasm-engine.js';
 import { regoDir } from './helpers/policy.js';
 
@@ -27,6 +28,7 @@ test.before(async () => {
   const dir = regoDir({
     'decision.rego': read('policies/mcp/authz/decision.rego'),
     'grants.rego': read('policies/mcp/authz/grants.rego'),
+    'arguments.rego': read('policies/mcp/authz/arguments.rego'),
     'visible.rego': read('examples/policies/visible-from-decision.rego'),
   });
   const own = await compileRego(dir, ENTRYPOINTS.entrypoint, ENTRYPOINTS.visibleEntrypoint);
@@ -57,11 +59,19 @@ const endpoint = fc.record({
   name: fc.constant('e'),
   owner: fc.option(fc.constantFrom('alice', 'bob'), { nil: undefined }),
   auth: fc.record({ apiKey: fc.boolean(), oauth: fc.boolean() }),
-  data: fc.constantFrom({}, { anonymousGrants: ['tools:search'] }),
+  data: fc.constantFrom(
+    {},
+    { anonymousGrants: ['tools:search'] },
+    // A required argument the listed call lacks: the bound tools' calls alone are argument_denied.
+    { arguments: [{ tools: ['search', 'read_*'], prompts: ['*'], arguments: { path: { path: { under: ['/docs'] } } } }] },
+  ),
 });
 
+/** Callable: allowed, or refused only for the arguments a listed item does not carry. */
+const callable = (d: Mapped) => d.allow || d.deny.code === 'argument_denied';
+
 for (const [name, which] of [['the shipped rule', () => engine], ['the rule derived from decision (examples/policies)', () => derived]] as const) {
-  test(`property: visible[i] is the decision on list.calls[i] alone — ${name}`, (t) => {
+  test(`property: visible[i] says whether list.calls[i] alone is allowed or refused only for its arguments — ${name}`, (t) => {
     const engine = which();
     fc.assert(
       fc.property(endpoint, principal, fc.array(call, { maxLength: 8 }), (ep, p, calls) => {
@@ -72,7 +82,7 @@ for (const [name, which] of [['the shipped rule', () => engine], ['the rule deri
         if (visible.length !== calls.length) return false;
         return calls.every((c, i) => {
           const d = engine.evaluate(JSON.stringify({ ...base, mcp: { present: true, batch: false, calls: [c] } }));
-          return d.ok && mapResultSet(d.resultSet).allow === visible[i];
+          return d.ok && callable(mapResultSet(d.resultSet)) === visible[i];
         });
       }),
       { numRuns: 400 },
@@ -80,6 +90,22 @@ for (const [name, which] of [['the shipped rule', () => engine], ['the rule deri
     t.pass();
   });
 }
+
+test('a tool bound by an argument rule is listed to the callers granted it, though its call without arguments is refused', (t) => {
+  const ep = { name: 'e', auth: { apiKey: true, oauth: false }, data: { arguments: [{ tools: ['read_*'], arguments: { path: { path: { under: ['/docs'] } } } }] } };
+  const p = { authenticated: true, method: 'api_key', id: 'p', permissions: ['tools:read_*'], scopes: [], roles: [] };
+  const calls = [{ method: 'tools/call', kind: 'request', name: 'read_file' }, { method: 'tools/call', kind: 'request', name: 'delete_repo' }];
+  const base = { endpoint: ep, principal: p, mcp: { present: true, batch: false, calls: [{ method: 'tools/list', kind: 'request' }] } };
+  for (const e of [engine, derived]) {
+    const ev = e.evaluateVisible(JSON.stringify({ ...base, list: { calls } }))!;
+    t.true(ev.ok);
+    t.deepEqual((ev.resultSet as { result: boolean[] }[])[0]!.result, [true, false]);
+    const d = e.evaluate(JSON.stringify({ ...base, mcp: { present: true, batch: false, calls: [calls[0]] } }));
+    t.true(d.ok);
+    const m = mapResultSet(d.resultSet);
+    t.is(m.allow ? 'allow' : m.deny.code, 'argument_denied');
+  }
+});
 
 test('the shipped bundle carries both entrypoints', (t) => {
   t.true(engine.hasVisible);

@@ -11,5 +11,11 @@ visible := [v | some i, _ in input.list.calls; v := i in callable_items]
 callable_items contains i if {
 	some i, c in input.list.calls
 	d := decision with input.mcp.calls as [c] with input.mcp.batch as false
-	d.allow == true
+	shown(d)
 }
+
+shown(d) if d.allow == true
+
+# A listed item carries no arguments: a call refused only for them (the shipped policy's
+# argument rules) is still a tool the caller may use. Name your own argument deny here.
+shown(d) if d.error == "argument_denied"

@@ -3,9 +3,10 @@
 # each listed item, in order, the call it stands for — tools/call of a tool, prompts/get of
 # a prompt, resources/read of a resource URI (normalized) or of a URI template. The answer is
 # an array of booleans, one per item: true exactly when `decision` would allow that call
-# made alone, by the same caller, on the same endpoint. visible_test.rego and the parity
-# tests hold the two rules together; docs/ext_proc.md shows a form derived from `decision`
-# itself for policies of your own.
+# made alone, by the same caller, on the same endpoint, with arguments its argument rules
+# accept (they say how a tool may be called, not whether it is listed). visible_test.rego
+# and the parity tests hold the two rules together; docs/ext_proc.md shows a form derived
+# from `decision` itself for policies of your own.
 package mcp.authz
 
 visible := [v | some c in input.list.calls; v := callable(c)]

@@ -1,5 +1,6 @@
 # mcp/authz/visible against mcp/authz/decision: an item is visible exactly when the call it
-# stands for, made alone, is allowed. Runs every shared case (policies/cases) both ways.
+# stands for, made alone, is allowed, or refused only for its arguments (a list names a tool,
+# not the arguments it will be called with). Runs every shared case (policies/cases) both ways.
 package mcp.authz_test
 
 import data.mcp.authz
@@ -27,9 +28,15 @@ visibility_mismatches contains sprintf("%s: %s: call %d: visible %v, decision al
 	some i, call in c.calls
 	shown := seen[i]
 	d := authz.decision with input as single_input(c, call)
-	allowed := object.get(d, "allow", false)
+	allowed := callable(d)
 	shown != allowed
 }
+
+callable(d) := true if {
+	d.allow == true
+} else := true if {
+	d.error == "argument_denied"
+} else := false
 
 test_visible_agrees_with_decision_on_every_shared_case if {
 	count(visibility_mismatches) == 0
@@ -104,4 +111,14 @@ test_a_token_sees_what_its_scopes_grant if {
 		{"method": "tools/call", "kind": "request", "name": "search"},
 	]}}
 	v == [true, false]
+}
+
+# Argument constraints say how a tool may be called, not whether: a tool bound by a rule is
+# listed to the callers granted it (their calls must still pass the rule), and to no one else.
+test_a_tool_under_an_argument_rule_is_visible_to_whoever_is_granted_it if {
+	constrained := object.union(endpoint, {"data": {"arguments": [{"tools": ["search"], "arguments": {"q": {"maxLength": 3}}}]}})
+	v := authz.visible with input as {"endpoint": constrained, "principal": alice, "list": {"calls": [items[0], items[1]]}}
+	v == [true, false]
+	d := authz.decision with input as {"endpoint": constrained, "principal": alice, "mcp": {"present": true, "batch": false, "calls": [items[0]]}}
+	d.error == "argument_denied"
 }
