@@ -15,7 +15,8 @@ import { ghzVersion, round, runLoad, type LoadResult } from './lib/ghz.js';
 import { CHECK_PATH, GRPC_HEADERS, GRPC_TIMEOUT_MS, grpcFrame, h2loadVersion, runH2load, type H2loadResult } from './lib/h2load.js';
 import { printProfiles, profileScenarios } from './lib/cpu-profile.js';
 import { closedLoop as extProcLoop, extProcScenarios, inProcess as extProcInProcess, printExtProc, type ExtProcRun, type LoopRound } from './lib/ext-proc.js';
-import { measureInProcess, printInProcess } from './lib/in-process.js';
+import { measureInProcess, printInProcess, TRACING_MODES, type TracingMode } from './lib/in-process.js';
+import { measureInterleaved, printInterleaved } from './lib/interleaved.js';
 import { startMcpAuthz, writeMcpAuthzConfig, type Prepared } from './lib/mcp-authz.js';
 import { opaEnvoyPluginBuild, startOpaEnvoyPlugin } from './lib/opa-envoy.js';
 import { mcpAuthzCli, out, root, shippedBundle, tools } from './lib/paths.js';
@@ -67,6 +68,11 @@ const { values: opt } = parseArgs({
     'profile-duration': { type: 'string', default: '15s' },
     'profile-workers': { type: 'string', default: '1' },
     calls: { type: 'string', default: '20000' },
+    tracing: { type: 'string', default: 'off' },
+    interleave: { type: 'boolean', default: false },
+    baseline: { type: 'string' },
+    'block-rounds': { type: 'string', default: '15' },
+    'block-calls': { type: 'string', default: '1000' },
     scenario: { type: 'string', default: 'apikey_tool_allow' },
     workers: { type: 'string' },
     'server-log': { type: 'boolean', default: false },
@@ -85,7 +91,8 @@ if (opt.help) {
 npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey_tool_allow,invalid_key] [same load options]
 npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profile-duration 15s] [--profile-workers 1]
 npm run bench -- --soak 10m [--scenario apikey_tool_allow] [--workers N]
-npm run bench -- --in-process [--calls 20000] [--scenarios a,b]
+npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
+npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
 npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
 `);
   process.exit(0);
@@ -657,11 +664,26 @@ async function main(): Promise<number> {
       await p.issuer.close();
     }
   }
+  if (opt['in-process'] && opt.interleave) {
+    const p = await prepareCredentials(only);
+    try {
+      const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), bundle);
+      const rows = await measureInterleaved(p, configFile, { rounds: Number(opt['block-rounds']), callsPerBlock: Number(opt['block-calls']), ...(opt.baseline ? { baseline: opt.baseline } : {}) }, log);
+      const file = writeResults({ kind: 'in-process-interleaved', startedAt: started.toISOString(), finishedAt: new Date().toISOString(), command, machine: machine(), loadAverageAtEnd: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number), notes, keySource: p.keySource, rows });
+      printInterleaved(command, rows);
+      log(`results: ${file}`);
+      return 0;
+    } finally {
+      await p.issuer.close();
+    }
+  }
   if (opt['in-process']) {
     const p = await prepareCredentials(only);
     try {
       const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), bundle);
-      const rows = await measureInProcess(p, configFile, Number(opt.calls), log);
+      const tracing = opt.tracing as TracingMode;
+      if (!TRACING_MODES.includes(tracing)) throw new Error(`--tracing is one of ${TRACING_MODES.join(', ')}, not "${opt.tracing}"`);
+      const rows = await measureInProcess(p, configFile, Number(opt.calls), log, tracing);
       const file = writeResults({ kind: 'in-process', startedAt: started.toISOString(), command, machine: machine(), notes, keySource: p.keySource, scenarios: rows });
       printInProcess(command, rows);
       log(`results: ${file}`);

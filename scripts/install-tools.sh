@@ -46,19 +46,22 @@ sha256_of() {
 }
 
 # build_local NAME DIR: go build a program of this repository (its go.mod and go.sum pin
-# every dependency) into .tools/bin/NAME. The stamp is a hash of its sources, go.mod and
-# go.sum, so any edit rebuilds it; the binary is swapped in by rename, so a test running
-# the old one never sees half a file.
+# every dependency) into .build/bin/NAME: per checkout, unlike .tools (which checkouts may
+# share), since each checkout's sources may differ. The stamp is a hash of its sources,
+# go.mod and go.sum, so any edit rebuilds it; the binary is swapped in by rename, so a test
+# running the old one never sees half a file.
 build_local() {
-  local name="$1" dir="$root/$2" stamp="$bin/.$1.version" sum
+  local name="$1" dir="$root/$2" out="$root/.build/bin" sum
+  local stamp="$out/.$1.version"
+  mkdir -p "$out"
   sum="$(cd "$dir" && sha256_of $(ls *.go go.mod go.sum | grep -v '_test\.go$' | LC_ALL=C sort) | sha256_of | cut -d' ' -f1)"
-  if [[ -x "$bin/$name" && -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then
+  if [[ -x "$out/$name" && -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then
     return 0
   fi
   need_go
   echo "install-tools: go build $2" >&2
-  (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$bin/.$name.tmp" .)
-  mv -f "$bin/.$name.tmp" "$bin/$name"
+  (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$out/.$name.tmp" .)
+  mv -f "$out/.$name.tmp" "$out/$name"
   echo "$sum" > "$stamp"
 }
 

@@ -18,6 +18,7 @@ const LAYERS: Record<string, number> = {
   check: 3,
   log: 4,
   metrics: 4,
+  tracing: 4,
   auth: 5,
   limits: 5,
   policy: 5,

@@ -190,7 +190,8 @@ test('MCP_AUTHZ_LOG_LEVEL: an unknown level stops serve naming the levels; a kno
   t.teardown(() => child.kill('SIGKILL'));
   let logs = '';
   child.stderr.on('data', (d) => (logs += d));
-  await waitFor('the policy load failure to be logged', () => logs.includes('policy load failed'), 30_000);
+  // A deadline, not a timing assertion: a cold tsx start beside the other CLI tests' processes can take over 30 s.
+  await waitFor('the policy load failure to be logged', () => logs.includes('policy load failed'), 100_000);
   t.regex(logs, /"level":50,/);
   t.notRegex(logs, /"level":30,/);
 });
@@ -234,6 +235,23 @@ test('--check-config reports the keys and the policy revision it loaded, the way
   const revision = readFileSync(join(ROOT, 'policies', 'build', 'bundle.tar.gz.revision'), 'utf8').trim();
   t.true(r.stdout.includes(`policy: revision ${revision}`), r.stdout);
   t.regex(r.stdout, /configuration is valid/);
+});
+
+test('--check-config says where spans go, and refuses a tracing variable serve cannot honour', async (t) => {
+  const off = await runCli(['serve', '--check-config']);
+  t.regex(off.stdout, /tracing: off/);
+  const on = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' });
+  t.is(on.code, 0, on.stderr);
+  t.regex(on.stdout, /tracing: OTLP\/HTTP protobuf to http:\/\/collector\.example:4318\/v1\/traces, service\.name mcp-authz, sampler parentbased_traceidratio 0\.1/);
+  const bad = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' });
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /OTEL_EXPORTER_OTLP_PROTOCOL.*http\/protobuf/);
+});
+
+test('serve stops at start-up on a tracing variable it cannot honour, naming it', async (t) => {
+  const r = await runCli(['serve', '--workers', '2'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318', OTEL_TRACES_SAMPLER: 'sometimes' });
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^mcp-authz: OTEL_TRACES_SAMPLER: one of always_on, /m);
 });
 
 // ---- check --explain ----

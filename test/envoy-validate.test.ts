@@ -1,6 +1,6 @@
 // The Envoy and Istio examples are read by Envoy's and Istio's own generated types
 // (test/envoy-validate, a Go program on go-control-plane and istio.io/api, built into
-// .tools/bin by `scripts/install-tools.sh envoy-validate`): protojson refuses unknown fields
+// .build/bin by `scripts/install-tools.sh envoy-validate`): protojson refuses unknown fields
 // and wrong types, and every message — typed configs included — passes its validation rules.
 import test from 'ava';
 import { execFile } from 'node:child_process';
@@ -8,10 +8,11 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { DECISION_ID_KEY } from '../src/envoy/to-response.js';
 import { RECOMMENDED_EXT_PROC } from './e2e/stack.js';
 import { ROOT, validateObject } from './helpers/helm.js';
 
-const BIN = join(ROOT, '.tools', 'bin', 'envoy-validate');
+const BIN = join(ROOT, '.build', 'bin', 'envoy-validate');
 const ENVOY = join(ROOT, 'examples', 'envoy', 'envoy.yaml');
 const MESH = join(ROOT, 'examples', 'istio', 'mesh-config.yaml');
 
@@ -117,4 +118,27 @@ test('the Istio EnvoyFilter is a valid EnvoyFilter whose ext_proc filter is the 
   const r = await validate('bootstrap', file);
   t.is(r.code, 0, r.stderr);
   t.true(bootstrap.includes('cluster_name: "outbound|9191||'));
+});
+
+test('the Envoy example\'s access log prints the decision id from the ext_authz filter\'s dynamic metadata, and no path', async (t) => {
+  const text = readFileSync(ENVOY, 'utf8');
+  // The namespace is the filter's canonical name; the key is the one mcp-authz writes.
+  t.true(text.includes('- name: envoy.filters.http.ext_authz'));
+  t.true(text.includes(`decision_id: "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:${DECISION_ID_KEY})%"`));
+  // A path's query string can carry an API key: the log never prints one.
+  t.false(/%REQ\(:PATH\)%|%REQ\(X-ENVOY-ORIGINAL-PATH/.test(text));
+  const r = await validate('bootstrap', ENVOY);
+  t.is(r.code, 0, r.stderr);
+  t.true(r.stdout.includes('envoy.extensions.access_loggers.stream.v3.StdoutAccessLog'), r.stdout);
+});
+
+test('the Envoy tracer set-up in docs/tracing.md is valid in the example\'s connection manager', async (t) => {
+  const doc = readFileSync(join(ROOT, 'docs', 'tracing.md'), 'utf8');
+  const block = /```yaml\n(tracing:\n[\s\S]*?)```/.exec(doc)?.[1];
+  t.truthy(block, 'docs/tracing.md has the tracing: block');
+  const indented = block!.trimEnd().split('\n').map((l) => ' '.repeat(16) + l).join('\n');
+  const file = edited(ENVOY, '                stat_prefix: mcp\n', `                stat_prefix: mcp\n${indented}\n`);
+  const r = await validate('bootstrap', file);
+  t.is(r.code, 0, r.stderr);
+  t.true(r.stdout.includes('envoy.config.trace.v3.OpenTelemetryConfig'), r.stdout);
 });

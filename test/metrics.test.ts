@@ -1,4 +1,6 @@
 import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import type { CheckContext } from '../src/check/context.js';
 import type { Authorizer } from '../src/check/phases.js';
@@ -179,4 +181,12 @@ test('series for every endpoint exist at zero before the first Check', async (t)
 
 test('known tools are the endpoint tools list and non-glob tools: scopes', (t) => {
   t.deepEqual([...knownTools({ tools: ['a'], scopes: ['tools:b', 'tools:c*', 'prompts:d', 'tools:', '*', 'tools:e?'] })].sort(), ['a', 'b']);
+});
+
+test('build_info names the running version and Node.js, with value 1', async (t) => {
+  const registry = new Registry();
+  new ServiceMetrics(registry, validateConfig({ endpoints: [] }, 'test', '/', {}));
+  const text = await registry.metrics();
+  const version = (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+  t.true(text.includes(`mcp_authz_build_info{version="${version}",node="${process.version}"} 1`), text.split('\n').filter((l) => l.includes('build_info')).join('\n'));
 });

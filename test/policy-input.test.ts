@@ -111,11 +111,31 @@ test('the decision log writes one line per decision with ids and codes, never a 
   t.regex(d.policy_revision, /^sha256-/);
   t.is(typeof d.duration_ms, 'number');
   t.is(typeof d.time, 'number');
+  t.is(d.ts, new Date(d.time).toISOString(), 'ts is the same instant as pino\'s time, in ISO 8601');
+  t.is(d.client_address, '10.1.2.3');
   for (const l of lines) {
     t.false(l.includes(SECRET_KEY));
     t.false(l.includes(SECRET_TOKEN));
   }
   t.false('headers' in d);
+});
+
+test('the decision log carries x-request-id and the caller\'s W3C trace id with tracing off, and the decision id Envoy gets', async (t) => {
+  const lines: string[] = [];
+  const rt = await runtimeWith({}, lines);
+  const req = sample() as { attributes: { request: { http: { headers: Record<string, string> } } } };
+  req.attributes.request.http.headers['x-request-id'] = 'req-7f3a';
+  req.attributes.request.http.headers.traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const trace = await runCheck(rt, toRequest, req as never);
+  // A malformed traceparent is no trace id at all, never a half-read one.
+  req.attributes.request.http.headers.traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra';
+  await runCheck(rt, toRequest, req as never);
+  await rt.close();
+  const [first, second] = lines.map((l) => JSON.parse(l)).filter((l) => l.log === 'decision');
+  t.like(first, { request_id: 'req-7f3a', trace_id: '4bf92f3577b34da6a3ce929d0e0e4736', decision_id: trace.decisionId });
+  t.false('span_id' in first, 'tracing is off: the service made no span');
+  t.false('trace_id' in second);
+  t.not(second.decision_id, first.decision_id);
 });
 
 test('decision log sampling drops allows but keeps denies', async (t) => {
@@ -157,7 +177,7 @@ test('the decision log line has exactly the shape pino writes, bindings included
   const stable = (l: string) => {
     t.true(l.endsWith('}\n'));
     const o = JSON.parse(l);
-    return Object.entries(o).map(([k, v]) => [k, ['time', 'decision_id', 'request_id', 'duration_ms', 'policy_duration_ms', 'policy_revision'].includes(k) ? typeof v : v]);
+    return Object.entries(o).map(([k, v]) => [k, ['time', 'ts', 'decision_id', 'request_id', 'duration_ms', 'policy_duration_ms', 'policy_revision'].includes(k) ? typeof v : v]);
   };
   t.deepEqual(decisions(fast).map(stable), decisions(viaPino).map(stable));
   t.like(JSON.parse(decisions(fast)[0]!), { level: 30, service: 'mcp-authz', worker: 2, log: 'decision', msg: 'decision' });

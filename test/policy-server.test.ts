@@ -149,7 +149,10 @@ test('an opa-envoy-plugin policy runs unchanged on the opa-envoy-plugin input an
     t.is(headerValue(ok.ok_response!.headers, 'x-plugin-user'), 'from-policy');
     t.true(ok.ok_response!.headers_to_remove!.includes('x-internal'));
     t.is(headerValue(ok.ok_response!.response_headers_to_add, 'x-plugin-seen'), 'yes');
-    t.truthy(ok.dynamic_metadata);
+    // The policy's dynamic metadata reaches Envoy with its value, beside the decision id.
+    const fields = (ok.dynamic_metadata as { fields: Record<string, Record<string, unknown>> }).fields;
+    t.is(fields.plugin?.boolValue, true);
+    t.regex(String(fields.decision_id?.stringValue), /^[0-9a-f-]{36}$/);
 
     const get = await svc.check(checkRequest({ method: 'GET', path: '/mcp/plugin/sse?mode=read' }));
     t.truthy(get.ok_response, get.denied_response?.body);

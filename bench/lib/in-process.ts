@@ -3,7 +3,10 @@
 // real runtime (the compiled dist/ modules, the benchmark's config, keys, tokens and the
 // shipped policy, built exactly as `serve` builds it) and its answer encoded, many times in
 // a row in this process. The figures guide optimization; the gRPC benchmark is what the
-// targets are judged by.
+// targets are judged by. `--tracing unsampled|sampled` turns tracing on (OTLP/HTTP to a sink
+// in another process) and gives every request a traceparent that is not / is sampled.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Registry } from 'prom-client';
@@ -22,6 +25,36 @@ export interface PhaseCosts {
   totalUs: number;
   /** The pipeline without the decision observers (metrics, decision log). */
   pipelineWithoutObserversUs: number;
+  tracing: TracingMode;
+  /** With tracing: spans the sink accepted, and spans whose export failed, over both pipeline runs (warm-up included). */
+  spansExported?: number;
+  spansFailed?: number;
+}
+
+export type TracingMode = 'off' | 'unsampled' | 'sampled';
+export const TRACING_MODES: readonly TracingMode[] = ['off', 'unsampled', 'sampled'];
+
+/** An OTLP/HTTP endpoint that accepts everything, in its own process so its work is not counted here. */
+export async function startSink(): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['-e', `
+    const s = require('node:http').createServer((q, r) => { q.resume(); q.on('end', () => r.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()); });
+    s.listen(0, '127.0.0.1', () => process.stdout.write(String(s.address().port) + '\\n'));
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
+  return { url: `http://127.0.0.1:${chunk.toString().trim()}`, child };
+}
+
+/** The scenario's requests with traceparents: every request (all distinct tokens stay distinct), at least 256 traces. */
+export function tracedCopies(requests: Record<string, unknown>[], sampled: boolean): Record<string, unknown>[] {
+  return Array.from({ length: Math.max(256, requests.length) }, (_, i) => withTraceparent(requests[i % requests.length]!, i, sampled));
+}
+
+/** A copy of a CheckRequest with a W3C traceparent header (a new trace per request). */
+export function withTraceparent(req: Record<string, unknown>, i: number, sampled: boolean): Record<string, unknown> {
+  const copy = structuredClone(req) as { attributes: { request: { http: { headers: Record<string, string> } } } };
+  const traceId = (i + 1).toString(16).padStart(32, 'a');
+  copy.attributes.request.http.headers.traceparent = `00-${traceId}-00f067aa0ba902b7-${sampled ? '01' : '00'}`;
+  return copy;
 }
 
 /** The compiled modules (dist/, as `serve` runs them; the benchmark builds them first), typed as their sources. */
@@ -42,15 +75,25 @@ export async function product() {
   };
 }
 
-export async function measureInProcess(p: Prepared, configFile: string, calls: number, log: (m: string) => void): Promise<PhaseCosts[]> {
-  const { authorizationService, buildRuntime, createLogger, encodeCheckResponse, loadConfigFile, runCheck, toCheckResponse, toRequest } = await product();
+export async function measureInProcess(p: Prepared, configFile: string, calls: number, log: (m: string) => void, tracing: TracingMode = 'off'): Promise<PhaseCosts[]> {
+  const { authorizationService, buildRuntime, createLogger, encodeCheckResponse, loadConfigFile, runCheck, toRequest } = await product();
   const check = authorizationService().Check!;
-  const rt = await buildRuntime(loadConfigFile(configFile), createLogger(), new Registry(), { watch: false, sharedLimits: false });
+  const sink = tracing === 'off' ? undefined : await startSink();
+  let exported = 0;
+  let failed = 0;
+  const rt = await buildRuntime(loadConfigFile(configFile), createLogger(), new Registry(), {
+    watch: false,
+    sharedLimits: false,
+    env: sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {},
+    events: { traceExport: (result, n) => (result === 'success' ? (exported += n) : (failed += n)) },
+  });
   const quiet: Runtime = { ...rt, observer: { decided: () => undefined } };
   const results: PhaseCosts[] = [];
   try {
     for (const s of p.list) {
-      const wires = s.requests.map((r) => check.requestSerialize(r));
+      // Distinct traces, a few hundred of them round-robin, as traffic from many callers.
+      const requests = tracing === 'off' ? s.requests : tracedCopies(s.requests, tracing === 'sampled');
+      const wires = requests.map((r) => check.requestSerialize(r));
       const first = await runCheck(rt, toRequest, check.requestDeserialize(wires[0]!));
       if (first.outcome.allow !== s.expect.allow) throw new Error(`${s.name}: decided ${first.outcome.allow ? 'allow' : 'deny'}, expected ${s.expect.allow ? 'allow' : 'deny'}`);
       log(`in-process ${s.name}: ${calls} calls`);
@@ -69,11 +112,17 @@ export async function measureInProcess(p: Prepared, configFile: string, calls: n
         return Number(process.hrtime.bigint() - t0) / calls / 1000;
       };
       const decodeUs = await time((i) => check.requestDeserialize(wires[i % wires.length]!));
+      const [exportedBefore, failedBefore] = [exported, failed];
       const pipelineUs = await time((i) => runCheck(rt, toRequest, decoded[i % decoded.length]!));
       const pipelineWithoutObserversUs = await time((i) => runCheck(quiet, toRequest, decoded[i % decoded.length]!));
       const outcome = first.outcome;
-      const encodeUs = await time(() => encodeCheckResponse(outcome) ?? check.responseSerialize(toCheckResponse(outcome)));
+      const encodeUs = await time(() => encodeCheckResponse(outcome, first.decisionId));
+      if (rt.tracing) {
+        await (rt.tracing as unknown as { flush(): Promise<void> }).flush().catch(() => undefined);
+      }
       results.push({
+        tracing,
+        ...(sink ? { spansExported: exported - exportedBefore, spansFailed: failed - failedBefore } : {}),
         scenario: s.name,
         calls,
         decodeUs: round(decodeUs, 2),
@@ -85,6 +134,7 @@ export async function measureInProcess(p: Prepared, configFile: string, calls: n
     }
   } finally {
     await rt.close();
+    sink?.child.kill();
   }
   return results;
 }
@@ -92,11 +142,12 @@ export async function measureInProcess(p: Prepared, configFile: string, calls: n
 export function printInProcess(command: string, rows: PhaseCosts[]): void {
   const w = (line: string) => process.stdout.write(line + '\n');
   w('');
-  w(`${command}: mcp-authz's own work per Check, in one process (µs per call)`);
+  w(`${command}: mcp-authz's own work per Check, in one process (µs per call), tracing ${rows[0]?.tracing ?? 'off'}`);
   w('');
   w(`${'scenario'.padEnd(18)} ${'decode'.padStart(7)} ${'pipeline'.padStart(9)} ${'encode'.padStart(7)} ${'total'.padStart(7)}   ${'pipeline without observers'.padStart(26)}`);
   for (const r of rows) {
-    w(`${r.scenario.padEnd(18)} ${r.decodeUs.toFixed(1).padStart(7)} ${r.pipelineUs.toFixed(1).padStart(9)} ${r.encodeUs.toFixed(1).padStart(7)} ${r.totalUs.toFixed(1).padStart(7)}   ${r.pipelineWithoutObserversUs.toFixed(1).padStart(26)}`);
+    const spans = r.spansExported !== undefined ? `   spans exported ${r.spansExported}, failed ${r.spansFailed}` : '';
+    w(`${r.scenario.padEnd(18)} ${r.decodeUs.toFixed(1).padStart(7)} ${r.pipelineUs.toFixed(1).padStart(9)} ${r.encodeUs.toFixed(1).padStart(7)} ${r.totalUs.toFixed(1).padStart(7)}   ${r.pipelineWithoutObserversUs.toFixed(1).padStart(26)}${spans}`);
   }
   w('');
   w('pipeline: runCheck from the decoded request to the outcome (endpoint, limits, authentication, MCP body, policy, metrics, decision log).');

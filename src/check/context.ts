@@ -6,6 +6,8 @@ import type { Principal } from '../contracts/principal.js';
 import type { McpView, Request } from '../contracts/request.js';
 import type { Endpoint } from '../endpoints/registry.js';
 import type { ListMethod } from '../response/list-methods.js';
+import type { TraceContext } from '../request/trace-context.js';
+import type { CheckSpan } from './phases.js';
 
 /** Everything one Check call has learned so far, passed from phase to phase. */
 export interface CheckContext {
@@ -41,11 +43,17 @@ export interface PolicyRecord {
 
 /** One decided Check, as the observers (metrics, decision log) and `mcp-authz check` see it. */
 export interface CheckTrace {
+  /** Names this decision in the decision log, in Envoy's dynamic metadata and on its span. */
+  decisionId: string;
   outcome: Outcome;
   /** Undefined when the request could not be decoded. */
   ctx: CheckContext | undefined;
   /** Undefined when the policy was not evaluated. */
   policy: PolicyRecord | undefined;
+  /** The W3C trace context the call or the request carried, when valid. */
+  incoming: TraceContext | undefined;
+  /** This Check's span, when tracing is on and the Check is sampled. */
+  span: CheckSpan | undefined;
   durationNs: bigint;
 }
 

@@ -76,3 +76,27 @@ export interface Observer {
   /** A list response was filtered (or withheld) for the caller (ext_proc). */
   listed?(trace: ListTrace): void;
 }
+
+/** The Check's phases as its spans name them (docs/tracing.md). */
+export type CheckPhase = 'direct_answer' | 'endpoint' | 'limits' | 'authenticate' | 'body' | 'authorize' | 'respond';
+
+/** Traces Checks: off unless configured, and then only sampled Checks cost spans. */
+export interface CheckTracing {
+  /**
+   * Opens the Check's span (and its decode span, from `startedNs` to now) under the trace
+   * context the Check arrived with; undefined when the sampler does not record this Check.
+   */
+  start(trace: CheckTrace, startedNs: bigint): CheckSpan | undefined;
+  /** Exports what is left and stops. */
+  close(): Promise<void>;
+}
+
+/** One recorded Check: a span with a child span per phase. */
+export interface CheckSpan {
+  readonly traceId: string;
+  readonly spanId: string;
+  /** Ends the phase in progress and starts `phase` (nothing when it is already in progress). */
+  phase(phase: CheckPhase): void;
+  /** Ends the phase in progress and the Check's span, with the decision's attributes. */
+  end(): void;
+}

@@ -33,10 +33,10 @@ export function readBodyFlag(b: string | undefined): string | undefined {
 }
 
 export async function explain(loaded: LoadedConfig, sample: SampleRequest, request: ExplainRequest = {}): Promise<Record<string, unknown>> {
-  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false });
+  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false, tracing: false });
   try {
     const trace = await runCheck(rt, toRequest, sampleToWire(sample));
-    const { outcome: o, ctx, policy } = trace;
+    const { outcome: o, ctx, policy, decisionId } = trace;
     return {
       decision: o.kind,
       status: o.status,
@@ -67,7 +67,7 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest, reque
           ? { explain: { evaluated: false, why: `decided before the policy was asked: ${o.allow ? o.reason : o.code}` } }
           : null,
       notReady: rt.notReady(),
-      checkResponse: toCheckResponse(o),
+      checkResponse: toCheckResponse(o, decisionId),
       ...(request.response ? { response: explainResponse(rt, trace, request.response.text, request.response.type) } : {}),
     };
   } finally {

@@ -7,6 +7,7 @@ import { silentLogger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { SHIPPED_BUNDLE } from '../config/paths.mjs';
 import { buildRuntime } from '../pipeline/build-runtime.js';
+import { describeTracing, tracingSettings, TracingConfigError } from '../tracing/settings.js';
 
 export interface ConfigCheck {
   ok: boolean;
@@ -20,10 +21,18 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
   let keys: number | undefined;
   let revision: string | undefined;
   let runtime;
+  let tracing: string;
+  try {
+    tracing = describeTracing(tracingSettings(process.env));
+  } catch (err) {
+    if (err instanceof TracingConfigError) return { ok: false, lines: [...lines, `tracing: ${err.message}`] };
+    throw err;
+  }
   try {
     runtime = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), {
       watch: false,
       sharedLimits: false,
+      tracing: false,
       events: {
         keysReload: (result, n) => {
           if (result === 'success') keys = n;
@@ -46,7 +55,7 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
       lines.push(...notReady.map((r) => `${r} (${source})`));
       return { ok: false, lines };
     }
-    lines.push(`policy: revision ${revision ?? '?'} from ${source}`);
+    lines.push(`policy: revision ${revision ?? '?'} from ${source}`, tracing);
     return { ok: true, lines };
   } finally {
     await runtime.close();

@@ -15,6 +15,7 @@ import { checkConfig } from './check-config.js';
 import { explain, parseHeaderFlag, readBodyFlag } from './check-command.js';
 import type { ResponseTypeFlag } from './check-response.js';
 import { keysCommand } from './keys-command.js';
+import { tracingSettings } from '../tracing/settings.js';
 import { LOG_LEVELS, USAGE, version } from './usage.js';
 
 
@@ -95,6 +96,7 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
     return result.ok ? 0 : 1;
   }
   const logger = createLogger(logLevel());
+  tracingSettings(process.env); // a tracing variable serve cannot honour stops it here, before workers start
   if (cluster.isWorker) return runWorker(loaded, logger.child({ worker: cluster.worker?.id }), options.runtime);
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
   logger.info({ version: version(), workers }, 'mcp-authz starting');

@@ -1,12 +1,8 @@
 // What `mcp-authz --help` and `mcp-authz <command> --help` print.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { projectRoot } from '../config/paths.mjs';
+import { packageVersion } from '../config/version.js';
 
 /** The package's version (package.json), for --version and the logs. */
-export function version(): string {
-  return (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
-}
+export const version = packageVersion;
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
@@ -15,7 +11,9 @@ const ENVIRONMENT = `environment:
   MCP_API_KEYS          development keys, a JSON map {"<key>": {name, userId, role, permissions}}, hashed at load
   MCP_OAUTH_ISSUER, MCP_OAUTH_AUDIENCE, MCP_OAUTH_JWKS_URI   one OAuth issuer
   MCP_RATE_LIMIT_RPS, MCP_RATE_LIMIT_BURST                    per-client rate limit
-  MCP_REDIS_URL         Redis for limits shared by replicas (redis:// or rediss://)`;
+  MCP_REDIS_URL         Redis for limits shared by replicas (redis:// or rediss://)
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, …   OpenTelemetry tracing
+                        over OTLP/HTTP, off unless set (docs/tracing.md lists every variable)`;
 
 export const USAGE = {
   main: `usage: mcp-authz <command> [options]

@@ -4,9 +4,10 @@
 // (envoy/service/auth/v3/external_auth.proto, config/core/v3/base.proto,
 // type/v3/http_status.proto, google/rpc/status.proto); test/encode-response.test.ts checks
 // every shape, and random ones, byte for byte against proto-loader's encoding of
-// toCheckResponse's object. An outcome with dynamic metadata (a google.protobuf.Struct)
-// returns undefined: the caller serializes toCheckResponse's object instead.
+// toCheckResponse's object — the dynamic metadata (a google.protobuf.Struct holding the
+// decision id, and whatever the policy adds) included.
 import { responseBody, responseContentType, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
+import { DECISION_ID_KEY, dynamicMetadata } from './to-response.js';
 
 // A tag is (field number << 3) | wire type, one byte for the field numbers used here:
 // wire type 0 = varint, 2 = length-delimited.
@@ -74,8 +75,80 @@ function writeHeader(out: Out, fieldNo: number, s: SizedHeader): void {
 
 const sumSizes = (xs: { size: number }[], fieldSize = field) => xs.reduce((n, x) => n + fieldSize(x.size), 0);
 
-export function encodeCheckResponse(o: Outcome, now: Date = new Date()): Buffer | undefined {
-  if (o.kind !== 'answer' && o.dynamicMetadata) return undefined;
+// CheckResponse.dynamic_metadata = 4: google.protobuf.Struct { map<string, Value> fields = 1; }
+// A map entry is a message { string key = 1; Value value = 2; }.
+// Value { oneof kind { NullValue null_value = 1; double number_value = 2; string string_value = 3;
+//   bool bool_value = 4; Struct struct_value = 5; ListValue list_value = 6; } }
+// ListValue { repeated Value values = 1; }
+const DYNAMIC_METADATA = 4;
+const FIXED64 = 1;
+const DECISION_ID_KEY_BYTES = Buffer.byteLength(DECISION_ID_KEY);
+
+/** A google.protobuf.Value as protobufjs writes the object toStruct makes of `v`. */
+function valueBytes(v: unknown): Buffer {
+  if (v === null || v === undefined) return Buffer.from([tag(1, VARINT), 0]);
+  if (typeof v === 'number') {
+    const b = Buffer.allocUnsafe(9);
+    b[0] = tag(2, FIXED64);
+    b.writeDoubleLE(v, 1);
+    return b;
+  }
+  if (typeof v === 'boolean') return Buffer.from([tag(4, VARINT), v ? 1 : 0]);
+  if (Array.isArray(v)) return lengthDelimited(6, Buffer.concat(v.map((x) => lengthDelimited(1, valueBytes(x)))));
+  if (typeof v === 'object') return lengthDelimited(5, structBytes(v as Record<string, unknown>));
+  return lengthDelimited(3, Buffer.from(typeof v === 'string' ? v : String(v), 'utf8'));
+}
+
+function structBytes(obj: Record<string, unknown>): Buffer {
+  const entries: Buffer[] = [];
+  for (const k of Object.keys(obj)) {
+    // proto-loader's object path cannot hold a "__proto__" key (assigning it sets the prototype): Envoy never gets one.
+    if (k === '__proto__') continue;
+    entries.push(lengthDelimited(1, Buffer.concat([lengthDelimited(1, Buffer.from(k, 'utf8')), lengthDelimited(2, valueBytes(obj[k]))])));
+  }
+  return Buffer.concat(entries);
+}
+
+function lengthDelimited(fieldNo: number, content: Buffer): Buffer {
+  const head = new Out(Buffer.allocUnsafe(1 + varintSize(content.length)));
+  head.open(fieldNo, content.length);
+  return Buffer.concat([head.buf, content]);
+}
+
+/** Size of the Struct { decision_id: "<id>" } for an id of `idBytes` bytes. */
+function decisionIdStructSize(idBytes: number): number {
+  return field(field(DECISION_ID_KEY_BYTES) + field(field(idBytes)));
+}
+
+/**
+ * Writes dynamic_metadata: the policy's Struct, encoded already, or — the common case,
+ * without allocating — the Struct holding only the decision id.
+ */
+function writeMetadata(out: Out, policyStruct: Buffer | undefined, decisionId: string | undefined, idBytes: number): void {
+  if (policyStruct !== undefined) {
+    out.open(DYNAMIC_METADATA, policyStruct.length);
+    out.pos += policyStruct.copy(out.buf, out.pos);
+    return;
+  }
+  if (decisionId === undefined) return;
+  const value = field(idBytes);
+  const entry = field(DECISION_ID_KEY_BYTES) + field(value);
+  out.open(DYNAMIC_METADATA, field(entry));
+  out.open(1, entry);
+  out.string(1, DECISION_ID_KEY, DECISION_ID_KEY_BYTES);
+  out.open(2, value);
+  out.string(3, decisionId, idBytes);
+}
+
+/**
+ * The CheckResponse for an outcome, with the decision id (when given) in its dynamic
+ * metadata under `decision_id`, beside any the policy set.
+ */
+export function encodeCheckResponse(o: Outcome, decisionId?: string, now: Date = new Date()): Buffer {
+  const policyMetadata = o.kind === 'answer' ? undefined : o.dynamicMetadata;
+  const policyStruct = policyMetadata !== undefined ? structBytes(dynamicMetadata(o, decisionId)!) : undefined;
+  const idBytes = decisionId !== undefined ? Buffer.byteLength(decisionId) : 0;
+  const metadataSize = policyStruct !== undefined ? field(policyStruct.length) : decisionId !== undefined ? field(decisionIdStructSize(idBytes)) : 0;
   if (o.allow) {
     // status = 1: google.rpc.Status { int32 code = 1 } with code 0: an empty message.
     // ok_response = 3: OkHttpResponse { headers = 2; headers_to_remove = 5; response_headers_to_add = 6; query_parameters_to_remove = 8; }
@@ -85,7 +158,7 @@ export function encodeCheckResponse(o: Outcome, now: Date = new Date()): Buffer 
     const queryRemoved = o.queryParamsToRemove.map((s) => ({ s, size: Buffer.byteLength(s) }));
     const ok = sumSizes(headers) + sumSizes(removed) + sumSizes(responseHeaders) + sumSizes(queryRemoved);
     const statusSize = 2; // code 0 is written: one tag, one byte
-    const out = new Out(Buffer.allocUnsafe(field(statusSize) + field(ok)));
+    const out = new Out(Buffer.allocUnsafe(field(statusSize) + field(ok) + metadataSize));
     out.open(1, statusSize);
     out.buf[out.pos++] = tag(1, VARINT);
     out.buf[out.pos++] = 0;
@@ -94,6 +167,7 @@ export function encodeCheckResponse(o: Outcome, now: Date = new Date()): Buffer 
     for (const r of removed) out.string(5, r.s, r.size);
     for (const h of responseHeaders) writeHeader(out, 6, h);
     for (const r of queryRemoved) out.string(8, r.s, r.size);
+    writeMetadata(out, policyStruct, decisionId, idBytes);
     return out.buf;
   }
   // A deny, or a direct answer (sent by Envoy as a denied response whose HTTP status is 200).
@@ -107,7 +181,7 @@ export function encodeCheckResponse(o: Outcome, now: Date = new Date()): Buffer 
   const bodySize = Buffer.byteLength(body);
   const httpStatus = 1 + varintSize(o.status);
   const denied = field(httpStatus) + sumSizes(headers) + field(bodySize);
-  const out = new Out(Buffer.allocUnsafe(field(statusSize) + field(denied)));
+  const out = new Out(Buffer.allocUnsafe(field(statusSize) + field(denied) + metadataSize));
   out.open(1, statusSize);
   out.buf[out.pos++] = tag(1, VARINT);
   out.varint(code);
@@ -118,5 +192,6 @@ export function encodeCheckResponse(o: Outcome, now: Date = new Date()): Buffer 
   out.varint(o.status);
   for (const h of headers) writeHeader(out, 2, h);
   out.string(3, body, bodySize);
+  writeMetadata(out, policyStruct, decisionId, idBytes);
   return out.buf;
 }

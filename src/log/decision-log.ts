@@ -3,6 +3,8 @@
 // It runs on every Check, so the line is built with one JSON.stringify and written to the
 // logger's own stream, in exactly the shape pino writes (level, time, the logger's
 // bindings, the fields, msg): pino's field-by-field serializer cost twice as much.
+// `time` stays pino's (epoch milliseconds, what log shippers already parse); `ts` is the
+// same instant in ISO 8601 for people and for tools that want a calendar time.
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import type { CheckTrace, ListTrace } from '../check/context.js';
@@ -47,6 +49,9 @@ export class DecisionLog implements Observer {
   /** The logger's stream and its pre-serialized bindings (`,"service":…,"log":"decision"`). */
   private readonly stream: Stream | undefined;
   private readonly bindings: string;
+  /** The last millisecond formatted, and its ISO form: many decisions share one. */
+  private lastMs = -1;
+  private lastIso = '';
 
   constructor(logger: Logger, private readonly opts: DecisionLogOptions) {
     this.log = logger.child({ log: 'decision' });
@@ -58,16 +63,23 @@ export class DecisionLog implements Observer {
     this.bindings = this.stream ? (bindings as string) : '';
   }
 
-  decided({ ctx, outcome, policy, durationNs }: CheckTrace): void {
+  decided({ decisionId, ctx, outcome, policy, durationNs, incoming, span }: CheckTrace): void {
     // Sampling drops allows only: denies are what an investigation looks for.
     if (outcome.allow && outcome.reason !== 'dry_run' && !(this.opts.sampleRate >= 1 || this.random() < this.opts.sampleRate)) return;
     if (!this.log.isLevelEnabled('info')) return;
     const calls = ctx?.mcp.calls ?? [];
     const first = calls[0];
+    const now = Date.now();
     this.write(
+      now,
       {
-        decision_id: randomUUID(),
+        ts: this.iso(now),
+        decision_id: decisionId,
         request_id: ctx?.request.id,
+        // The trace this decision belongs to: its own span's when sampled, else the caller's.
+        trace_id: span?.traceId ?? incoming?.traceId,
+        span_id: span?.spanId,
+        client_address: ctx?.clientAddress,
         endpoint: ctx?.endpoint?.name ?? null,
         principal: ctx?.principal.id ?? null,
         auth_method: ctx?.principal.method ?? null,
@@ -91,8 +103,11 @@ export class DecisionLog implements Observer {
   /** One line per list response filtered for a caller (ext_proc): what was shown and hidden, or why it was withheld. */
   listed({ ctx, form, result, reason, methods, policy, dryRun, durationNs }: ListTrace): void {
     if (!this.log.isLevelEnabled('info')) return;
+    const now = Date.now();
     this.write(
+      now,
       {
+        ts: this.iso(now),
         decision_id: randomUUID(),
         request_id: ctx.request.id,
         endpoint: ctx.endpoint?.name ?? null,
@@ -111,12 +126,20 @@ export class DecisionLog implements Observer {
     );
   }
 
-  private write(fields: Record<string, unknown>, msg = 'decision'): void {
+  private iso(ms: number): string {
+    if (ms !== this.lastMs) {
+      this.lastMs = ms;
+      this.lastIso = new Date(ms).toISOString();
+    }
+    return this.lastIso;
+  }
+
+  private write(now: number, fields: Record<string, unknown>, msg = 'decision'): void {
     if (!this.stream) {
       this.log.info(fields, msg);
       return;
     }
     const json = JSON.stringify(fields);
-    this.stream.write(`{"level":${INFO},"time":${Date.now()}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`);
+    this.stream.write(`{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`);
   }
 }

@@ -17,6 +17,8 @@ export interface ServiceEvents {
   extProcStream?(result: ExtProcStreamResult): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
+  /** A batch of spans went to the OTLP endpoint, or could not. */
+  traceExport?(result: 'success' | 'failure', spans: number): void;
 }
 
 export type ExtProcStreamResult = 'completed' | 'denied' | 'failed' | 'cancelled';

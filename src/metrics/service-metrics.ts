@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { CheckContext, CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
 import type { Config, EndpointConfig } from '../config/schema.js';
+import { packageVersion } from '../config/version.js';
 import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
 import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
@@ -151,6 +152,9 @@ export class ServiceMetrics {
     const keysLoaded = new Gauge({ name: `${p}api_keys`, help: 'API keys in the registry in force.', registers, aggregator: 'max' });
     const storeUp = new Gauge({ name: `${p}limiter_store_up`, help: '1 while rate limits use the shared Redis store, 0 while they fall back to local counters (minimum over workers).', labelNames: ['store'], registers, aggregator: 'min' });
     const storeFallbacks = new Counter({ name: `${p}limiter_store_fallbacks_total`, help: 'Times the shared Redis limiter store became unreachable and limits fell back to local counters.', labelNames: ['store'], registers });
+    const traceSpans = new Counter({ name: `${p}trace_spans_exported_total`, help: 'Spans sent to the OTLP endpoint, by result (success, failure: dropped).', labelNames: ['result'], registers });
+    const buildInfo = new Gauge({ name: `${p}build_info`, help: 'The running build (value 1): mcp-authz version and Node.js version.', labelNames: ['version', 'node'], registers, aggregator: 'max' });
+    buildInfo.labels(packageVersion(), process.version).set(1);
 
     // Series that exist from start-up, so rate() and absent() behave from the first scrape.
     for (const ep of endpointNames) {
@@ -187,6 +191,8 @@ export class ServiceMetrics {
       storeFallbacks.labels('redis').inc(0);
     }
     dryRunDenies.inc(0);
+    traceSpans.labels('success').inc(0);
+    traceSpans.labels('failure').inc(0);
     // Direct answers come before any endpoint is matched.
     this.checkChild(UNKNOWN_ENDPOINT, 'answer', 200).inc(0);
 
@@ -222,6 +228,7 @@ export class ServiceMetrics {
         storeState = state;
         storeUp.labels('redis').set(state === 'shared' ? 1 : 0);
       },
+      traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
     };
   }
 

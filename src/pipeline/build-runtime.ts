@@ -22,6 +22,8 @@ import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
 import { InputBuilder } from '../policy/policy-input.js';
 import { PolicySource } from '../policy/policy-source.js';
+import type { CheckTracer } from '../tracing/check-tracer.js';
+import { describeTracing, tracingSettings } from '../tracing/settings.js';
 import { fanOut } from './observers.js';
 import type { Runtime } from './runtime.js';
 
@@ -38,11 +40,17 @@ export interface BuildOptions {
   sharedLimits?: boolean;
   /** The running lockouts; a cluster worker's table is shared with its siblings through the primary. */
   lockouts?: LockoutTable;
+  /** Trace Checks when the OTEL_* variables ask for it (default true; the one-shot CLI commands: no). */
+  tracing?: boolean;
+  /** Where the OTEL_* variables are read (default process.env). */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics: Registry, opts: BuildOptions = {}): Promise<Runtime> {
   const { config } = loaded;
   const watch = opts.watch ?? true;
+  // Read first: a tracing variable the service cannot honour stops it before anything starts.
+  const traceSettings = opts.tracing === false ? undefined : tracingSettings(opts.env ?? process.env);
   const serviceMetrics = new ServiceMetrics(metrics, config);
   const events = opts.events ? mergeEvents(serviceMetrics.events, opts.events) : serviceMetrics.events;
   const endpoints = new EndpointRegistry(config.endpoints);
@@ -102,6 +110,13 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
 
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled) observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
+  // The OpenTelemetry SDK is loaded only when tracing is on: off, it costs no start-up time.
+  let tracing: CheckTracer | undefined;
+  if (traceSettings) {
+    const { CheckTracer } = await import('../tracing/check-tracer.js');
+    tracing = new CheckTracer({ settings: traceSettings, endpoints: config.endpoints, logger, events });
+  }
+  if (opts.tracing !== false) logger.info(describeTracing(traceSettings));
 
   return {
     config,
@@ -112,12 +127,13 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
     observer: fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed')),
+    ...(tracing ? { tracing } : {}),
     events,
     logger,
     notReady: () => source.notReady(),
     onReadinessChange: (l) => source.onLoad(l),
     close: async () => {
-      await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close()]);
+      await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close(), tracing?.close()]);
     },
     ...opts.overrides,
   };

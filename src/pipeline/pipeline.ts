@@ -2,7 +2,9 @@
 //   decode → direct answers → endpoint → limits → authenticate → MCP body → authorize → dry-run → respond
 // Each phase is a function or object from its own folder; this file only orders them. The
 // transport decodes its own message (src/envoy/to-request.ts for ext_authz Check) through
-// the decoder it passes, so a refused request is still a deny every observer sees.
+// the decoder it passes, so a refused request is still a deny every observer sees. With
+// tracing on, a sampled Check gets a span per phase; otherwise `span` is undefined and each
+// `span?.phase(…)` is one test of it.
 import { randomUUID } from 'node:crypto';
 import type { CheckContext, CheckTrace } from '../check/context.js';
 import type { Config } from '../config/schema.js';
@@ -12,8 +14,11 @@ import { RequestRejected } from '../contracts/request-rejected.js';
 import type { McpView, Request } from '../contracts/request.js';
 import { checkBodyIntegrity, requireMessage } from '../request/body-integrity.js';
 import { parseMcp } from '../request/json-rpc.js';
+import { incomingTraceContext, type CallHeader } from '../request/trace-context.js';
 import { assembleAllow, NOTHING_TO_ADD } from './allow.js';
 import type { Runtime } from './runtime.js';
+
+export type { CallHeader } from '../request/trace-context.js';
 
 /** Turns a transport's message into the request model; throws RequestRejected for what it cannot read. */
 export type Decoder<I> = (input: I, limits: Config['limits']) => Request;
@@ -22,33 +27,46 @@ const NO_MCP: McpView = Object.freeze({ present: false, batch: false, protocolVe
 // Replaced before anyone reads it: every path below sets the outcome.
 const UNDECIDED: Outcome = Object.freeze(deny('internal_error', 'undecided'));
 
-/** Runs the whole pipeline on one message. Never throws: an internal error is a 503 deny. */
-export async function runCheck<I>(rt: Runtime, decode: Decoder<I>, input: I): Promise<CheckTrace> {
+/**
+ * Runs the whole pipeline on one message. Never throws: an internal error is a 503 deny.
+ * `call` and `callHeader` let the transport's own call (gRPC metadata, HTTP/2 headers) carry
+ * the W3C trace context; without them only the HTTP request's traceparent is read.
+ */
+export async function runCheck<I, C = never>(rt: Runtime, decode: Decoder<I>, input: I, call?: C, callHeader?: CallHeader<C>): Promise<CheckTrace> {
   const started = process.hrtime.bigint();
-  const trace: CheckTrace = { outcome: UNDECIDED, ctx: undefined, policy: undefined, durationNs: 0n };
+  const trace: CheckTrace = { decisionId: randomUUID(), outcome: UNDECIDED, ctx: undefined, policy: undefined, incoming: undefined, span: undefined, durationNs: 0n };
   try {
     const request = decode(input, rt.config.limits);
     trace.ctx = newContext(request, rt);
+    trace.incoming = incomingTraceContext(request.headers, call, callHeader);
+    if (rt.tracing) trace.span = rt.tracing.start(trace, started);
     trace.outcome = await decide(rt, trace.ctx, trace);
   } catch (err) {
     trace.outcome = err instanceof RequestRejected ? deny(err.code, err.description, { jsonRpc: err.jsonRpc }) : internalError(rt, err, trace.ctx?.request);
   }
+  trace.span?.phase('respond');
   trace.durationNs = process.hrtime.bigint() - started;
   rt.observer.decided(trace);
+  trace.span?.end();
   return trace;
 }
 
 async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promise<Outcome> {
   const { request } = ctx;
+  const { span } = trace;
 
+  span?.phase('direct_answer');
   const direct = rt.directResponder.answer(request);
   if (direct) return direct;
 
+  span?.phase('endpoint');
   ctx.endpoint = rt.endpoints.match(request.path, request.host);
 
+  span?.phase('limits');
   const locked = await rt.limiter.beforeAuth(ctx);
   if (locked) return locked;
 
+  span?.phase('authenticate');
   const auth = await rt.authenticator.authenticate(request, ctx.endpoint);
   if (!auth.ok) {
     ctx.authFailure = { code: auth.deny.code, detail: auth.detail, why: auth.why };
@@ -64,17 +82,21 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
     return deny('not_found', `No MCP endpoint is configured for ${request.path}.`);
   }
 
+  span?.phase('limits');
   const limited = await rt.limiter.afterAuth(ctx);
   if (limited) return limited;
 
+  span?.phase('body');
   checkBodyIntegrity(request);
   const parsed = parseMcp(request.body, request.hasBody, request.headers, rt.config.limits.maxJsonDepth);
   requireMessage(request, parsed.view);
   ctx.mcp = parsed.view;
   ctx.parsedBody = parsed.json;
 
+  span?.phase('authorize');
   const { result, record } = rt.authorizer.authorize(ctx);
   trace.policy = record;
+  span?.phase('respond');
   if (result.allow) return assembleAllow(ctx, result, 'allowed', rt.config);
   // Dry-run, applied here once: the policy's own denies become allows, logged and counted
   // with the real decision; a policy that fails or returns garbage still denies.

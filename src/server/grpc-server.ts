@@ -9,7 +9,7 @@ import { authorizationService, extProcPackageDefinition, extProcService, healthS
 import { ExtProcSession } from '../extproc/session.js';
 import { toRequest, type WireCheckRequest } from '../envoy/to-request.js';
 import { toCheckResponse } from '../envoy/to-response.js';
-import { runCheck } from '../pipeline/pipeline.js';
+import { runCheck, type CallHeader } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import type { HealthState } from './health.js';
 
@@ -44,8 +44,8 @@ export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
   });
   server.addService(checkService(), {
     Check: (call: grpc.ServerUnaryCall<WireCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      const p = runCheck(runtime, toRequest, call.request).then(
-        (trace) => callback(null, encodeCheckResponse(trace.outcome) ?? toCheckResponse(trace.outcome)),
+      const p = runCheck(runtime, toRequest, call.request, call.metadata, metadataValue).then(
+        (trace) => callback(null, encodeCheckResponse(trace.outcome, trace.decisionId)),
         // runCheck never rejects; this is the last line of defence and still a deny.
         () => callback(null, toCheckResponse(deny('internal_error', 'internal error'))),
       );
@@ -86,6 +86,12 @@ export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
   }
   return server;
 }
+
+/** A gRPC call's metadata value (W3C trace context from Envoy's ext_authz client span). */
+const metadataValue: CallHeader<grpc.Metadata> = (metadata, name) => {
+  const v = metadata.get(name)[0];
+  return typeof v === 'string' ? v : undefined;
+};
 
 /** The Check service, answering either bytes encoded already (encodeCheckResponse) or a CheckResponse object. */
 function checkService(): grpc.ServiceDefinition {

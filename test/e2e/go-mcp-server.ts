@@ -1,5 +1,5 @@
 // The Go MCP server (test/e2e/go-mcp-server: mcp-go over stateless Streamable HTTP) as a
-// subprocess, and Go's own reading of JSON through the same binary. Built into .tools/bin by
+// subprocess, and Go's own reading of JSON through the same binary. Built into .build/bin by
 // `scripts/install-tools.sh go-mcp-server` (npm test's pretest).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export function goMcpServerPath(): string {
-  const bin = join(root, '.tools', 'bin', 'go-mcp-server');
+  const bin = join(root, '.build', 'bin', 'go-mcp-server');
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run scripts/install-tools.sh go-mcp-server (npm test does it in pretest)`);
   return bin;
 }
