@@ -30,10 +30,11 @@ function config(extra: Record<string, unknown> = {}) {
 
 let rt: Runtime;
 const listed: ListTrace[] = [];
+const decisionIds = new Set<string>();
 
 test.before(async () => {
   rt = await testRuntime(config());
-  rt.observer = fanOut([rt.observer, { decided: () => undefined, listed: (t) => listed.push(t) }]);
+  rt.observer = fanOut([rt.observer, { decided: (t) => decisionIds.add(t.decisionId), listed: (t) => listed.push(t) }]);
 });
 test.after.always(async () => rt?.close());
 
@@ -64,6 +65,21 @@ test('an allowed request: headers answered with a body mode override, the body w
   t.deepEqual(setHeaders(m), { 'x-mcp-auth-method': 'api_key', 'x-mcp-principal': 'bob-cli', 'x-mcp-user-id': 'bob', 'x-mcp-key-id': 'bob-cli' });
   t.true(m.set_headers!.every((o) => o.append.value === false), 'identity headers replace any client copy');
   t.deepEqual(m.remove_headers, ['x-api-key']);
+});
+
+test('each deciding answer carries the decision id in the ext_proc namespace, the id its decision is logged with', async (t) => {
+  const metadata = (a: ProcessingResponse) => (a.dynamic_metadata as { fields: Record<string, any> } | undefined)?.fields;
+  const { first, second } = await decided(rt, { key: bob.key, body: rpc('tools/call', 1, { name: 'search' }) });
+  t.is(metadata(only(first)), undefined, 'nothing is decided on headers with a body to come');
+  const { decision } = await decided(rt, { path: '/mcp/alice', key: publicKey.key, body: rpc('tools/list') });
+  const ids = [only(second!), only(decision)].map((a) => {
+    const fields = metadata(a)!;
+    t.deepEqual(Object.keys(fields), ['envoy.filters.http.ext_proc'], 'Envoy reads top-level fields as namespaces');
+    return fields['envoy.filters.http.ext_proc'].structValue.fields.decision_id.stringValue as string;
+  });
+  t.truthy(only(decision).immediate_response, 'the second is a deny');
+  t.not(ids[0], ids[1]);
+  for (const id of ids) t.true(decisionIds.has(id), `${id} is a logged decision`);
 });
 
 test('a bodiless request is decided on its headers alone', async (t) => {

@@ -3,11 +3,11 @@
 // deny has; an allow is a HeaderMutation with the Check allow's headers. Values travel in
 // `raw_value` (Envoy reads only that field while the send_header_raw_value guard is on) and
 // every header names `append`, which ext_proc honours (it ignores append_action).
-import { responseBody, responseContentType, type Allow, type Answer, type Deny, type HeaderToSet } from '../contracts/outcome.js';
+import { responseBody, responseContentType, type Allow, type Answer, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
 import type { Request } from '../contracts/request.js';
 import { removeQueryParams } from '../request/remove-query-params.js';
 import type { WireHeaderMutation, WireHeaderValueOption, WireImmediateResponse } from './ext-proc-wire.js';
-import { toStruct } from './to-response.js';
+import { dynamicMetadata as checkMetadata, toStruct } from './to-response.js';
 
 export function headerOption(name: string, value: string, append = false): WireHeaderValueOption {
   return { header: { key: name, raw_value: Buffer.from(value, 'utf8') }, append: { value: append } };
@@ -58,7 +58,15 @@ export function responseHeaderMutation(set: readonly HeaderToSet[], remove: read
   return m;
 }
 
-/** The allow's dynamic metadata as a google.protobuf.Struct (ProcessingResponse.dynamic_metadata). */
-export function dynamicMetadata(o: Allow | Deny): Record<string, unknown> | undefined {
-  return o.dynamicMetadata ? toStruct(o.dynamicMetadata) : undefined;
+/** The namespace the answers' dynamic metadata is written to: the filter's own name, as ext_authz's is. */
+export const EXT_PROC_METADATA_NAMESPACE = 'envoy.filters.http.ext_proc';
+
+/**
+ * ProcessingResponse.dynamic_metadata: the policy's metadata and the decision id (set last, as
+ * in Check answers) under one namespace. Envoy reads the Struct's top-level fields as
+ * namespaces and keeps only those its `metadata_options.receiving_namespaces` lists.
+ */
+export function dynamicMetadata(o: Outcome, decisionId: string | undefined): Record<string, unknown> | undefined {
+  const metadata = checkMetadata(o, decisionId);
+  return metadata ? toStruct({ [EXT_PROC_METADATA_NAMESPACE]: metadata }) : undefined;
 }

@@ -178,7 +178,7 @@ export class ExtProcSession {
     if (request.headers['last-event-id'] !== undefined) remove.push('last-event-id');
     const response: WireCommonResponse = { header_mutation: requestHeaderMutation(o, request, { remove }) };
     const answer: ProcessingResponse = phase === 'request_headers' ? { request_headers: { response } } : { request_body: { response } };
-    const metadata = dynamicMetadata(o);
+    const metadata = dynamicMetadata(o, trace.decisionId);
     if (metadata) answer.dynamic_metadata = metadata;
     return { send: [answer] };
   }
@@ -275,10 +275,8 @@ export class ExtProcSession {
     this.state = 'over';
     this.result = 'denied';
     const answer: ProcessingResponse = { immediate_response: immediateResponse(o) };
-    if (o.kind === 'deny') {
-      const metadata = dynamicMetadata(o);
-      if (metadata) answer.dynamic_metadata = metadata;
-    }
+    const metadata = dynamicMetadata(o, this.trace?.decisionId);
+    if (metadata) answer.dynamic_metadata = metadata;
     return { send: [answer] };
   }
 
