@@ -124,6 +124,26 @@ test('authorization server documents are 404 before authentication, at the root,
   t.deepEqual(JSON.parse(http.text).supported_methods, ['X-API-Key header']);
 });
 
+test('endpoints that take only mTLS workloads or a session cookie: the 404s name those methods, never "no credential" or "an API key"', async (t) => {
+  const other = await startTestService({
+    oauth: { issuers: [{ issuer: ISSUER, jwksUri: `${ISSUER}/certs` }] },
+    endpoints: [
+      { name: 'mesh', match: { pathPrefix: '/mcp/mesh' }, auth: { apiKey: false, mtls: true } },
+      { name: 'dash', match: { pathPrefix: '/mcp/dash' }, auth: { apiKey: false, jwtCookie: 'mcp_session' }, resource: 'https://mcp.example.com/mcp/dash', allowedOrigins: ['https://dash.example.com'] },
+    ],
+  });
+  t.teardown(() => other.stop());
+  const MTLS = 'mTLS client certificate (SPIFFE ID)';
+  const COOKIE = 'Cookie mcp_session (JWT, from a page on an allowed origin)';
+  const root = deniedBody(await get(other, '/.well-known/oauth-authorization-server'));
+  t.deepEqual([...root.supported_methods].sort(), [COOKIE, MTLS]);
+  t.is(root.error_description.split('. ').pop(), `The MCP endpoints here do not use OAuth: they authenticate with ${root.supported_methods.join(' or ')}.`);
+  for (const [path, method] of [['/mcp/mesh', MTLS], ['/mcp/dash', COOKIE]] as const) {
+    const res = deniedBody(await get(other, `/.well-known/openid-configuration${path}`));
+    t.is(res.error_description.split('. ').pop(), `The MCP endpoint ${path} does not use OAuth: it authenticates with ${method}.`, path);
+  }
+});
+
 test('on a host with OAuth endpoints the 404 points at their protected resource metadata', async (t) => {
   const root = deniedBody(await get(svc, '/.well-known/oauth-authorization-server'));
   t.deepEqual(root.supported_methods, ['Authorization header (Bearer token)', 'X-API-Key header']);

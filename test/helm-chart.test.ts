@@ -259,6 +259,38 @@ test('the values schema refuses a config the service would refuse, naming the fi
   t.regex(alg!.message, /algorithms/);
 });
 
+test('per-tool quotas, mTLS workloads and session cookies pass through the chart into the config the service reads', (t) => {
+  const read = (name: string) => validateConfig(serviceConfig(rendered.get(name)!), `${name} ConfigMap`, '/etc/mcp-authz', {});
+  t.deepEqual(read('redis-values.yaml').rateLimit.perTool, [
+    { name: 'deletes', match: 'tools:delete_*', rps: 1, burst: 3 },
+    { name: 'tools', match: 'tools:*', rps: 20, burst: 0 },
+  ]);
+  const istio = read('istio-values.yaml');
+  const agents = istio.endpoints.find((e) => e.name === 'agents')!;
+  t.like(agents.auth, { apiKey: false, mtls: true });
+  t.deepEqual(agents.workloads, { 'spiffe://cluster.local/ns/agents/sa/planner': ['tools:search', 'tools:read_*'], 'spiffe://cluster.local/ns/agents/*': ['tools:list_files'] });
+  const dashboard = istio.endpoints.find((e) => e.name === 'dashboard')!;
+  t.is(dashboard.auth.jwtCookie, '__Host-mcp_session');
+  t.deepEqual(dashboard.allowedOrigins, ['https://mcp.example.com']);
+});
+
+test('the values schema refuses a per-tool quota rule, workload grant, cookie name or origin list the service would refuse, naming the field', (t) => {
+  const refused = (setJson: Record<string, unknown>, field: RegExp) => t.regex(t.throws(() => renderChart({ files: [defaults], setJson }))!.message, field, JSON.stringify(setJson));
+  const quota = (rule: Record<string, unknown>) => ({ 'config.rateLimit': { perTool: [rule] } });
+  refused(quota({ name: 'bad name', match: 'tools:*', rps: 1 }), /config\/rateLimit\/perTool\/0\/name/);
+  refused(quota({ name: 'deletes', match: 'delete_*', rps: 1 }), /config\/rateLimit\/perTool\/0\/match/);
+  refused(quota({ name: 'deletes', match: 'tools:delete_*', rps: 0 }), /config\/rateLimit\/perTool\/0\/rps/);
+  refused(quota({ name: 'deletes', match: 'tools:delete_*' }), /config\/rateLimit\/perTool\/0.*rps/s);
+  refused(quota({ name: 'deletes', match: 'tools:delete_*', rps: 1, burst: 1.5 }), /config\/rateLimit\/perTool\/0\/burst/);
+  const endpoint = (e: Record<string, unknown>) => ({ 'config.endpoints': [{ name: 'a', match: { pathPrefix: '/a' }, ...e }] });
+  refused(endpoint({ rateLimit: { perTool: [{ name: 'x', match: 'tools:*', rps: 1, per: 'second' }] } }), /config\/endpoints\/0\/rateLimit\/perTool\/0/);
+  refused(endpoint({ auth: { mtls: 'yes' } }), /config\/endpoints\/0\/auth\/mtls/);
+  refused(endpoint({ auth: { mtls: true }, workloads: { 'spiffe://cluster.local/ns/a/sa/b': ['delete everything'] } }), /config\/endpoints\/0\/workloads/);
+  refused(endpoint({ auth: { jwtCookie: 'my session' } }), /config\/endpoints\/0\/auth\/jwtCookie/);
+  refused(endpoint({ allowedOrigins: [] }), /config\/endpoints\/0\/allowedOrigins/);
+  t.notThrows(() => renderChart({ files: [defaults], setJson: { ...quota({ name: 'deletes', match: 'tools:delete_*', rps: 0.5 }), ...endpoint({ auth: { apiKey: true, mtls: true }, workloads: { 'spiffe://cluster.local/ns/a/*': ['tools:*'] }, rateLimit: { perTool: [] } }) } }));
+});
+
 test('the committed values.schema.json is what npm run gen:values-schema generates', (t) => {
   t.is(readFileSync(VALUES_SCHEMA_FILE, 'utf8'), renderValuesSchema(), 'run `npm run gen:values-schema` and commit the result');
 });

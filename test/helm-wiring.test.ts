@@ -56,6 +56,15 @@ test('the Istio example registers mcp-authz as envoyExtAuthzGrpc at the chart\'s
   t.truthy(Object.keys(policy.spec.selector.matchLabels).length, 'selects the MCP workloads, not the whole namespace');
 });
 
+test('the Istio PeerAuthentication example makes mTLS STRICT for the workloads the AuthorizationPolicy protects', async (t) => {
+  const peer = load('examples/istio/peer-authentication.yaml') as K8sObject;
+  await t.notThrowsAsync(validateObject(peer));
+  t.is(peer.spec.mtls.mode, 'STRICT', 'PERMISSIVE would let plain-text requests in without a peer identity');
+  const policy = load('examples/istio/authorization-policy.yaml') as K8sObject;
+  t.is(peer.metadata.namespace, policy.metadata.namespace);
+  t.deepEqual(peer.spec.selector, policy.spec.selector);
+});
+
 test('the Envoy example normalizes paths before ext_authz sees them, and refuses escaped slashes', (t) => {
   const envoy = load('examples/envoy/envoy.yaml');
   const hcm = envoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;

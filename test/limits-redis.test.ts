@@ -3,7 +3,7 @@ import test from 'ava';
 import { TestAuthenticator, admitAuthenticated } from './fixtures/test-authenticator.js';
 import { sample } from './helpers/prometheus.js';
 import { startRedis, waitFor, type TestRedis } from './helpers/redis.js';
-import { checkRequest, deniedBody, deniedStatus, startTestService, type TestService } from './helpers/service.js';
+import { checkRequest, deniedBody, deniedStatus, rpc, startTestService, type TestService } from './helpers/service.js';
 
 // Each test gets its own redis-server: stopping it must not disturb the others.
 async function pair(t: { teardown(fn: () => Promise<void> | void): void }, config: Record<string, unknown>): Promise<{ redis: TestRedis; a: TestService; b: TestService }> {
@@ -52,6 +52,21 @@ test('two instances sharing Redis enforce one per-client rate together', async (
   t.truthy((await b.check(good('10.22.0.2', 'shared-key'))).ok_response);
   t.truthy((await a.check(good('10.22.0.3', 'shared-key'))).ok_response);
   t.is(deniedBody(await b.check(good('10.22.0.4', 'shared-key'))).error, 'rate_limited');
+});
+
+test('two instances sharing Redis enforce one per-tool quota together; a tool no rule names is not counted', async (t) => {
+  const { a, b } = await pair(t, { rateLimit: { perTool: [{ name: 'deletes', match: 'tools:delete_*', rps: 0.001, burst: 3 }] }, endpoints });
+  const call = (tool: string, key: string) => checkRequest({ path: '/mcp/files', body: rpc('tools/call', { name: tool }), headers: { 'x-test-auth': 'ok', 'x-test-key': key } });
+  t.truthy((await a.check(call('delete_file', 'shared-agent'))).ok_response);
+  t.truthy((await b.check(call('delete_file', 'shared-agent'))).ok_response);
+  for (let i = 0; i < 5; i++) t.truthy((await b.check(call('search', 'shared-agent'))).ok_response);
+  t.truthy((await a.check(call('delete_dir', 'shared-agent'))).ok_response);
+  const over = await b.check(call('delete_file', 'shared-agent'));
+  t.is(deniedBody(over).error, 'quota_exceeded', 'instance B sees the calls counted by A');
+  t.is(deniedBody(over).quota, 'deletes');
+  t.truthy((await a.check(call('delete_file', 'another-agent'))).ok_response);
+  const m = (await a.http('/metrics')).text;
+  t.is(sample(m, 'mcp_authz_quota_requests_total', { endpoint: 'files', rule: 'deletes', result: 'allowed' }), 3, 'instance A counted its own three');
 });
 
 test('with Redis down both instances keep answering and limiting locally; when it is back limits are shared again', async (t) => {

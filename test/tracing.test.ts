@@ -105,6 +105,23 @@ test('a sampled Check continues the request\'s trace: a SERVER span under the ca
   t.is(new Date(line.ts as string).getTime(), line.time, 'ts is pino\'s time in ISO 8601');
 });
 
+test('a Check whose calls per-tool quotas count has a third limits span, between authorize and respond', async (t) => {
+  const svc = await startTestService(
+    { ...config, rateLimit: { perTool: [{ name: 'searches', match: 'tools:search', rps: 0.001, burst: 5 }] } },
+    { files: { 'keys.yaml': keysFile([KEY]) }, runtime: { env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint } } },
+  );
+  t.teardown(() => svc.stop());
+  const tp = traceparent(true);
+  t.truthy((await svc.check(toolCall('search', { traceparent: tp.header }))).ok_response);
+  await flush(svc);
+  const spans = ofTrace(tp.traceId)(await collector.waitFor((s) => ofTrace(tp.traceId)(s).some((x) => x.name === 'Check')));
+  const named = (name: string) => spans.filter((s) => s.name === name);
+  t.deepEqual(spans.map((s) => s.name).filter((n) => n !== 'Check').sort(), [...PHASES, 'limits', 'limits'].sort());
+  const authorize = named('authorize')[0]!;
+  const respond = named('respond')[0]!;
+  t.true(named('limits').some((l) => l.startNs >= authorize.endNs && l.endNs <= respond.startNs), 'the quota span lies between the policy and the answer');
+});
+
 test('the trace context on the gRPC call (Envoy\'s ext_authz span) is the parent ahead of the request\'s', async (t) => {
   const lines: string[] = [];
   // Also: gzip and the exporter's headers, as a collector behind a vendor's gateway needs them.

@@ -5,6 +5,7 @@ import { sample, sumOf } from './helpers/prometheus.js';
 import { waitFor } from './helpers/redis.js';
 import { deniedStatus, checkRequest, headerValue } from './helpers/service.js';
 import { startServe } from './helpers/subprocess-service.js';
+import { rpc } from './helpers/service.js';
 
 const withTestAuth = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'serve-with-test-auth.ts');
 const MAX = 20;
@@ -41,6 +42,34 @@ test.serial('serve --workers 2: both workers answer on one port, and 200 concurr
   t.is(sumOf(m, 'mcp_authz_check_total'), 16 + 200 + 8);
   t.is(sample(m, 'mcp_authz_check_duration_seconds_count', { decision: 'deny' }), 208);
   t.is((await svc.http('/readyz')).status, 200);
+});
+
+test.serial('serve --workers 2: per-tool quotas are counted on the primary — 60 concurrent calls over both workers allow exactly the burst', async (t) => {
+  const svc = await startServe(
+    {
+      // One call per 1000 s after the burst: nothing refills while the test runs.
+      rateLimit: { perTool: [{ name: 'deletes', match: 'tools:delete_*', rps: 0.001, burst: 5 }] },
+      endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true } }],
+    },
+    ['--workers', '2'],
+    { entry: withTestAuth, clients: 8 },
+  );
+  t.teardown(async () => void (await svc.stop()));
+  const call = (tool: string, key: string, i: number) =>
+    svc.check(checkRequest({ path: '/mcp/files', source: '10.35.0.1', body: rpc('tools/call', { name: tool }, i), headers: { 'x-test-auth': 'ok', 'x-test-key': key } }), i);
+  // The eight connections are spread over both workers (a tool no rule names costs nothing).
+  const pids = new Set<string>();
+  for (let i = 0; i < 8; i++) pids.add(headerValue((await call('search', 'agent', i)).ok_response?.headers, 'x-mcp-principal')!.split('@')[1]!);
+  t.is(pids.size, 2, `answered by ${[...pids].join(', ')}`);
+
+  const results = await Promise.all(Array.from({ length: 60 }, (_, i) => call('delete_file', 'agent', i)));
+  t.is(results.filter((r) => r.ok_response).length, 5);
+  t.is(results.filter((r) => deniedStatus(r) === 429).length, 55);
+  t.truthy((await call('delete_file', 'other', 0)).ok_response, 'another principal has its own quota');
+  const m = (await svc.http('/metrics')).text;
+  t.is(sample(m, 'mcp_authz_quota_requests_total', { endpoint: 'files', rule: 'deletes', result: 'allowed' }), 6);
+  t.is(sample(m, 'mcp_authz_quota_requests_total', { endpoint: 'files', rule: 'deletes', result: 'exceeded' }), 55);
+  t.is(sample(m, 'mcp_authz_rate_limited_total', { endpoint: 'files', limiter: 'per_tool' }), 55);
 });
 
 test.serial('SIGTERM to the primary: in-flight Checks on every worker finish, then every process exits 0', async (t) => {

@@ -1,29 +1,37 @@
-// The authentication phase: the four endpoint modes (README "Authentication modes"). Everything a mode answers —
+// The authentication phase: the four endpoint modes (README "Authentication modes"), plus the
+// session cookie and the mTLS peer an endpoint may also accept. Everything a mode answers —
 // descriptions, supported_methods, challenges (when publicBaseUrl is set) — is built once
 // per endpoint at load; a Check call reads the credential, hashes an API key and does one
-// Map lookup, or hands a bearer token to the TokenVerifier.
+// Map lookup, or hands a bearer or cookie token to the TokenVerifier.
 import type { AuthResult, Authenticator } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
 import { hashApiKey, keyShape } from '../contracts/api-key.js';
 import { badCredentialCode, type AuthCode, type AuthFailureDetail } from '../contracts/codes.js';
 import { deny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
-import { ANONYMOUS } from '../contracts/principal.js';
+import { ANONYMOUS, type Principal } from '../contracts/principal.js';
 import type { Request } from '../contracts/request.js';
+import type { OriginCheck } from '../endpoints/origin-check.js';
 import type { Endpoint, EndpointRegistry } from '../endpoints/registry.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
+import { cookieName } from '../request/cookie-header.js';
 import { endpointChallenge } from './challenge.js';
-import { extractCredential, type CredentialPlan, type CredentialSettings } from './credentials.js';
+import { extractCredential, type CredentialPlan, type CredentialSettings, type Extracted } from './credentials.js';
 import type { KeyRegistry } from './key-registry.js';
 import type { TokenVerifier } from './oauth/token-verifier.js';
 import { headerLabel, methodLabels, SUPPORTED_BEARER, supportedMethods, type MethodLabels } from './supported-methods.js';
+import { WorkloadIdentities } from './workload-identity.js';
 
 export { headerLabel, SUPPORTED_BEARER };
+
+const COOKIE_CROSS_SITE = 'The session cookie is used only on same-site requests from a page on an origin this endpoint allows (allowedOrigins); send the request from such a page, or send a bearer token';
 
 /** How one endpoint (or the unknown-endpoint case) authenticates, precomputed. */
 interface ModePlan {
   endpoint: Endpoint | undefined;
   open: boolean;
   credentials: CredentialPlan;
+  /** Accept the mTLS peer's workload identity when the request carries no credential. */
+  mtls: boolean;
   /** Audiences a token must carry: the endpoint's resource (the verifier adds issuers' configured audiences). */
   audiences: readonly string[];
   missingDescription: string;
@@ -44,6 +52,8 @@ export interface AuthenticatorOptions {
   /** Undefined when no OAuth issuer is configured. */
   verifier: TokenVerifier | undefined;
   events: ServiceEvents;
+  /** The endpoints' allowed origins: a session cookie is used only from them. */
+  origins?: OriginCheck;
   now?: () => number;
 }
 
@@ -54,6 +64,7 @@ export class ModeAuthenticator implements Authenticator {
   private readonly challengeSettings: { realm: string; publicBaseUrl: string | undefined };
   private readonly now: () => number;
   private readonly issuerAudiences: readonly string[];
+  private readonly workloads = new WorkloadIdentities();
 
   constructor(private readonly opts: AuthenticatorOptions) {
     const { config } = opts;
@@ -80,6 +91,7 @@ export class ModeAuthenticator implements Authenticator {
       endpoint: undefined,
       open: false,
       credentials: { keys: true, tokens, queryKeys: false, bearerIsKey: !tokens },
+      mtls: false,
       // On an unknown path a token counts as valid (→ 404) when it verifies for any OAuth endpoint's resource.
       audiences: [...oauthResources],
       missingDescription: 'Authentication required',
@@ -94,12 +106,18 @@ export class ModeAuthenticator implements Authenticator {
 
   authenticate(request: Request, endpoint: Endpoint | undefined): AuthResult | Promise<AuthResult> {
     const plan = (endpoint && this.plans.get(endpoint)) ?? this.unknown;
-    const { credential, headers, params } = extractCredential(request, plan.credentials, this.settings);
-    if (plan.open) return { ok: true, principal: ANONYMOUS, credentialHeaders: headers, credentialQueryParams: params };
+    const found = extractCredential(request, plan.credentials, this.settings);
+    const { credential } = found;
+    if (plan.open) return authenticated(ANONYMOUS, found);
 
     switch (credential.kind) {
-      case 'none':
+      case 'none': {
+        // The mTLS peer comes last: a key or token in the request speaks for someone more specific.
+        const workload = plan.mtls ? this.workloads.identify(request) : undefined;
+        if (workload?.kind === 'ok') return authenticated(workload.principal, found);
+        if (workload?.kind === 'bad') return this.invalid(plan, request, false, workload.detail, workload.why);
         return { ok: false, detail: 'credential_missing', why: 'no credential in the request', deny: this.missing(plan, request) };
+      }
       case 'bad':
         return this.invalid(plan, request, credential.token, credential.detail, credential.why);
       case 'api_key': {
@@ -114,21 +132,46 @@ export class ModeAuthenticator implements Authenticator {
           return this.invalid(plan, request, false, 'key_expired', `API key "${record.id}" expired at ${new Date(record.expiresAtMs).toISOString()}`);
         }
         this.opts.events.apiKeyUsed?.(record.id);
-        return { ok: true, principal: record.principal, credentialHeaders: headers, credentialQueryParams: params };
+        return authenticated(record.principal, found);
       }
       case 'token':
-        return this.verifyToken(plan, request, credential.token, headers, params);
+        return this.verifyToken(plan, request, credential.token, found, false);
+      case 'cookie': {
+        // Never a failure that counts towards the lockout: a page on another site must not be
+        // able to lock a user out by making their browser send their cookie.
+        const refused = this.cookieRefused(plan, request);
+        if (refused !== undefined) return { ok: false, detail: 'cookie_cross_site', why: refused, deny: this.missing(plan, request, COOKIE_CROSS_SITE) };
+        return this.verifyToken(plan, request, credential.token, found, true);
+      }
     }
   }
 
-  private async verifyToken(plan: ModePlan, request: Request, token: string, headers: string[], params: string[]): Promise<AuthResult> {
+  private async verifyToken(plan: ModePlan, request: Request, token: string, found: Extracted, fromCookie: boolean): Promise<AuthResult> {
     const result = await this.opts.verifier!.verify(token, plan.audiences);
-    if (!result.ok) return this.invalid(plan, request, true, result.detail, result.why);
-    return { ok: true, principal: result.principal, credentialHeaders: headers, credentialQueryParams: params };
+    if (!result.ok) return this.invalid(plan, request, !fromCookie, result.detail, result.why);
+    return authenticated(fromCookie ? cookiePrincipal(result.principal) : result.principal, found);
   }
 
-  private missing(plan: ModePlan, request: Request): Deny {
-    return deny('authentication_required', plan.missingDescription, {
+  /**
+   * Why a session cookie may not authenticate this request, or undefined when it may: it must
+   * come from a browser page on an allowed origin (a same-origin GET carries no Origin), and
+   * Sec-Fetch-Site, when sent, must say same-origin or same-site.
+   */
+  private cookieRefused(plan: ModePlan, request: Request): string | undefined {
+    const site = request.headers['sec-fetch-site'];
+    if (site !== undefined && (site.length !== 1 || (site[0] !== 'same-origin' && site[0] !== 'same-site'))) {
+      return `Sec-Fetch-Site is ${JSON.stringify(site.join(','))}: a request that is not same-site never authenticates by cookie`;
+    }
+    const origin = this.opts.origins?.verdict(request.headers, plan.endpoint!) ?? 'absent';
+    if (origin === 'allowed') return undefined;
+    if (origin === 'absent' && (request.method === 'GET' || request.method === 'HEAD') && site?.[0] === 'same-origin') return undefined;
+    return origin === 'absent'
+      ? 'no Origin: only a same-origin GET (Sec-Fetch-Site: same-origin) may authenticate by cookie without one'
+      : 'the Origin is not one of the endpoint\'s allowedOrigins';
+  }
+
+  private missing(plan: ModePlan, request: Request, description = plan.missingDescription): Deny {
+    return deny('authentication_required', description, {
       headers: plan.challenges ? [plan.plainChallenge ?? this.challengeFor(plan, request, false)] : [],
       extra: { supported_methods: plan.supportedMethods },
     });
@@ -148,23 +191,23 @@ export class ModeAuthenticator implements Authenticator {
   }
 
   private planFor(e: Endpoint, labels: MethodLabels): ModePlan {
-    const { apiKey, oauth } = e.auth;
+    const { apiKey, oauth, mtls, jwtCookie } = e.auth;
+    const cookie = jwtCookie === undefined ? undefined : cookieName(jwtCookie);
     const queryKeys = apiKey && e.auth.queryParamKeys && this.settings.queryParams.length > 0;
+    const invalidCode = badCredentialCode(e.auth);
     const plan: ModePlan = {
       endpoint: e,
-      open: !apiKey && !oauth,
-      credentials: { keys: apiKey, tokens: oauth, queryKeys, bearerIsKey: apiKey && !oauth },
+      open: !apiKey && !oauth && !mtls && cookie === undefined,
+      credentials: { keys: apiKey, tokens: oauth, queryKeys, bearerIsKey: apiKey && !oauth, ...(cookie ? { cookie } : {}) },
+      mtls,
       audiences: e.resource ? [...new Set([e.resource, ...this.issuerAudiences])] : this.issuerAudiences,
-      missingDescription:
-        apiKey && oauth ? 'Authentication required via OAuth bearer token or API key'
-        : oauth ? 'Authentication required via OAuth bearer token'
-        : 'Authentication required via API key',
+      missingDescription: `Authentication required via ${alternatives([oauth && 'OAuth bearer token', apiKey && 'API key', cookie !== undefined && 'session cookie', mtls && 'mTLS workload identity'])}`,
       supportedMethods: Object.freeze(supportedMethods(e.auth, labels)),
-      invalidCode: badCredentialCode(e.auth),
+      invalidCode,
       invalidDescription:
-        apiKey && oauth ? 'Authentication failed. Invalid credentials provided.'
-        : oauth ? 'The provided OAuth token is invalid or has expired.'
-        : 'The provided API key is invalid or expired',
+        invalidCode === 'invalid_token' ? 'The provided OAuth token is invalid or has expired.'
+        : invalidCode === 'invalid_api_key' ? 'The provided API key is invalid or expired'
+        : 'Authentication failed. Invalid credentials provided.',
       // API-key-only endpoints never send a Bearer challenge: it would start an OAuth loop in clients such as the MCP Inspector.
       challenges: oauth,
       plainChallenge: undefined,
@@ -176,4 +219,29 @@ export class ModeAuthenticator implements Authenticator {
     }
     return plan;
   }
+}
+
+/** An authenticated result; the session cookie, when present, is removed and the other cookies kept. */
+function authenticated(principal: Principal, found: Extracted): AuthResult {
+  const ok = { ok: true as const, principal, credentialHeaders: found.headers, credentialQueryParams: found.params };
+  if (found.cookiesLeft === undefined) return ok;
+  if (found.cookiesLeft === '') return { ...ok, credentialHeaders: [...found.headers, 'cookie'] };
+  return { ...ok, credentialHeaderRewrites: [{ name: 'cookie', value: found.cookiesLeft, append: false }] };
+}
+
+/** Token principals from the session cookie say so (principal.tokenSource), for policies that treat browser sessions apart. */
+const cookiePrincipals = new WeakMap<Principal, Principal>();
+function cookiePrincipal(p: Principal): Principal {
+  let c = cookiePrincipals.get(p);
+  if (c === undefined) {
+    c = Object.freeze({ ...p, tokenSource: 'cookie' as const });
+    cookiePrincipals.set(p, c);
+  }
+  return c;
+}
+
+/** ["A", false, "B", "C"] → "A, B or C". */
+function alternatives(names: (string | false)[]): string {
+  const n = names.filter((x): x is string => x !== false);
+  return n.length <= 1 ? n.join('') : `${n.slice(0, -1).join(', ')} or ${n[n.length - 1]}`;
 }

@@ -2,10 +2,12 @@
 // API keys: the configured header (default x-api-key), `Authorization: Bearer mcp_…`, and
 // the configured query parameters where the endpoint enables them. Any other Bearer value
 // is an OAuth token — except on an API-key-only endpoint, where it can only be a key
-// (development keys from MCP_API_KEYS need not start with "mcp_").
+// (development keys from MCP_API_KEYS need not start with "mcp_"). Last, the endpoint's
+// session cookie (auth.jwtCookie) holds a JWT. Precedence: key, bearer token, cookie.
 import { API_KEY_PREFIX } from '../contracts/api-key.js';
 import type { AuthFailureDetail } from '../contracts/codes.js';
 import type { Request } from '../contracts/request.js';
+import { findCookie, type CookieName } from '../request/cookie-header.js';
 import { looksLikeJwt } from './oauth/token-verifier.js';
 
 /** What one endpoint reads; built once per endpoint at load. */
@@ -15,6 +17,8 @@ export interface CredentialPlan {
   queryKeys: boolean;
   /** Treat every Bearer value as an API key (API-key-only endpoints). */
   bearerIsKey: boolean;
+  /** The session cookie holding a JWT (auth.jwtCookie). */
+  cookie?: CookieName;
 }
 
 export interface CredentialSettings {
@@ -29,6 +33,8 @@ export type Credential =
   | { kind: 'none' }
   | { kind: 'api_key'; key: string; via: 'header' | 'bearer' | 'query' }
   | { kind: 'token'; token: string }
+  /** A JWT from the session cookie: used only on same-site requests from an allowed origin. */
+  | { kind: 'cookie'; token: string }
   /** Unusable or ambiguous: refused with the endpoint's bad-credential answer. `token` says whether the failing part was a bearer token. */
   | { kind: 'bad'; detail: AuthFailureDetail; why: string; token: boolean };
 
@@ -38,6 +44,8 @@ export interface Extracted {
   headers: string[];
   /** Credential-carrying query parameters present. */
   params: string[];
+  /** The Cookie header without the session cookie, when that cookie was present ("": no other cookie). */
+  cookiesLeft?: string;
 }
 
 const NONE: Credential = Object.freeze({ kind: 'none' });
@@ -105,13 +113,31 @@ export function extractCredential(request: Request, plan: CredentialPlan, s: Cre
     }
   }
 
+  // The session cookie. A Cookie header that reads two ways refuses the request whatever else it
+  // carries: the cookie could not be removed for sure before the request goes upstream.
+  let cookie: Credential | undefined;
+  let cookiesLeft: string | undefined;
+  if (plan.cookie !== undefined) {
+    const found = findCookie(request.headers.cookie, plan.cookie);
+    if (found.kind === 'ambiguous') st.bad ??= { kind: 'bad', detail: 'cookie_ambiguous', token: false, why: found.why };
+    else if (found.kind === 'malformed') {
+      cookiesLeft = found.rest;
+      cookie = { kind: 'bad', detail: 'cookie_malformed', token: false, why: found.why };
+    } else if (found.kind === 'found') {
+      cookiesLeft = found.rest;
+      if (found.value.length > s.maxTokenBytes) cookie = { kind: 'bad', detail: 'token_too_large', token: false, why: `the ${plan.cookie.name} cookie is ${found.value.length} bytes, above oauth.maxTokenBytes (${s.maxTokenBytes})` };
+      else if (!looksLikeJwt(found.value)) cookie = { kind: 'bad', detail: 'token_not_jwt', token: false, why: `the ${plan.cookie.name} cookie is not a JWT (expected three base64url segments separated by ".")` };
+      else cookie = { kind: 'cookie', token: found.value };
+    }
+  }
+
   let credential: Credential;
   if (st.bad !== undefined) credential = st.bad;
   else if (authBad !== undefined && !(st.key !== undefined && st.via !== 'bearer')) credential = authBad;
   else if (st.key !== undefined) credential = { kind: 'api_key', key: st.key, via: st.via };
   else if (token !== undefined) credential = { kind: 'token', token };
-  else credential = NONE;
-  return { credential, headers, params };
+  else credential = cookie ?? NONE;
+  return cookiesLeft === undefined ? { credential, headers, params } : { credential, headers, params, cookiesLeft };
 }
 
 /** Index where the Bearer credential starts, or -1 when the scheme is not Bearer (case-insensitive). */

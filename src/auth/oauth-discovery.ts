@@ -70,19 +70,31 @@ export class OAuthDiscovery implements DirectResponder {
     const host = this.forHost(this.endpoints.virtualHost(request.host));
     const how = host.oauth
       ? `Endpoints that take OAuth tokens name their authorization server in their protected resource metadata (${PROTECTED_RESOURCE_PATH}<endpoint path>); the others take an API key in the ${this.labels.key}.`
-      : host.methods.length > 0
-        ? `The MCP endpoints here do not use OAuth: send an API key in the ${this.labels.key}.`
-        : 'The MCP endpoints here need no credential.';
+      : host.methods.length === 0
+        ? 'The MCP endpoints here need no credential.'
+        : this.onlyKeys(host.methods)
+          ? `The MCP endpoints here do not use OAuth: send an API key in the ${this.labels.key}.`
+          : `The MCP endpoints here do not use OAuth: they authenticate with ${host.methods.join(' or ')}.`;
     return deny('not_found', `${what} ${how}`, { extra: { supported_methods: host.methods } });
   }
 
   private howEndpoint(e: Endpoint, request: DirectRequest): string {
     const at = e.metadataPath === '' ? 'This MCP endpoint' : `The MCP endpoint ${e.metadataPath}`;
-    if (!e.auth.apiKey && !e.auth.oauth) return `${at} needs no credential.`;
-    if (!e.auth.oauth) return `${at} authenticates with an API key, not OAuth: send it in the ${this.labels.key}.`;
+    if (!e.auth.oauth) {
+      // Session cookies and mTLS peers are methods too: "no credential" or "an API key" would send the client the wrong way.
+      const methods = supportedMethods(e.auth, this.labels);
+      if (methods.length === 0) return `${at} needs no credential.`;
+      if (this.onlyKeys(methods)) return `${at} authenticates with an API key, not OAuth: send it in the ${this.labels.key}.`;
+      return `${at} does not use OAuth: it authenticates with ${methods.join(' or ')}.`;
+    }
     const metadata = resourceMetadataUrl(publicBase(this.config.publicBaseUrl, request), e);
     const key = e.auth.apiKey ? `, or an API key in the ${this.labels.key}` : '';
     return `${at} takes OAuth bearer tokens from the authorization server its protected resource metadata names (${metadata})${key}.`;
+  }
+
+  private onlyKeys(methods: readonly string[]): boolean {
+    for (const m of methods) if (m !== this.labels.key && m !== this.labels.query) return false;
+    return true;
   }
 
   private forHost(vhost: VirtualHost): { methods: string[]; oauth: boolean } {

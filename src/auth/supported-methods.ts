@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.js';
 import type { Endpoint } from '../endpoints/registry.js';
 
 export const SUPPORTED_BEARER = 'Authorization header (Bearer token)';
+export const SUPPORTED_MTLS = 'mTLS client certificate (SPIFFE ID)';
 
 export interface MethodLabels {
   /** "X-API-Key header" (the configured apiKeys.header). */
@@ -22,10 +23,15 @@ export function methodLabels(config: Config): MethodLabels {
   };
 }
 
-/** The credentials an endpoint reads, bearer token first; empty for an endpoint without authentication. */
+/** The credentials an endpoint reads, bearer token first, then keys, the session cookie, the mTLS peer; empty for an endpoint without authentication. */
 export function supportedMethods(auth: Endpoint['auth'], labels: MethodLabels): string[] {
   const keys = !auth.apiKey ? [] : auth.queryParamKeys && labels.queryConfigured ? [labels.key, labels.query] : [labels.key];
-  return auth.oauth ? [SUPPORTED_BEARER, ...keys] : keys;
+  return [
+    ...(auth.oauth ? [SUPPORTED_BEARER] : []),
+    ...keys,
+    ...(auth.jwtCookie !== undefined ? [`Cookie ${auth.jwtCookie} (JWT, from a page on an allowed origin)`] : []),
+    ...(auth.mtls ? [SUPPORTED_MTLS] : []),
+  ];
 }
 
 /** "x-api-key" → "X-API-Key" (the spelling clients see in supported_methods). */

@@ -1,7 +1,7 @@
 // What one Check call learns as it goes (the context phases read) and what it leaves behind
 // for the observers (the trace).
 import type { AuthFailure, WithheldReason } from '../contracts/codes.js';
-import type { Outcome } from '../contracts/outcome.js';
+import type { HeaderToSet, Outcome } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';
 import type { McpView, Request } from '../contracts/request.js';
 import type { Endpoint } from '../endpoints/registry.js';
@@ -20,6 +20,8 @@ export interface CheckContext {
   credentialHeaders: string[];
   /** Query parameters carrying the credential, removed likewise. */
   credentialQueryParams: string[];
+  /** Headers rewritten without their credential part (the Cookie header without the session cookie). */
+  credentialHeaderRewrites?: HeaderToSet[];
   mcp: McpView;
   /** The parsed JSON body (opa-envoy-plugin's parsed_body). */
   parsedBody: unknown;

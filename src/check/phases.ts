@@ -8,7 +8,14 @@ import type { Endpoint } from '../endpoints/registry.js';
 import type { CheckContext, CheckTrace, ListTrace, PolicyRecord, VisibilityRecord } from './context.js';
 
 export type AuthResult =
-  | { ok: true; principal: Principal; credentialHeaders: string[]; credentialQueryParams: string[] }
+  | {
+      ok: true;
+      principal: Principal;
+      credentialHeaders: string[];
+      credentialQueryParams: string[];
+      /** Headers rewritten to drop a credential and keep the rest (the Cookie header without the session cookie). */
+      credentialHeaderRewrites?: HeaderToSet[];
+    }
   | {
       ok: false;
       /** A deny whose code is an authentication code (docs/errors.md). */
@@ -69,6 +76,8 @@ export interface Limiter {
   authFailed(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
   /** After authentication: the per-client request rate. */
   afterAuth(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
+  /** After the policy allowed (or dry-run did): per-tool quotas, so a denied call costs none. */
+  afterPolicy?(ctx: CheckContext): Promise<Deny | undefined> | Deny | undefined;
 }
 
 export interface Observer {

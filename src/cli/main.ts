@@ -139,6 +139,8 @@ async function check(args: string[]): Promise<number> {
       path: { type: 'string' },
       host: { type: 'string' },
       source: { type: 'string' },
+      'peer-principal': { type: 'string' },
+      'peer-certificate': { type: 'string' },
       header: { type: 'string', short: 'H', multiple: true },
       body: { type: 'string', short: 'd' },
       explain: { type: 'boolean' },
@@ -165,6 +167,8 @@ async function check(args: string[]): Promise<number> {
       headers: ((values.header as string[] | undefined) ?? []).map(parseHeaderFlag),
       ...(values.host !== undefined ? { host: values.host as string } : {}),
       ...(values.source !== undefined ? { sourceAddress: values.source as string } : {}),
+      ...(values['peer-principal'] !== undefined ? { peerPrincipal: values['peer-principal'] as string } : {}),
+      ...(values['peer-certificate'] !== undefined ? { peerCertificatePem: readBodyFlag(values['peer-certificate'] as string)! } : {}),
       ...(values.body !== undefined ? { body: readBodyFlag(values.body as string)! } : {}),
     },
     {

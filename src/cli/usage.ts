@@ -48,7 +48,8 @@ options:
 ${ENVIRONMENT}
 `,
   check: `usage: mcp-authz check [--config FILE] --path P [--method M] [-H 'name: value']... [--body JSON|@file]
-                       [--host H] [--source ADDR] [--explain] [--rego DIR]
+                       [--host H] [--source ADDR] [--peer-principal SPIFFE_ID] [--peer-certificate @PEM]
+                       [--explain] [--rego DIR]
                        [--response JSON|@file [--response-type json|sse]]
 
 Runs the same pipeline as the server, in-process, on one sample request and prints the
@@ -64,6 +65,9 @@ options:
   -d, --body JSON     the request body, or @file to read it from a file
   --host H            the :authority (default localhost)
   --source ADDR       the client address (default 127.0.0.1)
+  --peer-principal ID the mTLS peer Envoy verified (source.principal), e.g.
+                      spiffe://cluster.local/ns/agents/sa/planner (default: none, plain TCP)
+  --peer-certificate @FILE   the peer's PEM certificate (source.certificate)
   --explain           add the policy's rule trace: the real \`opa eval --explain=full\` on the
                       same input and data, from the policy's .rego source (policy.explain)
   --rego DIR          the .rego source the bundle was built from, for --explain. Not needed

@@ -8,6 +8,9 @@ export interface SampleRequest {
   headers?: [string, string][];
   body?: string;
   sourceAddress?: string;
+  /** The mTLS peer Envoy verified: its SPIFFE ID (source.principal) and certificate (PEM). */
+  peerPrincipal?: string;
+  peerCertificatePem?: string;
 }
 
 export function sampleToWire(s: SampleRequest): WireCheckRequest {
@@ -20,7 +23,12 @@ export function sampleToWire(s: SampleRequest): WireCheckRequest {
   if (s.body !== undefined && headers['content-length'] === undefined) headers['content-length'] = String(Buffer.byteLength(s.body));
   return {
     attributes: {
-      source: { address: { socket_address: { address: s.sourceAddress ?? '127.0.0.1', port_value: 50000 } } },
+      source: {
+        address: { socket_address: { address: s.sourceAddress ?? '127.0.0.1', port_value: 50000 } },
+        ...(s.peerPrincipal !== undefined ? { principal: s.peerPrincipal } : {}),
+        // Envoy sends the certificate URL-encoded (include_peer_certificate).
+        ...(s.peerCertificatePem !== undefined ? { certificate: encodeURIComponent(s.peerCertificatePem) } : {}),
+      },
       request: {
         http: {
           id: '1',

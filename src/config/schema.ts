@@ -2,6 +2,8 @@
 // Helm values schema. Every key is optional; the defaults are the README's "Configuration".
 import { z } from 'zod';
 import { trimSlash } from '../contracts/trim-slash.js';
+import { isSpiffePattern } from '../contracts/spiffe-id.js';
+import { canonicalOrigin } from '../contracts/web-origin.js';
 import { ArgumentRulesSchema } from './argument-rules.js';
 
 const hostPort = z
@@ -20,6 +22,30 @@ export const Algorithm = z.enum(asymmetricAlgorithms, {
 const grant = z
   .string()
   .regex(/^(\*|(tools|prompts|resources):.+)$/, 'a grant is "*" or "<tools|prompts|resources>:<glob>"');
+
+/** A per-tool quota rule (docs/quotas.md): calls a grant pattern names, per principal. */
+export const QuotaRuleSchema = z
+  .object({
+    /** The metric label and the name in the 429: letters, digits, "_", "." and "-". */
+    name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only, at most 64 (used as a metric label)'),
+    /** Which calls count: "tools:<glob>", "prompts:<glob>", "resources:<glob>", or "*" for every named call. */
+    match: grant,
+    rps: z.number().positive(),
+    /** Calls allowed at once before the rate applies (0: the rate's whole window, at least 1). */
+    burst: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+const quotaRules = z
+  .array(QuotaRuleSchema)
+  .max(64)
+  .superRefine((rules, ctx) => {
+    const seen = new Set<string>();
+    rules.forEach((r, i) => {
+      if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate quota rule name "${r.name}"` });
+      seen.add(r.name);
+    });
+  });
 
 /** One API key registry entry (the keys file, `apiKeys.keys`, and MCP_API_KEYS after hashing): hashes only. */
 export const ApiKeyEntrySchema = z
@@ -48,6 +74,26 @@ export const ApiKeyEntrySchema = z
   })
   .strict();
 
+/** Browser origins allowed to call an endpoint (docs/origins.md): canonical origins, or ["*"] for any. */
+const allowedOrigins = z
+  .array(z.string())
+  .min(1, 'list at least one origin, or leave allowedOrigins out for the default (no Origin, or the endpoint\'s own)')
+  .transform((list, ctx) => {
+    if (list.includes('*')) {
+      if (list.length > 1) ctx.addIssue({ code: 'custom', message: '"*" allows every origin: it stands alone' });
+      return ['*'];
+    }
+    return list.map((o, i) => {
+      if (o.trim().toLowerCase() === 'null') {
+        ctx.addIssue({ code: 'custom', path: [i], message: '"null" is the origin of sandboxed frames, file: pages and some redirects — any site can send it, so it cannot be allowed' });
+        return o;
+      }
+      const c = canonicalOrigin(o);
+      if (c === undefined) ctx.addIssue({ code: 'custom', path: [i], message: `expected an origin: scheme://host[:port], without a path or trailing "/" (e.g. https://dash.example.com), got ${JSON.stringify(o)}` });
+      return c ?? o;
+    });
+  });
+
 export const EndpointSchema = z
   .object({
     name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only (used as a metric label)'),
@@ -74,16 +120,37 @@ export const EndpointSchema = z
         apiKey: z.boolean().default(true),
         oauth: z.boolean().default(false),
         queryParamKeys: z.boolean().default(false),
+        /** Accept the mTLS peer's SPIFFE ID (Envoy's source.principal) when the request carries no key or token. */
+        mtls: z.boolean().default(false),
+        /** Accept an OAuth JWT from this cookie (browser sessions; needs allowedOrigins). Off when unset. */
+        jwtCookie: z
+          .string()
+          .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$/, 'a cookie name: letters, digits and !#$%&\'*+-.^_`|~ only')
+          .optional(),
       })
       .strict()
-      .default({ apiKey: true, oauth: false, queryParamKeys: false }),
+      .default({ apiKey: true, oauth: false, queryParamKeys: false, mtls: false }),
     resource: z.url().optional(),
+    /** Browser origins allowed to call the endpoint; unset: requests without Origin and from the endpoint's own origin. */
+    allowedOrigins: allowedOrigins.optional(),
     scopes: z.array(z.string().min(1)).default([]),
+    /** mTLS workloads the shipped policy admits (auth.mtls), by SPIFFE ID or "<prefix>/*", with their grants (docs/workload-identity.md). */
+    workloads: z
+      .record(z.string(), z.array(grant))
+      .superRefine((m, ctx) => {
+        for (const pattern of Object.keys(m)) {
+          if (isSpiffePattern(pattern)) continue;
+          ctx.addIssue({ code: 'custom', path: [pattern], message: 'expected a workload\'s SPIFFE ID (spiffe://<trust domain>/<path>) or a prefix ending in "/*" (spiffe://cluster.local/ns/agents/*); "*" has no other meaning' });
+        }
+      })
+      .optional(),
     /** Tool names metrics label individually (with the scopes' non-glob tools:<name>); others are "_other". */
     tools: z.array(z.string().min(1).max(128)).max(1000).default([]),
+    /** Overrides rateLimit.perClient (rps, burst) and rateLimit.perTool (perTool: [] turns the quotas off) for this endpoint. */
     rateLimit: z
-      .object({ rps: z.number().min(0), burst: z.number().int().min(0) })
+      .object({ rps: z.number().min(0).optional(), burst: z.number().int().min(0).optional(), perTool: quotaRules.optional() })
       .strict()
+      .refine((r) => r.burst === undefined || r.rps !== undefined, { message: 'burst needs rps', path: ['burst'] })
       .optional(),
     /** Free-form, handed to the policy; `arguments` holds the shipped policy's argument rules (validated). */
     data: z.object({ arguments: ArgumentRulesSchema.optional() }).catchall(z.unknown()).default({}),
@@ -190,6 +257,8 @@ export const ConfigSchema = z
           .object({ rps: z.number().min(0).default(0), burst: z.number().int().min(0).default(0) })
           .strict()
           .default({ rps: 0, burst: 0 }),
+        /** Per-tool quotas for every endpoint that does not set its own (endpoints[].rateLimit.perTool). */
+        perTool: quotaRules.default([]),
         redis: z
           .object({
             url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'),
@@ -201,7 +270,7 @@ export const ConfigSchema = z
           .optional(),
       })
       .strict()
-      .default({ failedAuth: { maxAttempts: 20, windowSeconds: 60 }, perClient: { rps: 0, burst: 0 } }),
+      .default({ failedAuth: { maxAttempts: 20, windowSeconds: 60 }, perClient: { rps: 0, burst: 0 }, perTool: [] }),
     clientAddress: z
       .object({
         from: z.enum(['source', 'x-forwarded-for', 'x-envoy-external-address']).default('source'),
@@ -229,6 +298,19 @@ export const ConfigSchema = z
       if (twin !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'match'], message: `matches the same host and path prefix as endpoint "${twin}": requests could not be told apart` });
       } else routes.set(route, e.name);
+      if (e.workloads !== undefined && !e.auth.mtls) {
+        ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'workloads'], message: 'workloads are the mTLS peers the endpoint admits: turn on auth.mtls' });
+      }
+      if (e.auth.jwtCookie !== undefined) {
+        const where = ['endpoints', i, 'auth', 'jwtCookie'];
+        if (cfg.oauth.issuers.length === 0) ctx.addIssue({ code: 'custom', path: where, message: 'a JWT cookie is verified like a bearer token: configure oauth.issuers (or set MCP_OAUTH_ISSUER)' });
+        if (!e.resource && !cfg.oauth.issuers.some((iss) => iss.audiences?.length)) {
+          ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'resource'], message: 'an endpoint taking a JWT cookie needs its canonical resource URI (the token audience)' });
+        }
+        if (e.allowedOrigins === undefined || e.allowedOrigins.includes('*')) {
+          ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'allowedOrigins'], message: 'cookie authentication needs the list of origins allowed to use it (never "*"): a cross-site page must never authenticate with a user\'s cookie' });
+        }
+      }
       if (e.auth.oauth && cfg.oauth.issuers.length === 0) {
         ctx.addIssue({
           code: 'custom',
@@ -247,6 +329,12 @@ export const ConfigSchema = z
   });
 
 export type Config = z.infer<typeof ConfigSchema>;
+export type QuotaRule = z.infer<typeof QuotaRuleSchema>;
+
+/** The quota rules in force on an endpoint: its own list, else the service's. */
+export function quotaRulesFor(e: Pick<EndpointConfig, 'rateLimit'>, config: Pick<Config, 'rateLimit'>): readonly QuotaRule[] {
+  return e.rateLimit?.perTool ?? config.rateLimit.perTool;
+}
 export type EndpointConfig = z.infer<typeof EndpointSchema>;
 export type IssuerConfig = z.infer<typeof IssuerSchema>;
 export type ApiKeyEntry = z.infer<typeof ApiKeyEntrySchema>;

@@ -51,13 +51,15 @@ export const CODES = {
   unsupported_protocol_version: { status: 400, grpc: 3, kind: 'request', jsonRpc: -32022, meaning: 'MCP-Protocol-Version names a revision the service does not read; answered as the JSON-RPC error -32022 UnsupportedProtocolVersion with `data.supported`.' },
   invalid_arguments: { status: 400, grpc: 3, kind: 'request', meaning: '`params.arguments` of a tools/call or prompts/get is not an object, or holds a number beyond the range of a 64-bit float (readers disagree on it).' },
   invalid_resource_uri: { status: 400, grpc: 3, kind: 'request', meaning: 'A resource URI that readers could resolve differently (dot segments left, encoded `/` or `\\`, no scheme).' },
+  origin_not_allowed: { status: 403, grpc: 7, kind: 'request', meaning: 'A browser request from an Origin the endpoint does not allow (`allowedOrigins`; `null`, malformed or repeated Origins never are): the MCP transport\'s guard against DNS rebinding and cross-site use (docs/origins.md).' },
   not_found: { status: 404, grpc: 5, kind: 'request', meaning: 'No endpoint is configured at this host and path (after authentication only), or a discovery document the service does not publish (OAuth authorization server, OpenID configuration, protected resource metadata of an endpoint without OAuth: before authentication, with `supported_methods`).' },
   authentication_required: { status: 401, grpc: 16, kind: 'auth', meaning: 'No credential the endpoint accepts; `supported_methods` lists them.' },
   invalid_api_key: { status: 401, grpc: 16, kind: 'auth', meaning: 'API-key endpoint: the key is unknown, expired, disabled, malformed or ambiguous (`auth_detail` says which).' },
-  invalid_token: { status: 401, grpc: 16, kind: 'auth', meaning: 'OAuth endpoint: the token failed verification (`auth_detail` says which check).' },
-  invalid_credentials: { status: 401, grpc: 16, kind: 'auth', meaning: 'Endpoint taking keys and tokens, or an unknown path: the credential is not valid (`auth_detail` says why).' },
+  invalid_token: { status: 401, grpc: 16, kind: 'auth', meaning: 'OAuth endpoint (bearer token or JWT cookie): the token failed verification (`auth_detail` says which check).' },
+  invalid_credentials: { status: 401, grpc: 16, kind: 'auth', meaning: 'Endpoint taking several kinds of credential (keys, tokens, mTLS), an mTLS-only endpoint, or an unknown path: the credential is not valid (`auth_detail` says why).' },
   too_many_requests: { status: 429, grpc: 8, kind: 'limit', meaning: 'Failed-authentication lockout: too many failed attempts from this client; see Retry-After.' },
   rate_limited: { status: 429, grpc: 8, kind: 'limit', meaning: 'Per-client request rate exceeded; see Retry-After.' },
+  quota_exceeded: { status: 429, grpc: 8, kind: 'limit', meaning: 'A per-tool quota (`rateLimit.perTool`) is used up for this client; `quota` names the rule, see Retry-After. Counted only for requests the policy allowed.' },
   access_denied: { status: 403, grpc: 7, kind: 'policy', meaning: 'The policy denied the request (also: it made no decision, deny by default).' },
   insufficient_scope: { status: 403, grpc: 7, kind: 'policy', meaning: 'The shipped policy: the token lacks the scope a call needs; the challenge names it (step-up).' },
   argument_denied: { status: 403, grpc: 7, kind: 'policy', meaning: 'The shipped policy: an argument of a tools/call or prompts/get breaks the endpoint\'s argument rules; the description names the tool, the argument and the constraint, never the value.' },
@@ -108,13 +110,16 @@ export function grpcCodeForStatus(status: number): GrpcCode {
 }
 
 /** The code of a bad credential on an endpoint with this auth mode (undefined: no endpoint matched). */
-export function badCredentialCode(auth: { apiKey: boolean; oauth: boolean } | undefined): AuthCode {
-  if (auth === undefined || (auth.apiKey && auth.oauth)) return 'invalid_credentials';
-  return auth.oauth ? 'invalid_token' : 'invalid_api_key';
+export function badCredentialCode(auth: { apiKey: boolean; oauth: boolean; mtls?: boolean; jwtCookie?: string } | undefined): AuthCode {
+  if (auth === undefined) return 'invalid_credentials';
+  // A JWT cookie is a token like a bearer one.
+  const tokens = auth.oauth || auth.jwtCookie !== undefined;
+  if (Number(auth.apiKey) + Number(tokens) + Number(auth.mtls === true) !== 1) return 'invalid_credentials';
+  return tokens ? 'invalid_token' : auth.apiKey ? 'invalid_api_key' : 'invalid_credentials';
 }
 
 /** Which credential an authentication failure detail is about (the metric `method` of the endpoints it can occur on). */
-export type DetailCredential = 'none' | 'api_key' | 'oauth' | 'any';
+export type DetailCredential = 'none' | 'api_key' | 'oauth' | 'cookie' | 'mtls' | 'any';
 
 interface DetailEntry {
   credential: DetailCredential;
@@ -157,6 +162,11 @@ export const AUTH_FAILURE_DETAILS = {
   token_unsupported: { credential: 'oauth', meaning: 'The token uses an algorithm or key type that cannot be verified here.' },
   token_verification_failed: { credential: 'oauth', meaning: 'Verification failed for another reason (logged as an error).' },
   jwks_unavailable: { credential: 'oauth', meaning: 'The issuer\'s signing keys could not be fetched yet (IdP down or misconfigured).' },
+  cookie_ambiguous: { credential: 'cookie', meaning: 'The Cookie header can be read two ways for the session cookie (`auth.jwtCookie`): sent twice with different values, in another case, with spaces around its name, without "=", or inside another cookie.' },
+  cookie_malformed: { credential: 'cookie', meaning: 'The session cookie is empty, quoted, or holds spaces or ",".' },
+  cookie_cross_site: { credential: 'cookie', meaning: 'A session cookie on a request that is not same-site from an allowed Origin: never used (answered `authentication_required`, not counted as a failure).' },
+  peer_not_spiffe: { credential: 'mtls', meaning: 'The mTLS peer\'s identity (Envoy\'s `source.principal`) is not the SPIFFE ID of a workload.' },
+  peer_certificate_invalid: { credential: 'mtls', meaning: 'The peer certificate Envoy sent cannot be read, does not carry exactly one URI SAN, or names another ID than `source.principal`.' },
   no_audience: { credential: 'oauth', meaning: 'The endpoint has no `resource` and its issuers no `audiences`: no token can be for it.' },
 } as const satisfies Record<string, DetailEntry>;
 

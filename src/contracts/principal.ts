@@ -1,11 +1,11 @@
 // Who is calling: what authentication produced and what the policy sees as input.principal.
 
-export type AuthMethod = 'api_key' | 'oauth' | 'anonymous';
+export type AuthMethod = 'api_key' | 'oauth' | 'mtls' | 'anonymous';
 
 export interface Principal {
   authenticated: boolean;
   method: AuthMethod;
-  /** Stable, non-secret id: the key id, "<iss>#<sub>" for tokens, "anonymous". */
+  /** Stable, non-secret id: the key id, "<iss>#<sub>" for tokens, the SPIFFE ID for workloads, "anonymous". */
   id: string;
   userId?: string;
   role?: string;
@@ -19,6 +19,11 @@ export interface Principal {
   issuer?: string;
   subject?: string;
   claims?: Record<string, unknown>;
+  /** Tokens read from the endpoint's session cookie (auth.jwtCookie) rather than the Authorization header. */
+  tokenSource?: 'cookie';
+  /** mTLS workloads: the peer's SPIFFE ID and its trust domain. */
+  spiffeId?: string;
+  trustDomain?: string;
 }
 
 export const ANONYMOUS: Principal = Object.freeze({

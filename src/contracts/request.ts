@@ -61,6 +61,13 @@ export interface Request {
   hasBody: boolean;
   sourceAddress: string;
   /**
+   * The mTLS peer the transport verified (Envoy's attributes.source.principal: a SPIFFE ID in
+   * Istio), and its certificate (URL-encoded PEM, with include_peer_certificate). Undefined or
+   * "" when the connection was not mutual TLS. Never read from a header.
+   */
+  peerPrincipal?: string;
+  peerCertificate?: string;
+  /**
    * The transport's request attributes as a plain object — for Envoy, the CheckRequest's
    * AttributeContext as opa-envoy-plugin shows it (protojson) — built on first read; `{}`
    * where there are none. Read-only: shared by every reader of this request.

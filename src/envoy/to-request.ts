@@ -16,7 +16,7 @@ export interface RequestLimits {
 /** The subset of envoy.service.auth.v3.CheckRequest the service reads (proto field names). */
 export interface WireCheckRequest {
   attributes?: {
-    source?: { address?: { socket_address?: { address?: string; port_value?: number } } };
+    source?: { address?: { socket_address?: { address?: string; port_value?: number } }; principal?: string; certificate?: string };
     request?: {
       http?: {
         id?: string;
@@ -101,6 +101,14 @@ class CheckRequestView implements Request {
     private readonly wire: WireCheckRequest['attributes'],
   ) {
     this.hasBody = bodyBytes > 0;
+  }
+
+  get peerPrincipal(): string {
+    return this.wire?.source?.principal ?? '';
+  }
+
+  get peerCertificate(): string {
+    return this.wire?.source?.certificate ?? '';
   }
 
   get attributes(): Readonly<Record<string, unknown>> {

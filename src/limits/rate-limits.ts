@@ -1,13 +1,17 @@
-// The limits phase: the failed-authentication lockout (per client address and endpoint)
-// and the per-client request rate (per endpoint, keyed by key id, token issuer+subject or
-// client address). Both run on rate-limiter-flexible limiters from limiter-store.ts.
+// The limits phase: the failed-authentication lockout (per client address and endpoint),
+// the per-client request rate (per endpoint, keyed by key id, token issuer+subject, SPIFFE ID
+// or client address), and per-tool quotas (per endpoint, rule and the same principal key,
+// counted after the policy allowed). All run on rate-limiter-flexible limiters from
+// limiter-store.ts.
 import { createHash } from 'node:crypto';
 import { BurstyRateLimiter, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { CheckContext } from '../check/context.js';
 import type { Limiter } from '../check/phases.js';
-import type { Config } from '../config/schema.js';
+import { quotaRulesFor, type Config } from '../config/schema.js';
 import { deny, type Deny } from '../contracts/outcome.js';
 import type { Endpoint } from '../endpoints/registry.js';
+import type { ServiceEvents } from '../metrics/hooks.js';
+import { callTarget, compileGrant, type GrantMatcher } from './grant-match.js';
 import { createLimiter, RateLimiterRes, type FlexLimiter, type StoreOptions } from './limiter-store.js';
 import { LockoutTable } from './lockouts.js';
 
@@ -36,10 +40,19 @@ export function windowsFor(spec: RateSpec): { sustained: { points: number; durat
   return { sustained: { points, duration }, burst: { points: extra, duration: Math.max(1, Math.ceil(spec.burst / spec.rps)) } };
 }
 
+/** One per-tool quota rule of one endpoint, compiled. */
+interface Quota {
+  endpoint: string;
+  name: string;
+  matches: GrantMatcher;
+  limiter: FlexLimiter;
+}
+
 export class RateLimits implements Limiter {
   private readonly failed: FlexLimiter | undefined;
   private readonly maxFailures: number;
   private readonly perEndpoint = new Map<string, FlexLimiter>();
+  private readonly quotas = new Map<string, readonly Quota[]>();
   /** Shared by other instances (Redis): a lockout may have been counted elsewhere, so ask it. */
   private readonly storeIsShared: boolean;
 
@@ -52,6 +65,7 @@ export class RateLimits implements Limiter {
     endpoints: readonly Endpoint[],
     store: StoreOptions,
     private readonly lockouts: LockoutTable = new LockoutTable(),
+    private readonly events: ServiceEvents = {},
   ) {
     const { failedAuth, perClient } = config.rateLimit;
     this.maxFailures = failedAuth.maxAttempts;
@@ -60,18 +74,15 @@ export class RateLimits implements Limiter {
       this.failed = createLimiter({ keyPrefix: 'failed-auth', points: failedAuth.maxAttempts, durationSeconds: failedAuth.windowSeconds }, store);
     }
     for (const e of endpoints) {
-      const spec = e.rateLimit ?? perClient;
-      if (!(spec.rps > 0)) continue;
-      const w = windowsFor(spec);
-      const sustained = createLimiter({ keyPrefix: `rate:${e.name}`, points: w.sustained.points, durationSeconds: w.sustained.duration }, store);
-      if (!w.burst) {
-        this.perEndpoint.set(e.name, sustained);
-        continue;
-      }
-      const burst = createLimiter({ keyPrefix: `burst:${e.name}`, points: w.burst.points, durationSeconds: w.burst.duration }, store);
-      // BurstyRateLimiter only calls consume/get, which FlexLimiter provides (and never throws store errors).
-      const bursty = new BurstyRateLimiter(sustained as unknown as RateLimiterAbstract, burst as unknown as RateLimiterAbstract);
-      this.perEndpoint.set(e.name, bursty as unknown as FlexLimiter);
+      const spec = e.rateLimit?.rps !== undefined ? { rps: e.rateLimit.rps, burst: e.rateLimit.burst ?? 0 } : perClient;
+      if (spec.rps > 0) this.perEndpoint.set(e.name, rateLimiter(`rate:${e.name}`, `burst:${e.name}`, spec, store));
+      const rules = quotaRulesFor(e, config).map((r) => ({
+        endpoint: e.name,
+        name: r.name,
+        matches: compileGrant(r.match),
+        limiter: rateLimiter(`quota:${e.name}:${r.name}`, `quota-burst:${e.name}:${r.name}`, r, store),
+      }));
+      if (rules.length > 0) this.quotas.set(e.name, rules);
     }
   }
 
@@ -110,6 +121,44 @@ export class RateLimits implements Limiter {
     }
   }
 
+  /**
+   * Per-tool quotas, once the policy has allowed the request: every rule counts the calls it
+   * names (a batch's calls together), rule after rule; the first rule past its limit answers
+   * 429 and the rules after it count nothing. Requests naming no counted call cost no store
+   * round trip.
+   */
+  afterPolicy(ctx: CheckContext): Promise<Deny | undefined> | undefined {
+    const rules = ctx.endpoint && this.quotas.get(ctx.endpoint.name);
+    if (rules === undefined) return undefined;
+    let counts: number[] | undefined;
+    for (const call of ctx.mcp.calls) {
+      const t = callTarget(call);
+      if (t === undefined) continue;
+      for (let i = 0; i < rules.length; i++) {
+        if (!rules[i]!.matches(t.kind, t.target)) continue;
+        counts ??= new Array<number>(rules.length).fill(0);
+        counts[i]!++;
+      }
+    }
+    return counts === undefined ? undefined : this.count(rateKey(ctx), rules, counts);
+  }
+
+  private async count(key: string, rules: readonly Quota[], counts: number[]): Promise<Deny | undefined> {
+    for (let i = 0; i < rules.length; i++) {
+      const n = counts[i]!;
+      if (n === 0) continue;
+      const q = rules[i]!;
+      try {
+        await q.limiter.consume(key, n);
+        this.events.quota?.(q.endpoint, q.name, 'allowed');
+      } catch (res) {
+        this.events.quota?.(q.endpoint, q.name, 'exceeded');
+        return quotaExceeded(q.name, res instanceof RateLimiterRes ? res.msBeforeNext : 1000);
+      }
+    }
+    return undefined;
+  }
+
   async afterAuth(ctx: CheckContext): Promise<Deny | undefined> {
     const limiter = ctx.endpoint && this.perEndpoint.get(ctx.endpoint.name);
     if (!limiter) return undefined;
@@ -122,8 +171,9 @@ export class RateLimits implements Limiter {
   }
 }
 
+/** Whether the endpoint takes any credential (a key, a token, a session cookie, an mTLS peer): only those can be locked out. */
 function needsCredentials(e: Endpoint | undefined): boolean {
-  return e === undefined || e.auth.apiKey || e.auth.oauth;
+  return e === undefined || e.auth.apiKey || e.auth.oauth || e.auth.mtls || e.auth.jwtCookie !== undefined;
 }
 
 /** Per endpoint and client address: a client locked out of one endpoint can still use another. */
@@ -131,23 +181,26 @@ function failedAuthKey(ctx: CheckContext): string {
   return `${ctx.endpoint?.name ?? UNKNOWN_ENDPOINT}|${ctx.clientAddress}`;
 }
 
-/** Token principals' rate keys, kept as long as the verified-token cache keeps the principal. */
-const subjectKeys = new WeakMap<CheckContext['principal'], string>();
+/** Token and workload principals' rate keys, kept as long as their caches keep the principal. */
+const digestKeys = new WeakMap<CheckContext['principal'], string>();
 
 /** Who the request rate is counted for: never a raw credential. */
 export function rateKey(ctx: CheckContext): string {
   const p = ctx.principal;
   if (p.method === 'api_key' && p.keyId !== undefined) return `key:${p.keyId}`;
-  if (p.method === 'oauth' && p.issuer !== undefined && p.subject !== undefined) {
-    let key = subjectKeys.get(p);
-    if (key === undefined) {
-      // Issuer and subject are not secret, but unbounded in length: a digest keeps keys small.
-      key = `sub:${createHash('sha256').update(p.issuer).update('\n').update(p.subject).digest('base64url').slice(0, 32)}`;
-      subjectKeys.set(p, key);
-    }
-    return key;
-  }
+  if (p.method === 'oauth' && p.issuer !== undefined && p.subject !== undefined) return digestKey(p, 'sub', p.issuer, p.subject);
+  if (p.method === 'mtls' && p.spiffeId !== undefined) return digestKey(p, 'spiffe', p.spiffeId, '');
   return `addr:${ctx.clientAddress}`;
+}
+
+function digestKey(p: CheckContext['principal'], kind: string, a: string, b: string): string {
+  let key = digestKeys.get(p);
+  if (key === undefined) {
+    // Issuers, subjects and SPIFFE IDs are not secret, but unbounded in length: a digest keeps keys small.
+    key = `${kind}:${createHash('sha256').update(a).update('\n').update(b).digest('base64url').slice(0, 32)}`;
+    digestKeys.set(p, key);
+  }
+  return key;
 }
 
 function retryAfter(ms: number): string {
@@ -157,6 +210,24 @@ function retryAfter(ms: number): string {
 function lockout(ms: number): Deny {
   const s = retryAfter(ms);
   return deny('too_many_requests', LOCKOUT_DESCRIPTION, { headers: [{ name: 'retry-after', value: s, append: false }], extra: { retry_after: Number(s) } });
+}
+
+function quotaExceeded(rule: string, ms: number): Deny {
+  const s = retryAfter(ms);
+  return deny('quota_exceeded', `Quota "${rule}" exceeded: this client made more of these calls on this endpoint than the quota allows. Retry after the number of seconds in Retry-After.`, {
+    headers: [{ name: 'retry-after', value: s, append: false }],
+    extra: { retry_after: Number(s), quota: rule },
+  });
+}
+
+/** A token bucket of `spec` as rate-limiter-flexible limiters: a sustained window, and a burst window when burst exceeds it. */
+function rateLimiter(prefix: string, burstPrefix: string, spec: RateSpec, store: StoreOptions): FlexLimiter {
+  const w = windowsFor(spec);
+  const sustained = createLimiter({ keyPrefix: prefix, points: w.sustained.points, durationSeconds: w.sustained.duration }, store);
+  if (!w.burst) return sustained;
+  const burst = createLimiter({ keyPrefix: burstPrefix, points: w.burst.points, durationSeconds: w.burst.duration }, store);
+  // BurstyRateLimiter only calls consume/get, which FlexLimiter provides (and never throws store errors).
+  return new BurstyRateLimiter(sustained as unknown as RateLimiterAbstract, burst as unknown as RateLimiterAbstract) as unknown as FlexLimiter;
 }
 
 function rateLimited(ms: number): Deny {

@@ -15,6 +15,8 @@ export interface ServiceEvents {
   apiKeyUsed?(keyId: string): void;
   /** An ext_proc stream ended: completed, denied (immediate response), failed (ended with a gRPC error) or cancelled. */
   extProcStream?(result: ExtProcStreamResult): void;
+  /** A per-tool quota rule counted a request's calls (allowed) or refused it (exceeded). */
+  quota?(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
   /** A batch of spans went to the OTLP endpoint, or could not. */

@@ -6,7 +6,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { CheckContext, CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
-import type { Config, EndpointConfig } from '../config/schema.js';
+import { quotaRulesFor, type Config, type EndpointConfig } from '../config/schema.js';
 import { packageVersion } from '../config/version.js';
 import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
@@ -36,6 +36,7 @@ const METHOD_BY_REASON: ReadonlyMap<string, string> = new Map([
 const LIMITER_BY_CODE: ReadonlyMap<string, LimiterName> = new Map([
   ['too_many_requests', 'failed_auth'],
   ['rate_limited', 'per_client'],
+  ['quota_exceeded', 'per_tool'],
 ]);
 
 /** 50 µs … 1 s: a Check is tens of µs when everything is cached, ms when something is not. */
@@ -44,7 +45,7 @@ export const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
 /** Statuses a deny commonly has; their series exist from start-up so dashboards see zeros. */
 const COMMON_DENY_STATUSES = [400, 401, 403, 404, 413, 429, 503];
 
-export type LimiterName = 'failed_auth' | 'per_client';
+export type LimiterName = 'failed_auth' | 'per_client' | 'per_tool';
 
 /** The `result` label of ext_proc_streams_total. */
 export const EXT_PROC_STREAM_RESULTS: readonly ExtProcStreamResult[] = ['completed', 'denied', 'failed', 'cancelled'];
@@ -111,6 +112,7 @@ export class ServiceMetrics {
   private readonly listHidden: Counter<'endpoint' | 'method'>;
   private readonly listShown: Counter<'endpoint' | 'method'>;
   private readonly responseDurations: Record<ListTrace['form'], ReturnType<Histogram<'form'>['labels']>>;
+  private readonly quotaRequests: Counter<'endpoint' | 'rule' | 'result'>;
   private readonly children = new Map<string, Tally>();
   private readonly tools = new Map<string, Set<string>>();
   private readonly issuers: Set<string>;
@@ -134,6 +136,7 @@ export class ServiceMetrics {
     this.deniesTotal = new Counter({ name: `${p}denies_total`, help: 'Denies, by endpoint and decision code (docs/errors.md; a policy\'s own code is _policy).', labelNames: ['endpoint', 'code'], registers, collect });
     this.rateLimitedTotal = new Counter({ name: `${p}rate_limited_total`, help: 'Requests answered 429, by endpoint and limiter (failed_auth lockout, per_client rate).', labelNames: ['endpoint', 'limiter'], registers, collect });
     this.toolDecisions = new Counter({ name: `${p}tool_decisions_total`, help: 'tools/call requests decided after authentication, by endpoint, tool (known names, else _other) and decision.', labelNames: ['endpoint', 'tool', 'decision'], registers, collect });
+    this.quotaRequests = new Counter({ name: `${p}quota_requests_total`, help: 'Requests a per-tool quota rule counted (allowed) or refused with 429 (exceeded), by endpoint and rule.', labelNames: ['endpoint', 'rule', 'result'], registers, collect });
     this.apiKeyRequests = new Counter({ name: `${p}api_key_requests_total`, help: 'Requests authenticated with an API key, by key id.', labelNames: ['key_id'], registers, collect });
 
     const extProcStreams = new Counter({ name: `${p}ext_proc_streams_total`, help: 'ext_proc streams (one per HTTP request through Envoy\'s ext_proc filter), by how they ended: completed, denied (immediate response), failed (ended with a gRPC error), cancelled.', labelNames: ['result'], registers });
@@ -162,6 +165,7 @@ export class ServiceMetrics {
       for (const s of COMMON_DENY_STATUSES) this.checkChild(ep, 'deny', s).inc(0);
       this.rateLimitedChild(ep, 'failed_auth').inc(0);
       this.rateLimitedChild(ep, 'per_client').inc(0);
+      this.rateLimitedChild(ep, 'per_tool').inc(0);
       for (const code of [...DENY_CODES, POLICY_CODE]) this.denyChild(ep, code).inc(0);
       for (const [reason, detail] of authFailureSeries(ep === UNKNOWN_ENDPOINT ? undefined : authModes.get(ep))) {
         this.authFailureChild(ep, METHOD_BY_REASON.get(reason) ?? 'unknown', reason, detail).inc(0);
@@ -178,6 +182,12 @@ export class ServiceMetrics {
       }
     }
     for (const result of EXT_PROC_STREAM_RESULTS) extProcStreams.labels(result).inc(0);
+    for (const e of config.endpoints) {
+      for (const r of quotaRulesFor(e, config)) {
+        this.quotaChild(e.name, r.name, 'allowed').inc(0);
+        this.quotaChild(e.name, r.name, 'exceeded').inc(0);
+      }
+    }
     policyReloads.labels('success').inc(0);
     policyReloads.labels('failure').inc(0);
     for (const iss of this.issuers) {
@@ -222,6 +232,8 @@ export class ServiceMetrics {
         this.child(`k\0${label}`, () => this.apiKeyRequests.labels(label)).inc();
       },
       extProcStream: (result) => extProcStreams.labels(result).inc(),
+      // Endpoints and rules come from the config: their series exist from start-up.
+      quota: (endpoint, rule, result) => this.quotaChild(endpoint, rule, result).inc(),
       limiterStore: (state) => {
         if (state === storeState) return;
         if (state === 'local_fallback') storeFallbacks.labels('redis').inc();
@@ -288,6 +300,10 @@ export class ServiceMetrics {
     return this.child(`c\0${endpoint}\0${decision}\0${s}`, () => this.checkTotal.labels(endpoint, decision, s === 0 ? OTHER : String(s)));
   }
 
+  private quotaChild(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): Inc {
+    return this.child(`q\0${endpoint}\0${rule}\0${result}`, () => this.quotaRequests.labels(endpoint, rule, result));
+  }
+
   private rateLimitedChild(endpoint: string, limiter: LimiterName): Inc {
     return this.child(`r\0${endpoint}\0${limiter}`, () => this.rateLimitedTotal.labels(endpoint, limiter));
   }
@@ -324,12 +340,21 @@ export class ServiceMetrics {
  * produce (undefined: the unknown endpoint, which reads every credential).
  */
 export function authFailureSeries(auth: EndpointConfig['auth'] | undefined): [AuthCode, AuthFailureDetail][] {
-  if (auth !== undefined && !auth.apiKey && !auth.oauth) return [];
+  const cookie = auth?.jwtCookie !== undefined;
+  if (auth !== undefined && !auth.apiKey && !auth.oauth && !auth.mtls && !cookie) return [];
   const out: [AuthCode, AuthFailureDetail][] = [['authentication_required', 'credential_missing']];
+  // A cross-site cookie is answered as a missing credential, never as a bad one.
+  if (cookie) out.push(['authentication_required', 'cookie_cross_site']);
   const code = badCredentialCode(auth);
   for (const detail of Object.keys(AUTH_FAILURE_DETAILS) as AuthFailureDetail[]) {
+    if (detail === 'cookie_cross_site') continue;
     const credential = AUTH_FAILURE_DETAILS[detail].credential;
-    const reachable = credential === 'any' || (credential === 'api_key' && (auth?.apiKey ?? true)) || (credential === 'oauth' && (auth?.oauth ?? true));
+    const reachable =
+      credential === 'any' ||
+      (credential === 'api_key' && (auth?.apiKey ?? true)) ||
+      (credential === 'oauth' && ((auth?.oauth ?? true) || cookie)) ||
+      (credential === 'cookie' && cookie) ||
+      (credential === 'mtls' && auth?.mtls === true);
     if (reachable) out.push([code, detail]);
   }
   return out;

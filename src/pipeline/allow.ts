@@ -42,6 +42,7 @@ export function assembleAllow(ctx: CheckContext, authz: AuthzAllow, reason: Allo
   if (removeCredentials) {
     out.headersToRemove.push(...ctx.credentialHeaders);
     out.queryParamsToRemove.push(...ctx.credentialQueryParams);
+    if (ctx.credentialHeaderRewrites) out.headers.push(...ctx.credentialHeaderRewrites);
   }
   // CGI and WSGI servers read "x_mcp_user_id" as X-MCP-User-Id: such spellings of identity
   // and credential headers are removed too.

@@ -9,6 +9,7 @@ import { OAuthDiscovery } from '../auth/oauth-discovery.js';
 import type { Observer } from '../check/phases.js';
 import type { LoadedConfig } from '../config/load.js';
 import { SHIPPED_BUNDLE } from '../config/paths.mjs';
+import { OriginCheck } from '../endpoints/origin-check.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
 import { clientAddressResolver } from '../limits/client-address.js';
 import type { LocalStore } from '../limits/limiter-store.js';
@@ -54,6 +55,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const serviceMetrics = new ServiceMetrics(metrics, config);
   const events = opts.events ? mergeEvents(serviceMetrics.events, opts.events) : serviceMetrics.events;
   const endpoints = new EndpointRegistry(config.endpoints);
+  const origins = new OriginCheck(endpoints.all, config.publicBaseUrl);
 
   // Limits: failed-auth lockout and per-client rate, shared through Redis when configured.
   const redisCfg = opts.sharedLimits === false ? undefined : config.rateLimit.redis;
@@ -65,6 +67,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), logger },
     // Workers share lockouts through the primary, so none asks it before every authentication.
     opts.lockouts ?? new LockoutTable(),
+    events,
   );
 
   // Authentication: the API key registry and the OAuth token verifier.
@@ -121,7 +124,8 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   return {
     config,
     endpoints,
-    authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events }),
+    origins,
+    authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events, origins }),
     directResponder: new OAuthDiscovery(config, endpoints),
     authorizer,
     limiter,

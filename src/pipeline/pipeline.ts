@@ -1,5 +1,5 @@
 // One Check call, top to bottom:
-//   decode → direct answers → endpoint → limits → authenticate → MCP body → authorize → dry-run → respond
+//   decode → direct answers → endpoint → origin → limits → authenticate → MCP body → authorize → dry-run → quotas → respond
 // Each phase is a function or object from its own folder; this file only orders them. The
 // transport decodes its own message (src/envoy/to-request.ts for ext_authz Check) through
 // the decoder it passes, so a refused request is still a deny every observer sees. With
@@ -61,6 +61,9 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
 
   span?.phase('endpoint');
   ctx.endpoint = rt.endpoints.match(request.path, request.host);
+  // A browser page on another origin (or a DNS-rebound one) is refused before anything else.
+  const foreign = ctx.endpoint && rt.origins.check(request.headers, ctx.endpoint);
+  if (foreign) return foreign;
 
   span?.phase('limits');
   const locked = await rt.limiter.beforeAuth(ctx);
@@ -77,6 +80,7 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   ctx.principal = auth.principal;
   ctx.credentialHeaders = auth.credentialHeaders;
   ctx.credentialQueryParams = auth.credentialQueryParams;
+  if (auth.credentialHeaderRewrites) ctx.credentialHeaderRewrites = auth.credentialHeaderRewrites;
 
   if (!ctx.endpoint) {
     return deny('not_found', `No MCP endpoint is configured for ${request.path}.`);
@@ -96,12 +100,18 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   span?.phase('authorize');
   const { result, record } = rt.authorizer.authorize(ctx);
   trace.policy = record;
-  span?.phase('respond');
-  if (result.allow) return assembleAllow(ctx, result, 'allowed', rt.config);
   // Dry-run, applied here once: the policy's own denies become allows, logged and counted
   // with the real decision; a policy that fails or returns garbage still denies.
-  if (record !== undefined && !record.failed && rt.config.policy?.dryRun === true) return dryRunAllow(rt, ctx, result.deny, record.revision);
-  return result.deny;
+  const dryRun = !result.allow && record !== undefined && !record.failed && rt.config.policy?.dryRun === true;
+  if (!result.allow && !dryRun) return result.deny;
+  // Per-tool quotas count only what is about to go upstream: a denied call costs none.
+  // Most requests name no counted call and get no promise to wait for.
+  const quota = rt.limiter.afterPolicy?.(ctx);
+  if (quota !== undefined) span?.phase('limits');
+  const overQuota = quota instanceof Promise ? await quota : quota;
+  if (overQuota) return overQuota;
+  span?.phase('respond');
+  return result.allow ? assembleAllow(ctx, result, 'allowed', rt.config) : dryRunAllow(rt, ctx, result.deny, record!.revision);
 }
 
 function dryRunAllow(rt: Runtime, ctx: CheckContext, denied: Deny, revision: string): Outcome {

@@ -4,6 +4,7 @@
 import type { Authenticator, Authorizer, CheckTracing, DirectResponder, Limiter, Observer } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
 import type { Request } from '../contracts/request.js';
+import type { OriginCheck } from '../endpoints/origin-check.js';
 import type { EndpointRegistry } from '../endpoints/registry.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
@@ -11,6 +12,8 @@ import type { ServiceEvents } from '../metrics/hooks.js';
 export interface Runtime {
   config: Config;
   endpoints: EndpointRegistry;
+  /** Which browser origins each endpoint admits. */
+  origins: OriginCheck;
   authenticator: Authenticator;
   authorizer: Authorizer;
   limiter: Limiter;

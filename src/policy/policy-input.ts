@@ -120,6 +120,9 @@ function principalView(p: Principal): Record<string, unknown> {
     issuer: p.issuer,
     subject: p.subject,
     claims: p.claims,
+    tokenSource: p.tokenSource,
+    spiffeId: p.spiffeId,
+    trustDomain: p.trustDomain,
   };
 }
 

@@ -107,6 +107,8 @@ export interface HttpSample {
   /** Sent as `raw_body` (pack_as_bytes). */
   rawBody?: Buffer;
   source?: string;
+  /** The mTLS peer Envoy verified: attributes.source.principal and .certificate (URL-encoded PEM). */
+  peer?: { principal?: string; certificate?: string };
   /** Leave content-length out (defaults to the body's length). */
   noContentLength?: boolean;
 }
@@ -131,7 +133,7 @@ export function checkRequest(s: HttpSample): Record<string, unknown> {
   if (bodyLen) http.size = String(bodyLen);
   return {
     attributes: {
-      source: { address: { socket_address: { address: s.source ?? '10.1.2.3', port_value: 40000 } } },
+      source: { address: { socket_address: { address: s.source ?? '10.1.2.3', port_value: 40000 } }, ...s.peer },
       destination: { address: { socket_address: { address: '10.0.0.1', port_value: 8080 } } },
       request: { time: { seconds: '1700000000', nanos: 0 }, http },
     },

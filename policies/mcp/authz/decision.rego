@@ -25,6 +25,9 @@ decision := {"allow": true} if {
 } else := call_denial_key if {
 	count(denied_calls) > 0
 	input.principal.method == "api_key"
+} else := call_denial_workload if {
+	count(denied_calls) > 0
+	input.principal.method == "mtls"
 } else := call_denial_anonymous if {
 	count(denied_calls) > 0
 } else := argument_denial
@@ -33,13 +36,22 @@ decision := {"allow": true} if {
 
 private_endpoint if is_string(input.endpoint.owner)
 
+# Authentication is off only when no method is on: mTLS workloads and session cookies are methods too.
 auth_off if {
 	input.endpoint.auth.apiKey == false
 	input.endpoint.auth.oauth == false
+	not input.endpoint.auth.mtls
+	not input.endpoint.auth.jwtCookie
 }
 
-# Anonymous callers pass only where the endpoint turns authentication off.
-known_principal if input.principal.authenticated == true
+# Anonymous callers pass only where the endpoint turns authentication off; workloads only
+# where the endpoint lists them (workloads.rego).
+known_principal if {
+	input.principal.authenticated == true
+	input.principal.method != "mtls"
+}
+
+known_principal if workload_listed
 
 known_principal if {
 	input.principal.method == "anonymous"
@@ -61,8 +73,14 @@ endpoint_denial := denial(403, "access_denied", "Public API keys cannot access p
 	private_endpoint
 	input.principal.method == "api_key"
 	not input.principal.userId
+} else := denial(403, "access_denied", "Workload identities cannot access private endpoints") if {
+	private_endpoint
+	input.principal.method == "mtls"
 } else := denial(403, "access_denied", "You can only access endpoints you own or public endpoints") if {
 	private_endpoint
+} else := denial(403, "access_denied", sprintf("The workload %s is not listed in this endpoint's workloads", [input.principal.spiffeId])) if {
+	input.principal.method == "mtls"
+	is_string(input.principal.spiffeId)
 } else := denial(403, "access_denied", "Authentication is required for this endpoint")
 
 denial(status, code, description) := {
@@ -126,6 +144,11 @@ first_denied := required[min(denied_calls)]
 call_denial_key := denial(
 	403, "access_denied",
 	sprintf("This API key is not granted %s:%s", [first_denied.kind, first_denied.target]),
+)
+
+call_denial_workload := denial(
+	403, "access_denied",
+	sprintf("This workload is not granted %s:%s", [first_denied.kind, first_denied.target]),
 )
 
 call_denial_anonymous := denial(

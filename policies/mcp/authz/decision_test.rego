@@ -7,7 +7,7 @@ owner_key := {"authenticated": true, "method": "api_key", "id": "k1", "userId": 
 test_an_unknown_principal_method_has_no_grants if {
 	d := authz.decision with input as {
 		"endpoint": {"name": "e", "auth": {"apiKey": true, "oauth": false}},
-		"principal": {"authenticated": true, "method": "mtls", "id": "x", "permissions": ["*"], "scopes": ["*"]},
+		"principal": {"authenticated": true, "method": "kerberos", "id": "x", "permissions": ["*"], "scopes": ["*"]},
 		"mcp": {"calls": [{"method": "tools/call", "name": "a"}]},
 	}
 	d.allow == false

@@ -4,11 +4,14 @@
 # case-sensitive, no Unicode normalization, so look-alikes and case variants never match.
 package mcp.authz
 
-# API keys carry permissions, tokens carry scopes. An anonymous caller on an auth-off
-# endpoint gets the endpoint's data.anonymousGrants, by default everything.
+# API keys carry permissions, tokens carry scopes, workloads get the grants of the
+# endpoint's workloads entries that name them (workloads.rego). An anonymous caller on an
+# auth-off endpoint gets the endpoint's data.anonymousGrants, by default everything.
 grants := input.principal.permissions if input.principal.method == "api_key"
 
 else := input.principal.scopes if input.principal.method == "oauth"
+
+else := workload_grants if input.principal.method == "mtls"
 
 else := anonymous_grants if input.principal.method == "anonymous"
 
