@@ -126,7 +126,9 @@ test('a list response is filtered over real gRPC, and the stream, the decision a
   t.true(sample(m, 'mcp_authz_check_total', { endpoint: 'files', decision: 'allow', status: '200' })! >= 1, 'the request decision is counted as a Check is');
 
   const log = lines.map((l) => JSON.parse(l)).filter((l) => l.log === 'decision');
-  t.true(log.some((l) => l.msg === 'decision' && l.endpoint === 'files' && l.mcp_method === 'tools/list' && l.allow === true));
+  const line = log.find((l) => l.msg === 'decision' && l.endpoint === 'files' && l.mcp_method === 'tools/list' && l.allow === true);
+  t.truthy(line);
+  t.is(line.client_address, '10.1.2.3', 'the source.address attribute survives the wire (a protobuf Value decodes as stringValue)');
   const list = log.find((l) => l.msg === 'list' && l.endpoint === 'files' && l.result === 'filtered');
   t.like(list, { principal: 'bob-cli', form: 'json', lists: [{ method: 'tools/list', shown: 1, hidden: 1 }] });
   t.false(lines.some((l) => l.includes(bob.key)), 'the key is never logged');

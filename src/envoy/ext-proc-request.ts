@@ -59,9 +59,12 @@ function splitHostPort(s: string): { address: string; port_value?: number } {
   return Number.isInteger(port) && port > 0 && port < 65536 ? { address, port_value: port } : { address };
 }
 
-/** `source.address` ("ip:port") from the filter's attributes, when Envoy was asked to send it. */
+/**
+ * `source.address` ("ip:port") from the filter's attributes, when Envoy was asked to send it.
+ * Struct and Value are protobufjs's bundled types: their fields decode camelCase whatever keepCase says.
+ */
 function sourceAddress(attributes: Record<string, WireStruct> | undefined): string | undefined {
-  const v = attributes?.[EXT_PROC_ATTRIBUTES_KEY]?.fields?.['source.address']?.string_value;
+  const v = attributes?.[EXT_PROC_ATTRIBUTES_KEY]?.fields?.['source.address']?.stringValue;
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
 

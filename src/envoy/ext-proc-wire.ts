@@ -25,7 +25,7 @@ export interface WireHttpBody {
 
 /** google.protobuf.Struct in proto-loader's object form. */
 export interface WireStruct {
-  fields?: Record<string, { string_value?: string; [kind: string]: unknown }>;
+  fields?: Record<string, { stringValue?: string; [kind: string]: unknown }>;
 }
 
 export interface ProcessingRequest {

@@ -27,7 +27,7 @@ export function requestHeaders(opts: { method?: string; path: string; host?: str
     ['x-request-id', 'req-1'],
   ];
   const msg: ProcessingRequest = { request_headers: { headers: { headers: pairs.map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: body === undefined } };
-  if (opts.source !== undefined) msg.attributes = { 'envoy.filters.http.ext_proc': { fields: { 'source.address': { string_value: opts.source } } } };
+  if (opts.source !== undefined) msg.attributes = { 'envoy.filters.http.ext_proc': { fields: { 'source.address': { stringValue: opts.source } } } };
   return msg;
 }
 
