@@ -2,7 +2,7 @@
 // (policies/mcp/authz/visible.rego) and for the rule derived from `decision`
 // (examples/policies/visible-from-decision.rego), against one decision for one call.
 //   node --import tsx scripts/measure-visible.ts [iterations]
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot, SHIPPED_BUNDLE } from '../src/config/paths.mjs';
 import { loadBundle } from '../src/policy/bundle-loader.js';
@@ -15,7 +15,9 @@ const options = { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/auth
 const shippedBundle = loadBundle(SHIPPED_BUNDLE);
 const shipped = await WasmEngine.create(shippedBundle, { ...options, data: shippedBundle.data });
 const read = (p: string) => readFileSync(join(projectRoot, p), 'utf8');
-const derivedDir = regoDir({ 'decision.rego': read('policies/mcp/authz/decision.rego'), 'grants.rego': read('policies/mcp/authz/grants.rego'), 'arguments.rego': read('policies/mcp/authz/arguments.rego'), 'visible.rego': read('examples/policies/visible-from-decision.rego') });
+// Every file of the shipped policy but its visible.rego and tests, and the example rule instead.
+const policyFiles = readdirSync(join(projectRoot, 'policies/mcp/authz')).filter((f) => f.endsWith('.rego') && !f.endsWith('_test.rego') && f !== 'visible.rego');
+const derivedDir = regoDir({ ...Object.fromEntries(policyFiles.map((f) => [f, read(`policies/mcp/authz/${f}`)])), 'visible.rego': read('examples/policies/visible-from-decision.rego') });
 const derived = await WasmEngine.create(await compileRego(derivedDir, options.entrypoint, options.visibleEntrypoint), { ...options, data: {} });
 
 const base = {

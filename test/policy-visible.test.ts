@@ -4,7 +4,7 @@
 // listed item carries none; argument rules say how a tool is called, not whether it is listed). The shared cases prove it through the
 // server (test/policy-parity.test.ts); this proves it on random inputs — and likewise for the
 // rule docs/ext_proc.md offers for policies of your own (examples/policies/).
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import fc from 'fast-check';
@@ -25,10 +25,10 @@ test.before(async () => {
   engine = await WasmEngine.create(bundle, { ...ENTRYPOINTS, data: bundle.data });
   // The shipped decision with the documented rule derived from it in place of the shipped visible.rego.
   const read = (path: string) => readFileSync(join(projectRoot, path), 'utf8');
+  // Every file of the shipped policy but its visible.rego and tests, and the example rule instead.
+  const shipped = readdirSync(join(projectRoot, 'policies/mcp/authz')).filter((f) => f.endsWith('.rego') && !f.endsWith('_test.rego') && f !== 'visible.rego');
   const dir = regoDir({
-    'decision.rego': read('policies/mcp/authz/decision.rego'),
-    'grants.rego': read('policies/mcp/authz/grants.rego'),
-    'arguments.rego': read('policies/mcp/authz/arguments.rego'),
+    ...Object.fromEntries(shipped.map((f) => [f, read(`policies/mcp/authz/${f}`)])),
     'visible.rego': read('examples/policies/visible-from-decision.rego'),
   });
   const own = await compileRego(dir, ENTRYPOINTS.entrypoint, ENTRYPOINTS.visibleEntrypoint);
