@@ -14,6 +14,7 @@ import { readDecisionCounts, tally, type DecisionTally } from './lib/decision-co
 import { ghzVersion, round, runLoad, type LoadResult } from './lib/ghz.js';
 import { CHECK_PATH, GRPC_HEADERS, GRPC_TIMEOUT_MS, grpcFrame, h2loadVersion, runH2load, type H2loadResult } from './lib/h2load.js';
 import { printProfiles, profileScenarios } from './lib/cpu-profile.js';
+import { closedLoop as extProcLoop, extProcScenarios, inProcess as extProcInProcess, printExtProc, type ExtProcRun, type LoopRound } from './lib/ext-proc.js';
 import { measureInProcess, printInProcess, TRACING_MODES, type TracingMode } from './lib/in-process.js';
 import { measureInterleaved, printInterleaved } from './lib/interleaved.js';
 import { startMcpAuthz, writeMcpAuthzConfig, type Prepared } from './lib/mcp-authz.js';
@@ -61,6 +62,7 @@ const { values: opt } = parseArgs({
     'distinct-tokens': { type: 'string', default: '3000' },
     soak: { type: 'string' },
     'in-process': { type: 'boolean', default: false },
+    'ext-proc': { type: 'boolean', default: false },
     transports: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     'profile-duration': { type: 'string', default: '15s' },
@@ -91,6 +93,7 @@ npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profil
 npm run bench -- --soak 10m [--scenario apikey_tool_allow] [--workers N]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
 npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
+npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
 `);
   process.exit(0);
 }
@@ -621,7 +624,7 @@ async function main(): Promise<number> {
   const started = new Date();
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const known: readonly string[] = opt.transports ? STUDY : SYSTEMS;
-  const systems = opt['in-process'] || opt.soak || opt.profile ? [] : (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
+  const systems = opt['in-process'] || opt.soak || opt.profile || opt['ext-proc'] ? [] : (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
   const unknownSystems = systems.filter((s) => !known.includes(s));
   if (unknownSystems.length) throw new Error(`unknown system(s): ${unknownSystems.join(', ')} (known${opt.transports ? ' with --transports' : ''}: ${known.join(', ')})`);
   await prepareTools(systems);
@@ -643,6 +646,8 @@ async function main(): Promise<number> {
       await p.issuer.close();
     }
   }
+
+  if (opt['ext-proc']) return extProc(command, started, bundle, notes);
 
   const only = (opt.scenarios ?? (opt.transports || opt.profile ? 'apikey_tool_allow,invalid_key' : undefined))?.split(',').map((s) => s.trim());
   if (opt.profile) {
@@ -739,6 +744,70 @@ async function main(): Promise<number> {
   const broken = runs.filter((r) => r.state === 'check-failed' || r.state === 'error');
   if (broken.length) log(`${broken.length} run(s) failed their own checks or errored: see the table`);
   return broken.length ? 1 : 0;
+}
+
+/**
+ * --ext-proc: the ext_proc service against Check on the same requests, one mcp-authz worker
+ * (the real CLI), a grpc-js client loop here (bench/lib/ext-proc.ts), interleaved rounds;
+ * then the same exchanges in-process.
+ */
+async function extProc(command: string, started: Date, bundle: string | undefined, notes: string[]): Promise<number> {
+  const p = await prepareCredentials(['apikey_tool_allow']);
+  const all = extProcScenarios(p.apiKey);
+  const only = opt.scenarios?.split(',').map((s) => s.trim());
+  const list = only ? all.filter((s) => only.includes(s.name)) : all;
+  const unknownNames = (only ?? []).filter((n) => !all.some((s) => s.name === n));
+  if (unknownNames.length) throw new Error(`unknown scenario(s): ${unknownNames.join(', ')} (known with --ext-proc: ${all.map((s) => s.name).join(', ')})`);
+  const grpcPort = await freePort();
+  const configFile = writeMcpAuthzConfig(p, grpcPort, await freePort(), bundle);
+  const runs: ExtProcRun[] = [];
+  try {
+    log('starting mcp-authz (one worker)');
+    const server = await startMcpAuthz(configFile, grpcPort, p.list[0]!.requests[0]!, opt['server-log'] ? join(out, 'mcp-authz.log') : undefined, 1);
+    try {
+      const idle = await waitIdle(settings.waitIdleSec);
+      if (!idle.idle) notes.push(`the machine was not idle when the run started (${idle.busyCores} cores busy after ${idle.waitedSec}s)`);
+      // JIT and caches warm on every exchange before the clock starts, as for the other scenarios.
+      for (const s of list) {
+        log(`${s.name}: warm-up ${settings.warmupSec}s`);
+        const w = await extProcLoop(s, { target: `127.0.0.1:${grpcPort}`, connections: settings.connections, concurrency: settings.concurrency, durationSec: settings.warmupSec, server });
+        if (w.errors) notes.push(`${s.name}: ${w.errors} errors during the warm-up (${w.errorSamples.join('; ')})`);
+      }
+      const rounds = new Map<string, LoopRound[]>(list.map((s) => [s.name, []]));
+      for (let r = 1; r <= settings.rounds; r++) {
+        for (const s of list) {
+          log(`round ${r}/${settings.rounds} ${s.name}`);
+          rounds.get(s.name)!.push(await extProcLoop(s, { target: `127.0.0.1:${grpcPort}`, connections: settings.connections, concurrency: settings.concurrency, durationSec: settings.durationSec, server }));
+        }
+      }
+      for (const s of list) {
+        const rs = rounds.get(s.name)!;
+        runs.push({ scenario: s.name, what: s.what, ...(s.sameAs ? { sameAs: s.sameAs } : {}), rounds: rs, median: median(rs, (x) => x.perSec) });
+      }
+    } finally {
+      await server.stop(10_000);
+    }
+    const inProc = await extProcInProcess(configFile, list, Number(opt.calls), log);
+    const result = {
+      kind: 'ext-proc' as const,
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      command,
+      machine: machine(),
+      settings: { ...settings, loadGenerator: 'grpc-js client loop in the benchmark process (h2load and ghz cannot play Envoy\'s side of a Process stream)', mcpAuthzWorkers: 1 },
+      keySource: p.keySource,
+      notes,
+      otherCoresMax: Math.max(0, ...runs.flatMap((r) => r.rounds.map((x) => x.cores.other))),
+      runs,
+      inProcess: inProc,
+    };
+    const file = writeResults(result);
+    printExtProc(command, runs, inProc, { connections: settings.connections, concurrency: settings.concurrency, durationSec: settings.durationSec, rounds: settings.rounds });
+    log(`results: ${file}`);
+    return runs.some((r) => r.rounds.some((x) => x.errors > 0)) ? 1 : 0;
+  } finally {
+    await p.issuer.close();
+  }
 }
 
 main().then(

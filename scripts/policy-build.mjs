@@ -11,7 +11,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { SHIPPED_BUNDLE, WASM_CAPABILITIES } from '../src/config/paths.mjs';
 import { opaPath, parseOrExit, root, runOrExit } from './opa-path.mjs';
 
-const USAGE = `usage: mcp-authz policy build [--src DIR] [--out FILE] [--entrypoint E] [--force]
+const USAGE = `usage: mcp-authz policy build [--src DIR] [--out FILE] [--entrypoint E] [--visible-entrypoint V] [--force]
        (npm run policy:build)
 
 Compiles a folder of Rego to the WASM bundle the service loads (opa check --strict, then
@@ -23,6 +23,9 @@ options:
                      files are left out
   --out FILE         the bundle to write (default: policies/build/bundle.tar.gz)
   --entrypoint E     the decision rule (default mcp/authz/decision; the config's policy.entrypoint)
+  --visible-entrypoint V
+                     the list visibility rule, built too when the source has it (default
+                     mcp/authz/visible; the config's policy.visibleEntrypoint; docs/ext_proc.md)
   --force            build even when the bundle is up to date
   -h, --help         this help
 `;
@@ -33,6 +36,7 @@ const values = parseOrExit(
     src: { type: 'string', default: join(root, 'policies', 'mcp') },
     out: { type: 'string', default: SHIPPED_BUNDLE },
     entrypoint: { type: 'string', default: 'mcp/authz/decision' },
+    'visible-entrypoint': { type: 'string', default: 'mcp/authz/visible' },
   },
   USAGE,
 );
@@ -75,7 +79,7 @@ function writeCapabilities() {
 const opaVersion = runOrExit(() => execFileSync(opa, ['version'], { encoding: 'utf8' })).split('\n')[0];
 writeCapabilities();
 const hash = createHash('sha256');
-hash.update(`${opaVersion}\n${values.entrypoint}\n`);
+hash.update(`${opaVersion}\n${values.entrypoint}\n${values['visible-entrypoint']}\n`);
 hash.update(readFileSync(caps));
 for (const f of files(src)) hash.update(`${relative(src, f)}\n`).update(readFileSync(f));
 const revision = `sha256-${hash.digest('hex').slice(0, 16)}`;
@@ -89,9 +93,29 @@ mkdirSync(dirname(out), { recursive: true });
 // Run from the source folder so the bundle names files relative to it, not this machine's paths.
 const run = (args) => runOrExit(() => execFileSync(opa, args, { cwd: src, stdio: ['ignore', 'inherit', 'inherit'] }));
 run(['check', '--strict', '--capabilities', caps, '--ignore', '*_test.rego', '.']);
-run([
-  'build', '-t', 'wasm', '-e', values.entrypoint, '--capabilities', caps, '--ignore', '*_test.rego',
+const build = (entrypoints) => [
+  'build', '-t', 'wasm', ...entrypoints.flatMap((e) => ['-e', e]), '--capabilities', caps, '--ignore', '*_test.rego',
   '-r', revision, '-o', out, '.',
-]);
+];
+// The visibility rule is built beside the decision when the source defines it; without it
+// the bundle still decides requests, and ext_proc withholds list responses.
+const visible = values['visible-entrypoint'];
+let withVisible = true;
+runOrExit(() => {
+  try {
+    execFileSync(opa, build([values.entrypoint, visible]), { cwd: src, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    // opa reports this on stdout or stderr depending on the version.
+    if (!`${err.stdout ?? ''}${err.stderr ?? ''}`.includes(`entrypoint "${visible}" does not refer to a rule`)) {
+      if (err.stdout?.length) process.stdout.write(err.stdout);
+      throw err;
+    }
+    withVisible = false;
+    execFileSync(opa, build([values.entrypoint]), { cwd: src, stdio: ['ignore', 'inherit', 'inherit'] });
+  }
+});
 writeFileSync(stamp, `${revision}\n`);
 process.stdout.write(`policy bundle built: ${relative(process.cwd(), out)} (revision ${revision})\n`);
+if (!withVisible) {
+  process.stdout.write(`note: the policy has no ${visible} rule: list responses filtered through ext_proc will be withheld (docs/ext_proc.md)\n`);
+}

@@ -23,6 +23,7 @@ const LAYERS: Record<string, number> = {
   limits: 5,
   policy: 5,
   pipeline: 6,
+  extproc: 7,
   server: 7,
   cli: 8,
 };

@@ -9,11 +9,13 @@ import { stringify } from 'yaml';
 import { generateApiKey, hashApiKey } from '../src/contracts/api-key.js';
 import { authorizationService } from '../src/envoy/protos.js';
 import { tally } from '../bench/lib/decision-counts.js';
+import { closedLoop, extProcScenarios } from '../bench/lib/ext-proc.js';
 import { grpcFrame } from '../bench/lib/h2load.js';
 import { freePort, parseCpuTimes, run, start, withCpuTimes, type Started } from '../bench/lib/processes.js';
 import { root } from '../bench/lib/paths.js';
 import { scenarios, type Scenario } from '../bench/lib/scenarios.js';
 import { CheckClient, HttpCheckClient } from '../bench/lib/verify.js';
+import { startTestService } from './helpers/service.js';
 
 test('a load generator\'s CPU time is read from its own shell once it exits, and the marker is taken out of stderr', async (t) => {
   const [cmd, args] = withCpuTimes('node', ['-e', 'let x = 0; for (let i = 0; i < 3e8; i++) x += i; process.stderr.write("done\\n")']);
@@ -93,3 +95,21 @@ for (const transport of ['grpc-js', 'connect', 'lean-http2', 'http1'] as const) 
     }
   });
 }
+
+test('the ext_proc benchmark\'s exchanges, played as its client loop plays them, get the answers it expects from the real server', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-ext-proc-'));
+  writeFileSync(join(dir, 'keys.yaml'), stringify({ keys: [{ id: 'owner', sha256: hashApiKey(apiKey), name: 'Owner', userId: 'bench-user', role: 'user', permissions: ['tools:search', 'tools:read_*'] }] }));
+  const svc = await startTestService(
+    { apiKeys: { file: 'keys.yaml' }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'bench-user', auth: { apiKey: true, oauth: false } }] },
+    { dir },
+  );
+  t.teardown(() => svc.stop());
+  const list = extProcScenarios(apiKey);
+  t.deepEqual(list.filter((s) => s.sameAs).map((s) => s.sameAs), ['check_tool_allow', 'check_tools_list', 'check_tools_list']);
+  for (const s of list) {
+    const round = await closedLoop(s, { target: `127.0.0.1:${svc.grpcPort}`, connections: 1, concurrency: 2, durationSec: 0.2, server: { pid: process.pid } as Started });
+    t.is(round.errors, 0, `${s.name}: ${round.errorSamples.join('; ')}`);
+    t.true(round.exchanges > 0, s.name);
+    t.is(s.verify([]) === undefined, false, `${s.name}: no answer is never right`);
+  }
+});

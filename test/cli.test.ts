@@ -290,3 +290,37 @@ test('check --explain says when the policy was not asked, and when the bundle ca
   t.true(withSource.policy.explain.agreesWithService);
   t.true(withSource.policy.explain.trace.length > 5);
 });
+
+// ---- check --response ----
+
+const listCall = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
+const listResult = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'search' }, { name: 'delete_file' }, { name: 'read_file' }] } });
+
+test('check --response explains a list filtering: each item, the call it stands for, visible or not, and the body sent on', async (t) => {
+  const dir = writeFiles({ 'list.json': listResult, 'list.sse': `event: message\ndata: ${listResult}\n\n` });
+  for (const file of ['list.json', 'list.sse']) {
+    const r = await runCli(['check', '--path', '/mcp/public', '-H', `x-api-key: ${bobKey}`, '--body', listCall, '--response', `@${join(dir, file)}`]);
+    t.is(r.code, 0, r.stderr);
+    const { response } = JSON.parse(r.stdout);
+    t.like(response, { evaluated: true, form: file.endsWith('.json') ? 'json' : 'sse', result: 'filtered', listCalls: { 1: 'tools/list' } });
+    t.deepEqual(response.items.map((i: { item: string; visible: boolean }) => [i.item, i.visible]), [['search', true], ['delete_file', false], ['read_file', false]]);
+    t.deepEqual(response.items[1].call, { method: 'tools/call', kind: 'request', name: 'delete_file' });
+    t.is(response.policy.length, 1, 'one evaluation for the list');
+    const body = file.endsWith('.json') ? response.body : response.body.split('data: ')[1];
+    t.deepEqual(JSON.parse(body).result.tools, [{ name: 'search' }]);
+  }
+});
+
+test('check --response says why a list is withheld, and when nothing would be listed', async (t) => {
+  const withheld = JSON.parse((await runCli(['check', '--path', '/mcp/public', '-H', `x-api-key: ${bobKey}`, '--body', listCall, '--response', '{"jsonrpc":"2.0","id":1,"result":{"tools":"all"}}'])).stdout);
+  t.like(withheld.response, { result: 'withheld', reason: 'malformed_list_result' });
+  t.like(JSON.parse(withheld.response.body), { id: 1, error: { code: -32603, data: { reason: 'malformed_list_result' } } });
+  const denied = JSON.parse((await runCli(['check', '--path', '/mcp/alice', '-H', `x-api-key: ${bobKey}`, '--body', listCall, '--response', listResult])).stdout);
+  t.like(denied.response, { evaluated: false });
+  t.regex(denied.response.why, /not allowed \(access_denied\)/);
+  const notList = JSON.parse((await runCli(['check', '--path', '/mcp/public', '-H', `x-api-key: ${bobKey}`, '--body', toolCall('search'), '--response', listResult])).stdout);
+  t.regex(notList.response.why, /no list call/);
+  const bad = await runCli(['check', '--path', '/mcp/public', '--response', '{}', '--response-type', 'xml']);
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /--response-type expects json, sse or auto/);
+});

@@ -7,12 +7,13 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parse } from 'yaml';
 import { validateConfig } from '../src/config/load.js';
 import type { Principal } from '../src/contracts/principal.js';
 import { identityHeaders } from '../src/pipeline/allow.js';
 import { DECISION_ID_KEY } from '../src/envoy/to-response.js';
-import { ROOT } from './helpers/helm.js';
+import { RECOMMENDED_EXT_PROC } from './e2e/stack.js';
+import { ROOT, validateObject } from './helpers/helm.js';
 
 const BIN = join(ROOT, '.build', 'bin', 'envoy-validate');
 const ENVOY = join(ROOT, 'examples', 'envoy', 'envoy.yaml');
@@ -92,14 +93,14 @@ test('the Istio envoyExtAuthzHttp provider is a valid MeshConfig extension provi
 /** The mcp-authz settings an example's header comment says to run with, as a config. */
 function namedSettings(file: string): Record<string, unknown> {
   const lines = readFileSync(file, 'utf8').split('\n').filter((l) => /^#\s+(listen|clientAddress):/.test(l));
-  return parseYaml(lines.map((l) => l.replace(/^#\s+/, '')).join('\n')) as Record<string, unknown>;
+  return parse(lines.map((l) => l.replace(/^#\s+/, '')).join('\n')) as Record<string, unknown>;
 }
 
 // Headers the service reads or removes, which Envoy must forward for it to see them.
 const READ_HEADERS = ['authorization', 'x-api-key', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'mcp-param-region', 'content-encoding', 'content-type', 'x-forwarded-for', 'x-mcp-user-id', 'x_mcp_user_id'];
 
 test('both HTTP examples forward every header the service reads, pass its identity headers upstream, and name settings that load', (t) => {
-  const envoy = parseYaml(readFileSync(ENVOY_HTTP, 'utf8'));
+  const envoy = parse(readFileSync(ENVOY_HTTP, 'utf8'));
   const hcm = envoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
   const authz = hcm.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_authz').typed_config;
   const regexes = authz.allowed_headers.patterns.map((p: { safe_regex?: { regex: string } }) => new RegExp(`^(?:${p.safe_regex!.regex})$`));
@@ -110,7 +111,7 @@ test('both HTTP examples forward every header the service reads, pass its identi
   for (const h of identity) t.true(upstream.some((p: string) => h.startsWith(p)), `Envoy passes ${h} upstream`);
   t.true(hcm.use_remote_address, 'Envoy appends the client address that trustedHops: 1 reads');
 
-  const provider = parseYaml(readFileSync(MESH_HTTP, 'utf8')).spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp;
+  const provider = parse(readFileSync(MESH_HTTP, 'utf8')).spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp;
   // Istio's header patterns: exact, "prefix*" or "*suffix".
   const istioMatch = (pattern: string, h: string) => (pattern.endsWith('*') ? h.startsWith(pattern.slice(0, -1)) : pattern.startsWith('*') ? h.endsWith(pattern.slice(1)) : h === pattern);
   for (const h of READ_HEADERS) t.true(provider.includeRequestHeadersInCheck.some((p: string) => istioMatch(p, h)), `Istio forwards ${h}`);
@@ -122,6 +123,56 @@ test('both HTTP examples forward every header the service reads, pass its identi
     t.is(loaded.listen.extAuthzHttp, `0.0.0.0:${port}`, `${file}: the port it calls`);
     t.is(loaded.extAuthzHttp.pathPrefix, file === ENVOY_HTTP ? authz.http_service.path_prefix : provider.pathPrefix);
   }
+});
+
+const EXT_PROC = join(ROOT, 'examples', 'envoy', 'envoy-ext-proc.yaml');
+
+test('the ext_proc example is a valid v3 Bootstrap with the ExternalProcessor filter read and checked', async (t) => {
+  const r = await validate('bootstrap', EXT_PROC);
+  t.is(r.code, 0, r.stderr);
+  t.true(r.stdout.includes('envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor'), r.stdout);
+  const broken = await validate('bootstrap', edited(EXT_PROC, 'message_timeout: 0.5s', 'message_timeout: 7200s'));
+  t.is(broken.code, 1, 'a rule inside the ext_proc config is enforced');
+  t.regex(broken.stderr, /MessageTimeout/);
+});
+
+test('the ext_proc example sets what docs/ext_proc.md requires, and the e2e tests run exactly its processing mode', (t) => {
+  const filter = extProcFilter();
+  t.is(filter.failure_mode_allow, false);
+  t.is(filter.allow_mode_override, true);
+  t.deepEqual(filter.request_attributes, ['source.address']);
+  t.is(filter.grpc_service.timeout, undefined, 'no deadline on a stream that lasts as long as its exchange');
+  const { request_trailer_mode: _a, response_trailer_mode: _b, ...mode } = filter.processing_mode;
+  t.deepEqual(mode, RECOMMENDED_EXT_PROC.processingMode);
+  t.is(filter.allow_mode_override, RECOMMENDED_EXT_PROC.allowModeOverride);
+  t.is(filter.failure_mode_allow, RECOMMENDED_EXT_PROC.failureModeAllow);
+});
+
+function extProcFilter(): Record<string, any> {
+  const doc = parse(readFileSync(EXT_PROC, 'utf8'));
+  const hcm = doc.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+  return hcm.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_proc').typed_config;
+}
+
+test('the Istio EnvoyFilter is a valid EnvoyFilter whose ext_proc filter is the Envoy example\'s, and Envoy reads it', async (t) => {
+  const filter = parse(readFileSync(join(ROOT, 'examples', 'istio', 'ext-proc-envoyfilter.yaml'), 'utf8'));
+  await validateObject(filter);
+  const [patch] = filter.spec.configPatches;
+  t.is(patch.applyTo, 'HTTP_FILTER');
+  t.is(patch.match.listener.filterChain.filter.subFilter.name, 'envoy.filters.http.router');
+  const istio = patch.patch.value.typed_config;
+  const envoy = extProcFilter();
+  // Everything but the cluster's name (Istio's outbound cluster) is the Envoy example's.
+  const strip = (c: Record<string, any>) => ({ ...c, grpc_service: { envoy_grpc: { ...c.grpc_service.envoy_grpc, cluster_name: undefined } } });
+  t.deepEqual(strip(istio), strip(envoy));
+  t.regex(istio.grpc_service.envoy_grpc.cluster_name, /^outbound\|9191\|\|mcp-authz\./);
+  // The patched filter, in an Envoy example whose cluster has Istio's name: Envoy's own types read it.
+  const bootstrap = readFileSync(EXT_PROC, 'utf8').replaceAll('cluster_name: mcp-authz', `cluster_name: "${istio.grpc_service.envoy_grpc.cluster_name}"`).replace('- name: mcp-authz\n', `- name: "${istio.grpc_service.envoy_grpc.cluster_name}"\n`);
+  const file = join(mkdtempSync(join(tmpdir(), 'mcp-authz-validate-')), 'istio.yaml');
+  writeFileSync(file, bootstrap);
+  const r = await validate('bootstrap', file);
+  t.is(r.code, 0, r.stderr);
+  t.true(bootstrap.includes('cluster_name: "outbound|9191||'));
 });
 
 test('the Envoy example\'s access log prints the decision id from the ext_authz filter\'s dynamic metadata, and no path', async (t) => {

@@ -331,4 +331,7 @@ test('NOTES tell how to wire Envoy and Istio to the release\'s gRPC address', (t
   t.regex(notes, /envoy\.filters\.http\.ext_authz/);
   t.regex(notes, /envoyExtAuthzGrpc/);
   t.regex(notes, /action: CUSTOM/);
+  t.regex(notes, /envoy\.filters\.http\.ext_proc/);
+  t.regex(notes, /failure_mode_allow: false[\s\S]*allow_mode_override: true/);
+  t.regex(notes, /outbound\|9191\|\|mcp-mcp-authz\.mcp\.svc\.cluster\.local/, 'the EnvoyFilter cluster of this release');
 });

@@ -1,10 +1,13 @@
 // The shared decision cases (policies/cases/*.json) against the compiled WASM, through the
 // real gRPC server. scripts/policy-test.mjs runs the same cases against the Rego with
-// `opa test`; both must agree.
+// `opa test`; both must agree. And visible ⇔ callable: for every case, the items its calls
+// stand for, listed through the ext_proc service, are shown exactly when Check allows the
+// call alone, or refuses it only for its arguments (the listed call carries none).
 import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Principal } from '../src/contracts/principal.js';
+import { processExchange, requestBody, requestHeaders, responseBody, responseHeaders } from './helpers/ext-proc.js';
 import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService, type TestService } from './helpers/service.js';
 import { PRINCIPAL_HEADER, withPrincipals } from './helpers/policy.js';
 
@@ -71,5 +74,48 @@ cases.forEach((c, i) => {
       t.is(headerValue(res.denied_response!.headers, name.toLowerCase()), value);
     }
     if (!c.expect.headers) t.is(headerValue(res.denied_response!.headers, 'www-authenticate'), undefined);
+  });
+});
+
+/** The list method, result member and item of the call a listed item stands for. */
+function listedItem(call: Case['calls'][number]): { method: string; array: string; item: Record<string, string> } | undefined {
+  if (call.method === 'tools/call' && typeof call.name === 'string') return { method: 'tools/list', array: 'tools', item: { name: call.name } };
+  if (call.method === 'prompts/get' && typeof call.name === 'string') return { method: 'prompts/list', array: 'prompts', item: { name: call.name } };
+  if (call.method === 'resources/read' && typeof call.uri === 'string') return { method: 'resources/list', array: 'resources', item: { uri: call.uri, name: call.uri } };
+  return undefined;
+}
+
+const listable = cases.map((c, i) => ({ c, i, items: c.calls.map(listedItem).filter((x) => x !== undefined) })).filter((x) => x.items.length > 0);
+
+test('the shared cases list items both shown and hidden', (t) => {
+  t.true(listable.length >= 20);
+});
+
+listable.forEach(({ c, i, items }) => {
+  test(`visible ⇔ callable: ${c.name}`, async (t) => {
+    const methods = [...new Set(items.map((x) => x.method))];
+    const body = JSON.stringify(methods.map((method, n) => ({ jsonrpc: '2.0', id: n + 1, method })));
+    const headers: [string, string][] = [[PRINCIPAL_HEADER, String(i)]];
+    const upstream = methods.map((method, n) => {
+      const mine = items.filter((x) => x.method === method);
+      return { jsonrpc: '2.0', id: n + 1, result: { [mine[0]!.array]: mine.map((x) => x.item) } };
+    });
+    const { answers } = await processExchange(`127.0.0.1:${svc.grpcPort}`, [
+      requestHeaders({ path: c.endpoint.match.pathPrefix, headers, body }),
+      requestBody(body),
+      responseHeaders(200, [['content-type', 'application/json']]),
+      responseBody(JSON.stringify(upstream), true),
+    ]);
+    const listDenied = answers.some((a) => a.immediate_response);
+    const out = listDenied ? [] : (JSON.parse(answers[3]!.response_body.response.body_mutation.body.toString('utf8')) as { id: number; result: Record<string, Record<string, string>[]> }[]);
+    for (const call of c.calls) {
+      const listed = listedItem(call);
+      if (!listed) continue;
+      const shown = out.some((r) => (r.result[listed.array] ?? []).some((item) => JSON.stringify(item) === JSON.stringify(listed.item)));
+      const single = JSON.stringify({ jsonrpc: '2.0', id: 1, method: call.method, params: call.uri !== undefined ? { uri: call.uri } : { name: call.name } });
+      const res = await svc.check(checkRequest({ path: c.endpoint.match.pathPrefix, body: single, headers: { [PRINCIPAL_HEADER]: String(i) } }));
+      const callable = res.ok_response !== undefined || deniedBody(res)?.error === 'argument_denied';
+      t.is(shown, callable, `${call.method} ${call.name ?? call.uri}: listed ${shown}, callable ${callable}`);
+    }
   });
 });

@@ -1,10 +1,11 @@
 // What one Check call learns as it goes (the context phases read) and what it leaves behind
 // for the observers (the trace).
-import type { AuthFailure } from '../contracts/codes.js';
+import type { AuthFailure, WithheldReason } from '../contracts/codes.js';
 import type { HeaderToSet, Outcome } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';
 import type { McpView, Request } from '../contracts/request.js';
 import type { Endpoint } from '../endpoints/registry.js';
+import type { ListMethod } from '../response/list-methods.js';
 import type { TraceContext } from '../request/trace-context.js';
 import type { CheckSpan } from './phases.js';
 
@@ -55,5 +56,45 @@ export interface CheckTrace {
   incoming: TraceContext | undefined;
   /** This Check's span, when tracing is on and the Check is sampled. */
   span: CheckSpan | undefined;
+  durationNs: bigint;
+}
+
+/** One evaluation of the list visibility rule. */
+export interface VisibilityRecord {
+  revision: string;
+  durationNs: number;
+  /** Items the rule was asked about. */
+  items: number;
+}
+
+/** Items of one list method shown and hidden in one response. */
+export interface ListTally {
+  method: ListMethod;
+  shown: number;
+  hidden: number;
+}
+
+/**
+ * One list response processed for the caller (ext_proc), as the observers see it.
+ * `filtered`: its lists were filtered (or nothing in it needed filtering); `withheld`: it
+ * could not be filtered and was replaced with a JSON-RPC error; `aborted`: the exchange ended
+ * before the response did; `unfiltered`: Envoy never sent the body (the filter lacks
+ * allow_mode_override), so it passed without the service seeing it.
+ */
+export interface ListTrace {
+  /** The list request's context. */
+  ctx: CheckContext;
+  form: 'json' | 'sse';
+  result: 'filtered' | 'withheld' | 'aborted' | 'unfiltered';
+  reason?: WithheldReason;
+  /** Why it was withheld, for logs; never sent to the client. */
+  detail?: string;
+  /** Per list method of the request. */
+  methods: ListTally[];
+  /** The visibility rule's evaluations (one per list response; an SSE stream has one per result event). */
+  policy: VisibilityRecord[];
+  /** Dry-run: nothing was hidden; `hidden` counts what would have been. */
+  dryRun: boolean;
+  /** Time the service spent on the response (filtering and policy), not waiting for it. */
   durationNs: bigint;
 }

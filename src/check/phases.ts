@@ -3,9 +3,9 @@
 import type { AuthFailureDetail } from '../contracts/codes.js';
 import type { Answer, Deny, HeaderToSet } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';
-import type { Request } from '../contracts/request.js';
+import type { McpCall, Request } from '../contracts/request.js';
 import type { Endpoint } from '../endpoints/registry.js';
-import type { CheckContext, CheckTrace, PolicyRecord } from './context.js';
+import type { CheckContext, CheckTrace, ListTrace, PolicyRecord, VisibilityRecord } from './context.js';
 
 export type AuthResult =
   | {
@@ -54,8 +54,19 @@ export interface Authorization {
   record?: PolicyRecord;
 }
 
+/** Which of a list's items the caller may see: one boolean per call, in order, from one policy evaluation. */
+export type VisibilityResult =
+  | { ok: true; visible: boolean[]; record: VisibilityRecord }
+  | { ok: false; reason: 'visibility_unavailable' | 'visibility_error'; detail: string; record?: VisibilityRecord };
+
 export interface Authorizer {
   authorize(ctx: CheckContext): Authorization;
+  /**
+   * The list visibility rule (docs/ext_proc.md) on the calls a list's items stand for, in the
+   * context of the list request; `requestInput` is the input the request was decided on.
+   * An authorizer without it withholds every list.
+   */
+  visible?(ctx: CheckContext, calls: readonly McpCall[], requestInput: string | undefined): VisibilityResult;
 }
 
 export interface Limiter {
@@ -71,6 +82,8 @@ export interface Limiter {
 
 export interface Observer {
   decided(trace: CheckTrace): void;
+  /** A list response was filtered (or withheld) for the caller (ext_proc). */
+  listed?(trace: ListTrace): void;
 }
 
 /** The Check's phases as its spans name them (docs/tracing.md). */

@@ -8,6 +8,7 @@ import { silentLogger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { buildRuntime } from '../pipeline/build-runtime.js';
 import { runCheck } from '../pipeline/pipeline.js';
+import { explainResponse, type ResponseTypeFlag } from './check-response.js';
 import { explainPolicy, policySourceDir } from './policy-explain.js';
 import { sampleToWire, type SampleRequest } from './wire-request.js';
 
@@ -16,6 +17,8 @@ export interface ExplainRequest {
   trace?: boolean;
   /** The .rego source of a bundle that does not carry it. */
   rego?: string;
+  /** A sample upstream response to the request: explain how its lists are filtered (ext_proc). */
+  response?: { text: string; type: ResponseTypeFlag };
 }
 
 export function parseHeaderFlag(h: string): [string, string] {
@@ -32,7 +35,8 @@ export function readBodyFlag(b: string | undefined): string | undefined {
 export async function explain(loaded: LoadedConfig, sample: SampleRequest, request: ExplainRequest = {}): Promise<Record<string, unknown>> {
   const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false, tracing: false });
   try {
-    const { outcome: o, ctx, policy, decisionId } = await runCheck(rt, toRequest, sampleToWire(sample));
+    const trace = await runCheck(rt, toRequest, sampleToWire(sample));
+    const { outcome: o, ctx, policy, decisionId } = trace;
     return {
       decision: o.kind,
       status: o.status,
@@ -64,6 +68,7 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest, reque
           : null,
       notReady: rt.notReady(),
       checkResponse: toCheckResponse(o, decisionId),
+      ...(request.response ? { response: explainResponse(rt, trace, request.response.text, request.response.type) } : {}),
     };
   } finally {
     await rt.close();

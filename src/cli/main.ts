@@ -10,6 +10,7 @@ import { loadConfigFile } from '../config/load.js';
 import { projectRoot, QUICKSTART_CONFIG } from '../config/paths.mjs';
 import { createLogger } from '../log/logger.js';
 import type { BuildOptions } from '../pipeline/build-runtime.js';
+import type { ResponseTypeFlag } from './check-response.js';
 import { tracingSettings } from '../tracing/settings.js';
 import { LOG_LEVELS, USAGE, version } from './usage.js';
 
@@ -148,6 +149,8 @@ async function check(args: string[]): Promise<number> {
       body: { type: 'string', short: 'd' },
       explain: { type: 'boolean' },
       rego: { type: 'string' },
+      response: { type: 'string' },
+      'response-type': { type: 'string', default: 'auto' },
     },
     USAGE.check,
   );
@@ -157,6 +160,8 @@ async function check(args: string[]): Promise<number> {
   }
   if (!values.path) throw new UsageError('check needs --path', USAGE.check);
   if (values.rego !== undefined && !values.explain) throw new UsageError('--rego is the policy source for --explain', USAGE.check);
+  const responseType = values['response-type'] as string;
+  if (!['auto', 'json', 'sse'].includes(responseType)) throw new UsageError(`--response-type expects json, sse or auto, got ${JSON.stringify(responseType)}`, USAGE.check);
   const loaded = loadConfigFile((values.config as string | undefined) ?? QUICKSTART_CONFIG);
   const { explain, parseHeaderFlag, readBodyFlag } = await import('./check-command.js');
   const result = await explain(
@@ -171,7 +176,11 @@ async function check(args: string[]): Promise<number> {
       ...(values['peer-certificate'] !== undefined ? { peerCertificatePem: readBodyFlag(values['peer-certificate'] as string)! } : {}),
       ...(values.body !== undefined ? { body: readBodyFlag(values.body as string)! } : {}),
     },
-    { trace: Boolean(values.explain), ...(values.rego !== undefined ? { rego: values.rego as string } : {}) },
+    {
+      trace: Boolean(values.explain),
+      ...(values.rego !== undefined ? { rego: values.rego as string } : {}),
+      ...(values.response !== undefined ? { response: { text: readBodyFlag(values.response as string)!, type: responseType as ResponseTypeFlag } } : {}),
+    },
   );
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   return result.decision === 'allow' ? 0 : 3;

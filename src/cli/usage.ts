@@ -50,6 +50,7 @@ ${ENVIRONMENT}
   check: `usage: mcp-authz check [--config FILE] --path P [--method M] [-H 'name: value']... [--body JSON|@file]
                        [--host H] [--source ADDR] [--peer-principal SPIFFE_ID] [--peer-certificate @PEM]
                        [--explain] [--rego DIR]
+                       [--response JSON|@file [--response-type json|sse]]
 
 Runs the same pipeline as the server, in-process, on one sample request and prints the
 decision as JSON: allow/deny, status, body, headers, endpoint, principal, MCP calls, the
@@ -72,6 +73,11 @@ options:
   --rego DIR          the .rego source the bundle was built from, for --explain. Not needed
                       with policy.rego or the shipped bundle; a bundle built by
                       \`opa build -t wasm\` alone does not carry its entrypoint's source
+  --response TEXT     a sample upstream response to the request (or @file): explain how the
+                      ext_proc service filters its lists — each item, the call it stands for,
+                      visible or not, and the body Envoy would send on (response)
+  --response-type T   json, sse (an event stream) or auto (default: JSON when it starts with
+                      "{" or "[")
   -h, --help          this help
 `,
   keys: `usage: mcp-authz keys create --name N [--id ID] [--user U] [--role R] [--permission P]...
@@ -93,7 +99,7 @@ options:
   --json              print {key, entry} as JSON
   -h, --help          this help
 `,
-  policy: `usage: mcp-authz policy build [--src DIR] [--out FILE] [--entrypoint E] [--force]
+  policy: `usage: mcp-authz policy build [--src DIR] [--out FILE] [--entrypoint E] [--visible-entrypoint V] [--force]
        mcp-authz policy test [--src DIR] [--cases DIR] [--min-coverage PCT]
 
   build   opa build -t wasm of the Rego (default: the shipped policy) into a bundle

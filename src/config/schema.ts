@@ -246,6 +246,8 @@ export const ConfigSchema = z
         bundle: z.string().optional(),
         rego: z.string().optional(),
         entrypoint: z.string().default('mcp/authz/decision'),
+        // The list visibility rule for ext_proc (docs/ext_proc.md); a bundle without it still decides requests.
+        visibleEntrypoint: z.string().default('mcp/authz/visible'),
         dryRun: z.boolean().default(false),
         maxMemoryPages: z.number().int().min(2).max(65536).default(1024),
         // Unset: as the bundle declares in data.mcp_authz.input.envoy (the shipped policy: off), else on.

@@ -68,6 +68,7 @@ export const CODES = {
   policy_error: { status: 503, grpc: 14, kind: 'policy', meaning: 'The policy failed to evaluate or returned a malformed decision; denied.' },
   policy_unavailable: { status: 503, grpc: 14, kind: 'service', meaning: 'No policy is loaded yet; every Check is denied until one loads.' },
   internal_error: { status: 503, grpc: 14, kind: 'service', meaning: 'The service failed to decide; denied, with a `request_id` to report.' },
+  invalid_processing_request: { status: 500, grpc: 13, kind: 'service', meaning: 'ext_proc: Envoy did not send the request the way the service decides on it (request headers first, then the whole body in one `BUFFERED` message, before the response): check the filter\'s `processing_mode` (docs/ext_proc.md).' },
   protected_resource_metadata: { status: 200, grpc: 7, kind: 'answer', meaning: 'Not a deny: the RFC 9728 document, answered directly (a non-OK gRPC status is what makes Envoy send it).' },
 } as const satisfies Record<string, CodeEntry>;
 
@@ -172,6 +173,27 @@ export const AUTH_FAILURE_DETAILS = {
 } as const satisfies Record<string, DetailEntry>;
 
 export type AuthFailureDetail = keyof typeof AUTH_FAILURE_DETAILS;
+
+/**
+ * Why a list response was withheld (ext_proc, docs/ext_proc.md): the list is replaced with a
+ * JSON-RPC error whose `data.reason` is one of these, never passed on unfiltered. The HTTP
+ * status stays the upstream's; the reason is also the `reason` of the log line.
+ */
+export const WITHHELD_REASONS = {
+  invalid_json: 'The body or an SSE event\'s data is not strict JSON (NaN, a lone surrogate escape, nesting past 256 levels).',
+  duplicate_json_key: 'An object repeats a key, exactly or under Go\'s case-insensitive matching.',
+  ambiguous_member: 'A JSON-RPC member spelled in another case (`Id`, `RESULT`): some readers would take it.',
+  ambiguous_response: 'A response to a list call readers could take differently: its id equal only as text, a result and an error, answered twice, a result inside an event that is not a `message`.',
+  malformed_list_result: 'A list result without its item array, or with an item that is not an object naming itself (`name`, `uri`, `uriTemplate`).',
+  event_too_large: 'An SSE event larger than the bound (1 MiB) before its end.',
+  truncated_stream: 'The SSE stream ended inside an event.',
+  ambiguous_sse_field: 'An SSE field name or event type lenient readers would take for `data`, `event`, `id`, `retry` or `message`.',
+  encoded_response: 'The list response is compressed (`content-encoding`): it cannot be read, so it cannot be filtered.',
+  visibility_unavailable: 'No policy is loaded, or it has no visibility rule (`policy.visibleEntrypoint`, default `mcp/authz/visible`).',
+  visibility_error: 'The visibility rule failed to evaluate, or answered something other than one boolean per item.',
+} as const satisfies Record<string, string>;
+
+export type WithheldReason = keyof typeof WITHHELD_REASONS;
 
 /** What authentication found wrong, for logs, `mcp-authz check` and metrics; `why` never holds a secret. */
 export interface AuthFailure {

@@ -1,6 +1,6 @@
 // The official .proto files, loaded with protobufjs (the library under proto-loader) without
-// grpc-js: the Envoy ext_authz v3 protos shipped in @grpc/grpc-js-xds and the gRPC health
-// protocol. The service's own gRPC server decodes and encodes with these types; the grpc-js
+// grpc-js: the Envoy ext_authz and ext_proc v3 protos shipped in @grpc/grpc-js-xds and the
+// gRPC health protocol. The service's own gRPC server decodes and encodes with these types; the grpc-js
 // side (src/envoy/protos.ts) loads the same files through proto-loader. Loaded once per
 // process, on first use.
 import { existsSync } from 'node:fs';
@@ -52,10 +52,16 @@ function loadRoot(file: string, includeDirs: string[]): protobuf.Root {
 
 let auth: protobuf.Root | undefined;
 let health: protobuf.Root | undefined;
+let extProc: protobuf.Root | undefined;
 
 export function authRoot(): protobuf.Root {
   auth ??= loadRoot('envoy/service/auth/v3/external_auth.proto', envoyIncludeDirs);
   return auth;
+}
+
+export function extProcRoot(): protobuf.Root {
+  extProc ??= loadRoot('envoy/service/ext_proc/v3/external_processor.proto', envoyIncludeDirs);
+  return extProc;
 }
 
 export function healthRoot(): protobuf.Root {

@@ -1,5 +1,5 @@
-// The official Envoy ext_authz v3 protos (shipped in @grpc/grpc-js-xds) and the gRPC health
-// protocol through proto-loader, for grpc-js: the `grpcServer: grpc-js` server, reflection,
+// The official Envoy ext_authz and ext_proc v3 protos (shipped in @grpc/grpc-js-xds) and the
+// gRPC health protocol through proto-loader, for grpc-js: the `grpcServer: grpc-js` server, reflection,
 // and the clients of the tests, the test proxies and the benchmark. Loaded once per process,
 // and only where used: the service's own server reads the same files with protobufjs
 // (proto-root.ts).
@@ -12,6 +12,7 @@ import { envoyIncludeDirs, loaderOptions } from './proto-root.js';
 export { envoyIncludeDirs, loaderOptions };
 
 let cached: { authDef: protoLoader.PackageDefinition; healthDef: protoLoader.PackageDefinition } | undefined;
+let extProcDef: protoLoader.PackageDefinition | undefined;
 
 export function packageDefinitions() {
   cached ??= {
@@ -19,6 +20,18 @@ export function packageDefinitions() {
     healthDef: protoLoader.loadSync('grpc/health/v1/health.proto', { ...loaderOptions, includeDirs: [join(projectRoot, 'proto')] }),
   };
   return cached;
+}
+
+/** envoy.service.ext_proc.v3 (official protos), loaded on first use. */
+export function extProcPackageDefinition(): protoLoader.PackageDefinition {
+  extProcDef ??= protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs });
+  return extProcDef;
+}
+
+/** The ExternalProcessor service: Process, a bidirectional stream per HTTP request. */
+export function extProcService(): grpc.ServiceDefinition {
+  const pkg = grpc.loadPackageDefinition(extProcPackageDefinition()) as AnyService;
+  return pkg.envoy.service.ext_proc.v3.ExternalProcessor.service;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -35,8 +48,9 @@ export function healthService(): grpc.ServiceDefinition {
 }
 
 /** Client constructors, for tests, the test proxy and the benchmark. */
-export function clientConstructors(): { Authorization: grpc.ServiceClientConstructor; Health: grpc.ServiceClientConstructor } {
+export function clientConstructors(): { Authorization: grpc.ServiceClientConstructor; Health: grpc.ServiceClientConstructor; ExternalProcessor: grpc.ServiceClientConstructor } {
   const auth = grpc.loadPackageDefinition(packageDefinitions().authDef) as AnyService;
   const health = grpc.loadPackageDefinition(packageDefinitions().healthDef) as AnyService;
-  return { Authorization: auth.envoy.service.auth.v3.Authorization, Health: health.grpc.health.v1.Health };
+  const extProc = grpc.loadPackageDefinition(extProcPackageDefinition()) as AnyService;
+  return { Authorization: auth.envoy.service.auth.v3.Authorization, Health: health.grpc.health.v1.Health, ExternalProcessor: extProc.envoy.service.ext_proc.v3.ExternalProcessor };
 }

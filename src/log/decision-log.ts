@@ -5,8 +5,9 @@
 // bindings, the fields, msg): pino's field-by-field serializer cost twice as much.
 // `time` stays pino's (epoch milliseconds, what log shippers already parse); `ts` is the
 // same instant in ISO 8601 for people and for tools that want a calendar time.
+import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
-import type { CheckTrace } from '../check/context.js';
+import type { CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
 import type { Logger } from './logger.js';
 
@@ -99,6 +100,32 @@ export class DecisionLog implements Observer {
     );
   }
 
+  /** One line per list response filtered for a caller (ext_proc): what was shown and hidden, or why it was withheld. */
+  listed({ ctx, form, result, reason, methods, policy, dryRun, durationNs }: ListTrace): void {
+    if (!this.log.isLevelEnabled('info')) return;
+    const now = Date.now();
+    this.write(
+      now,
+      {
+        ts: this.iso(now),
+        decision_id: randomUUID(),
+        request_id: ctx.request.id,
+        endpoint: ctx.endpoint?.name ?? null,
+        principal: ctx.principal.id,
+        auth_method: ctx.principal.method,
+        lists: methods.map((m) => ({ method: m.method, shown: m.shown, hidden: m.hidden })),
+        form,
+        result,
+        reason,
+        dry_run: dryRun || undefined,
+        policy_revision: policy[0]?.revision ?? null,
+        policy_duration_ms: policy.length > 0 ? policy.reduce((n, p) => n + p.durationNs, 0) / 1e6 : undefined,
+        duration_ms: Number(durationNs) / 1e6,
+      },
+      'list',
+    );
+  }
+
   private iso(ms: number): string {
     if (ms !== this.lastMs) {
       this.lastMs = ms;
@@ -107,12 +134,12 @@ export class DecisionLog implements Observer {
     return this.lastIso;
   }
 
-  private write(now: number, fields: Record<string, unknown>): void {
+  private write(now: number, fields: Record<string, unknown>, msg = 'decision'): void {
     if (!this.stream) {
-      this.log.info(fields, 'decision');
+      this.log.info(fields, msg);
       return;
     }
     const json = JSON.stringify(fields);
-    this.stream.write(`{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"decision"}\n`);
+    this.stream.write(`{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`);
   }
 }

@@ -13,6 +13,8 @@ export interface ServiceEvents {
   keysReload?(result: 'success' | 'failure', keys: number): void;
   /** A request used an API key (by its non-secret id). */
   apiKeyUsed?(keyId: string): void;
+  /** An ext_proc stream ended: completed, denied (immediate response), failed (ended with a gRPC error) or cancelled. */
+  extProcStream?(result: ExtProcStreamResult): void;
   /** A per-tool quota rule counted a request's calls (allowed) or refused it (exceeded). */
   quota?(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
@@ -20,3 +22,5 @@ export interface ServiceEvents {
   /** A batch of spans went to the OTLP endpoint, or could not. */
   traceExport?(result: 'success' | 'failure', spans: number): void;
 }
+
+export type ExtProcStreamResult = 'completed' | 'denied' | 'failed' | 'cancelled';

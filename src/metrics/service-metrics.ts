@@ -4,13 +4,14 @@
 // (src/contracts/codes.ts; a policy's own code is "_policy"). Label children are created
 // at load so the Check path only increments counters.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { CheckContext, CheckTrace } from '../check/context.js';
+import type { CheckContext, CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
 import { quotaRulesFor, type Config, type EndpointConfig } from '../config/schema.js';
 import { packageVersion } from '../config/version.js';
 import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
-import type { ServiceEvents } from './hooks.js';
+import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
+import type { ExtProcStreamResult, ServiceEvents } from './hooks.js';
 
 export const UNKNOWN_ENDPOINT = '_unknown';
 export const OTHER = '_other';
@@ -45,6 +46,12 @@ export const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
 const COMMON_DENY_STATUSES = [400, 401, 403, 404, 413, 429, 503];
 
 export type LimiterName = 'failed_auth' | 'per_client' | 'per_tool';
+
+/** The `result` label of ext_proc_streams_total. */
+export const EXT_PROC_STREAM_RESULTS: readonly ExtProcStreamResult[] = ['completed', 'denied', 'failed', 'cancelled'];
+/** The `result` label of list_responses_total. */
+export const LIST_RESULTS: readonly ListTrace['result'][] = ['filtered', 'withheld', 'aborted', 'unfiltered'];
+const LIST_METHODS: readonly ListMethod[] = [...LIST_SHAPES.keys()];
 
 /** Distinct key ids given their own label before further ids are counted as "_other". */
 const MAX_KEY_ID_LABELS = 10_000;
@@ -101,6 +108,10 @@ export class ServiceMetrics {
   private readonly rateLimitedTotal: Counter<'endpoint' | 'limiter'>;
   private readonly toolDecisions: Counter<'endpoint' | 'tool' | 'decision'>;
   private readonly apiKeyRequests: Counter<'key_id'>;
+  private readonly listResponses: Counter<'endpoint' | 'method' | 'result'>;
+  private readonly listHidden: Counter<'endpoint' | 'method'>;
+  private readonly listShown: Counter<'endpoint' | 'method'>;
+  private readonly responseDurations: Record<ListTrace['form'], ReturnType<Histogram<'form'>['labels']>>;
   private readonly quotaRequests: Counter<'endpoint' | 'rule' | 'result'>;
   private readonly children = new Map<string, Tally>();
   private readonly tools = new Map<string, Set<string>>();
@@ -128,6 +139,13 @@ export class ServiceMetrics {
     this.quotaRequests = new Counter({ name: `${p}quota_requests_total`, help: 'Requests a per-tool quota rule counted (allowed) or refused with 429 (exceeded), by endpoint and rule.', labelNames: ['endpoint', 'rule', 'result'], registers, collect });
     this.apiKeyRequests = new Counter({ name: `${p}api_key_requests_total`, help: 'Requests authenticated with an API key, by key id.', labelNames: ['key_id'], registers, collect });
 
+    const extProcStreams = new Counter({ name: `${p}ext_proc_streams_total`, help: 'ext_proc streams (one per HTTP request through Envoy\'s ext_proc filter), by how they ended: completed, denied (immediate response), failed (ended with a gRPC error), cancelled.', labelNames: ['result'], registers });
+    this.listResponses = new Counter({ name: `${p}list_responses_total`, help: 'List responses processed through ext_proc, by endpoint, list method and result: filtered, withheld (replaced by a JSON-RPC error), aborted, unfiltered (Envoy never sent the body).', labelNames: ['endpoint', 'method', 'result'], registers, collect });
+    this.listHidden = new Counter({ name: `${p}list_items_hidden_total`, help: 'Items removed from list responses (in dry-run: that would have been), by endpoint and list method.', labelNames: ['endpoint', 'method'], registers, collect });
+    this.listShown = new Counter({ name: `${p}list_items_shown_total`, help: 'Items left in filtered list responses, by endpoint and list method.', labelNames: ['endpoint', 'method'], registers, collect });
+    const responseDuration = new Histogram({ name: `${p}response_processing_duration_seconds`, help: 'Time the service spent on one list response (parsing, the visibility rule, re-encoding), by form: json or sse (summed over the stream\'s chunks).', labelNames: ['form'], buckets: LATENCY_BUCKETS, registers });
+    for (const form of ['json', 'sse'] as const) responseDuration.zero({ form });
+    this.responseDurations = { json: responseDuration.labels('json'), sse: responseDuration.labels('sse') };
     const policyEval = new Histogram({ name: `${p}policy_eval_duration_seconds`, help: 'Time to evaluate the policy once.', buckets: LATENCY_BUCKETS, registers });
     const policyReloads = new Counter({ name: `${p}policy_reloads_total`, help: 'Policy bundle loads and reloads, by result.', labelNames: ['result'], registers });
     const policyInfo = new Gauge({ name: `${p}policy_info`, help: 'The revision of the policy in force (value 1).', labelNames: ['revision'], registers, aggregator: 'max' });
@@ -156,7 +174,14 @@ export class ServiceMetrics {
         this.toolChild(ep, tool, 'allow').inc(0);
         this.toolChild(ep, tool, 'deny').inc(0);
       }
+      if (ep === UNKNOWN_ENDPOINT) continue;
+      for (const method of LIST_METHODS) {
+        for (const result of LIST_RESULTS) this.listChild(ep, method, result).inc(0);
+        this.hiddenChild(ep, method).inc(0);
+        this.shownChild(ep, method).inc(0);
+      }
     }
+    for (const result of EXT_PROC_STREAM_RESULTS) extProcStreams.labels(result).inc(0);
     for (const e of config.endpoints) {
       for (const r of quotaRulesFor(e, config)) {
         this.quotaChild(e.name, r.name, 'allowed').inc(0);
@@ -181,7 +206,7 @@ export class ServiceMetrics {
     // Direct answers come before any endpoint is matched.
     this.checkChild(UNKNOWN_ENDPOINT, 'answer', 200).inc(0);
 
-    this.observer = { decided: (trace) => this.decided(trace) };
+    this.observer = { decided: (trace) => this.decided(trace), listed: (trace) => this.listed(trace) };
     let storeState: 'shared' | 'local_fallback' | undefined;
     this.events = {
       policyReload: (result, revision) => {
@@ -206,6 +231,7 @@ export class ServiceMetrics {
         }
         this.child(`k\0${label}`, () => this.apiKeyRequests.labels(label)).inc();
       },
+      extProcStream: (result) => extProcStreams.labels(result).inc(),
       // Endpoints and rules come from the config: their series exist from start-up.
       quota: (endpoint, rule, result) => this.quotaChild(endpoint, rule, result).inc(),
       limiterStore: (state) => {
@@ -238,6 +264,28 @@ export class ServiceMetrics {
         this.toolChild(endpoint, tool, decision).inc();
       }
     }
+  }
+
+  private listed({ ctx, result, methods, form, durationNs }: ListTrace): void {
+    const endpoint = ctx.endpoint?.name ?? UNKNOWN_ENDPOINT;
+    for (const m of methods) {
+      this.listChild(endpoint, m.method, result).inc();
+      if (m.hidden > 0) this.hiddenChild(endpoint, m.method).inc(m.hidden);
+      if (m.shown > 0) this.shownChild(endpoint, m.method).inc(m.shown);
+    }
+    if (result !== 'unfiltered') this.responseDurations[form].observe(Number(durationNs) / 1e9);
+  }
+
+  private listChild(endpoint: string, method: ListMethod, result: ListTrace['result']): Inc {
+    return this.child(`l\0${endpoint}\0${method}\0${result}`, () => this.listResponses.labels(endpoint, method, result));
+  }
+
+  private hiddenChild(endpoint: string, method: ListMethod): Inc {
+    return this.child(`h\0${endpoint}\0${method}`, () => this.listHidden.labels(endpoint, method));
+  }
+
+  private shownChild(endpoint: string, method: ListMethod): Inc {
+    return this.child(`s\0${endpoint}\0${method}`, () => this.listShown.labels(endpoint, method));
   }
 
   private authFailed(endpoint: string, ctx: CheckContext): void {

@@ -89,12 +89,13 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const verifier = config.oauth.issuers.length > 0 ? createTokenVerifier(config.oauth, { logger, events }) : undefined;
 
   // Authorization: the policy bundle, evaluated in-process as WASM.
-  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', dryRun: false, maxMemoryPages: 1024, data: {} };
+  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, data: {} };
   const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, e]));
   const source = new PolicySource(
     {
       ...(policy.rego !== undefined ? { rego: policy.rego } : { bundle: policy.bundle ?? SHIPPED_BUNDLE }),
       entrypoint: policy.entrypoint,
+      visibleEntrypoint: policy.visibleEntrypoint,
       maxMemoryPages: policy.maxMemoryPages,
       // The service's own view wins over static data: a policy always sees the real endpoints.
       data: { ...policy.data, endpoints: endpointData },

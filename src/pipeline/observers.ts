@@ -14,5 +14,14 @@ export function fanOut(observers: readonly Observer[], onError: (err: unknown) =
         }
       }
     },
+    listed(trace) {
+      for (const o of list) {
+        try {
+          o.listed?.(trace);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    },
   };
 }

@@ -2,8 +2,9 @@
 // and returns both with the record of what the policy saw and decided. The policy in force
 // is swapped atomically on reload; a Check in flight keeps the one it read.
 import type { CheckContext, PolicyRecord } from '../check/context.js';
-import type { Authorization, Authorizer } from '../check/phases.js';
+import type { Authorization, Authorizer, VisibilityResult } from '../check/phases.js';
 import { deny } from '../contracts/outcome.js';
+import type { McpCall } from '../contracts/request.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { isFailure, mapResultSet, policyError, toAuthzResult } from './decision-mapper.js';
@@ -49,4 +50,36 @@ export class PolicyAuthorizer implements Authorizer {
     };
     return { result: toAuthzResult(mapped), record };
   }
+
+  /**
+   * The visibility rule, once for every item of a list: the list request's input with
+   * `list.calls` added. Anything but one boolean per call is a failure, and the list is withheld.
+   */
+  visible(ctx: CheckContext, calls: readonly McpCall[], requestInput: string | undefined): VisibilityResult {
+    const policy = this.opts.policy.current;
+    if (!policy) return { ok: false, reason: 'visibility_unavailable', detail: 'no policy is loaded' };
+    const { engine } = policy;
+    const base = requestInput ?? this.opts.input.build(ctx, policy.envoyInput);
+    const ev = engine.evaluateVisible(`${base.slice(0, -1)},"list":{"calls":${JSON.stringify(calls)}}}`);
+    if (ev === undefined) return { ok: false, reason: 'visibility_unavailable', detail: `the policy ${engine.revision} has no visibility rule` };
+    this.opts.events.policyEval?.(ev.durationNs / 1e9);
+    const record = { revision: engine.revision, durationNs: ev.durationNs, items: calls.length };
+    if (!ev.ok) {
+      this.opts.logger.warn({ request_id: ctx.request.id, endpoint: ctx.endpoint?.name, policy_revision: engine.revision, err: ev.error }, 'visibility rule failed; the list is withheld');
+      return { ok: false, reason: 'visibility_error', detail: `evaluation failed: ${ev.error}`, record };
+    }
+    const visible = visibleAnswer(ev.resultSet, calls.length);
+    if (typeof visible === 'string') return { ok: false, reason: 'visibility_error', detail: visible, record };
+    return { ok: true, visible, record };
+  }
+}
+
+/** The rule's answer as one boolean per item, or why it is not one. */
+function visibleAnswer(resultSet: unknown, n: number): boolean[] | string {
+  if (!Array.isArray(resultSet) || resultSet.length !== 1) return 'the visibility rule made no decision';
+  const result = (resultSet[0] as { result?: unknown } | null)?.result;
+  if (!Array.isArray(result)) return 'the visibility rule answered something other than an array';
+  if (result.length !== n) return `the visibility rule answered ${result.length} values for ${n} items`;
+  if (!result.every((v) => typeof v === 'boolean')) return 'the visibility rule answered values other than booleans';
+  return result as boolean[];
 }

@@ -14,6 +14,8 @@ export interface PolicySourceOptions {
   /** A .rego folder, compiled with opa on load and on change (development). */
   rego?: string;
   entrypoint: string;
+  /** The list visibility rule, loaded beside the decision when the bundle has it. */
+  visibleEntrypoint?: string;
   maxMemoryPages: number;
   /** The data document without the bundle's own data.json. */
   data: Record<string, unknown>;
@@ -83,9 +85,10 @@ export class PolicySource {
   }
 
   private async build(source: SourceSnapshot): Promise<LoadedPolicy> {
-    const bundle: Bundle = this.opts.rego ? await compileRego(this.opts.rego, this.opts.entrypoint) : loadBundle(source.path, source.content);
+    const bundle: Bundle = this.opts.rego ? await compileRego(this.opts.rego, this.opts.entrypoint, this.opts.visibleEntrypoint) : loadBundle(source.path, source.content);
     const engine = await WasmEngine.create(bundle, {
       entrypoint: this.opts.entrypoint,
+      ...(this.opts.visibleEntrypoint !== undefined ? { visibleEntrypoint: this.opts.visibleEntrypoint } : {}),
       maxMemoryPages: this.opts.maxMemoryPages,
       data: { ...bundle.data, ...this.opts.data },
     });
@@ -96,6 +99,12 @@ export class PolicySource {
     if (r.ok) {
       this.events.policyReload?.('success', r.value.engine.revision);
       this.logger.info({ policy: this.where, policy_revision: r.value.engine.revision, previous_revision: r.previous?.engine.revision ?? null }, 'policy loaded');
+      if (this.opts.visibleEntrypoint !== undefined && !r.value.engine.hasVisible) {
+        this.logger.warn(
+          { policy: this.where, policy_revision: r.value.engine.revision, entrypoint: this.opts.visibleEntrypoint },
+          'the policy has no list visibility rule: list responses filtered through ext_proc are withheld (docs/ext_proc.md)',
+        );
+      }
       return;
     }
     const error = r.unreadable ? `cannot read policy ${this.opts.rego ? '.rego folder' : 'bundle'} ${this.where}: ${message(r.error)}` : message(r.error);

@@ -5,6 +5,8 @@ import { BundleError, type Bundle } from './bundle-loader.js';
 
 export interface EngineOptions {
   entrypoint: string;
+  /** The list visibility rule (docs/ext_proc.md), evaluated when the bundle has it. */
+  visibleEntrypoint?: string;
   /** Maximum WASM memory in 64 KiB pages; a policy that needs more fails its evaluation. */
   maxMemoryPages: number;
   /** The data document (data.*) handed to the policy once, with setData. */
@@ -31,6 +33,8 @@ export class WasmEngine {
   private constructor(
     private readonly policy: LoadedPolicy,
     private readonly entrypointId: number,
+    /** The visibility rule's entrypoint, when the bundle has one. */
+    private readonly visibleId: number | undefined,
     readonly revision: string,
     readonly source: string,
     readonly memory: WebAssembly.Memory,
@@ -68,7 +72,8 @@ export class WasmEngine {
     } catch (err) {
       throw new BundleError(`cannot load the policy data into ${bundle.source} (raise policy.maxMemoryPages?): ${describe(err)}`);
     }
-    return new WasmEngine(policy, id, bundle.revision, bundle.source, policy.mem);
+    const visibleId = opts.visibleEntrypoint === undefined ? undefined : entrypoints[opts.visibleEntrypoint];
+    return new WasmEngine(policy, id, visibleId, bundle.revision, bundle.source, policy.mem);
   }
 
   /**
@@ -78,6 +83,20 @@ export class WasmEngine {
    * ArrayBuffer, copy and per-call decoder.
    */
   evaluate(inputJson: string): Evaluation {
+    return this.evaluateAt(this.entrypointId, inputJson);
+  }
+
+  /** Whether the bundle has the list visibility rule. */
+  get hasVisible(): boolean {
+    return this.visibleId !== undefined;
+  }
+
+  /** Evaluates the list visibility rule; undefined when the bundle has none. */
+  evaluateVisible(inputJson: string): Evaluation | undefined {
+    return this.visibleId === undefined ? undefined : this.evaluateAt(this.visibleId, inputJson);
+  }
+
+  private evaluateAt(entrypointId: number, inputJson: string): Evaluation {
     const started = process.hrtime.bigint();
     try {
       const p = this.policy as unknown as PolicyInternals;
@@ -86,7 +105,7 @@ export class WasmEngine {
       const missing = addr + len - p.mem.buffer.byteLength;
       if (missing > 0) p.mem.grow(Math.ceil(missing / PAGE)); // RangeError beyond maxMemoryPages
       encoder.encodeInto(inputJson, new Uint8Array(p.mem.buffer, addr, len));
-      const out = p.wasmInstance.exports.opa_eval(0, this.entrypointId, p.dataAddr, addr, len, addr + len, 0);
+      const out = p.wasmInstance.exports.opa_eval(0, entrypointId, p.dataAddr, addr, len, addr + len, 0);
       const bytes = new Uint8Array(p.mem.buffer);
       const end = bytes.indexOf(0, out);
       const resultSet: unknown = JSON.parse(decoder.decode(bytes.subarray(out, end < 0 ? bytes.length : end)));

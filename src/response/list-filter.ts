@@ -6,34 +6,15 @@
 // keys, keys equal under Go's case-insensitive field matching, an `id` that matches only
 // as a string) and any list result of an unexpected shape is a failure, which the caller
 // turns into a JSON-RPC error instead of passing the upstream's bytes through.
+import type { WithheldReason } from '../contracts/codes.js';
 import { scanJson } from '../request/json-body-scan.js';
 import { foldKey } from '../request/json-key-fold.js';
-import { LIST_SHAPES, type ListCalls, type ListedItem, type ListMethod, type RequestId, type VisibilityFor } from './list-methods.js';
+import { LIST_SHAPES, type FilterFailure, type ListCalls, type ListedItem, type ListMethod, type RequestId, type VisibilityFor } from './list-methods.js';
 
-export type FilterFailureCode =
-  /** The body or event data is not strict JSON. */
-  | 'invalid_json'
-  /** An object repeats a key, exactly or under case-insensitive matching. */
-  | 'duplicate_json_key'
-  /** A JSON-RPC member is spelled in another case (`Id`, `RESULT`): some readers would take it. */
-  | 'ambiguous_member'
-  /** A response for a listed call that readers could take differently (id only equal as text, result and error, answered twice, outside a message event). */
-  | 'ambiguous_response'
-  /** A list result without its item array, or with an item that is not an object naming itself. */
-  | 'malformed_list_result'
-  /** An SSE event larger than the configured bound. */
-  | 'event_too_large'
-  /** An SSE stream that ended inside an event. */
-  | 'truncated_stream'
-  /** An SSE field name that lenient readers would take for data/event/id/retry. */
-  | 'ambiguous_sse_field';
+/** Why a list cannot be shown: the catalogue's withheld reasons (src/contracts/codes.ts). */
+export type FilterFailureCode = WithheldReason;
 
-export interface FilterFailure {
-  readonly ok: false;
-  readonly code: FilterFailureCode;
-  /** Why, for logs; never sent to the client. */
-  readonly detail: string;
-}
+export type { FilterFailure };
 
 export interface FilterStats {
   /** List results filtered. */
@@ -181,9 +162,10 @@ export function listedItems(targets: readonly ListResponse[]): ListedItem[] | Fi
 }
 
 /**
- * Filters every list result a message carries for the listed calls. The message is not
- * modified: filtered responses are copies. The ids it answers are added to `answered`
- * only when it could be filtered.
+ * Filters every list result a message carries for the listed calls. The message is the value
+ * parseJsonRpc returned, so no object in it repeats a key, exactly or case-folded. It is not
+ * modified: filtered responses are copies. The ids it answers are added to `answered` only
+ * when it could be filtered.
  */
 export function filterMessage(message: unknown, calls: ListCalls, visibleFor: VisibilityFor, answered: Set<RequestId> = new Set()): FilteredMessage | FilterFailure {
   const found = findListResponses(message, calls, answered);
@@ -195,13 +177,10 @@ export function filterMessage(message: unknown, calls: ListCalls, visibleFor: Vi
     return { ok: true, message, changed: false, stats };
   }
 
-  for (const t of targets) {
-    const dup = foldedDuplicate(t.response.result);
-    if (dup !== undefined) return failure('duplicate_json_key', `the result of ${t.method} has keys equal under case-insensitive matching: "${dup}"`);
-  }
   const items = listedItems(targets);
   if (!Array.isArray(items)) return items;
   const visible = visibleFor(items);
+  if (typeof visible !== 'function') return visible;
 
   const replaced = new Map<Record<string, unknown>, Record<string, unknown>>();
   for (const t of targets) {
@@ -262,26 +241,6 @@ function looselyListed(id: unknown, calls: ListCalls): boolean {
     if (listed === id || String(listed) === text || Number(listed) === Number(text)) return true;
   }
   return false;
-}
-
-/** A key two of whose spellings an object holds under case-insensitive matching, or undefined. */
-function foldedDuplicate(value: unknown): string | undefined {
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (Array.isArray(v)) {
-      for (const e of v) if (typeof e === 'object' && e !== null) stack.push(e);
-    } else if (isObject(v)) {
-      const seen = new Set<string>();
-      for (const [k, child] of Object.entries(v)) {
-        const f = foldKey(k);
-        if (seen.has(f)) return k;
-        seen.add(f);
-        if (typeof child === 'object' && child !== null) stack.push(child);
-      }
-    }
-  }
-  return undefined;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -1,5 +1,6 @@
 // The MCP list methods whose results are filtered per caller, and where each result keeps
 // its items: the array member of the result and the member that names one item.
+import type { WithheldReason } from '../contracts/codes.js';
 
 export type ListMethod = 'tools/list' | 'prompts/list' | 'resources/list' | 'resources/templates/list';
 
@@ -36,8 +37,16 @@ export interface ListedItem {
 /** Whether the caller may see one item. */
 export type Visibility = (item: ListedItem) => boolean;
 
+/** Why a list cannot be shown; the list is then withheld, never passed on unfiltered. */
+export interface FilterFailure {
+  readonly ok: false;
+  readonly code: WithheldReason;
+  /** Why, for logs; never sent to the client. */
+  readonly detail: string;
+}
+
 /**
  * Decides the visibility of every item of one response at once, so the policy is
- * evaluated once per list response, never once per item.
+ * evaluated once per list response, never once per item; a failure withholds the list.
  */
-export type VisibilityFor = (items: readonly ListedItem[]) => Visibility;
+export type VisibilityFor = (items: readonly ListedItem[]) => Visibility | FilterFailure;

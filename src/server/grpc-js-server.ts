@@ -6,10 +6,11 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { deny } from '../contracts/outcome.js';
 import { encodeCheckResponse } from '../envoy/encode-response.js';
-import { authorizationService, healthService, packageDefinitions } from '../envoy/protos.js';
+import { authorizationService, extProcPackageDefinition, extProcService, healthService, packageDefinitions } from '../envoy/protos.js';
 import { toRequest, type WireCheckRequest } from '../envoy/to-request.js';
 import { toCheckResponse } from '../envoy/to-response.js';
 import { runCheck, type CallHeader } from '../pipeline/pipeline.js';
+import { processHandler } from './ext-proc-call.js';
 import type { GrpcListener, GrpcServerOptions } from './grpc-server.js';
 
 export function createGrpcJsServer(opts: GrpcServerOptions, maxReceiveMessageBytes: number): GrpcListener {
@@ -30,10 +31,15 @@ export function createGrpcJsServer(opts: GrpcServerOptions, maxReceiveMessageByt
       void p.finally(() => inFlight.delete(p));
     },
   });
+  const track = (p: Promise<unknown>) => {
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+  };
+  server.addService(extProcService(), { Process: processHandler(runtime, track) as grpc.handleBidiStreamingCall<unknown, unknown> });
   server.addService(healthService(), opts.health.handlers() as grpc.UntypedServiceImplementation);
   if (opts.reflection) {
     const defs = packageDefinitions();
-    new ReflectionService({ ...defs.authDef, ...defs.healthDef }).addToServer(server);
+    new ReflectionService({ ...defs.authDef, ...defs.healthDef, ...extProcPackageDefinition() }).addToServer(server);
   }
   return {
     bind: (address) =>

@@ -1,12 +1,14 @@
-// The gRPC port: envoy.service.auth.v3.Authorization/Check, grpc.health.v1.Health (Check and
-// the Watch stream) and, behind `reflection: true`, server reflection. Served by the
+// The gRPC port: envoy.service.auth.v3.Authorization/Check, envoy.service.ext_proc.v3.
+// ExternalProcessor/Process (a bidirectional stream per HTTP request), grpc.health.v1.Health
+// (Check and the Watch stream) and, behind `reflection: true`, server reflection. Served by the
 // service's own server on node:http2 (h2-grpc-server.ts) unless `grpcServer: grpc-js`.
 import { deny } from '../contracts/outcome.js';
 import { checkResponseBytes, loadCheckCodec, readCheckRequest } from '../envoy/check-codec.js';
-import { healthRoot, serviceDefinition } from '../envoy/proto-root.js';
+import { extProcRoot, healthRoot, serviceDefinition } from '../envoy/proto-root.js';
 import { runCheck } from '../pipeline/pipeline.js';
 import { headerRecordValue } from '../request/trace-context.js';
 import type { Runtime } from '../pipeline/runtime.js';
+import { processHandler } from './ext-proc-call.js';
 import { H2GrpcServer, type RawUnaryCall } from './h2-grpc-server.js';
 import type { HealthState } from './health.js';
 
@@ -51,12 +53,13 @@ export async function createGrpcServer(opts: GrpcServerOptions): Promise<GrpcLis
   const server = new H2GrpcServer({ maxReceiveMessageBytes: max });
   loadCheckCodec();
   server.addRawUnary(CHECK_PATH, checkHandler(opts.runtime));
+  server.addService(serviceDefinition(extProcRoot(), 'envoy.service.ext_proc.v3.ExternalProcessor'), { Process: processHandler(opts.runtime) as never });
   server.addService(serviceDefinition(healthRoot(), 'grpc.health.v1.Health'), opts.health.handlers());
   if (opts.reflection) {
     // Reflection describes the services with proto-loader's definitions (@grpc/reflection needs them): loaded only when enabled.
-    const [{ ReflectionService }, { packageDefinitions }] = await Promise.all([import('@grpc/reflection'), import('../envoy/protos.js')]);
+    const [{ ReflectionService }, { extProcPackageDefinition, packageDefinitions }] = await Promise.all([import('@grpc/reflection'), import('../envoy/protos.js')]);
     const defs = packageDefinitions();
-    new ReflectionService({ ...defs.authDef, ...defs.healthDef }).addToServer(server as never);
+    new ReflectionService({ ...defs.authDef, ...defs.healthDef, ...extProcPackageDefinition() }).addToServer(server as never);
   }
   return server;
 }

@@ -1,11 +1,14 @@
 // A real MCP server for the end-to-end tests: the SDK's McpServer over Streamable HTTP
-// (stateless: one server and transport per HTTP request, SSE responses), with tools, a
-// prompt and a resource. Every handler call is recorded with the HTTP headers the server
-// received, so tests can assert what reached it — and that a refused call never ran.
+// (stateless: one server and transport per HTTP request; SSE responses, or JSON ones on the
+// paths the caller picks), with tools, prompts, resources and a resource template. Every
+// handler call is recorded with the HTTP headers the server received, so tests can assert
+// what reached it — and that a refused call never ran.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { ListToolsRequestSchema, type ListToolsResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 
 export interface HandlerCall {
@@ -28,15 +31,28 @@ export interface TestMcpServer {
   /** Calls of one tool/prompt/resource. */
   callsOf(name: string): HandlerCall[];
   /**
-   * `wait_for_release` sends a progress notification and then waits until the test calls
-   * this: a client that sees the notification before the result proves the response is
-   * streamed end to end, not buffered.
+   * `wait_for_release` — and tools/list when the client asks for progress — sends a progress
+   * notification and then waits until the test calls this: a client that sees the
+   * notification before the result proves the response is streamed end to end, not buffered.
    */
   release(): void;
   stop(): Promise<void>;
 }
 
-export async function startMcpServer(): Promise<TestMcpServer> {
+/** Every tool, prompt, resource and resource template the server exposes. */
+export const EXPOSED = {
+  tools: ['search', 'read_file', 'delete_file', 'wait_for_release'],
+  prompts: ['summarize', 'draft_release_notes'],
+  resources: ['file:///README.md', 'file:///secrets/keys.txt'],
+  resourceTemplates: ['file:///docs/{name}'],
+};
+
+export interface McpServerOptions {
+  /** Request paths answered with `application/json` instead of an SSE stream. */
+  jsonResponse?: (path: string) => boolean;
+}
+
+export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestMcpServer> {
   const calls: HandlerCall[] = [];
   const httpRequests: TestMcpServer['httpRequests'] = [];
   let releaseWaiters: (() => void)[] = [];
@@ -77,9 +93,33 @@ export async function startMcpServer(): Promise<TestMcpServer> {
       record('prompt', 'summarize', extra);
       return { messages: [{ role: 'user', content: { type: 'text', text: `Summarize ${path}` } }] };
     });
+    server.registerPrompt('draft_release_notes', { description: 'Draft release notes' }, (extra) => {
+      record('prompt', 'draft_release_notes', extra);
+      return { messages: [{ role: 'user', content: { type: 'text', text: 'Draft the notes' } }] };
+    });
     server.registerResource('readme', 'file:///README.md', { description: 'The README', mimeType: 'text/plain' }, (uri, extra) => {
       record('resource', uri.href, extra);
       return { contents: [{ uri: uri.href, text: '# hello' }] };
+    });
+    server.registerResource('keys', 'file:///secrets/keys.txt', { description: 'Signing keys', mimeType: 'text/plain' }, (uri, extra) => {
+      record('resource', uri.href, extra);
+      return { contents: [{ uri: uri.href, text: 'secret' }] };
+    });
+    server.registerResource('docs', new ResourceTemplate('file:///docs/{name}', { list: undefined }), { description: 'A document' }, (uri, _vars, extra) => {
+      record('resource', uri.href, extra);
+      return { contents: [{ uri: uri.href, text: 'doc' }] };
+    });
+    // tools/list as the SDK answers it, after a progress notification and the test's release
+    // when the client asks for progress.
+    const lists = (server.server as unknown as { _requestHandlers: Map<string, (req: unknown, extra: unknown) => Promise<ListToolsResult>> })._requestHandlers;
+    const listTools = lists.get('tools/list')!;
+    server.server.setRequestHandler(ListToolsRequestSchema, async (req, extra) => {
+      const progressToken = req.params?._meta?.progressToken;
+      if (progressToken !== undefined) {
+        await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: 1, total: 2, message: 'listing' } });
+        await new Promise<void>((resolve) => releaseWaiters.push(resolve));
+      }
+      return listTools(req, extra);
     });
     return server;
   };
@@ -93,7 +133,7 @@ export async function startMcpServer(): Promise<TestMcpServer> {
       return;
     }
     const server = build();
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: opts.jsonResponse?.(req.url ?? '') ?? false });
     res.on('close', () => {
       void transport.close();
       void server.close();

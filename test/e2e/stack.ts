@@ -1,10 +1,11 @@
-// One end-to-end stack: a real MCP server behind the Envoy-like ext_authz proxy, which asks
+// One end-to-end stack: a real MCP server behind the Envoy-like ext_authz (or ext_proc) proxy, which asks
 // the real mcp-authz (real gRPC) about every request. The service starts last so its config
 // can name the proxy's URL (`publicBaseUrl`, endpoint `resource`s). The upstream is the SDK's
 // TypeScript server unless the caller starts another (e.g. the Go server).
 import { startTestService, type TestService } from '../helpers/service.js';
 import { startExtAuthzProxy, type ExtAuthzProxy, type ProxyOptions } from './ext-authz-proxy.js';
-import { startMcpServer, type TestMcpServer } from './mcp-server.js';
+import { startExtProcProxy, type ExtProcProxy, type ExtProcProxyOptions } from './ext-proc-proxy.js';
+import { startMcpServer, type McpServerOptions, type TestMcpServer } from './mcp-server.js';
 
 /** An MCP server the proxy forwards allowed requests to. */
 export interface Upstream {
@@ -57,4 +58,54 @@ export interface StackOptions {
   config: (proxyUrl: string) => Record<string, unknown>;
   files?: Record<string, string>;
   proxy?: ProxyOptions;
+}
+
+/**
+ * The ext_proc filter's settings recommended in docs/ext_proc.md (request body buffered,
+ * response headers sent, bodies on request through mode_override), with a message timeout
+ * long enough that a loaded machine cannot fail a test by being slow.
+ */
+export const RECOMMENDED_EXT_PROC: ExtProcProxyOptions = {
+  processingMode: { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'NONE' },
+  allowModeOverride: true,
+  failureModeAllow: false,
+  messageTimeoutMs: 30_000,
+};
+
+export interface ExtProcStack {
+  proxy: ExtProcProxy;
+  mcp: TestMcpServer;
+  svc: TestService;
+  url(path: string): URL;
+  stop(): Promise<void>;
+}
+
+/** The same stack with the Envoy-like ext_proc filter in front instead: mcp-authz decides requests and filters lists. */
+export async function startExtProcStack(opts: { config: (proxyUrl: string) => Record<string, unknown>; files?: Record<string, string>; proxy?: ExtProcProxyOptions; server?: McpServerOptions }): Promise<ExtProcStack> {
+  const mcp = await startMcpServer(opts.server);
+  let proxy: ExtProcProxy;
+  let svc: TestService;
+  try {
+    proxy = await startExtProcProxy(opts.proxy ?? RECOMMENDED_EXT_PROC);
+  } catch (err) {
+    await mcp.stop();
+    throw err;
+  }
+  try {
+    svc = await startTestService(opts.config(proxy.url), { files: opts.files ?? {} });
+  } catch (err) {
+    await Promise.all([proxy.stop(), mcp.stop()]);
+    throw err;
+  }
+  proxy.attach({ processor: `127.0.0.1:${svc.grpcPort}`, upstream: mcp.url });
+  return {
+    proxy,
+    mcp,
+    svc,
+    url: (path) => new URL(path, proxy.url),
+    stop: async () => {
+      await proxy.stop();
+      await Promise.all([svc.stop(), mcp.stop()]);
+    },
+  };
 }

@@ -1,0 +1,316 @@
+// `npm run bench -- --ext-proc`: what the ext_proc service costs against the same request
+// through Check. h2load and ghz cannot play Envoy's side of a Process stream (a message, then
+// wait for its answer, then the next), so the load is a grpc-js client loop in this process,
+// for Check as well, so both are driven the same way: `concurrency` exchanges in flight over
+// `connections` channels, each one an HTTP request as Envoy's ext_proc filter sends it. The
+// figure that holds best on a shared machine is the server's CPU per exchange; throughput and
+// latency depend on what else runs, so the cores each side used are reported beside them.
+import * as grpc from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
+import type { ProcessingRequest } from '../../src/envoy/ext-proc-wire.js';
+import { clientConstructors, extProcPackageDefinition } from '../../src/envoy/protos.js';
+import { requestBody, requestHeaders, responseBody, responseHeaders } from '../../test/helpers/ext-proc.js';
+import { checkRequest, rpc, type CheckResponse } from '../../test/helpers/service.js';
+import { round } from './ghz.js';
+import { product } from './in-process.js';
+import { loadAverage, machineBusySeconds, treeCpuSeconds, type Started } from './processes.js';
+import { HOST, PATHS } from './scenarios.js';
+
+/** The granted tools of the benchmark's key (tools:search, tools:read_*) among 50. */
+const VISIBLE = ['search', 'read_file', 'read_dir', 'read_log', 'read_config'];
+const TOOLS = [...VISIBLE, ...Array.from({ length: 45 }, (_, i) => `admin_tool_${i}`)].map((name) => ({
+  name,
+  description: `The ${name} tool of the benchmark's MCP server.`,
+  inputSchema: { type: 'object', properties: { path: { type: 'string', description: 'A path' } }, required: ['path'] },
+}));
+
+// As bench/lib/scenarios.ts sends them; content-type and content-length come with the body.
+const clientHeaders: [string, string][] = [
+  ['accept', 'application/json, text/event-stream'],
+  ['mcp-protocol-version', '2025-06-18'],
+  ['mcp-session-id', '6f1c1a52-2b7e-4c59-9d55-0f7a3b4f2d10'],
+  ['user-agent', 'claude-code/1.0.88 (bench)'],
+  ['x-forwarded-proto', 'https'],
+];
+
+export interface ExtProcScenario {
+  name: string;
+  what: string;
+  /** The Check scenario that decides the same request. */
+  sameAs?: string;
+  /** ext_proc: the messages Envoy sends, in order, each after the previous one's answer. */
+  messages?: ProcessingRequest[];
+  /** Check: the CheckRequest Envoy's ext_authz filter sends. */
+  check?: Record<string, unknown>;
+  /** Why the answers are wrong, or undefined. */
+  verify(answers: Record<string, any>[]): string | undefined;
+}
+
+export function extProcScenarios(apiKey: string): ExtProcScenario[] {
+  const readFile = rpc('tools/call', { name: 'read_file', arguments: { path: '/docs/README.md' } }, 7);
+  const list = rpc('tools/list', {}, 3);
+  const headers: [string, string][] = [...clientHeaders, ['x-api-key', apiKey]];
+  const viaExtProc = (body: string, response: ProcessingRequest[]) => [requestHeaders({ path: PATHS.apiKey, host: HOST, headers, body, source: '10.1.2.3:40000' }), requestBody(body), ...response];
+  const viaCheck = (body: string) => checkRequest({ path: PATHS.apiKey, host: HOST, headers: { ...Object.fromEntries(headers), 'content-type': 'application/json', 'x-request-id': 'req-1' }, body });
+  const upstreamList = JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: TOOLS } });
+  const allowed = (a: Record<string, any>[]) => (a[1]?.request_body?.response?.header_mutation?.set_headers ?? []).some((h: any) => h.header.key === 'x-mcp-principal') ? undefined : `not allowed: ${String(JSON.stringify(a[1])).slice(0, 300)}`;
+  const fiveOf = (text: string | undefined) => {
+    const names = text === undefined ? [] : (JSON.parse(text).result?.tools ?? []).map((t: { name: string }) => t.name);
+    return JSON.stringify(names) === JSON.stringify(VISIBLE) ? undefined : `listed ${JSON.stringify(names)}`;
+  };
+  const checkAllowed = (a: Record<string, any>[]) => ((a[0] as CheckResponse)?.ok_response ? undefined : `denied: ${String(JSON.stringify(a[0])).slice(0, 300)}`);
+  return [
+    { name: 'check_tool_allow', what: 'Check: X-API-Key + tools/call read_file (allowed)', check: viaCheck(readFile), verify: checkAllowed },
+    {
+      name: 'ext_proc_tool_allow',
+      what: 'ext_proc, the same request: request headers, body (decision), response headers (nothing to filter)',
+      sameAs: 'check_tool_allow',
+      messages: viaExtProc(readFile, [responseHeaders(200, [['content-type', 'application/json'], ['content-length', '120']])]),
+      verify: (a) => allowed(a) ?? (a[2]?.mode_override ? 'a body was asked for a call that lists nothing' : undefined),
+    },
+    { name: 'check_tools_list', what: 'Check: X-API-Key + tools/list (allowed; the list is not filtered)', check: viaCheck(list), verify: checkAllowed },
+    {
+      name: 'ext_proc_list_json',
+      what: 'ext_proc, the same request and its application/json response of 50 tools, filtered to the 5 granted',
+      sameAs: 'check_tools_list',
+      messages: viaExtProc(list, [responseHeaders(200, [['content-type', 'application/json'], ['content-length', String(upstreamList.length)]]), responseBody(upstreamList, true)]),
+      verify: (a) => allowed(a) ?? fiveOf(a[3]?.response_body?.response?.body_mutation?.body?.toString('utf8')),
+    },
+    {
+      name: 'ext_proc_list_sse',
+      what: 'the same as an SSE stream: one event in one chunk, then the end of the stream',
+      sameAs: 'check_tools_list',
+      messages: viaExtProc(list, [responseHeaders(200, [['content-type', 'text/event-stream']]), responseBody(`event: message\ndata: ${upstreamList}\n\n`, false), responseBody('', true)]),
+      verify: (a) => allowed(a) ?? fiveOf(a[3]?.response_body?.response?.body_mutation?.body?.toString('utf8').match(/^data: (.*)$/m)?.[1]),
+    },
+  ];
+}
+
+export interface LoopRound {
+  exchanges: number;
+  errors: number;
+  errorSamples: string[];
+  durationSec: number;
+  perSec: number;
+  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  serverCpuUsPerExchange: number;
+  cores: { server: number; loadGenerator: number; other: number };
+  loadAverage1: number;
+}
+
+export interface LoopOptions {
+  target: string;
+  connections: number;
+  concurrency: number;
+  durationSec: number;
+  server: Started;
+}
+
+/** One channel to the server: a Check client and an ExternalProcessor client sharing it. */
+class Channel {
+  readonly check: grpc.Client & Record<string, any>;
+  readonly process: grpc.Client & Record<string, any>;
+
+  constructor(target: string, n: number) {
+    const { Authorization, ExternalProcessor } = clientConstructors();
+    // A distinct option per channel: grpc-js gives each its own connection.
+    const options = { 'grpc.primary_user_agent': `bench-${n}` };
+    this.check = new Authorization(target, grpc.credentials.createInsecure(), options) as grpc.Client & Record<string, any>;
+    this.process = new ExternalProcessor(target, grpc.credentials.createInsecure(), { ...options, channelOverride: this.check.getChannel() }) as grpc.Client & Record<string, any>;
+  }
+
+  close(): void {
+    this.check.close();
+  }
+}
+
+/** One exchange: a Check call, or a Process stream played as Envoy plays it. Resolves with the answers. */
+function exchange(ch: Channel, s: ExtProcScenario): Promise<Record<string, any>[]> {
+  if (s.check) {
+    return new Promise((resolve, reject) => ch.check.Check(s.check, (err: Error | null, res: CheckResponse) => (err ? reject(err) : resolve([res]))));
+  }
+  return new Promise((resolve, reject) => {
+    const call = ch.process.Process() as grpc.ClientDuplexStream<ProcessingRequest, Record<string, any>>;
+    const answers: Record<string, any>[] = [];
+    const messages = s.messages!;
+    let next = 0;
+    // STREAMED body chunks go out without waiting, as Envoy sends them; everything else waits for its answer.
+    const send = () => {
+      do call.write(messages[next++]!);
+      while (next < messages.length && messages[next - 1]!.response_body && !messages[next - 1]!.response_body!.end_of_stream);
+    };
+    call.on('data', (a: Record<string, any>) => {
+      answers.push(a);
+      if (a.immediate_response) return call.end();
+      if (answers.length === next) {
+        if (next < messages.length) send();
+        else call.end();
+      }
+    });
+    call.on('status', (st: grpc.StatusObject) => (st.code === grpc.status.OK ? resolve(answers) : reject(new Error(`gRPC ${st.code}: ${st.details}`))));
+    call.on('error', () => undefined);
+    send();
+  });
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+/** A closed loop of `concurrency` exchanges in flight for `durationSec`; every 50th exchange's answers are verified. */
+export async function closedLoop(s: ExtProcScenario, o: LoopOptions): Promise<LoopRound> {
+  const channels = Array.from({ length: o.connections }, (_, i) => new Channel(o.target, i));
+  try {
+    // Each channel connected and answering before the clock starts.
+    for (const ch of channels) await exchange(ch, s);
+    const latencies: number[] = [];
+    let errors = 0;
+    const errorSamples: string[] = [];
+    const fail = (why: string) => {
+      errors++;
+      if (errorSamples.length < 3) errorSamples.push(why);
+    };
+    const cpu0 = { server: treeCpuSeconds(o.server.pid), busy: machineBusySeconds(), self: process.cpuUsage() };
+    const load1 = loadAverage()[0];
+    const t0 = process.hrtime.bigint();
+    const end = t0 + BigInt(Math.round(o.durationSec * 1e9));
+    let n = 0;
+    const worker = async (ch: Channel) => {
+      while (process.hrtime.bigint() < end) {
+        const started = process.hrtime.bigint();
+        const i = n++;
+        try {
+          const answers = await exchange(ch, s);
+          latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+          if (i % 50 === 0) {
+            const wrong = s.verify(answers);
+            if (wrong) fail(wrong);
+          }
+        } catch (err) {
+          fail((err as Error).message);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: o.concurrency }, (_, i) => worker(channels[i % channels.length]!)));
+    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+    const self = process.cpuUsage(cpu0.self);
+    const selfSec = (self.user + self.system) / 1e6;
+    const serverCpu = treeCpuSeconds(o.server.pid) - cpu0.server;
+    const busy = machineBusySeconds() - cpu0.busy;
+    const sorted = Float64Array.from(latencies).sort();
+    return {
+      exchanges: latencies.length,
+      errors,
+      errorSamples,
+      durationSec: round(wall, 2),
+      perSec: round(latencies.length / wall, 0),
+      latencyMs: { p50: round(percentile(sorted, 50), 3), p90: round(percentile(sorted, 90), 3), p99: round(percentile(sorted, 99), 3), max: round(percentile(sorted, 100), 3) },
+      serverCpuUsPerExchange: round((serverCpu / Math.max(1, latencies.length)) * 1e6, 1),
+      cores: { server: round(serverCpu / wall, 2), loadGenerator: round(selfSec / wall, 2), other: round(Math.max(0, busy - serverCpu - selfSec) / wall, 2) },
+      loadAverage1: load1,
+    };
+  } finally {
+    for (const ch of channels) ch.close();
+  }
+}
+
+export interface InProcessRow {
+  scenario: string;
+  calls: number;
+  /** Decode every message, run the session (or runCheck), encode every answer: µs per exchange. */
+  totalUs: number;
+}
+
+/**
+ * mcp-authz's own work per exchange in this process, without gRPC: each message decoded from
+ * its bytes, the exchange run through a session (or runCheck for Check), each answer encoded.
+ * The compiled dist/ modules, as `serve` runs them.
+ */
+export async function inProcess(configFile: string, list: ExtProcScenario[], calls: number, log: (m: string) => void): Promise<InProcessRow[]> {
+  const p = await product();
+  const { ExtProcSession } = (await import(new URL('../../dist/extproc/session.js', import.meta.url).href)) as typeof import('../../src/extproc/session.js');
+  const rt = await p.buildRuntime(p.loadConfigFile(configFile), p.createLogger(), new Registry(), { watch: false, sharedLimits: false });
+  const check = p.authorizationService().Check!;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const ext = (await import('@grpc/grpc-js')).loadPackageDefinition(extProcPackageDefinition()) as any;
+  const def = ext.envoy.service.ext_proc.v3.ExternalProcessor.service.Process;
+  const rows: InProcessRow[] = [];
+  try {
+    for (const s of list) {
+      let one: () => Promise<Record<string, any>[]>;
+      if (s.check) {
+        const wire = check.requestSerialize(s.check);
+        one = async () => {
+          const trace = await p.runCheck(rt, p.toRequest, check.requestDeserialize(wire));
+          const bytes = p.encodeCheckResponse(trace.outcome) ?? check.responseSerialize(p.toCheckResponse(trace.outcome));
+          return [check.responseDeserialize(bytes)];
+        };
+      } else {
+        const wires: Buffer[] = s.messages!.map((m) => def.requestSerialize(m));
+        one = async () => {
+          const session = new ExtProcSession(rt);
+          const answers: Record<string, any>[] = [];
+          for (const w of wires) {
+            const step = await session.onMessage(def.requestDeserialize(w));
+            for (const a of step.send) answers.push(def.responseSerialize(a));
+          }
+          await session.onEnd();
+          return answers;
+        };
+        // Verified once on decoded answers, as a client would read them.
+        const first = (await one()).map((b) => def.responseDeserialize(b));
+        const wrong = s.verify(first);
+        if (wrong) throw new Error(`${s.name}: ${wrong}`);
+      }
+      if (s.check) {
+        const wrong = s.verify(await one());
+        if (wrong) throw new Error(`${s.name}: ${wrong}`);
+      }
+      log(`in-process ${s.name}: ${calls} exchanges`);
+      const loop = async (n: number) => {
+        for (let i = 0; i < n; i++) {
+          await one();
+          if (i % 64 === 63) await new Promise((r) => setImmediate(r));
+        }
+      };
+      await loop(Math.min(calls, 3000));
+      const t0 = process.hrtime.bigint();
+      await loop(calls);
+      rows.push({ scenario: s.name, calls, totalUs: round(Number(process.hrtime.bigint() - t0) / calls / 1000, 1) });
+    }
+  } finally {
+    await rt.close();
+  }
+  return rows;
+}
+
+export interface ExtProcRun {
+  scenario: string;
+  what: string;
+  sameAs?: string;
+  rounds: LoopRound[];
+  /** The median round by throughput. */
+  median: LoopRound;
+}
+
+export function printExtProc(command: string, runs: ExtProcRun[], inProc: InProcessRow[], settings: { connections: number; concurrency: number; durationSec: number; rounds: number }): void {
+  const w = (line: string) => process.stdout.write(line + '\n');
+  w('');
+  w(`${command}`);
+  w(`ext_proc against Check, the same requests; grpc-js client loop in the benchmark process (${settings.connections} channels, ${settings.concurrency} in flight), ${settings.rounds} interleaved rounds of ${settings.durationSec}s, median round`);
+  w('');
+  w(`${'scenario'.padEnd(22)} ${'exch/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'server µs/exch'.padStart(15)} ${'vs Check'.padStart(9)} ${'in-proc µs'.padStart(11)} ${'cores srv/lg/other'.padStart(19)} errors`);
+  for (const r of runs) {
+    const m = r.median;
+    const base = r.sameAs ? runs.find((x) => x.scenario === r.sameAs)?.median : undefined;
+    const vs = base ? `×${(m.serverCpuUsPerExchange / base.serverCpuUsPerExchange).toFixed(2)}` : '';
+    const ip = inProc.find((x) => x.scenario === r.scenario)?.totalUs;
+    w(
+      `${r.scenario.padEnd(22)} ${String(m.perSec).padStart(7)} ${m.latencyMs.p50.toFixed(2).padStart(7)} ${m.latencyMs.p99.toFixed(2).padStart(7)} ${m.serverCpuUsPerExchange.toFixed(0).padStart(15)} ${vs.padStart(9)} ${(ip?.toFixed(1) ?? '').padStart(11)} ${`${m.cores.server}/${m.cores.loadGenerator}/${m.cores.other}`.padStart(19)} ${r.rounds.reduce((n, x) => n + x.errors, 0)}`,
+    );
+  }
+  w('');
+  w('server µs/exch: the mcp-authz process\'s CPU per exchange (one worker); vs Check: that over the Check of the same request.');
+  w('in-proc µs: decode, session or runCheck, encode, in one process without gRPC.');
+}

@@ -1,0 +1,78 @@
+// An ext_proc request (the request headers message, its BUFFERED body and the attributes
+// Envoy sent) → the project's Request. It is turned into the CheckRequest attributes Envoy's
+// ext_authz filter would have sent for the same request and read by the Check decoder, so
+// both transports apply one set of limits, header and body rules, and show a policy the same
+// `attributes`. Protobuf stops here.
+import type { Request } from '../contracts/request.js';
+import type { WireHeaderValue, WireHttpHeaders, WireStruct } from './ext-proc-wire.js';
+import { toRequest, type RequestLimits, type WireCheckRequest } from './to-request.js';
+
+/** The key of the ext_proc filter's attributes in ProcessingRequest.attributes. */
+export const EXT_PROC_ATTRIBUTES_KEY = 'envoy.filters.http.ext_proc';
+
+export interface ExtProcRequestParts {
+  headers: WireHttpHeaders;
+  /** The whole request body (BUFFERED), when there is one. */
+  body?: Buffer;
+  /** ProcessingRequest.attributes of the first message (request_attributes: [source.address] gives the client address). */
+  attributes?: Record<string, WireStruct>;
+}
+
+export function toRequestFromExtProc(parts: ExtProcRequestParts, limits: RequestLimits): Request {
+  return toRequest(toCheckAttributes(parts), limits);
+}
+
+/** The CheckRequest (attributes.request.http with header_map and raw_body, the source address) of the same request. */
+export function toCheckAttributes(parts: ExtProcRequestParts): WireCheckRequest {
+  const entries = parts.headers.headers?.headers ?? [];
+  const header_map = { headers: entries.map(rawEntry) };
+  const http: NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http'] = { header_map };
+  for (const e of header_map.headers) {
+    if (e.key === ':method') http.method ??= e.raw_value.toString('utf8');
+    else if (e.key === ':path') http.path ??= e.raw_value.toString('utf8');
+    else if (e.key === ':authority') http.host ??= e.raw_value.toString('utf8');
+    else if (e.key === ':scheme') http.scheme ??= e.raw_value.toString('utf8');
+  }
+  if (parts.body !== undefined && parts.body.length > 0) {
+    http.raw_body = parts.body;
+    http.size = String(parts.body.length);
+  }
+  const attributes: NonNullable<WireCheckRequest['attributes']> = { request: { http } };
+  const source = sourceAddress(parts.attributes);
+  if (source !== undefined) attributes.source = { address: { socket_address: splitHostPort(source) } };
+  return { attributes };
+}
+
+/** One header as ext_authz's encode_raw_headers sends it: the key lower-cased, the value as bytes. */
+function rawEntry(h: WireHeaderValue): { key: string; raw_value: Buffer } {
+  const raw = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value.buffer, h.raw_value.byteOffset, h.raw_value.byteLength) : Buffer.from(h.value ?? '', 'utf8');
+  return { key: (h.key ?? '').toLowerCase(), raw_value: raw };
+}
+
+/** "10.1.2.3:40000" or "[::1]:40000" → address and port, as a CheckRequest carries them. */
+function splitHostPort(s: string): { address: string; port_value?: number } {
+  const bracket = s.startsWith('[') ? s.indexOf(']') : -1;
+  const colon = bracket >= 0 ? s.indexOf(':', bracket) : s.indexOf(':') === s.lastIndexOf(':') ? s.indexOf(':') : -1;
+  if (colon < 0) return { address: bracket >= 0 ? s.slice(1, bracket) : s };
+  const port = Number(s.slice(colon + 1));
+  const address = bracket >= 0 ? s.slice(1, bracket) : s.slice(0, colon);
+  return Number.isInteger(port) && port > 0 && port < 65536 ? { address, port_value: port } : { address };
+}
+
+/**
+ * `source.address` ("ip:port") from the filter's attributes, when Envoy was asked to send it.
+ * Struct and Value are protobufjs's bundled types: their fields decode camelCase whatever keepCase says.
+ */
+function sourceAddress(attributes: Record<string, WireStruct> | undefined): string | undefined {
+  const v = attributes?.[EXT_PROC_ATTRIBUTES_KEY]?.fields?.['source.address']?.stringValue;
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+/** Every value of one header in a headers message, in order (names compared lower-cased). */
+export function headerValues(h: WireHttpHeaders | undefined, name: string): string[] {
+  const out: string[] = [];
+  for (const e of h?.headers?.headers ?? []) {
+    if ((e.key ?? '').toLowerCase() === name) out.push(rawEntry(e).raw_value.toString('utf8'));
+  }
+  return out;
+}

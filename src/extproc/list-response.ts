@@ -1,0 +1,142 @@
+// The response to one request with list calls, filtered for its caller: a buffered
+// `application/json` body, or a `text/event-stream` passed through chunk by chunk. Fail
+// closed: what cannot be filtered is replaced by a JSON-RPC error for each list call
+// (`data.reason` from the catalogue's withheld reasons), never passed on. Reports one
+// ListTrace to the observers when the response is over, whatever way it ends.
+import { isUtf8 } from 'node:buffer';
+import type { CheckTrace, ListTrace } from '../check/context.js';
+import type { WithheldReason } from '../contracts/codes.js';
+import { ListVisibility } from '../pipeline/visibility.js';
+import type { Runtime } from '../pipeline/runtime.js';
+import { failure, filterJsonBody, withheldListResponse, type FilterFailure } from '../response/list-filter.js';
+import type { ListCalls } from '../response/list-methods.js';
+import { SseListRewriter } from '../response/sse-list-rewriter.js';
+
+export type ResponseForm = 'json' | 'sse';
+
+export interface JsonOutcome {
+  /** The body to send instead of the upstream's; undefined: the upstream's, unchanged. */
+  body?: Buffer;
+  /** The body is the JSON-RPC error of a withheld list: it must be sent as application/json. */
+  withheld: boolean;
+}
+
+export interface SseOutcome {
+  /** The bytes to send in place of this chunk (possibly none). */
+  out: Buffer;
+  /** The stream must stop after `out`: the list was withheld mid-stream. */
+  failed?: FilterFailure;
+}
+
+export class ListResponse {
+  readonly visibility: ListVisibility;
+  private readonly rewriter: SseListRewriter | undefined;
+  private spentNs = 0n;
+  private reported = false;
+  /** Whether any body reached the service. */
+  private sawBody = false;
+
+  constructor(
+    private readonly rt: Runtime,
+    private readonly trace: CheckTrace,
+    private readonly calls: ListCalls,
+    private readonly batch: boolean,
+    readonly form: ResponseForm,
+    opts: { keepDecisions?: boolean } = {},
+  ) {
+    this.visibility = new ListVisibility(rt, trace, calls.values(), opts);
+    this.rewriter = form === 'sse' ? new SseListRewriter({ calls, visibleFor: this.visibility.visibleFor }) : undefined;
+  }
+
+  /** The whole `application/json` body. */
+  json(body: Buffer): JsonOutcome {
+    const started = process.hrtime.bigint();
+    this.sawBody = true;
+    let out: JsonOutcome;
+    // Readers disagree on invalid UTF-8 (U+FFFD, an error): such a list is not shown.
+    const filtered = isUtf8(body) ? filterJsonBody(body.toString('utf8'), this.calls, this.visibility.visibleFor) : failure('invalid_json', 'the body is not valid UTF-8');
+    if (!filtered.ok) {
+      out = { body: this.withheldBody(filtered), withheld: true };
+      this.spentNs += process.hrtime.bigint() - started;
+      this.report('withheld', filtered);
+    } else {
+      out = { withheld: false, ...(filtered.changed ? { body: Buffer.from(filtered.body, 'utf8') } : {}) };
+      this.spentNs += process.hrtime.bigint() - started;
+      this.report('filtered');
+    }
+    return out;
+  }
+
+  /** One chunk of a `text/event-stream` body; `last` on the end_of_stream chunk. */
+  sse(chunk: Buffer, last: boolean): SseOutcome {
+    const started = process.hrtime.bigint();
+    this.sawBody = true;
+    const rewriter = this.rewriter!;
+    let step = rewriter.push(chunk);
+    let out = step.out;
+    if (step.ok && last) {
+      const end = rewriter.end();
+      out = out.length === 0 ? end.out : end.out.length === 0 ? out : Buffer.concat([out, end.out]);
+      step = end.ok ? { ok: true, out } : { ...end, out };
+    }
+    this.spentNs += process.hrtime.bigint() - started;
+    if (!step.ok) {
+      const body = step.errorEvent.length > 0 ? Buffer.concat([step.out, step.errorEvent]) : step.out;
+      this.report('withheld', step.failure);
+      // At the end of the stream the error event closes it cleanly; before, the stream must stop.
+      return last ? { out: body } : { out: body, failed: step.failure };
+    }
+    if (last) this.report('filtered');
+    return { out };
+  }
+
+  /** A response that cannot be read at all (compressed): the JSON-RPC error to send instead. */
+  withheldNow(code: WithheldReason, detail: string): Buffer {
+    const f = failure(code, detail);
+    this.report('withheld', f);
+    return this.withheldBody(f);
+  }
+
+  /** The exchange ended before the response did; or Envoy never sent the body. */
+  ended(): void {
+    if (this.reported) return;
+    if (!this.sawBody) {
+      this.rt.logger.error(
+        { request_id: this.trace.ctx?.request.id, endpoint: this.trace.ctx?.endpoint?.name },
+        'ext_proc: Envoy passed a list response without sending its body: set allow_mode_override: true on the ext_proc filter (docs/ext_proc.md)',
+      );
+      this.report('unfiltered');
+    } else {
+      this.report('aborted');
+    }
+  }
+
+  private withheldBody(f: FilterFailure): Buffer {
+    return Buffer.from(JSON.stringify(withheldListResponse(this.calls, f, { batch: this.batch })), 'utf8');
+  }
+
+  private report(result: ListTrace['result'], why?: FilterFailure): void {
+    if (this.reported || !this.trace.ctx) return;
+    this.reported = true;
+    if (why) {
+      this.rt.logger.warn(
+        { request_id: this.trace.ctx.request.id, endpoint: this.trace.ctx.endpoint?.name, principal: this.trace.ctx.principal.id, reason: why.code, detail: why.detail },
+        'list response withheld: it could not be filtered for this caller',
+      );
+    }
+    const listed: ListTrace = {
+      ctx: this.trace.ctx,
+      form: this.form,
+      result,
+      methods: this.visibility.tallies,
+      policy: this.visibility.evaluations,
+      dryRun: this.visibility.dryRun,
+      durationNs: this.spentNs,
+    };
+    if (why) {
+      listed.reason = why.code;
+      listed.detail = why.detail;
+    }
+    this.rt.observer.listed?.(listed);
+  }
+}
