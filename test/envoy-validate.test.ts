@@ -140,7 +140,7 @@ test('the ext_proc example sets what docs/ext_proc.md requires, and the e2e test
   const filter = extProcFilter();
   t.is(filter.failure_mode_allow, false);
   t.is(filter.allow_mode_override, true);
-  t.deepEqual(filter.request_attributes, ['source.address']);
+  t.deepEqual(filter.request_attributes, ['source.address', 'connection.uri_san_peer_certificate']);
   t.is(filter.grpc_service.timeout, undefined, 'no deadline on a stream that lasts as long as its exchange');
   const { request_trailer_mode: _a, response_trailer_mode: _b, ...mode } = filter.processing_mode;
   t.deepEqual(mode, RECOMMENDED_EXT_PROC.processingMode);

@@ -12,6 +12,8 @@ import { checkRequest, deniedBody, deniedStatus, rpc, startTestService, type Che
 const bob = mintKey({ id: 'bob-cli', name: 'Bob', userId: 'bob', role: 'user', permissions: ['tools:search'] });
 const publicKey = mintKey({ id: 'public', name: 'Public', role: 'user', permissions: ['*'] });
 
+const PLANNER = 'spiffe://cluster.local/ns/agents/sa/planner';
+
 let svc: TestService;
 const lines: string[] = [];
 
@@ -25,6 +27,7 @@ test.before(async () => {
         { name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false, queryParamKeys: true }, tools: ['search', 'delete_repo'] },
         { name: 'alice', match: { pathPrefix: '/mcp/alice' }, owner: 'alice', auth: { apiKey: true, oauth: false } },
         { name: 'tokens', match: { pathPrefix: '/mcp/tokens' }, auth: { apiKey: true, oauth: true }, resource: 'https://mcp.example.com/mcp/tokens' },
+        { name: 'mesh', match: { pathPrefix: '/mcp/mesh' }, auth: { apiKey: false, mtls: true }, workloads: { [PLANNER]: ['tools:search'] } },
       ],
     },
     {
@@ -145,4 +148,21 @@ test('a list that fails mid-stream ends the gRPC stream with an error, not OK', 
   t.not(status.code, 0);
   t.regex(status.details, /withheld \(malformed_list_result\)/);
   t.like(JSON.parse(answers[3]!.response_body.response.body_mutation.body.toString('utf8').split('data: ')[1]), { id: 3, error: { data: { reason: 'malformed_list_result' } } });
+});
+
+test('an mTLS workload is identified by the peer URI SAN Envoy sends as an attribute, never by a header', async (t) => {
+  const call = (name: string, extra: { peerUriSan?: string; headers?: Pairs } = {}) => {
+    const body = rpc('tools/call', { name });
+    return processExchange(address(), [requestHeaders({ path: '/mcp/mesh', body, source: '10.9.9.9:4000', ...extra }), requestBody(body)]);
+  };
+  const allowed = await call('search', { peerUriSan: PLANNER });
+  t.is(allowed.status.code, 0);
+  t.truthy(allowed.answers[1]?.request_body, 'the granted tool of the workload goes on upstream');
+  t.falsy(allowed.answers.some((a) => a.immediate_response));
+  const ungranted = await call('delete_repo', { peerUriSan: PLANNER });
+  t.is(immediateStatus(ungranted.answers.find((a) => a.immediate_response)!.immediate_response), 403);
+  const other = await call('search', { peerUriSan: 'spiffe://cluster.local/ns/agents/sa/other' });
+  t.is(immediateStatus(other.answers.find((a) => a.immediate_response)!.immediate_response), 403);
+  const none = await call('search', { headers: [['x-forwarded-client-cert', `URI=${PLANNER}`], ['x-spiffe-id', PLANNER]] });
+  t.is(immediateStatus(none.answers.find((a) => a.immediate_response)!.immediate_response), 401, 'a header never names the workload');
 });

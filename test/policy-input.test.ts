@@ -182,3 +182,34 @@ test('the decision log line has exactly the shape pino writes, bindings included
   t.deepEqual(decisions(fast).map(stable), decisions(viaPino).map(stable));
   t.like(JSON.parse(decisions(fast)[0]!), { level: 30, service: 'mcp-authz', worker: 2, log: 'decision', msg: 'decision' });
 });
+
+test('metadata Envoy sends in the CheckRequest reaches the policy as plain JSON after the wire decode', async (t) => {
+  const { authorizationService } = await import('../src/envoy/protos.js');
+  const method = (authorizationService() as unknown as Record<string, { requestSerialize(m: unknown): Buffer; requestDeserialize(b: Buffer): unknown }>).Check;
+  const req = sample() as { attributes: Record<string, unknown> };
+  req.attributes.metadata_context = {
+    filter_metadata: {
+      'envoy.filters.http.jwt_authn': {
+        fields: {
+          sub: { stringValue: 'alice' },
+          n: { numberValue: 3 },
+          ok: { boolValue: true },
+          nested: { structValue: { fields: { tier: { stringValue: 'gold' } } } },
+          list: { listValue: { values: [{ stringValue: 'a' }, { numberValue: 1 }] } },
+        },
+      },
+    },
+  };
+  const decoded = method.requestDeserialize(method.requestSerialize(req));
+  const rt = await runtimeWith({ policy: { envoyInput: true } });
+  const trace = await runCheck(rt, toRequest, decoded as never);
+  await rt.close();
+  const input = JSON.parse(trace.policy!.input as string);
+  t.deepEqual(input.attributes.metadataContext.filterMetadata['envoy.filters.http.jwt_authn'], {
+    sub: 'alice',
+    n: 3,
+    ok: true,
+    nested: { tier: 'gold' },
+    list: ['a', 1],
+  });
+});

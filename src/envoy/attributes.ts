@@ -57,13 +57,21 @@ function struct(s: unknown): unknown {
   return out;
 }
 
+// The decoded Value names its field in lowerCamelCase (`stringValue`), whatever `keepCase`
+// says for the envoy messages: protobufjs bundles google.protobuf.Struct with its own names.
+// The snake_case spelling is read too, for messages built by hand.
 function value(v: unknown): unknown {
   const o = v as Record<string, any> | null;
   if (!o) return null;
+  if ('stringValue' in o) return o.stringValue;
   if ('string_value' in o) return o.string_value;
+  if ('numberValue' in o) return o.numberValue;
   if ('number_value' in o) return o.number_value;
+  if ('boolValue' in o) return o.boolValue;
   if ('bool_value' in o) return o.bool_value;
+  if ('structValue' in o) return struct(o.structValue);
   if ('struct_value' in o) return struct(o.struct_value);
-  if ('list_value' in o) return (o.list_value?.values ?? []).map(value);
+  const list = o.listValue ?? o.list_value;
+  if (list !== undefined) return (list?.values ?? []).map(value);
   return null;
 }

@@ -39,7 +39,12 @@ export function toCheckAttributes(parts: ExtProcRequestParts): WireCheckRequest 
   }
   const attributes: NonNullable<WireCheckRequest['attributes']> = { request: { http } };
   const source = sourceAddress(parts.attributes);
-  if (source !== undefined) attributes.source = { address: { socket_address: splitHostPort(source) } };
+  const principal = peerUriSan(parts.attributes);
+  if (source !== undefined || principal !== undefined) {
+    attributes.source = {};
+    if (source !== undefined) attributes.source.address = { socket_address: splitHostPort(source) };
+    if (principal !== undefined) attributes.source.principal = principal;
+  }
   return { attributes };
 }
 
@@ -65,6 +70,16 @@ function splitHostPort(s: string): { address: string; port_value?: number } {
  */
 function sourceAddress(attributes: Record<string, WireStruct> | undefined): string | undefined {
   const v = attributes?.[EXT_PROC_ATTRIBUTES_KEY]?.fields?.['source.address']?.stringValue;
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+/**
+ * The mTLS peer's identity from `connection.uri_san_peer_certificate` (the first URI SAN of
+ * the certificate Envoy verified), as ext_authz puts it in `source.principal`: the SPIFFE ID
+ * Istio issues. Absent without mTLS or when Envoy was not asked for the attribute.
+ */
+function peerUriSan(attributes: Record<string, WireStruct> | undefined): string | undefined {
+  const v = attributes?.[EXT_PROC_ATTRIBUTES_KEY]?.fields?.['connection.uri_san_peer_certificate']?.stringValue;
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
 

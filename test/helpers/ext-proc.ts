@@ -15,7 +15,7 @@ import type { TestKey } from '../e2e/api-keys.js';
 
 export type Pairs = [string, string][];
 
-export function requestHeaders(opts: { method?: string; path: string; host?: string; headers?: Pairs; body?: string | Buffer; source?: string }): ProcessingRequest {
+export function requestHeaders(opts: { method?: string; path: string; host?: string; headers?: Pairs; body?: string | Buffer; source?: string; peerUriSan?: string }): ProcessingRequest {
   const body = opts.body === undefined ? undefined : Buffer.from(opts.body);
   const pairs: Pairs = [
     [':authority', opts.host ?? 'mcp.example.com'],
@@ -27,7 +27,10 @@ export function requestHeaders(opts: { method?: string; path: string; host?: str
     ['x-request-id', 'req-1'],
   ];
   const msg: ProcessingRequest = { request_headers: { headers: { headers: pairs.map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: body === undefined } };
-  if (opts.source !== undefined) msg.attributes = { 'envoy.filters.http.ext_proc': { fields: { 'source.address': { stringValue: opts.source } } } };
+  const fields: Record<string, { stringValue: string }> = {};
+  if (opts.source !== undefined) fields['source.address'] = { stringValue: opts.source };
+  if (opts.peerUriSan !== undefined) fields['connection.uri_san_peer_certificate'] = { stringValue: opts.peerUriSan };
+  if (Object.keys(fields).length > 0) msg.attributes = { 'envoy.filters.http.ext_proc': { fields } };
   return msg;
 }
 
