@@ -53,8 +53,8 @@ const path = fc.tuple(start, fc.array(segment, { maxLength: 5 }), mostly(['', '/
 // ---------------------------------------------------------------- the properties
 
 test('a path the policy lets under a prefix is read as written and under it by Node, Python and Go, and decodes and normalizes to nothing else', async (t) => {
-  const python = pythonReader<{ path: string }>('path');
   const go = goReader<{ path: string }>('path');
+  const python = pythonReader<{ path: string }>('path');
   t.teardown(() => {
     python.close();
     go.close();

@@ -79,8 +79,8 @@ const url = fc.oneof(
 // ---------------------------------------------------------------- the properties
 
 test('a URL the view accepts has the same scheme, host and port in WHATWG URL, Python urllib and Go net/url; one they read differently is refused', async (t) => {
-  const python = pythonReader<ForeignReading>('url');
   const go = goReader<ForeignReading>('url');
+  const python = pythonReader<ForeignReading>('url');
   t.teardown(() => {
     python.close();
     go.close();

@@ -40,7 +40,7 @@ export class LineReader<R> {
 }
 
 export function goReader<R>(mode: 'url' | 'path'): LineReader<R> {
-  const bin = join(root, '.tools', 'bin', 'go-readers');
+  const bin = join(root, '.build', 'bin', 'go-readers');
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run scripts/install-tools.sh go-readers (npm test does it in pretest)`);
   return new LineReader<R>(bin, [mode]);
 }
