@@ -157,6 +157,12 @@ test('a path outside the configured path_prefix is refused', async (t) => {
   t.is(json(a).error, 'invalid_check_request');
 });
 
+test('several Host headers are refused: the upstream could route by another one than the policy saw', async (t) => {
+  const a = await envoyForward(port(), { path: '/mcp/files', headers: [['host', 'other.example.com'], ['x-api-key', alice.key]], body: rpc('tools/list') });
+  t.is(a.status, 400);
+  t.is(json(a).error, 'invalid_check_request');
+});
+
 test('a repeated X-API-Key header is refused as on the gRPC service', async (t) => {
   const a = await envoyForward(port(), { path: '/mcp/files', headers: [['x-api-key', alice.key], ['x-api-key', shared.key]], body: rpc('tools/list') });
   t.is(a.status, 401);

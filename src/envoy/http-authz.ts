@@ -54,6 +54,10 @@ export function readHttpAuthzRequest(req: HttpAuthzRequest, limits: RequestLimit
     body = req.body.toString('utf8');
   }
   const { path, rawQuery } = normalizePath(rawPath);
+  // Endpoints are chosen by host: with two Host headers the upstream may route by the other one.
+  if ((headers.host?.length ?? 0) > 1) {
+    throw new RequestRejected('invalid_check_request', 'The authorization request carries several Host headers; the request cannot be matched to one endpoint.');
+  }
   const host = (headers.host?.[0] ?? '').toLowerCase();
   const method = req.method.toUpperCase();
   const scheme = headers['x-forwarded-proto']?.[0] ?? 'http';
