@@ -9,7 +9,7 @@ COPY scripts/install-tools.sh scripts/
 RUN scripts/install-tools.sh opa
 
 # 2. TypeScript build and the default policy bundle.
-FROM node:22-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -25,7 +25,7 @@ RUN npm run build \
  && npm prune --omit=dev
 
 # 3. Runtime: Node LTS slim, no build tools, non-root, read-only friendly.
-FROM node:22-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /src/package.json ./

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [opa] [helm] [ghz] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [go-mcp-server] [go-readers] [redis]
+# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [go-mcp-server] [go-readers] [redis]
 #        (no args: opa)
+#
+# node installs the pinned Node.js LTS into ./.tools/node (from the npm registry's
+# node-linux-<arch> package); node-if-old does so only when the node on PATH is older than
+# the supported baseline. scripts/with-node runs a command with ./.tools/node/bin first on PATH.
 #
 # opa-envoy-plugin is built from its source tarball, because the Go module proxy refuses
 # `go install` of the module (403 for every version). The tarball is looked for in
@@ -13,6 +17,9 @@ bin="$root/.tools/bin"
 mkdir -p "$bin"
 
 OPA_MOD="github.com/open-policy-agent/opa@v1.22.2"
+# The Node.js LTS CI runs and the image uses; the supported baseline is NODE_MIN_MAJOR.
+NODE_VERSION="24.22.3"
+NODE_MIN_MAJOR=22
 HELM_MOD="helm.sh/helm/v3/cmd/helm@v3.19.0"
 GHZ_MOD="github.com/bojand/ghz/cmd/ghz@v0.121.0"
 # opa-envoy-plugin at commit 07a1fd15b3f5 (after v1.19.1-envoy: OPA v1.19.1); the hash pins the tarball.
@@ -138,6 +145,46 @@ install_opa_envoy_plugin() {
   echo "$want" > "$stamp"
 }
 
+# Node.js from the npm registry's node-linux-<arch> package (a binary inside a registry
+# package): no root, no apt, the same bytes on every machine. npm itself stays the system's;
+# with .tools/node/bin first on PATH it runs on this node.
+install_node() {
+  local stamp="$root/.tools/node/.version" arch
+  if [[ -x "$root/.tools/node/bin/node" && -f "$stamp" && "$(cat "$stamp")" == "$NODE_VERSION" ]]; then
+    return 0
+  fi
+  case "$(uname -m)" in
+    x86_64 | amd64) arch=x64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    *) echo "install-tools: no Node.js package for $(uname -m); install Node.js $NODE_VERSION yourself" >&2; exit 1 ;;
+  esac
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "install-tools: npm is needed to fetch Node.js $NODE_VERSION; install Node.js >= $NODE_MIN_MAJOR instead" >&2
+    exit 1
+  fi
+  local tmp
+  tmp="$(mktemp -d)"
+  echo "install-tools: Node.js $NODE_VERSION (npm package node-linux-$arch)" >&2
+  (cd "$tmp" && npm pack --silent "node-linux-$arch@$NODE_VERSION" >/dev/null)
+  tar -xzf "$tmp"/node-linux-"$arch"-*.tgz -C "$tmp"
+  rm -rf "$root/.tools/node.tmp"
+  mkdir -p "$root/.tools/node.tmp/bin"
+  mv "$tmp/package/bin/node" "$root/.tools/node.tmp/bin/node"
+  rm -rf "$tmp" "$root/.tools/node"
+  mv "$root/.tools/node.tmp" "$root/.tools/node"
+  echo "$NODE_VERSION" > "$stamp"
+}
+
+# node-if-old: the pinned Node.js only where the node on PATH is below the supported major.
+install_node_if_old() {
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [[ "$major" -lt "$NODE_MIN_MAJOR" ]]; then
+    echo "install-tools: node ${major:-none} on PATH is older than $NODE_MIN_MAJOR (end of life); fetching Node.js $NODE_VERSION into .tools/node" >&2
+    install_node
+  fi
+}
+
 # h2load (nghttp2's HTTP/2 and HTTP/1.1 load generator), from the system's packages.
 install_h2load() {
   if command -v h2load >/dev/null 2>&1; then return 0; fi
@@ -167,6 +214,8 @@ tools=("$@")
 [[ ${#tools[@]} -eq 0 ]] && tools=(opa)
 for t in "${tools[@]}"; do
   case "$t" in
+    node) install_node ;;
+    node-if-old) install_node_if_old ;;
     opa) install opa "$OPA_MOD" ;;
     helm) install helm "$HELM_MOD" ;;
     ghz) install ghz "$GHZ_MOD" ;;
