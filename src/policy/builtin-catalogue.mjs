@@ -28,7 +28,6 @@ export const COMPILED_AWAY = ['assign', 'eq', 'print', 'internal.print', 'rego.m
 /** Provided by mcp-authz to the policy module (src/policy/builtins/), with OPA's semantics. */
 export const HOST = [
   'base64url.encode_no_pad',
-  'cast_array', 'cast_boolean', 'cast_null', 'cast_object', 'cast_set', 'cast_string',
   'crypto.hmac.equal', 'crypto.hmac.md5', 'crypto.hmac.sha1', 'crypto.hmac.sha256', 'crypto.hmac.sha512',
   'crypto.md5', 'crypto.sha1', 'crypto.sha256',
   'glob.quote_meta',
@@ -53,6 +52,7 @@ export const HOST = [
 ];
 
 const NETWORK = 'a network call per Check: the decision would wait on another service and fail with it; hand the policy what it needs as data (policy.data, the bundle\'s data.json)';
+const DEPRECATED = 'deprecated: OPA refuses it in Rego v1, which policy build compiles';
 const YAML = 'Go\'s YAML reader and writer (YAML 1.1 rules, its formatting), which mcp-authz does not reproduce exactly';
 const GO_STRUCTS = 'its result is Go\'s parsed structures field by field, which mcp-authz does not reproduce exactly';
 
@@ -93,6 +93,12 @@ export const REFUSED = {
   'uri.is_valid': 'not provided yet',
   'uri.parse': 'not provided yet',
   'net.cidr_merge': 'not provided yet',
+  cast_array: DEPRECATED,
+  cast_boolean: DEPRECATED,
+  cast_null: DEPRECATED,
+  cast_object: DEPRECATED,
+  cast_set: DEPRECATED,
+  cast_string: DEPRECATED,
   'units.parse': 'not provided yet',
   'units.parse_bytes': 'not provided yet',
   'object.subset': 'not provided yet',

@@ -143,11 +143,28 @@ export class WasmEngine {
     return this.visibleId === undefined ? undefined : this.evaluateAt(this.visibleId, inputJson);
   }
 
+  /**
+   * The entrypoint's result set as the module writes it (JSON text, numbers exact); throws
+   * when the evaluation fails. For tools and tests that compare results digit for digit.
+   */
+  evaluateText(inputJson: string): string {
+    return this.run(this.entrypointId, inputJson);
+  }
+
   private evaluateAt(entrypointId: number, inputJson: string): Evaluation {
     const started = process.hrtime.bigint();
+    try {
+      const resultSet: unknown = JSON.parse(this.run(entrypointId, inputJson));
+      return { ok: true, resultSet, durationNs: Number(process.hrtime.bigint() - started) };
+    } catch (err) {
+      return { ok: false, error: describe(err), durationNs: Number(process.hrtime.bigint() - started) };
+    }
+  }
+
+  private run(entrypointId: number, inputJson: string): string {
     // Per evaluation: time.now_ns is read at its first call, rand.intn answers are remembered.
     this.state.begin();
-    try {
+    {
       const x = this.exports;
       const mem = this.memory;
       const len = Buffer.byteLength(inputJson);
@@ -158,10 +175,7 @@ export class WasmEngine {
       const out = x.opa_eval(0, entrypointId, this.dataAddr, addr, len, addr + len, 0);
       const bytes = new Uint8Array(mem.buffer);
       const end = bytes.indexOf(0, out);
-      const resultSet: unknown = JSON.parse(decoder.decode(bytes.subarray(out, end < 0 ? bytes.length : end)));
-      return { ok: true, resultSet, durationNs: Number(process.hrtime.bigint() - started) };
-    } catch (err) {
-      return { ok: false, error: describe(err), durationNs: Number(process.hrtime.bigint() - started) };
+      return decoder.decode(bytes.subarray(out, end < 0 ? bytes.length : end));
     }
   }
 }

@@ -13,7 +13,6 @@ export function goQuote(s: string): string {
     const c = ch.codePointAt(0)!;
     if (ch === '"' || ch === '\\') out += `\\${ch}`;
     else if (c >= 0x20 && c < 0x7f) out += ch;
-    else if (c === 0xfffd) out += '\\ufffd';
     else if (c >= 0x80 && PRINTABLE.test(ch)) out += ch;
     else if (c === 7) out += '\\a';
     else if (c === 8) out += '\\b';
@@ -98,7 +97,8 @@ function pad(s: string, f: Spec, numeric: boolean): string {
   const n = f.width - [...s].length;
   if (n <= 0) return s;
   if (f.minus) return s + ' '.repeat(n);
-  if (f.zero && numeric) {
+  if (f.zero && !numeric) return '0'.repeat(n) + s;
+  if (f.zero) {
     const sign = /^[+\- ]/.test(s) ? s[0]! : '';
     return sign + '0'.repeat(n) + s.slice(sign.length);
   }
@@ -112,18 +112,25 @@ function signed(s: string, neg: boolean, f: Spec): string {
   return s;
 }
 
+const BIG_VERBS = new Set(['b', 'o', 'd', 'x', 'X', 's', 'v']);
+
 function formatInt(v: bigint, verb: string, f: Spec): string | undefined {
+  // A *big.Int formats itself; a verb it lacks is written as %!c(big.Int=…).
+  if ((v < INT64_MIN || v > INT64_MAX) && !BIG_VERBS.has(verb)) return `%!${verb}(big.Int=${v})`;
   const neg = v < 0n;
   const abs = neg ? -v : v;
   let digits: string;
   switch (verb) {
     case 'd': case 'v': digits = abs.toString(10); break;
+    // *big.Int formats itself: %s is its decimal too.
+    case 's': if (v >= INT64_MIN && v <= INT64_MAX) return undefined; digits = abs.toString(10); break;
     case 'x': digits = abs.toString(16); if (f.sharp) digits = `0x${digits}`; break;
     case 'X': digits = abs.toString(16).toUpperCase(); if (f.sharp) digits = `0X${digits}`; break;
     case 'o': digits = abs.toString(8); if (f.sharp) digits = `0${digits}`; break;
     case 'O': digits = `0o${abs.toString(8)}`; break;
     case 'b': digits = abs.toString(2); break;
-    case 'c': return String.fromCodePoint(Number(v));
+    case 'q': return pad(goQuoteRune(v), f, false);
+    case 'c': return v >= 0n && v <= 0x10ffffn && !(v >= 0xd800n && v <= 0xdfffn) ? String.fromCodePoint(Number(v)) : '\ufffd';
     default: return undefined;
   }
   if (f.prec !== undefined) {
@@ -144,6 +151,7 @@ function formatFloat(x: number, verb: string, f: Spec): string | undefined {
       if (verb === 'G') s = s.toUpperCase();
       break;
     case 'f': case 'F': s = a.toFixed(f.prec ?? 6); break;
+    case 'x': case 'X': s = hexFloat(a, f.prec); if (verb === 'X') s = s.toUpperCase(); break;
     case 'e': case 'E': {
       const [m, e] = a.toExponential(f.prec ?? 6).split('e') as [string, string];
       const n = Number(e);
@@ -154,6 +162,44 @@ function formatFloat(x: number, verb: string, f: Spec): string | undefined {
     default: return undefined;
   }
   return pad(signed(s, neg, f), f, true);
+}
+
+/** strconv's 'x' format: 0x1.hhhp±dd, the shortest mantissa (or prec hex digits). */
+function hexFloat(a: number, prec: number | undefined): string {
+  if (a === 0) return prec ? `0x0.${'0'.repeat(prec)}p+00` : '0x0p+00';
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, a);
+  const bits = view.getBigUint64(0);
+  let exp = Number((bits >> 52n) & 0x7ffn);
+  let mant = bits & ((1n << 52n) - 1n);
+  if (exp === 0) {
+    // Subnormal: shift until the leading 1 is the implicit bit.
+    exp = 1;
+    while ((mant & (1n << 52n)) === 0n) {
+      mant <<= 1n;
+      exp--;
+    }
+    mant &= (1n << 52n) - 1n;
+  }
+  exp -= 1023;
+  let digits = mant.toString(16).padStart(13, '0');
+  if (prec === undefined) digits = digits.replace(/0+$/, '');
+  else if (prec < 13) {
+    // Round half to even on the dropped bits.
+    const full = (1n << 52n) | mant;
+    const shift = BigInt((13 - prec) * 4);
+    let r = full >> shift;
+    const rem = full & ((1n << shift) - 1n);
+    const half = 1n << (shift - 1n);
+    if (rem > half || (rem === half && (r & 1n) === 1n)) r += 1n;
+    if (r >> BigInt(prec * 4) >= 2n) {
+      r >>= 1n;
+      exp++;
+    }
+    digits = prec === 0 ? '' : (r & ((1n << BigInt(prec * 4)) - 1n)).toString(16).padStart(prec, '0');
+  } else digits = digits.padEnd(prec, '0');
+  const e = `${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  return `0x1${digits ? `.${digits}` : ''}p${e}`;
 }
 
 function formatPrecG(a: number, prec: number): string {
@@ -183,9 +229,19 @@ function formatString(s: string, verb: string, f: Spec): string | undefined {
   return pad(out, f, false);
 }
 
-function bad(verb: string, a: Arg): string {
-  const shown = a.kind === 'float' ? formatFloatG(a.v) : String(a.v);
+/** A verb that does not fit the argument: Go shows the value with %v under the same flags. */
+function bad(verb: string, a: Arg, f: Spec): string {
+  const shown = a.kind === 'int' ? formatInt(a.v, 'v', f) : a.kind === 'float' ? formatFloat(a.v, 'v', f) : formatString(a.v, 'v', f);
   return `%!${verb}(${goTypeName(a)}=${shown})`;
+}
+
+/** strconv.QuoteRune, as %q writes an integer. */
+function goQuoteRune(v: bigint): string {
+  const valid = v >= 0n && v <= 0x10ffffn && !(v >= 0xd800n && v <= 0xdfffn);
+  const ch = valid ? String.fromCodePoint(Number(v)) : '\ufffd';
+  if (ch === "'") return "'\\''";
+  if (ch === '"') return `'"'`;
+  return `'${goQuote(ch).slice(1, -1)}'`;
 }
 
 /** fmt.Sprintf for the argument kinds OPA passes (int64 / *big.Int, float64, string). */
@@ -242,7 +298,7 @@ export function goSprintf(format: string, args: Arg[]): string {
     else if (a.kind === 'int') s = formatInt(a.v, verb, f);
     else if (a.kind === 'float') s = formatFloat(a.v, verb, f);
     else s = formatString(a.v, verb, f);
-    out += s ?? bad(verb, a);
+    out += s ?? bad(verb, a, f);
   }
   if (argi < args.length) {
     out += `%!(EXTRA ${args.slice(argi).map((a) => `${goTypeName(a)}=${a.kind === 'float' ? formatFloatG(a.v) : String(a.v)}`).join(', ')})`;

@@ -1,8 +1,8 @@
-// Casts, numbers.range_step, rand.intn, semver.*, uuid.rfc4122 and urlquery.* with OPA's
-// semantics (topdown/casts.go, numbers.go, semver.go, uuid.go, encoding.go; Go's net/url).
+// numbers.range_step, rand.intn, semver.*, uuid.rfc4122 and urlquery.* with OPA's
+// semantics (topdown/numbers.go, semver.go, uuid.go, encoding.go; Go's net/url).
 import { randomBytes, randomInt } from 'node:crypto';
 import { sortValues } from './rego-order.js';
-import { bigintOf, BuiltinError, ByteString, isObject, isPlainObject, newObject, operandError, RegoSet, str, type Value } from './rego-value.js';
+import { bigintOf, BuiltinError, ByteString, isPlainObject, newObject, operandError, RegoSet, str, type Value } from './rego-value.js';
 import { bytesToString } from './strings.js';
 import type { Builtin } from './types.js';
 
@@ -143,32 +143,6 @@ function parseQuery(query: string): Map<string, Value[]> {
 const HEX_DIGITS = '0123456789abcdef';
 
 export const miscBuiltins: Record<string, Builtin> = {
-  cast_array: ([x]) => {
-    if (Array.isArray(x)) return x;
-    if (x instanceof RegoSet) return sortValues(x.items);
-    throw operandError(1, 'array', x!);
-  },
-  cast_set: ([x]) => {
-    if (Array.isArray(x)) return new RegoSet(x);
-    if (x instanceof RegoSet) return x;
-    throw operandError(1, 'array', x!);
-  },
-  cast_string: ([x]) => {
-    if (typeof x === 'string' || x instanceof ByteString) return x;
-    throw operandError(1, 'string', x!);
-  },
-  cast_boolean: ([x]) => {
-    if (typeof x === 'boolean') return x;
-    throw operandError(1, 'boolean', x!);
-  },
-  cast_null: ([x]) => {
-    if (x === null) return x;
-    throw operandError(1, 'null', x!);
-  },
-  cast_object: ([x]) => {
-    if (isObject(x!)) return x;
-    throw operandError(1, 'object', x!);
-  },
   'numbers.range_step': ([a, b, s]) => {
     const x = bigintOf(a!, 1);
     const y = bigintOf(b!, 2);

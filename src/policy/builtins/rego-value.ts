@@ -24,9 +24,37 @@ export class FloatNumber {
 /** A string whose bytes are not UTF-8 (from base64.decode, hex.decode): its bytes are kept. */
 export class ByteString {
   constructor(readonly bytes: Uint8Array) {}
+  /** The text Go shows for these bytes: each byte that is not part of valid UTF-8 is U+FFFD. */
   toString(): string {
-    return new TextDecoder().decode(this.bytes);
+    return goUtf8(this.bytes);
   }
+}
+
+/** Decodes UTF-8 as Go does: every invalid byte becomes one U+FFFD. */
+export function goUtf8(b: Uint8Array): string {
+  let out = '';
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    let n = 0;
+    let cp = 0;
+    let min = 0;
+    if (c < 0x80) { out += String.fromCharCode(c); i++; continue; }
+    if (c >= 0xc2 && c <= 0xdf) { n = 1; cp = c & 0x1f; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { n = 2; cp = c & 0x0f; min = 0x800; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 3; cp = c & 0x07; min = 0x10000; }
+    let ok = n > 0;
+    for (let k = 1; ok && k <= n; k++) {
+      const x = b[i + k];
+      if (x === undefined || (x & 0xc0) !== 0x80) ok = false;
+      else cp = (cp << 6) | (x & 0x3f);
+    }
+    if (ok && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) ok = false;
+    if (!ok) { out += '\ufffd'; i++; continue; }
+    out += String.fromCodePoint(cp);
+    i += n + 1;
+  }
+  return out;
 }
 
 export type RegoObject = { [key: string]: Value };
@@ -421,7 +449,8 @@ class Writer {
     else if (typeof v === 'bigint') this.text += v.toString();
     else if (typeof v === 'string') this.text += JSON.stringify(v);
     else if (v instanceof FloatNumber) this.text += v.text;
-    else if (v instanceof ByteString) this.byteString(v.bytes);
+    // The module accepts UTF-8 only: other bytes become U+FFFD, as OPA's JSON output shows them.
+    else if (v instanceof ByteString) this.text += JSON.stringify(v.toString());
     else if (Array.isArray(v)) this.list('[', ']', v);
     else if (v instanceof RegoSet) {
       if (v.items.length === 0) this.text += 'set()';
@@ -456,19 +485,6 @@ class Writer {
       this.value(items[i]!);
     }
     this.text += close;
-  }
-
-  private byteString(bytes: Uint8Array): void {
-    this.text += '"';
-    this.flush();
-    const out: number[] = [];
-    for (const c of bytes) {
-      if (c === 0x22 || c === 0x5c) out.push(0x5c, c);
-      else if (c < 0x20) out.push(...utf8Encoder.encode(`\\u00${c.toString(16).padStart(2, '0')}`));
-      else out.push(c);
-    }
-    this.parts.push(Uint8Array.from(out));
-    this.text += '"';
   }
 }
 

@@ -259,7 +259,8 @@ function parseRfc3339(s: string): bigint {
   if (!(s[4] === '-' && s[7] === '-' && s[10] === 'T' && s[13] === ':' && s[16] === ':')) throw fail();
   let rest = s.slice(19);
   let nsec = 0;
-  const frac = /^\.(\d+)/.exec(rest);
+  // Go's general parser (the fallback of its RFC 3339 fast path) takes ',' too.
+  const frac = /^[.,](\d+)/.exec(rest);
   if (frac) {
     nsec = Number(frac[1]!.slice(0, 9).padEnd(9, '0'));
     rest = rest.slice(frac[0].length);
@@ -269,7 +270,8 @@ function parseRfc3339(s: string): bigint {
     if (rest.length !== 6) throw fail();
     const hr = Number(rest.slice(1, 3));
     const mm = Number(rest.slice(4, 6));
-    if (!/^[-+]\d\d:\d\d$/.test(rest) || hr > 23 || mm > 59) throw fail();
+    // The fast path stops at 23:59; the general parser accepts offsets up to 24 hours 60 minutes.
+    if (!/^[-+]\d\d:\d\d$/.test(rest) || hr > 24 || mm > 60) throw fail();
     offset = (hr * 60 + mm) * 60 * (rest[0] === '-' ? -1 : 1);
   }
   const t = goDate(year, month, day, hour, min, sec, nsec, '');
@@ -341,7 +343,7 @@ function formatTime(t: Instant, layout: string): string {
       case 'Jan': outText += MONTHS[c.month - 1]!.slice(0, 3); break;
       case 'Monday': outText += DAYS[c.weekday]; break;
       case 'Mon': outText += DAYS[c.weekday]!.slice(0, 3); break;
-      case 'MST': outText += t.zone === '' ? 'UTC' : zoneAbbrev(off); break;
+      case 'MST': outText += t.zone === '' ? 'UTC' : zoneAbbrev(t, off); break;
       case '2006': outText += c.year < 0 ? `-${String(-c.year).padStart(4, '0')}` : String(c.year).padStart(4, '0'); break;
       case '06': outText += p2(((c.year % 100) + 100) % 100); break;
       case '01': outText += p2(c.month); break;
@@ -378,8 +380,27 @@ function formatTime(t: Instant, layout: string): string {
   return outText;
 }
 
-/** Go writes a zone without an abbreviation as -0700 (tzdata names such as PST are not known here). */
-function zoneAbbrev(off: number): string {
+const shortNames = new Map<string, Intl.DateTimeFormat>();
+
+/**
+ * The zone's abbreviation (EST, CEST) where the platform's zone data has one in English, else
+ * the offset as Go writes a numeric abbreviation (-03, +0530). Go reads tzdata's own
+ * abbreviations, so a zone whose abbreviation is not an English short name (Asia/Kolkata's IST)
+ * is written as its offset here.
+ */
+function zoneAbbrev(t: Instant, off: number): string {
+  // English locales each know some zones' abbreviations (en-US: EST, en-GB: CET, en-IN: IST).
+  for (const locale of ['en-US', 'en-GB', 'en-IN', 'en-AU']) {
+    const key = `${locale}\u0000${t.zone}`;
+    let f = shortNames.get(key);
+    if (!f) {
+      f = new Intl.DateTimeFormat(locale, { timeZone: t.zone === 'Local' ? undefined : t.zone, timeZoneName: 'short' });
+      if (shortNames.size > 256) shortNames.clear();
+      shortNames.set(key, f);
+    }
+    const name = f.formatToParts(new Date(Number(t.sec) * 1000)).find((p) => p.type === 'timeZoneName')?.value ?? '';
+    if (/^[A-Z]{2,5}$/.test(name)) return name;
+  }
   const a = Math.abs(off);
   const h = Math.floor(a / 3600);
   const m = Math.floor((a % 3600) / 60);
