@@ -21,17 +21,19 @@ export function policyDir(files: Record<string, string>): { dir: string; cleanup
 }
 
 /** `opa eval` of `data.<path>` on input, with time.now_ns fixed; undefined when the result is undefined. */
-export async function opaEval(dir: string, path: string, input: unknown, nowNs: bigint, data?: unknown): Promise<Value | undefined> {
+export async function opaEval(dir: string, path: string, input: unknown, nowNs: bigint, data?: unknown, extraFiles: string[] = []): Promise<Value | undefined> {
   const inputFile = join(dir, 'input.json.txt');
   writeFileSync(inputFile, JSON.stringify(input));
-  const args = ['eval', '-f', 'json', '-d', join(dir, 'policy.rego'), '-i', inputFile];
+  const args = ['eval', '-f', 'json', '-d', join(dir, 'policy.rego'), ...extraFiles.flatMap((f) => ['-d', join(dir, f)]), '-i', inputFile];
+  let dataDir: string | undefined;
   if (data !== undefined) {
-    const dataFile = join(dir, 'data.json');
-    writeFileSync(dataFile, JSON.stringify(data));
-    args.push('-d', dataFile);
+    // Outside the policy folder, which the engine's build reads at the same time.
+    dataDir = mkdtempSync(join(tmpdir(), 'mcp-authz-diff-data-'));
+    writeFileSync(join(dataDir, 'data.json'), JSON.stringify(data));
+    args.push('-d', join(dataDir, 'data.json'));
   }
   args.push(`data.${path.replaceAll('/', '.')} with time.now_ns as ${nowNs}`);
-  const { stdout } = await run(opaBinary(), args, { maxBuffer: 256 << 20 });
+  const { stdout } = await run(opaBinary(), args, { maxBuffer: 256 << 20 }).finally(() => dataDir && rmSync(dataDir, { recursive: true, force: true }));
   const out = parseJson(stdout) as { result?: { expressions: { value: Value }[] }[] };
   return out.result?.[0]?.expressions[0]?.value;
 }
