@@ -11,7 +11,7 @@
 // the stream fails closed. So does an event larger than `maxEventBytes` and a stream that
 // ends inside an event: the caller stops the stream; it is never completed with bytes that
 // were not checked.
-import { filterMessage, failure, mentionsListedCall, parseJsonRpc, withheldListResponse, type FilterFailure, type FilterStats } from './list-filter.js';
+import { carriesListResult, filterMessage, failure, mentionsListedCall, parseJsonRpc, withheldListResponse, type FilterFailure, type FilterStats } from './list-filter.js';
 import type { ListCalls, RequestId, VisibilityFor } from './list-methods.js';
 
 export interface SseRewriterOptions {
@@ -203,8 +203,9 @@ export class SseListRewriter {
     const isMessage = type === '' || type === 'message';
     if (!isMessage) {
       if (type.trim().toLowerCase() === 'message') return failure('ambiguous_sse_field', `the event type "${type}" would be read as "message" by lenient readers`);
-      if (mentionsListedCall(parseLoosely(payload), this.calls)) {
-        return failure('ambiguous_response', `an event of type "${type}" answers a listed call; only "message" events are filtered`);
+      const loose = parseLoosely(payload);
+      if (mentionsListedCall(loose, this.calls) || carriesListResult(loose)) {
+        return failure('ambiguous_response', `an event of type "${type}" carries a list result; only "message" events are filtered`);
       }
       out.push(event);
       return undefined;
