@@ -69,6 +69,7 @@ export const CODES = {
   policy_error: { status: 503, grpc: 14, kind: 'policy', meaning: 'The policy failed to evaluate or returned a malformed decision; denied.' },
   policy_unavailable: { status: 503, grpc: 14, kind: 'service', meaning: 'No policy is loaded yet; every Check is denied until one loads.' },
   internal_error: { status: 503, grpc: 14, kind: 'service', meaning: 'The service failed to decide; denied, with a `request_id` to report.' },
+  header_not_forwardable: { status: 500, grpc: 13, kind: 'service', meaning: 'Envoy\'s HTTP authorization service: the allow must set a request header that the filter\'s `allowed_upstream_headers` does not copy upstream, as `extAuthzHttp.upstreamHeaders` declares it (the Cookie header without the session cookie, a policy\'s header), so the client\'s own value would reach the MCP server; or a policy response header has a name it would copy upstream too. Name the header in both (docs/envoy-http.md).' },
   invalid_processing_request: { status: 500, grpc: 13, kind: 'service', meaning: 'ext_proc: Envoy did not send the request the way the service decides on it (request headers first, then the whole body in one `BUFFERED` message, before the response): check the filter\'s `processing_mode` (docs/ext_proc.md).' },
   protected_resource_metadata: { status: 200, grpc: 7, kind: 'answer', meaning: 'Not a deny: the RFC 9728 document, answered directly (a non-OK gRPC status is what makes Envoy send it).' },
 } as const satisfies Record<string, CodeEntry>;
