@@ -3,6 +3,9 @@
 // on byte for byte, in order. Chunks go in as they arrive and come out as soon as the events
 // they complete are known, so notifications sent before the result still arrive first.
 //
+// An `endpoint` event (the MCP 2024-11-05 HTTP+SSE transport, whose results arrive on a
+// stream other than their request's) fails the stream too.
+//
 // Events are read as the HTML Living Standard's event-stream parser reads them (lines end in
 // CRLF, LF or CR; a BOM at the start is skipped; `:` starts a comment; one space after the
 // colon is dropped; a blank line ends an event; an event without data dispatches nothing;
@@ -199,6 +202,10 @@ export class SseListRewriter {
       out.push(event);
       return undefined;
     }
+    // The 2024-11-05 HTTP+SSE transport opens with an `endpoint` event naming where to POST:
+    // its results arrive on this stream for requests sent on others, which the service could
+    // not match them to, so a list among them could not be filtered.
+    if (type.trim().toLowerCase() === 'endpoint') return failure('legacy_sse_transport', 'an endpoint event: the MCP 2024-11-05 HTTP+SSE transport');
     const payload = data.join('\n');
     const isMessage = type === '' || type === 'message';
     if (!isMessage) {
