@@ -11,14 +11,31 @@ export interface EngineOptions {
   maxMemoryPages: number;
   /** The data document (data.*) handed to the policy once, with setData. */
   data: Record<string, unknown>;
+  /** false: always evaluate through opa-wasm's public evaluate (the path taken when its internals are not there). */
+  direct?: boolean;
 }
 
-/** The parts of opa-wasm's loaded policy that evaluation uses (ABI 1.2: one opa_eval call). */
-interface PolicyInternals {
+/**
+ * The parts of opa-wasm's loaded policy the direct evaluation reads (ABI 1.2: one opa_eval
+ * call). They are not opa-wasm's public API, so package.json pins opa-wasm exactly, the engine
+ * checks them once at load, and without them it evaluates through the public evaluate.
+ */
+export interface PolicyInternals {
   wasmInstance: WebAssembly.Instance & { exports: { opa_eval: (reserved: number, entrypoint: number, data: number, input: number, inputLen: number, heap: number, format: number) => number } };
   mem: WebAssembly.Memory;
   dataAddr: number;
   dataHeapPtr: number;
+}
+
+/** opa-wasm's internals as the direct evaluation needs them, or undefined when this opa-wasm does not have them. */
+export function policyInternals(policy: LoadedPolicy): PolicyInternals | undefined {
+  const p = policy as unknown as Partial<PolicyInternals>;
+  const ok =
+    typeof p.wasmInstance?.exports?.opa_eval === 'function' &&
+    p.mem instanceof WebAssembly.Memory &&
+    Number.isSafeInteger(p.dataAddr) &&
+    Number.isSafeInteger(p.dataHeapPtr);
+  return ok ? (p as PolicyInternals) : undefined;
 }
 
 const PAGE = 65536;
@@ -38,7 +55,14 @@ export class WasmEngine {
     readonly revision: string,
     readonly source: string,
     readonly memory: WebAssembly.Memory,
+    /** opa-wasm's internals, for the direct evaluation; undefined: its public evaluate. */
+    private readonly internals: PolicyInternals | undefined,
   ) {}
+
+  /** Whether evaluations write the input straight into the module's memory (else opa-wasm's evaluate). */
+  get direct(): boolean {
+    return this.internals !== undefined;
+  }
 
   static async create(bundle: Bundle, opts: EngineOptions): Promise<WasmEngine> {
     let module: WebAssembly.Module;
@@ -73,7 +97,8 @@ export class WasmEngine {
       throw new BundleError(`cannot load the policy data into ${bundle.source} (raise policy.maxMemoryPages?): ${describe(err)}`);
     }
     const visibleId = opts.visibleEntrypoint === undefined ? undefined : entrypoints[opts.visibleEntrypoint];
-    return new WasmEngine(policy, id, visibleId, bundle.revision, bundle.source, policy.mem);
+    const internals = opts.direct === false ? undefined : policyInternals(policy);
+    return new WasmEngine(policy, id, visibleId, bundle.revision, bundle.source, policy.mem, internals);
   }
 
   /**
@@ -99,7 +124,12 @@ export class WasmEngine {
   private evaluateAt(entrypointId: number, inputJson: string): Evaluation {
     const started = process.hrtime.bigint();
     try {
-      const p = this.policy as unknown as PolicyInternals;
+      const p = this.internals;
+      if (p === undefined) {
+        const input = encoder.encode(inputJson);
+        const resultSet: unknown = this.policy.evaluate(input.buffer, entrypointId);
+        return { ok: true, resultSet, durationNs: Number(process.hrtime.bigint() - started) };
+      }
       const len = Buffer.byteLength(inputJson);
       const addr = p.dataHeapPtr;
       const missing = addr + len - p.mem.buffer.byteLength;
