@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
 import { projectRoot, QUICKSTART_CONFIG } from '../config/paths.mjs';
-import { createLogger } from '../log/logger.js';
+import { childLogger, createLogger } from '../log/logger.js';
 import type { BuildOptions } from '../pipeline/build-runtime.js';
 import type { ResponseTypeFlag } from './check-response.js';
 import { tracingSettings } from '../tracing/settings.js';
@@ -96,7 +96,7 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   tracingSettings(process.env); // a tracing variable serve cannot honour stops it here, before workers start
   if (cluster.isWorker) {
     const { runWorker } = await import('../server/cluster-worker.js');
-    return runWorker(loaded, logger.child({ worker: cluster.worker?.id }), options.runtime);
+    return runWorker(loaded, childLogger(logger, { worker: cluster.worker?.id }), options.runtime);
   }
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
   logger.info({ version: version(), workers }, 'mcp-authz starting');
