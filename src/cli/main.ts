@@ -3,7 +3,6 @@
 // pipeline, the policy engine or the gRPC server, and stays small.
 import { spawnSync } from 'node:child_process';
 import cluster from 'node:cluster';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
@@ -11,6 +10,7 @@ import { projectRoot, QUICKSTART_CONFIG } from '../config/paths.mjs';
 import { childLogger, createLogger } from '../log/logger.js';
 import type { BuildOptions } from '../pipeline/build-runtime.js';
 import type { ResponseTypeFlag } from './check-response.js';
+import { defaultWorkers } from '../server/cpu-quota.js';
 import { tracingSettings } from '../tracing/settings.js';
 import { LOG_LEVELS, USAGE, version } from './usage.js';
 
@@ -128,7 +128,7 @@ function logLevel(): string {
 }
 
 function parseWorkers(v: string | undefined): number {
-  if (v === undefined) return availableParallelism();
+  if (v === undefined) return defaultWorkers();
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 1024) throw new UsageError(`--workers expects a whole number from 1 to 1024, got ${JSON.stringify(v)}`, USAGE.serve);
   return n;

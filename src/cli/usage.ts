@@ -38,8 +38,9 @@ policy reload on change. SIGTERM/SIGINT: health turns NOT_SERVING, in-flight Che
 
 options:
   -c, --config FILE   the config file (default: examples/quickstart/config.yaml, on loopback)
-  -w, --workers N     worker processes sharing the gRPC port (default: the number of cores;
-                      1 runs one process)
+  -w, --workers N     worker processes sharing the gRPC port (default: the number of cores,
+                      capped by the container's CPU quota — cgroup cpu.max or
+                      cpu.cfs_quota_us, rounded up; 1 runs one process)
   --check-config      validate the config, open the API keys file and load the policy bundle
                       (or compile the .rego folder) exactly as serve does, print what loaded,
                       and exit: 0 when everything loads, 1 naming what does not
