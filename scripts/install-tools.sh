@@ -31,15 +31,28 @@ PROMTOOL_MOD="github.com/prometheus/prometheus/cmd/promtool@v0.316.0"
 need_go() {
   if ! command -v go >/dev/null 2>&1; then
     echo "install-tools: Go is not installed. Install Go >= 1.24 (https://go.dev/dl/) and re-run," >&2
-    echo "  or put these on PATH yourself: opa v1.22.2, helm v3, ghz." >&2
+    echo "  or put these on PATH yourself (used as they are when Go is missing): opa v1.22.2, helm v3, ghz." >&2
     exit 1
   fi
 }
 
 # install NAME MODULE@VERSION: go install into .tools/bin, skipped when the stamp matches.
+# Without Go, a NAME already on PATH is used as it is (the project finds it there: for opa,
+# src/config/paths.mjs falls back to the opa on PATH), with a word when its version differs.
 install() {
   local name="$1" mod="$2" stamp="$bin/.$1.version"
   if [[ -x "$bin/$name" && -f "$stamp" && "$(cat "$stamp")" == "$mod" ]]; then
+    return 0
+  fi
+  if ! command -v go >/dev/null 2>&1 && command -v "$name" >/dev/null 2>&1; then
+    local found want="${mod##*@}" have
+    found="$(command -v "$name")"
+    have="$("$name" version 2>/dev/null | head -3 | tr '\n' ' ' || true)"
+    if [[ "$have" == *"${want#v}"* ]]; then
+      echo "install-tools: Go is not installed; using $name $want from PATH ($found)" >&2
+    else
+      echo "install-tools: Go is not installed; using $name from PATH ($found), which is not the pinned $want: ${have:-no version reported}" >&2
+    fi
     return 0
   fi
   need_go
