@@ -155,5 +155,6 @@ test('the image\'s command line serves: ready, anonymous and API-key requests de
   t.truthy((await check('/mcp/public', { 'x-api-key': 'mcp_4ecesAyZIs3wgIv1Ce6D58DGsD629PCqum63ZejV3DS12LP3l' })).ok_response, 'the README\'s demo public key');
   t.truthy((await check('/mcp/public')).denied_response, 'no key: denied');
   t.regex(logs, /policy loaded/);
+  t.regex(logs, /"level":40,.*PUBLIC DEMO API KEYS ARE LOADED/, 'the image\'s demo keys on 0.0.0.0 are warned about');
   t.is(exit, undefined, 'still running');
 });

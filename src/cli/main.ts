@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import cluster from 'node:cluster';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigFile, type ConfigError } from '../config/load.js';
 import { projectRoot, QUICKSTART_CONFIG } from '../config/paths.mjs';
 import { childLogger, createLogger } from '../log/logger.js';
 import type { BuildOptions } from '../pipeline/build-runtime.js';
@@ -78,20 +78,16 @@ function parse<T extends NonNullable<Parameters<typeof parseArgs>[0]>['options']
 }
 
 async function serve(args: string[], options: MainOptions): Promise<number> {
-  const values = parse(args, { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' }, workers: { type: 'string', short: 'w' } }, USAGE.serve);
+  const values = parse(args, { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' }, json: { type: 'boolean' }, workers: { type: 'string', short: 'w' } }, USAGE.serve);
   if (values.help) {
     process.stdout.write(USAGE.serve);
     return 0;
   }
+  if (values.json && !values['check-config']) throw new UsageError('--json goes with --check-config', USAGE.serve);
   const workers = parseWorkers(values.workers as string | undefined);
   const file = (values.config as string | undefined) ?? QUICKSTART_CONFIG;
+  if (values['check-config']) return checkConfigCommand(file, Boolean(values.json));
   const loaded = loadConfigFile(file);
-  if (values['check-config']) {
-    const { checkConfig } = await import('./check-config.js');
-    const result = await checkConfig(loaded);
-    (result.ok ? process.stdout : process.stderr).write(`${result.lines.join('\n')}\n${result.ok ? 'configuration is valid: serve would start with all of the above\n' : 'configuration is NOT ready: serve would not decide requests (see above)\n'}`);
-    return result.ok ? 0 : 1;
-  }
   const logger = createLogger(logLevel());
   tracingSettings(process.env); // a tracing variable serve cannot honour stops it here, before workers start
   if (cluster.isWorker) {
@@ -115,6 +111,27 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   return 0;
+}
+
+/** serve --check-config [--json]: 0 when serve would decide requests, 1 naming what stops it. */
+async function checkConfigCommand(file: string, json: boolean): Promise<number> {
+  const { checkConfig, invalidConfigReport } = await import('./check-config.js');
+  if (json) {
+    let report;
+    try {
+      report = (await checkConfig(loadConfigFile(file))).report;
+    } catch (err) {
+      // A config that does not parse is a report too: scripts read one shape whatever failed.
+      if ((err as { code?: string }).code !== 'ERR_CONFIG') throw err;
+      const e = err as ConfigError;
+      report = invalidConfigReport(e.source, e.problems);
+    }
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return report.ok ? 0 : 1;
+  }
+  const result = await checkConfig(loadConfigFile(file));
+  (result.ok ? process.stdout : process.stderr).write(`${result.lines.join('\n')}\n${result.ok ? 'configuration is valid: serve would start with all of the above\n' : 'configuration is NOT ready: serve would not decide requests (see above)\n'}`);
+  return result.ok ? 0 : 1;
 }
 
 /** MCP_AUTHZ_LOG_LEVEL, refused with the levels there are rather than pino's error. */
@@ -159,7 +176,6 @@ async function check(args: string[]): Promise<number> {
     return 0;
   }
   if (!values.path) throw new UsageError('check needs --path', USAGE.check);
-  if (values.rego !== undefined && !values.explain) throw new UsageError('--rego is the policy source for --explain', USAGE.check);
   const responseType = values['response-type'] as string;
   if (!['auto', 'json', 'sse'].includes(responseType)) throw new UsageError(`--response-type expects json, sse or auto, got ${JSON.stringify(responseType)}`, USAGE.check);
   const loaded = loadConfigFile((values.config as string | undefined) ?? QUICKSTART_CONFIG);

@@ -30,11 +30,17 @@ commands:
 
 ${ENVIRONMENT}
 `,
-  serve: `usage: mcp-authz serve [--config FILE] [--workers N] [--check-config]
+  serve: `usage: mcp-authz serve [--config FILE] [--workers N] [--check-config [--json]]
 
 Runs the service: gRPC ext_authz Check, ext_proc and health on listen.grpc, HTTP /healthz,
-/readyz, /metrics and the OAuth discovery documents on listen.http. Keys, endpoints and
-policy reload on change. SIGTERM/SIGINT: health turns NOT_SERVING, in-flight Checks finish.
+/readyz, /metrics and the OAuth discovery documents on listen.http.
+SIGTERM/SIGINT: health turns NOT_SERVING, in-flight Checks finish.
+
+What reloads without a restart: the API keys file (apiKeys.file) and the policy (the
+bundle file or the .rego folder), on change; a bad reload keeps the previous state. The
+config file itself — endpoints, listen, limits, OAuth issuers, MCP_* variables — is read
+once at start: restart to change it (in Kubernetes, a rolling restart; the Helm chart rolls
+the pods when the rendered config changes).
 
 options:
   -c, --config FILE   the config file (default: examples/quickstart/config.yaml, on loopback)
@@ -44,6 +50,8 @@ options:
   --check-config      validate the config, open the API keys file and load the policy bundle
                       (or compile the .rego folder) exactly as serve does, print what loaded,
                       and exit: 0 when everything loads, 1 naming what does not
+  --json              with --check-config: print one JSON object instead (ok, config,
+                      apiKeys, policy, tracing, problems [{part, message}], warnings)
   -h, --help          this help
 
 ${ENVIRONMENT}
