@@ -168,6 +168,7 @@ async function check(args: string[]): Promise<number> {
       rego: { type: 'string' },
       response: { type: 'string' },
       'response-type': { type: 'string', default: 'auto' },
+      'check-request': { type: 'string' },
     },
     USAGE.check,
   );
@@ -175,14 +176,30 @@ async function check(args: string[]): Promise<number> {
     process.stdout.write(USAGE.check);
     return 0;
   }
-  if (!values.path) throw new UsageError('check needs --path', USAGE.check);
+  const stdinFlags = (['body', 'response', 'peer-certificate', 'check-request'] as const).filter((f) => values[f] === '-' || values[f] === '@-');
+  if (stdinFlags.length > 1) throw new UsageError(`only one flag can read standard input; got - for ${stdinFlags.map((f) => `--${f}`).join(' and ')}`, USAGE.check);
+  const captured = values['check-request'] as string | undefined;
+  if (captured !== undefined) {
+    // The captured request carries the method, path, headers, body and peer: the flags that build one do not mix with it.
+    const clash = (['path', 'host', 'source', 'peer-principal', 'peer-certificate', 'header', 'body'] as const).filter((f) => values[f] !== undefined);
+    if (clash.length > 0) throw new UsageError(`--check-request is the whole request; drop ${clash.map((f) => `--${f}`).join(', ')}`, USAGE.check);
+  } else if (!values.path) {
+    throw new UsageError('check needs --path (or --check-request)', USAGE.check);
+  }
+  if (values.rego !== undefined && !values.explain) throw new UsageError('--rego is the policy source for --explain', USAGE.check);
   const responseType = values['response-type'] as string;
   if (!['auto', 'json', 'sse'].includes(responseType)) throw new UsageError(`--response-type expects json, sse or auto, got ${JSON.stringify(responseType)}`, USAGE.check);
   const loaded = loadConfigFile((values.config as string | undefined) ?? QUICKSTART_CONFIG);
   const { explain, parseHeaderFlag, readBodyFlag } = await import('./check-command.js');
+  let checkRequest: Uint8Array | undefined;
+  if (captured !== undefined) {
+    const { checkRequestFromJson } = await import('../envoy/check-request-json.js');
+    const text = readBodyFlag(captured)!;
+    checkRequest = checkRequestFromJson(text);
+  }
   const result = await explain(
     loaded,
-    {
+    checkRequest ? { checkRequest } : {
       method: values.method as string,
       path: values.path as string,
       headers: ((values.header as string[] | undefined) ?? []).map(parseHeaderFlag),

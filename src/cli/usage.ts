@@ -56,10 +56,11 @@ options:
 
 ${ENVIRONMENT}
 `,
-  check: `usage: mcp-authz check [--config FILE] --path P [--method M] [-H 'name: value']... [--body JSON|@file]
+  check: `usage: mcp-authz check [--config FILE] --path P [--method M] [-H 'name: value']... [--body JSON|@file|-]
                        [--host H] [--source ADDR] [--peer-principal SPIFFE_ID] [--peer-certificate @PEM]
                        [--explain] [--rego DIR]
-                       [--response JSON|@file [--response-type json|sse]]
+                       [--response JSON|@file|- [--response-type json|sse]]
+       mcp-authz check [--config FILE] --check-request JSON|@file|- [--explain] [--response …]
 
 Runs the same pipeline as the server, in-process, on one sample request and prints the
 decision as JSON: allow/deny, status, body, headers, endpoint, principal, MCP calls, the
@@ -71,7 +72,7 @@ options:
   --path P            the request path, with its query (required)
   -X, --method M      the HTTP method (default POST)
   -H, --header 'name: value'   a request header (repeatable)
-  -d, --body JSON     the request body, or @file to read it from a file
+  -d, --body JSON     the request body, @file to read it from a file, - from standard input
   --host H            the :authority (default localhost)
   --source ADDR       the client address (default 127.0.0.1)
   --peer-principal ID the mTLS peer Envoy verified (source.principal), e.g.
@@ -87,6 +88,13 @@ options:
                       visible or not, and the body Envoy would send on (response)
   --response-type T   json, sse (an event stream) or auto (default: JSON when it starts with
                       "{" or "[")
+  --check-request J   the whole request as Envoy sent it: an envoy.service.auth.v3.CheckRequest
+                      in protobuf's JSON form (lowerCamelCase or .proto field names, rawBody as
+                      base64, time as RFC 3339), @file or - for standard input; decoded as a
+                      Check from Envoy is. Replaces --path, --host, --source, -H, --body and
+                      the --peer flags (--method is ignored)
+
+Only one flag can read standard input (-).
   -h, --help          this help
 `,
   keys: `usage: mcp-authz keys create --name N [--id ID] [--user U] [--role R] [--permission P]...
