@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [go-mcp-server] [go-readers] [redis]
+# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [go-mcp-server] [go-readers] [redis]
 #        (no args: opa)
 #
 # node installs the pinned Node.js LTS into ./.tools/node (from the npm registry's
@@ -22,6 +22,8 @@ NODE_VERSION="24.22.3"
 NODE_MIN_MAJOR=22
 HELM_MOD="helm.sh/helm/v3/cmd/helm@v3.19.0"
 GHZ_MOD="github.com/bojand/ghz/cmd/ghz@v0.121.0"
+# The GitHub Actions workflow linter the tests run on .github/workflows (go.sum pins its bytes).
+ACTIONLINT_MOD="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
 # opa-envoy-plugin at commit 07a1fd15b3f5 (after v1.19.1-envoy: OPA v1.19.1); the hash pins the tarball.
 OEP_COMMIT="07a1fd1"
 OEP_TARBALL_SHA256="7876f449132944e493dfb1b230cd81ce73e3c8fb29485abdc38b5ead9e1b469c"
@@ -232,6 +234,7 @@ for t in "${tools[@]}"; do
     opa) install opa "$OPA_MOD" ;;
     helm) install helm "$HELM_MOD" ;;
     ghz) install ghz "$GHZ_MOD" ;;
+    actionlint) install actionlint "$ACTIONLINT_MOD" ;;
     opa-envoy-plugin) install_opa_envoy_plugin ;;
     h2load) install_h2load ;;
     envoy-validate) build_local envoy-validate test/envoy-validate ;;
