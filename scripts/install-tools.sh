@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [go-mcp-server] [go-readers] [redis]
+# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [prometheus] [go-mcp-server] [go-readers] [redis] [chromium]
 #        (no args: opa)
 #
 # node installs the pinned Node.js LTS into ./.tools/node (from the npm registry's
@@ -29,6 +29,7 @@ OEP_COMMIT="07a1fd1"
 OEP_TARBALL_SHA256="7876f449132944e493dfb1b230cd81ce73e3c8fb29485abdc38b5ead9e1b469c"
 # Only where Debian's prometheus package cannot be fetched: this build takes 15+ minutes on 2 cores.
 PROMTOOL_MOD="github.com/prometheus/prometheus/cmd/promtool@v0.316.0"
+PROMETHEUS_MOD="github.com/prometheus/prometheus/cmd/prometheus@v0.316.0"
 
 need_go() {
   if ! command -v go >/dev/null 2>&1; then
@@ -87,12 +88,13 @@ build_local() {
   echo "$sum" > "$stamp"
 }
 
-# promtool (`promtool check rules`, `promtool test rules`): taken out of Debian's prometheus
-# package with `apt-get download` + `dpkg-deb -x` — seconds, no root once the package lists
-# exist, and no Prometheus server installed or started. Without apt, built with go install.
-install_promtool() {
-  local stamp="$bin/.promtool.version"
-  if [[ -x "$bin/promtool" && -f "$stamp" ]] && { [[ "$(cat "$stamp")" == debian:* ]] || [[ "$(cat "$stamp")" == "$PROMTOOL_MOD" ]]; }; then
+# promtool (`promtool check rules`, `promtool test rules`) and the prometheus server (for
+# scripts/render-dashboard.ts only): taken out of Debian's prometheus package with
+# `apt-get download` + `dpkg-deb -x` — seconds, no root once the package lists exist, and no
+# Prometheus service installed or started. Without apt, built with go install.
+install_from_prometheus_deb() {
+  local name="$1" mod="$2" stamp="$bin/.$1.version"
+  if [[ -x "$bin/$name" && -f "$stamp" ]] && { [[ "$(cat "$stamp")" == debian:* ]] || [[ "$(cat "$stamp")" == "$mod" ]]; }; then
     return 0
   fi
   if command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then
@@ -107,10 +109,10 @@ install_promtool() {
     local deb
     deb="$(ls "$tmp"/prometheus_*.deb 2>/dev/null | head -1 || true)"
     if [[ -n "$deb" ]]; then
-      echo "install-tools: promtool from Debian's prometheus $(dpkg-deb -f "$deb" Version)" >&2
+      echo "install-tools: $name from Debian's prometheus $(dpkg-deb -f "$deb" Version)" >&2
       dpkg-deb -x "$deb" "$tmp/x"
-      cp "$tmp/x/usr/bin/promtool" "$bin/.promtool.tmp" && chmod 0755 "$bin/.promtool.tmp"
-      mv -f "$bin/.promtool.tmp" "$bin/promtool"
+      cp "$tmp/x/usr/bin/$name" "$bin/.$name.tmp" && chmod 0755 "$bin/.$name.tmp"
+      mv -f "$bin/.$name.tmp" "$bin/$name"
       echo "debian:prometheus=$(dpkg-deb -f "$deb" Version)" > "$stamp"
       rm -rf "$tmp"
       return 0
@@ -119,8 +121,8 @@ install_promtool() {
     echo "install-tools: apt-get cannot fetch Debian's prometheus package:" >&2
     echo "$log" | sed 's/^/  /' >&2
   fi
-  echo "install-tools: building promtool with go install instead (15+ minutes on 2 cores)" >&2
-  install promtool "$PROMTOOL_MOD"
+  echo "install-tools: building $name with go install instead (15+ minutes on 2 cores)" >&2
+  install "$name" "$mod"
 }
 
 # opa-envoy-plugin, the benchmark's peer, built from the pinned source tarball. The stamp
@@ -213,6 +215,19 @@ install_h2load() {
   fi
 }
 
+# Debian's chromium, for scripts/render-dashboard.ts (screenshots through playwright-core).
+install_chromium() {
+  if command -v chromium >/dev/null 2>&1; then return 0; fi
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    echo "install-tools: apt-get install chromium" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+  else
+    echo "install-tools: chromium is missing; install it (e.g. 'apt-get install chromium')" >&2
+    exit 1
+  fi
+}
+
 install_redis() {
   if command -v redis-server >/dev/null 2>&1; then return 0; fi
   if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
@@ -238,10 +253,12 @@ for t in "${tools[@]}"; do
     opa-envoy-plugin) install_opa_envoy_plugin ;;
     h2load) install_h2load ;;
     envoy-validate) build_local envoy-validate test/envoy-validate ;;
-    promtool) install_promtool ;;
+    promtool) install_from_prometheus_deb promtool "$PROMTOOL_MOD" ;;
+    prometheus) install_from_prometheus_deb prometheus "$PROMETHEUS_MOD" ;;
     go-mcp-server) build_local go-mcp-server test/e2e/go-mcp-server ;;
     go-readers) build_local go-readers test/readers/go ;;
     redis) install_redis ;;
+    chromium) install_chromium ;;
     *) echo "install-tools: unknown tool '$t'" >&2; exit 2 ;;
   esac
 done
