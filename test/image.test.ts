@@ -10,7 +10,7 @@
 // stood in for by hard links) and runs the image's command with --check-config on the tree it
 // gives: production dependencies only, the bundle it built.
 import test from 'ava';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join } from 'node:path';
@@ -98,7 +98,7 @@ function layOut(root: string, built = ROOT): void {
       mkdirSync(dirname(target), { recursive: true });
       if (basename(from) === 'node_modules') {
         if (built === ROOT) symlinkSync(from, target);
-        else execFileSync('cp', ['-al', from, target]); // the build stage's own pruned tree
+        else execFileSync('cp', ['-al', from, target]); // the build stage's own pruned tree (hard links: a second at most)
       } else cpSync(from, target, { recursive: true });
     }
   }
@@ -174,7 +174,7 @@ test('the image\'s command line serves: ready, anonymous and API-key requests de
  * hard links to this checkout's node_modules (installed from the same package-lock.json by
  * `npm ci`; no network), the tools stage's .tools by a link to this checkout's pinned tools.
  */
-function performBuildStage(): string {
+async function performBuildStage(): Promise<string> {
   const src = mkdtempSync(join(tmpdir(), 'mcp-authz-build-'));
   for (const c of buildStage.copies) {
     for (const from of c.src) {
@@ -183,9 +183,9 @@ function performBuildStage(): string {
       else cpSync(join(ROOT, from), target, { recursive: true });
     }
   }
-  for (const run of buildStage.runs) {
-    if (/^npm ci\b/.test(run)) {
-      execFileSync('cp', ['-al', join(ROOT, 'node_modules'), join(src, 'node_modules')]);
+  for (const step of buildStage.runs) {
+    if (/^npm ci\b/.test(step)) {
+      await run('cp', ['-al', join(ROOT, 'node_modules'), join(src, 'node_modules')], src);
       // npm rewrites its hidden lockfile in place: a copy of its own, never the checkout's inode.
       const hidden = join(src, 'node_modules', '.package-lock.json');
       if (existsSync(hidden)) {
@@ -195,16 +195,25 @@ function performBuildStage(): string {
       }
       continue;
     }
-    const r = spawnSync('sh', ['-c', run], { cwd: src, encoding: 'utf8', env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH}` } });
-    if (r.status !== 0) throw new Error(`RUN ${run} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+    await run('sh', ['-c', step], src);
   }
   return src;
 }
 
-test('the build stage performed for real gives a runtime tree with production dependencies only, and it passes serve --check-config', (t) => {
+/** A command run without blocking the event loop (the other tests of this file poll while it runs). */
+function run(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { cwd, maxBuffer: 64 << 20, env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH}`, ...env } }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout),
+    );
+  });
+}
+
+// Serial: it runs alone, before this file's other tests, rather than beside the one that waits for serve to start.
+test.serial('the build stage performed for real gives a runtime tree with production dependencies only, and it passes serve --check-config', async (t) => {
   t.timeout(600_000);
   t.true(buildStage.runs.some((r) => /npm prune --omit=dev/.test(r)), 'the build stage prunes dev dependencies');
-  const built = performBuildStage();
+  const built = await performBuildStage();
   const root = mkdtempSync(join(tmpdir(), 'mcp-authz-image-'));
   t.teardown(() => {
     rmSync(built, { recursive: true, force: true });
@@ -215,9 +224,7 @@ test('the build stage performed for real gives a runtime tree with production de
   for (const dev of ['typescript', 'ava', 'tsx', '@grpc/grpc-js-xds', 'google-auth-library', 'node-forge', '@open-policy-agent/opa-wasm']) t.false(existsSync(join(modules, dev)), `${dev} is not in the image`);
   for (const prod of ['@grpc/grpc-js', 'protobufjs', 'pino', 'zod']) t.true(existsSync(join(modules, prod)), `${prod} is in the image`);
   const [command, ...args] = [...image.entrypoint, ...image.cmd].map((a) => (a.startsWith('/') ? join(root, a) : a));
-  const r = spawnSync(command === 'node' ? process.execPath : command!, [...args, '--check-config', '--json'], { cwd: join(root, image.workdir), env: { ...process.env, ...image.env }, encoding: 'utf8' });
-  t.is(r.status, 0, r.stderr);
-  const report = JSON.parse(r.stdout);
+  const report = JSON.parse(await run(command === 'node' ? process.execPath : command!, [...args, '--check-config', '--json'], join(root, image.workdir), image.env));
   t.true(report.ok);
   t.regex(report.policy.revision, /^sha256-/);
   t.is(report.policy.source, join(root, 'app', 'policies', 'build', 'bundle.tar.gz'), 'the bundle the build stage built');
