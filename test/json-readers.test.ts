@@ -8,6 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import test from 'ava';
 import fc from 'fast-check';
 import { toRequest, type WireCheckRequest } from '../src/envoy/to-request.js';
+import { checkBodyIntegrity } from '../src/request/body-integrity.js';
 import { normalizeResourceUri } from '../src/request/normalize-resource-uri.js';
 import { parseMcp } from '../src/request/json-rpc.js';
 import { RequestRejected } from '../src/contracts/request-rejected.js';
@@ -169,6 +170,7 @@ const body: fc.Arbitrary<Body> = bodyText.map(({ src, tags }) => ({
 function serviceReading(bytes: Buffer): Reading | undefined {
   try {
     const request = toRequest(checkRequest({ path: '/mcp', rawBody: bytes }) as WireCheckRequest, { maxBodyBytes: 1 << 20, maxHeaderBytes: 65536, maxHeaders: 200 });
+    checkBodyIntegrity(request, 1 << 20);
     const { view } = parseMcp(request.body, request.hasBody, request.headers, 64);
     const calls = view.calls.map((c): CallReading => {
       const out: CallReading = { kind: c.kind };

@@ -55,8 +55,10 @@ export interface Request {
   headers: HeaderMap;
   /** The body as text ("" when Envoy sent none). */
   body: string;
-  /** Size of the body Envoy sent, in bytes. */
+  /** Size of the body Envoy sent, in bytes (beyond limits.maxBodyBytes, `body` is "" and this is the size). */
   bodyBytes: number;
+  /** True when the body's bytes are not valid UTF-8 (`body` then shows them as U+FFFD); refused in the body phase. */
+  readonly bodyInvalidUtf8?: boolean;
   /** Whether Envoy attached any body (with_request_body configured and a body present). */
   hasBody: boolean;
   sourceAddress: string;

@@ -31,8 +31,11 @@ export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap, max
     return { view: protocolVersion === undefined ? NO_MCP : { ...NO_MCP, protocolVersion }, json: undefined };
   }
 
-  // The scan runs first so that deep nesting is refused before JSON.parse spends time on it.
+  // The JSON checks in their documented order (body-integrity.ts BODY_CHECK_ORDER): nesting
+  // past the bound is refused before JSON.parse spends time on it, then text that does not
+  // parse, then what the scan found that readers would read differently.
   const finding = scanJson(body, maxJsonDepth);
+  if (finding?.code === 'json_too_deep') throw refusal(finding, maxJsonDepth);
   let json: unknown;
   try {
     json = JSON.parse(body);
