@@ -3,7 +3,7 @@
 //   - nesting deeper than the configured bound (refused before any parser spends time on it);
 //   - two keys of one object that are equal, or equal under Go's case-insensitive matching
 //     (JavaScript and Python keep the last exact spelling, Go fills one field from either);
-//   - in a JSON-RPC message, its `params` and `params.ref`, a key that Go reads as one of the
+//   - in a JSON-RPC message, its `params`, `params.ref` and `params.notifications`, a key that Go reads as one of the
 //     members the decision depends on but that is not spelled exactly ("Method", "paramſ");
 //   - escaped lone surrogates ("\ud800"): Go reads U+FFFD, JavaScript and Python the surrogate.
 // Of several findings the one answered is the first in the documented order of body checks
@@ -26,14 +26,15 @@ export interface JsonFinding {
   member?: string;
 }
 
-const enum Role { Other, Message, Params, Ref }
+const enum Role { Other, Message, Params, Ref, Notifications }
 
 // Members each reader must agree on; a key that folds to one of them must be spelled exactly.
 const MEMBERS: readonly (ReadonlyMap<string, string> | undefined)[] = [
   undefined,
   memberMap(['jsonrpc', 'id', 'method', 'params', 'result', 'error']),
-  memberMap(['name', 'uri', 'arguments', 'ref', '_meta']),
+  memberMap(['name', 'uri', 'arguments', 'ref', 'notifications', '_meta']),
   memberMap(['type', 'name', 'uri']),
+  memberMap(['resourceSubscriptions']),
 ];
 
 function memberMap(names: string[]): ReadonlyMap<string, string> {
@@ -154,6 +155,7 @@ function childRole(depth: number): Role {
   const key = currentKey[parent];
   if (roles[parent] === Role.Message && key === 'params') return Role.Params;
   if (roles[parent] === Role.Params && key === 'ref') return Role.Ref;
+  if (roles[parent] === Role.Params && key === 'notifications') return Role.Notifications;
   return Role.Other;
 }
 
