@@ -17,6 +17,7 @@ import type { LocalStore } from '../limits/limiter-store.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
 import type { RedisLimiterStore } from '../limits/redis-store.js';
+import type { BucketStore } from '../limits/token-bucket.js';
 import { DecisionLog } from '../log/decision-log.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
@@ -44,6 +45,8 @@ export interface BuildOptions {
   lockouts?: LockoutTable;
   /** Where failed authentications are counted without Redis; a cluster worker's counter asks the primary. */
   failureCounter?: (max: number, windowSeconds: number) => FailureCounter;
+  /** The rate and quota buckets without Redis (or while it is away); a cluster worker's ask the primary. Default: this process's memory. */
+  buckets?: BucketStore;
   /** Trace Checks when the OTEL_* variables ask for it (default true; the one-shot CLI commands: no). */
   tracing?: boolean;
   /** Where the OTEL_* variables are read (default process.env). */
@@ -70,7 +73,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const limiter = new RateLimits(
     config,
     endpoints.all,
-    { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), logger },
+    { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), ...(opts.buckets ? { buckets: opts.buckets } : {}), logger },
     // Workers share lockouts through the primary, so none asks it before every authentication.
     opts.lockouts ?? new LockoutTable(),
     events,
