@@ -120,7 +120,11 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<TestPos
     }
   }
   const server = proc!;
-  const killOnExit = () => server.kill('SIGKILL');
+  // A test process that ends without stop() (a crash, a failed before hook) leaves no server or folder behind.
+  const killOnExit = () => {
+    server.kill('SIGKILL');
+    rmSync(base, { recursive: true, force: true });
+  };
   process.once('exit', killOnExit);
 
   return {
