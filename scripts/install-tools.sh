@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [prometheus] [go-mcp-server] [go-readers] [redis] [chromium]
+# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [prometheus] [go-mcp-server] [go-readers] [redis] [chromium] [postgres]
 #        (no args: opa)
 #
 # node installs the pinned Node.js LTS into ./.tools/node (from the npm registry's
@@ -240,6 +240,20 @@ install_redis() {
   fi
 }
 
+# PostgreSQL's server binaries (initdb, postgres) for the tests that start a database of their
+# own (test/helpers/postgres.ts): Debian's package puts them in /usr/lib/postgresql/<major>/bin.
+install_postgres() {
+  if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1; then return 0; fi
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    echo "install-tools: apt-get install postgresql" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "install-tools: PostgreSQL's server is missing; install it (e.g. 'apt-get install postgresql')" >&2
+    exit 1
+  fi
+}
+
 tools=("$@")
 [[ ${#tools[@]} -eq 0 ]] && tools=(opa)
 for t in "${tools[@]}"; do
@@ -259,6 +273,7 @@ for t in "${tools[@]}"; do
     go-readers) build_local go-readers test/readers/go ;;
     redis) install_redis ;;
     chromium) install_chromium ;;
+    postgres) install_postgres ;;
     *) echo "install-tools: unknown tool '$t'" >&2; exit 2 ;;
   esac
 done

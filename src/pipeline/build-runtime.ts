@@ -22,11 +22,13 @@ import { DecisionLog } from '../log/decision-log.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
+import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
 import { InputBuilder } from '../policy/policy-input.js';
 import { PolicySource } from '../policy/policy-source.js';
 import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
+import { loadPostgresParser } from '../request/sql-parser.js';
 import { fanOut } from './observers.js';
 import type { Runtime } from './runtime.js';
 
@@ -61,6 +63,11 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const serviceMetrics = new ServiceMetrics(metrics, config);
   const events = opts.events ? mergeEvents(serviceMetrics.events, opts.events) : serviceMetrics.events;
   const endpoints = new EndpointRegistry(config.endpoints);
+  // PostgreSQL's parser (WASM) is loaded only where a rule reads an SQL argument.
+  if (needsSqlParser(endpoints.all)) await loadPostgresParser();
+  for (const name of sqlWithoutDialect(endpoints.all)) {
+    logger.warn({ endpoint: name }, 'sql: select-only names no SQL dialect: only the portable subset passes (docs/policies.md "SQL read-only"); name the database, e.g. sql: {dialect: postgresql}');
+  }
   const origins = new OriginCheck(endpoints.all, config.publicBaseUrl);
 
   // Limits: failed-auth lockout and per-client rate, shared through Redis when configured.
