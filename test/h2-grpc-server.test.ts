@@ -248,6 +248,37 @@ test('pings between calls are answered and never end the connection', async (t) 
   t.false(goaway);
 });
 
+test('a ping after each message the server sends is never a strike, however close together (grpc-go measures bandwidth so)', async (t) => {
+  const h = await start({
+    Chat: (call: StreamCall) => {
+      call.on('data', (b: Buffer) => call.write(b));
+      call.on('end', () => call.end());
+    },
+  });
+  t.teardown(() => h.stop());
+  const s = await rawSession(h.port);
+  t.teardown(() => s.destroy());
+  let goaway = false;
+  s.on('goaway', () => (goaway = true));
+  const req = s.request({ ':method': 'POST', ':path': '/test.Raw/Chat', 'content-type': 'application/grpc', te: 'trailers' });
+  for (let i = 0; i < 10; i++) {
+    const echoed = once(req, 'data');
+    req.write(frame(Buffer.from(`message ${i}`)));
+    await echoed;
+    await new Promise<void>((resolve, reject) => s.ping((err) => (err ? reject(err) : resolve())));
+  }
+  req.end();
+  req.resume();
+  await once(req, 'close');
+  t.false(goaway, 'no GOAWAY on one stream with a ping after every answer');
+  // With nothing sent between them, pings are strikes again.
+  const calm = once(s, 'goaway');
+  s.on('error', () => undefined);
+  for (let i = 0; i < 5; i++) s.ping(() => undefined);
+  const [code] = (await calm) as [number];
+  t.is(code, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+});
+
 test('the server pings a connection every keepaliveTimeMs', async (t) => {
   const h = await start(echo, { keepaliveTimeMs: 50, keepaliveTimeoutMs: 5000 });
   t.teardown(() => h.stop());

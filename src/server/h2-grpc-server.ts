@@ -12,8 +12,10 @@
 //     (RESOURCE_EXHAUSTED); compressed messages refused (UNIMPLEMENTED, no compression is
 //     offered: grpc-accept-encoding: identity);
 //   - keepalive: idle connections are pinged and closed when the ping goes unanswered; a
-//     client pinging more often than once a second with no calls in between is sent GOAWAY
-//     ENHANCE_YOUR_CALM ("too_many_pings") after two such pings, as gRPC servers do;
+//     client pinging more often than once a second while the server sends nothing (no new
+//     call, no answer) is sent GOAWAY ENHANCE_YOUR_CALM ("too_many_pings") after two such
+//     pings, as gRPC servers do — a ping after data is never a strike (grpc-go measures
+//     bandwidth with a ping per burst of data it receives);
 //   - shutdown: the listener closes, every connection gets GOAWAY and its calls finish
 //     (tryShutdown), or are cut after the grace period (forceShutdown);
 //   - node:cluster workers share the listening socket, as for any node:net server.
@@ -180,8 +182,15 @@ interface SessionState {
   strikes: number;
   lastPingAt: number;
   lastStreamId: number;
+  /** Bytes the server had written when the last ping arrived. */
+  writtenAtPing: number;
+  /** GOAWAY ENHANCE_YOUR_CALM sent: later pings are not counted again. */
+  calmed: boolean;
   keepalive: NodeJS.Timeout | undefined;
 }
+
+/** A PING ACK on the wire: the 9-byte frame header and 8 bytes of data. */
+const PING_ACK_BYTES = 17;
 const kSession = Symbol('sessionState');
 type Session = ServerHttp2Session & { [kSession]?: SessionState };
 
@@ -289,7 +298,7 @@ export class H2GrpcServer implements CallHost {
       return;
     }
     this.sessions.add(s);
-    const state: SessionState = { strikes: 0, lastPingAt: 0, lastStreamId: 0, keepalive: undefined };
+    const state: SessionState = { strikes: 0, lastPingAt: 0, lastStreamId: 0, writtenAtPing: 0, calmed: false, keepalive: undefined };
     s[kSession] = state;
     s.on('error', noop);
     s.on('ping', onPing.bind(s, this.minPingIntervalMs, this.maxPingStrikes));
@@ -357,16 +366,25 @@ export class H2GrpcServer implements CallHost {
   }
 }
 
-/** Client pings: answered by node:http2; too many of them with no calls in between end the connection. */
+/**
+ * Client pings: answered by node:http2. A ping is a strike only when it comes sooner than
+ * minIntervalMs after the last one and the server has sent nothing since but that ping's
+ * acknowledgement — no new call, no answer — as grpc-go and gRPC's C core count them; too
+ * many strikes end the connection, once.
+ */
 function onPing(this: Session, minIntervalMs: number, maxStrikes: number): void {
   const state = this[kSession];
-  if (!state) return;
+  if (!state || state.calmed) return;
   const now = performance.now();
   const lastStreamId = this.state.lastProcStreamID ?? 0;
-  if (lastStreamId !== state.lastStreamId) {
+  const written = this.socket?.bytesWritten ?? 0;
+  const sent = written - state.writtenAtPing > PING_ACK_BYTES;
+  state.writtenAtPing = written;
+  if (lastStreamId !== state.lastStreamId || sent) {
     state.lastStreamId = lastStreamId;
     state.strikes = 0;
   } else if (now - state.lastPingAt < minIntervalMs && ++state.strikes > maxStrikes) {
+    state.calmed = true;
     this.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, lastStreamId, Buffer.from('too_many_pings'));
     this.close();
   }
