@@ -383,6 +383,19 @@ test('on a stream, a message larger than the receive limit is RESOURCE_EXHAUSTED
   t.deepEqual(got, [1000]);
 });
 
+test('on a stream that has answered, a message over the limit still ends it with RESOURCE_EXHAUSTED in trailers, not a reset', async (t) => {
+  const h = await start({ Chat: (call: StreamCall) => call.on('data', (b: Buffer) => call.write(b.subarray(0, 1))) }, { maxReceiveMessageBytes: 1000 });
+  t.teardown(() => h.stop());
+  const call = h.client.makeBidiStreamRequest('/test.Raw/Chat', identity, identity);
+  const ended = finalStatus(call);
+  const answered = once(call, 'data');
+  call.write(Buffer.alloc(1000, 1));
+  await answered;
+  call.write(Buffer.alloc(1001, 1));
+  const status = await ended;
+  t.is(status.code, grpc.status.RESOURCE_EXHAUSTED, status.details);
+});
+
 test('a stream the handler ends with an error sends its messages, then the status and message in trailers', async (t) => {
   const h = await start({
     Chat: (call: StreamCall) => {

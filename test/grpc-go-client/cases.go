@@ -601,13 +601,22 @@ func limitStreamCase(ctx context.Context, e *env) (string, error) {
 		return "", err
 	}
 	_, err = exchange(s, over.(*extprocv3.ProcessingRequest))
-	if status.Code(errors.Unwrap(err)) != codes.ResourceExhausted && status.Code(err) != codes.ResourceExhausted {
-		return "", fmt.Errorf("a message one byte over the limit: %v, expected ResourceExhausted", err)
+	if status.Code(errors.Unwrap(err)) != codes.ResourceExhausted {
+		return "", fmt.Errorf("a message one byte over the limit, after an answer: %v, expected ResourceExhausted", err)
+	}
+	// The same as the stream's first message: the status comes alone (trailers-only).
+	s, err = e.proc.Process(ctx)
+	if err != nil {
+		return "", err
+	}
+	_, err = exchange(s, over.(*extprocv3.ProcessingRequest))
+	if status.Code(errors.Unwrap(err)) != codes.ResourceExhausted {
+		return "", fmt.Errorf("a first message one byte over the limit: %v, expected ResourceExhausted", err)
 	}
 	if err := e.sameConnection(dials); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%d bytes: immediate 413 body_too_large; %d bytes: ResourceExhausted; connection kept", max, max+1), nil
+	return fmt.Sprintf("%d bytes: immediate 413 body_too_large; %d bytes, after an answer and as the first message: ResourceExhausted; connection kept", max, max+1), nil
 }
 
 func compressedCase(ctx context.Context, e *env) (string, error) {
