@@ -24,8 +24,16 @@ const CASES = [
   'ext_proc_flow', 'ext_proc_deny', 'ext_proc_long_stream',
   'deadline_unary', 'deadline_server_unary', 'deadline_stream', 'deadline_server_stream',
   'cancel_unary', 'cancel_stream', 'limit_unary', 'limit_stream', 'compressed',
-  'concurrent_streams', 'rapid_reset', 'keepalive', 'no_goaway', 'shutdown',
+  'concurrent_streams', 'cancel_burst', 'rapid_reset', 'keepalive', 'no_goaway', 'shutdown',
 ];
+/**
+ * What grpc-js is known to fail, and how (docs/envoy.md "Independent clients"): the case must
+ * fail that way, so the note goes when grpc-js changes. The service's own server fails nothing.
+ */
+const KNOWN_FAILURES: Record<string, Record<string, RegExp>> = {
+  // grpc-js leaves Node's reset limit (1000 at once, 33 a second) as it is and offers no option for it.
+  'grpc-js': { cancel_burst: /GOAWAY INTERNAL_ERROR/ },
+};
 const RESOURCE = 'https://mcp.example.com/mcp/tokens';
 // A small body limit keeps the messages at the receive limit (this plus 16 MiB) quick to build.
 const limits = { maxBodyBytes: 64 * 1024 };
@@ -102,17 +110,21 @@ async function runAgainst(grpcServer: (typeof SERVERS)[number]): Promise<Run> {
 }
 
 for (const grpcServer of SERVERS) {
-  test(`grpc-go against grpcServer ${grpcServer}: every case passes, each followed by a valid Check answered right`, async (t) => {
+  test(`grpc-go against grpcServer ${grpcServer}: every case passes (grpc-js: but its documented limit), each followed by a valid Check answered right`, async (t) => {
     t.timeout(360_000, 'grpc-go-client runs up to 5 minutes (keepalive pings come every 10 s)');
     if (!existsSync(BIN)) throw new Error('grpc-go-client is not built: run `scripts/install-tools.sh grpc-go-client` (npm test does it in pretest)');
     const run = await runAgainst(grpcServer);
     t.log(run.output.trim());
-    const failed = [...run.results].filter(([, r]) => !r.pass).map(([name, r]) => `${name}: ${r.detail}`);
+    const known = KNOWN_FAILURES[grpcServer] ?? {};
+    const failed = [...run.results].filter(([name, r]) => !r.pass && !known[name]?.test(r.detail)).map(([name, r]) => `${name}: ${r.detail}`);
     t.deepEqual(failed, [], `cases failed against ${grpcServer}:\n${failed.join('\n')}`);
+    const fixed = Object.keys(known).filter((name) => run.results.get(name)?.pass);
+    t.deepEqual(fixed, [], `known ${grpcServer} failures that now pass: drop them from KNOWN_FAILURES and docs/envoy.md`);
+    if (Object.keys(known).length > 0) t.log(`known ${grpcServer} failures, failing as documented: ${Object.keys(known).join(', ')}`);
     const missing = CASES.filter((c) => !run.results.has(c));
     t.deepEqual(missing, [], `cases that never reported (the program stopped early?):\n${run.output}`);
     t.deepEqual([...run.results.keys()].filter((c) => !CASES.includes(c)), [], 'cases this test does not know of');
-    t.is(run.code, 0, run.output);
+    t.is(run.code, Object.keys(known).length > 0 ? 1 : 0, run.output);
     t.is(run.serveCode, 0, `serve exits 0 after draining on SIGTERM:\n${run.serveLogs.slice(-4000)}`);
   });
 }

@@ -16,6 +16,9 @@
 //     call, no answer) is sent GOAWAY ENHANCE_YOUR_CALM ("too_many_pings") after two such
 //     pings, as gRPC servers do — a ping after data is never a strike (grpc-go measures
 //     bandwidth with a ping per burst of data it receives);
+//   - stream resets: a client may cancel 10,000 calls at once and 1,000 a second (Node's
+//     defaults, 1000 and 33, cut Envoy off when it abandons calls in a burst); a rapid-reset
+//     flood beyond that ends its connection;
 //   - shutdown: the listener closes, every connection gets GOAWAY and its calls finish
 //     (tryShutdown), or are cut after the grace period (forceShutdown);
 //   - node:cluster workers share the listening socket, as for any node:net server.
@@ -37,7 +40,14 @@ export interface H2GrpcServerOptions {
   minPingIntervalMs?: number;
   /** Strikes allowed before GOAWAY ENHANCE_YOUR_CALM (default 2). */
   maxPingStrikes?: number;
+  /** Client stream resets (RST_STREAM) a connection may send at once (default 10,000)… */
+  streamResetBurst?: number;
+  /** …and per second after that (default 1,000); past both, the connection ends. */
+  streamResetRate?: number;
 }
+
+export const STREAM_RESET_BURST = 10_000;
+export const STREAM_RESET_RATE = 1_000;
 
 /**
  * A raw unary handler: the request message's bytes, and the call to answer on with
@@ -214,7 +224,16 @@ export class H2GrpcServer implements CallHost {
     this.maxPingStrikes = opts.maxPingStrikes ?? 2;
     // Node refuses new streams once a session buffers more than maxSessionMemory (10 MB by
     // default); a request may legitimately be larger.
-    this.server = createServer({ maxSessionMemory: Math.max(64, Math.ceil((opts.maxReceiveMessageBytes * 2) / 1e6)) });
+    this.server = createServer({
+      maxSessionMemory: Math.max(64, Math.ceil((opts.maxReceiveMessageBytes * 2) / 1e6)),
+      // Node ends a connection with GOAWAY INTERNAL_ERROR past 1000 RST_STREAMs at once and 33
+      // a second (its rapid-reset defence). Envoy cancels every Check it stops waiting for, so
+      // a stall past its ext_authz timeout alone exceeds that, and the connection's other
+      // calls fail with it. Calls here cost what they cost whether reset or not (no stream
+      // limit to slip past): the bound stays, for floods only.
+      streamResetBurst: opts.streamResetBurst ?? STREAM_RESET_BURST,
+      streamResetRate: opts.streamResetRate ?? STREAM_RESET_RATE,
+    });
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('session', (s) => this.onSession(s));
     this.server.on('sessionError', noop);

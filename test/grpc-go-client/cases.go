@@ -52,6 +52,7 @@ var cases = []struct {
 	{"limit_stream", limitStreamCase, 2 * time.Minute},
 	{"compressed", compressedCase, time.Minute},
 	{"concurrent_streams", concurrentStreamsCase, 3 * time.Minute},
+	{"cancel_burst", cancelBurstCase, 3 * time.Minute},
 	{"rapid_reset", rapidResetCase, 2 * time.Minute},
 }
 
@@ -730,6 +731,72 @@ func concurrentStreamsCase(ctx context.Context, e *env) (string, error) {
 	return fmt.Sprintf("server advertises %s; %d streams open at once: %v; all allowed and closed OK; %d Checks among them", adv, n, allAtOnce, checks), nil
 }
 
+// cancelBurstCase: a client that gives up on many calls at once — Envoy when the service
+// stalls past its ext_authz timeout, or a wave of downstream disconnects — cancels each with
+// RST_STREAM. Each call here was opened and answered first (no rapid reset: the server did
+// its work), then cancelled; the connection must stay up for the calls still on it. It is a
+// connection of its own, so the shared one's record stays its own.
+func cancelBurstCase(ctx context.Context, e *env) (string, error) {
+	const n, workers = 2000, 50
+	before, err := e.metric(ctx, cancelledStreams)
+	if err != nil {
+		return "", err
+	}
+	sn := newSniffer()
+	conn, err := dial(e.t.GRPC, sn)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	proc := extprocv3.NewExternalProcessorClient(conn)
+	call := toolCall("search")
+	jobs := make(chan int)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				cctx, cancel := context.WithCancel(ctx)
+				s, err := proc.Process(cctx)
+				if err == nil {
+					_, err = exchange(s, procRequestHeaders(e.t.FilesPath, [][2]string{{"x-api-key", e.t.APIKey}}, len(call)))
+				}
+				cancel()
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	if err, failed := <-errs; failed {
+		return "", fmt.Errorf("%d of %d calls failed before their cancellation, first: %v (GOAWAYs %v)", len(errs)+1, n, err, sn.goawayList())
+	}
+	// Then a Check on the same connection.
+	res, err := authv3.NewAuthorizationClient(conn).Check(ctx, e.allowCheck())
+	if err == nil {
+		err = expectAllow(res, e.t.KeyID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("a Check after the cancellations: %w", err)
+	}
+	if g := sn.goawayList(); len(g) > 0 || sn.dials.Load() != 1 {
+		return "", fmt.Errorf("the connection went away after %d RST_STREAM: %d dials, %v", sn.count("out RST_STREAM"), sn.dials.Load(), g)
+	}
+	after, err := e.waitMetric(ctx, cancelledStreams, before+n)
+	if err != nil {
+		return "", fmt.Errorf("the service did not count every stream as cancelled: %w", err)
+	}
+	return fmt.Sprintf("%d answered streams cancelled (%d RST_STREAM sent) on one connection: kept, no GOAWAY, the next Check on it answered; counted cancelled %v → %v", n, sn.count("out RST_STREAM"), before, after), nil
+}
+
 // rapidResetCase: HEADERS then RST_STREAM, again and again, on a raw connection (the
 // "rapid reset" attack, CVE-2023-44487). The server may close that connection; it must
 // keep serving everyone else.
@@ -739,7 +806,7 @@ func rapidResetCase(ctx context.Context, e *env) (string, error) {
 		return "", err
 	}
 	defer r.close()
-	const total = 10000
+	const total = 30000
 	partial := grpcFrame(e.allowCheck())
 	partial = partial[:len(partial)/2]
 	sent := 0
@@ -799,7 +866,7 @@ func rapidResetCase(ctx context.Context, e *env) (string, error) {
 		}
 	}
 	if g := r.goawayList(); len(g) > 0 {
-		outcome = fmt.Sprintf("%s after %d streams", g[0], sent)
+		outcome = fmt.Sprintf("%s, by when %d streams had been written", g[0], sent)
 	} else if fired(r.closedCh) || werr != nil {
 		outcome = fmt.Sprintf("the connection was closed after %d streams (%v)", sent, werr)
 	}
