@@ -167,6 +167,10 @@ func healthWatchCase(ctx context.Context, e *env) (string, error) {
 // exchange sends one ProcessingRequest and reads its one answer.
 func exchange(s extprocv3.ExternalProcessor_ProcessClient, m *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
 	if err := s.Send(m); err != nil {
+		if err == io.EOF {
+			// The server ended the stream while the message was going out: its status says why.
+			_, err = s.Recv()
+		}
 		return nil, fmt.Errorf("send: %w", err)
 	}
 	a, err := s.Recv()
