@@ -194,6 +194,8 @@ interface SessionState {
   lastStreamId: number;
   /** Bytes the server had written when the last ping arrived. */
   writtenAtPing: number;
+  /** Pings received whose acknowledgements were not yet seen among the bytes written. */
+  unacked: number;
   /** GOAWAY ENHANCE_YOUR_CALM sent: later pings are not counted again. */
   calmed: boolean;
   keepalive: NodeJS.Timeout | undefined;
@@ -317,7 +319,7 @@ export class H2GrpcServer implements CallHost {
       return;
     }
     this.sessions.add(s);
-    const state: SessionState = { strikes: 0, lastPingAt: 0, lastStreamId: 0, writtenAtPing: 0, calmed: false, keepalive: undefined };
+    const state: SessionState = { strikes: 0, lastPingAt: 0, lastStreamId: 0, writtenAtPing: 0, unacked: 0, calmed: false, keepalive: undefined };
     s[kSession] = state;
     s.on('error', noop);
     s.on('ping', onPing.bind(s, this.minPingIntervalMs, this.maxPingStrikes));
@@ -396,8 +398,14 @@ function onPing(this: Session, minIntervalMs: number, maxStrikes: number): void 
   if (!state || state.calmed) return;
   const now = performance.now();
   const lastStreamId = this.state.lastProcStreamID ?? 0;
+  // Bytes written since the last ping, less the acknowledgements of pings before this one
+  // (node:http2 writes those itself, sometimes several at once): anything left is the server
+  // sending frames of its own.
   const written = this.socket?.bytesWritten ?? 0;
-  const sent = written - state.writtenAtPing > PING_ACK_BYTES;
+  const since = written - state.writtenAtPing;
+  const acks = Math.min(state.unacked, Math.floor(since / PING_ACK_BYTES));
+  state.unacked += 1 - acks;
+  const sent = since - acks * PING_ACK_BYTES > 0;
   state.writtenAtPing = written;
   if (lastStreamId !== state.lastStreamId || sent) {
     state.lastStreamId = lastStreamId;
