@@ -116,7 +116,7 @@ function h2spec(port: number, ids: string[], timeoutSeconds: number): Promise<Re
 }
 
 for (const grpcServer of SERVERS) {
-  test(`h2spec against the gRPC port (${grpcServer}): every HTTP/2 conformance test passes but the documented deviations of Node's HTTP/2`, async (t) => {
+  test.serial(`h2spec against the gRPC port (${grpcServer}): every HTTP/2 conformance test passes but the documented deviations of Node's HTTP/2`, async (t) => {
     t.timeout(300_000, 'h2spec runs about 140 tests one after another');
     if (!existsSync(BIN)) throw new Error('h2spec is not built: run `scripts/install-tools.sh h2spec` (npm test does it in pretest)');
     const svc = await startTestService({ grpcServer, endpoints: [{ name: 'open', match: { pathPrefix: '/' }, auth: { apiKey: false, oauth: false } }] });
