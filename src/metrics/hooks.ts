@@ -3,6 +3,12 @@
 export interface ServiceEvents {
   /** A policy bundle load or reload finished. */
   policyReload?(result: 'success' | 'failure', revision: string | undefined): void;
+  /** A request to the bundle service finished: a new bundle, nothing new (304), or no answer. */
+  bundleRequest?(bundle: string, result: 'modified' | 'not_modified' | 'failure'): void;
+  /** A downloaded bundle was refused before activation (unsigned, bad signature, tampered, invalid). */
+  bundleRefused?(bundle: string, reason: BundleRefusal): void;
+  /** Decision-log events were sent to the remote service, or dropped (buffer full, upload refused). */
+  decisionLogsShipped?(result: 'sent' | 'dropped', events: number): void;
   /** One policy evaluation took this long. */
   policyEval?(seconds: number): void;
   /** A dry-run policy deny was turned into an allow. */
@@ -22,5 +28,7 @@ export interface ServiceEvents {
   /** A batch of spans went to the OTLP endpoint, or could not. */
   traceExport?(result: 'success' | 'failure', spans: number): void;
 }
+
+export type BundleRefusal = 'unsigned' | 'bad_signature' | 'tampered' | 'invalid';
 
 export type ExtProcStreamResult = 'completed' | 'denied' | 'failed' | 'cancelled';

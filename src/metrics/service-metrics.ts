@@ -121,7 +121,7 @@ export class ServiceMetrics {
   private readonly issuers: Set<string>;
   private readonly keyIds = new Set<string>();
 
-  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>) {
+  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> & Partial<Pick<Config, 'bundles' | 'decision_logs'>>) {
     const p = 'mcp_authz_';
     const registers = [registry];
     // The counters below are counted in Tallies; any of them being collected flushes them all.
@@ -160,6 +160,10 @@ export class ServiceMetrics {
     const storeUp = new Gauge({ name: `${p}limiter_store_up`, help: '1 while rate limits use the shared Redis store, 0 while they fall back to local counters (minimum over workers).', labelNames: ['store'], registers, aggregator: 'min' });
     const storeFallbacks = new Counter({ name: `${p}limiter_store_fallbacks_total`, help: 'Times the shared Redis limiter store became unreachable and limits fell back to local counters.', labelNames: ['store'], registers });
     const traceSpans = new Counter({ name: `${p}trace_spans_exported_total`, help: 'Spans sent to the OTLP endpoint, by result (success, failure: dropped).', labelNames: ['result'], registers });
+    const bundleRequests = new Counter({ name: `${p}bundle_requests_total`, help: 'Requests to the bundle service, by bundle and result: modified (a bundle came), not_modified (304), failure (no usable answer).', labelNames: ['bundle', 'result'], registers });
+    const bundleLastSuccess = new Gauge({ name: `${p}bundle_last_successful_request_timestamp_seconds`, help: 'When the bundle service last answered (200 or 304), by bundle (Unix time; the latest over workers).', labelNames: ['bundle'], registers, aggregator: 'max' });
+    const bundleRefused = new Counter({ name: `${p}bundle_refused_total`, help: 'Downloaded bundles refused before activation, by bundle and reason: unsigned, bad_signature, tampered, invalid. The previous policy stays in force.', labelNames: ['bundle', 'reason'], registers });
+    const decisionLogEvents = new Counter({ name: `${p}decision_log_events_total`, help: 'Decision-log events for the remote service, by result: sent, dropped (buffer full or upload refused).', labelNames: ['result'], registers });
     const buildInfo = new Gauge({ name: `${p}build_info`, help: 'The running build (value 1): mcp-authz version and Node.js version.', labelNames: ['version', 'node'], registers, aggregator: 'max' });
     buildInfo.labels(packageVersion(), process.version).set(1);
 
@@ -205,6 +209,11 @@ export class ServiceMetrics {
       storeUp.labels('redis').set(0);
       storeFallbacks.labels('redis').inc(0);
     }
+    for (const bundle of Object.keys(config.bundles ?? {})) {
+      for (const result of ['modified', 'not_modified', 'failure'] as const) bundleRequests.labels(bundle, result).inc(0);
+      for (const reason of ['unsigned', 'bad_signature', 'tampered', 'invalid'] as const) bundleRefused.labels(bundle, reason).inc(0);
+    }
+    if (config.decision_logs) for (const result of ['sent', 'dropped'] as const) decisionLogEvents.labels(result).inc(0);
     dryRunDenies.inc(0);
     traceSpans.labels('success').inc(0);
     traceSpans.labels('failure').inc(0);
@@ -246,6 +255,12 @@ export class ServiceMetrics {
         storeUp.labels('redis').set(state === 'shared' ? 1 : 0);
       },
       traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
+      bundleRequest: (bundle, result) => {
+        bundleRequests.labels(bundle, result).inc();
+        if (result !== 'failure') bundleLastSuccess.labels(bundle).set(Date.now() / 1000);
+      },
+      bundleRefused: (bundle, reason) => bundleRefused.labels(bundle, reason).inc(),
+      decisionLogsShipped: (result, events) => decisionLogEvents.labels(result).inc(events),
     };
   }
 
