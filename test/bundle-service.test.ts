@@ -1,0 +1,268 @@
+// Bundles from a bundle service, against the real `opa` as the reference agent: one bundle
+// server on loopback serves OPA (`opa run --server` with OPA's own bundle config) and
+// mcp-authz; both must activate the same revisions, and refuse the same tampered, unsigned
+// and wrongly signed bundles, keeping the last good one. Bundles are built and signed by
+// `opa build --bundle --signing-key`. The faults a fleet meets — the server down at start
+// and later, slow, answering garbage or a huge body — each keep a verified policy or none.
+import test from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { Writable } from 'node:stream';
+import { stringify } from 'yaml';
+import { opaBinary } from '../src/config/paths.mjs';
+import { canonicalJson } from '../src/policy/bundle-signature.js';
+import { BundleServer, buildPolicyBundle, bundleFiles, packBundle } from './helpers/bundle-server.js';
+import { until } from './helpers/policy.js';
+import { sample } from './helpers/prometheus.js';
+import { checkRequest, rpc, startTestService, type TestService } from './helpers/service.js';
+
+const BUNDLE = 'authz';
+
+function keyPair(dir: string, name: string): { privateKey: string; publicPem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const file = join(dir, `${name}.pem`);
+  writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  return { privateKey: file, publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+}
+
+/** The management sections both agents get, in OPA's key names. */
+function management(server: BundleServer, agent: string, publicPem: string, extra: { tokenFile?: string } = {}) {
+  return {
+    services: {
+      bs: {
+        url: server.url(agent),
+        ...(extra.tokenFile ? { credentials: { bearer: { token_path: extra.tokenFile } } } : {}),
+      },
+    },
+    bundles: {
+      [BUNDLE]: {
+        service: 'bs',
+        resource: `bundles/${BUNDLE}`,
+        polling: { min_delay_seconds: 1, max_delay_seconds: 2, long_polling_timeout_seconds: 20 },
+        signing: { keyid: 'global' },
+      },
+    },
+    keys: { global: { algorithm: 'RS256', key: publicPem } },
+    status: { service: 'bs' },
+  };
+}
+
+interface Opa {
+  proc: ChildProcess;
+  socket: string;
+  stop(): Promise<void>;
+}
+
+async function startOpa(config: Record<string, unknown>): Promise<Opa> {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-opa-'));
+  writeFileSync(join(dir, 'config.yaml'), stringify(config));
+  const socket = join(dir, 'opa.sock');
+  const proc = spawn(opaBinary(), ['run', '--server', '--addr', `unix://${socket}`, '--config-file', join(dir, 'config.yaml'), '--log-level', 'error'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  return {
+    proc,
+    socket,
+    stop: async () => {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await exited;
+      void stderr;
+    },
+  };
+}
+
+/** POST /v1/data/<path> to OPA over its unix socket. */
+function opaQuery(opa: Opa, path: string, input: unknown): Promise<Record<string, any>> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({ input });
+    const r = request({ socketPath: opa.socket, path: `/v1/data/${path}`, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(text) as Record<string, any>) : reject(new Error(`opa answered ${res.statusCode}: ${text}`))));
+    });
+    r.on('error', reject);
+    r.end(body);
+  });
+}
+
+function capture(): { logger: pino.Logger; lines: Record<string, any>[] } {
+  const lines: Record<string, any>[] = [];
+  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c)) as Record<string, any>), cb()) }));
+  return { logger, lines };
+}
+
+const ENDPOINTS = [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }];
+
+async function allows(svc: TestService, tool: string): Promise<boolean> {
+  return Boolean((await svc.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: tool }) }))).ok_response);
+}
+
+/** The latest status report an agent sent, for the bundle. */
+function lastStatus(server: BundleServer, agent: string): Record<string, any> | undefined {
+  const list = server.statuses.get(agent) ?? [];
+  return list[list.length - 1]?.bundles?.[BUNDLE];
+}
+
+test('canonical JSON for signatures keeps number literals, sorts keys by UTF-8 bytes and escapes U+2028 like Go', (t) => {
+  // UTF-16 order would put U+1F600 (a surrogate pair) before U+FFFF; Go's byte order puts it after.
+  t.is(canonicalJson('{ "b": [1.0, 2e3], "a": "x\u2028", "\uffff": 1, "\ud83d\ude00": 2 }'), '{"a":"x\\u2028","b":[1.0,2e3],"\uffff":1,"\ud83d\ude00":2}');
+  t.is(canonicalJson('{"a":1,"a":2}'), '{"a":2}');
+  t.throws(() => canonicalJson('{"a":1,}'));
+  t.throws(() => canonicalJson('[1] x'));
+});
+
+test('OPA and mcp-authz, polling one bundle server, activate the same revisions and refuse the same tampered, unsigned and wrongly signed bundles', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-bundles-'));
+  const good = keyPair(dir, 'good');
+  const other = keyPair(dir, 'other');
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, 's3cr3t-bundle-token\n');
+  const server = new BundleServer();
+  await server.start();
+  t.teardown(() => server.stop());
+
+  const r1 = buildPolicyBundle({ revision: 'r1', allowedTool: 'alpha', signingKey: good.privateKey });
+  server.publish(r1);
+
+  const opa = await startOpa(management(server, 'opa', good.publicPem));
+  t.teardown(() => opa.stop());
+  const { logger, lines } = capture();
+  const refusals: string[] = [];
+  const svc = await startTestService({ ...management(server, 'mcp', good.publicPem, { tokenFile }), endpoints: ENDPOINTS }, { logger, runtime: { events: { bundleRefused: (_b, reason) => refusals.push(reason) } } });
+  t.teardown(() => svc.stop());
+
+  await until(() => lastStatus(server, 'opa')?.active_revision === 'r1', 'OPA activating r1', 60_000);
+  await until(() => lastStatus(server, 'mcp')?.active_revision === 'r1', 'mcp-authz reporting r1', 60_000);
+  t.is(svc.health.current, 'SERVING');
+  t.true(await allows(svc, 'alpha'));
+  t.false(await allows(svc, 'beta'));
+  // The bearer token from the file reached the server, and never the log.
+  t.true(server.requests.get('mcp')!.some((r) => r.auth === 'Bearer s3cr3t-bundle-token'));
+  // Long polling: the server held requests that carried the ETag, and answered 304s.
+  t.true(server.requests.get('mcp')!.some((r) => r.prefer === 'wait=20'));
+
+  const files = bundleFiles(buildPolicyBundle({ revision: 'r2', allowedTool: 'beta', signingKey: good.privateKey }));
+  const tampered = new Map(files);
+  tampered.set('p.rego', Buffer.from(files.get('p.rego')!.toString().replace('"beta"', '"gamma"')));
+  const dataTampered = new Map(files);
+  dataTampered.set('data.json', Buffer.from('{"settings":{"n":2.0}}'));
+  const unsigned = new Map(files);
+  unsigned.delete('.signatures.json');
+  const extraFile = new Map(files);
+  extraFile.set('extra.rego', Buffer.from('package extra\n'));
+  const cases: [string, Buffer, string][] = [
+    ['a policy file changed after signing', packBundle(tampered), 'tampered'],
+    ['data.json changed after signing', packBundle(dataTampered), 'tampered'],
+    ['a file the signature does not cover', packBundle(extraFile), 'tampered'],
+    ['no .signatures.json', packBundle(unsigned), 'unsigned'],
+    ['signed with another key', buildPolicyBundle({ revision: 'r2', allowedTool: 'beta', signingKey: other.privateKey }), 'bad_signature'],
+  ];
+  for (const [what, bytes, reason] of cases) {
+    const opaBefore = server.statuses.get('opa')!.length;
+    const refusedBefore = refusals.length;
+    server.publish(bytes);
+    await until(() => server.statuses.get('opa')!.slice(opaBefore).some((s) => s.bundles?.[BUNDLE]?.code !== undefined), `OPA refusing the bundle with ${what}`, 60_000);
+    await until(() => refusals.length > refusedBefore, `mcp-authz refusing the bundle with ${what}`, 60_000);
+    t.is(refusals[refusals.length - 1], reason, what);
+    const opaStatus = server.statuses.get('opa')!.slice(opaBefore).find((s) => s.bundles?.[BUNDLE]?.code !== undefined)!.bundles[BUNDLE];
+    t.is(opaStatus.active_revision, 'r1', `OPA keeps r1 after ${what}: ${opaStatus.message}`);
+    t.is(lastStatus(server, 'mcp')?.active_revision, 'r1', what);
+    await until(() => lastStatus(server, 'mcp')?.code !== undefined, `mcp-authz reporting the refusal of ${what}`, 60_000);
+    t.is(lastStatus(server, 'mcp')?.active_revision, 'r1', what);
+    t.true(await allows(svc, 'alpha'), `the last good policy keeps deciding after ${what}`);
+    t.is(svc.health.current, 'SERVING');
+  }
+  t.true(lines.some((l) => l.level === 50 && /bundle refused/.test(l.msg) && l.policy_revision_kept === 'r1'));
+  const metrics = (await svc.http('/metrics')).text;
+  t.true(sample(metrics, 'mcp_authz_bundle_refused_total', { bundle: BUNDLE, reason: 'tampered' })! >= 3);
+  t.true(sample(metrics, 'mcp_authz_bundle_refused_total', { bundle: BUNDLE, reason: 'unsigned' })! >= 1);
+  t.true(sample(metrics, 'mcp_authz_bundle_refused_total', { bundle: BUNDLE, reason: 'bad_signature' })! >= 1);
+
+  // A good bundle again: both activate it.
+  server.publish(buildPolicyBundle({ revision: 'r3', allowedTool: 'beta', signingKey: good.privateKey }));
+  await until(() => lastStatus(server, 'opa')?.active_revision === 'r3', 'OPA activating r3', 60_000);
+  await until(async () => allows(svc, 'beta'), 'mcp-authz activating r3', 60_000);
+  t.false(await allows(svc, 'alpha'));
+  await until(() => lastStatus(server, 'mcp')?.active_revision === 'r3' && lastStatus(server, 'mcp')?.code === undefined, 'mcp-authz reporting r3', 60_000);
+
+  // The status reports have OPA's shape: the same fields, of the same types, for the bundle.
+  const opaBundle = lastStatus(server, 'opa')!;
+  const mcpBundle = lastStatus(server, 'mcp')!;
+  for (const field of ['name', 'active_revision', 'last_request', 'last_successful_request', 'last_successful_download', 'last_successful_activation']) {
+    t.is(typeof mcpBundle[field], typeof opaBundle[field], field);
+  }
+  t.false(JSON.stringify([...lines, ...server.statuses.get('mcp')!]).includes('s3cr3t-bundle-token'));
+});
+
+test('bundle server down at start: not ready with a clear reason, ready once it serves a verified bundle', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-bundles-'));
+  const good = keyPair(dir, 'good');
+  const server = new BundleServer();
+  await server.start();
+  const port = server.port;
+  await server.stop();
+  const { logger, lines } = capture();
+  const cfg = management(server, 'mcp', good.publicPem);
+  cfg.bundles[BUNDLE]!.polling = { min_delay_seconds: 1, max_delay_seconds: 1 } as never;
+  const svc = await startTestService({ ...cfg, endpoints: ENDPOINTS }, { logger });
+  t.teardown(() => svc.stop());
+  t.is(svc.health.current, 'NOT_SERVING');
+  const ready = await svc.http('/readyz');
+  t.is(ready.status, 503);
+  t.regex(ready.text, /bundle authz/);
+  t.true(lines.some((l) => l.msg === 'bundle download failed; no policy is loaded and Checks are denied' && /ECONNREFUSED/.test(l.err)));
+  t.false(await allows(svc, 'alpha'));
+
+  const again = new BundleServer();
+  await again.start(port);
+  t.teardown(() => again.stop());
+  again.publish(buildPolicyBundle({ revision: 'r1', allowedTool: 'alpha', signingKey: good.privateKey }));
+  await until(() => svc.health.current === 'SERVING', 'ready after the server came up', 60_000);
+  t.true(await allows(svc, 'alpha'));
+});
+
+test('bundle server down later, slow, answering garbage or a huge body: the verified policy stays, each counted and logged', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-bundles-'));
+  const good = keyPair(dir, 'good');
+  const server = new BundleServer();
+  await server.start();
+  t.teardown(() => server.stop());
+  server.publish(buildPolicyBundle({ revision: 'r1', allowedTool: 'alpha', signingKey: good.privateKey }));
+  const { logger, lines } = capture();
+  const cfg = management(server, 'mcp', good.publicPem);
+  Object.assign(cfg.services.bs, { response_header_timeout_seconds: 2 });
+  Object.assign(cfg.bundles[BUNDLE]!, { polling: { min_delay_seconds: 1, max_delay_seconds: 1 }, size_limit_bytes: 1024 * 1024 });
+  const requests: string[] = [];
+  const refusals: string[] = [];
+  const svc = await startTestService({ ...cfg, endpoints: ENDPOINTS }, { logger, runtime: { events: { bundleRequest: (_b, r) => requests.push(r), bundleRefused: (_b, r) => refusals.push(r) } } });
+  t.teardown(() => svc.stop());
+  // The first answer may miss the short timeout on a loaded machine: the next poll brings it.
+  await until(() => svc.health.current === 'SERVING', `serving r1 (${JSON.stringify(lines.filter((l) => l.level >= 40))})`, 60_000);
+  // Polling without long polling: the ETag makes the next answers 304s.
+  await until(() => requests.includes('not_modified'), 'a 304 for the bundle in force', 60_000);
+
+  const failureLogged = (pattern: RegExp) => () => lines.some((l) => l.msg === 'bundle download failed; the policy in force stays' && l.policy_revision_kept === 'r1' && pattern.test(l.err));
+  for (const [fault, pattern] of [['slow', /no complete answer within/], ['huge', /more than the limit of 1048576 bytes/], ['error', /answered HTTP 500/]] as const) {
+    server.fault = fault;
+    await until(failureLogged(pattern), `the ${fault} server logged`, 60_000);
+    t.true(await allows(svc, 'alpha'), fault);
+    t.is(svc.health.current, 'SERVING', fault);
+  }
+  server.fault = 'garbage';
+  await until(() => refusals.includes('invalid'), 'garbage refused', 60_000);
+  t.true(await allows(svc, 'alpha'));
+  await server.stop();
+  const failuresBefore = requests.filter((r) => r === 'failure').length;
+  await until(() => requests.filter((r) => r === 'failure').length > failuresBefore && failureLogged(/ECONNREFUSED/)(), 'the server down logged', 60_000);
+  t.true(await allows(svc, 'alpha'));
+  t.is(svc.health.current, 'SERVING');
+  const metrics = (await svc.http('/metrics')).text;
+  t.true(sample(metrics, 'mcp_authz_bundle_requests_total', { bundle: BUNDLE, result: 'failure' })! >= 4);
+  t.true(sample(metrics, 'mcp_authz_bundle_last_successful_request_timestamp_seconds', { bundle: BUNDLE })! > 0);
+});
