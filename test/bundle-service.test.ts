@@ -266,3 +266,112 @@ test('bundle server down later, slow, answering garbage or a huge body: the veri
   t.true(sample(metrics, 'mcp_authz_bundle_requests_total', { bundle: BUNDLE, result: 'failure' })! >= 4);
   t.true(sample(metrics, 'mcp_authz_bundle_last_successful_request_timestamp_seconds', { bundle: BUNDLE })! > 0);
 });
+
+/** What a consumer written for OPA's decision-log events reads from one. */
+function readOpaEvent(e: Record<string, any>) {
+  return {
+    id: String(e.decision_id),
+    at: Date.parse(e.timestamp),
+    path: String(e.path),
+    revision: String(e.bundles[BUNDLE].revision),
+    allow: Boolean(e.result.allow),
+    tools: (e.input.mcp.calls as { name: string }[]).map((c) => c.name),
+    evalNs: Number(e.metrics.timer_rego_query_eval_ns),
+    agent: `${e.labels.id}@${e.labels.version}`,
+  };
+}
+
+/** The JSON type of every field, one level down for objects (the event's shape). */
+function shape(e: Record<string, any>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(e)) {
+    out[k] = Array.isArray(v) ? 'array' : v === null ? 'null' : typeof v;
+    if (k === 'labels') for (const [k2, v2] of Object.entries(v as object)) out[`${k}.${k2}`] = typeof v2;
+  }
+  return out;
+}
+
+test('one receiver gets decision-log events from OPA and mcp-authz in the same shape, and an OPA consumer reads both', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-bundles-'));
+  const good = keyPair(dir, 'good');
+  const server = new BundleServer();
+  await server.start();
+  t.teardown(() => server.stop());
+  server.publish(buildPolicyBundle({ revision: 'r1', allowedTool: 'alpha', signingKey: good.privateKey }));
+  const logs = (agent: string) => ({ decision_logs: { service: 'bs', reporting: { min_delay_seconds: 1, max_delay_seconds: 1 }, ...(agent === 'mcp' ? { mask: ['/input/attributes/source/address', '/input/nope/absent'] } : {}) }, labels: { team: 'sec' } });
+  const opa = await startOpa({ ...management(server, 'opa', good.publicPem), ...logs('opa') });
+  t.teardown(() => opa.stop());
+  const svc = await startTestService({ ...management(server, 'mcp', good.publicPem), ...logs('mcp'), endpoints: ENDPOINTS });
+  t.teardown(() => svc.stop());
+  await until(() => lastStatus(server, 'opa')?.active_revision === 'r1', 'OPA activating r1', 60_000);
+  t.is(svc.health.current, 'SERVING');
+
+  t.true(await allows(svc, 'alpha'));
+  await until(() => (server.logs.get('mcp') ?? []).length >= 1, 'the mcp-authz event', 60_000);
+  const ours = server.logs.get('mcp')![0]!;
+  // The same input, asked of OPA through its Data API, makes OPA's own event.
+  const answer = await opaQuery(opa, 'mcp/authz/decision', ours.input);
+  t.deepEqual(answer.result, ours.result);
+  await until(() => (server.logs.get('opa') ?? []).length >= 1, 'the OPA event', 60_000);
+  const theirs = server.logs.get('opa')![0]!;
+
+  // Every field OPA sends, mcp-authz sends with the same JSON type.
+  const opaShape = shape(theirs);
+  const ourShape = shape(ours);
+  for (const [field, type] of Object.entries(opaShape)) t.is(ourShape[field], type, `${field} (OPA: ${JSON.stringify(theirs[field.split('.')[0]!])})`);
+  // What mcp-authz adds: its own answer (a deny before the policy has no result), and the masked paths.
+  // requested_by and req_id are OPA fields too, which OPA leaves out for a query over a unix socket.
+  t.deepEqual(Object.keys(ourShape).filter((k) => !(k in opaShape)).sort(), ['erased', 'mcp_authz', 'req_id', 'requested_by']);
+  t.is(typeof ours.requested_by, 'string');
+  t.is(typeof ours.req_id, 'number');
+  // The timers both agents measure, by OPA's names (OPA adds its parse and compile timers).
+  for (const timer of ['timer_rego_query_eval_ns', 'timer_server_handler_ns']) {
+    t.is(typeof theirs.metrics[timer], 'number', timer);
+    t.true(Number.isInteger(ours.metrics[timer]) && ours.metrics[timer] > 0, timer);
+  }
+  t.deepEqual(ours.erased, ['/input/attributes/source/address']);
+  t.is(ours.input.attributes.source.address, undefined);
+  t.is(ours.labels.team, 'sec');
+
+  const a = readOpaEvent(theirs);
+  const b = readOpaEvent(ours);
+  t.deepEqual({ ...b, id: '', at: 0, evalNs: 0, agent: '' }, { ...a, id: '', at: 0, evalNs: 0, agent: '' });
+  t.true(Number.isFinite(b.at) && b.evalNs > 0 && b.id.length === 36);
+  t.is(ours.mcp_authz.decision, 'allow');
+});
+
+test('the decision-log receiver down: every Check is answered, the buffer stays bounded, drops are counted, the rest arrive when it is back', async (t) => {
+  const server = new BundleServer();
+  await server.start();
+  const port = server.port;
+  await server.stop();
+  const shipped = { sent: 0, dropped: 0 };
+  const limit = 16 * 1024;
+  const svc = await startTestService(
+    {
+      policy: {}, // the shipped policy, from the local file
+      services: { logs: { url: `http://127.0.0.1:${port}/mcp` } },
+      decision_logs: { service: 'logs', reporting: { min_delay_seconds: 1, max_delay_seconds: 1, buffer_size_limit_bytes: limit } },
+      endpoints: ENDPOINTS,
+    },
+    { runtime: { events: { decisionLogsShipped: (r, n) => (shipped[r] += n) } } },
+  );
+  t.teardown(() => svc.stop());
+  const checks = 60;
+  const answers = await Promise.all(Array.from({ length: checks }, (_, i) => svc.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: `tool-${i}` }) }))));
+  t.is(answers.length, checks);
+  t.true(answers.every((a) => a.ok_response !== undefined || a.denied_response !== undefined));
+  t.true(shipped.dropped > 0, 'the bounded buffer dropped the oldest events');
+
+  const again = new BundleServer();
+  await again.start(port);
+  t.teardown(() => again.stop());
+  await until(() => shipped.sent + shipped.dropped === checks, `every event sent or dropped (${JSON.stringify(shipped)})`, 120_000);
+  const received = again.logs.get('mcp') ?? [];
+  t.is(received.length, shipped.sent);
+  t.true(received.length * 512 <= limit, 'no more than the buffer held was kept');
+  // The newest survive: the last Check's event is among those sent.
+  t.true(received.some((e) => e.mcp_authz.tool === `tool-${checks - 1}`));
+  const metrics = (await svc.http('/metrics')).text;
+  t.is(sample(metrics, 'mcp_authz_decision_log_events_total', { result: 'dropped' }), shipped.dropped);
+});
