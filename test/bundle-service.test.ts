@@ -20,6 +20,7 @@ import { BundleServer, buildPolicyBundle, bundleFiles, packBundle } from './help
 import { until } from './helpers/policy.js';
 import { sample } from './helpers/prometheus.js';
 import { checkRequest, rpc, startTestService, type TestService } from './helpers/service.js';
+import { startServe } from './helpers/subprocess-service.js';
 
 const BUNDLE = 'authz';
 
@@ -374,4 +375,41 @@ test('the decision-log receiver down: every Check is answered, the buffer stays 
   t.true(received.some((e) => e.mcp_authz.tool === `tool-${checks - 1}`));
   const metrics = (await svc.http('/metrics')).text;
   t.is(sample(metrics, 'mcp_authz_decision_log_events_total', { result: 'dropped' }), shipped.dropped);
+});
+
+test('serve --workers: the primary polls once for all workers, a refused bundle reaches none, a new one is in force on every worker when it is reported', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-bundles-'));
+  const good = keyPair(dir, 'good');
+  const server = new BundleServer();
+  await server.start();
+  t.teardown(() => server.stop());
+  server.publish(buildPolicyBundle({ revision: 'r1', allowedTool: 'alpha', signingKey: good.privateKey }));
+  const clients = 8;
+  const serve = await startServe({ ...management(server, 'mcp', good.publicPem), endpoints: ENDPOINTS }, ['--workers', '2'], { clients });
+  t.teardown(async () => void (await serve.stop()));
+  const every = async (tool: string) => (await Promise.all(Array.from({ length: clients }, (_, i) => serve.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: tool }) }), i)))).map((r) => Boolean(r.ok_response));
+  await until(async () => (await serve.http('/readyz')).status === 200, 'both workers serving r1', 60_000);
+  t.deepEqual(await every('alpha'), Array(clients).fill(true));
+  // One agent polls: the bundle was downloaded once, not once per worker.
+  t.is(server.requests.get('mcp')!.filter((r) => r.status === 200).length, 1);
+
+  const files = bundleFiles(buildPolicyBundle({ revision: 'r2', allowedTool: 'beta', signingKey: good.privateKey }));
+  const tampered = new Map(files);
+  tampered.set('p.rego', Buffer.from(files.get('p.rego')!.toString().replace('"beta"', '"alpha"')));
+  server.publish(packBundle(tampered));
+  await until(() => lastStatus(server, 'mcp')?.code !== undefined, 'the tampered bundle refused', 60_000);
+  t.regex(lastStatus(server, 'mcp')!.message, /does not match its signed hash/);
+  t.deepEqual(await every('alpha'), Array(clients).fill(true));
+  t.deepEqual(await every('beta'), Array(clients).fill(false));
+
+  server.publish(packBundle(files));
+  // Reported active only once every worker confirmed the swap: from then on every worker decides with r2.
+  await until(() => lastStatus(server, 'mcp')?.active_revision === 'r2', 'r2 reported active', 60_000);
+  t.deepEqual(await every('beta'), Array(clients).fill(true));
+  t.deepEqual(await every('alpha'), Array(clients).fill(false));
+  t.regex(serve.logs(), /"bundle activated on every worker".*|"policy_revision":"r2".*"workers":2/);
+  const metrics = (await serve.http('/metrics')).text;
+  t.is(sample(metrics, 'mcp_authz_policy_info', { revision: 'r2' }), 1);
+  t.true(sample(metrics, 'mcp_authz_bundle_refused_total', { bundle: BUNDLE, reason: 'tampered' })! >= 1);
+  t.true(sample(metrics, 'mcp_authz_bundle_requests_total', { bundle: BUNDLE, result: 'modified' })! >= 2);
 });

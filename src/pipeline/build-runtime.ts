@@ -60,7 +60,7 @@ export interface BuildOptions {
   /** A cluster worker: the configured remote bundle comes from the primary, which polls the service (src/server/cluster-bundles.ts). */
   bundleFromPrimary?: boolean;
   /** Hands the policy source to the caller (a cluster worker feeds it the primary's bundles). */
-  onPolicySource?: (source: PolicySource) => void;
+  onPolicySource?: (source: PolicySource, events: ServiceEvents) => void;
 }
 
 export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics: Registry, opts: BuildOptions = {}): Promise<Runtime> {
@@ -150,7 +150,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     events,
     logger,
   });
-  opts.onPolicySource?.(source);
+  opts.onPolicySource?.(source, events);
   // A policy that fails to load leaves the service NOT_SERVING (every Check a 503 deny) until a good one appears.
   await source.load();
   if (watch) source.watch();
