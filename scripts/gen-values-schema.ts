@@ -103,6 +103,7 @@ export function buildValuesSchema(): Json {
         configMap: strictObject({ bundleBase64: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$' }, existingName: str }),
         existingVolume: obj,
       }),
+      bundleService: strictObject({ existingSecret: str, mountPath: { type: 'string', pattern: '^/' } }),
       redis: strictObject({
         url: { type: 'string', pattern: '^(|rediss?://.+)$' },
         existingSecret: str,
