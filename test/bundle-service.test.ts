@@ -373,6 +373,10 @@ test('the decision-log receiver down: every Check is answered, the buffer stays 
   t.true(received.length * 512 <= limit, 'no more than the buffer held was kept');
   // The newest survive: the last Check's event is among those sent.
   t.true(received.some((e) => e.mcp_authz.tool === `tool-${checks - 1}`));
+  // Without masks the input goes out as the policy read it (the JSON text, not re-serialized).
+  const last = received.find((e) => e.mcp_authz.tool === `tool-${checks - 1}`)!;
+  t.is(last.input.mcp.calls[0].name, `tool-${checks - 1}`);
+  t.is(last.path, 'mcp/authz/decision');
   const metrics = (await svc.http('/metrics')).text;
   t.is(sample(metrics, 'mcp_authz_decision_log_events_total', { result: 'dropped' }), shipped.dropped);
 });

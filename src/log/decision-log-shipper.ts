@@ -34,11 +34,26 @@ export interface DecisionLogShipperOptions {
   random?: () => number;
 }
 
-/** What a Check leaves in the buffer: references to what it already built. */
+/**
+ * What a Check leaves in the buffer: references to strings and values it already built, and
+ * nothing else of the Check (not its body or headers), so the byte count bounds the memory.
+ */
 interface Pending {
   decisionId: string;
   ms: number;
-  trace: CheckTrace;
+  /** The policy's input as JSON text (credentials already redacted), its result, revision and time. */
+  input: string | undefined;
+  result: unknown;
+  revision: string | undefined;
+  evalNs: number | undefined;
+  handlerNs: number;
+  requestedBy: string | undefined;
+  outcome: CheckTrace['outcome'];
+  endpoint: string | null;
+  principal: string | null;
+  requestId: string | null;
+  method: string | null;
+  tool: string | null;
   size: number;
 }
 
@@ -77,7 +92,25 @@ export class DecisionLogShipper implements Observer {
       this.opts.events.decisionLogsShipped?.('dropped', 1);
       return;
     }
-    this.buffer.push({ decisionId: trace.decisionId, ms: Date.now(), trace, size });
+    const { policy, ctx } = trace;
+    const first = ctx?.mcp.calls[0];
+    this.buffer.push({
+      decisionId: trace.decisionId,
+      ms: Date.now(),
+      input: policy?.input,
+      result: policy?.result,
+      revision: policy?.revision,
+      evalNs: policy?.durationNs,
+      handlerNs: Number(trace.durationNs),
+      requestedBy: ctx?.clientAddress,
+      outcome: trace.outcome,
+      endpoint: ctx?.endpoint?.name ?? null,
+      principal: ctx?.principal.id ?? null,
+      requestId: ctx?.request.id ?? null,
+      method: first?.method ?? null,
+      tool: (first && callTargetText(first)) ?? null,
+      size,
+    });
     this.bytes += size;
     if (this.bytes >= this.opts.config.reporting.upload_size_limit_bytes && this.failures === 0 && !this.flushing) {
       clearTimeout(this.timer);
@@ -180,37 +213,40 @@ export class DecisionLogShipper implements Observer {
   }
 
   /** One event in OPA's shape, as JSON text. */
-  private event({ decisionId, ms, trace }: Pending): string {
-    const { policy, ctx, outcome, durationNs } = trace;
+  private event(p: Pending): string {
     const erased: string[] = [];
     let input: unknown;
-    let result: unknown = policy?.result;
-    if (policy) {
+    let result: unknown = p.result;
+    // Without masks the input goes out as the JSON text the policy read, unparsed.
+    const raw = this.maskPaths.length === 0 ? p.input : undefined;
+    if (raw === undefined && p.input !== undefined) {
       try {
-        input = JSON.parse(policy.input);
+        input = JSON.parse(p.input);
       } catch {
         input = undefined;
       }
     }
     if (this.maskPaths.length > 0) {
-      const doc: { input?: unknown; result?: unknown } = { input, result };
+      const doc: { input?: unknown; result?: unknown } = { input, result: result === undefined ? undefined : structuredClone(result) };
       for (const path of this.maskPaths) if (remove(doc, path)) erased.push(`/${path.join('/')}`);
       input = doc.input;
       result = doc.result;
     }
-    const calls = ctx?.mcp.calls ?? [];
-    const event: Record<string, unknown> = {
+    const { outcome } = p;
+    const head = JSON.stringify({
       labels: this.opts.labels,
-      decision_id: decisionId,
-      ...(policy ? { bundles: { [this.opts.bundleName]: { revision: policy.revision } } } : {}),
+      decision_id: p.decisionId,
+      ...(p.revision !== undefined ? { bundles: { [this.opts.bundleName]: { revision: p.revision } } } : {}),
       path: this.opts.path,
       ...(input !== undefined ? { input } : {}),
+    });
+    const tail = JSON.stringify({
       ...(result !== undefined ? { result } : {}),
-      ...(ctx?.clientAddress ? { requested_by: ctx.clientAddress } : {}),
-      timestamp: new Date(ms).toISOString(),
+      ...(p.requestedBy ? { requested_by: p.requestedBy } : {}),
+      timestamp: new Date(p.ms).toISOString(),
       metrics: {
-        ...(policy ? { timer_rego_query_eval_ns: Math.round(policy.durationNs) } : {}),
-        timer_server_handler_ns: Number(durationNs),
+        ...(p.evalNs !== undefined ? { timer_rego_query_eval_ns: Math.round(p.evalNs) } : {}),
+        timer_server_handler_ns: p.handlerNs,
       },
       ...(erased.length > 0 ? { erased } : {}),
       req_id: ++this.reqId,
@@ -220,14 +256,14 @@ export class DecisionLogShipper implements Observer {
         allow: outcome.allow,
         status: outcome.status,
         reason: outcome.allow ? outcome.reason : outcome.code,
-        endpoint: ctx?.endpoint?.name ?? null,
-        principal: ctx?.principal.id ?? null,
-        request_id: ctx?.request.id ?? null,
-        mcp_method: calls[0]?.method ?? null,
-        tool: (calls[0] && callTargetText(calls[0])) ?? null,
+        endpoint: p.endpoint,
+        principal: p.principal,
+        request_id: p.requestId,
+        mcp_method: p.method,
+        tool: p.tool,
       },
-    };
-    return JSON.stringify(event);
+    });
+    return `${head.slice(0, -1)}${raw !== undefined ? `,"input":${raw}` : ''},${tail.slice(1)}`;
   }
 }
 
