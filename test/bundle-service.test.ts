@@ -15,7 +15,8 @@ import pino from 'pino';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import { opaBinary } from '../src/config/paths.mjs';
-import { canonicalJson } from '../src/policy/bundle-signature.js';
+import { ConfigError, validateConfig } from '../src/config/load.js';
+import { BundleRefused, canonicalJson, verificationKeys, verifyBundleFiles } from '../src/policy/bundle-signature.js';
 import { BundleServer, buildPolicyBundle, bundleFiles, packBundle } from './helpers/bundle-server.js';
 import { until } from './helpers/policy.js';
 import { sample } from './helpers/prometheus.js';
@@ -416,4 +417,49 @@ test('serve --workers: the primary polls once for all workers, a refused bundle 
   t.is(sample(metrics, 'mcp_authz_policy_info', { revision: 'r2' }), 1);
   t.true(sample(metrics, 'mcp_authz_bundle_refused_total', { bundle: BUNDLE, reason: 'tampered' })! >= 1);
   t.true(sample(metrics, 'mcp_authz_bundle_requests_total', { bundle: BUNDLE, result: 'modified' })! >= 2);
+});
+
+test('the management config is OPA\'s, and what mcp-authz cannot honour is refused by name', (t) => {
+  const ok = { services: { s: { url: 'https://bundles.example.com' } }, bundles: { authz: { service: 's', signing: { keyid: 'k' } } }, keys: { k: { key: 'secret', algorithm: 'HS256' } } };
+  const cfg = validateConfig(ok, 'test', '/etc/mcp-authz', {});
+  t.is(cfg.bundles.authz!.polling.min_delay_seconds, 60);
+  t.is(cfg.bundles.authz!.size_limit_bytes, 64 * 1024 * 1024);
+  const problems = (raw: Record<string, unknown>) => {
+    try {
+      validateConfig(raw, 'test', '/etc/mcp-authz', {});
+      return '';
+    } catch (err) {
+      return (err as ConfigError).problems.join('\n');
+    }
+  };
+  t.regex(problems({ ...ok, policy: { bundle: 'b.tar.gz' } }), /bundles\.authz: the policy comes from one place/);
+  t.regex(problems({ ...ok, bundles: { authz: { service: 'nope' } } }), /bundles\.authz\.service: no service "nope"/);
+  t.regex(problems({ ...ok, bundles: { authz: { service: 's', signing: { keyid: 'other' } } } }), /signing\.keyid: no key "other"/);
+  t.regex(problems({ ...ok, bundles: { a: { service: 's' }, b: { service: 's' } } }), /configure one bundle/);
+  t.regex(problems({ ...ok, services: { s: { url: 'https://x.example.com', credentials: { bearer: { token: 'abc' } } } } }), /token_path/);
+  t.regex(problems({ ...ok, services: { s: { url: 'ftp://x.example.com' } } }), /http:\/\/ or https:\/\//);
+  t.regex(problems({ ...ok, decision_logs: { service: 'nope' } }), /decision_logs\.service: no service "nope"/);
+  t.regex(problems({ ...ok, decision_logs: { service: 's', mask: ['/headers/x'] } }), /JSON Pointer under \/input or \/result/);
+  t.regex(problems({ ...ok, bundles: { authz: { service: 's', polling: { min_delay_seconds: 10, max_delay_seconds: 5 } } } }), /max_delay_seconds must be at least/);
+  // Relative credential paths resolve against the config file's folder, like every other path.
+  const rel = validateConfig({ services: { s: { url: 'https://x.example.com', credentials: { bearer: { token_path: 'token' } } } } }, 'test', '/etc/mcp-authz', {});
+  t.is(rel.services.s!.credentials!.bearer!.token_path, '/etc/mcp-authz/token');
+});
+
+test('an HS256-signed bundle verifies with its shared secret, and a wrong scope is a bad signature', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-bundles-'));
+  const secret = join(dir, 'secret');
+  writeFileSync(secret, 'a-shared-secret-of-enough-length-0123456789');
+  const claims = join(dir, 'claims.json');
+  writeFileSync(claims, JSON.stringify({ scope: 'write' }));
+  const files = bundleFiles(buildPolicyBundle({ revision: 'h1', allowedTool: 'alpha', signingKey: secret, signingAlg: 'HS256', claimsFile: claims }));
+  const keys = verificationKeys({ k: { key: 'a-shared-secret-of-enough-length-0123456789', algorithm: 'HS256' } });
+  await t.notThrowsAsync(verifyBundleFiles('b', files, keys, { keyid: 'k', scope: 'write' }));
+  const err = await t.throwsAsync(verifyBundleFiles('b', files, keys, { keyid: 'k', scope: 'read' }));
+  t.is((err as BundleRefused).reason, 'bad_signature');
+  const wrong = verificationKeys({ k: { key: 'another-shared-secret-of-enough-length-000', algorithm: 'HS256' } });
+  t.is(((await t.throwsAsync(verifyBundleFiles('b', files, wrong, { keyid: 'k' }))) as BundleRefused).reason, 'bad_signature');
+  // An RS256 key does not accept an HS256 token (no algorithm confusion).
+  const rsa = keyPair(dir, 'rsa');
+  t.is(((await t.throwsAsync(verifyBundleFiles('b', files, verificationKeys({ k: { key: rsa.publicPem, algorithm: 'RS256' } }), { keyid: 'k' }))) as BundleRefused).reason, 'bad_signature');
 });

@@ -178,7 +178,7 @@ export interface SigningKeys {
  * engine) and the policy.wasm compiled from it (for mcp-authz), with `revision`, built and
  * (with `signingKey`) signed by the real `opa build --bundle --signing-key`.
  */
-export function buildPolicyBundle(opts: { revision: string; allowedTool: string; signingKey?: string; dataText?: string }): Buffer {
+export function buildPolicyBundle(opts: { revision: string; allowedTool: string; signingKey?: string; signingAlg?: string; claimsFile?: string; dataText?: string }): Buffer {
   const opa = opaBinary();
   const rego = [
     'package mcp.authz',
@@ -197,7 +197,7 @@ export function buildPolicyBundle(opts: { revision: string; allowedTool: string;
   // Written by hand: a number literal like 1.0 and an escaped U+2028 test OPA's canonical hashing.
   writeFileSync(join(dir, 'data.json'), opts.dataText ?? '{"settings": {"n": 1.0, "note": "a\\u2028b"}}');
   const out = join(dir, '..', `${dir.split('/').pop()}.tar.gz`);
-  execFileSync(opa, ['build', '--bundle', '-r', opts.revision, ...(opts.signingKey ? ['--signing-key', opts.signingKey] : []), '-o', out, '.'], { cwd: dir });
+  execFileSync(opa, ['build', '--bundle', '-r', opts.revision, ...(opts.signingKey ? ['--signing-key', opts.signingKey] : []), ...(opts.signingAlg ? ['--signing-alg', opts.signingAlg] : []), ...(opts.claimsFile ? ['--claims-file', opts.claimsFile] : []), '-o', out, '.'], { cwd: dir });
   return readFileSync(out);
 }
 
