@@ -9,6 +9,10 @@
 // (revoke) before it decides, so the failure that reaches the limit, and every one after,
 // is decided here, one by one, in the order they arrive. Each failure is counted once:
 // either here, or in a lease whose spent part comes back here.
+//
+// A lease is granted only as the answer that carries it is sent (`lend`), and never to a
+// holder a revoke of its key is waiting on: so the answer to a revoke, which the worker
+// sends after every message before the revoke, accounts for every unit it was lent.
 
 /** Where a failure lands against the limit. */
 export type Tally = 'under' | 'at' | 'over';
@@ -60,13 +64,12 @@ export class FailureLedger {
   ) {}
 
   /**
-   * Counts one failure of `key` from `holder` (settle what it spent of its lease first, with
+   * Counts one failure of `key` (settle what the asking holder spent of its lease first, with
    * `returned`). Returns the holders to revoke first when leases are out and this failure
-   * could be at or past the limit: call `returned` for each, then count again. `lend: false`
-   * when the holder asks again for the key in the same message (only the last ask may get a
-   * lease, so a lease is never out unseen by a holder that is waiting on it).
+   * could be at or past the limit: call `returned` for each, then count again. Lends nothing:
+   * `lend` does, when the answer is sent.
    */
-  count(key: string, holder: number, now: number, lend = true): Counted | { revoke: number[] } {
+  count(key: string, now: number): Counted | { revoke: number[] } {
     this.sweep(now);
     let e = this.entries.get(key);
     if (e !== undefined && now >= e.windowEnd) {
@@ -77,22 +80,27 @@ export class FailureLedger {
       e = { windowEnd: now + this.windowMs, committed: 0, leases: new Map() };
       this.entries.set(key, e);
     }
-    // Leases out could reach the limit before this failure does: the holders give them back
-    // first (the asker too, if grants it has not seen yet are out: it answers after them).
+    // Leases out could reach the limit before this failure does: the holders give them back first.
     if (e.committed + 1 >= this.max && e.leases.size > 0) return { revoke: [...e.leases.keys()] };
     e.committed++;
     const tally: Tally = e.committed < this.max ? 'under' : e.committed === this.max ? 'at' : 'over';
-    let lease = 0;
-    if (tally === 'under' && lend && this.holders > 0) {
-      // Small enough that every holder's lease together stays below the limit.
-      lease = Math.min(MAX_LEASE, Math.floor((this.max - e.committed - 1) / (2 * this.holders)));
-      if (lease > 0) {
-        e.leases.set(holder, (e.leases.get(holder) ?? 0) + lease);
-        e.committed += lease;
-      }
-    }
-    if (tally === 'under' && lease === 0) return UNDER;
-    return { tally, windowEnd: e.windowEnd, lease };
+    return tally === 'under' ? UNDER : { tally, windowEnd: e.windowEnd, lease: 0 };
+  }
+
+  /**
+   * Lends `holder` failures of `key` to count itself, as the answer that tells it is sent
+   * (never while a revoke of the key waits on the holder); undefined when the key is too close
+   * to its limit, or has no window running.
+   */
+  lend(key: string, holder: number, now: number): Counted | undefined {
+    const e = this.entries.get(key);
+    if (e === undefined || now >= e.windowEnd || this.holders === 0) return undefined;
+    // Small enough that every holder's lease together stays below the limit.
+    const lease = Math.min(MAX_LEASE, Math.floor((this.max - e.committed - 1) / (2 * this.holders)));
+    if (lease <= 0) return undefined;
+    e.leases.set(holder, (e.leases.get(holder) ?? 0) + lease);
+    e.committed += lease;
+    return { tally: 'under', windowEnd: e.windowEnd, lease };
   }
 
   /** What a holder did with its lease of the key: with its next count, or in answer to a revoke. */
@@ -102,7 +110,7 @@ export class FailureLedger {
     this.settle(e, holder, spent);
   }
 
-  /** A holder did not answer a revoke in time: its lease of the key counts as spent, whole. */
+  /** A holder did not answer a revoke in time (or its answer left units out): its lease of the key counts as spent, whole. */
   forfeit(key: string, holder: number): void {
     this.entries.get(key)?.leases.delete(holder);
   }
