@@ -102,6 +102,7 @@ class LockoutRelay {
       for (const other of Object.values(cluster.workers ?? {})) if (other && other !== from && other.isConnected()) other.send(m);
     } else if (m.type === 'mcp-authz:lockout-sync') {
       for (const l of this.table.snapshot()) from.send(l);
+      from.send({ type: 'mcp-authz:lockout-synced' } satisfies ClusterMessage);
     }
   }
 }

@@ -18,12 +18,14 @@ function send(m: ClusterMessage): void {
 /**
  * A worker's lockout table: lockouts it records go to the primary, which hands them to
  * every other worker; lockouts from siblings (and, at start, the running ones) come back.
+ * Until the running ones have arrived, the check before authentication asks the primary.
  */
 export function workerLockoutTable(): LockoutTable {
-  const table = new LockoutTable(send);
+  const table = new LockoutTable(send, undefined, true);
   process.on('message', (raw: unknown) => {
     const m = asClusterMessage(raw);
     if (m?.type === 'mcp-authz:lockout') table.lock(m.key, m.until, true);
+    else if (m?.type === 'mcp-authz:lockout-synced') table.markSynced();
   });
   send({ type: 'mcp-authz:lockout-sync' });
   return table;
