@@ -9,7 +9,7 @@ import { mock } from 'node:test';
 import test from 'ava';
 import fc from 'fast-check';
 import { ClusterFailureCounter, FailureLedgerHost, type FailureMessage } from '../src/limits/cluster-failures.js';
-import { FailureLedger, MAX_LEASE, type Counted, type Tally } from '../src/limits/failure-ledger.js';
+import { FailureLedger, leaseBound, MAX_LEASE, type Counted, type Tally } from '../src/limits/failure-ledger.js';
 import { LocalFailureCounter } from '../src/limits/failure-counter.js';
 import { silentLogger } from '../src/log/logger.js';
 
@@ -85,11 +85,27 @@ class World {
   /** Each key's failures, in the order they happened. */
   readonly failures = new Map<string, Promise<Counted>[]>();
 
+  /** What the host reported: lease units forfeited. */
+  readonly forfeited: [number, string][] = [];
+  /** Messages the primary sent to workers that had exited. */
+  readonly toTheDead: FailureMessage[] = [];
+  private readonly dead = new Set<number>();
+
   constructor(n: number, max: number, revokeTimeoutMs = 60_000) {
     this.toWorker = Array.from({ length: n }, () => []);
     this.toPrimary = Array.from({ length: n }, () => []);
-    this.host = new FailureLedgerHost(new FailureLedger(max, 60_000, n), (id, m) => this.toWorker[id]!.push(m), revokeTimeoutMs);
+    const events = { forfeited: (units: number, reason: string) => this.forfeited.push([units, reason]) };
+    const send = (id: number, m: FailureMessage) => (this.dead.has(id) ? this.toTheDead.push(m) : this.toWorker[id]!.push(m));
+    this.host = new FailureLedgerHost(new FailureLedger(max, 60_000, n), send, revokeTimeoutMs, events);
     this.workers = Array.from({ length: n }, (_, i) => new ClusterFailureCounter(max, 60, (m) => this.toPrimary[i]!.push(m), silentLogger(), 60_000));
+  }
+
+  /** Worker i exits: what it had sent is lost, and the primary is told (as node:cluster's exit event does). */
+  kill(i: number): void {
+    this.dead.add(i);
+    this.toPrimary[i]!.length = 0;
+    this.toTheDead.push(...this.toWorker[i]!.splice(0));
+    this.host.holderGone(i);
   }
 
   /** `times` failures of `key` on worker `i`, in this turn of its event loop. */
@@ -127,8 +143,9 @@ class World {
     throw new Error('the messages never stopped');
   }
 
-  async tallies(key: string): Promise<Tally[]> {
-    return (await Promise.all(this.failures.get(key) ?? [])).map((r) => r.tally);
+  /** Each failure's tally, from the `from`th on (a dead worker's are never answered). */
+  async tallies(key: string, from = 0): Promise<Tally[]> {
+    return (await Promise.all((this.failures.get(key) ?? []).slice(from))).map((r) => r.tally);
   }
 }
 
@@ -230,6 +247,7 @@ test.serial('a revoke that times out counts the lease as spent whole, and the la
     const tallies = await w.tallies('k');
     t.is(tallies.filter((x) => x !== 'over').length, max - 9);
     t.is(tallies.filter((x) => x === 'at').length, 1);
+    t.deepEqual(w.forfeited, [[9, 'revoke_timeout']]);
   } finally {
     mock.timers.reset();
   }
@@ -293,6 +311,21 @@ test("property: with two keys and lookups before authentication, each key's lock
   t.pass();
 });
 
+test('a worker holds at most one lease of a client, however many of its asks are in flight', async (t) => {
+  const max = 1000;
+  const w = new World(2, max);
+  for (let k = 0; k < 6; k++) {
+    w.fail(0, 'k'); // a turn each: six batches before the first answer arrives
+    await tick();
+  }
+  while (w.deliver(0, true));
+  const lent = w.toWorker[0]!.flatMap((m) => (m.type === 'mcp-authz:failures-counted' ? m.results.map((r) => r.lease) : []));
+  t.is(lent.reduce((a, b) => a + b, 0), leaseBound(max, 2), `leases ${lent.join(', ')}`);
+  t.is(leaseBound(max, 2), 249);
+  t.is(leaseBound(100_000, 2), MAX_LEASE);
+  t.is(leaseBound(40, 2), 9);
+});
+
 test('far from the limit most failures are counted by the workers themselves, at most one message a turn each', async (t) => {
   const w = new World(2, 1_000_000);
   let local = 0;
@@ -343,6 +376,35 @@ test('a worker that goes away does not hold the others up: its lease counts as s
   }
   t.is(tallies.filter((x) => x !== 'over').length, 40 - 1 - 9, "worker 0's one failure and its unused lease of 9 count");
   t.is(tallies.filter((x) => x === 'at').length, 1);
+  t.deepEqual(w.forfeited, [[9, 'worker_exit']], 'the nine are counted as forfeited');
+});
+
+test('a worker that exited is lent nothing more: its batch still waiting is counted, and its answer carries no lease', async (t) => {
+  const max = 40;
+  const w = new World(2, max);
+  // Key y: worker 1 holds a lease, and y is one failure from needing it back.
+  w.fail(1, 'y');
+  await w.quiesce();
+  w.fail(0, 'y', 29);
+  await w.quiesce();
+  // Worker 0 counts x (fresh) and y in one batch: y waits for worker 1's lease; then worker 0 exits.
+  w.fail(0, 'x');
+  w.fail(0, 'y');
+  await tick();
+  t.true(w.deliver(0, true));
+  w.kill(0);
+  await w.quiesce();
+  const answers = w.toTheDead.filter((m) => m.type === 'mcp-authz:failures-counted');
+  t.is(answers.length, 1, "worker 0's batch was counted");
+  t.deepEqual(answers.flatMap((m) => m.results.map((r) => r.lease)), [0, 0], 'and lends nothing to a worker that is gone');
+  t.deepEqual(w.toTheDead.filter((m) => m.type === 'mcp-authz:failure-revoke'), []);
+  for (let k = 0; k < 45; k++) {
+    w.fail(1, 'x');
+    await w.quiesce();
+  }
+  const x = await w.tallies('x', 1); // worker 0's failure of x was counted, but its answer was lost
+  t.is(x.filter((r) => r !== 'over').length, max - 1, 'x locks out on its 40th failure: nothing of it is out with the dead worker');
+  t.deepEqual(w.forfeited, []);
 });
 
 test('a local counter counts exactly, with no lease', (t) => {

@@ -5,6 +5,7 @@
 // per message rather than one per call. Near the limit the primary revokes the leases and
 // decides each failure itself (failure-ledger.ts), so "exactly N tried" holds across workers.
 import type { Logger } from '../log/logger.js';
+import type { ForfeitCause } from '../metrics/primary-metrics.js';
 import { UNDER, type Counted, type FailureLedger, type Spent, type Tally } from './failure-ledger.js';
 import { LocalFailureCounter, type FailureCounter } from './failure-counter.js';
 
@@ -182,6 +183,15 @@ interface Pending {
   done(r: FailureResult): void;
 }
 
+/** What the primary's ledger tells the rest of the primary. */
+export interface LedgerEvents {
+  /**
+   * Lease units that count as failures though the worker holding them may not have tried them
+   * all: the worker exited, or did not answer a revoke within the timeout.
+   */
+  forfeited?(units: number, reason: ForfeitCause): void;
+}
+
 /** A revoke sent to one holder and not yet answered. */
 interface Revoke {
   id: number;
@@ -200,12 +210,15 @@ export class FailureLedgerHost {
   private readonly waiting = new Map<string, Pending[]>();
   /** Revokes sent and not yet answered: key → holder → revoke. */
   private readonly revoking = new Map<string, Map<number, Revoke>>();
+  /** Holders that exited (node:cluster never reuses a worker id): nothing is lent to them any more. */
+  private readonly gone = new Set<number>();
   private nextRevoke = 1;
 
   constructor(
     private readonly ledger: FailureLedger,
     private readonly send: (holder: number, m: FailureMessage) => void,
     private readonly timeoutMs = 1000,
+    private readonly events: LedgerEvents = {},
   ) {}
 
   heard(holder: number, m: FailureMessage): void {
@@ -248,9 +261,14 @@ export class FailureLedgerHost {
     }
   }
 
-  /** A worker exited: its leases count as spent, and nothing waits for it any more. */
+  /**
+   * A worker exited: its leases count as spent (it may have tried any part of them), nothing
+   * waits for it any more, and what it asked and is still waiting is counted, not lent on.
+   */
   holderGone(holder: number): void {
-    this.ledger.dropHolder(holder);
+    this.gone.add(holder);
+    const units = this.ledger.dropHolder(holder);
+    if (units > 0) this.events.forfeited?.(units, 'worker_exit');
     for (const key of [...this.revoking.keys()]) this.revoked(key, holder);
   }
 
@@ -274,7 +292,7 @@ export class FailureLedgerHost {
   }
 
   private lendOne(holder: number, item: FailureItem, results: FailureResult[], i: number, now: number): void {
-    if (item.peek || results[i]!.tally !== 'under' || this.waiting.has(item.key) || this.revoking.has(item.key)) return;
+    if (item.peek || results[i]!.tally !== 'under' || this.waiting.has(item.key) || this.revoking.has(item.key) || this.gone.has(holder)) return;
     const lent = this.ledger.lend(item.key, holder, now);
     if (lent) results[i] = lent;
   }
@@ -308,7 +326,7 @@ export class FailureLedgerHost {
       if (asking.has(h)) continue;
       const id = this.nextRevoke++;
       const timer = setTimeout(() => {
-        this.ledger.forfeit(key, h);
+        this.forfeit(key, h, 'revoke_timeout');
         this.revoked(key, h);
       }, this.timeoutMs);
       timer.unref();
@@ -316,6 +334,11 @@ export class FailureLedgerHost {
       this.send(h, { type: 'mcp-authz:failure-revoke', id, keys: [key] });
     }
     return false;
+  }
+
+  private forfeit(key: string, holder: number, reason: ForfeitCause): void {
+    const units = this.ledger.forfeit(key, holder);
+    if (units > 0) this.events.forfeited?.(units, reason);
   }
 
   private revoked(key: string, holder: number): void {

@@ -48,9 +48,19 @@ export const UNDER: Counted = Object.freeze({ tally: 'under', windowEnd: 0, leas
 /** The largest lease, so that a worker returns often enough for the window to stay fair. */
 export const MAX_LEASE = 256;
 
+/**
+ * The most failures of one key a holder may hold at once, however many answers carry it
+ * leases: also the most a holder that dies can take with it, so the most a client can be
+ * locked out early by it (docs/rate-limits.md, "Workers").
+ */
+export function leaseBound(max: number, holders: number): number {
+  return holders > 0 ? Math.min(MAX_LEASE, Math.floor((max - 1) / (2 * holders))) : 0;
+}
+
 export class FailureLedger {
   private readonly entries = new Map<string, Entry>();
   private lastSweep = 0;
+  private readonly bound: number;
 
   /**
    * @param max failures allowed per window (maxAttempts > 0)
@@ -61,7 +71,9 @@ export class FailureLedger {
     private readonly max: number,
     private readonly windowMs: number,
     private readonly holders: number,
-  ) {}
+  ) {
+    this.bound = leaseBound(max, holders);
+  }
 
   /**
    * Counts one failure of `key` (settle what the asking holder spent of its lease first, with
@@ -95,8 +107,9 @@ export class FailureLedger {
   lend(key: string, holder: number, now: number): Counted | undefined {
     const e = this.entries.get(key);
     if (e === undefined || now >= e.windowEnd || this.holders === 0) return undefined;
-    // Small enough that every holder's lease together stays below the limit.
-    const lease = Math.min(MAX_LEASE, Math.floor((this.max - e.committed - 1) / (2 * this.holders)));
+    // Small enough that every holder's lease together stays below the limit, and that no
+    // holder holds more than the bound (it may have several asks in flight).
+    const lease = Math.min(this.bound - (e.leases.get(holder) ?? 0), Math.floor((this.max - e.committed - 1) / (2 * this.holders)));
     if (lease <= 0) return undefined;
     e.leases.set(holder, (e.leases.get(holder) ?? 0) + lease);
     e.committed += lease;
@@ -110,14 +123,28 @@ export class FailureLedger {
     this.settle(e, holder, spent);
   }
 
-  /** A holder did not answer a revoke in time (or its answer left units out): its lease of the key counts as spent, whole. */
-  forfeit(key: string, holder: number): void {
-    this.entries.get(key)?.leases.delete(holder);
+  /**
+   * A holder did not answer a revoke in time (or its answer left units out): its lease of the
+   * key counts as spent, whole. Returns the units it held, which may not all have been tried.
+   */
+  forfeit(key: string, holder: number): number {
+    const e = this.entries.get(key);
+    const out = e?.leases.get(holder);
+    if (out === undefined) return 0;
+    e!.leases.delete(holder);
+    return out;
   }
 
-  /** A holder is gone (a worker exited): its leases count as spent, whole. */
-  dropHolder(holder: number): void {
-    for (const e of this.entries.values()) e.leases.delete(holder);
+  /** A holder is gone (a worker exited): its leases count as spent, whole. Returns the units it held. */
+  dropHolder(holder: number): number {
+    let units = 0;
+    for (const e of this.entries.values()) {
+      const out = e.leases.get(holder);
+      if (out === undefined) continue;
+      units += out;
+      e.leases.delete(holder);
+    }
+    return units;
   }
 
   /** The key's state now, for a check before authentication: over or at the limit, and until when. */

@@ -13,10 +13,11 @@ import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.j
 import type { LoadedConfig } from '../config/load.js';
 import { quotaRulesFor } from '../config/schema.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
-import { FailureLedgerHost, type FailureMessage } from '../limits/cluster-failures.js';
+import { FailureLedgerHost, type FailureMessage, type LedgerEvents } from '../limits/cluster-failures.js';
 import { FailureLedger } from '../limits/failure-ledger.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import type { Logger } from '../log/logger.js';
+import { PrimaryMetrics } from '../metrics/primary-metrics.js';
 import type { ClusterMessage } from './cluster-messages.js';
 import { WorkerSupervisor } from './cluster-supervisor.js';
 import { HealthState } from './health.js';
@@ -39,7 +40,10 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     new RateLimiterClusterMaster();
   }
   const relay = new LockoutRelay();
-  const failures = failureLedgerHost(loaded, workers);
+  const metrics = new PrimaryMetrics();
+  const failures = failureLedgerHost(loaded, workers, {
+    forfeited: (units, reason) => metrics.leaseForfeited(units, reason),
+  });
   const health = new HealthState();
   const supervisor = new WorkerSupervisor({
     workers,
@@ -58,7 +62,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     return started;
   }
 
-  const httpServer = await serveHttp(loaded, health);
+  const httpServer = await serveHttp(loaded, health, metrics);
   logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}), workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
   const code = await untilStopped(supervisor, logger);
@@ -82,14 +86,19 @@ function workersUseClusterStore(loaded: LoadedConfig): boolean {
 }
 
 /** The failed-authentication counts every worker shares (absent with Redis, which holds them, or with the lockout off). */
-function failureLedgerHost(loaded: LoadedConfig, workers: number): FailureLedgerHost | undefined {
+function failureLedgerHost(loaded: LoadedConfig, workers: number, events: LedgerEvents): FailureLedgerHost | undefined {
   const { rateLimit } = loaded.config;
   if (rateLimit.redis || rateLimit.failedAuth.maxAttempts <= 0) return undefined;
   const ledger = new FailureLedger(rateLimit.failedAuth.maxAttempts, rateLimit.failedAuth.windowSeconds * 1000, workers);
-  return new FailureLedgerHost(ledger, (id, m: FailureMessage) => {
-    const w = cluster.workers?.[id];
-    if (w?.isConnected()) w.send(m);
-  });
+  return new FailureLedgerHost(
+    ledger,
+    (id, m: FailureMessage) => {
+      const w = cluster.workers?.[id];
+      if (w?.isConnected()) w.send(m);
+    },
+    undefined,
+    events,
+  );
 }
 
 /** The running lockouts: each one a worker records goes to every other worker, and to a worker that starts later. */
@@ -107,12 +116,12 @@ class LockoutRelay {
   }
 }
 
-/** The HTTP port: metrics aggregated over the workers, readiness, discovery documents. */
-async function serveHttp(loaded: LoadedConfig, health: HealthState): Promise<{ server: Server; port: number }> {
+/** The HTTP port: metrics aggregated over the workers (and the primary's own), readiness, discovery documents. */
+async function serveHttp(loaded: LoadedConfig, health: HealthState, metrics: PrimaryMetrics): Promise<{ server: Server; port: number }> {
   const aggregator = new AggregatorRegistry();
   const server = createHttpServer({
     health,
-    metrics: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
+    metrics: async () => ({ contentType: aggregator.contentType, body: (await aggregator.clusterMetrics()) + (await metrics.registry.metrics()) }),
     discovery: new ProtectedResourceMetadata(loaded.config, new EndpointRegistry(loaded.config.endpoints)),
   });
   return { server, port: await listenHttp(server, loaded.config.listen.http) };
