@@ -85,8 +85,9 @@ class World {
   /** Each key's failures, in the order they happened. */
   readonly failures = new Map<string, Promise<Counted>[]>();
 
-  /** What the host reported: lease units forfeited. */
+  /** What the host reported: lease units forfeited, and lockouts it decided. */
   readonly forfeited: [number, string][] = [];
+  readonly locked: string[] = [];
   /** Messages the primary sent to workers that had exited. */
   readonly toTheDead: FailureMessage[] = [];
   private readonly dead = new Set<number>();
@@ -94,7 +95,7 @@ class World {
   constructor(n: number, max: number, revokeTimeoutMs = 60_000) {
     this.toWorker = Array.from({ length: n }, () => []);
     this.toPrimary = Array.from({ length: n }, () => []);
-    const events = { forfeited: (units: number, reason: string) => this.forfeited.push([units, reason]) };
+    const events = { forfeited: (units: number, reason: string) => this.forfeited.push([units, reason]), locked: (key: string) => this.locked.push(key) };
     const send = (id: number, m: FailureMessage) => (this.dead.has(id) ? this.toTheDead.push(m) : this.toWorker[id]!.push(m));
     this.host = new FailureLedgerHost(new FailureLedger(max, 60_000, n), send, revokeTimeoutMs, events);
     this.workers = Array.from({ length: n }, (_, i) => new ClusterFailureCounter(max, 60, (m) => this.toPrimary[i]!.push(m), silentLogger(), 60_000));
@@ -405,6 +406,21 @@ test('a worker that exited is lent nothing more: its batch still waiting is coun
   const x = await w.tallies('x', 1); // worker 0's failure of x was counted, but its answer was lost
   t.is(x.filter((r) => r !== 'over').length, max - 1, 'x locks out on its 40th failure: nothing of it is out with the dead worker');
   t.deepEqual(w.forfeited, []);
+});
+
+test('the primary reports each failure that reaches or passes the limit as it decides it, before the asking worker hears', async (t) => {
+  const w = new World(2, 6);
+  for (let k = 0; k < 8; k++) {
+    w.fail(k % 2, 'k');
+    await w.quiesce();
+  }
+  t.deepEqual(await w.tallies('k'), ['under', 'under', 'under', 'under', 'under', 'at', 'over', 'over']);
+  t.deepEqual(w.locked, ['k', 'k', 'k']);
+  // Decided with the sixth failure, reported before its answer left the primary.
+  w.fail(0, 'other', 6);
+  await tick();
+  t.true(w.deliver(0, true));
+  t.deepEqual(w.locked.slice(3), ['other'], 'reported as the primary decided it');
 });
 
 test('a local counter counts exactly, with no lease', (t) => {

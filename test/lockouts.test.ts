@@ -69,6 +69,15 @@ test('a table that starts without the running lockouts is incomplete until they 
   t.is(table.remainingMs('k', 0), 9_000);
 });
 
+test('a lock says whether it added anything', (t) => {
+  const table = new LockoutTable();
+  t.true(table.lock('k', 9_000, true, 0));
+  t.false(table.lock('k', 9_000, true, 0), 'known until as late');
+  t.false(table.lock('k', 5_000, true, 0), 'known until later');
+  t.true(table.lock('k', 12_000, true, 0), 'a later end');
+  t.false(table.lock('old', 500, true, 1_000), 'ended');
+});
+
 test('before the running lockouts have arrived, the check before authentication asks the counter', async (t) => {
   const config = validateConfig({ rateLimit: { failedAuth: { maxAttempts: 2, windowSeconds: 60 } }, endpoints: [{ name: 'files', match: { pathPrefix: '/f' }, auth: { apiKey: true } }] }, 'test', '/', {});
   const endpoints = new EndpointRegistry(config.endpoints);

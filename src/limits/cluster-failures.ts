@@ -190,6 +190,8 @@ export interface LedgerEvents {
    * all: the worker exited, or did not answer a revoke within the timeout.
    */
   forfeited?(units: number, reason: ForfeitCause): void;
+  /** A failure reached the limit or went past it: the client is locked out until `until`. */
+  locked?(key: string, until: number): void;
 }
 
 /** A revoke sent to one holder and not yet answered. */
@@ -317,6 +319,8 @@ export class FailureLedgerHost {
     }
     const r = this.ledger.count(key, now);
     if (!('revoke' in r)) {
+      // Published from here, not only by the worker that asked: it may be gone before it can.
+      if (r.tally !== 'under') this.events.locked?.(key, r.windowEnd);
       p.done(r);
       return true;
     }

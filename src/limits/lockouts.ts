@@ -54,15 +54,19 @@ export class LockoutTable {
     this.synced = true;
   }
 
-  /** Records a lockout found here (published to siblings) or received from one (`remote`). */
-  lock(key: string, until: number, remote = false, now = Date.now()): void {
-    if (until <= now) return;
+  /**
+   * Records a lockout found here (published to siblings) or received from one (`remote`).
+   * False when it adds nothing (ended, or known until as late).
+   */
+  lock(key: string, until: number, remote = false, now = Date.now()): boolean {
+    if (until <= now) return false;
     const known = this.until.get(key);
-    if (known !== undefined && known >= until) return;
+    if (known !== undefined && known >= until) return false;
     this.until.delete(key); // re-inserted last: the Map's order is the order of expiry, roughly
     this.until.set(key, until);
     if (this.until.size > this.maxEntries) this.shrink(now);
     if (!remote) this.publish?.({ type: 'mcp-authz:lockout', key, until });
+    return true;
   }
 
   /** Every running lockout, for a process that starts later (a replaced worker). */

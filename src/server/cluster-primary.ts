@@ -43,6 +43,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   const metrics = new PrimaryMetrics();
   const failures = failureLedgerHost(loaded, workers, {
     forfeited: (units, reason) => metrics.leaseForfeited(units, reason),
+    locked: (key, until) => relay.decided(key, until),
   });
   const health = new HealthState();
   const supervisor = new WorkerSupervisor({
@@ -101,18 +102,29 @@ function failureLedgerHost(loaded: LoadedConfig, workers: number, events: Ledger
   );
 }
 
-/** The running lockouts: each one a worker records goes to every other worker, and to a worker that starts later. */
+/**
+ * The running lockouts: each one a worker records, or the primary's ledger decides, goes to
+ * every worker, and to a worker that starts later.
+ */
 class LockoutRelay {
   private readonly table = new LockoutTable();
 
   heard(from: Worker, m: ClusterMessage): void {
     if (m.type === 'mcp-authz:lockout') {
-      this.table.lock(m.key, m.until, true);
-      for (const other of Object.values(cluster.workers ?? {})) if (other && other !== from && other.isConnected()) other.send(m);
+      if (this.table.lock(m.key, m.until, true)) this.broadcast(m, from);
     } else if (m.type === 'mcp-authz:lockout-sync') {
       for (const l of this.table.snapshot()) from.send(l);
       from.send({ type: 'mcp-authz:lockout-synced' } satisfies ClusterMessage);
     }
+  }
+
+  /** A lockout the ledger decided: every worker hears of it, whether or not the one that asked lives to tell. */
+  decided(key: string, until: number): void {
+    if (this.table.lock(key, until, true)) this.broadcast({ type: 'mcp-authz:lockout', key, until });
+  }
+
+  private broadcast(m: ClusterMessage, except?: Worker): void {
+    for (const w of Object.values(cluster.workers ?? {})) if (w && w !== except && w.isConnected()) w.send(m);
   }
 }
 
