@@ -72,6 +72,8 @@ export class ClusterFailureCounter implements FailureCounter {
     private readonly send: (m: FailureMessage) => void,
     private readonly logger: Logger,
     private readonly timeoutMs = 1000,
+    /** A failure counted by the last resort, because the primary did not answer in time. */
+    private readonly onLocalAnswer: () => void = () => undefined,
   ) {
     this.lastResort = new LocalFailureCounter(max, windowSeconds);
   }
@@ -164,7 +166,10 @@ export class ClusterFailureCounter implements FailureCounter {
     }
     for (const w of b.waiters) {
       if (w.item.peek) void this.lastResort.peek(w.item.key).then((r) => w.resolve(r ? { ...r, lease: 0 } : NONE));
-      else w.resolve(this.lastResort.count(w.item.key));
+      else {
+        this.onLocalAnswer();
+        w.resolve(this.lastResort.count(w.item.key));
+      }
     }
   }
 }

@@ -10,7 +10,7 @@ import type { Limiter } from '../check/phases.js';
 import { quotaRulesFor, type Config } from '../config/schema.js';
 import { deny, type Deny } from '../contracts/outcome.js';
 import type { Endpoint } from '../endpoints/registry.js';
-import type { ServiceEvents } from '../metrics/hooks.js';
+import type { LimiterName, ServiceEvents } from '../metrics/hooks.js';
 import { LocalFailureCounter, type Counted, type FailureCounter } from './failure-counter.js';
 import { callTarget, compileGrant, type GrantMatcher } from './grant-match.js';
 import { createLimiter, RateLimiterRes, StoreFailureCounter, type FlexLimiter, type StoreOptions } from './limiter-store.js';
@@ -68,28 +68,28 @@ export class RateLimits implements Limiter {
     store: StoreOptions,
     private readonly lockouts: LockoutTable = new LockoutTable(),
     private readonly events: ServiceEvents = {},
-    failures?: (max: number, windowSeconds: number) => FailureCounter,
+    failures?: (max: number, windowSeconds: number, events: ServiceEvents) => FailureCounter,
   ) {
     const { failedAuth, perClient } = config.rateLimit;
     this.storeIsShared = store.redis !== undefined;
     if (failedAuth.maxAttempts > 0) {
       const { maxAttempts: max, windowSeconds } = failedAuth;
       this.failed = store.redis
-        ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds }, store), max)
+        ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds, limiter: 'failed_auth' }, store), max)
         : failures
-          ? failures(max, windowSeconds)
+          ? failures(max, windowSeconds, events)
           : store.local === 'cluster'
-            ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds }, store), max)
+            ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds, limiter: 'failed_auth' }, store), max)
             : new LocalFailureCounter(max, windowSeconds);
     }
     for (const e of endpoints) {
       const spec = e.rateLimit?.rps !== undefined ? { rps: e.rateLimit.rps, burst: e.rateLimit.burst ?? 0 } : perClient;
-      if (spec.rps > 0) this.perEndpoint.set(e.name, rateLimiter(`rate:${e.name}`, `burst:${e.name}`, spec, store));
+      if (spec.rps > 0) this.perEndpoint.set(e.name, rateLimiter(`rate:${e.name}`, `burst:${e.name}`, 'per_client', spec, store));
       const rules = quotaRulesFor(e, config).map((r) => ({
         endpoint: e.name,
         name: r.name,
         matches: compileGrant(r.match),
-        limiter: rateLimiter(`quota:${e.name}:${r.name}`, `quota-burst:${e.name}:${r.name}`, r, store),
+        limiter: rateLimiter(`quota:${e.name}:${r.name}`, `quota-burst:${e.name}:${r.name}`, 'per_tool', r, store),
       }));
       if (rules.length > 0) this.quotas.set(e.name, rules);
     }
@@ -230,11 +230,11 @@ function quotaExceeded(rule: string, ms: number): Deny {
 }
 
 /** A token bucket of `spec` as rate-limiter-flexible limiters: a sustained window, and a burst window when burst exceeds it. */
-function rateLimiter(prefix: string, burstPrefix: string, spec: RateSpec, store: StoreOptions): FlexLimiter {
+function rateLimiter(prefix: string, burstPrefix: string, limiter: LimiterName, spec: RateSpec, store: StoreOptions): FlexLimiter {
   const w = windowsFor(spec);
-  const sustained = createLimiter({ keyPrefix: prefix, points: w.sustained.points, durationSeconds: w.sustained.duration }, store);
+  const sustained = createLimiter({ keyPrefix: prefix, points: w.sustained.points, durationSeconds: w.sustained.duration, limiter }, store);
   if (!w.burst) return sustained;
-  const burst = createLimiter({ keyPrefix: burstPrefix, points: w.burst.points, durationSeconds: w.burst.duration }, store);
+  const burst = createLimiter({ keyPrefix: burstPrefix, points: w.burst.points, durationSeconds: w.burst.duration, limiter }, store);
   // BurstyRateLimiter only calls consume/get, which FlexLimiter provides (and never throws store errors).
   return new BurstyRateLimiter(sustained as unknown as RateLimiterAbstract, burst as unknown as RateLimiterAbstract) as unknown as FlexLimiter;
 }

@@ -6,6 +6,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { ClusterFailureCounter, type FailureMessage } from '../limits/cluster-failures.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import type { Logger } from '../log/logger.js';
+import type { ServiceEvents } from '../metrics/hooks.js';
 import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
 import { asClusterMessage, type ClusterMessage } from './cluster-messages.js';
 import type { ServingStatus } from './health.js';
@@ -32,9 +33,9 @@ export function workerLockoutTable(): LockoutTable {
 }
 
 /** A worker's failure counter: its leases, and the primary's ledger for the rest (src/limits/cluster-failures.ts). */
-export function workerFailureCounter(logger: Logger): (max: number, windowSeconds: number) => ClusterFailureCounter {
-  return (max, windowSeconds) => {
-    const counter = new ClusterFailureCounter(max, windowSeconds, (m: FailureMessage) => send(m), logger);
+export function workerFailureCounter(logger: Logger): (max: number, windowSeconds: number, events: ServiceEvents) => ClusterFailureCounter {
+  return (max, windowSeconds, events) => {
+    const counter = new ClusterFailureCounter(max, windowSeconds, (m: FailureMessage) => send(m), logger, undefined, () => events.limiterLocalAnswer?.('cluster', 'failed_auth'));
     process.on('message', (raw: unknown) => {
       const m = asClusterMessage(raw);
       if (m?.type === 'mcp-authz:failures-counted' || m?.type === 'mcp-authz:failure-revoke') counter.heard(m);
