@@ -92,13 +92,13 @@ class World {
   readonly toTheDead: FailureMessage[] = [];
   private readonly dead = new Set<number>();
 
-  constructor(n: number, max: number, revokeTimeoutMs = 60_000) {
+  constructor(n: number, max: number, revokeTimeoutMs = 60_000, answerTimeoutMs = 60_000) {
     this.toWorker = Array.from({ length: n }, () => []);
     this.toPrimary = Array.from({ length: n }, () => []);
     const events = { forfeited: (units: number, reason: string) => this.forfeited.push([units, reason]), locked: (key: string) => this.locked.push(key) };
     const send = (id: number, m: FailureMessage) => (this.dead.has(id) ? this.toTheDead.push(m) : this.toWorker[id]!.push(m));
     this.host = new FailureLedgerHost(new FailureLedger(max, 60_000, n), send, revokeTimeoutMs, events);
-    this.workers = Array.from({ length: n }, (_, i) => new ClusterFailureCounter(max, 60, (m) => this.toPrimary[i]!.push(m), silentLogger(), 60_000));
+    this.workers = Array.from({ length: n }, (_, i) => new ClusterFailureCounter(max, 60, (m) => this.toPrimary[i]!.push(m), silentLogger(), answerTimeoutMs));
   }
 
   /** Worker i exits: what it had sent is lost, and the primary is told (as node:cluster's exit event does). */
@@ -249,6 +249,34 @@ test.serial('a revoke that times out counts the lease as spent whole, and the la
     t.is(tallies.filter((x) => x !== 'over').length, max - 9);
     t.is(tallies.filter((x) => x === 'at').length, 1);
     t.deepEqual(w.forfeited, [[9, 'revoke_timeout']]);
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test.serial('a worker whose last resort answered still takes the leases of the late answer: nothing it was lent is lost', async (t) => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    const max = 40;
+    const w = new World(2, max, 60_000, 1000);
+    w.fail(0, 'k');
+    await tick();
+    // The primary is slow: the worker's last resort answers first.
+    mock.timers.tick(1000);
+    t.deepEqual(await w.tallies('k'), ['under']);
+    t.true(w.deliver(0, true) && w.deliver(0, false), 'the late answer, with a lease of 9');
+    // The nine are counted by the worker itself: it asks nothing.
+    w.fail(0, 'k', 9);
+    await tick();
+    t.deepEqual(w.toPrimary[0], [], 'no ask: the lease was taken');
+    // The rest through worker 1: the limit falls on the 40th failure, the lease fully used.
+    for (let k = 0; k < 35; k++) {
+      w.fail(1, 'k');
+      await w.quiesce();
+    }
+    const tallies = await w.tallies('k');
+    t.is(tallies.filter((x) => x !== 'over').length, max);
+    t.is(tallies.filter((x) => x === 'at').length, 1);
   } finally {
     mock.timers.reset();
   }

@@ -30,6 +30,9 @@ export type FailureMessage =
 
 const NONE: FailureResult = Object.freeze({ tally: 'none', windowEnd: 0, lease: 0 });
 
+/** How many batches the last resort answered a worker keeps, for the leases of late answers. */
+const LATE_BATCHES = 1024;
+
 export function isFailureMessage(o: Record<string, unknown>): boolean {
   switch (o.type) {
     case 'mcp-authz:failures':
@@ -61,6 +64,12 @@ export class ClusterFailureCounter implements FailureCounter {
   private readonly leases = new Map<string, Lease>();
   private queued: Waiter[] = [];
   private readonly inFlight = new Map<number, { waiters: Waiter[]; timer: NodeJS.Timeout }>();
+  /**
+   * Batches the last resort answered, by number: the keys they asked for, so that the leases in
+   * the primary's late answer are still taken (the primary counted them as lent). At most
+   * LATE_BATCHES are kept; a lease in an answer later than that is lost, and counts as spent.
+   */
+  private readonly late = new Map<number, (string | undefined)[]>();
   private nextBatch = 1;
   private flushing = false;
   private lastWarned = 0;
@@ -102,7 +111,16 @@ export class ClusterFailureCounter implements FailureCounter {
   heard(m: FailureMessage): void {
     if (m.type === 'mcp-authz:failures-counted') {
       const batch = this.inFlight.get(m.batch);
-      if (!batch) return; // answered already, by the last resort
+      if (!batch) {
+        // Answered already, by the last resort: the tallies are moot, the leases are not.
+        const keys = this.late.get(m.batch);
+        this.late.delete(m.batch);
+        keys?.forEach((key, i) => {
+          const r = m.results[i];
+          if (key !== undefined && r !== undefined && r.tally !== 'none' && r.lease > 0) this.lend(key, r.lease, r.windowEnd);
+        });
+        return;
+      }
       this.inFlight.delete(m.batch);
       clearTimeout(batch.timer);
       batch.waiters.forEach((w, i) => {
@@ -159,6 +177,8 @@ export class ClusterFailureCounter implements FailureCounter {
     if (!b) return;
     this.inFlight.delete(batch);
     clearTimeout(b.timer);
+    this.late.set(batch, b.waiters.map((w) => (w.item.peek ? undefined : w.item.key)));
+    if (this.late.size > LATE_BATCHES) this.late.delete(this.late.keys().next().value!);
     const now = Date.now();
     if (now - this.lastWarned > 10_000) {
       this.lastWarned = now;
