@@ -19,8 +19,20 @@ export interface ServiceEvents {
   quota?(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
+  /**
+   * A limiter call the store that shares its count did not answer — Redis (unreachable, timed
+   * out, connection cut) or the cluster primary (no answer in time) — was decided on this
+   * process's side instead.
+   */
+  limiterLocalAnswer?(store: LimiterStoreName, limiter: LimiterName): void;
   /** A batch of spans went to the OTLP endpoint, or could not. */
   traceExport?(result: 'success' | 'failure', spans: number): void;
 }
 
 export type ExtProcStreamResult = 'completed' | 'denied' | 'failed' | 'cancelled';
+
+/** The limits, as metric labels. */
+export type LimiterName = 'failed_auth' | 'per_client' | 'per_tool';
+
+/** The stores that share limit counts: Redis across replicas, the cluster primary across workers. */
+export type LimiterStoreName = 'redis' | 'cluster';

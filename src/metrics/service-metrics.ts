@@ -11,7 +11,9 @@ import { packageVersion } from '../config/version.js';
 import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, WITHHELD_REASONS, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode, type WithheldReason } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
 import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
-import type { ExtProcStreamResult, ServiceEvents } from './hooks.js';
+import type { ExtProcStreamResult, LimiterName, ServiceEvents } from './hooks.js';
+
+export type { LimiterName };
 
 export const UNKNOWN_ENDPOINT = '_unknown';
 export const OTHER = '_other';
@@ -45,7 +47,7 @@ export const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
 /** Statuses a deny commonly has; their series exist from start-up so dashboards see zeros. */
 const COMMON_DENY_STATUSES = [400, 401, 403, 404, 413, 429, 503];
 
-export type LimiterName = 'failed_auth' | 'per_client' | 'per_tool';
+const LIMITERS: readonly LimiterName[] = ['failed_auth', 'per_client', 'per_tool'];
 
 /** The `result` label of ext_proc_streams_total. */
 export const EXT_PROC_STREAM_RESULTS: readonly ExtProcStreamResult[] = ['completed', 'denied', 'failed', 'cancelled'];
@@ -159,6 +161,7 @@ export class ServiceMetrics {
     const keysLoaded = new Gauge({ name: `${p}api_keys`, help: 'API keys in the registry in force.', registers, aggregator: 'max' });
     const storeUp = new Gauge({ name: `${p}limiter_store_up`, help: '1 while rate limits use the shared Redis store, 0 while they fall back to local counters (minimum over workers).', labelNames: ['store'], registers, aggregator: 'min' });
     const storeFallbacks = new Counter({ name: `${p}limiter_store_fallbacks_total`, help: 'Times the shared Redis limiter store became unreachable and limits fell back to local counters.', labelNames: ['store'], registers });
+    const localAnswers = new Counter({ name: `${p}limiter_local_answers_total`, help: 'Limiter calls the store that shares the count did not answer (redis: unreachable, timed out, cut; cluster: the primary did not answer in time), decided on local counters instead, by store and limiter.', labelNames: ['store', 'limiter'], registers });
     const traceSpans = new Counter({ name: `${p}trace_spans_exported_total`, help: 'Spans sent to the OTLP endpoint, by result (success, failure: dropped).', labelNames: ['result'], registers });
     const buildInfo = new Gauge({ name: `${p}build_info`, help: 'The running build (value 1): mcp-authz version and Node.js version.', labelNames: ['version', 'node'], registers, aggregator: 'max' });
     buildInfo.labels(packageVersion(), process.version).set(1);
@@ -204,6 +207,7 @@ export class ServiceMetrics {
     if (config.rateLimit.redis) {
       storeUp.labels('redis').set(0);
       storeFallbacks.labels('redis').inc(0);
+      for (const limiter of LIMITERS) localAnswers.labels('redis', limiter).inc(0);
     }
     dryRunDenies.inc(0);
     traceSpans.labels('success').inc(0);
@@ -245,6 +249,7 @@ export class ServiceMetrics {
         storeState = state;
         storeUp.labels('redis').set(state === 'shared' ? 1 : 0);
       },
+      limiterLocalAnswer: (store, limiter) => localAnswers.labels(store, limiter).inc(),
       traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
     };
   }

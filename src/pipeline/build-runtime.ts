@@ -46,7 +46,7 @@ export interface BuildOptions {
   /** The running lockouts; a cluster worker's table is shared with its siblings through the primary. */
   lockouts?: LockoutTable;
   /** Where failed authentications are counted without Redis; a cluster worker's counter asks the primary. */
-  failureCounter?: (max: number, windowSeconds: number) => FailureCounter;
+  failureCounter?: (max: number, windowSeconds: number, events: ServiceEvents) => FailureCounter;
   /** The rate and quota buckets without Redis (or while it is away); a cluster worker's ask the primary. Default: this process's memory. */
   buckets?: BucketStore;
   /** Trace Checks when the OTEL_* variables ask for it (default true; the one-shot CLI commands: no). */
@@ -80,7 +80,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const limiter = new RateLimits(
     config,
     endpoints.all,
-    { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), ...(opts.buckets ? { buckets: opts.buckets } : {}), logger },
+    { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), ...(opts.buckets ? { buckets: opts.buckets } : {}), logger, onLocalAnswer: (store, limiter) => events.limiterLocalAnswer?.(store, limiter) },
     // Workers share lockouts through the primary, so none asks it before every authentication.
     opts.lockouts ?? new LockoutTable(),
     events,

@@ -13,10 +13,11 @@ import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.j
 import type { LoadedConfig } from '../config/load.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
 import { BucketHost } from '../limits/cluster-buckets.js';
-import { FailureLedgerHost, type FailureMessage } from '../limits/cluster-failures.js';
+import { FailureLedgerHost, type FailureMessage, type LedgerEvents } from '../limits/cluster-failures.js';
 import { FailureLedger } from '../limits/failure-ledger.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import type { Logger } from '../log/logger.js';
+import { PrimaryMetrics } from '../metrics/primary-metrics.js';
 import type { ClusterMessage } from './cluster-messages.js';
 import { WorkerSupervisor } from './cluster-supervisor.js';
 import { HealthState } from './health.js';
@@ -39,7 +40,11 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     new RateLimiterClusterMaster();
   }
   const relay = new LockoutRelay();
-  const failures = failureLedgerHost(loaded, workers);
+  const metrics = new PrimaryMetrics();
+  const failures = failureLedgerHost(loaded, workers, {
+    forfeited: (units, reason) => metrics.leaseForfeited(units, reason),
+    locked: (key, until) => relay.decided(key, until),
+  });
   // The per-client rate and the per-tool quotas of every worker (and their local buckets while Redis is away).
   const buckets = new BucketHost((id, m) => {
     const w = cluster.workers?.[id];
@@ -64,7 +69,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     return started;
   }
 
-  const httpServer = await serveHttp(loaded, health);
+  const httpServer = await serveHttp(loaded, health, metrics);
   logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}), workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
   const code = await untilStopped(supervisor, logger);
@@ -86,36 +91,53 @@ function workersUseClusterStore(loaded: LoadedConfig): boolean {
 }
 
 /** The failed-authentication counts every worker shares (absent with Redis, which holds them, or with the lockout off). */
-function failureLedgerHost(loaded: LoadedConfig, workers: number): FailureLedgerHost | undefined {
+function failureLedgerHost(loaded: LoadedConfig, workers: number, events: LedgerEvents): FailureLedgerHost | undefined {
   const { rateLimit } = loaded.config;
   if (rateLimit.redis || rateLimit.failedAuth.maxAttempts <= 0) return undefined;
   const ledger = new FailureLedger(rateLimit.failedAuth.maxAttempts, rateLimit.failedAuth.windowSeconds * 1000, workers);
-  return new FailureLedgerHost(ledger, (id, m: FailureMessage) => {
-    const w = cluster.workers?.[id];
-    if (w?.isConnected()) w.send(m);
-  });
+  return new FailureLedgerHost(
+    ledger,
+    (id, m: FailureMessage) => {
+      const w = cluster.workers?.[id];
+      if (w?.isConnected()) w.send(m);
+    },
+    undefined,
+    events,
+  );
 }
 
-/** The running lockouts: each one a worker records goes to every other worker, and to a worker that starts later. */
+/**
+ * The running lockouts: each one a worker records, or the primary's ledger decides, goes to
+ * every worker, and to a worker that starts later.
+ */
 class LockoutRelay {
   private readonly table = new LockoutTable();
 
   heard(from: Worker, m: ClusterMessage): void {
     if (m.type === 'mcp-authz:lockout') {
-      this.table.lock(m.key, m.until, true);
-      for (const other of Object.values(cluster.workers ?? {})) if (other && other !== from && other.isConnected()) other.send(m);
+      if (this.table.lock(m.key, m.until, true)) this.broadcast(m, from);
     } else if (m.type === 'mcp-authz:lockout-sync') {
       for (const l of this.table.snapshot()) from.send(l);
+      from.send({ type: 'mcp-authz:lockout-synced' } satisfies ClusterMessage);
     }
+  }
+
+  /** A lockout the ledger decided: every worker hears of it, whether or not the one that asked lives to tell. */
+  decided(key: string, until: number): void {
+    if (this.table.lock(key, until, true)) this.broadcast({ type: 'mcp-authz:lockout', key, until });
+  }
+
+  private broadcast(m: ClusterMessage, except?: Worker): void {
+    for (const w of Object.values(cluster.workers ?? {})) if (w && w !== except && w.isConnected()) w.send(m);
   }
 }
 
-/** The HTTP port: metrics aggregated over the workers, readiness, discovery documents. */
-async function serveHttp(loaded: LoadedConfig, health: HealthState): Promise<{ server: Server; port: number }> {
+/** The HTTP port: metrics aggregated over the workers (and the primary's own), readiness, discovery documents. */
+async function serveHttp(loaded: LoadedConfig, health: HealthState, metrics: PrimaryMetrics): Promise<{ server: Server; port: number }> {
   const aggregator = new AggregatorRegistry();
   const server = createHttpServer({
     health,
-    metrics: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
+    metrics: async () => ({ contentType: aggregator.contentType, body: (await aggregator.clusterMetrics()) + (await metrics.registry.metrics()) }),
     discovery: new ProtectedResourceMetadata(loaded.config, new EndpointRegistry(loaded.config.endpoints)),
   });
   return { server, port: await listenHttp(server, loaded.config.listen.http) };

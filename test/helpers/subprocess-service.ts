@@ -18,8 +18,12 @@ export interface ServeProcess {
   grpcPort: number;
   httpPort: number;
   logs: () => string;
-  /** A Check on client `i` (clients have separate connections). */
-  check(req: Record<string, unknown>, i?: number): Promise<CheckResponse>;
+  /**
+   * A Check on client `i` (clients have separate connections); with `deadlineMs` it fails after
+   * that long, with `waitForReady` a Check sent while the connection is down waits for it to be
+   * back instead of failing at once.
+   */
+  check(req: Record<string, unknown>, i?: number, opts?: { deadlineMs?: number; waitForReady?: boolean }): Promise<CheckResponse>;
   http(path: string): Promise<{ status: number; text: string }>;
   health(): Promise<string>;
   exited: Promise<number | null>;
@@ -56,9 +60,10 @@ export async function startServe(config: Record<string, unknown>, args: string[]
     httpPort: ports!.http,
     logs: () => stderr,
     exited,
-    check: (req, i = 0) =>
+    check: (req, i = 0, opts = {}) =>
       new Promise((resolve, reject) => {
-        clients[i % clients.length]!.Check(req, (err: grpc.ServiceError | null, res: CheckResponse) => (err ? reject(err) : resolve(res)));
+        const options = { ...(opts.deadlineMs === undefined ? {} : { deadline: Date.now() + opts.deadlineMs }), ...(opts.waitForReady ? { waitForReady: true } : {}) };
+        clients[i % clients.length]!.Check(req, options, (err: grpc.ServiceError | null, res: CheckResponse) => (err ? reject(err) : resolve(res)));
       }),
     http: async (path) => {
       const res = await fetch(`http://127.0.0.1:${ports!.http}${path}`);
