@@ -1,8 +1,12 @@
 // The policy input: documented fields, credentials redacted everywhere, opa-envoy-plugin
 // fields switchable; and the decision log line.
 import test from 'ava';
+import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import { createLogger } from '../src/log/logger.js';
 import { runCheck } from '../src/pipeline/pipeline.js';
 import { validateConfig } from '../src/config/load.js';
 import { createMetricsRegistry } from '../src/metrics/registry.js';
@@ -152,11 +156,14 @@ test('decision log sampling drops allows but keeps denies', async (t) => {
 
 test('the decision log line has exactly the shape pino writes, bindings included', async (t) => {
   const capture = (lines: string[]) => new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) });
-  const fast: string[] = [];
+  // The service's own logger, writing to a file: decision lines go straight to its sink.
+  const file = join(mkdtempSync(join(tmpdir(), 'mcp-authz-decision-log-')), 'log');
+  const fd = openSync(file, 'w');
+  t.teardown(() => closeSync(fd));
   const viaPino: string[] = [];
   const rtFast = await buildRuntime(
     { config: validateConfig({ endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice' }] }, 'test', process.cwd(), {}), file: undefined, baseDir: process.cwd() },
-    pino({ level: 'info', base: { service: 'mcp-authz' } }, capture(fast)).child({ worker: 2 }),
+    createLogger('info', { fd }).child({ worker: 2 }),
     createMetricsRegistry(),
     { watch: false },
   );
@@ -172,6 +179,8 @@ test('the decision log line has exactly the shape pino writes, bindings included
     await runCheck(rt, toRequest, checkRequest({ path: '/mcp/files', body: rpc('tools/list') }) as never);
     await rt.close();
   }
+  await new Promise((resolve) => setImmediate(resolve));
+  const fast = readFileSync(file, 'utf8').split(/(?<=\n)/);
   const decisions = (lines: string[]) => lines.filter((l) => l.includes('"log":"decision"'));
   t.is(decisions(fast).length, 2);
   const stable = (l: string) => {

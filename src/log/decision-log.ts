@@ -1,15 +1,17 @@
 // The decision log: one JSON line per Check decision (pino), for audit and for explaining
 // a deny after the fact. Only ids and codes: never a key, a token or a header map.
 // It runs on every Check, so the line is built with one JSON.stringify and written to the
-// logger's own stream, in exactly the shape pino writes (level, time, the logger's
-// bindings, the fields, msg): pino's field-by-field serializer cost twice as much.
+// service log's sink (src/log/log-sink.ts), in exactly the shape pino writes (level, time, the
+// logger's bindings, the fields, msg): pino's field-by-field serializer cost twice as much. A
+// logger not made by createLogger (tests capture lines with their own) gets the fields
+// through pino.
 // `time` stays pino's (epoch milliseconds, what log shippers already parse); `ts` is the
 // same instant in ISO 8601 for people and for tools that want a calendar time.
 import { randomUUID } from 'node:crypto';
-import { pino } from 'pino';
 import type { CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
-import type { Logger } from './logger.js';
+import type { LogSink } from './log-sink.js';
+import { logSinkOf, type Logger } from './logger.js';
 
 export interface DecisionLogOptions {
   /** Fraction of allowed decisions logged (0..1). Denies are always logged. */
@@ -23,31 +25,11 @@ const MAX_CALLS = 20;
 
 const INFO = 30;
 
-interface Stream {
-  write(line: string): unknown;
-}
-
-/** A logger configured as createLogger makes it: pino's default line shape, no redaction, mixin or custom formatter. */
-function isPlain(l: Record<symbol, unknown>): boolean {
-  const s = pino.symbols;
-  const formatters = l[s.formattersSym] as { level?: (label: string, n: number) => unknown; log?: unknown } | undefined;
-  return (
-    l[s.timeSym] === pino.stdTimeFunctions.epochTime &&
-    l[s.messageKeySym] === 'msg' &&
-    l[s.mixinSym] === undefined &&
-    l[s.redactFmtSym] === undefined &&
-    l[s.nestedKeySym] === null &&
-    !l[(s as Record<string, symbol>).msgPrefixSym!] &&
-    formatters?.log === undefined &&
-    JSON.stringify(formatters?.level?.('info', INFO)) === `{"level":${INFO}}`
-  );
-}
-
 export class DecisionLog implements Observer {
   private readonly log: Logger;
   private readonly random: () => number;
-  /** The logger's stream and its pre-serialized bindings (`,"service":…,"log":"decision"`). */
-  private readonly stream: Stream | undefined;
+  /** The service log's sink and the logger's bindings, serialized once (`,"service":…,"log":"decision"`). */
+  private readonly sink: LogSink | undefined;
   private readonly bindings: string;
   /** The last millisecond formatted, and its ISO form: many decisions share one. */
   private lastMs = -1;
@@ -56,11 +38,9 @@ export class DecisionLog implements Observer {
   constructor(logger: Logger, private readonly opts: DecisionLogOptions) {
     this.log = logger.child({ log: 'decision' });
     this.random = opts.random ?? Math.random;
-    const internals = this.log as unknown as Record<symbol, unknown>;
-    const stream = internals[pino.symbols.streamSym] as Stream | undefined;
-    const bindings = internals[pino.symbols.chindingsSym];
-    this.stream = typeof stream?.write === 'function' && typeof bindings === 'string' && isPlain(internals) ? stream : undefined;
-    this.bindings = this.stream ? (bindings as string) : '';
+    this.sink = logSinkOf(this.log);
+    const bindings = JSON.stringify(this.log.bindings()).slice(1, -1);
+    this.bindings = bindings === '' ? '' : `,${bindings}`;
   }
 
   decided({ decisionId, ctx, outcome, policy, durationNs, incoming, span }: CheckTrace): void {
@@ -135,11 +115,11 @@ export class DecisionLog implements Observer {
   }
 
   private write(now: number, fields: Record<string, unknown>, msg = 'decision'): void {
-    if (!this.stream) {
+    if (!this.sink) {
       this.log.info(fields, msg);
       return;
     }
     const json = JSON.stringify(fields);
-    this.stream.write(`{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`);
+    this.sink.writeDecision(`{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`);
   }
 }

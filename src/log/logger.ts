@@ -1,52 +1,76 @@
 import { pino, type Logger } from 'pino';
+import { LogSink, settle, terminateSelf, type WriteMode } from './log-sink.js';
+
+export { terminateSelf };
 
 export type { Logger };
 
-interface FileStream {
-  write(chunk: string): unknown;
+/** Bytes of log lines a process holds while stderr is not read (MCP_AUTHZ_LOG_BUFFER_BYTES). */
+export const DEFAULT_LOG_BUFFER_BYTES = 4 * 1024 * 1024;
+const MIN_LOG_BUFFER_BYTES = 4096;
+/** How long a stopping process waits for its log to be read before it exits anyway. */
+export const LOG_SETTLE_MS = 5000;
+
+const SINK = Symbol('mcp-authz.logSink');
+
+/** The sink this process's service log writes to (one per process: createLogger's). */
+let processSink: LogSink | undefined;
+
+/**
+ * The service log: JSON lines on stderr, through a bounded buffer that never blocks the
+ * process (src/log/log-sink.ts): a line that does not fit while stderr is not read is dropped
+ * and counted, and a warning says how many once stderr drains. Never given a key, a token or
+ * a full header map.
+ */
+export function createLogger(level = process.env.MCP_AUTHZ_LOG_LEVEL ?? 'info', opts: { bufferBytes?: number; fd?: number; mode?: WriteMode } = {}): Logger {
+  let logger: Logger | undefined;
+  const fd = opts.fd ?? 2;
+  const sink = new LogSink({
+    fd,
+    maxBufferedBytes: opts.bufferBytes ?? logBufferBytes(),
+    onRecovered: (dropped) => logger?.warn({ dropped }, 'log lines dropped: stderr was not read fast enough (lines past the log buffer are dropped, never waited for)'),
+    ...(opts.mode !== undefined ? { mode: opts.mode } : {}),
+  });
+  if (fd === 2) processSink ??= sink;
+  process.on('exit', () => sink.flushAtExit());
+  logger = pino({ level, base: { service: 'mcp-authz' } }, sink);
+  Object.defineProperty(logger, SINK, { value: sink });
+  return logger;
+}
+
+/** The sink a logger made by createLogger (or a child of one) writes to; undefined for any other logger. */
+export function logSinkOf(logger: Logger): LogSink | undefined {
+  return (logger as unknown as Record<symbol, LogSink | undefined>)[SINK];
+}
+
+/** MCP_AUTHZ_LOG_BUFFER_BYTES, refused with what it takes rather than ignored. */
+export function logBufferBytes(env: Readonly<Record<string, string | undefined>> = process.env): number {
+  const v = env.MCP_AUTHZ_LOG_BUFFER_BYTES;
+  if (v === undefined || v === '') return DEFAULT_LOG_BUFFER_BYTES;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < MIN_LOG_BUFFER_BYTES) throw new Error(`MCP_AUTHZ_LOG_BUFFER_BYTES must be a whole number of bytes, at least ${MIN_LOG_BUFFER_BYTES}; got ${JSON.stringify(v)}`);
+  return n;
 }
 
 /**
- * Log lines written during one turn of the event loop, handed to the file as one write
- * (synchronous, as Node writes stderr to pipes and files anyway) when the turn ends: with a
- * decision line per Check, a write per line cost more than building the line. Lines still
- * pending when the process exits are written then.
+ * Before a stopping process exits: waits, at most `boundMs`, for its log lines to be written.
+ * Resolves false when a write is still blocked in the thread pool on a full socket: such a
+ * process cannot exit normally (exit waits for the pool's threads) until the reader drains it.
  */
-class TurnBatcher {
-  private pending: string[] = [];
-  private scheduled = false;
-
-  constructor(private readonly out: FileStream) {
-    process.on('exit', () => {
-      try {
-        this.flush();
-      } catch {
-        // stderr is gone: nothing more can be written
-      }
-    });
-  }
-
-  write(line: string): boolean {
-    this.pending.push(line);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
-    return true;
-  }
-
-  private readonly flush = (): void => {
-    this.scheduled = false;
-    if (this.pending.length === 0) return;
-    const chunk = this.pending.length === 1 ? this.pending[0]! : this.pending.join('');
-    this.pending = [];
-    this.out.write(chunk);
-  };
+export async function settleLogs(boundMs = LOG_SETTLE_MS): Promise<boolean> {
+  return processSink ? settle(processSink, boundMs) : true;
 }
 
-/** The service log: JSON lines on stderr. Never given a key, a token or a full header map. */
-export function createLogger(level = process.env.MCP_AUTHZ_LOG_LEVEL ?? 'info'): Logger {
-  return pino({ level, base: { service: 'mcp-authz' } }, new TurnBatcher(pino.destination({ dest: 2, sync: true })));
+/**
+ * Ends the process with `code` once its log has settled (at most LOG_SETTLE_MS). When a log
+ * write is stuck on a full socket, exit() would wait for the reader forever: the process then
+ * ends itself by SIGTERM, as it was asked to stop.
+ */
+export async function exitAfterLogs(code: number): Promise<void> {
+  if (await settleLogs()) {
+    process.exit(code);
+  }
+  terminateSelf();
 }
 
 /** A logger that drops everything (the `check` CLI and tests that do not read logs). */

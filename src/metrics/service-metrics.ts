@@ -10,6 +10,7 @@ import { quotaRulesFor, type Config, type EndpointConfig } from '../config/schem
 import { packageVersion } from '../config/version.js';
 import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
+import { LOG_KINDS, type LogKind, type LogSink } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
 import type { ExtProcStreamResult, ServiceEvents } from './hooks.js';
 
@@ -118,7 +119,8 @@ export class ServiceMetrics {
   private readonly issuers: Set<string>;
   private readonly keyIds = new Set<string>();
 
-  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>) {
+  /** `logSink`: the service log's sink, whose dropped lines are counted (absent: a logger of a test's own, which drops nothing). */
+  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>, logSink?: LogSink) {
     const p = 'mcp_authz_';
     const registers = [registry];
     // The counters below are counted in Tallies; any of them being collected flushes them all.
@@ -156,6 +158,20 @@ export class ServiceMetrics {
     const storeUp = new Gauge({ name: `${p}limiter_store_up`, help: '1 while rate limits use the shared Redis store, 0 while they fall back to local counters (minimum over workers).', labelNames: ['store'], registers, aggregator: 'min' });
     const storeFallbacks = new Counter({ name: `${p}limiter_store_fallbacks_total`, help: 'Times the shared Redis limiter store became unreachable and limits fell back to local counters.', labelNames: ['store'], registers });
     const traceSpans = new Counter({ name: `${p}trace_spans_exported_total`, help: 'Spans sent to the OTLP endpoint, by result (success, failure: dropped).', labelNames: ['result'], registers });
+    const counted: Record<LogKind, number> = { decision: 0, service: 0 };
+    new Counter({
+      name: `${p}log_lines_dropped_total`,
+      help: 'Log lines dropped because stderr was not read fast enough (the log buffer was full), by log: decision or service.',
+      labelNames: ['log'],
+      registers,
+      collect() {
+        for (const log of LOG_KINDS) {
+          const now = logSink?.dropped[log] ?? 0;
+          this.labels(log).inc(now - counted[log]);
+          counted[log] = now;
+        }
+      },
+    });
     const buildInfo = new Gauge({ name: `${p}build_info`, help: 'The running build (value 1): mcp-authz version and Node.js version.', labelNames: ['version', 'node'], registers, aggregator: 'max' });
     buildInfo.labels(packageVersion(), process.version).set(1);
 

@@ -18,7 +18,7 @@ import { LockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
 import type { RedisLimiterStore } from '../limits/redis-store.js';
 import { DecisionLog } from '../log/decision-log.js';
-import type { Logger } from '../log/logger.js';
+import { logSinkOf, type Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
@@ -55,7 +55,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const watch = opts.watch ?? true;
   // Read first: a tracing variable the service cannot honour stops it before anything starts.
   const traceSettings = opts.tracing === false ? undefined : tracingSettings(opts.env ?? process.env);
-  const serviceMetrics = new ServiceMetrics(metrics, config);
+  const serviceMetrics = new ServiceMetrics(metrics, config, logSinkOf(logger));
   const events = opts.events ? mergeEvents(serviceMetrics.events, opts.events) : serviceMetrics.events;
   const endpoints = new EndpointRegistry(config.endpoints);
   const origins = new OriginCheck(endpoints.all, config.publicBaseUrl);

@@ -16,7 +16,8 @@ import { EndpointRegistry } from '../endpoints/registry.js';
 import { FailureLedgerHost, type FailureMessage } from '../limits/cluster-failures.js';
 import { FailureLedger } from '../limits/failure-ledger.js';
 import { LockoutTable } from '../limits/lockouts.js';
-import type { Logger } from '../log/logger.js';
+import { logSinkOf, type Logger } from '../log/logger.js';
+import { withPrimaryLogDrops } from '../metrics/primary-metrics.js';
 import type { ClusterMessage } from './cluster-messages.js';
 import { WorkerSupervisor } from './cluster-supervisor.js';
 import { HealthState } from './health.js';
@@ -58,7 +59,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     return started;
   }
 
-  const httpServer = await serveHttp(loaded, health);
+  const httpServer = await serveHttp(loaded, health, logger);
   logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}), workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
   const code = await untilStopped(supervisor, logger);
@@ -106,12 +107,13 @@ class LockoutRelay {
   }
 }
 
-/** The HTTP port: metrics aggregated over the workers, readiness, discovery documents. */
-async function serveHttp(loaded: LoadedConfig, health: HealthState): Promise<{ server: Server; port: number }> {
+/** The HTTP port: metrics aggregated over the workers (and the primary's dropped log lines), readiness, discovery documents. */
+async function serveHttp(loaded: LoadedConfig, health: HealthState, logger: Logger): Promise<{ server: Server; port: number }> {
   const aggregator = new AggregatorRegistry();
+  const sink = logSinkOf(logger);
   const server = createHttpServer({
     health,
-    metrics: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
+    metrics: async () => ({ contentType: aggregator.contentType, body: withPrimaryLogDrops(await aggregator.clusterMetrics(), sink) }),
     discovery: new ProtectedResourceMetadata(loaded.config, new EndpointRegistry(loaded.config.endpoints)),
   });
   return { server, port: await listenHttp(server, loaded.config.listen.http) };
