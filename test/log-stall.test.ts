@@ -15,6 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import test, { type ExecutionContext } from 'ava';
 import { stringify } from 'yaml';
 import { clientConstructors } from '../src/envoy/protos.js';
+import { replayAlerts } from './helpers/alert-replay.js';
 import { sample } from './helpers/prometheus.js';
 import { waitFor } from './helpers/redis.js';
 import { checkRequest, rpc, type CheckResponse } from './helpers/service.js';
@@ -140,6 +141,14 @@ for (const [kind, workers] of [['fifo', 1], ['fifo', 2], ['socketpair', 1], ['so
     t.is(answered, 4 * BATCH, 'every Check sent while nobody reads the log is answered as allowed');
     const whileFull = await s.metrics();
     t.true(dropped(whileFull, 'decision') >= first + 4 * BATCH - BUFFER_BYTES / 256, `the counter rose with the Checks answered while full (${first} → ${dropped(whileFull, 'decision')})`);
+
+    // The chart's alert fires on what the service exported (placed at minutes 0 and 10).
+    const firing = (['decision', 'service'] as const).filter((log) => dropped(whileFull, log) > 0).map((log) => ({ severity: 'warning', namespace: 'mcp', pod: 'mcp-a', log }));
+    const replay = await replayAlerts([{ minute: 0, text: before }, { minute: 10, text: whileFull }], [
+      { minute: 5, alert: 'McpAuthzLogLinesDropped', firing: [] },
+      { minute: 11, alert: 'McpAuthzLogLinesDropped', firing },
+    ]);
+    t.true(replay.ok, replay.out);
 
     // Read again: once its buffer has room, every process that dropped lines says how many in
     // its log, and a decision made from then on reaches the log.
