@@ -123,10 +123,17 @@ function log(msg: string): void {
 
 // ---------------------------------------------------------------------------------------
 
-/** Installs the load generators and the plugin (scripts/install-tools.sh); a missing one stops the run. */
+/** The load generators a mode drives: in-process and ext_proc runs none, a soak and a profile h2load. */
+function toolsFor(systems: string[]): string[] {
+  if (opt['in-process'] || opt['ext-proc']) return [];
+  if (opt.soak || opt.profile) return ['h2load'];
+  return ['ghz', 'h2load', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
+}
+
+/** Installs the load generators and the plugin the mode uses (scripts/install-tools.sh); a missing one stops the run. */
 async function prepareTools(systems: string[]): Promise<void> {
   const script = join(root, 'scripts', 'install-tools.sh');
-  const wanted = ['ghz', 'h2load', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
+  const wanted = toolsFor(systems);
   if (!opt['no-install']) {
     for (const tool of wanted) {
       log(`installing ${tool} (scripts/install-tools.sh ${tool})`);
@@ -137,8 +144,8 @@ async function prepareTools(systems: string[]): Promise<void> {
       }
     }
   }
-  if (!existsSync(tools.ghz)) throw new Error(`ghz missing at ${tools.ghz} (scripts/install-tools.sh ghz)`);
-  if (h2loadVersion() === 'unknown') throw new Error('h2load is not on PATH (scripts/install-tools.sh h2load)');
+  if (wanted.includes('ghz') && !existsSync(tools.ghz)) throw new Error(`ghz missing at ${tools.ghz} (scripts/install-tools.sh ghz)`);
+  if (wanted.includes('h2load') && h2loadVersion() === 'unknown') throw new Error('h2load is not on PATH (scripts/install-tools.sh h2load)');
   if (systems.includes('opa-envoy-plugin') && !existsSync(tools.oep)) {
     throw new Error(`opa-envoy-plugin missing at ${tools.oep} (scripts/install-tools.sh opa-envoy-plugin)`);
   }
