@@ -6,9 +6,9 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { SHIPPED_BUNDLE, WASM_CAPABILITIES } from '../src/config/paths.mjs';
+import { availableBuiltins, explainUnavailable } from '../src/policy/builtin-catalogue.mjs';
 import { opaPath, parseOrExit, root, runOrExit } from './opa-path.mjs';
 
 const USAGE = `usage: mcp-authz policy build [--src DIR] [--out FILE] [--entrypoint E] [--visible-entrypoint V] [--force]
@@ -47,8 +47,6 @@ if (!existsSync(src) || !statSync(src).isDirectory()) {
   process.exit(2);
 }
 const opa = opaPath();
-// Resolved like any dependency, so it is found from an installed package too.
-const sdkCaps = join(dirname(dirname(createRequire(import.meta.url).resolve('@open-policy-agent/opa-wasm'))), 'capabilities.json');
 const caps = WASM_CAPABILITIES;
 
 function files(dir) {
@@ -61,19 +59,41 @@ function files(dir) {
     .sort();
 }
 
-// The capabilities the WASM target supports here: the builtins opa-wasm's SDK declares it
-// can run (natively in the module or in JS), with this opa's declarations and features.
-// `opa build` then refuses any other builtin at compile time instead of at evaluation.
+// The capabilities of the WASM target here: the builtins the policy module has compiled in
+// and those the service provides to it (src/policy/builtin-catalogue.mjs), with this opa's
+// declarations and features. `opa build` then refuses any other builtin at compile time.
 function writeCapabilities() {
   const current = JSON.parse(execFileSync(opa, ['capabilities', '--current'], { encoding: 'utf8' }));
-  const sdk = JSON.parse(readFileSync(sdkCaps, 'utf8'));
-  const allowed = new Set(sdk.builtins.map((b) => b.name));
+  const allowed = new Set(availableBuiltins());
   const text = JSON.stringify(
-    { builtins: current.builtins.filter((b) => allowed.has(b.name)), features: current.features, wasm_abi_versions: sdk.wasm_abi_versions },
+    {
+      builtins: current.builtins.filter((b) => allowed.has(b.name)),
+      features: current.features,
+      wasm_abi_versions: [{ version: 1, minor_version: 1 }, { version: 1, minor_version: 2 }],
+    },
     null,
     1,
   ) + '\n';
   if (!existsSync(caps) || readFileSync(caps, 'utf8') !== text) writeFileSync(caps, text);
+}
+
+// opa names a builtin the capabilities leave out as an undefined function: say which are
+// not available in mcp-authz, why, and what is.
+function runOpa(args, { retryable = false } = {}) {
+  try {
+    const out = execFileSync(opa, args, { cwd: src, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (out.length) process.stdout.write(out);
+    return out;
+  } catch (err) {
+    const output = `${err.stdout ?? ''}${err.stderr ?? ''}`;
+    const why = explainUnavailable(output);
+    if (why) {
+      process.stderr.write(`${output.trim()}\n\npolicy build: ${why}\n`);
+      process.exit(1);
+    }
+    if (!retryable && err.stdout?.length) process.stdout.write(err.stdout);
+    throw err;
+  }
 }
 
 const opaVersion = runOrExit(() => execFileSync(opa, ['version'], { encoding: 'utf8' })).split('\n')[0];
@@ -91,8 +111,7 @@ if (!values.force && existsSync(out) && existsSync(stamp) && readFileSync(stamp,
 }
 mkdirSync(dirname(out), { recursive: true });
 // Run from the source folder so the bundle names files relative to it, not this machine's paths.
-const run = (args) => runOrExit(() => execFileSync(opa, args, { cwd: src, stdio: ['ignore', 'inherit', 'inherit'] }));
-run(['check', '--strict', '--capabilities', caps, '--ignore', '*_test.rego', '.']);
+runOrExit(() => runOpa(['check', '--strict', '--capabilities', caps, '--ignore', '*_test.rego', '.']));
 const build = (entrypoints) => [
   'build', '-t', 'wasm', ...entrypoints.flatMap((e) => ['-e', e]), '--capabilities', caps, '--ignore', '*_test.rego',
   '-r', revision, '-o', out, '.',
@@ -103,7 +122,7 @@ const visible = values['visible-entrypoint'];
 let withVisible = true;
 runOrExit(() => {
   try {
-    execFileSync(opa, build([values.entrypoint, visible]), { cwd: src, stdio: ['ignore', 'pipe', 'pipe'] });
+    runOpa(build([values.entrypoint, visible]), { retryable: true });
   } catch (err) {
     // opa reports this on stdout or stderr depending on the version.
     if (!`${err.stdout ?? ''}${err.stderr ?? ''}`.includes(`entrypoint "${visible}" does not refer to a rule`)) {
@@ -111,7 +130,7 @@ runOrExit(() => {
       throw err;
     }
     withVisible = false;
-    execFileSync(opa, build([values.entrypoint]), { cwd: src, stdio: ['ignore', 'inherit', 'inherit'] });
+    runOpa(build([values.entrypoint]));
   }
 });
 writeFileSync(stamp, `${revision}\n`);

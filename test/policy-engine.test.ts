@@ -176,10 +176,10 @@ test('a .rego folder that does not compile is refused with opa\'s message', asyn
   await t.throwsAsync(compileRego(regoDir({ 'p.rego': 'package mcp.authz\ndecision := {\n' }), 'mcp/authz/decision'), { instanceOf: BundleError, message: /opa build .* failed/s });
 });
 
-test('a builtin the WASM target lacks is refused at build time by the capabilities', async (t) => {
+test('a builtin the service does not provide is refused at build time, with why', async (t) => {
   await t.throwsAsync(
-    compileRego(regoDir({ 'p.rego': 'package mcp.authz\ndecision := {"allow": io.jwt.verify_hs256(input.t, "k")}\n' }), 'mcp/authz/decision'),
-    { instanceOf: BundleError, message: /io\.jwt\.verify_hs256/ },
+    compileRego(regoDir({ 'p.rego': 'package mcp.authz\ndecision := {"allow": http.send({"method": "get", "url": input.u}).status_code == 200}\n' }), 'mcp/authz/decision'),
+    { instanceOf: BundleError, message: /undefined function http\.send[\s\S]*http\.send: a network call per Check/ },
   );
 });
 

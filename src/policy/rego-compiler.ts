@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { opaBinary, WASM_CAPABILITIES } from '../config/paths.mjs';
+import { explainUnavailable } from './builtin-catalogue.mjs';
 import { BundleError, loadBundle, type Bundle } from './bundle-loader.js';
 
 export async function compileRego(dir: string, entrypoint: string, visibleEntrypoint?: string): Promise<Bundle> {
@@ -34,7 +35,11 @@ function opaBuild(dir: string, out: string, entrypoints: string[]): Promise<void
   return new Promise<void>((resolve, reject) => {
     execFile(opaBinary(), args, { cwd: dir, timeout: 60_000, maxBuffer: 8 << 20 }, (err, stdout, stderr) => {
       // opa prints compile errors on stdout or stderr depending on the command.
-      if (err) reject(new BundleError(`opa build of ${dir} failed: ${`${stderr}\n${stdout}`.trim() || err.message}`));
+      if (err) {
+        const output = `${stderr}\n${stdout}`.trim();
+        const why = explainUnavailable(output);
+        reject(new BundleError(`opa build of ${dir} failed: ${output || err.message}${why ? `\n${why}` : ''}`));
+      }
       else resolve();
     });
   });

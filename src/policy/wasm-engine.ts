@@ -1,7 +1,12 @@
 // One compiled policy, instantiated once with bounded memory, evaluated per Check.
 // A failed evaluation (a trap, memory exhausted, an abort) is reported, never thrown.
-import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
+//
+// The module is instantiated here, against OPA's WASM ABI 1.2 (docs: OPA "WebAssembly"), rather
+// than through an SDK: the builtins the module imports are this service's host builtins
+// (./builtins/), called with their arguments and results in the module's own value text
+// (opa_value_dump / opa_value_parse), which keeps sets apart from arrays and numbers exact.
 import { BundleError, type Bundle } from './bundle-loader.js';
+import { HostBuiltins, type EvalState } from './builtins/host.js';
 
 export interface EngineOptions {
   entrypoint: string;
@@ -11,33 +16,55 @@ export interface EngineOptions {
   maxMemoryPages: number;
   /** The data document (data.*) handed to the policy once, with setData. */
   data: Record<string, unknown>;
+  /** The wall clock, in nanoseconds since the epoch, read once per evaluation (time.now_ns); tests fix it. */
+  now?: () => bigint;
 }
 
-/** The parts of opa-wasm's loaded policy that evaluation uses (ABI 1.2: one opa_eval call). */
-interface PolicyInternals {
-  wasmInstance: WebAssembly.Instance & { exports: { opa_eval: (reserved: number, entrypoint: number, data: number, input: number, inputLen: number, heap: number, format: number) => number } };
-  mem: WebAssembly.Memory;
-  dataAddr: number;
-  dataHeapPtr: number;
+/** The exports of an OPA policy module (ABI 1.2) that the engine calls. */
+interface PolicyExports {
+  opa_eval: (reserved: number, entrypoint: number, data: number, input: number, inputLen: number, heap: number, format: number) => number;
+  opa_malloc: (n: number) => number;
+  opa_json_parse: (addr: number, len: number) => number;
+  opa_json_dump: (addr: number) => number;
+  opa_value_dump: (addr: number) => number;
+  opa_value_parse: (addr: number, len: number) => number;
+  opa_heap_ptr_get: () => number;
+  opa_heap_ptr_set: (addr: number) => void;
+  builtins: () => number;
+  entrypoints: () => number;
+  opa_wasm_abi_version: WebAssembly.Global;
+  opa_wasm_abi_minor_version: WebAssembly.Global;
 }
 
 const PAGE = 65536;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const REQUIRED_EXPORTS = [
+  'opa_eval', 'opa_malloc', 'opa_json_parse', 'opa_json_dump', 'opa_value_dump', 'opa_value_parse',
+  'opa_heap_ptr_get', 'opa_heap_ptr_set', 'builtins', 'entrypoints', 'opa_wasm_abi_version', 'opa_wasm_abi_minor_version',
+];
 
 export type Evaluation =
   | { ok: true; resultSet: unknown; durationNs: number }
   | { ok: false; error: string; durationNs: number };
 
+/** The wall clock in nanoseconds (millisecond resolution). */
+export const wallClockNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
+
 export class WasmEngine {
   private constructor(
-    private readonly policy: LoadedPolicy,
+    private readonly exports: PolicyExports,
+    private readonly dataAddr: number,
+    private readonly dataHeapPtr: number,
+    private readonly state: EvalState,
     private readonly entrypointId: number,
-    /** The visibility rule's entrypoint, when the bundle has one. */
+    /** The list visibility rule's entrypoint, when the bundle has one. */
     private readonly visibleId: number | undefined,
     readonly revision: string,
     readonly source: string,
     readonly memory: WebAssembly.Memory,
+    /** The host builtins this policy calls. */
+    readonly hostBuiltins: readonly string[],
   ) {}
 
   static async create(bundle: Bundle, opts: EngineOptions): Promise<WasmEngine> {
@@ -48,32 +75,52 @@ export class WasmEngine {
       throw new BundleError(`policy.wasm in ${bundle.source} is not a valid WebAssembly module: ${describe(err)}`);
     }
     const exported = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
-    for (const name of ['opa_eval', 'opa_wasm_abi_version', 'opa_wasm_abi_minor_version', 'builtins', 'entrypoints']) {
+    for (const name of REQUIRED_EXPORTS) {
       if (!exported.has(name)) {
         throw new BundleError(`policy.wasm in ${bundle.source} does not implement the OPA WASM ABI 1.2+ (no ${name} export); build it with opa build -t wasm`);
       }
     }
-    let policy: LoadedPolicy;
+    const memory = new WebAssembly.Memory({ initial: Math.min(opts.maxMemoryPages, 16), maximum: opts.maxMemoryPages });
+    const host = new HostBuiltins(memory, opts.now ?? wallClockNs);
+    let instance: WebAssembly.Instance;
     try {
-      policy = await loadPolicy(module, { initial: Math.min(opts.maxMemoryPages, 16), maximum: opts.maxMemoryPages });
+      instance = await WebAssembly.instantiate(module, { env: { memory, ...host.imports() } });
     } catch (err) {
       throw new BundleError(`cannot instantiate policy.wasm from ${bundle.source}: ${describe(err)}`);
     }
-    if (!(Number(policy.minorVersion) >= 2)) {
-      throw new BundleError(`policy.wasm in ${bundle.source} uses OPA WASM ABI 1.${policy.minorVersion}; 1.2 or later is required (rebuild with a current opa)`);
+    const x = instance.exports as unknown as PolicyExports;
+    if (x.opa_wasm_abi_version.value !== 1 || !(Number(x.opa_wasm_abi_minor_version.value) >= 2)) {
+      throw new BundleError(`policy.wasm in ${bundle.source} uses OPA WASM ABI ${x.opa_wasm_abi_version.value}.${x.opa_wasm_abi_minor_version.value}; 1.2 or later is required (rebuild with a current opa)`);
     }
-    const entrypoints = policy.entrypoints as Record<string, number>;
+    const dump = (addr: number): unknown => {
+      const at = x.opa_json_dump(addr);
+      const bytes = new Uint8Array(memory.buffer);
+      return JSON.parse(decoder.decode(bytes.subarray(at, bytes.indexOf(0, at))));
+    };
+    const used = dump(x.builtins()) as Record<string, number>;
+    try {
+      host.bind(x, used);
+    } catch (err) {
+      throw new BundleError(`policy.wasm in ${bundle.source}: ${describe(err)}`);
+    }
+    const entrypoints = dump(x.entrypoints()) as Record<string, number>;
     const id = entrypoints[opts.entrypoint];
     if (id === undefined) {
       throw new BundleError(`policy bundle ${bundle.source} has no entrypoint ${opts.entrypoint} (it has: ${Object.keys(entrypoints).join(', ') || 'none'})`);
     }
+    let dataAddr: number;
     try {
-      policy.setData(opts.data);
+      // The data document sits at the bottom of the heap; every evaluation starts above it.
+      const text = encoder.encode(JSON.stringify(opts.data));
+      const raw = x.opa_malloc(text.length);
+      new Uint8Array(memory.buffer).set(text, raw);
+      dataAddr = x.opa_json_parse(raw, text.length);
+      if (dataAddr === 0) throw new Error('the module could not parse the data document');
     } catch (err) {
       throw new BundleError(`cannot load the policy data into ${bundle.source} (raise policy.maxMemoryPages?): ${describe(err)}`);
     }
     const visibleId = opts.visibleEntrypoint === undefined ? undefined : entrypoints[opts.visibleEntrypoint];
-    return new WasmEngine(policy, id, visibleId, bundle.revision, bundle.source, policy.mem);
+    return new WasmEngine(x, dataAddr, x.opa_heap_ptr_get(), host.state, id, visibleId, bundle.revision, bundle.source, memory, Object.keys(used).sort());
   }
 
   /**
@@ -96,27 +143,44 @@ export class WasmEngine {
     return this.visibleId === undefined ? undefined : this.evaluateAt(this.visibleId, inputJson);
   }
 
+  /**
+   * The entrypoint's result set as the module writes it (JSON text, numbers exact); throws
+   * when the evaluation fails. For tools and tests that compare results digit for digit.
+   */
+  evaluateText(inputJson: string): string {
+    return this.run(this.entrypointId, inputJson);
+  }
+
   private evaluateAt(entrypointId: number, inputJson: string): Evaluation {
     const started = process.hrtime.bigint();
     try {
-      const p = this.policy as unknown as PolicyInternals;
-      const len = Buffer.byteLength(inputJson);
-      const addr = p.dataHeapPtr;
-      const missing = addr + len - p.mem.buffer.byteLength;
-      if (missing > 0) p.mem.grow(Math.ceil(missing / PAGE)); // RangeError beyond maxMemoryPages
-      encoder.encodeInto(inputJson, new Uint8Array(p.mem.buffer, addr, len));
-      const out = p.wasmInstance.exports.opa_eval(0, entrypointId, p.dataAddr, addr, len, addr + len, 0);
-      const bytes = new Uint8Array(p.mem.buffer);
-      const end = bytes.indexOf(0, out);
-      const resultSet: unknown = JSON.parse(decoder.decode(bytes.subarray(out, end < 0 ? bytes.length : end)));
+      const resultSet: unknown = JSON.parse(this.run(entrypointId, inputJson));
       return { ok: true, resultSet, durationNs: Number(process.hrtime.bigint() - started) };
     } catch (err) {
       return { ok: false, error: describe(err), durationNs: Number(process.hrtime.bigint() - started) };
     }
   }
+
+  private run(entrypointId: number, inputJson: string): string {
+    // Per evaluation: time.now_ns is read at its first call, rand.intn answers are remembered.
+    this.state.begin();
+    {
+      const x = this.exports;
+      const mem = this.memory;
+      const len = Buffer.byteLength(inputJson);
+      const addr = this.dataHeapPtr;
+      const missing = addr + len - mem.buffer.byteLength;
+      if (missing > 0) mem.grow(Math.ceil(missing / PAGE)); // RangeError beyond maxMemoryPages
+      encoder.encodeInto(inputJson, new Uint8Array(mem.buffer, addr, len));
+      const out = x.opa_eval(0, entrypointId, this.dataAddr, addr, len, addr + len, 0);
+      const bytes = new Uint8Array(mem.buffer);
+      const end = bytes.indexOf(0, out);
+      return decoder.decode(bytes.subarray(out, end < 0 ? bytes.length : end));
+    }
+  }
 }
 
-// opa-wasm throws plain strings (aborts) as well as Errors (traps, RangeError on memory).
+// An abort is an Error with the module's message; a trap a RuntimeError; memory exhausted a RangeError.
 function describe(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`;
   return String(err);
