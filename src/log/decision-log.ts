@@ -3,15 +3,14 @@
 // It runs on every Check, so the line is built with one JSON.stringify and written to the
 // service log's sink (src/log/log-sink.ts), in exactly the shape pino writes (level, time, the
 // logger's bindings, the fields, msg): pino's field-by-field serializer cost twice as much. A
-// logger not made by createLogger (tests capture lines with their own) gets the fields
-// through pino.
+// logger not made by createLogger gets the fields through pino (its `time` is then pino's
+// own clock reading, which can be a millisecond after `ts`).
 // `time` stays pino's (epoch milliseconds, what log shippers already parse); `ts` is the
 // same instant in ISO 8601 for people and for tools that want a calendar time.
 import { randomUUID } from 'node:crypto';
 import type { CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
-import type { LogSink } from './log-sink.js';
-import { logSinkOf, type Logger } from './logger.js';
+import { logSinkOf, type LineSink, type Logger } from './logger.js';
 
 export interface DecisionLogOptions {
   /** Fraction of allowed decisions logged (0..1). Denies are always logged. */
@@ -29,7 +28,7 @@ export class DecisionLog implements Observer {
   private readonly log: Logger;
   private readonly random: () => number;
   /** The service log's sink and the logger's bindings, serialized once (`,"service":…,"log":"decision"`). */
-  private readonly sink: LogSink | undefined;
+  private readonly sink: LineSink | undefined;
   private readonly bindings: string;
   /** The last millisecond formatted, and its ISO form: many decisions share one. */
   private lastMs = -1;

@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import { LogSink, settle, terminateSelf, type WriteMode } from './log-sink.js';
+import { LogSink, settle, terminateSelf, type DroppedLines, type WriteMode } from './log-sink.js';
 
 export { terminateSelf };
 
@@ -22,7 +22,8 @@ let processSink: LogSink | undefined;
  * and counted, and a warning says how many once stderr drains. Never given a key, a token or
  * a full header map.
  */
-export function createLogger(level = process.env.MCP_AUTHZ_LOG_LEVEL ?? 'info', opts: { bufferBytes?: number; fd?: number; mode?: WriteMode } = {}): Logger {
+export function createLogger(level = process.env.MCP_AUTHZ_LOG_LEVEL ?? 'info', opts: { bufferBytes?: number; fd?: number; mode?: WriteMode; sink?: LineSink } = {}): Logger {
+  if (opts.sink) return attach(pino({ level, base: { service: 'mcp-authz' } }, opts.sink), opts.sink);
   let logger: Logger | undefined;
   const fd = opts.fd ?? 2;
   const sink = new LogSink({
@@ -33,14 +34,31 @@ export function createLogger(level = process.env.MCP_AUTHZ_LOG_LEVEL ?? 'info', 
   });
   if (fd === 2) processSink ??= sink;
   process.on('exit', () => sink.flushAtExit());
-  logger = pino({ level, base: { service: 'mcp-authz' } }, sink);
+  logger = attach(pino({ level, base: { service: 'mcp-authz' } }, sink), sink);
+  return logger;
+}
+
+/**
+ * Where a logger made by createLogger writes whole lines: the service's LogSink, or a test's
+ * own (`createLogger(level, { sink })`). The decision log writes its lines straight to it.
+ */
+export interface LineSink {
+  /** A service line, as pino writes it. */
+  write(line: string): unknown;
+  /** A decision-log line, built in the same shape. */
+  writeDecision(line: string): unknown;
+  /** Lines dropped so far, by kind (the service's LogSink counts them). */
+  readonly dropped?: DroppedLines;
+}
+
+function attach(logger: Logger, sink: LineSink): Logger {
   Object.defineProperty(logger, SINK, { value: sink });
   return logger;
 }
 
 /** The sink a logger made by createLogger (or a child of one) writes to; undefined for any other logger. */
-export function logSinkOf(logger: Logger): LogSink | undefined {
-  return (logger as unknown as Record<symbol, LogSink | undefined>)[SINK];
+export function logSinkOf(logger: Logger): LineSink | undefined {
+  return (logger as unknown as Record<symbol, LineSink | undefined>)[SINK];
 }
 
 /** MCP_AUTHZ_LOG_BUFFER_BYTES, refused with what it takes rather than ignored. */

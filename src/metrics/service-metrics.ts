@@ -10,7 +10,7 @@ import { quotaRulesFor, type Config, type EndpointConfig } from '../config/schem
 import { packageVersion } from '../config/version.js';
 import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
-import { LOG_KINDS, type LogKind, type LogSink } from '../log/log-sink.js';
+import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
 import type { ExtProcStreamResult, ServiceEvents } from './hooks.js';
 
@@ -120,7 +120,7 @@ export class ServiceMetrics {
   private readonly keyIds = new Set<string>();
 
   /** `logSink`: the service log's sink, whose dropped lines are counted (absent: a logger of a test's own, which drops nothing). */
-  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>, logSink?: LogSink) {
+  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>, logSink?: { readonly dropped?: DroppedLines }) {
     const p = 'mcp_authz_';
     const registers = [registry];
     // The counters below are counted in Tallies; any of them being collected flushes them all.
@@ -166,7 +166,7 @@ export class ServiceMetrics {
       registers,
       collect() {
         for (const log of LOG_KINDS) {
-          const now = logSink?.dropped[log] ?? 0;
+          const now = logSink?.dropped?.[log] ?? 0;
           this.labels(log).inc(now - counted[log]);
           counted[log] = now;
         }
