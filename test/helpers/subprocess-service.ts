@@ -18,8 +18,8 @@ export interface ServeProcess {
   grpcPort: number;
   httpPort: number;
   logs: () => string;
-  /** A Check on client `i` (clients have separate connections). */
-  check(req: Record<string, unknown>, i?: number): Promise<CheckResponse>;
+  /** A Check on client `i` (clients have separate connections), with a deadline when given. */
+  check(req: Record<string, unknown>, i?: number, deadlineMs?: number): Promise<CheckResponse>;
   http(path: string): Promise<{ status: number; text: string }>;
   health(): Promise<string>;
   exited: Promise<number | null>;
@@ -38,15 +38,23 @@ export async function startServe(config: Record<string, unknown>, args: string[]
   let ports: { grpc: number; http: number } | undefined;
   let code: number | null | undefined;
   void exited.then((c) => (code = c));
-  await waitFor('serve to start', () => {
-    if (code !== undefined) throw new Error(`serve exited with ${code}:\n${stderr}`);
-    for (const line of stderr.split('\n')) {
-      if (!line.includes('"mcp-authz serving"')) continue;
-      const j = JSON.parse(line) as { grpc: number; http: number; worker?: number };
-      if (j.worker === undefined && j.http) ports = { grpc: j.grpc, http: j.http };
-    }
-    return ports !== undefined;
-  }, 60_000, 50);
+  try {
+    // A deadline, not a timing claim: a cold tsx start of three processes on a machine as busy
+    // as CI's can take minutes.
+    await waitFor('serve to start', () => {
+      if (code !== undefined) throw new Error(`serve exited with ${code}:\n${stderr}`);
+      for (const line of stderr.split('\n')) {
+        if (!line.includes('"mcp-authz serving"')) continue;
+        const j = JSON.parse(line) as { grpc: number; http: number; worker?: number };
+        if (j.worker === undefined && j.http) ports = { grpc: j.grpc, http: j.http };
+      }
+      return ports !== undefined;
+    }, 180_000, 50);
+  } catch (err) {
+    // Left running, it would hold the test's process open after the test failed.
+    proc.kill('SIGKILL');
+    throw err;
+  }
   const { Authorization, Health: HealthClient } = clientConstructors();
   const clients = Array.from({ length: opts.clients ?? 1 }, () => new Authorization(`127.0.0.1:${ports!.grpc}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>);
   const health = new HealthClient(`127.0.0.1:${ports!.grpc}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>;
@@ -56,9 +64,11 @@ export async function startServe(config: Record<string, unknown>, args: string[]
     httpPort: ports!.http,
     logs: () => stderr,
     exited,
-    check: (req, i = 0) =>
+    check: (req, i = 0, deadlineMs) =>
       new Promise((resolve, reject) => {
-        clients[i % clients.length]!.Check(req, (err: grpc.ServiceError | null, res: CheckResponse) => (err ? reject(err) : resolve(res)));
+        const done = (err: grpc.ServiceError | null, res: CheckResponse) => (err ? reject(err) : resolve(res));
+        if (deadlineMs === undefined) clients[i % clients.length]!.Check(req, done);
+        else clients[i % clients.length]!.Check(req, { deadline: Date.now() + deadlineMs }, done);
       }),
     http: async (path) => {
       const res = await fetch(`http://127.0.0.1:${ports!.http}${path}`);
