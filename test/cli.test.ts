@@ -146,6 +146,7 @@ test.serial('--help works on every command and subcommand: usage on stdout, exit
   const help = Object.fromEntries(runs.map(([what, r]) => [what, r.stdout]));
   t.regex(help['serve --help']!, /--check-config/);
   t.regex(help['serve --help']!, /MCP_AUTHZ_LOG_LEVEL/);
+  t.regex(help['serve --help']!, /MCP_AUTHZ_LOG_BUFFER_BYTES/);
   t.regex(help['check --help']!, /--explain/);
   t.regex(help['keys create --help']!, /--append FILE/);
   t.regex(help['policy test --help']!, /--src DIR/);
@@ -194,6 +195,14 @@ test('MCP_AUTHZ_LOG_LEVEL: an unknown level stops serve naming the levels; a kno
   await waitFor('the policy load failure to be logged', () => logs.includes('policy load failed'), 100_000);
   t.regex(logs, /"level":50,/);
   t.notRegex(logs, /"level":30,/);
+});
+
+test('MCP_AUTHZ_LOG_BUFFER_BYTES: anything but a whole number of at least 4096 bytes stops serve saying so', async (t) => {
+  for (const value of ['lots', '1024', '4096.5', '-1']) {
+    const bad = await runCli(['serve', '--config', writeConfig(config), '--workers', '1'], { MCP_AUTHZ_LOG_BUFFER_BYTES: value });
+    t.is(bad.code, 1, value);
+    t.regex(bad.stderr, new RegExp(`MCP_AUTHZ_LOG_BUFFER_BYTES must be a whole number of bytes, at least 4096; got "${value.replace('.', '\\.')}"`), value);
+  }
 });
 
 // ---- serve --check-config loads what serve loads ----

@@ -10,6 +10,7 @@ import { quotaRulesFor, type Config, type EndpointConfig } from '../config/schem
 import { packageVersion } from '../config/version.js';
 import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, WITHHELD_REASONS, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode, type WithheldReason } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
+import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
 import type { ExtProcStreamResult, LimiterName, ServiceEvents } from './hooks.js';
 
@@ -123,7 +124,8 @@ export class ServiceMetrics {
   private readonly issuers: Set<string>;
   private readonly keyIds = new Set<string>();
 
-  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>) {
+  /** `logSink`: the service log's sink, whose dropped lines are counted (absent: a logger of a test's own, which drops nothing). */
+  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>, logSink?: { readonly dropped?: DroppedLines }) {
     const p = 'mcp_authz_';
     const registers = [registry];
     // The counters below are counted in Tallies; any of them being collected flushes them all.
@@ -163,6 +165,20 @@ export class ServiceMetrics {
     const storeFallbacks = new Counter({ name: `${p}limiter_store_fallbacks_total`, help: 'Times the shared Redis limiter store became unreachable and limits fell back to local counters.', labelNames: ['store'], registers });
     const localAnswers = new Counter({ name: `${p}limiter_local_answers_total`, help: 'Limiter calls the store that shares the count did not answer (redis: unreachable, timed out, cut; cluster: the primary did not answer in time), decided on local counters instead, by store and limiter.', labelNames: ['store', 'limiter'], registers });
     const traceSpans = new Counter({ name: `${p}trace_spans_exported_total`, help: 'Spans sent to the OTLP endpoint, by result (success, failure: dropped).', labelNames: ['result'], registers });
+    const counted: Record<LogKind, number> = { decision: 0, service: 0 };
+    new Counter({
+      name: `${p}log_lines_dropped_total`,
+      help: 'Log lines dropped because stderr was not read fast enough (the log buffer was full), by log: decision or service.',
+      labelNames: ['log'],
+      registers,
+      collect() {
+        for (const log of LOG_KINDS) {
+          const now = logSink?.dropped?.[log] ?? 0;
+          this.labels(log).inc(now - counted[log]);
+          counted[log] = now;
+        }
+      },
+    });
     const buildInfo = new Gauge({ name: `${p}build_info`, help: 'The running build (value 1): mcp-authz version and Node.js version.', labelNames: ['version', 'node'], registers, aggregator: 'max' });
     buildInfo.labels(packageVersion(), process.version).set(1);
 

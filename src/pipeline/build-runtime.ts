@@ -19,7 +19,7 @@ import { RateLimits } from '../limits/rate-limits.js';
 import type { RedisLimiterStore } from '../limits/redis-store.js';
 import type { BucketStore } from '../limits/token-bucket.js';
 import { DecisionLog } from '../log/decision-log.js';
-import type { Logger } from '../log/logger.js';
+import { logSinkOf, type Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
@@ -60,7 +60,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const watch = opts.watch ?? true;
   // Read first: a tracing variable the service cannot honour stops it before anything starts.
   const traceSettings = opts.tracing === false ? undefined : tracingSettings(opts.env ?? process.env);
-  const serviceMetrics = new ServiceMetrics(metrics, config);
+  const serviceMetrics = new ServiceMetrics(metrics, config, logSinkOf(logger));
   const events = opts.events ? mergeEvents(serviceMetrics.events, opts.events) : serviceMetrics.events;
   const endpoints = new EndpointRegistry(config.endpoints);
   // PostgreSQL's parser (WASM) is loaded only where a rule reads an SQL argument.

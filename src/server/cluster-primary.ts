@@ -16,8 +16,8 @@ import { BucketHost } from '../limits/cluster-buckets.js';
 import { FailureLedgerHost, type FailureMessage, type LedgerEvents } from '../limits/cluster-failures.js';
 import { FailureLedger } from '../limits/failure-ledger.js';
 import { LockoutTable } from '../limits/lockouts.js';
-import type { Logger } from '../log/logger.js';
-import { PrimaryMetrics } from '../metrics/primary-metrics.js';
+import { logSinkOf, type Logger } from '../log/logger.js';
+import { PrimaryMetrics, withPrimaryLogDrops } from '../metrics/primary-metrics.js';
 import type { ClusterMessage } from './cluster-messages.js';
 import { WorkerSupervisor } from './cluster-supervisor.js';
 import { HealthState } from './health.js';
@@ -69,7 +69,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     return started;
   }
 
-  const httpServer = await serveHttp(loaded, health, metrics);
+  const httpServer = await serveHttp(loaded, health, metrics, logger);
   logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}), workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
   const code = await untilStopped(supervisor, logger);
@@ -132,12 +132,13 @@ class LockoutRelay {
   }
 }
 
-/** The HTTP port: metrics aggregated over the workers (and the primary's own), readiness, discovery documents. */
-async function serveHttp(loaded: LoadedConfig, health: HealthState, metrics: PrimaryMetrics): Promise<{ server: Server; port: number }> {
+/** The HTTP port: metrics aggregated over the workers (with the primary's own, and its dropped log lines), readiness, discovery documents. */
+async function serveHttp(loaded: LoadedConfig, health: HealthState, metrics: PrimaryMetrics, logger: Logger): Promise<{ server: Server; port: number }> {
   const aggregator = new AggregatorRegistry();
+  const sink = logSinkOf(logger);
   const server = createHttpServer({
     health,
-    metrics: async () => ({ contentType: aggregator.contentType, body: (await aggregator.clusterMetrics()) + (await metrics.registry.metrics()) }),
+    metrics: async () => ({ contentType: aggregator.contentType, body: withPrimaryLogDrops(await aggregator.clusterMetrics(), sink) + (await metrics.registry.metrics()) }),
     discovery: new ProtectedResourceMetadata(loaded.config, new EndpointRegistry(loaded.config.endpoints)),
   });
   return { server, port: await listenHttp(server, loaded.config.listen.http) };

@@ -6,7 +6,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { ClusterBuckets, type BucketMessage } from '../limits/cluster-buckets.js';
 import { ClusterFailureCounter, type FailureMessage } from '../limits/cluster-failures.js';
 import { LockoutTable } from '../limits/lockouts.js';
-import type { Logger } from '../log/logger.js';
+import { exitAfterLogs, type Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
 import { asClusterMessage, type ClusterMessage } from './cluster-messages.js';
@@ -85,7 +85,7 @@ export async function runWorker(loaded: LoadedConfig, logger: Logger, build: Bui
     process.once('SIGINT', stop);
   });
   // The IPC channel would keep this process alive; the primary is waiting for it to exit.
-  setTimeout(() => process.exit(0), 2000).unref();
+  setTimeout(() => void exitAfterLogs(0), 2000).unref();
   process.disconnect?.();
   return 0;
 }

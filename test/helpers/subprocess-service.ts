@@ -42,15 +42,23 @@ export async function startServe(config: Record<string, unknown>, args: string[]
   let ports: { grpc: number; http: number } | undefined;
   let code: number | null | undefined;
   void exited.then((c) => (code = c));
-  await waitFor('serve to start', () => {
-    if (code !== undefined) throw new Error(`serve exited with ${code}:\n${stderr}`);
-    for (const line of stderr.split('\n')) {
-      if (!line.includes('"mcp-authz serving"')) continue;
-      const j = JSON.parse(line) as { grpc: number; http: number; worker?: number };
-      if (j.worker === undefined && j.http) ports = { grpc: j.grpc, http: j.http };
-    }
-    return ports !== undefined;
-  }, 60_000, 50);
+  try {
+    // A deadline, not a timing claim: a cold tsx start of three processes on a machine as busy
+    // as CI's can take minutes.
+    await waitFor('serve to start', () => {
+      if (code !== undefined) throw new Error(`serve exited with ${code}:\n${stderr}`);
+      for (const line of stderr.split('\n')) {
+        if (!line.includes('"mcp-authz serving"')) continue;
+        const j = JSON.parse(line) as { grpc: number; http: number; worker?: number };
+        if (j.worker === undefined && j.http) ports = { grpc: j.grpc, http: j.http };
+      }
+      return ports !== undefined;
+    }, 180_000, 50);
+  } catch (err) {
+    // Left running, it would hold the test's process open after the test failed.
+    proc.kill('SIGKILL');
+    throw err;
+  }
   const { Authorization, Health: HealthClient } = clientConstructors();
   const clients = Array.from({ length: opts.clients ?? 1 }, () => new Authorization(`127.0.0.1:${ports!.grpc}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>);
   const health = new HealthClient(`127.0.0.1:${ports!.grpc}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>;
