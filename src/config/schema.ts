@@ -252,6 +252,8 @@ export const ConfigSchema = z
         maxMemoryPages: z.number().int().min(2).max(65536).default(1024),
         // Unset: as the bundle declares in data.mcp_authz.input.envoy (the shipped policy: off), else on.
         envoyInput: z.boolean().optional(),
+        /** Give the policy the credential headers' values (a policy that verifies tokens itself); every output stays redacted (docs/policies.md). */
+        rawCredentials: z.boolean().default(false),
         data: z.record(z.string(), z.unknown()).default({}),
       })
       .strict()

@@ -89,7 +89,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const verifier = config.oauth.issuers.length > 0 ? createTokenVerifier(config.oauth, { logger, events }) : undefined;
 
   // Authorization: the policy bundle, evaluated in-process as WASM.
-  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, data: {} };
+  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, rawCredentials: false, data: {} };
   const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, e]));
   const source = new PolicySource(
     {
@@ -113,6 +113,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     }),
     events,
     logger,
+    rawCredentials: policy.rawCredentials,
   });
   // A policy that fails to load leaves the service NOT_SERVING (every Check a 503 deny) until a good one appears.
   await source.load();
