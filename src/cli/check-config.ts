@@ -7,6 +7,7 @@ import { silentLogger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { SHIPPED_BUNDLE } from '../config/paths.mjs';
 import { buildRuntime } from '../pipeline/build-runtime.js';
+import { servesTls, TlsFiles, TlsFilesError } from '../server/tls-files.js';
 import { describeTracing, tracingSettings, TracingConfigError } from '../tracing/settings.js';
 
 export interface ConfigCheck {
@@ -27,6 +28,18 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
   } catch (err) {
     if (err instanceof TracingConfigError) return { ok: false, lines: [...lines, `tracing: ${err.message}`] };
     throw err;
+  }
+  if (servesTls(config)) {
+    try {
+      const files = new TlsFiles({ config: config.tls!, logger: silentLogger(), events: {}, watch: false });
+      const m = files.current;
+      const t = config.tls!;
+      lines.push(`TLS: ${m.subject.replace(/\n/g, ', ')} (${m.subjectAltName ?? 'no subjectAltName'}), expires ${m.notAfter.toISOString()}; gRPC ${t.grpc}, HTTP ${t.http}${config.listen.extAuthzHttp !== undefined ? `, HTTP authorization ${t.extAuthzHttp}` : ''}${t.clientCaFile ? `; client CA ${t.clientCaFile}` : ''}`);
+      await files.close();
+    } catch (err) {
+      if (err instanceof TlsFilesError) return { ok: false, lines: [...lines, `TLS: ${err.message}`] };
+      throw err;
+    }
   }
   try {
     runtime = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), {

@@ -11,7 +11,7 @@ import { packageVersion } from '../config/version.js';
 import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
 import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
-import type { ExtProcStreamResult, ServiceEvents } from './hooks.js';
+import { TLS_LISTENERS, type ExtProcStreamResult, type ServiceEvents } from './hooks.js';
 
 export const UNKNOWN_ENDPOINT = '_unknown';
 export const OTHER = '_other';
@@ -118,7 +118,7 @@ export class ServiceMetrics {
   private readonly issuers: Set<string>;
   private readonly keyIds = new Set<string>();
 
-  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>) {
+  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> & Partial<Pick<Config, 'tls'>>) {
     const p = 'mcp_authz_';
     const registers = [registry];
     // The counters below are counted in Tallies; any of them being collected flushes them all.
@@ -156,6 +156,9 @@ export class ServiceMetrics {
     const storeUp = new Gauge({ name: `${p}limiter_store_up`, help: '1 while rate limits use the shared Redis store, 0 while they fall back to local counters (minimum over workers).', labelNames: ['store'], registers, aggregator: 'min' });
     const storeFallbacks = new Counter({ name: `${p}limiter_store_fallbacks_total`, help: 'Times the shared Redis limiter store became unreachable and limits fell back to local counters.', labelNames: ['store'], registers });
     const traceSpans = new Counter({ name: `${p}trace_spans_exported_total`, help: 'Spans sent to the OTLP endpoint, by result (success, failure: dropped).', labelNames: ['result'], registers });
+    const tlsReloads = new Counter({ name: `${p}tls_reloads_total`, help: 'TLS certificate, key and client CA loads and reloads (tls.*File), by result; a failure keeps the previous certificate serving.', labelNames: ['result'], registers });
+    const tlsNotAfter = new Gauge({ name: `${p}tls_certificate_not_after_seconds`, help: 'When the TLS certificate in force expires, in seconds since the epoch (the earliest over workers).', registers, aggregator: 'min' });
+    const tlsHandshakeFailures = new Counter({ name: `${p}tls_handshake_failures_total`, help: 'TLS handshakes that failed, by port: no or an untrusted client certificate under mTLS, no common protocol or cipher.', labelNames: ['listener'], registers });
     const buildInfo = new Gauge({ name: `${p}build_info`, help: 'The running build (value 1): mcp-authz version and Node.js version.', labelNames: ['version', 'node'], registers, aggregator: 'max' });
     buildInfo.labels(packageVersion(), process.version).set(1);
 
@@ -203,6 +206,11 @@ export class ServiceMetrics {
     dryRunDenies.inc(0);
     traceSpans.labels('success').inc(0);
     traceSpans.labels('failure').inc(0);
+    if (config.tls) {
+      tlsReloads.labels('success').inc(0);
+      tlsReloads.labels('failure').inc(0);
+      for (const l of TLS_LISTENERS) tlsHandshakeFailures.labels(l).inc(0);
+    }
     // Direct answers come before any endpoint is matched.
     this.checkChild(UNKNOWN_ENDPOINT, 'answer', 200).inc(0);
 
@@ -241,6 +249,11 @@ export class ServiceMetrics {
         storeUp.labels('redis').set(state === 'shared' ? 1 : 0);
       },
       traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
+      tlsReload: (result, notAfterSeconds) => {
+        tlsReloads.labels(result).inc();
+        if (notAfterSeconds !== undefined) tlsNotAfter.set(notAfterSeconds);
+      },
+      tlsHandshakeFailure: (listener) => tlsHandshakeFailures.labels(listener).inc(),
     };
   }
 
