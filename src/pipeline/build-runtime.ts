@@ -124,8 +124,8 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   // The OpenTelemetry SDK is loaded only when tracing is on: off, it costs no start-up time.
   let tracing: CheckTracer | undefined;
   if (traceSettings) {
-    const { CheckTracer } = await import('../tracing/check-tracer.js');
-    tracing = new CheckTracer({ settings: traceSettings, endpoints: config.endpoints, logger, events });
+    const { CheckTracer, otlpExporter } = await import('../tracing/check-tracer.js');
+    tracing = new CheckTracer({ settings: traceSettings, endpoints: config.endpoints, logger, events, exporter: await otlpExporter(traceSettings) });
   }
   if (opts.tracing !== false) logger.info(describeTracing(traceSettings));
 
