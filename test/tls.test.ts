@@ -8,7 +8,7 @@
 // logged and counted.
 import test from 'ava';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { Agent, request as httpsRequest } from 'node:https';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
+import { parse as parseYaml } from 'yaml';
 import { clientConstructors } from '../src/envoy/protos.js';
 import { validateConfig } from '../src/config/load.js';
 import { keysFile, mintKey } from './e2e/api-keys.js';
@@ -271,4 +272,28 @@ test('files that do not make a certificate stop start-up with what is wrong', as
   writeFileSync(join(d.dir, 'empty-ca.crt'), 'not a certificate\n');
   d.install(d.pki.server());
   await t.throwsAsync(start({ tls: tlsConfig(d, { clientCaFile: join(d.dir, 'empty-ca.crt') }) }), { message: /empty-ca\.crt: no PEM certificate/ });
+});
+
+test('the mTLS Envoy example is envoy.yaml plus the mcp-authz cluster\'s TLS, and that TLS (SNI, ALPN h2, the SAN it checks) reaches the real service', async (t) => {
+  const read = (name: string) => parseYaml(readFileSync(join(import.meta.dirname, '..', 'examples', 'envoy', name), 'utf8'));
+  const plain = read('envoy.yaml');
+  const mtls = read('envoy-mtls.yaml');
+  const cluster = mtls.static_resources.clusters.find((c: { name: string }) => c.name === 'mcp-authz');
+  const { transport_socket: socket, ...rest } = cluster;
+  t.deepEqual({ ...mtls, static_resources: { ...mtls.static_resources, clusters: mtls.static_resources.clusters.map((c: { name: string }) => (c.name === 'mcp-authz' ? rest : c)) } }, plain, 'nothing else differs');
+
+  const ctx = socket.typed_config;
+  const d = tlsDir();
+  const svc = await start({ tls: tlsConfig(d, { clientCaFile: join(d.dir, 'ca.crt') }) });
+  t.teardown(() => svc.stop());
+  const envoy = d.pki.client('envoy');
+  // A client set up as the example sets up Envoy: its SNI and ALPN, its certificate, the CA.
+  const socketToService = tlsConnect({ host: '127.0.0.1', port: svc.grpcPort, servername: ctx.sni, ALPNProtocols: ctx.common_tls_context.alpn_protocols, ca: d.pki.ca.cert, cert: envoy.cert, key: envoy.key, checkServerIdentity: () => undefined });
+  t.teardown(() => socketToService.destroy());
+  await once(socketToService, 'secureConnect');
+  t.true(socketToService.authorized, 'the served certificate chains to the trusted CA');
+  t.is(socketToService.alpnProtocol, 'h2', 'HTTP/2 agreed by ALPN, as gRPC needs');
+  const sans = (socketToService.getPeerCertificate().subjectaltname ?? '').split(', ');
+  const [{ san_type: type, matcher }] = ctx.common_tls_context.validation_context.match_typed_subject_alt_names;
+  t.true(sans.includes(`${type}:${matcher.exact}`), `the SAN Envoy checks is on the certificate: ${sans.join(', ')}`);
 });
