@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [go-mcp-server] [go-readers] [redis]
+# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [opa-envoy-plugin] [h2load] [envoy-validate] [compose] [promtool] [go-mcp-server] [go-readers] [redis]
 #        (no args: opa)
 #
 # node installs the pinned Node.js LTS into ./.tools/node (from the npm registry's
@@ -68,6 +68,24 @@ build_local() {
   need_go
   echo "install-tools: go build $2" >&2
   (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$out/.$name.tmp" .)
+  mv -f "$out/.$name.tmp" "$out/$name"
+  echo "$sum" > "$stamp"
+}
+
+# build_tool NAME DIR PKG: go build a program another module provides, at the version the
+# module in DIR pins (a `tool` line and the go.sum of its whole tree), into .build/bin/NAME.
+# The stamp is a hash of that go.mod and go.sum.
+build_tool() {
+  local name="$1" dir="$root/$2" pkg="$3" out="$root/.build/bin" sum
+  local stamp="$out/.$1.version"
+  mkdir -p "$out"
+  sum="$(cd "$dir" && sha256_of go.mod go.sum | sha256_of | cut -d' ' -f1)"
+  if [[ -x "$out/$name" && -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then
+    return 0
+  fi
+  need_go
+  echo "install-tools: go build $pkg (pinned by $2/go.mod)" >&2
+  (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$out/.$name.tmp" "$pkg")
   mv -f "$out/.$name.tmp" "$out/$name"
   echo "$sum" > "$stamp"
 }
@@ -222,6 +240,8 @@ for t in "${tools[@]}"; do
     opa-envoy-plugin) install_opa_envoy_plugin ;;
     h2load) install_h2load ;;
     envoy-validate) build_local envoy-validate test/envoy-validate ;;
+    # Docker Compose's own CLI (`docker-compose config` needs no engine): validates examples/compose.
+    compose) build_tool docker-compose test/compose-cli github.com/docker/compose/v5/cmd ;;
     promtool) install_promtool ;;
     go-mcp-server) build_local go-mcp-server test/e2e/go-mcp-server ;;
     go-readers) build_local go-readers test/readers/go ;;
