@@ -17,13 +17,14 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, stringify } from 'yaml';
 import { clientConstructors } from '../src/envoy/protos.js';
 import { validateConfig } from '../src/config/load.js';
 import { keysFile, mintKey } from './e2e/api-keys.js';
 import { checkRequest, deniedStatus, rpc, startTestService, type CheckResponse, type TestService } from './helpers/service.js';
 import { issue, testPki, type Issued, type TestPki } from './helpers/x509.js';
 import { until } from './helpers/policy.js';
+import { runCli } from './helpers/cli.js';
 
 const bob = mintKey({ id: 'bob-tls', name: 'Bob', userId: 'bob', role: 'user', permissions: ['tools:search'] });
 const SERVERS = ['lean', 'grpc-js'] as const;
@@ -262,6 +263,19 @@ test('the config says what TLS needs: mtls without a client CA, a client CA no p
   t.throws(v({ clientCaFile: 'ca', grpc: 'tls', extAuthzHttp: 'tls' }), { message: /tls\.clientCaFile: a client CA is set but no port asks for client certificates/ });
   t.like(v({ clientCaFile: 'ca' })().tls, { grpc: 'mtls', extAuthzHttp: 'mtls', http: 'off', certFile: '/etc/mcp-authz/c', clientCaFile: '/etc/mcp-authz/ca' });
   t.like(v({})().tls, { grpc: 'tls', extAuthzHttp: 'tls', http: 'off' });
+});
+
+test('serve --check-config loads the TLS files and says what serves what, or what is wrong with them', async (t) => {
+  const d = tlsDir();
+  const config = join(d.dir, 'config.yaml');
+  writeFileSync(config, stringify({ tls: tlsConfig(d, { clientCaFile: join(d.dir, 'ca.crt') }), endpoints: [] }));
+  const ok = await runCli(['serve', '--config', config, '--check-config']);
+  t.is(ok.code, 0, ok.stderr);
+  t.regex(ok.stdout, /^TLS: CN=mcp-authz \(DNS:localhost, IP Address:127\.0\.0\.1, .*\), expires \S+; gRPC mtls, HTTP off; client CA .*ca\.crt$/m);
+  d.install(d.pki.server(), d.pki.server().key);
+  const bad = await runCli(['serve', '--config', config, '--check-config']);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /^TLS: .*is not the private key of the certificate/m);
 });
 
 test('files that do not make a certificate stop start-up with what is wrong', async (t) => {

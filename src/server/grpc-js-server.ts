@@ -3,6 +3,7 @@
 // beside the service's own server (h2-grpc-server.ts), which is the default; loaded only
 // when chosen. TLS comes through grpc-js's certificate provider interface, fed by the
 // service's TLS files, so a reload reaches new connections as on the lean server.
+import { chmod } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { deny } from '../contracts/outcome.js';
@@ -15,7 +16,6 @@ import { processHandler } from './ext-proc-call.js';
 import type { GrpcListener, GrpcServerOptions } from './grpc-server.js';
 import { freeSocketPath, parseListenAddress } from './listen-address.js';
 import type { TlsFiles, TlsMaterial } from './tls-files.js';
-import { chmod } from 'node:fs/promises';
 
 export function createGrpcJsServer(opts: GrpcServerOptions, maxReceiveMessageBytes: number): GrpcListener {
   const { runtime } = opts;
