@@ -39,13 +39,16 @@ if (!Number.isFinite(min) || min < 0 || min > 100) {
 }
 const opa = opaPath();
 const paths = [src, ...(casesDir ? [`cases:${casesDir}`] : [])];
+// opa test's default 5 s per test fails the slowest ones by chance on a loaded machine: a
+// test's verdict must not depend on the machine's speed, so the bound is only a hang guard.
+const TIMEOUT = ['--timeout', '10m'];
 
 runOrExit(() => execFileSync(opa, ['check', '--strict', src], { stdio: 'inherit' }));
-const verbose = runOrExit(() => spawnSync(opa, ['test', ...paths], { stdio: 'inherit' }));
+const verbose = runOrExit(() => spawnSync(opa, ['test', ...TIMEOUT, ...paths], { stdio: 'inherit' }));
 if (verbose.error) runOrExit(() => { throw verbose.error; });
 if (verbose.status !== 0) process.exit(verbose.status ?? 1);
 
-const cov = JSON.parse(runOrExit(() => execFileSync(opa, ['test', '--coverage', ...paths], { encoding: 'utf8', maxBuffer: 64 << 20 })));
+const cov = JSON.parse(runOrExit(() => execFileSync(opa, ['test', ...TIMEOUT, '--coverage', ...paths], { encoding: 'utf8', maxBuffer: 64 << 20 })));
 let covered = 0;
 let total = 0;
 const lines = [];

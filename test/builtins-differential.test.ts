@@ -114,8 +114,10 @@ test('hashes, HMACs, hex, base64url and string builtins decide as opa eval', asy
 
 test('sprintf formats as Go fmt does through opa', async (t) => {
   const formats = ['%v', '%s', '%d', '%x', '%X', '%o', '%b', '%q', '%f', '%.2f', '%e', '%g', '%5d', '%-5d|', '%05d', '%t', '%T', '%%', '%v %v', '%s-%d', 'plain', '%8.3f', '%+d', '%x %X', '%10s|', '%-10s|', '%.3s', '%c', '%v%'];
-  const value = fc.oneof(fc.integer({ min: -100000, max: 100000 }), fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e12, max: 1e12 }), fc.string({ maxLength: 8 }), fc.boolean(), fc.constant(null), fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 3 }), fc.dictionary(fc.constantFrom('a', 'b', 'z'), fc.integer({ min: 0, max: 9 }), { maxKeys: 2 }), fc.constantFrom(1.5, 0.1, 1e6, 1e-7, 123456.789, 12345678901234567890n as unknown as number));
+  const value = fc.oneof(fc.integer({ min: -100000, max: 100000 }), fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e12, max: 1e12 }), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.string({ maxLength: 8 }), fc.boolean(), fc.constant(null), fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 3 }), fc.dictionary(fc.constantFrom('a', 'b', 'z'), fc.integer({ min: 0, max: 9 }), { maxKeys: 2 }), fc.constantFrom(1.5, 0.1, 1e6, 1e-7, 123456.789, 12345678901234567890n as unknown as number));
   const cases: Case[] = sample(fc.tuple(fc.constantFrom(...formats), fc.array(value, { maxLength: 3 })), 300).map(([f, a]) => ({ f: 'sprintf', a: [f, a.map((x) => (typeof x === 'bigint' ? Number(x) : x))] }));
+  // Every verb on the floats at the edges of float64: zero, subnormal, tiny, huge, a half.
+  for (const f of formats) for (const x of [0, 5e-324, -3.3452181591924376e-258, 1e300, 1e21, 2.5, -0.5, 0.125, 1.5e-7, 9.9999996e6]) cases.push({ f: 'sprintf', a: [f, [x]] });
   await compare(t, cases);
 });
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { validateConfig } from '../src/config/load.js';
 import type { Principal } from '../src/contracts/principal.js';
+import { headerNameMatches } from '../src/contracts/upstream-headers.js';
 import { identityHeaders } from '../src/pipeline/allow.js';
 import { DECISION_ID_KEY } from '../src/envoy/to-response.js';
 import { RECOMMENDED_EXT_PROC } from './e2e/stack.js';
@@ -101,12 +102,12 @@ test('the Istio envoyExtAuthzHttp provider is a valid MeshConfig extension provi
 
 /** The mcp-authz settings an example's header comment says to run with, as a config. */
 function namedSettings(file: string): Record<string, unknown> {
-  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => /^#\s+(listen|clientAddress):/.test(l));
+  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => /^#\s+(listen|clientAddress|extAuthzHttp):/.test(l));
   return parse(lines.map((l) => l.replace(/^#\s+/, '')).join('\n')) as Record<string, unknown>;
 }
 
 // Headers the service reads or removes, which Envoy must forward for it to see them.
-const READ_HEADERS = ['authorization', 'x-api-key', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'mcp-param-region', 'content-encoding', 'content-type', 'x-forwarded-for', 'x-mcp-user-id', 'x_mcp_user_id'];
+const READ_HEADERS = ['authorization', 'x-api-key', 'cookie', 'origin', 'sec-fetch-site', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'mcp-param-region', 'content-encoding', 'content-type', 'x-forwarded-for', 'x-mcp-user-id', 'x_mcp_user_id'];
 
 test('both HTTP examples forward every header the service reads, pass its identity headers upstream, and name settings that load', (t) => {
   const envoy = parse(readFileSync(ENVOY_HTTP, 'utf8'));
@@ -114,17 +115,23 @@ test('both HTTP examples forward every header the service reads, pass its identi
   const authz = hcm.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_authz').typed_config;
   const regexes = authz.allowed_headers.patterns.map((p: { safe_regex?: { regex: string } }) => new RegExp(`^(?:${p.safe_regex!.regex})$`));
   for (const h of READ_HEADERS) t.true(regexes.some((r: RegExp) => r.test(h)), `Envoy forwards ${h}`);
-  const upstream = authz.http_service.authorization_response.allowed_upstream_headers.patterns.map((p: { prefix: string }) => p.prefix);
+  // What Envoy copies upstream is exactly what the service is told it copies (extAuthzHttp.upstreamHeaders):
+  // the identity headers and the Cookie header without the session cookie; nothing is appended.
+  const response = authz.http_service.authorization_response;
+  t.is(response.allowed_upstream_headers_to_append, undefined);
+  const upstream = response.allowed_upstream_headers.patterns.map((p: { prefix?: string; exact?: string }) => (p.prefix !== undefined ? `${p.prefix}*` : p.exact));
   const identity = identityHeaders({ id: 'k1', method: 'api_key', userId: 'alice', keyId: 'k1' } as Principal).map((h) => h.name);
   t.true(identity.length >= 4);
-  for (const h of identity) t.true(upstream.some((p: string) => h.startsWith(p)), `Envoy passes ${h} upstream`);
+  for (const h of [...identity, 'cookie']) t.true(upstream.some((p: string) => headerNameMatches(p, h)), `Envoy passes ${h} upstream`);
+  t.deepEqual(validateConfig(namedSettings(ENVOY_HTTP), ENVOY_HTTP, ROOT, {}).extAuthzHttp.upstreamHeaders, upstream, 'extAuthzHttp.upstreamHeaders names what allowed_upstream_headers copies');
   t.true(hcm.use_remote_address, 'Envoy appends the client address that trustedHops: 1 reads');
 
   const provider = parse(readFileSync(MESH_HTTP, 'utf8')).spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp;
   // Istio's header patterns: exact, "prefix*" or "*suffix".
   const istioMatch = (pattern: string, h: string) => (pattern.endsWith('*') ? h.startsWith(pattern.slice(0, -1)) : pattern.startsWith('*') ? h.endsWith(pattern.slice(1)) : h === pattern);
   for (const h of READ_HEADERS) t.true(provider.includeRequestHeadersInCheck.some((p: string) => istioMatch(p, h)), `Istio forwards ${h}`);
-  for (const h of identity) t.true(provider.headersToUpstreamOnAllow.some((p: string) => istioMatch(p, h)), `Istio passes ${h} upstream`);
+  for (const h of [...identity, 'cookie']) t.true(provider.headersToUpstreamOnAllow.some((p: string) => istioMatch(p, h)), `Istio passes ${h} upstream`);
+  t.deepEqual(validateConfig(namedSettings(MESH_HTTP), MESH_HTTP, ROOT, {}).extAuthzHttp.upstreamHeaders, provider.headersToUpstreamOnAllow, 'extAuthzHttp.upstreamHeaders names what headersToUpstreamOnAllow copies');
 
   for (const [file, port] of [[ENVOY_HTTP, 9292], [MESH_HTTP, provider.port]] as const) {
     const settings = namedSettings(file);

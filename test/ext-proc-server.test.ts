@@ -166,3 +166,42 @@ test('an mTLS workload is identified by the peer URI SAN Envoy sends as an attri
   const none = await call('search', { headers: [['x-forwarded-client-cert', `URI=${PLANNER}`], ['x-spiffe-id', PLANNER]] });
   t.is(immediateStatus(none.answers.find((a) => a.immediate_response)!.immediate_response), 401, 'a header never names the workload');
 });
+
+test('a list call whose id servers would echo as another value (1e400, read as Infinity and echoed as null) is refused as a JSON-RPC Invalid Request', async (t) => {
+  for (const id of ['1e400', '-1e400', '9007199254740993', '1e300']) {
+    const body = `{"jsonrpc":"2.0","id":${id},"method":"tools/list"}`;
+    const { answers } = await viaExtProc({ path: '/mcp/files', body, headers: [['x-api-key', bob.key]] });
+    const im = answers.at(-1)!.immediate_response;
+    t.truthy(im, `${id}: ${JSON.stringify(answers)}`);
+    t.is(immediateStatus(im), 400, id);
+    t.like(JSON.parse(im.body.toString('utf8')), { jsonrpc: '2.0', error: { code: -32600 } }, id);
+    t.is(im.details, 'mcp_authz_invalid_request_id');
+    const check = await viaCheck({ path: '/mcp/files', body, headers: [['x-api-key', bob.key]] });
+    t.is(deniedStatus(check), 400, `${id} through Check`);
+  }
+  // Ids every reader echoes as the same value still pass.
+  for (const id of ['9007199254740991', '-0', '1.0', '1e2', '"1e400"']) {
+    const body = `{"jsonrpc":"2.0","id":${id},"method":"tools/list"}`;
+    const { answers } = await viaExtProc({ path: '/mcp/files', body, headers: [['x-api-key', bob.key]] });
+    t.falsy(answers.some((a) => a.immediate_response), id);
+  }
+});
+
+test('a list result the filter cannot match to a list call of the request (a null id, another id) is withheld and counted by reason', async (t) => {
+  const metric = async () => sample((await svc.http('/metrics')).text, 'mcp_authz_list_withheld_total', { endpoint: 'files', reason: 'unmatched_response' }) ?? 0;
+  const before = await metric();
+  for (const echoed of ['null', '4', '"3 "']) {
+    const body = rpc('tools/list', undefined, 3);
+    const { answers, status } = await processExchange(address(), [
+      requestHeaders({ path: '/mcp/files', headers: [['x-api-key', bob.key]], body }),
+      requestBody(body),
+      responseHeaders(200, [['content-type', 'application/json']]),
+      responseBody(`{"jsonrpc":"2.0","id":${echoed},"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}`, true),
+    ]);
+    t.is(status.code, 0);
+    const sent = answers[3]!.response_body.response.body_mutation.body.toString('utf8');
+    t.false(sent.includes('delete_repo'), echoed);
+    t.like(JSON.parse(sent), { id: 3, error: { code: -32603, data: { reason: echoed === '"3 "' ? 'ambiguous_response' : 'unmatched_response' } } }, echoed);
+  }
+  t.is(await metric(), before + 2);
+});

@@ -112,10 +112,10 @@ test('no credential is 401 with the Check deny body, supported methods included'
   t.true(Array.isArray(body.supported_methods));
 });
 
-test('an API key in the query is removed by rewriting :path, keeping every other parameter as sent', async (t) => {
-  const { decision } = await decided(rt, { path: `/mcp/files?x=1&api_key=${bob.key}&y=a%20b+c&z`, body: rpc('ping') });
+test('an API key in the query is removed by rewriting :path to what Envoy\'s ext_authz writes back: the other parameters, by name', async (t) => {
+  const { decision } = await decided(rt, { path: `/mcp/files?z&x=1&api_key=${bob.key}&y=a%20b+c`, body: rpc('ping') });
   const m = common(only(decision))!.header_mutation!;
-  t.is(setHeaders(m)[':path'], '/mcp/files?x=1&y=a%20b+c&z');
+  t.is(setHeaders(m)[':path'], '/mcp/files?x=1&y=a%20b+c&z=');
   t.is(setHeaders(m)['x-mcp-principal'], 'bob-cli');
 });
 
@@ -390,4 +390,40 @@ test('the source.address attribute is the client address of the limits: one clie
   for (let i = 0; i < 3; i++) await attempt('10.0.0.1:1000', wrong);
   t.is(await attempt('10.0.0.1:2000', bob.key), 429, 'the same address on another port is the same client');
   t.is(await attempt('10.0.0.2:1000', bob.key), 200);
+});
+
+test.serial('a GET event stream is read as it streams: notifications and server requests pass byte for byte, a list result on it is withheld, an endpoint event ends it', async (t) => {
+  listed.length = 0;
+  // An ordinary Streamable HTTP GET stream: asked for STREAMED, passed through unchanged.
+  const plain = await decided(rt, { key: bob.key, method: 'GET', headers: [['accept', 'text/event-stream']] });
+  const head = only(await plain.s.onMessage(responseHeaders(200, [['content-type', 'text/event-stream'], ['content-length', '100']])));
+  t.deepEqual(head.mode_override, { request_body_mode: 'BUFFERED', response_body_mode: 'STREAMED' });
+  t.deepEqual(common(head)!.header_mutation!.remove_headers, ['content-length']);
+  const events = `data: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' })}\n\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'roots/list' })}\n\n`;
+  const passed = only(await plain.s.onMessage(responseBody(events, false)));
+  t.is(Buffer.from(common(passed)!.body_mutation!.body).toString(), events);
+  t.true(await plain.s.onEnd());
+  t.is(listed.length, 0, 'a stream with nothing withheld is not reported');
+
+  // A list result on a GET stream answers no request the service saw: withheld, the stream failed.
+  const sneaky = await decided(rt, { key: bob.key, method: 'GET' });
+  only(await sneaky.s.onMessage(responseHeaders(200, [['content-type', 'text/event-stream; charset=utf-8']])));
+  const step = await sneaky.s.onMessage(responseBody(`data: ${JSON.stringify(toolsResult(3))}\n\n`, false));
+  t.truthy(step.fail);
+  t.false(Buffer.from(common(only(step))!.body_mutation!.body).toString().includes('delete_repo'));
+  t.like(listed.at(-1), { result: 'withheld', reason: 'unmatched_response' });
+
+  // The 2024-11-05 HTTP+SSE transport: the endpoint event never leaves.
+  const legacy = await decided(rt, { key: bob.key, method: 'GET', path: '/mcp/files/sse' });
+  only(await legacy.s.onMessage(responseHeaders(200, [['content-type', 'text/event-stream']])));
+  const end = await legacy.s.onMessage(responseBody('event: endpoint\ndata: /mcp/files/messages?sessionId=1\n\n', false));
+  t.regex(end.fail!.details, /legacy_sse_transport/);
+  t.is(Buffer.from(common(only(end))!.body_mutation!.body).length, 0);
+  t.like(listed.at(-1), { result: 'withheld', reason: 'legacy_sse_transport', methods: [] });
+
+  // Other GET answers, and streams of POSTs without list calls, are not read.
+  const json = await decided(rt, { key: bob.key, method: 'GET' });
+  t.is(only(await json.s.onMessage(responseHeaders(405, [['content-type', 'application/json']]))).mode_override, undefined);
+  const call = await decided(rt, { key: bob.key, body: rpc('tools/call', 1, { name: 'search' }) });
+  t.is(only(await call.s.onMessage(responseHeaders(200, [['content-type', 'text/event-stream']]))).mode_override, undefined);
 });

@@ -17,6 +17,7 @@ import { stringify } from 'yaml';
 const alice = mintKey({ id: 'alice-laptop', name: 'Alice', userId: 'alice', role: 'user', permissions: ['tools:search'] });
 const shared = mintKey({ id: 'shared', name: 'Shared', role: 'user', permissions: ['*'] });
 const RESOURCE = 'https://mcp.example.com/mcp/tokens';
+const WEB = 'https://mcp.example.com/mcp/web';
 const PREFIX = '/authz';
 
 interface Answer {
@@ -61,6 +62,7 @@ test.before(async () => {
         { name: 'alice', match: { pathPrefix: '/mcp/alice' }, owner: 'alice', auth: { apiKey: true, oauth: false } },
         { name: 'tokens', match: { pathPrefix: '/mcp/tokens' }, auth: { apiKey: true, oauth: true }, resource: RESOURCE },
         { name: 'lock', match: { pathPrefix: '/mcp/lock' }, auth: { apiKey: true, oauth: false } },
+        { name: 'web', match: { pathPrefix: '/mcp/web' }, auth: { apiKey: false, oauth: false, jwtCookie: 'mcp_session' }, resource: WEB, allowedOrigins: ['https://dash.example.com'] },
       ],
     },
     { files: { 'keys.yaml': keysFile([alice, shared]) } },
@@ -131,6 +133,35 @@ test('a key in the query cannot be removed by Envoy over HTTP: 400 query_not_rem
   t.deepEqual(grpc.ok_response?.query_parameters_to_remove, ['api_key']);
   const h = await envoyForward(port(), { path: '/mcp/keysq', headers: [['x-api-key', alice.key]], body: rpc('tools/list') });
   t.is(h.status, 200);
+});
+
+test('a session cookie beside other cookies is refused (header_not_forwardable) when the filter is not declared to copy Cookie upstream, and removed whole when alone', async (t) => {
+  // extAuthzHttp.upstreamHeaders is the default, ["x-mcp-*"]: Envoy would drop the rewritten
+  // Cookie header and pass the client's, session JWT included.
+  const token = await idp.sign({ sub: 'alice', aud: WEB, scope: 'tools:search' });
+  const browser: [string, string][] = [['origin', 'https://dash.example.com'], ['sec-fetch-site', 'same-site']];
+  const mixed = await envoyForward(port(), { path: '/mcp/web', headers: [...browser, ['cookie', `theme=dark; mcp_session=${token}`]], body: rpc('tools/call', { name: 'search' }) });
+  t.is(mixed.status, 500, mixed.body);
+  t.is(json(mixed).error, 'header_not_forwardable');
+  t.regex(String(json(mixed).error_description), /cookie/);
+  t.false(mixed.body.includes(token));
+  const alone = await envoyForward(port(), { path: '/mcp/web', headers: [...browser, ['cookie', `mcp_session=${token}`]], body: rpc('tools/call', { name: 'search' }) });
+  t.is(alone.status, 200, alone.body);
+  t.true(String(alone.headers['x-envoy-auth-headers-to-remove']).split(',').includes('cookie'));
+  t.is(alone.headers.cookie, undefined);
+});
+
+test('extAuthzHttp.upstreamHeaders must cover the identity headers, in lower case', (t) => {
+  const load = (upstreamHeaders: unknown) => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-http-'));
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, stringify({ listen: { extAuthzHttp: '127.0.0.1:0' }, clientAddress: { from: 'x-forwarded-for', trustedHops: 1 }, extAuthzHttp: { upstreamHeaders } }));
+    return () => loadConfigFile(file, {});
+  };
+  t.notThrows(load(['x-mcp-*', 'cookie', 'x-tenant']));
+  t.throws(load(['cookie']), { message: /identity headers/ });
+  t.throws(load(['x-mcp-user-id', 'x-mcp-principal']), { message: /identity headers/ });
+  t.throws(load(['X-MCP-*']), { message: /lower-case/ });
 });
 
 test('a discovery document cannot be answered in place over HTTP: 404 discovery_not_routed', async (t) => {

@@ -11,7 +11,10 @@ import { toRequest, type WireCheckRequest } from '../src/envoy/to-request.js';
 import { normalizeResourceUri } from '../src/request/normalize-resource-uri.js';
 import { parseMcp } from '../src/request/json-rpc.js';
 import { RequestRejected } from '../src/contracts/request-rejected.js';
-import { GoJsonReader, goFoldTable } from './e2e/go-mcp-server.js';
+import { listCallsOf } from '../src/extproc/list-calls.js';
+import { filterJsonBody } from '../src/response/list-filter.js';
+import { GoJsonReader, goFoldTable, goMcpServerPath } from './e2e/go-mcp-server.js';
+import { LineReader, pythonReader } from './helpers/line-readers.js';
 import { decodeGo, goFold, parseTree, readGo, readJs, readPython, type CallReading, type Reading, type Tree } from './helpers/json-readers.js';
 import { checkRequest } from './helpers/service.js';
 
@@ -292,4 +295,92 @@ test('the Go model reads bodies as Go\'s encoding/json does', async (t) => {
     if (!same(model, real)) t.fail(`${b.text}\nmodel: ${JSON.stringify(model)}\nGo:    ${JSON.stringify(real)}`);
   }
   t.true(parsed > 300, `Go parsed ${parsed} of ${samples.length}`);
+});
+
+// ---------------------------------------------------------------- request ids
+
+// A list result is matched to its call by the id the server echoes. The id is read by the
+// service (JSON.parse) and by the server in its own language, written back by the server, and
+// the echo read by the service again: what the service matches must be what every server
+// echoes. The generator aims at numbers readers hold differently — beyond a 64-bit float,
+// integers past 2^53, -0, 1.0 against 1, exponents, long mantissas — and at strings that look
+// like numbers.
+
+/** The JSON text of an id. */
+const idText: fc.Arbitrary<string> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc
+      .tuple(
+        fc.constantFrom('', '', '-'),
+        fc.oneof(fc.constant('0'), fc.tuple(fc.integer({ min: 1, max: 9 }), fc.stringMatching(/^[0-9]{0,25}$/)).map(([d, rest]) => `${d}${rest}`)),
+        fc.option(fc.stringMatching(/^[0-9]{1,20}$/), { nil: undefined }),
+        fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), fc.integer({ min: 0, max: 420 })), { nil: undefined }),
+      )
+      .map(([sign, int, frac, exp]) => `${sign}${int}${frac === undefined ? '' : `.${frac}`}${exp === undefined ? '' : `${exp[0]}${exp[1]}${exp[2]}`}`),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(
+      '1e400', '-1e400', '1E+400', '1e-400', '9007199254740991', '-9007199254740991', '9007199254740992', '9007199254740993',
+      '18446744073709551616', '-0', '-0.0', '0e0', '1.0', '1e2', '1E+2', '4.9e-324', '1.7976931348623157e308', '1.7976931348623159e308',
+      '0.30000000000000000001', '123456789012345678901234567890',
+    ),
+  },
+  { weight: 2, arbitrary: fc.oneof(fc.constantFrom('1', '1.0', '-0', '1e400', ' 1', 'null'), fc.string({ maxLength: 8 })).map((x) => JSON.stringify(x)) },
+);
+
+interface Echo {
+  ok: boolean;
+  echo?: string;
+}
+
+test('whatever id mcp-authz accepts on a list call, JavaScript, Python and Go servers echo as an id the filter matches to it; no echo ever passes a hidden item', async (t) => {
+  const python = pythonReader<Echo>('echo-id');
+  const go = new LineReader<Echo>(goMcpServerPath(), ['echo-id']);
+  t.teardown(() => {
+    python.close();
+    go.close();
+  });
+  const counts = new Map<string, number>();
+  const count = (what: string) => counts.set(what, (counts.get(what) ?? 0) + 1);
+  const ids = fc.sample(idText, { numRuns: 1500, seed: 20241105 });
+  for (const id of ids) {
+    const body = `{"jsonrpc":"2.0","id":${id},"method":"tools/list"}`;
+    let accepted = true;
+    try {
+      parseMcp(body, true, {});
+    } catch (err) {
+      if (!(err instanceof RequestRejected)) throw err;
+      t.is(err.code, 'invalid_request_id', id);
+      accepted = false;
+    }
+    count(accepted ? 'accepted' : 'refused');
+    const echoes: Record<string, Echo> = {
+      js: { ok: true, echo: JSON.stringify((JSON.parse(body) as { id: unknown }).id) },
+      python: await python.read(body),
+      go: await go.read(body),
+    };
+    const values = new Set(Object.values(echoes).map((e) => (e.ok ? e.echo : 'unread')));
+    if (values.size > 1) count(accepted ? 'echoed differently, accepted' : 'echoed differently, refused');
+    if (echoes.js.echo === 'null') count('echoed as null by JavaScript');
+    // The list call the service would filter for; a refused request never reaches the upstream.
+    const calls = listCallsOf(JSON.parse(body));
+    if (calls === undefined) {
+      t.fail(`${id}: not read as a list call`);
+      continue;
+    }
+    for (const [server, e] of Object.entries(echoes)) {
+      if (!e.ok) continue; // the server could not read the id: it answers an error, never the list
+      const response = `{"jsonrpc":"2.0","id":${e.echo},"result":{"tools":[{"name":"visible"},{"name":"hidden"}]}}`;
+      const r = filterJsonBody(response, calls, () => (item) => item.key === 'visible');
+      if (r.ok) t.false(r.body.includes('hidden'), `${id} echoed by ${server} as ${e.echo}: the hidden item passed`);
+      if (accepted) t.true(r.ok && r.changed, `${id} echoed by ${server} as ${e.echo}: ${r.ok ? 'not matched' : r.code}`);
+    }
+  }
+  t.log(Object.fromEntries([...counts].sort()));
+  t.true((counts.get('accepted') ?? 0) >= 600, 'most ids are accepted');
+  t.true((counts.get('refused') ?? 0) >= 100, 'the generator reaches the ids that are refused');
+  t.true((counts.get('echoed as null by JavaScript') ?? 0) >= 20, 'and the ones JavaScript echoes as null');
+  t.true((counts.get('echoed differently, accepted') ?? 0) >= 50, 'accepted ids are echoed in other forms (1.0, 1e2, -0), which still match');
 });

@@ -74,6 +74,14 @@ const wrongTypes: [string, string][] = [
   ['a deny status outside 400-599', 'decision := {"allow": false, "status": 200}'],
   ['a header value with CRLF', 'decision := {"allow": true, "headers": {"x-a": "b\\r\\nx-evil: 1"}}'],
   ['an invalid header name', 'decision := {"allow": true, "headers": {"bad name": "v"}}'],
+  ['a header value with another control character', 'decision := {"allow": true, "headers": {"x-a": "b\\u0001"}}'],
+  ['a header value with DEL', 'decision := {"allow": true, "headers": {"x-a": "b\\u007f"}}'],
+  ['host set, which ext_proc ignores and ext_authz applies', 'decision := {"allow": true, "headers": {"Host": "evil.example.com"}}'],
+  ['an x-envoy-* header set', 'decision := {"allow": true, "headers": {"x-envoy-original-path": "/admin"}}'],
+  ['a framing header set', 'decision := {"allow": true, "headers": {"content-length": "0"}}'],
+  ['a hop-by-hop header in a response', 'decision := {"allow": true, "response_headers": {"connection": "close"}}'],
+  ['an x-envoy-* header removed', 'decision := {"allowed": true, "request_headers_to_remove": ["X-Envoy-Expected-Rq-Timeout-Ms"]}'],
+  ['host removed', 'decision := {"allowed": true, "request_headers_to_remove": ["host"]}'],
   ['opa-envoy-plugin allowed as a string', 'decision := {"allowed": "yes"}'],
 ];
 for (const [what, rule] of wrongTypes) {
@@ -84,6 +92,12 @@ for (const [what, rule] of wrongTypes) {
     t.is(!d.allow && d.deny.code, 'policy_error');
   });
 }
+
+test('a tab, spaces and non-ASCII text are header values every transport carries alike', async (t) => {
+  const a = await decide('package mcp.authz\ndecision := {"allow": true, "headers": {"x-note": "a\\tb c é東"}}\n');
+  t.true(a.allow);
+  t.deepEqual(a.allow && a.result.headers, [{ name: 'x-note', value: 'a\tb c é東', append: false }]);
+});
 
 test('the object decision maps status, error, description and headers', async (t) => {
   const d = await decide('package mcp.authz\ndecision := {"allow": false, "status": 429, "error": "slow_down", "error_description": "later", "headers": {"Retry-After": "5"}}\n');

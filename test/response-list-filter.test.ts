@@ -89,7 +89,7 @@ test('a filtered result that carries cache fields is marked private; one without
 test('a body that answers no listed call, an error answer and an empty body pass byte for byte', (t) => {
   const c = calls([[1, 'tools/list']]);
   for (const body of [
-    ' {"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"x"}]}} ',
+    ' {"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"x"}]}} ',
     '{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}',
     '{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}',
     '',
@@ -124,6 +124,24 @@ test('responses that readers could read differently fail closed', (t) => {
     ['[{"jsonrpc":"2.0","id":1,"result":{"tools":[]}},{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_repo"}]}}]', 'ambiguous_response'],
   ];
   for (const [body, code] of cases) t.is(failed(filterJsonBody(body, c, () => () => false)).code, code, body);
+});
+
+test('a list result the filter cannot match to a listed call fails closed, under any spelling of its list member', (t) => {
+  const c = calls([[1, 'tools/list']]);
+  for (const body of [
+    '{"jsonrpc":"2.0","id":null,"result":{"tools":[{"name":"delete_repo"}]}}',
+    '{"jsonrpc":"2.0","id":2,"result":{"tools":[]}}',
+    '{"jsonrpc":"2.0","id":2,"result":{"TOOLS":[{"name":"delete_repo"}]}}',
+    '{"jsonrpc":"2.0","id":2,"result":{"resourceTemplates":[{"uriTemplate":"db://{t}"}]}}',
+    '{"jsonrpc":"2.0","result":{"prompts":[{"name":"secret"}]}}',
+    '[{"jsonrpc":"2.0","id":1,"result":{"tools":[]}},{"jsonrpc":"2.0","id":null,"result":{"resources":[{"uri":"file:///etc/shadow"}]}}]',
+  ]) {
+    t.is(failed(filterJsonBody(body, c, () => () => true)).code, 'unmatched_response', body);
+  }
+  // An unmatched answer that is not a list, and an error under an unmatched id, still pass.
+  for (const body of ['{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request"}}', '{"jsonrpc":"2.0","id":2,"result":{"tool":"x"}}']) {
+    t.is(ok(filterJsonBody(body, c, () => () => false)).body, body);
+  }
 });
 
 test('a withheld list is a JSON-RPC error for each listed call, a batch when the request was one', (t) => {

@@ -89,8 +89,8 @@ test('a notification is forwarded as soon as its event is complete, before the r
 
 test('a response to another call, an error answer and events of other types pass unchanged', (t) => {
   const stream = [
-    `data: ${JSON.stringify({ jsonrpc: '2.0', id: 2, result: { tools: [{ name: 'delete_repo' }] } })}\n\n`,
-    `event: endpoint\ndata: /messages?x=1\n\n`,
+    `data: ${JSON.stringify({ jsonrpc: '2.0', id: 2, result: { content: [{ type: 'text', text: 'delete_repo' }] } })}\n\n`,
+    `event: note\ndata: /messages?x=1\n\n`,
     `data: ${JSON.stringify({ jsonrpc: '2.0', id: 1, error: { code: -32601, message: 'no' } })}\n\n`,
     `id: 5\n\n`,
     `data:\n\n`,
@@ -98,6 +98,16 @@ test('a response to another call, an error answer and events of other types pass
   const r = run([stream]);
   t.true(r.ok);
   t.is(r.out.toString(), stream);
+});
+
+test('an endpoint event (the 2024-11-05 HTTP+SSE transport) ends the stream before it, in any spelling a lenient reader takes', (t) => {
+  for (const type of ['endpoint', 'Endpoint', ' endpoint ']) {
+    const before = `data: ${progress(1)}\n\n`;
+    const r = run([before, `event:${type}\ndata: /messages?sessionId=abc\n\n`, `data: ${JSON.stringify(LIST_RESULT)}\n\n`]);
+    t.false(r.ok, type);
+    t.is(r.code, 'legacy_sse_transport', type);
+    t.is(r.out.toString(), before, `${type}: only the events before it pass`);
+  }
 });
 
 test('an event larger than the bound fails closed, after the events before it', (t) => {
@@ -144,6 +154,9 @@ test('events lenient readers could take for the result fail closed', (t) => {
     [`data: ${result.slice(0, -1)},"result":{"tools":[]}}\n\n`, 'duplicate_json_key'],
     [`data: ${result.replace('"search"}', '"search","n":NaN}')}\n\n`, 'invalid_json'],
     [`data: ${result}\n\ndata: ${result}\n\n`, 'ambiguous_response'],
+    [`data: ${result.replace('"id":1', '"id":null')}\n\n`, 'unmatched_response'],
+    [`data: ${result.replace('"id":1', '"id":7')}\n\n`, 'unmatched_response'],
+    [`event: note\ndata: ${result.replace('"id":1', '"id":7').replace('"tools"', '"Tools"')}\n\n`, 'ambiguous_response'],
   ];
   for (const [stream, code] of cases) {
     const r = run([stream]);
@@ -157,7 +170,7 @@ test('events lenient readers could take for the result fail closed', (t) => {
 const lineEnd = fc.constantFrom('\n', '\r\n', '\r');
 const other = fc.oneof(
   fc.nat({ max: 100 }).map((n) => ({ data: progress(n) })),
-  fc.nat({ max: 100 }).map((n) => ({ data: JSON.stringify({ jsonrpc: '2.0', id: n + 2, result: { tools: [{ name: 'delete_repo' }] } }) })),
+  fc.nat({ max: 100 }).map((n) => ({ data: JSON.stringify({ jsonrpc: '2.0', id: n + 2, result: { content: [{ type: 'text', text: 'delete_repo' }] } }) })),
   fc.constant({ data: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) }),
   fc.string({ maxLength: 10 }).map((s) => ({ event: 'note', data: s.replace(/[\r\n]/g, ' ') })),
   fc.constant({ comment: 'keep-alive' }),

@@ -19,10 +19,12 @@
 //                  `failure_mode_allow: false` and the default `status_on_error`.
 //   denied         the denied_response status (403 when unset), its headers (`append`
 //                  defaults to false: replace) and its body, to the client; nothing upstream.
-//   allowed        ok_response.headers (append defaults to false: replace; `append_action`
-//                  honoured), headers_to_remove, query_parameters_to_set/_to_remove, then
-//                  the request goes upstream; response_headers_to_add are set on the
-//                  upstream's response, which is streamed back (SSE is piped, not buffered).
+//   allowed        ok_response.headers, headers_to_remove and query_parameters_to_remove
+//                  applied as envoy-apply.ts's applyCheckOk models the filter (append
+//                  defaults to false: replace; removals after the sets; the query rebuilt as
+//                  Envoy rebuilds it), then the request goes upstream with its path as is;
+//                  response_headers_to_add are set on the upstream's response, which is
+//                  streamed back (SSE is piped, not buffered).
 //
 // Every request is recorded (method, path, status) so tests can assert what reached it.
 import { randomUUID } from 'node:crypto';
@@ -30,6 +32,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { clientConstructors, packageDefinitions } from '../../src/envoy/protos.js';
+import { applyCheckOk } from './envoy-apply.js';
 
 export interface ProxyOptions {
   /** Envoy's with_request_body.max_request_bytes. */
@@ -129,20 +132,18 @@ export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAu
           return answer(status || 403, out, d?.body ?? '');
         }
 
+        // The allow applied as Envoy's ext_authz filter applies it (test/e2e/envoy-apply.ts).
+        const allowed = applyCheckOk({ path: req.url ?? '/', headers: Object.entries(headers).filter(([k]) => !k.startsWith(':')) }, ok);
         const forward: Record<string, string[]> = {};
-        for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':')) forward[k] = [v];
-        applyHeaderOptions(forward, ok.headers ?? []);
-        for (const name of ok.headers_to_remove ?? []) delete forward[name.toLowerCase()];
-        const url = new URL(req.url ?? '/', upstream);
-        for (const { key, value } of ok.query_parameters_to_set ?? []) url.searchParams.set(key, value);
-        for (const name of ok.query_parameters_to_remove ?? []) url.searchParams.delete(name);
-        forward.host = [req.headers.host ?? url.host];
+        for (const [k, v] of allowed.headers) (forward[k] ??= []).push(v);
+        forward.host = [req.headers.host ?? upstream.host];
         if (body.length) forward['content-length'] = [String(body.length)];
         for (const h of HOP_BY_HOP) delete forward[h];
 
         record.forwarded = true;
         const outgoing = Object.fromEntries(Object.entries(forward).map(([k, v]) => [k, v.length === 1 ? v[0]! : v]));
-        const up = http.request(url, { method: req.method, headers: outgoing, agent: upstreamAgent }, (upRes) => {
+        const target = { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, path: allowed.path };
+        const up = http.request({ ...target, method: req.method, headers: outgoing, agent: upstreamAgent }, (upRes) => {
           const out: Record<string, string[]> = {};
           for (let i = 0; i < upRes.rawHeaders.length; i += 2) {
             const k = upRes.rawHeaders[i]!.toLowerCase();

@@ -78,6 +78,7 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { envoyIncludeDirs, loaderOptions } from '../../src/envoy/protos.js';
+import { applyExtProcMutation } from './envoy-apply.js';
 
 export type HeaderSendMode = 'DEFAULT' | 'SEND' | 'SKIP';
 export type BodySendMode = 'NONE' | 'STREAMED' | 'BUFFERED' | 'BUFFERED_PARTIAL';
@@ -190,7 +191,6 @@ type Answer =
   | { kind: 'error'; status: number; details: string };
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 const REAL_TIMERS: ProxyTimers = { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(h as NodeJS.Timeout) };
 
 let loaded: { Client: grpc.ServiceClientConstructor; definition: grpc.ServiceDefinition; statusCodes: Map<string, number> } | undefined;
@@ -638,37 +638,13 @@ class Exchange {
   }
 
   private headerMap(headers: HeaderList) {
-    return { headers: headers.map(([key, v]) => (this.config.rawValues ? { key, raw_value: Buffer.from(v, 'utf8') } : { key, value: v })) };
+    // Values are bytes (Latin-1 text, as node:http hands them over): raw_value carries them as they are.
+    return { headers: headers.map(([key, v]) => (this.config.rawValues ? { key, raw_value: Buffer.from(v, 'latin1') } : { key, value: Buffer.from(v, 'latin1').toString('utf8') })) };
   }
 
-  /** Applies a HeaderMutation as Envoy's ext_proc filter does; returns an error text when Envoy would fail. */
+  /** Applies a HeaderMutation as Envoy's ext_proc filter does (test/e2e/envoy-apply.ts); returns an error text when Envoy would fail. */
   private mutate(headers: HeaderList, m: WireHeaderMutation | undefined, skipContentLength: boolean): string | undefined {
-    if (!m) return undefined;
-    for (const raw of m.remove_headers ?? []) {
-      const name = raw.toLowerCase();
-      if (!validName(name)) return 'Invalid character in remove_headers mutation.';
-      if (name.startsWith(':') || name === 'host' || name.startsWith('x-envoy')) continue;
-      removeHeader(headers, name);
-    }
-    for (const o of m.set_headers ?? []) {
-      const h = o.header;
-      if (!h) continue;
-      const name = (h.key ?? '').toLowerCase();
-      if (skipContentLength && name === 'content-length') continue;
-      const raw = h.raw_value && h.raw_value.length > 0 ? h.raw_value : undefined;
-      if (raw && h.value) return 'Only one of value or raw_value in the HeaderValue message should be set.';
-      const value = this.config.rawValues ? (raw?.toString('utf8') ?? '') : (h.value ?? '');
-      if (!validName(name) || /[\0\r\n]/.test(value)) return 'Invalid character in set_headers mutation.';
-      if (name === ':method' || name === ':authority' || name === ':scheme' || name === 'host' || name.startsWith('x-envoy')) continue;
-      if (name === ':status' && !/^[1-5][0-9][0-9]$/.test(value)) return `Invalid :status ${value}`;
-      if (o.append?.value === true) headers.push([name, value]);
-      else {
-        const at = headers.findIndex(([k]) => k === name);
-        removeHeader(headers, name);
-        headers.splice(at < 0 ? headers.length : at, 0, [name, value]);
-      }
-    }
-    return undefined;
+    return applyExtProcMutation(headers, m, { rawValues: this.config.rawValues, skipContentLength });
   }
 }
 
@@ -703,10 +679,6 @@ function getHeader(headers: HeaderList, name: string): string | undefined {
 
 function removeHeader(headers: HeaderList, name: string): void {
   for (let i = headers.length - 1; i >= 0; i--) if (headers[i]![0] === name) headers.splice(i, 1);
-}
-
-function validName(name: string): boolean {
-  return TOKEN.test(name.startsWith(':') ? name.slice(1) : name);
 }
 
 /** The body after a BodyMutation, or undefined when the answer leaves it alone. */

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { trimSlash } from '../contracts/trim-slash.js';
 import { isSpiffePattern } from '../contracts/spiffe-id.js';
+import { IDENTITY_HEADER_NAMES, headerNameMatches } from '../contracts/upstream-headers.js';
 import { canonicalOrigin } from '../contracts/web-origin.js';
 import { ArgumentRulesSchema } from './argument-rules.js';
 
@@ -240,11 +241,23 @@ export const ConfigSchema = z
       .default({ grpc: '0.0.0.0:9191', http: '0.0.0.0:9090', socketMode: '0660' }),
     /** TLS (and mutual TLS) on the ports, from files reloaded on change; off unless set. */
     tls: TlsSchema.optional(),
-    /** The HTTP authorization service: the `path_prefix` Envoy's http_service puts before every path. */
+    /**
+     * The HTTP authorization service: the `path_prefix` Envoy's http_service puts before every
+     * path, and the request headers its `authorization_response.allowed_upstream_headers`
+     * copies upstream (exact names, or a prefix ending in "*"). An allow that must set another
+     * header is refused: Envoy would drop the new value and pass the client's own.
+     */
     extAuthzHttp: z
-      .object({ pathPrefix: z.string().regex(/^(\/[^?#\s]*)?$/, 'empty, or a path starting with "/" (no query)').default('') })
+      .object({
+        pathPrefix: z.string().regex(/^(\/[^?#\s]*)?$/, 'empty, or a path starting with "/" (no query)').default(''),
+        upstreamHeaders: z
+          .array(z.string().regex(/^[!#$%&'+\-.^_`|~0-9a-z]+\*?$/, 'a lower-case header name, or a prefix ending in "*"'))
+          .min(1)
+          .refine((names) => IDENTITY_HEADER_NAMES.every((h) => names.some((n) => headerNameMatches(n, h))), `must cover the identity headers (${IDENTITY_HEADER_NAMES.join(', ')}): "x-mcp-*" does`)
+          .default(['x-mcp-*']),
+      })
       .strict()
-      .default({ pathPrefix: '' }),
+      .default({ pathPrefix: '', upstreamHeaders: ['x-mcp-*'] }),
     publicBaseUrl: z.url().optional(),
     realm: z.string().default('mcp-authz'),
     reflection: z.boolean().default(false),

@@ -79,13 +79,16 @@ export interface Request {
 }
 
 /**
- * Envoy's HTTP authorization service (ext_authz `http_service`) reads a 200 as "allow" and
- * has no way to remove query parameters: an allow that must remove some, and a document the
- * service would answer itself, cannot be expressed there.
+ * Envoy's HTTP authorization service (ext_authz `http_service`) reads a 200 as "allow", has
+ * no way to remove query parameters, and copies upstream only the answer's headers its
+ * `allowed_upstream_headers` names: an allow that must remove a parameter or set another
+ * header, and a document the service would answer itself, cannot be expressed there.
  */
 export interface AnswerLimits {
   removesQueryParams: boolean;
   answersDirectly: boolean;
+  /** Whether a request header of this (lower-case) name can be set upstream; absent: any. */
+  setsRequestHeader?: (name: string) => boolean;
 }
 
 /** First value of a header, or undefined. */

@@ -28,8 +28,13 @@ export interface SseOutcome {
   failed?: FilterFailure;
 }
 
+/** Streams read only to keep lists out of them (quiet) whose body Envoy never sent: said once per runtime. */
+const unseenWarned = new WeakSet<Runtime>();
+
 export class ListResponse {
   readonly visibility: ListVisibility;
+  /** A stream of a request without list calls (a GET stream): reported only when something is withheld. */
+  private readonly quiet: boolean;
   private readonly rewriter: SseListRewriter | undefined;
   private spentNs = 0n;
   private reported = false;
@@ -42,8 +47,9 @@ export class ListResponse {
     private readonly calls: ListCalls,
     private readonly batch: boolean,
     readonly form: ResponseForm,
-    opts: { keepDecisions?: boolean } = {},
+    opts: { keepDecisions?: boolean; quiet?: boolean } = {},
   ) {
+    this.quiet = opts.quiet === true;
     this.visibility = new ListVisibility(rt, trace, calls.values(), opts);
     this.rewriter = form === 'sse' ? new SseListRewriter({ calls, visibleFor: this.visibility.visibleFor }) : undefined;
   }
@@ -100,6 +106,17 @@ export class ListResponse {
   /** The exchange ended before the response did; or Envoy never sent the body. */
   ended(): void {
     if (this.reported) return;
+    if (this.quiet) {
+      if (!this.sawBody && !unseenWarned.has(this.rt)) {
+        unseenWarned.add(this.rt);
+        this.rt.logger.error(
+          { request_id: this.trace.ctx?.request.id, endpoint: this.trace.ctx?.endpoint?.name },
+          'ext_proc: Envoy passed a GET event stream without sending its body, so lists on it (the MCP 2024-11-05 HTTP+SSE transport) pass unfiltered: set allow_mode_override: true on the ext_proc filter (docs/ext_proc.md)',
+        );
+      }
+      this.reported = true;
+      return;
+    }
     if (!this.sawBody) {
       this.rt.logger.error(
         { request_id: this.trace.ctx?.request.id, endpoint: this.trace.ctx?.endpoint?.name },
@@ -118,6 +135,7 @@ export class ListResponse {
   private report(result: ListTrace['result'], why?: FilterFailure): void {
     if (this.reported || !this.trace.ctx) return;
     this.reported = true;
+    if (this.quiet && result !== 'withheld') return;
     if (why) {
       this.rt.logger.warn(
         { request_id: this.trace.ctx.request.id, endpoint: this.trace.ctx.endpoint?.name, principal: this.trace.ctx.principal.id, reason: why.code, detail: why.detail },

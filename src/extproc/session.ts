@@ -7,7 +7,9 @@
 //       allow's header mutation;
 //   response headers → for a request with list calls, the body is asked for (mode_override:
 //       BUFFERED for JSON, STREAMED for SSE), content-length dropped, cache-control private;
-//       for any other request nothing more;
+//       for a GET answered with an event stream, STREAMED too: no list may arrive on it, and
+//       an `endpoint` event (the 2024-11-05 HTTP+SSE transport) ends it; for any other
+//       request nothing more;
 //   response body → filtered for the caller (src/extproc/list-response.ts).
 //
 // Fail closed: a message the request cannot be decided on is an immediate 500
@@ -24,6 +26,7 @@ import type { ExtProcStreamResult } from '../metrics/hooks.js';
 import { runCheck } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { privateCacheControl } from '../response/cache-control.js';
+import type { ListCalls } from '../response/list-methods.js';
 import { listCallsOf } from './list-calls.js';
 import { ListResponse } from './list-response.js';
 
@@ -195,6 +198,9 @@ export class ExtProcSession {
     const trace = this.trace!;
     const calls = listCallsOf(trace.ctx?.parsedBody);
     const policyHeaders = allow.responseHeaders;
+    if (calls === undefined && headers.end_of_stream !== true && trace.ctx?.request.method === 'GET' && isEventStream(headerValues(headers, 'content-type'))) {
+      return this.watchStream(trace, policyHeaders);
+    }
     if (calls === undefined || headers.end_of_stream === true) {
       this.state = 'passthrough';
       const m = responseHeaderMutation(policyHeaders);
@@ -238,6 +244,24 @@ export class ExtProcSession {
     };
   }
 
+  /**
+   * A GET event stream answers no request of its own, so no list may arrive on it: a list
+   * result there is withheld (unmatched_response), and an `endpoint` event — the MCP
+   * 2024-11-05 HTTP+SSE transport, whose results for POSTed requests all arrive here — ends
+   * the stream before it reaches the client (legacy_sse_transport). Its events are read as
+   * they stream; everything else passes byte for byte.
+   */
+  private watchStream(trace: CheckTrace, policyHeaders: readonly HeaderToSet[]): SessionStep {
+    this.list = new ListResponse(this.rt, trace, NO_LIST_CALLS, false, 'sse', { quiet: true });
+    this.state = 'list_body';
+    return {
+      send: [{
+        response_headers: { response: { header_mutation: responseHeaderMutation(policyHeaders, ['content-length'])! } },
+        mode_override: SSE_BODY_MODE,
+      }],
+    };
+  }
+
   private async responseBody(body: WireHttpBody): Promise<SessionStep> {
     if (this.state === 'passthrough') return { send: [{ response_body: { response: {} } }] };
     if (this.state !== 'list_body') return this.protocolError('a response body arrived before the response headers');
@@ -259,6 +283,9 @@ export class ExtProcSession {
     if (out.failed) {
       this.state = 'over';
       this.result = 'failed';
+      if (out.failed.code === 'legacy_sse_transport') {
+        warnOnce(this.rt, 'legacy_sse', 'ext_proc: an MCP server answered with the 2024-11-05 HTTP+SSE transport (an endpoint event on a GET stream); its list results arrive on that stream for requests POSTed elsewhere and cannot be filtered, so such streams are ended: serve Streamable HTTP (docs/ext_proc.md)');
+      }
       return { send: [answer], fail: { code: GRPC_INTERNAL, details: `mcp-authz: list response withheld (${out.failed.code})` } };
     }
     return { send: [answer] };
@@ -311,6 +338,13 @@ export class ExtProcSession {
     this.list?.ended();
     this.rt.events.extProcStream?.(result);
   }
+}
+
+const NO_LIST_CALLS: ListCalls = new Map();
+
+/** Whether a response is an event stream as a lenient client would take it (EventSource only checks the type's start). */
+function isEventStream(contentTypes: string[]): boolean {
+  return contentTypes.some((v) => v.trim().toLowerCase().startsWith('text/event-stream'));
 }
 
 /** How a list response's body is read: SSE, JSON, or not at all (an error page no client reads a result from). */

@@ -8,7 +8,7 @@ import type { CheckContext, CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
 import { quotaRulesFor, type Config, type EndpointConfig } from '../config/schema.js';
 import { packageVersion } from '../config/version.js';
-import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode } from '../contracts/codes.js';
+import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, WITHHELD_REASONS, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode, type WithheldReason } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
 import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
 import { TLS_LISTENERS, type ExtProcStreamResult, type ServiceEvents } from './hooks.js';
@@ -52,6 +52,8 @@ export const EXT_PROC_STREAM_RESULTS: readonly ExtProcStreamResult[] = ['complet
 /** The `result` label of list_responses_total. */
 export const LIST_RESULTS: readonly ListTrace['result'][] = ['filtered', 'withheld', 'aborted', 'unfiltered'];
 const LIST_METHODS: readonly ListMethod[] = [...LIST_SHAPES.keys()];
+/** The `reason` label of list_withheld_total: the catalogue's withheld reasons. */
+export const WITHHELD_REASON_LABELS = Object.keys(WITHHELD_REASONS) as WithheldReason[];
 
 /** Distinct key ids given their own label before further ids are counted as "_other". */
 const MAX_KEY_ID_LABELS = 10_000;
@@ -111,6 +113,7 @@ export class ServiceMetrics {
   private readonly listResponses: Counter<'endpoint' | 'method' | 'result'>;
   private readonly listHidden: Counter<'endpoint' | 'method'>;
   private readonly listShown: Counter<'endpoint' | 'method'>;
+  private readonly listWithheld: Counter<'endpoint' | 'reason'>;
   private readonly responseDurations: Record<ListTrace['form'], ReturnType<Histogram<'form'>['labels']>>;
   private readonly quotaRequests: Counter<'endpoint' | 'rule' | 'result'>;
   private readonly children = new Map<string, Tally>();
@@ -142,6 +145,7 @@ export class ServiceMetrics {
     const extProcStreams = new Counter({ name: `${p}ext_proc_streams_total`, help: 'ext_proc streams (one per HTTP request through Envoy\'s ext_proc filter), by how they ended: completed, denied (immediate response), failed (ended with a gRPC error), cancelled.', labelNames: ['result'], registers });
     this.listResponses = new Counter({ name: `${p}list_responses_total`, help: 'List responses processed through ext_proc, by endpoint, list method and result: filtered, withheld (replaced by a JSON-RPC error), aborted, unfiltered (Envoy never sent the body).', labelNames: ['endpoint', 'method', 'result'], registers, collect });
     this.listHidden = new Counter({ name: `${p}list_items_hidden_total`, help: 'Items removed from list responses (in dry-run: that would have been), by endpoint and list method.', labelNames: ['endpoint', 'method'], registers, collect });
+    this.listWithheld = new Counter({ name: `${p}list_withheld_total`, help: 'List responses withheld and event streams ended because a list in them could not be filtered, by endpoint and reason (docs/errors.md, withheld list responses).', labelNames: ['endpoint', 'reason'], registers, collect });
     this.listShown = new Counter({ name: `${p}list_items_shown_total`, help: 'Items left in filtered list responses, by endpoint and list method.', labelNames: ['endpoint', 'method'], registers, collect });
     const responseDuration = new Histogram({ name: `${p}response_processing_duration_seconds`, help: 'Time the service spent on one list response (parsing, the visibility rule, re-encoding), by form: json or sse (summed over the stream\'s chunks).', labelNames: ['form'], buckets: LATENCY_BUCKETS, registers });
     for (const form of ['json', 'sse'] as const) responseDuration.zero({ form });
@@ -183,6 +187,7 @@ export class ServiceMetrics {
         this.hiddenChild(ep, method).inc(0);
         this.shownChild(ep, method).inc(0);
       }
+      for (const reason of WITHHELD_REASON_LABELS) this.withheldChild(ep, reason).inc(0);
     }
     for (const result of EXT_PROC_STREAM_RESULTS) extProcStreams.labels(result).inc(0);
     for (const e of config.endpoints) {
@@ -279,8 +284,9 @@ export class ServiceMetrics {
     }
   }
 
-  private listed({ ctx, result, methods, form, durationNs }: ListTrace): void {
+  private listed({ ctx, result, reason, methods, form, durationNs }: ListTrace): void {
     const endpoint = ctx.endpoint?.name ?? UNKNOWN_ENDPOINT;
+    if (result === 'withheld' && reason !== undefined) this.withheldChild(endpoint, reason).inc();
     for (const m of methods) {
       this.listChild(endpoint, m.method, result).inc();
       if (m.hidden > 0) this.hiddenChild(endpoint, m.method).inc(m.hidden);
@@ -291,6 +297,10 @@ export class ServiceMetrics {
 
   private listChild(endpoint: string, method: ListMethod, result: ListTrace['result']): Inc {
     return this.child(`l\0${endpoint}\0${method}\0${result}`, () => this.listResponses.labels(endpoint, method, result));
+  }
+
+  private withheldChild(endpoint: string, reason: WithheldReason): Inc {
+    return this.child(`w\0${endpoint}\0${reason}`, () => this.listWithheld.labels(endpoint, reason));
   }
 
   private hiddenChild(endpoint: string, method: ListMethod): Inc {

@@ -6,8 +6,8 @@ import type { AuthzAllow } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
 import type { Allow, HeaderToSet } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';
-
-const IDENTITY_HEADER_NAMES = ['x-mcp-user-id', 'x-mcp-principal', 'x-mcp-auth-method', 'x-mcp-key-id'] as const;
+import { IDENTITY_HEADER_NAMES } from '../contracts/upstream-headers.js';
+import { rawParamNames } from '../request/remove-query-params.js';
 const IDENTITY_HEADER_SET: ReadonlySet<string> = new Set(IDENTITY_HEADER_NAMES);
 
 /** An authorization that adds nothing (a dry-run allow). */
@@ -41,7 +41,8 @@ export function assembleAllow(ctx: CheckContext, authz: AuthzAllow, reason: Allo
   const removeCredentials = config.upstream.removeCredentials;
   if (removeCredentials) {
     out.headersToRemove.push(...ctx.credentialHeaders);
-    out.queryParamsToRemove.push(...ctx.credentialQueryParams);
+    // Envoy removes a parameter by its name as written: every spelling of the credential goes.
+    if (ctx.credentialQueryParams.length > 0) out.queryParamsToRemove.push(...rawParamNames(ctx.request.rawQuery, ctx.credentialQueryParams));
     if (ctx.credentialHeaderRewrites) out.headers.push(...ctx.credentialHeaderRewrites);
   }
   // CGI and WSGI servers read "x_mcp_user_id" as X-MCP-User-Id: such spellings of identity
@@ -51,5 +52,8 @@ export function assembleAllow(ctx: CheckContext, authz: AuthzAllow, reason: Allo
     const dashed = name.replaceAll('_', '-');
     if (IDENTITY_HEADER_SET.has(dashed) || (removeCredentials && dashed === config.apiKeys.header)) out.headersToRemove.push(name);
   }
+  // A header both set and removed is removed: Envoy's ext_authz applies removals after the
+  // sets, its ext_proc before them, so the answer never asks both of one header.
+  if (out.headers.some((h) => out.headersToRemove.includes(h.name))) out.headers = out.headers.filter((h) => !out.headersToRemove.includes(h.name));
   return out;
 }

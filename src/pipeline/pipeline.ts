@@ -121,10 +121,29 @@ function fitTransport(o: Outcome, request: Request): Outcome {
   if (o.kind === 'answer' && !limits.answersDirectly) {
     return deny('discovery_not_routed', `mcp-authz serves ${request.path} on its HTTP port; Envoy's HTTP authorization service cannot answer it in place. Route /.well-known/oauth-protected-resource to mcp-authz's HTTP port.`);
   }
-  if (o.kind === 'allow' && o.queryParamsToRemove.length > 0 && !limits.removesQueryParams) {
+  if (o.kind !== 'allow') return o;
+  if (o.queryParamsToRemove.length > 0 && !limits.removesQueryParams) {
     return deny('query_not_removable', `The query parameter(s) ${o.queryParamsToRemove.join(', ')} must not reach the MCP server, and Envoy's HTTP authorization service cannot remove query parameters: send the API key in the X-API-Key header instead.`);
   }
+  const sets = limits.setsRequestHeader;
+  if (sets !== undefined) {
+    // Envoy copies an answer header upstream only when allowed_upstream_headers names it; any
+    // other would leave the client's own value in place (a Cookie header with the session in it).
+    for (let i = 0; i < o.headers.length; i++) {
+      const h = o.headers[i]!;
+      // The answer carries one value per header, replacing the client's: a value added to the client's own cannot be expressed.
+      if (h.append && !o.headers.slice(0, i).some((e) => e.name === h.name)) return notForwardable(`The request header ${h.name} must be added to the client's own value, which the HTTP authorization service cannot express.`);
+      if (!sets(h.name)) return notForwardable(`The request header ${h.name} must be set before the request reaches the MCP server, and the HTTP authorization filter does not copy it upstream (extAuthzHttp.upstreamHeaders): add it to both the filter's allowed_upstream_headers and extAuthzHttp.upstreamHeaders.`);
+    }
+    for (const h of o.responseHeaders) {
+      if (sets(h.name)) return notForwardable(`The policy's response header ${h.name} has a name the HTTP authorization filter copies upstream (extAuthzHttp.upstreamHeaders): it would reach the MCP server as a request header too. Rename it.`);
+    }
+  }
   return o;
+}
+
+function notForwardable(description: string): Deny {
+  return deny('header_not_forwardable', description);
 }
 
 function dryRunAllow(rt: Runtime, ctx: CheckContext, denied: Deny, revision: string): Outcome {

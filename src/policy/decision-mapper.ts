@@ -116,8 +116,14 @@ function allowed(headers: HeaderToSet[], remove: string[], response: HeaderToSet
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// No CR, LF or NUL: a policy value can never split a header.
-const SAFE_VALUE = /^[^\r\n\0]*$/;
+// A field value (RFC 9110 §5.5): no control character but tab, no DEL. A policy value can never
+// split a header, and Envoy, node:http and every transport carry it alike.
+const SAFE_VALUE = /^[^\0-\x08\x0a-\x1f\x7f]*$/;
+// Headers whose change means something different on each transport, or breaks the request:
+// Envoy's ext_proc ignores host and x-envoy-* changes that its ext_authz applies; the framing
+// and hop-by-hop headers belong to the connection, not the request.
+const RESERVED = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade']);
+const reserved = (name: string) => RESERVED.has(name) || name.startsWith('x-envoy-');
 
 /** `{name: value}` or `{name: [values]}` → headers to set (replace, not append). */
 function headerList(v: unknown, field: string): HeaderToSet[] {
@@ -126,10 +132,11 @@ function headerList(v: unknown, field: string): HeaderToSet[] {
   const out: HeaderToSet[] = [];
   for (const [rawName, value] of Object.entries(v as Record<string, unknown>)) {
     if (!TOKEN.test(rawName)) throw new Malformed(`"${field}" has an invalid header name ${JSON.stringify(rawName)}`);
+    if (reserved(rawName.toLowerCase())) throw new Malformed(`"${field}" names ${JSON.stringify(rawName)}, which a policy may not set (host, framing, hop-by-hop and x-envoy-* headers)`);
     const values = Array.isArray(value) ? value : [value];
     values.forEach((val, i) => {
       const text = typeof val === 'string' ? val : typeof val === 'number' || typeof val === 'boolean' ? String(val) : undefined;
-      if (text === undefined || !SAFE_VALUE.test(text)) throw new Malformed(`"${field}.${rawName}" must be a string without CR, LF or NUL`);
+      if (text === undefined || !SAFE_VALUE.test(text)) throw new Malformed(`"${field}.${rawName}" must be a string without control characters (tab aside)`);
       out.push({ name: rawName.toLowerCase(), value: text, append: i > 0 });
     });
   }
@@ -139,7 +146,10 @@ function headerList(v: unknown, field: string): HeaderToSet[] {
 function stringList(v: unknown, field: string): string[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && TOKEN.test(x))) throw new Malformed(`"${field}" must be an array of header names`);
-  return (v as string[]).map((x) => x.toLowerCase());
+  const names = (v as string[]).map((x) => x.toLowerCase());
+  const bad = names.find(reserved);
+  if (bad !== undefined) throw new Malformed(`"${field}" names ${JSON.stringify(bad)}, which a policy may not remove (host, framing, hop-by-hop and x-envoy-* headers)`);
+  return names;
 }
 
 function statusOf(v: unknown, fallback: number, field: string): number {

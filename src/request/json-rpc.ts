@@ -62,6 +62,12 @@ function toCall(e: unknown, index: number | undefined): McpCall {
   if (hasId && typeof o.id !== 'string' && typeof o.id !== 'number') {
     throw bad('invalid_jsonrpc', `${where} has an "id" that is not a string or a number.`);
   }
+  // The response is matched to the request by its id: an id a server echoes as another value
+  // (1e400 → null in JavaScript, Infinity in Python; past 2^53 rounded by JavaScript alone)
+  // could not be matched, and a list answered under it could not be filtered.
+  if (typeof o.id === 'number' && !echoedAlike(o.id)) {
+    throw bad('invalid_request_id', `${where} has a numeric "id" that servers would echo as another value (${Number.isFinite(o.id) ? 'an integer beyond ±(2^53−1): JavaScript rounds it, Python keeps it' : 'beyond the range of a 64-bit float: JavaScript echoes null, Python Infinity'}); use a string, or an integer within ±(2^53−1).`);
+  }
   const hasResult = Object.hasOwn(o, 'result');
   const hasError = Object.hasOwn(o, 'error');
   if ((hasResult && o.result === null) || (hasError && o.error === null)) {
@@ -128,6 +134,11 @@ function finiteNumbers(v: unknown): boolean {
   }
   for (const k in v) if (!finiteNumbers((v as Record<string, unknown>)[k])) return false;
   return true;
+}
+
+/** A numeric id every reader holds as the same number, and so echoes in a form that reads back as it. */
+function echoedAlike(id: number): boolean {
+  return Number.isFinite(id) && (!Number.isInteger(id) || Number.isSafeInteger(id));
 }
 
 function refusal(f: JsonFinding, maxJsonDepth: number): RequestRejected {

@@ -108,7 +108,11 @@ export function findListResponses(message: unknown, calls: ListCalls, answered: 
   const targets: ListResponse[] = [];
   const ids: RequestId[] = [];
   for (const element of Array.isArray(message) ? message : [message]) {
-    if (!isObject(element) || !('id' in element)) continue;
+    if (!isObject(element)) continue;
+    if (!('id' in element)) {
+      if ('result' in element && isListShaped(element.result)) return failure('unmatched_response', 'a list result without an id');
+      continue;
+    }
     const isResponse = 'result' in element || 'error' in element;
     if (!isResponse) continue;
     const id = element.id;
@@ -116,6 +120,11 @@ export function findListResponses(message: unknown, calls: ListCalls, answered: 
     if (method === undefined) {
       if (looselyListed(id, calls)) {
         return failure('ambiguous_response', `the response id ${JSON.stringify(id)} equals a listed call's id only as text`);
+      }
+      // A list the service cannot match to a list call it saw could not be filtered: an id a
+      // server echoed as another value (1e400 → null), or a list on a stream that asked none.
+      if ('result' in element && isListShaped(element.result)) {
+        return failure('unmatched_response', `a list result answers ${JSON.stringify(id)}, which is no list call of the request`);
       }
       continue;
     }
@@ -129,6 +138,27 @@ export function findListResponses(message: unknown, calls: ListCalls, answered: 
     if ('result' in element) targets.push({ response: element, method });
   }
   return { targets, ids };
+}
+
+/** The result members that hold a list's items, as Go's case-insensitive matching reads them. */
+const LIST_ARRAY_KEYS: ReadonlySet<string> = new Set([...LIST_SHAPES.values()].map((s) => foldKey(s.arrayKey)));
+
+/** A result any reader could take for a list: an object with `tools`, `prompts`, `resources` or `resourceTemplates`, in any case. */
+export function isListShaped(result: unknown): boolean {
+  if (!isObject(result)) return false;
+  for (const key of Object.keys(result)) if (LIST_ARRAY_KEYS.has(foldKey(key))) return true;
+  return false;
+}
+
+/** Whether a parsed message carries a list result, under any spelling of `result`. */
+export function carriesListResult(message: unknown): boolean {
+  for (const element of Array.isArray(message) ? message : [message]) {
+    if (!isObject(element)) continue;
+    for (const key of Object.keys(element)) {
+      if (foldKey(key) === 'result' && isListShaped(element[key])) return true;
+    }
+  }
+  return false;
 }
 
 /** Whether a parsed message answers a listed call, in any way a reader could take it. */

@@ -3,6 +3,9 @@
 // on byte for byte, in order. Chunks go in as they arrive and come out as soon as the events
 // they complete are known, so notifications sent before the result still arrive first.
 //
+// An `endpoint` event (the MCP 2024-11-05 HTTP+SSE transport, whose results arrive on a
+// stream other than their request's) fails the stream too.
+//
 // Events are read as the HTML Living Standard's event-stream parser reads them (lines end in
 // CRLF, LF or CR; a BOM at the start is skipped; `:` starts a comment; one space after the
 // colon is dropped; a blank line ends an event; an event without data dispatches nothing;
@@ -11,7 +14,7 @@
 // the stream fails closed. So does an event larger than `maxEventBytes` and a stream that
 // ends inside an event: the caller stops the stream; it is never completed with bytes that
 // were not checked.
-import { filterMessage, failure, mentionsListedCall, parseJsonRpc, withheldListResponse, type FilterFailure, type FilterStats } from './list-filter.js';
+import { carriesListResult, filterMessage, failure, mentionsListedCall, parseJsonRpc, withheldListResponse, type FilterFailure, type FilterStats } from './list-filter.js';
 import type { ListCalls, RequestId, VisibilityFor } from './list-methods.js';
 
 export interface SseRewriterOptions {
@@ -199,12 +202,17 @@ export class SseListRewriter {
       out.push(event);
       return undefined;
     }
+    // The 2024-11-05 HTTP+SSE transport opens with an `endpoint` event naming where to POST:
+    // its results arrive on this stream for requests sent on others, which the service could
+    // not match them to, so a list among them could not be filtered.
+    if (type.trim().toLowerCase() === 'endpoint') return failure('legacy_sse_transport', 'an endpoint event: the MCP 2024-11-05 HTTP+SSE transport');
     const payload = data.join('\n');
     const isMessage = type === '' || type === 'message';
     if (!isMessage) {
       if (type.trim().toLowerCase() === 'message') return failure('ambiguous_sse_field', `the event type "${type}" would be read as "message" by lenient readers`);
-      if (mentionsListedCall(parseLoosely(payload), this.calls)) {
-        return failure('ambiguous_response', `an event of type "${type}" answers a listed call; only "message" events are filtered`);
+      const loose = parseLoosely(payload);
+      if (mentionsListedCall(loose, this.calls) || carriesListResult(loose)) {
+        return failure('ambiguous_response', `an event of type "${type}" carries a list result; only "message" events are filtered`);
       }
       out.push(event);
       return undefined;

@@ -77,7 +77,7 @@ export class HttpAuthzServer {
     const { limits } = runtime.config;
     this.keepBytes = limits.maxBodyBytes;
     this.hardLimitBytes = maxCheckRequestBytes(limits);
-    this.decode = httpAuthzDecoder(runtime.config.extAuthzHttp.pathPrefix);
+    this.decode = httpAuthzDecoder(runtime.config.extAuthzHttp);
     // Headers up to the service's own limit reach the pipeline (a 431 deny with a body that
     // says why); node:http's default (16 KiB) would refuse them first, without one.
     const options: ServerOptions = { maxHeaderSize: limits.maxHeaderBytes + 16 * 1024, keepAliveTimeout: 10 * 60 * 1000 };

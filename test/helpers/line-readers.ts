@@ -45,6 +45,6 @@ export function goReader<R>(mode: 'url' | 'path'): LineReader<R> {
   return new LineReader<R>(bin, [mode]);
 }
 
-export function pythonReader<R>(mode: 'url' | 'path'): LineReader<R> {
+export function pythonReader<R>(mode: 'url' | 'path' | 'echo-id'): LineReader<R> {
   return new LineReader<R>('python3', [join(root, 'test', 'readers', 'python_readers.py'), mode]);
 }

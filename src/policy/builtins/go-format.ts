@@ -150,11 +150,11 @@ function formatFloat(x: number, verb: string, f: Spec): string | undefined {
       s = f.prec === undefined ? formatFloatG(a) : formatPrecG(a, f.prec);
       if (verb === 'G') s = s.toUpperCase();
       break;
-    case 'f': case 'F': s = a.toFixed(f.prec ?? 6); break;
+    case 'f': case 'F': s = fixedDigits(a, f.prec ?? 6); break;
     case 'x': case 'X': s = hexFloat(a, f.prec); if (verb === 'X') s = s.toUpperCase(); break;
+    case 'b': s = binaryFloat(a); break;
     case 'e': case 'E': {
-      const [m, e] = a.toExponential(f.prec ?? 6).split('e') as [string, string];
-      const n = Number(e);
+      const [m, n] = expDigits(a, f.prec ?? 6);
       s = `${m}e${n < 0 ? '-' : '+'}${String(Math.abs(n)).padStart(2, '0')}`;
       if (verb === 'E') s = s.toUpperCase();
       break;
@@ -162,6 +162,66 @@ function formatFloat(x: number, verb: string, f: Spec): string | undefined {
     default: return undefined;
   }
   return pad(signed(s, neg, f), f, true);
+}
+
+// strconv rounds the exact binary value half to even; JavaScript's toFixed/toExponential
+// round ties up, and toFixed switches to exponent form from 1e21.
+
+/** A finite a ≥ 0 as the exact fraction numerator / denominator (a power of two). */
+function exactFraction(a: number): [bigint, bigint] {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, a);
+  const bits = view.getBigUint64(0);
+  const field = Number((bits >> 52n) & 0x7ffn);
+  let mant = bits & ((1n << 52n) - 1n);
+  if (field !== 0) mant |= 1n << 52n;
+  const e2 = (field === 0 ? 1 : field) - 1075;
+  return e2 >= 0 ? [mant << BigInt(e2), 1n] : [mant, 1n << BigInt(-e2)];
+}
+
+function roundHalfEven(num: bigint, den: bigint): bigint {
+  const q = num / den;
+  const twice = 2n * (num - q * den);
+  return twice > den || (twice === den && (q & 1n) === 1n) ? q + 1n : q;
+}
+
+/** %.{prec}f of a ≥ 0. */
+function fixedDigits(a: number, prec: number): string {
+  const [n, d] = exactFraction(a);
+  const q = roundHalfEven(n * 10n ** BigInt(prec), d);
+  if (prec === 0) return q.toString();
+  const s = q.toString().padStart(prec + 1, '0');
+  return `${s.slice(0, -prec)}.${s.slice(-prec)}`;
+}
+
+/** %.{prec}e of a ≥ 0: the mantissa text and the decimal exponent. */
+function expDigits(a: number, prec: number): [string, number] {
+  if (a === 0) return [prec ? `0.${'0'.repeat(prec)}` : '0', 0];
+  const [n, d] = exactFraction(a);
+  const lo = 10n ** BigInt(prec);
+  let e = Math.floor(Math.log10(a));
+  for (;;) {
+    const k = prec - e;
+    const q = k >= 0 ? roundHalfEven(n * 10n ** BigInt(k), d) : roundHalfEven(n, d * 10n ** BigInt(-k));
+    if (q >= lo * 10n) e++;
+    else if (q < lo) e--;
+    else {
+      const s = q.toString();
+      return [prec ? `${s[0]}.${s.slice(1)}` : s, e];
+    }
+  }
+}
+
+/** strconv's 'b' format: the integer significand, 'p', the power of two (precision ignored). */
+function binaryFloat(a: number): string {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, a);
+  const bits = view.getBigUint64(0);
+  const field = Number((bits >> 52n) & 0x7ffn);
+  let mant = bits & ((1n << 52n) - 1n);
+  if (field !== 0) mant |= 1n << 52n;
+  const exp = (field === 0 ? 1 : field) - 1023 - 52;
+  return `${mant}p${exp >= 0 ? '+' : ''}${exp}`;
 }
 
 /** strconv's 'x' format: 0x1.hhhp±dd, the shortest mantissa (or prec hex digits). */
@@ -204,13 +264,12 @@ function hexFloat(a: number, prec: number | undefined): string {
 
 function formatPrecG(a: number, prec: number): string {
   const p = prec === 0 ? 1 : prec;
-  const [m, e] = a.toExponential(p - 1).split('e') as [string, string];
-  const exp = Number(e);
+  const [m, exp] = expDigits(a, p - 1);
   if (exp < -4 || exp >= p) {
     const mant = m.includes('.') ? m.replace(/\.?0+$/, '') : m;
     return `${mant}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
   }
-  const fixed = a.toFixed(Math.max(0, p - 1 - exp));
+  const fixed = fixedDigits(a, Math.max(0, p - 1 - exp));
   return fixed.includes('.') ? fixed.replace(/\.?0+$/, '') : fixed;
 }
 

@@ -8,6 +8,9 @@
 //	                           folds it to another rune, as "<rune hex> <folded hex>" lines.
 //	go-mcp-server decode       Reads base64 bodies (one per line) and prints, per body, what
 //	                           encoding/json reads of the JSON-RPC members a decision uses.
+//	go-mcp-server echo-id      Reads JSON-RPC requests (one JSON string per line holding the
+//	                           body) and prints, per request, the id an mcp-go server echoes in
+//	                           its response: mcp.RequestId read, then written back.
 package main
 
 import (
@@ -30,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: go-mcp-server serve|fold-table|decode")
+		fmt.Fprintln(os.Stderr, "usage: go-mcp-server serve|fold-table|decode|echo-id")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -40,6 +43,8 @@ func main() {
 		foldTable()
 	case "decode":
 		decode()
+	case "echo-id":
+		echoID()
 	default:
 		fmt.Fprintf(os.Stderr, "go-mcp-server: unknown mode %q\n", os.Args[1])
 		os.Exit(2)
@@ -255,4 +260,37 @@ func first(a, b *string) *string {
 		return a
 	}
 	return b
+}
+
+// echoed: the id as mcp-go writes it back (its JSON text), or why mcp-go could not read it.
+type echoed struct {
+	OK    bool   `json:"ok"`
+	Echo  string `json:"echo,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+func echoID() {
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<20), 16<<20)
+	out := json.NewEncoder(os.Stdout)
+	for in.Scan() {
+		var body string
+		if err := json.Unmarshal(in.Bytes(), &body); err != nil {
+			fmt.Fprintln(os.Stderr, "go-mcp-server: input line is not a JSON string:", err)
+			os.Exit(1)
+		}
+		var req struct {
+			ID mcp.RequestId `json:"id"`
+		}
+		if err := json.Unmarshal([]byte(body), &req); err != nil {
+			_ = out.Encode(echoed{Error: err.Error()})
+			continue
+		}
+		id, err := json.Marshal(req.ID)
+		if err != nil {
+			_ = out.Encode(echoed{Error: err.Error()})
+			continue
+		}
+		_ = out.Encode(echoed{OK: true, Echo: string(id)})
+	}
 }
