@@ -132,7 +132,7 @@ export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAu
           return answer(status || 403, out, d?.body ?? '');
         }
 
-        // The allow applied as Envoy's ext_authz filter applies it (test/e2e/envoy-apply.ts).
+        // The allow applied as Envoy's ext_authz filter applies it (envoy-apply.ts).
         const allowed = applyCheckOk({ path: req.url ?? '/', headers: Object.entries(headers).filter(([k]) => !k.startsWith(':')) }, ok);
         const forward: Record<string, string[]> = {};
         for (const [k, v] of allowed.headers) (forward[k] ??= []).push(v);

@@ -642,7 +642,7 @@ class Exchange {
     return { headers: headers.map(([key, v]) => (this.config.rawValues ? { key, raw_value: Buffer.from(v, 'latin1') } : { key, value: Buffer.from(v, 'latin1').toString('utf8') })) };
   }
 
-  /** Applies a HeaderMutation as Envoy's ext_proc filter does (test/e2e/envoy-apply.ts); returns an error text when Envoy would fail. */
+  /** Applies a HeaderMutation as Envoy's ext_proc filter does (envoy-apply.ts); returns an error text when Envoy would fail. */
   private mutate(headers: HeaderList, m: WireHeaderMutation | undefined, skipContentLength: boolean): string | undefined {
     return applyExtProcMutation(headers, m, { rawValues: this.config.rawValues, skipContentLength });
   }
