@@ -252,9 +252,12 @@ test('--check-config says where spans go, and refuses a tracing variable serve c
   const on = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' });
   t.is(on.code, 0, on.stderr);
   t.regex(on.stdout, /tracing: OTLP\/HTTP protobuf to http:\/\/collector\.example:4318\/v1\/traces, service\.name mcp-authz, sampler parentbased_traceidratio 0\.1/);
-  const bad = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' });
+  const grpc = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' });
+  t.is(grpc.code, 0, grpc.stderr);
+  t.regex(grpc.stdout, /tracing: OTLP\/gRPC to http:\/\/collector\.example:4317, service\.name mcp-authz/);
+  const bad = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
   t.is(bad.code, 1);
-  t.regex(bad.stderr, /OTEL_EXPORTER_OTLP_PROTOCOL.*http\/protobuf/);
+  t.regex(bad.stderr, /OTEL_EXPORTER_OTLP_PROTOCOL.*"http\/protobuf".*"grpc".*http\/json/);
 });
 
 test('serve stops at start-up on a tracing variable it cannot honour, naming it', async (t) => {

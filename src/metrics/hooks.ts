@@ -27,7 +27,15 @@ export interface ServiceEvents {
   limiterLocalAnswer?(store: LimiterStoreName, limiter: LimiterName): void;
   /** A batch of spans went to the OTLP endpoint, or could not. */
   traceExport?(result: 'success' | 'failure', spans: number): void;
+  /** The TLS files loaded (with the certificate's expiry, seconds since the epoch) or a reload was refused. */
+  tlsReload?(result: 'success' | 'failure', notAfterSeconds: number | undefined): void;
+  /** A client's TLS handshake failed on a port (no or a wrong client certificate, no common protocol). */
+  tlsHandshakeFailure?(listener: TlsListener): void;
 }
+
+/** The ports that can serve TLS. */
+export type TlsListener = 'grpc' | 'ext_authz_http' | 'http';
+export const TLS_LISTENERS: readonly TlsListener[] = ['grpc', 'ext_authz_http', 'http'];
 
 export type ExtProcStreamResult = 'completed' | 'denied' | 'failed' | 'cancelled';
 

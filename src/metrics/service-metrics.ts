@@ -12,7 +12,7 @@ import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, WITHHELD_RE
 import type { Outcome } from '../contracts/outcome.js';
 import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
-import type { ExtProcStreamResult, LimiterName, ServiceEvents } from './hooks.js';
+import { TLS_LISTENERS, type ExtProcStreamResult, type LimiterName, type ServiceEvents } from './hooks.js';
 
 export type { LimiterName };
 
@@ -125,7 +125,7 @@ export class ServiceMetrics {
   private readonly keyIds = new Set<string>();
 
   /** `logSink`: the service log's sink, whose dropped lines are counted (absent: a logger of a test's own, which drops nothing). */
-  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>, logSink?: { readonly dropped?: DroppedLines }) {
+  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> & Partial<Pick<Config, 'tls'>>, logSink?: { readonly dropped?: DroppedLines }) {
     const p = 'mcp_authz_';
     const registers = [registry];
     // The counters below are counted in Tallies; any of them being collected flushes them all.
@@ -179,6 +179,9 @@ export class ServiceMetrics {
         }
       },
     });
+    const tlsReloads = new Counter({ name: `${p}tls_reloads_total`, help: 'TLS certificate, key and client CA loads and reloads (tls.*File), by result; a failure keeps the previous certificate serving.', labelNames: ['result'], registers });
+    const tlsNotAfter = new Gauge({ name: `${p}tls_certificate_not_after_seconds`, help: 'When the TLS certificate in force expires, in seconds since the epoch (the earliest over workers).', registers, aggregator: 'min' });
+    const tlsHandshakeFailures = new Counter({ name: `${p}tls_handshake_failures_total`, help: 'TLS handshakes that failed, by port: no or an untrusted client certificate under mTLS, no common protocol or cipher.', labelNames: ['listener'], registers });
     const buildInfo = new Gauge({ name: `${p}build_info`, help: 'The running build (value 1): mcp-authz version and Node.js version.', labelNames: ['version', 'node'], registers, aggregator: 'max' });
     buildInfo.labels(packageVersion(), process.version).set(1);
 
@@ -228,6 +231,11 @@ export class ServiceMetrics {
     dryRunDenies.inc(0);
     traceSpans.labels('success').inc(0);
     traceSpans.labels('failure').inc(0);
+    if (config.tls) {
+      tlsReloads.labels('success').inc(0);
+      tlsReloads.labels('failure').inc(0);
+      for (const l of TLS_LISTENERS) tlsHandshakeFailures.labels(l).inc(0);
+    }
     // Direct answers come before any endpoint is matched.
     this.checkChild(UNKNOWN_ENDPOINT, 'answer', 200).inc(0);
 
@@ -267,6 +275,11 @@ export class ServiceMetrics {
       },
       limiterLocalAnswer: (store, limiter) => localAnswers.labels(store, limiter).inc(),
       traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
+      tlsReload: (result, notAfterSeconds) => {
+        tlsReloads.labels(result).inc();
+        if (notAfterSeconds !== undefined) tlsNotAfter.set(notAfterSeconds);
+      },
+      tlsHandshakeFailure: (listener) => tlsHandshakeFailures.labels(listener).inc(),
     };
   }
 

@@ -100,7 +100,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const verifier = config.oauth.issuers.length > 0 ? createTokenVerifier(config.oauth, { logger, events }) : undefined;
 
   // Authorization: the policy bundle, evaluated in-process as WASM.
-  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, data: {} };
+  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, rawCredentials: false, data: {} };
   const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, e]));
   const source = new PolicySource(
     {
@@ -124,6 +124,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     }),
     events,
     logger,
+    rawCredentials: policy.rawCredentials,
   });
   // A policy that fails to load leaves the service NOT_SERVING (every Check a 503 deny) until a good one appears.
   await source.load();
@@ -134,8 +135,8 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   // The OpenTelemetry SDK is loaded only when tracing is on: off, it costs no start-up time.
   let tracing: CheckTracer | undefined;
   if (traceSettings) {
-    const { CheckTracer } = await import('../tracing/check-tracer.js');
-    tracing = new CheckTracer({ settings: traceSettings, endpoints: config.endpoints, logger, events });
+    const { CheckTracer, otlpExporter } = await import('../tracing/check-tracer.js');
+    tracing = new CheckTracer({ settings: traceSettings, endpoints: config.endpoints, logger, events, exporter: await otlpExporter(traceSettings) });
   }
   if (opts.tracing !== false) logger.info(describeTracing(traceSettings));
 

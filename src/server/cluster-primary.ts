@@ -22,6 +22,8 @@ import type { ClusterMessage } from './cluster-messages.js';
 import { WorkerSupervisor } from './cluster-supervisor.js';
 import { HealthState } from './health.js';
 import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
+import { freeSocketPath, isUnixAddress, listeningOn, listenOptions, socketPath } from './listen-address.js';
+import { portTls, TlsFiles } from './tls-files.js';
 
 export interface PrimaryOptions {
   workers: number;
@@ -38,6 +40,13 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     // The failed-authentication counts' local insurance while Redis is away count here for every worker.
     const { RateLimiterClusterMaster } = await import('rate-limiter-flexible');
     new RateLimiterClusterMaster();
+  }
+  const { config } = loaded;
+  // The primary serves the HTTP port: its TLS files are its own (the workers' serve the other ports).
+  const tlsFiles = config.tls && config.tls.http !== 'off' ? new TlsFiles({ config: config.tls, logger, events: {}, watch: true }) : undefined;
+  // The workers' sockets are one socket, made by the primary's cluster module: a stale file is removed here, once.
+  for (const address of [config.listen.grpc, config.listen.extAuthzHttp]) {
+    if (address !== undefined && isUnixAddress(address)) await freeSocketPath(socketPath(address));
   }
   const relay = new LockoutRelay();
   const metrics = new PrimaryMetrics();
@@ -69,14 +78,15 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     return started;
   }
 
-  const httpServer = await serveHttp(loaded, health, metrics, logger);
-  logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}), workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
+  const httpServer = await serveHttp(loaded, health, tlsFiles, metrics, logger);
+  logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}), ...listeningOn(config), workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
   const code = await untilStopped(supervisor, logger);
   health.set('NOT_SERVING', ['shutting down']);
   health.endWatches();
   await supervisor.stop(graceMs + 5000);
   await closeHttp(httpServer.server);
+  await tlsFiles?.close();
   logger.info('mcp-authz stopped');
   return code;
 }
@@ -133,15 +143,18 @@ class LockoutRelay {
 }
 
 /** The HTTP port: metrics aggregated over the workers (with the primary's own, and its dropped log lines), readiness, discovery documents. */
-async function serveHttp(loaded: LoadedConfig, health: HealthState, metrics: PrimaryMetrics, logger: Logger): Promise<{ server: Server; port: number }> {
+async function serveHttp(loaded: LoadedConfig, health: HealthState, tlsFiles: TlsFiles | undefined, metrics: PrimaryMetrics, logger: Logger): Promise<{ server: Server; port: number }> {
   const aggregator = new AggregatorRegistry();
   const sink = logSinkOf(logger);
+  const { config } = loaded;
   const server = createHttpServer({
     health,
     metrics: async () => ({ contentType: aggregator.contentType, body: withPrimaryLogDrops(await aggregator.clusterMetrics(), sink) + (await metrics.registry.metrics()) }),
-    discovery: new ProtectedResourceMetadata(loaded.config, new EndpointRegistry(loaded.config.endpoints)),
+    discovery: new ProtectedResourceMetadata(config, new EndpointRegistry(config.endpoints)),
+    // Its reloads are logged; the workers' count in mcp_authz_tls_reloads_total (the same files).
+    ...(tlsFiles && config.tls!.http !== 'off' ? { tls: portTls(tlsFiles, config.tls!.http, {}) } : {}),
   });
-  return { server, port: await listenHttp(server, loaded.config.listen.http) };
+  return { server, port: await listenHttp(server, config.listen.http, listenOptions(config)) };
 }
 
 /** Resolves with 0 on SIGTERM/SIGINT, or with the supervisor's failure code. */

@@ -33,7 +33,9 @@ export interface ServeProcess {
 export async function startServe(config: Record<string, unknown>, args: string[], opts: { clients?: number; entry?: string } = {}): Promise<ServeProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-serve-'));
   const file = join(dir, 'config.yaml');
-  writeFileSync(file, stringify({ ...config, listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' } }));
+  // Loopback port 0, or the Unix socket the config names for the gRPC port.
+  const grpcAddress = (config.listen as { grpc?: string } | undefined)?.grpc?.startsWith('unix:') ? (config.listen as { grpc: string }).grpc : '127.0.0.1:0';
+  writeFileSync(file, stringify({ ...config, listen: { ...(config.listen as object | undefined), grpc: grpcAddress, http: '127.0.0.1:0' } }));
   const entry = opts.entry ?? join(root, 'src', 'cli', 'bin.ts');
   const proc = spawn(process.execPath, ['--import', 'tsx', entry, 'serve', '--config', file, ...args], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -60,8 +62,9 @@ export async function startServe(config: Record<string, unknown>, args: string[]
     throw err;
   }
   const { Authorization, Health: HealthClient } = clientConstructors();
-  const clients = Array.from({ length: opts.clients ?? 1 }, () => new Authorization(`127.0.0.1:${ports!.grpc}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>);
-  const health = new HealthClient(`127.0.0.1:${ports!.grpc}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>;
+  const target = grpcAddress.startsWith('unix:') ? grpcAddress : `127.0.0.1:${ports!.grpc}`;
+  const clients = Array.from({ length: opts.clients ?? 1 }, () => new Authorization(target, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>);
+  const health = new HealthClient(target, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>;
   return {
     proc,
     grpcPort: ports!.grpc,
