@@ -126,6 +126,8 @@ test('commands run in one shell: a variable and a function carry over, and each 
   t.is(rs[2]!.stdout, 'hello world\n');
   t.is(rs[4]!.stderr.trim(), dir);
   t.false(Object.keys(env).some((k) => k.startsWith('MCP_')), 'a block sees no MCP_* variable of the test run');
+  const npm = await runCommands(parseShell('ls node_modules package.json\n', 1), { cwd: dir, env, outDir: join(dir, '.out2'), deadlineMs: 60_000 });
+  t.not(npm[0]!.code, 0, 'no package.json or node_modules to run npm on: npm ci would empty the checkout\'s through a link');
 });
 
 // ---------------------------------------------------------------------------------------

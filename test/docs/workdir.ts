@@ -1,12 +1,15 @@
 // A fresh working folder for a doc's shell block, laid out like a checkout: the built project
-// linked in (bin, dist, node_modules, policies, …), examples/ copied (a block may write there),
+// linked in (bin, dist, policies, scripts, …), examples/ copied (a block may write there),
 // and `mcp-authz` on PATH as an installed package would put it. The environment is the
 // test's, without any MCP_* or OTEL_* variable, so a block sees what a fresh shell sees.
+// package.json and node_modules are not linked: a block cannot run the project's npm scripts
+// or reinstall its packages (`npm ci` would empty the checkout's node_modules through a link);
+// bin/mcp-authz.js finds its packages from its real path.
 import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
-const LINKED = ['bin', 'dist', 'src', 'node_modules', 'policies', 'proto', 'scripts', 'helm', 'bench', 'test', 'docs', 'package.json', 'package-lock.json', 'tsconfig.json', 'README.md', '.tools', '.build'];
+const LINKED = ['bin', 'dist', 'src', 'policies', 'proto', 'scripts', 'helm', 'bench', 'test', 'docs', 'tsconfig.json', 'README.md', '.tools', '.build'];
 
 export function makeWorkdir(root: string, files: Record<string, string> = {}): { dir: string; env: NodeJS.ProcessEnv } {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-docs-'));
