@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [go-mcp-server] [go-readers] [redis]
+# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [prometheus] [go-mcp-server] [go-readers] [redis] [chromium]
 #        (no args: opa)
 #
 # node installs the pinned Node.js LTS into ./.tools/node (from the npm registry's
@@ -22,24 +22,40 @@ NODE_VERSION="24.22.3"
 NODE_MIN_MAJOR=22
 HELM_MOD="helm.sh/helm/v3/cmd/helm@v3.19.0"
 GHZ_MOD="github.com/bojand/ghz/cmd/ghz@v0.121.0"
+# The GitHub Actions workflow linter the tests run on .github/workflows (go.sum pins its bytes).
+ACTIONLINT_MOD="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
 # opa-envoy-plugin at commit 07a1fd15b3f5 (after v1.19.1-envoy: OPA v1.19.1); the hash pins the tarball.
 OEP_COMMIT="07a1fd1"
 OEP_TARBALL_SHA256="7876f449132944e493dfb1b230cd81ce73e3c8fb29485abdc38b5ead9e1b469c"
 # Only where Debian's prometheus package cannot be fetched: this build takes 15+ minutes on 2 cores.
 PROMTOOL_MOD="github.com/prometheus/prometheus/cmd/promtool@v0.316.0"
+PROMETHEUS_MOD="github.com/prometheus/prometheus/cmd/prometheus@v0.316.0"
 
 need_go() {
   if ! command -v go >/dev/null 2>&1; then
     echo "install-tools: Go is not installed. Install Go >= 1.24 (https://go.dev/dl/) and re-run," >&2
-    echo "  or put these on PATH yourself: opa v1.22.2, helm v3, ghz." >&2
+    echo "  or put these on PATH yourself (used as they are when Go is missing): opa v1.22.2, helm v3, ghz." >&2
     exit 1
   fi
 }
 
 # install NAME MODULE@VERSION: go install into .tools/bin, skipped when the stamp matches.
+# Without Go, a NAME already on PATH is used as it is (the project finds it there: for opa,
+# src/config/paths.mjs falls back to the opa on PATH), with a word when its version differs.
 install() {
   local name="$1" mod="$2" stamp="$bin/.$1.version"
   if [[ -x "$bin/$name" && -f "$stamp" && "$(cat "$stamp")" == "$mod" ]]; then
+    return 0
+  fi
+  if ! command -v go >/dev/null 2>&1 && command -v "$name" >/dev/null 2>&1; then
+    local found want="${mod##*@}" have
+    found="$(command -v "$name")"
+    have="$("$name" version 2>/dev/null | head -3 | tr '\n' ' ' || true)"
+    if [[ "$have" == *"${want#v}"* ]]; then
+      echo "install-tools: Go is not installed; using $name $want from PATH ($found)" >&2
+    else
+      echo "install-tools: Go is not installed; using $name from PATH ($found), which is not the pinned $want: ${have:-no version reported}" >&2
+    fi
     return 0
   fi
   need_go
@@ -72,12 +88,13 @@ build_local() {
   echo "$sum" > "$stamp"
 }
 
-# promtool (`promtool check rules`, `promtool test rules`): taken out of Debian's prometheus
-# package with `apt-get download` + `dpkg-deb -x` — seconds, no root once the package lists
-# exist, and no Prometheus server installed or started. Without apt, built with go install.
-install_promtool() {
-  local stamp="$bin/.promtool.version"
-  if [[ -x "$bin/promtool" && -f "$stamp" ]] && { [[ "$(cat "$stamp")" == debian:* ]] || [[ "$(cat "$stamp")" == "$PROMTOOL_MOD" ]]; }; then
+# promtool (`promtool check rules`, `promtool test rules`) and the prometheus server (for
+# scripts/render-dashboard.ts only): taken out of Debian's prometheus package with
+# `apt-get download` + `dpkg-deb -x` — seconds, no root once the package lists exist, and no
+# Prometheus service installed or started. Without apt, built with go install.
+install_from_prometheus_deb() {
+  local name="$1" mod="$2" stamp="$bin/.$1.version"
+  if [[ -x "$bin/$name" && -f "$stamp" ]] && { [[ "$(cat "$stamp")" == debian:* ]] || [[ "$(cat "$stamp")" == "$mod" ]]; }; then
     return 0
   fi
   if command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then
@@ -92,10 +109,10 @@ install_promtool() {
     local deb
     deb="$(ls "$tmp"/prometheus_*.deb 2>/dev/null | head -1 || true)"
     if [[ -n "$deb" ]]; then
-      echo "install-tools: promtool from Debian's prometheus $(dpkg-deb -f "$deb" Version)" >&2
+      echo "install-tools: $name from Debian's prometheus $(dpkg-deb -f "$deb" Version)" >&2
       dpkg-deb -x "$deb" "$tmp/x"
-      cp "$tmp/x/usr/bin/promtool" "$bin/.promtool.tmp" && chmod 0755 "$bin/.promtool.tmp"
-      mv -f "$bin/.promtool.tmp" "$bin/promtool"
+      cp "$tmp/x/usr/bin/$name" "$bin/.$name.tmp" && chmod 0755 "$bin/.$name.tmp"
+      mv -f "$bin/.$name.tmp" "$bin/$name"
       echo "debian:prometheus=$(dpkg-deb -f "$deb" Version)" > "$stamp"
       rm -rf "$tmp"
       return 0
@@ -104,8 +121,8 @@ install_promtool() {
     echo "install-tools: apt-get cannot fetch Debian's prometheus package:" >&2
     echo "$log" | sed 's/^/  /' >&2
   fi
-  echo "install-tools: building promtool with go install instead (15+ minutes on 2 cores)" >&2
-  install promtool "$PROMTOOL_MOD"
+  echo "install-tools: building $name with go install instead (15+ minutes on 2 cores)" >&2
+  install "$name" "$mod"
 }
 
 # opa-envoy-plugin, the benchmark's peer, built from the pinned source tarball. The stamp
@@ -198,6 +215,19 @@ install_h2load() {
   fi
 }
 
+# Debian's chromium, for scripts/render-dashboard.ts (screenshots through playwright-core).
+install_chromium() {
+  if command -v chromium >/dev/null 2>&1; then return 0; fi
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    echo "install-tools: apt-get install chromium" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+  else
+    echo "install-tools: chromium is missing; install it (e.g. 'apt-get install chromium')" >&2
+    exit 1
+  fi
+}
+
 install_redis() {
   if command -v redis-server >/dev/null 2>&1; then return 0; fi
   if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
@@ -219,13 +249,16 @@ for t in "${tools[@]}"; do
     opa) install opa "$OPA_MOD" ;;
     helm) install helm "$HELM_MOD" ;;
     ghz) install ghz "$GHZ_MOD" ;;
+    actionlint) install actionlint "$ACTIONLINT_MOD" ;;
     opa-envoy-plugin) install_opa_envoy_plugin ;;
     h2load) install_h2load ;;
     envoy-validate) build_local envoy-validate test/envoy-validate ;;
-    promtool) install_promtool ;;
+    promtool) install_from_prometheus_deb promtool "$PROMTOOL_MOD" ;;
+    prometheus) install_from_prometheus_deb prometheus "$PROMETHEUS_MOD" ;;
     go-mcp-server) build_local go-mcp-server test/e2e/go-mcp-server ;;
     go-readers) build_local go-readers test/readers/go ;;
     redis) install_redis ;;
+    chromium) install_chromium ;;
     *) echo "install-tools: unknown tool '$t'" >&2; exit 2 ;;
   esac
 done

@@ -12,7 +12,7 @@ import { parseMarker } from './docs/markers.js';
 import { brokenClaims, commentStart, lineRegex, parseClaims, parseShell, runCommands, transcriptDiff, type CommandResult } from './docs/shell.js';
 import {
   checkConfig, checkEnvoy, checkExcerpt, checkFrom, checkHelmValues, checkKubernetes, checkMeshConfig, checkPaths, checkPromql, checkRego, checkTypescript, checkUsage,
-  containsTree, metricProblems, promqlExpressions, usageOf,
+  containsTree, metricProblems, promqlExpressions, usagesOf,
 } from './docs/validators.js';
 import { makeWorkdir } from './docs/workdir.js';
 
@@ -226,11 +226,15 @@ test('Rego: compiled with the service\'s capabilities, and its test_ rules must 
   t.regex((await checkRego(ROOT, 'package docs\n\nallow if input.x == 1\n\ntest_allow if allow with input as {"x": 2}\n')).join('\n'), /opa test/);
 });
 
-test('usage lines are the commands\' own --help synopses', async (t) => {
-  const help = async (args: string[]) => (args[0] === '--help' ? 'usage: mcp-authz <command>\n  mcp-authz --version    the version\n' : 'usage: mcp-authz serve [--config FILE]\n                       [--workers N]\n\noptions:\n');
-  t.is(usageOf(await help(['serve', '--help'])), 'mcp-authz serve [--config FILE] [--workers N]');
-  t.deepEqual(await checkUsage('mcp-authz serve [--config FILE] [--workers N]   # runs it\nmcp-authz --version\n', help), []);
-  t.is((await checkUsage('mcp-authz serve [--config FILE]\nmcp-authz --verbose\n', help)).length, 2);
+test('usage lines are the commands\' own --help synopses, every form of each', async (t) => {
+  const help = async (args: string[]) =>
+    args[0] === '--help'
+      ? 'usage: mcp-authz <command>\n  mcp-authz --version    the version\n'
+      : 'usage: mcp-authz serve [--config FILE]\n                       [--workers N]\n       mcp-authz serve --check-config\n       (npm run serve)\n\noptions:\n';
+  t.deepEqual(usagesOf(await help(['serve', '--help'])), ['mcp-authz serve [--config FILE] [--workers N]', 'mcp-authz serve --check-config']);
+  t.deepEqual(await checkUsage('mcp-authz serve [--config FILE] [--workers N]   # runs it\nmcp-authz serve --check-config\nmcp-authz --version\n', help), []);
+  t.deepEqual(await checkUsage('mcp-authz serve [--config FILE] [--workers N]\n', help), ['the doc does not show: mcp-authz serve --check-config']);
+  t.is((await checkUsage('mcp-authz serve [--config FILE]\nmcp-authz serve --check-config\nmcp-authz --verbose\n', help)).length, 2);
 });
 
 test('paths and excerpts: what a block names or quotes from the repository exists', (t) => {

@@ -1,6 +1,7 @@
-// Every fenced block of the README, docs/, the chart's README and examples/*/README.md is run
-// or validated, or says why not: a `<!-- test: … -->` marker above it names how
-// (test/docs/markers.ts lists the kinds), and a block without one fails here. Shell commands
+// Every fenced block of the README (and the other top-level .md files), docs/, the chart's
+// README and examples/*/README.md is run or validated, or says why not: a `<!-- test: … -->`
+// marker above it names how (test/docs/markers.ts lists the kinds), and a block without one
+// fails here. Shell commands
 // run in a fresh working folder against the real CLI (and a real `serve` of the quickstart on
 // free ports), config blocks go through the service's schema, Envoy and Istio blocks through
 // their generated types, chart values through helm, PromQL through promtool, Rego through
@@ -31,7 +32,7 @@ const ROOT = join(import.meta.dirname, '..');
 function docFiles(): string[] {
   const list = (dir: string, pick: (name: string) => boolean) => (existsSync(join(ROOT, dir)) ? readdirSync(join(ROOT, dir)).filter(pick).sort().map((n) => `${dir}/${n}`) : []);
   const readmes = (dir: string) => (existsSync(join(ROOT, dir)) ? readdirSync(join(ROOT, dir)).sort().map((d) => `${dir}/${d}/README.md`).filter((f) => existsSync(join(ROOT, f))) : []);
-  return ['README.md', ...list('docs', (n) => n.endsWith('.md')), ...readmes('helm'), ...readmes('examples')];
+  return [...list('.', (n) => n.endsWith('.md')).map((f) => f.slice(2)), ...list('docs', (n) => n.endsWith('.md')), ...readmes('helm'), ...readmes('examples')];
 }
 
 const problems: string[] = [];

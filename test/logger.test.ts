@@ -40,3 +40,32 @@ test('lines logged across turns of the event loop are all written, each a whole 
   t.true(lines.every((l) => JSON.parse(l).service === 'mcp-authz'));
   t.is(JSON.parse(lines[4999]!).n, 4999);
 });
+
+test('the decision log writes, through no pino internals, the very line pino writes for the same fields', (t) => {
+  // One DecisionLog on the service logger (its own line builder), one on a plain pino logger
+  // with the same base and bindings (pino's serializer): the lines must be byte-identical.
+  const { lines, status } = run(`
+    import { pino } from 'pino';
+    import { childLogger, createLogger } from './src/log/logger.ts';
+    import { DecisionLog } from './src/log/decision-log.ts';
+    Date.now = () => 1767225600123;
+    const trace = {
+      decisionId: 'd-1', durationNs: 1234567n, incoming: undefined, span: undefined,
+      outcome: { allow: false, kind: 'deny', status: 403, code: 'access_denied' },
+      policy: { decision: 'deny', revision: 'sha256-abc', durationNs: 52000 },
+      ctx: { request: { id: 'r-1' }, clientAddress: '10.0.0.1', endpoint: { name: 'files' }, principal: { id: 'k1', method: 'api_key' },
+        mcp: { calls: [{ method: 'tools/call', name: 'read "x"\\u2028' }, { method: 'ping' }] }, authFailure: undefined },
+    };
+    const fast = new DecisionLog(childLogger(createLogger(), { worker: 3 }), { sampleRate: 1 });
+    const viaPino = new DecisionLog(pino({ base: { service: 'mcp-authz' } }, pino.destination({ dest: 2, sync: true })).child({ worker: 3 }), { sampleRate: 1 });
+    if (!fast.stream || viaPino.stream) process.exit(7); // the first builds its own lines, the second goes through pino
+    viaPino.decided(trace);
+    fast.decided(trace);
+  `);
+  t.is(status, 0);
+  t.is(lines.length, 2);
+  t.is(lines[1], lines[0]);
+  const line = JSON.parse(lines[0]!);
+  t.like(line, { level: 30, time: 1767225600123, service: 'mcp-authz', worker: 3, log: 'decision', decision_id: 'd-1', tool: 'read "x"\u2028', msg: 'decision' });
+  t.deepEqual(Object.keys(line).slice(0, 5), ['level', 'time', 'service', 'worker', 'log']);
+});

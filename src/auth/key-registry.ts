@@ -65,7 +65,7 @@ export class KeysFileError extends Error {
   }
 }
 
-const KeysFileSchema = z.object({ keys: z.array(ApiKeyEntrySchema).default([]) }).strict();
+export const KeysFileSchema = z.object({ keys: z.array(ApiKeyEntrySchema).default([]) }).strict();
 
 /** Parses a keys file (YAML, or JSON, which is YAML). Throws KeysFileError naming every bad field. */
 export function parseKeysFile(text: string, source: string): ApiKeyEntry[] {

@@ -6,6 +6,7 @@ import type { ApiKeyEntry } from '../config/schema.js';
 import { readSource, WatchedFile, type ReloadResult } from '../config/watched-file.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
+import { demoKeyWarning } from './demo-keys.js';
 import { buildKeyRegistry, KeyRegistry, KeysFileError, parseKeysFile } from './key-registry.js';
 
 export interface KeySourceOptions {
@@ -16,6 +17,8 @@ export interface KeySourceOptions {
   events: ServiceEvents;
   /** Watch the file for changes (the server); off for one-shot uses such as `mcp-authz check`. */
   watch: boolean;
+  /** The service's listen addresses: the public demo keys loaded beyond loopback are a loud warning. */
+  listen?: Record<string, string | undefined>;
 }
 
 export class KeySource {
@@ -39,6 +42,12 @@ export class KeySource {
       if (opts.watch) this.file.start();
     }
     opts.events.keysReload?.('success', this.current.size);
+    this.warnOnDemoKeys(this.current);
+  }
+
+  private warnOnDemoKeys(registry: KeyRegistry): void {
+    const warning = this.opts.listen && demoKeyWarning(registry, this.opts.listen);
+    if (warning) this.opts.logger.warn({ demo_keys: warning.keys, listen: warning.exposed }, warning.message);
   }
 
   /** The registry in force; replaced whole on a successful reload. */
@@ -60,6 +69,7 @@ export class KeySource {
     if (r.ok) {
       logger.info({ keys_file: file, keys: r.value.size }, 'API keys reloaded');
       events.keysReload?.('success', r.value.size);
+      this.warnOnDemoKeys(r.value);
       return;
     }
     const err = r.error as NodeJS.ErrnoException;

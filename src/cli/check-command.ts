@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { LoadedConfig } from '../config/load.js';
 import { responseBody } from '../contracts/outcome.js';
+import { readCheckRequest } from '../envoy/check-codec.js';
 import { toRequest } from '../envoy/to-request.js';
 import { toCheckResponse } from '../envoy/to-response.js';
 import { silentLogger } from '../log/logger.js';
@@ -27,15 +28,22 @@ export function parseHeaderFlag(h: string): [string, string] {
   return [h.slice(0, i).trim(), h.slice(i + 1).trim()];
 }
 
+/** A flag's text: `-` (or `@-`) reads standard input, `@file` a file, anything else is the text itself. */
 export function readBodyFlag(b: string | undefined): string | undefined {
   if (b === undefined) return undefined;
+  if (b === '-' || b === '@-') return readFileSync(0, 'utf8');
   return b.startsWith('@') ? readFileSync(b.slice(1), 'utf8') : b;
 }
 
-export async function explain(loaded: LoadedConfig, sample: SampleRequest, request: ExplainRequest = {}): Promise<Record<string, unknown>> {
+/** A CheckRequest's bytes (e.g. from --check-request): decoded exactly as a Check from Envoy is. */
+export interface CapturedCheckRequest {
+  checkRequest: Uint8Array;
+}
+
+export async function explain(loaded: LoadedConfig, sample: SampleRequest | CapturedCheckRequest, request: ExplainRequest = {}): Promise<Record<string, unknown>> {
   const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false, tracing: false });
   try {
-    const trace = await runCheck(rt, toRequest, sampleToWire(sample));
+    const trace = 'checkRequest' in sample ? await runCheck(rt, readCheckRequest, sample.checkRequest) : await runCheck(rt, toRequest, sampleToWire(sample));
     const { outcome: o, ctx, policy, decisionId } = trace;
     return {
       decision: o.kind,

@@ -1,6 +1,9 @@
 // `serve --check-config`: everything `serve` loads before it can decide — the config, the API
 // key registry and the policy — loaded by the same code (buildRuntime), without listening.
 // A config that is valid on paper but whose keys file or bundle is missing fails here.
+// The result is printed as lines, or with --json as one object for scripts and CI.
+import { demoKeyWarning } from '../auth/demo-keys.js';
+import { KeySource } from '../auth/key-source.js';
 import { KeysFileError } from '../auth/key-registry.js';
 import type { LoadedConfig } from '../config/load.js';
 import { silentLogger } from '../log/logger.js';
@@ -9,23 +12,64 @@ import { SHIPPED_BUNDLE } from '../config/paths.mjs';
 import { buildRuntime } from '../pipeline/build-runtime.js';
 import { describeTracing, tracingSettings, TracingConfigError } from '../tracing/settings.js';
 
+/** One thing that stops serve from deciding: which part, and why. */
+export interface ConfigProblem {
+  part: 'config' | 'apiKeys' | 'policy' | 'tracing';
+  message: string;
+}
+
+/** What `serve --check-config --json` prints. */
+export interface ConfigReport {
+  ok: boolean;
+  config: { file: string | null; endpoints: string[] };
+  apiKeys: { count: number; file: string | null; inline: number } | null;
+  policy: { revision: string; source: string } | null;
+  tracing: string | null;
+  problems: ConfigProblem[];
+  /** Loads, but should not be served like this (the public demo keys beyond loopback). */
+  warnings: string[];
+}
+
 export interface ConfigCheck {
   ok: boolean;
   /** What loaded, or what did not and why. */
   lines: string[];
+  report: ConfigReport;
+}
+
+/** The report of a config that did not even parse (ConfigError's problems). */
+export function invalidConfigReport(file: string | undefined, problems: readonly string[]): ConfigReport {
+  return { ok: false, config: { file: file ?? null, endpoints: [] }, apiKeys: null, policy: null, tracing: null, problems: problems.map((message) => ({ part: 'config', message })), warnings: [] };
 }
 
 export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
   const { config } = loaded;
+  const report: ConfigReport = {
+    ok: false,
+    config: { file: loaded.file ?? null, endpoints: config.endpoints.map((e) => e.name) },
+    apiKeys: null,
+    policy: null,
+    tracing: null,
+    problems: [],
+    warnings: [],
+  };
   const lines = [`config: ${loaded.file ?? '(built in)'}: valid, ${config.endpoints.length} endpoint(s)`];
+  const done = (ok: boolean): ConfigCheck => {
+    report.ok = ok;
+    return { ok, lines, report };
+  };
+  const fail = (part: ConfigProblem['part'], line: string, message = line): ConfigCheck => {
+    lines.push(line);
+    report.problems.push({ part, message });
+    return done(false);
+  };
   let keys: number | undefined;
   let revision: string | undefined;
   let runtime;
-  let tracing: string;
   try {
-    tracing = describeTracing(tracingSettings(process.env));
+    report.tracing = describeTracing(tracingSettings(process.env));
   } catch (err) {
-    if (err instanceof TracingConfigError) return { ok: false, lines: [...lines, `tracing: ${err.message}`] };
+    if (err instanceof TracingConfigError) return fail('tracing', `tracing: ${err.message}`, err.message);
     throw err;
   }
   try {
@@ -43,21 +87,40 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
       },
     });
   } catch (err) {
-    if (err instanceof KeysFileError) return { ok: false, lines: [...lines, `API keys: ${err.message}`] };
+    if (err instanceof KeysFileError) return fail('apiKeys', `API keys: ${err.message}`, err.message);
     throw err;
   }
   try {
     const from = config.apiKeys.file ?? 'the config';
+    report.apiKeys = { count: keys ?? 0, file: config.apiKeys.file ?? null, inline: config.apiKeys.keys.length };
     lines.push(`API keys: ${keys ?? 0} from ${from}${config.apiKeys.keys.length ? ` (${config.apiKeys.keys.length} inline)` : ''}`);
+    const demo = demoKeysLoaded(loaded);
+    if (demo) {
+      report.warnings.push(demo);
+      lines.push(`WARNING: ${demo}`);
+    }
     const source = config.policy?.rego ?? config.policy?.bundle ?? SHIPPED_BUNDLE;
     const notReady = runtime.notReady?.() ?? [];
     if (notReady.length > 0) {
       lines.push(...notReady.map((r) => `${r} (${source})`));
-      return { ok: false, lines };
+      report.problems.push(...notReady.map((r) => ({ part: 'policy' as const, message: `${r} (${source})` })));
+      return done(false);
     }
-    lines.push(`policy: revision ${revision ?? '?'} from ${source}`, tracing);
-    return { ok: true, lines };
+    report.policy = { revision: revision ?? '?', source };
+    lines.push(`policy: revision ${revision ?? '?'} from ${source}`, report.tracing);
+    return done(true);
   } finally {
     await runtime.close();
+  }
+}
+
+/** The demo-key warning serve would log, from the same registry code. */
+function demoKeysLoaded(loaded: LoadedConfig): string | undefined {
+  const { apiKeys, listen } = loaded.config;
+  const source = new KeySource({ file: apiKeys.file, inline: apiKeys.keys, pollIntervalMs: apiKeys.pollIntervalMs, logger: silentLogger(), events: {}, watch: false });
+  try {
+    return demoKeyWarning(source.current, listen)?.message;
+  } finally {
+    void source.close();
   }
 }

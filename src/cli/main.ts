@@ -3,14 +3,14 @@
 // pipeline, the policy engine or the gRPC server, and stays small.
 import { spawnSync } from 'node:child_process';
 import cluster from 'node:cluster';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigFile, type ConfigError } from '../config/load.js';
 import { projectRoot, QUICKSTART_CONFIG } from '../config/paths.mjs';
-import { createLogger } from '../log/logger.js';
+import { childLogger, createLogger } from '../log/logger.js';
 import type { BuildOptions } from '../pipeline/build-runtime.js';
 import type { ResponseTypeFlag } from './check-response.js';
+import { defaultWorkers } from '../server/cpu-quota.js';
 import { tracingSettings } from '../tracing/settings.js';
 import { LOG_LEVELS, USAGE, version } from './usage.js';
 
@@ -78,25 +78,21 @@ function parse<T extends NonNullable<Parameters<typeof parseArgs>[0]>['options']
 }
 
 async function serve(args: string[], options: MainOptions): Promise<number> {
-  const values = parse(args, { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' }, workers: { type: 'string', short: 'w' } }, USAGE.serve);
+  const values = parse(args, { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' }, json: { type: 'boolean' }, workers: { type: 'string', short: 'w' } }, USAGE.serve);
   if (values.help) {
     process.stdout.write(USAGE.serve);
     return 0;
   }
+  if (values.json && !values['check-config']) throw new UsageError('--json goes with --check-config', USAGE.serve);
   const workers = parseWorkers(values.workers as string | undefined);
   const file = (values.config as string | undefined) ?? QUICKSTART_CONFIG;
+  if (values['check-config']) return checkConfigCommand(file, Boolean(values.json));
   const loaded = loadConfigFile(file);
-  if (values['check-config']) {
-    const { checkConfig } = await import('./check-config.js');
-    const result = await checkConfig(loaded);
-    (result.ok ? process.stdout : process.stderr).write(`${result.lines.join('\n')}\n${result.ok ? 'configuration is valid: serve would start with all of the above\n' : 'configuration is NOT ready: serve would not decide requests (see above)\n'}`);
-    return result.ok ? 0 : 1;
-  }
   const logger = createLogger(logLevel());
   tracingSettings(process.env); // a tracing variable serve cannot honour stops it here, before workers start
   if (cluster.isWorker) {
     const { runWorker } = await import('../server/cluster-worker.js');
-    return runWorker(loaded, logger.child({ worker: cluster.worker?.id }), options.runtime);
+    return runWorker(loaded, childLogger(logger, { worker: cluster.worker?.id }), options.runtime);
   }
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
   logger.info({ version: version(), workers }, 'mcp-authz starting');
@@ -117,6 +113,27 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   return 0;
 }
 
+/** serve --check-config [--json]: 0 when serve would decide requests, 1 naming what stops it. */
+async function checkConfigCommand(file: string, json: boolean): Promise<number> {
+  const { checkConfig, invalidConfigReport } = await import('./check-config.js');
+  if (json) {
+    let report;
+    try {
+      report = (await checkConfig(loadConfigFile(file))).report;
+    } catch (err) {
+      // A config that does not parse is a report too: scripts read one shape whatever failed.
+      if ((err as { code?: string }).code !== 'ERR_CONFIG') throw err;
+      const e = err as ConfigError;
+      report = invalidConfigReport(e.source, e.problems);
+    }
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return report.ok ? 0 : 1;
+  }
+  const result = await checkConfig(loadConfigFile(file));
+  (result.ok ? process.stdout : process.stderr).write(`${result.lines.join('\n')}\n${result.ok ? 'configuration is valid: serve would start with all of the above\n' : 'configuration is NOT ready: serve would not decide requests (see above)\n'}`);
+  return result.ok ? 0 : 1;
+}
+
 /** MCP_AUTHZ_LOG_LEVEL, refused with the levels there are rather than pino's error. */
 function logLevel(): string {
   const level = process.env.MCP_AUTHZ_LOG_LEVEL;
@@ -128,7 +145,7 @@ function logLevel(): string {
 }
 
 function parseWorkers(v: string | undefined): number {
-  if (v === undefined) return availableParallelism();
+  if (v === undefined) return defaultWorkers();
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 1024) throw new UsageError(`--workers expects a whole number from 1 to 1024, got ${JSON.stringify(v)}`, USAGE.serve);
   return n;
@@ -151,6 +168,7 @@ async function check(args: string[]): Promise<number> {
       rego: { type: 'string' },
       response: { type: 'string' },
       'response-type': { type: 'string', default: 'auto' },
+      'check-request': { type: 'string' },
     },
     USAGE.check,
   );
@@ -158,15 +176,30 @@ async function check(args: string[]): Promise<number> {
     process.stdout.write(USAGE.check);
     return 0;
   }
-  if (!values.path) throw new UsageError('check needs --path', USAGE.check);
+  const stdinFlags = (['body', 'response', 'peer-certificate', 'check-request'] as const).filter((f) => values[f] === '-' || values[f] === '@-');
+  if (stdinFlags.length > 1) throw new UsageError(`only one flag can read standard input; got - for ${stdinFlags.map((f) => `--${f}`).join(' and ')}`, USAGE.check);
+  const captured = values['check-request'] as string | undefined;
+  if (captured !== undefined) {
+    // The captured request carries the method, path, headers, body and peer: the flags that build one do not mix with it.
+    const clash = (['path', 'host', 'source', 'peer-principal', 'peer-certificate', 'header', 'body'] as const).filter((f) => values[f] !== undefined);
+    if (clash.length > 0) throw new UsageError(`--check-request is the whole request; drop ${clash.map((f) => `--${f}`).join(', ')}`, USAGE.check);
+  } else if (!values.path) {
+    throw new UsageError('check needs --path (or --check-request)', USAGE.check);
+  }
   if (values.rego !== undefined && !values.explain) throw new UsageError('--rego is the policy source for --explain', USAGE.check);
   const responseType = values['response-type'] as string;
   if (!['auto', 'json', 'sse'].includes(responseType)) throw new UsageError(`--response-type expects json, sse or auto, got ${JSON.stringify(responseType)}`, USAGE.check);
   const loaded = loadConfigFile((values.config as string | undefined) ?? QUICKSTART_CONFIG);
   const { explain, parseHeaderFlag, readBodyFlag } = await import('./check-command.js');
+  let checkRequest: Uint8Array | undefined;
+  if (captured !== undefined) {
+    const { checkRequestFromJson } = await import('../envoy/check-request-json.js');
+    const text = readBodyFlag(captured)!;
+    checkRequest = checkRequestFromJson(text);
+  }
   const result = await explain(
     loaded,
-    {
+    checkRequest ? { checkRequest } : {
       method: values.method as string,
       path: values.path as string,
       headers: ((values.header as string[] | undefined) ?? []).map(parseHeaderFlag),

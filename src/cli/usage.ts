@@ -30,27 +30,37 @@ commands:
 
 ${ENVIRONMENT}
 `,
-  serve: `usage: mcp-authz serve [--config FILE] [--workers N] [--check-config]
+  serve: `usage: mcp-authz serve [--config FILE] [--workers N] [--check-config [--json]]
 
 Runs the service: gRPC ext_authz Check, ext_proc and health on listen.grpc, HTTP /healthz,
-/readyz, /metrics and the OAuth discovery documents on listen.http. Keys, endpoints and
-policy reload on change. SIGTERM/SIGINT: health turns NOT_SERVING, in-flight Checks finish.
+/readyz, /metrics and the OAuth discovery documents on listen.http.
+SIGTERM/SIGINT: health turns NOT_SERVING, in-flight Checks finish.
+
+What reloads without a restart: the API keys file (apiKeys.file) and the policy (the
+bundle file or the .rego folder), on change; a bad reload keeps the previous state. The
+config file itself — endpoints, listen, limits, OAuth issuers, MCP_* variables — is read
+once at start: restart to change it (in Kubernetes, a rolling restart; the Helm chart rolls
+the pods when the rendered config changes).
 
 options:
   -c, --config FILE   the config file (default: examples/quickstart/config.yaml, on loopback)
-  -w, --workers N     worker processes sharing the gRPC port (default: the number of cores;
-                      1 runs one process)
+  -w, --workers N     worker processes sharing the gRPC port (default: the number of cores,
+                      capped by the container's CPU quota — cgroup cpu.max or
+                      cpu.cfs_quota_us, rounded up; 1 runs one process)
   --check-config      validate the config, open the API keys file and load the policy bundle
                       (or compile the .rego folder) exactly as serve does, print what loaded,
                       and exit: 0 when everything loads, 1 naming what does not
+  --json              with --check-config: print one JSON object instead (ok, config,
+                      apiKeys, policy, tracing, problems [{part, message}], warnings)
   -h, --help          this help
 
 ${ENVIRONMENT}
 `,
-  check: `usage: mcp-authz check [--config FILE] --path P [--method M] [-H 'name: value']... [--body JSON|@file]
+  check: `usage: mcp-authz check [--config FILE] --path P [--method M] [-H 'name: value']... [--body JSON|@file|-]
                        [--host H] [--source ADDR] [--peer-principal SPIFFE_ID] [--peer-certificate @PEM]
                        [--explain] [--rego DIR]
-                       [--response JSON|@file [--response-type json|sse]]
+                       [--response JSON|@file|- [--response-type json|sse]]
+       mcp-authz check [--config FILE] --check-request JSON|@file|- [--explain] [--response …]
 
 Runs the same pipeline as the server, in-process, on one sample request and prints the
 decision as JSON: allow/deny, status, body, headers, endpoint, principal, MCP calls, the
@@ -62,7 +72,7 @@ options:
   --path P            the request path, with its query (required)
   -X, --method M      the HTTP method (default POST)
   -H, --header 'name: value'   a request header (repeatable)
-  -d, --body JSON     the request body, or @file to read it from a file
+  -d, --body JSON     the request body, @file to read it from a file, - from standard input
   --host H            the :authority (default localhost)
   --source ADDR       the client address (default 127.0.0.1)
   --peer-principal ID the mTLS peer Envoy verified (source.principal), e.g.
@@ -78,6 +88,13 @@ options:
                       visible or not, and the body Envoy would send on (response)
   --response-type T   json, sse (an event stream) or auto (default: JSON when it starts with
                       "{" or "[")
+  --check-request J   the whole request as Envoy sent it: an envoy.service.auth.v3.CheckRequest
+                      in protobuf's JSON form (lowerCamelCase or .proto field names, rawBody as
+                      base64, time as RFC 3339), @file or - for standard input; decoded as a
+                      Check from Envoy is. Replaces --path, --host, --source, -H, --body and
+                      the --peer flags (--method is ignored)
+
+Only one flag can read standard input (-).
   -h, --help          this help
 `,
   keys: `usage: mcp-authz keys create --name N [--id ID] [--user U] [--role R] [--permission P]...

@@ -1,19 +1,20 @@
 // The official .proto files, loaded with protobufjs (the library under proto-loader) without
-// grpc-js: the Envoy ext_authz and ext_proc v3 protos shipped in @grpc/grpc-js-xds and the
-// gRPC health protocol. The service's own gRPC server decodes and encodes with these types; the grpc-js
+// grpc-js: the Envoy ext_authz and ext_proc v3 protos vendored in proto/ (scripts/sync-protos.mjs
+// copies them from pinned upstream revisions; proto/upstream.json names them) and the gRPC
+// health protocol. The service's own gRPC server decodes and encodes with these types; the grpc-js
 // side (src/envoy/protos.ts) loads the same files through proto-loader. Loaded once per
 // process, on first use.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { projectRoot } from '../config/paths.mjs';
 
 const require = createRequire(import.meta.url);
-const xdsRoot = dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
 
-export const envoyIncludeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(xdsRoot, 'deps', d));
+/** The one include path of every .proto the service loads (google/protobuf/* come with protobufjs). */
 const projectProtoDir = join(projectRoot, 'proto');
+export const envoyIncludeDirs = [projectProtoDir];
 
 /** How decoded messages become plain objects, for proto-loader and for protobufjs alike: field names as in the .proto files. */
 export const loaderOptions = {

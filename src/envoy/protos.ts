@@ -1,12 +1,10 @@
-// The official Envoy ext_authz and ext_proc v3 protos (shipped in @grpc/grpc-js-xds) and the
+// The official Envoy ext_authz and ext_proc v3 protos (vendored in proto/) and the
 // gRPC health protocol through proto-loader, for grpc-js: the `grpcServer: grpc-js` server, reflection,
 // and the clients of the tests, the test proxies and the benchmark. Loaded once per process,
 // and only where used: the service's own server reads the same files with protobufjs
 // (proto-root.ts).
-import { join } from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
-import { projectRoot } from '../config/paths.mjs';
 import { envoyIncludeDirs, loaderOptions } from './proto-root.js';
 
 export { envoyIncludeDirs, loaderOptions };
@@ -17,7 +15,7 @@ let extProcDef: protoLoader.PackageDefinition | undefined;
 export function packageDefinitions() {
   cached ??= {
     authDef: protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs }),
-    healthDef: protoLoader.loadSync('grpc/health/v1/health.proto', { ...loaderOptions, includeDirs: [join(projectRoot, 'proto')] }),
+    healthDef: protoLoader.loadSync('grpc/health/v1/health.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs }),
   };
   return cached;
 }

@@ -1,15 +1,15 @@
 // The decision log: one JSON line per Check decision (pino), for audit and for explaining
 // a deny after the fact. Only ids and codes: never a key, a token or a header map.
 // It runs on every Check, so the line is built with one JSON.stringify and written to the
-// logger's own stream, in exactly the shape pino writes (level, time, the logger's
-// bindings, the fields, msg): pino's field-by-field serializer cost twice as much.
+// service log's stream (logger.ts, lineSink), in exactly the shape pino writes (level, time,
+// the logger's bindings, the fields, msg): pino's field-by-field serializer cost twice as much.
+// A logger without a line sink (not made by createLogger) gets the fields through pino.
 // `time` stays pino's (epoch milliseconds, what log shippers already parse); `ts` is the
 // same instant in ISO 8601 for people and for tools that want a calendar time.
 import { randomUUID } from 'node:crypto';
-import { pino } from 'pino';
 import type { CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
-import type { Logger } from './logger.js';
+import { childLogger, lineSink, type Logger } from './logger.js';
 
 export interface DecisionLogOptions {
   /** Fraction of allowed decisions logged (0..1). Denies are always logged. */
@@ -27,22 +27,6 @@ interface Stream {
   write(line: string): unknown;
 }
 
-/** A logger configured as createLogger makes it: pino's default line shape, no redaction, mixin or custom formatter. */
-function isPlain(l: Record<symbol, unknown>): boolean {
-  const s = pino.symbols;
-  const formatters = l[s.formattersSym] as { level?: (label: string, n: number) => unknown; log?: unknown } | undefined;
-  return (
-    l[s.timeSym] === pino.stdTimeFunctions.epochTime &&
-    l[s.messageKeySym] === 'msg' &&
-    l[s.mixinSym] === undefined &&
-    l[s.redactFmtSym] === undefined &&
-    l[s.nestedKeySym] === null &&
-    !l[(s as Record<string, symbol>).msgPrefixSym!] &&
-    formatters?.log === undefined &&
-    JSON.stringify(formatters?.level?.('info', INFO)) === `{"level":${INFO}}`
-  );
-}
-
 export class DecisionLog implements Observer {
   private readonly log: Logger;
   private readonly random: () => number;
@@ -54,13 +38,12 @@ export class DecisionLog implements Observer {
   private lastIso = '';
 
   constructor(logger: Logger, private readonly opts: DecisionLogOptions) {
-    this.log = logger.child({ log: 'decision' });
+    this.log = childLogger(logger, { log: 'decision' });
     this.random = opts.random ?? Math.random;
-    const internals = this.log as unknown as Record<symbol, unknown>;
-    const stream = internals[pino.symbols.streamSym] as Stream | undefined;
-    const bindings = internals[pino.symbols.chindingsSym];
-    this.stream = typeof stream?.write === 'function' && typeof bindings === 'string' && isPlain(internals) ? stream : undefined;
-    this.bindings = this.stream ? (bindings as string) : '';
+    this.stream = lineSink(this.log);
+    // pino writes each binding as `,"key":value` after level and time (logger.bindings() is its public copy of them).
+    const bindings = JSON.stringify(this.log.bindings());
+    this.bindings = this.stream && bindings.length > 2 ? `,${bindings.slice(1, -1)}` : '';
   }
 
   decided({ decisionId, ctx, outcome, policy, durationNs, incoming, span }: CheckTrace): void {

@@ -44,9 +44,32 @@ class TurnBatcher {
   };
 }
 
+/**
+ * Where the loggers createLogger makes (and their children made with childLogger) write: the
+ * decision log builds its hot-path lines itself and writes them there, in pino's line shape,
+ * through no pino internals. Loggers made otherwise are not here; theirs go through pino.
+ */
+const lineSinks = new WeakMap<Logger, FileStream>();
+
+/** The stream a logger of createLogger writes whole lines to, with pino's default line shape (no redaction, mixin or formatters). */
+export function lineSink(logger: Logger): FileStream | undefined {
+  return lineSinks.get(logger);
+}
+
+/** logger.child(bindings), keeping the parent's line sink. */
+export function childLogger(parent: Logger, bindings: Record<string, unknown>): Logger {
+  const child = parent.child(bindings);
+  const sink = lineSinks.get(parent);
+  if (sink) lineSinks.set(child, sink);
+  return child;
+}
+
 /** The service log: JSON lines on stderr. Never given a key, a token or a full header map. */
 export function createLogger(level = process.env.MCP_AUTHZ_LOG_LEVEL ?? 'info'): Logger {
-  return pino({ level, base: { service: 'mcp-authz' } }, new TurnBatcher(pino.destination({ dest: 2, sync: true })));
+  const sink = new TurnBatcher(pino.destination({ dest: 2, sync: true }));
+  const logger = pino({ level, base: { service: 'mcp-authz' } }, sink);
+  lineSinks.set(logger, sink);
+  return logger;
 }
 
 /** A logger that drops everything (the `check` CLI and tests that do not read logs). */

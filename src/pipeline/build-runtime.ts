@@ -85,6 +85,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     logger,
     events,
     watch,
+    listen: config.listen,
   });
   const verifier = config.oauth.issuers.length > 0 ? createTokenVerifier(config.oauth, { logger, events }) : undefined;
 

@@ -312,6 +312,7 @@ export async function checkRego(root: string, text: string): Promise<string[]> {
 export async function checkUsage(text: string, help: (args: string[]) => Promise<string>): Promise<string[]> {
   const problems: string[] = [];
   const top = norm(await help(['--help']));
+  const shown = new Map<string, string[]>();
   for (const raw of text.split('\n')) {
     const line = norm(raw.replace(/\s#.*$/, ''));
     if (!line) continue;
@@ -321,24 +322,29 @@ export async function checkUsage(text: string, help: (args: string[]) => Promise
       if (!top.includes(line)) problems.push(`"${line}": not in mcp-authz --help`);
       continue;
     }
-    const usage = usageOf(await help([...command.split(' '), '--help']));
-    if (line !== usage) problems.push(`the doc: ${line}\n   --help: ${usage}`);
+    shown.set(command, [...(shown.get(command) ?? []), line]);
+  }
+  for (const [command, lines] of shown) {
+    const usages = usagesOf(await help([...command.split(' '), '--help']));
+    for (const line of lines) if (!usages.includes(line)) problems.push(`the doc: ${line}\n   --help: ${usages.join('\n           ')}`);
+    for (const usage of usages) if (!lines.includes(usage) && !problems.some((p) => p.includes(usage))) problems.push(`the doc does not show: ${usage}`);
   }
   return problems;
 }
 
 const norm = (s: string) => s.replace(/\s+/g, ' ').trim();
 
-/** The synopsis of a command's --help: the usage lines, joined, without "(npm run …)". */
-export function usageOf(help: string): string {
+/** The synopses of a command's --help: each usage form with its continuation lines, without "(npm run …)". */
+export function usagesOf(help: string): string[] {
   const lines = help.split('\n');
   const start = lines.findIndex((l) => l.startsWith('usage: '));
-  const out: string[] = [lines[start]!.slice('usage: '.length)];
+  const forms: string[][] = [[lines[start]!.slice('usage: '.length)]];
   for (const l of lines.slice(start + 1)) {
     if (!/^\s+\S/.test(l) || /^\s+\(npm run/.test(l)) break;
-    out.push(l);
+    if (/^\s+mcp-authz /.test(l)) forms.push([l]);
+    else forms.at(-1)!.push(l);
   }
-  return norm(out.join(' '));
+  return forms.map((f) => norm(f.join(' ')));
 }
 
 // ---------------------------------------------------------------------------------------

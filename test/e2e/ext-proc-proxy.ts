@@ -2,7 +2,7 @@
 // (envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor, gRPC
 // envoy.service.ext_proc.v3.ExternalProcessor/Process) in front of an HTTP upstream. Envoy
 // cannot be installed here, so this reproduces what the filter does as far as a processor or a
-// client can tell. Sources: the API protos shipped in @grpc/grpc-js-xds (external_processor.proto,
+// client can tell. Sources: the API protos of Envoy's data-plane-api (proto/upstream.json; external_processor.proto,
 // ext_proc.proto, processing_mode.proto, "proto" below) and Envoy's filter source
 // (source/extensions/filters/http/ext_proc/ext_proc.cc, processor_state.cc, mutation_utils.cc,
 // "source" below); docs/ext_proc.md lists them with each behaviour.
