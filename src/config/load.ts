@@ -155,5 +155,10 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
       client.private_key = abs(client.private_key)!;
     }
   }
+  if (cfg.tls) {
+    cfg.tls.certFile = abs(cfg.tls.certFile)!;
+    cfg.tls.keyFile = abs(cfg.tls.keyFile)!;
+    cfg.tls.clientCaFile = abs(cfg.tls.clientCaFile);
+  }
   return cfg;
 }
