@@ -83,8 +83,7 @@ async function flushCost(mask: string[]): Promise<number> {
     labels: { id: 'bench', version: '0' },
     path: 'mcp/authz/decision',
     bundleName: 'local',
-    events: {},
-    logger: silentLogger(),
+      logger: silentLogger(),
   });
   const events = 20_000;
   const costs: number[] = [];
@@ -108,7 +107,6 @@ const quiet = new DecisionLogShipper({
   labels: { id: 'bench', version: '0' },
   path: 'mcp/authz/decision',
   bundleName: 'local',
-  events: {},
   logger: silentLogger(),
 });
 const pushes = 200_000;

@@ -12,7 +12,6 @@ import type { Observer } from '../check/phases.js';
 import type { DecisionLogsConfig } from '../config/management.js';
 import type { RemoteService } from '../config/remote-service.js';
 import { callTargetText } from '../contracts/request.js';
-import type { ServiceEvents } from '../metrics/hooks.js';
 import type { Logger } from './logger.js';
 
 const gzip = promisify(gzipCb);
@@ -29,7 +28,8 @@ export interface DecisionLogShipperOptions {
   path: string;
   /** The bundle's name, for the event's `bundles` map (OPA's `{name: {revision}}`). */
   bundleName: string;
-  events: ServiceEvents;
+  /** Events sent, or dropped (buffer full, upload refused): the metrics' counter. */
+  shipped?(result: 'sent' | 'dropped', events: number): void;
   logger: Logger;
   random?: () => number;
 }
@@ -85,11 +85,11 @@ export class DecisionLogShipper implements Observer {
       dropped++;
     }
     if (dropped > 0) {
-      this.opts.events.decisionLogsShipped?.('dropped', dropped);
+      this.opts.shipped?.('dropped', dropped);
       this.compact();
     }
     if (size > limit) {
-      this.opts.events.decisionLogsShipped?.('dropped', 1);
+      this.opts.shipped?.('dropped', 1);
       return;
     }
     const { policy, ctx } = trace;
@@ -177,14 +177,14 @@ export class DecisionLogShipper implements Observer {
       }
       if (status >= 200 && status < 300) {
         this.failures = 0;
-        this.opts.events.decisionLogsShipped?.('sent', batch.length);
+        this.opts.shipped?.('sent', batch.length);
       } else if (status === 429 || status >= 500 || status === 408) {
         this.retryLater(batch, `answered HTTP ${status}`);
         return;
       } else {
         // The service refuses these events for good (a 4xx): retrying would refuse them again.
         this.failures = 0;
-        this.opts.events.decisionLogsShipped?.('dropped', batch.length);
+        this.opts.shipped?.('dropped', batch.length);
         this.opts.logger.error({ url: this.opts.service.url(this.opts.config.resource).href, status, events: batch.length }, 'decision-log upload refused by the service; these events are dropped');
       }
     }
@@ -199,7 +199,7 @@ export class DecisionLogShipper implements Observer {
     while (kept < batch.length && bytes + batch[batch.length - 1 - kept]!.size <= limit) bytes += batch[batch.length - 1 - kept++]!.size;
     this.buffer.splice(this.head, 0, ...batch.slice(batch.length - kept));
     this.bytes = bytes;
-    if (kept < batch.length) this.opts.events.decisionLogsShipped?.('dropped', batch.length - kept);
+    if (kept < batch.length) this.opts.shipped?.('dropped', batch.length - kept);
     if (this.failures === 1 || this.failures % 10 === 0) {
       this.opts.logger.warn({ url: this.opts.service.url(this.opts.config.resource).href, err: why, failures: this.failures, pending: this.pending }, 'decision-log upload failed; retrying with backoff (Checks are not affected)');
     }

@@ -159,7 +159,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled) observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
   const shipper = watch && config.decision_logs
-    ? new DecisionLogShipper({ service: services.get(config.decision_logs.service)!, config: config.decision_logs, labels, path: policy.entrypoint, bundleName: bundleName ?? 'local', events, logger })
+    ? new DecisionLogShipper({ service: services.get(config.decision_logs.service)!, config: config.decision_logs, labels, path: policy.entrypoint, bundleName: bundleName ?? 'local', shipped: (r, n) => events.decisionLogsShipped?.(r, n), logger })
     : undefined;
   if (shipper) observers.push(shipper);
   // The OpenTelemetry SDK is loaded only when tracing is on: off, it costs no start-up time.
