@@ -22,6 +22,7 @@ import { until } from './helpers/policy.js';
 import { sample } from './helpers/prometheus.js';
 import { checkRequest, rpc, startTestService, type TestService } from './helpers/service.js';
 import { startServe } from './helpers/subprocess-service.js';
+import { testPki } from './helpers/x509.js';
 
 const BUNDLE = 'authz';
 
@@ -462,4 +463,35 @@ test('an HS256-signed bundle verifies with its shared secret, and a wrong scope 
   // An RS256 key does not accept an HS256 token (no algorithm confusion).
   const rsa = keyPair(dir, 'rsa');
   t.is(((await t.throwsAsync(verifyBundleFiles('b', files, verificationKeys({ k: { key: rsa.publicPem, algorithm: 'RS256' } }), { keyid: 'k' }))) as BundleRefused).reason, 'bad_signature');
+});
+
+test('a bundle service behind mutual TLS: its CA from tls.ca_cert, the client certificate from credentials.client_tls; without it, no policy', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-bundles-'));
+  const good = keyPair(dir, 'good');
+  const pki = testPki('bundle service CA');
+  const server = new BundleServer();
+  const leaf = pki.server();
+  server.tls = { cert: leaf.cert, key: leaf.key, ca: pki.ca.cert };
+  await server.start();
+  t.teardown(() => server.stop());
+  server.publish(buildPolicyBundle({ revision: 'r1', allowedTool: 'alpha', signingKey: good.privateKey }));
+  const client = pki.client('mcp-authz');
+  writeFileSync(join(dir, 'ca.pem'), pki.ca.cert);
+  writeFileSync(join(dir, 'client.pem'), client.cert);
+  writeFileSync(join(dir, 'client-key.pem'), client.key);
+  const cfg = (withClientCert: boolean) => {
+    const m = management(server, 'mcp', good.publicPem);
+    Object.assign(m.services.bs, { tls: { ca_cert: join(dir, 'ca.pem') }, ...(withClientCert ? { credentials: { client_tls: { cert: join(dir, 'client.pem'), private_key: join(dir, 'client-key.pem') } } } : {}) });
+    return { ...m, endpoints: ENDPOINTS };
+  };
+  const svc = await startTestService(cfg(true));
+  t.teardown(() => svc.stop());
+  t.is(svc.health.current, 'SERVING');
+  t.true(await allows(svc, 'alpha'));
+
+  const { logger, lines } = capture();
+  const without = await startTestService(cfg(false), { logger });
+  t.teardown(() => without.stop());
+  t.is(without.health.current, 'NOT_SERVING');
+  t.true(lines.some((l) => l.msg === 'bundle download failed; no policy is loaded and Checks are denied'), JSON.stringify(lines.map((l) => l.err)));
 });

@@ -6,6 +6,7 @@
 // (down, slow, garbage, huge) are switched on per test.
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
@@ -42,9 +43,15 @@ export class BundleServer {
   /** Answer decision-log uploads with this status (503: the receiver is failing). */
   logStatus = 204;
 
+  /** HTTPS with this certificate; with `ca`, a client certificate from it is required (mTLS). */
+  tls: { cert: string; key: string; ca?: string } | undefined;
+
   async start(port = 0): Promise<void> {
-    this.server = createServer((req, res) => void this.handle(req, res));
-    this.server.on('connection', (s) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    this.server = this.tls
+      ? createTlsServer({ cert: this.tls.cert, key: this.tls.key, ...(this.tls.ca ? { ca: this.tls.ca, requestCert: true, rejectUnauthorized: true } : {}) }, handler)
+      : createServer(handler);
+    this.server.on(this.tls ? 'secureConnection' : 'connection', (s: Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
@@ -53,7 +60,7 @@ export class BundleServer {
   }
 
   url(agent: string): string {
-    return `http://127.0.0.1:${this.port}/${agent}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}/${agent}`;
   }
 
   /** Stops listening and drops every connection (the server is down). */
