@@ -7,7 +7,7 @@
 import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -418,6 +418,17 @@ test('serve --workers: the primary polls once for all workers, a refused bundle 
   t.is(sample(metrics, 'mcp_authz_policy_info', { revision: 'r2' }), 1);
   t.true(sample(metrics, 'mcp_authz_bundle_refused_total', { bundle: BUNDLE, reason: 'tampered' })! >= 1);
   t.true(sample(metrics, 'mcp_authz_bundle_requests_total', { bundle: BUNDLE, result: 'modified' })! >= 2);
+
+  // A worker that dies is replaced; the new one is handed r2 by the primary (workers never poll).
+  const workerPids = () => readFileSync(`/proc/${serve.proc.pid}/task/${serve.proc.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const before = workerPids();
+  t.is(before.length, 2);
+  const downloads = server.requests.get('mcp')!.filter((r) => r.status === 200).length;
+  process.kill(before[0]!, 'SIGKILL');
+  await until(() => workerPids().length === 2 && !workerPids().includes(before[0]!), 'a replacement worker', 60_000);
+  await until(async () => (await serve.http('/readyz')).status === 200, 'the replacement ready with r2', 60_000);
+  t.deepEqual(await every('beta'), Array(clients).fill(true));
+  t.is(server.requests.get('mcp')!.filter((r) => r.status === 200).length, downloads, 'no new download for the replacement');
 });
 
 test('the management config is OPA\'s, and what mcp-authz cannot honour is refused by name', (t) => {
