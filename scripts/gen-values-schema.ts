@@ -67,6 +67,7 @@ const extraEnv = {
     required: ['name'],
     properties: { name: { type: 'string', minLength: 1 } },
     if: { properties: { name: { enum: ['MCP_API_KEYS', 'MCP_REDIS_URL'] } } },
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword
     then: { required: ['valueFrom'], not: { required: ['value'] }, description: 'a secret: use valueFrom.secretKeyRef' },
   },
 };

@@ -198,7 +198,7 @@ async function checkRun(t: ExecutionContext, b: Block & { check?: Check }): Prom
 
 async function checkOutput(t: ExecutionContext, b: Block): Promise<void> {
   const before = blocks.filter((x) => x.file === b.file && x.line < b.line).at(-1);
-  if (!before || before.check?.kind !== 'run') {
+  if (before?.check?.kind !== 'run') {
     t.fail(`${where(b)}: an output block follows the run block whose last command prints it; the block above is ${before ? `at line ${before.line}` : 'missing'}`);
     return;
   }

@@ -386,7 +386,7 @@ test('STREAMED: every chunk is answered in order and the SSE list event is rewri
 // ---- immediate responses ----------------------------------------------------------------------
 
 test('an immediate response replies with its status, headers and a text/plain body; the upstream is never reached', async (t) => {
-  const s = await setup((msg, ctx) =>
+  const s = await setup((_msg, ctx) =>
     ctx.send({
       immediate_response: {
         status: { code: 'Forbidden' },
@@ -474,7 +474,7 @@ test('override_message_timeout restarts the timer up to max_message_timeout, and
 
 test('a gRPC error is 500, or status_on_error; an unreachable processor is 500 too', async (t) => {
   for (const statusOnError of [undefined, 503]) {
-    const s = await setup((msg, ctx) => ctx.fail(grpc.status.INTERNAL, 'boom'), statusOnError ? { statusOnError } : {});
+    const s = await setup((_msg, ctx) => ctx.fail(grpc.status.INTERNAL, 'boom'), statusOnError ? { statusOnError } : {});
     const r = await request(s.proxy.url);
     t.is(r.status, statusOnError ?? 500);
     t.is(s.proxy.exchanges[0]!.localReply?.details, `ext_proc_error_gRPC_error_${grpc.status.INTERNAL}`);
@@ -489,7 +489,7 @@ test('a gRPC error is 500, or status_on_error; an unreachable processor is 500 t
 });
 
 test('an answer out of order is a 500', async (t) => {
-  const s = await setup((msg, ctx) => ctx.send(cont('response_headers')));
+  const s = await setup((_msg, ctx) => ctx.send(cont('response_headers')));
   const r = await request(s.proxy.url);
   t.is(r.status, 500);
   t.is(s.proxy.exchanges[0]!.localReply?.details, 'spurious message');

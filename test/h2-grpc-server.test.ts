@@ -557,7 +557,7 @@ test("ext_proc's Process stream, from the official protos, runs on this server w
 test('shutdown: calls in flight finish, the connection gets GOAWAY, new calls are refused, then the callback runs', async (t) => {
   let answer!: () => void;
   const h = await start({
-    Hang: (call: UnaryCall, cb: (e: null, v: Buffer) => void) => {
+    Hang: (_call: UnaryCall, cb: (e: null, v: Buffer) => void) => {
       answer = () => cb(null, Buffer.from('late but whole'));
     },
   });

@@ -11,7 +11,6 @@ import { closeSync, copyFileSync, fsyncSync, mkdtempSync, openSync, readFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { stringify } from 'yaml';
 import { SHIPPED_BUNDLE } from '../src/config/paths.mjs';
 import { replayAlerts, type Scrape } from './helpers/alert-replay.js';
 import { keysFile, makeKey } from './helpers/auth-fixtures.js';

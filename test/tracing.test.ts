@@ -257,7 +257,6 @@ test('OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports the spans over OTLP/gRPC (the hea
     runtime: { env: { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: grpcCollector.endpoint, OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip', OTEL_EXPORTER_OTLP_HEADERS: 'x-tenant=blue%20team' } },
   });
   t.teardown(() => svc.stop());
-  const httpBefore = collector.spans.length;
   const tp = traceparent(true);
   t.truthy((await svc.check(toolCall('search', { traceparent: tp.header }))).ok_response);
   await flush(svc);
