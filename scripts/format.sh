@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The formatter (Biome, biome.json) over the folders it already owns.
+# The formatter (Biome, biome.jsonc) over the folders it already owns.
 #   scripts/format.sh check   fails naming each file the formatter would change (CI, npm run format:check)
 #   scripts/format.sh write   formats those folders in place (npm run format)
 # Folders not listed yet keep their hand formatting until scripts/format-all.sh takes them in.
