@@ -22,7 +22,8 @@ import {
   responseBody,
   responseHeaders,
 } from '../test/helpers/ext-proc.js';
-import { freePort, startRedis, waitFor } from '../test/helpers/redis.js';
+import { freePort, startRedis } from '../test/helpers/redis.js';
+import { waitFor } from '../test/helpers/wait.js';
 import { checkRequest, rpc, startTestService } from '../test/helpers/service.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');

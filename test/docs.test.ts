@@ -15,7 +15,6 @@ import { join } from 'node:path';
 import { parse as parseYaml, stringify } from 'yaml';
 import { AUTH_FAILURE_DETAILS, CODES, WITHHELD_REASONS } from '../src/contracts/codes.js';
 import { renderChart, validateObject } from './helpers/helm.js';
-import { waitFor } from './helpers/redis.js';
 import { headerMatches, matchPattern, parseAnswer, parsePattern } from './docs/json-pattern.js';
 import { extractBlocks, where, type Block } from './docs/markdown.js';
 import { parseMarker, type Check } from './docs/markers.js';
@@ -25,6 +24,7 @@ import {
   checkConfig, checkEnvoy, checkExcerpt, checkFrom, checkHelmValues, checkKubernetes, checkMeshConfig, checkPaths, checkPromql, checkRego, checkTypescript, checkUsage, promqlExpressions, run,
 } from './docs/validators.js';
 import { makeWorkdir } from './docs/workdir.js';
+import { waitFor } from './helpers/wait.js';
 
 const ROOT = join(import.meta.dirname, '..');
 

@@ -17,9 +17,9 @@ import { keysFile, makeKey } from './helpers/auth-fixtures.js';
 import { CheckLoad, type Expected } from './helpers/check-load.js';
 import { startJwksServer } from './helpers/jwks-server.js';
 import { sample, scrapeMetrics, sumOf } from './helpers/prometheus.js';
-import { waitFor } from './helpers/redis.js';
 import { checkRequest, deniedStatus, rpc } from './helpers/service.js';
 import { startServe, type ServeProcess } from './helpers/subprocess-service.js';
+import { waitFor } from './helpers/wait.js';
 
 const RESOURCE = 'https://mcp.example.com/mcp/files';
 const DEADLINE_MS = 120_000;
