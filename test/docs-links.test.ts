@@ -29,7 +29,7 @@ function prose(text: string): string[] {
 }
 
 /** GitHub's heading anchors of a Markdown file. */
-export function anchors(text: string): Set<string> {
+function anchors(text: string): Set<string> {
   const seen = new Map<string, number>();
   const out = new Set<string>();
   let fenced = false;
