@@ -2,8 +2,9 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import test from 'ava';
 import { TestAuthenticator, admitAuthenticated } from './fixtures/test-authenticator.js';
 import { sample } from './helpers/prometheus.js';
-import { startRedis, waitFor, type TestRedis } from './helpers/redis.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
 import { checkRequest, deniedBody, deniedStatus, rpc, startTestService, type TestService } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 // Each test gets its own redis-server: stopping it must not disturb the others.
 async function pair(t: { teardown(fn: () => Promise<void> | void): void }, config: Record<string, unknown>): Promise<{ redis: TestRedis; a: TestService; b: TestService }> {

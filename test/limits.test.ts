@@ -1,7 +1,7 @@
 import test from 'ava';
 import { TestAuthenticator, admitAuthenticated } from './fixtures/test-authenticator.js';
-import { waitFor } from './helpers/redis.js';
 import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService, type TestService } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 const MAX = 5;
 

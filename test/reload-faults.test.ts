@@ -11,16 +11,15 @@ import { closeSync, copyFileSync, fsyncSync, mkdtempSync, openSync, readFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { stringify } from 'yaml';
 import { SHIPPED_BUNDLE } from '../src/config/paths.mjs';
 import { replayAlerts, type Scrape } from './helpers/alert-replay.js';
 import { keysFile, makeKey } from './helpers/auth-fixtures.js';
 import { CheckLoad, type Expected } from './helpers/check-load.js';
 import { startJwksServer } from './helpers/jwks-server.js';
 import { sample, scrapeMetrics, sumOf } from './helpers/prometheus.js';
-import { waitFor } from './helpers/redis.js';
 import { checkRequest, deniedStatus, rpc } from './helpers/service.js';
 import { startServe, type ServeProcess } from './helpers/subprocess-service.js';
+import { waitFor } from './helpers/wait.js';
 
 const RESOURCE = 'https://mcp.example.com/mcp/files';
 /** How long a wait may take before it is a hang: a bound, not a timing claim (300 s, as the other hang guards). */
