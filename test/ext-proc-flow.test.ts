@@ -13,17 +13,10 @@ import type { StreamCall } from '../src/server/grpc-calls.js';
 import { FrameReader, frame } from '../src/server/grpc-wire.js';
 import { processHandler, type DuplexCall } from '../src/server/ext-proc-call.js';
 import { H2GrpcServer } from '../src/server/h2-grpc-server.js';
+import { waitFor } from './helpers/wait.js';
 
 const bob = mintKey({ id: 'bob-cli', name: 'Bob', userId: 'bob', role: 'user', permissions: ['tools:search'] });
 const PROCESS = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
-
-async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 test('Envoy not reading the answers: the stream stops reading the chunks it sends, and every chunk is answered, in order, once it reads again', async (t) => {
   const rt = await testRuntime({ apiKeys: { keys: keyEntries([bob]) }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }] });
@@ -62,10 +55,10 @@ test('Envoy not reading the answers: the stream stops reading the chunks it send
   for (const m of messages) req.write(encode(m));
   req.end();
 
-  await until('the Process call', () => calls.length === 1);
+  await waitFor('the Process call', () => calls.length === 1, 30_000, 0);
   const h2 = (calls[0] as unknown as { stream: ServerHttp2Stream }).stream;
   // The answers fill Envoy's window; the service then stops reading what Envoy sends.
-  await until('the service to stop reading', () => h2.isPaused());
+  await waitFor('the service to stop reading', () => h2.isPaused(), 30_000, 0);
 
   const answers: Record<string, any>[] = [];
   const reader = new FrameReader(4 * 1024 * 1024);

@@ -20,7 +20,7 @@ import { randomUUID } from 'node:crypto';
 import type { CheckTrace } from '../check/context.js';
 import { deny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
 import { EXT_PROC_ATTRIBUTES_KEY, headerValues, toRequestFromExtProc, type ExtProcRequestParts } from '../envoy/ext-proc-request.js';
-import { dynamicMetadata, headerOption, immediateResponse, requestHeaderMutation, responseHeaderMutation } from '../envoy/ext-proc-response.js';
+import { dynamicMetadata, immediateResponse, requestHeaderMutation, responseHeaderMutation } from '../envoy/ext-proc-response.js';
 import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from '../envoy/ext-proc-wire.js';
 import type { ExtProcStreamResult } from '../metrics/hooks.js';
 import { runCheck } from '../pipeline/pipeline.js';

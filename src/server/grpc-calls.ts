@@ -10,7 +10,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import type { MethodDefinition } from '../envoy/proto-root.js';
 import type { Deadline } from './deadlines.js';
-import { encodeGrpcMessage, FrameError, FrameReader, frame, isCallError, Status, type CallError } from './grpc-wire.js';
+import { encodeGrpcMessage, type FrameError, FrameReader, frame, isCallError, Status, type CallError } from './grpc-wire.js';
 
 /** Headers of every answer: the protocol's content type; no compression. */
 export const RESPONSE_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' });
@@ -77,7 +77,7 @@ export class UnaryCall extends EventEmitter implements Deadline {
   private readonly stream: ServerHttp2Stream;
 
   constructor(
-    private readonly state: CallState,
+    state: CallState,
     private readonly method: MethodDefinition,
     private readonly handler: UnaryHandler,
     host: CallHost,
