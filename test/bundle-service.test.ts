@@ -18,13 +18,16 @@ import { opaBinary } from '../src/config/paths.mjs';
 import { ConfigError, validateConfig } from '../src/config/load.js';
 import { BundleRefused, canonicalJson, verificationKeys, verifyBundleFiles } from '../src/policy/bundle-signature.js';
 import { BundleServer, buildPolicyBundle, bundleFiles, packBundle } from './helpers/bundle-server.js';
-import { until } from './helpers/policy.js';
+import { waitFor } from './helpers/wait.js';
 import { sample } from './helpers/prometheus.js';
 import { checkRequest, rpc, startTestService, type TestService } from './helpers/service.js';
 import { startServe } from './helpers/subprocess-service.js';
 import { testPki } from './helpers/x509.js';
 
 const BUNDLE = 'authz';
+
+/** Polls `cond` until it holds (test/helpers/wait.ts), in this file's argument order. */
+const until = (cond: () => Promise<boolean> | boolean, what: string, deadlineMs = 15_000) => waitFor(what, cond, deadlineMs);
 
 function keyPair(dir: string, name: string): { privateKey: string; publicPem: string } {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
