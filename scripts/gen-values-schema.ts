@@ -130,6 +130,7 @@ export function buildValuesSchema(): Json {
         }),
         existingVolume: obj,
       }),
+      bundleService: strictObject({ existingSecret: str, mountPath: { type: 'string', pattern: '^/' } }),
       redis: strictObject({
         url: { type: 'string', pattern: '^(|rediss?://.+)$' },
         existingSecret: str,

@@ -366,3 +366,26 @@ test('NOTES tell how to wire Envoy and Istio to the release\'s gRPC address', (t
   t.regex(notes, /failure_mode_allow: false[\s\S]*allow_mode_override: true/);
   t.regex(notes, /outbound\|9191\|\|mcp-mcp-authz\.mcp\.svc\.cluster\.local/, 'the EnvoyFilter cluster of this release');
 });
+
+test('a bundle service replaces the local bundle, and its credentials come from a Secret mounted as a directory', (t) => {
+  const config = {
+    services: { control: { url: 'https://opa-control.example.com', credentials: { bearer: { token_path: '/var/run/mcp-authz/services/token' } } } },
+    bundles: { authz: { service: 'control', signing: { keyid: 'release' } } },
+    keys: { release: { algorithm: 'RS256', key: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n' } },
+    decision_logs: { service: 'control', mask: ['/input/attributes/request/http/headers/cookie'] },
+    status: { service: 'control' },
+  };
+  const r = renderChart({ files: [defaults], setJson: { config: { endpoints: [], ...config }, bundleService: { existingSecret: 'opa-control-token' } } });
+  const cfg = serviceConfig(r);
+  t.deepEqual(cfg.bundles, config.bundles);
+  t.is(cfg.policy.bundle, undefined, 'no local bundle beside the bundle service');
+  t.deepEqual(cfg.decision_logs, config.decision_logs);
+  const spec = pod(r).spec;
+  t.is(spec.volumes.find((v: any) => v.name === 'bundle-service').secret.secretName, 'opa-control-token');
+  t.is(spec.containers[0].volumeMounts.find((m: any) => m.name === 'bundle-service').mountPath, '/var/run/mcp-authz/services');
+  // The service's own validation accepts what the chart rendered.
+  t.notThrows(() => validateConfig(cfg, 'rendered', '/etc/mcp-authz', {}));
+  // A token written into the config would land in the ConfigMap: the values schema refuses it.
+  const bad = { ...config, services: { control: { url: 'https://opa-control.example.com', credentials: { bearer: { token: 'abc' } } } } };
+  t.throws(() => renderChart({ files: [defaults], setJson: { config: { endpoints: [], ...bad } } }), { message: /token/ });
+});

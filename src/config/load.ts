@@ -145,6 +145,16 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
     cfg.policy.bundle = abs(cfg.policy.bundle);
     cfg.policy.rego = abs(cfg.policy.rego);
   }
+  for (const svc of Object.values(cfg.services)) {
+    if (svc.tls?.ca_cert !== undefined) svc.tls.ca_cert = abs(svc.tls.ca_cert);
+    const bearer = svc.credentials?.bearer;
+    if (bearer?.token_path !== undefined) bearer.token_path = abs(bearer.token_path);
+    const client = svc.credentials?.client_tls;
+    if (client) {
+      client.cert = abs(client.cert)!;
+      client.private_key = abs(client.private_key)!;
+    }
+  }
   if (cfg.tls) {
     cfg.tls.certFile = abs(cfg.tls.certFile)!;
     cfg.tls.keyFile = abs(cfg.tls.keyFile)!;

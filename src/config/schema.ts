@@ -6,6 +6,7 @@ import { isSpiffePattern } from '../contracts/spiffe-id.js';
 import { IDENTITY_HEADER_NAMES, headerNameMatches } from '../contracts/upstream-headers.js';
 import { canonicalOrigin } from '../contracts/web-origin.js';
 import { ArgumentRulesSchema } from './argument-rules.js';
+import { checkManagement, managementShape } from './management.js';
 
 const hostPort = z
   .string()
@@ -363,9 +364,12 @@ export const ConfigSchema = z
       .strict()
       .default({ enabled: true, sampleRate: 1 }),
     endpoints: z.array(EndpointSchema).default([]),
+    // OPA's management sections, in OPA's key names (src/config/management.ts).
+    ...managementShape,
   })
   .strict()
   .superRefine((cfg, ctx) => {
+    checkManagement(cfg, ctx);
     if (cfg.listen.extAuthzHttp !== undefined && cfg.clientAddress.from === 'source') {
       ctx.addIssue({
         code: 'custom',

@@ -3,6 +3,12 @@
 export interface ServiceEvents {
   /** A policy bundle load or reload finished. */
   policyReload?(result: 'success' | 'failure', revision: string | undefined): void;
+  /** A request to the bundle service finished: a new bundle, nothing new (304), or no answer. */
+  bundleRequest?(bundle: string, result: 'modified' | 'not_modified' | 'failure'): void;
+  /** A downloaded bundle was refused before activation (unsigned, bad signature, tampered, invalid). */
+  bundleRefused?(bundle: string, reason: BundleRefusal): void;
+  /** Decision-log events were sent to the remote service, or dropped (buffer full, upload refused). */
+  decisionLogsShipped?(result: 'sent' | 'dropped', events: number): void;
   /** One policy evaluation took this long. */
   policyEval?(seconds: number): void;
   /** A dry-run policy deny was turned into an allow. */
@@ -32,6 +38,8 @@ export interface ServiceEvents {
   /** A client's TLS handshake failed on a port (no or a wrong client certificate, no common protocol). */
   tlsHandshakeFailure?(listener: TlsListener): void;
 }
+
+export type BundleRefusal = 'unsigned' | 'bad_signature' | 'tampered' | 'invalid';
 
 /** The ports that can serve TLS. */
 export type TlsListener = 'grpc' | 'ext_authz_http' | 'http';

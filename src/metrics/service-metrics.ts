@@ -125,7 +125,7 @@ export class ServiceMetrics {
   private readonly keyIds = new Set<string>();
 
   /** `logSink`: the service log's sink, whose dropped lines are counted (absent: a logger of a test's own, which drops nothing). */
-  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> & Partial<Pick<Config, 'tls'>>, logSink?: { readonly dropped?: DroppedLines }) {
+  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> & Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs'>>, logSink?: { readonly dropped?: DroppedLines }) {
     const p = 'mcp_authz_';
     const registers = [registry];
     // The counters below are counted in Tallies; any of them being collected flushes them all.
@@ -165,6 +165,10 @@ export class ServiceMetrics {
     const storeFallbacks = new Counter({ name: `${p}limiter_store_fallbacks_total`, help: 'Times the shared Redis limiter store became unreachable and limits fell back to local counters.', labelNames: ['store'], registers });
     const localAnswers = new Counter({ name: `${p}limiter_local_answers_total`, help: 'Limiter calls the store that shares the count did not answer (redis: unreachable, timed out, cut; cluster: the primary did not answer in time), decided on local counters instead, by store and limiter.', labelNames: ['store', 'limiter'], registers });
     const traceSpans = new Counter({ name: `${p}trace_spans_exported_total`, help: 'Spans sent to the OTLP endpoint, by result (success, failure: dropped).', labelNames: ['result'], registers });
+    const bundleRequests = new Counter({ name: `${p}bundle_requests_total`, help: 'Requests to the bundle service, by bundle and result: modified (a bundle came), not_modified (304), failure (no usable answer). Under --workers the primary asks once for all workers (the maximum over workers).', labelNames: ['bundle', 'result'], registers, aggregator: 'max' });
+    const bundleLastSuccess = new Gauge({ name: `${p}bundle_last_successful_request_timestamp_seconds`, help: 'When the bundle service last answered (200 or 304), by bundle (Unix time; the latest over workers).', labelNames: ['bundle'], registers, aggregator: 'max' });
+    const bundleRefused = new Counter({ name: `${p}bundle_refused_total`, help: 'Downloaded bundles refused before activation, by bundle and reason: unsigned, bad_signature, tampered, invalid. The previous policy stays in force (the maximum over workers: every worker verifies the same bundle).', labelNames: ['bundle', 'reason'], registers, aggregator: 'max' });
+    const decisionLogEvents = new Counter({ name: `${p}decision_log_events_total`, help: 'Decision-log events for the remote service, by result: sent, dropped (buffer full or upload refused).', labelNames: ['result'], registers });
     const counted: Record<LogKind, number> = { decision: 0, service: 0 };
     new Counter({
       name: `${p}log_lines_dropped_total`,
@@ -228,6 +232,11 @@ export class ServiceMetrics {
       storeFallbacks.labels('redis').inc(0);
       for (const limiter of LIMITERS) localAnswers.labels('redis', limiter).inc(0);
     }
+    for (const bundle of Object.keys(config.bundles ?? {})) {
+      for (const result of ['modified', 'not_modified', 'failure'] as const) bundleRequests.labels(bundle, result).inc(0);
+      for (const reason of ['unsigned', 'bad_signature', 'tampered', 'invalid'] as const) bundleRefused.labels(bundle, reason).inc(0);
+    }
+    if (config.decision_logs) for (const result of ['sent', 'dropped'] as const) decisionLogEvents.labels(result).inc(0);
     dryRunDenies.inc(0);
     traceSpans.labels('success').inc(0);
     traceSpans.labels('failure').inc(0);
@@ -275,6 +284,12 @@ export class ServiceMetrics {
       },
       limiterLocalAnswer: (store, limiter) => localAnswers.labels(store, limiter).inc(),
       traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
+      bundleRequest: (bundle, result) => {
+        bundleRequests.labels(bundle, result).inc();
+        if (result !== 'failure') bundleLastSuccess.labels(bundle).set(Date.now() / 1000);
+      },
+      bundleRefused: (bundle, reason) => bundleRefused.labels(bundle, reason).inc(),
+      decisionLogsShipped: (result, events) => decisionLogEvents.labels(result).inc(events),
       tlsReload: (result, notAfterSeconds) => {
         tlsReloads.labels(result).inc();
         if (notAfterSeconds !== undefined) tlsNotAfter.set(notAfterSeconds);

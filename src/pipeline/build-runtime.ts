@@ -18,7 +18,10 @@ import { LockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
 import type { RedisLimiterStore } from '../limits/redis-store.js';
 import type { BucketStore } from '../limits/token-bucket.js';
+import { RemoteService } from '../config/remote-service.js';
+import { packageVersion } from '../config/version.js';
 import { DecisionLog } from '../log/decision-log.js';
+import { DecisionLogShipper, instanceLabels } from '../log/decision-log-shipper.js';
 import { logSinkOf, type Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
@@ -26,6 +29,7 @@ import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
 import { InputBuilder } from '../policy/policy-input.js';
 import { PolicySource } from '../policy/policy-source.js';
+import { StatusReporter } from '../policy/status-reporter.js';
 import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
 import { loadPostgresParser } from '../request/sql-parser.js';
@@ -53,6 +57,10 @@ export interface BuildOptions {
   tracing?: boolean;
   /** Where the OTEL_* variables are read (default process.env). */
   env?: Readonly<Record<string, string | undefined>>;
+  /** A cluster worker: the configured remote bundle comes from the primary, which polls the service (src/server/cluster-bundles.ts). */
+  bundleFromPrimary?: boolean;
+  /** Hands the policy source to the caller (a cluster worker feeds it the primary's bundles). */
+  onPolicySource?: (source: PolicySource, events: ServiceEvents) => void;
 }
 
 export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics: Registry, opts: BuildOptions = {}): Promise<Runtime> {
@@ -102,9 +110,26 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   // Authorization: the policy bundle, evaluated in-process as WASM.
   const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, rawCredentials: false, data: {} };
   const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, e]));
+  // A bundle service (OPA's services/bundles/keys), its status reports and remote decision logs.
+  const services = new Map(Object.entries(config.services).map(([name, s]) => [name, new RemoteService(name, s)]));
+  const labels = instanceLabels(packageVersion(), config.labels);
+  const [bundleName, bundleConfig] = Object.entries(config.bundles)[0] ?? [];
+  const statusReporter = watch && config.status && !opts.bundleFromPrimary
+    ? new StatusReporter({ service: services.get(config.status.service)!, labels, logger, decisionLogs: config.decision_logs !== undefined })
+    : undefined;
   const source = new PolicySource(
     {
-      ...(policy.rego !== undefined ? { rego: policy.rego } : { bundle: policy.bundle ?? SHIPPED_BUNDLE }),
+      ...(bundleName !== undefined && bundleConfig
+        ? {
+            remote: {
+              name: bundleName,
+              config: bundleConfig,
+              keys: config.keys,
+              ...(opts.bundleFromPrimary ? {} : { service: services.get(bundleConfig.service)! }),
+              ...(statusReporter ? { onStatus: (s) => statusReporter.update(s) } : {}),
+            },
+          }
+        : policy.rego !== undefined ? { rego: policy.rego } : { bundle: policy.bundle ?? SHIPPED_BUNDLE }),
       entrypoint: policy.entrypoint,
       visibleEntrypoint: policy.visibleEntrypoint,
       maxMemoryPages: policy.maxMemoryPages,
@@ -126,12 +151,17 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     logger,
     rawCredentials: policy.rawCredentials,
   });
+  opts.onPolicySource?.(source, events);
   // A policy that fails to load leaves the service NOT_SERVING (every Check a 503 deny) until a good one appears.
   await source.load();
   if (watch) source.watch();
 
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled) observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
+  const shipper = watch && config.decision_logs
+    ? new DecisionLogShipper({ service: services.get(config.decision_logs.service)!, config: config.decision_logs, labels, path: policy.entrypoint, bundleName: bundleName ?? 'local', shipped: (r, n) => events.decisionLogsShipped?.(r, n), logger })
+    : undefined;
+  if (shipper) observers.push(shipper);
   // The OpenTelemetry SDK is loaded only when tracing is on: off, it costs no start-up time.
   let tracing: CheckTracer | undefined;
   if (traceSettings) {
@@ -156,7 +186,8 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     notReady: () => source.notReady(),
     onReadinessChange: (l) => source.onLoad(l),
     close: async () => {
-      await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close(), tracing?.close()]);
+      statusReporter?.close();
+      await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close(), tracing?.close(), shipper?.close()]);
     },
     ...opts.overrides,
   };

@@ -50,13 +50,23 @@ function readFolder(dir: string): Map<string, Buffer> {
   return files;
 }
 
-function readTarGz(file: string, raw: Buffer): Map<string, Buffer> {
+/** The files of a .tar.gz bundle (names without a leading "/"), unpacked up to `maxBytes`. */
+export function readBundleArchive(source: string, raw: Buffer, maxBytes = 4 * MAX_ENTRY_BYTES): Map<string, Buffer> {
+  return readTarGz(source, raw, maxBytes);
+}
+
+/** A bundle from its files, as read by readBundleArchive. */
+export function bundleFromFiles(source: string, files: Map<string, Buffer>): Bundle {
+  return fromFiles(source, files);
+}
+
+function readTarGz(file: string, raw: Buffer, maxBytes = 4 * MAX_ENTRY_BYTES): Map<string, Buffer> {
   if (raw.length < 2 || raw[0] !== 0x1f || raw[1] !== 0x8b) {
     throw new BundleError(`policy bundle ${file} is not a .tar.gz file (no gzip header); build it with \`npm run policy:build\` or \`opa build -t wasm\``);
   }
   let tar: Buffer;
   try {
-    tar = gunzipSync(raw, { maxOutputLength: 4 * MAX_ENTRY_BYTES });
+    tar = gunzipSync(raw, { maxOutputLength: maxBytes });
   } catch (err) {
     throw new BundleError(`policy bundle ${file} is not a valid gzip stream: ${(err as Error).message}`);
   }

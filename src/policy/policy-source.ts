@@ -1,10 +1,17 @@
 // The policy in force: a bundle file or folder, or a .rego folder compiled with opa, loaded
-// at start and reloaded when it changes (src/config/watched-file.ts). A load that fails
-// keeps the policy in use and says why; the authorizer reads `current` on every Check.
+// at start and reloaded when it changes (src/config/watched-file.ts); or a bundle from a
+// bundle service (src/policy/bundle-poller.ts), verified against its signature before it is
+// built; or, in a cluster worker, the bundle the primary downloaded, activated when every
+// worker has built it. A load that fails keeps the policy in use and says why; the
+// authorizer reads `current` on every Check.
+import type { BundleSourceConfig } from '../config/management.js';
+import type { RemoteService } from '../config/remote-service.js';
 import { WatchedFile, type ReloadResult, type SourceSnapshot } from '../config/watched-file.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import { loadBundle, type Bundle } from './bundle-loader.js';
+import { bundleFromFiles, loadBundle, readBundleArchive, type Bundle } from './bundle-loader.js';
+import { BundlePoller, type BundleStatus } from './bundle-poller.js';
+import { BundleRefused, verificationKeys, verifyBundleFiles } from './bundle-signature.js';
 import { compileRego } from './rego-compiler.js';
 import { WasmEngine } from './wasm-engine.js';
 
@@ -21,6 +28,17 @@ export interface PolicySourceOptions {
   data: Record<string, unknown>;
   /** How often to re-check the source when file events are missed (default 5 s). */
   pollIntervalMs?: number;
+  /** A bundle from a bundle service (OPA's `bundles` entry), instead of `bundle` and `rego`. */
+  remote?: RemoteBundleOptions;
+}
+
+export interface RemoteBundleOptions {
+  name: string;
+  config: BundleSourceConfig;
+  /** The service to poll; absent in a cluster worker, which is handed the bundle by the primary. */
+  service?: RemoteService;
+  keys: Readonly<Record<string, import('../config/management.js').VerificationKeyConfig>>;
+  onStatus?(status: BundleStatus): void;
 }
 
 /** A loaded policy: its engine, and whether it reads opa-envoy-plugin's input fields. */
@@ -34,7 +52,12 @@ export interface LoadedPolicy {
 }
 
 export class PolicySource {
-  private readonly file: WatchedFile<LoadedPolicy>;
+  private readonly file: WatchedFile<LoadedPolicy> | undefined;
+  private readonly poller: BundlePoller | undefined;
+  private readonly keys: ReturnType<typeof verificationKeys> | undefined;
+  /** The remote bundle in force (remote and cluster-fed sources). */
+  private remoteValue: LoadedPolicy | undefined;
+  private readonly remoteListeners = new Set<(r: ReloadResult<LoadedPolicy>) => void>();
   private readonly where: string;
   /** Why no policy is loaded (for /readyz), while there is none. */
   private missing = 'no policy loaded yet';
@@ -44,6 +67,28 @@ export class PolicySource {
     private readonly logger: Logger,
     private readonly events: ServiceEvents,
   ) {
+    const remote = opts.remote;
+    if (remote) {
+      this.keys = remote.config.signing ? verificationKeys(remote.keys) : undefined;
+      this.where = remote.service ? remote.service.url(remote.config.resource ?? `bundles/${remote.name}`).href : `bundle ${remote.name} (from the cluster primary)`;
+      this.missing = remote.service ? `bundle ${remote.name} not downloaded yet from ${this.where}` : `waiting for bundle ${remote.name} from the cluster primary`;
+      if (remote.service) {
+        this.poller = new BundlePoller({
+          name: remote.name,
+          service: remote.service,
+          config: remote.config,
+          logger,
+          events,
+          activate: async (bytes, origin) => {
+            const policy = await this.stage(bytes, origin);
+            this.commit(policy);
+            return policy.engine.revision;
+          },
+          ...(remote.onStatus ? { onStatus: remote.onStatus } : {}),
+        });
+      }
+      return;
+    }
     this.where = opts.rego ?? opts.bundle!;
     this.file = new WatchedFile({
       path: this.where,
@@ -57,35 +102,82 @@ export class PolicySource {
 
   /** The policy in force, or undefined while none has loaded. */
   get current(): LoadedPolicy | undefined {
-    return this.file.current;
+    return this.file ? this.file.current : this.remoteValue;
+  }
+
+  /** The remote bundle's state in OPA's status shape (undefined for a local source). */
+  get bundleStatus(): BundleStatus | undefined {
+    return this.poller?.status;
   }
 
   /** Reasons the policy phase cannot decide (empty when a policy is loaded). */
   notReady(): string[] {
-    return this.file.current ? [] : [`policy: ${this.missing}`];
+    return this.current ? [] : [`policy: ${this.missing}`];
   }
 
   /** Called after every load attempt that read a changed source (readiness, tests). */
   onLoad(listener: (r: ReloadResult<LoadedPolicy>) => void): void {
-    this.file.onReload(listener);
+    if (this.file) this.file.onReload(listener);
+    else this.remoteListeners.add(listener);
   }
 
-  /** Loads now; concurrent calls are serialized and coalesced. */
-  load(): Promise<ReloadResult<LoadedPolicy>> {
-    return this.file.reload();
+  /** Loads now (a remote bundle: one request); concurrent calls are serialized and coalesced. */
+  async load(): Promise<ReloadResult<LoadedPolicy>> {
+    if (this.file) return this.file.reload();
+    if (this.poller) await this.poller.once();
+    return this.remoteValue ? { ok: true, value: this.remoteValue, changed: false } : { ok: false, error: new Error(this.missing), unreadable: true, kept: undefined };
   }
 
   /** Reloads on change from now on. */
   watch(): void {
-    this.file.start();
+    this.file?.start();
+    this.poller?.start();
   }
 
   close(): Promise<void> {
-    return this.file.close();
+    return this.file ? this.file.close() : this.poller ? this.poller.close() : Promise.resolve();
+  }
+
+  /**
+   * Unpacks, verifies (when signing is configured) and builds a downloaded bundle without
+   * putting it in force; a refusal is logged, counted and thrown.
+   */
+  async stage(bytes: Buffer, origin: string): Promise<LoadedPolicy> {
+    const remote = this.opts.remote!;
+    try {
+      const files = readBundleArchive(origin, bytes, remote.config.size_limit_bytes);
+      if (this.keys) await verifyBundleFiles(origin, files, this.keys, { keyid: remote.config.signing?.keyid, scope: remote.config.signing?.scope });
+      return await this.buildFrom(bundleFromFiles(origin, files));
+    } catch (err) {
+      this.refused(err);
+      throw err;
+    }
+  }
+
+  /** Puts a staged bundle in force (atomically: the next Check reads it). */
+  commit(policy: LoadedPolicy): void {
+    const previous = this.remoteValue;
+    this.remoteValue = policy;
+    const r: ReloadResult<LoadedPolicy> = { ok: true, value: policy, changed: true, previous };
+    this.loaded(r);
+    for (const l of this.remoteListeners) l(r);
+  }
+
+  private refused(err: unknown): void {
+    const remote = this.opts.remote!;
+    const reason = err instanceof BundleRefused ? err.reason : 'invalid';
+    this.events.bundleRefused?.(remote.name, reason);
+    const r: ReloadResult<LoadedPolicy> = { ok: false, error: err, unreadable: false, kept: this.remoteValue };
+    this.loaded(r);
+    for (const l of this.remoteListeners) l(r);
   }
 
   private async build(source: SourceSnapshot): Promise<LoadedPolicy> {
     const bundle: Bundle = this.opts.rego ? await compileRego(this.opts.rego, this.opts.entrypoint, this.opts.visibleEntrypoint) : loadBundle(source.path, source.content);
+    return this.buildFrom(bundle);
+  }
+
+  private async buildFrom(bundle: Bundle): Promise<LoadedPolicy> {
     const engine = await WasmEngine.create(bundle, {
       entrypoint: this.opts.entrypoint,
       ...(this.opts.visibleEntrypoint !== undefined ? { visibleEntrypoint: this.opts.visibleEntrypoint } : {}),
@@ -111,9 +203,12 @@ export class PolicySource {
     const kept = r.kept?.engine.revision;
     this.missing = error;
     this.events.policyReload?.('failure', kept);
+    const refusal = r.error instanceof BundleRefused ? r.error.reason : undefined;
     this.logger.error(
-      { policy: this.where, err: error, policy_revision_kept: kept ?? null },
-      kept ? 'policy reload failed; the previous policy stays in use' : 'policy load failed; no policy is loaded and Checks are denied',
+      { policy: this.where, err: error, policy_revision_kept: kept ?? null, ...(refusal ? { refused: refusal } : {}) },
+      refusal
+        ? kept ? 'bundle refused: its signature does not hold; the previous policy stays in use' : 'bundle refused: its signature does not hold; no policy is loaded and Checks are denied'
+        : kept ? 'policy reload failed; the previous policy stays in use' : 'policy load failed; no policy is loaded and Checks are denied',
     );
   }
 }

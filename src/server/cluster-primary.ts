@@ -18,6 +18,7 @@ import { FailureLedger } from '../limits/failure-ledger.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import { logSinkOf, type Logger } from '../log/logger.js';
 import { PrimaryMetrics, withPrimaryLogDrops } from '../metrics/primary-metrics.js';
+import { BundleDistributor } from './cluster-bundles.js';
 import type { ClusterMessage } from './cluster-messages.js';
 import { WorkerSupervisor } from './cluster-supervisor.js';
 import { HealthState } from './health.js';
@@ -60,6 +61,8 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     if (w?.isConnected()) w.send(m);
   });
   const health = new HealthState();
+  // A remote bundle is polled here once for all workers and activated on all at once.
+  const bundles = Object.keys(loaded.config.bundles).length > 0 ? new BundleDistributor(loaded, logger) : undefined;
   const supervisor = new WorkerSupervisor({
     workers,
     logger,
@@ -67,13 +70,16 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     onMessage: (w, m) => {
       if (m.type === 'mcp-authz:failures' || m.type === 'mcp-authz:failure-returned') failures?.heard(w.id, m);
       else if (m.type === 'mcp-authz:bucket-take') buckets.heard(w.id, m);
+      else if (m.type === 'mcp-authz:bundle-sync' || m.type === 'mcp-authz:bundle-prepared' || m.type === 'mcp-authz:bundle-activated') bundles?.heard(w, m);
       else relay.heard(w, m);
     },
   });
   cluster.on('exit', (w) => failures?.holderGone(w.id));
 
   const started = await supervisor.start();
+  bundles?.start();
   if (started !== 0) {
+    await bundles?.close();
     await supervisor.stop(1000);
     return started;
   }
@@ -84,6 +90,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   const code = await untilStopped(supervisor, logger);
   health.set('NOT_SERVING', ['shutting down']);
   health.endWatches();
+  await bundles?.close();
   await supervisor.stop(graceMs + 5000);
   await closeHttp(httpServer.server);
   await tlsFiles?.close();

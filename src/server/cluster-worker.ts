@@ -9,6 +9,7 @@ import { LockoutTable } from '../limits/lockouts.js';
 import { exitAfterLogs, type Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
+import { workerBundleFeed } from './cluster-bundles.js';
 import { asClusterMessage, type ClusterMessage } from './cluster-messages.js';
 import type { ServingStatus } from './health.js';
 import { startService } from './service.js';
@@ -63,6 +64,10 @@ export async function runWorker(loaded: LoadedConfig, logger: Logger, build: Bui
     localLimiterStore: local,
     ...(local === 'cluster'
       ? { lockouts: workerLockoutTable(), failureCounter: build.failureCounter ?? workerFailureCounter(logger), buckets: build.buckets ?? workerBuckets(logger) }
+      : {}),
+    // A remote bundle: the primary polls it for every worker and activates it on all at once.
+    ...(Object.keys(loaded.config.bundles).length > 0
+      ? { bundleFromPrimary: true, onPolicySource: (source, events) => workerBundleFeed(source, events, Object.keys(loaded.config.bundles)[0]!) }
       : {}),
   };
   const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options), http: false });

@@ -99,7 +99,8 @@ containerPorts and the file paths of what the chart mounts.
 {{- $_ := set $cfg "apiKeys" $apiKeys }}
 {{- end }}
 {{- $policy := default dict $cfg.policy }}
-{{- if not (or $policy.bundle $policy.rego) }}
+{{- /* A bundle service (config.bundles) is the policy's one source: no local bundle then. */}}
+{{- if not (or $policy.bundle $policy.rego $cfg.bundles) }}
 {{- if include "mcp-authz.policyMounted" . }}
 {{- $_ := set $policy "bundle" (printf "%s/%s" (include "mcp-authz.policyDir" .) .Values.policy.fileName) }}
 {{- else }}
