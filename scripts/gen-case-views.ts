@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { McpCall } from '../src/contracts/request.js';
 import { viewPlan, viewsOf } from '../src/policy/argument-views.js';
+import { loadPostgresParser } from '../src/request/sql-parser.js';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), '..', 'policies', 'cases');
 
@@ -16,6 +17,7 @@ interface Case {
   calls: (McpCall & { argumentViews?: unknown })[];
 }
 
+await loadPostgresParser();
 for (const file of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
   const path = join(dir, file);
   const before = readFileSync(path, 'utf8');

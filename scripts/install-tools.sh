@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [prometheus] [go-mcp-server] [go-readers] [redis] [chromium]
+# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [prometheus] [go-mcp-server] [go-readers] [grpc-go-client] [h2spec] [redis] [chromium] [postgres]
 #        (no args: opa)
 #
 # node installs the pinned Node.js LTS into ./.tools/node (from the npm registry's
@@ -84,6 +84,24 @@ build_local() {
   need_go
   echo "install-tools: go build $2" >&2
   (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$out/.$name.tmp" .)
+  mv -f "$out/.$name.tmp" "$out/$name"
+  echo "$sum" > "$stamp"
+}
+
+# build_tool NAME DIR PACKAGE: go build another project's command pinned by a go.mod of this
+# repository (a `tool` directive; go.sum pins every module) into .build/bin/NAME. Nothing
+# of that project is committed here: the module proxy serves it, go.sum checks it.
+build_tool() {
+  local name="$1" dir="$root/$2" pkg="$3" out="$root/.build/bin" sum
+  local stamp="$out/.$1.version"
+  mkdir -p "$out"
+  sum="$(cd "$dir" && sha256_of go.mod go.sum | sha256_of | cut -d' ' -f1)"
+  if [[ -x "$out/$name" && -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then
+    return 0
+  fi
+  need_go
+  echo "install-tools: go build $pkg (pinned by $2/go.mod)" >&2
+  (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$out/.$name.tmp" "$pkg")
   mv -f "$out/.$name.tmp" "$out/$name"
   echo "$sum" > "$stamp"
 }
@@ -240,6 +258,20 @@ install_redis() {
   fi
 }
 
+# PostgreSQL's server binaries (initdb, postgres) for the tests that start a database of their
+# own (test/helpers/postgres.ts): Debian's package puts them in /usr/lib/postgresql/<major>/bin.
+install_postgres() {
+  if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1; then return 0; fi
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    echo "install-tools: apt-get install postgresql" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "install-tools: PostgreSQL's server is missing; install it (e.g. 'apt-get install postgresql')" >&2
+    exit 1
+  fi
+}
+
 tools=("$@")
 [[ ${#tools[@]} -eq 0 ]] && tools=(opa)
 for t in "${tools[@]}"; do
@@ -257,8 +289,12 @@ for t in "${tools[@]}"; do
     prometheus) install_from_prometheus_deb prometheus "$PROMETHEUS_MOD" ;;
     go-mcp-server) build_local go-mcp-server test/e2e/go-mcp-server ;;
     go-readers) build_local go-readers test/readers/go ;;
+    grpc-go-client) build_local grpc-go-client test/grpc-go-client ;;
+    # h2spec 2.2.1, the HTTP/2 conformance tester (the module proxy serves no later release).
+    h2spec) build_tool h2spec test/h2spec github.com/summerwind/h2spec/cmd/h2spec ;;
     redis) install_redis ;;
     chromium) install_chromium ;;
+    postgres) install_postgres ;;
     *) echo "install-tools: unknown tool '$t'" >&2; exit 2 ;;
   esac
 done

@@ -14,15 +14,17 @@ import { WasmEngine } from '../src/policy/wasm-engine.js';
 import { loadPolicy } from '@open-policy-agent/opa-wasm';
 import type { CheckContext } from '../src/check/context.js';
 import { checkRequest, rpc } from '../test/helpers/service.js';
+import { loadPostgresParser } from '../src/request/sql-parser.js';
 
 const N = Number(process.argv[2] ?? 100_000);
+await loadPostgresParser();
 const BUNDLE = process.argv[3] ?? SHIPPED_BUNDLE;
 const BASELINE = process.argv[4];
 // The rules of examples/arguments/config.yaml.
 const rules = [
   { tools: ['read_file'], arguments: { path: { path: { under: ['/docs'] } } } },
   { tools: ['http_get'], arguments: { url: { url: { hosts: ['api.example.com', '*.docs.example.com'], schemes: ['https'], ports: [443] } }, method: { presence: 'optional', enum: ['GET', 'HEAD'] } } },
-  { tools: ['sql'], arguments: { query: { sql: 'select-only', maxLength: 4000 }, limit: { presence: 'optional', type: 'integer', minimum: 1, maximum: 1000 } }, otherArguments: 'deny' },
+  { tools: ['sql'], arguments: { query: { sql: { dialect: 'postgresql' }, maxLength: 4000 }, limit: { presence: 'optional', type: 'integer', minimum: 1, maximum: 1000 } }, otherArguments: 'deny' },
   // A pattern costs an RE2 compilation on every evaluation in WASM.
   { tools: ['tag'], arguments: { label: { pattern: '[a-z][a-z0-9-]*', maxLength: 32 } } },
 ];

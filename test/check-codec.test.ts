@@ -28,6 +28,7 @@ function model(r: Request): Record<string, unknown> {
     body: r.body,
     bodyBytes: r.bodyBytes,
     hasBody: r.hasBody,
+    bodyInvalidUtf8: r.bodyInvalidUtf8,
     sourceAddress: r.sourceAddress,
     attributes: r.attributes,
   };

@@ -248,6 +248,38 @@ test('pings between calls are answered and never end the connection', async (t) 
   t.false(goaway);
 });
 
+test('a ping after each message the server sends is never a strike, however close together (grpc-go measures bandwidth so)', async (t) => {
+  const h = await start({
+    Chat: (call: StreamCall) => {
+      call.on('data', (b: Buffer) => call.write(b));
+      call.on('end', () => call.end());
+    },
+  });
+  t.teardown(() => h.stop());
+  const s = await rawSession(h.port);
+  t.teardown(() => s.destroy());
+  let goaway = false;
+  s.on('goaway', () => (goaway = true));
+  const req = s.request({ ':method': 'POST', ':path': '/test.Raw/Chat', 'content-type': 'application/grpc', te: 'trailers' });
+  for (let i = 0; i < 10; i++) {
+    const echoed = once(req, 'data');
+    req.write(frame(Buffer.from(`message ${i}`)));
+    await echoed;
+    await new Promise<void>((resolve, reject) => s.ping((err) => (err ? reject(err) : resolve())));
+  }
+  req.end();
+  req.resume();
+  await once(req, 'close');
+  t.false(goaway, 'no GOAWAY on one stream with a ping after every answer');
+  // With nothing sent between them but their acknowledgements, pings are strikes again,
+  // each awaited (its ACK written before the next ping) as much as all at once.
+  const calm = once(s, 'goaway');
+  s.on('error', () => undefined);
+  for (let i = 0; i < 5 && !s.closed && !s.destroyed; i++) await new Promise<void>((resolve) => s.ping(() => resolve()));
+  const [code] = (await calm) as [number];
+  t.is(code, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+});
+
 test('the server pings a connection every keepaliveTimeMs', async (t) => {
   const h = await start(echo, { keepaliveTimeMs: 50, keepaliveTimeoutMs: 5000 });
   t.teardown(() => h.stop());
@@ -350,6 +382,19 @@ test('on a stream, a message larger than the receive limit is RESOURCE_EXHAUSTED
   const status = await ended;
   t.is(status.code, grpc.status.RESOURCE_EXHAUSTED);
   t.deepEqual(got, [1000]);
+});
+
+test('on a stream that has answered, a message over the limit still ends it with RESOURCE_EXHAUSTED in trailers, not a reset', async (t) => {
+  const h = await start({ Chat: (call: StreamCall) => call.on('data', (b: Buffer) => call.write(b.subarray(0, 1))) }, { maxReceiveMessageBytes: 1000 });
+  t.teardown(() => h.stop());
+  const call = h.client.makeBidiStreamRequest('/test.Raw/Chat', identity, identity);
+  const ended = finalStatus(call);
+  const answered = once(call, 'data');
+  call.write(Buffer.alloc(1000, 1));
+  await answered;
+  call.write(Buffer.alloc(1001, 1));
+  const status = await ended;
+  t.is(status.code, grpc.status.RESOURCE_EXHAUSTED, status.details);
 });
 
 test('a stream the handler ends with an error sends its messages, then the status and message in trailers', async (t) => {

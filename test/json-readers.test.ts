@@ -8,7 +8,8 @@ import { isUtf8 } from 'node:buffer';
 import test from 'ava';
 import fc from 'fast-check';
 import { toRequest, type WireCheckRequest } from '../src/envoy/to-request.js';
-import { normalizeResourceUri } from '../src/request/normalize-resource-uri.js';
+import { checkBodyIntegrity } from '../src/request/body-integrity.js';
+import { normalizeResourceTemplate, normalizeResourceUri } from '../src/request/normalize-resource-uri.js';
 import { parseMcp } from '../src/request/json-rpc.js';
 import { RequestRejected } from '../src/contracts/request-rejected.js';
 import { listCallsOf } from '../src/extproc/list-calls.js';
@@ -99,7 +100,7 @@ function objectOf(members: fc.Arbitrary<Piece | null>[], extra: fc.Arbitrary<Pie
   });
 }
 
-const METHODS = ['tools/call', 'tools/list', 'resources/read', 'prompts/get', 'completion/complete', 'ping', 'notifications/initialized'];
+const METHODS = ['tools/call', 'tools/list', 'resources/read', 'prompts/get', 'completion/complete', 'ping', 'notifications/initialized', 'subscriptions/listen', 'logging/setLevel', 'prompts/list', 'resources/templates/list'];
 const NAMES = ['search', 'delete_file'];
 const URIS = ['file:///public/a', 'file:///secret/b'];
 
@@ -172,13 +173,14 @@ const body: fc.Arbitrary<Body> = bodyText.map(({ src, tags }) => ({
 function serviceReading(bytes: Buffer): Reading | undefined {
   try {
     const request = toRequest(checkRequest({ path: '/mcp', rawBody: bytes }) as WireCheckRequest, { maxBodyBytes: 1 << 20, maxHeaderBytes: 65536, maxHeaders: 200 });
+    checkBodyIntegrity(request, 1 << 20);
     const { view } = parseMcp(request.body, request.hasBody, request.headers, 64);
     const calls = view.calls.map((c): CallReading => {
       const out: CallReading = { kind: c.kind };
       if (c.method !== '') out.method = c.method;
       if (c.name !== undefined) out.name = c.name;
       if (c.uri !== undefined) out.uri = c.uri;
-      if (c.ref !== undefined) out.ref = c.ref;
+      if (c.ref !== undefined) out.ref = c.ref.type === 'ref/prompt' ? { type: c.ref.type, name: c.ref.name } : { type: c.ref.type, uri: c.ref.uri };
       return out;
     });
     return { ok: true, batch: view.batch, calls };
@@ -190,7 +192,7 @@ function serviceReading(bytes: Buffer): Reading | undefined {
 
 const MEMBER_ROLES: Record<string, string[]> = {
   message: ['jsonrpc', 'id', 'method', 'params', 'result', 'error'],
-  params: ['name', 'uri', 'arguments', 'ref', '_meta'],
+  params: ['name', 'uri', 'arguments', 'ref', 'notifications', '_meta'],
   ref: ['type', 'name', 'uri'],
 };
 
@@ -229,11 +231,28 @@ const same = (a: Reading, b: Reading) => JSON.stringify(a) === JSON.stringify(b)
 
 /**
  * What a decision depends on: a response is dispatched by nobody, so its params do not count;
- * params.uri is a target only of resources/* calls, and the policy sees it normalized.
+ * params.uri is a target only of resources/* calls, and the policy sees it normalized;
+ * params.ref only of completion/complete: the prompt's name, or the resource's URI or
+ * template, normalized.
  */
 function decisive(r: Reading): Reading {
   if (!r.ok) return r;
-  return { ...r, calls: r.calls.map((c) => (c.kind === 'response' ? { kind: c.kind } : withTargetUri(c))) };
+  return { ...r, calls: r.calls.map((c) => (c.kind === 'response' ? { kind: c.kind } : withTargetRef(withTargetUri(c)))) };
+}
+
+function withTargetRef(c: CallReading): CallReading {
+  if (c.ref === undefined) return c;
+  const { ref, ...rest } = c;
+  if (c.method !== 'completion/complete') return rest;
+  if (ref.type === 'ref/prompt' && ref.name !== undefined) return { ...rest, ref: { type: ref.type, name: ref.name } };
+  if (ref.type === 'ref/resource' && ref.uri !== undefined) {
+    try {
+      return { ...rest, ref: { type: ref.type, uri: normalizeResourceTemplate(ref.uri) } };
+    } catch {
+      return c; // the service refuses such a template: nothing is decided on it
+    }
+  }
+  return c; // the service refuses a completion without a ref it can name
 }
 
 function withTargetUri(c: CallReading): CallReading {

@@ -120,7 +120,64 @@ test('responses, notifications and completion refs are recognised', (t) => {
     noHeaders,
   );
   t.deepEqual(view.calls.map((c) => c.kind), ['response', 'notification', 'request']);
-  t.is(view.calls[2]!.ref, 'ref/prompt:greet');
+  t.deepEqual(view.calls[2]!.ref, { type: 'ref/prompt', name: 'greet' });
+});
+
+const one = (method: string, params: Record<string, unknown>) => parseMcp(JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }), true, noHeaders).view.calls[0]!;
+const refused = (method: string, params: unknown) => {
+  const err = t0(() => parseMcp(JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }), true, noHeaders));
+  return err instanceof RequestRejected ? err.code : 'allowed';
+};
+function t0(f: () => unknown): unknown {
+  try {
+    f();
+    return undefined;
+  } catch (err) {
+    return err;
+  }
+}
+
+test('a completion names the item it completes: the prompt, or the resource template normalized as a URI is', (t) => {
+  t.deepEqual(one('completion/complete', { ref: { type: 'ref/prompt', name: 'payroll_lookup' }, argument: { name: 'a', value: '' } }).ref, { type: 'ref/prompt', name: 'payroll_lookup' });
+  t.deepEqual(one('completion/complete', { ref: { type: 'ref/resource', uri: 'FILE:///docs/%61/{name}' }, argument: { name: 'a', value: '' } }).ref, { type: 'ref/resource', uri: 'file:///docs/a/{name}' });
+});
+
+test('a completion whose ref names no item the service can authorize is 400', (t) => {
+  for (const ref of [undefined, null, 'ref/prompt:x', { type: 'ref/tool', name: 'x' }, { type: 'ref/prompt' }, { type: 'ref/prompt', name: 7 }, { type: 'ref/resource', name: 'x' }, { type: 'ref/resource', uri: ['x'] }]) {
+    t.is(refused('completion/complete', { ref, argument: { name: 'a', value: '' } }), 'invalid_jsonrpc', JSON.stringify(ref));
+  }
+});
+
+test('templates a grant cannot be matched against with certainty are 400 invalid_resource_uri', (t) => {
+  for (const uri of ['file:///docs/{name', 'file:///docs/name}', 'file:///{a{b}}', 'file:///{}', 'file:///{=x}', 'file:///{a b}', 'file:///{+path}/../secret', 'file:///docs/{x}/%2e%2e/y', '{scheme}://h/x', 'file:///a//{b}']) {
+    t.is(refused('completion/complete', { ref: { type: 'ref/resource', uri }, argument: { name: 'a', value: '' } }), 'invalid_resource_uri', uri);
+  }
+  for (const uri of ['file:///docs/{name}', 'file:///docs/{+path}', 'https://h/{x}{?q,r}', 'file:///{a.b:3}/{c*}', 'file:///docs/a.md', 'repo://{owner}/{repo}#{frag}']) {
+    t.is(refused('completion/complete', { ref: { type: 'ref/resource', uri }, argument: { name: 'a', value: '' } }), 'allowed', uri);
+  }
+});
+
+test('subscriptions name the resources they read: resources/subscribe, resources/unsubscribe, subscriptions/listen', (t) => {
+  t.is(one('resources/subscribe', { uri: 'file:///docs/./a.md' }).uri, 'file:///docs/a.md');
+  t.is(one('resources/unsubscribe', { uri: 'file:///docs/a.md' }).uri, 'file:///docs/a.md');
+  t.deepEqual(one('subscriptions/listen', { notifications: { resourceSubscriptions: ['file:///docs/a.md', 'FILE:///x/../etc/passwd'], toolsListChanged: true } }).resourceSubscriptions, ['file:///docs/a.md', 'file:///etc/passwd']);
+  t.is(one('subscriptions/listen', { notifications: { toolsListChanged: true } }).resourceSubscriptions, undefined);
+  t.is(refused('resources/subscribe', {}), 'invalid_jsonrpc');
+  t.is(refused('resources/unsubscribe', { uri: 7 }), 'invalid_jsonrpc');
+  t.is(refused('subscriptions/listen', { notifications: { resourceSubscriptions: 'file:///a' } }), 'invalid_jsonrpc');
+  t.is(refused('subscriptions/listen', { notifications: { resourceSubscriptions: ['file:///a', 7] } }), 'invalid_jsonrpc');
+  t.is(refused('subscriptions/listen', { notifications: { resourceSubscriptions: ['file:///public/%2f..%2fsecret'] } }), 'invalid_resource_uri');
+});
+
+test('a method the service does not know that carries params.name, params.uri or params.ref is marked: its target cannot be told', (t) => {
+  for (const params of [{ name: 'x' }, { uri: 'x://y' }, { ref: { type: 'ref/prompt', name: 'x' } }, { name: 7 }, { ref: null }]) {
+    const c = one('x/frob', params);
+    t.true(c.unknownTarget, JSON.stringify(params));
+    t.is(c.ref, undefined);
+  }
+  t.is(one('x/frob', { cursor: 'c' }).unknownTarget, undefined);
+  t.is(one('tools/list', {}).unknownTarget, undefined);
+  t.is(one('tools/call', { name: 'x' }).unknownTarget, undefined);
 });
 
 test('a tool name that is not a string is refused rather than passed unnamed', (t) => {
@@ -150,6 +207,11 @@ const goAttacks: [string, string, string][] = [
   ['"ID" alone (Go: a request; JavaScript and Python: a notification)', '{"jsonrpc":"2.0","ID":1,"method":"tools/call","params":{"name":"search"}}', 'ID'],
   ['"Arguments" beside "arguments"', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{},"Arguments":{"q":1}}}', 'params.Arguments'],
   ['"Type" in a completion ref', '{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"Type":"ref/prompt","name":"greet"}}}', 'params.ref.Type'],
+  ['"Name" alone in a completion ref (Go fills the prompt name from it)', '{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","Name":"payroll_lookup"},"argument":{"name":"a","value":""}}}', 'params.ref.Name'],
+  ['"URI" beside "uri" in a completion ref', '{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///docs/{x}","URI":"file:///etc/{x}"},"argument":{"name":"a","value":""}}}', 'params.ref.URI'],
+  ['"Ref" beside "ref"', '{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize"},"Ref":{"type":"ref/prompt","name":"payroll_lookup"},"argument":{"name":"a","value":""}}}', 'params.Ref'],
+  ['"ResourceSubscriptions" in a listen', '{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"ResourceSubscriptions":["file:///etc/passwd"]}}}', 'params.notifications.ResourceSubscriptions'],
+  ['"Notifications" beside "notifications"', '{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{},"Notifications":{"resourceSubscriptions":["file:///etc/passwd"]}}}', 'params.Notifications'],
   ['"Path" beside "path" in the arguments', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"path":"/a","Path":"/etc"}}}', 'params.arguments.Path'],
   ['a Kelvin sign beside "k" deep in the arguments', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"list":[{"k":1},{"k":1,"\u212a":2}]}}}', 'params.arguments.list[1]["\u212a"]'],
   ['"jsonRPC" in the second element of a batch', '[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","jsonRPC":"1.0","id":2,"method":"ping"}]', '[1].jsonRPC'],
@@ -163,6 +225,12 @@ for (const [what, body, path] of goAttacks) {
     t.false(/delete_file|\/etc/.test(r![1]), 'no value in the description');
   });
 }
+
+test('a completion ref or a listen\'s notifications repeating a member is refused as a duplicate', (t) => {
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize","name":"payroll_lookup"},"argument":{"name":"a","value":""}}}')?.[0], 'duplicate_json_key');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","type":"ref/resource","name":"a","uri":"file:///x"},"argument":{"name":"a","value":""}}}')?.[0], 'duplicate_json_key');
+  t.is(refusal('{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":[],"resourceSubscriptions":["file:///etc/passwd"]}}}')?.[0], 'duplicate_json_key');
+});
 
 test('member names in any case pass deeper in the arguments, where no reader reads them as members, but not in params', (t) => {
   const { view } = parseMcp('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"Name":"x","METHOD":"y","params":{"ID":1},"names":2}}}', true, noHeaders);

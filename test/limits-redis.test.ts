@@ -69,6 +69,21 @@ test('two instances sharing Redis enforce one per-tool quota together; a tool no
   t.is(sample(m, 'mcp_authz_quota_requests_total', { endpoint: 'files', rule: 'deletes', result: 'allowed' }), 3, 'instance A counted its own three');
 });
 
+test('two instances sharing Redis: a batch of exactly the burst fits a fresh bucket, a larger one is refused and takes nothing from any rule', async (t) => {
+  const { a, b } = await pair(t, {
+    rateLimit: { perTool: [{ name: 'deletes', match: 'tools:delete_*', rps: 1, burst: 3 }, { name: 'tools', match: 'tools:*', rps: 0.001, burst: 4 }] },
+    endpoints,
+  });
+  const batch = (key: string, ...tools: string[]) =>
+    checkRequest({ path: '/mcp/files', body: JSON.stringify(tools.map((name, i) => ({ jsonrpc: '2.0', id: i + 1, method: 'tools/call', params: { name } }))), headers: { 'x-test-auth': 'ok', 'x-test-key': key } });
+  // Fresh buckets are full whatever the time: rps 1 cannot make these flaky.
+  t.truthy((await a.check(batch('fresh', 'delete_a', 'delete_b', 'delete_c'))).ok_response, 'three deletes at once: the burst');
+  t.is(deniedBody(await b.check(batch('other', 'delete_a', 'delete_b', 'delete_c', 'delete_d'))).quota, 'deletes');
+  // The refused four took nothing from "tools" either (burst 4): four searches still fit.
+  t.truthy((await b.check(batch('other', 'search', 'search', 'search', 'search'))).ok_response);
+  t.is(deniedBody(await a.check(batch('other', 'search'))).quota, 'tools');
+});
+
 test('with Redis down both instances keep answering and limiting locally; when it is back limits are shared again', async (t) => {
   const { redis, a, b } = await pair(t, { rateLimit: { failedAuth: { maxAttempts: 3, windowSeconds: 60 } }, endpoints });
   // Counted from here: on a busy machine the first connection can time out once at start-up.

@@ -186,6 +186,29 @@ test('without a body, the headers are the call from 2026-07-28 only; the name is
   t.is(refused('', { ...v2026, 'mcp-method': 'tools/list', 'mcp-name': 'x' }).code, 'mcp_header_mismatch', 'Mcp-Name on a method without a name');
 });
 
+test('Mcp-Name is defined for tools/call, prompts/get and resources/read only: on completion/complete, resources/subscribe, resources/unsubscribe or subscriptions/listen it is refused', (t) => {
+  const bodies: [string, Record<string, unknown>, string][] = [
+    ['completion/complete', { ref: { type: 'ref/prompt', name: 'payroll_lookup' }, argument: { name: 'a', value: '' } }, 'payroll_lookup'],
+    ['resources/subscribe', { uri: 'file:///etc/passwd' }, 'file:///etc/passwd'],
+    ['resources/unsubscribe', { uri: 'file:///etc/passwd' }, 'file:///etc/passwd'],
+    ['subscriptions/listen', { notifications: { resourceSubscriptions: ['file:///etc/passwd'] } }, 'file:///etc/passwd'],
+  ];
+  for (const [method, params, name] of bodies) {
+    const headers = { ...v2026, 'mcp-method': method };
+    t.is(accepted(modern(method, params), headers).calls[0]!.method, method, 'without Mcp-Name the body names the item');
+    const err = refused(modern(method, params), { ...headers, 'mcp-name': name });
+    t.is(err.code, 'mcp_header_mismatch', method);
+    t.is(err.jsonRpc?.id, 1, 'answered as the JSON-RPC error carrying the request id');
+  }
+});
+
+test('without a body, completion/complete, resources/subscribe and resources/unsubscribe name nothing: refused as missing_body, never passed unnamed', (t) => {
+  for (const method of ['completion/complete', 'resources/subscribe', 'resources/unsubscribe']) {
+    t.is(refused('', { ...v2026, 'mcp-method': method }).code, 'missing_body', method);
+  }
+  t.deepEqual(accepted('', { ...v2026, 'mcp-method': 'subscriptions/listen' }).calls, [{ method: 'subscriptions/listen', kind: 'request' }], 'a listen without a body subscribes to no resource');
+});
+
 // --- Mcp-Param-{Name} ---------------------------------------------------------------
 
 const call = (args: Record<string, unknown>) => modern('tools/call', { name: 'sql', arguments: args });

@@ -11,11 +11,31 @@ import { processExchange, requestBody, requestHeaders, responseBody, responseHea
 import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService, type TestService } from './helpers/service.js';
 import { PRINCIPAL_HEADER, withPrincipals } from './helpers/policy.js';
 
+interface Call {
+  method: string;
+  kind: string;
+  name?: string;
+  uri?: string;
+  arguments?: Record<string, unknown>;
+  ref?: { type: string; name?: string; uri?: string };
+  resourceSubscriptions?: string[];
+  unknownTarget?: true;
+}
+
+/** The params of the JSON-RPC message that the service reads as `call`. */
+function paramsOf(call: Call): Record<string, unknown> | undefined {
+  if (call.ref !== undefined) return { ref: call.ref, argument: { name: 'a', value: '' } };
+  if (call.resourceSubscriptions !== undefined) return { notifications: { resourceSubscriptions: call.resourceSubscriptions } };
+  if (call.uri !== undefined) return { uri: call.uri };
+  if (call.name !== undefined) return { name: call.name, ...(call.arguments !== undefined ? { arguments: call.arguments } : {}) };
+  return undefined;
+}
+
 interface Case {
   name: string;
   endpoint: Record<string, any>;
   principal: Principal;
-  calls: { method: string; kind: string; name?: string; uri?: string; arguments?: Record<string, unknown> }[];
+  calls: Call[];
   expect: { allow: boolean; status?: number; error?: string; error_description?: string; headers?: Record<string, string> };
 }
 
@@ -52,8 +72,7 @@ test('the shared cases cover ownership, tools, globs and arguments', (t) => {
 cases.forEach((c, i) => {
   test(`parity: ${c.name}`, async (t) => {
     const body = c.calls.map((call, n) => {
-      const params =
-        call.uri !== undefined ? { uri: call.uri } : call.name !== undefined ? { name: call.name, ...(call.arguments !== undefined ? { arguments: call.arguments } : {}) } : undefined;
+      const params = paramsOf(call);
       return { jsonrpc: '2.0', ...(call.kind === 'notification' ? {} : { id: n + 1 }), method: call.method, ...(params ? { params } : {}) };
     });
     const sample =
@@ -77,11 +96,19 @@ cases.forEach((c, i) => {
   });
 });
 
-/** The list method, result member and item of the call a listed item stands for. */
-function listedItem(call: Case['calls'][number]): { method: string; array: string; item: Record<string, string> } | undefined {
+/**
+ * The list method, result member and item of the item a call names: the tool, prompt or
+ * resource it calls, reads or subscribes to, the prompt or template whose argument it completes.
+ */
+function listedItem(call: Call): { method: string; array: string; item: Record<string, string> } | undefined {
   if (call.method === 'tools/call' && typeof call.name === 'string') return { method: 'tools/list', array: 'tools', item: { name: call.name } };
   if (call.method === 'prompts/get' && typeof call.name === 'string') return { method: 'prompts/list', array: 'prompts', item: { name: call.name } };
-  if (call.method === 'resources/read' && typeof call.uri === 'string') return { method: 'resources/list', array: 'resources', item: { uri: call.uri, name: call.uri } };
+  if (/^resources\/(read|subscribe|unsubscribe)$/.test(call.method) && typeof call.uri === 'string') return { method: 'resources/list', array: 'resources', item: { uri: call.uri, name: call.uri } };
+  if (call.method === 'subscriptions/listen' && call.resourceSubscriptions?.length === 1) return { method: 'resources/list', array: 'resources', item: { uri: call.resourceSubscriptions[0]!, name: 'r' } };
+  if (call.method === 'completion/complete' && call.ref?.type === 'ref/prompt' && typeof call.ref.name === 'string') return { method: 'prompts/list', array: 'prompts', item: { name: call.ref.name } };
+  if (call.method === 'completion/complete' && call.ref?.type === 'ref/resource' && typeof call.ref.uri === 'string') {
+    return { method: 'resources/templates/list', array: 'resourceTemplates', item: { uriTemplate: call.ref.uri, name: 't' } };
+  }
   return undefined;
 }
 
@@ -112,10 +139,11 @@ listable.forEach(({ c, i, items }) => {
       const listed = listedItem(call);
       if (!listed) continue;
       const shown = out.some((r) => (r.result[listed.array] ?? []).some((item) => JSON.stringify(item) === JSON.stringify(listed.item)));
-      const single = JSON.stringify({ jsonrpc: '2.0', id: 1, method: call.method, params: call.uri !== undefined ? { uri: call.uri } : { name: call.name } });
+      const { arguments: _args, ...bare } = call;
+      const single = JSON.stringify({ jsonrpc: '2.0', id: 1, method: call.method, params: paramsOf(bare) });
       const res = await svc.check(checkRequest({ path: c.endpoint.match.pathPrefix, body: single, headers: { [PRINCIPAL_HEADER]: String(i) } }));
       const callable = res.ok_response !== undefined || deniedBody(res)?.error === 'argument_denied';
-      t.is(shown, callable, `${call.method} ${call.name ?? call.uri}: listed ${shown}, callable ${callable}`);
+      t.is(shown, callable, `${call.method} ${JSON.stringify(listed.item)}: listed ${shown}, callable ${callable}`);
     }
   });
 });

@@ -37,14 +37,24 @@ test.before(async () => {
 
 const names = fc.constantFrom('search', 'read_file', 'read_', 'delete_repo', 'Search', 'a*b', 'x.y', '');
 const uris = fc.constantFrom('file:///docs/a.md', 'file:///docs/', 'file:///etc/passwd', 'https://h/x', 'file:///docs/{name}');
+const templates = fc.constantFrom('file:///docs/{name}', 'file:///docs/{+path}', 'file:///{a}', 'file:///{dir}/docs/x', 'file:///docs/a.md', 'https://h/{x}{?q}');
 const grant = fc.oneof(
   fc.constant('*'),
-  fc.tuple(fc.constantFrom('tools', 'prompts', 'resources'), fc.constantFrom('*', 'search', 'read_*', '*_repo', 'a*b', 'file:///docs/*', 'file:///*', '*e*')).map(([k, g]) => `${k}:${g}`),
+  fc
+    .tuple(fc.constantFrom('tools', 'prompts', 'resources'), fc.constantFrom('*', 'search', 'read_*', '*_repo', 'a*b', 'file:///docs/*', 'file:///*', '*e*', 'file:///docs/{name}', 'file:///*a*', 'file:///*/docs/x'))
+    .map(([k, g]) => `${k}:${g}`),
 );
+// Every kind of call that names an item: a listed item's own call, and its other handlers.
 const call = fc.oneof(
   names.map((name) => ({ method: 'tools/call', kind: 'request', name })),
   names.map((name) => ({ method: 'prompts/get', kind: 'request', name })),
   uris.map((uri) => ({ method: 'resources/read', kind: 'request', uri })),
+  templates.map((uri) => ({ method: 'resources/read', kind: 'request', uri, template: true })),
+  names.map((name) => ({ method: 'completion/complete', kind: 'request', ref: { type: 'ref/prompt', name } })),
+  templates.map((uri) => ({ method: 'completion/complete', kind: 'request', ref: { type: 'ref/resource', uri } })),
+  fc.tuple(fc.constantFrom('resources/subscribe', 'resources/unsubscribe'), uris).map(([method, uri]) => ({ method, kind: 'request', uri })),
+  fc.array(uris, { maxLength: 3 }).map((resourceSubscriptions) => ({ method: 'subscriptions/listen', kind: 'request', resourceSubscriptions })),
+  names.map((name) => ({ method: 'x/frob', kind: 'request', name, unknownTarget: true })),
 );
 const principal = fc.record({
   authenticated: fc.boolean(),
@@ -88,6 +98,46 @@ for (const [name, which] of [['the shipped rule', () => engine], ['the rule deri
       { numRuns: 400 },
     );
     t.pass();
+  });
+}
+
+/** A listed item (its call in list.calls) and the calls that reach its own handlers. */
+const listedWithHandlers = fc.oneof(
+  names.map((name) => ({ item: { method: 'prompts/get', kind: 'request', name }, handlers: [{ method: 'completion/complete', kind: 'request', ref: { type: 'ref/prompt', name } }] })),
+  templates.map((uri) => ({ item: { method: 'resources/read', kind: 'request', uri, template: true }, handlers: [{ method: 'completion/complete', kind: 'request', ref: { type: 'ref/resource', uri } }] })),
+  uris.map((uri) => ({
+    item: { method: 'resources/read', kind: 'request', uri },
+    handlers: [
+      { method: 'resources/subscribe', kind: 'request', uri },
+      { method: 'resources/unsubscribe', kind: 'request', uri },
+      { method: 'subscriptions/listen', kind: 'request', resourceSubscriptions: [uri] },
+    ],
+  })),
+);
+
+for (const [name, which] of [['the shipped rule', () => engine], ['the rule derived from decision (examples/policies)', () => derived]] as const) {
+  test(`property: a listed item is visible exactly when its own handlers are callable (completion of a prompt or template, subscription to a resource) — ${name}`, (t) => {
+    const engine = which();
+    let shown = 0;
+    let hidden = 0;
+    fc.assert(
+      fc.property(endpoint, principal, fc.array(listedWithHandlers, { minLength: 1, maxLength: 6 }), (ep, p, listed) => {
+        const base = { endpoint: ep, principal: p, mcp: { present: true, batch: false, calls: [{ method: 'resources/list', kind: 'request' }] } };
+        const ev = engine.evaluateVisible(JSON.stringify({ ...base, list: { calls: listed.map((l) => l.item) } }))!;
+        if (!ev.ok) return false;
+        const visible = (ev.resultSet as { result: boolean[] }[])[0]!.result;
+        return listed.every((l, i) => {
+          if (visible[i]) shown++;
+          else hidden++;
+          return l.handlers.every((h) => {
+            const d = engine.evaluate(JSON.stringify({ ...base, mcp: { present: true, batch: false, calls: [h] } }));
+            return d.ok && callable(mapResultSet(d.resultSet)) === visible[i];
+          });
+        });
+      }),
+      { numRuns: 400 },
+    );
+    t.true(shown > 100 && hidden > 100, `${shown} shown, ${hidden} hidden`);
   });
 }
 

@@ -38,6 +38,7 @@ test.before(async () => {
         { name: 'own', match: { pathPrefix: '/mcp/own' }, auth: { apiKey: true }, rateLimit: { perTool: [{ name: 'reads', match: 'resources:file:///docs/*', rps: SLOW, burst: 1 }] } },
         { name: 'unlimited', match: { pathPrefix: '/mcp/unlimited' }, auth: { apiKey: true }, rateLimit: { perTool: [] } },
         { name: 'metered', match: { pathPrefix: '/mcp/metered' }, auth: { apiKey: true } },
+        { name: 'fresh', match: { pathPrefix: '/mcp/fresh' }, auth: { apiKey: true }, rateLimit: { perTool: [{ name: 'deletes', match: 'tools:delete_*', rps: 1, burst: 3 }] } },
       ],
     },
     { files: { 'keys.yaml': keysFile(Object.values(keys)) } },
@@ -81,10 +82,21 @@ test('a call the policy denies costs no quota', async (t) => {
   overQuota(t, await send('narrow', tool('delete_a')), 'deletes');
 });
 
-test('a batch counts all its calls at once, and is refused whole when they do not fit', async (t) => {
-  t.truthy((await send('batcher', batch('delete_a', 'delete_b'))).ok_response, 'two deletes: 2 of 3');
+test('a batch counts all its calls at once, and is refused whole when they do not fit; a refused batch spends nothing in any rule', async (t) => {
+  t.truthy((await send('batcher', batch('delete_a', 'delete_b'))).ok_response, 'two deletes: 2 of 3 in "deletes", 2 of 6 in "tools"');
   overQuota(t, await send('batcher', batch('search', 'delete_c', 'delete_d')), 'deletes');
-  overQuota(t, await send('batcher', tool('delete_e')), 'deletes');
+  t.truthy((await send('batcher', tool('delete_e'))).ok_response, 'the refused batch took nothing from "deletes": its last call is still there');
+  overQuota(t, await send('batcher', tool('delete_f')), 'deletes');
+  // "tools" fitted the refused batch's three calls but took none of them: 3 of 6 are used.
+  for (let i = 0; i < 3; i++) t.truthy((await send('batcher', tool('search'))).ok_response, `search ${i + 1}`);
+  overQuota(t, await send('batcher', tool('search')), 'tools');
+});
+
+test('a batch of exactly burst calls passes on a fresh bucket (rps 1, burst 3), a larger one is refused and spends nothing', async (t) => {
+  // A fresh bucket is full whatever the time, so these hold however slowly the test runs.
+  t.truthy((await send('a', batch('delete_a', 'delete_b', 'delete_c'), '/mcp/fresh')).ok_response, 'three calls at once: the burst');
+  overQuota(t, await send('b', batch('delete_a', 'delete_b', 'delete_c', 'delete_d'), '/mcp/fresh'), 'deletes');
+  t.truthy((await send('b', batch('delete_a', 'delete_b', 'delete_c'), '/mcp/fresh')).ok_response, 'the refused batch of four took nothing');
 });
 
 test('methods that name no tool are never counted', async (t) => {

@@ -67,10 +67,23 @@ test.serial('serve --workers 2: per-tool quotas are counted on the primary — 6
   t.is(results.filter((r) => r.ok_response).length, 5);
   t.is(results.filter((r) => deniedStatus(r) === 429).length, 55);
   t.truthy((await call('delete_file', 'other', 0)).ok_response, 'another principal has its own quota');
+
+  // A batch of exactly the burst fits a fresh bucket; a larger one is refused and takes nothing.
+  const batch = (n: number, key: string, i: number) =>
+    svc.check(
+      checkRequest({ path: '/mcp/files', source: '10.35.0.1', body: JSON.stringify(Array.from({ length: n }, (_, k) => ({ jsonrpc: '2.0', id: k + 1, method: 'tools/call', params: { name: 'delete_file' } }))), headers: { 'x-test-auth': 'ok', 'x-test-key': key } }),
+      i,
+    );
+  for (let i = 0; i < 2; i++) {
+    const key = `batcher-${i}`;
+    t.is(deniedStatus(await batch(6, key, i)), 429, `worker connection ${i}: six calls do not fit a bucket of five`);
+    t.truthy((await batch(5, key, i + 1)).ok_response, `the refused six took nothing: five fit (asked on connection ${i + 1})`);
+    t.is(deniedStatus(await batch(1, key, i)), 429, 'and then the bucket is empty');
+  }
   const m = (await svc.http('/metrics')).text;
-  t.is(sample(m, 'mcp_authz_quota_requests_total', { endpoint: 'files', rule: 'deletes', result: 'allowed' }), 6);
-  t.is(sample(m, 'mcp_authz_quota_requests_total', { endpoint: 'files', rule: 'deletes', result: 'exceeded' }), 55);
-  t.is(sample(m, 'mcp_authz_rate_limited_total', { endpoint: 'files', limiter: 'per_tool' }), 55);
+  t.is(sample(m, 'mcp_authz_quota_requests_total', { endpoint: 'files', rule: 'deletes', result: 'allowed' }), 8);
+  t.is(sample(m, 'mcp_authz_quota_requests_total', { endpoint: 'files', rule: 'deletes', result: 'exceeded' }), 59);
+  t.is(sample(m, 'mcp_authz_rate_limited_total', { endpoint: 'files', limiter: 'per_tool' }), 59);
 });
 
 test.serial('SIGTERM to the primary: in-flight Checks on every worker finish, then every process exits 0', async (t) => {

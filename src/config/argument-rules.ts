@@ -23,6 +23,27 @@ const hostEntry = z.string().refine(validHostEntry, {
     'a lower-case host name ("api.example.com", IDN as punycode), "*.example.com" (any subdomain), an IPv4 address ("192.0.2.1"), an IPv6 address in brackets as WHATWG URL writes it ("[2001:db8::1]"), or a CIDR ("10.0.0.0/8", "2001:db8::/32")',
 });
 
+/**
+ * The SQL dialects a rule may name. PostgreSQL's is read by its own parser; the others have no
+ * parser here, and only the portable subset is accepted for them (docs/policies.md "SQL read-only").
+ */
+export const SQL_DIALECTS = ['postgresql', 'mysql', 'mariadb', 'sqlserver', 'sqlite', 'oracle', 'other'] as const;
+
+/**
+ * `{dialect: D}`: one read-only query as the dialect's database reads it. `select-only`, the
+ * earlier form, names no dialect: it accepts what `{dialect: other}` accepts.
+ */
+const sqlConstraint = z.union([z.literal('select-only'), z.object({ dialect: z.enum(SQL_DIALECTS) }).strict()], {
+  error: 'select-only, or {dialect: postgresql | mysql | mariadb | sqlserver | sqlite | oracle | other}',
+});
+
+export type SqlConstraint = z.infer<typeof sqlConstraint>;
+
+/** Whether the service reads this constraint's dialect with a parser of its own (else: the portable subset). */
+export function sqlDialectHasParser(c: SqlConstraint): boolean {
+  return typeof c === 'object' && c.dialect === 'postgresql';
+}
+
 const valueConstraint = {
   type: z.enum(['string', 'number', 'integer', 'boolean', 'object', 'array']).optional(),
   enum: z.array(z.unknown()).min(1).optional(),
@@ -40,7 +61,7 @@ const valueConstraint = {
     })
     .strict()
     .optional(),
-  sql: z.literal('select-only').optional(),
+  sql: sqlConstraint.optional(),
 };
 
 const bounds = (c: { minimum?: number; maximum?: number }) => c.minimum === undefined || c.maximum === undefined || c.minimum <= c.maximum;

@@ -6,16 +6,44 @@ export type HeaderMap = Record<string, string[]>;
 /** Query parameter name → values in arrival order. */
 export type QueryMap = Record<string, string[]>;
 
+/**
+ * The item a `completion/complete` completes an argument of: a prompt by name, or a resource
+ * by its URI or URI template (normalized: src/request/normalize-resource-uri.ts).
+ */
+export type McpRef = { type: 'ref/prompt'; name: string } | { type: 'ref/resource'; uri: string };
+
+/**
+ * The methods that name an item, and the params member that names it: each is grant-checked
+ * as the item (docs/policies.md "Per-call grants"). `ref` is params.ref; `resourceSubscriptions`
+ * is params.notifications.resourceSubscriptions (MCP 2026-07-28).
+ */
+export const ITEM_METHODS: ReadonlyMap<string, 'name' | 'uri' | 'ref' | 'resourceSubscriptions'> = new Map([
+  ['tools/call', 'name'],
+  ['prompts/get', 'name'],
+  ['resources/read', 'uri'],
+  ['resources/subscribe', 'uri'],
+  ['resources/unsubscribe', 'uri'],
+  ['completion/complete', 'ref'],
+  ['subscriptions/listen', 'resourceSubscriptions'],
+]);
+
 export interface McpCall {
   /** JSON-RPC method; for a response element, "" (responses have none). */
   method: string;
   kind: 'request' | 'notification' | 'response';
-  /** params.name for tools/call and prompts/get. */
+  /** params.name when it is a string: the tool of tools/call, the prompt of prompts/get. */
   name?: string;
   /** params.uri of resources/* calls, normalized (src/request/normalize-resource-uri.ts). */
   uri?: string;
-  /** params.ref for completion/complete: "<type>:<name or uri>". */
-  ref?: string;
+  /** params.ref of completion/complete. */
+  ref?: McpRef;
+  /** params.notifications.resourceSubscriptions of subscriptions/listen, each normalized. */
+  resourceSubscriptions?: string[];
+  /**
+   * A method that is not one of ITEM_METHODS carries params.name, params.uri or params.ref:
+   * the service cannot tell what it names (the shipped policy allows it only to `*`).
+   */
+  unknownTarget?: true;
   /**
    * params.arguments of tools/call and prompts/get, as parsed (bounded by the body limits);
    * absent when the call sends none or null. docs/policies.md "Argument constraints".
@@ -55,8 +83,10 @@ export interface Request {
   headers: HeaderMap;
   /** The body as text ("" when Envoy sent none). */
   body: string;
-  /** Size of the body Envoy sent, in bytes. */
+  /** Size of the body Envoy sent, in bytes (beyond limits.maxBodyBytes, `body` is "" and this is the size). */
   bodyBytes: number;
+  /** True when the body's bytes are not valid UTF-8 (`body` then shows them as U+FFFD); refused in the body phase. */
+  readonly bodyInvalidUtf8?: boolean;
   /** Whether Envoy attached any body (with_request_body configured and a body present). */
   hasBody: boolean;
   sourceAddress: string;
@@ -89,6 +119,11 @@ export interface AnswerLimits {
   answersDirectly: boolean;
   /** Whether a request header of this (lower-case) name can be set upstream; absent: any. */
   setsRequestHeader?: (name: string) => boolean;
+}
+
+/** What a call names, as text for logs: its name, URI, ref's name or URI; undefined when none. */
+export function callTargetText(c: McpCall): string | undefined {
+  return c.name ?? c.uri ?? (c.ref === undefined ? undefined : c.ref.type === 'ref/prompt' ? c.ref.name : c.ref.uri);
 }
 
 /** First value of a header, or undefined. */

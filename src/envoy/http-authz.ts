@@ -57,12 +57,11 @@ export function readHttpAuthzRequest(req: HttpAuthzRequest, limits: RequestLimit
   }
   const rawPath = req.url.slice(pathPrefix.length) || '/';
   const headers = readHeaders(req.rawHeaders, limits);
-  if (req.bodyBytes > limits.maxBodyBytes) {
-    throw new RequestRejected('body_too_large', `The request body (${req.bodyBytes} bytes) exceeds the service's limit of ${limits.maxBodyBytes} bytes (limits.maxBodyBytes).`);
-  }
+  // The body is checked in the body phase, in the documented order (src/request/body-integrity.ts).
   let body = '';
-  if (req.body.length > 0) {
-    if (!isUtf8(req.body)) throw new RequestRejected('invalid_utf8', 'The request body is not valid UTF-8; JSON-RPC bodies must be UTF-8 (RFC 8259), and readers disagree on what invalid bytes mean.');
+  let invalidUtf8 = false;
+  if (req.body.length > 0 && req.bodyBytes <= limits.maxBodyBytes) {
+    invalidUtf8 = !isUtf8(req.body);
     body = req.body.toString('utf8');
   }
   const { path, rawQuery } = normalizePath(rawPath);
@@ -90,8 +89,9 @@ export function readHttpAuthzRequest(req: HttpAuthzRequest, limits: RequestLimit
     parseQuery(rawQuery),
     headers,
     body,
-    req.body.length,
+    req.bodyBytes,
     `HTTP/${req.httpVersion}`,
+    invalidUtf8,
   );
 }
 
@@ -116,6 +116,7 @@ class HttpAuthzRequestView implements Request {
     readonly body: string,
     readonly bodyBytes: number,
     private readonly protocol: string,
+    readonly bodyInvalidUtf8: boolean,
   ) {
     this.hasBody = bodyBytes > 0;
   }

@@ -49,18 +49,20 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request
   }
   const headers = readHeaders(http, limits);
 
+  // The body is checked in the body phase, in the documented order (src/request/body-integrity.ts):
+  // here it is only measured, and decoded when within the limit.
   let body = '';
   let bodyBytes = 0;
+  let invalidUtf8 = false;
   if (http.raw_body && http.raw_body.length > 0) {
     bodyBytes = http.raw_body.length;
-    if (bodyBytes > limits.maxBodyBytes) throw tooLarge(bodyBytes, limits.maxBodyBytes);
-    // toString would put U+FFFD in place of bad bytes, as Go does; Python refuses the body.
-    if (!isUtf8(http.raw_body)) throw new RequestRejected('invalid_utf8', 'The request body is not valid UTF-8; JSON-RPC bodies must be UTF-8 (RFC 8259), and readers disagree on what invalid bytes mean.');
-    body = http.raw_body.toString('utf8');
+    if (bodyBytes <= limits.maxBodyBytes) {
+      invalidUtf8 = !isUtf8(http.raw_body);
+      body = http.raw_body.toString('utf8');
+    }
   } else if (http.body) {
     bodyBytes = Buffer.byteLength(http.body, 'utf8');
-    if (bodyBytes > limits.maxBodyBytes) throw tooLarge(bodyBytes, limits.maxBodyBytes);
-    body = http.body;
+    if (bodyBytes <= limits.maxBodyBytes) body = http.body;
   }
 
   const rawPath = http.path || (headers[':path']?.[0] ?? '');
@@ -81,6 +83,7 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request
     bodyBytes,
     attrs.source?.address?.socket_address?.address || '',
     attrs,
+    invalidUtf8,
   );
 }
 
@@ -104,6 +107,7 @@ class CheckRequestView implements Request {
     readonly bodyBytes: number,
     readonly sourceAddress: string,
     private readonly wire: WireCheckRequest['attributes'],
+    readonly bodyInvalidUtf8: boolean,
   ) {
     this.hasBody = bodyBytes > 0;
   }
@@ -154,8 +158,4 @@ function addHeader(out: HeaderMap, sizes: { count: number; bytes: number }, limi
   // A one-element literal: push on an empty array would reserve room for 17.
   if (values === undefined) out[name] = [value];
   else values.push(value);
-}
-
-function tooLarge(size: number, max: number): RequestRejected {
-  return new RequestRejected('body_too_large', `The request body (${size} bytes) exceeds the service's limit of ${max} bytes (limits.maxBodyBytes).`);
 }

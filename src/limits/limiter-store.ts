@@ -6,6 +6,7 @@ import { RateLimiterCluster, RateLimiterMemory, RateLimiterRedis, RateLimiterRes
 import type { Logger } from '../log/logger.js';
 import type { Counted, FailureCounter, Tally } from './failure-counter.js';
 import type { RedisLimiterStore } from './redis-store.js';
+import type { BucketStore } from './token-bucket.js';
 
 export { RateLimiterRes };
 export type RateLimiterResult = RateLimiterRes;
@@ -31,6 +32,11 @@ export interface StoreOptions {
   logger: Logger;
   /** How long a worker waits for the primary's answer before its last-resort limiter answers. */
   clusterTimeoutMs?: number;
+  /**
+   * The local token buckets of the rate and the quotas (token-bucket.ts): a cluster worker's
+   * ask the primary (cluster-buckets.ts); default: this process's memory.
+   */
+  buckets?: BucketStore;
 }
 
 export function createLimiter(spec: LimiterSpec, opts: StoreOptions): FlexLimiter {

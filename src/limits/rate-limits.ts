@@ -1,10 +1,10 @@
 // The limits phase: the failed-authentication lockout (per client address and endpoint),
 // the per-client request rate (per endpoint, keyed by key id, token issuer+subject, SPIFFE ID
 // or client address), and per-tool quotas (per endpoint, rule and the same principal key,
-// counted after the policy allowed). All run on rate-limiter-flexible limiters from
-// limiter-store.ts.
+// counted after the policy allowed). The lockout counts on rate-limiter-flexible limiters
+// (limiter-store.ts); the rate and the quotas are token buckets (token-bucket.ts) taken all
+// or nothing, in the same stores.
 import { createHash } from 'node:crypto';
-import { BurstyRateLimiter, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { CheckContext } from '../check/context.js';
 import type { Limiter } from '../check/phases.js';
 import { quotaRulesFor, type Config } from '../config/schema.js';
@@ -13,46 +13,40 @@ import type { Endpoint } from '../endpoints/registry.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { LocalFailureCounter, type Counted, type FailureCounter } from './failure-counter.js';
 import { callTarget, compileGrant, type GrantMatcher } from './grant-match.js';
-import { createLimiter, RateLimiterRes, StoreFailureCounter, type FlexLimiter, type StoreOptions } from './limiter-store.js';
+import { createLimiter, StoreFailureCounter, type StoreOptions } from './limiter-store.js';
 import { LockoutTable } from './lockouts.js';
+import { RedisBuckets } from './redis-buckets.js';
+import { bucketShape, MemoryBuckets, type BucketShape, type BucketStore, type Take, type Taken } from './token-bucket.js';
 
 const LOCKOUT_DESCRIPTION = 'Too many failed authentication attempts. Please try again later.';
 const RATE_DESCRIPTION = 'Too many requests from this client. Retry after the number of seconds in Retry-After.';
 const UNKNOWN_ENDPOINT = '_unknown';
 
-export interface RateSpec {
-  rps: number;
-  burst: number;
-}
-
-/**
- * rps/burst as two rate-limiter-flexible fixed windows: a sustained window allowing `rps`
- * per second (spread over the shortest window that makes it whole: 0.5 rps = 1 per 2 s),
- * and a burst window allowing `burst - rps` more per burst/rps seconds, the time a token
- * bucket of size `burst` takes to refill. So a client gets `burst` at once, then `rps`.
- */
-export function windowsFor(spec: RateSpec): { sustained: { points: number; duration: number }; burst?: { points: number; duration: number } } {
-  let duration = 1;
-  while (duration < 3600 && Math.abs(spec.rps * duration - Math.round(spec.rps * duration)) > 1e-9) duration++;
-  if (spec.rps * duration < 1) duration = Math.ceil(1 / spec.rps);
-  const points = Math.max(1, Math.floor(spec.rps * duration + 1e-9));
-  const extra = Math.max(0, spec.burst - points);
-  if (extra === 0) return { sustained: { points, duration } };
-  return { sustained: { points, duration }, burst: { points: extra, duration: Math.max(1, Math.ceil(spec.burst / spec.rps)) } };
-}
+export type { RateSpec } from './token-bucket.js';
 
 /** One per-tool quota rule of one endpoint, compiled. */
 interface Quota {
   endpoint: string;
   name: string;
   matches: GrantMatcher;
-  limiter: FlexLimiter;
+  /** The bucket key's namespace: one bucket per rule, endpoint and principal. */
+  prefix: string;
+  shape: BucketShape;
+}
+
+/** The per-client rate of one endpoint. */
+interface Rate {
+  prefix: string;
+  shape: BucketShape;
 }
 
 export class RateLimits implements Limiter {
   private readonly failed: FailureCounter | undefined;
-  private readonly perEndpoint = new Map<string, FlexLimiter>();
+  private readonly perEndpoint = new Map<string, Rate>();
   private readonly quotas = new Map<string, readonly Quota[]>();
+  private readonly buckets: BucketStore;
+  private readonly lastResort = new MemoryBuckets();
+  private readonly logger: StoreOptions['logger'];
   /** Shared by other instances (Redis): a lockout may have been counted elsewhere, so ask it. */
   private readonly storeIsShared: boolean;
 
@@ -72,6 +66,9 @@ export class RateLimits implements Limiter {
   ) {
     const { failedAuth, perClient } = config.rateLimit;
     this.storeIsShared = store.redis !== undefined;
+    this.logger = store.logger;
+    const local = store.buckets ?? new MemoryBuckets();
+    this.buckets = store.redis ? new RedisBuckets(store.redis.store, store.redis.keyPrefix, local, store.logger) : local;
     if (failedAuth.maxAttempts > 0) {
       const { maxAttempts: max, windowSeconds } = failedAuth;
       this.failed = store.redis
@@ -84,12 +81,13 @@ export class RateLimits implements Limiter {
     }
     for (const e of endpoints) {
       const spec = e.rateLimit?.rps !== undefined ? { rps: e.rateLimit.rps, burst: e.rateLimit.burst ?? 0 } : perClient;
-      if (spec.rps > 0) this.perEndpoint.set(e.name, rateLimiter(`rate:${e.name}`, `burst:${e.name}`, spec, store));
+      if (spec.rps > 0) this.perEndpoint.set(e.name, { prefix: `rate:${e.name}`, shape: bucketShape(spec) });
       const rules = quotaRulesFor(e, config).map((r) => ({
         endpoint: e.name,
         name: r.name,
         matches: compileGrant(r.match),
-        limiter: rateLimiter(`quota:${e.name}:${r.name}`, `quota-burst:${e.name}:${r.name}`, r, store),
+        prefix: `quota:${e.name}:${r.name}`,
+        shape: bucketShape(r),
       }));
       if (rules.length > 0) this.quotas.set(e.name, rules);
     }
@@ -131,10 +129,10 @@ export class RateLimits implements Limiter {
   }
 
   /**
-   * Per-tool quotas, once the policy has allowed the request: every rule counts the calls it
-   * names (a batch's calls together), rule after rule; the first rule past its limit answers
-   * 429 and the rules after it count nothing. Requests naming no counted call cost no store
-   * round trip.
+   * Per-tool quotas, once the policy has allowed the request: every rule takes the calls it
+   * names (a batch's calls together) from its bucket, all rules at once or none: the first
+   * rule whose bucket lacks them answers 429, and no rule counts anything. Requests naming no
+   * counted call cost no store round trip.
    */
   afterPolicy(ctx: CheckContext): Promise<Deny | undefined> | undefined {
     const rules = ctx.endpoint && this.quotas.get(ctx.endpoint.name);
@@ -153,29 +151,38 @@ export class RateLimits implements Limiter {
   }
 
   private async count(key: string, rules: readonly Quota[], counts: number[]): Promise<Deny | undefined> {
+    const takes: Take[] = [];
+    const counted: Quota[] = [];
     for (let i = 0; i < rules.length; i++) {
       const n = counts[i]!;
       if (n === 0) continue;
-      const q = rules[i]!;
-      try {
-        await q.limiter.consume(key, n);
-        this.events.quota?.(q.endpoint, q.name, 'allowed');
-      } catch (res) {
-        this.events.quota?.(q.endpoint, q.name, 'exceeded');
-        return quotaExceeded(q.name, res instanceof RateLimiterRes ? res.msBeforeNext : 1000);
-      }
+      takes.push({ key: `${rules[i]!.prefix}|${key}`, n, shape: rules[i]!.shape });
+      counted.push(rules[i]!);
     }
+    const taken = await this.take(takes);
+    if (!taken.ok) {
+      const q = counted[taken.index]!;
+      this.events.quota?.(q.endpoint, q.name, 'exceeded');
+      return quotaExceeded(q.name, taken.retryMs);
+    }
+    for (const q of counted) this.events.quota?.(q.endpoint, q.name, 'allowed');
     return undefined;
   }
 
   async afterAuth(ctx: CheckContext): Promise<Deny | undefined> {
-    const limiter = ctx.endpoint && this.perEndpoint.get(ctx.endpoint.name);
-    if (!limiter) return undefined;
+    const rate = ctx.endpoint && this.perEndpoint.get(ctx.endpoint.name);
+    if (!rate) return undefined;
+    const taken = await this.take([{ key: `${rate.prefix}|${rateKey(ctx)}`, n: 1, shape: rate.shape }]);
+    return taken.ok ? undefined : rateLimited(taken.retryMs);
+  }
+
+  /** The store's answer; if the store itself fails (not a refusal), this process's last-resort buckets answer. */
+  private async take(takes: readonly Take[]): Promise<Taken> {
     try {
-      await limiter.consume(rateKey(ctx));
-      return undefined;
-    } catch (res) {
-      return rateLimited(res instanceof RateLimiterRes ? res.msBeforeNext : 1000);
+      return await this.buckets.take(takes);
+    } catch (err) {
+      this.logger.warn({ err: { message: (err as Error)?.message } }, 'the rate and quota buckets failed: this process limits on its own counters');
+      return this.lastResort.take(takes);
     }
   }
 }
@@ -227,16 +234,6 @@ function quotaExceeded(rule: string, ms: number): Deny {
     headers: [{ name: 'retry-after', value: s, append: false }],
     extra: { retry_after: Number(s), quota: rule },
   });
-}
-
-/** A token bucket of `spec` as rate-limiter-flexible limiters: a sustained window, and a burst window when burst exceeds it. */
-function rateLimiter(prefix: string, burstPrefix: string, spec: RateSpec, store: StoreOptions): FlexLimiter {
-  const w = windowsFor(spec);
-  const sustained = createLimiter({ keyPrefix: prefix, points: w.sustained.points, durationSeconds: w.sustained.duration }, store);
-  if (!w.burst) return sustained;
-  const burst = createLimiter({ keyPrefix: burstPrefix, points: w.burst.points, durationSeconds: w.burst.duration }, store);
-  // BurstyRateLimiter only calls consume/get, which FlexLimiter provides (and never throws store errors).
-  return new BurstyRateLimiter(sustained as unknown as RateLimiterAbstract, burst as unknown as RateLimiterAbstract) as unknown as FlexLimiter;
 }
 
 function rateLimited(ms: number): Deny {

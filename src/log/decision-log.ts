@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
+import { callTargetText } from '../contracts/request.js';
 import { childLogger, lineSink, type Logger } from './logger.js';
 
 export interface DecisionLogOptions {
@@ -67,8 +68,8 @@ export class DecisionLog implements Observer {
         principal: ctx?.principal.id ?? null,
         auth_method: ctx?.principal.method ?? null,
         mcp_method: first?.method ?? null,
-        tool: first?.name ?? first?.uri ?? null,
-        calls: calls.length > 1 ? calls.slice(0, MAX_CALLS).map((c) => ({ method: c.method, name: c.name ?? c.uri })) : undefined,
+        tool: (first && callTargetText(first)) ?? null,
+        calls: calls.length > 1 ? calls.slice(0, MAX_CALLS).map((c) => ({ method: c.method, name: callTargetText(c) })) : undefined,
         batch_size: calls.length > 1 ? calls.length : undefined,
         decision: outcome.kind,
         allow: outcome.allow,

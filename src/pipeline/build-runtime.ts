@@ -17,15 +17,18 @@ import type { LocalStore } from '../limits/limiter-store.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
 import type { RedisLimiterStore } from '../limits/redis-store.js';
+import type { BucketStore } from '../limits/token-bucket.js';
 import { DecisionLog } from '../log/decision-log.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
+import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
 import { InputBuilder } from '../policy/policy-input.js';
 import { PolicySource } from '../policy/policy-source.js';
 import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
+import { loadPostgresParser } from '../request/sql-parser.js';
 import { fanOut } from './observers.js';
 import type { Runtime } from './runtime.js';
 
@@ -44,6 +47,8 @@ export interface BuildOptions {
   lockouts?: LockoutTable;
   /** Where failed authentications are counted without Redis; a cluster worker's counter asks the primary. */
   failureCounter?: (max: number, windowSeconds: number) => FailureCounter;
+  /** The rate and quota buckets without Redis (or while it is away); a cluster worker's ask the primary. Default: this process's memory. */
+  buckets?: BucketStore;
   /** Trace Checks when the OTEL_* variables ask for it (default true; the one-shot CLI commands: no). */
   tracing?: boolean;
   /** Where the OTEL_* variables are read (default process.env). */
@@ -58,6 +63,11 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const serviceMetrics = new ServiceMetrics(metrics, config);
   const events = opts.events ? mergeEvents(serviceMetrics.events, opts.events) : serviceMetrics.events;
   const endpoints = new EndpointRegistry(config.endpoints);
+  // PostgreSQL's parser (WASM) is loaded only where a rule reads an SQL argument.
+  if (needsSqlParser(endpoints.all)) await loadPostgresParser();
+  for (const name of sqlWithoutDialect(endpoints.all)) {
+    logger.warn({ endpoint: name }, 'sql: select-only names no SQL dialect: only the portable subset passes (docs/policies.md "SQL read-only"); name the database, e.g. sql: {dialect: postgresql}');
+  }
   const origins = new OriginCheck(endpoints.all, config.publicBaseUrl);
 
   // Limits: failed-auth lockout and per-client rate, shared through Redis when configured.
@@ -70,7 +80,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const limiter = new RateLimits(
     config,
     endpoints.all,
-    { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), logger },
+    { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), ...(opts.buckets ? { buckets: opts.buckets } : {}), logger },
     // Workers share lockouts through the primary, so none asks it before every authentication.
     opts.lockouts ?? new LockoutTable(),
     events,

@@ -92,7 +92,7 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   if (limited) return limited;
 
   span?.phase('body');
-  checkBodyIntegrity(request);
+  checkBodyIntegrity(request, rt.config.limits.maxBodyBytes);
   const parsed = parseMcp(request.body, request.hasBody, request.headers, rt.config.limits.maxJsonDepth);
   requireMessage(request, parsed.view);
   ctx.mcp = parsed.view;

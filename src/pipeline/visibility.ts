@@ -1,12 +1,13 @@
 // Which items of a list response the caller sees. Each item stands for a call — tools/call of
 // the tool, prompts/get of the prompt, resources/read of the resource URI (normalized as a
-// resources/read of it would be) or of the URI template — and the authorizer's visibility rule
+// resources/read of it would be) or of the URI template (normalized and granted as
+// completion/complete's ref/resource is) — and the authorizer's visibility rule
 // decides all of them in one evaluation, in the context of the list request. Dry-run is
 // applied here, once: nothing is hidden, and what would have been is counted.
 import type { CheckTrace, ListTally, VisibilityRecord } from '../check/context.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
 import type { McpCall } from '../contracts/request.js';
-import { normalizeResourceUri } from '../request/normalize-resource-uri.js';
+import { normalizeResourceTemplate, normalizeResourceUri } from '../request/normalize-resource-uri.js';
 import { failure } from '../response/list-filter.js';
 import type { ListedItem, ListMethod, Visibility, VisibilityFor } from '../response/list-methods.js';
 import type { Runtime } from './runtime.js';
@@ -25,7 +26,9 @@ export function callOfItem(item: ListedItem): ListedCall | undefined {
     case 'resources/templates/list': {
       let uri: string;
       try {
-        uri = normalizeResourceUri(item.key);
+        // A template is normalized as completion/complete's ref/resource names it: a listed item
+        // is visible exactly when its own handlers (read, subscribe, complete) are callable.
+        uri = item.method === 'resources/list' ? normalizeResourceUri(item.key) : normalizeResourceTemplate(item.key);
       } catch (err) {
         if (err instanceof RequestRejected) return undefined;
         throw err;

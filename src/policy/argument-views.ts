@@ -8,7 +8,7 @@
 // the argument absent where a Go server fills it. Which arguments get views is decided at
 // load from the rules' argument names alone (not their tool globs), so a view is never
 // missing where a rule needs one; a missing view denies in the policy.
-import type { ArgumentRule } from '../config/argument-rules.js';
+import { sqlDialectHasParser, type ArgumentRule, type SqlConstraint } from '../config/argument-rules.js';
 import type { McpCall, McpView } from '../contracts/request.js';
 import { foldKey } from '../request/json-key-fold.js';
 import { pathView, type PathView } from '../request/path-view.js';
@@ -19,6 +19,8 @@ interface ViewKinds {
   url: boolean;
   path: boolean;
   sql: boolean;
+  /** The SQL view also reads the portable subset (a rule names a dialect without a parser). */
+  portable: boolean;
 }
 
 export interface ViewPlan {
@@ -37,6 +39,23 @@ export interface ValueViews {
 export interface ArgumentViews extends ValueViews {
   items?: ValueViews[];
   sentAs?: string;
+}
+
+/** Whether any of these endpoints' rules checks an argument with an `sql` constraint (the SQL parser is then loaded). */
+export function needsSqlParser(endpoints: readonly { data?: { arguments?: ArgumentRule[] } }[]): boolean {
+  for (const e of endpoints) {
+    for (const rule of e.data?.arguments ?? []) {
+      for (const c of Object.values(rule.arguments ?? {})) if (c.sql !== undefined || c.items?.sql !== undefined) return true;
+    }
+  }
+  return false;
+}
+
+/** The endpoints whose rules use `sql: select-only`, which names no dialect (only the portable subset passes). */
+export function sqlWithoutDialect(endpoints: readonly { name: string; data?: { arguments?: ArgumentRule[] } }[]): string[] {
+  return endpoints
+    .filter((e) => (e.data?.arguments ?? []).some((r) => Object.values(r.arguments ?? {}).some((c) => c.sql === 'select-only' || c.items?.sql === 'select-only')))
+    .map((e) => e.name);
 }
 
 /** What one endpoint's rules need views of; undefined when it has no rules. */
@@ -109,10 +128,15 @@ function valueViews(v: unknown, kinds: ViewKinds): ValueViews {
   const out: ValueViews = {};
   if (kinds.url) out.url = urlView(v);
   if (kinds.path) out.path = pathView(v);
-  if (kinds.sql) out.sql = sqlView(v);
+  if (kinds.sql) out.sql = sqlView(v, kinds.portable);
   return out;
 }
 
-const kindsOf = (c: { url?: unknown; path?: unknown; sql?: unknown }): ViewKinds => ({ url: c.url !== undefined, path: c.path !== undefined, sql: c.sql !== undefined });
+const kindsOf = (c: { url?: unknown; path?: unknown; sql?: SqlConstraint }): ViewKinds => ({
+  url: c.url !== undefined,
+  path: c.path !== undefined,
+  sql: c.sql !== undefined,
+  portable: c.sql !== undefined && !sqlDialectHasParser(c.sql),
+});
 const any = (k: ViewKinds) => k.url || k.path || k.sql;
-const either = (a: ViewKinds, b: ViewKinds): ViewKinds => ({ url: a.url || b.url, path: a.path || b.path, sql: a.sql || b.sql });
+const either = (a: ViewKinds, b: ViewKinds): ViewKinds => ({ url: a.url || b.url, path: a.path || b.path, sql: a.sql || b.sql, portable: a.portable || b.portable });

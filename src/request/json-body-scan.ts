@@ -3,9 +3,13 @@
 //   - nesting deeper than the configured bound (refused before any parser spends time on it);
 //   - two keys of one object that are equal, or equal under Go's case-insensitive matching
 //     (JavaScript and Python keep the last exact spelling, Go fills one field from either);
-//   - in a JSON-RPC message, its `params` and `params.ref`, a key that Go reads as one of the
+//   - in a JSON-RPC message, its `params`, `params.ref` and `params.notifications`, a key that Go reads as one of the
 //     members the decision depends on but that is not spelled exactly ("Method", "paramſ");
 //   - escaped lone surrogates ("\ud800"): Go reads U+FFFD, JavaScript and Python the surrogate.
+// Of several findings the one answered is the first in the documented order of body checks
+// (body-integrity.ts BODY_CHECK_ORDER), wherever each sits in the text: nesting past the bound
+// ends the scan at once; the others let it go on in case a finding ranked before them follows.
+import { bodyCheckRank } from './body-integrity.js';
 import { foldKey } from './json-key-fold.js';
 
 export type JsonFindingCode = 'json_too_deep' | 'duplicate_json_key' | 'ambiguous_json_key' | 'lone_surrogate';
@@ -22,14 +26,15 @@ export interface JsonFinding {
   member?: string;
 }
 
-const enum Role { Other, Message, Params, Ref }
+const enum Role { Other, Message, Params, Ref, Notifications }
 
 // Members each reader must agree on; a key that folds to one of them must be spelled exactly.
 const MEMBERS: readonly (ReadonlyMap<string, string> | undefined)[] = [
   undefined,
   memberMap(['jsonrpc', 'id', 'method', 'params', 'result', 'error']),
-  memberMap(['name', 'uri', 'arguments', 'ref', '_meta']),
+  memberMap(['name', 'uri', 'arguments', 'ref', 'notifications', '_meta']),
   memberMap(['type', 'name', 'uri']),
+  memberMap(['resourceSubscriptions']),
 ];
 
 function memberMap(names: string[]): ReadonlyMap<string, string> {
@@ -50,7 +55,7 @@ const bigObjects: (Map<string, string> | undefined)[] = [];
 let keyTop = 0;
 const SMALL_OBJECT = 12;
 
-/** Returns the first finding, or undefined. Never throws; invalid JSON is left to JSON.parse. */
+/** Returns the finding ranked first, or undefined. Never throws; invalid JSON is left to JSON.parse. */
 export function scanJson(text: string, maxDepth: number): JsonFinding | undefined {
   const finding = scan(text, maxDepth);
   // Keep no large body's keys alive until the next call.
@@ -63,7 +68,7 @@ export function scanJson(text: string, maxDepth: number): JsonFinding | undefine
 
 function scan(text: string, maxDepth: number): JsonFinding | undefined {
   // Raw surrogates cannot come out of a UTF-8 decoder, only from in-process callers.
-  if (!(text as string & { isWellFormed(): boolean }).isWellFormed()) return { code: 'lone_surrogate', path: '' };
+  let best: JsonFinding | undefined = (text as string & { isWellFormed(): boolean }).isWellFormed() ? undefined : { code: 'lone_surrogate', path: '' };
   const n = text.length;
   keyTop = 0;
   let depth = 0;
@@ -78,7 +83,7 @@ function scan(text: string, maxDepth: number): JsonFinding | undefined {
       let end: number;
       for (;;) {
         if (quote < j) quote = text.indexOf('"', j);
-        if (quote < 0) return undefined; // unterminated: JSON.parse will say so
+        if (quote < 0) return best; // unterminated: JSON.parse will say so
         if (backslash < j) {
           backslash = text.indexOf('\\', j);
           if (backslash < 0) backslash = n;
@@ -95,22 +100,27 @@ function scan(text: string, maxDepth: number): JsonFinding | undefined {
         const unit = hex4(text, backslash + 2);
         if (unit >= 0xd800 && unit <= 0xdfff) {
           const low = unit <= 0xdbff && text.charCodeAt(backslash + 6) === 0x5c && text.charCodeAt(backslash + 7) === 0x75 ? hex4(text, backslash + 8) : -1;
-          if (low < 0xdc00 || low > 0xdfff) return { code: 'lone_surrogate', path: pathTo(expectKey ? depth - 1 : depth) };
-          j = backslash + 12;
+          if (low < 0xdc00 || low > 0xdfff) {
+            best = better(best, { code: 'lone_surrogate', path: pathTo(expectKey ? depth - 1 : depth) });
+            j = backslash + 6;
+          } else {
+            j = backslash + 12;
+          }
         } else {
-          if (unit < 0) return undefined; // not an escape JSON.parse accepts
+          if (unit < 0) return best; // not an escape JSON.parse accepts
           j = backslash + 6;
         }
       }
       if (expectKey && depth > 0) {
         const key = escaped ? unescapeKey(text.slice(i, end + 1)) : text.slice(i + 1, end);
-        if (key === undefined) return undefined;
+        if (key === undefined) return best;
         const finding = addKey(depth - 1, key);
-        if (finding) return finding;
+        if (finding) best = better(best, finding);
         expectKey = false;
       }
       i = end;
     } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      // First in the order of the JSON findings: refused before anything else reads further.
       if (depth >= maxDepth) return { code: 'json_too_deep', path: '' };
       const obj = c === 0x7b;
       isObject[depth] = obj;
@@ -129,7 +139,12 @@ function scan(text: string, maxDepth: number): JsonFinding | undefined {
       if (!expectKey) index[depth - 1]!++;
     }
   }
-  return undefined;
+  return best;
+}
+
+/** Of two findings, the one the documented order answers first (the earlier in the text on a tie). */
+function better(a: JsonFinding | undefined, b: JsonFinding): JsonFinding {
+  return a === undefined || bodyCheckRank(b.code) < bodyCheckRank(a.code) ? b : a;
 }
 
 /** The role of an object opened at `depth` (0 = the top level). */
@@ -140,6 +155,7 @@ function childRole(depth: number): Role {
   const key = currentKey[parent];
   if (roles[parent] === Role.Message && key === 'params') return Role.Params;
   if (roles[parent] === Role.Params && key === 'ref') return Role.Ref;
+  if (roles[parent] === Role.Params && key === 'notifications') return Role.Notifications;
   return Role.Other;
 }
 
@@ -165,13 +181,14 @@ function addKey(level: number, key: string): JsonFinding | undefined {
       bigObjects[level] = map;
     }
   }
+  // The key is kept as the object's current key either way: the scan goes on after a finding.
+  currentKey[level] = key;
   if (seen !== undefined) {
     return { code: seen === key ? 'duplicate_json_key' : 'ambiguous_json_key', path: pathTo(level, key), key, sibling: seen };
   }
   folds[keyTop] = folded;
   exacts[keyTop] = key;
   keyTop++;
-  currentKey[level] = key;
   const member = MEMBERS[roles[level]!]?.get(folded);
   if (member !== undefined && member !== key) return { code: 'ambiguous_json_key', path: pathTo(level, key), key, member };
   return undefined;

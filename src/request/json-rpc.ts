@@ -2,10 +2,10 @@
 // cross-checked with the MCP request headers (src/request/mcp-headers.ts).
 import type { DenyCode } from '../contracts/codes.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
-import type { HeaderMap, McpCall, McpView } from '../contracts/request.js';
+import { ITEM_METHODS, type HeaderMap, type McpCall, type McpRef, type McpView } from '../contracts/request.js';
 import { scanJson, type JsonFinding } from './json-body-scan.js';
 import { callFromHeaders, checkHeadersWithBody } from './mcp-headers.js';
-import { normalizeResourceUri } from './normalize-resource-uri.js';
+import { normalizeResourceTemplate, normalizeResourceUri } from './normalize-resource-uri.js';
 
 /** Default of `limits.maxJsonDepth`: objects and arrays nested deeper are refused. */
 export const DEFAULT_MAX_JSON_DEPTH = 64;
@@ -31,8 +31,11 @@ export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap, max
     return { view: protocolVersion === undefined ? NO_MCP : { ...NO_MCP, protocolVersion }, json: undefined };
   }
 
-  // The scan runs first so that deep nesting is refused before JSON.parse spends time on it.
+  // The JSON checks in their documented order (body-integrity.ts BODY_CHECK_ORDER): nesting
+  // past the bound is refused before JSON.parse spends time on it, then text that does not
+  // parse, then what the scan found that readers would read differently.
   const finding = scanJson(body, maxJsonDepth);
+  if (finding?.code === 'json_too_deep') throw refusal(finding, maxJsonDepth);
   let json: unknown;
   try {
     json = JSON.parse(body);
@@ -91,22 +94,52 @@ function toCall(e: unknown, index: number | undefined): McpCall {
   if (typeof p.name === 'string') call.name = p.name;
   // A resource URI is normalized before any grant sees it; other methods' uri is not a target.
   if (typeof p.uri === 'string' && call.method.startsWith('resources/')) call.uri = normalizeResourceUri(p.uri);
-  if (p.ref && typeof p.ref === 'object') {
-    const ref = p.ref as Record<string, unknown>;
-    const id = typeof ref.name === 'string' ? ref.name : typeof ref.uri === 'string' ? ref.uri : undefined;
-    if (typeof ref.type === 'string' && id !== undefined) call.ref = `${ref.type}:${id}`;
+  const target = ITEM_METHODS.get(call.method);
+  if (target === 'ref') call.ref = refOf(p.ref, where);
+  else if (target === 'resourceSubscriptions') {
+    const subscriptions = subscriptionsOf(p.notifications, where);
+    if (subscriptions !== undefined) call.resourceSubscriptions = subscriptions;
+  } else if (target === undefined && (Object.hasOwn(p, 'name') || Object.hasOwn(p, 'uri') || Object.hasOwn(p, 'ref'))) {
+    // What a method the service does not know names, it cannot tell: the policy is told so.
+    call.unknownTarget = true;
   }
   if ((call.method === 'tools/call' || call.method === 'prompts/get') && p.arguments !== undefined && p.arguments !== null) {
     call.arguments = argumentsOf(p.arguments, where, call.method);
   }
   // A tool, prompt or resource call whose target is missing or not a string must not pass unnamed.
-  if ((call.method === 'tools/call' || call.method === 'prompts/get') && call.name === undefined) {
+  if (target === 'name' && call.name === undefined) {
     throw bad('invalid_jsonrpc', `${where}: ${call.method} needs a string params.name.`);
   }
-  if (call.method === 'resources/read' && call.uri === undefined) {
-    throw bad('invalid_jsonrpc', `${where}: resources/read needs a string params.uri.`);
+  if (target === 'uri' && call.uri === undefined) {
+    throw bad('invalid_jsonrpc', `${where}: ${call.method} needs a string params.uri.`);
   }
   return call;
+}
+
+/**
+ * params.ref of completion/complete: the prompt (by name) or the resource (by URI or URI
+ * template) whose argument is completed. A completion is a call on that item, so a ref the
+ * service cannot name an item from is refused, not passed unnamed.
+ */
+function refOf(ref: unknown, where: string): McpRef {
+  const r = ref !== null && typeof ref === 'object' && !Array.isArray(ref) ? (ref as Record<string, unknown>) : undefined;
+  if (r?.type === 'ref/prompt' && typeof r.name === 'string') return { type: 'ref/prompt', name: r.name };
+  if (r?.type === 'ref/resource' && typeof r.uri === 'string') return { type: 'ref/resource', uri: normalizeResourceTemplate(r.uri) };
+  throw bad('invalid_jsonrpc', `${where}: completion/complete needs params.ref {"type": "ref/prompt", "name": <string>} or {"type": "ref/resource", "uri": <string>}; it names the item whose argument is completed, and no other kind of ref can be authorized.`);
+}
+
+/** params.notifications.resourceSubscriptions of subscriptions/listen: each URI subscribed to is a read of it. */
+function subscriptionsOf(notifications: unknown, where: string): string[] | undefined {
+  if (notifications === undefined) return undefined;
+  if (notifications === null || typeof notifications !== 'object' || Array.isArray(notifications)) {
+    throw bad('invalid_jsonrpc', `${where}: params.notifications of subscriptions/listen must be an object.`);
+  }
+  const uris = (notifications as Record<string, unknown>).resourceSubscriptions;
+  if (uris === undefined) return undefined;
+  if (!Array.isArray(uris) || !uris.every((u) => typeof u === 'string')) {
+    throw bad('invalid_jsonrpc', `${where}: params.notifications.resourceSubscriptions of subscriptions/listen must be an array of resource URIs.`);
+  }
+  return uris.map((u: string) => normalizeResourceUri(u));
 }
 
 /**

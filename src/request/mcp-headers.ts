@@ -6,7 +6,7 @@
 import type { DenyCode } from '../contracts/codes.js';
 import type { JsonRpcId } from '../contracts/outcome.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
-import { header, type HeaderMap, type McpCall } from '../contracts/request.js';
+import { header, ITEM_METHODS, type HeaderMap, type McpCall } from '../contracts/request.js';
 import { normalizeResourceUri } from './normalize-resource-uri.js';
 
 /** The revision from which the headers are required, checked, and may stand without a body. */
@@ -102,6 +102,12 @@ export function callFromHeaders(headers: HeaderMap): { protocolVersion: string |
   if (method === undefined || version !== MODERN_PROTOCOL_VERSION) return { protocolVersion: version, call: undefined };
   const call: McpCall = { method, kind: 'request' };
   const source = nameSource(method);
+  // completion/complete, resources/subscribe and resources/unsubscribe name their item only in
+  // the body (no header mirrors params.ref, or their params.uri): without it they name nothing.
+  const target = ITEM_METHODS.get(method);
+  if (source === undefined && (target === 'ref' || target === 'uri')) {
+    throw new RequestRejected('missing_body', `The POST reached mcp-authz without a body: a ${method} request names its ${target === 'ref' ? 'prompt or resource in params.ref' : 'resource in params.uri'}, which no header carries. If the client sent a body, set with_request_body on Envoy's ext_authz filter so the authorizer sees it.`);
+  }
   if (rawName === undefined) {
     if (requiresName(method)) {
       throw mismatch(`Header mismatch: Mcp-Method "${method}" needs the Mcp-Name header (the params.${source} it calls) when the body is not sent.`, undefined, { header: 'Mcp-Name', headerValue: null });

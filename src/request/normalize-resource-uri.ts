@@ -12,12 +12,18 @@ const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;
 /** WHATWG's special schemes besides file: always read with a host. */
 const NEEDS_HOST = new Set(['http:', 'https:', 'ws:', 'wss:', 'ftp:']);
 
+type Fail = (why: string) => RequestRejected;
+
 /** The normalized URI; throws RequestRejected (400 invalid_resource_uri) for a URI that cannot be read safely. */
 export function normalizeResourceUri(uri: string): string {
+  return normalize(uri, bad);
+}
+
+function normalize(uri: string, bad: Fail): string {
   if (uri.length === 0) throw bad('it is empty');
   const scheme = SCHEME.exec(uri)?.[0];
   if (scheme === undefined) throw bad('it does not start with a scheme ("file:", "https:", …)');
-  const text = decodeUnreserved(uri);
+  const text = decodeUnreserved(uri, bad);
 
   let rest = text.slice(scheme.length);
   let fragment: string | undefined;
@@ -50,7 +56,7 @@ export function normalizeResourceUri(uri: string): string {
   if ((query !== undefined || fragment !== undefined) && /(^|\/)\.\.?$/.test(path)) {
     throw bad('a dot segment ends its path right before the query or fragment');
   }
-  if (path.startsWith('/')) path = removeDotSegments(path);
+  if (path.startsWith('/')) path = removeDotSegments(path, bad);
   else if (hasDotSegment(path)) throw bad('its path is relative and has "." or ".." segments');
   // A reader that joins path and query (or fragment) before resolving would see these.
   if ((query !== undefined && hasDotSegment(query)) || (fragment !== undefined && hasDotSegment(fragment))) {
@@ -70,7 +76,7 @@ export function normalizeResourceUri(uri: string): string {
  * others, and refuses what cannot be kept unambiguous: control characters, "\", malformed
  * escapes, encoded "/", "\" or NUL, and double-encoded escapes ("%252e").
  */
-function decodeUnreserved(uri: string): string {
+function decodeUnreserved(uri: string, bad: Fail): string {
   let out = '';
   for (let i = 0; i < uri.length; i++) {
     const c = uri.charCodeAt(i);
@@ -96,7 +102,7 @@ function isUnreserved(b: number): boolean {
 }
 
 /** RFC 3986 5.2.4 for an absolute path ("/a/b/../c" → "/a/c", "/a/.." → "/"). */
-function removeDotSegments(path: string): string {
+function removeDotSegments(path: string, bad: Fail): string {
   const segments = path.split('/');
   const out: string[] = [];
   for (let i = 1; i < segments.length; i++) {
@@ -121,6 +127,46 @@ function isDotWithParams(s: string): boolean {
   return s.startsWith('..;') || s.startsWith('.;');
 }
 
+// RFC 6570: an expression is "{" [operator] varspec *("," varspec) "}"; a varname is
+// varchars (ALPHA, DIGIT, "_", pct-encoded) joined by single dots; a varspec may end in
+// ":" and 1–4 digits (prefix) or "*" (explode). "=,!@|" are reserved operators: refused.
+const EXPRESSION = /^[+#./;?&]?(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+(?:\.(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+)*(?::[1-9][0-9]{0,3}|\*)?(?:,(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+(?:\.(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+)*(?::[1-9][0-9]{0,3}|\*)?)*$/;
+// A "." or ".." segment, plain or percent-encoded, anywhere in the text.
+const DOT_SEGMENT = /(?:^|\/)(?:\.|%2[eE]){1,2}(?:[/?#]|$)/;
+
+/**
+ * A resource URI or URI template (RFC 6570) as `completion/complete` names it in
+ * `ref/resource`, normalized as a resource URI is (expressions kept as written, but for the
+ * case of an authority). What a grant could not be matched against with certainty is refused
+ * (400 invalid_resource_uri): a template that is not well-formed RFC 6570 (an unclosed,
+ * nested or empty expression, a reserved operator), and one with "." or ".." segments, which
+ * a reader could resolve before or after expanding its expressions.
+ */
+export function normalizeResourceTemplate(template: string): string {
+  let at = 0;
+  for (;;) {
+    const open = template.indexOf('{', at);
+    const close = template.indexOf('}', at);
+    if (open === -1) {
+      if (close !== -1) throw badTemplate('it has a "}" that closes no expression');
+      break;
+    }
+    if (close !== -1 && close < open) throw badTemplate('it has a "}" that closes no expression');
+    const end = template.indexOf('}', open + 1);
+    if (end === -1) throw badTemplate('it has an expression that is not closed');
+    const expression = template.slice(open + 1, end);
+    if (expression.includes('{')) throw badTemplate('it nests an expression in another');
+    if (!EXPRESSION.test(expression)) throw badTemplate(`its expression {${expression.length > 40 ? `${expression.slice(0, 40)}…` : expression}} is not an RFC 6570 expression`);
+    at = end + 1;
+  }
+  if (DOT_SEGMENT.test(template)) throw badTemplate('it has a "." or ".." segment');
+  return normalize(template, badTemplate);
+}
+
 function bad(why: string): RequestRejected {
   return new RequestRejected('invalid_resource_uri', `The resource URI cannot be authorized: ${why}. Send the URI in its plain form (RFC 3986).`);
+}
+
+function badTemplate(why: string): RequestRejected {
+  return new RequestRejected('invalid_resource_uri', `The resource URI or URI template cannot be authorized: ${why}. Send a URI (RFC 3986) or an RFC 6570 template with plain literals.`);
 }

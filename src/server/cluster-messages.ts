@@ -1,5 +1,6 @@
 // What the cluster primary and its workers tell each other over the IPC channel, as one
 // union and one guard: anything else arriving on the channel is ignored.
+import { isBucketMessage, type BucketMessage } from '../limits/cluster-buckets.js';
 import { isFailureMessage, type FailureMessage } from '../limits/cluster-failures.js';
 import type { LockoutMessage } from '../limits/lockouts.js';
 import type { ServingStatus } from './health.js';
@@ -16,7 +17,9 @@ export type ClusterMessage =
   /** A new worker asks the primary for the lockouts already running. */
   | { type: 'mcp-authz:lockout-sync' }
   /** Failed authentications counted on the primary's ledger (src/limits/cluster-failures.ts). */
-  | FailureMessage;
+  | FailureMessage
+  /** Rate and quota buckets taken on the primary (src/limits/cluster-buckets.ts). */
+  | BucketMessage;
 
 export function asClusterMessage(m: unknown): ClusterMessage | undefined {
   if (typeof m !== 'object' || m === null) return undefined;
@@ -32,6 +35,6 @@ export function asClusterMessage(m: unknown): ClusterMessage | undefined {
     case 'mcp-authz:lockout-sync':
       return o as ClusterMessage;
     default:
-      return isFailureMessage(o) ? (o as ClusterMessage) : undefined;
+      return isFailureMessage(o) || isBucketMessage(o) ? (o as ClusterMessage) : undefined;
   }
 }

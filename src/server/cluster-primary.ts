@@ -1,6 +1,6 @@
 // `serve --workers N`: N worker processes answer Check on one shared gRPC port (node:cluster
 // hands the listening socket to every worker). The primary keeps the state that must be
-// one for all of them — the rate-limit counters (rate-limiter-flexible's cluster store) and
+// one for all of them — the rate and quota buckets, the failed-authentication counts, and
 // the running lockouts, relayed from the worker that counted them to the others — and
 // serves the HTTP port: /metrics aggregated over the workers, /readyz true when every
 // worker serves, and the discovery documents (built from the config alone: the primary
@@ -11,8 +11,8 @@ import type { Server } from 'node:http';
 import { AggregatorRegistry } from 'prom-client';
 import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.js';
 import type { LoadedConfig } from '../config/load.js';
-import { quotaRulesFor } from '../config/schema.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
+import { BucketHost } from '../limits/cluster-buckets.js';
 import { FailureLedgerHost, type FailureMessage } from '../limits/cluster-failures.js';
 import { FailureLedger } from '../limits/failure-ledger.js';
 import { LockoutTable } from '../limits/lockouts.js';
@@ -34,12 +34,17 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   const { logger, workers } = opts;
   const graceMs = opts.graceMs ?? 10_000;
   if (workersUseClusterStore(loaded)) {
-    // The per-client rate (and Redis's local insurance) count here for every worker.
+    // The failed-authentication counts' local insurance while Redis is away count here for every worker.
     const { RateLimiterClusterMaster } = await import('rate-limiter-flexible');
     new RateLimiterClusterMaster();
   }
   const relay = new LockoutRelay();
   const failures = failureLedgerHost(loaded, workers);
+  // The per-client rate and the per-tool quotas of every worker (and their local buckets while Redis is away).
+  const buckets = new BucketHost((id, m) => {
+    const w = cluster.workers?.[id];
+    if (w?.isConnected()) w.send(m);
+  });
   const health = new HealthState();
   const supervisor = new WorkerSupervisor({
     workers,
@@ -47,6 +52,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     health,
     onMessage: (w, m) => {
       if (m.type === 'mcp-authz:failures' || m.type === 'mcp-authz:failure-returned') failures?.heard(w.id, m);
+      else if (m.type === 'mcp-authz:bucket-take') buckets.heard(w.id, m);
       else relay.heard(w, m);
     },
   });
@@ -70,15 +76,13 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   return code;
 }
 
-/** Whether any worker limiter (per-client rate, per-tool quota, Redis's insurance) counts in rate-limiter-flexible's cluster store (RateLimiterCluster). */
+/**
+ * Whether any worker limiter counts in rate-limiter-flexible's cluster store
+ * (RateLimiterCluster): only the failed-authentication counter's insurance while Redis is
+ * away. The rate and quota buckets are the BucketHost's.
+ */
 function workersUseClusterStore(loaded: LoadedConfig): boolean {
-  const { config } = loaded;
-  const { rateLimit, endpoints } = config;
-  return (
-    rateLimit.redis !== undefined ||
-    rateLimit.perClient.rps > 0 ||
-    endpoints.some((e) => (e.rateLimit?.rps ?? 0) > 0 || quotaRulesFor(e, config).length > 0)
-  );
+  return loaded.config.rateLimit.redis !== undefined;
 }
 
 /** The failed-authentication counts every worker shares (absent with Redis, which holds them, or with the lockout off). */

@@ -3,6 +3,7 @@
 // when told to.
 import { AggregatorRegistry } from 'prom-client';
 import type { LoadedConfig } from '../config/load.js';
+import { ClusterBuckets, type BucketMessage } from '../limits/cluster-buckets.js';
 import { ClusterFailureCounter, type FailureMessage } from '../limits/cluster-failures.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import type { Logger } from '../log/logger.js';
@@ -41,13 +42,25 @@ export function workerFailureCounter(logger: Logger): (max: number, windowSecond
   };
 }
 
+/** A worker's rate and quota buckets: each take is decided by the primary (src/limits/cluster-buckets.ts). */
+export function workerBuckets(logger: Logger): ClusterBuckets {
+  const buckets = new ClusterBuckets((m: BucketMessage) => send(m), logger);
+  process.on('message', (raw: unknown) => {
+    const m = asClusterMessage(raw);
+    if (m?.type === 'mcp-authz:bucket-taken') buckets.heard(m);
+  });
+  return buckets;
+}
+
 /** Runs one worker until the primary says stop (or goes away); resolves with the exit code. */
 export async function runWorker(loaded: LoadedConfig, logger: Logger, build: BuildOptions = {}, graceMs = 10_000): Promise<number> {
   const local = build.localLimiterStore ?? 'cluster';
   const options: BuildOptions = {
     ...build,
     localLimiterStore: local,
-    ...(local === 'cluster' ? { lockouts: workerLockoutTable(), failureCounter: build.failureCounter ?? workerFailureCounter(logger) } : {}),
+    ...(local === 'cluster'
+      ? { lockouts: workerLockoutTable(), failureCounter: build.failureCounter ?? workerFailureCounter(logger), buckets: build.buckets ?? workerBuckets(logger) }
+      : {}),
   };
   const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options), http: false });
   AggregatorRegistry.setRegistries([service.metrics]);

@@ -6,7 +6,7 @@
 // holds the last message back ('drain' follows), and a reader that stops reading (pause, or
 // a full buffer) stops the stream, so the peer's window closes instead of memory growing.
 import { EventEmitter } from 'node:events';
-import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import type { MethodDefinition } from '../envoy/proto-root.js';
 import type { Deadline } from './deadlines.js';
@@ -303,12 +303,14 @@ export class StreamCall extends Duplex implements Deadline {
     if (stream.destroyed || stream.closed) return;
     if (!this.headersSent) {
       trailersOnly(stream, status);
-      return;
+    } else {
+      const trailers = { 'grpc-status': String(status.code), 'grpc-message': encodeGrpcMessage(status.details) };
+      stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+      stream.end();
     }
-    const trailers = { 'grpc-status': String(status.code), 'grpc-message': encodeGrpcMessage(status.details) };
-    stream.once('wantTrailers', () => stream.sendTrailers(trailers));
-    stream.end();
-    // The peer may still be sending; it is told to stop once the status is out.
+    // What the peer still sends is read and dropped; a client stops once it has the status.
+    // No RST_STREAM here: sent before the trailers have gone out, it would replace the status
+    // (grpc-go then reports INTERNAL "stream terminated by RST_STREAM").
     if (!stream.readableEnded) stream.resume();
   }
 
@@ -318,7 +320,6 @@ export class StreamCall extends Duplex implements Deadline {
       this.reader.push(chunk, (m) => this.onMessage(m));
     } catch (err) {
       this.sendStatus(err as FrameError);
-      this.stream.close(constants.NGHTTP2_NO_ERROR);
     }
   }
 

@@ -12,8 +12,13 @@
 //     (RESOURCE_EXHAUSTED); compressed messages refused (UNIMPLEMENTED, no compression is
 //     offered: grpc-accept-encoding: identity);
 //   - keepalive: idle connections are pinged and closed when the ping goes unanswered; a
-//     client pinging more often than once a second with no calls in between is sent GOAWAY
-//     ENHANCE_YOUR_CALM ("too_many_pings") after two such pings, as gRPC servers do;
+//     client pinging more often than once a second while the server sends nothing (no new
+//     call, no answer) is sent GOAWAY ENHANCE_YOUR_CALM ("too_many_pings") after two such
+//     pings, as gRPC servers do — a ping after data is never a strike (grpc-go measures
+//     bandwidth with a ping per burst of data it receives);
+//   - stream resets: a client may cancel 10,000 calls at once and 1,000 a second (Node's
+//     defaults, 1000 and 33, cut Envoy off when it abandons calls in a burst); a rapid-reset
+//     flood beyond that ends its connection;
 //   - shutdown: the listener closes, every connection gets GOAWAY and its calls finish
 //     (tryShutdown), or are cut after the grace period (forceShutdown);
 //   - node:cluster workers share the listening socket, as for any node:net server.
@@ -35,7 +40,14 @@ export interface H2GrpcServerOptions {
   minPingIntervalMs?: number;
   /** Strikes allowed before GOAWAY ENHANCE_YOUR_CALM (default 2). */
   maxPingStrikes?: number;
+  /** Client stream resets (RST_STREAM) a connection may send at once (default 10,000)… */
+  streamResetBurst?: number;
+  /** …and per second after that (default 1,000); past both, the connection ends. */
+  streamResetRate?: number;
 }
+
+export const STREAM_RESET_BURST = 10_000;
+export const STREAM_RESET_RATE = 1_000;
 
 /**
  * A raw unary handler: the request message's bytes, and the call to answer on with
@@ -180,8 +192,17 @@ interface SessionState {
   strikes: number;
   lastPingAt: number;
   lastStreamId: number;
+  /** Bytes the server had written when the last ping arrived. */
+  writtenAtPing: number;
+  /** Pings received whose acknowledgements were not yet seen among the bytes written. */
+  unacked: number;
+  /** GOAWAY ENHANCE_YOUR_CALM sent: later pings are not counted again. */
+  calmed: boolean;
   keepalive: NodeJS.Timeout | undefined;
 }
+
+/** A PING ACK on the wire: the 9-byte frame header and 8 bytes of data. */
+const PING_ACK_BYTES = 17;
 const kSession = Symbol('sessionState');
 type Session = ServerHttp2Session & { [kSession]?: SessionState };
 
@@ -205,7 +226,16 @@ export class H2GrpcServer implements CallHost {
     this.maxPingStrikes = opts.maxPingStrikes ?? 2;
     // Node refuses new streams once a session buffers more than maxSessionMemory (10 MB by
     // default); a request may legitimately be larger.
-    this.server = createServer({ maxSessionMemory: Math.max(64, Math.ceil((opts.maxReceiveMessageBytes * 2) / 1e6)) });
+    this.server = createServer({
+      maxSessionMemory: Math.max(64, Math.ceil((opts.maxReceiveMessageBytes * 2) / 1e6)),
+      // Node ends a connection with GOAWAY INTERNAL_ERROR past 1000 RST_STREAMs at once and 33
+      // a second (its rapid-reset defence). Envoy cancels every Check it stops waiting for, so
+      // a stall past its ext_authz timeout alone exceeds that, and the connection's other
+      // calls fail with it. Calls here cost what they cost whether reset or not (no stream
+      // limit to slip past): the bound stays, for floods only.
+      streamResetBurst: opts.streamResetBurst ?? STREAM_RESET_BURST,
+      streamResetRate: opts.streamResetRate ?? STREAM_RESET_RATE,
+    });
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('session', (s) => this.onSession(s));
     this.server.on('sessionError', noop);
@@ -289,7 +319,7 @@ export class H2GrpcServer implements CallHost {
       return;
     }
     this.sessions.add(s);
-    const state: SessionState = { strikes: 0, lastPingAt: 0, lastStreamId: 0, keepalive: undefined };
+    const state: SessionState = { strikes: 0, lastPingAt: 0, lastStreamId: 0, writtenAtPing: 0, unacked: 0, calmed: false, keepalive: undefined };
     s[kSession] = state;
     s.on('error', noop);
     s.on('ping', onPing.bind(s, this.minPingIntervalMs, this.maxPingStrikes));
@@ -357,16 +387,31 @@ export class H2GrpcServer implements CallHost {
   }
 }
 
-/** Client pings: answered by node:http2; too many of them with no calls in between end the connection. */
+/**
+ * Client pings: answered by node:http2. A ping is a strike only when it comes sooner than
+ * minIntervalMs after the last one and the server has sent nothing since but that ping's
+ * acknowledgement — no new call, no answer — as grpc-go and gRPC's C core count them; too
+ * many strikes end the connection, once.
+ */
 function onPing(this: Session, minIntervalMs: number, maxStrikes: number): void {
   const state = this[kSession];
-  if (!state) return;
+  if (!state || state.calmed) return;
   const now = performance.now();
   const lastStreamId = this.state.lastProcStreamID ?? 0;
-  if (lastStreamId !== state.lastStreamId) {
+  // Bytes written since the last ping, less the acknowledgements of pings before this one
+  // (node:http2 writes those itself, sometimes several at once): anything left is the server
+  // sending frames of its own.
+  const written = this.socket?.bytesWritten ?? 0;
+  const since = written - state.writtenAtPing;
+  const acks = Math.min(state.unacked, Math.floor(since / PING_ACK_BYTES));
+  state.unacked += 1 - acks;
+  const sent = since - acks * PING_ACK_BYTES > 0;
+  state.writtenAtPing = written;
+  if (lastStreamId !== state.lastStreamId || sent) {
     state.lastStreamId = lastStreamId;
     state.strikes = 0;
   } else if (now - state.lastPingAt < minIntervalMs && ++state.strikes > maxStrikes) {
+    state.calmed = true;
     this.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, lastStreamId, Buffer.from('too_many_pings'));
     this.close();
   }

@@ -1,7 +1,11 @@
 // Serving state shared by gRPC health, /readyz and shutdown. The handlers are written
 // against grpc-js's call shapes, which both gRPC servers give them.
+import { Status } from './grpc-wire.js';
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
+
+/** The services grpc.health.v1 answers for: the server as a whole ("") and each service on the port. */
+export const HEALTH_SERVICES: ReadonlySet<string> = new Set(['', 'envoy.service.auth.v3.Authorization', 'envoy.service.ext_proc.v3.ExternalProcessor']);
 
 /** A Watch call: health.v1 HealthCheckResponse messages out until the client goes. */
 interface WatchCall {
@@ -10,11 +14,13 @@ interface WatchCall {
   on(event: 'cancelled', listener: () => void): unknown;
 }
 
-type Answer = (err: null, value: { status: string }) => void;
+type Answer = (err: { code: number; details: string } | null, value?: { status: string }) => void;
 
 export class HealthState {
   private status: ServingStatus = 'NOT_SERVING';
   private readonly watchers = new Set<WatchCall>();
+  /** Watches of a service the port does not serve: told SERVICE_UNKNOWN once, ended at shutdown. */
+  private readonly unknownWatchers = new Set<WatchCall>();
   private readonly listeners = new Set<(status: ServingStatus, reasons: readonly string[]) => void>();
   /** Why the service is not ready (for /readyz), empty when ready. */
   private reasons: string[] = ['starting'];
@@ -45,15 +51,23 @@ export class HealthState {
 
   handlers(): Record<string, (...args: never[]) => void> {
     return {
+      // grpc.health.v1: Check of an unknown service fails with NOT_FOUND; Watch of one sends
+      // SERVICE_UNKNOWN and stays open, as the service may appear later (here it never does).
       Check: (call: { request: { service?: string } }, cb: Answer) => {
         const service = call.request.service ?? '';
-        if (service !== '' && service !== 'envoy.service.auth.v3.Authorization') {
-          cb(null, { status: 'SERVICE_UNKNOWN' });
+        if (!HEALTH_SERVICES.has(service)) {
+          cb({ code: Status.NOT_FOUND, details: `unknown service ${JSON.stringify(service)}` });
           return;
         }
         cb(null, { status: this.status });
       },
-      Watch: (call: WatchCall) => {
+      Watch: (call: WatchCall & { request?: { service?: string } }) => {
+        if (!HEALTH_SERVICES.has(call.request?.service ?? '')) {
+          call.write({ status: 'SERVICE_UNKNOWN' });
+          this.unknownWatchers.add(call);
+          call.on('cancelled', () => this.unknownWatchers.delete(call));
+          return;
+        }
         call.write({ status: this.status });
         this.watchers.add(call);
         call.on('cancelled', () => this.watchers.delete(call));
@@ -63,6 +77,8 @@ export class HealthState {
 
   endWatches(): void {
     for (const w of this.watchers) w.end();
+    for (const w of this.unknownWatchers) w.end();
     this.watchers.clear();
+    this.unknownWatchers.clear();
   }
 }

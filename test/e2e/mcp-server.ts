@@ -8,12 +8,13 @@ import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { ListToolsRequestSchema, type ListToolsResult } from '@modelcontextprotocol/sdk/types.js';
+import { completable } from '@modelcontextprotocol/sdk/server/completable.js';
+import { ListToolsRequestSchema, SubscribeRequestSchema, UnsubscribeRequestSchema, type ListToolsResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 
 export interface HandlerCall {
-  kind: 'tool' | 'prompt' | 'resource';
-  /** Tool or prompt name, or resource URI. */
+  kind: 'tool' | 'prompt' | 'resource' | 'completion' | 'subscription';
+  /** Tool or prompt name, or resource URI (or template, for a completion of its argument). */
   name: string;
   /** Lower-cased HTTP request headers as the MCP server received them. */
   headers: Record<string, string>;
@@ -50,7 +51,16 @@ export const EXPOSED = {
 export interface McpServerOptions {
   /** Request paths answered with `application/json` instead of an SSE stream. */
   jsonResponse?: (path: string) => boolean;
+  /**
+   * Also expose a prompt `payroll_lookup` and a template `file:///hr/{employee}` whose
+   * `employee` argument completes (to EMPLOYEES), and take resources/subscribe and
+   * resources/unsubscribe: each completion and subscription is recorded.
+   */
+  completions?: boolean;
 }
+
+/** The values the completable arguments complete to. */
+export const EMPLOYEES = ['alice', 'alex', 'bob'];
 
 export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestMcpServer> {
   const calls: HandlerCall[] = [];
@@ -109,6 +119,27 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestM
       record('resource', uri.href, extra);
       return { contents: [{ uri: uri.href, text: 'doc' }] };
     });
+    if (opts.completions) {
+      const employee = (item: string) => (value: string) => {
+        calls.push({ kind: 'completion', name: item, headers: {}, url: '' });
+        return EMPLOYEES.filter((e) => e.startsWith(value));
+      };
+      server.registerPrompt('payroll_lookup', { description: 'Look up an employee\'s pay', argsSchema: { employee: completable(z.string(), employee('payroll_lookup')) } }, ({ employee: who }, extra) => {
+        record('prompt', 'payroll_lookup', extra);
+        return { messages: [{ role: 'user', content: { type: 'text', text: `Pay of ${who}` } }] };
+      });
+      server.registerResource('hr', new ResourceTemplate('file:///hr/{employee}', { list: undefined, complete: { employee: employee('file:///hr/{employee}') } }), { description: 'An employee file' }, (uri, _vars, extra) => {
+        record('resource', uri.href, extra);
+        return { contents: [{ uri: uri.href, text: 'pay' }] };
+      });
+      server.server.registerCapabilities({ resources: { subscribe: true } });
+      for (const schema of [SubscribeRequestSchema, UnsubscribeRequestSchema]) {
+        server.server.setRequestHandler(schema, (req, extra) => {
+          record('subscription', req.params.uri, extra as never);
+          return {};
+        });
+      }
+    }
     // tools/list as the SDK answers it, after a progress notification and the test's release
     // when the client asks for progress.
     const lists = (server.server as unknown as { _requestHandlers: Map<string, (req: unknown, extra: unknown) => Promise<ListToolsResult>> })._requestHandlers;

@@ -9,14 +9,20 @@
 //           and, as mcp-go dispatches, a message with an id and a result is a response even
 //           when it has a method.
 // Each reading is reduced to what a decision depends on: batch shape, and per message its kind,
-// method, params.name, params.uri and params.ref.
+// method, params.name, params.uri and params.ref (its string type, name and uri).
 
 export interface CallReading {
   kind: 'request' | 'notification' | 'response' | 'invalid';
   method?: string;
   name?: string;
   uri?: string;
-  ref?: string;
+  ref?: RefReading;
+}
+
+export interface RefReading {
+  type?: string;
+  name?: string;
+  uri?: string;
 }
 
 export type Reading = { ok: true; batch: boolean; calls: CallReading[] } | { ok: false };
@@ -56,9 +62,7 @@ function jsCall(e: unknown): CallReading {
     const r = params.ref;
     if (r !== null && typeof r === 'object' && !Array.isArray(r)) {
       const ref = r as Record<string, unknown>;
-      const type = str(ref.type);
-      const id = str(ref.name) ?? str(ref.uri);
-      if (type !== undefined && id !== undefined) call.ref = `${type}:${id}`;
+      call.ref = cleanRef({ type: str(ref.type), name: str(ref.name), uri: str(ref.uri) });
     }
   }
   call.kind = kindOf(call.method, has('id'), has('result'), has('error'));
@@ -121,11 +125,7 @@ function treeCall(e: Tree, lookup: Lookup, present: Present, kind: KindOf): Call
     call.name = str(lookup(params.pairs, 'name'));
     call.uri = str(lookup(params.pairs, 'uri'));
     const ref = lookup(params.pairs, 'ref');
-    if (ref?.t === 'obj') {
-      const type = str(lookup(ref.pairs, 'type'));
-      const id = str(lookup(ref.pairs, 'name')) ?? str(lookup(ref.pairs, 'uri'));
-      if (type !== undefined && id !== undefined) call.ref = `${type}:${id}`;
-    }
+    if (ref?.t === 'obj') call.ref = cleanRef({ type: str(lookup(ref.pairs, 'type')), name: str(lookup(ref.pairs, 'name')), uri: str(lookup(ref.pairs, 'uri')) });
   }
   call.kind = kind(call.method, present(lookup(e.pairs, 'id')), present(lookup(e.pairs, 'result')), present(lookup(e.pairs, 'error')));
   return clean(call);
@@ -140,6 +140,11 @@ function kindOf(method: string | undefined, hasId: boolean, hasResult: boolean, 
 /** mcp-go: no id is a notification; then a result makes a response; then the method decides. */
 function goKindOf(method: string | undefined, hasId: boolean, hasResult: boolean, hasError: boolean): CallReading['kind'] {
   return hasId && hasResult ? 'response' : kindOf(method, hasId, hasResult, hasError);
+}
+
+function cleanRef(r: RefReading): RefReading {
+  for (const k of ['type', 'name', 'uri'] as const) if (r[k] === undefined) delete r[k];
+  return r;
 }
 
 function clean(c: CallReading): CallReading {

@@ -329,61 +329,525 @@ address_matches(h, view) if {
 	net.cidr_contains(h, view.ip)
 }
 
-# --- SQL: a guard, not a parser (docs/policies.md "SQL read-only"). The service's SQL view
-# splits the text into lower-case words at every character that is not an ASCII letter,
-# digit or "_" (inside literals too), and refuses ";", comments and look-alike letters.
+# --- SQL: decided on the service's reading of the text by PostgreSQL's own parser
+# (docs/policies.md "SQL read-only"). The view lists what the parse tree holds: statement
+# kinds, SELECT … INTO, locking clauses, every function, operator and type it names and every
+# kind of node in it. The lists below say what a read-only query may hold; anything else is
+# refused. For a dialect without a parser in the service, the text must also be in the portable
+# subset every database reads alike. Whatever this allows, run the tool with a read-only role.
 
 sql_problem(guard, view) := "names an SQL guard this policy does not know" if {
-	guard != "select-only"
+	not sql_dialect(guard)
 } else := concat("", ["must be one SQL statement every reader reads alike (", why, ")"]) if {
 	view.ok == false
 	why := view.why
 } else := "has no SQL view (the service computes one for every argument an sql constraint names)" if {
-	not sql_words(view)
+	not sql_reading(view)
+} else := "must be exactly one SQL statement" if {
+	count(view.statements) != 1
+} else := "must be a query that only reads (SELECT, VALUES, or a set operation or WITH of them)" if {
+	not sql_statement_kinds[view.statements[0]]
+} else := "must not create a table (SELECT … INTO)" if {
+	view.into
+} else := "must not lock rows (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE)" if {
+	count(view.locking) > 0
+} else := "must not write in a WITH query (INSERT, UPDATE, DELETE, MERGE)" if {
+	some n in view.nodes
+	sql_write_nodes[n]
+} else := "calls a function this rule does not allow" if {
+	some f in view.functions
+	not sql_function_allowed(f)
+} else := "uses an operator this rule does not allow" if {
+	some o in view.operators
+	not sql_listed(sql_operators, o)
+} else := "names a type this rule does not allow" if {
+	some t in view.types
+	not sql_listed(sql_types, t)
+} else := "uses SQL this rule does not allow" if {
+	some n in view.nodes
+	not sql_listed(sql_nodes, n)
 } else := concat("", [
-	"must be a single read-only SELECT statement (no write, schema, transaction or ",
-	"administration keyword, nor a function known to have side effects)",
+	"must be in the portable SQL subset every database reads alike (",
+	"the service has no parser for the endpoint's dialect)",
 ]) if {
-	not select_only(view.words)
+	not sql_dialects_with_parser[sql_dialect(guard)]
+	not view.portable.ok == true
 }
 
-sql_words(view) if {
+# "select-only" (names no dialect) accepts what {dialect: other} accepts.
+sql_dialect("select-only") := "other"
+
+sql_dialect(guard) := guard.dialect if sql_known_dialects[guard.dialect]
+
+sql_known_dialects := {"postgresql", "mysql", "mariadb", "sqlserver", "sqlite", "oracle", "other"}
+
+sql_dialects_with_parser := {"postgresql"}
+
+sql_reading(view) if {
 	view.ok == true
-	is_array(view.words)
+	is_array(view.statements)
+	is_boolean(view.into)
+	is_array(view.locking)
+	is_array(view.functions)
+	is_array(view.operators)
+	is_array(view.types)
+	is_array(view.nodes)
 }
 
-select_only(words) if {
-	words[0] == "select"
-	not sql_refused_word(words)
+# A name is on a list when it is one of the list's lines. The lists are text rather than sets:
+# the WASM policy would build a set of every name on each evaluation, a text is a constant. A
+# name holding a line break is on no list.
+sql_listed(list, name) if {
+	not contains(name, "\n")
+	contains(list, concat("", ["\n", name, "\n"]))
 }
 
-sql_refused_word(words) if {
-	some w in words
-	sql_refused_words[w]
-}
+sql_statement_kinds := {"SelectStmt"}
 
-# Keywords that write, change schema, privileges, transactions or settings, or run other
-# statements, and functions known to read or write files, call out, sleep or change state.
-# Not exhaustive: run the tool with a read-only database role.
-sql_refused_words := {
-	"insert", "update", "delete", "merge", "upsert", "replace", "create", "alter", "drop",
-	"truncate", "rename", "grant", "revoke", "copy", "call", "exec", "execute", "do", "load",
-	"attach", "detach", "pragma", "vacuum", "reindex", "analyze", "lock", "unlock", "into", "set",
-	"reset", "commit", "rollback", "begin", "start", "savepoint", "release", "handler", "outfile",
-	"dumpfile", "import", "export", "refresh", "cluster", "notify", "listen", "unlisten",
-	"discard", "prepare", "deallocate", "shutdown", "kill", "checkpoint", "comment", "security",
-	"install", "uninstall", "lo_import", "lo_export", "lo_unlink", "lo_creat", "lo_create",
-	"lo_put", "lo_from_bytea", "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_ls_logdir",
-	"pg_ls_waldir", "pg_stat_file", "pg_file_write", "pg_sleep", "pg_sleep_for", "pg_sleep_until",
-	"pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
-	"pg_advisory_lock", "pg_advisory_xact_lock", "set_config", "nextval", "setval",
-	"query_to_xml", "query_to_xml_and_xmlschema", "dblink", "dblink_exec", "dblink_connect",
-	"dblink_send_query", "load_file", "sys_exec", "sys_eval", "benchmark", "sleep", "waitfor",
-	"xp_cmdshell", "xp_regread", "xp_regwrite", "xp_dirtree", "xp_fileexist", "sp_executesql",
-	"sp_configure", "sp_oacreate", "sp_oamethod", "openrowset", "opendatasource", "openquery",
-	"utl_http", "utl_file", "utl_inaddr", "dbms_pipe", "dbms_lock", "dbms_xmlgen", "dbms_sql",
-	"readfile", "writefile", "fts3_tokenizer", "load_extension", "edit",
-}
+# A data-modifying statement inside a WITH query.
+sql_write_nodes := {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"}
+
+# The parse-tree nodes of a read-only query. Not here, so refused: locking clauses, writes,
+# XML (XMLPARSE, XMLTABLE, XMLSERIALIZE), SQL/JSON constructors and JSON_TABLE, TABLESAMPLE,
+# WHERE CURRENT OF, the SEARCH and CYCLE clauses of recursive queries.
+sql_nodes := `
+A_ArrayExpr
+A_Const
+A_Expr
+A_Indices
+A_Indirection
+A_Star
+BitString
+BoolExpr
+Boolean
+BooleanTest
+CaseExpr
+CaseWhen
+CoalesceExpr
+CollateClause
+ColumnDef
+ColumnRef
+CommonTableExpr
+Float
+FuncCall
+GroupingFunc
+GroupingSet
+Integer
+JoinExpr
+List
+MinMaxExpr
+NullTest
+ParamRef
+RangeFunction
+RangeSubselect
+RangeVar
+ResTarget
+RowExpr
+SQLValueFunction
+SelectStmt
+SortBy
+String
+SubLink
+TypeCast
+TypeName
+WindowDef
+`
+
+# Built-in functions that only compute from their arguments or read the query's rows: no
+# function that reads files, large objects, settings or the server's state, runs SQL text,
+# sleeps, locks, signals, notifies or changes a sequence. A name here means the built-in in
+# pg_catalog (a name qualified with another schema is another function). The SQL-standard
+# syntax PostgreSQL turns into calls is here too: EXTRACT (extract), POSITION (position),
+# SUBSTRING (substring), TRIM (btrim, ltrim, rtrim), OVERLAY (overlay), AT TIME ZONE
+# (timezone), OVERLAPS (overlaps), LIKE … ESCAPE (like_escape), SIMILAR TO (similar_to_escape),
+# NORMALIZE and IS NORMALIZED (normalize, is_normalized), COLLATION FOR (pg_collation_for).
+sql_function_allowed(f) if sql_listed(sql_functions_aggregates, f)
+
+sql_function_allowed(f) if sql_listed(sql_functions_window, f)
+
+sql_function_allowed(f) if sql_listed(sql_functions_numbers, f)
+
+sql_function_allowed(f) if sql_listed(sql_functions_strings, f)
+
+sql_function_allowed(f) if sql_listed(sql_functions_dates, f)
+
+sql_function_allowed(f) if sql_listed(sql_functions_json, f)
+
+sql_function_allowed(f) if sql_listed(sql_functions_arrays, f)
+
+sql_function_allowed(f) if sql_listed(sql_functions_text_search, f)
+
+sql_function_allowed(f) if sql_listed(sql_functions_other, f)
+
+# aggregates
+sql_functions_aggregates := `
+count
+sum
+avg
+min
+max
+array_agg
+string_agg
+bool_and
+bool_or
+every
+bit_and
+bit_or
+bit_xor
+json_agg
+jsonb_agg
+json_object_agg
+jsonb_object_agg
+stddev
+stddev_pop
+stddev_samp
+variance
+var_pop
+var_samp
+corr
+covar_pop
+covar_samp
+regr_avgx
+regr_avgy
+regr_count
+regr_intercept
+regr_r2
+regr_slope
+regr_sxx
+regr_sxy
+regr_syy
+percentile_cont
+percentile_disc
+mode
+any_value
+`
+
+# window functions
+sql_functions_window := `
+row_number
+rank
+dense_rank
+percent_rank
+cume_dist
+ntile
+lag
+lead
+first_value
+last_value
+nth_value
+`
+
+# numbers
+sql_functions_numbers := `
+abs
+cbrt
+ceil
+ceiling
+degrees
+div
+exp
+factorial
+floor
+gcd
+lcm
+ln
+log
+log10
+mod
+pi
+power
+radians
+round
+scale
+sign
+sqrt
+trunc
+width_bucket
+random
+acos
+asin
+atan
+atan2
+cos
+cot
+sin
+tan
+min_scale
+trim_scale
+`
+
+# strings
+sql_functions_strings := `
+ascii
+bit_length
+btrim
+char_length
+character_length
+chr
+concat
+concat_ws
+format
+initcap
+left
+length
+lower
+lpad
+ltrim
+md5
+normalize
+is_normalized
+octet_length
+overlay
+position
+quote_ident
+quote_literal
+quote_nullable
+regexp_count
+regexp_instr
+regexp_like
+regexp_match
+regexp_matches
+regexp_replace
+regexp_split_to_array
+regexp_split_to_table
+regexp_substr
+repeat
+replace
+reverse
+right
+rpad
+rtrim
+split_part
+starts_with
+string_to_array
+string_to_table
+strpos
+substr
+substring
+to_hex
+translate
+upper
+encode
+decode
+sha224
+sha256
+sha384
+sha512
+like_escape
+similar_to_escape
+pg_collation_for
+`
+
+# dates and times
+sql_functions_dates := `
+age
+clock_timestamp
+date_bin
+date_part
+date_trunc
+extract
+isfinite
+justify_days
+justify_hours
+justify_interval
+make_date
+make_interval
+make_time
+make_timestamp
+make_timestamptz
+now
+statement_timestamp
+timeofday
+transaction_timestamp
+to_char
+to_date
+to_number
+to_timestamp
+timezone
+overlaps
+`
+
+# JSON
+sql_functions_json := `
+to_json
+to_jsonb
+array_to_json
+row_to_json
+json_build_array
+jsonb_build_array
+json_build_object
+jsonb_build_object
+json_object
+jsonb_object
+json_array_length
+jsonb_array_length
+json_each
+jsonb_each
+json_each_text
+jsonb_each_text
+json_extract_path
+jsonb_extract_path
+json_extract_path_text
+jsonb_extract_path_text
+json_object_keys
+jsonb_object_keys
+json_array_elements
+jsonb_array_elements
+json_array_elements_text
+jsonb_array_elements_text
+json_typeof
+jsonb_typeof
+json_strip_nulls
+jsonb_strip_nulls
+jsonb_pretty
+jsonb_set
+jsonb_set_lax
+jsonb_insert
+jsonb_path_exists
+jsonb_path_match
+jsonb_path_query
+jsonb_path_query_array
+jsonb_path_query_first
+json_populate_record
+jsonb_populate_record
+json_populate_recordset
+jsonb_populate_recordset
+json_to_record
+jsonb_to_record
+json_to_recordset
+jsonb_to_recordset
+`
+
+# arrays and sets
+sql_functions_arrays := `
+array_append
+array_cat
+array_dims
+array_fill
+array_length
+array_lower
+array_ndims
+array_position
+array_positions
+array_prepend
+array_remove
+array_replace
+array_to_string
+array_upper
+cardinality
+trim_array
+unnest
+generate_series
+generate_subscripts
+num_nonnulls
+num_nulls
+`
+
+# text search
+sql_functions_text_search := `
+to_tsvector
+to_tsquery
+plainto_tsquery
+phraseto_tsquery
+websearch_to_tsquery
+ts_rank
+ts_rank_cd
+ts_headline
+setweight
+`
+
+# other
+sql_functions_other := `
+gen_random_uuid
+`
+
+# Built-in operators: comparison, arithmetic, bit, string, pattern, JSON, array and text-search
+# operators, and the names PostgreSQL gives BETWEEN.
+sql_operators := `
+=
+<>
+<
+>
+<=
+>=
++
+-
+*
+/
+%
+^
+|/
+||/
+@
+&
+|
+#
+~
+<<
+>>
+||
+~~
+!~~
+~~*
+!~~*
+~*
+!~
+!~*
+^@
+->
+->>
+#>
+#>>
+@>
+<@
+?
+?|
+?&
+#-
+@?
+@@
+&&
+BETWEEN
+NOT BETWEEN
+BETWEEN SYMMETRIC
+NOT BETWEEN SYMMETRIC
+`
+
+# Built-in types a value may be cast to (their input functions only parse text). Not here:
+# the reg* types (they look up the catalogs), xml, and every type of a schema of the database.
+sql_types := `
+bool
+int2
+int4
+int8
+float4
+float8
+numeric
+text
+varchar
+bpchar
+char
+name
+date
+time
+timetz
+timestamp
+timestamptz
+interval
+json
+jsonb
+uuid
+bytea
+inet
+cidr
+macaddr
+macaddr8
+bit
+varbit
+money
+tsvector
+tsquery
+`
 
 # --- the deny
 

@@ -90,18 +90,45 @@ test_an_ipv6_address_in_an_allowed_cidr_is_allowed if {
 	d.allow == true
 }
 
+sql_select_view := {
+	"ok": true, "statements": ["SelectStmt"], "into": false, "locking": [], "functions": [],
+	"operators": [], "types": [], "nodes": ["A_Const", "ResTarget", "SelectStmt"],
+}
+
 test_an_unknown_sql_guard_refuses_every_value if {
-	rules := [{"tools": ["t"], "arguments": {"q": {"sql": "read-mostly"}}}]
-	d := refusal(rules, with_views(tool_call("t", {"q": "SELECT 1"}), {"q": {"sql": {"ok": true, "words": ["select", "1"]}}}))
-	d.error_description == `Argument "q" of tool t is refused: it names an SQL guard this policy does not know (sql).`
+	every guard in ["read-mostly", {"dialect": "db2"}, {"dialects": ["postgresql"]}, 7] {
+		rules := [{"tools": ["t"], "arguments": {"q": {"sql": guard}}}]
+		d := refusal(rules, with_views(tool_call("t", {"q": "SELECT 1"}), {"q": {"sql": sql_select_view}}))
+		d.error_description == `Argument "q" of tool t is refused: it names an SQL guard this policy does not know (sql).`
+	}
 }
 
 test_an_sql_argument_without_its_view_is_refused if {
-	rules := [{"tools": ["t"], "arguments": {"q": {"sql": "select-only"}}}]
-	every views in [{}, {"q": {"sql": {"ok": true}}}, {"q": {"sql": {"ok": true, "words": "select"}}}] {
-		d := refusal(rules, with_views(tool_call("t", {"q": "SELECT 1"}), views))
+	rules := [{"tools": ["t"], "arguments": {"q": {"sql": {"dialect": "postgresql"}}}}]
+	views := [
+		{},
+		{"q": {"sql": {"ok": true}}},
+		{"q": {"sql": {"ok": true, "words": ["select", "1"]}}},
+		{"q": {"sql": object.union(sql_select_view, {"into": "no"})}},
+		{"q": {"sql": object.remove(sql_select_view, ["nodes"])}},
+	]
+	every v in views {
+		d := refusal(rules, with_views(tool_call("t", {"q": "SELECT 1"}), v))
 		d.error_description == `Argument "q" of tool t is refused: it has no SQL view (the service computes one for every argument an sql constraint names) (sql).`
 	}
+}
+
+test_a_postgresql_reading_is_enough_for_postgresql_but_not_for_a_dialect_without_a_parser if {
+	call := with_views(tool_call("t", {"q": "SELECT 1"}), {"q": {"sql": sql_select_view}})
+	allowed := authz.decision with input as args_input([{"tools": ["t"], "arguments": {"q": {"sql": {"dialect": "postgresql"}}}}], [call])
+	allowed.allow == true
+	every guard in ["select-only", {"dialect": "mysql"}, {"dialect": "sqlserver"}] {
+		d := refusal([{"tools": ["t"], "arguments": {"q": {"sql": guard}}}], call)
+		contains(d.error_description, "portable SQL subset")
+	}
+	portable := with_views(tool_call("t", {"q": "SELECT 1"}), {"q": {"sql": object.union(sql_select_view, {"portable": {"ok": true}})}})
+	mysql := authz.decision with input as args_input([{"tools": ["t"], "arguments": {"q": {"sql": {"dialect": "mysql"}}}}], [portable])
+	mysql.allow == true
 }
 
 test_an_invalid_pattern_refuses_every_value if {
@@ -170,4 +197,18 @@ test_an_item_without_its_view_is_refused if {
 	rules := [{"tools": ["t"], "arguments": {"paths": {"items": {"path": {"under": ["/docs"]}}}}}]
 	d := refusal(rules, tool_call("t", {"paths": ["/docs/a"]}))
 	d.denied_argument == {"call": 0, "method": "tools/call", "name": "t", "argument": "paths", "constraint": "items.path", "item": 0}
+}
+
+test_a_function_of_each_allowed_family_is_allowed_and_a_name_across_lines_is_not if {
+	rules := [{"tools": ["t"], "arguments": {"q": {"sql": {"dialect": "postgresql"}}}}]
+	every f in ["count", "row_number", "round", "lower", "date_trunc", "jsonb_build_object", "unnest", "to_tsvector", "gen_random_uuid"] {
+		view := object.union(sql_select_view, {"functions": [f], "nodes": ["FuncCall", "ResTarget", "SelectStmt"]})
+		d := authz.decision with input as args_input(rules, [with_views(tool_call("t", {"q": "SELECT f()"}), {"q": {"sql": view}})])
+		d.allow == true
+	}
+	every f in ["count\nsum", "pg_read_file", "public.lower", "COUNT", ""] {
+		view := object.union(sql_select_view, {"functions": [f]})
+		d := refusal(rules, with_views(tool_call("t", {"q": "SELECT f()"}), {"q": {"sql": view}}))
+		d.error_description == `Argument "q" of tool t is refused: it calls a function this rule does not allow (sql).`
+	}
 }

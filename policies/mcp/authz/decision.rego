@@ -92,72 +92,159 @@ denial(status, code, description) := {
 
 # --- per-call access ---------------------------------------------------------------
 
-# The grant each call needs: tools/call → tools:<name>, prompts/get → prompts:<name>,
-# resources/read → resources:<uri>. Other methods need endpoint access only.
+# A call that names an item needs the grant of that item: tools/call of T → tools:T,
+# prompts/get of P → prompts:P, resources/read of U → resources:U; a subscription to U is a
+# read of it (resources/subscribe, resources/unsubscribe, each URI of subscriptions/listen);
+# a completion is a call on the item its ref names (completion/complete with ref/prompt P →
+# prompts:P, with ref/resource of a URI template T → resources:T, matched as a template:
+# grants.rego). A method the service does not know that carries params.name, params.uri or
+# params.ref names something the policy cannot tell: only "*" allows it. Other methods need
+# endpoint access only.
 named_methods := {
 	"tools/call": {"kind": "tools", "field": "name"},
 	"prompts/get": {"kind": "prompts", "field": "name"},
 	"resources/read": {"kind": "resources", "field": "uri"},
+	"resources/subscribe": {"kind": "resources", "field": "uri"},
+	"resources/unsubscribe": {"kind": "resources", "field": "uri"},
 }
 
-required[i] := {"kind": named.kind, "target": c[named.field]} if {
-	some i, c in input.mcp.calls
+# The grants a call needs, in order: {"kind", "target"}, "template": true for a URI template.
+# A listed template (visible.rego) stands for resources/read with "template": true.
+call_needs(c) := [need] if {
 	named := named_methods[c.method]
 	is_string(c[named.field])
+	need := object.union({"kind": named.kind, "target": c[named.field]}, template_mark(c))
+} else := [need] if {
+	c.method == "completion/complete"
+	need := ref_need(c.ref)
+} else := [{"kind": "resources", "target": uri} | some uri in c.resourceSubscriptions] if {
+	c.method == "subscriptions/listen"
+	is_array(c.resourceSubscriptions)
+} else := [{"kind": "*", "target": c.method}] if {
+	c.unknownTarget == true
+} else := []
+
+template_mark(c) := {"template": true} if c.template == true
+
+else := {}
+
+ref_need(ref) := {"kind": "prompts", "target": ref.name} if {
+	ref.type == "ref/prompt"
+	is_string(ref.name)
+} else := {"kind": "resources", "target": ref.uri, "template": true} if {
+	ref.type == "ref/resource"
+	is_string(ref.uri)
 }
 
-# A named call without its target is never granted, whatever the grants (the service
-# already refuses such requests; deny by default holds inside the policy too).
-missing_targets contains i if {
-	some i, c in input.mcp.calls
+# A call that names an item but not with a string: never granted, whatever the grants (the
+# service already refuses such requests; deny by default holds inside the policy too).
+missing_target(c) if {
 	named := named_methods[c.method]
 	not is_string(object.get(c, named.field, null))
+}
+
+missing_target(c) if {
+	c.method == "completion/complete"
+	not ref_need(object.get(c, "ref", null))
+}
+
+missing_target(c) if {
+	c.method == "subscriptions/listen"
+	subscriptions := object.get(c, "resourceSubscriptions", [])
+	not every_string(subscriptions)
+}
+
+every_string(xs) if {
+	is_array(xs)
+	every x in xs {
+		is_string(x)
+	}
+}
+
+target_field := {
+	"tools/call": "name",
+	"prompts/get": "name",
+	"resources/read": "uri",
+	"resources/subscribe": "uri",
+	"resources/unsubscribe": "uri",
+	"completion/complete": "ref",
+	"subscriptions/listen": "notifications.resourceSubscriptions",
+}
+
+missing_targets contains i if {
+	some i, c in input.mcp.calls
+	missing_target(c)
 }
 
 denied_calls contains i if some i in missing_targets
 
 denied_calls contains i if {
-	some i, need in required
+	some i, c in input.mcp.calls
+	some need in call_needs(c)
 	not granted(need)
 }
 
 missing_target_denial := denial(
 	403, "access_denied",
-	sprintf("A %s call must name its target (params.%s); it is denied", [c.method, named_methods[c.method].field]),
+	sprintf("A %s call must name its target (params.%s); it is denied", [c.method, target_field[c.method]]),
 ) if {
 	c := input.mcp.calls[min(missing_targets)]
 }
 
+# Only "*" grants what the service cannot name; templates are matched as templates.
 granted(need) if {
+	need.kind == "*"
+	"*" in grants
+}
+
+granted(need) if {
+	need.kind != "*"
+	not need.template
 	some g in grants
 	grant_matches(g, need.kind, need.target)
 }
 
-# The needed grant strings of the denied calls, e.g. "tools:delete_file".
-denied_scopes contains sprintf("%s:%s", [need.kind, need.target]) if {
-	some i in denied_calls
-	need := required[i]
+granted(need) if {
+	need.kind != "*"
+	need.template == true
+	some g in grants
+	grant_matches_template(g, need.kind, need.target)
 }
 
-first_denied := required[min(denied_calls)]
+# The grant a need asks for, as the denial and the step-up challenge name it: "tools:delete_file", or "*".
+need_scope(need) := "*" if need.kind == "*"
+
+else := sprintf("%s:%s", [need.kind, need.target])
+
+# The needed grants of the denied calls, e.g. "tools:delete_file".
+denied_scopes contains need_scope(need) if {
+	some i in denied_calls
+	some need in call_needs(input.mcp.calls[i])
+	not granted(need)
+}
+
+first_denied := [need |
+	some need in call_needs(input.mcp.calls[min(denied_calls)])
+	not granted(need)
+][0]
 
 call_denial_key := denial(
 	403, "access_denied",
-	sprintf("This API key is not granted %s:%s", [first_denied.kind, first_denied.target]),
+	sprintf("This API key is not granted %s", [need_scope(first_denied)]),
 )
 
 call_denial_workload := denial(
 	403, "access_denied",
-	sprintf("This workload is not granted %s:%s", [first_denied.kind, first_denied.target]),
+	sprintf("This workload is not granted %s", [need_scope(first_denied)]),
 )
 
 call_denial_anonymous := denial(
 	403, "access_denied",
-	sprintf("Anonymous access to this endpoint is not granted %s:%s", [first_denied.kind, first_denied.target]),
+	sprintf("Anonymous access to this endpoint is not granted %s", [need_scope(first_denied)]),
 )
 
 call_denial_token := object.union(
-	denial(403, "insufficient_scope", sprintf("The token lacks the scope %s:%s", [first_denied.kind, first_denied.target])),
+	denial(403, "insufficient_scope", sprintf("The token lacks the scope %s", [need_scope(first_denied)])),
 	{"headers": {"WWW-Authenticate": step_up_challenge}},
 )
 

@@ -49,14 +49,15 @@ never(_, _, _) := x if {
 }
 
 test_a_named_call_without_its_target_is_denied_even_with_every_grant if {
-	some method in ["tools/call", "prompts/get", "resources/read"]
-	d := authz.decision with input as {
-		"endpoint": {"name": "e", "auth": {"apiKey": true, "oauth": false}},
-		"principal": owner_key,
-		"mcp": {"calls": [{"method": method}]},
+	every method in ["tools/call", "prompts/get", "resources/read", "resources/subscribe", "completion/complete"] {
+		d := authz.decision with input as {
+			"endpoint": {"name": "e", "auth": {"apiKey": true, "oauth": false}},
+			"principal": owner_key,
+			"mcp": {"calls": [{"method": method}]},
+		}
+		d.allow == false
+		d.status == 403
 	}
-	d.allow == false
-	d.status == 403
 }
 
 test_a_named_call_with_a_non_string_target_is_denied if {
@@ -76,4 +77,38 @@ test_a_named_call_with_its_target_and_a_star_grant_is_allowed if {
 		"mcp": {"calls": [{"method": "resources/read", "uri": "file:///x"}]},
 	}
 	d.allow == true
+}
+
+test_an_item_call_without_a_usable_target_is_denied_even_with_every_grant if {
+	every call in [
+		{"method": "completion/complete", "ref": {"type": "ref/tool", "name": "a"}},
+		{"method": "completion/complete", "ref": {"type": "ref/prompt", "uri": "a"}},
+		{"method": "completion/complete", "ref": "ref/prompt:a"},
+		{"method": "resources/subscribe", "uri": 7},
+		{"method": "resources/unsubscribe"},
+		{"method": "subscriptions/listen", "resourceSubscriptions": ["file:///a", 7]},
+		{"method": "subscriptions/listen", "resourceSubscriptions": "file:///a"},
+	] {
+		d := authz.decision with input as {
+			"endpoint": {"name": "e", "auth": {"apiKey": true, "oauth": false}},
+			"principal": owner_key,
+			"mcp": {"calls": [call]},
+		}
+		d.allow == false
+		startswith(d.error_description, sprintf("A %s call must name its target", [call.method]))
+	}
+}
+
+test_templates_are_granted_only_by_a_star_that_covers_each_expression if {
+	authz.grant_matches_template("resources:file:///docs/*", "resources", "file:///docs/{name}")
+	authz.grant_matches_template("resources:*", "resources", "file:///{a}/{b}")
+	authz.grant_matches_template("resources:file:///*.md", "resources", "file:///{name}.md")
+	authz.grant_matches_template("*", "resources", "file:///{a")
+	not authz.grant_matches_template("resources:file:///docs/{name}", "resources", "file:///docs/{name}")
+	not authz.grant_matches_template("resources:file:///*me}", "resources", "file:///{name}")
+	not authz.grant_matches_template("resources:file:///*a*", "resources", "file:///{a}")
+	not authz.grant_matches_template("resources:file:///*", "resources", "file:///{a")
+	not authz.grant_matches_template("resources:file:///*", "resources", "file:///a}")
+	not authz.grant_matches_template("prompts:*", "resources", "file:///{a}")
+	not authz.grant_matches_template("resources:file:///*", "resources", 7)
 }

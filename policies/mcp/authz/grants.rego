@@ -48,6 +48,42 @@ glob_matches(pattern, target) if {
 	regex.match(glob_regex(pattern), target)
 }
 
+# A URI template (RFC 6570, as completion/complete's ref/resource and resources/templates/list
+# name one) is granted by a pattern that matches every URI the template can expand to: the
+# pattern's literal characters match the template's literal characters, and each expression
+# "{…}" lies wholly inside what one "*" matches. So the pattern has no "{" or "}", and is
+# matched against the template with each expression cut to "{}": no literal of the pattern
+# can then match inside an expression. "resources:file:///docs/*" grants
+# "file:///docs/{name}" and "file:///docs/{+path}"; "resources:file:///docs/{name}" grants no
+# template; a template that is not well formed is granted by no pattern but "*".
+grant_matches_template("*", _, _)
+
+grant_matches_template(grant, kind, template) if {
+	is_string(template)
+	prefix := concat("", [kind, ":"])
+	startswith(grant, prefix)
+	pattern := substring(grant, count(prefix), -1)
+	not contains(pattern, "{")
+	not contains(pattern, "}")
+	glob_matches(pattern, template_shape(template))
+}
+
+# The template with every expression cut to "{}"; undefined when its braces are not pairs.
+template_shape(template) := concat("{}", [literal |
+	some i, part in parts
+	literal := after_expression(i, part)
+]) if {
+	parts := split(template, "{")
+	not contains(parts[0], "}")
+	every part in array.slice(parts, 1, count(parts)) {
+		count(split(part, "}")) == 2
+	}
+}
+
+after_expression(0, part) := part
+
+after_expression(i, part) := substring(part, indexof(part, "}") + 1, -1) if i > 0
+
 # Each literal run is quoted with \Q…\E (a literal "\E" inside is split out), so regex
 # metacharacters in names are plain characters; "*" becomes "(?s:.*)".
 glob_regex(pattern) := concat("", ["^", concat("(?s:.*)", [quote(part) | some part in split(pattern, "*")]), "$"])

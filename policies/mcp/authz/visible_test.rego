@@ -122,3 +122,33 @@ test_a_tool_under_an_argument_rule_is_visible_to_whoever_is_granted_it if {
 	d := authz.decision with input as {"endpoint": constrained, "principal": alice, "mcp": {"present": true, "batch": false, "calls": [items[0]]}}
 	d.error == "argument_denied"
 }
+
+# A listed item's own handlers are callable exactly when the item is visible: completion of a
+# listed prompt's arguments (ref/prompt), of a listed template's (ref/resource), and a
+# subscription to a listed resource.
+handlers_of(item) := [{"method": "completion/complete", "kind": "request", "ref": {"type": "ref/prompt", "name": item.name}}] if {
+	item.method == "prompts/get"
+} else := [{"method": "completion/complete", "kind": "request", "ref": {"type": "ref/resource", "uri": item.uri}}] if {
+	item.template == true
+} else := [
+	{"method": "resources/subscribe", "kind": "request", "uri": item.uri},
+	{"method": "resources/unsubscribe", "kind": "request", "uri": item.uri},
+	{"method": "subscriptions/listen", "kind": "request", "resourceSubscriptions": [item.uri]},
+] if {
+	item.method == "resources/read"
+} else := []
+
+handler_mismatches contains sprintf("%v: visible %v, %s allowed %v", [item, shown, h.method, allowed]) if {
+	some p in [alice, public_key, {"authenticated": true, "method": "api_key", "id": "n", "permissions": ["resources:file:///docs/{name}", "prompts:summ*"], "scopes": [], "roles": []}]
+	seen := authz.visible with input as {"endpoint": endpoint, "principal": p, "list": {"calls": items}}
+	some i, item in items
+	shown := seen[i]
+	some h in handlers_of(item)
+	d := authz.decision with input as {"endpoint": endpoint, "principal": p, "mcp": {"present": true, "batch": false, "calls": [h]}}
+	allowed := d.allow
+	shown != allowed
+}
+
+test_a_listed_items_own_handlers_are_callable_exactly_when_it_is_visible if {
+	count(handler_mismatches) == 0
+}

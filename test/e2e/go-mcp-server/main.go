@@ -144,11 +144,17 @@ type ref struct {
 }
 
 type call struct {
-	Kind   string  `json:"kind"`
-	Method *string `json:"method,omitempty"`
-	Name   *string `json:"name,omitempty"`
-	URI    *string `json:"uri,omitempty"`
-	Ref    *string `json:"ref,omitempty"`
+	Kind   string      `json:"kind"`
+	Method *string     `json:"method,omitempty"`
+	Name   *string     `json:"name,omitempty"`
+	URI    *string     `json:"uri,omitempty"`
+	Ref    *refReading `json:"ref,omitempty"`
+}
+
+type refReading struct {
+	Type *string `json:"type,omitempty"`
+	Name *string `json:"name,omitempty"`
+	URI  *string `json:"uri,omitempty"`
 }
 
 type reading struct {
@@ -211,10 +217,7 @@ func readCall(raw json.RawMessage) call {
 		c.URI = str(p.URI)
 		var rf ref
 		if isObject(p.Ref) && json.Unmarshal(p.Ref, &rf) == nil {
-			if t, id := str(rf.Type), first(str(rf.Name), str(rf.URI)); t != nil && id != nil {
-				s := *t + ":" + *id
-				c.Ref = &s
-			}
+			c.Ref = &refReading{Type: str(rf.Type), Name: str(rf.Name), URI: str(rf.URI)}
 		}
 	}
 	// As mcp-go dispatches: an id with a result is a response even beside a method.
@@ -253,13 +256,6 @@ func str(raw json.RawMessage) *string {
 		return nil
 	}
 	return &s
-}
-
-func first(a, b *string) *string {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // echoed: the id as mcp-go writes it back (its JSON text), or why mcp-go could not read it.
