@@ -26,6 +26,9 @@ const SCOPES = ['tools:search', 'tools:read_file'];
 const ALICE = { username: 'alice', password: 'alice-password', groups: ['engineering'] };
 const NATIVE = { token_endpoint_auth_method: 'none', application_type: 'native', redirect_uris: ['http://127.0.0.1/callback'], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] };
 const CONFIDENTIAL_SECRET = 'the-right-secret-0123456789abcdef';
+// --timeout for the logins a browser completes: a hang guard, not a measure (a cold start of the
+// CLI under tsx on a loaded 2-core machine takes a long time).
+const HANG_GUARD = '280';
 
 let idp: OidcTestProvider;
 let stack: Stack;
@@ -122,7 +125,7 @@ async function verify(token: string) {
 const rpcBody = (name: string) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: { query: 'x', path: 'x' } } });
 
 test.serial('login --resource: discovery from the endpoint\'s 401, a browser sign-in, and a token for that resource that opens exactly the granted tools', async (t) => {
-  const run = await cli(['login', '--resource', resource, '--client-id', 'login-cli', '--no-browser', '--json', '--timeout', '90'], { browse: (url) => signIn(url) });
+  const run = await cli(['login', '--resource', resource, '--client-id', 'login-cli', '--no-browser', '--json', '--timeout', HANG_GUARD], { browse: (url) => signIn(url) });
   t.is(run.code, 0, run.stderr);
   const out = JSON.parse(run.stdout);
   t.deepEqual(Object.keys(out).sort(), ['access_token', 'client_id', 'expires_at', 'expires_in', 'issuer', 'resource', 'scopes', 'token_type']);
@@ -165,7 +168,7 @@ test.serial('login --resource: discovery from the endpoint\'s 401, a browser sig
 test.serial('without --client-id the client registers dynamically (RFC 7591); --save writes 0600 JSON with the refresh token, which check --bearer @file reads', async (t) => {
   const save = join(dir, 'token.json');
   const before = idp.requests.filter((r) => r.method === 'POST' && r.path === '/reg').length;
-  const run = await cli(['login', '--issuer', idp.issuer, '--resource', resource, '--scope', 'tools:search', '--no-browser', '--save', save, '--timeout', '90'], { browse: (url) => signIn(url) });
+  const run = await cli(['login', '--issuer', idp.issuer, '--resource', resource, '--scope', 'tools:search', '--no-browser', '--save', save, '--timeout', HANG_GUARD], { browse: (url) => signIn(url) });
   t.is(run.code, 0, run.stderr);
   t.is(idp.requests.filter((r) => r.method === 'POST' && r.path === '/reg').length, before + 1);
   t.regex(run.stderr, /dynamically registered client/);
@@ -204,7 +207,7 @@ test.serial('a Client ID Metadata Document URL is the client_id: the provider fe
   const cimdIdp = await startOidcProvider({ users: [ALICE], resources: { [resource]: { scopes: SCOPES } }, registration: false, trustedCa: cert });
   t.teardown(() => cimdIdp.stop());
 
-  const run = await cli(['login', '--issuer', cimdIdp.issuer, '--resource', resource, '--client-metadata-url', clientId, '--no-browser', '--json', '--timeout', '90'], { browse: (url) => signIn(url) });
+  const run = await cli(['login', '--issuer', cimdIdp.issuer, '--resource', resource, '--client-metadata-url', clientId, '--scope', 'tools:search', '--no-browser', '--json', '--timeout', HANG_GUARD], { browse: (url) => signIn(url) });
   t.is(run.code, 0, run.stderr);
   t.true(fetched > 0, 'the provider fetched the document');
   const out = JSON.parse(run.stdout);
@@ -216,7 +219,7 @@ test.serial('a Client ID Metadata Document URL is the client_id: the provider fe
 // ---- failures, each with its exit code
 
 test.serial('cancelling at the consent page is access_denied (exit 17), and the browser is told', async (t) => {
-  const run = await cli(['login', '--issuer', idp.issuer, '--resource', resource, '--client-id', 'login-cli', '--no-browser', '--timeout', '90'], { browse: (url) => signIn(url, 'deny') });
+  const run = await cli(['login', '--issuer', idp.issuer, '--resource', resource, '--scope', 'tools:search', '--client-id', 'login-cli', '--no-browser', '--timeout', HANG_GUARD], { browse: (url) => signIn(url, 'deny') });
   t.is(run.code, LOGIN_EXIT_CODES.access_denied, run.stderr);
   t.regex(run.stderr, /refused the login \(access_denied/);
   t.is(run.stdout, '');
@@ -225,16 +228,23 @@ test.serial('cancelling at the consent page is access_denied (exit 17), and the 
 test.serial('a redirect whose state was tampered with is discarded: state_mismatch (exit 16), no code exchanged', async (t) => {
   const tokenCalls = () => idp.requests.filter((r) => r.path === '/token').length;
   const before = tokenCalls();
-  const run = await cli(['login', '--issuer', idp.issuer, '--resource', resource, '--client-id', 'login-cli', '--no-browser', '--timeout', '90'], {
+  const run = await cli(['login', '--issuer', idp.issuer, '--resource', resource, '--scope', 'tools:search', '--client-id', 'login-cli', '--no-browser', '--timeout', HANG_GUARD], {
     browse: async (url) => {
       await browser.context.clearCookies();
       const page = await browser.newPage();
       try {
-        // The provider's redirect to the loopback listener, rewritten in flight.
-        await page.route(/^http:\/\/127\.0\.0\.1:\d+\/callback\?/, (route) => {
-          const u = new URL(route.request().url());
-          u.searchParams.set('state', 'forged-state');
-          return route.continue({ url: u.href });
+        // The provider's redirect to the loopback listener, rewritten in flight. Playwright
+        // routes only the first request of a redirect chain, so the consent form's POST is
+        // routed and its chain (confirm → resume → callback) followed here, with the
+        // context's cookies, up to the redirect to the listener.
+        await page.route(new RegExp(`^${idp.issuer}/interaction/[^/]+/confirm$`), async (route) => {
+          const confirmed = await route.fetch({ maxRedirects: 0 });
+          const resume = new URL(confirmed.headers().location!, idp.issuer);
+          const resumed = await browser.context.request.get(resume.href, { maxRedirects: 0 });
+          const callback = new URL(resumed.headers().location!);
+          t.truthy(callback.searchParams.get('code'), 'the provider issued a code');
+          callback.searchParams.set('state', 'forged-state');
+          await route.fulfill({ status: 303, headers: { location: callback.href } });
         });
         await page.goto(url);
         await signInAtIdp(page, ALICE, 'allow');
@@ -253,13 +263,13 @@ test.serial('a redirect whose state was tampered with is discarded: state_mismat
 test.serial('a wrong client secret: the token endpoint refuses the code, exchange_refused (exit 20)', async (t) => {
   const secret = join(dir, 'wrong-secret');
   writeFileSync(secret, 'not-the-secret\n', { mode: 0o600 });
-  const run = await cli(['login', '--issuer', idp.issuer, '--resource', resource, '--client-id', 'login-confidential', '--client-secret-file', secret, '--no-browser', '--timeout', '90'], { browse: (url) => signIn(url) });
+  const run = await cli(['login', '--issuer', idp.issuer, '--resource', resource, '--client-id', 'login-confidential', '--client-secret-file', secret, '--scope', 'tools:search', '--no-browser', '--timeout', HANG_GUARD], { browse: (url) => signIn(url) });
   t.is(run.code, LOGIN_EXIT_CODES.exchange_refused, run.stderr);
   t.regex(run.stderr, /refused the authorization code: invalid_client/);
 });
 
 test.serial('an error other than access_denied on the callback (an unknown resource: invalid_target) is authorization_error (exit 18)', async (t) => {
-  const run = await cli(['login', '--issuer', idp.issuer, '--resource', 'https://unknown.example.com/mcp', '--client-id', 'login-cli', '--no-browser', '--timeout', '90'], {
+  const run = await cli(['login', '--issuer', idp.issuer, '--resource', 'https://unknown.example.com/mcp', '--client-id', 'login-cli', '--no-browser', '--timeout', HANG_GUARD], {
     // The provider refuses before any sign-in: the browser only follows the redirect.
     browse: async (url) => {
       const page = await browser.newPage();
@@ -275,31 +285,46 @@ test.serial('an error other than access_denied on the callback (an unknown resou
   t.regex(run.stderr, /invalid_target/);
 });
 
+test.serial('no --scope and none discovered: the provider refuses a request without scope as access_denied (exit 17), and the message says to pass --scope', async (t) => {
+  const run = await cli(['login', '--issuer', idp.issuer, '--resource', resource, '--client-id', 'login-cli', '--no-browser', '--timeout', HANG_GUARD], {
+    // The consent page lists nothing; Allow grants nothing, and the provider answers access_denied.
+    browse: (url) => signIn(url),
+  });
+  t.is(run.code, LOGIN_EXIT_CODES.access_denied, run.stderr);
+  t.regex(run.stderr, /No scope was asked for .*pass --scope/);
+  const url = new URL(/^ {2}(http\S+)$/m.exec(run.stderr)![1]!);
+  t.false(url.searchParams.has('scope'));
+});
+
+test.serial('without --no-browser the URL goes to $BROWSER (no shell between), and the login completes from there', async (t) => {
+  const opened = join(dir, 'opened-url');
+  const opener = join(dir, 'browser.sh');
+  // The URL is one argument: written as given, "&" and all.
+  writeFileSync(opener, `#!/bin/sh\nprintf '%s' "$1" > "${opened}.tmp" && mv "${opened}.tmp" "${opened}"\n`, { mode: 0o700 });
+  const running = cli(['login', '--issuer', idp.issuer, '--resource', resource, '--scope', 'tools:search', '--client-id', 'login-cli', '--json', '--timeout', HANG_GUARD], { env: { BROWSER: opener } });
+  // Polled with a generous deadline: the CLI's cold start is slow on a loaded machine.
+  let url: string | undefined;
+  for (const deadline = Date.now() + 240_000; url === undefined && Date.now() < deadline; ) {
+    try {
+      url = readFileSync(opened, 'utf8');
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  t.truthy(url, 'the opener was run with the URL');
+  t.regex(url!, /&code_challenge_method=S256&/);
+  await signIn(url!);
+  const run = await running;
+  t.is(run.code, 0, run.stderr);
+  t.regex(run.stderr, /Opening the browser/);
+  const { payload } = await verify(JSON.parse(run.stdout).access_token);
+  t.is(payload.scope, 'tools:search');
+});
+
 test('no browser ever comes back: timeout (exit 19) with a short --timeout', async (t) => {
   const run = await cli(['login', '--issuer', idp.issuer, '--client-id', 'login-cli', '--no-browser', '--timeout', '2']);
   t.is(run.code, LOGIN_EXIT_CODES.timeout, run.stderr);
   t.regex(run.stderr, /did not finish within --timeout 2 s/);
-});
-
-test('a taken --port: port_in_use (exit 15), before the authorization server is asked anything', async (t) => {
-  const blocker = createHttpServer();
-  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
-  t.teardown(() => blocker.close());
-  const before = idp.requests.length;
-  const run = await cli(['login', '--issuer', idp.issuer, '--client-id', 'login-cli', '--no-browser', '--port', String((blocker.address() as AddressInfo).port)]);
-  t.is(run.code, LOGIN_EXIT_CODES.port_in_use, run.stderr);
-  t.regex(run.stderr, /is in use/);
-  t.is(idp.requests.length, before);
-});
-
-test('an issuer nobody answers at: unreachable (exit 10)', async (t) => {
-  const closed = createHttpServer();
-  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
-  const port = (closed.address() as AddressInfo).port;
-  await new Promise<void>((r) => closed.close(() => r()));
-  const run = await cli(['login', '--issuer', `http://127.0.0.1:${port}`, '--client-id', 'x', '--no-browser']);
-  t.is(run.code, LOGIN_EXIT_CODES.unreachable, run.stderr);
-  t.regex(run.stderr, /ECONNREFUSED/);
 });
 
 async function serve(handler: Parameters<typeof createHttpServer>[1]): Promise<{ url: string; server: Server; paths: string[] }> {
@@ -311,6 +336,29 @@ async function serve(handler: Parameters<typeof createHttpServer>[1]): Promise<{
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, paths };
 }
+
+test('a taken --port: port_in_use (exit 15), before the authorization server is asked anything', async (t) => {
+  const blocker = createHttpServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  t.teardown(() => blocker.close());
+  const issuer = await serve((_req, res) => res.writeHead(404).end());
+  t.teardown(() => issuer.server.close());
+  // A day's --timeout: the command must end on the failure, not when its deadline passes.
+  const run = await cli(['login', '--issuer', issuer.url, '--client-id', 'login-cli', '--no-browser', '--timeout', '86400', '--port', String((blocker.address() as AddressInfo).port)]);
+  t.is(run.code, LOGIN_EXIT_CODES.port_in_use, run.stderr);
+  t.regex(run.stderr, /is in use/);
+  t.deepEqual(issuer.paths, [], 'nothing was asked of the issuer');
+});
+
+test('an issuer nobody answers at: unreachable (exit 10)', async (t) => {
+  const closed = createHttpServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  const run = await cli(['login', '--issuer', `http://127.0.0.1:${port}`, '--client-id', 'x', '--no-browser']);
+  t.is(run.code, LOGIN_EXIT_CODES.unreachable, run.stderr);
+  t.regex(run.stderr, /ECONNREFUSED/);
+});
 
 test('no metadata anywhere: metadata_missing (exit 11), for an issuer and for an MCP endpoint, after every URL the spec lists', async (t) => {
   const empty = await serve((_req, res) => res.writeHead(404).end());
@@ -357,11 +405,12 @@ test('--save to a file others can read is refused before the login starts: save_
   const wide = join(dir, 'wide.json');
   writeFileSync(wide, '{}');
   chmodSync(wide, 0o644);
-  const before = idp.requests.length;
-  const run = await cli(['login', '--issuer', idp.issuer, '--client-id', 'login-cli', '--no-browser', '--save', wide]);
+  const issuer = await serve((_req, res) => res.writeHead(404).end());
+  t.teardown(() => issuer.server.close());
+  const run = await cli(['login', '--issuer', issuer.url, '--client-id', 'login-cli', '--no-browser', '--save', wide]);
   t.is(run.code, LOGIN_EXIT_CODES.save_refused, run.stderr);
   t.regex(run.stderr, /mode 0644/);
-  t.is(idp.requests.length, before);
+  t.deepEqual(issuer.paths, [], 'nothing was asked of the issuer');
   t.is(readFileSync(wide, 'utf8'), '{}');
 });
 

@@ -126,11 +126,13 @@ async function login(flags: LoginFlags, io: LoginIo): Promise<void> {
   const secret = flags.clientSecretFile !== undefined ? readSecret(flags.clientSecretFile) : undefined;
   if (flags.save !== undefined) checkSaveTarget(flags.save);
 
+  // Bound first: a taken port fails before anything is asked of anyone.
+  const listener = await listenForCallback(flags.port);
+  // The deadline starts once the listener is up, so every way out below clears it: a pending
+  // timer would keep the process alive until --timeout after a failure.
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(new LoginFailure('timeout', `the login did not finish within --timeout ${flags.timeoutSeconds} s`)), flags.timeoutSeconds * 1000);
   const ctx: HttpContext = { fetch: io.fetch, signal: deadline.signal, requestTimeoutMs: Math.min(REQUEST_TIMEOUT_MS, flags.timeoutSeconds * 1000), allowHttp: flags.allowHttp };
-  // Bound first: a taken port fails before anything is asked of anyone.
-  const listener = await listenForCallback(flags.port);
   try {
     let issuer = flags.issuer;
     let resource = flags.resource;
@@ -162,8 +164,13 @@ async function login(flags: LoginFlags, io: LoginIo): Promise<void> {
       const code = readCallback(callback.query, { state, issuer: as.issuer, issRequired: as.issInCallback });
       tokens = await exchangeCode({ tokenEndpoint: as.tokenEndpoint, client, code, redirectUri: listener.redirectUri, codeVerifier: pkce.verifier, ...(resource !== undefined ? { resource } : {}) }, ctx);
     } catch (err) {
-      await callback.respond(false, (err as Error).message);
-      throw err;
+      // No scope asked for is what the MCP spec says when nothing names one, and some servers
+      // (oidc-provider among them) refuse such a request as access_denied: say so.
+      const failure = err instanceof LoginFailure && err.code === 'access_denied' && scopes.length === 0
+        ? new LoginFailure('access_denied', `${err.message}. No scope was asked for (none given, none discovered): some servers refuse that; pass --scope`)
+        : err;
+      await callback.respond(false, (failure as Error).message);
+      throw failure;
     }
     await callback.respond(true, `Logged in at ${as.issuer}. The token is in the terminal.`);
     output(flags, io, as, client, tokens, scopes, resource);

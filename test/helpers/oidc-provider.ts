@@ -182,6 +182,8 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
     jwks: { keys: [jwk] },
     cookies: { keys: [randomBytes(32).toString('hex')] },
     pkce: { required: () => true },
+    // Lifetimes set (rather than the provider's defaults, which it warns about on every start).
+    ttl: { AccessToken: 3600, AuthorizationCode: 60, IdToken: 3600, Interaction: 600, Session: 3600, Grant: 3600, RefreshToken: 86_400 },
     scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
     claims: { openid: ['sub'], profile: ['name'], email: ['email'], groups: ['groups'] },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
