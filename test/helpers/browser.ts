@@ -3,12 +3,28 @@
 // profile per launch. The flags keep Chromium from opening connections of its own (updates,
 // sync, field trials, QUIC): on a machine without outside network those are refused, and
 // nothing a test does should depend on them.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
-export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+/** $CHROMIUM, else `chromium` on PATH, else `google-chrome` (what a hosted CI runner has). */
+function findChromium(): string {
+  if (process.env.CHROMIUM) return process.env.CHROMIUM;
+  for (const name of ['chromium', 'google-chrome']) {
+    for (const dir of (process.env.PATH ?? '').split(delimiter).filter(Boolean)) {
+      try {
+        accessSync(join(dir, name), constants.X_OK);
+        return join(dir, name);
+      } catch {
+        // not here
+      }
+    }
+  }
+  return '/usr/bin/chromium';
+}
+
+export const CHROMIUM = findChromium();
 
 export const CHROMIUM_FLAGS = [
   '--headless',
