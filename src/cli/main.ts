@@ -1,4 +1,4 @@
-// The mcp-authz command line: serve, check, keys, policy. Each command loads only what it
+// The mcp-authz command line: serve, check, keys, login, policy. Each command loads only what it
 // runs (dynamic imports): the cluster primary, which decides no Check, never loads the
 // pipeline, the policy engine or the gRPC server, and stays small.
 import { spawnSync } from 'node:child_process';

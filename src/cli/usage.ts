@@ -60,7 +60,7 @@ ${ENVIRONMENT}
 `,
   check: `usage: mcp-authz check [--config FILE] --path P [--method M] [-H 'name: value']... [--body JSON|@file|-]
                        [--host H] [--source ADDR] [--peer-principal SPIFFE_ID] [--peer-certificate @PEM]
-                       [--explain] [--rego DIR]
+                       [--bearer TOKEN|@FILE|-] [--explain] [--rego DIR]
                        [--response JSON|@file|- [--response-type json|sse]]
        mcp-authz check [--config FILE] --check-request JSON|@file|- [--explain] [--response …]
 
