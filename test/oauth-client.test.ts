@@ -237,6 +237,13 @@ test('every login failure has its own exit code, none of them 0-3, and login --h
   for (const [code, n] of Object.entries(LOGIN_EXIT_CODES)) t.regex(table, new RegExp(`^ *${n}  ${code}: `, 'm'));
 });
 
+test('docs/login.md lists the same exit codes, each once', (t) => {
+  const doc = readFileSync(join(import.meta.dirname, '..', 'docs', 'login.md'), 'utf8');
+  const rows = [...doc.matchAll(/^\| (\d+) \| `(\w+)`/gm)].map((m) => [m[2], Number(m[1])]);
+  t.deepEqual(Object.fromEntries(rows), LOGIN_EXIT_CODES);
+  t.is(rows.length, Object.keys(LOGIN_EXIT_CODES).length);
+});
+
 // ---- the browser opener
 
 test('the browser opener: $BROWSER first, else the platform\'s, and the URL is one argument no shell reads', (t) => {
