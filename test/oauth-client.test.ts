@@ -249,6 +249,10 @@ test('docs/login.md lists the same exit codes, each once', (t) => {
 test('the browser opener: $BROWSER first, else the platform\'s, and the URL is one argument no shell reads', (t) => {
   const url = 'https://idp/a?x=1&y=2;z';
   t.deepEqual(browserCommand(url, { BROWSER: 'firefox' }, 'linux'), ['firefox', [url]]);
+  t.deepEqual(browserCommand(url, { BROWSER: 'firefox --new-window' }, 'linux'), ['firefox', ['--new-window', url]]);
+  t.deepEqual(browserCommand(url, { BROWSER: 'w3m:lynx' }, 'linux'), ['w3m', [url]]);
+  t.deepEqual(browserCommand(url, { BROWSER: 'links -g %s -x' }, 'linux'), ['links', ['-g', url, '-x']]);
+  t.deepEqual(browserCommand(url, { BROWSER: ' ' }, 'linux'), ['xdg-open', [url]]);
   t.deepEqual(browserCommand(url, {}, 'linux'), ['xdg-open', [url]]);
   t.deepEqual(browserCommand(url, {}, 'darwin'), ['open', [url]]);
   t.deepEqual(browserCommand(url, {}, 'win32'), ['rundll32', ['url.dll,FileProtocolHandler', url]]);

@@ -170,7 +170,8 @@ options:
   -h, --help          this help
 
 The URL and progress go to standard error; standard output holds only the token (or --json).
-$BROWSER, when set, is the command that opens the URL (else xdg-open, open, or url.dll).
+$BROWSER, when set, is the command that opens the URL (its first entry when it is a list; %s
+stands for the URL, else the URL is appended); else xdg-open, open, or url.dll.
 
 exit codes:
 ${loginExitTable()}
