@@ -233,9 +233,11 @@ install_h2load() {
   fi
 }
 
-# Debian's chromium, for scripts/render-dashboard.ts (screenshots through playwright-core).
+# Debian's chromium, for scripts/render-dashboard.ts (screenshots through playwright-core) and
+# the tests a person would click through (test/helpers/browser.ts). A machine that has Google
+# Chrome instead (GitHub's hosted runners) uses that.
 install_chromium() {
-  if command -v chromium >/dev/null 2>&1; then return 0; fi
+  if command -v chromium >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then return 0; fi
   if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
     echo "install-tools: apt-get install chromium" >&2
     apt-get update -qq >/dev/null

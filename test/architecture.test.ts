@@ -14,6 +14,7 @@ const LAYERS: Record<string, number> = {
   endpoints: 2,
   request: 2,
   response: 2,
+  'oauth-client': 2,
   envoy: 3,
   check: 3,
   log: 4,

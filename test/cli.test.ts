@@ -133,7 +133,7 @@ function runScript(script: string, args: string[]): Promise<{ code: number | nul
 
 test.serial('--help works on every command and subcommand: usage on stdout, exit 0, no stack trace', async (t) => {
   const runs = [];
-  for (const args of [['--help'], ['help'], ['serve', '--help'], ['serve', '-h'], ['check', '--help'], ['keys', '--help'], ['keys', 'create', '--help'], ['policy', '--help'], ['help', 'serve']]) {
+  for (const args of [['--help'], ['help'], ['serve', '--help'], ['serve', '-h'], ['check', '--help'], ['keys', '--help'], ['keys', 'create', '--help'], ['login', '--help'], ['help', 'login'], ['policy', '--help'], ['help', 'serve']]) {
     runs.push([args.join(' '), await runMain(args)] as const);
   }
   for (const [script, name] of [['policy-build.mjs', 'policy build'], ['policy-test.mjs', 'policy test']]) runs.push([`${name} --help`, await runScript(script!, ['--help'])] as const);
@@ -149,6 +149,10 @@ test.serial('--help works on every command and subcommand: usage on stdout, exit
   t.regex(help['serve --help']!, /MCP_AUTHZ_LOG_BUFFER_BYTES/);
   t.regex(help['check --help']!, /--explain/);
   t.regex(help['keys create --help']!, /--append FILE/);
+  t.regex(help['login --help']!, /--no-browser/);
+  t.regex(help['login --help']!, /^ +16  state_mismatch: /m, 'login --help lists its exit codes');
+  t.is(help['help login'], help['login --help']);
+  t.regex(help['check --help']!, /--bearer TOKEN/);
   t.regex(help['policy test --help']!, /--src DIR/);
   // The way a user types it, through bin/: the same usage.
   const real = await runCli(['policy', 'build', '--help']);

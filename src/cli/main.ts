@@ -1,4 +1,4 @@
-// The mcp-authz command line: serve, check, keys, policy. Each command loads only what it
+// The mcp-authz command line: serve, check, keys, login, policy. Each command loads only what it
 // runs (dynamic imports): the cluster primary, which decides no Check, never loads the
 // pipeline, the policy engine or the gRPC server, and stays small.
 import { spawnSync } from 'node:child_process';
@@ -37,6 +37,8 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         return await check(rest);
       case 'keys':
         return await keys(rest);
+      case 'login':
+        return await login(rest);
       case 'policy':
         return policy(rest);
       case '--version':
@@ -169,6 +171,7 @@ async function check(args: string[]): Promise<number> {
       response: { type: 'string' },
       'response-type': { type: 'string', default: 'auto' },
       'check-request': { type: 'string' },
+      bearer: { type: 'string' },
     },
     USAGE.check,
   );
@@ -176,12 +179,12 @@ async function check(args: string[]): Promise<number> {
     process.stdout.write(USAGE.check);
     return 0;
   }
-  const stdinFlags = (['body', 'response', 'peer-certificate', 'check-request'] as const).filter((f) => values[f] === '-' || values[f] === '@-');
+  const stdinFlags = (['body', 'response', 'peer-certificate', 'check-request', 'bearer'] as const).filter((f) => values[f] === '-' || values[f] === '@-');
   if (stdinFlags.length > 1) throw new UsageError(`only one flag can read standard input; got - for ${stdinFlags.map((f) => `--${f}`).join(' and ')}`, USAGE.check);
   const captured = values['check-request'] as string | undefined;
   if (captured !== undefined) {
     // The captured request carries the method, path, headers, body and peer: the flags that build one do not mix with it.
-    const clash = (['path', 'host', 'source', 'peer-principal', 'peer-certificate', 'header', 'body'] as const).filter((f) => values[f] !== undefined);
+    const clash = (['path', 'host', 'source', 'peer-principal', 'peer-certificate', 'header', 'body', 'bearer'] as const).filter((f) => values[f] !== undefined);
     if (clash.length > 0) throw new UsageError(`--check-request is the whole request; drop ${clash.map((f) => `--${f}`).join(', ')}`, USAGE.check);
   } else if (!values.path) {
     throw new UsageError('check needs --path (or --check-request)', USAGE.check);
@@ -191,6 +194,14 @@ async function check(args: string[]): Promise<number> {
   if (!['auto', 'json', 'sse'].includes(responseType)) throw new UsageError(`--response-type expects json, sse or auto, got ${JSON.stringify(responseType)}`, USAGE.check);
   const loaded = loadConfigFile((values.config as string | undefined) ?? QUICKSTART_CONFIG);
   const { explain, parseHeaderFlag, readBodyFlag } = await import('./check-command.js');
+  const headers = ((values.header as string[] | undefined) ?? []).map(parseHeaderFlag);
+  if (values.bearer !== undefined) {
+    if (headers.some(([name]) => name.toLowerCase() === 'authorization')) throw new UsageError('--bearer sets the Authorization header: drop -H authorization', USAGE.check);
+    const { readBearer } = await import('./token-file.js');
+    const bearer = readBearer(values.bearer as string);
+    if (bearer.warning) process.stderr.write(`mcp-authz check: ${bearer.warning}\n`);
+    headers.push(['authorization', `Bearer ${bearer.token}`]);
+  }
   let checkRequest: Uint8Array | undefined;
   if (captured !== undefined) {
     const { checkRequestFromJson } = await import('../envoy/check-request-json.js');
@@ -202,7 +213,7 @@ async function check(args: string[]): Promise<number> {
     checkRequest ? { checkRequest } : {
       method: values.method as string,
       path: values.path as string,
-      headers: ((values.header as string[] | undefined) ?? []).map(parseHeaderFlag),
+      headers,
       ...(values.host !== undefined ? { host: values.host as string } : {}),
       ...(values.source !== undefined ? { sourceAddress: values.source as string } : {}),
       ...(values['peer-principal'] !== undefined ? { peerPrincipal: values['peer-principal'] as string } : {}),
@@ -217,6 +228,46 @@ async function check(args: string[]): Promise<number> {
   );
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   return result.decision === 'allow' ? 0 : 3;
+}
+
+async function login(args: string[]): Promise<number> {
+  const values = parse(
+    args,
+    {
+      resource: { type: 'string' },
+      issuer: { type: 'string' },
+      scope: { type: 'string', multiple: true },
+      'client-id': { type: 'string' },
+      'client-secret-file': { type: 'string' },
+      'client-metadata-url': { type: 'string' },
+      port: { type: 'string' },
+      'no-browser': { type: 'boolean' },
+      json: { type: 'boolean' },
+      save: { type: 'string' },
+      timeout: { type: 'string' },
+      'allow-http': { type: 'boolean' },
+    },
+    USAGE.login,
+  );
+  if (values.help) {
+    process.stdout.write(USAGE.login);
+    return 0;
+  }
+  const { loginFlags, LoginUsageError, runLogin } = await import('./login-command.js');
+  const { openBrowser } = await import('./open-browser.js');
+  try {
+    return await runLogin(loginFlags(values), {
+      stdout: (s) => process.stdout.write(s),
+      stderr: (s) => process.stderr.write(s),
+      fetch: globalThis.fetch,
+      openBrowser: (url) => openBrowser(url),
+      version: version(),
+      now: Date.now,
+    });
+  } catch (err) {
+    if (err instanceof LoginUsageError) throw new UsageError(err.message, USAGE.login);
+    throw err;
+  }
 }
 
 /** Wraps the real opa through the same scripts as `npm run policy:build` / `policy:test`. */

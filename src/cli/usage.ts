@@ -1,5 +1,6 @@
 // What `mcp-authz --help` and `mcp-authz <command> --help` print.
 import { packageVersion } from '../config/version.js';
+import { loginExitTable } from './login-exit-codes.js';
 
 /** The package's version (package.json), for --version and the logs. */
 export const version = packageVersion;
@@ -24,6 +25,7 @@ commands:
   serve          run the service (Envoy ext_authz over gRPC, health, metrics)
   check          decide one sample request in-process and print why
   keys create    make a new API key and its registry entry
+  login          log in at an OAuth authorization server as an MCP client does; print the token
   policy build   compile Rego to the WASM bundle the service loads (opa build -t wasm)
   policy test    check and test Rego with opa (opa check --strict, opa test, coverage)
 
@@ -60,7 +62,7 @@ ${ENVIRONMENT}
 `,
   check: `usage: mcp-authz check [--config FILE] --path P [--method M] [-H 'name: value']... [--body JSON|@file|-]
                        [--host H] [--source ADDR] [--peer-principal SPIFFE_ID] [--peer-certificate @PEM]
-                       [--explain] [--rego DIR]
+                       [--bearer TOKEN|@FILE|-] [--explain] [--rego DIR]
                        [--response JSON|@file|- [--response-type json|sse]]
        mcp-authz check [--config FILE] --check-request JSON|@file|- [--explain] [--response …]
 
@@ -90,6 +92,10 @@ options:
                       visible or not, and the body Envoy would send on (response)
   --response-type T   json, sse (an event stream) or auto (default: JSON when it starts with
                       "{" or "[")
+  --bearer TOKEN|@FILE|-   send Authorization: Bearer with this token: the token itself, a file,
+                      or standard input holding it or the JSON of \`mcp-authz login --json\`
+                      (or its --save file). e.g.
+                        mcp-authz login --resource URL --json | mcp-authz check --bearer - …
   --check-request J   the whole request as Envoy sent it: an envoy.service.auth.v3.CheckRequest
                       in protobuf's JSON form (lowerCamelCase or .proto field names, rawBody as
                       base64, time as RFC 3339), @file or - for standard input; decoded as a
@@ -117,6 +123,60 @@ options:
                       so the service never reads half a file. Refuses a duplicate id or hash
   --json              print {key, entry} as JSON
   -h, --help          this help
+`,
+  login: `usage: mcp-authz login (--resource URL | --issuer URL | both) [--scope S]...
+                       [--client-id ID [--client-secret-file FILE] | --client-metadata-url URL]
+                       [--port N] [--no-browser] [--json] [--save FILE] [--timeout SECONDS] [--allow-http]
+
+Logs in the way MCP clients do (OAuth 2.1, MCP authorization 2025-11-25) and prints the access
+token, to try \`mcp-authz check --bearer\` (or curl) with a real token from the real IdP.
+
+  1. discovery: --resource URL is an MCP endpoint. An unauthenticated POST finds its 401
+     challenge's resource_metadata; without one, the RFC 9728 document at
+     /.well-known/oauth-protected-resource<path>, then at the root. Its first
+     authorization_servers entry is the issuer; its "resource" is the token's RFC 8707
+     resource. --issuer URL names the authorization server instead (with --resource too, the
+     MCP endpoint is not contacted and URL is sent as the resource as given). The issuer's
+     metadata: /.well-known/oauth-authorization-server, then openid-configuration (path
+     inserted, then appended); its issuer must match, and it must list PKCE S256.
+  2. client: --client-id (a registered client; public, or confidential with
+     --client-secret-file), else --client-metadata-url (an https Client ID Metadata Document,
+     when the server advertises client_id_metadata_document_supported), else RFC 7591 dynamic
+     registration of a native public client, when the server has a registration_endpoint.
+  3. authorization code with PKCE S256, state, resource and scopes; the browser returns to
+     http://127.0.0.1:<port>/callback, a listener that takes one callback. state must match;
+     iss (RFC 9207) must be the issuer when present, and is required when advertised.
+  4. the code is exchanged (with the verifier and the resource); the token is printed.
+
+options:
+  --resource URL      the MCP endpoint (e.g. https://mcp.example.com/mcp/files)
+  --issuer URL        the authorization server (skips the MCP endpoint's metadata)
+  --scope S           a scope to ask for (repeatable, or space-separated). Default: the
+                      challenge's scope, else the metadata's scopes_supported, else none
+  --client-id ID      a client registered at the authorization server. Its redirect URI is
+                      http://127.0.0.1:<port>/callback (servers that follow RFC 8252 accept any
+                      port for a loopback redirect; others need --port)
+  --client-secret-file FILE   the client's secret (for a confidential client), alone in FILE;
+                      sent as client_secret_basic, or client_secret_post when only that is listed
+  --client-metadata-url URL   use this Client ID Metadata Document URL as the client_id
+  --port N            the loopback port (default: one the system picks)
+  --no-browser        do not open a browser: print the URL to open (on standard error)
+  --json              print JSON: access_token, token_type, expires_in, expires_at, scopes,
+                      issuer, resource, client_id (and saved_to)
+  --save FILE         also write that JSON, with the refresh token when one was issued, to FILE
+                      (mode 0600, through a new file renamed into place). Refused when FILE is
+                      a symlink, not a regular file, someone else's, or readable by others.
+                      Without --save nothing is written to disk; the refresh token is never printed
+  --timeout SECONDS   give up after this long, browser included (default 300)
+  --allow-http        allow plain http to an authorization server off loopback (test servers)
+  -h, --help          this help
+
+The URL and progress go to standard error; standard output holds only the token (or --json).
+$BROWSER, when set, is the command that opens the URL (its first entry when it is a list; %s
+stands for the URL, else the URL is appended); else xdg-open, open, or url.dll.
+
+exit codes:
+${loginExitTable()}
 `,
   policy: `usage: mcp-authz policy build [--src DIR] [--out FILE] [--entrypoint E] [--visible-entrypoint V] [--force]
        mcp-authz policy test [--src DIR] [--cases DIR] [--min-coverage PCT]
