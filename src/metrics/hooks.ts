@@ -19,8 +19,15 @@ export interface ServiceEvents {
   quota?(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
+  /** An upstream credential was looked up in the cache: found, fetched, or joined a fetch in flight. */
+  upstreamCache?(endpoint: string, mode: UpstreamTokenMode, result: 'hit' | 'miss' | 'joined'): void;
+  /** A request to an upstream credential's token endpoint finished: "ok" or the deny code. */
+  upstreamTokenRequest?(endpoint: string, mode: UpstreamTokenMode, result: 'ok' | UpstreamTokenResult): void;
   /** A batch of spans went to the OTLP endpoint, or could not. */
   traceExport?(result: 'success' | 'failure', spans: number): void;
 }
 
 export type ExtProcStreamResult = 'completed' | 'denied' | 'failed' | 'cancelled';
+
+export type UpstreamTokenMode = 'tokenExchange' | 'clientCredentials';
+export type UpstreamTokenResult = 'upstream_token_unavailable' | 'upstream_token_refused' | 'upstream_token_invalid' | 'upstream_secret_unavailable';

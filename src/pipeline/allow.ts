@@ -2,7 +2,7 @@
 // server can trust, the policy's additions, and the removals that keep credentials and
 // forged identities from reaching it. Pure: the same context and result give the same allow.
 import type { CheckContext } from '../check/context.js';
-import type { AuthzAllow } from '../check/phases.js';
+import type { AuthzAllow, UpstreamGrant } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
 import type { Allow, HeaderToSet } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';
@@ -22,7 +22,7 @@ export function identityHeaders(p: Principal): HeaderToSet[] {
   return out;
 }
 
-export function assembleAllow(ctx: CheckContext, authz: AuthzAllow, reason: Allow['reason'], config: Pick<Config, 'upstream' | 'apiKeys'>): Allow {
+export function assembleAllow(ctx: CheckContext, authz: AuthzAllow, reason: Allow['reason'], config: Pick<Config, 'upstream' | 'apiKeys'>, upstream?: UpstreamGrant): Allow {
   const out: Allow = {
     kind: 'allow',
     allow: true,
@@ -52,8 +52,24 @@ export function assembleAllow(ctx: CheckContext, authz: AuthzAllow, reason: Allo
     const dashed = name.replaceAll('_', '-');
     if (IDENTITY_HEADER_SET.has(dashed) || (removeCredentials && dashed === config.apiKeys.header)) out.headersToRemove.push(name);
   }
+  if (upstream !== undefined) withUpstreamCredential(out, upstream, ctx);
   // A header both set and removed is removed: Envoy's ext_authz applies removals after the
   // sets, its ext_proc before them, so the answer never asks both of one header.
   if (out.headers.some((h) => out.headersToRemove.includes(h.name))) out.headers = out.headers.filter((h) => !out.headersToRemove.includes(h.name));
   return out;
+}
+
+/**
+ * The upstream's own credential replaces whatever the client or the policy put in its
+ * headers (the caller's Authorization, a forged identity header): set, never removed, and
+ * any other spelling of the names (x_forwarded_user) removed.
+ */
+function withUpstreamCredential(out: Allow, upstream: UpstreamGrant, ctx: CheckContext): void {
+  const names = new Set(upstream.headers.map((h) => h.name));
+  out.headers = out.headers.filter((h) => !names.has(h.name));
+  out.headers.push(...upstream.headers);
+  out.headersToRemove = out.headersToRemove.filter((n) => !names.has(n));
+  for (const name in ctx.request.headers) {
+    if (name.includes('_') && names.has(name.replaceAll('_', '-')) && !out.headersToRemove.includes(name)) out.headersToRemove.push(name);
+  }
 }

@@ -29,6 +29,7 @@ import { PolicySource } from '../policy/policy-source.js';
 import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
 import { loadPostgresParser } from '../request/sql-parser.js';
+import { UpstreamCredentialBroker } from '../upstream/upstream-credentials.js';
 import { fanOut } from './observers.js';
 import type { Runtime } from './runtime.js';
 
@@ -38,7 +39,7 @@ export interface BuildOptions {
   /** Watch keys and policy for changes (serve: yes; the one-shot `check` command: no). */
   watch?: boolean;
   /** Phases to use instead of the real ones (tests put a test double here; everything else stays real). */
-  overrides?: Partial<Pick<Runtime, 'authenticator' | 'authorizer' | 'directResponder' | 'limiter' | 'clientAddress'>>;
+  overrides?: Partial<Pick<Runtime, 'authenticator' | 'authorizer' | 'directResponder' | 'limiter' | 'clientAddress' | 'upstreamCredentials'>>;
   /** Where limits count when there is no Redis (or while it is away): default "cluster" in a worker, else "memory". */
   localLimiterStore?: LocalStore;
   /** Connect to the configured Redis (default true; `mcp-authz check` has no use for it). */
@@ -129,6 +130,9 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   await source.load();
   if (watch) source.watch();
 
+  // The MCP servers' own credentials: secret files read now, tokens fetched on first use.
+  const upstreamCredentials = await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
+
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled) observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
   // The OpenTelemetry SDK is loaded only when tracing is on: off, it costs no start-up time.
@@ -146,6 +150,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events, origins }),
     directResponder: new OAuthDiscovery(config, endpoints),
     authorizer,
+    ...(upstreamCredentials ? { upstreamCredentials } : {}),
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
     observer: fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed')),
@@ -155,7 +160,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     notReady: () => source.notReady(),
     onReadinessChange: (l) => source.onLoad(l),
     close: async () => {
-      await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close(), tracing?.close()]);
+      await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close(), tracing?.close(), upstreamCredentials?.close()]);
     },
     ...opts.overrides,
   };
