@@ -145,5 +145,16 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
     cfg.policy.bundle = abs(cfg.policy.bundle);
     cfg.policy.rego = abs(cfg.policy.rego);
   }
+  for (const e of cfg.endpoints) {
+    const u = e.upstream;
+    if (u === undefined) continue;
+    if (u.mode === 'static') {
+      u.valueFile = abs(u.valueFile)!;
+      continue;
+    }
+    u.client.secretFile = abs(u.client.secretFile);
+    u.client.privateKeyFile = abs(u.client.privateKeyFile);
+    if (u.mode === 'tokenExchange') u.actorTokenFile = abs(u.actorTokenFile);
+  }
   return cfg;
 }

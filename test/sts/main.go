@@ -11,10 +11,12 @@
 // private_key_jwt client), -lifetime. It prints {"issuer":…} on stdout once listening.
 //
 // Test controls (not part of any standard): GET /stats → {"token":N,"exchange":N,"client_credentials":N};
-// POST /mode?m=normal|garbage|refuse|hang|error500 changes how /oauth/token answers.
+// POST /mode?m=normal|garbage|refuse|hang|hold|error500 changes how /oauth/token answers;
+// POST /release answers the requests "hold" keeps waiting.
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -100,6 +102,10 @@ func main() {
 		w.Header().Set("content-type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]int64{"token": ctl.token.Load(), "exchange": ctl.exchange.Load(), "client_credentials": ctl.clientCredentials.Load()})
 	})
+	mux.HandleFunc("POST /release", func(w http.ResponseWriter, _ *http.Request) {
+		ctl.release()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("POST /mode", func(w http.ResponseWriter, r *http.Request) {
 		ctl.setMode(r.URL.Query().Get("m"))
 		w.WriteHeader(http.StatusNoContent)
@@ -126,12 +132,22 @@ func main() {
 		case "error500":
 			w.WriteHeader(http.StatusInternalServerError)
 			return
+		case "hold":
+			// Held until POST /release, then answered normally.
+			select {
+			case <-ctl.gate():
+			case <-r.Context().Done():
+				return
+			}
 		case "hang":
 			// Answers only when the client gives up (or the server stops).
 			<-r.Context().Done()
 			return
 		}
-		handler.ServeHTTP(w, r)
+		// The client credentials grant has no audience field in the library's request type:
+		// the requested audience and resource travel to the storage in the context.
+		target := append(append([]string{}, r.PostForm["audience"]...), r.PostForm["resource"]...)
+		handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), audienceKey{}, target)))
 	})
 	mux.Handle("/", handler)
 
@@ -141,10 +157,31 @@ func main() {
 	log.Fatal(srv.Serve(ln))
 }
 
+type audienceKey struct{}
+
 type control struct {
 	mu                                 sync.Mutex
 	mode                               string
+	held                               chan struct{}
 	token, exchange, clientCredentials atomic.Int64
+}
+
+func (c *control) gate() chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held == nil {
+		c.held = make(chan struct{})
+	}
+	return c.held
+}
+
+func (c *control) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held != nil {
+		close(c.held)
+	}
+	c.held = nil
 }
 
 func (c *control) setMode(m string) { c.mu.Lock(); c.mode = m; c.mu.Unlock() }

@@ -114,7 +114,7 @@ func (s *storage) GetPrivateClaimsFromScopes(_ context.Context, _, _ string, sco
 	return map[string]any{"scope": joinScopes(scopes)}, nil
 }
 
-// Client credentials: the service's own token; its audience is the scope "aud:<audience>".
+// Client credentials: the service's own token, for the audience (or resource) it asked for.
 func (s *storage) ClientCredentials(ctx context.Context, id, secret string) (op.Client, error) {
 	if err := s.AuthorizeClientIDSecret(ctx, id, secret); err != nil {
 		return nil, err
@@ -122,17 +122,12 @@ func (s *storage) ClientCredentials(ctx context.Context, id, secret string) (op.
 	return &client{id: id, method: oidc.AuthMethodBasic}, nil
 }
 
-func (s *storage) ClientCredentialsTokenRequest(_ context.Context, clientID string, scopes []string) (op.TokenRequest, error) {
-	aud := []string{}
-	rest := []string{}
-	for _, sc := range scopes {
-		if len(sc) > 4 && sc[:4] == "aud:" {
-			aud = append(aud, sc[4:])
-		} else {
-			rest = append(rest, sc)
-		}
+func (s *storage) ClientCredentialsTokenRequest(ctx context.Context, clientID string, scopes []string) (op.TokenRequest, error) {
+	aud, _ := ctx.Value(audienceKey{}).([]string)
+	if len(aud) == 0 {
+		return nil, oidc.ErrInvalidTarget().WithDescription("audience or resource is required")
 	}
-	return &ccRequest{subject: clientID, audience: aud, scopes: rest}, nil
+	return &ccRequest{subject: clientID, audience: aud, scopes: scopes}, nil
 }
 
 func (s *storage) CreateAccessToken(context.Context, op.TokenRequest) (string, time.Time, error) {
