@@ -38,6 +38,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Where mounted files live. Not under /etc/mcp-authz: the config volume is mounted there. */}}
 {{- define "mcp-authz.keysDir" -}}/var/lib/mcp-authz/keys{{- end }}
 {{- define "mcp-authz.policyDir" -}}/var/lib/mcp-authz/policy{{- end }}
+{{- define "mcp-authz.upstreamDir" -}}/var/run/secrets/mcp-authz/upstream{{- end }}
 
 {{- define "mcp-authz.keysSecretName" -}}
 {{- default (printf "%s-keys" (include "mcp-authz.fullname" .)) .Values.apiKeys.existingSecret }}
