@@ -20,7 +20,7 @@ import { startSts } from './helpers/sts.js';
 
 // ---------------------------------------------------------------- the cache
 
-test('the cache keeps at most its bound, dropping the least recently used', (t) => {
+test('the cache keeps at most its bound, dropping the oldest entry not used since it was last passed over', (t) => {
   const c = new TokenCache<string>(2, () => 0);
   const put = (k: string) => c.fetch(k, async () => ({ value: k, useUntilMs: 1000 })).value;
   return (async () => {
@@ -32,7 +32,19 @@ test('the cache keeps at most its bound, dropping the least recently used', (t) 
     t.is(c.get('b'), undefined, 'b, the least recently used, went');
     t.is(c.get('a'), 'a');
     t.is(c.get('c'), 'c');
+    // Both used: after each had its second chance one of them goes, never the new entry.
+    await put('d');
+    t.is(c.size, 2);
+    t.is(c.get('d'), 'd', 'the newest entry is kept');
+    t.is([c.get('a'), c.get('c')].filter((v) => v !== undefined).length, 1);
   })();
+});
+
+test('a full cache of entries never used still takes a new one', async (t) => {
+  const c = new TokenCache<string>(1, () => 0);
+  for (const k of ['a', 'b', 'c']) await c.fetch(k, async () => ({ value: k, useUntilMs: 1000 })).value;
+  t.is(c.size, 1);
+  t.is(c.get('c'), 'c');
 });
 
 test('a cached value is used until its useUntil, not after (fake clock)', async (t) => {

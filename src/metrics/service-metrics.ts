@@ -122,6 +122,8 @@ export class ServiceMetrics {
   private readonly responseDurations: Record<ListTrace['form'], ReturnType<Histogram<'form'>['labels']>>;
   private readonly quotaRequests: Counter<'endpoint' | 'rule' | 'result'>;
   private readonly upstreamCache: Counter<'endpoint' | 'mode' | 'result'>;
+  /** Per endpoint with a token mode, its cache series: looked up on every allow of it, so by name only. */
+  private readonly upstreamCacheChildren = new Map<string, Record<(typeof UPSTREAM_CACHE_RESULTS)[number], Inc>>();
   private readonly children = new Map<string, Tally>();
   private readonly tools = new Map<string, Set<string>>();
   private readonly issuers: Set<string>;
@@ -204,7 +206,7 @@ export class ServiceMetrics {
     for (const e of config.endpoints) {
       const mode = e.upstream?.mode;
       if (mode === undefined || mode === 'static') continue;
-      for (const r of UPSTREAM_CACHE_RESULTS) this.upstreamCacheChild(e.name, mode, r).inc(0);
+      this.upstreamCacheChildren.set(e.name, { hit: this.upstreamCacheChild(e.name, mode, 'hit'), miss: this.upstreamCacheChild(e.name, mode, 'miss'), joined: this.upstreamCacheChild(e.name, mode, 'joined') });
       for (const r of UPSTREAM_TOKEN_RESULTS) upstreamRequests.labels(e.name, mode, r).inc(0);
     }
     policyReloads.labels('success').inc(0);
@@ -261,7 +263,7 @@ export class ServiceMetrics {
       },
       traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
       // Endpoints and modes come from the config: their series exist from start-up.
-      upstreamCache: (endpoint, mode, result) => this.upstreamCacheChild(endpoint, mode, result).inc(),
+      upstreamCache: (endpoint, mode, result) => (this.upstreamCacheChildren.get(endpoint)?.[result] ?? this.upstreamCacheChild(endpoint, mode, result)).inc(),
       upstreamTokenRequest: (endpoint, mode, result) => upstreamRequests.labels(endpoint, mode, result).inc(),
     };
   }

@@ -1,6 +1,9 @@
-// Tokens kept per key until shortly before they expire, at most `max` of them (the least
-// recently used go first), with one fetch in flight per key: concurrent Checks that miss
-// the same key wait for the same answer. A failed fetch is not kept; the next Check tries again.
+// Tokens kept per key until shortly before they expire, at most `max` of them, with one
+// fetch in flight per key: concurrent Checks that miss the same key wait for the same
+// answer. A failed fetch is not kept; the next Check tries again. Eviction is second-chance
+// (CLOCK): the oldest entry goes unless it was used since it was last passed over, which
+// keeps the recently used ones like LRU does while a hit only sets a flag (moving an entry
+// in a Map on every hit costs a rehash now and then, on the Check path).
 
 export interface CachedToken<V> {
   value: V;
@@ -8,8 +11,12 @@ export interface CachedToken<V> {
   useUntilMs: number;
 }
 
+interface Entry<V> extends CachedToken<V> {
+  used: boolean;
+}
+
 export class TokenCache<V> {
-  private readonly entries = new Map<string, CachedToken<V>>();
+  private readonly entries = new Map<string, Entry<V>>();
   private readonly inFlight = new Map<string, Promise<CachedToken<V>>>();
 
   constructor(
@@ -17,7 +24,7 @@ export class TokenCache<V> {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The fresh value for `key`, or undefined. A hit becomes the most recently used. */
+  /** The fresh value for `key`, or undefined. A hit marks the entry used. */
   get(key: string): V | undefined {
     const e = this.entries.get(key);
     if (e === undefined) return undefined;
@@ -25,9 +32,7 @@ export class TokenCache<V> {
       this.entries.delete(key);
       return undefined;
     }
-    // Map order is insertion order: re-inserting makes it the newest.
-    this.entries.delete(key);
-    this.entries.set(key, e);
+    e.used = true;
     return e.value;
   }
 
@@ -67,10 +72,13 @@ export class TokenCache<V> {
 
   private put(key: string, e: CachedToken<V>): void {
     this.entries.delete(key);
-    this.entries.set(key, e);
+    this.entries.set(key, { value: e.value, useUntilMs: e.useUntilMs, used: false });
     while (this.entries.size > this.max) {
-      const oldest = this.entries.keys().next().value as string;
-      this.entries.delete(oldest);
+      // Map order is insertion order: the first entry is the oldest.
+      const [oldestKey, oldest] = this.entries.entries().next().value as [string, Entry<V>];
+      this.entries.delete(oldestKey);
+      // Used since it was last passed over (or just fetched): a second chance, at the back.
+      if (oldest.used || oldestKey === key) this.entries.set(oldestKey, { ...oldest, used: false });
     }
   }
 }

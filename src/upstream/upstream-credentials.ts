@@ -11,6 +11,7 @@ import type { CheckContext } from '../check/context.js';
 import type { UpstreamCredentials, UpstreamGrant } from '../check/phases.js';
 import type { ClientCredentialsConfig, StaticCredentialConfig, TokenExchangeConfig, UpstreamCredentialConfig } from '../config/upstream-schema.js';
 import { fixedDeny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
+import type { Principal } from '../contracts/principal.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ClientAuth } from './client-auth.js';
@@ -85,6 +86,10 @@ class TokenPlan implements Plan {
   /** The form fields every request of this endpoint carries, built once. */
   private readonly baseForm: [string, string][];
   private readonly noSubject: Deny;
+  /** The cache key of each token principal (the verified-token cache hands out the same object per token). */
+  private readonly keys = new WeakMap<Principal, string>();
+  /** clientCredentials: each caller's grant, rebuilt when the service's token changes. */
+  private readonly withIdentityOf = new WeakMap<Principal, { base: UpstreamGrant; grant: UpstreamGrant }>();
 
   constructor(
     private readonly endpoint: string,
@@ -128,7 +133,12 @@ class TokenPlan implements Plan {
     let key: string;
     if (exchange) {
       if (ctx.subjectToken === undefined || p.issuer === undefined || p.subject === undefined) return this.noSubject;
-      key = `${p.issuer}\n${p.subject}`;
+      let k = this.keys.get(p);
+      if (k === undefined) {
+        k = `${p.issuer}\n${p.subject}`;
+        this.keys.set(p, k);
+      }
+      key = k;
     } else {
       key = '';
     }
@@ -149,8 +159,13 @@ class TokenPlan implements Plan {
 
   /** clientCredentials: the service's token, and the caller named in the header the upstream trusts. */
   private withIdentity(grant: UpstreamGrant, ctx: CheckContext): UpstreamGrant {
-    const identity: HeaderToSet = { name: (this.cfg as ClientCredentialsConfig).identityHeader, value: ctx.principal.id, append: false };
-    return { kind: 'grant', headers: [grant.headers[0]!, identity] };
+    const p = ctx.principal;
+    const known = this.withIdentityOf.get(p);
+    if (known?.base === grant) return known.grant;
+    const identity: HeaderToSet = { name: (this.cfg as ClientCredentialsConfig).identityHeader, value: p.id, append: false };
+    const made = Object.freeze({ kind: 'grant', headers: Object.freeze([grant.headers[0]!, identity]) }) as UpstreamGrant;
+    this.withIdentityOf.set(p, { base: grant, grant: made });
+    return made;
   }
 
   private async issue(subjectToken: string | undefined): Promise<CachedToken<UpstreamGrant>> {
