@@ -35,7 +35,7 @@ import rego.v1
 
 default decision := {"allowed": false}
 
-decision := {"allowed": true} if input.principal.authenticated
+decision := {"allowed": true, "headers": {"x-mcp-policy-saw": json.marshal(object.get(input.endpoint, "upstream", null))}} if input.principal.authenticated
 
 visible := [true | some _ in input.list.calls]
 `;
@@ -216,6 +216,8 @@ test.serial('tokenExchange: on every transport the MCP server gets a token issue
     tokens.push(token);
   }
   t.is(new Set(tokens).size, 1, 'the same cached token on every transport');
+  const d = await viaCheck('/mcp/docs', [['content-type', 'application/json'], ['authorization', `Bearer ${jwt}`]]);
+  t.deepEqual(all(d, 'x-mcp-policy-saw'), ['{"mode":"tokenExchange"}'], 'the policy sees the mode, not the token endpoint, client or files');
   const after = await sts.stats();
   t.is(after.exchange - before.exchange, 1, 'one exchange, then the cache');
 });

@@ -24,7 +24,7 @@ import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
-import { InputBuilder } from '../policy/policy-input.js';
+import { InputBuilder, policyView } from '../policy/policy-input.js';
 import { PolicySource } from '../policy/policy-source.js';
 import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
@@ -102,7 +102,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
 
   // Authorization: the policy bundle, evaluated in-process as WASM.
   const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, data: {} };
-  const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, e]));
+  const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, policyView(e)]));
   const source = new PolicySource(
     {
       ...(policy.rego !== undefined ? { rego: policy.rego } : { bundle: policy.bundle ?? SHIPPED_BUNDLE }),
