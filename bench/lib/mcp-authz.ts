@@ -27,6 +27,10 @@ export function writeMcpAuthzConfig(p: Prepared, grpcPort: number, httpPort: num
   const cfg = parseYaml(readFileSync(join(root, 'bench', 'config', 'mcp-authz.yaml'), 'utf8')) as Record<string, any>;
   cfg.listen = { grpc: `127.0.0.1:${grpcPort}`, http: `127.0.0.1:${httpPort}` };
   cfg.oauth = { ...cfg.oauth, issuers: [{ issuer: p.issuer.issuer, jwksUri: p.issuer.jwksUri, audiences: [OAUTH_RESOURCE] }] };
+  for (const e of cfg.endpoints as { upstream?: { tokenEndpoint?: string } }[]) {
+    if (e.upstream?.tokenEndpoint !== undefined) e.upstream.tokenEndpoint = p.issuer.tokenEndpoint;
+  }
+  writeFileSync(join(out, 'upstream-client-secret'), p.issuer.clientSecret, { mode: 0o600 });
   if (bundle) copyFileSync(bundle, join(out, 'bundle.tar.gz'));
   else delete cfg.policy; // nothing to load yet: the fail-closed placeholder decides
   const file = join(out, 'mcp-authz.yaml');
