@@ -52,6 +52,8 @@ export interface BuildOptions {
   buckets?: BucketStore;
   /** Trace Checks when the OTEL_* variables ask for it (default true; the one-shot CLI commands: no). */
   tracing?: boolean;
+  /** Fetch the MCP servers' own credentials (default true; `mcp-authz check` decides without calling token endpoints). */
+  upstreamCredentials?: boolean;
   /** Where the OTEL_* variables are read (default process.env). */
   env?: Readonly<Record<string, string | undefined>>;
 }
@@ -131,7 +133,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   if (watch) source.watch();
 
   // The MCP servers' own credentials: secret files read now, tokens fetched on first use.
-  const upstreamCredentials = await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
+  const upstreamCredentials = opts.upstreamCredentials === false ? undefined : await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
 
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled) observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
