@@ -1,7 +1,7 @@
 // Upstream credentials (endpoints[].upstream) through the real service: a real RFC 8693
 // token service (test/sts, zitadel/oidc's OpenID provider) on loopback, real tokens from a
 // real JWKS server, and each allow applied to the request the way Envoy applies it on each
-// transport (test/e2e/envoy-apply.ts): the gRPC Check, the HTTP authorization service and
+// transport (demo/envoy-stand-in/envoy-apply.ts): the gRPC Check, the HTTP authorization service and
 // ext_proc. The MCP server must get a token issued for it — never the caller's — and a
 // token service that is down, slow, refusing or answering garbage must be a deny.
 import { request as httpRequest } from 'node:http';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import type { ProcessingRequest } from '../src/envoy/ext-proc-wire.js';
 import { keysFile, mintKey } from './e2e/api-keys.js';
-import { applyCheckOk, applyExtProcMutation, applyHttpServiceOk, type AuthorizationResponseConfig, type EnvoyRequest, type HeaderList } from './e2e/envoy-apply.js';
+import { applyCheckOk, applyExtProcMutation, applyHttpServiceOk, type AuthorizationResponseConfig, type EnvoyRequest, type HeaderList } from '../demo/envoy-stand-in/envoy-apply.js';
 import { eventually } from './helpers/auth-fixtures.js';
 import { processExchange } from './helpers/ext-proc.js';
 import { startJwksServer, type JwksServer } from './helpers/jwks-server.js';

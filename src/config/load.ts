@@ -145,6 +145,11 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
     cfg.policy.bundle = abs(cfg.policy.bundle);
     cfg.policy.rego = abs(cfg.policy.rego);
   }
+  if (cfg.tls) {
+    cfg.tls.certFile = abs(cfg.tls.certFile)!;
+    cfg.tls.keyFile = abs(cfg.tls.keyFile)!;
+    cfg.tls.clientCaFile = abs(cfg.tls.clientCaFile);
+  }
   for (const e of cfg.endpoints) {
     const u = e.upstream;
     if (u === undefined) continue;
