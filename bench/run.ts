@@ -658,7 +658,7 @@ async function prepareCredentials(only?: string[]): Promise<Prepared> {
   for (let i = 0; wantDistinct && i < settings.distinctTokens; i++) distinctTokens.push(await issuer.sign());
   if (!wantDistinct) distinctTokens.push(token);
   const all = scenarios({ apiKey: main.key, unknownApiKey: unknown.key, token, distinctTokens });
-  const list = only ? all.filter((s) => only.includes(s.name)) : all;
+  const list = only ? all.filter((s) => only.includes(s.name)) : all.filter((s) => !s.optIn);
   const unknownNames = (only ?? []).filter((n) => !all.some((s) => s.name === n));
   if (unknownNames.length)
     throw new Error(`unknown scenario(s): ${unknownNames.join(', ')} (known: ${all.map((s) => s.name).join(', ')})`);

@@ -121,6 +121,17 @@ export function buildValuesSchema(): Json {
         existingSecret: str,
         secretKey: { type: 'string', minLength: 1 },
       }),
+      upstreamCredentials: strictObject({
+        secrets: {
+          type: 'array',
+          items: {
+            type: 'string',
+            pattern: '^[a-z0-9]([-a-z0-9]{0,43}[a-z0-9])?$',
+            description: "an existing Secret's name (at most 45 characters: the volume is named upstream-<name>)",
+          },
+          uniqueItems: true,
+        },
+      }),
       policy: strictObject({
         fileName: { type: 'string', minLength: 1 },
         imageBundle: { type: 'string', pattern: '^/' },

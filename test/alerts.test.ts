@@ -66,11 +66,11 @@ test('every alert has a unit test where it fires and one where it does not', (t)
   }
 });
 
-test('the shipped alerts cover target down, policy and keys reloads, refused bundles, an unreachable bundle service, dropped decision logs, Redis fallback, JWKS refresh, dropped log lines, denies, auth failures, lockouts, latency and lists not filtered', (t) => {
+test('the shipped alerts cover target down, policy and keys reloads, refused bundles, an unreachable bundle service, dropped decision logs, Redis fallback, JWKS refresh, dropped log lines, denies, auth failures, lockouts, latency, lists not filtered and upstream credentials failing', (t) => {
   t.deepEqual(alerts.map((a) => a.alert).sort(), [
     'McpAuthzAbsent', 'McpAuthzAuthFailureSpike', 'McpAuthzBundleRefused', 'McpAuthzBundleServiceUnreachable', 'McpAuthzDecisionLogsDropped', 'McpAuthzDenyRateSpike', 'McpAuthzJwksRefreshFailing',
     'McpAuthzKeysReloadFailures', 'McpAuthzLatencyP99High', 'McpAuthzLimiterFallback', 'McpAuthzListsUnfiltered', 'McpAuthzListsWithheld', 'McpAuthzLogLinesDropped', 'McpAuthzNoPolicyLoaded',
-    'McpAuthzPolicyReloadFailures', 'McpAuthzSustainedLockouts', 'McpAuthzTargetDown',
+    'McpAuthzPolicyReloadFailures', 'McpAuthzSustainedLockouts', 'McpAuthzTargetDown', 'McpAuthzUpstreamTokenFailing',
   ]);
 });
 

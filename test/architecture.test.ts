@@ -22,6 +22,7 @@ const LAYERS: Record<string, number> = {
   tracing: 4,
   auth: 5,
   limits: 5,
+  upstream: 5,
   policy: 5,
   pipeline: 6,
   extproc: 7,

@@ -68,7 +68,8 @@ for (const file of CI_VALUES) {
     const r = rendered.get(name)!;
     const cfg = serviceConfig(r);
     const mounts: { mountPath: string; subPath?: string; name: string }[] = container(r).volumeMounts;
-    const files = [cfg.apiKeys?.file, cfg.policy?.bundle, cfg.tls?.certFile, cfg.tls?.keyFile, cfg.tls?.clientCaFile].filter(Boolean) as string[];
+    const upstreamFiles = (cfg.endpoints ?? []).flatMap((e: any) => (e.upstream ? [e.upstream.valueFile, e.upstream.client?.secretFile, e.upstream.client?.privateKeyFile, e.upstream.actorTokenFile] : []));
+    const files = [cfg.apiKeys?.file, cfg.policy?.bundle, cfg.tls?.certFile, cfg.tls?.keyFile, cfg.tls?.clientCaFile, ...upstreamFiles].filter(Boolean) as string[];
     for (const f of files) {
       if (f.startsWith('/app/')) continue; // baked into the image
       const m = mounts.find((v) => v.mountPath === dirname(f));

@@ -59,6 +59,11 @@ export function keyEntries(apiKey: string, fillers = 200): KeyEntry[] {
 export interface Issuer {
   issuer: string;
   jwksUri: string;
+  /** A token endpoint for the upstream-credential scenarios: token exchange and client credentials, one-hour tokens. */
+  tokenEndpoint: string;
+  clientSecret: string;
+  /** Token requests answered so far. */
+  readonly tokenRequests: number;
   jwks: { keys: JWK[] };
   sign(opts?: { jti?: string }): Promise<string>;
   close(): Promise<void>;
@@ -69,7 +74,16 @@ export async function startIssuer(): Promise<Issuer> {
   const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
   const jwk = { ...(await exportJWK(publicKey)), kid: 'bench-rs256', alg: 'RS256', use: 'sig' };
   const jwks = { keys: [jwk] };
+  const clientSecret = randomBytes(24).toString('base64url');
+  let tokenRequests = 0;
   const server: Server = createServer((req, res) => {
+    if (req.method === 'POST' && req.url === '/token') {
+      tokenRequests++;
+      const chunks: Buffer[] = [];
+      req.on('data', (d: Buffer) => chunks.push(d));
+      req.on('end', () => void answerToken(Buffer.concat(chunks).toString(), req.headers.authorization, res));
+      return;
+    }
     const body =
       req.url === '/.well-known/openid-configuration' || req.url === '/.well-known/oauth-authorization-server'
         ? JSON.stringify({ issuer, jwks_uri: `${issuer}/jwks.json` })
@@ -81,9 +95,44 @@ export async function startIssuer(): Promise<Issuer> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const issuer = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const key: CryptoKey = privateKey;
+  const basic = `Basic ${Buffer.from(`bench-gateway:${clientSecret}`).toString('base64')}`;
+  async function answerToken(
+    body: string,
+    authorization: string | undefined,
+    res: import('node:http').ServerResponse,
+  ): Promise<void> {
+    const form = new URLSearchParams(body);
+    if (authorization !== basic)
+      return void res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"invalid_client"}');
+    const sub = form.get('grant_type') === 'client_credentials' ? 'bench-gateway' : BENCH_USER;
+    const token = await new SignJWT({ scope: form.get('scope') ?? '' })
+      .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'at+jwt' })
+      .setIssuer(issuer)
+      .setAudience(form.get('audience') ?? 'unknown')
+      .setSubject(sub)
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .setJti(randomUUID())
+      .sign(key);
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(
+        JSON.stringify({
+          access_token: token,
+          token_type: 'Bearer',
+          expires_in: 3600,
+          issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        }),
+      );
+  }
   return {
     issuer,
     jwksUri: `${issuer}/jwks.json`,
+    tokenEndpoint: `${issuer}/token`,
+    clientSecret,
+    get tokenRequests() {
+      return tokenRequests;
+    },
     jwks,
     sign: ({ jti } = {}) =>
       new SignJWT({ scope: OAUTH_SCOPE })

@@ -36,6 +36,8 @@ export interface InterleavedRow {
   blocks: number;
   callsPerBlock: number;
   spansExported?: number;
+  /** With `comparesWith`: the median over rounds of this round's CPU per Check over the same round's without the step. */
+  pairedCpuRatio?: number;
 }
 
 /** The product's modules from a checkout's dist/ (this one, or the baseline's). */
@@ -87,6 +89,9 @@ async function variant(
   };
 }
 
+/** The variant of a scenario with `comparesWith`: the same requests to the endpoint without the extra step. */
+const WITHOUT = 'without the step';
+
 const median = (xs: number[], q = 0.5) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
@@ -103,10 +108,16 @@ export async function measureInterleaved(
   try {
     for (const s of p.list) {
       const variants: Variant[] = [];
-      if (opts.baseline)
-        variants.push(await variant(opts.baseline, 'baseline, off', 'off', configFile, s.requests, undefined));
-      for (const mode of ['off', 'unsampled', 'sampled'] as const)
-        variants.push(await variant(root, `this build, ${mode}`, mode, configFile, s.requests, sink.url));
+      if (s.comparesWith) {
+        // A scenario with an extra step against the same requests without it, tracing off.
+        variants.push(await variant(root, 'this build, off', 'off', configFile, s.requests, undefined));
+        variants.push(await variant(root, WITHOUT, 'off', configFile, s.comparesWith.requests, undefined));
+      } else {
+        if (opts.baseline)
+          variants.push(await variant(opts.baseline, 'baseline, off', 'off', configFile, s.requests, undefined));
+        for (const mode of ['off', 'unsampled', 'sampled'] as const)
+          variants.push(await variant(root, `this build, ${mode}`, mode, configFile, s.requests, sink.url));
+      }
       log(`interleaved ${s.name}: ${variants.length} variants × ${opts.rounds} blocks of ${opts.callsPerBlock} calls`);
       const times = new Map<string, number[]>(variants.map((v) => [v.name, []]));
       const cpu = new Map<string, number[]>(variants.map((v) => [v.name, []]));
@@ -134,6 +145,7 @@ export async function measureInterleaved(
           cpu.get(v.name)!.push(b.cpu);
         }
       }
+      const paired = s.comparesWith ? cpu.get(variants[0]!.name)!.map((c, r) => c / cpu.get(WITHOUT)![r]!) : undefined;
       for (const [i, v] of variants.entries()) {
         const ts = times.get(v.name)!;
         const cs = cpu.get(v.name)!;
@@ -150,6 +162,7 @@ export async function measureInterleaved(
           blocks: ts.length,
           callsPerBlock: opts.callsPerBlock,
           ...(v.tracing !== 'off' ? { spansExported: v.exported() - before[i]! } : {}),
+          ...(paired && i === 0 ? { pairedCpuRatio: round(median(paired), 3) } : {}),
         });
       }
     }
@@ -172,10 +185,15 @@ export function printInterleaved(command: string, rows: InterleavedRow[]): void 
     w(`${'scenario'.padEnd(18)} ${variants.map((v) => v.padStart(24)).join(' ')}`);
     for (const scenario of [...new Set(rows.map((r) => r.scenario))]) {
       const cells = variants.map((v) => {
-        const [m, lo, hi] = pick(rows.find((x) => x.scenario === scenario && x.variant === v)!);
+        const row = rows.find((x) => x.scenario === scenario && x.variant === v);
+        if (!row) return '—'.padStart(24);
+        const [m, lo, hi] = pick(row);
         return `${m.toFixed(1)} [${lo.toFixed(1)}–${hi.toFixed(1)}]`.padStart(24);
       });
-      w(`${scenario.padEnd(18)} ${cells.join(' ')}`);
+      const ratio = rows.find((x) => x.scenario === scenario && x.pairedCpuRatio !== undefined)?.pairedCpuRatio;
+      w(
+        `${scenario.padEnd(18)} ${cells.join(' ')}${ratio !== undefined && what === 'CPU µs' ? `   paired ratio ${ratio.toFixed(3)}` : ''}`,
+      );
     }
     w('');
   }

@@ -35,6 +35,10 @@ export function writeMcpAuthzConfig(
     ...cfg.oauth,
     issuers: [{ issuer: p.issuer.issuer, jwksUri: p.issuer.jwksUri, audiences: [OAUTH_RESOURCE] }],
   };
+  for (const e of cfg.endpoints as { upstream?: { tokenEndpoint?: string } }[]) {
+    if (e.upstream?.tokenEndpoint !== undefined) e.upstream.tokenEndpoint = p.issuer.tokenEndpoint;
+  }
+  writeFileSync(join(out, 'upstream-client-secret'), p.issuer.clientSecret, { mode: 0o600 });
   if (bundle) copyFileSync(bundle, join(out, 'bundle.tar.gz'));
   else delete cfg.policy; // nothing to load yet: the fail-closed placeholder decides
   const file = join(out, 'mcp-authz.yaml');

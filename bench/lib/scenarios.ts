@@ -6,7 +6,13 @@ export const BENCH_USER = 'bench-user';
 export const GRANTS = ['tools:search', 'tools:read_*'];
 export const OAUTH_SCOPE = 'tools:search tools:read_file';
 export const HOST = 'mcp.example.com';
-export const PATHS = { apiKey: '/mcp/files', oauth: '/mcp/oauth', open: '/mcp/open' } as const;
+export const PATHS = {
+  apiKey: '/mcp/files',
+  oauth: '/mcp/oauth',
+  open: '/mcp/open',
+  apiKeyExchanged: '/mcp/files-upstream',
+  oauthExchanged: '/mcp/oauth-upstream',
+} as const;
 export const OAUTH_RESOURCE = `https://${HOST}${PATHS.oauth}`;
 
 export interface Expectation {
@@ -27,6 +33,10 @@ export interface Scenario {
   expect: Expectation;
   /** What of mcp-authz this scenario exercises beyond the pipeline. */
   needs: string[];
+  /** Run only when named in --scenarios (other systems have no such endpoint). */
+  optIn?: boolean;
+  /** The same requests to an endpoint without this scenario's extra step: `--in-process --interleave` measures the two side by side. */
+  comparesWith?: { name: string; requests: Record<string, unknown>[] };
 }
 
 // Headers an MCP client sends through Envoy, so the CheckRequest has a realistic size.
@@ -70,6 +80,8 @@ export interface Credentials {
 }
 
 export function scenarios(c: Credentials): Scenario[] {
+  const apiKeyAllow = sent([post(PATHS.apiKey, readFile, { 'x-api-key': c.apiKey })]);
+  const oauthCached = sent([post(PATHS.oauth, readFile, { authorization: `Bearer ${c.token}` })]);
   return [
     {
       name: 'anonymous_open',
@@ -81,7 +93,7 @@ export function scenarios(c: Credentials): Scenario[] {
     {
       name: 'apikey_tool_allow',
       what: 'X-API-Key of the owner + tools/call read_file, granted by tools:read_*',
-      ...sent([post(PATHS.apiKey, readFile, { 'x-api-key': c.apiKey })]),
+      ...apiKeyAllow,
       expect: { allow: true, status: 200 },
       needs: ['api keys', 'policy'],
     },
@@ -102,7 +114,7 @@ export function scenarios(c: Credentials): Scenario[] {
     {
       name: 'oauth_cached',
       what: 'one RS256 bearer token repeated (verified-token cache hit) + tools/call read_file',
-      ...sent([post(PATHS.oauth, readFile, { authorization: `Bearer ${c.token}` })]),
+      ...oauthCached,
       expect: { allow: true, status: 200 },
       needs: ['oauth', 'policy'],
     },
@@ -112,6 +124,24 @@ export function scenarios(c: Credentials): Scenario[] {
       ...sent(c.distinctTokens.map((t) => post(PATHS.oauth, readFile, { authorization: `Bearer ${t}` }))),
       expect: { allow: true, status: 200 },
       needs: ['oauth', 'policy'],
+    },
+    {
+      name: 'apikey_tool_allow_exchanged',
+      what: "apikey_tool_allow on an endpoint whose upstream gets the service's client-credentials token (cache warm) and the caller in a header",
+      ...sent([post(PATHS.apiKeyExchanged, readFile, { 'x-api-key': c.apiKey })]),
+      expect: { allow: true, status: 200 },
+      needs: ['api keys', 'policy', 'upstream credentials'],
+      optIn: true,
+      comparesWith: { name: 'apikey_tool_allow', requests: apiKeyAllow.requests },
+    },
+    {
+      name: 'oauth_exchanged',
+      what: 'oauth_cached on an endpoint whose upstream gets an RFC 8693 exchanged token (cache warm)',
+      ...sent([post(PATHS.oauthExchanged, readFile, { authorization: `Bearer ${c.token}` })]),
+      expect: { allow: true, status: 200 },
+      needs: ['oauth', 'policy', 'upstream credentials'],
+      optIn: true,
+      comparesWith: { name: 'oauth_cached', requests: oauthCached.requests },
     },
   ];
 }

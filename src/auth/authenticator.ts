@@ -157,7 +157,7 @@ export class ModeAuthenticator implements Authenticator {
   private async verifyToken(plan: ModePlan, request: Request, token: string, found: Extracted, fromCookie: boolean): Promise<AuthResult> {
     const result = await this.opts.verifier!.verify(token, plan.audiences);
     if (!result.ok) return this.invalid(plan, request, !fromCookie, result.detail, result.why);
-    return authenticated(fromCookie ? cookiePrincipal(result.principal) : result.principal, found);
+    return authenticated(fromCookie ? cookiePrincipal(result.principal) : result.principal, found, token);
   }
 
   /**
@@ -246,8 +246,8 @@ function fixDenies(plan: ModePlan): void {
 }
 
 /** An authenticated result; the session cookie, when present, is removed and the other cookies kept. */
-function authenticated(principal: Principal, found: Extracted): AuthResult {
-  const ok = { ok: true as const, principal, credentialHeaders: found.headers, credentialQueryParams: found.params };
+function authenticated(principal: Principal, found: Extracted, subjectToken?: string): AuthResult {
+  const ok = { ok: true as const, principal, credentialHeaders: found.headers, credentialQueryParams: found.params, subjectToken };
   if (found.cookiesLeft === undefined) return ok;
   if (found.cookiesLeft === '') return { ...ok, credentialHeaders: [...found.headers, 'cookie'] };
   return { ...ok, credentialHeaderRewrites: [{ name: 'cookie', value: found.cookiesLeft, append: false }] };

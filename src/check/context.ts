@@ -22,6 +22,8 @@ export interface CheckContext {
   credentialQueryParams: string[];
   /** Headers rewritten without their credential part (the Cookie header without the session cookie). */
   credentialHeaderRewrites?: HeaderToSet[];
+  /** The verified OAuth token (bearer or cookie), for a token exchange; never logged. */
+  subjectToken?: string;
   mcp: McpView;
   /** The parsed JSON body (opa-envoy-plugin's parsed_body). */
   parsedBody: unknown;

@@ -15,6 +15,8 @@ export type AuthResult =
       credentialQueryParams: string[];
       /** Headers rewritten to drop a credential and keep the rest (the Cookie header without the session cookie). */
       credentialHeaderRewrites?: HeaderToSet[];
+      /** The verified OAuth token itself (bearer or cookie): the subject of a token exchange. Never logged. */
+      subjectToken?: string;
     }
   | {
       ok: false;
@@ -24,6 +26,22 @@ export type AuthResult =
       /** Human detail for logs and `mcp-authz check`; never contains a secret. */
       why: string;
     };
+
+/** The headers that give an allowed request its upstream credential; each replaces the client's own. */
+export interface UpstreamGrant {
+  kind: 'grant';
+  headers: readonly HeaderToSet[];
+}
+
+/**
+ * The credential the MCP server receives on an allowed request (endpoints[].upstream). Runs
+ * after the decision, so only an authenticated, allowed caller's token is ever exchanged.
+ * Synchronous when the credential is at hand (a cached token, a static secret); a promise
+ * only when a token must be fetched. A Deny when it cannot be had: never the caller's own.
+ */
+export interface UpstreamCredentials {
+  credentialFor(ctx: CheckContext): UpstreamGrant | Deny | undefined | Promise<UpstreamGrant | Deny>;
+}
 
 export interface Authenticator {
   authenticate(request: Request, endpoint: Endpoint | undefined): AuthResult | Promise<AuthResult>;
@@ -87,7 +105,7 @@ export interface Observer {
 }
 
 /** The Check's phases as its spans name them (docs/tracing.md). */
-export type CheckPhase = 'direct_answer' | 'endpoint' | 'limits' | 'authenticate' | 'body' | 'authorize' | 'respond';
+export type CheckPhase = 'direct_answer' | 'endpoint' | 'limits' | 'authenticate' | 'body' | 'authorize' | 'upstream_credentials' | 'respond';
 
 /** Traces Checks: off unless configured, and then only sampled Checks cost spans. */
 export interface CheckTracing {

@@ -42,7 +42,7 @@ export interface CapturedCheckRequest {
 }
 
 export async function explain(loaded: LoadedConfig, sample: SampleRequest | CapturedCheckRequest, request: ExplainRequest = {}): Promise<Record<string, unknown>> {
-  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false, tracing: false });
+  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false, tracing: false, upstreamCredentials: false });
   try {
     const trace = 'checkRequest' in sample ? await runCheck(rt, readCheckRequest, sample.checkRequest) : await runCheck(rt, toRequest, sampleToWire(sample));
     const { outcome: o, ctx, policy, decisionId } = trace;

@@ -160,5 +160,16 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
     cfg.tls.keyFile = abs(cfg.tls.keyFile)!;
     cfg.tls.clientCaFile = abs(cfg.tls.clientCaFile);
   }
+  for (const e of cfg.endpoints) {
+    const u = e.upstream;
+    if (u === undefined) continue;
+    if (u.mode === 'static') {
+      u.valueFile = abs(u.valueFile)!;
+      continue;
+    }
+    u.client.secretFile = abs(u.client.secretFile);
+    u.client.privateKeyFile = abs(u.client.privateKeyFile);
+    if (u.mode === 'tokenExchange') u.actorTokenFile = abs(u.actorTokenFile);
+  }
   return cfg;
 }

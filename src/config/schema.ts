@@ -7,6 +7,7 @@ import { IDENTITY_HEADER_NAMES, headerNameMatches } from '../contracts/upstream-
 import { canonicalOrigin } from '../contracts/web-origin.js';
 import { ArgumentRulesSchema } from './argument-rules.js';
 import { checkManagement, managementShape } from './management.js';
+import { UpstreamCredentialSchema, upstreamHeaderNames } from './upstream-schema.js';
 
 const hostPort = z
   .string()
@@ -203,6 +204,8 @@ export const EndpointSchema = z
       .strict()
       .refine((r) => r.burst === undefined || r.rps !== undefined, { message: 'burst needs rps', path: ['burst'] })
       .optional(),
+    /** The credential an allowed request carries to the MCP server (docs/upstream-credentials.md); unset: none is added. */
+    upstream: UpstreamCredentialSchema.optional(),
     /** Free-form, handed to the policy; `arguments` holds the shipped policy's argument rules (validated). */
     data: z.object({ arguments: ArgumentRulesSchema.optional() }).catchall(z.unknown()).default({}),
   })
@@ -403,6 +406,7 @@ export const ConfigSchema = z
           ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'allowedOrigins'], message: 'cookie authentication needs the list of origins allowed to use it (never "*"): a cross-site page must never authenticate with a user\'s cookie' });
         }
       }
+      if (e.upstream !== undefined) checkUpstream(cfg, e, i, ctx);
       if (e.auth.oauth && cfg.oauth.issuers.length === 0) {
         ctx.addIssue({
           code: 'custom',
@@ -421,6 +425,40 @@ export const ConfigSchema = z
   });
 
 export type Config = z.infer<typeof ConfigSchema>;
+
+/** An endpoint's upstream credential must be one its callers and its transport can carry. */
+function checkUpstream(cfg: Pick<Config, 'listen' | 'extAuthzHttp' | 'upstream'>, e: EndpointConfig, i: number, ctx: z.RefinementCtx): void {
+  const u = e.upstream!;
+  const where = ['endpoints', i, 'upstream'];
+  if (u.mode === 'tokenExchange') {
+    // The caller's verified token is the subject token: every caller must have one.
+    if (!e.auth.oauth) ctx.addIssue({ code: 'custom', path: [...where, 'mode'], message: 'tokenExchange exchanges the caller\'s OAuth token: turn on auth.oauth' });
+    if (e.auth.apiKey || e.auth.mtls) {
+      ctx.addIssue({ code: 'custom', path: [...where, 'mode'], message: 'tokenExchange needs an OAuth token from every caller: set auth.apiKey and auth.mtls to false (API-key callers: use clientCredentials or static)' });
+    }
+  }
+  if (u.mode === 'tokenExchange' && u.audience === undefined && u.resource === undefined) {
+    ctx.addIssue({ code: 'custom', path: where, message: 'name the upstream the exchanged token is for: set audience, resource, or both' });
+  }
+  if (u.mode === 'clientCredentials' && ['authorization', 'cookie', 'host', 'content-length', 'transfer-encoding'].includes(u.identityHeader)) {
+    ctx.addIssue({ code: 'custom', path: [...where, 'identityHeader'], message: `${u.identityHeader} cannot carry the caller's identity: name a header of its own, e.g. x-forwarded-user` });
+  }
+  if (!cfg.upstream.removeCredentials) {
+    ctx.addIssue({ code: 'custom', path: where, message: 'an upstream credential replaces the caller\'s: it needs upstream.removeCredentials (the default, true)' });
+  }
+  if (cfg.listen.extAuthzHttp !== undefined) {
+    const sets = cfg.extAuthzHttp.upstreamHeaders;
+    for (const name of upstreamHeaderNames(u)) {
+      if (!sets.some((p) => headerNameMatches(p, name))) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['extAuthzHttp', 'upstreamHeaders'],
+          message: `endpoint "${e.name}" sets the upstream request header ${name}, which Envoy's HTTP authorization filter copies upstream only when allowed_upstream_headers names it: add "${name}" to both (docs/envoy-http.md)`,
+        });
+      }
+    }
+  }
+}
 export type QuotaRule = z.infer<typeof QuotaRuleSchema>;
 
 /** The quota rules in force on an endpoint: its own list, else the service's. */

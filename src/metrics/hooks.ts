@@ -31,6 +31,10 @@ export interface ServiceEvents {
    * process's side instead.
    */
   limiterLocalAnswer?(store: LimiterStoreName, limiter: LimiterName): void;
+  /** An upstream credential was looked up in the cache: found, fetched, or joined a fetch in flight. */
+  upstreamCache?(endpoint: string, mode: UpstreamTokenMode, result: 'hit' | 'miss' | 'joined'): void;
+  /** A request to an upstream credential's token endpoint finished: "ok" or the deny code. */
+  upstreamTokenRequest?(endpoint: string, mode: UpstreamTokenMode, result: 'ok' | UpstreamTokenResult): void;
   /** A batch of spans went to the OTLP endpoint, or could not. */
   traceExport?(result: 'success' | 'failure', spans: number): void;
   /** The TLS files loaded (with the certificate's expiry, seconds since the epoch) or a reload was refused. */
@@ -52,3 +56,5 @@ export type LimiterName = 'failed_auth' | 'per_client' | 'per_tool';
 
 /** The stores that share limit counts: Redis across replicas, the cluster primary across workers. */
 export type LimiterStoreName = 'redis' | 'cluster';
+export type UpstreamTokenMode = 'tokenExchange' | 'clientCredentials';
+export type UpstreamTokenResult = 'upstream_token_unavailable' | 'upstream_token_refused' | 'upstream_token_invalid' | 'upstream_secret_unavailable';

@@ -12,7 +12,7 @@ import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, WITHHELD_RE
 import type { Outcome } from '../contracts/outcome.js';
 import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
-import { TLS_LISTENERS, type ExtProcStreamResult, type LimiterName, type ServiceEvents } from './hooks.js';
+import { TLS_LISTENERS, type ExtProcStreamResult, type LimiterName, type ServiceEvents, type UpstreamTokenMode } from './hooks.js';
 
 export type { LimiterName };
 
@@ -57,6 +57,11 @@ export const LIST_RESULTS: readonly ListTrace['result'][] = ['filtered', 'withhe
 const LIST_METHODS: readonly ListMethod[] = [...LIST_SHAPES.keys()];
 /** The `reason` label of list_withheld_total: the catalogue's withheld reasons. */
 export const WITHHELD_REASON_LABELS = Object.keys(WITHHELD_REASONS) as WithheldReason[];
+
+/** The `result` label of upstream_token_requests_total: ok, or the deny code of a failed request. */
+export const UPSTREAM_TOKEN_RESULTS = ['ok', 'upstream_token_unavailable', 'upstream_token_refused', 'upstream_token_invalid', 'upstream_secret_unavailable'] as const;
+/** The `result` label of upstream_token_cache_total. */
+export const UPSTREAM_CACHE_RESULTS = ['hit', 'miss', 'joined'] as const;
 
 /** Distinct key ids given their own label before further ids are counted as "_other". */
 const MAX_KEY_ID_LABELS = 10_000;
@@ -119,6 +124,9 @@ export class ServiceMetrics {
   private readonly listWithheld: Counter<'endpoint' | 'reason'>;
   private readonly responseDurations: Record<ListTrace['form'], ReturnType<Histogram<'form'>['labels']>>;
   private readonly quotaRequests: Counter<'endpoint' | 'rule' | 'result'>;
+  private readonly upstreamCache: Counter<'endpoint' | 'mode' | 'result'>;
+  /** Per endpoint with a token mode, its cache series: looked up on every allow of it, so by name only. */
+  private readonly upstreamCacheChildren = new Map<string, Record<(typeof UPSTREAM_CACHE_RESULTS)[number], Inc>>();
   private readonly children = new Map<string, Tally>();
   private readonly tools = new Map<string, Set<string>>();
   private readonly issuers: Set<string>;
@@ -144,6 +152,8 @@ export class ServiceMetrics {
     this.rateLimitedTotal = new Counter({ name: `${p}rate_limited_total`, help: 'Requests answered 429, by endpoint and limiter (failed_auth lockout, per_client rate).', labelNames: ['endpoint', 'limiter'], registers, collect });
     this.toolDecisions = new Counter({ name: `${p}tool_decisions_total`, help: 'tools/call requests decided after authentication, by endpoint, tool (known names, else _other) and decision.', labelNames: ['endpoint', 'tool', 'decision'], registers, collect });
     this.quotaRequests = new Counter({ name: `${p}quota_requests_total`, help: 'Requests a per-tool quota rule counted (allowed) or refused with 429 (exceeded), by endpoint and rule.', labelNames: ['endpoint', 'rule', 'result'], registers, collect });
+    this.upstreamCache = new Counter({ name: `${p}upstream_token_cache_total`, help: 'Upstream credential tokens (endpoints[].upstream: tokenExchange, clientCredentials) looked up, by endpoint, mode and result: hit (cached), miss (fetched), joined (waited for a fetch in flight for the same caller).', labelNames: ['endpoint', 'mode', 'result'], registers, collect });
+    const upstreamRequests = new Counter({ name: `${p}upstream_token_requests_total`, help: 'Requests to an upstream credential\'s token endpoint (token exchanges, client credentials grants), by endpoint, mode and result: ok, or the deny code of the failure.', labelNames: ['endpoint', 'mode', 'result'], registers });
     this.apiKeyRequests = new Counter({ name: `${p}api_key_requests_total`, help: 'Requests authenticated with an API key, by key id.', labelNames: ['key_id'], registers, collect });
 
     const extProcStreams = new Counter({ name: `${p}ext_proc_streams_total`, help: 'ext_proc streams (one per HTTP request through Envoy\'s ext_proc filter), by how they ended: completed, denied (immediate response), failed (ended with a gRPC error), cancelled.', labelNames: ['result'], registers });
@@ -218,6 +228,12 @@ export class ServiceMetrics {
         this.quotaChild(e.name, r.name, 'allowed').inc(0);
         this.quotaChild(e.name, r.name, 'exceeded').inc(0);
       }
+    }
+    for (const e of config.endpoints) {
+      const mode = e.upstream?.mode;
+      if (mode === undefined || mode === 'static') continue;
+      this.upstreamCacheChildren.set(e.name, { hit: this.upstreamCacheChild(e.name, mode, 'hit'), miss: this.upstreamCacheChild(e.name, mode, 'miss'), joined: this.upstreamCacheChild(e.name, mode, 'joined') });
+      for (const r of UPSTREAM_TOKEN_RESULTS) upstreamRequests.labels(e.name, mode, r).inc(0);
     }
     policyReloads.labels('success').inc(0);
     policyReloads.labels('failure').inc(0);
@@ -295,6 +311,9 @@ export class ServiceMetrics {
         if (notAfterSeconds !== undefined) tlsNotAfter.set(notAfterSeconds);
       },
       tlsHandshakeFailure: (listener) => tlsHandshakeFailures.labels(listener).inc(),
+      // Endpoints and modes come from the config: their series exist from start-up.
+      upstreamCache: (endpoint, mode, result) => (this.upstreamCacheChildren.get(endpoint)?.[result] ?? this.upstreamCacheChild(endpoint, mode, result)).inc(),
+      upstreamTokenRequest: (endpoint, mode, result) => upstreamRequests.labels(endpoint, mode, result).inc(),
     };
   }
 
@@ -357,6 +376,10 @@ export class ServiceMetrics {
   private checkChild(endpoint: string, decision: Outcome['kind'], status: number): Inc {
     const s = Number.isInteger(status) && status >= 100 && status <= 599 ? status : 0;
     return this.child(`c\0${endpoint}\0${decision}\0${s}`, () => this.checkTotal.labels(endpoint, decision, s === 0 ? OTHER : String(s)));
+  }
+
+  private upstreamCacheChild(endpoint: string, mode: UpstreamTokenMode, result: (typeof UPSTREAM_CACHE_RESULTS)[number]): Inc {
+    return this.child(`u\0${endpoint}\0${mode}\0${result}`, () => this.upstreamCache.labels(endpoint, mode, result));
   }
 
   private quotaChild(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): Inc {

@@ -27,12 +27,13 @@ import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
-import { InputBuilder } from '../policy/policy-input.js';
+import { InputBuilder, policyView } from '../policy/policy-input.js';
 import { PolicySource } from '../policy/policy-source.js';
 import { StatusReporter } from '../policy/status-reporter.js';
 import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
 import { loadPostgresParser } from '../request/sql-parser.js';
+import { UpstreamCredentialBroker } from '../upstream/upstream-credentials.js';
 import { fanOut } from './observers.js';
 import type { Runtime } from './runtime.js';
 
@@ -42,7 +43,7 @@ export interface BuildOptions {
   /** Watch keys and policy for changes (serve: yes; the one-shot `check` command: no). */
   watch?: boolean;
   /** Phases to use instead of the real ones (tests put a test double here; everything else stays real). */
-  overrides?: Partial<Pick<Runtime, 'authenticator' | 'authorizer' | 'directResponder' | 'limiter' | 'clientAddress'>>;
+  overrides?: Partial<Pick<Runtime, 'authenticator' | 'authorizer' | 'directResponder' | 'limiter' | 'clientAddress' | 'upstreamCredentials'>>;
   /** Where limits count when there is no Redis (or while it is away): default "cluster" in a worker, else "memory". */
   localLimiterStore?: LocalStore;
   /** Connect to the configured Redis (default true; `mcp-authz check` has no use for it). */
@@ -55,6 +56,8 @@ export interface BuildOptions {
   buckets?: BucketStore;
   /** Trace Checks when the OTEL_* variables ask for it (default true; the one-shot CLI commands: no). */
   tracing?: boolean;
+  /** Fetch the MCP servers' own credentials (default true; `mcp-authz check` decides without calling token endpoints). */
+  upstreamCredentials?: boolean;
   /** Where the OTEL_* variables are read (default process.env). */
   env?: Readonly<Record<string, string | undefined>>;
   /** A cluster worker: the configured remote bundle comes from the primary, which polls the service (src/server/cluster-bundles.ts). */
@@ -109,7 +112,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
 
   // Authorization: the policy bundle, evaluated in-process as WASM.
   const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, rawCredentials: false, data: {} };
-  const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, e]));
+  const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, policyView(e)]));
   // A bundle service (OPA's services/bundles/keys), its status reports and remote decision logs.
   const services = new Map(Object.entries(config.services).map(([name, s]) => [name, new RemoteService(name, s)]));
   const labels = instanceLabels(packageVersion(), config.labels);
@@ -156,6 +159,9 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   await source.load();
   if (watch) source.watch();
 
+  // The MCP servers' own credentials: secret files read now, tokens fetched on first use.
+  const upstreamCredentials = opts.upstreamCredentials === false ? undefined : await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
+
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled) observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
   const shipper = watch && config.decision_logs
@@ -177,6 +183,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events, origins }),
     directResponder: new OAuthDiscovery(config, endpoints),
     authorizer,
+    ...(upstreamCredentials ? { upstreamCredentials } : {}),
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
     observer: fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed')),
@@ -187,7 +194,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     onReadinessChange: (l) => source.onLoad(l),
     close: async () => {
       statusReporter?.close();
-      await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close(), tracing?.close(), shipper?.close()]);
+      await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close(), tracing?.close(), shipper?.close(), upstreamCredentials?.close()]);
     },
     ...opts.overrides,
   };

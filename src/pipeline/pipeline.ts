@@ -1,5 +1,5 @@
 // One Check call, top to bottom:
-//   decode → direct answers → endpoint → origin → limits → authenticate → MCP body → authorize → dry-run → quotas → respond
+//   decode → direct answers → endpoint → origin → limits → authenticate → MCP body → authorize → dry-run → quotas → upstream credentials → respond
 // Each phase is a function or object from its own folder; this file only orders them. The
 // transport decodes its own message (src/envoy/to-request.ts for ext_authz Check) through
 // the decoder it passes, so a refused request is still a deny every observer sees. With
@@ -7,6 +7,7 @@
 // `span?.phase(…)` is one test of it.
 import { randomUUID } from 'node:crypto';
 import type { CheckContext, CheckTrace } from '../check/context.js';
+import type { UpstreamGrant } from '../check/phases.js';
 import type { Config } from '../config/schema.js';
 import { deny, type Deny, type Outcome } from '../contracts/outcome.js';
 import { ANONYMOUS } from '../contracts/principal.js';
@@ -82,6 +83,7 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   ctx.credentialHeaders = auth.credentialHeaders;
   ctx.credentialQueryParams = auth.credentialQueryParams;
   if (auth.credentialHeaderRewrites) ctx.credentialHeaderRewrites = auth.credentialHeaderRewrites;
+  if (auth.subjectToken !== undefined) ctx.subjectToken = auth.subjectToken;
 
   if (!ctx.endpoint) {
     return deny('not_found', `No MCP endpoint is configured for ${request.path}.`);
@@ -111,8 +113,14 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   if (quota !== undefined) span?.phase('limits');
   const overQuota = quota instanceof Promise ? await quota : quota;
   if (overQuota) return overQuota;
+  // The upstream's own credential, fetched only for what is about to go upstream: a forged,
+  // expired or refused caller never reaches the token endpoint. Cached: no promise to wait for.
+  const pending = rt.upstreamCredentials?.credentialFor(ctx);
+  if (pending !== undefined) span?.phase('upstream_credentials');
+  const upstream = pending instanceof Promise ? await pending : pending;
+  if (upstream?.kind === 'deny') return upstream;
   span?.phase('respond');
-  return result.allow ? assembleAllow(ctx, result, 'allowed', rt.config) : dryRunAllow(rt, ctx, result.deny, record!.revision);
+  return result.allow ? assembleAllow(ctx, result, 'allowed', rt.config, upstream) : dryRunAllow(rt, ctx, result.deny, record!.revision, upstream);
 }
 
 /** An answer the transport cannot carry becomes a deny that says so (Envoy's http_service). */
@@ -146,13 +154,13 @@ function notForwardable(description: string): Deny {
   return deny('header_not_forwardable', description);
 }
 
-function dryRunAllow(rt: Runtime, ctx: CheckContext, denied: Deny, revision: string): Outcome {
+function dryRunAllow(rt: Runtime, ctx: CheckContext, denied: Deny, revision: string, upstream: UpstreamGrant | undefined): Outcome {
   rt.events.dryRunDeny?.();
   rt.logger.info(
     { request_id: ctx.request.id, endpoint: ctx.endpoint?.name, principal: ctx.principal.id, status: denied.status, reason: denied.code, policy_revision: revision },
     'dry-run: the policy denied this request; allowed',
   );
-  return assembleAllow(ctx, NOTHING_TO_ADD, 'dry_run', rt.config);
+  return assembleAllow(ctx, NOTHING_TO_ADD, 'dry_run', rt.config, upstream);
 }
 
 function newContext(request: Request, rt: Runtime): CheckContext {

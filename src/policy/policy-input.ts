@@ -58,7 +58,7 @@ export class InputBuilder {
     const base = opts.publicBaseUrl === undefined ? undefined : trimSlash(opts.publicBaseUrl);
     for (const e of endpoints) {
       const { metadataPath, ...config } = e;
-      const open = JSON.stringify(config).slice(0, -1);
+      const open = JSON.stringify(policyView(config)).slice(0, -1);
       const entry: EndpointJson = { open, metadataPath };
       if (base !== undefined) entry.full = `${open},"resource_metadata":${JSON.stringify(resourceMetadataUrl(base, e))}}`;
       this.endpoints.set(e, entry);
@@ -136,6 +136,14 @@ export class InputBuilder {
     const url = resourceMetadataUrl(`${ctx.request.scheme}://${ctx.request.host}`, pre);
     return `${pre.open},"resource_metadata":${JSON.stringify(url)}}`;
   }
+}
+
+/**
+ * An endpoint as the policy sees it: its config, with the upstream credential reduced to its
+ * mode (where the token endpoint is and which files hold secrets is none of the policy's business).
+ */
+export function policyView<E extends { upstream?: { mode: string } | undefined }>(e: E): E | (Omit<E, 'upstream'> & { upstream: { mode: string } }) {
+  return e.upstream === undefined ? e : { ...e, upstream: { mode: e.upstream.mode } };
 }
 
 function principalView(p: Principal): Record<string, unknown> {

@@ -176,7 +176,11 @@ export function deniedBody(res: CheckResponse): Record<string, any> {
 }
 
 export function deniedStatus(res: CheckResponse): number | undefined {
-  const c = res.denied_response?.status?.code;
+  return httpStatusOf(res.denied_response?.status?.code);
+}
+
+/** An envoy.type.v3.StatusCode as proto-loader decodes it (a number, or its name). */
+export function httpStatusOf(c: string | number | undefined): number | undefined {
   return c === undefined ? undefined : typeof c === 'number' ? c : httpStatusByName[c] ?? Number(c);
 }
 
@@ -184,5 +188,5 @@ export function deniedStatus(res: CheckResponse): number | undefined {
 const httpStatusByName: Record<string, number> = {
   OK: 200, BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, PayloadTooLarge: 413,
   UnsupportedMediaType: 415, TooManyRequests: 429, RequestHeaderFieldsTooLarge: 431, ServiceUnavailable: 503,
-  InternalServerError: 500,
+  InternalServerError: 500, BadGateway: 502,
 };

@@ -49,6 +49,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 {{- define "mcp-authz.policyDir" -}}/var/lib/mcp-authz/policy{{- end }}
+{{- define "mcp-authz.upstreamDir" -}}/var/run/secrets/mcp-authz/upstream{{- end }}
 
 {{- define "mcp-authz.keysSecretName" -}}
 {{- default (printf "%s-keys" (include "mcp-authz.fullname" .)) .Values.apiKeys.existingSecret }}
