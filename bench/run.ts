@@ -1,8 +1,9 @@
 // npm run bench [-- options]: mcp-authz against opa-envoy-plugin and a null server per
 // transport (grpc-js, bare node:http2, node:http), on loopback: max throughput with h2load
 // (one thread), latency with ghz; or a soak of mcp-authz (--soak 10m); or mcp-authz's own
-// µs per Check (--in-process). See README "Performance". Writes bench/results/<timestamp>.json
-// and, for a throughput run, latest.json.
+// µs per Check (--in-process); or how costs grow with endpoints and keys (--scale). See
+// README "Performance". Writes bench/results/<timestamp>.json and, for a throughput run,
+// latest.json.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ import { mcpAuthzCli, out, root, shippedBundle, tools } from './lib/paths.js';
 import { freePort, loadAverage, machineBusySeconds, run, sampleRss, start, treeCpuSeconds, treeRss, waitIdle, type Started } from './lib/processes.js';
 import { printTable, ratios, type Round, type SystemRun } from './lib/report.js';
 import { scenarios, type HttpShape, type Scenario } from './lib/scenarios.js';
+import { measureScale, printScale } from './lib/scale.js';
 import { runSoak } from './lib/soak.js';
 import { CheckClient, describe, HttpCheckClient, type Verdict } from './lib/verify.js';
 
@@ -62,6 +64,9 @@ const { values: opt } = parseArgs({
     'distinct-tokens': { type: 'string', default: '3000' },
     soak: { type: 'string' },
     'in-process': { type: 'boolean', default: false },
+    scale: { type: 'boolean', default: false },
+    'scale-endpoints': { type: 'string', default: '10,1000,10000,100000' },
+    'scale-keys': { type: 'string', default: '10000,100000,1000000' },
     'ext-proc': { type: 'boolean', default: false },
     transports: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
@@ -91,6 +96,7 @@ if (opt.help) {
 npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey_tool_allow,invalid_key] [same load options]
 npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profile-duration 15s] [--profile-workers 1]
 npm run bench -- --soak 10m [--scenario apikey_tool_allow] [--workers N]
+npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 10000,100000,1000000]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
 npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
 npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
@@ -624,7 +630,7 @@ async function main(): Promise<number> {
   const started = new Date();
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const known: readonly string[] = opt.transports ? STUDY : SYSTEMS;
-  const systems = opt['in-process'] || opt.soak || opt.profile || opt['ext-proc'] ? [] : (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
+  const systems = opt.scale || opt['in-process'] || opt.soak || opt.profile || opt['ext-proc'] ? [] : (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
   const unknownSystems = systems.filter((s) => !known.includes(s));
   if (unknownSystems.length) throw new Error(`unknown system(s): ${unknownSystems.join(', ')} (known${opt.transports ? ' with --transports' : ''}: ${known.join(', ')})`);
   await prepareTools(systems);
@@ -648,6 +654,14 @@ async function main(): Promise<number> {
   }
 
   if (opt['ext-proc']) return extProc(command, started, bundle, notes);
+  if (opt.scale) {
+    const counts = (s: string) => s.split(',').map((x) => Number(x.trim()));
+    const result = await measureScale({ endpointCounts: counts(opt['scale-endpoints']!), keyCounts: counts(opt['scale-keys']!), log });
+    const file = writeResults({ kind: 'scale', startedAt: started.toISOString(), finishedAt: new Date().toISOString(), command, machine: machine(), loadAverageAtEnd: loadAverage(), notes, ...result });
+    printScale(command, result);
+    log(`results: ${file}`);
+    return result.keysLoad.every((l) => l.ok) ? 0 : 1;
+  }
 
   const only = (opt.scenarios ?? (opt.transports || opt.profile ? 'apikey_tool_allow,invalid_key' : undefined))?.split(',').map((s) => s.trim());
   if (opt.profile) {
