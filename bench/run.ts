@@ -1,6 +1,7 @@
 // npm run bench [-- options]: mcp-authz against opa-envoy-plugin and a null server per
 // transport (grpc-js, bare node:http2, node:http), on loopback: max throughput with h2load
-// (one thread), latency with ghz; or a soak of mcp-authz (--soak 10m); or mcp-authz's own
+// (one thread), latency with ghz; or a soak of mcp-authz (--soak 30m: h2load at 80% of the max,
+// reloads every 10 s, distinct tokens past the cache, RSS sampled); or mcp-authz's own
 // µs per Check (--in-process); or how costs grow with endpoints and keys (--scale). See
 // README "Performance". Writes bench/results/<timestamp>.json and, for a throughput run,
 // latest.json.
@@ -25,7 +26,7 @@ import { freePort, loadAverage, machineBusySeconds, run, sampleRss, start, treeC
 import { printTable, ratios, type Round, type SystemRun } from './lib/report.js';
 import { scenarios, type HttpShape, type Scenario } from './lib/scenarios.js';
 import { measureScale, printScale } from './lib/scale.js';
-import { runSoak } from './lib/soak.js';
+import { runSoak, SOAK_SCENARIOS } from './lib/soak.js';
 import { CheckClient, describe, HttpCheckClient, type Verdict } from './lib/verify.js';
 
 function parseDuration(s: string): number {
@@ -56,7 +57,9 @@ const { values: opt } = parseArgs({
     concurrency: { type: 'string', default: '48' },
     'h1-connections': { type: 'string', default: '48' },
     'open-concurrency': { type: 'string', default: '16' },
-    'load-fraction': { type: 'string', default: '0.5' },
+    'load-fraction': { type: 'string' },
+    'reload-every': { type: 'string', default: '10s' },
+    'token-rps': { type: 'string', default: '100' },
     systems: { type: 'string' },
     scenarios: { type: 'string' },
     'null-workers': { type: 'string' },
@@ -95,7 +98,7 @@ if (opt.help) {
   [--null-workers N] [--mcp-authz-workers N] [--distinct-tokens N] [--server-log] [--no-install] [--wait-idle 15s]
 npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey_tool_allow,invalid_key] [same load options]
 npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profile-duration 15s] [--profile-workers 1]
-npm run bench -- --soak 10m [--scenario apikey_tool_allow] [--workers N]
+npm run bench -- --soak 30m [--load-fraction 0.8] [--reload-every 10s] [--token-rps 100] [--distinct-tokens 3000] [--workers N]
 npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 10000,100000,1000000]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
 npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
@@ -114,7 +117,8 @@ const settings = {
   concurrency: Number(opt.concurrency),
   h1Connections: Number(opt['h1-connections']),
   openConcurrency: Number(opt['open-concurrency']),
-  loadFraction: Number(opt['load-fraction']),
+  // The open-loop latency runs go at half the max; a soak at 80% of it.
+  loadFraction: Number(opt['load-fraction'] ?? (opt.soak ? 0.8 : 0.5)),
   // The transport study compares single processes; the benchmark, servers with a process per core.
   nullWorkers: Number(opt['null-workers'] ?? (opt.transports ? 1 : availableParallelism())),
   mcpAuthzWorkers: opt['mcp-authz-workers'] ? Number(opt['mcp-authz-workers']) : undefined,
@@ -129,10 +133,17 @@ function log(msg: string): void {
 
 // ---------------------------------------------------------------------------------------
 
-/** Installs the load generators and the plugin (scripts/install-tools.sh); a missing one stops the run. */
+/** The load generators a mode drives: in-process and ext_proc runs none, a soak and a profile h2load. */
+function toolsFor(systems: string[]): string[] {
+  if (opt['in-process'] || opt['ext-proc']) return [];
+  if (opt.soak || opt.profile) return ['h2load'];
+  return ['ghz', 'h2load', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
+}
+
+/** Installs the load generators and the plugin the mode uses (scripts/install-tools.sh); a missing one stops the run. */
 async function prepareTools(systems: string[]): Promise<void> {
   const script = join(root, 'scripts', 'install-tools.sh');
-  const wanted = ['ghz', 'h2load', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
+  const wanted = toolsFor(systems);
   if (!opt['no-install']) {
     for (const tool of wanted) {
       log(`installing ${tool} (scripts/install-tools.sh ${tool})`);
@@ -143,8 +154,8 @@ async function prepareTools(systems: string[]): Promise<void> {
       }
     }
   }
-  if (!existsSync(tools.ghz)) throw new Error(`ghz missing at ${tools.ghz} (scripts/install-tools.sh ghz)`);
-  if (h2loadVersion() === 'unknown') throw new Error('h2load is not on PATH (scripts/install-tools.sh h2load)');
+  if (wanted.includes('ghz') && !existsSync(tools.ghz)) throw new Error(`ghz missing at ${tools.ghz} (scripts/install-tools.sh ghz)`);
+  if (wanted.includes('h2load') && h2loadVersion() === 'unknown') throw new Error('h2load is not on PATH (scripts/install-tools.sh h2load)');
   if (systems.includes('opa-envoy-plugin') && !existsSync(tools.oep)) {
     throw new Error(`opa-envoy-plugin missing at ${tools.oep} (scripts/install-tools.sh opa-envoy-plugin)`);
   }
@@ -585,16 +596,17 @@ async function startPeer(p: Prepared, build: string): Promise<Target> {
 function printSoak(command: string, r: Awaited<ReturnType<typeof runSoak>>): void {
   const w = (line: string) => process.stdout.write(line + '\n');
   w('');
-  w(`${command}: ${r.scenario}`);
+  w(`${command}:`);
   if (!('load' in r) || !r.load) {
     w(`  NOT RUN: ${'reason' in r ? r.reason : ''}`);
     return;
   }
-  w(`  load: ${r.load.rps} rps for ${r.durationSec}s (${Math.round((100 * r.load.rps) / r.maxRps)}% of ${r.maxRps}); p50 ${r.load.latencyMs.p50} ms, p99 ${r.load.latencyMs.p99} ms, p99.9 ${r.load.latencyMs.p999} ms`);
-  w(`  mcp-authz's own decision time (${r.serverLatency.series}, ${r.serverLatency.decisions} decisions): p50 ${r.serverLatency.p50Ms} ms, p90 ${r.serverLatency.p90Ms} ms, p99 ${r.serverLatency.p99Ms} ms, p99.9 ${r.serverLatency.p999Ms} ms`);
-  w(`  RSS: ${r.rss.baselineMiB} MiB after warm-up -> ${r.rss.endMiB} MiB at the end (${r.rss.growthPct}%; lowest RSS ${r.rss.floorGrowthPct}%), peak ${r.rss.peakMiB} MiB (target < 10%)`);
-  w(`  errors: ${r.errors}; wrongly decided or failed calls: ${r.failedCalls} of ${r.prober.sent} checked (targets 0 and 0)`);
-  for (const e of r.events) w(`  at ${e.atSec}s ${e.what}: ${e.detail}`);
+  w(`  load: h2load ${r.load.rps} rps (${Math.round((100 * r.load.rps) / r.maxRps)}% of the ${r.maxRps} rps measured) for ${r.durationSec}s: ${r.load.done} calls, ${r.load.failed + r.load.errored + r.load.timeout} failed; tokens ${r.tokenStream.sent} calls over ${r.tokenStream.distinctTokens} distinct tokens (cache ${r.tokenStream.tokenCacheSize})`);
+  w(`  checked decisions: prober ${r.prober.right}/${r.prober.sent} right, token stream ${r.tokenStream.right}/${r.tokenStream.sent} right; service counted ${JSON.stringify(r.decisions.counted)}, unexpected ${JSON.stringify(r.decisions.other)}`);
+  w(`  reloads: ${r.reloads.ticks} ticks every ${r.reloads.everySec}s; ${JSON.stringify(r.reloads.counters)}`);
+  w(`  RSS (MiB): start ${r.rss.startMiB}, after warm-up ${r.rss.baselineMiB}, peak ${r.rss.peakMiB}, end ${r.rss.endMiB} (last ${r.rss.lastMiB}): ${r.rss.growthPct}% (lowest RSS ${r.rss.floorGrowthPct}%; target < 10%)`);
+  w(`  CPU: server ${r.cpu.serverCores} cores, machine ${r.cpu.machineCores} cores busy; load average (1 min) ${r.loadAverage1m.min}-${r.loadAverage1m.max}, median ${r.loadAverage1m.median}`);
+  for (const [k, v] of Object.entries(r.checks)) w(`  ${v ? 'ok  ' : 'FAIL'} ${k}`);
   w(`  ${r.passed ? 'PASSED' : 'FAILED'}`);
 }
 
@@ -637,14 +649,16 @@ async function main(): Promise<number> {
   const { bundle, notes } = await buildProduct();
 
   if (opt.soak) {
-    const p = await prepareCredentials([opt.scenario!]);
+    const p = await prepareCredentials(SOAK_SCENARIOS);
     try {
       const result = await runSoak({
-        p, bundle, durationSec: parseDuration(opt.soak), scenario: opt.scenario!, settings, log,
+        p, bundle, durationSec: parseDuration(opt.soak), settings, log,
+        reloadEverySec: parseDuration(opt['reload-every']!),
+        tokenRps: Number(opt['token-rps']),
         ...(opt['server-log'] ? { logFile: join(out, 'mcp-authz.log') } : {}),
         ...(opt.workers !== undefined ? { workers: Number(opt.workers) } : {}),
       });
-      const file = writeResults({ kind: 'soak' as const, startedAt: started.toISOString(), command, machine: machine(), tools: { ghz: ghzVersion(tools.ghz) }, notes, keySource: p.keySource, ...result });
+      const file = writeResults({ kind: 'soak' as const, startedAt: started.toISOString(), finishedAt: new Date().toISOString(), command, machine: machine(), tools: { h2load: h2loadVersion() }, notes, keySource: p.keySource, ...result });
       printSoak(command, result);
       log(`results: ${file}`);
       return result.passed ? 0 : 1;

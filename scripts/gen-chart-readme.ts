@@ -82,6 +82,7 @@ ${chart.description}
 
 Chart ${chart.version}, app ${chart.appVersion}, Kubernetes ${chart.kubeVersion}.
 
+<!-- test: skip — needs an OCI registry and a Kubernetes cluster; test/helm-chart.test.ts renders and lints the chart -->
 \`\`\`sh
 helm install mcp-authz oci://registry.example.com/charts/mcp-authz --version ${chart.version} \\
   -n mcp-authz --create-namespace -f my-values.yaml

@@ -36,6 +36,11 @@ function configSchema(): Json {
   delete redis.required;
   redis.description = 'keyPrefix only: the URL may carry a password, so it is set with redis.url or redis.existingSecret and reaches the pod from a Secret';
 
+  const tls = at(properties, 'tls');
+  for (const file of ['certFile', 'keyFile', 'clientCaFile']) delete (tls.properties as Json)[file];
+  delete tls.required;
+  tls.description = 'what each port serves (grpc, extAuthzHttp, http: off, tls, mtls) and the poll interval; the files come from the tls Secret, mounted by the chart';
+
   const apiKeys = at(properties, 'apiKeys');
   delete (apiKeys.properties as Json).keys;
   apiKeys.description = 'key entries go in apiKeys.keys or apiKeys.existingSecret (a Secret), not in the config';
@@ -107,6 +112,12 @@ export function buildValuesSchema(): Json {
         url: { type: 'string', pattern: '^(|rediss?://.+)$' },
         existingSecret: str,
         existingSecretKey: { type: 'string', minLength: 1 },
+      }),
+      tls: strictObject({
+        secretName: str,
+        certKey: { type: 'string', minLength: 1 },
+        keyKey: { type: 'string', minLength: 1 },
+        clientCaKey: str,
       }),
       extraEnv,
       envFrom: arr,

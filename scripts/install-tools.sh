@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [promtool] [prometheus] [go-mcp-server] [go-readers] [grpc-go-client] [h2spec] [redis] [chromium] [postgres]
+# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [compose] [promtool] [prometheus] [go-mcp-server] [go-readers] [grpc-go-client] [h2spec] [redis] [chromium] [postgres]
 #        (no args: opa)
 #
 # node installs the pinned Node.js LTS into ./.tools/node (from the npm registry's
@@ -287,6 +287,8 @@ for t in "${tools[@]}"; do
     envoy-validate) build_local envoy-validate test/envoy-validate ;;
     promtool) install_from_prometheus_deb promtool "$PROMTOOL_MOD" ;;
     prometheus) install_from_prometheus_deb prometheus "$PROMETHEUS_MOD" ;;
+    # Docker Compose's own CLI (`docker-compose config` needs no engine): validates examples/compose.
+    compose) build_tool docker-compose test/compose-cli github.com/docker/compose/v5/cmd ;;
     go-mcp-server) build_local go-mcp-server test/e2e/go-mcp-server ;;
     go-readers) build_local go-readers test/readers/go ;;
     grpc-go-client) build_local grpc-go-client test/grpc-go-client ;;

@@ -66,10 +66,10 @@ test('every alert has a unit test where it fires and one where it does not', (t)
   }
 });
 
-test('the shipped alerts cover target down, policy and keys reloads, Redis fallback, JWKS refresh, denies, auth failures, lockouts, latency and lists not filtered', (t) => {
+test('the shipped alerts cover target down, policy and keys reloads, Redis fallback, JWKS refresh, dropped log lines, denies, auth failures, lockouts, latency and lists not filtered', (t) => {
   t.deepEqual(alerts.map((a) => a.alert).sort(), [
     'McpAuthzAbsent', 'McpAuthzAuthFailureSpike', 'McpAuthzDenyRateSpike', 'McpAuthzJwksRefreshFailing',
-    'McpAuthzKeysReloadFailures', 'McpAuthzLatencyP99High', 'McpAuthzLimiterFallback', 'McpAuthzListsUnfiltered', 'McpAuthzListsWithheld', 'McpAuthzNoPolicyLoaded',
+    'McpAuthzKeysReloadFailures', 'McpAuthzLatencyP99High', 'McpAuthzLimiterFallback', 'McpAuthzListsUnfiltered', 'McpAuthzListsWithheld', 'McpAuthzLogLinesDropped', 'McpAuthzNoPolicyLoaded',
     'McpAuthzPolicyReloadFailures', 'McpAuthzSustainedLockouts', 'McpAuthzTargetDown',
   ]);
 });

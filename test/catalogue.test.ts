@@ -8,6 +8,7 @@ import { ERRORS_DOC, renderErrorsDoc } from '../scripts/gen-docs.js';
 import { validateConfig } from '../src/config/load.js';
 import { AUTH_FAILURE_DETAILS, CODES, grpcCodeForStatus, isDenyCode, policyCode, type DecisionCode } from '../src/contracts/codes.js';
 import { AUTH_FAILURE_REASONS, DECISIONS, ServiceMetrics } from '../src/metrics/service-metrics.js';
+import { PrimaryMetrics } from '../src/metrics/primary-metrics.js';
 import { TestAuthenticator } from './fixtures/test-authenticator.js';
 import { checkRequest, deniedStatus, startTestService } from './helpers/service.js';
 
@@ -61,7 +62,7 @@ test('docs/metrics.md lists the catalogue\'s label values and every metric with 
   const config = validateConfig({ rateLimit: { redis: { url: 'redis://127.0.0.1:1' } }, endpoints: [{ name: 'files', match: { pathPrefix: '/f' } }] }, 'test', '/', {});
   const registry = new Registry();
   new ServiceMetrics(registry, config);
-  const metrics = registry.getMetricsAsArray() as unknown as { name: string; labelNames: string[] }[];
+  const metrics = [...registry.getMetricsAsArray(), ...new PrimaryMetrics().registry.getMetricsAsArray()] as unknown as { name: string; labelNames: string[] }[];
   t.true(metrics.length > 10);
   for (const metric of metrics) {
     const cells = row(doc, `\`${metric.name}\``);

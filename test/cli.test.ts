@@ -146,6 +146,7 @@ test.serial('--help works on every command and subcommand: usage on stdout, exit
   const help = Object.fromEntries(runs.map(([what, r]) => [what, r.stdout]));
   t.regex(help['serve --help']!, /--check-config/);
   t.regex(help['serve --help']!, /MCP_AUTHZ_LOG_LEVEL/);
+  t.regex(help['serve --help']!, /MCP_AUTHZ_LOG_BUFFER_BYTES/);
   t.regex(help['check --help']!, /--explain/);
   t.regex(help['keys create --help']!, /--append FILE/);
   t.regex(help['policy test --help']!, /--src DIR/);
@@ -196,6 +197,14 @@ test('MCP_AUTHZ_LOG_LEVEL: an unknown level stops serve naming the levels; a kno
   t.notRegex(logs, /"level":30,/);
 });
 
+test('MCP_AUTHZ_LOG_BUFFER_BYTES: anything but a whole number of at least 4096 bytes stops serve saying so', async (t) => {
+  for (const value of ['lots', '1024', '4096.5', '-1']) {
+    const bad = await runCli(['serve', '--config', writeConfig(config), '--workers', '1'], { MCP_AUTHZ_LOG_BUFFER_BYTES: value });
+    t.is(bad.code, 1, value);
+    t.regex(bad.stderr, new RegExp(`MCP_AUTHZ_LOG_BUFFER_BYTES must be a whole number of bytes, at least 4096; got "${value.replace('.', '\\.')}"`), value);
+  }
+});
+
 // ---- serve --check-config loads what serve loads ----
 
 function writeFiles(files: Record<string, string | Buffer>): string {
@@ -243,9 +252,12 @@ test('--check-config says where spans go, and refuses a tracing variable serve c
   const on = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' });
   t.is(on.code, 0, on.stderr);
   t.regex(on.stdout, /tracing: OTLP\/HTTP protobuf to http:\/\/collector\.example:4318\/v1\/traces, service\.name mcp-authz, sampler parentbased_traceidratio 0\.1/);
-  const bad = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' });
+  const grpc = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' });
+  t.is(grpc.code, 0, grpc.stderr);
+  t.regex(grpc.stdout, /tracing: OTLP\/gRPC to http:\/\/collector\.example:4317, service\.name mcp-authz/);
+  const bad = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
   t.is(bad.code, 1);
-  t.regex(bad.stderr, /OTEL_EXPORTER_OTLP_PROTOCOL.*http\/protobuf/);
+  t.regex(bad.stderr, /OTEL_EXPORTER_OTLP_PROTOCOL.*"http\/protobuf".*"grpc".*http\/json/);
 });
 
 test('serve stops at start-up on a tracing variable it cannot honour, naming it', async (t) => {

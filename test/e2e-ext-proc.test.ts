@@ -1,4 +1,4 @@
-// End to end through the Envoy-like ext_proc filter (test/e2e/ext-proc-proxy.ts, set up as
+// End to end through the Envoy-like ext_proc filter (demo/envoy-stand-in/ext-proc-proxy.ts, set up as
 // docs/ext_proc.md recommends): the official MCP SDK client → the proxy → mcp-authz's
 // ext_proc service (real gRPC) → the SDK's MCP server, answering with JSON on /mcp/json and
 // with SSE streams elsewhere. What each caller lists is exactly what it may call.

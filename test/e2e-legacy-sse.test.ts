@@ -1,6 +1,6 @@
 // The MCP 2024-11-05 HTTP+SSE transport through ext_proc: the official SDK's SSE client and
 // SSE server (SSEClientTransport, SSEServerTransport) behind the Envoy-like ext_proc filter
-// (test/e2e/ext-proc-proxy.ts, set up as docs/ext_proc.md recommends) and the real mcp-authz.
+// (demo/envoy-stand-in/ext-proc-proxy.ts, set up as docs/ext_proc.md recommends) and the real mcp-authz.
 // On that transport a list result arrives as a `message` event on the GET stream for a request
 // POSTed on another stream, where mcp-authz cannot match it to its request and filter it; so
 // the stream is ended at its `endpoint` event, before the client learns where to POST, and no
@@ -9,7 +9,7 @@ import test from 'ava';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { keysFile, mintKey } from './e2e/api-keys.js';
-import { startExtProcProxy, type ExtProcProxy } from './e2e/ext-proc-proxy.js';
+import { startExtProcProxy, type ExtProcProxy } from '../demo/envoy-stand-in/ext-proc-proxy.js';
 import { LEGACY_TOOLS, startLegacySseMcpServer, type LegacySseMcpServer } from './e2e/legacy-sse-mcp-server.js';
 import { RECOMMENDED_EXT_PROC } from './e2e/stack.js';
 import { sample } from './helpers/prometheus.js';

@@ -47,6 +47,15 @@ test('the Envoy example is a valid v3 Bootstrap, with every typed config read an
   ]) t.true(r.stdout.includes(type), `${type} checked:\n${r.stdout}`);
 });
 
+test('the mTLS Envoy example is a valid v3 Bootstrap, its UpstreamTlsContext read and checked', async (t) => {
+  const r = await validate('bootstrap', join(ROOT, 'examples', 'envoy', 'envoy-mtls.yaml'));
+  t.is(r.code, 0, r.stderr);
+  t.true(r.stdout.includes('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext'), r.stdout);
+  const typo = await validate('bootstrap', edited(join(ROOT, 'examples', 'envoy', 'envoy-mtls.yaml'), 'san_type: DNS', 'san_type: DNSNAME'));
+  t.is(typo.code, 1);
+  t.regex(typo.stderr, /invalid value for enum/);
+});
+
 test('the validator refuses a rule broken inside a typed config, an unknown field and a bad enum value', async (t) => {
   const zeroBody = await validate('bootstrap', edited(ENVOY, 'max_request_bytes: 1048576', 'max_request_bytes: 0'));
   t.is(zeroBody.code, 1);

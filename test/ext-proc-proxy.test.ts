@@ -1,6 +1,6 @@
 // The ext_proc test proxy against small processors over real gRPC, with real HTTP through the
 // proxy to a real upstream: each test pins one behaviour of Envoy's ext_proc filter that the
-// proxy reproduces (see the header of test/e2e/ext-proc-proxy.ts and docs/ext_proc.md).
+// proxy reproduces (see the header of demo/envoy-stand-in/ext-proc-proxy.ts and docs/ext_proc.md).
 import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,7 +8,7 @@ import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { filterJsonBody } from '../src/response/list-filter.js';
 import { SseListRewriter } from '../src/response/sse-list-rewriter.js';
-import { extProcService, startExtProcProxy, type ExtProcProxyOptions, type ProxyTimers } from './e2e/ext-proc-proxy.js';
+import { extProcService, startExtProcProxy, type ExtProcProxyOptions, type ProxyTimers } from '../demo/envoy-stand-in/ext-proc-proxy.js';
 
 // ---- a processor: one script per Process stream ------------------------------------------
 

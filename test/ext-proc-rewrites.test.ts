@@ -1,6 +1,6 @@
 // What ext_proc answers rewrite. It cannot remove query parameters, so the allow rewrites
 // :path to the bytes Envoy's ext_authz filter writes back after removing the same parameters
-// (test/e2e/envoy-apply.ts models it): the MCP server gets the same path through either
+// (demo/envoy-stand-in/envoy-apply.ts models it): the MCP server gets the same path through either
 // filter, and no spelling of a credential's name survives. A filtered list's Cache-Control
 // keeps it out of shared caches.
 import test from 'ava';
@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { parseQuery } from '../src/request/parse-query.js';
 import { rawParamNames, removeQueryParams } from '../src/request/remove-query-params.js';
 import { privateCacheControl } from '../src/response/cache-control.js';
-import { envoyRemoveQueryParameters } from './e2e/envoy-apply.js';
+import { envoyRemoveQueryParameters } from '../demo/envoy-stand-in/envoy-apply.js';
 
 test('every spelling of a credential is named as written, and the query is written back as Envoy writes it', (t) => {
   t.deepEqual(rawParamNames('a=1&api_key=mcp_x&b=%20&c', ['api_key']), ['api_key']);

@@ -57,7 +57,9 @@ for (const file of CI_VALUES) {
     t.deepEqual(ports, { grpc: portOf(cfg.listen.grpc), http: portOf(cfg.listen.http) });
     t.is(container(r).startupProbe.httpGet.path, '/healthz');
     t.is(container(r).livenessProbe.httpGet.path, '/healthz');
-    t.is(container(r).readinessProbe.grpc.port, ports.grpc);
+    // Kubernetes' gRPC probe has no TLS: over TLS, readiness is the HTTP port's /readyz.
+    if ((cfg.tls?.grpc ?? (cfg.tls ? 'tls' : 'off')) === 'off') t.is(container(r).readinessProbe.grpc.port, ports.grpc);
+    else t.deepEqual([container(r).readinessProbe.httpGet.path, container(r).readinessProbe.httpGet.port], ['/readyz', 'http']);
     const svc = r.get('Service')!;
     t.deepEqual(svc.spec.ports.map((p: any) => [p.name, p.targetPort, p.appProtocol]), [['grpc', 'grpc', 'grpc'], ['http', 'http', 'http']]);
   });
@@ -66,7 +68,7 @@ for (const file of CI_VALUES) {
     const r = rendered.get(name)!;
     const cfg = serviceConfig(r);
     const mounts: { mountPath: string; subPath?: string; name: string }[] = container(r).volumeMounts;
-    const files = [cfg.apiKeys?.file, cfg.policy?.bundle].filter(Boolean) as string[];
+    const files = [cfg.apiKeys?.file, cfg.policy?.bundle, cfg.tls?.certFile, cfg.tls?.keyFile, cfg.tls?.clientCaFile].filter(Boolean) as string[];
     for (const f of files) {
       if (f.startsWith('/app/')) continue; // baked into the image
       const m = mounts.find((v) => v.mountPath === dirname(f));
@@ -171,6 +173,35 @@ test('containerPorts.extAuthzHttp serves the HTTP authorization service: listen 
   t.is(container(r).ports.find((p: any) => p.name === 'ext-authz-http').containerPort, 9292);
   const svc = r.get('Service')!.spec.ports.find((p: any) => p.name === 'ext-authz-http');
   t.deepEqual([svc.port, svc.targetPort, svc.appProtocol], [9292, 'ext-authz-http', 'http']);
+});
+
+test('tls.secretName mounts the Secret as a directory, fills config.tls with its files and moves readiness to /readyz; mTLS with a client CA key', async (t) => {
+  const off = rendered.get('default-values.yaml')!;
+  t.is(serviceConfig(off).tls, undefined);
+  t.truthy(container(off).readinessProbe.grpc, 'no TLS: the gRPC probe');
+
+  const r = renderChart({ files: [defaults], set: { 'tls.secretName': 'mcp-authz-cert', 'tls.clientCaKey': 'ca.crt' } });
+  const cfg = serviceConfig(r);
+  t.deepEqual(cfg.tls, { certFile: '/var/lib/mcp-authz/tls/tls.crt', keyFile: '/var/lib/mcp-authz/tls/tls.key', clientCaFile: '/var/lib/mcp-authz/tls/ca.crt' });
+  t.like(validateConfig(cfg, 'ConfigMap', '/etc/mcp-authz', {}).tls, { grpc: 'mtls', extAuthzHttp: 'mtls', http: 'off' }, 'the service reads it as the chart meant');
+  const volume = pod(r).spec.volumes.find((v: any) => v.name === 'tls');
+  t.deepEqual(volume.secret, { secretName: 'mcp-authz-cert', defaultMode: 0o440 });
+  const mount = container(r).volumeMounts.find((m: any) => m.name === 'tls');
+  t.deepEqual([mount.mountPath, mount.readOnly, mount.subPath], ['/var/lib/mcp-authz/tls', true, undefined], 'a directory (no subPath): kubelet\'s swap reaches the watcher');
+  t.deepEqual(container(r).readinessProbe.httpGet, { path: '/readyz', port: 'http', scheme: 'HTTP' }, 'the gRPC probe has no TLS: /readyz instead');
+  await t.notThrowsAsync(Promise.all(r.objects.map(validateObject)));
+
+  const https = renderChart({ files: [defaults], set: { 'tls.secretName': 'mcp-authz-cert', 'config.tls.http': 'tls', 'config.tls.grpc': 'off' } });
+  t.like(serviceConfig(https).tls, { grpc: 'off', http: 'tls' });
+  t.is(container(https).livenessProbe.httpGet.scheme, 'HTTPS');
+  t.is(container(https).startupProbe.httpGet.scheme, 'HTTPS');
+  t.truthy(container(https).readinessProbe.grpc, 'a cleartext gRPC port keeps the gRPC probe');
+});
+
+test('the chart refuses TLS it cannot serve: config.tls without its Secret, and mTLS on the port the kubelet probes', (t) => {
+  t.throws(() => renderChart({ files: [defaults], set: { 'config.tls.grpc': 'tls' } }), { message: /config\.tls needs its certificate from a Secret: set tls\.secretName/ });
+  t.throws(() => renderChart({ files: [defaults], set: { 'tls.secretName': 's', 'tls.clientCaKey': 'ca.crt', 'config.tls.http': 'mtls' } }), { message: /the kubelet's probes present no client certificate/ });
+  t.throws(() => renderChart({ files: [defaults], setJson: { 'config.tls': { certFile: '/x' } } }), { message: /certFile/ }, 'the files are the chart\'s to fill in');
 });
 
 test('the policy bundle comes from the image by default, else from a binaryData ConfigMap or a volume', (t) => {

@@ -58,7 +58,7 @@ test('the decision log writes, through no pino internals, the very line pino wri
     };
     const fast = new DecisionLog(childLogger(createLogger(), { worker: 3 }), { sampleRate: 1 });
     const viaPino = new DecisionLog(pino({ base: { service: 'mcp-authz' } }, pino.destination({ dest: 2, sync: true })).child({ worker: 3 }), { sampleRate: 1 });
-    if (!fast.stream || viaPino.stream) process.exit(7); // the first builds its own lines, the second goes through pino
+    if (!fast.sink || viaPino.sink) process.exit(7); // the first builds its own lines, the second goes through pino
     viaPino.decided(trace);
     fast.decided(trace);
   `);

@@ -1,11 +1,13 @@
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import type { CheckContext } from '../src/check/context.js';
 import type { Authorizer } from '../src/check/phases.js';
 import { deny } from '../src/contracts/outcome.js';
 import { validateConfig } from '../src/config/load.js';
+import { LogSink } from '../src/log/log-sink.js';
+import { withPrimaryLogDrops } from '../src/metrics/primary-metrics.js';
 import { knownTools, ServiceMetrics } from '../src/metrics/service-metrics.js';
 import { TestAuthenticator } from './fixtures/test-authenticator.js';
 import { sample, sumOf } from './helpers/prometheus.js';
@@ -189,4 +191,29 @@ test('build_info names the running version and Node.js, with value 1', async (t)
   const text = await registry.metrics();
   const version = (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
   t.true(text.includes(`mcp_authz_build_info{version="${version}",node="${process.version}"} 1`), text.split('\n').filter((l) => l.includes('build_info')).join('\n'));
+});
+
+test('dropped log lines are counted by log, from the sink the service logs to; the cluster primary adds its own to the workers\' sums', async (t) => {
+  const fd = openSync('/dev/null', 'w');
+  t.teardown(() => closeSync(fd));
+  // A sink whose buffer holds one line: the lines after it in the same turn are dropped.
+  const sink = new LogSink({ fd, maxBufferedBytes: 4096, mode: 'sync' });
+  const line = `${'x'.repeat(3000)}\n`;
+  for (let i = 0; i < 3; i++) sink.writeDecision(line);
+  for (let i = 0; i < 2; i++) sink.write(line);
+  t.deepEqual(sink.dropped, { decision: 2, service: 2 });
+
+  const registry = new Registry();
+  new ServiceMetrics(registry, validateConfig({}, 'test', process.cwd(), {}), sink);
+  const text = await registry.metrics();
+  t.is(sample(text, 'mcp_authz_log_lines_dropped_total', { log: 'decision' }), 2);
+  t.is(sample(text, 'mcp_authz_log_lines_dropped_total', { log: 'service' }), 2);
+  sink.writeDecision(line); // still in the same turn: dropped too
+  t.is(sample(await registry.metrics(), 'mcp_authz_log_lines_dropped_total', { log: 'decision' }), 3, 'a counter: each scrape adds what was dropped since the last');
+
+  const workers = '# HELP mcp_authz_log_lines_dropped_total x\n# TYPE mcp_authz_log_lines_dropped_total counter\nmcp_authz_log_lines_dropped_total{log="decision"} 10\nmcp_authz_log_lines_dropped_total{log="service"} 0\n';
+  const merged = withPrimaryLogDrops(workers, sink);
+  t.is(sample(merged, 'mcp_authz_log_lines_dropped_total', { log: 'decision' }), 13);
+  t.is(sample(merged, 'mcp_authz_log_lines_dropped_total', { log: 'service' }), 2);
+  t.is(withPrimaryLogDrops(workers, undefined), workers);
 });

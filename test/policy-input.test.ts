@@ -3,6 +3,7 @@
 import test from 'ava';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import { createLogger } from '../src/log/logger.js';
 import { runCheck } from '../src/pipeline/pipeline.js';
 import { validateConfig } from '../src/config/load.js';
 import { createMetricsRegistry } from '../src/metrics/registry.js';
@@ -26,7 +27,8 @@ async function runtimeWith(extra: Record<string, unknown>, lines: string[] = [])
     process.cwd(),
     {},
   );
-  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+  // The service's own logger, its lines captured: decision lines are written as serve writes them.
+  const logger = createLogger('info', { sink: { write: (l: string) => lines.push(l), writeDecision: (l: string) => lines.push(l) } });
   const rt = await buildRuntime({ config, file: undefined, baseDir: process.cwd() }, logger, createMetricsRegistry(), { watch: false });
   rt.authenticator = new TestAuthenticator({ alice: keyPrincipal('alice-key', 'alice', ['tools:*']) });
   return rt;
@@ -152,15 +154,16 @@ test('decision log sampling drops allows but keeps denies', async (t) => {
 
 test('the decision log line has exactly the shape pino writes, bindings included', async (t) => {
   const capture = (lines: string[]) => new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) });
+  // The service's own logger: decision lines go straight to its sink.
   const fast: string[] = [];
   const viaPino: string[] = [];
   const rtFast = await buildRuntime(
     { config: validateConfig({ endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice' }] }, 'test', process.cwd(), {}), file: undefined, baseDir: process.cwd() },
-    pino({ level: 'info', base: { service: 'mcp-authz' } }, capture(fast)).child({ worker: 2 }),
+    createLogger('info', { sink: { write: (l: string) => fast.push(l), writeDecision: (l: string) => fast.push(l) } }).child({ worker: 2 }),
     createMetricsRegistry(),
     { watch: false },
   );
-  // A mixin (here adding nothing) makes the decision log hand its fields to pino itself.
+  // A logger of the test's own (here with a mixin adding nothing): the decision log hands its fields to pino.
   const rtPino = await buildRuntime(
     { config: validateConfig({ endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice' }] }, 'test', process.cwd(), {}), file: undefined, baseDir: process.cwd() },
     pino({ level: 'info', base: { service: 'mcp-authz' }, mixin: () => ({}) }, capture(viaPino)).child({ worker: 2 }),

@@ -13,7 +13,7 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { CheckTracer } from '../src/tracing/check-tracer.js';
 import { tracingSettings, TracingConfigError, describeTracing } from '../src/tracing/settings.js';
 import { eventually, makeKey, keysFile } from './helpers/auth-fixtures.js';
-import { decodeTraces, OtlpCollector, spansOf, type ReceivedSpan } from './helpers/otlp-collector.js';
+import { decodeTraces, OtlpCollector, OtlpGrpcCollector, spansOf, type ReceivedSpan } from './helpers/otlp-collector.js';
 import { checkRequest, rpc, startTestService, type CheckResponse, type TestService } from './helpers/service.js';
 
 const KEY = makeKey({ id: 'tracer-key', userId: 'alice', permissions: ['tools:search'] });
@@ -246,6 +246,33 @@ test('spans the endpoint refuses are counted as failed exports, and the Checks a
   t.true(lines.some((l) => l.includes('spans could not be exported')));
 });
 
+test('OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports the spans over OTLP/gRPC (the headers as metadata; gzip accepted) and the HTTP collector gets none', async (t) => {
+  const grpcCollector = await new OtlpGrpcCollector().start();
+  t.teardown(() => grpcCollector.close());
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+  const svc = await startTestService(config, {
+    files: { 'keys.yaml': keysFile([KEY]) },
+    logger,
+    runtime: { env: { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: grpcCollector.endpoint, OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip', OTEL_EXPORTER_OTLP_HEADERS: 'x-tenant=blue%20team' } },
+  });
+  t.teardown(() => svc.stop());
+  const httpBefore = collector.spans.length;
+  const tp = traceparent(true);
+  t.truthy((await svc.check(toolCall('search', { traceparent: tp.header }))).ok_response);
+  await flush(svc);
+  const spans = ofTrace(tp.traceId)(await grpcCollector.waitFor((s) => ofTrace(tp.traceId)(s).some((x) => x.name === 'Check')));
+  const check = spans.find((s) => s.name === 'Check')!;
+  t.is(check.parentSpanId, tp.parent);
+  t.like(check.attributes, { 'mcp_authz.endpoint': 'files', 'mcp_authz.decision': 'allow', 'gen_ai.tool.name': 'search' });
+  t.deepEqual(spans.filter((s) => s.name !== 'Check').map((s) => s.name).sort(), [...PHASES, 'limits'].sort());
+  t.like(grpcCollector.metadata.at(-1), { 'x-tenant': 'blue team' });
+  t.is(collector.spans.filter((s) => s.traceId === tp.traceId).length, 0, 'nothing went over OTLP/HTTP');
+  t.true(lines.some((l) => l.includes(`tracing: OTLP/gRPC to ${grpcCollector.endpoint}`)));
+  const m = (await svc.http('/metrics')).text;
+  t.regex(m, /mcp_authz_trace_spans_exported_total\{result="success"\} [1-9]/);
+});
+
 test('the stand-in collector decodes what the official OTLP serializer writes', async (t) => {
   const memory = new InMemorySpanExporter();
   const provider = new TracerProvider({ resource: resourceFromAttributes({ 'service.name': 'x' }), spanProcessors: [new SimpleSpanProcessor({ exporter: memory })] });
@@ -268,12 +295,20 @@ test('tracing is off unless asked for, and every OTEL_* value it reads is checke
   t.is(tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'none' }), undefined);
   t.like(tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' }), { url: 'http://c:4318/v1/traces', serviceName: 'mcp-authz', sampler: { kind: 'parentbased_always_on' } });
   t.like(tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://t.example/custom' }), { url: 'https://t.example/custom' });
-  t.like(tracingSettings({ OTEL_TRACES_EXPORTER: 'otlp' }), { url: 'http://localhost:4318/v1/traces' });
+  t.like(tracingSettings({ OTEL_TRACES_EXPORTER: 'otlp' }), { protocol: 'http/protobuf', url: 'http://localhost:4318/v1/traces' });
+  // OTLP/gRPC (the OpenTelemetry specification's OTEL_EXPORTER_OTLP_PROTOCOL=grpc): the endpoint as given, no /v1/traces.
+  t.like(tracingSettings({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), { protocol: 'grpc', url: 'http://localhost:4317' });
+  t.like(tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'https://c:4317', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }), { protocol: 'grpc', url: 'https://c:4317' });
+  t.like(tracingSettings({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_INSECURE: 'true' }), { protocol: 'grpc', url: 'c:4317' });
+  t.regex(describeTracing(tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })), /^tracing: OTLP\/gRPC to http:\/\/c:4317,/);
   t.like(tracingSettings({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25', OTEL_BSP_MAX_QUEUE_SIZE: '4096' }), { sampler: { kind: 'traceidratio', ratio: 0.25 }, batch: { maxQueueSize: 4096 } });
 
   const refused: [Record<string, string>, RegExp][] = [
-    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, /OTEL_EXPORTER_OTLP_PROTOCOL.*http\/protobuf/],
-    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' }, /TRACES_PROTOCOL/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, /OTEL_EXPORTER_OTLP_PROTOCOL.*"http\/protobuf".*"grpc".*http\/json/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, /TRACES_PROTOCOL/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317/v1/traces', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, /OTLP\/gRPC endpoint has no path/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'c', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, /http:\/\/host:port \(plaintext\)/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_INSECURE: 'yes' }, /OTEL_EXPORTER_OTLP_INSECURE/],
     [{ OTEL_TRACES_EXPORTER: 'zipkin' }, /OTEL_TRACES_EXPORTER.*zipkin/],
     [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'c:4318' }, /OTEL_EXPORTER_OTLP_ENDPOINT/],
     [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://user:pw@c:4318' }, /credentials/],

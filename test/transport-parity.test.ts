@@ -5,7 +5,7 @@
 // policy that sets, appends and removes headers — goes to the real service through each
 // transport's real answer (Check over real gRPC, the HTTP service over real HTTP, a Process
 // stream over real gRPC), and each answer is applied to the request as Envoy applies it
-// (test/e2e/envoy-apply.ts, one model per transport, each citing Envoy's documentation), with
+// (demo/envoy-stand-in/envoy-apply.ts, one model per transport, each citing Envoy's documentation), with
 // the filter configured as examples/envoy/envoy-http.yaml documents. The MCP server must get
 // the same request whichever transport decided it, never a credential, and the identity
 // headers the service set, never the client's. Where the HTTP service cannot express the
@@ -19,7 +19,7 @@ import fc from 'fast-check';
 import { parse } from 'yaml';
 import type { ProcessingRequest } from '../src/envoy/ext-proc-wire.js';
 import { keysFile, mintKey, type TestKey } from './e2e/api-keys.js';
-import { applyCheckOk, applyExtProcMutation, applyHttpServiceOk, bytesOf, upstreamView, type AuthorizationResponseConfig, type EnvoyRequest, type HeaderList, type StringMatcher } from './e2e/envoy-apply.js';
+import { applyCheckOk, applyExtProcMutation, applyHttpServiceOk, bytesOf, upstreamView, type AuthorizationResponseConfig, type EnvoyRequest, type HeaderList, type StringMatcher } from '../demo/envoy-stand-in/envoy-apply.js';
 import { processExchange } from './helpers/ext-proc.js';
 import { startJwksServer } from './helpers/jwks-server.js';
 import { regoDir } from './helpers/policy.js';

@@ -239,3 +239,32 @@ test('after close no reload runs, and close waits for the one in flight', async 
   w.start();
   t.is(w.current, undefined, 'start after close does nothing');
 });
+
+test('a set of files in two folders is one source: a change to either is seen by its folder watch and rebuilt from all of them read together', async (t) => {
+  const [a, b] = [folder(), folder()];
+  const cert = join(a, 'tls.crt');
+  const ca = join(b, 'ca.crt');
+  writeFileSync(cert, 'cert-1');
+  writeFileSync(ca, 'ca-1');
+  const w = new WatchedFile<string>({
+    path: [cert, ca],
+    build: (s) => s.files!.map((f) => f.toString('utf8')).join('+'),
+    pollIntervalMs: HOUR,
+    log: quiet,
+    what: 'the test set',
+  });
+  t.teardown(() => w.close());
+  t.like(await w.reload(), { ok: true, value: 'cert-1+ca-1' });
+  w.start();
+  let next = nextReload(w);
+  writeFileSync(join(b, 'ca.new'), 'ca-2');
+  renameSync(join(b, 'ca.new'), ca);
+  t.like(await next, { ok: true, value: 'cert-1+ca-2' });
+  next = nextReload(w);
+  writeFileSync(join(a, 'tls.new'), 'cert-2');
+  renameSync(join(a, 'tls.new'), cert);
+  t.like(await next, { ok: true, value: 'cert-2+ca-2' });
+  next = nextReload(w);
+  rmSync(ca);
+  t.like(await next, { ok: false, unreadable: true, kept: 'cert-2+ca-2' });
+});

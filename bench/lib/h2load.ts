@@ -26,6 +26,8 @@ export interface H2loadOptions {
   /** Streams in flight per connection (HTTP/2); pipelined requests per connection with h1. */
   streams: number;
   durationSec: number;
+  /** Open loop: requests per second of each connection (h2load --rps); default a closed loop. */
+  rps?: number;
   /** Per-request latencies are written here, and read back for percentiles and late answers. */
   logFile?: string;
   /** With logFile: answers slower than this are counted as late (past the caller's grpc-timeout). */
@@ -71,6 +73,7 @@ export function h2loadVersion(): string {
 export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
   const args = ['-t', '1', '-c', String(o.connections), '-m', String(o.streams), '-D', String(o.durationSec), '-d', o.bodyFile];
   if (o.h1) args.push('--h1');
+  if (o.rps !== undefined) args.push('--rps', String(o.rps));
   for (const [k, v] of Object.entries(o.headers)) args.push('-H', `${k}: ${v}`);
   if (o.logFile) {
     rmSync(o.logFile, { force: true });

@@ -42,9 +42,8 @@ export interface Started {
 /** Starts a process in its own group; stdout/stderr go to `logFile` (or are ignored). */
 export function start(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string; onStdout?: (line: string) => void; captureStderr?: boolean } = {}): Started {
   hookExit();
-  // Output nobody reads goes to /dev/null, not through this process: mcp-authz writes its
-  // decision log to stderr synchronously, and a pipe this busy process drains late fills up
-  // and blocks the server (pino waits in atomic-sleep on EAGAIN), throttling it.
+  // Output nobody reads goes to /dev/null, not through this process: a pipe this busy process
+  // drains late would fill up, and mcp-authz would drop (and count) decision-log lines.
   const wantOut = opts.logFile !== undefined || opts.onStdout !== undefined;
   const wantErr = opts.logFile !== undefined || opts.captureStderr === true;
   const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', wantOut ? 'pipe' : 'ignore', wantErr ? 'pipe' : 'ignore'] };

@@ -25,13 +25,21 @@ export interface DemoKeyWarning {
   message: string;
 }
 
+/** The addresses the service listens on. */
+export interface ListenAddresses {
+  grpc: string;
+  http: string;
+  extAuthzHttp?: string | undefined;
+}
+
 /** The warning for a registry holding demo keys while the service listens beyond loopback; undefined otherwise. */
-export function demoKeyWarning(registry: KeyRegistry, listen: Record<string, string | undefined>): DemoKeyWarning | undefined {
+export function demoKeyWarning(registry: KeyRegistry, listen: ListenAddresses): DemoKeyWarning | undefined {
   const keys = DEMO_KEY_HASHES.flatMap((h) => {
     const r = registry.lookup(h);
     return r ? [r.id] : [];
   });
-  const exposed = Object.values(listen).filter((a): a is string => a !== undefined && !isLocalOnly(a));
+  // The listening addresses only (listen also holds the socket files' mode).
+  const exposed = [listen.grpc, listen.http, listen.extAuthzHttp].filter((a): a is string => a !== undefined && !isLocalOnly(a));
   if (keys.length === 0 || exposed.length === 0) return undefined;
   return {
     keys,

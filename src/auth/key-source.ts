@@ -6,7 +6,7 @@ import type { ApiKeyEntry } from '../config/schema.js';
 import { readSource, WatchedFile, type ReloadResult } from '../config/watched-file.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import { demoKeyWarning } from './demo-keys.js';
+import { demoKeyWarning, type ListenAddresses } from './demo-keys.js';
 import { buildKeyRegistry, KeyRegistry, KeysFileError, loadKeyRegistry, loadKeyRegistryInSteps } from './key-registry.js';
 
 export interface KeySourceOptions {
@@ -18,7 +18,7 @@ export interface KeySourceOptions {
   /** Watch the file for changes (the server); off for one-shot uses such as `mcp-authz check`. */
   watch: boolean;
   /** The service's listen addresses: the public demo keys loaded beyond loopback are a loud warning. */
-  listen?: Record<string, string | undefined>;
+  listen?: ListenAddresses;
 }
 
 export class KeySource {

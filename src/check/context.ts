@@ -41,6 +41,12 @@ export interface PolicyRecord {
   decision: 'allow' | 'deny';
   /** The deny is a failure (evaluation error, malformed decision), not the policy's rules: dry-run never allows it. */
   failed: boolean;
+  /**
+   * Only when the policy evaluated the request's credential headers (policy.rawCredentials):
+   * the input it evaluated, and the credential strings every output must replace. Functions,
+   * so that nothing serializing the record writes them.
+   */
+  credentials?: { input(): string; strings(): readonly string[] };
 }
 
 /** One decided Check, as the observers (metrics, decision log) and `mcp-authz check` see it. */

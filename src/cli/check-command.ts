@@ -1,5 +1,6 @@
 // `mcp-authz check`: the full pipeline in-process on one sample request, printed as JSON.
 import { readFileSync } from 'node:fs';
+import type { PolicyRecord } from '../check/context.js';
 import type { LoadedConfig } from '../config/load.js';
 import { responseBody } from '../contracts/outcome.js';
 import { readCheckRequest } from '../envoy/check-codec.js';
@@ -69,7 +70,7 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest | Capt
             // Which argument constraint denied (the shipped policy's argument rules), if one did.
             deniedArgument: deniedArgument(policy.result),
             durationMs: policy.durationNs / 1e6,
-            ...(request.trace ? { explain: traceOf(loaded, policy.input, policy.result, request.rego) } : {}),
+            ...(request.trace ? { explain: traceOf(loaded, policy, request.rego) } : {}),
           }
         : request.trace
           ? { explain: { evaluated: false, why: `decided before the policy was asked: ${o.allow ? o.reason : o.code}` } }
@@ -83,10 +84,13 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest | Capt
   }
 }
 
-function traceOf(loaded: LoadedConfig, input: unknown, result: unknown, rego: string | undefined): unknown {
+function traceOf(loaded: LoadedConfig, policy: PolicyRecord, rego: string | undefined): unknown {
   const source = policySourceDir(loaded.config, rego);
   if ('missing' in source) return { evaluated: false, why: source.missing };
-  return explainPolicy(loaded.config, source.dir, input, result);
+  // opa evaluates what the policy evaluated (with raw credentials: their values, over stdin);
+  // what it prints has every credential string replaced.
+  const credentials = policy.credentials;
+  return explainPolicy(loaded.config, source.dir, credentials?.input() ?? policy.input, policy.result, 'full', credentials?.strings() ?? []);
 }
 
 function deniedArgument(result: unknown): unknown {

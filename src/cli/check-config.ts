@@ -10,11 +10,12 @@ import { silentLogger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { SHIPPED_BUNDLE } from '../config/paths.mjs';
 import { buildRuntime } from '../pipeline/build-runtime.js';
+import { servesTls, TlsFiles, TlsFilesError } from '../server/tls-files.js';
 import { describeTracing, tracingSettings, TracingConfigError } from '../tracing/settings.js';
 
 /** One thing that stops serve from deciding: which part, and why. */
 export interface ConfigProblem {
-  part: 'config' | 'apiKeys' | 'policy' | 'tracing';
+  part: 'config' | 'apiKeys' | 'policy' | 'tracing' | 'tls';
   message: string;
 }
 
@@ -25,6 +26,8 @@ export interface ConfigReport {
   apiKeys: { count: number; file: string | null; inline: number } | null;
   policy: { revision: string; source: string } | null;
   tracing: string | null;
+  /** The certificate the ports serve (tls.*File), when any port serves TLS. */
+  tls: { subject: string; subjectAltName: string | null; notAfter: string; grpc: string; http: string; extAuthzHttp: string | null; clientCaFile: string | null } | null;
   problems: ConfigProblem[];
   /** Loads, but should not be served like this (the public demo keys beyond loopback). */
   warnings: string[];
@@ -39,7 +42,7 @@ export interface ConfigCheck {
 
 /** The report of a config that did not even parse (ConfigError's problems). */
 export function invalidConfigReport(file: string | undefined, problems: readonly string[]): ConfigReport {
-  return { ok: false, config: { file: file ?? null, endpoints: [] }, apiKeys: null, policy: null, tracing: null, problems: problems.map((message) => ({ part: 'config', message })), warnings: [] };
+  return { ok: false, config: { file: file ?? null, endpoints: [] }, apiKeys: null, policy: null, tracing: null, tls: null, problems: problems.map((message) => ({ part: 'config', message })), warnings: [] };
 }
 
 export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
@@ -50,6 +53,7 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
     apiKeys: null,
     policy: null,
     tracing: null,
+    tls: null,
     problems: [],
     warnings: [],
   };
@@ -71,6 +75,19 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
   } catch (err) {
     if (err instanceof TracingConfigError) return fail('tracing', `tracing: ${err.message}`, err.message);
     throw err;
+  }
+  if (servesTls(config)) {
+    try {
+      const files = new TlsFiles({ config: config.tls!, logger: silentLogger(), events: {}, watch: false });
+      const m = files.current;
+      const t = config.tls!;
+      report.tls = { subject: m.subject.replace(/\n/g, ', '), subjectAltName: m.subjectAltName ?? null, notAfter: m.notAfter.toISOString(), grpc: t.grpc, http: t.http, extAuthzHttp: config.listen.extAuthzHttp !== undefined ? t.extAuthzHttp : null, clientCaFile: t.clientCaFile ?? null };
+      lines.push(`TLS: ${m.subject.replace(/\n/g, ', ')} (${m.subjectAltName ?? 'no subjectAltName'}), expires ${m.notAfter.toISOString()}; gRPC ${t.grpc}, HTTP ${t.http}${config.listen.extAuthzHttp !== undefined ? `, HTTP authorization ${t.extAuthzHttp}` : ''}${t.clientCaFile ? `; client CA ${t.clientCaFile}` : ''}`);
+      await files.close();
+    } catch (err) {
+      if (err instanceof TlsFilesError) return fail('tls', `TLS: ${err.message}`, err.message);
+      throw err;
+    }
   }
   try {
     runtime = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), {

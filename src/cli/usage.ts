@@ -8,6 +8,8 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 
 const ENVIRONMENT = `environment:
   MCP_AUTHZ_LOG_LEVEL   service log level: ${LOG_LEVELS.join(', ')} (default info; decision lines are info)
+  MCP_AUTHZ_LOG_BUFFER_BYTES   log lines held while stderr is not read, per process (default 4194304);
+                        lines past it are dropped and counted, never waited for
   MCP_API_KEYS          development keys, a JSON map {"<key>": {name, userId, role, permissions}}, hashed at load
   MCP_OAUTH_ISSUER, MCP_OAUTH_AUDIENCE, MCP_OAUTH_JWKS_URI   one OAuth issuer
   MCP_RATE_LIMIT_RPS, MCP_RATE_LIMIT_BURST                    per-client rate limit

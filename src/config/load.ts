@@ -145,5 +145,10 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
     cfg.policy.bundle = abs(cfg.policy.bundle);
     cfg.policy.rego = abs(cfg.policy.rego);
   }
+  if (cfg.tls) {
+    cfg.tls.certFile = abs(cfg.tls.certFile)!;
+    cfg.tls.keyFile = abs(cfg.tls.keyFile)!;
+    cfg.tls.clientCaFile = abs(cfg.tls.clientCaFile);
+  }
   return cfg;
 }

@@ -11,6 +11,55 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:9191');
 
+/** The longest Unix socket path Linux takes (sun_path is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+/** host:port, or a Unix domain socket: unix:/absolute/path (gRPC's unix:///absolute/path too), as Envoy's `pipe` address. */
+const listenAddress = z.union([
+  hostPort,
+  z
+    .string()
+    .regex(/^unix:(\/\/)?\/\S+$/, 'expected host:port (e.g. 0.0.0.0:9191) or unix:/absolute/path/to.sock')
+    .refine((a) => Buffer.byteLength(a.replace(/^unix:(\/\/(?=\/))?/, '')) <= MAX_SOCKET_PATH_BYTES, `a Unix socket path is at most ${MAX_SOCKET_PATH_BYTES} bytes`),
+], { error: 'expected host:port (e.g. 0.0.0.0:9191) or unix:/absolute/path/to.sock' });
+
+/** What a port serves: cleartext, TLS, or TLS that requires a client certificate signed by tls.clientCaFile. */
+const TlsMode = z.enum(['off', 'tls', 'mtls']);
+export type TlsMode = z.infer<typeof TlsMode>;
+
+/**
+ * TLS from mounted files, reloaded when they change (docs/envoy.md "TLS"). The gRPC and
+ * HTTP authorization ports default to mTLS when a client CA is given, else TLS; the HTTP
+ * port (probes, /metrics) stays cleartext unless set.
+ */
+export const TlsSchema = z
+  .object({
+    certFile: z.string().min(1),
+    keyFile: z.string().min(1),
+    /** Clients must present a certificate this CA bundle signed (mTLS) on the ports set to mtls. */
+    clientCaFile: z.string().min(1).optional(),
+    grpc: TlsMode.optional(),
+    extAuthzHttp: TlsMode.optional(),
+    http: TlsMode.default('off'),
+    /** Polling interval of the files, besides fs.watch (a safety net for filesystems without events). */
+    pollIntervalMs: z.number().int().min(100).default(5000),
+  })
+  .strict()
+  .transform((t) => {
+    const fallback: TlsMode = t.clientCaFile !== undefined ? 'mtls' : 'tls';
+    return { ...t, grpc: t.grpc ?? fallback, extAuthzHttp: t.extAuthzHttp ?? fallback };
+  })
+  .superRefine((t, ctx) => {
+    const modes = { grpc: t.grpc, extAuthzHttp: t.extAuthzHttp, http: t.http };
+    for (const [port, mode] of Object.entries(modes)) {
+      if (mode === 'mtls' && t.clientCaFile === undefined) ctx.addIssue({ code: 'custom', path: [port], message: 'mtls needs tls.clientCaFile: the CA bundle client certificates must be signed by' });
+    }
+    if (t.clientCaFile !== undefined && !Object.values(modes).includes('mtls')) {
+      ctx.addIssue({ code: 'custom', path: ['clientCaFile'], message: 'a client CA is set but no port asks for client certificates: set a port to mtls, or leave clientCaFile out' });
+    }
+  });
+export type TlsConfig = z.infer<typeof TlsSchema>;
+
 const asymmetricAlgorithms = [
   'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA',
 ] as const;
@@ -181,13 +230,17 @@ export const ConfigSchema = z
   .object({
     listen: z
       .object({
-        grpc: hostPort.default('0.0.0.0:9191'),
-        http: hostPort.default('0.0.0.0:9090'),
+        grpc: listenAddress.default('0.0.0.0:9191'),
+        http: listenAddress.default('0.0.0.0:9090'),
         /** Envoy's HTTP authorization service (ext_authz `http_service`): off unless set. */
-        extAuthzHttp: hostPort.optional(),
+        extAuthzHttp: listenAddress.optional(),
+        /** The mode of Unix socket files (octal): who may connect is who may open the file. */
+        socketMode: z.string().regex(/^0?[0-7]{3}$/, 'an octal file mode, e.g. "0660"').default('0660'),
       })
       .strict()
-      .default({ grpc: '0.0.0.0:9191', http: '0.0.0.0:9090' }),
+      .default({ grpc: '0.0.0.0:9191', http: '0.0.0.0:9090', socketMode: '0660' }),
+    /** TLS (and mutual TLS) on the ports, from files reloaded on change; off unless set. */
+    tls: TlsSchema.optional(),
     /**
      * The HTTP authorization service: the `path_prefix` Envoy's http_service puts before every
      * path, and the request headers its `authorization_response.allowed_upstream_headers`
@@ -265,6 +318,8 @@ export const ConfigSchema = z
         maxMemoryPages: z.number().int().min(2).max(65536).default(1024),
         // Unset: as the bundle declares in data.mcp_authz.input.envoy (the shipped policy: off), else on.
         envoyInput: z.boolean().optional(),
+        /** Give the policy the credential headers' values (a policy that verifies tokens itself); every output stays redacted (docs/policies.md). */
+        rawCredentials: z.boolean().default(false),
         data: z.record(z.string(), z.unknown()).default({}),
       })
       .strict()

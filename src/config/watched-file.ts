@@ -1,5 +1,6 @@
-// A file (or folder) the service reloads when it changes: the API keys file, the policy
-// bundle or .rego folder. Changes are seen three ways — fs.watch on the file's folder
+// A file (or folder, or a set of files read together) the service reloads when it changes:
+// the API keys file, the policy bundle or .rego folder, a TLS certificate with its key and
+// client CA. Changes are seen three ways — fs.watch on the file's folder
 // (editors and Kubernetes replace files by rename, and kubelet swaps a "..data" symlink,
 // which a watch on the file itself would miss), fs.watch on a folder source, and a slow
 // poll as a safety net where file events are unreliable (network volumes). Bursts of
@@ -13,11 +14,14 @@ import { readdirSync, readFileSync, statSync, watch, type FSWatcher } from 'node
 import { basename, dirname, join } from 'node:path';
 
 export interface SourceSnapshot {
+  /** The source's path (a set of files: their paths joined with ", "). */
   path: string;
-  /** SHA-256 over the contents (a folder: every file's path and bytes, in name order). */
+  /** SHA-256 over the contents (a folder: every file's path and bytes, in name order; a set: each file's path and bytes, in order). */
   digest: string;
-  /** A file's bytes; undefined for a folder. */
+  /** A file's bytes; undefined for a folder or a set. */
   content: Buffer | undefined;
+  /** A set of files: each one's bytes, in the order given. */
+  files?: Buffer[];
 }
 
 export type ReloadResult<T> =
@@ -31,7 +35,8 @@ export interface WatchLog {
 }
 
 export interface WatchedFileOptions<T> {
-  path: string;
+  /** A file or folder, or files that make one value together (read at the same moment, reloaded as one). */
+  path: string | readonly string[];
   /** Builds the value from changed contents; throwing keeps the value in force. */
   build(source: SourceSnapshot): T | Promise<T>;
   pollIntervalMs: number;
@@ -55,6 +60,7 @@ export class WatchedFile<T> {
   private running: Promise<ReloadResult<T>> | undefined;
   private again = false;
   private watcher: FSWatcher | undefined;
+  private readonly watchers = new Set<FSWatcher>();
   private poller: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private closed = false;
@@ -96,7 +102,11 @@ export class WatchedFile<T> {
   start(): void {
     if (this.closed || this.poller) return;
     const { path, log, what } = this.opts;
-    if (this.opts.fsEvents !== false) {
+    if (this.opts.fsEvents === false) {
+      // polling only
+    } else if (typeof path !== 'string') {
+      this.watchSet(path);
+    } else {
       let isDir = false;
       try {
         isDir = statSync(path).isDirectory();
@@ -124,8 +134,38 @@ export class WatchedFile<T> {
     this.poller.unref();
   }
 
+  /** Watches the folder of each file of a set (several files may share one). */
+  private watchSet(paths: readonly string[]): void {
+    const { log, what } = this.opts;
+    const byDir = new Map<string, Set<string>>();
+    for (const p of paths) {
+      const names = byDir.get(dirname(p)) ?? new Set<string>();
+      names.add(basename(p));
+      byDir.set(dirname(p), names);
+    }
+    for (const [dir, names] of byDir) {
+      const onEvent = (_event: string, changed: string | Buffer | null) => {
+        if (changed !== null && !names.has(String(changed)) && !String(changed).startsWith('..')) return;
+        this.schedule();
+      };
+      try {
+        const w = watch(dir, { persistent: false }, onEvent);
+        w.on('error', (err) => {
+          log.warn({ source: dir, err: err.message }, `watching ${what} failed; polling only`);
+          w.close();
+          this.watchers.delete(w);
+        });
+        this.watchers.add(w);
+      } catch (err) {
+        log.warn({ source: dir, err: (err as Error).message }, `cannot watch ${what} for changes; polling only`);
+      }
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    for (const w of this.watchers) w.close();
+    this.watchers.clear();
     this.watcher?.close();
     clearInterval(this.poller);
     clearTimeout(this.debounce);
@@ -174,7 +214,16 @@ export class WatchedFile<T> {
 }
 
 /** The source's contents and digest, read now. Throws when it cannot be read. */
-export function readSource(path: string): SourceSnapshot {
+export function readSource(path: string | readonly string[]): SourceSnapshot {
+  if (typeof path !== 'string') {
+    const hash = createHash('sha256');
+    const files = path.map((p) => {
+      const content = readFileSync(p);
+      hash.update(p).update('\0').update(content).update('\0');
+      return content;
+    });
+    return { path: path.join(', '), digest: hash.digest('hex'), content: undefined, files };
+  }
   if (!statSync(path).isDirectory()) {
     const content = readFileSync(path);
     return { path, digest: createHash('sha256').update(content).digest('hex'), content };

@@ -74,7 +74,7 @@ export class ClusterBuckets implements BucketStore {
       this.lastWarned = now;
       this.logger.warn({ limiter: 'buckets' }, 'the cluster primary did not answer a rate or quota take: this worker limits on its own counters');
     }
-    p.resolve(this.lastResort.take(p.takes));
+    p.resolve({ ...this.lastResort.take(p.takes), local: 'cluster' });
   }
 }
 

@@ -5,6 +5,7 @@
 // per message rather than one per call. Near the limit the primary revokes the leases and
 // decides each failure itself (failure-ledger.ts), so "exactly N tried" holds across workers.
 import type { Logger } from '../log/logger.js';
+import type { ForfeitCause } from '../metrics/primary-metrics.js';
 import { UNDER, type Counted, type FailureLedger, type Spent, type Tally } from './failure-ledger.js';
 import { LocalFailureCounter, type FailureCounter } from './failure-counter.js';
 
@@ -22,12 +23,15 @@ export type FailureMessage =
   | { type: 'mcp-authz:failures'; batch: number; items: FailureItem[] }
   /** Primary → worker: their tallies, in the same order. */
   | { type: 'mcp-authz:failures-counted'; batch: number; results: FailureResult[] }
-  /** Primary → worker: give back your leases of these keys. */
-  | { type: 'mcp-authz:failure-revoke'; keys: string[] }
-  /** Worker → primary: what was spent of the leases given back. */
-  | { type: 'mcp-authz:failure-returned'; items: { key: string; spent: Spent }[] };
+  /** Primary → worker: give back your leases of these keys (`id` names this revoke). */
+  | { type: 'mcp-authz:failure-revoke'; id: number; keys: string[] }
+  /** Worker → primary: what was spent of the leases given back, in answer to revoke `id`. */
+  | { type: 'mcp-authz:failure-returned'; id: number; items: { key: string; spent: Spent }[] };
 
 const NONE: FailureResult = Object.freeze({ tally: 'none', windowEnd: 0, lease: 0 });
+
+/** How many batches the last resort answered a worker keeps, for the leases of late answers. */
+const LATE_BATCHES = 1024;
 
 export function isFailureMessage(o: Record<string, unknown>): boolean {
   switch (o.type) {
@@ -36,9 +40,9 @@ export function isFailureMessage(o: Record<string, unknown>): boolean {
     case 'mcp-authz:failures-counted':
       return typeof o.batch === 'number' && Array.isArray(o.results);
     case 'mcp-authz:failure-revoke':
-      return Array.isArray(o.keys) && o.keys.every((k) => typeof k === 'string');
+      return typeof o.id === 'number' && Array.isArray(o.keys) && o.keys.every((k) => typeof k === 'string');
     case 'mcp-authz:failure-returned':
-      return Array.isArray(o.items) && o.items.every((i) => typeof (i as { key?: unknown })?.key === 'string');
+      return typeof o.id === 'number' && Array.isArray(o.items) && o.items.every((i) => typeof (i as { key?: unknown })?.key === 'string');
     default:
       return false;
   }
@@ -60,6 +64,12 @@ export class ClusterFailureCounter implements FailureCounter {
   private readonly leases = new Map<string, Lease>();
   private queued: Waiter[] = [];
   private readonly inFlight = new Map<number, { waiters: Waiter[]; timer: NodeJS.Timeout }>();
+  /**
+   * Batches the last resort answered, by number: the keys they asked for, so that the leases in
+   * the primary's late answer are still taken (the primary counted them as lent). At most
+   * LATE_BATCHES are kept; a lease in an answer later than that is lost, and counts as spent.
+   */
+  private readonly late = new Map<number, (string | undefined)[]>();
   private nextBatch = 1;
   private flushing = false;
   private lastWarned = 0;
@@ -71,6 +81,8 @@ export class ClusterFailureCounter implements FailureCounter {
     private readonly send: (m: FailureMessage) => void,
     private readonly logger: Logger,
     private readonly timeoutMs = 1000,
+    /** A failure counted by the last resort, because the primary did not answer in time. */
+    private readonly onLocalAnswer: () => void = () => undefined,
   ) {
     this.lastResort = new LocalFailureCounter(max, windowSeconds);
   }
@@ -99,7 +111,16 @@ export class ClusterFailureCounter implements FailureCounter {
   heard(m: FailureMessage): void {
     if (m.type === 'mcp-authz:failures-counted') {
       const batch = this.inFlight.get(m.batch);
-      if (!batch) return; // answered already, by the last resort
+      if (!batch) {
+        // Answered already, by the last resort: the tallies are moot, the leases are not.
+        const keys = this.late.get(m.batch);
+        this.late.delete(m.batch);
+        keys?.forEach((key, i) => {
+          const r = m.results[i];
+          if (key !== undefined && r !== undefined && r.tally !== 'none' && r.lease > 0) this.lend(key, r.lease, r.windowEnd);
+        });
+        return;
+      }
       this.inFlight.delete(m.batch);
       clearTimeout(batch.timer);
       batch.waiters.forEach((w, i) => {
@@ -114,7 +135,7 @@ export class ClusterFailureCounter implements FailureCounter {
         this.leases.delete(key);
         items.push({ key, spent: lease ? { lent: lease.left + lease.used, used: lease.used, windowEnd: lease.windowEnd } : { lent: 0, used: 0, windowEnd: 0 } });
       }
-      this.send({ type: 'mcp-authz:failure-returned', items });
+      this.send({ type: 'mcp-authz:failure-returned', id: m.id, items });
     }
   }
 
@@ -156,6 +177,8 @@ export class ClusterFailureCounter implements FailureCounter {
     if (!b) return;
     this.inFlight.delete(batch);
     clearTimeout(b.timer);
+    this.late.set(batch, b.waiters.map((w) => (w.item.peek ? undefined : w.item.key)));
+    if (this.late.size > LATE_BATCHES) this.late.delete(this.late.keys().next().value!);
     const now = Date.now();
     if (now - this.lastWarned > 10_000) {
       this.lastWarned = now;
@@ -163,7 +186,10 @@ export class ClusterFailureCounter implements FailureCounter {
     }
     for (const w of b.waiters) {
       if (w.item.peek) void this.lastResort.peek(w.item.key).then((r) => w.resolve(r ? { ...r, lease: 0 } : NONE));
-      else w.resolve(this.lastResort.count(w.item.key));
+      else {
+        this.onLocalAnswer();
+        w.resolve(this.lastResort.count(w.item.key));
+      }
     }
   }
 }
@@ -179,44 +205,67 @@ function expire(c: ClusterFailureCounter, batch: number): void {
 interface Pending {
   holder: number;
   item: FailureItem;
-  /** False when the same message asks again for the key further on: only the last ask may get a lease. */
-  lend: boolean;
   done(r: FailureResult): void;
+}
+
+/** What the primary's ledger tells the rest of the primary. */
+export interface LedgerEvents {
+  /**
+   * Lease units that count as failures though the worker holding them may not have tried them
+   * all: the worker exited, or did not answer a revoke within the timeout.
+   */
+  forfeited?(units: number, reason: ForfeitCause): void;
+  /** A failure reached the limit or went past it: the client is locked out until `until`. */
+  locked?(key: string, until: number): void;
+}
+
+/** A revoke sent to one holder and not yet answered. */
+interface Revoke {
+  id: number;
+  timer: NodeJS.Timeout;
 }
 
 /**
  * The primary's side: counts each worker's batch on the ledger in arrival order and answers
  * it in one message; a failure that needs leases back waits (with every later one of its key)
- * until their holders have answered, or have had `timeoutMs` to.
+ * until their holders have answered, or have had `timeoutMs` to. Leases are granted as an
+ * answer is sent, and not for a key while its leases are being taken back: so a holder's
+ * answer to a revoke covers every unit it was lent, and a batch held back by one key never
+ * holds a grant of another that a revoke could overtake.
  */
 export class FailureLedgerHost {
   private readonly waiting = new Map<string, Pending[]>();
-  /** Revokes sent and not yet answered: key → holder → timer. */
-  private readonly revoking = new Map<string, Map<number, NodeJS.Timeout>>();
+  /** Revokes sent and not yet answered: key → holder → revoke. */
+  private readonly revoking = new Map<string, Map<number, Revoke>>();
+  /** Holders that exited (node:cluster never reuses a worker id): nothing is lent to them any more. */
+  private readonly gone = new Set<number>();
+  private nextRevoke = 1;
 
   constructor(
     private readonly ledger: FailureLedger,
     private readonly send: (holder: number, m: FailureMessage) => void,
     private readonly timeoutMs = 1000,
+    private readonly events: LedgerEvents = {},
   ) {}
 
   heard(holder: number, m: FailureMessage): void {
     if (m.type === 'mcp-authz:failures') {
-      const results: FailureResult[] = new Array(m.items.length);
-      let left = m.items.length;
-      const answer = () => this.send(holder, { type: 'mcp-authz:failures-counted', batch: m.batch, results });
+      const { items } = m;
+      const results: FailureResult[] = new Array(items.length);
+      let left = items.length;
+      const answer = () => {
+        this.lendWith(holder, items, results);
+        this.send(holder, { type: 'mcp-authz:failures-counted', batch: m.batch, results });
+      };
       if (left === 0) return answer();
-      const lastAsk = new Map<string, number>();
-      m.items.forEach((item, i) => lastAsk.set(item.key, i));
       const now = Date.now();
-      m.items.forEach((item, i) => {
+      items.forEach((item, i) => {
         // What the worker spent is settled as it arrives, even if the count itself must wait:
         // a revoke the worker answers later no longer covers it.
         if (item.spent) this.ledger.returned(item.key, holder, item.spent, now);
         this.enqueue({
           holder,
           item: item.spent ? { key: item.key } : item,
-          lend: lastAsk.get(item.key) === i,
           done: (r) => {
             results[i] = r;
             if (--left === 0) answer();
@@ -224,20 +273,55 @@ export class FailureLedgerHost {
         });
       });
     } else if (m.type === 'mcp-authz:failure-returned') {
+      const now = Date.now();
       for (const { key, spent } of m.items) {
-        this.ledger.returned(key, holder, spent, Date.now());
-        // The answer covers every grant the worker had (messages arrive in order): anything
-        // still out is counted as spent, so a revoke never has to be asked twice.
+        // An answer to a revoke that timed out (its lease was forfeited) settles nothing: the
+        // lease it speaks of is gone, and what the holder was lent since is not in it.
+        if (this.revoking.get(key)?.get(holder)?.id !== m.id) continue;
+        this.ledger.returned(key, holder, spent, now);
+        // Nothing is lent to a holder while a revoke waits on it, and the worker answers after
+        // every grant sent before the revoke: its answer covers its whole lease, and nothing is
+        // left to forfeit. The forfeit only keeps a revoke from ever having to be asked twice.
         this.ledger.forfeit(key, holder);
         this.revoked(key, holder);
       }
     }
   }
 
-  /** A worker exited: its leases count as spent, and nothing waits for it any more. */
+  /**
+   * A worker exited: its leases count as spent (it may have tried any part of them), nothing
+   * waits for it any more, and what it asked and is still waiting is counted, not lent on.
+   */
   holderGone(holder: number): void {
-    this.ledger.dropHolder(holder);
+    this.gone.add(holder);
+    const units = this.ledger.dropHolder(holder);
+    if (units > 0) this.events.forfeited?.(units, 'worker_exit');
     for (const key of [...this.revoking.keys()]) this.revoked(key, holder);
+  }
+
+  /**
+   * The leases an answer carries: one per key the batch counted under the limit (on its
+   * last count of the key), unless the key's leases are being taken back.
+   */
+  private lendWith(holder: number, items: readonly FailureItem[], results: FailureResult[]): void {
+    const now = Date.now();
+    if (items.length === 1) {
+      this.lendOne(holder, items[0]!, results, 0, now);
+      return;
+    }
+    const seen = new Set<string>();
+    for (let i = items.length - 1; i >= 0; i--) {
+      const item = items[i]!;
+      if (item.peek || seen.has(item.key)) continue;
+      seen.add(item.key);
+      this.lendOne(holder, item, results, i, now);
+    }
+  }
+
+  private lendOne(holder: number, item: FailureItem, results: FailureResult[], i: number, now: number): void {
+    if (item.peek || results[i]!.tally !== 'under' || this.waiting.has(item.key) || this.revoking.has(item.key) || this.gone.has(holder)) return;
+    const lent = this.ledger.lend(item.key, holder, now);
+    if (lent) results[i] = lent;
   }
 
   private enqueue(p: Pending): void {
@@ -252,36 +336,45 @@ export class FailureLedgerHost {
   /** Decides one; false when leases must come back first (the revokes are sent). */
   private decide(p: Pending): boolean {
     const now = Date.now();
+    const { key } = p.item;
     if (p.item.peek) {
-      const r = this.ledger.peek(p.item.key, now);
+      const r = this.ledger.peek(key, now);
       p.done(r ? { ...r, lease: 0 } : NONE);
       return true;
     }
-    const r = this.ledger.count(p.item.key, p.holder, now, p.lend);
+    const r = this.ledger.count(key, now);
     if (!('revoke' in r)) {
+      // Published from here, not only by the worker that asked: it may be gone before it can.
+      if (r.tally !== 'under') this.events.locked?.(key, r.windowEnd);
       p.done(r);
       return true;
     }
-    let asking = this.revoking.get(p.item.key);
-    if (!asking) this.revoking.set(p.item.key, (asking = new Map()));
+    let asking = this.revoking.get(key);
+    if (!asking) this.revoking.set(key, (asking = new Map()));
     for (const h of r.revoke) {
       if (asking.has(h)) continue;
+      const id = this.nextRevoke++;
       const timer = setTimeout(() => {
-        this.ledger.forfeit(p.item.key, h);
-        this.revoked(p.item.key, h);
+        this.forfeit(key, h, 'revoke_timeout');
+        this.revoked(key, h);
       }, this.timeoutMs);
       timer.unref();
-      asking.set(h, timer);
-      this.send(h, { type: 'mcp-authz:failure-revoke', keys: [p.item.key] });
+      asking.set(h, { id, timer });
+      this.send(h, { type: 'mcp-authz:failure-revoke', id, keys: [key] });
     }
     return false;
   }
 
+  private forfeit(key: string, holder: number, reason: ForfeitCause): void {
+    const units = this.ledger.forfeit(key, holder);
+    if (units > 0) this.events.forfeited?.(units, reason);
+  }
+
   private revoked(key: string, holder: number): void {
     const asking = this.revoking.get(key);
-    const timer = asking?.get(holder);
-    if (timer === undefined) return;
-    clearTimeout(timer);
+    const revoke = asking?.get(holder);
+    if (revoke === undefined) return;
+    clearTimeout(revoke.timer);
     asking!.delete(holder);
     if (asking!.size === 0) this.revoking.delete(key);
     this.drain(key);

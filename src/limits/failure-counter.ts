@@ -21,7 +21,7 @@ export class LocalFailureCounter implements FailureCounter {
   }
 
   count(key: string): Counted {
-    return this.ledger.count(key, 0, Date.now()) as Counted;
+    return this.ledger.count(key, Date.now()) as Counted;
   }
 
   peek(key: string): Promise<{ tally: Tally; windowEnd: number } | undefined> {

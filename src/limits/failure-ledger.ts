@@ -9,6 +9,10 @@
 // (revoke) before it decides, so the failure that reaches the limit, and every one after,
 // is decided here, one by one, in the order they arrive. Each failure is counted once:
 // either here, or in a lease whose spent part comes back here.
+//
+// A lease is granted only as the answer that carries it is sent (`lend`), and never to a
+// holder a revoke of its key is waiting on: so the answer to a revoke, which the worker
+// sends after every message before the revoke, accounts for every unit it was lent.
 
 /** Where a failure lands against the limit. */
 export type Tally = 'under' | 'at' | 'over';
@@ -44,9 +48,19 @@ export const UNDER: Counted = Object.freeze({ tally: 'under', windowEnd: 0, leas
 /** The largest lease, so that a worker returns often enough for the window to stay fair. */
 export const MAX_LEASE = 256;
 
+/**
+ * The most failures of one key a holder may hold at once, however many answers carry it
+ * leases: also the most a holder that dies can take with it, so the most a client can be
+ * locked out early by it (docs/rate-limits.md, "Workers").
+ */
+export function leaseBound(max: number, holders: number): number {
+  return holders > 0 ? Math.min(MAX_LEASE, Math.floor((max - 1) / (2 * holders))) : 0;
+}
+
 export class FailureLedger {
   private readonly entries = new Map<string, Entry>();
   private lastSweep = 0;
+  private readonly bound: number;
 
   /**
    * @param max failures allowed per window (maxAttempts > 0)
@@ -57,16 +71,17 @@ export class FailureLedger {
     private readonly max: number,
     private readonly windowMs: number,
     private readonly holders: number,
-  ) {}
+  ) {
+    this.bound = leaseBound(max, holders);
+  }
 
   /**
-   * Counts one failure of `key` from `holder` (settle what it spent of its lease first, with
+   * Counts one failure of `key` (settle what the asking holder spent of its lease first, with
    * `returned`). Returns the holders to revoke first when leases are out and this failure
-   * could be at or past the limit: call `returned` for each, then count again. `lend: false`
-   * when the holder asks again for the key in the same message (only the last ask may get a
-   * lease, so a lease is never out unseen by a holder that is waiting on it).
+   * could be at or past the limit: call `returned` for each, then count again. Lends nothing:
+   * `lend` does, when the answer is sent.
    */
-  count(key: string, holder: number, now: number, lend = true): Counted | { revoke: number[] } {
+  count(key: string, now: number): Counted | { revoke: number[] } {
     this.sweep(now);
     let e = this.entries.get(key);
     if (e !== undefined && now >= e.windowEnd) {
@@ -77,22 +92,28 @@ export class FailureLedger {
       e = { windowEnd: now + this.windowMs, committed: 0, leases: new Map() };
       this.entries.set(key, e);
     }
-    // Leases out could reach the limit before this failure does: the holders give them back
-    // first (the asker too, if grants it has not seen yet are out: it answers after them).
+    // Leases out could reach the limit before this failure does: the holders give them back first.
     if (e.committed + 1 >= this.max && e.leases.size > 0) return { revoke: [...e.leases.keys()] };
     e.committed++;
     const tally: Tally = e.committed < this.max ? 'under' : e.committed === this.max ? 'at' : 'over';
-    let lease = 0;
-    if (tally === 'under' && lend && this.holders > 0) {
-      // Small enough that every holder's lease together stays below the limit.
-      lease = Math.min(MAX_LEASE, Math.floor((this.max - e.committed - 1) / (2 * this.holders)));
-      if (lease > 0) {
-        e.leases.set(holder, (e.leases.get(holder) ?? 0) + lease);
-        e.committed += lease;
-      }
-    }
-    if (tally === 'under' && lease === 0) return UNDER;
-    return { tally, windowEnd: e.windowEnd, lease };
+    return tally === 'under' ? UNDER : { tally, windowEnd: e.windowEnd, lease: 0 };
+  }
+
+  /**
+   * Lends `holder` failures of `key` to count itself, as the answer that tells it is sent
+   * (never while a revoke of the key waits on the holder); undefined when the key is too close
+   * to its limit, or has no window running.
+   */
+  lend(key: string, holder: number, now: number): Counted | undefined {
+    const e = this.entries.get(key);
+    if (e === undefined || now >= e.windowEnd || this.holders === 0) return undefined;
+    // Small enough that every holder's lease together stays below the limit, and that no
+    // holder holds more than the bound (it may have several asks in flight).
+    const lease = Math.min(this.bound - (e.leases.get(holder) ?? 0), Math.floor((this.max - e.committed - 1) / (2 * this.holders)));
+    if (lease <= 0) return undefined;
+    e.leases.set(holder, (e.leases.get(holder) ?? 0) + lease);
+    e.committed += lease;
+    return { tally: 'under', windowEnd: e.windowEnd, lease };
   }
 
   /** What a holder did with its lease of the key: with its next count, or in answer to a revoke. */
@@ -102,14 +123,28 @@ export class FailureLedger {
     this.settle(e, holder, spent);
   }
 
-  /** A holder did not answer a revoke in time: its lease of the key counts as spent, whole. */
-  forfeit(key: string, holder: number): void {
-    this.entries.get(key)?.leases.delete(holder);
+  /**
+   * A holder did not answer a revoke in time (or its answer left units out): its lease of the
+   * key counts as spent, whole. Returns the units it held, which may not all have been tried.
+   */
+  forfeit(key: string, holder: number): number {
+    const e = this.entries.get(key);
+    const out = e?.leases.get(holder);
+    if (out === undefined) return 0;
+    e!.leases.delete(holder);
+    return out;
   }
 
-  /** A holder is gone (a worker exited): its leases count as spent, whole. */
-  dropHolder(holder: number): void {
-    for (const e of this.entries.values()) e.leases.delete(holder);
+  /** A holder is gone (a worker exited): its leases count as spent, whole. Returns the units it held. */
+  dropHolder(holder: number): number {
+    let units = 0;
+    for (const e of this.entries.values()) {
+      const out = e.leases.get(holder);
+      if (out === undefined) continue;
+      units += out;
+      e.leases.delete(holder);
+    }
+    return units;
   }
 
   /** The key's state now, for a check before authentication: over or at the limit, and until when. */

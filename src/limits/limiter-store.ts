@@ -1,9 +1,11 @@
 // Builds rate-limiter-flexible limiters on the configured store: process memory (one
 // process), the cluster primary (workers of one `serve --workers N`), or Redis (replicas)
-// with a local limiter as insurance while Redis is unreachable. Whatever the store, a
-// limiter call never throws: if the store fails, a last-resort in-process limiter answers.
+// with the local store answering while Redis does not. Whatever the store, a limiter call
+// never throws: if the local store fails too, a last-resort in-process limiter answers. Every
+// call the sharing store did not answer is counted (ServiceEvents.limiterLocalAnswer).
 import { RateLimiterCluster, RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from '../log/logger.js';
+import type { LimiterName, LimiterStoreName } from '../metrics/hooks.js';
 import type { Counted, FailureCounter, Tally } from './failure-counter.js';
 import type { RedisLimiterStore } from './redis-store.js';
 import type { BucketStore } from './token-bucket.js';
@@ -18,6 +20,8 @@ export interface LimiterSpec {
   keyPrefix: string;
   points: number;
   durationSeconds: number;
+  /** Which limit this is, for the count of calls answered on local counters. */
+  limiter: LimiterName;
 }
 
 /** The two calls the limits make. */
@@ -37,6 +41,8 @@ export interface StoreOptions {
    * ask the primary (cluster-buckets.ts); default: this process's memory.
    */
   buckets?: BucketStore;
+  /** A count the store that shares it did not answer (unreachable, timed out, cut), made on this process's side instead. */
+  onLocalAnswer?(store: LimiterStoreName, limiter: LimiterName): void;
 }
 
 export function createLimiter(spec: LimiterSpec, opts: StoreOptions): FlexLimiter {
@@ -45,49 +51,54 @@ export function createLimiter(spec: LimiterSpec, opts: StoreOptions): FlexLimite
     opts.local === 'cluster'
       ? new RateLimiterCluster({ ...base, keyPrefix: `${spec.keyPrefix}:local`, timeoutMs: opts.clusterTimeoutMs ?? 1000 })
       : new RateLimiterMemory({ ...base, keyPrefix: `${spec.keyPrefix}:local` });
-  const primary: RateLimiterAbstract = opts.redis
-    ? new RateLimiterRedis({
-        ...base,
-        storeClient: opts.redis.store.client,
-        keyPrefix: `${opts.redis.keyPrefix}:${spec.keyPrefix}`,
-        rejectIfRedisNotReady: true,
-        insuranceLimiter: local,
-      })
-    : local;
-  return new Resilient(primary, new RateLimiterMemory({ ...base, keyPrefix: `${spec.keyPrefix}:last-resort` }), spec.keyPrefix, opts.logger);
+  const lastResort = new RateLimiterMemory({ ...base, keyPrefix: `${spec.keyPrefix}:last-resort` });
+  const localLayer = new Fallback(local, lastResort, opts.local === 'cluster' ? 'cluster' : undefined, spec, opts);
+  if (!opts.redis) return localLayer;
+  // Redis answers at once with an error while its connection is not ready (no offline queue).
+  const shared = new RateLimiterRedis({ ...base, storeClient: opts.redis.store.client, keyPrefix: `${opts.redis.keyPrefix}:${spec.keyPrefix}`, rejectIfRedisNotReady: true });
+  return new Fallback(shared, localLayer, 'redis', spec, opts);
 }
 
-/** A limiter whose store errors (not limit decisions) are answered by an in-process limiter. */
-class Resilient implements FlexLimiter {
+/**
+ * A limiter whose store errors (not limit decisions) are answered by the next one: Redis by
+ * the local store, the local store by the last resort. `store` names what failed, for the
+ * count of local answers; a store that cannot fail (process memory) has none.
+ */
+class Fallback implements FlexLimiter {
   private lastWarned = 0;
 
   constructor(
-    private readonly primary: RateLimiterAbstract,
-    private readonly lastResort: RateLimiterAbstract,
-    private readonly name: string,
-    private readonly logger: Logger,
+    private readonly store: RateLimiterAbstract,
+    private readonly next: FlexLimiter | RateLimiterAbstract,
+    private readonly storeName: LimiterStoreName | undefined,
+    private readonly spec: LimiterSpec,
+    private readonly opts: StoreOptions,
   ) {}
 
   consume(key: string, points = 1): Promise<RateLimiterResult> {
-    return this.primary.consume(key, points).catch((err: unknown) => {
+    return this.store.consume(key, points).catch((err: unknown) => {
       if (err instanceof RateLimiterRes) throw err;
-      this.warn(err);
-      return this.lastResort.consume(key, points);
+      this.failed(err);
+      if (this.storeName) this.opts.onLocalAnswer?.(this.storeName, this.spec.limiter);
+      return this.next.consume(key, points);
     });
   }
 
   get(key: string): Promise<RateLimiterResult | null> {
-    return this.primary.get(key).catch((err: unknown) => {
-      this.warn(err);
-      return this.lastResort.get(key);
+    return this.store.get(key).catch((err: unknown) => {
+      this.failed(err);
+      return this.next.get(key);
     });
   }
 
-  private warn(err: unknown): void {
+  private failed(err: unknown): void {
     const now = Date.now();
     if (now - this.lastWarned < 10_000) return;
     this.lastWarned = now;
-    this.logger.warn({ limiter: this.name, err: { message: (err as Error)?.message } }, 'limiter store failed: this process limits on its own counters');
+    this.opts.logger.warn(
+      { limiter: this.spec.keyPrefix, store: this.storeName ?? 'memory', err: { message: (err as Error)?.message } },
+      this.storeName === 'redis' ? 'Redis did not answer a limiter call: it is decided on local counters' : 'limiter store failed: this process limits on its own counters',
+    );
   }
 }
 

@@ -15,16 +15,22 @@ export class LockoutTable {
   private readonly until = new Map<string, number>();
   /** Until when a lockout this table had to drop (it was full) may still be running. */
   private droppedUntil = 0;
+  private synced: boolean;
 
   /**
    * @param publish tells sibling processes about a lockout recorded here.
    * @param maxEntries a bound on memory: clients locked out at once beyond it are dropped,
    *   oldest first, and `incomplete` says so until their windows end.
+   * @param awaitingSync the table starts without the lockouts already running elsewhere (a
+   *   worker that replaces one): `incomplete` until `markSynced` is called.
    */
   constructor(
     private readonly publish?: (m: LockoutMessage) => void,
     private readonly maxEntries = 100_000,
-  ) {}
+    awaitingSync = false,
+  ) {
+    this.synced = !awaitingSync;
+  }
 
   /** Milliseconds left on the client's lockout; 0 when it is not locked out. */
   remainingMs(key: string, now = Date.now()): number {
@@ -36,22 +42,31 @@ export class LockoutTable {
   }
 
   /**
-   * True while a dropped lockout may still be running: then absence from this table
-   * proves nothing and the caller asks the store.
+   * True while a dropped lockout may still be running, or before the running lockouts have
+   * arrived: then absence from this table proves nothing and the caller asks the store.
    */
   incomplete(now = Date.now()): boolean {
-    return this.droppedUntil > now;
+    return !this.synced || this.droppedUntil > now;
   }
 
-  /** Records a lockout found here (published to siblings) or received from one (`remote`). */
-  lock(key: string, until: number, remote = false, now = Date.now()): void {
-    if (until <= now) return;
+  /** The lockouts already running elsewhere have all been recorded here. */
+  markSynced(): void {
+    this.synced = true;
+  }
+
+  /**
+   * Records a lockout found here (published to siblings) or received from one (`remote`).
+   * False when it adds nothing (ended, or known until as late).
+   */
+  lock(key: string, until: number, remote = false, now = Date.now()): boolean {
+    if (until <= now) return false;
     const known = this.until.get(key);
-    if (known !== undefined && known >= until) return;
+    if (known !== undefined && known >= until) return false;
     this.until.delete(key); // re-inserted last: the Map's order is the order of expiry, roughly
     this.until.set(key, until);
     if (this.until.size > this.maxEntries) this.shrink(now);
     if (!remote) this.publish?.({ type: 'mcp-authz:lockout', key, until });
+    return true;
   }
 
   /** Every running lockout, for a process that starts later (a replaced worker). */

@@ -10,7 +10,7 @@ import type { Limiter } from '../check/phases.js';
 import { quotaRulesFor, type Config } from '../config/schema.js';
 import { deny, type Deny } from '../contracts/outcome.js';
 import type { Endpoint } from '../endpoints/registry.js';
-import type { ServiceEvents } from '../metrics/hooks.js';
+import type { LimiterName, ServiceEvents } from '../metrics/hooks.js';
 import { LocalFailureCounter, type Counted, type FailureCounter } from './failure-counter.js';
 import { callTarget, compileGrant, type GrantMatcher } from './grant-match.js';
 import { createLimiter, StoreFailureCounter, type StoreOptions } from './limiter-store.js';
@@ -62,7 +62,7 @@ export class RateLimits implements Limiter {
     store: StoreOptions,
     private readonly lockouts: LockoutTable = new LockoutTable(),
     private readonly events: ServiceEvents = {},
-    failures?: (max: number, windowSeconds: number) => FailureCounter,
+    failures?: (max: number, windowSeconds: number, events: ServiceEvents) => FailureCounter,
   ) {
     const { failedAuth, perClient } = config.rateLimit;
     this.storeIsShared = store.redis !== undefined;
@@ -72,11 +72,11 @@ export class RateLimits implements Limiter {
     if (failedAuth.maxAttempts > 0) {
       const { maxAttempts: max, windowSeconds } = failedAuth;
       this.failed = store.redis
-        ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds }, store), max)
+        ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds, limiter: 'failed_auth' }, store), max)
         : failures
-          ? failures(max, windowSeconds)
+          ? failures(max, windowSeconds, events)
           : store.local === 'cluster'
-            ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds }, store), max)
+            ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds, limiter: 'failed_auth' }, store), max)
             : new LocalFailureCounter(max, windowSeconds);
     }
     for (const e of endpoints) {
@@ -159,7 +159,7 @@ export class RateLimits implements Limiter {
       takes.push({ key: `${rules[i]!.prefix}|${key}`, n, shape: rules[i]!.shape });
       counted.push(rules[i]!);
     }
-    const taken = await this.take(takes);
+    const taken = await this.take(takes, 'per_tool');
     if (!taken.ok) {
       const q = counted[taken.index]!;
       this.events.quota?.(q.endpoint, q.name, 'exceeded');
@@ -172,14 +172,16 @@ export class RateLimits implements Limiter {
   async afterAuth(ctx: CheckContext): Promise<Deny | undefined> {
     const rate = ctx.endpoint && this.perEndpoint.get(ctx.endpoint.name);
     if (!rate) return undefined;
-    const taken = await this.take([{ key: `${rate.prefix}|${rateKey(ctx)}`, n: 1, shape: rate.shape }]);
+    const taken = await this.take([{ key: `${rate.prefix}|${rateKey(ctx)}`, n: 1, shape: rate.shape }], 'per_client');
     return taken.ok ? undefined : rateLimited(taken.retryMs);
   }
 
-  /** The store's answer; if the store itself fails (not a refusal), this process's last-resort buckets answer. */
-  private async take(takes: readonly Take[]): Promise<Taken> {
+  /** The store's answer, counted when the sharing store left it to local buckets; if the store itself fails (not a refusal), this process's last-resort buckets answer. */
+  private async take(takes: readonly Take[], limiter: LimiterName): Promise<Taken> {
     try {
-      return await this.buckets.take(takes);
+      const taken = await this.buckets.take(takes);
+      if (taken.local) this.events.limiterLocalAnswer?.(taken.local, limiter);
+      return taken;
     } catch (err) {
       this.logger.warn({ err: { message: (err as Error)?.message } }, 'the rate and quota buckets failed: this process limits on its own counters');
       return this.lastResort.take(takes);

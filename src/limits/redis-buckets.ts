@@ -6,7 +6,7 @@
 // for the other limits.
 import type { Logger } from '../log/logger.js';
 import type { RedisLimiterStore } from './redis-store.js';
-import type { BucketStore, Take, Taken } from './token-bucket.js';
+import { answeredLocally, type BucketStore, type Take, type Taken } from './token-bucket.js';
 
 // KEYS: one per take. ARGV: n, interval (ms), capacity per take. Returns {0} when all were
 // taken, else {index (1-based), retry ms as text}. A bucket's key expires when it is full again.
@@ -56,7 +56,7 @@ export class RedisBuckets implements BucketStore {
 
   take(takes: readonly Take[]): Promise<Taken> | Taken {
     // Never queue behind a Redis that is not ready: the local buckets answer at once.
-    if (this.client.status !== 'ready') return this.insurance.take(takes);
+    if (this.client.status !== 'ready') return answeredLocally(this.insurance.take(takes), 'redis');
     const args: (string | number)[] = [takes.length];
     for (const t of takes) args.push(`${this.keyPrefix}:bucket:${t.key}`);
     for (const t of takes) args.push(t.n, t.shape.intervalMs, t.shape.capacity);
@@ -64,7 +64,7 @@ export class RedisBuckets implements BucketStore {
       (r): Taken => (r[0] === 0 ? { ok: true } : { ok: false, index: r[0] - 1, retryMs: Number(r[1]) }),
       (err: unknown) => {
         this.logger.debug({ err: { message: (err as Error)?.message } }, 'Redis did not take a rate or quota bucket: local buckets answered');
-        return this.insurance.take(takes);
+        return answeredLocally(this.insurance.take(takes), 'redis');
       },
     );
   }

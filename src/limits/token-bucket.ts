@@ -8,6 +8,8 @@
 // `capacity` intervals of now. The same arithmetic runs in process (MemoryBuckets, also on
 // the cluster primary for its workers: cluster-buckets.ts) and in Redis (redis-buckets.ts).
 
+import type { LimiterStoreName } from '../metrics/hooks.js';
+
 /** A bucket's shape: one token every `intervalMs`, room for `capacity` tokens. */
 export interface BucketShape {
   intervalMs: number;
@@ -21,11 +23,20 @@ export interface Take {
   shape: BucketShape;
 }
 
-/** All the takes were made, or none: `index` is the first take that did not fit. */
-export type Taken = { ok: true } | { ok: false; index: number; retryMs: number };
+/**
+ * All the takes were made, or none: `index` is the first take that did not fit. `local` names
+ * the sharing store that did not answer (Redis, or the cluster primary), when this process's
+ * own buckets decided instead.
+ */
+export type Taken = ({ ok: true } | { ok: false; index: number; retryMs: number }) & { local?: LimiterStoreName };
 
 export interface BucketStore {
   take(takes: readonly Take[]): Promise<Taken> | Taken;
+}
+
+/** `taken`, marked as decided on local buckets because `store` did not answer. */
+export function answeredLocally(taken: Promise<Taken> | Taken, store: LimiterStoreName): Promise<Taken> | Taken {
+  return taken instanceof Promise ? taken.then((t) => ({ ...t, local: store })) : { ...taken, local: store };
 }
 
 export interface RateSpec {

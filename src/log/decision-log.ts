@@ -1,16 +1,17 @@
 // The decision log: one JSON line per Check decision (pino), for audit and for explaining
 // a deny after the fact. Only ids and codes: never a key, a token or a header map.
 // It runs on every Check, so the line is built with one JSON.stringify and written to the
-// service log's stream (logger.ts, lineSink), in exactly the shape pino writes (level, time,
-// the logger's bindings, the fields, msg): pino's field-by-field serializer cost twice as much.
-// A logger without a line sink (not made by createLogger) gets the fields through pino.
+// service log's sink (src/log/log-sink.ts), in exactly the shape pino writes (level, time, the
+// logger's bindings, the fields, msg): pino's field-by-field serializer cost twice as much. A
+// logger not made by createLogger gets the fields through pino (its `time` is then pino's
+// own clock reading, which can be a millisecond after `ts`).
 // `time` stays pino's (epoch milliseconds, what log shippers already parse); `ts` is the
 // same instant in ISO 8601 for people and for tools that want a calendar time.
 import { randomUUID } from 'node:crypto';
 import type { CheckTrace, ListTrace } from '../check/context.js';
 import type { Observer } from '../check/phases.js';
 import { callTargetText } from '../contracts/request.js';
-import { childLogger, lineSink, type Logger } from './logger.js';
+import { childLogger, logSinkOf, type LineSink, type Logger } from './logger.js';
 
 export interface DecisionLogOptions {
   /** Fraction of allowed decisions logged (0..1). Denies are always logged. */
@@ -24,15 +25,11 @@ const MAX_CALLS = 20;
 
 const INFO = 30;
 
-interface Stream {
-  write(line: string): unknown;
-}
-
 export class DecisionLog implements Observer {
   private readonly log: Logger;
   private readonly random: () => number;
-  /** The logger's stream and its pre-serialized bindings (`,"service":…,"log":"decision"`). */
-  private readonly stream: Stream | undefined;
+  /** The service log's sink and the logger's bindings, serialized once (`,"service":…,"log":"decision"`). */
+  private readonly sink: LineSink | undefined;
   private readonly bindings: string;
   /** The last millisecond formatted, and its ISO form: many decisions share one. */
   private lastMs = -1;
@@ -41,10 +38,10 @@ export class DecisionLog implements Observer {
   constructor(logger: Logger, private readonly opts: DecisionLogOptions) {
     this.log = childLogger(logger, { log: 'decision' });
     this.random = opts.random ?? Math.random;
-    this.stream = lineSink(this.log);
+    this.sink = logSinkOf(this.log);
     // pino writes each binding as `,"key":value` after level and time (logger.bindings() is its public copy of them).
     const bindings = JSON.stringify(this.log.bindings());
-    this.bindings = this.stream && bindings.length > 2 ? `,${bindings.slice(1, -1)}` : '';
+    this.bindings = this.sink && bindings.length > 2 ? `,${bindings.slice(1, -1)}` : '';
   }
 
   decided({ decisionId, ctx, outcome, policy, durationNs, incoming, span }: CheckTrace): void {
@@ -119,11 +116,11 @@ export class DecisionLog implements Observer {
   }
 
   private write(now: number, fields: Record<string, unknown>, msg = 'decision'): void {
-    if (!this.stream) {
+    if (!this.sink) {
       this.log.info(fields, msg);
       return;
     }
     const json = JSON.stringify(fields);
-    this.stream.write(`{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`);
+    this.sink.writeDecision(`{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`);
   }
 }

@@ -19,8 +19,28 @@ export interface ServiceEvents {
   quota?(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
+  /**
+   * A limiter call the store that shares its count did not answer — Redis (unreachable, timed
+   * out, connection cut) or the cluster primary (no answer in time) — was decided on this
+   * process's side instead.
+   */
+  limiterLocalAnswer?(store: LimiterStoreName, limiter: LimiterName): void;
   /** A batch of spans went to the OTLP endpoint, or could not. */
   traceExport?(result: 'success' | 'failure', spans: number): void;
+  /** The TLS files loaded (with the certificate's expiry, seconds since the epoch) or a reload was refused. */
+  tlsReload?(result: 'success' | 'failure', notAfterSeconds: number | undefined): void;
+  /** A client's TLS handshake failed on a port (no or a wrong client certificate, no common protocol). */
+  tlsHandshakeFailure?(listener: TlsListener): void;
 }
 
+/** The ports that can serve TLS. */
+export type TlsListener = 'grpc' | 'ext_authz_http' | 'http';
+export const TLS_LISTENERS: readonly TlsListener[] = ['grpc', 'ext_authz_http', 'http'];
+
 export type ExtProcStreamResult = 'completed' | 'denied' | 'failed' | 'cancelled';
+
+/** The limits, as metric labels. */
+export type LimiterName = 'failed_auth' | 'per_client' | 'per_tool';
+
+/** The stores that share limit counts: Redis across replicas, the cluster primary across workers. */
+export type LimiterStoreName = 'redis' | 'cluster';

@@ -10,8 +10,11 @@ import { quotaRulesFor, type Config, type EndpointConfig } from '../config/schem
 import { packageVersion } from '../config/version.js';
 import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, WITHHELD_REASONS, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode, type WithheldReason } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
+import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
-import type { ExtProcStreamResult, ServiceEvents } from './hooks.js';
+import { TLS_LISTENERS, type ExtProcStreamResult, type LimiterName, type ServiceEvents } from './hooks.js';
+
+export type { LimiterName };
 
 export const UNKNOWN_ENDPOINT = '_unknown';
 export const OTHER = '_other';
@@ -45,7 +48,7 @@ export const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
 /** Statuses a deny commonly has; their series exist from start-up so dashboards see zeros. */
 const COMMON_DENY_STATUSES = [400, 401, 403, 404, 413, 429, 503];
 
-export type LimiterName = 'failed_auth' | 'per_client' | 'per_tool';
+const LIMITERS: readonly LimiterName[] = ['failed_auth', 'per_client', 'per_tool'];
 
 /** The `result` label of ext_proc_streams_total. */
 export const EXT_PROC_STREAM_RESULTS: readonly ExtProcStreamResult[] = ['completed', 'denied', 'failed', 'cancelled'];
@@ -121,7 +124,8 @@ export class ServiceMetrics {
   private readonly issuers: Set<string>;
   private readonly keyIds = new Set<string>();
 
-  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'>) {
+  /** `logSink`: the service log's sink, whose dropped lines are counted (absent: a logger of a test's own, which drops nothing). */
+  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> & Partial<Pick<Config, 'tls'>>, logSink?: { readonly dropped?: DroppedLines }) {
     const p = 'mcp_authz_';
     const registers = [registry];
     // The counters below are counted in Tallies; any of them being collected flushes them all.
@@ -159,7 +163,25 @@ export class ServiceMetrics {
     const keysLoaded = new Gauge({ name: `${p}api_keys`, help: 'API keys in the registry in force.', registers, aggregator: 'max' });
     const storeUp = new Gauge({ name: `${p}limiter_store_up`, help: '1 while rate limits use the shared Redis store, 0 while they fall back to local counters (minimum over workers).', labelNames: ['store'], registers, aggregator: 'min' });
     const storeFallbacks = new Counter({ name: `${p}limiter_store_fallbacks_total`, help: 'Times the shared Redis limiter store became unreachable and limits fell back to local counters.', labelNames: ['store'], registers });
+    const localAnswers = new Counter({ name: `${p}limiter_local_answers_total`, help: 'Limiter calls the store that shares the count did not answer (redis: unreachable, timed out, cut; cluster: the primary did not answer in time), decided on local counters instead, by store and limiter.', labelNames: ['store', 'limiter'], registers });
     const traceSpans = new Counter({ name: `${p}trace_spans_exported_total`, help: 'Spans sent to the OTLP endpoint, by result (success, failure: dropped).', labelNames: ['result'], registers });
+    const counted: Record<LogKind, number> = { decision: 0, service: 0 };
+    new Counter({
+      name: `${p}log_lines_dropped_total`,
+      help: 'Log lines dropped because stderr was not read fast enough (the log buffer was full), by log: decision or service.',
+      labelNames: ['log'],
+      registers,
+      collect() {
+        for (const log of LOG_KINDS) {
+          const now = logSink?.dropped?.[log] ?? 0;
+          this.labels(log).inc(now - counted[log]);
+          counted[log] = now;
+        }
+      },
+    });
+    const tlsReloads = new Counter({ name: `${p}tls_reloads_total`, help: 'TLS certificate, key and client CA loads and reloads (tls.*File), by result; a failure keeps the previous certificate serving.', labelNames: ['result'], registers });
+    const tlsNotAfter = new Gauge({ name: `${p}tls_certificate_not_after_seconds`, help: 'When the TLS certificate in force expires, in seconds since the epoch (the earliest over workers).', registers, aggregator: 'min' });
+    const tlsHandshakeFailures = new Counter({ name: `${p}tls_handshake_failures_total`, help: 'TLS handshakes that failed, by port: no or an untrusted client certificate under mTLS, no common protocol or cipher.', labelNames: ['listener'], registers });
     const buildInfo = new Gauge({ name: `${p}build_info`, help: 'The running build (value 1): mcp-authz version and Node.js version.', labelNames: ['version', 'node'], registers, aggregator: 'max' });
     buildInfo.labels(packageVersion(), process.version).set(1);
 
@@ -204,10 +226,16 @@ export class ServiceMetrics {
     if (config.rateLimit.redis) {
       storeUp.labels('redis').set(0);
       storeFallbacks.labels('redis').inc(0);
+      for (const limiter of LIMITERS) localAnswers.labels('redis', limiter).inc(0);
     }
     dryRunDenies.inc(0);
     traceSpans.labels('success').inc(0);
     traceSpans.labels('failure').inc(0);
+    if (config.tls) {
+      tlsReloads.labels('success').inc(0);
+      tlsReloads.labels('failure').inc(0);
+      for (const l of TLS_LISTENERS) tlsHandshakeFailures.labels(l).inc(0);
+    }
     // Direct answers come before any endpoint is matched.
     this.checkChild(UNKNOWN_ENDPOINT, 'answer', 200).inc(0);
 
@@ -245,7 +273,13 @@ export class ServiceMetrics {
         storeState = state;
         storeUp.labels('redis').set(state === 'shared' ? 1 : 0);
       },
+      limiterLocalAnswer: (store, limiter) => localAnswers.labels(store, limiter).inc(),
       traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
+      tlsReload: (result, notAfterSeconds) => {
+        tlsReloads.labels(result).inc();
+        if (notAfterSeconds !== undefined) tlsNotAfter.set(notAfterSeconds);
+      },
+      tlsHandshakeFailure: (listener) => tlsHandshakeFailures.labels(listener).inc(),
     };
   }
 

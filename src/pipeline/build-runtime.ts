@@ -19,7 +19,7 @@ import { RateLimits } from '../limits/rate-limits.js';
 import type { RedisLimiterStore } from '../limits/redis-store.js';
 import type { BucketStore } from '../limits/token-bucket.js';
 import { DecisionLog } from '../log/decision-log.js';
-import type { Logger } from '../log/logger.js';
+import { logSinkOf, type Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
@@ -46,7 +46,7 @@ export interface BuildOptions {
   /** The running lockouts; a cluster worker's table is shared with its siblings through the primary. */
   lockouts?: LockoutTable;
   /** Where failed authentications are counted without Redis; a cluster worker's counter asks the primary. */
-  failureCounter?: (max: number, windowSeconds: number) => FailureCounter;
+  failureCounter?: (max: number, windowSeconds: number, events: ServiceEvents) => FailureCounter;
   /** The rate and quota buckets without Redis (or while it is away); a cluster worker's ask the primary. Default: this process's memory. */
   buckets?: BucketStore;
   /** Trace Checks when the OTEL_* variables ask for it (default true; the one-shot CLI commands: no). */
@@ -60,7 +60,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const watch = opts.watch ?? true;
   // Read first: a tracing variable the service cannot honour stops it before anything starts.
   const traceSettings = opts.tracing === false ? undefined : tracingSettings(opts.env ?? process.env);
-  const serviceMetrics = new ServiceMetrics(metrics, config);
+  const serviceMetrics = new ServiceMetrics(metrics, config, logSinkOf(logger));
   const events = opts.events ? mergeEvents(serviceMetrics.events, opts.events) : serviceMetrics.events;
   const endpoints = new EndpointRegistry(config.endpoints);
   // PostgreSQL's parser (WASM) is loaded only where a rule reads an SQL argument.
@@ -80,7 +80,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const limiter = new RateLimits(
     config,
     endpoints.all,
-    { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), ...(opts.buckets ? { buckets: opts.buckets } : {}), logger },
+    { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), ...(opts.buckets ? { buckets: opts.buckets } : {}), logger, onLocalAnswer: (store, limiter) => events.limiterLocalAnswer?.(store, limiter) },
     // Workers share lockouts through the primary, so none asks it before every authentication.
     opts.lockouts ?? new LockoutTable(),
     events,
@@ -100,7 +100,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const verifier = config.oauth.issuers.length > 0 ? createTokenVerifier(config.oauth, { logger, events }) : undefined;
 
   // Authorization: the policy bundle, evaluated in-process as WASM.
-  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, data: {} };
+  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, rawCredentials: false, data: {} };
   const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, e]));
   const source = new PolicySource(
     {
@@ -124,6 +124,7 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     }),
     events,
     logger,
+    rawCredentials: policy.rawCredentials,
   });
   // A policy that fails to load leaves the service NOT_SERVING (every Check a 503 deny) until a good one appears.
   await source.load();
@@ -134,8 +135,8 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   // The OpenTelemetry SDK is loaded only when tracing is on: off, it costs no start-up time.
   let tracing: CheckTracer | undefined;
   if (traceSettings) {
-    const { CheckTracer } = await import('../tracing/check-tracer.js');
-    tracing = new CheckTracer({ settings: traceSettings, endpoints: config.endpoints, logger, events });
+    const { CheckTracer, otlpExporter } = await import('../tracing/check-tracer.js');
+    tracing = new CheckTracer({ settings: traceSettings, endpoints: config.endpoints, logger, events, exporter: await otlpExporter(traceSettings) });
   }
   if (opts.tracing !== false) logger.info(describeTracing(traceSettings));
 

@@ -85,7 +85,9 @@ export class ListVisibility {
       }
     }
     if (calls.length > 0) {
-      const r = authorizer.visible(ctx, calls, this.trace.policy?.input);
+      // The input the request was decided on: with raw credentials, the one the policy evaluated.
+      const policy = this.trace.policy;
+      const r = authorizer.visible(ctx, calls, policy?.credentials?.input() ?? policy?.input);
       if (r.record) this.evaluations.push(r.record);
       if (!r.ok) return failure(r.reason, r.detail);
       asked.forEach((item, i) => answers.set(keyOf(item), r.visible[i]!));

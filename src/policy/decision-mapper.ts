@@ -49,6 +49,11 @@ export function policyError(detail: string): Mapped {
   };
 }
 
+/** A decision refused as malformed (503 policy_error), with why. */
+export function malformedDecision(detail: string): Mapped {
+  return malformed(detail);
+}
+
 function malformed(detail: string): Mapped {
   return {
     allow: false,

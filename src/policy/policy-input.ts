@@ -1,6 +1,8 @@
 // Builds the policy input (docs/policies.md "Input") as a JSON string, from parts
 // precomputed at load: each endpoint's JSON is serialized once. Credentials never reach
-// the policy: credential headers and query parameters are redacted everywhere they occur.
+// the policy: credential headers and query parameters are redacted everywhere they occur —
+// unless `policy.rawCredentials` hands the credential headers to a policy that verifies
+// them itself (opa-envoy-plugin policies); the input every output shows stays redacted.
 import type { CheckContext } from '../check/context.js';
 import type { Principal } from '../contracts/principal.js';
 import type { HeaderMap, QueryMap } from '../contracts/request.js';
@@ -8,7 +10,7 @@ import { trimSlash } from '../contracts/trim-slash.js';
 import { resourceMetadataUrl } from '../endpoints/metadata-url.js';
 import type { Endpoint } from '../endpoints/registry.js';
 import { mcpJsonWithViews, viewPlan, type ViewPlan } from './argument-views.js';
-import { redactedAttributes, redactPathQuery, REDACTED } from './redact-attributes.js';
+import { credentialStrings, redactedAttributes, redactPathQuery, REDACTED } from './redact-attributes.js';
 
 export { REDACTED };
 
@@ -24,6 +26,8 @@ export interface InputOptions {
   /** The API key query parameters (apiKeys.queryParams). */
   keyQueryParams: readonly string[];
 }
+
+const NO_SECRET = (): boolean => false;
 
 const ALWAYS_REDACTED_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'x-api-key'];
 const ENVOY_VERSION = '{"encoding":"protojson","ext_authz":"v3"}';
@@ -66,12 +70,16 @@ export class InputBuilder {
     this.anonymousJson = JSON.stringify(principalView({ authenticated: false, method: 'anonymous', id: 'anonymous', roles: [], permissions: [], scopes: [] }));
   }
 
-  /** The input document as UTF-8 JSON text. */
-  build(ctx: CheckContext, bundleWantsEnvoyInput = true): string {
+  /**
+   * The input document as UTF-8 JSON text. `rawHeaders`: credential headers keep their values
+   * in `request.headers` and `attributes` (policy.rawCredentials); query parameters stay redacted.
+   */
+  build(ctx: CheckContext, bundleWantsEnvoyInput = true, rawHeaders = false): string {
     const { request } = ctx;
     this.credentialHeaders = ctx.credentialHeaders;
     this.credentialQueryParams = ctx.credentialQueryParams;
-    const { headerSecret, querySecret } = this;
+    const { querySecret } = this;
+    const headerSecret = rawHeaders ? NO_SECRET : this.headerSecret;
     const headers = redactHeaderMap(request.headers, headerSecret, querySecret);
     const query = redactQueryMap(request.query, querySecret);
 
@@ -99,6 +107,24 @@ export class InputBuilder {
       s += ',"version":' + ENVOY_VERSION;
     }
     return s + '}';
+  }
+
+  /**
+   * The request's credential header values (and their parts, credentialStrings), which a
+   * redacted input replaces: empty when the request carries none.
+   */
+  credentialValues(ctx: CheckContext): string[] {
+    this.credentialHeaders = ctx.credentialHeaders;
+    const values: string[] = [];
+    const { headers } = ctx.request;
+    for (const name in headers) if (this.headerSecret(name)) values.push(...headers[name]!);
+    const headerMap = (ctx.request.attributes.request as { http?: { headerMap?: { headers?: { key?: string; value?: string; rawValue?: string }[] } } } | undefined)?.http?.headerMap?.headers;
+    for (const e of headerMap ?? []) {
+      if (!e.key || !this.headerSecret(e.key.toLowerCase())) continue;
+      if (e.value !== undefined) values.push(e.value);
+      if (e.rawValue !== undefined) values.push(e.rawValue, Buffer.from(e.rawValue, 'base64').toString('utf8'));
+    }
+    return values.length === 0 ? values : credentialStrings(values);
   }
 
   private endpointJson(ctx: CheckContext): string {

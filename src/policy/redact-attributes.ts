@@ -60,3 +60,51 @@ export function redactPathQuery(path: string, secret: Secret): string {
   });
   return `${path.slice(0, q)}?${parts.join('&')}`;
 }
+
+/**
+ * The strings that stand for a request's credentials in anything the service writes: each
+ * credential header's whole value, then its parts of 8 characters or more (the token of
+ * "Bearer <token>", a cookie's value, a JWT's segments), so a policy that splits a header
+ * and a trace that shows the parts are caught too. Longest first: a whole value is replaced
+ * before its parts.
+ */
+export function credentialStrings(values: Iterable<string>): string[] {
+  const out = new Set<string>();
+  for (const v of values) {
+    if (v.length === 0 || v === REDACTED) continue;
+    out.add(v);
+    for (const part of v.split(/[\s,;=.:"'()<>[\]{}\\/]+/)) if (part.length >= 8) out.add(part);
+  }
+  // The JSON-escaped forms, as they appear inside JSON text.
+  for (const s of [...out]) {
+    const escaped = JSON.stringify(s).slice(1, -1);
+    if (escaped !== s) out.add(escaped);
+  }
+  return [...out].sort((a, b) => b.length - a.length);
+}
+
+/** Whether `text` contains any of the credential strings. */
+export function mentionsCredential(text: string, secrets: readonly string[]): boolean {
+  for (const s of secrets) if (text.includes(s)) return true;
+  return false;
+}
+
+/** `text` with every credential string replaced by [REDACTED]. */
+export function scrubText(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of secrets) if (out.includes(s)) out = out.split(s).join(REDACTED);
+  return out;
+}
+
+/** A copy of a JSON value with every credential string inside its strings (keys too) replaced. */
+export function scrubJson(value: unknown, secrets: readonly string[]): unknown {
+  if (secrets.length === 0) return value;
+  if (typeof value === 'string') return scrubText(value, secrets);
+  if (Array.isArray(value)) return value.map((v) => scrubJson(v, secrets));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[scrubText(k, secrets)] = scrubJson(v, secrets);
+    return out;
+  }
+  return value;
+}

@@ -16,6 +16,8 @@ export type ClusterMessage =
   | LockoutMessage
   /** A new worker asks the primary for the lockouts already running. */
   | { type: 'mcp-authz:lockout-sync' }
+  /** The primary has sent every lockout running when the worker asked. */
+  | { type: 'mcp-authz:lockout-synced' }
   /** Failed authentications counted on the primary's ledger (src/limits/cluster-failures.ts). */
   | FailureMessage
   /** Rate and quota buckets taken on the primary (src/limits/cluster-buckets.ts). */
@@ -33,6 +35,7 @@ export function asClusterMessage(m: unknown): ClusterMessage | undefined {
       return typeof o.key === 'string' && typeof o.until === 'number' ? (o as ClusterMessage) : undefined;
     case 'mcp-authz:shutdown':
     case 'mcp-authz:lockout-sync':
+    case 'mcp-authz:lockout-synced':
       return o as ClusterMessage;
     default:
       return isFailureMessage(o) || isBucketMessage(o) ? (o as ClusterMessage) : undefined;

@@ -13,14 +13,17 @@ import { ProtectedResourceMetadata } from '../auth/protected-resource-metadata.j
 import type { LoadedConfig } from '../config/load.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
 import { BucketHost } from '../limits/cluster-buckets.js';
-import { FailureLedgerHost, type FailureMessage } from '../limits/cluster-failures.js';
+import { FailureLedgerHost, type FailureMessage, type LedgerEvents } from '../limits/cluster-failures.js';
 import { FailureLedger } from '../limits/failure-ledger.js';
 import { LockoutTable } from '../limits/lockouts.js';
-import type { Logger } from '../log/logger.js';
+import { logSinkOf, type Logger } from '../log/logger.js';
+import { PrimaryMetrics, withPrimaryLogDrops } from '../metrics/primary-metrics.js';
 import type { ClusterMessage } from './cluster-messages.js';
 import { WorkerSupervisor } from './cluster-supervisor.js';
 import { HealthState } from './health.js';
 import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
+import { freeSocketPath, isUnixAddress, listeningOn, listenOptions, socketPath } from './listen-address.js';
+import { portTls, TlsFiles } from './tls-files.js';
 
 export interface PrimaryOptions {
   workers: number;
@@ -38,8 +41,19 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     const { RateLimiterClusterMaster } = await import('rate-limiter-flexible');
     new RateLimiterClusterMaster();
   }
+  const { config } = loaded;
+  // The primary serves the HTTP port: its TLS files are its own (the workers' serve the other ports).
+  const tlsFiles = config.tls && config.tls.http !== 'off' ? new TlsFiles({ config: config.tls, logger, events: {}, watch: true }) : undefined;
+  // The workers' sockets are one socket, made by the primary's cluster module: a stale file is removed here, once.
+  for (const address of [config.listen.grpc, config.listen.extAuthzHttp]) {
+    if (address !== undefined && isUnixAddress(address)) await freeSocketPath(socketPath(address));
+  }
   const relay = new LockoutRelay();
-  const failures = failureLedgerHost(loaded, workers);
+  const metrics = new PrimaryMetrics();
+  const failures = failureLedgerHost(loaded, workers, {
+    forfeited: (units, reason) => metrics.leaseForfeited(units, reason),
+    locked: (key, until) => relay.decided(key, until),
+  });
   // The per-client rate and the per-tool quotas of every worker (and their local buckets while Redis is away).
   const buckets = new BucketHost((id, m) => {
     const w = cluster.workers?.[id];
@@ -64,14 +78,15 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     return started;
   }
 
-  const httpServer = await serveHttp(loaded, health);
-  logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}), workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
+  const httpServer = await serveHttp(loaded, health, tlsFiles, metrics, logger);
+  logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}), ...listeningOn(config), workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
   const code = await untilStopped(supervisor, logger);
   health.set('NOT_SERVING', ['shutting down']);
   health.endWatches();
   await supervisor.stop(graceMs + 5000);
   await closeHttp(httpServer.server);
+  await tlsFiles?.close();
   logger.info('mcp-authz stopped');
   return code;
 }
@@ -86,39 +101,60 @@ function workersUseClusterStore(loaded: LoadedConfig): boolean {
 }
 
 /** The failed-authentication counts every worker shares (absent with Redis, which holds them, or with the lockout off). */
-function failureLedgerHost(loaded: LoadedConfig, workers: number): FailureLedgerHost | undefined {
+function failureLedgerHost(loaded: LoadedConfig, workers: number, events: LedgerEvents): FailureLedgerHost | undefined {
   const { rateLimit } = loaded.config;
   if (rateLimit.redis || rateLimit.failedAuth.maxAttempts <= 0) return undefined;
   const ledger = new FailureLedger(rateLimit.failedAuth.maxAttempts, rateLimit.failedAuth.windowSeconds * 1000, workers);
-  return new FailureLedgerHost(ledger, (id, m: FailureMessage) => {
-    const w = cluster.workers?.[id];
-    if (w?.isConnected()) w.send(m);
-  });
+  return new FailureLedgerHost(
+    ledger,
+    (id, m: FailureMessage) => {
+      const w = cluster.workers?.[id];
+      if (w?.isConnected()) w.send(m);
+    },
+    undefined,
+    events,
+  );
 }
 
-/** The running lockouts: each one a worker records goes to every other worker, and to a worker that starts later. */
+/**
+ * The running lockouts: each one a worker records, or the primary's ledger decides, goes to
+ * every worker, and to a worker that starts later.
+ */
 class LockoutRelay {
   private readonly table = new LockoutTable();
 
   heard(from: Worker, m: ClusterMessage): void {
     if (m.type === 'mcp-authz:lockout') {
-      this.table.lock(m.key, m.until, true);
-      for (const other of Object.values(cluster.workers ?? {})) if (other && other !== from && other.isConnected()) other.send(m);
+      if (this.table.lock(m.key, m.until, true)) this.broadcast(m, from);
     } else if (m.type === 'mcp-authz:lockout-sync') {
       for (const l of this.table.snapshot()) from.send(l);
+      from.send({ type: 'mcp-authz:lockout-synced' } satisfies ClusterMessage);
     }
+  }
+
+  /** A lockout the ledger decided: every worker hears of it, whether or not the one that asked lives to tell. */
+  decided(key: string, until: number): void {
+    if (this.table.lock(key, until, true)) this.broadcast({ type: 'mcp-authz:lockout', key, until });
+  }
+
+  private broadcast(m: ClusterMessage, except?: Worker): void {
+    for (const w of Object.values(cluster.workers ?? {})) if (w && w !== except && w.isConnected()) w.send(m);
   }
 }
 
-/** The HTTP port: metrics aggregated over the workers, readiness, discovery documents. */
-async function serveHttp(loaded: LoadedConfig, health: HealthState): Promise<{ server: Server; port: number }> {
+/** The HTTP port: metrics aggregated over the workers (with the primary's own, and its dropped log lines), readiness, discovery documents. */
+async function serveHttp(loaded: LoadedConfig, health: HealthState, tlsFiles: TlsFiles | undefined, metrics: PrimaryMetrics, logger: Logger): Promise<{ server: Server; port: number }> {
   const aggregator = new AggregatorRegistry();
+  const sink = logSinkOf(logger);
+  const { config } = loaded;
   const server = createHttpServer({
     health,
-    metrics: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
-    discovery: new ProtectedResourceMetadata(loaded.config, new EndpointRegistry(loaded.config.endpoints)),
+    metrics: async () => ({ contentType: aggregator.contentType, body: withPrimaryLogDrops(await aggregator.clusterMetrics(), sink) + (await metrics.registry.metrics()) }),
+    discovery: new ProtectedResourceMetadata(config, new EndpointRegistry(config.endpoints)),
+    // Its reloads are logged; the workers' count in mcp_authz_tls_reloads_total (the same files).
+    ...(tlsFiles && config.tls!.http !== 'off' ? { tls: portTls(tlsFiles, config.tls!.http, {}) } : {}),
   });
-  return { server, port: await listenHttp(server, loaded.config.listen.http) };
+  return { server, port: await listenHttp(server, config.listen.http, listenOptions(config)) };
 }
 
 /** Resolves with 0 on SIGTERM/SIGINT, or with the supervisor's failure code. */

@@ -78,6 +78,15 @@ export class WorkerSupervisor {
 
   private fork(): void {
     const w = cluster.fork();
+    // A message sent to a worker that has just died (killed before the primary noticed: its
+    // last requests are still being answered) fails with EPIPE or ERR_IPC_CHANNEL_CLOSED,
+    // emitted on the worker. Unheard, that error would end the primary and every worker with it.
+    let warned = false;
+    w.on('error', (err: NodeJS.ErrnoException) => {
+      if (warned) return;
+      warned = true;
+      this.opts.logger.warn({ worker: w.id, err: { message: err.message, code: err.code } }, 'a message to a worker that has exited was not delivered');
+    });
     w.on('message', (raw: unknown) => {
       const m = asClusterMessage(raw);
       if (!m) return;

@@ -6,7 +6,8 @@ import type { LoadedConfig } from '../config/load.js';
 import { ClusterBuckets, type BucketMessage } from '../limits/cluster-buckets.js';
 import { ClusterFailureCounter, type FailureMessage } from '../limits/cluster-failures.js';
 import { LockoutTable } from '../limits/lockouts.js';
-import type { Logger } from '../log/logger.js';
+import { exitAfterLogs, type Logger } from '../log/logger.js';
+import type { ServiceEvents } from '../metrics/hooks.js';
 import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
 import { asClusterMessage, type ClusterMessage } from './cluster-messages.js';
 import type { ServingStatus } from './health.js';
@@ -19,21 +20,23 @@ function send(m: ClusterMessage): void {
 /**
  * A worker's lockout table: lockouts it records go to the primary, which hands them to
  * every other worker; lockouts from siblings (and, at start, the running ones) come back.
+ * Until the running ones have arrived, the check before authentication asks the primary.
  */
 export function workerLockoutTable(): LockoutTable {
-  const table = new LockoutTable(send);
+  const table = new LockoutTable(send, undefined, true);
   process.on('message', (raw: unknown) => {
     const m = asClusterMessage(raw);
     if (m?.type === 'mcp-authz:lockout') table.lock(m.key, m.until, true);
+    else if (m?.type === 'mcp-authz:lockout-synced') table.markSynced();
   });
   send({ type: 'mcp-authz:lockout-sync' });
   return table;
 }
 
 /** A worker's failure counter: its leases, and the primary's ledger for the rest (src/limits/cluster-failures.ts). */
-export function workerFailureCounter(logger: Logger): (max: number, windowSeconds: number) => ClusterFailureCounter {
-  return (max, windowSeconds) => {
-    const counter = new ClusterFailureCounter(max, windowSeconds, (m: FailureMessage) => send(m), logger);
+export function workerFailureCounter(logger: Logger): (max: number, windowSeconds: number, events: ServiceEvents) => ClusterFailureCounter {
+  return (max, windowSeconds, events) => {
+    const counter = new ClusterFailureCounter(max, windowSeconds, (m: FailureMessage) => send(m), logger, undefined, () => events.limiterLocalAnswer?.('cluster', 'failed_auth'));
     process.on('message', (raw: unknown) => {
       const m = asClusterMessage(raw);
       if (m?.type === 'mcp-authz:failures-counted' || m?.type === 'mcp-authz:failure-revoke') counter.heard(m);
@@ -82,7 +85,7 @@ export async function runWorker(loaded: LoadedConfig, logger: Logger, build: Bui
     process.once('SIGINT', stop);
   });
   // The IPC channel would keep this process alive; the primary is waiting for it to exit.
-  setTimeout(() => process.exit(0), 2000).unref();
+  setTimeout(() => void exitAfterLogs(0), 2000).unref();
   process.disconnect?.();
   return 0;
 }

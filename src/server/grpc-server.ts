@@ -11,6 +11,8 @@ import type { Runtime } from '../pipeline/runtime.js';
 import { processHandler } from './ext-proc-call.js';
 import { H2GrpcServer, type RawUnaryCall } from './h2-grpc-server.js';
 import type { HealthState } from './health.js';
+import type { ListenOptions } from './listen-address.js';
+import { portTls, type TlsFiles } from './tls-files.js';
 
 export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
@@ -18,11 +20,15 @@ export interface GrpcServerOptions {
   runtime: Runtime;
   health: HealthState;
   reflection: boolean;
+  /** How a Unix socket is made (its mode; whether this process frees a stale one). */
+  listen: ListenOptions;
+  /** TLS on the port (tls.grpc): the files, and whether clients must present a certificate. */
+  tls?: { files: TlsFiles; mode: 'tls' | 'mtls' };
 }
 
 /** A gRPC server, whichever serves: listen, then drain or cut on shutdown. */
 export interface GrpcListener {
-  /** Listens on "host:port"; resolves with the port. */
+  /** Listens on "host:port" or "unix:/path"; resolves with the TCP port (0 for a socket). */
   bind(address: string): Promise<number>;
   /** GOAWAY to every connection; `cb` once the calls in flight have been answered. */
   tryShutdown(cb: () => void): void;
@@ -50,7 +56,7 @@ export async function createGrpcServer(opts: GrpcServerOptions): Promise<GrpcLis
     const { createGrpcJsServer } = await import('./grpc-js-server.js');
     return createGrpcJsServer(opts, max);
   }
-  const server = new H2GrpcServer({ maxReceiveMessageBytes: max });
+  const server = new H2GrpcServer({ maxReceiveMessageBytes: max, ...(opts.tls ? { tls: portTls(opts.tls.files, opts.tls.mode, opts.runtime.events) } : {}) });
   loadCheckCodec();
   server.addRawUnary(CHECK_PATH, checkHandler(opts.runtime));
   server.addService(serviceDefinition(extProcRoot(), 'envoy.service.ext_proc.v3.ExternalProcessor'), { Process: processHandler(opts.runtime) as never });
@@ -61,7 +67,11 @@ export async function createGrpcServer(opts: GrpcServerOptions): Promise<GrpcLis
     const defs = packageDefinitions();
     new ReflectionService({ ...defs.authDef, ...defs.healthDef, ...extProcPackageDefinition() }).addToServer(server as never);
   }
-  return server;
+  return {
+    bind: (address) => server.bind(address, opts.listen),
+    tryShutdown: (cb) => server.tryShutdown(cb),
+    forceShutdown: () => server.forceShutdown(),
+  };
 }
 
 /** Check on the raw unary path: the request's bytes through the pipeline, the answer's bytes back. */

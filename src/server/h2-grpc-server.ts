@@ -21,13 +21,16 @@
 //     flood beyond that ends its connection;
 //   - shutdown: the listener closes, every connection gets GOAWAY and its calls finish
 //     (tryShutdown), or are cut after the grace period (forceShutdown);
-//   - node:cluster workers share the listening socket, as for any node:net server.
-import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+//   - node:cluster workers share the listening socket, as for any node:net server;
+//   - TLS and mutual TLS (`tls`), the certificate replaced for new connections on reload;
+//     a TCP port or a Unix socket (listen-address.ts).
+import { constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { MethodDefinition, ServiceDefinition } from '../envoy/proto-root.js';
 import { DeadlineQueue, type Deadline } from './deadlines.js';
 import { RESPONSE_HEADERS, StreamCall, trailersOnly, UnaryCall, type CallHost } from './grpc-calls.js';
 import { frame, MAX_TIMEOUT_MS, parseGrpcTimeout, Status, type CallError } from './grpc-wire.js';
+import { listenOn, type ListenOptions } from './listen-address.js';
+import type { PortTls } from './tls-files.js';
 
 export interface H2GrpcServerOptions {
   /** The largest request message accepted (its length prefix says so before it is read). */
@@ -44,10 +47,14 @@ export interface H2GrpcServerOptions {
   streamResetBurst?: number;
   /** …and per second after that (default 1,000); past both, the connection ends. */
   streamResetRate?: number;
+  /** Serve TLS (h2 by ALPN), mutual TLS when the port asks for it. */
+  tls?: PortTls;
 }
 
 export const STREAM_RESET_BURST = 10_000;
 export const STREAM_RESET_RATE = 1_000;
+
+const DEFAULT_LISTEN: ListenOptions = { socketMode: 0o660 };
 
 /**
  * A raw unary handler: the request message's bytes, and the call to answer on with
@@ -211,7 +218,7 @@ export class H2GrpcServer implements CallHost {
   private readonly routes = new Map<string, Route>();
   private readonly sessions = new Set<Session>();
   private readonly deadlines = new DeadlineQueue();
-  private readonly server: Http2Server;
+  private readonly server: Http2Server | Http2SecureServer;
   private readonly keepaliveTimeMs: number;
   private readonly keepaliveTimeoutMs: number;
   private readonly minPingIntervalMs: number;
@@ -226,7 +233,7 @@ export class H2GrpcServer implements CallHost {
     this.maxPingStrikes = opts.maxPingStrikes ?? 2;
     // Node refuses new streams once a session buffers more than maxSessionMemory (10 MB by
     // default); a request may legitimately be larger.
-    this.server = createServer({
+    const base = {
       maxSessionMemory: Math.max(64, Math.ceil((opts.maxReceiveMessageBytes * 2) / 1e6)),
       // Node ends a connection with GOAWAY INTERNAL_ERROR past 1000 RST_STREAMs at once and 33
       // a second (its rapid-reset defence). Envoy cancels every Check it stops waiting for, so
@@ -235,10 +242,19 @@ export class H2GrpcServer implements CallHost {
       // limit to slip past): the bound stays, for floods only.
       streamResetBurst: opts.streamResetBurst ?? STREAM_RESET_BURST,
       streamResetRate: opts.streamResetRate ?? STREAM_RESET_RATE,
-    });
-    this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
-    this.server.on('session', (s) => this.onSession(s));
-    this.server.on('sessionError', noop);
+    };
+    if (opts.tls) {
+      // ALPN h2 only (allowHTTP1 false): gRPC runs on HTTP/2.
+      const secure = createSecureServer({ ...base, ...opts.tls.serverOptions() });
+      opts.tls.attach(secure, 'grpc');
+      this.server = secure;
+    } else {
+      this.server = createServer(base);
+    }
+    const server = this.server as Http2Server;
+    server.on('stream', (stream, headers) => this.onStream(stream, headers));
+    server.on('session', (s) => this.onSession(s));
+    server.on('sessionError', noop);
   }
 
   /** Adds a service whose handlers are written for grpc-js (unary callback, stream calls). */
@@ -259,19 +275,9 @@ export class H2GrpcServer implements CallHost {
     this.deadlines.add(d);
   }
 
-  /** Listens on "host:port" ("[::1]:0" for IPv6); resolves with the port. */
-  bind(address: string): Promise<number> {
-    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
-    if (!m) return Promise.reject(new Error(`expected host:port, got ${JSON.stringify(address)}`));
-    const host = m[1] ?? m[2]!;
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.once('error', onError);
-      this.server.listen(Number(m[3]), host, () => {
-        this.server.off('error', onError);
-        resolve((this.server.address() as AddressInfo).port);
-      });
-    });
+  /** Listens on "host:port" ("[::1]:0" for IPv6) or "unix:/path"; resolves with the TCP port (0 for a socket). */
+  bind(address: string, listen: ListenOptions = DEFAULT_LISTEN): Promise<number> {
+    return listenOn(this.server, address, listen);
   }
 
   /** Stops accepting connections; every connection gets GOAWAY, its calls finish, then `cb`. */

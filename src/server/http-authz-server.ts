@@ -4,13 +4,15 @@
 // lightest transport measured (README "Performance"); Envoy's http_service speaks HTTP/1.1
 // by default. Bodies are kept up to limits.maxBodyBytes and counted beyond it (a 413 deny);
 // past the gRPC receive limit the connection is closed after the answer.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { deny } from '../contracts/outcome.js';
 import { httpAuthzAnswer, httpAuthzDecoder, type HttpAuthzAnswer, type HttpAuthzRequest } from '../envoy/http-authz.js';
 import { runCheck, type Decoder } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { maxCheckRequestBytes } from './grpc-server.js';
+import { listenOn, type ListenOptions } from './listen-address.js';
+import type { PortTls } from './tls-files.js';
 
 /** One request being read: its body so far, then the pipeline. */
 class PendingCheck implements HttpAuthzRequest {
@@ -71,30 +73,30 @@ export class HttpAuthzServer {
   private readonly decode: Decoder<HttpAuthzRequest>;
   private closing = false;
 
-  constructor(private readonly runtime: Runtime) {
+  constructor(private readonly runtime: Runtime, tls?: PortTls) {
     const { limits } = runtime.config;
     this.keepBytes = limits.maxBodyBytes;
     this.hardLimitBytes = maxCheckRequestBytes(limits);
     this.decode = httpAuthzDecoder(runtime.config.extAuthzHttp);
     // Headers up to the service's own limit reach the pipeline (a 431 deny with a body that
     // says why); node:http's default (16 KiB) would refuse them first, without one.
-    this.server = createServer({ maxHeaderSize: limits.maxHeaderBytes + 16 * 1024, keepAliveTimeout: 10 * 60 * 1000 }, (req, res) => this.onRequest(req as Req, res));
+    const options: ServerOptions = { maxHeaderSize: limits.maxHeaderBytes + 16 * 1024, keepAliveTimeout: 10 * 60 * 1000 };
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req as Req, res);
+    if (tls) {
+      const secure = createHttpsServer({ ...options, ...tls.serverOptions() }, onRequest);
+      tls.attach(secure, 'ext_authz_http');
+      this.server = secure as unknown as Server;
+    } else {
+      this.server = createServer(options, onRequest);
+    }
     // Envoy keeps its connections to the service open: the service does not time them out first.
     this.server.headersTimeout = 60_000;
     this.server.requestTimeout = 0;
   }
 
-  bind(address: string): Promise<number> {
-    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
-    if (!m) return Promise.reject(new Error(`expected host:port, got ${JSON.stringify(address)}`));
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.once('error', onError);
-      this.server.listen(Number(m[3]), m[1] ?? m[2], () => {
-        this.server.off('error', onError);
-        resolve((this.server.address() as AddressInfo).port);
-      });
-    });
+  /** Listens on "host:port" or "unix:/path"; resolves with the TCP port (0 for a socket). */
+  bind(address: string, listen: ListenOptions = { socketMode: 0o660 }): Promise<number> {
+    return listenOn(this.server, address, listen);
   }
 
   /** Stops accepting; answers in flight finish (each closing its connection), then `cb`. */

@@ -1,19 +1,24 @@
-// The HTTP side: /healthz, /readyz, /metrics and the RFC 9728 discovery documents.
-import { createServer, type Server } from 'node:http';
+// The HTTP side: /healthz, /readyz, /metrics and the RFC 9728 discovery documents; over TLS
+// when tls.http asks for it.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { DirectResponder } from '../check/phases.js';
 import { responseBody, responseContentType } from '../contracts/outcome.js';
 import { requestForDiscovery } from '../request/discovery-request.js';
 import type { HealthState } from './health.js';
+import { listenOn, type ListenOptions } from './listen-address.js';
+import type { PortTls } from './tls-files.js';
 
 export interface HttpServerOptions {
   health: HealthState;
   metrics: () => Promise<{ contentType: string; body: string }>;
   /** Answers /.well-known/ requests (the same responder Check uses). */
   discovery: DirectResponder;
+  tls?: PortTls;
 }
 
 export function createHttpServer(opts: HttpServerOptions): Server {
-  return createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
     const path = url.split('?')[0]!;
     const send = (status: number, body: string, type = 'application/json', headers: Record<string, string> = {}) => {
@@ -46,19 +51,17 @@ export function createHttpServer(opts: HttpServerOptions): Server {
     } else {
       send(404, JSON.stringify({ error: 'not_found' }));
     }
-  });
+  };
+  if (!opts.tls) return createServer(handler);
+  const server = createHttpsServer(opts.tls.serverOptions(), handler);
+  opts.tls.attach(server, 'http');
+  // An https.Server is an http.Server to everything that listens, closes and serves with it.
+  return server as unknown as Server;
 }
 
-export function listenHttp(server: Server, address: string): Promise<number> {
-  const { host, port } = splitHostPort(address);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      const a = server.address();
-      resolve(typeof a === 'object' && a ? a.port : port);
-    });
-  });
+/** Listens on "host:port" or "unix:/path"; resolves with the TCP port (0 for a socket). */
+export function listenHttp(server: Server, address: string, listen: ListenOptions = { socketMode: 0o660 }): Promise<number> {
+  return listenOn(server, address, listen);
 }
 
 /** Stops listening and drops open (keep-alive) connections; resolves once closed. */
@@ -67,11 +70,4 @@ export function closeHttp(server: Server): Promise<void> {
     server.close(() => resolve());
     server.closeAllConnections();
   });
-}
-
-export function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  let host = address.slice(0, i);
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  return { host, port: Number(address.slice(i + 1)) };
 }

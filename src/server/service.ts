@@ -1,4 +1,5 @@
-// Starts and stops the whole service: runtime, gRPC and HTTP servers, health and drain.
+// Starts and stops the whole service: runtime, gRPC and HTTP servers (TLS from watched files
+// when configured), health and drain.
 import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { LoadedConfig } from '../config/load.js';
@@ -9,6 +10,8 @@ import { createGrpcServer, type GrpcListener } from './grpc-server.js';
 import { HealthState } from './health.js';
 import { HttpAuthzServer } from './http-authz-server.js';
 import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
+import { listeningOn, listenOptions } from './listen-address.js';
+import { portTls, servesTls, TlsFiles } from './tls-files.js';
 
 export interface RunningService {
   grpcPort: number;
@@ -36,18 +39,35 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
   const health = new HealthState();
   const runtime = await opts.buildRuntime(loaded, logger, metrics);
 
-  const grpcServer: GrpcListener = await createGrpcServer({ runtime, health, reflection: loaded.config.reflection });
+  const { config } = loaded;
+  let tlsFiles: TlsFiles | undefined;
+  try {
+    tlsFiles = servesTls(config) ? new TlsFiles({ config: config.tls!, logger, events: runtime.events, watch: true }) : undefined;
+  } catch (err) {
+    await runtime.close();
+    throw err;
+  }
+  const tls = config.tls;
+  const listen = listenOptions(config);
+  const grpcServer: GrpcListener = await createGrpcServer({
+    runtime,
+    health,
+    reflection: config.reflection,
+    listen,
+    ...(tlsFiles && tls!.grpc !== 'off' ? { tls: { files: tlsFiles, mode: tls!.grpc } } : {}),
+  });
   const httpServer: Server | undefined = opts.http === false ? undefined : createHttpServer({
     discovery: runtime.directResponder,
     health,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
+    ...(tlsFiles && tls!.http !== 'off' ? { tls: portTls(tlsFiles, tls!.http, runtime.events) } : {}),
   });
 
-  const extAuthz = loaded.config.listen.extAuthzHttp !== undefined ? new HttpAuthzServer(runtime) : undefined;
+  const extAuthz = config.listen.extAuthzHttp !== undefined ? new HttpAuthzServer(runtime, tlsFiles && tls!.extAuthzHttp !== 'off' ? portTls(tlsFiles, tls!.extAuthzHttp, runtime.events) : undefined) : undefined;
 
-  const grpcPort = await grpcServer.bind(loaded.config.listen.grpc);
-  const extAuthzHttpPort = extAuthz ? await extAuthz.bind(loaded.config.listen.extAuthzHttp!) : 0;
-  const httpPort = httpServer ? await listenHttp(httpServer, loaded.config.listen.http) : 0;
+  const grpcPort = await grpcServer.bind(config.listen.grpc);
+  const extAuthzHttpPort = extAuthz ? await extAuthz.bind(config.listen.extAuthzHttp!, listen) : 0;
+  const httpPort = httpServer ? await listenHttp(httpServer, config.listen.http, listen) : 0;
   let closing: Promise<void> | undefined;
   // Ready only when every phase can decide (a policy is loaded); re-checked on each reload.
   const refreshHealth = () => {
@@ -57,7 +77,7 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
   };
   runtime.onReadinessChange(refreshHealth);
   refreshHealth();
-  logger.info({ grpc: grpcPort, http: httpPort, ...(extAuthz ? { extAuthzHttp: extAuthzHttpPort } : {}), endpoints: runtime.endpoints.all.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
+  logger.info({ grpc: grpcPort, http: httpPort, ...(extAuthz ? { extAuthzHttp: extAuthzHttpPort } : {}), ...listeningOn(config), endpoints: runtime.endpoints.all.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
 
   return {
     grpcPort,
@@ -81,6 +101,7 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
         await drained;
         clearTimeout(timer);
         if (httpServer) await closeHttp(httpServer);
+        await tlsFiles?.close();
         await runtime.close();
         logger.info('mcp-authz stopped');
       })();

@@ -1,5 +1,5 @@
 // Spans for Checks with OpenTelemetry: a SERVER span per Check continuing the caller's W3C
-// trace, a child span per phase, exported over OTLP/HTTP protobuf in batches. Nothing is
+// trace, a child span per phase, exported over OTLP (HTTP with protobuf, or gRPC) in batches. Nothing is
 // registered globally and no context manager is used: the parent of every span is passed
 // explicitly, so nothing rides on async hooks. Attributes are bounded and never carry a
 // credential or a raw header (docs/tracing.md).
@@ -48,7 +48,7 @@ export interface CheckTracerOptions {
   endpoints: readonly Pick<EndpointConfig, 'name' | 'scopes'>[];
   logger: Logger;
   events?: ServiceEvents;
-  /** Where spans go instead of the OTLP exporter (tests of the span shapes). */
+  /** Where spans go (otlpExporter(settings)); the OTLP/HTTP exporter when absent. Tests pass an in-memory one. */
   exporter?: SpanExporter;
 }
 
@@ -63,17 +63,7 @@ export class CheckTracer implements CheckTracing {
 
   constructor(opts: CheckTracerOptions) {
     const { settings } = opts;
-    const { compression, ...exporterSettings } = settings.exporter;
-    const exporter = new ObservedExporter(
-      opts.exporter ??
-        new OTLPTraceExporter({
-          url: settings.url,
-          ...exporterSettings,
-          ...(compression !== undefined ? { compression: compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE } : {}),
-        }),
-      opts.logger,
-      opts.events,
-    );
+    const exporter = new ObservedExporter(opts.exporter ?? httpExporter(settings), opts.logger, opts.events);
     this.provider = new TracerProvider({
       resource: resourceFromAttributes({
         ...settings.resourceAttributes,
@@ -113,6 +103,35 @@ export class CheckTracer implements CheckTracing {
   close(): Promise<void> {
     return this.provider.shutdown();
   }
+}
+
+/** OTLP/HTTP with protobuf. */
+function httpExporter(settings: TracingSettings): SpanExporter {
+  const { compression, ...exporterSettings } = settings.exporter;
+  return new OTLPTraceExporter({
+    url: settings.url,
+    ...exporterSettings,
+    ...(compression !== undefined ? { compression: compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE } : {}),
+  });
+}
+
+/**
+ * The exporter the settings ask for. OTLP/gRPC's exporter (and grpc-js) is loaded only when
+ * chosen; it reads OTEL_EXPORTER_OTLP_CERTIFICATE, …_CLIENT_KEY, …_CLIENT_CERTIFICATE and
+ * …_INSECURE itself, as the HTTP exporter reads its certificates.
+ */
+export async function otlpExporter(settings: TracingSettings): Promise<SpanExporter> {
+  if (settings.protocol !== 'grpc') return httpExporter(settings);
+  const [{ OTLPTraceExporter: GrpcTraceExporter }, { Metadata }] = await Promise.all([import('@opentelemetry/exporter-trace-otlp-grpc'), import('@grpc/grpc-js')]);
+  const { compression, headers, timeoutMillis } = settings.exporter;
+  const metadata = new Metadata();
+  for (const [k, v] of Object.entries(headers ?? {})) metadata.set(k, v);
+  return new GrpcTraceExporter({
+    url: settings.url,
+    metadata,
+    ...(timeoutMillis !== undefined ? { timeoutMillis } : {}),
+    ...(compression !== undefined ? { compression: compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE } : {}),
+  });
 }
 
 function remoteParent(incoming: NonNullable<CheckTrace['incoming']>): Context {

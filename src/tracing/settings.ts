@@ -4,7 +4,9 @@
 // docs/tracing.md lists every variable honoured.
 
 export interface TracingSettings {
-  /** The OTLP/HTTP traces URL (…/v1/traces). */
+  /** OTLP over HTTP with protobuf (port 4318), or over gRPC (port 4317): OTEL_EXPORTER_OTLP_PROTOCOL. */
+  protocol: OtlpProtocol;
+  /** OTLP/HTTP: the traces URL (…/v1/traces). OTLP/gRPC: the collector's endpoint as given (http:// plaintext, https:// or host:port TLS). */
   url: string;
   serviceName: string;
   /** OTEL_RESOURCE_ATTRIBUTES, decoded. */
@@ -34,10 +36,14 @@ export interface BatchSettings {
 
 export class TracingConfigError extends Error {}
 
+export type OtlpProtocol = 'http/protobuf' | 'grpc';
+const PROTOCOLS: readonly OtlpProtocol[] = ['http/protobuf', 'grpc'];
+
 type Env = Readonly<Record<string, string | undefined>>;
 
 const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
 const DEFAULT_ENDPOINT = 'http://localhost:4318';
+const DEFAULT_GRPC_ENDPOINT = 'http://localhost:4317';
 export const DEFAULT_SERVICE_NAME = 'mcp-authz';
 
 /** An empty variable counts as unset, as the OpenTelemetry SDKs read them. */
@@ -62,18 +68,30 @@ export function tracingSettings(env: Env): TracingSettings | undefined {
   const general = get(env, 'OTEL_EXPORTER_OTLP_ENDPOINT');
   if (specific === undefined && general === undefined && !exporters.includes('otlp')) return undefined;
 
-  for (const name of ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'OTEL_EXPORTER_OTLP_PROTOCOL']) {
-    const protocol = get(env, name);
-    if (protocol !== undefined && protocol !== 'http/protobuf') {
-      throw new TracingConfigError(`${name}: mcp-authz exports traces over OTLP/HTTP with protobuf ("http/protobuf"); got ${JSON.stringify(protocol)}. An OpenTelemetry Collector receives it on port 4318.`);
+  let protocol: OtlpProtocol = 'http/protobuf';
+  const asked = either(env, 'PROTOCOL');
+  if (asked) {
+    if (!(PROTOCOLS as readonly string[]).includes(asked[1])) {
+      throw new TracingConfigError(`${asked[0]}: mcp-authz exports traces over OTLP/HTTP with protobuf ("http/protobuf", a collector's port 4318) or OTLP/gRPC ("grpc", port 4317); got ${JSON.stringify(asked[1])}`);
     }
-    if (protocol !== undefined) break;
+    protocol = asked[1] as OtlpProtocol;
   }
-  // The signal's own endpoint is the full URL; the general one gets /v1/traces appended.
-  const url = specific !== undefined ? checkUrl('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', specific) : `${checkUrl('OTEL_EXPORTER_OTLP_ENDPOINT', general ?? DEFAULT_ENDPOINT).replace(/\/$/, '')}/v1/traces`;
+  let url: string;
+  if (protocol === 'grpc') {
+    // OTLP/gRPC: either endpoint is the collector's address, used as given.
+    url = specific !== undefined ? checkGrpcEndpoint('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', specific) : checkGrpcEndpoint('OTEL_EXPORTER_OTLP_ENDPOINT', general ?? DEFAULT_GRPC_ENDPOINT);
+    for (const name of ['OTEL_EXPORTER_OTLP_TRACES_INSECURE', 'OTEL_EXPORTER_OTLP_INSECURE']) {
+      const v = get(env, name)?.toLowerCase();
+      if (v !== undefined && v !== 'true' && v !== 'false') throw new TracingConfigError(`${name}: "true" or "false"; got ${JSON.stringify(get(env, name))}`);
+    }
+  } else {
+    // OTLP/HTTP: the signal's own endpoint is the full URL; the general one gets /v1/traces appended.
+    url = specific !== undefined ? checkUrl('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', specific) : `${checkUrl('OTEL_EXPORTER_OTLP_ENDPOINT', general ?? DEFAULT_ENDPOINT).replace(/\/$/, '')}/v1/traces`;
+  }
 
   const resourceAttributes = keyValues(env, 'OTEL_RESOURCE_ATTRIBUTES');
   return {
+    protocol,
     url,
     serviceName: get(env, 'OTEL_SERVICE_NAME') ?? resourceAttributes['service.name'] ?? DEFAULT_SERVICE_NAME,
     resourceAttributes,
@@ -97,6 +115,22 @@ function checkUrl(name: string, value: string): string {
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TracingConfigError(`${name}: an http:// or https:// URL is needed; got ${JSON.stringify(value)}`);
   if (u.username !== '' || u.password !== '') throw new TracingConfigError(`${name}: credentials in the URL are not accepted; pass them in OTEL_EXPORTER_OTLP_HEADERS`);
+  return value;
+}
+
+/**
+ * An OTLP/gRPC endpoint: http://host:port (plaintext), https://host:port, or host:port (TLS
+ * unless OTEL_EXPORTER_OTLP_INSECURE=true), as the OpenTelemetry specification reads it.
+ */
+function checkGrpcEndpoint(name: string, value: string): string {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/@]+):\d{1,5}$/.test(value)) throw new TracingConfigError(`${name}: for OTLP/gRPC, http://host:port (plaintext), https://host:port or host:port (TLS); got ${JSON.stringify(value)}`);
+    return value;
+  }
+  checkUrl(name, value);
+  const u = new URL(value);
+  if (u.pathname !== '' && u.pathname !== '/') throw new TracingConfigError(`${name}: an OTLP/gRPC endpoint has no path (the service is named by gRPC); got ${JSON.stringify(value)}`);
+  if (u.search !== '') throw new TracingConfigError(`${name}: an OTLP/gRPC endpoint has no query; got ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -179,6 +213,7 @@ function keyValues(env: Env, name: string): Record<string, string> {
 export function describeTracing(s: TracingSettings | undefined): string {
   if (!s) return 'tracing: off (set OTEL_EXPORTER_OTLP_ENDPOINT to export spans; docs/tracing.md)';
   const ratio = 'ratio' in s.sampler ? ` ${s.sampler.ratio}` : '';
+  if (s.protocol === 'grpc') return `tracing: OTLP/gRPC to ${s.url}, service.name ${s.serviceName}, sampler ${s.sampler.kind}${ratio}`;
   const url = new URL(s.url);
   url.search = ''; // a query string may carry a vendor's token
   return `tracing: OTLP/HTTP protobuf to ${url.href}, service.name ${s.serviceName}, sampler ${s.sampler.kind}${ratio}`;

@@ -1,10 +1,10 @@
-// One end-to-end stack: a real MCP server behind the Envoy-like ext_authz (or ext_proc) proxy, which asks
+// One end-to-end stack: a real MCP server behind the Envoy stand-in's ext_authz (or ext_proc) filter (demo/envoy-stand-in/), which asks
 // the real mcp-authz (real gRPC) about every request. The service starts last so its config
 // can name the proxy's URL (`publicBaseUrl`, endpoint `resource`s). The upstream is the SDK's
 // TypeScript server unless the caller starts another (e.g. the Go server).
 import { startTestService, type TestService } from '../helpers/service.js';
-import { startExtAuthzProxy, type ExtAuthzProxy, type ProxyOptions } from './ext-authz-proxy.js';
-import { startExtProcProxy, type ExtProcProxy, type ExtProcProxyOptions } from './ext-proc-proxy.js';
+import { startExtAuthzProxy, type ExtAuthzProxy, type ProxyOptions } from '../../demo/envoy-stand-in/ext-authz-proxy.js';
+import { RECOMMENDED_EXT_PROC, startExtProcProxy, type ExtProcProxy, type ExtProcProxyOptions } from '../../demo/envoy-stand-in/ext-proc-proxy.js';
 import { startMcpServer, type McpServerOptions, type TestMcpServer } from './mcp-server.js';
 
 /** An MCP server the proxy forwards allowed requests to. */
@@ -60,17 +60,7 @@ export interface StackOptions {
   proxy?: ProxyOptions;
 }
 
-/**
- * The ext_proc filter's settings recommended in docs/ext_proc.md (request body buffered,
- * response headers sent, bodies on request through mode_override), with a message timeout
- * long enough that a loaded machine cannot fail a test by being slow.
- */
-export const RECOMMENDED_EXT_PROC: ExtProcProxyOptions = {
-  processingMode: { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'NONE' },
-  allowModeOverride: true,
-  failureModeAllow: false,
-  messageTimeoutMs: 30_000,
-};
+export { RECOMMENDED_EXT_PROC };
 
 export interface ExtProcStack {
   proxy: ExtProcProxy;

@@ -113,6 +113,8 @@ export async function startJwksServer(opts: { discovery?: 'openid' | 'oauth' | '
       const body = { keys: [...keys.values()].map((k) => k.jwk) };
       const answer = () => {
         jwksAnswered++;
+        // Gone down while the answer was delayed: the late answer is the outage's.
+        if (down) return send(res, 503, { error: 'temporarily_unavailable' });
         send(res, 200, body);
       };
       if (delayMs <= 0) return answer();

@@ -2,11 +2,12 @@
 // POST /v1/traces (application/x-protobuf, gzip or not), decodes each
 // ExportTraceServiceRequest into the official @opentelemetry/otlp-transformer shapes with
 // proto-loader and the OTLP field numbers (test/fixtures/otlp), and keeps every span and
-// every raw body for the tests to read.
+// every raw body for the tests to read. OtlpGrpcCollector is its OTLP/gRPC twin.
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { IAnyValue, IKeyValue } from '@opentelemetry/otlp-transformer/build/src/common/internal-types.js';
 import type { IExportTraceServiceRequest, ISpan } from '@opentelemetry/otlp-transformer/build/src/trace/internal-types.js';
@@ -152,5 +153,62 @@ export class OtlpCollector {
   async close(): Promise<void> {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/**
+ * The same stand-in on OTLP/gRPC (opentelemetry.proto.collector.trace.v1.TraceService/Export,
+ * an OpenTelemetry Collector's port 4317): a real grpc-js server with the OTLP protos, which
+ * decompresses gzip as a collector does; each call's metadata is kept.
+ */
+export class OtlpGrpcCollector {
+  readonly spans: ReceivedSpan[] = [];
+  readonly metadata: Record<string, unknown>[] = [];
+  private readonly server = new grpc.Server();
+  private waiters: (() => void)[] = [];
+  port = 0;
+
+  constructor() {
+    const service = definition['opentelemetry.proto.collector.trace.v1.TraceService'] as protoLoader.ServiceDefinition;
+    this.server.addService(service as unknown as grpc.ServiceDefinition, {
+      Export: (call: grpc.ServerUnaryCall<IExportTraceServiceRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        this.metadata.push(call.metadata.getMap());
+        this.spans.push(...spansOf(call.request));
+        cb(null, {});
+        const waiters = this.waiters;
+        this.waiters = [];
+        for (const w of waiters) w();
+      },
+    });
+  }
+
+  async start(): Promise<this> {
+    this.port = await new Promise<number>((resolve, reject) => this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+    return this;
+  }
+
+  /** The endpoint as OTEL_EXPORTER_OTLP_ENDPOINT names it: http:// for plaintext gRPC. */
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async waitFor(done: (spans: ReceivedSpan[]) => boolean, ms = 20_000): Promise<ReceivedSpan[]> {
+    const deadline = Date.now() + ms;
+    while (!done(this.spans)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`the gRPC collector did not receive the expected spans; it has ${this.spans.length}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return this.spans;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.tryShutdown(() => resolve()));
   }
 }

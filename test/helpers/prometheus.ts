@@ -23,3 +23,26 @@ export function sumOf(text: string, name: string, labels: Record<string, string>
   }
   return total;
 }
+
+/**
+ * GETs a /metrics URL until it answers 200 (at most `deadlineMs`). With workers, the primary
+ * asks each worker for its metrics and answers 500 when one has not answered within
+ * prom-client's 5 s — on a machine as busy as CI's, that happens — so a failed scrape is
+ * taken again, as Prometheus would at its next interval.
+ */
+export async function scrapeMetrics(url: string, deadlineMs = 120_000): Promise<string> {
+  let last = '';
+  const end = Date.now() + deadlineMs;
+  while (Date.now() < end) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(30_000) });
+      const text = await res.text();
+      if (res.status === 200) return text;
+      last = `${url} answered ${res.status}: ${text.slice(0, 200)}`;
+    } catch (err) {
+      last = `${url}: ${(err as Error).message}`;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`no /metrics scrape succeeded: ${last}`);
+}

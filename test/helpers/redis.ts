@@ -10,6 +10,9 @@ export interface TestRedis {
   stop(): Promise<void>;
   /** Starts it again on the same port (empty: no persistence) and waits for PONG. */
   start(): Promise<void>;
+  /** Stops the process (SIGSTOP): connections stay open and nothing is answered, until `resume`. */
+  pause(): void;
+  resume(): void;
 }
 
 export async function freePort(): Promise<number> {
@@ -71,5 +74,9 @@ export async function startRedis(): Promise<TestRedis> {
     await waitFor('redis-server to stop', async () => !(await ping(port)));
   };
   await start();
-  return { port, url: `redis://127.0.0.1:${port}`, stop, start };
+  const signal = (s: NodeJS.Signals) => {
+    if (proc && proc.exitCode === null) proc.kill(s);
+  };
+  return { port, url: `redis://127.0.0.1:${port}`, stop, start, pause: () => signal('SIGSTOP'), resume: () => signal('SIGCONT') };
 }
+

@@ -60,9 +60,17 @@ export async function startTestService(
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'mcp-authz-test-'));
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
   const configFile = join(dir, 'config.yaml');
-  // Listeners on loopback port 0; Envoy's HTTP authorization service only where the config asks for it.
-  const httpService = (config.listen as { extAuthzHttp?: string } | undefined)?.extAuthzHttp !== undefined ? { extAuthzHttp: '127.0.0.1:0' } : {};
-  writeFileSync(configFile, stringify({ ...config, listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0', ...httpService } }));
+  // Listeners on loopback port 0 (a Unix socket the config names stays); Envoy's HTTP
+  // authorization service only where the config asks for it.
+  const asked = (config.listen ?? {}) as { grpc?: string; http?: string; extAuthzHttp?: string; socketMode?: string };
+  const at = (a: string | undefined) => (a?.startsWith('unix:') ? a : '127.0.0.1:0');
+  const listen = {
+    grpc: at(asked.grpc),
+    http: at(asked.http),
+    ...(asked.extAuthzHttp !== undefined ? { extAuthzHttp: at(asked.extAuthzHttp) } : {}),
+    ...(asked.socketMode !== undefined ? { socketMode: asked.socketMode } : {}),
+  };
+  writeFileSync(configFile, stringify({ ...config, listen }));
   const loaded = loadConfigFile(configFile, { ...opts.env });
   const codes = new CatalogueObserver(opts.unlistedCodes);
   const build = opts.buildRuntime ?? ((l, lg, m) => buildRuntime(l, lg, m, opts.runtime));
@@ -75,7 +83,8 @@ export async function startTestService(
     },
   });
   const { Authorization } = clientConstructors();
-  const client = new Authorization(`127.0.0.1:${svc.grpcPort}`, grpc.credentials.createInsecure()) as TestService['client'];
+  const target = listen.grpc.startsWith('unix:') ? listen.grpc : `127.0.0.1:${svc.grpcPort}`;
+  const client = new Authorization(target, grpc.credentials.createInsecure()) as TestService['client'];
   return {
     ...svc,
     codes,

@@ -37,6 +37,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Where mounted files live. Not under /etc/mcp-authz: the config volume is mounted there. */}}
 {{- define "mcp-authz.keysDir" -}}/var/lib/mcp-authz/keys{{- end }}
+{{- define "mcp-authz.tlsDir" -}}/var/lib/mcp-authz/tls{{- end }}
+
+{{/* What a port serves with the chart's TLS: config.tls.<port>, else mtls with a client CA, tls without (the HTTP port: off). "" without TLS. */}}
+{{- define "mcp-authz.tlsMode" -}}
+{{- $ctx := index . 0 }}{{- $port := index . 1 }}
+{{- if $ctx.Values.tls.secretName }}
+{{- $cfg := default dict (default dict $ctx.Values.config).tls }}
+{{- $fallback := ternary "off" (ternary "mtls" "tls" (not (empty $ctx.Values.tls.clientCaKey))) (eq $port "http") }}
+{{- default $fallback (get $cfg $port) }}
+{{- end }}
+{{- end }}
 {{- define "mcp-authz.policyDir" -}}/var/lib/mcp-authz/policy{{- end }}
 
 {{- define "mcp-authz.keysSecretName" -}}
@@ -96,6 +107,17 @@ containerPorts and the file paths of what the chart mounts.
 {{- end }}
 {{- end }}
 {{- $_ := set $cfg "policy" $policy }}
+{{- if .Values.tls.secretName }}
+{{- $tls := default dict $cfg.tls }}
+{{- $_ := set $tls "certFile" (printf "%s/%s" (include "mcp-authz.tlsDir" .) .Values.tls.certKey) }}
+{{- $_ := set $tls "keyFile" (printf "%s/%s" (include "mcp-authz.tlsDir" .) .Values.tls.keyKey) }}
+{{- if .Values.tls.clientCaKey }}
+{{- $_ := set $tls "clientCaFile" (printf "%s/%s" (include "mcp-authz.tlsDir" .) .Values.tls.clientCaKey) }}
+{{- end }}
+{{- $_ := set $cfg "tls" $tls }}
+{{- else if $cfg.tls }}
+{{- fail "config.tls needs its certificate from a Secret: set tls.secretName (the chart mounts it and fills in the file paths)" }}
+{{- end }}
 {{- /* The Redis URL is handed over as MCP_REDIS_URL from a Secret, never written here. */}}
 {{- toYaml $cfg }}
 {{- end }}

@@ -1,8 +1,9 @@
-// Test-only stand-in for Envoy's External Processing HTTP filter
+// A stand-in for Envoy's External Processing HTTP filter — not Envoy
 // (envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor, gRPC
-// envoy.service.ext_proc.v3.ExternalProcessor/Process) in front of an HTTP upstream. Envoy
-// cannot be installed here, so this reproduces what the filter does as far as a processor or a
-// client can tell. Sources: the API protos of Envoy's data-plane-api (proto/upstream.json; external_processor.proto,
+// envoy.service.ext_proc.v3.ExternalProcessor/Process) in front of an HTTP upstream. The
+// end-to-end tests and `npm run demo` use it where Envoy cannot run; examples/compose runs the
+// real Envoy. It reproduces what the filter does as far as a processor or a client can tell.
+// Sources: the API protos of Envoy's data-plane-api (proto/upstream.json; external_processor.proto,
 // ext_proc.proto, processing_mode.proto, "proto" below) and Envoy's filter source
 // (source/extensions/filters/http/ext_proc/ext_proc.cc, processor_state.cc, mutation_utils.cc,
 // "source" below); docs/ext_proc.md lists them with each behaviour.
@@ -112,6 +113,8 @@ export interface ExtProcProxyOptions {
   /** The send_header_raw_value runtime guard (on in current Envoy). */
   sendHeaderRawValue?: boolean;
   timers?: ProxyTimers;
+  /** The port to listen on, on 127.0.0.1 (default 0: a free one). */
+  port?: number;
 }
 
 export interface ExtProcExchange {
@@ -239,7 +242,10 @@ export async function startExtProcProxy(opts: ExtProcProxyOptions = {}): Promise
     }).finally(() => stream.close());
   });
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', resolve);
+  });
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
@@ -637,7 +643,7 @@ class Exchange {
     return { headers: headers.map(([key, v]) => (this.config.rawValues ? { key, raw_value: Buffer.from(v, 'latin1') } : { key, value: Buffer.from(v, 'latin1').toString('utf8') })) };
   }
 
-  /** Applies a HeaderMutation as Envoy's ext_proc filter does (test/e2e/envoy-apply.ts); returns an error text when Envoy would fail. */
+  /** Applies a HeaderMutation as Envoy's ext_proc filter does (envoy-apply.ts); returns an error text when Envoy would fail. */
   private mutate(headers: HeaderList, m: WireHeaderMutation | undefined, skipContentLength: boolean): string | undefined {
     return applyExtProcMutation(headers, m, { rawValues: this.config.rawValues, skipContentLength });
   }
@@ -719,3 +725,15 @@ function readAll(stream: http.IncomingMessage, limit = Infinity): Promise<Buffer
     stream.on('error', reject);
   }) as Promise<Buffer | undefined>;
 }
+
+/**
+ * The ext_proc filter's settings recommended in docs/ext_proc.md (request body buffered,
+ * response headers sent, bodies on request through mode_override), with a message timeout
+ * long enough that a loaded machine cannot fail a test by being slow.
+ */
+export const RECOMMENDED_EXT_PROC: ExtProcProxyOptions = {
+  processingMode: { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'NONE' },
+  allowModeOverride: true,
+  failureModeAllow: false,
+  messageTimeoutMs: 30_000,
+};

@@ -1,6 +1,8 @@
-// Test-only stand-in for Envoy in front of an MCP server (Envoy cannot be installed here).
-// It reproduces what Envoy's ext_authz HTTP filter (gRPC, transport_api_version V3) does,
-// as far as mcp-authz can observe or the client can tell:
+// A stand-in for Envoy in front of an MCP server — not Envoy. The end-to-end tests and
+// `npm run demo` use it where Envoy cannot run (no container engine, a laptop without
+// Envoy); examples/compose runs the real Envoy. It reproduces what Envoy's ext_authz HTTP
+// filter (gRPC, transport_api_version V3) does, as far as mcp-authz can observe or the
+// client can tell:
 //
 //   request body   buffered up to `maxRequestBytes` (`with_request_body.max_request_bytes`);
 //                  beyond it: 413 and no Check, as without `allow_partial_message`; with
@@ -41,6 +43,8 @@ export interface ProxyOptions {
   packAsBytes?: boolean;
   /** The ext_authz gRPC timeout. */
   timeoutMs?: number;
+  /** The port to listen on, on 127.0.0.1 (default 0: a free one). */
+  port?: number;
 }
 
 export interface ProxiedRequest {
@@ -128,7 +132,7 @@ export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAu
           return answer(status || 403, out, d?.body ?? '');
         }
 
-        // The allow applied as Envoy's ext_authz filter applies it (test/e2e/envoy-apply.ts).
+        // The allow applied as Envoy's ext_authz filter applies it (envoy-apply.ts).
         const allowed = applyCheckOk({ path: req.url ?? '/', headers: Object.entries(headers).filter(([k]) => !k.startsWith(':')) }, ok);
         const forward: Record<string, string[]> = {};
         for (const [k, v] of allowed.headers) (forward[k] ??= []).push(v);
@@ -158,7 +162,10 @@ export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAu
       .catch((err: Error) => answer(500, { 'content-type': 'text/plain' }, `proxy error: ${err.message}`));
   });
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', resolve);
+  });
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,

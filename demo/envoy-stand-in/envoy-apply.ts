@@ -1,5 +1,5 @@
 // How Envoy applies an allow to the request before it goes upstream, one model per transport
-// mcp-authz answers on, for the test proxies and the transport parity test
+// mcp-authz answers on, for the Envoy stand-ins (this folder) and the transport parity test
 // (test/transport-parity.test.ts). Each step cites the sentence of Envoy's API documentation
 // it follows (the proto comments, as go-control-plane v1.40.0 carries them), or, where the
 // documentation is silent, the source file that decides it.
