@@ -50,6 +50,7 @@ import {
 } from './lib/processes.js';
 import { printTable, ratios, type Round, type SystemRun } from './lib/report.js';
 import { scenarios, type HttpShape, type Scenario } from './lib/scenarios.js';
+import { measureScale, printScale } from './lib/scale.js';
 import { runSoak, SOAK_SCENARIOS } from './lib/soak.js';
 import { CheckClient, describe, HttpCheckClient, type Verdict } from './lib/verify.js';
 
@@ -115,6 +116,9 @@ const { values: opt } = parseArgs({
     'distinct-tokens': { type: 'string', default: '3000' },
     soak: { type: 'string' },
     'in-process': { type: 'boolean', default: false },
+    scale: { type: 'boolean', default: false },
+    'scale-endpoints': { type: 'string', default: '10,1000,10000,100000' },
+    'scale-keys': { type: 'string', default: '10000,100000,1000000' },
     'ext-proc': { type: 'boolean', default: false },
     transports: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
@@ -144,6 +148,7 @@ if (opt.help) {
 npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey_tool_allow,invalid_key] [same load options]
 npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profile-duration 15s] [--profile-workers 1]
 npm run bench -- --soak 30m [--load-fraction 0.8] [--reload-every 10s] [--token-rps 100] [--distinct-tokens 3000] [--workers N]
+npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 10000,100000,1000000]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
 npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
 npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
@@ -180,7 +185,7 @@ function log(msg: string): void {
 
 /** The load generators a mode drives: in-process and ext_proc runs none, a soak and a profile h2load. */
 function toolsFor(systems: string[]): string[] {
-  if (opt['in-process'] || opt['ext-proc']) return [];
+  if (opt['in-process'] || opt['ext-proc'] || opt.scale) return [];
   if (opt.soak || opt.profile) return ['h2load'];
   return ['ghz', 'h2load', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
 }
@@ -872,6 +877,7 @@ async function main(): Promise<number> {
   const defaultScenarios = opt.transports || opt.profile ? 'apikey_tool_allow,invalid_key' : undefined;
   const only = (opt.scenarios ?? defaultScenarios)?.split(',').map((s) => s.trim());
   const ctx: RunContext = { command, started, bundle, notes, only };
+  if (opt.scale) return scale(ctx);
   if (opt.soak) return soak(ctx);
   if (opt['ext-proc']) return extProc(ctx);
   if (opt.profile) return profile(ctx);
@@ -883,7 +889,7 @@ async function main(): Promise<number> {
 /** --systems, checked against the servers this mode knows; none for the modes that run mcp-authz alone. */
 function selectedSystems(): string[] {
   const known: readonly string[] = opt.transports ? STUDY : SYSTEMS;
-  if (opt['in-process'] || opt.soak || opt.profile || opt['ext-proc']) return [];
+  if (opt.scale || opt['in-process'] || opt.soak || opt.profile || opt['ext-proc']) return [];
   const systems = (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
   const unknownSystems = systems.filter((s) => !known.includes(s));
   if (unknownSystems.length) {
@@ -912,6 +918,20 @@ function header(kind: string, ctx: RunContext, finished = true) {
     command: ctx.command,
     machine: machine(),
   };
+}
+
+/** How the costs of endpoint choice, key lookup and keys loading grow with the tenant count. */
+async function scale(ctx: RunContext): Promise<number> {
+  const counts = (s: string) => s.split(',').map((x) => Number(x.trim()));
+  const result = await measureScale({
+    endpointCounts: counts(opt['scale-endpoints']!),
+    keyCounts: counts(opt['scale-keys']!),
+    log,
+  });
+  const file = writeResults({ ...header('scale', ctx), loadAverageAtEnd: loadAverage(), notes: ctx.notes, ...result });
+  printScale(ctx.command, result);
+  log(`results: ${file}`);
+  return result.keysLoad.every((l) => l.ok) ? 0 : 1;
 }
 
 function soak(ctx: RunContext): Promise<number> {

@@ -114,16 +114,14 @@ export async function startIssuer(): Promise<Issuer> {
       .setExpirationTime('1h')
       .setJti(randomUUID())
       .sign(key);
-    res
-      .writeHead(200, { 'content-type': 'application/json' })
-      .end(
-        JSON.stringify({
-          access_token: token,
-          token_type: 'Bearer',
-          expires_in: 3600,
-          issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-        }),
-      );
+    res.writeHead(200, { 'content-type': 'application/json' }).end(
+      JSON.stringify({
+        access_token: token,
+        token_type: 'Bearer',
+        expires_in: 3600,
+        issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      }),
+    );
   }
   return {
     issuer,

@@ -1,13 +1,13 @@
 // Keeps the current KeyRegistry: loads the keys file at start (a bad file stops start-up),
 // then reloads it on change (src/config/watched-file.ts). A reload builds a new registry
-// and swaps it in one assignment; a bad file keeps the old one, logs why and reports a
-// failure.
+// in steps that yield to Checks, and swaps it in one assignment; a bad file keeps the old
+// one, logs why and reports a failure.
 import type { ApiKeyEntry } from '../config/schema.js';
 import { readSource, WatchedFile, type ReloadResult } from '../config/watched-file.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { demoKeyWarning, type ListenAddresses } from './demo-keys.js';
-import { buildKeyRegistry, type KeyRegistry, KeysFileError, parseKeysFile } from './key-registry.js';
+import { buildKeyRegistry, KeyRegistry, KeysFileError, loadKeyRegistry, loadKeyRegistryInSteps } from './key-registry.js';
 
 export interface KeySourceOptions {
   file: string | undefined;
@@ -36,8 +36,11 @@ export class KeySource {
       } catch (err) {
         throw new KeysFileError(file, [`cannot read the keys file (apiKeys.file): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
       }
-      const build = (s: { content: Buffer | undefined }) => buildKeyRegistry(parseKeysFile(s.content?.toString('utf8') ?? '', file), inline, file);
-      this.file = new WatchedFile({ path: file, build, pollIntervalMs: opts.pollIntervalMs, log: opts.logger, what: 'the keys file', initial: { value: build(source), digest: source.digest } });
+      const content = (s: { content: Buffer | undefined }) => s.content ?? Buffer.alloc(0);
+      // A reload yields to Checks between steps; the keys in force answer until it is done.
+      const build = (s: { content: Buffer | undefined }) => loadKeyRegistryInSteps(content(s), inline, file);
+      const initial = loadKeyRegistry(content(source), inline, file);
+      this.file = new WatchedFile({ path: file, build, pollIntervalMs: opts.pollIntervalMs, log: opts.logger, what: 'the keys file', initial: { value: initial, digest: source.digest } });
       this.file.onReload((r) => this.reloaded(file, r));
       if (opts.watch) this.file.start();
     }

@@ -2,7 +2,9 @@
 // the way Envoy routes (docs/endpoints.md): the request's host picks a virtual host first —
 // an exact host, else the longest `*.suffix` wildcard, else the longest `prefix.*`
 // wildcard, else the hosts no endpoint names — and only then does the path pick an endpoint
-// inside it, longest segment-aware prefix first. A host an endpoint names never falls back
+// inside it, longest segment-aware prefix first. Both steps are indexed (exact hosts and
+// wildcard parts by hash, path prefixes by length at the path's "/"), so choosing costs the
+// same among 10 endpoints or 100,000. A host an endpoint names never falls back
 // to the path-only endpoints: Envoy would send such a request to that host's server.
 import type { EndpointConfig } from '../config/schema.js';
 import { trimSlash } from '../contracts/trim-slash.js';
@@ -19,21 +21,39 @@ export interface VirtualHost {
   endpoints: readonly Endpoint[];
 }
 
-interface Wildcard {
-  /** The fixed part: ".example.com" for "*.example.com", "mcp." for "mcp.*". */
-  part: string;
-  vhost: VirtualHost;
+/**
+ * A virtual host's path index. A prefix matches a path exactly when it equals the path cut
+ * at its end or at one of its "/", so a request costs one Map lookup per "/" of its path at
+ * which some prefix of that length exists — whatever the number of endpoints.
+ */
+interface PathIndex {
+  /** Non-empty prefixes: the first endpoint in config order for each. */
+  readonly byPrefix: Map<string, Endpoint>;
+  /** hasLength[n] = 1 when some prefix is n characters long. */
+  readonly hasLength: Uint8Array;
+  /** The first endpoint covering the whole host (no pathPrefix, or "/"). */
+  readonly whole: Endpoint | undefined;
+}
+
+interface IndexedHost extends VirtualHost {
+  readonly paths: PathIndex;
+}
+
+/** Wildcard hosts by their fixed part, and the distinct lengths of those parts, longest first. */
+interface WildcardIndex {
+  readonly byPart: Map<string, IndexedHost>;
+  readonly lengths: readonly number[];
 }
 
 export class EndpointRegistry {
   readonly all: readonly Endpoint[];
-  private readonly exact = new Map<string, VirtualHost>();
-  /** `*<suffix>` hosts, longest suffix first. */
-  private readonly suffixes: Wildcard[] = [];
-  /** `<prefix>*` hosts, longest prefix first. */
-  private readonly prefixes: Wildcard[] = [];
+  private readonly exact = new Map<string, IndexedHost>();
+  /** `*<suffix>` hosts: the fixed part is ".example.com" for "*.example.com". */
+  private readonly suffixes: WildcardIndex;
+  /** `<prefix>*` hosts: the fixed part is "mcp." for "mcp.*". */
+  private readonly prefixes: WildcardIndex;
   /** Path-only endpoints: they serve every host no endpoint names. */
-  private readonly anyHost: VirtualHost;
+  private readonly anyHost: IndexedHost;
 
   constructor(configs: readonly EndpointConfig[]) {
     this.all = configs.map((c) => ({ ...c, metadataPath: c.match.pathPrefix !== undefined ? trimSlash(c.match.pathPrefix) : '' }));
@@ -44,25 +64,34 @@ export class EndpointRegistry {
       if (!list) groups.set(host, (list = []));
       list.push(e);
     }
-    const byLongestPrefix = (a: Endpoint, b: Endpoint) => b.metadataPath.length - a.metadataPath.length;
-    this.anyHost = { host: undefined, endpoints: (groups.get(undefined) ?? []).sort(byLongestPrefix) };
+    this.anyHost = indexHost(undefined, groups.get(undefined) ?? []);
+    const suffixes = new Map<string, IndexedHost>();
+    const prefixes = new Map<string, IndexedHost>();
     for (const [host, list] of groups) {
       if (host === undefined) continue;
-      const vhost: VirtualHost = { host, endpoints: list.sort(byLongestPrefix) };
-      if (host.startsWith('*')) this.suffixes.push({ part: host.slice(1), vhost });
-      else if (host.endsWith('*')) this.prefixes.push({ part: host.slice(0, -1), vhost });
+      const vhost = indexHost(host, list);
+      if (host.startsWith('*')) suffixes.set(host.slice(1), vhost);
+      else if (host.endsWith('*')) prefixes.set(host.slice(0, -1), vhost);
       else this.exact.set(host, vhost);
     }
-    this.suffixes.sort((a, b) => b.part.length - a.part.length);
-    this.prefixes.sort((a, b) => b.part.length - a.part.length);
+    this.suffixes = wildcardIndex(suffixes);
+    this.prefixes = wildcardIndex(prefixes);
   }
 
   /** The endpoint for a normalized path and a request host (`:authority`, any case, port allowed). */
   match(path: string, host: string): Endpoint | undefined {
-    for (const e of this.virtualHost(host).endpoints) {
-      if (prefixMatches(e.metadataPath, path)) return e;
+    const { byPrefix, hasLength, whole } = (this.virtualHost(host) as IndexedHost).paths;
+    // The longest matching prefix wins: try the path whole, then cut at each "/" from the right.
+    let end = path.length;
+    if (end >= hasLength.length) end = path.lastIndexOf('/', hasLength.length - 1);
+    while (end > 0) {
+      if (hasLength[end] === 1) {
+        const e = byPrefix.get(end === path.length ? path : path.slice(0, end));
+        if (e !== undefined) return e;
+      }
+      end = path.lastIndexOf('/', end - 1);
     }
-    return undefined;
+    return whole;
   }
 
   /** The virtual host a request host selects, as Envoy selects it. */
@@ -71,17 +100,40 @@ export class EndpointRegistry {
     const exact = this.exact.get(h);
     if (exact) return exact;
     // A wildcard never matches the empty string: "*.example.com" is not "example.com" or ".example.com".
-    for (const w of this.suffixes) if (h.length > w.part.length && h.endsWith(w.part)) return w.vhost;
-    for (const w of this.prefixes) if (h.length > w.part.length && h.startsWith(w.part)) return w.vhost;
+    for (const n of this.suffixes.lengths) {
+      if (n >= h.length) continue;
+      const v = this.suffixes.byPart.get(h.slice(h.length - n));
+      if (v) return v;
+    }
+    for (const n of this.prefixes.lengths) {
+      if (n >= h.length) continue;
+      const v = this.prefixes.byPart.get(h.slice(0, n));
+      if (v) return v;
+    }
     return this.anyHost;
   }
 }
 
-/** "/mcp/files" matches "/mcp/files" and "/mcp/files/x", never "/mcp/filesystem"; "" matches every path. */
-function prefixMatches(prefix: string, path: string): boolean {
-  if (prefix === '') return true;
-  if (!path.startsWith(prefix)) return false;
-  return path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
+function indexHost(host: string | undefined, list: Endpoint[]): IndexedHost {
+  // Longest prefix first; the sort is stable, so equal prefixes keep their config order.
+  const endpoints = list.sort((a, b) => b.metadataPath.length - a.metadataPath.length);
+  const byPrefix = new Map<string, Endpoint>();
+  let whole: Endpoint | undefined;
+  let longest = 0;
+  for (const e of endpoints) {
+    const p = e.metadataPath;
+    if (p === '') whole ??= e;
+    else if (!byPrefix.has(p)) byPrefix.set(p, e);
+    if (p.length > longest) longest = p.length;
+  }
+  const hasLength = new Uint8Array(longest + 1);
+  for (const p of byPrefix.keys()) hasLength[p.length] = 1;
+  return { host, endpoints, paths: { byPrefix, hasLength, whole } };
+}
+
+function wildcardIndex(byPart: Map<string, IndexedHost>): WildcardIndex {
+  const lengths = [...new Set([...byPart.keys()].map((p) => p.length))].sort((a, b) => b - a);
+  return { byPart, lengths };
 }
 
 /** A request host lower-cased without its port: "Files.Example.com:8443" → "files.example.com", "[::1]:80" → "[::1]". */
