@@ -10,12 +10,13 @@ const SRC = resolve(import.meta.dirname, '..', 'src');
 /** Layer of each folder of src/, lowest first: the table of docs/architecture.md. */
 const LAYERS: Record<string, number> = {
   contracts: 0,
+  grpc: 0,
   config: 1,
   endpoints: 2,
   request: 2,
-  response: 2,
+  'mcp-response': 2,
   envoy: 3,
-  check: 3,
+  decision: 3,
   log: 4,
   metrics: 4,
   tracing: 4,
@@ -23,9 +24,10 @@ const LAYERS: Record<string, number> = {
   limits: 5,
   policy: 5,
   pipeline: 6,
-  extproc: 7,
-  server: 7,
-  cli: 8,
+  'ext-authz': 7,
+  'ext-proc': 7,
+  server: 8,
+  cli: 9,
 };
 
 interface Edge {

@@ -1,5 +1,5 @@
-// ext_proc's Process stream on the service's own gRPC server (src/server/ext-proc-call.ts on
-// h2-grpc-server.ts), under flow control: Envoy streams an SSE list response to the service
+// ext_proc's Process stream on the service's own gRPC server (src/ext-proc/process-stream.ts on
+// src/grpc/h2-server.ts), under flow control: Envoy streams an SSE list response to the service
 // chunk by chunk and may stop reading the answers. A bare HTTP/2 client plays Envoy here, since
 // grpc-js's client reads ahead whatever its caller does; messages are the official protos.
 import { once } from 'node:events';
@@ -9,10 +9,10 @@ import { mintKey } from './e2e/api-keys.js';
 import { keyEntries, requestBody, requestHeaders, responseBody, responseHeaders, testRuntime } from './helpers/ext-proc.js';
 import { rpc } from './helpers/service.js';
 import { extProcRoot, serviceDefinition } from '../src/envoy/proto-root.js';
-import type { StreamCall } from '../src/server/grpc-calls.js';
-import { FrameReader, frame } from '../src/server/grpc-wire.js';
-import { processHandler, type DuplexCall } from '../src/server/ext-proc-call.js';
-import { H2GrpcServer } from '../src/server/h2-grpc-server.js';
+import type { StreamCall } from '../src/grpc/calls.js';
+import { FrameReader, frame } from '../src/grpc/wire.js';
+import { processHandler, type DuplexCall } from '../src/ext-proc/process-stream.js';
+import { H2GrpcServer } from '../src/grpc/h2-server.js';
 
 const bob = mintKey({ id: 'bob-cli', name: 'Bob', userId: 'bob', role: 'user', permissions: ['tools:search'] });
 const PROCESS = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';

@@ -1,4 +1,4 @@
-// The service's own gRPC server (src/server/h2-grpc-server.ts) against real clients: grpc-js
+// The service's own gRPC server (src/grpc/h2-server.ts) against real clients: grpc-js
 // (the client every other test uses) for calls of every kind, and bare node:http2 sessions for
 // what grpc-js will not send (compressed flags, bad timeouts, ping floods, two messages on a
 // unary call). Methods here carry raw bytes (identity serializers), except where a real
@@ -10,9 +10,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { MethodDefinition, ServiceDefinition } from '../src/envoy/proto-root.js';
 import { envoyIncludeDirs, loaderOptions } from '../src/envoy/protos.js';
-import type { StreamCall, UnaryCall } from '../src/server/grpc-calls.js';
-import { H2GrpcServer, type H2GrpcServerOptions } from '../src/server/h2-grpc-server.js';
-import { FrameReader, frame, Status } from '../src/server/grpc-wire.js';
+import type { StreamCall, UnaryCall } from '../src/grpc/calls.js';
+import { H2GrpcServer, type H2GrpcServerOptions } from '../src/grpc/h2-server.js';
+import { FrameReader, frame, Status } from '../src/grpc/wire.js';
 
 const identity = (b: unknown) => b as Buffer;
 

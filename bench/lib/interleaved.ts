@@ -44,7 +44,7 @@ async function modulesOf(dir: string) {
   return {
     ...(await load<typeof import('../../src/pipeline/pipeline.js')>('pipeline/pipeline.js')),
     ...(await load<typeof import('../../src/config/load.js')>('config/load.js')),
-    ...(await load<typeof import('../../src/envoy/encode-response.js')>('envoy/encode-response.js')),
+    ...(await load<typeof import('../../src/ext-authz/encode-answer.js')>('envoy/encode-response.js')),
     ...(await load<typeof import('../../src/envoy/protos.js')>('envoy/protos.js')),
     ...(await load<typeof import('../../src/envoy/to-request.js')>('envoy/to-request.js')),
     ...(await load<typeof import('../../src/log/logger.js')>('log/logger.js')),

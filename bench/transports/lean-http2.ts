@@ -1,4 +1,4 @@
-// (c) The product's own gRPC server on node:http2 (src/server/h2-grpc-server.ts, the default
+// (c) The product's own gRPC server on node:http2 (src/grpc/h2-server.ts, the default
 // `grpcServer: lean`), from dist/, as `serve` builds it.
 import type { Product, Runtime, Served } from './serve.js';
 

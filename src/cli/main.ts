@@ -193,7 +193,7 @@ async function check(args: string[]): Promise<number> {
   const { explain, parseHeaderFlag, readBodyFlag } = await import('./check-command.js');
   let checkRequest: Uint8Array | undefined;
   if (captured !== undefined) {
-    const { checkRequestFromJson } = await import('../envoy/check-request-json.js');
+    const { checkRequestFromJson } = await import('../ext-authz/check-request-json.js');
     const text = readBodyFlag(captured)!;
     checkRequest = checkRequestFromJson(text);
   }

@@ -1,5 +1,5 @@
 // CheckRequest → the project's Request. Protobuf stops here. The message is either
-// proto-loader's plain object (grpc-js) or protobufjs's decoded message (decode-request.ts):
+// proto-loader's plain object (grpc-js) or protobufjs's decoded message (src/ext-authz/check-codec.ts):
 // both carry the .proto field names; the decoded message reads "" for an unset string and
 // null for an unset message, which proto3 cannot tell from an empty one, so both read the same.
 import { isUtf8 } from 'node:buffer';

@@ -6,7 +6,7 @@
 // tracing on, a sampled Check gets a span per phase; otherwise `span` is undefined and each
 // `span?.phase(…)` is one test of it.
 import { randomUUID } from 'node:crypto';
-import type { CheckContext, CheckTrace } from '../check/context.js';
+import type { CheckContext, CheckTrace } from '../decision/context.js';
 import type { Config } from '../config/schema.js';
 import { deny, type Deny, type Outcome } from '../contracts/outcome.js';
 import { ANONYMOUS } from '../contracts/principal.js';

@@ -1,15 +1,15 @@
 // The gRPC port: envoy.service.auth.v3.Authorization/Check, envoy.service.ext_proc.v3.
 // ExternalProcessor/Process (a bidirectional stream per HTTP request), grpc.health.v1.Health
 // (Check and the Watch stream) and, behind `reflection: true`, server reflection. Served by the
-// service's own server on node:http2 (h2-grpc-server.ts) unless `grpcServer: grpc-js`.
+// service's own server on node:http2 (src/grpc/h2-server.ts) unless `grpcServer: grpc-js`.
 import { deny } from '../contracts/outcome.js';
-import { checkResponseBytes, loadCheckCodec, readCheckRequest } from '../envoy/check-codec.js';
+import { checkResponseBytes, loadCheckCodec, readCheckRequest } from '../ext-authz/check-codec.js';
 import { extProcRoot, healthRoot, serviceDefinition } from '../envoy/proto-root.js';
 import { runCheck } from '../pipeline/pipeline.js';
 import { headerRecordValue } from '../request/trace-context.js';
 import type { Runtime } from '../pipeline/runtime.js';
-import { processHandler } from './ext-proc-call.js';
-import { H2GrpcServer, type RawUnaryCall } from './h2-grpc-server.js';
+import { processHandler } from '../ext-proc/process-stream.js';
+import { H2GrpcServer, type RawUnaryCall } from '../grpc/h2-server.js';
 import type { HealthState } from './health.js';
 import type { ListenOptions } from './listen-address.js';
 import { portTls, type TlsFiles } from './tls-files.js';
@@ -53,7 +53,7 @@ export function maxCheckRequestBytes(limits: { maxBodyBytes: number }): number {
 export async function createGrpcServer(opts: GrpcServerOptions): Promise<GrpcListener> {
   const max = maxCheckRequestBytes(opts.runtime.config.limits);
   if (opts.runtime.config.grpcServer === 'grpc-js') {
-    const { createGrpcJsServer } = await import('./grpc-js-server.js');
+    const { createGrpcJsServer } = await import('../grpc/grpc-js-server.js');
     return createGrpcJsServer(opts, max);
   }
   const server = new H2GrpcServer({ maxReceiveMessageBytes: max, ...(opts.tls ? { tls: portTls(opts.tls.files, opts.tls.mode, opts.runtime.events) } : {}) });

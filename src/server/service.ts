@@ -8,7 +8,7 @@ import { createMetricsRegistry } from '../metrics/registry.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { createGrpcServer, type GrpcListener } from './grpc-server.js';
 import { HealthState } from './health.js';
-import { HttpAuthzServer } from './http-authz-server.js';
+import { HttpAuthzServer } from '../ext-authz/http-service-server.js';
 import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
 import { listeningOn, listenOptions } from './listen-address.js';
 import { portTls, servesTls, TlsFiles } from './tls-files.js';

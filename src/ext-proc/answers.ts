@@ -1,4 +1,4 @@
-// Outcomes → ext_proc answers (ProcessingResponse parts, src/envoy/ext-proc-wire.ts). A deny
+// Outcomes → ext_proc answers (ProcessingResponse parts, src/ext-proc/wire.ts). A deny
 // or a direct answer is an ImmediateResponse with the status, headers and body the Check
 // deny has; an allow is a HeaderMutation with the Check allow's headers. Values travel in
 // `raw_value` (Envoy reads only that field while the send_header_raw_value guard is on) and
@@ -6,8 +6,8 @@
 import { responseBody, responseContentType, type Allow, type Answer, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
 import type { Request } from '../contracts/request.js';
 import { removeQueryParams } from '../request/remove-query-params.js';
-import type { WireHeaderMutation, WireHeaderValueOption, WireImmediateResponse } from './ext-proc-wire.js';
-import { dynamicMetadata as checkMetadata, toStruct } from './to-response.js';
+import type { WireHeaderMutation, WireHeaderValueOption, WireImmediateResponse } from './wire.js';
+import { dynamicMetadata as checkMetadata, toStruct } from '../ext-authz/answer.js';
 
 export function headerOption(name: string, value: string, append = false): WireHeaderValueOption {
   return { header: { key: name, raw_value: Buffer.from(value, 'utf8') }, append: { value: append } };

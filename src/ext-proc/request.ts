@@ -4,8 +4,8 @@
 // both transports apply one set of limits, header and body rules, and show a policy the same
 // `attributes`. Protobuf stops here.
 import type { Request } from '../contracts/request.js';
-import type { WireHeaderValue, WireHttpHeaders, WireStruct } from './ext-proc-wire.js';
-import { toRequest, type RequestLimits, type WireCheckRequest } from './to-request.js';
+import type { WireHeaderValue, WireHttpHeaders, WireStruct } from './wire.js';
+import { toRequest, type RequestLimits, type WireCheckRequest } from '../envoy/to-request.js';
 
 /** The key of the ext_proc filter's attributes in ProcessingRequest.attributes. */
 export const EXT_PROC_ATTRIBUTES_KEY = 'envoy.filters.http.ext_proc';

@@ -1,12 +1,12 @@
 // ext_proc's Process stream (envoy.service.ext_proc.v3.ExternalProcessor), on whichever gRPC
-// server serves the port: one ExtProcSession per stream (src/extproc/session.ts), fed the
+// server serves the port: one ExtProcSession per stream (src/ext-proc/session.ts), fed the
 // messages as they arrive; its answers are written in order. A failure ends the stream with
 // the session's gRPC error, never with OK: Envoy would pass the rest of a response
 // unfiltered. Backpressure both ways: while the session has several messages in hand, or
 // Envoy is not reading the answers, the stream stops reading, so HTTP/2 flow control holds
 // Envoy back instead of the service buffering a streamed response without bound.
-import type { ProcessingRequest, ProcessingResponse } from '../envoy/ext-proc-wire.js';
-import { ExtProcSession } from '../extproc/session.js';
+import type { ProcessingRequest, ProcessingResponse } from './wire.js';
+import { ExtProcSession } from './session.js';
 import type { Runtime } from '../pipeline/runtime.js';
 
 /** What both servers' bidirectional calls offer (grpc-js's ServerDuplexStream, and StreamCall). */

@@ -3,7 +3,7 @@
 // the service needs of gRPC and no more:
 //   - routing by :path; an unknown method is UNIMPLEMENTED, a non-gRPC content type 415;
 //   - unary, server-streaming, client-streaming and bidirectional calls with backpressure
-//     (grpc-calls.ts), for handlers written against grpc-js's call shapes (`addService`);
+//     (calls.ts), for handlers written against grpc-js's call shapes (`addService`);
 //   - a raw unary fast path for Check: the request's bytes in, the answer's bytes out, with
 //     no per-call objects beyond one call record (`addRawUnary`);
 //   - grpc-timeout deadlines on one timer (deadlines.ts), DEADLINE_EXCEEDED when they pass;
@@ -27,10 +27,10 @@
 import { constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { MethodDefinition, ServiceDefinition } from '../envoy/proto-root.js';
 import { DeadlineQueue, type Deadline } from './deadlines.js';
-import { RESPONSE_HEADERS, StreamCall, trailersOnly, UnaryCall, type CallHost } from './grpc-calls.js';
-import { frame, MAX_TIMEOUT_MS, parseGrpcTimeout, Status, type CallError } from './grpc-wire.js';
-import { listenOn, type ListenOptions } from './listen-address.js';
-import type { PortTls } from './tls-files.js';
+import { RESPONSE_HEADERS, StreamCall, trailersOnly, UnaryCall, type CallHost } from './calls.js';
+import { frame, MAX_TIMEOUT_MS, parseGrpcTimeout, Status, type CallError } from './wire.js';
+import { listenOn, type ListenOptions } from '../server/listen-address.js';
+import type { PortTls } from '../server/tls-files.js';
 
 export interface H2GrpcServerOptions {
   /** The largest request message accepted (its length prefix says so before it is read). */

@@ -1,21 +1,21 @@
 // The gRPC side on grpc-js (`grpcServer: grpc-js`): envoy.service.auth.v3.Authorization/Check,
 // grpc.health.v1.Health and, behind a flag, reflection. Kept selectable for one release
-// beside the service's own server (h2-grpc-server.ts), which is the default; loaded only
+// beside the service's own server (h2-server.ts), which is the default; loaded only
 // when chosen. TLS comes through grpc-js's certificate provider interface, fed by the
 // service's TLS files, so a reload reaches new connections as on the lean server.
 import { chmod } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { deny } from '../contracts/outcome.js';
-import { encodeCheckResponse } from '../envoy/encode-response.js';
+import { encodeCheckResponse } from '../ext-authz/encode-answer.js';
 import { authorizationService, extProcPackageDefinition, extProcService, healthService, packageDefinitions } from '../envoy/protos.js';
 import { toRequest, type WireCheckRequest } from '../envoy/to-request.js';
-import { toCheckResponse } from '../envoy/to-response.js';
+import { toCheckResponse } from '../ext-authz/answer.js';
 import { runCheck, type CallHeader } from '../pipeline/pipeline.js';
-import { processHandler } from './ext-proc-call.js';
-import type { GrpcListener, GrpcServerOptions } from './grpc-server.js';
-import { freeSocketPath, parseListenAddress } from './listen-address.js';
-import type { TlsFiles, TlsMaterial } from './tls-files.js';
+import { processHandler } from '../ext-proc/process-stream.js';
+import type { GrpcListener, GrpcServerOptions } from '../server/grpc-server.js';
+import { freeSocketPath, parseListenAddress } from '../server/listen-address.js';
+import type { TlsFiles, TlsMaterial } from '../server/tls-files.js';
 
 export function createGrpcJsServer(opts: GrpcServerOptions, maxReceiveMessageBytes: number): GrpcListener {
   const { runtime } = opts;

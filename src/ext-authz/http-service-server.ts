@@ -1,18 +1,18 @@
 // Envoy's HTTP authorization service (ext_authz `http_service`) on node:http, on its own
 // port (listen.extAuthzHttp): each forwarded request runs the same pipeline as a gRPC Check
-// (src/envoy/http-authz.ts reads it and writes the answer). node:http's HTTP/1.1 is the
+// (src/ext-authz/http-service.ts reads it and writes the answer). node:http's HTTP/1.1 is the
 // lightest transport measured (README "Performance"); Envoy's http_service speaks HTTP/1.1
 // by default. Bodies are kept up to limits.maxBodyBytes and counted beyond it (a 413 deny);
 // past the gRPC receive limit the connection is closed after the answer.
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { deny } from '../contracts/outcome.js';
-import { httpAuthzAnswer, httpAuthzDecoder, type HttpAuthzAnswer, type HttpAuthzRequest } from '../envoy/http-authz.js';
+import { httpAuthzAnswer, httpAuthzDecoder, type HttpAuthzAnswer, type HttpAuthzRequest } from './http-service.js';
 import { runCheck, type Decoder } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
-import { maxCheckRequestBytes } from './grpc-server.js';
-import { listenOn, type ListenOptions } from './listen-address.js';
-import type { PortTls } from './tls-files.js';
+import { maxCheckRequestBytes } from '../server/grpc-server.js';
+import { listenOn, type ListenOptions } from '../server/listen-address.js';
+import type { PortTls } from '../server/tls-files.js';
 
 /** One request being read: its body so far, then the pipeline. */
 class PendingCheck implements HttpAuthzRequest {

@@ -10,23 +10,23 @@
 //       for a GET answered with an event stream, STREAMED too: no list may arrive on it, and
 //       an `endpoint` event (the 2024-11-05 HTTP+SSE transport) ends it; for any other
 //       request nothing more;
-//   response body → filtered for the caller (src/extproc/list-response.ts).
+//   response body → filtered for the caller (src/ext-proc/list-response.ts).
 //
 // Fail closed: a message the request cannot be decided on is an immediate 500
 // (invalid_processing_request); a failure once the response is under way ends the stream
 // with a gRPC error, never with OK — Envoy would go on without the processor and pass the
 // rest of a list unfiltered. docs/ext_proc.md describes the protocol.
 import { randomUUID } from 'node:crypto';
-import type { CheckTrace } from '../check/context.js';
+import type { CheckTrace } from '../decision/context.js';
 import { deny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
-import { EXT_PROC_ATTRIBUTES_KEY, headerValues, toRequestFromExtProc, type ExtProcRequestParts } from '../envoy/ext-proc-request.js';
-import { dynamicMetadata, headerOption, immediateResponse, requestHeaderMutation, responseHeaderMutation } from '../envoy/ext-proc-response.js';
-import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from '../envoy/ext-proc-wire.js';
+import { EXT_PROC_ATTRIBUTES_KEY, headerValues, toRequestFromExtProc, type ExtProcRequestParts } from './request.js';
+import { dynamicMetadata, headerOption, immediateResponse, requestHeaderMutation, responseHeaderMutation } from './answers.js';
+import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from './wire.js';
 import type { ExtProcStreamResult } from '../metrics/hooks.js';
 import { runCheck } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
-import { privateCacheControl } from '../response/cache-control.js';
-import type { ListCalls } from '../response/list-methods.js';
+import { privateCacheControl } from '../mcp-response/cache-control.js';
+import type { ListCalls } from '../mcp-response/list-methods.js';
 import { listCallsOf } from './list-calls.js';
 import { ListResponse } from './list-response.js';
 

@@ -1,4 +1,4 @@
-// The calls of the service's own gRPC server (h2-grpc-server.ts), shaped as grpc-js's server
+// The calls of the service's own gRPC server (h2-server.ts), shaped as grpc-js's server
 // calls so one handler serves on either server: a unary call (`request`, a callback), and a
 // stream call — an object-mode Duplex, as grpc-js's — for server-streaming (`request`, then
 // write/end), client-streaming and bidirectional calls (messages in as 'data' events, out with
@@ -10,7 +10,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import type { MethodDefinition } from '../envoy/proto-root.js';
 import type { Deadline } from './deadlines.js';
-import { encodeGrpcMessage, FrameError, FrameReader, frame, isCallError, Status, type CallError } from './grpc-wire.js';
+import { encodeGrpcMessage, FrameError, FrameReader, frame, isCallError, Status, type CallError } from './wire.js';
 
 /** Headers of every answer: the protocol's content type; no compression. */
 export const RESPONSE_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' });

@@ -18,7 +18,7 @@ import type { AnswerLimits, HeaderMap, QueryMap, Request } from '../contracts/re
 import { headerNamesMatcher } from '../contracts/upstream-headers.js';
 import { normalizePath } from '../request/normalize-path.js';
 import { parseQuery } from '../request/parse-query.js';
-import type { RequestLimits } from './to-request.js';
+import type { RequestLimits } from '../envoy/to-request.js';
 
 /** Envoy's response header naming request headers to remove before the request goes upstream. */
 export const HEADERS_TO_REMOVE = 'x-envoy-auth-headers-to-remove';

@@ -7,7 +7,7 @@
 // toCheckResponse's object — the dynamic metadata (a google.protobuf.Struct holding the
 // decision id, and whatever the policy adds) included.
 import { responseBody, responseContentType, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
-import { DECISION_ID_KEY, dynamicMetadata } from './to-response.js';
+import { DECISION_ID_KEY, dynamicMetadata } from './answer.js';
 
 // A tag is (field number << 3) | wire type, one byte for the field numbers used here:
 // wire type 0 = varint, 2 = length-delimited.
