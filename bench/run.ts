@@ -38,9 +38,9 @@ const SYSTEMS = ['null-grpc-js', 'null-http2', 'null-http1', 'mcp-authz', 'opa-e
 /** --transports: mcp-authz's pipeline behind each transport (bench/transports/), beside the nulls. */
 const STUDY = ['null-grpc-js', 'null-http2', 'null-http1', 'grpc-js', 'connect', 'lean-http2', 'http-ext-authz'] as const;
 const STUDY_TRANSPORT: Record<string, { serve: string; ownNull: string; about: string }> = {
-  'grpc-js': { serve: 'grpc-js', ownNull: 'null-grpc-js', about: 'the product\'s grpc-js server (grpcServer: grpc-js, dist/server/grpc-js-server.js), one process' },
+  'grpc-js': { serve: 'grpc-js', ownNull: 'null-grpc-js', about: 'the product\'s grpc-js server (grpcServer: grpc-js, dist/grpc/grpc-js-server.js), one process' },
   connect: { serve: 'connect', ownNull: 'null-http2', about: '@connectrpc/connect-node, gRPC protocol on node:http2, one process' },
-  'lean-http2': { serve: 'lean-http2', ownNull: 'null-http2', about: 'the product\'s own gRPC server on node:http2 (grpcServer: lean, dist/server/h2-grpc-server.js), one process' },
+  'lean-http2': { serve: 'lean-http2', ownNull: 'null-http2', about: 'the product\'s own gRPC server on node:http2 (grpcServer: lean, dist/grpc/h2-server.js), one process' },
   'http-ext-authz': { serve: 'http1', ownNull: 'null-http1', about: 'Envoy\'s HTTP ext_authz shape on node:http (HTTP/1.1), one process' },
 };
 

@@ -133,6 +133,13 @@ test('every folder imports only its own layer and the layers below', (t) => {
   t.deepEqual(upward, [], upward.join('\n'));
 });
 
+test('src/grpc/ is a library: it imports no other folder of src/', (t) => {
+  const out = folderEdges()
+    .filter((e) => e.from === 'grpc')
+    .map((e) => e.via);
+  t.deepEqual(out, [], `src/grpc/ knows gRPC and HTTP/2, nothing of the product:\n${out.join('\n')}`);
+});
+
 test('every folder of src/ has a layer, and docs/architecture.md shows the same table', (t) => {
   const folders = readdirSync(SRC).filter((n) => statSync(join(SRC, n)).isDirectory()).sort();
   t.deepEqual(folders, Object.keys(LAYERS).sort(), 'a new folder needs its place in LAYERS and in docs/architecture.md');

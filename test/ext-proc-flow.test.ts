@@ -3,7 +3,7 @@
 // chunk by chunk and may stop reading the answers. A bare HTTP/2 client plays Envoy here, since
 // grpc-js's client reads ahead whatever its caller does; messages are the official protos.
 import { once } from 'node:events';
-import { connect, type ServerHttp2Stream } from 'node:http2';
+import { connect } from 'node:http2';
 import test from 'ava';
 import { mintKey } from './e2e/api-keys.js';
 import { keyEntries, requestBody, requestHeaders, responseBody, responseHeaders, testRuntime } from './helpers/ext-proc.js';
@@ -13,6 +13,7 @@ import type { StreamCall } from '../src/grpc/calls.js';
 import { FrameReader, frame } from '../src/grpc/wire.js';
 import { processHandler, type DuplexCall } from '../src/ext-proc/process-stream.js';
 import { H2GrpcServer } from '../src/grpc/h2-server.js';
+import { grpcListen } from './helpers/grpc-listen.js';
 
 const bob = mintKey({ id: 'bob-cli', name: 'Bob', userId: 'bob', role: 'user', permissions: ['tools:search'] });
 const PROCESS = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
@@ -28,7 +29,7 @@ async function until(what: string, cond: () => boolean, ms = 30_000): Promise<vo
 test('Envoy not reading the answers: the stream stops reading the chunks it sends, and every chunk is answered, in order, once it reads again', async (t) => {
   const rt = await testRuntime({ apiKeys: { keys: keyEntries([bob]) }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }] });
   t.teardown(() => rt.close());
-  const server = new H2GrpcServer({ maxReceiveMessageBytes: 4 * 1024 * 1024 });
+  const server = new H2GrpcServer({ maxReceiveMessageBytes: 4 * 1024 * 1024, listen: grpcListen });
   const calls: StreamCall[] = [];
   const handler = processHandler(rt);
   server.addService(serviceDefinition(extProcRoot(), 'envoy.service.ext_proc.v3.ExternalProcessor'), {
@@ -63,7 +64,7 @@ test('Envoy not reading the answers: the stream stops reading the chunks it send
   req.end();
 
   await until('the Process call', () => calls.length === 1);
-  const h2 = (calls[0] as unknown as { stream: ServerHttp2Stream }).stream;
+  const h2 = calls[0]!.http2Stream!;
   // The answers fill Envoy's window; the service then stops reading what Envoy sends.
   await until('the service to stop reading', () => h2.isPaused());
 

@@ -8,10 +8,11 @@ import { connect, constants, type ClientHttp2Session } from 'node:http2';
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import type { MethodDefinition, ServiceDefinition } from '../src/envoy/proto-root.js';
+import type { MethodDefinition, ServiceDefinition } from '../src/grpc/server.js';
 import { envoyIncludeDirs, loaderOptions } from '../src/envoy/protos.js';
-import type { StreamCall, UnaryCall } from '../src/grpc/calls.js';
-import { H2GrpcServer, type H2GrpcServerOptions } from '../src/grpc/h2-server.js';
+import type { StreamCall } from '../src/grpc/calls.js';
+import { H2GrpcServer, type DecodedUnaryCall as UnaryCall, type H2GrpcServerOptions } from '../src/grpc/h2-server.js';
+import { grpcListen } from './helpers/grpc-listen.js';
 import { FrameReader, frame, Status } from '../src/grpc/wire.js';
 
 const identity = (b: unknown) => b as Buffer;
@@ -50,7 +51,7 @@ interface Harness {
 type Handlers = Record<string, (...args: any[]) => void>;
 
 async function start(handlers: Handlers, opts: Partial<H2GrpcServerOptions> = {}): Promise<Harness> {
-  const server = new H2GrpcServer({ maxReceiveMessageBytes: 1024 * 1024, ...opts });
+  const server = new H2GrpcServer({ maxReceiveMessageBytes: 1024 * 1024, listen: grpcListen, ...opts });
   const seen: Harness['seen'] = {};
   const wrapped: Handlers = {};
   for (const [name, fn] of Object.entries(handlers)) {
@@ -419,7 +420,7 @@ test('a stream the handler ends with an error sends its messages, then the statu
 });
 
 /** The HTTP/2 stream under a call (private to the server; flow control is what these tests prove). */
-const h2Of = (call: StreamCall) => (call as unknown as { stream: import('node:http2').ServerHttp2Stream }).stream;
+const h2Of = (call: StreamCall) => call.http2Stream!;
 
 async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -526,7 +527,7 @@ test('a client that cancels a stream: the handler sees cancelled, and its later 
 test("ext_proc's Process stream, from the official protos, runs on this server with a grpc-js client", async (t) => {
   const def = protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs });
   const Client = (grpc.loadPackageDefinition(def) as any).envoy.service.ext_proc.v3.ExternalProcessor as grpc.ServiceClientConstructor;
-  const server = new H2GrpcServer({ maxReceiveMessageBytes: 1024 * 1024 });
+  const server = new H2GrpcServer({ maxReceiveMessageBytes: 1024 * 1024, listen: grpcListen });
   server.addService(Client.service as unknown as ServiceDefinition, {
     Process: (call: StreamCall) => {
       call.on('data', (m: Record<string, unknown>) => {

@@ -229,7 +229,7 @@ export interface InProcessRow {
  */
 export async function inProcess(configFile: string, list: ExtProcScenario[], calls: number, log: (m: string) => void): Promise<InProcessRow[]> {
   const p = await product();
-  const { ExtProcSession } = (await import(new URL('../../dist/extproc/session.js', import.meta.url).href)) as typeof import('../../src/ext-proc/session.js');
+  const { ExtProcSession } = (await import(new URL('../../dist/ext-proc/session.js', import.meta.url).href)) as typeof import('../../src/ext-proc/session.js');
   const rt = await p.buildRuntime(p.loadConfigFile(configFile), p.createLogger(), new Registry(), { watch: false, sharedLimits: false });
   const check = p.authorizationService().Check!;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -9,6 +9,9 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { projectRoot } from '../config/paths.mjs';
+import type { ServiceDefinition } from '../grpc/server.js';
+
+export type { MethodDefinition, ServiceDefinition } from '../grpc/server.js';
 
 const require = createRequire(import.meta.url);
 
@@ -69,20 +72,6 @@ export function healthRoot(): protobuf.Root {
   health ??= loadRoot('grpc/health/v1/health.proto', [projectProtoDir]);
   return health;
 }
-
-/** One method of a service, in the shape grpc-js and proto-loader use (so one handler table serves both servers). */
-export interface MethodDefinition {
-  path: string;
-  originalName: string;
-  requestStream: boolean;
-  responseStream: boolean;
-  requestSerialize(value: unknown): Buffer;
-  requestDeserialize(bytes: Buffer): unknown;
-  responseSerialize(value: unknown): Buffer;
-  responseDeserialize(bytes: Buffer): unknown;
-}
-
-export type ServiceDefinition = Record<string, MethodDefinition>;
 
 function serializer(type: protobuf.Type): (value: unknown) => Buffer {
   return (value) => {

@@ -10,9 +10,15 @@ import { deny } from '../contracts/outcome.js';
 import { httpAuthzAnswer, httpAuthzDecoder, type HttpAuthzAnswer, type HttpAuthzRequest } from './http-service.js';
 import { runCheck, type Decoder } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
-import { maxCheckRequestBytes } from '../server/grpc-server.js';
-import { listenOn, type ListenOptions } from '../server/listen-address.js';
-import type { PortTls } from '../server/tls-files.js';
+import type { Server as TlsServer, TlsOptions } from 'node:tls';
+import { maxCheckRequestBytes } from './check.js';
+
+/** How the service listens and serves TLS on this port (src/server/ owns both). */
+export interface HttpServiceServerPort {
+  /** Listens the node server on "host:port" or "unix:/path"; resolves with the TCP port (0 for a socket). */
+  listen(server: Server, address: string): Promise<number>;
+  tls?: { serverOptions(): TlsOptions; attach(server: TlsServer, listener: 'ext_authz_http'): void };
+}
 
 /** One request being read: its body so far, then the pipeline. */
 class PendingCheck implements HttpAuthzRequest {
@@ -73,7 +79,11 @@ export class HttpAuthzServer {
   private readonly decode: Decoder<HttpAuthzRequest>;
   private closing = false;
 
-  constructor(private readonly runtime: Runtime, tls?: PortTls) {
+  private readonly listen: HttpServiceServerPort['listen'];
+
+  constructor(private readonly runtime: Runtime, port: HttpServiceServerPort) {
+    const { tls } = port;
+    this.listen = port.listen;
     const { limits } = runtime.config;
     this.keepBytes = limits.maxBodyBytes;
     this.hardLimitBytes = maxCheckRequestBytes(limits);
@@ -95,8 +105,8 @@ export class HttpAuthzServer {
   }
 
   /** Listens on "host:port" or "unix:/path"; resolves with the TCP port (0 for a socket). */
-  bind(address: string, listen: ListenOptions = { socketMode: 0o660 }): Promise<number> {
-    return listenOn(this.server, address, listen);
+  bind(address: string): Promise<number> {
+    return this.listen(this.server, address);
   }
 
   /** Stops accepting; answers in flight finish (each closing its connection), then `cb`. */

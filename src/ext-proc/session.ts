@@ -24,14 +24,12 @@ import { dynamicMetadata, headerOption, immediateResponse, requestHeaderMutation
 import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from './wire.js';
 import type { ExtProcStreamResult } from '../metrics/hooks.js';
 import { runCheck } from '../pipeline/pipeline.js';
+import { Status } from '../grpc/wire.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { privateCacheControl } from '../mcp-response/cache-control.js';
 import type { ListCalls } from '../mcp-response/list-methods.js';
 import { listCallsOf } from './list-calls.js';
 import { ListResponse } from './list-response.js';
-
-/** gRPC status codes the session ends a stream with. */
-export const GRPC_INTERNAL = 13;
 
 /** What the transport does after one message. */
 export interface SessionStep {
@@ -286,7 +284,7 @@ export class ExtProcSession {
       if (out.failed.code === 'legacy_sse_transport') {
         warnOnce(this.rt, 'legacy_sse', 'ext_proc: an MCP server answered with the 2024-11-05 HTTP+SSE transport (an endpoint event on a GET stream); its list results arrive on that stream for requests POSTed elsewhere and cannot be filtered, so such streams are ended: serve Streamable HTTP (docs/ext_proc.md)');
       }
-      return { send: [answer], fail: { code: GRPC_INTERNAL, details: `mcp-authz: list response withheld (${out.failed.code})` } };
+      return { send: [answer], fail: { code: Status.INTERNAL, details: `mcp-authz: list response withheld (${out.failed.code})` } };
     }
     return { send: [answer] };
   }
@@ -319,7 +317,7 @@ export class ExtProcSession {
     this.list?.ended();
     this.state = 'over';
     this.result = 'failed';
-    return { send: [], fail: { code: GRPC_INTERNAL, details: `mcp-authz: ${why}` } };
+    return { send: [], fail: { code: Status.INTERNAL, details: `mcp-authz: ${why}` } };
   }
 
   /** The last line of defence: before the decision a 503 deny, after it a gRPC error. */

@@ -1,82 +1,140 @@
-// The gRPC side on grpc-js (`grpcServer: grpc-js`): envoy.service.auth.v3.Authorization/Check,
-// grpc.health.v1.Health and, behind a flag, reflection. Kept selectable for one release
-// beside the service's own server (h2-server.ts), which is the default; loaded only
-// when chosen. TLS comes through grpc-js's certificate provider interface, fed by the
-// service's TLS files, so a reload reaches new connections as on the lean server.
-import { chmod } from 'node:fs/promises';
+// The gRPC server on grpc-js (`grpcServer: grpc-js`), the reference implementation, behind the
+// same interface as the service's own server (h2-server.ts, the default); loaded only when
+// chosen. Bytes unary methods are registered with identity (de)serializers, so a Check reads
+// the same bytes through the same decoder on either server. Shutdown waits for the calls in
+// flight: grpc-js's tryShutdown closes a connection once its calls have been answered, which a
+// handler still at work on an answer has not. TLS comes through grpc-js's certificate provider
+// interface, fed by the service's certificates, so a reload reaches new connections as on the
+// own server.
 import * as grpc from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
-import { deny } from '../contracts/outcome.js';
-import { encodeCheckResponse } from '../ext-authz/encode-answer.js';
-import { authorizationService, extProcPackageDefinition, extProcService, healthService, packageDefinitions } from '../envoy/protos.js';
-import { toRequest, type WireCheckRequest } from '../envoy/to-request.js';
-import { toCheckResponse } from '../ext-authz/answer.js';
-import { runCheck, type CallHeader } from '../pipeline/pipeline.js';
-import { processHandler } from '../ext-proc/process-stream.js';
-import type { GrpcListener, GrpcServerOptions } from '../server/grpc-server.js';
-import { freeSocketPath, parseListenAddress } from '../server/listen-address.js';
-import type { TlsFiles, TlsMaterial } from '../server/tls-files.js';
+import { addReflectionTo, type BytesCall, type BytesHandler, type GrpcServer, type Handler, type ServiceDefinition } from './server.js';
+import type { CallError } from './wire.js';
 
-export function createGrpcJsServer(opts: GrpcServerOptions, maxReceiveMessageBytes: number): GrpcListener {
-  const { runtime } = opts;
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': maxReceiveMessageBytes,
-    'grpc.keepalive_permit_without_calls': 1,
-  });
-  const inFlight = new Set<Promise<unknown>>();
-  server.addService(checkService(), {
-    Check: (call: grpc.ServerUnaryCall<WireCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      const p = runCheck(runtime, toRequest, call.request, call.metadata, metadataValue).then(
-        (trace) => callback(null, encodeCheckResponse(trace.outcome, trace.decisionId)),
-        // runCheck never rejects; this is the last line of defence and still a deny.
-        () => callback(null, toCheckResponse(deny('internal_error', 'internal error'))),
-      );
-      inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
-    },
-  });
-  const track = (p: Promise<unknown>) => {
-    inFlight.add(p);
-    void p.finally(() => inFlight.delete(p));
-  };
-  server.addService(extProcService(), { Process: processHandler(runtime, track) as grpc.handleBidiStreamingCall<unknown, unknown> });
-  server.addService(healthService(), opts.health.handlers() as grpc.UntypedServiceImplementation);
-  if (opts.reflection) {
-    const defs = packageDefinitions();
-    new ReflectionService({ ...defs.authDef, ...defs.healthDef, ...extProcPackageDefinition() }).addToServer(server);
-  }
-  const credentials = serverCredentials(opts.tls);
-  return {
-    bind: async (address) => {
-      const where = parseListenAddress(address);
-      if (where.kind === 'unix' && opts.listen.freeStale !== false) await freeSocketPath(where.path);
-      const port = await new Promise<number>((resolve, reject) => {
-        server.bindAsync(where.kind === 'unix' ? `unix:${where.path}` : address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
-      });
-      if (where.kind !== 'unix') return port;
-      await chmod(where.path, opts.listen.socketMode);
-      return 0;
-    },
-    tryShutdown: (cb) => server.tryShutdown(() => void Promise.allSettled([...inFlight]).then(() => cb())),
-    forceShutdown: () => server.forceShutdown(),
-  };
+/** A certificate, its key and the client CA, as the service keeps them: the set in force, then each new one. */
+export interface CertificateSource {
+  readonly current: CertificateSet;
+  onChange(listener: (set: CertificateSet) => void): void;
 }
 
-function serverCredentials(tls: GrpcServerOptions['tls']): grpc.ServerCredentials {
+export interface CertificateSet {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer | undefined;
+}
+
+export interface GrpcJsServerOptions {
+  maxReceiveMessageBytes: number;
+  /** TLS on the port; `mtls`: clients must present a certificate the CA signed. */
+  tls?: { certificates: CertificateSource; mtls: boolean };
+}
+
+const same = (b: Buffer) => b;
+
+export class GrpcJsServer implements GrpcServer {
+  private readonly server: grpc.Server;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly credentials: grpc.ServerCredentials;
+
+  constructor(opts: GrpcJsServerOptions) {
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': opts.maxReceiveMessageBytes,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    this.credentials = serverCredentials(opts.tls);
+  }
+
+  addBytesUnary(path: string, handler: BytesHandler): void {
+    const method = { path, originalName: path, requestStream: false, responseStream: false, requestSerialize: same, requestDeserialize: same, responseSerialize: same, responseDeserialize: same };
+    this.server.addService({ [path]: method } as grpc.ServiceDefinition, {
+      [path]: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        let over!: () => void;
+        this.track(new Promise<void>((resolve) => (over = resolve)));
+        handler(call.request, new GrpcJsBytesCall(call.metadata, callback, over));
+      },
+    });
+  }
+
+  addService(def: ServiceDefinition, impl: Record<string, Handler>): void {
+    const tracked: Record<string, Handler> = {};
+    for (const [name, fn] of Object.entries(impl)) {
+      tracked[name] = ((...args: never[]) => {
+        const r = fn(...args);
+        if (r instanceof Promise) this.track(r);
+        return r;
+      }) as Handler;
+    }
+    this.server.addService(def as grpc.ServiceDefinition, tracked as grpc.UntypedServiceImplementation);
+  }
+
+  addReflection(packages: object): Promise<void> {
+    return addReflectionTo(this, packages);
+  }
+
+  bind(address: string): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(address, this.credentials, (err, port) => (err ? reject(err) : resolve(port)));
+    });
+  }
+
+  tryShutdown(cb: () => void): void {
+    this.server.tryShutdown(() => void Promise.allSettled([...this.inFlight]).then(() => cb()));
+  }
+
+  forceShutdown(): void {
+    this.server.forceShutdown();
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
+  }
+}
+
+class GrpcJsBytesCall implements BytesCall {
+  private done = false;
+
+  constructor(
+    private readonly metadata: grpc.Metadata,
+    private readonly callback: grpc.sendUnaryData<Buffer>,
+    private readonly over: () => void,
+  ) {}
+
+  header(name: string): string | undefined {
+    const v = this.metadata.get(name)[0];
+    return typeof v === 'string' ? v : undefined;
+  }
+
+  reply(message: Uint8Array): void {
+    if (this.end()) this.callback(null, Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength));
+  }
+
+  fail(status: CallError): void {
+    if (this.end()) this.callback({ code: status.code, details: status.details });
+  }
+
+  private end(): boolean {
+    if (this.done) return false;
+    this.done = true;
+    this.over();
+    return true;
+  }
+}
+
+function serverCredentials(tls: GrpcJsServerOptions['tls']): grpc.ServerCredentials {
   if (!tls) return grpc.ServerCredentials.createInsecure();
-  const provider = new TlsFilesProvider(tls.files);
-  const mtls = tls.mode === 'mtls';
+  const provider = new CertificateProvider(tls.certificates);
+  const mtls = tls.mtls;
   // grpc-js 1.14 declares (caProvider, identityProvider, …) but hands its first argument to the
   // identity and its second to the CA: one provider serves both, and "no client CA" is a null second.
   return grpc.experimental.createCertificateProviderServerCredentials(provider, mtls ? provider : null, mtls);
 }
 
-/** grpc-js's certificate provider interface over the service's TLS files: the set in force, then each new one. */
-class TlsFilesProvider implements grpc.experimental.CertificateProvider {
+/** grpc-js's certificate provider interface over the service's certificates: the set in force, then each new one. */
+class CertificateProvider implements grpc.experimental.CertificateProvider {
   private readonly ca = new Set<grpc.experimental.CaCertificateUpdateListener>();
   private readonly identity = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
 
-  constructor(private readonly files: TlsFiles) {
+  constructor(private readonly files: CertificateSource) {
     files.onChange((m) => {
       for (const l of this.identity) l(identityOf(m));
       for (const l of this.ca) l(caOf(m));
@@ -103,18 +161,5 @@ class TlsFilesProvider implements grpc.experimental.CertificateProvider {
   }
 }
 
-const identityOf = (m: TlsMaterial) => ({ certificate: m.cert, privateKey: m.key });
-const caOf = (m: TlsMaterial) => (m.ca ? { caCertificate: m.ca } : null);
-
-/** A gRPC call's metadata value (W3C trace context from Envoy's ext_authz client span). */
-const metadataValue: CallHeader<grpc.Metadata> = (metadata, name) => {
-  const v = metadata.get(name)[0];
-  return typeof v === 'string' ? v : undefined;
-};
-
-/** The Check service, answering either bytes encoded already (encodeCheckResponse) or a CheckResponse object. */
-function checkService(): grpc.ServiceDefinition {
-  const def = authorizationService();
-  const check = def.Check!;
-  return { ...def, Check: { ...check, responseSerialize: (v: unknown) => (Buffer.isBuffer(v) ? v : check.responseSerialize(v)) } };
-}
+const identityOf = (m: CertificateSet) => ({ certificate: m.cert, privateKey: m.key });
+const caOf = (m: CertificateSet) => (m.ca ? { caCertificate: m.ca } : null);
