@@ -1,5 +1,5 @@
 // Both servers the gRPC port can run on — the service's own on node:http2 (`grpcServer: lean`,
-// the default) and grpc-js (`grpcServer: grpc-js`, kept for one release) — answer alike, over
+// the default) and grpc-js (`grpcServer: grpc-js`, the reference implementation) — answer alike, over
 // real gRPC: Check, health, ext_proc's Process stream and reflection.
 import test from 'ava';
 import { createRequire } from 'node:module';
