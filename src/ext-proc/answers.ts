@@ -7,7 +7,7 @@ import { responseBody, responseContentType, type Allow, type Answer, type Deny, 
 import type { Request } from '../contracts/request.js';
 import { removeQueryParams } from '../request/remove-query-params.js';
 import type { WireHeaderMutation, WireHeaderValueOption, WireImmediateResponse } from './wire.js';
-import { dynamicMetadata as checkMetadata, toStruct } from '../ext-authz/answer.js';
+import { decisionMetadata, toStruct } from '../ext-authz/answer.js';
 
 export function headerOption(name: string, value: string, append = false): WireHeaderValueOption {
   return { header: { key: name, raw_value: Buffer.from(value, 'utf8') }, append: { value: append } };
@@ -66,7 +66,7 @@ export const EXT_PROC_METADATA_NAMESPACE = 'envoy.filters.http.ext_proc';
  * in Check answers) under one namespace. Envoy reads the Struct's top-level fields as
  * namespaces and keeps only those its `metadata_options.receiving_namespaces` lists.
  */
-export function dynamicMetadata(o: Outcome, decisionId: string | undefined): Record<string, unknown> | undefined {
-  const metadata = checkMetadata(o, decisionId);
+export function extProcDynamicMetadata(o: Outcome, decisionId: string | undefined): Record<string, unknown> | undefined {
+  const metadata = decisionMetadata(o, decisionId);
   return metadata ? toStruct({ [EXT_PROC_METADATA_NAMESPACE]: metadata }) : undefined;
 }

@@ -20,7 +20,7 @@ import { randomUUID } from 'node:crypto';
 import type { CheckTrace } from '../decision/context.js';
 import { deny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
 import { EXT_PROC_ATTRIBUTES_KEY, headerValues, toRequestFromExtProc, type ExtProcRequestParts } from './request.js';
-import { dynamicMetadata, headerOption, immediateResponse, requestHeaderMutation, responseHeaderMutation } from './answers.js';
+import { extProcDynamicMetadata, headerOption, immediateResponse, requestHeaderMutation, responseHeaderMutation } from './answers.js';
 import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from './wire.js';
 import type { ExtProcStreamResult } from '../metrics/hooks.js';
 import { runCheck } from '../pipeline/pipeline.js';
@@ -179,7 +179,7 @@ export class ExtProcSession {
     if (request.headers['last-event-id'] !== undefined) remove.push('last-event-id');
     const response: WireCommonResponse = { header_mutation: requestHeaderMutation(o, request, { remove }) };
     const answer: ProcessingResponse = phase === 'request_headers' ? { request_headers: { response } } : { request_body: { response } };
-    const metadata = dynamicMetadata(o, trace.decisionId);
+    const metadata = extProcDynamicMetadata(o, trace.decisionId);
     if (metadata) answer.dynamic_metadata = metadata;
     return { send: [answer] };
   }
@@ -300,7 +300,7 @@ export class ExtProcSession {
     this.state = 'over';
     this.result = 'denied';
     const answer: ProcessingResponse = { immediate_response: immediateResponse(o) };
-    const metadata = dynamicMetadata(o, this.trace?.decisionId);
+    const metadata = extProcDynamicMetadata(o, this.trace?.decisionId);
     if (metadata) answer.dynamic_metadata = metadata;
     return { send: [answer] };
   }
