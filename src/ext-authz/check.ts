@@ -2,7 +2,8 @@
 // whichever gRPC server serves the port: the CheckRequest's bytes through the pipeline, the
 // CheckResponse's bytes back. The call's own metadata carries Envoy's ext_authz client span
 // (traceparent).
-import { deny } from '../contracts/outcome.js';
+import { randomUUID } from 'node:crypto';
+import { internalErrorDeny } from '../contracts/outcome.js';
 import type { BytesCall, BytesHandler } from '../grpc/server.js';
 import { runCheck, type CallHeader } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
@@ -40,7 +41,7 @@ async function answerCheck(runtime: Runtime, message: Buffer, call: BytesCall): 
     bytes = checkResponseBytes(trace.outcome, trace.decisionId);
   } catch {
     // runCheck never rejects; this is the last line of defence and still a deny.
-    bytes = checkResponseBytes(deny('internal_error', 'internal error'));
+    bytes = checkResponseBytes(internalErrorDeny(randomUUID()));
   }
   call.reply(bytes);
 }

@@ -6,7 +6,8 @@
 // past the gRPC receive limit the connection is closed after the answer.
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { deny } from '../contracts/outcome.js';
+import { randomUUID } from 'node:crypto';
+import { deny, internalErrorDeny } from '../contracts/outcome.js';
 import { httpAuthzAnswer, httpAuthzDecoder, type HttpAuthzAnswer, type HttpAuthzRequest } from './http-service.js';
 import { runCheck, type Decoder } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
@@ -139,7 +140,7 @@ export class HttpAuthzServer {
       answer = httpAuthzAnswer(trace.outcome);
     } catch {
       // runCheck never rejects; this is the last line of defence and still a deny.
-      answer = httpAuthzAnswer(deny('internal_error', 'internal error'));
+      answer = httpAuthzAnswer(internalErrorDeny(randomUUID()));
     }
     this.send(check, answer, cut);
   }

@@ -18,7 +18,7 @@
 // rest of a list unfiltered. docs/ext_proc.md describes the protocol.
 import { randomUUID } from 'node:crypto';
 import type { CheckTrace } from '../decision/context.js';
-import { deny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
+import { deny, internalErrorDeny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
 import { EXT_PROC_ATTRIBUTES_KEY, headerValues, toRequestFromExtProc, type ExtProcRequestParts } from './request.js';
 import { extProcDynamicMetadata, headerOption, immediateResponse, requestHeaderMutation, responseHeaderMutation } from './answers.js';
 import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from './wire.js';
@@ -325,7 +325,7 @@ export class ExtProcSession {
     const requestId = this.trace?.ctx?.request.id ?? randomUUID();
     this.rt.logger.error({ err, request_id: requestId }, 'ext_proc: internal error; the request is refused');
     if (this.trace === undefined && this.state !== 'over') {
-      return this.immediate(deny('internal_error', 'The authorization service failed to decide; the request is denied. Retry, and report the request_id if it persists.', { extra: { request_id: requestId } }));
+      return this.immediate(internalErrorDeny(requestId));
     }
     return this.streamFailure('internal error');
   }

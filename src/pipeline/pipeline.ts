@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CheckContext, CheckTrace } from '../decision/context.js';
 import type { Config } from '../config/schema.js';
-import { deny, type Deny, type Outcome } from '../contracts/outcome.js';
+import { deny, internalErrorDeny, type Deny, type Outcome } from '../contracts/outcome.js';
 import { ANONYMOUS } from '../contracts/principal.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
 import type { McpView, Request } from '../contracts/request.js';
@@ -171,7 +171,5 @@ function newContext(request: Request, rt: Runtime): CheckContext {
 function internalError(rt: Runtime, err: unknown, request: Request | undefined): Outcome {
   const requestId = request?.id ?? randomUUID();
   rt.logger.error({ err, request_id: requestId }, 'internal error during Check; denied');
-  return deny('internal_error', 'The authorization service failed to decide; the request is denied. Retry, and report the request_id if it persists.', {
-    extra: { request_id: requestId },
-  });
+  return internalErrorDeny(requestId);
 }
