@@ -3,6 +3,7 @@
 // ext_authz filter would have sent for the same request and read by the Check decoder, so
 // both transports apply one set of limits, header and body rules, and show a policy the same
 // `attributes`. Protobuf stops here.
+import { portNumber, splitHostPort } from '../contracts/host-port.js';
 import type { Request } from '../contracts/request.js';
 import type { WireHeaderValue, WireHttpHeaders, WireStruct } from './wire.js';
 import { toRequest, type RequestLimits, type WireCheckRequest } from '../envoy/to-request.js';
@@ -42,7 +43,7 @@ export function toCheckAttributes(parts: ExtProcRequestParts): WireCheckRequest 
   const principal = peerUriSan(parts.attributes);
   if (source !== undefined || principal !== undefined) {
     attributes.source = {};
-    if (source !== undefined) attributes.source.address = { socket_address: splitHostPort(source) };
+    if (source !== undefined) attributes.source.address = { socket_address: socketAddress(source) };
     if (principal !== undefined) attributes.source.principal = principal;
   }
   return { attributes };
@@ -55,13 +56,11 @@ function rawEntry(h: WireHeaderValue): { key: string; raw_value: Buffer } {
 }
 
 /** "10.1.2.3:40000" or "[::1]:40000" → address and port, as a CheckRequest carries them. */
-function splitHostPort(s: string): { address: string; port_value?: number } {
-  const bracket = s.startsWith('[') ? s.indexOf(']') : -1;
-  const colon = bracket >= 0 ? s.indexOf(':', bracket) : s.indexOf(':') === s.lastIndexOf(':') ? s.indexOf(':') : -1;
-  if (colon < 0) return { address: bracket >= 0 ? s.slice(1, bracket) : s };
-  const port = Number(s.slice(colon + 1));
-  const address = bracket >= 0 ? s.slice(1, bracket) : s.slice(0, colon);
-  return Number.isInteger(port) && port > 0 && port < 65536 ? { address, port_value: port } : { address };
+function socketAddress(s: string): { address: string; port_value?: number } {
+  const hp = splitHostPort(s);
+  if (hp === undefined) return { address: s };
+  const port = portNumber(hp.port);
+  return port !== undefined && port > 0 ? { address: hp.host, port_value: port } : { address: hp.host };
 }
 
 /**
