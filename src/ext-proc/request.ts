@@ -82,11 +82,26 @@ function peerUriSan(attributes: Record<string, WireStruct> | undefined): string 
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
-/** Every value of one header in a headers message, in order (names compared lower-cased). */
-export function headerValues(h: WireHttpHeaders | undefined, name: string): string[] {
-  const out: string[] = [];
-  for (const e of h?.headers?.headers ?? []) {
-    if ((e.key ?? '').toLowerCase() === name) out.push(rawEntry(e).raw_value.toString('utf8'));
+/** The upstream MCP server's response headers the session reads, decoded once from the headers message. */
+export interface ResponseHead {
+  /** :status (200 when absent). */
+  status: number;
+  /** Every value of each header, in order. */
+  contentType: string[];
+  cacheControl: string[];
+  contentEncoding: string[];
+}
+
+export function readResponseHead(h: WireHttpHeaders): ResponseHead {
+  const head: ResponseHead = { status: 200, contentType: [], cacheControl: [], contentEncoding: [] };
+  let status: string | undefined;
+  for (const e of h.headers?.headers ?? []) {
+    const key = (e.key ?? '').toLowerCase();
+    if (key === ':status') status ??= rawEntry(e).raw_value.toString('utf8');
+    else if (key === 'content-type') head.contentType.push(rawEntry(e).raw_value.toString('utf8'));
+    else if (key === 'cache-control') head.cacheControl.push(rawEntry(e).raw_value.toString('utf8'));
+    else if (key === 'content-encoding') head.contentEncoding.push(rawEntry(e).raw_value.toString('utf8'));
   }
-  return out;
+  head.status = Number(status ?? 200);
+  return head;
 }

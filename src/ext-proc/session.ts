@@ -19,7 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CheckTrace } from '../decision/context.js';
 import { deny, internalErrorDeny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
-import { EXT_PROC_ATTRIBUTES_KEY, headerValues, toRequestFromExtProc, type ExtProcRequestParts } from './request.js';
+import { EXT_PROC_ATTRIBUTES_KEY, readResponseHead, toRequestFromExtProc, type ExtProcRequestParts } from './request.js';
 import { extProcDynamicMetadata, headerOption, immediateResponse, requestHeaderMutation, responseHeaderMutation } from './answers.js';
 import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from './wire.js';
 import type { ExtProcStreamResult } from '../metrics/hooks.js';
@@ -196,7 +196,8 @@ export class ExtProcSession {
     const trace = this.trace!;
     const calls = listCallsOf(trace.ctx?.parsedBody);
     const policyHeaders = allow.responseHeaders;
-    if (calls === undefined && headers.end_of_stream !== true && trace.ctx?.request.method === 'GET' && isEventStream(headerValues(headers, 'content-type'))) {
+    const head = readResponseHead(headers);
+    if (calls === undefined && headers.end_of_stream !== true && trace.ctx?.request.method === 'GET' && isEventStream(head.contentType)) {
       return this.watchStream(trace, policyHeaders);
     }
     if (calls === undefined || headers.end_of_stream === true) {
@@ -204,17 +205,16 @@ export class ExtProcSession {
       const m = responseHeaderMutation(policyHeaders);
       return { send: [{ response_headers: { response: m ? { header_mutation: m } : {} } }] };
     }
-    const status = Number(headerValues(headers, ':status')[0] ?? 200);
-    const form = responseForm(headerValues(headers, 'content-type'), status);
+    const form = responseForm(head.contentType, head.status);
     if (form === undefined) {
       // An error page the MCP client will not read a result from.
       this.state = 'passthrough';
       const m = responseHeaderMutation(policyHeaders);
       return { send: [{ response_headers: { response: m ? { header_mutation: m } : {} } }] };
     }
-    const set: HeaderToSet[] = [...policyHeaders, { name: 'cache-control', value: privateCacheControl(headerValues(headers, 'cache-control')), append: false }];
+    const set: HeaderToSet[] = [...policyHeaders, { name: 'cache-control', value: privateCacheControl(head.cacheControl), append: false }];
     const list = new ListResponse(this.rt, trace, calls, trace.ctx?.mcp.batch === true, form);
-    const encoding = headerValues(headers, 'content-encoding').filter((v) => v.trim().toLowerCase() !== 'identity');
+    const encoding = head.contentEncoding.filter((v) => v.trim().toLowerCase() !== 'identity');
     if (encoding.length > 0) {
       // A compressed list cannot be read: it is replaced whole, at once.
       this.state = 'passthrough';
