@@ -1,9 +1,9 @@
 // The official .proto files, loaded with protobufjs (the library under proto-loader) without
 // grpc-js: the Envoy ext_authz and ext_proc v3 protos vendored in proto/ (scripts/sync-protos.mjs
 // copies them from pinned upstream revisions; proto/upstream.json names them) and the gRPC
-// health protocol. The service's own gRPC server decodes and encodes with these types; the grpc-js
-// side (src/envoy/protos.ts) loads the same files through proto-loader. Loaded once per
-// process, on first use.
+// health protocol. Both gRPC servers decode and encode with these types; reflection and the
+// tests' clients load the same files through proto-loader (src/envoy/protos.ts). Loaded once
+// per process, on first use.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
