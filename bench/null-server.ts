@@ -19,7 +19,13 @@ import { authorizationService } from '../src/envoy/protos.js';
 const TRANSPORTS = ['grpc-js', 'http2', 'http1'] as const;
 type Transport = (typeof TRANSPORTS)[number];
 
-const { values } = parseArgs({ options: { port: { type: 'string' }, workers: { type: 'string', default: '1' }, transport: { type: 'string', default: 'grpc-js' } } });
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    workers: { type: 'string', default: '1' },
+    transport: { type: 'string', default: 'grpc-js' },
+  },
+});
 const port = Number(values.port);
 const workers = Math.max(1, Number(values.workers));
 const transport = values.transport as Transport;
@@ -46,7 +52,9 @@ function serveGrpcJs(): () => void {
   server.addService(authorizationService(), {
     Check: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, OK),
   });
-  server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? fail(err) : listening()));
+  server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) =>
+    err ? fail(err) : listening(),
+  );
   return () => server.tryShutdown(() => process.exit(0));
 }
 

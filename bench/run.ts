@@ -2,7 +2,7 @@
 // transport (grpc-js, bare node:http2, node:http), on loopback: max throughput with h2load
 // (one thread), latency with ghz; or a soak of mcp-authz (--soak 30m: h2load at 80% of the max,
 // reloads every 10 s, distinct tokens past the cache, RSS sampled); or mcp-authz's own
-// µs per Check (--in-process). See README "Performance". Writes bench/results/<timestamp>.json
+// µs per Check (--in-process). See docs/performance.md. Writes bench/results/<timestamp>.json
 // and, for a throughput run, latest.json.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
@@ -13,15 +13,41 @@ import { authorizationService } from '../src/envoy/protos.js';
 import { keyEntries, newApiKey, sha256Hex, startIssuer } from './lib/credentials.js';
 import { readDecisionCounts, tally, type DecisionTally } from './lib/decision-counts.js';
 import { ghzVersion, round, runLoad, type LoadResult } from './lib/ghz.js';
-import { CHECK_PATH, GRPC_HEADERS, GRPC_TIMEOUT_MS, grpcFrame, h2loadVersion, runH2load, type H2loadResult } from './lib/h2load.js';
+import {
+  CHECK_PATH,
+  GRPC_HEADERS,
+  GRPC_TIMEOUT_MS,
+  grpcFrame,
+  h2loadVersion,
+  runH2load,
+  type H2loadResult,
+} from './lib/h2load.js';
 import { printProfiles, profileScenarios } from './lib/cpu-profile.js';
-import { closedLoop as extProcLoop, extProcScenarios, inProcess as extProcInProcess, printExtProc, type ExtProcRun, type LoopRound } from './lib/ext-proc.js';
+import {
+  closedLoop as extProcLoop,
+  extProcScenarios,
+  inProcess as extProcInProcess,
+  printExtProc,
+  type ExtProcRun,
+  type LoopRound,
+} from './lib/ext-proc.js';
 import { measureInProcess, printInProcess, TRACING_MODES, type TracingMode } from './lib/in-process.js';
 import { measureInterleaved, printInterleaved } from './lib/interleaved.js';
 import { startMcpAuthz, writeMcpAuthzConfig, type Prepared } from './lib/mcp-authz.js';
 import { opaEnvoyPluginBuild, startOpaEnvoyPlugin } from './lib/opa-envoy.js';
 import { mcpAuthzCli, out, root, shippedBundle, tools } from './lib/paths.js';
-import { freePort, loadAverage, machineBusySeconds, run, sampleRss, start, treeCpuSeconds, treeRss, waitIdle, type Started } from './lib/processes.js';
+import {
+  freePort,
+  loadAverage,
+  machineBusySeconds,
+  run,
+  sampleRss,
+  start,
+  treeCpuSeconds,
+  treeRss,
+  waitIdle,
+  type Started,
+} from './lib/processes.js';
 import { printTable, ratios, type Round, type SystemRun } from './lib/report.js';
 import { scenarios, type HttpShape, type Scenario } from './lib/scenarios.js';
 import { runSoak, SOAK_SCENARIOS } from './lib/soak.js';
@@ -36,12 +62,36 @@ function parseDuration(s: string): number {
 
 const SYSTEMS = ['null-grpc-js', 'null-http2', 'null-http1', 'mcp-authz', 'opa-envoy-plugin'] as const;
 /** --transports: mcp-authz's pipeline behind each transport (bench/transports/), beside the nulls. */
-const STUDY = ['null-grpc-js', 'null-http2', 'null-http1', 'grpc-js', 'connect', 'lean-http2', 'http-ext-authz'] as const;
+const STUDY = [
+  'null-grpc-js',
+  'null-http2',
+  'null-http1',
+  'grpc-js',
+  'connect',
+  'lean-http2',
+  'http-ext-authz',
+] as const;
 const STUDY_TRANSPORT: Record<string, { serve: string; ownNull: string; about: string }> = {
-  'grpc-js': { serve: 'grpc-js', ownNull: 'null-grpc-js', about: 'the product\'s grpc-js server (grpcServer: grpc-js, dist/grpc/grpc-js-server.js), one process' },
-  connect: { serve: 'connect', ownNull: 'null-http2', about: '@connectrpc/connect-node, gRPC protocol on node:http2, one process' },
-  'lean-http2': { serve: 'lean-http2', ownNull: 'null-http2', about: 'the product\'s own gRPC server on node:http2 (grpcServer: lean, dist/grpc/h2-server.js), one process' },
-  'http-ext-authz': { serve: 'http1', ownNull: 'null-http1', about: 'Envoy\'s HTTP ext_authz shape on node:http (HTTP/1.1), one process' },
+  'grpc-js': {
+    serve: 'grpc-js',
+    ownNull: 'null-grpc-js',
+    about: "the product's grpc-js server (grpcServer: grpc-js, dist/grpc/grpc-js-server.js), one process",
+  },
+  connect: {
+    serve: 'connect',
+    ownNull: 'null-http2',
+    about: '@connectrpc/connect-node, gRPC protocol on node:http2, one process',
+  },
+  'lean-http2': {
+    serve: 'lean-http2',
+    ownNull: 'null-http2',
+    about: "the product's own gRPC server on node:http2 (grpcServer: lean, dist/grpc/h2-server.js), one process",
+  },
+  'http-ext-authz': {
+    serve: 'http1',
+    ownNull: 'null-http1',
+    about: "Envoy's HTTP ext_authz shape on node:http (HTTP/1.1), one process",
+  },
 };
 
 const { values: opt } = parseArgs({
@@ -119,7 +169,8 @@ const settings = {
   distinctTokens: Number(opt['distinct-tokens']),
   waitIdleSec: parseDuration(opt['wait-idle']!),
 };
-if (!['h2load', 'ghz'].includes(opt['max-load']!)) throw new Error(`--max-load is h2load or ghz, not "${opt['max-load']}"`);
+if (!['h2load', 'ghz'].includes(opt['max-load']!))
+  throw new Error(`--max-load is h2load or ghz, not "${opt['max-load']}"`);
 
 function log(msg: string): void {
   process.stderr.write(`bench: ${msg}\n`);
@@ -143,13 +194,19 @@ async function prepareTools(systems: string[]): Promise<void> {
       log(`installing ${tool} (scripts/install-tools.sh ${tool})`);
       const r = await run(script, [tool], { cwd: root, timeoutMs: 20 * 60_000 });
       if (r.code !== 0) {
-        const why = r.stderr.split('\n').filter((l) => l && !l.startsWith('go: downloading')).slice(-6).join('\n');
+        const why = r.stderr
+          .split('\n')
+          .filter((l) => l && !l.startsWith('go: downloading'))
+          .slice(-6)
+          .join('\n');
         throw new Error(`scripts/install-tools.sh ${tool} failed:\n${why}`);
       }
     }
   }
-  if (wanted.includes('ghz') && !existsSync(tools.ghz)) throw new Error(`ghz missing at ${tools.ghz} (scripts/install-tools.sh ghz)`);
-  if (wanted.includes('h2load') && h2loadVersion() === 'unknown') throw new Error('h2load is not on PATH (scripts/install-tools.sh h2load)');
+  if (wanted.includes('ghz') && !existsSync(tools.ghz))
+    throw new Error(`ghz missing at ${tools.ghz} (scripts/install-tools.sh ghz)`);
+  if (wanted.includes('h2load') && h2loadVersion() === 'unknown')
+    throw new Error('h2load is not on PATH (scripts/install-tools.sh h2load)');
   if (systems.includes('opa-envoy-plugin') && !existsSync(tools.oep)) {
     throw new Error(`opa-envoy-plugin missing at ${tools.oep} (scripts/install-tools.sh opa-envoy-plugin)`);
   }
@@ -165,7 +222,8 @@ async function buildProduct(): Promise<{ bundle: string | undefined; notes: stri
     const p = await run('npm', ['run', 'policy:build'], { cwd: root, timeoutMs: 10 * 60_000 });
     if (p.code !== 0) notes.push(`npm run policy:build failed: ${(p.stdout + p.stderr).trim().slice(-500)}`);
   }
-  if (!existsSync(shippedBundle)) notes.push('no shipped policy bundle at policies/build/bundle.tar.gz: mcp-authz runs its fail-closed placeholder');
+  if (!existsSync(shippedBundle))
+    notes.push('no shipped policy bundle at policies/build/bundle.tar.gz: mcp-authz runs its fail-closed placeholder');
   return { bundle: existsSync(shippedBundle) ? shippedBundle : undefined, notes };
 }
 
@@ -236,7 +294,9 @@ class Verifier {
     else this.http = new HttpCheckClient(`http://${t.target}`);
   }
   verify(s: Scenario, i = 0): Promise<Verdict> {
-    return this.grpc ? this.grpc.verify(s.requests[i]!, this.t.expect(s)) : this.http!.verify(s.http[i]!, this.t.expect(s));
+    return this.grpc
+      ? this.grpc.verify(s.requests[i]!, this.t.expect(s))
+      : this.http!.verify(s.http[i]!, this.t.expect(s));
   }
   close(): void {
     this.grpc?.close();
@@ -275,7 +335,13 @@ function startProber(v: Verifier, s: Scenario): { stop(): Promise<Round['probes'
 const useH2load = (s: Scenario) => settings.maxLoad === 'h2load' && s.requests.length === 1;
 
 /** Closed loops log every answer's latency, to count those past Envoy's timeout (a grpc-timeout answer is HTTP 200 to h2load). */
-function h2loadFor(t: Target, s: Scenario, durationSec: number, lone = false, logFile = join(out, `h2load-${t.system}-${s.name}.log`)) {
+function h2loadFor(
+  t: Target,
+  s: Scenario,
+  durationSec: number,
+  lone = false,
+  logFile = join(out, `h2load-${t.system}-${s.name}.log`),
+) {
   const files = prepared!.data.get(s.name)!;
   if (t.transport === 'http1') {
     const shape: HttpShape = s.http[0]!;
@@ -304,7 +370,14 @@ function h2loadFor(t: Target, s: Scenario, durationSec: number, lone = false, lo
 }
 
 function ghzFor(t: Target, s: Scenario) {
-  return { ghz: tools.ghz, target: t.target, dataFile: prepared!.data.get(s.name)!.ghz, connections: settings.connections, concurrency: settings.concurrency, outFile: join(out, `ghz-${t.system}-${s.name}.json`) };
+  return {
+    ghz: tools.ghz,
+    target: t.target,
+    dataFile: prepared!.data.get(s.name)!.ghz,
+    connections: settings.connections,
+    concurrency: settings.concurrency,
+    outFile: join(out, `ghz-${t.system}-${s.name}.json`),
+  };
 }
 
 /** One closed loop: its throughput, the cores the server, the load generator and everything else took, and the decisions made. */
@@ -317,7 +390,9 @@ async function closedLoop(t: Target, s: Scenario, v: Verifier): Promise<Round> {
   let load: H2loadResult | LoadResult;
   let probes!: Round['probes'];
   try {
-    load = useH2load(s) ? await h2loadFor(t, s, settings.durationSec) : await runLoad({ ...ghzFor(t, s), durationSec: settings.durationSec });
+    load = useH2load(s)
+      ? await h2loadFor(t, s, settings.durationSec)
+      : await runLoad({ ...ghzFor(t, s), durationSec: settings.durationSec });
   } finally {
     probes = await prober.stop();
   }
@@ -355,6 +430,14 @@ function roundErrors(r: Round, t: Target, s: Scenario): number {
   return l.errored + l.timeout + unexpected;
 }
 
+/** A scenario's runs so far, the servers still in it, and their verifiers. */
+interface ScenarioState {
+  s: Scenario;
+  runs: Map<Target, SystemRun>;
+  verifiers: Map<Target, Verifier>;
+  live: Target[];
+}
+
 /**
  * One scenario on every server: each must decide the scenario's requests right first; then
  * `rounds` closed loops per server, interleaved (round r starts with server r), so a drift
@@ -363,48 +446,91 @@ function roundErrors(r: Round, t: Target, s: Scenario): number {
  * load), and a lone call at a time (latency without queueing).
  */
 async function measureScenario(s: Scenario, targets: Target[]): Promise<SystemRun[]> {
-  const runs = new Map<Target, SystemRun>();
-  const verifiers = new Map<Target, Verifier>();
-  const live: Target[] = [];
+  const st = await verifyBefore(s, targets);
+  const idle = settings.waitIdleSec > 0 ? await waitIdle(settings.waitIdleSec) : undefined;
+  if (idle && !idle.idle)
+    log(`${s.name}: machine still busy (${idle.busyCores} cores) after ${idle.waitedSec}s: measuring anyway`);
+  const loadAtStart = loadAverage();
+  log(`${s.name}: load average ${loadAtStart.join(' ')}`);
+  const rss = new Map(st.live.map((t) => [t, sampleRss(t.server.pid, 250)]));
+  await warmUp(st);
+  const rounds = await closedRounds(st);
+  for (const t of [...st.live]) {
+    const all = rounds.get(t)!;
+    if (all.length === 0) {
+      st.runs.set(t, {
+        ...st.runs.get(t)!,
+        state: 'not-run',
+        reason: 'ghz speaks gRPC only, and h2load sends one request body: a token set over HTTP/1.1 is not measured',
+      });
+      rss.get(t)!.stop();
+      continue;
+    }
+    try {
+      st.runs.set(t, await finishRun(st, t, all, rss.get(t)!, { loadAtStart, ...(idle ? { idle } : {}) }));
+    } catch (err) {
+      failRun(st, t, err);
+    }
+  }
+  for (const r of rss.values()) r.stop();
+  for (const v of st.verifiers.values()) v.close();
+  return targets.map((t) => st.runs.get(t)!);
+}
+
+/** Every distinct request of the scenario (first and last of a token set) must decide right before any load. */
+async function verifyBefore(s: Scenario, targets: Target[]): Promise<ScenarioState> {
+  const st: ScenarioState = { s, runs: new Map(), verifiers: new Map(), live: [] };
   for (const t of targets) {
     const expected = t.expect(s);
-    const base: SystemRun = { system: t.system, transport: t.transport, scenario: s.name, what: t.system.startsWith('null') ? `null server on ${s.name}'s requests (ceiling)` : s.what, expected, state: 'measured' };
-    runs.set(t, base);
+    const what = t.system.startsWith('null') ? `null server on ${s.name}'s requests (ceiling)` : s.what;
+    const base: SystemRun = {
+      system: t.system,
+      transport: t.transport,
+      scenario: s.name,
+      what,
+      expected,
+      state: 'measured',
+    };
+    st.runs.set(t, base);
     const v = new Verifier(t);
-    verifiers.set(t, v);
-    // Every distinct request of the scenario (first and last for a token set) must decide right.
+    st.verifiers.set(t, v);
     const probes = s.requests.length > 1 ? [0, s.requests.length - 1] : [0];
     try {
       for (const i of probes) {
         base.checkBefore = await v.verify(s, i);
         if (!base.checkBefore.ok) break;
       }
-      if (base.checkBefore?.ok) live.push(t);
-      else runs.set(t, { ...base, state: 'check-failed', reason: describe(base.checkBefore!) });
+      if (base.checkBefore?.ok) st.live.push(t);
+      else st.runs.set(t, { ...base, state: 'check-failed', reason: describe(base.checkBefore!) });
     } catch (err) {
-      runs.set(t, { ...base, state: 'error', reason: (err as Error).message.slice(0, 2000) });
+      st.runs.set(t, { ...base, state: 'error', reason: (err as Error).message.slice(0, 2000) });
     }
   }
-  const fail = (t: Target, err: unknown) => {
-    runs.set(t, { ...runs.get(t)!, state: 'error', reason: (err as Error).message.slice(0, 2000) });
-    if (live.includes(t)) live.splice(live.indexOf(t), 1);
-  };
+  return st;
+}
 
-  const idle = settings.waitIdleSec > 0 ? await waitIdle(settings.waitIdleSec) : undefined;
-  if (idle && !idle.idle) log(`${s.name}: machine still busy (${idle.busyCores} cores) after ${idle.waitedSec}s: measuring anyway`);
-  const loadAtStart = loadAverage();
-  log(`${s.name}: load average ${loadAtStart.join(' ')}`);
-  const rss = new Map(live.map((t) => [t, sampleRss(t.server.pid, 250)]));
-  for (const t of [...live]) {
+/** A server that errored leaves the scenario, with the reason in its run. */
+function failRun(st: ScenarioState, t: Target, err: unknown): void {
+  st.runs.set(t, { ...st.runs.get(t)!, state: 'error', reason: (err as Error).message.slice(0, 2000) });
+  if (st.live.includes(t)) st.live.splice(st.live.indexOf(t), 1);
+}
+
+async function warmUp(st: ScenarioState): Promise<void> {
+  const { s } = st;
+  for (const t of [...st.live]) {
     log(`${t.system} ${s.name}: warm-up ${settings.warmupSec}s`);
     try {
       if (useH2load(s)) await h2loadFor(t, s, settings.warmupSec);
       else if (t.transport === 'grpc') await runLoad({ ...ghzFor(t, s), durationSec: settings.warmupSec });
     } catch (err) {
-      fail(t, err);
+      failRun(st, t, err);
     }
   }
+}
 
+/** `rounds` closed loops per server, round r starting with the r-th server. */
+async function closedRounds(st: ScenarioState): Promise<Map<Target, Round[]>> {
+  const { s, live } = st;
   const rounds = new Map<Target, Round[]>(live.map((t) => [t, []]));
   for (let r = 0; r < settings.rounds; r++) {
     const order = live.map((_, i) => live[(i + r) % live.length]!);
@@ -412,76 +538,100 @@ async function measureScenario(s: Scenario, targets: Target[]): Promise<SystemRu
       if (t.transport === 'http1' && !useH2load(s)) continue; // ghz speaks gRPC only
       log(`${t.system} ${s.name}: closed loop ${settings.durationSec}s (round ${r + 1} of ${settings.rounds})`);
       try {
-        rounds.get(t)!.push(await closedLoop(t, s, verifiers.get(t)!));
+        rounds.get(t)!.push(await closedLoop(t, s, st.verifiers.get(t)!));
       } catch (err) {
-        fail(t, err);
+        failRun(st, t, err);
       }
     }
   }
+  return rounds;
+}
 
-  for (const t of [...live]) {
-    const all = rounds.get(t)!;
-    if (all.length === 0) {
-      runs.set(t, { ...runs.get(t)!, state: 'not-run', reason: 'ghz speaks gRPC only, and h2load sends one request body: a token set over HTTP/1.1 is not measured' });
-      rss.get(t)!.stop();
-      continue;
-    }
-    const best = median(all, (x) => x.rps);
-    const rps = Math.max(1, Math.floor(best.rps * settings.loadFraction));
-    try {
-      let open: LoadResult | undefined;
-      let lone: LoadResult | H2loadResult | undefined;
-      if (t.transport === 'grpc') {
-        log(`${t.system} ${s.name}: open loop at ${rps} rps (${settings.loadFraction * 100}% of ${best.rps}) for ${settings.durationSec}s; one call at a time for ${settings.loneDurationSec}s`);
-        // Fewer workers than the closed loop: at a fixed rate, extra workers only add client-side
-        // scheduling delay to the tail (null server at 5k rps: p99 24 ms with 50, 7.5 ms with 16).
-        open = await runLoad({ ...ghzFor(t, s), concurrency: settings.openConcurrency, durationSec: settings.durationSec, rps });
-        if (open.rps < rps * 0.95) log(`${t.system} ${s.name}: the open loop fell behind (${open.rps} of ${rps} rps): its latencies understate queueing`);
-        lone = await runLoad({ ...ghzFor(t, s), connections: 1, concurrency: 1, durationSec: settings.loneDurationSec });
-      } else {
-        log(`${t.system} ${s.name}: one call at a time for ${settings.loneDurationSec}s (h2load --h1; no open loop: ghz speaks gRPC only)`);
-      }
-      // The same lone call with h2load, the only client of every transport: a latency floor without ghz's own cost.
-      const loneH2load = useH2load(s) ? await h2loadFor(t, s, settings.loneDurationSec, true) : undefined;
-      lone ??= loneH2load;
-      const samples = rss.get(t)!.stop();
-      const peak = samples.reduce((m, x) => (x.bytes > m.bytes ? x : m), samples[0]!);
-      const checkAfter = await verifiers.get(t)!.verify(s);
-      const errors = all.reduce((n, r) => n + roundErrors(r, t, s), 0) + (open?.errors ?? 0) + (lone?.loadGenerator === 'ghz' ? lone.errors : 0);
-      const wrong = all.reduce((n, r) => n + r.probes.wrong + Object.values(r.decisions?.other ?? {}).reduce((a, b) => a + b, 0), 0);
-      const late = all.reduce((n, r) => n + (r.load.loadGenerator === 'h2load' ? (r.load.late ?? 0) : 0), 0);
-      const result: SystemRun = {
-        ...runs.get(t)!,
-        about: t.about,
-        ...(t.ownNull ? { ownNull: t.ownNull } : {}),
-        closed: best.load,
-        maxRps: best.rps,
-        rounds: all,
-        roundsRps: all.map((x) => x.rps),
-        ...(open ? { open } : {}),
-        ...(lone ? { lone } : {}),
-        ...(loneH2load ? { loneH2load } : {}),
-        peakRssBytes: peak.bytes,
-        rssAfterBytes: treeRss(t.server.pid).bytes,
-        processes: peak.processes,
-        cores: best.cores,
-        cpuUsPerCall: median(all, (x) => x.serverCpuUsPerCall).serverCpuUsPerCall,
-        loadAverageAtStart: loadAtStart,
-        errors,
-        wrongDecisions: wrong,
-        late,
-        checkAfter,
-        ...(idle ? { idleBefore: idle } : {}),
-      };
-      const bad = !checkAfter.ok ? `after the load: ${describe(checkAfter)}` : wrong > 0 ? `${wrong} answer(s) under load were not the expected decision` : undefined;
-      runs.set(t, bad ? { ...result, state: 'check-failed', reason: bad } : result);
-    } catch (err) {
-      fail(t, err);
-    }
+interface Latencies {
+  open?: LoadResult;
+  lone?: LoadResult | H2loadResult;
+  loneH2load?: H2loadResult;
+}
+
+/** Latency loops after the closed rounds: (gRPC) an open loop at a fraction of the max and a lone call with ghz; a lone call with h2load. */
+async function latencyLoops(t: Target, s: Scenario, maxRps: number): Promise<Latencies> {
+  const rps = Math.max(1, Math.floor(maxRps * settings.loadFraction));
+  let open: LoadResult | undefined;
+  let lone: LoadResult | H2loadResult | undefined;
+  if (t.transport === 'grpc') {
+    log(
+      `${t.system} ${s.name}: open loop at ${rps} rps (${settings.loadFraction * 100}% of ${maxRps}) for ${settings.durationSec}s; one call at a time for ${settings.loneDurationSec}s`,
+    );
+    // Fewer workers than the closed loop: at a fixed rate, extra workers only add client-side
+    // scheduling delay to the tail (null server at 5k rps: p99 24 ms with 50, 7.5 ms with 16).
+    open = await runLoad({
+      ...ghzFor(t, s),
+      concurrency: settings.openConcurrency,
+      durationSec: settings.durationSec,
+      rps,
+    });
+    if (open.rps < rps * 0.95)
+      log(
+        `${t.system} ${s.name}: the open loop fell behind (${open.rps} of ${rps} rps): its latencies understate queueing`,
+      );
+    lone = await runLoad({ ...ghzFor(t, s), connections: 1, concurrency: 1, durationSec: settings.loneDurationSec });
+  } else {
+    log(
+      `${t.system} ${s.name}: one call at a time for ${settings.loneDurationSec}s (h2load --h1; no open loop: ghz speaks gRPC only)`,
+    );
   }
-  for (const r of rss.values()) r.stop();
-  for (const v of verifiers.values()) v.close();
-  return targets.map((t) => runs.get(t)!);
+  // The same lone call with h2load, the only client of every transport: a latency floor without ghz's own cost.
+  const loneH2load = useH2load(s) ? await h2loadFor(t, s, settings.loneDurationSec, true) : undefined;
+  lone ??= loneH2load;
+  return { ...(open ? { open } : {}), ...(lone ? { lone } : {}), ...(loneH2load ? { loneH2load } : {}) };
+}
+
+/** A server's run: its median round, latency loops, memory, and the check after the load. */
+async function finishRun(
+  st: ScenarioState,
+  t: Target,
+  all: Round[],
+  rss: ReturnType<typeof sampleRss>,
+  at: { loadAtStart: ReturnType<typeof loadAverage>; idle?: Awaited<ReturnType<typeof waitIdle>> },
+): Promise<SystemRun> {
+  const { s } = st;
+  const best = median(all, (x) => x.rps);
+  const lat = await latencyLoops(t, s, best.rps);
+  const samples = rss.stop();
+  const peak = samples.reduce((m, x) => (x.bytes > m.bytes ? x : m), samples[0]!);
+  const checkAfter = await st.verifiers.get(t)!.verify(s);
+  const loneErrors = lat.lone?.loadGenerator === 'ghz' ? lat.lone.errors : 0;
+  const errors = all.reduce((n, r) => n + roundErrors(r, t, s), 0) + (lat.open?.errors ?? 0) + loneErrors;
+  const otherDecisions = (r: Round) => Object.values(r.decisions?.other ?? {}).reduce((a, b) => a + b, 0);
+  const wrong = all.reduce((n, r) => n + r.probes.wrong + otherDecisions(r), 0);
+  const late = all.reduce((n, r) => n + (r.load.loadGenerator === 'h2load' ? (r.load.late ?? 0) : 0), 0);
+  const result: SystemRun = {
+    ...st.runs.get(t)!,
+    about: t.about,
+    ...(t.ownNull ? { ownNull: t.ownNull } : {}),
+    closed: best.load,
+    maxRps: best.rps,
+    rounds: all,
+    roundsRps: all.map((x) => x.rps),
+    ...lat,
+    peakRssBytes: peak.bytes,
+    rssAfterBytes: treeRss(t.server.pid).bytes,
+    processes: peak.processes,
+    cores: best.cores,
+    cpuUsPerCall: median(all, (x) => x.serverCpuUsPerCall).serverCpuUsPerCall,
+    loadAverageAtStart: at.loadAtStart,
+    errors,
+    wrongDecisions: wrong,
+    late,
+    checkAfter,
+    ...(at.idle ? { idleBefore: at.idle } : {}),
+  };
+  const bad = !checkAfter.ok
+    ? `after the load: ${describe(checkAfter)}`
+    : wrong > 0
+      ? `${wrong} answer(s) under load were not the expected decision`
+      : undefined;
+  return bad ? { ...result, state: 'check-failed', reason: bad } : result;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -495,7 +645,9 @@ async function prepareCredentials(only?: string[]): Promise<Prepared> {
   const entries = keyEntries(main.key);
   const keysFile = join(out, 'keys.yaml');
   const keysDocument = (extraKey?: string) => ({
-    keys: extraKey ? [...entries, { ...entries[1]!, id: `reload-${Date.now()}`, sha256: sha256Hex(extraKey) }] : entries,
+    keys: extraKey
+      ? [...entries, { ...entries[1]!, id: `reload-${Date.now()}`, sha256: sha256Hex(extraKey) }]
+      : entries,
   });
   writeFileSync(keysFile, stringify(keysDocument()), { mode: 0o600 });
   const issuer = await startIssuer();
@@ -508,9 +660,19 @@ async function prepareCredentials(only?: string[]): Promise<Prepared> {
   const all = scenarios({ apiKey: main.key, unknownApiKey: unknown.key, token, distinctTokens });
   const list = only ? all.filter((s) => only.includes(s.name)) : all;
   const unknownNames = (only ?? []).filter((n) => !all.some((s) => s.name === n));
-  if (unknownNames.length) throw new Error(`unknown scenario(s): ${unknownNames.join(', ')} (known: ${all.map((s) => s.name).join(', ')})`);
+  if (unknownNames.length)
+    throw new Error(`unknown scenario(s): ${unknownNames.join(', ')} (known: ${all.map((s) => s.name).join(', ')})`);
   const data = writeLoadData(list);
-  prepared = { list, data, keysFile, keysDocument, issuer, apiKey: main.key, keySource: main.source, keyEntries: entries };
+  prepared = {
+    list,
+    data,
+    keysFile,
+    keysDocument,
+    issuer,
+    apiKey: main.key,
+    keySource: main.source,
+    keyEntries: entries,
+  };
   return prepared;
 }
 
@@ -520,18 +682,43 @@ async function startNull(transport: 'grpc-js' | 'http2' | 'http1'): Promise<Targ
   const isReady = new Promise<void>((r) => (ready = r));
   const system = `null-${transport}`;
   log(`starting ${system} (${settings.nullWorkers} processes) on 127.0.0.1:${port}`);
-  const server = start('node', ['--import', 'tsx', join(root, 'bench', 'null-server.ts'), '--port', String(port), '--transport', transport, '--workers', String(settings.nullWorkers)], {
-    cwd: root,
-    logFile: join(out, `${system}.log`),
-    onStdout: (line) => line.startsWith('READY') && ready(),
-  });
+  const server = start(
+    'node',
+    [
+      '--import',
+      'tsx',
+      join(root, 'bench', 'null-server.ts'),
+      '--port',
+      String(port),
+      '--transport',
+      transport,
+      '--workers',
+      String(settings.nullWorkers),
+    ],
+    {
+      cwd: root,
+      logFile: join(out, `${system}.log`),
+      onStdout: (line) => line.startsWith('READY') && ready(),
+    },
+  );
   try {
-    await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error(`${system} exited`))), timeout(60_000, `${system} did not start`)]);
+    await Promise.race([
+      isReady,
+      server.exited.then(() => Promise.reject(new Error(`${system} exited`))),
+      timeout(60_000, `${system} did not start`),
+    ]);
   } catch (err) {
     await server.stop();
     throw err;
   }
-  return { system, transport: transport === 'http1' ? 'http1' : 'grpc', target: `127.0.0.1:${port}`, server, expect: () => NULL_EXPECT, about: `bench/null-server.ts --transport ${transport}, ${settings.nullWorkers} process(es)` };
+  return {
+    system,
+    transport: transport === 'http1' ? 'http1' : 'grpc',
+    target: `127.0.0.1:${port}`,
+    server,
+    expect: () => NULL_EXPECT,
+    about: `bench/null-server.ts --transport ${transport}, ${settings.nullWorkers} process(es)`,
+  };
 }
 
 async function startMcpAuthzTarget(p: Prepared, bundle: string | undefined): Promise<Target> {
@@ -539,7 +726,13 @@ async function startMcpAuthzTarget(p: Prepared, bundle: string | undefined): Pro
   const configFile = writeMcpAuthzConfig(p, grpcPort, httpPort, bundle);
   const workers = settings.mcpAuthzWorkers;
   log(`starting mcp-authz (${workers ? `--workers ${workers}` : 'default workers'}) on 127.0.0.1:${grpcPort}`);
-  const server = await startMcpAuthz(configFile, grpcPort, p.list[0]!.requests[0]!, opt['server-log'] ? join(out, 'mcp-authz.log') : undefined, workers);
+  const server = await startMcpAuthz(
+    configFile,
+    grpcPort,
+    p.list[0]!.requests[0]!,
+    opt['server-log'] ? join(out, 'mcp-authz.log') : undefined,
+    workers,
+  );
   return {
     system: 'mcp-authz',
     transport: 'grpc',
@@ -558,13 +751,33 @@ async function startTransport(system: string, configFile: string): Promise<Targe
   let ready!: () => void;
   const isReady = new Promise<void>((r) => (ready = r));
   log(`starting ${system} (bench/transports/serve.ts --transport ${t.serve}) on 127.0.0.1:${port}`);
-  const server = start('node', ['--import', 'tsx', join(root, 'bench', 'transports', 'serve.ts'), '--transport', t.serve, '--config', configFile, '--port', String(port), '--metrics-port', String(metricsPort)], {
-    cwd: root,
-    env: { ...process.env, NODE_ENV: 'production' },
-    onStdout: (line) => line.startsWith('READY') && ready(),
-  });
+  const server = start(
+    'node',
+    [
+      '--import',
+      'tsx',
+      join(root, 'bench', 'transports', 'serve.ts'),
+      '--transport',
+      t.serve,
+      '--config',
+      configFile,
+      '--port',
+      String(port),
+      '--metrics-port',
+      String(metricsPort),
+    ],
+    {
+      cwd: root,
+      env: { ...process.env, NODE_ENV: 'production' },
+      onStdout: (line) => line.startsWith('READY') && ready(),
+    },
+  );
   try {
-    await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error(`${system} exited`))), timeout(60_000, `${system} did not start`)]);
+    await Promise.race([
+      isReady,
+      server.exited.then(() => Promise.reject(new Error(`${system} exited`))),
+      timeout(60_000, `${system} did not start`),
+    ]);
   } catch (err) {
     await server.stop();
     throw err;
@@ -595,11 +808,19 @@ function printSoak(command: string, r: Awaited<ReturnType<typeof runSoak>>): voi
     w(`  NOT RUN: ${'reason' in r ? r.reason : ''}`);
     return;
   }
-  w(`  load: h2load ${r.load.rps} rps (${Math.round((100 * r.load.rps) / r.maxRps)}% of the ${r.maxRps} rps measured) for ${r.durationSec}s: ${r.load.done} calls, ${r.load.failed + r.load.errored + r.load.timeout} failed; tokens ${r.tokenStream.sent} calls over ${r.tokenStream.distinctTokens} distinct tokens (cache ${r.tokenStream.tokenCacheSize})`);
-  w(`  checked decisions: prober ${r.prober.right}/${r.prober.sent} right, token stream ${r.tokenStream.right}/${r.tokenStream.sent} right; service counted ${JSON.stringify(r.decisions.counted)}, unexpected ${JSON.stringify(r.decisions.other)}`);
+  w(
+    `  load: h2load ${r.load.rps} rps (${Math.round((100 * r.load.rps) / r.maxRps)}% of the ${r.maxRps} rps measured) for ${r.durationSec}s: ${r.load.done} calls, ${r.load.failed + r.load.errored + r.load.timeout} failed; tokens ${r.tokenStream.sent} calls over ${r.tokenStream.distinctTokens} distinct tokens (cache ${r.tokenStream.tokenCacheSize})`,
+  );
+  w(
+    `  checked decisions: prober ${r.prober.right}/${r.prober.sent} right, token stream ${r.tokenStream.right}/${r.tokenStream.sent} right; service counted ${JSON.stringify(r.decisions.counted)}, unexpected ${JSON.stringify(r.decisions.other)}`,
+  );
   w(`  reloads: ${r.reloads.ticks} ticks every ${r.reloads.everySec}s; ${JSON.stringify(r.reloads.counters)}`);
-  w(`  RSS (MiB): start ${r.rss.startMiB}, after warm-up ${r.rss.baselineMiB}, peak ${r.rss.peakMiB}, end ${r.rss.endMiB} (last ${r.rss.lastMiB}): ${r.rss.growthPct}% (lowest RSS ${r.rss.floorGrowthPct}%; target < 10%)`);
-  w(`  CPU: server ${r.cpu.serverCores} cores, machine ${r.cpu.machineCores} cores busy; load average (1 min) ${r.loadAverage1m.min}-${r.loadAverage1m.max}, median ${r.loadAverage1m.median}`);
+  w(
+    `  RSS (MiB): start ${r.rss.startMiB}, after warm-up ${r.rss.baselineMiB}, peak ${r.rss.peakMiB}, end ${r.rss.endMiB} (last ${r.rss.lastMiB}): ${r.rss.growthPct}% (lowest RSS ${r.rss.floorGrowthPct}%; target < 10%)`,
+  );
+  w(
+    `  CPU: server ${r.cpu.serverCores} cores, machine ${r.cpu.machineCores} cores busy; load average (1 min) ${r.loadAverage1m.min}-${r.loadAverage1m.max}, median ${r.loadAverage1m.median}`,
+  );
   for (const [k, v] of Object.entries(r.checks)) w(`  ${v ? 'ok  ' : 'FAIL'} ${k}`);
   w(`  ${r.passed ? 'PASSED' : 'FAILED'}`);
 }
@@ -632,126 +853,185 @@ function writeResults(result: { kind: string } & Record<string, unknown>): strin
   return file;
 }
 
+/** What every mode of a run shares. */
+interface RunContext {
+  command: string;
+  started: Date;
+  bundle: string | undefined;
+  notes: string[];
+  /** --scenarios, or the mode's default list; undefined: all. */
+  only: string[] | undefined;
+}
+
 async function main(): Promise<number> {
   const started = new Date();
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-  const known: readonly string[] = opt.transports ? STUDY : SYSTEMS;
-  const systems = opt['in-process'] || opt.soak || opt.profile || opt['ext-proc'] ? [] : (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
-  const unknownSystems = systems.filter((s) => !known.includes(s));
-  if (unknownSystems.length) throw new Error(`unknown system(s): ${unknownSystems.join(', ')} (known${opt.transports ? ' with --transports' : ''}: ${known.join(', ')})`);
+  const systems = selectedSystems();
   await prepareTools(systems);
   const { bundle, notes } = await buildProduct();
+  const defaultScenarios = opt.transports || opt.profile ? 'apikey_tool_allow,invalid_key' : undefined;
+  const only = (opt.scenarios ?? defaultScenarios)?.split(',').map((s) => s.trim());
+  const ctx: RunContext = { command, started, bundle, notes, only };
+  if (opt.soak) return soak(ctx);
+  if (opt['ext-proc']) return extProc(ctx);
+  if (opt.profile) return profile(ctx);
+  if (opt['in-process'] && opt.interleave) return inProcessInterleaved(ctx);
+  if (opt['in-process']) return inProcess(ctx);
+  return throughput(ctx, systems);
+}
 
-  if (opt.soak) {
-    const p = await prepareCredentials(SOAK_SCENARIOS);
-    try {
-      const result = await runSoak({
-        p, bundle, durationSec: parseDuration(opt.soak), settings, log,
-        reloadEverySec: parseDuration(opt['reload-every']!),
-        tokenRps: Number(opt['token-rps']),
-        ...(opt['server-log'] ? { logFile: join(out, 'mcp-authz.log') } : {}),
-        ...(opt.workers !== undefined ? { workers: Number(opt.workers) } : {}),
-      });
-      const file = writeResults({ kind: 'soak' as const, startedAt: started.toISOString(), finishedAt: new Date().toISOString(), command, machine: machine(), tools: { h2load: h2loadVersion() }, notes, keySource: p.keySource, ...result });
-      printSoak(command, result);
-      log(`results: ${file}`);
-      return result.passed ? 0 : 1;
-    } finally {
-      await p.issuer.close();
-    }
+/** --systems, checked against the servers this mode knows; none for the modes that run mcp-authz alone. */
+function selectedSystems(): string[] {
+  const known: readonly string[] = opt.transports ? STUDY : SYSTEMS;
+  if (opt['in-process'] || opt.soak || opt.profile || opt['ext-proc']) return [];
+  const systems = (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
+  const unknownSystems = systems.filter((s) => !known.includes(s));
+  if (unknownSystems.length) {
+    const where = opt.transports ? ' with --transports' : '';
+    throw new Error(`unknown system(s): ${unknownSystems.join(', ')} (known${where}: ${known.join(', ')})`);
   }
+  return systems;
+}
 
-  if (opt['ext-proc']) return extProc(command, started, bundle, notes);
-
-  const only = (opt.scenarios ?? (opt.transports || opt.profile ? 'apikey_tool_allow,invalid_key' : undefined))?.split(',').map((s) => s.trim());
-  if (opt.profile) {
-    const p = await prepareCredentials(only);
-    try {
-      const durationSec = parseDuration(opt['profile-duration']!);
-      const streams = Math.max(1, Math.round(settings.concurrency / settings.connections));
-      const rows = await profileScenarios(p, bundle, { durationSec, warmupSec: settings.warmupSec, connections: settings.connections, streams, workers: Math.max(1, Number(opt['profile-workers'])), log });
-      const file = writeResults({ kind: 'profile', startedAt: started.toISOString(), command, machine: machine(), notes, scenarios: rows });
-      printProfiles(command, rows);
-      log(`results: ${file}`);
-      return 0;
-    } finally {
-      await p.issuer.close();
-    }
-  }
-  if (opt['in-process'] && opt.interleave) {
-    const p = await prepareCredentials(only);
-    try {
-      const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), bundle);
-      const rows = await measureInterleaved(p, configFile, { rounds: Number(opt['block-rounds']), callsPerBlock: Number(opt['block-calls']), ...(opt.baseline ? { baseline: opt.baseline } : {}) }, log);
-      const file = writeResults({ kind: 'in-process-interleaved', startedAt: started.toISOString(), finishedAt: new Date().toISOString(), command, machine: machine(), loadAverageAtEnd: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number), notes, keySource: p.keySource, rows });
-      printInterleaved(command, rows);
-      log(`results: ${file}`);
-      return 0;
-    } finally {
-      await p.issuer.close();
-    }
-  }
-  if (opt['in-process']) {
-    const p = await prepareCredentials(only);
-    try {
-      const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), bundle);
-      const tracing = opt.tracing as TracingMode;
-      if (!TRACING_MODES.includes(tracing)) throw new Error(`--tracing is one of ${TRACING_MODES.join(', ')}, not "${opt.tracing}"`);
-      const rows = await measureInProcess(p, configFile, Number(opt.calls), log, tracing);
-      const file = writeResults({ kind: 'in-process', startedAt: started.toISOString(), command, machine: machine(), notes, keySource: p.keySource, scenarios: rows });
-      printInProcess(command, rows);
-      log(`results: ${file}`);
-      return 0;
-    } finally {
-      await p.issuer.close();
-    }
-  }
-
-  const peer = systems.includes('opa-envoy-plugin') ? await opaEnvoyPluginBuild() : undefined;
+/** Credentials and a token issuer for the run, closed whatever happens. */
+async function withCredentials<T>(only: string[] | undefined, fn: (p: Prepared) => Promise<T>): Promise<T> {
   const p = await prepareCredentials(only);
-  const runs: SystemRun[] = [];
-  const targets: Target[] = [];
   try {
-    // Every server runs for the whole benchmark, so each scenario's rounds interleave them.
-    for (const transport of ['grpc-js', 'http2', 'http1'] as const) {
-      if (systems.includes(`null-${transport}`)) targets.push(await startNull(transport));
-    }
-    if (systems.includes('mcp-authz')) targets.push(await startMcpAuthzTarget(p, bundle));
-    if (opt.transports) {
-      const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), bundle);
-      for (const system of systems.filter((x) => STUDY_TRANSPORT[x])) targets.push(await startTransport(system, configFile));
-    }
-    if (peer) targets.push(await startPeer(p, `${peer.build} (${peer.version})`));
-    for (const s of p.list) runs.push(...(await measureScenario(s, targets)));
+    return await fn(p);
   } finally {
-    await Promise.all(targets.map((t) => t.server.stop(10_000)));
     await p.issuer.close();
   }
+}
+
+/** The fields every results file starts with. */
+function header(kind: string, ctx: RunContext, finished = true) {
+  return {
+    kind,
+    startedAt: ctx.started.toISOString(),
+    ...(finished ? { finishedAt: new Date().toISOString() } : {}),
+    command: ctx.command,
+    machine: machine(),
+  };
+}
+
+function soak(ctx: RunContext): Promise<number> {
+  return withCredentials(SOAK_SCENARIOS, async (p) => {
+    const result = await runSoak({
+      p,
+      bundle: ctx.bundle,
+      durationSec: parseDuration(opt.soak!),
+      settings,
+      log,
+      reloadEverySec: parseDuration(opt['reload-every']!),
+      tokenRps: Number(opt['token-rps']),
+      ...(opt['server-log'] ? { logFile: join(out, 'mcp-authz.log') } : {}),
+      ...(opt.workers !== undefined ? { workers: Number(opt.workers) } : {}),
+    });
+    const tools = { h2load: h2loadVersion() };
+    const file = writeResults({ ...header('soak', ctx), tools, notes: ctx.notes, keySource: p.keySource, ...result });
+    printSoak(ctx.command, result);
+    log(`results: ${file}`);
+    return result.passed ? 0 : 1;
+  });
+}
+
+function profile(ctx: RunContext): Promise<number> {
+  return withCredentials(ctx.only, async (p) => {
+    const durationSec = parseDuration(opt['profile-duration']!);
+    const streams = Math.max(1, Math.round(settings.concurrency / settings.connections));
+    const workers = Math.max(1, Number(opt['profile-workers']));
+    const base = { warmupSec: settings.warmupSec, connections: settings.connections };
+    const rows = await profileScenarios(p, ctx.bundle, { ...base, durationSec, streams, workers, log });
+    const file = writeResults({ ...header('profile', ctx, false), notes: ctx.notes, scenarios: rows });
+    printProfiles(ctx.command, rows);
+    log(`results: ${file}`);
+    return 0;
+  });
+}
+
+function inProcessInterleaved(ctx: RunContext): Promise<number> {
+  return withCredentials(ctx.only, async (p) => {
+    const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), ctx.bundle);
+    const blocks = { rounds: Number(opt['block-rounds']), callsPerBlock: Number(opt['block-calls']) };
+    const rows = await measureInterleaved(
+      p,
+      configFile,
+      { ...blocks, ...(opt.baseline ? { baseline: opt.baseline } : {}) },
+      log,
+    );
+    const loadAverageAtEnd = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
+    const file = writeResults({
+      ...header('in-process-interleaved', ctx),
+      loadAverageAtEnd,
+      notes: ctx.notes,
+      keySource: p.keySource,
+      rows,
+    });
+    printInterleaved(ctx.command, rows);
+    log(`results: ${file}`);
+    return 0;
+  });
+}
+
+function inProcess(ctx: RunContext): Promise<number> {
+  return withCredentials(ctx.only, async (p) => {
+    const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), ctx.bundle);
+    const tracing = opt.tracing as TracingMode;
+    if (!TRACING_MODES.includes(tracing))
+      throw new Error(`--tracing is one of ${TRACING_MODES.join(', ')}, not "${opt.tracing}"`);
+    const rows = await measureInProcess(p, configFile, Number(opt.calls), log, tracing);
+    const file = writeResults({
+      ...header('in-process', ctx, false),
+      notes: ctx.notes,
+      keySource: p.keySource,
+      scenarios: rows,
+    });
+    printInProcess(ctx.command, rows);
+    log(`results: ${file}`);
+    return 0;
+  });
+}
+
+/** Every server runs for the whole benchmark, so each scenario's rounds interleave them. */
+async function startTargets(
+  p: Prepared,
+  systems: string[],
+  bundle: string | undefined,
+  peerBuild?: string,
+): Promise<Target[]> {
+  const targets: Target[] = [];
+  for (const transport of ['grpc-js', 'http2', 'http1'] as const) {
+    if (systems.includes(`null-${transport}`)) targets.push(await startNull(transport));
+  }
+  if (systems.includes('mcp-authz')) targets.push(await startMcpAuthzTarget(p, bundle));
+  if (opt.transports) {
+    const configFile = writeMcpAuthzConfig(p, await freePort(), await freePort(), bundle);
+    for (const system of systems.filter((x) => STUDY_TRANSPORT[x]))
+      targets.push(await startTransport(system, configFile));
+  }
+  if (peerBuild) targets.push(await startPeer(p, peerBuild));
+  return targets;
+}
+
+/** The throughput run (and --transports): every scenario on every server. */
+async function throughput(ctx: RunContext, systems: string[]): Promise<number> {
+  const peer = systems.includes('opa-envoy-plugin') ? await opaEnvoyPluginBuild() : undefined;
+  const runs: SystemRun[] = [];
+  let targets: Target[] = [];
+  const keySource = await withCredentials(ctx.only, async (p) => {
+    try {
+      targets = await startTargets(p, systems, ctx.bundle, peer ? `${peer.build} (${peer.version})` : undefined);
+      for (const s of p.list) runs.push(...(await measureScenario(s, targets)));
+    } finally {
+      await Promise.all(targets.map((t) => t.server.stop(10_000)));
+    }
+    return p.keySource;
+  });
   for (const r of runs) {
     const own = r.ownNull ? runs.find((x) => x.system === r.ownNull && x.scenario === r.scenario) : undefined;
     if (r.maxRps && own?.maxRps) r.vsOwnNull = round(r.maxRps / own.maxRps, 3);
   }
-  const result = {
-    kind: opt.transports ? 'transports' : 'throughput',
-    startedAt: started.toISOString(),
-    finishedAt: new Date().toISOString(),
-    command,
-    machine: machine(),
-    settings: {
-      ...settings,
-      maxRps: `median of ${settings.rounds} interleaved closed-loop rounds`,
-      maxLoadGenerator: settings.maxLoad === 'h2load' ? 'h2load, one thread, on the same machine (ghz for scenarios of several requests)' : 'ghz on the same machine',
-      latencyLoadGenerator: 'ghz (open loop and lone calls; h2load for lone calls over HTTP/1.1)',
-    },
-    systems: Object.fromEntries(targets.map((t) => [t.system, t.about])),
-    tools: { ghz: ghzVersion(tools.ghz), h2load: h2loadVersion(), ...(peer ? { opaEnvoyPlugin: peer } : {}) },
-    keySource: p.keySource,
-    notes,
-    /** The most CPU other processes took during a closed loop: above ~0.25 cores the machine was not idle. */
-    otherCoresMax: Math.max(0, ...runs.map((r) => r.cores?.other ?? 0)),
-    runs,
-    ratios: ratios(runs),
-  };
+  const result = throughputResult(ctx, runs, targets, keySource, peer);
   const file = writeResults(result);
   printTable(result);
   log(`results: ${file}${result.kind === 'throughput' ? ' (and bench/results/latest.json)' : ''}`);
@@ -760,68 +1040,115 @@ async function main(): Promise<number> {
   return broken.length ? 1 : 0;
 }
 
+function throughputResult(
+  ctx: RunContext,
+  runs: SystemRun[],
+  targets: Target[],
+  keySource: Prepared['keySource'],
+  peer: Awaited<ReturnType<typeof opaEnvoyPluginBuild>> | undefined,
+) {
+  const maxLoadGenerator =
+    settings.maxLoad === 'h2load'
+      ? 'h2load, one thread, on the same machine (ghz for scenarios of several requests)'
+      : 'ghz on the same machine';
+  return {
+    ...header(opt.transports ? 'transports' : 'throughput', ctx),
+    settings: {
+      ...settings,
+      maxRps: `median of ${settings.rounds} interleaved closed-loop rounds`,
+      maxLoadGenerator,
+      latencyLoadGenerator: 'ghz (open loop and lone calls; h2load for lone calls over HTTP/1.1)',
+    },
+    systems: Object.fromEntries(targets.map((t) => [t.system, t.about])),
+    tools: { ghz: ghzVersion(tools.ghz), h2load: h2loadVersion(), ...(peer ? { opaEnvoyPlugin: peer } : {}) },
+    keySource,
+    notes: ctx.notes,
+    /** The most CPU other processes took during a closed loop: above ~0.25 cores the machine was not idle. */
+    otherCoresMax: Math.max(0, ...runs.map((r) => r.cores?.other ?? 0)),
+    runs,
+    ratios: ratios(runs),
+  };
+}
+
 /**
  * --ext-proc: the ext_proc service against Check on the same requests, one mcp-authz worker
  * (the real CLI), a grpc-js client loop here (bench/lib/ext-proc.ts), interleaved rounds;
  * then the same exchanges in-process.
  */
-async function extProc(command: string, started: Date, bundle: string | undefined, notes: string[]): Promise<number> {
-  const p = await prepareCredentials(['apikey_tool_allow']);
-  const all = extProcScenarios(p.apiKey);
-  const only = opt.scenarios?.split(',').map((s) => s.trim());
-  const list = only ? all.filter((s) => only.includes(s.name)) : all;
-  const unknownNames = (only ?? []).filter((n) => !all.some((s) => s.name === n));
-  if (unknownNames.length) throw new Error(`unknown scenario(s): ${unknownNames.join(', ')} (known with --ext-proc: ${all.map((s) => s.name).join(', ')})`);
-  const grpcPort = await freePort();
-  const configFile = writeMcpAuthzConfig(p, grpcPort, await freePort(), bundle);
-  const runs: ExtProcRun[] = [];
-  try {
+async function extProc(ctx: RunContext): Promise<number> {
+  return withCredentials(['apikey_tool_allow'], async (p) => {
+    const list = extProcList(p);
+    const grpcPort = await freePort();
+    const configFile = writeMcpAuthzConfig(p, grpcPort, await freePort(), ctx.bundle);
     log('starting mcp-authz (one worker)');
-    const server = await startMcpAuthz(configFile, grpcPort, p.list[0]!.requests[0]!, opt['server-log'] ? join(out, 'mcp-authz.log') : undefined, 1);
+    const serverLog = opt['server-log'] ? join(out, 'mcp-authz.log') : undefined;
+    const server = await startMcpAuthz(configFile, grpcPort, p.list[0]!.requests[0]!, serverLog, 1);
+    let runs: ExtProcRun[];
     try {
-      const idle = await waitIdle(settings.waitIdleSec);
-      if (!idle.idle) notes.push(`the machine was not idle when the run started (${idle.busyCores} cores busy after ${idle.waitedSec}s)`);
-      // JIT and caches warm on every exchange before the clock starts, as for the other scenarios.
-      for (const s of list) {
-        log(`${s.name}: warm-up ${settings.warmupSec}s`);
-        const w = await extProcLoop(s, { target: `127.0.0.1:${grpcPort}`, connections: settings.connections, concurrency: settings.concurrency, durationSec: settings.warmupSec, server });
-        if (w.errors) notes.push(`${s.name}: ${w.errors} errors during the warm-up (${w.errorSamples.join('; ')})`);
-      }
-      const rounds = new Map<string, LoopRound[]>(list.map((s) => [s.name, []]));
-      for (let r = 1; r <= settings.rounds; r++) {
-        for (const s of list) {
-          log(`round ${r}/${settings.rounds} ${s.name}`);
-          rounds.get(s.name)!.push(await extProcLoop(s, { target: `127.0.0.1:${grpcPort}`, connections: settings.connections, concurrency: settings.concurrency, durationSec: settings.durationSec, server }));
-        }
-      }
-      for (const s of list) {
-        const rs = rounds.get(s.name)!;
-        runs.push({ scenario: s.name, what: s.what, ...(s.sameAs ? { sameAs: s.sameAs } : {}), rounds: rs, median: median(rs, (x) => x.perSec) });
-      }
+      runs = await extProcRounds(list, { target: `127.0.0.1:${grpcPort}`, server }, ctx.notes);
     } finally {
       await server.stop(10_000);
     }
     const inProc = await extProcInProcess(configFile, list, Number(opt.calls), log);
-    const result = {
-      kind: 'ext-proc' as const,
-      startedAt: started.toISOString(),
-      finishedAt: new Date().toISOString(),
-      command,
-      machine: machine(),
-      settings: { ...settings, loadGenerator: 'grpc-js client loop in the benchmark process (h2load and ghz cannot play Envoy\'s side of a Process stream)', mcpAuthzWorkers: 1 },
+    const loadGenerator =
+      "grpc-js client loop in the benchmark process (h2load and ghz cannot play Envoy's side of a Process stream)";
+    const file = writeResults({
+      ...header('ext-proc', ctx),
+      settings: { ...settings, loadGenerator, mcpAuthzWorkers: 1 },
       keySource: p.keySource,
-      notes,
+      notes: ctx.notes,
       otherCoresMax: Math.max(0, ...runs.flatMap((r) => r.rounds.map((x) => x.cores.other))),
       runs,
       inProcess: inProc,
-    };
-    const file = writeResults(result);
-    printExtProc(command, runs, inProc, { connections: settings.connections, concurrency: settings.concurrency, durationSec: settings.durationSec, rounds: settings.rounds });
+    });
+    const { connections, concurrency, durationSec, rounds } = settings;
+    printExtProc(ctx.command, runs, inProc, { connections, concurrency, durationSec, rounds });
     log(`results: ${file}`);
     return runs.some((r) => r.rounds.some((x) => x.errors > 0)) ? 1 : 0;
-  } finally {
-    await p.issuer.close();
+  });
+}
+
+/** The ext_proc scenarios --scenarios names (all by default); an unknown name is an error. */
+function extProcList(p: Prepared): ReturnType<typeof extProcScenarios> {
+  const all = extProcScenarios(p.apiKey);
+  const only = opt.scenarios?.split(',').map((s) => s.trim());
+  const unknownNames = (only ?? []).filter((n) => !all.some((s) => s.name === n));
+  if (unknownNames.length) {
+    const known = all.map((s) => s.name).join(', ');
+    throw new Error(`unknown scenario(s): ${unknownNames.join(', ')} (known with --ext-proc: ${known})`);
   }
+  return only ? all.filter((s) => only.includes(s.name)) : all;
+}
+
+/** A warm-up of every exchange, then interleaved rounds; each scenario's median round. */
+async function extProcRounds(
+  list: ReturnType<typeof extProcScenarios>,
+  to: { target: string; server: Awaited<ReturnType<typeof startMcpAuthz>> },
+  notes: string[],
+): Promise<ExtProcRun[]> {
+  const idle = await waitIdle(settings.waitIdleSec);
+  if (!idle.idle) {
+    notes.push(`the machine was not idle when the run started (${idle.busyCores} cores busy after ${idle.waitedSec}s)`);
+  }
+  const loop = { ...to, connections: settings.connections, concurrency: settings.concurrency };
+  // JIT and caches warm on every exchange before the clock starts, as for the other scenarios.
+  for (const s of list) {
+    log(`${s.name}: warm-up ${settings.warmupSec}s`);
+    const w = await extProcLoop(s, { ...loop, durationSec: settings.warmupSec });
+    if (w.errors) notes.push(`${s.name}: ${w.errors} errors during the warm-up (${w.errorSamples.join('; ')})`);
+  }
+  const rounds = new Map<string, LoopRound[]>(list.map((s) => [s.name, []]));
+  for (let r = 1; r <= settings.rounds; r++) {
+    for (const s of list) {
+      log(`round ${r}/${settings.rounds} ${s.name}`);
+      rounds.get(s.name)!.push(await extProcLoop(s, { ...loop, durationSec: settings.durationSec }));
+    }
+  }
+  return list.map((s) => {
+    const rs = rounds.get(s.name)!;
+    const sameAs = s.sameAs ? { sameAs: s.sameAs } : {};
+    return { scenario: s.name, what: s.what, ...sameAs, rounds: rs, median: median(rs, (x) => x.perSec) };
+  });
 }
 
 main().then(

@@ -18,7 +18,9 @@ interface Case {
 }
 
 await loadPostgresParser();
-for (const file of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
+for (const file of readdirSync(dir)
+  .filter((f) => f.endsWith('.json'))
+  .sort()) {
   const path = join(dir, file);
   const before = readFileSync(path, 'utf8');
   const groups = JSON.parse(before) as Record<string, Case[]>;

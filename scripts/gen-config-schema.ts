@@ -30,7 +30,8 @@ export function buildConfigSchema(): Json {
   return {
     $schema: schema.$schema,
     title: 'mcp-authz configuration',
-    description: 'The file `mcp-authz serve --config` reads (README "Configuration"). Relative paths resolve against its folder. `mcp-authz serve --check-config` checks what JSON Schema cannot.',
+    description:
+      'The file `mcp-authz serve --config` reads (README "Configuration"). Relative paths resolve against its folder. `mcp-authz serve --check-config` checks what JSON Schema cannot.',
     ...Object.fromEntries(Object.entries(schema).filter(([k]) => k !== '$schema')),
   };
 }

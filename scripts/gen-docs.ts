@@ -6,7 +6,15 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AUTH_FAILURE_DETAILS, CODES, GRPC_CODE_NAMES, WITHHELD_REASONS, type AuthFailureDetail, type DecisionCode, type WithheldReason } from '../src/contracts/codes.js';
+import {
+  AUTH_FAILURE_DETAILS,
+  CODES,
+  GRPC_CODE_NAMES,
+  WITHHELD_REASONS,
+  type AuthFailureDetail,
+  type DecisionCode,
+  type WithheldReason,
+} from '../src/contracts/codes.js';
 
 export const ERRORS_DOC = join(dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'errors.md');
 
@@ -29,7 +37,9 @@ function detailsTable(): string {
 }
 
 function withheldTable(): string {
-  const rows = (Object.keys(WITHHELD_REASONS) as WithheldReason[]).map((r) => `| \`${r}\` | ${cell(WITHHELD_REASONS[r])} |`);
+  const rows = (Object.keys(WITHHELD_REASONS) as WithheldReason[]).map(
+    (r) => `| \`${r}\` | ${cell(WITHHELD_REASONS[r])} |`,
+  );
   return ['| reason | meaning |', '| --- | --- |', ...rows].join('\n');
 }
 
@@ -45,7 +55,11 @@ function between(doc: string, name: string, body: string): string {
 
 /** docs/errors.md as it must read for the catalogue in force. */
 export function renderErrorsDoc(current: string): string {
-  return between(between(between(current, 'codes', codesTable()), 'details', detailsTable()), 'withheld', withheldTable());
+  return between(
+    between(between(current, 'codes', codesTable()), 'details', detailsTable()),
+    'withheld',
+    withheldTable(),
+  );
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

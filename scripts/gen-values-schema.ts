@@ -8,12 +8,19 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ConfigSchema } from '../src/config/schema.js';
 
-export const VALUES_SCHEMA_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', 'helm', 'mcp-authz', 'values.schema.json');
+export const VALUES_SCHEMA_FILE = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  'helm',
+  'mcp-authz',
+  'values.schema.json',
+);
 
 type Json = Record<string, unknown>;
 
 const serviceSchema = (): Json => z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as Json;
-const at = (schema: Json, ...path: string[]): Json => path.reduce((node, key) => (node as Record<string, Json>)[key]!, schema);
+const at = (schema: Json, ...path: string[]): Json =>
+  path.reduce((node, key) => (node as Record<string, Json>)[key]!, schema);
 
 /**
  * The service config schema as the chart accepts it: `listen` is derived from containerPorts,
@@ -34,12 +41,14 @@ function configSchema(): Json {
   const redis = at(properties, 'rateLimit', 'properties', 'redis');
   delete (redis.properties as Json).url;
   delete redis.required;
-  redis.description = 'keyPrefix only: the URL may carry a password, so it is set with redis.url or redis.existingSecret and reaches the pod from a Secret';
+  redis.description =
+    'keyPrefix only: the URL may carry a password, so it is set with redis.url or redis.existingSecret and reaches the pod from a Secret';
 
   const tls = at(properties, 'tls');
   for (const file of ['certFile', 'keyFile', 'clientCaFile']) delete (tls.properties as Json)[file];
   delete tls.required;
-  tls.description = 'what each port serves (grpc, extAuthzHttp, http: off, tls, mtls) and the poll interval; the files come from the tls Secret, mounted by the chart';
+  tls.description =
+    'what each port serves (grpc, extAuthzHttp, http: off, tls, mtls) and the poll interval; the files come from the tls Secret, mounted by the chart';
 
   const apiKeys = at(properties, 'apiKeys');
   delete (apiKeys.properties as Json).keys;
@@ -67,7 +76,12 @@ const extraEnv = {
     required: ['name'],
     properties: { name: { type: 'string', minLength: 1 } },
     if: { properties: { name: { enum: ['MCP_API_KEYS', 'MCP_REDIS_URL'] } } },
-    then: { required: ['valueFrom'], not: { required: ['value'] }, description: 'a secret: use valueFrom.secretKeyRef' },
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword
+    then: {
+      required: ['valueFrom'],
+      not: { required: ['value'] },
+      description: 'a secret: use valueFrom.secretKeyRef',
+    },
   },
 };
 
@@ -77,7 +91,12 @@ const obj = { type: 'object' };
 const arr = { type: 'array' };
 const port = { type: 'integer', minimum: 1, maximum: 65535 };
 const nonNegInt = { type: 'integer', minimum: 0 };
-const strictObject = (properties: Json, extra: Json = {}): Json => ({ type: 'object', additionalProperties: false, properties, ...extra });
+const strictObject = (properties: Json, extra: Json = {}): Json => ({
+  type: 'object',
+  additionalProperties: false,
+  properties,
+  ...extra,
+});
 const probe = strictObject({
   enabled: bool,
   initialDelaySeconds: nonNegInt,
@@ -105,7 +124,10 @@ export function buildValuesSchema(): Json {
       policy: strictObject({
         fileName: { type: 'string', minLength: 1 },
         imageBundle: { type: 'string', pattern: '^/' },
-        configMap: strictObject({ bundleBase64: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$' }, existingName: str }),
+        configMap: strictObject({
+          bundleBase64: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$' },
+          existingName: str,
+        }),
         existingVolume: obj,
       }),
       redis: strictObject({
@@ -125,13 +147,20 @@ export function buildValuesSchema(): Json {
       extraVolumes: arr,
       extraVolumeMounts: arr,
       extraObjects: { type: 'array', items: { type: ['object', 'string'] } },
-      image: strictObject({ repository: { type: 'string', minLength: 1 }, tag: str, pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] } }),
+      image: strictObject({
+        repository: { type: 'string', minLength: 1 },
+        tag: str,
+        pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
+      }),
       imagePullSecrets: arr,
       nameOverride: str,
       fullnameOverride: str,
       replicaCount: nonNegInt,
       revisionHistoryLimit: nonNegInt,
-      containerPorts: strictObject({ grpc: port, http: port, extAuthzHttp: { type: 'integer', minimum: 0, maximum: 65535 } }, { required: ['grpc', 'http'] }),
+      containerPorts: strictObject(
+        { grpc: port, http: port, extAuthzHttp: { type: 'integer', minimum: 0, maximum: 65535 } },
+        { required: ['grpc', 'http'] },
+      ),
       service: strictObject({
         type: { enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] },
         ports: strictObject({ grpc: port, http: port, extAuthzHttp: port }, { required: ['grpc', 'http'] }),

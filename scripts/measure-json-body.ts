@@ -8,15 +8,31 @@ import { checkRequest, rpc } from '../test/helpers/service.js';
 const N = Number(process.argv[2] ?? 20_000);
 const limits = { maxBodyBytes: 1 << 20, maxHeaderBytes: 65536, maxHeaders: 200 };
 
-const typical = rpc('tools/call', {
-  name: 'search_files',
-  arguments: { query: 'quarterly budget review', path: '/projects/finance/reports', include: ['*.md', '*.txt'], maxResults: 25, caseSensitive: false },
-  _meta: { progressToken: 'c1f0a2b4-5d6e-4f70-8a9b-0c1d2e3f4a5b' },
-}, 17);
+const typical = rpc(
+  'tools/call',
+  {
+    name: 'search_files',
+    arguments: {
+      query: 'quarterly budget review',
+      path: '/projects/finance/reports',
+      include: ['*.md', '*.txt'],
+      maxResults: 25,
+      caseSensitive: false,
+    },
+    _meta: { progressToken: 'c1f0a2b4-5d6e-4f70-8a9b-0c1d2e3f4a5b' },
+  },
+  17,
+);
 const line = 'const value = compute(input, { retries: 3, label: "naïve café" }); // tab\there\n';
-const fileText = line.repeat(Math.ceil(100 * 1024 / line.length)).slice(0, 100 * 1024 - 6000);
+const fileText = line.repeat(Math.ceil((100 * 1024) / line.length)).slice(0, 100 * 1024 - 6000);
 const bigString = rpc('tools/call', { name: 'write_file', arguments: { path: '/src/app.ts', content: fileText } }, 18);
-const rows = Array.from({ length: 1250 }, (_, i) => ({ id: i, name: `row-${i}`, tags: ['a', 'b'], score: i / 7, ok: i % 2 === 0 }));
+const rows = Array.from({ length: 1250 }, (_, i) => ({
+  id: i,
+  name: `row-${i}`,
+  tags: ['a', 'b'],
+  score: i / 7,
+  ok: i % 2 === 0,
+}));
 const bigStructured = rpc('tools/call', { name: 'insert_rows', arguments: { table: 'events', rows } }, 19);
 
 function micros(n: number, fn: () => unknown): number {
@@ -29,11 +45,13 @@ function micros(n: number, fn: () => unknown): number {
 function time(label: string, body: string): void {
   const wire = checkRequest({ path: '/mcp/files', rawBody: Buffer.from(body) }) as never;
   const req = toRequest(wire, limits);
-  const n = Math.max(200, Math.floor(N * 300 / body.length));
+  const n = Math.max(200, Math.floor((N * 300) / body.length));
   // toRequest includes the header map; the body's share is the difference to an empty body.
   const decode = micros(n, () => toRequest(wire, limits));
   const parse = micros(n, () => parseMcp(req.body, req.hasBody, req.headers));
-  process.stdout.write(`${label.padEnd(40)} ${String(Buffer.byteLength(body)).padStart(7)} B  toRequest ${decode.toFixed(2).padStart(8)} µs  parseMcp ${parse.toFixed(2).padStart(8)} µs\n`);
+  process.stdout.write(
+    `${label.padEnd(40)} ${String(Buffer.byteLength(body)).padStart(7)} B  toRequest ${decode.toFixed(2).padStart(8)} µs  parseMcp ${parse.toFixed(2).padStart(8)} µs\n`,
+  );
 }
 
 for (let round = 0; round < 3; round++) {

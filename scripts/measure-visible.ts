@@ -16,16 +16,42 @@ const shippedBundle = loadBundle(SHIPPED_BUNDLE);
 const shipped = await WasmEngine.create(shippedBundle, { ...options, data: shippedBundle.data });
 const read = (p: string) => readFileSync(join(projectRoot, p), 'utf8');
 // Every file of the shipped policy but its visible.rego and tests, and the example rule instead.
-const policyFiles = readdirSync(join(projectRoot, 'policies/mcp/authz')).filter((f) => f.endsWith('.rego') && !f.endsWith('_test.rego') && f !== 'visible.rego');
-const derivedDir = regoDir({ ...Object.fromEntries(policyFiles.map((f) => [f, read(`policies/mcp/authz/${f}`)])), 'visible.rego': read('examples/policies/visible-from-decision.rego') });
-const derived = await WasmEngine.create(await compileRego(derivedDir, options.entrypoint, options.visibleEntrypoint), { ...options, data: {} });
+const policyFiles = readdirSync(join(projectRoot, 'policies/mcp/authz')).filter(
+  (f) => f.endsWith('.rego') && !f.endsWith('_test.rego') && f !== 'visible.rego',
+);
+const derivedDir = regoDir({
+  ...Object.fromEntries(policyFiles.map((f) => [f, read(`policies/mcp/authz/${f}`)])),
+  'visible.rego': read('examples/policies/visible-from-decision.rego'),
+});
+const derived = await WasmEngine.create(await compileRego(derivedDir, options.entrypoint, options.visibleEntrypoint), {
+  ...options,
+  data: {},
+});
 
 const base = {
   endpoint: { name: 'files', owner: 'alice', auth: { apiKey: true, oauth: false }, data: {} },
-  principal: { authenticated: true, method: 'api_key', id: 'k', userId: 'alice', roles: [], permissions: ['tools:search', 'tools:read_*'], scopes: [] },
-  mcp: { present: true, batch: false, protocolVersion: '2025-06-18', calls: [{ method: 'tools/list', kind: 'request' }] },
+  principal: {
+    authenticated: true,
+    method: 'api_key',
+    id: 'k',
+    userId: 'alice',
+    roles: [],
+    permissions: ['tools:search', 'tools:read_*'],
+    scopes: [],
+  },
+  mcp: {
+    present: true,
+    batch: false,
+    protocolVersion: '2025-06-18',
+    calls: [{ method: 'tools/list', kind: 'request' }],
+  },
 };
-const tools = (n: number) => Array.from({ length: n }, (_, i) => ({ method: 'tools/call', kind: 'request', name: i < 5 ? ['search', 'read_file', 'read_dir', 'read_log', 'read_config'][i]! : `admin_tool_${i}` }));
+const tools = (n: number) =>
+  Array.from({ length: n }, (_, i) => ({
+    method: 'tools/call',
+    kind: 'request',
+    name: i < 5 ? ['search', 'read_file', 'read_dir', 'read_log', 'read_config'][i]! : `admin_tool_${i}`,
+  }));
 
 function time(fn: () => unknown): number {
   for (let i = 0; i < Math.min(N, 500); i++) fn();
@@ -40,6 +66,8 @@ for (const n of [5, 50, 200]) {
   const input = JSON.stringify({ ...base, list: { calls: tools(n) } });
   const a = time(() => shipped.evaluateVisible(input));
   const b = time(() => derived.evaluateVisible(input));
-  process.stdout.write(`visible, ${String(n).padStart(3)} tools: shipped ${a.toFixed(1).padStart(7)} µs   derived from decision ${b.toFixed(1).padStart(7)} µs\n`);
+  process.stdout.write(
+    `visible, ${String(n).padStart(3)} tools: shipped ${a.toFixed(1).padStart(7)} µs   derived from decision ${b.toFixed(1).padStart(7)} µs\n`,
+  );
 }
 process.stdout.write(`load average: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}\n`);

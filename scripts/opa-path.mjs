@@ -30,7 +30,9 @@ export function runOrExit(fn) {
     return fn();
   } catch (err) {
     if (err.code === 'ENOENT') {
-      process.stderr.write(`opa not found (${opaPath()}): run ${join(root, 'scripts', 'install-tools.sh')} opa (needs Go), put opa on PATH, or set OPA to its path\n`);
+      process.stderr.write(
+        `opa not found (${opaPath()}): run ${join(root, 'scripts', 'install-tools.sh')} opa (needs Go), put opa on PATH, or set OPA to its path\n`,
+      );
       process.exit(127);
     }
     if (typeof err.status === 'number') {

@@ -65,15 +65,19 @@ function files(dir) {
 function writeCapabilities() {
   const current = JSON.parse(execFileSync(opa, ['capabilities', '--current'], { encoding: 'utf8' }));
   const allowed = new Set(availableBuiltins());
-  const text = JSON.stringify(
-    {
-      builtins: current.builtins.filter((b) => allowed.has(b.name)),
-      features: current.features,
-      wasm_abi_versions: [{ version: 1, minor_version: 1 }, { version: 1, minor_version: 2 }],
-    },
-    null,
-    1,
-  ) + '\n';
+  const text =
+    JSON.stringify(
+      {
+        builtins: current.builtins.filter((b) => allowed.has(b.name)),
+        features: current.features,
+        wasm_abi_versions: [
+          { version: 1, minor_version: 1 },
+          { version: 1, minor_version: 2 },
+        ],
+      },
+      null,
+      1,
+    ) + '\n';
   if (!existsSync(caps) || readFileSync(caps, 'utf8') !== text) writeFileSync(caps, text);
 }
 
@@ -113,8 +117,19 @@ mkdirSync(dirname(out), { recursive: true });
 // Run from the source folder so the bundle names files relative to it, not this machine's paths.
 runOrExit(() => runOpa(['check', '--strict', '--capabilities', caps, '--ignore', '*_test.rego', '.']));
 const build = (entrypoints) => [
-  'build', '-t', 'wasm', ...entrypoints.flatMap((e) => ['-e', e]), '--capabilities', caps, '--ignore', '*_test.rego',
-  '-r', revision, '-o', out, '.',
+  'build',
+  '-t',
+  'wasm',
+  ...entrypoints.flatMap((e) => ['-e', e]),
+  '--capabilities',
+  caps,
+  '--ignore',
+  '*_test.rego',
+  '-r',
+  revision,
+  '-o',
+  out,
+  '.',
 ];
 // The visibility rule is built beside the decision when the source defines it; without it
 // the bundle still decides requests, and ext_proc withholds list responses.
@@ -136,5 +151,7 @@ runOrExit(() => {
 writeFileSync(stamp, `${revision}\n`);
 process.stdout.write(`policy bundle built: ${relative(process.cwd(), out)} (revision ${revision})\n`);
 if (!withVisible) {
-  process.stdout.write(`note: the policy has no ${visible} rule: list responses filtered through ext_proc will be withheld (docs/ext_proc.md)\n`);
+  process.stdout.write(
+    `note: the policy has no ${visible} rule: list responses filtered through ext_proc will be withheld (docs/ext_proc.md)\n`,
+  );
 }

@@ -22,19 +22,28 @@ options:
   -h, --help           this help
 `;
 
-const values = parseOrExit({ src: { type: 'string' }, cases: { type: 'string' }, 'min-coverage': { type: 'string' } }, USAGE);
+const values = parseOrExit(
+  { src: { type: 'string' }, cases: { type: 'string' }, 'min-coverage': { type: 'string' } },
+  USAGE,
+);
 const shipped = values.src === undefined;
 const src = resolve(values.src ?? join(root, 'policies', 'mcp'));
-const casesDir = values.cases !== undefined ? resolve(values.cases) : shipped ? join(root, 'policies', 'cases') : undefined;
+const casesDir =
+  values.cases !== undefined ? resolve(values.cases) : shipped ? join(root, 'policies', 'cases') : undefined;
 const min = Number(values['min-coverage'] ?? (shipped ? 100 : 0));
-for (const [flag, dir] of [['--src', src], ['--cases', casesDir]]) {
+for (const [flag, dir] of [
+  ['--src', src],
+  ['--cases', casesDir],
+]) {
   if (dir !== undefined && (!existsSync(dir) || !statSync(dir).isDirectory())) {
     process.stderr.write(`policy test: ${flag} ${dir} is not a folder\n`);
     process.exit(2);
   }
 }
 if (!Number.isFinite(min) || min < 0 || min > 100) {
-  process.stderr.write(`policy test: --min-coverage expects a percentage from 0 to 100, got ${JSON.stringify(values['min-coverage'])}\n`);
+  process.stderr.write(
+    `policy test: --min-coverage expects a percentage from 0 to 100, got ${JSON.stringify(values['min-coverage'])}\n`,
+  );
   process.exit(2);
 }
 const opa = opaPath();
@@ -45,10 +54,17 @@ const TIMEOUT = ['--timeout', '10m'];
 
 runOrExit(() => execFileSync(opa, ['check', '--strict', src], { stdio: 'inherit' }));
 const verbose = runOrExit(() => spawnSync(opa, ['test', ...TIMEOUT, ...paths], { stdio: 'inherit' }));
-if (verbose.error) runOrExit(() => { throw verbose.error; });
+if (verbose.error)
+  runOrExit(() => {
+    throw verbose.error;
+  });
 if (verbose.status !== 0) process.exit(verbose.status ?? 1);
 
-const cov = JSON.parse(runOrExit(() => execFileSync(opa, ['test', ...TIMEOUT, '--coverage', ...paths], { encoding: 'utf8', maxBuffer: 64 << 20 })));
+const cov = JSON.parse(
+  runOrExit(() =>
+    execFileSync(opa, ['test', ...TIMEOUT, '--coverage', ...paths], { encoding: 'utf8', maxBuffer: 64 << 20 }),
+  ),
+);
 let covered = 0;
 let total = 0;
 const lines = [];
@@ -59,10 +75,14 @@ for (const [file, f] of Object.entries(cov.files ?? {})) {
   covered += c;
   total += n;
   const missing = (f.not_covered ?? []).map((r) => `${r.start.row}-${r.end.row}`).join(', ');
-  lines.push(`  ${relative(process.cwd(), file) || file}: ${(f.coverage ?? 100).toFixed(1)}% (${c}/${n} lines)${missing ? ` not covered: ${missing}` : ''}`);
+  lines.push(
+    `  ${relative(process.cwd(), file) || file}: ${(f.coverage ?? 100).toFixed(1)}% (${c}/${n} lines)${missing ? ` not covered: ${missing}` : ''}`,
+  );
 }
 const pct = total === 0 ? 100 : (100 * covered) / total;
-process.stdout.write(`opa test coverage of ${shipped ? 'the shipped policy' : relative(process.cwd(), src) || src}: ${pct.toFixed(1)}%\n${lines.join('\n')}\n`);
+process.stdout.write(
+  `opa test coverage of ${shipped ? 'the shipped policy' : relative(process.cwd(), src) || src}: ${pct.toFixed(1)}%\n${lines.join('\n')}\n`,
+);
 if (pct < min) {
   process.stderr.write(`policy coverage ${pct.toFixed(1)}% is below ${min}%: add tests or cases for the lines above\n`);
   process.exit(1);

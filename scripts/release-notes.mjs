@@ -13,7 +13,8 @@ const SEMVER = /^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\
 
 /** The version a tag names (v1.2.3 → 1.2.3), or an error. */
 export function versionOfTag(tag) {
-  if (!SEMVER.test(tag)) throw new Error(`tag ${JSON.stringify(tag)} is not v<major>.<minor>.<patch>[-<prerelease>] (semver)`);
+  if (!SEMVER.test(tag))
+    throw new Error(`tag ${JSON.stringify(tag)} is not v<major>.<minor>.<patch>[-<prerelease>] (semver)`);
   return tag.slice(1);
 }
 
@@ -21,10 +22,17 @@ export function versionOfTag(tag) {
 export function changelogSection(text, version) {
   const lines = text.split('\n');
   const start = lines.findIndex((l) => l.startsWith(`## [${version}]`));
-  if (start < 0) throw new Error(`CHANGELOG.md has no "## [${version}]" section: move the Unreleased entries under one before tagging`);
+  if (start < 0)
+    throw new Error(
+      `CHANGELOG.md has no "## [${version}]" section: move the Unreleased entries under one before tagging`,
+    );
   let end = lines.findIndex((l, i) => i > start && /^## \[/.test(l));
   if (end < 0) end = lines.length;
-  const body = lines.slice(start + 1, end).filter((l) => !/^\[[^\]]+\]: /.test(l)).join('\n').trim();
+  const body = lines
+    .slice(start + 1, end)
+    .filter((l) => !/^\[[^\]]+\]: /.test(l))
+    .join('\n')
+    .trim();
   if (!body) throw new Error(`CHANGELOG.md's section for ${version} is empty`);
   return body;
 }
@@ -48,7 +56,8 @@ export function releaseProblems(root, tag) {
   if (pkg.version !== version) problems.push(`package.json version is ${pkg.version}, the tag says ${version}`);
   const chart = readFileSync(join(root, 'helm', 'mcp-authz', 'Chart.yaml'), 'utf8');
   for (const key of ['version', 'appVersion']) {
-    if (chartField(chart, key) !== version) problems.push(`helm/mcp-authz/Chart.yaml ${key} is ${chartField(chart, key)}, the tag says ${version}`);
+    if (chartField(chart, key) !== version)
+      problems.push(`helm/mcp-authz/Chart.yaml ${key} is ${chartField(chart, key)}, the tag says ${version}`);
   }
   try {
     changelogSection(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), version);
@@ -73,7 +82,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       if (problems.length) throw new Error(`cannot release ${tag}:\n  ${problems.join('\n  ')}`);
       process.stdout.write(`${versionOfTag(tag)}\n`);
     } else {
-      process.stdout.write(`${changelogSection(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), versionOfTag(tag))}\n`);
+      process.stdout.write(
+        `${changelogSection(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), versionOfTag(tag))}\n`,
+      );
     }
   } catch (err) {
     process.stderr.write(`release-notes: ${err.message}\n`);

@@ -26,14 +26,37 @@ import { parseArgs } from 'node:util';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** The services the service serves; everything they import follows. */
-export const ROOTS = ['envoy/service/auth/v3/external_auth.proto', 'envoy/service/ext_proc/v3/external_processor.proto'];
+export const ROOTS = [
+  'envoy/service/auth/v3/external_auth.proto',
+  'envoy/service/ext_proc/v3/external_processor.proto',
+];
 
 /** Searched in this order for each imported path (as protoc's include path would be). */
 export const UPSTREAMS = [
-  { name: 'data-plane-api', url: 'https://github.com/envoyproxy/data-plane-api', revision: 'f8b75d1efa92bbf534596a013d9ca5873f79dd30', packageDir: 'deps/envoy-api' },
-  { name: 'xds', url: 'https://github.com/cncf/xds', revision: '3a472e524827f72d1ad621c4983dd5af54c46776', packageDir: 'deps/xds' },
-  { name: 'protoc-gen-validate', url: 'https://github.com/bufbuild/protoc-gen-validate', revision: '0af61d9dc28712dc0e6f8e1a940855a2ee0cb9ed', packageDir: 'deps/protoc-gen-validate' },
-  { name: 'googleapis', url: 'https://github.com/googleapis/googleapis', revision: '8c53b2cb792234354c13336ac7daee61333deade', packageDir: 'deps/googleapis' },
+  {
+    name: 'data-plane-api',
+    url: 'https://github.com/envoyproxy/data-plane-api',
+    revision: 'f8b75d1efa92bbf534596a013d9ca5873f79dd30',
+    packageDir: 'deps/envoy-api',
+  },
+  {
+    name: 'xds',
+    url: 'https://github.com/cncf/xds',
+    revision: '3a472e524827f72d1ad621c4983dd5af54c46776',
+    packageDir: 'deps/xds',
+  },
+  {
+    name: 'protoc-gen-validate',
+    url: 'https://github.com/bufbuild/protoc-gen-validate',
+    revision: '0af61d9dc28712dc0e6f8e1a940855a2ee0cb9ed',
+    packageDir: 'deps/protoc-gen-validate',
+  },
+  {
+    name: 'googleapis',
+    url: 'https://github.com/googleapis/googleapis',
+    revision: '8c53b2cb792234354c13336ac7daee61333deade',
+    packageDir: 'deps/googleapis',
+  },
 ];
 
 /** The npm package that carries those revisions, and its lockfile integrity. */
@@ -65,11 +88,16 @@ export function packageReader(dir = root) {
   const lock = JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8'));
   const entry = lock.packages?.[`node_modules/${PACKAGE.name}`];
   if (!entry || entry.version !== PACKAGE.version || entry.integrity !== PACKAGE.integrity) {
-    throw new Error(`package-lock.json must pin ${PACKAGE.name}@${PACKAGE.version} (${PACKAGE.integrity}); it has ${entry ? `${entry.version} (${entry.integrity})` : 'none'}. The pins are in scripts/sync-protos.mjs.`);
+    throw new Error(
+      `package-lock.json must pin ${PACKAGE.name}@${PACKAGE.version} (${PACKAGE.integrity}); it has ${entry ? `${entry.version} (${entry.integrity})` : 'none'}. The pins are in scripts/sync-protos.mjs.`,
+    );
   }
   const pkgDir = join(dir, 'node_modules', PACKAGE.name);
-  const installed = existsSync(join(pkgDir, 'package.json')) ? JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')).version : undefined;
-  if (installed !== PACKAGE.version) throw new Error(`node_modules has ${PACKAGE.name}@${installed ?? '(none)'}, not ${PACKAGE.version}: run npm ci`);
+  const installed = existsSync(join(pkgDir, 'package.json'))
+    ? JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')).version
+    : undefined;
+  if (installed !== PACKAGE.version)
+    throw new Error(`node_modules has ${PACKAGE.name}@${installed ?? '(none)'}, not ${PACKAGE.version}: run npm ci`);
   return (upstream, path) => {
     const p = join(pkgDir, upstream.packageDir, path);
     if (!existsSync(p)) return undefined;
@@ -80,10 +108,15 @@ export function packageReader(dir = root) {
 
 /** Reads from local clones of the upstream repositories, at the pinned revisions. */
 export function gitReader(clones) {
-  for (const u of UPSTREAMS) if (!clones[u.name]) throw new Error(`--git needs all of ${UPSTREAMS.map((x) => x.name).join(', ')}; ${u.name} is missing`);
+  for (const u of UPSTREAMS)
+    if (!clones[u.name])
+      throw new Error(`--git needs all of ${UPSTREAMS.map((x) => x.name).join(', ')}; ${u.name} is missing`);
   return (upstream, path) => {
     try {
-      return execFileSync('git', ['-C', clones[upstream.name], 'show', `${upstream.revision}:${path}`], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 26 });
+      return execFileSync('git', ['-C', clones[upstream.name], 'show', `${upstream.revision}:${path}`], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+        maxBuffer: 1 << 26,
+      });
     } catch {
       return undefined;
     }
@@ -113,7 +146,10 @@ export function vendoredSet(read) {
         break;
       }
     }
-    if (!found) throw new Error(`${path} is imported but none of ${UPSTREAMS.map((u) => u.name).join(', ')} has it at the pinned revision`);
+    if (!found)
+      throw new Error(
+        `${path} is imported but none of ${UPSTREAMS.map((u) => u.name).join(', ')} has it at the pinned revision`,
+      );
     files.set(path, found);
     todo.push(...importsOf(found.bytes.toString('utf8')));
   }
@@ -124,7 +160,8 @@ export function vendoredSet(read) {
 export function manifestOf(set) {
   return `${JSON.stringify(
     {
-      comment: 'Written by scripts/sync-protos.mjs: do not edit. Each file is byte for byte the upstream file at the revision named; blob is its git object id there.',
+      comment:
+        'Written by scripts/sync-protos.mjs: do not edit. Each file is byte for byte the upstream file at the revision named; blob is its git object id there.',
       roots: ROOTS,
       upstreams: UPSTREAMS.map(({ name, url, revision }) => ({ name, url, revision })),
       package: { name: PACKAGE.name, version: PACKAGE.version, integrity: PACKAGE.integrity },
@@ -151,7 +188,10 @@ function previouslyWritten(out) {
 }
 
 function main() {
-  const { values } = parseArgs({ options: { check: { type: 'boolean' }, out: { type: 'string' }, git: { type: 'string', multiple: true } }, strict: true });
+  const { values } = parseArgs({
+    options: { check: { type: 'boolean' }, out: { type: 'string' }, git: { type: 'string', multiple: true } },
+    strict: true,
+  });
   const out = values.out ?? join(root, 'proto');
   let read;
   if (values.git) {
@@ -175,7 +215,9 @@ function main() {
       else if (!readFileSync(f).equals(bytes)) bad.push(`${p}: differs`);
     }
     if (bad.length > 0) {
-      process.stderr.write(`proto/ is not what scripts/sync-protos.mjs writes:\n  ${bad.join('\n  ')}\nrun: node scripts/sync-protos.mjs\n`);
+      process.stderr.write(
+        `proto/ is not what scripts/sync-protos.mjs writes:\n  ${bad.join('\n  ')}\nrun: node scripts/sync-protos.mjs\n`,
+      );
       process.exit(1);
     }
     process.stdout.write(`proto/: ${expected.size - 1} files as pinned\n`);
@@ -186,7 +228,9 @@ function main() {
     mkdirSync(dirname(join(out, p)), { recursive: true });
     writeFileSync(join(out, p), bytes);
   }
-  process.stdout.write(`proto/: wrote ${expected.size - 1} files and ${MANIFEST}${stale.length ? `, removed ${stale.length}` : ''}\n`);
+  process.stdout.write(
+    `proto/: wrote ${expected.size - 1} files and ${MANIFEST}${stale.length ? `, removed ${stale.length}` : ''}\n`,
+  );
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

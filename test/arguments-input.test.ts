@@ -183,6 +183,8 @@ test('a call gets the views of each planned argument it sends, and of the items 
     links: { items: [{ url: domain('b.example', 8443) }, { url: { ok: false, why: 'not_a_string' } }] },
     files: { items: [{ path: { ok: true } }, { path: { ok: false, why: 'dot_segment' } }] },
   });
+  // biome-ignore lint/suspicious/noProto: the test is about an argument named __proto__
+  // biome-ignore lint/complexity/useLiteralKeys: the bracket sets an own property, not the prototype
   expected['__proto__'] = { url: domain('c.example', 443) };
   t.deepEqual(JSON.parse(JSON.stringify(views)), expected);
   t.is(viewsOf({ method: 'tools/call', kind: 'request', name: 't', arguments: { other: 'x' } }, plan), undefined);

@@ -8,8 +8,9 @@ import { generateApiKey, hashApiKey, keyShape } from '../src/contracts/api-key.j
 import { parseKeysFile, KeysFileError } from '../src/auth/key-registry.js';
 import { keysCommand } from '../src/cli/keys-command.js';
 import { ConfigError, loadConfigFile } from '../src/config/load.js';
-import { admitAuthenticatedOn, eventually, keysFile, makeKey } from './helpers/auth-fixtures.js';
+import { admitAuthenticatedOn, keysFile, makeKey } from './helpers/auth-fixtures.js';
 import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 const endpoints = [{ name: 'keys', match: { pathPrefix: '/mcp/keys' }, auth: { apiKey: true, oauth: false } }];
 const withKey = (key: string) => checkRequest({ method: 'GET', path: '/mcp/keys', headers: { 'x-api-key': key } });
@@ -24,7 +25,7 @@ test('a key added to the keys file works without a restart', async (t) => {
   // Replaced by rename, as editors and Kubernetes do.
   writeFileSync(join(svc.dir, 'keys.yaml.tmp'), keysFile([first, second]));
   renameSync(join(svc.dir, 'keys.yaml.tmp'), join(svc.dir, 'keys.yaml'));
-  await eventually('the new key to be accepted', async () => (await svc.check(withKey(second.key))).ok_response !== undefined);
+  await waitFor('the new key to be accepted', async () => (await svc.check(withKey(second.key))).ok_response !== undefined, 10_000, 20);
   const res = await svc.check(withKey(second.key));
   t.is(headerValue(res.ok_response!.headers, 'x-mcp-key-id'), 'second');
   t.truthy((await svc.check(withKey(first.key))).ok_response);
@@ -37,7 +38,7 @@ test('a key disabled in the keys file is refused without a restart (file written
   admitAuthenticatedOn(svc);
   t.truthy((await svc.check(withKey(k.key))).ok_response);
   writeFileSync(join(svc.dir, 'keys.yaml'), keysFile([k], { 'soon-disabled': { disabled: true } }));
-  await eventually('the key to be refused', async () => deniedStatus(await svc.check(withKey(k.key))) === 401);
+  await waitFor('the key to be refused', async () => deniedStatus(await svc.check(withKey(k.key))) === 401, 10_000, 20);
   t.is(deniedBody(await svc.check(withKey(k.key))).error, 'invalid_api_key');
 });
 
@@ -57,7 +58,7 @@ test('a broken keys file leaves the previous keys working, and a fixed one is th
     t.is(deniedStatus(await svc.check(withKey(later.key))), 401, 'nothing from the broken file is used');
   }
   writeFileSync(join(svc.dir, 'keys.yaml'), keysFile([keep, later]));
-  await eventually('the fixed file to be used', async () => (await svc.check(withKey(later.key))).ok_response !== undefined);
+  await waitFor('the fixed file to be used', async () => (await svc.check(withKey(later.key))).ok_response !== undefined, 10_000, 20);
   t.pass();
 });
 

@@ -104,7 +104,7 @@ test('hashes, HMACs, hex, base64url and string builtins decide as opa eval', asy
   }
   for (const h of sample(fc.oneof(fc.stringMatching(/^[0-9a-fA-F]{0,12}$/), fc.string()), 40)) cases.push({ f: 'hex.decode', a: [h] });
   for (const [s, d, n] of sample(fc.tuple(fc.stringMatching(/^[a,b.]{0,10}$/), fc.constantFrom(',', '.', '', 'ab', 'x'), fc.integer({ min: -4, max: 5 })), 60)) cases.push({ f: 'strings.split_n', a: [s, d, n] });
-  for (const [xs, ys, sx, sy] of sample(fc.tuple(fc.array(fc.stringMatching(/^[ab\/]{0,4}$/), { maxLength: 4 }), fc.array(fc.stringMatching(/^[ab\/]{0,3}$/), { maxLength: 4 }), fc.boolean(), fc.boolean()), 60)) {
+  for (const [xs, ys, sx, sy] of sample(fc.tuple(fc.array(fc.stringMatching(/^[ab/]{0,4}$/), { maxLength: 4 }), fc.array(fc.stringMatching(/^[ab/]{0,3}$/), { maxLength: 4 }), fc.boolean(), fc.boolean()), 60)) {
     cases.push({ f: 'strings.any_prefix_match', a: [xs, ys], s: { 0: sx, 1: sy } });
     cases.push({ f: 'strings.any_suffix_match', a: [xs, ys[0] ?? 'a'], s: { 0: sx } });
   }
@@ -175,7 +175,6 @@ test('net.cidr_* over IPv4, IPv6 and odd forms decide as opa eval', async (t) =>
 
 const ZONES = ['UTC', '', 'America/New_York', 'Europe/Berlin', 'Asia/Kolkata', 'Australia/Lord_Howe', 'Pacific/Chatham', 'No/Such_Zone'];
 const nsArb = fc.oneof(fc.bigInt({ min: -(10n ** 18n), max: 4n * 10n ** 18n }), fc.bigInt({ min: 1_600_000_000n * 10n ** 9n, max: 1_800_000_000n * 10n ** 9n }), fc.constantFrom(0n, -1n, 951782400n * 10n ** 9n, 1_709_164_800n * 10n ** 9n));
-const tsArg = fc.oneof(nsArb.map((n) => Number(n) === Number(n) && Number.isSafeInteger(Number(n)) ? Number(n) : n), fc.tuple(nsArb, fc.constantFrom(...ZONES)).map(([n, z]) => [n, z]));
 
 function toJsonish(v: unknown): unknown {
   if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : { $big: v.toString() };

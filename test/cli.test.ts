@@ -8,8 +8,8 @@ import { stringify } from 'yaml';
 import { clientConstructors } from '../src/envoy/protos.js';
 import { main } from '../src/cli/main.js';
 import { ROOT, runCli, startCli } from './helpers/cli.js';
-import { waitFor } from './helpers/redis.js';
 import { checkRequest, rpc, startTestService } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 const config = {
   endpoints: [

@@ -15,7 +15,6 @@ import { join } from 'node:path';
 import { parse as parseYaml, stringify } from 'yaml';
 import { AUTH_FAILURE_DETAILS, CODES, WITHHELD_REASONS } from '../src/contracts/codes.js';
 import { renderChart, validateObject } from './helpers/helm.js';
-import { waitFor } from './helpers/redis.js';
 import { headerMatches, matchPattern, parseAnswer, parsePattern } from './docs/json-pattern.js';
 import { extractBlocks, where, type Block } from './docs/markdown.js';
 import { parseMarker, type Check } from './docs/markers.js';
@@ -25,6 +24,7 @@ import {
   checkConfig, checkEnvoy, checkExcerpt, checkFrom, checkHelmValues, checkKubernetes, checkMeshConfig, checkPaths, checkPromql, checkRego, checkTypescript, checkUsage, promqlExpressions, run,
 } from './docs/validators.js';
 import { makeWorkdir } from './docs/workdir.js';
+import { waitFor } from './helpers/wait.js';
 
 const ROOT = join(import.meta.dirname, '..');
 
@@ -198,7 +198,7 @@ async function checkRun(t: ExecutionContext, b: Block & { check?: Check }): Prom
 
 async function checkOutput(t: ExecutionContext, b: Block): Promise<void> {
   const before = blocks.filter((x) => x.file === b.file && x.line < b.line).at(-1);
-  if (!before || before.check?.kind !== 'run') {
+  if (before?.check?.kind !== 'run') {
     t.fail(`${where(b)}: an output block follows the run block whose last command prints it; the block above is ${before ? `at line ${before.line}` : 'missing'}`);
     return;
   }

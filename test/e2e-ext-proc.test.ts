@@ -8,8 +8,8 @@ import { keysFile, mintKey } from './e2e/api-keys.js';
 import { connectedClient, jsonBody, type McpSession } from './e2e/mcp-client.js';
 import { EXPOSED } from './e2e/mcp-server.js';
 import { RECOMMENDED_EXT_PROC, startExtProcStack, type ExtProcStack } from './e2e/stack.js';
-import { until } from './helpers/policy.js';
 import { sample } from './helpers/prometheus.js';
+import { waitFor } from './helpers/wait.js';
 
 const searcher = mintKey({ id: 'searcher', name: 'Search only', userId: 'sam', role: 'user', permissions: ['tools:search'] });
 const reader = mintKey({ id: 'reader', name: 'Reader', userId: 'rita', role: 'user', permissions: ['tools:read_*', 'prompts:summarize', 'resources:file:///docs/*', 'resources:file:///README.md'] });
@@ -178,9 +178,9 @@ test('a filter without allow_mode_override never sends the list body: the list p
   t.teardown(() => s.close());
   t.is((await s.client.listTools()).tools.length, EXPOSED.tools.length, 'Envoy passes the list unfiltered (docs/ext_proc.md warns about this)');
   let m = '';
-  await until(async () => {
+  await waitFor('the unfiltered list to be counted', async () => {
     m = (await misconfigured.svc.http('/metrics')).text;
     return sample(m, 'mcp_authz_list_responses_total', { endpoint: 'files', method: 'tools/list', result: 'unfiltered' }) === 1;
-  }, 'the unfiltered list to be counted');
+  }, 15_000, 0);
   t.is(sample(m, 'mcp_authz_list_responses_total', { endpoint: 'files', method: 'tools/list', result: 'filtered' }), 0);
 });

@@ -6,7 +6,7 @@ import {
   discoverOAuthProtectedResourceMetadata,
   extractWWWAuthenticateParams,
 } from '@modelcontextprotocol/sdk/client/auth.js';
-import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startJwksServer } from './helpers/jwks-server.js';
 import { connectedClient, jsonBody, mcpClient, recordingFetch } from './e2e/mcp-client.js';
 import { startStack, type Stack } from './e2e/stack.js';

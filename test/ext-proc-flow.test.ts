@@ -14,17 +14,10 @@ import { FrameReader, frame } from '../src/grpc/wire.js';
 import { processHandler, type DuplexCall } from '../src/ext-proc/process-stream.js';
 import { H2GrpcServer } from '../src/grpc/h2-server.js';
 import { grpcListen } from './helpers/grpc-listen.js';
+import { waitFor } from './helpers/wait.js';
 
 const bob = mintKey({ id: 'bob-cli', name: 'Bob', userId: 'bob', role: 'user', permissions: ['tools:search'] });
 const PROCESS = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
-
-async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 test('Envoy not reading the answers: the stream stops reading the chunks it sends, and every chunk is answered, in order, once it reads again', async (t) => {
   const rt = await testRuntime({ apiKeys: { keys: keyEntries([bob]) }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }] });
@@ -63,10 +56,10 @@ test('Envoy not reading the answers: the stream stops reading the chunks it send
   for (const m of messages) req.write(encode(m));
   req.end();
 
-  await until('the Process call', () => calls.length === 1);
+  await waitFor('the Process call', () => calls.length === 1, 30_000, 0);
   const h2 = calls[0]!.http2Stream!;
   // The answers fill Envoy's window; the service then stops reading what Envoy sends.
-  await until('the service to stop reading', () => h2.isPaused());
+  await waitFor('the service to stop reading', () => h2.isPaused(), 30_000, 0);
 
   const answers: Record<string, any>[] = [];
   const reader = new FrameReader(4 * 1024 * 1024);

@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { filterJsonBody } from '../src/mcp-response/list-filter.js';
 import { SseListRewriter } from '../src/mcp-response/sse-list-rewriter.js';
 import { extProcService, startExtProcProxy, type ExtProcProxyOptions, type ProxyTimers } from '../demo/envoy-stand-in/ext-proc-proxy.js';
+import { waitFor } from './helpers/wait.js';
 
 // ---- a processor: one script per Process stream ------------------------------------------
 
@@ -142,14 +143,6 @@ function manualTimers() {
     armed: () => [...pending].map((h) => h.ms),
   };
   return timers;
-}
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 interface Reply {
@@ -386,7 +379,7 @@ test('STREAMED: every chunk is answered in order and the SSE list event is rewri
 // ---- immediate responses ----------------------------------------------------------------------
 
 test('an immediate response replies with its status, headers and a text/plain body; the upstream is never reached', async (t) => {
-  const s = await setup((msg, ctx) =>
+  const s = await setup((_msg, ctx) =>
     ctx.send({
       immediate_response: {
         status: { code: 'Forbidden' },
@@ -434,7 +427,7 @@ test('no answer within message_timeout is 504; with failure_mode_allow the reque
     const s = await setup(() => undefined, { timers, messageTimeoutMs: 200, failureModeAllow });
     const pending = request(s.proxy.url);
     await s.processor.received('request_headers');
-    await until(() => timers.armed().length === 1, 'the message timer');
+    await waitFor('the message timer', () => timers.armed().length === 1, 10_000, 5);
     t.deepEqual(timers.armed(), [200]);
     timers.fire();
     const r = await pending;
@@ -463,7 +456,7 @@ test('override_message_timeout restarts the timer up to max_message_timeout, and
       { timers, messageTimeoutMs: 200, maxMessageTimeoutMs: max },
     );
     const pending = request(s.proxy.url);
-    await until(() => s.proxy.exchanges[0]?.received.includes('override_message_timeout') ?? false, 'the override');
+    await waitFor('the override', () => s.proxy.exchanges[0]?.received.includes('override_message_timeout') ?? false, 10_000, 5);
     t.deepEqual(timers.armed(), max ? [5000] : [200]);
     if (max) answer!();
     else timers.fire();
@@ -474,7 +467,7 @@ test('override_message_timeout restarts the timer up to max_message_timeout, and
 
 test('a gRPC error is 500, or status_on_error; an unreachable processor is 500 too', async (t) => {
   for (const statusOnError of [undefined, 503]) {
-    const s = await setup((msg, ctx) => ctx.fail(grpc.status.INTERNAL, 'boom'), statusOnError ? { statusOnError } : {});
+    const s = await setup((_msg, ctx) => ctx.fail(grpc.status.INTERNAL, 'boom'), statusOnError ? { statusOnError } : {});
     const r = await request(s.proxy.url);
     t.is(r.status, statusOnError ?? 500);
     t.is(s.proxy.exchanges[0]!.localReply?.details, `ext_proc_error_gRPC_error_${grpc.status.INTERNAL}`);
@@ -489,7 +482,7 @@ test('a gRPC error is 500, or status_on_error; an unreachable processor is 500 t
 });
 
 test('an answer out of order is a 500', async (t) => {
-  const s = await setup((msg, ctx) => ctx.send(cont('response_headers')));
+  const s = await setup((_msg, ctx) => ctx.send(cont('response_headers')));
   const r = await request(s.proxy.url);
   t.is(r.status, 500);
   t.is(s.proxy.exchanges[0]!.localReply?.details, 'spurious message');

@@ -10,9 +10,10 @@ import test from 'ava';
 import { pino } from 'pino';
 import { TestAuthenticator, admitAuthenticated } from './fixtures/test-authenticator.js';
 import { sample } from './helpers/prometheus.js';
-import { startRedis, waitFor } from './helpers/redis.js';
+import { startRedis } from './helpers/redis.js';
 import { checkRequest, deniedStatus, rpc, startTestService, type CheckResponse, type TestService } from './helpers/service.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
+import { waitFor } from './helpers/wait.js';
 
 /** maxAttempts and the quota's burst; two instances. */
 const N = 8;

@@ -14,9 +14,9 @@ import * as grpc from '@grpc/grpc-js';
 import test from 'ava';
 import { clientConstructors } from '../src/envoy/protos.js';
 import { sumOf } from './helpers/prometheus.js';
-import { waitFor } from './helpers/redis.js';
 import { checkRequest, deniedBody, deniedStatus, headerValue, rpc, type CheckResponse } from './helpers/service.js';
 import { startServe, type ServeProcess } from './helpers/subprocess-service.js';
+import { waitFor } from './helpers/wait.js';
 
 const withTestAuth = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'serve-with-test-auth.ts');
 const WORKERS = 2;

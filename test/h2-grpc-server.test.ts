@@ -14,6 +14,7 @@ import type { StreamCall } from '../src/grpc/calls.js';
 import { H2GrpcServer, type DecodedUnaryCall as UnaryCall, type H2GrpcServerOptions } from '../src/grpc/h2-server.js';
 import { grpcListen } from './helpers/grpc-listen.js';
 import { FrameReader, frame, Status } from '../src/grpc/wire.js';
+import { waitFor } from './helpers/wait.js';
 
 const identity = (b: unknown) => b as Buffer;
 
@@ -422,14 +423,6 @@ test('a stream the handler ends with an error sends its messages, then the statu
 /** The HTTP/2 stream under a call (private to the server; flow control is what these tests prove). */
 const h2Of = (call: StreamCall) => call.http2Stream!;
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
-
 test('inbound backpressure: a handler that stops reading closes the HTTP/2 window, and reads everything, in order, once it reads again', async (t) => {
   const size = 16 * 1024;
   const total = 200;
@@ -456,10 +449,10 @@ test('inbound backpressure: a handler that stops reading closes the HTTP/2 windo
   const call = h.client.makeBidiStreamRequest('/test.Raw/Chat', identity, identity);
   for (let i = 0; i < total; i++) call.write(Buffer.alloc(size, i % 256)); // 3.2 MB, buffered by the client as needed
   call.end();
-  await until('the handler', () => h.seen.Chat?.length === 1);
+  await waitFor('the handler', () => h.seen.Chat?.length === 1, 10_000, 0);
   const server = h.seen.Chat![0]! as StreamCall;
   // The server stops taking data: its window closes, so the client holds the rest.
-  await until('the server window to close', () => h2Of(server).state.localWindowSize === 0);
+  await waitFor('the server window to close', () => h2Of(server).state.localWindowSize === 0, 10_000, 0);
   t.true(server.readableLength <= 32, `${server.readableLength} messages buffered in the server`);
   release();
   const [reply] = (await once(call, 'data')) as [Buffer];
@@ -492,10 +485,10 @@ test('outbound backpressure: writes wait while the client does not read, and all
   const req = s.request({ ':method': 'POST', ':path': '/test.Raw/Repeat', 'content-type': 'application/grpc', te: 'trailers' });
   req.pause();
   req.end(frame(Buffer.from([0])));
-  await until('the handler', () => h.seen.Repeat?.length === 1);
+  await waitFor('the handler', () => h.seen.Repeat?.length === 1, 10_000, 0);
   const server = h.seen.Repeat![0]! as StreamCall;
   // The client's window closes; the handler is held at write() instead of buffering 4.8 MB.
-  await until('the server to hold data it cannot send', () => server.writableNeedDrain && h2Of(server).writableLength > 0);
+  await waitFor('the server to hold data it cannot send', () => server.writableNeedDrain && h2Of(server).writableLength > 0, 10_000, 0);
   t.true(writes < total, `held back after ${writes} of ${total} writes`);
   let got = 0;
   const reader = new FrameReader(1024 * 1024);
@@ -558,7 +551,7 @@ test("ext_proc's Process stream, from the official protos, runs on this server w
 test('shutdown: calls in flight finish, the connection gets GOAWAY, new calls are refused, then the callback runs', async (t) => {
   let answer!: () => void;
   const h = await start({
-    Hang: (call: UnaryCall, cb: (e: null, v: Buffer) => void) => {
+    Hang: (_call: UnaryCall, cb: (e: null, v: Buffer) => void) => {
       answer = () => cb(null, Buffer.from('late but whole'));
     },
   });

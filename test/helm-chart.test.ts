@@ -1,5 +1,5 @@
 import test from 'ava';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, validateConfig } from '../src/config/load.js';
@@ -89,11 +89,11 @@ test('memory request and limit cover the measured RSS of the default workers wit
   const latest = read('latest.json');
   t.is(latest.machine.cores, workers, 'measured with as many workers as the chart runs');
   const benchPeakMiB = Math.max(...latest.runs.filter((r: any) => r.system === 'mcp-authz' && r.peakRssBytes).map((r: any) => r.peakRssBytes / 2 ** 20));
-  // Every soak with the default workers.
-  const soaks = readdirSync(results).filter((f) => f.endsWith('.json') && f !== 'latest.json').map(read)
-    .filter((d) => d.kind === 'soak' && d.rss && (d.workers === undefined || typeof d.workers === 'string') && d.machine.cores === workers);
+  // Every soak with the default workers, pruned raw runs included (npm run bench:history keeps their figures).
+  const soaks = (read('history.json') as { kind: string; machine: { cores: number }; soak?: { workers: string; peakMiB: number } }[])
+    .filter((e) => e.kind === 'soak' && e.soak?.workers === 'default' && e.machine.cores === workers);
   t.true(soaks.length >= 2);
-  const soakPeakMiB = Math.max(...soaks.map((d) => d.rss.peakMiB));
+  const soakPeakMiB = Math.max(...soaks.map((e) => e.soak!.peakMiB));
   const mib = (q: string) => Number(/^(\d+)(Mi|Gi)$/.exec(q)![1]) * (q.endsWith('Gi') ? 1024 : 1);
   const { requests, limits } = container(rendered.get('default-values.yaml')!).resources;
   t.true(mib(requests.memory) >= soakPeakMiB * 1.1, `request ${requests.memory} vs soak peak ${soakPeakMiB} MiB`);

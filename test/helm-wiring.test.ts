@@ -132,7 +132,7 @@ const renderedConfig = (values: string): Config => {
   const cm = r.all('ConfigMap').find((c) => c.data?.['config.yaml'] !== undefined)!;
   return validateConfig(parseYaml(cm.data['config.yaml']), values, '/etc/mcp-authz', {});
 };
-// README "OAuth setup": an OAuth endpoint under /mcp/ beside the quickstart's API-key ones.
+// docs/authentication.md, "OAuth setup": an OAuth endpoint under /mcp/ beside the quickstart's API-key ones.
 const oauthConfig = validateConfig(
   {
     publicBaseUrl: 'https://mcp.example.com',

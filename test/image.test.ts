@@ -18,8 +18,8 @@ import * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml, stringify } from 'yaml';
 import { clientConstructors } from '../src/envoy/protos.js';
 import { ROOT } from './helpers/cli.js';
-import { waitFor } from './helpers/redis.js';
 import { checkRequest } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 interface Stage {
   from: string;

@@ -40,8 +40,8 @@ const hex = (c: string, upper: boolean) => {
 function keyOf(name: string): fc.Arbitrary<Piece> {
   const positions = fc.uniqueArray(fc.nat({ max: name.length - 1 }), { minLength: 1, maxLength: Math.min(3, name.length) });
   const none = fc.constant<number[]>([]);
-  const spelled = (upper: fc.Arbitrary<number[]>, lookAlike: boolean, escape: fc.Arbitrary<number[]>) =>
-    fc.tuple(upper, escape, fc.boolean()).map(([up, esc, hexUpper]) => {
+  const spelled = (upper: fc.Arbitrary<number[]>, lookAlike: boolean, escapes: fc.Arbitrary<number[]>) =>
+    fc.tuple(upper, escapes, fc.boolean()).map(([up, esc, hexUpper]) => {
       let chars = [...name].map((c, i) => (up.includes(i) ? c.toUpperCase() : c));
       if (lookAlike) chars = chars.map((c) => (c === 's' ? 'ſ' : c === 'k' ? '\u212a' : c));
       const src = `"${chars.map((c, i) => (esc.includes(i) ? hex(c, hexUpper) : c)).join('')}"`;

@@ -2,13 +2,17 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import test from 'ava';
 import { TestAuthenticator, admitAuthenticated } from './fixtures/test-authenticator.js';
 import { sample } from './helpers/prometheus.js';
-import { startRedis, waitFor, type TestRedis } from './helpers/redis.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
 import { checkRequest, deniedBody, deniedStatus, rpc, startTestService, type TestService } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 // Each test gets its own redis-server: stopping it must not disturb the others.
 async function pair(t: { teardown(fn: () => Promise<void> | void): void }, config: Record<string, unknown>): Promise<{ redis: TestRedis; a: TestService; b: TestService }> {
   const redis = await startRedis();
-  const cfg = { ...config, rateLimit: { ...(config.rateLimit as object), redis: { url: redis.url, keyPrefix: `t${Date.now()}` } } };
+  // Sharing is what these tests prove: a command a busy machine delays past the default 250 ms
+  // would be decided locally (counted: test/fault-redis.test.ts proves that path), so the
+  // timeout here is a hang guard.
+  const cfg = { ...config, rateLimit: { ...(config.rateLimit as object), redis: { url: redis.url, keyPrefix: `t${Date.now()}`, commandTimeoutMs: 60_000 } } };
   const opts = { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: admitAuthenticated } } };
   const a = await startTestService(cfg, opts);
   const b = await startTestService(cfg, opts);

@@ -8,8 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { waitFor } from './helpers/redis.js';
 import { fifo, LineReader, type PipeKind } from './helpers/stdio-reader.js';
+import { waitFor } from './helpers/wait.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CHILD = join(root, 'test', 'fixtures', 'log-sink-child.mjs');

@@ -17,9 +17,9 @@ import { stringify } from 'yaml';
 import { clientConstructors } from '../src/envoy/protos.js';
 import { replayAlerts } from './helpers/alert-replay.js';
 import { sample, scrapeMetrics } from './helpers/prometheus.js';
-import { waitFor } from './helpers/redis.js';
 import { checkRequest, rpc, type CheckResponse } from './helpers/service.js';
 import { fifo, LineReader, type PipeKind } from './helpers/stdio-reader.js';
+import { waitFor } from './helpers/wait.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** Small, so a few hundred decisions fill it; the default is larger (README). */

@@ -119,7 +119,7 @@ test('a 2026-07-28 request must carry Mcp-Method, Mcp-Name for named calls, and 
   for (const [method, params, field] of [['tools/call', { name: 't' }, 'params.name'], ['prompts/get', { name: 'p' }, 'params.name'], ['resources/read', { uri: 'file:///x' }, 'params.uri']] as const) {
     const err = refused(modern(method, params), { ...v2026, 'mcp-method': method });
     t.is(err.code, 'mcp_header_mismatch', method);
-    t.is((err.jsonRpc?.data as Record<string, unknown>).bodyField, field);
+    t.is((err.jsonRpc?.data as Record<string, unknown> | undefined)?.bodyField, field);
   }
   const noMeta = refused(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }), { ...v2026, 'mcp-method': 'tools/list' });
   t.is(noMeta.code, 'mcp_header_mismatch');
@@ -146,7 +146,7 @@ test('MCP-Protocol-Version must equal the body\'s params._meta version; the head
   const body = modern('tools/list');
   const older = refused(body, { 'mcp-protocol-version': '2025-06-18', 'mcp-method': 'tools/list' });
   t.is(older.code, 'mcp_header_mismatch');
-  t.deepEqual((older.jsonRpc?.data as Record<string, unknown>).headerValue, '2025-06-18');
+  t.deepEqual((older.jsonRpc?.data as Record<string, unknown> | undefined)?.headerValue, '2025-06-18');
   t.is(refused(body, {}).code, 'mcp_header_mismatch', 'no header: read as 2025-03-26, but the body says 2026-07-28');
   const numeric = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping', params: { _meta: { [META]: 20260728 } } });
   t.is(refused(numeric, { ...v2026, 'mcp-method': 'ping' }).code, 'mcp_header_mismatch', 'a version that is not a string equals no header');

@@ -6,6 +6,7 @@ import { createTokenVerifier, type TokenVerifierOptions } from '../src/auth/oaut
 import { discoveryUrls } from '../src/auth/oauth/issuer-discovery.js';
 import type { TokenVerifier } from '../src/auth/oauth/token-verifier.js';
 import { startJwksServer, type JwksServer } from './helpers/jwks-server.js';
+import { waitFor } from './helpers/wait.js';
 
 const RESOURCE = 'https://mcp.example.com/mcp/files';
 
@@ -43,14 +44,6 @@ async function harness(
     await idp.stop();
   });
   return { idp, verifier, events, advance: (s) => (offsetMs += s * 1000) };
-}
-
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
 }
 
 test('discovery URLs: OIDC appended, then RFC 8414 inserted before the issuer path, then appended', (t) => {
@@ -139,14 +132,14 @@ test('IdP down after the first fetch: cached keys keep verifying, also past cach
   t.true((await h.verifier.verify(await sign(), [RESOURCE])).ok);
   h.advance(120);
   t.true((await h.verifier.verify(await sign(), [RESOURCE])).ok);
-  await until('the failed background refresh', () => h.events.length === 2);
+  await waitFor('the failed background refresh', () => h.events.length === 2, 5000, 0);
   t.deepEqual(h.events.map(([, r]) => r), ['success', 'failure']);
   t.true((await h.verifier.verify(await sign(), [RESOURCE])).ok, 'a failed refresh must not drop the keys');
   // Back up: the next stale read refreshes in the background and succeeds.
   h.idp.setDown(false);
   h.advance(10);
   t.true((await h.verifier.verify(await sign(), [RESOURCE])).ok);
-  await until('the successful refresh', () => h.events.length === 3);
+  await waitFor('the successful refresh', () => h.events.length === 3, 5000, 0);
   t.deepEqual(h.events.map(([, r]) => r), ['success', 'failure', 'success']);
   t.true(h.events.every(([iss]) => iss === h.idp.issuer));
 });
@@ -158,7 +151,7 @@ test('a stale key set is refreshed in the background: verification does not wait
   h.advance(61);
   const token = await h.idp.sign({ sub: 'b', aud: RESOURCE });
   t.true((await h.verifier.verify(token, [RESOURCE])).ok);
-  await until('the background JWKS request', () => h.idp.fetches === 2);
+  await waitFor('the background JWKS request', () => h.idp.fetches === 2, 5000, 0);
   t.is(h.idp.jwksAnswered, 1, 'verified while the refresh is still unanswered: it never waited for the IdP');
 });
 
@@ -185,7 +178,7 @@ test('close aborts a fetch in flight and the pending verification resolves inval
   const h = await harness({}, {}, { fetchTimeoutMs: 60_000 });
   h.idp.setDelay(Infinity);
   const pending = h.verifier.verify(await h.idp.sign({ sub: 'a', aud: RESOURCE }), [RESOURCE]);
-  await until('the JWKS request', () => h.idp.fetches === 1);
+  await waitFor('the JWKS request', () => h.idp.fetches === 1, 5000, 0);
   await h.verifier.close();
   const res = await pending;
   t.false(res.ok);

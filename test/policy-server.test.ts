@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { SHIPPED_BUNDLE, opaBinary } from '../src/config/paths.mjs';
 import type { ServiceEvents } from '../src/metrics/hooks.js';
 import { checkRequest, deniedBody, deniedStatus, headerValue, rpc, startTestService } from './helpers/service.js';
-import { PRINCIPAL_HEADER, keyPrincipal, regoDir, tokenPrincipal, until, withPrincipals } from './helpers/policy.js';
+import { PRINCIPAL_HEADER, keyPrincipal, regoDir, tokenPrincipal, withPrincipals } from './helpers/policy.js';
+import { waitFor } from './helpers/wait.js';
 
 const principals = {
   publicKey: keyPrincipal('public-key', undefined, ['*']),
@@ -114,7 +115,7 @@ test('without a loadable policy the service is not ready and denies with 503; it
 
     copyFileSync(SHIPPED_BUNDLE, `${bundle}.tmp`);
     renameSync(`${bundle}.tmp`, bundle);
-    await until(async () => (await svc.http('/readyz')).status === 200, '/readyz 200 after the bundle appears');
+    await waitFor('/readyz 200 after the bundle appears', async () => (await svc.http('/readyz')).status === 200, 15_000, 0);
     t.is(svc.health.current, 'SERVING');
     t.truthy((await svc.check(checkRequest({ path: '/mcp/open', body: rpc('ping') }))).ok_response);
   } finally {
@@ -215,16 +216,16 @@ test('reload under traffic: two changes, one broken, and not one failed or wrong
   };
   try {
     const workers = [worker(), worker(), worker(), worker()];
-    await until(() => sent > 50, 'traffic to start');
+    await waitFor('traffic to start', () => sent > 50, 15_000, 0);
     replace(Buffer.from('this is not a bundle'));
-    await until(() => reloads.includes('failure'), 'the broken bundle to be refused');
+    await waitFor('the broken bundle to be refused', () => reloads.includes('failure'), 15_000, 0);
     const afterBroken = sent;
-    await until(() => sent > afterBroken + 50, 'traffic on the kept policy');
+    await waitFor('traffic on the kept policy', () => sent > afterBroken + 50, 15_000, 0);
     t.is((await svc.http('/readyz')).status, 200, 'a refused reload keeps the service ready');
     replace(v2);
-    await until(() => bAllowed, 'v2 to take over');
+    await waitFor('v2 to take over', () => bAllowed, 15_000, 0);
     const afterV2 = sent;
-    await until(() => sent > afterV2 + 50, 'traffic on v2');
+    await waitFor('traffic on v2', () => sent > afterV2 + 50, 15_000, 0);
     running = false;
     await Promise.all(workers);
     t.deepEqual(wrong, []);
@@ -248,10 +249,10 @@ test('a changed .rego folder is recompiled and swapped in; a compile error keeps
   try {
     t.is(await code(), 'v1');
     writeFileSync(join(rego, 'p.rego'), 'package mcp.authz\ndecision := {\n');
-    await until(() => results.includes('failure'), 'the compile error to be reported');
+    await waitFor('the compile error to be reported', () => results.includes('failure'), 15_000, 0);
     t.is(await code(), 'v1');
     writeFileSync(join(rego, 'p.rego'), 'package mcp.authz\ndecision := {"allow": false, "status": 403, "error": "v2"}\n');
-    await until(async () => (await code()) === 'v2', 'v2 to take over', 30_000);
+    await waitFor('v2 to take over', async () => (await code()) === 'v2', 30_000, 0);
     t.pass();
   } finally {
     await svc.stop();

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { opaBinary } from '../src/config/paths.mjs';
 import { checkRequest, rpc, startTestService } from './helpers/service.js';
-import { regoDir, until } from './helpers/policy.js';
+import { regoDir } from './helpers/policy.js';
+import { waitFor } from './helpers/wait.js';
 
 function buildBundle(allowedTool: string, out: string): void {
   const rego = `package mcp.authz\ndefault decision := {"allow": false, "status": 403, "error": "access_denied"}\ndecision := {"allow": true} if { some c in input.mcp.calls; c.name == "${allowedTool}" }\n`;
@@ -35,6 +36,6 @@ test('a kubelet-style "..data" symlink swap reloads the policy without a restart
   symlinkSync('..2026_11_23_v2', join(mount, '..data_tmp'));
   renameSync(join(mount, '..data_tmp'), join(mount, '..data'));
 
-  await until(async () => allows('b'), 10_000);
+  await waitFor('the new revision to allow b', async () => allows('b'), 10_000, 0);
   t.false(await allows('a'));
 });

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SHIPPED_BUNDLE } from '../src/config/paths.mjs';
 import { renderChart } from './helpers/helm.js';
-import { waitFor } from './helpers/redis.js';
 import { checkRequest, deniedStatus } from './helpers/service.js';
 import { startServe } from './helpers/subprocess-service.js';
+import { waitFor } from './helpers/wait.js';
 
 const deployment = renderChart({ files: [] }).get('Deployment')!;
 const container = deployment.spec.template.spec.containers[0];

@@ -9,8 +9,8 @@ import * as grpc from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { clientConstructors } from '../src/envoy/protos.js';
 import { runCli, startCli } from './helpers/cli.js';
-import { waitFor } from './helpers/redis.js';
 import { checkRequest } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 test('serve --help says the keys file and the policy reload, and the config file needs a restart', async (t) => {
   const r = await runCli(['serve', '--help']);

@@ -23,8 +23,8 @@ import { validateConfig } from '../src/config/load.js';
 import { keysFile, mintKey } from './e2e/api-keys.js';
 import { checkRequest, deniedStatus, rpc, startTestService, type CheckResponse, type TestService } from './helpers/service.js';
 import { issue, testPki, type Issued, type TestPki } from './helpers/x509.js';
-import { until } from './helpers/policy.js';
 import { runCli } from './helpers/cli.js';
+import { waitFor } from './helpers/wait.js';
 
 const bob = mintKey({ id: 'bob-tls', name: 'Bob', userId: 'bob', role: 'user', permissions: ['tools:search'] });
 const SERVERS = ['lean', 'grpc-js'] as const;
@@ -158,7 +158,7 @@ for (const grpcServer of SERVERS) {
 
     const next = d.pki.server({ commonName: 'mcp-authz-rotated' });
     d.install(next);
-    await until(async () => (await servedCertificate(svc.grpcPort, d.pki.ca.cert, envoy)).subject.CN === 'mcp-authz-rotated', 'the new certificate to be served', 30_000);
+    await waitFor('the new certificate to be served', async () => (await servedCertificate(svc.grpcPort, d.pki.ca.cert, envoy)).subject.CN === 'mcp-authz-rotated', 30_000, 0);
     t.not((await servedCertificate(svc.grpcPort, d.pki.ca.cert, envoy)).fingerprint256, before);
 
     t.is(await healthOn(session), '0', 'the connection made before the reload still answers');
@@ -180,20 +180,20 @@ test('a reload the files cannot make (key of another certificate, then an expire
   t.is(await failures(), 0);
 
   d.install(d.pki.server({ commonName: 'mismatched' }), d.pki.server().key);
-  await until(async () => (await failures()) === 1, 'the mismatched pair to be refused', 30_000);
+  await waitFor('the mismatched pair to be refused', async () => (await failures()) === 1, 30_000, 0);
   t.true(lines.some((l) => l.includes('TLS reload failed') && l.includes('is not the private key of the certificate')), lines.join(''));
   t.is((await servedCertificate(svc.grpcPort, d.pki.ca.cert)).fingerprint256, before);
 
   const now = Date.now();
   d.install(issue({ commonName: 'expired', sans: ['127.0.0.1'], issuer: d.pki.ca, notBefore: new Date(now - 2 * 86400_000), notAfter: new Date(now - 86400_000) }));
-  await until(async () => (await failures()) === 2, 'the expired certificate to be refused', 30_000);
+  await waitFor('the expired certificate to be refused', async () => (await failures()) === 2, 30_000, 0);
   t.true(lines.some((l) => l.includes('the certificate expired at')));
   t.is((await servedCertificate(svc.grpcPort, d.pki.ca.cert)).fingerprint256, before);
   t.truthy((await check(tlsClient(svc.grpcPort, d.pki.ca.cert), searchCall())).ok_response, 'Checks go on');
 
   const good = d.pki.server({ commonName: 'good-again' });
   d.install(good);
-  await until(async () => (await servedCertificate(svc.grpcPort, d.pki.ca.cert)).subject.CN === 'good-again', 'a good pair to be taken', 30_000);
+  await waitFor('a good pair to be taken', async () => (await servedCertificate(svc.grpcPort, d.pki.ca.cert)).subject.CN === 'good-again', 30_000, 0);
   const m = (await svc.http('/metrics')).text;
   t.is(metricValue(m, 'mcp_authz_tls_reloads_total{result="success"}'), 2, 'the start and the good reload');
   t.is(metricValue(m, 'mcp_authz_tls_certificate_not_after_seconds'), Math.floor(new Date(good.x509.validTo).getTime() / 1000));
@@ -233,7 +233,7 @@ test("Envoy's HTTP authorization port under mTLS: decides for a client with a ce
   t.true(metricValue(m, 'mcp_authz_tls_handshake_failures_total{listener="ext_authz_http"}') >= 2);
 
   d.install(d.pki.server({ commonName: 'mcp-authz-rotated' }));
-  await until(async () => (await servedCertificate(svc.extAuthzHttpPort, d.pki.ca.cert, envoy, ['http/1.1'])).subject.CN === 'mcp-authz-rotated', 'the new certificate to be served', 30_000);
+  await waitFor('the new certificate to be served', async () => (await servedCertificate(svc.extAuthzHttpPort, d.pki.ca.cert, envoy, ['http/1.1'])).subject.CN === 'mcp-authz-rotated', 30_000, 0);
   const kept = await ask(bob.key);
   t.is(kept.status, 200, 'the kept-alive connection still answers');
   t.is(kept.peer.fingerprint256, first.peer.fingerprint256, 'on the certificate it was made with');

@@ -10,7 +10,8 @@ import { BucketHost, ClusterBuckets, type BucketMessage } from '../src/limits/cl
 import { RedisBuckets } from '../src/limits/redis-buckets.js';
 import { RedisLimiterStore } from '../src/limits/redis-store.js';
 import { bucketShape, MemoryBuckets, type BucketStore, type Take } from '../src/limits/token-bucket.js';
-import { startRedis, waitFor } from './helpers/redis.js';
+import { startRedis } from './helpers/redis.js';
+import { waitFor } from './helpers/wait.js';
 
 /**
  * The reference: a bucket holds up to `burst` tokens (one second's worth, at least one, when

@@ -12,9 +12,10 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { CheckTracer } from '../src/tracing/check-tracer.js';
 import { tracingSettings, TracingConfigError, describeTracing } from '../src/tracing/settings.js';
-import { eventually, makeKey, keysFile } from './helpers/auth-fixtures.js';
+import { makeKey, keysFile } from './helpers/auth-fixtures.js';
 import { decodeTraces, OtlpCollector, OtlpGrpcCollector, spansOf, type ReceivedSpan } from './helpers/otlp-collector.js';
 import { checkRequest, rpc, startTestService, type CheckResponse, type TestService } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 const KEY = makeKey({ id: 'tracer-key', userId: 'alice', permissions: ['tools:search'] });
 const SERVER = 2;
@@ -241,7 +242,7 @@ test('spans the endpoint refuses are counted as failed exports, and the Checks a
   t.truthy(res.ok_response);
   await flush(svc).catch(() => undefined); // the flush itself reports the failed export
   const failed = async () => Number(/mcp_authz_trace_spans_exported_total\{result="failure"\} (\d+)/.exec((await svc.http('/metrics')).text)?.[1]);
-  await eventually('the lost spans to be counted', async () => (await failed()) >= PHASES.length + 2);
+  await waitFor('the lost spans to be counted', async () => (await failed()) >= PHASES.length + 2, 10_000, 20);
   t.is(await failed(), PHASES.length + 2, 'the Check span and its nine phase spans');
   t.true(lines.some((l) => l.includes('spans could not be exported')));
 });
@@ -257,7 +258,6 @@ test('OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports the spans over OTLP/gRPC (the hea
     runtime: { env: { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: grpcCollector.endpoint, OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip', OTEL_EXPORTER_OTLP_HEADERS: 'x-tenant=blue%20team' } },
   });
   t.teardown(() => svc.stop());
-  const httpBefore = collector.spans.length;
   const tp = traceparent(true);
   t.truthy((await svc.check(toolCall('search', { traceparent: tp.header }))).ok_response);
   await flush(svc);

@@ -238,7 +238,7 @@ async function build(s: Scenario, n: number): Promise<Built> {
     identity = keyIdentity(s.key);
   }
   const cookies = s.cookies.map(([k, v]) => `${k}=${v}`);
-  let expectedCookie = cookies.length > 0 ? cookies.join('; ') : undefined;
+  const expectedCookie = cookies.length > 0 ? cookies.join('; ') : undefined;
   if (s.kind === 'token' || s.kind === 'cookie') {
     const token = await idp.sign({ sub: s.sub, aud: `https://${HOST}/mcp/${endpoint}`, scope: 'tools:search' });
     secrets.push(token);

@@ -2,11 +2,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { sample, sumOf } from './helpers/prometheus.js';
-import { waitFor } from './helpers/redis.js';
 import { deniedStatus, checkRequest, headerValue } from './helpers/service.js';
 import { startServe } from './helpers/subprocess-service.js';
 import { workerExecArgv } from '../src/server/cluster-supervisor.js';
 import { rpc } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 const withTestAuth = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'serve-with-test-auth.ts');
 const MAX = 20;

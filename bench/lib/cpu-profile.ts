@@ -66,7 +66,10 @@ function moduleOf(url: string, fn: string): string {
   return w.split('/')[0]!;
 }
 
-export function summarizeProfile(file: string, top = 25): { busyMs: number; topFunctions: SelfTime[]; topModules: SelfTime[] } {
+export function summarizeProfile(
+  file: string,
+  top = 25,
+): { busyMs: number; topFunctions: SelfTime[]; topModules: SelfTime[] } {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byNode = new Map<number, number>();
   p.samples.forEach((id, i) => byNode.set(id, (byNode.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
@@ -84,14 +87,24 @@ export function summarizeProfile(file: string, top = 25): { busyMs: number; topF
     mods.set(mod, (mods.get(mod) ?? 0) + us);
   }
   const rank = (m: Map<string, number>): SelfTime[] =>
-    [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, us]) => ({ name, pct: round((us / busy) * 100, 1), ms: round(us / 1000, 0) }));
+    [...m.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, us]) => ({ name, pct: round((us / busy) * 100, 1), ms: round(us / 1000, 0) }));
   return { busyMs: round(busy / 1000, 0), topFunctions: rank(fns), topModules: rank(mods) };
 }
 
 export async function profileScenarios(
   p: Prepared,
   bundle: string | undefined,
-  o: { durationSec: number; warmupSec: number; connections: number; streams: number; workers: number; log: (m: string) => void },
+  o: {
+    durationSec: number;
+    warmupSec: number;
+    connections: number;
+    streams: number;
+    workers: number;
+    log: (m: string) => void;
+  },
 ): Promise<ScenarioProfile[]> {
   const results: ScenarioProfile[] = [];
   for (const s of p.list) {
@@ -103,10 +116,23 @@ export async function profileScenarios(
     const configFile = writeMcpAuthzConfig(p, grpcPort, httpPort, bundle);
     const dir = join(out, 'profiles', s.name);
     rmSync(dir, { recursive: true, force: true });
-    const server = start('node', ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...mcpAuthzCli.slice(1), 'serve', '--config', configFile, '--workers', String(o.workers)], {
-      cwd: root,
-      env: { ...process.env, NODE_ENV: 'production' },
-    });
+    const server = start(
+      'node',
+      [
+        '--cpu-prof',
+        `--cpu-prof-dir=${dir}`,
+        ...mcpAuthzCli.slice(1),
+        'serve',
+        '--config',
+        configFile,
+        '--workers',
+        String(o.workers),
+      ],
+      {
+        cwd: root,
+        env: { ...process.env, NODE_ENV: 'production' },
+      },
+    );
     const client = new CheckClient(`127.0.0.1:${grpcPort}`);
     let alive = true;
     void server.exited.then(() => (alive = false));
@@ -114,8 +140,16 @@ export async function profileScenarios(
       await client.waitReady(s.requests[0]!, 60_000, () => alive);
       const v = await client.verify(s.requests[0]!, s.expect);
       if (!v.ok) throw new Error(`profile ${s.name}: ${describe(v)}`);
-      const load = { url: `http://127.0.0.1:${grpcPort}${CHECK_PATH}`, bodyFile: p.data.get(s.name)!.grpc, headers: GRPC_HEADERS, connections: o.connections, streams: o.streams };
-      o.log(`profile ${s.name}: warm-up ${o.warmupSec}s, then ${o.durationSec}s under h2load (mcp-authz serve --workers ${o.workers} under --cpu-prof)`);
+      const load = {
+        url: `http://127.0.0.1:${grpcPort}${CHECK_PATH}`,
+        bodyFile: p.data.get(s.name)!.grpc,
+        headers: GRPC_HEADERS,
+        connections: o.connections,
+        streams: o.streams,
+      };
+      o.log(
+        `profile ${s.name}: warm-up ${o.warmupSec}s, then ${o.durationSec}s under h2load (mcp-authz serve --workers ${o.workers} under --cpu-prof)`,
+      );
       await runH2load({ ...load, durationSec: o.warmupSec });
       const loadAtStart = loadAverage();
       const cpu0 = treeCpuSeconds(server.pid);
@@ -128,10 +162,22 @@ export async function profileScenarios(
       if (files.length === 0) throw new Error(`profile ${s.name}: no .cpuprofile written in ${dir}`);
       const processes: ProcessProfile[] = files.map((f) => {
         const pid = Number(f.split('.')[3]);
-        return { role: pid === server.pid ? 'primary' : 'worker', pid, ...summarizeProfile(join(dir, f)), profileFile: join(dir, f).slice(root.length + 1) };
+        return {
+          role: pid === server.pid ? 'primary' : 'worker',
+          pid,
+          ...summarizeProfile(join(dir, f)),
+          profileFile: join(dir, f).slice(root.length + 1),
+        };
       });
       processes.sort((a, b) => (a.role === b.role ? 0 : a.role === 'primary' ? -1 : 1));
-      results.push({ scenario: s.name, workers: o.workers, rps: r.rps, cpuUsPerCall: round((cpu / r.done) * 1e6, 1), loadAverageAtStart: loadAtStart, processes });
+      results.push({
+        scenario: s.name,
+        workers: o.workers,
+        rps: r.rps,
+        cpuUsPerCall: round((cpu / r.done) * 1e6, 1),
+        loadAverageAtStart: loadAtStart,
+        processes,
+      });
     } finally {
       client.close();
       await server.stop(30_000);
@@ -146,7 +192,9 @@ export function printProfiles(command: string, rows: ScenarioProfile[]): void {
   w(`${command}: mcp-authz serve under node --cpu-prof, h2load one thread`);
   for (const r of rows) {
     w('');
-    w(`${r.scenario} (--workers ${r.workers}): ${r.rps} calls/s, ${r.cpuUsPerCall} µs of server CPU per call (all processes); load average ${r.loadAverageAtStart.join(' ')}`);
+    w(
+      `${r.scenario} (--workers ${r.workers}): ${r.rps} calls/s, ${r.cpuUsPerCall} µs of server CPU per call (all processes); load average ${r.loadAverageAtStart.join(' ')}`,
+    );
     for (const p of r.processes) {
       w(`  ${p.role} ${p.pid}: ${p.busyMs} ms busy in the profile; self time by module:`);
       for (const m of p.topModules.slice(0, 12)) w(`    ${m.pct.toFixed(1).padStart(5)}%  ${m.name}`);

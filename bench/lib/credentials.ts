@@ -23,7 +23,9 @@ export interface KeyEntry {
  * product's checksum); otherwise `mcp_` + 256 random bits, base64url.
  */
 export async function newApiKey(cli: string[]): Promise<{ key: string; source: string }> {
-  const r = await run(cli[0]!, [...cli.slice(1), 'keys', 'create', '--name', 'bench', '--user', BENCH_USER], { timeoutMs: 30_000 });
+  const r = await run(cli[0]!, [...cli.slice(1), 'keys', 'create', '--name', 'bench', '--user', BENCH_USER], {
+    timeoutMs: 30_000,
+  });
   const m = /\bmcp_[A-Za-z0-9_-]{20,}/.exec(r.stdout);
   if (r.code === 0 && m) return { key: m[0], source: 'mcp-authz keys create' };
   return { key: `mcp_${randomBytes(32).toString('base64url')}`, source: 'random (mcp-authz keys create unavailable)' };
@@ -32,7 +34,14 @@ export async function newApiKey(cli: string[]): Promise<{ key: string; source: s
 /** The keys file entries: the bench key plus filler keys, so lookups hit a realistic registry. */
 export function keyEntries(apiKey: string, fillers = 200): KeyEntry[] {
   const entries: KeyEntry[] = [
-    { id: 'bench-owner', sha256: sha256Hex(apiKey), name: 'Benchmark owner key', userId: BENCH_USER, role: 'user', permissions: GRANTS },
+    {
+      id: 'bench-owner',
+      sha256: sha256Hex(apiKey),
+      name: 'Benchmark owner key',
+      userId: BENCH_USER,
+      role: 'user',
+      permissions: GRANTS,
+    },
   ];
   for (let i = 0; i < fillers; i++) {
     entries.push({

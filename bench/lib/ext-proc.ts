@@ -50,38 +50,81 @@ export function extProcScenarios(apiKey: string): ExtProcScenario[] {
   const readFile = rpc('tools/call', { name: 'read_file', arguments: { path: '/docs/README.md' } }, 7);
   const list = rpc('tools/list', {}, 3);
   const headers: [string, string][] = [...clientHeaders, ['x-api-key', apiKey]];
-  const viaExtProc = (body: string, response: ProcessingRequest[]) => [requestHeaders({ path: PATHS.apiKey, host: HOST, headers, body, source: '10.1.2.3:40000' }), requestBody(body), ...response];
-  const viaCheck = (body: string) => checkRequest({ path: PATHS.apiKey, host: HOST, headers: { ...Object.fromEntries(headers), 'content-type': 'application/json', 'x-request-id': 'req-1' }, body });
+  const viaExtProc = (body: string, response: ProcessingRequest[]) => [
+    requestHeaders({ path: PATHS.apiKey, host: HOST, headers, body, source: '10.1.2.3:40000' }),
+    requestBody(body),
+    ...response,
+  ];
+  const viaCheck = (body: string) =>
+    checkRequest({
+      path: PATHS.apiKey,
+      host: HOST,
+      headers: { ...Object.fromEntries(headers), 'content-type': 'application/json', 'x-request-id': 'req-1' },
+      body,
+    });
   const upstreamList = JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: TOOLS } });
-  const allowed = (a: Record<string, any>[]) => (a[1]?.request_body?.response?.header_mutation?.set_headers ?? []).some((h: any) => h.header.key === 'x-mcp-principal') ? undefined : `not allowed: ${String(JSON.stringify(a[1])).slice(0, 300)}`;
+  const allowed = (a: Record<string, any>[]) =>
+    (a[1]?.request_body?.response?.header_mutation?.set_headers ?? []).some(
+      (h: any) => h.header.key === 'x-mcp-principal',
+    )
+      ? undefined
+      : `not allowed: ${String(JSON.stringify(a[1])).slice(0, 300)}`;
   const fiveOf = (text: string | undefined) => {
     const names = text === undefined ? [] : (JSON.parse(text).result?.tools ?? []).map((t: { name: string }) => t.name);
     return JSON.stringify(names) === JSON.stringify(VISIBLE) ? undefined : `listed ${JSON.stringify(names)}`;
   };
-  const checkAllowed = (a: Record<string, any>[]) => ((a[0] as CheckResponse)?.ok_response ? undefined : `denied: ${String(JSON.stringify(a[0])).slice(0, 300)}`);
+  const checkAllowed = (a: Record<string, any>[]) =>
+    (a[0] as CheckResponse)?.ok_response ? undefined : `denied: ${String(JSON.stringify(a[0])).slice(0, 300)}`;
   return [
-    { name: 'check_tool_allow', what: 'Check: X-API-Key + tools/call read_file (allowed)', check: viaCheck(readFile), verify: checkAllowed },
+    {
+      name: 'check_tool_allow',
+      what: 'Check: X-API-Key + tools/call read_file (allowed)',
+      check: viaCheck(readFile),
+      verify: checkAllowed,
+    },
     {
       name: 'ext_proc_tool_allow',
       what: 'ext_proc, the same request: request headers, body (decision), response headers (nothing to filter)',
       sameAs: 'check_tool_allow',
-      messages: viaExtProc(readFile, [responseHeaders(200, [['content-type', 'application/json'], ['content-length', '120']])]),
+      messages: viaExtProc(readFile, [
+        responseHeaders(200, [
+          ['content-type', 'application/json'],
+          ['content-length', '120'],
+        ]),
+      ]),
       verify: (a) => allowed(a) ?? (a[2]?.mode_override ? 'a body was asked for a call that lists nothing' : undefined),
     },
-    { name: 'check_tools_list', what: 'Check: X-API-Key + tools/list (allowed; the list is not filtered)', check: viaCheck(list), verify: checkAllowed },
+    {
+      name: 'check_tools_list',
+      what: 'Check: X-API-Key + tools/list (allowed; the list is not filtered)',
+      check: viaCheck(list),
+      verify: checkAllowed,
+    },
     {
       name: 'ext_proc_list_json',
       what: 'ext_proc, the same request and its application/json response of 50 tools, filtered to the 5 granted',
       sameAs: 'check_tools_list',
-      messages: viaExtProc(list, [responseHeaders(200, [['content-type', 'application/json'], ['content-length', String(upstreamList.length)]]), responseBody(upstreamList, true)]),
+      messages: viaExtProc(list, [
+        responseHeaders(200, [
+          ['content-type', 'application/json'],
+          ['content-length', String(upstreamList.length)],
+        ]),
+        responseBody(upstreamList, true),
+      ]),
       verify: (a) => allowed(a) ?? fiveOf(a[3]?.response_body?.response?.body_mutation?.body?.toString('utf8')),
     },
     {
       name: 'ext_proc_list_sse',
       what: 'the same as an SSE stream: one event in one chunk, then the end of the stream',
       sameAs: 'check_tools_list',
-      messages: viaExtProc(list, [responseHeaders(200, [['content-type', 'text/event-stream']]), responseBody(`event: message\ndata: ${upstreamList}\n\n`, false), responseBody('', true)]),
-      verify: (a) => allowed(a) ?? fiveOf(a[3]?.response_body?.response?.body_mutation?.body?.toString('utf8').match(/^data: (.*)$/m)?.[1]),
+      messages: viaExtProc(list, [
+        responseHeaders(200, [['content-type', 'text/event-stream']]),
+        responseBody(`event: message\ndata: ${upstreamList}\n\n`, false),
+        responseBody('', true),
+      ]),
+      verify: (a) =>
+        allowed(a) ??
+        fiveOf(a[3]?.response_body?.response?.body_mutation?.body?.toString('utf8').match(/^data: (.*)$/m)?.[1]),
     },
   ];
 }
@@ -115,8 +158,12 @@ class Channel {
     const { Authorization, ExternalProcessor } = clientConstructors();
     // A distinct option per channel: grpc-js gives each its own connection.
     const options = { 'grpc.primary_user_agent': `bench-${n}` };
-    this.check = new Authorization(target, grpc.credentials.createInsecure(), options) as grpc.Client & Record<string, any>;
-    this.process = new ExternalProcessor(target, grpc.credentials.createInsecure(), { ...options, channelOverride: this.check.getChannel() }) as grpc.Client & Record<string, any>;
+    this.check = new Authorization(target, grpc.credentials.createInsecure(), options) as grpc.Client &
+      Record<string, any>;
+    this.process = new ExternalProcessor(target, grpc.credentials.createInsecure(), {
+      ...options,
+      channelOverride: this.check.getChannel(),
+    }) as grpc.Client & Record<string, any>;
   }
 
   close(): void {
@@ -127,7 +174,9 @@ class Channel {
 /** One exchange: a Check call, or a Process stream played as Envoy plays it. Resolves with the answers. */
 function exchange(ch: Channel, s: ExtProcScenario): Promise<Record<string, any>[]> {
   if (s.check) {
-    return new Promise((resolve, reject) => ch.check.Check(s.check, (err: Error | null, res: CheckResponse) => (err ? reject(err) : resolve([res]))));
+    return new Promise((resolve, reject) =>
+      ch.check.Check(s.check, (err: Error | null, res: CheckResponse) => (err ? reject(err) : resolve([res]))),
+    );
   }
   return new Promise((resolve, reject) => {
     const call = ch.process.Process() as grpc.ClientDuplexStream<ProcessingRequest, Record<string, any>>;
@@ -137,7 +186,11 @@ function exchange(ch: Channel, s: ExtProcScenario): Promise<Record<string, any>[
     // STREAMED body chunks go out without waiting, as Envoy sends them; everything else waits for its answer.
     const send = () => {
       do call.write(messages[next++]!);
-      while (next < messages.length && messages[next - 1]!.response_body && !messages[next - 1]!.response_body!.end_of_stream);
+      while (
+        next < messages.length &&
+        messages[next - 1]!.response_body &&
+        !messages[next - 1]!.response_body!.end_of_stream
+      );
     };
     call.on('data', (a: Record<string, any>) => {
       answers.push(a);
@@ -147,7 +200,9 @@ function exchange(ch: Channel, s: ExtProcScenario): Promise<Record<string, any>[
         else call.end();
       }
     });
-    call.on('status', (st: grpc.StatusObject) => (st.code === grpc.status.OK ? resolve(answers) : reject(new Error(`gRPC ${st.code}: ${st.details}`))));
+    call.on('status', (st: grpc.StatusObject) =>
+      st.code === grpc.status.OK ? resolve(answers) : reject(new Error(`gRPC ${st.code}: ${st.details}`)),
+    );
     call.on('error', () => undefined);
     send();
   });
@@ -205,9 +260,18 @@ export async function closedLoop(s: ExtProcScenario, o: LoopOptions): Promise<Lo
       errorSamples,
       durationSec: round(wall, 2),
       perSec: round(latencies.length / wall, 0),
-      latencyMs: { p50: round(percentile(sorted, 50), 3), p90: round(percentile(sorted, 90), 3), p99: round(percentile(sorted, 99), 3), max: round(percentile(sorted, 100), 3) },
+      latencyMs: {
+        p50: round(percentile(sorted, 50), 3),
+        p90: round(percentile(sorted, 90), 3),
+        p99: round(percentile(sorted, 99), 3),
+        max: round(percentile(sorted, 100), 3),
+      },
       serverCpuUsPerExchange: round((serverCpu / Math.max(1, latencies.length)) * 1e6, 1),
-      cores: { server: round(serverCpu / wall, 2), loadGenerator: round(selfSec / wall, 2), other: round(Math.max(0, busy - serverCpu - selfSec) / wall, 2) },
+      cores: {
+        server: round(serverCpu / wall, 2),
+        loadGenerator: round(selfSec / wall, 2),
+        other: round(Math.max(0, busy - serverCpu - selfSec) / wall, 2),
+      },
       loadAverage1: load1,
     };
   } finally {
@@ -227,10 +291,20 @@ export interface InProcessRow {
  * its bytes, the exchange run through a session (or runCheck for Check), each answer encoded.
  * The compiled dist/ modules, as `serve` runs them.
  */
-export async function inProcess(configFile: string, list: ExtProcScenario[], calls: number, log: (m: string) => void): Promise<InProcessRow[]> {
+export async function inProcess(
+  configFile: string,
+  list: ExtProcScenario[],
+  calls: number,
+  log: (m: string) => void,
+): Promise<InProcessRow[]> {
   const p = await product();
-  const { ExtProcSession } = (await import(new URL('../../dist/ext-proc/session.js', import.meta.url).href)) as typeof import('../../src/ext-proc/session.js');
-  const rt = await p.buildRuntime(p.loadConfigFile(configFile), p.createLogger(), new Registry(), { watch: false, sharedLimits: false });
+  const { ExtProcSession } = (await import(
+    new URL('../../dist/ext-proc/session.js', import.meta.url).href
+  )) as typeof import('../../src/ext-proc/session.js');
+  const rt = await p.buildRuntime(p.loadConfigFile(configFile), p.createLogger(), new Registry(), {
+    watch: false,
+    sharedLimits: false,
+  });
   const check = p.authorizationService().Check!;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const ext = (await import('@grpc/grpc-js')).loadPackageDefinition(extProcPackageDefinition()) as any;
@@ -243,7 +317,8 @@ export async function inProcess(configFile: string, list: ExtProcScenario[], cal
         const wire = check.requestSerialize(s.check);
         one = async () => {
           const trace = await p.runCheck(rt, p.toRequest, check.requestDeserialize(wire));
-          const bytes = p.encodeCheckResponse(trace.outcome) ?? check.responseSerialize(p.toCheckResponse(trace.outcome));
+          const bytes =
+            p.encodeCheckResponse(trace.outcome) ?? check.responseSerialize(p.toCheckResponse(trace.outcome));
           return [check.responseDeserialize(bytes)];
         };
       } else {
@@ -294,13 +369,22 @@ export interface ExtProcRun {
   median: LoopRound;
 }
 
-export function printExtProc(command: string, runs: ExtProcRun[], inProc: InProcessRow[], settings: { connections: number; concurrency: number; durationSec: number; rounds: number }): void {
+export function printExtProc(
+  command: string,
+  runs: ExtProcRun[],
+  inProc: InProcessRow[],
+  settings: { connections: number; concurrency: number; durationSec: number; rounds: number },
+): void {
   const w = (line: string) => process.stdout.write(line + '\n');
   w('');
   w(`${command}`);
-  w(`ext_proc against Check, the same requests; grpc-js client loop in the benchmark process (${settings.connections} channels, ${settings.concurrency} in flight), ${settings.rounds} interleaved rounds of ${settings.durationSec}s, median round`);
+  w(
+    `ext_proc against Check, the same requests; grpc-js client loop in the benchmark process (${settings.connections} channels, ${settings.concurrency} in flight), ${settings.rounds} interleaved rounds of ${settings.durationSec}s, median round`,
+  );
   w('');
-  w(`${'scenario'.padEnd(22)} ${'exch/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'server µs/exch'.padStart(15)} ${'vs Check'.padStart(9)} ${'in-proc µs'.padStart(11)} ${'cores srv/lg/other'.padStart(19)} errors`);
+  w(
+    `${'scenario'.padEnd(22)} ${'exch/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'server µs/exch'.padStart(15)} ${'vs Check'.padStart(9)} ${'in-proc µs'.padStart(11)} ${'cores srv/lg/other'.padStart(19)} errors`,
+  );
   for (const r of runs) {
     const m = r.median;
     const base = r.sameAs ? runs.find((x) => x.scenario === r.sameAs)?.median : undefined;
@@ -311,6 +395,8 @@ export function printExtProc(command: string, runs: ExtProcRun[], inProc: InProc
     );
   }
   w('');
-  w('server µs/exch: the mcp-authz process\'s CPU per exchange (one worker); vs Check: that over the Check of the same request.');
+  w(
+    "server µs/exch: the mcp-authz process's CPU per exchange (one worker); vs Check: that over the Check of the same request.",
+  );
   w('in-proc µs: decode, session or runCheck, encode, in one process without gRPC.');
 }

@@ -54,7 +54,8 @@ interface GhzReport {
   details?: { latency: number; status: string; error: string }[];
 }
 
-const END_CUT = /use of closed network connection|transport is closing|context canceled|grpc: the client connection is closing/;
+const END_CUT =
+  /use of closed network connection|transport is closing|context canceled|grpc: the client connection is closing/;
 
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN;
@@ -65,15 +66,24 @@ function percentile(sorted: Float64Array, p: number): number {
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const args = [
     '--insecure',
-    '--proto', 'envoy/service/auth/v3/external_auth.proto',
-    '--import-paths', envoyIncludeDirs.join(','),
-    '--call', 'envoy.service.auth.v3.Authorization.Check',
-    '--binary-file', o.dataFile,
-    '--connections', String(o.connections),
-    '--concurrency', String(o.concurrency),
-    '--timeout', '10s',
-    '--format', 'json',
-    '--output', o.outFile,
+    '--proto',
+    'envoy/service/auth/v3/external_auth.proto',
+    '--import-paths',
+    envoyIncludeDirs.join(','),
+    '--call',
+    'envoy.service.auth.v3.Authorization.Check',
+    '--binary-file',
+    o.dataFile,
+    '--connections',
+    String(o.connections),
+    '--concurrency',
+    String(o.concurrency),
+    '--timeout',
+    '10s',
+    '--format',
+    'json',
+    '--output',
+    o.outFile,
   ];
   // A timed run; calls in flight at the end are waited for, not cancelled and counted as errors.
   args.push('--duration', `${o.durationSec}s`, '--duration-stop', 'wait');

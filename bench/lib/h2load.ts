@@ -12,7 +12,11 @@ export const H2LOAD = 'h2load';
 export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 // As Envoy's ext_authz filter sends them; grpc-timeout is its default 200 ms timeout.
 export const GRPC_TIMEOUT_MS = 200;
-export const GRPC_HEADERS = { 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': `${GRPC_TIMEOUT_MS}m` };
+export const GRPC_HEADERS = {
+  'content-type': 'application/grpc',
+  te: 'trailers',
+  'grpc-timeout': `${GRPC_TIMEOUT_MS}m`,
+};
 
 export interface H2loadOptions {
   /** http://host:port/path */
@@ -71,7 +75,18 @@ export function h2loadVersion(): string {
 }
 
 export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
-  const args = ['-t', '1', '-c', String(o.connections), '-m', String(o.streams), '-D', String(o.durationSec), '-d', o.bodyFile];
+  const args = [
+    '-t',
+    '1',
+    '-c',
+    String(o.connections),
+    '-m',
+    String(o.streams),
+    '-D',
+    String(o.durationSec),
+    '-d',
+    o.bodyFile,
+  ];
   if (o.h1) args.push('--h1');
   if (o.rps !== undefined) args.push('--rps', String(o.rps));
   for (const [k, v] of Object.entries(o.headers)) args.push('-H', `${k}: ${v}`);
@@ -91,7 +106,10 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
   const stdout = out.join('');
   const { cpuSec, stderr } = parseCpuTimes(err.join(''));
   const finished = /finished in ([\d.]+)(s|ms),/.exec(stdout);
-  const reqs = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(stdout);
+  const reqs =
+    /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
+      stdout,
+    );
   const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(stdout);
   if (code !== 0 || !finished || !reqs || !codes) {
     throw new Error(`h2load failed (exit ${code}): ${(stderr + stdout).trim().slice(-1500)}`);
@@ -129,8 +147,19 @@ function latencies(file: string): { sorted: Float64Array; summary: NonNullable<H
   const lat = new Float64Array(lines.length);
   lines.forEach((l, i) => (lat[i] = Number(l.split('\t')[2]) / 1000));
   lat.sort();
-  const at = (p: number) => round(lat[Math.min(lat.length - 1, Math.max(0, Math.ceil((p / 100) * lat.length) - 1))] ?? NaN, 3);
-  return { sorted: lat, summary: { mean: round(lat.reduce((a, b) => a + b, 0) / (lat.length || 1), 3), p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max: at(100) } };
+  const at = (p: number) =>
+    round(lat[Math.min(lat.length - 1, Math.max(0, Math.ceil((p / 100) * lat.length) - 1))] ?? NaN, 3);
+  return {
+    sorted: lat,
+    summary: {
+      mean: round(lat.reduce((a, b) => a + b, 0) / (lat.length || 1), 3),
+      p50: at(50),
+      p90: at(90),
+      p99: at(99),
+      p999: at(99.9),
+      max: at(100),
+    },
+  };
 }
 
 /** Index of the first value above `x` in a sorted array. */

@@ -74,17 +74,26 @@ export const TRACING_MODES: readonly TracingMode[] = ['off', 'unsampled', 'sampl
 
 /** An OTLP/HTTP endpoint that accepts everything, in its own process so its work is not counted here. */
 export async function startSink(): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['-e', `
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `
     const s = require('node:http').createServer((q, r) => { q.resume(); q.on('end', () => r.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()); });
     s.listen(0, '127.0.0.1', () => process.stdout.write(String(s.address().port) + '\\n'));
-  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  `,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
   return { url: `http://127.0.0.1:${chunk.toString().trim()}`, child };
 }
 
 /** The scenario's requests with traceparents: every request (all distinct tokens stay distinct), at least 256 traces. */
 export function tracedCopies(requests: Record<string, unknown>[], sampled: boolean): Record<string, unknown>[] {
-  return Array.from({ length: Math.max(256, requests.length) }, (_, i) => withTraceparent(requests[i % requests.length]!, i, sampled));
+  return Array.from({ length: Math.max(256, requests.length) }, (_, i) =>
+    withTraceparent(requests[i % requests.length]!, i, sampled),
+  );
 }
 
 /** A copy of a CheckRequest with a W3C traceparent header (a new trace per request). */
@@ -115,8 +124,23 @@ export async function product() {
   };
 }
 
-export async function measureInProcess(p: Prepared, configFile: string, calls: number, log: (m: string) => void, tracing: TracingMode = 'off'): Promise<PhaseCosts[]> {
-  const { authorizationService, buildRuntime, checkResponseBytes, createLogger, decodeCheckRequest, loadConfigFile, runCheck, toRequest } = await product();
+export async function measureInProcess(
+  p: Prepared,
+  configFile: string,
+  calls: number,
+  log: (m: string) => void,
+  tracing: TracingMode = 'off',
+): Promise<PhaseCosts[]> {
+  const {
+    authorizationService,
+    buildRuntime,
+    checkResponseBytes,
+    createLogger,
+    decodeCheckRequest,
+    loadConfigFile,
+    runCheck,
+    toRequest,
+  } = await product();
   const check = authorizationService().Check!;
   const sink = tracing === 'off' ? undefined : await startSink();
   let exported = 0;
@@ -135,7 +159,10 @@ export async function measureInProcess(p: Prepared, configFile: string, calls: n
       const requests = tracing === 'off' ? s.requests : tracedCopies(s.requests, tracing === 'sampled');
       const wires = requests.map((r) => check.requestSerialize(r));
       const first = await runCheck(rt, toRequest, decodeCheckRequest(wires[0]!));
-      if (first.outcome.allow !== s.expect.allow) throw new Error(`${s.name}: decided ${first.outcome.allow ? 'allow' : 'deny'}, expected ${s.expect.allow ? 'allow' : 'deny'}`);
+      if (first.outcome.allow !== s.expect.allow)
+        throw new Error(
+          `${s.name}: decided ${first.outcome.allow ? 'allow' : 'deny'}, expected ${s.expect.allow ? 'allow' : 'deny'}`,
+        );
       log(`in-process ${s.name}: ${calls} calls`);
       const decoded = wires.map((w) => decodeCheckRequest(w));
       // The event loop turns every 64 calls, as in a server, so the log stream can write.
@@ -194,16 +221,29 @@ export function printInProcess(command: string, rows: PhaseCosts[]): void {
   w('');
   w(`${command}: mcp-authz's own work per Check, in one process (µs per call), tracing ${rows[0]?.tracing ?? 'off'}`);
   w('');
-  w(`${'scenario'.padEnd(18)} ${'decode'.padStart(7)} ${'pipeline'.padStart(9)} ${'encode'.padStart(7)} ${'total'.padStart(7)}   ${'pipeline without observers'.padStart(26)}   ${'decode (grpc-js)'.padStart(16)}`);
+  w(
+    `${'scenario'.padEnd(18)} ${'decode'.padStart(7)} ${'pipeline'.padStart(9)} ${'encode'.padStart(7)} ${'total'.padStart(7)}   ${'pipeline without observers'.padStart(26)}   ${'decode (grpc-js)'.padStart(16)}`,
+  );
   for (const r of rows) {
     const spans = r.spansExported !== undefined ? `   spans exported ${r.spansExported}, failed ${r.spansFailed}` : '';
-    w(`${r.scenario.padEnd(18)} ${r.decodeUs.toFixed(1).padStart(7)} ${r.pipelineUs.toFixed(1).padStart(9)} ${r.encodeUs.toFixed(1).padStart(7)} ${r.totalUs.toFixed(1).padStart(7)}   ${r.pipelineWithoutObserversUs.toFixed(1).padStart(26)}   ${r.decodeGrpcJsUs.toFixed(1).padStart(16)}${spans}`);
+    w(
+      `${r.scenario.padEnd(18)} ${r.decodeUs.toFixed(1).padStart(7)} ${r.pipelineUs.toFixed(1).padStart(9)} ${r.encodeUs.toFixed(1).padStart(7)} ${r.totalUs.toFixed(1).padStart(7)}   ${r.pipelineWithoutObserversUs.toFixed(1).padStart(26)}   ${r.decodeGrpcJsUs.toFixed(1).padStart(16)}${spans}`,
+    );
   }
   w('');
   w('bytes allocated per call (JS heap; deterministic where the times are not):');
-  w(`${'scenario'.padEnd(18)} ${'decode'.padStart(7)} ${'pipeline'.padStart(9)} ${'encode'.padStart(7)}   ${'decode (grpc-js)'.padStart(16)}`);
-  for (const r of rows) w(`${r.scenario.padEnd(18)} ${String(r.decodeBytes).padStart(7)} ${String(r.pipelineBytes).padStart(9)} ${String(r.encodeBytes).padStart(7)}   ${String(r.decodeGrpcJsBytes).padStart(16)}`);
+  w(
+    `${'scenario'.padEnd(18)} ${'decode'.padStart(7)} ${'pipeline'.padStart(9)} ${'encode'.padStart(7)}   ${'decode (grpc-js)'.padStart(16)}`,
+  );
+  for (const r of rows)
+    w(
+      `${r.scenario.padEnd(18)} ${String(r.decodeBytes).padStart(7)} ${String(r.pipelineBytes).padStart(9)} ${String(r.encodeBytes).padStart(7)}   ${String(r.decodeGrpcJsBytes).padStart(16)}`,
+    );
   w('');
-  w('decode: the CheckRequest as the service\'s own gRPC server reads it (protobufjs, official protos, no toObject copy); decode (grpc-js): proto-loader\'s deserializer, as grpcServer: grpc-js reads it.');
-  w('pipeline: runCheck from the decoded request to the outcome (endpoint, limits, authentication, MCP body, policy, metrics, decision log).');
+  w(
+    "decode: the CheckRequest as the service's own gRPC server reads it (protobufjs, official protos, no toObject copy); decode (grpc-js): proto-loader's deserializer, as grpcServer: grpc-js reads it.",
+  );
+  w(
+    'pipeline: runCheck from the decoded request to the outcome (endpoint, limits, authentication, MCP body, policy, metrics, decision log).',
+  );
 }

@@ -44,7 +44,10 @@ const FORMERLY: Record<string, string> = { 'ext-authz/encode-answer.js': 'envoy/
 
 /** The product's modules from a checkout's dist/ (this one, or the baseline's). */
 async function modulesOf(dir: string) {
-  const load = <T>(path: string): Promise<T> => import(pathToFileURL(join(dir, 'dist', existsSync(join(dir, 'dist', path)) ? path : (FORMERLY[path] ?? path))).href) as Promise<T>;
+  const load = <T>(path: string): Promise<T> =>
+    import(
+      pathToFileURL(join(dir, 'dist', existsSync(join(dir, 'dist', path)) ? path : (FORMERLY[path] ?? path))).href
+    ) as Promise<T>;
   return {
     ...(await load<typeof import('../../src/pipeline/pipeline.js')>('pipeline/pipeline.js')),
     ...(await load<typeof import('../../src/config/load.js')>('config/load.js')),
@@ -56,7 +59,14 @@ async function modulesOf(dir: string) {
   };
 }
 
-async function variant(dir: string, name: string, tracing: TracingMode, configFile: string, requests: Record<string, unknown>[], sinkUrl: string | undefined): Promise<Variant> {
+async function variant(
+  dir: string,
+  name: string,
+  tracing: TracingMode,
+  configFile: string,
+  requests: Record<string, unknown>[],
+  sinkUrl: string | undefined,
+): Promise<Variant> {
   const m = await modulesOf(dir);
   const check = m.authorizationService().Check!;
   let exported = 0;
@@ -66,7 +76,9 @@ async function variant(dir: string, name: string, tracing: TracingMode, configFi
     env: tracing !== 'off' && sinkUrl ? { OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl } : {},
     events: { traceExport: (result, n) => (result === 'success' ? (exported += n) : undefined) },
   });
-  const wires = (tracing === 'off' ? requests : tracedCopies(requests, tracing === 'sampled')).map((r) => check.requestSerialize(r));
+  const wires = (tracing === 'off' ? requests : tracedCopies(requests, tracing === 'sampled')).map((r) =>
+    check.requestSerialize(r),
+  );
   let n = 0; // round-robin over the whole set across blocks, so distinct tokens stay cache misses
   // A baseline without decision ids ignores the second argument.
   const encode = m.encodeCheckResponse as (o: unknown, id?: string) => unknown;
@@ -98,8 +110,10 @@ export async function measureInterleaved(
   try {
     for (const s of p.list) {
       const variants: Variant[] = [];
-      if (opts.baseline) variants.push(await variant(opts.baseline, 'baseline, off', 'off', configFile, s.requests, undefined));
-      for (const mode of ['off', 'unsampled', 'sampled'] as const) variants.push(await variant(root, `this build, ${mode}`, mode, configFile, s.requests, sink.url));
+      if (opts.baseline)
+        variants.push(await variant(opts.baseline, 'baseline, off', 'off', configFile, s.requests, undefined));
+      for (const mode of ['off', 'unsampled', 'sampled'] as const)
+        variants.push(await variant(root, `this build, ${mode}`, mode, configFile, s.requests, sink.url));
       log(`interleaved ${s.name}: ${variants.length} variants × ${opts.rounds} blocks of ${opts.callsPerBlock} calls`);
       const times = new Map<string, number[]>(variants.map((v) => [v.name, []]));
       const cpu = new Map<string, number[]>(variants.map((v) => [v.name, []]));
@@ -111,7 +125,10 @@ export async function measureInterleaved(
           if (i % 64 === 63) await new Promise((r) => setImmediate(r));
         }
         const c = process.cpuUsage(c0);
-        return { wall: Number(process.hrtime.bigint() - t0) / opts.callsPerBlock / 1000, cpu: (c.user + c.system) / opts.callsPerBlock };
+        return {
+          wall: Number(process.hrtime.bigint() - t0) / opts.callsPerBlock / 1000,
+          cpu: (c.user + c.system) / opts.callsPerBlock,
+        };
       };
       for (const v of variants) await block(v); // warm-up
       const before = variants.map((v) => v.exported());
@@ -169,6 +186,11 @@ export function printInterleaved(command: string, rows: InterleavedRow[]): void 
     }
     w('');
   }
-  const spans = rows.filter((r) => r.spansExported !== undefined && r.variant.endsWith('sampled') && !r.variant.endsWith('unsampled'));
-  if (spans.length) w(`\nspans exported by the sampled variant (all blocks, warm-up included): ${spans.map((r) => `${r.scenario} ${r.spansExported}`).join(', ')}`);
+  const spans = rows.filter(
+    (r) => r.spansExported !== undefined && r.variant.endsWith('sampled') && !r.variant.endsWith('unsampled'),
+  );
+  if (spans.length)
+    w(
+      `\nspans exported by the sampled variant (all blocks, warm-up included): ${spans.map((r) => `${r.scenario} ${r.spansExported}`).join(', ')}`,
+    );
 }

@@ -23,10 +23,18 @@ export interface Prepared {
 }
 
 /** Writes bench/out/mcp-authz.yaml; copies the shipped bundle beside it (reloads rewrite the copy). */
-export function writeMcpAuthzConfig(p: Prepared, grpcPort: number, httpPort: number, bundle: string | undefined): string {
+export function writeMcpAuthzConfig(
+  p: Prepared,
+  grpcPort: number,
+  httpPort: number,
+  bundle: string | undefined,
+): string {
   const cfg = parseYaml(readFileSync(join(root, 'bench', 'config', 'mcp-authz.yaml'), 'utf8')) as Record<string, any>;
   cfg.listen = { grpc: `127.0.0.1:${grpcPort}`, http: `127.0.0.1:${httpPort}` };
-  cfg.oauth = { ...cfg.oauth, issuers: [{ issuer: p.issuer.issuer, jwksUri: p.issuer.jwksUri, audiences: [OAUTH_RESOURCE] }] };
+  cfg.oauth = {
+    ...cfg.oauth,
+    issuers: [{ issuer: p.issuer.issuer, jwksUri: p.issuer.jwksUri, audiences: [OAUTH_RESOURCE] }],
+  };
   if (bundle) copyFileSync(bundle, join(out, 'bundle.tar.gz'));
   else delete cfg.policy; // nothing to load yet: the fail-closed placeholder decides
   const file = join(out, 'mcp-authz.yaml');
@@ -35,8 +43,20 @@ export function writeMcpAuthzConfig(p: Prepared, grpcPort: number, httpPort: num
 }
 
 /** Starts `mcp-authz serve` and waits until it answers Check. Decision logs go to `logFile` or nowhere. */
-export async function startMcpAuthz(configFile: string, grpcPort: number, probe: Record<string, unknown>, logFile?: string, workers?: number): Promise<Started> {
-  const args = [...mcpAuthzCli.slice(1), 'serve', '--config', configFile, ...(workers !== undefined ? ['--workers', String(workers)] : [])];
+export async function startMcpAuthz(
+  configFile: string,
+  grpcPort: number,
+  probe: Record<string, unknown>,
+  logFile?: string,
+  workers?: number,
+): Promise<Started> {
+  const args = [
+    ...mcpAuthzCli.slice(1),
+    'serve',
+    '--config',
+    configFile,
+    ...(workers !== undefined ? ['--workers', String(workers)] : []),
+  ];
   const server = start(mcpAuthzCli[0]!, args, {
     cwd: root,
     ...(logFile ? { logFile } : {}),
@@ -48,9 +68,15 @@ export async function startMcpAuthz(configFile: string, grpcPort: number, probe:
   try {
     await client.waitReady(probe, 60_000, () => alive);
   } catch (err) {
-    const why = await run(mcpAuthzCli[0]!, [...mcpAuthzCli.slice(1), 'serve', '--config', configFile, '--check-config'], { cwd: root, timeoutMs: 30_000 });
+    const why = await run(
+      mcpAuthzCli[0]!,
+      [...mcpAuthzCli.slice(1), 'serve', '--config', configFile, '--check-config'],
+      { cwd: root, timeoutMs: 30_000 },
+    );
     await server.stop();
-    throw new Error(`mcp-authz did not start: ${(err as Error).message}\n${(why.stdout + why.stderr).trim().slice(0, 2000)}`);
+    throw new Error(
+      `mcp-authz did not start: ${(err as Error).message}\n${(why.stdout + why.stderr).trim().slice(0, 2000)}`,
+    );
   } finally {
     client.close();
   }

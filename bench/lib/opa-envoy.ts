@@ -11,7 +11,8 @@ import { CheckClient } from './verify.js';
 
 export function opaEnvoyData(p: Prepared): unknown {
   const keys: Record<string, unknown> = {};
-  for (const k of p.keyEntries) keys[k.sha256] = { id: k.id, userId: k.userId ?? null, permissions: k.permissions, disabled: false };
+  for (const k of p.keyEntries)
+    keys[k.sha256] = { id: k.id, userId: k.userId ?? null, permissions: k.permissions, disabled: false };
   const seg = (path: string) => path.split('/').filter(Boolean);
   return {
     bench: {
@@ -19,7 +20,14 @@ export function opaEnvoyData(p: Prepared): unknown {
       endpoints: [
         { name: 'open', segments: seg(PATHS.open), apiKey: false, oauth: false },
         { name: 'files', segments: seg(PATHS.apiKey), owner: BENCH_USER, apiKey: true, oauth: false },
-        { name: 'oauth', segments: seg(PATHS.oauth), owner: BENCH_USER, apiKey: false, oauth: true, resource: OAUTH_RESOURCE },
+        {
+          name: 'oauth',
+          segments: seg(PATHS.oauth),
+          owner: BENCH_USER,
+          apiKey: false,
+          oauth: true,
+          resource: OAUTH_RESOURCE,
+        },
       ],
       oauth: { issuer: p.issuer.issuer, jwks: JSON.stringify(p.issuer.jwks) },
     },
@@ -45,7 +53,10 @@ export async function opaEnvoyPluginBuild(): Promise<{ build: string; version: s
  * (OPA's default phones home at start), no decision logs on the console. Waits until it
  * answers `probe`.
  */
-export async function startOpaEnvoyPlugin(p: Prepared, probe: Record<string, unknown>): Promise<{ server: Started; target: string; httpPort: number }> {
+export async function startOpaEnvoyPlugin(
+  p: Prepared,
+  probe: Record<string, unknown>,
+): Promise<{ server: Started; target: string; httpPort: number }> {
   const dir = join(out, 'opa-envoy');
   mkdirSync(dir, { recursive: true });
   const dataFile = join(dir, 'data.json');
@@ -54,11 +65,19 @@ export async function startOpaEnvoyPlugin(p: Prepared, probe: Record<string, unk
   const server = start(
     tools.oep,
     [
-      'run', '--server', '--skip-version-check', '--log-level', 'error',
-      '--addr', `127.0.0.1:${httpPort}`,
-      '--config-file', join(root, 'bench', 'opa-envoy', 'config.yaml'),
-      '--set', `plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
-      join(root, 'bench', 'opa-envoy', 'policy.rego'), dataFile,
+      'run',
+      '--server',
+      '--skip-version-check',
+      '--log-level',
+      'error',
+      '--addr',
+      `127.0.0.1:${httpPort}`,
+      '--config-file',
+      join(root, 'bench', 'opa-envoy', 'config.yaml'),
+      '--set',
+      `plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
+      join(root, 'bench', 'opa-envoy', 'policy.rego'),
+      dataFile,
     ],
     { cwd: root, logFile: join(out, 'opa-envoy-plugin.log') },
   );

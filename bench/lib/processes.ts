@@ -40,13 +40,28 @@ export interface Started {
 }
 
 /** Starts a process in its own group; stdout/stderr go to `logFile` (or are ignored). */
-export function start(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string; onStdout?: (line: string) => void; captureStderr?: boolean } = {}): Started {
+export function start(
+  cmd: string,
+  args: string[],
+  opts: {
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+    logFile?: string;
+    onStdout?: (line: string) => void;
+    captureStderr?: boolean;
+  } = {},
+): Started {
   hookExit();
   // Output nobody reads goes to /dev/null, not through this process: a pipe this busy process
   // drains late would fill up, and mcp-authz would drop (and count) decision-log lines.
   const wantOut = opts.logFile !== undefined || opts.onStdout !== undefined;
   const wantErr = opts.logFile !== undefined || opts.captureStderr === true;
-  const spawnOpts: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', wantOut ? 'pipe' : 'ignore', wantErr ? 'pipe' : 'ignore'] };
+  const spawnOpts: SpawnOptions = {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    detached: true,
+    stdio: ['ignore', wantOut ? 'pipe' : 'ignore', wantErr ? 'pipe' : 'ignore'],
+  };
   const child = spawn(cmd, args, spawnOpts);
   live.add(child);
   const log = opts.logFile ? createWriteStream(opts.logFile) : undefined;
@@ -89,10 +104,19 @@ export function start(cmd: string, args: string[], opts: { cwd?: string; env?: N
 }
 
 /** Runs a command to completion, collecting its output. */
-export function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   hookExit();
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     live.add(child);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -221,7 +245,10 @@ export function machineBusySeconds(): number {
  * one-second window, so a run does not start while another job holds the CPUs. Returns
  * how long it waited and whether the machine was idle in the end.
  */
-export async function waitIdle(maxSec: number, threshold = 0.3): Promise<{ waitedSec: number; idle: boolean; busyCores: number }> {
+export async function waitIdle(
+  maxSec: number,
+  threshold = 0.3,
+): Promise<{ waitedSec: number; idle: boolean; busyCores: number }> {
   const t0 = Date.now();
   let busyCores = NaN;
   for (;;) {
@@ -229,8 +256,10 @@ export async function waitIdle(maxSec: number, threshold = 0.3): Promise<{ waite
     await new Promise((r) => setTimeout(r, 1000));
     busyCores = machineBusySeconds() - b0;
     const waitedSec = (Date.now() - t0) / 1000;
-    if (busyCores < threshold) return { waitedSec: Math.round(waitedSec), idle: true, busyCores: Math.round(busyCores * 100) / 100 };
-    if (waitedSec >= maxSec) return { waitedSec: Math.round(waitedSec), idle: false, busyCores: Math.round(busyCores * 100) / 100 };
+    if (busyCores < threshold)
+      return { waitedSec: Math.round(waitedSec), idle: true, busyCores: Math.round(busyCores * 100) / 100 };
+    if (waitedSec >= maxSec)
+      return { waitedSec: Math.round(waitedSec), idle: false, busyCores: Math.round(busyCores * 100) / 100 };
   }
 }
 

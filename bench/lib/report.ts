@@ -103,16 +103,38 @@ const lpad = (s: string, n: number) => (s.length >= n ? s : ' '.repeat(n - s.len
 const ms = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(n < 10 ? 2 : 1));
 const mib = (n: number | undefined) => (n === undefined ? '-' : (n / 2 ** 20).toFixed(0));
 
-export function printTable(result: { machine: { cpu: string; cores: number; memoryGiB: number; node: string }; command: string; runs: SystemRun[]; ratios: Record<string, Ratio> }): void {
+export function printTable(result: {
+  machine: { cpu: string; cores: number; memoryGiB: number; node: string };
+  command: string;
+  runs: SystemRun[];
+  ratios: Record<string, Ratio>;
+}): void {
   const w = (line: string) => process.stdout.write(line + '\n');
   const m = result.machine;
   w('');
-  w(`${result.command}   on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}; load generators on the same machine`);
+  w(
+    `${result.command}   on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}; load generators on the same machine`,
+  );
   w('');
   const head = [
-    pad('scenario', 18), pad('system', 17), pad('lg', 7), lpad('max rps', 8), pad(' rounds', 22), lpad('srv/lg/oth cores', 17), lpad('µs/call', 8),
-    lpad('p50 ms', 7), lpad('p99 ms', 7), lpad('lone p50', 9), lpad('lone h2l', 9), lpad('RSS pk/aft', 11), lpad('err/wrong/late', 15),
-    lpad('×null-gj', 9), lpad('×null-h2', 9), lpad('×plugin', 8), lpad('×own null', 10), lpad('load1', 6),
+    pad('scenario', 18),
+    pad('system', 17),
+    pad('lg', 7),
+    lpad('max rps', 8),
+    pad(' rounds', 22),
+    lpad('srv/lg/oth cores', 17),
+    lpad('µs/call', 8),
+    lpad('p50 ms', 7),
+    lpad('p99 ms', 7),
+    lpad('lone p50', 9),
+    lpad('lone h2l', 9),
+    lpad('RSS pk/aft', 11),
+    lpad('err/wrong/late', 15),
+    lpad('×null-gj', 9),
+    lpad('×null-h2', 9),
+    lpad('×plugin', 8),
+    lpad('×own null', 10),
+    lpad('load1', 6),
   ].join(' ');
   w(head);
   w('-'.repeat(head.length));
@@ -130,29 +152,45 @@ export function printTable(result: { machine: { cpu: string; cores: number; memo
     const f = (x: number | null | undefined) => (x == null ? '-' : x.toFixed(2));
     w(
       [
-        pad(r.scenario, 18), pad(r.system, 17), pad(r.closed?.loadGenerator ?? '-', 7), lpad(String(r.maxRps), 8),
+        pad(r.scenario, 18),
+        pad(r.system, 17),
+        pad(r.closed?.loadGenerator ?? '-', 7),
+        lpad(String(r.maxRps), 8),
         pad(' ' + (r.roundsRps ?? []).join('/'), 22),
-        lpad(c ? `${c.server}/${c.loadGenerator}/${c.other}` : '-', 17), lpad(r.cpuUsPerCall === undefined ? '-' : r.cpuUsPerCall.toFixed(0), 8),
-        lpad(ms(lat?.p50), 7), lpad(ms(lat?.p99), 7), lpad(ms(r.lone?.loadGenerator === 'ghz' ? r.lone.latencyMs.p50 : undefined), 9), lpad(ms(r.loneH2load?.latencyMs?.p50), 9),
+        lpad(c ? `${c.server}/${c.loadGenerator}/${c.other}` : '-', 17),
+        lpad(r.cpuUsPerCall === undefined ? '-' : r.cpuUsPerCall.toFixed(0), 8),
+        lpad(ms(lat?.p50), 7),
+        lpad(ms(lat?.p99), 7),
+        lpad(ms(r.lone?.loadGenerator === 'ghz' ? r.lone.latencyMs.p50 : undefined), 9),
+        lpad(ms(r.loneH2load?.latencyMs?.p50), 9),
         lpad(`${mib(r.peakRssBytes)}/${mib(r.rssAfterBytes)}`, 11),
         lpad(`${r.errors ?? 0}/${r.wrongDecisions ?? 0}/${r.late ?? '-'}`, 15),
-        lpad(f(ratio?.vsNullGrpcJs), 9), lpad(f(ratio?.vsNullHttp2), 9), lpad(f(ratio?.vsOpaEnvoyPlugin), 8), lpad(f(r.vsOwnNull), 10),
+        lpad(f(ratio?.vsNullGrpcJs), 9),
+        lpad(f(ratio?.vsNullHttp2), 9),
+        lpad(f(ratio?.vsOpaEnvoyPlugin), 8),
+        lpad(f(r.vsOwnNull), 10),
         lpad(r.loadAverageAtStart ? r.loadAverageAtStart[0].toFixed(2) : '-', 6),
       ].join(' ') + (r.state !== 'measured' ? `  ${r.state.toUpperCase()}: ${r.reason}` : ''),
     );
   }
   w('');
   w('lg: load generator of the closed loop; max rps: median of the interleaved rounds (all shown);');
-  w('cores: server / load generator / other processes during the median round; µs/call: server CPU per answered call (median round);');
-  w('p50/p99: ghz open loop at 50% of that system\'s max (gRPC only); lone p50: one call at a time with ghz; lone h2l: with h2load;');
+  w(
+    'cores: server / load generator / other processes during the median round; µs/call: server CPU per answered call (median round);',
+  );
+  w(
+    "p50/p99: ghz open loop at 50% of that system's max (gRPC only); lone p50: one call at a time with ghz; lone h2l: with h2load;",
+  );
   w('RSS: peak / after the scenario (MiB, whole process tree); err: load generator errors; wrong: answers under load');
-  w('(sampled, and mcp-authz\'s own decision counter) that were not the expected decision; late: closed-loop answers');
-  w('slower than Envoy\'s 200 ms grpc-timeout (h2load); load1: 1-minute load average;');
+  w("(sampled, and mcp-authz's own decision counter) that were not the expected decision; late: closed-loop answers");
+  w("slower than Envoy's 200 ms grpc-timeout (h2load); load1: 1-minute load average;");
   w('×own null: max rps over the null server of the same transport (transport study).');
   reasons.forEach((why, i) => w(`[${i + 1}] ${why}`));
   const busiest = Math.max(0, ...result.runs.map((r) => r.cores?.other ?? 0));
   if (busiest > 0.25) {
     w('');
-    w(`WARNING: other processes took up to ${busiest} cores during these runs: the machine was not idle, the figures understate every system.`);
+    w(
+      `WARNING: other processes took up to ${busiest} cores during these runs: the machine was not idle, the figures understate every system.`,
+    );
   }
 }

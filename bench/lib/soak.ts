@@ -17,7 +17,15 @@ import { round } from './ghz.js';
 import { CHECK_PATH, GRPC_HEADERS, runH2load, type H2loadResult } from './h2load.js';
 import { startMcpAuthz, writeMcpAuthzConfig, type Prepared } from './mcp-authz.js';
 import { out } from './paths.js';
-import { freePort, loadAverage, machineBusySeconds, run, sampleRss, treeCpuSeconds, type RssSample } from './processes.js';
+import {
+  freePort,
+  loadAverage,
+  machineBusySeconds,
+  run,
+  sampleRss,
+  treeCpuSeconds,
+  type RssSample,
+} from './processes.js';
 import type { Scenario } from './scenarios.js';
 import { CheckClient, describe } from './verify.js';
 
@@ -62,7 +70,10 @@ export async function runSoak(o: SoakOptions) {
   const probes = PROBES.map(find);
   const tokens = find(TOKENS);
   const cacheSize = tokenCacheSize();
-  if (tokens.requests.length <= cacheSize) throw new Error(`${tokens.requests.length} distinct tokens do not outnumber the verified-token cache (${cacheSize}): raise --distinct-tokens`);
+  if (tokens.requests.length <= cacheSize)
+    throw new Error(
+      `${tokens.requests.length} distinct tokens do not outnumber the verified-token cache (${cacheSize}): raise --distinct-tokens`,
+    );
 
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   const configFile = writeMcpAuthzConfig(o.p, grpcPort, httpPort, o.bundle);
@@ -90,7 +101,9 @@ export async function runSoak(o: SoakOptions) {
     const max = await runH2load({ ...h2, durationSec: 10 });
     const rps = Math.max(o.settings.connections, Math.floor(max.rps * o.settings.loadFraction));
     const perConnection = Math.max(1, Math.round(rps / o.settings.connections));
-    o.log(`soak: ${o.durationSec}s at ${perConnection * o.settings.connections} rps (${o.settings.loadFraction * 100}% of ${max.rps}) with h2load, ${o.tokenRps} rps of ${tokens.requests.length} distinct tokens (cache ${cacheSize}), reloads every ${o.reloadEverySec}s`);
+    o.log(
+      `soak: ${o.durationSec}s at ${perConnection * o.settings.connections} rps (${o.settings.loadFraction * 100}% of ${max.rps}) with h2load, ${o.tokenRps} rps of ${tokens.requests.length} distinct tokens (cache ${cacheSize}), reloads every ${o.reloadEverySec}s`,
+    );
 
     const countsBefore = await readDecisionCounts(metricsUrl);
     const metricsBefore = await scrapeText(metricsUrl);
@@ -99,7 +112,10 @@ export async function runSoak(o: SoakOptions) {
     const t0 = Date.now();
     const rss = sampleRss(server.pid, 2000);
     const loads: { t: number; load1: number }[] = [{ t: 0, load1: loadAverage()[0] }];
-    const loadTimer = setInterval(() => loads.push({ t: round((Date.now() - t0) / 1000, 0), load1: loadAverage()[0] }), 10_000);
+    const loadTimer = setInterval(
+      () => loads.push({ t: round((Date.now() - t0) / 1000, 0), load1: loadAverage()[0] }),
+      10_000,
+    );
     let running = true;
 
     // One checked call of each kind in turn, every 100 ms.
@@ -155,17 +171,28 @@ export async function runSoak(o: SoakOptions) {
     const machineCores = (machineBusySeconds() - busy0) / elapsedSec;
     const metricsAfter = await scrapeText(metricsUrl);
     const decisions = decisionsDuring(countsBefore, await readDecisionCounts(metricsUrl));
-    const reloadCounts = counterDeltas(metricsBefore, metricsAfter, ['mcp_authz_policy_reloads_total', 'mcp_authz_api_keys_reloads_total', 'mcp_authz_log_lines_dropped_total']);
+    const reloadCounts = counterDeltas(metricsBefore, metricsAfter, [
+      'mcp_authz_policy_reloads_total',
+      'mcp_authz_api_keys_reloads_total',
+      'mcp_authz_log_lines_dropped_total',
+    ]);
     const growth = rssGrowth(samples, elapsedSec);
     const h2loadErrors = load.failed + load.errored + load.timeout;
-    const reloadFailures = (reloadCounts['mcp_authz_policy_reloads_total{result="failure"}'] ?? 0) + (reloadCounts['mcp_authz_api_keys_reloads_total{result="failure"}'] ?? 0);
+    const reloadFailures =
+      (reloadCounts['mcp_authz_policy_reloads_total{result="failure"}'] ?? 0) +
+      (reloadCounts['mcp_authz_api_keys_reloads_total{result="failure"}'] ?? 0);
     const checks = {
       rssGrowthBelow10Pct: growth.growthPct < 10,
-      noLoadGeneratorError: h2loadErrors === 0 && load.succeeded === load.done && load.statusCodes['4xx'] + load.statusCodes['5xx'] === 0,
+      noLoadGeneratorError:
+        h2loadErrors === 0 && load.succeeded === load.done && load.statusCodes['4xx'] + load.statusCodes['5xx'] === 0,
       everyProbeRight: probe.wrong === 0 && probe.failed === 0 && probe.sent > 0,
       everyTokenCallRight: stream.wrong === 0 && stream.failed === 0 && stream.sent > 0,
       noUnexpectedDecision: Object.keys(decisions.other).length === 0,
-      reloadsHappenedAndNoneFailed: reloadFailures === 0 && reloads.failedToWrite.length === 0 && (reloadCounts['mcp_authz_policy_reloads_total{result="success"}'] ?? 0) > 0 && (reloadCounts['mcp_authz_api_keys_reloads_total{result="success"}'] ?? 0) > 0,
+      reloadsHappenedAndNoneFailed:
+        reloadFailures === 0 &&
+        reloads.failedToWrite.length === 0 &&
+        (reloadCounts['mcp_authz_policy_reloads_total{result="success"}'] ?? 0) > 0 &&
+        (reloadCounts['mcp_authz_api_keys_reloads_total{result="success"}'] ?? 0) > 0,
     };
     return {
       passed: Object.values(checks).every(Boolean),
@@ -178,10 +205,32 @@ export async function runSoak(o: SoakOptions) {
       tokenStream: { rps: o.tokenRps, distinctTokens: tokens.requests.length, tokenCacheSize: cacheSize, ...stream },
       prober: { kinds: PROBES, ...probe },
       decisions,
-      reloads: { everySec: o.reloadEverySec, ticks: reloads.ticks, bundleRevisions: revisions?.map((r) => r.revision) ?? [], failedToWrite: reloads.failedToWrite, counters: reloadCounts },
-      cpu: { serverCores: round(serverCores, 2), machineCores: round(machineCores, 2), note: 'cores busy on average over the soak: the server\'s process tree, and the whole machine (the server, h2load, this process and anything else running)' },
-      loadAverage1m: { min: Math.min(...loads.map((l) => l.load1)), median: median(loads.map((l) => l.load1)), max: Math.max(...loads.map((l) => l.load1)), samples: loads },
-      rss: { ...growth, samples: samples.map((x) => ({ t: round(x.t / 1000, 0), mib: round(x.bytes / 2 ** 20, 1), processes: x.processes })) },
+      reloads: {
+        everySec: o.reloadEverySec,
+        ticks: reloads.ticks,
+        bundleRevisions: revisions?.map((r) => r.revision) ?? [],
+        failedToWrite: reloads.failedToWrite,
+        counters: reloadCounts,
+      },
+      cpu: {
+        serverCores: round(serverCores, 2),
+        machineCores: round(machineCores, 2),
+        note: "cores busy on average over the soak: the server's process tree, and the whole machine (the server, h2load, this process and anything else running)",
+      },
+      loadAverage1m: {
+        min: Math.min(...loads.map((l) => l.load1)),
+        median: median(loads.map((l) => l.load1)),
+        max: Math.max(...loads.map((l) => l.load1)),
+        samples: loads,
+      },
+      rss: {
+        ...growth,
+        samples: samples.map((x) => ({
+          t: round(x.t / 1000, 0),
+          mib: round(x.bytes / 2 ** 20, 1),
+          processes: x.processes,
+        })),
+      },
     };
   } finally {
     prober.close();
@@ -269,7 +318,9 @@ function swapIn(from: { file: string }, to: string): void {
 /** The keys file rewritten with or without one more key, swapped in by rename. */
 function rewriteKeys(p: Prepared, extra: boolean): void {
   const tmp = `${p.keysFile}.tmp`;
-  writeFileSync(tmp, stringify(p.keysDocument(extra ? `mcp_${randomBytes(32).toString('base64url')}` : undefined)), { mode: 0o600 });
+  writeFileSync(tmp, stringify(p.keysDocument(extra ? `mcp_${randomBytes(32).toString('base64url')}` : undefined)), {
+    mode: 0o600,
+  });
   renameSync(tmp, p.keysFile);
 }
 

@@ -33,7 +33,11 @@ export class CheckClient {
 
   check(req: Record<string, unknown>, timeoutMs = 5000): Promise<CheckResponse> {
     return new Promise((resolve, reject) => {
-      this.client.Check(req, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: CheckResponse) => (err ? reject(err) : resolve(res)));
+      this.client.Check(
+        req,
+        { deadline: Date.now() + timeoutMs },
+        (err: grpc.ServiceError | null, res: CheckResponse) => (err ? reject(err) : resolve(res)),
+      );
     });
   }
 
@@ -47,7 +51,8 @@ export class CheckClient {
     const observed = observe(res);
     const ok =
       observed.allow === expected.allow &&
-      (expected.allow || (observed.status === expected.status && (expected.error === undefined || observed.error === expected.error)));
+      (expected.allow ||
+        (observed.status === expected.status && (expected.error === undefined || observed.error === expected.error)));
     return { ok, expected, observed };
   }
 
@@ -85,15 +90,25 @@ function observe(res: CheckResponse): Observed {
   } catch {
     /* not JSON */
   }
-  return { allow: false, grpcStatus, status: deniedStatus(res) ?? 0, ...(error ? { error } : {}), ...(description ? { description } : {}) };
+  return {
+    allow: false,
+    grpcStatus,
+    status: deniedStatus(res) ?? 0,
+    ...(error ? { error } : {}),
+    ...(description ? { description } : {}),
+  };
 }
 
 /** One line: what was expected and what came back. */
 export function describe(v: Verdict): string {
-  const want = v.expected.allow ? 'allow' : `deny ${v.expected.status}${v.expected.error ? ` ${v.expected.error}` : ''}`;
+  const want = v.expected.allow
+    ? 'allow'
+    : `deny ${v.expected.status}${v.expected.error ? ` ${v.expected.error}` : ''}`;
   if (v.failure) return `expected ${want}, the call failed: ${v.failure}`;
   const o = v.observed!;
-  const got = o.allow ? 'allow' : `deny ${o.status}${o.error ? ` ${o.error}` : ''}${o.description ? ` ("${o.description}")` : ''}`;
+  const got = o.allow
+    ? 'allow'
+    : `deny ${o.status}${o.error ? ` ${o.error}` : ''}${o.description ? ` ("${o.description}")` : ''}`;
   return `expected ${want}, got ${got}`;
 }
 
@@ -106,15 +121,29 @@ export class HttpCheckClient {
 
   constructor(private readonly origin: string) {}
 
-  check(shape: HttpShape, timeoutMs = 5000): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  check(
+    shape: HttpShape,
+    timeoutMs = 5000,
+  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
     const url = new URL(shape.path, this.origin);
     return new Promise((resolve, reject) => {
-      const req = httpRequest(url, { method: shape.method, headers: { ...shape.headers, host: shape.host }, agent: this.agent, timeout: timeoutMs }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-        res.on('error', reject);
-      });
+      const req = httpRequest(
+        url,
+        {
+          method: shape.method,
+          headers: { ...shape.headers, host: shape.host },
+          agent: this.agent,
+          timeout: timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (d: Buffer) => chunks.push(d));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+          );
+          res.on('error', reject);
+        },
+      );
       req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
       req.on('error', reject);
       req.end(shape.body);
@@ -135,8 +164,16 @@ export class HttpCheckClient {
     } catch {
       /* not JSON (an allow has no body) */
     }
-    const observed: Observed = { allow: res.status === 200, grpcStatus: -1, status: res.status, ...(error ? { error } : {}) };
-    const ok = observed.allow === expected.allow && (expected.allow || (observed.status === expected.status && (expected.error === undefined || observed.error === expected.error)));
+    const observed: Observed = {
+      allow: res.status === 200,
+      grpcStatus: -1,
+      status: res.status,
+      ...(error ? { error } : {}),
+    };
+    const ok =
+      observed.allow === expected.allow &&
+      (expected.allow ||
+        (observed.status === expected.status && (expected.error === undefined || observed.error === expected.error)));
     return { ok, expected, observed };
   }
 

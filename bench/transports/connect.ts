@@ -27,7 +27,13 @@ function opaqueAuthorizationService(): { service: DescService; request: DescMess
     service: [
       {
         name: 'Authorization',
-        method: [{ name: 'Check', inputType: '.envoy.service.auth.v3.CheckRequest', outputType: '.envoy.service.auth.v3.CheckResponse' }],
+        method: [
+          {
+            name: 'Check',
+            inputType: '.envoy.service.auth.v3.CheckRequest',
+            outputType: '.envoy.service.auth.v3.CheckResponse',
+          },
+        ],
       },
     ],
   });
@@ -70,7 +76,8 @@ function splitFields(buf: Buffer): UnknownField[] {
   while (pos < buf.length) {
     const tag = varint();
     const wireType = tag & 7;
-    if (wireType !== WireType.LengthDelimited) throw new Error(`unexpected wire type ${wireType} at the top level of a CheckResponse`);
+    if (wireType !== WireType.LengthDelimited)
+      throw new Error(`unexpected wire type ${wireType} at the top level of a CheckResponse`);
     const start = pos;
     const len = varint();
     pos += len;
@@ -90,7 +97,13 @@ export async function serveConnect(m: Product, rt: Runtime, port: number): Promi
         return { $typeName: response.typeName, $unknown: splitFields(bytes) } as never;
       },
     } as never);
-  const handler = connectNodeAdapter({ routes, grpc: true, grpcWeb: false, connect: false, readMaxBytes: MAX_MESSAGE_BYTES });
+  const handler = connectNodeAdapter({
+    routes,
+    grpc: true,
+    grpcWeb: false,
+    connect: false,
+    readMaxBytes: MAX_MESSAGE_BYTES,
+  });
   const server: Http2Server = createServer(handler);
   const sessions = new Set<ServerHttp2Session>();
   server.on('session', (s) => {

@@ -10,7 +10,15 @@ import type { Product, Runtime, Served } from './serve.js';
 const MAX_BODY_BYTES = 8 * 1024 * 1024; // Envoy's max_request_bytes is set below this
 
 type Outcome = Parameters<Product['encodeCheckResponse']>[0];
-const INTERNAL_DENY: Outcome = { kind: 'deny', allow: false, status: 503, grpc: 14, code: 'internal_error', description: 'internal error', headers: [] };
+const INTERNAL_DENY: Outcome = {
+  kind: 'deny',
+  allow: false,
+  status: 503,
+  grpc: 14,
+  code: 'internal_error',
+  description: 'internal error',
+  headers: [],
+};
 
 /** The forwarded request as the CheckRequest fields the pipeline reads (proto field names). */
 function toWire(req: IncomingMessage, body: Buffer): Record<string, unknown> {
@@ -27,7 +35,11 @@ function toWire(req: IncomingMessage, body: Buffer): Record<string, unknown> {
   headers[':path'] = req.url ?? '';
   return {
     attributes: {
-      source: { address: { socket_address: { address: req.socket.remoteAddress ?? '', port_value: req.socket.remotePort ?? 0 } } },
+      source: {
+        address: {
+          socket_address: { address: req.socket.remoteAddress ?? '', port_value: req.socket.remotePort ?? 0 },
+        },
+      },
       request: {
         http: {
           id: headers['x-request-id'] ?? '',
@@ -56,7 +68,10 @@ function answer(m: Product, res: ServerResponse, o: Outcome): void {
     return;
   }
   const body = m.responseBody(o);
-  const h: Record<string, string> = { 'content-type': m.responseContentType(o), 'content-length': String(Buffer.byteLength(body)) };
+  const h: Record<string, string> = {
+    'content-type': m.responseContentType(o),
+    'content-length': String(Buffer.byteLength(body)),
+  };
   for (const x of o.headers) h[x.name] = x.value;
   res.writeHead(o.status, h).end(body);
 }
@@ -68,7 +83,15 @@ export async function serveHttpExtAuthz(m: Product, rt: Runtime, port: number): 
     req.on('data', (d: Buffer) => {
       size += d.length;
       if (size > MAX_BODY_BYTES) {
-        answer(m, res, { kind: 'deny', allow: false, status: 413, grpc: 3, code: 'body_too_large', description: `The request body is larger than ${MAX_BODY_BYTES} bytes.`, headers: [] });
+        answer(m, res, {
+          kind: 'deny',
+          allow: false,
+          status: 413,
+          grpc: 3,
+          code: 'body_too_large',
+          description: `The request body is larger than ${MAX_BODY_BYTES} bytes.`,
+          headers: [],
+        });
         req.destroy();
         return;
       }

@@ -31,20 +31,32 @@ export interface Served {
 }
 
 const { values } = parseArgs({
-  options: { transport: { type: 'string' }, config: { type: 'string' }, port: { type: 'string' }, 'metrics-port': { type: 'string' } },
+  options: {
+    transport: { type: 'string' },
+    config: { type: 'string' },
+    port: { type: 'string' },
+    'metrics-port': { type: 'string' },
+  },
 });
 const transport = values.transport as TransportName;
 const port = Number(values.port);
 const metricsPort = Number(values['metrics-port']);
 if (!TRANSPORTS.includes(transport) || !values.config || !Number.isInteger(port) || !Number.isInteger(metricsPort)) {
-  process.stderr.write(`transports/serve: --transport (${TRANSPORTS.join('|')}), --config, --port and --metrics-port are required\n`);
+  process.stderr.write(
+    `transports/serve: --transport (${TRANSPORTS.join('|')}), --config, --port and --metrics-port are required\n`,
+  );
   process.exit(2);
 }
 
 const m = await product();
 const metrics = new Registry();
-const rt = await m.buildRuntime(m.loadConfigFile(values.config), m.createLogger(), metrics, { watch: false, sharedLimits: false });
-const serve = { 'grpc-js': serveGrpcJs, connect: serveConnect, 'lean-http2': serveLeanHttp2, http1: serveHttpExtAuthz }[transport];
+const rt = await m.buildRuntime(m.loadConfigFile(values.config), m.createLogger(), metrics, {
+  watch: false,
+  sharedLimits: false,
+});
+const serve = { 'grpc-js': serveGrpcJs, connect: serveConnect, 'lean-http2': serveLeanHttp2, http1: serveHttpExtAuthz }[
+  transport
+];
 const served = await serve(m, rt, port);
 
 // The runtime's own counters (mcp_authz_check_total …), so the benchmark can count decisions.

@@ -683,7 +683,7 @@ function removeHeader(headers: HeaderList, name: string): void {
 }
 
 /** The body after a BodyMutation, or undefined when the answer leaves it alone. */
-function mutatedBody(common: WireCommonResponse, body: Buffer): Buffer | undefined {
+function mutatedBody(common: WireCommonResponse, _body: Buffer): Buffer | undefined {
   const m = common.body_mutation;
   if (!m) return undefined;
   if (m.mutation === 'clear_body') return m.clear_body ? Buffer.alloc(0) : undefined;

@@ -7,7 +7,7 @@ import { readSource, WatchedFile, type ReloadResult } from '../config/watched-fi
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { demoKeyWarning, type ListenAddresses } from './demo-keys.js';
-import { buildKeyRegistry, KeyRegistry, KeysFileError, parseKeysFile } from './key-registry.js';
+import { buildKeyRegistry, type KeyRegistry, KeysFileError, parseKeysFile } from './key-registry.js';
 
 export interface KeySourceOptions {
   file: string | undefined;

@@ -46,7 +46,7 @@ export class OAuthDiscovery implements DirectResponder {
     if (!metadataPath && unpublished === undefined) return undefined;
     // Declared by the operator: the MCP server behind this endpoint publishes its own documents.
     const owner = this.endpoints.match(path, request.host);
-    if (owner !== undefined && owner.metadataPath.split('/').includes('.well-known')) return undefined;
+    if (owner?.metadataPath.split('/').includes('.well-known')) return undefined;
 
     if (metadataPath) {
       const answered = this.metadata.answer(request);

@@ -36,7 +36,7 @@ function convert(v: unknown, key: string): unknown {
   for (const k of Object.keys(o)) {
     const val = o[k];
     // proto-loader's `oneofs: true` adds the name of the set field; protojson has no such field.
-    if (typeof val === 'string' && !keepKeys && Object.prototype.hasOwnProperty.call(o, val) && val !== k) continue;
+    if (typeof val === 'string' && !keepKeys && Object.hasOwn(o, val) && val !== k) continue;
     out[keepKeys ? k : camel(k)] = keepKeys ? val : convert(val, k);
   }
   return out;
@@ -61,6 +61,7 @@ function struct(s: unknown): unknown {
 // says for the envoy messages: protobufjs bundles google.protobuf.Struct with its own names.
 // The snake_case spelling is read too, for messages built by hand.
 function value(v: unknown): unknown {
+  // biome-ignore lint/suspicious/noExplicitAny: a decoded google.protobuf.Value, read field by field below
   const o = v as Record<string, any> | null;
   if (!o) return null;
   if ('stringValue' in o) return o.stringValue;

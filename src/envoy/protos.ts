@@ -31,7 +31,7 @@ export function extProcService(): grpc.ServiceDefinition {
   return pkg.envoy.service.ext_proc.v3.ExternalProcessor.service;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: grpc-js's loadPackageDefinition returns an untyped tree
 type AnyService = any;
 
 export function authorizationService(): grpc.ServiceDefinition {

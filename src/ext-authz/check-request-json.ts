@@ -72,7 +72,7 @@ function scalar(type: string, v: Json, where: string): unknown {
 }
 
 function enumValue(e: protobuf.Enum, v: Json, where: string): number {
-  if (typeof v === 'string' && Object.prototype.hasOwnProperty.call(e.values, v)) return e.values[v]!;
+  if (typeof v === 'string' && Object.hasOwn(e.values, v)) return e.values[v]!;
   if (typeof v === 'number' && Number.isInteger(v)) return v;
   throw new CheckRequestJsonError(where, `expected one of ${Object.keys(e.values).join(', ')}, got ${JSON.stringify(v)}`);
 }

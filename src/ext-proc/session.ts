@@ -20,7 +20,7 @@ import { randomUUID } from 'node:crypto';
 import type { CheckTrace } from '../decision/context.js';
 import { deny, internalErrorDeny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
 import { EXT_PROC_ATTRIBUTES_KEY, readResponseHead, toRequestFromExtProc, type ExtProcRequestParts } from './request.js';
-import { extProcDynamicMetadata, headerOption, immediateResponse, requestHeaderMutation, responseHeaderMutation } from './answers.js';
+import { extProcDynamicMetadata, immediateResponse, requestHeaderMutation, responseHeaderMutation } from './answers.js';
 import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from './wire.js';
 import type { ExtProcStreamResult } from '../metrics/hooks.js';
 import { runCheck } from '../pipeline/pipeline.js';

@@ -90,7 +90,9 @@ export class ListVisibility {
       const r = authorizer.visible(ctx, calls, policy?.credentials?.input() ?? policy?.input);
       if (r.record) this.evaluations.push(r.record);
       if (!r.ok) return failure(r.reason, r.detail);
-      asked.forEach((item, i) => answers.set(keyOf(item), r.visible[i]!));
+      asked.forEach((item, i) => {
+        answers.set(keyOf(item), r.visible[i]!);
+      });
     }
     for (const item of items) {
       const shown = answers.get(keyOf(item)) === true;

@@ -1,5 +1,5 @@
 // The service's own gRPC server, on node:http2. grpc-js costs two to three times what
-// Node's HTTP/2 itself costs for a unary call (README "Performance"); this server does what
+// Node's HTTP/2 itself costs for a unary call (docs/performance.md); this server does what
 // the service needs of gRPC and no more:
 //   - routing by :path; an unknown method is UNIMPLEMENTED, a non-gRPC content type 415;
 //   - unary, server-streaming, client-streaming and bidirectional calls with backpressure

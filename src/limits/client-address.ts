@@ -22,8 +22,7 @@ export function clientAddressResolver(cfg: ClientAddressConfig): (request: Reque
     }
     case 'x-envoy-external-address':
       return (request) => canonicalAddress(request.headers['x-envoy-external-address']?.[0]) ?? fromSource(request);
-    case 'source':
-    default:
+    default: // 'source'
       return fromSource;
   }
 }

@@ -257,7 +257,10 @@ export class FailureLedgerHost {
         this.lendWith(holder, items, results);
         this.send(holder, { type: 'mcp-authz:failures-counted', batch: m.batch, results });
       };
-      if (left === 0) return answer();
+      if (left === 0) {
+        answer();
+        return;
+      }
       const now = Date.now();
       items.forEach((item, i) => {
         // What the worker spent is settled as it arrives, even if the count itself must wait:

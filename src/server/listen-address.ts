@@ -25,7 +25,7 @@ export function parseListenAddress(address: string): ListenAddress {
   }
   const hp = splitHostPort(address);
   const port = portNumber(hp?.port);
-  if (!hp || !hp.exact || port === undefined || hp.host === '' || (!address.startsWith('[') && /\s/.test(hp.host))) {
+  if (!hp?.exact || port === undefined || hp.host === '' || (!address.startsWith('[') && /\s/.test(hp.host))) {
     throw new Error(`expected host:port (e.g. 0.0.0.0:9191) or unix:/path/to.sock, got ${JSON.stringify(address)}`);
   }
   return { kind: 'tcp', host: hp.host, port };

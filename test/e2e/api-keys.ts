@@ -1,4 +1,4 @@
-// API keys for the end-to-end tests, in the service's format (README "API keys"): `mcp_` + 256 bits of randomness,
+// API keys for the end-to-end tests, in the service's format (docs/authentication.md, "API keys"): `mcp_` + 256 bits of randomness,
 // registered by SHA-256 only in a keys file.
 import { createHash, randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';

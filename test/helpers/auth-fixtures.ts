@@ -20,12 +20,3 @@ export function keysFile(keys: CreatedKey[], extra: Record<string, Record<string
   return stringify({ keys: keys.map((k) => ({ ...k.entry, ...extra[k.entry.id] })) });
 }
 
-/** Polls `cond` until it holds or the deadline passes (no sleeps: each round is a real request). */
-export async function eventually(what: string, cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

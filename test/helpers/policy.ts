@@ -45,11 +45,3 @@ export function tokenPrincipal(sub: string, scopes: string[]): Principal {
   return { authenticated: true, method: 'oauth', id: `https://idp.example.com#${sub}`, userId: sub, subject: sub, roles: [], permissions: [], scopes, claims: { sub } };
 }
 
-/** Polls `probe` until it returns true, failing after the deadline (no fixed sleeps). */
-export async function until(probe: () => Promise<boolean> | boolean, what: string, deadlineMs = 15_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!(await probe())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}

@@ -8,7 +8,8 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { freePort, waitFor } from './redis.js';
+import { freePort } from './redis.js';
+import { waitFor } from './wait.js';
 
 export interface TestPostgres {
   host: string;

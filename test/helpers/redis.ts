@@ -2,6 +2,7 @@
 // stopped (and restarted on the same port) by the outage tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, Socket } from 'node:net';
+import { waitFor } from './wait.js';
 
 export interface TestRedis {
   port: number;
@@ -40,15 +41,6 @@ export function ping(port: number, timeoutMs = 300): Promise<boolean> {
     sock.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
     sock.once('data', (d) => done(d.toString().startsWith('+PONG')));
   });
-}
-
-export async function waitFor(what: string, cond: () => Promise<boolean> | boolean, deadlineMs = 10_000, everyMs = 25): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 export async function startRedis(): Promise<TestRedis> {

@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { clientConstructors } from '../../src/envoy/protos.js';
-import { waitFor } from './redis.js';
 import type { CheckResponse } from './service.js';
+import { waitFor } from './wait.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 

@@ -34,8 +34,7 @@ function parseAddr(s: string): { b: number[]; is4: boolean } | undefined {
     if (!v) return undefined;
     tail4 = v;
     head = s.slice(0, lastColon + 1);
-    if (head.endsWith('::')) head = head;
-    else head = head.slice(0, -1);
+    if (!head.endsWith('::')) head = head.slice(0, -1);
   }
   const want = 8 - tail4.length / 2;
   const dbl = head.indexOf('::');
