@@ -137,8 +137,13 @@ test('numbers.range_step, semver and urlquery decide as opa eval', async (t) => 
   }
   const q = fc.stringMatching(/^([a-z%+=&;. ]|%[0-9a-fA-F]{2}|%zz|é|💡){0,12}$/);
   for (const s of sample(q, 120)) {
-    for (const f of ['urlquery.encode', 'urlquery.decode', 'urlquery.decode_object']) cases.push({ f, a: [s] });
+    for (const f of ['urlquery.encode', 'urlquery.decode']) cases.push({ f, a: [s] });
+    // Keys of different bytes that read as the same text (each invalid UTF-8 byte is U+FFFD) are
+    // one key holding one of their value lists: which one, OPA leaves to Go's map order. Two
+    // distinct non-ASCII escapes may make such keys, so those texts are the fixed cases below.
+    if (new Set(s.match(/%[89a-fA-F][0-9a-fA-F]/g)?.map((e) => e.toLowerCase())).size < 2) cases.push({ f: 'urlquery.decode_object', a: [s] });
   }
+  for (const s of ['%8b&%cb', '%8b=1&%8b=2&%cb=1&%cb=2', 'a%8b=x&a%cb=x&b', '%ff&%ff=&%ff=x']) cases.push({ f: 'urlquery.decode_object', a: [s] });
   for (const o of sample(fc.dictionary(fc.string({ maxLength: 3 }), fc.oneof(fc.string({ maxLength: 3 }), fc.array(fc.string({ maxLength: 3 }), { maxLength: 3 }), fc.integer())), 60)) cases.push({ f: 'urlquery.encode_object', a: [o] });
   await compare(t, cases);
 });

@@ -113,9 +113,15 @@ export function queryUnescape(s: string): string | ByteString {
 
 const MAX_QUERY_PARAMS = 10000;
 
+/**
+ * Go's url.ParseQuery, then the conversion to Rego: Go groups values by the key's bytes, and
+ * keys whose bytes are not UTF-8 can become the same text (each invalid byte is U+FFFD). Such
+ * keys are one key of the object, holding one group's values — the last here; in OPA whichever
+ * Go's map order gives last.
+ */
 function parseQuery(query: string): Map<string, Value[]> {
   if (query.split('&').length > MAX_QUERY_PARAMS) throw new BuiltinError('number of URL query parameters exceeded limit');
-  const m = new Map<string, Value[]>();
+  const groups = new Map<string, { key: string; values: Value[] }>();
   let failed = false;
   for (const part of query.split('&')) {
     if (part.includes(';')) {
@@ -127,14 +133,17 @@ function parseQuery(query: string): Map<string, Value[]> {
     try {
       const k = queryUnescape(eq >= 0 ? part.slice(0, eq) : part);
       const v = queryUnescape(eq >= 0 ? part.slice(eq + 1) : '');
-      const key = String(k);
-      if (!m.has(key)) m.set(key, []);
-      m.get(key)!.push(v);
+      const bytes = k instanceof ByteString ? `b:${Buffer.from(k.bytes).toString('hex')}` : `s:${k}`;
+      let group = groups.get(bytes);
+      if (!group) groups.set(bytes, (group = { key: String(k), values: [] }));
+      group.values.push(v);
     } catch {
       failed = true;
     }
   }
   if (failed) throw new BuiltinError('invalid URL query');
+  const m = new Map<string, Value[]>();
+  for (const { key, values } of groups.values()) m.set(key, values);
   return m;
 }
 
