@@ -10,14 +10,14 @@ import { gunzipSync } from 'node:zlib';
 import { Registry } from 'prom-client';
 import { validateConfig } from '../src/config/load.js';
 import { authorizationService } from '../src/envoy/protos.js';
-import { decodeCheckRequest } from '../src/envoy/check-codec.js';
+import { decodeCheckRequest } from '../src/ext-authz/check-codec.js';
 import { toRequest } from '../src/envoy/to-request.js';
 import { DecisionLogShipper } from '../src/log/decision-log-shipper.js';
 import { silentLogger } from '../src/log/logger.js';
 import { RemoteService } from '../src/config/remote-service.js';
 import { buildRuntime } from '../src/pipeline/build-runtime.js';
 import { runCheck } from '../src/pipeline/pipeline.js';
-import type { CheckTrace } from '../src/check/context.js';
+import type { CheckTrace } from '../src/decision/context.js';
 
 const { values } = parseArgs({
   options: { calls: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '5' } },

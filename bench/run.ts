@@ -76,7 +76,7 @@ const STUDY_TRANSPORT: Record<string, { serve: string; ownNull: string; about: s
   'grpc-js': {
     serve: 'grpc-js',
     ownNull: 'null-grpc-js',
-    about: "the product's grpc-js server (grpcServer: grpc-js, dist/server/grpc-js-server.js), one process",
+    about: "the product's grpc-js server (grpcServer: grpc-js, dist/grpc/grpc-js-server.js), one process",
   },
   connect: {
     serve: 'connect',
@@ -86,7 +86,7 @@ const STUDY_TRANSPORT: Record<string, { serve: string; ownNull: string; about: s
   'lean-http2': {
     serve: 'lean-http2',
     ownNull: 'null-http2',
-    about: "the product's own gRPC server on node:http2 (grpcServer: lean, dist/server/h2-grpc-server.js), one process",
+    about: "the product's own gRPC server on node:http2 (grpcServer: lean, dist/grpc/h2-server.js), one process",
   },
   'http-ext-authz': {
     serve: 'http1',

@@ -12,7 +12,7 @@ import { loadBundle } from '../src/policy/bundle-loader.js';
 import { SHIPPED_BUNDLE } from '../src/config/paths.mjs';
 import { WasmEngine } from '../src/policy/wasm-engine.js';
 import { loadPolicy } from '@open-policy-agent/opa-wasm';
-import type { CheckContext } from '../src/check/context.js';
+import type { CheckContext } from '../src/decision/context.js';
 import { checkRequest, rpc } from '../test/helpers/service.js';
 import { loadPostgresParser } from '../src/request/sql-parser.js';
 

@@ -13,7 +13,7 @@ import { InputBuilder } from '../src/policy/policy-input.js';
 import { WasmEngine } from '../src/policy/wasm-engine.js';
 import { parseMcp } from '../src/request/json-rpc.js';
 import { sqlView } from '../src/request/sql-view.js';
-import type { CheckContext } from '../src/check/context.js';
+import type { CheckContext } from '../src/decision/context.js';
 import { checkRequest, rpc } from '../test/helpers/service.js';
 
 const PER = Number(process.argv[2] ?? 2000);

@@ -10,13 +10,14 @@ const SRC = resolve(import.meta.dirname, '..', 'src');
 /** Layer of each folder of src/, lowest first: the table of docs/architecture.md. */
 const LAYERS: Record<string, number> = {
   contracts: 0,
+  grpc: 0,
   config: 1,
   endpoints: 2,
   request: 2,
-  response: 2,
+  'mcp-response': 2,
   'oauth-client': 2,
   envoy: 3,
-  check: 3,
+  decision: 3,
   log: 4,
   metrics: 4,
   tracing: 4,
@@ -25,9 +26,10 @@ const LAYERS: Record<string, number> = {
   upstream: 5,
   policy: 5,
   pipeline: 6,
-  extproc: 7,
-  server: 7,
-  cli: 8,
+  'ext-authz': 7,
+  'ext-proc': 7,
+  server: 8,
+  cli: 9,
 };
 
 interface Edge {
@@ -131,6 +133,13 @@ test('every folder imports only its own layer and the layers below', (t) => {
     .filter((e) => LAYERS[e.to]! > LAYERS[e.from]!)
     .map((e) => `${e.from} (layer ${LAYERS[e.from]}) imports ${e.to} (layer ${LAYERS[e.to]}): ${e.via}`);
   t.deepEqual(upward, [], upward.join('\n'));
+});
+
+test('src/grpc/ is a library: it imports no other folder of src/', (t) => {
+  const out = folderEdges()
+    .filter((e) => e.from === 'grpc')
+    .map((e) => e.via);
+  t.deepEqual(out, [], `src/grpc/ knows gRPC and HTTP/2, nothing of the product:\n${out.join('\n')}`);
 });
 
 test('every folder of src/ has a layer, and docs/architecture.md shows the same table', (t) => {

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { validateConfig } from '../src/config/load.js';
 import { RequestRejected } from '../src/contracts/request-rejected.js';
-import type { CheckContext } from '../src/check/context.js';
+import type { CheckContext } from '../src/decision/context.js';
 import { EndpointRegistry } from '../src/endpoints/registry.js';
 import { parseMcp } from '../src/request/json-rpc.js';
 import { needsSqlParser, sqlWithoutDialect, viewPlan, viewsOf } from '../src/policy/argument-views.js';

@@ -3,7 +3,7 @@
 // model, and the same protojson attributes for policies that read them.
 import test from 'ava';
 import fc from 'fast-check';
-import { readCheckRequest } from '../src/envoy/check-codec.js';
+import { readCheckRequest } from '../src/ext-authz/check-codec.js';
 import { authorizationService } from '../src/envoy/protos.js';
 import { toRequest, type WireCheckRequest } from '../src/envoy/to-request.js';
 import { RequestRejected } from '../src/contracts/request-rejected.js';

@@ -5,9 +5,9 @@ import test from 'ava';
 import fc from 'fast-check';
 import { policyCode, type PolicyCode } from '../src/contracts/codes.js';
 import { answer, deny, policyDeny, type Outcome } from '../src/contracts/outcome.js';
-import { encodeCheckResponse } from '../src/envoy/encode-response.js';
+import { encodeCheckResponse } from '../src/ext-authz/encode-answer.js';
 import { authorizationService } from '../src/envoy/protos.js';
-import { DECISION_ID_KEY, toCheckResponse } from '../src/envoy/to-response.js';
+import { DECISION_ID_KEY, toCheckResponse } from '../src/ext-authz/answer.js';
 
 const check = authorizationService().Check!;
 const now = new Date('2026-11-23T12:00:00.000Z');

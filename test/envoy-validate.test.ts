@@ -12,7 +12,7 @@ import { validateConfig } from '../src/config/load.js';
 import type { Principal } from '../src/contracts/principal.js';
 import { headerNameMatches } from '../src/contracts/upstream-headers.js';
 import { identityHeaders } from '../src/pipeline/allow.js';
-import { DECISION_ID_KEY } from '../src/envoy/to-response.js';
+import { DECISION_ID_KEY } from '../src/ext-authz/answer.js';
 import { RECOMMENDED_EXT_PROC } from './e2e/stack.js';
 import { ROOT, validateObject } from './helpers/helm.js';
 

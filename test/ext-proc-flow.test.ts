@@ -1,18 +1,19 @@
-// ext_proc's Process stream on the service's own gRPC server (src/server/ext-proc-call.ts on
-// h2-grpc-server.ts), under flow control: Envoy streams an SSE list response to the service
+// ext_proc's Process stream on the service's own gRPC server (src/ext-proc/process-stream.ts on
+// src/grpc/h2-server.ts), under flow control: Envoy streams an SSE list response to the service
 // chunk by chunk and may stop reading the answers. A bare HTTP/2 client plays Envoy here, since
 // grpc-js's client reads ahead whatever its caller does; messages are the official protos.
 import { once } from 'node:events';
-import { connect, type ServerHttp2Stream } from 'node:http2';
+import { connect } from 'node:http2';
 import test from 'ava';
 import { mintKey } from './e2e/api-keys.js';
 import { keyEntries, requestBody, requestHeaders, responseBody, responseHeaders, testRuntime } from './helpers/ext-proc.js';
 import { rpc } from './helpers/service.js';
 import { extProcRoot, serviceDefinition } from '../src/envoy/proto-root.js';
-import type { StreamCall } from '../src/server/grpc-calls.js';
-import { FrameReader, frame } from '../src/server/grpc-wire.js';
-import { processHandler, type DuplexCall } from '../src/server/ext-proc-call.js';
-import { H2GrpcServer } from '../src/server/h2-grpc-server.js';
+import type { StreamCall } from '../src/grpc/calls.js';
+import { FrameReader, frame } from '../src/grpc/wire.js';
+import { processHandler, type DuplexCall } from '../src/ext-proc/process-stream.js';
+import { H2GrpcServer } from '../src/grpc/h2-server.js';
+import { grpcListen } from './helpers/grpc-listen.js';
 import { waitFor } from './helpers/wait.js';
 
 const bob = mintKey({ id: 'bob-cli', name: 'Bob', userId: 'bob', role: 'user', permissions: ['tools:search'] });
@@ -21,7 +22,7 @@ const PROCESS = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
 test('Envoy not reading the answers: the stream stops reading the chunks it sends, and every chunk is answered, in order, once it reads again', async (t) => {
   const rt = await testRuntime({ apiKeys: { keys: keyEntries([bob]) }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }] });
   t.teardown(() => rt.close());
-  const server = new H2GrpcServer({ maxReceiveMessageBytes: 4 * 1024 * 1024 });
+  const server = new H2GrpcServer({ maxReceiveMessageBytes: 4 * 1024 * 1024, listen: grpcListen });
   const calls: StreamCall[] = [];
   const handler = processHandler(rt);
   server.addService(serviceDefinition(extProcRoot(), 'envoy.service.ext_proc.v3.ExternalProcessor'), {
@@ -56,7 +57,7 @@ test('Envoy not reading the answers: the stream stops reading the chunks it send
   req.end();
 
   await waitFor('the Process call', () => calls.length === 1, 30_000, 0);
-  const h2 = (calls[0] as unknown as { stream: ServerHttp2Stream }).stream;
+  const h2 = calls[0]!.http2Stream!;
   // The answers fill Envoy's window; the service then stops reading what Envoy sends.
   await waitFor('the service to stop reading', () => h2.isPaused(), 30_000, 0);
 

@@ -6,8 +6,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { filterJsonBody } from '../src/response/list-filter.js';
-import { SseListRewriter } from '../src/response/sse-list-rewriter.js';
+import { filterJsonBody } from '../src/mcp-response/list-filter.js';
+import { SseListRewriter } from '../src/mcp-response/sse-list-rewriter.js';
 import { extProcService, startExtProcProxy, type ExtProcProxyOptions, type ProxyTimers } from '../demo/envoy-stand-in/ext-proc-proxy.js';
 import { waitFor } from './helpers/wait.js';
 

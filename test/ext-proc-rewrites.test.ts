@@ -7,7 +7,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { parseQuery } from '../src/request/parse-query.js';
 import { rawParamNames, removeQueryParams } from '../src/request/remove-query-params.js';
-import { privateCacheControl } from '../src/response/cache-control.js';
+import { privateCacheControl } from '../src/mcp-response/cache-control.js';
 import { envoyRemoveQueryParameters } from '../demo/envoy-stand-in/envoy-apply.js';
 
 test('every spelling of a credential is named as written, and the query is written back as Envoy writes it', (t) => {

@@ -3,8 +3,8 @@
 // (property: grpc-js's client reads back what was sent), and the deadline queue.
 import test from 'ava';
 import fc from 'fast-check';
-import { DeadlineQueue, type Deadline } from '../src/server/deadlines.js';
-import { encodeGrpcMessage, FrameError, FrameReader, frame, parseGrpcTimeout, Status } from '../src/server/grpc-wire.js';
+import { DeadlineQueue, type Deadline } from '../src/grpc/deadlines.js';
+import { encodeGrpcMessage, FrameError, FrameReader, frame, parseGrpcTimeout, Status } from '../src/grpc/wire.js';
 
 test('property: framed messages cut at any points are read whole and in order', (t) => {
   fc.assert(

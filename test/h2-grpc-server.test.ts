@@ -1,4 +1,4 @@
-// The service's own gRPC server (src/server/h2-grpc-server.ts) against real clients: grpc-js
+// The service's own gRPC server (src/grpc/h2-server.ts) against real clients: grpc-js
 // (the client every other test uses) for calls of every kind, and bare node:http2 sessions for
 // what grpc-js will not send (compressed flags, bad timeouts, ping floods, two messages on a
 // unary call). Methods here carry raw bytes (identity serializers), except where a real
@@ -8,11 +8,12 @@ import { connect, constants, type ClientHttp2Session } from 'node:http2';
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import type { MethodDefinition, ServiceDefinition } from '../src/envoy/proto-root.js';
+import type { MethodDefinition, ServiceDefinition } from '../src/grpc/server.js';
 import { envoyIncludeDirs, loaderOptions } from '../src/envoy/protos.js';
-import type { StreamCall, UnaryCall } from '../src/server/grpc-calls.js';
-import { H2GrpcServer, type H2GrpcServerOptions } from '../src/server/h2-grpc-server.js';
-import { FrameReader, frame, Status } from '../src/server/grpc-wire.js';
+import type { StreamCall } from '../src/grpc/calls.js';
+import { H2GrpcServer, type DecodedUnaryCall as UnaryCall, type H2GrpcServerOptions } from '../src/grpc/h2-server.js';
+import { grpcListen } from './helpers/grpc-listen.js';
+import { FrameReader, frame, Status } from '../src/grpc/wire.js';
 import { waitFor } from './helpers/wait.js';
 
 const identity = (b: unknown) => b as Buffer;
@@ -51,7 +52,7 @@ interface Harness {
 type Handlers = Record<string, (...args: any[]) => void>;
 
 async function start(handlers: Handlers, opts: Partial<H2GrpcServerOptions> = {}): Promise<Harness> {
-  const server = new H2GrpcServer({ maxReceiveMessageBytes: 1024 * 1024, ...opts });
+  const server = new H2GrpcServer({ maxReceiveMessageBytes: 1024 * 1024, listen: grpcListen, ...opts });
   const seen: Harness['seen'] = {};
   const wrapped: Handlers = {};
   for (const [name, fn] of Object.entries(handlers)) {
@@ -420,7 +421,7 @@ test('a stream the handler ends with an error sends its messages, then the statu
 });
 
 /** The HTTP/2 stream under a call (private to the server; flow control is what these tests prove). */
-const h2Of = (call: StreamCall) => (call as unknown as { stream: import('node:http2').ServerHttp2Stream }).stream;
+const h2Of = (call: StreamCall) => call.http2Stream!;
 
 test('inbound backpressure: a handler that stops reading closes the HTTP/2 window, and reads everything, in order, once it reads again', async (t) => {
   const size = 16 * 1024;
@@ -519,7 +520,7 @@ test('a client that cancels a stream: the handler sees cancelled, and its later 
 test("ext_proc's Process stream, from the official protos, runs on this server with a grpc-js client", async (t) => {
   const def = protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs });
   const Client = (grpc.loadPackageDefinition(def) as any).envoy.service.ext_proc.v3.ExternalProcessor as grpc.ServiceClientConstructor;
-  const server = new H2GrpcServer({ maxReceiveMessageBytes: 1024 * 1024 });
+  const server = new H2GrpcServer({ maxReceiveMessageBytes: 1024 * 1024, listen: grpcListen });
   server.addService(Client.service as unknown as ServiceDefinition, {
     Process: (call: StreamCall) => {
       call.on('data', (m: Record<string, unknown>) => {

@@ -1,5 +1,5 @@
 import test from 'ava';
-import type { CheckContext } from '../src/check/context.js';
+import type { CheckContext } from '../src/decision/context.js';
 import { validateConfig } from '../src/config/load.js';
 import { EndpointRegistry } from '../src/endpoints/registry.js';
 import { LocalFailureCounter } from '../src/limits/failure-counter.js';

@@ -3,8 +3,8 @@
 import test from 'ava';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { PolicyRecord } from '../src/check/context.js';
-import type { Authorizer } from '../src/check/phases.js';
+import type { PolicyRecord } from '../src/decision/context.js';
+import type { Authorizer } from '../src/decision/phases.js';
 import { validateConfig } from '../src/config/load.js';
 import { deny } from '../src/contracts/outcome.js';
 import { toRequest, type WireCheckRequest } from '../src/envoy/to-request.js';

@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import { SignJWT } from 'jose';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
-import type { CheckTrace } from '../src/check/context.js';
+import type { CheckTrace } from '../src/decision/context.js';
 import { fanOut } from '../src/pipeline/observers.js';
 import { buildRuntime } from '../src/pipeline/build-runtime.js';
 import { runCli } from './helpers/cli.js';

@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { filterJsonBody, PRIVATE_CACHE_HEADER, withheldListResponse, type FilterFailure } from '../src/response/list-filter.js';
-import type { ListCalls, ListedItem, ListMethod, Visibility } from '../src/response/list-methods.js';
+import { filterJsonBody, PRIVATE_CACHE_HEADER, withheldListResponse, type FilterFailure } from '../src/mcp-response/list-filter.js';
+import type { ListCalls, ListedItem, ListMethod, Visibility } from '../src/mcp-response/list-methods.js';
 
 const only =
   (...keys: string[]) =>

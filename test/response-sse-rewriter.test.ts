@@ -1,9 +1,9 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { filterMessage } from '../src/response/list-filter.js';
-import type { ListCalls, VisibilityFor } from '../src/response/list-methods.js';
-import { SseListRewriter, type SseStep } from '../src/response/sse-list-rewriter.js';
+import { filterMessage } from '../src/mcp-response/list-filter.js';
+import type { ListCalls, VisibilityFor } from '../src/mcp-response/list-methods.js';
+import { SseListRewriter, type SseStep } from '../src/mcp-response/sse-list-rewriter.js';
 
 const CALLS: ListCalls = new Map([[1, 'tools/list']]);
 const HIDE_DELETE: VisibilityFor = () => (item) => item.key !== 'delete_repo';

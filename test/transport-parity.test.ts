@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import fc from 'fast-check';
 import { parse } from 'yaml';
-import type { ProcessingRequest } from '../src/envoy/ext-proc-wire.js';
+import type { ProcessingRequest } from '../src/ext-proc/wire.js';
 import { keysFile, mintKey, type TestKey } from './e2e/api-keys.js';
 import { applyCheckOk, applyExtProcMutation, applyHttpServiceOk, bytesOf, upstreamView, type AuthorizationResponseConfig, type EnvoyRequest, type HeaderList, type StringMatcher } from '../demo/envoy-stand-in/envoy-apply.js';
 import { processExchange } from './helpers/ext-proc.js';

@@ -8,7 +8,7 @@ import { request as httpRequest } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import type { ProcessingRequest } from '../src/envoy/ext-proc-wire.js';
+import type { ProcessingRequest } from '../src/ext-proc/wire.js';
 import { keysFile, mintKey } from './e2e/api-keys.js';
 import { applyCheckOk, applyExtProcMutation, applyHttpServiceOk, type AuthorizationResponseConfig, type EnvoyRequest, type HeaderList } from '../demo/envoy-stand-in/envoy-apply.js';
 import { waitFor } from './helpers/wait.js';

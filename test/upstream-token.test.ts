@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import type { CheckContext } from '../src/check/context.js';
+import type { CheckContext } from '../src/decision/context.js';
 import { ConfigError, validateConfig } from '../src/config/load.js';
 import { ANONYMOUS } from '../src/contracts/principal.js';
 import { silentLogger } from '../src/log/logger.js';

@@ -7,7 +7,7 @@
 // latency depend on what else runs, so the cores each side used are reported beside them.
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import type { ProcessingRequest } from '../../src/envoy/ext-proc-wire.js';
+import type { ProcessingRequest } from '../../src/ext-proc/wire.js';
 import { clientConstructors, extProcPackageDefinition } from '../../src/envoy/protos.js';
 import { requestBody, requestHeaders, responseBody, responseHeaders } from '../../test/helpers/ext-proc.js';
 import { checkRequest, rpc, type CheckResponse } from '../../test/helpers/service.js';
@@ -299,8 +299,8 @@ export async function inProcess(
 ): Promise<InProcessRow[]> {
   const p = await product();
   const { ExtProcSession } = (await import(
-    new URL('../../dist/extproc/session.js', import.meta.url).href
-  )) as typeof import('../../src/extproc/session.js');
+    new URL('../../dist/ext-proc/session.js', import.meta.url).href
+  )) as typeof import('../../src/ext-proc/session.js');
   const rt = await p.buildRuntime(p.loadConfigFile(configFile), p.createLogger(), new Registry(), {
     watch: false,
     sharedLimits: false,

@@ -5,6 +5,7 @@
 // through decode → runCheck → encode; a variant's figure is the median of its blocks, in
 // this process's CPU time per Check (user + system: what other jobs' load inflates least;
 // the span exporter's work on this event loop included) and in wall time.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Registry } from 'prom-client';
@@ -40,13 +41,19 @@ export interface InterleavedRow {
   pairedCpuRatio?: number;
 }
 
+/** Where a module was before the source was arranged by protocol (a baseline may predate it). */
+const FORMERLY: Record<string, string> = { 'ext-authz/encode-answer.js': 'envoy/encode-response.js' };
+
 /** The product's modules from a checkout's dist/ (this one, or the baseline's). */
 async function modulesOf(dir: string) {
-  const load = <T>(path: string): Promise<T> => import(pathToFileURL(join(dir, 'dist', path)).href) as Promise<T>;
+  const load = <T>(path: string): Promise<T> =>
+    import(
+      pathToFileURL(join(dir, 'dist', existsSync(join(dir, 'dist', path)) ? path : (FORMERLY[path] ?? path))).href
+    ) as Promise<T>;
   return {
     ...(await load<typeof import('../../src/pipeline/pipeline.js')>('pipeline/pipeline.js')),
     ...(await load<typeof import('../../src/config/load.js')>('config/load.js')),
-    ...(await load<typeof import('../../src/envoy/encode-response.js')>('envoy/encode-response.js')),
+    ...(await load<typeof import('../../src/ext-authz/encode-answer.js')>('ext-authz/encode-answer.js')),
     ...(await load<typeof import('../../src/envoy/protos.js')>('envoy/protos.js')),
     ...(await load<typeof import('../../src/envoy/to-request.js')>('envoy/to-request.js')),
     ...(await load<typeof import('../../src/log/logger.js')>('log/logger.js')),

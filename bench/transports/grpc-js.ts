@@ -4,10 +4,12 @@ import type { Product, Runtime, Served } from './serve.js';
 export async function serveGrpcJs(m: Product, rt: Runtime, port: number): Promise<Served> {
   const health = new m.HealthState();
   health.set('SERVING');
-  const server = m.createGrpcJsServer(
-    { runtime: rt, health, reflection: false },
-    m.maxCheckRequestBytes(rt.config.limits),
-  );
+  const server = await m.createGrpcServer({
+    runtime: { ...rt, config: { ...rt.config, grpcServer: 'grpc-js' } },
+    health,
+    reflection: false,
+    listen: { socketMode: 0o660 },
+  });
   await server.bind(`127.0.0.1:${port}`);
   return { stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
 }

@@ -1,4 +1,4 @@
-// (c) The product's own gRPC server on node:http2 (src/server/h2-grpc-server.ts, the default
+// (c) The product's own gRPC server on node:http2 (src/grpc/h2-server.ts, the default
 // `grpcServer: lean`), from dist/, as `serve` builds it.
 import type { Product, Runtime, Served } from './serve.js';
 
@@ -9,6 +9,7 @@ export async function serveLeanHttp2(m: Product, rt: Runtime, port: number): Pro
     runtime: { ...rt, config: { ...rt.config, grpcServer: 'lean' } },
     health,
     reflection: false,
+    listen: { socketMode: 0o660 },
   });
   await server.bind(`127.0.0.1:${port}`);
   return { stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };

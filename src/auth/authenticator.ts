@@ -3,7 +3,7 @@
 // descriptions, supported_methods, challenges (when publicBaseUrl is set) — is built once
 // per endpoint at load; a Check call reads the credential, hashes an API key and does one
 // Map lookup, or hands a bearer or cookie token to the TokenVerifier.
-import type { AuthResult, Authenticator } from '../check/phases.js';
+import type { AuthResult, Authenticator } from '../decision/phases.js';
 import type { Config } from '../config/schema.js';
 import { hashApiKey, keyShape } from '../contracts/api-key.js';
 import { badCredentialCode, type AuthCode, type AuthFailureDetail } from '../contracts/codes.js';

@@ -104,7 +104,10 @@ export class KeysFileReader {
 
   private finish(): void {
     // "keys:" with nothing under it is a null, which the schema refuses.
-    if (!this.sawKeys || (!this.emptyFlow && this.itemIndent === -1) || !this.endList()) return this.giveUp();
+    if (!this.sawKeys || (!this.emptyFlow && this.itemIndent === -1) || !this.endList()) {
+      this.giveUp();
+      return;
+    }
     if (this.entry) this.onEntry(this.entry);
     this.done = true;
   }

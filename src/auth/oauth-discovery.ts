@@ -6,7 +6,7 @@
 // configuration, protected resource metadata of an endpoint without OAuth — are 404 with a
 // body that says how the endpoint authenticates. An endpoint declared at a well-known path
 // (an MCP server that is its own authorization server) serves those documents itself.
-import type { DirectRequest, DirectResponder } from '../check/phases.js';
+import type { DirectRequest, DirectResponder } from '../decision/phases.js';
 import type { Config } from '../config/schema.js';
 import { deny, type Answer, type Deny } from '../contracts/outcome.js';
 import { PROTECTED_RESOURCE_PATH, publicBase, resourceMetadataUrl } from '../endpoints/metadata-url.js';

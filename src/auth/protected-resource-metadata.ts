@@ -3,7 +3,7 @@
 // document, so no extra Envoy route is needed. Documents exist only for OAuth-enabled
 // endpoints: advertising authorization servers for an API-key-only endpoint would lure
 // clients into an OAuth flow they cannot finish.
-import type { DirectRequest, DirectResponder } from '../check/phases.js';
+import type { DirectRequest, DirectResponder } from '../decision/phases.js';
 import type { Config } from '../config/schema.js';
 import { answer, deny, type Answer, type Deny } from '../contracts/outcome.js';
 import type { Request } from '../contracts/request.js';

@@ -1,11 +1,11 @@
 // `mcp-authz check`: the full pipeline in-process on one sample request, printed as JSON.
 import { readFileSync } from 'node:fs';
-import type { PolicyRecord } from '../check/context.js';
+import type { PolicyRecord } from '../decision/context.js';
 import type { LoadedConfig } from '../config/load.js';
 import { responseBody } from '../contracts/outcome.js';
-import { readCheckRequest } from '../envoy/check-codec.js';
+import { readCheckRequest } from '../ext-authz/check-codec.js';
 import { toRequest } from '../envoy/to-request.js';
-import { toCheckResponse } from '../envoy/to-response.js';
+import { toCheckResponse } from '../ext-authz/answer.js';
 import { silentLogger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { buildRuntime } from '../pipeline/build-runtime.js';

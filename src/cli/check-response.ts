@@ -1,9 +1,9 @@
 // `mcp-authz check --response @file`: what the ext_proc service would make of a sample list
 // response for the sample request — which items the caller sees, which the visibility rule
 // hides, the body Envoy would send on, or why the list would be withheld.
-import type { CheckTrace, ListTrace } from '../check/context.js';
-import { ListResponse, type ResponseForm } from '../extproc/list-response.js';
-import { listCallsOf } from '../extproc/list-calls.js';
+import type { CheckTrace, ListTrace } from '../decision/context.js';
+import { ListResponse, type ResponseForm } from '../ext-proc/list-response.js';
+import { listCallsOf } from '../ext-proc/list-calls.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { fanOut } from '../pipeline/observers.js';
 

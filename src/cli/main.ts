@@ -204,7 +204,7 @@ async function check(args: string[]): Promise<number> {
   }
   let checkRequest: Uint8Array | undefined;
   if (captured !== undefined) {
-    const { checkRequestFromJson } = await import('../envoy/check-request-json.js');
+    const { checkRequestFromJson } = await import('../ext-authz/check-request-json.js');
     const text = readBodyFlag(captured)!;
     checkRequest = checkRequestFromJson(text);
   }

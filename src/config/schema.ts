@@ -265,7 +265,7 @@ export const ConfigSchema = z
     publicBaseUrl: z.url().optional(),
     realm: z.string().default('mcp-authz'),
     reflection: z.boolean().default(false),
-    /** What serves the gRPC port: the service's own server on node:http2, or grpc-js (kept for one release). */
+    /** What serves the gRPC port: the service's own server on node:http2, or grpc-js, the reference implementation (a supported choice). */
     grpcServer: z.enum(['lean', 'grpc-js']).default('lean'),
     limits: z
       .object({

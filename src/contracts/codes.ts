@@ -3,18 +3,11 @@
 // `code` label of mcp_authz_denies_total; docs/errors.md is generated from this table
 // (`npm run gen:docs`) and a test keeps the two equal. A policy may choose its own code
 // (PolicyCode): such denies are labelled `_policy` in metrics.
+import { Status, statusName } from '../grpc/wire.js';
 
-/** google.rpc.Code values a CheckResponse carries. */
-export const GRPC_CODE_NAMES = {
-  0: 'OK',
-  3: 'INVALID_ARGUMENT',
-  5: 'NOT_FOUND',
-  7: 'PERMISSION_DENIED',
-  8: 'RESOURCE_EXHAUSTED',
-  13: 'INTERNAL',
-  14: 'UNAVAILABLE',
-  16: 'UNAUTHENTICATED',
-} as const;
+/** google.rpc.Code values a CheckResponse carries (named as in the gRPC status table). */
+const GRPC_CODES = [Status.OK, Status.INVALID_ARGUMENT, Status.NOT_FOUND, Status.PERMISSION_DENIED, Status.RESOURCE_EXHAUSTED, Status.INTERNAL, Status.UNAVAILABLE, Status.UNAUTHENTICATED] as const;
+export const GRPC_CODE_NAMES = Object.fromEntries(GRPC_CODES.map((c) => [c, statusName(c)])) as { [C in (typeof GRPC_CODES)[number]]: string };
 
 export type GrpcCode = keyof typeof GRPC_CODE_NAMES;
 

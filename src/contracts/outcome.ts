@@ -103,6 +103,15 @@ export function fixedDeny(code: DenyCode, description: string, extra?: Pick<Deny
   return Object.freeze(d);
 }
 
+/**
+ * The one deny for an internal error, wherever it is caught (the pipeline, a transport's last
+ * line of defence, an ext_proc session): 503 internal_error, never an allow, with the request
+ * id to report.
+ */
+export function internalErrorDeny(requestId: string): Deny {
+  return deny('internal_error', 'The authorization service failed to decide; the request is denied. Retry, and report the request_id if it persists.', { extra: { request_id: requestId } });
+}
+
 /** A deny whose status (and so gRPC code) the policy chose. */
 export function policyDeny(status: number, code: DenyCode | PolicyCode, description: string, extra?: DenyExtra): Deny {
   return { kind: 'deny', allow: false, status, grpc: grpcCodeForStatus(status), code, description, headers: [], ...extra };

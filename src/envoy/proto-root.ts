@@ -1,14 +1,17 @@
 // The official .proto files, loaded with protobufjs (the library under proto-loader) without
 // grpc-js: the Envoy ext_authz and ext_proc v3 protos vendored in proto/ (scripts/sync-protos.mjs
 // copies them from pinned upstream revisions; proto/upstream.json names them) and the gRPC
-// health protocol. The service's own gRPC server decodes and encodes with these types; the grpc-js
-// side (src/envoy/protos.ts) loads the same files through proto-loader. Loaded once per
-// process, on first use.
+// health protocol. Both gRPC servers decode and encode with these types; reflection and the
+// tests' clients load the same files through proto-loader (src/envoy/protos.ts). Loaded once
+// per process, on first use.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { projectRoot } from '../config/paths.mjs';
+import type { ServiceDefinition } from '../grpc/server.js';
+
+export type { MethodDefinition, ServiceDefinition } from '../grpc/server.js';
 
 const require = createRequire(import.meta.url);
 
@@ -69,20 +72,6 @@ export function healthRoot(): protobuf.Root {
   health ??= loadRoot('grpc/health/v1/health.proto', [projectProtoDir]);
   return health;
 }
-
-/** One method of a service, in the shape grpc-js and proto-loader use (so one handler table serves both servers). */
-export interface MethodDefinition {
-  path: string;
-  originalName: string;
-  requestStream: boolean;
-  responseStream: boolean;
-  requestSerialize(value: unknown): Buffer;
-  requestDeserialize(bytes: Buffer): unknown;
-  responseSerialize(value: unknown): Buffer;
-  responseDeserialize(bytes: Buffer): unknown;
-}
-
-export type ServiceDefinition = Record<string, MethodDefinition>;
 
 function serializer(type: protobuf.Type): (value: unknown) => Buffer {
   return (value) => {

@@ -1,8 +1,7 @@
 // The official Envoy ext_authz and ext_proc v3 protos (vendored in proto/) and the
-// gRPC health protocol through proto-loader, for grpc-js: the `grpcServer: grpc-js` server, reflection,
-// and the clients of the tests, the test proxies and the benchmark. Loaded once per process,
-// and only where used: the service's own server reads the same files with protobufjs
-// (proto-root.ts).
+// gRPC health protocol through proto-loader, for grpc-js: reflection's descriptions and the
+// clients of the tests, the test proxies and the benchmark. Loaded once per process, and only
+// where used: both gRPC servers serve the same files read with protobufjs (proto-root.ts).
 import * as protoLoader from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
 import { envoyIncludeDirs, loaderOptions } from './proto-root.js';

@@ -1,12 +1,12 @@
 // CheckRequest → the project's Request. Protobuf stops here. The message is either
-// proto-loader's plain object (grpc-js) or protobufjs's decoded message (decode-request.ts):
+// proto-loader's plain object (grpc-js) or protobufjs's decoded message (src/ext-authz/check-codec.ts):
 // both carry the .proto field names; the decoded message reads "" for an unset string and
 // null for an unset message, which proto3 cannot tell from an empty one, so both read the same.
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type protobuf from 'protobufjs';
 import { RequestRejected } from '../contracts/request-rejected.js';
-import type { HeaderMap, QueryMap, Request } from '../contracts/request.js';
+import type { AnswerLimits, HeaderMap, QueryMap, Request } from '../contracts/request.js';
 import { normalizePath } from '../request/normalize-path.js';
 import { parseQuery } from '../request/parse-query.js';
 import { protojsonAttributes } from './attributes.js';
@@ -41,7 +41,15 @@ export interface WireCheckRequest {
   } | null;
 }
 
-export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request {
+/** What a transport knows beyond the CheckRequest it built (the HTTP authorization service). */
+export interface DecodeExtras {
+  /** What the transport's answer can express (Request.answerLimits). */
+  answerLimits?: AnswerLimits;
+  /** The body's real size when more arrived than was kept: over limits.maxBodyBytes, so never decoded. */
+  bodyBytes?: number;
+}
+
+export function toRequest(msg: WireCheckRequest, limits: RequestLimits, extras?: DecodeExtras): Request {
   const attrs = msg.attributes;
   const http = attrs?.request?.http;
   if (!http) {
@@ -64,7 +72,16 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request
     bodyBytes = Buffer.byteLength(http.body, 'utf8');
     if (bodyBytes <= limits.maxBodyBytes) body = http.body;
   }
+  if (extras?.bodyBytes !== undefined && extras.bodyBytes > bodyBytes) {
+    bodyBytes = extras.bodyBytes;
+    body = '';
+    invalidUtf8 = false;
+  }
 
+  // Endpoints are chosen by host: with two Host headers the upstream may route by the other one.
+  if ((headers.host?.length ?? 0) > 1 || (headers[':authority']?.length ?? 0) > 1) {
+    throw new RequestRejected('invalid_check_request', 'The authorization request carries several Host headers; the request cannot be matched to one endpoint.');
+  }
   const rawPath = http.path || (headers[':path']?.[0] ?? '');
   const { path, rawQuery } = normalizePath(rawPath);
   const host = (http.host || (headers[':authority']?.[0] ?? headers.host?.[0] ?? '')).toLowerCase();
@@ -84,6 +101,7 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits): Request
     attrs.source?.address?.socket_address?.address || '',
     attrs,
     invalidUtf8,
+    extras?.answerLimits,
   );
 }
 
@@ -108,6 +126,7 @@ class CheckRequestView implements Request {
     readonly sourceAddress: string,
     private readonly wire: WireCheckRequest['attributes'],
     readonly bodyInvalidUtf8: boolean,
+    readonly answerLimits: AnswerLimits | undefined,
   ) {
     this.hasBody = bodyBytes > 0;
   }

@@ -4,6 +4,7 @@
 // instead. Only entries written by trusted proxies are read, so a client cannot pick its
 // own address by sending extra X-Forwarded-For entries.
 import { isIP } from 'node:net';
+import { splitHostPort } from '../contracts/host-port.js';
 import type { Config } from '../config/schema.js';
 import type { Request } from '../contracts/request.js';
 
@@ -57,13 +58,9 @@ export function canonicalAddress(raw: string | undefined): string | undefined {
   if (raw === undefined) return undefined;
   let v = raw.trim();
   if (v === '' || v.length > 64) return undefined;
-  if (v.startsWith('[')) {
-    const close = v.indexOf(']');
-    if (close === -1) return undefined;
-    v = v.slice(1, close);
-  } else if (v.indexOf(':') !== -1 && v.indexOf(':') === v.lastIndexOf(':')) {
-    v = v.slice(0, v.indexOf(':')); // IPv4 with a port
-  }
+  const hp = splitHostPort(v); // "[v6]:port", "v4:port", or a bare address
+  if (hp === undefined) return undefined;
+  v = hp.host;
   const zone = v.indexOf('%');
   if (zone !== -1) v = v.slice(0, zone);
   const kind = isIP(v);

@@ -5,8 +5,8 @@
 // (limiter-store.ts); the rate and the quotas are token buckets (token-bucket.ts) taken all
 // or nothing, in the same stores.
 import { createHash } from 'node:crypto';
-import type { CheckContext } from '../check/context.js';
-import type { Limiter } from '../check/phases.js';
+import type { CheckContext } from '../decision/context.js';
+import type { Limiter } from '../decision/phases.js';
 import { quotaRulesFor, type Config } from '../config/schema.js';
 import { deny, type Deny } from '../contracts/outcome.js';
 import type { Endpoint } from '../endpoints/registry.js';

@@ -7,8 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
-import type { CheckTrace } from '../check/context.js';
-import type { Observer } from '../check/phases.js';
+import type { CheckTrace } from '../decision/context.js';
+import type { Observer } from '../decision/phases.js';
 import type { DecisionLogsConfig } from '../config/management.js';
 import type { RemoteService } from '../config/remote-service.js';
 import { callTargetText } from '../contracts/request.js';

@@ -8,8 +8,8 @@
 // `time` stays pino's (epoch milliseconds, what log shippers already parse); `ts` is the
 // same instant in ISO 8601 for people and for tools that want a calendar time.
 import { randomUUID } from 'node:crypto';
-import type { CheckTrace, ListTrace } from '../check/context.js';
-import type { Observer } from '../check/phases.js';
+import type { CheckTrace, ListTrace } from '../decision/context.js';
+import type { Observer } from '../decision/phases.js';
 import { callTargetText } from '../contracts/request.js';
 import { childLogger, logSinkOf, type LineSink, type Logger } from './logger.js';
 

@@ -4,14 +4,14 @@
 // (src/contracts/codes.ts; a policy's own code is "_policy"). Label children are created
 // at load so the Check path only increments counters.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { CheckContext, CheckTrace, ListTrace } from '../check/context.js';
-import type { Observer } from '../check/phases.js';
+import type { CheckContext, CheckTrace, ListTrace } from '../decision/context.js';
+import type { Observer } from '../decision/phases.js';
 import { quotaRulesFor, type Config, type EndpointConfig } from '../config/schema.js';
 import { packageVersion } from '../config/version.js';
 import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, WITHHELD_REASONS, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode, type WithheldReason } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
 import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
-import { LIST_SHAPES, type ListMethod } from '../response/list-methods.js';
+import { LIST_SHAPES, type ListMethod } from '../mcp-response/list-methods.js';
 import { TLS_LISTENERS, type ExtProcStreamResult, type LimiterName, type ServiceEvents, type UpstreamTokenMode } from './hooks.js';
 
 export type { LimiterName };

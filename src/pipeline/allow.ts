@@ -1,8 +1,8 @@
 // The allow sent upstream, assembled from what the Check learned: identity headers the MCP
 // server can trust, the policy's additions, and the removals that keep credentials and
 // forged identities from reaching it. Pure: the same context and result give the same allow.
-import type { CheckContext } from '../check/context.js';
-import type { AuthzAllow, UpstreamGrant } from '../check/phases.js';
+import type { CheckContext } from '../decision/context.js';
+import type { AuthzAllow, UpstreamGrant } from '../decision/phases.js';
 import type { Config } from '../config/schema.js';
 import type { Allow, HeaderToSet } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';

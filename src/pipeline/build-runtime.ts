@@ -6,7 +6,7 @@ import { ModeAuthenticator } from '../auth/authenticator.js';
 import { KeySource } from '../auth/key-source.js';
 import { createTokenVerifier } from '../auth/oauth/jwt-verifier.js';
 import { OAuthDiscovery } from '../auth/oauth-discovery.js';
-import type { Observer } from '../check/phases.js';
+import type { Observer } from '../decision/phases.js';
 import type { LoadedConfig } from '../config/load.js';
 import { SHIPPED_BUNDLE } from '../config/paths.mjs';
 import { OriginCheck } from '../endpoints/origin-check.js';

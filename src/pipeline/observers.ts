@@ -1,4 +1,4 @@
-import type { Observer } from '../check/phases.js';
+import type { Observer } from '../decision/phases.js';
 
 /** One observer that tells several (decision log, metrics): a failing one never stops the others or the Check. */
 export function fanOut(observers: readonly Observer[], onError: (err: unknown) => void = () => undefined): Observer {

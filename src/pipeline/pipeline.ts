@@ -6,10 +6,10 @@
 // tracing on, a sampled Check gets a span per phase; otherwise `span` is undefined and each
 // `span?.phase(…)` is one test of it.
 import { randomUUID } from 'node:crypto';
-import type { CheckContext, CheckTrace } from '../check/context.js';
-import type { UpstreamGrant } from '../check/phases.js';
+import type { CheckContext, CheckTrace } from '../decision/context.js';
+import type { UpstreamGrant } from '../decision/phases.js';
 import type { Config } from '../config/schema.js';
-import { deny, type Deny, type Outcome } from '../contracts/outcome.js';
+import { deny, internalErrorDeny, type Deny, type Outcome } from '../contracts/outcome.js';
 import { ANONYMOUS } from '../contracts/principal.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
 import type { McpView, Request } from '../contracts/request.js';
@@ -179,7 +179,5 @@ function newContext(request: Request, rt: Runtime): CheckContext {
 function internalError(rt: Runtime, err: unknown, request: Request | undefined): Outcome {
   const requestId = request?.id ?? randomUUID();
   rt.logger.error({ err, request_id: requestId }, 'internal error during Check; denied');
-  return deny('internal_error', 'The authorization service failed to decide; the request is denied. Retry, and report the request_id if it persists.', {
-    extra: { request_id: requestId },
-  });
+  return internalErrorDeny(requestId);
 }

@@ -2,7 +2,7 @@
 // docs/policies.md "Decision"): the object {allow, status, error, ...}, a plain boolean,
 // and opa-envoy-plugin's {allowed, http_status, body, headers, ...}. Anything else is a
 // malformed decision and a deny — never an allow.
-import type { AuthzAllow, AuthzResult } from '../check/phases.js';
+import type { AuthzAllow, AuthzResult } from '../decision/phases.js';
 import { policyCode } from '../contracts/codes.js';
 import { deny, policyDeny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
 

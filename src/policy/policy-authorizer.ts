@@ -1,8 +1,8 @@
 // The authorize phase: builds the input, evaluates the policy in force, maps its decision,
 // and returns both with the record of what the policy saw and decided. The policy in force
 // is swapped atomically on reload; a Check in flight keeps the one it read.
-import type { CheckContext, PolicyRecord } from '../check/context.js';
-import type { Authorization, Authorizer, VisibilityResult } from '../check/phases.js';
+import type { CheckContext, PolicyRecord } from '../decision/context.js';
+import type { Authorization, Authorizer, VisibilityResult } from '../decision/phases.js';
 import { deny } from '../contracts/outcome.js';
 import type { McpCall } from '../contracts/request.js';
 import type { Logger } from '../log/logger.js';

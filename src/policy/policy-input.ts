@@ -3,7 +3,7 @@
 // the policy: credential headers and query parameters are redacted everywhere they occur —
 // unless `policy.rawCredentials` hands the credential headers to a policy that verifies
 // them itself (opa-envoy-plugin policies); the input every output shows stays redacted.
-import type { CheckContext } from '../check/context.js';
+import type { CheckContext } from '../decision/context.js';
 import type { Principal } from '../contracts/principal.js';
 import type { HeaderMap, QueryMap } from '../contracts/request.js';
 import { trimSlash } from '../contracts/trim-slash.js';

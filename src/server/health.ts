@@ -1,6 +1,6 @@
 // Serving state shared by gRPC health, /readyz and shutdown. The handlers are written
 // against grpc-js's call shapes, which both gRPC servers give them.
-import { Status } from './grpc-wire.js';
+import { Status } from '../grpc/wire.js';
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 

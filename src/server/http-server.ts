@@ -2,7 +2,7 @@
 // when tls.http asks for it.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { DirectResponder } from '../check/phases.js';
+import type { DirectResponder } from '../decision/phases.js';
 import { responseBody, responseContentType } from '../contracts/outcome.js';
 import { requestForDiscovery } from '../request/discovery-request.js';
 import type { HealthState } from './health.js';

@@ -6,6 +6,7 @@
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import cluster from 'node:cluster';
 import { connect, type AddressInfo, type Server } from 'node:net';
+import { portNumber, splitHostPort } from '../contracts/host-port.js';
 import type { Config } from '../config/schema.js';
 
 export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -13,7 +14,6 @@ export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind
 /** The longest socket path Linux takes (sun_path is 108 bytes, NUL included). */
 export const MAX_SOCKET_PATH_BYTES = 107;
 
-const TCP = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/;
 
 /** Parses a listen address; throws with the forms accepted. */
 export function parseListenAddress(address: string): ListenAddress {
@@ -23,9 +23,12 @@ export function parseListenAddress(address: string): ListenAddress {
     if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) throw new Error(`a Unix socket path is at most ${MAX_SOCKET_PATH_BYTES} bytes, got ${Buffer.byteLength(path)}`);
     return { kind: 'unix', path };
   }
-  const m = TCP.exec(address);
-  if (!m || Number(m[3]) > 65535) throw new Error(`expected host:port (e.g. 0.0.0.0:9191) or unix:/path/to.sock, got ${JSON.stringify(address)}`);
-  return { kind: 'tcp', host: m[1] ?? m[2]!, port: Number(m[3]) };
+  const hp = splitHostPort(address);
+  const port = portNumber(hp?.port);
+  if (!hp?.exact || port === undefined || hp.host === '' || (!address.startsWith('[') && /\s/.test(hp.host))) {
+    throw new Error(`expected host:port (e.g. 0.0.0.0:9191) or unix:/path/to.sock, got ${JSON.stringify(address)}`);
+  }
+  return { kind: 'tcp', host: hp.host, port };
 }
 
 /** Whether the config's address is a Unix socket. */

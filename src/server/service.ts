@@ -8,9 +8,9 @@ import { createMetricsRegistry } from '../metrics/registry.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { createGrpcServer, type GrpcListener } from './grpc-server.js';
 import { HealthState } from './health.js';
-import { HttpAuthzServer } from './http-authz-server.js';
+import { HttpAuthzServer } from '../ext-authz/http-service-server.js';
 import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
-import { listeningOn, listenOptions } from './listen-address.js';
+import { listenOn, listeningOn, listenOptions } from './listen-address.js';
 import { portTls, servesTls, TlsFiles } from './tls-files.js';
 
 export interface RunningService {
@@ -63,10 +63,15 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
     ...(tlsFiles && tls!.http !== 'off' ? { tls: portTls(tlsFiles, tls!.http, runtime.events) } : {}),
   });
 
-  const extAuthz = config.listen.extAuthzHttp !== undefined ? new HttpAuthzServer(runtime, tlsFiles && tls!.extAuthzHttp !== 'off' ? portTls(tlsFiles, tls!.extAuthzHttp, runtime.events) : undefined) : undefined;
+  const extAuthz = config.listen.extAuthzHttp !== undefined
+    ? new HttpAuthzServer(runtime, {
+        listen: (server, address) => listenOn(server, address, listen),
+        ...(tlsFiles && tls!.extAuthzHttp !== 'off' ? { tls: portTls(tlsFiles, tls!.extAuthzHttp, runtime.events) } : {}),
+      })
+    : undefined;
 
   const grpcPort = await grpcServer.bind(config.listen.grpc);
-  const extAuthzHttpPort = extAuthz ? await extAuthz.bind(config.listen.extAuthzHttp!, listen) : 0;
+  const extAuthzHttpPort = extAuthz ? await extAuthz.bind(config.listen.extAuthzHttp!) : 0;
   const httpPort = httpServer ? await listenHttp(httpServer, config.listen.http, listen) : 0;
   let closing: Promise<void> | undefined;
   // Ready only when every phase can decide (a policy is loaded); re-checked on each reload.

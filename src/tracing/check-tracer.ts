@@ -18,8 +18,8 @@ import {
   type Sampler,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace';
-import type { CheckTrace } from '../check/context.js';
-import type { CheckPhase, CheckSpan, CheckTracing } from '../check/phases.js';
+import type { CheckTrace } from '../decision/context.js';
+import type { CheckPhase, CheckSpan, CheckTracing } from '../decision/phases.js';
 import type { EndpointConfig } from '../config/schema.js';
 import { packageVersion } from '../config/version.js';
 import { isDenyCode } from '../contracts/codes.js';

@@ -7,8 +7,8 @@
 // endpoint's — until shortly before they expire, with one fetch in flight per key. A Check
 // waits on I/O only on a miss. Any failure is a deny: the caller's own credential is
 // removed before the request goes upstream, so it never stands in for the missing one.
-import type { CheckContext } from '../check/context.js';
-import type { UpstreamCredentials, UpstreamGrant } from '../check/phases.js';
+import type { CheckContext } from '../decision/context.js';
+import type { UpstreamCredentials, UpstreamGrant } from '../decision/phases.js';
 import type { ClientCredentialsConfig, StaticCredentialConfig, TokenExchangeConfig, UpstreamCredentialConfig } from '../config/upstream-schema.js';
 import { fixedDeny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';

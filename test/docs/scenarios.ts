@@ -12,7 +12,7 @@ import { explainResponse } from '../../src/cli/check-response.js';
 import { sampleToWire, type SampleRequest } from '../../src/cli/wire-request.js';
 import { loadConfigFile, type LoadedConfig } from '../../src/config/load.js';
 import { toRequest } from '../../src/envoy/to-request.js';
-import { toCheckResponse } from '../../src/envoy/to-response.js';
+import { toCheckResponse } from '../../src/ext-authz/answer.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { createMetricsRegistry } from '../../src/metrics/registry.js';
 import { buildRuntime } from '../../src/pipeline/build-runtime.js';

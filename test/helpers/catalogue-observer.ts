@@ -2,8 +2,8 @@
 // (src/contracts/codes.ts) — and that the policy did not choose — is recorded, and the test
 // service's stop() fails on it; so is a withheld list response's reason outside the catalogue. So every test that drives the real service (red team, e2e,
 // auth modes, policies, limits) also proves that nothing answers with an unlisted code.
-import type { CheckTrace, ListTrace } from '../../src/check/context.js';
-import type { Observer } from '../../src/check/phases.js';
+import type { CheckTrace, ListTrace } from '../../src/decision/context.js';
+import type { Observer } from '../../src/decision/phases.js';
 import { CODES, WITHHELD_REASONS } from '../../src/contracts/codes.js';
 
 export class CatalogueObserver implements Observer {

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { validateConfig } from '../../src/config/load.js';
-import type { ProcessingRequest, ProcessingResponse, WireHeaderMutation } from '../../src/envoy/ext-proc-wire.js';
+import type { ProcessingRequest, ProcessingResponse, WireHeaderMutation } from '../../src/ext-proc/wire.js';
 import { clientConstructors, extProcPackageDefinition } from '../../src/envoy/protos.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { createMetricsRegistry } from '../../src/metrics/registry.js';

@@ -2,7 +2,7 @@
 // resources/templates/list): JSON-RPC id → method, read from the body the pipeline parsed
 // and checked. Their responses are the ones filtered; a request without any costs nothing
 // on the response path.
-import { isListMethod, type ListCalls, type ListMethod, type RequestId } from '../response/list-methods.js';
+import { isListMethod, type ListCalls, type ListMethod, type RequestId } from '../mcp-response/list-methods.js';
 
 /** The list calls in a parsed JSON-RPC body (one message or a batch); undefined when there are none. */
 export function listCallsOf(parsedBody: unknown): ListCalls | undefined {

@@ -7,7 +7,7 @@
 // toCheckResponse's object — the dynamic metadata (a google.protobuf.Struct holding the
 // decision id, and whatever the policy adds) included.
 import { responseBody, responseContentType, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
-import { DECISION_ID_KEY, dynamicMetadata } from './to-response.js';
+import { DECISION_ID_KEY, decisionMetadata } from './answer.js';
 
 // A tag is (field number << 3) | wire type, one byte for the field numbers used here:
 // wire type 0 = varint, 2 = length-delimited.
@@ -146,7 +146,7 @@ function writeMetadata(out: Out, policyStruct: Buffer | undefined, decisionId: s
  */
 export function encodeCheckResponse(o: Outcome, decisionId?: string, now?: Date): Buffer {
   const policyMetadata = o.kind === 'answer' ? undefined : o.dynamicMetadata;
-  const policyStruct = policyMetadata !== undefined ? structBytes(dynamicMetadata(o, decisionId)!) : undefined;
+  const policyStruct = policyMetadata !== undefined ? structBytes(decisionMetadata(o, decisionId)!) : undefined;
   const idBytes = decisionId !== undefined ? Buffer.byteLength(decisionId) : 0;
   const metadataSize = policyStruct !== undefined ? field(policyStruct.length) : decisionId !== undefined ? field(decisionIdStructSize(idBytes)) : 0;
   if (o.allow) {

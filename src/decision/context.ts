@@ -5,7 +5,7 @@ import type { HeaderToSet, Outcome } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';
 import type { McpView, Request } from '../contracts/request.js';
 import type { Endpoint } from '../endpoints/registry.js';
-import type { ListMethod } from '../response/list-methods.js';
+import type { ListMethod } from '../mcp-response/list-methods.js';
 import type { TraceContext } from '../request/trace-context.js';
 import type { CheckSpan } from './phases.js';
 

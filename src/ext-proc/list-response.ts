@@ -4,13 +4,13 @@
 // (`data.reason` from the catalogue's withheld reasons), never passed on. Reports one
 // ListTrace to the observers when the response is over, whatever way it ends.
 import { isUtf8 } from 'node:buffer';
-import type { CheckTrace, ListTrace } from '../check/context.js';
+import type { CheckTrace, ListTrace } from '../decision/context.js';
 import type { WithheldReason } from '../contracts/codes.js';
-import { ListVisibility } from '../pipeline/visibility.js';
+import { ListVisibility } from './visibility.js';
 import type { Runtime } from '../pipeline/runtime.js';
-import { failure, filterJsonBody, withheldListResponse, type FilterFailure } from '../response/list-filter.js';
-import type { ListCalls } from '../response/list-methods.js';
-import { SseListRewriter } from '../response/sse-list-rewriter.js';
+import { failure, filterJsonBody, withheldListResponse, type FilterFailure } from '../mcp-response/list-filter.js';
+import type { ListCalls } from '../mcp-response/list-methods.js';
+import { SseListRewriter } from '../mcp-response/sse-list-rewriter.js';
 
 export type ResponseForm = 'json' | 'sse';
 

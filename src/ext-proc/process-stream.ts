@@ -1,12 +1,12 @@
 // ext_proc's Process stream (envoy.service.ext_proc.v3.ExternalProcessor), on whichever gRPC
-// server serves the port: one ExtProcSession per stream (src/extproc/session.ts), fed the
+// server serves the port: one ExtProcSession per stream (src/ext-proc/session.ts), fed the
 // messages as they arrive; its answers are written in order. A failure ends the stream with
 // the session's gRPC error, never with OK: Envoy would pass the rest of a response
 // unfiltered. Backpressure both ways: while the session has several messages in hand, or
 // Envoy is not reading the answers, the stream stops reading, so HTTP/2 flow control holds
 // Envoy back instead of the service buffering a streamed response without bound.
-import type { ProcessingRequest, ProcessingResponse } from '../envoy/ext-proc-wire.js';
-import { ExtProcSession } from '../extproc/session.js';
+import type { ProcessingRequest, ProcessingResponse } from './wire.js';
+import { ExtProcSession } from './session.js';
 import type { Runtime } from '../pipeline/runtime.js';
 
 /** What both servers' bidirectional calls offer (grpc-js's ServerDuplexStream, and StreamCall). */
@@ -26,11 +26,11 @@ export interface DuplexCall {
 export const MAX_PENDING_MESSAGES = 8;
 
 /**
- * The Process handler. `track` is told of every stream and when it is over (the grpc-js
- * server drains them on shutdown; the service's own server waits for its streams itself).
+ * The Process handler. It returns a promise of the stream's end: a server that drains calls on
+ * shutdown (grpc-js) waits for it; the service's own server waits for its streams itself.
  */
-export function processHandler(runtime: Runtime, track?: (over: Promise<void>) => void): (call: DuplexCall) => void {
-  return (call) => new ProcessStream(runtime, call, track);
+export function processHandler(runtime: Runtime): (call: DuplexCall) => Promise<void> {
+  return (call) => new ProcessStream(runtime, call).done;
 }
 
 class ProcessStream {
@@ -40,11 +40,11 @@ class ProcessStream {
   private blocked = false;
   private paused = false;
   private over!: () => void;
+  /** Settles when the stream is over. */
+  readonly done = new Promise<void>((resolve) => (this.over = resolve));
 
-  constructor(runtime: Runtime, private readonly call: DuplexCall, track: ((over: Promise<void>) => void) | undefined) {
+  constructor(runtime: Runtime, private readonly call: DuplexCall) {
     this.session = new ExtProcSession(runtime);
-    const done = new Promise<void>((resolve) => (this.over = resolve));
-    track?.(done);
     call.on('data', (m) => this.message(m));
     call.on('end', () => this.end());
     call.on('cancelled', () => this.stop());

@@ -3,9 +3,10 @@
 // ext_authz filter would have sent for the same request and read by the Check decoder, so
 // both transports apply one set of limits, header and body rules, and show a policy the same
 // `attributes`. Protobuf stops here.
+import { portNumber, splitHostPort } from '../contracts/host-port.js';
 import type { Request } from '../contracts/request.js';
-import type { WireHeaderValue, WireHttpHeaders, WireStruct } from './ext-proc-wire.js';
-import { toRequest, type RequestLimits, type WireCheckRequest } from './to-request.js';
+import type { WireHeaderValue, WireHttpHeaders, WireStruct } from './wire.js';
+import { toRequest, type RequestLimits, type WireCheckRequest } from '../envoy/to-request.js';
 
 /** The key of the ext_proc filter's attributes in ProcessingRequest.attributes. */
 export const EXT_PROC_ATTRIBUTES_KEY = 'envoy.filters.http.ext_proc';
@@ -42,7 +43,7 @@ export function toCheckAttributes(parts: ExtProcRequestParts): WireCheckRequest 
   const principal = peerUriSan(parts.attributes);
   if (source !== undefined || principal !== undefined) {
     attributes.source = {};
-    if (source !== undefined) attributes.source.address = { socket_address: splitHostPort(source) };
+    if (source !== undefined) attributes.source.address = { socket_address: socketAddress(source) };
     if (principal !== undefined) attributes.source.principal = principal;
   }
   return { attributes };
@@ -55,13 +56,11 @@ function rawEntry(h: WireHeaderValue): { key: string; raw_value: Buffer } {
 }
 
 /** "10.1.2.3:40000" or "[::1]:40000" → address and port, as a CheckRequest carries them. */
-function splitHostPort(s: string): { address: string; port_value?: number } {
-  const bracket = s.startsWith('[') ? s.indexOf(']') : -1;
-  const colon = bracket >= 0 ? s.indexOf(':', bracket) : s.indexOf(':') === s.lastIndexOf(':') ? s.indexOf(':') : -1;
-  if (colon < 0) return { address: bracket >= 0 ? s.slice(1, bracket) : s };
-  const port = Number(s.slice(colon + 1));
-  const address = bracket >= 0 ? s.slice(1, bracket) : s.slice(0, colon);
-  return Number.isInteger(port) && port > 0 && port < 65536 ? { address, port_value: port } : { address };
+function socketAddress(s: string): { address: string; port_value?: number } {
+  const hp = splitHostPort(s);
+  if (hp === undefined) return { address: s };
+  const port = portNumber(hp.port);
+  return port !== undefined && port > 0 ? { address: hp.host, port_value: port } : { address: hp.host };
 }
 
 /**
@@ -83,11 +82,26 @@ function peerUriSan(attributes: Record<string, WireStruct> | undefined): string 
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
-/** Every value of one header in a headers message, in order (names compared lower-cased). */
-export function headerValues(h: WireHttpHeaders | undefined, name: string): string[] {
-  const out: string[] = [];
-  for (const e of h?.headers?.headers ?? []) {
-    if ((e.key ?? '').toLowerCase() === name) out.push(rawEntry(e).raw_value.toString('utf8'));
+/** The upstream MCP server's response headers the session reads, decoded once from the headers message. */
+export interface ResponseHead {
+  /** :status (200 when absent). */
+  status: number;
+  /** Every value of each header, in order. */
+  contentType: string[];
+  cacheControl: string[];
+  contentEncoding: string[];
+}
+
+export function readResponseHead(h: WireHttpHeaders): ResponseHead {
+  const head: ResponseHead = { status: 200, contentType: [], cacheControl: [], contentEncoding: [] };
+  let status: string | undefined;
+  for (const e of h.headers?.headers ?? []) {
+    const key = (e.key ?? '').toLowerCase();
+    if (key === ':status') status ??= rawEntry(e).raw_value.toString('utf8');
+    else if (key === 'content-type') head.contentType.push(rawEntry(e).raw_value.toString('utf8'));
+    else if (key === 'cache-control') head.cacheControl.push(rawEntry(e).raw_value.toString('utf8'));
+    else if (key === 'content-encoding') head.contentEncoding.push(rawEntry(e).raw_value.toString('utf8'));
   }
-  return out;
+  head.status = Number(status ?? 200);
+  return head;
 }

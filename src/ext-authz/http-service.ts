@@ -10,15 +10,11 @@
 // pipeline refuses such allows. The pipeline is the one Check runs; this file is its decoder
 // and its answer for this shape. Header values are UTF-8 text on every transport: read from
 // the HTTP/1.1 bytes as UTF-8, and written back as UTF-8 bytes, as the gRPC services do.
-import { isUtf8 } from 'node:buffer';
-import { randomUUID } from 'node:crypto';
 import { deny, responseBody, responseContentType, type Outcome } from '../contracts/outcome.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
-import type { AnswerLimits, HeaderMap, QueryMap, Request } from '../contracts/request.js';
+import type { AnswerLimits, Request } from '../contracts/request.js';
 import { headerNamesMatcher } from '../contracts/upstream-headers.js';
-import { normalizePath } from '../request/normalize-path.js';
-import { parseQuery } from '../request/parse-query.js';
-import type { RequestLimits } from './to-request.js';
+import { toRequest, type RequestLimits, type WireCheckRequest } from '../envoy/to-request.js';
 
 /** Envoy's response header naming request headers to remove before the request goes upstream. */
 export const HEADERS_TO_REMOVE = 'x-envoy-auth-headers-to-remove';
@@ -51,115 +47,53 @@ export function httpAuthzDecoder(settings: HttpServiceSettings): (req: HttpAuthz
 
 const ANY_HEADER_LIMITS: AnswerLimits = Object.freeze({ removesQueryParams: false, answersDirectly: false });
 
+/**
+ * The forwarded request → the request model, the way ext_proc does it: built into the
+ * CheckRequest attributes Envoy's gRPC ext_authz filter would have sent for the same request
+ * (header_map with the raw header bytes, the pseudo-headers first, raw_body) and read by the
+ * Check decoder, so every request rule — header limits, Host, UTF-8, sizes — is the Check
+ * path's, and a policy reads the same `attributes` on every transport.
+ */
 export function readHttpAuthzRequest(req: HttpAuthzRequest, limits: RequestLimits, pathPrefix: string, answerLimits: AnswerLimits = ANY_HEADER_LIMITS): Request {
   if (!req.url.startsWith(pathPrefix) || (pathPrefix !== '' && req.url.length > pathPrefix.length && req.url[pathPrefix.length] !== '/')) {
     throw new RequestRejected('invalid_check_request', `The authorization request's path does not start with the configured http_service path_prefix ${JSON.stringify(pathPrefix)} (extAuthzHttp.pathPrefix).`);
   }
-  const rawPath = req.url.slice(pathPrefix.length) || '/';
-  const headers = readHeaders(req.rawHeaders, limits);
-  // The body is checked in the body phase, in the documented order (src/request/body-integrity.ts).
-  let body = '';
-  let invalidUtf8 = false;
-  if (req.body.length > 0 && req.bodyBytes <= limits.maxBodyBytes) {
-    invalidUtf8 = !isUtf8(req.body);
-    body = req.body.toString('utf8');
-  }
-  const { path, rawQuery } = normalizePath(rawPath);
-  // Endpoints are chosen by host: with two Host headers the upstream may route by the other one.
-  if ((headers.host?.length ?? 0) > 1) {
-    throw new RequestRejected('invalid_check_request', 'The authorization request carries several Host headers; the request cannot be matched to one endpoint.');
-  }
-  const host = (headers.host?.[0] ?? '').toLowerCase();
-  const method = req.method.toUpperCase();
-  const scheme = headers['x-forwarded-proto']?.[0] ?? 'http';
-  // The pseudo-headers Envoy puts in a CheckRequest's headers, so a policy reads the same names on both services.
-  headers[':authority'] = [headers.host?.[0] ?? ''];
-  headers[':method'] = [method];
-  headers[':path'] = [rawPath];
-  headers[':scheme'] = [scheme];
-  return new HttpAuthzRequestView(
-    answerLimits,
-    headers['x-request-id']?.[0] ?? randomUUID(),
-    method,
-    scheme,
-    host,
-    rawPath,
-    path,
-    rawQuery,
-    parseQuery(rawQuery),
-    headers,
-    body,
-    req.bodyBytes,
-    `HTTP/${req.httpVersion}`,
-    invalidUtf8,
-  );
+  return toRequest(toCheckAttributes(req, req.url.slice(pathPrefix.length) || '/'), limits, { answerLimits, bodyBytes: req.bodyBytes });
 }
 
-class HttpAuthzRequestView implements Request {
-  readonly hasBody: boolean;
-  readonly receivedAt = process.hrtime.bigint();
-  /** The client's address is not the peer's (Envoy's): it comes from a header (clientAddress.from). */
-  readonly sourceAddress = '';
-  private view: Record<string, unknown> | undefined;
-
-  constructor(
-    readonly answerLimits: AnswerLimits,
-    readonly id: string,
-    readonly method: string,
-    readonly scheme: string,
-    readonly host: string,
-    readonly rawPath: string,
-    readonly path: string,
-    readonly rawQuery: string,
-    readonly query: QueryMap,
-    readonly headers: HeaderMap,
-    readonly body: string,
-    readonly bodyBytes: number,
-    private readonly protocol: string,
-    readonly bodyInvalidUtf8: boolean,
-  ) {
-    this.hasBody = bodyBytes > 0;
-  }
-
-  /** The AttributeContext a CheckRequest would carry for this request, as far as it is known here (protojson names). */
-  get attributes(): Readonly<Record<string, unknown>> {
-    if (this.view === undefined) {
-      const joined: Record<string, string> = {};
-      for (const name in this.headers) joined[name] = this.headers[name]!.join(',');
-      const http: Record<string, unknown> = { id: this.id, method: this.method, headers: joined, path: this.rawPath, host: this.host, scheme: this.scheme, protocol: this.protocol };
-      if (this.bodyBytes > 0) {
-        http.size = String(this.bodyBytes);
-        http.body = this.body;
-      }
-      this.view = { request: { http } };
-    }
-    return this.view;
-  }
-}
-
-function readHeaders(raw: string[], limits: RequestLimits): HeaderMap {
-  const out: HeaderMap = Object.create(null);
-  let count = 0;
-  let bytes = 0;
+/** The CheckRequest (attributes.request.http) Envoy's gRPC ext_authz filter would send for this request. */
+export function toCheckAttributes(req: HttpAuthzRequest, rawPath: string): WireCheckRequest {
+  const raw = req.rawHeaders;
+  let host: string | undefined;
+  let scheme: string | undefined;
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const rawName = raw[i]!;
-    const value = raw[i + 1]!;
-    count++;
-    bytes += rawName.length + value.length;
-    if (count > limits.maxHeaders || bytes > limits.maxHeaderBytes) {
-      throw new RequestRejected('headers_too_large', `The request headers exceed the service's limit (${limits.maxHeaders} headers, ${limits.maxHeaderBytes} bytes).`);
-    }
-    (out[rawName.toLowerCase()] ??= []).push(utf8Text(value));
+    const name = raw[i]!.toLowerCase();
+    if (name === 'host') host ??= raw[i + 1]!;
+    else if (name === 'x-forwarded-proto') scheme ??= raw[i + 1]!;
   }
-  return out;
-}
-
-/** node:http hands header bytes over as Latin-1 text: the UTF-8 reading of those bytes, as a CheckRequest carries it. */
-function utf8Text(value: string): string {
-  for (let i = 0; i < value.length; i++) {
-    if (value.charCodeAt(i) >= 0x80) return Buffer.from(value, 'latin1').toString('utf8');
+  const method = req.method.toUpperCase();
+  scheme ??= 'http';
+  // node:http hands header bytes over as Latin-1 text: those bytes are the raw values.
+  const headers = [
+    { key: ':authority', raw_value: Buffer.from(host ?? '', 'latin1') },
+    { key: ':method', raw_value: Buffer.from(method, 'latin1') },
+    { key: ':path', raw_value: Buffer.from(rawPath, 'utf8') },
+    { key: ':scheme', raw_value: Buffer.from(scheme, 'latin1') },
+  ];
+  for (let i = 0; i + 1 < raw.length; i += 2) headers.push({ key: raw[i]!.toLowerCase(), raw_value: Buffer.from(raw[i + 1]!, 'latin1') });
+  const http: NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']> = {
+    method,
+    path: rawPath,
+    host: Buffer.from(host ?? '', 'latin1').toString('utf8'),
+    scheme: Buffer.from(scheme, 'latin1').toString('utf8'),
+    protocol: `HTTP/${req.httpVersion}`,
+    header_map: { headers },
+  };
+  if (req.body.length > 0) {
+    http.raw_body = req.body;
+    http.size = String(req.bodyBytes);
   }
-  return value;
+  return { attributes: { request: { http } } };
 }
 
 /** UTF-8 bytes of a value, as the Latin-1 text node:http writes byte for byte. */

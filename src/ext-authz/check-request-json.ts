@@ -5,7 +5,7 @@
 // from Envoy. Strict, as protojson readers are: an unknown field, a value of the wrong kind, two
 // members of one oneof, or a field given twice is an error naming where it is.
 import protobuf from 'protobufjs';
-import { authRoot } from './proto-root.js';
+import { authRoot } from '../envoy/proto-root.js';
 
 export class CheckRequestJsonError extends Error {
   constructor(readonly where: string, why: string) {

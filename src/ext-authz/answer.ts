@@ -14,10 +14,10 @@ function headerOption(h: HeaderToSet) {
 export const DECISION_ID_KEY = 'decision_id';
 
 /**
- * The dynamic metadata of a response: the policy's, with the decision id set last so a
- * policy can never replace it. Undefined when there is neither.
+ * The decision's metadata, whichever protocol answers: the policy's dynamic metadata, with the
+ * decision id set last so a policy can never replace it. Undefined when there is neither.
  */
-export function dynamicMetadata(o: Outcome, decisionId: string | undefined): Record<string, unknown> | undefined {
+export function decisionMetadata(o: Outcome, decisionId: string | undefined): Record<string, unknown> | undefined {
   const policy = o.kind === 'answer' ? undefined : o.dynamicMetadata;
   if (decisionId === undefined) return policy;
   if (policy === undefined) return { [DECISION_ID_KEY]: decisionId };
@@ -25,7 +25,7 @@ export function dynamicMetadata(o: Outcome, decisionId: string | undefined): Rec
 }
 
 export function toCheckResponse(o: Outcome, decisionId?: string, now?: Date): Record<string, unknown> {
-  const metadata = dynamicMetadata(o, decisionId);
+  const metadata = decisionMetadata(o, decisionId);
   if (o.allow) {
     const ok: Record<string, unknown> = {};
     if (o.headers.length) ok.headers = o.headers.map(headerOption);

@@ -8,9 +8,9 @@ import type protobuf from 'protobufjs';
 import type { Outcome } from '../contracts/outcome.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
 import type { Request } from '../contracts/request.js';
-import { encodeCheckResponse } from './encode-response.js';
-import { authRoot } from './proto-root.js';
-import { toRequest, type RequestLimits, type WireCheckRequest } from './to-request.js';
+import { encodeCheckResponse } from './encode-answer.js';
+import { authRoot } from '../envoy/proto-root.js';
+import { toRequest, type RequestLimits, type WireCheckRequest } from '../envoy/to-request.js';
 
 let types: { request: protobuf.Type } | undefined;
 

@@ -1,4 +1,4 @@
-// Outcomes → ext_proc answers (ProcessingResponse parts, src/envoy/ext-proc-wire.ts). A deny
+// Outcomes → ext_proc answers (ProcessingResponse parts, src/ext-proc/wire.ts). A deny
 // or a direct answer is an ImmediateResponse with the status, headers and body the Check
 // deny has; an allow is a HeaderMutation with the Check allow's headers. Values travel in
 // `raw_value` (Envoy reads only that field while the send_header_raw_value guard is on) and
@@ -6,8 +6,8 @@
 import { responseBody, responseContentType, type Allow, type Answer, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
 import type { Request } from '../contracts/request.js';
 import { removeQueryParams } from '../request/remove-query-params.js';
-import type { WireHeaderMutation, WireHeaderValueOption, WireImmediateResponse } from './ext-proc-wire.js';
-import { dynamicMetadata as checkMetadata, toStruct } from './to-response.js';
+import type { WireHeaderMutation, WireHeaderValueOption, WireImmediateResponse } from './wire.js';
+import { decisionMetadata, toStruct } from '../ext-authz/answer.js';
 
 export function headerOption(name: string, value: string, append = false): WireHeaderValueOption {
   return { header: { key: name, raw_value: Buffer.from(value, 'utf8') }, append: { value: append } };
@@ -66,7 +66,7 @@ export const EXT_PROC_METADATA_NAMESPACE = 'envoy.filters.http.ext_proc';
  * in Check answers) under one namespace. Envoy reads the Struct's top-level fields as
  * namespaces and keeps only those its `metadata_options.receiving_namespaces` lists.
  */
-export function dynamicMetadata(o: Outcome, decisionId: string | undefined): Record<string, unknown> | undefined {
-  const metadata = checkMetadata(o, decisionId);
+export function extProcDynamicMetadata(o: Outcome, decisionId: string | undefined): Record<string, unknown> | undefined {
+  const metadata = decisionMetadata(o, decisionId);
   return metadata ? toStruct({ [EXT_PROC_METADATA_NAMESPACE]: metadata }) : undefined;
 }

@@ -1,11 +1,12 @@
 // The service's own gRPC server, on node:http2. grpc-js costs two to three times what
-// Node's HTTP/2 itself costs for a unary call (README "Performance"); this server does what
+// Node's HTTP/2 itself costs for a unary call (docs/performance.md); this server does what
 // the service needs of gRPC and no more:
 //   - routing by :path; an unknown method is UNIMPLEMENTED, a non-gRPC content type 415;
 //   - unary, server-streaming, client-streaming and bidirectional calls with backpressure
-//     (grpc-calls.ts), for handlers written against grpc-js's call shapes (`addService`);
-//   - a raw unary fast path for Check: the request's bytes in, the answer's bytes out, with
-//     no per-call objects beyond one call record (`addRawUnary`);
+//     (calls.ts: one call base, unary and streaming variants), for handlers written against
+//     grpc-js's call shapes (`addService`);
+//   - a bytes unary fast path for Check: the request's bytes in, the answer's bytes out, with
+//     no per-call objects beyond the call (`addBytesUnary`);
 //   - grpc-timeout deadlines on one timer (deadlines.ts), DEADLINE_EXCEEDED when they pass;
 //   - grpc-status / grpc-message trailers (percent-encoded), trailers-only errors;
 //   - the receive limit, checked on each message's length prefix before it is buffered
@@ -23,18 +24,26 @@
 //     (tryShutdown), or are cut after the grace period (forceShutdown);
 //   - node:cluster workers share the listening socket, as for any node:net server;
 //   - TLS and mutual TLS (`tls`), the certificate replaced for new connections on reload;
-//     a TCP port or a Unix socket (listen-address.ts).
-import { constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
-import type { MethodDefinition, ServiceDefinition } from '../envoy/proto-root.js';
-import { DeadlineQueue, type Deadline } from './deadlines.js';
-import { RESPONSE_HEADERS, StreamCall, trailersOnly, UnaryCall, type CallHost } from './grpc-calls.js';
-import { frame, MAX_TIMEOUT_MS, parseGrpcTimeout, Status, type CallError } from './grpc-wire.js';
-import { listenOn, type ListenOptions } from './listen-address.js';
-import type { PortTls } from './tls-files.js';
+//     a TCP port or a Unix socket, listened on by the service's `listen`.
+import { EventEmitter } from 'node:events';
+import { constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type SecureServerOptions, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Server } from 'node:net';
+import { StreamCall, statusOf, trailersOnly, UnaryCall } from './calls.js';
+import { DeadlineQueue } from './deadlines.js';
+import { addReflectionTo, type BytesHandler, type GrpcServer, type Handler, type MethodDefinition, type ServiceDefinition } from './server.js';
+import { MAX_TIMEOUT_MS, parseGrpcTimeout, Status, type CallError } from './wire.js';
+
+/** A port's TLS, as the service keeps it: the options to start with, and the server kept up to date. */
+export interface SecurePort {
+  serverOptions(): SecureServerOptions;
+  attach(server: Http2SecureServer, listener: 'grpc'): void;
+}
 
 export interface H2GrpcServerOptions {
   /** The largest request message accepted (its length prefix says so before it is read). */
   maxReceiveMessageBytes: number;
+  /** Listens the node server on "host:port" or "unix:/path"; resolves with the TCP port (0 for a socket). */
+  listen: (server: Server, address: string) => Promise<number>;
   /** Ping a connection after this long without a ping (default 2 h, as gRPC servers do). */
   keepaliveTimeMs?: number;
   /** Close a connection whose keepalive ping is not answered in this time (default 20 s). */
@@ -48,151 +57,67 @@ export interface H2GrpcServerOptions {
   /** …and per second after that (default 1,000); past both, the connection ends. */
   streamResetRate?: number;
   /** Serve TLS (h2 by ALPN), mutual TLS when the port asks for it. */
-  tls?: PortTls;
+  tls?: SecurePort;
 }
 
 export const STREAM_RESET_BURST = 10_000;
 export const STREAM_RESET_RATE = 1_000;
 
-const DEFAULT_LISTEN: ListenOptions = { socketMode: 0o660 };
-
-/**
- * A raw unary handler: the request message's bytes, and the call to answer on with
- * `reply(bytes)` or `fail(status)`. The call is a plain record, reused for nothing.
- */
-export type RawUnaryHandler = (message: Buffer, call: RawUnaryCall) => void;
-
-type Impl = (...args: never[]) => unknown;
-
+/** A method's route: unary methods as bytes handlers, streaming ones with their grpc-js-shaped handler. */
 interface Route {
+  unary: BytesHandler | undefined;
   method: MethodDefinition | undefined;
-  raw: RawUnaryHandler | undefined;
-  impl: Impl | undefined;
+  impl: Handler | undefined;
 }
 
-const OK_TRAILERS = Object.freeze({ 'grpc-status': '0' });
-const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
 const noop = () => undefined;
 
-function sendOkTrailers(this: ServerHttp2Stream): void {
-  this.sendTrailers(OK_TRAILERS);
-}
-
-/** One raw unary call: its stream, the message as it arrives, its deadline. */
-export class RawUnaryCall implements Deadline {
-  done = false;
-  private stream: ServerHttp2Stream | undefined;
-  private chunk: Buffer | undefined;
-  private chunks: Buffer[] | undefined;
-  private size = 0;
-
-  constructor(
-    stream: ServerHttp2Stream,
-    /** The call's request headers (its gRPC metadata). */
-    readonly headers: IncomingHttpHeaders,
-    private readonly handler: RawUnaryHandler,
-    private readonly maxBytes: number,
-    readonly at: number,
-  ) {
-    this.stream = stream;
-  }
-
-  /** Answers with one message (the CheckResponse's bytes) and status OK. */
-  reply(message: Uint8Array): void {
-    const stream = this.stream;
-    if (this.done || stream === undefined) return;
-    this.release();
-    if (stream.destroyed || stream.closed) return;
-    stream.respond(RESPONSE_HEADERS, WAIT_FOR_TRAILERS);
-    stream.on('wantTrailers', sendOkTrailers);
-    stream.end(frame(message));
-  }
-
-  /** Ends the call with an error status and no message. */
-  fail(status: CallError): void {
-    const stream = this.stream;
-    if (this.done || stream === undefined) return;
-    this.release();
-    trailersOnly(stream, status);
-  }
-
-  expire(): void {
-    const stream = this.stream;
-    if (this.done || stream === undefined) return;
-    this.release();
-    trailersOnly(stream, { code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
-  }
-
-  /** A DATA chunk of the request. */
-  data(chunk: Buffer): void {
-    if (this.done) return;
-    this.size += chunk.length;
-    if (this.chunk === undefined) {
-      // The frame header says how long the message is: refuse it before buffering it.
-      if (chunk.length >= 5 && !this.admit(chunk)) return;
-      this.chunk = chunk;
-    } else {
-      (this.chunks ??= [this.chunk]).push(chunk);
-    }
-    if (this.size > this.maxBytes + 5) this.fail({ code: Status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${this.size - 5} vs. ${this.maxBytes})` });
-  }
-
-  /** The request is complete: exactly one message, or the call fails. */
-  end(): void {
-    if (this.done) return;
-    const admitted = this.chunk !== undefined && this.chunk.length >= 5;
-    const body = this.chunks ? Buffer.concat(this.chunks, this.size) : this.chunk;
-    this.chunk = undefined;
-    this.chunks = undefined;
-    if (body === undefined || body.length < 5 || body.readUInt32BE(1) !== body.length - 5) {
-      this.fail({ code: Status.INTERNAL, details: 'A unary call carries exactly one request message' });
+/** A grpc-js-shaped unary handler `(call, callback)` on the bytes path: decode, call, encode. */
+function decodedUnary(method: MethodDefinition, impl: Handler): BytesHandler {
+  const handler = impl as (call: DecodedUnaryCall, cb: (err: unknown, value?: unknown) => void) => void;
+  return (bytes, call) => {
+    let request: unknown;
+    try {
+      request = method.requestDeserialize(bytes);
+    } catch {
+      call.fail({ code: Status.INTERNAL, details: 'Error deserializing request' });
       return;
     }
-    // A first chunk shorter than a frame header was not checked as it came.
-    if (!admitted && !this.admit(body)) return;
-    this.handler(body.subarray(5), this);
-  }
-
-  /** Checks a frame header: uncompressed, within the limit; else fails the call. */
-  private admit(head: Buffer): boolean {
-    const flag = head[0]!;
-    if (flag !== 0) {
-      this.fail({ code: flag === 1 ? Status.UNIMPLEMENTED : Status.INTERNAL, details: flag === 1 ? 'Compressed messages are not accepted (grpc-accept-encoding: identity)' : `Invalid message flag ${flag}` });
-      return false;
+    const answer = (err: unknown, value?: unknown) => {
+      if (err) {
+        call.fail(statusOf(err));
+        return;
+      }
+      let out: Buffer;
+      try {
+        out = method.responseSerialize(value);
+      } catch {
+        call.fail({ code: Status.INTERNAL, details: 'Error serializing response' });
+        return;
+      }
+      call.reply(out);
+    };
+    const decoded = new DecodedUnaryCall(request);
+    (call as UnaryCall).onCancel = () => decoded.cancel();
+    try {
+      handler(decoded, answer);
+    } catch (err) {
+      answer(err);
     }
-    const length = head.readUInt32BE(1);
-    if (length > this.maxBytes) {
-      this.fail({ code: Status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxBytes})` });
-      return false;
-    }
-    return true;
-  }
-
-  /** The stream closed (answered, reset by the client, or the connection went away). */
-  closed(): void {
-    this.done = true;
-    this.stream = undefined;
-    this.chunk = undefined;
-    this.chunks = undefined;
-  }
-
-  private release(): void {
-    this.done = true;
-    this.stream = undefined;
-  }
+  };
 }
 
-const kRawCall = Symbol('rawCall');
-type RawStream = ServerHttp2Stream & { [kRawCall]?: RawUnaryCall };
-
-function onRawData(this: RawStream, chunk: Buffer): void {
-  this[kRawCall]!.data(chunk);
-}
-function onRawEnd(this: RawStream): void {
-  this[kRawCall]!.end();
-}
-function onRawClose(this: RawStream): void {
-  this[kRawCall]!.closed();
+/** What a grpc-js-shaped unary handler sees: the request, and 'cancelled' when the call is. */
+export class DecodedUnaryCall extends EventEmitter {
+  cancelled = false;
+  constructor(readonly request: unknown) {
+    super();
+  }
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.emit('cancelled');
+  }
 }
 
 interface SessionState {
@@ -213,8 +138,9 @@ const PING_ACK_BYTES = 17;
 const kSession = Symbol('sessionState');
 type Session = ServerHttp2Session & { [kSession]?: SessionState };
 
-export class H2GrpcServer implements CallHost {
+export class H2GrpcServer implements GrpcServer {
   readonly maxReceiveMessageBytes: number;
+  private readonly listen: H2GrpcServerOptions['listen'];
   private readonly routes = new Map<string, Route>();
   private readonly sessions = new Set<Session>();
   private readonly deadlines = new DeadlineQueue();
@@ -227,6 +153,7 @@ export class H2GrpcServer implements CallHost {
 
   constructor(opts: H2GrpcServerOptions) {
     this.maxReceiveMessageBytes = opts.maxReceiveMessageBytes;
+    this.listen = opts.listen;
     this.keepaliveTimeMs = opts.keepaliveTimeMs ?? 2 * 60 * 60 * 1000;
     this.keepaliveTimeoutMs = opts.keepaliveTimeoutMs ?? 20_000;
     this.minPingIntervalMs = opts.minPingIntervalMs ?? 1000;
@@ -257,27 +184,25 @@ export class H2GrpcServer implements CallHost {
     server.on('sessionError', noop);
   }
 
-  /** Adds a service whose handlers are written for grpc-js (unary callback, stream calls). */
-  addService(def: ServiceDefinition, impl: Record<string, Impl>): void {
+  addService(def: ServiceDefinition, impl: Record<string, Handler>): void {
     for (const [name, method] of Object.entries(def)) {
       const fn = impl[name] ?? impl[method.originalName];
       if (!fn) continue;
-      this.routes.set(method.path, { method, raw: undefined, impl: fn });
+      const unary = !method.requestStream && !method.responseStream;
+      this.routes.set(method.path, unary ? { unary: decodedUnary(method, fn), method: undefined, impl: undefined } : { unary: undefined, method, impl: fn });
     }
   }
 
-  /** Adds a unary method answered from bytes to bytes (the Check fast path). */
-  addRawUnary(path: string, handler: RawUnaryHandler): void {
-    this.routes.set(path, { method: undefined, raw: handler, impl: undefined });
+  addBytesUnary(path: string, handler: BytesHandler): void {
+    this.routes.set(path, { unary: handler, method: undefined, impl: undefined });
   }
 
-  addDeadline(d: Deadline): void {
-    this.deadlines.add(d);
+  addReflection(packages: object): Promise<void> {
+    return addReflectionTo(this, packages);
   }
 
-  /** Listens on "host:port" ("[::1]:0" for IPv6) or "unix:/path"; resolves with the TCP port (0 for a socket). */
-  bind(address: string, listen: ListenOptions = DEFAULT_LISTEN): Promise<number> {
-    return listenOn(this.server, address, listen);
+  bind(address: string): Promise<number> {
+    return this.listen(this.server, address);
   }
 
   /** Stops accepting connections; every connection gets GOAWAY, its calls finish, then `cb`. */
@@ -362,24 +287,17 @@ export class H2GrpcServer implements CallHost {
       }
       if (ms < MAX_TIMEOUT_MS) at = performance.now() + ms;
     }
-    if (route.raw !== undefined) {
-      const call = new RawUnaryCall(stream, headers, route.raw, this.maxReceiveMessageBytes, at);
-      (stream as RawStream)[kRawCall] = call;
-      stream.on('data', onRawData);
-      stream.on('end', onRawEnd);
-      stream.on('close', onRawClose);
-      if (at !== Infinity) this.deadlines.add(call);
+    const max = this.maxReceiveMessageBytes;
+    if (route.unary !== undefined) {
+      new UnaryCall(stream, headers, at, max, this.deadlines, route.unary);
       return;
     }
     const method = route.method!;
-    const state = { stream, headers, deadlineAt: at };
-    if (!method.requestStream && !method.responseStream) {
-      new UnaryCall(state, method, route.impl as never, this);
-    } else if (!method.requestStream) {
-      new StreamCall(state, method, this, route.impl as never);
+    if (!method.requestStream) {
+      new StreamCall(stream, headers, at, max, this.deadlines, method, route.impl as never);
     } else if (!method.responseStream) {
       // Client streaming: grpc-js hands the stream and a callback for the one answer.
-      const call = new StreamCall(state, method, this);
+      const call = new StreamCall(stream, headers, at, max, this.deadlines, method);
       (route.impl as (call: StreamCall, cb: (err: CallError | Error | null, value?: unknown) => void) => void)(call, (err, value) => {
         if (err) call.destroy(err as Error);
         else {
@@ -388,7 +306,7 @@ export class H2GrpcServer implements CallHost {
         }
       });
     } else {
-      (route.impl as (call: StreamCall) => void)(new StreamCall(state, method, this));
+      (route.impl as (call: StreamCall) => void)(new StreamCall(stream, headers, at, max, this.deadlines, method));
     }
   }
 }

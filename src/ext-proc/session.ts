@@ -10,28 +10,26 @@
 //       for a GET answered with an event stream, STREAMED too: no list may arrive on it, and
 //       an `endpoint` event (the 2024-11-05 HTTP+SSE transport) ends it; for any other
 //       request nothing more;
-//   response body → filtered for the caller (src/extproc/list-response.ts).
+//   response body → filtered for the caller (src/ext-proc/list-response.ts).
 //
 // Fail closed: a message the request cannot be decided on is an immediate 500
 // (invalid_processing_request); a failure once the response is under way ends the stream
 // with a gRPC error, never with OK — Envoy would go on without the processor and pass the
 // rest of a list unfiltered. docs/ext_proc.md describes the protocol.
 import { randomUUID } from 'node:crypto';
-import type { CheckTrace } from '../check/context.js';
-import { deny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
-import { EXT_PROC_ATTRIBUTES_KEY, headerValues, toRequestFromExtProc, type ExtProcRequestParts } from '../envoy/ext-proc-request.js';
-import { dynamicMetadata, immediateResponse, requestHeaderMutation, responseHeaderMutation } from '../envoy/ext-proc-response.js';
-import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from '../envoy/ext-proc-wire.js';
+import type { CheckTrace } from '../decision/context.js';
+import { deny, internalErrorDeny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
+import { EXT_PROC_ATTRIBUTES_KEY, readResponseHead, toRequestFromExtProc, type ExtProcRequestParts } from './request.js';
+import { extProcDynamicMetadata, immediateResponse, requestHeaderMutation, responseHeaderMutation } from './answers.js';
+import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from './wire.js';
 import type { ExtProcStreamResult } from '../metrics/hooks.js';
 import { runCheck } from '../pipeline/pipeline.js';
+import { Status } from '../grpc/wire.js';
 import type { Runtime } from '../pipeline/runtime.js';
-import { privateCacheControl } from '../response/cache-control.js';
-import type { ListCalls } from '../response/list-methods.js';
+import { privateCacheControl } from '../mcp-response/cache-control.js';
+import type { ListCalls } from '../mcp-response/list-methods.js';
 import { listCallsOf } from './list-calls.js';
 import { ListResponse } from './list-response.js';
-
-/** gRPC status codes the session ends a stream with. */
-export const GRPC_INTERNAL = 13;
 
 /** What the transport does after one message. */
 export interface SessionStep {
@@ -181,7 +179,7 @@ export class ExtProcSession {
     if (request.headers['last-event-id'] !== undefined) remove.push('last-event-id');
     const response: WireCommonResponse = { header_mutation: requestHeaderMutation(o, request, { remove }) };
     const answer: ProcessingResponse = phase === 'request_headers' ? { request_headers: { response } } : { request_body: { response } };
-    const metadata = dynamicMetadata(o, trace.decisionId);
+    const metadata = extProcDynamicMetadata(o, trace.decisionId);
     if (metadata) answer.dynamic_metadata = metadata;
     return { send: [answer] };
   }
@@ -198,7 +196,8 @@ export class ExtProcSession {
     const trace = this.trace!;
     const calls = listCallsOf(trace.ctx?.parsedBody);
     const policyHeaders = allow.responseHeaders;
-    if (calls === undefined && headers.end_of_stream !== true && trace.ctx?.request.method === 'GET' && isEventStream(headerValues(headers, 'content-type'))) {
+    const head = readResponseHead(headers);
+    if (calls === undefined && headers.end_of_stream !== true && trace.ctx?.request.method === 'GET' && isEventStream(head.contentType)) {
       return this.watchStream(trace, policyHeaders);
     }
     if (calls === undefined || headers.end_of_stream === true) {
@@ -206,17 +205,16 @@ export class ExtProcSession {
       const m = responseHeaderMutation(policyHeaders);
       return { send: [{ response_headers: { response: m ? { header_mutation: m } : {} } }] };
     }
-    const status = Number(headerValues(headers, ':status')[0] ?? 200);
-    const form = responseForm(headerValues(headers, 'content-type'), status);
+    const form = responseForm(head.contentType, head.status);
     if (form === undefined) {
       // An error page the MCP client will not read a result from.
       this.state = 'passthrough';
       const m = responseHeaderMutation(policyHeaders);
       return { send: [{ response_headers: { response: m ? { header_mutation: m } : {} } }] };
     }
-    const set: HeaderToSet[] = [...policyHeaders, { name: 'cache-control', value: privateCacheControl(headerValues(headers, 'cache-control')), append: false }];
+    const set: HeaderToSet[] = [...policyHeaders, { name: 'cache-control', value: privateCacheControl(head.cacheControl), append: false }];
     const list = new ListResponse(this.rt, trace, calls, trace.ctx?.mcp.batch === true, form);
-    const encoding = headerValues(headers, 'content-encoding').filter((v) => v.trim().toLowerCase() !== 'identity');
+    const encoding = head.contentEncoding.filter((v) => v.trim().toLowerCase() !== 'identity');
     if (encoding.length > 0) {
       // A compressed list cannot be read: it is replaced whole, at once.
       this.state = 'passthrough';
@@ -286,7 +284,7 @@ export class ExtProcSession {
       if (out.failed.code === 'legacy_sse_transport') {
         warnOnce(this.rt, 'legacy_sse', 'ext_proc: an MCP server answered with the 2024-11-05 HTTP+SSE transport (an endpoint event on a GET stream); its list results arrive on that stream for requests POSTed elsewhere and cannot be filtered, so such streams are ended: serve Streamable HTTP (docs/ext_proc.md)');
       }
-      return { send: [answer], fail: { code: GRPC_INTERNAL, details: `mcp-authz: list response withheld (${out.failed.code})` } };
+      return { send: [answer], fail: { code: Status.INTERNAL, details: `mcp-authz: list response withheld (${out.failed.code})` } };
     }
     return { send: [answer] };
   }
@@ -302,7 +300,7 @@ export class ExtProcSession {
     this.state = 'over';
     this.result = 'denied';
     const answer: ProcessingResponse = { immediate_response: immediateResponse(o) };
-    const metadata = dynamicMetadata(o, this.trace?.decisionId);
+    const metadata = extProcDynamicMetadata(o, this.trace?.decisionId);
     if (metadata) answer.dynamic_metadata = metadata;
     return { send: [answer] };
   }
@@ -319,7 +317,7 @@ export class ExtProcSession {
     this.list?.ended();
     this.state = 'over';
     this.result = 'failed';
-    return { send: [], fail: { code: GRPC_INTERNAL, details: `mcp-authz: ${why}` } };
+    return { send: [], fail: { code: Status.INTERNAL, details: `mcp-authz: ${why}` } };
   }
 
   /** The last line of defence: before the decision a 503 deny, after it a gRPC error. */
@@ -327,7 +325,7 @@ export class ExtProcSession {
     const requestId = this.trace?.ctx?.request.id ?? randomUUID();
     this.rt.logger.error({ err, request_id: requestId }, 'ext_proc: internal error; the request is refused');
     if (this.trace === undefined && this.state !== 'over') {
-      return this.immediate(deny('internal_error', 'The authorization service failed to decide; the request is denied. Retry, and report the request_id if it persists.', { extra: { request_id: requestId } }));
+      return this.immediate(internalErrorDeny(requestId));
     }
     return this.streamFailure('internal error');
   }

@@ -4,13 +4,13 @@
 // completion/complete's ref/resource is) — and the authorizer's visibility rule
 // decides all of them in one evaluation, in the context of the list request. Dry-run is
 // applied here, once: nothing is hidden, and what would have been is counted.
-import type { CheckTrace, ListTally, VisibilityRecord } from '../check/context.js';
+import type { CheckTrace, ListTally, VisibilityRecord } from '../decision/context.js';
 import { RequestRejected } from '../contracts/request-rejected.js';
 import type { McpCall } from '../contracts/request.js';
 import { normalizeResourceTemplate, normalizeResourceUri } from '../request/normalize-resource-uri.js';
-import { failure } from '../response/list-filter.js';
-import type { ListedItem, ListMethod, Visibility, VisibilityFor } from '../response/list-methods.js';
-import type { Runtime } from './runtime.js';
+import { failure } from '../mcp-response/list-filter.js';
+import type { ListedItem, ListMethod, Visibility, VisibilityFor } from '../mcp-response/list-methods.js';
+import type { Runtime } from '../pipeline/runtime.js';
 
 /** The call a listed item stands for; a template is marked so a policy can tell it from a URI. */
 export type ListedCall = McpCall & { template?: true };
@@ -68,7 +68,7 @@ export class ListVisibility {
     this.dryRun = rt.config.policy?.dryRun === true;
   }
 
-  /** For the list filters (src/response/): one policy evaluation per call, whatever the number of items. */
+  /** For the list filters (src/mcp-response/): one policy evaluation per call, whatever the number of items. */
   readonly visibleFor: VisibilityFor = (items) => {
     const ctx = this.trace.ctx;
     const authorizer = this.rt.authorizer;

@@ -2,7 +2,7 @@
 // "PROTOCOL-HTTP2" document): status codes, the length-prefixed message frame, an
 // incremental reader of frames, grpc-timeout and the percent-encoded grpc-message.
 
-/** gRPC status codes (the protocol's numbers). */
+/** gRPC status codes (the protocol's numbers; google.rpc.Code is the same table). The one table of them. */
 export const Status = {
   OK: 0,
   CANCELLED: 1,
@@ -10,11 +10,25 @@ export const Status = {
   INVALID_ARGUMENT: 3,
   DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
   RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
 } as const;
+
+export type StatusName = keyof typeof Status;
+export type StatusCode = (typeof Status)[StatusName];
+
+/** A status code's name ("INTERNAL" for 13). */
+export const statusName = (code: StatusCode): StatusName => STATUS_NAMES[code];
+const STATUS_NAMES = Object.fromEntries(Object.entries(Status).map(([name, code]) => [code, name])) as Record<StatusCode, StatusName>;
 
 /** An error a handler or the server ends a call with: grpc-status and grpc-message. */
 export interface CallError {
@@ -54,7 +68,8 @@ export class FrameError extends Error implements CallError {
  * says so with grpc-accept-encoding: identity.
  */
 export class FrameReader {
-  private header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  /** A frame header split across chunks, gathered (allocated the first time one is). */
+  private header: Buffer | undefined;
   private headerFill = 0;
   private body: Buffer | undefined;
   private bodyFill = 0;
@@ -66,8 +81,8 @@ export class FrameReader {
     return this.headerFill === 0 && this.body === undefined;
   }
 
-  /** Calls `onMessage` for each whole message in `chunk`, in order. Throws FrameError. */
-  push(chunk: Buffer, onMessage: (message: Buffer) => void): void {
+  /** Calls `onMessage` (on `self`) for each whole message in `chunk`, in order. Throws FrameError. */
+  push<T>(chunk: Buffer, onMessage: (this: T, message: Buffer) => void, self?: T): void {
     let pos = 0;
     const n = chunk.length;
     while (pos < n) {
@@ -76,7 +91,7 @@ export class FrameReader {
         if (this.headerFill === 0 && n - pos >= FRAME_HEADER_BYTES) {
           const length = this.check(chunk[pos]!, chunk.readUInt32BE(pos + 1));
           if (n - pos - FRAME_HEADER_BYTES >= length) {
-            onMessage(chunk.subarray(pos + FRAME_HEADER_BYTES, pos + FRAME_HEADER_BYTES + length));
+            onMessage.call(self as T, chunk.subarray(pos + FRAME_HEADER_BYTES, pos + FRAME_HEADER_BYTES + length));
             pos += FRAME_HEADER_BYTES + length;
             continue;
           }
@@ -86,6 +101,7 @@ export class FrameReader {
           continue;
         }
         const take = Math.min(FRAME_HEADER_BYTES - this.headerFill, n - pos);
+        this.header ??= Buffer.allocUnsafe(FRAME_HEADER_BYTES);
         chunk.copy(this.header, this.headerFill, pos, pos + take);
         this.headerFill += take;
         pos += take;
@@ -94,21 +110,21 @@ export class FrameReader {
         const length = this.check(this.header[0]!, this.header.readUInt32BE(1));
         this.body = Buffer.allocUnsafe(length);
         this.bodyFill = 0;
-        if (length === 0) this.deliver(onMessage);
+        if (length === 0) this.deliver(onMessage, self);
         continue;
       }
       const take = Math.min(this.body.length - this.bodyFill, n - pos);
       chunk.copy(this.body, this.bodyFill, pos, pos + take);
       this.bodyFill += take;
       pos += take;
-      if (this.bodyFill === this.body.length) this.deliver(onMessage);
+      if (this.bodyFill === this.body.length) this.deliver(onMessage, self);
     }
   }
 
-  private deliver(onMessage: (message: Buffer) => void): void {
+  private deliver<T>(onMessage: (this: T, message: Buffer) => void, self: T | undefined): void {
     const body = this.body!;
     this.body = undefined;
-    onMessage(body);
+    onMessage.call(self as T, body);
   }
 
   private check(flag: number, length: number): number {

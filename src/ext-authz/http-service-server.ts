@@ -1,18 +1,25 @@
 // Envoy's HTTP authorization service (ext_authz `http_service`) on node:http, on its own
 // port (listen.extAuthzHttp): each forwarded request runs the same pipeline as a gRPC Check
-// (src/envoy/http-authz.ts reads it and writes the answer). node:http's HTTP/1.1 is the
+// (src/ext-authz/http-service.ts reads it and writes the answer). node:http's HTTP/1.1 is the
 // lightest transport measured (README "Performance"); Envoy's http_service speaks HTTP/1.1
 // by default. Bodies are kept up to limits.maxBodyBytes and counted beyond it (a 413 deny);
 // past the gRPC receive limit the connection is closed after the answer.
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { deny } from '../contracts/outcome.js';
-import { httpAuthzAnswer, httpAuthzDecoder, type HttpAuthzAnswer, type HttpAuthzRequest } from '../envoy/http-authz.js';
+import { randomUUID } from 'node:crypto';
+import { deny, internalErrorDeny } from '../contracts/outcome.js';
+import { httpAuthzAnswer, httpAuthzDecoder, type HttpAuthzAnswer, type HttpAuthzRequest } from './http-service.js';
 import { runCheck, type Decoder } from '../pipeline/pipeline.js';
 import type { Runtime } from '../pipeline/runtime.js';
-import { maxCheckRequestBytes } from './grpc-server.js';
-import { listenOn, type ListenOptions } from './listen-address.js';
-import type { PortTls } from './tls-files.js';
+import type { Server as TlsServer, TlsOptions } from 'node:tls';
+import { maxCheckRequestBytes } from './check.js';
+
+/** How the service listens and serves TLS on this port (src/server/ owns both). */
+export interface HttpServiceServerPort {
+  /** Listens the node server on "host:port" or "unix:/path"; resolves with the TCP port (0 for a socket). */
+  listen(server: Server, address: string): Promise<number>;
+  tls?: { serverOptions(): TlsOptions; attach(server: TlsServer, listener: 'ext_authz_http'): void };
+}
 
 /** One request being read: its body so far, then the pipeline. */
 class PendingCheck implements HttpAuthzRequest {
@@ -73,7 +80,11 @@ export class HttpAuthzServer {
   private readonly decode: Decoder<HttpAuthzRequest>;
   private closing = false;
 
-  constructor(private readonly runtime: Runtime, tls?: PortTls) {
+  private readonly listen: HttpServiceServerPort['listen'];
+
+  constructor(private readonly runtime: Runtime, port: HttpServiceServerPort) {
+    const { tls } = port;
+    this.listen = port.listen;
     const { limits } = runtime.config;
     this.keepBytes = limits.maxBodyBytes;
     this.hardLimitBytes = maxCheckRequestBytes(limits);
@@ -95,8 +106,8 @@ export class HttpAuthzServer {
   }
 
   /** Listens on "host:port" or "unix:/path"; resolves with the TCP port (0 for a socket). */
-  bind(address: string, listen: ListenOptions = { socketMode: 0o660 }): Promise<number> {
-    return listenOn(this.server, address, listen);
+  bind(address: string): Promise<number> {
+    return this.listen(this.server, address);
   }
 
   /** Stops accepting; answers in flight finish (each closing its connection), then `cb`. */
@@ -129,7 +140,7 @@ export class HttpAuthzServer {
       answer = httpAuthzAnswer(trace.outcome);
     } catch {
       // runCheck never rejects; this is the last line of defence and still a deny.
-      answer = httpAuthzAnswer(deny('internal_error', 'internal error'));
+      answer = httpAuthzAnswer(internalErrorDeny(randomUUID()));
     }
     this.send(check, answer, cut);
   }
