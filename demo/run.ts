@@ -32,8 +32,16 @@ const BUNDLE = join(ROOT, 'policies', 'build', 'bundle.tar.gz');
 
 /** The demo's API keys: public (they are printed and committed), for this demo only. */
 const DEMO_KEYS = [
-  { id: 'demo-full', key: 'mcp_Yt16aO1lhc1ea7wA2SBVS0OJGr8zejNTSsJeHywjIic173zaO', grants: 'every tool, prompt and resource' },
-  { id: 'demo-limited', key: 'mcp_wqmXkYMLv375HYzgNKh60DESXNKX2RdLgQKWRgBP6fl1Dzp0b', grants: 'the tools echo and get-sum, the prompt simple-prompt' },
+  {
+    id: 'demo-full',
+    key: 'mcp_Yt16aO1lhc1ea7wA2SBVS0OJGr8zejNTSsJeHywjIic173zaO',
+    grants: 'every tool, prompt and resource',
+  },
+  {
+    id: 'demo-limited',
+    key: 'mcp_wqmXkYMLv375HYzgNKh60DESXNKX2RdLgQKWRgBP6fl1Dzp0b',
+    grants: 'the tools echo and get-sum, the prompt simple-prompt',
+  },
 ] as const;
 
 interface Running {
@@ -53,22 +61,35 @@ function fail(message: string): never {
 
 /** The printed keys are the keys examples/demo/keys.yaml holds the hashes of. */
 function checkKeys(): void {
-  const entries = (parse(readFileSync(join(ROOT, 'examples', 'demo', 'keys.yaml'), 'utf8')) as { keys: { id: string; sha256: string }[] }).keys;
+  const entries = (
+    parse(readFileSync(join(ROOT, 'examples', 'demo', 'keys.yaml'), 'utf8')) as {
+      keys: { id: string; sha256: string }[];
+    }
+  ).keys;
   for (const k of DEMO_KEYS) {
     const entry = entries.find((e) => e.id === k.id);
-    if (entry?.sha256 !== createHash('sha256').update(k.key).digest('hex')) fail(`the demo key ${k.id} does not match examples/demo/keys.yaml`);
+    if (entry?.sha256 !== createHash('sha256').update(k.key).digest('hex'))
+      fail(`the demo key ${k.id} does not match examples/demo/keys.yaml`);
   }
 }
 
 /** server-everything over Streamable HTTP on a free loopback port; resolves with its URL. */
 function startEverything(): Promise<{ child: ChildProcess; url: string }> {
   const require = createRequire(import.meta.url);
-  const entry = join(dirname(require.resolve('@modelcontextprotocol/server-everything/package.json')), 'dist', 'index.js');
+  const entry = join(
+    dirname(require.resolve('@modelcontextprotocol/server-everything/package.json')),
+    'dist',
+    'index.js',
+  );
   // Its get-env tool prints its environment: it gets none of the demo's.
-  const child = spawn(process.execPath, ['--import', join(import.meta.dirname, 'loopback-only.mjs'), entry, 'streamableHttp'], {
-    env: { PATH: process.env.PATH ?? '', PORT: '0' },
-    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', join(import.meta.dirname, 'loopback-only.mjs'), entry, 'streamableHttp'],
+    {
+      env: { PATH: process.env.PATH ?? '', PORT: '0' },
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    },
+  );
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   return new Promise((resolve, reject) => {
@@ -86,11 +107,15 @@ function startAuthz(work: string): Promise<{ child: ChildProcess; grpcPort: numb
   config.apiKeys = { ...config.apiKeys, file: join(ROOT, 'examples', 'demo', 'keys.yaml') };
   const file = join(work, 'config.yaml');
   writeFileSync(file, `# examples/demo/config.yaml with the demo's ports\n${stringify(config)}`);
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'bin.ts'), 'serve', '--config', file, '--workers', '1'], {
-    cwd: ROOT,
-    env: { ...process.env, MCP_AUTHZ_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'src', 'cli', 'bin.ts'), 'serve', '--config', file, '--workers', '1'],
+    {
+      cwd: ROOT,
+      env: { ...process.env, MCP_AUTHZ_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let buffered = '';
   let logs = '';
   return new Promise((resolve, reject) => {
@@ -102,7 +127,8 @@ function startAuthz(work: string): Promise<{ child: ChildProcess; grpcPort: numb
       for (const line of lines) {
         logs += `${line}\n`;
         const entry = readLine(line);
-        if (entry?.msg === 'mcp-authz serving') resolve({ child, grpcPort: entry.grpc as number, httpPort: entry.http as number });
+        if (entry?.msg === 'mcp-authz serving')
+          resolve({ child, grpcPort: entry.grpc as number, httpPort: entry.http as number });
         else if (entry) narrate(entry);
       }
     });
@@ -121,9 +147,13 @@ function readLine(line: string): Record<string, unknown> | undefined {
 function narrate(e: Record<string, unknown>): void {
   if (e.log === 'decision' && e.msg === 'decision') {
     const what = [e.mcp_method, e.tool].filter((x) => x !== null && x !== undefined).join(' ');
-    say(`  [mcp-authz] ${String(e.decision).padEnd(5)} ${e.status} ${e.allow ? '' : `${e.reason} `}${what || '(no JSON-RPC body: a GET or DELETE of the session)'} — ${e.principal ?? 'no key'}`);
+    say(
+      `  [mcp-authz] ${String(e.decision).padEnd(5)} ${e.status} ${e.allow ? '' : `${e.reason} `}${what || '(no JSON-RPC body: a GET or DELETE of the session)'} — ${e.principal ?? 'no key'}`,
+    );
   } else if (e.log === 'decision' && e.msg === 'list') {
-    const lists = (e.lists as { method: string; shown: number; hidden: number }[]).map((l) => `${l.method}: ${l.shown} shown, ${l.hidden} hidden`).join('; ');
+    const lists = (e.lists as { method: string; shown: number; hidden: number }[])
+      .map((l) => `${l.method}: ${l.shown} shown, ${l.hidden} hidden`)
+      .join('; ');
     say(`  [mcp-authz] list  ${lists} — ${e.principal}`);
   } else if (typeof e.level === 'number' && e.level >= 40) {
     say(`  [mcp-authz] ${e.msg}`);
@@ -157,8 +187,8 @@ function banner(extProcUrl: string, extAuthzUrl: string, httpPort: number, upstr
   say(`  MCP endpoint, lists filtered per key (Envoy stand-in, ext_proc filter):   ${url}`);
   say(`  MCP endpoint, calls decided only    (Envoy stand-in, ext_authz filter): ${extAuthzUrl}/mcp`);
   say('');
-  say('  The proxies are NOT Envoy: they are the Envoy stand-ins of mcp-authz\'s end-to-end tests');
-  say('  (demo/envoy-stand-in/), which reproduce Envoy\'s ext_proc and ext_authz filters as far as');
+  say("  The proxies are NOT Envoy: they are the Envoy stand-ins of mcp-authz's end-to-end tests");
+  say("  (demo/envoy-stand-in/), which reproduce Envoy's ext_proc and ext_authz filters as far as");
   say('  mcp-authz and a client can tell. The real Envoy: examples/compose (Docker).');
   say(`  Behind them: mcp-authz (gRPC ext_proc and ext_authz; /metrics on http://127.0.0.1:${httpPort}/metrics)`);
   say(`  and the MCP "everything" server (@modelcontextprotocol/server-everything) on ${upstream}, loopback only.`);
@@ -167,10 +197,18 @@ function banner(extProcUrl: string, extAuthzUrl: string, httpPort: number, upstr
   for (const k of DEMO_KEYS) say(`    ${k.id.padEnd(13)} ${k.key}   ${k.grants}`);
   say('');
   say('  Try it (docs/clients.md):');
-  say(`    npx @modelcontextprotocol/inspector --cli ${url} --transport http --method tools/list --header "X-API-Key: ${limited.key}"`);
-  say(`    npx @modelcontextprotocol/inspector --cli ${url} --transport http --method tools/call --tool-name echo --tool-arg message=hello --header "X-API-Key: ${limited.key}"`);
-  say(`    npx @modelcontextprotocol/inspector --cli ${extAuthzUrl}/mcp --transport http --method tools/call --tool-name get-env --header "X-API-Key: ${limited.key}"`);
-  say('      (403 access_denied. Through the ext_proc endpoint the Inspector does not even find get-env: the list hides it.)');
+  say(
+    `    npx @modelcontextprotocol/inspector --cli ${url} --transport http --method tools/list --header "X-API-Key: ${limited.key}"`,
+  );
+  say(
+    `    npx @modelcontextprotocol/inspector --cli ${url} --transport http --method tools/call --tool-name echo --tool-arg message=hello --header "X-API-Key: ${limited.key}"`,
+  );
+  say(
+    `    npx @modelcontextprotocol/inspector --cli ${extAuthzUrl}/mcp --transport http --method tools/call --tool-name get-env --header "X-API-Key: ${limited.key}"`,
+  );
+  say(
+    '      (403 access_denied. Through the ext_proc endpoint the Inspector does not even find get-env: the list hides it.)',
+  );
   say(`    claude mcp add --transport http mcp-authz-demo ${url} --header "X-API-Key: ${full.key}"`);
   say('');
   say('  Ctrl-C stops everything.');
@@ -197,14 +235,23 @@ function exit(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { port: { type: 'string', default: '8080' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    options: { port: { type: 'string', default: '8080' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     say('usage: npm run demo [-- --port N]   (ext_proc on N, ext_authz on N + 1; 0: free ports)');
     return;
   }
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65534) fail(`--port expects a port number, got ${JSON.stringify(values.port)}`);
-  const running = await start(port).catch((err: Error) => fail((err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? `port ${port} or ${port + 1} is in use: pick others with npm run demo -- --port N` : err.message));
+  if (!Number.isInteger(port) || port < 0 || port > 65534)
+    fail(`--port expects a port number, got ${JSON.stringify(values.port)}`);
+  const running = await start(port).catch((err: Error) =>
+    fail(
+      (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
+        ? `port ${port} or ${port + 1} is in use: pick others with npm run demo -- --port N`
+        : err.message,
+    ),
+  );
   let stopping = false;
   const shutdown = (why: string, code: number) => {
     if (stopping) return;
@@ -216,7 +263,11 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => shutdown('terminated', 0));
   // A terminal's Ctrl-C reaches the children too: their clean exit is a stop, not a failure.
   const watch = (child: ChildProcess, name: string) =>
-    child.once('exit', (code, signal) => (code === 0 || signal === 'SIGINT' || signal === 'SIGTERM' ? shutdown(`${name} stopped`, 0) : shutdown(`${name} exited (${code ?? signal})`, 1)));
+    child.once('exit', (code, signal) =>
+      code === 0 || signal === 'SIGINT' || signal === 'SIGTERM'
+        ? shutdown(`${name} stopped`, 0)
+        : shutdown(`${name} exited (${code ?? signal})`, 1),
+    );
   watch(running.authz, 'mcp-authz');
   watch(running.everything, 'the MCP server');
 }

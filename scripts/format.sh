@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Formatted folders and files; scripts/format-all.sh extends this line.
-FORMATTED=(bench scripts)
+FORMATTED=(.)
 
 case "${1:-check}" in
   check) exec npx --no-install biome format "${FORMATTED[@]}" ;;

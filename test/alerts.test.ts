@@ -16,14 +16,19 @@ const RUNBOOK = join(ROOT, 'docs', 'runbook.md');
 const defaults = CI_VALUES[0]!;
 
 function promtool(args: string[], cwd: string): Promise<{ code: number; out: string }> {
-  if (!existsSync(PROMTOOL)) throw new Error('promtool is not installed: run `scripts/install-tools.sh promtool` (npm test does it in pretest)');
+  if (!existsSync(PROMTOOL))
+    throw new Error('promtool is not installed: run `scripts/install-tools.sh promtool` (npm test does it in pretest)');
   return new Promise((resolve) => {
-    execFile(PROMTOOL, args, { cwd }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }));
+    execFile(PROMTOOL, args, { cwd }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+    );
   });
 }
 
 function renderRules(setJson: Record<string, unknown> = {}): { groups: any[] } {
-  const rule = renderChart({ files: [defaults], setJson: { 'metrics.prometheusRule.enabled': true, ...setJson } }).get('PrometheusRule');
+  const rule = renderChart({ files: [defaults], setJson: { 'metrics.prometheusRule.enabled': true, ...setJson } }).get(
+    'PrometheusRule',
+  );
   if (!rule) throw new Error('no PrometheusRule rendered');
   return { groups: rule.spec.groups };
 }
@@ -40,7 +45,11 @@ const alerts = renderRules().groups.flatMap((g) => g.rules as { alert: string; a
 
 /** GitHub's anchor for a Markdown heading. */
 function slug(heading: string): string {
-  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, '')
+    .replace(/ /g, '-');
 }
 
 test('promtool accepts the rendered alert rules', async (t) => {
@@ -58,19 +67,42 @@ test('every alert fires and stays quiet where its promtool unit tests say', asyn
 });
 
 test('every alert has a unit test where it fires and one where it does not', (t) => {
-  const doc = parseYaml(readFileSync(UNIT_TESTS, 'utf8')) as { tests: { alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[] };
+  const doc = parseYaml(readFileSync(UNIT_TESTS, 'utf8')) as {
+    tests: { alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[];
+  };
   const cases = doc.tests.flatMap((g) => g.alert_rule_test ?? []);
   for (const { alert } of alerts) {
-    t.true(cases.some((c) => c.alertname === alert && c.exp_alerts.length > 0), `${alert} never fires in the unit tests`);
-    t.true(cases.some((c) => c.alertname === alert && c.exp_alerts.length === 0), `${alert} is never shown quiet in the unit tests`);
+    t.true(
+      cases.some((c) => c.alertname === alert && c.exp_alerts.length > 0),
+      `${alert} never fires in the unit tests`,
+    );
+    t.true(
+      cases.some((c) => c.alertname === alert && c.exp_alerts.length === 0),
+      `${alert} is never shown quiet in the unit tests`,
+    );
   }
 });
 
 test('the shipped alerts cover target down, policy and keys reloads, refused bundles, an unreachable bundle service, dropped decision logs, Redis fallback, JWKS refresh, dropped log lines, denies, auth failures, lockouts, latency, lists not filtered and upstream credentials failing', (t) => {
   t.deepEqual(alerts.map((a) => a.alert).sort(), [
-    'McpAuthzAbsent', 'McpAuthzAuthFailureSpike', 'McpAuthzBundleRefused', 'McpAuthzBundleServiceUnreachable', 'McpAuthzDecisionLogsDropped', 'McpAuthzDenyRateSpike', 'McpAuthzJwksRefreshFailing',
-    'McpAuthzKeysReloadFailures', 'McpAuthzLatencyP99High', 'McpAuthzLimiterFallback', 'McpAuthzListsUnfiltered', 'McpAuthzListsWithheld', 'McpAuthzLogLinesDropped', 'McpAuthzNoPolicyLoaded',
-    'McpAuthzPolicyReloadFailures', 'McpAuthzSustainedLockouts', 'McpAuthzTargetDown', 'McpAuthzUpstreamTokenFailing',
+    'McpAuthzAbsent',
+    'McpAuthzAuthFailureSpike',
+    'McpAuthzBundleRefused',
+    'McpAuthzBundleServiceUnreachable',
+    'McpAuthzDecisionLogsDropped',
+    'McpAuthzDenyRateSpike',
+    'McpAuthzJwksRefreshFailing',
+    'McpAuthzKeysReloadFailures',
+    'McpAuthzLatencyP99High',
+    'McpAuthzLimiterFallback',
+    'McpAuthzListsUnfiltered',
+    'McpAuthzListsWithheld',
+    'McpAuthzLogLinesDropped',
+    'McpAuthzNoPolicyLoaded',
+    'McpAuthzPolicyReloadFailures',
+    'McpAuthzSustainedLockouts',
+    'McpAuthzTargetDown',
+    'McpAuthzUpstreamTokenFailing',
   ]);
 });
 
@@ -88,12 +120,17 @@ test('every alert links its own section of docs/runbook.md', (t) => {
     seen.add(anchor);
   }
   const custom = renderRules({ 'metrics.prometheusRule.runbookBaseUrl': 'https://wiki.example.com/mcp-authz' });
-  t.is(custom.groups[0].rules[0].annotations.runbook_url, `https://wiki.example.com/mcp-authz#${slug(custom.groups[0].rules[0].alert)}`);
+  t.is(
+    custom.groups[0].rules[0].annotations.runbook_url,
+    `https://wiki.example.com/mcp-authz#${slug(custom.groups[0].rules[0].alert)}`,
+  );
 });
 
 test('the deny-ratio alert states its configured threshold as a percentage', (t) => {
   const summary = (ratio: number) =>
-    renderRules({ 'metrics.prometheusRule.denyRatio': ratio }).groups[0].rules.find((r: any) => r.alert === 'McpAuthzDenyRateSpike').annotations.summary as string;
+    renderRules({ 'metrics.prometheusRule.denyRatio': ratio }).groups[0].rules.find(
+      (r: any) => r.alert === 'McpAuthzDenyRateSpike',
+    ).annotations.summary as string;
   t.regex(summary(0.5), /alert above 50%\)$/);
   t.regex(summary(0.25), /alert above 25%\)$/);
   t.notRegex(summary(0.25), /\b0%/);

@@ -143,11 +143,21 @@ test('src/grpc/ is a library: it imports no other folder of src/', (t) => {
 });
 
 test('every folder of src/ has a layer, and docs/architecture.md shows the same table', (t) => {
-  const folders = readdirSync(SRC).filter((n) => statSync(join(SRC, n)).isDirectory()).sort();
-  t.deepEqual(folders, Object.keys(LAYERS).sort(), 'a new folder needs its place in LAYERS and in docs/architecture.md');
+  const folders = readdirSync(SRC)
+    .filter((n) => statSync(join(SRC, n)).isDirectory())
+    .sort();
+  t.deepEqual(
+    folders,
+    Object.keys(LAYERS).sort(),
+    'a new folder needs its place in LAYERS and in docs/architecture.md',
+  );
   const doc = readFileSync(resolve(SRC, '..', 'docs', 'architecture.md'), 'utf8');
   for (const [folder, layer] of Object.entries(LAYERS)) {
-    t.regex(doc, new RegExp(`^\\| ${layer} \\|[^\\n]*\`src/${folder}/\``, 'm'), `docs/architecture.md puts src/${folder}/ in layer ${layer}`);
+    t.regex(
+      doc,
+      new RegExp(`^\\| ${layer} \\|[^\\n]*\`src/${folder}/\``, 'm'),
+      `docs/architecture.md puts src/${folder}/ in layer ${layer}`,
+    );
   }
 });
 

@@ -16,7 +16,11 @@ import { goReader, pythonReader } from './helpers/line-readers.js';
 
 const PREFIXES = ['/docs', '/srv/data'];
 
-const engine = await WasmEngine.create(loadBundle(SHIPPED_BUNDLE), { entrypoint: 'mcp/authz/decision', maxMemoryPages: 1024, data: {} });
+const engine = await WasmEngine.create(loadBundle(SHIPPED_BUNDLE), {
+  entrypoint: 'mcp/authz/decision',
+  maxMemoryPages: 1024,
+  data: {},
+});
 
 const data = { arguments: [{ tools: ['read_file'], arguments: { path: { path: { under: PREFIXES } } } }] };
 const plan = viewPlan(data)!;
@@ -26,7 +30,15 @@ function allowed(path: string): boolean {
   const call: McpCall = { method: 'tools/call', kind: 'request', name: 'read_file', arguments: { path } };
   const input = {
     endpoint: { name: 'files', auth: { apiKey: true, oauth: false }, data },
-    principal: { authenticated: true, method: 'api_key', id: 'k', userId: 'u', permissions: ['*'], scopes: [], roles: [] },
+    principal: {
+      authenticated: true,
+      method: 'api_key',
+      id: 'k',
+      userId: 'u',
+      permissions: ['*'],
+      scopes: [],
+      roles: [],
+    },
     mcp: { present: true, batch: false, calls: [{ ...call, argumentViews: viewsOf(call, plan) }] },
   };
   const ev = engine.evaluate(JSON.stringify(input));
@@ -45,10 +57,38 @@ const mostly = (common: string[], odd: string[]) =>
   fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...common) }, { weight: 1, arbitrary: fc.constantFrom(...odd) });
 const segment = mostly(
   ['docs', 'srv', 'data', 'a', 'b.md', 'x y', 'readme..md', '\u00e9t\u00e9', 'e\u0301', '-', '~', '..'],
-  ['.', '...', '.. ', ' ', '', '%2e%2e', '%2f', '%', '\\', '\u0000', '\t', '\uff0e\uff0e', '\uff0f', '\u2024', '\u2025', '\u2215', '\u00a5', '\u2044', 'C:', 'docsx', '\u200b', '\u{1f100}'],
+  [
+    '.',
+    '...',
+    '.. ',
+    ' ',
+    '',
+    '%2e%2e',
+    '%2f',
+    '%',
+    '\\',
+    '\u0000',
+    '\t',
+    '\uff0e\uff0e',
+    '\uff0f',
+    '\u2024',
+    '\u2025',
+    '\u2215',
+    '\u00a5',
+    '\u2044',
+    'C:',
+    'docsx',
+    '\u200b',
+    '\u{1f100}',
+  ],
 );
-const start = mostly(['/docs/', '/srv/data/', '/docs', '/'], ['', '//', '~/', 'docs/', '\\', 'C:\\docs\\', 'file:///docs/']);
-const path = fc.tuple(start, fc.array(segment, { maxLength: 5 }), mostly(['', '/'], ['//', '/.'])).map(([s, segs, end]) => s + segs.join('/') + end);
+const start = mostly(
+  ['/docs/', '/srv/data/', '/docs', '/'],
+  ['', '//', '~/', 'docs/', '\\', 'C:\\docs\\', 'file:///docs/'],
+);
+const path = fc
+  .tuple(start, fc.array(segment, { maxLength: 5 }), mostly(['', '/'], ['//', '/.']))
+  .map(([s, segs, end]) => s + segs.join('/') + end);
 
 // ---------------------------------------------------------------- the properties
 
@@ -64,7 +104,12 @@ test('a path the policy lets under a prefix is read as written and under it by N
   let traversals = 0;
   await fc.assert(
     fc.asyncProperty(path, async (p) => {
-      const readings = [posix.normalize(p), win32.normalize(p).replaceAll('\\', '/'), (await python.read(p)).path, (await go.read(p)).path].map(withoutTrailingSlash);
+      const readings = [
+        posix.normalize(p),
+        win32.normalize(p).replaceAll('\\', '/'),
+        (await python.read(p)).path,
+        (await go.read(p)).path,
+      ].map(withoutTrailingSlash);
       // A path some reader resolves outside every prefix: the policy must refuse it.
       if (readings.some((r) => !under(r))) traversals++;
       if (!allowed(p)) return true;
@@ -87,11 +132,39 @@ test('a path the policy lets under a prefix is read as written and under it by N
 
 test('look-alikes of "/", "\\", "." and "%" are refused, other non-ASCII names pass', (t) => {
   const lookAlikes = [
-    '\uff0f', '\uff3c', '\uff0e', '\uff05', '\ufe52', '\ufe68', '\ufe6a', '\u2024', '\u2025', '\u2026', '\u2488', '\u33c2', '\u{1f100}',
-    '\u00a5', '\u20a9', '\u2215', '\u2216', '\u2044', '\u29f8', '\u29f9',
+    '\uff0f',
+    '\uff3c',
+    '\uff0e',
+    '\uff05',
+    '\ufe52',
+    '\ufe68',
+    '\ufe6a',
+    '\u2024',
+    '\u2025',
+    '\u2026',
+    '\u2488',
+    '\u33c2',
+    '\u{1f100}',
+    '\u00a5',
+    '\u20a9',
+    '\u2215',
+    '\u2216',
+    '\u2044',
+    '\u29f8',
+    '\u29f9',
   ];
-  for (const c of lookAlikes) t.deepEqual(pathView(`/docs/a${c}b`), { ok: false, why: 'look_alike' }, `U+${c.codePointAt(0)!.toString(16)}`);
-  for (const name of ['\u00e9t\u00e9', 'e\u0301', 'stra\u00dfe', '\u65e5\u672c\u8a9e', '\u{1f600}', '\u0430\u0431', 'x\u200by']) t.deepEqual(pathView(`/docs/${name}.md`), { ok: true }, name);
+  for (const c of lookAlikes)
+    t.deepEqual(pathView(`/docs/a${c}b`), { ok: false, why: 'look_alike' }, `U+${c.codePointAt(0)!.toString(16)}`);
+  for (const name of [
+    '\u00e9t\u00e9',
+    'e\u0301',
+    'stra\u00dfe',
+    '\u65e5\u672c\u8a9e',
+    '\u{1f600}',
+    '\u0430\u0431',
+    'x\u200by',
+  ])
+    t.deepEqual(pathView(`/docs/${name}.md`), { ok: true }, name);
 });
 
 test('paths that are refused, and why they would be read otherwise', (t) => {
@@ -110,5 +183,6 @@ test('paths that are refused, and why they would be read otherwise', (t) => {
     '/docs/a\u0000.png', // C strings end at NUL
   ];
   for (const p of refusedPaths) t.false(allowed(p), JSON.stringify(p));
-  for (const p of ['/docs', '/docs/', '/docs/a b/c.md', '/srv/data/x..y', '/docs/\u00e9t\u00e9/~']) t.true(allowed(p), JSON.stringify(p));
+  for (const p of ['/docs', '/docs/', '/docs/a b/c.md', '/srv/data/x..y', '/docs/\u00e9t\u00e9/~'])
+    t.true(allowed(p), JSON.stringify(p));
 });

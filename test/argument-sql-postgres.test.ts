@@ -55,12 +55,24 @@ const STATE = `SELECT json_build_object(
             AND NOT (locktype = 'relation' AND mode = 'AccessShareLock') AND locktype <> 'virtualxid')
 ) AS s`;
 
-type State = { transactionStart: string; settings: Record<string, string>; tables: Record<string, string>; accounts: string; orders: string; counter: unknown; largeObjects: number; xid: string | null; locks: unknown };
+type State = {
+  transactionStart: string;
+  settings: Record<string, string>;
+  tables: Record<string, string>;
+  accounts: string;
+  orders: string;
+  counter: unknown;
+  largeObjects: number;
+  xid: string | null;
+  locks: unknown;
+};
 
 async function connectAgent(): Promise<pg.Client> {
   const c = await db.connect({ user: 'agent' });
   // The plan of every statement arrives as a LOG notice; bounded, so a runaway query cannot hang the test.
-  await c.query("SET debug_print_plan = on; SET debug_pretty_print = off; SET client_min_messages = log; SET statement_timeout = '20s'; SET lock_timeout = '5s'");
+  await c.query(
+    "SET debug_print_plan = on; SET debug_pretty_print = off; SET client_min_messages = log; SET statement_timeout = '20s'; SET lock_timeout = '5s'",
+  );
   return c;
 }
 
@@ -68,10 +80,15 @@ test.before(async () => {
   db = await startPostgres();
   admin = await db.connect();
   await admin.query(SCHEMA);
-  for (const r of (await admin.query('SELECT p.oid::int AS oid, p.proname, n.nspname, p.provolatile FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace')).rows) {
+  for (const r of (
+    await admin.query(
+      'SELECT p.oid::int AS oid, p.proname, n.nspname, p.provolatile FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace',
+    )
+  ).rows) {
     procs.set(r.oid, { name: r.proname, schema: r.nspname, volatile: r.provolatile });
   }
-  for (const r of (await admin.query('SELECT oid::int AS oid, oprcode::oid::int AS code FROM pg_operator')).rows) operatorCode.set(r.oid, r.code);
+  for (const r of (await admin.query('SELECT oid::int AS oid, oprcode::oid::int AS code FROM pg_operator')).rows)
+    operatorCode.set(r.oid, r.code);
   agent = await connectAgent();
   svc = await startTestService(
     {
@@ -101,7 +118,13 @@ test.after.always(async () => {
 
 /** The rule's answer, through the real service over gRPC: `sql` reads PostgreSQL, `mssql` names SQL Server (no parser here). */
 async function ruleAllows(query: string, tool = 'sql'): Promise<boolean> {
-  const res = await svc.check(checkRequest({ path: '/mcp/db', body: rpc('tools/call', { name: tool, arguments: { query } }), headers: { [PRINCIPAL_HEADER]: 'k' } }));
+  const res = await svc.check(
+    checkRequest({
+      path: '/mcp/db',
+      body: rpc('tools/call', { name: tool, arguments: { query } }),
+      headers: { [PRINCIPAL_HEADER]: 'k' },
+    }),
+  );
   if (res.ok_response) return true;
   const status = deniedStatus(res);
   if (status !== 403 && status !== 400) throw new Error(`unexpected deny ${status} ${JSON.stringify(deniedBody(res))}`);
@@ -137,7 +160,8 @@ async function harm(query: string): Promise<string[]> {
     for (const k of ['accounts', 'orders', 'counter', 'largeObjects', 'tables'] as const) {
       if (JSON.stringify(after[k]) !== JSON.stringify(before[k])) found.push(`${k} changed`);
     }
-    for (const [name, value] of Object.entries(after.settings)) if (before.settings[name] !== value) found.push(`setting ${name} changed`);
+    for (const [name, value] of Object.entries(after.settings))
+      if (before.settings[name] !== value) found.push(`setting ${name} changed`);
   } catch (e) {
     // The text ended the transaction itself (COMMIT, ROLLBACK): that alone is harm.
     found.push(`the transaction did not survive it: ${(e as Error).message}`);
@@ -151,10 +175,12 @@ async function harm(query: string): Promise<string[]> {
     const p = procs.get(fn);
     if (p === undefined) found.push(`it planned function ${fn}, not a built-in`);
     else if (p.schema !== 'pg_catalog') found.push(`it planned ${p.schema}.${p.name}`);
-    else if (p.volatile === 'v' && !HARMLESS_VOLATILE.has(p.name)) found.push(`it planned the volatile function ${p.name}`);
+    else if (p.volatile === 'v' && !HARMLESS_VOLATILE.has(p.name))
+      found.push(`it planned the volatile function ${p.name}`);
   }
   // Restore what a failing case changed outside the transaction, so the next case starts alike.
-  if (found.length > 0) await agent.query("SELECT pg_advisory_unlock_all(); SELECT setval('counter', 1, false)").catch(() => undefined);
+  if (found.length > 0)
+    await agent.query("SELECT pg_advisory_unlock_all(); SELECT setval('counter', 1, false)").catch(() => undefined);
   return found;
 }
 
@@ -162,9 +188,11 @@ async function harm(query: string): Promise<string[]> {
 function plannedFunctions(plans: string[]): Set<number> {
   const out = new Set<number>();
   for (const plan of plans) {
-    for (const m of plan.matchAll(/:(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid)\s+(\d+)/g)) if (m[1] !== '0') out.add(Number(m[1]));
+    for (const m of plan.matchAll(/:(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid)\s+(\d+)/g))
+      if (m[1] !== '0') out.add(Number(m[1]));
     for (const m of plan.matchAll(/:opno\s+(\d+)/g)) out.add(operatorCode.get(Number(m[1])) ?? -1);
-    for (const m of plan.matchAll(/:opnos\s+\(o((?:\s+\d+)*)\)/g)) for (const o of m[1]!.trim().split(/\s+/)) if (o) out.add(operatorCode.get(Number(o)) ?? -1);
+    for (const m of plan.matchAll(/:opnos\s+\(o((?:\s+\d+)*)\)/g))
+      for (const o of m[1]!.trim().split(/\s+/)) if (o) out.add(operatorCode.get(Number(o)) ?? -1);
   }
   return out;
 }
@@ -175,7 +203,10 @@ const ATTACKS: [string, string][] = [
   ['pg_read_file by a Unicode-escaped name', `SELECT U&"pg_read_fil\\0065"('/etc/hostname')`],
   ['pg_read_file by a Unicode-escaped name with UESCAPE', `SELECT U&"pg_read_fil!0065" UESCAPE '!'('/etc/hostname')`],
   ['lo_import by a Unicode-escaped name', `SELECT U&"lo_\\0069mport"('/etc/hostname')`],
-  ['read-only turned off by a Unicode-escaped set_config', `SELECT U&"set_confi\\0067"('default_transaction_read_only','off',false)`],
+  [
+    'read-only turned off by a Unicode-escaped set_config',
+    `SELECT U&"set_confi\\0067"('default_transaction_read_only','off',false)`,
+  ],
   ['SELECT … FOR SHARE', 'SELECT * FROM accounts FOR SHARE'],
   ['SELECT … FOR KEY SHARE', 'SELECT * FROM accounts FOR KEY SHARE'],
   ['SELECT … FOR UPDATE', 'SELECT * FROM accounts WHERE id = 1 FOR UPDATE'],
@@ -191,7 +222,11 @@ test.serial('the observations see each attack when the database runs it', async 
     const found = await harm(query);
     t.true(found.length > 0, `${what}: the database ran ${query} and no observation saw harm`);
   }
-  t.deepEqual(await harm('SELECT lower(owner), count(*) OVER () FROM accounts WHERE balance > 10'), [], 'a plain read is no harm');
+  t.deepEqual(
+    await harm('SELECT lower(owner), count(*) OVER () FROM accounts WHERE balance > 10'),
+    [],
+    'a plain read is no harm',
+  );
 });
 
 test.serial('every attack is refused by the rule', async (t) => {
@@ -230,19 +265,55 @@ function spellings(name: string): string[] {
 const spelled = (name: string) => fc.constantFrom(...spellings(name));
 
 const READS: [string, string][] = [
-  ['lower', '(owner)'], ['upper', '(owner)'], ['length', '(owner)'], ['abs', '(balance)'], ['round', '(balance, 1)'],
-  ['md5', '(owner)'], ['concat', "(owner, '-', id)"], ['now', '()'], ['random', '()'], ['coalesce', "(owner, 'x')"],
+  ['lower', '(owner)'],
+  ['upper', '(owner)'],
+  ['length', '(owner)'],
+  ['abs', '(balance)'],
+  ['round', '(balance, 1)'],
+  ['md5', '(owner)'],
+  ['concat', "(owner, '-', id)"],
+  ['now', '()'],
+  ['random', '()'],
+  ['coalesce', "(owner, 'x')"],
 ];
 const HARMFUL: [string, string][] = [
-  ['pg_read_file', "('/etc/hostname')"], ['pg_read_binary_file', "('/etc/hostname')"], ['pg_ls_dir', "('.')"], ['pg_stat_file', "('/etc/hostname')"],
-  ['lo_import', "('/etc/hostname')"], ['lo_export', "(1, '/tmp/lo')"], ['lo_create', '(0)'], ['lo_from_bytea', "(0, 'x')"],
-  ['set_config', "('default_transaction_read_only', 'off', false)"], ['set_config', "('work_mem', '1MB', true)"],
-  ['nextval', "('counter')"], ['setval', "('counter', 42)"], ['pg_advisory_lock', '(7)'], ['pg_advisory_xact_lock', '(7)'],
-  ['pg_try_advisory_lock', '(7)'], ['pg_sleep', '(0)'], ['pg_notify', "('c', 'x')"], ['txid_current', '()'],
-  ['pg_reload_conf', '()'], ['query_to_xml', "('select 1', true, true, '')"], ['current_setting', "('work_mem')"],
+  ['pg_read_file', "('/etc/hostname')"],
+  ['pg_read_binary_file', "('/etc/hostname')"],
+  ['pg_ls_dir', "('.')"],
+  ['pg_stat_file', "('/etc/hostname')"],
+  ['lo_import', "('/etc/hostname')"],
+  ['lo_export', "(1, '/tmp/lo')"],
+  ['lo_create', '(0)'],
+  ['lo_from_bytea', "(0, 'x')"],
+  ['set_config', "('default_transaction_read_only', 'off', false)"],
+  ['set_config', "('work_mem', '1MB', true)"],
+  ['nextval', "('counter')"],
+  ['setval', "('counter', 42)"],
+  ['pg_advisory_lock', '(7)'],
+  ['pg_advisory_xact_lock', '(7)'],
+  ['pg_try_advisory_lock', '(7)'],
+  ['pg_sleep', '(0)'],
+  ['pg_notify', "('c', 'x')"],
+  ['txid_current', '()'],
+  ['pg_reload_conf', '()'],
+  ['query_to_xml', "('select 1', true, true, '')"],
+  ['current_setting', "('work_mem')"],
 ];
 const call = ([name, args]: [string, string]) => spelled(name).map((n) => `${n}${args}`);
-const literal = fc.constantFrom("'x'", '1', '2.5', "E'\\x41'", '$$dollar$$', '$q$tagged$q$', "U&'\\0041'", "U&'!0041' UESCAPE '!'", "'it''s'", 'NULL', 'true', "'b\\c'");
+const literal = fc.constantFrom(
+  "'x'",
+  '1',
+  '2.5',
+  "E'\\x41'",
+  '$$dollar$$',
+  '$q$tagged$q$',
+  "U&'\\0041'",
+  "U&'!0041' UESCAPE '!'",
+  "'it''s'",
+  'NULL',
+  'true',
+  "'b\\c'",
+);
 const column = fc.constantFrom('id', 'owner', 'balance', 'a.id', 'a.owner');
 const gap = fc.constantFrom(' ', ' ', ' ', '\n', '\t', ' /* c */ ', ' /* /* nested */ */ ', ' --c\n');
 const castTo = fc.constantFrom('text', 'int', 'numeric(10,2)', 'regclass', 'name', 'pg_catalog.int8', 'xml', 'varchar');
@@ -258,36 +329,75 @@ const expr: fc.Arbitrary<string> = fc.letrec<{ e: string }>((tie) => ({
     {
       weight: 2,
       arbitrary: fc
-        .tuple(tie('e'), fc.constantFrom('+', '||', '=', '<', 'LIKE', '~', 'OPERATOR(pg_catalog.=)', 'IS DISTINCT FROM'), tie('e'))
+        .tuple(
+          tie('e'),
+          fc.constantFrom('+', '||', '=', '<', 'LIKE', '~', 'OPERATOR(pg_catalog.=)', 'IS DISTINCT FROM'),
+          tie('e'),
+        )
         .map(([a, op, b]) => `(${a} ${op} ${b})`),
     },
     { weight: 1, arbitrary: fc.tuple(tie('e'), castTo).map(([a, t]) => `(${a})::${t}`) },
     { weight: 1, arbitrary: fc.tuple(tie('e'), castTo).map(([a, t]) => `CAST(${a} AS ${t})`) },
     { weight: 1, arbitrary: tie('e').map((a) => `(SELECT ${a} FROM accounts a LIMIT 1)`) },
     { weight: 1, arbitrary: fc.tuple(tie('e'), tie('e')).map(([a, b]) => `CASE WHEN ${a} IS NULL THEN ${b} END`) },
-    { weight: 1, arbitrary: fc.constantFrom('count(*)', 'sum(balance)', "string_agg(owner, ',')", 'row_number() OVER (ORDER BY id)') },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        'count(*)',
+        'sum(balance)',
+        "string_agg(owner, ',')",
+        'row_number() OVER (ORDER BY id)',
+      ),
+    },
   ),
 })).e;
 
-const rarely = (...forms: string[]) => fc.oneof({ weight: 5, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom(...forms) });
-const locking = rarely(' FOR UPDATE', ' FOR NO KEY UPDATE', ' FOR SHARE', ' FOR KEY SHARE', ' FOR SHARE NOWAIT', ' FOR UPDATE SKIP LOCKED');
+const rarely = (...forms: string[]) =>
+  fc.oneof({ weight: 5, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom(...forms) });
+const locking = rarely(
+  ' FOR UPDATE',
+  ' FOR NO KEY UPDATE',
+  ' FOR SHARE',
+  ' FOR KEY SHARE',
+  ' FOR SHARE NOWAIT',
+  ' FOR UPDATE SKIP LOCKED',
+);
 const select = fc
-  .tuple(fc.array(expr, { minLength: 1, maxLength: 2 }), gap, fc.boolean(), fc.option(expr, { nil: undefined }), locking, rarely(' INTO stolen', ' INTO TEMP stolen_t'))
+  .tuple(
+    fc.array(expr, { minLength: 1, maxLength: 2 }),
+    gap,
+    fc.boolean(),
+    fc.option(expr, { nil: undefined }),
+    locking,
+    rarely(' INTO stolen', ' INTO TEMP stolen_t'),
+  )
   .map(([targets, g, grouped, where, lock, into]) => {
     const list = grouped ? 'count(*)' : targets.join(`,${g}`);
     return `SELECT${g}${list}${into}${g}FROM accounts a${where ? ` WHERE ${where} IS NOT NULL` : ''}${lock}`;
   });
 const glued = fc
-  .tuple(fc.constantFrom('1', '1.0', '1e1', '.5', '0x1F', '1_000', '0b1', '0o7'), fc.constantFrom('into', 'from', 'union', 'as', 'x', 'limit'))
+  .tuple(
+    fc.constantFrom('1', '1.0', '1e1', '.5', '0x1F', '1_000', '0b1', '0o7'),
+    fc.constantFrom('into', 'from', 'union', 'as', 'x', 'limit'),
+  )
   .map(([n, w]) => `SELECT ${n}${w} stolen FROM accounts`);
 const statement = fc.oneof(
   { weight: 10, arbitrary: select },
   { weight: 1, arbitrary: fc.tuple(select, select).map(([a, b]) => `${a} UNION ALL ${b}`) },
-  { weight: 1, arbitrary: fc.tuple(select, fc.constantFrom('SELECT * FROM c', 'SELECT count(*) FROM c')).map(([a, b]) => `WITH c AS (${a}) ${b}`) },
   {
     weight: 1,
     arbitrary: fc
-      .constantFrom('DELETE FROM orders RETURNING *', "UPDATE accounts SET owner = 'x' RETURNING *", 'INSERT INTO orders VALUES (9, 1, 1, NULL) RETURNING *')
+      .tuple(select, fc.constantFrom('SELECT * FROM c', 'SELECT count(*) FROM c'))
+      .map(([a, b]) => `WITH c AS (${a}) ${b}`),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom(
+        'DELETE FROM orders RETURNING *',
+        "UPDATE accounts SET owner = 'x' RETURNING *",
+        'INSERT INTO orders VALUES (9, 1, 1, NULL) RETURNING *',
+      )
       .map((w) => `WITH c AS (${w}) SELECT * FROM c`),
   },
   { weight: 1, arbitrary: fc.constantFrom('VALUES (1), (2)', 'TABLE accounts', 'SELECT') },
@@ -308,7 +418,9 @@ const statement = fc.oneof(
     ),
   },
 );
-const query = fc.tuple(fc.constantFrom('', ' ', '\n', '/* lead */ '), statement, fc.constantFrom('', ';', ' ;', '\n-- tail')).map(([a, s, b]) => `${a}${s}${b}`);
+const query = fc
+  .tuple(fc.constantFrom('', ' ', '\n', '/* lead */ '), statement, fc.constantFrom('', ';', ' ;', '\n-- tail'))
+  .map(([a, s, b]) => `${a}${s}${b}`);
 
 test.serial('property: every generated query the rule allows does no harm in PostgreSQL', async (t) => {
   let allowed = 0;
@@ -334,44 +446,88 @@ test.serial('property: every generated query the rule allows does no harm in Pos
   t.true(escapedAllowed.length >= 1, 'no allowed query used a Unicode-escaped name');
 });
 
-test.serial('property: a number glued to a word is refused, the way PostgreSQL 14 reads it (1into = 1 INTO) or not', async (t) => {
-  await fc.assert(
-    fc.asyncProperty(
-      fc.constantFrom('1', '1.0', '1e1', '.5', '0x1F', '1_000', '0b1', '0o7', '00', '1.', '1e+1'),
-      fc.constantFrom('into', 'from', 'union', 'as', 'x', 'limit', 'e', '_', 'where'),
-      fc.constantFrom('SELECT {} stolen FROM accounts', 'SELECT id FROM accounts WHERE id = {} ORDER BY 1', 'SELECT {}'),
-      async (n, w, shape) => {
-        const q = shape.replace('{}', `${n}${w}`);
-        if (await ruleAllows(q)) throw new Error(`allowed: ${q}`);
-      },
-    ),
-    { numRuns: 150 },
-  );
-  t.pass();
-});
+test.serial(
+  'property: a number glued to a word is refused, the way PostgreSQL 14 reads it (1into = 1 INTO) or not',
+  async (t) => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('1', '1.0', '1e1', '.5', '0x1F', '1_000', '0b1', '0o7', '00', '1.', '1e+1'),
+        fc.constantFrom('into', 'from', 'union', 'as', 'x', 'limit', 'e', '_', 'where'),
+        fc.constantFrom(
+          'SELECT {} stolen FROM accounts',
+          'SELECT id FROM accounts WHERE id = {} ORDER BY 1',
+          'SELECT {}',
+        ),
+        async (n, w, shape) => {
+          const q = shape.replace('{}', `${n}${w}`);
+          if (await ruleAllows(q)) throw new Error(`allowed: ${q}`);
+        },
+      ),
+      { numRuns: 150 },
+    );
+    t.pass();
+  },
+);
 
 // Portable queries over the test's tables, with T-SQL and MySQL tails and the attack forms mixed in.
 const portableQuery = fc
   .tuple(
     fc.constantFrom('*', 'id, owner', 'count(*)', 'max(balance), min(id)', 'DISTINCT owner'),
     fc.constantFrom('accounts', 'orders', 'public.accounts'),
-    fc.option(fc.constantFrom("owner = 'user1'", 'id >= 2 AND NOT (balance < 20)', "owner LIKE 'user%'", 'id IN (1, 2)', 'balance BETWEEN 1 AND 30', 'note IS NULL'), { nil: undefined }),
+    fc.option(
+      fc.constantFrom(
+        "owner = 'user1'",
+        'id >= 2 AND NOT (balance < 20)',
+        "owner LIKE 'user%'",
+        'id IN (1, 2)',
+        'balance BETWEEN 1 AND 30',
+        'note IS NULL',
+      ),
+      { nil: undefined },
+    ),
     fc.constantFrom('', ' ORDER BY id DESC', ' GROUP BY owner'),
-    fc.constantFrom('', '', '', '', '', '', '', '', ' RECONFIGURE', ' BACKUP DATABASE m', ' DENY SELECT ON accounts TO public', ' FOR SHARE', ' INTO stolen', ' LIMIT 1', '; DELETE FROM orders', ' -- c', ' # c'),
+    fc.constantFrom(
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+      ' RECONFIGURE',
+      ' BACKUP DATABASE m',
+      ' DENY SELECT ON accounts TO public',
+      ' FOR SHARE',
+      ' INTO stolen',
+      ' LIMIT 1',
+      '; DELETE FROM orders',
+      ' -- c',
+      ' # c',
+    ),
   )
-  .map(([items, from, where, tail, extra]) => `SELECT ${items} FROM ${from}${where ? ` WHERE ${where}` : ''}${tail}${extra}`);
-
-test.serial('property: what a dialect without a parser allows, PostgreSQL allows too, and it does no harm there', async (t) => {
-  let allowed = 0;
-  await fc.assert(
-    fc.asyncProperty(fc.oneof({ weight: 3, arbitrary: portableQuery }, { weight: 1, arbitrary: query }), async (q) => {
-      if (!(await ruleAllows(q, 'mssql'))) return;
-      allowed++;
-      if (!(await ruleAllows(q, 'sql'))) throw new Error(`allowed for SQL Server but not for PostgreSQL: ${q}`);
-      const found = await harm(q);
-      if (found.length > 0) throw new Error(`allowed and harmful: ${q}\n  ${found.join('\n  ')}`);
-    }),
-    { numRuns: 200 },
+  .map(
+    ([items, from, where, tail, extra]) =>
+      `SELECT ${items} FROM ${from}${where ? ` WHERE ${where}` : ''}${tail}${extra}`,
   );
-  t.true(allowed >= 30, `only ${allowed} generated queries were allowed for SQL Server`);
-});
+
+test.serial(
+  'property: what a dialect without a parser allows, PostgreSQL allows too, and it does no harm there',
+  async (t) => {
+    let allowed = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof({ weight: 3, arbitrary: portableQuery }, { weight: 1, arbitrary: query }),
+        async (q) => {
+          if (!(await ruleAllows(q, 'mssql'))) return;
+          allowed++;
+          if (!(await ruleAllows(q, 'sql'))) throw new Error(`allowed for SQL Server but not for PostgreSQL: ${q}`);
+          const found = await harm(q);
+          if (found.length > 0) throw new Error(`allowed and harmful: ${q}\n  ${found.join('\n  ')}`);
+        },
+      ),
+      { numRuns: 200 },
+    );
+    t.true(allowed >= 30, `only ${allowed} generated queries were allowed for SQL Server`);
+  },
+);

@@ -37,12 +37,18 @@ function whatwg(s: string): Triple {
 
 function foreign(r: ForeignReading): Triple {
   if (!r.ok || r.user || !r.host || r.scheme === undefined) return undefined;
-  const port = r.port === null || r.port === undefined || r.port === '' ? (DEFAULT_PORTS[r.scheme] ?? -1) : Number(r.port);
+  const port =
+    r.port === null || r.port === undefined || r.port === '' ? (DEFAULT_PORTS[r.scheme] ?? -1) : Number(r.port);
   return { scheme: r.scheme, host: r.host.toLowerCase(), port };
 }
 
-const viewTriple = (v: UrlView & { ok: true }): Triple => ({ scheme: v.scheme, host: v.ip !== undefined && v.hostType === 'ipv6' ? v.ip : v.host, port: v.port });
-const same = (a: Triple, b: Triple) => a !== undefined && b !== undefined && a.scheme === b.scheme && a.host === b.host && a.port === b.port;
+const viewTriple = (v: UrlView & { ok: true }): Triple => ({
+  scheme: v.scheme,
+  host: v.ip !== undefined && v.hostType === 'ipv6' ? v.ip : v.host,
+  port: v.port,
+});
+const same = (a: Triple, b: Triple) =>
+  a !== undefined && b !== undefined && a.scheme === b.scheme && a.host === b.host && a.port === b.port;
 
 // ---------------------------------------------------------------- the generator
 
@@ -50,30 +56,100 @@ const same = (a: Triple, b: Triple) => a !== undefined && b !== undefined && a.s
 const mostly = (common: string[], odd: string[]) =>
   fc.oneof({ weight: 9, arbitrary: fc.constantFrom(...common) }, { weight: 1, arbitrary: fc.constantFrom(...odd) });
 
-const schemes = mostly(['https', 'http', 'HTTPS', 'wss', 'ftp'], ['hTtP', 'ws', 'file', 'javascript', 'gopher', 'web+x', '']);
+const schemes = mostly(
+  ['https', 'http', 'HTTPS', 'wss', 'ftp'],
+  ['hTtP', 'ws', 'file', 'javascript', 'gopher', 'web+x', ''],
+);
 const separators = mostly(['://'], [':/', ':', ':///', ':\\\\', '://\\', ' ://']);
 const HOST_PIECES = [
-  'api', 'example', 'com', 'evil', 'xn--pi-6kc', 'API', 'Example', '_', '-', '.', '.', '.',
-  '0', '1', '08', '127', '0x7f', '0X7F', '0177', '255', '256', '4294967295', '2130706433', '1.2.3.4', '192.0.2.10',
-  '[', ']', '::1', '::ffff:127.0.0.1', '2001:db8::1', '2001:DB8:0::1', 'fe80::1%25eth0', 'v1.x',
-  '@', ':', '%2e', '%41', '%', '\t', ' ', '\n', '\u0000', '\\', '#', '?', '/',
-  '\uff45', '\u0430', '\u3002', '\uff0e', '\u00e9', '\u200b', 'ß',
+  'api',
+  'example',
+  'com',
+  'evil',
+  'xn--pi-6kc',
+  'API',
+  'Example',
+  '_',
+  '-',
+  '.',
+  '.',
+  '.',
+  '0',
+  '1',
+  '08',
+  '127',
+  '0x7f',
+  '0X7F',
+  '0177',
+  '255',
+  '256',
+  '4294967295',
+  '2130706433',
+  '1.2.3.4',
+  '192.0.2.10',
+  '[',
+  ']',
+  '::1',
+  '::ffff:127.0.0.1',
+  '2001:db8::1',
+  '2001:DB8:0::1',
+  'fe80::1%25eth0',
+  'v1.x',
+  '@',
+  ':',
+  '%2e',
+  '%41',
+  '%',
+  '\t',
+  ' ',
+  '\n',
+  '\u0000',
+  '\\',
+  '#',
+  '?',
+  '/',
+  '\uff45',
+  '\u0430',
+  '\u3002',
+  '\uff0e',
+  '\u00e9',
+  '\u200b',
+  'ß',
 ];
 const authority = fc.array(fc.constantFrom(...HOST_PIECES), { minLength: 1, maxLength: 7 }).map((p) => p.join(''));
-const label = mostly(['api', 'example', 'com', 'evil', 'xn--pi-6kc', 'API', 'a-b', 'x_y'], ['1', '127', '0x7f', '08', '']);
+const label = mostly(
+  ['api', 'example', 'com', 'evil', 'xn--pi-6kc', 'API', 'a-b', 'x_y'],
+  ['1', '127', '0x7f', '08', ''],
+);
 const simpleHost = fc.oneof(
   { weight: 6, arbitrary: fc.array(label, { minLength: 1, maxLength: 3 }).map((p) => p.join('.')) },
   { weight: 2, arbitrary: fc.constantFrom('10.0.0.1', '192.0.2.10', '[::1]', '[2001:db8::1]', '255.255.255.255') },
-  { weight: 1, arbitrary: fc.constantFrom('[2001:DB8::1]', '[::ffff:7f00:1]', '[0::1]', '010.0.0.1', '1.2.3', '4294967296') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('[2001:DB8::1]', '[::ffff:7f00:1]', '[0::1]', '010.0.0.1', '1.2.3', '4294967296'),
+  },
 );
 const port = mostly(['', '', ':443', ':80', ':8443', ':65535'], [':0443', ':65536', ':0', ':', ':+1', ':x', ':44 3']);
-const rest = fc.tuple(mostly(['/', '/', '?', '#', ''], ['a', '@', ':', '\\', ' ']), fc.array(mostly(['/', 'a', 'b.c', '?', 'q=1', '&', '#', '..'], ['@', 'evil.example', '%2f', '\\', ':', '\uff0f', ' ']), { maxLength: 6 }).map((p) => p.join(''))).map(([first, p]) => first + p);
+const rest = fc
+  .tuple(
+    mostly(['/', '/', '?', '#', ''], ['a', '@', ':', '\\', ' ']),
+    fc
+      .array(
+        mostly(['/', 'a', 'b.c', '?', 'q=1', '&', '#', '..'], ['@', 'evil.example', '%2f', '\\', ':', '\uff0f', ' ']),
+        { maxLength: 6 },
+      )
+      .map((p) => p.join('')),
+  )
+  .map(([first, p]) => first + p);
 const userinfo = mostly([''], ['user@', 'api.example.com@', 'a:b@', '@', 'user%40x@']);
 
 const url = fc.oneof(
   { weight: 10, arbitrary: fc.tuple(schemes, separators, userinfo, simpleHost, port, rest).map((p) => p.join('')) },
   { weight: 5, arbitrary: fc.tuple(schemes, separators, authority, port, rest).map((p) => p.join('')) },
-  { weight: 1, arbitrary: fc.array(fc.constantFrom(...HOST_PIECES, 'https', '://', ':'), { maxLength: 10 }).map((p) => p.join('')) },
+  {
+    weight: 1,
+    arbitrary: fc.array(fc.constantFrom(...HOST_PIECES, 'https', '://', ':'), { maxLength: 10 }).map((p) => p.join('')),
+  },
 );
 
 // ---------------------------------------------------------------- the properties
@@ -150,10 +226,42 @@ for (const [s, why] of refusals) {
 }
 
 test('the URL view reads hosts, IP literals and ports', (t) => {
-  t.deepEqual(urlView('https://API.Example.com/v1?q=https://evil.example#@evil'), { ok: true, scheme: 'https', host: 'api.example.com', hostType: 'domain', port: 443 });
-  t.deepEqual(urlView('HTTP://api.example.com:8080'), { ok: true, scheme: 'http', host: 'api.example.com', hostType: 'domain', port: 8080 });
-  t.deepEqual(urlView('https://192.0.2.10:443/'), { ok: true, scheme: 'https', host: '192.0.2.10', hostType: 'ipv4', ip: '192.0.2.10', port: 443 });
-  t.deepEqual(urlView('wss://[2001:db8::1]:8443/x'), { ok: true, scheme: 'wss', host: '[2001:db8::1]', hostType: 'ipv6', ip: '2001:db8::1', port: 8443 });
-  t.deepEqual(urlView('https://xn--pi-6kc.example.com/'), { ok: true, scheme: 'https', host: 'xn--pi-6kc.example.com', hostType: 'domain', port: 443 });
+  t.deepEqual(urlView('https://API.Example.com/v1?q=https://evil.example#@evil'), {
+    ok: true,
+    scheme: 'https',
+    host: 'api.example.com',
+    hostType: 'domain',
+    port: 443,
+  });
+  t.deepEqual(urlView('HTTP://api.example.com:8080'), {
+    ok: true,
+    scheme: 'http',
+    host: 'api.example.com',
+    hostType: 'domain',
+    port: 8080,
+  });
+  t.deepEqual(urlView('https://192.0.2.10:443/'), {
+    ok: true,
+    scheme: 'https',
+    host: '192.0.2.10',
+    hostType: 'ipv4',
+    ip: '192.0.2.10',
+    port: 443,
+  });
+  t.deepEqual(urlView('wss://[2001:db8::1]:8443/x'), {
+    ok: true,
+    scheme: 'wss',
+    host: '[2001:db8::1]',
+    hostType: 'ipv6',
+    ip: '2001:db8::1',
+    port: 8443,
+  });
+  t.deepEqual(urlView('https://xn--pi-6kc.example.com/'), {
+    ok: true,
+    scheme: 'https',
+    host: 'xn--pi-6kc.example.com',
+    hostType: 'domain',
+    port: 443,
+  });
   t.deepEqual(urlView(42), { ok: false, why: 'not_a_string' });
 });

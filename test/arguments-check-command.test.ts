@@ -13,17 +13,39 @@ const CONFIG = join(ROOT, 'examples', 'arguments', 'config.yaml');
 const AGENT = 'mcp_xUW4CC837mhtFxthPzIWD79bgYmjWpggg112keZIdDQ4OmHSh';
 const ADMIN = 'mcp_PnS6ZdO2fBchmWJozXB2KGOJutPGPCC4JxBJJbZK6PO0pCZVm';
 
-const body = (name: string, args: Record<string, unknown>) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } });
+const body = (name: string, args: Record<string, unknown>) =>
+  JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } });
 
 async function check(name: string, args: Record<string, unknown>, key = AGENT): Promise<Record<string, any>> {
-  return explain(loadConfigFile(CONFIG, {}), { method: 'POST', path: '/mcp/tools', host: 'mcp.example.com', headers: [['x-api-key', key], ['content-type', 'application/json']], body: body(name, args) });
+  return explain(loadConfigFile(CONFIG, {}), {
+    method: 'POST',
+    path: '/mcp/tools',
+    host: 'mcp.example.com',
+    headers: [
+      ['x-api-key', key],
+      ['content-type', 'application/json'],
+    ],
+    body: body(name, args),
+  });
 }
 
 const denials: [string, string, Record<string, unknown>, string, string][] = [
   ['a path out of /docs', 'read_file', { path: '/docs/../etc/passwd' }, 'path', 'path'],
   ['an encoded traversal', 'read_file', { path: '/docs/%2e%2e/etc/shadow' }, 'path', 'path'],
-  ['one of several paths outside /docs', 'read_multiple_files', { paths: ['/docs/a.md', '/home/alice/.ssh/id_ed25519'] }, 'paths', 'items.path'],
-  ['an allowed host as user information', 'http_get', { url: 'https://api.example.com@attacker.example/collect' }, 'url', 'url'],
+  [
+    'one of several paths outside /docs',
+    'read_multiple_files',
+    { paths: ['/docs/a.md', '/home/alice/.ssh/id_ed25519'] },
+    'paths',
+    'items.path',
+  ],
+  [
+    'an allowed host as user information',
+    'http_get',
+    { url: 'https://api.example.com@attacker.example/collect' },
+    'url',
+    'url',
+  ],
   ['a decimal IP literal', 'http_get', { url: 'https://2852039166/latest/meta-data/' }, 'url', 'url'],
   ['a host that is not listed', 'http_get', { url: 'https://attacker.example/?to=api.example.com' }, 'url', 'url'],
   ['a method outside the enum', 'http_get', { url: 'https://api.example.com/', method: 'DELETE' }, 'method', 'enum'],
@@ -40,10 +62,18 @@ for (const [what, tool, args, argument, constraint] of denials) {
     t.is(out.decision, 'deny');
     t.is(out.status, 403);
     t.is(out.body.error, 'argument_denied');
-    t.deepEqual(out.policy.deniedArgument, { call: 0, method: 'tools/call', name: tool, argument, constraint, item: constraint.startsWith('items.') ? 1 : -1 });
+    t.deepEqual(out.policy.deniedArgument, {
+      call: 0,
+      method: 'tools/call',
+      name: tool,
+      argument,
+      constraint,
+      item: constraint.startsWith('items.') ? 1 : -1,
+    });
     t.true(out.body.error_description.includes(`"${argument}" of tool ${tool}`), out.body.error_description);
     for (const value of Object.values(args).flat()) {
-      if (typeof value === 'string' && value.length > 4) t.false(out.body.error_description.includes(value), `the description leaks ${value}`);
+      if (typeof value === 'string' && value.length > 4)
+        t.false(out.body.error_description.includes(value), `the description leaks ${value}`);
     }
   });
 }
@@ -70,7 +100,17 @@ test('a key holding the exempt grant may fetch any host; "*" alone would not exe
 });
 
 test('the mcp-authz check command prints the denied argument and exits 3', async (t) => {
-  const res = await runCli(['check', '--config', CONFIG, '--path', '/mcp/tools', '-H', `x-api-key: ${AGENT}`, '--body', body('read_file', { path: '/docs/..\\..\\windows\\win.ini' })]);
+  const res = await runCli([
+    'check',
+    '--config',
+    CONFIG,
+    '--path',
+    '/mcp/tools',
+    '-H',
+    `x-api-key: ${AGENT}`,
+    '--body',
+    body('read_file', { path: '/docs/..\\..\\windows\\win.ini' }),
+  ]);
   t.is(res.code, 3, res.stderr);
   const out = JSON.parse(res.stdout);
   t.is(out.reason, 'argument_denied');
@@ -89,9 +129,15 @@ test('the rules in docs/policies.md are the ones examples/arguments runs', (t) =
 });
 
 test('arguments that are not an object, or a number no float holds, are 400 invalid_arguments before the policy', async (t) => {
-  for (const params of ['{"name":"read_file","arguments":["/docs/a.md"]}', '{"name":"sql","arguments":{"query":"SELECT 1","limit":1e400}}']) {
+  for (const params of [
+    '{"name":"read_file","arguments":["/docs/a.md"]}',
+    '{"name":"sql","arguments":{"query":"SELECT 1","limit":1e400}}',
+  ]) {
     const out = (await explain(loadConfigFile(CONFIG, {}), {
-      method: 'POST', path: '/mcp/tools', host: 'mcp.example.com', headers: [['x-api-key', AGENT]],
+      method: 'POST',
+      path: '/mcp/tools',
+      host: 'mcp.example.com',
+      headers: [['x-api-key', AGENT]],
       body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":${params}}`,
     })) as Record<string, any>;
     t.is(out.status, 400, params);
@@ -105,8 +151,11 @@ test('arguments that are not an object, or a number no float holds, are 400 inva
 // The example with its sql rule's constraint replaced: the earlier `select-only`, or a dialect.
 function exampleWithSql(constraint: unknown): string {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-sql-'));
-  const config = parseYaml(readFileSync(CONFIG, 'utf8')) as { endpoints: { data: { arguments: { tools: string[]; arguments: Record<string, { sql?: unknown }> }[] } }[] };
-  for (const rule of config.endpoints[0]!.data.arguments) if (rule.tools.includes('sql')) rule.arguments.query!.sql = constraint;
+  const config = parseYaml(readFileSync(CONFIG, 'utf8')) as {
+    endpoints: { data: { arguments: { tools: string[]; arguments: Record<string, { sql?: unknown }> }[] } }[];
+  };
+  for (const rule of config.endpoints[0]!.data.arguments)
+    if (rule.tools.includes('sql')) rule.arguments.query!.sql = constraint;
   copyFileSync(join(ROOT, 'examples', 'arguments', 'keys.yaml'), join(dir, 'keys.yaml'));
   writeFileSync(join(dir, 'config.yaml'), stringifyYaml(config));
   return join(dir, 'config.yaml');
@@ -119,7 +168,16 @@ const SQL_FORMS: [string, unknown][] = [
 ];
 
 async function checkSql(config: string, query: string): Promise<Record<string, any>> {
-  return explain(loadConfigFile(config, {}), { method: 'POST', path: '/mcp/tools', host: 'mcp.example.com', headers: [['x-api-key', AGENT], ['content-type', 'application/json']], body: body('sql', { query }) });
+  return explain(loadConfigFile(config, {}), {
+    method: 'POST',
+    path: '/mcp/tools',
+    host: 'mcp.example.com',
+    headers: [
+      ['x-api-key', AGENT],
+      ['content-type', 'application/json'],
+    ],
+    body: body('sql', { query }),
+  });
 }
 
 const SQL_DEFECTS: [string, string[]][] = [
@@ -143,7 +201,10 @@ const SQL_DEFECTS: [string, string[]][] = [
       "SELECT 1 RESTORE DATABASE master FROM DISK = 'm.bak'",
     ],
   ],
-  ['a keyword glued to a number', ['SELECT 1into stolen FROM accounts', 'SELECT 1.0into stolen FROM accounts', 'SELECT 1e1into stolen FROM accounts']],
+  [
+    'a keyword glued to a number',
+    ['SELECT 1into stolen FROM accounts', 'SELECT 1.0into stolen FROM accounts', 'SELECT 1e1into stolen FROM accounts'],
+  ],
   ['a row-locking clause', ['SELECT * FROM accounts FOR SHARE', 'SELECT * FROM accounts FOR KEY SHARE']],
 ];
 

@@ -5,7 +5,14 @@ import { explain } from '../src/cli/check-command.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { keysFile, makeKey } from './helpers/auth-fixtures.js';
 import { startJwksServer, type JwksServer } from './helpers/jwks-server.js';
-import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService, type TestService } from './helpers/service.js';
+import {
+  checkRequest,
+  deniedBody,
+  deniedStatus,
+  headerValue,
+  startTestService,
+  type TestService,
+} from './helpers/service.js';
 
 let svc: TestService;
 let idp: JwksServer;
@@ -22,7 +29,13 @@ test.before(async () => {
       oauth: { issuers: [{ issuer: idp.issuer, jwksUri: idp.jwksUri }] },
       endpoints: [
         { name: 'keys', match: { pathPrefix: '/mcp/keys' }, auth: { apiKey: true, oauth: false } },
-        { name: 'both', match: { pathPrefix: '/mcp/both' }, auth: { apiKey: true, oauth: true }, resource: RESOURCE, scopes: ['tools:read'] },
+        {
+          name: 'both',
+          match: { pathPrefix: '/mcp/both' },
+          auth: { apiKey: true, oauth: true },
+          resource: RESOURCE,
+          scopes: ['tools:read'],
+        },
       ],
     },
     { files: { 'keys.yaml': keysFile([alice, gone]) } },
@@ -35,7 +48,12 @@ test.after.always(async () => {
 
 async function both(path: string, headers: Record<string, string>) {
   const server = await svc.check(checkRequest({ method: 'GET', path, headers }));
-  const cli = await explain(loadConfigFile(svc.configFile, {}), { method: 'GET', path, host: 'mcp.example.com', headers: Object.entries(headers) });
+  const cli = await explain(loadConfigFile(svc.configFile, {}), {
+    method: 'GET',
+    path,
+    host: 'mcp.example.com',
+    headers: Object.entries(headers),
+  });
   return { server, cli: cli as Record<string, any> };
 }
 
@@ -59,7 +77,11 @@ test('check prints the server decision for no credential, a bad key, a good key 
     }
     t.is(cli.status, deniedStatus(server), label);
     t.is(cli.body.error, deniedBody(server).error, label);
-    t.is(headerValue(cli.checkResponse.denied_response.headers, 'www-authenticate'), headerValue(server.denied_response!.headers, 'www-authenticate'), label);
+    t.is(
+      headerValue(cli.checkResponse.denied_response.headers, 'www-authenticate'),
+      headerValue(server.denied_response!.headers, 'www-authenticate'),
+      label,
+    );
   }
 });
 
@@ -68,13 +90,23 @@ test('check shows why authentication failed, without the key', async (t) => {
   t.is(cli.authFailure, 'invalid_api_key');
   t.regex(cli.authWhy, /"gone-key" expired at 2021-06-01/);
   t.false(JSON.stringify(cli).includes(gone.key));
-  const token = await both('/mcp/both', { authorization: `Bearer ${await idp.sign({ sub: 'u', aud: 'https://other.example.com' })}` });
+  const token = await both('/mcp/both', {
+    authorization: `Bearer ${await idp.sign({ sub: 'u', aud: 'https://other.example.com' })}`,
+  });
   t.is(token.cli.authFailure, 'invalid_credentials');
   t.regex(token.cli.authWhy, /aud|audience/i);
 });
 
 test('check shows the principal a key authenticates as', async (t) => {
   const { cli } = await both('/mcp/keys', { 'x-api-key': alice.key });
-  t.like(cli.principal, { authenticated: true, method: 'api_key', id: 'alice-key', keyId: 'alice-key', userId: 'alice', keyType: 'private', permissions: ['*'] });
+  t.like(cli.principal, {
+    authenticated: true,
+    method: 'api_key',
+    id: 'alice-key',
+    keyId: 'alice-key',
+    userId: 'alice',
+    keyType: 'private',
+    permissions: ['*'],
+  });
   t.is(cli.authFailure, null);
 });

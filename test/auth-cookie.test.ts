@@ -8,7 +8,17 @@ import { ConfigError, loadConfigFile, validateConfig } from '../src/config/load.
 import { keysFile, makeKey } from './helpers/auth-fixtures.js';
 import { startJwksServer, type JwksServer } from './helpers/jwks-server.js';
 import { sample } from './helpers/prometheus.js';
-import { checkRequest, deniedBody, deniedStatus, headerValue, rpc, startTestService, type CheckResponse, type HttpSample, type TestService } from './helpers/service.js';
+import {
+  checkRequest,
+  deniedBody,
+  deniedStatus,
+  headerValue,
+  rpc,
+  startTestService,
+  type CheckResponse,
+  type HttpSample,
+  type TestService,
+} from './helpers/service.js';
 
 const DASH = 'https://dash.example.com';
 const RESOURCE = 'https://mcp.example.com/mcp/dash';
@@ -28,9 +38,26 @@ test.before(async () => {
       oauth: { issuers: [{ issuer: idp.issuer, jwksUri: idp.jwksUri }] },
       rateLimit: { failedAuth: { maxAttempts: 3, windowSeconds: 60 } },
       endpoints: [
-        { name: 'dash', match: { pathPrefix: '/mcp/dash' }, auth: { apiKey: false, jwtCookie: 'mcp_session' }, resource: RESOURCE, allowedOrigins: [DASH] },
-        { name: 'both', match: { pathPrefix: '/mcp/both' }, auth: { apiKey: true, oauth: true, jwtCookie: 'mcp_session' }, resource: BOTH, allowedOrigins: [DASH] },
-        { name: 'bearer', match: { pathPrefix: '/mcp/bearer' }, auth: { apiKey: false, oauth: true }, resource: 'https://mcp.example.com/mcp/bearer' },
+        {
+          name: 'dash',
+          match: { pathPrefix: '/mcp/dash' },
+          auth: { apiKey: false, jwtCookie: 'mcp_session' },
+          resource: RESOURCE,
+          allowedOrigins: [DASH],
+        },
+        {
+          name: 'both',
+          match: { pathPrefix: '/mcp/both' },
+          auth: { apiKey: true, oauth: true, jwtCookie: 'mcp_session' },
+          resource: BOTH,
+          allowedOrigins: [DASH],
+        },
+        {
+          name: 'bearer',
+          match: { pathPrefix: '/mcp/bearer' },
+          auth: { apiKey: false, oauth: true },
+          resource: 'https://mcp.example.com/mcp/bearer',
+        },
       ],
     },
     { files: { 'keys.yaml': keysFile([key]) } },
@@ -44,17 +71,21 @@ test.after.always(async () => {
 const call = rpc('tools/call', { name: 'search' });
 /** A browser's fetch from the dashboard: Origin and Sec-Fetch-Site as a browser sends them. */
 const browser = { origin: DASH, 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'cors' };
-const check = (s: Partial<HttpSample> & { path?: string }) => svc.check(checkRequest({ path: '/mcp/dash', body: call, ...s }));
+const check = (s: Partial<HttpSample> & { path?: string }) =>
+  svc.check(checkRequest({ path: '/mcp/dash', body: call, ...s }));
 const ok = (res: CheckResponse) => res.ok_response;
 const setHeader = (res: CheckResponse, name: string) => headerValue(res.ok_response?.headers, name);
 
-test('a JWT in the named cookie from the dashboard\'s origin authenticates; the other cookies go upstream without it', async (t) => {
+test("a JWT in the named cookie from the dashboard's origin authenticates; the other cookies go upstream without it", async (t) => {
   const res = await check({ headers: { ...browser, cookie: `theme=dark; mcp_session=${jwt}; lang=en` } });
   t.truthy(ok(res), res.denied_response?.body);
   t.is(setHeader(res, 'x-mcp-auth-method'), 'oauth');
   t.is(setHeader(res, 'x-mcp-user-id'), 'alice');
   t.is(setHeader(res, 'cookie'), 'theme=dark; lang=en', 'the Cookie header is rewritten without the session cookie');
-  t.false(res.ok_response!.headers!.find((h) => h.header.key === 'cookie')!.append?.value ?? false, 'replacing every Cookie header');
+  t.false(
+    res.ok_response!.headers!.find((h) => h.header.key === 'cookie')!.append?.value ?? false,
+    'replacing every Cookie header',
+  );
   t.false(res.ok_response!.headers_to_remove!.includes('cookie'));
 });
 
@@ -66,14 +97,27 @@ test('the session cookie alone: the Cookie header is removed', async (t) => {
 });
 
 test('cookie crumbs in several headers (HTTP/2) are read as one list and merged upstream', async (t) => {
-  const res = await check({ headerList: [['origin', DASH], ['sec-fetch-site', 'same-origin'], ['cookie', 'a=1'], ['cookie', `mcp_session=${jwt}`], ['cookie', 'b=2']] });
+  const res = await check({
+    headerList: [
+      ['origin', DASH],
+      ['sec-fetch-site', 'same-origin'],
+      ['cookie', 'a=1'],
+      ['cookie', `mcp_session=${jwt}`],
+      ['cookie', 'b=2'],
+    ],
+  });
   t.truthy(ok(res), res.denied_response?.body);
   t.is(setHeader(res, 'cookie'), 'a=1; b=2');
 });
 
 test('a cross-site request never authenticates by cookie, and costs no failed attempt', async (t) => {
   const refusedCookie = async (headers: Record<string, string>, method = 'POST') => {
-    const res = await check({ method, source: '10.44.0.1', headers: { cookie: `mcp_session=${jwt}`, ...headers }, ...(method === 'GET' ? { body: undefined } : {}) });
+    const res = await check({
+      method,
+      source: '10.44.0.1',
+      headers: { cookie: `mcp_session=${jwt}`, ...headers },
+      ...(method === 'GET' ? { body: undefined } : {}),
+    });
     t.falsy(ok(res), JSON.stringify(headers));
     t.is(deniedStatus(res), 401);
     t.is(deniedBody(res).error, 'authentication_required');
@@ -90,38 +134,59 @@ test('a cross-site request never authenticates by cookie, and costs no failed at
   const bad = await check({ source: '10.44.0.1', headers: { ...browser, cookie: `mcp_session=${jwt}x` } });
   t.is(deniedStatus(bad), 401, 'not locked out');
   const m = (await svc.http('/metrics')).text;
-  t.true((sample(m, 'mcp_authz_auth_failures_total', { endpoint: 'dash', method: 'none', reason: 'authentication_required', detail: 'cookie_cross_site' }) ?? 0) >= 11);
+  t.true(
+    (sample(m, 'mcp_authz_auth_failures_total', {
+      endpoint: 'dash',
+      method: 'none',
+      reason: 'authentication_required',
+      detail: 'cookie_cross_site',
+    }) ?? 0) >= 11,
+  );
 });
 
 test('bad cookie tokens count towards the lockout: past maxAttempts even a good cookie from that address is 429 until the window ends', async (t) => {
-  const from = (token: string) => check({ source: '10.47.0.1', headers: { ...browser, cookie: `mcp_session=${token}` } });
+  const from = (token: string) =>
+    check({ source: '10.47.0.1', headers: { ...browser, cookie: `mcp_session=${token}` } });
   for (let i = 0; i < 3; i++) t.is(deniedStatus(await from(`${jwt}x`)), 401, `failure ${i + 1}`);
   const locked = await from(jwt);
   t.is(deniedStatus(locked), 429);
   t.is(deniedBody(locked).error, 'too_many_requests');
   t.truthy(headerValue(locked.denied_response?.headers, 'retry-after'));
-  t.truthy(ok(await check({ source: '10.47.0.2', headers: { ...browser, cookie: `mcp_session=${jwt}` } })), 'another address is not locked out');
+  t.truthy(
+    ok(await check({ source: '10.47.0.2', headers: { ...browser, cookie: `mcp_session=${jwt}` } })),
+    'another address is not locked out',
+  );
 });
 
 test('an Origin the endpoint does not list is 403 before the cookie is looked at', async (t) => {
-  const res = await check({ headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site', cookie: `mcp_session=${jwt}` } });
+  const res = await check({
+    headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site', cookie: `mcp_session=${jwt}` },
+  });
   t.is(deniedStatus(res), 403);
   t.is(deniedBody(res).error, 'origin_not_allowed');
 });
 
 test('a same-origin GET carries no Origin: Sec-Fetch-Site: same-origin lets the cookie authenticate it', async (t) => {
-  const res = await check({ method: 'GET', body: undefined, headers: { 'sec-fetch-site': 'same-origin', cookie: `mcp_session=${jwt}` } });
+  const res = await check({
+    method: 'GET',
+    body: undefined,
+    headers: { 'sec-fetch-site': 'same-origin', cookie: `mcp_session=${jwt}` },
+  });
   t.truthy(ok(res), res.denied_response?.body);
 });
 
-test('the cookie\'s JWT is verified like a bearer token: another audience, an expired or altered token is 401 invalid_token', async (t) => {
+test("the cookie's JWT is verified like a bearer token: another audience, an expired or altered token is 401 invalid_token", async (t) => {
   const wrongAud = await idp.sign({ sub: 'alice', aud: 'https://mcp.example.com/mcp/bearer' });
   const expired = await idp.sign({ sub: 'alice', aud: RESOURCE, exp: Math.floor(Date.now() / 1000) - 3600 });
   for (const [i, token] of [wrongAud, expired, `${jwt.slice(0, -2)}xx`, 'not-a-jwt'].entries()) {
     const res = await check({ source: `10.45.0.${i}`, headers: { ...browser, cookie: `mcp_session=${token}` } });
     t.is(deniedStatus(res), 401, token.slice(0, 12));
     t.is(deniedBody(res).error, 'invalid_token');
-    t.is(headerValue(res.denied_response?.headers, 'www-authenticate'), undefined, 'no Bearer challenge where bearer tokens are not taken');
+    t.is(
+      headerValue(res.denied_response?.headers, 'www-authenticate'),
+      undefined,
+      'no Bearer challenge where bearer tokens are not taken',
+    );
   }
 });
 
@@ -133,27 +198,43 @@ test('a Cookie header that reads two ways is refused, whatever else the request 
     `theme="x; mcp_session=${jwt}"`,
   ];
   for (const [i, cookie] of headers.entries()) {
-    const res = await check({ path: '/mcp/both', source: `10.46.0.${i}`, headers: { ...browser, cookie, 'x-api-key': key.key } });
+    const res = await check({
+      path: '/mcp/both',
+      source: `10.46.0.${i}`,
+      headers: { ...browser, cookie, 'x-api-key': key.key },
+    });
     t.is(deniedStatus(res), 401, cookie);
     t.is(deniedBody(res).error, 'invalid_credentials');
   }
 });
 
 test('precedence: an API key or a bearer token decides; the session cookie is still removed upstream', async (t) => {
-  const withKey = await check({ path: '/mcp/both', headers: { ...browser, 'x-api-key': key.key, cookie: `mcp_session=${jwt}; theme=dark` } });
+  const withKey = await check({
+    path: '/mcp/both',
+    headers: { ...browser, 'x-api-key': key.key, cookie: `mcp_session=${jwt}; theme=dark` },
+  });
   t.is(setHeader(withKey, 'x-mcp-auth-method'), 'api_key');
   t.is(setHeader(withKey, 'cookie'), 'theme=dark');
   const bearer = await idp.sign({ sub: 'bob', aud: BOTH, scope: 'tools:search' });
-  const withToken = await check({ path: '/mcp/both', headers: { ...browser, authorization: `Bearer ${bearer}`, cookie: `mcp_session=${jwt}` } });
+  const withToken = await check({
+    path: '/mcp/both',
+    headers: { ...browser, authorization: `Bearer ${bearer}`, cookie: `mcp_session=${jwt}` },
+  });
   t.is(setHeader(withToken, 'x-mcp-user-id'), 'bob');
   t.true(withToken.ok_response!.headers_to_remove!.includes('cookie'));
   // A bad bearer token never falls back to the cookie.
-  const badBearer = await check({ path: '/mcp/both', headers: { ...browser, authorization: `Bearer ${bearer}x`, cookie: `mcp_session=${jwt}` } });
+  const badBearer = await check({
+    path: '/mcp/both',
+    headers: { ...browser, authorization: `Bearer ${bearer}x`, cookie: `mcp_session=${jwt}` },
+  });
   t.is(deniedStatus(badBearer), 401);
 });
 
 test('cookies are not a credential where the endpoint names no cookie, nor a bearer token where it takes only the cookie', async (t) => {
-  const bearerOnly = await check({ path: '/mcp/bearer', headers: { ...browser, origin: 'https://mcp.example.com', cookie: `mcp_session=${jwt}` } });
+  const bearerOnly = await check({
+    path: '/mcp/bearer',
+    headers: { ...browser, origin: 'https://mcp.example.com', cookie: `mcp_session=${jwt}` },
+  });
   t.is(deniedStatus(bearerOnly), 401);
   t.is(deniedBody(bearerOnly).error_description, 'Authentication required via OAuth bearer token');
   const cookieOnly = await check({ headers: { ...browser, authorization: `Bearer ${jwt}` } });
@@ -164,8 +245,15 @@ test('cookies are not a credential where the endpoint names no cookie, nor a bea
 
 test('mcp-authz check shows a cookie principal as an OAuth principal with tokenSource "cookie"', async (t) => {
   const cli = (await explain(loadConfigFile(svc.configFile, {}), {
-    method: 'POST', path: '/mcp/dash', host: 'mcp.example.com', body: call,
-    headers: [['origin', DASH], ['sec-fetch-site', 'same-site'], ['cookie', `theme=dark; mcp_session=${jwt}`]],
+    method: 'POST',
+    path: '/mcp/dash',
+    host: 'mcp.example.com',
+    body: call,
+    headers: [
+      ['origin', DASH],
+      ['sec-fetch-site', 'same-site'],
+      ['cookie', `theme=dark; mcp_session=${jwt}`],
+    ],
   })) as Record<string, any>;
   t.is(cli.decision, 'allow');
   t.like(cli.policy.input.principal, { method: 'oauth', userId: 'alice', tokenSource: 'cookie' });
@@ -173,10 +261,19 @@ test('mcp-authz check shows a cookie principal as an OAuth principal with tokenS
 });
 
 test('config: a JWT cookie needs issuers, an audience and an origin list that is not "*"', (t) => {
-  const v = (e: Record<string, unknown>, oauth: Record<string, unknown> = { issuers: [{ issuer: 'https://idp.example.com' }] }) =>
-    validateConfig({ oauth, endpoints: [{ name: 'a', match: { pathPrefix: '/a' }, resource: 'https://mcp.example.com/a', ...e }] }, 'test.yaml', '/', {});
+  const v = (
+    e: Record<string, unknown>,
+    oauth: Record<string, unknown> = { issuers: [{ issuer: 'https://idp.example.com' }] },
+  ) =>
+    validateConfig(
+      { oauth, endpoints: [{ name: 'a', match: { pathPrefix: '/a' }, resource: 'https://mcp.example.com/a', ...e }] },
+      'test.yaml',
+      '/',
+      {},
+    );
   t.notThrows(() => v({ auth: { jwtCookie: '__Host-mcp' }, allowedOrigins: [DASH] }));
-  const fails = (e: Record<string, unknown>, msg: RegExp, oauth?: Record<string, unknown>) => t.regex(t.throws(() => v(e, oauth), { instanceOf: ConfigError })!.message, msg);
+  const fails = (e: Record<string, unknown>, msg: RegExp, oauth?: Record<string, unknown>) =>
+    t.regex(t.throws(() => v(e, oauth), { instanceOf: ConfigError })!.message, msg);
   fails({ auth: { jwtCookie: 'mcp_session' } }, /allowedOrigins.*never "\*"/);
   fails({ auth: { jwtCookie: 'mcp_session' }, allowedOrigins: ['*'] }, /cross-site page must never authenticate/);
   fails({ auth: { jwtCookie: 'mcp_session' }, allowedOrigins: [DASH] }, /configure oauth\.issuers/, { issuers: [] });

@@ -1,12 +1,31 @@
 // RFC 9728 discovery, answered directly from Check and on the HTTP port, and challenges
 // built from the request when no publicBaseUrl is configured.
 import test from 'ava';
-import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService, type TestService } from './helpers/service.js';
+import {
+  checkRequest,
+  deniedBody,
+  deniedStatus,
+  headerValue,
+  startTestService,
+  type TestService,
+} from './helpers/service.js';
 
 const ISSUER = 'https://idp.example.com/realms/acme';
 const endpoints = [
-  { name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: true }, resource: 'https://mcp.example.com/mcp/files', scopes: ['tools:read_file'] },
-  { name: 'search', match: { pathPrefix: '/mcp/search' }, auth: { apiKey: false, oauth: true }, resource: 'https://mcp.example.com/mcp/search', scopes: ['tools:search'] },
+  {
+    name: 'files',
+    match: { pathPrefix: '/mcp/files' },
+    auth: { apiKey: true, oauth: true },
+    resource: 'https://mcp.example.com/mcp/files',
+    scopes: ['tools:read_file'],
+  },
+  {
+    name: 'search',
+    match: { pathPrefix: '/mcp/search' },
+    auth: { apiKey: false, oauth: true },
+    resource: 'https://mcp.example.com/mcp/search',
+    scopes: ['tools:search'],
+  },
   { name: 'keyed', match: { pathPrefix: '/mcp/keyed' }, auth: { apiKey: true, oauth: false } },
 ];
 
@@ -24,7 +43,8 @@ test.after.always(async () => {
   await bare?.stop();
 });
 
-const get = (s: TestService, path: string, host?: string) => s.check(checkRequest({ method: 'GET', path, ...(host ? { host } : {}) }));
+const get = (s: TestService, path: string, host?: string) =>
+  s.check(checkRequest({ method: 'GET', path, ...(host ? { host } : {}) }));
 
 test('the root document is a direct 200 JSON answer from Check', async (t) => {
   const res = await get(svc, '/.well-known/oauth-protected-resource');
@@ -51,7 +71,10 @@ test('each OAuth endpoint has its path-suffixed document with its own resource a
 });
 
 test('an unknown suffix, and an API-key-only endpoint, have no document: 404', async (t) => {
-  for (const path of ['/.well-known/oauth-protected-resource/mcp/nope', '/.well-known/oauth-protected-resource/mcp/keyed']) {
+  for (const path of [
+    '/.well-known/oauth-protected-resource/mcp/nope',
+    '/.well-known/oauth-protected-resource/mcp/keyed',
+  ]) {
     const res = await get(svc, path);
     t.is(deniedStatus(res), 404, path);
     t.is(deniedBody(res).error, 'not_found');
@@ -88,7 +111,9 @@ test('without publicBaseUrl, challenge and root document use the request scheme 
 });
 
 test('other methods and look-alike paths are not discovery requests', async (t) => {
-  const post = await svc.check(checkRequest({ method: 'POST', path: '/.well-known/oauth-protected-resource', body: '{}' }));
+  const post = await svc.check(
+    checkRequest({ method: 'POST', path: '/.well-known/oauth-protected-resource', body: '{}' }),
+  );
   t.is(deniedStatus(post), 401, 'a POST goes through the pipeline (unknown endpoint)');
   const lookalike = await get(svc, '/.well-known/oauth-protected-resourcex');
   t.is(deniedStatus(lookalike), 401);
@@ -97,7 +122,9 @@ test('other methods and look-alike paths are not discovery requests', async (t) 
 // Clients that start OAuth on any 401 (the MCP Inspector) probe these documents: they are
 // answered 404 before authentication with how the endpoint authenticates, never 401.
 test('authorization server documents are 404 before authentication, at the root, inserted (RFC 8414) and appended (OpenID)', async (t) => {
-  const keyed = await startTestService({ endpoints: [{ name: 'keyed', match: { pathPrefix: '/mcp/keyed' }, auth: { apiKey: true, oauth: false } }] });
+  const keyed = await startTestService({
+    endpoints: [{ name: 'keyed', match: { pathPrefix: '/mcp/keyed' }, auth: { apiKey: true, oauth: false } }],
+  });
   t.teardown(() => keyed.stop());
   for (const path of [
     '/.well-known/oauth-authorization-server',
@@ -111,13 +138,26 @@ test('authorization server documents are 404 before authentication, at the root,
     t.is(body.error, 'not_found', path);
     t.deepEqual(body.supported_methods, ['X-API-Key header'], path);
     t.regex(body.error_description, /do not use OAuth: send an API key in the X-API-Key header/, path);
-    t.is(headerValue(res.denied_response!.headers, 'www-authenticate'), undefined, 'nothing that invites an OAuth flow');
+    t.is(
+      headerValue(res.denied_response!.headers, 'www-authenticate'),
+      undefined,
+      'nothing that invites an OAuth flow',
+    );
   }
-  for (const path of ['/.well-known/oauth-authorization-server/mcp/keyed', '/.well-known/openid-configuration/mcp/keyed', '/mcp/keyed/.well-known/openid-configuration', '/.well-known/oauth-protected-resource/mcp/keyed']) {
+  for (const path of [
+    '/.well-known/oauth-authorization-server/mcp/keyed',
+    '/.well-known/openid-configuration/mcp/keyed',
+    '/mcp/keyed/.well-known/openid-configuration',
+    '/.well-known/oauth-protected-resource/mcp/keyed',
+  ]) {
     const res = await get(keyed, path);
     t.is(deniedStatus(res), 404, path);
     t.deepEqual(deniedBody(res).supported_methods, ['X-API-Key header'], path);
-    t.regex(deniedBody(res).error_description, /The MCP endpoint \/mcp\/keyed authenticates with an API key, not OAuth/, path);
+    t.regex(
+      deniedBody(res).error_description,
+      /The MCP endpoint \/mcp\/keyed authenticates with an API key, not OAuth/,
+      path,
+    );
   }
   const http = await keyed.http('/.well-known/oauth-authorization-server');
   t.is(http.status, 404, 'the HTTP port answers the same');
@@ -129,7 +169,13 @@ test('endpoints that take only mTLS workloads or a session cookie: the 404s name
     oauth: { issuers: [{ issuer: ISSUER, jwksUri: `${ISSUER}/certs` }] },
     endpoints: [
       { name: 'mesh', match: { pathPrefix: '/mcp/mesh' }, auth: { apiKey: false, mtls: true } },
-      { name: 'dash', match: { pathPrefix: '/mcp/dash' }, auth: { apiKey: false, jwtCookie: 'mcp_session' }, resource: 'https://mcp.example.com/mcp/dash', allowedOrigins: ['https://dash.example.com'] },
+      {
+        name: 'dash',
+        match: { pathPrefix: '/mcp/dash' },
+        auth: { apiKey: false, jwtCookie: 'mcp_session' },
+        resource: 'https://mcp.example.com/mcp/dash',
+        allowedOrigins: ['https://dash.example.com'],
+      },
     ],
   });
   t.teardown(() => other.stop());
@@ -137,24 +183,47 @@ test('endpoints that take only mTLS workloads or a session cookie: the 404s name
   const COOKIE = 'Cookie mcp_session (JWT, from a page on an allowed origin)';
   const root = deniedBody(await get(other, '/.well-known/oauth-authorization-server'));
   t.deepEqual([...root.supported_methods].sort(), [COOKIE, MTLS]);
-  t.is(root.error_description.split('. ').pop(), `The MCP endpoints here do not use OAuth: they authenticate with ${root.supported_methods.join(' or ')}.`);
-  for (const [path, method] of [['/mcp/mesh', MTLS], ['/mcp/dash', COOKIE]] as const) {
+  t.is(
+    root.error_description.split('. ').pop(),
+    `The MCP endpoints here do not use OAuth: they authenticate with ${root.supported_methods.join(' or ')}.`,
+  );
+  for (const [path, method] of [
+    ['/mcp/mesh', MTLS],
+    ['/mcp/dash', COOKIE],
+  ] as const) {
     const res = deniedBody(await get(other, `/.well-known/openid-configuration${path}`));
-    t.is(res.error_description.split('. ').pop(), `The MCP endpoint ${path} does not use OAuth: it authenticates with ${method}.`, path);
+    t.is(
+      res.error_description.split('. ').pop(),
+      `The MCP endpoint ${path} does not use OAuth: it authenticates with ${method}.`,
+      path,
+    );
   }
 });
 
 test('on a host with OAuth endpoints the 404 points at their protected resource metadata', async (t) => {
   const root = deniedBody(await get(svc, '/.well-known/oauth-authorization-server'));
   t.deepEqual(root.supported_methods, ['Authorization header (Bearer token)', 'X-API-Key header']);
-  t.regex(root.error_description, /protected resource metadata \(\/\.well-known\/oauth-protected-resource<endpoint path>\)/);
+  t.regex(
+    root.error_description,
+    /protected resource metadata \(\/\.well-known\/oauth-protected-resource<endpoint path>\)/,
+  );
   const files = deniedBody(await get(svc, '/.well-known/openid-configuration/mcp/files'));
   t.deepEqual(files.supported_methods, ['Authorization header (Bearer token)', 'X-API-Key header']);
-  t.regex(files.error_description, /https:\/\/mcp\.example\.com\/\.well-known\/oauth-protected-resource\/mcp\/files\), or an API key/);
+  t.regex(
+    files.error_description,
+    /https:\/\/mcp\.example\.com\/\.well-known\/oauth-protected-resource\/mcp\/files\), or an API key/,
+  );
 });
 
 test('every other unknown path without a credential is still 401, the OAuth registration and authorization endpoints included', async (t) => {
-  for (const [method, path] of [['POST', '/register'], ['GET', '/authorize'], ['POST', '/token'], ['GET', '/.well-known/other'], ['GET', '/.well-known/oauth-authorization-serverx'], ['POST', '/.well-known/openid-configuration']] as const) {
+  for (const [method, path] of [
+    ['POST', '/register'],
+    ['GET', '/authorize'],
+    ['POST', '/token'],
+    ['GET', '/.well-known/other'],
+    ['GET', '/.well-known/oauth-authorization-serverx'],
+    ['POST', '/.well-known/openid-configuration'],
+  ] as const) {
     const res = await svc.check(checkRequest({ method, path, ...(method === 'POST' ? { body: '{}' } : {}) }));
     t.is(deniedStatus(res), 401, `${method} ${path}`);
   }
@@ -164,7 +233,11 @@ test('an MCP server that is its own authorization server serves its documents th
   const own = await startTestService({
     endpoints: [
       { name: 'mcp', match: { pathPrefix: '/mcp' }, auth: { apiKey: true, oauth: false } },
-      { name: 'as-metadata', match: { pathPrefix: '/.well-known/oauth-authorization-server' }, auth: { apiKey: false, oauth: false } },
+      {
+        name: 'as-metadata',
+        match: { pathPrefix: '/.well-known/oauth-authorization-server' },
+        auth: { apiKey: false, oauth: false },
+      },
       { name: 'well-known', match: { pathPrefix: '/mcp/.well-known' }, auth: { apiKey: false, oauth: false } },
     ],
   });
@@ -174,6 +247,14 @@ test('an MCP server that is its own authorization server serves its documents th
   t.is(headerValue(as.ok_response!.headers, 'x-mcp-auth-method'), 'anonymous');
   t.truthy((await get(own, '/.well-known/oauth-authorization-server/mcp')).ok_response);
   t.truthy((await get(own, '/mcp/.well-known/openid-configuration')).ok_response);
-  t.is(deniedStatus(await get(own, '/.well-known/openid-configuration')), 404, 'a document not declared is still answered 404');
-  t.is(deniedStatus(await own.check(checkRequest({ method: 'GET', path: '/mcp' }))), 401, 'the MCP endpoint itself still needs its key');
+  t.is(
+    deniedStatus(await get(own, '/.well-known/openid-configuration')),
+    404,
+    'a document not declared is still answered 404',
+  );
+  t.is(
+    deniedStatus(await own.check(checkRequest({ method: 'GET', path: '/mcp' }))),
+    401,
+    'the MCP endpoint itself still needs its key',
+  );
 });

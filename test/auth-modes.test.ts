@@ -4,7 +4,17 @@ import test from 'ava';
 import type { CreatedKey } from '../src/cli/keys-command.js';
 import { admitAuthenticatedOn, keysFile, makeKey } from './helpers/auth-fixtures.js';
 import { startJwksServer, type JwksServer } from './helpers/jwks-server.js';
-import { checkRequest, deniedBody, deniedStatus, headerValue, rpc, startTestService, type CheckResponse, type HttpSample, type TestService } from './helpers/service.js';
+import {
+  checkRequest,
+  deniedBody,
+  deniedStatus,
+  headerValue,
+  rpc,
+  startTestService,
+  type CheckResponse,
+  type HttpSample,
+  type TestService,
+} from './helpers/service.js';
 
 const BASE = 'https://mcp.example.com';
 const BOTH = `${BASE}/mcp/both`;
@@ -30,8 +40,18 @@ test.before(async () => {
       endpoints: [
         { name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } },
         { name: 'keys', match: { pathPrefix: '/mcp/keys' }, auth: { apiKey: true, oauth: false } },
-        { name: 'keysq', match: { pathPrefix: '/mcp/keysq' }, auth: { apiKey: true, oauth: false, queryParamKeys: true } },
-        { name: 'both', match: { pathPrefix: '/mcp/both' }, auth: { apiKey: true, oauth: true }, resource: BOTH, scopes: ['tools:read', 'tools:write'] },
+        {
+          name: 'keysq',
+          match: { pathPrefix: '/mcp/keysq' },
+          auth: { apiKey: true, oauth: false, queryParamKeys: true },
+        },
+        {
+          name: 'both',
+          match: { pathPrefix: '/mcp/both' },
+          auth: { apiKey: true, oauth: true },
+          resource: BOTH,
+          scopes: ['tools:read', 'tools:write'],
+        },
         { name: 'oauth', match: { pathPrefix: '/mcp/oauth' }, auth: { apiKey: false, oauth: true }, resource: OAUTH },
       ],
     },
@@ -46,7 +66,8 @@ test.after.always(async () => {
 
 const check = (s: HttpSample) => svc.check(checkRequest({ body: call, ...s }));
 const wwwAuth = (res: CheckResponse) => headerValue(res.denied_response?.headers, 'www-authenticate');
-const token = (aud: string, claims: Record<string, unknown> = {}) => idp.sign({ sub: 'user-1', aud, scope: 'tools:read', ...claims });
+const token = (aud: string, claims: Record<string, unknown> = {}) =>
+  idp.sign({ sub: 'user-1', aud, scope: 'tools:read', ...claims });
 
 function assert401(t: any, res: CheckResponse, error: string, description: string) {
   t.falsy(res.ok_response, 'never an allow');
@@ -121,7 +142,12 @@ test('API key only, valid key as Authorization: Bearer mcp_…: authenticated as
 // Row 3: both.
 test('both, no credential: 401 authentication_required with the Bearer challenge and every method', async (t) => {
   const res = await check({ path: '/mcp/both' });
-  const body = assert401(t, res, 'authentication_required', 'Authentication required via OAuth bearer token or API key');
+  const body = assert401(
+    t,
+    res,
+    'authentication_required',
+    'Authentication required via OAuth bearer token or API key',
+  );
   t.deepEqual(body.supported_methods, ['Authorization header (Bearer token)', 'X-API-Key header']);
   t.is(wwwAuth(res), bothChallenge);
 });
@@ -146,7 +172,10 @@ test('both, valid token for the endpoint: authenticated as the token subject', a
 });
 
 test('both, a valid API key decides alone even beside a bad bearer token', async (t) => {
-  const res = await check({ path: '/mcp/both', headers: { 'x-api-key': alice.key, authorization: 'Bearer not.a.token' } });
+  const res = await check({
+    path: '/mcp/both',
+    headers: { 'x-api-key': alice.key, authorization: 'Bearer not.a.token' },
+  });
   t.truthy(res.ok_response);
   t.is(headerValue(res.ok_response!.headers, 'x-mcp-key-id'), 'alice-key');
   const removed = res.ok_response!.headers_to_remove!;
@@ -154,7 +183,10 @@ test('both, a valid API key decides alone even beside a bad bearer token', async
 });
 
 test('both, a bad API key decides alone even beside a valid token', async (t) => {
-  const res = await check({ path: '/mcp/both', headers: { 'x-api-key': unregistered.key, authorization: `Bearer ${await token(BOTH)}` } });
+  const res = await check({
+    path: '/mcp/both',
+    headers: { 'x-api-key': unregistered.key, authorization: `Bearer ${await token(BOTH)}` },
+  });
   assert401(t, res, 'invalid_credentials', 'Authentication failed. Invalid credentials provided.');
 });
 
@@ -182,7 +214,10 @@ test('OAuth only, valid token: authenticated, principal from the claims, token r
 });
 
 test('OAuth only, an expired token: 401 invalid_token', async (t) => {
-  const res = await check({ path: '/mcp/oauth', headers: { authorization: `Bearer ${await token(OAUTH, { exp: Math.floor(Date.now() / 1000) - 3600 })}` } });
+  const res = await check({
+    path: '/mcp/oauth',
+    headers: { authorization: `Bearer ${await token(OAUTH, { exp: Math.floor(Date.now() / 1000) - 3600 })}` },
+  });
   assert401(t, res, 'invalid_token', 'The provided OAuth token is invalid or has expired.');
   t.is(wwwAuth(res), oauthInvalidChallenge);
 });
@@ -198,16 +233,55 @@ const badKeyCases: [string, () => HttpSample][] = [
   ['an expired key', () => ({ path: '/mcp/keys', headers: { 'x-api-key': expired.key } })],
   ['a disabled key', () => ({ path: '/mcp/keys', headers: { 'x-api-key': disabled.key } })],
   ['an unknown key', () => ({ path: '/mcp/keys', headers: { 'x-api-key': unregistered.key } })],
-  ['a key with a typo (checksum mismatch)', () => ({ path: '/mcp/keys', headers: { 'x-api-key': alice.key.slice(0, -1) + (alice.key.endsWith('A') ? 'B' : 'A') } })],
-  ['a valid key in the query where the endpoint does not enable it', () => ({ path: `/mcp/keys?api_key=${alice.key}` })],
-  ['a valid header key beside a query key where query keys are off', () => ({ path: `/mcp/keys?apikey=${alice.key}`, headers: { 'x-api-key': alice.key } })],
-  ['two different keys (X-API-Key and Bearer mcp_)', () => ({ path: '/mcp/keys', headers: { 'x-api-key': alice.key, authorization: `Bearer ${pub.key}` } })],
-  ['header and query disagreeing', () => ({ path: `/mcp/keysq?api_key=${pub.key}`, headers: { 'x-api-key': alice.key } })],
+  [
+    'a key with a typo (checksum mismatch)',
+    () => ({
+      path: '/mcp/keys',
+      headers: { 'x-api-key': alice.key.slice(0, -1) + (alice.key.endsWith('A') ? 'B' : 'A') },
+    }),
+  ],
+  [
+    'a valid key in the query where the endpoint does not enable it',
+    () => ({ path: `/mcp/keys?api_key=${alice.key}` }),
+  ],
+  [
+    'a valid header key beside a query key where query keys are off',
+    () => ({ path: `/mcp/keys?apikey=${alice.key}`, headers: { 'x-api-key': alice.key } }),
+  ],
+  [
+    'two different keys (X-API-Key and Bearer mcp_)',
+    () => ({ path: '/mcp/keys', headers: { 'x-api-key': alice.key, authorization: `Bearer ${pub.key}` } }),
+  ],
+  [
+    'header and query disagreeing',
+    () => ({ path: `/mcp/keysq?api_key=${pub.key}`, headers: { 'x-api-key': alice.key } }),
+  ],
   ['api_key and apikey disagreeing', () => ({ path: `/mcp/keysq?api_key=${pub.key}&apikey=${alice.key}` })],
-  ['a repeated X-API-Key header', () => ({ path: '/mcp/keys', headerList: [['x-api-key', alice.key], ['x-api-key', alice.key]] })],
-  ['X-API-Key joined by Envoy from two headers', () => ({ path: '/mcp/keys', headers: { 'x-api-key': `${alice.key},${pub.key}` } })],
+  [
+    'a repeated X-API-Key header',
+    () => ({
+      path: '/mcp/keys',
+      headerList: [
+        ['x-api-key', alice.key],
+        ['x-api-key', alice.key],
+      ],
+    }),
+  ],
+  [
+    'X-API-Key joined by Envoy from two headers',
+    () => ({ path: '/mcp/keys', headers: { 'x-api-key': `${alice.key},${pub.key}` } }),
+  ],
   ['an empty X-API-Key header', () => ({ path: '/mcp/keys', headers: { 'x-api-key': '' } })],
-  ['a repeated Authorization header', () => ({ path: '/mcp/keys', headerList: [['authorization', `Bearer ${alice.key}`], ['authorization', `Bearer ${alice.key}`]] })],
+  [
+    'a repeated Authorization header',
+    () => ({
+      path: '/mcp/keys',
+      headerList: [
+        ['authorization', `Bearer ${alice.key}`],
+        ['authorization', `Bearer ${alice.key}`],
+      ],
+    }),
+  ],
 ];
 
 for (const [what, sample] of badKeyCases) {
@@ -223,14 +297,20 @@ const badTokenCases: [string, () => Promise<string>][] = [
   ['an oversized bearer string', async () => `Bearer ${'a'.repeat(20_000)}.${'b'.repeat(10)}.c`],
   ['a Bearer scheme with no value', async () => 'Bearer '],
   ['two tokens in one header', async () => `Bearer ${await token(OAUTH)}, Bearer ${await token(OAUTH)}`],
-  ['a tampered payload', async () => {
-    const [h, , s] = (await token(OAUTH)).split('.');
-    return `Bearer ${h}.${Buffer.from(JSON.stringify({ iss: idp.issuer, sub: 'admin', aud: OAUTH, exp: 9999999999 })).toString('base64url')}.${s}`;
-  }],
-  ['alg none', async () => {
-    const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
-    return `Bearer ${enc({ alg: 'none' })}.${enc({ iss: idp.issuer, sub: 'x', aud: OAUTH, exp: 9999999999 })}.`;
-  }],
+  [
+    'a tampered payload',
+    async () => {
+      const [h, , s] = (await token(OAUTH)).split('.');
+      return `Bearer ${h}.${Buffer.from(JSON.stringify({ iss: idp.issuer, sub: 'admin', aud: OAUTH, exp: 9999999999 })).toString('base64url')}.${s}`;
+    },
+  ],
+  [
+    'alg none',
+    async () => {
+      const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      return `Bearer ${enc({ alg: 'none' })}.${enc({ iss: idp.issuer, sub: 'x', aud: OAUTH, exp: 9999999999 })}.`;
+    },
+  ],
 ];
 
 for (const [what, header] of badTokenCases) {
@@ -251,9 +331,17 @@ test('query keys where enabled: accepted, also when the header carries the same 
 
 // Principal and identity headers.
 test('identity headers are set with append false and the credentials removed before upstream', async (t) => {
-  const res = await check({ path: '/mcp/keys', headers: { 'x-api-key': alice.key, 'x-mcp-user-id': 'mallory', 'x-mcp-principal': 'root' } });
+  const res = await check({
+    path: '/mcp/keys',
+    headers: { 'x-api-key': alice.key, 'x-mcp-user-id': 'mallory', 'x-mcp-principal': 'root' },
+  });
   const ok = res.ok_response!;
-  const expect: Record<string, string> = { 'x-mcp-user-id': 'alice', 'x-mcp-principal': 'alice-key', 'x-mcp-auth-method': 'api_key', 'x-mcp-key-id': 'alice-key' };
+  const expect: Record<string, string> = {
+    'x-mcp-user-id': 'alice',
+    'x-mcp-principal': 'alice-key',
+    'x-mcp-auth-method': 'api_key',
+    'x-mcp-key-id': 'alice-key',
+  };
   for (const [name, value] of Object.entries(expect)) {
     const h = ok.headers!.find((x) => x.header.key === name);
     t.is(h?.header.value, value, name);
@@ -278,7 +366,12 @@ test('unknown endpoint: 401 without a credential, with no Bearer challenge', asy
 });
 
 test('unknown endpoint: 401 for a bad key, 404 once a valid key is shown', async (t) => {
-  assert401(t, await check({ path: '/mcp/nowhere', headers: { 'x-api-key': unregistered.key } }), 'invalid_credentials', 'Authentication failed. Invalid credentials provided.');
+  assert401(
+    t,
+    await check({ path: '/mcp/nowhere', headers: { 'x-api-key': unregistered.key } }),
+    'invalid_credentials',
+    'Authentication failed. Invalid credentials provided.',
+  );
   const found = await check({ path: '/mcp/nowhere', headers: { 'x-api-key': pub.key } });
   t.is(deniedStatus(found), 404);
   t.is(deniedBody(found).error, 'not_found');
@@ -287,18 +380,39 @@ test('unknown endpoint: 401 for a bad key, 404 once a valid key is shown', async
 test('unknown endpoint: 404 for a token issued for one of our resources, 401 for a foreign audience', async (t) => {
   const ours = await check({ path: '/mcp/nowhere', headers: { authorization: `Bearer ${await token(BOTH)}` } });
   t.is(deniedStatus(ours), 404);
-  const foreign = await check({ path: '/mcp/nowhere', headers: { authorization: `Bearer ${await token('https://elsewhere.example.com/')}` } });
+  const foreign = await check({
+    path: '/mcp/nowhere',
+    headers: { authorization: `Bearer ${await token('https://elsewhere.example.com/')}` },
+  });
   t.is(deniedStatus(foreign), 401);
 });
 
 test('both methods: a valid API key takes precedence over a malformed Authorization header and alone decides', async (t) => {
-  for (const authorization of ['Bearer', 'Bearer ', 'Bearer %%%garbage%%%', 'Bearer a b', `Bearer ${'x'.repeat(20_000)}.y.z`, 'Bearer not.a.jwt', 'Basic dXNlcjpwdw==']) {
+  for (const authorization of [
+    'Bearer',
+    'Bearer ',
+    'Bearer %%%garbage%%%',
+    'Bearer a b',
+    `Bearer ${'x'.repeat(20_000)}.y.z`,
+    'Bearer not.a.jwt',
+    'Basic dXNlcjpwdw==',
+  ]) {
     const res = await check({ path: '/mcp/both', headers: { 'x-api-key': alice.key, authorization } });
     t.truthy(res.ok_response, authorization.slice(0, 40));
     t.is(headerValue(res.ok_response?.headers, 'x-mcp-key-id'), 'alice-key');
-    t.true(res.ok_response!.headers_to_remove!.includes('authorization'), 'the Authorization header still never reaches upstream');
+    t.true(
+      res.ok_response!.headers_to_remove!.includes('authorization'),
+      'the Authorization header still never reaches upstream',
+    );
   }
-  const repeated = await check({ path: '/mcp/both', headerList: [['x-api-key', alice.key], ['authorization', 'Bearer x'], ['authorization', 'Bearer y']] });
+  const repeated = await check({
+    path: '/mcp/both',
+    headerList: [
+      ['x-api-key', alice.key],
+      ['authorization', 'Bearer x'],
+      ['authorization', 'Bearer y'],
+    ],
+  });
   t.truthy(repeated.ok_response, 'a repeated Authorization header without a key in it does not outweigh the key');
 });
 
@@ -306,7 +420,14 @@ test('both methods: an API key beside a different key anywhere in Authorization 
   for (const sample of [
     { path: '/mcp/both', headers: { 'x-api-key': alice.key, authorization: `Bearer ${pub.key}` } },
     { path: '/mcp/both', headers: { 'x-api-key': alice.key, authorization: `Bearer ${pub.key}, Bearer x` } },
-    { path: '/mcp/both', headerList: [['x-api-key', alice.key], ['authorization', 'Bearer x'], ['authorization', `Bearer ${pub.key}`]] as [string, string][] },
+    {
+      path: '/mcp/both',
+      headerList: [
+        ['x-api-key', alice.key],
+        ['authorization', 'Bearer x'],
+        ['authorization', `Bearer ${pub.key}`],
+      ] as [string, string][],
+    },
   ]) {
     const res = await check(sample);
     assert401(t, res, 'invalid_credentials', 'Authentication failed. Invalid credentials provided.');

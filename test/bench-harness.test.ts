@@ -17,8 +17,11 @@ import { scenarios, type Scenario } from '../bench/lib/scenarios.js';
 import { CheckClient, HttpCheckClient } from '../bench/lib/verify.js';
 import { startTestService } from './helpers/service.js';
 
-test('a load generator\'s CPU time is read from its own shell once it exits, and the marker is taken out of stderr', async (t) => {
-  const [cmd, args] = withCpuTimes('node', ['-e', 'let x = 0; for (let i = 0; i < 3e8; i++) x += i; process.stderr.write("done\\n")']);
+test("a load generator's CPU time is read from its own shell once it exits, and the marker is taken out of stderr", async (t) => {
+  const [cmd, args] = withCpuTimes('node', [
+    '-e',
+    'let x = 0; for (let i = 0; i < 3e8; i++) x += i; process.stderr.write("done\\n")',
+  ]);
   const r = await run(cmd, args);
   t.is(r.code, 0);
   const { cpuSec, stderr } = parseCpuTimes(r.stderr);
@@ -26,15 +29,23 @@ test('a load generator\'s CPU time is read from its own shell once it exits, and
   t.is(stderr, 'done\n');
 });
 
-test('without the shell\'s marker there is no CPU figure rather than a zero', (t) => {
+test("without the shell's marker there is no CPU figure rather than a zero", (t) => {
   t.deepEqual(parseCpuTimes('h2load: connect failed\n'), { cpuSec: undefined, stderr: 'h2load: connect failed\n' });
 });
 
-test('the decision tally counts only what changed, and anything but the scenario\'s decision as other', (t) => {
+test("the decision tally counts only what changed, and anything but the scenario's decision as other", (t) => {
   const before = { 'deny 401': 10, 'allow 200': 3 };
   const after = { 'deny 401': 110, 'allow 200': 3, 'deny 503': 2 };
-  t.deepEqual(tally(before, after, { allow: false, status: 401 }), { counted: 102, expected: 100, other: { 'deny 503': 2 } });
-  t.deepEqual(tally(before, after, { allow: true, status: 200 }), { counted: 102, expected: 0, other: { 'deny 401': 100, 'deny 503': 2 } });
+  t.deepEqual(tally(before, after, { allow: false, status: 401 }), {
+    counted: 102,
+    expected: 100,
+    other: { 'deny 503': 2 },
+  });
+  t.deepEqual(tally(before, after, { allow: true, status: 200 }), {
+    counted: 102,
+    expected: 0,
+    other: { 'deny 401': 100, 'deny 503': 2 },
+  });
 });
 
 test('a unary gRPC request body is the uncompressed flag, the big-endian length and the message', (t) => {
@@ -50,33 +61,76 @@ async function startStudyServer(transport: string, config: string): Promise<{ se
   const [port, metricsPort] = [await freePort(), await freePort()];
   let ready!: () => void;
   const isReady = new Promise<void>((r) => (ready = r));
-  const server = start('node', ['--import', 'tsx', join(root, 'bench', 'transports', 'serve.ts'), '--transport', transport, '--config', config, '--port', String(port), '--metrics-port', String(metricsPort)], {
-    cwd: root,
-    onStdout: (line) => line.startsWith('READY') && ready(),
-  });
-  await Promise.race([isReady, server.exited.then(() => Promise.reject(new Error(`${transport} exited before it was ready`)))]);
+  const server = start(
+    'node',
+    [
+      '--import',
+      'tsx',
+      join(root, 'bench', 'transports', 'serve.ts'),
+      '--transport',
+      transport,
+      '--config',
+      config,
+      '--port',
+      String(port),
+      '--metrics-port',
+      String(metricsPort),
+    ],
+    {
+      cwd: root,
+      onStdout: (line) => line.startsWith('READY') && ready(),
+    },
+  );
+  await Promise.race([
+    isReady,
+    server.exited.then(() => Promise.reject(new Error(`${transport} exited before it was ready`))),
+  ]);
   return { server, port };
 }
 
 function studyConfig(apiKey: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'bench-transports-'));
-  writeFileSync(join(dir, 'keys.yaml'), stringify({ keys: [{ id: 'owner', sha256: hashApiKey(apiKey), name: 'Owner', userId: 'bench-user', role: 'user', permissions: ['tools:search', 'tools:read_*'] }] }));
+  writeFileSync(
+    join(dir, 'keys.yaml'),
+    stringify({
+      keys: [
+        {
+          id: 'owner',
+          sha256: hashApiKey(apiKey),
+          name: 'Owner',
+          userId: 'bench-user',
+          role: 'user',
+          permissions: ['tools:search', 'tools:read_*'],
+        },
+      ],
+    }),
+  );
   const config = join(dir, 'mcp-authz.yaml');
   writeFileSync(
     config,
     stringify({
       apiKeys: { file: 'keys.yaml' },
       policy: { bundle: join(root, 'policies', 'build', 'bundle.tar.gz') },
-      endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'bench-user', auth: { apiKey: true, oauth: false } }],
+      endpoints: [
+        {
+          name: 'files',
+          match: { pathPrefix: '/mcp/files' },
+          owner: 'bench-user',
+          auth: { apiKey: true, oauth: false },
+        },
+      ],
     }),
   );
   return config;
 }
 
 const apiKey = generateApiKey();
-const keyScenarios: Scenario[] = scenarios({ apiKey, unknownApiKey: generateApiKey(), token: 'unused', distinctTokens: ['unused'] }).filter((s) =>
-  ['apikey_tool_allow', 'apikey_tool_deny', 'invalid_key'].includes(s.name),
-);
+const keyScenarios: Scenario[] = scenarios({
+  apiKey,
+  unknownApiKey: generateApiKey(),
+  token: 'unused',
+  distinctTokens: ['unused'],
+}).filter((s) => ['apikey_tool_allow', 'apikey_tool_deny', 'invalid_key'].includes(s.name));
 
 for (const transport of ['grpc-js', 'connect', 'lean-http2', 'http1'] as const) {
   test(`the transport study's ${transport} server decides allow, tool deny and invalid key as the scenarios expect`, async (t) => {
@@ -85,7 +139,9 @@ for (const transport of ['grpc-js', 'connect', 'lean-http2', 'http1'] as const) 
     const httpClient = transport === 'http1' ? new HttpCheckClient(`http://127.0.0.1:${port}`) : undefined;
     try {
       for (const s of keyScenarios) {
-        const v = grpcClient ? await grpcClient.verify(s.requests[0]!, s.expect) : await httpClient!.verify(s.http[0]!, s.expect);
+        const v = grpcClient
+          ? await grpcClient.verify(s.requests[0]!, s.expect)
+          : await httpClient!.verify(s.http[0]!, s.expect);
         t.true(v.ok, `${s.name}: ${JSON.stringify(v)}`);
       }
     } finally {
@@ -96,18 +152,51 @@ for (const transport of ['grpc-js', 'connect', 'lean-http2', 'http1'] as const) 
   });
 }
 
-test('the ext_proc benchmark\'s exchanges, played as its client loop plays them, get the answers it expects from the real server', async (t) => {
+test("the ext_proc benchmark's exchanges, played as its client loop plays them, get the answers it expects from the real server", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bench-ext-proc-'));
-  writeFileSync(join(dir, 'keys.yaml'), stringify({ keys: [{ id: 'owner', sha256: hashApiKey(apiKey), name: 'Owner', userId: 'bench-user', role: 'user', permissions: ['tools:search', 'tools:read_*'] }] }));
+  writeFileSync(
+    join(dir, 'keys.yaml'),
+    stringify({
+      keys: [
+        {
+          id: 'owner',
+          sha256: hashApiKey(apiKey),
+          name: 'Owner',
+          userId: 'bench-user',
+          role: 'user',
+          permissions: ['tools:search', 'tools:read_*'],
+        },
+      ],
+    }),
+  );
   const svc = await startTestService(
-    { apiKeys: { file: 'keys.yaml' }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'bench-user', auth: { apiKey: true, oauth: false } }] },
+    {
+      apiKeys: { file: 'keys.yaml' },
+      endpoints: [
+        {
+          name: 'files',
+          match: { pathPrefix: '/mcp/files' },
+          owner: 'bench-user',
+          auth: { apiKey: true, oauth: false },
+        },
+      ],
+    },
     { dir },
   );
   t.teardown(() => svc.stop());
   const list = extProcScenarios(apiKey);
-  t.deepEqual(list.filter((s) => s.sameAs).map((s) => s.sameAs), ['check_tool_allow', 'check_tools_list', 'check_tools_list']);
+  t.deepEqual(
+    list.filter((s) => s.sameAs).map((s) => s.sameAs),
+    ['check_tool_allow', 'check_tools_list', 'check_tools_list'],
+  );
   for (const s of list) {
-    const round = await closedLoop(s, { target: `127.0.0.1:${svc.grpcPort}`, connections: 1, concurrency: 2, durationSec: 0.2, server: { pid: process.pid } as Started });
+    const round = await closedLoop(s, {
+      target: `127.0.0.1:${svc.grpcPort}`,
+      connections: 1,
+      concurrency: 2,
+      durationSec: 0.2,
+      server: { pid: process.pid } as Started,
+    });
     t.is(round.errors, 0, `${s.name}: ${round.errorSamples.join('; ')}`);
     t.true(round.exchanges > 0, s.name);
     t.is(s.verify([]) === undefined, false, `${s.name}: no answer is never right`);

@@ -27,7 +27,8 @@ import { testPki } from './helpers/x509.js';
 const BUNDLE = 'authz';
 
 /** Polls `cond` until it holds (test/helpers/wait.ts), in this file's argument order. */
-const until = (cond: () => Promise<boolean> | boolean, what: string, deadlineMs = 15_000) => waitFor(what, cond, deadlineMs);
+const until = (cond: () => Promise<boolean> | boolean, what: string, deadlineMs = 15_000) =>
+  waitFor(what, cond, deadlineMs);
 
 function keyPair(dir: string, name: string): { privateKey: string; publicPem: string } {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -68,7 +69,20 @@ async function startOpa(config: Record<string, unknown>): Promise<Opa> {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-opa-'));
   writeFileSync(join(dir, 'config.yaml'), stringify(config));
   const socket = join(dir, 'opa.sock');
-  const proc = spawn(opaBinary(), ['run', '--server', '--addr', `unix://${socket}`, '--config-file', join(dir, 'config.yaml'), '--log-level', 'error'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(
+    opaBinary(),
+    [
+      'run',
+      '--server',
+      '--addr',
+      `unix://${socket}`,
+      '--config-file',
+      join(dir, 'config.yaml'),
+      '--log-level',
+      'error',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
@@ -87,11 +101,23 @@ async function startOpa(config: Record<string, unknown>): Promise<Opa> {
 function opaQuery(opa: Opa, path: string, input: unknown): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {
     const body = JSON.stringify({ input });
-    const r = request({ socketPath: opa.socket, path: `/v1/data/${path}`, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(text) as Record<string, any>) : reject(new Error(`opa answered ${res.statusCode}: ${text}`))));
-    });
+    const r = request(
+      {
+        socketPath: opa.socket,
+        path: `/v1/data/${path}`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () =>
+          res.statusCode === 200
+            ? resolve(JSON.parse(text) as Record<string, any>)
+            : reject(new Error(`opa answered ${res.statusCode}: ${text}`)),
+        );
+      },
+    );
     r.on('error', reject);
     r.end(body);
   });
@@ -99,14 +125,19 @@ function opaQuery(opa: Opa, path: string, input: unknown): Promise<Record<string
 
 function capture(): { logger: pino.Logger; lines: Record<string, any>[] } {
   const lines: Record<string, any>[] = [];
-  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c)) as Record<string, any>), cb()) }));
+  const logger = pino(
+    { level: 'info' },
+    new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c)) as Record<string, any>), cb()) }),
+  );
   return { logger, lines };
 }
 
 const ENDPOINTS = [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }];
 
 async function allows(svc: TestService, tool: string): Promise<boolean> {
-  return Boolean((await svc.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: tool }) }))).ok_response);
+  return Boolean(
+    (await svc.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: tool }) }))).ok_response,
+  );
 }
 
 /** The latest status report an agent sent, for the bundle. */
@@ -117,7 +148,10 @@ function lastStatus(server: BundleServer, agent: string): Record<string, any> | 
 
 test('canonical JSON for signatures keeps number literals, sorts keys by UTF-8 bytes and escapes U+2028 like Go', (t) => {
   // UTF-16 order would put U+1F600 (a surrogate pair) before U+FFFF; Go's byte order puts it after.
-  t.is(canonicalJson('{ "b": [1.0, 2e3], "a": "x\u2028", "\uffff": 1, "\ud83d\ude00": 2 }'), '{"a":"x\\u2028","b":[1.0,2e3],"\uffff":1,"\ud83d\ude00":2}');
+  t.is(
+    canonicalJson('{ "b": [1.0, 2e3], "a": "x\u2028", "\uffff": 1, "\ud83d\ude00": 2 }'),
+    '{"a":"x\\u2028","b":[1.0,2e3],"\uffff":1,"\ud83d\ude00":2}',
+  );
   t.is(canonicalJson('{"a":1,"a":2}'), '{"a":2}');
   t.throws(() => canonicalJson('{"a":1,}'));
   t.throws(() => canonicalJson('[1] x'));
@@ -140,7 +174,10 @@ test('OPA and mcp-authz, polling one bundle server, activate the same revisions 
   t.teardown(() => opa.stop());
   const { logger, lines } = capture();
   const refusals: string[] = [];
-  const svc = await startTestService({ ...management(server, 'mcp', good.publicPem, { tokenFile }), endpoints: ENDPOINTS }, { logger, runtime: { events: { bundleRefused: (_b, reason) => refusals.push(reason) } } });
+  const svc = await startTestService(
+    { ...management(server, 'mcp', good.publicPem, { tokenFile }), endpoints: ENDPOINTS },
+    { logger, runtime: { events: { bundleRefused: (_b, reason) => refusals.push(reason) } } },
+  );
   t.teardown(() => svc.stop());
 
   await until(() => lastStatus(server, 'opa')?.active_revision === 'r1', 'OPA activating r1', 60_000);
@@ -167,19 +204,38 @@ test('OPA and mcp-authz, polling one bundle server, activate the same revisions 
     ['data.json changed after signing', packBundle(dataTampered), 'tampered'],
     ['a file the signature does not cover', packBundle(extraFile), 'tampered'],
     ['no .signatures.json', packBundle(unsigned), 'unsigned'],
-    ['signed with another key', buildPolicyBundle({ revision: 'r2', allowedTool: 'beta', signingKey: other.privateKey }), 'bad_signature'],
+    [
+      'signed with another key',
+      buildPolicyBundle({ revision: 'r2', allowedTool: 'beta', signingKey: other.privateKey }),
+      'bad_signature',
+    ],
   ];
   for (const [what, bytes, reason] of cases) {
     const opaBefore = server.statuses.get('opa')!.length;
     const refusedBefore = refusals.length;
     server.publish(bytes);
-    await until(() => server.statuses.get('opa')!.slice(opaBefore).some((s) => s.bundles?.[BUNDLE]?.code !== undefined), `OPA refusing the bundle with ${what}`, 60_000);
+    await until(
+      () =>
+        server.statuses
+          .get('opa')!
+          .slice(opaBefore)
+          .some((s) => s.bundles?.[BUNDLE]?.code !== undefined),
+      `OPA refusing the bundle with ${what}`,
+      60_000,
+    );
     await until(() => refusals.length > refusedBefore, `mcp-authz refusing the bundle with ${what}`, 60_000);
     t.is(refusals[refusals.length - 1], reason, what);
-    const opaStatus = server.statuses.get('opa')!.slice(opaBefore).find((s) => s.bundles?.[BUNDLE]?.code !== undefined)!.bundles[BUNDLE];
+    const opaStatus = server.statuses
+      .get('opa')!
+      .slice(opaBefore)
+      .find((s) => s.bundles?.[BUNDLE]?.code !== undefined)!.bundles[BUNDLE];
     t.is(opaStatus.active_revision, 'r1', `OPA keeps r1 after ${what}: ${opaStatus.message}`);
     t.is(lastStatus(server, 'mcp')?.active_revision, 'r1', what);
-    await until(() => lastStatus(server, 'mcp')?.code !== undefined, `mcp-authz reporting the refusal of ${what}`, 60_000);
+    await until(
+      () => lastStatus(server, 'mcp')?.code !== undefined,
+      `mcp-authz reporting the refusal of ${what}`,
+      60_000,
+    );
     t.is(lastStatus(server, 'mcp')?.active_revision, 'r1', what);
     t.true(await allows(svc, 'alpha'), `the last good policy keeps deciding after ${what}`);
     t.is(svc.health.current, 'SERVING');
@@ -195,12 +251,23 @@ test('OPA and mcp-authz, polling one bundle server, activate the same revisions 
   await until(() => lastStatus(server, 'opa')?.active_revision === 'r3', 'OPA activating r3', 60_000);
   await until(async () => allows(svc, 'beta'), 'mcp-authz activating r3', 60_000);
   t.false(await allows(svc, 'alpha'));
-  await until(() => lastStatus(server, 'mcp')?.active_revision === 'r3' && lastStatus(server, 'mcp')?.code === undefined, 'mcp-authz reporting r3', 60_000);
+  await until(
+    () => lastStatus(server, 'mcp')?.active_revision === 'r3' && lastStatus(server, 'mcp')?.code === undefined,
+    'mcp-authz reporting r3',
+    60_000,
+  );
 
   // The status reports have OPA's shape: the same fields, of the same types, for the bundle.
   const opaBundle = lastStatus(server, 'opa')!;
   const mcpBundle = lastStatus(server, 'mcp')!;
-  for (const field of ['name', 'active_revision', 'last_request', 'last_successful_request', 'last_successful_download', 'last_successful_activation']) {
+  for (const field of [
+    'name',
+    'active_revision',
+    'last_request',
+    'last_successful_request',
+    'last_successful_download',
+    'last_successful_activation',
+  ]) {
     t.is(typeof mcpBundle[field], typeof opaBundle[field], field);
   }
   t.false(JSON.stringify([...lines, ...server.statuses.get('mcp')!]).includes('s3cr3t-bundle-token'));
@@ -222,7 +289,12 @@ test('bundle server down at start: not ready with a clear reason, ready once it 
   const ready = await svc.http('/readyz');
   t.is(ready.status, 503);
   t.regex(ready.text, /bundle authz/);
-  t.true(lines.some((l) => l.msg === 'bundle download failed; no policy is loaded and Checks are denied' && /ECONNREFUSED/.test(l.err)));
+  t.true(
+    lines.some(
+      (l) =>
+        l.msg === 'bundle download failed; no policy is loaded and Checks are denied' && /ECONNREFUSED/.test(l.err),
+    ),
+  );
   t.false(await allows(svc, 'alpha'));
 
   const again = new BundleServer();
@@ -243,18 +315,41 @@ test('bundle server down later, slow, answering garbage or a huge body: the veri
   const { logger, lines } = capture();
   const cfg = management(server, 'mcp', good.publicPem);
   Object.assign(cfg.services.bs, { response_header_timeout_seconds: 2 });
-  Object.assign(cfg.bundles[BUNDLE]!, { polling: { min_delay_seconds: 1, max_delay_seconds: 1 }, size_limit_bytes: 1024 * 1024 });
+  Object.assign(cfg.bundles[BUNDLE]!, {
+    polling: { min_delay_seconds: 1, max_delay_seconds: 1 },
+    size_limit_bytes: 1024 * 1024,
+  });
   const requests: string[] = [];
   const refusals: string[] = [];
-  const svc = await startTestService({ ...cfg, endpoints: ENDPOINTS }, { logger, runtime: { events: { bundleRequest: (_b, r) => requests.push(r), bundleRefused: (_b, r) => refusals.push(r) } } });
+  const svc = await startTestService(
+    { ...cfg, endpoints: ENDPOINTS },
+    {
+      logger,
+      runtime: { events: { bundleRequest: (_b, r) => requests.push(r), bundleRefused: (_b, r) => refusals.push(r) } },
+    },
+  );
   t.teardown(() => svc.stop());
   // The first answer may miss the short timeout on a loaded machine: the next poll brings it.
-  await until(() => svc.health.current === 'SERVING', `serving r1 (${JSON.stringify(lines.filter((l) => l.level >= 40))})`, 60_000);
+  await until(
+    () => svc.health.current === 'SERVING',
+    `serving r1 (${JSON.stringify(lines.filter((l) => l.level >= 40))})`,
+    60_000,
+  );
   // Polling without long polling: the ETag makes the next answers 304s.
   await until(() => requests.includes('not_modified'), 'a 304 for the bundle in force', 60_000);
 
-  const failureLogged = (pattern: RegExp) => () => lines.some((l) => l.msg === 'bundle download failed; the policy in force stays' && l.policy_revision_kept === 'r1' && pattern.test(l.err));
-  for (const [fault, pattern] of [['slow', /no complete answer within/], ['huge', /more than the limit of 1048576 bytes/], ['error', /answered HTTP 500/]] as const) {
+  const failureLogged = (pattern: RegExp) => () =>
+    lines.some(
+      (l) =>
+        l.msg === 'bundle download failed; the policy in force stays' &&
+        l.policy_revision_kept === 'r1' &&
+        pattern.test(l.err),
+    );
+  for (const [fault, pattern] of [
+    ['slow', /no complete answer within/],
+    ['huge', /more than the limit of 1048576 bytes/],
+    ['error', /answered HTTP 500/],
+  ] as const) {
     server.fault = fault;
     await until(failureLogged(pattern), `the ${fault} server logged`, 60_000);
     t.true(await allows(svc, 'alpha'), fault);
@@ -265,7 +360,11 @@ test('bundle server down later, slow, answering garbage or a huge body: the veri
   t.true(await allows(svc, 'alpha'));
   await server.stop();
   const failuresBefore = requests.filter((r) => r === 'failure').length;
-  await until(() => requests.filter((r) => r === 'failure').length > failuresBefore && failureLogged(/ECONNREFUSED/)(), 'the server down logged', 60_000);
+  await until(
+    () => requests.filter((r) => r === 'failure').length > failuresBefore && failureLogged(/ECONNREFUSED/)(),
+    'the server down logged',
+    60_000,
+  );
   t.true(await allows(svc, 'alpha'));
   t.is(svc.health.current, 'SERVING');
   const metrics = (await svc.http('/metrics')).text;
@@ -304,10 +403,21 @@ test('one receiver gets decision-log events from OPA and mcp-authz in the same s
   await server.start();
   t.teardown(() => server.stop());
   server.publish(buildPolicyBundle({ revision: 'r1', allowedTool: 'alpha', signingKey: good.privateKey }));
-  const logs = (agent: string) => ({ decision_logs: { service: 'bs', reporting: { min_delay_seconds: 1, max_delay_seconds: 1 }, ...(agent === 'mcp' ? { mask: ['/input/attributes/source/address', '/input/nope/absent'] } : {}) }, labels: { team: 'sec' } });
+  const logs = (agent: string) => ({
+    decision_logs: {
+      service: 'bs',
+      reporting: { min_delay_seconds: 1, max_delay_seconds: 1 },
+      ...(agent === 'mcp' ? { mask: ['/input/attributes/source/address', '/input/nope/absent'] } : {}),
+    },
+    labels: { team: 'sec' },
+  });
   const opa = await startOpa({ ...management(server, 'opa', good.publicPem), ...logs('opa') });
   t.teardown(() => opa.stop());
-  const svc = await startTestService({ ...management(server, 'mcp', good.publicPem), ...logs('mcp'), endpoints: ENDPOINTS });
+  const svc = await startTestService({
+    ...management(server, 'mcp', good.publicPem),
+    ...logs('mcp'),
+    endpoints: ENDPOINTS,
+  });
   t.teardown(() => svc.stop());
   await until(() => lastStatus(server, 'opa')?.active_revision === 'r1', 'OPA activating r1', 60_000);
   t.is(svc.health.current, 'SERVING');
@@ -324,10 +434,16 @@ test('one receiver gets decision-log events from OPA and mcp-authz in the same s
   // Every field OPA sends, mcp-authz sends with the same JSON type.
   const opaShape = shape(theirs);
   const ourShape = shape(ours);
-  for (const [field, type] of Object.entries(opaShape)) t.is(ourShape[field], type, `${field} (OPA: ${JSON.stringify(theirs[field.split('.')[0]!])})`);
+  for (const [field, type] of Object.entries(opaShape))
+    t.is(ourShape[field], type, `${field} (OPA: ${JSON.stringify(theirs[field.split('.')[0]!])})`);
   // What mcp-authz adds: its own answer (a deny before the policy has no result), and the masked paths.
   // requested_by and req_id are OPA fields too, which OPA leaves out for a query over a unix socket.
-  t.deepEqual(Object.keys(ourShape).filter((k) => !(k in opaShape)).sort(), ['erased', 'mcp_authz', 'req_id', 'requested_by']);
+  t.deepEqual(
+    Object.keys(ourShape)
+      .filter((k) => !(k in opaShape))
+      .sort(),
+    ['erased', 'mcp_authz', 'req_id', 'requested_by'],
+  );
   t.is(typeof ours.requested_by, 'string');
   t.is(typeof ours.req_id, 'number');
   // The timers both agents measure, by OPA's names (OPA adds its parse and compile timers).
@@ -357,14 +473,21 @@ test('the decision-log receiver down: every Check is answered, the buffer stays 
     {
       policy: {}, // the shipped policy, from the local file
       services: { logs: { url: `http://127.0.0.1:${port}/mcp` } },
-      decision_logs: { service: 'logs', reporting: { min_delay_seconds: 1, max_delay_seconds: 1, buffer_size_limit_bytes: limit } },
+      decision_logs: {
+        service: 'logs',
+        reporting: { min_delay_seconds: 1, max_delay_seconds: 1, buffer_size_limit_bytes: limit },
+      },
       endpoints: ENDPOINTS,
     },
     { runtime: { events: { decisionLogsShipped: (r, n) => (shipped[r] += n) } } },
   );
   t.teardown(() => svc.stop());
   const checks = 60;
-  const answers = await Promise.all(Array.from({ length: checks }, (_, i) => svc.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: `tool-${i}` }) }))));
+  const answers = await Promise.all(
+    Array.from({ length: checks }, (_, i) =>
+      svc.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: `tool-${i}` }) })),
+    ),
+  );
   t.is(answers.length, checks);
   t.true(answers.every((a) => a.ok_response !== undefined || a.denied_response !== undefined));
   t.true(shipped.dropped > 0, 'the bounded buffer dropped the oldest events');
@@ -372,7 +495,11 @@ test('the decision-log receiver down: every Check is answered, the buffer stays 
   const again = new BundleServer();
   await again.start(port);
   t.teardown(() => again.stop());
-  await until(() => shipped.sent + shipped.dropped === checks, `every event sent or dropped (${JSON.stringify(shipped)})`, 120_000);
+  await until(
+    () => shipped.sent + shipped.dropped === checks,
+    `every event sent or dropped (${JSON.stringify(shipped)})`,
+    120_000,
+  );
   const received = again.logs.get('mcp') ?? [];
   t.is(received.length, shipped.sent);
   t.true(received.length * 512 <= limit, 'no more than the buffer held was kept');
@@ -394,9 +521,20 @@ test('serve --workers: the primary polls once for all workers, a refused bundle 
   t.teardown(() => server.stop());
   server.publish(buildPolicyBundle({ revision: 'r1', allowedTool: 'alpha', signingKey: good.privateKey }));
   const clients = 8;
-  const serve = await startServe({ ...management(server, 'mcp', good.publicPem), endpoints: ENDPOINTS }, ['--workers', '2'], { clients });
+  const serve = await startServe(
+    { ...management(server, 'mcp', good.publicPem), endpoints: ENDPOINTS },
+    ['--workers', '2'],
+    { clients },
+  );
   t.teardown(async () => void (await serve.stop()));
-  const every = async (tool: string) => (await Promise.all(Array.from({ length: clients }, (_, i) => serve.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: tool }) }), i)))).map((r) => Boolean(r.ok_response));
+  const every = async (tool: string) =>
+    (
+      await Promise.all(
+        Array.from({ length: clients }, (_, i) =>
+          serve.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: tool }) }), i),
+        ),
+      )
+    ).map((r) => Boolean(r.ok_response));
   await until(async () => (await serve.http('/readyz')).status === 200, 'both workers serving r1', 60_000);
   t.deepEqual(await every('alpha'), Array(clients).fill(true));
   // One agent polls: the bundle was downloaded once, not once per worker.
@@ -423,7 +561,12 @@ test('serve --workers: the primary polls once for all workers, a refused bundle 
   t.true(sample(metrics, 'mcp_authz_bundle_requests_total', { bundle: BUNDLE, result: 'modified' })! >= 2);
 
   // A worker that dies is replaced; the new one is handed r2 by the primary (workers never poll).
-  const workerPids = () => readFileSync(`/proc/${serve.proc.pid}/task/${serve.proc.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const workerPids = () =>
+    readFileSync(`/proc/${serve.proc.pid}/task/${serve.proc.pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   const before = workerPids();
   t.is(before.length, 2);
   const downloads = server.requests.get('mcp')!.filter((r) => r.status === 200).length;
@@ -431,11 +574,19 @@ test('serve --workers: the primary polls once for all workers, a refused bundle 
   await until(() => workerPids().length === 2 && !workerPids().includes(before[0]!), 'a replacement worker', 60_000);
   await until(async () => (await serve.http('/readyz')).status === 200, 'the replacement ready with r2', 60_000);
   t.deepEqual(await every('beta'), Array(clients).fill(true));
-  t.is(server.requests.get('mcp')!.filter((r) => r.status === 200).length, downloads, 'no new download for the replacement');
+  t.is(
+    server.requests.get('mcp')!.filter((r) => r.status === 200).length,
+    downloads,
+    'no new download for the replacement',
+  );
 });
 
-test('the management config is OPA\'s, and what mcp-authz cannot honour is refused by name', (t) => {
-  const ok = { services: { s: { url: 'https://bundles.example.com' } }, bundles: { authz: { service: 's', signing: { keyid: 'k' } } }, keys: { k: { key: 'secret', algorithm: 'HS256' } } };
+test("the management config is OPA's, and what mcp-authz cannot honour is refused by name", (t) => {
+  const ok = {
+    services: { s: { url: 'https://bundles.example.com' } },
+    bundles: { authz: { service: 's', signing: { keyid: 'k' } } },
+    keys: { k: { key: 'secret', algorithm: 'HS256' } },
+  };
   const cfg = validateConfig(ok, 'test', '/etc/mcp-authz', {});
   t.is(cfg.bundles.authz!.polling.min_delay_seconds, 60);
   t.is(cfg.bundles.authz!.size_limit_bytes, 64 * 1024 * 1024);
@@ -449,15 +600,32 @@ test('the management config is OPA\'s, and what mcp-authz cannot honour is refus
   };
   t.regex(problems({ ...ok, policy: { bundle: 'b.tar.gz' } }), /bundles\.authz: the policy comes from one place/);
   t.regex(problems({ ...ok, bundles: { authz: { service: 'nope' } } }), /bundles\.authz\.service: no service "nope"/);
-  t.regex(problems({ ...ok, bundles: { authz: { service: 's', signing: { keyid: 'other' } } } }), /signing\.keyid: no key "other"/);
+  t.regex(
+    problems({ ...ok, bundles: { authz: { service: 's', signing: { keyid: 'other' } } } }),
+    /signing\.keyid: no key "other"/,
+  );
   t.regex(problems({ ...ok, bundles: { a: { service: 's' }, b: { service: 's' } } }), /configure one bundle/);
-  t.regex(problems({ ...ok, services: { s: { url: 'https://x.example.com', credentials: { bearer: { token: 'abc' } } } } }), /token_path/);
+  t.regex(
+    problems({ ...ok, services: { s: { url: 'https://x.example.com', credentials: { bearer: { token: 'abc' } } } } }),
+    /token_path/,
+  );
   t.regex(problems({ ...ok, services: { s: { url: 'ftp://x.example.com' } } }), /http:\/\/ or https:\/\//);
   t.regex(problems({ ...ok, decision_logs: { service: 'nope' } }), /decision_logs\.service: no service "nope"/);
-  t.regex(problems({ ...ok, decision_logs: { service: 's', mask: ['/headers/x'] } }), /JSON Pointer under \/input or \/result/);
-  t.regex(problems({ ...ok, bundles: { authz: { service: 's', polling: { min_delay_seconds: 10, max_delay_seconds: 5 } } } }), /max_delay_seconds must be at least/);
+  t.regex(
+    problems({ ...ok, decision_logs: { service: 's', mask: ['/headers/x'] } }),
+    /JSON Pointer under \/input or \/result/,
+  );
+  t.regex(
+    problems({ ...ok, bundles: { authz: { service: 's', polling: { min_delay_seconds: 10, max_delay_seconds: 5 } } } }),
+    /max_delay_seconds must be at least/,
+  );
   // Relative credential paths resolve against the config file's folder, like every other path.
-  const rel = validateConfig({ services: { s: { url: 'https://x.example.com', credentials: { bearer: { token_path: 'token' } } } } }, 'test', '/etc/mcp-authz', {});
+  const rel = validateConfig(
+    { services: { s: { url: 'https://x.example.com', credentials: { bearer: { token_path: 'token' } } } } },
+    'test',
+    '/etc/mcp-authz',
+    {},
+  );
   t.is(rel.services.s!.credentials!.bearer!.token_path, '/etc/mcp-authz/token');
 });
 
@@ -467,16 +635,36 @@ test('an HS256-signed bundle verifies with its shared secret, and a wrong scope 
   writeFileSync(secret, 'a-shared-secret-of-enough-length-0123456789');
   const claims = join(dir, 'claims.json');
   writeFileSync(claims, JSON.stringify({ scope: 'write' }));
-  const files = bundleFiles(buildPolicyBundle({ revision: 'h1', allowedTool: 'alpha', signingKey: secret, signingAlg: 'HS256', claimsFile: claims }));
+  const files = bundleFiles(
+    buildPolicyBundle({
+      revision: 'h1',
+      allowedTool: 'alpha',
+      signingKey: secret,
+      signingAlg: 'HS256',
+      claimsFile: claims,
+    }),
+  );
   const keys = verificationKeys({ k: { key: 'a-shared-secret-of-enough-length-0123456789', algorithm: 'HS256' } });
   await t.notThrowsAsync(verifyBundleFiles('b', files, keys, { keyid: 'k', scope: 'write' }));
   const err = await t.throwsAsync(verifyBundleFiles('b', files, keys, { keyid: 'k', scope: 'read' }));
   t.is((err as BundleRefused).reason, 'bad_signature');
   const wrong = verificationKeys({ k: { key: 'another-shared-secret-of-enough-length-000', algorithm: 'HS256' } });
-  t.is(((await t.throwsAsync(verifyBundleFiles('b', files, wrong, { keyid: 'k' }))) as BundleRefused).reason, 'bad_signature');
+  t.is(
+    ((await t.throwsAsync(verifyBundleFiles('b', files, wrong, { keyid: 'k' }))) as BundleRefused).reason,
+    'bad_signature',
+  );
   // An RS256 key does not accept an HS256 token (no algorithm confusion).
   const rsa = keyPair(dir, 'rsa');
-  t.is(((await t.throwsAsync(verifyBundleFiles('b', files, verificationKeys({ k: { key: rsa.publicPem, algorithm: 'RS256' } }), { keyid: 'k' }))) as BundleRefused).reason, 'bad_signature');
+  t.is(
+    (
+      (await t.throwsAsync(
+        verifyBundleFiles('b', files, verificationKeys({ k: { key: rsa.publicPem, algorithm: 'RS256' } }), {
+          keyid: 'k',
+        }),
+      )) as BundleRefused
+    ).reason,
+    'bad_signature',
+  );
 });
 
 test('a bundle service behind mutual TLS: its CA from tls.ca_cert, the client certificate from credentials.client_tls; without it, no policy', async (t) => {
@@ -495,7 +683,12 @@ test('a bundle service behind mutual TLS: its CA from tls.ca_cert, the client ce
   writeFileSync(join(dir, 'client-key.pem'), client.key);
   const cfg = (withClientCert: boolean) => {
     const m = management(server, 'mcp', good.publicPem);
-    Object.assign(m.services.bs, { tls: { ca_cert: join(dir, 'ca.pem') }, ...(withClientCert ? { credentials: { client_tls: { cert: join(dir, 'client.pem'), private_key: join(dir, 'client-key.pem') } } } : {}) });
+    Object.assign(m.services.bs, {
+      tls: { ca_cert: join(dir, 'ca.pem') },
+      ...(withClientCert
+        ? { credentials: { client_tls: { cert: join(dir, 'client.pem'), private_key: join(dir, 'client-key.pem') } } }
+        : {}),
+    });
     return { ...m, endpoints: ENDPOINTS };
   };
   const svc = await startTestService(cfg(true));
@@ -507,5 +700,8 @@ test('a bundle service behind mutual TLS: its CA from tls.ca_cert, the client ce
   const without = await startTestService(cfg(false), { logger });
   t.teardown(() => without.stop());
   t.is(without.health.current, 'NOT_SERVING');
-  t.true(lines.some((l) => l.msg === 'bundle download failed; no policy is loaded and Checks are denied'), JSON.stringify(lines.map((l) => l.err)));
+  t.true(
+    lines.some((l) => l.msg === 'bundle download failed; no policy is loaded and Checks are denied'),
+    JSON.stringify(lines.map((l) => l.err)),
+  );
 });

@@ -6,7 +6,14 @@ import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { ERRORS_DOC, renderErrorsDoc } from '../scripts/gen-docs.js';
 import { validateConfig } from '../src/config/load.js';
-import { AUTH_FAILURE_DETAILS, CODES, grpcCodeForStatus, isDenyCode, policyCode, type DecisionCode } from '../src/contracts/codes.js';
+import {
+  AUTH_FAILURE_DETAILS,
+  CODES,
+  grpcCodeForStatus,
+  isDenyCode,
+  policyCode,
+  type DecisionCode,
+} from '../src/contracts/codes.js';
 import { AUTH_FAILURE_REASONS, DECISIONS, ServiceMetrics } from '../src/metrics/service-metrics.js';
 import { PrimaryMetrics } from '../src/metrics/primary-metrics.js';
 import { TestAuthenticator } from './fixtures/test-authenticator.js';
@@ -45,12 +52,15 @@ test('a policy may choose a short code of its own; anything else is not a code',
 function row(doc: string, first: string): string[] {
   const line = doc.split('\n').find((l) => l.startsWith(`| ${first} |`));
   if (!line) throw new Error(`docs/metrics.md has no row ${first}`);
-  return line.split('|').slice(1, -1).map((c) => c.trim());
+  return line
+    .split('|')
+    .slice(1, -1)
+    .map((c) => c.trim());
 }
 
 const ticked = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
 
-test('docs/metrics.md lists the catalogue\'s label values and every metric with its labels', async (t) => {
+test("docs/metrics.md lists the catalogue's label values and every metric with its labels", async (t) => {
   const doc = readFileSync(METRICS_DOC, 'utf8');
   t.deepEqual(ticked(row(doc, '`decision`')[1]!).sort(), [...DECISIONS].sort());
   t.deepEqual(ticked(row(doc, '`reason`')[1]!).sort(), [...AUTH_FAILURE_REASONS, '_other'].sort());
@@ -59,10 +69,21 @@ test('docs/metrics.md lists the catalogue\'s label values and every metric with 
   t.regex(row(doc, '`detail`')[1]!, /errors\.md/);
 
   // Every metric the service registers is documented with exactly its labels.
-  const config = validateConfig({ rateLimit: { redis: { url: 'redis://127.0.0.1:1' } }, endpoints: [{ name: 'files', match: { pathPrefix: '/f' } }] }, 'test', '/', {});
+  const config = validateConfig(
+    {
+      rateLimit: { redis: { url: 'redis://127.0.0.1:1' } },
+      endpoints: [{ name: 'files', match: { pathPrefix: '/f' } }],
+    },
+    'test',
+    '/',
+    {},
+  );
   const registry = new Registry();
   new ServiceMetrics(registry, config);
-  const metrics = [...registry.getMetricsAsArray(), ...new PrimaryMetrics().registry.getMetricsAsArray()] as unknown as { name: string; labelNames: string[] }[];
+  const metrics = [
+    ...registry.getMetricsAsArray(),
+    ...new PrimaryMetrics().registry.getMetricsAsArray(),
+  ] as unknown as { name: string; labelNames: string[] }[];
   t.true(metrics.length > 10);
   for (const metric of metrics) {
     const cells = row(doc, `\`${metric.name}\``);
@@ -79,7 +100,9 @@ test('every deny of a real service is counted by its code, with series for every
   const m = (await svc.http('/metrics')).text;
   for (const code of Object.keys(CODES).filter(isDenyCode)) {
     for (const endpoint of ['files', '_unknown']) {
-      const line = m.split('\n').find((l) => l.startsWith(`mcp_authz_denies_total{endpoint="${endpoint}",code="${code}"}`));
+      const line = m
+        .split('\n')
+        .find((l) => l.startsWith(`mcp_authz_denies_total{endpoint="${endpoint}",code="${code}"}`));
       t.truthy(line, `${endpoint} ${code}`);
     }
   }
@@ -93,7 +116,13 @@ test('a code outside the catalogue, not chosen by the policy, fails the test ser
     { endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' } }] },
     { runtime: { overrides: { authenticator: new TestAuthenticator() } } },
   );
-  await svc.check(checkRequest({ method: 'GET', path: '/mcp/files', headers: { 'x-test-auth': 'fail', 'x-test-reason': 'made_up_code' } }));
+  await svc.check(
+    checkRequest({
+      method: 'GET',
+      path: '/mcp/files',
+      headers: { 'x-test-auth': 'fail', 'x-test-reason': 'made_up_code' },
+    }),
+  );
   t.deepEqual(svc.codes.unlisted, ['made_up_code (401, files)']);
   await t.throwsAsync(() => svc.stop(), { message: /made_up_code/ });
 });

@@ -11,7 +11,10 @@ test('the committed chart README is what npm run gen:chart-readme generates', (t
 test('every value in values.yaml has a "# --" description', (t) => {
   const rows = valueRows(readFileSync(CHART_README.replace(/README\.md$/, 'values.yaml'), 'utf8'));
   t.true(rows.length > 50);
-  t.deepEqual(rows.filter((r) => r.description === '').map((r) => r.key), []);
+  t.deepEqual(
+    rows.filter((r) => r.description === '').map((r) => r.key),
+    [],
+  );
 });
 
 test('descriptions come from the "# --" comment above a key, the first key of a map and the key after a nested map', (t) => {

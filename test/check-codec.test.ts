@@ -42,7 +42,10 @@ function both(bytes: Buffer): [Record<string, unknown> | string, Record<string, 
       return err instanceof RequestRejected ? `rejected ${err.code}` : `threw ${(err as Error).message}`;
     }
   };
-  return [read(() => readCheckRequest(bytes, limits)), read(() => toRequest(check.requestDeserialize(bytes) as WireCheckRequest, limits))];
+  return [
+    read(() => readCheckRequest(bytes, limits)),
+    read(() => toRequest(check.requestDeserialize(bytes) as WireCheckRequest, limits)),
+  ];
 }
 
 const token = fc.stringMatching(/^[a-z][a-z0-9_-]{0,12}$/);
@@ -50,7 +53,10 @@ const value = fc.string({ unit: 'binary', maxLength: 40 });
 const sample: fc.Arbitrary<HttpSample> = fc.record(
   {
     method: fc.constantFrom('GET', 'POST', 'DELETE', 'post', ''),
-    path: fc.oneof(fc.constantFrom('/mcp/files', '/mcp/files?api_key=x&b=1', '/a//b/%2e%2e/c', '/'), fc.string({ maxLength: 30 }).map((s) => `/${s}`)),
+    path: fc.oneof(
+      fc.constantFrom('/mcp/files', '/mcp/files?api_key=x&b=1', '/a//b/%2e%2e/c', '/'),
+      fc.string({ maxLength: 30 }).map((s) => `/${s}`),
+    ),
     host: fc.constantFrom('mcp.example.com', 'MCP.Example.com:8443', ''),
     headers: fc.dictionary(token, value, { maxKeys: 6 }),
     headerList: fc.array(fc.tuple(token, value), { maxLength: 6 }),
@@ -74,9 +80,15 @@ test('property: the own decoder and proto-loader give the same request model and
 });
 
 test('a CheckRequest with every field Envoy fills reads the same both ways', (t) => {
-  const req = checkRequest({ path: '/mcp/files?x=1', headers: { 'x-api-key': 'k', 'x-request-id': 'r-1' }, body: '{"jsonrpc":"2.0"}' }) as Record<string, any>;
+  const req = checkRequest({
+    path: '/mcp/files?x=1',
+    headers: { 'x-api-key': 'k', 'x-request-id': 'r-1' },
+    body: '{"jsonrpc":"2.0"}',
+  }) as Record<string, any>;
   req.attributes.context_extensions = { route: 'mcp' };
-  req.attributes.metadata_context = { filter_metadata: { 'envoy.filters.http.jwt_authn': { fields: { sub: { string_value: 'alice' } } } } };
+  req.attributes.metadata_context = {
+    filter_metadata: { 'envoy.filters.http.jwt_authn': { fields: { sub: { string_value: 'alice' } } } },
+  };
   req.attributes.tls_session = { sni: 'mcp.example.com' };
   const [own, loader] = both(check.requestSerialize(req));
   t.deepEqual(own, loader);
@@ -84,6 +96,8 @@ test('a CheckRequest with every field Envoy fills reads the same both ways', (t)
 });
 
 test('bytes that are not a CheckRequest are a 400 invalid_check_request, not an exception', (t) => {
-  const err = t.throws(() => readCheckRequest(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), limits), { instanceOf: RequestRejected }) as RequestRejected;
+  const err = t.throws(() => readCheckRequest(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), limits), {
+    instanceOf: RequestRejected,
+  }) as RequestRejected;
   t.is(err.code, 'invalid_check_request');
 });

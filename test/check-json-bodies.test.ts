@@ -20,8 +20,17 @@ function serve(config: Record<string, unknown>): Promise<Served> {
   let served = services.get(id);
   if (served === undefined) {
     const lines: Record<string, unknown>[] = [];
-    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
-    served = startTestService({ ...config, endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }] }, { logger }).then((svc) => ({ svc, lines }));
+    const logger = pino(
+      { level: 'debug' },
+      { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
+    served = startTestService(
+      {
+        ...config,
+        endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }],
+      },
+      { logger },
+    ).then((svc) => ({ svc, lines }));
     services.set(id, served);
   }
   return served;
@@ -31,15 +40,31 @@ test.after.always(async () => Promise.all([...services.values()].map(async (s) =
 
 const PINO_ERROR = 50;
 const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
-const withArgument = (json: string) => `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"a":${json}}}}`;
-const utf8 = (...parts: (string | number[])[]) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+const withArgument = (json: string) =>
+  `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"a":${json}}}}`;
+const utf8 = (...parts: (string | number[])[]) =>
+  Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
 
 const clientMistakes: [string, { body?: string; rawBody?: Buffer }, string][] = [
   ['five thousand nested arrays in the arguments', { body: withArgument(nested(5000)) }, 'json_too_deep'],
-  ['an escaped lone surrogate in the tool name', { body: rpc('tools/call', { name: 'x' }).replace('"x"', '"sea\\ud800rch"') }, 'lone_surrogate'],
+  [
+    'an escaped lone surrogate in the tool name',
+    { body: rpc('tools/call', { name: 'x' }).replace('"x"', '"sea\\ud800rch"') },
+    'lone_surrogate',
+  ],
   ['a cut emoji (high surrogate alone) in the arguments', { body: withArgument('"\\ud83d"') }, 'lone_surrogate'],
   ['a low surrogate alone in a key', { body: withArgument('{"\\udc00":1}') }, 'lone_surrogate'],
-  ['a surrogate encoded as UTF-8 bytes in raw_body', { rawBody: utf8('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sea', [0xed, 0xa0, 0x80], 'rch"}}') }, 'invalid_utf8'],
+  [
+    'a surrogate encoded as UTF-8 bytes in raw_body',
+    {
+      rawBody: utf8(
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sea',
+        [0xed, 0xa0, 0x80],
+        'rch"}}',
+      ),
+    },
+    'invalid_utf8',
+  ],
   ['a byte that is not UTF-8 in raw_body', { rawBody: utf8(withArgument('"caf'), [0xe9], '"') }, 'invalid_utf8'],
 ];
 
@@ -53,9 +78,19 @@ for (const envoyInput of [false, true]) {
       const body = deniedBody(res);
       t.is(body.error, code);
       t.false(/\n\s+at /.test(body.error_description), 'no stack trace in the answer');
-      t.true(lines.some((l) => l.log === 'decision' && l.reason === code), 'the deny is in the decision log');
-      t.deepEqual(lines.filter((l) => (l.level as number) >= PINO_ERROR), [], 'no error-level log line');
-      t.false(lines.some((l) => JSON.stringify(l).includes('"stack"')), 'no stack trace in the log');
+      t.true(
+        lines.some((l) => l.log === 'decision' && l.reason === code),
+        'the deny is in the decision log',
+      );
+      t.deepEqual(
+        lines.filter((l) => (l.level as number) >= PINO_ERROR),
+        [],
+        'no error-level log line',
+      );
+      t.false(
+        lines.some((l) => JSON.stringify(l).includes('"stack"')),
+        'no stack trace in the log',
+      );
     });
   }
 }
@@ -97,16 +132,43 @@ test('limits.maxJsonDepth sets the nesting bound', async (t) => {
 });
 
 const ambiguous: [string, string][] = [
-  ['"Name" beside "name"', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete_file"}}'],
+  [
+    '"Name" beside "name"',
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete_file"}}',
+  ],
   ['"NAME" alone in params', '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"NAME":"delete_file"}}'],
-  ['"Method" beside "method"', '{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"delete_file"}}'],
-  ['"paramſ" beside "params"', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"paramſ":{"name":"delete_file"}}'],
-  ['an escaped "param\\u017f"', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"param\\u017f":{"name":"delete_file"}}'],
-  ['a response that Go reads as a call', '{"jsonrpc":"2.0","id":1,"result":{},"Method":"tools/call","Params":{"Name":"delete_file"}}'],
-  ['"Id" (Go: a request, others: a notification)', '{"jsonrpc":"2.0","Id":1,"method":"tools/call","params":{"name":"search"}}'],
-  ['a Kelvin sign in "\u212aey" beside "key" in the arguments', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"key":"a","\u212aey":"b"}}}'],
-  ['"URI" beside "uri"', '{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/a","URI":"file:///secret/b"}}'],
-  ['a batch element with "Name"', '[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"search","Name":"delete_file"}}]'],
+  [
+    '"Method" beside "method"',
+    '{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"delete_file"}}',
+  ],
+  [
+    '"paramſ" beside "params"',
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"paramſ":{"name":"delete_file"}}',
+  ],
+  [
+    'an escaped "param\\u017f"',
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"param\\u017f":{"name":"delete_file"}}',
+  ],
+  [
+    'a response that Go reads as a call',
+    '{"jsonrpc":"2.0","id":1,"result":{},"Method":"tools/call","Params":{"Name":"delete_file"}}',
+  ],
+  [
+    '"Id" (Go: a request, others: a notification)',
+    '{"jsonrpc":"2.0","Id":1,"method":"tools/call","params":{"name":"search"}}',
+  ],
+  [
+    'a Kelvin sign in "\u212aey" beside "key" in the arguments',
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"key":"a","\u212aey":"b"}}}',
+  ],
+  [
+    '"URI" beside "uri"',
+    '{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/a","URI":"file:///secret/b"}}',
+  ],
+  [
+    'a batch element with "Name"',
+    '[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"search","Name":"delete_file"}}]',
+  ],
 ];
 
 for (const [what, body] of ambiguous) {
@@ -120,7 +182,10 @@ for (const [what, body] of ambiguous) {
 }
 
 const notJsonRpc: [string, string][] = [
-  ['a null id (Go: a notification, others: a request)', '{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"search"}}'],
+  [
+    'a null id (Go: a notification, others: a request)',
+    '{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"search"}}',
+  ],
   ['a method beside a result', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"result":{}}'],
   ['a null result', '{"jsonrpc":"2.0","id":1,"result":null}'],
   ['a response without an id', '{"jsonrpc":"2.0","result":{}}'],

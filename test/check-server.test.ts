@@ -1,7 +1,15 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { clientConstructors } from '../src/envoy/protos.js';
-import { checkRequest, deniedBody, deniedStatus, headerValue, rpc, startTestService, type TestService } from './helpers/service.js';
+import {
+  checkRequest,
+  deniedBody,
+  deniedStatus,
+  headerValue,
+  rpc,
+  startTestService,
+  type TestService,
+} from './helpers/service.js';
 
 let svc: TestService;
 
@@ -20,7 +28,9 @@ test.after.always(async () => svc?.stop());
 const call = rpc('tools/call', { name: 'search', arguments: { q: 'x' } });
 
 test('an auth-off endpoint allows, as the anonymous principal', async (t) => {
-  const res = await svc.check(checkRequest({ path: '/mcp/open', body: call, headers: { 'content-type': 'application/json' } }));
+  const res = await svc.check(
+    checkRequest({ path: '/mcp/open', body: call, headers: { 'content-type': 'application/json' } }),
+  );
   t.is(res.status?.code ?? 0, 0);
   t.truthy(res.ok_response);
   const set = res.ok_response!.headers!;
@@ -29,7 +39,9 @@ test('an auth-off endpoint allows, as the anonymous principal', async (t) => {
 });
 
 test('identity headers a client sent itself are removed on allow', async (t) => {
-  const res = await svc.check(checkRequest({ path: '/mcp/open', body: call, headers: { 'x-mcp-user-id': 'admin', 'x-mcp-principal': 'root' } }));
+  const res = await svc.check(
+    checkRequest({ path: '/mcp/open', body: call, headers: { 'x-mcp-user-id': 'admin', 'x-mcp-principal': 'root' } }),
+  );
   const removed = res.ok_response!.headers_to_remove!;
   t.true(removed.includes('x-mcp-user-id'));
   t.true(removed.includes('x-mcp-principal'));
@@ -55,9 +67,28 @@ test('an endpoint that needs authentication is denied until a credential is chec
 });
 
 test('header_map requests (encode_raw_headers) are read, duplicates kept', async (t) => {
-  const ok = await svc.check(checkRequest({ path: '/mcp/open', body: call, headerList: [['content-type', 'application/json'], ['x-dup', 'a'], ['x-dup', 'b']] }));
+  const ok = await svc.check(
+    checkRequest({
+      path: '/mcp/open',
+      body: call,
+      headerList: [
+        ['content-type', 'application/json'],
+        ['x-dup', 'a'],
+        ['x-dup', 'b'],
+      ],
+    }),
+  );
   t.truthy(ok.ok_response);
-  const bad = await svc.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: 'a' }), headerList: [['mcp-method', 'tools/call'], ['mcp-method', 'tools/call']] }));
+  const bad = await svc.check(
+    checkRequest({
+      path: '/mcp/open',
+      body: rpc('tools/call', { name: 'a' }),
+      headerList: [
+        ['mcp-method', 'tools/call'],
+        ['mcp-method', 'tools/call'],
+      ],
+    }),
+  );
   t.is(deniedStatus(bad), 400);
   t.is(bad.status?.message, 'mcp_header_mismatch');
   t.is(deniedBody(bad).error.code, -32020, 'a repeated Mcp-Method is a JSON-RPC HeaderMismatch');
@@ -82,18 +113,61 @@ test('a batch is read element by element', async (t) => {
 
 const badInputs: [string, Parameters<typeof checkRequest>[0], number, string][] = [
   ['invalid JSON', { path: '/mcp/open', body: '{not json' }, 400, 'invalid_json'],
-  ['duplicate keys', { path: '/mcp/open', body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete"}}' }, 400, 'duplicate_json_key'],
-  ['duplicate top-level keys', { path: '/mcp/open', body: '{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}' }, 400, 'duplicate_json_key'],
-  ['a compressed body', { path: '/mcp/open', body: call, headers: { 'content-encoding': 'gzip' } }, 415, 'unsupported_content_encoding'],
-  ['a body Envoy marked partial', { path: '/mcp/open', body: call, headers: { 'x-envoy-auth-partial-body': 'true' } }, 413, 'body_truncated'],
-  ['content-length above the body length', { path: '/mcp/open', body: call, headers: { 'content-length': '999999' } }, 413, 'body_truncated'],
-  ['a POST whose body Envoy did not send', { path: '/mcp/open', headers: { 'content-length': '120' } }, 413, 'body_truncated'],
-  ['a body above limits.maxBodyBytes', { path: '/mcp/open', body: rpc('tools/call', { name: 'a', arguments: { x: 'y'.repeat(5000) } }) }, 413, 'body_too_large'],
+  [
+    'duplicate keys',
+    {
+      path: '/mcp/open',
+      body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete"}}',
+    },
+    400,
+    'duplicate_json_key',
+  ],
+  [
+    'duplicate top-level keys',
+    { path: '/mcp/open', body: '{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}' },
+    400,
+    'duplicate_json_key',
+  ],
+  [
+    'a compressed body',
+    { path: '/mcp/open', body: call, headers: { 'content-encoding': 'gzip' } },
+    415,
+    'unsupported_content_encoding',
+  ],
+  [
+    'a body Envoy marked partial',
+    { path: '/mcp/open', body: call, headers: { 'x-envoy-auth-partial-body': 'true' } },
+    413,
+    'body_truncated',
+  ],
+  [
+    'content-length above the body length',
+    { path: '/mcp/open', body: call, headers: { 'content-length': '999999' } },
+    413,
+    'body_truncated',
+  ],
+  [
+    'a POST whose body Envoy did not send',
+    { path: '/mcp/open', headers: { 'content-length': '120' } },
+    413,
+    'body_truncated',
+  ],
+  [
+    'a body above limits.maxBodyBytes',
+    { path: '/mcp/open', body: rpc('tools/call', { name: 'a', arguments: { x: 'y'.repeat(5000) } }) },
+    413,
+    'body_too_large',
+  ],
   ['a ".." segment', { method: 'GET', path: '/mcp/open/../admin' }, 400, 'invalid_path'],
   ['an encoded "/"', { method: 'GET', path: '/mcp/open%2F..%2Fadmin' }, 400, 'invalid_path'],
   ['an encoded "\\"', { method: 'GET', path: '/mcp/open%5cadmin' }, 400, 'invalid_path'],
   ['an encoded NUL', { method: 'GET', path: '/mcp/open%00' }, 400, 'invalid_path'],
-  ['a tools/call without a name', { path: '/mcp/open', body: rpc('tools/call', { arguments: {} }) }, 400, 'invalid_jsonrpc'],
+  [
+    'a tools/call without a name',
+    { path: '/mcp/open', body: rpc('tools/call', { arguments: {} }) },
+    400,
+    'invalid_jsonrpc',
+  ],
   ['a body that is not JSON-RPC', { path: '/mcp/open', body: '{"hello":"world"}' }, 400, 'invalid_jsonrpc'],
 ];
 
@@ -114,10 +188,30 @@ for (const [what, sample, status, code] of badInputs) {
 // MCP clients read these as JSON-RPC errors (docs/mcp-protocol.md): the code is the gRPC
 // status message, the metric and the log reason; the body is the JSON-RPC error response.
 const headerMismatches: [string, Parameters<typeof checkRequest>[0], string, number][] = [
-  ['Mcp-Name that disagrees with the body', { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/call', 'mcp-name': 'delete' } }, 'mcp_header_mismatch', -32020],
-  ['Mcp-Method that disagrees with the body', { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/list' } }, 'mcp_header_mismatch', -32020],
-  ['an Mcp-Name that is not canonical Base64', { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/call', 'mcp-name': '=?base64?YQ?=' } }, 'mcp_header_invalid', -32020],
-  ['a protocol revision the service does not read', { path: '/mcp/open', body: call, headers: { 'mcp-protocol-version': '2099-01-01' } }, 'unsupported_protocol_version', -32022],
+  [
+    'Mcp-Name that disagrees with the body',
+    { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/call', 'mcp-name': 'delete' } },
+    'mcp_header_mismatch',
+    -32020,
+  ],
+  [
+    'Mcp-Method that disagrees with the body',
+    { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/list' } },
+    'mcp_header_mismatch',
+    -32020,
+  ],
+  [
+    'an Mcp-Name that is not canonical Base64',
+    { path: '/mcp/open', body: call, headers: { 'mcp-method': 'tools/call', 'mcp-name': '=?base64?YQ?=' } },
+    'mcp_header_invalid',
+    -32020,
+  ],
+  [
+    'a protocol revision the service does not read',
+    { path: '/mcp/open', body: call, headers: { 'mcp-protocol-version': '2099-01-01' } },
+    'unsupported_protocol_version',
+    -32022,
+  ],
 ];
 
 for (const [what, sample, code, rpcCode] of headerMismatches) {
@@ -154,18 +248,36 @@ test('a CheckRequest without attributes.request.http is 400', async (t) => {
 });
 
 test('the Mcp-Method header alone is trusted only from protocol 2026-07-28', async (t) => {
-  const old = await svc.check(checkRequest({ method: 'GET', path: '/mcp/open', headers: { 'mcp-method': 'tools/call', 'mcp-name': 'x', 'mcp-protocol-version': '2025-06-18' } }));
+  const old = await svc.check(
+    checkRequest({
+      method: 'GET',
+      path: '/mcp/open',
+      headers: { 'mcp-method': 'tools/call', 'mcp-name': 'x', 'mcp-protocol-version': '2025-06-18' },
+    }),
+  );
   t.truthy(old.ok_response);
-  const fresh = await svc.check(checkRequest({ method: 'GET', path: '/mcp/open', headers: { 'mcp-method': 'tools/call', 'mcp-name': 'x', 'mcp-protocol-version': '2026-07-28' } }));
+  const fresh = await svc.check(
+    checkRequest({
+      method: 'GET',
+      path: '/mcp/open',
+      headers: { 'mcp-method': 'tools/call', 'mcp-name': 'x', 'mcp-protocol-version': '2026-07-28' },
+    }),
+  );
   t.truthy(fresh.ok_response);
 });
 
 test('gRPC health is SERVING while the service runs', async (t) => {
   const { Health } = clientConstructors();
   const client = new Health(`127.0.0.1:${svc.grpcPort}`, grpc.credentials.createInsecure()) as any;
-  const res = await new Promise<any>((resolve, reject) => client.Check({ service: '' }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+  const res = await new Promise<any>((resolve, reject) =>
+    client.Check({ service: '' }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))),
+  );
   t.is(res.status, 'SERVING');
-  const named = await new Promise<any>((resolve, reject) => client.Check({ service: 'envoy.service.auth.v3.Authorization' }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+  const named = await new Promise<any>((resolve, reject) =>
+    client.Check({ service: 'envoy.service.auth.v3.Authorization' }, (e: Error | null, r: unknown) =>
+      e ? reject(e) : resolve(r),
+    ),
+  );
   t.is(named.status, 'SERVING');
   client.close();
 });
@@ -181,7 +293,9 @@ test('/healthz, /readyz and /metrics answer on the HTTP port', async (t) => {
 });
 
 test('health turns NOT_SERVING when shutdown starts', async (t) => {
-  const other = await startTestService({ endpoints: [{ name: 'open', match: { pathPrefix: '/' }, auth: { apiKey: false, oauth: false } }] });
+  const other = await startTestService({
+    endpoints: [{ name: 'open', match: { pathPrefix: '/' }, auth: { apiKey: false, oauth: false } }],
+  });
   const { Health } = clientConstructors();
   const client = new Health(`127.0.0.1:${other.grpcPort}`, grpc.credentials.createInsecure()) as any;
   const seen: string[] = [];

@@ -22,7 +22,13 @@ test('--append adds the entry by rename, keeps every other entry and comment, an
   writeFileSync(file, QUICKSTART_KEYS, { mode: 0o640 });
   const before = statSync(file);
   let out = '';
-  t.is(keysCommand(['create', '--name', 'CI bot', '--user', 'alice', '--permission', 'tools:search', '--append', file], (s) => (out += s)), 0);
+  t.is(
+    keysCommand(
+      ['create', '--name', 'CI bot', '--user', 'alice', '--permission', 'tools:search', '--append', file],
+      (s) => (out += s),
+    ),
+    0,
+  );
   const key = keyOf(out);
   t.is(out.split(key).length, 2, 'the key is printed once');
   t.regex(out, /Added to .*keys\.yaml as "ci-bot-[0-9a-f]{6}"/);
@@ -37,10 +43,14 @@ test('--append adds the entry by rename, keeps every other entry and comment, an
   const old = parseKeysFile(QUICKSTART_KEYS, 'quickstart');
   t.deepEqual(entries.slice(0, old.length), old, 'the other entries are untouched');
   t.is(entries.at(-1)!.sha256, hashApiKey(key));
-  for (const comment of QUICKSTART_KEYS.split('\n').filter((l) => l.trim().startsWith('#'))) t.true(text.includes(comment), `comment kept: ${comment}`);
+  for (const comment of QUICKSTART_KEYS.split('\n').filter((l) => l.trim().startsWith('#')))
+    t.true(text.includes(comment), `comment kept: ${comment}`);
 
   const svc = await startTestService(
-    { apiKeys: { file: 'keys.yaml' }, endpoints: [{ name: 'keyed', match: { pathPrefix: '/mcp/keyed' }, auth: { apiKey: true, oauth: false } }] },
+    {
+      apiKeys: { file: 'keys.yaml' },
+      endpoints: [{ name: 'keyed', match: { pathPrefix: '/mcp/keyed' }, auth: { apiKey: true, oauth: false } }],
+    },
     { files: { 'keys.yaml': text } },
   );
   t.teardown(() => svc.stop());
@@ -62,30 +72,46 @@ test('--append creates a missing keys file readable by its owner only, and keeps
   writeFileSync(json, JSON.stringify({ keys: [{ id: 'a', sha256: 'a'.repeat(64) }] }));
   keysCommand(['create', '--name', 'second', '--append', json], () => undefined);
   const doc = JSON.parse(readFileSync(json, 'utf8'));
-  t.deepEqual(doc.keys.map((k: { id: string }) => k.id.split('-')[0]), ['a', 'second']);
+  t.deepEqual(
+    doc.keys.map((k: { id: string }) => k.id.split('-')[0]),
+    ['a', 'second'],
+  );
 });
 
 test('--append refuses a duplicate id and a broken keys file, and leaves the file as it was', (t) => {
   const d = dir();
   const file = join(d, 'keys.yaml');
   writeFileSync(file, QUICKSTART_KEYS);
-  t.throws(() => keysCommand(['create', '--name', 'x', '--id', 'demo-bob', '--append', file], () => undefined), { message: /"demo-bob" already exists/ });
+  t.throws(() => keysCommand(['create', '--name', 'x', '--id', 'demo-bob', '--append', file], () => undefined), {
+    message: /"demo-bob" already exists/,
+  });
   t.is(readFileSync(file, 'utf8'), QUICKSTART_KEYS);
   const broken = 'keys:\n  - id: bad id\n    sha256: nothex\n';
   writeFileSync(file, broken);
-  t.throws(() => keysCommand(['create', '--name', 'x', '--append', file], () => undefined), { message: /keys\.0\.(id|sha256)/ });
+  t.throws(() => keysCommand(['create', '--name', 'x', '--append', file], () => undefined), {
+    message: /keys\.0\.(id|sha256)/,
+  });
   t.is(readFileSync(file, 'utf8'), broken);
   t.deepEqual(readdirSync(d), ['keys.yaml']);
 });
 
 test('keys create refuses an expiry that is not in the future', (t) => {
   const now = () => Date.parse('2026-06-01T00:00:00Z');
-  t.throws(() => keysCommand(['create', '--name', 'x', '--expires', '2026-05-31'], () => undefined, now), { message: /--expires: 2026-05-31 .* is not in the future/ });
-  t.throws(() => keysCommand(['create', '--name', 'x', '--expires', '2026-06-01T00:00:00Z'], () => undefined, now), { message: /not in the future/ });
-  t.is(keysCommand(['create', '--name', 'x', '--expires', '2026-06-02'], () => undefined, now), 0);
+  t.throws(() => keysCommand(['create', '--name', 'x', '--expires', '2026-05-31'], () => undefined, now), {
+    message: /--expires: 2026-05-31 .* is not in the future/,
+  });
+  t.throws(() => keysCommand(['create', '--name', 'x', '--expires', '2026-06-01T00:00:00Z'], () => undefined, now), {
+    message: /not in the future/,
+  });
+  t.is(
+    keysCommand(['create', '--name', 'x', '--expires', '2026-06-02'], () => undefined, now),
+    0,
+  );
   const d = dir();
   const file = join(d, 'keys.yaml');
-  t.throws(() => keysCommand(['create', '--name', 'x', '--expires', '2020-01-01', '--append', file], () => undefined), { message: /not in the future/ });
+  t.throws(() => keysCommand(['create', '--name', 'x', '--expires', '2020-01-01', '--append', file], () => undefined), {
+    message: /not in the future/,
+  });
   t.false(existsSync(file), 'nothing written');
 });
 

@@ -30,15 +30,37 @@ test('check prints the same decision the server returns for the same request', a
   t.teardown(() => svc.stop());
   const samples = [
     { path: '/mcp/open', body: rpc('tools/call', { name: 'search' }), headers: ['x-mcp-user-id: forged'] },
-    { path: '/mcp/keyed', body: rpc('tools/list') , headers: [] },
+    { path: '/mcp/keyed', body: rpc('tools/list'), headers: [] },
     { path: '/mcp/open', body: '{"jsonrpc":"2.0","id":1,"method":"a","method":"b"}', headers: [] },
     { path: '/elsewhere', body: rpc('ping'), headers: [] },
   ];
   for (const s of samples) {
-    const cli = await runCli(['check', '--config', svc.configFile, '--method', 'POST', '--path', s.path, '--host', 'mcp.example.com', '--body', s.body, ...s.headers.flatMap((h) => ['-H', h])]);
+    const cli = await runCli([
+      'check',
+      '--config',
+      svc.configFile,
+      '--method',
+      'POST',
+      '--path',
+      s.path,
+      '--host',
+      'mcp.example.com',
+      '--body',
+      s.body,
+      ...s.headers.flatMap((h) => ['-H', h]),
+    ]);
     const printed = JSON.parse(cli.stdout);
     const headers = Object.fromEntries(s.headers.map((h) => [h.split(':')[0]!, h.slice(h.indexOf(':') + 1).trim()]));
-    const res = await svc.check(checkRequest({ method: 'POST', path: s.path, host: 'mcp.example.com', headers, body: s.body, source: '127.0.0.1' }));
+    const res = await svc.check(
+      checkRequest({
+        method: 'POST',
+        path: s.path,
+        host: 'mcp.example.com',
+        headers,
+        body: s.body,
+        source: '127.0.0.1',
+      }),
+    );
     const server = res.ok_response ? 'allow' : 'deny';
     t.is(printed.decision, server, s.path);
     t.is(cli.code, server === 'allow' ? 0 : 3);
@@ -49,7 +71,10 @@ test('check prints the same decision the server returns for the same request', a
       t.is(printed.checkResponse.status.code, res.status!.code);
     } else {
       t.deepEqual(printed.checkResponse.ok_response.headers_to_remove, res.ok_response!.headers_to_remove);
-      t.deepEqual(printed.checkResponse.ok_response.headers.map((h: any) => h.header), res.ok_response!.headers!.map((h) => h.header));
+      t.deepEqual(
+        printed.checkResponse.ok_response.headers.map((h: any) => h.header),
+        res.ok_response!.headers!.map((h) => h.header),
+      );
     }
   }
 });
@@ -63,7 +88,14 @@ test('a bad config exits non-zero and names every bad field', async (t) => {
   });
   const r = await runCli(['serve', '--config', file, '--check-config']);
   t.is(r.code, 1);
-  for (const field of ['listen.grpc', 'endpoints.0.name', 'endpoints.0.match', 'endpoints.0.auth.apiKey', 'oauth.issuers.0.algorithms.0', 'bogus']) {
+  for (const field of [
+    'listen.grpc',
+    'endpoints.0.name',
+    'endpoints.0.match',
+    'endpoints.0.auth.apiKey',
+    'oauth.issuers.0.algorithms.0',
+    'bogus',
+  ]) {
     t.true(r.stderr.includes(field), `${field} named in:\n${r.stderr}`);
   }
   t.regex(r.stderr, /HS\* and none are refused/);
@@ -90,7 +122,8 @@ test('serve stops on SIGTERM after answering every call it accepted', async (t) 
   const { Authorization } = clientConstructors();
   const client = new Authorization(`127.0.0.1:${srv.grpcPort}`, grpc.credentials.createInsecure()) as any;
   const req = checkRequest({ method: 'GET', path: '/mcp/open', host: 'h' });
-  const one = () => new Promise<any>((resolve) => client.Check(req, (err: Error | null, res: any) => resolve(err ?? res)));
+  const one = () =>
+    new Promise<any>((resolve) => client.Check(req, (err: Error | null, res: any) => resolve(err ?? res)));
   t.truthy((await one()).ok_response, 'serving before the signal');
   const burst = Array.from({ length: 200 }, one);
   srv.child.kill('SIGTERM');
@@ -99,7 +132,10 @@ test('serve stops on SIGTERM after answering every call it accepted', async (t) 
   const refused = results.filter((r) => r instanceof Error);
   // Calls the server accepted are answered; calls it never accepted fail as UNAVAILABLE (Envoy retries or denies).
   t.is(answered + refused.length, 200);
-  t.true(refused.every((e: any) => e.code === grpc.status.UNAVAILABLE), refused.map((e: any) => e.message).join('\n'));
+  t.true(
+    refused.every((e: any) => e.code === grpc.status.UNAVAILABLE),
+    refused.map((e: any) => e.message).join('\n'),
+  );
   t.is(await srv.exited, 0);
   t.regex(srv.logs(), /draining in-flight Checks/);
   t.regex(srv.logs(), /mcp-authz stopped/);
@@ -127,16 +163,34 @@ async function runMain(args: string[]): Promise<{ code: number; stdout: string; 
 /** The policy scripts as `mcp-authz policy build|test` runs them. */
 function runScript(script: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'scripts', script), ...args], (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    execFile(process.execPath, [join(ROOT, 'scripts', script), ...args], (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 
 test.serial('--help works on every command and subcommand: usage on stdout, exit 0, no stack trace', async (t) => {
   const runs = [];
-  for (const args of [['--help'], ['help'], ['serve', '--help'], ['serve', '-h'], ['check', '--help'], ['keys', '--help'], ['keys', 'create', '--help'], ['login', '--help'], ['help', 'login'], ['policy', '--help'], ['help', 'serve']]) {
+  for (const args of [
+    ['--help'],
+    ['help'],
+    ['serve', '--help'],
+    ['serve', '-h'],
+    ['check', '--help'],
+    ['keys', '--help'],
+    ['keys', 'create', '--help'],
+    ['login', '--help'],
+    ['help', 'login'],
+    ['policy', '--help'],
+    ['help', 'serve'],
+  ]) {
     runs.push([args.join(' '), await runMain(args)] as const);
   }
-  for (const [script, name] of [['policy-build.mjs', 'policy build'], ['policy-test.mjs', 'policy test']]) runs.push([`${name} --help`, await runScript(script!, ['--help'])] as const);
+  for (const [script, name] of [
+    ['policy-build.mjs', 'policy build'],
+    ['policy-test.mjs', 'policy test'],
+  ])
+    runs.push([`${name} --help`, await runScript(script!, ['--help'])] as const);
   for (const [what, r] of runs) {
     t.is(r.code, 0, `${what}: ${r.stderr}`);
     t.regex(r.stdout, /^usage: mcp-authz/m, what);
@@ -169,29 +223,45 @@ test.serial('--version prints the package version', async (t) => {
   }
 });
 
-test.serial('an unknown option is a usage error: exit 2, the message and the command\'s usage, no stack trace', async (t) => {
-  const runs = [
-    [await runMain(['serve', '--bogus']), 'mcp-authz serve'],
-    [await runMain(['check', '--nope']), 'mcp-authz check'],
-    [await runMain(['keys', 'create', '--nope']), 'mcp-authz keys create'],
-    [await runScript('policy-build.mjs', ['--nope']), 'mcp-authz policy build'],
-    [await runScript('policy-test.mjs', ['--nope']), 'mcp-authz policy test'],
-  ] as const;
-  for (const [r, usage] of runs) {
-    t.is(r.code, 2, usage);
-    t.regex(r.stderr, /Unknown option/);
-    t.true(r.stderr.includes(`usage: ${usage}`), usage);
-    t.true(noStackTrace(r.stderr), usage);
-  }
-});
+test.serial(
+  "an unknown option is a usage error: exit 2, the message and the command's usage, no stack trace",
+  async (t) => {
+    const runs = [
+      [await runMain(['serve', '--bogus']), 'mcp-authz serve'],
+      [await runMain(['check', '--nope']), 'mcp-authz check'],
+      [await runMain(['keys', 'create', '--nope']), 'mcp-authz keys create'],
+      [await runScript('policy-build.mjs', ['--nope']), 'mcp-authz policy build'],
+      [await runScript('policy-test.mjs', ['--nope']), 'mcp-authz policy test'],
+    ] as const;
+    for (const [r, usage] of runs) {
+      t.is(r.code, 2, usage);
+      t.regex(r.stderr, /Unknown option/);
+      t.true(r.stderr.includes(`usage: ${usage}`), usage);
+      t.true(noStackTrace(r.stderr), usage);
+    }
+  },
+);
 
 test('MCP_AUTHZ_LOG_LEVEL: an unknown level stops serve naming the levels; a known one is applied', async (t) => {
-  const bad = await runCli(['serve', '--config', writeConfig(config), '--workers', '1'], { MCP_AUTHZ_LOG_LEVEL: 'verbose' });
+  const bad = await runCli(['serve', '--config', writeConfig(config), '--workers', '1'], {
+    MCP_AUTHZ_LOG_LEVEL: 'verbose',
+  });
   t.is(bad.code, 1);
-  t.regex(bad.stderr, /MCP_AUTHZ_LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent; got "verbose"/);
+  t.regex(
+    bad.stderr,
+    /MCP_AUTHZ_LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent; got "verbose"/,
+  );
   // At warn, a policy that fails to load is logged (level 50) and "serving" (info, 30) is not.
-  const file = writeConfig({ ...config, policy: { bundle: 'missing.tar.gz' }, listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' } });
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'bin.ts'), 'serve', '--config', file, '--workers', '1'], { cwd: ROOT, env: { ...process.env, MCP_AUTHZ_LOG_LEVEL: 'warn' } });
+  const file = writeConfig({
+    ...config,
+    policy: { bundle: 'missing.tar.gz' },
+    listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' },
+  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'src', 'cli', 'bin.ts'), 'serve', '--config', file, '--workers', '1'],
+    { cwd: ROOT, env: { ...process.env, MCP_AUTHZ_LOG_LEVEL: 'warn' } },
+  );
   t.teardown(() => child.kill('SIGKILL'));
   let logs = '';
   child.stderr.on('data', (d) => (logs += d));
@@ -203,9 +273,17 @@ test('MCP_AUTHZ_LOG_LEVEL: an unknown level stops serve naming the levels; a kno
 
 test('MCP_AUTHZ_LOG_BUFFER_BYTES: anything but a whole number of at least 4096 bytes stops serve saying so', async (t) => {
   for (const value of ['lots', '1024', '4096.5', '-1']) {
-    const bad = await runCli(['serve', '--config', writeConfig(config), '--workers', '1'], { MCP_AUTHZ_LOG_BUFFER_BYTES: value });
+    const bad = await runCli(['serve', '--config', writeConfig(config), '--workers', '1'], {
+      MCP_AUTHZ_LOG_BUFFER_BYTES: value,
+    });
     t.is(bad.code, 1, value);
-    t.regex(bad.stderr, new RegExp(`MCP_AUTHZ_LOG_BUFFER_BYTES must be a whole number of bytes, at least 4096; got "${value.replace('.', '\\.')}"`), value);
+    t.regex(
+      bad.stderr,
+      new RegExp(
+        `MCP_AUTHZ_LOG_BUFFER_BYTES must be a whole number of bytes, at least 4096; got "${value.replace('.', '\\.')}"`,
+      ),
+      value,
+    );
   }
 });
 
@@ -220,10 +298,25 @@ function writeFiles(files: Record<string, string | Buffer>): string {
 test('--check-config fails naming a missing keys file, a bad key entry, and a missing or broken policy bundle', async (t) => {
   const endpoints = config.endpoints;
   const cases: [Record<string, string | Buffer>, RegExp][] = [
-    [{ 'config.yaml': stringify({ apiKeys: { file: 'keys.yaml' }, endpoints }) }, /API keys: .*keys\.yaml.*cannot read the keys file.*ENOENT/s],
-    [{ 'config.yaml': stringify({ apiKeys: { file: 'keys.yaml' }, endpoints }), 'keys.yaml': 'keys:\n  - id: a\n    sha256: nothex\n' }, /keys\.0\.sha256/],
-    [{ 'config.yaml': stringify({ policy: { bundle: 'bundle.tar.gz' }, endpoints }) }, /policy: cannot read policy bundle .*bundle\.tar\.gz/],
-    [{ 'config.yaml': stringify({ policy: { bundle: 'bundle.tar.gz' }, endpoints }), 'bundle.tar.gz': 'not a bundle' }, /policy: .*not a \.tar\.gz file/],
+    [
+      { 'config.yaml': stringify({ apiKeys: { file: 'keys.yaml' }, endpoints }) },
+      /API keys: .*keys\.yaml.*cannot read the keys file.*ENOENT/s,
+    ],
+    [
+      {
+        'config.yaml': stringify({ apiKeys: { file: 'keys.yaml' }, endpoints }),
+        'keys.yaml': 'keys:\n  - id: a\n    sha256: nothex\n',
+      },
+      /keys\.0\.sha256/,
+    ],
+    [
+      { 'config.yaml': stringify({ policy: { bundle: 'bundle.tar.gz' }, endpoints }) },
+      /policy: cannot read policy bundle .*bundle\.tar\.gz/,
+    ],
+    [
+      { 'config.yaml': stringify({ policy: { bundle: 'bundle.tar.gz' }, endpoints }), 'bundle.tar.gz': 'not a bundle' },
+      /policy: .*not a \.tar\.gz file/,
+    ],
     [{ 'config.yaml': stringify({ policy: { rego: 'rego' }, endpoints }) }, /policy: .*rego/],
   ];
   for (const [files, why] of cases) {
@@ -238,7 +331,11 @@ test('--check-config fails naming a missing keys file, a bad key entry, and a mi
 
 test('--check-config reports the keys and the policy revision it loaded, the way serve loads them', async (t) => {
   const dir = writeFiles({
-    'config.yaml': stringify({ apiKeys: { file: 'keys.yaml' }, policy: { bundle: 'bundle.tar.gz' }, endpoints: config.endpoints }),
+    'config.yaml': stringify({
+      apiKeys: { file: 'keys.yaml' },
+      policy: { bundle: 'bundle.tar.gz' },
+      endpoints: config.endpoints,
+    }),
     'keys.yaml': readFileSync(join(ROOT, 'examples', 'quickstart', 'keys.yaml')),
     'bundle.tar.gz': readFileSync(join(ROOT, 'policies', 'build', 'bundle.tar.gz')),
   });
@@ -253,19 +350,35 @@ test('--check-config reports the keys and the policy revision it loaded, the way
 test('--check-config says where spans go, and refuses a tracing variable serve cannot honour', async (t) => {
   const off = await runCli(['serve', '--check-config']);
   t.regex(off.stdout, /tracing: off/);
-  const on = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' });
+  const on = await runCli(['serve', '--check-config'], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318',
+    OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+    OTEL_TRACES_SAMPLER_ARG: '0.1',
+  });
   t.is(on.code, 0, on.stderr);
-  t.regex(on.stdout, /tracing: OTLP\/HTTP protobuf to http:\/\/collector\.example:4318\/v1\/traces, service\.name mcp-authz, sampler parentbased_traceidratio 0\.1/);
-  const grpc = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' });
+  t.regex(
+    on.stdout,
+    /tracing: OTLP\/HTTP protobuf to http:\/\/collector\.example:4318\/v1\/traces, service\.name mcp-authz, sampler parentbased_traceidratio 0\.1/,
+  );
+  const grpc = await runCli(['serve', '--check-config'], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4317',
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+  });
   t.is(grpc.code, 0, grpc.stderr);
   t.regex(grpc.stdout, /tracing: OTLP\/gRPC to http:\/\/collector\.example:4317, service\.name mcp-authz/);
-  const bad = await runCli(['serve', '--check-config'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
+  const bad = await runCli(['serve', '--check-config'], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318',
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+  });
   t.is(bad.code, 1);
   t.regex(bad.stderr, /OTEL_EXPORTER_OTLP_PROTOCOL.*"http\/protobuf".*"grpc".*http\/json/);
 });
 
 test('serve stops at start-up on a tracing variable it cannot honour, naming it', async (t) => {
-  const r = await runCli(['serve', '--workers', '2'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318', OTEL_TRACES_SAMPLER: 'sometimes' });
+  const r = await runCli(['serve', '--workers', '2'], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.example:4318',
+    OTEL_TRACES_SAMPLER: 'sometimes',
+  });
   t.is(r.code, 1);
   t.regex(r.stderr, /^mcp-authz: OTEL_TRACES_SAMPLER: one of always_on, /m);
 });
@@ -276,8 +389,20 @@ const bobKey = 'mcp_f0D5ooeh5v6N9RAzl6o2endlSqNDmnZawcsKKNqKYs13250s3';
 const toolCall = (name: string) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name } });
 
 test('check --explain adds the rule trace of the real opa eval, which decides as the service did', async (t) => {
-  for (const [tool, decision] of [['delete_file', 'deny'], ['search', 'allow']] as const) {
-    const r = await runCli(['check', '--path', '/mcp/public', '-H', `x-api-key: ${bobKey}`, '--body', toolCall(tool), '--explain']);
+  for (const [tool, decision] of [
+    ['delete_file', 'deny'],
+    ['search', 'allow'],
+  ] as const) {
+    const r = await runCli([
+      'check',
+      '--path',
+      '/mcp/public',
+      '-H',
+      `x-api-key: ${bobKey}`,
+      '--body',
+      toolCall(tool),
+      '--explain',
+    ]);
     const out = JSON.parse(r.stdout);
     t.is(out.decision, decision);
     const ex = out.policy.explain;
@@ -285,20 +410,35 @@ test('check --explain adds the rule trace of the real opa eval, which decides as
     t.deepEqual(ex.result, out.policy.result, 'opa on the source agrees with the WASM the service ran');
     t.true(ex.agreesWithService);
     t.regex(ex.trace[0], /^query:1\s+Enter data\.mcp\.authz\.decision/);
-    t.true(ex.trace.some((l: string) => /decision\.rego:\d+\s+\|/.test(l)), 'the trace walks the policy\'s rules');
-    t.false(JSON.stringify(ex).includes(bobKey), 'the input opa saw is redacted like the policy\'s');
+    t.true(
+      ex.trace.some((l: string) => /decision\.rego:\d+\s+\|/.test(l)),
+      "the trace walks the policy's rules",
+    );
+    t.false(JSON.stringify(ex).includes(bobKey), "the input opa saw is redacted like the policy's");
   }
 });
 
 test('check --explain says when the policy was not asked, and when the bundle carries no source without --rego', async (t) => {
   const early = JSON.parse((await runCli(['check', '--path', '/mcp/public', '--explain'])).stdout);
-  t.deepEqual(early.policy.explain, { evaluated: false, why: 'decided before the policy was asked: authentication_required' });
+  t.deepEqual(early.policy.explain, {
+    evaluated: false,
+    why: 'decided before the policy was asked: authentication_required',
+  });
 
   const dir = writeFiles({
     'config.yaml': stringify({ policy: { bundle: 'bundle.tar.gz' }, endpoints: config.endpoints }),
     'bundle.tar.gz': readFileSync(join(ROOT, 'policies', 'build', 'bundle.tar.gz')),
   });
-  const args = ['check', '--config', join(dir, 'config.yaml'), '--path', '/mcp/open', '--body', toolCall('search'), '--explain'];
+  const args = [
+    'check',
+    '--config',
+    join(dir, 'config.yaml'),
+    '--path',
+    '/mcp/open',
+    '--body',
+    toolCall('search'),
+    '--explain',
+  ];
   const bundleOnly = JSON.parse((await runCli(args)).stdout);
   t.is(bundleOnly.policy.explain.evaluated, false);
   t.regex(bundleOnly.policy.explain.why, /does not carry its Rego source.*--rego DIR/);
@@ -310,16 +450,42 @@ test('check --explain says when the policy was not asked, and when the bundle ca
 // ---- check --response ----
 
 const listCall = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
-const listResult = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'search' }, { name: 'delete_file' }, { name: 'read_file' }] } });
+const listResult = JSON.stringify({
+  jsonrpc: '2.0',
+  id: 1,
+  result: { tools: [{ name: 'search' }, { name: 'delete_file' }, { name: 'read_file' }] },
+});
 
 test('check --response explains a list filtering: each item, the call it stands for, visible or not, and the body sent on', async (t) => {
   const dir = writeFiles({ 'list.json': listResult, 'list.sse': `event: message\ndata: ${listResult}\n\n` });
   for (const file of ['list.json', 'list.sse']) {
-    const r = await runCli(['check', '--path', '/mcp/public', '-H', `x-api-key: ${bobKey}`, '--body', listCall, '--response', `@${join(dir, file)}`]);
+    const r = await runCli([
+      'check',
+      '--path',
+      '/mcp/public',
+      '-H',
+      `x-api-key: ${bobKey}`,
+      '--body',
+      listCall,
+      '--response',
+      `@${join(dir, file)}`,
+    ]);
     t.is(r.code, 0, r.stderr);
     const { response } = JSON.parse(r.stdout);
-    t.like(response, { evaluated: true, form: file.endsWith('.json') ? 'json' : 'sse', result: 'filtered', listCalls: { 1: 'tools/list' } });
-    t.deepEqual(response.items.map((i: { item: string; visible: boolean }) => [i.item, i.visible]), [['search', true], ['delete_file', false], ['read_file', false]]);
+    t.like(response, {
+      evaluated: true,
+      form: file.endsWith('.json') ? 'json' : 'sse',
+      result: 'filtered',
+      listCalls: { 1: 'tools/list' },
+    });
+    t.deepEqual(
+      response.items.map((i: { item: string; visible: boolean }) => [i.item, i.visible]),
+      [
+        ['search', true],
+        ['delete_file', false],
+        ['read_file', false],
+      ],
+    );
     t.deepEqual(response.items[1].call, { method: 'tools/call', kind: 'request', name: 'delete_file' });
     t.is(response.policy.length, 1, 'one evaluation for the list');
     const body = file.endsWith('.json') ? response.body : response.body.split('data: ')[1];
@@ -328,13 +494,58 @@ test('check --response explains a list filtering: each item, the call it stands 
 });
 
 test('check --response says why a list is withheld, and when nothing would be listed', async (t) => {
-  const withheld = JSON.parse((await runCli(['check', '--path', '/mcp/public', '-H', `x-api-key: ${bobKey}`, '--body', listCall, '--response', '{"jsonrpc":"2.0","id":1,"result":{"tools":"all"}}'])).stdout);
+  const withheld = JSON.parse(
+    (
+      await runCli([
+        'check',
+        '--path',
+        '/mcp/public',
+        '-H',
+        `x-api-key: ${bobKey}`,
+        '--body',
+        listCall,
+        '--response',
+        '{"jsonrpc":"2.0","id":1,"result":{"tools":"all"}}',
+      ])
+    ).stdout,
+  );
   t.like(withheld.response, { result: 'withheld', reason: 'malformed_list_result' });
-  t.like(JSON.parse(withheld.response.body), { id: 1, error: { code: -32603, data: { reason: 'malformed_list_result' } } });
-  const denied = JSON.parse((await runCli(['check', '--path', '/mcp/alice', '-H', `x-api-key: ${bobKey}`, '--body', listCall, '--response', listResult])).stdout);
+  t.like(JSON.parse(withheld.response.body), {
+    id: 1,
+    error: { code: -32603, data: { reason: 'malformed_list_result' } },
+  });
+  const denied = JSON.parse(
+    (
+      await runCli([
+        'check',
+        '--path',
+        '/mcp/alice',
+        '-H',
+        `x-api-key: ${bobKey}`,
+        '--body',
+        listCall,
+        '--response',
+        listResult,
+      ])
+    ).stdout,
+  );
   t.like(denied.response, { evaluated: false });
   t.regex(denied.response.why, /not allowed \(access_denied\)/);
-  const notList = JSON.parse((await runCli(['check', '--path', '/mcp/public', '-H', `x-api-key: ${bobKey}`, '--body', toolCall('search'), '--response', listResult])).stdout);
+  const notList = JSON.parse(
+    (
+      await runCli([
+        'check',
+        '--path',
+        '/mcp/public',
+        '-H',
+        `x-api-key: ${bobKey}`,
+        '--body',
+        toolCall('search'),
+        '--response',
+        listResult,
+      ])
+    ).stdout,
+  );
   t.regex(notList.response.why, /no list call/);
   const bad = await runCli(['check', '--path', '/mcp/public', '--response', '{}', '--response-type', 'xml']);
   t.is(bad.code, 2);

@@ -1,6 +1,11 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { canonicalAddress, clientAddressResolver, fromForwardedFor, UNKNOWN_ADDRESS } from '../src/limits/client-address.js';
+import {
+  canonicalAddress,
+  clientAddressResolver,
+  fromForwardedFor,
+  UNKNOWN_ADDRESS,
+} from '../src/limits/client-address.js';
 import type { Request } from '../src/contracts/request.js';
 
 function req(source: string, headers: Record<string, string[]> = {}): Request {
@@ -38,11 +43,15 @@ test('a non-address at the trusted position falls back to the source address', (
 test('an untrusted client cannot choose its address by adding x-forwarded-for entries (property)', (t) => {
   const ip = fc.ipV4();
   fc.assert(
-    fc.property(fc.array(fc.oneof(ip, fc.string()), { maxLength: 8 }), fc.array(ip, { minLength: 1, maxLength: 3 }), (spoofed, trusted) => {
-      const hops = trusted.length;
-      const line = [...spoofed.map((s) => s.replace(/,/g, '')), ...trusted].join(', ');
-      return fromForwardedFor([line], hops) === trusted[0];
-    }),
+    fc.property(
+      fc.array(fc.oneof(ip, fc.string()), { maxLength: 8 }),
+      fc.array(ip, { minLength: 1, maxLength: 3 }),
+      (spoofed, trusted) => {
+        const hops = trusted.length;
+        const line = [...spoofed.map((s) => s.replace(/,/g, '')), ...trusted].join(', ');
+        return fromForwardedFor([line], hops) === trusted[0];
+      },
+    ),
   );
   t.pass();
 });
@@ -64,6 +73,7 @@ test('one client is one key however its address is spelled', (t) => {
 });
 
 test('garbage is never an address, and a missing source is one shared "_unknown" client', (t) => {
-  for (const bad of ['', 'x', '1.2.3', '999.1.1.1', '[::1', 'a'.repeat(100), '1.2.3.4.5']) t.is(canonicalAddress(bad), undefined, bad);
+  for (const bad of ['', 'x', '1.2.3', '999.1.1.1', '[::1', 'a'.repeat(100), '1.2.3.4.5'])
+    t.is(canonicalAddress(bad), undefined, bad);
   t.is(clientAddressResolver({ from: 'source', trustedHops: 1 })(req('')), UNKNOWN_ADDRESS);
 });

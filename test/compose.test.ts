@@ -17,9 +17,14 @@ const COMPOSE = join(ROOT, 'examples', 'compose', 'compose.yaml');
 const BIN = join(ROOT, '.build', 'bin');
 
 function run(bin: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  if (!existsSync(join(BIN, bin))) throw new Error(`${bin} is not built: run scripts/install-tools.sh ${bin === 'docker-compose' ? 'compose' : bin} (npm test does it in pretest)`);
+  if (!existsSync(join(BIN, bin)))
+    throw new Error(
+      `${bin} is not built: run scripts/install-tools.sh ${bin === 'docker-compose' ? 'compose' : bin} (npm test does it in pretest)`,
+    );
   return new Promise((resolve) => {
-    execFile(join(BIN, bin), args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    execFile(join(BIN, bin), args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 
@@ -33,17 +38,31 @@ test('docker compose config accepts the compose file: three services, only Envoy
   const { envoy, 'mcp-authz': authz, everything } = project.services;
   t.regex(envoy.image, /^envoyproxy\/envoy:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}$/, 'Envoy pinned by tag and digest');
   t.regex(everything.image, /^node:\d+[-\w]*@sha256:[0-9a-f]{64}$/);
-  t.deepEqual(envoy.ports.map((p: any) => [p.host_ip, p.published, p.target]), [['127.0.0.1', '8080', 8080], ['127.0.0.1', '8081', 8081]]);
+  t.deepEqual(
+    envoy.ports.map((p: any) => [p.host_ip, p.published, p.target]),
+    [
+      ['127.0.0.1', '8080', 8080],
+      ['127.0.0.1', '8081', 8081],
+    ],
+  );
   t.is(authz.ports, undefined, 'mcp-authz is not published');
   t.is(everything.ports, undefined, 'the MCP server is reachable only through Envoy');
-  t.like(envoy.depends_on, { 'mcp-authz': { condition: 'service_healthy' }, everything: { condition: 'service_started' } });
+  t.like(envoy.depends_on, {
+    'mcp-authz': { condition: 'service_healthy' },
+    everything: { condition: 'service_started' },
+  });
   // mcp-authz is this repository's image, built from the checkout.
   t.is(authz.build.context, ROOT);
   t.true(existsSync(join(authz.build.context, authz.build.dockerfile)));
   t.is(authz.pull_policy, 'build');
   // The MCP server is the version the demo runs.
-  const pinned = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).devDependencies['@modelcontextprotocol/server-everything'];
-  t.true(everything.command.includes(`@modelcontextprotocol/server-everything@${pinned}`), everything.command.join(' '));
+  const pinned = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).devDependencies[
+    '@modelcontextprotocol/server-everything'
+  ];
+  t.true(
+    everything.command.includes(`@modelcontextprotocol/server-everything@${pinned}`),
+    everything.command.join(' '),
+  );
   t.true(everything.command.includes('streamableHttp'));
   for (const v of [...envoy.volumes, ...authz.volumes]) t.true(existsSync(v.source), `${v.source} exists`);
 });
@@ -63,13 +82,21 @@ test("the compose Envoy is a valid bootstrap: the Envoy examples' listeners unch
   const envoy = read('examples/compose/envoy.yaml');
   const [extProc, extAuthz] = envoy.static_resources.listeners;
   t.deepEqual(extProc, read('examples/envoy/envoy-ext-proc.yaml').static_resources.listeners[0]);
-  t.deepEqual({ ...extAuthz, name: 'mcp', address: { socket_address: { ...extAuthz.address.socket_address, port_value: 8080 } } }, read('examples/envoy/envoy.yaml').static_resources.listeners[0]);
+  t.deepEqual(
+    { ...extAuthz, name: 'mcp', address: { socket_address: { ...extAuthz.address.socket_address, port_value: 8080 } } },
+    read('examples/envoy/envoy.yaml').static_resources.listeners[0],
+  );
 
   const compose = read('examples/compose/compose.yaml');
   const authz = loadConfigFile(join(ROOT, 'examples', 'compose', 'mcp-authz.yaml'), {}).config;
-  const at = (name: string) => envoy.static_resources.clusters.find((c: any) => c.name === name).load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+  const at = (name: string) =>
+    envoy.static_resources.clusters.find((c: any) => c.name === name).load_assignment.endpoints[0].lb_endpoints[0]
+      .endpoint.address.socket_address;
   t.deepEqual(at('mcp-authz'), { address: 'mcp-authz', port_value: Number(authz.listen.grpc.split(':').at(-1)) });
-  t.deepEqual(at('mcp-server'), { address: 'everything', port_value: Number(compose.services.everything.environment.PORT) });
+  t.deepEqual(at('mcp-server'), {
+    address: 'everything',
+    port_value: Number(compose.services.everything.environment.PORT),
+  });
   t.true(authz.listen.grpc.startsWith('0.0.0.0:'), 'reachable from the Envoy container');
 });
 
@@ -78,6 +105,9 @@ test("mcp-authz's compose config is valid and serves the demo's endpoint with th
   const demo = loadConfigFile(join(ROOT, 'examples', 'demo', 'config.yaml'), {}).config;
   t.deepEqual(compose.endpoints, demo.endpoints);
   const mounts: string[] = read('examples/compose/compose.yaml').services['mcp-authz'].volumes;
-  t.true(mounts.includes(`../demo/keys.yaml:${compose.apiKeys.file}:ro`), 'the demo keys are mounted where the config reads them');
+  t.true(
+    mounts.includes(`../demo/keys.yaml:${compose.apiKeys.file}:ro`),
+    'the demo keys are mounted where the config reads them',
+  );
   t.true(mounts.some((m) => m.startsWith('./mcp-authz.yaml:/etc/mcp-authz/config.yaml')));
 });

@@ -6,7 +6,13 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { parse as parseYaml } from 'yaml';
-import { buildConfigSchema, buildKeysSchema, CONFIG_SCHEMA_FILE, KEYS_SCHEMA_FILE, render } from '../scripts/gen-config-schema.js';
+import {
+  buildConfigSchema,
+  buildKeysSchema,
+  CONFIG_SCHEMA_FILE,
+  KEYS_SCHEMA_FILE,
+  render,
+} from '../scripts/gen-config-schema.js';
 import { parseKeysFile } from '../src/auth/key-registry.js';
 import { ConfigError, validateConfig } from '../src/config/load.js';
 import { ROOT } from './helpers/cli.js';
@@ -49,14 +55,20 @@ test('a mistake the service refuses, the schema refuses at the same place', (t) 
     [{ ...base, listen: { grpc: 'nowhere' } }, '/listen/grpc'],
     [{ endpoints: [{ name: 'bad name!', match: { pathPrefix: '/x' } }] }, '/endpoints/0/name'],
     [{ endpoints: [{ name: 'files', match: {} }] }, '/endpoints/0/match'],
-    [{ ...base, oauth: { issuers: [{ issuer: 'https://idp.example.com', algorithms: ['HS256'] }] } }, '/oauth/issuers/0/algorithms/0'],
+    [
+      { ...base, oauth: { issuers: [{ issuer: 'https://idp.example.com', algorithms: ['HS256'] }] } },
+      '/oauth/issuers/0/algorithms/0',
+    ],
     [{ ...base, bogus: 1 }, ''],
     [{ ...base, rateLimit: { perClient: { rps: -1 } } }, '/rateLimit/perClient/rps'],
   ];
   for (const [doc, path] of cases) {
     t.throws(() => validateConfig(doc, 'x', '/'), { instanceOf: ConfigError }, JSON.stringify(doc));
     t.false(validConfig(doc), JSON.stringify(doc));
-    t.true(validConfig.errors!.some((e) => e.instancePath === path), `${path} in ${JSON.stringify(validConfig.errors)}`);
+    t.true(
+      validConfig.errors!.some((e) => e.instancePath === path),
+      `${path} in ${JSON.stringify(validConfig.errors)}`,
+    );
   }
   t.false(validKeys({ keys: [{ id: 'a', sha256: 'not-hex' }] }));
   t.true(validKeys.errors!.some((e) => e.instancePath === '/keys/0/sha256'));

@@ -23,8 +23,17 @@ test('relative file paths resolve against the config folder', (t) => {
 
 test('the environment variables override the file', (t) => {
   const c = v(
-    { endpoints: [{ name: 'a', match: { pathPrefix: '/a' }, auth: { oauth: true }, resource: 'https://mcp.example.com/a' }] },
-    { MCP_OAUTH_ISSUER: 'https://idp.example.com', MCP_OAUTH_AUDIENCE: 'mcp-a, mcp-b', MCP_OAUTH_JWKS_URI: 'https://idp.example.com/jwks', MCP_RATE_LIMIT_RPS: '5' },
+    {
+      endpoints: [
+        { name: 'a', match: { pathPrefix: '/a' }, auth: { oauth: true }, resource: 'https://mcp.example.com/a' },
+      ],
+    },
+    {
+      MCP_OAUTH_ISSUER: 'https://idp.example.com',
+      MCP_OAUTH_AUDIENCE: 'mcp-a, mcp-b',
+      MCP_OAUTH_JWKS_URI: 'https://idp.example.com/jwks',
+      MCP_RATE_LIMIT_RPS: '5',
+    },
   );
   t.is(c.oauth.issuers[0]!.issuer, 'https://idp.example.com');
   t.deepEqual(c.oauth.issuers[0]!.audiences, ['mcp-a', 'mcp-b']);
@@ -53,6 +62,13 @@ test('an OAuth endpoint needs an issuer and a resource', (t) => {
 
 test('duplicate endpoint names are refused', (t) => {
   const e = { match: { pathPrefix: '/a' }, auth: { apiKey: false } };
-  const err = t.throws(() => v({ endpoints: [{ name: 'a', ...e }, { name: 'a', ...e }] }));
+  const err = t.throws(() =>
+    v({
+      endpoints: [
+        { name: 'a', ...e },
+        { name: 'a', ...e },
+      ],
+    }),
+  );
   t.regex(err!.message, /endpoints\.1\.name: duplicate endpoint name/);
 });

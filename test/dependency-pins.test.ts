@@ -17,17 +17,28 @@ function sources(dir: string): string[] {
 test('opa-wasm is a dev dependency only (the service instantiates the policy module itself), pinned for the measuring script', (t) => {
   t.false('@open-policy-agent/opa-wasm' in pkg.dependencies);
   t.is(pkg.devDependencies['@open-policy-agent/opa-wasm'], '1.10.0');
-  const users = sources(join(ROOT, 'src')).filter((f) => /from ['"]@open-policy-agent\/opa-wasm['"]|import\(['"]@open-policy-agent\/opa-wasm/.test(readFileSync(f, 'utf8')));
+  const users = sources(join(ROOT, 'src')).filter((f) =>
+    /from ['"]@open-policy-agent\/opa-wasm['"]|import\(['"]@open-policy-agent\/opa-wasm/.test(readFileSync(f, 'utf8')),
+  );
   t.deepEqual(users, []);
 });
 
 test('every production dependency is imported by src/ (nothing ships unused)', (t) => {
-  const text = sources(join(ROOT, 'src')).map((f) => readFileSync(f, 'utf8')).join('\n');
-  const unused = Object.keys(pkg.dependencies).filter((name) => !new RegExp(`['"]${name.replace(/[/.]/g, '\\$&')}(/[^'"]*)?['"]`).test(text));
+  const text = sources(join(ROOT, 'src'))
+    .map((f) => readFileSync(f, 'utf8'))
+    .join('\n');
+  const unused = Object.keys(pkg.dependencies).filter(
+    (name) => !new RegExp(`['"]${name.replace(/[/.]/g, '\\$&')}(/[^'"]*)?['"]`).test(text),
+  );
   t.deepEqual(unused, []);
 });
 
 test('pino is used through its public API only: no pino.symbols in src/', (t) => {
-  const offenders = sources(join(ROOT, 'src')).filter((f) => /pino\.symbols|Symbol\.for\(['"]pino/.test(readFileSync(f, 'utf8')));
-  t.deepEqual(offenders.map((f) => relative(ROOT, f)), []);
+  const offenders = sources(join(ROOT, 'src')).filter((f) =>
+    /pino\.symbols|Symbol\.for\(['"]pino/.test(readFileSync(f, 'utf8')),
+  );
+  t.deepEqual(
+    offenders.map((f) => relative(ROOT, f)),
+    [],
+  );
 });

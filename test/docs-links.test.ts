@@ -10,10 +10,23 @@ const ROOT = join(import.meta.dirname, '..');
 
 function markdownFiles(): string[] {
   const inDir = (dir: string) =>
-    existsSync(join(ROOT, dir)) ? readdirSync(join(ROOT, dir)).filter((n) => n.endsWith('.md')).map((n) => join(dir, n)) : [];
+    existsSync(join(ROOT, dir))
+      ? readdirSync(join(ROOT, dir))
+          .filter((n) => n.endsWith('.md'))
+          .map((n) => join(dir, n))
+      : [];
   const readmes = (dir: string) =>
-    readdirSync(join(ROOT, dir)).map((d) => join(dir, d, 'README.md')).filter((f) => existsSync(join(ROOT, f)));
-  return [...inDir('.'), ...inDir('docs'), ...readmes('helm'), ...readmes('examples'), ...inDir('bench/results'), ...inDir('bench/transports')];
+    readdirSync(join(ROOT, dir))
+      .map((d) => join(dir, d, 'README.md'))
+      .filter((f) => existsSync(join(ROOT, f)));
+  return [
+    ...inDir('.'),
+    ...inDir('docs'),
+    ...readmes('helm'),
+    ...readmes('examples'),
+    ...inDir('bench/results'),
+    ...inDir('bench/transports'),
+  ];
 }
 
 /** The text outside fenced blocks and inline code, where links live. */
@@ -49,7 +62,9 @@ function anchors(text: string): Set<string> {
 }
 
 test('GitHub anchors drop punctuation and code marks and number repeats', (t) => {
-  const a = anchors('# A `b` c\n## What it does\n## What it does\n### Sizing: memory & CPU\n```\n# not a heading\n```\n');
+  const a = anchors(
+    '# A `b` c\n## What it does\n## What it does\n### Sizing: memory & CPU\n```\n# not a heading\n```\n',
+  );
   t.deepEqual([...a], ['a-b-c', 'what-it-does', 'what-it-does-1', 'sizing-memory--cpu']);
 });
 

@@ -19,9 +19,30 @@ import { headerMatches, matchPattern, parseAnswer, parsePattern } from './docs/j
 import { extractBlocks, where, type Block } from './docs/markdown.js';
 import { parseMarker, type Check } from './docs/markers.js';
 import { SCENARIOS } from './docs/scenarios.js';
-import { brokenClaims, describe, parseClaims, parseShell, runCommands, transcriptDiff, type CommandResult } from './docs/shell.js';
 import {
-  checkConfig, checkEnvoy, checkExcerpt, checkFrom, checkHelmValues, checkKubernetes, checkMeshConfig, checkPaths, checkPromql, checkRego, checkTypescript, checkUsage, promqlExpressions, run,
+  brokenClaims,
+  describe,
+  parseClaims,
+  parseShell,
+  runCommands,
+  transcriptDiff,
+  type CommandResult,
+} from './docs/shell.js';
+import {
+  checkConfig,
+  checkEnvoy,
+  checkExcerpt,
+  checkFrom,
+  checkHelmValues,
+  checkKubernetes,
+  checkMeshConfig,
+  checkPaths,
+  checkPromql,
+  checkRego,
+  checkTypescript,
+  checkUsage,
+  promqlExpressions,
+  run,
 } from './docs/validators.js';
 import { makeWorkdir } from './docs/workdir.js';
 import { waitFor } from './helpers/wait.js';
@@ -30,9 +51,26 @@ const ROOT = join(import.meta.dirname, '..');
 
 /** The Markdown files whose blocks are checked. */
 function docFiles(): string[] {
-  const list = (dir: string, pick: (name: string) => boolean) => (existsSync(join(ROOT, dir)) ? readdirSync(join(ROOT, dir)).filter(pick).sort().map((n) => `${dir}/${n}`) : []);
-  const readmes = (dir: string) => (existsSync(join(ROOT, dir)) ? readdirSync(join(ROOT, dir)).sort().map((d) => `${dir}/${d}/README.md`).filter((f) => existsSync(join(ROOT, f))) : []);
-  return [...list('.', (n) => n.endsWith('.md')).map((f) => f.slice(2)), ...list('docs', (n) => n.endsWith('.md')), ...readmes('helm'), ...readmes('examples')];
+  const list = (dir: string, pick: (name: string) => boolean) =>
+    existsSync(join(ROOT, dir))
+      ? readdirSync(join(ROOT, dir))
+          .filter(pick)
+          .sort()
+          .map((n) => `${dir}/${n}`)
+      : [];
+  const readmes = (dir: string) =>
+    existsSync(join(ROOT, dir))
+      ? readdirSync(join(ROOT, dir))
+          .sort()
+          .map((d) => `${dir}/${d}/README.md`)
+          .filter((f) => existsSync(join(ROOT, f)))
+      : [];
+  return [
+    ...list('.', (n) => n.endsWith('.md')).map((f) => f.slice(2)),
+    ...list('docs', (n) => n.endsWith('.md')),
+    ...readmes('helm'),
+    ...readmes('examples'),
+  ];
 }
 
 const problems: string[] = [];
@@ -49,7 +87,12 @@ for (const file of docFiles()) {
   }
 }
 
-const CLAIM_WORDS = new Set<string>([...Object.keys(CODES), ...Object.keys(AUTH_FAILURE_DETAILS), ...Object.keys(WITHHELD_REASONS), 'allowed']);
+const CLAIM_WORDS = new Set<string>([
+  ...Object.keys(CODES),
+  ...Object.keys(AUTH_FAILURE_DETAILS),
+  ...Object.keys(WITHHELD_REASONS),
+  'allowed',
+]);
 
 // ---------------------------------------------------------------------------------------
 // Shared: at most two blocks run processes at once; one quickstart `serve` for every block
@@ -79,13 +122,20 @@ let served: Promise<Served> | undefined;
 function quickstartServe(): Promise<Served> {
   served ??= (async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-docs-serve-'));
-    const config = parseYaml(readFileSync(join(ROOT, 'examples', 'quickstart', 'config.yaml'), 'utf8')) as Record<string, any>;
+    const config = parseYaml(readFileSync(join(ROOT, 'examples', 'quickstart', 'config.yaml'), 'utf8')) as Record<
+      string,
+      any
+    >;
     const listen: Record<string, string> = {};
     for (const k of Object.keys(config.listen ?? {})) listen[k] = '127.0.0.1:0';
     config.listen = listen;
     config.apiKeys = { ...config.apiKeys, file: join(ROOT, 'examples', 'quickstart', config.apiKeys.file) };
     writeFileSync(join(dir, 'config.yaml'), stringify(config));
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'mcp-authz.js'), 'serve', '--workers', '1', '--config', join(dir, 'config.yaml')], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, MCP_AUTHZ_LOG_LEVEL: 'info' } });
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'bin', 'mcp-authz.js'), 'serve', '--workers', '1', '--config', join(dir, 'config.yaml')],
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, MCP_AUTHZ_LOG_LEVEL: 'info' } },
+    );
     let logs = '';
     child.stderr!.on('data', (d) => (logs += d));
     let exited = false;
@@ -93,15 +143,20 @@ function quickstartServe(): Promise<Served> {
     // Should the test process end without its after hook, the server goes with it.
     process.once('exit', () => child.kill('SIGKILL'));
     let ports: Record<string, number> | undefined;
-    await waitFor('the quickstart serve to start', () => {
-      if (exited) throw new Error(`serve exited:\n${logs}`);
-      const line = logs.split('\n').find((l) => l.includes('"mcp-authz serving"'));
-      if (line) {
-        const j = JSON.parse(line) as Record<string, number>;
-        ports = { grpc: j.grpc!, http: j.http!, ...(j.extAuthzHttp ? { extAuthzHttp: j.extAuthzHttp } : {}) };
-      }
-      return ports !== undefined;
-    }, 100_000, 50);
+    await waitFor(
+      'the quickstart serve to start',
+      () => {
+        if (exited) throw new Error(`serve exited:\n${logs}`);
+        const line = logs.split('\n').find((l) => l.includes('"mcp-authz serving"'));
+        if (line) {
+          const j = JSON.parse(line) as Record<string, number>;
+          ports = { grpc: j.grpc!, http: j.http!, ...(j.extAuthzHttp ? { extAuthzHttp: j.extAuthzHttp } : {}) };
+        }
+        return ports !== undefined;
+      },
+      100_000,
+      50,
+    );
     return { child, ports: ports!, logs: () => logs };
   })();
   return served;
@@ -120,7 +175,9 @@ test.after.always(async () => {
 
 /** The quickstart's documented addresses, pointed at the test's serve. */
 function substitutePorts(text: string, s: Served): string {
-  const quick = parseYaml(readFileSync(join(ROOT, 'examples', 'quickstart', 'config.yaml'), 'utf8')) as { listen: Record<string, string> };
+  const quick = parseYaml(readFileSync(join(ROOT, 'examples', 'quickstart', 'config.yaml'), 'utf8')) as {
+    listen: Record<string, string>;
+  };
   let out = text;
   for (const [name, addr] of Object.entries(quick.listen)) {
     const port = addr.split(':').at(-1)!;
@@ -157,7 +214,9 @@ function runBlock(b: Block & { check?: Check }): Promise<CommandResult[]> {
 function commandReport(b: Block, r: CommandResult, what: string): string {
   const tail = (s: string) => {
     const lines = s.trimEnd().split('\n');
-    return lines.length > 25 ? [...lines.slice(0, 25), `… (${lines.length - 25} more lines)`].join('\n') : lines.join('\n');
+    return lines.length > 25
+      ? [...lines.slice(0, 25), `… (${lines.length - 25} more lines)`].join('\n')
+      : lines.join('\n');
   };
   return [
     `${b.file}:${r.command.line}: ${r.command.text}`,
@@ -165,7 +224,9 @@ function commandReport(b: Block, r: CommandResult, what: string): string {
     `  happened: ${describe(r)}`,
     r.stdout.trim() ? `  stdout:\n${tail(r.stdout)}` : '',
     r.stderr.trim() ? `  stderr:\n${tail(r.stderr)}` : '',
-  ].filter(Boolean).join('\n');
+  ]
+    .filter(Boolean)
+    .join('\n');
 }
 
 async function checkRun(t: ExecutionContext, b: Block & { check?: Check }): Promise<void> {
@@ -182,7 +243,8 @@ async function checkRun(t: ExecutionContext, b: Block & { check?: Check }): Prom
         continue;
       }
       const broken = brokenClaims(claims, r);
-      if (broken.length) failures.push(commandReport(b, r, `claimed: ${command.claims} — not so: ${broken.join(', ')}`));
+      if (broken.length)
+        failures.push(commandReport(b, r, `claimed: ${command.claims} — not so: ${broken.join(', ')}`));
     } else if (command.expected === undefined && r.code !== 0) {
       failures.push(commandReport(b, r, 'claimed: success (no → claim), so exit 0'));
     }
@@ -199,7 +261,9 @@ async function checkRun(t: ExecutionContext, b: Block & { check?: Check }): Prom
 async function checkOutput(t: ExecutionContext, b: Block): Promise<void> {
   const before = blocks.filter((x) => x.file === b.file && x.line < b.line).at(-1);
   if (before?.check?.kind !== 'run') {
-    t.fail(`${where(b)}: an output block follows the run block whose last command prints it; the block above is ${before ? `at line ${before.line}` : 'missing'}`);
+    t.fail(
+      `${where(b)}: an output block follows the run block whose last command prints it; the block above is ${before ? `at line ${before.line}` : 'missing'}`,
+    );
     return;
   }
   const ran = await runBlock(before);
@@ -216,7 +280,8 @@ async function checkOutput(t: ExecutionContext, b: Block): Promise<void> {
     }
     diffs = matchPattern(parsePattern(shown), printed);
   } else diffs = transcriptDiff(shown, last.stdout);
-  if (diffs.length) t.fail(`${where(b)}: what ${b.file}:${last.command.line} prints differs from the doc:\n  ${diffs.join('\n  ')}`);
+  if (diffs.length)
+    t.fail(`${where(b)}: what ${b.file}:${last.command.line} prints differs from the doc:\n  ${diffs.join('\n  ')}`);
   else t.pass();
 }
 
@@ -226,7 +291,9 @@ async function checkOutput(t: ExecutionContext, b: Block): Promise<void> {
 async function checkShape(t: ExecutionContext, b: Block, scenario: string, typesOnly: boolean): Promise<void> {
   const make = SCENARIOS[scenario];
   if (!make) {
-    t.fail(`${where(b)}: no scenario "${scenario}" in test/docs/scenarios.ts (there: ${Object.keys(SCENARIOS).join(', ')})`);
+    t.fail(
+      `${where(b)}: no scenario "${scenario}" in test/docs/scenarios.ts (there: ${Object.keys(SCENARIOS).join(', ')})`,
+    );
     return;
   }
   const got = await limited(make);
@@ -238,19 +305,25 @@ async function checkShape(t: ExecutionContext, b: Block, scenario: string, types
       t.fail(`${where(b)}: scenario ${scenario} is an HTTP answer: write it as "STATUS  {json}" and header lines`);
       return;
     }
-    if (answer.status !== got.answer.status) diffs.push(`status: the doc shows ${answer.status}, the service answers ${got.answer.status}`);
+    if (answer.status !== got.answer.status)
+      diffs.push(`status: the doc shows ${answer.status}, the service answers ${got.answer.status}`);
     diffs.push(...matchPattern(answer.body, got.answer.body, { typesOnly }));
     for (const [name, value] of answer.headers) {
       const actual = got.answer.headers[name.toLowerCase()];
-      if (!headerMatches(value, actual)) diffs.push(`header ${name}: the doc shows ${JSON.stringify(value)}, the service sends ${actual === undefined ? 'none' : JSON.stringify(actual)}`);
+      if (!headerMatches(value, actual))
+        diffs.push(
+          `header ${name}: the doc shows ${JSON.stringify(value)}, the service sends ${actual === undefined ? 'none' : JSON.stringify(actual)}`,
+        );
     }
   } else if ('json' in got) {
     diffs.push(...matchPattern(parsePattern(shown), got.json, { typesOnly }));
   } else {
     const want = shown.split('\n');
-    if (want.length !== got.lines.length || want.some((l, i) => l !== got.lines[i])) diffs.push(`the doc shows:\n    ${want.join('\n    ')}\n  the service says:\n    ${got.lines.join('\n    ')}`);
+    if (want.length !== got.lines.length || want.some((l, i) => l !== got.lines[i]))
+      diffs.push(`the doc shows:\n    ${want.join('\n    ')}\n  the service says:\n    ${got.lines.join('\n    ')}`);
   }
-  if (diffs.length) t.fail(`${where(b)}: differs from what the service answers (scenario ${scenario}):\n  ${diffs.join('\n  ')}`);
+  if (diffs.length)
+    t.fail(`${where(b)}: differs from what the service answers (scenario ${scenario}):\n  ${diffs.join('\n  ')}`);
   else t.pass();
 }
 
@@ -267,14 +340,26 @@ function serviceMetricLabels(): Promise<Map<string, Set<string>>> {
     const registry = createMetricsRegistry();
     // Every optional part on, so every metric is registered: Redis (never reached), an issuer.
     const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-docs-metrics-'));
-    const config = parseYaml(readFileSync(join(ROOT, 'examples', 'quickstart', 'config.yaml'), 'utf8')) as Record<string, any>;
+    const config = parseYaml(readFileSync(join(ROOT, 'examples', 'quickstart', 'config.yaml'), 'utf8')) as Record<
+      string,
+      any
+    >;
     config.apiKeys.file = join(ROOT, 'examples', 'quickstart', 'keys.yaml');
     config.oauth = { issuers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks' }] };
     writeFileSync(join(dir, 'config.yaml'), stringify(config));
-    const rt = await buildRuntime(loadConfigFile(join(dir, 'config.yaml'), {}), silentLogger(), registry, { watch: false, sharedLimits: false, tracing: false });
+    const rt = await buildRuntime(loadConfigFile(join(dir, 'config.yaml'), {}), silentLogger(), registry, {
+      watch: false,
+      sharedLimits: false,
+      tracing: false,
+    });
     await rt.close();
     const map = new Map<string, Set<string>>();
-    for (const m of registry.getMetricsAsArray() as unknown as { name: string; labelNames?: string[]; type?: string; constructor: { name: string } }[]) {
+    for (const m of registry.getMetricsAsArray() as unknown as {
+      name: string;
+      labelNames?: string[];
+      type?: string;
+      constructor: { name: string };
+    }[]) {
       const labels = new Set(m.labelNames ?? []);
       const type = String((m as { type?: unknown }).type ?? m.constructor.name).toLowerCase();
       if (type === 'histogram') {
@@ -297,7 +382,13 @@ function typescriptResults(): Promise<Map<string, string[]>> {
   tsResults ??= limited(() =>
     checkTypescript(
       ROOT,
-      blocks.filter((b) => b.check?.kind === 'typescript').map((b) => ({ name: tsName(b), imports: (b.check as Extract<Check, { kind: 'typescript' }>).imports, text: b.text })),
+      blocks
+        .filter((b) => b.check?.kind === 'typescript')
+        .map((b) => ({
+          name: tsName(b),
+          imports: (b.check as Extract<Check, { kind: 'typescript' }>).imports,
+          text: b.text,
+        })),
     ),
   );
   return tsResults;
@@ -316,7 +407,8 @@ function report(t: ExecutionContext, b: Block, found: string[]): void {
   else t.pass();
 }
 
-const title = (b: Block & { check?: Check }) => `${b.file}:${b.line} \`\`\`${b.lang || '(no language)'} — ${b.check ? (b.check.kind === 'skip' ? 'skipped' : b.check.kind === 'envoy' ? `envoy ${b.check.shape}` : b.check.kind === 'shape' ? `shape ${b.check.scenario}` : b.check.kind) : 'no marker'}`;
+const title = (b: Block & { check?: Check }) =>
+  `${b.file}:${b.line} \`\`\`${b.lang || '(no language)'} — ${b.check ? (b.check.kind === 'skip' ? 'skipped' : b.check.kind === 'envoy' ? `envoy ${b.check.shape}` : b.check.kind === 'shape' ? `shape ${b.check.scenario}` : b.check.kind) : 'no marker'}`;
 
 test('every test marker sits directly above a fenced block', (t) => {
   t.deepEqual(problems, []);
@@ -328,7 +420,9 @@ test('the docs have blocks, and the count of each kind', (t) => {
     const k = b.check?.kind ?? 'no marker';
     by.set(k, (by.get(k) ?? 0) + 1);
   }
-  t.log(`${blocks.length} blocks in ${new Set(blocks.map((b) => b.file)).size} files: ${[...by].map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  t.log(
+    `${blocks.length} blocks in ${new Set(blocks.map((b) => b.file)).size} files: ${[...by].map(([k, n]) => `${k} ${n}`).join(', ')}`,
+  );
   for (const b of blocks) if (b.check?.kind === 'skip') t.log(`skipped ${b.file}:${b.line}: ${b.check.reason}`);
   t.true(blocks.length > 0);
 });
@@ -361,9 +455,20 @@ for (const b of blocks) {
       case 'kubernetes':
         return report(t, b, [...from, ...(await limited(() => checkKubernetes(ROOT, b.text, validateObject)))]);
       case 'helm values':
-        return report(t, b, [...from, ...(await limited(() => checkHelmValues(b.text, async (f) => renderChart({ files: [f] }).objects, validateObject)))]);
+        return report(t, b, [
+          ...from,
+          ...(await limited(() =>
+            checkHelmValues(b.text, async (f) => renderChart({ files: [f] }).objects, validateObject),
+          )),
+        ]);
       case 'promql':
-        return report(t, b, await limited(async () => checkPromql(ROOT, promqlExpressions(b.text, b.textLine), await serviceMetricLabels())));
+        return report(
+          t,
+          b,
+          await limited(async () =>
+            checkPromql(ROOT, promqlExpressions(b.text, b.textLine), await serviceMetricLabels()),
+          ),
+        );
       case 'rego':
         return report(t, b, await limited(() => checkRego(ROOT, b.text)));
       case 'json':

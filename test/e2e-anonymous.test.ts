@@ -39,7 +39,12 @@ test('an SDK client initializes, lists tools and calls one through the proxy on 
 
 test('identity headers a client forges never reach the MCP server', async (t) => {
   const s = await connectedClient(stack.url('/mcp/open'), {
-    headers: { 'X-MCP-User-Id': 'admin', 'X-MCP-Principal': 'root', 'X-MCP-Key-Id': 'stolen', 'X-MCP-Auth-Method': 'api_key' },
+    headers: {
+      'X-MCP-User-Id': 'admin',
+      'X-MCP-Principal': 'root',
+      'X-MCP-Key-Id': 'stolen',
+      'X-MCP-Auth-Method': 'api_key',
+    },
   });
   t.teardown(() => s.close());
   await s.client.callTool({ name: 'read_file', arguments: { path: '/etc/motd' } });
@@ -52,7 +57,10 @@ test('identity headers a client forges never reach the MCP server', async (t) =>
 });
 
 test('an SSE tool response is streamed through the proxy as it is produced, not buffered', async (t) => {
-  t.timeout(15_000, 'a buffering proxy would hold the progress notification until the tool finished, which waits for it');
+  t.timeout(
+    15_000,
+    'a buffering proxy would hold the progress notification until the tool finished, which waits for it',
+  );
   const s = await connectedClient(stack.url('/mcp/open'));
   t.teardown(() => s.close());
   const progress: string[] = [];

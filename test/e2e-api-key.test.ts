@@ -7,7 +7,13 @@ import { keysFile, mintKey } from './e2e/api-keys.js';
 import { connectedClient, jsonBody, mcpClient } from './e2e/mcp-client.js';
 import { startStack, type Stack } from './e2e/stack.js';
 
-const alice = mintKey({ id: 'alice-laptop', name: 'Alice laptop', userId: 'alice', role: 'user', permissions: ['tools:search', 'tools:read_*'] });
+const alice = mintKey({
+  id: 'alice-laptop',
+  name: 'Alice laptop',
+  userId: 'alice',
+  role: 'user',
+  permissions: ['tools:search', 'tools:read_*'],
+});
 const bob = mintKey({ id: 'bob-cli', name: 'Bob CLI', userId: 'bob', role: 'user', permissions: ['*'] });
 const shared = mintKey({ id: 'shared-connector', name: 'Shared connector', role: 'user', permissions: ['*'] });
 const LOCKOUT_AFTER = 3;
@@ -22,7 +28,12 @@ test.before(async () => {
       rateLimit: { failedAuth: { maxAttempts: LOCKOUT_AFTER, windowSeconds: 60 } },
       endpoints: [
         { name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } },
-        { name: 'alice-notes', match: { pathPrefix: '/mcp/alice' }, owner: 'alice', auth: { apiKey: true, oauth: false } },
+        {
+          name: 'alice-notes',
+          match: { pathPrefix: '/mcp/alice' },
+          owner: 'alice',
+          auth: { apiKey: true, oauth: false },
+        },
         { name: 'key-only', match: { pathPrefix: '/mcp/key-only' }, auth: { apiKey: true, oauth: false } },
         { name: 'vault', match: { pathPrefix: '/mcp/vault' }, auth: { apiKey: true, oauth: false } },
       ],
@@ -46,13 +57,19 @@ test('with an API key the SDK client initializes, lists tools and calls a grante
   const read = await s.client.callTool({ name: 'read_file', arguments: { path: 'a.txt' } });
   t.deepEqual(read.content, [{ type: 'text', text: 'contents of a.txt' }], 'tools:read_* grants read_file');
 
-  const seen = stack.mcp.callsOf('search').find((c) => c.url.startsWith('/mcp/files') && c.headers['x-mcp-key-id'] === 'alice-laptop');
+  const seen = stack.mcp
+    .callsOf('search')
+    .find((c) => c.url.startsWith('/mcp/files') && c.headers['x-mcp-key-id'] === 'alice-laptop');
   t.truthy(seen, 'the search handler ran with alice-laptop as the caller');
   t.is(seen!.headers['x-mcp-user-id'], 'alice');
   t.is(seen!.headers['x-mcp-auth-method'], 'api_key');
   t.is(seen!.headers['x-api-key'], undefined);
   for (const r of serverRequestsTo('/mcp/files')) {
-    for (const v of Object.values(r.headers)) t.false(secrets.some((k) => v.includes(k)), 'no API key reaches the MCP server');
+    for (const v of Object.values(r.headers))
+      t.false(
+        secrets.some((k) => v.includes(k)),
+        'no API key reaches the MCP server',
+      );
   }
 });
 
@@ -60,7 +77,9 @@ test('an API key sent as "Authorization: Bearer mcp_…" works and is removed be
   const s = await connectedClient(stack.url('/mcp/files'), { headers: { Authorization: `Bearer ${alice.key}` } });
   t.teardown(() => s.close());
   await s.client.callTool({ name: 'read_file', arguments: { path: 'bearer.txt' } });
-  const seen = stack.mcp.callsOf('read_file').find((c) => c.headers['x-mcp-key-id'] === 'alice-laptop' && c.url.startsWith('/mcp/files'));
+  const seen = stack.mcp
+    .callsOf('read_file')
+    .find((c) => c.headers['x-mcp-key-id'] === 'alice-laptop' && c.url.startsWith('/mcp/files'));
   t.truthy(seen);
   t.is(seen!.headers.authorization, undefined);
   t.is(seen!.headers['x-mcp-auth-method'], 'api_key');
@@ -99,7 +118,11 @@ for (const [who, key, message] of [
     const seen = s.http.last(403)!;
     t.is(seen.headers.get('content-type'), 'application/json');
     t.is(jsonBody(seen).error_description, message);
-    t.deepEqual(serverRequestsTo('/mcp/alice').filter((r) => r.headers['x-mcp-key-id'] === key.id), [], 'nothing of it reached the MCP server');
+    t.deepEqual(
+      serverRequestsTo('/mcp/alice').filter((r) => r.headers['x-mcp-key-id'] === key.id),
+      [],
+      'nothing of it reached the MCP server',
+    );
   });
 }
 
@@ -115,19 +138,35 @@ test('an API-key-only endpoint answers a keyless client 401 without a Bearer cha
   t.is(body.error, 'authentication_required');
   t.is(body.error_description, 'Authentication required via API key');
   t.true(body.supported_methods.includes('X-API-Key header'));
-  t.false(body.supported_methods.includes('query parameter (api_key or apikey)'), 'query keys are off on this endpoint');
+  t.false(
+    body.supported_methods.includes('query parameter (api_key or apikey)'),
+    'query keys are off on this endpoint',
+  );
   t.false(/^\s*bearer/i.test(first.headers.get('www-authenticate') ?? ''), 'no Bearer challenge');
   t.deepEqual(extractWWWAuthenticateParams(first.response), {}, 'the SDK reads no resource_metadata, scope or error');
 
   // SDK 1.x probes discovery on any 401 when it has an auth provider; nothing it can find
   // advertises an authorization server, so no authorization is ever started.
-  const advertised = s.http.seen.filter((r) => r.status >= 200 && r.status < 300 && /"(authorization_servers|authorization_endpoint)"/.test(r.text ?? ''));
-  t.deepEqual(advertised.map((r) => r.url), []);
+  const advertised = s.http.seen.filter(
+    (r) => r.status >= 200 && r.status < 300 && /"(authorization_servers|authorization_endpoint)"/.test(r.text ?? ''),
+  );
+  t.deepEqual(
+    advertised.map((r) => r.url),
+    [],
+  );
   t.deepEqual(provider.redirects, [], 'no browser authorization was started');
   t.is(provider.savedTokens, 0);
-  t.is(stack.proxy.requests.filter((r) => r.path === '/mcp/key-only' && r.method === 'POST').length, 1, 'one attempt, no retry loop');
+  t.is(
+    stack.proxy.requests.filter((r) => r.path === '/mcp/key-only' && r.method === 'POST').length,
+    1,
+    'one attempt, no retry loop',
+  );
   t.deepEqual(serverRequestsTo('/mcp/key-only'), [], 'the MCP server saw nothing');
-  t.deepEqual(stack.proxy.requests.filter((r) => r.forwarded && !r.path.startsWith('/mcp/')), [], 'no discovery request was forwarded to the MCP server');
+  t.deepEqual(
+    stack.proxy.requests.filter((r) => r.forwarded && !r.path.startsWith('/mcp/')),
+    [],
+    'no discovery request was forwarded to the MCP server',
+  );
 });
 
 test(`after ${LOCKOUT_AFTER} bad keys the client is locked out with 429 and Retry-After, even with a good key`, async (t) => {
@@ -150,7 +189,10 @@ test(`after ${LOCKOUT_AFTER} bad keys the client is locked out with 429 and Retr
     t.is(jsonBody(seen).error, 'too_many_requests');
     t.is(jsonBody(seen).error_description, 'Too many failed authentication attempts. Please try again later.');
     const retryAfter = Number(seen.headers.get('retry-after'));
-    t.true(Number.isInteger(retryAfter) && retryAfter > 0 && retryAfter <= 60, `Retry-After ${seen.headers.get('retry-after')}`);
+    t.true(
+      Number.isInteger(retryAfter) && retryAfter > 0 && retryAfter <= 60,
+      `Retry-After ${seen.headers.get('retry-after')}`,
+    );
   }
   t.deepEqual(serverRequestsTo('/mcp/vault'), [], 'the MCP server saw nothing');
 });

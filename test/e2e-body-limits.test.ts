@@ -8,7 +8,9 @@ import { connectedClient, jsonBody } from './e2e/mcp-client.js';
 import { startStack, type Stack } from './e2e/stack.js';
 
 const MAX_REQUEST_BYTES = 4096;
-const config = () => ({ endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }] });
+const config = () => ({
+  endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }],
+});
 let whole: Stack;
 let partial: Stack;
 
@@ -61,5 +63,7 @@ test('with allow_partial_message the service refuses a body it saw only part of,
 
 /** HTTP requests that reached the MCP server with a body above the limit. */
 function largeRequestsAt(stack: Stack): string[] {
-  return stack.mcp.httpRequests.filter((r) => Number(r.headers['content-length'] ?? 0) > MAX_REQUEST_BYTES).map((r) => `${r.method} ${r.url}`);
+  return stack.mcp.httpRequests
+    .filter((r) => Number(r.headers['content-length'] ?? 0) > MAX_REQUEST_BYTES)
+    .map((r) => `${r.method} ${r.url}`);
 }

@@ -10,8 +10,20 @@ import { connectedClient, jsonBody } from './e2e/mcp-client.js';
 import { startMcpServer, type TestMcpServer } from './e2e/mcp-server.js';
 import { startStack, type Stack } from './e2e/stack.js';
 
-const agent = mintKey({ id: 'agent', name: 'Agent', userId: 'agent', role: 'user', permissions: ['prompts:summarize', 'resources:file:///docs/*', 'resources:file:///README.md'] });
-const hr = mintKey({ id: 'hr', name: 'HR', userId: 'hr', role: 'user', permissions: ['prompts:payroll_lookup', 'resources:file:///hr/*'] });
+const agent = mintKey({
+  id: 'agent',
+  name: 'Agent',
+  userId: 'agent',
+  role: 'user',
+  permissions: ['prompts:summarize', 'resources:file:///docs/*', 'resources:file:///README.md'],
+});
+const hr = mintKey({
+  id: 'hr',
+  name: 'HR',
+  userId: 'hr',
+  role: 'user',
+  permissions: ['prompts:payroll_lookup', 'resources:file:///hr/*'],
+});
 
 let stack: Stack<TestMcpServer>;
 
@@ -19,7 +31,10 @@ test.before(async () => {
   stack = await startStack({
     upstream: () => startMcpServer({ completions: true }),
     files: { 'keys.yaml': keysFile([agent, hr]) },
-    config: () => ({ apiKeys: { file: 'keys.yaml' }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }] }),
+    config: () => ({
+      apiKeys: { file: 'keys.yaml' },
+      endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }],
+    }),
   });
 });
 test.after.always(async () => stack?.stop());
@@ -36,14 +51,25 @@ async function refused(t: any, p: Promise<unknown>): Promise<void> {
 test('completing an argument of a prompt the key is not granted is 403 before the server completes it; the granted key gets the values', async (t) => {
   const s = await connectedClient(stack.url('/mcp/files'), { headers: { 'X-API-Key': agent.key } });
   t.teardown(() => s.close());
-  const ask = () => s.client.complete({ ref: { type: 'ref/prompt', name: 'payroll_lookup' }, argument: { name: 'employee', value: 'al' } });
+  const ask = () =>
+    s.client.complete({
+      ref: { type: 'ref/prompt', name: 'payroll_lookup' },
+      argument: { name: 'employee', value: 'al' },
+    });
   await refused(t, ask());
   t.is(jsonBody(s.http.last(403)).error_description, 'This API key is not granted prompts:payroll_lookup');
-  t.deepEqual(completionsOf('payroll_lookup'), [], 'the completion handler never ran: nothing confirms the prompt exists');
+  t.deepEqual(
+    completionsOf('payroll_lookup'),
+    [],
+    'the completion handler never ran: nothing confirms the prompt exists',
+  );
 
   const h = await connectedClient(stack.url('/mcp/files'), { headers: { 'X-API-Key': hr.key } });
   t.teardown(() => h.close());
-  const { completion } = await h.client.complete({ ref: { type: 'ref/prompt', name: 'payroll_lookup' }, argument: { name: 'employee', value: 'al' } });
+  const { completion } = await h.client.complete({
+    ref: { type: 'ref/prompt', name: 'payroll_lookup' },
+    argument: { name: 'employee', value: 'al' },
+  });
   t.deepEqual(completion.values, ['alice', 'alex']);
   t.is(completionsOf('payroll_lookup').length, 1);
 });
@@ -51,13 +77,22 @@ test('completing an argument of a prompt the key is not granted is 403 before th
 test('completing an argument of a template outside the grant is 403; a glob covering the template grants it', async (t) => {
   const s = await connectedClient(stack.url('/mcp/files'), { headers: { 'X-API-Key': agent.key } });
   t.teardown(() => s.close());
-  await refused(t, s.client.complete({ ref: { type: 'ref/resource', uri: 'file:///hr/{employee}' }, argument: { name: 'employee', value: 'b' } }));
+  await refused(
+    t,
+    s.client.complete({
+      ref: { type: 'ref/resource', uri: 'file:///hr/{employee}' },
+      argument: { name: 'employee', value: 'b' },
+    }),
+  );
   t.is(jsonBody(s.http.last(403)).error_description, 'This API key is not granted resources:file:///hr/{employee}');
   t.deepEqual(completionsOf('file:///hr/{employee}'), []);
 
   const h = await connectedClient(stack.url('/mcp/files'), { headers: { 'X-API-Key': hr.key } });
   t.teardown(() => h.close());
-  const { completion } = await h.client.complete({ ref: { type: 'ref/resource', uri: 'file:///hr/{employee}' }, argument: { name: 'employee', value: 'b' } });
+  const { completion } = await h.client.complete({
+    ref: { type: 'ref/resource', uri: 'file:///hr/{employee}' },
+    argument: { name: 'employee', value: 'b' },
+  });
   t.deepEqual(completion.values, ['bob']);
 });
 

@@ -29,7 +29,10 @@ let demo: Demo;
 
 function startDemo(): Promise<Demo> {
   // What `npm run demo -- --port 0` runs after building the policy (package.json "demo").
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'demo', 'run.ts'), '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'demo', 'run.ts'), '--port', '0'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
@@ -66,7 +69,9 @@ test.after.always(() => {
 
 /** The SDK client exactly as docs/clients.md ("CLI tools, scripts and custom agents") sets it up. */
 async function sdkClient(url: string, key?: string): Promise<Client> {
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: key ? { 'X-API-Key': key } : {} } });
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    requestInit: { headers: key ? { 'X-API-Key': key } : {} },
+  });
   const client = new Client({ name: 'my-agent', version: '1.0.0' });
   await client.connect(transport);
   return client;
@@ -89,55 +94,129 @@ test.serial('the demo prints two endpoints, the demo keys marked as such, and sa
   t.regex(demo.upstream, /^http:\/\/127\.0\.0\.1:\d+$/, 'the MCP server listens on loopback only');
 });
 
-test.serial('the SDK client with the limited key lists exactly its tools and prompt, calls echo, and is refused get-env', async (t) => {
-  const client = await sdkClient(demo.filtered, demo.keys['demo-limited']);
-  t.teardown(() => client.close());
-  t.deepEqual((await client.listTools()).tools.map((x) => x.name).sort(), ['echo', 'get-sum']);
-  t.deepEqual((await client.listPrompts()).prompts.map((x) => x.name), ['simple-prompt']);
-  t.deepEqual((await client.callTool({ name: 'echo', arguments: { message: 'hello' } })).content, [{ type: 'text', text: 'Echo: hello' }]);
-  t.deepEqual((await client.callTool({ name: 'get-sum', arguments: { a: 2, b: 3 } })).content, [{ type: 'text', text: 'The sum of 2 and 3 is 5.' }]);
-  const denied = await t.throwsAsync(client.callTool({ name: 'get-env', arguments: {} }));
-  t.true(denied instanceof StreamableHTTPError && denied.code === 403, String(denied));
-  t.regex(denied!.message, /access_denied/);
-});
+test.serial(
+  'the SDK client with the limited key lists exactly its tools and prompt, calls echo, and is refused get-env',
+  async (t) => {
+    const client = await sdkClient(demo.filtered, demo.keys['demo-limited']);
+    t.teardown(() => client.close());
+    t.deepEqual((await client.listTools()).tools.map((x) => x.name).sort(), ['echo', 'get-sum']);
+    t.deepEqual(
+      (await client.listPrompts()).prompts.map((x) => x.name),
+      ['simple-prompt'],
+    );
+    t.deepEqual((await client.callTool({ name: 'echo', arguments: { message: 'hello' } })).content, [
+      { type: 'text', text: 'Echo: hello' },
+    ]);
+    t.deepEqual((await client.callTool({ name: 'get-sum', arguments: { a: 2, b: 3 } })).content, [
+      { type: 'text', text: 'The sum of 2 and 3 is 5.' },
+    ]);
+    const denied = await t.throwsAsync(client.callTool({ name: 'get-env', arguments: {} }));
+    t.true(denied instanceof StreamableHTTPError && denied.code === 403, String(denied));
+    t.regex(denied!.message, /access_denied/);
+  },
+);
 
-test.serial('the full key lists every tool of the server; the ext_authz endpoint decides calls but lists unfiltered', async (t) => {
-  const full = await sdkClient(demo.filtered, demo.keys['demo-full']);
-  t.teardown(() => full.close());
-  const everything = (await full.listTools()).tools.map((x) => x.name);
-  t.true(everything.includes('get-env') && everything.length > 10, everything.join(', '));
+test.serial(
+  'the full key lists every tool of the server; the ext_authz endpoint decides calls but lists unfiltered',
+  async (t) => {
+    const full = await sdkClient(demo.filtered, demo.keys['demo-full']);
+    t.teardown(() => full.close());
+    const everything = (await full.listTools()).tools.map((x) => x.name);
+    t.true(everything.includes('get-env') && everything.length > 10, everything.join(', '));
 
-  const limited = await sdkClient(demo.decided, demo.keys['demo-limited']);
-  t.teardown(() => limited.close());
-  t.deepEqual((await limited.listTools()).tools.map((x) => x.name).sort(), [...everything].sort(), 'ext_authz cannot filter a response');
-  t.deepEqual((await limited.callTool({ name: 'echo', arguments: { message: 'hi' } })).content, [{ type: 'text', text: 'Echo: hi' }]);
-  const denied = await t.throwsAsync(limited.callTool({ name: 'get-env', arguments: {} }));
-  t.true(denied instanceof StreamableHTTPError && denied.code === 403, String(denied));
-});
+    const limited = await sdkClient(demo.decided, demo.keys['demo-limited']);
+    t.teardown(() => limited.close());
+    t.deepEqual(
+      (await limited.listTools()).tools.map((x) => x.name).sort(),
+      [...everything].sort(),
+      'ext_authz cannot filter a response',
+    );
+    t.deepEqual((await limited.callTool({ name: 'echo', arguments: { message: 'hi' } })).content, [
+      { type: 'text', text: 'Echo: hi' },
+    ]);
+    const denied = await t.throwsAsync(limited.callTool({ name: 'get-env', arguments: {} }));
+    t.true(denied instanceof StreamableHTTPError && denied.code === 403, String(denied));
+  },
+);
 
 test.serial('without a key the client gets 401 and no MCP session', async (t) => {
   const err = await t.throwsAsync(sdkClient(demo.filtered));
   t.regex(String(err), /401|authentication_required/);
 });
 
-test.serial('the MCP Inspector CLI, run as the demo prints it: tools/list filtered, echo called, get-env refused with 403', async (t) => {
-  const key = demo.keys['demo-limited']!;
-  const list = await inspectorCli([demo.filtered, '--transport', 'http', '--method', 'tools/list', '--header', `X-API-Key: ${key}`]);
-  t.is(list.code, 0, list.stderr);
-  t.deepEqual((JSON.parse(list.stdout).tools as { name: string }[]).map((x) => x.name).sort(), ['echo', 'get-sum']);
-  const call = await inspectorCli([demo.filtered, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'echo', '--tool-arg', 'message=hello', '--header', `X-API-Key: ${key}`]);
-  t.is(call.code, 0, call.stderr);
-  t.deepEqual(JSON.parse(call.stdout).content, [{ type: 'text', text: 'Echo: hello' }]);
-  const bearer = await inspectorCli([demo.filtered, '--transport', 'http', '--method', 'tools/list', '--header', `Authorization: Bearer ${key}`]);
-  t.is(bearer.code, 0, bearer.stderr);
-  const denied = await inspectorCli([demo.decided, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'get-env', '--header', `X-API-Key: ${key}`]);
-  t.not(denied.code, 0);
-  t.regex(denied.stderr, /access_denied/);
-  const hidden = await inspectorCli([demo.filtered, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'get-env', '--header', `X-API-Key: ${key}`]);
-  t.not(hidden.code, 0);
-  t.regex(hidden.stderr, /not found/, 'through ext_proc the Inspector does not find the tool the key may not call');
-  t.regex(demo.output(), /\[mcp-authz\] deny\s+403 access_denied tools\/call get-env — demo-limited/, 'the demo shows the decision');
-});
+test.serial(
+  'the MCP Inspector CLI, run as the demo prints it: tools/list filtered, echo called, get-env refused with 403',
+  async (t) => {
+    const key = demo.keys['demo-limited']!;
+    const list = await inspectorCli([
+      demo.filtered,
+      '--transport',
+      'http',
+      '--method',
+      'tools/list',
+      '--header',
+      `X-API-Key: ${key}`,
+    ]);
+    t.is(list.code, 0, list.stderr);
+    t.deepEqual((JSON.parse(list.stdout).tools as { name: string }[]).map((x) => x.name).sort(), ['echo', 'get-sum']);
+    const call = await inspectorCli([
+      demo.filtered,
+      '--transport',
+      'http',
+      '--method',
+      'tools/call',
+      '--tool-name',
+      'echo',
+      '--tool-arg',
+      'message=hello',
+      '--header',
+      `X-API-Key: ${key}`,
+    ]);
+    t.is(call.code, 0, call.stderr);
+    t.deepEqual(JSON.parse(call.stdout).content, [{ type: 'text', text: 'Echo: hello' }]);
+    const bearer = await inspectorCli([
+      demo.filtered,
+      '--transport',
+      'http',
+      '--method',
+      'tools/list',
+      '--header',
+      `Authorization: Bearer ${key}`,
+    ]);
+    t.is(bearer.code, 0, bearer.stderr);
+    const denied = await inspectorCli([
+      demo.decided,
+      '--transport',
+      'http',
+      '--method',
+      'tools/call',
+      '--tool-name',
+      'get-env',
+      '--header',
+      `X-API-Key: ${key}`,
+    ]);
+    t.not(denied.code, 0);
+    t.regex(denied.stderr, /access_denied/);
+    const hidden = await inspectorCli([
+      demo.filtered,
+      '--transport',
+      'http',
+      '--method',
+      'tools/call',
+      '--tool-name',
+      'get-env',
+      '--header',
+      `X-API-Key: ${key}`,
+    ]);
+    t.not(hidden.code, 0);
+    t.regex(hidden.stderr, /not found/, 'through ext_proc the Inspector does not find the tool the key may not call');
+    t.regex(
+      demo.output(),
+      /\[mcp-authz\] deny\s+403 access_denied tools\/call get-env — demo-limited/,
+      'the demo shows the decision',
+    );
+  },
+);
 
 test.serial('Ctrl-C stops the demo and every process it started', async (t) => {
   t.true(await listening(demo.upstream));

@@ -11,8 +11,20 @@ import { RECOMMENDED_EXT_PROC, startExtProcStack, type ExtProcStack } from './e2
 import { sample } from './helpers/prometheus.js';
 import { waitFor } from './helpers/wait.js';
 
-const searcher = mintKey({ id: 'searcher', name: 'Search only', userId: 'sam', role: 'user', permissions: ['tools:search'] });
-const reader = mintKey({ id: 'reader', name: 'Reader', userId: 'rita', role: 'user', permissions: ['tools:read_*', 'prompts:summarize', 'resources:file:///docs/*', 'resources:file:///README.md'] });
+const searcher = mintKey({
+  id: 'searcher',
+  name: 'Search only',
+  userId: 'sam',
+  role: 'user',
+  permissions: ['tools:search'],
+});
+const reader = mintKey({
+  id: 'reader',
+  name: 'Reader',
+  userId: 'rita',
+  role: 'user',
+  permissions: ['tools:read_*', 'prompts:summarize', 'resources:file:///docs/*', 'resources:file:///README.md'],
+});
 const alice = mintKey({ id: 'alice', name: 'Alice', userId: 'alice', role: 'user', permissions: ['*'] });
 const publicKey = mintKey({ id: 'public', name: 'Public connector', role: 'user', permissions: ['*'] });
 
@@ -58,7 +70,8 @@ for (const path of ['/mcp/json', '/mcp/sse']) {
     t.deepEqual(await everything(s), { tools: ['search'], prompts: [], resources: [], resourceTemplates: [] });
     const lists = s.http.seen.filter((r) => r.method === 'POST' && r.status === 200);
     t.true(lists.length >= 4);
-    for (const r of lists.slice(1)) t.is(r.headers.get('cache-control')?.split(',')[0], 'private', 'a filtered list is never shared by a cache');
+    for (const r of lists.slice(1))
+      t.is(r.headers.get('cache-control')?.split(',')[0], 'private', 'a filtered list is never shared by a cache');
     if (form === 'JSON') t.is(lists[1]!.headers.get('content-type'), 'application/json');
     else t.is(lists[1]!.headers.get('content-type'), 'text/event-stream');
   });
@@ -73,7 +86,12 @@ for (const path of ['/mcp/json', '/mcp/sse']) {
     const s = await session(path, reader.key);
     t.teardown(() => s.close());
     const seen = await everything(s);
-    t.deepEqual(seen, { tools: ['read_file'], prompts: ['summarize'], resources: ['file:///README.md'], resourceTemplates: ['file:///docs/{name}'] });
+    t.deepEqual(seen, {
+      tools: ['read_file'],
+      prompts: ['summarize'],
+      resources: ['file:///README.md'],
+      resourceTemplates: ['file:///docs/{name}'],
+    });
     for (const tool of EXPOSED.tools.filter((x) => x !== 'wait_for_release')) {
       const call = s.client.callTool({ name: tool, arguments: tool === 'search' ? { query: 'x' } : { path: 'a.txt' } });
       if (seen.tools.includes(tool)) await t.notThrowsAsync(call, tool);
@@ -93,16 +111,19 @@ for (const path of ['/mcp/json', '/mcp/sse']) {
   });
 }
 
-test.serial('a public key on a private endpoint is denied before anything is listed; the server never sees the request', async (t) => {
-  const before = stack.mcp.httpRequests.filter((r) => r.url.startsWith('/mcp/alice')).length;
-  const err = await t.throwsAsync(session('/mcp/alice', publicKey.key));
-  t.true(err instanceof StreamableHTTPError);
-  t.is((err as StreamableHTTPError).code, 403);
-  t.is(stack.mcp.httpRequests.filter((r) => r.url.startsWith('/mcp/alice')).length, before);
-  const exchange = stack.proxy.exchanges.filter((x) => x.path.startsWith('/mcp/alice')).at(-1)!;
-  t.false(exchange.forwarded);
-  t.is(exchange.localReply?.details, 'mcp_authz_access_denied');
-});
+test.serial(
+  'a public key on a private endpoint is denied before anything is listed; the server never sees the request',
+  async (t) => {
+    const before = stack.mcp.httpRequests.filter((r) => r.url.startsWith('/mcp/alice')).length;
+    const err = await t.throwsAsync(session('/mcp/alice', publicKey.key));
+    t.true(err instanceof StreamableHTTPError);
+    t.is((err as StreamableHTTPError).code, 403);
+    t.is(stack.mcp.httpRequests.filter((r) => r.url.startsWith('/mcp/alice')).length, before);
+    const exchange = stack.proxy.exchanges.filter((x) => x.path.startsWith('/mcp/alice')).at(-1)!;
+    t.false(exchange.forwarded);
+    t.is(exchange.localReply?.details, 'mcp_authz_access_denied');
+  },
+);
 
 test('the owner lists everything on her private endpoint', async (t) => {
   const s = await session('/mcp/alice', alice.key);
@@ -115,20 +136,31 @@ test('an SSE list with a progress notification before it arrives intact, the not
   t.teardown(() => s.close());
   const progress: { progress: number; message?: string }[] = [];
   let released = false;
-  const listing = s.client.listTools({}, {
-    onprogress: (p) => {
-      progress.push({ progress: p.progress, message: p.message });
-      // The server holds the result until this release: the notification reached the client first.
-      released = true;
-      stack.mcp.release();
+  const listing = s.client.listTools(
+    {},
+    {
+      onprogress: (p) => {
+        progress.push({ progress: p.progress, message: p.message });
+        // The server holds the result until this release: the notification reached the client first.
+        released = true;
+        stack.mcp.release();
+      },
     },
-  });
+  );
   const { tools } = await listing;
   t.true(released);
   t.deepEqual(progress, [{ progress: 1, message: 'listing' }]);
-  t.deepEqual(tools.map((x) => x.name), ['search']);
-  const exchange = stack.proxy.exchanges.filter((x) => x.path.startsWith('/mcp/sse') && x.sent.includes('response_body')).at(-1)!;
-  t.true(exchange.sent.filter((k) => k === 'response_body').length >= 2, 'the stream reached the service in several chunks');
+  t.deepEqual(
+    tools.map((x) => x.name),
+    ['search'],
+  );
+  const exchange = stack.proxy.exchanges
+    .filter((x) => x.path.startsWith('/mcp/sse') && x.sent.includes('response_body'))
+    .at(-1)!;
+  t.true(
+    exchange.sent.filter((k) => k === 'response_body').length >= 2,
+    'the stream reached the service in several chunks',
+  );
   t.false(exchange.reset);
 });
 
@@ -144,7 +176,8 @@ test('a denied tool call is still 403 through ext_proc, and the server sees who 
   t.is(seen!.headers['x-mcp-user-id'], 'sam');
   t.is(seen!.headers['x-api-key'], undefined);
   for (const r of stack.mcp.httpRequests) {
-    for (const v of Object.values(r.headers)) t.false([searcher.key, reader.key, alice.key, publicKey.key].some((k) => v.includes(k)));
+    for (const v of Object.values(r.headers))
+      t.false([searcher.key, reader.key, alice.key, publicKey.key].some((k) => v.includes(k)));
   }
 });
 
@@ -152,7 +185,10 @@ test('a key in the query reaches mcp-authz but not the server: ext_proc rewrites
   const url = stack.url(`/mcp/sse?api_key=${searcher.key}&tenant=acme`);
   const s = await connectedClient(url);
   t.teardown(() => s.close());
-  t.deepEqual((await s.client.listTools()).tools.map((x) => x.name), ['search']);
+  t.deepEqual(
+    (await s.client.listTools()).tools.map((x) => x.name),
+    ['search'],
+  );
   const req = stack.mcp.httpRequests.filter((r) => r.url.startsWith('/mcp/sse?')).at(-1)!;
   t.is(req.url, '/mcp/sse?tenant=acme');
 });
@@ -162,7 +198,9 @@ test('the lists are counted per endpoint and method', async (t) => {
   t.teardown(() => s.close());
   await s.client.listTools();
   const m = (await stack.svc.http('/metrics')).text;
-  t.true(sample(m, 'mcp_authz_list_responses_total', { endpoint: 'json', method: 'tools/list', result: 'filtered' })! >= 1);
+  t.true(
+    sample(m, 'mcp_authz_list_responses_total', { endpoint: 'json', method: 'tools/list', result: 'filtered' })! >= 1,
+  );
   t.true(sample(m, 'mcp_authz_list_items_hidden_total', { endpoint: 'json', method: 'tools/list' })! >= 3);
   t.is(sample(m, 'mcp_authz_list_responses_total', { endpoint: 'json', method: 'tools/list', result: 'withheld' }), 0);
 });
@@ -171,16 +209,34 @@ test('a filter without allow_mode_override never sends the list body: the list p
   const misconfigured = await startExtProcStack({
     files: { 'keys.yaml': keysFile([searcher]) },
     proxy: { ...RECOMMENDED_EXT_PROC, allowModeOverride: false },
-    config: () => ({ apiKeys: { file: 'keys.yaml' }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }] }),
+    config: () => ({
+      apiKeys: { file: 'keys.yaml' },
+      endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }],
+    }),
   });
   t.teardown(() => misconfigured.stop());
   const s = await connectedClient(misconfigured.url('/mcp/files'), { headers: { 'X-API-Key': searcher.key } });
   t.teardown(() => s.close());
-  t.is((await s.client.listTools()).tools.length, EXPOSED.tools.length, 'Envoy passes the list unfiltered (docs/ext_proc.md warns about this)');
+  t.is(
+    (await s.client.listTools()).tools.length,
+    EXPOSED.tools.length,
+    'Envoy passes the list unfiltered (docs/ext_proc.md warns about this)',
+  );
   let m = '';
-  await waitFor('the unfiltered list to be counted', async () => {
-    m = (await misconfigured.svc.http('/metrics')).text;
-    return sample(m, 'mcp_authz_list_responses_total', { endpoint: 'files', method: 'tools/list', result: 'unfiltered' }) === 1;
-  }, 15_000, 0);
+  await waitFor(
+    'the unfiltered list to be counted',
+    async () => {
+      m = (await misconfigured.svc.http('/metrics')).text;
+      return (
+        sample(m, 'mcp_authz_list_responses_total', {
+          endpoint: 'files',
+          method: 'tools/list',
+          result: 'unfiltered',
+        }) === 1
+      );
+    },
+    15_000,
+    0,
+  );
   t.is(sample(m, 'mcp_authz_list_responses_total', { endpoint: 'files', method: 'tools/list', result: 'filtered' }), 0);
 });

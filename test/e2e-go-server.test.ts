@@ -26,13 +26,18 @@ test.after.always(async () => stack?.stop());
 async function post(body: string): Promise<{ status: number; text: string }> {
   const res = await fetch(stack.url('/mcp/go'), {
     method: 'POST',
-    headers: { 'x-api-key': searcher.key, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    headers: {
+      'x-api-key': searcher.key,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    },
     body,
   });
   return { status: res.status, text: await res.text() };
 }
 
-const call = (params: string, envelope = '"method":"tools/call"') => `{"jsonrpc":"2.0","id":7,${envelope},"params":${params}}`;
+const call = (params: string, envelope = '"method":"tools/call"') =>
+  `{"jsonrpc":"2.0","id":7,${envelope},"params":${params}}`;
 
 test.serial('a granted tool runs on the Go server through the proxy', async (t) => {
   const before = (await stack.mcp.toolsRun()).filter((x) => x === 'search').length;
@@ -52,8 +57,14 @@ const attacks: [string, string][] = [
   ['"Name" beside "name"', call('{"name":"search","Name":"delete_file","arguments":{"path":"/important"}}')],
   ['"NAME" beside "name"', call('{"name":"search","NAME":"delete_file","arguments":{"path":"/important"}}')],
   ['"nAme" beside "name"', call('{"name":"search","nAme":"delete_file","arguments":{"path":"/important"}}')],
-  ['"Method" beside "method"', call('{"name":"delete_file","arguments":{"path":"/important"}}', '"method":"tools/list","Method":"tools/call"')],
-  ['"paramſ" beside "params"', `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"search"},"paramſ":{"name":"delete_file","arguments":{"path":"/important"}}}`],
+  [
+    '"Method" beside "method"',
+    call('{"name":"delete_file","arguments":{"path":"/important"}}', '"method":"tools/list","Method":"tools/call"'),
+  ],
+  [
+    '"paramſ" beside "params"',
+    `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"search"},"paramſ":{"name":"delete_file","arguments":{"path":"/important"}}}`,
+  ],
 ];
 
 for (const [what, body] of attacks) {

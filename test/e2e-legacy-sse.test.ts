@@ -15,7 +15,13 @@ import { RECOMMENDED_EXT_PROC } from './e2e/stack.js';
 import { sample } from './helpers/prometheus.js';
 import { startTestService, type TestService } from './helpers/service.js';
 
-const searcher = mintKey({ id: 'searcher', name: 'Search only', userId: 'sam', role: 'user', permissions: ['tools:search'] });
+const searcher = mintKey({
+  id: 'searcher',
+  name: 'Search only',
+  userId: 'sam',
+  role: 'user',
+  permissions: ['tools:search'],
+});
 
 let mcp: LegacySseMcpServer;
 let proxy: ExtProcProxy;
@@ -25,7 +31,10 @@ test.before(async () => {
   mcp = await startLegacySseMcpServer();
   proxy = await startExtProcProxy(RECOMMENDED_EXT_PROC);
   svc = await startTestService(
-    { apiKeys: { file: 'keys.yaml' }, endpoints: [{ name: 'legacy', match: { pathPrefix: '/mcp/legacy' }, auth: { apiKey: true, oauth: false } }] },
+    {
+      apiKeys: { file: 'keys.yaml' },
+      endpoints: [{ name: 'legacy', match: { pathPrefix: '/mcp/legacy' }, auth: { apiKey: true, oauth: false } }],
+    },
     { files: { 'keys.yaml': keysFile([searcher]) } },
   );
   proxy.attach({ processor: `127.0.0.1:${svc.grpcPort}`, upstream: mcp.url });
@@ -35,31 +44,41 @@ test.after.always(async () => {
   await Promise.all([svc?.stop(), mcp?.stop()]);
 });
 
-test.serial('the SDK\'s SSE client never connects: the stream ends at the endpoint event, no request is POSTed and no tool is listed', async (t) => {
-  const received: unknown[] = [];
-  const transport = new SSEClientTransport(new URL('/mcp/legacy/sse', proxy.url), { requestInit: { headers: { 'X-API-Key': searcher.key } } });
-  const client = new Client({ name: 'legacy-sse-client', version: '1.0.0' });
-  client.fallbackNotificationHandler = async (n) => void received.push(n);
-  t.teardown(() => transport.close());
-  const listed = client.connect(transport).then(async () => (await client.listTools()).tools.map((x) => x.name));
-  const err = await t.throwsAsync(listed);
-  t.regex(String(err?.message), /SSE error/);
+test.serial(
+  "the SDK's SSE client never connects: the stream ends at the endpoint event, no request is POSTed and no tool is listed",
+  async (t) => {
+    const received: unknown[] = [];
+    const transport = new SSEClientTransport(new URL('/mcp/legacy/sse', proxy.url), {
+      requestInit: { headers: { 'X-API-Key': searcher.key } },
+    });
+    const client = new Client({ name: 'legacy-sse-client', version: '1.0.0' });
+    client.fallbackNotificationHandler = async (n) => void received.push(n);
+    t.teardown(() => transport.close());
+    const listed = client.connect(transport).then(async () => (await client.listTools()).tools.map((x) => x.name));
+    const err = await t.throwsAsync(listed);
+    t.regex(String(err?.message), /SSE error/);
 
-  t.true(mcp.streamsOpened >= 1, 'the server answered the GET: the refusal is mcp-authz\'s, on the way back');
-  t.false(mcp.httpRequests.some((r) => r.method === 'POST'), 'the client never learned where to POST');
-  t.deepEqual(mcp.toolsRun, []);
-  t.deepEqual(received, []);
-  const get = proxy.exchanges.find((x) => x.method === 'GET' && x.path === '/mcp/legacy/sse')!;
-  t.true(get.forwarded);
-  t.true(get.reset, 'Envoy resets the client stream when the processor ends it with an error');
+    t.true(mcp.streamsOpened >= 1, "the server answered the GET: the refusal is mcp-authz's, on the way back");
+    t.false(
+      mcp.httpRequests.some((r) => r.method === 'POST'),
+      'the client never learned where to POST',
+    );
+    t.deepEqual(mcp.toolsRun, []);
+    t.deepEqual(received, []);
+    const get = proxy.exchanges.find((x) => x.method === 'GET' && x.path === '/mcp/legacy/sse')!;
+    t.true(get.forwarded);
+    t.true(get.reset, 'Envoy resets the client stream when the processor ends it with an error');
 
-  const m = (await svc.http('/metrics')).text;
-  t.true(sample(m, 'mcp_authz_list_withheld_total', { endpoint: 'legacy', reason: 'legacy_sse_transport' })! >= 1);
-  t.true(sample(m, 'mcp_authz_ext_proc_streams_total', { result: 'failed' })! >= 1);
-});
+    const m = (await svc.http('/metrics')).text;
+    t.true(sample(m, 'mcp_authz_list_withheld_total', { endpoint: 'legacy', reason: 'legacy_sse_transport' })! >= 1);
+    t.true(sample(m, 'mcp_authz_ext_proc_streams_total', { result: 'failed' })! >= 1);
+  },
+);
 
 test.serial('read raw, the GET stream carries no byte of the endpoint event to the client', async (t) => {
-  const res = await fetch(new URL('/mcp/legacy/sse', proxy.url), { headers: { 'X-API-Key': searcher.key, accept: 'text/event-stream' } });
+  const res = await fetch(new URL('/mcp/legacy/sse', proxy.url), {
+    headers: { 'X-API-Key': searcher.key, accept: 'text/event-stream' },
+  });
   t.is(res.status, 200, 'the headers went on before the first event was read');
   const reader = res.body!.getReader();
   let text = '';

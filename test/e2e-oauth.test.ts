@@ -28,7 +28,13 @@ test.before(async () => {
         publicBaseUrl: proxyUrl,
         oauth: { issuers: [{ issuer: jwks.issuer, jwksUri: jwks.jwksUri }] },
         endpoints: [
-          { name: 'docs', match: { pathPrefix: '/mcp/docs' }, auth: { apiKey: false, oauth: true }, resource, scopes: SCOPES },
+          {
+            name: 'docs',
+            match: { pathPrefix: '/mcp/docs' },
+            auth: { apiKey: false, oauth: true },
+            resource,
+            scopes: SCOPES,
+          },
         ],
       };
     },
@@ -41,7 +47,15 @@ test.after.always(async () => {
 
 async function token(claims: Record<string, unknown> = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  return jwks.sign({ iss: jwks.issuer, sub: 'carol', aud: resource, scope: 'tools:search', iat: now, exp: now + 300, ...claims });
+  return jwks.sign({
+    iss: jwks.issuer,
+    sub: 'carol',
+    aud: resource,
+    scope: 'tools:search',
+    iat: now,
+    exp: now + 300,
+    ...claims,
+  });
 }
 
 const sameIssuer = (a: string) => a.replace(/\/$/, '') === jwks.issuer.replace(/\/$/, '');
@@ -59,13 +73,19 @@ test('without a credential the client gets a 401 Bearer challenge the SDK parses
   t.is(challenge.resourceMetadataUrl?.href, metadataUrl);
   t.deepEqual(challenge.scope?.split(' ').sort(), [...SCOPES].sort());
 
-  const viaHeader = await discoverOAuthProtectedResourceMetadata(stack.url('/mcp/docs'), { resourceMetadataUrl: challenge.resourceMetadataUrl! });
+  const viaHeader = await discoverOAuthProtectedResourceMetadata(stack.url('/mcp/docs'), {
+    resourceMetadataUrl: challenge.resourceMetadataUrl!,
+  });
   t.is(viaHeader.resource, resource);
   t.true(viaHeader.authorization_servers?.some(sameIssuer));
   t.deepEqual([...(viaHeader.scopes_supported ?? [])].sort(), [...SCOPES].sort());
   t.true(viaHeader.bearer_methods_supported?.includes('header'));
 
-  t.deepEqual(stack.mcp.httpRequests.filter((r) => r.url.startsWith('/mcp/docs') || r.url.startsWith('/.well-known')), [], 'the MCP server saw nothing');
+  t.deepEqual(
+    stack.mcp.httpRequests.filter((r) => r.url.startsWith('/mcp/docs') || r.url.startsWith('/.well-known')),
+    [],
+    'the MCP server saw nothing',
+  );
 });
 
 test('without the header, the SDK finds the same protected-resource metadata by path-suffixed discovery through the proxy', async (t) => {
@@ -76,7 +96,10 @@ test('without the header, the SDK finds the same protected-resource metadata by 
   t.is(http.seen[0]?.url, metadataUrl, 'the first, path-aware, location answers');
   t.is(http.seen[0]?.status, 200);
   const viaProxy = stack.proxy.requests.filter((r) => r.path === '/.well-known/oauth-protected-resource/mcp/docs');
-  t.true(viaProxy.length > 0 && viaProxy.every((r) => r.checked && !r.forwarded), 'answered by the service directly from Check');
+  t.true(
+    viaProxy.length > 0 && viaProxy.every((r) => r.checked && !r.forwarded),
+    'answered by the service directly from Check',
+  );
 });
 
 test('a token with scope tools:search calls search; the server sees the OAuth identity and never the token', async (t) => {
@@ -92,7 +115,10 @@ test('a token with scope tools:search calls search; the server sees the OAuth id
   t.is(seen!.headers['x-mcp-user-id'], 'carol');
   t.is(seen!.headers.authorization, undefined);
   for (const r of stack.mcp.httpRequests) {
-    t.false(Object.values(r.headers).some((v) => v.includes(jwt)), 'the token never reaches the MCP server');
+    t.false(
+      Object.values(r.headers).some((v) => v.includes(jwt)),
+      'the token never reaches the MCP server',
+    );
   }
 });
 
@@ -110,7 +136,9 @@ test('a call needing another scope gets the step-up 403 insufficient_scope the S
 });
 
 test('a token issued for another resource is 401 invalid_token with a Bearer error the SDK reads', async (t) => {
-  const s = mcpClient(stack.url('/mcp/docs'), { headers: { Authorization: `Bearer ${await token({ sub: 'mallory', aud: 'https://other.example.com/mcp' })}` } });
+  const s = mcpClient(stack.url('/mcp/docs'), {
+    headers: { Authorization: `Bearer ${await token({ sub: 'mallory', aud: 'https://other.example.com/mcp' })}` },
+  });
   const err = await t.throwsAsync(s.connect());
   t.is((err as StreamableHTTPError).code, 401);
   const seen = s.http.last(401)!;
@@ -118,5 +146,8 @@ test('a token issued for another resource is 401 invalid_token with a Bearer err
   const challenge = extractWWWAuthenticateParams(seen.response);
   t.is(challenge.error, 'invalid_token');
   t.is(challenge.resourceMetadataUrl?.href, metadataUrl);
-  t.false(stack.mcp.httpRequests.some((r) => r.headers['x-mcp-user-id'] === 'mallory'), 'nothing of it reached the MCP server');
+  t.false(
+    stack.mcp.httpRequests.some((r) => r.headers['x-mcp-user-id'] === 'mallory'),
+    'nothing of it reached the MCP server',
+  );
 });

@@ -66,27 +66,52 @@ function endpoint(name: string, host: string | undefined, pathPrefix: string | u
 // Small alphabets so that hosts, wildcards and prefixes collide, nest and tie often.
 const label = fc.constantFrom('a', 'b', 'x', 'mcp', 'team', 'example', 'com', '');
 const hostName = fc.array(label, { minLength: 1, maxLength: 4 }).map((ls) => ls.join('.'));
-const hostPattern = fc.oneof(hostName, hostName.map((h) => `*${h}`), hostName.map((h) => `*.${h}`), hostName.map((h) => `${h}*`), hostName.map((h) => `${h}.*`), fc.constant('*'), hostName.map((h) => h.toUpperCase()));
+const hostPattern = fc.oneof(
+  hostName,
+  hostName.map((h) => `*${h}`),
+  hostName.map((h) => `*.${h}`),
+  hostName.map((h) => `${h}*`),
+  hostName.map((h) => `${h}.*`),
+  fc.constant('*'),
+  hostName.map((h) => h.toUpperCase()),
+);
 const segment = fc.constantFrom('', 'mcp', 'files', 'filesystem', 'file', 'a', 'b', '.', 'x;v=1');
 const path = fc.array(segment, { maxLength: 5 }).map((s) => `/${s.join('/')}`);
-const anyString = fc.string({ unit: fc.constantFrom('/', 'a', 'b', '.', 'm') , maxLength: 8 });
-const prefix = fc.oneof(path, path.map((p) => `${p}/`), anyString);
-const config = fc.array(fc.record({ host: fc.option(hostPattern, { nil: undefined }), prefix: fc.option(prefix, { nil: undefined }) }), { maxLength: 14 });
-const requestHost = fc.oneof(hostName, hostName.map((h) => `${h}:8443`), hostName.map((h) => h.toUpperCase()), fc.constant(''), fc.constant('[::1]:80'));
+const anyString = fc.string({ unit: fc.constantFrom('/', 'a', 'b', '.', 'm'), maxLength: 8 });
+const prefix = fc.oneof(
+  path,
+  path.map((p) => `${p}/`),
+  anyString,
+);
+const config = fc.array(
+  fc.record({ host: fc.option(hostPattern, { nil: undefined }), prefix: fc.option(prefix, { nil: undefined }) }),
+  { maxLength: 14 },
+);
+const requestHost = fc.oneof(
+  hostName,
+  hostName.map((h) => `${h}:8443`),
+  hostName.map((h) => h.toUpperCase()),
+  fc.constant(''),
+  fc.constant('[::1]:80'),
+);
 const requestPath = fc.oneof(path, anyString);
 
 test('the indexed endpoint choice equals the linear one for any endpoints, duplicates included, and any request', (t) => {
   fc.assert(
-    fc.property(config, fc.array(fc.tuple(requestHost, requestPath), { minLength: 1, maxLength: 20 }), (specs, requests) => {
-      const configs = specs.map((s, i) => endpoint(`e${i}`, s.host, s.prefix));
-      const indexed = new EndpointRegistry(configs);
-      const linear = new LinearMatcher(configs);
-      for (const [host, p] of requests) {
-        const want = linear.match(p, host)?.name;
-        const got = indexed.match(p, host)?.name;
-        if (got !== want) throw new Error(`${host} ${p}: indexed chose ${got}, linear ${want}`);
-      }
-    }),
+    fc.property(
+      config,
+      fc.array(fc.tuple(requestHost, requestPath), { minLength: 1, maxLength: 20 }),
+      (specs, requests) => {
+        const configs = specs.map((s, i) => endpoint(`e${i}`, s.host, s.prefix));
+        const indexed = new EndpointRegistry(configs);
+        const linear = new LinearMatcher(configs);
+        for (const [host, p] of requests) {
+          const want = linear.match(p, host)?.name;
+          const got = indexed.match(p, host)?.name;
+          if (got !== want) throw new Error(`${host} ${p}: indexed chose ${got}, linear ${want}`);
+        }
+      },
+    ),
     { numRuns: 3000 },
   );
   t.pass();
@@ -95,13 +120,23 @@ test('the indexed endpoint choice equals the linear one for any endpoints, dupli
 test('a request is tried against the prefixes its own host selects, with requests built from the configured prefixes', (t) => {
   // Requests derived from the config itself hit every prefix, its extensions and its near misses.
   fc.assert(
-    fc.property(config.filter((c) => c.length > 0), fc.nat(), fc.constantFrom('', '/', '/x', 'x', '/mcp/files'), fc.constantFrom('', 'z', 'z.', ':1'), (specs, pick, tail, hostTail) => {
-      const configs = specs.map((s, i) => endpoint(`e${i}`, s.host, s.prefix));
-      const chosen = specs[pick % specs.length]!;
-      const host = (chosen.host ?? 'elsewhere').replace(/\*/g, 'q') + hostTail;
-      const p = (chosen.prefix ?? '') + tail;
-      t.is(new EndpointRegistry(configs).match(p, host)?.name, new LinearMatcher(configs).match(p, host)?.name, `${host} ${p}`);
-    }),
+    fc.property(
+      config.filter((c) => c.length > 0),
+      fc.nat(),
+      fc.constantFrom('', '/', '/x', 'x', '/mcp/files'),
+      fc.constantFrom('', 'z', 'z.', ':1'),
+      (specs, pick, tail, hostTail) => {
+        const configs = specs.map((s, i) => endpoint(`e${i}`, s.host, s.prefix));
+        const chosen = specs[pick % specs.length]!;
+        const host = (chosen.host ?? 'elsewhere').replace(/\*/g, 'q') + hostTail;
+        const p = (chosen.prefix ?? '') + tail;
+        t.is(
+          new EndpointRegistry(configs).match(p, host)?.name,
+          new LinearMatcher(configs).match(p, host)?.name,
+          `${host} ${p}`,
+        );
+      },
+    ),
     { numRuns: 3000 },
   );
 });
@@ -117,7 +152,11 @@ test('the first endpoint in config order wins between equal prefixes, and a wild
   ]);
   t.is(r.match('/mcp/x', 'a.example.com')?.name, 'first');
   t.is(r.match('/mcpx', 'a.example.com')?.name, 'whole-1');
-  t.is(r.match('/mcp', '.example.com')?.name, 'any', '"*.example.com" needs at least one character before ".example.com"');
+  t.is(
+    r.match('/mcp', '.example.com')?.name,
+    'any',
+    '"*.example.com" needs at least one character before ".example.com"',
+  );
   t.is(r.match('/mcp', 'b.example.com:443')?.name, 'star');
   t.is(r.match('/mcp', '')?.name, undefined, 'an empty host matches no wildcard, not even "*"');
 });

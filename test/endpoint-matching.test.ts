@@ -26,7 +26,11 @@ test('a host an endpoint names never falls back to path-only endpoints', (t) => 
     { name: 'public-tools', match: { pathPrefix: '/tools' }, auth: { apiKey: false, oauth: false } },
   ]);
   t.is(name(r, '/mcp/x', 'a.example.com'), 'host-mcp');
-  t.is(name(r, '/tools', 'a.example.com'), undefined, 'Envoy routes a.example.com to its own virtual host, where /tools has no route');
+  t.is(
+    name(r, '/tools', 'a.example.com'),
+    undefined,
+    'Envoy routes a.example.com to its own virtual host, where /tools has no route',
+  );
   t.is(name(r, '/tools', 'b.example.com'), 'public-tools');
 });
 
@@ -62,10 +66,12 @@ test('exact hosts beat suffix wildcards, longer suffixes beat shorter ones, pref
 });
 
 test('config refuses two endpoints that match the same host and prefix, and hosts with a port or scheme', (t) => {
-  const twin = t.throws(() => registry([
-    { name: 'a', match: { pathPrefix: '/mcp/' } },
-    { name: 'b', match: { pathPrefix: '/mcp' } },
-  ]));
+  const twin = t.throws(() =>
+    registry([
+      { name: 'a', match: { pathPrefix: '/mcp/' } },
+      { name: 'b', match: { pathPrefix: '/mcp' } },
+    ]),
+  );
   t.regex(twin!.message, /endpoints\.1\.match: matches the same host and path prefix as endpoint "a"/);
   for (const host of ['a.example.com:443', 'https://a.example.com', '*', 'a.*.com', 'a b']) {
     const err = t.throws(() => registry([{ name: 'x', match: { host } }]), undefined, host);
@@ -80,12 +86,20 @@ test('config refuses two endpoints that match the same host and prefix, and host
 // host is a list of domains; the one chosen is the exact domain, else the longest matching
 // suffix wildcard, else the longest prefix wildcard, else "*"; within it, the first route
 // (path_separated_prefix, longest first) that matches.
-function envoyRoute(endpoints: { name: string; host?: string; prefix?: string }[], path: string, rawHost: string): string | undefined {
+function envoyRoute(
+  endpoints: { name: string; host?: string; prefix?: string }[],
+  path: string,
+  rawHost: string,
+): string | undefined {
   const host = rawHost.toLowerCase().replace(/:\d+$/, '');
   const domains = [...new Set(endpoints.map((e) => e.host).filter((h): h is string => h !== undefined))];
   const exact = domains.find((d) => !d.includes('*') && d === host);
-  const suffix = domains.filter((d) => d.startsWith('*') && host.endsWith(d.slice(1)) && host.length > d.length - 1).sort((a, b) => b.length - a.length)[0];
-  const prefix = domains.filter((d) => d.endsWith('*') && host.startsWith(d.slice(0, -1)) && host.length > d.length - 1).sort((a, b) => b.length - a.length)[0];
+  const suffix = domains
+    .filter((d) => d.startsWith('*') && host.endsWith(d.slice(1)) && host.length > d.length - 1)
+    .sort((a, b) => b.length - a.length)[0];
+  const prefix = domains
+    .filter((d) => d.endsWith('*') && host.startsWith(d.slice(0, -1)) && host.length > d.length - 1)
+    .sort((a, b) => b.length - a.length)[0];
   const domain = exact ?? suffix ?? prefix;
   const routes = endpoints
     .filter((e) => e.host === domain)
@@ -97,16 +111,54 @@ function envoyRoute(endpoints: { name: string; host?: string; prefix?: string }[
 test('endpoint choice agrees with a model of Envoy routing for any set of endpoints and requests', (t) => {
   const hosts = ['a.example.com', 'b.example.com', '*.example.com', '*.b.example.com', 'a.*', 'mcp.example.org'];
   const prefixes = ['/', '/mcp', '/mcp/files', '/mcp/file', '/tools', '/mcp/files/deep'];
-  const endpoint = fc.record({ host: fc.option(fc.constantFrom(...hosts), { nil: undefined }), prefix: fc.option(fc.constantFrom(...prefixes), { nil: undefined }) })
+  const endpoint = fc
+    .record({
+      host: fc.option(fc.constantFrom(...hosts), { nil: undefined }),
+      prefix: fc.option(fc.constantFrom(...prefixes), { nil: undefined }),
+    })
     .filter((e) => e.host !== undefined || e.prefix !== undefined);
-  const requestHost = fc.constantFrom('a.example.com', 'A.Example.com:8443', 'b.example.com', 'x.b.example.com', 'c.example.com', 'example.com', 'a.other', 'mcp.example.org', 'elsewhere');
-  const requestPath = fc.constantFrom('/', '/mcp', '/mcp/files', '/mcp/filesystem', '/mcp/files/deep/x', '/mcp/file', '/tools/x', '/toolsx', '/other');
+  const requestHost = fc.constantFrom(
+    'a.example.com',
+    'A.Example.com:8443',
+    'b.example.com',
+    'x.b.example.com',
+    'c.example.com',
+    'example.com',
+    'a.other',
+    'mcp.example.org',
+    'elsewhere',
+  );
+  const requestPath = fc.constantFrom(
+    '/',
+    '/mcp',
+    '/mcp/files',
+    '/mcp/filesystem',
+    '/mcp/files/deep/x',
+    '/mcp/file',
+    '/tools/x',
+    '/toolsx',
+    '/other',
+  );
   fc.assert(
-    fc.property(fc.uniqueArray(endpoint, { selector: (e) => `${e.host} ${(e.prefix ?? '/').replace(/\/+$/, '')}`, maxLength: 8 }), requestHost, requestPath, (eps, host, path) => {
-      const named = eps.map((e, i) => ({ name: `e${i}`, ...e }));
-      const r = registry(named.map((e) => ({ name: e.name, match: { ...(e.host ? { host: e.host } : {}), ...(e.prefix ? { pathPrefix: e.prefix } : {}) } })));
-      t.is(r.match(path, host.toLowerCase())?.name, envoyRoute(named, path, host), `${host}${path} with ${JSON.stringify(named)}`);
-    }),
+    fc.property(
+      fc.uniqueArray(endpoint, { selector: (e) => `${e.host} ${(e.prefix ?? '/').replace(/\/+$/, '')}`, maxLength: 8 }),
+      requestHost,
+      requestPath,
+      (eps, host, path) => {
+        const named = eps.map((e, i) => ({ name: `e${i}`, ...e }));
+        const r = registry(
+          named.map((e) => ({
+            name: e.name,
+            match: { ...(e.host ? { host: e.host } : {}), ...(e.prefix ? { pathPrefix: e.prefix } : {}) },
+          })),
+        );
+        t.is(
+          r.match(path, host.toLowerCase())?.name,
+          envoyRoute(named, path, host),
+          `${host}${path} with ${JSON.stringify(named)}`,
+        );
+      },
+    ),
     { numRuns: 2000 },
   );
 });

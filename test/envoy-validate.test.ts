@@ -20,10 +20,18 @@ const BIN = join(ROOT, '.build', 'bin', 'envoy-validate');
 const ENVOY = join(ROOT, 'examples', 'envoy', 'envoy.yaml');
 const MESH = join(ROOT, 'examples', 'istio', 'mesh-config.yaml');
 
-function validate(kind: 'bootstrap' | 'istio-mesh', file: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  if (!existsSync(BIN)) throw new Error('envoy-validate is not built: run `scripts/install-tools.sh envoy-validate` (npm test does it in pretest)');
+function validate(
+  kind: 'bootstrap' | 'istio-mesh',
+  file: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  if (!existsSync(BIN))
+    throw new Error(
+      'envoy-validate is not built: run `scripts/install-tools.sh envoy-validate` (npm test does it in pretest)',
+    );
   return new Promise((resolve) => {
-    execFile(BIN, [kind, file], (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    execFile(BIN, [kind, file], (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 
@@ -44,14 +52,18 @@ test('the Envoy example is a valid v3 Bootstrap, with every typed config read an
     'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
     'envoy.extensions.filters.http.router.v3.Router',
     'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-  ]) t.true(r.stdout.includes(type), `${type} checked:\n${r.stdout}`);
+  ])
+    t.true(r.stdout.includes(type), `${type} checked:\n${r.stdout}`);
 });
 
 test('the mTLS Envoy example is a valid v3 Bootstrap, its UpstreamTlsContext read and checked', async (t) => {
   const r = await validate('bootstrap', join(ROOT, 'examples', 'envoy', 'envoy-mtls.yaml'));
   t.is(r.code, 0, r.stderr);
   t.true(r.stdout.includes('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext'), r.stdout);
-  const typo = await validate('bootstrap', edited(join(ROOT, 'examples', 'envoy', 'envoy-mtls.yaml'), 'san_type: DNS', 'san_type: DNSNAME'));
+  const typo = await validate(
+    'bootstrap',
+    edited(join(ROOT, 'examples', 'envoy', 'envoy-mtls.yaml'), 'san_type: DNS', 'san_type: DNSNAME'),
+  );
   t.is(typo.code, 1);
   t.regex(typo.stderr, /invalid value for enum/);
 });
@@ -63,7 +75,10 @@ test('the validator refuses a rule broken inside a typed config, an unknown fiel
   const typo = await validate('bootstrap', edited(ENVOY, 'failure_mode_allow: false', 'failure_mode_alow: false'));
   t.is(typo.code, 1);
   t.regex(typo.stderr, /unknown field "failure_mode_alow"/);
-  const action = await validate('bootstrap', edited(ENVOY, 'path_with_escaped_slashes_action: REJECT_REQUEST', 'path_with_escaped_slashes_action: REJECT'));
+  const action = await validate(
+    'bootstrap',
+    edited(ENVOY, 'path_with_escaped_slashes_action: REJECT_REQUEST', 'path_with_escaped_slashes_action: REJECT'),
+  );
   t.is(action.code, 1);
   t.regex(action.stderr, /invalid value for enum/);
 });
@@ -75,7 +90,10 @@ test('the Istio mesh config is a valid istio.mesh.v1alpha1.MeshConfig with the m
 });
 
 test('the validator refuses a mesh config field Istio does not have, and a wrong type', async (t) => {
-  const typo = await validate('istio-mesh', edited(MESH, 'failOpen: false', 'failOpen: false\n          statusOnErr: "503"'));
+  const typo = await validate(
+    'istio-mesh',
+    edited(MESH, 'failOpen: false', 'failOpen: false\n          statusOnErr: "503"'),
+  );
   t.is(typo.code, 1);
   t.regex(typo.stderr, /unknown field "statusOnErr"/);
   const type = await validate('istio-mesh', edited(MESH, 'port: 9191', 'port: "nine"'));
@@ -89,7 +107,11 @@ const MESH_HTTP = join(ROOT, 'examples', 'istio', 'mesh-config-http.yaml');
 test('the Envoy HTTP ext_authz example is a valid v3 Bootstrap, with every typed config read and checked', async (t) => {
   const r = await validate('bootstrap', ENVOY_HTTP);
   t.is(r.code, 0, r.stderr);
-  for (const type of ['envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute']) t.true(r.stdout.includes(type), `${type} checked:\n${r.stdout}`);
+  for (const type of [
+    'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
+    'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute',
+  ])
+    t.true(r.stdout.includes(type), `${type} checked:\n${r.stdout}`);
 });
 
 test('the Istio envoyExtAuthzHttp provider is a valid MeshConfig extension provider', async (t) => {
@@ -102,38 +124,93 @@ test('the Istio envoyExtAuthzHttp provider is a valid MeshConfig extension provi
 
 /** The mcp-authz settings an example's header comment says to run with, as a config. */
 function namedSettings(file: string): Record<string, unknown> {
-  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => /^#\s+(listen|clientAddress|extAuthzHttp):/.test(l));
+  const lines = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => /^#\s+(listen|clientAddress|extAuthzHttp):/.test(l));
   return parse(lines.map((l) => l.replace(/^#\s+/, '')).join('\n')) as Record<string, unknown>;
 }
 
 // Headers the service reads or removes, which Envoy must forward for it to see them.
-const READ_HEADERS = ['authorization', 'x-api-key', 'cookie', 'origin', 'sec-fetch-site', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'mcp-param-region', 'content-encoding', 'content-type', 'x-forwarded-for', 'x-mcp-user-id', 'x_mcp_user_id'];
+const READ_HEADERS = [
+  'authorization',
+  'x-api-key',
+  'cookie',
+  'origin',
+  'sec-fetch-site',
+  'mcp-protocol-version',
+  'mcp-method',
+  'mcp-name',
+  'mcp-param-region',
+  'content-encoding',
+  'content-type',
+  'x-forwarded-for',
+  'x-mcp-user-id',
+  'x_mcp_user_id',
+];
 
 test('both HTTP examples forward every header the service reads, pass its identity headers upstream, and name settings that load', (t) => {
   const envoy = parse(readFileSync(ENVOY_HTTP, 'utf8'));
   const hcm = envoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
   const authz = hcm.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_authz').typed_config;
-  const regexes = authz.allowed_headers.patterns.map((p: { safe_regex?: { regex: string } }) => new RegExp(`^(?:${p.safe_regex!.regex})$`));
-  for (const h of READ_HEADERS) t.true(regexes.some((r: RegExp) => r.test(h)), `Envoy forwards ${h}`);
+  const regexes = authz.allowed_headers.patterns.map(
+    (p: { safe_regex?: { regex: string } }) => new RegExp(`^(?:${p.safe_regex!.regex})$`),
+  );
+  for (const h of READ_HEADERS)
+    t.true(
+      regexes.some((r: RegExp) => r.test(h)),
+      `Envoy forwards ${h}`,
+    );
   // What Envoy copies upstream is exactly what the service is told it copies (extAuthzHttp.upstreamHeaders):
   // the identity headers and the Cookie header without the session cookie; nothing is appended.
   const response = authz.http_service.authorization_response;
   t.is(response.allowed_upstream_headers_to_append, undefined);
-  const upstream = response.allowed_upstream_headers.patterns.map((p: { prefix?: string; exact?: string }) => (p.prefix !== undefined ? `${p.prefix}*` : p.exact));
-  const identity = identityHeaders({ id: 'k1', method: 'api_key', userId: 'alice', keyId: 'k1' } as Principal).map((h) => h.name);
+  const upstream = response.allowed_upstream_headers.patterns.map((p: { prefix?: string; exact?: string }) =>
+    p.prefix !== undefined ? `${p.prefix}*` : p.exact,
+  );
+  const identity = identityHeaders({ id: 'k1', method: 'api_key', userId: 'alice', keyId: 'k1' } as Principal).map(
+    (h) => h.name,
+  );
   t.true(identity.length >= 4);
-  for (const h of [...identity, 'cookie']) t.true(upstream.some((p: string) => headerNameMatches(p, h)), `Envoy passes ${h} upstream`);
-  t.deepEqual(validateConfig(namedSettings(ENVOY_HTTP), ENVOY_HTTP, ROOT, {}).extAuthzHttp.upstreamHeaders, upstream, 'extAuthzHttp.upstreamHeaders names what allowed_upstream_headers copies');
+  for (const h of [...identity, 'cookie'])
+    t.true(
+      upstream.some((p: string) => headerNameMatches(p, h)),
+      `Envoy passes ${h} upstream`,
+    );
+  t.deepEqual(
+    validateConfig(namedSettings(ENVOY_HTTP), ENVOY_HTTP, ROOT, {}).extAuthzHttp.upstreamHeaders,
+    upstream,
+    'extAuthzHttp.upstreamHeaders names what allowed_upstream_headers copies',
+  );
   t.true(hcm.use_remote_address, 'Envoy appends the client address that trustedHops: 1 reads');
 
   const provider = parse(readFileSync(MESH_HTTP, 'utf8')).spec.meshConfig.extensionProviders[0].envoyExtAuthzHttp;
   // Istio's header patterns: exact, "prefix*" or "*suffix".
-  const istioMatch = (pattern: string, h: string) => (pattern.endsWith('*') ? h.startsWith(pattern.slice(0, -1)) : pattern.startsWith('*') ? h.endsWith(pattern.slice(1)) : h === pattern);
-  for (const h of READ_HEADERS) t.true(provider.includeRequestHeadersInCheck.some((p: string) => istioMatch(p, h)), `Istio forwards ${h}`);
-  for (const h of [...identity, 'cookie']) t.true(provider.headersToUpstreamOnAllow.some((p: string) => istioMatch(p, h)), `Istio passes ${h} upstream`);
-  t.deepEqual(validateConfig(namedSettings(MESH_HTTP), MESH_HTTP, ROOT, {}).extAuthzHttp.upstreamHeaders, provider.headersToUpstreamOnAllow, 'extAuthzHttp.upstreamHeaders names what headersToUpstreamOnAllow copies');
+  const istioMatch = (pattern: string, h: string) =>
+    pattern.endsWith('*')
+      ? h.startsWith(pattern.slice(0, -1))
+      : pattern.startsWith('*')
+        ? h.endsWith(pattern.slice(1))
+        : h === pattern;
+  for (const h of READ_HEADERS)
+    t.true(
+      provider.includeRequestHeadersInCheck.some((p: string) => istioMatch(p, h)),
+      `Istio forwards ${h}`,
+    );
+  for (const h of [...identity, 'cookie'])
+    t.true(
+      provider.headersToUpstreamOnAllow.some((p: string) => istioMatch(p, h)),
+      `Istio passes ${h} upstream`,
+    );
+  t.deepEqual(
+    validateConfig(namedSettings(MESH_HTTP), MESH_HTTP, ROOT, {}).extAuthzHttp.upstreamHeaders,
+    provider.headersToUpstreamOnAllow,
+    'extAuthzHttp.upstreamHeaders names what headersToUpstreamOnAllow copies',
+  );
 
-  for (const [file, port] of [[ENVOY_HTTP, 9292], [MESH_HTTP, provider.port]] as const) {
+  for (const [file, port] of [
+    [ENVOY_HTTP, 9292],
+    [MESH_HTTP, provider.port],
+  ] as const) {
     const settings = namedSettings(file);
     const loaded = validateConfig(settings, file, ROOT, {});
     t.is(loaded.listen.extAuthzHttp, `0.0.0.0:${port}`, `${file}: the port it calls`);
@@ -170,7 +247,7 @@ function extProcFilter(): Record<string, any> {
   return hcm.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_proc').typed_config;
 }
 
-test('the Istio EnvoyFilter is a valid EnvoyFilter whose ext_proc filter is the Envoy example\'s, and Envoy reads it', async (t) => {
+test("the Istio EnvoyFilter is a valid EnvoyFilter whose ext_proc filter is the Envoy example's, and Envoy reads it", async (t) => {
   const filter = parse(readFileSync(join(ROOT, 'examples', 'istio', 'ext-proc-envoyfilter.yaml'), 'utf8'));
   await validateObject(filter);
   const [patch] = filter.spec.configPatches;
@@ -179,11 +256,16 @@ test('the Istio EnvoyFilter is a valid EnvoyFilter whose ext_proc filter is the 
   const istio = patch.patch.value.typed_config;
   const envoy = extProcFilter();
   // Everything but the cluster's name (Istio's outbound cluster) is the Envoy example's.
-  const strip = (c: Record<string, any>) => ({ ...c, grpc_service: { envoy_grpc: { ...c.grpc_service.envoy_grpc, cluster_name: undefined } } });
+  const strip = (c: Record<string, any>) => ({
+    ...c,
+    grpc_service: { envoy_grpc: { ...c.grpc_service.envoy_grpc, cluster_name: undefined } },
+  });
   t.deepEqual(strip(istio), strip(envoy));
   t.regex(istio.grpc_service.envoy_grpc.cluster_name, /^outbound\|9191\|\|mcp-authz\./);
   // The patched filter, in an Envoy example whose cluster has Istio's name: Envoy's own types read it.
-  const bootstrap = readFileSync(EXT_PROC, 'utf8').replaceAll('cluster_name: mcp-authz', `cluster_name: "${istio.grpc_service.envoy_grpc.cluster_name}"`).replace('- name: mcp-authz\n', `- name: "${istio.grpc_service.envoy_grpc.cluster_name}"\n`);
+  const bootstrap = readFileSync(EXT_PROC, 'utf8')
+    .replaceAll('cluster_name: mcp-authz', `cluster_name: "${istio.grpc_service.envoy_grpc.cluster_name}"`)
+    .replace('- name: mcp-authz\n', `- name: "${istio.grpc_service.envoy_grpc.cluster_name}"\n`);
   const file = join(mkdtempSync(join(tmpdir(), 'mcp-authz-validate-')), 'istio.yaml');
   writeFileSync(file, bootstrap);
   const r = await validate('bootstrap', file);
@@ -191,7 +273,7 @@ test('the Istio EnvoyFilter is a valid EnvoyFilter whose ext_proc filter is the 
   t.true(bootstrap.includes('cluster_name: "outbound|9191||'));
 });
 
-test('the Envoy example\'s access log prints the decision id from the ext_authz filter\'s dynamic metadata, and no path', async (t) => {
+test("the Envoy example's access log prints the decision id from the ext_authz filter's dynamic metadata, and no path", async (t) => {
   const text = readFileSync(ENVOY, 'utf8');
   // The namespace is the filter's canonical name; the key is the one mcp-authz writes.
   t.true(text.includes('- name: envoy.filters.http.ext_authz'));
@@ -203,11 +285,15 @@ test('the Envoy example\'s access log prints the decision id from the ext_authz 
   t.true(r.stdout.includes('envoy.extensions.access_loggers.stream.v3.StdoutAccessLog'), r.stdout);
 });
 
-test('the Envoy tracer set-up in docs/tracing.md is valid in the example\'s connection manager', async (t) => {
+test("the Envoy tracer set-up in docs/tracing.md is valid in the example's connection manager", async (t) => {
   const doc = readFileSync(join(ROOT, 'docs', 'tracing.md'), 'utf8');
   const block = /```yaml\n(tracing:\n[\s\S]*?)```/.exec(doc)?.[1];
   t.truthy(block, 'docs/tracing.md has the tracing: block');
-  const indented = block!.trimEnd().split('\n').map((l) => ' '.repeat(16) + l).join('\n');
+  const indented = block!
+    .trimEnd()
+    .split('\n')
+    .map((l) => ' '.repeat(16) + l)
+    .join('\n');
   const file = edited(ENVOY, '                stat_prefix: mcp\n', `                stat_prefix: mcp\n${indented}\n`);
   const r = await validate('bootstrap', file);
   t.is(r.code, 0, r.stderr);

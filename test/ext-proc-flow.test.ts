@@ -6,7 +6,14 @@ import { once } from 'node:events';
 import { connect } from 'node:http2';
 import test from 'ava';
 import { mintKey } from './e2e/api-keys.js';
-import { keyEntries, requestBody, requestHeaders, responseBody, responseHeaders, testRuntime } from './helpers/ext-proc.js';
+import {
+  keyEntries,
+  requestBody,
+  requestHeaders,
+  responseBody,
+  responseHeaders,
+  testRuntime,
+} from './helpers/ext-proc.js';
 import { rpc } from './helpers/service.js';
 import { extProcRoot, serviceDefinition } from '../src/envoy/proto-root.js';
 import type { StreamCall } from '../src/grpc/calls.js';
@@ -20,7 +27,10 @@ const bob = mintKey({ id: 'bob-cli', name: 'Bob', userId: 'bob', role: 'user', p
 const PROCESS = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
 
 test('Envoy not reading the answers: the stream stops reading the chunks it sends, and every chunk is answered, in order, once it reads again', async (t) => {
-  const rt = await testRuntime({ apiKeys: { keys: keyEntries([bob]) }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }] });
+  const rt = await testRuntime({
+    apiKeys: { keys: keyEntries([bob]) },
+    endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }],
+  });
   t.teardown(() => rt.close());
   const server = new H2GrpcServer({ maxReceiveMessageBytes: 4 * 1024 * 1024, listen: grpcListen });
   const calls: StreamCall[] = [];
@@ -40,18 +50,30 @@ test('Envoy not reading the answers: the stream stops reading the chunks it send
   const Request = extProcRoot().lookupType('envoy.service.ext_proc.v3.ProcessingRequest');
   const Response = extProcRoot().lookupType('envoy.service.ext_proc.v3.ProcessingResponse');
   const encode = (m: object) => frame(Request.encode(Request.fromObject(m)).finish());
-  const req = session.request({ ':method': 'POST', ':path': PROCESS, 'content-type': 'application/grpc', te: 'trailers' });
+  const req = session.request({
+    ':method': 'POST',
+    ':path': PROCESS,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
   req.pause(); // Envoy stops reading the answers
 
   const body = rpc('tools/list', undefined, 3);
   // 400 progress notifications of 2 kB each (answered with the same bytes), then the result.
-  const chunks = Array.from({ length: 400 }, (_, i) => `data: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 't', progress: i, message: 'x'.repeat(2000) } })}\n\n`);
+  const chunks = Array.from(
+    { length: 400 },
+    (_, i) =>
+      `data: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 't', progress: i, message: 'x'.repeat(2000) } })}\n\n`,
+  );
   const messages = [
     requestHeaders({ path: '/mcp/files', headers: [['x-api-key', bob.key]], body, source: '10.1.2.3:40000' }),
     requestBody(body),
     responseHeaders(200, [['content-type', 'text/event-stream']]),
     ...chunks.map((c) => responseBody(c, false)),
-    responseBody(`data: ${JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: [{ name: 'search' }, { name: 'delete_repo' }] } })}\n\n`, true),
+    responseBody(
+      `data: ${JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: [{ name: 'search' }, { name: 'delete_repo' }] } })}\n\n`,
+      true,
+    ),
   ];
   for (const m of messages) req.write(encode(m));
   req.end();
@@ -63,13 +85,19 @@ test('Envoy not reading the answers: the stream stops reading the chunks it send
 
   const answers: Record<string, any>[] = [];
   const reader = new FrameReader(4 * 1024 * 1024);
-  req.on('data', (d: Buffer) => reader.push(d, (m) => answers.push(Response.toObject(Response.decode(m), { enums: String, bytes: String }) as Record<string, any>)));
+  req.on('data', (d: Buffer) =>
+    reader.push(d, (m) =>
+      answers.push(Response.toObject(Response.decode(m), { enums: String, bytes: String }) as Record<string, any>),
+    ),
+  );
   const trailers = once(req, 'trailers');
   req.resume();
   const [tr] = (await trailers) as [Record<string, string>];
   t.is(tr['grpc-status'], '0', tr['grpc-message']);
   t.is(answers.length, 3 + chunks.length + 1, 'one answer per message');
-  const bodies = answers.slice(3).map((a) => Buffer.from(a.response_body?.response?.body_mutation?.body ?? '', 'base64').toString('utf8'));
+  const bodies = answers
+    .slice(3)
+    .map((a) => Buffer.from(a.response_body?.response?.body_mutation?.body ?? '', 'base64').toString('utf8'));
   t.deepEqual(bodies.slice(0, chunks.length), chunks, 'each notification passed on as it came, in order');
   t.deepEqual(JSON.parse(bodies.at(-1)!.split('data: ')[1]!).result.tools, [{ name: 'search' }]);
 });

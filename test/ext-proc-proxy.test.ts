@@ -8,7 +8,12 @@ import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { filterJsonBody } from '../src/mcp-response/list-filter.js';
 import { SseListRewriter } from '../src/mcp-response/sse-list-rewriter.js';
-import { extProcService, startExtProcProxy, type ExtProcProxyOptions, type ProxyTimers } from '../demo/envoy-stand-in/ext-proc-proxy.js';
+import {
+  extProcService,
+  startExtProcProxy,
+  type ExtProcProxyOptions,
+  type ProxyTimers,
+} from '../demo/envoy-stand-in/ext-proc-proxy.js';
 import { waitFor } from './helpers/wait.js';
 
 // ---- a processor: one script per Process stream ------------------------------------------
@@ -59,7 +64,9 @@ async function startProcessor(script: Script) {
       call.on('error', () => undefined);
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
   return {
     address: `127.0.0.1:${port}`,
     streams,
@@ -71,13 +78,24 @@ async function startProcessor(script: Script) {
   };
 }
 
-const headerList = (m: Wire): [string, string][] => (m[m.request].headers.headers as Wire[]).map((h) => [h.key, h.raw_value ? Buffer.from(h.raw_value).toString() : h.value]);
-const raw = (key: string, value: string, append?: boolean) => ({ header: { key, raw_value: Buffer.from(value) }, ...(append === undefined ? {} : { append: { value: append } }) });
+const headerList = (m: Wire): [string, string][] =>
+  (m[m.request].headers.headers as Wire[]).map((h) => [
+    h.key,
+    h.raw_value ? Buffer.from(h.raw_value).toString() : h.value,
+  ]);
+const raw = (key: string, value: string, append?: boolean) => ({
+  header: { key, raw_value: Buffer.from(value) },
+  ...(append === undefined ? {} : { append: { value: append } }),
+});
 const cont = (phase: string, response: Wire = {}, extra: Wire = {}) => ({ [phase]: { response }, ...extra });
 
 // ---- an upstream ------------------------------------------------------------------------------
 
-const TOOLS = { jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'search' }, { name: 'delete_repo' }, { name: 'read_file' }] } };
+const TOOLS = {
+  jsonrpc: '2.0',
+  id: 1,
+  result: { tools: [{ name: 'search' }, { name: 'delete_repo' }, { name: 'read_file' }] },
+};
 
 async function startUpstream() {
   const requests: { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
@@ -92,7 +110,13 @@ async function startUpstream() {
       requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
       if (req.url === '/json') {
         const text = JSON.stringify(TOOLS);
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'public, max-age=60' }).end(text);
+        res
+          .writeHead(200, {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(text),
+            'cache-control': 'public, max-age=60',
+          })
+          .end(text);
       } else if (req.url === '/sse') {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         res.flushHeaders();
@@ -103,7 +127,13 @@ async function startUpstream() {
         res.end();
       } else {
         const text = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body });
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-upstream': 'yes' }).end(text);
+        res
+          .writeHead(200, {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(text),
+            'x-upstream': 'yes',
+          })
+          .end(text);
       }
     });
   });
@@ -153,16 +183,30 @@ interface Reply {
   aborted: boolean;
 }
 
-function request(url: string, opts: { method?: string; path?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Reply> {
+function request(
+  url: string,
+  opts: { method?: string; path?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = http.request(new URL(opts.path ?? '/echo', url), { method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      let aborted = false;
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('aborted', () => (aborted = true));
-      res.on('error', () => (aborted = true));
-      res.on('close', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString(), aborted: aborted || !res.complete }));
-    });
+    const req = http.request(
+      new URL(opts.path ?? '/echo', url),
+      { method: opts.method ?? 'GET', headers: opts.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let aborted = false;
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('aborted', () => (aborted = true));
+        res.on('error', () => (aborted = true));
+        res.on('close', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString(),
+            aborted: aborted || !res.complete,
+          }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(opts.body);
   });
@@ -189,10 +233,24 @@ async function setup(script: Script, opts: ExtProcProxyOptions = {}) {
 
 test('header mutations reach the upstream and the client; the processor gets pseudo-headers first and values in raw_value', async (t) => {
   const s = await setup((msg, ctx) => {
-    if (msg.request === 'request_headers') ctx.send(cont('request_headers', { header_mutation: { set_headers: [raw('x-added', 'yes')], remove_headers: ['x-remove-me'] } }));
-    if (msg.request === 'response_headers') ctx.send(cont('response_headers', { header_mutation: { set_headers: [raw('x-resp', 'set')], remove_headers: ['x-upstream'] } }));
+    if (msg.request === 'request_headers')
+      ctx.send(
+        cont('request_headers', {
+          header_mutation: { set_headers: [raw('x-added', 'yes')], remove_headers: ['x-remove-me'] },
+        }),
+      );
+    if (msg.request === 'response_headers')
+      ctx.send(
+        cont('response_headers', {
+          header_mutation: { set_headers: [raw('x-resp', 'set')], remove_headers: ['x-upstream'] },
+        }),
+      );
   });
-  const r = await request(s.proxy.url, { method: 'POST', headers: { 'x-remove-me': '1', 'content-type': 'application/json' }, body: '{"a":1}' });
+  const r = await request(s.proxy.url, {
+    method: 'POST',
+    headers: { 'x-remove-me': '1', 'content-type': 'application/json' },
+    body: '{"a":1}',
+  });
   t.is(r.status, 200);
   t.is(r.headers['x-resp'], 'set');
   t.is(r.headers['x-upstream'], undefined);
@@ -201,8 +259,16 @@ test('header mutations reach the upstream and the client; the processor gets pse
   t.is(seen['x-remove-me'], undefined);
 
   const [reqHeaders, respHeaders] = s.processor.streams[0]!;
-  t.deepEqual(headerList(reqHeaders!).slice(0, 4).map(([k]) => k), [':authority', ':path', ':method', ':scheme']);
-  t.deepEqual(headerList(reqHeaders!).find(([k]) => k === ':path'), [':path', '/echo']);
+  t.deepEqual(
+    headerList(reqHeaders!)
+      .slice(0, 4)
+      .map(([k]) => k),
+    [':authority', ':path', ':method', ':scheme'],
+  );
+  t.deepEqual(
+    headerList(reqHeaders!).find(([k]) => k === ':path'),
+    [':path', '/echo'],
+  );
   t.true(headerList(reqHeaders!).some(([k]) => k === 'x-request-id'));
   t.is(reqHeaders!.request_headers.headers.headers[0].value, undefined, 'values travel in raw_value only');
   t.false(reqHeaders!.request_headers.end_of_stream ?? false, 'a request with a body');
@@ -250,14 +316,19 @@ test('append adds a value; unset or false replaces every value; append_action is
 
 test('a mutation with value but no raw_value sets an empty header; with both, or with an invalid name, the request is 500', async (t) => {
   let mutation: Wire = {};
-  const s = await setup((msg, ctx) => ctx.send(cont(msg.request, msg.request === 'request_headers' ? { header_mutation: mutation } : {})));
+  const s = await setup((msg, ctx) =>
+    ctx.send(cont(msg.request, msg.request === 'request_headers' ? { header_mutation: mutation } : {})),
+  );
   mutation = { set_headers: [{ header: { key: 'x-v', value: 'lost' } }] };
   const r1 = await request(s.proxy.url);
   t.is(JSON.parse(r1.body).headers['x-v'], '');
   mutation = { set_headers: [{ header: { key: 'x-v', value: 'a', raw_value: Buffer.from('b') } }] };
   const r2 = await request(s.proxy.url);
   t.is(r2.status, 500);
-  t.is(s.proxy.exchanges[1]!.localReply?.details, 'Only one of value or raw_value in the HeaderValue message should be set.');
+  t.is(
+    s.proxy.exchanges[1]!.localReply?.details,
+    'Only one of value or raw_value in the HeaderValue message should be set.',
+  );
   mutation = { set_headers: [raw('bad header', 'x')] };
   t.is((await request(s.proxy.url)).status, 500);
   t.is(s.upstream.requests.length, 1, 'refused requests never reach the upstream');
@@ -272,14 +343,20 @@ test('a BUFFERED request body arrives whole with end_of_stream; a replaced body 
     (msg, ctx) => {
       if (msg.request === 'request_body') {
         const header_mutation = fixLength ? { remove_headers: ['content-length'] } : undefined;
-        return ctx.send(cont('request_body', { header_mutation, body_mutation: { body: Buffer.from('{"replaced":true}') } }));
+        return ctx.send(
+          cont('request_body', { header_mutation, body_mutation: { body: Buffer.from('{"replaced":true}') } }),
+        );
       }
       ctx.send(cont(msg.request));
     },
     { processingMode: { request_body_mode: 'BUFFERED' } },
   );
   const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', pad: 'x'.repeat(70_000) });
-  const mismatch = await request(s.proxy.url, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+  const mismatch = await request(s.proxy.url, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/json' },
+  });
   t.is(mismatch.status, 500);
   t.is(s.proxy.exchanges[0]!.localReply?.details, 'mismatch between content length and the length of the mutated body');
   const bodyMsg = s.processor.streams[0]!.find((m) => m.request === 'request_body')!;
@@ -298,10 +375,20 @@ test('mode_override in the answer to response headers buffers a JSON list, which
     (msg, ctx) => {
       if (msg.request === 'response_headers') {
         // Content-length must go with a body that changes length.
-        return ctx.send(cont('response_headers', { header_mutation: { remove_headers: ['content-length'], set_headers: [raw('cache-control', 'private')] } }, { mode_override: { response_body_mode: 'BUFFERED' } }));
+        return ctx.send(
+          cont(
+            'response_headers',
+            { header_mutation: { remove_headers: ['content-length'], set_headers: [raw('cache-control', 'private')] } },
+            { mode_override: { response_body_mode: 'BUFFERED' } },
+          ),
+        );
       }
       if (msg.request === 'response_body') {
-        const r = filterJsonBody(Buffer.from(msg.response_body.body).toString(), new Map([[1, 'tools/list']]), () => (i) => i.key !== 'delete_repo');
+        const r = filterJsonBody(
+          Buffer.from(msg.response_body.body).toString(),
+          new Map([[1, 'tools/list']]),
+          () => (i) => i.key !== 'delete_repo',
+        );
         if (!r.ok) throw new Error(r.code);
         return ctx.send(cont('response_body', { body_mutation: { body: Buffer.from(r.body) } }));
       }
@@ -311,7 +398,10 @@ test('mode_override in the answer to response headers buffers a JSON list, which
   );
   const r = await request(s.proxy.url, { path: '/json' });
   t.is(r.status, 200);
-  t.deepEqual(JSON.parse(r.body).result.tools.map((x: { name: string }) => x.name), ['search', 'read_file']);
+  t.deepEqual(
+    JSON.parse(r.body).result.tools.map((x: { name: string }) => x.name),
+    ['search', 'read_file'],
+  );
   t.is(r.headers['cache-control'], 'private');
   t.is(r.headers['content-length'], String(Buffer.byteLength(r.body)));
   t.deepEqual(s.proxy.exchanges[0]!.sent, ['request_headers', 'response_headers', 'response_body']);
@@ -319,7 +409,15 @@ test('mode_override in the answer to response headers buffers a JSON list, which
 });
 
 test('without allow_mode_override a mode_override is ignored and the body is never sent to the processor', async (t) => {
-  const s = await setup((msg, ctx) => ctx.send(cont(msg.request, {}, msg.request === 'response_headers' ? { mode_override: { response_body_mode: 'BUFFERED' } } : {})));
+  const s = await setup((msg, ctx) =>
+    ctx.send(
+      cont(
+        msg.request,
+        {},
+        msg.request === 'response_headers' ? { mode_override: { response_body_mode: 'BUFFERED' } } : {},
+      ),
+    ),
+  );
   const r = await request(s.proxy.url, { path: '/json' });
   t.deepEqual(JSON.parse(r.body), TOOLS);
   t.deepEqual(s.proxy.exchanges[0]!.sent, ['request_headers', 'response_headers']);
@@ -329,8 +427,10 @@ test('without allow_mode_override a mode_override is ignored and the body is nev
 test('a buffered body replaced while the upstream content-length stays is a 500', async (t) => {
   const s = await setup(
     (msg, ctx) => {
-      if (msg.request === 'response_headers') return ctx.send(cont('response_headers', {}, { mode_override: { response_body_mode: 'BUFFERED' } }));
-      if (msg.request === 'response_body') return ctx.send(cont('response_body', { body_mutation: { body: Buffer.from('{}') } }));
+      if (msg.request === 'response_headers')
+        return ctx.send(cont('response_headers', {}, { mode_override: { response_body_mode: 'BUFFERED' } }));
+      if (msg.request === 'response_body')
+        return ctx.send(cont('response_body', { body_mutation: { body: Buffer.from('{}') } }));
       ctx.send(cont(msg.request));
     },
     { allowModeOverride: true },
@@ -342,18 +442,24 @@ test('a buffered body replaced while the upstream content-length stays is a 500'
 });
 
 test('STREAMED: every chunk is answered in order and the SSE list event is rewritten while notifications pass', async (t) => {
-  const progress = (n: number) => `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: n } })}\n\n`;
+  const progress = (n: number) =>
+    `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: n } })}\n\n`;
   const list = `event: message\ndata: ${JSON.stringify(TOOLS)}\n\n`;
   const pieces = [progress(1), list.slice(0, 40), list.slice(40), progress(2)];
   let rewriter: SseListRewriter | undefined;
   const s = await setup(
     (msg, ctx) => {
       if (msg.request === 'response_headers') {
-        rewriter = new SseListRewriter({ calls: new Map([[1, 'tools/list']]), visibleFor: () => (i) => i.key !== 'delete_repo' });
+        rewriter = new SseListRewriter({
+          calls: new Map([[1, 'tools/list']]),
+          visibleFor: () => (i) => i.key !== 'delete_repo',
+        });
         return ctx.send(cont('response_headers', {}, { mode_override: { response_body_mode: 'STREAMED' } }));
       }
       if (msg.request === 'response_body') {
-        const step = msg.response_body.end_of_stream ? rewriter!.end() : rewriter!.push(Buffer.from(msg.response_body.body ?? []));
+        const step = msg.response_body.end_of_stream
+          ? rewriter!.end()
+          : rewriter!.push(Buffer.from(msg.response_body.body ?? []));
         if (!step.ok) return ctx.fail(grpc.status.INTERNAL, step.failure.code);
         return ctx.send(cont('response_body', { body_mutation: { body: step.out } }));
       }
@@ -404,13 +510,17 @@ test('an immediate response replies with its status, headers and a text/plain bo
 test('an immediate response while a streamed body is under way resets the client stream', async (t) => {
   const s = await setup(
     (msg, ctx) => {
-      if (msg.request === 'response_headers') return ctx.send(cont('response_headers', {}, { mode_override: { response_body_mode: 'STREAMED' } }));
-      if (msg.request === 'response_body' && ctx.seen.filter((m) => m.request === 'response_body').length === 2) return ctx.send({ immediate_response: { status: { code: 500 } } });
+      if (msg.request === 'response_headers')
+        return ctx.send(cont('response_headers', {}, { mode_override: { response_body_mode: 'STREAMED' } }));
+      if (msg.request === 'response_body' && ctx.seen.filter((m) => m.request === 'response_body').length === 2)
+        return ctx.send({ immediate_response: { status: { code: 500 } } });
       ctx.send(cont(msg.request));
     },
     { allowModeOverride: true },
   );
-  s.upstream.sse(['data: one\n\n', 'data: two\n\n', 'data: three\n\n'], (i) => s.processor.received('response_body', i));
+  s.upstream.sse(['data: one\n\n', 'data: two\n\n', 'data: three\n\n'], (i) =>
+    s.processor.received('response_body', i),
+  );
   const r = await request(s.proxy.url, { path: '/sse' });
   t.is(r.status, 200);
   t.true(r.aborted);
@@ -456,7 +566,12 @@ test('override_message_timeout restarts the timer up to max_message_timeout, and
       { timers, messageTimeoutMs: 200, maxMessageTimeoutMs: max },
     );
     const pending = request(s.proxy.url);
-    await waitFor('the override', () => s.proxy.exchanges[0]?.received.includes('override_message_timeout') ?? false, 10_000, 5);
+    await waitFor(
+      'the override',
+      () => s.proxy.exchanges[0]?.received.includes('override_message_timeout') ?? false,
+      10_000,
+      5,
+    );
     t.deepEqual(timers.armed(), max ? [5000] : [200]);
     if (max) answer!();
     else timers.fire();
@@ -467,7 +582,10 @@ test('override_message_timeout restarts the timer up to max_message_timeout, and
 
 test('a gRPC error is 500, or status_on_error; an unreachable processor is 500 too', async (t) => {
   for (const statusOnError of [undefined, 503]) {
-    const s = await setup((_msg, ctx) => ctx.fail(grpc.status.INTERNAL, 'boom'), statusOnError ? { statusOnError } : {});
+    const s = await setup(
+      (_msg, ctx) => ctx.fail(grpc.status.INTERNAL, 'boom'),
+      statusOnError ? { statusOnError } : {},
+    );
     const r = await request(s.proxy.url);
     t.is(r.status, statusOnError ?? 500);
     t.is(s.proxy.exchanges[0]!.localReply?.details, `ext_proc_error_gRPC_error_${grpc.status.INTERNAL}`);
@@ -493,32 +611,44 @@ test('an answer out of order is a 500', async (t) => {
 test('a processor that closes its stream cleanly mid-response lets the rest through unmodified', async (t) => {
   const s = await setup(
     (msg, ctx) => {
-      if (msg.request === 'response_headers') return ctx.send(cont('response_headers', {}, { mode_override: { response_body_mode: 'STREAMED' } }));
+      if (msg.request === 'response_headers')
+        return ctx.send(cont('response_headers', {}, { mode_override: { response_body_mode: 'STREAMED' } }));
       if (msg.request === 'response_body') {
-        if (ctx.seen.filter((m) => m.request === 'response_body').length === 1) return ctx.send(cont('response_body', { body_mutation: { body: Buffer.from('data: REWRITTEN\n\n') } }));
+        if (ctx.seen.filter((m) => m.request === 'response_body').length === 1)
+          return ctx.send(cont('response_body', { body_mutation: { body: Buffer.from('data: REWRITTEN\n\n') } }));
         return ctx.end();
       }
       ctx.send(cont(msg.request));
     },
     { allowModeOverride: true },
   );
-  s.upstream.sse(['data: one\n\n', 'data: two\n\n', 'data: three\n\n'], (i) => s.processor.received('response_body', i));
+  s.upstream.sse(['data: one\n\n', 'data: two\n\n', 'data: three\n\n'], (i) =>
+    s.processor.received('response_body', i),
+  );
   const r = await request(s.proxy.url, { path: '/sse' });
   t.false(r.aborted);
-  t.is(r.body, 'data: REWRITTEN\n\ndata: two\n\ndata: three\n\n', 'Envoy goes on without the processor: this is why the service must never close cleanly mid-list');
+  t.is(
+    r.body,
+    'data: REWRITTEN\n\ndata: two\n\ndata: three\n\n',
+    'Envoy goes on without the processor: this is why the service must never close cleanly mid-list',
+  );
   await s.stop();
 });
 
 test('a gRPC error while a streamed body is under way resets the client stream', async (t) => {
   const s = await setup(
     (msg, ctx) => {
-      if (msg.request === 'response_headers') return ctx.send(cont('response_headers', {}, { mode_override: { response_body_mode: 'STREAMED' } }));
-      if (msg.request === 'response_body' && ctx.seen.filter((m) => m.request === 'response_body').length === 2) return ctx.fail(grpc.status.INTERNAL, 'cannot filter');
+      if (msg.request === 'response_headers')
+        return ctx.send(cont('response_headers', {}, { mode_override: { response_body_mode: 'STREAMED' } }));
+      if (msg.request === 'response_body' && ctx.seen.filter((m) => m.request === 'response_body').length === 2)
+        return ctx.fail(grpc.status.INTERNAL, 'cannot filter');
       ctx.send(cont(msg.request));
     },
     { allowModeOverride: true },
   );
-  s.upstream.sse(['data: one\n\n', 'data: two\n\n', 'data: three\n\n'], (i) => s.processor.received('response_body', i));
+  s.upstream.sse(['data: one\n\n', 'data: two\n\n', 'data: three\n\n'], (i) =>
+    s.processor.received('response_body', i),
+  );
   const r = await request(s.proxy.url, { path: '/sse' });
   t.true(r.aborted);
   t.is(r.body, 'data: one\n\n');
@@ -528,7 +658,16 @@ test('a gRPC error while a streamed body is under way resets the client stream',
 
 test('a buffered body over the buffer limit is 413 on the request and 500 on the response', async (t) => {
   const s = await setup(
-    (msg, ctx) => ctx.send(cont(msg.request, {}, msg.request === 'response_headers' ? { mode_override: { request_body_mode: 'BUFFERED', response_body_mode: 'BUFFERED' } } : {})),
+    (msg, ctx) =>
+      ctx.send(
+        cont(
+          msg.request,
+          {},
+          msg.request === 'response_headers'
+            ? { mode_override: { request_body_mode: 'BUFFERED', response_body_mode: 'BUFFERED' } }
+            : {},
+        ),
+      ),
     { allowModeOverride: true, bufferLimitBytes: 32, processingMode: { request_body_mode: 'BUFFERED' } },
   );
   const big = await request(s.proxy.url, { method: 'POST', body: 'x'.repeat(64) });

@@ -65,7 +65,9 @@ test('a lease spent in part comes back in part; a lease of an ended window settl
 
 test('the last resort answers when the primary does not, and says so once', async (t) => {
   const warnings: string[] = [];
-  const logger = { ...silentLogger(), warn: (_o: unknown, msg: string) => warnings.push(msg) } as unknown as ReturnType<typeof silentLogger>;
+  const logger = { ...silentLogger(), warn: (_o: unknown, msg: string) => warnings.push(msg) } as unknown as ReturnType<
+    typeof silentLogger
+  >;
   const counter = new ClusterFailureCounter(2, 60, () => undefined, logger, 20);
   const keepAlive = setInterval(() => undefined, 1000);
   const tallies = [];
@@ -95,10 +97,17 @@ class World {
   constructor(n: number, max: number, revokeTimeoutMs = 60_000, answerTimeoutMs = 60_000) {
     this.toWorker = Array.from({ length: n }, () => []);
     this.toPrimary = Array.from({ length: n }, () => []);
-    const events = { forfeited: (units: number, reason: string) => this.forfeited.push([units, reason]), locked: (key: string) => this.locked.push(key) };
-    const send = (id: number, m: FailureMessage) => (this.dead.has(id) ? this.toTheDead.push(m) : this.toWorker[id]!.push(m));
+    const events = {
+      forfeited: (units: number, reason: string) => this.forfeited.push([units, reason]),
+      locked: (key: string) => this.locked.push(key),
+    };
+    const send = (id: number, m: FailureMessage) =>
+      this.dead.has(id) ? this.toTheDead.push(m) : this.toWorker[id]!.push(m);
     this.host = new FailureLedgerHost(new FailureLedger(max, 60_000, n), send, revokeTimeoutMs, events);
-    this.workers = Array.from({ length: n }, (_, i) => new ClusterFailureCounter(max, 60, (m) => this.toPrimary[i]!.push(m), silentLogger(), answerTimeoutMs));
+    this.workers = Array.from(
+      { length: n },
+      (_, i) => new ClusterFailureCounter(max, 60, (m) => this.toPrimary[i]!.push(m), silentLogger(), answerTimeoutMs),
+    );
   }
 
   /** Worker i exits: what it had sent is lost, and the primary is told (as node:cluster's exit event does). */
@@ -218,69 +227,75 @@ test("two workers' batches held back by each other's keys are answered without a
   t.is(exact(await w.tallies('y'), max), undefined, 'y');
 });
 
-test.serial('a revoke that times out counts the lease as spent whole, and the late answer to it changes nothing', async (t) => {
-  mock.timers.enable({ apis: ['setTimeout'] });
-  try {
-    const max = 40;
-    const w = new World(2, max, 1000);
-    w.fail(0, 'k');
-    await tick();
-    w.fail(0, 'k'); // a second batch, asked before the first is answered
-    await tick();
-    w.fail(1, 'k');
-    await tick();
-    w.fail(1, 'k', 22);
-    await tick();
-    t.true(w.deliver(0, true) && w.deliver(0, false), 'worker 0 takes a lease of 9');
-    t.true(w.deliver(1, true) && w.deliver(1, false), 'worker 1 takes a lease of 7');
-    t.true(w.deliver(1, true), 'worker 1 needs both leases back');
-    t.true(w.deliver(1, false) && w.deliver(1, true), 'worker 1 answers at once');
-    // Worker 0 does not answer within the timeout: its lease of 9 counts as spent, unused as it is.
-    mock.timers.tick(1000);
-    t.true(w.deliver(0, true), "worker 0's second batch is counted (and may carry a new lease)");
-    t.true(w.deliver(0, false), 'worker 0 answers the revoke late');
-    await w.quiesce();
-    for (let k = 0; k < 20; k++) {
-      w.fail(k % 2, 'k');
-      await w.quiesce();
-    }
-    // 26 failures were counted before; the 9 forfeited units bring the limit that much closer.
-    const tallies = await w.tallies('k');
-    t.is(tallies.filter((x) => x !== 'over').length, max - 9);
-    t.is(tallies.filter((x) => x === 'at').length, 1);
-    t.deepEqual(w.forfeited, [[9, 'revoke_timeout']]);
-  } finally {
-    mock.timers.reset();
-  }
-});
-
-test.serial('a worker whose last resort answered still takes the leases of the late answer: nothing it was lent is lost', async (t) => {
-  mock.timers.enable({ apis: ['setTimeout'] });
-  try {
-    const max = 40;
-    const w = new World(2, max, 60_000, 1000);
-    w.fail(0, 'k');
-    await tick();
-    // The primary is slow: the worker's last resort answers first.
-    mock.timers.tick(1000);
-    t.deepEqual(await w.tallies('k'), ['under']);
-    t.true(w.deliver(0, true) && w.deliver(0, false), 'the late answer, with a lease of 9');
-    // The nine are counted by the worker itself: it asks nothing.
-    w.fail(0, 'k', 9);
-    await tick();
-    t.deepEqual(w.toPrimary[0], [], 'no ask: the lease was taken');
-    // The rest through worker 1: the limit falls on the 40th failure, the lease fully used.
-    for (let k = 0; k < 35; k++) {
+test.serial(
+  'a revoke that times out counts the lease as spent whole, and the late answer to it changes nothing',
+  async (t) => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const max = 40;
+      const w = new World(2, max, 1000);
+      w.fail(0, 'k');
+      await tick();
+      w.fail(0, 'k'); // a second batch, asked before the first is answered
+      await tick();
       w.fail(1, 'k');
+      await tick();
+      w.fail(1, 'k', 22);
+      await tick();
+      t.true(w.deliver(0, true) && w.deliver(0, false), 'worker 0 takes a lease of 9');
+      t.true(w.deliver(1, true) && w.deliver(1, false), 'worker 1 takes a lease of 7');
+      t.true(w.deliver(1, true), 'worker 1 needs both leases back');
+      t.true(w.deliver(1, false) && w.deliver(1, true), 'worker 1 answers at once');
+      // Worker 0 does not answer within the timeout: its lease of 9 counts as spent, unused as it is.
+      mock.timers.tick(1000);
+      t.true(w.deliver(0, true), "worker 0's second batch is counted (and may carry a new lease)");
+      t.true(w.deliver(0, false), 'worker 0 answers the revoke late');
       await w.quiesce();
+      for (let k = 0; k < 20; k++) {
+        w.fail(k % 2, 'k');
+        await w.quiesce();
+      }
+      // 26 failures were counted before; the 9 forfeited units bring the limit that much closer.
+      const tallies = await w.tallies('k');
+      t.is(tallies.filter((x) => x !== 'over').length, max - 9);
+      t.is(tallies.filter((x) => x === 'at').length, 1);
+      t.deepEqual(w.forfeited, [[9, 'revoke_timeout']]);
+    } finally {
+      mock.timers.reset();
     }
-    const tallies = await w.tallies('k');
-    t.is(tallies.filter((x) => x !== 'over').length, max);
-    t.is(tallies.filter((x) => x === 'at').length, 1);
-  } finally {
-    mock.timers.reset();
-  }
-});
+  },
+);
+
+test.serial(
+  'a worker whose last resort answered still takes the leases of the late answer: nothing it was lent is lost',
+  async (t) => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const max = 40;
+      const w = new World(2, max, 60_000, 1000);
+      w.fail(0, 'k');
+      await tick();
+      // The primary is slow: the worker's last resort answers first.
+      mock.timers.tick(1000);
+      t.deepEqual(await w.tallies('k'), ['under']);
+      t.true(w.deliver(0, true) && w.deliver(0, false), 'the late answer, with a lease of 9');
+      // The nine are counted by the worker itself: it asks nothing.
+      w.fail(0, 'k', 9);
+      await tick();
+      t.deepEqual(w.toPrimary[0], [], 'no ask: the lease was taken');
+      // The rest through worker 1: the limit falls on the 40th failure, the lease fully used.
+      for (let k = 0; k < 35; k++) {
+        w.fail(1, 'k');
+        await w.quiesce();
+      }
+      const tallies = await w.tallies('k');
+      t.is(tallies.filter((x) => x !== 'over').length, max);
+      t.is(tallies.filter((x) => x === 'at').length, 1);
+    } finally {
+      mock.timers.reset();
+    }
+  },
+);
 
 type Step = 'fail' | 'peek' | 'deliver' | 'tick';
 
@@ -306,7 +321,10 @@ test('property: across workers, whatever the order of failures and messages, exa
     fc.asyncProperty(
       fc.integer({ min: 2, max: 3 }),
       fc.integer({ min: 1, max: 60 }),
-      fc.array(fc.tuple(fc.constantFrom<Step>('fail', 'deliver', 'tick'), fc.nat(), fc.boolean()), { minLength: 20, maxLength: 400 }),
+      fc.array(fc.tuple(fc.constantFrom<Step>('fail', 'deliver', 'tick'), fc.nat(), fc.boolean()), {
+        minLength: 20,
+        maxLength: 400,
+      }),
       async (n, max, steps) => {
         const w = new World(n, max);
         await play(w, steps);
@@ -325,7 +343,15 @@ test("property: with two keys and lookups before authentication, each key's lock
     fc.asyncProperty(
       fc.integer({ min: 2, max: 3 }),
       fc.integer({ min: 6, max: 20 }),
-      fc.array(fc.tuple(fc.constantFrom<Step>('fail', 'fail', 'peek', 'deliver', 'deliver', 'tick'), fc.nat(), fc.boolean(), fc.constantFrom('x', 'y')), { minLength: 20, maxLength: 200 }),
+      fc.array(
+        fc.tuple(
+          fc.constantFrom<Step>('fail', 'fail', 'peek', 'deliver', 'deliver', 'tick'),
+          fc.nat(),
+          fc.boolean(),
+          fc.constantFrom('x', 'y'),
+        ),
+        { minLength: 20, maxLength: 200 },
+      ),
       async (n, max, steps) => {
         const w = new World(n, max);
         await play(w, steps);
@@ -348,8 +374,14 @@ test('a worker holds at most one lease of a client, however many of its asks are
     await tick();
   }
   while (w.deliver(0, true));
-  const lent = w.toWorker[0]!.flatMap((m) => (m.type === 'mcp-authz:failures-counted' ? m.results.map((r) => r.lease) : []));
-  t.is(lent.reduce((a, b) => a + b, 0), leaseBound(max, 2), `leases ${lent.join(', ')}`);
+  const lent = w.toWorker[0]!.flatMap((m) =>
+    m.type === 'mcp-authz:failures-counted' ? m.results.map((r) => r.lease) : [],
+  );
+  t.is(
+    lent.reduce((a, b) => a + b, 0),
+    leaseBound(max, 2),
+    `leases ${lent.join(', ')}`,
+  );
   t.is(leaseBound(max, 2), 249);
   t.is(leaseBound(100_000, 2), MAX_LEASE);
   t.is(leaseBound(40, 2), 9);
@@ -403,7 +435,11 @@ test('a worker that goes away does not hold the others up: its lease counts as s
     }
     tallies.push((await r).tally);
   }
-  t.is(tallies.filter((x) => x !== 'over').length, 40 - 1 - 9, "worker 0's one failure and its unused lease of 9 count");
+  t.is(
+    tallies.filter((x) => x !== 'over').length,
+    40 - 1 - 9,
+    "worker 0's one failure and its unused lease of 9 count",
+  );
   t.is(tallies.filter((x) => x === 'at').length, 1);
   t.deepEqual(w.forfeited, [[9, 'worker_exit']], 'the nine are counted as forfeited');
 });
@@ -425,14 +461,25 @@ test('a worker that exited is lent nothing more: its batch still waiting is coun
   await w.quiesce();
   const answers = w.toTheDead.filter((m) => m.type === 'mcp-authz:failures-counted');
   t.is(answers.length, 1, "worker 0's batch was counted");
-  t.deepEqual(answers.flatMap((m) => m.results.map((r) => r.lease)), [0, 0], 'and lends nothing to a worker that is gone');
-  t.deepEqual(w.toTheDead.filter((m) => m.type === 'mcp-authz:failure-revoke'), []);
+  t.deepEqual(
+    answers.flatMap((m) => m.results.map((r) => r.lease)),
+    [0, 0],
+    'and lends nothing to a worker that is gone',
+  );
+  t.deepEqual(
+    w.toTheDead.filter((m) => m.type === 'mcp-authz:failure-revoke'),
+    [],
+  );
   for (let k = 0; k < 45; k++) {
     w.fail(1, 'x');
     await w.quiesce();
   }
   const x = await w.tallies('x', 1); // worker 0's failure of x was counted, but its answer was lost
-  t.is(x.filter((r) => r !== 'over').length, max - 1, 'x locks out on its 40th failure: nothing of it is out with the dead worker');
+  t.is(
+    x.filter((r) => r !== 'over').length,
+    max - 1,
+    'x locks out on its 40th failure: nothing of it is out with the dead worker',
+  );
   t.deepEqual(w.forfeited, []);
 });
 

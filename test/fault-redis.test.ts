@@ -11,7 +11,14 @@ import { pino } from 'pino';
 import { TestAuthenticator, admitAuthenticated } from './fixtures/test-authenticator.js';
 import { sample } from './helpers/prometheus.js';
 import { startRedis } from './helpers/redis.js';
-import { checkRequest, deniedStatus, rpc, startTestService, type CheckResponse, type TestService } from './helpers/service.js';
+import {
+  checkRequest,
+  deniedStatus,
+  rpc,
+  startTestService,
+  type CheckResponse,
+  type TestService,
+} from './helpers/service.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -36,13 +43,33 @@ interface Phase {
 function request(kind: Kind, phase: Phase, n: number): Record<string, unknown> {
   switch (kind) {
     case 'fail':
-      return checkRequest({ method: 'GET', path: '/mcp/files', source: phase.attacker, headers: { 'x-test-auth': 'fail' } });
+      return checkRequest({
+        method: 'GET',
+        path: '/mcp/files',
+        source: phase.attacker,
+        headers: { 'x-test-auth': 'fail' },
+      });
     case 'tryGood':
-      return checkRequest({ method: 'GET', path: '/mcp/files', source: phase.attacker, headers: { 'x-test-auth': 'ok', 'x-test-key': 'attacker' } });
+      return checkRequest({
+        method: 'GET',
+        path: '/mcp/files',
+        source: phase.attacker,
+        headers: { 'x-test-auth': 'ok', 'x-test-key': 'attacker' },
+      });
     case 'delete':
-      return checkRequest({ path: '/mcp/files', source: '10.52.0.1', body: rpc('tools/call', { name: 'delete_file' }, n), headers: { 'x-test-auth': 'ok', 'x-test-key': phase.agent } });
+      return checkRequest({
+        path: '/mcp/files',
+        source: '10.52.0.1',
+        body: rpc('tools/call', { name: 'delete_file' }, n),
+        headers: { 'x-test-auth': 'ok', 'x-test-key': phase.agent },
+      });
     case 'filler':
-      return checkRequest({ method: 'GET', path: '/mcp/files', source: `10.51.${(n >> 8) & 255}.${n & 255}`, headers: { 'x-test-auth': 'ok', 'x-test-key': 'filler' } });
+      return checkRequest({
+        method: 'GET',
+        path: '/mcp/files',
+        source: `10.51.${(n >> 8) & 255}.${n & 255}`,
+        headers: { 'x-test-auth': 'ok', 'x-test-key': 'filler' },
+      });
   }
 }
 
@@ -112,8 +139,18 @@ test('Redis cut mid-reply, stopped and restarted empty under load: local counter
   };
   const instances: TestService[] = [];
   for (let i = 0; i < INSTANCES; i++) {
-    const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (String(c).includes('"msg":"decision"') || logs[i]!.push(String(c)), cb()) }));
-    instances.push(await startTestService(config, { logger, runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: admitAuthenticated } } }));
+    const logger = pino(
+      { level: 'info' },
+      new Writable({
+        write: (c, _e, cb) => (String(c).includes('"msg":"decision"') || logs[i]!.push(String(c)), cb()),
+      }),
+    );
+    instances.push(
+      await startTestService(config, {
+        logger,
+        runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: admitAuthenticated } },
+      }),
+    );
   }
   const load = new Load(instances);
   t.teardown(async () => {
@@ -125,9 +162,11 @@ test('Redis cut mid-reply, stopped and restarted empty under load: local counter
 
   const metrics = async () => Promise.all(instances.map(async (s) => (await s.http('/metrics')).text));
   const storeUp = async () => (await metrics()).map((m) => sample(m, 'mcp_authz_limiter_store_up', { store: 'redis' }));
-  const fallbacks = async () => (await metrics()).map((m) => sample(m, 'mcp_authz_limiter_store_fallbacks_total', { store: 'redis' }) ?? 0);
+  const fallbacks = async () =>
+    (await metrics()).map((m) => sample(m, 'mcp_authz_limiter_store_fallbacks_total', { store: 'redis' }) ?? 0);
   /** Limiter calls each instance decided on its local counters because Redis did not answer. */
-  const localAnswers = async (limiter: string) => (await metrics()).map((m) => sample(m, 'mcp_authz_limiter_local_answers_total', { store: 'redis', limiter }) ?? 0);
+  const localAnswers = async (limiter: string) =>
+    (await metrics()).map((m) => sample(m, 'mcp_authz_limiter_local_answers_total', { store: 'redis', limiter }) ?? 0);
   const totalLocal = async (limiter: string) => (await localAnswers(limiter)).reduce((a, b) => a + b, 0);
   const shared = async () => (await storeUp()).every((v) => v === 1);
   await waitFor('both instances to share Redis', shared, 300_000, 50);
@@ -138,16 +177,22 @@ test('Redis cut mid-reply, stopped and restarted empty under load: local counter
   const run = async (p: Phase, during?: () => Promise<void>) => {
     load.start(p);
     await during?.();
-    await waitFor(`${p.name}: the limits to refuse the phase's clients on both instances`, () => {
-      for (let i = 0; i < INSTANCES; i++) {
-        if (load.count(p, (o) => o.instance === i && o.kind === 'fail' && o.result === 429) < 5) return false;
-        if (load.count(p, (o) => o.instance === i && o.kind === 'delete' && o.result === 429) < 5) return false;
-      }
-      return true;
-    }, 300_000, 20);
+    await waitFor(
+      `${p.name}: the limits to refuse the phase's clients on both instances`,
+      () => {
+        for (let i = 0; i < INSTANCES; i++) {
+          if (load.count(p, (o) => o.instance === i && o.kind === 'fail' && o.result === 429) < 5) return false;
+          if (load.count(p, (o) => o.instance === i && o.kind === 'delete' && o.result === 429) < 5) return false;
+        }
+        return true;
+      },
+      300_000,
+      20,
+    );
     await load.drain();
   };
-  const everyAnswer = (p: Phase) => new Set(load.outcomes.filter((o) => o.phase === p.name).map((o) => `${o.kind}:${o.result}`));
+  const everyAnswer = (p: Phase) =>
+    new Set(load.outcomes.filter((o) => o.phase === p.name).map((o) => `${o.kind}:${o.result}`));
 
   // 1. Shared: one count for both instances.
   // On a busy machine a command can time out even so: what was decided locally is counted,
@@ -155,9 +200,18 @@ test('Redis cut mid-reply, stopped and restarted empty under load: local counter
   const steady: Phase = { name: 'shared', attacker: '10.50.0.1', agent: 'agent-1' };
   let local = { failed: await totalLocal('failed_auth'), quota: await totalLocal('per_tool') };
   await run(steady);
-  let extra = { failed: (await totalLocal('failed_auth')) - local.failed, quota: (await totalLocal('per_tool')) - local.quota };
-  t.true(tried(steady) >= N && tried(steady) <= N + extra.failed, `shared: ${tried(steady)} tried, ${extra.failed} decided locally`);
-  t.true(allowed(steady) >= Q && allowed(steady) <= Q + extra.quota, `shared: ${allowed(steady)} allowed, ${extra.quota} decided locally`);
+  let extra = {
+    failed: (await totalLocal('failed_auth')) - local.failed,
+    quota: (await totalLocal('per_tool')) - local.quota,
+  };
+  t.true(
+    tried(steady) >= N && tried(steady) <= N + extra.failed,
+    `shared: ${tried(steady)} tried, ${extra.failed} decided locally`,
+  );
+  t.true(
+    allowed(steady) >= Q && allowed(steady) <= Q + extra.quota,
+    `shared: ${allowed(steady)} allowed, ${extra.quota} decided locally`,
+  );
 
   // 2. Every connection to Redis cut in the middle of a reply, three times, under load.
   const cut: Phase = { name: 'cut', attacker: '10.50.0.2', agent: 'agent-2' };
@@ -171,10 +225,17 @@ test('Redis cut mid-reply, stopped and restarted empty under load: local counter
     }
   });
   const cutsAfter = await fallbacks();
-  for (let i = 0; i < INSTANCES; i++) t.true(cutsAfter[i]! - cutsBefore[i]! >= 3, `instance ${i} fell back at each cut: ${cutsBefore[i]} → ${cutsAfter[i]}`);
+  for (let i = 0; i < INSTANCES; i++)
+    t.true(
+      cutsAfter[i]! - cutsBefore[i]! >= 3,
+      `instance ${i} fell back at each cut: ${cutsBefore[i]} → ${cutsAfter[i]}`,
+    );
   t.true(tried(cut) >= N && tried(cut) <= N + INSTANCES * N, `cut: ${tried(cut)} tried`);
   t.true(allowed(cut) >= Q && allowed(cut) <= Q + INSTANCES * Q, `cut: ${allowed(cut)} allowed`);
-  t.false([...everyAnswer(cut)].some((a) => a.endsWith(':error') || /:5\d\d$/.test(a)), `every Check answered, none 5xx: ${[...everyAnswer(cut)].join(' ')}`);
+  t.false(
+    [...everyAnswer(cut)].some((a) => a.endsWith(':error') || /:5\d\d$/.test(a)),
+    `every Check answered, none 5xx: ${[...everyAnswer(cut)].join(' ')}`,
+  );
 
   // 3. Redis connected but answering nothing (its process stopped): each call times out and is
   // decided locally, counted and logged, though the connection never closes.
@@ -183,14 +244,35 @@ test('Redis cut mid-reply, stopped and restarted empty under load: local counter
   const localBefore = await localAnswers('failed_auth');
   redis.pause();
   await run(slow, async () => {
-    await waitFor('both instances to decide failures locally', async () => (await localAnswers('failed_auth')).every((v, i) => v > localBefore[i]!), 300_000, 20);
+    await waitFor(
+      'both instances to decide failures locally',
+      async () => (await localAnswers('failed_auth')).every((v, i) => v > localBefore[i]!),
+      300_000,
+      20,
+    );
     redis.resume();
   });
-  extra = { failed: (await totalLocal('failed_auth')) - local.failed, quota: (await totalLocal('per_tool')) - local.quota };
-  for (let i = 0; i < INSTANCES; i++) t.true(logs[i]!.some((l) => l.includes('Redis did not answer a limiter call: it is decided on local counters')), `instance ${i} logged the local decisions`);
-  t.true(tried(slow) >= N && tried(slow) <= N + Math.min(extra.failed, INSTANCES * N), `slow: ${tried(slow)} tried, ${extra.failed} decided locally`);
-  t.true(allowed(slow) >= Q && allowed(slow) <= Q + Math.min(extra.quota, INSTANCES * Q), `slow: ${allowed(slow)} allowed, ${extra.quota} decided locally`);
-  t.false([...everyAnswer(slow)].some((a) => a.endsWith(':error') || /:5\d\d$/.test(a)), `every Check answered, none 5xx: ${[...everyAnswer(slow)].join(' ')}`);
+  extra = {
+    failed: (await totalLocal('failed_auth')) - local.failed,
+    quota: (await totalLocal('per_tool')) - local.quota,
+  };
+  for (let i = 0; i < INSTANCES; i++)
+    t.true(
+      logs[i]!.some((l) => l.includes('Redis did not answer a limiter call: it is decided on local counters')),
+      `instance ${i} logged the local decisions`,
+    );
+  t.true(
+    tried(slow) >= N && tried(slow) <= N + Math.min(extra.failed, INSTANCES * N),
+    `slow: ${tried(slow)} tried, ${extra.failed} decided locally`,
+  );
+  t.true(
+    allowed(slow) >= Q && allowed(slow) <= Q + Math.min(extra.quota, INSTANCES * Q),
+    `slow: ${allowed(slow)} allowed, ${extra.quota} decided locally`,
+  );
+  t.false(
+    [...everyAnswer(slow)].some((a) => a.endsWith(':error') || /:5\d\d$/.test(a)),
+    `every Check answered, none 5xx: ${[...everyAnswer(slow)].join(' ')}`,
+  );
 
   // 4. Redis stopped: each instance limits on its own counters, from zero for a new client.
   await redis.stop();
@@ -199,27 +281,51 @@ test('Redis cut mid-reply, stopped and restarted empty under load: local counter
   await run(outage);
   t.is(tried(outage), INSTANCES * N, 'outage: exactly N failures tried on each instance');
   t.is(allowed(outage), INSTANCES * Q, 'outage: exactly the burst allowed on each instance');
-  for (let i = 0; i < INSTANCES; i++) t.is(load.count(outage, (o) => o.instance === i && o.kind === 'fail' && o.result === 401), N);
-  t.false([...everyAnswer(outage)].some((a) => a.endsWith(':error') || /:5\d\d$/.test(a)), `every Check answered, none 5xx: ${[...everyAnswer(outage)].join(' ')}`);
+  for (let i = 0; i < INSTANCES; i++)
+    t.is(
+      load.count(outage, (o) => o.instance === i && o.kind === 'fail' && o.result === 401),
+      N,
+    );
+  t.false(
+    [...everyAnswer(outage)].some((a) => a.endsWith(':error') || /:5\d\d$/.test(a)),
+    `every Check answered, none 5xx: ${[...everyAnswer(outage)].join(' ')}`,
+  );
   // A client locked out while Redis was shared stays locked out on both instances.
   for (const s of instances) t.is(deniedStatus(await s.check(request('tryGood', steady, 0))), 429);
 
   // 5. Redis back, empty: shared again without a restart, said by the metric and the log.
   await redis.start();
   await waitFor('both instances to share Redis again', shared, 300_000, 50);
-  for (let i = 0; i < INSTANCES; i++) t.true(logs[i]!.some((l) => l.includes('Redis is reachable again: rate limits are shared again')), `instance ${i} logged the recovery`);
+  for (let i = 0; i < INSTANCES; i++)
+    t.true(
+      logs[i]!.some((l) => l.includes('Redis is reachable again: rate limits are shared again')),
+      `instance ${i} logged the recovery`,
+    );
   const back: Phase = { name: 'back', attacker: '10.50.0.4', agent: 'agent-4' };
   local = { failed: await totalLocal('failed_auth'), quota: await totalLocal('per_tool') };
   await run(back);
-  extra = { failed: (await totalLocal('failed_auth')) - local.failed, quota: (await totalLocal('per_tool')) - local.quota };
-  t.true(tried(back) >= N && tried(back) <= N + extra.failed, `back: ${tried(back)} tried, ${extra.failed} decided locally`);
-  t.true(allowed(back) >= Q && allowed(back) <= Q + extra.quota, `back: ${allowed(back)} allowed, ${extra.quota} decided locally`);
+  extra = {
+    failed: (await totalLocal('failed_auth')) - local.failed,
+    quota: (await totalLocal('per_tool')) - local.quota,
+  };
+  t.true(
+    tried(back) >= N && tried(back) <= N + extra.failed,
+    `back: ${tried(back)} tried, ${extra.failed} decided locally`,
+  );
+  t.true(
+    allowed(back) >= Q && allowed(back) <= Q + extra.quota,
+    `back: ${allowed(back)} allowed, ${extra.quota} decided locally`,
+  );
   // Lockouts each instance recorded outlive Redis's data.
   for (const s of instances) {
     t.is(deniedStatus(await s.check(request('tryGood', steady, 0))), 429);
     t.is(deniedStatus(await s.check(request('tryGood', outage, 0))), 429);
   }
   const phases = [steady, cut, slow, outage, back];
-  t.log(`cuts: ${proxy.cuts}; fallbacks: ${(await fallbacks()).join(', ')}; local answers: ${(await localAnswers('failed_auth')).join(', ')} (failed_auth), ${(await localAnswers('per_tool')).join(', ')} (per_tool)`);
-  t.log(`tried: ${phases.map((p) => `${p.name} ${tried(p)}`).join(', ')}; allowed: ${phases.map((p) => `${p.name} ${allowed(p)}`).join(', ')}`);
+  t.log(
+    `cuts: ${proxy.cuts}; fallbacks: ${(await fallbacks()).join(', ')}; local answers: ${(await localAnswers('failed_auth')).join(', ')} (failed_auth), ${(await localAnswers('per_tool')).join(', ')} (per_tool)`,
+  );
+  t.log(
+    `tried: ${phases.map((p) => `${p.name} ${tried(p)}`).join(', ')}; allowed: ${phases.map((p) => `${p.name} ${allowed(p)}`).join(', ')}`,
+  );
 });

@@ -45,11 +45,26 @@ function request(kind: Kind, n: number): Record<string, unknown> {
     case 'fail':
       return checkRequest({ method: 'GET', path: '/mcp/files', source: ATTACKER, headers: { 'x-test-auth': 'fail' } });
     case 'tryGood':
-      return checkRequest({ method: 'GET', path: '/mcp/files', source: ATTACKER, headers: { 'x-test-auth': 'ok', 'x-test-key': 'attacker' } });
+      return checkRequest({
+        method: 'GET',
+        path: '/mcp/files',
+        source: ATTACKER,
+        headers: { 'x-test-auth': 'ok', 'x-test-key': 'attacker' },
+      });
     case 'delete':
-      return checkRequest({ path: '/mcp/files', source: '10.42.0.1', body: rpc('tools/call', { name: 'delete_file' }, n), headers: { 'x-test-auth': 'ok', 'x-test-key': 'agent' } });
+      return checkRequest({
+        path: '/mcp/files',
+        source: '10.42.0.1',
+        body: rpc('tools/call', { name: 'delete_file' }, n),
+        headers: { 'x-test-auth': 'ok', 'x-test-key': 'agent' },
+      });
     case 'filler':
-      return checkRequest({ method: 'GET', path: '/mcp/files', source: `10.41.${(n >> 8) & 255}.${n & 255}`, headers: { 'x-test-auth': 'ok', 'x-test-key': 'filler' } });
+      return checkRequest({
+        method: 'GET',
+        path: '/mcp/files',
+        source: `10.41.${(n >> 8) & 255}.${n & 255}`,
+        headers: { 'x-test-auth': 'ok', 'x-test-key': 'filler' },
+      });
   }
 }
 
@@ -92,7 +107,8 @@ class Load {
   constructor(private readonly svc: ServeProcess) {
     // As Envoy does, a Check waits for its connection to be back rather than failing at once;
     // a deadline far beyond any answer makes one that never comes back fail the test instead of hanging it.
-    for (let c = 0; c < CONNECTIONS; c++) this.add((req) => svc.check(req, c, { deadlineMs: 60_000, waitForReady: true }));
+    for (let c = 0; c < CONNECTIONS; c++)
+      this.add((req) => svc.check(req, c, { deadlineMs: 60_000, waitForReady: true }));
   }
 
   addConnections(clients: (grpc.Client & Record<string, any>)[]): void {
@@ -130,7 +146,13 @@ class Load {
       try {
         const res = await this.conns[conn]!(request(kind, n));
         const pid = pidOf(res);
-        outcome = { kind, conn, result: res.ok_response ? 'allow' : deniedStatus(res)!, afterKill, ...(pid ? { pid } : {}) };
+        outcome = {
+          kind,
+          conn,
+          result: res.ok_response ? 'allow' : deniedStatus(res)!,
+          afterKill,
+          ...(pid ? { pid } : {}),
+        };
       } catch (err) {
         outcome = { kind, conn, result: `grpc:${(err as grpc.ServiceError).code}`, afterKill };
       }
@@ -164,163 +186,273 @@ class Load {
 
 function connect(port: number): grpc.Client & Record<string, any> {
   const { Authorization } = clientConstructors();
-  return new Authorization(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>;
+  return new Authorization(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+    'grpc.use_local_subchannel_pool': 1,
+  }) as grpc.Client & Record<string, any>;
 }
 
 function checkOn(client: grpc.Client & Record<string, any>, req: Record<string, unknown>): Promise<CheckResponse> {
-  return new Promise((resolve, reject) => client.Check(req, { deadline: Date.now() + 60_000, waitForReady: true }, (err: grpc.ServiceError | null, res: CheckResponse) => (err ? reject(err) : resolve(res))));
+  return new Promise((resolve, reject) =>
+    client.Check(
+      req,
+      { deadline: Date.now() + 60_000, waitForReady: true },
+      (err: grpc.ServiceError | null, res: CheckResponse) => (err ? reject(err) : resolve(res)),
+    ),
+  );
 }
 
 /** Waits for `cond`, failing at once (with the service's log) if the service exits meanwhile. */
 function until(svc: ServeProcess, what: string, cond: () => boolean, deadlineMs: number): Promise<void> {
-  return waitFor(what, () => {
-    if (svc.proc.exitCode !== null || svc.proc.signalCode !== null) throw new Error(`serve exited (${svc.proc.exitCode ?? svc.proc.signalCode}) while waiting for ${what}:\n${svc.logs().slice(-4000)}`);
-    return cond();
-  }, deadlineMs, 20);
+  return waitFor(
+    what,
+    () => {
+      if (svc.proc.exitCode !== null || svc.proc.signalCode !== null)
+        throw new Error(
+          `serve exited (${svc.proc.exitCode ?? svc.proc.signalCode}) while waiting for ${what}:\n${svc.logs().slice(-4000)}`,
+        );
+      return cond();
+    },
+    deadlineMs,
+    20,
+  );
 }
 
-test.serial('a worker killed with SIGKILL under load: replaced, the port keeps answering, and the lockout and quota counts survive it', async (t) => {
-  t.timeout(600_000); // a generous bound: two clusters boot on a machine that may be busy
-  const svc = await startServe(config, ['--workers', String(WORKERS)], { entry: withTestAuth, clients: CONNECTIONS });
-  t.teardown(async () => void (await svc.stop()));
+test.serial(
+  'a worker killed with SIGKILL under load: replaced, the port keeps answering, and the lockout and quota counts survive it',
+  async (t) => {
+    t.timeout(600_000); // a generous bound: two clusters boot on a machine that may be busy
+    const svc = await startServe(config, ['--workers', String(WORKERS)], { entry: withTestAuth, clients: CONNECTIONS });
+    t.teardown(async () => void (await svc.stop()));
 
-  // Every connection's worker, before the load.
-  const before = new Map<number, string>();
-  for (let c = 0; c < CONNECTIONS; c++) before.set(c, pidOf(await svc.check(request('filler', 60_000 + c), c))!);
-  t.is(new Set(before.values()).size, WORKERS, 'the connections are spread over both workers');
-  const victim = before.get(0)!;
-  const survivor = [...before.values()].find((p) => p !== victim)!;
+    // Every connection's worker, before the load.
+    const before = new Map<number, string>();
+    for (let c = 0; c < CONNECTIONS; c++) before.set(c, pidOf(await svc.check(request('filler', 60_000 + c), c))!);
+    t.is(new Set(before.values()).size, WORKERS, 'the connections are spread over both workers');
+    const victim = before.get(0)!;
+    const survivor = [...before.values()].find((p) => p !== victim)!;
 
-  const load = new Load(svc);
-  load.start();
-  t.teardown(() => load.stop());
-  const tried = () => load.count((o) => o.kind === 'fail' && o.result === 401);
-  const deleted = () => load.count((o) => o.kind === 'delete' && o.result === 'allow');
-  // Midway through both counts, with failures of the attacker counted on both workers.
-  await until(svc, 'the counts to be under way', () => tried() >= MAX / 2 && deleted() >= BURST / 2 && new Set(load.outcomes.filter((o) => o.kind === 'fail' && o.result === 401).map((o) => o.pid)).size === WORKERS, 300_000);
-  load.killed = true;
-  process.kill(Number(victim), 'SIGKILL');
-
-  await until(svc, 'the supervisor to notice', () => /"msg":"worker exited unexpectedly"/.test(svc.logs()), 300_000);
-  // Workers 1 and 2 started with the service; the replacement is worker 3.
-  await until(svc, 'the replacement to serve', () => /"worker":3,[^\n]*"msg":"mcp-authz serving"/.test(svc.logs()), 300_000);
-  // The load's connections stay where they are (as Envoy's do); new connections reach the
-  // replacement, and go on under the load until it has answered some of each kind.
-  const extra = Array.from({ length: 4 }, () => connect(svc.grpcPort));
-  t.teardown(() => extra.forEach((c) => c.close()));
-  const fresh = (o: Outcome) => o.pid !== undefined && o.pid !== victim && o.pid !== survivor;
-  load.addConnections(extra);
-  const settled = load.outcomes.length;
-  await until(svc, 'the replacement to answer, and the limits to hold after it', () => {
-    const since = load.outcomes.slice(settled);
-    return (
-      since.some(fresh) &&
-      since.filter((o) => o.kind === 'fail' && o.result === 429).length >= 20 &&
-      since.filter((o) => o.kind === 'delete' && o.result === 429).length >= 10
+    const load = new Load(svc);
+    load.start();
+    t.teardown(() => load.stop());
+    const tried = () => load.count((o) => o.kind === 'fail' && o.result === 401);
+    const deleted = () => load.count((o) => o.kind === 'delete' && o.result === 'allow');
+    // Midway through both counts, with failures of the attacker counted on both workers.
+    await until(
+      svc,
+      'the counts to be under way',
+      () =>
+        tried() >= MAX / 2 &&
+        deleted() >= BURST / 2 &&
+        new Set(load.outcomes.filter((o) => o.kind === 'fail' && o.result === 401).map((o) => o.pid)).size === WORKERS,
+      300_000,
     );
-  }, 300_000);
-  await load.stop();
+    load.killed = true;
+    process.kill(Number(victim), 'SIGKILL');
 
-  // The port kept answering: every connection the killed worker did not hold answered every Check.
-  const errors = load.outcomes.filter(isError);
-  for (const e of errors) t.is(e.result, `grpc:${grpc.status.UNAVAILABLE}`, 'a Check cut by the kill is UNAVAILABLE, never an answer');
-  const survivorConns = [...before].filter(([, pid]) => pid === survivor).map(([c]) => c);
-  t.deepEqual(errors.filter((e) => survivorConns.includes(e.conn)), [], "the surviving worker's connections never failed");
-  t.true(load.outcomes.some((o) => o.afterKill && o.pid === survivor), 'the surviving worker answered after the kill');
-  t.regex(svc.logs(), /"signal":"SIGKILL"/);
-  t.is((await svc.http('/readyz')).status, 200);
+    await until(svc, 'the supervisor to notice', () => /"msg":"worker exited unexpectedly"/.test(svc.logs()), 300_000);
+    // Workers 1 and 2 started with the service; the replacement is worker 3.
+    await until(
+      svc,
+      'the replacement to serve',
+      () => /"worker":3,[^\n]*"msg":"mcp-authz serving"/.test(svc.logs()),
+      300_000,
+    );
+    // The load's connections stay where they are (as Envoy's do); new connections reach the
+    // replacement, and go on under the load until it has answered some of each kind.
+    const extra = Array.from({ length: 4 }, () => connect(svc.grpcPort));
+    t.teardown(() => extra.forEach((c) => c.close()));
+    const fresh = (o: Outcome) => o.pid !== undefined && o.pid !== victim && o.pid !== survivor;
+    load.addConnections(extra);
+    const settled = load.outcomes.length;
+    await until(
+      svc,
+      'the replacement to answer, and the limits to hold after it',
+      () => {
+        const since = load.outcomes.slice(settled);
+        return (
+          since.some(fresh) &&
+          since.filter((o) => o.kind === 'fail' && o.result === 429).length >= 20 &&
+          since.filter((o) => o.kind === 'delete' && o.result === 429).length >= 10
+        );
+      },
+      300_000,
+    );
+    await load.stop();
 
-  // Lockout: the failures before the kill still count after it. Never more than MAX are tried;
-  // at most the dead worker's lease comes off the limit, and the metric says how much.
-  const m = (await svc.http('/metrics')).text;
-  const forfeited = sumOf(m, 'mcp_authz_failed_auth_lease_forfeited_total');
-  const lostFails = load.count((o) => o.kind === 'fail' && isError(o));
-  t.true(tried() <= MAX, `${tried()} failures tried, limit ${MAX}`);
-  t.true(tried() + lostFails + forfeited >= MAX, `${tried()} tried, ${lostFails} lost with the worker, ${forfeited} forfeited`);
-  t.true(forfeited <= LEASE, `at most one lease of ${LEASE} forfeited, ${forfeited} were`);
-  t.is(sumOf(m, 'mcp_authz_failed_auth_lease_forfeited_total', { cause: 'revoke_timeout' }), 0, 'no worker was too slow to give a lease back');
-  t.deepEqual(load.violations, []);
-  t.true(load.count((o) => o.kind === 'fail' && o.result === 429) > 0);
-  t.deepEqual(
-    new Set(load.outcomes.filter((o) => (o.kind === 'fail' || o.kind === 'tryGood') && typeof o.result === 'number' && o.result !== 401).map((o) => o.result)),
-    new Set([429]),
-    "the attacker's requests are only ever tried (401) or refused (429)",
-  );
+    // The port kept answering: every connection the killed worker did not hold answered every Check.
+    const errors = load.outcomes.filter(isError);
+    for (const e of errors)
+      t.is(e.result, `grpc:${grpc.status.UNAVAILABLE}`, 'a Check cut by the kill is UNAVAILABLE, never an answer');
+    const survivorConns = [...before].filter(([, pid]) => pid === survivor).map(([c]) => c);
+    t.deepEqual(
+      errors.filter((e) => survivorConns.includes(e.conn)),
+      [],
+      "the surviving worker's connections never failed",
+    );
+    t.true(
+      load.outcomes.some((o) => o.afterKill && o.pid === survivor),
+      'the surviving worker answered after the kill',
+    );
+    t.regex(svc.logs(), /"signal":"SIGKILL"/);
+    t.is((await svc.http('/readyz')).status, 200);
 
-  // Quota: the calls allowed before and after the kill add up to at most the burst.
-  const lostDeletes = load.count((o) => o.kind === 'delete' && isError(o));
-  t.log(`${load.outcomes.length} Checks, ${errors.length} cut by the kill; failures: ${tried()} tried, ${lostFails} lost, ${forfeited} forfeited; quota: ${deleted()} allowed, ${lostDeletes} lost`);
-  t.true(deleted() <= BURST, `${deleted()} calls allowed, burst ${BURST}`);
-  t.true(deleted() + lostDeletes >= BURST, `${deleted()} allowed and ${lostDeletes} lost with the worker`);
+    // Lockout: the failures before the kill still count after it. Never more than MAX are tried;
+    // at most the dead worker's lease comes off the limit, and the metric says how much.
+    const m = (await svc.http('/metrics')).text;
+    const forfeited = sumOf(m, 'mcp_authz_failed_auth_lease_forfeited_total');
+    const lostFails = load.count((o) => o.kind === 'fail' && isError(o));
+    t.true(tried() <= MAX, `${tried()} failures tried, limit ${MAX}`);
+    t.true(
+      tried() + lostFails + forfeited >= MAX,
+      `${tried()} tried, ${lostFails} lost with the worker, ${forfeited} forfeited`,
+    );
+    t.true(forfeited <= LEASE, `at most one lease of ${LEASE} forfeited, ${forfeited} were`);
+    t.is(
+      sumOf(m, 'mcp_authz_failed_auth_lease_forfeited_total', { cause: 'revoke_timeout' }),
+      0,
+      'no worker was too slow to give a lease back',
+    );
+    t.deepEqual(load.violations, []);
+    t.true(load.count((o) => o.kind === 'fail' && o.result === 429) > 0);
+    t.deepEqual(
+      new Set(
+        load.outcomes
+          .filter(
+            (o) => (o.kind === 'fail' || o.kind === 'tryGood') && typeof o.result === 'number' && o.result !== 401,
+          )
+          .map((o) => o.result),
+      ),
+      new Set([429]),
+      "the attacker's requests are only ever tried (401) or refused (429)",
+    );
 
-  // New connections reach the replacement too, and it refuses the locked-out client.
-  const probes = Array.from({ length: 8 }, () => connect(svc.grpcPort));
-  t.teardown(() => probes.forEach((p) => p.close()));
-  const seen = new Set<string>();
-  for (const p of probes) {
-    const pid = pidOf(await checkOn(p, request('filler', 70_000)))!;
-    seen.add(pid);
-    t.is(deniedStatus(await checkOn(p, request('fail', 0))), 429, `worker ${pid} refuses the attacker's failure`);
-    t.is(deniedStatus(await checkOn(p, request('tryGood', 0))), 429, `worker ${pid} refuses the attacker's good credential`);
-    t.is(deniedBody(await checkOn(p, request('delete', 0))).error, 'quota_exceeded', `worker ${pid} refuses the call past the quota`);
-  }
-  t.false(seen.has(victim));
-  t.true([...seen].some((pid) => pid !== survivor), `new connections reach the replacement (${[...seen].join(', ')})`);
-});
+    // Quota: the calls allowed before and after the kill add up to at most the burst.
+    const lostDeletes = load.count((o) => o.kind === 'delete' && isError(o));
+    t.log(
+      `${load.outcomes.length} Checks, ${errors.length} cut by the kill; failures: ${tried()} tried, ${lostFails} lost, ${forfeited} forfeited; quota: ${deleted()} allowed, ${lostDeletes} lost`,
+    );
+    t.true(deleted() <= BURST, `${deleted()} calls allowed, burst ${BURST}`);
+    t.true(deleted() + lostDeletes >= BURST, `${deleted()} allowed and ${lostDeletes} lost with the worker`);
+
+    // New connections reach the replacement too, and it refuses the locked-out client.
+    const probes = Array.from({ length: 8 }, () => connect(svc.grpcPort));
+    t.teardown(() => probes.forEach((p) => p.close()));
+    const seen = new Set<string>();
+    for (const p of probes) {
+      const pid = pidOf(await checkOn(p, request('filler', 70_000)))!;
+      seen.add(pid);
+      t.is(deniedStatus(await checkOn(p, request('fail', 0))), 429, `worker ${pid} refuses the attacker's failure`);
+      t.is(
+        deniedStatus(await checkOn(p, request('tryGood', 0))),
+        429,
+        `worker ${pid} refuses the attacker's good credential`,
+      );
+      t.is(
+        deniedBody(await checkOn(p, request('delete', 0))).error,
+        'quota_exceeded',
+        `worker ${pid} refuses the call past the quota`,
+      );
+    }
+    t.false(seen.has(victim));
+    t.true(
+      [...seen].some((pid) => pid !== survivor),
+      `new connections reach the replacement (${[...seen].join(', ')})`,
+    );
+  },
+);
 
 test('a message sent to a worker that has just died does not end the primary', async (t) => {
   t.timeout(300_000);
   // The fixture's primary writes to a worker that has exited and has not been noticed yet:
   // Node.js emits the EPIPE on the worker, and an error nobody hears ends the process.
   const fixture = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'supervisor-send-after-exit.ts');
-  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', fixture], { timeout: 300_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }));
-  });
+  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+    (resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', fixture], { timeout: 300_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
+      );
+    },
+  );
   t.is(code, 0, stderr);
   t.regex(stdout, /primary alive/);
   t.regex(stderr, /"msg":"a message to a worker that has exited was not delivered"/);
   t.regex(stderr, /"code":"(EPIPE|ERR_IPC_CHANNEL_CLOSED)"/);
 });
 
-test.serial('a worker killed while the primary is not reading: answering its last requests into the closed channel does not take the primary down', async (t) => {
-  t.timeout(600_000); // a generous bound: two clusters boot on a machine that may be busy
-  const svc = await startServe(config, ['--workers', String(WORKERS)], { entry: withTestAuth, clients: CONNECTIONS });
-  t.teardown(async () => {
-    if (svc.proc.signalCode === null && svc.proc.exitCode === null) svc.proc.kill('SIGCONT');
-    await svc.stop();
-  });
-  const victim = pidOf(await svc.check(request('filler', 80_000), 0))!;
-  // Which worker id the victim is: its decision log lines carry both.
-  await until(svc, 'the victim to log a decision', () => new RegExp(`"worker":\\d+,[^\\n]*"principal":"filler@${victim}"`).test(svc.logs()), 300_000);
-  const victimId = new RegExp(`"worker":(\\d+),[^\\n]*"principal":"filler@${victim}"`).exec(svc.logs())![1]!;
+test.serial(
+  'a worker killed while the primary is not reading: answering its last requests into the closed channel does not take the primary down',
+  async (t) => {
+    t.timeout(600_000); // a generous bound: two clusters boot on a machine that may be busy
+    const svc = await startServe(config, ['--workers', String(WORKERS)], { entry: withTestAuth, clients: CONNECTIONS });
+    t.teardown(async () => {
+      if (svc.proc.signalCode === null && svc.proc.exitCode === null) svc.proc.kill('SIGCONT');
+      await svc.stop();
+    });
+    const victim = pidOf(await svc.check(request('filler', 80_000), 0))!;
+    // Which worker id the victim is: its decision log lines carry both.
+    await until(
+      svc,
+      'the victim to log a decision',
+      () => new RegExp(`"worker":\\d+,[^\\n]*"principal":"filler@${victim}"`).test(svc.logs()),
+      300_000,
+    );
+    const victimId = new RegExp(`"worker":(\\d+),[^\\n]*"principal":"filler@${victim}"`).exec(svc.logs())![1]!;
 
-  const load = new Load(svc);
-  load.start();
-  t.teardown(() => load.stop());
-  await until(svc, 'the load to run', () => load.count((o) => o.kind === 'delete') >= 10, 300_000);
+    const load = new Load(svc);
+    load.start();
+    t.teardown(() => load.stop());
+    await until(svc, 'the load to run', () => load.count((o) => o.kind === 'delete') >= 10, 300_000);
 
-  // The primary stops reading; the victim's requests to it (quota counts, failed
-  // authentications) wait in the channel until it gives up on them and says so.
-  svc.proc.kill('SIGSTOP');
-  const gaveUp = (id: string) => new RegExp(`"worker":${id},[^\\n]*"msg":"limiter store failed: this process limits on its own counters"`).test(svc.logs());
-  const survivorId = victimId === '1' ? '2' : '1';
-  await waitFor('both workers to give up waiting on the stopped primary', () => gaveUp(victimId) && gaveUp(survivorId), 300_000, 20);
-  process.kill(Number(victim), 'SIGKILL');
-  // Once the victim is gone, the primary reads what it had sent and answers into the closed channel.
-  // Its parent is stopped, so it stays a zombie: exited, its channel closed, not yet reaped.
-  await waitFor('the victim to have exited', () => !existsSync(`/proc/${victim}/stat`) || readFileSync(`/proc/${victim}/stat`, 'utf8').split(' ')[2] === 'Z', 300_000, 20);
-  svc.proc.kill('SIGCONT');
+    // The primary stops reading; the victim's requests to it (quota counts, failed
+    // authentications) wait in the channel until it gives up on them and says so.
+    svc.proc.kill('SIGSTOP');
+    const gaveUp = (id: string) =>
+      new RegExp(`"worker":${id},[^\\n]*"msg":"limiter store failed: this process limits on its own counters"`).test(
+        svc.logs(),
+      );
+    const survivorId = victimId === '1' ? '2' : '1';
+    await waitFor(
+      'both workers to give up waiting on the stopped primary',
+      () => gaveUp(victimId) && gaveUp(survivorId),
+      300_000,
+      20,
+    );
+    process.kill(Number(victim), 'SIGKILL');
+    // Once the victim is gone, the primary reads what it had sent and answers into the closed channel.
+    // Its parent is stopped, so it stays a zombie: exited, its channel closed, not yet reaped.
+    await waitFor(
+      'the victim to have exited',
+      () => !existsSync(`/proc/${victim}/stat`) || readFileSync(`/proc/${victim}/stat`, 'utf8').split(' ')[2] === 'Z',
+      300_000,
+      20,
+    );
+    svc.proc.kill('SIGCONT');
 
-  await until(svc, 'the supervisor to notice', () => /"msg":"worker exited unexpectedly"/.test(svc.logs()), 300_000);
-  await until(svc, 'the replacement to serve', () => /"worker":3,[^\n]*"msg":"mcp-authz serving"/.test(svc.logs()), 300_000);
-  const answered = load.outcomes.length;
-  await until(svc, 'Checks to be answered again', () => load.outcomes.slice(answered).filter((o) => !isError(o)).length >= 50, 300_000);
-  await load.stop();
-  t.is(svc.proc.exitCode, null, 'the primary is still running');
-  t.is((await svc.http('/readyz')).status, 200);
-  // While the primary was stopped, the workers limited on their own counters, and counted it.
-  t.true(sumOf((await svc.http('/metrics')).text, 'mcp_authz_limiter_local_answers_total', { store: 'cluster' }) > 0);
-  // Whether an answer was written before the primary noticed depends on how the kernel hands it
-  // the dead worker's last bytes; the test before this one makes it happen every time.
-  t.log(/"msg":"a message to a worker that has exited was not delivered"/.test(svc.logs()) ? 'an answer to the dead worker was not delivered' : 'the primary noticed before answering');
-});
+    await until(svc, 'the supervisor to notice', () => /"msg":"worker exited unexpectedly"/.test(svc.logs()), 300_000);
+    await until(
+      svc,
+      'the replacement to serve',
+      () => /"worker":3,[^\n]*"msg":"mcp-authz serving"/.test(svc.logs()),
+      300_000,
+    );
+    const answered = load.outcomes.length;
+    await until(
+      svc,
+      'Checks to be answered again',
+      () => load.outcomes.slice(answered).filter((o) => !isError(o)).length >= 50,
+      300_000,
+    );
+    await load.stop();
+    t.is(svc.proc.exitCode, null, 'the primary is still running');
+    t.is((await svc.http('/readyz')).status, 200);
+    // While the primary was stopped, the workers limited on their own counters, and counted it.
+    t.true(sumOf((await svc.http('/metrics')).text, 'mcp_authz_limiter_local_answers_total', { store: 'cluster' }) > 0);
+    // Whether an answer was written before the primary noticed depends on how the kernel hands it
+    // the dead worker's last bytes; the test before this one makes it happen every time.
+    t.log(
+      /"msg":"a message to a worker that has exited was not delivered"/.test(svc.logs())
+        ? 'an answer to the dead worker was not delivered'
+        : 'the primary noticed before answering',
+    );
+  },
+);

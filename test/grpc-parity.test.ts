@@ -30,7 +30,12 @@ test.before(async () => {
     services.set(
       grpcServer,
       await startTestService(
-        { grpcServer, reflection: true, apiKeys: { file: 'keys.yaml' }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }] },
+        {
+          grpcServer,
+          reflection: true,
+          apiKeys: { file: 'keys.yaml' },
+          endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } }],
+        },
         { files: { 'keys.yaml': keysFile([bob]) } },
       ),
     );
@@ -44,7 +49,10 @@ const require = createRequire(import.meta.url);
 const reflectionProtoDir = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
 
 function listServices(port: number): Promise<string[]> {
-  const def = protoLoader.loadSync('grpc/reflection/v1/reflection.proto', { includeDirs: [reflectionProtoDir], keepCase: true });
+  const def = protoLoader.loadSync('grpc/reflection/v1/reflection.proto', {
+    includeDirs: [reflectionProtoDir],
+    keepCase: true,
+  });
   const pkg = grpc.loadPackageDefinition(def) as any;
   const client = new pkg.grpc.reflection.v1.ServerReflection(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   return new Promise<string[]>((resolve, reject) => {
@@ -61,26 +69,48 @@ function listServices(port: number): Promise<string[]> {
 for (const grpcServer of SERVERS) {
   test(`grpcServer ${grpcServer}: Check allows and denies, health is SERVING, reflection lists every service`, async (t) => {
     const svc = services.get(grpcServer)!;
-    const allowed = await svc.check(checkRequest({ path: '/mcp/files', headers: { 'x-api-key': bob.key, 'content-type': 'application/json' }, body: rpc('tools/call', { name: 'search' }) }));
+    const allowed = await svc.check(
+      checkRequest({
+        path: '/mcp/files',
+        headers: { 'x-api-key': bob.key, 'content-type': 'application/json' },
+        body: rpc('tools/call', { name: 'search' }),
+      }),
+    );
     t.truthy(allowed.ok_response);
-    const denied = await svc.check(checkRequest({ path: '/mcp/files', headers: { 'x-api-key': bob.key, 'content-type': 'application/json' }, body: rpc('tools/call', { name: 'delete_repo' }) }));
+    const denied = await svc.check(
+      checkRequest({
+        path: '/mcp/files',
+        headers: { 'x-api-key': bob.key, 'content-type': 'application/json' },
+        body: rpc('tools/call', { name: 'delete_repo' }),
+      }),
+    );
     t.is(deniedStatus(denied), 403);
     t.is(deniedBody(denied).error, 'access_denied');
 
     const { Health } = clientConstructors();
     const health = new Health(`127.0.0.1:${svc.grpcPort}`, grpc.credentials.createInsecure()) as any;
     t.teardown(() => health.close());
-    const res = await new Promise<any>((resolve, reject) => health.Check({ service: '' }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+    const res = await new Promise<any>((resolve, reject) =>
+      health.Check({ service: '' }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))),
+    );
     t.is(res.status, 'SERVING');
 
     const names = await listServices(svc.grpcPort);
-    for (const name of ['envoy.service.auth.v3.Authorization', 'envoy.service.ext_proc.v3.ExternalProcessor', 'grpc.health.v1.Health']) t.true(names.includes(name), `${name} in ${names.join(', ')}`);
+    for (const name of [
+      'envoy.service.auth.v3.Authorization',
+      'envoy.service.ext_proc.v3.ExternalProcessor',
+      'grpc.health.v1.Health',
+    ])
+      t.true(names.includes(name), `${name} in ${names.join(', ')}`);
   });
 
   test(`grpcServer ${grpcServer}: ext_proc denies as Check does and filters a list response`, async (t) => {
     const address = `127.0.0.1:${services.get(grpcServer)!.grpcPort}`;
     const call = rpc('tools/call', { name: 'delete_repo' });
-    const denied = await processExchange(address, [requestHeaders({ path: '/mcp/files', headers: [['x-api-key', bob.key]], body: call, source: '10.1.2.3:40000' }), requestBody(call)]);
+    const denied = await processExchange(address, [
+      requestHeaders({ path: '/mcp/files', headers: [['x-api-key', bob.key]], body: call, source: '10.1.2.3:40000' }),
+      requestBody(call),
+    ]);
     t.is(denied.status.code, 0);
     t.is(JSON.parse(denied.answers.at(-1)!.immediate_response.body.toString('utf8')).error, 'access_denied');
 
@@ -89,10 +119,15 @@ for (const grpcServer of SERVERS) {
       requestHeaders({ path: '/mcp/files', headers: [['x-api-key', bob.key]], body: list, source: '10.1.2.3:40000' }),
       requestBody(list),
       responseHeaders(200, [['content-type', 'application/json']]),
-      responseBody(JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: [{ name: 'search' }, { name: 'delete_repo' }] } }), true),
+      responseBody(
+        JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: [{ name: 'search' }, { name: 'delete_repo' }] } }),
+        true,
+      ),
     ]);
     t.is(status.code, 0);
-    t.deepEqual(JSON.parse(answers[3]!.response_body.response.body_mutation.body.toString('utf8')).result.tools, [{ name: 'search' }]);
+    t.deepEqual(JSON.parse(answers[3]!.response_body.response.body_mutation.body.toString('utf8')).result.tools, [
+      { name: 'search' },
+    ]);
   });
 }
 
@@ -116,13 +151,31 @@ async function startBare(grpcServer: (typeof SERVERS)[number], max = 1000) {
 }
 
 const same = (b: Buffer) => b;
-function unary(client: grpc.Client, path: string, body: Buffer, options: grpc.CallOptions = {}): Promise<grpc.ServiceError | Buffer> {
-  return new Promise((resolve) => client.makeUnaryRequest(path, same, same, body, new grpc.Metadata(), options, (err, res) => resolve(err ?? res!)));
+function unary(
+  client: grpc.Client,
+  path: string,
+  body: Buffer,
+  options: grpc.CallOptions = {},
+): Promise<grpc.ServiceError | Buffer> {
+  return new Promise((resolve) =>
+    client.makeUnaryRequest(path, same, same, body, new grpc.Metadata(), options, (err, res) => resolve(err ?? res!)),
+  );
 }
 
 /** A raw HTTP/2 gRPC call: its grpc-status (from trailers, or a trailers-only answer). */
-async function rawStatus(session: import('node:http2').ClientHttp2Session, path: string, body: Buffer, headers: Record<string, string> = {}): Promise<number> {
-  const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers });
+async function rawStatus(
+  session: import('node:http2').ClientHttp2Session,
+  path: string,
+  body: Buffer,
+  headers: Record<string, string> = {},
+): Promise<number> {
+  const req = session.request({
+    ':method': 'POST',
+    ':path': path,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    ...headers,
+  });
   let status: string | undefined;
   req.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
   req.on('trailers', (h) => (status = h['grpc-status'] as string));
@@ -147,7 +200,10 @@ for (const grpcServer of SERVERS) {
     // A raw client, which enforces no deadline of its own: the status is the server's.
     const session = connect(`http://127.0.0.1:${s.port}`);
     t.teardown(() => session.close());
-    t.is(await rawStatus(session, '/test.Parity/Hold', frame(Buffer.from('x')), { 'grpc-timeout': '200m' }), Status.DEADLINE_EXCEEDED);
+    t.is(
+      await rawStatus(session, '/test.Parity/Hold', frame(Buffer.from('x')), { 'grpc-timeout': '200m' }),
+      Status.DEADLINE_EXCEEDED,
+    );
     t.is(s.held.length, 1);
   });
 

@@ -8,19 +8,26 @@ import { encodeGrpcMessage, FrameError, FrameReader, frame, parseGrpcTimeout, St
 
 test('property: framed messages cut at any points are read whole and in order', (t) => {
   fc.assert(
-    fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 20 }), (messages, cuts) => {
-      const wire = Buffer.concat(messages.map((m) => frame(m)));
-      const points = [...new Set(cuts.map((c) => (wire.length ? c % wire.length : 0)))].sort((a, b) => a - b);
-      const reader = new FrameReader(1000);
-      const out: Buffer[] = [];
-      let from = 0;
-      for (const p of [...points, wire.length]) {
-        reader.push(wire.subarray(from, p), (m) => out.push(Buffer.from(m)));
-        from = p;
-      }
-      t.deepEqual(out.map((b) => b.toString('hex')), messages.map((m) => Buffer.from(m).toString('hex')));
-      t.true(reader.idle);
-    }),
+    fc.property(
+      fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 8 }),
+      fc.array(fc.nat(), { maxLength: 20 }),
+      (messages, cuts) => {
+        const wire = Buffer.concat(messages.map((m) => frame(m)));
+        const points = [...new Set(cuts.map((c) => (wire.length ? c % wire.length : 0)))].sort((a, b) => a - b);
+        const reader = new FrameReader(1000);
+        const out: Buffer[] = [];
+        let from = 0;
+        for (const p of [...points, wire.length]) {
+          reader.push(wire.subarray(from, p), (m) => out.push(Buffer.from(m)));
+          from = p;
+        }
+        t.deepEqual(
+          out.map((b) => b.toString('hex')),
+          messages.map((m) => Buffer.from(m).toString('hex')),
+        );
+        t.true(reader.idle);
+      },
+    ),
   );
 });
 
@@ -34,7 +41,10 @@ test('the frame reader refuses an oversized message from its header, before its 
 test('the frame reader refuses compressed messages (UNIMPLEMENTED) and unknown flags (INTERNAL)', (t) => {
   const compressed = frame(Buffer.from('x'));
   compressed[0] = 1;
-  t.is((t.throws(() => new FrameReader(10).push(compressed, () => undefined)) as FrameError).code, Status.UNIMPLEMENTED);
+  t.is(
+    (t.throws(() => new FrameReader(10).push(compressed, () => undefined)) as FrameError).code,
+    Status.UNIMPLEMENTED,
+  );
   compressed[0] = 2;
   t.is((t.throws(() => new FrameReader(10).push(compressed, () => undefined)) as FrameError).code, Status.INTERNAL);
 });
@@ -53,7 +63,8 @@ test('grpc-timeout: 1 to 8 digits and a unit, in milliseconds; anything else is 
   t.is(parseGrpcTimeout('1500u'), 2, 'rounded up');
   t.is(parseGrpcTimeout('1n'), 1, 'at least a millisecond');
   t.is(parseGrpcTimeout('99999999S'), 99_999_999_000);
-  for (const bad of ['', 'm', '200', '123456789m', '-1m', '1.5S', '10x', ' 5S', '5 S']) t.true(Number.isNaN(parseGrpcTimeout(bad)), bad);
+  for (const bad of ['', 'm', '200', '123456789m', '-1m', '1.5S', '10x', ' 5S', '5 S'])
+    t.true(Number.isNaN(parseGrpcTimeout(bad)), bad);
 });
 
 test('property: grpc-message percent-encoding is printable ASCII that grpc-js decodes back to the message', (t) => {

@@ -78,7 +78,9 @@ async function start(handlers: Handlers, opts: Partial<H2GrpcServerOptions> = {}
 
 function unary(client: grpc.Client, path: string, body: Buffer, options: grpc.CallOptions = {}): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(path, identity, identity, body, new grpc.Metadata(), options, (err, res) => (err ? reject(err) : resolve(res!)));
+    client.makeUnaryRequest(path, identity, identity, body, new grpc.Metadata(), options, (err, res) =>
+      err ? reject(err) : resolve(res!),
+    );
   });
 }
 
@@ -112,7 +114,9 @@ test('an unknown method is UNIMPLEMENTED', async (t) => {
 
 test('a handler error reaches the client as grpc-status and a percent-encoded grpc-message', async (t) => {
   const details = 'ünïcödé 100% wrong\tline\n✓';
-  const h = await start({ Fail: (_call: UnaryCall, cb: (e: unknown) => void) => cb({ code: Status.INVALID_ARGUMENT, details }) });
+  const h = await start({
+    Fail: (_call: UnaryCall, cb: (e: unknown) => void) => cb({ code: Status.INVALID_ARGUMENT, details }),
+  });
   t.teardown(() => h.stop());
   const err = await rejection(unary(h.client, '/test.Raw/Fail', Buffer.from('x')));
   t.is(err.code, grpc.status.INVALID_ARGUMENT);
@@ -151,9 +155,20 @@ interface RawAnswer {
   data: Buffer;
 }
 
-function rawCall(session: ClientHttp2Session, path: string, body: Buffer[], extra: Record<string, string> = {}): Promise<RawAnswer> {
+function rawCall(
+  session: ClientHttp2Session,
+  path: string,
+  body: Buffer[],
+  extra: Record<string, string> = {},
+): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
-    const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...extra });
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...extra,
+    });
     let headers: Record<string, unknown> = {};
     let trailers: Record<string, unknown> = {};
     const chunks: Buffer[] = [];
@@ -194,9 +209,16 @@ test('a unary call with two messages, or none, is INTERNAL', async (t) => {
   t.teardown(() => h.stop());
   const s = await rawSession(h.port);
   t.teardown(() => s.close());
-  t.is(statusOf(await rawCall(s, '/test.Raw/Echo', [frame(Buffer.from('a')), frame(Buffer.from('b'))])), Status.INTERNAL);
+  t.is(
+    statusOf(await rawCall(s, '/test.Raw/Echo', [frame(Buffer.from('a')), frame(Buffer.from('b'))])),
+    Status.INTERNAL,
+  );
   t.is(statusOf(await rawCall(s, '/test.Raw/Echo', [])), Status.INTERNAL);
-  t.is(statusOf(await rawCall(s, '/test.Raw/Echo', [frame(Buffer.from('abc')).subarray(0, 6)])), Status.INTERNAL, 'a truncated message');
+  t.is(
+    statusOf(await rawCall(s, '/test.Raw/Echo', [frame(Buffer.from('abc')).subarray(0, 6)])),
+    Status.INTERNAL,
+    'a truncated message',
+  );
   t.is(h.seen.Echo, undefined);
 });
 
@@ -216,8 +238,15 @@ test('a malformed grpc-timeout is INTERNAL; a non-gRPC content type is 415', asy
   t.teardown(() => h.stop());
   const s = await rawSession(h.port);
   t.teardown(() => s.close());
-  t.is(statusOf(await rawCall(s, '/test.Raw/Echo', [frame(Buffer.from('a'))], { 'grpc-timeout': '10x' })), Status.INTERNAL);
-  t.is(statusOf(await rawCall(s, '/test.Raw/Echo', [frame(Buffer.from('a'))], { 'grpc-timeout': '123456789S' })), Status.INTERNAL, 'more than 8 digits');
+  t.is(
+    statusOf(await rawCall(s, '/test.Raw/Echo', [frame(Buffer.from('a'))], { 'grpc-timeout': '10x' })),
+    Status.INTERNAL,
+  );
+  t.is(
+    statusOf(await rawCall(s, '/test.Raw/Echo', [frame(Buffer.from('a'))], { 'grpc-timeout': '123456789S' })),
+    Status.INTERNAL,
+    'more than 8 digits',
+  );
   t.is(statusOf(await rawCall(s, '/test.Raw/Echo', [frame(Buffer.from('a'))], { 'grpc-timeout': '5S' })), Status.OK);
   const a = await rawCall(s, '/test.Raw/Echo', [frame(Buffer.from('a'))], { 'content-type': 'application/json' });
   t.is(a.headers[':status'], 415);
@@ -262,7 +291,12 @@ test('a ping after each message the server sends is never a strike, however clos
   t.teardown(() => s.destroy());
   let goaway = false;
   s.on('goaway', () => (goaway = true));
-  const req = s.request({ ':method': 'POST', ':path': '/test.Raw/Chat', 'content-type': 'application/grpc', te: 'trailers' });
+  const req = s.request({
+    ':method': 'POST',
+    ':path': '/test.Raw/Chat',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
   for (let i = 0; i < 10; i++) {
     const echoed = once(req, 'data');
     req.write(frame(Buffer.from(`message ${i}`)));
@@ -277,7 +311,8 @@ test('a ping after each message the server sends is never a strike, however clos
   // each awaited (its ACK written before the next ping) as much as all at once.
   const calm = once(s, 'goaway');
   s.on('error', () => undefined);
-  for (let i = 0; i < 5 && !s.closed && !s.destroyed; i++) await new Promise<void>((resolve) => s.ping(() => resolve()));
+  for (let i = 0; i < 5 && !s.closed && !s.destroyed; i++)
+    await new Promise<void>((resolve) => s.ping(() => resolve()));
   const [code] = (await calm) as [number];
   t.is(code, constants.NGHTTP2_ENHANCE_YOUR_CALM);
 });
@@ -321,7 +356,9 @@ test('a client-streaming call reads every message before answering once', async 
   });
   t.teardown(() => h.stop());
   const answer = new Promise<Buffer>((resolve, reject) => {
-    const call = h.client.makeClientStreamRequest('/test.Raw/Sum', identity, identity, (err, res) => (err ? reject(err) : resolve(res!)));
+    const call = h.client.makeClientStreamRequest('/test.Raw/Sum', identity, identity, (err, res) =>
+      err ? reject(err) : resolve(res!),
+    );
     for (const n of [1, 2, 3, 4]) call.write(Buffer.from([n]));
     call.end();
   });
@@ -375,7 +412,10 @@ test('a bidirectional stream past its grpc-timeout ends DEADLINE_EXCEEDED after 
 
 test('on a stream, a message larger than the receive limit is RESOURCE_EXHAUSTED and never reaches the handler; the ones before it do', async (t) => {
   const got: number[] = [];
-  const h = await start({ Chat: (call: StreamCall) => call.on('data', (b: Buffer) => got.push(b.length)) }, { maxReceiveMessageBytes: 1000 });
+  const h = await start(
+    { Chat: (call: StreamCall) => call.on('data', (b: Buffer) => got.push(b.length)) },
+    { maxReceiveMessageBytes: 1000 },
+  );
   t.teardown(() => h.stop());
   const call = h.client.makeBidiStreamRequest('/test.Raw/Chat', identity, identity);
   const ended = finalStatus(call);
@@ -387,7 +427,10 @@ test('on a stream, a message larger than the receive limit is RESOURCE_EXHAUSTED
 });
 
 test('on a stream that has answered, a message over the limit still ends it with RESOURCE_EXHAUSTED in trailers, not a reset', async (t) => {
-  const h = await start({ Chat: (call: StreamCall) => call.on('data', (b: Buffer) => call.write(b.subarray(0, 1))) }, { maxReceiveMessageBytes: 1000 });
+  const h = await start(
+    { Chat: (call: StreamCall) => call.on('data', (b: Buffer) => call.write(b.subarray(0, 1))) },
+    { maxReceiveMessageBytes: 1000 },
+  );
   t.teardown(() => h.stop());
   const call = h.client.makeBidiStreamRequest('/test.Raw/Chat', identity, identity);
   const ended = finalStatus(call);
@@ -482,13 +525,23 @@ test('outbound backpressure: writes wait while the client does not read, and all
   // A bare HTTP/2 client that does not read (grpc-js's client reads ahead into its own buffer whatever its caller does).
   const s = await rawSession(h.port);
   t.teardown(() => s.close());
-  const req = s.request({ ':method': 'POST', ':path': '/test.Raw/Repeat', 'content-type': 'application/grpc', te: 'trailers' });
+  const req = s.request({
+    ':method': 'POST',
+    ':path': '/test.Raw/Repeat',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
   req.pause();
   req.end(frame(Buffer.from([0])));
   await waitFor('the handler', () => h.seen.Repeat?.length === 1, 10_000, 0);
   const server = h.seen.Repeat![0]! as StreamCall;
   // The client's window closes; the handler is held at write() instead of buffering 4.8 MB.
-  await waitFor('the server to hold data it cannot send', () => server.writableNeedDrain && h2Of(server).writableLength > 0, 10_000, 0);
+  await waitFor(
+    'the server to hold data it cannot send',
+    () => server.writableNeedDrain && h2Of(server).writableLength > 0,
+    10_000,
+    0,
+  );
   t.true(writes < total, `held back after ${writes} of ${total} writes`);
   let got = 0;
   const reader = new FrameReader(1024 * 1024);
@@ -518,8 +571,12 @@ test('a client that cancels a stream: the handler sees cancelled, and its later 
 });
 
 test("ext_proc's Process stream, from the official protos, runs on this server with a grpc-js client", async (t) => {
-  const def = protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs });
-  const Client = (grpc.loadPackageDefinition(def) as any).envoy.service.ext_proc.v3.ExternalProcessor as grpc.ServiceClientConstructor;
+  const def = protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', {
+    ...loaderOptions,
+    includeDirs: envoyIncludeDirs,
+  });
+  const Client = (grpc.loadPackageDefinition(def) as any).envoy.service.ext_proc.v3
+    .ExternalProcessor as grpc.ServiceClientConstructor;
   const server = new H2GrpcServer({ maxReceiveMessageBytes: 1024 * 1024, listen: grpcListen });
   server.addService(Client.service as unknown as ServiceDefinition, {
     Process: (call: StreamCall) => {
@@ -537,7 +594,9 @@ test("ext_proc's Process stream, from the official protos, runs on this server w
     server.forceShutdown();
   });
   const call = client.Process();
-  call.write({ request_headers: { headers: { headers: [{ key: ':path', raw_value: Buffer.from('/mcp') }] }, end_of_stream: true } });
+  call.write({
+    request_headers: { headers: { headers: [{ key: ':path', raw_value: Buffer.from('/mcp') }] }, end_of_stream: true },
+  });
   const [first] = (await once(call, 'data')) as [Record<string, any>];
   t.is(first.request_headers.response.status, 'CONTINUE');
   call.write({ response_headers: { headers: { headers: [] } } });
@@ -562,10 +621,12 @@ test('shutdown: calls in flight finish, the connection gets GOAWAY, new calls ar
     poll();
   });
   let shutDown = false;
-  const stopped = new Promise<void>((resolve) => h.server.tryShutdown(() => {
-    shutDown = true;
-    resolve();
-  }));
+  const stopped = new Promise<void>((resolve) =>
+    h.server.tryShutdown(() => {
+      shutDown = true;
+      resolve();
+    }),
+  );
   const s = connect(`http://127.0.0.1:${h.port}`);
   const refused = await new Promise<boolean>((resolve) => {
     s.once('error', () => resolve(true));

@@ -22,7 +22,8 @@ const SERVERS = ['lean', 'grpc-js'] as const;
  * service: each is a frame Node ignores or answers more strictly than RFC 7540 asks.
  */
 const DEVIATIONS: Record<string, string> = {
-  'generic/2/2': 'expects a DATA frame in the answer to a plain GET: a gRPC port answers a non-gRPC request 415 with headers only, as grpc-go and grpc-js do',
+  'generic/2/2':
+    'expects a DATA frame in the answer to a plain GET: a gRPC port answers a non-gRPC request 415 with headers only, as grpc-go and grpc-js do',
   'generic/2/3': 'the same: the 415 answer has no body to observe',
   'http2/5.1/8': 'nghttp2 ignores DATA on a stream the client reset (no STREAM_CLOSED error)',
   'http2/5.1/9': 'nghttp2 ignores HEADERS on a stream the client reset',
@@ -88,52 +89,79 @@ interface Report {
 function h2spec(port: number, ids: string[], timeoutSeconds: number): Promise<Report> {
   const report = join(mkdtempSync(join(tmpdir(), 'mcp-authz-h2spec-')), 'report.xml');
   return new Promise((resolve, reject) => {
-    execFile(BIN, ['-h', '127.0.0.1', '-p', String(port), '-o', String(timeoutSeconds), '-j', report, ...ids], { maxBuffer: 16 << 20 }, (err, stdout) => {
-      if (!existsSync(report)) return reject(new Error(`h2spec wrote no report (${err?.message}):\n${stdout}`));
-      const xml = readFileSync(report, 'utf8');
-      const failed: string[] = [];
-      let ran = 0;
-      const skipped: string[] = [];
-      // The report numbers the cases of a section in the order they ran: the requested ids.
-      const requested = new Map<string, string[]>();
-      for (const id of ids) {
-        const pkg = id.slice(0, id.lastIndexOf('/'));
-        requested.set(pkg, [...(requested.get(pkg) ?? []), id]);
-      }
-      const seen = new Map<string, number>();
-      for (const m of xml.matchAll(/<testcase package="([^"]+)" classname="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)) {
-        ran++;
-        const n = (seen.get(m[1]!) ?? 0) + 1;
-        seen.set(m[1]!, n);
-        const body = m[4] ?? '';
-        const what = `${requested.get(m[1]!)?.[n - 1] ?? `${m[1]}/?`} ${m[2]!.replace(/&#34;/g, '"')}`;
-        if (/<skipped/.test(body)) skipped.push(what);
-        else if (/<(error|failure)/.test(body)) failed.push(`${what} — ${body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim()}`);
-      }
-      resolve({ ran, failed, skipped });
-    });
+    execFile(
+      BIN,
+      ['-h', '127.0.0.1', '-p', String(port), '-o', String(timeoutSeconds), '-j', report, ...ids],
+      { maxBuffer: 16 << 20 },
+      (err, stdout) => {
+        if (!existsSync(report)) return reject(new Error(`h2spec wrote no report (${err?.message}):\n${stdout}`));
+        const xml = readFileSync(report, 'utf8');
+        const failed: string[] = [];
+        let ran = 0;
+        const skipped: string[] = [];
+        // The report numbers the cases of a section in the order they ran: the requested ids.
+        const requested = new Map<string, string[]>();
+        for (const id of ids) {
+          const pkg = id.slice(0, id.lastIndexOf('/'));
+          requested.set(pkg, [...(requested.get(pkg) ?? []), id]);
+        }
+        const seen = new Map<string, number>();
+        for (const m of xml.matchAll(
+          /<testcase package="([^"]+)" classname="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g,
+        )) {
+          ran++;
+          const n = (seen.get(m[1]!) ?? 0) + 1;
+          seen.set(m[1]!, n);
+          const body = m[4] ?? '';
+          const what = `${requested.get(m[1]!)?.[n - 1] ?? `${m[1]}/?`} ${m[2]!.replace(/&#34;/g, '"')}`;
+          if (/<skipped/.test(body)) skipped.push(what);
+          else if (/<(error|failure)/.test(body))
+            failed.push(
+              `${what} — ${body
+                .replace(/<[^>]+>/g, ' ')
+                .replace(/\s+/g, ' ')
+                .trim()}`,
+            );
+        }
+        resolve({ ran, failed, skipped });
+      },
+    );
   });
 }
 
 for (const grpcServer of SERVERS) {
-  test.serial(`h2spec against the gRPC port (${grpcServer}): every HTTP/2 conformance test passes but the documented deviations of Node's HTTP/2`, async (t) => {
-    t.timeout(300_000, 'h2spec runs about 140 tests one after another');
-    if (!existsSync(BIN)) throw new Error('h2spec is not built: run `scripts/install-tools.sh h2spec` (npm test does it in pretest)');
-    const svc = await startTestService({ grpcServer, endpoints: [{ name: 'open', match: { pathPrefix: '/' }, auth: { apiKey: false, oauth: false } }] });
-    t.teardown(() => svc.stop());
-    const ids = await allTests();
-    t.is(ids.length, 145, 'h2spec 2.2.1 lists 145 tests');
-    for (const id of [...Object.keys(DEVIATIONS), ...Object.keys(TIMING_DEPENDENT)]) t.true(ids.includes(id), `${id} is an h2spec test`);
+  test.serial(
+    `h2spec against the gRPC port (${grpcServer}): every HTTP/2 conformance test passes but the documented deviations of Node's HTTP/2`,
+    async (t) => {
+      t.timeout(300_000, 'h2spec runs about 140 tests one after another');
+      if (!existsSync(BIN))
+        throw new Error('h2spec is not built: run `scripts/install-tools.sh h2spec` (npm test does it in pretest)');
+      const svc = await startTestService({
+        grpcServer,
+        endpoints: [{ name: 'open', match: { pathPrefix: '/' }, auth: { apiKey: false, oauth: false } }],
+      });
+      t.teardown(() => svc.stop());
+      const ids = await allTests();
+      t.is(ids.length, 145, 'h2spec 2.2.1 lists 145 tests');
+      for (const id of [...Object.keys(DEVIATIONS), ...Object.keys(TIMING_DEPENDENT)])
+        t.true(ids.includes(id), `${id} is an h2spec test`);
 
-    // A generous timeout: a test that passes answers at once; only a deviation waits it out.
-    const conforming = ids.filter((id) => !(id in DEVIATIONS) && !(id in TIMING_DEPENDENT));
-    const run = await h2spec(svc.grpcPort, conforming, 20);
-    t.deepEqual(run.failed, [], `h2spec failures against ${grpcServer}`);
-    t.is(run.ran, conforming.length, 'every selected test ran');
+      // A generous timeout: a test that passes answers at once; only a deviation waits it out.
+      const conforming = ids.filter((id) => !(id in DEVIATIONS) && !(id in TIMING_DEPENDENT));
+      const run = await h2spec(svc.grpcPort, conforming, 20);
+      t.deepEqual(run.failed, [], `h2spec failures against ${grpcServer}`);
+      t.is(run.ran, conforming.length, 'every selected test ran');
 
-    // The deviations still fail: when Node changes, this list and the docs change with it.
-    const known = await h2spec(svc.grpcPort, Object.keys(DEVIATIONS), 1);
-    t.is(known.failed.length, Object.keys(DEVIATIONS).length, `every deviation still fails, else update DEVIATIONS and docs/envoy.md; failing now:\n${known.failed.join('\n')}`);
-    t.log(`${run.ran - run.skipped.length} passed, ${known.failed.length} documented deviations, ${Object.keys(TIMING_DEPENDENT).length} not run (timing-dependent); skipped by h2spec (they need a response body or an advertised stream limit):\n${run.skipped.join('\n')}`);
-  });
+      // The deviations still fail: when Node changes, this list and the docs change with it.
+      const known = await h2spec(svc.grpcPort, Object.keys(DEVIATIONS), 1);
+      t.is(
+        known.failed.length,
+        Object.keys(DEVIATIONS).length,
+        `every deviation still fails, else update DEVIATIONS and docs/envoy.md; failing now:\n${known.failed.join('\n')}`,
+      );
+      t.log(
+        `${run.ran - run.skipped.length} passed, ${known.failed.length} documented deviations, ${Object.keys(TIMING_DEPENDENT).length} not run (timing-dependent); skipped by h2spec (they need a response body or an advertised stream limit):\n${run.skipped.join('\n')}`,
+      );
+    },
+  );
 }

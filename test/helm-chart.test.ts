@@ -4,7 +4,17 @@ import { basename, dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, validateConfig } from '../src/config/load.js';
 import { renderValuesSchema, VALUES_SCHEMA_FILE } from '../scripts/gen-values-schema.js';
-import { CHART, CI_VALUES, helm, helmBin, renderChart, renderNotes, validateObject, type K8sObject, type Rendered } from './helpers/helm.js';
+import {
+  CHART,
+  CI_VALUES,
+  helm,
+  helmBin,
+  renderChart,
+  renderNotes,
+  validateObject,
+  type K8sObject,
+  type Rendered,
+} from './helpers/helm.js';
 
 const rendered = new Map<string, Rendered>(CI_VALUES.map((f) => [basename(f), renderChart({ files: [f] })]));
 const defaults = CI_VALUES[0]!;
@@ -47,7 +57,10 @@ for (const file of CI_VALUES) {
   test(`${name}: the rendered config is accepted by the service's own validation`, (t) => {
     const cfg = serviceConfig(rendered.get(name)!);
     const valid = validateConfig(cfg, `${name} ConfigMap`, '/etc/mcp-authz', {});
-    t.is(valid.listen.grpc, `0.0.0.0:${container(rendered.get(name)!).ports.find((p: any) => p.name === 'grpc').containerPort}`);
+    t.is(
+      valid.listen.grpc,
+      `0.0.0.0:${container(rendered.get(name)!).ports.find((p: any) => p.name === 'grpc').containerPort}`,
+    );
   });
 
   test(`${name}: container ports, probes and Service target the config's listen ports`, (t) => {
@@ -59,17 +72,43 @@ for (const file of CI_VALUES) {
     t.is(container(r).livenessProbe.httpGet.path, '/healthz');
     // Kubernetes' gRPC probe has no TLS: over TLS, readiness is the HTTP port's /readyz.
     if ((cfg.tls?.grpc ?? (cfg.tls ? 'tls' : 'off')) === 'off') t.is(container(r).readinessProbe.grpc.port, ports.grpc);
-    else t.deepEqual([container(r).readinessProbe.httpGet.path, container(r).readinessProbe.httpGet.port], ['/readyz', 'http']);
+    else
+      t.deepEqual(
+        [container(r).readinessProbe.httpGet.path, container(r).readinessProbe.httpGet.port],
+        ['/readyz', 'http'],
+      );
     const svc = r.get('Service')!;
-    t.deepEqual(svc.spec.ports.map((p: any) => [p.name, p.targetPort, p.appProtocol]), [['grpc', 'grpc', 'grpc'], ['http', 'http', 'http']]);
+    t.deepEqual(
+      svc.spec.ports.map((p: any) => [p.name, p.targetPort, p.appProtocol]),
+      [
+        ['grpc', 'grpc', 'grpc'],
+        ['http', 'http', 'http'],
+      ],
+    );
   });
 
   test(`${name}: every file the config names lies in a volume the pod mounts as a directory`, (t) => {
     const r = rendered.get(name)!;
     const cfg = serviceConfig(r);
     const mounts: { mountPath: string; subPath?: string; name: string }[] = container(r).volumeMounts;
-    const upstreamFiles = (cfg.endpoints ?? []).flatMap((e: any) => (e.upstream ? [e.upstream.valueFile, e.upstream.client?.secretFile, e.upstream.client?.privateKeyFile, e.upstream.actorTokenFile] : []));
-    const files = [cfg.apiKeys?.file, cfg.policy?.bundle, cfg.tls?.certFile, cfg.tls?.keyFile, cfg.tls?.clientCaFile, ...upstreamFiles].filter(Boolean) as string[];
+    const upstreamFiles = (cfg.endpoints ?? []).flatMap((e: any) =>
+      e.upstream
+        ? [
+            e.upstream.valueFile,
+            e.upstream.client?.secretFile,
+            e.upstream.client?.privateKeyFile,
+            e.upstream.actorTokenFile,
+          ]
+        : [],
+    );
+    const files = [
+      cfg.apiKeys?.file,
+      cfg.policy?.bundle,
+      cfg.tls?.certFile,
+      cfg.tls?.keyFile,
+      cfg.tls?.clientCaFile,
+      ...upstreamFiles,
+    ].filter(Boolean) as string[];
     for (const f of files) {
       if (f.startsWith('/app/')) continue; // baked into the image
       const m = mounts.find((v) => v.mountPath === dirname(f));
@@ -89,16 +128,24 @@ test('memory request and limit cover the measured RSS of the default workers wit
   // The throughput run the README reports, with serve's default workers (one per core).
   const latest = read('latest.json');
   t.is(latest.machine.cores, workers, 'measured with as many workers as the chart runs');
-  const benchPeakMiB = Math.max(...latest.runs.filter((r: any) => r.system === 'mcp-authz' && r.peakRssBytes).map((r: any) => r.peakRssBytes / 2 ** 20));
+  const benchPeakMiB = Math.max(
+    ...latest.runs
+      .filter((r: any) => r.system === 'mcp-authz' && r.peakRssBytes)
+      .map((r: any) => r.peakRssBytes / 2 ** 20),
+  );
   // Every soak with the default workers, pruned raw runs included (npm run bench:history keeps their figures).
-  const soaks = (read('history.json') as { kind: string; machine: { cores: number }; soak?: { workers: string; peakMiB: number } }[])
-    .filter((e) => e.kind === 'soak' && e.soak?.workers === 'default' && e.machine.cores === workers);
+  const soaks = (
+    read('history.json') as { kind: string; machine: { cores: number }; soak?: { workers: string; peakMiB: number } }[]
+  ).filter((e) => e.kind === 'soak' && e.soak?.workers === 'default' && e.machine.cores === workers);
   t.true(soaks.length >= 2);
   const soakPeakMiB = Math.max(...soaks.map((e) => e.soak!.peakMiB));
   const mib = (q: string) => Number(/^(\d+)(Mi|Gi)$/.exec(q)![1]) * (q.endsWith('Gi') ? 1024 : 1);
   const { requests, limits } = container(rendered.get('default-values.yaml')!).resources;
   t.true(mib(requests.memory) >= soakPeakMiB * 1.1, `request ${requests.memory} vs soak peak ${soakPeakMiB} MiB`);
-  t.true(mib(limits.memory) >= benchPeakMiB * 1.35, `limit ${limits.memory} vs benchmark peak ${benchPeakMiB.toFixed(0)} MiB`);
+  t.true(
+    mib(limits.memory) >= benchPeakMiB * 1.35,
+    `limit ${limits.memory} vs benchmark peak ${benchPeakMiB.toFixed(0)} MiB`,
+  );
   t.true(mib(requests.memory) < mib(limits.memory));
   t.is(limits.cpu, undefined, 'a CPU limit throttles Checks mid-flight');
   t.truthy(requests.cpu);
@@ -123,8 +170,17 @@ test('a PodDisruptionBudget exists only when more than one replica runs', (t) =>
   t.is(renderChart({ files: [defaults], set: { replicaCount: 1 } }).get('PodDisruptionBudget'), undefined);
   const pdb = renderChart({ files: [defaults], set: { replicaCount: 3 } }).get('PodDisruptionBudget');
   t.is(pdb?.spec.maxUnavailable, 1);
-  t.truthy(renderChart({ files: [defaults], set: { 'autoscaling.enabled': true, 'autoscaling.minReplicas': 2 } }).get('PodDisruptionBudget'));
-  t.is(renderChart({ files: [defaults], set: { 'autoscaling.enabled': true, 'autoscaling.minReplicas': 1 } }).get('PodDisruptionBudget'), undefined);
+  t.truthy(
+    renderChart({ files: [defaults], set: { 'autoscaling.enabled': true, 'autoscaling.minReplicas': 2 } }).get(
+      'PodDisruptionBudget',
+    ),
+  );
+  t.is(
+    renderChart({ files: [defaults], set: { 'autoscaling.enabled': true, 'autoscaling.minReplicas': 1 } }).get(
+      'PodDisruptionBudget',
+    ),
+    undefined,
+  );
 });
 
 test('with autoscaling the HPA owns the replica count', (t) => {
@@ -159,7 +215,10 @@ test('a key registry change changes the secret checksum; an existing Secret is r
 test('changing containerPorts moves the listen addresses, container ports and probes together', (t) => {
   const r = renderChart({ files: [defaults], set: { 'containerPorts.grpc': 10001, 'containerPorts.http': 10002 } });
   t.deepEqual(serviceConfig(r).listen, { grpc: '0.0.0.0:10001', http: '0.0.0.0:10002' });
-  t.deepEqual(container(r).ports.map((p: any) => p.containerPort), [10001, 10002]);
+  t.deepEqual(
+    container(r).ports.map((p: any) => p.containerPort),
+    [10001, 10002],
+  );
   t.is(container(r).readinessProbe.grpc.port, 10001);
 });
 
@@ -167,7 +226,10 @@ test('containerPorts.extAuthzHttp serves the HTTP authorization service: listen 
   const off = rendered.get('default-values.yaml')!;
   t.is(serviceConfig(off).listen.extAuthzHttp, undefined);
   t.falsy(container(off).ports.find((p: any) => p.name === 'ext-authz-http'));
-  const r = renderChart({ files: [defaults], set: { 'containerPorts.extAuthzHttp': 9292, 'config.clientAddress.from': 'x-forwarded-for' } });
+  const r = renderChart({
+    files: [defaults],
+    set: { 'containerPorts.extAuthzHttp': 9292, 'config.clientAddress.from': 'x-forwarded-for' },
+  });
   const cfg = serviceConfig(r);
   t.is(cfg.listen.extAuthzHttp, '0.0.0.0:9292');
   t.is(validateConfig(cfg, 'ConfigMap', '/etc/mcp-authz', {}).listen.extAuthzHttp, '0.0.0.0:9292');
@@ -181,18 +243,40 @@ test('tls.secretName mounts the Secret as a directory, fills config.tls with its
   t.is(serviceConfig(off).tls, undefined);
   t.truthy(container(off).readinessProbe.grpc, 'no TLS: the gRPC probe');
 
-  const r = renderChart({ files: [defaults], set: { 'tls.secretName': 'mcp-authz-cert', 'tls.clientCaKey': 'ca.crt' } });
+  const r = renderChart({
+    files: [defaults],
+    set: { 'tls.secretName': 'mcp-authz-cert', 'tls.clientCaKey': 'ca.crt' },
+  });
   const cfg = serviceConfig(r);
-  t.deepEqual(cfg.tls, { certFile: '/var/lib/mcp-authz/tls/tls.crt', keyFile: '/var/lib/mcp-authz/tls/tls.key', clientCaFile: '/var/lib/mcp-authz/tls/ca.crt' });
-  t.like(validateConfig(cfg, 'ConfigMap', '/etc/mcp-authz', {}).tls, { grpc: 'mtls', extAuthzHttp: 'mtls', http: 'off' }, 'the service reads it as the chart meant');
+  t.deepEqual(cfg.tls, {
+    certFile: '/var/lib/mcp-authz/tls/tls.crt',
+    keyFile: '/var/lib/mcp-authz/tls/tls.key',
+    clientCaFile: '/var/lib/mcp-authz/tls/ca.crt',
+  });
+  t.like(
+    validateConfig(cfg, 'ConfigMap', '/etc/mcp-authz', {}).tls,
+    { grpc: 'mtls', extAuthzHttp: 'mtls', http: 'off' },
+    'the service reads it as the chart meant',
+  );
   const volume = pod(r).spec.volumes.find((v: any) => v.name === 'tls');
   t.deepEqual(volume.secret, { secretName: 'mcp-authz-cert', defaultMode: 0o440 });
   const mount = container(r).volumeMounts.find((m: any) => m.name === 'tls');
-  t.deepEqual([mount.mountPath, mount.readOnly, mount.subPath], ['/var/lib/mcp-authz/tls', true, undefined], 'a directory (no subPath): kubelet\'s swap reaches the watcher');
-  t.deepEqual(container(r).readinessProbe.httpGet, { path: '/readyz', port: 'http', scheme: 'HTTP' }, 'the gRPC probe has no TLS: /readyz instead');
+  t.deepEqual(
+    [mount.mountPath, mount.readOnly, mount.subPath],
+    ['/var/lib/mcp-authz/tls', true, undefined],
+    "a directory (no subPath): kubelet's swap reaches the watcher",
+  );
+  t.deepEqual(
+    container(r).readinessProbe.httpGet,
+    { path: '/readyz', port: 'http', scheme: 'HTTP' },
+    'the gRPC probe has no TLS: /readyz instead',
+  );
   await t.notThrowsAsync(Promise.all(r.objects.map(validateObject)));
 
-  const https = renderChart({ files: [defaults], set: { 'tls.secretName': 'mcp-authz-cert', 'config.tls.http': 'tls', 'config.tls.grpc': 'off' } });
+  const https = renderChart({
+    files: [defaults],
+    set: { 'tls.secretName': 'mcp-authz-cert', 'config.tls.http': 'tls', 'config.tls.grpc': 'off' },
+  });
   t.like(serviceConfig(https).tls, { grpc: 'off', http: 'tls' });
   t.is(container(https).livenessProbe.httpGet.scheme, 'HTTPS');
   t.is(container(https).startupProbe.httpGet.scheme, 'HTTPS');
@@ -200,14 +284,30 @@ test('tls.secretName mounts the Secret as a directory, fills config.tls with its
 });
 
 test('the chart refuses TLS it cannot serve: config.tls without its Secret, and mTLS on the port the kubelet probes', (t) => {
-  t.throws(() => renderChart({ files: [defaults], set: { 'config.tls.grpc': 'tls' } }), { message: /config\.tls needs its certificate from a Secret: set tls\.secretName/ });
-  t.throws(() => renderChart({ files: [defaults], set: { 'tls.secretName': 's', 'tls.clientCaKey': 'ca.crt', 'config.tls.http': 'mtls' } }), { message: /the kubelet's probes present no client certificate/ });
-  t.throws(() => renderChart({ files: [defaults], setJson: { 'config.tls': { certFile: '/x' } } }), { message: /certFile/ }, 'the files are the chart\'s to fill in');
+  t.throws(() => renderChart({ files: [defaults], set: { 'config.tls.grpc': 'tls' } }), {
+    message: /config\.tls needs its certificate from a Secret: set tls\.secretName/,
+  });
+  t.throws(
+    () =>
+      renderChart({
+        files: [defaults],
+        set: { 'tls.secretName': 's', 'tls.clientCaKey': 'ca.crt', 'config.tls.http': 'mtls' },
+      }),
+    { message: /the kubelet's probes present no client certificate/ },
+  );
+  t.throws(
+    () => renderChart({ files: [defaults], setJson: { 'config.tls': { certFile: '/x' } } }),
+    { message: /certFile/ },
+    "the files are the chart's to fill in",
+  );
 });
 
 test('the policy bundle comes from the image by default, else from a binaryData ConfigMap or a volume', (t) => {
   t.is(serviceConfig(rendered.get('default-values.yaml')!).policy.bundle, '/app/policies/build/bundle.tar.gz');
-  t.is(pod(rendered.get('default-values.yaml')!).spec.volumes.find((v: any) => v.name === 'policy'), undefined);
+  t.is(
+    pod(rendered.get('default-values.yaml')!).spec.volumes.find((v: any) => v.name === 'policy'),
+    undefined,
+  );
   const ha = rendered.get('ha-values.yaml')!;
   const cm = ha.get('ConfigMap', 'mcp-mcp-authz-policy')!;
   t.is(Buffer.from(cm.binaryData['bundle.tar.gz'], 'base64')[0], 0x1f, 'a gzip bundle');
@@ -217,7 +317,7 @@ test('the policy bundle comes from the image by default, else from a binaryData 
   t.is(serviceConfig(vol).policy.bundle, '/var/lib/mcp-authz/policy/mcp.tar.gz');
 });
 
-test('the Redis URL reaches the pod only from a Secret (the chart\'s or an existing one), never the ConfigMap', (t) => {
+test("the Redis URL reaches the pod only from a Secret (the chart's or an existing one), never the ConfigMap", (t) => {
   const url = 'rediss://:s3cret@redis-master.redis.svc.cluster.local:6380/0';
   const r = renderChart({ files: [defaults], set: { 'redis.url': url } });
   const cm = r.all('ConfigMap').find((c) => c.data?.['config.yaml'] !== undefined)!;
@@ -231,27 +331,42 @@ test('the Redis URL reaches the pod only from a Secret (the chart\'s or an exist
   // The service reads the variable the way the pod sets it.
   const cfg = validateConfig(parseYaml(cm.data['config.yaml']), 'configmap', '/etc/mcp-authz', { MCP_REDIS_URL: url });
   t.is(cfg.rateLimit.redis?.url, url);
-  t.throws(() => validateConfig(serviceConfig(r), 'configmap', '/etc/mcp-authz', { MCP_REDIS_URL: 'http://nope' }), { instanceOf: ConfigError });
+  t.throws(() => validateConfig(serviceConfig(r), 'configmap', '/etc/mcp-authz', { MCP_REDIS_URL: 'http://nope' }), {
+    instanceOf: ConfigError,
+  });
   // A new URL rolls the pods: it is read once at start-up.
   const other = renderChart({ files: [defaults], set: { 'redis.url': 'redis://other:6379' } });
   t.not(pod(other).metadata.annotations['checksum/redis'], pod(r).metadata.annotations['checksum/redis']);
 
   const existing = rendered.get('existing-secret-values.yaml')!;
-  t.deepEqual(container(existing).env.find((e: any) => e.name === 'MCP_REDIS_URL').valueFrom.secretKeyRef, { name: 'mcp-authz-redis', key: 'url' });
+  t.deepEqual(container(existing).env.find((e: any) => e.name === 'MCP_REDIS_URL').valueFrom.secretKeyRef, {
+    name: 'mcp-authz-redis',
+    key: 'url',
+  });
   t.is(existing.get('Secret', 'mcp-mcp-authz-redis'), undefined);
   t.is(container(rendered.get('default-values.yaml')!).env, undefined, 'no Redis, no variable');
 });
 
 test('the values schema refuses secrets where they would land in the ConfigMap or the Deployment', (t) => {
-  const inConfig = t.throws(() => renderChart({ files: [defaults], setJson: { 'config.rateLimit': { redis: { url: 'redis://:pw@r:6379' } } } }));
+  const inConfig = t.throws(() =>
+    renderChart({ files: [defaults], setJson: { 'config.rateLimit': { redis: { url: 'redis://:pw@r:6379' } } } }),
+  );
   t.regex(inConfig!.message, /config\/rateLimit\/redis.*url/s);
-  t.notThrows(() => renderChart({ files: [defaults], setJson: { 'config.rateLimit': { redis: { keyPrefix: 'team-a' } } } }), 'keyPrefix stays configurable');
-  const keys = t.throws(() => renderChart({ files: [defaults], setJson: { 'config.apiKeys': { keys: [{ id: 'a', sha256: 'a'.repeat(64) }] } } }));
+  t.notThrows(
+    () => renderChart({ files: [defaults], setJson: { 'config.rateLimit': { redis: { keyPrefix: 'team-a' } } } }),
+    'keyPrefix stays configurable',
+  );
+  const keys = t.throws(() =>
+    renderChart({ files: [defaults], setJson: { 'config.apiKeys': { keys: [{ id: 'a', sha256: 'a'.repeat(64) }] } } }),
+  );
   t.regex(keys!.message, /config\/apiKeys.*keys/s);
   for (const name of ['MCP_API_KEYS', 'MCP_REDIS_URL']) {
     const plain = t.throws(() => renderChart({ files: [defaults], setJson: { extraEnv: [{ name, value: 'x' }] } }));
     t.regex(plain!.message, /extraEnv\/0/);
-    const ref = renderChart({ files: [defaults], setJson: { extraEnv: [{ name, valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] } });
+    const ref = renderChart({
+      files: [defaults],
+      setJson: { extraEnv: [{ name, valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] },
+    });
     t.truthy(container(ref).env.find((e: any) => e.name === name).valueFrom);
   }
 });
@@ -259,8 +374,14 @@ test('the values schema refuses secrets where they would land in the ConfigMap o
 test('the values schema refuses an endpoint match that names neither a path prefix nor a host', (t) => {
   const err = t.throws(() => renderChart({ setJson: { 'config.endpoints': [{ name: 'files', match: {} }] } }));
   t.regex(err!.message, /config\/endpoints\/0\/match/);
-  t.throws(() => validateConfig({ endpoints: [{ name: 'files', match: {} }] }, 'x', '/'), { instanceOf: ConfigError }, 'as the service does');
-  t.notThrows(() => renderChart({ setJson: { 'config.endpoints': [{ name: 'files', match: { host: 'files.example.com' } }] } }));
+  t.throws(
+    () => validateConfig({ endpoints: [{ name: 'files', match: {} }] }, 'x', '/'),
+    { instanceOf: ConfigError },
+    'as the service does',
+  );
+  t.notThrows(() =>
+    renderChart({ setJson: { 'config.endpoints': [{ name: 'files', match: { host: 'files.example.com' } }] } }),
+  );
 });
 
 test('the chart refuses Kubernetes older than 1.24 (gRPC probes)', (t) => {
@@ -270,42 +391,67 @@ test('the chart refuses Kubernetes older than 1.24 (gRPC probes)', (t) => {
 });
 
 test('envFrom, templated extraObjects and Istio pod annotations reach the rendered objects', async (t) => {
-  const r = renderChart({ files: [defaults], setJson: { envFrom: [{ secretRef: { name: 'mcp-authz-env' } }], extraObjects: ['apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-extra\ndata: { a: b }\n'] } });
+  const r = renderChart({
+    files: [defaults],
+    setJson: {
+      envFrom: [{ secretRef: { name: 'mcp-authz-env' } }],
+      extraObjects: ['apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-extra\ndata: { a: b }\n'],
+    },
+  });
   t.deepEqual(container(r).envFrom, [{ secretRef: { name: 'mcp-authz-env' } }]);
   t.deepEqual(r.get('ConfigMap', 'mcp-extra')?.data, { a: 'b' });
   const istio = rendered.get('istio-values.yaml')!;
   t.is(pod(istio).metadata.annotations['proxy.istio.io/config'], '{"holdApplicationUntilProxyStarts": true}');
   const callers = istio.get('AuthorizationPolicy', 'mcp-authz-callers')!;
-  t.is(callers.spec.selector.matchLabels['app.kubernetes.io/name'], 'mcp-authz', 'templates inside extraObjects are expanded');
+  t.is(
+    callers.spec.selector.matchLabels['app.kubernetes.io/name'],
+    'mcp-authz',
+    'templates inside extraObjects are expanded',
+  );
   await t.notThrowsAsync(validateObject(callers));
 });
 
-test('the Istio values scrape /metrics through STRICT mTLS with Istio\'s certificates and relabel the target', (t) => {
+test("the Istio values scrape /metrics through STRICT mTLS with Istio's certificates and relabel the target", (t) => {
   const sm = rendered.get('istio-values.yaml')!.get('ServiceMonitor')!;
   const [ep] = sm.spec.endpoints;
   t.is(ep.scheme, 'https');
-  t.like(ep.tlsConfig, { caFile: '/etc/prom-certs/root-cert.pem', certFile: '/etc/prom-certs/cert-chain.pem', keyFile: '/etc/prom-certs/key.pem', insecureSkipVerify: true });
+  t.like(ep.tlsConfig, {
+    caFile: '/etc/prom-certs/root-cert.pem',
+    certFile: '/etc/prom-certs/cert-chain.pem',
+    keyFile: '/etc/prom-certs/key.pem',
+    insecureSkipVerify: true,
+  });
   t.is(ep.relabelings[0].targetLabel, 'istio_revision');
   const plain = rendered.get('ha-values.yaml')!.get('ServiceMonitor')!.spec.endpoints[0];
   t.is(plain.scheme, undefined);
   t.is(plain.tlsConfig, undefined);
 });
 
-test('helm lint --strict passes with the chart\'s own defaults', (t) => {
+test("helm lint --strict passes with the chart's own defaults", (t) => {
   t.regex(helm(['lint', CHART, '--strict', '--kube-version', '1.30.0']), /1 chart\(s\) linted, 0 chart\(s\) failed/);
 });
 
 test('the values schema refuses a config the service would refuse, naming the field', (t) => {
-  const err = t.throws(() => renderChart({ files: [defaults], set: { 'config.endpoints[0].name': 'bad name', 'config.endpoints[0].match.pathPrefix': '/x' } }));
+  const err = t.throws(() =>
+    renderChart({
+      files: [defaults],
+      set: { 'config.endpoints[0].name': 'bad name', 'config.endpoints[0].match.pathPrefix': '/x' },
+    }),
+  );
   t.regex(err!.message, /config\/endpoints\/0\/name/);
   const listen = t.throws(() => renderChart({ set: { 'config.listen.grpc': '127.0.0.1:1' } }));
   t.regex(listen!.message, /listen/);
-  const alg = t.throws(() => renderChart({ setJson: { 'config.oauth.issuers': [{ issuer: 'https://idp.example.com', algorithms: ['HS256'] }] } }));
+  const alg = t.throws(() =>
+    renderChart({
+      setJson: { 'config.oauth.issuers': [{ issuer: 'https://idp.example.com', algorithms: ['HS256'] }] },
+    }),
+  );
   t.regex(alg!.message, /algorithms/);
 });
 
 test('per-tool quotas, mTLS workloads and session cookies pass through the chart into the config the service reads', (t) => {
-  const read = (name: string) => validateConfig(serviceConfig(rendered.get(name)!), `${name} ConfigMap`, '/etc/mcp-authz', {});
+  const read = (name: string) =>
+    validateConfig(serviceConfig(rendered.get(name)!), `${name} ConfigMap`, '/etc/mcp-authz', {});
   t.deepEqual(read('redis-values.yaml').rateLimit.perTool, [
     { name: 'deletes', match: 'tools:delete_*', rps: 1, burst: 3 },
     { name: 'tools', match: 'tools:*', rps: 20, burst: 0 },
@@ -313,31 +459,62 @@ test('per-tool quotas, mTLS workloads and session cookies pass through the chart
   const istio = read('istio-values.yaml');
   const agents = istio.endpoints.find((e) => e.name === 'agents')!;
   t.like(agents.auth, { apiKey: false, mtls: true });
-  t.deepEqual(agents.workloads, { 'spiffe://cluster.local/ns/agents/sa/planner': ['tools:search', 'tools:read_*'], 'spiffe://cluster.local/ns/agents/*': ['tools:list_files'] });
+  t.deepEqual(agents.workloads, {
+    'spiffe://cluster.local/ns/agents/sa/planner': ['tools:search', 'tools:read_*'],
+    'spiffe://cluster.local/ns/agents/*': ['tools:list_files'],
+  });
   const dashboard = istio.endpoints.find((e) => e.name === 'dashboard')!;
   t.is(dashboard.auth.jwtCookie, '__Host-mcp_session');
   t.deepEqual(dashboard.allowedOrigins, ['https://mcp.example.com']);
 });
 
 test('the values schema refuses a per-tool quota rule, workload grant, cookie name or origin list the service would refuse, naming the field', (t) => {
-  const refused = (setJson: Record<string, unknown>, field: RegExp) => t.regex(t.throws(() => renderChart({ files: [defaults], setJson }))!.message, field, JSON.stringify(setJson));
+  const refused = (setJson: Record<string, unknown>, field: RegExp) =>
+    t.regex(t.throws(() => renderChart({ files: [defaults], setJson }))!.message, field, JSON.stringify(setJson));
   const quota = (rule: Record<string, unknown>) => ({ 'config.rateLimit': { perTool: [rule] } });
   refused(quota({ name: 'bad name', match: 'tools:*', rps: 1 }), /config\/rateLimit\/perTool\/0\/name/);
   refused(quota({ name: 'deletes', match: 'delete_*', rps: 1 }), /config\/rateLimit\/perTool\/0\/match/);
   refused(quota({ name: 'deletes', match: 'tools:delete_*', rps: 0 }), /config\/rateLimit\/perTool\/0\/rps/);
   refused(quota({ name: 'deletes', match: 'tools:delete_*' }), /config\/rateLimit\/perTool\/0.*rps/s);
-  refused(quota({ name: 'deletes', match: 'tools:delete_*', rps: 1, burst: 1.5 }), /config\/rateLimit\/perTool\/0\/burst/);
-  const endpoint = (e: Record<string, unknown>) => ({ 'config.endpoints': [{ name: 'a', match: { pathPrefix: '/a' }, ...e }] });
-  refused(endpoint({ rateLimit: { perTool: [{ name: 'x', match: 'tools:*', rps: 1, per: 'second' }] } }), /config\/endpoints\/0\/rateLimit\/perTool\/0/);
+  refused(
+    quota({ name: 'deletes', match: 'tools:delete_*', rps: 1, burst: 1.5 }),
+    /config\/rateLimit\/perTool\/0\/burst/,
+  );
+  const endpoint = (e: Record<string, unknown>) => ({
+    'config.endpoints': [{ name: 'a', match: { pathPrefix: '/a' }, ...e }],
+  });
+  refused(
+    endpoint({ rateLimit: { perTool: [{ name: 'x', match: 'tools:*', rps: 1, per: 'second' }] } }),
+    /config\/endpoints\/0\/rateLimit\/perTool\/0/,
+  );
   refused(endpoint({ auth: { mtls: 'yes' } }), /config\/endpoints\/0\/auth\/mtls/);
-  refused(endpoint({ auth: { mtls: true }, workloads: { 'spiffe://cluster.local/ns/a/sa/b': ['delete everything'] } }), /config\/endpoints\/0\/workloads/);
+  refused(
+    endpoint({ auth: { mtls: true }, workloads: { 'spiffe://cluster.local/ns/a/sa/b': ['delete everything'] } }),
+    /config\/endpoints\/0\/workloads/,
+  );
   refused(endpoint({ auth: { jwtCookie: 'my session' } }), /config\/endpoints\/0\/auth\/jwtCookie/);
   refused(endpoint({ allowedOrigins: [] }), /config\/endpoints\/0\/allowedOrigins/);
-  t.notThrows(() => renderChart({ files: [defaults], setJson: { ...quota({ name: 'deletes', match: 'tools:delete_*', rps: 0.5 }), ...endpoint({ auth: { apiKey: true, mtls: true }, workloads: { 'spiffe://cluster.local/ns/a/*': ['tools:*'] }, rateLimit: { perTool: [] } }) } }));
+  t.notThrows(() =>
+    renderChart({
+      files: [defaults],
+      setJson: {
+        ...quota({ name: 'deletes', match: 'tools:delete_*', rps: 0.5 }),
+        ...endpoint({
+          auth: { apiKey: true, mtls: true },
+          workloads: { 'spiffe://cluster.local/ns/a/*': ['tools:*'] },
+          rateLimit: { perTool: [] },
+        }),
+      },
+    }),
+  );
 });
 
 test('the committed values.schema.json is what npm run gen:values-schema generates', (t) => {
-  t.is(readFileSync(VALUES_SCHEMA_FILE, 'utf8'), renderValuesSchema(), 'run `npm run gen:values-schema` and commit the result');
+  t.is(
+    readFileSync(VALUES_SCHEMA_FILE, 'utf8'),
+    renderValuesSchema(),
+    'run `npm run gen:values-schema` and commit the result',
+  );
 });
 
 test('the Grafana dashboard ships as a ConfigMap labelled for the Grafana sidecar', (t) => {
@@ -345,7 +522,13 @@ test('the Grafana dashboard ships as a ConfigMap labelled for the Grafana sideca
   t.is(cm.metadata.labels!.grafana_dashboard, '1');
   const shipped = JSON.parse(cm.data['mcp-authz.json']);
   t.deepEqual(shipped, JSON.parse(readFileSync(join(CHART, 'dashboards', 'mcp-authz.json'), 'utf8')));
-  t.is(renderChart({ files: [defaults], set: { 'metrics.dashboard.enabled': false } }).get('ConfigMap', 'mcp-mcp-authz-dashboard'), undefined);
+  t.is(
+    renderChart({ files: [defaults], set: { 'metrics.dashboard.enabled': false } }).get(
+      'ConfigMap',
+      'mcp-mcp-authz-dashboard',
+    ),
+    undefined,
+  );
 });
 
 test('the HA values ship the alerts and a ServiceMonitor scraping /metrics on the HTTP port', (t) => {
@@ -357,7 +540,7 @@ test('the HA values ship the alerts and a ServiceMonitor scraping /metrics on th
   t.is(sm.spec.endpoints[0].path, '/metrics');
 });
 
-test('NOTES tell how to wire Envoy and Istio to the release\'s gRPC address', (t) => {
+test("NOTES tell how to wire Envoy and Istio to the release's gRPC address", (t) => {
   const notes = renderNotes([defaults]);
   t.regex(notes, /mcp-mcp-authz\.mcp\.svc\.cluster\.local:9191/);
   t.regex(notes, /envoy\.filters\.http\.ext_authz/);
@@ -365,28 +548,48 @@ test('NOTES tell how to wire Envoy and Istio to the release\'s gRPC address', (t
   t.regex(notes, /action: CUSTOM/);
   t.regex(notes, /envoy\.filters\.http\.ext_proc/);
   t.regex(notes, /failure_mode_allow: false[\s\S]*allow_mode_override: true/);
-  t.regex(notes, /outbound\|9191\|\|mcp-mcp-authz\.mcp\.svc\.cluster\.local/, 'the EnvoyFilter cluster of this release');
+  t.regex(
+    notes,
+    /outbound\|9191\|\|mcp-mcp-authz\.mcp\.svc\.cluster\.local/,
+    'the EnvoyFilter cluster of this release',
+  );
 });
 
 test('a bundle service replaces the local bundle, and its credentials come from a Secret mounted as a directory', (t) => {
   const config = {
-    services: { control: { url: 'https://opa-control.example.com', credentials: { bearer: { token_path: '/var/run/mcp-authz/services/token' } } } },
+    services: {
+      control: {
+        url: 'https://opa-control.example.com',
+        credentials: { bearer: { token_path: '/var/run/mcp-authz/services/token' } },
+      },
+    },
     bundles: { authz: { service: 'control', signing: { keyid: 'release' } } },
     keys: { release: { algorithm: 'RS256', key: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n' } },
     decision_logs: { service: 'control', mask: ['/input/attributes/request/http/headers/cookie'] },
     status: { service: 'control' },
   };
-  const r = renderChart({ files: [defaults], setJson: { config: { endpoints: [], ...config }, bundleService: { existingSecret: 'opa-control-token' } } });
+  const r = renderChart({
+    files: [defaults],
+    setJson: { config: { endpoints: [], ...config }, bundleService: { existingSecret: 'opa-control-token' } },
+  });
   const cfg = serviceConfig(r);
   t.deepEqual(cfg.bundles, config.bundles);
   t.is(cfg.policy.bundle, undefined, 'no local bundle beside the bundle service');
   t.deepEqual(cfg.decision_logs, config.decision_logs);
   const spec = pod(r).spec;
   t.is(spec.volumes.find((v: any) => v.name === 'bundle-service').secret.secretName, 'opa-control-token');
-  t.is(spec.containers[0].volumeMounts.find((m: any) => m.name === 'bundle-service').mountPath, '/var/run/mcp-authz/services');
+  t.is(
+    spec.containers[0].volumeMounts.find((m: any) => m.name === 'bundle-service').mountPath,
+    '/var/run/mcp-authz/services',
+  );
   // The service's own validation accepts what the chart rendered.
   t.notThrows(() => validateConfig(cfg, 'rendered', '/etc/mcp-authz', {}));
   // A token written into the config would land in the ConfigMap: the values schema refuses it.
-  const bad = { ...config, services: { control: { url: 'https://opa-control.example.com', credentials: { bearer: { token: 'abc' } } } } };
-  t.throws(() => renderChart({ files: [defaults], setJson: { config: { endpoints: [], ...bad } } }), { message: /token/ });
+  const bad = {
+    ...config,
+    services: { control: { url: 'https://opa-control.example.com', credentials: { bearer: { token: 'abc' } } } },
+  };
+  t.throws(() => renderChart({ files: [defaults], setJson: { config: { endpoints: [], ...bad } } }), {
+    message: /token/,
+  });
 });

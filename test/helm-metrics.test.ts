@@ -29,7 +29,9 @@ let svc: TestService;
 let families: Map<string, string>;
 
 test.before(async () => {
-  svc = await startTestService({ endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }] });
+  svc = await startTestService({
+    endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }],
+  });
   const scrape = await svc.http('/metrics');
   if (scrape.status !== 200) throw new Error(`/metrics answered ${scrape.status}`);
   families = new Map([...scrape.text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
@@ -38,9 +40,15 @@ test.after.always(async () => svc?.stop());
 
 test('the dashboard and alerts query every metric an SRE needs', (t) => {
   for (const family of [
-    'mcp_authz_check_total', 'mcp_authz_check_duration_seconds_bucket', 'mcp_authz_auth_failures_total',
-    'mcp_authz_rate_limited_total', 'mcp_authz_policy_reloads_total', 'mcp_authz_policy_info', 'mcp_authz_jwks_refresh_total',
-  ]) t.true(names.includes(family), family);
+    'mcp_authz_check_total',
+    'mcp_authz_check_duration_seconds_bucket',
+    'mcp_authz_auth_failures_total',
+    'mcp_authz_rate_limited_total',
+    'mcp_authz_policy_reloads_total',
+    'mcp_authz_policy_info',
+    'mcp_authz_jwks_refresh_total',
+  ])
+    t.true(names.includes(family), family);
 });
 
 for (const name of names) {

@@ -27,7 +27,11 @@ test('the Envoy example calls mcp-authz over gRPC ext_authz v3, failing closed, 
   t.is(ext['@type'], 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz');
   t.is(ext.transport_api_version, 'V3');
   t.false(ext.failure_mode_allow);
-  t.deepEqual(ext.with_request_body, { max_request_bytes: maxBodyBytes, allow_partial_message: false, pack_as_bytes: true });
+  t.deepEqual(ext.with_request_body, {
+    max_request_bytes: maxBodyBytes,
+    allow_partial_message: false,
+    pack_as_bytes: true,
+  });
   t.regex(ext.grpc_service.timeout, /^\d+(\.\d+)?s$/);
   const cluster = envoy.static_resources.clusters.find((c: any) => c.name === ext.grpc_service.envoy_grpc.cluster_name);
   t.truthy(cluster, 'the ext_authz cluster is defined');
@@ -37,17 +41,24 @@ test('the Envoy example calls mcp-authz over gRPC ext_authz v3, failing closed, 
   t.is(cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value, grpcPort);
 });
 
-test('the Istio example registers mcp-authz as envoyExtAuthzGrpc at the chart\'s Service, with a timeout and the whole body', async (t) => {
+test("the Istio example registers mcp-authz as envoyExtAuthzGrpc at the chart's Service, with a timeout and the whole body", async (t) => {
   const operator = load('examples/istio/mesh-config.yaml') as K8sObject;
   await t.notThrowsAsync(validateObject(operator));
   const [provider] = operator.spec.meshConfig.extensionProviders;
   const grpc = provider.envoyExtAuthzGrpc;
-  const istio = renderChart({ files: [CI_VALUES.find((f) => f.endsWith('istio-values.yaml'))!], namespace: 'mcp-authz' });
+  const istio = renderChart({
+    files: [CI_VALUES.find((f) => f.endsWith('istio-values.yaml'))!],
+    namespace: 'mcp-authz',
+  });
   t.is(grpc.service, `${istio.get('Service')!.metadata.name}.mcp-authz.svc.cluster.local`);
   t.is(grpc.port, grpcPort);
   t.regex(grpc.timeout, /^\d+(\.\d+)?(ms|s)$/);
   t.false(grpc.failOpen);
-  t.deepEqual(grpc.includeRequestBodyInCheck, { maxRequestBytes: maxBodyBytes, allowPartialMessage: false, packAsBytes: true });
+  t.deepEqual(grpc.includeRequestBodyInCheck, {
+    maxRequestBytes: maxBodyBytes,
+    allowPartialMessage: false,
+    packAsBytes: true,
+  });
 
   const policy = load('examples/istio/authorization-policy.yaml') as K8sObject;
   await t.notThrowsAsync(validateObject(policy));
@@ -78,9 +89,13 @@ test('the Istio provider answers 503 when mcp-authz cannot be reached, like the 
   const grpc = operator.spec.meshConfig.extensionProviders[0].envoyExtAuthzGrpc;
   t.is(grpc.statusOnError, '503');
   const envoy = load('examples/envoy/envoy.yaml');
-  const ext = envoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find((f: any) => f.name === 'envoy.filters.http.ext_authz').typed_config;
+  const ext = envoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find(
+    (f: any) => f.name === 'envoy.filters.http.ext_authz',
+  ).typed_config;
   t.is(ext.status_on_error.code, 'ServiceUnavailable');
-  t.true(['MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES'].includes(operator.spec.meshConfig.pathNormalization.normalization));
+  t.true(
+    ['MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES'].includes(operator.spec.meshConfig.pathNormalization.normalization),
+  );
 });
 
 // ---- Every path mcp-authz answers reaches it ----
@@ -99,10 +114,14 @@ function answeredPaths(config: Config): Answered[] {
   const endpoints = new EndpointRegistry(config.endpoints);
   const discovery = new OAuthDiscovery(config, endpoints);
   const out: Answered[] = [];
-  const request = (host: string, path: string) => toRequest(checkRequest({ method: 'GET', path, host }) as WireCheckRequest, config.limits);
+  const request = (host: string, path: string) =>
+    toRequest(checkRequest({ method: 'GET', path, host }) as WireCheckRequest, config.limits);
   for (const e of endpoints.all) {
     const host = e.match.host ?? 'mcp.example.com';
-    const paths = e.match.pathPrefix !== undefined ? [e.metadataPath, `${e.metadataPath}/`, `${e.metadataPath}/sse`] : ['/', '/mcp', '/messages'];
+    const paths =
+      e.match.pathPrefix !== undefined
+        ? [e.metadataPath, `${e.metadataPath}/`, `${e.metadataPath}/sse`]
+        : ['/', '/mcp', '/messages'];
     for (const path of paths) {
       if (endpoints.match(path, host) !== e) throw new Error(`${path} on ${host} is not endpoint ${e.name}`);
       out.push({ host, path, what: `endpoint ${e.name}` });
@@ -116,12 +135,14 @@ function answeredPaths(config: Config): Answered[] {
   }
   // Documents the service does not publish: answered 404 (with how to authenticate), never 401.
   for (const path of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']) {
-    if (discovery.answer(request('mcp.example.com', path))?.status !== 404) throw new Error(`${path} is not answered 404`);
+    if (discovery.answer(request('mcp.example.com', path))?.status !== 404)
+      throw new Error(`${path} is not answered 404`);
     out.push({ host: 'mcp.example.com', path, what: 'authorization server document (404)' });
   }
   if (config.oauth.issuers.length > 0) {
     const root = '/.well-known/oauth-protected-resource';
-    if (discovery.answer(request('mcp.example.com', root))?.status !== 200) throw new Error('the root document is not answered');
+    if (discovery.answer(request('mcp.example.com', root))?.status !== 200)
+      throw new Error('the root document is not answered');
     out.push({ host: 'mcp.example.com', path: root, what: 'root discovery document' });
   }
   return out;
@@ -137,7 +158,15 @@ const oauthConfig = validateConfig(
   {
     publicBaseUrl: 'https://mcp.example.com',
     oauth: { issuers: [{ issuer: 'https://idp.example.com/realms/acme' }] },
-    endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: true }, resource: 'https://mcp.example.com/mcp/files', scopes: ['tools:read_file'] }],
+    endpoints: [
+      {
+        name: 'files',
+        match: { pathPrefix: '/mcp/files' },
+        auth: { apiKey: true, oauth: true },
+        resource: 'https://mcp.example.com/mcp/files',
+        scopes: ['tools:read_file'],
+      },
+    ],
   },
   'oauth example',
   ROOT,
@@ -176,8 +205,12 @@ function istioSends(policy: K8sObject, host: string, path: string): boolean {
 test('the Istio AuthorizationPolicy sends every MCP endpoint path and every discovery document to mcp-authz', (t) => {
   const policy = load('examples/istio/authorization-policy.yaml') as K8sObject;
   const answered = [renderedConfig('istio-values.yaml'), oauthConfig, quickstart].flatMap(answeredPaths);
-  t.true(answered.some((a) => a.path === '/.well-known/oauth-protected-resource/mcp/search'), 'the Istio values publish a path-suffixed document');
-  for (const a of answered) t.true(istioSends(policy, a.host, a.path), `${a.what}: ${a.host}${a.path} never reaches mcp-authz`);
+  t.true(
+    answered.some((a) => a.path === '/.well-known/oauth-protected-resource/mcp/search'),
+    'the Istio values publish a path-suffixed document',
+  );
+  for (const a of answered)
+    t.true(istioSends(policy, a.host, a.path), `${a.what}: ${a.host}${a.path} never reaches mcp-authz`);
 });
 
 test('the Istio test reads rules the way Istio does: an excluded or unlisted path is not sent', (t) => {
@@ -197,9 +230,11 @@ test('the Envoy example routes every MCP endpoint path to the MCP server and eve
   t.deepEqual(vhost.domains, ['*']);
   // Envoy's route matching: prefix (plain string prefix), path_separated_prefix (whole segments), path (exact).
   const matches = (m: { prefix?: string; path_separated_prefix?: string; path?: string }, path: string) =>
-    m.prefix !== undefined ? path.startsWith(m.prefix)
-    : m.path_separated_prefix !== undefined ? path === m.path_separated_prefix || path.startsWith(`${m.path_separated_prefix}/`)
-    : m.path === path;
+    m.prefix !== undefined
+      ? path.startsWith(m.prefix)
+      : m.path_separated_prefix !== undefined
+        ? path === m.path_separated_prefix || path.startsWith(`${m.path_separated_prefix}/`)
+        : m.path === path;
   const route = (path: string) => (vhost.routes as any[]).find((r) => matches(r.match, path));
   for (const a of [oauthConfig, quickstart].flatMap(answeredPaths)) {
     const r = route(a.path);
@@ -207,5 +242,9 @@ test('the Envoy example routes every MCP endpoint path to the MCP server and eve
     if (a.what.startsWith('endpoint')) t.is(r?.route?.cluster, 'mcp-server', `${a.path} goes to the MCP server`);
     else t.truthy(r?.direct_response ?? r?.route, `${a.path} has a route`);
   }
-  t.is(route('/.well-known/oauth-protected-resource/mcp/files')?.route, undefined, 'discovery is never forwarded to the MCP server');
+  t.is(
+    route('/.well-known/oauth-protected-resource/mcp/files')?.route,
+    undefined,
+    'discovery is never forwarded to the MCP server',
+  );
 });

@@ -19,9 +19,13 @@ test('host:port, [v6]:port, bare hosts and bare IPv6 split as every reader expec
 });
 
 test('a listen address, a client address and a source address read the same host', (t) => {
-  for (const [text, host] of [['127.0.0.1:9191', '127.0.0.1'], ['[::1]:9191', '::1']] as const) {
+  for (const [text, host] of [
+    ['127.0.0.1:9191', '127.0.0.1'],
+    ['[::1]:9191', '::1'],
+  ] as const) {
     t.deepEqual(parseListenAddress(text), { kind: 'tcp', host, port: 9191 });
     t.is(canonicalAddress(text), host);
   }
-  for (const bad of ['127.0.0.1', '[::1]', '[::1]x:1', 'host:99999', ':9191', 'a b:1']) t.throws(() => parseListenAddress(bad), { message: /expected host:port/ }, bad);
+  for (const bad of ['127.0.0.1', '[::1]', '[::1]x:1', 'host:99999', ':9191', 'a b:1'])
+    t.throws(() => parseListenAddress(bad), { message: /expected host:port/ }, bad);
 });

@@ -22,7 +22,11 @@ function sandbox(withOpa: boolean) {
     if (p) symlinkSync(p, join(bin, tool));
   }
   if (withOpa) symlinkSync(join(ROOT, '.tools', 'bin', 'opa'), join(bin, 'opa'));
-  const run = () => spawnSync(join(bin, 'bash'), [join(dir, 'scripts', 'install-tools.sh'), 'opa'], { env: { PATH: bin, HOME: dir }, encoding: 'utf8' });
+  const run = () =>
+    spawnSync(join(bin, 'bash'), [join(dir, 'scripts', 'install-tools.sh'), 'opa'], {
+      env: { PATH: bin, HOME: dir },
+      encoding: 'utf8',
+    });
   return { dir, run };
 }
 

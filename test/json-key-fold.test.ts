@@ -4,7 +4,7 @@ import { goFoldTable } from './e2e/go-mcp-server.js';
 
 const char = (c: number) => String.fromCodePoint(c);
 
-test('every two keys Go reads as one fold alike, for every code point in Go\'s tables', (t) => {
+test("every two keys Go reads as one fold alike, for every code point in Go's tables", (t) => {
   const go = goFoldTable();
   t.true(go.size > 1000, 'the Go table lists the cased code points');
   t.is(go.get(0x17f), 0x53, 'Go folds ſ (U+017F) to S');

@@ -16,7 +16,17 @@ import { listCallsOf } from '../src/ext-proc/list-calls.js';
 import { filterJsonBody } from '../src/mcp-response/list-filter.js';
 import { GoJsonReader, goFoldTable, goMcpServerPath } from './e2e/go-mcp-server.js';
 import { LineReader, pythonReader } from './helpers/line-readers.js';
-import { decodeGo, goFold, parseTree, readGo, readJs, readPython, type CallReading, type Reading, type Tree } from './helpers/json-readers.js';
+import {
+  decodeGo,
+  goFold,
+  parseTree,
+  readGo,
+  readJs,
+  readPython,
+  type CallReading,
+  type Reading,
+  type Tree,
+} from './helpers/json-readers.js';
 import { checkRequest } from './helpers/service.js';
 
 const fold = goFold(goFoldTable());
@@ -30,7 +40,10 @@ interface Piece {
 }
 
 const piece = (src: string, ...tags: string[]): Piece => ({ src, tags });
-const joined = (pieces: Piece[], wrap: (srcs: string[]) => string): Piece => ({ src: wrap(pieces.map((p) => p.src)), tags: pieces.flatMap((p) => p.tags) });
+const joined = (pieces: Piece[], wrap: (srcs: string[]) => string): Piece => ({
+  src: wrap(pieces.map((p) => p.src)),
+  tags: pieces.flatMap((p) => p.tags),
+});
 const hex = (c: string, upper: boolean) => {
   const h = c.charCodeAt(0).toString(16).padStart(4, '0');
   return `\\u${upper ? h.toUpperCase() : h}`;
@@ -38,7 +51,10 @@ const hex = (c: string, upper: boolean) => {
 
 /** A key spelled as `name`; now and then in other cases, with ſ/K look-alikes, or with \u escapes. */
 function keyOf(name: string): fc.Arbitrary<Piece> {
-  const positions = fc.uniqueArray(fc.nat({ max: name.length - 1 }), { minLength: 1, maxLength: Math.min(3, name.length) });
+  const positions = fc.uniqueArray(fc.nat({ max: name.length - 1 }), {
+    minLength: 1,
+    maxLength: Math.min(3, name.length),
+  });
   const none = fc.constant<number[]>([]);
   const spelled = (upper: fc.Arbitrary<number[]>, lookAlike: boolean, escapes: fc.Arbitrary<number[]>) =>
     fc.tuple(upper, escapes, fc.boolean()).map(([up, esc, hexUpper]) => {
@@ -77,19 +93,26 @@ const INSERTS: [string, string[]][] = [
 /** A string from `pool`, sometimes with an escape, a surrogate or a bad byte inside. */
 function stringOf(pool: string[]): fc.Arbitrary<Piece> {
   const plain = fc.constantFrom(...pool).map((s) => piece(JSON.stringify(s)));
-  const spiked = fc.tuple(fc.constantFrom(...pool), fc.constantFrom(...INSERTS), fc.nat()).map(([s, [insert, tags], at]) => {
-    const cut = at % (s.length + 1);
-    return piece(`"${s.slice(0, cut)}${insert}${s.slice(cut)}"`, ...tags);
-  });
+  const spiked = fc
+    .tuple(fc.constantFrom(...pool), fc.constantFrom(...INSERTS), fc.nat())
+    .map(([s, [insert, tags], at]) => {
+      const cut = at % (s.length + 1);
+      return piece(`"${s.slice(0, cut)}${insert}${s.slice(cut)}"`, ...tags);
+    });
   return fc.oneof({ weight: 12, arbitrary: plain }, { weight: 1, arbitrary: spiked });
 }
 
-const pair = (key: fc.Arbitrary<Piece>, value: fc.Arbitrary<Piece>) => fc.tuple(key, value).map(([k, v]) => joined([k, v], ([a, b]) => `${a}:${b}`));
-const sometimes = (a: fc.Arbitrary<Piece>, weight: number) => fc.oneof({ weight, arbitrary: a }, { weight: 10 - weight, arbitrary: fc.constant(null) });
+const pair = (key: fc.Arbitrary<Piece>, value: fc.Arbitrary<Piece>) =>
+  fc.tuple(key, value).map(([k, v]) => joined([k, v], ([a, b]) => `${a}:${b}`));
+const sometimes = (a: fc.Arbitrary<Piece>, weight: number) =>
+  fc.oneof({ weight, arbitrary: a }, { weight: 10 - weight, arbitrary: fc.constant(null) });
 
 /** An object of the given members (each there or not), plus up to two more, first or last. */
 function objectOf(members: fc.Arbitrary<Piece | null>[], extra: fc.Arbitrary<Piece>): fc.Arbitrary<Piece> {
-  const extras = fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(fc.tuple(extra, fc.boolean()), { minLength: 1, maxLength: 2 }) });
+  const extras = fc.oneof(
+    { weight: 4, arbitrary: fc.constant([]) },
+    { weight: 1, arbitrary: fc.array(fc.tuple(extra, fc.boolean()), { minLength: 1, maxLength: 2 }) },
+  );
   return fc.tuple(fc.tuple(...members), extras).map(([present, extras]) => {
     const items = present.filter((p): p is Piece => p !== null);
     for (const [e, first] of extras) {
@@ -100,46 +123,96 @@ function objectOf(members: fc.Arbitrary<Piece | null>[], extra: fc.Arbitrary<Pie
   });
 }
 
-const METHODS = ['tools/call', 'tools/list', 'resources/read', 'prompts/get', 'completion/complete', 'ping', 'notifications/initialized', 'subscriptions/listen', 'logging/setLevel', 'prompts/list', 'resources/templates/list'];
+const METHODS = [
+  'tools/call',
+  'tools/list',
+  'resources/read',
+  'prompts/get',
+  'completion/complete',
+  'ping',
+  'notifications/initialized',
+  'subscriptions/listen',
+  'logging/setLevel',
+  'prompts/list',
+  'resources/templates/list',
+];
 const NAMES = ['search', 'delete_file'];
 const URIS = ['file:///public/a', 'file:///secret/b'];
 
-const leaf = fc.oneof(stringOf(['x', '/etc/passwd']), fc.constantFrom('1', 'true', 'null', '{}').map((s) => piece(s)));
-const argumentKey = fc.oneof(keyOf('path'), keyOf('query'), fc.constantFrom('"k"', '"K"', '"\\u212a"', '"Key"', '"kEY"', '"ß"', '"ẞ"').map((s) => piece(s)));
+const leaf = fc.oneof(
+  stringOf(['x', '/etc/passwd']),
+  fc.constantFrom('1', 'true', 'null', '{}').map((s) => piece(s)),
+);
+const argumentKey = fc.oneof(
+  keyOf('path'),
+  keyOf('query'),
+  fc.constantFrom('"k"', '"K"', '"\\u212a"', '"Key"', '"kEY"', '"ß"', '"ẞ"').map((s) => piece(s)),
+);
 const { argument } = fc.letrec<{ argument: Piece }>((tie) => ({
   argument: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
     { weight: 4, arbitrary: leaf },
-    { weight: 2, arbitrary: fc.array(pair(argumentKey, tie('argument')), { maxLength: 3 }).map((ps) => joined(ps, (s) => `{${s.join(',')}}`)) },
-    { weight: 1, arbitrary: fc.array(tie('argument'), { maxLength: 2 }).map((ps) => joined(ps, (s) => `[${s.join(',')}]`)) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .array(pair(argumentKey, tie('argument')), { maxLength: 3 })
+        .map((ps) => joined(ps, (s) => `{${s.join(',')}}`)),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.array(tie('argument'), { maxLength: 2 }).map((ps) => joined(ps, (s) => `[${s.join(',')}]`)),
+    },
   ),
 }));
 const nestedArgument = fc.integer({ min: 55, max: 70 }).map((n) => piece(`${'['.repeat(n)}${']'.repeat(n)}`));
 const argumentsValue = fc.oneof({ weight: 9, arbitrary: argument }, { weight: 1, arbitrary: nestedArgument });
 
 const refValue = objectOf(
-  [sometimes(pair(keyOf('type'), stringOf(['ref/prompt', 'ref/resource'])), 9), sometimes(pair(keyOf('name'), stringOf(NAMES)), 6), sometimes(pair(keyOf('uri'), stringOf(URIS)), 3)],
+  [
+    sometimes(pair(keyOf('type'), stringOf(['ref/prompt', 'ref/resource'])), 9),
+    sometimes(pair(keyOf('name'), stringOf(NAMES)), 6),
+    sometimes(pair(keyOf('uri'), stringOf(URIS)), 3),
+  ],
   fc.oneof(pair(keyOf('type'), stringOf(['ref/prompt'])), pair(keyOf('name'), stringOf(NAMES))),
 );
 const paramsValue = fc.oneof(
-  { weight: 12, arbitrary: objectOf(
-    [
-      sometimes(pair(keyOf('name'), stringOf(NAMES)), 8),
-      sometimes(pair(keyOf('uri'), stringOf(URIS)), 3),
-      sometimes(pair(keyOf('arguments'), argumentsValue), 5),
-      sometimes(pair(keyOf('ref'), refValue), 2),
-      sometimes(pair(keyOf('_meta'), fc.constant(piece('{"progressToken":1}'))), 1),
-    ],
-    fc.oneof(pair(keyOf('name'), stringOf(NAMES)), pair(keyOf('uri'), stringOf(URIS)), pair(keyOf('arguments'), argumentsValue)),
-  ) },
+  {
+    weight: 12,
+    arbitrary: objectOf(
+      [
+        sometimes(pair(keyOf('name'), stringOf(NAMES)), 8),
+        sometimes(pair(keyOf('uri'), stringOf(URIS)), 3),
+        sometimes(pair(keyOf('arguments'), argumentsValue), 5),
+        sometimes(pair(keyOf('ref'), refValue), 2),
+        sometimes(pair(keyOf('_meta'), fc.constant(piece('{"progressToken":1}'))), 1),
+      ],
+      fc.oneof(
+        pair(keyOf('name'), stringOf(NAMES)),
+        pair(keyOf('uri'), stringOf(URIS)),
+        pair(keyOf('arguments'), argumentsValue),
+      ),
+    ),
+  },
   { weight: 1, arbitrary: fc.constantFrom('null', '[]', '["delete_file"]').map((s) => piece(s)) },
 );
-const idValue = fc.oneof({ weight: 8, arbitrary: fc.constantFrom('1', '"a"', '-2.5e3').map((s) => piece(s)) }, { weight: 1, arbitrary: fc.constantFrom('null', 'true').map((s) => piece(s)) });
+const idValue = fc.oneof(
+  { weight: 8, arbitrary: fc.constantFrom('1', '"a"', '-2.5e3').map((s) => piece(s)) },
+  { weight: 1, arbitrary: fc.constantFrom('null', 'true').map((s) => piece(s)) },
+);
 const answer = fc.constantFrom('{}', '{"content":[]}', 'null', '{"code":-1,"message":"no"}').map((s) => piece(s));
 
 const message = objectOf(
   [
-    sometimes(pair(keyOf('jsonrpc'), fc.oneof({ weight: 20, arbitrary: fc.constant(piece('"2.0"')) }, { weight: 1, arbitrary: fc.constant(piece('"1.0"')) })), 9),
+    sometimes(
+      pair(
+        keyOf('jsonrpc'),
+        fc.oneof(
+          { weight: 20, arbitrary: fc.constant(piece('"2.0"')) },
+          { weight: 1, arbitrary: fc.constant(piece('"1.0"')) },
+        ),
+      ),
+      9,
+    ),
     sometimes(pair(keyOf('id'), idValue), 8),
     sometimes(pair(keyOf('method'), stringOf(METHODS)), 9),
     sometimes(pair(keyOf('params'), paramsValue), 7),
@@ -153,7 +226,13 @@ const message = objectOf(
     pair(keyOf('jsonrpc'), fc.constant(piece('"2.0"'))),
   ),
 );
-const bodyText = fc.oneof({ weight: 4, arbitrary: message }, { weight: 1, arbitrary: fc.array(message, { minLength: 1, maxLength: 3 }).map((ms) => joined(ms, (s) => `[${s.join(',')}]`)) });
+const bodyText = fc.oneof(
+  { weight: 4, arbitrary: message },
+  {
+    weight: 1,
+    arbitrary: fc.array(message, { minLength: 1, maxLength: 3 }).map((ms) => joined(ms, (s) => `[${s.join(',')}]`)),
+  },
+);
 
 interface Body {
   text: string;
@@ -172,7 +251,11 @@ const body: fc.Arbitrary<Body> = bodyText.map(({ src, tags }) => ({
 /** What mcp-authz's policy sees, or undefined when the service refuses the body (400). */
 function serviceReading(bytes: Buffer): Reading | undefined {
   try {
-    const request = toRequest(checkRequest({ path: '/mcp', rawBody: bytes }) as WireCheckRequest, { maxBodyBytes: 1 << 20, maxHeaderBytes: 65536, maxHeaders: 200 });
+    const request = toRequest(checkRequest({ path: '/mcp', rawBody: bytes }) as WireCheckRequest, {
+      maxBodyBytes: 1 << 20,
+      maxHeaderBytes: 65536,
+      maxHeaders: 200,
+    });
     checkBodyIntegrity(request, 1 << 20);
     const { view } = parseMcp(request.body, request.hasBody, request.headers, 64);
     const calls = view.calls.map((c): CallReading => {
@@ -180,7 +263,9 @@ function serviceReading(bytes: Buffer): Reading | undefined {
       if (c.method !== '') out.method = c.method;
       if (c.name !== undefined) out.name = c.name;
       if (c.uri !== undefined) out.uri = c.uri;
-      if (c.ref !== undefined) out.ref = c.ref.type === 'ref/prompt' ? { type: c.ref.type, name: c.ref.name } : { type: c.ref.type, uri: c.ref.uri };
+      if (c.ref !== undefined)
+        out.ref =
+          c.ref.type === 'ref/prompt' ? { type: c.ref.type, name: c.ref.name } : { type: c.ref.type, uri: c.ref.uri };
       return out;
     });
     return { ok: true, batch: view.batch, calls };
@@ -204,7 +289,8 @@ function shapesOf(b: Body): Set<string> {
   if (tree === undefined) return shapes;
   if (tree.t === 'arr') shapes.add('batch');
   const walk = (t: Tree, role: string | undefined, depth: number): number => {
-    if (t.t === 'arr') return Math.max(depth + 1, ...t.items.map((x) => walk(x, role === 'batch' ? 'message' : undefined, depth + 1)));
+    if (t.t === 'arr')
+      return Math.max(depth + 1, ...t.items.map((x) => walk(x, role === 'batch' ? 'message' : undefined, depth + 1)));
     if (t.t !== 'obj') return depth;
     const seen = new Map<string, string>();
     let deepest = depth + 1;
@@ -218,7 +304,8 @@ function shapesOf(b: Body): Set<string> {
       const member = role === undefined ? undefined : MEMBER_ROLES[role]!.find((m) => fold(m) === f);
       if (member !== undefined && member !== k) shapes.add('member-spelled-otherwise');
       if (role === 'message' && k === 'id' && v.t === 'lit' && v.v === null) shapes.add('null-id');
-      const child = role === 'message' && k === 'params' ? 'params' : role === 'params' && k === 'ref' ? 'ref' : undefined;
+      const child =
+        role === 'message' && k === 'params' ? 'params' : role === 'params' && k === 'ref' ? 'ref' : undefined;
       deepest = Math.max(deepest, walk(v, child, depth + 1));
     }
     return deepest;
@@ -237,7 +324,10 @@ const same = (a: Reading, b: Reading) => JSON.stringify(a) === JSON.stringify(b)
  */
 function decisive(r: Reading): Reading {
   if (!r.ok) return r;
-  return { ...r, calls: r.calls.map((c) => (c.kind === 'response' ? { kind: c.kind } : withTargetRef(withTargetUri(c)))) };
+  return {
+    ...r,
+    calls: r.calls.map((c) => (c.kind === 'response' ? { kind: c.kind } : withTargetRef(withTargetUri(c)))),
+  };
 }
 
 function withTargetRef(c: CallReading): CallReading {
@@ -274,7 +364,11 @@ test('whatever mcp-authz allows, JavaScript, Python and Go read alike, and as th
   const runs = 6000;
   fc.assert(
     fc.property(body, (b) => {
-      const readings = { js: decisive(readJs(b.bytes)), python: decisive(readPython(b.bytes)), go: decisive(readGo(b.bytes, fold)) };
+      const readings = {
+        js: decisive(readJs(b.bytes)),
+        python: decisive(readPython(b.bytes)),
+        go: decisive(readGo(b.bytes, fold)),
+      };
       const agree = same(readings.js, readings.python) && same(readings.js, readings.go);
       const service = serviceReading(b.bytes);
       const shapes = shapesOf(b);
@@ -292,7 +386,18 @@ test('whatever mcp-authz allows, JavaScript, Python and Go read alike, and as th
   // The generator must reach the attack shapes often, and the service must still allow a
   // good share of bodies, or the property would hold for want of trying.
   const share = (what: string) => (counts.get(what) ?? 0) / runs;
-  for (const shape of ['member-spelled-otherwise', 'keys-alike-in-go', 'look-alike-key', 'escaped-key', 'duplicate-key', 'lone-surrogate', 'invalid-utf8', 'null-id', 'batch', 'deeper-than-64']) {
+  for (const shape of [
+    'member-spelled-otherwise',
+    'keys-alike-in-go',
+    'look-alike-key',
+    'escaped-key',
+    'duplicate-key',
+    'lone-surrogate',
+    'invalid-utf8',
+    'null-id',
+    'batch',
+    'deeper-than-64',
+  ]) {
     t.true(share(shape) >= 0.02, `${shape}: ${counts.get(shape) ?? 0} of ${runs}`);
   }
   t.true(share('readers disagree') >= 0.2, `readers disagree on ${counts.get('readers disagree') ?? 0} of ${runs}`);
@@ -301,7 +406,7 @@ test('whatever mcp-authz allows, JavaScript, Python and Go read alike, and as th
   t.true(share('allowed with batch') >= 0.01, 'batches are allowed');
 });
 
-test('the Go model reads bodies as Go\'s encoding/json does', async (t) => {
+test("the Go model reads bodies as Go's encoding/json does", async (t) => {
   const reader = new GoJsonReader();
   t.teardown(() => reader.close());
   const samples = fc.sample(body, { numRuns: 400, seed: 20260728 });
@@ -310,7 +415,9 @@ test('the Go model reads bodies as Go\'s encoding/json does', async (t) => {
     const model = readGo(b.bytes, fold);
     const go = await reader.read(b.bytes);
     if (go.ok) parsed++;
-    const real: Reading = go.ok ? { ok: true, batch: go.batch, calls: (go.calls ?? []) as CallReading[] } : { ok: false };
+    const real: Reading = go.ok
+      ? { ok: true, batch: go.batch, calls: (go.calls ?? []) as CallReading[] }
+      : { ok: false };
     if (!same(model, real)) t.fail(`${b.text}\nmodel: ${JSON.stringify(model)}\nGo:    ${JSON.stringify(real)}`);
   }
   t.true(parsed > 300, `Go parsed ${parsed} of ${samples.length}`);
@@ -332,21 +439,54 @@ const idText: fc.Arbitrary<string> = fc.oneof(
     arbitrary: fc
       .tuple(
         fc.constantFrom('', '', '-'),
-        fc.oneof(fc.constant('0'), fc.tuple(fc.integer({ min: 1, max: 9 }), fc.stringMatching(/^[0-9]{0,25}$/)).map(([d, rest]) => `${d}${rest}`)),
+        fc.oneof(
+          fc.constant('0'),
+          fc
+            .tuple(fc.integer({ min: 1, max: 9 }), fc.stringMatching(/^[0-9]{0,25}$/))
+            .map(([d, rest]) => `${d}${rest}`),
+        ),
         fc.option(fc.stringMatching(/^[0-9]{1,20}$/), { nil: undefined }),
-        fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), fc.integer({ min: 0, max: 420 })), { nil: undefined }),
+        fc.option(
+          fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), fc.integer({ min: 0, max: 420 })),
+          { nil: undefined },
+        ),
       )
-      .map(([sign, int, frac, exp]) => `${sign}${int}${frac === undefined ? '' : `.${frac}`}${exp === undefined ? '' : `${exp[0]}${exp[1]}${exp[2]}`}`),
+      .map(
+        ([sign, int, frac, exp]) =>
+          `${sign}${int}${frac === undefined ? '' : `.${frac}`}${exp === undefined ? '' : `${exp[0]}${exp[1]}${exp[2]}`}`,
+      ),
   },
   {
     weight: 3,
     arbitrary: fc.constantFrom(
-      '1e400', '-1e400', '1E+400', '1e-400', '9007199254740991', '-9007199254740991', '9007199254740992', '9007199254740993',
-      '18446744073709551616', '-0', '-0.0', '0e0', '1.0', '1e2', '1E+2', '4.9e-324', '1.7976931348623157e308', '1.7976931348623159e308',
-      '0.30000000000000000001', '123456789012345678901234567890',
+      '1e400',
+      '-1e400',
+      '1E+400',
+      '1e-400',
+      '9007199254740991',
+      '-9007199254740991',
+      '9007199254740992',
+      '9007199254740993',
+      '18446744073709551616',
+      '-0',
+      '-0.0',
+      '0e0',
+      '1.0',
+      '1e2',
+      '1E+2',
+      '4.9e-324',
+      '1.7976931348623157e308',
+      '1.7976931348623159e308',
+      '0.30000000000000000001',
+      '123456789012345678901234567890',
     ),
   },
-  { weight: 2, arbitrary: fc.oneof(fc.constantFrom('1', '1.0', '-0', '1e400', ' 1', 'null'), fc.string({ maxLength: 8 })).map((x) => JSON.stringify(x)) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .oneof(fc.constantFrom('1', '1.0', '-0', '1e400', ' 1', 'null'), fc.string({ maxLength: 8 }))
+      .map((x) => JSON.stringify(x)),
+  },
 );
 
 interface Echo {
@@ -394,12 +534,16 @@ test('whatever id mcp-authz accepts on a list call, JavaScript, Python and Go se
       const response = `{"jsonrpc":"2.0","id":${e.echo},"result":{"tools":[{"name":"visible"},{"name":"hidden"}]}}`;
       const r = filterJsonBody(response, calls, () => (item) => item.key === 'visible');
       if (r.ok) t.false(r.body.includes('hidden'), `${id} echoed by ${server} as ${e.echo}: the hidden item passed`);
-      if (accepted) t.true(r.ok && r.changed, `${id} echoed by ${server} as ${e.echo}: ${r.ok ? 'not matched' : r.code}`);
+      if (accepted)
+        t.true(r.ok && r.changed, `${id} echoed by ${server} as ${e.echo}: ${r.ok ? 'not matched' : r.code}`);
     }
   }
   t.log(Object.fromEntries([...counts].sort()));
   t.true((counts.get('accepted') ?? 0) >= 600, 'most ids are accepted');
   t.true((counts.get('refused') ?? 0) >= 100, 'the generator reaches the ids that are refused');
   t.true((counts.get('echoed as null by JavaScript') ?? 0) >= 20, 'and the ones JavaScript echoes as null');
-  t.true((counts.get('echoed differently, accepted') ?? 0) >= 50, 'accepted ids are echoed in other forms (1.0, 1e2, -0), which still match');
+  t.true(
+    (counts.get('echoed differently, accepted') ?? 0) >= 50,
+    'accepted ids are echoed in other forms (1.0, 1e2, -0), which still match',
+  );
 });

@@ -7,12 +7,21 @@ import { checkRequest, deniedBody, deniedStatus, rpc, startTestService, type Tes
 import { waitFor } from './helpers/wait.js';
 
 // Each test gets its own redis-server: stopping it must not disturb the others.
-async function pair(t: { teardown(fn: () => Promise<void> | void): void }, config: Record<string, unknown>): Promise<{ redis: TestRedis; a: TestService; b: TestService }> {
+async function pair(
+  t: { teardown(fn: () => Promise<void> | void): void },
+  config: Record<string, unknown>,
+): Promise<{ redis: TestRedis; a: TestService; b: TestService }> {
   const redis = await startRedis();
   // Sharing is what these tests prove: a command a busy machine delays past the default 250 ms
   // would be decided locally (counted: test/fault-redis.test.ts proves that path), so the
   // timeout here is a hang guard.
-  const cfg = { ...config, rateLimit: { ...(config.rateLimit as object), redis: { url: redis.url, keyPrefix: `t${Date.now()}`, commandTimeoutMs: 60_000 } } };
+  const cfg = {
+    ...config,
+    rateLimit: {
+      ...(config.rateLimit as object),
+      redis: { url: redis.url, keyPrefix: `t${Date.now()}`, commandTimeoutMs: 60_000 },
+    },
+  };
   const opts = { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: admitAuthenticated } } };
   const a = await startTestService(cfg, opts);
   const b = await startTestService(cfg, opts);
@@ -30,8 +39,10 @@ async function storeUp(s: TestService): Promise<number | undefined> {
 }
 
 const endpoints = [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true } }];
-const fail = (source: string) => checkRequest({ method: 'GET', path: '/mcp/files', source, headers: { 'x-test-auth': 'fail' } });
-const good = (source: string, key = 'k1') => checkRequest({ method: 'GET', path: '/mcp/files', source, headers: { 'x-test-auth': 'ok', 'x-test-key': key } });
+const fail = (source: string) =>
+  checkRequest({ method: 'GET', path: '/mcp/files', source, headers: { 'x-test-auth': 'fail' } });
+const good = (source: string, key = 'k1') =>
+  checkRequest({ method: 'GET', path: '/mcp/files', source, headers: { 'x-test-auth': 'ok', 'x-test-key': key } });
 
 test('two instances sharing Redis enforce one failed-authentication limit together', async (t) => {
   const { a, b } = await pair(t, { rateLimit: { failedAuth: { maxAttempts: 4, windowSeconds: 60 } }, endpoints });
@@ -59,8 +70,16 @@ test('two instances sharing Redis enforce one per-client rate together', async (
 });
 
 test('two instances sharing Redis enforce one per-tool quota together; a tool no rule names is not counted', async (t) => {
-  const { a, b } = await pair(t, { rateLimit: { perTool: [{ name: 'deletes', match: 'tools:delete_*', rps: 0.001, burst: 3 }] }, endpoints });
-  const call = (tool: string, key: string) => checkRequest({ path: '/mcp/files', body: rpc('tools/call', { name: tool }), headers: { 'x-test-auth': 'ok', 'x-test-key': key } });
+  const { a, b } = await pair(t, {
+    rateLimit: { perTool: [{ name: 'deletes', match: 'tools:delete_*', rps: 0.001, burst: 3 }] },
+    endpoints,
+  });
+  const call = (tool: string, key: string) =>
+    checkRequest({
+      path: '/mcp/files',
+      body: rpc('tools/call', { name: tool }),
+      headers: { 'x-test-auth': 'ok', 'x-test-key': key },
+    });
   t.truthy((await a.check(call('delete_file', 'shared-agent'))).ok_response);
   t.truthy((await b.check(call('delete_file', 'shared-agent'))).ok_response);
   for (let i = 0; i < 5; i++) t.truthy((await b.check(call('search', 'shared-agent'))).ok_response);
@@ -70,18 +89,36 @@ test('two instances sharing Redis enforce one per-tool quota together; a tool no
   t.is(deniedBody(over).quota, 'deletes');
   t.truthy((await a.check(call('delete_file', 'another-agent'))).ok_response);
   const m = (await a.http('/metrics')).text;
-  t.is(sample(m, 'mcp_authz_quota_requests_total', { endpoint: 'files', rule: 'deletes', result: 'allowed' }), 3, 'instance A counted its own three');
+  t.is(
+    sample(m, 'mcp_authz_quota_requests_total', { endpoint: 'files', rule: 'deletes', result: 'allowed' }),
+    3,
+    'instance A counted its own three',
+  );
 });
 
 test('two instances sharing Redis: a batch of exactly the burst fits a fresh bucket, a larger one is refused and takes nothing from any rule', async (t) => {
   const { a, b } = await pair(t, {
-    rateLimit: { perTool: [{ name: 'deletes', match: 'tools:delete_*', rps: 1, burst: 3 }, { name: 'tools', match: 'tools:*', rps: 0.001, burst: 4 }] },
+    rateLimit: {
+      perTool: [
+        { name: 'deletes', match: 'tools:delete_*', rps: 1, burst: 3 },
+        { name: 'tools', match: 'tools:*', rps: 0.001, burst: 4 },
+      ],
+    },
     endpoints,
   });
   const batch = (key: string, ...tools: string[]) =>
-    checkRequest({ path: '/mcp/files', body: JSON.stringify(tools.map((name, i) => ({ jsonrpc: '2.0', id: i + 1, method: 'tools/call', params: { name } }))), headers: { 'x-test-auth': 'ok', 'x-test-key': key } });
+    checkRequest({
+      path: '/mcp/files',
+      body: JSON.stringify(
+        tools.map((name, i) => ({ jsonrpc: '2.0', id: i + 1, method: 'tools/call', params: { name } })),
+      ),
+      headers: { 'x-test-auth': 'ok', 'x-test-key': key },
+    });
   // Fresh buckets are full whatever the time: rps 1 cannot make these flaky.
-  t.truthy((await a.check(batch('fresh', 'delete_a', 'delete_b', 'delete_c'))).ok_response, 'three deletes at once: the burst');
+  t.truthy(
+    (await a.check(batch('fresh', 'delete_a', 'delete_b', 'delete_c'))).ok_response,
+    'three deletes at once: the burst',
+  );
   t.is(deniedBody(await b.check(batch('other', 'delete_a', 'delete_b', 'delete_c', 'delete_d'))).quota, 'deletes');
   // The refused four took nothing from "tools" either (burst 4): four searches still fit.
   t.truthy((await b.check(batch('other', 'search', 'search', 'search', 'search'))).ok_response);
@@ -89,9 +126,13 @@ test('two instances sharing Redis: a batch of exactly the burst fits a fresh buc
 });
 
 test('with Redis down both instances keep answering and limiting locally; when it is back limits are shared again', async (t) => {
-  const { redis, a, b } = await pair(t, { rateLimit: { failedAuth: { maxAttempts: 3, windowSeconds: 60 } }, endpoints });
+  const { redis, a, b } = await pair(t, {
+    rateLimit: { failedAuth: { maxAttempts: 3, windowSeconds: 60 } },
+    endpoints,
+  });
   // Counted from here: on a busy machine the first connection can time out once at start-up.
-  const fallbacks = async () => sample((await a.http('/metrics')).text, 'mcp_authz_limiter_store_fallbacks_total', { store: 'redis' }) ?? 0;
+  const fallbacks = async () =>
+    sample((await a.http('/metrics')).text, 'mcp_authz_limiter_store_fallbacks_total', { store: 'redis' }) ?? 0;
   const before = await fallbacks();
   await redis.stop();
   for (const s of [a, b]) await waitFor('the fallback to be reported', async () => (await storeUp(s)) === 0);
@@ -108,7 +149,8 @@ test('with Redis down both instances keep answering and limiting locally; when i
   t.is(deniedStatus(await b.check(fail('10.23.0.3'))), 429);
 
   await redis.start();
-  for (const s of [a, b]) await waitFor('the shared store to be back', async () => (await storeUp(s)) === 1, 15_000, 50);
+  for (const s of [a, b])
+    await waitFor('the shared store to be back', async () => (await storeUp(s)) === 1, 15_000, 50);
   // Shared again: failures on A and B add up to one lockout.
   t.is(deniedStatus(await a.check(fail('10.23.0.9'))), 401);
   t.is(deniedStatus(await b.check(fail('10.23.0.9'))), 401);
@@ -148,7 +190,14 @@ test('Redis that accepts the connection but never answers: no Check waits for it
   });
   const port = (silent.address() as AddressInfo).port;
   const svc = await startTestService(
-    { rateLimit: { failedAuth: { maxAttempts: 2, windowSeconds: 60 }, perClient: { rps: 1, burst: 5 }, redis: { url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 600_000 } }, endpoints },
+    {
+      rateLimit: {
+        failedAuth: { maxAttempts: 2, windowSeconds: 60 },
+        perClient: { rps: 1, burst: 5 },
+        redis: { url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 600_000 },
+      },
+      endpoints,
+    },
     { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: admitAuthenticated } } },
   );
   t.teardown(() => svc.stop());

@@ -1,12 +1,24 @@
 import test from 'ava';
 import { TestAuthenticator, admitAuthenticated } from './fixtures/test-authenticator.js';
-import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService, type TestService } from './helpers/service.js';
+import {
+  checkRequest,
+  deniedBody,
+  deniedStatus,
+  headerValue,
+  startTestService,
+  type TestService,
+} from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';
 
 const MAX = 5;
 
-async function start(config: Record<string, unknown>, auth = new TestAuthenticator()): Promise<TestService & { auth: TestAuthenticator }> {
-  const svc = await startTestService(config, { runtime: { overrides: { authenticator: auth, authorizer: admitAuthenticated } } });
+async function start(
+  config: Record<string, unknown>,
+  auth = new TestAuthenticator(),
+): Promise<TestService & { auth: TestAuthenticator }> {
+  const svc = await startTestService(config, {
+    runtime: { overrides: { authenticator: auth, authorizer: admitAuthenticated } },
+  });
   return Object.assign(svc, { auth });
 }
 
@@ -18,7 +30,8 @@ const endpoints = [
 
 const fail = (source = '10.9.9.9', path = '/mcp/files', headers: Record<string, string> = {}) =>
   checkRequest({ method: 'GET', path, source, headers: { 'x-test-auth': 'fail', ...headers } });
-const good = (source = '10.9.9.9', path = '/mcp/files', key = 'k1') => checkRequest({ method: 'GET', path, source, headers: { 'x-test-auth': 'ok', 'x-test-key': key } });
+const good = (source = '10.9.9.9', path = '/mcp/files', key = 'k1') =>
+  checkRequest({ method: 'GET', path, source, headers: { 'x-test-auth': 'ok', 'x-test-key': key } });
 
 test('after N failed authentications the client gets 429 too_many_requests with Retry-After, and its credentials are not tried', async (t) => {
   const svc = await start({ rateLimit: { failedAuth: { maxAttempts: MAX, windowSeconds: 60 } }, endpoints });
@@ -76,7 +89,8 @@ test('the lockout ends with the window', async (t) => {
   t.teardown(() => svc.stop());
   let conclusive = false;
   for (let windowSeconds = 4, attempt = 0; !conclusive && windowSeconds <= 64; windowSeconds *= 2, attempt++) {
-    const one = attempt === 0 ? svc : await start({ rateLimit: { failedAuth: { maxAttempts: 2, windowSeconds } }, endpoints });
+    const one =
+      attempt === 0 ? svc : await start({ rateLimit: { failedAuth: { maxAttempts: 2, windowSeconds } }, endpoints });
     if (one !== svc) t.teardown(() => one.stop());
     const client = `10.4.4.${attempt + 4}`;
     const before = Date.now();
@@ -89,7 +103,12 @@ test('the lockout ends with the window', async (t) => {
     }
     conclusive = true;
     t.is(deniedStatus(third), 429, 'locked out within the window');
-    await waitFor('the window to end', async () => (await one.check(good(client))).ok_response !== undefined, 20_000 + windowSeconds * 1000, 200);
+    await waitFor(
+      'the window to end',
+      async () => (await one.check(good(client))).ok_response !== undefined,
+      20_000 + windowSeconds * 1000,
+      200,
+    );
   }
   t.true(conclusive, 'three calls fitted in some window up to 64 s');
 });
@@ -101,13 +120,24 @@ test('maxAttempts 0 switches the lockout off', async (t) => {
 });
 
 test('with x-forwarded-for, a client that rotates spoofed entries stays locked out', async (t) => {
-  const svc = await start({ clientAddress: { from: 'x-forwarded-for', trustedHops: 1 }, rateLimit: { failedAuth: { maxAttempts: MAX, windowSeconds: 60 } }, endpoints });
+  const svc = await start({
+    clientAddress: { from: 'x-forwarded-for', trustedHops: 1 },
+    rateLimit: { failedAuth: { maxAttempts: MAX, windowSeconds: 60 } },
+    endpoints,
+  });
   t.teardown(() => svc.stop());
   for (let i = 0; i < MAX + 3; i++) {
     const res = await svc.check(fail('10.0.0.1', '/mcp/files', { 'x-forwarded-for': `6.6.6.${i}, 203.0.113.50` }));
     t.is(deniedStatus(res), i < MAX ? 401 : 429);
   }
-  const other = await svc.check(checkRequest({ method: 'GET', path: '/mcp/files', source: '10.0.0.1', headers: { 'x-test-auth': 'ok', 'x-forwarded-for': '203.0.113.50, 203.0.113.51' } }));
+  const other = await svc.check(
+    checkRequest({
+      method: 'GET',
+      path: '/mcp/files',
+      source: '10.0.0.1',
+      headers: { 'x-test-auth': 'ok', 'x-forwarded-for': '203.0.113.50, 203.0.113.51' },
+    }),
+  );
   t.truthy(other.ok_response, 'a different real client behind the same proxy is not locked out');
 });
 
@@ -127,14 +157,22 @@ test('per-client rate is keyed by API key id, not by address', async (t) => {
   const svc = await start({ rateLimit: { perClient: { rps: 0.1, burst: 1 } }, endpoints });
   t.teardown(() => svc.stop());
   t.truthy((await svc.check(good('10.7.0.1', '/mcp/files', 'alpha'))).ok_response);
-  t.is(deniedStatus(await svc.check(good('10.7.0.2', '/mcp/files', 'alpha'))), 429, 'same key from another address shares the bucket');
-  t.truthy((await svc.check(good('10.7.0.1', '/mcp/files', 'beta'))).ok_response, 'another key from the same address has its own bucket');
+  t.is(
+    deniedStatus(await svc.check(good('10.7.0.2', '/mcp/files', 'alpha'))),
+    429,
+    'same key from another address shares the bucket',
+  );
+  t.truthy(
+    (await svc.check(good('10.7.0.1', '/mcp/files', 'beta'))).ok_response,
+    'another key from the same address has its own bucket',
+  );
 });
 
 test('per-client rate is keyed by token issuer and subject', async (t) => {
   const svc = await start({ rateLimit: { perClient: { rps: 0.1, burst: 1 } }, endpoints });
   t.teardown(() => svc.stop());
-  const tok = (sub: string, source: string) => checkRequest({ method: 'GET', path: '/mcp/files', source, headers: { 'x-test-auth': 'token', 'x-test-sub': sub } });
+  const tok = (sub: string, source: string) =>
+    checkRequest({ method: 'GET', path: '/mcp/files', source, headers: { 'x-test-auth': 'token', 'x-test-sub': sub } });
   t.truthy((await svc.check(tok('alice', '10.8.0.1'))).ok_response);
   t.is(deniedStatus(await svc.check(tok('alice', '10.8.0.2'))), 429);
   t.truthy((await svc.check(tok('bob', '10.8.0.1'))).ok_response);
@@ -162,14 +200,21 @@ test('an endpoint rateLimit overrides the global per-client rate; rps 0 switches
   t.teardown(() => svc.stop());
   t.truthy((await svc.check(good('10.10.0.1', '/mcp/strict'))).ok_response);
   t.is(deniedStatus(await svc.check(good('10.10.0.1', '/mcp/strict'))), 429);
-  for (let i = 0; i < 4; i++) t.truthy((await svc.check(good('10.10.0.1', '/mcp/roomy'))).ok_response, `roomy ${i + 1}`);
+  for (let i = 0; i < 4; i++)
+    t.truthy((await svc.check(good('10.10.0.1', '/mcp/roomy'))).ok_response, `roomy ${i + 1}`);
   t.is(deniedStatus(await svc.check(good('10.10.0.1', '/mcp/roomy'))), 429);
   for (let i = 0; i < 20; i++) t.truthy((await svc.check(good('10.10.0.1', '/mcp/free'))).ok_response);
 });
 
 test('MCP_RATE_LIMIT_RPS and MCP_RATE_LIMIT_BURST set the per-client rate', async (t) => {
   const auth = new TestAuthenticator();
-  const svc = await startTestService({ endpoints }, { env: { MCP_RATE_LIMIT_RPS: '0.1', MCP_RATE_LIMIT_BURST: '2' }, runtime: { overrides: { authenticator: auth, authorizer: admitAuthenticated } } });
+  const svc = await startTestService(
+    { endpoints },
+    {
+      env: { MCP_RATE_LIMIT_RPS: '0.1', MCP_RATE_LIMIT_BURST: '2' },
+      runtime: { overrides: { authenticator: auth, authorizer: admitAuthenticated } },
+    },
+  );
   t.teardown(() => svc.stop());
   t.truthy((await svc.check(good('10.11.0.1'))).ok_response);
   t.truthy((await svc.check(good('10.11.0.1'))).ok_response);

@@ -79,14 +79,29 @@ test('a lock says whether it added anything', (t) => {
 });
 
 test('before the running lockouts have arrived, the check before authentication asks the counter', async (t) => {
-  const config = validateConfig({ rateLimit: { failedAuth: { maxAttempts: 2, windowSeconds: 60 } }, endpoints: [{ name: 'files', match: { pathPrefix: '/f' }, auth: { apiKey: true } }] }, 'test', '/', {});
+  const config = validateConfig(
+    {
+      rateLimit: { failedAuth: { maxAttempts: 2, windowSeconds: 60 } },
+      endpoints: [{ name: 'files', match: { pathPrefix: '/f' }, auth: { apiKey: true } }],
+    },
+    'test',
+    '/',
+    {},
+  );
   const endpoints = new EndpointRegistry(config.endpoints);
   // The counter (the primary's ledger, in a worker) already has the client at its limit.
   const counter = new LocalFailureCounter(2, 60);
   counter.count('files|10.0.0.1');
   counter.count('files|10.0.0.1');
   const table = new LockoutTable(undefined, 100, true);
-  const limits = new RateLimits(config, endpoints.all, { local: 'memory', logger: silentLogger() }, table, {}, () => counter);
+  const limits = new RateLimits(
+    config,
+    endpoints.all,
+    { local: 'memory', logger: silentLogger() },
+    table,
+    {},
+    () => counter,
+  );
   const ctx = { endpoint: endpoints.all[0], clientAddress: '10.0.0.1' } as CheckContext;
   const refused = await limits.beforeAuth(ctx);
   t.is(refused?.code, 'too_many_requests', 'locked out, though this table has not heard of it');

@@ -34,8 +34,13 @@ interface Child {
   send(cmd: Record<string, unknown>): Promise<State>;
 }
 
-async function child(kind: PipeKind, bufferBytes: number, stderrMode: 'as-is' | 'nonblocking-stderr' = 'as-is'): Promise<Child> {
-  if (!existsSync(join(root, 'dist', 'log', 'log-sink.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does it in pretest)');
+async function child(
+  kind: PipeKind,
+  bufferBytes: number,
+  stderrMode: 'as-is' | 'nonblocking-stderr' = 'as-is',
+): Promise<Child> {
+  if (!existsSync(join(root, 'dist', 'log', 'log-sink.js')))
+    throw new Error('dist/ is missing: run `npm run build` (npm test does it in pretest)');
   const args = [CHILD, String(bufferBytes), stderrMode];
   let proc: ChildProcess;
   let reader: LineReader;
@@ -48,11 +53,14 @@ async function child(kind: PipeKind, bufferBytes: number, stderrMode: 'as-is' | 
     proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     reader = new LineReader(proc.stderr!);
   }
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-  const next = () => new Promise<State>((resolve, reject) => {
-    proc.once('message', (m) => resolve(m as State));
-    void exited.then(({ code, signal }) => reject(new Error(`the child exited (${code ?? signal})`)));
-  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const next = () =>
+    new Promise<State>((resolve, reject) => {
+      proc.once('message', (m) => resolve(m as State));
+      void exited.then(({ code, signal }) => reject(new Error(`the child exited (${code ?? signal})`)));
+    });
   const ready = await next();
   return { proc, reader, ready, exited, send: (cmd) => (proc.send(cmd), next()) };
 }
@@ -65,7 +73,8 @@ function nonBlocking(pid: number): boolean {
 /** The lines read parse, and their sequence numbers only increase. */
 function wholeAndInOrder(lines: string[]): number[] {
   const seqs = lines.map((l) => (JSON.parse(l) as { seq: number }).seq);
-  for (let i = 1; i < seqs.length; i++) if (seqs[i]! <= seqs[i - 1]!) throw new Error(`line ${seqs[i]} after ${seqs[i - 1]}`);
+  for (let i = 1; i < seqs.length; i++)
+    if (seqs[i]! <= seqs[i - 1]!) throw new Error(`line ${seqs[i]} after ${seqs[i - 1]}`);
   return seqs;
 }
 
@@ -82,7 +91,10 @@ test('a pipe nobody reads: nothing is lost while it fits, then lines past the bu
   t.deepEqual(small.dropped, { decision: 0, service: 0 });
   c.reader.resume();
   await waitFor('the 400 lines', () => c.reader.lines.length === 400, 30_000);
-  t.deepEqual(wholeAndInOrder(c.reader.lines), Array.from({ length: 400 }, (_, i) => i));
+  t.deepEqual(
+    wholeAndInOrder(c.reader.lines),
+    Array.from({ length: 400 }, (_, i) => i),
+  );
 
   // Far more than both hold: the process answers every command while nobody reads.
   c.reader.pause();
@@ -92,11 +104,22 @@ test('a pipe nobody reads: nothing is lost while it fits, then lines past the bu
   t.true(s.buffered <= 256 * 1024);
 
   c.reader.resume();
-  await waitFor('the loss to be reported', async () => {
-    s = await c.send({ op: 'state' });
-    return s.reports.reduce((n, r) => n + total(r), 0) === total(s.dropped);
-  }, 30_000, 20);
-  t.deepEqual(s.reports.reduce((a, r) => ({ decision: a.decision + r.decision, service: a.service + r.service }), { decision: 0, service: 0 }), s.dropped);
+  await waitFor(
+    'the loss to be reported',
+    async () => {
+      s = await c.send({ op: 'state' });
+      return s.reports.reduce((n, r) => n + total(r), 0) === total(s.dropped);
+    },
+    30_000,
+    20,
+  );
+  t.deepEqual(
+    s.reports.reduce((a, r) => ({ decision: a.decision + r.decision, service: a.service + r.service }), {
+      decision: 0,
+      service: 0,
+    }),
+    s.dropped,
+  );
   // Logging goes on: a line written now follows every line kept.
   s = await c.send({ op: 'write', lines: 1, bytes: 100, kind: 'service' });
   await waitFor('every line kept', () => c.reader.lines.length === s.written - total(s.dropped), 30_000);
@@ -115,10 +138,15 @@ test('a socket left blocking: a full socket holds a pool thread, never the event
   // hold together: the socket is full and a write blocks in the pool. The process answers
   // every command meanwhile.
   let s: State = c.ready;
-  await waitFor('a write blocked on the full socket', async () => {
-    s = await c.send({ op: 'write', lines: 50, bytes: 500, kind: 'decision' });
-    return s.written * 500 > FAR_MORE && s.dropped.decision > 0 && s.stuck;
-  }, 60_000, 1);
+  await waitFor(
+    'a write blocked on the full socket',
+    async () => {
+      s = await c.send({ op: 'write', lines: 50, bytes: 500, kind: 'decision' });
+      return s.written * 500 > FAR_MORE && s.dropped.decision > 0 && s.stuck;
+    },
+    60_000,
+    1,
+  );
   s = await c.send({ op: 'settle', boundMs: 500 });
   t.false(s.settled, 'exit() would wait for the blocked write');
   c.proc.send({ op: 'exit', code: 0 });
@@ -135,10 +163,15 @@ test('a socket made non-blocking: a full socket is retried on EAGAIN; the proces
   t.true(nonBlocking(c.proc.pid!));
   c.reader.pause();
   let s: State = c.ready;
-  await waitFor('lines dropped on the full socket', async () => {
-    s = await c.send({ op: 'write', lines: 50, bytes: 500, kind: 'service' });
-    return s.written * 500 > FAR_MORE && s.dropped.service > 0;
-  }, 60_000, 1);
+  await waitFor(
+    'lines dropped on the full socket',
+    async () => {
+      s = await c.send({ op: 'write', lines: 50, bytes: 500, kind: 'service' });
+      return s.written * 500 > FAR_MORE && s.dropped.service > 0;
+    },
+    60_000,
+    1,
+  );
   t.false(s.stuck);
   s = await c.send({ op: 'settle', boundMs: 100 });
   t.true(s.settled, 'nothing blocks exit: a write the socket cannot take fails at once (EAGAIN)');

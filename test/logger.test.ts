@@ -8,7 +8,11 @@ import test from 'ava';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 function run(script: string): { lines: string[]; status: number | null } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: root,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
   return { lines: r.stderr.split('\n').filter((l) => l.startsWith('{')), status: r.status };
 }
 
@@ -21,7 +25,10 @@ test('every line logged before process.exit reaches stderr, in order', (t) => {
   `);
   t.is(status, 3);
   t.is(lines.length, 20000);
-  t.deepEqual(lines.map((l) => JSON.parse(l).i), Array.from({ length: 20000 }, (_, i) => i));
+  t.deepEqual(
+    lines.map((l) => JSON.parse(l).i),
+    Array.from({ length: 20000 }, (_, i) => i),
+  );
 });
 
 test('lines logged across turns of the event loop are all written, each a whole JSON line', (t) => {
@@ -66,6 +73,15 @@ test('the decision log writes, through no pino internals, the very line pino wri
   t.is(lines.length, 2);
   t.is(lines[1], lines[0]);
   const line = JSON.parse(lines[0]!);
-  t.like(line, { level: 30, time: 1767225600123, service: 'mcp-authz', worker: 3, log: 'decision', decision_id: 'd-1', tool: 'read "x"\u2028', msg: 'decision' });
+  t.like(line, {
+    level: 30,
+    time: 1767225600123,
+    service: 'mcp-authz',
+    worker: 3,
+    log: 'decision',
+    decision_id: 'd-1',
+    tool: 'read "x"\u2028',
+    msg: 'decision',
+  });
   t.deepEqual(Object.keys(line).slice(0, 5), ['level', 'time', 'service', 'worker', 'log']);
 });

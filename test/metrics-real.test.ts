@@ -6,8 +6,11 @@ import { sample, sumOf } from './helpers/prometheus.js';
 import { checkRequest, deniedStatus, rpc, startTestService } from './helpers/service.js';
 
 const alice = makeKey({ id: 'alice-key', userId: 'alice', permissions: ['tools:search'] });
-const endpoints = [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true }, tools: ['search', 'delete_file'] }];
-const call = (tool: string, key: string) => checkRequest({ path: '/mcp/files', body: rpc('tools/call', { name: tool }), headers: { 'x-api-key': key } });
+const endpoints = [
+  { name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true }, tools: ['search', 'delete_file'] },
+];
+const call = (tool: string, key: string) =>
+  checkRequest({ path: '/mcp/files', body: rpc('tools/call', { name: tool }), headers: { 'x-api-key': key } });
 
 async function scripted(dryRun: boolean) {
   const svc = await startTestService(
@@ -37,7 +40,15 @@ test('real keys and the shipped policy: allows, a tool deny and a bad key are co
   t.is(c('check_total', { endpoint: 'files', decision: 'deny', status: '401' }), 1);
   t.is(c('tool_decisions_total', { endpoint: 'files', tool: 'search', decision: 'allow' }), 2);
   t.is(c('tool_decisions_total', { endpoint: 'files', tool: 'delete_file', decision: 'deny' }), 1);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key', detail: 'key_unknown' }), 1);
+  t.is(
+    c('auth_failures_total', {
+      endpoint: 'files',
+      method: 'api_key',
+      reason: 'invalid_api_key',
+      detail: 'key_unknown',
+    }),
+    1,
+  );
   t.is(sumOf(m, 'mcp_authz_auth_failures_total'), 1);
   t.is(c('api_key_requests_total', { key_id: 'alice-key' }), 3, 'three requests used the key (the tool deny too)');
   t.is(c('policy_reloads_total', { result: 'success' }), 1);
@@ -47,7 +58,7 @@ test('real keys and the shipped policy: allows, a tool deny and a bad key are co
   t.is(c('dry_run_denies_total'), 0);
 });
 
-test('dry-run: the shipped policy\'s deny is allowed and counted once as a dry-run deny', async (t) => {
+test("dry-run: the shipped policy's deny is allowed and counted once as a dry-run deny", async (t) => {
   const { results, m } = await scripted(true);
   t.truthy(results[2]!.ok_response, 'the tool deny is allowed in dry-run');
   t.is(deniedStatus(results[3]!), 401, 'dry-run never turns an authentication failure into an allow');

@@ -27,37 +27,75 @@ test('a scripted sequence of Checks is counted exactly in /metrics', async (t) =
     {
       rateLimit: { failedAuth: { maxAttempts: 3, windowSeconds: 60 } },
       endpoints: [
-        { name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true }, tools: ['read_file'], scopes: ['tools:search', 'tools:write_*'] },
-        { name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false }, rateLimit: { rps: 0.1, burst: 2 } },
+        {
+          name: 'files',
+          match: { pathPrefix: '/mcp/files' },
+          auth: { apiKey: true },
+          tools: ['read_file'],
+          scopes: ['tools:search', 'tools:write_*'],
+        },
+        {
+          name: 'open',
+          match: { pathPrefix: '/mcp/open' },
+          auth: { apiKey: false, oauth: false },
+          rateLimit: { rps: 0.1, burst: 2 },
+        },
       ],
     },
-    { runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: toolPolicy } }, unlistedCodes: ['something_new'] },
+    {
+      runtime: { overrides: { authenticator: new TestAuthenticator(), authorizer: toolPolicy } },
+      unlistedCodes: ['something_new'],
+    },
   );
   t.teardown(() => svc.stop());
-  const ok = (tool: string, source = '10.0.0.1') => checkRequest({ path: '/mcp/files', source, body: rpc('tools/call', { name: tool }), headers: { 'x-test-auth': 'ok' } });
+  const ok = (tool: string, source = '10.0.0.1') =>
+    checkRequest({
+      path: '/mcp/files',
+      source,
+      body: rpc('tools/call', { name: tool }),
+      headers: { 'x-test-auth': 'ok' },
+    });
   const fail = (reason: string, source: string, path = '/mcp/files', detail = 'key_unknown') =>
-    checkRequest({ method: 'GET', path, source, headers: { 'x-test-auth': 'fail', 'x-test-reason': reason, 'x-test-detail': detail } });
+    checkRequest({
+      method: 'GET',
+      path,
+      source,
+      headers: { 'x-test-auth': 'fail', 'x-test-reason': reason, 'x-test-detail': detail },
+    });
 
   // 4 allowed tool calls: 2 known by `tools`, 1 known by a non-glob scope, 1 unknown.
-  for (const tool of ['read_file', 'read_file', 'search', 'write_file']) t.truthy((await svc.check(ok(tool))).ok_response);
+  for (const tool of ['read_file', 'read_file', 'search', 'write_file'])
+    t.truthy((await svc.check(ok(tool))).ok_response);
   // 1 tool deny by the policy.
   t.is(deniedStatus(await svc.check(ok('forbidden'))), 403);
   // Each failure reason once, from different clients; an unknown code counts as _other.
-  const reasons = [['invalid_api_key', 'key_unknown'], ['invalid_credentials', 'key_unknown'], ['invalid_token', 'token_expired'], ['invalid_api_key', 'keys_conflict'], ['something_new', 'key_unknown']];
-  for (const [i, [r, d]] of reasons.entries()) t.is(deniedStatus(await svc.check(fail(r!, `10.0.1.${i}`, '/mcp/files', d))), 401);
+  const reasons = [
+    ['invalid_api_key', 'key_unknown'],
+    ['invalid_credentials', 'key_unknown'],
+    ['invalid_token', 'token_expired'],
+    ['invalid_api_key', 'keys_conflict'],
+    ['something_new', 'key_unknown'],
+  ];
+  for (const [i, [r, d]] of reasons.entries())
+    t.is(deniedStatus(await svc.check(fail(r!, `10.0.1.${i}`, '/mcp/files', d))), 401);
   // 2 requests without credentials.
-  for (let i = 0; i < 2; i++) t.is(deniedStatus(await svc.check(checkRequest({ method: 'GET', path: '/mcp/files', source: '10.0.5.1' }))), 401);
+  for (let i = 0; i < 2; i++)
+    t.is(deniedStatus(await svc.check(checkRequest({ method: 'GET', path: '/mcp/files', source: '10.0.5.1' }))), 401);
   // A lockout: 3 failures, then 2 × 429.
   for (let i = 0; i < 3; i++) t.is(deniedStatus(await svc.check(fail('invalid_api_key', '10.0.2.1'))), 401);
   for (let i = 0; i < 2; i++) t.is(deniedStatus(await svc.check(fail('invalid_api_key', '10.0.2.1'))), 429);
   // A rate limit on the auth-off endpoint: 2 allowed, 1 × 429.
-  const anon = () => checkRequest({ path: '/mcp/open', source: '10.0.3.1', body: rpc('tools/call', { name: 'anything' }) });
+  const anon = () =>
+    checkRequest({ path: '/mcp/open', source: '10.0.3.1', body: rpc('tools/call', { name: 'anything' }) });
   t.truthy((await svc.check(anon())).ok_response);
   t.truthy((await svc.check(anon())).ok_response);
   t.is(deniedStatus(await svc.check(anon())), 429);
   // A path on no endpoint, with a bad credential; and a request rejected before any endpoint.
   t.is(deniedStatus(await svc.check(fail('invalid_api_key', '10.0.4.1', '/elsewhere'))), 401);
-  t.is(deniedStatus(await svc.check(checkRequest({ method: 'GET', path: '/mcp/files/../etc', source: '10.0.4.2' }))), 400);
+  t.is(
+    deniedStatus(await svc.check(checkRequest({ method: 'GET', path: '/mcp/files/../etc', source: '10.0.4.2' }))),
+    400,
+  );
 
   const res = await svc.http('/metrics');
   t.is(res.status, 200);
@@ -74,13 +112,56 @@ test('a scripted sequence of Checks is counted exactly in /metrics', async (t) =
   t.is(c('check_total', { endpoint: '_unknown', decision: 'deny', status: '400' }), 1);
   t.is(sumOf(m, 'mcp_authz_check_total'), 4 + 1 + 5 + 2 + 3 + 2 + 3 + 2);
 
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key', detail: 'key_unknown' }), 1 + 3);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'unknown', reason: 'invalid_credentials', detail: 'key_unknown' }), 1);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'oauth', reason: 'invalid_token', detail: 'token_expired' }), 1);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'api_key', reason: 'invalid_api_key', detail: 'keys_conflict' }), 1);
+  t.is(
+    c('auth_failures_total', {
+      endpoint: 'files',
+      method: 'api_key',
+      reason: 'invalid_api_key',
+      detail: 'key_unknown',
+    }),
+    1 + 3,
+  );
+  t.is(
+    c('auth_failures_total', {
+      endpoint: 'files',
+      method: 'unknown',
+      reason: 'invalid_credentials',
+      detail: 'key_unknown',
+    }),
+    1,
+  );
+  t.is(
+    c('auth_failures_total', { endpoint: 'files', method: 'oauth', reason: 'invalid_token', detail: 'token_expired' }),
+    1,
+  );
+  t.is(
+    c('auth_failures_total', {
+      endpoint: 'files',
+      method: 'api_key',
+      reason: 'invalid_api_key',
+      detail: 'keys_conflict',
+    }),
+    1,
+  );
   t.is(c('auth_failures_total', { endpoint: 'files', method: 'unknown', reason: '_other', detail: 'key_unknown' }), 1);
-  t.is(c('auth_failures_total', { endpoint: 'files', method: 'none', reason: 'authentication_required', detail: 'credential_missing' }), 2);
-  t.is(c('auth_failures_total', { endpoint: '_unknown', method: 'api_key', reason: 'invalid_api_key', detail: 'key_unknown' }), 1);
+  t.is(
+    c('auth_failures_total', {
+      endpoint: 'files',
+      method: 'none',
+      reason: 'authentication_required',
+      detail: 'credential_missing',
+    }),
+    2,
+  );
+  t.is(
+    c('auth_failures_total', {
+      endpoint: '_unknown',
+      method: 'api_key',
+      reason: 'invalid_api_key',
+      detail: 'key_unknown',
+    }),
+    1,
+  );
   t.is(sumOf(m, 'mcp_authz_auth_failures_total'), 4 + 1 + 1 + 1 + 1 + 2 + 1);
 
   // Every deny by its code; a code outside the catalogue is one bounded label.
@@ -99,7 +180,11 @@ test('a scripted sequence of Checks is counted exactly in /metrics', async (t) =
 
   t.is(c('tool_decisions_total', { endpoint: 'files', tool: 'read_file', decision: 'allow' }), 2);
   t.is(c('tool_decisions_total', { endpoint: 'files', tool: 'search', decision: 'allow' }), 1);
-  t.is(c('tool_decisions_total', { endpoint: 'files', tool: '_other', decision: 'allow' }), 1, 'write_file matches only a glob grant: not a known name');
+  t.is(
+    c('tool_decisions_total', { endpoint: 'files', tool: '_other', decision: 'allow' }),
+    1,
+    'write_file matches only a glob grant: not a known name',
+  );
   t.is(c('tool_decisions_total', { endpoint: 'files', tool: '_other', decision: 'deny' }), 1);
   t.is(c('tool_decisions_total', { endpoint: 'open', tool: '_other', decision: 'allow' }), 2);
   t.false(m.includes('tool="forbidden"'), 'an unknown tool name never becomes a label');
@@ -107,7 +192,11 @@ test('a scripted sequence of Checks is counted exactly in /metrics', async (t) =
 
   t.is(c('check_duration_seconds_count', { decision: 'allow' }), 4 + 2);
   t.is(c('check_duration_seconds_count', { decision: 'deny' }), 1 + 5 + 2 + 3 + 2 + 1 + 2);
-  t.is(c('check_duration_seconds_bucket', { decision: 'allow', le: '0.00005' }) !== undefined, true, 'buckets start at 50 µs');
+  t.is(
+    c('check_duration_seconds_bucket', { decision: 'allow', le: '0.00005' }) !== undefined,
+    true,
+    'buckets start at 50 µs',
+  );
   t.truthy(sample(m, 'process_cpu_user_seconds_total'), 'process defaults are exported');
 });
 
@@ -158,7 +247,11 @@ test('phase events become the policy, JWKS, API key, dry-run and limiter store m
   t.is(c('dry_run_denies_total'), 2);
   t.is(c('jwks_refresh_total', { issuer: 'https://idp.example.com', result: 'success' }), 1);
   t.is(c('jwks_refresh_total', { issuer: 'https://idp.example.com', result: 'failure' }), 1);
-  t.is(c('jwks_refresh_total', { issuer: '_other', result: 'failure' }), 1, 'an issuer not in the config is not a label');
+  t.is(
+    c('jwks_refresh_total', { issuer: '_other', result: 'failure' }),
+    1,
+    'an issuer not in the config is not a label',
+  );
   t.is(c('api_keys_reloads_total', { result: 'success' }), 1);
   t.is(c('api_keys'), 7);
   t.is(c('api_key_requests_total', { key_id: 'chatgpt-connector' }), 2);
@@ -173,8 +266,24 @@ test('series for every endpoint exist at zero before the first Check', async (t)
   for (const endpoint of ['files', '_unknown']) {
     t.is(sample(m, 'mcp_authz_check_total', { endpoint, decision: 'allow', status: '200' }), 0);
     t.is(sample(m, 'mcp_authz_rate_limited_total', { endpoint, limiter: 'failed_auth' }), 0);
-    t.is(sample(m, 'mcp_authz_auth_failures_total', { endpoint, method: endpoint === 'files' ? 'api_key' : 'unknown', reason: endpoint === 'files' ? 'invalid_api_key' : 'invalid_credentials', detail: 'key_expired' }), 0);
-    t.is(sample(m, 'mcp_authz_auth_failures_total', { endpoint, method: 'none', reason: 'authentication_required', detail: 'credential_missing' }), 0);
+    t.is(
+      sample(m, 'mcp_authz_auth_failures_total', {
+        endpoint,
+        method: endpoint === 'files' ? 'api_key' : 'unknown',
+        reason: endpoint === 'files' ? 'invalid_api_key' : 'invalid_credentials',
+        detail: 'key_expired',
+      }),
+      0,
+    );
+    t.is(
+      sample(m, 'mcp_authz_auth_failures_total', {
+        endpoint,
+        method: 'none',
+        reason: 'authentication_required',
+        detail: 'credential_missing',
+      }),
+      0,
+    );
     t.is(sample(m, 'mcp_authz_denies_total', { endpoint, code: 'access_denied' }), 0);
   }
   t.is(sample(m, 'mcp_authz_dry_run_denies_total'), 0);
@@ -182,18 +291,29 @@ test('series for every endpoint exist at zero before the first Check', async (t)
 });
 
 test('known tools are the endpoint tools list and non-glob tools: scopes', (t) => {
-  t.deepEqual([...knownTools({ tools: ['a'], scopes: ['tools:b', 'tools:c*', 'prompts:d', 'tools:', '*', 'tools:e?'] })].sort(), ['a', 'b']);
+  t.deepEqual(
+    [...knownTools({ tools: ['a'], scopes: ['tools:b', 'tools:c*', 'prompts:d', 'tools:', '*', 'tools:e?'] })].sort(),
+    ['a', 'b'],
+  );
 });
 
 test('build_info names the running version and Node.js, with value 1', async (t) => {
   const registry = new Registry();
   new ServiceMetrics(registry, validateConfig({ endpoints: [] }, 'test', '/', {}));
   const text = await registry.metrics();
-  const version = (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
-  t.true(text.includes(`mcp_authz_build_info{version="${version}",node="${process.version}"} 1`), text.split('\n').filter((l) => l.includes('build_info')).join('\n'));
+  const version = (
+    JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string }
+  ).version;
+  t.true(
+    text.includes(`mcp_authz_build_info{version="${version}",node="${process.version}"} 1`),
+    text
+      .split('\n')
+      .filter((l) => l.includes('build_info'))
+      .join('\n'),
+  );
 });
 
-test('dropped log lines are counted by log, from the sink the service logs to; the cluster primary adds its own to the workers\' sums', async (t) => {
+test("dropped log lines are counted by log, from the sink the service logs to; the cluster primary adds its own to the workers' sums", async (t) => {
   const fd = openSync('/dev/null', 'w');
   t.teardown(() => closeSync(fd));
   // A sink whose buffer holds one line: the lines after it in the same turn are dropped.
@@ -209,9 +329,14 @@ test('dropped log lines are counted by log, from the sink the service logs to; t
   t.is(sample(text, 'mcp_authz_log_lines_dropped_total', { log: 'decision' }), 2);
   t.is(sample(text, 'mcp_authz_log_lines_dropped_total', { log: 'service' }), 2);
   sink.writeDecision(line); // still in the same turn: dropped too
-  t.is(sample(await registry.metrics(), 'mcp_authz_log_lines_dropped_total', { log: 'decision' }), 3, 'a counter: each scrape adds what was dropped since the last');
+  t.is(
+    sample(await registry.metrics(), 'mcp_authz_log_lines_dropped_total', { log: 'decision' }),
+    3,
+    'a counter: each scrape adds what was dropped since the last',
+  );
 
-  const workers = '# HELP mcp_authz_log_lines_dropped_total x\n# TYPE mcp_authz_log_lines_dropped_total counter\nmcp_authz_log_lines_dropped_total{log="decision"} 10\nmcp_authz_log_lines_dropped_total{log="service"} 0\n';
+  const workers =
+    '# HELP mcp_authz_log_lines_dropped_total x\n# TYPE mcp_authz_log_lines_dropped_total counter\nmcp_authz_log_lines_dropped_total{log="decision"} 10\nmcp_authz_log_lines_dropped_total{log="service"} 0\n';
   const merged = withPrimaryLogDrops(workers, sink);
   t.is(sample(merged, 'mcp_authz_log_lines_dropped_total', { log: 'decision' }), 13);
   t.is(sample(merged, 'mcp_authz_log_lines_dropped_total', { log: 'service' }), 2);

@@ -34,7 +34,15 @@ test('a normalized path starts with "/" and has no empty, ".", or ".." segments 
       const r = attempt(p);
       if (r instanceof RequestRejected) return true;
       const inner = r.path.split('/').slice(1, -1);
-      return r.path.startsWith('/') && !r.path.includes('//') && !inner.includes('') && !inner.includes('.') && !r.path.split('/').includes('..') && !r.path.includes('\0') && !r.path.includes('\\');
+      return (
+        r.path.startsWith('/') &&
+        !r.path.includes('//') &&
+        !inner.includes('') &&
+        !inner.includes('.') &&
+        !r.path.split('/').includes('..') &&
+        !r.path.includes('\0') &&
+        !r.path.includes('\\')
+      );
     }),
     { numRuns: 3000 },
   );
@@ -56,11 +64,15 @@ test('normalizing is idempotent for paths without "%"', (t) => {
 test('the query is split off whole and never leaks into the path', (t) => {
   const query = fc.stringMatching(/^[A-Za-z0-9=&%+._-]{0,20}$/);
   fc.assert(
-    fc.property(rawPath.filter((p) => !p.includes('%')), query, (p, q) => {
-      const r = attempt(`${p}?${q}`);
-      if (r instanceof RequestRejected) return true;
-      return r.rawQuery === q && !r.path.includes('?');
-    }),
+    fc.property(
+      rawPath.filter((p) => !p.includes('%')),
+      query,
+      (p, q) => {
+        const r = attempt(`${p}?${q}`);
+        if (r instanceof RequestRejected) return true;
+        return r.rawQuery === q && !r.path.includes('?');
+      },
+    ),
     { numRuns: 2000 },
   );
   t.pass();
@@ -74,7 +86,19 @@ test('a ".." segment is rejected however it is spelled', (t) => {
 });
 
 test('encoded separators and NUL are rejected, not decoded into the path', (t) => {
-  for (const p of ['/a%3Fb', '/a%23b', '/a%2fb', '/a%2Fb', '/a%5cb', '/a%5Cb', '/a%00', '/a\\b', '/a%zz', 'relative', '']) {
+  for (const p of [
+    '/a%3Fb',
+    '/a%23b',
+    '/a%2fb',
+    '/a%2Fb',
+    '/a%5cb',
+    '/a%5Cb',
+    '/a%00',
+    '/a\\b',
+    '/a%zz',
+    'relative',
+    '',
+  ]) {
     t.true(attempt(p) instanceof RequestRejected, JSON.stringify(p));
   }
 });
@@ -108,7 +132,23 @@ function javaReading(decodedPath: string): string {
 }
 
 test('an accepted path reads the same to a Java server, which strips ";params" and resolves dot segments', (t) => {
-  const piece = fc.constantFrom('mcp', 'public', 'alice', '..', '.', '..;', '..;x', '.;', '.;a=1', 'files;v=1', '%2e%2e;', '%2E;x', '..%3B', 'a', '');
+  const piece = fc.constantFrom(
+    'mcp',
+    'public',
+    'alice',
+    '..',
+    '.',
+    '..;',
+    '..;x',
+    '.;',
+    '.;a=1',
+    'files;v=1',
+    '%2e%2e;',
+    '%2E;x',
+    '..%3B',
+    'a',
+    '',
+  );
   let dotWithParams = 0;
   fc.assert(
     fc.property(fc.array(piece, { minLength: 1, maxLength: 6 }), (parts) => {
@@ -117,7 +157,14 @@ test('an accepted path reads the same to a Java server, which strips ";params" a
       const r = attempt(raw);
       if (r instanceof RequestRejected) return true;
       // What mcp-authz matched, with the parameters a Java server strips, but no dot resolved.
-      const ours = '/' + r.path.split('/').slice(1).map((s) => (s.includes(';') ? s.slice(0, s.indexOf(';')) : s)).filter((s) => s !== '').join('/');
+      const ours =
+        '/' +
+        r.path
+          .split('/')
+          .slice(1)
+          .map((s) => (s.includes(';') ? s.slice(0, s.indexOf(';')) : s))
+          .filter((s) => s !== '')
+          .join('/');
       return javaReading(r.path) === ours;
     }),
     { numRuns: 3000 },
@@ -126,7 +173,14 @@ test('an accepted path reads the same to a Java server, which strips ";params" a
 });
 
 test('dot segments with parameters are refused: "..;" and ".;", also encoded', (t) => {
-  for (const p of ['/mcp/public/..;/alice', '/mcp/public/..;x=1/alice', '/mcp/.;/files', '/mcp/%2e%2e;/alice', '/mcp/..%3Bx/alice', '/mcp/.%3b/x']) {
+  for (const p of [
+    '/mcp/public/..;/alice',
+    '/mcp/public/..;x=1/alice',
+    '/mcp/.;/files',
+    '/mcp/%2e%2e;/alice',
+    '/mcp/..%3Bx/alice',
+    '/mcp/.%3b/x',
+  ]) {
     const r = attempt(p);
     t.true(r instanceof RequestRejected, p);
     if (r instanceof RequestRejected) t.regex(r.description, /dot segment with parameters|"\.\." segment/);

@@ -32,7 +32,8 @@ const failureCode = (fn: () => unknown) => {
 // ---- WWW-Authenticate
 
 test('a Bearer challenge as mcp-authz sends it: realm, resource_metadata and scope read back', (t) => {
-  const h = 'Bearer realm="mcp", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp/files", scope="tools:search tools:read_file"';
+  const h =
+    'Bearer realm="mcp", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp/files", scope="tools:search tools:read_file"';
   const p = bearerChallenge(h)!;
   t.is(p.get('resource_metadata'), 'https://mcp.example.com/.well-known/oauth-protected-resource/mcp/files');
   t.is(p.get('scope'), 'tools:search tools:read_file');
@@ -40,8 +41,13 @@ test('a Bearer challenge as mcp-authz sends it: realm, resource_metadata and sco
 });
 
 test('several challenges in one header: the Bearer one is found after a token68 and after params of another scheme', (t) => {
-  const cs = parseChallenges('Basic dXNlcjpwYXNz==, Newauth realm="apps", type=1, title="Login to \\"apps\\"", Bearer resource_metadata="https://a/x", error="invalid_token"');
-  t.deepEqual(cs.map((c) => c.scheme), ['basic', 'newauth', 'bearer']);
+  const cs = parseChallenges(
+    'Basic dXNlcjpwYXNz==, Newauth realm="apps", type=1, title="Login to \\"apps\\"", Bearer resource_metadata="https://a/x", error="invalid_token"',
+  );
+  t.deepEqual(
+    cs.map((c) => c.scheme),
+    ['basic', 'newauth', 'bearer'],
+  );
   t.is(cs[0]!.token68, 'dXNlcjpwYXNz==');
   t.is(cs[1]!.params.get('title'), 'Login to "apps"');
   t.is(cs[1]!.params.get('type'), '1');
@@ -51,7 +57,9 @@ test('several challenges in one header: the Bearer one is found after a token68 
 });
 
 test('a parameter given twice in one challenge makes the header unreadable instead of picking one', (t) => {
-  t.throws(() => parseChallenges('Bearer resource_metadata="https://a/1", resource_metadata="https://evil/2"'), { instanceOf: ChallengeSyntaxError });
+  t.throws(() => parseChallenges('Bearer resource_metadata="https://a/1", resource_metadata="https://evil/2"'), {
+    instanceOf: ChallengeSyntaxError,
+  });
   t.throws(() => parseChallenges('Bearer Scope="a", scope="b"'), { instanceOf: ChallengeSyntaxError });
   t.throws(() => parseChallenges('Bearer realm="unterminated'), { instanceOf: ChallengeSyntaxError });
 });
@@ -73,12 +81,19 @@ test('property: any challenges written by the grammar (quoted values with escape
       fc.constantFrom(',', ' ,', ', ', ' , ', ',\t'),
       fc.constantFrom('=', ' = ', '= '),
       (challenges, comma, eq) => {
-        const header = challenges.map((c) => (c.params.length ? `${c.scheme} ${c.params.map(([k, v]) => `${k}${eq}${quote(v)}`).join(comma)}` : c.scheme)).join(comma);
+        const header = challenges
+          .map((c) =>
+            c.params.length ? `${c.scheme} ${c.params.map(([k, v]) => `${k}${eq}${quote(v)}`).join(comma)}` : c.scheme,
+          )
+          .join(comma);
         const parsed = parseChallenges(header);
         t.is(parsed.length, challenges.length, header);
         parsed.forEach((p, i) => {
           t.is(p.scheme, challenges[i]!.scheme.toLowerCase());
-          t.deepEqual([...p.params], challenges[i]!.params.map(([k, v]) => [k.toLowerCase(), v]));
+          t.deepEqual(
+            [...p.params],
+            challenges[i]!.params.map(([k, v]) => [k.toLowerCase(), v]),
+          );
         });
       },
     ),
@@ -87,37 +102,52 @@ test('property: any challenges written by the grammar (quoted values with escape
 
 test('property: arbitrary header text never crashes the reader: it parses or throws ChallengeSyntaxError', (t) => {
   fc.assert(
-    fc.property(fc.string({ maxLength: 80, unit: fc.constantFrom(...'Bearer realm="a\\",=, \t b68+/=x'.split('')) }), (h) => {
-      try {
-        parseChallenges(h);
-      } catch (err) {
-        t.true(err instanceof ChallengeSyntaxError, String(err));
-      }
-    }),
+    fc.property(
+      fc.string({ maxLength: 80, unit: fc.constantFrom(...'Bearer realm="a\\",=, \t b68+/=x'.split('')) }),
+      (h) => {
+        try {
+          parseChallenges(h);
+        } catch (err) {
+          t.true(err instanceof ChallengeSyntaxError, String(err));
+        }
+      },
+    ),
   );
 });
 
 test('property: where the MCP SDK finds a resource_metadata in a well-formed Bearer challenge, this reader finds the same URL', (t) => {
   const urlArb = fc.webUrl({ withQueryParameters: false, withFragments: false }).filter((u) => !/["\\]/.test(u));
   fc.assert(
-    fc.property(urlArb, fc.option(fc.stringMatching(/^[a-z:_]{1,10}( [a-z:_]{1,10}){0,2}$/), { nil: undefined }), (url, scope) => {
-      const header = `Bearer realm="mcp", resource_metadata="${url}"${scope ? `, scope="${scope}"` : ''}`;
-      const sdk = extractWWWAuthenticateParams(new Response(null, { status: 401, headers: { 'www-authenticate': header } }));
-      const ours = bearerChallenge(header)!;
-      t.is(new URL(ours.get('resource_metadata')!).href, sdk.resourceMetadataUrl?.href);
-      t.is(ours.get('scope'), sdk.scope);
-    }),
+    fc.property(
+      urlArb,
+      fc.option(fc.stringMatching(/^[a-z:_]{1,10}( [a-z:_]{1,10}){0,2}$/), { nil: undefined }),
+      (url, scope) => {
+        const header = `Bearer realm="mcp", resource_metadata="${url}"${scope ? `, scope="${scope}"` : ''}`;
+        const sdk = extractWWWAuthenticateParams(
+          new Response(null, { status: 401, headers: { 'www-authenticate': header } }),
+        );
+        const ours = bearerChallenge(header)!;
+        t.is(new URL(ours.get('resource_metadata')!).href, sdk.resourceMetadataUrl?.href);
+        t.is(ours.get('scope'), sdk.scope);
+      },
+    ),
   );
 });
 
 // ---- discovery URLs and documents
 
 test('protected resource metadata URLs: path-suffixed first, then the root; only the root for an endpoint at /', (t) => {
-  t.deepEqual(protectedResourceUrls(new URL('https://mcp.example.com/public/mcp/')).map((u) => u.url), [
-    'https://mcp.example.com/.well-known/oauth-protected-resource/public/mcp',
-    'https://mcp.example.com/.well-known/oauth-protected-resource',
-  ]);
-  t.deepEqual(protectedResourceUrls(new URL('https://mcp.example.com')).map((u) => u.url), ['https://mcp.example.com/.well-known/oauth-protected-resource']);
+  t.deepEqual(
+    protectedResourceUrls(new URL('https://mcp.example.com/public/mcp/')).map((u) => u.url),
+    [
+      'https://mcp.example.com/.well-known/oauth-protected-resource/public/mcp',
+      'https://mcp.example.com/.well-known/oauth-protected-resource',
+    ],
+  );
+  t.deepEqual(
+    protectedResourceUrls(new URL('https://mcp.example.com')).map((u) => u.url),
+    ['https://mcp.example.com/.well-known/oauth-protected-resource'],
+  );
 });
 
 test('authorization server metadata URLs in the MCP 2025-11-25 order: OAuth inserted, OpenID inserted, OpenID appended', (t) => {
@@ -157,10 +187,19 @@ test('plain http is refused off loopback unless allowed; other schemes always', 
   t.notThrows(() => assertTransport('http://127.0.0.1:8080/x', 'x', false));
   t.notThrows(() => assertTransport('http://localhost/x', 'x', false));
   t.notThrows(() => assertTransport('http://[::1]:9/x', 'x', false));
-  t.is(failureCode(() => assertTransport('http://idp.corp/x', 'x', false)), 'metadata_invalid');
+  t.is(
+    failureCode(() => assertTransport('http://idp.corp/x', 'x', false)),
+    'metadata_invalid',
+  );
   t.notThrows(() => assertTransport('http://idp.corp/x', 'x', true));
-  t.is(failureCode(() => assertTransport('javascript:alert(1)', 'x', true)), 'metadata_invalid');
-  t.is(failureCode(() => assertTransport('http://127.0.0.1.evil.com/x', 'x', false)), 'metadata_invalid');
+  t.is(
+    failureCode(() => assertTransport('javascript:alert(1)', 'x', true)),
+    'metadata_invalid',
+  );
+  t.is(
+    failureCode(() => assertTransport('http://127.0.0.1.evil.com/x', 'x', false)),
+    'metadata_invalid',
+  );
 });
 
 test('Client ID Metadata Document URLs must be https with a path, no fragment, credentials or dot segments', (t) => {
@@ -189,8 +228,18 @@ test('PKCE: a 43-character verifier and its S256 challenge (RFC 7636 appendix B 
   t.not(newPkce().verifier, p.verifier);
 });
 
-test('the authorization URL keeps the endpoint\'s own query and carries every parameter once', (t) => {
-  const u = new URL(authorizationUrl({ authorizationEndpoint: 'https://idp.example.com/authorize?tenant=a&state=x', clientId: 'c', redirectUri: 'http://127.0.0.1:5/callback', pkce: { verifier: 'v', challenge: 'ch' }, state: 's', scopes: ['a', 'b'], resource: 'https://mcp.example.com/mcp' }));
+test("the authorization URL keeps the endpoint's own query and carries every parameter once", (t) => {
+  const u = new URL(
+    authorizationUrl({
+      authorizationEndpoint: 'https://idp.example.com/authorize?tenant=a&state=x',
+      clientId: 'c',
+      redirectUri: 'http://127.0.0.1:5/callback',
+      pkce: { verifier: 'v', challenge: 'ch' },
+      state: 's',
+      scopes: ['a', 'b'],
+      resource: 'https://mcp.example.com/mcp',
+    }),
+  );
   const q = u.searchParams;
   t.is(q.get('tenant'), 'a');
   t.deepEqual(q.getAll('state'), ['s']);
@@ -200,7 +249,16 @@ test('the authorization URL keeps the endpoint\'s own query and carries every pa
   t.is(q.get('scope'), 'a b');
   t.is(q.get('resource'), 'https://mcp.example.com/mcp');
   t.false(q.has('code_verifier'));
-  const bare = new URL(authorizationUrl({ authorizationEndpoint: 'https://idp/a', clientId: 'c', redirectUri: 'r', pkce: { verifier: 'v', challenge: 'ch' }, state: 's', scopes: [] }));
+  const bare = new URL(
+    authorizationUrl({
+      authorizationEndpoint: 'https://idp/a',
+      clientId: 'c',
+      redirectUri: 'r',
+      pkce: { verifier: 'v', challenge: 'ch' },
+      state: 's',
+      scopes: [],
+    }),
+  );
   t.false(bare.searchParams.has('scope'));
   t.false(bare.searchParams.has('resource'));
 });
@@ -209,20 +267,58 @@ const expect = { state: 'S', issuer: 'https://idp.example.com', issRequired: tru
 
 test('the callback: state is checked before anything else, then iss, then error, then code', (t) => {
   t.is(readCallback('code=C&state=S&iss=https%3A%2F%2Fidp.example.com', expect), 'C');
-  t.is(failureCode(() => readCallback('code=C&state=T&iss=https%3A%2F%2Fidp.example.com', expect)), 'state_mismatch');
-  t.is(failureCode(() => readCallback('code=C&iss=https%3A%2F%2Fidp.example.com', expect)), 'state_mismatch');
-  t.is(failureCode(() => readCallback('error=access_denied&state=T', expect)), 'state_mismatch', 'an error with the wrong state is not ours either');
-  t.is(failureCode(() => readCallback('code=C&state=S&iss=https%3A%2F%2Fevil.example.com', expect)), 'issuer_mismatch');
-  t.is(failureCode(() => readCallback('code=C&state=S', expect)), 'issuer_mismatch', 'iss required when advertised');
+  t.is(
+    failureCode(() => readCallback('code=C&state=T&iss=https%3A%2F%2Fidp.example.com', expect)),
+    'state_mismatch',
+  );
+  t.is(
+    failureCode(() => readCallback('code=C&iss=https%3A%2F%2Fidp.example.com', expect)),
+    'state_mismatch',
+  );
+  t.is(
+    failureCode(() => readCallback('error=access_denied&state=T', expect)),
+    'state_mismatch',
+    'an error with the wrong state is not ours either',
+  );
+  t.is(
+    failureCode(() => readCallback('code=C&state=S&iss=https%3A%2F%2Fevil.example.com', expect)),
+    'issuer_mismatch',
+  );
+  t.is(
+    failureCode(() => readCallback('code=C&state=S', expect)),
+    'issuer_mismatch',
+    'iss required when advertised',
+  );
   t.is(readCallback('code=C&state=S', { ...expect, issRequired: false }), 'C');
-  t.is(failureCode(() => readCallback('error=access_denied&state=S&iss=https%3A%2F%2Fidp.example.com', expect)), 'access_denied');
-  t.is(failureCode(() => readCallback('error=invalid_scope&error_description=nope&state=S&iss=https%3A%2F%2Fidp.example.com', expect)), 'authorization_error');
-  t.is(failureCode(() => readCallback('state=S&iss=https%3A%2F%2Fidp.example.com', expect)), 'authorization_error');
+  t.is(
+    failureCode(() => readCallback('error=access_denied&state=S&iss=https%3A%2F%2Fidp.example.com', expect)),
+    'access_denied',
+  );
+  t.is(
+    failureCode(() =>
+      readCallback('error=invalid_scope&error_description=nope&state=S&iss=https%3A%2F%2Fidp.example.com', expect),
+    ),
+    'authorization_error',
+  );
+  t.is(
+    failureCode(() => readCallback('state=S&iss=https%3A%2F%2Fidp.example.com', expect)),
+    'authorization_error',
+  );
 });
 
 test('a callback parameter given twice is refused, whichever copy would match', (t) => {
-  for (const q of ['code=C&state=S&state=S', 'code=C&state=X&state=S', 'code=C&code=D&state=S', 'code=C&state=S&iss=a&iss=b', 'error=a&error=b&state=S']) {
-    t.is(failureCode(() => readCallback(q, { ...expect, issRequired: false })), 'state_mismatch', q);
+  for (const q of [
+    'code=C&state=S&state=S',
+    'code=C&state=X&state=S',
+    'code=C&code=D&state=S',
+    'code=C&state=S&iss=a&iss=b',
+    'error=a&error=b&state=S',
+  ]) {
+    t.is(
+      failureCode(() => readCallback(q, { ...expect, issRequired: false })),
+      'state_mismatch',
+      q,
+    );
   }
 });
 
@@ -246,7 +342,7 @@ test('docs/login.md lists the same exit codes, each once', (t) => {
 
 // ---- the browser opener
 
-test('the browser opener: $BROWSER first, else the platform\'s, and the URL is one argument no shell reads', (t) => {
+test("the browser opener: $BROWSER first, else the platform's, and the URL is one argument no shell reads", (t) => {
   const url = 'https://idp/a?x=1&y=2;z';
   t.deepEqual(browserCommand(url, { BROWSER: 'firefox' }, 'linux'), ['firefox', [url]]);
   t.deepEqual(browserCommand(url, { BROWSER: 'firefox --new-window' }, 'linux'), ['firefox', ['--new-window', url]]);
@@ -282,26 +378,49 @@ test('--save refuses a file others can read, a symlink (even to a 0600 file), a 
   const wide = join(dir, 'wide.json');
   writeFileSync(wide, 'old', { mode: 0o644 });
   chmodSync(wide, 0o644);
-  t.is(failureCode(() => checkSaveTarget(wide)), 'save_refused');
-  t.is(failureCode(() => saveTokenFile(wide, { access_token: 'x' })), 'save_refused');
+  t.is(
+    failureCode(() => checkSaveTarget(wide)),
+    'save_refused',
+  );
+  t.is(
+    failureCode(() => saveTokenFile(wide, { access_token: 'x' })),
+    'save_refused',
+  );
   t.is(readFileSync(wide, 'utf8'), 'old', 'left alone');
   const target = join(dir, 'target.json');
   writeFileSync(target, 'old', { mode: 0o600 });
   const link = join(dir, 'link.json');
   symlinkSync(target, link);
-  t.is(failureCode(() => saveTokenFile(link, { access_token: 'x' })), 'save_refused');
+  t.is(
+    failureCode(() => saveTokenFile(link, { access_token: 'x' })),
+    'save_refused',
+  );
   t.is(readFileSync(target, 'utf8'), 'old');
-  t.is(failureCode(() => checkSaveTarget(dir)), 'save_refused');
-  t.is(failureCode(() => checkSaveTarget(join(dir, 'nope', 'token.json'))), 'save_refused');
+  t.is(
+    failureCode(() => checkSaveTarget(dir)),
+    'save_refused',
+  );
+  t.is(
+    failureCode(() => checkSaveTarget(join(dir, 'nope', 'token.json'))),
+    'save_refused',
+  );
 });
 
-test('--bearer reads a raw token, login\'s JSON, or a saved file, and warns about an expired one', (t) => {
+test("--bearer reads a raw token, login's JSON, or a saved file, and warns about an expired one", (t) => {
   const dir = scratch(t);
   t.is(readBearer('eyJ.abc-_.x~+/=').token, 'eyJ.abc-_.x~+/=');
   t.is(readBearer('-', () => '  tok123\n').token, 'tok123');
   t.is(readBearer('@-', () => JSON.stringify({ access_token: 'tok', token_type: 'Bearer' })).token, 'tok');
   const f = join(dir, 't.json');
-  writeFileSync(f, JSON.stringify({ access_token: 'tok', token_type: 'bearer', expires_at: '2000-01-01T00:00:00Z', refresh_token: 'r' }));
+  writeFileSync(
+    f,
+    JSON.stringify({
+      access_token: 'tok',
+      token_type: 'bearer',
+      expires_at: '2000-01-01T00:00:00Z',
+      refresh_token: 'r',
+    }),
+  );
   const b = readBearer(`@${f}`);
   t.is(b.token, 'tok');
   t.regex(b.warning!, /expired/);

@@ -24,7 +24,11 @@ test.after.always(async () => {
 });
 
 async function harness(
-  opts: { discovery?: 'openid' | 'oauth' | 'none'; issuerPath?: string; issuer?: (idp: JwksServer) => Record<string, unknown> } = {},
+  opts: {
+    discovery?: 'openid' | 'oauth' | 'none';
+    issuerPath?: string;
+    issuer?: (idp: JwksServer) => Record<string, unknown>;
+  } = {},
   oauth: Record<string, unknown> = {},
   verifierOpts: Partial<TokenVerifierOptions> = {},
 ): Promise<Harness> {
@@ -59,7 +63,11 @@ test('discovery URLs: OIDC appended, then RFC 8414 inserted before the issuer pa
 });
 
 test('without jwksUri the keys are found through openid-configuration', async (t) => {
-  const h = await harness({ discovery: 'openid', issuerPath: '/realms/acme', issuer: (idp) => ({ issuer: idp.issuer }) });
+  const h = await harness({
+    discovery: 'openid',
+    issuerPath: '/realms/acme',
+    issuer: (idp) => ({ issuer: idp.issuer }),
+  });
   const res = await h.verifier.verify(await h.idp.sign({ sub: 'a', aud: RESOURCE }), [RESOURCE]);
   t.true(res.ok);
   t.is(h.idp.discoveryFetches, 1);
@@ -76,7 +84,10 @@ test('without OIDC discovery the keys are found through RFC 8414 metadata at the
 
 test('metadata that names another issuer is refused and its JWKS never fetched', async (t) => {
   // Same server under another host name: its metadata says 127.0.0.1, not localhost.
-  const h = await harness({ discovery: 'openid', issuer: (idp) => ({ issuer: idp.issuer.replace('127.0.0.1', 'localhost') }) });
+  const h = await harness({
+    discovery: 'openid',
+    issuer: (idp) => ({ issuer: idp.issuer.replace('127.0.0.1', 'localhost') }),
+  });
   const iss = h.idp.issuer.replace('127.0.0.1', 'localhost');
   const res = await h.verifier.verify(await h.idp.sign({ sub: 'a', aud: RESOURCE, iss }), [RESOURCE]);
   t.false(res.ok);
@@ -133,14 +144,20 @@ test('IdP down after the first fetch: cached keys keep verifying, also past cach
   h.advance(120);
   t.true((await h.verifier.verify(await sign(), [RESOURCE])).ok);
   await waitFor('the failed background refresh', () => h.events.length === 2, 5000, 0);
-  t.deepEqual(h.events.map(([, r]) => r), ['success', 'failure']);
+  t.deepEqual(
+    h.events.map(([, r]) => r),
+    ['success', 'failure'],
+  );
   t.true((await h.verifier.verify(await sign(), [RESOURCE])).ok, 'a failed refresh must not drop the keys');
   // Back up: the next stale read refreshes in the background and succeeds.
   h.idp.setDown(false);
   h.advance(10);
   t.true((await h.verifier.verify(await sign(), [RESOURCE])).ok);
   await waitFor('the successful refresh', () => h.events.length === 3, 5000, 0);
-  t.deepEqual(h.events.map(([, r]) => r), ['success', 'failure', 'success']);
+  t.deepEqual(
+    h.events.map(([, r]) => r),
+    ['success', 'failure', 'success'],
+  );
   t.true(h.events.every(([iss]) => iss === h.idp.issuer));
 });
 
@@ -161,7 +178,10 @@ test('IdP down from the start: tokens are invalid because keys are unavailable',
   const res = await h.verifier.verify(await h.idp.sign({ sub: 'a', aud: RESOURCE }), [RESOURCE]);
   t.false(res.ok);
   t.regex(res.ok ? '' : res.why, /unavailable/);
-  t.deepEqual(h.events.map(([, r]) => r), ['failure']);
+  t.deepEqual(
+    h.events.map(([, r]) => r),
+    ['failure'],
+  );
 });
 
 test('a JWKS endpoint slower than the timeout fails the fetch instead of blocking', async (t) => {
@@ -171,7 +191,10 @@ test('a JWKS endpoint slower than the timeout fails the fetch instead of blockin
   const res = await h.verifier.verify(token, [RESOURCE]);
   t.false(res.ok);
   t.is(h.idp.jwksAnswered, 0, 'the verification ended while the IdP never answered');
-  t.deepEqual(h.events.map(([, r]) => r), ['failure']);
+  t.deepEqual(
+    h.events.map(([, r]) => r),
+    ['failure'],
+  );
 });
 
 test('close aborts a fetch in flight and the pending verification resolves invalid', async (t) => {

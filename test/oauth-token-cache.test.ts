@@ -24,7 +24,9 @@ test.after.always(async () => {
 
 function verifier(oauth: Record<string, unknown> = {}, server = idp) {
   let offsetMs = 0;
-  const config = ConfigSchema.parse({ oauth: { issuers: [{ issuer: server.issuer, jwksUri: server.jwksUri }], ...oauth } }).oauth;
+  const config = ConfigSchema.parse({
+    oauth: { issuers: [{ issuer: server.issuer, jwksUri: server.jwksUri }], ...oauth },
+  }).oauth;
   const v = createTokenVerifier(config, { logger: silentLogger(), now: () => Date.now() + offsetMs });
   open.push(v);
   return { v, advance: (s: number) => (offsetMs += s * 1000) };

@@ -54,12 +54,26 @@ for (const alg of ['RS256', 'PS256', 'ES256', 'EdDSA'] as const) {
 
 test('claims map to the principal: iss#sub id, userId, scope string, roles array, claims', async (t) => {
   const exp = now() + 600;
-  const token = await idp.sign({ sub: 'alice', aud: [RESOURCE, 'other'], exp, scope: 'tools:search  tools:read_*', roles: ['admin', 'user'] });
+  const token = await idp.sign({
+    sub: 'alice',
+    aud: [RESOURCE, 'other'],
+    exp,
+    scope: 'tools:search  tools:read_*',
+    roles: ['admin', 'user'],
+  });
   const res = await verifier.verify(token, [RESOURCE]);
   assertOk(t, res);
   const p = res.principal;
   t.is(res.expiresAt, exp);
-  t.like(p, { authenticated: true, method: 'oauth', id: `${idp.issuer}#alice`, userId: 'alice', role: 'admin', issuer: idp.issuer, subject: 'alice' });
+  t.like(p, {
+    authenticated: true,
+    method: 'oauth',
+    id: `${idp.issuer}#alice`,
+    userId: 'alice',
+    role: 'admin',
+    issuer: idp.issuer,
+    subject: 'alice',
+  });
   t.deepEqual(p.scopes, ['tools:search', 'tools:read_*']);
   t.deepEqual(p.roles, ['admin', 'user']);
   t.deepEqual(p.permissions, []);
@@ -68,7 +82,10 @@ test('claims map to the principal: iss#sub id, userId, scope string, roles array
 });
 
 test('scp array and scp string both give scopes, merged with scope', async (t) => {
-  const a = await verifier.verify(await idp.sign({ sub: 's', aud: RESOURCE, scp: ['tools:a', 'tools:b'], scope: 'tools:c' }), [RESOURCE]);
+  const a = await verifier.verify(
+    await idp.sign({ sub: 's', aud: RESOURCE, scp: ['tools:a', 'tools:b'], scope: 'tools:c' }),
+    [RESOURCE],
+  );
   assertOk(t, a);
   t.deepEqual([...a.principal.scopes].sort(), ['tools:a', 'tools:b', 'tools:c']);
   const b = await verifier.verify(await idp.sign({ sub: 's', aud: RESOURCE, scp: 'tools:x tools:y' }), [RESOURCE]);
@@ -88,7 +105,10 @@ test('a string roles claim is one role, and a token without roles has none', asy
 });
 
 test('configured userClaim and a dotted rolesClaim read from the second issuer, whose user ids are namespaced by default', async (t) => {
-  const token = await other.sign({ sub: 'kc-123', email: 'bob@example.com', aud: RESOURCE, realm_access: { roles: ['viewer'] } }, { alg: 'ES256' });
+  const token = await other.sign(
+    { sub: 'kc-123', email: 'bob@example.com', aud: RESOURCE, realm_access: { roles: ['viewer'] } },
+    { alg: 'ES256' },
+  );
   const res = await verifier.verify(token, [RESOURCE]);
   assertOk(t, res);
   t.is(res.principal.id, `${other.issuer}#kc-123`);
@@ -114,8 +134,16 @@ const bad: Array<[title: string, make: () => Promise<string> | string, why: RegE
   ['an opaque access token', () => 'ya29.a0AfH6SMBx', /well-formed|compact/],
   ['a JWE-shaped five-part string', () => 'a.b.c.d.e', /compact JWS/],
   ['base64url parts that are not JSON', () => 'aGVsbG8.d29ybGQ.c2ln', /well-formed/],
-  ['an oversized token, before parsing', () => idp.sign({ sub: 's', aud: RESOURCE, pad: 'x'.repeat(5000) }), /larger than 4096 bytes/],
-  ['alg none', () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ iss: idp.issuer, sub: 's', aud: RESOURCE, exp: now() + 600 })}.`, /algorithm is not allowed/],
+  [
+    'an oversized token, before parsing',
+    () => idp.sign({ sub: 's', aud: RESOURCE, pad: 'x'.repeat(5000) }),
+    /larger than 4096 bytes/,
+  ],
+  [
+    'alg none',
+    () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ iss: idp.issuer, sub: 's', aud: RESOURCE, exp: now() + 600 })}.`,
+    /algorithm is not allowed/,
+  ],
   [
     'HS256 signed with the RSA public key as the secret',
     () =>
@@ -126,11 +154,19 @@ const bad: Array<[title: string, make: () => Promise<string> | string, why: RegE
   ],
   ['an expired token', () => idp.sign({ sub: 's', aud: RESOURCE, iat: now() - 7200, exp: now() - 3600 }), /expired/],
   ['nbf in the future', () => idp.sign({ sub: 's', aud: RESOURCE, nbf: now() + 3600 }), /nbf/],
-  ['an unconfigured iss', () => idp.sign({ sub: 's', aud: RESOURCE, iss: 'https://evil.example.com' }), /issuer is not configured/],
+  [
+    'an unconfigured iss',
+    () => idp.sign({ sub: 's', aud: RESOURCE, iss: 'https://evil.example.com' }),
+    /issuer is not configured/,
+  ],
   ['no iss', () => idp.sign({ sub: 's', aud: RESOURCE, iss: undefined }), /no iss/],
-  ['another issuer\'s iss on this issuer\'s key', () => idp.sign({ sub: 's', aud: RESOURCE, iss: other.issuer }), /no signing key/],
+  [
+    "another issuer's iss on this issuer's key",
+    () => idp.sign({ sub: 's', aud: RESOURCE, iss: other.issuer }),
+    /no signing key/,
+  ],
   ['a wrong aud', () => idp.sign({ sub: 's', aud: 'https://elsewhere.example.com' }), /audience/],
-  ['another endpoint\'s resource', () => idp.sign({ sub: 's', aud: OTHER_RESOURCE }), /audience/],
+  ["another endpoint's resource", () => idp.sign({ sub: 's', aud: OTHER_RESOURCE }), /audience/],
   ['no aud', () => idp.sign({ sub: 's' }), /no aud claim/],
   ['no exp', () => idp.sign({ sub: 's', aud: RESOURCE, exp: undefined }), /no exp claim/],
   ['no sub', () => idp.sign({ aud: RESOURCE }), /no sub/],
@@ -197,7 +233,10 @@ test('arbitrary strings never throw and never verify', async (t) => {
   const segment = fc.stringMatching(/^[A-Za-z0-9_-]{0,40}$/);
   await fc.assert(
     fc.asyncProperty(
-      fc.oneof(fc.string({ maxLength: 200 }), fc.tuple(segment, segment, segment).map((parts) => parts.join('.'))),
+      fc.oneof(
+        fc.string({ maxLength: 200 }),
+        fc.tuple(segment, segment, segment).map((parts) => parts.join('.')),
+      ),
       async (token) => {
         const res = await verifier.verify(token, [RESOURCE]);
         return !res.ok && Object.hasOwn(AUTH_FAILURE_DETAILS, res.detail) && res.why.length > 0;
@@ -224,7 +263,10 @@ test('user ids are shared by default only when one issuer is configured', async 
   assertOk(t, res);
   t.is(res.principal.userId, 'alice');
   const explicit = ConfigSchema.parse({ oauth: { issuers: [{ issuer: idp.issuer, userIds: 'namespaced' }] } }).oauth;
-  const namespaced = createTokenVerifier({ ...explicit, issuers: [{ ...explicit.issuers[0]!, jwksUri: idp.jwksUri }] }, { logger: silentLogger() });
+  const namespaced = createTokenVerifier(
+    { ...explicit, issuers: [{ ...explicit.issuers[0]!, jwksUri: idp.jwksUri }] },
+    { logger: silentLogger() },
+  );
   t.teardown(() => namespaced.close());
   const res2 = await namespaced.verify(await idp.sign({ sub: 'alice', aud: RESOURCE }), [RESOURCE]);
   assertOk(t, res2);

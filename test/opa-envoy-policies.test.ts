@@ -24,8 +24,14 @@ async function decideBoth(policyFile: string, query: string, inputs: unknown[], 
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-envoy-'));
   try {
     copyFileSync(policyFile, join(dir, 'policy.rego'));
-    writeFileSync(join(dir, 'batch.rego'), `package batch\n\nresults[i] := r if {\n\tsome i, x in input.inputs\n\tr := ${query} with input as x\n}\n`);
-    const [want, got] = await Promise.all([opaEval(dir, 'batch/results', { inputs }, NOW, data, ['batch.rego']), wasmEval(dir, 'batch/results', { inputs }, NOW, data ?? {})]);
+    writeFileSync(
+      join(dir, 'batch.rego'),
+      `package batch\n\nresults[i] := r if {\n\tsome i, x in input.inputs\n\tr := ${query} with input as x\n}\n`,
+    );
+    const [want, got] = await Promise.all([
+      opaEval(dir, 'batch/results', { inputs }, NOW, data, ['batch.rego']),
+      wasmEval(dir, 'batch/results', { inputs }, NOW, data ?? {}),
+    ]);
     return { want: canonical(want), got: canonical(got) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -34,7 +40,16 @@ async function decideBoth(policyFile: string, query: string, inputs: unknown[], 
 
 async function policyBuild(src: string, entrypoint: string): Promise<void> {
   const out = join(mkdtempSync(join(tmpdir(), 'mcp-authz-build-')), 'bundle.tar.gz');
-  await run(process.execPath, [join(ROOT, 'scripts', 'policy-build.mjs'), '--src', src, '--out', out, '--entrypoint', entrypoint, '--force']);
+  await run(process.execPath, [
+    join(ROOT, 'scripts', 'policy-build.mjs'),
+    '--src',
+    src,
+    '--out',
+    out,
+    '--entrypoint',
+    entrypoint,
+    '--force',
+  ]);
 }
 
 async function hs256(claims: Record<string, unknown>, secret = 'secret'): Promise<string> {
@@ -54,8 +69,17 @@ async function tutorialInputs(): Promise<unknown[]> {
   ];
   const inputs: unknown[] = [];
   for (const t of tokens) {
-    for (const [method, path, body] of [['GET', '/people', undefined], ['GET', '/people/1', undefined], ['POST', '/people', { firstname: 'Charlie' }], ['POST', '/people', { firstname: 'Bob' }], ['DELETE', '/people', undefined]] as const) {
-      inputs.push({ attributes: { request: { http: { method, path, headers: { authorization: `Bearer ${t}` } } } }, ...(body ? { parsed_body: body } : {}) });
+    for (const [method, path, body] of [
+      ['GET', '/people', undefined],
+      ['GET', '/people/1', undefined],
+      ['POST', '/people', { firstname: 'Charlie' }],
+      ['POST', '/people', { firstname: 'Bob' }],
+      ['DELETE', '/people', undefined],
+    ] as const) {
+      inputs.push({
+        attributes: { request: { http: { method, path, headers: { authorization: `Bearer ${t}` } } } },
+        ...(body ? { parsed_body: body } : {}),
+      });
     }
   }
   inputs.push({ attributes: { request: { http: { method: 'GET', path: '/people', headers: {} } } } });
@@ -77,13 +101,19 @@ test("OPA's Envoy primer policy with additional controls decides as opa eval, do
 });
 
 test('the tutorial policies and the benchmark peer policy pass mcp-authz policy build', async (t) => {
-  for (const [file, entrypoint] of [['standalone-envoy.rego', 'envoy/authz/allow'], ['primer-additional-controls.rego', 'envoy/authz/allow']] as const) {
+  for (const [file, entrypoint] of [
+    ['standalone-envoy.rego', 'envoy/authz/allow'],
+    ['primer-additional-controls.rego', 'envoy/authz/allow'],
+  ] as const) {
     const src = mkdtempSync(join(tmpdir(), 'mcp-authz-src-'));
     copyFileSync(join(FIXTURES, file), join(src, 'policy.rego'));
     await t.notThrowsAsync(policyBuild(src, entrypoint), file);
     rmSync(src, { recursive: true, force: true });
   }
-  await t.notThrowsAsync(policyBuild(join(ROOT, 'bench', 'opa-envoy'), 'envoy/authz/decision'), 'bench/opa-envoy/policy.rego');
+  await t.notThrowsAsync(
+    policyBuild(join(ROOT, 'bench', 'opa-envoy'), 'envoy/authz/decision'),
+    'bench/opa-envoy/policy.rego',
+  );
 });
 
 test("the benchmark's opa-envoy-plugin policy (API keys, JWKS-verified tokens) decides as opa eval", async (t) => {
@@ -95,45 +125,103 @@ test("the benchmark's opa-envoy-plugin policy (API keys, JWKS-verified tokens) d
   const data = {
     bench: {
       endpoints: [
-        { name: 'public', segments: ['mcp', 'public'], apiKey: true, oauth: true, resource: 'https://mcp.example.com/mcp/public' },
-        { name: 'private', segments: ['mcp', 'private'], owner: 'alice', apiKey: true, oauth: true, resource: 'https://mcp.example.com/mcp/private' },
+        {
+          name: 'public',
+          segments: ['mcp', 'public'],
+          apiKey: true,
+          oauth: true,
+          resource: 'https://mcp.example.com/mcp/public',
+        },
+        {
+          name: 'private',
+          segments: ['mcp', 'private'],
+          owner: 'alice',
+          apiKey: true,
+          oauth: true,
+          resource: 'https://mcp.example.com/mcp/private',
+        },
         { name: 'open', segments: ['mcp', 'open'], apiKey: false, oauth: false },
       ],
       keys: {
-        [sha('mcp_alice')]: { id: 'alice-key', userId: 'alice', permissions: ['tools:search', 'tools:read_*'], disabled: false },
+        [sha('mcp_alice')]: {
+          id: 'alice-key',
+          userId: 'alice',
+          permissions: ['tools:search', 'tools:read_*'],
+          disabled: false,
+        },
         [sha('mcp_public')]: { id: 'public-key', permissions: ['*'], disabled: false },
         [sha('mcp_off')]: { id: 'off-key', permissions: ['*'], disabled: true },
       },
       oauth: { issuer, jwks },
     },
   };
-  const token = (key: typeof privateKey, claims: Record<string, unknown>) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(key);
+  const token = (key: typeof privateKey, claims: Record<string, unknown>) =>
+    new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(key);
   const aud = 'https://mcp.example.com/mcp/private';
   const bearers = [
-    await token(privateKey, { sub: 'alice', iss: issuer, aud, exp: NOW_S + 3600, scope: 'tools:search tools:read_file' }),
+    await token(privateKey, {
+      sub: 'alice',
+      iss: issuer,
+      aud,
+      exp: NOW_S + 3600,
+      scope: 'tools:search tools:read_file',
+    }),
     await token(privateKey, { sub: 'bob', iss: issuer, aud, exp: NOW_S + 3600, scope: 'tools:search' }),
     await token(privateKey, { sub: 'alice', iss: issuer, aud, exp: NOW_S - 3600, scope: 'tools:search' }),
-    await token(privateKey, { sub: 'alice', iss: 'https://evil.example.com', aud, exp: NOW_S + 3600, scope: 'tools:search' }),
+    await token(privateKey, {
+      sub: 'alice',
+      iss: 'https://evil.example.com',
+      aud,
+      exp: NOW_S + 3600,
+      scope: 'tools:search',
+    }),
     await token(other.privateKey, { sub: 'alice', iss: issuer, aud, exp: NOW_S + 3600, scope: 'tools:search' }),
   ];
   const call = (name: string) => ({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name } });
   const inputs: unknown[] = [];
   for (const path of [['mcp', 'private'], ['mcp', 'public'], ['mcp', 'open'], ['nope']]) {
-    for (const headers of [{}, { 'x-api-key': 'mcp_alice' }, { 'x-api-key': 'mcp_public' }, { 'x-api-key': 'mcp_off' }, { 'x-api-key': 'mcp_wrong' }, ...bearers.map((b) => ({ authorization: `Bearer ${b}` }))]) {
-      for (const body of [undefined, call('search'), call('read_file'), call('delete_file'), [call('search'), call('delete_file')]]) {
-        inputs.push({ attributes: { request: { http: { method: 'POST', path: `/${path.join('/')}`, headers } } }, parsed_path: path, ...(body ? { parsed_body: body } : {}) });
+    for (const headers of [
+      {},
+      { 'x-api-key': 'mcp_alice' },
+      { 'x-api-key': 'mcp_public' },
+      { 'x-api-key': 'mcp_off' },
+      { 'x-api-key': 'mcp_wrong' },
+      ...bearers.map((b) => ({ authorization: `Bearer ${b}` })),
+    ]) {
+      for (const body of [
+        undefined,
+        call('search'),
+        call('read_file'),
+        call('delete_file'),
+        [call('search'), call('delete_file')],
+      ]) {
+        inputs.push({
+          attributes: { request: { http: { method: 'POST', path: `/${path.join('/')}`, headers } } },
+          parsed_path: path,
+          ...(body ? { parsed_body: body } : {}),
+        });
       }
     }
   }
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-bench-'));
   try {
     copyFileSync(join(ROOT, 'bench', 'opa-envoy', 'policy.rego'), join(dir, 'policy.rego'));
-    writeFileSync(join(dir, 'batch.rego'), 'package batch\n\nresults[i] := r if {\n\tsome i, x in input.inputs\n\tr := data.envoy.authz.decision with input as x\n}\n');
-    const [want, got] = await Promise.all([opaEval(dir, 'batch/results', { inputs }, NOW, data, ['batch.rego']), wasmEval(dir, 'batch/results', { inputs }, NOW, data)]);
+    writeFileSync(
+      join(dir, 'batch.rego'),
+      'package batch\n\nresults[i] := r if {\n\tsome i, x in input.inputs\n\tr := data.envoy.authz.decision with input as x\n}\n',
+    );
+    const [want, got] = await Promise.all([
+      opaEval(dir, 'batch/results', { inputs }, NOW, data, ['batch.rego']),
+      wasmEval(dir, 'batch/results', { inputs }, NOW, data),
+    ]);
     t.deepEqual(canonical(got), canonical(want));
     const decisions = Object.values(want as Record<string, { allowed: boolean; http_status?: number }>);
     t.is(decisions.length, inputs.length);
-    t.true(decisions.some((d) => d.allowed) && decisions.some((d) => d.http_status === 401) && decisions.some((d) => d.http_status === 403));
+    t.true(
+      decisions.some((d) => d.allowed) &&
+        decisions.some((d) => d.http_status === 401) &&
+        decisions.some((d) => d.http_status === 403),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

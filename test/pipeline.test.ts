@@ -27,7 +27,14 @@ test('a discovery document is an answer: a 200 Envoy sends itself, counted and l
   const svc = await startTestService(
     {
       oauth: { issuers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/certs' }] },
-      endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: false, oauth: true }, resource: 'https://mcp.example.com/mcp/files' }],
+      endpoints: [
+        {
+          name: 'files',
+          match: { pathPrefix: '/mcp/files' },
+          auth: { apiKey: false, oauth: true },
+          resource: 'https://mcp.example.com/mcp/files',
+        },
+      ],
     },
     { logger: capture(lines) },
   );
@@ -53,26 +60,51 @@ function denyingPolicy(failed: boolean, calls: { n: number }): Authorizer {
   return {
     authorize: () => {
       calls.n++;
-      const record: PolicyRecord = { input: '{}', result: { allow: false }, revision: 'rev-1', durationNs: 1000, decision: 'deny', failed };
-      return { result: { allow: false, deny: failed ? deny('policy_error', 'failed') : deny('access_denied', 'not granted') }, record };
+      const record: PolicyRecord = {
+        input: '{}',
+        result: { allow: false },
+        revision: 'rev-1',
+        durationNs: 1000,
+        decision: 'deny',
+        failed,
+      };
+      return {
+        result: { allow: false, deny: failed ? deny('policy_error', 'failed') : deny('access_denied', 'not granted') },
+        record,
+      };
     },
   };
 }
 
 async function dryRunRuntime(authorizer: Authorizer, lines: string[], dryRunDenies: { n: number }) {
-  const config = validateConfig({ policy: { dryRun: true }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' } }] }, 'test', process.cwd(), {});
-  const rt = await buildRuntime({ config, file: undefined, baseDir: process.cwd() }, capture(lines), createMetricsRegistry(), {
-    watch: false,
-    events: { dryRunDeny: () => void dryRunDenies.n++ },
-  });
+  const config = validateConfig(
+    { policy: { dryRun: true }, endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' } }] },
+    'test',
+    process.cwd(),
+    {},
+  );
+  const rt = await buildRuntime(
+    { config, file: undefined, baseDir: process.cwd() },
+    capture(lines),
+    createMetricsRegistry(),
+    {
+      watch: false,
+      events: { dryRunDeny: () => void dryRunDenies.n++ },
+    },
+  );
   rt.authenticator = new TestAuthenticator({ alice: keyPrincipal('alice-key', 'alice', []) });
   rt.authorizer = authorizer;
   return rt;
 }
 
-const call = () => checkRequest({ path: '/mcp/files', body: rpc('tools/call', { name: 'delete_file' }), headers: { 'x-test-principal': 'alice', 'x-mcp-user-id': 'forged' } }) as WireCheckRequest;
+const call = () =>
+  checkRequest({
+    path: '/mcp/files',
+    body: rpc('tools/call', { name: 'delete_file' }),
+    headers: { 'x-test-principal': 'alice', 'x-mcp-user-id': 'forged' },
+  }) as WireCheckRequest;
 
-test('dry-run turns the policy\'s own deny into an allow once, at the edge: counted, logged with the real decision, identity headers still set', async (t) => {
+test("dry-run turns the policy's own deny into an allow once, at the edge: counted, logged with the real decision, identity headers still set", async (t) => {
   const lines: string[] = [];
   const dryRunDenies = { n: 0 };
   const calls = { n: 0 };
@@ -83,14 +115,23 @@ test('dry-run turns the policy\'s own deny into an allow once, at the edge: coun
   t.is(trace.outcome.kind, 'allow');
   if (trace.outcome.kind !== 'allow') return;
   t.is(trace.outcome.reason, 'dry_run');
-  t.deepEqual(trace.outcome.headers.find((h) => h.name === 'x-mcp-user-id'), { name: 'x-mcp-user-id', value: 'alice', append: false });
+  t.deepEqual(
+    trace.outcome.headers.find((h) => h.name === 'x-mcp-user-id'),
+    { name: 'x-mcp-user-id', value: 'alice', append: false },
+  );
   t.true(trace.outcome.headersToRemove.includes('x-test-principal'), 'credentials are removed as on any allow');
   t.is(trace.policy?.decision, 'deny', 'the record keeps the real decision');
   t.is(dryRunDenies.n, 1);
   const parsed = lines.map((l) => JSON.parse(l));
   const info = parsed.filter((l) => l.msg === 'dry-run: the policy denied this request; allowed');
   t.is(info.length, 1);
-  t.like(info[0], { endpoint: 'files', principal: 'alice-key', status: 403, reason: 'access_denied', policy_revision: 'rev-1' });
+  t.like(info[0], {
+    endpoint: 'files',
+    principal: 'alice-key',
+    status: 403,
+    reason: 'access_denied',
+    policy_revision: 'rev-1',
+  });
   t.like(decisionLines(lines)[0], { decision: 'allow', allow: true, reason: 'dry_run', policy_decision: 'deny' });
 });
 
@@ -102,7 +143,15 @@ test('dry-run never allows a policy that failed, nor a deny made before the poli
   const failed = await runCheck(rt, toRequest, call());
   t.is(failed.outcome.kind, 'deny');
   t.is(failed.outcome.status, 503);
-  const unauthenticated = await runCheck(rt, toRequest, checkRequest({ path: '/mcp/elsewhere', body: rpc('ping'), headers: { 'x-test-principal': 'alice' } }) as WireCheckRequest);
+  const unauthenticated = await runCheck(
+    rt,
+    toRequest,
+    checkRequest({
+      path: '/mcp/elsewhere',
+      body: rpc('ping'),
+      headers: { 'x-test-principal': 'alice' },
+    }) as WireCheckRequest,
+  );
   t.is(unauthenticated.outcome.kind, 'deny', 'a 404 stays a 404');
   t.is(unauthenticated.policy, undefined);
   t.is(dryRunDenies.n, 0);

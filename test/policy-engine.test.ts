@@ -26,7 +26,9 @@ async function decide(rego: string, input: unknown = {}) {
 }
 
 test('a policy that blows its memory bound fails the evaluation, and the engine keeps answering', async (t) => {
-  const e = await engineFor('package mcp.authz\ndecision := {"allow": count(numbers.range(1, input.n)) > 0}\n', { maxMemoryPages: 32 });
+  const e = await engineFor('package mcp.authz\ndecision := {"allow": count(numbers.range(1, input.n)) > 0}\n', {
+    maxMemoryPages: 32,
+  });
   const blown = e.evaluate(json({ n: 50_000_000 }));
   t.false(blown.ok);
   t.true(e.memory.buffer.byteLength <= 32 * 65536);
@@ -36,19 +38,33 @@ test('a policy that blows its memory bound fails the evaluation, and the engine 
 });
 
 test('inputs of any size and script are read exactly: memory grows up to its bound, and a larger input is a failed evaluation', async (t) => {
-  const e = await engineFor('package mcp.authz\ndecision := {"allow": true, "headers": {"x-len": sprintf("%d", [count(input.s)]), "x-name": input.name}}\n', { maxMemoryPages: 64 });
+  const e = await engineFor(
+    'package mcp.authz\ndecision := {"allow": true, "headers": {"x-len": sprintf("%d", [count(input.s)]), "x-name": input.name}}\n',
+    { maxMemoryPages: 64 },
+  );
   const headers = (ev: ReturnType<typeof e.evaluate>) => {
     const d = mapResultSet(ev.ok ? ev.resultSet : undefined);
     return d.allow ? Object.fromEntries(d.result.headers.map((h) => [h.name, h.value])) : d;
   };
   t.deepEqual(headers(e.evaluate(json({ s: 'x', name: 'é日本🙂' }))), { 'x-len': '1', 'x-name': 'é日本🙂' });
   // 1.5 MiB of input: beyond the initial 16 pages, so memory grows.
-  t.deepEqual(headers(e.evaluate(json({ s: 'ü'.repeat(750_000), name: 'big' }))), { 'x-len': '750000', 'x-name': 'big' });
-  t.deepEqual(headers(e.evaluate(json({ s: 'ab', name: 'after' }))), { 'x-len': '2', 'x-name': 'after' }, 'a small input after a big one');
+  t.deepEqual(headers(e.evaluate(json({ s: 'ü'.repeat(750_000), name: 'big' }))), {
+    'x-len': '750000',
+    'x-name': 'big',
+  });
+  t.deepEqual(
+    headers(e.evaluate(json({ s: 'ab', name: 'after' }))),
+    { 'x-len': '2', 'x-name': 'after' },
+    'a small input after a big one',
+  );
   const tooBig = e.evaluate(json({ s: 'x'.repeat(5 * 1024 * 1024), name: 'huge' }));
   t.false(tooBig.ok);
   t.regex(tooBig.ok ? '' : tooBig.error, /RangeError/);
-  t.deepEqual(headers(e.evaluate(json({ s: 'abc', name: 'still' }))), { 'x-len': '3', 'x-name': 'still' }, 'the engine keeps answering');
+  t.deepEqual(
+    headers(e.evaluate(json({ s: 'abc', name: 'still' }))),
+    { 'x-len': '3', 'x-name': 'still' },
+    'the engine keeps answering',
+  );
 });
 
 test('a plain boolean decision is honoured both ways', async (t) => {
@@ -76,11 +92,17 @@ const wrongTypes: [string, string][] = [
   ['an invalid header name', 'decision := {"allow": true, "headers": {"bad name": "v"}}'],
   ['a header value with another control character', 'decision := {"allow": true, "headers": {"x-a": "b\\u0001"}}'],
   ['a header value with DEL', 'decision := {"allow": true, "headers": {"x-a": "b\\u007f"}}'],
-  ['host set, which ext_proc ignores and ext_authz applies', 'decision := {"allow": true, "headers": {"Host": "evil.example.com"}}'],
+  [
+    'host set, which ext_proc ignores and ext_authz applies',
+    'decision := {"allow": true, "headers": {"Host": "evil.example.com"}}',
+  ],
   ['an x-envoy-* header set', 'decision := {"allow": true, "headers": {"x-envoy-original-path": "/admin"}}'],
   ['a framing header set', 'decision := {"allow": true, "headers": {"content-length": "0"}}'],
   ['a hop-by-hop header in a response', 'decision := {"allow": true, "response_headers": {"connection": "close"}}'],
-  ['an x-envoy-* header removed', 'decision := {"allowed": true, "request_headers_to_remove": ["X-Envoy-Expected-Rq-Timeout-Ms"]}'],
+  [
+    'an x-envoy-* header removed',
+    'decision := {"allowed": true, "request_headers_to_remove": ["X-Envoy-Expected-Rq-Timeout-Ms"]}',
+  ],
   ['host removed', 'decision := {"allowed": true, "request_headers_to_remove": ["host"]}'],
   ['opa-envoy-plugin allowed as a string', 'decision := {"allowed": "yes"}'],
 ];
@@ -100,14 +122,18 @@ test('a tab, spaces and non-ASCII text are header values every transport carries
 });
 
 test('the object decision maps status, error, description and headers', async (t) => {
-  const d = await decide('package mcp.authz\ndecision := {"allow": false, "status": 429, "error": "slow_down", "error_description": "later", "headers": {"Retry-After": "5"}}\n');
+  const d = await decide(
+    'package mcp.authz\ndecision := {"allow": false, "status": 429, "error": "slow_down", "error_description": "later", "headers": {"Retry-After": "5"}}\n',
+  );
   t.false(d.allow);
   if (d.allow) return;
   t.is(d.deny.status, 429);
   t.is(d.deny.code, 'slow_down');
   t.is(d.deny.description, 'later');
   t.deepEqual(d.deny.headers, [{ name: 'retry-after', value: '5', append: false }]);
-  const a = await decide('package mcp.authz\ndecision := {"allow": true, "headers": {"x-tenant": "t1"}, "response_headers": {"x-seen": "1"}, "dynamic_metadata": {"k": "v"}}\n');
+  const a = await decide(
+    'package mcp.authz\ndecision := {"allow": true, "headers": {"x-tenant": "t1"}, "response_headers": {"x-seen": "1"}, "dynamic_metadata": {"k": "v"}}\n',
+  );
   t.true(a.allow);
   if (!a.allow) return;
   t.deepEqual(a.result.headers, [{ name: 'x-tenant', value: 't1', append: false }]);
@@ -115,8 +141,10 @@ test('the object decision maps status, error, description and headers', async (t
   t.deepEqual(a.result.dynamicMetadata, { k: 'v' });
 });
 
-test('opa-envoy-plugin\'s decision shape maps status, body and headers', async (t) => {
-  const d = await decide('package mcp.authz\ndecision := {"allowed": false, "http_status": 451, "body": "nope", "headers": {"content-type": "text/html", "x-r": "1"}}\n');
+test("opa-envoy-plugin's decision shape maps status, body and headers", async (t) => {
+  const d = await decide(
+    'package mcp.authz\ndecision := {"allowed": false, "http_status": 451, "body": "nope", "headers": {"content-type": "text/html", "x-r": "1"}}\n',
+  );
   t.false(d.allow);
   if (d.allow) return;
   t.is(d.deny.status, 451);
@@ -155,44 +183,72 @@ function writeTmp(name: string, content: Buffer): string {
 }
 
 test('a bundle that is not a tar.gz is refused with the reason', (t) => {
-  const e = t.throws(() => loadBundle(writeTmp('b.tar.gz', Buffer.from('{"not":"a bundle"}'))), { instanceOf: BundleError });
+  const e = t.throws(() => loadBundle(writeTmp('b.tar.gz', Buffer.from('{"not":"a bundle"}'))), {
+    instanceOf: BundleError,
+  });
   t.regex(e!.message, /not a \.tar\.gz/);
 });
 
 test('a tar.gz that is not a tar archive is refused', (t) => {
-  t.throws(() => loadBundle(writeTmp('b.tar.gz', gzipSync(Buffer.alloc(1024, 7)))), { instanceOf: BundleError, message: /not a tar archive/ });
+  t.throws(() => loadBundle(writeTmp('b.tar.gz', gzipSync(Buffer.alloc(1024, 7)))), {
+    instanceOf: BundleError,
+    message: /not a tar archive/,
+  });
 });
 
 test('a bundle without policy.wasm is refused', (t) => {
-  const p = writeTmp('b.tar.gz', tarGz({ 'data.json': Buffer.from('{}'), '.manifest': Buffer.from('{"revision":"r1"}') }));
+  const p = writeTmp(
+    'b.tar.gz',
+    tarGz({ 'data.json': Buffer.from('{}'), '.manifest': Buffer.from('{"revision":"r1"}') }),
+  );
   t.throws(() => loadBundle(p), { instanceOf: BundleError, message: /no policy\.wasm/ });
 });
 
 test('a policy.wasm without the OPA ABI is refused', async (t) => {
   // The smallest valid WebAssembly module: valid bytes, no OPA exports.
   const empty = Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
-  const bundle = loadBundle(writeTmp('b.tar.gz', tarGz({ '/policy.wasm': empty, '/.manifest': Buffer.from('{"revision":"r2"}') })));
+  const bundle = loadBundle(
+    writeTmp('b.tar.gz', tarGz({ '/policy.wasm': empty, '/.manifest': Buffer.from('{"revision":"r2"}') })),
+  );
   t.is(bundle.revision, 'r2');
-  await t.throwsAsync(WasmEngine.create(bundle, { entrypoint: 'mcp/authz/decision', maxMemoryPages: 16, data: {} }), { instanceOf: BundleError, message: /OPA WASM ABI/ });
+  await t.throwsAsync(WasmEngine.create(bundle, { entrypoint: 'mcp/authz/decision', maxMemoryPages: 16, data: {} }), {
+    instanceOf: BundleError,
+    message: /OPA WASM ABI/,
+  });
 });
 
 test('policy.wasm bytes that are not WebAssembly are refused', async (t) => {
   const bundle = loadBundle(writeTmp('b.tar.gz', tarGz({ 'policy.wasm': Buffer.from('hello') })));
-  await t.throwsAsync(WasmEngine.create(bundle, { entrypoint: 'mcp/authz/decision', maxMemoryPages: 16, data: {} }), { instanceOf: BundleError, message: /not a valid WebAssembly module/ });
+  await t.throwsAsync(WasmEngine.create(bundle, { entrypoint: 'mcp/authz/decision', maxMemoryPages: 16, data: {} }), {
+    instanceOf: BundleError,
+    message: /not a valid WebAssembly module/,
+  });
 });
 
 test('a bundle without the configured entrypoint is refused', async (t) => {
   const bundle = await compileRego(regoDir({ 'p.rego': 'package other\nx := true\n' }), 'other/x');
-  await t.throwsAsync(WasmEngine.create(bundle, { entrypoint: 'mcp/authz/decision', maxMemoryPages: 16, data: {} }), { instanceOf: BundleError, message: /no entrypoint mcp\/authz\/decision/ });
+  await t.throwsAsync(WasmEngine.create(bundle, { entrypoint: 'mcp/authz/decision', maxMemoryPages: 16, data: {} }), {
+    instanceOf: BundleError,
+    message: /no entrypoint mcp\/authz\/decision/,
+  });
 });
 
-test('a .rego folder that does not compile is refused with opa\'s message', async (t) => {
-  await t.throwsAsync(compileRego(regoDir({ 'p.rego': 'package mcp.authz\ndecision := {\n' }), 'mcp/authz/decision'), { instanceOf: BundleError, message: /opa build .* failed/s });
+test("a .rego folder that does not compile is refused with opa's message", async (t) => {
+  await t.throwsAsync(compileRego(regoDir({ 'p.rego': 'package mcp.authz\ndecision := {\n' }), 'mcp/authz/decision'), {
+    instanceOf: BundleError,
+    message: /opa build .* failed/s,
+  });
 });
 
 test('a builtin the service does not provide is refused at build time, with why', async (t) => {
   await t.throwsAsync(
-    compileRego(regoDir({ 'p.rego': 'package mcp.authz\ndecision := {"allow": http.send({"method": "get", "url": input.u}).status_code == 200}\n' }), 'mcp/authz/decision'),
+    compileRego(
+      regoDir({
+        'p.rego':
+          'package mcp.authz\ndecision := {"allow": http.send({"method": "get", "url": input.u}).status_code == 200}\n',
+      }),
+      'mcp/authz/decision',
+    ),
     { instanceOf: BundleError, message: /undefined function http\.send[\s\S]*http\.send: a network call per Check/ },
   );
 });

@@ -28,8 +28,12 @@ async function runtimeWith(extra: Record<string, unknown>, lines: string[] = [])
     {},
   );
   // The service's own logger, its lines captured: decision lines are written as serve writes them.
-  const logger = createLogger('info', { sink: { write: (l: string) => lines.push(l), writeDecision: (l: string) => lines.push(l) } });
-  const rt = await buildRuntime({ config, file: undefined, baseDir: process.cwd() }, logger, createMetricsRegistry(), { watch: false });
+  const logger = createLogger('info', {
+    sink: { write: (l: string) => lines.push(l), writeDecision: (l: string) => lines.push(l) },
+  });
+  const rt = await buildRuntime({ config, file: undefined, baseDir: process.cwd() }, logger, createMetricsRegistry(), {
+    watch: false,
+  });
   rt.authenticator = new TestAuthenticator({ alice: keyPrincipal('alice-key', 'alice', ['tools:*']) });
   return rt;
 }
@@ -60,7 +64,11 @@ test('the input carries request, endpoint, principal and mcp, and never a creden
   t.is(input.request.headers['x-api-key'], '[REDACTED]');
   t.is(input.request.headers['x-custom-key'], '[REDACTED]');
   t.is(input.request.headers.authorization, '[REDACTED]');
-  t.is(input.request.headers['x-test-principal'], '[REDACTED]', 'the authenticator\'s credential headers are redacted too');
+  t.is(
+    input.request.headers['x-test-principal'],
+    '[REDACTED]',
+    "the authenticator's credential headers are redacted too",
+  );
   t.is(input.request.headers['x-other'], 'visible');
   t.is(input.request.headers[':path'], '/mcp/files/x?api_key=%5BREDACTED%5D&apikey=%5BREDACTED%5D&q=1');
   t.deepEqual(input.request.query, { api_key: ['[REDACTED]'], apikey: ['[REDACTED]'], q: ['1'] });
@@ -71,7 +79,11 @@ test('the input carries request, endpoint, principal and mcp, and never a creden
   t.is(input.endpoint.resource_metadata, 'https://mcp.example.com/.well-known/oauth-protected-resource/mcp/files');
   t.is(input.principal.userId, 'alice');
   t.deepEqual(input.principal.permissions, ['tools:*']);
-  t.deepEqual(input.mcp, { present: true, batch: false, calls: [{ method: 'tools/call', kind: 'request', name: 'search' }] });
+  t.deepEqual(input.mcp, {
+    present: true,
+    batch: false,
+    calls: [{ method: 'tools/call', kind: 'request', name: 'search' }],
+  });
   t.deepEqual(input.parsed_path, ['mcp', 'files', 'x']);
   t.deepEqual(input.parsed_body, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'search' } });
   t.false(input.truncated_body);
@@ -108,12 +120,21 @@ test('the decision log writes one line per decision with ids and codes, never a 
   const decisions = lines.map((l) => JSON.parse(l)).filter((l) => l.log === 'decision');
   t.is(decisions.length, 1);
   const d = decisions[0];
-  t.like(d, { endpoint: 'files', principal: 'alice-key', mcp_method: 'tools/call', tool: 'search', allow: true, status: 200, reason: 'allowed', policy_decision: 'allow' });
+  t.like(d, {
+    endpoint: 'files',
+    principal: 'alice-key',
+    mcp_method: 'tools/call',
+    tool: 'search',
+    allow: true,
+    status: 200,
+    reason: 'allowed',
+    policy_decision: 'allow',
+  });
   t.regex(d.decision_id, /^[0-9a-f-]{36}$/);
   t.regex(d.policy_revision, /^sha256-/);
   t.is(typeof d.duration_ms, 'number');
   t.is(typeof d.time, 'number');
-  t.is(d.ts, new Date(d.time).toISOString(), 'ts is the same instant as pino\'s time, in ISO 8601');
+  t.is(d.ts, new Date(d.time).toISOString(), "ts is the same instant as pino's time, in ISO 8601");
   t.is(d.client_address, '10.1.2.3');
   for (const l of lines) {
     t.false(l.includes(SECRET_KEY));
@@ -122,7 +143,7 @@ test('the decision log writes one line per decision with ids and codes, never a 
   t.false('headers' in d);
 });
 
-test('the decision log carries x-request-id and the caller\'s W3C trace id with tracing off, and the decision id Envoy gets', async (t) => {
+test("the decision log carries x-request-id and the caller's W3C trace id with tracing off, and the decision id Envoy gets", async (t) => {
   const lines: string[] = [];
   const rt = await runtimeWith({}, lines);
   const req = sample() as { attributes: { request: { http: { headers: Record<string, string> } } } };
@@ -134,7 +155,11 @@ test('the decision log carries x-request-id and the caller\'s W3C trace id with 
   await runCheck(rt, toRequest, req as never);
   await rt.close();
   const [first, second] = lines.map((l) => JSON.parse(l)).filter((l) => l.log === 'decision');
-  t.like(first, { request_id: 'req-7f3a', trace_id: '4bf92f3577b34da6a3ce929d0e0e4736', decision_id: trace.decisionId });
+  t.like(first, {
+    request_id: 'req-7f3a',
+    trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
+    decision_id: trace.decisionId,
+  });
   t.false('span_id' in first, 'tracing is off: the service made no span');
   t.false('trace_id' in second);
   t.not(second.decision_id, first.decision_id);
@@ -158,14 +183,34 @@ test('the decision log line has exactly the shape pino writes, bindings included
   const fast: string[] = [];
   const viaPino: string[] = [];
   const rtFast = await buildRuntime(
-    { config: validateConfig({ endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice' }] }, 'test', process.cwd(), {}), file: undefined, baseDir: process.cwd() },
-    createLogger('info', { sink: { write: (l: string) => fast.push(l), writeDecision: (l: string) => fast.push(l) } }).child({ worker: 2 }),
+    {
+      config: validateConfig(
+        { endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice' }] },
+        'test',
+        process.cwd(),
+        {},
+      ),
+      file: undefined,
+      baseDir: process.cwd(),
+    },
+    createLogger('info', {
+      sink: { write: (l: string) => fast.push(l), writeDecision: (l: string) => fast.push(l) },
+    }).child({ worker: 2 }),
     createMetricsRegistry(),
     { watch: false },
   );
   // A logger of the test's own (here with a mixin adding nothing): the decision log hands its fields to pino.
   const rtPino = await buildRuntime(
-    { config: validateConfig({ endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice' }] }, 'test', process.cwd(), {}), file: undefined, baseDir: process.cwd() },
+    {
+      config: validateConfig(
+        { endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice' }] },
+        'test',
+        process.cwd(),
+        {},
+      ),
+      file: undefined,
+      baseDir: process.cwd(),
+    },
     pino({ level: 'info', base: { service: 'mcp-authz' }, mixin: () => ({}) }, capture(viaPino)).child({ worker: 2 }),
     createMetricsRegistry(),
     { watch: false },
@@ -180,15 +225,31 @@ test('the decision log line has exactly the shape pino writes, bindings included
   const stable = (l: string) => {
     t.true(l.endsWith('}\n'));
     const o = JSON.parse(l);
-    return Object.entries(o).map(([k, v]) => [k, ['time', 'ts', 'decision_id', 'request_id', 'duration_ms', 'policy_duration_ms', 'policy_revision'].includes(k) ? typeof v : v]);
+    return Object.entries(o).map(([k, v]) => [
+      k,
+      ['time', 'ts', 'decision_id', 'request_id', 'duration_ms', 'policy_duration_ms', 'policy_revision'].includes(k)
+        ? typeof v
+        : v,
+    ]);
   };
   t.deepEqual(decisions(fast).map(stable), decisions(viaPino).map(stable));
-  t.like(JSON.parse(decisions(fast)[0]!), { level: 30, service: 'mcp-authz', worker: 2, log: 'decision', msg: 'decision' });
+  t.like(JSON.parse(decisions(fast)[0]!), {
+    level: 30,
+    service: 'mcp-authz',
+    worker: 2,
+    log: 'decision',
+    msg: 'decision',
+  });
 });
 
 test('metadata Envoy sends in the CheckRequest reaches the policy as plain JSON after the wire decode', async (t) => {
   const { authorizationService } = await import('../src/envoy/protos.js');
-  const method = (authorizationService() as unknown as Record<string, { requestSerialize(m: unknown): Buffer; requestDeserialize(b: Buffer): unknown }>).Check;
+  const method = (
+    authorizationService() as unknown as Record<
+      string,
+      { requestSerialize(m: unknown): Buffer; requestDeserialize(b: Buffer): unknown }
+    >
+  ).Check;
   const req = sample() as { attributes: Record<string, unknown> };
   req.attributes.metadata_context = {
     filter_metadata: {

@@ -8,7 +8,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Principal } from '../src/contracts/principal.js';
 import { processExchange, requestBody, requestHeaders, responseBody, responseHeaders } from './helpers/ext-proc.js';
-import { checkRequest, deniedBody, deniedStatus, headerValue, startTestService, type TestService } from './helpers/service.js';
+import {
+  checkRequest,
+  deniedBody,
+  deniedStatus,
+  headerValue,
+  startTestService,
+  type TestService,
+} from './helpers/service.js';
 import { PRINCIPAL_HEADER, withPrincipals } from './helpers/policy.js';
 
 interface Call {
@@ -25,9 +32,11 @@ interface Call {
 /** The params of the JSON-RPC message that the service reads as `call`. */
 function paramsOf(call: Call): Record<string, unknown> | undefined {
   if (call.ref !== undefined) return { ref: call.ref, argument: { name: 'a', value: '' } };
-  if (call.resourceSubscriptions !== undefined) return { notifications: { resourceSubscriptions: call.resourceSubscriptions } };
+  if (call.resourceSubscriptions !== undefined)
+    return { notifications: { resourceSubscriptions: call.resourceSubscriptions } };
   if (call.uri !== undefined) return { uri: call.uri };
-  if (call.name !== undefined) return { name: call.name, ...(call.arguments !== undefined ? { arguments: call.arguments } : {}) };
+  if (call.name !== undefined)
+    return { name: call.name, ...(call.arguments !== undefined ? { arguments: call.arguments } : {}) };
   return undefined;
 }
 
@@ -36,7 +45,13 @@ interface Case {
   endpoint: Record<string, any>;
   principal: Principal;
   calls: Call[];
-  expect: { allow: boolean; status?: number; error?: string; error_description?: string; headers?: Record<string, string> };
+  expect: {
+    allow: boolean;
+    status?: number;
+    error?: string;
+    error_description?: string;
+    headers?: Record<string, string>;
+  };
 }
 
 const dir = join(import.meta.dirname, '..', 'policies', 'cases');
@@ -73,12 +88,21 @@ cases.forEach((c, i) => {
   test(`parity: ${c.name}`, async (t) => {
     const body = c.calls.map((call, n) => {
       const params = paramsOf(call);
-      return { jsonrpc: '2.0', ...(call.kind === 'notification' ? {} : { id: n + 1 }), method: call.method, ...(params ? { params } : {}) };
+      return {
+        jsonrpc: '2.0',
+        ...(call.kind === 'notification' ? {} : { id: n + 1 }),
+        method: call.method,
+        ...(params ? { params } : {}),
+      };
     });
     const sample =
       body.length === 0
         ? { method: 'GET', path: c.endpoint.match.pathPrefix, headers: { [PRINCIPAL_HEADER]: String(i) } }
-        : { path: c.endpoint.match.pathPrefix, body: JSON.stringify(body.length === 1 ? body[0] : body), headers: { [PRINCIPAL_HEADER]: String(i) } };
+        : {
+            path: c.endpoint.match.pathPrefix,
+            body: JSON.stringify(body.length === 1 ? body[0] : body),
+            headers: { [PRINCIPAL_HEADER]: String(i) },
+          };
     const res = await svc.check(checkRequest(sample));
     if (c.expect.allow) {
       t.truthy(res.ok_response, `denied: ${res.denied_response?.body}`);
@@ -101,18 +125,29 @@ cases.forEach((c, i) => {
  * resource it calls, reads or subscribes to, the prompt or template whose argument it completes.
  */
 function listedItem(call: Call): { method: string; array: string; item: Record<string, string> } | undefined {
-  if (call.method === 'tools/call' && typeof call.name === 'string') return { method: 'tools/list', array: 'tools', item: { name: call.name } };
-  if (call.method === 'prompts/get' && typeof call.name === 'string') return { method: 'prompts/list', array: 'prompts', item: { name: call.name } };
-  if (/^resources\/(read|subscribe|unsubscribe)$/.test(call.method) && typeof call.uri === 'string') return { method: 'resources/list', array: 'resources', item: { uri: call.uri, name: call.uri } };
-  if (call.method === 'subscriptions/listen' && call.resourceSubscriptions?.length === 1) return { method: 'resources/list', array: 'resources', item: { uri: call.resourceSubscriptions[0]!, name: 'r' } };
-  if (call.method === 'completion/complete' && call.ref?.type === 'ref/prompt' && typeof call.ref.name === 'string') return { method: 'prompts/list', array: 'prompts', item: { name: call.ref.name } };
+  if (call.method === 'tools/call' && typeof call.name === 'string')
+    return { method: 'tools/list', array: 'tools', item: { name: call.name } };
+  if (call.method === 'prompts/get' && typeof call.name === 'string')
+    return { method: 'prompts/list', array: 'prompts', item: { name: call.name } };
+  if (/^resources\/(read|subscribe|unsubscribe)$/.test(call.method) && typeof call.uri === 'string')
+    return { method: 'resources/list', array: 'resources', item: { uri: call.uri, name: call.uri } };
+  if (call.method === 'subscriptions/listen' && call.resourceSubscriptions?.length === 1)
+    return { method: 'resources/list', array: 'resources', item: { uri: call.resourceSubscriptions[0]!, name: 'r' } };
+  if (call.method === 'completion/complete' && call.ref?.type === 'ref/prompt' && typeof call.ref.name === 'string')
+    return { method: 'prompts/list', array: 'prompts', item: { name: call.ref.name } };
   if (call.method === 'completion/complete' && call.ref?.type === 'ref/resource' && typeof call.ref.uri === 'string') {
-    return { method: 'resources/templates/list', array: 'resourceTemplates', item: { uriTemplate: call.ref.uri, name: 't' } };
+    return {
+      method: 'resources/templates/list',
+      array: 'resourceTemplates',
+      item: { uriTemplate: call.ref.uri, name: 't' },
+    };
   }
   return undefined;
 }
 
-const listable = cases.map((c, i) => ({ c, i, items: c.calls.map(listedItem).filter((x) => x !== undefined) })).filter((x) => x.items.length > 0);
+const listable = cases
+  .map((c, i) => ({ c, i, items: c.calls.map(listedItem).filter((x) => x !== undefined) }))
+  .filter((x) => x.items.length > 0);
 
 test('the shared cases list items both shown and hidden', (t) => {
   t.true(listable.length >= 20);
@@ -134,14 +169,23 @@ listable.forEach(({ c, i, items }) => {
       responseBody(JSON.stringify(upstream), true),
     ]);
     const listDenied = answers.some((a) => a.immediate_response);
-    const out = listDenied ? [] : (JSON.parse(answers[3]!.response_body.response.body_mutation.body.toString('utf8')) as { id: number; result: Record<string, Record<string, string>[]> }[]);
+    const out = listDenied
+      ? []
+      : (JSON.parse(answers[3]!.response_body.response.body_mutation.body.toString('utf8')) as {
+          id: number;
+          result: Record<string, Record<string, string>[]>;
+        }[]);
     for (const call of c.calls) {
       const listed = listedItem(call);
       if (!listed) continue;
-      const shown = out.some((r) => (r.result[listed.array] ?? []).some((item) => JSON.stringify(item) === JSON.stringify(listed.item)));
+      const shown = out.some((r) =>
+        (r.result[listed.array] ?? []).some((item) => JSON.stringify(item) === JSON.stringify(listed.item)),
+      );
       const { arguments: _args, ...bare } = call;
       const single = JSON.stringify({ jsonrpc: '2.0', id: 1, method: call.method, params: paramsOf(bare) });
-      const res = await svc.check(checkRequest({ path: c.endpoint.match.pathPrefix, body: single, headers: { [PRINCIPAL_HEADER]: String(i) } }));
+      const res = await svc.check(
+        checkRequest({ path: c.endpoint.match.pathPrefix, body: single, headers: { [PRINCIPAL_HEADER]: String(i) } }),
+      );
       const callable = res.ok_response !== undefined || deniedBody(res)?.error === 'argument_denied';
       t.is(shown, callable, `${call.method} ${JSON.stringify(listed.item)}: listed ${shown}, callable ${callable}`);
     }

@@ -94,7 +94,14 @@ async function cases(): Promise<Case[]> {
 const addPerson = (firstname: string) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'people/add', firstname });
 
 const request = (c: Case) =>
-  checkRequest({ method: c.method, path: c.path, ...(c.body !== undefined ? { body: c.body, headers: { 'content-type': 'application/json' } } : {}), ...(c.token ? { headers: { authorization: `Bearer ${c.token}`, ...(c.body ? { 'content-type': 'application/json' } : {}) } } : {}) });
+  checkRequest({
+    method: c.method,
+    path: c.path,
+    ...(c.body !== undefined ? { body: c.body, headers: { 'content-type': 'application/json' } } : {}),
+    ...(c.token
+      ? { headers: { authorization: `Bearer ${c.token}`, ...(c.body ? { 'content-type': 'application/json' } : {}) } }
+      : {}),
+  });
 
 const allowed = (r: CheckResponse) => r.ok_response !== undefined && (r.status?.code ?? 0) === 0;
 
@@ -128,7 +135,9 @@ test('without policy.rawCredentials the tutorial policy sees [REDACTED] and deni
   const { svc, traces } = await serve(false);
   t.teardown(() => svc.stop());
   for (const c of await cases()) t.false(allowed(await svc.check(request(c))), `${c.method} ${c.path}`);
-  const input = JSON.parse(traces[0]!.policy!.input) as { attributes: { request: { http: { headers: Record<string, string> } } } };
+  const input = JSON.parse(traces[0]!.policy!.input) as {
+    attributes: { request: { http: { headers: Record<string, string> } } };
+  };
   t.is(input.attributes.request.http.headers.authorization, '[REDACTED]');
   t.is(traces[0]!.policy!.credentials, undefined);
 });
@@ -137,7 +146,11 @@ test('without policy.rawCredentials the tutorial policy sees [REDACTED] and deni
 function findToken(token: string, texts: Record<string, string>): string[] {
   const [, payload, signature] = token.split('.');
   return Object.entries(texts).flatMap(([where, text]) =>
-    [token, `${payload}.${signature}`, signature!, payload!].filter((s) => text.includes(s)).map((s) => `${where} contains ${s === token ? 'the token' : s === signature ? 'its signature' : 'a part of it'}`),
+    [token, `${payload}.${signature}`, signature!, payload!]
+      .filter((s) => text.includes(s))
+      .map(
+        (s) => `${where} contains ${s === token ? 'the token' : s === signature ? 'its signature' : 'a part of it'}`,
+      ),
   );
 }
 
@@ -148,8 +161,16 @@ test('with policy.rawCredentials the token appears in no log line, metric, recor
   t.true(allowed(await svc.check(request({ method: 'GET', path: '/people', token }))));
   t.false(allowed(await svc.check(request({ method: 'DELETE', path: '/people', token }))));
   const metrics = await svc.http('/metrics');
-  const recorded = traces.map((tr) => JSON.stringify({ ...tr, durationNs: undefined, span: undefined, ctx: { ...tr.ctx, request: undefined } }) + tr.policy!.input + JSON.stringify(tr.policy!.result));
-  t.true(lines.some((l) => l.includes('"log":"decision"')), 'the decision log wrote its lines');
+  const recorded = traces.map(
+    (tr) =>
+      JSON.stringify({ ...tr, durationNs: undefined, span: undefined, ctx: { ...tr.ctx, request: undefined } }) +
+      tr.policy!.input +
+      JSON.stringify(tr.policy!.result),
+  );
+  t.true(
+    lines.some((l) => l.includes('"log":"decision"')),
+    'the decision log wrote its lines',
+  );
   t.deepEqual(findToken(token, { logs: lines.join(''), metrics: metrics.text, records: recorded.join('') }), []);
   t.true(traces[0]!.policy!.input.includes('"authorization":"[REDACTED]"'));
 });
@@ -157,16 +178,29 @@ test('with policy.rawCredentials the token appears in no log line, metric, recor
 test('a decision that would send a raw credential on is refused (503 policy_error), and the token stays out of the answer and the logs', async (t) => {
   const rego = mkdtempSync(join(tmpdir(), 'mcp-authz-echo-'));
   // An opa-envoy-plugin style policy that forwards the caller's header: token passthrough.
-  writeFileSync(join(rego, 'policy.rego'), 'package envoy.authz\n\nallow := {"allowed": true, "headers": {"x-forwarded-token": input.attributes.request.http.headers.authorization}}\n');
+  writeFileSync(
+    join(rego, 'policy.rego'),
+    'package envoy.authz\n\nallow := {"allowed": true, "headers": {"x-forwarded-token": input.attributes.request.http.headers.authorization}}\n',
+  );
   const { svc, lines, traces } = await serve(true, rego);
   t.teardown(() => svc.stop());
   const token = await hs256({ sub: 'x', exp: NOW_S + 3600 });
   const res = await svc.check(request({ method: 'GET', path: '/people', token }));
   t.false(allowed(res));
-  t.is(Number(res.denied_response?.status?.code === 'ServiceUnavailable' ? 503 : res.denied_response?.status?.code), 503);
+  t.is(
+    Number(res.denied_response?.status?.code === 'ServiceUnavailable' ? 503 : res.denied_response?.status?.code),
+    503,
+  );
   t.regex(res.denied_response!.body!, /policy_error/);
   t.regex(res.denied_response!.body!, /carries a credential of the request/);
-  t.deepEqual(findToken(token, { answer: JSON.stringify(res), logs: lines.join(''), result: JSON.stringify(traces[0]!.policy!.result) }), []);
+  t.deepEqual(
+    findToken(token, {
+      answer: JSON.stringify(res),
+      logs: lines.join(''),
+      result: JSON.stringify(traces[0]!.policy!.result),
+    }),
+    [],
+  );
   t.like(traces[0]!.policy!.result as object, { headers: { 'x-forwarded-token': '[REDACTED]' } });
 });
 
@@ -174,8 +208,25 @@ async function explainRun(rego: string, token: string) {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-explain-raw-'));
   const config = join(dir, 'config.yaml');
   writeFileSync(config, stringify(serviceConfig(rego, true)));
-  const run = await runCli(['check', '--config', config, '--method', 'GET', '--path', '/people', '-H', `authorization: Bearer ${token}`, '--explain']);
-  const out = JSON.parse(run.stdout || 'null') as { decision: string; policy: { input: { attributes: { request: { http: { headers: Record<string, string> } } } }; explain: { agreesWithService: boolean; result: unknown; trace: string[] } } } | null;
+  const run = await runCli([
+    'check',
+    '--config',
+    config,
+    '--method',
+    'GET',
+    '--path',
+    '/people',
+    '-H',
+    `authorization: Bearer ${token}`,
+    '--explain',
+  ]);
+  const out = JSON.parse(run.stdout || 'null') as {
+    decision: string;
+    policy: {
+      input: { attributes: { request: { http: { headers: Record<string, string> } } } };
+      explain: { agreesWithService: boolean; result: unknown; trace: string[] };
+    };
+  } | null;
   return { run, out };
 }
 
@@ -186,7 +237,10 @@ test('check --explain with policy.rawCredentials explains the decision the servi
   t.is(out!.decision, 'allow');
   t.true(out!.policy.explain.agreesWithService, 'opa eval on the input the policy evaluated agrees with the service');
   t.is(out!.policy.explain.result, true);
-  t.true(out!.policy.explain.trace.some((l) => l.includes('io.jwt.decode_verify')), 'the trace reaches the token check');
+  t.true(
+    out!.policy.explain.trace.some((l) => l.includes('io.jwt.decode_verify')),
+    'the trace reaches the token check',
+  );
   t.is(out!.policy.input.attributes.request.http.headers.authorization, '[REDACTED]');
   t.deepEqual(findToken(token, { stdout: run.stdout, stderr: run.stderr }), []);
 });
@@ -217,7 +271,13 @@ test("check --explain replaces the token where opa's trace shows it (a trace() n
   t.is(run.code, 0, run.stderr);
   t.is(out!.decision, 'allow');
   const notes = out!.policy.explain.trace.filter((l) => l.includes('Note'));
-  t.true(notes.some((l) => l.includes('Note "checking [REDACTED]"')), notes.join('\n'));
-  t.true(notes.some((l) => l.includes('Note "segments ["[REDACTED]", "[REDACTED]", "[REDACTED]"]"')), notes.join('\n'));
+  t.true(
+    notes.some((l) => l.includes('Note "checking [REDACTED]"')),
+    notes.join('\n'),
+  );
+  t.true(
+    notes.some((l) => l.includes('Note "segments ["[REDACTED]", "[REDACTED]", "[REDACTED]"]"')),
+    notes.join('\n'),
+  );
   t.deepEqual(findToken(token, { stdout: run.stdout, stderr: run.stderr }), []);
 });

@@ -23,7 +23,13 @@ const seedConfig = {
   publicBaseUrl: 'https://mcp.example.com',
   oauth: { issuers: [{ issuer: 'https://idp.example.com' }] },
   endpoints: [
-    { name: 'alice-files', match: { pathPrefix: '/mcp/alice' }, owner: 'alice', auth: { apiKey: true, oauth: true }, resource: 'https://mcp.example.com/mcp/alice' },
+    {
+      name: 'alice-files',
+      match: { pathPrefix: '/mcp/alice' },
+      owner: 'alice',
+      auth: { apiKey: true, oauth: true },
+      resource: 'https://mcp.example.com/mcp/alice',
+    },
     { name: 'shared', match: { pathPrefix: '/mcp/shared' }, auth: { apiKey: true, oauth: false } },
   ],
 };
@@ -35,7 +41,10 @@ test('the shipped policy end to end: ownership, public keys, per-tool grants and
     const pub = await svc.check(checkRequest({ path: '/mcp/alice', body: list, headers: as('publicKey') }));
     t.is(deniedStatus(pub), 403);
     t.is(pub.status?.code, 7);
-    t.deepEqual([deniedBody(pub).error, deniedBody(pub).error_description], ['access_denied', 'Public API keys cannot access private endpoints']);
+    t.deepEqual(
+      [deniedBody(pub).error, deniedBody(pub).error_description],
+      ['access_denied', 'Public API keys cannot access private endpoints'],
+    );
 
     const other = await svc.check(checkRequest({ path: '/mcp/alice', body: list, headers: as('bobKey') }));
     t.is(deniedStatus(other), 403);
@@ -51,17 +60,25 @@ test('the shipped policy end to end: ownership, public keys, per-tool grants and
       t.truthy(res.ok_response, `${p} on the public endpoint`);
     }
 
-    const granted = await svc.check(checkRequest({ path: '/mcp/alice', body: rpc('tools/call', { name: 'read_file' }), headers: as('aliceKey') }));
+    const granted = await svc.check(
+      checkRequest({ path: '/mcp/alice', body: rpc('tools/call', { name: 'read_file' }), headers: as('aliceKey') }),
+    );
     t.truthy(granted.ok_response);
-    const keyDenied = await svc.check(checkRequest({ path: '/mcp/alice', body: rpc('tools/call', { name: 'delete_file' }), headers: as('aliceKey') }));
+    const keyDenied = await svc.check(
+      checkRequest({ path: '/mcp/alice', body: rpc('tools/call', { name: 'delete_file' }), headers: as('aliceKey') }),
+    );
     t.is(deniedStatus(keyDenied), 403);
     t.is(deniedBody(keyDenied).error, 'access_denied');
     t.is(headerValue(keyDenied.denied_response!.headers, 'www-authenticate'), undefined);
 
-    const tokenOk = await svc.check(checkRequest({ path: '/mcp/alice', body: rpc('tools/call', { name: 'search' }), headers: as('aliceToken') }));
+    const tokenOk = await svc.check(
+      checkRequest({ path: '/mcp/alice', body: rpc('tools/call', { name: 'search' }), headers: as('aliceToken') }),
+    );
     t.truthy(tokenOk.ok_response);
     t.is(headerValue(tokenOk.ok_response!.headers, 'x-mcp-auth-method'), 'oauth');
-    const tokenDenied = await svc.check(checkRequest({ path: '/mcp/alice', body: rpc('tools/call', { name: 'delete_file' }), headers: as('aliceToken') }));
+    const tokenDenied = await svc.check(
+      checkRequest({ path: '/mcp/alice', body: rpc('tools/call', { name: 'delete_file' }), headers: as('aliceToken') }),
+    );
     t.is(deniedStatus(tokenDenied), 403);
     t.is(deniedBody(tokenDenied).error, 'insufficient_scope');
     t.is(
@@ -73,12 +90,22 @@ test('the shipped policy end to end: ownership, public keys, per-tool grants and
   }
 });
 
-test('without publicBaseUrl the challenge\'s resource_metadata comes from the request scheme and host', async (t) => {
+test("without publicBaseUrl the challenge's resource_metadata comes from the request scheme and host", async (t) => {
   const { publicBaseUrl: _p, ...config } = seedConfig;
   const svc = await startTestService(config, { buildRuntime: withPrincipals(principals) });
   try {
-    const res = await svc.check(checkRequest({ path: '/mcp/alice', host: 'files.example.org', body: rpc('tools/call', { name: 'x' }), headers: as('aliceToken') }));
-    t.regex(headerValue(res.denied_response!.headers, 'www-authenticate')!, /resource_metadata="https:\/\/files\.example\.org\/\.well-known\/oauth-protected-resource\/mcp\/alice"$/);
+    const res = await svc.check(
+      checkRequest({
+        path: '/mcp/alice',
+        host: 'files.example.org',
+        body: rpc('tools/call', { name: 'x' }),
+        headers: as('aliceToken'),
+      }),
+    );
+    t.regex(
+      headerValue(res.denied_response!.headers, 'www-authenticate')!,
+      /resource_metadata="https:\/\/files\.example\.org\/\.well-known\/oauth-protected-resource\/mcp\/alice"$/,
+    );
   } finally {
     await svc.stop();
   }
@@ -87,12 +114,17 @@ test('without publicBaseUrl the challenge\'s resource_metadata comes from the re
 test('dry-run allows what the policy denies, reports it, and keeps real allows', async (t) => {
   let dryRunDenies = 0;
   const events: ServiceEvents = { dryRunDeny: () => void dryRunDenies++ };
-  const svc = await startTestService({ ...seedConfig, policy: { dryRun: true } }, { buildRuntime: withPrincipals(principals, events) });
+  const svc = await startTestService(
+    { ...seedConfig, policy: { dryRun: true } },
+    { buildRuntime: withPrincipals(principals, events) },
+  );
   try {
     const res = await svc.check(checkRequest({ path: '/mcp/alice', body: rpc('tools/list'), headers: as('bobKey') }));
     t.truthy(res.ok_response);
     t.is(dryRunDenies, 1);
-    const real = await svc.check(checkRequest({ path: '/mcp/alice', body: rpc('tools/list'), headers: as('aliceKey') }));
+    const real = await svc.check(
+      checkRequest({ path: '/mcp/alice', body: rpc('tools/list'), headers: as('aliceKey') }),
+    );
     t.truthy(real.ok_response);
     t.is(dryRunDenies, 1);
   } finally {
@@ -103,7 +135,13 @@ test('dry-run allows what the policy denies, reports it, and keeps real allows',
 test('without a loadable policy the service is not ready and denies with 503; it becomes ready when one appears', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-ready-'));
   const bundle = join(dir, 'bundle.tar.gz');
-  const svc = await startTestService({ policy: { bundle }, endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }] }, { dir });
+  const svc = await startTestService(
+    {
+      policy: { bundle },
+      endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }],
+    },
+    { dir },
+  );
   try {
     const ready = await svc.http('/readyz');
     t.is(ready.status, 503);
@@ -115,7 +153,12 @@ test('without a loadable policy the service is not ready and denies with 503; it
 
     copyFileSync(SHIPPED_BUNDLE, `${bundle}.tmp`);
     renameSync(`${bundle}.tmp`, bundle);
-    await waitFor('/readyz 200 after the bundle appears', async () => (await svc.http('/readyz')).status === 200, 15_000, 0);
+    await waitFor(
+      '/readyz 200 after the bundle appears',
+      async () => (await svc.http('/readyz')).status === 200,
+      15_000,
+      0,
+    );
     t.is(svc.health.current, 'SERVING');
     t.truthy((await svc.check(checkRequest({ path: '/mcp/open', body: rpc('ping') }))).ok_response);
   } finally {
@@ -124,8 +167,14 @@ test('without a loadable policy the service is not ready and denies with 503; it
 });
 
 test('a policy that exceeds its memory bound is a 503 deny and the service keeps serving', async (t) => {
-  const rego = regoDir({ 'p.rego': 'package mcp.authz\ndecision := {"allow": count(numbers.range(1, to_number(input.request.query.n[0]))) > 0}\n' });
-  const svc = await startTestService({ policy: { rego, maxMemoryPages: 32 }, endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }] });
+  const rego = regoDir({
+    'p.rego':
+      'package mcp.authz\ndecision := {"allow": count(numbers.range(1, to_number(input.request.query.n[0]))) > 0}\n',
+  });
+  const svc = await startTestService({
+    policy: { rego, maxMemoryPages: 32 },
+    endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }],
+  });
   try {
     const blown = await svc.check(checkRequest({ method: 'GET', path: '/mcp/open?n=50000000' }));
     t.is(deniedStatus(blown), 503);
@@ -145,7 +194,9 @@ test('an opa-envoy-plugin policy runs unchanged on the opa-envoy-plugin input an
     endpoints: [{ name: 'plugin', match: { pathPrefix: '/mcp/plugin' }, auth: { apiKey: false, oauth: false } }],
   });
   try {
-    const ok = await svc.check(checkRequest({ path: '/mcp/plugin', body: rpc('tools/list'), headers: { 'x-internal': '1' } }));
+    const ok = await svc.check(
+      checkRequest({ path: '/mcp/plugin', body: rpc('tools/list'), headers: { 'x-internal': '1' } }),
+    );
     t.truthy(ok.ok_response, ok.denied_response?.body);
     t.is(headerValue(ok.ok_response!.headers, 'x-plugin-user'), 'from-policy');
     t.true(ok.ok_response!.headers_to_remove!.includes('x-internal'));
@@ -177,14 +228,18 @@ test('reload under traffic: two changes, one broken, and not one failed or wrong
   const bundle = join(dir, 'bundle.tar.gz');
   const v1 = join(dir, 'v1.tar.gz');
   const v2 = join(dir, 'v2.tar.gz');
-  const policy = (tools: string) => `package mcp.authz\ndefault decision := {"allow": false, "status": 403, "error": "access_denied"}\ndecision := {"allow": true} if { some c in input.mcp.calls; c.name in {${tools}} }\n`;
+  const policy = (tools: string) =>
+    `package mcp.authz\ndefault decision := {"allow": false, "status": 403, "error": "access_denied"}\ndecision := {"allow": true} if { some c in input.mcp.calls; c.name in {${tools}} }\n`;
   buildBundle(policy('"a"'), v1);
   buildBundle(policy('"a", "b"'), v2);
   copyFileSync(v1, bundle);
   const reloads: string[] = [];
   const events: ServiceEvents = { policyReload: (r) => void reloads.push(r) };
   const svc = await startTestService(
-    { policy: { bundle }, endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }] },
+    {
+      policy: { bundle },
+      endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }],
+    },
     { dir, buildRuntime: withPrincipals({}, events) },
   );
   const replace = (from: string | Buffer) => {
@@ -242,7 +297,10 @@ test('a changed .rego folder is recompiled and swapped in; a compile error keeps
   const rego = regoDir({ 'p.rego': 'package mcp.authz\ndecision := {"allow": false, "status": 403, "error": "v1"}\n' });
   const results: string[] = [];
   const svc = await startTestService(
-    { policy: { rego }, endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }] },
+    {
+      policy: { rego },
+      endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }],
+    },
     { buildRuntime: withPrincipals({}, { policyReload: (r) => void results.push(r) }) },
   );
   const code = async () => deniedBody(await svc.check(checkRequest({ path: '/mcp/open', body: rpc('ping') }))).error;
@@ -251,7 +309,10 @@ test('a changed .rego folder is recompiled and swapped in; a compile error keeps
     writeFileSync(join(rego, 'p.rego'), 'package mcp.authz\ndecision := {\n');
     await waitFor('the compile error to be reported', () => results.includes('failure'), 15_000, 0);
     t.is(await code(), 'v1');
-    writeFileSync(join(rego, 'p.rego'), 'package mcp.authz\ndecision := {"allow": false, "status": 403, "error": "v2"}\n');
+    writeFileSync(
+      join(rego, 'p.rego'),
+      'package mcp.authz\ndecision := {"allow": false, "status": 403, "error": "v2"}\n',
+    );
     await waitFor('v2 to take over', async () => (await code()) === 'v2', 30_000, 0);
     t.pass();
   } finally {

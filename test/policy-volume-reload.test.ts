@@ -12,7 +12,9 @@ import { waitFor } from './helpers/wait.js';
 
 function buildBundle(allowedTool: string, out: string): void {
   const rego = `package mcp.authz\ndefault decision := {"allow": false, "status": 403, "error": "access_denied"}\ndecision := {"allow": true} if { some c in input.mcp.calls; c.name == "${allowedTool}" }\n`;
-  execFileSync(opaBinary(), ['build', '-t', 'wasm', '-e', 'mcp/authz/decision', '-o', out, '.'], { cwd: regoDir({ 'p.rego': rego }) });
+  execFileSync(opaBinary(), ['build', '-t', 'wasm', '-e', 'mcp/authz/decision', '-o', out, '.'], {
+    cwd: regoDir({ 'p.rego': rego }),
+  });
 }
 
 test('a kubelet-style "..data" symlink swap reloads the policy without a restart', async (t) => {
@@ -26,9 +28,15 @@ test('a kubelet-style "..data" symlink swap reloads the policy without a restart
   symlinkSync('..2026_11_23_v1', join(mount, '..data'));
   symlinkSync(join('..data', 'bundle.tar.gz'), join(mount, 'bundle.tar.gz'));
 
-  const svc = await startTestService({ policy: { bundle: join(mount, 'bundle.tar.gz') }, endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }] });
+  const svc = await startTestService({
+    policy: { bundle: join(mount, 'bundle.tar.gz') },
+    endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }],
+  });
   t.teardown(() => svc.stop());
-  const allows = async (tool: string) => Boolean((await svc.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: tool }) }))).ok_response);
+  const allows = async (tool: string) =>
+    Boolean(
+      (await svc.check(checkRequest({ path: '/mcp/open', body: rpc('tools/call', { name: tool }) }))).ok_response,
+    );
   t.true(await allows('a'));
   t.false(await allows('b'));
 

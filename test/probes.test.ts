@@ -15,7 +15,8 @@ import { waitFor } from './helpers/wait.js';
 const deployment = renderChart({ files: [] }).get('Deployment')!;
 const container = deployment.spec.template.spec.containers[0];
 const workers = Number(container.args[container.args.indexOf('--workers') + 1]);
-const portName = (p: { port: string | number }) => (typeof p.port === 'string' ? p.port : container.ports.find((c: any) => c.containerPort === p.port)?.name);
+const portName = (p: { port: string | number }) =>
+  typeof p.port === 'string' ? p.port : container.ports.find((c: any) => c.containerPort === p.port)?.name;
 
 test('startup and liveness probe /healthz; readiness probes gRPC health on the gRPC port', (t) => {
   t.deepEqual([container.startupProbe.httpGet.path, portName(container.startupProbe.httpGet)], ['/healthz', 'http']);
@@ -29,7 +30,10 @@ test('a pod waiting for its policy passes startup and liveness, stays NotReady, 
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-probes-'));
   const bundle = join(dir, 'bundle.tar.gz');
   const srv = await startServe(
-    { endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }], policy: { bundle } },
+    {
+      endpoints: [{ name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } }],
+      policy: { bundle },
+    },
     ['--workers', String(workers)],
   );
   t.teardown(() => srv.stop());

@@ -29,8 +29,12 @@ function filesUnder(dir: string): string[] {
 
 function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'scripts', 'sync-protos.mjs'), ...args], { cwd: ROOT }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [join(ROOT, 'scripts', 'sync-protos.mjs'), ...args],
+      { cwd: ROOT },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -46,15 +50,27 @@ test('every import of a vendored .proto resolves in proto/, or is a well-known t
   }
   t.deepEqual(unresolved, []);
   // descriptor.proto is registered by proto-root.ts from protobufjs's own descriptor.json.
-  const bundled = Object.keys(protobuf.common as unknown as Record<string, unknown>).concat('google/protobuf/descriptor.proto');
-  t.deepEqual([...wellKnown].filter((w) => !bundled.includes(w)), []);
+  const bundled = Object.keys(protobuf.common as unknown as Record<string, unknown>).concat(
+    'google/protobuf/descriptor.proto',
+  );
+  t.deepEqual(
+    [...wellKnown].filter((w) => !bundled.includes(w)),
+    [],
+  );
   t.true(wellKnown.size >= 5, 'the Envoy protos import the well-known types');
 });
 
 test('the services load from proto/ alone, with proto-loader and with protobufjs', (t) => {
   for (const root of sync.ROOTS as string[]) {
     const def = protoLoader.loadSync(root, { ...loaderOptions, includeDirs: [PROTO] });
-    t.truthy(def[root.includes('ext_proc') ? 'envoy.service.ext_proc.v3.ExternalProcessor' : 'envoy.service.auth.v3.Authorization'], root);
+    t.truthy(
+      def[
+        root.includes('ext_proc')
+          ? 'envoy.service.ext_proc.v3.ExternalProcessor'
+          : 'envoy.service.auth.v3.Authorization'
+      ],
+      root,
+    );
   }
   const check = authRoot().lookupService('envoy.service.auth.v3.Authorization').methods.Check!;
   check.resolve();
@@ -72,7 +88,10 @@ test('proto/ is exactly what scripts/sync-protos.mjs writes from the pinned pack
   t.deepEqual(filesUnder(PROTO), [...expected.keys(), ...OWN].sort());
   for (const [p, bytes] of expected) t.true(readFileSync(join(PROTO, p)).equals(bytes), p);
   const manifest = JSON.parse(readFileSync(join(PROTO, 'upstream.json'), 'utf8'));
-  t.is(manifest.upstreams.find((u: { name: string }) => u.name === 'data-plane-api').revision, 'f8b75d1efa92bbf534596a013d9ca5873f79dd30');
+  t.is(
+    manifest.upstreams.find((u: { name: string }) => u.name === 'data-plane-api').revision,
+    'f8b75d1efa92bbf534596a013d9ca5873f79dd30',
+  );
   t.true(manifest.files.some((f: { path: string }) => f.path === 'envoy/service/auth/v3/external_auth.proto'));
   // Upstream files have LF line ends (the package's copies have CRLF).
   t.false(readFileSync(join(PROTO, 'envoy/service/auth/v3/external_auth.proto'), 'utf8').includes('\r'));
@@ -82,7 +101,13 @@ test('sync-protos --check names a vendored file that was edited or removed, and 
   t.is((await run(['--check'])).code, 0);
   const out = mkdtempSync(join(tmpdir(), 'mcp-authz-proto-'));
   cpSync(PROTO, out, { recursive: true });
-  writeFileSync(join(out, 'envoy/service/auth/v3/external_auth.proto'), readFileSync(join(PROTO, 'envoy/service/auth/v3/external_auth.proto'), 'utf8').replace('Authorization', 'Authorisation'));
+  writeFileSync(
+    join(out, 'envoy/service/auth/v3/external_auth.proto'),
+    readFileSync(join(PROTO, 'envoy/service/auth/v3/external_auth.proto'), 'utf8').replace(
+      'Authorization',
+      'Authorisation',
+    ),
+  );
   const r = await run(['--check', '--out', out]);
   t.is(r.code, 1);
   t.regex(r.stderr, /envoy\/service\/auth\/v3\/external_auth\.proto: differs/);
@@ -99,11 +124,19 @@ test('the sync refuses a package other than the pinned version', (t) => {
 test('no production dependency ships the Envoy protos any more: grpc-js-xds is a dev dependency only, and src/ never loads it', (t) => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
   t.false('@grpc/grpc-js-xds' in pkg.dependencies);
-  t.is(pkg.devDependencies['@grpc/grpc-js-xds'], sync.PACKAGE.version, 'pinned exactly: its bytes are what proto/ is checked against');
+  t.is(
+    pkg.devDependencies['@grpc/grpc-js-xds'],
+    sync.PACKAGE.version,
+    'pinned exactly: its bytes are what proto/ is checked against',
+  );
   const hits = (dir: string): string[] =>
     readdirSync(dir).flatMap((e) => {
       const p = join(dir, e);
-      return statSync(p).isDirectory() ? hits(p) : readFileSync(p, 'utf8').includes('grpc-js-xds') ? [relative(ROOT, p)] : [];
+      return statSync(p).isDirectory()
+        ? hits(p)
+        : readFileSync(p, 'utf8').includes('grpc-js-xds')
+          ? [relative(ROOT, p)]
+          : [];
     });
   t.deepEqual(hits(join(ROOT, 'src')), []);
 });

@@ -9,7 +9,10 @@ const require = createRequire(import.meta.url);
 const reflectionProtoDir = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
 
 function listServices(port: number): Promise<string[] | Error> {
-  const def = protoLoader.loadSync('grpc/reflection/v1/reflection.proto', { includeDirs: [reflectionProtoDir], keepCase: true });
+  const def = protoLoader.loadSync('grpc/reflection/v1/reflection.proto', {
+    includeDirs: [reflectionProtoDir],
+    keepCase: true,
+  });
   const pkg = grpc.loadPackageDefinition(def) as any;
   const client = new pkg.grpc.reflection.v1.ServerReflection(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   return new Promise((resolve) => {

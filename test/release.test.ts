@@ -17,7 +17,9 @@ const workflow = (name: string) => parseYaml(read(`.github/workflows/${name}`));
 
 function run(cmd: string, args: string[], cwd = ROOT): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    execFile(cmd, args, { cwd }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 
@@ -26,7 +28,9 @@ test('actionlint passes the workflows, and fails a workflow with a mistake in it
   t.is(ok.code, 0, ok.stdout + ok.stderr);
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-actionlint-'));
   mkdirSync(join(dir, '.github', 'workflows'), { recursive: true });
-  const broken = read('.github/workflows/release.yml').replace('runs-on: ubuntu-24.04', 'runs-on: ubuntu-24.04\n    need: test').replace('${{ needs.test.outputs.version }}', '${{ needs.tests.outputs.version }}');
+  const broken = read('.github/workflows/release.yml')
+    .replace('runs-on: ubuntu-24.04', 'runs-on: ubuntu-24.04\n    need: test')
+    .replace('${{ needs.test.outputs.version }}', '${{ needs.tests.outputs.version }}');
   writeFileSync(join(dir, '.github', 'workflows', 'release.yml'), broken);
   const bad = await run(ACTIONLINT, ['-no-color', '.github/workflows/release.yml'], dir);
   t.is(bad.code, 1);
@@ -57,12 +61,23 @@ test('a v* tag tests, then pushes the signed multi-arch image, its SBOM, the sig
   t.true(build.with.push);
   t.is(build.with.tags, '${{ env.IMAGE }}:${{ env.VERSION }}');
   t.true(image.steps.some((s: { run?: string }) => s.run === 'cosign sign --yes "$IMAGE@$DIGEST"'));
-  t.true(image.steps.some((s: { uses?: string; with?: { format?: string } }) => s.uses?.startsWith('anchore/sbom-action') && s.with?.format === 'spdx-json'));
+  t.true(
+    image.steps.some(
+      (s: { uses?: string; with?: { format?: string } }) =>
+        s.uses?.startsWith('anchore/sbom-action') && s.with?.format === 'spdx-json',
+    ),
+  );
   t.true(image.steps.some((s: { run?: string }) => s.run?.startsWith('cosign attest --yes --type spdxjson')));
   t.like(image.permissions, { packages: 'write', 'id-token': 'write' });
-  t.true(chart.steps.some((s: { run?: string }) => s.run?.includes('helm push "dist-chart/mcp-authz-$VERSION.tgz" "oci://$CHART_REPO"')));
+  t.true(
+    chart.steps.some((s: { run?: string }) =>
+      s.run?.includes('helm push "dist-chart/mcp-authz-$VERSION.tgz" "oci://$CHART_REPO"'),
+    ),
+  );
   t.true(chart.steps.some((s: { run?: string }) => s.run === 'cosign sign --yes "$CHART_REPO/mcp-authz@$DIGEST"'));
-  t.true(rel.steps.some((s: { run?: string }) => s.run?.includes('node scripts/release-notes.mjs "v$VERSION" > notes.md')));
+  t.true(
+    rel.steps.some((s: { run?: string }) => s.run?.includes('node scripts/release-notes.mjs "v$VERSION" > notes.md')),
+  );
   t.like(rel.permissions, { contents: 'write' });
   // What it pushes, for the owner the chart names (the mcp-authz organisation), is the chart's default image.
   const image_ = r.env.IMAGE.replace('${{ github.repository_owner }}', 'mcp-authz');
@@ -81,9 +96,16 @@ test('the release check refuses a tag that is not semver or that package.json, t
   copyFileSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
   copyFileSync(join(ROOT, 'helm', 'mcp-authz', 'Chart.yaml'), join(dir, 'helm', 'mcp-authz', 'Chart.yaml'));
   const version = JSON.parse(read('package.json')).version as string;
-  writeFileSync(join(dir, 'CHANGELOG.md'), `# Changelog\n\n## [Unreleased]\n\n## [${version}] - 2027-01-01\n\n### Added\n- the first release\n\n## [0.0.1] - 2026-01-01\n- old\n`);
+  writeFileSync(
+    join(dir, 'CHANGELOG.md'),
+    `# Changelog\n\n## [Unreleased]\n\n## [${version}] - 2027-01-01\n\n### Added\n- the first release\n\n## [0.0.1] - 2026-01-01\n- old\n`,
+  );
   t.deepEqual(releaseProblems(dir, `v${version}`), []);
-  t.deepEqual(releaseProblems(dir, 'v9.9.9').length, 4, 'package.json, the chart version and appVersion, and the changelog');
+  t.deepEqual(
+    releaseProblems(dir, 'v9.9.9').length,
+    4,
+    'package.json, the chart version and appVersion, and the changelog',
+  );
   t.is(changelogSection(readFileSync(join(dir, 'CHANGELOG.md'), 'utf8'), version), '### Added\n- the first release');
 });
 
@@ -100,11 +122,14 @@ test('LICENSE is the Apache License 2.0 package.json names; SECURITY.md says how
   t.regex(read('docs/releasing.md'), /## Versions[\s\S]*public contract[\s\S]*CLI[\s\S]*metric/);
 });
 
-test('the chart names its home, sources and maintainers, and its version is the package\'s', (t) => {
+test("the chart names its home, sources and maintainers, and its version is the package's", (t) => {
   const chart = parseYaml(read('helm/mcp-authz/Chart.yaml'));
   t.is(chart.home, 'https://github.com/mcp-authz/mcp-authz');
   t.deepEqual(chart.sources, ['https://github.com/mcp-authz/mcp-authz']);
-  t.true(chart.maintainers.length > 0 && chart.maintainers.every((m: { name?: string }) => typeof m.name === 'string' && m.name.length > 0));
+  t.true(
+    chart.maintainers.length > 0 &&
+      chart.maintainers.every((m: { name?: string }) => typeof m.name === 'string' && m.name.length > 0),
+  );
   const version = JSON.parse(read('package.json')).version;
   t.is(chart.version, version);
   t.is(chart.appVersion, version);

@@ -7,7 +7,18 @@
 // (test/helpers/alert-replay.ts).
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, copyFileSync, fsyncSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  fsyncSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -48,26 +59,62 @@ test('JWKS endpoint flapping and slow under load: known keys keep verifying from
   const idp = await startJwksServer({ discovery: 'none' });
   t.teardown(() => idp.stop());
   const cooldownSeconds = 1;
-  const s = await startServe({
-    oauth: { issuers: [{ issuer: idp.issuer, jwksUri: idp.jwksUri }], jwksCooldownSeconds: cooldownSeconds, jwksCacheMaxAgeSeconds: 1, tokenCacheSize: 0 },
-    rateLimit: NO_LOCKOUT,
-    endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice', auth: { apiKey: false, oauth: true }, resource: RESOURCE, scopes: ['tools:search'] }],
-  }, ['--workers', '1'], { clients: 4 });
+  const s = await startServe(
+    {
+      oauth: {
+        issuers: [{ issuer: idp.issuer, jwksUri: idp.jwksUri }],
+        jwksCooldownSeconds: cooldownSeconds,
+        jwksCacheMaxAgeSeconds: 1,
+        tokenCacheSize: 0,
+      },
+      rateLimit: NO_LOCKOUT,
+      endpoints: [
+        {
+          name: 'files',
+          match: { pathPrefix: '/mcp/files' },
+          owner: 'alice',
+          auth: { apiKey: false, oauth: true },
+          resource: RESOURCE,
+          scopes: ['tools:search'],
+        },
+      ],
+    },
+    ['--workers', '1'],
+    { clients: 4 },
+  );
   t.teardown(() => s.stop());
   const started = Date.now();
-  const known = await idp.sign({ sub: 'alice', aud: RESOURCE, scope: 'tools:search', exp: Math.floor(Date.now() / 1000) + 7200 });
+  const known = await idp.sign({
+    sub: 'alice',
+    aud: RESOURCE,
+    scope: 'tools:search',
+    exp: Math.floor(Date.now() / 1000) + 7200,
+  });
   const unknownKid = () => idp.sign({ sub: 'alice', aud: RESOURCE, scope: 'tools:search' }, { kid: randomUUID() });
   const forged: string[] = [];
   for (let i = 0; i < 64; i++) forged.push(await unknownKid());
-  const bearer = (token: string) => checkRequest({ path: '/mcp/files', body: tool('search'), headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
+  const bearer = (token: string) =>
+    checkRequest({
+      path: '/mcp/files',
+      body: tool('search'),
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    });
   const knownCheck: Expected = { request: bearer(known), status: 200, what: 'a token signed with a cached key' };
   t.truthy((await s.check(knownCheck.request)).ok_response, 'the first token verifies once the keys are fetched');
 
   // Three of every four Checks carry the known token; the fourth a kid the IdP never published.
-  const load = new CheckLoad((req, lane) => s.check(req, lane, { deadlineMs: CHECK_DEADLINE_MS }), (n) => (n % 4 === 3 ? { request: bearer(forged[n % forged.length]!), status: 401, what: 'a token with an unknown kid' } : knownCheck));
+  const load = new CheckLoad(
+    (req, lane) => s.check(req, lane, { deadlineMs: CHECK_DEADLINE_MS }),
+    (n) =>
+      n % 4 === 3
+        ? { request: bearer(forged[n % forged.length]!), status: 401, what: 'a token with an unknown kid' }
+        : knownCheck,
+  );
   t.teardown(() => load.stop());
-  const failures = (text: string) => sample(text, 'mcp_authz_jwks_refresh_total', { issuer: idp.issuer, result: 'failure' }) ?? NaN;
-  const successes = (text: string) => sample(text, 'mcp_authz_jwks_refresh_total', { issuer: idp.issuer, result: 'success' }) ?? NaN;
+  const failures = (text: string) =>
+    sample(text, 'mcp_authz_jwks_refresh_total', { issuer: idp.issuer, result: 'failure' }) ?? NaN;
+  const successes = (text: string) =>
+    sample(text, 'mcp_authz_jwks_refresh_total', { issuer: idp.issuer, result: 'success' }) ?? NaN;
 
   await load.more(100);
   const baseline = await scrape(s);
@@ -113,7 +160,7 @@ test('JWKS endpoint flapping and slow under load: known keys keep verifying from
   idp.setDelay(0);
   idp.setDown(true);
   const f2 = failures(last);
-  last = await metricsUntil(s, 'the outage\'s first failure', (m) => failures(m) > f2);
+  last = await metricsUntil(s, "the outage's first failure", (m) => failures(m) > f2);
   scrapes.push({ minute: 1, text: last });
   for (let i = 0; i < 5; i++) {
     const f = failures(last);
@@ -131,7 +178,10 @@ test('JWKS endpoint flapping and slow under load: known keys keep verifying from
   t.deepEqual(load.errors, [], 'no Check failed at the gRPC level');
   t.deepEqual(load.wrong, [], 'every Check got the decision it gets without the fault');
   // One fetch per cooldown at most, whatever the stream of unknown kids (plus the first).
-  t.true(idp.fetches <= Math.ceil(elapsedSeconds / cooldownSeconds) + 1, `${idp.fetches} JWKS fetches in ${elapsedSeconds.toFixed(0)} s with a ${cooldownSeconds} s cooldown`);
+  t.true(
+    idp.fetches <= Math.ceil(elapsedSeconds / cooldownSeconds) + 1,
+    `${idp.fetches} JWKS fetches in ${elapsedSeconds.toFixed(0)} s with a ${cooldownSeconds} s cooldown`,
+  );
   t.true(sumOf(last, 'mcp_authz_auth_failures_total', { detail: 'token_kid_unknown' }) > 0);
 
   const firing = [{ severity: 'warning', namespace: 'mcp', issuer: idp.issuer }];
@@ -140,7 +190,10 @@ test('JWKS endpoint flapping and slow under load: known keys keep verifying from
     { minute: 29, alert: 'McpAuthzJwksRefreshFailing', firing },
     { minute: 31, alert: 'McpAuthzJwksRefreshFailing', firing: [] },
   ]);
-  t.true(replay.ok, `${replay.out}\n${scrapes.map((x) => `${x.minute}: failure ${failures(x.text)} success ${successes(x.text)}`).join('\n')}`);
+  t.true(
+    replay.ok,
+    `${replay.out}\n${scrapes.map((x) => `${x.minute}: failure ${failures(x.text)} success ${successes(x.text)}`).join('\n')}`,
+  );
 });
 
 /** The shipped bundle repacked with another .manifest revision: the same policy, a new file. */
@@ -177,14 +230,25 @@ test('a policy bundle written half, then whole, and a keys file replaced by an i
   const bob = makeKey({ id: 'bob-ci', userId: 'bob', permissions: ['tools:search'] });
   const keys = join(dir, 'keys.yaml');
   writeFileSync(keys, keysFile([alice]), { mode: 0o600 });
-  const s = await startServe({
-    apiKeys: { file: keys, pollIntervalMs: 1000 },
-    rateLimit: NO_LOCKOUT,
-    policy: { bundle },
-    endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice', auth: { apiKey: true, oauth: false } }],
-  }, ['--workers', '2'], { clients: 4 });
+  const s = await startServe(
+    {
+      apiKeys: { file: keys, pollIntervalMs: 1000 },
+      rateLimit: NO_LOCKOUT,
+      policy: { bundle },
+      endpoints: [
+        { name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice', auth: { apiKey: true, oauth: false } },
+      ],
+    },
+    ['--workers', '2'],
+    { clients: 4 },
+  );
   t.teardown(() => s.stop());
-  const call = (key: string, name: string) => checkRequest({ path: '/mcp/files', body: tool(name), headers: { 'x-api-key': key, 'content-type': 'application/json' } });
+  const call = (key: string, name: string) =>
+    checkRequest({
+      path: '/mcp/files',
+      body: tool(name),
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+    });
   const expected: Expected[] = [
     { request: call(alice.key, 'search'), status: 200, what: 'alice calls a tool she is granted' },
     { request: call(alice.key, 'delete_all'), status: 403, what: 'alice calls a tool she is not granted' },
@@ -194,11 +258,15 @@ test('a policy bundle written half, then whole, and a keys file replaced by an i
     const res = await s.check(e.request);
     t.is(res.ok_response ? 200 : deniedStatus(res), e.status, `${e.what}, before any fault`);
   }
-  const load = new CheckLoad((req, lane) => s.check(req, lane, { deadlineMs: CHECK_DEADLINE_MS }), (n) => expected[n % expected.length]!);
+  const load = new CheckLoad(
+    (req, lane) => s.check(req, lane, { deadlineMs: CHECK_DEADLINE_MS }),
+    (n) => expected[n % expected.length]!,
+  );
   t.teardown(() => load.stop());
   const policyFailures = (m: string) => sample(m, 'mcp_authz_policy_reloads_total', { result: 'failure' }) ?? NaN;
   const keysFailures = (m: string) => sample(m, 'mcp_authz_api_keys_reloads_total', { result: 'failure' }) ?? NaN;
-  const revisions = (m: string) => [...m.matchAll(/^mcp_authz_policy_info\{revision="([^"]+)"\} 1$/gm)].map((x) => x[1]!);
+  const revisions = (m: string) =>
+    [...m.matchAll(/^mcp_authz_policy_info\{revision="([^"]+)"\} 1$/gm)].map((x) => x[1]!);
 
   await load.more(100);
   const baseline = await scrape(s);
@@ -217,7 +285,11 @@ test('a policy bundle written half, then whole, and a keys file replaced by an i
   await load.more(300);
   t.deepEqual(revisions(await scrape(s)), shipped, 'the last good policy is still in force');
   appendInPlace(bundle, good.subarray(good.length >> 1));
-  last = await metricsUntil(s, 'both workers to load the complete bundle', (m) => revisions(m).length === 1 && revisions(m)[0] === 'reload-faults-2');
+  last = await metricsUntil(
+    s,
+    'both workers to load the complete bundle',
+    (m) => revisions(m).length === 1 && revisions(m)[0] === 'reload-faults-2',
+  );
   scrapes.push({ minute: 21, text: last });
   await load.more(200);
 
@@ -239,14 +311,27 @@ test('a policy bundle written half, then whole, and a keys file replaced by an i
   writeFileSync(`${keys}.tmp`, keysFile([alice, bob]), { mode: 0o600 });
   renameSync(`${keys}.tmp`, keys);
   // Bob's key now authenticates: refused by the endpoint's owner rule (403), no longer unknown (401).
-  await waitFor('bob\'s key to be known', async () => deniedStatus(await s.check(expected[2]!.request)) === 403, DEADLINE_MS, 50);
+  await waitFor(
+    "bob's key to be known",
+    async () => deniedStatus(await s.check(expected[2]!.request)) === 403,
+    DEADLINE_MS,
+    50,
+  );
   t.truthy((await s.check(expected[0]!.request)).ok_response);
 
   const replay = await replayAlerts(scrapes, [
     { minute: 10, alert: 'McpAuthzPolicyReloadFailures', firing: [] },
-    { minute: 21, alert: 'McpAuthzPolicyReloadFailures', firing: [{ severity: 'warning', namespace: 'mcp', pod: 'mcp-a' }] },
+    {
+      minute: 21,
+      alert: 'McpAuthzPolicyReloadFailures',
+      firing: [{ severity: 'warning', namespace: 'mcp', pod: 'mcp-a' }],
+    },
     { minute: 10, alert: 'McpAuthzKeysReloadFailures', firing: [] },
-    { minute: 23, alert: 'McpAuthzKeysReloadFailures', firing: [{ severity: 'warning', namespace: 'mcp', pod: 'mcp-a' }] },
+    {
+      minute: 23,
+      alert: 'McpAuthzKeysReloadFailures',
+      firing: [{ severity: 'warning', namespace: 'mcp', pod: 'mcp-a' }],
+    },
   ]);
   t.true(replay.ok, replay.out);
 });

@@ -7,8 +7,20 @@ import { SseListRewriter, type SseStep } from '../src/mcp-response/sse-list-rewr
 
 const CALLS: ListCalls = new Map([[1, 'tools/list']]);
 const HIDE_DELETE: VisibilityFor = () => (item) => item.key !== 'delete_repo';
-const LIST_RESULT = { jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'search' }, { name: 'delete_repo' }, { name: 'read_file' }], ttlMs: 1000, cacheScope: 'public' } };
-const FILTERED = { jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'search' }, { name: 'read_file' }], ttlMs: 1000, cacheScope: 'private' } };
+const LIST_RESULT = {
+  jsonrpc: '2.0',
+  id: 1,
+  result: {
+    tools: [{ name: 'search' }, { name: 'delete_repo' }, { name: 'read_file' }],
+    ttlMs: 1000,
+    cacheScope: 'public',
+  },
+};
+const FILTERED = {
+  jsonrpc: '2.0',
+  id: 1,
+  result: { tools: [{ name: 'search' }, { name: 'read_file' }], ttlMs: 1000, cacheScope: 'private' },
+};
 
 interface Run {
   ok: boolean;
@@ -18,8 +30,15 @@ interface Run {
 }
 
 /** Feeds the chunks, then ends the stream; stops at the first failure as a caller would. */
-function run(chunks: (string | Buffer)[], opts: { maxEventBytes?: number; visibleFor?: VisibilityFor; calls?: ListCalls } = {}): Run {
-  const rw = new SseListRewriter({ calls: opts.calls ?? CALLS, visibleFor: opts.visibleFor ?? HIDE_DELETE, maxEventBytes: opts.maxEventBytes ?? 64 * 1024 });
+function run(
+  chunks: (string | Buffer)[],
+  opts: { maxEventBytes?: number; visibleFor?: VisibilityFor; calls?: ListCalls } = {},
+): Run {
+  const rw = new SseListRewriter({
+    calls: opts.calls ?? CALLS,
+    visibleFor: opts.visibleFor ?? HIDE_DELETE,
+    maxEventBytes: opts.maxEventBytes ?? 64 * 1024,
+  });
   const out: Buffer[] = [];
   const finish = (step: SseStep): Run | undefined => {
     out.push(step.out);
@@ -41,7 +60,8 @@ function readEvents(bytes: Buffer): EventSourceMessage[] {
   return events;
 }
 
-const progress = (n: number) => JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 'p', progress: n } });
+const progress = (n: number) =>
+  JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 'p', progress: n } });
 
 test('the list result is filtered and everything around it passes byte for byte', (t) => {
   const before = `: keep-alive\n\nevent: message\nid: e1\ndata: ${progress(1)}\n\n`;
@@ -51,7 +71,10 @@ test('the list result is filtered and everything around it passes byte for byte'
   const text = r.out.toString('utf8');
   t.true(text.startsWith(before));
   t.true(text.endsWith(after));
-  t.is(text.slice(before.length, text.length - after.length), `event: message\nid: e2\nretry: 500\ndata: ${JSON.stringify(FILTERED)}\n\n`);
+  t.is(
+    text.slice(before.length, text.length - after.length),
+    `event: message\nid: e2\nretry: 500\ndata: ${JSON.stringify(FILTERED)}\n\n`,
+  );
   const events = readEvents(r.out);
   t.deepEqual(JSON.parse(events[1]!.data), FILTERED);
   t.is(events[1]!.id, 'e2');
@@ -103,7 +126,11 @@ test('a response to another call, an error answer and events of other types pass
 test('an endpoint event (the 2024-11-05 HTTP+SSE transport) ends the stream before it, in any spelling a lenient reader takes', (t) => {
   for (const type of ['endpoint', 'Endpoint', ' endpoint ']) {
     const before = `data: ${progress(1)}\n\n`;
-    const r = run([before, `event:${type}\ndata: /messages?sessionId=abc\n\n`, `data: ${JSON.stringify(LIST_RESULT)}\n\n`]);
+    const r = run([
+      before,
+      `event:${type}\ndata: /messages?sessionId=abc\n\n`,
+      `data: ${JSON.stringify(LIST_RESULT)}\n\n`,
+    ]);
     t.false(r.ok, type);
     t.is(r.code, 'legacy_sse_transport', type);
     t.is(r.out.toString(), before, `${type}: only the events before it pass`);
@@ -119,7 +146,11 @@ test('an event larger than the bound fails closed, after the events before it', 
   t.deepEqual(JSON.parse(readEvents(r.errorEvent!)[0]!.data), {
     jsonrpc: '2.0',
     id: 1,
-    error: { code: -32603, message: 'The list result was withheld: it could not be filtered for this caller.', data: { reason: 'event_too_large' } },
+    error: {
+      code: -32603,
+      message: 'The list result was withheld: it could not be filtered for this caller.',
+      data: { reason: 'event_too_large' },
+    },
   });
 });
 
@@ -150,13 +181,19 @@ test('events lenient readers could take for the result fail closed', (t) => {
     [`event: other\ndata: ${result}\n\n`, 'ambiguous_response'],
     [`data: ${result.replace('"id":1', '"id":"1"')}\n\n`, 'ambiguous_response'],
     [`data: ${result.replace('"id":1', '"ID":1')}\n\n`, 'ambiguous_member'],
-    [`data: ${result.replace('{"name":"search"}', '{"name":"search","Name":"delete_repo"}')}\n\n`, 'duplicate_json_key'],
+    [
+      `data: ${result.replace('{"name":"search"}', '{"name":"search","Name":"delete_repo"}')}\n\n`,
+      'duplicate_json_key',
+    ],
     [`data: ${result.slice(0, -1)},"result":{"tools":[]}}\n\n`, 'duplicate_json_key'],
     [`data: ${result.replace('"search"}', '"search","n":NaN}')}\n\n`, 'invalid_json'],
     [`data: ${result}\n\ndata: ${result}\n\n`, 'ambiguous_response'],
     [`data: ${result.replace('"id":1', '"id":null')}\n\n`, 'unmatched_response'],
     [`data: ${result.replace('"id":1', '"id":7')}\n\n`, 'unmatched_response'],
-    [`event: note\ndata: ${result.replace('"id":1', '"id":7').replace('"tools"', '"Tools"')}\n\n`, 'ambiguous_response'],
+    [
+      `event: note\ndata: ${result.replace('"id":1', '"id":7').replace('"tools"', '"Tools"')}\n\n`,
+      'ambiguous_response',
+    ],
   ];
   for (const [stream, code] of cases) {
     const r = run([stream]);
@@ -170,7 +207,9 @@ test('events lenient readers could take for the result fail closed', (t) => {
 const lineEnd = fc.constantFrom('\n', '\r\n', '\r');
 const other = fc.oneof(
   fc.nat({ max: 100 }).map((n) => ({ data: progress(n) })),
-  fc.nat({ max: 100 }).map((n) => ({ data: JSON.stringify({ jsonrpc: '2.0', id: n + 2, result: { content: [{ type: 'text', text: 'delete_repo' }] } }) })),
+  fc.nat({ max: 100 }).map((n) => ({
+    data: JSON.stringify({ jsonrpc: '2.0', id: n + 2, result: { content: [{ type: 'text', text: 'delete_repo' }] } }),
+  })),
   fc.constant({ data: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) }),
   fc.string({ maxLength: 10 }).map((s) => ({ event: 'note', data: s.replace(/[\r\n]/g, ' ') })),
   fc.constant({ comment: 'keep-alive' }),
@@ -186,39 +225,46 @@ interface Ev {
 
 /** Renders events with random line endings, ids, retries and data split over lines; never a CR directly before the blank line's LF. */
 const stream = (events: fc.Arbitrary<Ev[]>) =>
-  fc.tuple(events, fc.array(lineEnd, { minLength: 16, maxLength: 16 }), fc.array(fc.nat({ max: 3 }), { minLength: 16, maxLength: 16 }), fc.boolean()).map(([evs, endList, pickList, bom]) => {
-    // Cycled fixed lists rather than infinite streams: the same value must render the same bytes every time.
-    let e = 0;
-    let p = 0;
-    const endIt = { next: () => ({ value: endList[e++ % endList.length]! }) };
-    const pickIt = { next: () => ({ value: pickList[p++ % pickList.length]! }) };
-    let text = bom ? '\ufeff' : '';
-    const blocks: string[] = [];
-    for (const ev of evs) {
-      const lines: string[] = [];
-      if (ev.comment !== undefined) lines.push(`: ${ev.comment}`);
-      if (ev.event !== undefined) lines.push(`event: ${ev.event}`);
-      const pick = pickIt.next().value as number;
-      if (pick === 1) lines.push(`id: ${blocks.length}`);
-      if (pick === 2) lines.push('retry: 1000');
-      if (ev.data !== undefined) {
-        const dataLines = (pick === 3 ? pretty(ev.data) : ev.data).split('\n');
-        for (const l of dataLines) lines.push(l === '' ? 'data' : `data:${pickIt.next().value === 0 ? '' : ' '}${l}`);
+  fc
+    .tuple(
+      events,
+      fc.array(lineEnd, { minLength: 16, maxLength: 16 }),
+      fc.array(fc.nat({ max: 3 }), { minLength: 16, maxLength: 16 }),
+      fc.boolean(),
+    )
+    .map(([evs, endList, pickList, bom]) => {
+      // Cycled fixed lists rather than infinite streams: the same value must render the same bytes every time.
+      let e = 0;
+      let p = 0;
+      const endIt = { next: () => ({ value: endList[e++ % endList.length]! }) };
+      const pickIt = { next: () => ({ value: pickList[p++ % pickList.length]! }) };
+      let text = bom ? '\ufeff' : '';
+      const blocks: string[] = [];
+      for (const ev of evs) {
+        const lines: string[] = [];
+        if (ev.comment !== undefined) lines.push(`: ${ev.comment}`);
+        if (ev.event !== undefined) lines.push(`event: ${ev.event}`);
+        const pick = pickIt.next().value as number;
+        if (pick === 1) lines.push(`id: ${blocks.length}`);
+        if (pick === 2) lines.push('retry: 1000');
+        if (ev.data !== undefined) {
+          const dataLines = (pick === 3 ? pretty(ev.data) : ev.data).split('\n');
+          for (const l of dataLines) lines.push(l === '' ? 'data' : `data:${pickIt.next().value === 0 ? '' : ' '}${l}`);
+        }
+        let block = '';
+        let last = '';
+        for (const l of lines) {
+          last = endIt.next().value as string;
+          block += l + last;
+        }
+        let blank = endIt.next().value as string;
+        if (last === '\r' && blank === '\n') blank = '\r\n';
+        block += blank;
+        blocks.push(block);
+        text += block;
       }
-      let block = '';
-      let last = '';
-      for (const l of lines) {
-        last = endIt.next().value as string;
-        block += l + last;
-      }
-      let blank = endIt.next().value as string;
-      if (last === '\r' && blank === '\n') blank = '\r\n';
-      block += blank;
-      blocks.push(block);
-      text += block;
-    }
-    return Buffer.from(text, 'utf8');
-  });
+      return Buffer.from(text, 'utf8');
+    });
 
 /** JSON spread over several lines, so its event has several data lines. */
 function pretty(data: string): string {
@@ -241,7 +287,22 @@ test('any split of the same bytes gives the same output', (t) => {
   const anyBytes = fc.oneof(
     stream(fc.array(fc.oneof(other, target), { maxLength: 6 })),
     fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
-    fc.array(fc.constantFrom('data: ', 'event: message', 'id: 1', '\r', '\n', ':', JSON.stringify(LIST_RESULT), '{"jsonrpc":"2.0"}', 'Data: x'), { maxLength: 20 }).map((a) => Buffer.from(a.join(''))),
+    fc
+      .array(
+        fc.constantFrom(
+          'data: ',
+          'event: message',
+          'id: 1',
+          '\r',
+          '\n',
+          ':',
+          JSON.stringify(LIST_RESULT),
+          '{"jsonrpc":"2.0"}',
+          'Data: x',
+        ),
+        { maxLength: 20 },
+      )
+      .map((a) => Buffer.from(a.join(''))),
   );
   fc.assert(
     fc.property(
@@ -275,7 +336,10 @@ test('a stream that answers no listed call comes out byte-identical', (t) => {
 test('the rewritten event carries the JSON filter applied to its data, and every other event is read as before', (t) => {
   fc.assert(
     fc.property(
-      fc.tuple(fc.array(other, { maxLength: 4 }), fc.array(other, { maxLength: 4 })).chain(([a, b]) => stream(fc.constant([...a, { data: JSON.stringify(LIST_RESULT), target: true }, ...b]))).chain((bytes) => fc.tuple(fc.constant(bytes), splits(bytes))),
+      fc
+        .tuple(fc.array(other, { maxLength: 4 }), fc.array(other, { maxLength: 4 }))
+        .chain(([a, b]) => stream(fc.constant([...a, { data: JSON.stringify(LIST_RESULT), target: true }, ...b])))
+        .chain((bytes) => fc.tuple(fc.constant(bytes), splits(bytes))),
       ([bytes, parts]) => {
         const r = run(parts);
         if (!r.ok) return false;
@@ -322,7 +386,10 @@ test('whatever the bytes, no event a standard reader sees answers the listed cal
   );
   fc.assert(
     fc.property(
-      fc.array(piece, { maxLength: 24 }).map((a) => Buffer.from(a.join(''))).chain((bytes) => splits(bytes)),
+      fc
+        .array(piece, { maxLength: 24 })
+        .map((a) => Buffer.from(a.join('')))
+        .chain((bytes) => splits(bytes)),
       (parts) => {
         const r = run(parts);
         const out = r.ok ? r.out : Buffer.concat([r.out, r.errorEvent!]);
@@ -334,7 +401,11 @@ test('whatever the bytes, no event a standard reader sees answers the listed cal
           } catch {
             return true;
           }
-          return !JSON.stringify(msg).includes('delete_repo') || !JSON.stringify(msg).includes('"result"') || !/"id":1\b/.test(JSON.stringify(msg));
+          return (
+            !JSON.stringify(msg).includes('delete_repo') ||
+            !JSON.stringify(msg).includes('"result"') ||
+            !/"id":1\b/.test(JSON.stringify(msg))
+          );
         });
       },
     ),

@@ -16,18 +16,29 @@ test('serve --help says the keys file and the policy reload, and the config file
   const r = await runCli(['serve', '--help']);
   t.is(r.code, 0);
   t.regex(r.stdout, /What reloads without a restart: the API keys file \(apiKeys\.file\) and the policy/);
-  t.regex(r.stdout, /config file itself — endpoints, listen, limits, OAuth issuers, MCP_\* variables — is read\s+once at start: restart/);
+  t.regex(
+    r.stdout,
+    /config file itself — endpoints, listen, limits, OAuth issuers, MCP_\* variables — is read\s+once at start: restart/,
+  );
   t.notRegex(r.stdout, /endpoints and\s+policy reload/);
 });
 
 test('as the help says: a new key in the keys file is honoured without a restart, a new endpoint in the config is not', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-reload-'));
   const key = (n: number) => `mcp_${String(n).repeat(48)}`;
-  const entry = (n: number) => ({ id: `k${n}`, sha256: createHash('sha256').update(key(n)).digest('hex'), permissions: ['*'] });
+  const entry = (n: number) => ({
+    id: `k${n}`,
+    sha256: createHash('sha256').update(key(n)).digest('hex'),
+    permissions: ['*'],
+  });
   const config = (names: string[]) => ({
     listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' },
     apiKeys: { file: 'keys.yaml', pollIntervalMs: 100 },
-    endpoints: names.map((n) => ({ name: n, match: { pathPrefix: `/mcp/${n}` }, auth: { apiKey: true, oauth: false } })),
+    endpoints: names.map((n) => ({
+      name: n,
+      match: { pathPrefix: `/mcp/${n}` },
+      auth: { apiKey: true, oauth: false },
+    })),
   });
   const write = (name: string, obj: unknown) => {
     writeFileSync(join(dir, `.${name}`), stringify(obj));
@@ -37,10 +48,17 @@ test('as the help says: a new key in the keys file is honoured without a restart
   write('keys.yaml', { keys: [entry(1)] });
   const srv = await startCli(['serve', '--config', join(dir, 'config.yaml'), '--workers', '1']);
   t.teardown(() => srv.child.kill('SIGKILL'));
-  const client = new (clientConstructors().Authorization)(`127.0.0.1:${srv.grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
+  const client = new (clientConstructors().Authorization)(
+    `127.0.0.1:${srv.grpcPort}`,
+    grpc.credentials.createInsecure(),
+  ) as grpc.Client & Record<string, any>;
   t.teardown(() => client.close());
   const check = (path: string, k: string) =>
-    new Promise<any>((resolve, reject) => client.Check(checkRequest({ method: 'GET', path, headers: { 'x-api-key': k } }), (err: Error | null, res: any) => (err ? reject(err) : resolve(res))));
+    new Promise<any>((resolve, reject) =>
+      client.Check(checkRequest({ method: 'GET', path, headers: { 'x-api-key': k } }), (err: Error | null, res: any) =>
+        err ? reject(err) : resolve(res),
+      ),
+    );
   t.truthy((await check('/mcp/one', key(1))).ok_response);
   t.truthy((await check('/mcp/one', key(2))).denied_response, 'key 2 is not registered yet');
 

@@ -23,7 +23,14 @@ test('SIGTERM while a Check waits on the IdP: health goes NOT_SERVING, the call 
     stringify({
       listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' },
       oauth: { issuers: [{ issuer: idp.issuer, jwksUri: idp.jwksUri }] },
-      endpoints: [{ name: 'tokens', match: { pathPrefix: '/mcp/tokens' }, auth: { apiKey: false, oauth: true }, resource: RESOURCE }],
+      endpoints: [
+        {
+          name: 'tokens',
+          match: { pathPrefix: '/mcp/tokens' },
+          auth: { apiKey: false, oauth: true },
+          resource: RESOURCE,
+        },
+      ],
     }),
   );
   const srv = await startCli(['serve', '--config', file, '--workers', '1']);
@@ -38,7 +45,10 @@ test('SIGTERM while a Check waits on the IdP: health goes NOT_SERVING, the call 
   idp.setDelay(1500);
   const token = await idp.sign({ sub: 'alice', aud: RESOURCE, scope: 'tools:search' });
   const answer = new Promise<any>((resolve) =>
-    client.Check(checkRequest({ path: '/mcp/tokens', body: rpc('tools/list'), headers: { authorization: `Bearer ${token}` } }), (err: Error | null, res: unknown) => resolve(err ?? res)),
+    client.Check(
+      checkRequest({ path: '/mcp/tokens', body: rpc('tools/list'), headers: { authorization: `Bearer ${token}` } }),
+      (err: Error | null, res: unknown) => resolve(err ?? res),
+    ),
   );
   // The Check is now inside the service, waiting for the JWKS response.
   const deadline = Date.now() + 10_000;

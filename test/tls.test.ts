@@ -21,7 +21,14 @@ import { parse as parseYaml, stringify } from 'yaml';
 import { clientConstructors } from '../src/envoy/protos.js';
 import { validateConfig } from '../src/config/load.js';
 import { keysFile, mintKey } from './e2e/api-keys.js';
-import { checkRequest, deniedStatus, rpc, startTestService, type CheckResponse, type TestService } from './helpers/service.js';
+import {
+  checkRequest,
+  deniedStatus,
+  rpc,
+  startTestService,
+  type CheckResponse,
+  type TestService,
+} from './helpers/service.js';
 import { issue, testPki, type Issued, type TestPki } from './helpers/x509.js';
 import { runCli } from './helpers/cli.js';
 import { waitFor } from './helpers/wait.js';
@@ -53,7 +60,8 @@ function tlsDir(pki = testPki()): TlsDir {
   };
   write({ 'tls.crt': '', 'tls.key': '', 'ca.crt': pki.ca.cert });
   for (const name of ['tls.crt', 'tls.key', 'ca.crt']) symlinkSync(join('..data', name), join(dir, name));
-  const install = (cert: Issued, key = cert.key) => write({ 'tls.crt': cert.cert, 'tls.key': key, 'ca.crt': pki.ca.cert });
+  const install = (cert: Issued, key = cert.key) =>
+    write({ 'tls.crt': cert.cert, 'tls.key': key, 'ca.crt': pki.ca.cert });
   install(pki.server());
   return { dir, pki, install };
 }
@@ -78,20 +86,40 @@ async function start(extra: Record<string, unknown>, lines: string[] = []): Prom
 /** A grpc-js Authorization client over TLS: the CA to trust, and a client certificate or none. */
 function tlsClient(port: number, ca: string, client?: Issued) {
   const { Authorization } = clientConstructors();
-  const creds = client ? grpc.credentials.createSsl(Buffer.from(ca), Buffer.from(client.key), Buffer.from(client.cert)) : grpc.credentials.createSsl(Buffer.from(ca));
+  const creds = client
+    ? grpc.credentials.createSsl(Buffer.from(ca), Buffer.from(client.key), Buffer.from(client.cert))
+    : grpc.credentials.createSsl(Buffer.from(ca));
   // The server certificate names localhost and 127.0.0.1; an IP is no TLS server name (RFC 6066).
-  return new Authorization(`127.0.0.1:${port}`, creds, { 'grpc.ssl_target_name_override': 'localhost' }) as grpc.Client & Record<string, any>;
+  return new Authorization(`127.0.0.1:${port}`, creds, {
+    'grpc.ssl_target_name_override': 'localhost',
+  }) as grpc.Client & Record<string, any>;
 }
 
 function check(client: grpc.Client & Record<string, any>, req: Record<string, unknown>): Promise<CheckResponse> {
-  return new Promise((resolve, reject) => client.Check(req, { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null, res: CheckResponse) => (err ? reject(err) : resolve(res))));
+  return new Promise((resolve, reject) =>
+    client.Check(req, { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null, res: CheckResponse) =>
+      err ? reject(err) : resolve(res),
+    ),
+  );
 }
 
-const searchCall = () => checkRequest({ path: '/mcp/files', headers: { 'x-api-key': bob.key, 'content-type': 'application/json' }, body: rpc('tools/call', { name: 'search' }) });
+const searchCall = () =>
+  checkRequest({
+    path: '/mcp/files',
+    headers: { 'x-api-key': bob.key, 'content-type': 'application/json' },
+    body: rpc('tools/call', { name: 'search' }),
+  });
 
 /** The certificate a new TLS connection to the port is shown (ALPN h2, as a gRPC client asks). */
 async function servedCertificate(port: number, ca: string, client?: Issued, alpn = ['h2']): Promise<PeerCertificate> {
-  const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost', ALPNProtocols: alpn, ...(client ? { cert: client.cert, key: client.key } : {}) });
+  const socket = tlsConnect({
+    host: '127.0.0.1',
+    port,
+    ca,
+    servername: 'localhost',
+    ALPNProtocols: alpn,
+    ...(client ? { cert: client.cert, key: client.key } : {}),
+  });
   await once(socket, 'secureConnect');
   const cert = socket.getPeerCertificate();
   socket.destroy();
@@ -100,14 +128,25 @@ async function servedCertificate(port: number, ca: string, client?: Issued, alpn
 
 /** grpc.health.v1.Health/Check over an HTTP/2 session already open: its grpc-status. */
 async function healthOn(session: ClientHttp2Session): Promise<string> {
-  const stream = session.request({ ':method': 'POST', ':path': '/grpc.health.v1.Health/Check', 'content-type': 'application/grpc', te: 'trailers' });
+  const stream = session.request({
+    ':method': 'POST',
+    ':path': '/grpc.health.v1.Health/Check',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
   stream.end(Buffer.alloc(5)); // one empty HealthCheckRequest
   stream.resume();
   const [trailers] = (await once(stream, 'trailers')) as [Record<string, string>];
   return trailers['grpc-status']!;
 }
 
-const metricValue = (text: string, series: string) => Number(text.split('\n').find((l) => l.startsWith(series + ' '))?.split(' ')[1] ?? NaN);
+const metricValue = (text: string, series: string) =>
+  Number(
+    text
+      .split('\n')
+      .find((l) => l.startsWith(series + ' '))
+      ?.split(' ')[1] ?? NaN,
+  );
 
 for (const grpcServer of SERVERS) {
   test(`grpcServer ${grpcServer}: TLS on the gRPC port — a client trusting the CA calls Check; a cleartext client gets nothing`, async (t) => {
@@ -117,7 +156,19 @@ for (const grpcServer of SERVERS) {
     const client = tlsClient(svc.grpcPort, d.pki.ca.cert);
     t.teardown(() => client.close());
     t.truthy((await check(client, searchCall())).ok_response);
-    t.is(deniedStatus(await check(client, checkRequest({ path: '/mcp/files', headers: { 'x-api-key': bob.key }, body: rpc('tools/call', { name: 'delete_repo' }) }))), 403);
+    t.is(
+      deniedStatus(
+        await check(
+          client,
+          checkRequest({
+            path: '/mcp/files',
+            headers: { 'x-api-key': bob.key },
+            body: rpc('tools/call', { name: 'delete_repo' }),
+          }),
+        ),
+      ),
+      403,
+    );
     const served = await servedCertificate(svc.grpcPort, d.pki.ca.cert);
     t.is(served.subject.CN, 'mcp-authz');
     const clear = await t.throwsAsync(svc.check(searchCall())); // the helper's client is cleartext
@@ -141,7 +192,13 @@ for (const grpcServer of SERVERS) {
     t.is(((await t.throwsAsync(check(stranger, searchCall()))) as grpc.ServiceError).code, grpc.status.UNAVAILABLE);
     if (grpcServer === 'lean') {
       const m = (await svc.http('/metrics')).text;
-      t.true(metricValue(m, 'mcp_authz_tls_handshake_failures_total{listener="grpc"}') >= 2, m.split('\n').filter((l) => l.includes('tls_')).join('\n'));
+      t.true(
+        metricValue(m, 'mcp_authz_tls_handshake_failures_total{listener="grpc"}') >= 2,
+        m
+          .split('\n')
+          .filter((l) => l.includes('tls_'))
+          .join('\n'),
+      );
     }
   });
 
@@ -152,17 +209,31 @@ for (const grpcServer of SERVERS) {
     t.teardown(() => svc.stop());
     const envoy = d.pki.client('envoy');
     const before = (await servedCertificate(svc.grpcPort, d.pki.ca.cert, envoy)).fingerprint256;
-    const session = h2connect(`https://127.0.0.1:${svc.grpcPort}`, { ca: d.pki.ca.cert, cert: envoy.cert, key: envoy.key, servername: 'localhost' });
+    const session = h2connect(`https://127.0.0.1:${svc.grpcPort}`, {
+      ca: d.pki.ca.cert,
+      cert: envoy.cert,
+      key: envoy.key,
+      servername: 'localhost',
+    });
     t.teardown(() => session.close());
     t.is(await healthOn(session), '0');
 
     const next = d.pki.server({ commonName: 'mcp-authz-rotated' });
     d.install(next);
-    await waitFor('the new certificate to be served', async () => (await servedCertificate(svc.grpcPort, d.pki.ca.cert, envoy)).subject.CN === 'mcp-authz-rotated', 30_000, 0);
+    await waitFor(
+      'the new certificate to be served',
+      async () => (await servedCertificate(svc.grpcPort, d.pki.ca.cert, envoy)).subject.CN === 'mcp-authz-rotated',
+      30_000,
+      0,
+    );
     t.not((await servedCertificate(svc.grpcPort, d.pki.ca.cert, envoy)).fingerprint256, before);
 
     t.is(await healthOn(session), '0', 'the connection made before the reload still answers');
-    t.is((session.socket as unknown as { getPeerCertificate(): PeerCertificate }).getPeerCertificate().fingerprint256, before, 'on the certificate it was made with');
+    t.is(
+      (session.socket as unknown as { getPeerCertificate(): PeerCertificate }).getPeerCertificate().fingerprint256,
+      before,
+      'on the certificate it was made with',
+    );
     const client = tlsClient(svc.grpcPort, d.pki.ca.cert, envoy);
     t.teardown(() => client.close());
     t.truthy((await check(client, searchCall())).ok_response);
@@ -176,16 +247,28 @@ test('a reload the files cannot make (key of another certificate, then an expire
   const svc = await start({ tls: tlsConfig(d) }, lines);
   t.teardown(() => svc.stop());
   const before = (await servedCertificate(svc.grpcPort, d.pki.ca.cert)).fingerprint256;
-  const failures = async () => metricValue((await svc.http('/metrics')).text, 'mcp_authz_tls_reloads_total{result="failure"}');
+  const failures = async () =>
+    metricValue((await svc.http('/metrics')).text, 'mcp_authz_tls_reloads_total{result="failure"}');
   t.is(await failures(), 0);
 
   d.install(d.pki.server({ commonName: 'mismatched' }), d.pki.server().key);
   await waitFor('the mismatched pair to be refused', async () => (await failures()) === 1, 30_000, 0);
-  t.true(lines.some((l) => l.includes('TLS reload failed') && l.includes('is not the private key of the certificate')), lines.join(''));
+  t.true(
+    lines.some((l) => l.includes('TLS reload failed') && l.includes('is not the private key of the certificate')),
+    lines.join(''),
+  );
   t.is((await servedCertificate(svc.grpcPort, d.pki.ca.cert)).fingerprint256, before);
 
   const now = Date.now();
-  d.install(issue({ commonName: 'expired', sans: ['127.0.0.1'], issuer: d.pki.ca, notBefore: new Date(now - 2 * 86400_000), notAfter: new Date(now - 86400_000) }));
+  d.install(
+    issue({
+      commonName: 'expired',
+      sans: ['127.0.0.1'],
+      issuer: d.pki.ca,
+      notBefore: new Date(now - 2 * 86400_000),
+      notAfter: new Date(now - 86400_000),
+    }),
+  );
   await waitFor('the expired certificate to be refused', async () => (await failures()) === 2, 30_000, 0);
   t.true(lines.some((l) => l.includes('the certificate expired at')));
   t.is((await servedCertificate(svc.grpcPort, d.pki.ca.cert)).fingerprint256, before);
@@ -193,16 +276,38 @@ test('a reload the files cannot make (key of another certificate, then an expire
 
   const good = d.pki.server({ commonName: 'good-again' });
   d.install(good);
-  await waitFor('a good pair to be taken', async () => (await servedCertificate(svc.grpcPort, d.pki.ca.cert)).subject.CN === 'good-again', 30_000, 0);
+  await waitFor(
+    'a good pair to be taken',
+    async () => (await servedCertificate(svc.grpcPort, d.pki.ca.cert)).subject.CN === 'good-again',
+    30_000,
+    0,
+  );
   const m = (await svc.http('/metrics')).text;
   t.is(metricValue(m, 'mcp_authz_tls_reloads_total{result="success"}'), 2, 'the start and the good reload');
-  t.is(metricValue(m, 'mcp_authz_tls_certificate_not_after_seconds'), Math.floor(new Date(good.x509.validTo).getTime() / 1000));
+  t.is(
+    metricValue(m, 'mcp_authz_tls_certificate_not_after_seconds'),
+    Math.floor(new Date(good.x509.validTo).getTime() / 1000),
+  );
 });
 
-function httpsGet(port: number, path: string, o: { ca: string; client?: Issued; agent?: Agent; method?: string; headers?: Record<string, string> }): Promise<{ status: number; body: string; peer: PeerCertificate }> {
+function httpsGet(
+  port: number,
+  path: string,
+  o: { ca: string; client?: Issued; agent?: Agent; method?: string; headers?: Record<string, string> },
+): Promise<{ status: number; body: string; peer: PeerCertificate }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
-      { host: '127.0.0.1', port, path, method: o.method ?? 'GET', ca: o.ca, servername: 'localhost', headers: o.headers, ...(o.client ? { cert: o.client.cert, key: o.client.key } : {}), ...(o.agent ? { agent: o.agent } : {}) },
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: o.method ?? 'GET',
+        ca: o.ca,
+        servername: 'localhost',
+        headers: o.headers,
+        ...(o.client ? { cert: o.client.cert, key: o.client.key } : {}),
+        ...(o.agent ? { agent: o.agent } : {}),
+      },
       (res) => {
         const peer = (res.socket as unknown as { getPeerCertificate(): PeerCertificate }).getPeerCertificate();
         let body = '';
@@ -217,27 +322,54 @@ function httpsGet(port: number, path: string, o: { ca: string; client?: Issued; 
 
 test("Envoy's HTTP authorization port under mTLS: decides for a client with a certificate, refuses one without; a reload reaches new connections while a kept-alive one goes on", async (t) => {
   const d = tlsDir();
-  const svc = await start({ listen: { extAuthzHttp: '127.0.0.1:0' }, clientAddress: { from: 'x-envoy-external-address' }, tls: tlsConfig(d, { clientCaFile: join(d.dir, 'ca.crt') }) });
+  const svc = await start({
+    listen: { extAuthzHttp: '127.0.0.1:0' },
+    clientAddress: { from: 'x-envoy-external-address' },
+    tls: tlsConfig(d, { clientCaFile: join(d.dir, 'ca.crt') }),
+  });
   t.teardown(() => svc.stop());
   const envoy = d.pki.client('envoy');
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
-  const ask = (key: string) => httpsGet(svc.extAuthzHttpPort, '/mcp/files', { ca: d.pki.ca.cert, client: envoy, agent, headers: { 'x-api-key': key } });
+  const ask = (key: string) =>
+    httpsGet(svc.extAuthzHttpPort, '/mcp/files', {
+      ca: d.pki.ca.cert,
+      client: envoy,
+      agent,
+      headers: { 'x-api-key': key },
+    });
   const first = await ask(bob.key);
   t.is(first.status, 200);
   t.is(first.peer.subject.CN, 'mcp-authz');
   t.is((await ask('mcp_wrong')).status, 401);
-  await t.throwsAsync(httpsGet(svc.extAuthzHttpPort, '/mcp/files', { ca: d.pki.ca.cert }), undefined, 'no client certificate: no answer at all');
-  await t.throwsAsync(httpsGet(svc.extAuthzHttpPort, '/mcp/files', { ca: d.pki.ca.cert, client: testPki('another CA').client('envoy') }));
+  await t.throwsAsync(
+    httpsGet(svc.extAuthzHttpPort, '/mcp/files', { ca: d.pki.ca.cert }),
+    undefined,
+    'no client certificate: no answer at all',
+  );
+  await t.throwsAsync(
+    httpsGet(svc.extAuthzHttpPort, '/mcp/files', { ca: d.pki.ca.cert, client: testPki('another CA').client('envoy') }),
+  );
   const m = (await svc.http('/metrics')).text;
   t.true(metricValue(m, 'mcp_authz_tls_handshake_failures_total{listener="ext_authz_http"}') >= 2);
 
   d.install(d.pki.server({ commonName: 'mcp-authz-rotated' }));
-  await waitFor('the new certificate to be served', async () => (await servedCertificate(svc.extAuthzHttpPort, d.pki.ca.cert, envoy, ['http/1.1'])).subject.CN === 'mcp-authz-rotated', 30_000, 0);
+  await waitFor(
+    'the new certificate to be served',
+    async () =>
+      (await servedCertificate(svc.extAuthzHttpPort, d.pki.ca.cert, envoy, ['http/1.1'])).subject.CN ===
+      'mcp-authz-rotated',
+    30_000,
+    0,
+  );
   const kept = await ask(bob.key);
   t.is(kept.status, 200, 'the kept-alive connection still answers');
   t.is(kept.peer.fingerprint256, first.peer.fingerprint256, 'on the certificate it was made with');
-  const fresh = await httpsGet(svc.extAuthzHttpPort, '/mcp/files', { ca: d.pki.ca.cert, client: envoy, headers: { 'x-api-key': bob.key } });
+  const fresh = await httpsGet(svc.extAuthzHttpPort, '/mcp/files', {
+    ca: d.pki.ca.cert,
+    client: envoy,
+    headers: { 'x-api-key': bob.key },
+  });
   t.is(fresh.status, 200);
   t.is(fresh.peer.subject.CN, 'mcp-authz-rotated');
 });
@@ -257,11 +389,20 @@ test('the HTTP port serves TLS when tls.http asks (probes and /metrics over http
   t.is((await plain.http('/healthz')).status, 200);
 });
 
-test('the config says what TLS needs: mtls without a client CA, a client CA no port uses, and the ports\' defaults', (t) => {
-  const v = (tls: Record<string, unknown>) => () => validateConfig({ tls: { certFile: 'c', keyFile: 'k', ...tls } }, 'test', '/etc/mcp-authz', {});
+test("the config says what TLS needs: mtls without a client CA, a client CA no port uses, and the ports' defaults", (t) => {
+  const v = (tls: Record<string, unknown>) => () =>
+    validateConfig({ tls: { certFile: 'c', keyFile: 'k', ...tls } }, 'test', '/etc/mcp-authz', {});
   t.throws(v({ grpc: 'mtls' }), { message: /tls\.grpc: mtls needs tls\.clientCaFile/ });
-  t.throws(v({ clientCaFile: 'ca', grpc: 'tls', extAuthzHttp: 'tls' }), { message: /tls\.clientCaFile: a client CA is set but no port asks for client certificates/ });
-  t.like(v({ clientCaFile: 'ca' })().tls, { grpc: 'mtls', extAuthzHttp: 'mtls', http: 'off', certFile: '/etc/mcp-authz/c', clientCaFile: '/etc/mcp-authz/ca' });
+  t.throws(v({ clientCaFile: 'ca', grpc: 'tls', extAuthzHttp: 'tls' }), {
+    message: /tls\.clientCaFile: a client CA is set but no port asks for client certificates/,
+  });
+  t.like(v({ clientCaFile: 'ca' })().tls, {
+    grpc: 'mtls',
+    extAuthzHttp: 'mtls',
+    http: 'off',
+    certFile: '/etc/mcp-authz/c',
+    clientCaFile: '/etc/mcp-authz/ca',
+  });
   t.like(v({})().tls, { grpc: 'tls', extAuthzHttp: 'tls', http: 'off' });
 });
 
@@ -271,7 +412,10 @@ test('serve --check-config loads the TLS files and says what serves what, or wha
   writeFileSync(config, stringify({ tls: tlsConfig(d, { clientCaFile: join(d.dir, 'ca.crt') }), endpoints: [] }));
   const ok = await runCli(['serve', '--config', config, '--check-config']);
   t.is(ok.code, 0, ok.stderr);
-  t.regex(ok.stdout, /^TLS: CN=mcp-authz \(DNS:localhost, IP Address:127\.0\.0\.1, .*\), expires \S+; gRPC mtls, HTTP off; client CA .*ca\.crt$/m);
+  t.regex(
+    ok.stdout,
+    /^TLS: CN=mcp-authz \(DNS:localhost, IP Address:127\.0\.0\.1, .*\), expires \S+; gRPC mtls, HTTP off; client CA .*ca\.crt$/m,
+  );
   d.install(d.pki.server(), d.pki.server().key);
   const bad = await runCli(['serve', '--config', config, '--check-config']);
   t.is(bad.code, 1);
@@ -281,20 +425,37 @@ test('serve --check-config loads the TLS files and says what serves what, or wha
 test('files that do not make a certificate stop start-up with what is wrong', async (t) => {
   const d = tlsDir();
   d.install(d.pki.server(), d.pki.server().key);
-  await t.throwsAsync(start({ tls: tlsConfig(d) }), { message: /is not the private key of the certificate in .*tls\.crt/ });
-  await t.throwsAsync(start({ tls: tlsConfig(d, { certFile: join(d.dir, 'missing.crt') }) }), { message: /cannot read the TLS files .*missing\.crt ENOENT/ });
+  await t.throwsAsync(start({ tls: tlsConfig(d) }), {
+    message: /is not the private key of the certificate in .*tls\.crt/,
+  });
+  await t.throwsAsync(start({ tls: tlsConfig(d, { certFile: join(d.dir, 'missing.crt') }) }), {
+    message: /cannot read the TLS files .*missing\.crt ENOENT/,
+  });
   writeFileSync(join(d.dir, 'empty-ca.crt'), 'not a certificate\n');
   d.install(d.pki.server());
-  await t.throwsAsync(start({ tls: tlsConfig(d, { clientCaFile: join(d.dir, 'empty-ca.crt') }) }), { message: /empty-ca\.crt: no PEM certificate/ });
+  await t.throwsAsync(start({ tls: tlsConfig(d, { clientCaFile: join(d.dir, 'empty-ca.crt') }) }), {
+    message: /empty-ca\.crt: no PEM certificate/,
+  });
 });
 
-test('the mTLS Envoy example is envoy.yaml plus the mcp-authz cluster\'s TLS, and that TLS (SNI, ALPN h2, the SAN it checks) reaches the real service', async (t) => {
-  const read = (name: string) => parseYaml(readFileSync(join(import.meta.dirname, '..', 'examples', 'envoy', name), 'utf8'));
+test("the mTLS Envoy example is envoy.yaml plus the mcp-authz cluster's TLS, and that TLS (SNI, ALPN h2, the SAN it checks) reaches the real service", async (t) => {
+  const read = (name: string) =>
+    parseYaml(readFileSync(join(import.meta.dirname, '..', 'examples', 'envoy', name), 'utf8'));
   const plain = read('envoy.yaml');
   const mtls = read('envoy-mtls.yaml');
   const cluster = mtls.static_resources.clusters.find((c: { name: string }) => c.name === 'mcp-authz');
   const { transport_socket: socket, ...rest } = cluster;
-  t.deepEqual({ ...mtls, static_resources: { ...mtls.static_resources, clusters: mtls.static_resources.clusters.map((c: { name: string }) => (c.name === 'mcp-authz' ? rest : c)) } }, plain, 'nothing else differs');
+  t.deepEqual(
+    {
+      ...mtls,
+      static_resources: {
+        ...mtls.static_resources,
+        clusters: mtls.static_resources.clusters.map((c: { name: string }) => (c.name === 'mcp-authz' ? rest : c)),
+      },
+    },
+    plain,
+    'nothing else differs',
+  );
 
   const ctx = socket.typed_config;
   const d = tlsDir();
@@ -302,7 +463,16 @@ test('the mTLS Envoy example is envoy.yaml plus the mcp-authz cluster\'s TLS, an
   t.teardown(() => svc.stop());
   const envoy = d.pki.client('envoy');
   // A client set up as the example sets up Envoy: its SNI and ALPN, its certificate, the CA.
-  const socketToService = tlsConnect({ host: '127.0.0.1', port: svc.grpcPort, servername: ctx.sni, ALPNProtocols: ctx.common_tls_context.alpn_protocols, ca: d.pki.ca.cert, cert: envoy.cert, key: envoy.key, checkServerIdentity: () => undefined });
+  const socketToService = tlsConnect({
+    host: '127.0.0.1',
+    port: svc.grpcPort,
+    servername: ctx.sni,
+    ALPNProtocols: ctx.common_tls_context.alpn_protocols,
+    ca: d.pki.ca.cert,
+    cert: envoy.cert,
+    key: envoy.key,
+    checkServerIdentity: () => undefined,
+  });
   t.teardown(() => socketToService.destroy());
   await once(socketToService, 'secureConnect');
   t.true(socketToService.authorized, 'the served certificate chains to the trusted CA');

@@ -60,15 +60,37 @@ class ReferenceBuckets {
 const rps = fc.constantFrom(0.25, 0.5, 1, 2, 4, 5, 10, 0.001);
 const spec = fc.record({ rps, burst: fc.integer({ min: 0, max: 6 }) });
 /** One step: wait `wait` ms, then ask for n calls of rule a, and of rule b too when `both`. */
-const step = fc.record({ wait: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 5000 })), n: fc.integer({ min: 1, max: 8 }), both: fc.boolean(), m: fc.integer({ min: 1, max: 8 }) });
+const step = fc.record({
+  wait: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 5000 })),
+  n: fc.integer({ min: 1, max: 8 }),
+  both: fc.boolean(),
+  m: fc.integer({ min: 1, max: 8 }),
+});
 
-function takes(specs: { a: { rps: number; burst: number }; b: { rps: number; burst: number } }, s: { n: number; both: boolean; m: number }, principal: string): { takes: Take[]; wants: [string, number][] } {
+function takes(
+  specs: { a: { rps: number; burst: number }; b: { rps: number; burst: number } },
+  s: { n: number; both: boolean; m: number },
+  principal: string,
+): { takes: Take[]; wants: [string, number][] } {
   const wants: [string, number][] = [['a', s.n]];
   if (s.both) wants.push(['b', s.m]);
-  return { wants, takes: wants.map(([rule, n]) => ({ key: `quota:e:${rule}|${principal}`, n, shape: bucketShape(specs[rule as 'a' | 'b']) })) };
+  return {
+    wants,
+    takes: wants.map(([rule, n]) => ({
+      key: `quota:e:${rule}|${principal}`,
+      n,
+      shape: bucketShape(specs[rule as 'a' | 'b']),
+    })),
+  };
 }
 
-async function agrees(store: BucketStore, clock: { now: number } | undefined, specs: { a: { rps: number; burst: number }; b: { rps: number; burst: number } }, steps: { wait: number; n: number; both: boolean; m: number }[], principal: string): Promise<string | undefined> {
+async function agrees(
+  store: BucketStore,
+  clock: { now: number } | undefined,
+  specs: { a: { rps: number; burst: number }; b: { rps: number; burst: number } },
+  steps: { wait: number; n: number; both: boolean; m: number }[],
+  principal: string,
+): Promise<string | undefined> {
   const ref = new ReferenceBuckets(specs);
   let now = 0;
   for (const [i, s] of steps.entries()) {
@@ -97,14 +119,21 @@ test('property: in process, with a fake clock, the buckets decide every single c
   t.pass();
 });
 
-test('property: across workers, the primary\'s buckets decide as the reference does (each take in one message, all or nothing)', async (t) => {
+test("property: across workers, the primary's buckets decide as the reference does (each take in one message, all or nothing)", async (t) => {
   await fc.assert(
     fc.asyncProperty(spec, spec, fc.array(step, { maxLength: 30 }), async (a, b, steps) => {
       const clock = { now: 1_700_000_000_000 };
       let worker: ClusterBuckets;
       // The IPC channel, as JSON crosses it, answered on a later turn as the primary does.
-      const host = new BucketHost((_id, m) => setImmediate(() => worker.heard(JSON.parse(JSON.stringify(m)) as BucketMessage)), new MemoryBuckets(() => clock.now));
-      worker = new ClusterBuckets((m) => setImmediate(() => host.heard(1, JSON.parse(JSON.stringify(m)) as BucketMessage)), silentLogger(), 60_000);
+      const host = new BucketHost(
+        (_id, m) => setImmediate(() => worker.heard(JSON.parse(JSON.stringify(m)) as BucketMessage)),
+        new MemoryBuckets(() => clock.now),
+      );
+      worker = new ClusterBuckets(
+        (m) => setImmediate(() => host.heard(1, JSON.parse(JSON.stringify(m)) as BucketMessage)),
+        silentLogger(),
+        60_000,
+      );
       const why = await agrees(worker, clock, { a, b }, steps, 'key:p');
       if (why) t.log(why);
       return why === undefined;
@@ -139,7 +168,7 @@ test('buckets that are full again are forgotten: memory stays bounded by the cli
   t.true(buckets.size < 8200, `${buckets.size} buckets held`);
 });
 
-test('bucket shapes: burst tokens, or one second\'s worth when burst is smaller, at least one', (t) => {
+test("bucket shapes: burst tokens, or one second's worth when burst is smaller, at least one", (t) => {
   t.deepEqual(bucketShape({ rps: 1, burst: 3 }), { intervalMs: 1000, capacity: 3 });
   t.deepEqual(bucketShape({ rps: 20, burst: 0 }), { intervalMs: 50, capacity: 20 });
   t.deepEqual(bucketShape({ rps: 20, burst: 5 }), { intervalMs: 50, capacity: 20 });
@@ -158,7 +187,12 @@ test('property: in a real Redis, the buckets decide as the reference does (one t
   const local = new MemoryBuckets();
   const buckets = new RedisBuckets(store, 'test', local, silentLogger());
   const slow = fc.record({ rps: fc.constant(0.001), burst: fc.integer({ min: 0, max: 6 }) });
-  const noWait = fc.record({ wait: fc.constant(0), n: fc.integer({ min: 1, max: 8 }), both: fc.boolean(), m: fc.integer({ min: 1, max: 8 }) });
+  const noWait = fc.record({
+    wait: fc.constant(0),
+    n: fc.integer({ min: 1, max: 8 }),
+    both: fc.boolean(),
+    m: fc.integer({ min: 1, max: 8 }),
+  });
   let run = 0;
   await fc.assert(
     fc.asyncProperty(slow, slow, fc.array(noWait, { maxLength: 20 }), async (a, b, steps) => {
@@ -168,5 +202,5 @@ test('property: in a real Redis, the buckets decide as the reference does (one t
     }),
     { numRuns: 150 },
   );
-  t.is(local.size, 0, 'every decision was Redis\'s: the local buckets were never asked');
+  t.is(local.size, 0, "every decision was Redis's: the local buckets were never asked");
 });

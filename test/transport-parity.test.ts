@@ -19,7 +19,17 @@ import fc from 'fast-check';
 import { parse } from 'yaml';
 import type { ProcessingRequest } from '../src/ext-proc/wire.js';
 import { keysFile, mintKey, type TestKey } from './e2e/api-keys.js';
-import { applyCheckOk, applyExtProcMutation, applyHttpServiceOk, bytesOf, upstreamView, type AuthorizationResponseConfig, type EnvoyRequest, type HeaderList, type StringMatcher } from '../demo/envoy-stand-in/envoy-apply.js';
+import {
+  applyCheckOk,
+  applyExtProcMutation,
+  applyHttpServiceOk,
+  bytesOf,
+  upstreamView,
+  type AuthorizationResponseConfig,
+  type EnvoyRequest,
+  type HeaderList,
+  type StringMatcher,
+} from '../demo/envoy-stand-in/envoy-apply.js';
 import { processExchange } from './helpers/ext-proc.js';
 import { startJwksServer } from './helpers/jwks-server.js';
 import { regoDir } from './helpers/policy.js';
@@ -34,14 +44,18 @@ const SESSION = 'mcp_session';
 // The filter's authorization_response as the example documents it, plus the one name this
 // test's policy sets that the operator adds ("add the names your policy sets").
 const EXAMPLE = parse(readFileSync(join(import.meta.dirname, '..', 'examples', 'envoy', 'envoy-http.yaml'), 'utf8'));
-const exampleFilter = EXAMPLE.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_authz').typed_config;
+const exampleFilter = EXAMPLE.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find(
+  (f: { name: string }) => f.name === 'envoy.filters.http.ext_authz',
+).typed_config;
 const documented: AuthorizationResponseConfig = exampleFilter.http_service.authorization_response;
 const POLICY_NAMES: StringMatcher[] = [{ exact: 'x-tenant' }];
 const filterConfig: AuthorizationResponseConfig = {
   allowed_upstream_headers: { patterns: [...documented.allowed_upstream_headers!.patterns, ...POLICY_NAMES] },
 };
 /** extAuthzHttp.upstreamHeaders: the same names, in the service's notation. */
-const upstreamHeaders = filterConfig.allowed_upstream_headers!.patterns.map((p) => (p.prefix !== undefined ? `${p.prefix}*` : p.exact!));
+const upstreamHeaders = filterConfig.allowed_upstream_headers!.patterns.map((p) =>
+  p.prefix !== undefined ? `${p.prefix}*` : p.exact!,
+);
 
 // The policy: allow, and set, append (a list of values), remove and add to the response what
 // the request's x-test-policy header asks, in opa-envoy-plugin's decision shape.
@@ -78,9 +92,24 @@ test.before(async () => {
       publicBaseUrl: `https://${HOST}`,
       policy: { rego: regoDir({ 'policy.rego': POLICY }) },
       endpoints: [
-        { name: 'keys', match: { pathPrefix: '/mcp/keys' }, auth: { apiKey: true, oauth: false, queryParamKeys: true } },
-        { name: 'tokens', match: { pathPrefix: '/mcp/tokens' }, auth: { apiKey: false, oauth: true }, resource: `https://${HOST}/mcp/tokens` },
-        { name: 'web', match: { pathPrefix: '/mcp/web' }, auth: { apiKey: false, oauth: false, jwtCookie: SESSION }, resource: `https://${HOST}/mcp/web`, allowedOrigins: [DASHBOARD] },
+        {
+          name: 'keys',
+          match: { pathPrefix: '/mcp/keys' },
+          auth: { apiKey: true, oauth: false, queryParamKeys: true },
+        },
+        {
+          name: 'tokens',
+          match: { pathPrefix: '/mcp/tokens' },
+          auth: { apiKey: false, oauth: true },
+          resource: `https://${HOST}/mcp/tokens`,
+        },
+        {
+          name: 'web',
+          match: { pathPrefix: '/mcp/web' },
+          auth: { apiKey: false, oauth: false, jwtCookie: SESSION },
+          resource: `https://${HOST}/mcp/web`,
+          allowedOrigins: [DASHBOARD],
+        },
         { name: 'open', match: { pathPrefix: '/mcp/open' }, auth: { apiKey: false, oauth: false } },
       ],
     },
@@ -94,7 +123,9 @@ test.after.always(async () => {
 
 // ---------------------------------------------------------------- the three transports
 
-type Decision = { allowed: true; upstream: EnvoyRequest; answer: unknown } | { allowed: false; status: number; code: string };
+type Decision =
+  | { allowed: true; upstream: EnvoyRequest; answer: unknown }
+  | { allowed: false; status: number; code: string };
 
 interface Case {
   path: string;
@@ -105,18 +136,40 @@ interface Case {
 
 /** Envoy's CheckRequest for the request: every header in header_map, as bytes. */
 async function viaCheck(c: Case): Promise<Decision> {
-  const all: HeaderList = [[':authority', HOST], [':method', 'POST'], [':path', c.path], [':scheme', 'https'], ...c.headers, ['content-length', String(Buffer.byteLength(c.body))]];
+  const all: HeaderList = [
+    [':authority', HOST],
+    [':method', 'POST'],
+    [':path', c.path],
+    [':scheme', 'https'],
+    ...c.headers,
+    ['content-length', String(Buffer.byteLength(c.body))],
+  ];
   const res: CheckResponse = await svc.check({
     attributes: {
       source: { address: { socket_address: { address: '10.0.0.9', port_value: 40000 } } },
       destination: { address: { socket_address: { address: '10.0.0.1', port_value: 8080 } } },
       request: {
         time: { seconds: '1700000000', nanos: 0 },
-        http: { id: '1', method: 'POST', path: c.path, host: HOST, scheme: 'https', protocol: 'HTTP/1.1', size: String(Buffer.byteLength(c.body)), body: c.body, header_map: { headers: all.map(([key, v]) => ({ key, raw_value: Buffer.from(v, 'latin1') })) } },
+        http: {
+          id: '1',
+          method: 'POST',
+          path: c.path,
+          host: HOST,
+          scheme: 'https',
+          protocol: 'HTTP/1.1',
+          size: String(Buffer.byteLength(c.body)),
+          body: c.body,
+          header_map: { headers: all.map(([key, v]) => ({ key, raw_value: Buffer.from(v, 'latin1') })) },
+        },
       },
     },
   });
-  if (!res.ok_response) return { allowed: false, status: Number(res.denied_response?.status?.code ?? 403), code: JSON.parse(res.denied_response?.body ?? '{}').error ?? '?' };
+  if (!res.ok_response)
+    return {
+      allowed: false,
+      status: Number(res.denied_response?.status?.code ?? 403),
+      code: JSON.parse(res.denied_response?.body ?? '{}').error ?? '?',
+    };
   return { allowed: true, upstream: applyCheckOk(original(c), res.ok_response as never), answer: res.ok_response };
 }
 
@@ -127,20 +180,34 @@ function viaHttpService(c: Case): Promise<Decision> {
   for (const [k, v] of c.headers) lines.push(k, v);
   lines.push('content-length', String(body.length));
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: svc.extAuthzHttpPort, method: 'POST', path: c.path, headers: lines as unknown as Record<string, string> }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (d: Buffer) => chunks.push(d));
-      res.on('end', () => {
-        const answer: HeaderList = [];
-        for (let i = 0; i < res.rawHeaders.length; i += 2) answer.push([res.rawHeaders[i]!.toLowerCase(), res.rawHeaders[i + 1]!]);
-        if (res.statusCode !== 200) {
-          const text = Buffer.concat(chunks).toString();
-          resolve({ allowed: false, status: res.statusCode!, code: text.startsWith('{') ? (JSON.parse(text).error ?? '?') : '?' });
-          return;
-        }
-        resolve({ allowed: true, upstream: applyHttpServiceOk(original(c), answer, filterConfig), answer });
-      });
-    });
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port: svc.extAuthzHttpPort,
+        method: 'POST',
+        path: c.path,
+        headers: lines as unknown as Record<string, string>,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => {
+          const answer: HeaderList = [];
+          for (let i = 0; i < res.rawHeaders.length; i += 2)
+            answer.push([res.rawHeaders[i]!.toLowerCase(), res.rawHeaders[i + 1]!]);
+          if (res.statusCode !== 200) {
+            const text = Buffer.concat(chunks).toString();
+            resolve({
+              allowed: false,
+              status: res.statusCode!,
+              code: text.startsWith('{') ? (JSON.parse(text).error ?? '?') : '?',
+            });
+            return;
+          }
+          resolve({ allowed: true, upstream: applyHttpServiceOk(original(c), answer, filterConfig), answer });
+        });
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -148,16 +215,32 @@ function viaHttpService(c: Case): Promise<Decision> {
 
 /** The Process stream as Envoy's ext_proc filter opens it: the request headers, then the buffered body. */
 async function viaExtProc(c: Case): Promise<Decision> {
-  const pairs: HeaderList = [[':authority', HOST], [':path', c.path], [':method', 'POST'], [':scheme', 'https'], ...c.headers, ['content-length', String(Buffer.byteLength(c.body))]];
+  const pairs: HeaderList = [
+    [':authority', HOST],
+    [':path', c.path],
+    [':method', 'POST'],
+    [':scheme', 'https'],
+    ...c.headers,
+    ['content-length', String(Buffer.byteLength(c.body))],
+  ];
   const messages: ProcessingRequest[] = [
-    { request_headers: { headers: { headers: pairs.map(([key, v]) => ({ key, raw_value: Buffer.from(v, 'latin1') })) }, end_of_stream: false } },
+    {
+      request_headers: {
+        headers: { headers: pairs.map(([key, v]) => ({ key, raw_value: Buffer.from(v, 'latin1') })) },
+        end_of_stream: false,
+      },
+    },
     { request_body: { body: Buffer.from(c.body), end_of_stream: true } },
   ];
   const { answers } = await processExchange(`127.0.0.1:${svc.grpcPort}`, messages);
   const last = answers.at(-1)!;
   if (last.immediate_response) {
     const im = last.immediate_response;
-    return { allowed: false, status: Number(im.status?.code ?? 0), code: String(im.details ?? '').replace(/^mcp_authz_/, '') };
+    return {
+      allowed: false,
+      status: Number(im.status?.code ?? 0),
+      code: String(im.details ?? '').replace(/^mcp_authz_/, ''),
+    };
   }
   const mutation = last.request_body?.response?.header_mutation;
   const headers: HeaderList = [[':path', c.path], ...original(c).headers];
@@ -168,7 +251,13 @@ async function viaExtProc(c: Case): Promise<Decision> {
 }
 
 function original(c: Case): EnvoyRequest {
-  return { path: c.path, headers: [...c.headers.map(([k, v]) => [k, v] as [string, string]), ['content-length', String(Buffer.byteLength(c.body))]] };
+  return {
+    path: c.path,
+    headers: [
+      ...c.headers.map(([k, v]) => [k, v] as [string, string]),
+      ['content-length', String(Buffer.byteLength(c.body))],
+    ],
+  };
 }
 
 // ---------------------------------------------------------------- the generated requests
@@ -196,22 +285,42 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
   querySpelling: fc.constantFrom('api_key', 'api%5Fkey', 'api%5fkey'),
   sub: fc.constantFrom('alice', 'bob', 'josé', '田中', 'user@example.com'),
   otherParams: fc.array(fc.tuple(fc.constantFrom('tenant', 'b', 'a', 'z', 'page'), word), { maxLength: 3 }),
-  cookies: fc.uniqueArray(fc.tuple(fc.constantFrom('theme', 'lang', 'csrf', 'ab_test', '_ga'), fc.oneof(word, fc.constant(bytesOf('café')))), { maxLength: 3, selector: ([n]) => n }),
+  cookies: fc.uniqueArray(
+    fc.tuple(fc.constantFrom('theme', 'lang', 'csrf', 'ab_test', '_ga'), fc.oneof(word, fc.constant(bytesOf('café')))),
+    { maxLength: 3, selector: ([n]) => n },
+  ),
   sessionAt: fc.nat({ max: 3 }),
-  forged: fc.subarray<[string, string]>([['x-mcp-user-id', 'mallory'], ['x-mcp-principal', 'mallory'], ['x-mcp-key-id', 'mallory'], ['x-mcp-auth-method', 'mallory'], ['x_mcp_user_id', 'mallory'], ['x-mcp-tenant', 'mallory'], ['x-tenant', 'mallory']]),
+  forged: fc.subarray<[string, string]>([
+    ['x-mcp-user-id', 'mallory'],
+    ['x-mcp-principal', 'mallory'],
+    ['x-mcp-key-id', 'mallory'],
+    ['x-mcp-auth-method', 'mallory'],
+    ['x_mcp_user_id', 'mallory'],
+    ['x-mcp-tenant', 'mallory'],
+    ['x-tenant', 'mallory'],
+  ]),
   policy: fc.record(
     {
-      headers: fc.dictionary(fc.constantFrom('x-tenant', 'x-mcp-tenant', 'x-mcp-user-id', 'x-undeclared'), fc.oneof(text, fc.array(text, { minLength: 1, maxLength: 3 })), { maxKeys: 3 }),
+      headers: fc.dictionary(
+        fc.constantFrom('x-tenant', 'x-mcp-tenant', 'x-mcp-user-id', 'x-undeclared'),
+        fc.oneof(text, fc.array(text, { minLength: 1, maxLength: 3 })),
+        { maxKeys: 3 },
+      ),
       remove: fc.subarray(['x-tenant', 'x-mcp-user-id', 'x-other', 'cookie']),
       response: fc.constantFrom<Record<string, string>>({}, { 'x-ratelimit-remaining': '5' }, { 'x-mcp-note': 'n' }),
     },
     { requiredKeys: [] },
   ),
-  extra: fc.subarray<[string, string]>([['x-other', 'kept'], ['accept', 'application/json, text/event-stream'], ['user-agent', 'test/1.0']]),
+  extra: fc.subarray<[string, string]>([
+    ['x-other', 'kept'],
+    ['accept', 'application/json, text/event-stream'],
+    ['user-agent', 'test/1.0'],
+  ]),
 });
 
 /** JSON with every non-ASCII character escaped: the header carrying it stays ASCII. */
-const asciiJson = (v: unknown) => JSON.stringify(v).replace(/[\u0080-\uffff]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const asciiJson = (v: unknown) =>
+  JSON.stringify(v).replace(/[\u0080-\uffff]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
 interface Built {
   c: Case;
@@ -224,12 +333,28 @@ interface Built {
 }
 
 async function build(s: Scenario, n: number): Promise<Built> {
-  const endpoint = s.kind.startsWith('key') ? 'keys' : s.kind === 'token' ? 'tokens' : s.kind === 'cookie' ? 'web' : 'open';
+  const endpoint = s.kind.startsWith('key')
+    ? 'keys'
+    : s.kind === 'token'
+      ? 'tokens'
+      : s.kind === 'cookie'
+        ? 'web'
+        : 'open';
   const params: [string, string][] = [...s.otherParams];
-  const headers: HeaderList = [['content-type', 'application/json'], ['x-forwarded-for', '203.0.113.7'], ['x-forwarded-proto', 'https'], ['x-request-id', `req-${n}`]];
+  const headers: HeaderList = [
+    ['content-type', 'application/json'],
+    ['x-forwarded-for', '203.0.113.7'],
+    ['x-forwarded-proto', 'https'],
+    ['x-request-id', `req-${n}`],
+  ];
   const secrets: string[] = [];
   let identity: Record<string, string> = { 'x-mcp-auth-method': 'anonymous' };
-  const keyIdentity = (k: TestKey) => ({ 'x-mcp-auth-method': 'api_key', 'x-mcp-principal': k.id, 'x-mcp-key-id': k.id, ...(k.userId ? { 'x-mcp-user-id': k.userId } : {}) });
+  const keyIdentity = (k: TestKey) => ({
+    'x-mcp-auth-method': 'api_key',
+    'x-mcp-principal': k.id,
+    'x-mcp-key-id': k.id,
+    ...(k.userId ? { 'x-mcp-user-id': k.userId } : {}),
+  });
   if (s.kind === 'key-header') headers.push(['x-api-key', s.key.key]);
   if (s.kind === 'key-bearer') headers.push(['authorization', `Bearer ${s.key.key}`]);
   if (s.kind === 'key-query') params.splice(Math.min(s.sessionAt, params.length), 0, [s.querySpelling, s.key.key]);
@@ -242,7 +367,11 @@ async function build(s: Scenario, n: number): Promise<Built> {
   if (s.kind === 'token' || s.kind === 'cookie') {
     const token = await idp.sign({ sub: s.sub, aud: `https://${HOST}/mcp/${endpoint}`, scope: 'tools:search' });
     secrets.push(token);
-    identity = { 'x-mcp-auth-method': 'oauth', 'x-mcp-principal': bytesOf(`${idp.issuer}#${s.sub}`), 'x-mcp-user-id': bytesOf(s.sub) };
+    identity = {
+      'x-mcp-auth-method': 'oauth',
+      'x-mcp-principal': bytesOf(`${idp.issuer}#${s.sub}`),
+      'x-mcp-user-id': bytesOf(s.sub),
+    };
     if (s.kind === 'token') headers.push(['authorization', `Bearer ${token}`]);
     else {
       cookies.splice(Math.min(s.sessionAt, cookies.length), 0, `${SESSION}=${token}`);
@@ -253,7 +382,11 @@ async function build(s: Scenario, n: number): Promise<Built> {
   headers.push(...s.forged, ...s.extra, ['x-test-policy', asciiJson(s.policy)]);
   const query = params.map(([k, v]) => `${k}=${v}`).join('&');
   return {
-    c: { path: `/mcp/${endpoint}${query ? `?${query}` : ''}`, headers, body: rpc('tools/call', { name: 'search', arguments: { q: 'x' } }, n) },
+    c: {
+      path: `/mcp/${endpoint}${query ? `?${query}` : ''}`,
+      headers,
+      body: rpc('tools/call', { name: 'search', arguments: { q: 'x' } }, n),
+    },
     secrets,
     identity,
     cookie: expectedCookie,
@@ -262,7 +395,10 @@ async function build(s: Scenario, n: number): Promise<Built> {
 
 // ---------------------------------------------------------------- the property
 
-const mayCopy = (name: string) => filterConfig.allowed_upstream_headers!.patterns.some((p) => (p.prefix !== undefined ? name.startsWith(p.prefix) : name === p.exact));
+const mayCopy = (name: string) =>
+  filterConfig.allowed_upstream_headers!.patterns.some((p) =>
+    p.prefix !== undefined ? name.startsWith(p.prefix) : name === p.exact,
+  );
 
 /** Why the HTTP service must refuse what the Check allowed, judged from the Check answer alone. */
 function httpRefusal(ok: CheckResponse['ok_response'] & {}): string | undefined {
@@ -277,22 +413,28 @@ async function checkOne(s: Scenario, n: number, counts: Map<string, number>): Pr
   const b = await build(s, n);
   const [grpc, http, extProc] = await Promise.all([viaCheck(b.c), viaHttpService(b.c), viaExtProc(b.c)]);
   const where = `${s.kind} ${JSON.stringify(b.c)}`;
-  if (!grpc.allowed) throw new Error(`Check refused a request this test means to allow (${grpc.status} ${grpc.code}): ${where}`);
+  if (!grpc.allowed)
+    throw new Error(`Check refused a request this test means to allow (${grpc.status} ${grpc.code}): ${where}`);
   count(s.kind);
 
   // ext_proc: the same request upstream as the Check allow.
-  if (!extProc.allowed) throw new Error(`ext_proc refused (${extProc.status} ${extProc.code}) what Check allowed: ${where}`);
+  if (!extProc.allowed)
+    throw new Error(`ext_proc refused (${extProc.status} ${extProc.code}) what Check allowed: ${where}`);
   assertSame(upstreamView(extProc.upstream), upstreamView(grpc.upstream), `ext_proc against Check: ${where}`);
 
   // The HTTP service: the same request, or refused exactly where it cannot express the allow.
   const refusal = httpRefusal(grpc.answer as CheckResponse['ok_response'] & {});
   if (refusal !== undefined) {
     count(`http refuses: ${refusal}`);
-    if (http.allowed) throw new Error(`the HTTP service allowed what it cannot express (${refusal}): ${where}\nupstream: ${JSON.stringify(upstreamView(http.upstream))}`);
+    if (http.allowed)
+      throw new Error(
+        `the HTTP service allowed what it cannot express (${refusal}): ${where}\nupstream: ${JSON.stringify(upstreamView(http.upstream))}`,
+      );
     if (http.code !== refusal) throw new Error(`the HTTP service refused with ${http.code}, not ${refusal}: ${where}`);
   } else {
     count('http allows');
-    if (!http.allowed) throw new Error(`the HTTP service refused (${http.status} ${http.code}) what it can express: ${where}`);
+    if (!http.allowed)
+      throw new Error(`the HTTP service refused (${http.status} ${http.code}) what it can express: ${where}`);
     assertSame(upstreamView(http.upstream), upstreamView(grpc.upstream), `HTTP service against Check: ${where}`);
   }
 
@@ -301,7 +443,9 @@ async function checkOne(s: Scenario, n: number, counts: Map<string, number>): Pr
     if (!d.allowed) continue;
     const up = upstreamView(d.upstream);
     const everything = up.path + JSON.stringify(up.headers);
-    for (const secret of b.secrets) if (everything.includes(secret)) throw new Error(`a credential reached the MCP server: ${where}\n${JSON.stringify(up)}`);
+    for (const secret of b.secrets)
+      if (everything.includes(secret))
+        throw new Error(`a credential reached the MCP server: ${where}\n${JSON.stringify(up)}`);
     if (everything.includes(`${SESSION}=`)) throw new Error(`the session cookie reached the MCP server: ${where}`);
     const get = (name: string) => up.headers.find(([k]) => k === name)?.[1];
     const policyHeaders = s.policy.headers ?? {};
@@ -311,7 +455,8 @@ async function checkOne(s: Scenario, n: number, counts: Map<string, number>): Pr
       if (name in policyHeaders || removed.has(name)) continue;
       if (get(name) !== b.identity[name]) throw new Error(`${name} is ${get(name)}, not ${b.identity[name]}: ${where}`);
     }
-    if (!('cookie' in policyHeaders) && !removed.has('cookie') && get('cookie') !== b.cookie) throw new Error(`the Cookie header is ${get('cookie')}, not ${b.cookie}: ${where}`);
+    if (!('cookie' in policyHeaders) && !removed.has('cookie') && get('cookie') !== b.cookie)
+      throw new Error(`the Cookie header is ${get('cookie')}, not ${b.cookie}: ${where}`);
   }
 }
 
@@ -324,9 +469,13 @@ function assertSame(a: unknown, b: unknown, what: string): void {
 test('property: Check, the HTTP service and ext_proc send the MCP server the same request, never a credential or a forged identity; the HTTP service refuses only what it cannot express', async (t) => {
   const counts = new Map<string, number>();
   let n = 0;
-  await fc.assert(fc.asyncProperty(scenario, async (s) => checkOne(s, ++n, counts)), { numRuns: 240 });
+  await fc.assert(
+    fc.asyncProperty(scenario, async (s) => checkOne(s, ++n, counts)),
+    { numRuns: 240 },
+  );
   t.log(Object.fromEntries([...counts].sort()));
-  for (const kind of ['key-header', 'key-bearer', 'key-query', 'token', 'cookie', 'anonymous']) t.true((counts.get(kind) ?? 0) >= 15, `${kind}: ${counts.get(kind) ?? 0}`);
+  for (const kind of ['key-header', 'key-bearer', 'key-query', 'token', 'cookie', 'anonymous'])
+    t.true((counts.get(kind) ?? 0) >= 15, `${kind}: ${counts.get(kind) ?? 0}`);
   t.true((counts.get('http allows') ?? 0) >= 60, 'the HTTP service allows a good share');
   t.true((counts.get('http refuses: header_not_forwardable') ?? 0) >= 20);
   t.true((counts.get('http refuses: query_not_removable') ?? 0) >= 15);
@@ -336,10 +485,20 @@ test('Cookie: theme=dark; mcp_session=<JWT>: every transport sends the MCP serve
   const token = await idp.sign({ sub: 'alice', aud: `https://${HOST}/mcp/web`, scope: 'tools:search' });
   const c: Case = {
     path: '/mcp/web',
-    headers: [['content-type', 'application/json'], ['x-forwarded-for', '203.0.113.7'], ['origin', DASHBOARD], ['sec-fetch-site', 'same-site'], ['cookie', `theme=dark; ${SESSION}=${token}`]],
+    headers: [
+      ['content-type', 'application/json'],
+      ['x-forwarded-for', '203.0.113.7'],
+      ['origin', DASHBOARD],
+      ['sec-fetch-site', 'same-site'],
+      ['cookie', `theme=dark; ${SESSION}=${token}`],
+    ],
     body: rpc('tools/call', { name: 'search', arguments: { q: 'x' } }),
   };
-  for (const [name, d] of [['Check', await viaCheck(c)], ['HTTP service', await viaHttpService(c)], ['ext_proc', await viaExtProc(c)]] as const) {
+  for (const [name, d] of [
+    ['Check', await viaCheck(c)],
+    ['HTTP service', await viaHttpService(c)],
+    ['ext_proc', await viaExtProc(c)],
+  ] as const) {
     t.true(d.allowed, name);
     if (!d.allowed) continue;
     const cookies = d.upstream.headers.filter(([k]) => k === 'cookie').map(([, v]) => v);
@@ -352,14 +511,20 @@ test('an API key under an encoded parameter name (?api%5Fkey=) is removed by Che
   for (const spelling of ['api%5Fkey', 'api%5fkey', 'api_key']) {
     const c: Case = {
       path: `/mcp/keys?tenant=acme&${spelling}=${alice.key}&a=1`,
-      headers: [['content-type', 'application/json'], ['x-forwarded-for', '203.0.113.7']],
+      headers: [
+        ['content-type', 'application/json'],
+        ['x-forwarded-for', '203.0.113.7'],
+      ],
       body: rpc('tools/call', { name: 'search', arguments: { q: 'x' } }),
     };
     const check = await viaCheck(c);
     const extProc = await viaExtProc(c);
     t.true(check.allowed && extProc.allowed, spelling);
     if (!check.allowed || !extProc.allowed) continue;
-    t.false(check.upstream.path.includes(alice.key), `${spelling}: the key must not reach the MCP server (${check.upstream.path})`);
+    t.false(
+      check.upstream.path.includes(alice.key),
+      `${spelling}: the key must not reach the MCP server (${check.upstream.path})`,
+    );
     t.deepEqual((check.answer as { query_parameters_to_remove?: string[] }).query_parameters_to_remove, [spelling]);
     t.is(check.upstream.path, '/mcp/keys?a=1&tenant=acme', `${spelling}: the query Envoy writes back, in name order`);
     t.is(extProc.upstream.path, check.upstream.path, `${spelling}: ext_proc rewrites :path to the same bytes`);

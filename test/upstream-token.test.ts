@@ -103,10 +103,12 @@ async function tokenServer(answer: Answer): Promise<{ url: string; close(): Prom
   };
 }
 
-const json = (status: number, body: unknown, headers: Record<string, string> = {}): Answer => (_req, res) => {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers });
-  res.end(typeof body === 'string' ? body : JSON.stringify(body));
-};
+const json =
+  (status: number, body: unknown, headers: Record<string, string> = {}): Answer =>
+  (_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(typeof body === 'string' ? body : JSON.stringify(body));
+  };
 
 const CASES: [string, Answer, string][] = [
   ['a truncated JSON body', json(200, '{"access_token":'), 'upstream_token_invalid'],
@@ -114,22 +116,67 @@ const CASES: [string, Answer, string][] = [
   ['a JSON array', json(200, [1, 2]), 'upstream_token_invalid'],
   ['no access_token', json(200, { token_type: 'Bearer', expires_in: 60 }), 'upstream_token_invalid'],
   ['an access_token that is a number', json(200, { access_token: 42, token_type: 'Bearer' }), 'upstream_token_invalid'],
-  ['an access_token with a line break (header injection)', json(200, { access_token: 'abc\r\nx-mcp-user-id: admin', token_type: 'Bearer' }), 'upstream_token_invalid'],
-  ['an access_token with a space', json(200, { access_token: 'abc def', token_type: 'Bearer' }), 'upstream_token_invalid'],
+  [
+    'an access_token with a line break (header injection)',
+    json(200, { access_token: 'abc\r\nx-mcp-user-id: admin', token_type: 'Bearer' }),
+    'upstream_token_invalid',
+  ],
+  [
+    'an access_token with a space',
+    json(200, { access_token: 'abc def', token_type: 'Bearer' }),
+    'upstream_token_invalid',
+  ],
   ['an empty access_token', json(200, { access_token: '', token_type: 'Bearer' }), 'upstream_token_invalid'],
   ['token_type N_A (an ID token)', json(200, { access_token: 'abc', token_type: 'N_A' }), 'upstream_token_invalid'],
   ['token_type DPoP', json(200, { access_token: 'abc', token_type: 'DPoP' }), 'upstream_token_invalid'],
-  ['expires_in negative', json(200, { access_token: 'abc', token_type: 'Bearer', expires_in: -5 }), 'upstream_token_invalid'],
-  ['expires_in zero', json(200, { access_token: 'abc', token_type: 'Bearer', expires_in: 0 }), 'upstream_token_invalid'],
-  ['expires_in a word', json(200, { access_token: 'abc', token_type: 'Bearer', expires_in: 'soon' }), 'upstream_token_invalid'],
-  ['a body over 64 KiB', json(200, { access_token: 'a'.repeat(70_000), token_type: 'Bearer' }), 'upstream_token_invalid'],
-  ['a redirect (never followed: it would carry the client credentials elsewhere)', (_q, r) => { r.writeHead(302, { location: 'http://127.0.0.1:1/steal' }); r.end(); }, 'upstream_token_invalid'],
+  [
+    'expires_in negative',
+    json(200, { access_token: 'abc', token_type: 'Bearer', expires_in: -5 }),
+    'upstream_token_invalid',
+  ],
+  [
+    'expires_in zero',
+    json(200, { access_token: 'abc', token_type: 'Bearer', expires_in: 0 }),
+    'upstream_token_invalid',
+  ],
+  [
+    'expires_in a word',
+    json(200, { access_token: 'abc', token_type: 'Bearer', expires_in: 'soon' }),
+    'upstream_token_invalid',
+  ],
+  [
+    'a body over 64 KiB',
+    json(200, { access_token: 'a'.repeat(70_000), token_type: 'Bearer' }),
+    'upstream_token_invalid',
+  ],
+  [
+    'a redirect (never followed: it would carry the client credentials elsewhere)',
+    (_q, r) => {
+      r.writeHead(302, { location: 'http://127.0.0.1:1/steal' });
+      r.end();
+    },
+    'upstream_token_invalid',
+  ],
   ['400 invalid_grant', json(400, { error: 'invalid_grant' }), 'upstream_token_refused'],
   ['401 invalid_client', json(401, { error: 'invalid_client' }), 'upstream_token_refused'],
-  ['403 with HTML', (_q, r) => { r.writeHead(403); r.end('<h1>no</h1>'); }, 'upstream_token_refused'],
+  [
+    '403 with HTML',
+    (_q, r) => {
+      r.writeHead(403);
+      r.end('<h1>no</h1>');
+    },
+    'upstream_token_refused',
+  ],
   ['200 with an OAuth error object', json(200, { error: 'invalid_request' }), 'upstream_token_invalid'],
   ['500', json(500, { error: 'server_error' }), 'upstream_token_unavailable'],
-  ['503', (_q, r) => { r.writeHead(503); r.end(); }, 'upstream_token_unavailable'],
+  [
+    '503',
+    (_q, r) => {
+      r.writeHead(503);
+      r.end();
+    },
+    'upstream_token_unavailable',
+  ],
   ['a reset connection', (req) => req.socket.destroy(), 'upstream_token_unavailable'],
 ];
 
@@ -137,7 +184,14 @@ for (const [what, answer, code] of CASES) {
   test(`a token endpoint answering ${what} is ${code}, and the error names no token`, async (t) => {
     const s = await tokenServer(answer);
     t.teardown(() => s.close());
-    const err = await t.throwsAsync(requestToken({ url: s.url, form: new URLSearchParams({ subject_token: 'SUBJECT-SECRET' }), headers: {}, timeoutMs: 30_000 }, fetch, Date.now), { instanceOf: UpstreamTokenError });
+    const err = await t.throwsAsync(
+      requestToken(
+        { url: s.url, form: new URLSearchParams({ subject_token: 'SUBJECT-SECRET' }), headers: {}, timeoutMs: 30_000 },
+        fetch,
+        Date.now,
+      ),
+      { instanceOf: UpstreamTokenError },
+    );
     t.is(err!.code, code);
     t.false(err!.message.includes('SUBJECT-SECRET'));
     t.false(err!.message.includes('abc'));
@@ -147,7 +201,10 @@ for (const [what, answer, code] of CASES) {
 test('a token endpoint that never answers is upstream_token_unavailable after timeoutMs', async (t) => {
   const s = await tokenServer(() => {});
   t.teardown(() => s.close());
-  const err = await t.throwsAsync(requestToken({ url: s.url, form: new URLSearchParams(), headers: {}, timeoutMs: 100 }, fetch, Date.now), { instanceOf: UpstreamTokenError });
+  const err = await t.throwsAsync(
+    requestToken({ url: s.url, form: new URLSearchParams(), headers: {}, timeoutMs: 100 }, fetch, Date.now),
+    { instanceOf: UpstreamTokenError },
+  );
   t.is(err!.code, 'upstream_token_unavailable');
   t.regex(err!.message, /no answer within 100 ms/);
 });
@@ -157,11 +214,18 @@ test('a good answer: the token and its expiry from expires_in (a numeric string 
   for (const [body, expires] of [
     [{ access_token: 'abc.def', token_type: 'bearer', expires_in: 60 }, 1_060_000],
     [{ access_token: 'abc.def', token_type: 'Bearer', expires_in: '120' }, 1_120_000],
-    [{ access_token: `x.${Buffer.from(JSON.stringify({ exp: 2000 })).toString('base64url')}.y`, token_type: 'Bearer' }, 2_000_000],
+    [
+      { access_token: `x.${Buffer.from(JSON.stringify({ exp: 2000 })).toString('base64url')}.y`, token_type: 'Bearer' },
+      2_000_000,
+    ],
     [{ access_token: 'opaque', token_type: 'Bearer' }, undefined],
   ] as const) {
     const s = await tokenServer(json(200, body));
-    const got = await requestToken({ url: s.url, form: new URLSearchParams(), headers: {}, timeoutMs: 30_000 }, fetch, now);
+    const got = await requestToken(
+      { url: s.url, form: new URLSearchParams(), headers: {}, timeoutMs: 30_000 },
+      fetch,
+      now,
+    );
     await s.close();
     t.is(got.accessToken, body.access_token);
     t.is(got.expiresAtMs, expires);
@@ -189,7 +253,13 @@ test('an exchanged token is used until its expiry minus the skew, then exchanged
           match: { pathPrefix: '/mcp' },
           auth: { apiKey: false, oauth: true },
           resource: 'https://mcp.example.com/mcp',
-          upstream: { mode: 'tokenExchange', tokenEndpoint: sts.tokenEndpoint, client: { id: 'mcp-authz', secretFile: 'secret' }, audience: 'https://up.example', expirySkewSeconds: 30 },
+          upstream: {
+            mode: 'tokenExchange',
+            tokenEndpoint: sts.tokenEndpoint,
+            client: { id: 'mcp-authz', secretFile: 'secret' },
+            audience: 'https://up.example',
+            expirySkewSeconds: 30,
+          },
         },
       ],
     },
@@ -197,12 +267,25 @@ test('an exchanged token is used until its expiry minus the skew, then exchanged
     dir,
     {},
   );
-  const broker = (await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger: silentLogger(), events: {}, watch: false, now: () => now }))!;
+  const broker = (await UpstreamCredentialBroker.create({
+    endpoints: config.endpoints,
+    logger: silentLogger(),
+    events: {},
+    watch: false,
+    now: () => now,
+  }))!;
   t.teardown(() => broker.close());
   const subjectToken = await idp.sign({ sub: 'olga', aud: 'https://mcp.example.com/mcp' });
   const ctx = {
     endpoint: { name: 'docs' },
-    principal: { ...ANONYMOUS, method: 'oauth', authenticated: true, id: `${idp.issuer}#olga`, issuer: idp.issuer, subject: 'olga' },
+    principal: {
+      ...ANONYMOUS,
+      method: 'oauth',
+      authenticated: true,
+      id: `${idp.issuer}#olga`,
+      issuer: idp.issuer,
+      subject: 'olga',
+    },
     subjectToken,
   } as unknown as CheckContext;
   const start = now;
@@ -224,8 +307,22 @@ test('an exchanged token is used until its expiry minus the skew, then exchanged
 // ---------------------------------------------------------------- config
 
 const endpoint = (e: Record<string, unknown>, top: Record<string, unknown> = {}) =>
-  validateConfig({ oauth: { issuers: [{ issuer: 'https://idp.example.com/' }] }, ...top, endpoints: [{ name: 'a', match: { pathPrefix: '/a' }, resource: 'https://mcp.example.com/a', ...e }] }, 'test.yaml', '/etc/mcp-authz', {});
-const exchange = { mode: 'tokenExchange', tokenEndpoint: 'https://sts.example.com/token', client: { id: 'gw', secretFile: 'secret' }, audience: 'https://up.example.com' };
+  validateConfig(
+    {
+      oauth: { issuers: [{ issuer: 'https://idp.example.com/' }] },
+      ...top,
+      endpoints: [{ name: 'a', match: { pathPrefix: '/a' }, resource: 'https://mcp.example.com/a', ...e }],
+    },
+    'test.yaml',
+    '/etc/mcp-authz',
+    {},
+  );
+const exchange = {
+  mode: 'tokenExchange',
+  tokenEndpoint: 'https://sts.example.com/token',
+  client: { id: 'gw', secretFile: 'secret' },
+  audience: 'https://up.example.com',
+};
 
 test('config: a valid tokenExchange endpoint loads, its files resolved against the config folder', (t) => {
   const c = endpoint({ auth: { apiKey: false, oauth: true }, upstream: exchange });
@@ -240,17 +337,68 @@ test('config: a valid tokenExchange endpoint loads, its files resolved against t
 
 test('config: what cannot work is refused at load, naming the field', (t) => {
   const bad: [string, Record<string, unknown>, Record<string, unknown>, RegExp][] = [
-    ['tokenExchange on an API-key endpoint', { upstream: exchange }, {}, /endpoints\.0\.upstream\.mode: tokenExchange needs an OAuth token from every caller/],
-    ['tokenExchange without oauth', { auth: { apiKey: false, oauth: false }, upstream: exchange }, {}, /turn on auth\.oauth/],
-    ['no audience or resource', { auth: { apiKey: false, oauth: true }, upstream: { ...exchange, audience: undefined } }, {}, /set audience, resource, or both/],
-    ['both a secret and a key', { auth: { apiKey: false, oauth: true }, upstream: { ...exchange, client: { id: 'gw', secretFile: 's', privateKeyFile: 'k' } } }, {}, /exactly one of secretFile/],
-    ['neither a secret nor a key', { auth: { apiKey: false, oauth: true }, upstream: { ...exchange, client: { id: 'gw' } } }, {}, /exactly one of secretFile/],
-    ['a plain-http token endpoint off loopback', { auth: { apiKey: false, oauth: true }, upstream: { ...exchange, tokenEndpoint: 'http://sts.example.com/token' } }, {}, /https, or http on a loopback address only/],
-    ['a scope with a space', { auth: { apiKey: false, oauth: true }, upstream: { ...exchange, scope: ['a b'] } }, {}, /scope token/],
+    [
+      'tokenExchange on an API-key endpoint',
+      { upstream: exchange },
+      {},
+      /endpoints\.0\.upstream\.mode: tokenExchange needs an OAuth token from every caller/,
+    ],
+    [
+      'tokenExchange without oauth',
+      { auth: { apiKey: false, oauth: false }, upstream: exchange },
+      {},
+      /turn on auth\.oauth/,
+    ],
+    [
+      'no audience or resource',
+      { auth: { apiKey: false, oauth: true }, upstream: { ...exchange, audience: undefined } },
+      {},
+      /set audience, resource, or both/,
+    ],
+    [
+      'both a secret and a key',
+      {
+        auth: { apiKey: false, oauth: true },
+        upstream: { ...exchange, client: { id: 'gw', secretFile: 's', privateKeyFile: 'k' } },
+      },
+      {},
+      /exactly one of secretFile/,
+    ],
+    [
+      'neither a secret nor a key',
+      { auth: { apiKey: false, oauth: true }, upstream: { ...exchange, client: { id: 'gw' } } },
+      {},
+      /exactly one of secretFile/,
+    ],
+    [
+      'a plain-http token endpoint off loopback',
+      {
+        auth: { apiKey: false, oauth: true },
+        upstream: { ...exchange, tokenEndpoint: 'http://sts.example.com/token' },
+      },
+      {},
+      /https, or http on a loopback address only/,
+    ],
+    [
+      'a scope with a space',
+      { auth: { apiKey: false, oauth: true }, upstream: { ...exchange, scope: ['a b'] } },
+      {},
+      /scope token/,
+    ],
     ['an unknown mode', { upstream: { mode: 'passthrough' } }, {}, /upstream\.mode/],
-    ['clientCredentials naming the caller in Authorization', { upstream: { ...exchange, mode: 'clientCredentials', identityHeader: 'Authorization' } }, {}, /cannot carry the caller's identity/],
+    [
+      'clientCredentials naming the caller in Authorization',
+      { upstream: { ...exchange, mode: 'clientCredentials', identityHeader: 'Authorization' } },
+      {},
+      /cannot carry the caller's identity/,
+    ],
     ['static without a file', { upstream: { mode: 'static' } }, {}, /valueFile/],
-    ['removeCredentials off', { upstream: { mode: 'static', valueFile: 'v' } }, { upstream: { removeCredentials: false } }, /needs upstream\.removeCredentials/],
+    [
+      'removeCredentials off',
+      { upstream: { mode: 'static', valueFile: 'v' } },
+      { upstream: { removeCredentials: false } },
+      /needs upstream\.removeCredentials/,
+    ],
     [
       'the HTTP authorization service without authorization in upstreamHeaders',
       { upstream: { mode: 'static', valueFile: 'v' } },
@@ -262,5 +410,14 @@ test('config: what cannot work is refused at load, naming the field', (t) => {
     const err = t.throws(() => endpoint(e, top), { instanceOf: ConfigError }, what);
     t.regex(err?.message ?? '', message, what);
   }
-  t.notThrows(() => endpoint({ upstream: { mode: 'static', valueFile: 'v' } }, { listen: { extAuthzHttp: '127.0.0.1:9292' }, clientAddress: { from: 'x-forwarded-for' }, extAuthzHttp: { upstreamHeaders: ['x-mcp-*', 'authorization'] } }));
+  t.notThrows(() =>
+    endpoint(
+      { upstream: { mode: 'static', valueFile: 'v' } },
+      {
+        listen: { extAuthzHttp: '127.0.0.1:9292' },
+        clientAddress: { from: 'x-forwarded-for' },
+        extAuthzHttp: { upstreamHeaders: ['x-mcp-*', 'authorization'] },
+      },
+    ),
+  );
 });

@@ -18,7 +18,12 @@ export interface EnvoyRequest {
 export function upstreamView(r: EnvoyRequest): { path: string; headers: [string, string][] } {
   const byName = new Map<string, string[]>();
   for (const [k, v] of r.headers) (byName.get(k) ?? byName.set(k, []).get(k)!).push(v);
-  return { path: r.path, headers: [...byName].map(([k, vs]) => [k, vs.join(',')] as [string, string]).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) };
+  return {
+    path: r.path,
+    headers: [...byName]
+      .map(([k, vs]) => [k, vs.join(',')] as [string, string])
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+  };
 }
 
 export const bytesOf = (utf8: string) => Buffer.from(utf8, 'utf8').toString('latin1');
@@ -97,7 +102,12 @@ export interface WireOkResponse {
   query_parameters_to_remove?: string[];
 }
 
-const APPEND_ACTIONS = ['APPEND_IF_EXISTS_OR_ADD', 'ADD_IF_ABSENT', 'OVERWRITE_IF_EXISTS_OR_ADD', 'OVERWRITE_IF_EXISTS'];
+const APPEND_ACTIONS = [
+  'APPEND_IF_EXISTS_OR_ADD',
+  'ADD_IF_ABSENT',
+  'OVERWRITE_IF_EXISTS_OR_ADD',
+  'OVERWRITE_IF_EXISTS',
+];
 
 /** A HeaderValueOption's value as bytes: raw_value when set, else the UTF-8 of value. */
 export function optionValue(o: WireHeaderOption): string {
@@ -128,12 +138,17 @@ export function applyCheckOk(r: EnvoyRequest, ok: WireOkResponse): EnvoyRequest 
       else setCopy(headers, name, value);
       continue;
     }
-    const action = typeof o.append_action === 'number' ? APPEND_ACTIONS[o.append_action] : (o.append_action ?? 'APPEND_IF_EXISTS_OR_ADD');
+    const action =
+      typeof o.append_action === 'number'
+        ? APPEND_ACTIONS[o.append_action]
+        : (o.append_action ?? 'APPEND_IF_EXISTS_OR_ADD');
     const present = headers.some(([k]) => k === name);
     if (action === 'APPEND_IF_EXISTS_OR_ADD') addCopy(headers, name, value);
-    else if (action === 'ADD_IF_ABSENT') { if (!present) addCopy(headers, name, value); }
-    else if (action === 'OVERWRITE_IF_EXISTS') { if (present) setCopy(headers, name, value); }
-    else setCopy(headers, name, value);
+    else if (action === 'ADD_IF_ABSENT') {
+      if (!present) addCopy(headers, name, value);
+    } else if (action === 'OVERWRITE_IF_EXISTS') {
+      if (present) setCopy(headers, name, value);
+    } else setCopy(headers, name, value);
   }
   for (const raw of ok.headers_to_remove ?? []) {
     const name = raw.toLowerCase();
@@ -195,7 +210,11 @@ export const HEADERS_TO_REMOVE = 'x-envoy-auth-headers-to-remove';
  * - no query parameter can be removed: the answer has no way to say so.
  * `answer` is the answer's header lines as received (values as bytes).
  */
-export function applyHttpServiceOk(r: EnvoyRequest, answer: HeaderList, config: AuthorizationResponseConfig): EnvoyRequest {
+export function applyHttpServiceOk(
+  r: EnvoyRequest,
+  answer: HeaderList,
+  config: AuthorizationResponseConfig,
+): EnvoyRequest {
   const headers: HeaderList = r.headers.map(([k, v]) => [k, v]);
   const set = config.allowed_upstream_headers?.patterns ?? [];
   const append = config.allowed_upstream_headers_to_append?.patterns ?? [];
@@ -204,7 +223,12 @@ export function applyHttpServiceOk(r: EnvoyRequest, answer: HeaderList, config: 
   for (const [rawName, value] of answer) {
     const name = rawName.toLowerCase();
     if (name === HEADERS_TO_REMOVE) {
-      toRemove.push(...value.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== ''));
+      toRemove.push(
+        ...value
+          .split(',')
+          .map((s) => s.trim().toLowerCase())
+          .filter((s) => s !== ''),
+      );
       continue;
     }
     if (matchesAny(set, name)) setCopy(headers, name, value);
@@ -257,7 +281,14 @@ export function applyExtProcMutation(
     if (raw && h.value) return 'Only one of value or raw_value in the HeaderValue message should be set.';
     const value = rawValues ? (raw ? Buffer.from(raw).toString('latin1') : '') : bytesOf(h.value ?? '');
     if (!validName(name) || /[\0\r\n]/.test(value)) return 'Invalid character in set_headers mutation.';
-    if (name === ':method' || name === ':authority' || name === ':scheme' || name === 'host' || name.startsWith('x-envoy')) continue;
+    if (
+      name === ':method' ||
+      name === ':authority' ||
+      name === ':scheme' ||
+      name === 'host' ||
+      name.startsWith('x-envoy')
+    )
+      continue;
     if (name === ':status' && !/^[1-5][0-9][0-9]$/.test(value)) return `Invalid :status ${value}`;
     if (o.append?.value === true) addCopy(headers, name, value);
     else setCopy(headers, name, value);

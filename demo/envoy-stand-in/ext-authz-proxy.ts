@@ -89,19 +89,32 @@ interface WireCheckResponse {
 }
 
 // Hop-by-hop headers a proxy never forwards (RFC 9110 §7.6.1).
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+]);
 
 export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAuthzProxy> {
   const maxRequestBytes = opts.maxRequestBytes ?? 1024 * 1024;
   const timeoutMs = opts.timeoutMs ?? 5000;
   const statusByName = httpStatusNames();
-  let authz: grpc.Client & Record<string, any> | undefined;
+  let authz: (grpc.Client & Record<string, any>) | undefined;
   let upstream: URL | undefined;
   const requests: ProxiedRequest[] = [];
   const upstreamAgent = new http.Agent({ keepAlive: true });
 
   const server = http.createServer((req, res) => {
-    const record: ProxiedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', checked: false, forwarded: false };
+    const record: ProxiedRequest = {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      checked: false,
+      forwarded: false,
+    };
     requests.push(record);
     const answer = (status: number, headers: Record<string, string | string[]>, body: string | Buffer) => {
       record.status = status;
@@ -119,7 +132,11 @@ export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAu
         const headers = requestHeaders(req);
         if (opts.allowPartialMessage) headers['x-envoy-auth-partial-body'] = String(partial);
         record.checked = true;
-        const check = await callCheck(authz, checkRequest(req, headers, seen, opts.packAsBytes === true), timeoutMs).catch(() => undefined);
+        const check = await callCheck(
+          authz,
+          checkRequest(req, headers, seen, opts.packAsBytes === true),
+          timeoutMs,
+        ).catch(() => undefined);
         if (!check) return answer(403, {}, '');
 
         const ok = check.ok_response;
@@ -128,12 +145,15 @@ export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAu
           const out: Record<string, string[]> = {};
           applyHeaderOptions(out, d?.headers ?? []);
           const code = d?.status?.code;
-          const status = code === undefined ? 403 : typeof code === 'number' ? code : statusByName.get(code) ?? 403;
+          const status = code === undefined ? 403 : typeof code === 'number' ? code : (statusByName.get(code) ?? 403);
           return answer(status || 403, out, d?.body ?? '');
         }
 
         // The allow applied as Envoy's ext_authz filter applies it (envoy-apply.ts).
-        const allowed = applyCheckOk({ path: req.url ?? '/', headers: Object.entries(headers).filter(([k]) => !k.startsWith(':')) }, ok);
+        const allowed = applyCheckOk(
+          { path: req.url ?? '/', headers: Object.entries(headers).filter(([k]) => !k.startsWith(':')) },
+          ok,
+        );
         const forward: Record<string, string[]> = {};
         for (const [k, v] of allowed.headers) (forward[k] ??= []).push(v);
         forward.host = [req.headers.host ?? upstream.host];
@@ -142,7 +162,12 @@ export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAu
 
         record.forwarded = true;
         const outgoing = Object.fromEntries(Object.entries(forward).map(([k, v]) => [k, v.length === 1 ? v[0]! : v]));
-        const target = { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, path: allowed.path };
+        const target = {
+          protocol: upstream.protocol,
+          hostname: upstream.hostname,
+          port: upstream.port,
+          path: allowed.path,
+        };
         const up = http.request({ ...target, method: req.method, headers: outgoing, agent: upstreamAgent }, (upRes) => {
           const out: Record<string, string[]> = {};
           for (let i = 0; i < upRes.rawHeaders.length; i += 2) {
@@ -250,9 +275,15 @@ function checkRequest(req: http.IncomingMessage, headers: Record<string, string>
   };
 }
 
-function callCheck(client: grpc.Client & Record<string, any>, req: unknown, timeoutMs: number): Promise<WireCheckResponse> {
+function callCheck(
+  client: grpc.Client & Record<string, any>,
+  req: unknown,
+  timeoutMs: number,
+): Promise<WireCheckResponse> {
   return new Promise((resolve, reject) => {
-    client.Check(req, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: WireCheckResponse) => (err ? reject(err) : resolve(res)));
+    client.Check(req, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: WireCheckResponse) =>
+      err ? reject(err) : resolve(res),
+    );
   });
 }
 
@@ -262,19 +293,29 @@ function applyHeaderOptions(target: Record<string, string[]>, options: HeaderOpt
     const key = o.header?.key?.toLowerCase();
     if (!key) continue;
     const value = o.header?.value ?? o.header?.raw_value?.toString('utf8') ?? '';
-    const action = o.append_action ?? (o.append?.value === true ? 'APPEND_IF_EXISTS_OR_ADD' : 'OVERWRITE_IF_EXISTS_OR_ADD');
+    const action =
+      o.append_action ?? (o.append?.value === true ? 'APPEND_IF_EXISTS_OR_ADD' : 'OVERWRITE_IF_EXISTS_OR_ADD');
     const present = target[key] !== undefined;
     switch (action) {
-      case 'APPEND_IF_EXISTS_OR_ADD': (target[key] ??= []).push(value); break;
-      case 'ADD_IF_ABSENT': if (!present) target[key] = [value]; break;
-      case 'OVERWRITE_IF_EXISTS': if (present) target[key] = [value]; break;
-      default: target[key] = [value];
+      case 'APPEND_IF_EXISTS_OR_ADD':
+        (target[key] ??= []).push(value);
+        break;
+      case 'ADD_IF_ABSENT':
+        if (!present) target[key] = [value];
+        break;
+      case 'OVERWRITE_IF_EXISTS':
+        if (present) target[key] = [value];
+        break;
+      default:
+        target[key] = [value];
     }
   }
 }
 
 /** envoy.type.v3.StatusCode names → numbers (proto-loader decodes enums as names). */
 function httpStatusNames(): Map<string, number> {
-  const def = packageDefinitions().authDef['envoy.type.v3.StatusCode'] as unknown as { type: { value: { name: string; number: number }[] } };
+  const def = packageDefinitions().authDef['envoy.type.v3.StatusCode'] as unknown as {
+    type: { value: { name: string; number: number }[] };
+  };
   return new Map(def.type.value.map((v) => [v.name, v.number]));
 }

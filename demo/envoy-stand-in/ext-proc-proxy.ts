@@ -191,26 +191,57 @@ type Answer =
   | { kind: 'skip' }
   | { kind: 'error'; status: number; details: string };
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
-const REAL_TIMERS: ProxyTimers = { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(h as NodeJS.Timeout) };
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+]);
+const REAL_TIMERS: ProxyTimers = {
+  set: (fn, ms) => setTimeout(fn, ms),
+  clear: (h) => clearTimeout(h as NodeJS.Timeout),
+};
 
-let loaded: { Client: grpc.ServiceClientConstructor; definition: grpc.ServiceDefinition; statusCodes: Map<string, number> } | undefined;
+let loaded:
+  | { Client: grpc.ServiceClientConstructor; definition: grpc.ServiceDefinition; statusCodes: Map<string, number> }
+  | undefined;
 
 /** The ExternalProcessor service from the official protos, for the proxy and for test processors. */
-export function extProcService(): { Client: grpc.ServiceClientConstructor; definition: grpc.ServiceDefinition; statusCodes: Map<string, number> } {
+export function extProcService(): {
+  Client: grpc.ServiceClientConstructor;
+  definition: grpc.ServiceDefinition;
+  statusCodes: Map<string, number>;
+} {
   if (!loaded) {
-    const def = protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs });
+    const def = protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', {
+      ...loaderOptions,
+      includeDirs: envoyIncludeDirs,
+    });
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const Client = (grpc.loadPackageDefinition(def) as any).envoy.service.ext_proc.v3.ExternalProcessor as grpc.ServiceClientConstructor;
+    const Client = (grpc.loadPackageDefinition(def) as any).envoy.service.ext_proc.v3
+      .ExternalProcessor as grpc.ServiceClientConstructor;
     const codes = def['envoy.type.v3.StatusCode'] as unknown as { type: { value: { name: string; number: number }[] } };
-    loaded = { Client, definition: Client.service, statusCodes: new Map(codes.type.value.map((v) => [v.name, v.number])) };
+    loaded = {
+      Client,
+      definition: Client.service,
+      statusCodes: new Map(codes.type.value.map((v) => [v.name, v.number])),
+    };
   }
   return loaded;
 }
 
 export async function startExtProcProxy(opts: ExtProcProxyOptions = {}): Promise<ExtProcProxy> {
   const config = {
-    mode: resolveMode({ request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE', ...opts.processingMode }),
+    mode: resolveMode({
+      request_header_mode: 'SEND',
+      response_header_mode: 'SEND',
+      request_body_mode: 'NONE',
+      response_body_mode: 'NONE',
+      ...opts.processingMode,
+    }),
     allowModeOverride: opts.allowModeOverride ?? false,
     messageTimeoutMs: opts.messageTimeoutMs ?? 200,
     maxMessageTimeoutMs: opts.maxMessageTimeoutMs ?? 0,
@@ -228,7 +259,15 @@ export async function startExtProcProxy(opts: ExtProcProxyOptions = {}): Promise
 
   const server = http.createServer((req, res) => {
     let finish!: () => void;
-    const record: ExtProcExchange = { method: req.method ?? 'GET', path: req.url ?? '/', forwarded: false, sent: [], received: [], reset: false, done: new Promise((r) => (finish = r)) };
+    const record: ExtProcExchange = {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      forwarded: false,
+      sent: [],
+      received: [],
+      reset: false,
+      done: new Promise((r) => (finish = r)),
+    };
     exchanges.push(record);
     res.on('close', finish);
     if (!client || !upstream) {
@@ -236,10 +275,13 @@ export async function startExtProcProxy(opts: ExtProcProxyOptions = {}): Promise
       return;
     }
     const stream = new ProcessorStream(client, config, record);
-    new Exchange(req, res, record, stream, upstream, upstreamAgent, config, statusCodes).run().catch((err: Error) => {
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end(`proxy error: ${err.message}`);
-      else res.destroy();
-    }).finally(() => stream.close());
+    new Exchange(req, res, record, stream, upstream, upstreamAgent, config, statusCodes)
+      .run()
+      .catch((err: Error) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end(`proxy error: ${err.message}`);
+        else res.destroy();
+      })
+      .finally(() => stream.close());
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -319,7 +361,9 @@ class ProcessorStream {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const call = (this.client as any).Process() as grpc.ClientDuplexStream<unknown, WireProcessingResponse>;
     call.on('data', (msg: WireProcessingResponse) => this.onMessage(msg));
-    call.on('error', (err: grpc.ServiceError) => this.fail(this.config.statusOnError, `ext_proc_error_gRPC_error_${err.code}`));
+    call.on('error', (err: grpc.ServiceError) =>
+      this.fail(this.config.statusOnError, `ext_proc_error_gRPC_error_${err.code}`),
+    );
     call.on('status', (s: grpc.StatusObject) => {
       // A clean close: Envoy goes on without the processor.
       if (s.code === grpc.status.OK) this.finish({ kind: 'skip' });
@@ -357,7 +401,10 @@ class ProcessorStream {
       head.resolve({ kind: 'error', status: this.config.statusOnError, details: 'spurious message' });
       return this.fail(this.config.statusOnError, 'spurious message');
     }
-    const answer: Answer = { kind: 'response', common: (msg[head.phase] as { response?: WireCommonResponse } | undefined)?.response ?? {} };
+    const answer: Answer = {
+      kind: 'response',
+      common: (msg[head.phase] as { response?: WireCommonResponse } | undefined)?.response ?? {},
+    };
     const headerPhase = head.phase === 'request_headers' || head.phase === 'response_headers';
     if (msg.mode_override && this.config.allowModeOverride && headerPhase) answer.override = msg.mode_override;
     if (this.waiting.length > 0) this.arm(this.config.messageTimeoutMs);
@@ -380,7 +427,9 @@ class ProcessorStream {
 
   private fail(status: number, details: string, timeout = false): void {
     if (this.over) return;
-    this.finish(this.config.failureModeAllow ? { kind: 'skip' } : { kind: 'error', status: timeout ? 504 : status, details });
+    this.finish(
+      this.config.failureModeAllow ? { kind: 'skip' } : { kind: 'error', status: timeout ? 504 : status, details },
+    );
     // Envoy closes a stream it stopped listening to.
     this.call?.cancel();
   }
@@ -423,7 +472,9 @@ class Exchange {
     let bodyReplaced = false;
 
     if (this.mode.request_header_mode !== 'SKIP') {
-      const a = await this.stream.ask('request_headers', { request_headers: { headers: this.headerMap(headers), end_of_stream: !hasBody } });
+      const a = await this.stream.ask('request_headers', {
+        request_headers: { headers: this.headerMap(headers), end_of_stream: !hasBody },
+      });
       if (!this.proceed(a)) return;
       if (a.kind === 'response') {
         if (a.override) this.applyOverride(a.override);
@@ -440,9 +491,17 @@ class Exchange {
 
     if (!this.complete && hasBody && !bodyReplaced) {
       const mode = this.mode.request_body_mode;
-      if (mode === 'STREAMED' || mode === 'BUFFERED_PARTIAL') return this.failure(500, `request_body_mode ${mode} is not reproduced by the test proxy`);
+      if (mode === 'STREAMED' || mode === 'BUFFERED_PARTIAL')
+        return this.failure(500, `request_body_mode ${mode} is not reproduced by the test proxy`);
       if (mode === 'BUFFERED') {
-        if (body.length > this.config.bufferLimitBytes) return this.localReply(413, Buffer.from('Payload Too Large'), undefined, undefined, 'request_payload_too_large');
+        if (body.length > this.config.bufferLimitBytes)
+          return this.localReply(
+            413,
+            Buffer.from('Payload Too Large'),
+            undefined,
+            undefined,
+            'request_payload_too_large',
+          );
         const a = await this.stream.ask('request_body', { request_body: { body, end_of_stream: true } });
         if (!this.proceed(a)) return;
         if (a.kind === 'response') {
@@ -458,16 +517,28 @@ class Exchange {
   private async forward(headers: HeaderList, body: Buffer): Promise<void> {
     const url = new URL(getHeader(headers, ':path') ?? '/', this.upstream);
     const out: Record<string, string | string[]> = {};
-    for (const [k, v] of headers) if (!k.startsWith(':') && !HOP_BY_HOP.has(k)) out[k] = k in out ? [...[out[k]!].flat(), v] : v;
+    for (const [k, v] of headers)
+      if (!k.startsWith(':') && !HOP_BY_HOP.has(k)) out[k] = k in out ? [...[out[k]!].flat(), v] : v;
     out.host = getHeader(headers, ':authority') ?? url.host;
     this.record.forwarded = true;
     const upRes = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const up = http.request(url, { method: getHeader(headers, ':method') ?? 'GET', headers: out, agent: this.agent }, resolve);
+      const up = http.request(
+        url,
+        { method: getHeader(headers, ':method') ?? 'GET', headers: out, agent: this.agent },
+        resolve,
+      );
       up.on('error', reject);
       this.res.on('close', () => up.destroy());
       up.end(body);
     }).catch(() => undefined);
-    if (!upRes) return this.localReply(503, Buffer.from('upstream connect error'), undefined, undefined, 'upstream_reset_before_response_started');
+    if (!upRes)
+      return this.localReply(
+        503,
+        Buffer.from('upstream connect error'),
+        undefined,
+        undefined,
+        'upstream_reset_before_response_started',
+      );
     await this.respond(upRes);
   }
 
@@ -478,12 +549,15 @@ class Exchange {
       const k = upRes.rawHeaders[i]!.toLowerCase();
       if (!HOP_BY_HOP.has(k)) headers.push([k, upRes.rawHeaders[i + 1]!]);
     }
-    const noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || getHeader(headers, 'content-length') === '0';
+    const noBody =
+      this.req.method === 'HEAD' || status === 204 || status === 304 || getHeader(headers, 'content-length') === '0';
     if (!this.complete && this.removesContentLength()) removeHeader(headers, 'content-length');
     let replaced: Buffer | undefined;
 
     if (!this.complete && this.mode.response_header_mode !== 'SKIP') {
-      const a = await this.stream.ask('response_headers', { response_headers: { headers: this.headerMap(headers), end_of_stream: noBody } });
+      const a = await this.stream.ask('response_headers', {
+        response_headers: { headers: this.headerMap(headers), end_of_stream: noBody },
+      });
       if (!this.proceed(a, upRes)) return;
       if (a.kind === 'response') {
         if (a.override) this.applyOverride(a.override);
@@ -503,7 +577,8 @@ class Exchange {
     const mode = this.complete || noBody ? 'NONE' : this.mode.response_body_mode;
     if (mode === 'BUFFERED') return this.bufferedBody(headers, upRes);
     if (mode === 'STREAMED') return this.streamedBody(headers, upRes);
-    if (mode === 'BUFFERED_PARTIAL') return this.failure(500, 'response_body_mode BUFFERED_PARTIAL is not reproduced by the test proxy', upRes);
+    if (mode === 'BUFFERED_PARTIAL')
+      return this.failure(500, 'response_body_mode BUFFERED_PARTIAL is not reproduced by the test proxy', upRes);
     this.writeHead(headers);
     upRes.pipe(this.res);
     await new Promise<void>((resolve) => upRes.on('end', resolve).on('error', () => resolve()));
@@ -511,11 +586,14 @@ class Exchange {
 
   private async bufferedBody(headers: HeaderList, upRes: http.IncomingMessage): Promise<void> {
     const body = await readAll(upRes, this.config.bufferLimitBytes);
-    if (body === undefined) return this.localReply(500, Buffer.alloc(0), undefined, undefined, 'response_payload_too_large');
+    if (body === undefined)
+      return this.localReply(500, Buffer.alloc(0), undefined, undefined, 'response_payload_too_large');
     const a = await this.stream.ask('response_body', { response_body: { body, end_of_stream: true } });
     if (!this.proceed(a)) return;
     if (a.kind === 'skip') return this.send(headers, body);
-    const err = this.mutate(headers, a.common.header_mutation, this.removesContentLength()) ?? contentLengthMismatch(headers, a.common);
+    const err =
+      this.mutate(headers, a.common.header_mutation, this.removesContentLength()) ??
+      contentLengthMismatch(headers, a.common);
     if (err) return this.failure(this.config.statusOnError, err);
     this.send(headers, mutatedBody(a.common, body) ?? body);
   }
@@ -532,7 +610,11 @@ class Exchange {
     const answers: { chunk: Buffer; answer: Promise<Answer>; last: boolean }[] = [];
     let wake: (() => void) | undefined;
     const push = (chunk: Buffer, last: boolean) => {
-      answers.push({ chunk, last, answer: this.stream.ask('response_body', { response_body: { body: chunk, end_of_stream: last } }) });
+      answers.push({
+        chunk,
+        last,
+        answer: this.stream.ask('response_body', { response_body: { body: chunk, end_of_stream: last } }),
+      });
       wake?.();
     };
     upRes.on('data', (c: Buffer) => push(c, false));
@@ -551,7 +633,10 @@ class Exchange {
       const a = await answer;
       let out = chunk;
       if (a.kind === 'immediate' || a.kind === 'error') {
-        this.record.localReply = a.kind === 'error' ? { status: a.status, details: a.details } : { status: statusOf(a.immediate, this.statusCodes), details: a.immediate.details ?? '' };
+        this.record.localReply =
+          a.kind === 'error'
+            ? { status: a.status, details: a.details }
+            : { status: statusOf(a.immediate, this.statusCodes), details: a.immediate.details ?? '' };
         return this.reset();
       }
       if (a.kind === 'response') out = mutatedBody(a.common, chunk) ?? chunk;
@@ -573,7 +658,13 @@ class Exchange {
     upRes?.resume();
     if (a.kind === 'immediate') {
       const im = a.immediate;
-      this.localReply(statusOf(im, this.statusCodes), im.body ?? Buffer.alloc(0), im.headers, im.grpc_status?.status, im.details ?? '');
+      this.localReply(
+        statusOf(im, this.statusCodes),
+        im.body ?? Buffer.alloc(0),
+        im.headers,
+        im.grpc_status?.status,
+        im.details ?? '',
+      );
     } else {
       this.failure(a.status, a.details);
     }
@@ -587,13 +678,23 @@ class Exchange {
   }
 
   /** Envoy's sendLocalReply: a reply of its own, or a reset once the response has started. */
-  private localReply(status: number, body: Buffer, mutation: WireHeaderMutation | undefined, grpcStatus: number | undefined, details: string): void {
+  private localReply(
+    status: number,
+    body: Buffer,
+    mutation: WireHeaderMutation | undefined,
+    grpcStatus: number | undefined,
+    details: string,
+  ): void {
     this.record.localReply = { status, details };
     if (this.res.headersSent) return this.reset();
     let headers: HeaderList;
     let payload = body;
     if (this.isGrpc) {
-      headers = [[':status', '200'], ['content-type', 'application/grpc'], ['grpc-status', String(grpcStatus ?? httpToGrpc(status))]];
+      headers = [
+        [':status', '200'],
+        ['content-type', 'application/grpc'],
+        ['grpc-status', String(grpcStatus ?? httpToGrpc(status))],
+      ];
       if (body.length) headers.push(['grpc-message', encodeURIComponent(body.toString('utf8'))]);
       payload = Buffer.alloc(0);
     } else {
@@ -627,24 +728,40 @@ class Exchange {
 
   private applyOverride(o: ProcessingMode): void {
     // DEFAULT header modes leave the current mode; body modes are always as given.
-    if (o.request_header_mode && o.request_header_mode !== 'DEFAULT') this.mode.request_header_mode = o.request_header_mode;
-    if (o.response_header_mode && o.response_header_mode !== 'DEFAULT') this.mode.response_header_mode = o.response_header_mode;
+    if (o.request_header_mode && o.request_header_mode !== 'DEFAULT')
+      this.mode.request_header_mode = o.request_header_mode;
+    if (o.response_header_mode && o.response_header_mode !== 'DEFAULT')
+      this.mode.response_header_mode = o.response_header_mode;
     this.mode.request_body_mode = o.request_body_mode ?? 'NONE';
     this.mode.response_body_mode = o.response_body_mode ?? 'NONE';
   }
 
   private removesContentLength(): boolean {
     const m = this.mode;
-    return m.response_body_mode === 'STREAMED' || m.response_body_mode === 'BUFFERED_PARTIAL' || (m.response_body_mode === 'BUFFERED' && m.response_header_mode === 'SKIP');
+    return (
+      m.response_body_mode === 'STREAMED' ||
+      m.response_body_mode === 'BUFFERED_PARTIAL' ||
+      (m.response_body_mode === 'BUFFERED' && m.response_header_mode === 'SKIP')
+    );
   }
 
   private headerMap(headers: HeaderList) {
     // Values are bytes (Latin-1 text, as node:http hands them over): raw_value carries them as they are.
-    return { headers: headers.map(([key, v]) => (this.config.rawValues ? { key, raw_value: Buffer.from(v, 'latin1') } : { key, value: Buffer.from(v, 'latin1').toString('utf8') })) };
+    return {
+      headers: headers.map(([key, v]) =>
+        this.config.rawValues
+          ? { key, raw_value: Buffer.from(v, 'latin1') }
+          : { key, value: Buffer.from(v, 'latin1').toString('utf8') },
+      ),
+    };
   }
 
   /** Applies a HeaderMutation as Envoy's ext_proc filter does (envoy-apply.ts); returns an error text when Envoy would fail. */
-  private mutate(headers: HeaderList, m: WireHeaderMutation | undefined, skipContentLength: boolean): string | undefined {
+  private mutate(
+    headers: HeaderList,
+    m: WireHeaderMutation | undefined,
+    skipContentLength: boolean,
+  ): string | undefined {
     return applyExtProcMutation(headers, m, { rawValues: this.config.rawValues, skipContentLength });
   }
 }
@@ -732,7 +849,12 @@ function readAll(stream: http.IncomingMessage, limit = Infinity): Promise<Buffer
  * long enough that a loaded machine cannot fail a test by being slow.
  */
 export const RECOMMENDED_EXT_PROC: ExtProcProxyOptions = {
-  processingMode: { request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'NONE' },
+  processingMode: {
+    request_header_mode: 'SEND',
+    response_header_mode: 'SEND',
+    request_body_mode: 'BUFFERED',
+    response_body_mode: 'NONE',
+  },
   allowModeOverride: true,
   failureModeAllow: false,
   messageTimeoutMs: 30_000,

@@ -18,12 +18,19 @@ import { endpointChallenge } from './challenge.js';
 import { extractCredential, type CredentialPlan, type CredentialSettings, type Extracted } from './credentials.js';
 import type { KeyRegistry } from './key-registry.js';
 import type { TokenVerifier } from './oauth/token-verifier.js';
-import { headerLabel, methodLabels, SUPPORTED_BEARER, supportedMethods, type MethodLabels } from './supported-methods.js';
+import {
+  headerLabel,
+  methodLabels,
+  SUPPORTED_BEARER,
+  supportedMethods,
+  type MethodLabels,
+} from './supported-methods.js';
 import { WorkloadIdentities } from './workload-identity.js';
 
 export { headerLabel, SUPPORTED_BEARER };
 
-const COOKIE_CROSS_SITE = 'The session cookie is used only on same-site requests from a page on an origin this endpoint allows (allowedOrigins); send the request from such a page, or send a bearer token';
+const COOKIE_CROSS_SITE =
+  'The session cookie is used only on same-site requests from a page on an origin this endpoint allows (allowedOrigins); send the request from such a page, or send a bearer token';
 
 /** How one endpoint (or the unknown-endpoint case) authenticates, precomputed. */
 interface ModePlan {
@@ -124,7 +131,12 @@ export class ModeAuthenticator implements Authenticator {
         const workload = plan.mtls ? this.workloads.identify(request) : undefined;
         if (workload?.kind === 'ok') return authenticated(workload.principal, found);
         if (workload?.kind === 'bad') return this.invalid(plan, request, false, workload.detail, workload.why);
-        return { ok: false, detail: 'credential_missing', why: 'no credential in the request', deny: this.missing(plan, request) };
+        return {
+          ok: false,
+          detail: 'credential_missing',
+          why: 'no credential in the request',
+          deny: this.missing(plan, request),
+        };
       }
       case 'bad':
         return this.invalid(plan, request, credential.token, credential.detail, credential.why);
@@ -132,12 +144,25 @@ export class ModeAuthenticator implements Authenticator {
         const record = this.opts.keys.current.lookup(hashApiKey(credential.key));
         if (record === undefined) {
           return keyShape(credential.key) === 'bad_checksum'
-            ? this.invalid(plan, request, false, 'key_bad_checksum', "the API key's checksum does not match: a typo or a truncated key")
+            ? this.invalid(
+                plan,
+                request,
+                false,
+                'key_bad_checksum',
+                "the API key's checksum does not match: a typo or a truncated key",
+              )
             : this.invalid(plan, request, false, 'key_unknown', 'no registered API key has this hash');
         }
-        if (record.disabled) return this.invalid(plan, request, false, 'key_disabled', `API key "${record.id}" is disabled`);
+        if (record.disabled)
+          return this.invalid(plan, request, false, 'key_disabled', `API key "${record.id}" is disabled`);
         if (this.now() >= record.expiresAtMs) {
-          return this.invalid(plan, request, false, 'key_expired', `API key "${record.id}" expired at ${new Date(record.expiresAtMs).toISOString()}`);
+          return this.invalid(
+            plan,
+            request,
+            false,
+            'key_expired',
+            `API key "${record.id}" expired at ${new Date(record.expiresAtMs).toISOString()}`,
+          );
         }
         this.opts.events.apiKeyUsed?.(record.id);
         return authenticated(record.principal, found);
@@ -148,13 +173,25 @@ export class ModeAuthenticator implements Authenticator {
         // Never a failure that counts towards the lockout: a page on another site must not be
         // able to lock a user out by making their browser send their cookie.
         const refused = this.cookieRefused(plan, request);
-        if (refused !== undefined) return { ok: false, detail: 'cookie_cross_site', why: refused, deny: this.missing(plan, request, COOKIE_CROSS_SITE) };
+        if (refused !== undefined)
+          return {
+            ok: false,
+            detail: 'cookie_cross_site',
+            why: refused,
+            deny: this.missing(plan, request, COOKIE_CROSS_SITE),
+          };
         return this.verifyToken(plan, request, credential.token, found, true);
       }
     }
   }
 
-  private async verifyToken(plan: ModePlan, request: Request, token: string, found: Extracted, fromCookie: boolean): Promise<AuthResult> {
+  private async verifyToken(
+    plan: ModePlan,
+    request: Request,
+    token: string,
+    found: Extracted,
+    fromCookie: boolean,
+  ): Promise<AuthResult> {
     const result = await this.opts.verifier!.verify(token, plan.audiences);
     if (!result.ok) return this.invalid(plan, request, !fromCookie, result.detail, result.why);
     return authenticated(fromCookie ? cookiePrincipal(result.principal) : result.principal, found, token);
@@ -172,10 +209,11 @@ export class ModeAuthenticator implements Authenticator {
     }
     const origin = this.opts.origins?.verdict(request.headers, plan.endpoint!) ?? 'absent';
     if (origin === 'allowed') return undefined;
-    if (origin === 'absent' && (request.method === 'GET' || request.method === 'HEAD') && site?.[0] === 'same-origin') return undefined;
+    if (origin === 'absent' && (request.method === 'GET' || request.method === 'HEAD') && site?.[0] === 'same-origin')
+      return undefined;
     return origin === 'absent'
       ? 'no Origin: only a same-origin GET (Sec-Fetch-Site: same-origin) may authenticate by cookie without one'
-      : 'the Origin is not one of the endpoint\'s allowedOrigins';
+      : "the Origin is not one of the endpoint's allowedOrigins";
   }
 
   private missing(plan: ModePlan, request: Request, description = plan.missingDescription): Deny {
@@ -186,18 +224,31 @@ export class ModeAuthenticator implements Authenticator {
     });
   }
 
-  private invalid(plan: ModePlan, request: Request, token: boolean, detail: AuthFailureDetail, why: string): AuthResult {
+  private invalid(
+    plan: ModePlan,
+    request: Request,
+    token: boolean,
+    detail: AuthFailureDetail,
+    why: string,
+  ): AuthResult {
     const fixed = token ? plan.invalidTokenDeny : plan.invalidDeny;
     if (fixed) return { ok: false, detail, why, deny: fixed };
     const headers: HeaderToSet[] = [];
     if (plan.challenges) {
-      headers.push((token ? plan.invalidTokenChallenge : plan.plainChallenge) ?? this.challengeFor(plan, request, token));
+      headers.push(
+        (token ? plan.invalidTokenChallenge : plan.plainChallenge) ?? this.challengeFor(plan, request, token),
+      );
     }
     return { ok: false, detail, why, deny: deny(plan.invalidCode, plan.invalidDescription, { headers }) };
   }
 
   private challengeFor(plan: ModePlan, request: Request | undefined, invalidToken: boolean): HeaderToSet {
-    const value = endpointChallenge(this.challengeSettings, plan.endpoint!, request, invalidToken ? { error: 'invalid_token' } : {});
+    const value = endpointChallenge(
+      this.challengeSettings,
+      plan.endpoint!,
+      request,
+      invalidToken ? { error: 'invalid_token' } : {},
+    );
     return { name: 'www-authenticate', value, append: false };
   }
 
@@ -209,16 +260,24 @@ export class ModeAuthenticator implements Authenticator {
     const plan: ModePlan = {
       endpoint: e,
       open: !apiKey && !oauth && !mtls && cookie === undefined,
-      credentials: { keys: apiKey, tokens: oauth, queryKeys, bearerIsKey: apiKey && !oauth, ...(cookie ? { cookie } : {}) },
+      credentials: {
+        keys: apiKey,
+        tokens: oauth,
+        queryKeys,
+        bearerIsKey: apiKey && !oauth,
+        ...(cookie ? { cookie } : {}),
+      },
       mtls,
       audiences: e.resource ? [...new Set([e.resource, ...this.issuerAudiences])] : this.issuerAudiences,
       missingDescription: `Authentication required via ${alternatives([oauth && 'OAuth bearer token', apiKey && 'API key', cookie !== undefined && 'session cookie', mtls && 'mTLS workload identity'])}`,
       supportedMethods: Object.freeze(supportedMethods(e.auth, labels)),
       invalidCode,
       invalidDescription:
-        invalidCode === 'invalid_token' ? 'The provided OAuth token is invalid or has expired.'
-        : invalidCode === 'invalid_api_key' ? 'The provided API key is invalid or expired'
-        : 'Authentication failed. Invalid credentials provided.',
+        invalidCode === 'invalid_token'
+          ? 'The provided OAuth token is invalid or has expired.'
+          : invalidCode === 'invalid_api_key'
+            ? 'The provided API key is invalid or expired'
+            : 'Authentication failed. Invalid credentials provided.',
       // API-key-only endpoints never send a Bearer challenge: it would start an OAuth loop in clients such as the MCP Inspector.
       challenges: oauth,
       plainChallenge: undefined,
@@ -240,14 +299,25 @@ export class ModeAuthenticator implements Authenticator {
 function fixDenies(plan: ModePlan): void {
   if (plan.open || (plan.challenges && plan.plainChallenge === undefined)) return;
   const plain = plan.plainChallenge ? [plan.plainChallenge] : [];
-  plan.missingDeny = fixedDeny('authentication_required', plan.missingDescription, { headers: plain, extra: { supported_methods: plan.supportedMethods } });
+  plan.missingDeny = fixedDeny('authentication_required', plan.missingDescription, {
+    headers: plain,
+    extra: { supported_methods: plan.supportedMethods },
+  });
   plan.invalidDeny = fixedDeny(plan.invalidCode, plan.invalidDescription, { headers: plain });
-  plan.invalidTokenDeny = fixedDeny(plan.invalidCode, plan.invalidDescription, { headers: plan.invalidTokenChallenge ? [plan.invalidTokenChallenge] : [] });
+  plan.invalidTokenDeny = fixedDeny(plan.invalidCode, plan.invalidDescription, {
+    headers: plan.invalidTokenChallenge ? [plan.invalidTokenChallenge] : [],
+  });
 }
 
 /** An authenticated result; the session cookie, when present, is removed and the other cookies kept. */
 function authenticated(principal: Principal, found: Extracted, subjectToken?: string): AuthResult {
-  const ok = { ok: true as const, principal, credentialHeaders: found.headers, credentialQueryParams: found.params, subjectToken };
+  const ok = {
+    ok: true as const,
+    principal,
+    credentialHeaders: found.headers,
+    credentialQueryParams: found.params,
+    subjectToken,
+  };
   if (found.cookiesLeft === undefined) return ok;
   if (found.cookiesLeft === '') return { ...ok, credentialHeaders: [...found.headers, 'cookie'] };
   return { ...ok, credentialHeaderRewrites: [{ name: 'cookie', value: found.cookiesLeft, append: false }] };

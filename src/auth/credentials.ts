@@ -63,8 +63,15 @@ export function extractCredential(request: Request, plan: CredentialPlan, s: Cre
   // The key header.
   if (keyValues !== undefined && plan.keys) {
     const v = keyValues.length === 1 ? keyValues[0]!.trim() : undefined;
-    if (v === undefined || v.includes(',')) st.bad ??= { kind: 'bad', detail: 'key_repeated', token: false, why: `the ${s.keyHeaderLabel} header is repeated` };
-    else if (v === '') st.bad ??= { kind: 'bad', detail: 'key_empty', token: false, why: `the ${s.keyHeaderLabel} header is empty` };
+    if (v === undefined || v.includes(','))
+      st.bad ??= {
+        kind: 'bad',
+        detail: 'key_repeated',
+        token: false,
+        why: `the ${s.keyHeaderLabel} header is repeated`,
+      };
+    else if (v === '')
+      st.bad ??= { kind: 'bad', detail: 'key_empty', token: false, why: `the ${s.keyHeaderLabel} header is empty` };
     else offerKey(st, v, 'header', s.keyHeaderLabel);
   }
 
@@ -74,23 +81,53 @@ export function extractCredential(request: Request, plan: CredentialPlan, s: Cre
   let authBad: Credential | undefined;
   if (authValues !== undefined) {
     headers.push('authorization');
-    if (authValues.length > 1 && (plan.keys || plan.tokens)) authBad = { kind: 'bad', detail: 'authorization_repeated', token: plan.tokens, why: 'the Authorization header is repeated' };
+    if (authValues.length > 1 && (plan.keys || plan.tokens))
+      authBad = {
+        kind: 'bad',
+        detail: 'authorization_repeated',
+        token: plan.tokens,
+        why: 'the Authorization header is repeated',
+      };
     for (const raw of authValues) {
       const bearerAt = bearerValueStart(raw);
       if (bearerAt < 0 || (!plan.keys && !plan.tokens)) continue;
       const value = raw.slice(bearerAt).trim();
       const asKey = plan.keys && (plan.bearerIsKey || value.startsWith(API_KEY_PREFIX));
       if (value === '') {
-        authBad ??= { kind: 'bad', detail: 'bearer_empty', token: !asKey && plan.tokens, why: 'the Authorization header has the Bearer scheme but no value' };
+        authBad ??= {
+          kind: 'bad',
+          detail: 'bearer_empty',
+          token: !asKey && plan.tokens,
+          why: 'the Authorization header has the Bearer scheme but no value',
+        };
       } else if (value.includes(',') || value.includes(' ')) {
-        authBad ??= { kind: 'bad', detail: 'bearer_several_values', token: !asKey && plan.tokens, why: 'the Authorization header holds more than one value' };
+        authBad ??= {
+          kind: 'bad',
+          detail: 'bearer_several_values',
+          token: !asKey && plan.tokens,
+          why: 'the Authorization header holds more than one value',
+        };
         // Whatever else it holds, a second API key in it is two keys in one request.
-        if (plan.keys) for (const part of value.split(/[\s,]+/)) if (part.startsWith(API_KEY_PREFIX)) offerKey(st, part, 'bearer', 'Authorization');
+        if (plan.keys)
+          for (const part of value.split(/[\s,]+/))
+            if (part.startsWith(API_KEY_PREFIX)) offerKey(st, part, 'bearer', 'Authorization');
       } else if (asKey) {
         offerKey(st, value, 'bearer', 'Authorization');
       } else if (plan.tokens) {
-        if (value.length > s.maxTokenBytes) authBad ??= { kind: 'bad', detail: 'token_too_large', token: true, why: `the bearer token is ${value.length} bytes, above oauth.maxTokenBytes (${s.maxTokenBytes})` };
-        else if (!looksLikeJwt(value)) authBad ??= { kind: 'bad', detail: 'token_not_jwt', token: true, why: 'the bearer token is not a JWT (expected three base64url segments separated by ".")' };
+        if (value.length > s.maxTokenBytes)
+          authBad ??= {
+            kind: 'bad',
+            detail: 'token_too_large',
+            token: true,
+            why: `the bearer token is ${value.length} bytes, above oauth.maxTokenBytes (${s.maxTokenBytes})`,
+          };
+        else if (!looksLikeJwt(value))
+          authBad ??= {
+            kind: 'bad',
+            detail: 'token_not_jwt',
+            token: true,
+            why: 'the bearer token is not a JWT (expected three base64url segments separated by ".")',
+          };
         else if (authValues.length === 1) token = value;
       }
     }
@@ -104,11 +141,17 @@ export function extractCredential(request: Request, plan: CredentialPlan, s: Cre
     params.push(name);
     if (!plan.keys) continue;
     if (!plan.queryKeys) {
-      st.bad ??= { kind: 'bad', detail: 'key_in_query_not_enabled', token: false, why: `API keys in the query string are not accepted on this endpoint (auth.queryParamKeys is off); send the ${s.keyHeaderLabel} header` };
+      st.bad ??= {
+        kind: 'bad',
+        detail: 'key_in_query_not_enabled',
+        token: false,
+        why: `API keys in the query string are not accepted on this endpoint (auth.queryParamKeys is off); send the ${s.keyHeaderLabel} header`,
+      };
       continue;
     }
     for (const v of values) {
-      if (v === '') st.bad ??= { kind: 'bad', detail: 'key_empty', token: false, why: `the ${name} query parameter is empty` };
+      if (v === '')
+        st.bad ??= { kind: 'bad', detail: 'key_empty', token: false, why: `the ${name} query parameter is empty` };
       else offerKey(st, v, 'query', name);
     }
   }
@@ -119,14 +162,27 @@ export function extractCredential(request: Request, plan: CredentialPlan, s: Cre
   let cookiesLeft: string | undefined;
   if (plan.cookie !== undefined) {
     const found = findCookie(request.headers.cookie, plan.cookie);
-    if (found.kind === 'ambiguous') st.bad ??= { kind: 'bad', detail: 'cookie_ambiguous', token: false, why: found.why };
+    if (found.kind === 'ambiguous')
+      st.bad ??= { kind: 'bad', detail: 'cookie_ambiguous', token: false, why: found.why };
     else if (found.kind === 'malformed') {
       cookiesLeft = found.rest;
       cookie = { kind: 'bad', detail: 'cookie_malformed', token: false, why: found.why };
     } else if (found.kind === 'found') {
       cookiesLeft = found.rest;
-      if (found.value.length > s.maxTokenBytes) cookie = { kind: 'bad', detail: 'token_too_large', token: false, why: `the ${plan.cookie.name} cookie is ${found.value.length} bytes, above oauth.maxTokenBytes (${s.maxTokenBytes})` };
-      else if (!looksLikeJwt(found.value)) cookie = { kind: 'bad', detail: 'token_not_jwt', token: false, why: `the ${plan.cookie.name} cookie is not a JWT (expected three base64url segments separated by ".")` };
+      if (found.value.length > s.maxTokenBytes)
+        cookie = {
+          kind: 'bad',
+          detail: 'token_too_large',
+          token: false,
+          why: `the ${plan.cookie.name} cookie is ${found.value.length} bytes, above oauth.maxTokenBytes (${s.maxTokenBytes})`,
+        };
+      else if (!looksLikeJwt(found.value))
+        cookie = {
+          kind: 'bad',
+          detail: 'token_not_jwt',
+          token: false,
+          why: `the ${plan.cookie.name} cookie is not a JWT (expected three base64url segments separated by ".")`,
+        };
       else cookie = { kind: 'cookie', token: found.value };
     }
   }

@@ -13,8 +13,16 @@ export const DEMO_KEY_HASHES: readonly string[] = [
 /** Whether a listen address is reachable from this machine only: loopback hosts and Unix sockets. */
 export function isLocalOnly(address: string): boolean {
   if (address.startsWith('unix:') || address.startsWith('/')) return true;
-  const host = address.replace(/:\d+$/, '').replace(/^\[|\]$/g, '').toLowerCase();
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || /^::ffff:127\./.test(host);
+  const host = address
+    .replace(/:\d+$/, '')
+    .replace(/^\[|\]$/g, '')
+    .toLowerCase();
+  return (
+    host === 'localhost' ||
+    host === '::1' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) ||
+    /^::ffff:127\./.test(host)
+  );
 }
 
 export interface DemoKeyWarning {
@@ -39,7 +47,9 @@ export function demoKeyWarning(registry: KeyRegistry, listen: ListenAddresses): 
     return r ? [r.id] : [];
   });
   // The listening addresses only (listen also holds the socket files' mode).
-  const exposed = [listen.grpc, listen.http, listen.extAuthzHttp].filter((a): a is string => a !== undefined && !isLocalOnly(a));
+  const exposed = [listen.grpc, listen.http, listen.extAuthzHttp].filter(
+    (a): a is string => a !== undefined && !isLocalOnly(a),
+  );
   if (keys.length === 0 || exposed.length === 0) return undefined;
   return {
     keys,

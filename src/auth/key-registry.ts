@@ -95,7 +95,10 @@ function toRecord(e: ApiKeyEntry, shared: SharedLists, at: number): ApiKeyRecord
 /** A keys file (or the merged entries) that cannot be used; `problems` name each bad field. */
 export class KeysFileError extends Error {
   readonly code = 'ERR_KEYS_FILE';
-  constructor(readonly source: string, readonly problems: string[]) {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
     super(`invalid API keys in ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
@@ -155,13 +158,20 @@ function parseWithSchema(text: string, source: string): ApiKeyEntry[] {
   }
   const parsed = KeysFileSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new KeysFileError(source, parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`));
+    throw new KeysFileError(
+      source,
+      parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`),
+    );
   }
   return parsed.data.keys;
 }
 
 /** Builds a registry from the file's entries and the config's, refusing duplicate ids or hashes. */
-export function buildKeyRegistry(fileEntries: readonly ApiKeyEntry[], inline: readonly ApiKeyEntry[], source: string): KeyRegistry {
+export function buildKeyRegistry(
+  fileEntries: readonly ApiKeyEntry[],
+  inline: readonly ApiKeyEntry[],
+  source: string,
+): KeyRegistry {
   const b = new RegistryBuilder();
   for (const e of fileEntries) b.add(e);
   return b.finish(inline, source);
@@ -176,7 +186,11 @@ export function loadKeyRegistry(content: Buffer, inline: readonly ApiKeyEntry[],
  * The same, yielding to the event loop between steps of a few thousand keys: a reload of
  * a million keys takes seconds of CPU, and Checks are answered between its steps.
  */
-export async function loadKeyRegistryInSteps(content: Buffer, inline: readonly ApiKeyEntry[], source: string): Promise<KeyRegistry> {
+export async function loadKeyRegistryInSteps(
+  content: Buffer,
+  inline: readonly ApiKeyEntry[],
+  source: string,
+): Promise<KeyRegistry> {
   const steps = keyRegistrySteps(content, inline, source);
   for (;;) {
     const r = steps.next();
@@ -186,7 +200,11 @@ export async function loadKeyRegistryInSteps(content: Buffer, inline: readonly A
 }
 
 /** Entries go from the reader straight into the registry: no list of the whole file is held. */
-function* keyRegistrySteps(content: Buffer, inline: readonly ApiKeyEntry[], source: string): Generator<void, KeyRegistry> {
+function* keyRegistrySteps(
+  content: Buffer,
+  inline: readonly ApiKeyEntry[],
+  source: string,
+): Generator<void, KeyRegistry> {
   let b = new RegistryBuilder();
   const fast = yield* fastSteps(content, (e) => b.add(e));
   if (!fast) {
@@ -219,7 +237,11 @@ class RegistryBuilder {
   finish(inline: readonly ApiKeyEntry[], source: string): KeyRegistry {
     this.fileCount = this.count;
     for (const e of inline) this.add(e);
-    if (this.repeats.length) throw new KeysFileError(source, this.repeats.flatMap((r) => this.problems(r)));
+    if (this.repeats.length)
+      throw new KeysFileError(
+        source,
+        this.repeats.flatMap((r) => this.problems(r)),
+      );
     return new KeyRegistry(this.byHash);
   }
 
@@ -231,7 +253,10 @@ class RegistryBuilder {
       for (const x of this.repeats) if (!x.id && x.entry.id === r.entry.id && x.at < first) first = x.at;
       out.push(`${this.where(r.at)}.id: duplicate key id "${r.entry.id}" (also at ${this.where(first)})`);
     }
-    if (r.hash) out.push(`${this.where(r.at)}.sha256: the same key is registered twice (also at ${this.where(this.byHash.get(r.entry.sha256)!.at)})`);
+    if (r.hash)
+      out.push(
+        `${this.where(r.at)}.sha256: the same key is registered twice (also at ${this.where(this.byHash.get(r.entry.sha256)!.at)})`,
+      );
     return out;
   }
 

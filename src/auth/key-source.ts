@@ -7,7 +7,13 @@ import { readSource, WatchedFile, type ReloadResult } from '../config/watched-fi
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { demoKeyWarning, type ListenAddresses } from './demo-keys.js';
-import { buildKeyRegistry, KeyRegistry, KeysFileError, loadKeyRegistry, loadKeyRegistryInSteps } from './key-registry.js';
+import {
+  buildKeyRegistry,
+  KeyRegistry,
+  KeysFileError,
+  loadKeyRegistry,
+  loadKeyRegistryInSteps,
+} from './key-registry.js';
 
 export interface KeySourceOptions {
   file: string | undefined;
@@ -34,13 +40,22 @@ export class KeySource {
       try {
         source = readSource(file);
       } catch (err) {
-        throw new KeysFileError(file, [`cannot read the keys file (apiKeys.file): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+        throw new KeysFileError(file, [
+          `cannot read the keys file (apiKeys.file): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        ]);
       }
       const content = (s: { content: Buffer | undefined }) => s.content ?? Buffer.alloc(0);
       // A reload yields to Checks between steps; the keys in force answer until it is done.
       const build = (s: { content: Buffer | undefined }) => loadKeyRegistryInSteps(content(s), inline, file);
       const initial = loadKeyRegistry(content(source), inline, file);
-      this.file = new WatchedFile({ path: file, build, pollIntervalMs: opts.pollIntervalMs, log: opts.logger, what: 'the keys file', initial: { value: initial, digest: source.digest } });
+      this.file = new WatchedFile({
+        path: file,
+        build,
+        pollIntervalMs: opts.pollIntervalMs,
+        log: opts.logger,
+        what: 'the keys file',
+        initial: { value: initial, digest: source.digest },
+      });
       this.file.onReload((r) => this.reloaded(file, r));
       if (opts.watch) this.file.start();
     }
@@ -76,8 +91,15 @@ export class KeySource {
       return;
     }
     const err = r.error as NodeJS.ErrnoException;
-    const problems = r.unreadable ? [`cannot read the keys file: ${err.code ?? err.message}`] : err instanceof KeysFileError ? err.problems : [err.message];
-    logger.warn({ keys_file: file, problems, keys: this.current.size }, 'API keys reload failed; the previous keys stay in force');
+    const problems = r.unreadable
+      ? [`cannot read the keys file: ${err.code ?? err.message}`]
+      : err instanceof KeysFileError
+        ? err.problems
+        : [err.message];
+    logger.warn(
+      { keys_file: file, problems, keys: this.current.size },
+      'API keys reload failed; the previous keys stay in force',
+    );
     events.keysReload?.('failure', this.current.size);
   }
 }

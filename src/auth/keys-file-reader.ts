@@ -295,7 +295,8 @@ function plainSafe(v: string, flow: boolean): boolean {
   const c = v[0]!;
   if (c === ' ') return false;
   if (',[]{}#&*!|>\'"%@`'.includes(c)) return false;
-  if ((c === '-' || c === '?' || c === ':') && (v.length === 1 || v[1] === ' ' || (flow && ',[]{}'.includes(v[1]!)))) return false;
+  if ((c === '-' || c === '?' || c === ':') && (v.length === 1 || v[1] === ' ' || (flow && ',[]{}'.includes(v[1]!))))
+    return false;
   if (v.includes(': ') || v.endsWith(':') || v.includes(' #')) return false;
   if (flow && /[,[\]{}]/.test(v)) return false;
   return true;
@@ -340,7 +341,14 @@ function hasDuplicateMember(text: string): boolean {
         else j++;
       }
       let k = j + 1;
-      while (k < text.length && (text.charCodeAt(k) === 32 || text.charCodeAt(k) === 10 || text.charCodeAt(k) === 13 || text.charCodeAt(k) === 9)) k++;
+      while (
+        k < text.length &&
+        (text.charCodeAt(k) === 32 ||
+          text.charCodeAt(k) === 10 ||
+          text.charCodeAt(k) === 13 ||
+          text.charCodeAt(k) === 9)
+      )
+        k++;
       if (text.charCodeAt(k) === 58) {
         const raw = text.slice(i, j + 1);
         const name = escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1);

@@ -33,7 +33,10 @@ export class OAuthDiscovery implements DirectResponder {
   /** supported_methods of the endpoints of one virtual host, for documents about no endpoint. */
   private readonly hostMethods = new Map<VirtualHost, { methods: string[]; oauth: boolean }>();
 
-  constructor(private readonly config: Config, private readonly endpoints: EndpointRegistry) {
+  constructor(
+    private readonly config: Config,
+    private readonly endpoints: EndpointRegistry,
+  ) {
     this.metadata = new ProtectedResourceMetadata(config, endpoints);
     this.labels = methodLabels(config);
   }
@@ -59,7 +62,11 @@ export class OAuthDiscovery implements DirectResponder {
     }
     const about = trimSlashes(unpublished!.about);
     const e = about === '' ? undefined : this.endpoints.match(about, request.host);
-    return this.notPublished(`mcp-authz is not an OAuth authorization server: no ${unpublished!.title} is published at ${path}.`, e, request);
+    return this.notPublished(
+      `mcp-authz is not an OAuth authorization server: no ${unpublished!.title} is published at ${path}.`,
+      e,
+      request,
+    );
   }
 
   private notPublished(what: string, e: Endpoint | undefined, request: DirectRequest): Deny {
@@ -84,7 +91,8 @@ export class OAuthDiscovery implements DirectResponder {
       // Session cookies and mTLS peers are methods too: "no credential" or "an API key" would send the client the wrong way.
       const methods = supportedMethods(e.auth, this.labels);
       if (methods.length === 0) return `${at} needs no credential.`;
-      if (this.onlyKeys(methods)) return `${at} authenticates with an API key, not OAuth: send it in the ${this.labels.key}.`;
+      if (this.onlyKeys(methods))
+        return `${at} authenticates with an API key, not OAuth: send it in the ${this.labels.key}.`;
       return `${at} does not use OAuth: it authenticates with ${methods.join(' or ')}.`;
     }
     const metadata = resourceMetadataUrl(publicBase(this.config.publicBaseUrl, request), e);
@@ -104,7 +112,10 @@ export class OAuthDiscovery implements DirectResponder {
       for (const e of vhost.endpoints) for (const m of supportedMethods(e.auth, this.labels)) methods.add(m);
       const oauth = methods.has(SUPPORTED_BEARER);
       // Bearer first, as on a 401.
-      found = { methods: oauth ? [SUPPORTED_BEARER, ...[...methods].filter((m) => m !== SUPPORTED_BEARER)] : [...methods], oauth };
+      found = {
+        methods: oauth ? [SUPPORTED_BEARER, ...[...methods].filter((m) => m !== SUPPORTED_BEARER)] : [...methods],
+        oauth,
+      };
       this.hostMethods.set(vhost, found);
     }
     return found;

@@ -16,7 +16,10 @@ export class ProtectedResourceMetadata implements DirectResponder {
   /** Precomputed bodies when publicBaseUrl fixes every URL. */
   private readonly fixed = new Map<Endpoint | 'root', string>();
 
-  constructor(private readonly config: Config, private readonly endpoints: EndpointRegistry) {
+  constructor(
+    private readonly config: Config,
+    private readonly endpoints: EndpointRegistry,
+  ) {
     this.issuers = config.oauth.issuers.map((i) => i.issuer);
     const scopes = new Set<string>();
     for (const e of endpoints.all) if (e.auth.oauth) for (const s of e.scopes) scopes.add(s);
@@ -29,7 +32,8 @@ export class ProtectedResourceMetadata implements DirectResponder {
 
   answer(request: DirectRequest): Answer | Deny | undefined {
     const path = request.path;
-    if (!path.startsWith(PROTECTED_RESOURCE_PATH) || (request.method !== 'GET' && request.method !== 'HEAD')) return undefined;
+    if (!path.startsWith(PROTECTED_RESOURCE_PATH) || (request.method !== 'GET' && request.method !== 'HEAD'))
+      return undefined;
     let suffix = path.slice(PROTECTED_RESOURCE_PATH.length);
     if (suffix !== '' && suffix.charCodeAt(0) !== 47) return undefined; // "/.well-known/oauth-protected-resourceX" is not ours
     while (suffix.endsWith('/')) suffix = suffix.slice(0, -1);
@@ -59,5 +63,8 @@ function found(body: string): Answer {
 }
 
 function notFound(path: string): Deny {
-  return deny('not_found', `No OAuth protected resource metadata is published at ${path}: it exists for the root and for each OAuth-enabled endpoint's path.`);
+  return deny(
+    'not_found',
+    `No OAuth protected resource metadata is published at ${path}: it exists for the root and for each OAuth-enabled endpoint's path.`,
+  );
 }

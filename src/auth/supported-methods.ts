@@ -25,7 +25,11 @@ export function methodLabels(config: Config): MethodLabels {
 
 /** The credentials an endpoint reads, bearer token first, then keys, the session cookie, the mTLS peer; empty for an endpoint without authentication. */
 export function supportedMethods(auth: Endpoint['auth'], labels: MethodLabels): string[] {
-  const keys = !auth.apiKey ? [] : auth.queryParamKeys && labels.queryConfigured ? [labels.key, labels.query] : [labels.key];
+  const keys = !auth.apiKey
+    ? []
+    : auth.queryParamKeys && labels.queryConfigured
+      ? [labels.key, labels.query]
+      : [labels.key];
   return [
     ...(auth.oauth ? [SUPPORTED_BEARER] : []),
     ...keys,

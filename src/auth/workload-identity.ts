@@ -44,11 +44,15 @@ function identify(peerPrincipal: string, certificate: string): WorkloadResult {
     const fromCert = certificateUri(certificate);
     if (typeof fromCert !== 'string') return fromCert;
     if (id === '') id = fromCert;
-    else if (fromCert !== id) return bad('peer_certificate_invalid', 'the peer certificate\'s URI SAN is not the peer principal Envoy reported');
+    else if (fromCert !== id)
+      return bad('peer_certificate_invalid', "the peer certificate's URI SAN is not the peer principal Envoy reported");
   }
   const spiffe = parseSpiffeId(id);
   if (spiffe === undefined) {
-    return bad('peer_not_spiffe', 'the mTLS peer\'s identity is not the SPIFFE ID of a workload (spiffe://<trust domain>/<path>)');
+    return bad(
+      'peer_not_spiffe',
+      "the mTLS peer's identity is not the SPIFFE ID of a workload (spiffe://<trust domain>/<path>)",
+    );
   }
   const principal: Principal = Object.freeze({
     authenticated: true,
@@ -73,7 +77,11 @@ function certificateUri(encoded: string): string | WorkloadResult {
   }
   // Node lists SANs as "URI:…, DNS:…", quoting any value with a "," or quote; a SPIFFE ID has neither.
   const uris = (cert.subjectAltName ?? '').split(', ').filter((san) => san.startsWith('URI:'));
-  if (uris.length !== 1) return bad('peer_certificate_invalid', `the peer certificate carries ${uris.length} URI SANs; an X.509 SVID carries exactly one`);
+  if (uris.length !== 1)
+    return bad(
+      'peer_certificate_invalid',
+      `the peer certificate carries ${uris.length} URI SANs; an X.509 SVID carries exactly one`,
+    );
   return uris[0]!.slice('URI:'.length);
 }
 

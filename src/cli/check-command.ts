@@ -41,10 +41,22 @@ export interface CapturedCheckRequest {
   checkRequest: Uint8Array;
 }
 
-export async function explain(loaded: LoadedConfig, sample: SampleRequest | CapturedCheckRequest, request: ExplainRequest = {}): Promise<Record<string, unknown>> {
-  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false, tracing: false, upstreamCredentials: false });
+export async function explain(
+  loaded: LoadedConfig,
+  sample: SampleRequest | CapturedCheckRequest,
+  request: ExplainRequest = {},
+): Promise<Record<string, unknown>> {
+  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), {
+    watch: false,
+    sharedLimits: false,
+    tracing: false,
+    upstreamCredentials: false,
+  });
   try {
-    const trace = 'checkRequest' in sample ? await runCheck(rt, readCheckRequest, sample.checkRequest) : await runCheck(rt, toRequest, sampleToWire(sample));
+    const trace =
+      'checkRequest' in sample
+        ? await runCheck(rt, readCheckRequest, sample.checkRequest)
+        : await runCheck(rt, toRequest, sampleToWire(sample));
     const { outcome: o, ctx, policy, decisionId } = trace;
     return {
       decision: o.kind,
@@ -52,7 +64,12 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest | Capt
       reason: o.allow ? o.reason : o.code,
       body: o.allow ? undefined : safeJson(responseBody(o)),
       headers: o.allow
-        ? { set: o.headers, remove: o.headersToRemove, removeQueryParams: o.queryParamsToRemove, response: o.responseHeaders }
+        ? {
+            set: o.headers,
+            remove: o.headersToRemove,
+            removeQueryParams: o.queryParamsToRemove,
+            response: o.responseHeaders,
+          }
         : { set: o.headers },
       endpoint: ctx?.endpoint?.name ?? null,
       principal: ctx?.principal ?? null,
@@ -73,11 +90,15 @@ export async function explain(loaded: LoadedConfig, sample: SampleRequest | Capt
             ...(request.trace ? { explain: traceOf(loaded, policy, request.rego) } : {}),
           }
         : request.trace
-          ? { explain: { evaluated: false, why: `decided before the policy was asked: ${o.allow ? o.reason : o.code}` } }
+          ? {
+              explain: { evaluated: false, why: `decided before the policy was asked: ${o.allow ? o.reason : o.code}` },
+            }
           : null,
       notReady: rt.notReady(),
       checkResponse: toCheckResponse(o, decisionId),
-      ...(request.response ? { response: explainResponse(rt, trace, request.response.text, request.response.type) } : {}),
+      ...(request.response
+        ? { response: explainResponse(rt, trace, request.response.text, request.response.type) }
+        : {}),
     };
   } finally {
     await rt.close();
@@ -90,7 +111,14 @@ function traceOf(loaded: LoadedConfig, policy: PolicyRecord, rego: string | unde
   // opa evaluates what the policy evaluated (with raw credentials: their values, over stdin);
   // what it prints has every credential string replaced.
   const credentials = policy.credentials;
-  return explainPolicy(loaded.config, source.dir, credentials?.input() ?? policy.input, policy.result, 'full', credentials?.strings() ?? []);
+  return explainPolicy(
+    loaded.config,
+    source.dir,
+    credentials?.input() ?? policy.input,
+    policy.result,
+    'full',
+    credentials?.strings() ?? [],
+  );
 }
 
 function deniedArgument(result: unknown): unknown {

@@ -27,7 +27,15 @@ export interface ConfigReport {
   policy: { revision: string; source: string } | null;
   tracing: string | null;
   /** The certificate the ports serve (tls.*File), when any port serves TLS. */
-  tls: { subject: string; subjectAltName: string | null; notAfter: string; grpc: string; http: string; extAuthzHttp: string | null; clientCaFile: string | null } | null;
+  tls: {
+    subject: string;
+    subjectAltName: string | null;
+    notAfter: string;
+    grpc: string;
+    http: string;
+    extAuthzHttp: string | null;
+    clientCaFile: string | null;
+  } | null;
   problems: ConfigProblem[];
   /** Loads, but should not be served like this (the public demo keys beyond loopback). */
   warnings: string[];
@@ -42,7 +50,16 @@ export interface ConfigCheck {
 
 /** The report of a config that did not even parse (ConfigError's problems). */
 export function invalidConfigReport(file: string | undefined, problems: readonly string[]): ConfigReport {
-  return { ok: false, config: { file: file ?? null, endpoints: [] }, apiKeys: null, policy: null, tracing: null, tls: null, problems: problems.map((message) => ({ part: 'config', message })), warnings: [] };
+  return {
+    ok: false,
+    config: { file: file ?? null, endpoints: [] },
+    apiKeys: null,
+    policy: null,
+    tracing: null,
+    tls: null,
+    problems: problems.map((message) => ({ part: 'config', message })),
+    warnings: [],
+  };
 }
 
 export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
@@ -81,8 +98,18 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
       const files = new TlsFiles({ config: config.tls!, logger: silentLogger(), events: {}, watch: false });
       const m = files.current;
       const t = config.tls!;
-      report.tls = { subject: m.subject.replace(/\n/g, ', '), subjectAltName: m.subjectAltName ?? null, notAfter: m.notAfter.toISOString(), grpc: t.grpc, http: t.http, extAuthzHttp: config.listen.extAuthzHttp !== undefined ? t.extAuthzHttp : null, clientCaFile: t.clientCaFile ?? null };
-      lines.push(`TLS: ${m.subject.replace(/\n/g, ', ')} (${m.subjectAltName ?? 'no subjectAltName'}), expires ${m.notAfter.toISOString()}; gRPC ${t.grpc}, HTTP ${t.http}${config.listen.extAuthzHttp !== undefined ? `, HTTP authorization ${t.extAuthzHttp}` : ''}${t.clientCaFile ? `; client CA ${t.clientCaFile}` : ''}`);
+      report.tls = {
+        subject: m.subject.replace(/\n/g, ', '),
+        subjectAltName: m.subjectAltName ?? null,
+        notAfter: m.notAfter.toISOString(),
+        grpc: t.grpc,
+        http: t.http,
+        extAuthzHttp: config.listen.extAuthzHttp !== undefined ? t.extAuthzHttp : null,
+        clientCaFile: t.clientCaFile ?? null,
+      };
+      lines.push(
+        `TLS: ${m.subject.replace(/\n/g, ', ')} (${m.subjectAltName ?? 'no subjectAltName'}), expires ${m.notAfter.toISOString()}; gRPC ${t.grpc}, HTTP ${t.http}${config.listen.extAuthzHttp !== undefined ? `, HTTP authorization ${t.extAuthzHttp}` : ''}${t.clientCaFile ? `; client CA ${t.clientCaFile}` : ''}`,
+      );
       await files.close();
     } catch (err) {
       if (err instanceof TlsFilesError) return fail('tls', `TLS: ${err.message}`, err.message);
@@ -110,7 +137,9 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
   try {
     const from = config.apiKeys.file ?? 'the config';
     report.apiKeys = { count: keys ?? 0, file: config.apiKeys.file ?? null, inline: config.apiKeys.keys.length };
-    lines.push(`API keys: ${keys ?? 0} from ${from}${config.apiKeys.keys.length ? ` (${config.apiKeys.keys.length} inline)` : ''}`);
+    lines.push(
+      `API keys: ${keys ?? 0} from ${from}${config.apiKeys.keys.length ? ` (${config.apiKeys.keys.length} inline)` : ''}`,
+    );
     const demo = demoKeysLoaded(loaded);
     if (demo) {
       report.warnings.push(demo);
@@ -134,7 +163,14 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
 /** The demo-key warning serve would log, from the same registry code. */
 function demoKeysLoaded(loaded: LoadedConfig): string | undefined {
   const { apiKeys, listen } = loaded.config;
-  const source = new KeySource({ file: apiKeys.file, inline: apiKeys.keys, pollIntervalMs: apiKeys.pollIntervalMs, logger: silentLogger(), events: {}, watch: false });
+  const source = new KeySource({
+    file: apiKeys.file,
+    inline: apiKeys.keys,
+    pollIntervalMs: apiKeys.pollIntervalMs,
+    logger: silentLogger(),
+    events: {},
+    watch: false,
+  });
   try {
     return demoKeyWarning(source.current, listen)?.message;
   } finally {

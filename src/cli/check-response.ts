@@ -16,11 +16,20 @@ export function responseFormOf(text: string, flag: ResponseTypeFlag): ResponseFo
   return first === '{' || first === '[' ? 'json' : 'sse';
 }
 
-export function explainResponse(rt: Runtime, trace: CheckTrace, text: string, flag: ResponseTypeFlag): Record<string, unknown> {
+export function explainResponse(
+  rt: Runtime,
+  trace: CheckTrace,
+  text: string,
+  flag: ResponseTypeFlag,
+): Record<string, unknown> {
   const o = trace.outcome;
   if (!o.allow) return { evaluated: false, why: `the request is not allowed (${o.code}): nothing would be listed` };
   const calls = listCallsOf(trace.ctx?.parsedBody);
-  if (calls === undefined) return { evaluated: false, why: 'the request has no list call (tools/list, prompts/list, resources/list, resources/templates/list with an id): its response passes untouched' };
+  if (calls === undefined)
+    return {
+      evaluated: false,
+      why: 'the request has no list call (tools/list, prompts/list, resources/list, resources/templates/list with an id): its response passes untouched',
+    };
   const form = responseFormOf(text, flag);
   let listed: ListTrace | undefined;
   const observer = rt.observer;
@@ -42,10 +51,19 @@ export function explainResponse(rt: Runtime, trace: CheckTrace, text: string, fl
       listCalls: Object.fromEntries([...calls].map(([id, method]) => [String(id), method])),
       result: listed?.result ?? 'filtered',
       ...(listed?.reason !== undefined ? { reason: listed.reason, why: listed.detail } : {}),
-      items: (list.visibility.decisions ?? []).map((d) => ({ method: d.method, item: d.key, call: d.call ?? null, visible: d.visible })),
+      items: (list.visibility.decisions ?? []).map((d) => ({
+        method: d.method,
+        item: d.key,
+        call: d.call ?? null,
+        visible: d.visible,
+      })),
       lists: listed?.methods ?? [],
       dryRun: list.visibility.dryRun,
-      policy: (listed?.policy ?? []).map((p) => ({ revision: p.revision, items: p.items, durationMs: p.durationNs / 1e6 })),
+      policy: (listed?.policy ?? []).map((p) => ({
+        revision: p.revision,
+        items: p.items,
+        durationMs: p.durationNs / 1e6,
+      })),
       body,
     };
   } finally {

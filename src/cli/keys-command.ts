@@ -1,7 +1,17 @@
 // `mcp-authz keys create`: a new API key, printed once, and the registry entry (hash only)
 // to paste into the keys file — or appended to it with --append.
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMap, isSeq, parseDocument, stringify, YAMLSeq } from 'yaml';
@@ -39,8 +49,17 @@ export function createKey(o: CreateKeyOptions): CreatedKey {
   if (o.expires !== undefined) raw.expiresAt = o.expires;
   const parsed = ApiKeyEntrySchema.safeParse(raw);
   if (!parsed.success) {
-    const flag: Record<string, string> = { id: '--id', userId: '--user', role: '--role', permissions: '--permission', expiresAt: '--expires', name: '--name' };
-    throw new Error(parsed.error.issues.map((i) => `${flag[String(i.path[0])] ?? String(i.path[0])}: ${i.message}`).join('\n'));
+    const flag: Record<string, string> = {
+      id: '--id',
+      userId: '--user',
+      role: '--role',
+      permissions: '--permission',
+      expiresAt: '--expires',
+      name: '--name',
+    };
+    throw new Error(
+      parsed.error.issues.map((i) => `${flag[String(i.path[0])] ?? String(i.path[0])}: ${i.message}`).join('\n'),
+    );
   }
   const entry = parsed.data;
   if (!entry.disabled) delete (entry as Partial<ApiKeyEntry>).disabled;
@@ -59,7 +78,10 @@ export function appendToKeysFile(file: string, entry: ApiKeyEntry): { created: b
   const text = created ? 'keys: []\n' : readFileSync(path, 'utf8');
   const existing = parseKeysFile(text, path); // throws KeysFileError naming every bad entry
   const clash = existing.find((k) => k.id === entry.id || k.sha256.toLowerCase() === entry.sha256);
-  if (clash) throw new KeysFileError(path, [`an entry with id ${JSON.stringify(clash.id)} ${clash.id === entry.id ? 'already exists (choose another --id)' : 'already has this hash'}`]);
+  if (clash)
+    throw new KeysFileError(path, [
+      `an entry with id ${JSON.stringify(clash.id)} ${clash.id === entry.id ? 'already exists (choose another --id)' : 'already has this hash'}`,
+    ]);
 
   const out = text.trimStart().startsWith('{') ? appendJson(text, entry) : appendYaml(text, entry, path);
   parseKeysFile(out, path); // what is written must load
@@ -148,10 +170,17 @@ export function keysCommand(args: string[], out: (s: string) => void, now: () =>
   }
   const appended = values.append !== undefined ? appendToKeysFile(values.append, created.entry) : undefined;
   if (values.json) {
-    out(JSON.stringify({ ...created, ...(values.append !== undefined ? { appendedTo: resolve(values.append) } : {}) }, null, 2) + '\n');
+    out(
+      JSON.stringify(
+        { ...created, ...(values.append !== undefined ? { appendedTo: resolve(values.append) } : {}) },
+        null,
+        2,
+      ) + '\n',
+    );
     return 0;
   }
-  const publicNote = created.entry.userId === undefined ? 'No --user: a public key (it cannot reach private endpoints).\n' : '';
+  const publicNote =
+    created.entry.userId === undefined ? 'No --user: a public key (it cannot reach private endpoints).\n' : '';
   if (appended) {
     out(
       `New API key for "${created.entry.name}" (shown only now; mcp-authz keeps only its SHA-256):\n\n` +
@@ -172,6 +201,10 @@ export function keysCommand(args: string[], out: (s: string) => void, now: () =>
 }
 
 function slug(name: string): string {
-  const s = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40);
+  const s = name
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40);
   return s || 'key';
 }

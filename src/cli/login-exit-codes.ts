@@ -23,7 +23,10 @@ export function loginExitTable(): string {
     ['0', 'logged in: the access token is on standard output'],
     ['1', 'an unexpected error (the message says what)'],
     ['2', 'a usage error: a missing or malformed option'],
-    ...(Object.entries(LOGIN_EXIT_CODES) as [LoginFailureCode, number][]).map(([code, n]): [string, string] => [String(n), `${code}: ${LOGIN_FAILURES[code]}`]),
+    ...(Object.entries(LOGIN_EXIT_CODES) as [LoginFailureCode, number][]).map(([code, n]): [string, string] => [
+      String(n),
+      `${code}: ${LOGIN_FAILURES[code]}`,
+    ]),
   ];
   return rows.map(([n, text]) => `  ${n.padStart(2)}  ${text}`).join('\n');
 }

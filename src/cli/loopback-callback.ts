@@ -52,7 +52,11 @@ export async function listenForCallback(port: number): Promise<CallbackListener>
   });
   const answer = (res: ServerResponse, ok: boolean, message: string) =>
     new Promise<void>((resolve) => {
-      res.writeHead(ok ? 200 : 400, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
+      res.writeHead(ok ? 200 : 400, {
+        'content-type': 'text/html; charset=utf-8',
+        'cache-control': 'no-store',
+        connection: 'close',
+      });
       res.end(resultPage(ok, message), () => resolve());
     }).then(close);
   const close = () =>
@@ -62,8 +66,20 @@ export async function listenForCallback(port: number): Promise<CallbackListener>
     });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') reject(new LoginFailure('port_in_use', `port ${port} on 127.0.0.1 is in use: free it, choose another with --port, or leave --port out to let the system pick one`));
-      else if (err.code === 'EACCES') reject(new LoginFailure('port_in_use', `not allowed to listen on 127.0.0.1:${port}: choose a port above 1023 with --port`));
+      if (err.code === 'EADDRINUSE')
+        reject(
+          new LoginFailure(
+            'port_in_use',
+            `port ${port} on 127.0.0.1 is in use: free it, choose another with --port, or leave --port out to let the system pick one`,
+          ),
+        );
+      else if (err.code === 'EACCES')
+        reject(
+          new LoginFailure(
+            'port_in_use',
+            `not allowed to listen on 127.0.0.1:${port}: choose a port above 1023 with --port`,
+          ),
+        );
       else reject(err);
     });
     server.listen(port, '127.0.0.1', () => resolve());

@@ -14,7 +14,6 @@ import { defaultWorkers } from '../server/cpu-quota.js';
 import { tracingSettings } from '../tracing/settings.js';
 import { LOG_LEVELS, USAGE, version } from './usage.js';
 
-
 export interface MainOptions {
   /** Passed to buildRuntime in every process `serve` starts (tests inject phase doubles here). */
   runtime?: BuildOptions;
@@ -22,7 +21,10 @@ export interface MainOptions {
 
 /** A mistake on the command line: its message and the command's usage, exit code 2. */
 class UsageError extends Error {
-  constructor(message: string, readonly usage: string) {
+  constructor(
+    message: string,
+    readonly usage: string,
+  ) {
     super(message);
   }
 }
@@ -71,16 +73,34 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
 }
 
 /** node:util parseArgs, with its "Unknown option" and missing-value errors turned into usage errors. */
-function parse<T extends NonNullable<Parameters<typeof parseArgs>[0]>['options']>(args: string[], options: T, usage: string) {
+function parse<T extends NonNullable<Parameters<typeof parseArgs>[0]>['options']>(
+  args: string[],
+  options: T,
+  usage: string,
+) {
   try {
-    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } } as T & { help: { type: 'boolean'; short: 'h' } }, strict: true, allowPositionals: false }).values;
+    return parseArgs({
+      args,
+      options: { ...options, help: { type: 'boolean', short: 'h' } } as T & { help: { type: 'boolean'; short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    }).values;
   } catch (err) {
     throw new UsageError((err as Error).message, usage);
   }
 }
 
 async function serve(args: string[], options: MainOptions): Promise<number> {
-  const values = parse(args, { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' }, json: { type: 'boolean' }, workers: { type: 'string', short: 'w' } }, USAGE.serve);
+  const values = parse(
+    args,
+    {
+      config: { type: 'string', short: 'c' },
+      'check-config': { type: 'boolean' },
+      json: { type: 'boolean' },
+      workers: { type: 'string', short: 'w' },
+    },
+    USAGE.serve,
+  );
   if (values.help) {
     process.stdout.write(USAGE.serve);
     return 0;
@@ -102,8 +122,14 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
     const { runPrimary } = await import('../server/cluster-primary.js');
     return runPrimary(loaded, { workers, logger });
   }
-  const [{ startService }, { buildRuntime }] = await Promise.all([import('../server/service.js'), import('../pipeline/build-runtime.js')]);
-  const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options.runtime) });
+  const [{ startService }, { buildRuntime }] = await Promise.all([
+    import('../server/service.js'),
+    import('../pipeline/build-runtime.js'),
+  ]);
+  const service = await startService(loaded, {
+    logger,
+    buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options.runtime),
+  });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutting down: draining in-flight Checks');
@@ -132,7 +158,9 @@ async function checkConfigCommand(file: string, json: boolean): Promise<number> 
     return report.ok ? 0 : 1;
   }
   const result = await checkConfig(loadConfigFile(file));
-  (result.ok ? process.stdout : process.stderr).write(`${result.lines.join('\n')}\n${result.ok ? 'configuration is valid: serve would start with all of the above\n' : 'configuration is NOT ready: serve would not decide requests (see above)\n'}`);
+  (result.ok ? process.stdout : process.stderr).write(
+    `${result.lines.join('\n')}\n${result.ok ? 'configuration is valid: serve would start with all of the above\n' : 'configuration is NOT ready: serve would not decide requests (see above)\n'}`,
+  );
   return result.ok ? 0 : 1;
 }
 
@@ -149,7 +177,8 @@ function logLevel(): string {
 function parseWorkers(v: string | undefined): number {
   if (v === undefined) return defaultWorkers();
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new UsageError(`--workers expects a whole number from 1 to 1024, got ${JSON.stringify(v)}`, USAGE.serve);
+  if (!Number.isInteger(n) || n < 1 || n > 1024)
+    throw new UsageError(`--workers expects a whole number from 1 to 1024, got ${JSON.stringify(v)}`, USAGE.serve);
   return n;
 }
 
@@ -179,24 +208,39 @@ async function check(args: string[]): Promise<number> {
     process.stdout.write(USAGE.check);
     return 0;
   }
-  const stdinFlags = (['body', 'response', 'peer-certificate', 'check-request', 'bearer'] as const).filter((f) => values[f] === '-' || values[f] === '@-');
-  if (stdinFlags.length > 1) throw new UsageError(`only one flag can read standard input; got - for ${stdinFlags.map((f) => `--${f}`).join(' and ')}`, USAGE.check);
+  const stdinFlags = (['body', 'response', 'peer-certificate', 'check-request', 'bearer'] as const).filter(
+    (f) => values[f] === '-' || values[f] === '@-',
+  );
+  if (stdinFlags.length > 1)
+    throw new UsageError(
+      `only one flag can read standard input; got - for ${stdinFlags.map((f) => `--${f}`).join(' and ')}`,
+      USAGE.check,
+    );
   const captured = values['check-request'] as string | undefined;
   if (captured !== undefined) {
     // The captured request carries the method, path, headers, body and peer: the flags that build one do not mix with it.
-    const clash = (['path', 'host', 'source', 'peer-principal', 'peer-certificate', 'header', 'body', 'bearer'] as const).filter((f) => values[f] !== undefined);
-    if (clash.length > 0) throw new UsageError(`--check-request is the whole request; drop ${clash.map((f) => `--${f}`).join(', ')}`, USAGE.check);
+    const clash = (
+      ['path', 'host', 'source', 'peer-principal', 'peer-certificate', 'header', 'body', 'bearer'] as const
+    ).filter((f) => values[f] !== undefined);
+    if (clash.length > 0)
+      throw new UsageError(
+        `--check-request is the whole request; drop ${clash.map((f) => `--${f}`).join(', ')}`,
+        USAGE.check,
+      );
   } else if (!values.path) {
     throw new UsageError('check needs --path (or --check-request)', USAGE.check);
   }
-  if (values.rego !== undefined && !values.explain) throw new UsageError('--rego is the policy source for --explain', USAGE.check);
+  if (values.rego !== undefined && !values.explain)
+    throw new UsageError('--rego is the policy source for --explain', USAGE.check);
   const responseType = values['response-type'] as string;
-  if (!['auto', 'json', 'sse'].includes(responseType)) throw new UsageError(`--response-type expects json, sse or auto, got ${JSON.stringify(responseType)}`, USAGE.check);
+  if (!['auto', 'json', 'sse'].includes(responseType))
+    throw new UsageError(`--response-type expects json, sse or auto, got ${JSON.stringify(responseType)}`, USAGE.check);
   const loaded = loadConfigFile((values.config as string | undefined) ?? QUICKSTART_CONFIG);
   const { explain, parseHeaderFlag, readBodyFlag } = await import('./check-command.js');
   const headers = ((values.header as string[] | undefined) ?? []).map(parseHeaderFlag);
   if (values.bearer !== undefined) {
-    if (headers.some(([name]) => name.toLowerCase() === 'authorization')) throw new UsageError('--bearer sets the Authorization header: drop -H authorization', USAGE.check);
+    if (headers.some(([name]) => name.toLowerCase() === 'authorization'))
+      throw new UsageError('--bearer sets the Authorization header: drop -H authorization', USAGE.check);
     const { readBearer } = await import('./token-file.js');
     const bearer = readBearer(values.bearer as string);
     if (bearer.warning) process.stderr.write(`mcp-authz check: ${bearer.warning}\n`);
@@ -210,20 +254,26 @@ async function check(args: string[]): Promise<number> {
   }
   const result = await explain(
     loaded,
-    checkRequest ? { checkRequest } : {
-      method: values.method as string,
-      path: values.path as string,
-      headers,
-      ...(values.host !== undefined ? { host: values.host as string } : {}),
-      ...(values.source !== undefined ? { sourceAddress: values.source as string } : {}),
-      ...(values['peer-principal'] !== undefined ? { peerPrincipal: values['peer-principal'] as string } : {}),
-      ...(values['peer-certificate'] !== undefined ? { peerCertificatePem: readBodyFlag(values['peer-certificate'] as string)! } : {}),
-      ...(values.body !== undefined ? { body: readBodyFlag(values.body as string)! } : {}),
-    },
+    checkRequest
+      ? { checkRequest }
+      : {
+          method: values.method as string,
+          path: values.path as string,
+          headers,
+          ...(values.host !== undefined ? { host: values.host as string } : {}),
+          ...(values.source !== undefined ? { sourceAddress: values.source as string } : {}),
+          ...(values['peer-principal'] !== undefined ? { peerPrincipal: values['peer-principal'] as string } : {}),
+          ...(values['peer-certificate'] !== undefined
+            ? { peerCertificatePem: readBodyFlag(values['peer-certificate'] as string)! }
+            : {}),
+          ...(values.body !== undefined ? { body: readBodyFlag(values.body as string)! } : {}),
+        },
     {
       trace: Boolean(values.explain),
       ...(values.rego !== undefined ? { rego: values.rego as string } : {}),
-      ...(values.response !== undefined ? { response: { text: readBodyFlag(values.response as string)!, type: responseType as ResponseTypeFlag } } : {}),
+      ...(values.response !== undefined
+        ? { response: { text: readBodyFlag(values.response as string)!, type: responseType as ResponseTypeFlag } }
+        : {}),
     },
   );
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
@@ -289,7 +339,8 @@ async function keys(args: string[]): Promise<number> {
     return keysCommand(args, (s) => process.stdout.write(s));
   } catch (err) {
     // parseArgs' own errors ("Unknown option") are usage errors; the rest say what is wrong.
-    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) throw new UsageError((err as Error).message, USAGE.keys);
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
+      throw new UsageError((err as Error).message, USAGE.keys);
     throw err;
   }
 }

@@ -9,8 +9,14 @@ import { existsSync } from 'node:fs';
  * separator; a program's path as it is, else split at whitespace into a command and its
  * arguments (no quoting), with `%s` standing for the URL or the URL appended.
  */
-export function browserCommand(url: string, env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): [string, string[]] {
-  const first = env.BROWSER?.split(platform === 'win32' ? ';' : ':').map((c) => c.trim()).find(Boolean);
+export function browserCommand(
+  url: string,
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+): [string, string[]] {
+  const first = env.BROWSER?.split(platform === 'win32' ? ';' : ':')
+    .map((c) => c.trim())
+    .find(Boolean);
   if (first) {
     if (existsSync(first)) return [first, [url]]; // a path with spaces in it
     const [command, ...args] = first.split(/\s+/);

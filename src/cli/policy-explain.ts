@@ -45,11 +45,20 @@ export interface PolicyExplanation {
  * opa's trace of the policy on `input`. `secrets`: the request's credential strings, when the
  * input carries them (policy.rawCredentials): replaced in everything returned.
  */
-export function explainPolicy(config: Config, source: string, input: unknown, serviceResult: unknown, mode = 'full', secrets: readonly string[] = []): PolicyExplanation {
+export function explainPolicy(
+  config: Config,
+  source: string,
+  input: unknown,
+  serviceResult: unknown,
+  mode = 'full',
+  secrets: readonly string[] = [],
+): PolicyExplanation {
   const entrypoint = config.policy?.entrypoint ?? 'mcp/authz/decision';
   const query = `data.${entrypoint.split('/').join('.')}`;
   // The data the service hands the policy besides the source's own data files.
-  const endpoints = Object.fromEntries(new EndpointRegistry(config.endpoints).all.map(({ metadataPath: _m, ...e }) => [e.name, e]));
+  const endpoints = Object.fromEntries(
+    new EndpointRegistry(config.endpoints).all.map(({ metadataPath: _m, ...e }) => [e.name, e]),
+  );
   const work = mkdtempSync(join(tmpdir(), 'mcp-authz-explain-'));
   try {
     const dataFile = join(work, 'service-data.json');
@@ -59,23 +68,37 @@ export function explainPolicy(config: Config, source: string, input: unknown, se
     const opa = opaBinary();
     const run = (args: string[]) => {
       try {
-        return execFileSync(opa, args, { input: inputText, encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['pipe', 'pipe', 'pipe'] });
+        return execFileSync(opa, args, {
+          input: inputText,
+          encoding: 'utf8',
+          maxBuffer: 64 << 20,
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
       } catch (err) {
         const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
-        if (e.code === 'ENOENT') throw new Error(`--explain needs opa: run scripts/install-tools.sh opa, put opa on PATH or set OPA (${opa} not found)`);
-        throw new Error(`opa eval on ${source} failed: ${scrubText((e.stderr || e.stdout || e.message).trim(), secrets)}`);
+        if (e.code === 'ENOENT')
+          throw new Error(
+            `--explain needs opa: run scripts/install-tools.sh opa, put opa on PATH or set OPA (${opa} not found)`,
+          );
+        throw new Error(
+          `opa eval on ${source} failed: ${scrubText((e.stderr || e.stdout || e.message).trim(), secrets)}`,
+        );
       }
     };
-    const evaluated = JSON.parse(run([...base, '--format', 'json', query])) as { result?: { expressions?: { value?: unknown }[] }[] };
+    const evaluated = JSON.parse(run([...base, '--format', 'json', query])) as {
+      result?: { expressions?: { value?: unknown }[] }[];
+    };
     const result = scrubJson(evaluated.result?.[0]?.expressions?.[0]?.value ?? null, secrets);
-    const lines = scrubText(run([...base, '--format', 'pretty', `--explain=${mode}`, query]), secrets).replace(/\n+$/, '').split('\n');
+    const lines = scrubText(run([...base, '--format', 'pretty', `--explain=${mode}`, query]), secrets)
+      .replace(/\n+$/, '')
+      .split('\n');
     // The pretty output ends with the result, given above as `result`: keep the trace lines.
     let end = lines.length;
     while (end > 0 && !TRACE_LINE.test(lines[end - 1]!)) end--;
     const trace = lines.slice(0, end);
     return {
       source,
-      command: `opa eval --ignore '*_test.rego' -d ${source} -d service-data.json --stdin-input --format pretty --explain=${mode} ${query} < input.json  (service-data.json: the config's policy.data and endpoints; input.json: policy.input${secrets.length > 0 ? ' with the credential headers\' values, which policy.rawCredentials gives the policy and this output never shows' : ''})`,
+      command: `opa eval --ignore '*_test.rego' -d ${source} -d service-data.json --stdin-input --format pretty --explain=${mode} ${query} < input.json  (service-data.json: the config's policy.data and endpoints; input.json: policy.input${secrets.length > 0 ? " with the credential headers' values, which policy.rawCredentials gives the policy and this output never shows" : ''})`,
       result,
       agreesWithService: isDeepStrictEqual(result, serviceResult),
       trace,

@@ -2,7 +2,17 @@
 // renamed into place, and refuses a target that is a symlink, not a regular file, someone
 // else's, or readable by others. `check --bearer` reads a token back: raw, or the JSON that
 // `login --json` prints and `--save` writes.
-import { closeSync, fsyncSync, lstatSync, openSync, renameSync, statSync, unlinkSync, writeSync, readFileSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  lstatSync,
+  openSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+  readFileSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LoginFailure } from '../oauth-client/login-failure.js';
@@ -16,7 +26,8 @@ export function checkSaveTarget(file: string): void {
   try {
     st = lstatSync(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new LoginFailure('save_refused', `--save ${file}: ${(err as Error).message}`);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new LoginFailure('save_refused', `--save ${file}: ${(err as Error).message}`);
     let dir;
     try {
       dir = statSync(dirname(path));
@@ -26,12 +37,17 @@ export function checkSaveTarget(file: string): void {
     if (!dir.isDirectory()) throw new LoginFailure('save_refused', `--save ${file}: ${dirname(path)} is not a folder`);
     return;
   }
-  if (st.isSymbolicLink()) throw new LoginFailure('save_refused', `--save ${file} is a symbolic link: refusing to write a token through it`);
+  if (st.isSymbolicLink())
+    throw new LoginFailure('save_refused', `--save ${file} is a symbolic link: refusing to write a token through it`);
   if (!st.isFile()) throw new LoginFailure('save_refused', `--save ${file} is not a regular file`);
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) throw new LoginFailure('save_refused', `--save ${file} belongs to another user (uid ${st.uid})`);
+  if (uid !== undefined && st.uid !== uid)
+    throw new LoginFailure('save_refused', `--save ${file} belongs to another user (uid ${st.uid})`);
   if ((st.mode & 0o077) !== 0) {
-    throw new LoginFailure('save_refused', `--save ${file} has mode ${octal(st.mode)}: others could read the token. Run \`chmod 600 ${file}\` or choose a new file`);
+    throw new LoginFailure(
+      'save_refused',
+      `--save ${file} has mode ${octal(st.mode)}: others could read the token. Run \`chmod 600 ${file}\` or choose a new file`,
+    );
   }
 }
 
@@ -73,7 +89,11 @@ export interface Bearer {
  * `--bearer VALUE`: the token itself, `@FILE`, or `-` for standard input; a file or input
  * may hold the token alone or login's JSON (`access_token`).
  */
-export function readBearer(value: string, readStdin: () => string = () => readFileSync(0, 'utf8'), now = Date.now()): Bearer {
+export function readBearer(
+  value: string,
+  readStdin: () => string = () => readFileSync(0, 'utf8'),
+  now = Date.now(),
+): Bearer {
   const fromStdin = value === '-' || value === '@-';
   const source = fromStdin ? 'standard input' : value.startsWith('@') ? value.slice(1) : undefined;
   const text = (fromStdin ? readStdin() : source !== undefined ? readFileSync(source, 'utf8') : value).trim();
@@ -85,12 +105,22 @@ export function readBearer(value: string, readStdin: () => string = () => readFi
     } catch {
       throw new Error(`--bearer: ${where} starts with "{" but is not JSON`);
     }
-    if (typeof doc.access_token !== 'string' || !B64TOKEN.test(doc.access_token)) throw new Error(`--bearer: ${where} has no access_token (expected the JSON of mcp-authz login --json or --save)`);
-    if (typeof doc.token_type === 'string' && doc.token_type.toLowerCase() !== 'bearer') throw new Error(`--bearer: ${where} holds a ${doc.token_type} token, not a Bearer token`);
+    if (typeof doc.access_token !== 'string' || !B64TOKEN.test(doc.access_token))
+      throw new Error(`--bearer: ${where} has no access_token (expected the JSON of mcp-authz login --json or --save)`);
+    if (typeof doc.token_type === 'string' && doc.token_type.toLowerCase() !== 'bearer')
+      throw new Error(`--bearer: ${where} holds a ${doc.token_type} token, not a Bearer token`);
     const expiresAt = typeof doc.expires_at === 'string' ? Date.parse(doc.expires_at) : NaN;
-    return { token: doc.access_token, ...(Number.isFinite(expiresAt) && expiresAt <= now ? { warning: `the token in ${where} expired at ${doc.expires_at}: run mcp-authz login again` } : {}) };
+    return {
+      token: doc.access_token,
+      ...(Number.isFinite(expiresAt) && expiresAt <= now
+        ? { warning: `the token in ${where} expired at ${doc.expires_at}: run mcp-authz login again` }
+        : {}),
+    };
   }
   if (text === '') throw new Error(`--bearer: ${where} is empty`);
-  if (!B64TOKEN.test(text)) throw new Error(`--bearer: ${where} is not a bearer token (one line of letters, digits and -._~+/, or login's JSON)`);
+  if (!B64TOKEN.test(text))
+    throw new Error(
+      `--bearer: ${where} is not a bearer token (one line of letters, digits and -._~+/, or login's JSON)`,
+    );
   return { token: text };
 }

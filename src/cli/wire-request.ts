@@ -15,12 +15,18 @@ export interface SampleRequest {
 
 export function sampleToWire(s: SampleRequest): WireCheckRequest {
   const host = s.host ?? 'localhost';
-  const headers: Record<string, string> = { ':authority': host, ':method': s.method.toUpperCase(), ':path': s.path, ':scheme': 'http' };
+  const headers: Record<string, string> = {
+    ':authority': host,
+    ':method': s.method.toUpperCase(),
+    ':path': s.path,
+    ':scheme': 'http',
+  };
   for (const [name, value] of s.headers ?? []) {
     const k = name.toLowerCase();
     headers[k] = headers[k] !== undefined ? `${headers[k]},${value}` : value;
   }
-  if (s.body !== undefined && headers['content-length'] === undefined) headers['content-length'] = String(Buffer.byteLength(s.body));
+  if (s.body !== undefined && headers['content-length'] === undefined)
+    headers['content-length'] = String(Buffer.byteLength(s.body));
   return {
     attributes: {
       source: {

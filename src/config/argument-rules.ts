@@ -14,7 +14,10 @@ const absolutePrefix = z
   .string()
   .startsWith('/', 'an absolute path starting with "/"')
   .refine((p) => p === '/' || !p.endsWith('/'), 'no trailing "/" (write "/docs", which also covers "/docs/…")')
-  .refine((p) => p === '/' || !/\/[. ]*(\/|$)/.test(p), 'no empty, "." or ".." segments (nor segments of dots and spaces only)')
+  .refine(
+    (p) => p === '/' || !/\/[. ]*(\/|$)/.test(p),
+    'no empty, "." or ".." segments (nor segments of dots and spaces only)',
+  )
   .refine((p) => !/[\0-\x1f\x7f\\%]/.test(p), 'no control characters, "\\" or "%"');
 
 /** A host entry: a lower-case ASCII host name (IDN as punycode), "*.suffix", an IP literal as WHATWG writes it, or a CIDR. */
@@ -52,7 +55,10 @@ const valueConstraint = {
   maxLength: z.number().int().min(0).optional(),
   minimum: z.number().min(-SAFE).max(SAFE).optional(),
   maximum: z.number().min(-SAFE).max(SAFE).optional(),
-  path: z.object({ under: z.array(absolutePrefix).min(1) }).strict().optional(),
+  path: z
+    .object({ under: z.array(absolutePrefix).min(1) })
+    .strict()
+    .optional(),
   url: z
     .object({
       hosts: z.array(hostEntry).min(1),
@@ -64,7 +70,8 @@ const valueConstraint = {
   sql: sqlConstraint.optional(),
 };
 
-const bounds = (c: { minimum?: number; maximum?: number }) => c.minimum === undefined || c.maximum === undefined || c.minimum <= c.maximum;
+const bounds = (c: { minimum?: number; maximum?: number }) =>
+  c.minimum === undefined || c.maximum === undefined || c.minimum <= c.maximum;
 const BOUNDS = { message: 'minimum is above maximum: no value could pass' };
 
 const ItemConstraint = z.object(valueConstraint).strict().refine(bounds, BOUNDS);
@@ -94,7 +101,9 @@ export const ArgumentRuleSchema = z
     exemptGrants: z.array(z.string().min(1)).min(1).optional(),
   })
   .strict()
-  .refine((r) => r.tools !== undefined || r.prompts !== undefined, { message: 'name the tools and/or prompts the rule applies to' });
+  .refine((r) => r.tools !== undefined || r.prompts !== undefined, {
+    message: 'name the tools and/or prompts the rule applies to',
+  });
 
 export const ArgumentRulesSchema = z.array(ArgumentRuleSchema);
 

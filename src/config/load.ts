@@ -8,7 +8,10 @@ import { ConfigSchema, type Config } from './schema.js';
 
 export class ConfigError extends Error {
   readonly code = 'ERR_CONFIG';
-  constructor(readonly source: string, readonly problems: string[]) {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
     super(`invalid configuration in ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
@@ -69,7 +72,8 @@ function envNumber(env: Env, name: string, source: string): number | undefined {
   const v = env[name];
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new ConfigError(source, [`${name}: expected a non-negative number, got ${JSON.stringify(v)}`]);
+  if (!Number.isFinite(n) || n < 0)
+    throw new ConfigError(source, [`${name}: expected a non-negative number, got ${JSON.stringify(v)}`]);
   return n;
 }
 
@@ -82,7 +86,10 @@ function applyEnv(raw: Record<string, unknown>, env: Env, source: string): Recor
     const entry: Record<string, unknown> = issuers.find((i) => i.issuer === issuer) ?? { issuer };
     if (!issuers.includes(entry)) issuers.push(entry);
     if (env.MCP_OAUTH_JWKS_URI) entry.jwksUri = env.MCP_OAUTH_JWKS_URI;
-    if (env.MCP_OAUTH_AUDIENCE) entry.audiences = env.MCP_OAUTH_AUDIENCE.split(',').map((s) => s.trim()).filter(Boolean);
+    if (env.MCP_OAUTH_AUDIENCE)
+      entry.audiences = env.MCP_OAUTH_AUDIENCE.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
     oauth.issuers = issuers;
   }
   const devKeys = env.MCP_API_KEYS;
@@ -117,16 +124,23 @@ function hashDevKeys(json: string, source: string): Record<string, unknown>[] {
   try {
     map = JSON.parse(json);
   } catch {
-    throw new ConfigError(source, ['MCP_API_KEYS: not valid JSON; expected {"<key>": {"name": …, "userId": …, "role": …, "permissions": […]}}']);
+    throw new ConfigError(source, [
+      'MCP_API_KEYS: not valid JSON; expected {"<key>": {"name": …, "userId": …, "role": …, "permissions": […]}}',
+    ]);
   }
   if (map === null || typeof map !== 'object' || Array.isArray(map)) {
-    throw new ConfigError(source, ['MCP_API_KEYS: expected a JSON object mapping each key to its {name, userId, role, permissions}']);
+    throw new ConfigError(source, [
+      'MCP_API_KEYS: expected a JSON object mapping each key to its {name, userId, role, permissions}',
+    ]);
   }
   const out: Record<string, unknown>[] = [];
   let n = 0;
   for (const [key, value] of Object.entries(map as Record<string, unknown>)) {
     n++;
-    if (key.length < 8) throw new ConfigError(source, [`MCP_API_KEYS: entry ${n} (${JSON.stringify((value as { name?: unknown })?.name ?? '?')}): a key must be at least 8 characters`]);
+    if (key.length < 8)
+      throw new ConfigError(source, [
+        `MCP_API_KEYS: entry ${n} (${JSON.stringify((value as { name?: unknown })?.name ?? '?')}): a key must be at least 8 characters`,
+      ]);
     const info = value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
     const sha256 = hashApiKey(key);
     const entry: Record<string, unknown> = { id: `env-${sha256.slice(0, 12)}`, sha256 };

@@ -28,11 +28,22 @@ export const ServiceSchema = z
             /** A file holding the token; read again for every request, so a rotated token is used at once. */
             token_path: z.string().optional(),
             /** OPA's inline `token`: refused here, a token in the config ends up in ConfigMaps and logs. */
-            token: z.never({ error: 'a token in the config ends up in ConfigMaps and logs: put it in a file (a mounted Secret) and name it in token_path' }).optional(),
-            scheme: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/).default('Bearer'),
+            token: z
+              .never({
+                error:
+                  'a token in the config ends up in ConfigMaps and logs: put it in a file (a mounted Secret) and name it in token_path',
+              })
+              .optional(),
+            scheme: z
+              .string()
+              .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)
+              .default('Bearer'),
           })
           .strict()
-          .refine((b) => b.token_path !== undefined, { message: 'bearer credentials need token_path', path: ['token_path'] })
+          .refine((b) => b.token_path !== undefined, {
+            message: 'bearer credentials need token_path',
+            path: ['token_path'],
+          })
           .optional(),
         /** A client certificate for mTLS to the service (PEM files, read again for every connection). */
         client_tls: z.object({ cert: z.string(), private_key: z.string() }).strict().optional(),
@@ -56,7 +67,10 @@ export const BundleSourceSchema = z
         long_polling_timeout_seconds: seconds(1, 3600).optional(),
       })
       .strict()
-      .refine((p) => p.max_delay_seconds >= p.min_delay_seconds, { message: 'max_delay_seconds must be at least min_delay_seconds', path: ['max_delay_seconds'] })
+      .refine((p) => p.max_delay_seconds >= p.min_delay_seconds, {
+        message: 'max_delay_seconds must be at least min_delay_seconds',
+        path: ['max_delay_seconds'],
+      })
       .default({ min_delay_seconds: 60, max_delay_seconds: 120 }),
     /** Set: every bundle must carry a valid `.signatures.json` (JWS over its files' hashes). */
     signing: z
@@ -69,11 +83,30 @@ export const BundleSourceSchema = z
       .strict()
       .optional(),
     /** A bundle larger than this (compressed or unpacked) is refused. */
-    size_limit_bytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(64 * 1024 * 1024),
+    size_limit_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024 * 1024)
+      .default(64 * 1024 * 1024),
   })
   .strict();
 
-const keyAlgorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'HS256', 'HS384', 'HS512'] as const;
+const keyAlgorithms = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'HS256',
+  'HS384',
+  'HS512',
+] as const;
 
 export const VerificationKeySchema = z
   .object({
@@ -92,20 +125,46 @@ export const DecisionLogsSchema = z
     reporting: z
       .object({
         /** Events waiting to be sent are held up to this many bytes; past it the oldest are dropped and counted. */
-        buffer_size_limit_bytes: z.number().int().min(1024).default(8 * 1024 * 1024),
+        buffer_size_limit_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(8 * 1024 * 1024),
         /** One upload carries up to this many (uncompressed) bytes of events. */
-        upload_size_limit_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(32 * 1024),
+        upload_size_limit_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(64 * 1024 * 1024)
+          .default(32 * 1024),
         min_delay_seconds: seconds(1, 86_400).default(5),
         max_delay_seconds: seconds(1, 86_400).default(10),
       })
       .strict()
-      .refine((r) => r.max_delay_seconds >= r.min_delay_seconds, { message: 'max_delay_seconds must be at least min_delay_seconds', path: ['max_delay_seconds'] })
-      .default({ buffer_size_limit_bytes: 8 * 1024 * 1024, upload_size_limit_bytes: 32 * 1024, min_delay_seconds: 5, max_delay_seconds: 10 }),
+      .refine((r) => r.max_delay_seconds >= r.min_delay_seconds, {
+        message: 'max_delay_seconds must be at least min_delay_seconds',
+        path: ['max_delay_seconds'],
+      })
+      .default({
+        buffer_size_limit_bytes: 8 * 1024 * 1024,
+        upload_size_limit_bytes: 32 * 1024,
+        min_delay_seconds: 5,
+        max_delay_seconds: 10,
+      }),
     /**
      * Paths removed from every event before it leaves, as OPA's mask rule answers them:
      * "/input/…" or "/result/…" (JSON Pointer). Credentials are already redacted from the input.
      */
-    mask: z.array(z.string().regex(/^\/(input|result)(\/[^/]+)*$/, 'a JSON Pointer under /input or /result, e.g. /input/attributes/request/http/headers/cookie')).default([]),
+    mask: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^\/(input|result)(\/[^/]+)*$/,
+            'a JSON Pointer under /input or /result, e.g. /input/attributes/request/http/headers/cookie',
+          ),
+      )
+      .default([]),
   })
   .strict();
 
@@ -118,11 +177,19 @@ export const StatusSchema = z
 
 /** The management sections of the config schema (spread into it). */
 export const managementShape = {
-  services: z.record(z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only'), ServiceSchema).default({}),
+  services: z
+    .record(z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only'), ServiceSchema)
+    .default({}),
   /** At most one bundle: the policy in force. Set, it replaces policy.bundle and policy.rego. */
   bundles: z
-    .record(z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only (used as a metric label)'), BundleSourceSchema)
-    .refine((b) => Object.keys(b).length <= 1, 'mcp-authz enforces one policy: configure one bundle (OPA merges several by roots; here one bundle is the whole policy)')
+    .record(
+      z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only (used as a metric label)'),
+      BundleSourceSchema,
+    )
+    .refine(
+      (b) => Object.keys(b).length <= 1,
+      'mcp-authz enforces one policy: configure one bundle (OPA merges several by roots; here one bundle is the whole policy)',
+    )
     .default({}),
   keys: z.record(z.string(), VerificationKeySchema).default({}),
   decision_logs: DecisionLogsSchema.optional(),
@@ -143,18 +210,35 @@ interface ManagementConfig {
 /** Cross-references: services and keys named must exist; a remote bundle is the only policy source. */
 export function checkManagement(cfg: ManagementConfig, ctx: z.RefinementCtx): void {
   const service = (path: (string | number)[], name: string) => {
-    if (!(name in cfg.services)) ctx.addIssue({ code: 'custom', path, message: `no service "${name}" in services (${Object.keys(cfg.services).join(', ') || 'none configured'})` });
+    if (!(name in cfg.services))
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: `no service "${name}" in services (${Object.keys(cfg.services).join(', ') || 'none configured'})`,
+      });
   };
   for (const [name, b] of Object.entries(cfg.bundles)) {
     service(['bundles', name, 'service'], b.service);
     if (b.signing?.keyid !== undefined && !(b.signing.keyid in cfg.keys)) {
-      ctx.addIssue({ code: 'custom', path: ['bundles', name, 'signing', 'keyid'], message: `no key "${b.signing.keyid}" in keys` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['bundles', name, 'signing', 'keyid'],
+        message: `no key "${b.signing.keyid}" in keys`,
+      });
     }
     if (b.signing && Object.keys(cfg.keys).length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['bundles', name, 'signing'], message: 'signed bundles need a verification key in keys' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['bundles', name, 'signing'],
+        message: 'signed bundles need a verification key in keys',
+      });
     }
     if (cfg.policy?.bundle !== undefined || cfg.policy?.rego !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['bundles', name], message: 'the policy comes from one place: remove policy.bundle / policy.rego, or this bundle' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['bundles', name],
+        message: 'the policy comes from one place: remove policy.bundle / policy.rego, or this bundle',
+      });
     }
   }
   if (cfg.decision_logs) service(['decision_logs', 'service'], cfg.decision_logs.service);

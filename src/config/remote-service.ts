@@ -33,7 +33,10 @@ export class ServiceError extends Error {
 export class RemoteService {
   private readonly base: URL;
 
-  constructor(readonly name: string, private readonly cfg: ServiceConfig) {
+  constructor(
+    readonly name: string,
+    private readonly cfg: ServiceConfig,
+  ) {
     this.base = new URL(cfg.url.endsWith('/') ? cfg.url : `${cfg.url}/`);
   }
 
@@ -51,7 +54,9 @@ export class RemoteService {
       try {
         token = (await readFile(bearer.token_path, 'utf8')).trim();
       } catch (err) {
-        throw new ServiceError(`service ${this.name}: cannot read the bearer token file ${bearer.token_path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        throw new ServiceError(
+          `service ${this.name}: cannot read the bearer token file ${bearer.token_path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        );
       }
       headers.authorization = `${bearer.scheme} ${token}`;
     }
@@ -70,27 +75,31 @@ export class RemoteService {
       };
       // One deadline for headers and body: a server that trickles bytes is abandoned too.
       const timer = setTimeout(() => fail(`no complete answer within ${timeoutMs} ms`), timeoutMs);
-      const r = send(url, { method: req.method, headers, ...tls, ...(req.signal ? { signal: req.signal } : {}) }, (res) => {
-        const declared = Number(res.headers['content-length']);
-        if (Number.isFinite(declared) && declared > req.maxBytes) {
-          fail(`the answer is ${declared} bytes, more than the limit of ${req.maxBytes}`);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > req.maxBytes) fail(`the answer is more than the limit of ${req.maxBytes} bytes`);
-          else chunks.push(c);
-        });
-        res.on('error', (err) => fail(err.message));
-        res.on('end', () => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
-        });
-      });
+      const r = send(
+        url,
+        { method: req.method, headers, ...tls, ...(req.signal ? { signal: req.signal } : {}) },
+        (res) => {
+          const declared = Number(res.headers['content-length']);
+          if (Number.isFinite(declared) && declared > req.maxBytes) {
+            fail(`the answer is ${declared} bytes, more than the limit of ${req.maxBytes}`);
+            return;
+          }
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > req.maxBytes) fail(`the answer is more than the limit of ${req.maxBytes} bytes`);
+            else chunks.push(c);
+          });
+          res.on('error', (err) => fail(err.message));
+          res.on('end', () => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+          });
+        },
+      );
       r.on('error', (err: NodeJS.ErrnoException) => fail(err.code ? `${err.code} ${err.message}` : err.message));
       r.end(req.body);
     });
@@ -102,7 +111,9 @@ export class RemoteService {
       try {
         return await readFile(file);
       } catch (err) {
-        throw new ServiceError(`service ${this.name}: cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        throw new ServiceError(
+          `service ${this.name}: cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        );
       }
     };
     if (this.cfg.tls?.ca_cert !== undefined) out.ca = await read('tls.ca_cert', this.cfg.tls.ca_cert);

@@ -9,21 +9,25 @@ import { ArgumentRulesSchema } from './argument-rules.js';
 import { checkManagement, managementShape } from './management.js';
 import { UpstreamCredentialSchema, upstreamHeaderNames } from './upstream-schema.js';
 
-const hostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:9191');
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:9191');
 
 /** The longest Unix socket path Linux takes (sun_path is 108 bytes with its NUL). */
 const MAX_SOCKET_PATH_BYTES = 107;
 
 /** host:port, or a Unix domain socket: unix:/absolute/path (gRPC's unix:///absolute/path too), as Envoy's `pipe` address. */
-const listenAddress = z.union([
-  hostPort,
-  z
-    .string()
-    .regex(/^unix:(\/\/)?\/\S+$/, 'expected host:port (e.g. 0.0.0.0:9191) or unix:/absolute/path/to.sock')
-    .refine((a) => Buffer.byteLength(a.replace(/^unix:(\/\/(?=\/))?/, '')) <= MAX_SOCKET_PATH_BYTES, `a Unix socket path is at most ${MAX_SOCKET_PATH_BYTES} bytes`),
-], { error: 'expected host:port (e.g. 0.0.0.0:9191) or unix:/absolute/path/to.sock' });
+const listenAddress = z.union(
+  [
+    hostPort,
+    z
+      .string()
+      .regex(/^unix:(\/\/)?\/\S+$/, 'expected host:port (e.g. 0.0.0.0:9191) or unix:/absolute/path/to.sock')
+      .refine(
+        (a) => Buffer.byteLength(a.replace(/^unix:(\/\/(?=\/))?/, '')) <= MAX_SOCKET_PATH_BYTES,
+        `a Unix socket path is at most ${MAX_SOCKET_PATH_BYTES} bytes`,
+      ),
+  ],
+  { error: 'expected host:port (e.g. 0.0.0.0:9191) or unix:/absolute/path/to.sock' },
+);
 
 /** What a port serves: cleartext, TLS, or TLS that requires a client certificate signed by tls.clientCaFile. */
 const TlsMode = z.enum(['off', 'tls', 'mtls']);
@@ -54,17 +58,25 @@ export const TlsSchema = z
   .superRefine((t, ctx) => {
     const modes = { grpc: t.grpc, extAuthzHttp: t.extAuthzHttp, http: t.http };
     for (const [port, mode] of Object.entries(modes)) {
-      if (mode === 'mtls' && t.clientCaFile === undefined) ctx.addIssue({ code: 'custom', path: [port], message: 'mtls needs tls.clientCaFile: the CA bundle client certificates must be signed by' });
+      if (mode === 'mtls' && t.clientCaFile === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: [port],
+          message: 'mtls needs tls.clientCaFile: the CA bundle client certificates must be signed by',
+        });
     }
     if (t.clientCaFile !== undefined && !Object.values(modes).includes('mtls')) {
-      ctx.addIssue({ code: 'custom', path: ['clientCaFile'], message: 'a client CA is set but no port asks for client certificates: set a port to mtls, or leave clientCaFile out' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['clientCaFile'],
+        message:
+          'a client CA is set but no port asks for client certificates: set a port to mtls, or leave clientCaFile out',
+      });
     }
   });
 export type TlsConfig = z.infer<typeof TlsSchema>;
 
-const asymmetricAlgorithms = [
-  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA',
-] as const;
+const asymmetricAlgorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'] as const;
 
 export const Algorithm = z.enum(asymmetricAlgorithms, {
   error: (issue) =>
@@ -79,7 +91,9 @@ const grant = z
 export const QuotaRuleSchema = z
   .object({
     /** The metric label and the name in the 429: letters, digits, "_", "." and "-". */
-    name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only, at most 64 (used as a metric label)'),
+    name: z
+      .string()
+      .regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only, at most 64 (used as a metric label)'),
     /** Which calls count: "tools:<glob>", "prompts:<glob>", "resources:<glob>", or "*" for every named call. */
     match: grant,
     rps: z.number().positive(),
@@ -94,7 +108,8 @@ const quotaRules = z
   .superRefine((rules, ctx) => {
     const seen = new Set<string>();
     rules.forEach((r, i) => {
-      if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate quota rule name "${r.name}"` });
+      if (seen.has(r.name))
+        ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate quota rule name "${r.name}"` });
       seen.add(r.name);
     });
   });
@@ -102,7 +117,12 @@ const quotaRules = z
 /** One API key registry entry (the keys file, `apiKeys.keys`, and MCP_API_KEYS after hashing): hashes only. */
 export const ApiKeyEntrySchema = z
   .object({
-    id: z.string().regex(/^[a-zA-Z0-9_.:-]{1,64}$/, 'letters, digits, "_", ".", ":" and "-" only, at most 64 (used in logs and metrics)'),
+    id: z
+      .string()
+      .regex(
+        /^[a-zA-Z0-9_.:-]{1,64}$/,
+        'letters, digits, "_", ".", ":" and "-" only, at most 64 (used in logs and metrics)',
+      ),
     sha256: z
       .string()
       .regex(/^[0-9a-fA-F]{64}$/, 'expected the 64 hex digits of the SHA-256 of the key (never the key itself)')
@@ -129,7 +149,7 @@ export const ApiKeyEntrySchema = z
 /** Browser origins allowed to call an endpoint (docs/origins.md): canonical origins, or ["*"] for any. */
 const allowedOrigins = z
   .array(z.string())
-  .min(1, 'list at least one origin, or leave allowedOrigins out for the default (no Origin, or the endpoint\'s own)')
+  .min(1, "list at least one origin, or leave allowedOrigins out for the default (no Origin, or the endpoint's own)")
   .transform((list, ctx) => {
     if (list.includes('*')) {
       if (list.length > 1) ctx.addIssue({ code: 'custom', message: '"*" allows every origin: it stands alone' });
@@ -137,11 +157,21 @@ const allowedOrigins = z
     }
     return list.map((o, i) => {
       if (o.trim().toLowerCase() === 'null') {
-        ctx.addIssue({ code: 'custom', path: [i], message: '"null" is the origin of sandboxed frames, file: pages and some redirects — any site can send it, so it cannot be allowed' });
+        ctx.addIssue({
+          code: 'custom',
+          path: [i],
+          message:
+            '"null" is the origin of sandboxed frames, file: pages and some redirects — any site can send it, so it cannot be allowed',
+        });
         return o;
       }
       const c = canonicalOrigin(o);
-      if (c === undefined) ctx.addIssue({ code: 'custom', path: [i], message: `expected an origin: scheme://host[:port], without a path or trailing "/" (e.g. https://dash.example.com), got ${JSON.stringify(o)}` });
+      if (c === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: [i],
+          message: `expected an origin: scheme://host[:port], without a path or trailing "/" (e.g. https://dash.example.com), got ${JSON.stringify(o)}`,
+        });
       return c ?? o;
     });
   });
@@ -154,14 +184,23 @@ export const EndpointSchema = z
         pathPrefix: z
           .string()
           .startsWith('/', 'must start with "/"')
-          .refine((p) => !p.split('/').some((s) => s === '.' || s === '..' || s.startsWith('.;') || s.startsWith('..;')), 'must not contain "." or ".." segments')
-          .refine((p) => !/[?#%\\\0]/.test(p), 'must be a decoded path without "?", "#", "%", "\\" or NUL (requests are matched after decoding)')
+          .refine(
+            (p) => !p.split('/').some((s) => s === '.' || s === '..' || s.startsWith('.;') || s.startsWith('..;')),
+            'must not contain "." or ".." segments',
+          )
+          .refine(
+            (p) => !/[?#%\\\0]/.test(p),
+            'must be a decoded path without "?", "#", "%", "\\" or NUL (requests are matched after decoding)',
+          )
           .optional(),
         // Envoy's virtual host domains: an exact host, "*.suffix" or "prefix.*"; the port is not part of it.
         host: z
           .string()
           .toLowerCase()
-          .regex(/^(\*[a-z0-9.-]+|[a-z0-9.-]+\*|[a-z0-9.-]+|\[[0-9a-f:.]+\])$/, 'an exact host ("files.mcp.example.com"), "*.example.com" or "mcp.*", without a port or scheme')
+          .regex(
+            /^(\*[a-z0-9.-]+|[a-z0-9.-]+\*|[a-z0-9.-]+|\[[0-9a-f:.]+\])$/,
+            'an exact host ("files.mcp.example.com"), "*.example.com" or "mcp.*", without a port or scheme',
+          )
           .optional(),
       })
       .strict()
@@ -177,7 +216,7 @@ export const EndpointSchema = z
         /** Accept an OAuth JWT from this cookie (browser sessions; needs allowedOrigins). Off when unset. */
         jwtCookie: z
           .string()
-          .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$/, 'a cookie name: letters, digits and !#$%&\'*+-.^_`|~ only')
+          .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$/, "a cookie name: letters, digits and !#$%&'*+-.^_`|~ only")
           .optional(),
       })
       .strict()
@@ -192,7 +231,12 @@ export const EndpointSchema = z
       .superRefine((m, ctx) => {
         for (const pattern of Object.keys(m)) {
           if (isSpiffePattern(pattern)) continue;
-          ctx.addIssue({ code: 'custom', path: [pattern], message: 'expected a workload\'s SPIFFE ID (spiffe://<trust domain>/<path>) or a prefix ending in "/*" (spiffe://cluster.local/ns/agents/*); "*" has no other meaning' });
+          ctx.addIssue({
+            code: 'custom',
+            path: [pattern],
+            message:
+              'expected a workload\'s SPIFFE ID (spiffe://<trust domain>/<path>) or a prefix ending in "/*" (spiffe://cluster.local/ns/agents/*); "*" has no other meaning',
+          });
         }
       })
       .optional(),
@@ -200,7 +244,11 @@ export const EndpointSchema = z
     tools: z.array(z.string().min(1).max(128)).max(1000).default([]),
     /** Overrides rateLimit.perClient (rps, burst) and rateLimit.perTool (perTool: [] turns the quotas off) for this endpoint. */
     rateLimit: z
-      .object({ rps: z.number().min(0).optional(), burst: z.number().int().min(0).optional(), perTool: quotaRules.optional() })
+      .object({
+        rps: z.number().min(0).optional(),
+        burst: z.number().int().min(0).optional(),
+        perTool: quotaRules.optional(),
+      })
       .strict()
       .refine((r) => r.burst === undefined || r.rps !== undefined, { message: 'burst needs rps', path: ['burst'] })
       .optional(),
@@ -216,7 +264,10 @@ export const IssuerSchema = z
     issuer: z.url(),
     jwksUri: z.url().optional(),
     audiences: z.array(z.string().min(1)).optional(),
-    algorithms: z.array(Algorithm).min(1).default([...asymmetricAlgorithms]),
+    algorithms: z
+      .array(Algorithm)
+      .min(1)
+      .default([...asymmetricAlgorithms]),
     userClaim: z.string().default('sub'),
     scopeClaims: z.array(z.string()).default(['scope', 'scp']),
     rolesClaim: z.string().default('roles'),
@@ -239,7 +290,10 @@ export const ConfigSchema = z
         /** Envoy's HTTP authorization service (ext_authz `http_service`): off unless set. */
         extAuthzHttp: listenAddress.optional(),
         /** The mode of Unix socket files (octal): who may connect is who may open the file. */
-        socketMode: z.string().regex(/^0?[0-7]{3}$/, 'an octal file mode, e.g. "0660"').default('0660'),
+        socketMode: z
+          .string()
+          .regex(/^0?[0-7]{3}$/, 'an octal file mode, e.g. "0660"')
+          .default('0660'),
       })
       .strict()
       .default({ grpc: '0.0.0.0:9191', http: '0.0.0.0:9090', socketMode: '0660' }),
@@ -253,11 +307,19 @@ export const ConfigSchema = z
      */
     extAuthzHttp: z
       .object({
-        pathPrefix: z.string().regex(/^(\/[^?#\s]*)?$/, 'empty, or a path starting with "/" (no query)').default(''),
+        pathPrefix: z
+          .string()
+          .regex(/^(\/[^?#\s]*)?$/, 'empty, or a path starting with "/" (no query)')
+          .default(''),
         upstreamHeaders: z
-          .array(z.string().regex(/^[!#$%&'+\-.^_`|~0-9a-z]+\*?$/, 'a lower-case header name, or a prefix ending in "*"'))
+          .array(
+            z.string().regex(/^[!#$%&'+\-.^_`|~0-9a-z]+\*?$/, 'a lower-case header name, or a prefix ending in "*"'),
+          )
           .min(1)
-          .refine((names) => IDENTITY_HEADER_NAMES.every((h) => names.some((n) => headerNameMatches(n, h))), `must cover the identity headers (${IDENTITY_HEADER_NAMES.join(', ')}): "x-mcp-*" does`)
+          .refine(
+            (names) => IDENTITY_HEADER_NAMES.every((h) => names.some((n) => headerNameMatches(n, h))),
+            `must cover the identity headers (${IDENTITY_HEADER_NAMES.join(', ')}): "x-mcp-*" does`,
+          )
           .default(['x-mcp-*']),
       })
       .strict()
@@ -269,8 +331,16 @@ export const ConfigSchema = z
     grpcServer: z.enum(['lean', 'grpc-js']).default('lean'),
     limits: z
       .object({
-        maxBodyBytes: z.number().int().positive().default(1024 * 1024),
-        maxHeaderBytes: z.number().int().positive().default(64 * 1024),
+        maxBodyBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(1024 * 1024),
+        maxHeaderBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(64 * 1024),
         maxHeaders: z.number().int().positive().default(200),
         /** Objects and arrays nested deeper in a body are refused (400 json_too_deep). At most 1000: Python readers stop near it, and deeper input strains recursive serializers. */
         maxJsonDepth: z.number().int().min(4).max(1000).default(64),
@@ -296,7 +366,11 @@ export const ConfigSchema = z
         jwksCooldownSeconds: z.number().int().min(1).default(30),
         jwksCacheMaxAgeSeconds: z.number().int().min(1).default(600),
         tokenCacheSize: z.number().int().min(0).default(10000),
-        maxTokenBytes: z.number().int().positive().default(16 * 1024),
+        maxTokenBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(16 * 1024),
       })
       .strict()
       .default({
@@ -378,32 +452,58 @@ export const ConfigSchema = z
         code: 'custom',
         path: ['clientAddress', 'from'],
         message:
-          'with listen.extAuthzHttp the authorization request comes from Envoy, not the client, so the source address would put every client in one lockout: set x-forwarded-for (with trustedHops) or x-envoy-external-address, and list that header in the ext_authz filter\'s allowed_headers (docs/envoy-http.md)',
+          "with listen.extAuthzHttp the authorization request comes from Envoy, not the client, so the source address would put every client in one lockout: set x-forwarded-for (with trustedHops) or x-envoy-external-address, and list that header in the ext_authz filter's allowed_headers (docs/envoy-http.md)",
       });
     }
     const seen = new Set<string>();
     const routes = new Map<string, string>();
     cfg.endpoints.forEach((e, i) => {
       if (seen.has(e.name)) {
-        ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'name'], message: `duplicate endpoint name "${e.name}"` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['endpoints', i, 'name'],
+          message: `duplicate endpoint name "${e.name}"`,
+        });
       }
       seen.add(e.name);
       const route = `${e.match.host ?? '*'} ${trimSlash(e.match.pathPrefix ?? '/') || '/'}`;
       const twin = routes.get(route);
       if (twin !== undefined) {
-        ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'match'], message: `matches the same host and path prefix as endpoint "${twin}": requests could not be told apart` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['endpoints', i, 'match'],
+          message: `matches the same host and path prefix as endpoint "${twin}": requests could not be told apart`,
+        });
       } else routes.set(route, e.name);
       if (e.workloads !== undefined && !e.auth.mtls) {
-        ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'workloads'], message: 'workloads are the mTLS peers the endpoint admits: turn on auth.mtls' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['endpoints', i, 'workloads'],
+          message: 'workloads are the mTLS peers the endpoint admits: turn on auth.mtls',
+        });
       }
       if (e.auth.jwtCookie !== undefined) {
         const where = ['endpoints', i, 'auth', 'jwtCookie'];
-        if (cfg.oauth.issuers.length === 0) ctx.addIssue({ code: 'custom', path: where, message: 'a JWT cookie is verified like a bearer token: configure oauth.issuers (or set MCP_OAUTH_ISSUER)' });
+        if (cfg.oauth.issuers.length === 0)
+          ctx.addIssue({
+            code: 'custom',
+            path: where,
+            message: 'a JWT cookie is verified like a bearer token: configure oauth.issuers (or set MCP_OAUTH_ISSUER)',
+          });
         if (!e.resource && !cfg.oauth.issuers.some((iss) => iss.audiences?.length)) {
-          ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'resource'], message: 'an endpoint taking a JWT cookie needs its canonical resource URI (the token audience)' });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['endpoints', i, 'resource'],
+            message: 'an endpoint taking a JWT cookie needs its canonical resource URI (the token audience)',
+          });
         }
         if (e.allowedOrigins === undefined || e.allowedOrigins.includes('*')) {
-          ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'allowedOrigins'], message: 'cookie authentication needs the list of origins allowed to use it (never "*"): a cross-site page must never authenticate with a user\'s cookie' });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['endpoints', i, 'allowedOrigins'],
+            message:
+              'cookie authentication needs the list of origins allowed to use it (never "*"): a cross-site page must never authenticate with a user\'s cookie',
+          });
         }
       }
       if (e.upstream !== undefined) checkUpstream(cfg, e, i, ctx);
@@ -427,24 +527,54 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 
 /** An endpoint's upstream credential must be one its callers and its transport can carry. */
-function checkUpstream(cfg: Pick<Config, 'listen' | 'extAuthzHttp' | 'upstream'>, e: EndpointConfig, i: number, ctx: z.RefinementCtx): void {
+function checkUpstream(
+  cfg: Pick<Config, 'listen' | 'extAuthzHttp' | 'upstream'>,
+  e: EndpointConfig,
+  i: number,
+  ctx: z.RefinementCtx,
+): void {
   const u = e.upstream!;
   const where = ['endpoints', i, 'upstream'];
   if (u.mode === 'tokenExchange') {
     // The caller's verified token is the subject token: every caller must have one.
-    if (!e.auth.oauth) ctx.addIssue({ code: 'custom', path: [...where, 'mode'], message: 'tokenExchange exchanges the caller\'s OAuth token: turn on auth.oauth' });
+    if (!e.auth.oauth)
+      ctx.addIssue({
+        code: 'custom',
+        path: [...where, 'mode'],
+        message: "tokenExchange exchanges the caller's OAuth token: turn on auth.oauth",
+      });
     if (e.auth.apiKey || e.auth.mtls) {
-      ctx.addIssue({ code: 'custom', path: [...where, 'mode'], message: 'tokenExchange needs an OAuth token from every caller: set auth.apiKey and auth.mtls to false (API-key callers: use clientCredentials or static)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: [...where, 'mode'],
+        message:
+          'tokenExchange needs an OAuth token from every caller: set auth.apiKey and auth.mtls to false (API-key callers: use clientCredentials or static)',
+      });
     }
   }
   if (u.mode === 'tokenExchange' && u.audience === undefined && u.resource === undefined) {
-    ctx.addIssue({ code: 'custom', path: where, message: 'name the upstream the exchanged token is for: set audience, resource, or both' });
+    ctx.addIssue({
+      code: 'custom',
+      path: where,
+      message: 'name the upstream the exchanged token is for: set audience, resource, or both',
+    });
   }
-  if (u.mode === 'clientCredentials' && ['authorization', 'cookie', 'host', 'content-length', 'transfer-encoding'].includes(u.identityHeader)) {
-    ctx.addIssue({ code: 'custom', path: [...where, 'identityHeader'], message: `${u.identityHeader} cannot carry the caller's identity: name a header of its own, e.g. x-forwarded-user` });
+  if (
+    u.mode === 'clientCredentials' &&
+    ['authorization', 'cookie', 'host', 'content-length', 'transfer-encoding'].includes(u.identityHeader)
+  ) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [...where, 'identityHeader'],
+      message: `${u.identityHeader} cannot carry the caller's identity: name a header of its own, e.g. x-forwarded-user`,
+    });
   }
   if (!cfg.upstream.removeCredentials) {
-    ctx.addIssue({ code: 'custom', path: where, message: 'an upstream credential replaces the caller\'s: it needs upstream.removeCredentials (the default, true)' });
+    ctx.addIssue({
+      code: 'custom',
+      path: where,
+      message: "an upstream credential replaces the caller's: it needs upstream.removeCredentials (the default, true)",
+    });
   }
   if (cfg.listen.extAuthzHttp !== undefined) {
     const sets = cfg.extAuthzHttp.upstreamHeaders;
@@ -462,7 +592,10 @@ function checkUpstream(cfg: Pick<Config, 'listen' | 'extAuthzHttp' | 'upstream'>
 export type QuotaRule = z.infer<typeof QuotaRuleSchema>;
 
 /** The quota rules in force on an endpoint: its own list, else the service's. */
-export function quotaRulesFor(e: Pick<EndpointConfig, 'rateLimit'>, config: Pick<Config, 'rateLimit'>): readonly QuotaRule[] {
+export function quotaRulesFor(
+  e: Pick<EndpointConfig, 'rateLimit'>,
+  config: Pick<Config, 'rateLimit'>,
+): readonly QuotaRule[] {
   return e.rateLimit?.perTool ?? config.rateLimit.perTool;
 }
 export type EndpointConfig = z.infer<typeof EndpointSchema>;

@@ -5,7 +5,7 @@ import { z } from 'zod';
 const headerName = z
   .string()
   .toLowerCase()
-  .regex(/^[!#$%&'*+\-.^_`|~0-9a-z]{1,128}$/, 'a header name: letters, digits and !#$%&\'*+-.^_`|~ only');
+  .regex(/^[!#$%&'*+\-.^_`|~0-9a-z]{1,128}$/, "a header name: letters, digits and !#$%&'*+-.^_`|~ only");
 
 /** How the service authenticates to the token endpoint as its own OAuth client. */
 const ClientAuthSchema = z
@@ -22,21 +22,30 @@ const ClientAuthSchema = z
     assertionAudience: z.string().min(1).optional(),
   })
   .strict()
-  .refine((c) => (c.secretFile === undefined) !== (c.privateKeyFile === undefined), 'set exactly one of secretFile (client_secret_basic) and privateKeyFile (private_key_jwt)');
+  .refine(
+    (c) => (c.secretFile === undefined) !== (c.privateKeyFile === undefined),
+    'set exactly one of secretFile (client_secret_basic) and privateKeyFile (private_key_jwt)',
+  );
 
 /** What every token-endpoint mode shares: where, as whom, for what, and how long to wait. */
 const tokenEndpointFields = {
   /** The authorization server's token endpoint (https; http only for a loopback address). */
-  tokenEndpoint: z.url().refine(
-    (u) => u.startsWith('https://') || /^http:\/\/(127\.\d+\.\d+\.\d+|\[::1\]|localhost)(:\d+)?\//.test(u),
-    'the token endpoint receives the client secret and callers\' tokens: https, or http on a loopback address only',
-  ),
+  tokenEndpoint: z
+    .url()
+    .refine(
+      (u) => u.startsWith('https://') || /^http:\/\/(127\.\d+\.\d+\.\d+|\[::1\]|localhost)(:\d+)?\//.test(u),
+      "the token endpoint receives the client secret and callers' tokens: https, or http on a loopback address only",
+    ),
   client: ClientAuthSchema,
   /** The `audience` parameter: the upstream's name at the authorization server. */
   audience: z.string().min(1).optional(),
   /** The RFC 8707 `resource` parameter: the upstream's URI. */
   resource: z.url().optional(),
-  scope: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope token (RFC 6749 3.3: no spaces, quotes or backslashes)')).default([]),
+  scope: z
+    .array(
+      z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope token (RFC 6749 3.3: no spaces, quotes or backslashes)'),
+    )
+    .default([]),
   /** How long a token request may take before the Check is denied (upstream_token_unavailable). */
   timeoutMs: z.number().int().min(100).max(60_000).default(5000),
   /** A cached token is used until this long before it expires. */
@@ -74,12 +83,19 @@ export const StaticCredentialSchema = z
     /** A file holding the header's value (a mounted Secret), reloaded on change. */
     valueFile: z.string().min(1),
     /** Put before the file's contents, e.g. "Bearer " (the file then holds only the token). */
-    prefix: z.string().regex(/^[\x20-\x7e]*$/, 'printable ASCII only').default(''),
+    prefix: z
+      .string()
+      .regex(/^[\x20-\x7e]*$/, 'printable ASCII only')
+      .default(''),
     pollIntervalMs: z.number().int().min(100).default(5000),
   })
   .strict();
 
-export const UpstreamCredentialSchema = z.discriminatedUnion('mode', [TokenExchangeSchema, ClientCredentialsSchema, StaticCredentialSchema]);
+export const UpstreamCredentialSchema = z.discriminatedUnion('mode', [
+  TokenExchangeSchema,
+  ClientCredentialsSchema,
+  StaticCredentialSchema,
+]);
 
 export type UpstreamCredentialConfig = z.infer<typeof UpstreamCredentialSchema>;
 export type TokenExchangeConfig = z.infer<typeof TokenExchangeSchema>;

@@ -120,7 +120,9 @@ export class WatchedFile<T> {
         this.schedule();
       };
       try {
-        this.watcher = isDir ? watch(path, { recursive: true, persistent: false }, onEvent) : watch(dirname(path), { persistent: false }, onEvent);
+        this.watcher = isDir
+          ? watch(path, { recursive: true, persistent: false }, onEvent)
+          : watch(dirname(path), { persistent: false }, onEvent);
         this.watcher.on('error', (err) => {
           log.warn({ source: path, err: err.message }, `watching ${what} failed; polling only`);
           this.watcher?.close();
@@ -188,7 +190,13 @@ export class WatchedFile<T> {
     }
     if (source.digest === this.seen) {
       // Unchanged: nothing to build; a broken source was reported when it first appeared.
-      if (this.seenBroken || this.value === undefined) return { ok: false, error: new Error('unchanged since the last failed load'), unreadable: false, kept: this.value };
+      if (this.seenBroken || this.value === undefined)
+        return {
+          ok: false,
+          error: new Error('unchanged since the last failed load'),
+          unreadable: false,
+          kept: this.value,
+        };
       return { ok: true, value: this.value, changed: false };
     }
     let next: T;

@@ -1,7 +1,15 @@
 // What a Check call decides, in the project's own terms: the request goes upstream (allow),
 // is refused (deny), or is answered by the service itself (answer: an RFC 9728 document).
 // src/envoy/ turns it into a CheckResponse; nothing before that knows about protobuf.
-import { CODES, grpcCodeForStatus, jsonRpcErrorCode, type AnswerCode, type DenyCode, type GrpcCode, type PolicyCode } from './codes.js';
+import {
+  CODES,
+  grpcCodeForStatus,
+  jsonRpcErrorCode,
+  type AnswerCode,
+  type DenyCode,
+  type GrpcCode,
+  type PolicyCode,
+} from './codes.js';
 
 export interface HeaderToSet {
   name: string;
@@ -81,10 +89,23 @@ export interface JsonRpcError {
 type DenyExtra = Partial<Pick<Deny, 'headers' | 'extra' | 'rawBody' | 'contentType' | 'dynamicMetadata'>>;
 
 /** A deny with the catalogue's status and gRPC code for `code` (and its JSON-RPC error code, where it has one). */
-export function deny(code: DenyCode, description: string, extra?: DenyExtra & { jsonRpc?: Omit<JsonRpcError, 'code'> }): Deny {
+export function deny(
+  code: DenyCode,
+  description: string,
+  extra?: DenyExtra & { jsonRpc?: Omit<JsonRpcError, 'code'> },
+): Deny {
   const entry = CODES[code];
   const { jsonRpc, ...rest } = extra ?? {};
-  const d: Deny = { kind: 'deny', allow: false, status: entry.status, grpc: entry.grpc, code, description, headers: [], ...rest };
+  const d: Deny = {
+    kind: 'deny',
+    allow: false,
+    status: entry.status,
+    grpc: entry.grpc,
+    code,
+    description,
+    headers: [],
+    ...rest,
+  };
   const rpcCode = jsonRpcErrorCode(code);
   if (rpcCode !== undefined) d.jsonRpc = { ...jsonRpc, code: rpcCode };
   return d;
@@ -109,16 +130,38 @@ export function fixedDeny(code: DenyCode, description: string, extra?: Pick<Deny
  * id to report.
  */
 export function internalErrorDeny(requestId: string): Deny {
-  return deny('internal_error', 'The authorization service failed to decide; the request is denied. Retry, and report the request_id if it persists.', { extra: { request_id: requestId } });
+  return deny(
+    'internal_error',
+    'The authorization service failed to decide; the request is denied. Retry, and report the request_id if it persists.',
+    { extra: { request_id: requestId } },
+  );
 }
 
 /** A deny whose status (and so gRPC code) the policy chose. */
 export function policyDeny(status: number, code: DenyCode | PolicyCode, description: string, extra?: DenyExtra): Deny {
-  return { kind: 'deny', allow: false, status, grpc: grpcCodeForStatus(status), code, description, headers: [], ...extra };
+  return {
+    kind: 'deny',
+    allow: false,
+    status,
+    grpc: grpcCodeForStatus(status),
+    code,
+    description,
+    headers: [],
+    ...extra,
+  };
 }
 
 export function answer(code: AnswerCode, body: string, contentType: string): Answer {
-  return { kind: 'answer', allow: false, status: CODES[code].status, grpc: CODES[code].grpc, code, body, contentType, headers: [] };
+  return {
+    kind: 'answer',
+    allow: false,
+    status: CODES[code].status,
+    grpc: CODES[code].grpc,
+    code,
+    body,
+    contentType,
+    headers: [],
+  };
 }
 
 let lastMs = -1;
@@ -145,7 +188,7 @@ export function responseBody(o: Deny | Answer, now?: Date): string {
 }
 
 export function responseContentType(o: Deny | Answer): string {
-  return o.kind === 'answer' ? o.contentType : o.contentType ?? 'application/json';
+  return o.kind === 'answer' ? o.contentType : (o.contentType ?? 'application/json');
 }
 
 /** `{"jsonrpc":"2.0","id":…,"error":{"code":…,"message":…,"data":…}}`; id and data only when known. */

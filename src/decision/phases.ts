@@ -105,7 +105,15 @@ export interface Observer {
 }
 
 /** The Check's phases as its spans name them (docs/tracing.md). */
-export type CheckPhase = 'direct_answer' | 'endpoint' | 'limits' | 'authenticate' | 'body' | 'authorize' | 'upstream_credentials' | 'respond';
+export type CheckPhase =
+  | 'direct_answer'
+  | 'endpoint'
+  | 'limits'
+  | 'authenticate'
+  | 'body'
+  | 'authorize'
+  | 'upstream_credentials'
+  | 'respond';
 
 /** Traces Checks: off unless configured, and then only sampled Checks cost spans. */
 export interface CheckTracing {

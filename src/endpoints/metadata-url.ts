@@ -8,7 +8,10 @@ import type { Endpoint } from './registry.js';
 export const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource';
 
 /** The base URL the service's public URLs start with: publicBaseUrl, else the request's scheme and host. */
-export function publicBase(publicBaseUrl: string | undefined, request: Pick<Request, 'scheme' | 'host'> | undefined): string {
+export function publicBase(
+  publicBaseUrl: string | undefined,
+  request: Pick<Request, 'scheme' | 'host'> | undefined,
+): string {
   if (publicBaseUrl !== undefined) return trimSlash(publicBaseUrl);
   return `${request?.scheme || 'https'}://${request?.host || 'localhost'}`;
 }

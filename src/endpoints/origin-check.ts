@@ -24,7 +24,8 @@ interface OriginRule {
 
 const ABSENT: RequestOrigin = Object.freeze({ kind: 'absent' });
 
-const ADVICE = 'A browser page may call this endpoint only from an origin listed in its allowedOrigins (docs/origins.md); MCP clients that are not browsers send no Origin.';
+const ADVICE =
+  'A browser page may call this endpoint only from an origin listed in its allowedOrigins (docs/origins.md); MCP clients that are not browsers send no Origin.';
 const DESCRIPTIONS: Readonly<Record<Exclude<OriginVerdict, 'absent' | 'allowed'>, string>> = {
   not_allowed: `The request's Origin is not allowed on this endpoint. ${ADVICE}`,
   null: `The request's Origin is "null" (a sandboxed frame, a file: page or a redirect), which any site can send; it is never allowed. ${ADVICE}`,

@@ -56,7 +56,10 @@ export class EndpointRegistry {
   private readonly anyHost: IndexedHost;
 
   constructor(configs: readonly EndpointConfig[]) {
-    this.all = configs.map((c) => ({ ...c, metadataPath: c.match.pathPrefix !== undefined ? trimSlash(c.match.pathPrefix) : '' }));
+    this.all = configs.map((c) => ({
+      ...c,
+      metadataPath: c.match.pathPrefix !== undefined ? trimSlash(c.match.pathPrefix) : '',
+    }));
     const groups = new Map<string | undefined, Endpoint[]>();
     for (const e of this.all) {
       const host = e.match.host?.toLowerCase();

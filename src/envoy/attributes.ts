@@ -24,7 +24,7 @@ function convert(v: unknown, key: string): unknown {
   if (Buffer.isBuffer(v) || v instanceof Uint8Array) return Buffer.from(v).toString('base64');
   if (Array.isArray(v)) return v.map((x) => convert(x, key));
   const o = v as Record<string, unknown>;
-  if ((key === 'time') && ('seconds' in o || 'nanos' in o)) return timestamp(o);
+  if (key === 'time' && ('seconds' in o || 'nanos' in o)) return timestamp(o);
   if (key === 'filter_metadata') {
     const m: Record<string, unknown> = {};
     for (const k of Object.keys(o)) m[k] = struct(o[k]);

@@ -37,7 +37,9 @@ function loadRoot(file: string, includeDirs: string[]): protobuf.Root {
   if (!commonTypesAdded) {
     // The validation and annotation protos import google/protobuf/descriptor.proto, which
     // protobufjs ships as JSON but does not register among its common types (proto-loader does the same).
-    const descriptor = require('protobufjs/google/protobuf/descriptor.json') as { nested: { google: { nested: { protobuf: { nested: protobuf.INamespace['nested'] } } } } };
+    const descriptor = require('protobufjs/google/protobuf/descriptor.json') as {
+      nested: { google: { nested: { protobuf: { nested: protobuf.INamespace['nested'] } } } };
+    };
     protobuf.common('descriptor', descriptor.nested.google.nested.protobuf.nested!);
     commonTypesAdded = true;
   }

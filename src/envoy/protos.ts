@@ -13,7 +13,10 @@ let extProcDef: protoLoader.PackageDefinition | undefined;
 
 export function packageDefinitions() {
   cached ??= {
-    authDef: protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs }),
+    authDef: protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', {
+      ...loaderOptions,
+      includeDirs: envoyIncludeDirs,
+    }),
     healthDef: protoLoader.loadSync('grpc/health/v1/health.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs }),
   };
   return cached;
@@ -21,7 +24,10 @@ export function packageDefinitions() {
 
 /** envoy.service.ext_proc.v3 (official protos), loaded on first use. */
 export function extProcPackageDefinition(): protoLoader.PackageDefinition {
-  extProcDef ??= protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', { ...loaderOptions, includeDirs: envoyIncludeDirs });
+  extProcDef ??= protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', {
+    ...loaderOptions,
+    includeDirs: envoyIncludeDirs,
+  });
   return extProcDef;
 }
 
@@ -45,9 +51,17 @@ export function healthService(): grpc.ServiceDefinition {
 }
 
 /** Client constructors, for tests, the test proxy and the benchmark. */
-export function clientConstructors(): { Authorization: grpc.ServiceClientConstructor; Health: grpc.ServiceClientConstructor; ExternalProcessor: grpc.ServiceClientConstructor } {
+export function clientConstructors(): {
+  Authorization: grpc.ServiceClientConstructor;
+  Health: grpc.ServiceClientConstructor;
+  ExternalProcessor: grpc.ServiceClientConstructor;
+} {
   const auth = grpc.loadPackageDefinition(packageDefinitions().authDef) as AnyService;
   const health = grpc.loadPackageDefinition(packageDefinitions().healthDef) as AnyService;
   const extProc = grpc.loadPackageDefinition(extProcPackageDefinition()) as AnyService;
-  return { Authorization: auth.envoy.service.auth.v3.Authorization, Health: health.grpc.health.v1.Health, ExternalProcessor: extProc.envoy.service.ext_proc.v3.ExternalProcessor };
+  return {
+    Authorization: auth.envoy.service.auth.v3.Authorization,
+    Health: health.grpc.health.v1.Health,
+    ExternalProcessor: extProc.envoy.service.ext_proc.v3.ExternalProcessor,
+  };
 }

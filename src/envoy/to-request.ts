@@ -21,7 +21,11 @@ export interface RequestLimits {
 /** The subset of envoy.service.auth.v3.CheckRequest the service reads (proto field names). */
 export interface WireCheckRequest {
   attributes?: {
-    source?: { address?: { socket_address?: { address?: string; port_value?: number } | null } | null; principal?: string; certificate?: string } | null;
+    source?: {
+      address?: { socket_address?: { address?: string; port_value?: number } | null } | null;
+      principal?: string;
+      certificate?: string;
+    } | null;
     request?: {
       http?: {
         id?: string;
@@ -53,7 +57,10 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits, extras?:
   const attrs = msg.attributes;
   const http = attrs?.request?.http;
   if (!http) {
-    throw new RequestRejected('invalid_check_request', 'The CheckRequest has no attributes.request.http; mcp-authz authorizes HTTP requests from Envoy\'s ext_authz HTTP filter.');
+    throw new RequestRejected(
+      'invalid_check_request',
+      "The CheckRequest has no attributes.request.http; mcp-authz authorizes HTTP requests from Envoy's ext_authz HTTP filter.",
+    );
   }
   const headers = readHeaders(http, limits);
 
@@ -80,7 +87,10 @@ export function toRequest(msg: WireCheckRequest, limits: RequestLimits, extras?:
 
   // Endpoints are chosen by host: with two Host headers the upstream may route by the other one.
   if ((headers.host?.length ?? 0) > 1 || (headers[':authority']?.length ?? 0) > 1) {
-    throw new RequestRejected('invalid_check_request', 'The authorization request carries several Host headers; the request cannot be matched to one endpoint.');
+    throw new RequestRejected(
+      'invalid_check_request',
+      'The authorization request carries several Host headers; the request cannot be matched to one endpoint.',
+    );
   }
   const rawPath = http.path || (headers[':path']?.[0] ?? '');
   const { path, rawQuery } = normalizePath(rawPath);
@@ -150,7 +160,10 @@ function isDecodedMessage(v: unknown): v is protobuf.Message {
   return typeof v === 'object' && v !== null && typeof (v as { $type?: unknown }).$type === 'object';
 }
 
-function readHeaders(http: NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']>, limits: RequestLimits): HeaderMap {
+function readHeaders(
+  http: NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']>,
+  limits: RequestLimits,
+): HeaderMap {
   const out: HeaderMap = Object.create(null);
   const sizes = { count: 0, bytes: 0 };
   const entries = http.header_map?.headers;
@@ -158,7 +171,13 @@ function readHeaders(http: NonNullable<NonNullable<NonNullable<WireCheckRequest[
     // encode_raw_headers: raw values, one entry per occurrence.
     for (const h of entries) {
       if (!h.key) continue;
-      addHeader(out, sizes, limits, h.key, h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? ''));
+      addHeader(
+        out,
+        sizes,
+        limits,
+        h.key,
+        h.raw_value && h.raw_value.length > 0 ? h.raw_value.toString('utf8') : (h.value ?? ''),
+      );
     }
   } else if (http.headers) {
     for (const name in http.headers) addHeader(out, sizes, limits, name, http.headers[name]!);
@@ -166,11 +185,20 @@ function readHeaders(http: NonNullable<NonNullable<NonNullable<WireCheckRequest[
   return out;
 }
 
-function addHeader(out: HeaderMap, sizes: { count: number; bytes: number }, limits: RequestLimits, rawName: string, value: string): void {
+function addHeader(
+  out: HeaderMap,
+  sizes: { count: number; bytes: number },
+  limits: RequestLimits,
+  rawName: string,
+  value: string,
+): void {
   sizes.count++;
   sizes.bytes += rawName.length + value.length;
   if (sizes.count > limits.maxHeaders || sizes.bytes > limits.maxHeaderBytes) {
-    throw new RequestRejected('headers_too_large', `The request headers exceed the service's limit (${limits.maxHeaders} headers, ${limits.maxHeaderBytes} bytes).`);
+    throw new RequestRejected(
+      'headers_too_large',
+      `The request headers exceed the service's limit (${limits.maxHeaders} headers, ${limits.maxHeaderBytes} bytes).`,
+    );
   }
   const name = rawName.toLowerCase();
   const values = out[name];

@@ -36,7 +36,10 @@ export function toCheckResponse(o: Outcome, decisionId?: string, now?: Date): Re
     if (metadata) res.dynamic_metadata = toStruct(metadata);
     return res;
   }
-  const headers = [headerOption({ name: 'content-type', value: responseContentType(o), append: false }), ...o.headers.map(headerOption)];
+  const headers = [
+    headerOption({ name: 'content-type', value: responseContentType(o), append: false }),
+    ...o.headers.map(headerOption),
+  ];
   const res: Record<string, unknown> = {
     status: { code: o.grpc, message: o.code },
     denied_response: { status: { code: o.status }, headers, body: responseBody(o, now) },

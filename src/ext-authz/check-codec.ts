@@ -35,7 +35,10 @@ export function readCheckRequest(bytes: Uint8Array, limits: RequestLimits): Requ
   try {
     wire = decodeCheckRequest(bytes);
   } catch (err) {
-    throw new RequestRejected('invalid_check_request', `The CheckRequest could not be decoded (${(err as Error).message}); mcp-authz reads envoy.service.auth.v3.CheckRequest.`);
+    throw new RequestRejected(
+      'invalid_check_request',
+      `The CheckRequest could not be decoded (${(err as Error).message}); mcp-authz reads envoy.service.auth.v3.CheckRequest.`,
+    );
   }
   return toRequest(wire, limits);
 }

@@ -8,7 +8,10 @@ import protobuf from 'protobufjs';
 import { authRoot } from '../envoy/proto-root.js';
 
 export class CheckRequestJsonError extends Error {
-  constructor(readonly where: string, why: string) {
+  constructor(
+    readonly where: string,
+    why: string,
+  ) {
     super(`${where || 'the CheckRequest'}: ${why}`);
   }
 }
@@ -20,7 +23,8 @@ function jsonName(name: string): string {
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
-const isObject = (v: Json | undefined): v is { [k: string]: Json } => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isObject = (v: Json | undefined): v is { [k: string]: Json } =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
 
 const INT32 = new Set(['int32', 'sint32', 'sfixed32']);
 const UINT32 = new Set(['uint32', 'fixed32']);
@@ -35,7 +39,10 @@ function integer(v: Json, where: string, min: bigint, max: bigint): bigint {
   } else if (typeof v === 'string' && /^-?\d+$/.test(v)) {
     n = BigInt(v);
   } else {
-    throw new CheckRequestJsonError(where, `expected an integer (a number or a decimal string), got ${JSON.stringify(v)}`);
+    throw new CheckRequestJsonError(
+      where,
+      `expected an integer (a number or a decimal string), got ${JSON.stringify(v)}`,
+    );
   }
   if (n < min || n > max) throw new CheckRequestJsonError(where, `${n} is out of range`);
   return n;
@@ -60,7 +67,8 @@ function scalar(type: string, v: Json, where: string): unknown {
       throw new CheckRequestJsonError(where, `expected true or false, got ${JSON.stringify(v)}`);
     case 'string':
       if (typeof v !== 'string') throw new CheckRequestJsonError(where, `expected a string, got ${JSON.stringify(v)}`);
-      if (/\p{Cs}/u.test(v)) throw new CheckRequestJsonError(where, 'the string has a lone surrogate (not valid UTF-8)');
+      if (/\p{Cs}/u.test(v))
+        throw new CheckRequestJsonError(where, 'the string has a lone surrogate (not valid UTF-8)');
       return v;
     case 'bytes':
       if (typeof v !== 'string' || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(v) || v.replace(/=+$/, '').length % 4 === 1) {
@@ -74,7 +82,10 @@ function scalar(type: string, v: Json, where: string): unknown {
 function enumValue(e: protobuf.Enum, v: Json, where: string): number {
   if (typeof v === 'string' && Object.hasOwn(e.values, v)) return e.values[v]!;
   if (typeof v === 'number' && Number.isInteger(v)) return v;
-  throw new CheckRequestJsonError(where, `expected one of ${Object.keys(e.values).join(', ')}, got ${JSON.stringify(v)}`);
+  throw new CheckRequestJsonError(
+    where,
+    `expected one of ${Object.keys(e.values).join(', ')}, got ${JSON.stringify(v)}`,
+  );
 }
 
 /** A google.protobuf.Value from any JSON (protobufjs's own Struct types use lowerCamelCase names). */
@@ -88,7 +99,8 @@ function structValue(v: Json, where: string): unknown {
 }
 
 function struct(v: Json, where: string): unknown {
-  if (!isObject(v)) throw new CheckRequestJsonError(where, `expected a JSON object (google.protobuf.Struct), got ${JSON.stringify(v)}`);
+  if (!isObject(v))
+    throw new CheckRequestJsonError(where, `expected a JSON object (google.protobuf.Struct), got ${JSON.stringify(v)}`);
   return { fields: Object.fromEntries(Object.entries(v).map(([k, x]) => [k, structValue(x, `${where}.${k}`)])) };
 }
 
@@ -96,11 +108,22 @@ const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1
 
 function timestamp(v: Json, where: string): { seconds: string; nanos: number } {
   const m = typeof v === 'string' ? TIMESTAMP.exec(v) : null;
-  if (!m) throw new CheckRequestJsonError(where, `expected an RFC 3339 time such as 2026-01-02T03:04:05.678Z, got ${JSON.stringify(v)}`);
+  if (!m)
+    throw new CheckRequestJsonError(
+      where,
+      `expected an RFC 3339 time such as 2026-01-02T03:04:05.678Z, got ${JSON.stringify(v)}`,
+    );
   const [, y, mo, d, h, mi, s, frac, sign, oh, om] = m;
   const ms = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
   const check = new Date(ms);
-  if (check.getUTCDate() !== Number(d) || check.getUTCMonth() !== Number(mo) - 1 || Number(h) > 23 || Number(mi) > 59 || Number(s) > 59 || Number(y) < 1) {
+  if (
+    check.getUTCDate() !== Number(d) ||
+    check.getUTCMonth() !== Number(mo) - 1 ||
+    Number(h) > 23 ||
+    Number(mi) > 59 ||
+    Number(s) > 59 ||
+    Number(y) < 1
+  ) {
     throw new CheckRequestJsonError(where, `${JSON.stringify(v)} is not a valid time`);
   }
   const offset = sign ? (sign === '-' ? -1 : 1) * (Number(oh) * 3600 + Number(om) * 60) : 0;
@@ -139,7 +162,8 @@ function message(type: protobuf.Type, v: Json, where: string): unknown {
   }
   if (WRAPPERS[name]) return { value: scalar(WRAPPERS[name]!, v, where) };
   if (name === '.google.protobuf.Any') return any(type, v, where);
-  if (!isObject(v)) throw new CheckRequestJsonError(where, `expected a JSON object (${name.slice(1)}), got ${JSON.stringify(v)}`);
+  if (!isObject(v))
+    throw new CheckRequestJsonError(where, `expected a JSON object (${name.slice(1)}), got ${JSON.stringify(v)}`);
   const byName = fieldsByName(type);
   const out: Record<string, unknown> = {};
   const oneofSet = new Map<string, string>();
@@ -147,11 +171,16 @@ function message(type: protobuf.Type, v: Json, where: string): unknown {
     const field = byName.get(key);
     const at = where ? `${where}.${key}` : key;
     if (!field) throw new CheckRequestJsonError(at, `no such field in ${name.slice(1)}`);
-    if (field.name in out) throw new CheckRequestJsonError(at, `the field is given twice (as ${jsonName(field.name)} and ${field.name})`);
+    if (field.name in out)
+      throw new CheckRequestJsonError(at, `the field is given twice (as ${jsonName(field.name)} and ${field.name})`);
     if (value === null && field.resolvedType?.fullName !== '.google.protobuf.Value') continue;
     if (field.partOf) {
       const other = oneofSet.get(field.partOf.name);
-      if (other) throw new CheckRequestJsonError(at, `${key} and ${other} are members of one oneof (${field.partOf.name}): give one`);
+      if (other)
+        throw new CheckRequestJsonError(
+          at,
+          `${key} and ${other} are members of one oneof (${field.partOf.name}): give one`,
+        );
       oneofSet.set(field.partOf.name, key);
     }
     out[field.name] = fieldValue(field, value, at);
@@ -164,7 +193,16 @@ function fieldValue(field: protobuf.Field, v: Json, where: string): unknown {
     if (!isObject(v)) throw new CheckRequestJsonError(where, 'expected a JSON object (a map)');
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
-      const key = field.keyType === 'string' ? k : field.keyType === 'bool' ? (k === 'true' ? 'true' : k === 'false' ? 'false' : bad(`${where}.${k}`, 'a bool map key is "true" or "false"')) : String(scalar(field.keyType, k, `${where}.${k}`));
+      const key =
+        field.keyType === 'string'
+          ? k
+          : field.keyType === 'bool'
+            ? k === 'true'
+              ? 'true'
+              : k === 'false'
+                ? 'false'
+                : bad(`${where}.${k}`, 'a bool map key is "true" or "false"')
+            : String(scalar(field.keyType, k, `${where}.${k}`));
       if (x === null) throw new CheckRequestJsonError(`${where}.${k}`, 'a map value cannot be null');
       out[key] = single(field, x, `${where}.${k}`);
     }
@@ -190,17 +228,22 @@ function bad(where: string, why: string): never {
 
 /** google.protobuf.Any: {"@type": "type.googleapis.com/<name>", ...fields} (a well-known type's value under "value"). */
 function any(anyType: protobuf.Type, v: Json, where: string): unknown {
-  if (!isObject(v) || typeof v['@type'] !== 'string') throw new CheckRequestJsonError(where, 'expected a JSON object with "@type" (google.protobuf.Any)');
+  if (!isObject(v) || typeof v['@type'] !== 'string')
+    throw new CheckRequestJsonError(where, 'expected a JSON object with "@type" (google.protobuf.Any)');
   const url = v['@type'];
   const typeName = url.slice(url.lastIndexOf('/') + 1);
   let inner: protobuf.Type;
   try {
     inner = anyType.root.lookupType(typeName);
   } catch {
-    throw new CheckRequestJsonError(`${where}.@type`, `unknown type ${JSON.stringify(typeName)}: only the types of the ext_authz protos can be read`);
+    throw new CheckRequestJsonError(
+      `${where}.@type`,
+      `unknown type ${JSON.stringify(typeName)}: only the types of the ext_authz protos can be read`,
+    );
   }
   const { '@type': _, ...rest } = v;
-  const special = inner.fullName.startsWith('.google.protobuf.') && !['.google.protobuf.Empty'].includes(inner.fullName);
+  const special =
+    inner.fullName.startsWith('.google.protobuf.') && !['.google.protobuf.Empty'].includes(inner.fullName);
   const obj = special ? message(inner, rest.value ?? null, `${where}.value`) : message(inner, rest, where);
   return { type_url: url, value: inner.encode(inner.fromObject(obj as Record<string, unknown>)).finish() };
 }

@@ -104,7 +104,12 @@ function structBytes(obj: Record<string, unknown>): Buffer {
   for (const k of Object.keys(obj)) {
     // proto-loader's object path cannot hold a "__proto__" key (assigning it sets the prototype): Envoy never gets one.
     if (k === '__proto__') continue;
-    entries.push(lengthDelimited(1, Buffer.concat([lengthDelimited(1, Buffer.from(k, 'utf8')), lengthDelimited(2, valueBytes(obj[k]))])));
+    entries.push(
+      lengthDelimited(
+        1,
+        Buffer.concat([lengthDelimited(1, Buffer.from(k, 'utf8')), lengthDelimited(2, valueBytes(obj[k]))]),
+      ),
+    );
   }
   return Buffer.concat(entries);
 }
@@ -124,7 +129,12 @@ function decisionIdStructSize(idBytes: number): number {
  * Writes dynamic_metadata: the policy's Struct, encoded already, or — the common case,
  * without allocating — the Struct holding only the decision id.
  */
-function writeMetadata(out: Out, policyStruct: Buffer | undefined, decisionId: string | undefined, idBytes: number): void {
+function writeMetadata(
+  out: Out,
+  policyStruct: Buffer | undefined,
+  decisionId: string | undefined,
+  idBytes: number,
+): void {
   if (policyStruct !== undefined) {
     out.open(DYNAMIC_METADATA, policyStruct.length);
     out.pos += policyStruct.copy(out.buf, out.pos);
@@ -148,7 +158,12 @@ export function encodeCheckResponse(o: Outcome, decisionId?: string, now?: Date)
   const policyMetadata = o.kind === 'answer' ? undefined : o.dynamicMetadata;
   const policyStruct = policyMetadata !== undefined ? structBytes(decisionMetadata(o, decisionId)!) : undefined;
   const idBytes = decisionId !== undefined ? Buffer.byteLength(decisionId) : 0;
-  const metadataSize = policyStruct !== undefined ? field(policyStruct.length) : decisionId !== undefined ? field(decisionIdStructSize(idBytes)) : 0;
+  const metadataSize =
+    policyStruct !== undefined
+      ? field(policyStruct.length)
+      : decisionId !== undefined
+        ? field(decisionIdStructSize(idBytes))
+        : 0;
   if (o.allow) {
     // status = 1: google.rpc.Status { int32 code = 1 } with code 0: an empty message.
     // ok_response = 3: OkHttpResponse { headers = 2; headers_to_remove = 5; response_headers_to_add = 6; query_parameters_to_remove = 8; }
@@ -176,7 +191,10 @@ export function encodeCheckResponse(o: Outcome, decisionId?: string, now?: Date)
   const code = o.grpc;
   const message = Buffer.byteLength(o.code);
   const statusSize = 1 + varintSize(code) + field(message);
-  const headers = [sizeHeader({ name: 'content-type', value: responseContentType(o), append: false }), ...o.headers.map(sizeHeader)];
+  const headers = [
+    sizeHeader({ name: 'content-type', value: responseContentType(o), append: false }),
+    ...o.headers.map(sizeHeader),
+  ];
   const body = responseBody(o, now);
   const bodySize = Buffer.byteLength(body);
   const httpStatus = 1 + varintSize(o.status);

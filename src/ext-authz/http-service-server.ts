@@ -82,7 +82,10 @@ export class HttpAuthzServer {
 
   private readonly listen: HttpServiceServerPort['listen'];
 
-  constructor(private readonly runtime: Runtime, port: HttpServiceServerPort) {
+  constructor(
+    private readonly runtime: Runtime,
+    port: HttpServiceServerPort,
+  ) {
     const { tls } = port;
     this.listen = port.listen;
     const { limits } = runtime.config;
@@ -91,7 +94,10 @@ export class HttpAuthzServer {
     this.decode = httpAuthzDecoder(runtime.config.extAuthzHttp);
     // Headers up to the service's own limit reach the pipeline (a 431 deny with a body that
     // says why); node:http's default (16 KiB) would refuse them first, without one.
-    const options: ServerOptions = { maxHeaderSize: limits.maxHeaderBytes + 16 * 1024, keepAliveTimeout: 10 * 60 * 1000 };
+    const options: ServerOptions = {
+      maxHeaderSize: limits.maxHeaderBytes + 16 * 1024,
+      keepAliveTimeout: 10 * 60 * 1000,
+    };
     const onRequest = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req as Req, res);
     if (tls) {
       const secure = createHttpsServer({ ...options, ...tls.serverOptions() }, onRequest);
@@ -157,8 +163,13 @@ export class HttpAuthzServer {
       res.writeHead(a.status, flat);
     } catch (err) {
       // A header value HTTP cannot carry (a policy's): denied, never sent half.
-      this.runtime.logger.warn({ err: { message: (err as Error).message } }, 'an answer could not be written as HTTP; denied');
-      const fallback = httpAuthzAnswer(deny('internal_error', 'The authorization answer could not be written as HTTP; the request is denied.'));
+      this.runtime.logger.warn(
+        { err: { message: (err as Error).message } },
+        'an answer could not be written as HTTP; denied',
+      );
+      const fallback = httpAuthzAnswer(
+        deny('internal_error', 'The authorization answer could not be written as HTTP; the request is denied.'),
+      );
       const h: string[] = [];
       for (const [name, value] of fallback.headers) h.push(name, value);
       h.push('content-length', String(Buffer.byteLength(fallback.body)), 'connection', 'close');

@@ -19,7 +19,6 @@ import { toRequest, type RequestLimits, type WireCheckRequest } from '../envoy/t
 /** Envoy's response header naming request headers to remove before the request goes upstream. */
 export const HEADERS_TO_REMOVE = 'x-envoy-auth-headers-to-remove';
 
-
 /** The authorization request as it arrived (node:http's view of it). */
 export interface HttpAuthzRequest {
   method: string;
@@ -40,8 +39,14 @@ export interface HttpServiceSettings {
 }
 
 /** Turns the forwarded request into the request model. */
-export function httpAuthzDecoder(settings: HttpServiceSettings): (req: HttpAuthzRequest, limits: RequestLimits) => Request {
-  const answerLimits: AnswerLimits = Object.freeze({ removesQueryParams: false, answersDirectly: false, setsRequestHeader: headerNamesMatcher(settings.upstreamHeaders) });
+export function httpAuthzDecoder(
+  settings: HttpServiceSettings,
+): (req: HttpAuthzRequest, limits: RequestLimits) => Request {
+  const answerLimits: AnswerLimits = Object.freeze({
+    removesQueryParams: false,
+    answersDirectly: false,
+    setsRequestHeader: headerNamesMatcher(settings.upstreamHeaders),
+  });
   return (req, limits) => readHttpAuthzRequest(req, limits, settings.pathPrefix, answerLimits);
 }
 
@@ -54,11 +59,25 @@ const ANY_HEADER_LIMITS: AnswerLimits = Object.freeze({ removesQueryParams: fals
  * Check decoder, so every request rule — header limits, Host, UTF-8, sizes — is the Check
  * path's, and a policy reads the same `attributes` on every transport.
  */
-export function readHttpAuthzRequest(req: HttpAuthzRequest, limits: RequestLimits, pathPrefix: string, answerLimits: AnswerLimits = ANY_HEADER_LIMITS): Request {
-  if (!req.url.startsWith(pathPrefix) || (pathPrefix !== '' && req.url.length > pathPrefix.length && req.url[pathPrefix.length] !== '/')) {
-    throw new RequestRejected('invalid_check_request', `The authorization request's path does not start with the configured http_service path_prefix ${JSON.stringify(pathPrefix)} (extAuthzHttp.pathPrefix).`);
+export function readHttpAuthzRequest(
+  req: HttpAuthzRequest,
+  limits: RequestLimits,
+  pathPrefix: string,
+  answerLimits: AnswerLimits = ANY_HEADER_LIMITS,
+): Request {
+  if (
+    !req.url.startsWith(pathPrefix) ||
+    (pathPrefix !== '' && req.url.length > pathPrefix.length && req.url[pathPrefix.length] !== '/')
+  ) {
+    throw new RequestRejected(
+      'invalid_check_request',
+      `The authorization request's path does not start with the configured http_service path_prefix ${JSON.stringify(pathPrefix)} (extAuthzHttp.pathPrefix).`,
+    );
   }
-  return toRequest(toCheckAttributes(req, req.url.slice(pathPrefix.length) || '/'), limits, { answerLimits, bodyBytes: req.bodyBytes });
+  return toRequest(toCheckAttributes(req, req.url.slice(pathPrefix.length) || '/'), limits, {
+    answerLimits,
+    bodyBytes: req.bodyBytes,
+  });
 }
 
 /** The CheckRequest (attributes.request.http) Envoy's gRPC ext_authz filter would send for this request. */
@@ -80,7 +99,8 @@ export function toCheckAttributes(req: HttpAuthzRequest, rawPath: string): WireC
     { key: ':path', raw_value: Buffer.from(rawPath, 'utf8') },
     { key: ':scheme', raw_value: Buffer.from(scheme, 'latin1') },
   ];
-  for (let i = 0; i + 1 < raw.length; i += 2) headers.push({ key: raw[i]!.toLowerCase(), raw_value: Buffer.from(raw[i + 1]!, 'latin1') });
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    headers.push({ key: raw[i]!.toLowerCase(), raw_value: Buffer.from(raw[i + 1]!, 'latin1') });
   const http: NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']> = {
     method,
     path: rawPath,
@@ -137,7 +157,11 @@ export function httpAuthzAnswer(o: Outcome, now?: Date): HttpAuthzAnswer {
   // A deny: Envoy sends this status, these headers and this body to the client. A 200 here
   // would be an allow, so an answer (which the pipeline turns into a deny on this service
   // before it gets here) is never sent as one.
-  if (o.kind === 'answer') return httpAuthzAnswer(deny('internal_error', 'A direct answer cannot be sent through the HTTP authorization service.'), now);
+  if (o.kind === 'answer')
+    return httpAuthzAnswer(
+      deny('internal_error', 'A direct answer cannot be sent through the HTTP authorization service.'),
+      now,
+    );
   const headers: [string, string][] = [['content-type', responseContentType(o)]];
   for (const h of o.headers) headers.push([h.name, utf8Wire(h.value)]);
   return { status: o.status, headers, body: responseBody(o, now) };

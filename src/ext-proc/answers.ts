@@ -3,7 +3,15 @@
 // deny has; an allow is a HeaderMutation with the Check allow's headers. Values travel in
 // `raw_value` (Envoy reads only that field while the send_header_raw_value guard is on) and
 // every header names `append`, which ext_proc honours (it ignores append_action).
-import { responseBody, responseContentType, type Allow, type Answer, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
+import {
+  responseBody,
+  responseContentType,
+  type Allow,
+  type Answer,
+  type Deny,
+  type HeaderToSet,
+  type Outcome,
+} from '../contracts/outcome.js';
 import type { Request } from '../contracts/request.js';
 import { removeQueryParams } from '../request/remove-query-params.js';
 import type { WireHeaderMutation, WireHeaderValueOption, WireImmediateResponse } from './wire.js';
@@ -36,13 +44,18 @@ export interface RequestMutationExtras {
  * ext_proc cannot remove query parameters — `:path` rewritten without the credential
  * parameters (src/request/remove-query-params.ts).
  */
-export function requestHeaderMutation(o: Allow, request: Pick<Request, 'rawPath'>, extras: RequestMutationExtras = {}): WireHeaderMutation {
+export function requestHeaderMutation(
+  o: Allow,
+  request: Pick<Request, 'rawPath'>,
+  extras: RequestMutationExtras = {},
+): WireHeaderMutation {
   const set = o.headers.map(option);
   if (o.queryParamsToRemove.length > 0) {
     const path = removeQueryParams(request.rawPath, o.queryParamsToRemove);
     if (path !== request.rawPath) set.push(headerOption(':path', path));
   }
-  const remove = extras.remove && extras.remove.length > 0 ? [...o.headersToRemove, ...extras.remove] : o.headersToRemove;
+  const remove =
+    extras.remove && extras.remove.length > 0 ? [...o.headersToRemove, ...extras.remove] : o.headersToRemove;
   const m: WireHeaderMutation = {};
   if (set.length > 0) m.set_headers = set;
   if (remove.length > 0) m.remove_headers = [...remove];
@@ -50,7 +63,10 @@ export function requestHeaderMutation(o: Allow, request: Pick<Request, 'rawPath'
 }
 
 /** Headers added to the response (the policy's response_headers, the list's cache-control). */
-export function responseHeaderMutation(set: readonly HeaderToSet[], remove: readonly string[] = []): WireHeaderMutation | undefined {
+export function responseHeaderMutation(
+  set: readonly HeaderToSet[],
+  remove: readonly string[] = [],
+): WireHeaderMutation | undefined {
   if (set.length === 0 && remove.length === 0) return undefined;
   const m: WireHeaderMutation = {};
   if (set.length > 0) m.set_headers = set.map(option);
@@ -66,7 +82,10 @@ export const EXT_PROC_METADATA_NAMESPACE = 'envoy.filters.http.ext_proc';
  * in Check answers) under one namespace. Envoy reads the Struct's top-level fields as
  * namespaces and keeps only those its `metadata_options.receiving_namespaces` lists.
  */
-export function extProcDynamicMetadata(o: Outcome, decisionId: string | undefined): Record<string, unknown> | undefined {
+export function extProcDynamicMetadata(
+  o: Outcome,
+  decisionId: string | undefined,
+): Record<string, unknown> | undefined {
   const metadata = decisionMetadata(o, decisionId);
   return metadata ? toStruct({ [EXT_PROC_METADATA_NAMESPACE]: metadata }) : undefined;
 }

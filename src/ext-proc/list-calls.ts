@@ -11,7 +11,8 @@ export function listCallsOf(parsedBody: unknown): ListCalls | undefined {
     if (e === null || typeof e !== 'object' || Array.isArray(e)) continue;
     const { method, id } = e as { method?: unknown; id?: unknown };
     // Notifications (no id) get no response; the pipeline refused other id types.
-    if (typeof method !== 'string' || !isListMethod(method) || (typeof id !== 'string' && typeof id !== 'number')) continue;
+    if (typeof method !== 'string' || !isListMethod(method) || (typeof id !== 'string' && typeof id !== 'number'))
+      continue;
     (calls ??= new Map()).set(id, method);
   }
   return calls;

@@ -60,7 +60,9 @@ export class ListResponse {
     this.sawBody = true;
     let out: JsonOutcome;
     // Readers disagree on invalid UTF-8 (U+FFFD, an error): such a list is not shown.
-    const filtered = isUtf8(body) ? filterJsonBody(body.toString('utf8'), this.calls, this.visibility.visibleFor) : failure('invalid_json', 'the body is not valid UTF-8');
+    const filtered = isUtf8(body)
+      ? filterJsonBody(body.toString('utf8'), this.calls, this.visibility.visibleFor)
+      : failure('invalid_json', 'the body is not valid UTF-8');
     if (!filtered.ok) {
       out = { body: this.withheldBody(filtered), withheld: true };
       this.spentNs += process.hrtime.bigint() - started;
@@ -138,7 +140,13 @@ export class ListResponse {
     if (this.quiet && result !== 'withheld') return;
     if (why) {
       this.rt.logger.warn(
-        { request_id: this.trace.ctx.request.id, endpoint: this.trace.ctx.endpoint?.name, principal: this.trace.ctx.principal.id, reason: why.code, detail: why.detail },
+        {
+          request_id: this.trace.ctx.request.id,
+          endpoint: this.trace.ctx.endpoint?.name,
+          principal: this.trace.ctx.principal.id,
+          reason: why.code,
+          detail: why.detail,
+        },
         'list response withheld: it could not be filtered for this caller',
       );
     }

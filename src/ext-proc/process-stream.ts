@@ -43,7 +43,10 @@ class ProcessStream {
   /** Settles when the stream is over. */
   readonly done = new Promise<void>((resolve) => (this.over = resolve));
 
-  constructor(runtime: Runtime, private readonly call: DuplexCall) {
+  constructor(
+    runtime: Runtime,
+    private readonly call: DuplexCall,
+  ) {
     this.session = new ExtProcSession(runtime);
     call.on('data', (m) => this.message(m));
     call.on('end', () => this.end());

@@ -51,7 +51,10 @@ export function toCheckAttributes(parts: ExtProcRequestParts): WireCheckRequest 
 
 /** One header as ext_authz's encode_raw_headers sends it: the key lower-cased, the value as bytes. */
 function rawEntry(h: WireHeaderValue): { key: string; raw_value: Buffer } {
-  const raw = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value.buffer, h.raw_value.byteOffset, h.raw_value.byteLength) : Buffer.from(h.value ?? '', 'utf8');
+  const raw =
+    h.raw_value && h.raw_value.length > 0
+      ? Buffer.from(h.raw_value.buffer, h.raw_value.byteOffset, h.raw_value.byteLength)
+      : Buffer.from(h.value ?? '', 'utf8');
   return { key: (h.key ?? '').toLowerCase(), raw_value: raw };
 }
 

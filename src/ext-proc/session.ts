@@ -18,10 +18,29 @@
 // rest of a list unfiltered. docs/ext_proc.md describes the protocol.
 import { randomUUID } from 'node:crypto';
 import type { CheckTrace } from '../decision/context.js';
-import { deny, internalErrorDeny, type Allow, type Deny, type HeaderToSet, type Outcome } from '../contracts/outcome.js';
-import { EXT_PROC_ATTRIBUTES_KEY, readResponseHead, toRequestFromExtProc, type ExtProcRequestParts } from './request.js';
+import {
+  deny,
+  internalErrorDeny,
+  type Allow,
+  type Deny,
+  type HeaderToSet,
+  type Outcome,
+} from '../contracts/outcome.js';
+import {
+  EXT_PROC_ATTRIBUTES_KEY,
+  readResponseHead,
+  toRequestFromExtProc,
+  type ExtProcRequestParts,
+} from './request.js';
 import { extProcDynamicMetadata, immediateResponse, requestHeaderMutation, responseHeaderMutation } from './answers.js';
-import type { ProcessingRequest, ProcessingResponse, WireCommonResponse, WireHttpBody, WireHttpHeaders, WireProcessingMode } from './wire.js';
+import type {
+  ProcessingRequest,
+  ProcessingResponse,
+  WireCommonResponse,
+  WireHttpBody,
+  WireHttpHeaders,
+  WireProcessingMode,
+} from './wire.js';
 import type { ExtProcStreamResult } from '../metrics/hooks.js';
 import { runCheck } from '../pipeline/pipeline.js';
 import { Status } from '../grpc/wire.js';
@@ -56,9 +75,18 @@ type State =
 // Asked for on every request headers answer with a body to come, so the body arrives whole
 // and the response headers are sent, whatever the filter's static mode (where
 // allow_mode_override lets Envoy take it).
-const REQUEST_MODE: WireProcessingMode = Object.freeze({ request_body_mode: 'BUFFERED', response_header_mode: 'SEND' }) as WireProcessingMode;
-const JSON_BODY_MODE: WireProcessingMode = Object.freeze({ request_body_mode: 'BUFFERED', response_body_mode: 'BUFFERED' }) as WireProcessingMode;
-const SSE_BODY_MODE: WireProcessingMode = Object.freeze({ request_body_mode: 'BUFFERED', response_body_mode: 'STREAMED' }) as WireProcessingMode;
+const REQUEST_MODE: WireProcessingMode = Object.freeze({
+  request_body_mode: 'BUFFERED',
+  response_header_mode: 'SEND',
+}) as WireProcessingMode;
+const JSON_BODY_MODE: WireProcessingMode = Object.freeze({
+  request_body_mode: 'BUFFERED',
+  response_body_mode: 'BUFFERED',
+}) as WireProcessingMode;
+const SSE_BODY_MODE: WireProcessingMode = Object.freeze({
+  request_body_mode: 'BUFFERED',
+  response_body_mode: 'STREAMED',
+}) as WireProcessingMode;
 const NOTHING: SessionStep = Object.freeze({ send: [] }) as SessionStep;
 
 /** Configuration mistakes seen on a stream are logged once per runtime, not once per request. */
@@ -118,11 +146,19 @@ export class ExtProcSession {
   private async handle(msg: ProcessingRequest): Promise<SessionStep> {
     if (this.ended) return NOTHING;
     if (msg.observability_mode === true) {
-      warnOnce(this.rt, 'observability', 'ext_proc: the filter runs in observability_mode: Envoy ignores every answer, so no request is denied and no list filtered (docs/ext_proc.md)');
+      warnOnce(
+        this.rt,
+        'observability',
+        'ext_proc: the filter runs in observability_mode: Envoy ignores every answer, so no request is denied and no list filtered (docs/ext_proc.md)',
+      );
     }
     if (this.result === 'denied') {
       // Envoy stops sending once it takes an immediate response.
-      warnOnce(this.rt, 'after_denial', 'ext_proc: a message arrived after a denial was answered: is disable_immediate_response set on the filter? Denied requests then go upstream (docs/ext_proc.md)');
+      warnOnce(
+        this.rt,
+        'after_denial',
+        'ext_proc: a message arrived after a denial was answered: is disable_immediate_response set on the filter? Denied requests then go upstream (docs/ext_proc.md)',
+      );
       return NOTHING;
     }
     if (msg.request_headers) return this.requestHeaders(msg.request_headers, msg.attributes);
@@ -134,12 +170,22 @@ export class ExtProcSession {
     return this.protocolError('a ProcessingRequest without a known message');
   }
 
-  private async requestHeaders(headers: WireHttpHeaders, attributes: ProcessingRequest['attributes']): Promise<SessionStep> {
+  private async requestHeaders(
+    headers: WireHttpHeaders,
+    attributes: ProcessingRequest['attributes'],
+  ): Promise<SessionStep> {
     if (this.state !== 'start') return this.protocolError('request headers arrived twice');
     this.headers = headers;
     this.attributes = attributes;
-    if (this.rt.config.clientAddress.from === 'source' && attributes?.[EXT_PROC_ATTRIBUTES_KEY]?.fields?.['source.address'] === undefined) {
-      warnOnce(this.rt, 'source_address', 'ext_proc: requests carry no source.address attribute, so every client counts as one address for rate limits and lockouts: add request_attributes: [source.address] to the filter (docs/ext_proc.md)');
+    if (
+      this.rt.config.clientAddress.from === 'source' &&
+      attributes?.[EXT_PROC_ATTRIBUTES_KEY]?.fields?.['source.address'] === undefined
+    ) {
+      warnOnce(
+        this.rt,
+        'source_address',
+        'ext_proc: requests carry no source.address attribute, so every client counts as one address for rate limits and lockouts: add request_attributes: [source.address] to the filter (docs/ext_proc.md)',
+      );
     }
     if (headers.end_of_stream !== true) {
       this.state = 'request_body';
@@ -152,9 +198,13 @@ export class ExtProcSession {
     if (this.state === 'passthrough' || this.state === 'allowed') return { send: [{ request_body: { response: {} } }] };
     if (this.state !== 'request_body') return this.protocolError('a request body arrived before the request headers');
     if (body.end_of_stream !== true) {
-      return this.protocolError('the request body arrived in pieces: the ext_proc filter must send it whole (request_body_mode: BUFFERED)');
+      return this.protocolError(
+        'the request body arrived in pieces: the ext_proc filter must send it whole (request_body_mode: BUFFERED)',
+      );
     }
-    const bytes = body.body ? Buffer.from(body.body.buffer, body.body.byteOffset, body.body.byteLength) : Buffer.alloc(0);
+    const bytes = body.body
+      ? Buffer.from(body.body.buffer, body.body.byteOffset, body.body.byteLength)
+      : Buffer.alloc(0);
     return this.decide(bytes, 'request_body');
   }
 
@@ -178,7 +228,8 @@ export class ExtProcSession {
     // never saw, so it could not be filtered: the server opens a fresh stream instead.
     if (request.headers['last-event-id'] !== undefined) remove.push('last-event-id');
     const response: WireCommonResponse = { header_mutation: requestHeaderMutation(o, request, { remove }) };
-    const answer: ProcessingResponse = phase === 'request_headers' ? { request_headers: { response } } : { request_body: { response } };
+    const answer: ProcessingResponse =
+      phase === 'request_headers' ? { request_headers: { response } } : { request_body: { response } };
     const metadata = extProcDynamicMetadata(o, trace.decisionId);
     if (metadata) answer.dynamic_metadata = metadata;
     return { send: [answer] };
@@ -197,7 +248,12 @@ export class ExtProcSession {
     const calls = listCallsOf(trace.ctx?.parsedBody);
     const policyHeaders = allow.responseHeaders;
     const head = readResponseHead(headers);
-    if (calls === undefined && headers.end_of_stream !== true && trace.ctx?.request.method === 'GET' && isEventStream(head.contentType)) {
+    if (
+      calls === undefined &&
+      headers.end_of_stream !== true &&
+      trace.ctx?.request.method === 'GET' &&
+      isEventStream(head.contentType)
+    ) {
       return this.watchStream(trace, policyHeaders);
     }
     if (calls === undefined || headers.end_of_stream === true) {
@@ -212,33 +268,43 @@ export class ExtProcSession {
       const m = responseHeaderMutation(policyHeaders);
       return { send: [{ response_headers: { response: m ? { header_mutation: m } : {} } }] };
     }
-    const set: HeaderToSet[] = [...policyHeaders, { name: 'cache-control', value: privateCacheControl(head.cacheControl), append: false }];
+    const set: HeaderToSet[] = [
+      ...policyHeaders,
+      { name: 'cache-control', value: privateCacheControl(head.cacheControl), append: false },
+    ];
     const list = new ListResponse(this.rt, trace, calls, trace.ctx?.mcp.batch === true, form);
     const encoding = head.contentEncoding.filter((v) => v.trim().toLowerCase() !== 'identity');
     if (encoding.length > 0) {
       // A compressed list cannot be read: it is replaced whole, at once.
       this.state = 'passthrough';
-      const body = list.withheldNow('encoded_response', `the response is compressed (content-encoding: ${encoding.join(', ')})`);
+      const body = list.withheldNow(
+        'encoded_response',
+        `the response is compressed (content-encoding: ${encoding.join(', ')})`,
+      );
       set.push({ name: 'content-type', value: 'application/json', append: false });
       return {
-        send: [{
-          response_headers: {
-            response: {
-              status: 'CONTINUE_AND_REPLACE',
-              header_mutation: responseHeaderMutation(set, ['content-length', 'content-encoding'])!,
-              body_mutation: { body },
+        send: [
+          {
+            response_headers: {
+              response: {
+                status: 'CONTINUE_AND_REPLACE',
+                header_mutation: responseHeaderMutation(set, ['content-length', 'content-encoding'])!,
+                body_mutation: { body },
+              },
             },
           },
-        }],
+        ],
       };
     }
     this.list = list;
     this.state = 'list_body';
     return {
-      send: [{
-        response_headers: { response: { header_mutation: responseHeaderMutation(set, ['content-length'])! } },
-        mode_override: form === 'sse' ? SSE_BODY_MODE : JSON_BODY_MODE,
-      }],
+      send: [
+        {
+          response_headers: { response: { header_mutation: responseHeaderMutation(set, ['content-length'])! } },
+          mode_override: form === 'sse' ? SSE_BODY_MODE : JSON_BODY_MODE,
+        },
+      ],
     };
   }
 
@@ -253,10 +319,14 @@ export class ExtProcSession {
     this.list = new ListResponse(this.rt, trace, NO_LIST_CALLS, false, 'sse', { quiet: true });
     this.state = 'list_body';
     return {
-      send: [{
-        response_headers: { response: { header_mutation: responseHeaderMutation(policyHeaders, ['content-length'])! } },
-        mode_override: SSE_BODY_MODE,
-      }],
+      send: [
+        {
+          response_headers: {
+            response: { header_mutation: responseHeaderMutation(policyHeaders, ['content-length'])! },
+          },
+          mode_override: SSE_BODY_MODE,
+        },
+      ],
     };
   }
 
@@ -264,15 +334,22 @@ export class ExtProcSession {
     if (this.state === 'passthrough') return { send: [{ response_body: { response: {} } }] };
     if (this.state !== 'list_body') return this.protocolError('a response body arrived before the response headers');
     const list = this.list!;
-    const bytes = body.body ? Buffer.from(body.body.buffer, body.body.byteOffset, body.body.byteLength) : Buffer.alloc(0);
+    const bytes = body.body
+      ? Buffer.from(body.body.buffer, body.body.byteOffset, body.body.byteLength)
+      : Buffer.alloc(0);
     const last = body.end_of_stream === true;
     if (list.form === 'json') {
-      if (!last) return this.streamFailure('a JSON list response arrived in pieces: the ext_proc filter did not buffer it');
+      if (!last)
+        return this.streamFailure('a JSON list response arrived in pieces: the ext_proc filter did not buffer it');
       const out = list.json(bytes);
       this.state = 'passthrough';
       const response: WireCommonResponse = {};
       if (out.body) response.body_mutation = { body: out.body };
-      if (out.withheld) response.header_mutation = responseHeaderMutation([{ name: 'content-type', value: 'application/json', append: false }], ['content-encoding']);
+      if (out.withheld)
+        response.header_mutation = responseHeaderMutation(
+          [{ name: 'content-type', value: 'application/json', append: false }],
+          ['content-encoding'],
+        );
       return { send: [{ response_body: { response } }] };
     }
     const out = list.sse(bytes, last);
@@ -282,16 +359,25 @@ export class ExtProcSession {
       this.state = 'over';
       this.result = 'failed';
       if (out.failed.code === 'legacy_sse_transport') {
-        warnOnce(this.rt, 'legacy_sse', 'ext_proc: an MCP server answered with the 2024-11-05 HTTP+SSE transport (an endpoint event on a GET stream); its list results arrive on that stream for requests POSTed elsewhere and cannot be filtered, so such streams are ended: serve Streamable HTTP (docs/ext_proc.md)');
+        warnOnce(
+          this.rt,
+          'legacy_sse',
+          'ext_proc: an MCP server answered with the 2024-11-05 HTTP+SSE transport (an endpoint event on a GET stream); its list results arrive on that stream for requests POSTed elsewhere and cannot be filtered, so such streams are ended: serve Streamable HTTP (docs/ext_proc.md)',
+        );
       }
-      return { send: [answer], fail: { code: Status.INTERNAL, details: `mcp-authz: list response withheld (${out.failed.code})` } };
+      return {
+        send: [answer],
+        fail: { code: Status.INTERNAL, details: `mcp-authz: list response withheld (${out.failed.code})` },
+      };
     }
     return { send: [answer] };
   }
 
   private trailers(kind: 'request_trailers' | 'response_trailers'): SessionStep {
     if (kind === 'request_trailers' && (this.state === 'start' || this.state === 'request_body')) {
-      return this.protocolError('request trailers arrived before the request was decided: the ext_proc filter must send the request body (request_body_mode: BUFFERED)');
+      return this.protocolError(
+        'request trailers arrived before the request was decided: the ext_proc filter must send the request body (request_body_mode: BUFFERED)',
+      );
     }
     return { send: [{ [kind]: {} }] };
   }
@@ -308,8 +394,17 @@ export class ExtProcSession {
   /** A message the session cannot use: before the decision, an immediate 500; after, a gRPC error. */
   private protocolError(why: string): SessionStep {
     if (this.state === 'over') return NOTHING;
-    this.rt.logger.error({ request_id: this.trace?.ctx?.request.id, why }, 'ext_proc: unexpected message; the request is refused');
-    if (this.trace === undefined) return this.immediate(deny('invalid_processing_request', `The request could not be decided: ${why}. It is refused (docs/ext_proc.md).`));
+    this.rt.logger.error(
+      { request_id: this.trace?.ctx?.request.id, why },
+      'ext_proc: unexpected message; the request is refused',
+    );
+    if (this.trace === undefined)
+      return this.immediate(
+        deny(
+          'invalid_processing_request',
+          `The request could not be decided: ${why}. It is refused (docs/ext_proc.md).`,
+        ),
+      );
     return this.streamFailure(why);
   }
 

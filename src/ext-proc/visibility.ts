@@ -33,7 +33,9 @@ export function callOfItem(item: ListedItem): ListedCall | undefined {
         if (err instanceof RequestRejected) return undefined;
         throw err;
       }
-      return item.method === 'resources/list' ? { method: 'resources/read', kind: 'request', uri } : { method: 'resources/read', kind: 'request', uri, template: true };
+      return item.method === 'resources/list'
+        ? { method: 'resources/read', kind: 'request', uri }
+        : { method: 'resources/read', kind: 'request', uri, template: true };
     }
   }
 }

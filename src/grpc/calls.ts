@@ -16,18 +16,28 @@ import type { BytesCall, BytesHandler, MethodDefinition } from './server.js';
 import { encodeGrpcMessage, FrameReader, frame, isCallError, Status, type CallError } from './wire.js';
 
 /** Headers of every answer: the protocol's content type; no compression. */
-export const RESPONSE_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' });
+export const RESPONSE_HEADERS = Object.freeze({
+  ':status': 200,
+  'content-type': 'application/grpc',
+  'grpc-accept-encoding': 'identity',
+});
 const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
 const END_STREAM = Object.freeze({ endStream: true });
 const OK_TRAILERS = Object.freeze({ 'grpc-status': '0' });
 const OK: CallError = Object.freeze({ code: Status.OK, details: 'OK' });
 const DEADLINE: CallError = Object.freeze({ code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
-const ONE_MESSAGE: CallError = Object.freeze({ code: Status.INTERNAL, details: 'A unary call carries exactly one request message' });
+const ONE_MESSAGE: CallError = Object.freeze({
+  code: Status.INTERNAL,
+  details: 'A unary call carries exactly one request message',
+});
 
 /** Ends a call that sent nothing yet with its status alone (a trailers-only answer). */
 export function trailersOnly(stream: ServerHttp2Stream, status: CallError): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
-  stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(status.code), 'grpc-message': encodeGrpcMessage(status.details) }, END_STREAM);
+  stream.respond(
+    { ...RESPONSE_HEADERS, 'grpc-status': String(status.code), 'grpc-message': encodeGrpcMessage(status.details) },
+    END_STREAM,
+  );
 }
 
 /** An error a handler ends a call with, as a status: its own, or UNKNOWN with its message. */
@@ -156,7 +166,14 @@ export class UnaryCall extends Call implements BytesCall {
   onCancel: (() => void) | undefined = undefined;
   private request: Buffer | undefined = undefined;
 
-  constructor(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, at: number, maxReceiveMessageBytes: number, deadlines: DeadlineHost, private readonly handler: BytesHandler) {
+  constructor(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    at: number,
+    maxReceiveMessageBytes: number,
+    deadlines: DeadlineHost,
+    private readonly handler: BytesHandler,
+  ) {
     super(stream, headers, at, maxReceiveMessageBytes, deadlines);
   }
 
@@ -270,7 +287,8 @@ export class StreamCall extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
-    if (!this.call.done) this.call.finish(err ? statusOf(err) : { code: Status.CANCELLED, details: 'Cancelled by the server' });
+    if (!this.call.done)
+      this.call.finish(err ? statusOf(err) : { code: Status.CANCELLED, details: 'Cancelled by the server' });
     cb(null);
   }
 
@@ -285,7 +303,10 @@ export class StreamCall extends Duplex {
     }
     if (this.onRequest) {
       if (this.request !== undefined) {
-        this.call.finish({ code: Status.INTERNAL, details: 'A server-streaming call carries exactly one request message' });
+        this.call.finish({
+          code: Status.INTERNAL,
+          details: 'A server-streaming call carries exactly one request message',
+        });
         return;
       }
       this.request = message;
@@ -305,7 +326,10 @@ export class StreamCall extends Duplex {
     }
     if (this.onRequest) {
       if (this.request === undefined) {
-        this.call.finish({ code: Status.INTERNAL, details: 'A server-streaming call carries exactly one request message' });
+        this.call.finish({
+          code: Status.INTERNAL,
+          details: 'A server-streaming call carries exactly one request message',
+        });
         return;
       }
       this.push(null);

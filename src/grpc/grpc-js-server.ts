@@ -7,7 +7,14 @@
 // interface, fed by the service's certificates, so a reload reaches new connections as on the
 // own server.
 import * as grpc from '@grpc/grpc-js';
-import { addReflectionTo, type BytesCall, type BytesHandler, type GrpcServer, type Handler, type ServiceDefinition } from './server.js';
+import {
+  addReflectionTo,
+  type BytesCall,
+  type BytesHandler,
+  type GrpcServer,
+  type Handler,
+  type ServiceDefinition,
+} from './server.js';
 import type { CallError } from './wire.js';
 
 /** A certificate, its key and the client CA, as the service keeps them: the set in force, then each new one. */
@@ -44,7 +51,16 @@ export class GrpcJsServer implements GrpcServer {
   }
 
   addBytesUnary(path: string, handler: BytesHandler): void {
-    const method = { path, originalName: path, requestStream: false, responseStream: false, requestSerialize: same, requestDeserialize: same, responseSerialize: same, responseDeserialize: same };
+    const method = {
+      path,
+      originalName: path,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: same,
+      requestDeserialize: same,
+      responseSerialize: same,
+      responseDeserialize: same,
+    };
     this.server.addService({ [path]: method } as grpc.ServiceDefinition, {
       [path]: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
         let over!: () => void;
@@ -105,7 +121,11 @@ class GrpcJsBytesCall implements BytesCall {
   }
 
   reply(message: Uint8Array): void {
-    if (this.end()) this.callback(null, Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength));
+    if (this.end())
+      this.callback(
+        null,
+        Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength),
+      );
   }
 
   fail(status: CallError): void {

@@ -26,11 +26,28 @@
 //   - TLS and mutual TLS (`tls`), the certificate replaced for new connections on reload;
 //     a TCP port or a Unix socket, listened on by the service's `listen`.
 import { EventEmitter } from 'node:events';
-import { constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type SecureServerOptions, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import {
+  constants,
+  createSecureServer,
+  createServer,
+  type Http2SecureServer,
+  type Http2Server,
+  type IncomingHttpHeaders,
+  type SecureServerOptions,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { Server } from 'node:net';
 import { StreamCall, statusOf, trailersOnly, UnaryCall } from './calls.js';
 import { DeadlineQueue } from './deadlines.js';
-import { addReflectionTo, type BytesHandler, type GrpcServer, type Handler, type MethodDefinition, type ServiceDefinition } from './server.js';
+import {
+  addReflectionTo,
+  type BytesHandler,
+  type GrpcServer,
+  type Handler,
+  type MethodDefinition,
+  type ServiceDefinition,
+} from './server.js';
 import { MAX_TIMEOUT_MS, parseGrpcTimeout, Status, type CallError } from './wire.js';
 
 /** A port's TLS, as the service keeps it: the options to start with, and the server kept up to date. */
@@ -189,7 +206,12 @@ export class H2GrpcServer implements GrpcServer {
       const fn = impl[name] ?? impl[method.originalName];
       if (!fn) continue;
       const unary = !method.requestStream && !method.responseStream;
-      this.routes.set(method.path, unary ? { unary: decodedUnary(method, fn), method: undefined, impl: undefined } : { unary: undefined, method, impl: fn });
+      this.routes.set(
+        method.path,
+        unary
+          ? { unary: decodedUnary(method, fn), method: undefined, impl: undefined }
+          : { unary: undefined, method, impl: fn },
+      );
     }
   }
 
@@ -250,7 +272,15 @@ export class H2GrpcServer implements GrpcServer {
       return;
     }
     this.sessions.add(s);
-    const state: SessionState = { strikes: 0, lastPingAt: 0, lastStreamId: 0, writtenAtPing: 0, unacked: 0, calmed: false, keepalive: undefined };
+    const state: SessionState = {
+      strikes: 0,
+      lastPingAt: 0,
+      lastStreamId: 0,
+      writtenAtPing: 0,
+      unacked: 0,
+      calmed: false,
+      keepalive: undefined,
+    };
     s[kSession] = state;
     s.on('error', noop);
     s.on('ping', onPing.bind(s, this.minPingIntervalMs, this.maxPingStrikes));
@@ -267,7 +297,11 @@ export class H2GrpcServer implements GrpcServer {
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on('error', noop); // a reset by the client ends the call; there is no one to answer
     const contentType = headers['content-type'];
-    if (headers[':method'] !== 'POST' || typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
+    if (
+      headers[':method'] !== 'POST' ||
+      typeof contentType !== 'string' ||
+      !contentType.startsWith('application/grpc')
+    ) {
       stream.respond({ ':status': 415 }, { endStream: true });
       return;
     }
@@ -298,13 +332,16 @@ export class H2GrpcServer implements GrpcServer {
     } else if (!method.responseStream) {
       // Client streaming: grpc-js hands the stream and a callback for the one answer.
       const call = new StreamCall(stream, headers, at, max, this.deadlines, method);
-      (route.impl as (call: StreamCall, cb: (err: CallError | Error | null, value?: unknown) => void) => void)(call, (err, value) => {
-        if (err) call.destroy(err as Error);
-        else {
-          call.write(value);
-          call.end();
-        }
-      });
+      (route.impl as (call: StreamCall, cb: (err: CallError | Error | null, value?: unknown) => void) => void)(
+        call,
+        (err, value) => {
+          if (err) call.destroy(err as Error);
+          else {
+            call.write(value);
+            call.end();
+          }
+        },
+      );
     } else {
       (route.impl as (call: StreamCall) => void)(new StreamCall(stream, headers, at, max, this.deadlines, method));
     }

@@ -28,7 +28,10 @@ export type StatusCode = (typeof Status)[StatusName];
 
 /** A status code's name ("INTERNAL" for 13). */
 export const statusName = (code: StatusCode): StatusName => STATUS_NAMES[code];
-const STATUS_NAMES = Object.fromEntries(Object.entries(Status).map(([name, code]) => [code, name])) as Record<StatusCode, StatusName>;
+const STATUS_NAMES = Object.fromEntries(Object.entries(Status).map(([name, code]) => [code, name])) as Record<
+  StatusCode,
+  StatusName
+>;
 
 /** An error a handler or the server ends a call with: grpc-status and grpc-message. */
 export interface CallError {
@@ -37,7 +40,12 @@ export interface CallError {
 }
 
 export function isCallError(e: unknown): e is CallError {
-  return typeof e === 'object' && e !== null && typeof (e as CallError).code === 'number' && Number.isInteger((e as CallError).code);
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof (e as CallError).code === 'number' &&
+    Number.isInteger((e as CallError).code)
+  );
 }
 
 export const FRAME_HEADER_BYTES = 5;
@@ -129,10 +137,18 @@ export class FrameReader {
 
   private check(flag: number, length: number): number {
     if (flag !== 0) {
-      throw new FrameError(flag === 1 ? Status.UNIMPLEMENTED : Status.INTERNAL, flag === 1 ? 'Compressed messages are not accepted (grpc-accept-encoding: identity)' : `Invalid message flag ${flag}`);
+      throw new FrameError(
+        flag === 1 ? Status.UNIMPLEMENTED : Status.INTERNAL,
+        flag === 1
+          ? 'Compressed messages are not accepted (grpc-accept-encoding: identity)'
+          : `Invalid message flag ${flag}`,
+      );
     }
     if (length > this.maxMessageBytes) {
-      throw new FrameError(Status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs. ${this.maxMessageBytes})`);
+      throw new FrameError(
+        Status.RESOURCE_EXHAUSTED,
+        `Received message larger than max (${length} vs. ${this.maxMessageBytes})`,
+      );
     }
     return length;
   }
@@ -177,7 +193,10 @@ export function encodeGrpcMessage(message: string): string {
   if (plain) return message;
   let out = '';
   for (const byte of Buffer.from(message, 'utf8')) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
 }

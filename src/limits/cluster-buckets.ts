@@ -16,7 +16,12 @@ export function isBucketMessage(o: Record<string, unknown>): boolean {
     case 'mcp-authz:bucket-take':
       return typeof o.id === 'number' && Array.isArray(o.takes) && o.takes.every(isTake);
     case 'mcp-authz:bucket-taken':
-      return typeof o.id === 'number' && typeof o.taken === 'object' && o.taken !== null && typeof (o.taken as { ok?: unknown }).ok === 'boolean';
+      return (
+        typeof o.id === 'number' &&
+        typeof o.taken === 'object' &&
+        o.taken !== null &&
+        typeof (o.taken as { ok?: unknown }).ok === 'boolean'
+      );
     default:
       return false;
   }
@@ -25,7 +30,14 @@ export function isBucketMessage(o: Record<string, unknown>): boolean {
 function isTake(t: unknown): boolean {
   if (typeof t !== 'object' || t === null) return false;
   const { key, n, shape } = t as Partial<Take>;
-  return typeof key === 'string' && typeof n === 'number' && n > 0 && typeof shape?.intervalMs === 'number' && shape.intervalMs > 0 && typeof shape.capacity === 'number';
+  return (
+    typeof key === 'string' &&
+    typeof n === 'number' &&
+    n > 0 &&
+    typeof shape?.intervalMs === 'number' &&
+    shape.intervalMs > 0 &&
+    typeof shape.capacity === 'number'
+  );
 }
 
 /** A worker's buckets: each take asks the primary. */
@@ -72,7 +84,10 @@ export class ClusterBuckets implements BucketStore {
     const now = Date.now();
     if (now - this.lastWarned >= 10_000) {
       this.lastWarned = now;
-      this.logger.warn({ limiter: 'buckets' }, 'the cluster primary did not answer a rate or quota take: this worker limits on its own counters');
+      this.logger.warn(
+        { limiter: 'buckets' },
+        'the cluster primary did not answer a rate or quota take: this worker limits on its own counters',
+      );
     }
     p.resolve({ ...this.lastResort.take(p.takes), local: 'cluster' });
   }
@@ -88,7 +103,8 @@ export class BucketHost {
   heard(workerId: number, m: BucketMessage): void {
     if (m.type !== 'mcp-authz:bucket-take') return;
     const taken = this.buckets.take(m.takes);
-    if (taken instanceof Promise) void taken.then((t) => this.reply(workerId, { type: 'mcp-authz:bucket-taken', id: m.id, taken: t }));
+    if (taken instanceof Promise)
+      void taken.then((t) => this.reply(workerId, { type: 'mcp-authz:bucket-taken', id: m.id, taken: t }));
     else this.reply(workerId, { type: 'mcp-authz:bucket-taken', id: m.id, taken });
   }
 }

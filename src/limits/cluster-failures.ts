@@ -36,13 +36,21 @@ const LATE_BATCHES = 1024;
 export function isFailureMessage(o: Record<string, unknown>): boolean {
   switch (o.type) {
     case 'mcp-authz:failures':
-      return typeof o.batch === 'number' && Array.isArray(o.items) && o.items.every((i) => typeof (i as FailureItem)?.key === 'string');
+      return (
+        typeof o.batch === 'number' &&
+        Array.isArray(o.items) &&
+        o.items.every((i) => typeof (i as FailureItem)?.key === 'string')
+      );
     case 'mcp-authz:failures-counted':
       return typeof o.batch === 'number' && Array.isArray(o.results);
     case 'mcp-authz:failure-revoke':
       return typeof o.id === 'number' && Array.isArray(o.keys) && o.keys.every((k) => typeof k === 'string');
     case 'mcp-authz:failure-returned':
-      return typeof o.id === 'number' && Array.isArray(o.items) && o.items.every((i) => typeof (i as { key?: unknown })?.key === 'string');
+      return (
+        typeof o.id === 'number' &&
+        Array.isArray(o.items) &&
+        o.items.every((i) => typeof (i as { key?: unknown })?.key === 'string')
+      );
     default:
       return false;
   }
@@ -117,7 +125,8 @@ export class ClusterFailureCounter implements FailureCounter {
         this.late.delete(m.batch);
         keys?.forEach((key, i) => {
           const r = m.results[i];
-          if (key !== undefined && r !== undefined && r.tally !== 'none' && r.lease > 0) this.lend(key, r.lease, r.windowEnd);
+          if (key !== undefined && r !== undefined && r.tally !== 'none' && r.lease > 0)
+            this.lend(key, r.lease, r.windowEnd);
         });
         return;
       }
@@ -133,7 +142,12 @@ export class ClusterFailureCounter implements FailureCounter {
       for (const key of m.keys) {
         const lease = this.leases.get(key);
         this.leases.delete(key);
-        items.push({ key, spent: lease ? { lent: lease.left + lease.used, used: lease.used, windowEnd: lease.windowEnd } : { lent: 0, used: 0, windowEnd: 0 } });
+        items.push({
+          key,
+          spent: lease
+            ? { lent: lease.left + lease.used, used: lease.used, windowEnd: lease.windowEnd }
+            : { lent: 0, used: 0, windowEnd: 0 },
+        });
       }
       this.send({ type: 'mcp-authz:failure-returned', id: m.id, items });
     }
@@ -177,12 +191,21 @@ export class ClusterFailureCounter implements FailureCounter {
     if (!b) return;
     this.inFlight.delete(batch);
     clearTimeout(b.timer);
-    this.late.set(batch, b.waiters.map((w) => (w.item.peek ? undefined : w.item.key)));
+    this.late.set(
+      batch,
+      b.waiters.map((w) => (w.item.peek ? undefined : w.item.key)),
+    );
     if (this.late.size > LATE_BATCHES) this.late.delete(this.late.keys().next().value!);
     const now = Date.now();
     if (now - this.lastWarned > 10_000) {
       this.lastWarned = now;
-      this.logger.warn({ limiter: 'failed-auth', err: { message: (err as Error | undefined)?.message ?? `no answer from the primary in ${this.timeoutMs} ms` } }, 'limiter store failed: this process limits on its own counters');
+      this.logger.warn(
+        {
+          limiter: 'failed-auth',
+          err: { message: (err as Error | undefined)?.message ?? `no answer from the primary in ${this.timeoutMs} ms` },
+        },
+        'limiter store failed: this process limits on its own counters',
+      );
     }
     for (const w of b.waiters) {
       if (w.item.peek) void this.lastResort.peek(w.item.key).then((r) => w.resolve(r ? { ...r, lease: 0 } : NONE));
@@ -322,7 +345,14 @@ export class FailureLedgerHost {
   }
 
   private lendOne(holder: number, item: FailureItem, results: FailureResult[], i: number, now: number): void {
-    if (item.peek || results[i]!.tally !== 'under' || this.waiting.has(item.key) || this.revoking.has(item.key) || this.gone.has(holder)) return;
+    if (
+      item.peek ||
+      results[i]!.tally !== 'under' ||
+      this.waiting.has(item.key) ||
+      this.revoking.has(item.key) ||
+      this.gone.has(holder)
+    )
+      return;
     const lent = this.ledger.lend(item.key, holder, now);
     if (lent) results[i] = lent;
   }

@@ -109,7 +109,10 @@ export class FailureLedger {
     if (e === undefined || now >= e.windowEnd || this.holders === 0) return undefined;
     // Small enough that every holder's lease together stays below the limit, and that no
     // holder holds more than the bound (it may have several asks in flight).
-    const lease = Math.min(this.bound - (e.leases.get(holder) ?? 0), Math.floor((this.max - e.committed - 1) / (2 * this.holders)));
+    const lease = Math.min(
+      this.bound - (e.leases.get(holder) ?? 0),
+      Math.floor((this.max - e.committed - 1) / (2 * this.holders)),
+    );
     if (lease <= 0) return undefined;
     e.leases.set(holder, (e.leases.get(holder) ?? 0) + lease);
     e.committed += lease;
@@ -151,7 +154,10 @@ export class FailureLedger {
   peek(key: string, now: number): { tally: Tally; windowEnd: number } | undefined {
     const e = this.entries.get(key);
     if (e === undefined || now >= e.windowEnd) return undefined;
-    return { tally: e.committed < this.max ? 'under' : e.committed === this.max ? 'at' : 'over', windowEnd: e.windowEnd };
+    return {
+      tally: e.committed < this.max ? 'under' : e.committed === this.max ? 'at' : 'over',
+      windowEnd: e.windowEnd,
+    };
   }
 
   /** Keys with a window running (for tests and the bound on memory). */

@@ -22,7 +22,8 @@ export function compileGrant(grant: string): GrantMatcher {
   const last = parts[parts.length - 1]!;
   const middle = parts.slice(1, -1).filter((p) => p !== '');
   return (k, target) => {
-    if (k !== kind || target.length < first.length + last.length || !target.startsWith(first) || !target.endsWith(last)) return false;
+    if (k !== kind || target.length < first.length + last.length || !target.startsWith(first) || !target.endsWith(last))
+      return false;
     // Literal runs between the stars, each found leftmost after the previous one, inside the part the ends leave.
     let at = first.length;
     const end = target.length - last.length;

@@ -3,7 +3,13 @@
 // with the local store answering while Redis does not. Whatever the store, a limiter call
 // never throws: if the local store fails too, a last-resort in-process limiter answers. Every
 // call the sharing store did not answer is counted (ServiceEvents.limiterLocalAnswer).
-import { RateLimiterCluster, RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import {
+  RateLimiterCluster,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+  type RateLimiterAbstract,
+} from 'rate-limiter-flexible';
 import type { Logger } from '../log/logger.js';
 import type { LimiterName, LimiterStoreName } from '../metrics/hooks.js';
 import type { Counted, FailureCounter, Tally } from './failure-counter.js';
@@ -49,13 +55,22 @@ export function createLimiter(spec: LimiterSpec, opts: StoreOptions): FlexLimite
   const base = { points: spec.points, duration: spec.durationSeconds };
   const local: RateLimiterAbstract =
     opts.local === 'cluster'
-      ? new RateLimiterCluster({ ...base, keyPrefix: `${spec.keyPrefix}:local`, timeoutMs: opts.clusterTimeoutMs ?? 1000 })
+      ? new RateLimiterCluster({
+          ...base,
+          keyPrefix: `${spec.keyPrefix}:local`,
+          timeoutMs: opts.clusterTimeoutMs ?? 1000,
+        })
       : new RateLimiterMemory({ ...base, keyPrefix: `${spec.keyPrefix}:local` });
   const lastResort = new RateLimiterMemory({ ...base, keyPrefix: `${spec.keyPrefix}:last-resort` });
   const localLayer = new Fallback(local, lastResort, opts.local === 'cluster' ? 'cluster' : undefined, spec, opts);
   if (!opts.redis) return localLayer;
   // Redis answers at once with an error while its connection is not ready (no offline queue).
-  const shared = new RateLimiterRedis({ ...base, storeClient: opts.redis.store.client, keyPrefix: `${opts.redis.keyPrefix}:${spec.keyPrefix}`, rejectIfRedisNotReady: true });
+  const shared = new RateLimiterRedis({
+    ...base,
+    storeClient: opts.redis.store.client,
+    keyPrefix: `${opts.redis.keyPrefix}:${spec.keyPrefix}`,
+    rejectIfRedisNotReady: true,
+  });
   return new Fallback(shared, localLayer, 'redis', spec, opts);
 }
 
@@ -97,7 +112,9 @@ class Fallback implements FlexLimiter {
     this.lastWarned = now;
     this.opts.logger.warn(
       { limiter: this.spec.keyPrefix, store: this.storeName ?? 'memory', err: { message: (err as Error)?.message } },
-      this.storeName === 'redis' ? 'Redis did not answer a limiter call: it is decided on local counters' : 'limiter store failed: this process limits on its own counters',
+      this.storeName === 'redis'
+        ? 'Redis did not answer a limiter call: it is decided on local counters'
+        : 'limiter store failed: this process limits on its own counters',
     );
   }
 }
@@ -113,7 +130,11 @@ export class StoreFailureCounter implements FailureCounter {
     return this.limiter.consume(key).then(
       (res) => ({ tally: this.tally(res.consumedPoints), windowEnd: Date.now() + res.msBeforeNext, lease: 0 }),
       // Only a limit decision reaches here: FlexLimiter answers store errors itself.
-      (res: unknown) => ({ tally: 'over', windowEnd: Date.now() + (res instanceof RateLimiterRes ? res.msBeforeNext : 1000), lease: 0 }),
+      (res: unknown) => ({
+        tally: 'over',
+        windowEnd: Date.now() + (res instanceof RateLimiterRes ? res.msBeforeNext : 1000),
+        lease: 0,
+      }),
     );
   }
 

@@ -16,7 +16,14 @@ import { callTarget, compileGrant, type GrantMatcher } from './grant-match.js';
 import { createLimiter, StoreFailureCounter, type StoreOptions } from './limiter-store.js';
 import { LockoutTable } from './lockouts.js';
 import { RedisBuckets } from './redis-buckets.js';
-import { bucketShape, MemoryBuckets, type BucketShape, type BucketStore, type Take, type Taken } from './token-bucket.js';
+import {
+  bucketShape,
+  MemoryBuckets,
+  type BucketShape,
+  type BucketStore,
+  type Take,
+  type Taken,
+} from './token-bucket.js';
 
 const LOCKOUT_DESCRIPTION = 'Too many failed authentication attempts. Please try again later.';
 const RATE_DESCRIPTION = 'Too many requests from this client. Retry after the number of seconds in Retry-After.';
@@ -68,15 +75,29 @@ export class RateLimits implements Limiter {
     this.storeIsShared = store.redis !== undefined;
     this.logger = store.logger;
     const local = store.buckets ?? new MemoryBuckets();
-    this.buckets = store.redis ? new RedisBuckets(store.redis.store, store.redis.keyPrefix, local, store.logger) : local;
+    this.buckets = store.redis
+      ? new RedisBuckets(store.redis.store, store.redis.keyPrefix, local, store.logger)
+      : local;
     if (failedAuth.maxAttempts > 0) {
       const { maxAttempts: max, windowSeconds } = failedAuth;
       this.failed = store.redis
-        ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds, limiter: 'failed_auth' }, store), max)
+        ? new StoreFailureCounter(
+            createLimiter(
+              { keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds, limiter: 'failed_auth' },
+              store,
+            ),
+            max,
+          )
         : failures
           ? failures(max, windowSeconds, events)
           : store.local === 'cluster'
-            ? new StoreFailureCounter(createLimiter({ keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds, limiter: 'failed_auth' }, store), max)
+            ? new StoreFailureCounter(
+                createLimiter(
+                  { keyPrefix: 'failed-auth', points: max, durationSeconds: windowSeconds, limiter: 'failed_auth' },
+                  store,
+                ),
+                max,
+              )
             : new LocalFailureCounter(max, windowSeconds);
     }
     for (const e of endpoints) {
@@ -183,7 +204,10 @@ export class RateLimits implements Limiter {
       if (taken.local) this.events.limiterLocalAnswer?.(taken.local, limiter);
       return taken;
     } catch (err) {
-      this.logger.warn({ err: { message: (err as Error)?.message } }, 'the rate and quota buckets failed: this process limits on its own counters');
+      this.logger.warn(
+        { err: { message: (err as Error)?.message } },
+        'the rate and quota buckets failed: this process limits on its own counters',
+      );
       return this.lastResort.take(takes);
     }
   }
@@ -206,7 +230,8 @@ const digestKeys = new WeakMap<CheckContext['principal'], string>();
 export function rateKey(ctx: CheckContext): string {
   const p = ctx.principal;
   if (p.method === 'api_key' && p.keyId !== undefined) return `key:${p.keyId}`;
-  if (p.method === 'oauth' && p.issuer !== undefined && p.subject !== undefined) return digestKey(p, 'sub', p.issuer, p.subject);
+  if (p.method === 'oauth' && p.issuer !== undefined && p.subject !== undefined)
+    return digestKey(p, 'sub', p.issuer, p.subject);
   if (p.method === 'mtls' && p.spiffeId !== undefined) return digestKey(p, 'spiffe', p.spiffeId, '');
   return `addr:${ctx.clientAddress}`;
 }
@@ -227,18 +252,28 @@ function retryAfter(ms: number): string {
 
 function lockout(ms: number): Deny {
   const s = retryAfter(ms);
-  return deny('too_many_requests', LOCKOUT_DESCRIPTION, { headers: [{ name: 'retry-after', value: s, append: false }], extra: { retry_after: Number(s) } });
+  return deny('too_many_requests', LOCKOUT_DESCRIPTION, {
+    headers: [{ name: 'retry-after', value: s, append: false }],
+    extra: { retry_after: Number(s) },
+  });
 }
 
 function quotaExceeded(rule: string, ms: number): Deny {
   const s = retryAfter(ms);
-  return deny('quota_exceeded', `Quota "${rule}" exceeded: this client made more of these calls on this endpoint than the quota allows. Retry after the number of seconds in Retry-After.`, {
-    headers: [{ name: 'retry-after', value: s, append: false }],
-    extra: { retry_after: Number(s), quota: rule },
-  });
+  return deny(
+    'quota_exceeded',
+    `Quota "${rule}" exceeded: this client made more of these calls on this endpoint than the quota allows. Retry after the number of seconds in Retry-After.`,
+    {
+      headers: [{ name: 'retry-after', value: s, append: false }],
+      extra: { retry_after: Number(s), quota: rule },
+    },
+  );
 }
 
 function rateLimited(ms: number): Deny {
   const s = retryAfter(ms);
-  return deny('rate_limited', RATE_DESCRIPTION, { headers: [{ name: 'retry-after', value: s, append: false }], extra: { retry_after: Number(s) } });
+  return deny('rate_limited', RATE_DESCRIPTION, {
+    headers: [{ name: 'retry-after', value: s, append: false }],
+    extra: { retry_after: Number(s) },
+  });
 }

@@ -39,7 +39,9 @@ return {0}
 
 const COMMAND = 'mcpAuthzTakeBuckets';
 
-type Client = RedisLimiterStore['client'] & { [COMMAND]?: (...args: (string | number)[]) => Promise<[number, string?]> };
+type Client = RedisLimiterStore['client'] & {
+  [COMMAND]?: (...args: (string | number)[]) => Promise<[number, string?]>;
+};
 
 export class RedisBuckets implements BucketStore {
   private readonly client: Client;
@@ -63,7 +65,10 @@ export class RedisBuckets implements BucketStore {
     return this.client[COMMAND]!(...args).then(
       (r): Taken => (r[0] === 0 ? { ok: true } : { ok: false, index: r[0] - 1, retryMs: Number(r[1]) }),
       (err: unknown) => {
-        this.logger.debug({ err: { message: (err as Error)?.message } }, 'Redis did not take a rate or quota bucket: local buckets answered');
+        this.logger.debug(
+          { err: { message: (err as Error)?.message } },
+          'Redis did not take a rate or quota bucket: local buckets answered',
+        );
         return answeredLocally(this.insurance.take(takes), 'redis');
       },
     );

@@ -49,7 +49,10 @@ export class RedisLimiterStore {
     const first = this.state === undefined;
     this.state = state;
     if (state === 'shared') {
-      this.opts.logger.info({ store: 'redis' }, first ? 'rate limits use the shared Redis store' : 'Redis is reachable again: rate limits are shared again');
+      this.opts.logger.info(
+        { store: 'redis' },
+        first ? 'rate limits use the shared Redis store' : 'Redis is reachable again: rate limits are shared again',
+      );
     } else {
       this.opts.logger.warn(
         { store: 'redis', err: err ? { message: err.message, code: (err as { code?: string }).code } : undefined },

@@ -59,7 +59,11 @@ const SLACK_MS = 1e-3;
  * Decides `takes` against the bucket times `tatOf` gives (undefined: full) at `now`, and
  * returns the new times to store when all of them fit.
  */
-export function decide(takes: readonly Take[], tatOf: (key: string) => number | undefined, now: number): { taken: Taken; tats?: Map<string, number> } {
+export function decide(
+  takes: readonly Take[],
+  tatOf: (key: string) => number | undefined,
+  now: number,
+): { taken: Taken; tats?: Map<string, number> } {
   const tats = new Map<string, number>();
   for (let i = 0; i < takes.length; i++) {
     const { key, n, shape } = takes[i]!;

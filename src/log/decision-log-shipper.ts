@@ -69,7 +69,12 @@ export class DecisionLogShipper implements Observer {
   private readonly maskPaths: string[][];
 
   constructor(private readonly opts: DecisionLogShipperOptions) {
-    this.maskPaths = opts.config.mask.map((p) => p.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')));
+    this.maskPaths = opts.config.mask.map((p) =>
+      p
+        .split('/')
+        .slice(1)
+        .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')),
+    );
     this.schedule();
   }
 
@@ -148,7 +153,10 @@ export class DecisionLogShipper implements Observer {
     clearTimeout(this.timer);
     const { min_delay_seconds: min, max_delay_seconds: max } = this.opts.config.reporting;
     const random = this.opts.random ?? Math.random;
-    const ms = this.failures > 0 ? Math.min(Math.max(max, 60), 2 ** Math.min(this.failures - 1, 16)) * 1000 * (0.5 + random() / 2) : (min + random() * (max - min)) * 1000;
+    const ms =
+      this.failures > 0
+        ? Math.min(Math.max(max, 60), 2 ** Math.min(this.failures - 1, 16)) * 1000 * (0.5 + random() / 2)
+        : (min + random() * (max - min)) * 1000;
     this.timer = setTimeout(() => void this.flush(), ms);
     this.timer.unref();
   }
@@ -170,7 +178,15 @@ export class DecisionLogShipper implements Observer {
       const body = await gzip(Buffer.from(`[${batch.map((p) => this.event(p)).join(',')}]`));
       let status: number;
       try {
-        status = (await this.opts.service.request({ method: 'POST', path: this.opts.config.resource, headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body, maxBytes: 64 * 1024 })).status;
+        status = (
+          await this.opts.service.request({
+            method: 'POST',
+            path: this.opts.config.resource,
+            headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+            body,
+            maxBytes: 64 * 1024,
+          })
+        ).status;
       } catch (err) {
         this.retryLater(batch, (err as Error).message);
         return;
@@ -185,7 +201,10 @@ export class DecisionLogShipper implements Observer {
         // The service refuses these events for good (a 4xx): retrying would refuse them again.
         this.failures = 0;
         this.opts.shipped?.('dropped', batch.length);
-        this.opts.logger.error({ url: this.opts.service.url(this.opts.config.resource).href, status, events: batch.length }, 'decision-log upload refused by the service; these events are dropped');
+        this.opts.logger.error(
+          { url: this.opts.service.url(this.opts.config.resource).href, status, events: batch.length },
+          'decision-log upload refused by the service; these events are dropped',
+        );
       }
     }
   }
@@ -196,12 +215,21 @@ export class DecisionLogShipper implements Observer {
     const limit = this.opts.config.reporting.buffer_size_limit_bytes;
     let kept = 0;
     let bytes = this.bytes;
-    while (kept < batch.length && bytes + batch[batch.length - 1 - kept]!.size <= limit) bytes += batch[batch.length - 1 - kept++]!.size;
+    while (kept < batch.length && bytes + batch[batch.length - 1 - kept]!.size <= limit)
+      bytes += batch[batch.length - 1 - kept++]!.size;
     this.buffer.splice(this.head, 0, ...batch.slice(batch.length - kept));
     this.bytes = bytes;
     if (kept < batch.length) this.opts.shipped?.('dropped', batch.length - kept);
     if (this.failures === 1 || this.failures % 10 === 0) {
-      this.opts.logger.warn({ url: this.opts.service.url(this.opts.config.resource).href, err: why, failures: this.failures, pending: this.pending }, 'decision-log upload failed; retrying with backoff (Checks are not affected)');
+      this.opts.logger.warn(
+        {
+          url: this.opts.service.url(this.opts.config.resource).href,
+          err: why,
+          failures: this.failures,
+          pending: this.pending,
+        },
+        'decision-log upload failed; retrying with backoff (Checks are not affected)',
+      );
     }
   }
 
@@ -227,7 +255,10 @@ export class DecisionLogShipper implements Observer {
       }
     }
     if (this.maskPaths.length > 0) {
-      const doc: { input?: unknown; result?: unknown } = { input, result: result === undefined ? undefined : structuredClone(result) };
+      const doc: { input?: unknown; result?: unknown } = {
+        input,
+        result: result === undefined ? undefined : structuredClone(result),
+      };
       for (const path of this.maskPaths) if (remove(doc, path)) erased.push(`/${path.join('/')}`);
       input = doc.input;
       result = doc.result;

@@ -35,7 +35,10 @@ export class DecisionLog implements Observer {
   private lastMs = -1;
   private lastIso = '';
 
-  constructor(logger: Logger, private readonly opts: DecisionLogOptions) {
+  constructor(
+    logger: Logger,
+    private readonly opts: DecisionLogOptions,
+  ) {
     this.log = childLogger(logger, { log: 'decision' });
     this.random = opts.random ?? Math.random;
     this.sink = logSinkOf(this.log);
@@ -46,39 +49,44 @@ export class DecisionLog implements Observer {
 
   decided({ decisionId, ctx, outcome, policy, durationNs, incoming, span }: CheckTrace): void {
     // Sampling drops allows only: denies are what an investigation looks for.
-    if (outcome.allow && outcome.reason !== 'dry_run' && !(this.opts.sampleRate >= 1 || this.random() < this.opts.sampleRate)) return;
+    if (
+      outcome.allow &&
+      outcome.reason !== 'dry_run' &&
+      !(this.opts.sampleRate >= 1 || this.random() < this.opts.sampleRate)
+    )
+      return;
     if (!this.log.isLevelEnabled('info')) return;
     const calls = ctx?.mcp.calls ?? [];
     const first = calls[0];
     const now = Date.now();
-    this.write(
-      now,
-      {
-        ts: this.iso(now),
-        decision_id: decisionId,
-        request_id: ctx?.request.id,
-        // The trace this decision belongs to: its own span's when sampled, else the caller's.
-        trace_id: span?.traceId ?? incoming?.traceId,
-        span_id: span?.spanId,
-        client_address: ctx?.clientAddress,
-        endpoint: ctx?.endpoint?.name ?? null,
-        principal: ctx?.principal.id ?? null,
-        auth_method: ctx?.principal.method ?? null,
-        mcp_method: first?.method ?? null,
-        tool: (first && callTargetText(first)) ?? null,
-        calls: calls.length > 1 ? calls.slice(0, MAX_CALLS).map((c) => ({ method: c.method, name: callTargetText(c) })) : undefined,
-        batch_size: calls.length > 1 ? calls.length : undefined,
-        decision: outcome.kind,
-        allow: outcome.allow,
-        status: outcome.status,
-        reason: outcome.allow ? outcome.reason : outcome.code,
-        auth_detail: ctx?.authFailure?.detail,
-        policy_decision: policy?.decision ?? null,
-        policy_revision: policy?.revision ?? null,
-        duration_ms: Number(durationNs) / 1e6,
-        policy_duration_ms: policy !== undefined ? policy.durationNs / 1e6 : undefined,
-      },
-    );
+    this.write(now, {
+      ts: this.iso(now),
+      decision_id: decisionId,
+      request_id: ctx?.request.id,
+      // The trace this decision belongs to: its own span's when sampled, else the caller's.
+      trace_id: span?.traceId ?? incoming?.traceId,
+      span_id: span?.spanId,
+      client_address: ctx?.clientAddress,
+      endpoint: ctx?.endpoint?.name ?? null,
+      principal: ctx?.principal.id ?? null,
+      auth_method: ctx?.principal.method ?? null,
+      mcp_method: first?.method ?? null,
+      tool: (first && callTargetText(first)) ?? null,
+      calls:
+        calls.length > 1
+          ? calls.slice(0, MAX_CALLS).map((c) => ({ method: c.method, name: callTargetText(c) }))
+          : undefined,
+      batch_size: calls.length > 1 ? calls.length : undefined,
+      decision: outcome.kind,
+      allow: outcome.allow,
+      status: outcome.status,
+      reason: outcome.allow ? outcome.reason : outcome.code,
+      auth_detail: ctx?.authFailure?.detail,
+      policy_decision: policy?.decision ?? null,
+      policy_revision: policy?.revision ?? null,
+      duration_ms: Number(durationNs) / 1e6,
+      policy_duration_ms: policy !== undefined ? policy.durationNs / 1e6 : undefined,
+    });
   }
 
   /** One line per list response filtered for a caller (ext_proc): what was shown and hidden, or why it was withheld. */
@@ -121,6 +129,8 @@ export class DecisionLog implements Observer {
       return;
     }
     const json = JSON.stringify(fields);
-    this.sink.writeDecision(`{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`);
+    this.sink.writeDecision(
+      `{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`,
+    );
   }
 }

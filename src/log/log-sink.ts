@@ -280,7 +280,8 @@ export class LogSink {
     const start = this.head;
     let end = start;
     let size = 0;
-    while (end < this.lines.length && (end === start || size + this.bytes[end]! <= this.chunkBytes)) size += this.bytes[end++]!;
+    while (end < this.lines.length && (end === start || size + this.bytes[end]! <= this.chunkBytes))
+      size += this.bytes[end++]!;
     const text = end - start === 1 ? this.lines[start]! : this.lines.slice(start, end).join('');
     this.restKinds = this.kinds.slice(start, end);
     this.head = end;
@@ -322,7 +323,8 @@ export class LogSink {
    * lines again), reports them: one line per episode, not one per write.
    */
   private maybeReport(): void {
-    if (this.unreported.decision + this.unreported.service === 0 || this.bufferedBytes * 2 > this.opts.maxBufferedBytes) return;
+    if (this.unreported.decision + this.unreported.service === 0 || this.bufferedBytes * 2 > this.opts.maxBufferedBytes)
+      return;
     const report = this.unreported;
     this.unreported = { decision: 0, service: 0 };
     this.opts.onRecovered?.(report);
@@ -377,7 +379,11 @@ function chooseMode(fd: number): { mode: WriteMode; fd: number; own: boolean } {
   }
   if (st.isFIFO()) {
     try {
-      return { mode: 'nonblocking', fd: openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_NONBLOCK), own: true };
+      return {
+        mode: 'nonblocking',
+        fd: openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_NONBLOCK),
+        own: true,
+      };
     } catch {
       // no /proc, or not allowed to open the pipe again: the thread pool keeps the loop free
       return { mode: 'threadpool', fd, own: false };

@@ -20,14 +20,21 @@ let processSink: LogSink | undefined;
  * and counted, and a warning says how many once stderr drains. Never given a key, a token or
  * a full header map.
  */
-export function createLogger(level = process.env.MCP_AUTHZ_LOG_LEVEL ?? 'info', opts: { bufferBytes?: number; fd?: number; mode?: WriteMode; sink?: LineSink } = {}): Logger {
+export function createLogger(
+  level = process.env.MCP_AUTHZ_LOG_LEVEL ?? 'info',
+  opts: { bufferBytes?: number; fd?: number; mode?: WriteMode; sink?: LineSink } = {},
+): Logger {
   if (opts.sink) return attach(pino({ level, base: { service: 'mcp-authz' } }, opts.sink), opts.sink);
   let logger: Logger | undefined;
   const fd = opts.fd ?? 2;
   const sink = new LogSink({
     fd,
     maxBufferedBytes: opts.bufferBytes ?? logBufferBytes(),
-    onRecovered: (dropped) => logger?.warn({ dropped }, 'log lines dropped: stderr was not read fast enough (lines past the log buffer are dropped, never waited for)'),
+    onRecovered: (dropped) =>
+      logger?.warn(
+        { dropped },
+        'log lines dropped: stderr was not read fast enough (lines past the log buffer are dropped, never waited for)',
+      ),
     ...(opts.mode !== undefined ? { mode: opts.mode } : {}),
   });
   if (fd === 2) processSink ??= sink;
@@ -79,7 +86,10 @@ export function logBufferBytes(env: Readonly<Record<string, string | undefined>>
   const v = env.MCP_AUTHZ_LOG_BUFFER_BYTES;
   if (v === undefined || v === '') return DEFAULT_LOG_BUFFER_BYTES;
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < MIN_LOG_BUFFER_BYTES) throw new Error(`MCP_AUTHZ_LOG_BUFFER_BYTES must be a whole number of bytes, at least ${MIN_LOG_BUFFER_BYTES}; got ${JSON.stringify(v)}`);
+  if (!Number.isSafeInteger(n) || n < MIN_LOG_BUFFER_BYTES)
+    throw new Error(
+      `MCP_AUTHZ_LOG_BUFFER_BYTES must be a whole number of bytes, at least ${MIN_LOG_BUFFER_BYTES}; got ${JSON.stringify(v)}`,
+    );
   return n;
 }
 

@@ -9,7 +9,15 @@
 import type { WithheldReason } from '../contracts/codes.js';
 import { scanJson } from '../request/json-body-scan.js';
 import { foldKey } from '../request/json-key-fold.js';
-import { LIST_SHAPES, type FilterFailure, type ListCalls, type ListedItem, type ListMethod, type RequestId, type VisibilityFor } from './list-methods.js';
+import {
+  LIST_SHAPES,
+  type FilterFailure,
+  type ListCalls,
+  type ListedItem,
+  type ListMethod,
+  type RequestId,
+  type VisibilityFor,
+} from './list-methods.js';
 
 /** Why a list cannot be shown: the catalogue's withheld reasons (src/contracts/codes.ts). */
 export type FilterFailureCode = WithheldReason;
@@ -75,8 +83,14 @@ export function parseJsonRpc(text: string): { ok: true; value: unknown } | Filte
         return failure('duplicate_json_key', `the key at ${found.path} is repeated`);
       case 'ambiguous_json_key':
         return found.member !== undefined
-          ? failure('ambiguous_member', `the member at ${found.path} would be read as "${found.member}" by case-insensitive readers`)
-          : failure('duplicate_json_key', `the key at ${found.path} equals an earlier one under case-insensitive matching`);
+          ? failure(
+              'ambiguous_member',
+              `the member at ${found.path} would be read as "${found.member}" by case-insensitive readers`,
+            )
+          : failure(
+              'duplicate_json_key',
+              `the key at ${found.path} equals an earlier one under case-insensitive matching`,
+            );
       case 'lone_surrogate':
         return failure('invalid_json', `a string at ${found.path || 'the top level'} has an unpaired surrogate escape`);
       case 'json_too_deep':
@@ -104,13 +118,18 @@ export interface ListResponses {
  * The responses in a parsed message that answer listed calls. `answered` holds the ids
  * already answered earlier on the same HTTP response: a second answer is a failure.
  */
-export function findListResponses(message: unknown, calls: ListCalls, answered: ReadonlySet<RequestId>): ListResponses | FilterFailure {
+export function findListResponses(
+  message: unknown,
+  calls: ListCalls,
+  answered: ReadonlySet<RequestId>,
+): ListResponses | FilterFailure {
   const targets: ListResponse[] = [];
   const ids: RequestId[] = [];
   for (const element of Array.isArray(message) ? message : [message]) {
     if (!isObject(element)) continue;
     if (!('id' in element)) {
-      if ('result' in element && isListShaped(element.result)) return failure('unmatched_response', 'a list result without an id');
+      if ('result' in element && isListShaped(element.result))
+        return failure('unmatched_response', 'a list result without an id');
       continue;
     }
     const isResponse = 'result' in element || 'error' in element;
@@ -119,12 +138,18 @@ export function findListResponses(message: unknown, calls: ListCalls, answered: 
     const method = typeof id === 'string' || typeof id === 'number' ? calls.get(id) : undefined;
     if (method === undefined) {
       if (looselyListed(id, calls)) {
-        return failure('ambiguous_response', `the response id ${JSON.stringify(id)} equals a listed call's id only as text`);
+        return failure(
+          'ambiguous_response',
+          `the response id ${JSON.stringify(id)} equals a listed call's id only as text`,
+        );
       }
       // A list the service cannot match to a list call it saw could not be filtered: an id a
       // server echoed as another value (1e400 → null), or a list on a stream that asked none.
       if ('result' in element && isListShaped(element.result)) {
-        return failure('unmatched_response', `a list result answers ${JSON.stringify(id)}, which is no list call of the request`);
+        return failure(
+          'unmatched_response',
+          `a list result answers ${JSON.stringify(id)}, which is no list call of the request`,
+        );
       }
       continue;
     }
@@ -197,7 +222,12 @@ export function listedItems(targets: readonly ListResponse[]): ListedItem[] | Fi
  * modified: filtered responses are copies. The ids it answers are added to `answered` only
  * when it could be filtered.
  */
-export function filterMessage(message: unknown, calls: ListCalls, visibleFor: VisibilityFor, answered: Set<RequestId> = new Set()): FilteredMessage | FilterFailure {
+export function filterMessage(
+  message: unknown,
+  calls: ListCalls,
+  visibleFor: VisibilityFor,
+  answered: Set<RequestId> = new Set(),
+): FilteredMessage | FilterFailure {
   const found = findListResponses(message, calls, answered);
   if (!('targets' in found)) return found;
   const { targets, ids } = found;
@@ -227,29 +257,48 @@ export function filterMessage(message: unknown, calls: ListCalls, visibleFor: Vi
     stats.hidden += list.length - kept.length;
   }
   for (const id of ids) answered.add(id);
-  const out = Array.isArray(message) ? message.map((e) => replaced.get(e as Record<string, unknown>) ?? e) : replaced.get(message as Record<string, unknown>)!;
+  const out = Array.isArray(message)
+    ? message.map((e) => replaced.get(e as Record<string, unknown>) ?? e)
+    : replaced.get(message as Record<string, unknown>)!;
   return { ok: true, message: out, changed: true, stats };
 }
 
 /** Filters an `application/json` response body (one JSON-RPC message or a batch). An empty body passes. */
-export function filterJsonBody(body: string, calls: ListCalls, visibleFor: VisibilityFor): FilteredBody | FilterFailure {
+export function filterJsonBody(
+  body: string,
+  calls: ListCalls,
+  visibleFor: VisibilityFor,
+): FilteredBody | FilterFailure {
   if (body.trim() === '') return { ok: true, body, changed: false, stats: { results: 0, shown: 0, hidden: 0 } };
   const parsed = parseJsonRpc(body);
   if (!parsed.ok) return parsed;
   const filtered = filterMessage(parsed.value, calls, visibleFor);
   if (!filtered.ok) return filtered;
-  return { ok: true, body: filtered.changed ? JSON.stringify(filtered.message) : body, changed: filtered.changed, stats: filtered.stats };
+  return {
+    ok: true,
+    body: filtered.changed ? JSON.stringify(filtered.message) : body,
+    changed: filtered.changed,
+    stats: filtered.stats,
+  };
 }
 
 /**
  * The JSON-RPC answer that replaces a list response which could not be filtered: an
  * error for each listed call, as one message or (for a batch request) an array.
  */
-export function withheldListResponse(calls: ListCalls, why: FilterFailure, opts: { batch: boolean }): unknown[] | Record<string, unknown> {
+export function withheldListResponse(
+  calls: ListCalls,
+  why: FilterFailure,
+  opts: { batch: boolean },
+): unknown[] | Record<string, unknown> {
   const errors = [...calls.keys()].map((id) => ({
     jsonrpc: '2.0',
     id,
-    error: { code: WITHHELD_LIST_ERROR_CODE, message: 'The list result was withheld: it could not be filtered for this caller.', data: { reason: why.code } },
+    error: {
+      code: WITHHELD_LIST_ERROR_CODE,
+      message: 'The list result was withheld: it could not be filtered for this caller.',
+      data: { reason: why.code },
+    },
   }));
   return opts.batch || errors.length !== 1 ? errors : errors[0]!;
 }
@@ -259,7 +308,8 @@ function itemsArray(t: ListResponse): unknown[] | FilterFailure {
   const result = t.response.result;
   if (!isObject(result)) return failure('malformed_list_result', `the result of ${t.method} is not an object`);
   const list = result[arrayKey];
-  if (!Array.isArray(list)) return failure('malformed_list_result', `the result of ${t.method} has no "${arrayKey}" array`);
+  if (!Array.isArray(list))
+    return failure('malformed_list_result', `the result of ${t.method} has no "${arrayKey}" array`);
   return list;
 }
 

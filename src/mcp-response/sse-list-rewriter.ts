@@ -14,7 +14,16 @@
 // the stream fails closed. So does an event larger than `maxEventBytes` and a stream that
 // ends inside an event: the caller stops the stream; it is never completed with bytes that
 // were not checked.
-import { carriesListResult, filterMessage, failure, mentionsListedCall, parseJsonRpc, withheldListResponse, type FilterFailure, type FilterStats } from './list-filter.js';
+import {
+  carriesListResult,
+  filterMessage,
+  failure,
+  mentionsListedCall,
+  parseJsonRpc,
+  withheldListResponse,
+  type FilterFailure,
+  type FilterStats,
+} from './list-filter.js';
 import type { ListCalls, RequestId, VisibilityFor } from './list-methods.js';
 
 export interface SseRewriterOptions {
@@ -149,7 +158,13 @@ export class SseListRewriter {
     }
     const partialBom = this.bomLeft > 0 && this.bomLeft < 3;
     if (this.pendingBytes > this.bomPending || partialBom) {
-      return this.fail(failure('truncated_stream', `the stream ended inside an event (${this.pendingBytes} bytes without their blank line)`), out);
+      return this.fail(
+        failure(
+          'truncated_stream',
+          `the stream ended inside an event (${this.pendingBytes} bytes without their blank line)`,
+        ),
+        out,
+      );
     }
     // A stream of nothing but a BOM: no event, forwarded as it is.
     if (this.pendingBytes > 0) out.push(this.take(EMPTY));
@@ -187,7 +202,8 @@ export class SseListRewriter {
       if (value.charCodeAt(0) === 0x20) value = value.slice(1);
       if (!KNOWN_FIELDS.has(name)) {
         const folded = name.trim().toLowerCase();
-        if (KNOWN_FIELDS.has(folded)) return failure('ambiguous_sse_field', `the field "${name}" would be read as "${folded}" by lenient readers`);
+        if (KNOWN_FIELDS.has(folded))
+          return failure('ambiguous_sse_field', `the field "${name}" would be read as "${folded}" by lenient readers`);
         continue;
       }
       if (name === 'data') {
@@ -205,14 +221,19 @@ export class SseListRewriter {
     // The 2024-11-05 HTTP+SSE transport opens with an `endpoint` event naming where to POST:
     // its results arrive on this stream for requests sent on others, which the service could
     // not match them to, so a list among them could not be filtered.
-    if (type.trim().toLowerCase() === 'endpoint') return failure('legacy_sse_transport', 'an endpoint event: the MCP 2024-11-05 HTTP+SSE transport');
+    if (type.trim().toLowerCase() === 'endpoint')
+      return failure('legacy_sse_transport', 'an endpoint event: the MCP 2024-11-05 HTTP+SSE transport');
     const payload = data.join('\n');
     const isMessage = type === '' || type === 'message';
     if (!isMessage) {
-      if (type.trim().toLowerCase() === 'message') return failure('ambiguous_sse_field', `the event type "${type}" would be read as "message" by lenient readers`);
+      if (type.trim().toLowerCase() === 'message')
+        return failure('ambiguous_sse_field', `the event type "${type}" would be read as "message" by lenient readers`);
       const loose = parseLoosely(payload);
       if (mentionsListedCall(loose, this.calls) || carriesListResult(loose)) {
-        return failure('ambiguous_response', `an event of type "${type}" carries a list result; only "message" events are filtered`);
+        return failure(
+          'ambiguous_response',
+          `an event of type "${type}" carries a list result; only "message" events are filtered`,
+        );
       }
       out.push(event);
       return undefined;
@@ -238,7 +259,8 @@ export class SseListRewriter {
     for (let i = 0; i < lines.length; i++) {
       const { text: line, end } = lines[i]!;
       if (i === firstData) rewritten += `data: ${JSON.stringify(filtered.message)}${end}`;
-      else if (i === lines.length - 1 && end === '\n' && rewritten.endsWith('\r')) rewritten += '\r\n'; // a CR then LF would read as one line end
+      else if (i === lines.length - 1 && end === '\n' && rewritten.endsWith('\r'))
+        rewritten += '\r\n'; // a CR then LF would read as one line end
       else if (!isDataLine(line)) rewritten += line + end;
     }
     out.push(Buffer.from(rewritten, 'utf8'));
@@ -246,7 +268,9 @@ export class SseListRewriter {
   }
 
   private sizeFailure(bytes: number): FilterFailure | undefined {
-    return bytes > this.maxEventBytes ? failure('event_too_large', `an event exceeds ${this.maxEventBytes} bytes`) : undefined;
+    return bytes > this.maxEventBytes
+      ? failure('event_too_large', `an event exceeds ${this.maxEventBytes} bytes`)
+      : undefined;
   }
 
   private fail(why: FilterFailure, out: Buffer[]): SseStep {
@@ -255,7 +279,13 @@ export class SseListRewriter {
     this.pendingBytes = 0;
     this.held = undefined;
     const unanswered = new Map([...this.calls].filter(([id]) => !this.answered.has(id)));
-    const errorEvent = unanswered.size === 0 ? EMPTY : Buffer.from(`event: message\ndata: ${JSON.stringify(withheldListResponse(unanswered, why, { batch: false }))}\n\n`, 'utf8');
+    const errorEvent =
+      unanswered.size === 0
+        ? EMPTY
+        : Buffer.from(
+            `event: message\ndata: ${JSON.stringify(withheldListResponse(unanswered, why, { batch: false }))}\n\n`,
+            'utf8',
+          );
     return { ok: false, out: concat(out), failure: why, errorEvent };
   }
 

@@ -57,4 +57,8 @@ export type LimiterName = 'failed_auth' | 'per_client' | 'per_tool';
 /** The stores that share limit counts: Redis across replicas, the cluster primary across workers. */
 export type LimiterStoreName = 'redis' | 'cluster';
 export type UpstreamTokenMode = 'tokenExchange' | 'clientCredentials';
-export type UpstreamTokenResult = 'upstream_token_unavailable' | 'upstream_token_refused' | 'upstream_token_invalid' | 'upstream_secret_unavailable';
+export type UpstreamTokenResult =
+  | 'upstream_token_unavailable'
+  | 'upstream_token_refused'
+  | 'upstream_token_invalid'
+  | 'upstream_secret_unavailable';

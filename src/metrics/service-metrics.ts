@@ -8,11 +8,28 @@ import type { CheckContext, CheckTrace, ListTrace } from '../decision/context.js
 import type { Observer } from '../decision/phases.js';
 import { quotaRulesFor, type Config, type EndpointConfig } from '../config/schema.js';
 import { packageVersion } from '../config/version.js';
-import { AUTH_FAILURE_DETAILS, badCredentialCode, CODES, isDenyCode, WITHHELD_REASONS, type AuthCode, type AuthFailureDetail, type DecisionCode, type DenyCode, type WithheldReason } from '../contracts/codes.js';
+import {
+  AUTH_FAILURE_DETAILS,
+  badCredentialCode,
+  CODES,
+  isDenyCode,
+  WITHHELD_REASONS,
+  type AuthCode,
+  type AuthFailureDetail,
+  type DecisionCode,
+  type DenyCode,
+  type WithheldReason,
+} from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
 import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../mcp-response/list-methods.js';
-import { TLS_LISTENERS, type ExtProcStreamResult, type LimiterName, type ServiceEvents, type UpstreamTokenMode } from './hooks.js';
+import {
+  TLS_LISTENERS,
+  type ExtProcStreamResult,
+  type LimiterName,
+  type ServiceEvents,
+  type UpstreamTokenMode,
+} from './hooks.js';
 
 export type { LimiterName };
 
@@ -22,7 +39,9 @@ export const OTHER = '_other';
 export const POLICY_CODE = '_policy';
 
 /** The authentication codes: the `reason` label of auth_failures_total. */
-export const AUTH_FAILURE_REASONS = (Object.keys(CODES) as DecisionCode[]).filter((c): c is AuthCode => CODES[c].kind === 'auth');
+export const AUTH_FAILURE_REASONS = (Object.keys(CODES) as DecisionCode[]).filter(
+  (c): c is AuthCode => CODES[c].kind === 'auth',
+);
 /** The deny codes: the `code` label of denies_total (besides `_policy`). */
 export const DENY_CODES = (Object.keys(CODES) as DecisionCode[]).filter((c): c is DenyCode => isDenyCode(c));
 /** The `decision` label of check_total and check_duration_seconds. */
@@ -43,7 +62,9 @@ const LIMITER_BY_CODE: ReadonlyMap<string, LimiterName> = new Map([
 ]);
 
 /** 50 µs … 1 s: a Check is tens of µs when everything is cached, ms when something is not. */
-export const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+export const LATENCY_BUCKETS = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+];
 
 /** Statuses a deny commonly has; their series exist from start-up so dashboards see zeros. */
 const COMMON_DENY_STATUSES = [400, 401, 403, 404, 413, 429, 503];
@@ -59,7 +80,13 @@ const LIST_METHODS: readonly ListMethod[] = [...LIST_SHAPES.keys()];
 export const WITHHELD_REASON_LABELS = Object.keys(WITHHELD_REASONS) as WithheldReason[];
 
 /** The `result` label of upstream_token_requests_total: ok, or the deny code of a failed request. */
-export const UPSTREAM_TOKEN_RESULTS = ['ok', 'upstream_token_unavailable', 'upstream_token_refused', 'upstream_token_invalid', 'upstream_secret_unavailable'] as const;
+export const UPSTREAM_TOKEN_RESULTS = [
+  'ok',
+  'upstream_token_unavailable',
+  'upstream_token_refused',
+  'upstream_token_invalid',
+  'upstream_secret_unavailable',
+] as const;
 /** The `result` label of upstream_token_cache_total. */
 export const UPSTREAM_CACHE_RESULTS = ['hit', 'miss', 'joined'] as const;
 
@@ -133,52 +160,236 @@ export class ServiceMetrics {
   private readonly keyIds = new Set<string>();
 
   /** `logSink`: the service log's sink, whose dropped lines are counted (absent: a logger of a test's own, which drops nothing). */
-  constructor(registry: Registry, config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> & Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs'>>, logSink?: { readonly dropped?: DroppedLines }) {
+  constructor(
+    registry: Registry,
+    config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> &
+      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs'>>,
+    logSink?: { readonly dropped?: DroppedLines },
+  ) {
     const p = 'mcp_authz_';
     const registers = [registry];
     // The counters below are counted in Tallies; any of them being collected flushes them all.
     const collect = () => this.flush();
     const endpointNames = [...config.endpoints.map((e) => e.name), UNKNOWN_ENDPOINT];
-    const authModes = new Map<string, EndpointConfig['auth'] | undefined>(config.endpoints.map((e) => [e.name, e.auth]));
+    const authModes = new Map<string, EndpointConfig['auth'] | undefined>(
+      config.endpoints.map((e) => [e.name, e.auth]),
+    );
     for (const e of config.endpoints) this.tools.set(e.name, knownTools(e as EndpointConfig & { tools?: string[] }));
     this.issuers = new Set(config.oauth.issuers.map((i) => i.issuer));
 
-    this.checkTotal = new Counter({ name: `${p}check_total`, help: 'Check calls answered, by endpoint, decision and HTTP status.', labelNames: ['endpoint', 'decision', 'status'], registers, collect });
-    const duration = new Histogram({ name: `${p}check_duration_seconds`, help: 'Time to decide one Check call, from request decode to decision.', labelNames: ['decision'], buckets: LATENCY_BUCKETS, registers });
+    this.checkTotal = new Counter({
+      name: `${p}check_total`,
+      help: 'Check calls answered, by endpoint, decision and HTTP status.',
+      labelNames: ['endpoint', 'decision', 'status'],
+      registers,
+      collect,
+    });
+    const duration = new Histogram({
+      name: `${p}check_duration_seconds`,
+      help: 'Time to decide one Check call, from request decode to decision.',
+      labelNames: ['decision'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
     for (const decision of DECISIONS) duration.zero({ decision });
-    this.durations = { allow: duration.labels('allow'), deny: duration.labels('deny'), answer: duration.labels('answer') };
-    this.authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Failed authentications answered 401, by endpoint, credential kind, reason code and detail.', labelNames: ['endpoint', 'method', 'reason', 'detail'], registers, collect });
-    this.deniesTotal = new Counter({ name: `${p}denies_total`, help: 'Denies, by endpoint and decision code (docs/errors.md; a policy\'s own code is _policy).', labelNames: ['endpoint', 'code'], registers, collect });
-    this.rateLimitedTotal = new Counter({ name: `${p}rate_limited_total`, help: 'Requests answered 429, by endpoint and limiter (failed_auth lockout, per_client rate).', labelNames: ['endpoint', 'limiter'], registers, collect });
-    this.toolDecisions = new Counter({ name: `${p}tool_decisions_total`, help: 'tools/call requests decided after authentication, by endpoint, tool (known names, else _other) and decision.', labelNames: ['endpoint', 'tool', 'decision'], registers, collect });
-    this.quotaRequests = new Counter({ name: `${p}quota_requests_total`, help: 'Requests a per-tool quota rule counted (allowed) or refused with 429 (exceeded), by endpoint and rule.', labelNames: ['endpoint', 'rule', 'result'], registers, collect });
-    this.upstreamCache = new Counter({ name: `${p}upstream_token_cache_total`, help: 'Upstream credential tokens (endpoints[].upstream: tokenExchange, clientCredentials) looked up, by endpoint, mode and result: hit (cached), miss (fetched), joined (waited for a fetch in flight for the same caller).', labelNames: ['endpoint', 'mode', 'result'], registers, collect });
-    const upstreamRequests = new Counter({ name: `${p}upstream_token_requests_total`, help: 'Requests to an upstream credential\'s token endpoint (token exchanges, client credentials grants), by endpoint, mode and result: ok, or the deny code of the failure.', labelNames: ['endpoint', 'mode', 'result'], registers });
-    this.apiKeyRequests = new Counter({ name: `${p}api_key_requests_total`, help: 'Requests authenticated with an API key, by key id.', labelNames: ['key_id'], registers, collect });
+    this.durations = {
+      allow: duration.labels('allow'),
+      deny: duration.labels('deny'),
+      answer: duration.labels('answer'),
+    };
+    this.authFailures = new Counter({
+      name: `${p}auth_failures_total`,
+      help: 'Failed authentications answered 401, by endpoint, credential kind, reason code and detail.',
+      labelNames: ['endpoint', 'method', 'reason', 'detail'],
+      registers,
+      collect,
+    });
+    this.deniesTotal = new Counter({
+      name: `${p}denies_total`,
+      help: "Denies, by endpoint and decision code (docs/errors.md; a policy's own code is _policy).",
+      labelNames: ['endpoint', 'code'],
+      registers,
+      collect,
+    });
+    this.rateLimitedTotal = new Counter({
+      name: `${p}rate_limited_total`,
+      help: 'Requests answered 429, by endpoint and limiter (failed_auth lockout, per_client rate).',
+      labelNames: ['endpoint', 'limiter'],
+      registers,
+      collect,
+    });
+    this.toolDecisions = new Counter({
+      name: `${p}tool_decisions_total`,
+      help: 'tools/call requests decided after authentication, by endpoint, tool (known names, else _other) and decision.',
+      labelNames: ['endpoint', 'tool', 'decision'],
+      registers,
+      collect,
+    });
+    this.quotaRequests = new Counter({
+      name: `${p}quota_requests_total`,
+      help: 'Requests a per-tool quota rule counted (allowed) or refused with 429 (exceeded), by endpoint and rule.',
+      labelNames: ['endpoint', 'rule', 'result'],
+      registers,
+      collect,
+    });
+    this.upstreamCache = new Counter({
+      name: `${p}upstream_token_cache_total`,
+      help: 'Upstream credential tokens (endpoints[].upstream: tokenExchange, clientCredentials) looked up, by endpoint, mode and result: hit (cached), miss (fetched), joined (waited for a fetch in flight for the same caller).',
+      labelNames: ['endpoint', 'mode', 'result'],
+      registers,
+      collect,
+    });
+    const upstreamRequests = new Counter({
+      name: `${p}upstream_token_requests_total`,
+      help: "Requests to an upstream credential's token endpoint (token exchanges, client credentials grants), by endpoint, mode and result: ok, or the deny code of the failure.",
+      labelNames: ['endpoint', 'mode', 'result'],
+      registers,
+    });
+    this.apiKeyRequests = new Counter({
+      name: `${p}api_key_requests_total`,
+      help: 'Requests authenticated with an API key, by key id.',
+      labelNames: ['key_id'],
+      registers,
+      collect,
+    });
 
-    const extProcStreams = new Counter({ name: `${p}ext_proc_streams_total`, help: 'ext_proc streams (one per HTTP request through Envoy\'s ext_proc filter), by how they ended: completed, denied (immediate response), failed (ended with a gRPC error), cancelled.', labelNames: ['result'], registers });
-    this.listResponses = new Counter({ name: `${p}list_responses_total`, help: 'List responses processed through ext_proc, by endpoint, list method and result: filtered, withheld (replaced by a JSON-RPC error), aborted, unfiltered (Envoy never sent the body).', labelNames: ['endpoint', 'method', 'result'], registers, collect });
-    this.listHidden = new Counter({ name: `${p}list_items_hidden_total`, help: 'Items removed from list responses (in dry-run: that would have been), by endpoint and list method.', labelNames: ['endpoint', 'method'], registers, collect });
-    this.listWithheld = new Counter({ name: `${p}list_withheld_total`, help: 'List responses withheld and event streams ended because a list in them could not be filtered, by endpoint and reason (docs/errors.md, withheld list responses).', labelNames: ['endpoint', 'reason'], registers, collect });
-    this.listShown = new Counter({ name: `${p}list_items_shown_total`, help: 'Items left in filtered list responses, by endpoint and list method.', labelNames: ['endpoint', 'method'], registers, collect });
-    const responseDuration = new Histogram({ name: `${p}response_processing_duration_seconds`, help: 'Time the service spent on one list response (parsing, the visibility rule, re-encoding), by form: json or sse (summed over the stream\'s chunks).', labelNames: ['form'], buckets: LATENCY_BUCKETS, registers });
+    const extProcStreams = new Counter({
+      name: `${p}ext_proc_streams_total`,
+      help: "ext_proc streams (one per HTTP request through Envoy's ext_proc filter), by how they ended: completed, denied (immediate response), failed (ended with a gRPC error), cancelled.",
+      labelNames: ['result'],
+      registers,
+    });
+    this.listResponses = new Counter({
+      name: `${p}list_responses_total`,
+      help: 'List responses processed through ext_proc, by endpoint, list method and result: filtered, withheld (replaced by a JSON-RPC error), aborted, unfiltered (Envoy never sent the body).',
+      labelNames: ['endpoint', 'method', 'result'],
+      registers,
+      collect,
+    });
+    this.listHidden = new Counter({
+      name: `${p}list_items_hidden_total`,
+      help: 'Items removed from list responses (in dry-run: that would have been), by endpoint and list method.',
+      labelNames: ['endpoint', 'method'],
+      registers,
+      collect,
+    });
+    this.listWithheld = new Counter({
+      name: `${p}list_withheld_total`,
+      help: 'List responses withheld and event streams ended because a list in them could not be filtered, by endpoint and reason (docs/errors.md, withheld list responses).',
+      labelNames: ['endpoint', 'reason'],
+      registers,
+      collect,
+    });
+    this.listShown = new Counter({
+      name: `${p}list_items_shown_total`,
+      help: 'Items left in filtered list responses, by endpoint and list method.',
+      labelNames: ['endpoint', 'method'],
+      registers,
+      collect,
+    });
+    const responseDuration = new Histogram({
+      name: `${p}response_processing_duration_seconds`,
+      help: "Time the service spent on one list response (parsing, the visibility rule, re-encoding), by form: json or sse (summed over the stream's chunks).",
+      labelNames: ['form'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
     for (const form of ['json', 'sse'] as const) responseDuration.zero({ form });
     this.responseDurations = { json: responseDuration.labels('json'), sse: responseDuration.labels('sse') };
-    const policyEval = new Histogram({ name: `${p}policy_eval_duration_seconds`, help: 'Time to evaluate the policy once.', buckets: LATENCY_BUCKETS, registers });
-    const policyReloads = new Counter({ name: `${p}policy_reloads_total`, help: 'Policy bundle loads and reloads, by result.', labelNames: ['result'], registers });
-    const policyInfo = new Gauge({ name: `${p}policy_info`, help: 'The revision of the policy in force (value 1).', labelNames: ['revision'], registers, aggregator: 'max' });
-    const jwksRefresh = new Counter({ name: `${p}jwks_refresh_total`, help: 'JWKS fetches, by issuer and result.', labelNames: ['issuer', 'result'], registers });
-    const dryRunDenies = new Counter({ name: `${p}dry_run_denies_total`, help: 'Policy denies turned into allows by dry-run mode.', registers });
-    const keysReloads = new Counter({ name: `${p}api_keys_reloads_total`, help: 'API key registry loads and reloads, by result.', labelNames: ['result'], registers });
-    const keysLoaded = new Gauge({ name: `${p}api_keys`, help: 'API keys in the registry in force.', registers, aggregator: 'max' });
-    const storeUp = new Gauge({ name: `${p}limiter_store_up`, help: '1 while rate limits use the shared Redis store, 0 while they fall back to local counters (minimum over workers).', labelNames: ['store'], registers, aggregator: 'min' });
-    const storeFallbacks = new Counter({ name: `${p}limiter_store_fallbacks_total`, help: 'Times the shared Redis limiter store became unreachable and limits fell back to local counters.', labelNames: ['store'], registers });
-    const localAnswers = new Counter({ name: `${p}limiter_local_answers_total`, help: 'Limiter calls the store that shares the count did not answer (redis: unreachable, timed out, cut; cluster: the primary did not answer in time), decided on local counters instead, by store and limiter.', labelNames: ['store', 'limiter'], registers });
-    const traceSpans = new Counter({ name: `${p}trace_spans_exported_total`, help: 'Spans sent to the OTLP endpoint, by result (success, failure: dropped).', labelNames: ['result'], registers });
-    const bundleRequests = new Counter({ name: `${p}bundle_requests_total`, help: 'Requests to the bundle service, by bundle and result: modified (a bundle came), not_modified (304), failure (no usable answer). Under --workers the primary asks once for all workers (the maximum over workers).', labelNames: ['bundle', 'result'], registers, aggregator: 'max' });
-    const bundleLastSuccess = new Gauge({ name: `${p}bundle_last_successful_request_timestamp_seconds`, help: 'When the bundle service last answered (200 or 304), by bundle (Unix time; the latest over workers).', labelNames: ['bundle'], registers, aggregator: 'max' });
-    const bundleRefused = new Counter({ name: `${p}bundle_refused_total`, help: 'Downloaded bundles refused before activation, by bundle and reason: unsigned, bad_signature, tampered, invalid. The previous policy stays in force (the maximum over workers: every worker verifies the same bundle).', labelNames: ['bundle', 'reason'], registers, aggregator: 'max' });
-    const decisionLogEvents = new Counter({ name: `${p}decision_log_events_total`, help: 'Decision-log events for the remote service, by result: sent, dropped (buffer full or upload refused).', labelNames: ['result'], registers });
+    const policyEval = new Histogram({
+      name: `${p}policy_eval_duration_seconds`,
+      help: 'Time to evaluate the policy once.',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    const policyReloads = new Counter({
+      name: `${p}policy_reloads_total`,
+      help: 'Policy bundle loads and reloads, by result.',
+      labelNames: ['result'],
+      registers,
+    });
+    const policyInfo = new Gauge({
+      name: `${p}policy_info`,
+      help: 'The revision of the policy in force (value 1).',
+      labelNames: ['revision'],
+      registers,
+      aggregator: 'max',
+    });
+    const jwksRefresh = new Counter({
+      name: `${p}jwks_refresh_total`,
+      help: 'JWKS fetches, by issuer and result.',
+      labelNames: ['issuer', 'result'],
+      registers,
+    });
+    const dryRunDenies = new Counter({
+      name: `${p}dry_run_denies_total`,
+      help: 'Policy denies turned into allows by dry-run mode.',
+      registers,
+    });
+    const keysReloads = new Counter({
+      name: `${p}api_keys_reloads_total`,
+      help: 'API key registry loads and reloads, by result.',
+      labelNames: ['result'],
+      registers,
+    });
+    const keysLoaded = new Gauge({
+      name: `${p}api_keys`,
+      help: 'API keys in the registry in force.',
+      registers,
+      aggregator: 'max',
+    });
+    const storeUp = new Gauge({
+      name: `${p}limiter_store_up`,
+      help: '1 while rate limits use the shared Redis store, 0 while they fall back to local counters (minimum over workers).',
+      labelNames: ['store'],
+      registers,
+      aggregator: 'min',
+    });
+    const storeFallbacks = new Counter({
+      name: `${p}limiter_store_fallbacks_total`,
+      help: 'Times the shared Redis limiter store became unreachable and limits fell back to local counters.',
+      labelNames: ['store'],
+      registers,
+    });
+    const localAnswers = new Counter({
+      name: `${p}limiter_local_answers_total`,
+      help: 'Limiter calls the store that shares the count did not answer (redis: unreachable, timed out, cut; cluster: the primary did not answer in time), decided on local counters instead, by store and limiter.',
+      labelNames: ['store', 'limiter'],
+      registers,
+    });
+    const traceSpans = new Counter({
+      name: `${p}trace_spans_exported_total`,
+      help: 'Spans sent to the OTLP endpoint, by result (success, failure: dropped).',
+      labelNames: ['result'],
+      registers,
+    });
+    const bundleRequests = new Counter({
+      name: `${p}bundle_requests_total`,
+      help: 'Requests to the bundle service, by bundle and result: modified (a bundle came), not_modified (304), failure (no usable answer). Under --workers the primary asks once for all workers (the maximum over workers).',
+      labelNames: ['bundle', 'result'],
+      registers,
+      aggregator: 'max',
+    });
+    const bundleLastSuccess = new Gauge({
+      name: `${p}bundle_last_successful_request_timestamp_seconds`,
+      help: 'When the bundle service last answered (200 or 304), by bundle (Unix time; the latest over workers).',
+      labelNames: ['bundle'],
+      registers,
+      aggregator: 'max',
+    });
+    const bundleRefused = new Counter({
+      name: `${p}bundle_refused_total`,
+      help: 'Downloaded bundles refused before activation, by bundle and reason: unsigned, bad_signature, tampered, invalid. The previous policy stays in force (the maximum over workers: every worker verifies the same bundle).',
+      labelNames: ['bundle', 'reason'],
+      registers,
+      aggregator: 'max',
+    });
+    const decisionLogEvents = new Counter({
+      name: `${p}decision_log_events_total`,
+      help: 'Decision-log events for the remote service, by result: sent, dropped (buffer full or upload refused).',
+      labelNames: ['result'],
+      registers,
+    });
     const counted: Record<LogKind, number> = { decision: 0, service: 0 };
     new Counter({
       name: `${p}log_lines_dropped_total`,
@@ -193,10 +404,31 @@ export class ServiceMetrics {
         }
       },
     });
-    const tlsReloads = new Counter({ name: `${p}tls_reloads_total`, help: 'TLS certificate, key and client CA loads and reloads (tls.*File), by result; a failure keeps the previous certificate serving.', labelNames: ['result'], registers });
-    const tlsNotAfter = new Gauge({ name: `${p}tls_certificate_not_after_seconds`, help: 'When the TLS certificate in force expires, in seconds since the epoch (the earliest over workers).', registers, aggregator: 'min' });
-    const tlsHandshakeFailures = new Counter({ name: `${p}tls_handshake_failures_total`, help: 'TLS handshakes that failed, by port: no or an untrusted client certificate under mTLS, no common protocol or cipher.', labelNames: ['listener'], registers });
-    const buildInfo = new Gauge({ name: `${p}build_info`, help: 'The running build (value 1): mcp-authz version and Node.js version.', labelNames: ['version', 'node'], registers, aggregator: 'max' });
+    const tlsReloads = new Counter({
+      name: `${p}tls_reloads_total`,
+      help: 'TLS certificate, key and client CA loads and reloads (tls.*File), by result; a failure keeps the previous certificate serving.',
+      labelNames: ['result'],
+      registers,
+    });
+    const tlsNotAfter = new Gauge({
+      name: `${p}tls_certificate_not_after_seconds`,
+      help: 'When the TLS certificate in force expires, in seconds since the epoch (the earliest over workers).',
+      registers,
+      aggregator: 'min',
+    });
+    const tlsHandshakeFailures = new Counter({
+      name: `${p}tls_handshake_failures_total`,
+      help: 'TLS handshakes that failed, by port: no or an untrusted client certificate under mTLS, no common protocol or cipher.',
+      labelNames: ['listener'],
+      registers,
+    });
+    const buildInfo = new Gauge({
+      name: `${p}build_info`,
+      help: 'The running build (value 1): mcp-authz version and Node.js version.',
+      labelNames: ['version', 'node'],
+      registers,
+      aggregator: 'max',
+    });
     buildInfo.labels(packageVersion(), process.version).set(1);
 
     // Series that exist from start-up, so rate() and absent() behave from the first scrape.
@@ -232,7 +464,11 @@ export class ServiceMetrics {
     for (const e of config.endpoints) {
       const mode = e.upstream?.mode;
       if (mode === undefined || mode === 'static') continue;
-      this.upstreamCacheChildren.set(e.name, { hit: this.upstreamCacheChild(e.name, mode, 'hit'), miss: this.upstreamCacheChild(e.name, mode, 'miss'), joined: this.upstreamCacheChild(e.name, mode, 'joined') });
+      this.upstreamCacheChildren.set(e.name, {
+        hit: this.upstreamCacheChild(e.name, mode, 'hit'),
+        miss: this.upstreamCacheChild(e.name, mode, 'miss'),
+        joined: this.upstreamCacheChild(e.name, mode, 'joined'),
+      });
       for (const r of UPSTREAM_TOKEN_RESULTS) upstreamRequests.labels(e.name, mode, r).inc(0);
     }
     policyReloads.labels('success').inc(0);
@@ -249,10 +485,13 @@ export class ServiceMetrics {
       for (const limiter of LIMITERS) localAnswers.labels('redis', limiter).inc(0);
     }
     for (const bundle of Object.keys(config.bundles ?? {})) {
-      for (const result of ['modified', 'not_modified', 'failure'] as const) bundleRequests.labels(bundle, result).inc(0);
-      for (const reason of ['unsigned', 'bad_signature', 'tampered', 'invalid'] as const) bundleRefused.labels(bundle, reason).inc(0);
+      for (const result of ['modified', 'not_modified', 'failure'] as const)
+        bundleRequests.labels(bundle, result).inc(0);
+      for (const reason of ['unsigned', 'bad_signature', 'tampered', 'invalid'] as const)
+        bundleRefused.labels(bundle, reason).inc(0);
     }
-    if (config.decision_logs) for (const result of ['sent', 'dropped'] as const) decisionLogEvents.labels(result).inc(0);
+    if (config.decision_logs)
+      for (const result of ['sent', 'dropped'] as const) decisionLogEvents.labels(result).inc(0);
     dryRunDenies.inc(0);
     traceSpans.labels('success').inc(0);
     traceSpans.labels('failure').inc(0);
@@ -312,7 +551,8 @@ export class ServiceMetrics {
       },
       tlsHandshakeFailure: (listener) => tlsHandshakeFailures.labels(listener).inc(),
       // Endpoints and modes come from the config: their series exist from start-up.
-      upstreamCache: (endpoint, mode, result) => (this.upstreamCacheChildren.get(endpoint)?.[result] ?? this.upstreamCacheChild(endpoint, mode, result)).inc(),
+      upstreamCache: (endpoint, mode, result) =>
+        (this.upstreamCacheChildren.get(endpoint)?.[result] ?? this.upstreamCacheChild(endpoint, mode, result)).inc(),
       upstreamTokenRequest: (endpoint, mode, result) => upstreamRequests.labels(endpoint, mode, result).inc(),
     };
   }
@@ -351,7 +591,9 @@ export class ServiceMetrics {
   }
 
   private listChild(endpoint: string, method: ListMethod, result: ListTrace['result']): Inc {
-    return this.child(`l\0${endpoint}\0${method}\0${result}`, () => this.listResponses.labels(endpoint, method, result));
+    return this.child(`l\0${endpoint}\0${method}\0${result}`, () =>
+      this.listResponses.labels(endpoint, method, result),
+    );
   }
 
   private withheldChild(endpoint: string, reason: WithheldReason): Inc {
@@ -369,16 +611,23 @@ export class ServiceMetrics {
   private authFailed(endpoint: string, ctx: CheckContext): void {
     const { code, detail } = ctx.authFailure!;
     const reason = isDenyCode(code) && CODES[code].kind === 'auth' ? code : OTHER;
-    const method = ctx.principal.method !== 'anonymous' ? ctx.principal.method : METHOD_BY_REASON.get(code) ?? 'unknown';
+    const method =
+      ctx.principal.method !== 'anonymous' ? ctx.principal.method : (METHOD_BY_REASON.get(code) ?? 'unknown');
     this.authFailureChild(endpoint, method, reason, Object.hasOwn(AUTH_FAILURE_DETAILS, detail) ? detail : OTHER).inc();
   }
 
   private checkChild(endpoint: string, decision: Outcome['kind'], status: number): Inc {
     const s = Number.isInteger(status) && status >= 100 && status <= 599 ? status : 0;
-    return this.child(`c\0${endpoint}\0${decision}\0${s}`, () => this.checkTotal.labels(endpoint, decision, s === 0 ? OTHER : String(s)));
+    return this.child(`c\0${endpoint}\0${decision}\0${s}`, () =>
+      this.checkTotal.labels(endpoint, decision, s === 0 ? OTHER : String(s)),
+    );
   }
 
-  private upstreamCacheChild(endpoint: string, mode: UpstreamTokenMode, result: (typeof UPSTREAM_CACHE_RESULTS)[number]): Inc {
+  private upstreamCacheChild(
+    endpoint: string,
+    mode: UpstreamTokenMode,
+    result: (typeof UPSTREAM_CACHE_RESULTS)[number],
+  ): Inc {
     return this.child(`u\0${endpoint}\0${mode}\0${result}`, () => this.upstreamCache.labels(endpoint, mode, result));
   }
 
@@ -391,7 +640,9 @@ export class ServiceMetrics {
   }
 
   private authFailureChild(endpoint: string, method: string, reason: string, detail: string): Inc {
-    return this.child(`a\0${endpoint}\0${method}\0${reason}\0${detail}`, () => this.authFailures.labels(endpoint, method, reason, detail));
+    return this.child(`a\0${endpoint}\0${method}\0${reason}\0${detail}`, () =>
+      this.authFailures.labels(endpoint, method, reason, detail),
+    );
   }
 
   private denyChild(endpoint: string, code: string): Inc {
@@ -399,7 +650,9 @@ export class ServiceMetrics {
   }
 
   private toolChild(endpoint: string, tool: string, decision: string): Inc {
-    return this.child(`t\0${endpoint}\0${tool}\0${decision}`, () => this.toolDecisions.labels(endpoint, tool, decision));
+    return this.child(`t\0${endpoint}\0${tool}\0${decision}`, () =>
+      this.toolDecisions.labels(endpoint, tool, decision),
+    );
   }
 
   private child(key: string, make: () => Inc): Inc {

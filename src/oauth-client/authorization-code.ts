@@ -62,31 +62,52 @@ export function readCallback(query: string, expect: CallbackExpectation): string
   const params = new URLSearchParams(query);
   for (const name of CALLBACK_PARAMS) {
     if (params.getAll(name).length > 1) {
-      throw new LoginFailure('state_mismatch', `the redirect carries "${name}" more than once: it is not a response this login can trust, and is discarded`);
+      throw new LoginFailure(
+        'state_mismatch',
+        `the redirect carries "${name}" more than once: it is not a response this login can trust, and is discarded`,
+      );
     }
   }
   const state = params.get('state');
-  if (state === null) throw new LoginFailure('state_mismatch', 'the redirect carries no "state": it is not the answer to this login, and is discarded');
+  if (state === null)
+    throw new LoginFailure(
+      'state_mismatch',
+      'the redirect carries no "state": it is not the answer to this login, and is discarded',
+    );
   const a = Buffer.from(state);
   const b = Buffer.from(expect.state);
   if (a.length !== b.length || !timingSafeEqual(a, b)) {
-    throw new LoginFailure('state_mismatch', 'the redirect\'s "state" is not the one this login sent: it is not the answer to this login (another tab, a replay or a forgery), and is discarded');
+    throw new LoginFailure(
+      'state_mismatch',
+      'the redirect\'s "state" is not the one this login sent: it is not the answer to this login (another tab, a replay or a forgery), and is discarded',
+    );
   }
   const iss = params.get('iss');
   if (iss !== null && iss !== expect.issuer) {
-    throw new LoginFailure('issuer_mismatch', `the redirect comes from issuer ${shown(iss)}, not ${expect.issuer} (RFC 9207): a mix-up, discarded`);
+    throw new LoginFailure(
+      'issuer_mismatch',
+      `the redirect comes from issuer ${shown(iss)}, not ${expect.issuer} (RFC 9207): a mix-up, discarded`,
+    );
   }
   if (iss === null && expect.issRequired) {
-    throw new LoginFailure('issuer_mismatch', `the redirect carries no "iss" although ${expect.issuer} says it sends one (RFC 9207): discarded`);
+    throw new LoginFailure(
+      'issuer_mismatch',
+      `the redirect carries no "iss" although ${expect.issuer} says it sends one (RFC 9207): discarded`,
+    );
   }
   const error = params.get('error');
   if (error !== null) {
     const description = params.get('error_description');
     const detail = `${shown(error)}${description !== null ? `: ${shown(description)}` : ''}`;
-    if (error === 'access_denied') throw new LoginFailure('access_denied', `the authorization server refused the login (access_denied${description !== null ? `: ${shown(description)}` : ''})`);
+    if (error === 'access_denied')
+      throw new LoginFailure(
+        'access_denied',
+        `the authorization server refused the login (access_denied${description !== null ? `: ${shown(description)}` : ''})`,
+      );
     throw new LoginFailure('authorization_error', `the authorization server answered with error ${detail}`);
   }
   const code = params.get('code');
-  if (code === null || code === '') throw new LoginFailure('authorization_error', 'the redirect carries neither a code nor an error');
+  if (code === null || code === '')
+    throw new LoginFailure('authorization_error', 'the redirect carries neither a code nor an error');
   return code;
 }

@@ -41,7 +41,11 @@ export function sameIssuer(found: string, expected: string): boolean {
 
 export async function discoverAuthorizationServer(issuerUrl: string, ctx: HttpContext): Promise<AuthorizationServer> {
   const issuer = assertTransport(issuerUrl, 'the issuer', ctx.allowHttp);
-  if (issuer.search !== '' || issuer.hash !== '') throw new LoginFailure('metadata_invalid', `the issuer ${issuerUrl} has a query or fragment; an issuer identifier has neither (RFC 8414 §2)`);
+  if (issuer.search !== '' || issuer.hash !== '')
+    throw new LoginFailure(
+      'metadata_invalid',
+      `the issuer ${issuerUrl} has a query or fragment; an issuer identifier has neither (RFC 8414 §2)`,
+    );
   const tried: string[] = [];
   let rejected: LoginFailure | undefined;
   for (const url of authorizationServerMetadataUrls(issuer)) {
@@ -59,27 +63,44 @@ export async function discoverAuthorizationServer(issuerUrl: string, ctx: HttpCo
       if (!rejected || err.code === 'issuer_mismatch') rejected = err;
     }
   }
-  if (rejected) throw new LoginFailure(rejected.code, tried.length > 1 ? `${rejected.message} (tried: ${tried.join('; ')})` : rejected.message);
+  if (rejected)
+    throw new LoginFailure(
+      rejected.code,
+      tried.length > 1 ? `${rejected.message} (tried: ${tried.join('; ')})` : rejected.message,
+    );
   throw new LoginFailure('metadata_missing', `no authorization server metadata for ${issuerUrl}: ${tried.join('; ')}`);
 }
 
 function validate(doc: Record<string, unknown>, url: string, expected: string, ctx: HttpContext): AuthorizationServer {
   const str = (k: string) => (typeof doc[k] === 'string' ? (doc[k] as string) : undefined);
-  const strings = (k: string) => (Array.isArray(doc[k]) && (doc[k] as unknown[]).every((v) => typeof v === 'string') ? (doc[k] as string[]) : undefined);
+  const strings = (k: string) =>
+    Array.isArray(doc[k]) && (doc[k] as unknown[]).every((v) => typeof v === 'string')
+      ? (doc[k] as string[])
+      : undefined;
   const issuer = str('issuer');
-  if (issuer === undefined) throw new LoginFailure('metadata_invalid', `the authorization server metadata at ${url} has no "issuer"`);
+  if (issuer === undefined)
+    throw new LoginFailure('metadata_invalid', `the authorization server metadata at ${url} has no "issuer"`);
   if (!sameIssuer(issuer, expected)) {
-    throw new LoginFailure('issuer_mismatch', `the authorization server metadata at ${url} is for issuer ${issuer}, not ${expected}: refusing it (RFC 8414 §3.3)`);
+    throw new LoginFailure(
+      'issuer_mismatch',
+      `the authorization server metadata at ${url} is for issuer ${issuer}, not ${expected}: refusing it (RFC 8414 §3.3)`,
+    );
   }
   const authorizationEndpoint = str('authorization_endpoint');
   const tokenEndpoint = str('token_endpoint');
   if (authorizationEndpoint === undefined || tokenEndpoint === undefined) {
-    throw new LoginFailure('metadata_invalid', `the authorization server metadata at ${url} lacks ${authorizationEndpoint === undefined ? 'authorization_endpoint' : 'token_endpoint'}`);
+    throw new LoginFailure(
+      'metadata_invalid',
+      `the authorization server metadata at ${url} lacks ${authorizationEndpoint === undefined ? 'authorization_endpoint' : 'token_endpoint'}`,
+    );
   }
   assertTransport(authorizationEndpoint, 'authorization_endpoint', ctx.allowHttp);
   assertTransport(tokenEndpoint, 'token_endpoint', ctx.allowHttp);
   if (!(strings('code_challenge_methods_supported') ?? []).includes('S256')) {
-    throw new LoginFailure('metadata_invalid', `the authorization server ${issuer} does not list S256 in code_challenge_methods_supported: MCP clients must not log in without PKCE`);
+    throw new LoginFailure(
+      'metadata_invalid',
+      `the authorization server ${issuer} does not list S256 in code_challenge_methods_supported: MCP clients must not log in without PKCE`,
+    );
   }
   const responseTypes = strings('response_types_supported');
   if (responseTypes !== undefined && !responseTypes.includes('code')) {

@@ -18,7 +18,8 @@ export function clientMetadataUrlProblem(value: string): string | undefined {
     return 'is not an absolute URL';
   }
   if (u.protocol !== 'https:') return 'must be an https URL';
-  if (u.pathname === '/' || u.pathname === '') return 'must have a path (e.g. https://example.com/mcp-authz-client.json)';
+  if (u.pathname === '/' || u.pathname === '')
+    return 'must have a path (e.g. https://example.com/mcp-authz-client.json)';
   if (value.includes('#')) return 'must not have a fragment';
   if (u.username !== '' || u.password !== '') return 'must not carry credentials';
   if (/(^|\/)(\.|%2e){1,2}(\/|$)/i.test(value.slice(value.indexOf('//') + 2))) return 'must not have . or .. segments';
@@ -27,12 +28,20 @@ export function clientMetadataUrlProblem(value: string): string | undefined {
 
 export function clientFromMetadataDocument(as: AuthorizationServer, url: string): ClientIdentity {
   if (!as.clientIdMetadataDocuments) {
-    throw new LoginFailure('client_registration', `${as.issuer} does not advertise client_id_metadata_document_supported: it cannot use ${url} as a client_id. Pass --client-id of a registered client instead`);
+    throw new LoginFailure(
+      'client_registration',
+      `${as.issuer} does not advertise client_id_metadata_document_supported: it cannot use ${url} as a client_id. Pass --client-id of a registered client instead`,
+    );
   }
   return { clientId: url, authMethod: 'none', source: 'client-id-metadata-document' };
 }
 
-export async function registerClient(as: AuthorizationServer, redirectUri: string, ctx: HttpContext, clientName: string): Promise<ClientIdentity> {
+export async function registerClient(
+  as: AuthorizationServer,
+  redirectUri: string,
+  ctx: HttpContext,
+  clientName: string,
+): Promise<ClientIdentity> {
   if (as.registrationEndpoint === undefined) {
     throw new LoginFailure(
       'client_registration',
@@ -47,16 +56,29 @@ export async function registerClient(as: AuthorizationServer, redirectUri: strin
     token_endpoint_auth_method: 'none',
     application_type: 'native',
   };
-  const answer = await request(as.registrationEndpoint, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify(metadata), redirect: 'manual' }, ctx);
+  const answer = await request(
+    as.registrationEndpoint,
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(metadata),
+      redirect: 'manual',
+    },
+    ctx,
+  );
   if (answer.status !== 201 && answer.status !== 200) {
     let reason = `HTTP ${answer.status}`;
     try {
       const e = JSON.parse(answer.text) as { error?: unknown; error_description?: unknown };
-      if (typeof e.error === 'string') reason = `${e.error}${typeof e.error_description === 'string' ? `: ${e.error_description.slice(0, 300)}` : ''} (HTTP ${answer.status})`;
+      if (typeof e.error === 'string')
+        reason = `${e.error}${typeof e.error_description === 'string' ? `: ${e.error_description.slice(0, 300)}` : ''} (HTTP ${answer.status})`;
     } catch {
       // not JSON
     }
-    throw new LoginFailure('client_registration', `${as.registrationEndpoint} refused to register a client: ${reason}. Pass --client-id of a registered client instead`);
+    throw new LoginFailure(
+      'client_registration',
+      `${as.registrationEndpoint} refused to register a client: ${reason}. Pass --client-id of a registered client instead`,
+    );
   }
   let doc: Record<string, unknown>;
   try {
@@ -64,13 +86,18 @@ export async function registerClient(as: AuthorizationServer, redirectUri: strin
   } catch (err) {
     throw new LoginFailure('client_registration', (err as Error).message);
   }
-  if (typeof doc.client_id !== 'string' || doc.client_id === '') throw new LoginFailure('client_registration', `the registration response from ${as.registrationEndpoint} has no client_id`);
+  if (typeof doc.client_id !== 'string' || doc.client_id === '')
+    throw new LoginFailure(
+      'client_registration',
+      `the registration response from ${as.registrationEndpoint} has no client_id`,
+    );
   const secret = typeof doc.client_secret === 'string' && doc.client_secret !== '' ? doc.client_secret : undefined;
   const method = doc.token_endpoint_auth_method;
   return {
     clientId: doc.client_id,
     ...(secret !== undefined ? { clientSecret: secret } : {}),
-    authMethod: secret === undefined ? 'none' : method === 'client_secret_post' ? 'client_secret_post' : 'client_secret_basic',
+    authMethod:
+      secret === undefined ? 'none' : method === 'client_secret_post' ? 'client_secret_post' : 'client_secret_basic',
     source: 'dynamic-registration',
   };
 }

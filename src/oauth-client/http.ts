@@ -36,13 +36,21 @@ export function assertTransport(url: string, what: string, allowHttp: boolean): 
   if (u.protocol === 'https:') return u;
   if (u.protocol === 'http:' && (allowHttp || LOOPBACK.test(u.hostname))) return u;
   if (u.protocol === 'http:') {
-    throw new LoginFailure('metadata_invalid', `${what} ${url} is plain http: OAuth 2.1 needs https off loopback (pass --allow-http for a test server you trust)`);
+    throw new LoginFailure(
+      'metadata_invalid',
+      `${what} ${url} is plain http: OAuth 2.1 needs https off loopback (pass --allow-http for a test server you trust)`,
+    );
   }
   throw new LoginFailure('metadata_invalid', `${what} ${url} is not an http(s) URL`);
 }
 
 /** One request; `discardBody` reads only the status and headers (a stream that never ends cannot stall it). */
-export async function request(url: string, init: RequestInit, ctx: HttpContext, discardBody = false): Promise<HttpAnswer> {
+export async function request(
+  url: string,
+  init: RequestInit,
+  ctx: HttpContext,
+  discardBody = false,
+): Promise<HttpAnswer> {
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(ctx.requestTimeoutMs)]);
   const method = init.method ?? 'GET';
   let res: Response;
@@ -70,7 +78,10 @@ export function jsonObject(answer: HttpAnswer, what: string): Record<string, unk
   try {
     value = JSON.parse(answer.text);
   } catch {
-    throw new LoginFailure('metadata_invalid', `${what} at ${answer.url} is not JSON (HTTP ${answer.status}, ${answer.headers.get('content-type') ?? 'no content-type'})`);
+    throw new LoginFailure(
+      'metadata_invalid',
+      `${what} at ${answer.url} is not JSON (HTTP ${answer.status}, ${answer.headers.get('content-type') ?? 'no content-type'})`,
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new LoginFailure('metadata_invalid', `${what} at ${answer.url} is not a JSON object`);
@@ -100,10 +111,14 @@ function failure(err: unknown, what: string, ctx: HttpContext): LoginFailure {
   if (ctx.signal.aborted) {
     const reason = ctx.signal.reason as { name?: string } | undefined;
     if (reason instanceof LoginFailure) return reason;
-    return new LoginFailure('timeout', `${what}: the login ran out of time (${reason?.name === 'TimeoutError' ? '--timeout' : 'interrupted'})`);
+    return new LoginFailure(
+      'timeout',
+      `${what}: the login ran out of time (${reason?.name === 'TimeoutError' ? '--timeout' : 'interrupted'})`,
+    );
   }
   const e = err as Error & { cause?: { code?: string; message?: string } };
-  if (e?.name === 'TimeoutError') return new LoginFailure('unreachable', `${what}: no answer within ${ctx.requestTimeoutMs / 1000} s`);
+  if (e?.name === 'TimeoutError')
+    return new LoginFailure('unreachable', `${what}: no answer within ${ctx.requestTimeoutMs / 1000} s`);
   const detail = e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
   return new LoginFailure('unreachable', `${what} failed: ${detail}`);
 }

@@ -53,20 +53,33 @@ function probeBody(clientVersion: string): string {
     jsonrpc: '2.0',
     id: 1,
     method: 'initialize',
-    params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'mcp-authz-login', version: clientVersion } },
+    params: {
+      protocolVersion: '2025-11-25',
+      capabilities: {},
+      clientInfo: { name: 'mcp-authz-login', version: clientVersion },
+    },
   });
 }
 
-export async function discoverProtectedResource(endpointUrl: string, ctx: HttpContext, clientVersion: string): Promise<ProtectedResource> {
+export async function discoverProtectedResource(
+  endpointUrl: string,
+  ctx: HttpContext,
+  clientVersion: string,
+): Promise<ProtectedResource> {
   const endpoint = assertTransport(endpointUrl, 'the MCP endpoint', ctx.allowHttp);
   const tried: string[] = [];
 
-  const probe = await request(endpoint.href, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-    body: probeBody(clientVersion),
-    redirect: 'manual',
-  }, ctx, true);
+  const probe = await request(
+    endpoint.href,
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: probeBody(clientVersion),
+      redirect: 'manual',
+    },
+    ctx,
+    true,
+  );
   let challengeScopes: string[] | undefined;
   let headerUrl: string | undefined;
   if (probe.status === 401) {
@@ -108,21 +121,43 @@ export async function discoverProtectedResource(endpointUrl: string, ctx: HttpCo
     const found = validate(doc, url, endpoint, ctx);
     return { ...found, ...(challengeScopes ? { challengeScopes } : {}), metadataUrl: url, via };
   }
-  if (invalid) throw new LoginFailure('metadata_invalid', `no usable protected resource metadata for ${endpoint.href}: ${tried.join('; ')}`);
-  throw new LoginFailure('metadata_missing', `no protected resource metadata (RFC 9728) for ${endpoint.href}: ${tried.join('; ')}. If the server has none, name its authorization server with --issuer`);
+  if (invalid)
+    throw new LoginFailure(
+      'metadata_invalid',
+      `no usable protected resource metadata for ${endpoint.href}: ${tried.join('; ')}`,
+    );
+  throw new LoginFailure(
+    'metadata_missing',
+    `no protected resource metadata (RFC 9728) for ${endpoint.href}: ${tried.join('; ')}. If the server has none, name its authorization server with --issuer`,
+  );
 }
 
-function validate(doc: Record<string, unknown>, url: string, endpoint: URL, ctx: HttpContext): Omit<ProtectedResource, 'metadataUrl' | 'via' | 'challengeScopes'> {
+function validate(
+  doc: Record<string, unknown>,
+  url: string,
+  endpoint: URL,
+  ctx: HttpContext,
+): Omit<ProtectedResource, 'metadataUrl' | 'via' | 'challengeScopes'> {
   const { resource, authorization_servers: servers, scopes_supported: scopes } = doc;
-  if (typeof resource !== 'string') throw new LoginFailure('metadata_invalid', `the protected resource metadata at ${url} has no "resource"`);
+  if (typeof resource !== 'string')
+    throw new LoginFailure('metadata_invalid', `the protected resource metadata at ${url} has no "resource"`);
   if (!resourceCovers(resource, endpoint)) {
-    throw new LoginFailure('metadata_invalid', `the protected resource metadata at ${url} is for ${resource}, which does not cover ${endpoint.href}`);
+    throw new LoginFailure(
+      'metadata_invalid',
+      `the protected resource metadata at ${url} is for ${resource}, which does not cover ${endpoint.href}`,
+    );
   }
   if (!Array.isArray(servers) || servers.length === 0 || !servers.every((s) => typeof s === 'string')) {
-    throw new LoginFailure('metadata_invalid', `the protected resource metadata at ${url} lists no "authorization_servers"`);
+    throw new LoginFailure(
+      'metadata_invalid',
+      `the protected resource metadata at ${url} lists no "authorization_servers"`,
+    );
   }
   for (const s of servers as string[]) assertTransport(s, 'the authorization server', ctx.allowHttp);
-  const out: Omit<ProtectedResource, 'metadataUrl' | 'via' | 'challengeScopes'> = { resource, authorizationServers: servers as string[] };
+  const out: Omit<ProtectedResource, 'metadataUrl' | 'via' | 'challengeScopes'> = {
+    resource,
+    authorizationServers: servers as string[],
+  };
   if (Array.isArray(scopes) && scopes.every((s) => typeof s === 'string')) out.scopesSupported = scopes as string[];
   return out;
 }

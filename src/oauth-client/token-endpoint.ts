@@ -34,7 +34,8 @@ export interface TokenSet {
 
 /** Picks how to send a client secret: basic when listed (the RFC 8414 default), else post. */
 export function secretAuthMethod(supported: readonly string[]): 'client_secret_basic' | 'client_secret_post' {
-  if (supported.includes('client_secret_basic') || !supported.includes('client_secret_post')) return 'client_secret_basic';
+  if (supported.includes('client_secret_basic') || !supported.includes('client_secret_post'))
+    return 'client_secret_basic';
   return 'client_secret_post';
 }
 
@@ -42,26 +43,43 @@ export function secretAuthMethod(supported: readonly string[]): 'client_secret_b
 const formEncode = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
 
 export async function exchangeCode(x: CodeExchange, ctx: HttpContext): Promise<TokenSet> {
-  const body = new URLSearchParams({ grant_type: 'authorization_code', code: x.code, redirect_uri: x.redirectUri, code_verifier: x.codeVerifier });
+  const body = new URLSearchParams({
+    grant_type: 'authorization_code',
+    code: x.code,
+    redirect_uri: x.redirectUri,
+    code_verifier: x.codeVerifier,
+  });
   if (x.resource !== undefined) body.set('resource', x.resource);
-  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+  const headers: Record<string, string> = {
+    'content-type': 'application/x-www-form-urlencoded',
+    accept: 'application/json',
+  };
   const { client } = x;
   if (client.authMethod === 'client_secret_basic' && client.clientSecret !== undefined) {
     headers.authorization = `Basic ${Buffer.from(`${formEncode(client.clientId)}:${formEncode(client.clientSecret)}`).toString('base64')}`;
   } else {
     body.set('client_id', client.clientId);
-    if (client.authMethod === 'client_secret_post' && client.clientSecret !== undefined) body.set('client_secret', client.clientSecret);
+    if (client.authMethod === 'client_secret_post' && client.clientSecret !== undefined)
+      body.set('client_secret', client.clientSecret);
   }
-  const answer = await request(x.tokenEndpoint, { method: 'POST', headers, body: body.toString(), redirect: 'manual' }, ctx);
+  const answer = await request(
+    x.tokenEndpoint,
+    { method: 'POST', headers, body: body.toString(), redirect: 'manual' },
+    ctx,
+  );
   if (answer.status !== 200) {
     let reason = `HTTP ${answer.status}`;
     try {
       const err = JSON.parse(answer.text) as { error?: unknown; error_description?: unknown };
-      if (typeof err.error === 'string') reason = `${err.error}${typeof err.error_description === 'string' ? `: ${err.error_description.slice(0, 300)}` : ''} (HTTP ${answer.status})`;
+      if (typeof err.error === 'string')
+        reason = `${err.error}${typeof err.error_description === 'string' ? `: ${err.error_description.slice(0, 300)}` : ''} (HTTP ${answer.status})`;
     } catch {
       // not JSON: the status says enough
     }
-    throw new LoginFailure('exchange_refused', `the token endpoint ${x.tokenEndpoint} refused the authorization code: ${reason}`);
+    throw new LoginFailure(
+      'exchange_refused',
+      `the token endpoint ${x.tokenEndpoint} refused the authorization code: ${reason}`,
+    );
   }
   let doc: Record<string, unknown>;
   try {
@@ -69,10 +87,20 @@ export async function exchangeCode(x: CodeExchange, ctx: HttpContext): Promise<T
   } catch (err) {
     throw new LoginFailure('exchange_refused', (err as Error).message);
   }
-  const { access_token: accessToken, token_type: tokenType, expires_in: expiresIn, scope, refresh_token: refreshToken } = doc;
-  if (typeof accessToken !== 'string' || accessToken === '') throw new LoginFailure('exchange_refused', `the token response from ${x.tokenEndpoint} has no access_token`);
+  const {
+    access_token: accessToken,
+    token_type: tokenType,
+    expires_in: expiresIn,
+    scope,
+    refresh_token: refreshToken,
+  } = doc;
+  if (typeof accessToken !== 'string' || accessToken === '')
+    throw new LoginFailure('exchange_refused', `the token response from ${x.tokenEndpoint} has no access_token`);
   if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer') {
-    throw new LoginFailure('exchange_refused', `the token endpoint issued a ${JSON.stringify(tokenType)} token; only Bearer tokens can be used here`);
+    throw new LoginFailure(
+      'exchange_refused',
+      `the token endpoint issued a ${JSON.stringify(tokenType)} token; only Bearer tokens can be used here`,
+    );
   }
   return {
     accessToken,

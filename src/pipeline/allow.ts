@@ -11,7 +11,12 @@ import { rawParamNames } from '../request/remove-query-params.js';
 const IDENTITY_HEADER_SET: ReadonlySet<string> = new Set(IDENTITY_HEADER_NAMES);
 
 /** An authorization that adds nothing (a dry-run allow). */
-export const NOTHING_TO_ADD: AuthzAllow = Object.freeze({ allow: true, headers: [], headersToRemove: [], responseHeaders: [] }) as AuthzAllow;
+export const NOTHING_TO_ADD: AuthzAllow = Object.freeze({
+  allow: true,
+  headers: [],
+  headersToRemove: [],
+  responseHeaders: [],
+}) as AuthzAllow;
 
 /** The identity headers the MCP server receives on an allowed request; always replace client copies. */
 export function identityHeaders(p: Principal): HeaderToSet[] {
@@ -22,7 +27,13 @@ export function identityHeaders(p: Principal): HeaderToSet[] {
   return out;
 }
 
-export function assembleAllow(ctx: CheckContext, authz: AuthzAllow, reason: Allow['reason'], config: Pick<Config, 'upstream' | 'apiKeys'>, upstream?: UpstreamGrant): Allow {
+export function assembleAllow(
+  ctx: CheckContext,
+  authz: AuthzAllow,
+  reason: Allow['reason'],
+  config: Pick<Config, 'upstream' | 'apiKeys'>,
+  upstream?: UpstreamGrant,
+): Allow {
   const out: Allow = {
     kind: 'allow',
     allow: true,
@@ -42,7 +53,8 @@ export function assembleAllow(ctx: CheckContext, authz: AuthzAllow, reason: Allo
   if (removeCredentials) {
     out.headersToRemove.push(...ctx.credentialHeaders);
     // Envoy removes a parameter by its name as written: every spelling of the credential goes.
-    if (ctx.credentialQueryParams.length > 0) out.queryParamsToRemove.push(...rawParamNames(ctx.request.rawQuery, ctx.credentialQueryParams));
+    if (ctx.credentialQueryParams.length > 0)
+      out.queryParamsToRemove.push(...rawParamNames(ctx.request.rawQuery, ctx.credentialQueryParams));
     if (ctx.credentialHeaderRewrites) out.headers.push(...ctx.credentialHeaderRewrites);
   }
   const upstreamSet = upstream?.headers;
@@ -52,11 +64,17 @@ export function assembleAllow(ctx: CheckContext, authz: AuthzAllow, reason: Allo
   for (const name in ctx.request.headers) {
     if (!name.includes('_')) continue;
     const dashed = name.replaceAll('_', '-');
-    if (IDENTITY_HEADER_SET.has(dashed) || (removeCredentials && dashed === config.apiKeys.header) || setsHeader(upstreamSet, dashed)) out.headersToRemove.push(name);
+    if (
+      IDENTITY_HEADER_SET.has(dashed) ||
+      (removeCredentials && dashed === config.apiKeys.header) ||
+      setsHeader(upstreamSet, dashed)
+    )
+      out.headersToRemove.push(name);
   }
   // A header both set and removed is removed: Envoy's ext_authz applies removals after the
   // sets, its ext_proc before them, so the answer never asks both of one header.
-  if (out.headers.some((h) => out.headersToRemove.includes(h.name))) out.headers = out.headers.filter((h) => !out.headersToRemove.includes(h.name));
+  if (out.headers.some((h) => out.headersToRemove.includes(h.name)))
+    out.headers = out.headers.filter((h) => !out.headersToRemove.includes(h.name));
   return out;
 }
 

@@ -43,7 +43,12 @@ export interface BuildOptions {
   /** Watch keys and policy for changes (serve: yes; the one-shot `check` command: no). */
   watch?: boolean;
   /** Phases to use instead of the real ones (tests put a test double here; everything else stays real). */
-  overrides?: Partial<Pick<Runtime, 'authenticator' | 'authorizer' | 'directResponder' | 'limiter' | 'clientAddress' | 'upstreamCredentials'>>;
+  overrides?: Partial<
+    Pick<
+      Runtime,
+      'authenticator' | 'authorizer' | 'directResponder' | 'limiter' | 'clientAddress' | 'upstreamCredentials'
+    >
+  >;
   /** Where limits count when there is no Redis (or while it is away): default "cluster" in a worker, else "memory". */
   localLimiterStore?: LocalStore;
   /** Connect to the configured Redis (default true; `mcp-authz check` has no use for it). */
@@ -66,7 +71,12 @@ export interface BuildOptions {
   onPolicySource?: (source: PolicySource, events: ServiceEvents) => void;
 }
 
-export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics: Registry, opts: BuildOptions = {}): Promise<Runtime> {
+export async function buildRuntime(
+  loaded: LoadedConfig,
+  logger: Logger,
+  metrics: Registry,
+  opts: BuildOptions = {},
+): Promise<Runtime> {
   const { config } = loaded;
   const watch = opts.watch ?? true;
   // Read first: a tracing variable the service cannot honour stops it before anything starts.
@@ -77,7 +87,10 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   // PostgreSQL's parser (WASM) is loaded only where a rule reads an SQL argument.
   if (needsSqlParser(endpoints.all)) await loadPostgresParser();
   for (const name of sqlWithoutDialect(endpoints.all)) {
-    logger.warn({ endpoint: name }, 'sql: select-only names no SQL dialect: only the portable subset passes (docs/policies.md "SQL read-only"); name the database, e.g. sql: {dialect: postgresql}');
+    logger.warn(
+      { endpoint: name },
+      'sql: select-only names no SQL dialect: only the portable subset passes (docs/policies.md "SQL read-only"); name the database, e.g. sql: {dialect: postgresql}',
+    );
   }
   const origins = new OriginCheck(endpoints.all, config.publicBaseUrl);
 
@@ -85,13 +98,24 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const redisCfg = opts.sharedLimits === false ? undefined : config.rateLimit.redis;
   // ioredis is loaded only where Redis is configured (it is the largest module the service could load).
   const redis: RedisLimiterStore | undefined = redisCfg
-    ? new (await import('../limits/redis-store.js')).RedisLimiterStore({ url: redisCfg.url, commandTimeoutMs: redisCfg.commandTimeoutMs, logger, onState: (s) => events.limiterStore?.(s) })
+    ? new (await import('../limits/redis-store.js')).RedisLimiterStore({
+        url: redisCfg.url,
+        commandTimeoutMs: redisCfg.commandTimeoutMs,
+        logger,
+        onState: (s) => events.limiterStore?.(s),
+      })
     : undefined;
   const local = opts.localLimiterStore ?? (cluster.isWorker ? 'cluster' : 'memory');
   const limiter = new RateLimits(
     config,
     endpoints.all,
-    { local, ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}), ...(opts.buckets ? { buckets: opts.buckets } : {}), logger, onLocalAnswer: (store, limiter) => events.limiterLocalAnswer?.(store, limiter) },
+    {
+      local,
+      ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}),
+      ...(opts.buckets ? { buckets: opts.buckets } : {}),
+      logger,
+      onLocalAnswer: (store, limiter) => events.limiterLocalAnswer?.(store, limiter),
+    },
     // Workers share lockouts through the primary, so none asks it before every authentication.
     opts.lockouts ?? new LockoutTable(),
     events,
@@ -111,15 +135,28 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   const verifier = config.oauth.issuers.length > 0 ? createTokenVerifier(config.oauth, { logger, events }) : undefined;
 
   // Authorization: the policy bundle, evaluated in-process as WASM.
-  const policy = config.policy ?? { entrypoint: 'mcp/authz/decision', visibleEntrypoint: 'mcp/authz/visible', dryRun: false, maxMemoryPages: 1024, rawCredentials: false, data: {} };
+  const policy = config.policy ?? {
+    entrypoint: 'mcp/authz/decision',
+    visibleEntrypoint: 'mcp/authz/visible',
+    dryRun: false,
+    maxMemoryPages: 1024,
+    rawCredentials: false,
+    data: {},
+  };
   const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, policyView(e)]));
   // A bundle service (OPA's services/bundles/keys), its status reports and remote decision logs.
   const services = new Map(Object.entries(config.services).map(([name, s]) => [name, new RemoteService(name, s)]));
   const labels = instanceLabels(packageVersion(), config.labels);
   const [bundleName, bundleConfig] = Object.entries(config.bundles)[0] ?? [];
-  const statusReporter = watch && config.status && !opts.bundleFromPrimary
-    ? new StatusReporter({ service: services.get(config.status.service)!, labels, logger, decisionLogs: config.decision_logs !== undefined })
-    : undefined;
+  const statusReporter =
+    watch && config.status && !opts.bundleFromPrimary
+      ? new StatusReporter({
+          service: services.get(config.status.service)!,
+          labels,
+          logger,
+          decisionLogs: config.decision_logs !== undefined,
+        })
+      : undefined;
   const source = new PolicySource(
     {
       ...(bundleName !== undefined && bundleConfig
@@ -132,7 +169,9 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
               ...(statusReporter ? { onStatus: (s) => statusReporter.update(s) } : {}),
             },
           }
-        : policy.rego !== undefined ? { rego: policy.rego } : { bundle: policy.bundle ?? SHIPPED_BUNDLE }),
+        : policy.rego !== undefined
+          ? { rego: policy.rego }
+          : { bundle: policy.bundle ?? SHIPPED_BUNDLE }),
       entrypoint: policy.entrypoint,
       visibleEntrypoint: policy.visibleEntrypoint,
       maxMemoryPages: policy.maxMemoryPages,
@@ -160,19 +199,38 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
   if (watch) source.watch();
 
   // The MCP servers' own credentials: secret files read now, tokens fetched on first use.
-  const upstreamCredentials = opts.upstreamCredentials === false ? undefined : await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
+  const upstreamCredentials =
+    opts.upstreamCredentials === false
+      ? undefined
+      : await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
 
   const observers: Observer[] = [serviceMetrics.observer];
-  if (config.decisionLog.enabled) observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
-  const shipper = watch && config.decision_logs
-    ? new DecisionLogShipper({ service: services.get(config.decision_logs.service)!, config: config.decision_logs, labels, path: policy.entrypoint, bundleName: bundleName ?? 'local', shipped: (r, n) => events.decisionLogsShipped?.(r, n), logger })
-    : undefined;
+  if (config.decisionLog.enabled)
+    observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
+  const shipper =
+    watch && config.decision_logs
+      ? new DecisionLogShipper({
+          service: services.get(config.decision_logs.service)!,
+          config: config.decision_logs,
+          labels,
+          path: policy.entrypoint,
+          bundleName: bundleName ?? 'local',
+          shipped: (r, n) => events.decisionLogsShipped?.(r, n),
+          logger,
+        })
+      : undefined;
   if (shipper) observers.push(shipper);
   // The OpenTelemetry SDK is loaded only when tracing is on: off, it costs no start-up time.
   let tracing: CheckTracer | undefined;
   if (traceSettings) {
     const { CheckTracer, otlpExporter } = await import('../tracing/check-tracer.js');
-    tracing = new CheckTracer({ settings: traceSettings, endpoints: config.endpoints, logger, events, exporter: await otlpExporter(traceSettings) });
+    tracing = new CheckTracer({
+      settings: traceSettings,
+      endpoints: config.endpoints,
+      logger,
+      events,
+      exporter: await otlpExporter(traceSettings),
+    });
   }
   if (opts.tracing !== false) logger.info(describeTracing(traceSettings));
 
@@ -194,7 +252,15 @@ export async function buildRuntime(loaded: LoadedConfig, logger: Logger, metrics
     onReadinessChange: (l) => source.onLoad(l),
     close: async () => {
       statusReporter?.close();
-      await Promise.allSettled([keys.close(), verifier?.close(), source.close(), redis?.close(), tracing?.close(), shipper?.close(), upstreamCredentials?.close()]);
+      await Promise.allSettled([
+        keys.close(),
+        verifier?.close(),
+        source.close(),
+        redis?.close(),
+        tracing?.close(),
+        shipper?.close(),
+        upstreamCredentials?.close(),
+      ]);
     },
     ...opts.overrides,
   };

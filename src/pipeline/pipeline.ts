@@ -24,7 +24,13 @@ export type { CallHeader } from '../request/trace-context.js';
 /** Turns a transport's message into the request model; throws RequestRejected for what it cannot read. */
 export type Decoder<I> = (input: I, limits: Config['limits']) => Request;
 
-const NO_MCP: McpView = Object.freeze({ present: false, batch: false, protocolVersion: undefined, calls: [], source: 'none' }) as McpView;
+const NO_MCP: McpView = Object.freeze({
+  present: false,
+  batch: false,
+  protocolVersion: undefined,
+  calls: [],
+  source: 'none',
+}) as McpView;
 // Replaced before anyone reads it: every path below sets the outcome.
 const UNDECIDED: Outcome = Object.freeze(deny('internal_error', 'undecided'));
 
@@ -33,9 +39,23 @@ const UNDECIDED: Outcome = Object.freeze(deny('internal_error', 'undecided'));
  * `call` and `callHeader` let the transport's own call (gRPC metadata, HTTP/2 headers) carry
  * the W3C trace context; without them only the HTTP request's traceparent is read.
  */
-export async function runCheck<I, C = never>(rt: Runtime, decode: Decoder<I>, input: I, call?: C, callHeader?: CallHeader<C>): Promise<CheckTrace> {
+export async function runCheck<I, C = never>(
+  rt: Runtime,
+  decode: Decoder<I>,
+  input: I,
+  call?: C,
+  callHeader?: CallHeader<C>,
+): Promise<CheckTrace> {
   const started = process.hrtime.bigint();
-  const trace: CheckTrace = { decisionId: randomUUID(), outcome: UNDECIDED, ctx: undefined, policy: undefined, incoming: undefined, span: undefined, durationNs: 0n };
+  const trace: CheckTrace = {
+    decisionId: randomUUID(),
+    outcome: UNDECIDED,
+    ctx: undefined,
+    policy: undefined,
+    incoming: undefined,
+    span: undefined,
+    durationNs: 0n,
+  };
   try {
     const request = decode(input, rt.config.limits);
     trace.ctx = newContext(request, rt);
@@ -44,7 +64,10 @@ export async function runCheck<I, C = never>(rt: Runtime, decode: Decoder<I>, in
     trace.outcome = await decide(rt, trace.ctx, trace);
     if (request.answerLimits) trace.outcome = fitTransport(trace.outcome, request);
   } catch (err) {
-    trace.outcome = err instanceof RequestRejected ? deny(err.code, err.description, { jsonRpc: err.jsonRpc }) : internalError(rt, err, trace.ctx?.request);
+    trace.outcome =
+      err instanceof RequestRejected
+        ? deny(err.code, err.description, { jsonRpc: err.jsonRpc })
+        : internalError(rt, err, trace.ctx?.request);
   }
   trace.span?.phase('respond');
   trace.durationNs = process.hrtime.bigint() - started;
@@ -120,18 +143,26 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   const upstream = pending instanceof Promise ? await pending : pending;
   if (upstream?.kind === 'deny') return upstream;
   span?.phase('respond');
-  return result.allow ? assembleAllow(ctx, result, 'allowed', rt.config, upstream) : dryRunAllow(rt, ctx, result.deny, record!.revision, upstream);
+  return result.allow
+    ? assembleAllow(ctx, result, 'allowed', rt.config, upstream)
+    : dryRunAllow(rt, ctx, result.deny, record!.revision, upstream);
 }
 
 /** An answer the transport cannot carry becomes a deny that says so (Envoy's http_service). */
 function fitTransport(o: Outcome, request: Request): Outcome {
   const limits = request.answerLimits!;
   if (o.kind === 'answer' && !limits.answersDirectly) {
-    return deny('discovery_not_routed', `mcp-authz serves ${request.path} on its HTTP port; Envoy's HTTP authorization service cannot answer it in place. Route /.well-known/oauth-protected-resource to mcp-authz's HTTP port.`);
+    return deny(
+      'discovery_not_routed',
+      `mcp-authz serves ${request.path} on its HTTP port; Envoy's HTTP authorization service cannot answer it in place. Route /.well-known/oauth-protected-resource to mcp-authz's HTTP port.`,
+    );
   }
   if (o.kind !== 'allow') return o;
   if (o.queryParamsToRemove.length > 0 && !limits.removesQueryParams) {
-    return deny('query_not_removable', `The query parameter(s) ${o.queryParamsToRemove.join(', ')} must not reach the MCP server, and Envoy's HTTP authorization service cannot remove query parameters: send the API key in the X-API-Key header instead.`);
+    return deny(
+      'query_not_removable',
+      `The query parameter(s) ${o.queryParamsToRemove.join(', ')} must not reach the MCP server, and Envoy's HTTP authorization service cannot remove query parameters: send the API key in the X-API-Key header instead.`,
+    );
   }
   const sets = limits.setsRequestHeader;
   if (sets !== undefined) {
@@ -140,11 +171,20 @@ function fitTransport(o: Outcome, request: Request): Outcome {
     for (let i = 0; i < o.headers.length; i++) {
       const h = o.headers[i]!;
       // The answer carries one value per header, replacing the client's: a value added to the client's own cannot be expressed.
-      if (h.append && !o.headers.slice(0, i).some((e) => e.name === h.name)) return notForwardable(`The request header ${h.name} must be added to the client's own value, which the HTTP authorization service cannot express.`);
-      if (!sets(h.name)) return notForwardable(`The request header ${h.name} must be set before the request reaches the MCP server, and the HTTP authorization filter does not copy it upstream (extAuthzHttp.upstreamHeaders): add it to both the filter's allowed_upstream_headers and extAuthzHttp.upstreamHeaders.`);
+      if (h.append && !o.headers.slice(0, i).some((e) => e.name === h.name))
+        return notForwardable(
+          `The request header ${h.name} must be added to the client's own value, which the HTTP authorization service cannot express.`,
+        );
+      if (!sets(h.name))
+        return notForwardable(
+          `The request header ${h.name} must be set before the request reaches the MCP server, and the HTTP authorization filter does not copy it upstream (extAuthzHttp.upstreamHeaders): add it to both the filter's allowed_upstream_headers and extAuthzHttp.upstreamHeaders.`,
+        );
     }
     for (const h of o.responseHeaders) {
-      if (sets(h.name)) return notForwardable(`The policy's response header ${h.name} has a name the HTTP authorization filter copies upstream (extAuthzHttp.upstreamHeaders): it would reach the MCP server as a request header too. Rename it.`);
+      if (sets(h.name))
+        return notForwardable(
+          `The policy's response header ${h.name} has a name the HTTP authorization filter copies upstream (extAuthzHttp.upstreamHeaders): it would reach the MCP server as a request header too. Rename it.`,
+        );
     }
   }
   return o;
@@ -154,10 +194,23 @@ function notForwardable(description: string): Deny {
   return deny('header_not_forwardable', description);
 }
 
-function dryRunAllow(rt: Runtime, ctx: CheckContext, denied: Deny, revision: string, upstream: UpstreamGrant | undefined): Outcome {
+function dryRunAllow(
+  rt: Runtime,
+  ctx: CheckContext,
+  denied: Deny,
+  revision: string,
+  upstream: UpstreamGrant | undefined,
+): Outcome {
   rt.events.dryRunDeny?.();
   rt.logger.info(
-    { request_id: ctx.request.id, endpoint: ctx.endpoint?.name, principal: ctx.principal.id, status: denied.status, reason: denied.code, policy_revision: revision },
+    {
+      request_id: ctx.request.id,
+      endpoint: ctx.endpoint?.name,
+      principal: ctx.principal.id,
+      status: denied.status,
+      reason: denied.code,
+      policy_revision: revision,
+    },
     'dry-run: the policy denied this request; allowed',
   );
   return assembleAllow(ctx, NOTHING_TO_ADD, 'dry_run', rt.config, upstream);

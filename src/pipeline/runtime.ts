@@ -1,7 +1,15 @@
 // The live state a Check call reads: config, endpoints and the phases, built whole by
 // build-runtime.ts. Reloads swap parts inside the phases (a new key registry, a new policy
 // engine) atomically; a call in flight keeps what it read.
-import type { Authenticator, Authorizer, CheckTracing, DirectResponder, Limiter, Observer, UpstreamCredentials } from '../decision/phases.js';
+import type {
+  Authenticator,
+  Authorizer,
+  CheckTracing,
+  DirectResponder,
+  Limiter,
+  Observer,
+  UpstreamCredentials,
+} from '../decision/phases.js';
 import type { Config } from '../config/schema.js';
 import type { Request } from '../contracts/request.js';
 import type { OriginCheck } from '../endpoints/origin-check.js';

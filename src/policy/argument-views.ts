@@ -45,16 +45,23 @@ export interface ArgumentViews extends ValueViews {
 export function needsSqlParser(endpoints: readonly { data?: { arguments?: ArgumentRule[] } }[]): boolean {
   for (const e of endpoints) {
     for (const rule of e.data?.arguments ?? []) {
-      for (const c of Object.values(rule.arguments ?? {})) if (c.sql !== undefined || c.items?.sql !== undefined) return true;
+      for (const c of Object.values(rule.arguments ?? {}))
+        if (c.sql !== undefined || c.items?.sql !== undefined) return true;
     }
   }
   return false;
 }
 
 /** The endpoints whose rules use `sql: select-only`, which names no dialect (only the portable subset passes). */
-export function sqlWithoutDialect(endpoints: readonly { name: string; data?: { arguments?: ArgumentRule[] } }[]): string[] {
+export function sqlWithoutDialect(
+  endpoints: readonly { name: string; data?: { arguments?: ArgumentRule[] } }[],
+): string[] {
   return endpoints
-    .filter((e) => (e.data?.arguments ?? []).some((r) => Object.values(r.arguments ?? {}).some((c) => c.sql === 'select-only' || c.items?.sql === 'select-only')))
+    .filter((e) =>
+      (e.data?.arguments ?? []).some((r) =>
+        Object.values(r.arguments ?? {}).some((c) => c.sql === 'select-only' || c.items?.sql === 'select-only'),
+      ),
+    )
     .map((e) => e.name);
 }
 
@@ -71,7 +78,10 @@ export function viewPlan(data: { arguments?: ArgumentRule[] } | undefined): View
       const items = kindsOf(c.items ?? {});
       if (!any(value) && !any(items)) continue;
       const had = views.get(name);
-      views.set(name, had === undefined ? { value, items } : { value: either(had.value, value), items: either(had.items, items) });
+      views.set(
+        name,
+        had === undefined ? { value, items } : { value: either(had.value, value), items: either(had.items, items) },
+      );
     }
   }
   return names.size > 0 ? { views, names } : undefined;
@@ -139,4 +149,9 @@ const kindsOf = (c: { url?: unknown; path?: unknown; sql?: SqlConstraint }): Vie
   portable: c.sql !== undefined && !sqlDialectHasParser(c.sql),
 });
 const any = (k: ViewKinds) => k.url || k.path || k.sql;
-const either = (a: ViewKinds, b: ViewKinds): ViewKinds => ({ url: a.url || b.url, path: a.path || b.path, sql: a.sql || b.sql, portable: a.portable || b.portable });
+const either = (a: ViewKinds, b: ViewKinds): ViewKinds => ({
+  url: a.url || b.url,
+  path: a.path || b.path,
+  sql: a.sql || b.sql,
+  portable: a.portable || b.portable,
+});

@@ -62,7 +62,9 @@ export function bundleFromFiles(source: string, files: Map<string, Buffer>): Bun
 
 function readTarGz(file: string, raw: Buffer, maxBytes = 4 * MAX_ENTRY_BYTES): Map<string, Buffer> {
   if (raw.length < 2 || raw[0] !== 0x1f || raw[1] !== 0x8b) {
-    throw new BundleError(`policy bundle ${file} is not a .tar.gz file (no gzip header); build it with \`npm run policy:build\` or \`opa build -t wasm\``);
+    throw new BundleError(
+      `policy bundle ${file} is not a .tar.gz file (no gzip header); build it with \`npm run policy:build\` or \`opa build -t wasm\``,
+    );
   }
   let tar: Buffer;
   try {
@@ -81,9 +83,11 @@ export function readTar(tar: Buffer, file: string): Map<string, Buffer> {
   while (off + 512 <= tar.length) {
     const header = tar.subarray(off, off + 512);
     if (header.every((b) => b === 0)) break;
-    if (!validChecksum(header)) throw new BundleError(`policy bundle ${file} is not a tar archive (bad header checksum at byte ${off})`);
+    if (!validChecksum(header))
+      throw new BundleError(`policy bundle ${file} is not a tar archive (bad header checksum at byte ${off})`);
     const size = parseInt(cstr(header, 124, 12).trim() || '0', 8);
-    if (!Number.isFinite(size) || size < 0 || size > MAX_ENTRY_BYTES) throw new BundleError(`policy bundle ${file} has an entry of invalid size`);
+    if (!Number.isFinite(size) || size < 0 || size > MAX_ENTRY_BYTES)
+      throw new BundleError(`policy bundle ${file} has an entry of invalid size`);
     const type = String.fromCharCode(header[156]!);
     const body = tar.subarray(off + 512, off + 512 + size);
     if (body.length !== size) throw new BundleError(`policy bundle ${file} is truncated`);
@@ -120,7 +124,9 @@ function validChecksum(h: Buffer): boolean {
 function fromFiles(source: string, files: Map<string, Buffer>): Bundle {
   const wasm = files.get('policy.wasm');
   if (!wasm) {
-    throw new BundleError(`policy bundle ${source} has no policy.wasm; build it with \`opa build -t wasm -e mcp/authz/decision\``);
+    throw new BundleError(
+      `policy bundle ${source} has no policy.wasm; build it with \`opa build -t wasm -e mcp/authz/decision\``,
+    );
   }
   let manifest: Manifest = {};
   const m = files.get('.manifest');
@@ -130,7 +136,11 @@ function fromFiles(source: string, files: Map<string, Buffer>): Bundle {
   const revision =
     typeof manifest.revision === 'string' && manifest.revision !== ''
       ? manifest.revision
-      : `sha256-${createHash('sha256').update(wasm).update(d ?? '').digest('hex').slice(0, 16)}`;
+      : `sha256-${createHash('sha256')
+          .update(wasm)
+          .update(d ?? '')
+          .digest('hex')
+          .slice(0, 16)}`;
   return { source, wasm: new Uint8Array(wasm), data, manifest, revision };
 }
 
@@ -141,6 +151,7 @@ function parseJsonObject(buf: Buffer, source: string, name: string): unknown {
   } catch (err) {
     throw new BundleError(`policy bundle ${source}: ${name} is not valid JSON (${(err as Error).message})`);
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new BundleError(`policy bundle ${source}: ${name} is not a JSON object`);
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new BundleError(`policy bundle ${source}: ${name} is not a JSON object`);
   return v;
 }

@@ -78,10 +78,24 @@ export class BundlePoller {
     this.status.last_request = now();
     let stage: 'request' | 'activation' = 'request';
     try {
-      const res = await service.request({ method: 'GET', path: this.resource, headers, holdMs: wait !== undefined ? wait * 1000 : 0, maxBytes: config.size_limit_bytes, signal: this.abort.signal });
+      const res = await service.request({
+        method: 'GET',
+        path: this.resource,
+        headers,
+        holdMs: wait !== undefined ? wait * 1000 : 0,
+        maxBytes: config.size_limit_bytes,
+        signal: this.abort.signal,
+      });
       this.status.http_code = res.status;
-      if (res.status !== 200 && res.status !== 304) throw new Error(`answered HTTP ${res.status}${res.body.length ? `: ${res.body.subarray(0, 200).toString('utf8').replace(/\s+/g, ' ')}` : ''}`);
-      this.longPolling = wait !== undefined && String(res.headers['content-type'] ?? '').split(';')[0]!.trim() === LONG_POLL_CONTENT_TYPE;
+      if (res.status !== 200 && res.status !== 304)
+        throw new Error(
+          `answered HTTP ${res.status}${res.body.length ? `: ${res.body.subarray(0, 200).toString('utf8').replace(/\s+/g, ' ')}` : ''}`,
+        );
+      this.longPolling =
+        wait !== undefined &&
+        String(res.headers['content-type'] ?? '')
+          .split(';')[0]!
+          .trim() === LONG_POLL_CONTENT_TYPE;
       this.status.last_successful_request = now();
       if (res.status === 304) {
         events.bundleRequest?.(name, 'not_modified');
@@ -118,7 +132,9 @@ export class BundlePoller {
         const kept = this.status.active_revision;
         logger.error(
           { bundle: name, url: this.origin, err: message, policy_revision_kept: kept ?? null, failures: this.failures },
-          kept ? 'bundle download failed; the policy in force stays' : 'bundle download failed; no policy is loaded and Checks are denied',
+          kept
+            ? 'bundle download failed; the policy in force stays'
+            : 'bundle download failed; no policy is loaded and Checks are denied',
         );
       }
       this.opts.onStatus?.(this.status);

@@ -15,7 +15,10 @@ import { BundleError } from './bundle-loader.js';
 export type Refusal = Exclude<BundleRefusal, 'invalid'>;
 
 export class BundleRefused extends BundleError {
-  constructor(readonly reason: Refusal, message: string) {
+  constructor(
+    readonly reason: Refusal,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -27,20 +30,31 @@ export interface SigningOptions {
 }
 
 const HASHES: Readonly<Record<string, string>> = {
-  'MD5': 'md5', 'SHA-1': 'sha1', 'SHA-224': 'sha224', 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512', 'SHA-512-224': 'sha512-224', 'SHA-512-256': 'sha512-256',
+  MD5: 'md5',
+  'SHA-1': 'sha1',
+  'SHA-224': 'sha224',
+  'SHA-256': 'sha256',
+  'SHA-384': 'sha384',
+  'SHA-512': 'sha512',
+  'SHA-512-224': 'sha512-224',
+  'SHA-512-256': 'sha512-256',
 };
 
 const SIGNATURES = '.signatures.json';
 
 /** Key objects made once from the config (PEM parsing is not free). */
-export function verificationKeys(keys: Readonly<Record<string, VerificationKeyConfig>>): Map<string, { key: KeyObject; algorithm: string; scope?: string | undefined }> {
+export function verificationKeys(
+  keys: Readonly<Record<string, VerificationKeyConfig>>,
+): Map<string, { key: KeyObject; algorithm: string; scope?: string | undefined }> {
   const out = new Map<string, { key: KeyObject; algorithm: string; scope?: string | undefined }>();
   for (const [id, k] of Object.entries(keys)) {
     let key: KeyObject;
     try {
       key = k.algorithm.startsWith('HS') ? createSecretKey(Buffer.from(k.key, 'utf8')) : createPublicKey(k.key);
     } catch (err) {
-      throw new BundleError(`keys.${id}: not a ${k.algorithm.startsWith('HS') ? 'secret' : 'PEM public key'}: ${(err as Error).message}`);
+      throw new BundleError(
+        `keys.${id}: not a ${k.algorithm.startsWith('HS') ? 'secret' : 'PEM public key'}: ${(err as Error).message}`,
+      );
     }
     out.set(id, { key, algorithm: k.algorithm, scope: k.scope });
   }
@@ -48,13 +62,20 @@ export function verificationKeys(keys: Readonly<Record<string, VerificationKeyCo
 }
 
 /** Throws BundleRefused unless `files` (names without a leading "/") are exactly what the signature covers. */
-export async function verifyBundleFiles(source: string, files: ReadonlyMap<string, Buffer>, keys: ReturnType<typeof verificationKeys>, opts: Pick<SigningOptions, 'keyid' | 'scope'>): Promise<void> {
+export async function verifyBundleFiles(
+  source: string,
+  files: ReadonlyMap<string, Buffer>,
+  keys: ReturnType<typeof verificationKeys>,
+  opts: Pick<SigningOptions, 'keyid' | 'scope'>,
+): Promise<void> {
   const raw = files.get(SIGNATURES);
-  if (raw === undefined) throw new BundleRefused('unsigned', `bundle ${source} has no ${SIGNATURES}, and this bundle must be signed`);
+  if (raw === undefined)
+    throw new BundleRefused('unsigned', `bundle ${source} has no ${SIGNATURES}, and this bundle must be signed`);
   let token: string;
   try {
     const doc = JSON.parse(raw.toString('utf8')) as { signatures?: unknown };
-    if (!Array.isArray(doc.signatures) || doc.signatures.length !== 1 || typeof doc.signatures[0] !== 'string') throw new Error('expected {"signatures": ["<one JWS>"]}');
+    if (!Array.isArray(doc.signatures) || doc.signatures.length !== 1 || typeof doc.signatures[0] !== 'string')
+      throw new Error('expected {"signatures": ["<one JWS>"]}');
     token = doc.signatures[0];
   } catch (err) {
     throw new BundleRefused('bad_signature', `bundle ${source}: ${SIGNATURES} is malformed: ${(err as Error).message}`);
@@ -67,22 +88,34 @@ export async function verifyBundleFiles(source: string, files: ReadonlyMap<strin
   }
   const keyId = opts.keyid ?? kid;
   const key = keyId !== undefined ? keys.get(keyId) : undefined;
-  if (key === undefined) throw new BundleRefused('bad_signature', `bundle ${source}: no verification key ${JSON.stringify(keyId ?? '(none named)')} in keys`);
+  if (key === undefined)
+    throw new BundleRefused(
+      'bad_signature',
+      `bundle ${source}: no verification key ${JSON.stringify(keyId ?? '(none named)')} in keys`,
+    );
   let payload: { files?: unknown; scope?: unknown };
   try {
     const verified = await compactVerify(token, key.key, { algorithms: [key.algorithm] });
     payload = JSON.parse(Buffer.from(verified.payload).toString('utf8')) as typeof payload;
   } catch (err) {
-    throw new BundleRefused('bad_signature', `bundle ${source}: the signature does not verify with key ${keyId}: ${(err as Error).message}`);
+    throw new BundleRefused(
+      'bad_signature',
+      `bundle ${source}: the signature does not verify with key ${keyId}: ${(err as Error).message}`,
+    );
   }
   const scope = opts.scope ?? key.scope;
   if (scope !== undefined && payload.scope !== scope) {
-    throw new BundleRefused('bad_signature', `bundle ${source}: the signature's scope ${JSON.stringify(payload.scope ?? null)} is not ${JSON.stringify(scope)}`);
+    throw new BundleRefused(
+      'bad_signature',
+      `bundle ${source}: the signature's scope ${JSON.stringify(payload.scope ?? null)} is not ${JSON.stringify(scope)}`,
+    );
   }
-  if (!Array.isArray(payload.files)) throw new BundleRefused('bad_signature', `bundle ${source}: the signature lists no files`);
+  if (!Array.isArray(payload.files))
+    throw new BundleRefused('bad_signature', `bundle ${source}: the signature lists no files`);
   const signed = new Map<string, { hash: string; algorithm: string }>();
   for (const f of payload.files as { name?: unknown; hash?: unknown; algorithm?: unknown }[]) {
-    if (typeof f?.name !== 'string' || typeof f.hash !== 'string' || typeof f.algorithm !== 'string') throw new BundleRefused('bad_signature', `bundle ${source}: a signed file entry is malformed`);
+    if (typeof f?.name !== 'string' || typeof f.hash !== 'string' || typeof f.algorithm !== 'string')
+      throw new BundleRefused('bad_signature', `bundle ${source}: a signed file entry is malformed`);
     signed.set(f.name.replace(/^\/+/, ''), { hash: f.hash.toLowerCase(), algorithm: f.algorithm });
   }
   for (const [name, content] of files) {
@@ -90,11 +123,17 @@ export async function verifyBundleFiles(source: string, files: ReadonlyMap<strin
     const entry = signed.get(name);
     if (!entry) throw new BundleRefused('tampered', `bundle ${source}: ${name} is not covered by the signature`);
     const alg = HASHES[entry.algorithm];
-    if (!alg) throw new BundleRefused('bad_signature', `bundle ${source}: unsupported hashing algorithm ${entry.algorithm}`);
-    if (fileDigest(name, content, alg, source) !== entry.hash) throw new BundleRefused('tampered', `bundle ${source}: ${name} does not match its signed hash`);
+    if (!alg)
+      throw new BundleRefused('bad_signature', `bundle ${source}: unsupported hashing algorithm ${entry.algorithm}`);
+    if (fileDigest(name, content, alg, source) !== entry.hash)
+      throw new BundleRefused('tampered', `bundle ${source}: ${name} does not match its signed hash`);
     signed.delete(name);
   }
-  if (signed.size > 0) throw new BundleRefused('tampered', `bundle ${source}: signed file(s) missing from the bundle: ${[...signed.keys()].join(', ')}`);
+  if (signed.size > 0)
+    throw new BundleRefused(
+      'tampered',
+      `bundle ${source}: signed file(s) missing from the bundle: ${[...signed.keys()].join(', ')}`,
+    );
 }
 
 function fileDigest(name: string, content: Buffer, alg: string, source: string): string {
@@ -135,7 +174,10 @@ export function canonicalJson(text: string): string {
     i += m![0].length;
     return JSON.parse(m![0]) as string;
   };
-  const enc = (s: string) => JSON.stringify(s.replace(LONE_SURROGATE, '\ufffd')).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  const enc = (s: string) =>
+    JSON.stringify(s.replace(LONE_SURROGATE, '\ufffd'))
+      .replace(/\u2028/g, '\\u2028')
+      .replace(/\u2029/g, '\\u2029');
   const value = (depth: number): string => {
     if (depth > 1000) fail('nested too deep');
     ws();

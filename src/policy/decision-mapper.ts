@@ -9,9 +9,7 @@ import { deny, policyDeny, type Deny, type HeaderToSet } from '../contracts/outc
 /** Why the policy phase denied: its rules (a deny, or no decision: deny by default), or a failure. */
 export type PolicyDenyReason = 'policy_deny' | 'policy_undefined' | 'policy_error' | 'policy_malformed_decision';
 
-export type Mapped =
-  | { allow: true; result: AuthzAllow }
-  | { allow: false; deny: Deny; reason: PolicyDenyReason };
+export type Mapped = { allow: true; result: AuthzAllow } | { allow: false; deny: Deny; reason: PolicyDenyReason };
 
 /** The deny is a failure of the policy, not its rules: dry-run never turns it into an allow. */
 export function isFailure(reason: PolicyDenyReason): boolean {
@@ -29,8 +27,18 @@ const DEFAULT_DENY_DESCRIPTION = 'Access denied by policy.';
 
 /** Maps opa-wasm's result set (`[{result: <decision>}]`, or `[]` when undefined). */
 export function mapResultSet(resultSet: unknown): Mapped {
-  if (!Array.isArray(resultSet) || resultSet.length === 0 || !resultSet[0] || typeof resultSet[0] !== 'object' || !('result' in resultSet[0])) {
-    return { allow: false, reason: 'policy_undefined', deny: deny('access_denied', 'The policy made no decision for this request; denied by default.') };
+  if (
+    !Array.isArray(resultSet) ||
+    resultSet.length === 0 ||
+    !resultSet[0] ||
+    typeof resultSet[0] !== 'object' ||
+    !('result' in resultSet[0])
+  ) {
+    return {
+      allow: false,
+      reason: 'policy_undefined',
+      deny: deny('access_denied', 'The policy made no decision for this request; denied by default.'),
+    };
   }
   if (resultSet.length > 1) return malformed('the entrypoint produced more than one result');
   try {
@@ -58,15 +66,21 @@ function malformed(detail: string): Mapped {
   return {
     allow: false,
     reason: 'policy_malformed_decision',
-    deny: deny('policy_error', `The authorization policy returned a malformed decision (${detail}); the request is denied.`),
+    deny: deny(
+      'policy_error',
+      `The authorization policy returned a malformed decision (${detail}); the request is denied.`,
+    ),
   };
 }
 
 function mapDecision(d: unknown): Mapped {
   if (typeof d === 'boolean') {
-    return d ? allowed([], [], [], undefined) : { allow: false, reason: 'policy_deny', deny: deny('access_denied', DEFAULT_DENY_DESCRIPTION) };
+    return d
+      ? allowed([], [], [], undefined)
+      : { allow: false, reason: 'policy_deny', deny: deny('access_denied', DEFAULT_DENY_DESCRIPTION) };
   }
-  if (d === null || typeof d !== 'object' || Array.isArray(d)) throw new Malformed(`expected an object or a boolean, got ${typeName(d)}`);
+  if (d === null || typeof d !== 'object' || Array.isArray(d))
+    throw new Malformed(`expected an object or a boolean, got ${typeName(d)}`);
   const o = d as Record<string, unknown>;
   if ('allow' in o) return mapOwn(o);
   if ('allowed' in o) return mapEnvoyPlugin(o);
@@ -98,7 +112,9 @@ function mapEnvoyPlugin(o: Record<string, unknown>): Mapped {
   const status = statusOf(o.http_status, 403, 'http_status');
   const body = o.body === undefined ? undefined : optionalString(o.body, 'body');
   const ct = headers.find((h) => h.name === 'content-type');
-  const out = policyDeny(status, 'access_denied', DEFAULT_DENY_DESCRIPTION, { headers: headers.filter((h) => h !== ct) });
+  const out = policyDeny(status, 'access_denied', DEFAULT_DENY_DESCRIPTION, {
+    headers: headers.filter((h) => h !== ct),
+  });
   if (body !== undefined) {
     out.rawBody = body;
     out.contentType = ct?.value ?? 'text/plain';
@@ -109,7 +125,12 @@ function mapEnvoyPlugin(o: Record<string, unknown>): Mapped {
   return { allow: false, reason: 'policy_deny', deny: out };
 }
 
-function allowed(headers: HeaderToSet[], remove: string[], response: HeaderToSet[], metadata: Record<string, unknown> | undefined): Mapped {
+function allowed(
+  headers: HeaderToSet[],
+  remove: string[],
+  response: HeaderToSet[],
+  metadata: Record<string, unknown> | undefined,
+): Mapped {
   const result: AuthzAllow = { allow: true, headers, headersToRemove: remove, responseHeaders: response };
   if (metadata) result.dynamicMetadata = metadata;
   return { allow: true, result };
@@ -122,21 +143,37 @@ const SAFE_VALUE = /^[^\0-\x08\x0a-\x1f\x7f]*$/;
 // Headers whose change means something different on each transport, or breaks the request:
 // Envoy's ext_proc ignores host and x-envoy-* changes that its ext_authz applies; the framing
 // and hop-by-hop headers belong to the connection, not the request.
-const RESERVED = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade']);
+const RESERVED = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+]);
 const reserved = (name: string) => RESERVED.has(name) || name.startsWith('x-envoy-');
 
 /** `{name: value}` or `{name: [values]}` → headers to set (replace, not append). */
 function headerList(v: unknown, field: string): HeaderToSet[] {
   if (v === undefined || v === null) return [];
-  if (typeof v !== 'object' || Array.isArray(v)) throw new Malformed(`"${field}" must be an object of header name → value`);
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw new Malformed(`"${field}" must be an object of header name → value`);
   const out: HeaderToSet[] = [];
   for (const [rawName, value] of Object.entries(v as Record<string, unknown>)) {
     if (!TOKEN.test(rawName)) throw new Malformed(`"${field}" has an invalid header name ${JSON.stringify(rawName)}`);
-    if (reserved(rawName.toLowerCase())) throw new Malformed(`"${field}" names ${JSON.stringify(rawName)}, which a policy may not set (host, framing, hop-by-hop and x-envoy-* headers)`);
+    if (reserved(rawName.toLowerCase()))
+      throw new Malformed(
+        `"${field}" names ${JSON.stringify(rawName)}, which a policy may not set (host, framing, hop-by-hop and x-envoy-* headers)`,
+      );
     const values = Array.isArray(value) ? value : [value];
     values.forEach((val, i) => {
-      const text = typeof val === 'string' ? val : typeof val === 'number' || typeof val === 'boolean' ? String(val) : undefined;
-      if (text === undefined || !SAFE_VALUE.test(text)) throw new Malformed(`"${field}.${rawName}" must be a string without control characters (tab aside)`);
+      const text =
+        typeof val === 'string' ? val : typeof val === 'number' || typeof val === 'boolean' ? String(val) : undefined;
+      if (text === undefined || !SAFE_VALUE.test(text))
+        throw new Malformed(`"${field}.${rawName}" must be a string without control characters (tab aside)`);
       out.push({ name: rawName.toLowerCase(), value: text, append: i > 0 });
     });
   }
@@ -145,16 +182,21 @@ function headerList(v: unknown, field: string): HeaderToSet[] {
 
 function stringList(v: unknown, field: string): string[] {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && TOKEN.test(x))) throw new Malformed(`"${field}" must be an array of header names`);
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && TOKEN.test(x)))
+    throw new Malformed(`"${field}" must be an array of header names`);
   const names = (v as string[]).map((x) => x.toLowerCase());
   const bad = names.find(reserved);
-  if (bad !== undefined) throw new Malformed(`"${field}" names ${JSON.stringify(bad)}, which a policy may not remove (host, framing, hop-by-hop and x-envoy-* headers)`);
+  if (bad !== undefined)
+    throw new Malformed(
+      `"${field}" names ${JSON.stringify(bad)}, which a policy may not remove (host, framing, hop-by-hop and x-envoy-* headers)`,
+    );
   return names;
 }
 
 function statusOf(v: unknown, fallback: number, field: string): number {
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 400 || v > 599) throw new Malformed(`"${field}" of a deny must be an integer HTTP status 400-599, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 400 || v > 599)
+    throw new Malformed(`"${field}" of a deny must be an integer HTTP status 400-599, got ${JSON.stringify(v)}`);
   return v;
 }
 

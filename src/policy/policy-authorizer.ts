@@ -7,7 +7,14 @@ import { deny } from '../contracts/outcome.js';
 import type { McpCall } from '../contracts/request.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import { isFailure, malformedDecision, mapResultSet, policyError, toAuthzResult, type Mapped } from './decision-mapper.js';
+import {
+  isFailure,
+  malformedDecision,
+  mapResultSet,
+  policyError,
+  toAuthzResult,
+  type Mapped,
+} from './decision-mapper.js';
 import type { InputBuilder } from './policy-input.js';
 import type { LoadedPolicy } from './policy-source.js';
 import { mentionsCredential, scrubJson, scrubText } from './redact-attributes.js';
@@ -26,7 +33,10 @@ export interface PolicyAuthorizerOptions {
 }
 
 const UNAVAILABLE: Authorization = Object.freeze({
-  result: { allow: false, deny: deny('policy_unavailable', 'No authorization policy is loaded; the request is denied.') },
+  result: {
+    allow: false,
+    deny: deny('policy_unavailable', 'No authorization policy is loaded; the request is denied.'),
+  },
 }) as Authorization;
 
 export class PolicyAuthorizer implements Authorizer {
@@ -46,17 +56,27 @@ export class PolicyAuthorizer implements Authorizer {
     let mapped: Mapped;
     // An error message may quote what the policy read.
     const error = ev.ok ? '' : secrets.length > 0 ? scrubText(ev.error, secrets) : ev.error;
-    let result = ev.ok ? (Array.isArray(ev.resultSet) ? (ev.resultSet[0] as { result?: unknown } | undefined)?.result : undefined) : { error };
+    let result = ev.ok
+      ? Array.isArray(ev.resultSet)
+        ? (ev.resultSet[0] as { result?: unknown } | undefined)?.result
+        : undefined
+      : { error };
     if (ev.ok) {
       mapped = mapResultSet(ev.resultSet);
     } else {
-      this.opts.logger.warn({ request_id: ctx.request.id, endpoint: ctx.endpoint?.name, policy_revision: engine.revision, err: error }, 'policy evaluation failed; denied');
+      this.opts.logger.warn(
+        { request_id: ctx.request.id, endpoint: ctx.endpoint?.name, policy_revision: engine.revision, err: error },
+        'policy evaluation failed; denied',
+      );
       mapped = policyError(error);
     }
     if (secrets.length > 0 && result !== undefined && mentionsCredential(JSON.stringify(result), secrets)) {
       // A decision that would send a credential on (to the upstream, the client or Envoy's metadata) is refused whole.
       mapped = malformedDecision('it carries a credential of the request, which mcp-authz never passes on');
-      this.opts.logger.warn({ request_id: ctx.request.id, endpoint: ctx.endpoint?.name, policy_revision: engine.revision }, 'the policy decision carries a credential of the request; denied');
+      this.opts.logger.warn(
+        { request_id: ctx.request.id, endpoint: ctx.endpoint?.name, policy_revision: engine.revision },
+        'the policy decision carries a credential of the request; denied',
+      );
       result = scrubJson(result, secrets);
     }
     const record: PolicyRecord = {
@@ -79,13 +99,27 @@ export class PolicyAuthorizer implements Authorizer {
     const policy = this.opts.policy.current;
     if (!policy) return { ok: false, reason: 'visibility_unavailable', detail: 'no policy is loaded' };
     const { engine } = policy;
-    const base = requestInput ?? this.opts.input.build(ctx, policy.envoyInput, this.opts.rawCredentials === true && this.opts.input.credentialValues(ctx).length > 0);
+    const base =
+      requestInput ??
+      this.opts.input.build(
+        ctx,
+        policy.envoyInput,
+        this.opts.rawCredentials === true && this.opts.input.credentialValues(ctx).length > 0,
+      );
     const ev = engine.evaluateVisible(`${base.slice(0, -1)},"list":{"calls":${JSON.stringify(calls)}}}`);
-    if (ev === undefined) return { ok: false, reason: 'visibility_unavailable', detail: `the policy ${engine.revision} has no visibility rule` };
+    if (ev === undefined)
+      return {
+        ok: false,
+        reason: 'visibility_unavailable',
+        detail: `the policy ${engine.revision} has no visibility rule`,
+      };
     this.opts.events.policyEval?.(ev.durationNs / 1e9);
     const record = { revision: engine.revision, durationNs: ev.durationNs, items: calls.length };
     if (!ev.ok) {
-      this.opts.logger.warn({ request_id: ctx.request.id, endpoint: ctx.endpoint?.name, policy_revision: engine.revision, err: ev.error }, 'visibility rule failed; the list is withheld');
+      this.opts.logger.warn(
+        { request_id: ctx.request.id, endpoint: ctx.endpoint?.name, policy_revision: engine.revision, err: ev.error },
+        'visibility rule failed; the list is withheld',
+      );
       return { ok: false, reason: 'visibility_error', detail: `evaluation failed: ${ev.error}`, record };
     }
     const visible = visibleAnswer(ev.resultSet, calls.length);

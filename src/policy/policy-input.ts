@@ -49,25 +49,40 @@ export class InputBuilder {
   private credentialHeaders: readonly string[] = [];
   private credentialQueryParams: readonly string[] = [];
   // Made once, not per Check: whether a header or query parameter is a secret to redact.
-  private readonly headerSecret = (name: string): boolean => this.redactHeaders.has(name) || this.credentialHeaders.includes(name);
-  private readonly querySecret = (name: string): boolean => this.redactQuery.has(name) || this.credentialQueryParams.includes(name);
+  private readonly headerSecret = (name: string): boolean =>
+    this.redactHeaders.has(name) || this.credentialHeaders.includes(name);
+  private readonly querySecret = (name: string): boolean =>
+    this.redactQuery.has(name) || this.credentialQueryParams.includes(name);
   /** Per endpoint, the arguments whose URL and path views the policy reads (argument-views.ts). */
   private readonly viewPlans = new Map<Endpoint, ViewPlan>();
 
-  constructor(endpoints: readonly Endpoint[], private readonly opts: InputOptions) {
+  constructor(
+    endpoints: readonly Endpoint[],
+    private readonly opts: InputOptions,
+  ) {
     const base = opts.publicBaseUrl === undefined ? undefined : trimSlash(opts.publicBaseUrl);
     for (const e of endpoints) {
       const { metadataPath, ...config } = e;
       const open = JSON.stringify(policyView(config)).slice(0, -1);
       const entry: EndpointJson = { open, metadataPath };
-      if (base !== undefined) entry.full = `${open},"resource_metadata":${JSON.stringify(resourceMetadataUrl(base, e))}}`;
+      if (base !== undefined)
+        entry.full = `${open},"resource_metadata":${JSON.stringify(resourceMetadataUrl(base, e))}}`;
       this.endpoints.set(e, entry);
       const plan = viewPlan(e.data);
       if (plan !== undefined) this.viewPlans.set(e, plan);
     }
     this.redactHeaders = new Set([...ALWAYS_REDACTED_HEADERS, opts.keyHeader.toLowerCase()]);
     this.redactQuery = new Set(opts.keyQueryParams);
-    this.anonymousJson = JSON.stringify(principalView({ authenticated: false, method: 'anonymous', id: 'anonymous', roles: [], permissions: [], scopes: [] }));
+    this.anonymousJson = JSON.stringify(
+      principalView({
+        authenticated: false,
+        method: 'anonymous',
+        id: 'anonymous',
+        roles: [],
+        permissions: [],
+        scopes: [],
+      }),
+    );
   }
 
   /**
@@ -94,7 +109,11 @@ export class InputBuilder {
       headers,
     });
     s += ',"endpoint":' + this.endpointJson(ctx);
-    s += ',"principal":' + (ctx.principal.method === 'anonymous' && !ctx.principal.authenticated ? this.anonymousJson : JSON.stringify(principalView(ctx.principal)));
+    s +=
+      ',"principal":' +
+      (ctx.principal.method === 'anonymous' && !ctx.principal.authenticated
+        ? this.anonymousJson
+        : JSON.stringify(principalView(ctx.principal)));
     const { source: _source, ...mcp } = ctx.mcp;
     const plan = ctx.endpoint && this.viewPlans.get(ctx.endpoint);
     s += ',"mcp":' + (plan ? mcpJsonWithViews(mcp, plan) : JSON.stringify(mcp));
@@ -118,7 +137,11 @@ export class InputBuilder {
     const values: string[] = [];
     const { headers } = ctx.request;
     for (const name in headers) if (this.headerSecret(name)) values.push(...headers[name]!);
-    const headerMap = (ctx.request.attributes.request as { http?: { headerMap?: { headers?: { key?: string; value?: string; rawValue?: string }[] } } } | undefined)?.http?.headerMap?.headers;
+    const headerMap = (
+      ctx.request.attributes.request as
+        | { http?: { headerMap?: { headers?: { key?: string; value?: string; rawValue?: string }[] } } }
+        | undefined
+    )?.http?.headerMap?.headers;
     for (const e of headerMap ?? []) {
       if (!e.key || !this.headerSecret(e.key.toLowerCase())) continue;
       if (e.value !== undefined) values.push(e.value);
@@ -142,7 +165,9 @@ export class InputBuilder {
  * An endpoint as the policy sees it: its config, with the upstream credential reduced to its
  * mode (where the token endpoint is and which files hold secrets is none of the policy's business).
  */
-export function policyView<E extends { upstream?: { mode: string } | undefined }>(e: E): E | (Omit<E, 'upstream'> & { upstream: { mode: string } }) {
+export function policyView<E extends { upstream?: { mode: string } | undefined }>(
+  e: E,
+): E | (Omit<E, 'upstream'> & { upstream: { mode: string } }) {
   return e.upstream === undefined ? e : { ...e, upstream: { mode: e.upstream.mode } };
 }
 
@@ -168,7 +193,11 @@ function principalView(p: Principal): Record<string, unknown> {
 }
 
 /** name → the values joined with "," (as Envoy's `headers` map presents them). */
-function redactHeaderMap(h: HeaderMap, secret: (n: string) => boolean, querySecret: (n: string) => boolean): Record<string, string> {
+function redactHeaderMap(
+  h: HeaderMap,
+  secret: (n: string) => boolean,
+  querySecret: (n: string) => boolean,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name in h) {
     const values = h[name]!;

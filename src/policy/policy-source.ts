@@ -70,8 +70,12 @@ export class PolicySource {
     const remote = opts.remote;
     if (remote) {
       this.keys = remote.config.signing ? verificationKeys(remote.keys) : undefined;
-      this.where = remote.service ? remote.service.url(remote.config.resource ?? `bundles/${remote.name}`).href : `bundle ${remote.name} (from the cluster primary)`;
-      this.missing = remote.service ? `bundle ${remote.name} not downloaded yet from ${this.where}` : `waiting for bundle ${remote.name} from the cluster primary`;
+      this.where = remote.service
+        ? remote.service.url(remote.config.resource ?? `bundles/${remote.name}`).href
+        : `bundle ${remote.name} (from the cluster primary)`;
+      this.missing = remote.service
+        ? `bundle ${remote.name} not downloaded yet from ${this.where}`
+        : `waiting for bundle ${remote.name} from the cluster primary`;
       if (remote.service) {
         this.poller = new BundlePoller({
           name: remote.name,
@@ -125,7 +129,9 @@ export class PolicySource {
   async load(): Promise<ReloadResult<LoadedPolicy>> {
     if (this.file) return this.file.reload();
     if (this.poller) await this.poller.once();
-    return this.remoteValue ? { ok: true, value: this.remoteValue, changed: false } : { ok: false, error: new Error(this.missing), unreadable: true, kept: undefined };
+    return this.remoteValue
+      ? { ok: true, value: this.remoteValue, changed: false }
+      : { ok: false, error: new Error(this.missing), unreadable: true, kept: undefined };
   }
 
   /** Reloads on change from now on. */
@@ -146,7 +152,11 @@ export class PolicySource {
     const remote = this.opts.remote!;
     try {
       const files = readBundleArchive(origin, bytes, remote.config.size_limit_bytes);
-      if (this.keys) await verifyBundleFiles(origin, files, this.keys, { keyid: remote.config.signing?.keyid, scope: remote.config.signing?.scope });
+      if (this.keys)
+        await verifyBundleFiles(origin, files, this.keys, {
+          keyid: remote.config.signing?.keyid,
+          scope: remote.config.signing?.scope,
+        });
       return await this.buildFrom(bundleFromFiles(origin, files));
     } catch (err) {
       this.refused(err);
@@ -173,7 +183,9 @@ export class PolicySource {
   }
 
   private async build(source: SourceSnapshot): Promise<LoadedPolicy> {
-    const bundle: Bundle = this.opts.rego ? await compileRego(this.opts.rego, this.opts.entrypoint, this.opts.visibleEntrypoint) : loadBundle(source.path, source.content);
+    const bundle: Bundle = this.opts.rego
+      ? await compileRego(this.opts.rego, this.opts.entrypoint, this.opts.visibleEntrypoint)
+      : loadBundle(source.path, source.content);
     return this.buildFrom(bundle);
   }
 
@@ -190,7 +202,14 @@ export class PolicySource {
   private loaded(r: ReloadResult<LoadedPolicy>): void {
     if (r.ok) {
       this.events.policyReload?.('success', r.value.engine.revision);
-      this.logger.info({ policy: this.where, policy_revision: r.value.engine.revision, previous_revision: r.previous?.engine.revision ?? null }, 'policy loaded');
+      this.logger.info(
+        {
+          policy: this.where,
+          policy_revision: r.value.engine.revision,
+          previous_revision: r.previous?.engine.revision ?? null,
+        },
+        'policy loaded',
+      );
       if (this.opts.visibleEntrypoint !== undefined && !r.value.engine.hasVisible) {
         this.logger.warn(
           { policy: this.where, policy_revision: r.value.engine.revision, entrypoint: this.opts.visibleEntrypoint },
@@ -199,7 +218,9 @@ export class PolicySource {
       }
       return;
     }
-    const error = r.unreadable ? `cannot read policy ${this.opts.rego ? '.rego folder' : 'bundle'} ${this.where}: ${message(r.error)}` : message(r.error);
+    const error = r.unreadable
+      ? `cannot read policy ${this.opts.rego ? '.rego folder' : 'bundle'} ${this.where}: ${message(r.error)}`
+      : message(r.error);
     const kept = r.kept?.engine.revision;
     this.missing = error;
     this.events.policyReload?.('failure', kept);
@@ -207,8 +228,12 @@ export class PolicySource {
     this.logger.error(
       { policy: this.where, err: error, policy_revision_kept: kept ?? null, ...(refusal ? { refused: refusal } : {}) },
       refusal
-        ? kept ? 'bundle refused: its signature does not hold; the previous policy stays in use' : 'bundle refused: its signature does not hold; no policy is loaded and Checks are denied'
-        : kept ? 'policy reload failed; the previous policy stays in use' : 'policy load failed; no policy is loaded and Checks are denied',
+        ? kept
+          ? 'bundle refused: its signature does not hold; the previous policy stays in use'
+          : 'bundle refused: its signature does not hold; no policy is loaded and Checks are denied'
+        : kept
+          ? 'policy reload failed; the previous policy stays in use'
+          : 'policy load failed; no policy is loaded and Checks are denied',
     );
   }
 }

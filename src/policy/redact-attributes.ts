@@ -47,17 +47,20 @@ export function redactedAttributes(attrs: Readonly<Json>, headerSecret: Secret, 
 export function redactPathQuery(path: string, secret: Secret): string {
   const q = path.indexOf('?');
   if (q === -1) return path;
-  const parts = path.slice(q + 1).split('&').map((kv) => {
-    const eq = kv.indexOf('=');
-    const rawName = eq === -1 ? kv : kv.slice(0, eq);
-    let name = rawName;
-    try {
-      name = decodeURIComponent(rawName.replace(/\+/g, ' '));
-    } catch {
-      // an undecodable name is compared as sent
-    }
-    return secret(name) ? `${rawName}=${encodeURIComponent(REDACTED)}` : kv;
-  });
+  const parts = path
+    .slice(q + 1)
+    .split('&')
+    .map((kv) => {
+      const eq = kv.indexOf('=');
+      const rawName = eq === -1 ? kv : kv.slice(0, eq);
+      let name = rawName;
+      try {
+        name = decodeURIComponent(rawName.replace(/\+/g, ' '));
+      } catch {
+        // an undecodable name is compared as sent
+      }
+      return secret(name) ? `${rawName}=${encodeURIComponent(REDACTED)}` : kv;
+    });
   return `${path.slice(0, q)}?${parts.join('&')}`;
 }
 

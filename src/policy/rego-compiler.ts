@@ -39,8 +39,7 @@ function opaBuild(dir: string, out: string, entrypoints: string[]): Promise<void
         const output = `${stderr}\n${stdout}`.trim();
         const why = explainUnavailable(output);
         reject(new BundleError(`opa build of ${dir} failed: ${output || err.message}${why ? `\n${why}` : ''}`));
-      }
-      else resolve();
+      } else resolve();
     });
   });
 }

@@ -75,7 +75,10 @@ export class StatusReporter {
           this.failures++;
           this.dirty = true;
           if (this.failures === 1 || this.failures % 10 === 0) {
-            this.opts.logger.warn({ url: this.opts.service.url('/status').href, err: (err as Error).message, failures: this.failures }, 'status report failed; retrying with backoff');
+            this.opts.logger.warn(
+              { url: this.opts.service.url('/status').href, err: (err as Error).message, failures: this.failures },
+              'status report failed; retrying with backoff',
+            );
           }
           this.timer = setTimeout(() => this.kick(), Math.min(60, 2 ** Math.min(this.failures - 1, 6)) * 1000);
           this.timer.unref();

@@ -22,7 +22,15 @@ export interface EngineOptions {
 
 /** The exports of an OPA policy module (ABI 1.2) that the engine calls. */
 interface PolicyExports {
-  opa_eval: (reserved: number, entrypoint: number, data: number, input: number, inputLen: number, heap: number, format: number) => number;
+  opa_eval: (
+    reserved: number,
+    entrypoint: number,
+    data: number,
+    input: number,
+    inputLen: number,
+    heap: number,
+    format: number,
+  ) => number;
   opa_malloc: (n: number) => number;
   opa_json_parse: (addr: number, len: number) => number;
   opa_json_dump: (addr: number) => number;
@@ -40,8 +48,18 @@ const PAGE = 65536;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const REQUIRED_EXPORTS = [
-  'opa_eval', 'opa_malloc', 'opa_json_parse', 'opa_json_dump', 'opa_value_dump', 'opa_value_parse',
-  'opa_heap_ptr_get', 'opa_heap_ptr_set', 'builtins', 'entrypoints', 'opa_wasm_abi_version', 'opa_wasm_abi_minor_version',
+  'opa_eval',
+  'opa_malloc',
+  'opa_json_parse',
+  'opa_json_dump',
+  'opa_value_dump',
+  'opa_value_parse',
+  'opa_heap_ptr_get',
+  'opa_heap_ptr_set',
+  'builtins',
+  'entrypoints',
+  'opa_wasm_abi_version',
+  'opa_wasm_abi_minor_version',
 ];
 
 export type Evaluation =
@@ -77,7 +95,9 @@ export class WasmEngine {
     const exported = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
     for (const name of REQUIRED_EXPORTS) {
       if (!exported.has(name)) {
-        throw new BundleError(`policy.wasm in ${bundle.source} does not implement the OPA WASM ABI 1.2+ (no ${name} export); build it with opa build -t wasm`);
+        throw new BundleError(
+          `policy.wasm in ${bundle.source} does not implement the OPA WASM ABI 1.2+ (no ${name} export); build it with opa build -t wasm`,
+        );
       }
     }
     const memory = new WebAssembly.Memory({ initial: Math.min(opts.maxMemoryPages, 16), maximum: opts.maxMemoryPages });
@@ -90,7 +110,9 @@ export class WasmEngine {
     }
     const x = instance.exports as unknown as PolicyExports;
     if (x.opa_wasm_abi_version.value !== 1 || !(Number(x.opa_wasm_abi_minor_version.value) >= 2)) {
-      throw new BundleError(`policy.wasm in ${bundle.source} uses OPA WASM ABI ${x.opa_wasm_abi_version.value}.${x.opa_wasm_abi_minor_version.value}; 1.2 or later is required (rebuild with a current opa)`);
+      throw new BundleError(
+        `policy.wasm in ${bundle.source} uses OPA WASM ABI ${x.opa_wasm_abi_version.value}.${x.opa_wasm_abi_minor_version.value}; 1.2 or later is required (rebuild with a current opa)`,
+      );
     }
     const dump = (addr: number): unknown => {
       const at = x.opa_json_dump(addr);
@@ -106,7 +128,9 @@ export class WasmEngine {
     const entrypoints = dump(x.entrypoints()) as Record<string, number>;
     const id = entrypoints[opts.entrypoint];
     if (id === undefined) {
-      throw new BundleError(`policy bundle ${bundle.source} has no entrypoint ${opts.entrypoint} (it has: ${Object.keys(entrypoints).join(', ') || 'none'})`);
+      throw new BundleError(
+        `policy bundle ${bundle.source} has no entrypoint ${opts.entrypoint} (it has: ${Object.keys(entrypoints).join(', ') || 'none'})`,
+      );
     }
     let dataAddr: number;
     try {
@@ -117,10 +141,23 @@ export class WasmEngine {
       dataAddr = x.opa_json_parse(raw, text.length);
       if (dataAddr === 0) throw new Error('the module could not parse the data document');
     } catch (err) {
-      throw new BundleError(`cannot load the policy data into ${bundle.source} (raise policy.maxMemoryPages?): ${describe(err)}`);
+      throw new BundleError(
+        `cannot load the policy data into ${bundle.source} (raise policy.maxMemoryPages?): ${describe(err)}`,
+      );
     }
     const visibleId = opts.visibleEntrypoint === undefined ? undefined : entrypoints[opts.visibleEntrypoint];
-    return new WasmEngine(x, dataAddr, x.opa_heap_ptr_get(), host.state, id, visibleId, bundle.revision, bundle.source, memory, Object.keys(used).sort());
+    return new WasmEngine(
+      x,
+      dataAddr,
+      x.opa_heap_ptr_get(),
+      host.state,
+      id,
+      visibleId,
+      bundle.revision,
+      bundle.source,
+      memory,
+      Object.keys(used).sort(),
+    );
   }
 
   /**

@@ -40,26 +40,39 @@ export function checkBodyIntegrity(req: Request, maxBodyBytes: number): void {
   const declared = declaredLength(req);
   const encoding = header(req.headers, 'content-encoding');
   if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity' && (req.hasBody || declared > 0)) {
-    throw new RequestRejected('unsupported_content_encoding', `The request body is encoded with "${encoding}"; mcp-authz must read MCP requests uncompressed. Send them without Content-Encoding (or with identity).`);
+    throw new RequestRejected(
+      'unsupported_content_encoding',
+      `The request body is encoded with "${encoding}"; mcp-authz must read MCP requests uncompressed. Send them without Content-Encoding (or with identity).`,
+    );
   }
   if (header(req.headers, 'x-envoy-auth-partial-body')?.toLowerCase() === 'true') {
     throw truncated(`Envoy sent only the first ${req.bodyBytes} bytes of the body`);
   }
   if (declared > req.bodyBytes) {
-    throw truncated(req.hasBody
-      ? `Content-Length is ${declared} but Envoy sent ${req.bodyBytes} bytes`
-      : `the request has a ${declared}-byte body but Envoy sent none (set with_request_body on the ext_authz filter)`);
+    throw truncated(
+      req.hasBody
+        ? `Content-Length is ${declared} but Envoy sent ${req.bodyBytes} bytes`
+        : `the request has a ${declared}-byte body but Envoy sent none (set with_request_body on the ext_authz filter)`,
+    );
   }
   const chunked = header(req.headers, 'transfer-encoding');
   if (chunked !== undefined && !req.hasBody) {
-    throw truncated(`the request declares a body (Transfer-Encoding: ${chunked}) but Envoy sent none (set with_request_body on the ext_authz filter)`);
+    throw truncated(
+      `the request declares a body (Transfer-Encoding: ${chunked}) but Envoy sent none (set with_request_body on the ext_authz filter)`,
+    );
   }
   if (req.bodyBytes > maxBodyBytes) {
-    throw new RequestRejected('body_too_large', `The request body (${req.bodyBytes} bytes) exceeds the service's limit of ${maxBodyBytes} bytes (limits.maxBodyBytes).`);
+    throw new RequestRejected(
+      'body_too_large',
+      `The request body (${req.bodyBytes} bytes) exceeds the service's limit of ${maxBodyBytes} bytes (limits.maxBodyBytes).`,
+    );
   }
   // A decoder that reads bytes puts U+FFFD in place of bad ones, as Go does; Python refuses the body.
   if (req.bodyInvalidUtf8 === true) {
-    throw new RequestRejected('invalid_utf8', 'The request body is not valid UTF-8; JSON-RPC bodies must be UTF-8 (RFC 8259), and readers disagree on what invalid bytes mean.');
+    throw new RequestRejected(
+      'invalid_utf8',
+      'The request body is not valid UTF-8; JSON-RPC bodies must be UTF-8 (RFC 8259), and readers disagree on what invalid bytes mean.',
+    );
   }
 }
 
@@ -70,7 +83,10 @@ export function checkBodyIntegrity(req: Request, maxBodyBytes: number): void {
  */
 export function requireMessage(req: Request, view: McpView): void {
   if (req.method === 'POST' && !req.hasBody && view.source === 'none') {
-    throw new RequestRejected('missing_body', 'The POST reached mcp-authz without a body: an MCP POST carries a JSON-RPC message. If the client sent one, set with_request_body on Envoy\'s ext_authz filter so the authorizer sees it.');
+    throw new RequestRejected(
+      'missing_body',
+      "The POST reached mcp-authz without a body: an MCP POST carries a JSON-RPC message. If the client sent one, set with_request_body on Envoy's ext_authz filter so the authorizer sees it.",
+    );
   }
 }
 
@@ -78,10 +94,14 @@ function declaredLength(req: Request): number {
   const v = header(req.headers, 'content-length');
   if (v === undefined) return 0;
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new RequestRejected('invalid_content_length', `Content-Length ${JSON.stringify(v)} is not a valid length.`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new RequestRejected('invalid_content_length', `Content-Length ${JSON.stringify(v)} is not a valid length.`);
   return n;
 }
 
 function truncated(what: string): RequestRejected {
-  return new RequestRejected('body_truncated', `The request body was not seen whole (${what}). Raise max_request_bytes in Envoy's ext_authz with_request_body so that whole MCP requests reach the authorizer.`);
+  return new RequestRejected(
+    'body_truncated',
+    `The request body was not seen whole (${what}). Raise max_request_bytes in Envoy's ext_authz with_request_body so that whole MCP requests reach the authorizer.`,
+  );
 }

@@ -29,7 +29,11 @@ export const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 export function cookieName(name: string): CookieName {
   if (!COOKIE_NAME.test(name)) throw new Error(`not a cookie name: ${JSON.stringify(name)}`);
   const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return { name, lower: name.toLowerCase(), embedded: new RegExp(`(^|[^!#$%&'*+\\-.^_\`|~0-9a-z])${escaped}[ \\t]*=`, 'i') };
+  return {
+    name,
+    lower: name.toLowerCase(),
+    embedded: new RegExp(`(^|[^!#$%&'*+\\-.^_\`|~0-9a-z])${escaped}[ \\t]*=`, 'i'),
+  };
 }
 
 export function findCookie(headerValues: readonly string[] | undefined, c: CookieName): CookieLookup {
@@ -42,33 +46,51 @@ export function findCookie(headerValues: readonly string[] | undefined, c: Cooki
       if (pair === '') continue;
       const eq = pair.indexOf('=');
       if (eq === -1) {
-        if (pair.toLowerCase() === c.lower) return ambiguous(`a "${c.name}" cookie without "=": readers disagree on whether it is a name or a value`);
+        if (pair.toLowerCase() === c.lower)
+          return ambiguous(`a "${c.name}" cookie without "=": readers disagree on whether it is a name or a value`);
         rest.push(pair);
         continue;
       }
       const name = pair.slice(0, eq);
       if (name === c.name) {
         const v = pair.slice(eq + 1);
-        if (unterminatedQuote(pair, eq + 1)) return ambiguous(`the ${c.name} cookie opens a quote it does not close: readers that honour quotes read on past ";"`);
-        if (c.embedded.test(v)) return ambiguous(`the ${c.name} cookie's value holds another "${c.name}=": readers that split cookies on "," see two`);
-        if (value !== undefined && v !== value) return ambiguous(`the ${c.name} cookie is sent twice with different values`);
+        if (unterminatedQuote(pair, eq + 1))
+          return ambiguous(
+            `the ${c.name} cookie opens a quote it does not close: readers that honour quotes read on past ";"`,
+          );
+        if (c.embedded.test(v))
+          return ambiguous(
+            `the ${c.name} cookie's value holds another "${c.name}=": readers that split cookies on "," see two`,
+          );
+        if (value !== undefined && v !== value)
+          return ambiguous(`the ${c.name} cookie is sent twice with different values`);
         value = v;
         continue;
       }
       const bare = trimOws(name);
       if (bare.toLowerCase() === c.lower) {
-        return ambiguous(bare === c.name ? `spaces around the ${c.name} cookie's name` : `a cookie named "${bare}": case-insensitive readers take it for ${c.name}`);
+        return ambiguous(
+          bare === c.name
+            ? `spaces around the ${c.name} cookie's name`
+            : `a cookie named "${bare}": case-insensitive readers take it for ${c.name}`,
+        );
       }
-      if (c.embedded.test(pair)) return ambiguous(`another cookie holds "${c.name}=": readers that split cookies on "," or unquote values would read it as ${c.name}`);
-      if (unterminatedQuote(pair, eq + 1)) return ambiguous('a cookie value opens a quote it does not close: readers that honour quotes read on past ";"');
+      if (c.embedded.test(pair))
+        return ambiguous(
+          `another cookie holds "${c.name}=": readers that split cookies on "," or unquote values would read it as ${c.name}`,
+        );
+      if (unterminatedQuote(pair, eq + 1))
+        return ambiguous('a cookie value opens a quote it does not close: readers that honour quotes read on past ";"');
       rest.push(pair);
     }
   }
   if (value === undefined) return ABSENT;
   const joined = rest.join('; ');
   if (value === '') return { kind: 'malformed', why: `the ${c.name} cookie is empty`, rest: joined };
-  if (value.startsWith('"')) return { kind: 'malformed', why: `the ${c.name} cookie is quoted; send the bare token`, rest: joined };
-  if (SPACE_OR_COMMA.test(value)) return { kind: 'malformed', why: `the ${c.name} cookie's value holds spaces or ","`, rest: joined };
+  if (value.startsWith('"'))
+    return { kind: 'malformed', why: `the ${c.name} cookie is quoted; send the bare token`, rest: joined };
+  if (SPACE_OR_COMMA.test(value))
+    return { kind: 'malformed', why: `the ${c.name} cookie's value holds spaces or ","`, rest: joined };
   return { kind: 'found', value, rest: joined };
 }
 

@@ -26,7 +26,13 @@ export interface JsonFinding {
   member?: string;
 }
 
-const enum Role { Other, Message, Params, Ref, Notifications }
+const enum Role {
+  Other,
+  Message,
+  Params,
+  Ref,
+  Notifications,
+}
 
 // Members each reader must agree on; a key that folds to one of them must be spelled exactly.
 const MEMBERS: readonly (ReadonlyMap<string, string> | undefined)[] = [
@@ -68,7 +74,9 @@ export function scanJson(text: string, maxDepth: number): JsonFinding | undefine
 
 function scan(text: string, maxDepth: number): JsonFinding | undefined {
   // Raw surrogates cannot come out of a UTF-8 decoder, only from in-process callers.
-  let best: JsonFinding | undefined = (text as string & { isWellFormed(): boolean }).isWellFormed() ? undefined : { code: 'lone_surrogate', path: '' };
+  let best: JsonFinding | undefined = (text as string & { isWellFormed(): boolean }).isWellFormed()
+    ? undefined
+    : { code: 'lone_surrogate', path: '' };
   const n = text.length;
   keyTop = 0;
   let depth = 0;
@@ -99,7 +107,10 @@ function scan(text: string, maxDepth: number): JsonFinding | undefined {
         }
         const unit = hex4(text, backslash + 2);
         if (unit >= 0xd800 && unit <= 0xdfff) {
-          const low = unit <= 0xdbff && text.charCodeAt(backslash + 6) === 0x5c && text.charCodeAt(backslash + 7) === 0x75 ? hex4(text, backslash + 8) : -1;
+          const low =
+            unit <= 0xdbff && text.charCodeAt(backslash + 6) === 0x5c && text.charCodeAt(backslash + 7) === 0x75
+              ? hex4(text, backslash + 8)
+              : -1;
           if (low < 0xdc00 || low > 0xdfff) {
             best = better(best, { code: 'lone_surrogate', path: pathTo(expectKey ? depth - 1 : depth) });
             j = backslash + 6;
@@ -184,13 +195,19 @@ function addKey(level: number, key: string): JsonFinding | undefined {
   // The key is kept as the object's current key either way: the scan goes on after a finding.
   currentKey[level] = key;
   if (seen !== undefined) {
-    return { code: seen === key ? 'duplicate_json_key' : 'ambiguous_json_key', path: pathTo(level, key), key, sibling: seen };
+    return {
+      code: seen === key ? 'duplicate_json_key' : 'ambiguous_json_key',
+      path: pathTo(level, key),
+      key,
+      sibling: seen,
+    };
   }
   folds[keyTop] = folded;
   exacts[keyTop] = key;
   keyTop++;
   const member = MEMBERS[roles[level]!]?.get(folded);
-  if (member !== undefined && member !== key) return { code: 'ambiguous_json_key', path: pathTo(level, key), key, member };
+  if (member !== undefined && member !== key)
+    return { code: 'ambiguous_json_key', path: pathTo(level, key), key, member };
   return undefined;
 }
 
@@ -213,7 +230,8 @@ function hex4(text: string, at: number): number {
   let v = 0;
   for (let k = at; k < at + 4; k++) {
     const h = text.charCodeAt(k);
-    const d = h >= 0x30 && h <= 0x39 ? h - 0x30 : h >= 0x61 && h <= 0x66 ? h - 0x57 : h >= 0x41 && h <= 0x46 ? h - 0x37 : -1;
+    const d =
+      h >= 0x30 && h <= 0x39 ? h - 0x30 : h >= 0x61 && h <= 0x66 ? h - 0x57 : h >= 0x41 && h <= 0x46 ? h - 0x37 : -1;
     if (d < 0) return -1;
     v = v * 16 + d;
   }

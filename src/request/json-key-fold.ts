@@ -47,7 +47,8 @@ function foldUnicode(key: string): string {
     }
   }
   let out = '';
-  for (let at = 0; at < len; at += CHUNK) out += String.fromCharCode.apply(null, units.subarray(at, Math.min(len, at + CHUNK)) as unknown as number[]);
+  for (let at = 0; at < len; at += CHUNK)
+    out += String.fromCharCode.apply(null, units.subarray(at, Math.min(len, at + CHUNK)) as unknown as number[]);
   return out;
 }
 

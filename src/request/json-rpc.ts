@@ -10,7 +10,13 @@ import { normalizeResourceTemplate, normalizeResourceUri } from './normalize-res
 /** Default of `limits.maxJsonDepth`: objects and arrays nested deeper are refused. */
 export const DEFAULT_MAX_JSON_DEPTH = 64;
 
-const NO_MCP: McpView = Object.freeze({ present: false, batch: false, protocolVersion: undefined, calls: [], source: 'none' }) as McpView;
+const NO_MCP: McpView = Object.freeze({
+  present: false,
+  batch: false,
+  protocolVersion: undefined,
+  calls: [],
+  source: 'none',
+}) as McpView;
 
 export interface ParsedBody {
   view: McpView;
@@ -24,10 +30,19 @@ export interface ParsedBody {
  * read differently (docs/json-bodies.md), or whose MCP headers disagree with them or name a
  * protocol revision the service does not read (docs/mcp-protocol.md).
  */
-export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap, maxJsonDepth = DEFAULT_MAX_JSON_DEPTH): ParsedBody {
+export function parseMcp(
+  body: string,
+  hasBody: boolean,
+  headers: HeaderMap,
+  maxJsonDepth = DEFAULT_MAX_JSON_DEPTH,
+): ParsedBody {
   if (!hasBody || body.length === 0) {
     const { protocolVersion, call } = callFromHeaders(headers);
-    if (call !== undefined) return { view: { present: true, batch: false, protocolVersion, calls: [call], source: 'headers' }, json: undefined };
+    if (call !== undefined)
+      return {
+        view: { present: true, batch: false, protocolVersion, calls: [call], source: 'headers' },
+        json: undefined,
+      };
     return { view: protocolVersion === undefined ? NO_MCP : { ...NO_MCP, protocolVersion }, json: undefined };
   }
 
@@ -40,7 +55,10 @@ export function parseMcp(body: string, hasBody: boolean, headers: HeaderMap, max
   try {
     json = JSON.parse(body);
   } catch (err) {
-    throw bad('invalid_json', `The request body is not valid JSON (${(err as Error).message}); MCP requests are JSON-RPC 2.0 objects or arrays.`);
+    throw bad(
+      'invalid_json',
+      `The request body is not valid JSON (${(err as Error).message}); MCP requests are JSON-RPC 2.0 objects or arrays.`,
+    );
   }
   if (finding !== undefined) throw refusal(finding, maxJsonDepth);
 
@@ -69,7 +87,10 @@ function toCall(e: unknown, index: number | undefined): McpCall {
   // (1e400 → null in JavaScript, Infinity in Python; past 2^53 rounded by JavaScript alone)
   // could not be matched, and a list answered under it could not be filtered.
   if (typeof o.id === 'number' && !echoedAlike(o.id)) {
-    throw bad('invalid_request_id', `${where} has a numeric "id" that servers would echo as another value (${Number.isFinite(o.id) ? 'an integer beyond ±(2^53−1): JavaScript rounds it, Python keeps it' : 'beyond the range of a 64-bit float: JavaScript echoes null, Python Infinity'}); use a string, or an integer within ±(2^53−1).`);
+    throw bad(
+      'invalid_request_id',
+      `${where} has a numeric "id" that servers would echo as another value (${Number.isFinite(o.id) ? 'an integer beyond ±(2^53−1): JavaScript rounds it, Python keeps it' : 'beyond the range of a 64-bit float: JavaScript echoes null, Python Infinity'}); use a string, or an integer within ±(2^53−1).`,
+    );
   }
   const hasResult = Object.hasOwn(o, 'result');
   const hasError = Object.hasOwn(o, 'error');
@@ -77,14 +98,19 @@ function toCall(e: unknown, index: number | undefined): McpCall {
     throw bad('invalid_jsonrpc', `${where} has a null "result" or "error".`);
   }
   if (!Object.hasOwn(o, 'method')) {
-    if (hasResult === hasError) throw bad('invalid_jsonrpc', `${where} has neither "method" nor exactly one of "result"/"error".`);
+    if (hasResult === hasError)
+      throw bad('invalid_jsonrpc', `${where} has neither "method" nor exactly one of "result"/"error".`);
     if (!hasId) throw bad('invalid_jsonrpc', `${where} is a response without an "id".`);
     return { method: '', kind: 'response' };
   }
   if (typeof o.method !== 'string' || o.method.length === 0) {
     throw bad('invalid_jsonrpc', `${where} has a "method" that is not a non-empty string.`);
   }
-  if (hasResult || hasError) throw bad('invalid_jsonrpc', `${where} has both "method" and "result"/"error": it is neither a request nor a response.`);
+  if (hasResult || hasError)
+    throw bad(
+      'invalid_jsonrpc',
+      `${where} has both "method" and "result"/"error": it is neither a request nor a response.`,
+    );
   const call: McpCall = { method: o.method, kind: hasId ? 'request' : 'notification' };
   const params = o.params;
   if (params !== undefined && (params === null || typeof params !== 'object' || Array.isArray(params))) {
@@ -103,7 +129,11 @@ function toCall(e: unknown, index: number | undefined): McpCall {
     // What a method the service does not know names, it cannot tell: the policy is told so.
     call.unknownTarget = true;
   }
-  if ((call.method === 'tools/call' || call.method === 'prompts/get') && p.arguments !== undefined && p.arguments !== null) {
+  if (
+    (call.method === 'tools/call' || call.method === 'prompts/get') &&
+    p.arguments !== undefined &&
+    p.arguments !== null
+  ) {
     call.arguments = argumentsOf(p.arguments, where, call.method);
   }
   // A tool, prompt or resource call whose target is missing or not a string must not pass unnamed.
@@ -122,10 +152,15 @@ function toCall(e: unknown, index: number | undefined): McpCall {
  * service cannot name an item from is refused, not passed unnamed.
  */
 function refOf(ref: unknown, where: string): McpRef {
-  const r = ref !== null && typeof ref === 'object' && !Array.isArray(ref) ? (ref as Record<string, unknown>) : undefined;
+  const r =
+    ref !== null && typeof ref === 'object' && !Array.isArray(ref) ? (ref as Record<string, unknown>) : undefined;
   if (r?.type === 'ref/prompt' && typeof r.name === 'string') return { type: 'ref/prompt', name: r.name };
-  if (r?.type === 'ref/resource' && typeof r.uri === 'string') return { type: 'ref/resource', uri: normalizeResourceTemplate(r.uri) };
-  throw bad('invalid_jsonrpc', `${where}: completion/complete needs params.ref {"type": "ref/prompt", "name": <string>} or {"type": "ref/resource", "uri": <string>}; it names the item whose argument is completed, and no other kind of ref can be authorized.`);
+  if (r?.type === 'ref/resource' && typeof r.uri === 'string')
+    return { type: 'ref/resource', uri: normalizeResourceTemplate(r.uri) };
+  throw bad(
+    'invalid_jsonrpc',
+    `${where}: completion/complete needs params.ref {"type": "ref/prompt", "name": <string>} or {"type": "ref/resource", "uri": <string>}; it names the item whose argument is completed, and no other kind of ref can be authorized.`,
+  );
 }
 
 /** params.notifications.resourceSubscriptions of subscriptions/listen: each URI subscribed to is a read of it. */
@@ -137,7 +172,10 @@ function subscriptionsOf(notifications: unknown, where: string): string[] | unde
   const uris = (notifications as Record<string, unknown>).resourceSubscriptions;
   if (uris === undefined) return undefined;
   if (!Array.isArray(uris) || !uris.every((u) => typeof u === 'string')) {
-    throw bad('invalid_jsonrpc', `${where}: params.notifications.resourceSubscriptions of subscriptions/listen must be an array of resource URIs.`);
+    throw bad(
+      'invalid_jsonrpc',
+      `${where}: params.notifications.resourceSubscriptions of subscriptions/listen must be an array of resource URIs.`,
+    );
   }
   return uris.map((u: string) => normalizeResourceUri(u));
 }
@@ -149,10 +187,16 @@ function subscriptionsOf(notifications: unknown, where: string): string[] | unde
  */
 function argumentsOf(a: unknown, where: string, method: string): Record<string, unknown> {
   if (typeof a !== 'object' || Array.isArray(a)) {
-    throw bad('invalid_arguments', `${where}: params.arguments of ${method} must be an object of argument name → value.`);
+    throw bad(
+      'invalid_arguments',
+      `${where}: params.arguments of ${method} must be an object of argument name → value.`,
+    );
   }
   if (!finiteNumbers(a)) {
-    throw bad('invalid_arguments', `${where}: params.arguments of ${method} holds a number too large for a 64-bit float; JSON readers disagree on what it is.`);
+    throw bad(
+      'invalid_arguments',
+      `${where}: params.arguments of ${method} holds a number too large for a 64-bit float; JSON readers disagree on what it is.`,
+    );
   }
   return a as Record<string, unknown>;
 }
@@ -178,15 +222,27 @@ function refusal(f: JsonFinding, maxJsonDepth: number): RequestRejected {
   const at = f.path === '' ? '' : ` at ${f.path}`;
   switch (f.code) {
     case 'json_too_deep':
-      return bad(f.code, `The request body nests objects and arrays deeper than ${maxJsonDepth} levels (limits.maxJsonDepth).`);
+      return bad(
+        f.code,
+        `The request body nests objects and arrays deeper than ${maxJsonDepth} levels (limits.maxJsonDepth).`,
+      );
     case 'lone_surrogate':
-      return bad(f.code, `The request body has a string or key${at} with an unpaired UTF-16 surrogate escape (such as "\\ud800"); JSON readers disagree on what it means (Go reads U+FFFD). Send well-formed Unicode.`);
+      return bad(
+        f.code,
+        `The request body has a string or key${at} with an unpaired UTF-16 surrogate escape (such as "\\ud800"); JSON readers disagree on what it means (Go reads U+FFFD). Send well-formed Unicode.`,
+      );
     case 'duplicate_json_key':
-      return bad(f.code, `The request body repeats the key ${f.path}; duplicate keys are refused because readers may disagree on which one counts.`);
+      return bad(
+        f.code,
+        `The request body repeats the key ${f.path}; duplicate keys are refused because readers may disagree on which one counts.`,
+      );
     case 'ambiguous_json_key':
-      return bad(f.code, f.member !== undefined
-        ? `The request body's key ${f.path} is read as "${f.member}" by case-insensitive JSON readers (Go's encoding/json) but not by others; spell JSON-RPC and MCP members exactly.`
-        : `The request body's key ${f.path} and the key ${JSON.stringify(shorten(f.sibling ?? ''))} before it in the same object are one key to case-insensitive JSON readers (Go's encoding/json) and two to others; keys of an object must differ by more than case.`);
+      return bad(
+        f.code,
+        f.member !== undefined
+          ? `The request body's key ${f.path} is read as "${f.member}" by case-insensitive JSON readers (Go's encoding/json) but not by others; spell JSON-RPC and MCP members exactly.`
+          : `The request body's key ${f.path} and the key ${JSON.stringify(shorten(f.sibling ?? ''))} before it in the same object are one key to case-insensitive JSON readers (Go's encoding/json) and two to others; keys of an object must differ by more than case.`,
+      );
   }
 }
 

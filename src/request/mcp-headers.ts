@@ -17,7 +17,13 @@ export const DEFAULT_PROTOCOL_VERSION = '2025-03-26';
  * The revisions the service reads, newest first. 2024-11-05 (HTTP+SSE) stays: current SDK
  * clients send it in MCP-Protocol-Version when an old server negotiated it.
  */
-export const SUPPORTED_PROTOCOL_VERSIONS: readonly string[] = Object.freeze(['2026-07-28', '2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05']);
+export const SUPPORTED_PROTOCOL_VERSIONS: readonly string[] = Object.freeze([
+  '2026-07-28',
+  '2025-11-25',
+  '2025-06-18',
+  '2025-03-26',
+  '2024-11-05',
+]);
 /** The `params._meta` key that carries a 2026-07-28 request's protocol version. */
 export const PROTOCOL_VERSION_META = 'io.modelcontextprotocol/protocolVersion';
 
@@ -66,11 +72,16 @@ export function decodeHeaderValue(raw: string, label: string, id?: JsonRpcId): s
   for (let i = 0; i < raw.length; i++) {
     const c = raw.charCodeAt(i);
     if ((c < 0x20 && c !== 0x09) || c > 0x7e) {
-      throw invalid(`${label} has a character outside visible ASCII, space and tab; values like that are sent as =?base64?…?=.`, label, id);
+      throw invalid(
+        `${label} has a character outside visible ASCII, space and tab; values like that are sent as =?base64?…?=.`,
+        label,
+        id,
+      );
     }
   }
   if (raw.startsWith(SENTINEL_START) && raw.endsWith(SENTINEL_END)) {
-    if (raw.length < SENTINEL_START.length + SENTINEL_END.length) throw invalid(`${label} is a truncated =?base64?…?= value.`, label, id);
+    if (raw.length < SENTINEL_START.length + SENTINEL_END.length)
+      throw invalid(`${label} is a truncated =?base64?…?= value.`, label, id);
     const b64 = raw.slice(SENTINEL_START.length, -SENTINEL_END.length);
     const bytes = CANONICAL_BASE64.test(b64) ? Buffer.from(b64, 'base64') : undefined;
     // Re-encoding catches non-zero padding bits, which lenient decoders drop and strict ones refuse.
@@ -95,7 +106,10 @@ export function decodeHeaderValue(raw: string, label: string, id?: JsonRpcId): s
  * Mcp-Param-* headers are the call (an intermediary that routes on them sees the same);
  * before, headers alone are not trusted. Undefined: no call (the caller decides what that means).
  */
-export function callFromHeaders(headers: HeaderMap): { protocolVersion: string | undefined; call: McpCall | undefined } {
+export function callFromHeaders(headers: HeaderMap): {
+  protocolVersion: string | undefined;
+  call: McpCall | undefined;
+} {
   const version = protocolVersion(headers, undefined);
   const method = single(headers, 'mcp-method', 'Mcp-Method', undefined);
   const rawName = single(headers, 'mcp-name', 'Mcp-Name', undefined);
@@ -106,11 +120,18 @@ export function callFromHeaders(headers: HeaderMap): { protocolVersion: string |
   // the body (no header mirrors params.ref, or their params.uri): without it they name nothing.
   const target = ITEM_METHODS.get(method);
   if (source === undefined && (target === 'ref' || target === 'uri')) {
-    throw new RequestRejected('missing_body', `The POST reached mcp-authz without a body: a ${method} request names its ${target === 'ref' ? 'prompt or resource in params.ref' : 'resource in params.uri'}, which no header carries. If the client sent a body, set with_request_body on Envoy's ext_authz filter so the authorizer sees it.`);
+    throw new RequestRejected(
+      'missing_body',
+      `The POST reached mcp-authz without a body: a ${method} request names its ${target === 'ref' ? 'prompt or resource in params.ref' : 'resource in params.uri'}, which no header carries. If the client sent a body, set with_request_body on Envoy's ext_authz filter so the authorizer sees it.`,
+    );
   }
   if (rawName === undefined) {
     if (requiresName(method)) {
-      throw mismatch(`Header mismatch: Mcp-Method "${method}" needs the Mcp-Name header (the params.${source} it calls) when the body is not sent.`, undefined, { header: 'Mcp-Name', headerValue: null });
+      throw mismatch(
+        `Header mismatch: Mcp-Method "${method}" needs the Mcp-Name header (the params.${source} it calls) when the body is not sent.`,
+        undefined,
+        { header: 'Mcp-Name', headerValue: null },
+      );
     }
   } else {
     if (source === undefined) throw nameNotDefined(method, undefined);
@@ -130,7 +151,12 @@ export function callFromHeaders(headers: HeaderMap): { protocolVersion: string |
  * elements of a batch, with their calls) and returns the protocol version header. Sets
  * `headerParams` on a tools/call's call. Throws RequestRejected with the JSON-RPC error.
  */
-export function checkHeadersWithBody(headers: HeaderMap, messages: readonly unknown[], calls: McpCall[], batch: boolean): string | undefined {
+export function checkHeadersWithBody(
+  headers: HeaderMap,
+  messages: readonly unknown[],
+  calls: McpCall[],
+  batch: boolean,
+): string | undefined {
   const first = messages[0] as Record<string, unknown>;
   const id = !batch && (typeof first.id === 'string' || typeof first.id === 'number') ? first.id : undefined;
   const version = protocolVersion(headers, id);
@@ -146,7 +172,12 @@ export function checkHeadersWithBody(headers: HeaderMap, messages: readonly unkn
           ? `Header mismatch: the body declares protocol version ${quote(declared)} in params._meta but the MCP-Protocol-Version header is missing.`
           : `Header mismatch: MCP-Protocol-Version header ${quote(version)} does not match the body's params._meta protocol version ${quote(declared)}.`,
         id,
-        { header: 'MCP-Protocol-Version', headerValue: version ?? null, bodyField: `params._meta["${PROTOCOL_VERSION_META}"]`, bodyValue: clip(declared) },
+        {
+          header: 'MCP-Protocol-Version',
+          headerValue: version ?? null,
+          bodyField: `params._meta["${PROTOCOL_VERSION_META}"]`,
+          bodyValue: clip(declared),
+        },
       );
     }
   }
@@ -154,41 +185,75 @@ export function checkHeadersWithBody(headers: HeaderMap, messages: readonly unkn
   const c = calls[0]!;
   if ((version ?? DEFAULT_PROTOCOL_VERSION) === MODERN_PROTOCOL_VERSION) {
     if (batch || c.kind === 'response') {
-      throw mismatch('Header mismatch: a 2026-07-28 POST carries one JSON-RPC request or notification, which its headers describe; not a batch or a response.', id, { header: 'Mcp-Method', headerValue: method ?? null });
+      throw mismatch(
+        'Header mismatch: a 2026-07-28 POST carries one JSON-RPC request or notification, which its headers describe; not a batch or a response.',
+        id,
+        { header: 'Mcp-Method', headerValue: method ?? null },
+      );
     }
     // The headers are required on requests; the revision defines none for notifications.
     if (c.kind === 'request') {
       if (method === undefined) throw missing('Mcp-Method', 'method', c.method, id);
       if (metaVersion(first) === undefined) {
-        throw mismatch(`Header mismatch: a 2026-07-28 request declares its protocol version in params._meta["${PROTOCOL_VERSION_META}"] as well as in MCP-Protocol-Version.`, id, {
-          header: 'MCP-Protocol-Version', headerValue: version, bodyField: `params._meta["${PROTOCOL_VERSION_META}"]`, bodyValue: null,
-        });
+        throw mismatch(
+          `Header mismatch: a 2026-07-28 request declares its protocol version in params._meta["${PROTOCOL_VERSION_META}"] as well as in MCP-Protocol-Version.`,
+          id,
+          {
+            header: 'MCP-Protocol-Version',
+            headerValue: version,
+            bodyField: `params._meta["${PROTOCOL_VERSION_META}"]`,
+            bodyValue: null,
+          },
+        );
       }
-      if (rawName === undefined && requiresName(c.method)) throw missing('Mcp-Name', `params.${nameSource(c.method)}`, paramsOf(first)[nameSource(c.method)!], id);
+      if (rawName === undefined && requiresName(c.method))
+        throw missing('Mcp-Name', `params.${nameSource(c.method)}`, paramsOf(first)[nameSource(c.method)!], id);
     }
   }
 
   if (method !== undefined) {
     if (batch || c.kind === 'response') {
-      throw mismatch('Header mismatch: Mcp-Method is set but the body is not a single JSON-RPC request or notification.', id, { header: 'Mcp-Method', headerValue: clip(method) });
+      throw mismatch(
+        'Header mismatch: Mcp-Method is set but the body is not a single JSON-RPC request or notification.',
+        id,
+        { header: 'Mcp-Method', headerValue: clip(method) },
+      );
     }
     if (c.method !== method) {
-      throw mismatch(`Header mismatch: Mcp-Method header ${quote(method)} does not match the body's method ${quote(c.method)}.`, id, {
-        header: 'Mcp-Method', headerValue: clip(method), bodyField: 'method', bodyValue: clip(c.method),
-      });
+      throw mismatch(
+        `Header mismatch: Mcp-Method header ${quote(method)} does not match the body's method ${quote(c.method)}.`,
+        id,
+        {
+          header: 'Mcp-Method',
+          headerValue: clip(method),
+          bodyField: 'method',
+          bodyValue: clip(c.method),
+        },
+      );
     }
   }
   if (rawName !== undefined) {
-    if (method === undefined) throw mismatch('Header mismatch: Mcp-Name is set without Mcp-Method.', id, { header: 'Mcp-Method', headerValue: null });
+    if (method === undefined)
+      throw mismatch('Header mismatch: Mcp-Name is set without Mcp-Method.', id, {
+        header: 'Mcp-Method',
+        headerValue: null,
+      });
     const source = nameSource(c.method);
     if (source === undefined) throw nameNotDefined(c.method, id);
     const name = decodeHeaderValue(rawName, 'Mcp-Name', id);
     // Compared with the body's value as sent (before URI normalization): the server compares those.
     const bodyValue = paramsOf(first)[source];
     if (name !== bodyValue) {
-      throw mismatch(`Header mismatch: Mcp-Name header ${quote(name)} does not match the body's params.${source} ${quote(bodyValue)}.`, id, {
-        header: 'Mcp-Name', headerValue: clip(name), bodyField: `params.${source}`, bodyValue: typeof bodyValue === 'string' ? clip(bodyValue) : bodyValue ?? null,
-      });
+      throw mismatch(
+        `Header mismatch: Mcp-Name header ${quote(name)} does not match the body's params.${source} ${quote(bodyValue)}.`,
+        id,
+        {
+          header: 'Mcp-Name',
+          headerValue: clip(name),
+          bodyField: `params.${source}`,
+          bodyValue: typeof bodyValue === 'string' ? clip(bodyValue) : (bodyValue ?? null),
+        },
+      );
     }
   }
   if (!batch && c.method === 'tools/call') {
@@ -207,8 +272,14 @@ export function checkHeadersWithBody(headers: HeaderMap, messages: readonly unkn
  * argument is null, an object or an array, is forwarded unchecked and not shown to the
  * policy. Without a body (`withBody` false) the headers are all there is.
  */
-function headerParams(headers: HeaderMap, withBody: boolean, args: unknown, id: JsonRpcId | undefined): Record<string, string> | undefined {
-  const argObject = args !== null && typeof args === 'object' && !Array.isArray(args) ? (args as Record<string, unknown>) : undefined;
+function headerParams(
+  headers: HeaderMap,
+  withBody: boolean,
+  args: unknown,
+  id: JsonRpcId | undefined,
+): Record<string, string> | undefined {
+  const argObject =
+    args !== null && typeof args === 'object' && !Array.isArray(args) ? (args as Record<string, unknown>) : undefined;
   let out: Record<string, string> | undefined;
   for (const name of Object.keys(headers)) {
     if (name.length <= PARAM_PREFIX.length || name.charCodeAt(0) !== 0x6d || !name.startsWith(PARAM_PREFIX)) continue;
@@ -226,9 +297,16 @@ function headerParams(headers: HeaderMap, withBody: boolean, args: unknown, id: 
     if (bodyValue === null || typeof bodyValue === 'object') continue;
     const canonical = mirrored(bodyValue);
     if (canonical === undefined || !sameValue(value, bodyValue)) {
-      throw mismatch(`Header mismatch: ${label} header ${quote(value)} does not match the body's params.arguments.${argKey} ${quote(bodyValue)}.`, id, {
-        header: label, headerValue: clip(value), bodyField: `params.arguments.${argKey}`, bodyValue: typeof bodyValue === 'string' ? clip(bodyValue) : bodyValue,
-      });
+      throw mismatch(
+        `Header mismatch: ${label} header ${quote(value)} does not match the body's params.arguments.${argKey} ${quote(bodyValue)}.`,
+        id,
+        {
+          header: label,
+          headerValue: clip(value),
+          bodyField: `params.arguments.${argKey}`,
+          bodyValue: typeof bodyValue === 'string' ? clip(bodyValue) : bodyValue,
+        },
+      );
     }
     (out ??= {})[key] = canonical;
   }
@@ -267,10 +345,14 @@ function asciiCaseInsensitiveKey(o: Record<string, unknown>, lowerKey: string): 
 function protocolVersion(headers: HeaderMap, id: JsonRpcId | undefined): string | undefined {
   const v = single(headers, 'mcp-protocol-version', 'MCP-Protocol-Version', id);
   if (v !== undefined && !SUPPORTED.has(v)) {
-    throw new RequestRejected('unsupported_protocol_version', `Unsupported protocol version ${quote(v)}: this gateway reads MCP ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}.`, {
-      id,
-      data: { supported: SUPPORTED_PROTOCOL_VERSIONS, requested: clip(v) },
-    });
+    throw new RequestRejected(
+      'unsupported_protocol_version',
+      `Unsupported protocol version ${quote(v)}: this gateway reads MCP ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}.`,
+      {
+        id,
+        data: { supported: SUPPORTED_PROTOCOL_VERSIONS, requested: clip(v) },
+      },
+    );
   }
   return v;
 }
@@ -278,13 +360,15 @@ function protocolVersion(headers: HeaderMap, id: JsonRpcId | undefined): string 
 /** A header that may appear at most once (HTTP/2 and Envoy's header_map keep repeats apart). */
 function single(headers: HeaderMap, name: string, label: string, id: JsonRpcId | undefined): string | undefined {
   const values = headers[name];
-  if (values !== undefined && values.length > 1) throw mismatch(`Header mismatch: ${label} may appear at most once.`, id, { header: label });
+  if (values !== undefined && values.length > 1)
+    throw mismatch(`Header mismatch: ${label} may appear at most once.`, id, { header: label });
   return header(headers, name);
 }
 
 function metaVersion(message: unknown): string | undefined {
   const meta = paramsOf(message)._meta;
-  if (meta === null || typeof meta !== 'object' || Array.isArray(meta) || !Object.hasOwn(meta, PROTOCOL_VERSION_META)) return undefined;
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta) || !Object.hasOwn(meta, PROTOCOL_VERSION_META))
+    return undefined;
   const v = (meta as Record<string, unknown>)[PROTOCOL_VERSION_META];
   // A non-string can equal no header; JSON text of it shows what was sent.
   return typeof v === 'string' ? v : JSON.stringify(v);
@@ -298,12 +382,19 @@ function paramsOf(message: unknown): Record<string, unknown> {
 
 function missing(label: string, bodyField: string, bodyValue: unknown, id: JsonRpcId | undefined): RequestRejected {
   return mismatch(`Header mismatch: a 2026-07-28 request carries the ${label} header (the body's ${bodyField}).`, id, {
-    header: label, headerValue: null, bodyField, bodyValue: typeof bodyValue === 'string' ? clip(bodyValue) : bodyValue ?? null,
+    header: label,
+    headerValue: null,
+    bodyField,
+    bodyValue: typeof bodyValue === 'string' ? clip(bodyValue) : (bodyValue ?? null),
   });
 }
 
 function nameNotDefined(method: string, id: JsonRpcId | undefined): RequestRejected {
-  return mismatch(`Header mismatch: Mcp-Name is defined only for tools/call, prompts/get, resources/read (and the Tasks extension's tasks/*), not for ${quote(method)}.`, id, { header: 'Mcp-Name' });
+  return mismatch(
+    `Header mismatch: Mcp-Name is defined only for tools/call, prompts/get, resources/read (and the Tasks extension's tasks/*), not for ${quote(method)}.`,
+    id,
+    { header: 'Mcp-Name' },
+  );
 }
 
 function mismatch(description: string, id: JsonRpcId | undefined, data: Record<string, unknown>): RequestRejected {
@@ -314,7 +405,12 @@ function invalid(description: string, label: string, id: JsonRpcId | undefined):
   return rejected('mcp_header_invalid', `Header mismatch: ${description}`, id, { header: label });
 }
 
-function rejected(code: DenyCode, description: string, id: JsonRpcId | undefined, data: Record<string, unknown>): RequestRejected {
+function rejected(
+  code: DenyCode,
+  description: string,
+  id: JsonRpcId | undefined,
+  data: Record<string, unknown>,
+): RequestRejected {
   return new RequestRejected(code, description, id === undefined ? { data } : { id, data });
 }
 
@@ -323,5 +419,9 @@ function clip(s: string): string {
 }
 
 function quote(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(clip(v)) : v === undefined ? 'absent' : JSON.stringify(v) ?? String(v);
+  return typeof v === 'string'
+    ? JSON.stringify(clip(v))
+    : v === undefined
+      ? 'absent'
+      : (JSON.stringify(v) ?? String(v));
 }

@@ -46,7 +46,10 @@ export function normalizePath(raw: string): SplitPath {
     const s = segments[i]!;
     if (s === '..') throw bad('the path contains a ".." segment');
     // Java servers (Tomcat, Jetty) strip ";params" from a segment, so "..;x" is ".." to them.
-    if (s.startsWith('..;') || s.startsWith('.;')) throw bad(`the path contains a dot segment with parameters (${JSON.stringify(s.slice(0, s.indexOf(';') + 1))}), which Java servers read as "${s.slice(0, s.indexOf(';'))}"`);
+    if (s.startsWith('..;') || s.startsWith('.;'))
+      throw bad(
+        `the path contains a dot segment with parameters (${JSON.stringify(s.slice(0, s.indexOf(';') + 1))}), which Java servers read as "${s.slice(0, s.indexOf(';'))}"`,
+      );
     if (s === '' && i !== segments.length - 1) continue; // "//" collapses
     if (s === '.') continue;
     out.push(s);

@@ -90,7 +90,8 @@ function decodeUnreserved(uri: string, bad: Fail): string {
     if (!HEX.test(hex)) throw bad('it has a malformed percent-escape');
     const byte = parseInt(hex, 16);
     if (byte === 0x2f || byte === 0x5c || byte === 0x00) throw bad('it contains an encoded "/", "\\" or NUL');
-    if (byte === 0x25 && HEX.test(uri.slice(i + 3, i + 5))) throw bad('it contains a double-encoded escape ("%25" followed by hex digits)');
+    if (byte === 0x25 && HEX.test(uri.slice(i + 3, i + 5)))
+      throw bad('it contains a double-encoded escape ("%25" followed by hex digits)');
     out += isUnreserved(byte) ? String.fromCharCode(byte) : '%' + hex.toUpperCase();
     i += 2;
   }
@@ -98,7 +99,15 @@ function decodeUnreserved(uri: string, bad: Fail): string {
 }
 
 function isUnreserved(b: number): boolean {
-  return (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x2e || b === 0x5f || b === 0x7e;
+  return (
+    (b >= 0x41 && b <= 0x5a) ||
+    (b >= 0x61 && b <= 0x7a) ||
+    (b >= 0x30 && b <= 0x39) ||
+    b === 0x2d ||
+    b === 0x2e ||
+    b === 0x5f ||
+    b === 0x7e
+  );
 }
 
 /** RFC 3986 5.2.4 for an absolute path ("/a/b/../c" → "/a/c", "/a/.." → "/"). */
@@ -130,7 +139,8 @@ function isDotWithParams(s: string): boolean {
 // RFC 6570: an expression is "{" [operator] varspec *("," varspec) "}"; a varname is
 // varchars (ALPHA, DIGIT, "_", pct-encoded) joined by single dots; a varspec may end in
 // ":" and 1–4 digits (prefix) or "*" (explode). "=,!@|" are reserved operators: refused.
-const EXPRESSION = /^[+#./;?&]?(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+(?:\.(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+)*(?::[1-9][0-9]{0,3}|\*)?(?:,(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+(?:\.(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+)*(?::[1-9][0-9]{0,3}|\*)?)*$/;
+const EXPRESSION =
+  /^[+#./;?&]?(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+(?:\.(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+)*(?::[1-9][0-9]{0,3}|\*)?(?:,(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+(?:\.(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})+)*(?::[1-9][0-9]{0,3}|\*)?)*$/;
 // A "." or ".." segment, plain or percent-encoded, anywhere in the text.
 const DOT_SEGMENT = /(?:^|\/)(?:\.|%2[eE]){1,2}(?:[/?#]|$)/;
 
@@ -156,7 +166,10 @@ export function normalizeResourceTemplate(template: string): string {
     if (end === -1) throw badTemplate('it has an expression that is not closed');
     const expression = template.slice(open + 1, end);
     if (expression.includes('{')) throw badTemplate('it nests an expression in another');
-    if (!EXPRESSION.test(expression)) throw badTemplate(`its expression {${expression.length > 40 ? `${expression.slice(0, 40)}…` : expression}} is not an RFC 6570 expression`);
+    if (!EXPRESSION.test(expression))
+      throw badTemplate(
+        `its expression {${expression.length > 40 ? `${expression.slice(0, 40)}…` : expression}} is not an RFC 6570 expression`,
+      );
     at = end + 1;
   }
   if (DOT_SEGMENT.test(template)) throw badTemplate('it has a "." or ".." segment');
@@ -164,9 +177,15 @@ export function normalizeResourceTemplate(template: string): string {
 }
 
 function bad(why: string): RequestRejected {
-  return new RequestRejected('invalid_resource_uri', `The resource URI cannot be authorized: ${why}. Send the URI in its plain form (RFC 3986).`);
+  return new RequestRejected(
+    'invalid_resource_uri',
+    `The resource URI cannot be authorized: ${why}. Send the URI in its plain form (RFC 3986).`,
+  );
 }
 
 function badTemplate(why: string): RequestRejected {
-  return new RequestRejected('invalid_resource_uri', `The resource URI or URI template cannot be authorized: ${why}. Send a URI (RFC 3986) or an RFC 6570 template with plain literals.`);
+  return new RequestRejected(
+    'invalid_resource_uri',
+    `The resource URI or URI template cannot be authorized: ${why}. Send a URI (RFC 3986) or an RFC 6570 template with plain literals.`,
+  );
 }

@@ -138,7 +138,8 @@ class Reader {
       if (!this.kw('by') || !this.list(() => this.column())) return false;
     }
     if (this.kw('order')) {
-      if (!this.kw('by') || !this.list(() => this.column() && (this.kw('asc') || this.kw('desc') || true))) return false;
+      if (!this.kw('by') || !this.list(() => this.column() && (this.kw('asc') || this.kw('desc') || true)))
+        return false;
     }
     return this.i === this.t.length;
   }

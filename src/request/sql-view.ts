@@ -92,7 +92,13 @@ function withinBounds(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     // Name characters as PostgreSQL's lexer has them: ASCII letters, digits, "_", "$" and every non-ASCII character.
-    const name = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x24 || c >= 0x80;
+    const name =
+      (c >= 0x61 && c <= 0x7a) ||
+      (c >= 0x41 && c <= 0x5a) ||
+      (c >= 0x30 && c <= 0x39) ||
+      c === 0x5f ||
+      c === 0x24 ||
+      c >= 0x80;
     if (name) {
       if (!inName) tokens++;
       inName = true;
@@ -171,7 +177,8 @@ function readTree(stmts: { stmt: Record<string, unknown> }[]): SqlReading {
         nodes.add(key);
         if (key === 'FuncCall') addName(functions, c.funcname);
         else if (key === 'A_Expr') addName(operators, c.name);
-        else if (key === 'LockingClause') locking.add(LOCK_STRENGTH[String(c.strength)] ?? String(c.strength).toLowerCase());
+        else if (key === 'LockingClause')
+          locking.add(LOCK_STRENGTH[String(c.strength)] ?? String(c.strength).toLowerCase());
         else if (key === 'TypeName') addName(types, c.names);
       }
     }

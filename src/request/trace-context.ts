@@ -21,7 +21,10 @@ export interface TraceContext {
 export type CallHeader<C> = (call: C, name: string) => string | undefined;
 
 /** Plain header records (node:http/http2 IncomingHttpHeaders): the first value of a name. */
-export const headerRecordValue: CallHeader<Readonly<Record<string, string | string[] | undefined>>> = (headers, name) => {
+export const headerRecordValue: CallHeader<Readonly<Record<string, string | string[] | undefined>>> = (
+  headers,
+  name,
+) => {
   const v = headers[name];
   return typeof v === 'string' ? v : v?.[0];
 };
@@ -55,7 +58,11 @@ export function parseTraceparent(value: string | undefined, traceState?: string)
  * parent) when it carries a valid one, else the HTTP request's. A request with several
  * traceparent headers carries none: which one a reader takes is not defined.
  */
-export function incomingTraceContext<C>(headers: HeaderMap, call: C | undefined, callHeader: CallHeader<C> | undefined): TraceContext | undefined {
+export function incomingTraceContext<C>(
+  headers: HeaderMap,
+  call: C | undefined,
+  callHeader: CallHeader<C> | undefined,
+): TraceContext | undefined {
   if (call !== undefined && callHeader !== undefined) {
     const fromCall = callHeader(call, 'traceparent');
     if (fromCall !== undefined) {
@@ -66,5 +73,8 @@ export function incomingTraceContext<C>(headers: HeaderMap, call: C | undefined,
   const values = headers.traceparent;
   if (values === undefined || values.length !== 1) return undefined;
   const states = headers.tracestate;
-  return parseTraceparent(values[0], states === undefined ? undefined : states.length === 1 ? states[0] : states.join(','));
+  return parseTraceparent(
+    values[0],
+    states === undefined ? undefined : states.length === 1 ? states[0] : states.join(','),
+  );
 }

@@ -39,12 +39,20 @@ export class BundleDistributor {
   /** The bytes in force everywhere, for workers that start later. */
   private active: { bytes: Buffer; origin: string } | undefined;
 
-  constructor(loaded: LoadedConfig, private readonly logger: Logger) {
+  constructor(
+    loaded: LoadedConfig,
+    private readonly logger: Logger,
+  ) {
     const { config } = loaded;
     const [name, bundle] = Object.entries(config.bundles)[0]!;
     const service = new RemoteService(bundle.service, config.services[bundle.service]!);
     this.status = config.status
-      ? new StatusReporter({ service: new RemoteService(config.status.service, config.services[config.status.service]!), labels: instanceLabels(packageVersion(), config.labels), logger, decisionLogs: config.decision_logs !== undefined })
+      ? new StatusReporter({
+          service: new RemoteService(config.status.service, config.services[config.status.service]!),
+          labels: instanceLabels(packageVersion(), config.labels),
+          logger,
+          decisionLogs: config.decision_logs !== undefined,
+        })
       : undefined;
     this.poller = new BundlePoller({
       name,
@@ -71,10 +79,23 @@ export class BundleDistributor {
     if (m.type === 'mcp-authz:bundle-sync') {
       this.members.add(w.id);
       w.once('exit', () => this.left(w.id));
-      if (this.active) send(w, { type: 'mcp-authz:bundle-prepare', seq: 0, origin: this.active.origin, bundle: this.active.bytes.toString('base64'), activate: true });
+      if (this.active)
+        send(w, {
+          type: 'mcp-authz:bundle-prepare',
+          seq: 0,
+          origin: this.active.origin,
+          bundle: this.active.bytes.toString('base64'),
+          activate: true,
+        });
     } else if (m.type === 'mcp-authz:bundle-prepared' || m.type === 'mcp-authz:bundle-activated') {
       const round = this.round;
-      if (!round || m.seq !== round.seq || round.step !== (m.type === 'mcp-authz:bundle-prepared' ? 'prepare' : 'activate') || !round.waiting.delete(w.id)) return;
+      if (
+        !round ||
+        m.seq !== round.seq ||
+        round.step !== (m.type === 'mcp-authz:bundle-prepared' ? 'prepare' : 'activate') ||
+        !round.waiting.delete(w.id)
+      )
+        return;
       if (m.type === 'mcp-authz:bundle-prepared') {
         if (m.error !== undefined) round.errors.push(`worker ${w.id}: ${m.error}`);
         else round.revision ??= m.revision;
@@ -98,29 +119,51 @@ export class BundleDistributor {
 
   private async distribute(bytes: Buffer, origin: string): Promise<string> {
     const seq = ++this.seq;
-    const workers = [...this.members].map((id) => cluster.workers?.[id]).filter((w): w is Worker => w?.isConnected() === true);
+    const workers = [...this.members]
+      .map((id) => cluster.workers?.[id])
+      .filter((w): w is Worker => w?.isConnected() === true);
     if (workers.length === 0) throw new Error('no worker is listening for bundles yet');
-    const prepared = await this.step(seq, 'prepare', workers, { type: 'mcp-authz:bundle-prepare', seq, origin, bundle: bytes.toString('base64') });
+    const prepared = await this.step(seq, 'prepare', workers, {
+      type: 'mcp-authz:bundle-prepare',
+      seq,
+      origin,
+      bundle: bytes.toString('base64'),
+    });
     if (prepared.errors.length > 0 || prepared.revision === undefined) {
       for (const w of workers) send(w, { type: 'mcp-authz:bundle-discard', seq });
       throw new Error(prepared.errors[0] ?? 'no worker built the bundle');
     }
     // Every worker built it: each swaps it in and says so before the activation is reported.
     const activated = await this.step(seq, 'activate', workers, { type: 'mcp-authz:bundle-activate', seq });
-    if (activated.errors.length > 0) this.logger.warn({ bundle: this.poller.status.name, err: activated.errors[0] }, 'a worker did not confirm the activation');
+    if (activated.errors.length > 0)
+      this.logger.warn(
+        { bundle: this.poller.status.name, err: activated.errors[0] },
+        'a worker did not confirm the activation',
+      );
     this.active = { bytes, origin };
     // A worker that joined during the round has the previous bundle: hand it this one.
     for (const id of this.members) {
       const w = cluster.workers?.[id];
-      if (w && !workers.includes(w)) send(w, { type: 'mcp-authz:bundle-prepare', seq: 0, origin, bundle: bytes.toString('base64'), activate: true });
+      if (w && !workers.includes(w))
+        send(w, { type: 'mcp-authz:bundle-prepare', seq: 0, origin, bundle: bytes.toString('base64'), activate: true });
     }
-    this.logger.info({ bundle: this.poller.status.name, policy_revision: prepared.revision, workers: workers.length }, 'bundle activated on every worker');
+    this.logger.info(
+      { bundle: this.poller.status.name, policy_revision: prepared.revision, workers: workers.length },
+      'bundle activated on every worker',
+    );
     return prepared.revision;
   }
 
   /** Sends `message` to every worker and waits for each one's answer (or its exit, or the timeout). */
   private async step(seq: number, step: Round['step'], workers: Worker[], message: BundleMessage): Promise<Round> {
-    const round: Round = { seq, step, waiting: new Set(workers.map((w) => w.id)), errors: [], revision: undefined, done: () => undefined };
+    const round: Round = {
+      seq,
+      step,
+      waiting: new Set(workers.map((w) => w.id)),
+      errors: [],
+      revision: undefined,
+      done: () => undefined,
+    };
     this.round = round;
     const finished = new Promise<void>((resolve) => (round.done = resolve));
     for (const w of workers) send(w, message);
@@ -157,7 +200,12 @@ export function workerBundleFeed(source: PolicySource, events: ServiceEvents, bu
           reply({ type: 'mcp-authz:bundle-prepared', seq: m.seq, revision: policy.engine.revision });
         },
         (err: unknown) => {
-          if (!m.activate) reply({ type: 'mcp-authz:bundle-prepared', seq: m.seq, error: err instanceof Error ? err.message : String(err) });
+          if (!m.activate)
+            reply({
+              type: 'mcp-authz:bundle-prepared',
+              seq: m.seq,
+              error: err instanceof Error ? err.message : String(err),
+            });
         },
       );
     } else if (m?.type === 'mcp-authz:bundle-activate') {

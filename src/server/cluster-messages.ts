@@ -41,7 +41,11 @@ export function asClusterMessage(m: unknown): ClusterMessage | undefined {
     case 'mcp-authz:worker-ready':
       return typeof o.grpcPort === 'number' ? (o as ClusterMessage) : undefined;
     case 'mcp-authz:worker-health':
-      return (o.status === 'SERVING' || o.status === 'NOT_SERVING') && Array.isArray(o.reasons) && o.reasons.every((r) => typeof r === 'string') ? (o as ClusterMessage) : undefined;
+      return (o.status === 'SERVING' || o.status === 'NOT_SERVING') &&
+        Array.isArray(o.reasons) &&
+        o.reasons.every((r) => typeof r === 'string')
+        ? (o as ClusterMessage)
+        : undefined;
     case 'mcp-authz:lockout':
       return typeof o.key === 'string' && typeof o.until === 'number' ? (o as ClusterMessage) : undefined;
     case 'mcp-authz:bundle-prepared':

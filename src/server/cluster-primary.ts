@@ -44,7 +44,10 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   }
   const { config } = loaded;
   // The primary serves the HTTP port: its TLS files are its own (the workers' serve the other ports).
-  const tlsFiles = config.tls && config.tls.http !== 'off' ? new TlsFiles({ config: config.tls, logger, events: {}, watch: true }) : undefined;
+  const tlsFiles =
+    config.tls && config.tls.http !== 'off'
+      ? new TlsFiles({ config: config.tls, logger, events: {}, watch: true })
+      : undefined;
   // The workers' sockets are one socket, made by the primary's cluster module: a stale file is removed here, once.
   for (const address of [config.listen.grpc, config.listen.extAuthzHttp]) {
     if (address !== undefined && isUnixAddress(address)) await freeSocketPath(socketPath(address));
@@ -70,7 +73,12 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
     onMessage: (w, m) => {
       if (m.type === 'mcp-authz:failures' || m.type === 'mcp-authz:failure-returned') failures?.heard(w.id, m);
       else if (m.type === 'mcp-authz:bucket-take') buckets.heard(w.id, m);
-      else if (m.type === 'mcp-authz:bundle-sync' || m.type === 'mcp-authz:bundle-prepared' || m.type === 'mcp-authz:bundle-activated') bundles?.heard(w, m);
+      else if (
+        m.type === 'mcp-authz:bundle-sync' ||
+        m.type === 'mcp-authz:bundle-prepared' ||
+        m.type === 'mcp-authz:bundle-activated'
+      )
+        bundles?.heard(w, m);
       else relay.heard(w, m);
     },
   });
@@ -85,7 +93,18 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   }
 
   const httpServer = await serveHttp(loaded, health, tlsFiles, metrics, logger);
-  logger.info({ grpc: supervisor.grpcPort, http: httpServer.port, ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}), ...listeningOn(config), workers, endpoints: loaded.config.endpoints.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
+  logger.info(
+    {
+      grpc: supervisor.grpcPort,
+      http: httpServer.port,
+      ...(supervisor.extAuthzHttpPort ? { extAuthzHttp: supervisor.extAuthzHttpPort } : {}),
+      ...listeningOn(config),
+      workers,
+      endpoints: loaded.config.endpoints.length,
+      config: loaded.file ?? '(built in)',
+    },
+    'mcp-authz serving',
+  );
 
   const code = await untilStopped(supervisor, logger);
   health.set('NOT_SERVING', ['shutting down']);
@@ -111,7 +130,11 @@ function workersUseClusterStore(loaded: LoadedConfig): boolean {
 function failureLedgerHost(loaded: LoadedConfig, workers: number, events: LedgerEvents): FailureLedgerHost | undefined {
   const { rateLimit } = loaded.config;
   if (rateLimit.redis || rateLimit.failedAuth.maxAttempts <= 0) return undefined;
-  const ledger = new FailureLedger(rateLimit.failedAuth.maxAttempts, rateLimit.failedAuth.windowSeconds * 1000, workers);
+  const ledger = new FailureLedger(
+    rateLimit.failedAuth.maxAttempts,
+    rateLimit.failedAuth.windowSeconds * 1000,
+    workers,
+  );
   return new FailureLedgerHost(
     ledger,
     (id, m: FailureMessage) => {
@@ -150,13 +173,22 @@ class LockoutRelay {
 }
 
 /** The HTTP port: metrics aggregated over the workers (with the primary's own, and its dropped log lines), readiness, discovery documents. */
-async function serveHttp(loaded: LoadedConfig, health: HealthState, tlsFiles: TlsFiles | undefined, metrics: PrimaryMetrics, logger: Logger): Promise<{ server: Server; port: number }> {
+async function serveHttp(
+  loaded: LoadedConfig,
+  health: HealthState,
+  tlsFiles: TlsFiles | undefined,
+  metrics: PrimaryMetrics,
+  logger: Logger,
+): Promise<{ server: Server; port: number }> {
   const aggregator = new AggregatorRegistry();
   const sink = logSinkOf(logger);
   const { config } = loaded;
   const server = createHttpServer({
     health,
-    metrics: async () => ({ contentType: aggregator.contentType, body: withPrimaryLogDrops(await aggregator.clusterMetrics(), sink) + (await metrics.registry.metrics()) }),
+    metrics: async () => ({
+      contentType: aggregator.contentType,
+      body: withPrimaryLogDrops(await aggregator.clusterMetrics(), sink) + (await metrics.registry.metrics()),
+    }),
     discovery: new ProtectedResourceMetadata(config, new EndpointRegistry(config.endpoints)),
     // Its reloads are logged; the workers' count in mcp_authz_tls_reloads_total (the same files).
     ...(tlsFiles && config.tls!.http !== 'off' ? { tls: portTls(tlsFiles, config.tls!.http, {}) } : {}),

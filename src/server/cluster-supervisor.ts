@@ -85,7 +85,10 @@ export class WorkerSupervisor {
     w.on('error', (err: NodeJS.ErrnoException) => {
       if (warned) return;
       warned = true;
-      this.opts.logger.warn({ worker: w.id, err: { message: err.message, code: err.code } }, 'a message to a worker that has exited was not delivered');
+      this.opts.logger.warn(
+        { worker: w.id, err: { message: err.message, code: err.code } },
+        'a message to a worker that has exited was not delivered',
+      );
     });
     w.on('message', (raw: unknown) => {
       const m = asClusterMessage(raw);
@@ -107,7 +110,8 @@ export class WorkerSupervisor {
   private refreshHealth(): void {
     if (this.stopping) return;
     const reasons: string[] = [];
-    for (const [id, h] of this.workerHealth) if (h.status !== 'SERVING') reasons.push(...h.reasons.map((r) => `worker ${id}: ${r}`));
+    for (const [id, h] of this.workerHealth)
+      if (h.status !== 'SERVING') reasons.push(...h.reasons.map((r) => `worker ${id}: ${r}`));
     if (this.ready.size < this.opts.workers) reasons.push(`${this.ready.size} of ${this.opts.workers} workers serving`);
     this.opts.health.set(reasons.length === 0 ? 'SERVING' : 'NOT_SERVING', reasons);
   }

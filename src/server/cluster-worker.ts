@@ -35,9 +35,18 @@ export function workerLockoutTable(): LockoutTable {
 }
 
 /** A worker's failure counter: its leases, and the primary's ledger for the rest (src/limits/cluster-failures.ts). */
-export function workerFailureCounter(logger: Logger): (max: number, windowSeconds: number, events: ServiceEvents) => ClusterFailureCounter {
+export function workerFailureCounter(
+  logger: Logger,
+): (max: number, windowSeconds: number, events: ServiceEvents) => ClusterFailureCounter {
   return (max, windowSeconds, events) => {
-    const counter = new ClusterFailureCounter(max, windowSeconds, (m: FailureMessage) => send(m), logger, undefined, () => events.limiterLocalAnswer?.('cluster', 'failed_auth'));
+    const counter = new ClusterFailureCounter(
+      max,
+      windowSeconds,
+      (m: FailureMessage) => send(m),
+      logger,
+      undefined,
+      () => events.limiterLocalAnswer?.('cluster', 'failed_auth'),
+    );
     process.on('message', (raw: unknown) => {
       const m = asClusterMessage(raw);
       if (m?.type === 'mcp-authz:failures-counted' || m?.type === 'mcp-authz:failure-revoke') counter.heard(m);
@@ -57,20 +66,36 @@ export function workerBuckets(logger: Logger): ClusterBuckets {
 }
 
 /** Runs one worker until the primary says stop (or goes away); resolves with the exit code. */
-export async function runWorker(loaded: LoadedConfig, logger: Logger, build: BuildOptions = {}, graceMs = 10_000): Promise<number> {
+export async function runWorker(
+  loaded: LoadedConfig,
+  logger: Logger,
+  build: BuildOptions = {},
+  graceMs = 10_000,
+): Promise<number> {
   const local = build.localLimiterStore ?? 'cluster';
   const options: BuildOptions = {
     ...build,
     localLimiterStore: local,
     ...(local === 'cluster'
-      ? { lockouts: workerLockoutTable(), failureCounter: build.failureCounter ?? workerFailureCounter(logger), buckets: build.buckets ?? workerBuckets(logger) }
+      ? {
+          lockouts: workerLockoutTable(),
+          failureCounter: build.failureCounter ?? workerFailureCounter(logger),
+          buckets: build.buckets ?? workerBuckets(logger),
+        }
       : {}),
     // A remote bundle: the primary polls it for every worker and activates it on all at once.
     ...(Object.keys(loaded.config.bundles).length > 0
-      ? { bundleFromPrimary: true, onPolicySource: (source, events) => workerBundleFeed(source, events, Object.keys(loaded.config.bundles)[0]!) }
+      ? {
+          bundleFromPrimary: true,
+          onPolicySource: (source, events) => workerBundleFeed(source, events, Object.keys(loaded.config.bundles)[0]!),
+        }
       : {}),
   };
-  const service = await startService(loaded, { logger, buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options), http: false });
+  const service = await startService(loaded, {
+    logger,
+    buildRuntime: (l, lg, m) => buildRuntime(l, lg, m, options),
+    http: false,
+  });
   AggregatorRegistry.setRegistries([service.metrics]);
   new AggregatorRegistry(); // answers the primary's requests for this worker's metrics
   const report = (status: ServingStatus, reasons: readonly string[]) => {

@@ -56,10 +56,13 @@ function v2Limit(paths: CgroupPaths, rel: string): number | undefined {
 function v1Limit(paths: CgroupPaths, rel: string): number | undefined {
   for (const name of ['cpu', 'cpu,cpuacct', 'cpuacct,cpu']) {
     const top = join(paths.mount, name);
-    if (read(join(top, 'cpu.cfs_period_us')) === undefined && read(join(top, rel, 'cpu.cfs_period_us')) === undefined) continue;
+    if (read(join(top, 'cpu.cfs_period_us')) === undefined && read(join(top, rel, 'cpu.cfs_period_us')) === undefined)
+      continue;
     // Without a cgroup namespace the listed path is the host's; the container's own group is then the mount's root.
     return smallest(
-      [...new Set([...upTo(top, rel), top])].map((dir) => ratio(Number(read(join(dir, 'cpu.cfs_quota_us'))), Number(read(join(dir, 'cpu.cfs_period_us'))))),
+      [...new Set([...upTo(top, rel), top])].map((dir) =>
+        ratio(Number(read(join(dir, 'cpu.cfs_quota_us'))), Number(read(join(dir, 'cpu.cfs_period_us')))),
+      ),
     );
   }
   return undefined;

@@ -33,7 +33,9 @@ export async function createGrpcServer(opts: GrpcServerOptions): Promise<GrpcLis
   const max = maxCheckRequestBytes(opts.runtime.config.limits);
   const server = opts.runtime.config.grpcServer === 'grpc-js' ? await grpcJs(opts, max) : ownServer(opts, max);
   server.addBytesUnary(CHECK_PATH, checkHandler(opts.runtime));
-  server.addService(serviceDefinition(extProcRoot(), 'envoy.service.ext_proc.v3.ExternalProcessor'), { Process: processHandler(opts.runtime) });
+  server.addService(serviceDefinition(extProcRoot(), 'envoy.service.ext_proc.v3.ExternalProcessor'), {
+    Process: processHandler(opts.runtime),
+  });
   server.addService(serviceDefinition(healthRoot(), 'grpc.health.v1.Health'), opts.health.handlers());
   if (opts.reflection) {
     // Reflection describes the services with proto-loader's definitions (@grpc/reflection needs them): loaded only when enabled.
@@ -55,7 +57,10 @@ function ownServer(opts: GrpcServerOptions, max: number): GrpcServer {
 /** grpc-js, loaded only when chosen; it binds the port itself, so a Unix socket is prepared around its bind. */
 async function grpcJs(opts: GrpcServerOptions, max: number): Promise<GrpcServer> {
   const { GrpcJsServer } = await import('../grpc/grpc-js-server.js');
-  const server = new GrpcJsServer({ maxReceiveMessageBytes: max, ...(opts.tls ? { tls: { certificates: opts.tls.files, mtls: opts.tls.mode === 'mtls' } } : {}) });
+  const server = new GrpcJsServer({
+    maxReceiveMessageBytes: max,
+    ...(opts.tls ? { tls: { certificates: opts.tls.files, mtls: opts.tls.mode === 'mtls' } } : {}),
+  });
   const bind = server.bind.bind(server);
   server.bind = async (address) => {
     const where = parseListenAddress(address);

@@ -5,7 +5,11 @@ import { Status } from '../grpc/wire.js';
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 
 /** The services grpc.health.v1 answers for: the server as a whole ("") and each service on the port. */
-export const HEALTH_SERVICES: ReadonlySet<string> = new Set(['', 'envoy.service.auth.v3.Authorization', 'envoy.service.ext_proc.v3.ExternalProcessor']);
+export const HEALTH_SERVICES: ReadonlySet<string> = new Set([
+  '',
+  'envoy.service.auth.v3.Authorization',
+  'envoy.service.ext_proc.v3.ExternalProcessor',
+]);
 
 /** A Watch call: health.v1 HealthCheckResponse messages out until the client goes. */
 interface WatchCall {

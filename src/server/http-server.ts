@@ -33,7 +33,10 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       send(200, JSON.stringify({ status: 'ok' }));
     } else if (path === '/readyz') {
       const ready = opts.health.current === 'SERVING';
-      send(ready ? 200 : 503, JSON.stringify(ready ? { status: 'ready' } : { status: 'not_ready', reasons: opts.health.notReadyReasons }));
+      send(
+        ready ? 200 : 503,
+        JSON.stringify(ready ? { status: 'ready' } : { status: 'not_ready', reasons: opts.health.notReadyReasons }),
+      );
     } else if (path === '/metrics') {
       opts.metrics().then(
         (m) => send(200, m.body, m.contentType),
@@ -60,7 +63,11 @@ export function createHttpServer(opts: HttpServerOptions): Server {
 }
 
 /** Listens on "host:port" or "unix:/path"; resolves with the TCP port (0 for a socket). */
-export function listenHttp(server: Server, address: string, listen: ListenOptions = { socketMode: 0o660 }): Promise<number> {
+export function listenHttp(
+  server: Server,
+  address: string,
+  listen: ListenOptions = { socketMode: 0o660 },
+): Promise<number> {
   return listenOn(server, address, listen);
 }
 

@@ -14,13 +14,16 @@ export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind
 /** The longest socket path Linux takes (sun_path is 108 bytes, NUL included). */
 export const MAX_SOCKET_PATH_BYTES = 107;
 
-
 /** Parses a listen address; throws with the forms accepted. */
 export function parseListenAddress(address: string): ListenAddress {
   if (address.startsWith('unix:')) {
     const path = address.slice('unix:'.length).replace(/^\/\/(?=\/)/, '');
-    if (!path.startsWith('/')) throw new Error(`a Unix socket address needs an absolute path: unix:/run/mcp-authz/grpc.sock, got ${JSON.stringify(address)}`);
-    if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) throw new Error(`a Unix socket path is at most ${MAX_SOCKET_PATH_BYTES} bytes, got ${Buffer.byteLength(path)}`);
+    if (!path.startsWith('/'))
+      throw new Error(
+        `a Unix socket address needs an absolute path: unix:/run/mcp-authz/grpc.sock, got ${JSON.stringify(address)}`,
+      );
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES)
+      throw new Error(`a Unix socket path is at most ${MAX_SOCKET_PATH_BYTES} bytes, got ${Buffer.byteLength(path)}`);
     return { kind: 'unix', path };
   }
   const hp = splitHostPort(address);
@@ -105,11 +108,17 @@ export function listenOptions(config: Config): ListenOptions {
 }
 
 /** The log's account of the listeners beyond their ports: Unix sockets, and what serves TLS. */
-export function listeningOn(config: Config, ports: readonly ('grpc' | 'http' | 'extAuthzHttp')[] = ['grpc', 'http', 'extAuthzHttp']): Record<string, unknown> {
+export function listeningOn(
+  config: Config,
+  ports: readonly ('grpc' | 'http' | 'extAuthzHttp')[] = ['grpc', 'http', 'extAuthzHttp'],
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const sockets = ports.filter((p) => config.listen[p]?.startsWith('unix:')).map((p) => [p, config.listen[p]]);
   if (sockets.length > 0) out.sockets = Object.fromEntries(sockets);
   const t = config.tls;
-  if (t) out.tls = Object.fromEntries(ports.filter((p) => p !== 'extAuthzHttp' || config.listen.extAuthzHttp !== undefined).map((p) => [p, t[p]]));
+  if (t)
+    out.tls = Object.fromEntries(
+      ports.filter((p) => p !== 'extAuthzHttp' || config.listen.extAuthzHttp !== undefined).map((p) => [p, t[p]]),
+    );
   return out;
 }

@@ -42,7 +42,9 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
   const { config } = loaded;
   let tlsFiles: TlsFiles | undefined;
   try {
-    tlsFiles = servesTls(config) ? new TlsFiles({ config: config.tls!, logger, events: runtime.events, watch: true }) : undefined;
+    tlsFiles = servesTls(config)
+      ? new TlsFiles({ config: config.tls!, logger, events: runtime.events, watch: true })
+      : undefined;
   } catch (err) {
     await runtime.close();
     throw err;
@@ -56,19 +58,25 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
     listen,
     ...(tlsFiles && tls!.grpc !== 'off' ? { tls: { files: tlsFiles, mode: tls!.grpc } } : {}),
   });
-  const httpServer: Server | undefined = opts.http === false ? undefined : createHttpServer({
-    discovery: runtime.directResponder,
-    health,
-    metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
-    ...(tlsFiles && tls!.http !== 'off' ? { tls: portTls(tlsFiles, tls!.http, runtime.events) } : {}),
-  });
+  const httpServer: Server | undefined =
+    opts.http === false
+      ? undefined
+      : createHttpServer({
+          discovery: runtime.directResponder,
+          health,
+          metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
+          ...(tlsFiles && tls!.http !== 'off' ? { tls: portTls(tlsFiles, tls!.http, runtime.events) } : {}),
+        });
 
-  const extAuthz = config.listen.extAuthzHttp !== undefined
-    ? new HttpAuthzServer(runtime, {
-        listen: (server, address) => listenOn(server, address, listen),
-        ...(tlsFiles && tls!.extAuthzHttp !== 'off' ? { tls: portTls(tlsFiles, tls!.extAuthzHttp, runtime.events) } : {}),
-      })
-    : undefined;
+  const extAuthz =
+    config.listen.extAuthzHttp !== undefined
+      ? new HttpAuthzServer(runtime, {
+          listen: (server, address) => listenOn(server, address, listen),
+          ...(tlsFiles && tls!.extAuthzHttp !== 'off'
+            ? { tls: portTls(tlsFiles, tls!.extAuthzHttp, runtime.events) }
+            : {}),
+        })
+      : undefined;
 
   const grpcPort = await grpcServer.bind(config.listen.grpc);
   const extAuthzHttpPort = extAuthz ? await extAuthz.bind(config.listen.extAuthzHttp!) : 0;
@@ -82,7 +90,17 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
   };
   runtime.onReadinessChange(refreshHealth);
   refreshHealth();
-  logger.info({ grpc: grpcPort, http: httpPort, ...(extAuthz ? { extAuthzHttp: extAuthzHttpPort } : {}), ...listeningOn(config), endpoints: runtime.endpoints.all.length, config: loaded.file ?? '(built in)' }, 'mcp-authz serving');
+  logger.info(
+    {
+      grpc: grpcPort,
+      http: httpPort,
+      ...(extAuthz ? { extAuthzHttp: extAuthzHttpPort } : {}),
+      ...listeningOn(config),
+      endpoints: runtime.endpoints.all.length,
+      config: loaded.file ?? '(built in)',
+    },
+    'mcp-authz serving',
+  );
 
   return {
     grpcPort,

@@ -32,16 +32,26 @@ export class TlsFilesError extends Error {
 /** Whether the config serves TLS on any port (so the TLS files are loaded and watched). */
 export function servesTls(config: Config): boolean {
   const t = config.tls;
-  return t !== undefined && (t.grpc !== 'off' || t.http !== 'off' || (config.listen.extAuthzHttp !== undefined && t.extAuthzHttp !== 'off'));
+  return (
+    t !== undefined &&
+    (t.grpc !== 'off' || t.http !== 'off' || (config.listen.extAuthzHttp !== undefined && t.extAuthzHttp !== 'off'))
+  );
 }
 
 /** PEM certificate blocks in a file. */
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 /** Checks a set of files and makes the material; throws a TlsFilesError saying what is wrong. */
-export function tlsMaterial(config: Pick<TlsConfig, 'certFile' | 'keyFile' | 'clientCaFile'>, cert: Buffer, key: Buffer, ca: Buffer | undefined, now = Date.now()): TlsMaterial {
+export function tlsMaterial(
+  config: Pick<TlsConfig, 'certFile' | 'keyFile' | 'clientCaFile'>,
+  cert: Buffer,
+  key: Buffer,
+  ca: Buffer | undefined,
+  now = Date.now(),
+): TlsMaterial {
   const blocks = cert.toString('latin1').match(PEM_CERT) ?? [];
-  if (blocks.length === 0) throw new TlsFilesError(`${config.certFile}: no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  if (blocks.length === 0)
+    throw new TlsFilesError(`${config.certFile}: no PEM certificate (-----BEGIN CERTIFICATE-----)`);
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(blocks[0]!);
@@ -54,17 +64,26 @@ export function tlsMaterial(config: Pick<TlsConfig, 'certFile' | 'keyFile' | 'cl
   } catch (err) {
     throw new TlsFilesError(`${config.keyFile}: not a readable unencrypted PEM private key: ${(err as Error).message}`);
   }
-  if (!leaf.checkPrivateKey(privateKey)) throw new TlsFilesError(`${config.keyFile} is not the private key of the certificate in ${config.certFile} (replace both files together)`);
+  if (!leaf.checkPrivateKey(privateKey))
+    throw new TlsFilesError(
+      `${config.keyFile} is not the private key of the certificate in ${config.certFile} (replace both files together)`,
+    );
   const notAfter = new Date(leaf.validTo);
-  if (notAfter.getTime() <= now) throw new TlsFilesError(`${config.certFile}: the certificate expired at ${notAfter.toISOString()}`);
+  if (notAfter.getTime() <= now)
+    throw new TlsFilesError(`${config.certFile}: the certificate expired at ${notAfter.toISOString()}`);
   if (ca !== undefined) {
     const cas = ca.toString('latin1').match(PEM_CERT) ?? [];
-    if (cas.length === 0) throw new TlsFilesError(`${config.clientCaFile}: no PEM certificate: the client CA bundle must hold the CA certificates that sign client certificates`);
+    if (cas.length === 0)
+      throw new TlsFilesError(
+        `${config.clientCaFile}: no PEM certificate: the client CA bundle must hold the CA certificates that sign client certificates`,
+      );
     for (const [i, block] of cas.entries()) {
       try {
         new X509Certificate(block);
       } catch (err) {
-        throw new TlsFilesError(`${config.clientCaFile}: certificate ${i + 1} cannot be read: ${(err as Error).message}`);
+        throw new TlsFilesError(
+          `${config.clientCaFile}: certificate ${i + 1} cannot be read: ${(err as Error).message}`,
+        );
       }
     }
   }
@@ -72,9 +91,19 @@ export function tlsMaterial(config: Pick<TlsConfig, 'certFile' | 'keyFile' | 'cl
     // What the servers will do with it: the whole chain and the CA, as OpenSSL reads them.
     createSecureContext({ cert, key, ...(ca ? { ca } : {}) });
   } catch (err) {
-    throw new TlsFilesError(`${config.certFile} and ${config.keyFile}: OpenSSL refuses them: ${(err as Error).message}`);
+    throw new TlsFilesError(
+      `${config.certFile} and ${config.keyFile}: OpenSSL refuses them: ${(err as Error).message}`,
+    );
   }
-  return { cert, key, ca, subject: leaf.subject, subjectAltName: leaf.subjectAltName, notAfter, fingerprint256: leaf.fingerprint256 };
+  return {
+    cert,
+    key,
+    ca,
+    subject: leaf.subject,
+    subjectAltName: leaf.subjectAltName,
+    notAfter,
+    fingerprint256: leaf.fingerprint256,
+  };
 }
 
 /** The secure context options a node:tls server takes for the material. */
@@ -103,11 +132,23 @@ export class TlsFiles {
       source = readSource(this.paths);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new TlsFilesError(`cannot read the TLS files (tls.certFile, tls.keyFile, tls.clientCaFile): ${e.path ?? ''} ${e.code ?? e.message}`.replace(/\s+/g, ' '));
+      throw new TlsFilesError(
+        `cannot read the TLS files (tls.certFile, tls.keyFile, tls.clientCaFile): ${e.path ?? ''} ${e.code ?? e.message}`.replace(
+          /\s+/g,
+          ' ',
+        ),
+      );
     }
     const build = (s: SourceSnapshot) => tlsMaterial(config, s.files![0]!, s.files![1]!, s.files![2]);
     const initial = build(source);
-    this.file = new WatchedFile({ path: this.paths, build, pollIntervalMs: config.pollIntervalMs, log: opts.logger, what: 'the TLS files', initial: { value: initial, digest: source.digest } });
+    this.file = new WatchedFile({
+      path: this.paths,
+      build,
+      pollIntervalMs: config.pollIntervalMs,
+      log: opts.logger,
+      what: 'the TLS files',
+      initial: { value: initial, digest: source.digest },
+    });
     this.file.onReload((r) => this.reloaded(r));
     if (opts.watch) this.file.start();
     opts.events.tlsReload?.('success', initial.notAfter.getTime() / 1000);
@@ -143,8 +184,17 @@ export class TlsFiles {
       return;
     }
     const err = r.error as NodeJS.ErrnoException;
-    const problem = r.unreadable ? `cannot read the TLS files: ${err.path ?? ''} ${err.code ?? err.message}`.replace(/\s+/g, ' ') : err.message;
-    logger.warn({ tls_files: this.paths, problem, ...(r.kept ? { serving: r.kept.fingerprint256, not_after: r.kept.notAfter.toISOString() } : {}) }, 'TLS reload failed; the previous certificate keeps serving');
+    const problem = r.unreadable
+      ? `cannot read the TLS files: ${err.path ?? ''} ${err.code ?? err.message}`.replace(/\s+/g, ' ')
+      : err.message;
+    logger.warn(
+      {
+        tls_files: this.paths,
+        problem,
+        ...(r.kept ? { serving: r.kept.fingerprint256, not_after: r.kept.notAfter.toISOString() } : {}),
+      },
+      'TLS reload failed; the previous certificate keeps serving',
+    );
     events.tlsReload?.('failure', undefined);
   }
 }

@@ -3,7 +3,18 @@
 // registered globally and no context manager is used: the parent of every span is passed
 // explicitly, so nothing rides on async hooks. Attributes are bounded and never carry a
 // credential or a raw header (docs/tracing.md).
-import { createTraceState, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace as otelTrace, type Attributes, type Context, type HrTime, type Span, type Tracer } from '@opentelemetry/api';
+import {
+  createTraceState,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace as otelTrace,
+  type Attributes,
+  type Context,
+  type HrTime,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -30,14 +41,37 @@ import type { SamplerSettings, TracingSettings } from './settings.js';
 
 /** MCP methods named in the spans as they are; any other method is `_other`. */
 const MCP_METHODS: ReadonlySet<string> = new Set([
-  'initialize', 'ping', 'server/discover',
-  'tools/list', 'tools/call', 'prompts/list', 'prompts/get',
-  'resources/list', 'resources/templates/list', 'resources/read', 'resources/subscribe', 'resources/unsubscribe',
-  'completion/complete', 'logging/setLevel', 'roots/list', 'sampling/createMessage', 'elicitation/create',
-  'tasks/get', 'tasks/list', 'tasks/result', 'tasks/cancel',
-  'notifications/initialized', 'notifications/cancelled', 'notifications/progress', 'notifications/message',
-  'notifications/roots/list_changed', 'notifications/resources/list_changed', 'notifications/resources/updated',
-  'notifications/tools/list_changed', 'notifications/prompts/list_changed', 'notifications/tasks/status',
+  'initialize',
+  'ping',
+  'server/discover',
+  'tools/list',
+  'tools/call',
+  'prompts/list',
+  'prompts/get',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'completion/complete',
+  'logging/setLevel',
+  'roots/list',
+  'sampling/createMessage',
+  'elicitation/create',
+  'tasks/get',
+  'tasks/list',
+  'tasks/result',
+  'tasks/cancel',
+  'notifications/initialized',
+  'notifications/cancelled',
+  'notifications/progress',
+  'notifications/message',
+  'notifications/roots/list_changed',
+  'notifications/resources/list_changed',
+  'notifications/resources/updated',
+  'notifications/tools/list_changed',
+  'notifications/prompts/list_changed',
+  'notifications/tasks/status',
 ]);
 
 /** Failed exports are logged at most this often; the metric counts every one. */
@@ -59,7 +93,8 @@ export class CheckTracer implements CheckTracing {
   /** Each endpoint's tools named in spans; others are `_other`, as in the metrics. */
   readonly tools: ReadonlyMap<string, ReadonlySet<string>>;
   /** process.hrtime.bigint() + this = nanoseconds since the epoch, fixed at start so every span shares one clock. */
-  private readonly epochOffsetNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)) - process.hrtime.bigint();
+  private readonly epochOffsetNs =
+    BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)) - process.hrtime.bigint();
 
   constructor(opts: CheckTracerOptions) {
     const { settings } = opts;
@@ -111,7 +146,9 @@ function httpExporter(settings: TracingSettings): SpanExporter {
   return new OTLPTraceExporter({
     url: settings.url,
     ...exporterSettings,
-    ...(compression !== undefined ? { compression: compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE } : {}),
+    ...(compression !== undefined
+      ? { compression: compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE }
+      : {}),
   });
 }
 
@@ -122,7 +159,10 @@ function httpExporter(settings: TracingSettings): SpanExporter {
  */
 export async function otlpExporter(settings: TracingSettings): Promise<SpanExporter> {
   if (settings.protocol !== 'grpc') return httpExporter(settings);
-  const [{ OTLPTraceExporter: GrpcTraceExporter }, { Metadata }] = await Promise.all([import('@opentelemetry/exporter-trace-otlp-grpc'), import('@grpc/grpc-js')]);
+  const [{ OTLPTraceExporter: GrpcTraceExporter }, { Metadata }] = await Promise.all([
+    import('@opentelemetry/exporter-trace-otlp-grpc'),
+    import('@grpc/grpc-js'),
+  ]);
   const { compression, headers, timeoutMillis } = settings.exporter;
   const metadata = new Metadata();
   for (const [k, v] of Object.entries(headers ?? {})) metadata.set(k, v);
@@ -130,7 +170,9 @@ export async function otlpExporter(settings: TracingSettings): Promise<SpanExpor
     url: settings.url,
     metadata,
     ...(timeoutMillis !== undefined ? { timeoutMillis } : {}),
-    ...(compression !== undefined ? { compression: compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE } : {}),
+    ...(compression !== undefined
+      ? { compression: compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE }
+      : {}),
   });
 }
 
@@ -181,7 +223,9 @@ class RecordedCheck implements CheckSpan {
     this.spanId = sc.spanId;
     this.parent = otelTrace.setSpan(ROOT_CONTEXT, root);
     // Decoding happened before the trace context could be read: its span is written after the fact.
-    tracer.startSpan('decode', { startTime: owner.hrTime(startedNs) }, this.parent).end(owner.hrTime(process.hrtime.bigint()));
+    tracer
+      .startSpan('decode', { startTime: owner.hrTime(startedNs) }, this.parent)
+      .end(owner.hrTime(process.hrtime.bigint()));
   }
 
   phase(phase: CheckPhase): void {
@@ -213,7 +257,12 @@ class RecordedCheck implements CheckSpan {
       'mcp_authz.decision_id': this.trace.decisionId,
       'mcp_authz.endpoint': endpoint,
       'mcp_authz.decision': outcome.kind,
-      'mcp_authz.code': outcome.kind === 'allow' ? outcome.reason : isDenyCode(outcome.code) || outcome.kind === 'answer' ? outcome.code : POLICY_CODE,
+      'mcp_authz.code':
+        outcome.kind === 'allow'
+          ? outcome.reason
+          : isDenyCode(outcome.code) || outcome.kind === 'answer'
+            ? outcome.code
+            : POLICY_CODE,
       'http.response.status_code': outcome.status,
     };
     if (ctx) {
@@ -224,22 +273,28 @@ class RecordedCheck implements CheckSpan {
       if (first !== undefined && first.method !== '') {
         attrs['mcp.method.name'] = MCP_METHODS.has(first.method) ? first.method : OTHER;
         if (first.method === 'tools/call') {
-          attrs['gen_ai.tool.name'] = first.name !== undefined && this.owner.tools.get(endpoint)?.has(first.name) ? first.name : OTHER;
+          attrs['gen_ai.tool.name'] =
+            first.name !== undefined && this.owner.tools.get(endpoint)?.has(first.name) ? first.name : OTHER;
         }
       }
       if (calls.length > 1) attrs['mcp_authz.batch_size'] = calls.length;
     }
     this.root.setAttributes(attrs);
     // Server spans are errors for the service's own failures, not for the denies it is there to make.
-    if (outcome.kind === 'deny' && outcome.status >= 500) this.root.setStatus({ code: SpanStatusCode.ERROR, message: outcome.code });
+    if (outcome.kind === 'deny' && outcome.status >= 500)
+      this.root.setStatus({ code: SpanStatusCode.ERROR, message: outcome.code });
     this.root.end(now);
   }
 
   private endCurrent(now: HrTime): void {
     if (!this.current) return;
     if (this.currentPhase === 'authorize' && this.trace.policy) {
-      this.current.setAttributes({ 'mcp_authz.policy.decision': this.trace.policy.decision, 'mcp_authz.policy.revision': this.trace.policy.revision });
-      if (this.trace.policy.failed) this.current.setStatus({ code: SpanStatusCode.ERROR, message: 'policy evaluation failed' });
+      this.current.setAttributes({
+        'mcp_authz.policy.decision': this.trace.policy.decision,
+        'mcp_authz.policy.revision': this.trace.policy.revision,
+      });
+      if (this.trace.policy.failed)
+        this.current.setStatus({ code: SpanStatusCode.ERROR, message: 'policy evaluation failed' });
     }
     this.current.end(now);
     this.current = undefined;
@@ -272,7 +327,10 @@ class ObservedExporter implements SpanExporter {
     const now = Date.now();
     if (now - this.lastLogged < EXPORT_FAILURE_LOG_INTERVAL_MS) return;
     this.lastLogged = now;
-    this.logger.warn({ err: err?.message, spans_lost: this.failedSinceLog }, 'tracing: spans could not be exported to the OTLP endpoint; they are dropped');
+    this.logger.warn(
+      { err: err?.message, spans_lost: this.failedSinceLog },
+      'tracing: spans could not be exported to the OTLP endpoint; they are dropped',
+    );
     this.failedSinceLog = 0;
   }
 

@@ -41,7 +41,14 @@ const PROTOCOLS: readonly OtlpProtocol[] = ['http/protobuf', 'grpc'];
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
+const SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
 const DEFAULT_ENDPOINT = 'http://localhost:4318';
 const DEFAULT_GRPC_ENDPOINT = 'http://localhost:4317';
 export const DEFAULT_SERVICE_NAME = 'mcp-authz';
@@ -58,10 +65,15 @@ function get(env: Env, name: string): string | undefined {
  */
 export function tracingSettings(env: Env): TracingSettings | undefined {
   if (get(env, 'OTEL_SDK_DISABLED')?.toLowerCase() === 'true') return undefined;
-  const exporters = (get(env, 'OTEL_TRACES_EXPORTER') ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const exporters = (get(env, 'OTEL_TRACES_EXPORTER') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   const unknown = exporters.filter((e) => e !== 'otlp' && e !== 'none');
   if (unknown.length > 0) {
-    throw new TracingConfigError(`OTEL_TRACES_EXPORTER: mcp-authz exports traces with OTLP only ("otlp", or "none" for no traces); got ${JSON.stringify(unknown.join(','))}`);
+    throw new TracingConfigError(
+      `OTEL_TRACES_EXPORTER: mcp-authz exports traces with OTLP only ("otlp", or "none" for no traces); got ${JSON.stringify(unknown.join(','))}`,
+    );
   }
   if (exporters.includes('none')) return undefined;
   const specific = get(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
@@ -72,21 +84,30 @@ export function tracingSettings(env: Env): TracingSettings | undefined {
   const asked = either(env, 'PROTOCOL');
   if (asked) {
     if (!(PROTOCOLS as readonly string[]).includes(asked[1])) {
-      throw new TracingConfigError(`${asked[0]}: mcp-authz exports traces over OTLP/HTTP with protobuf ("http/protobuf", a collector's port 4318) or OTLP/gRPC ("grpc", port 4317); got ${JSON.stringify(asked[1])}`);
+      throw new TracingConfigError(
+        `${asked[0]}: mcp-authz exports traces over OTLP/HTTP with protobuf ("http/protobuf", a collector's port 4318) or OTLP/gRPC ("grpc", port 4317); got ${JSON.stringify(asked[1])}`,
+      );
     }
     protocol = asked[1] as OtlpProtocol;
   }
   let url: string;
   if (protocol === 'grpc') {
     // OTLP/gRPC: either endpoint is the collector's address, used as given.
-    url = specific !== undefined ? checkGrpcEndpoint('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', specific) : checkGrpcEndpoint('OTEL_EXPORTER_OTLP_ENDPOINT', general ?? DEFAULT_GRPC_ENDPOINT);
+    url =
+      specific !== undefined
+        ? checkGrpcEndpoint('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', specific)
+        : checkGrpcEndpoint('OTEL_EXPORTER_OTLP_ENDPOINT', general ?? DEFAULT_GRPC_ENDPOINT);
     for (const name of ['OTEL_EXPORTER_OTLP_TRACES_INSECURE', 'OTEL_EXPORTER_OTLP_INSECURE']) {
       const v = get(env, name)?.toLowerCase();
-      if (v !== undefined && v !== 'true' && v !== 'false') throw new TracingConfigError(`${name}: "true" or "false"; got ${JSON.stringify(get(env, name))}`);
+      if (v !== undefined && v !== 'true' && v !== 'false')
+        throw new TracingConfigError(`${name}: "true" or "false"; got ${JSON.stringify(get(env, name))}`);
     }
   } else {
     // OTLP/HTTP: the signal's own endpoint is the full URL; the general one gets /v1/traces appended.
-    url = specific !== undefined ? checkUrl('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', specific) : `${checkUrl('OTEL_EXPORTER_OTLP_ENDPOINT', general ?? DEFAULT_ENDPOINT).replace(/\/$/, '')}/v1/traces`;
+    url =
+      specific !== undefined
+        ? checkUrl('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', specific)
+        : `${checkUrl('OTEL_EXPORTER_OTLP_ENDPOINT', general ?? DEFAULT_ENDPOINT).replace(/\/$/, '')}/v1/traces`;
   }
 
   const resourceAttributes = keyValues(env, 'OTEL_RESOURCE_ATTRIBUTES');
@@ -113,8 +134,12 @@ function checkUrl(name: string, value: string): string {
   } catch {
     throw new TracingConfigError(`${name}: not a URL: ${JSON.stringify(value)}`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TracingConfigError(`${name}: an http:// or https:// URL is needed; got ${JSON.stringify(value)}`);
-  if (u.username !== '' || u.password !== '') throw new TracingConfigError(`${name}: credentials in the URL are not accepted; pass them in OTEL_EXPORTER_OTLP_HEADERS`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new TracingConfigError(`${name}: an http:// or https:// URL is needed; got ${JSON.stringify(value)}`);
+  if (u.username !== '' || u.password !== '')
+    throw new TracingConfigError(
+      `${name}: credentials in the URL are not accepted; pass them in OTEL_EXPORTER_OTLP_HEADERS`,
+    );
   return value;
 }
 
@@ -124,13 +149,20 @@ function checkUrl(name: string, value: string): string {
  */
 function checkGrpcEndpoint(name: string, value: string): string {
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
-    if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/@]+):\d{1,5}$/.test(value)) throw new TracingConfigError(`${name}: for OTLP/gRPC, http://host:port (plaintext), https://host:port or host:port (TLS); got ${JSON.stringify(value)}`);
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/@]+):\d{1,5}$/.test(value))
+      throw new TracingConfigError(
+        `${name}: for OTLP/gRPC, http://host:port (plaintext), https://host:port or host:port (TLS); got ${JSON.stringify(value)}`,
+      );
     return value;
   }
   checkUrl(name, value);
   const u = new URL(value);
-  if (u.pathname !== '' && u.pathname !== '/') throw new TracingConfigError(`${name}: an OTLP/gRPC endpoint has no path (the service is named by gRPC); got ${JSON.stringify(value)}`);
-  if (u.search !== '') throw new TracingConfigError(`${name}: an OTLP/gRPC endpoint has no query; got ${JSON.stringify(value)}`);
+  if (u.pathname !== '' && u.pathname !== '/')
+    throw new TracingConfigError(
+      `${name}: an OTLP/gRPC endpoint has no path (the service is named by gRPC); got ${JSON.stringify(value)}`,
+    );
+  if (u.search !== '')
+    throw new TracingConfigError(`${name}: an OTLP/gRPC endpoint has no query; got ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -144,7 +176,9 @@ function sampler(env: Env): SamplerSettings {
   const arg = get(env, 'OTEL_TRACES_SAMPLER_ARG');
   const ratio = arg === undefined ? 1 : Number(arg);
   if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) {
-    throw new TracingConfigError(`OTEL_TRACES_SAMPLER_ARG: the fraction of traces sampled, from 0 to 1; got ${JSON.stringify(arg)}`);
+    throw new TracingConfigError(
+      `OTEL_TRACES_SAMPLER_ARG: the fraction of traces sampled, from 0 to 1; got ${JSON.stringify(arg)}`,
+    );
   }
   return { kind, ratio };
 }
@@ -163,15 +197,22 @@ function exporter(env: Env): ExporterSettings {
   const timeout = either(env, 'TIMEOUT');
   if (timeout) {
     const n = Number(timeout[1]);
-    if (!Number.isInteger(n) || n <= 0) throw new TracingConfigError(`${timeout[0]}: milliseconds, a whole number above 0; got ${JSON.stringify(timeout[1])}`);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new TracingConfigError(
+        `${timeout[0]}: milliseconds, a whole number above 0; got ${JSON.stringify(timeout[1])}`,
+      );
     out.timeoutMillis = n;
   }
   const compression = either(env, 'COMPRESSION');
   if (compression) {
-    if (compression[1] !== 'gzip' && compression[1] !== 'none') throw new TracingConfigError(`${compression[0]}: "gzip" or "none"; got ${JSON.stringify(compression[1])}`);
+    if (compression[1] !== 'gzip' && compression[1] !== 'none')
+      throw new TracingConfigError(`${compression[0]}: "gzip" or "none"; got ${JSON.stringify(compression[1])}`);
     out.compression = compression[1];
   }
-  const headers = { ...keyValues(env, 'OTEL_EXPORTER_OTLP_HEADERS'), ...keyValues(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS') };
+  const headers = {
+    ...keyValues(env, 'OTEL_EXPORTER_OTLP_HEADERS'),
+    ...keyValues(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS'),
+  };
   if (Object.keys(headers).length > 0) out.headers = headers;
   return out;
 }
@@ -180,7 +221,8 @@ function positiveInt<K extends keyof BatchSettings>(env: Env, name: string, key:
   const v = get(env, name);
   if (v === undefined) return {};
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new TracingConfigError(`${name}: a whole number above 0; got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new TracingConfigError(`${name}: a whole number above 0; got ${JSON.stringify(v)}`);
   return { [key]: n } as Partial<Record<K, number>>;
 }
 
@@ -195,7 +237,8 @@ function keyValues(env: Env, name: string): Record<string, string> {
   for (const part of raw.split(',')) {
     if (part.trim() === '') continue;
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new TracingConfigError(`${name}: each entry is key=value; entry ${Object.keys(out).length + 1} is not`);
+    if (eq <= 0)
+      throw new TracingConfigError(`${name}: each entry is key=value; entry ${Object.keys(out).length + 1} is not`);
     let key: string;
     let value: string;
     try {
@@ -213,7 +256,8 @@ function keyValues(env: Env, name: string): Record<string, string> {
 export function describeTracing(s: TracingSettings | undefined): string {
   if (!s) return 'tracing: off (set OTEL_EXPORTER_OTLP_ENDPOINT to export spans; docs/tracing.md)';
   const ratio = 'ratio' in s.sampler ? ` ${s.sampler.ratio}` : '';
-  if (s.protocol === 'grpc') return `tracing: OTLP/gRPC to ${s.url}, service.name ${s.serviceName}, sampler ${s.sampler.kind}${ratio}`;
+  if (s.protocol === 'grpc')
+    return `tracing: OTLP/gRPC to ${s.url}, service.name ${s.serviceName}, sampler ${s.sampler.kind}${ratio}`;
   const url = new URL(s.url);
   url.search = ''; // a query string may carry a vendor's token
   return `tracing: OTLP/HTTP protobuf to ${url.href}, service.name ${s.serviceName}, sampler ${s.sampler.kind}${ratio}`;

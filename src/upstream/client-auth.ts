@@ -23,7 +23,14 @@ export class ClientAuth {
   ) {
     const client = cfg.client;
     if (client.secretFile !== undefined) {
-      this.secret = new SecretFile({ path: client.secretFile, what: `the client secret of endpoint ${endpoint}`, parse: (t) => t, pollIntervalMs: 5000, logger, onChange });
+      this.secret = new SecretFile({
+        path: client.secretFile,
+        what: `the client secret of endpoint ${endpoint}`,
+        parse: (t) => t,
+        pollIntervalMs: 5000,
+        logger,
+        onChange,
+      });
     } else {
       this.key = new SecretFile({
         path: client.privateKeyFile!,
@@ -49,18 +56,31 @@ export class ClientAuth {
     const { client } = this.cfg;
     if (this.secret !== undefined) {
       const secret = this.secret.current;
-      if (secret === undefined) throw new UpstreamTokenError('upstream_secret_unavailable', `the client secret file ${client.secretFile} is not loaded`);
+      if (secret === undefined)
+        throw new UpstreamTokenError(
+          'upstream_secret_unavailable',
+          `the client secret file ${client.secretFile} is not loaded`,
+        );
       if (this.basic?.secret !== secret) {
         // RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined.
-        this.basic = { secret, header: `Basic ${Buffer.from(`${formEncode(client.id)}:${formEncode(secret)}`).toString('base64')}` };
+        this.basic = {
+          secret,
+          header: `Basic ${Buffer.from(`${formEncode(client.id)}:${formEncode(secret)}`).toString('base64')}`,
+        };
       }
       headers.authorization = this.basic.header;
       return;
     }
     const key = this.key!.current;
-    if (key === undefined) throw new UpstreamTokenError('upstream_secret_unavailable', `the client key file ${client.privateKeyFile} is not loaded`);
+    if (key === undefined)
+      throw new UpstreamTokenError(
+        'upstream_secret_unavailable',
+        `the client key file ${client.privateKeyFile} is not loaded`,
+      );
     const assertion = await new SignJWT({})
-      .setProtectedHeader(client.keyId !== undefined ? { alg: client.algorithm, kid: client.keyId } : { alg: client.algorithm })
+      .setProtectedHeader(
+        client.keyId !== undefined ? { alg: client.algorithm, kid: client.keyId } : { alg: client.algorithm },
+      )
       .setIssuer(client.id)
       .setSubject(client.id)
       .setAudience(client.assertionAudience ?? this.cfg.tokenEndpoint)

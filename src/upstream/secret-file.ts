@@ -38,7 +38,10 @@ export class SecretFile<T> {
         return;
       }
       const why = r.error instanceof Error ? r.error.message : String(r.error);
-      opts.logger.warn({ source: opts.path, err: why, kept: r.kept !== undefined }, `upstream credentials: cannot load ${opts.what}${r.kept !== undefined ? '; the previous value stays in force' : ''}`);
+      opts.logger.warn(
+        { source: opts.path, err: why, kept: r.kept !== undefined },
+        `upstream credentials: cannot load ${opts.what}${r.kept !== undefined ? '; the previous value stays in force' : ''}`,
+      );
     });
   }
 

@@ -4,7 +4,10 @@
 // message is safe to log (no token, no secret ever appears in it).
 import type { DenyCode } from '../contracts/codes.js';
 
-export type UpstreamTokenCode = Extract<DenyCode, 'upstream_token_unavailable' | 'upstream_token_refused' | 'upstream_token_invalid' | 'upstream_secret_unavailable'>;
+export type UpstreamTokenCode = Extract<
+  DenyCode,
+  'upstream_token_unavailable' | 'upstream_token_refused' | 'upstream_token_invalid' | 'upstream_secret_unavailable'
+>;
 
 export class UpstreamTokenError extends Error {
   constructor(
@@ -35,7 +38,11 @@ const MAX_RESPONSE_BYTES = 64 * 1024;
 // A token goes into a header value: visible ASCII only, so it can never split or add a header.
 const TOKEN_CHARS = /^[\x21-\x7e]{1,16384}$/;
 
-export async function requestToken(req: TokenRequest, fetchImpl: typeof fetch, now: () => number): Promise<IssuedToken> {
+export async function requestToken(
+  req: TokenRequest,
+  fetchImpl: typeof fetch,
+  now: () => number,
+): Promise<IssuedToken> {
   let res: Response;
   try {
     res = await fetchImpl(req.url, {
@@ -48,18 +55,26 @@ export async function requestToken(req: TokenRequest, fetchImpl: typeof fetch, n
     });
   } catch (err) {
     const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
-    throw new UpstreamTokenError('upstream_token_unavailable', timedOut ? `no answer within ${req.timeoutMs} ms` : `unreachable: ${reason(err)}`);
+    throw new UpstreamTokenError(
+      'upstream_token_unavailable',
+      timedOut ? `no answer within ${req.timeoutMs} ms` : `unreachable: ${reason(err)}`,
+    );
   }
   let text: string;
   try {
     text = await readCapped(res);
   } catch (err) {
     const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
-    if (timedOut) throw new UpstreamTokenError('upstream_token_unavailable', `no whole answer within ${req.timeoutMs} ms`);
-    throw new UpstreamTokenError(res.status >= 500 ? 'upstream_token_unavailable' : 'upstream_token_invalid', `HTTP ${res.status}, body unreadable: ${reason(err)}`);
+    if (timedOut)
+      throw new UpstreamTokenError('upstream_token_unavailable', `no whole answer within ${req.timeoutMs} ms`);
+    throw new UpstreamTokenError(
+      res.status >= 500 ? 'upstream_token_unavailable' : 'upstream_token_invalid',
+      `HTTP ${res.status}, body unreadable: ${reason(err)}`,
+    );
   }
   if (res.status >= 500) throw new UpstreamTokenError('upstream_token_unavailable', `HTTP ${res.status}`);
-  if (res.status >= 300 && res.status < 400) throw new UpstreamTokenError('upstream_token_invalid', `HTTP ${res.status}: redirects are not followed`);
+  if (res.status >= 300 && res.status < 400)
+    throw new UpstreamTokenError('upstream_token_invalid', `HTTP ${res.status}: redirects are not followed`);
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -68,12 +83,16 @@ export async function requestToken(req: TokenRequest, fetchImpl: typeof fetch, n
   }
   if (res.status !== 200) {
     // RFC 6749 §5.2: an error response names its error; only that short code is logged.
-    const error = isRecord(body) && typeof body.error === 'string' && /^[\x20-\x7e]{1,64}$/.test(body.error) ? body.error : undefined;
+    const error =
+      isRecord(body) && typeof body.error === 'string' && /^[\x20-\x7e]{1,64}$/.test(body.error)
+        ? body.error
+        : undefined;
     throw new UpstreamTokenError('upstream_token_refused', `HTTP ${res.status}${error ? ` ${error}` : ''}`);
   }
   if (!isRecord(body)) throw new UpstreamTokenError('upstream_token_invalid', 'the answer is not a JSON object');
   const token = body.access_token;
-  if (typeof token !== 'string' || !TOKEN_CHARS.test(token)) throw new UpstreamTokenError('upstream_token_invalid', 'no usable access_token');
+  if (typeof token !== 'string' || !TOKEN_CHARS.test(token))
+    throw new UpstreamTokenError('upstream_token_invalid', 'no usable access_token');
   if (typeof body.token_type !== 'string' || body.token_type.toLowerCase() !== 'bearer') {
     throw new UpstreamTokenError('upstream_token_invalid', 'token_type is not Bearer');
   }
@@ -82,7 +101,8 @@ export async function requestToken(req: TokenRequest, fetchImpl: typeof fetch, n
   if (expiresIn !== undefined) {
     // Some servers send it as a numeric string; anything else is not an expiry.
     const seconds = typeof expiresIn === 'string' && /^\d{1,10}$/.test(expiresIn) ? Number(expiresIn) : expiresIn;
-    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) throw new UpstreamTokenError('upstream_token_invalid', 'expires_in is not a positive number');
+    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0)
+      throw new UpstreamTokenError('upstream_token_invalid', 'expires_in is not a positive number');
     expiresAtMs = now() + seconds * 1000;
   } else {
     expiresAtMs = jwtExpiry(token);
@@ -96,7 +116,9 @@ function jwtExpiry(token: string): number | undefined {
   if (parts.length !== 3) return undefined;
   try {
     const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as unknown;
-    return isRecord(payload) && typeof payload.exp === 'number' && Number.isFinite(payload.exp) ? payload.exp * 1000 : undefined;
+    return isRecord(payload) && typeof payload.exp === 'number' && Number.isFinite(payload.exp)
+      ? payload.exp * 1000
+      : undefined;
   } catch {
     return undefined;
   }

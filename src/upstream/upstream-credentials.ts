@@ -9,7 +9,12 @@
 // removed before the request goes upstream, so it never stands in for the missing one.
 import type { CheckContext } from '../decision/context.js';
 import type { UpstreamCredentials, UpstreamGrant } from '../decision/phases.js';
-import type { ClientCredentialsConfig, StaticCredentialConfig, TokenExchangeConfig, UpstreamCredentialConfig } from '../config/upstream-schema.js';
+import type {
+  ClientCredentialsConfig,
+  StaticCredentialConfig,
+  TokenExchangeConfig,
+  UpstreamCredentialConfig,
+} from '../config/upstream-schema.js';
 import { fixedDeny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';
 import type { Logger } from '../log/logger.js';
@@ -69,10 +74,22 @@ export class UpstreamCredentialBroker implements UpstreamCredentials {
 /** The denies an endpoint answers with, built once. */
 function denies(endpoint: string): Record<UpstreamTokenCode, Deny> {
   return {
-    upstream_token_unavailable: fixedDeny('upstream_token_unavailable', `The credential for the MCP server behind endpoint ${endpoint} could not be obtained: its token endpoint is unreachable or too slow. Retry later.`),
-    upstream_token_refused: fixedDeny('upstream_token_refused', `The token endpoint refused to issue the credential for the MCP server behind endpoint ${endpoint}.`),
-    upstream_token_invalid: fixedDeny('upstream_token_invalid', `The token endpoint's answer for the MCP server behind endpoint ${endpoint} is not a usable token.`),
-    upstream_secret_unavailable: fixedDeny('upstream_secret_unavailable', `The credential for the MCP server behind endpoint ${endpoint} is not configured yet (its secret file is missing or empty).`),
+    upstream_token_unavailable: fixedDeny(
+      'upstream_token_unavailable',
+      `The credential for the MCP server behind endpoint ${endpoint} could not be obtained: its token endpoint is unreachable or too slow. Retry later.`,
+    ),
+    upstream_token_refused: fixedDeny(
+      'upstream_token_refused',
+      `The token endpoint refused to issue the credential for the MCP server behind endpoint ${endpoint}.`,
+    ),
+    upstream_token_invalid: fixedDeny(
+      'upstream_token_invalid',
+      `The token endpoint's answer for the MCP server behind endpoint ${endpoint} is not a usable token.`,
+    ),
+    upstream_secret_unavailable: fixedDeny(
+      'upstream_secret_unavailable',
+      `The credential for the MCP server behind endpoint ${endpoint} is not configured yet (its secret file is missing or empty).`,
+    ),
   };
 }
 
@@ -103,10 +120,20 @@ class TokenPlan implements Plan {
     this.client = new ClientAuth(cfg, endpoint, opts.logger, () => this.cache.clear());
     this.actor =
       cfg.mode === 'tokenExchange' && cfg.actorTokenFile !== undefined
-        ? new SecretFile({ path: cfg.actorTokenFile, what: `the actor token of endpoint ${endpoint}`, parse: (t) => t, pollIntervalMs: 5000, logger: opts.logger, onChange: () => this.cache.clear() })
+        ? new SecretFile({
+            path: cfg.actorTokenFile,
+            what: `the actor token of endpoint ${endpoint}`,
+            parse: (t) => t,
+            pollIntervalMs: 5000,
+            logger: opts.logger,
+            onChange: () => this.cache.clear(),
+          })
         : undefined;
     this.denies = denies(endpoint);
-    this.noSubject = fixedDeny('upstream_token_refused', `Endpoint ${endpoint} exchanges the caller's OAuth token for the MCP server's, and this caller presented none.`);
+    this.noSubject = fixedDeny(
+      'upstream_token_refused',
+      `Endpoint ${endpoint} exchanges the caller's OAuth token for the MCP server's, and this caller presented none.`,
+    );
     const base: [string, string][] = [];
     if (cfg.mode === 'tokenExchange') {
       base.push(['grant_type', TOKEN_EXCHANGE], ['requested_token_type', cfg.requestedTokenType]);
@@ -162,8 +189,15 @@ class TokenPlan implements Plan {
     const p = ctx.principal;
     const known = this.withIdentityOf.get(p);
     if (known?.base === grant) return known.grant;
-    const identity: HeaderToSet = { name: (this.cfg as ClientCredentialsConfig).identityHeader, value: p.id, append: false };
-    const made = Object.freeze({ kind: 'grant', headers: Object.freeze([grant.headers[0]!, identity]) }) as UpstreamGrant;
+    const identity: HeaderToSet = {
+      name: (this.cfg as ClientCredentialsConfig).identityHeader,
+      value: p.id,
+      append: false,
+    };
+    const made = Object.freeze({
+      kind: 'grant',
+      headers: Object.freeze([grant.headers[0]!, identity]),
+    }) as UpstreamGrant;
     this.withIdentityOf.set(p, { base: grant, grant: made });
     return made;
   }
@@ -178,23 +212,38 @@ class TokenPlan implements Plan {
       }
       if (this.actor !== undefined) {
         const actorToken = this.actor.current;
-        if (actorToken === undefined) throw new UpstreamTokenError('upstream_secret_unavailable', `the actor token file is not loaded`);
+        if (actorToken === undefined)
+          throw new UpstreamTokenError('upstream_secret_unavailable', `the actor token file is not loaded`);
         form.set('actor_token', actorToken);
         form.set('actor_token_type', (this.cfg as TokenExchangeConfig).actorTokenType);
       }
       const headers: Record<string, string> = {};
       await this.client.apply(form, headers);
-      const issued = await requestToken({ url: this.cfg.tokenEndpoint, form, headers, timeoutMs: this.cfg.timeoutMs }, this.fetchImpl, this.now);
+      const issued = await requestToken(
+        { url: this.cfg.tokenEndpoint, form, headers, timeoutMs: this.cfg.timeoutMs },
+        this.fetchImpl,
+        this.now,
+      );
       const now = this.now();
-      if (issued.expiresAtMs !== undefined && issued.expiresAtMs <= now) throw new UpstreamTokenError('upstream_token_invalid', 'the token has already expired');
-      const useUntilMs = issued.expiresAtMs !== undefined ? issued.expiresAtMs - this.cfg.expirySkewSeconds * 1000 : now + NO_EXPIRY_KEEP_MS;
+      if (issued.expiresAtMs !== undefined && issued.expiresAtMs <= now)
+        throw new UpstreamTokenError('upstream_token_invalid', 'the token has already expired');
+      const useUntilMs =
+        issued.expiresAtMs !== undefined
+          ? issued.expiresAtMs - this.cfg.expirySkewSeconds * 1000
+          : now + NO_EXPIRY_KEEP_MS;
       this.opts.events.upstreamTokenRequest?.(this.endpoint, mode, 'ok');
-      const grant: UpstreamGrant = Object.freeze({ kind: 'grant', headers: Object.freeze([{ name: 'authorization', value: `Bearer ${issued.accessToken}`, append: false }]) }) as UpstreamGrant;
+      const grant: UpstreamGrant = Object.freeze({
+        kind: 'grant',
+        headers: Object.freeze([{ name: 'authorization', value: `Bearer ${issued.accessToken}`, append: false }]),
+      }) as UpstreamGrant;
       return { value: grant, useUntilMs };
     } catch (err) {
       const code: UpstreamTokenCode = err instanceof UpstreamTokenError ? err.code : 'upstream_token_unavailable';
       this.opts.events.upstreamTokenRequest?.(this.endpoint, mode, code);
-      this.opts.logger.warn({ endpoint: this.endpoint, mode, code, err: err instanceof Error ? err.message : String(err) }, 'upstream credentials: no token from the token endpoint; the request is denied');
+      this.opts.logger.warn(
+        { endpoint: this.endpoint, mode, code, err: err instanceof Error ? err.message : String(err) },
+        'upstream credentials: no token from the token endpoint; the request is denied',
+      );
       throw err instanceof UpstreamTokenError ? err : new UpstreamTokenError(code, String(err));
     }
   }
@@ -218,8 +267,12 @@ class StaticPlan implements Plan {
       parse: (text) => {
         const value = cfg.prefix + text;
         // The value goes into a header: a line break or control character would split it.
-        if (!/^[\x20-\x7e\x80-\xff]*$/.test(value) || /[\r\n]/.test(value)) throw new Error('the value has control characters or line breaks');
-        return Object.freeze({ kind: 'grant', headers: Object.freeze([{ name: cfg.header, value, append: false }]) }) as UpstreamGrant;
+        if (!/^[\x20-\x7e\x80-\xff]*$/.test(value) || /[\r\n]/.test(value))
+          throw new Error('the value has control characters or line breaks');
+        return Object.freeze({
+          kind: 'grant',
+          headers: Object.freeze([{ name: cfg.header, value, append: false }]),
+        }) as UpstreamGrant;
       },
     });
   }

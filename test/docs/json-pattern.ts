@@ -14,7 +14,12 @@ export type Pattern =
   | { t: 'lit'; value: boolean | null }
   | { t: 'any' };
 
-type Token = { k: 'punct'; v: string } | { k: 'str'; v: string } | { k: 'num'; v: number } | { k: 'word'; v: string } | { k: 'more' };
+type Token =
+  | { k: 'punct'; v: string }
+  | { k: 'str'; v: string }
+  | { k: 'num'; v: number }
+  | { k: 'word'; v: string }
+  | { k: 'more' };
 
 function tokenize(text: string): Token[] {
   const out: Token[] = [];
@@ -43,7 +48,8 @@ function tokenize(text: string): Token[] {
       out.push({ k: 'str', v: JSON.parse(text.slice(i, j + 1)) as string });
       i = j + 1;
     } else {
-      const m = /^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.])/.exec(text.slice(i)) ?? /^[A-Za-z_][\w-]*/.exec(text.slice(i));
+      const m =
+        /^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.])/.exec(text.slice(i)) ?? /^[A-Za-z_][\w-]*/.exec(text.slice(i));
       if (!m) throw new Error(`unexpected ${JSON.stringify(text.slice(i, i + 12))}`);
       out.push(/^-?\d/.test(m[0]) ? { k: 'num', v: Number(m[0]) } : { k: 'word', v: m[0] });
       i += m[0].length;
@@ -71,7 +77,12 @@ export function parsePattern(text: string): Pattern {
     if (t.k === 'more') return { t: 'any' };
     if (t.k === 'str') return { t: 'str', value: t.v };
     if (t.k === 'num') return { t: 'num', value: t.v };
-    if (t.k === 'word') return t.v === 'true' || t.v === 'false' ? { t: 'lit', value: t.v === 'true' } : t.v === 'null' ? { t: 'lit', value: null } : { t: 'any' };
+    if (t.k === 'word')
+      return t.v === 'true' || t.v === 'false'
+        ? { t: 'lit', value: t.v === 'true' }
+        : t.v === 'null'
+          ? { t: 'lit', value: null }
+          : { t: 'any' };
     if (t.v === '{') {
       const entries: [string, Pattern][] = [];
       let open = false;
@@ -82,7 +93,8 @@ export function parsePattern(text: string): Pattern {
           if (!punct(':')) throw new Error(`":" expected after "${k.v}"`);
           entries.push([k.v, value()]);
         } else throw new Error(`a member name expected, got ${JSON.stringify(k)}`);
-        if (!punct(',') && !(peek()?.k === 'punct' && (peek() as { v: string }).v === '}')) throw new Error('"," or "}" expected');
+        if (!punct(',') && !(peek()?.k === 'punct' && (peek() as { v: string }).v === '}'))
+          throw new Error('"," or "}" expected');
       }
       // `{…}` alone: any object.
       return { t: 'obj', entries, open };
@@ -95,7 +107,8 @@ export function parsePattern(text: string): Pattern {
           p++;
           open = true;
         } else items.push(value());
-        if (!punct(',') && !(peek()?.k === 'punct' && (peek() as { v: string }).v === ']')) throw new Error('"," or "]" expected');
+        if (!punct(',') && !(peek()?.k === 'punct' && (peek() as { v: string }).v === ']'))
+          throw new Error('"," or "]" expected');
       }
       return { t: 'arr', items, open };
     }
@@ -109,7 +122,12 @@ export function parsePattern(text: string): Pattern {
 const typeOf = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
 
 /** Where `actual` differs from the pattern: one line per difference, with its JSON path. */
-export function matchPattern(pattern: Pattern, actual: unknown, opts: { typesOnly?: boolean } = {}, path = '$'): string[] {
+export function matchPattern(
+  pattern: Pattern,
+  actual: unknown,
+  opts: { typesOnly?: boolean } = {},
+  path = '$',
+): string[] {
   const show = (v: unknown) => {
     const s = JSON.stringify(v);
     return s === undefined ? 'nothing' : s.length > 120 ? `${s.slice(0, 117)}…` : s;
@@ -127,7 +145,9 @@ export function matchPattern(pattern: Pattern, actual: unknown, opts: { typesOnl
       }
       if (!pattern.open) {
         const shown = new Set(pattern.entries.map(([k]) => k));
-        for (const k of Object.keys(a)) if (!shown.has(k)) out.push(`${path}.${k}: the service gives ${show(a[k])}, the doc does not show it (and has no "…" there)`);
+        for (const k of Object.keys(a))
+          if (!shown.has(k))
+            out.push(`${path}.${k}: the service gives ${show(a[k])}, the doc does not show it (and has no "…" there)`);
       }
       return out;
     }
@@ -135,8 +155,13 @@ export function matchPattern(pattern: Pattern, actual: unknown, opts: { typesOnl
       if (!Array.isArray(actual)) return [`${path}: the doc shows an array, the service gives ${show(actual)}`];
       const out: string[] = [];
       // With `types`, the doc's items are examples: how many the service gives does not matter.
-      if (!opts.typesOnly && (pattern.open ? actual.length < pattern.items.length : actual.length !== pattern.items.length)) {
-        out.push(`${path}: the doc shows ${pattern.items.length}${pattern.open ? ' or more' : ''} items, the service gives ${actual.length}: ${show(actual)}`);
+      if (
+        !opts.typesOnly &&
+        (pattern.open ? actual.length < pattern.items.length : actual.length !== pattern.items.length)
+      ) {
+        out.push(
+          `${path}: the doc shows ${pattern.items.length}${pattern.open ? ' or more' : ''} items, the service gives ${actual.length}: ${show(actual)}`,
+        );
       }
       pattern.items.forEach((sub, i) => {
         if (i < actual.length) out.push(...matchPattern(sub, actual[i], opts, `${path}[${i}]`));
@@ -149,11 +174,16 @@ export function matchPattern(pattern: Pattern, actual: unknown, opts: { typesOnl
       return [`${path}: the doc shows ${show(pattern.value)}, the service gives ${show(actual)}`];
     case 'num':
       if (typeof actual !== 'number') return [`${path}: the doc shows a number, the service gives ${show(actual)}`];
-      return opts.typesOnly || actual === pattern.value ? [] : [`${path}: the doc shows ${pattern.value}, the service gives ${actual}`];
+      return opts.typesOnly || actual === pattern.value
+        ? []
+        : [`${path}: the doc shows ${pattern.value}, the service gives ${actual}`];
     case 'lit':
-      if (pattern.value === null) return actual === null ? [] : [`${path}: the doc shows null, the service gives ${show(actual)}`];
+      if (pattern.value === null)
+        return actual === null ? [] : [`${path}: the doc shows null, the service gives ${show(actual)}`];
       if (typeof actual !== 'boolean') return [`${path}: the doc shows a boolean, the service gives ${show(actual)}`];
-      return opts.typesOnly || actual === pattern.value ? [] : [`${path}: the doc shows ${pattern.value}, the service gives ${actual}`];
+      return opts.typesOnly || actual === pattern.value
+        ? []
+        : [`${path}: the doc shows ${pattern.value}, the service gives ${actual}`];
   }
 }
 
@@ -192,7 +222,7 @@ export function parseAnswer(text: string): { status: number; body: Pattern; head
     else if (c === '{' || c === '[') depth++;
     else if ((c === '}' || c === ']') && --depth === 0) end = i + 1;
   }
-  if (end < 0) throw new Error('the answer\'s JSON body is not closed');
+  if (end < 0) throw new Error("the answer's JSON body is not closed");
   const headers = rest
     .slice(end)
     .split('\n')

@@ -53,7 +53,8 @@ export function extractBlocks(file: string, markdown: string): { blocks: Block[]
       for (; j < lines.length && !closing.test(lines[j]!); j++) body.push(dedent(lines[j]!, indent));
       if (j >= lines.length) problems.push({ file, line: i + 1, message: 'a fenced block that is never closed' });
       const markers = pending.filter((c) => MARKER.test(c.text));
-      if (markers.length > 1) problems.push({ file, line: markers[1]!.line, message: `two test markers for the block at line ${i + 1}` });
+      if (markers.length > 1)
+        problems.push({ file, line: markers[1]!.line, message: `two test markers for the block at line ${i + 1}` });
       const m = markers[0];
       blocks.push({
         file,
@@ -91,7 +92,13 @@ export function extractBlocks(file: string, markdown: string): { blocks: Block[]
 
 function flushStray(pending: { line: number; text: string }[], file: string, problems: Problem[]): void {
   for (const c of pending) {
-    if (MARKER.test(c.text)) problems.push({ file, line: c.line, message: 'a test marker that is not directly above a fenced block (only blank lines and comments may sit between them)' });
+    if (MARKER.test(c.text))
+      problems.push({
+        file,
+        line: c.line,
+        message:
+          'a test marker that is not directly above a fenced block (only blank lines and comments may sit between them)',
+      });
   }
 }
 

@@ -54,7 +54,10 @@ export function parseMarker(marker: string): Parsed {
   const skip = SKIP.exec(text);
   if (skip) {
     const reason = skip[1]!.trim();
-    if (reason.split(' ').length < 3) return { error: `a skip needs its reason in words ("skip — needs a Kubernetes cluster"), got ${JSON.stringify(reason)}` };
+    if (reason.split(' ').length < 3)
+      return {
+        error: `a skip needs its reason in words ("skip — needs a Kubernetes cluster"), got ${JSON.stringify(reason)}`,
+      };
     return { check: { kind: 'skip', reason } };
   }
   if (/^skip\b/.test(text)) return { error: 'write a skip as "skip — the reason"' };
@@ -67,10 +70,15 @@ export function parseMarker(marker: string): Parsed {
     else rest.push(c);
   }
   const fromOk = (check: Check): Parsed => {
-    if (from !== undefined && !['config', 'envoy', 'istio mesh config', 'kubernetes', 'helm values'].includes(check.kind)) return { error: `"from" applies to YAML blocks, not to ${check.kind}` };
+    if (
+      from !== undefined &&
+      !['config', 'envoy', 'istio mesh config', 'kubernetes', 'helm values'].includes(check.kind)
+    )
+      return { error: `"from" applies to YAML blocks, not to ${check.kind}` };
     return { check: from !== undefined ? ({ ...check, from } as Check) : check };
   };
-  const none = (check: Check): Parsed => (rest.length ? { error: `${check.kind} takes no "${rest.join('; ')}"` } : fromOk(check));
+  const none = (check: Check): Parsed =>
+    rest.length ? { error: `${check.kind} takes no "${rest.join('; ')}"` } : fromOk(check);
   switch (head) {
     case 'run': {
       let serve = false;
@@ -115,7 +123,8 @@ export function parseMarker(marker: string): Parsed {
   const shape = /^shape ([a-z0-9_-]+)$/.exec(head);
   if (shape) {
     const typesOnly = rest.includes('types');
-    if (rest.some((c) => c !== 'types')) return { error: 'shape takes "types" (compare keys and types, not values) only' };
+    if (rest.some((c) => c !== 'types'))
+      return { error: 'shape takes "types" (compare keys and types, not values) only' };
     return { check: { kind: 'shape', scenario: shape[1]!, typesOnly } };
   }
   return { error: `unknown marker "${head}": see test/docs/markers.ts for the kinds` };

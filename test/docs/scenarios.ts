@@ -46,14 +46,22 @@ function exampleConfig(example: string, change: (c: Record<string, any>) => void
   return loadConfigFile(join(dir, 'config.yaml'), {});
 }
 
-const rpc = (method: string, params?: unknown, id: number | string = 1) => JSON.stringify({ jsonrpc: '2.0', id, method, ...(params !== undefined ? { params } : {}) });
+const rpc = (method: string, params?: unknown, id: number | string = 1) =>
+  JSON.stringify({ jsonrpc: '2.0', id, method, ...(params !== undefined ? { params } : {}) });
 
 /** Several requests through one runtime (limits count across them); the last one's answer. */
 async function answers(loaded: LoadedConfig, samples: SampleRequest[]): Promise<Answer[]> {
-  const rt: Runtime = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false, tracing: false });
+  const rt: Runtime = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), {
+    watch: false,
+    sharedLimits: false,
+    tracing: false,
+  });
   try {
     const out: Answer[] = [];
-    for (const s of samples) out.push(wireAnswer(toCheckResponse((await runCheck(rt, toRequest, sampleToWire(s))).outcome) as Record<string, any>));
+    for (const s of samples)
+      out.push(
+        wireAnswer(toCheckResponse((await runCheck(rt, toRequest, sampleToWire(s))).outcome) as Record<string, any>),
+      );
     return out;
   } finally {
     await rt.close();
@@ -63,7 +71,12 @@ async function answers(loaded: LoadedConfig, samples: SampleRequest[]): Promise<
 /** The CheckResponse as Envoy reads it: the denied response's status, headers and body. */
 function wireAnswer(cr: Record<string, any>): Answer {
   const denied = cr.denied_response;
-  if (!denied) return { status: 200, headers: Object.fromEntries((cr.ok_response?.headers ?? []).map((h: any) => [h.header.key, h.header.value])), body: undefined };
+  if (!denied)
+    return {
+      status: 200,
+      headers: Object.fromEntries((cr.ok_response?.headers ?? []).map((h: any) => [h.header.key, h.header.value])),
+      body: undefined,
+    };
   const body = denied.body as string | undefined;
   let parsed: unknown = body;
   try {
@@ -71,21 +84,42 @@ function wireAnswer(cr: Record<string, any>): Answer {
   } catch {
     /* not JSON: the text */
   }
-  return { status: Number(denied.status.code), headers: Object.fromEntries((denied.headers ?? []).map((h: any) => [h.header.key.toLowerCase(), h.header.value])), body: parsed };
+  return {
+    status: Number(denied.status.code),
+    headers: Object.fromEntries((denied.headers ?? []).map((h: any) => [h.header.key.toLowerCase(), h.header.value])),
+    body: parsed,
+  };
 }
 
-const post = (path: string, headers: [string, string][], body?: string): SampleRequest => ({ method: 'POST', path, headers: [['content-type', 'application/json'], ...headers], ...(body !== undefined ? { body } : {}) });
+const post = (path: string, headers: [string, string][], body?: string): SampleRequest => ({
+  method: 'POST',
+  path,
+  headers: [['content-type', 'application/json'], ...headers],
+  ...(body !== undefined ? { body } : {}),
+});
 
 export const SCENARIOS: Record<string, () => Promise<ScenarioResult>> = {
   /** docs/origins.md: a browser page from an origin the endpoint does not list. */
   async origin_not_allowed() {
-    const [a] = await answers(exampleConfig(QUICKSTART), [post('/mcp/public', [['x-api-key', DEMO_PUBLIC], ['origin', 'https://evil.example']], rpc('tools/list'))]);
+    const [a] = await answers(exampleConfig(QUICKSTART), [
+      post(
+        '/mcp/public',
+        [
+          ['x-api-key', DEMO_PUBLIC],
+          ['origin', 'https://evil.example'],
+        ],
+        rpc('tools/list'),
+      ),
+    ]);
     return { answer: a! };
   },
 
   /** docs/rate-limits.md: the failed-authentication lockout (maxAttempts lowered to 2, a window no pause of the machine outlasts). */
   async too_many_requests() {
-    const loaded = exampleConfig(QUICKSTART, (c) => (c.rateLimit = { failedAuth: { maxAttempts: 2, windowSeconds: 3600 } }));
+    const loaded = exampleConfig(
+      QUICKSTART,
+      (c) => (c.rateLimit = { failedAuth: { maxAttempts: 2, windowSeconds: 3600 } }),
+    );
     const bad = post('/mcp/public', [['x-api-key', 'mcp_not_a_key']], rpc('tools/list'));
     const all = await answers(loaded, [bad, bad, bad]);
     return { answer: all[2]! };
@@ -93,40 +127,84 @@ export const SCENARIOS: Record<string, () => Promise<ScenarioResult>> = {
 
   /** docs/quotas.md: a per-tool quota spent (burst 1, a rate that does not refill during the test). */
   async quota_exceeded() {
-    const loaded = exampleConfig(QUICKSTART, (c) => (c.rateLimit = { perTool: [{ name: 'deletes', match: 'tools:delete_*', rps: 0.001, burst: 1 }] }));
-    const del = post('/mcp/public', [['x-api-key', DEMO_PUBLIC]], rpc('tools/call', { name: 'delete_file', arguments: {} }));
+    const loaded = exampleConfig(
+      QUICKSTART,
+      (c) => (c.rateLimit = { perTool: [{ name: 'deletes', match: 'tools:delete_*', rps: 0.001, burst: 1 }] }),
+    );
+    const del = post(
+      '/mcp/public',
+      [['x-api-key', DEMO_PUBLIC]],
+      rpc('tools/call', { name: 'delete_file', arguments: {} }),
+    );
     const all = await answers(loaded, [del, del]);
     return { answer: all[1]! };
   },
 
   /** docs/errors.md: a list response that cannot be filtered, as `check --response` shows it. */
   async list_withheld() {
-    const out = (await explain(exampleConfig(QUICKSTART), post('/mcp/public', [['x-api-key', DEMO_PUBLIC]], rpc('tools/list')), {
-      response: { text: JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: 'not a list' } }), type: 'json' },
-    })) as { response: { body: string } };
+    const out = (await explain(
+      exampleConfig(QUICKSTART),
+      post('/mcp/public', [['x-api-key', DEMO_PUBLIC]], rpc('tools/list')),
+      {
+        response: { text: JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: 'not a list' } }), type: 'json' },
+      },
+    )) as { response: { body: string } };
     return { json: JSON.parse(out.response.body) };
   },
 
   /** docs/mcp-protocol.md: an Mcp-Name header that is not the body's tool name. */
   async mcp_header_mismatch() {
     const [a] = await answers(exampleConfig(QUICKSTART), [
-      post('/mcp/public', [['x-api-key', DEMO_PUBLIC], ['mcp-protocol-version', '2026-07-28'], ['mcp-method', 'tools/call'], ['mcp-name', 'resume']], rpc('tools/call', { name: 'résumé', arguments: {}, _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} } })),
+      post(
+        '/mcp/public',
+        [
+          ['x-api-key', DEMO_PUBLIC],
+          ['mcp-protocol-version', '2026-07-28'],
+          ['mcp-method', 'tools/call'],
+          ['mcp-name', 'resume'],
+        ],
+        rpc('tools/call', {
+          name: 'résumé',
+          arguments: {},
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+            'io.modelcontextprotocol/clientCapabilities': {},
+          },
+        }),
+      ),
     ]);
     return { json: a!.body };
   },
 
   /** docs/mcp-protocol.md: a protocol version the service does not read. */
   async unsupported_protocol_version() {
-    const [a] = await answers(exampleConfig(QUICKSTART), [post('/mcp/public', [['x-api-key', DEMO_PUBLIC], ['mcp-protocol-version', '2099-01-01']], rpc('tools/list', undefined, 11))]);
+    const [a] = await answers(exampleConfig(QUICKSTART), [
+      post(
+        '/mcp/public',
+        [
+          ['x-api-key', DEMO_PUBLIC],
+          ['mcp-protocol-version', '2099-01-01'],
+        ],
+        rpc('tools/list', undefined, 11),
+      ),
+    ]);
     return { json: a!.body };
   },
 
   /** docs/workload-identity.md: the principal of an mTLS workload, in the policy's input. */
   async workload_principal() {
     const loaded = exampleConfig(QUICKSTART, (c) => {
-      c.endpoints.push({ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, mtls: true }, workloads: { 'spiffe://cluster.local/ns/agents/sa/planner': ['tools:search'] } });
+      c.endpoints.push({
+        name: 'files',
+        match: { pathPrefix: '/mcp/files' },
+        auth: { apiKey: true, mtls: true },
+        workloads: { 'spiffe://cluster.local/ns/agents/sa/planner': ['tools:search'] },
+      });
     });
-    const out = (await explain(loaded, { ...post('/mcp/files', [], rpc('tools/call', { name: 'search', arguments: {} })), peerPrincipal: 'spiffe://cluster.local/ns/agents/sa/planner' })) as { policy: { input: { principal: unknown } } };
+    const out = (await explain(loaded, {
+      ...post('/mcp/files', [], rpc('tools/call', { name: 'search', arguments: {} })),
+      peerPrincipal: 'spiffe://cluster.local/ns/agents/sa/planner',
+    })) as { policy: { input: { principal: unknown } } };
     return { json: out.policy.input.principal };
   },
 
@@ -136,12 +214,30 @@ export const SCENARIOS: Record<string, () => Promise<ScenarioResult>> = {
     const loaded = exampleConfig(QUICKSTART, (c) => {
       c.publicBaseUrl = 'https://mcp.example.com';
       c.policy = { envoyInput: true };
-      c.endpoints.push({ name: 'files', match: { pathPrefix: '/mcp/files' }, owner: 'alice', auth: { apiKey: true, oauth: false, queryParamKeys: true }, resource: 'https://mcp.example.com/mcp/files', data: args.endpoints[0]!.data });
+      c.endpoints.push({
+        name: 'files',
+        match: { pathPrefix: '/mcp/files' },
+        owner: 'alice',
+        auth: { apiKey: true, oauth: false, queryParamKeys: true },
+        resource: 'https://mcp.example.com/mcp/files',
+        data: args.endpoints[0]!.data,
+      });
     });
-    const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false, tracing: false });
+    const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), {
+      watch: false,
+      sharedLimits: false,
+      tracing: false,
+    });
     try {
       const wire = sampleToWire({
-        ...post(`/mcp/files?q=1&api_key=${DEMO_ALICE}`, [['x-api-key', DEMO_ALICE], ['mcp-protocol-version', '2025-06-18']], rpc('tools/call', { name: 'http_get', arguments: { url: 'https://api.example.com/v1' } })),
+        ...post(
+          `/mcp/files?q=1&api_key=${DEMO_ALICE}`,
+          [
+            ['x-api-key', DEMO_ALICE],
+            ['mcp-protocol-version', '2025-06-18'],
+          ],
+          rpc('tools/call', { name: 'http_get', arguments: { url: 'https://api.example.com/v1' } }),
+        ),
         host: 'mcp.example.com',
         sourceAddress: '10.1.2.3',
       }) as any;
@@ -158,9 +254,17 @@ export const SCENARIOS: Record<string, () => Promise<ScenarioResult>> = {
   /** docs/ext_proc.md: the visibility rule's input for a tools/list response. */
   async visible_input() {
     const loaded = exampleConfig(QUICKSTART);
-    const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), { watch: false, sharedLimits: false, tracing: false });
+    const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), {
+      watch: false,
+      sharedLimits: false,
+      tracing: false,
+    });
     try {
-      const trace = await runCheck(rt, toRequest, sampleToWire(post('/mcp/alice', [['x-api-key', DEMO_ALICE]], rpc('tools/list'))));
+      const trace = await runCheck(
+        rt,
+        toRequest,
+        sampleToWire(post('/mcp/alice', [['x-api-key', DEMO_ALICE]], rpc('tools/list'))),
+      );
       // The bytes handed to the WASM visibility rule, taken on their way in.
       const engine = (rt.authorizer as any).opts.policy.current.engine;
       let seen: string | undefined;
@@ -169,7 +273,12 @@ export const SCENARIOS: Record<string, () => Promise<ScenarioResult>> = {
         seen = input;
         return original(input);
       };
-      explainResponse(rt, trace, JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'search' }, { name: 'delete_repo' }] } }), 'json');
+      explainResponse(
+        rt,
+        trace,
+        JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'search' }, { name: 'delete_repo' }] } }),
+        'json',
+      );
       if (seen === undefined) throw new Error('the visibility rule was not asked');
       return { json: JSON.parse(seen) };
     } finally {
@@ -188,8 +297,16 @@ export const SCENARIOS: Record<string, () => Promise<ScenarioResult>> = {
   async argument_denied_descriptions() {
     const loaded = exampleConfig(ARGUMENTS);
     const all = await answers(loaded, [
-      post('/mcp/tools', [['x-api-key', DEMO_AGENT]], rpc('tools/call', { name: 'http_get', arguments: { url: 'https://api.example.com@evil.example/' } })),
-      post('/mcp/tools', [['x-api-key', DEMO_AGENT]], rpc('tools/call', { name: 'read_multiple_files', arguments: { paths: ['/docs/a.md', '/etc/passwd'] } })),
+      post(
+        '/mcp/tools',
+        [['x-api-key', DEMO_AGENT]],
+        rpc('tools/call', { name: 'http_get', arguments: { url: 'https://api.example.com@evil.example/' } }),
+      ),
+      post(
+        '/mcp/tools',
+        [['x-api-key', DEMO_AGENT]],
+        rpc('tools/call', { name: 'read_multiple_files', arguments: { paths: ['/docs/a.md', '/etc/passwd'] } }),
+      ),
     ]);
     return { lines: all.map((a) => (a.body as { error_description: string }).error_description) };
   },

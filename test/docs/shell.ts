@@ -112,7 +112,8 @@ export function parseShell(text: string, firstLine: number): Command[] {
     const c = commentStart(lastLine);
     const trailing = c >= 0 ? ARROW.exec(lastLine.slice(c)) : null;
     const claims = trailing ? trailing[1]!.trim() : claimAbove;
-    if (trailing && claimAbove !== undefined) throw new Error(`line ${firstLine + start}: claims both above the command and after it`);
+    if (trailing && claimAbove !== undefined)
+      throw new Error(`line ${firstLine + start}: claims both above the command and after it`);
     commands.push({ line: firstLine + start, text: cmd, ...(claims !== undefined ? { claims } : {}) });
     claimAbove = undefined;
   }
@@ -124,7 +125,10 @@ export function parseShell(text: string, firstLine: number): Command[] {
  * Runs the commands in order in one bash, in `cwd`, each with its own output files.
  * The deadline guards against a hang; it is not a measure of speed.
  */
-export function runCommands(commands: Command[], opts: { cwd: string; env: NodeJS.ProcessEnv; outDir: string; deadlineMs: number }): Promise<CommandResult[]> {
+export function runCommands(
+  commands: Command[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; outDir: string; deadlineMs: number },
+): Promise<CommandResult[]> {
   mkdirSync(opts.outDir, { recursive: true });
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const script = commands
@@ -136,7 +140,12 @@ export function runCommands(commands: Command[], opts: { cwd: string; env: NodeJ
   const file = join(opts.outDir, 'block.sh');
   writeFileSync(file, `${script}\n`);
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['--noprofile', '--norc', file], { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn('bash', ['--noprofile', '--norc', file], {
+      cwd: opts.cwd,
+      env: opts.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.stdout.on('data', () => {});
@@ -157,10 +166,19 @@ export function runCommands(commands: Command[], opts: { cwd: string; env: NodeJ
         try {
           rc = readFileSync(`${o}.rc`, 'utf8').trim();
         } catch {
-          reject(new Error(`the block stopped before ${command.text.split('\n')[0]} (bash ${signal ?? code}${signal === 'SIGKILL' ? `, killed after ${opts.deadlineMs / 1000} s` : ''})${err ? `:\n${err}` : ''}`));
+          reject(
+            new Error(
+              `the block stopped before ${command.text.split('\n')[0]} (bash ${signal ?? code}${signal === 'SIGKILL' ? `, killed after ${opts.deadlineMs / 1000} s` : ''})${err ? `:\n${err}` : ''}`,
+            ),
+          );
           return;
         }
-        results.push({ command, code: Number(rc), stdout: readFileSync(`${o}.out`, 'utf8'), stderr: readFileSync(`${o}.err`, 'utf8') });
+        results.push({
+          command,
+          code: Number(rc),
+          stdout: readFileSync(`${o}.out`, 'utf8'),
+          stderr: readFileSync(`${o}.err`, 'utf8'),
+        });
       }
       resolve(results);
     });
@@ -200,7 +218,10 @@ export function parseClaims(text: string, codes: ReadonlySet<string>): Claim[] {
       else if ((m = /^"(.*)"$/.exec(word))) claims.push({ k: 'text', v: m[1]! });
       else if ((m = /^not "(.*)"$/.exec(word))) claims.push({ k: 'absent', v: m[1]! });
       else if (codes.has(word)) claims.push({ k: 'code', v: word });
-      else throw new Error(`"${word}" is not a claim: write allow/deny/answer, a status, a decision code, exit N or "quoted text" after the →; prose goes before it`);
+      else
+        throw new Error(
+          `"${word}" is not a claim: write allow/deny/answer, a status, a decision code, exit N or "quoted text" after the →; prose goes before it`,
+        );
     }
   }
   return claims;
@@ -233,7 +254,14 @@ export function observe(r: CommandResult): Observed {
     json = undefined;
   }
   if (json && typeof json === 'object' && !Array.isArray(json) && 'decision' in json) {
-    const o = json as { decision: string; status: number; reason?: string; authDetail?: string | null; authWhy?: string | null; headers?: { set?: { name: string; value: string }[] } };
+    const o = json as {
+      decision: string;
+      status: number;
+      reason?: string;
+      authDetail?: string | null;
+      authWhy?: string | null;
+      headers?: { set?: { name: string; value: string }[] };
+    };
     if (o.reason) codes.push(o.reason);
     if (o.authDetail) codes.push(o.authDetail);
     collectStrings(json, texts);
@@ -338,14 +366,18 @@ export function lineRegex(expected: string): RegExp {
 /** Differences between a transcript's expected output and what the command printed. */
 export function transcriptDiff(expected: string, actual: string): string[] {
   const want = expected.split('\n').map((l) => l.trimEnd());
-  const got = actual.replace(/\n+$/, '').split('\n').map((l) => l.trimEnd());
+  const got = actual
+    .replace(/\n+$/, '')
+    .split('\n')
+    .map((l) => l.trimEnd());
   const out: string[] = [];
   for (let i = 0; i < Math.max(want.length, got.length); i++) {
     const w = want[i];
     const g = got[i];
     if (w === undefined) out.push(`line ${i + 1}: printed ${JSON.stringify(g)}, not in the doc`);
     else if (g === undefined) out.push(`line ${i + 1}: the doc shows ${JSON.stringify(w)}, not printed`);
-    else if (!lineRegex(w).test(g)) out.push(`line ${i + 1}: the doc shows ${JSON.stringify(w)}, printed ${JSON.stringify(g)}`);
+    else if (!lineRegex(w).test(g))
+      out.push(`line ${i + 1}: the doc shows ${JSON.stringify(w)}, printed ${JSON.stringify(g)}`);
   }
   return out;
 }

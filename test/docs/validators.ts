@@ -19,14 +19,20 @@ export interface Ran {
 
 export function run(cmd: string, args: string[], opts: { cwd?: string; input?: string } = {}): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = execFile(cmd, args, { cwd: opts.cwd, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 }, (err, stdout, stderr) => {
-      if (err && typeof (err as { code?: unknown }).code !== 'number') {
-        if ((err as { code?: unknown }).code === 'ENOENT') reject(new Error(`${cmd} is not installed (npm test's pretest installs it: scripts/install-tools.sh)`));
-        else resolve({ code: 1, stdout, stderr: `${stderr}${(err as Error).message}` });
-        return;
-      }
-      resolve({ code: err ? Number((err as { code: number }).code) : 0, stdout, stderr });
-    });
+    const child = execFile(
+      cmd,
+      args,
+      { cwd: opts.cwd, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 },
+      (err, stdout, stderr) => {
+        if (err && typeof (err as { code?: unknown }).code !== 'number') {
+          if ((err as { code?: unknown }).code === 'ENOENT')
+            reject(new Error(`${cmd} is not installed (npm test's pretest installs it: scripts/install-tools.sh)`));
+          else resolve({ code: 1, stdout, stderr: `${stderr}${(err as Error).message}` });
+          return;
+        }
+        resolve({ code: err ? Number((err as { code: number }).code) : 0, stdout, stderr });
+      },
+    );
     if (opts.input !== undefined) child.stdin!.end(opts.input);
   });
 }
@@ -43,7 +49,10 @@ export function readYaml(text: string): unknown {
 
 export function checkConfig(text: string, alternatives: boolean): string[] {
   const configs = alternatives
-    ? text.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#')).map((l) => l)
+    ? text
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !l.trim().startsWith('#'))
+        .map((l) => l)
     : [text];
   const problems: string[] = [];
   for (const one of configs) {
@@ -58,7 +67,8 @@ export function checkConfig(text: string, alternatives: boolean): string[] {
       // Every key is optional: a fragment is a config on its own. No environment variable applies.
       validateConfig(raw, 'the block', tmp('config'), {});
     } catch (err) {
-      if (err instanceof ConfigError) problems.push(...err.problems.map((p) => (alternatives ? `${one.trim()}: ${p}` : p)));
+      if (err instanceof ConfigError)
+        problems.push(...err.problems.map((p) => (alternatives ? `${one.trim()}: ${p}` : p)));
       else throw err;
     }
   }
@@ -70,7 +80,10 @@ export function checkConfig(text: string, alternatives: boolean): string[] {
 
 export function envoyValidateBin(root: string): string {
   const bin = join(root, '.build', 'bin', 'envoy-validate');
-  if (!existsSync(bin)) throw new Error('envoy-validate is not built: run `scripts/install-tools.sh envoy-validate` (npm test does it in pretest)');
+  if (!existsSync(bin))
+    throw new Error(
+      'envoy-validate is not built: run `scripts/install-tools.sh envoy-validate` (npm test does it in pretest)',
+    );
   return bin;
 }
 
@@ -79,7 +92,9 @@ type Obj = Record<string, any>;
 /** examples/envoy/envoy.yaml, and its HttpConnectionManager's typed_config. */
 function baseBootstrap(root: string): { doc: Obj; hcm: Obj } {
   const doc = parseYaml(readFileSync(join(root, 'examples', 'envoy', 'envoy.yaml'), 'utf8')) as Obj;
-  const hcm = doc.static_resources.listeners[0].filter_chains[0].filters.find((f: Obj) => f.name === 'envoy.filters.network.http_connection_manager').typed_config;
+  const hcm = doc.static_resources.listeners[0].filter_chains[0].filters.find(
+    (f: Obj) => f.name === 'envoy.filters.network.http_connection_manager',
+  ).typed_config;
   return { doc, hcm };
 }
 
@@ -96,7 +111,8 @@ export async function checkEnvoy(root: string, text: string, shape: EnvoyShape):
     const base = baseBootstrap(root);
     doc = base.doc;
     if (shape === 'connection manager') {
-      if (!block || typeof block !== 'object' || Array.isArray(block)) return ['a connection manager fragment is a mapping of HttpConnectionManager fields'];
+      if (!block || typeof block !== 'object' || Array.isArray(block))
+        return ['a connection manager fragment is a mapping of HttpConnectionManager fields'];
       Object.assign(base.hcm, block);
     } else {
       const filters = Array.isArray(block) ? block : [block];
@@ -118,7 +134,10 @@ export async function checkMeshConfig(root: string, text: string): Promise<strin
     return [`not valid YAML: ${(err as Error).message}`];
   }
   // `meshConfig:` as in istiod's Helm values or an IstioOperator's spec: read as an IstioOperator.
-  const doc = block && Object.keys(block).length === 1 && 'meshConfig' in block ? { apiVersion: 'install.istio.io/v1alpha1', kind: 'IstioOperator', spec: block } : block;
+  const doc =
+    block && Object.keys(block).length === 1 && 'meshConfig' in block
+      ? { apiVersion: 'install.istio.io/v1alpha1', kind: 'IstioOperator', spec: block }
+      : block;
   const file = join(tmp('mesh'), 'mesh.yaml');
   writeFileSync(file, stringify(doc));
   const r = await run(envoyValidateBin(root), ['istio-mesh', file]);
@@ -128,7 +147,11 @@ export async function checkMeshConfig(root: string, text: string): Promise<strin
 // ---------------------------------------------------------------------------------------
 // Kubernetes objects and Helm values
 
-export async function checkKubernetes(root: string, text: string, validateObject: (o: any) => Promise<void>): Promise<string[]> {
+export async function checkKubernetes(
+  root: string,
+  text: string,
+  validateObject: (o: any) => Promise<void>,
+): Promise<string[]> {
   const problems: string[] = [];
   const docs = parseAllDocuments(text);
   for (const d of docs) {
@@ -146,14 +169,23 @@ export async function checkKubernetes(root: string, text: string, validateObject
     // An EnvoyFilter that inserts an HTTP filter: the filter is read by Envoy's types too.
     if (obj.kind === 'EnvoyFilter') {
       for (const p of obj.spec?.configPatches ?? []) {
-        if (p.applyTo === 'HTTP_FILTER' && p.patch?.value) problems.push(...(await checkEnvoy(root, stringify([p.patch.value]), 'http filter')).map((x) => `configPatches HTTP_FILTER value: ${x}`));
+        if (p.applyTo === 'HTTP_FILTER' && p.patch?.value)
+          problems.push(
+            ...(await checkEnvoy(root, stringify([p.patch.value]), 'http filter')).map(
+              (x) => `configPatches HTTP_FILTER value: ${x}`,
+            ),
+          );
       }
     }
   }
   return problems;
 }
 
-export async function checkHelmValues(text: string, render: (valuesFile: string) => Promise<any[]>, validateObject: (o: any) => Promise<void>): Promise<string[]> {
+export async function checkHelmValues(
+  text: string,
+  render: (valuesFile: string) => Promise<any[]>,
+  validateObject: (o: any) => Promise<void>,
+): Promise<string[]> {
   try {
     readYaml(text);
   } catch (err) {
@@ -216,7 +248,9 @@ export function checkFrom(root: string, text: string, from: string): string[] {
   const whole = parseAllDocuments(readFileSync(path, 'utf8')).map((d) => d.toJS());
   const part = parseAllDocuments(text).map((d) => d.toJS());
   const missing = part.filter((p) => !whole.some((w) => containsTree(w, p)));
-  return missing.length ? [`the block is not a part of ${from} as it stands (the two differ: update the one that is wrong)`] : [];
+  return missing.length
+    ? [`the block is not a part of ${from} as it stands (the two differ: update the one that is wrong)`]
+    : [];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -241,9 +275,14 @@ export function promqlExpressions(text: string, firstLine: number): { line: numb
   return out;
 }
 
-export async function checkPromql(root: string, exprs: { line: number; expr: string }[], labelsOf: Map<string, Set<string>>): Promise<string[]> {
+export async function checkPromql(
+  root: string,
+  exprs: { line: number; expr: string }[],
+  labelsOf: Map<string, Set<string>>,
+): Promise<string[]> {
   const promtool = join(root, '.tools', 'bin', 'promtool');
-  if (!existsSync(promtool)) throw new Error('promtool is not installed: run `scripts/install-tools.sh promtool` (npm test does it in pretest)');
+  if (!existsSync(promtool))
+    throw new Error('promtool is not installed: run `scripts/install-tools.sh promtool` (npm test does it in pretest)');
   const dir = tmp('promql');
   const problems: string[] = [];
   // One rule file per expression, so an error names its expression.
@@ -251,13 +290,61 @@ export async function checkPromql(root: string, exprs: { line: number; expr: str
     const file = join(dir, `e${i}.yaml`);
     writeFileSync(file, stringify({ groups: [{ name: 'docs', rules: [{ record: `docs:expr_${i}`, expr }] }] }));
     const r = await run(promtool, ['check', 'rules', file]);
-    if (r.code !== 0) problems.push(`line ${line}: promtool: ${(r.stderr || r.stdout).trim().split('\n').filter((l) => !l.startsWith('Checking')).join(' ')}`);
+    if (r.code !== 0)
+      problems.push(
+        `line ${line}: promtool: ${(r.stderr || r.stdout)
+          .trim()
+          .split('\n')
+          .filter((l) => !l.startsWith('Checking'))
+          .join(' ')}`,
+      );
     problems.push(...metricProblems(expr, labelsOf).map((p) => `line ${line}: ${p}`));
   }
   return problems;
 }
 
-const FUNCTIONS = new Set(['sum', 'rate', 'irate', 'increase', 'histogram_quantile', 'topk', 'bottomk', 'count', 'min', 'max', 'avg', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'offset', 'bool', 'absent', 'delta', 'deriv', 'clamp_min', 'clamp_max', 'abs', 'time', 'vector', 'scalar', 'label_replace', 'count_over_time', 'avg_over_time', 'max_over_time', 'min_over_time', 'sum_over_time', 'quantile', 'stddev', 'le']);
+const FUNCTIONS = new Set([
+  'sum',
+  'rate',
+  'irate',
+  'increase',
+  'histogram_quantile',
+  'topk',
+  'bottomk',
+  'count',
+  'min',
+  'max',
+  'avg',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'and',
+  'or',
+  'unless',
+  'offset',
+  'bool',
+  'absent',
+  'delta',
+  'deriv',
+  'clamp_min',
+  'clamp_max',
+  'abs',
+  'time',
+  'vector',
+  'scalar',
+  'label_replace',
+  'count_over_time',
+  'avg_over_time',
+  'max_over_time',
+  'min_over_time',
+  'sum_over_time',
+  'quantile',
+  'stddev',
+  'le',
+]);
 
 /** Every metric the expression reads exists in the service, with the labels it matches on. */
 export function metricProblems(expr: string, labelsOf: Map<string, Set<string>>): string[] {
@@ -280,8 +367,12 @@ export function metricProblems(expr: string, labelsOf: Map<string, Set<string>>)
     }
   }
   for (const m of noStrings.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)) {
-    for (const label of m[1]!.split(',').map((s) => s.trim()).filter(Boolean)) {
-      if (!metrics.some((name) => labelsOf.get(name)!.has(label))) problems.push(`by (${label}): no metric of the expression has the label ${label}`);
+    for (const label of m[1]!
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
+      if (!metrics.some((name) => labelsOf.get(name)!.has(label)))
+        problems.push(`by (${label}): no metric of the expression has the label ${label}`);
     }
   }
   return problems;
@@ -326,8 +417,11 @@ export async function checkUsage(text: string, help: (args: string[]) => Promise
   }
   for (const [command, lines] of shown) {
     const usages = usagesOf(await help([...command.split(' '), '--help']));
-    for (const line of lines) if (!usages.includes(line)) problems.push(`the doc: ${line}\n   --help: ${usages.join('\n           ')}`);
-    for (const usage of usages) if (!lines.includes(usage) && !problems.some((p) => p.includes(usage))) problems.push(`the doc does not show: ${usage}`);
+    for (const line of lines)
+      if (!usages.includes(line)) problems.push(`the doc: ${line}\n   --help: ${usages.join('\n           ')}`);
+    for (const usage of usages)
+      if (!lines.includes(usage) && !problems.some((p) => p.includes(usage)))
+        problems.push(`the doc does not show: ${usage}`);
   }
   return problems;
 }
@@ -353,7 +447,9 @@ export function usagesOf(help: string): string[] {
 export function checkPaths(root: string, text: string): string[] {
   const problems: string[] = [];
   const seen = new Set<string>();
-  for (const m of text.matchAll(/(?<![\w./-])((?:src|test|docs|examples|helm|policies|scripts|bench|proto)\/[\w./-]*[\w/])/g)) {
+  for (const m of text.matchAll(
+    /(?<![\w./-])((?:src|test|docs|examples|helm|policies|scripts|bench|proto)\/[\w./-]*[\w/])/g,
+  )) {
     const p = m[1]!;
     if (seen.has(p)) continue;
     seen.add(p);
@@ -372,12 +468,21 @@ export function checkExcerpt(root: string, text: string, files: string[]): strin
   const sources: string[] = [];
   for (const f of files) {
     if (!existsSync(join(root, f))) problems.push(`${f}: no such file`);
-    else sources.push(...readFileSync(join(root, f), 'utf8').split('\n').map((l) => l.trim()));
+    else
+      sources.push(
+        ...readFileSync(join(root, f), 'utf8')
+          .split('\n')
+          .map((l) => l.trim()),
+      );
   }
   for (const raw of text.split('\n')) {
-    const line = raw.replace(/\s*\/\/.*$/, '').trim().replace(/;$/, '');
+    const line = raw
+      .replace(/\s*\/\/.*$/, '')
+      .trim()
+      .replace(/;$/, '');
     if (!line) continue;
-    if (!sources.some((s) => s.includes(line))) problems.push(`${JSON.stringify(line)} is in none of ${files.join(', ')}`);
+    if (!sources.some((s) => s.includes(line)))
+      problems.push(`${JSON.stringify(line)} is in none of ${files.join(', ')}`);
   }
   return problems;
 }
@@ -385,7 +490,10 @@ export function checkExcerpt(root: string, text: string, files: string[]): strin
 // ---------------------------------------------------------------------------------------
 // TypeScript
 
-export async function checkTypescript(root: string, snippets: { name: string; imports: string[]; text: string }[]): Promise<Map<string, string[]>> {
+export async function checkTypescript(
+  root: string,
+  snippets: { name: string; imports: string[]; text: string }[],
+): Promise<Map<string, string[]>> {
   // Inside the checkout, so the snippets' imports resolve to its node_modules; one folder per run.
   mkdirSync(join(root, 'node_modules', '.cache'), { recursive: true });
   const dir = mkdtempSync(join(root, 'node_modules', '.cache', 'mcp-authz-docs-ts-'));
@@ -396,13 +504,28 @@ export async function checkTypescript(root: string, snippets: { name: string; im
     writeFileSync(file, `${s.imports.join(';\n')};\n${s.text}\nexport {};\n`);
     files.push(file);
   }
-  writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] },
-    files: files.map((f) => f.slice(dir.length + 1)),
-  }));
+  writeFileSync(
+    join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        strict: true,
+        noEmit: true,
+        skipLibCheck: true,
+        types: ['node'],
+      },
+      files: files.map((f) => f.slice(dir.length + 1)),
+    }),
+  );
   let r: Ran;
   try {
-    r = await run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json')], { cwd: dir });
+    r = await run(
+      process.execPath,
+      [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json')],
+      { cwd: dir },
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -410,7 +533,12 @@ export async function checkTypescript(root: string, snippets: { name: string; im
   if (r.code !== 0) {
     for (const line of r.stdout.split('\n')) {
       const m = /^([\w.-]+)\.ts\((\d+),\d+\): (.*)$/.exec(line.trim());
-      if (m && byFile.has(m[1]!)) byFile.get(m[1]!)!.push(`line ${Number(m[2]) - 1 - (snippets.find((s) => s.name === m[1])!.imports.length - 1)} of the block: ${m[3]}`);
+      if (m && byFile.has(m[1]!))
+        byFile
+          .get(m[1]!)!
+          .push(
+            `line ${Number(m[2]) - 1 - (snippets.find((s) => s.name === m[1])!.imports.length - 1)} of the block: ${m[3]}`,
+          );
       else if (line.trim()) for (const list of byFile.values()) list.push(line.trim());
     }
   }

@@ -9,7 +9,22 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync,
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
-const LINKED = ['bin', 'dist', 'src', 'policies', 'proto', 'scripts', 'helm', 'bench', 'test', 'docs', 'tsconfig.json', 'README.md', '.tools', '.build'];
+const LINKED = [
+  'bin',
+  'dist',
+  'src',
+  'policies',
+  'proto',
+  'scripts',
+  'helm',
+  'bench',
+  'test',
+  'docs',
+  'tsconfig.json',
+  'README.md',
+  '.tools',
+  '.build',
+];
 
 export function makeWorkdir(root: string, files: Record<string, string> = {}): { dir: string; env: NodeJS.ProcessEnv } {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-docs-'));

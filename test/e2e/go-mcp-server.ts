@@ -11,7 +11,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export function goMcpServerPath(): string {
   const bin = join(root, '.build', 'bin', 'go-mcp-server');
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: run scripts/install-tools.sh go-mcp-server (npm test does it in pretest)`);
+  if (!existsSync(bin))
+    throw new Error(`${bin} is missing: run scripts/install-tools.sh go-mcp-server (npm test does it in pretest)`);
   return bin;
 }
 
@@ -72,7 +73,9 @@ export class GoJsonReader {
 
   constructor() {
     this.proc = spawn(goMcpServerPath(), ['decode'], { stdio: ['pipe', 'pipe', 'inherit'] });
-    createInterface({ input: this.proc.stdout! }).on('line', (line) => this.waiting.shift()?.(JSON.parse(line) as GoReading));
+    createInterface({ input: this.proc.stdout! }).on('line', (line) =>
+      this.waiting.shift()?.(JSON.parse(line) as GoReading),
+    );
   }
 
   read(body: Uint8Array): Promise<GoReading> {

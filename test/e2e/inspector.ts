@@ -22,9 +22,17 @@ export function inspectorCli(args: string[], env: Record<string, string> = {}): 
     execFile(
       process.execPath,
       [BIN, '--cli', ...args],
-      { timeout: 90_000, env: { PATH: process.env.PATH ?? '', HOME: home, MCP_INSPECTOR_SECRET_STORE: 'memory', ...env } },
+      {
+        timeout: 90_000,
+        env: { PATH: process.env.PATH ?? '', HOME: home, MCP_INSPECTOR_SECRET_STORE: 'memory', ...env },
+      },
       (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : undefined;
+        const code =
+          err === null
+            ? 0
+            : typeof (err as { code?: unknown }).code === 'number'
+              ? (err as { code: number }).code
+              : undefined;
         if (code === undefined) reject(new Error(`the Inspector did not run: ${(err as Error).message}\n${stderr}`));
         else resolve({ code, stdout, stderr });
       },
@@ -34,7 +42,11 @@ export function inspectorCli(args: string[], env: Record<string, string> = {}): 
 
 /** The last JSON line of the Inspector's stderr (its error report), parsed. */
 export function inspectorError(run: InspectorRun): { error: { code: string; message: string; status?: number } } {
-  const line = run.stderr.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  const line = run.stderr
+    .trim()
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('{'));
   if (line === undefined) throw new Error(`no JSON error on stderr:\n${run.stderr}`);
   return JSON.parse(line);
 }

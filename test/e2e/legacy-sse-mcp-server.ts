@@ -34,10 +34,14 @@ export async function startLegacySseMcpServer(): Promise<LegacySseMcpServer> {
   const build = () => {
     const server = new McpServer({ name: 'e2e-legacy-sse', version: '1.0.0' });
     for (const name of LEGACY_TOOLS) {
-      server.registerTool(name, { description: `The ${name} tool`, inputSchema: { arg: z.string().optional() } }, async () => {
-        state.toolsRun.push(name);
-        return { content: [{ type: 'text', text: `${name} ran` }] };
-      });
+      server.registerTool(
+        name,
+        { description: `The ${name} tool`, inputSchema: { arg: z.string().optional() } },
+        async () => {
+          state.toolsRun.push(name);
+          return { content: [{ type: 'text', text: `${name} ran` }] };
+        },
+      );
     }
     return server;
   };

@@ -37,7 +37,12 @@ export function recordingFetch(): RecordingFetch {
       return res;
     }
     const text = await res.text();
-    const copy = () => new Response(NULL_BODY.has(res.status) ? null : text, { status: res.status, statusText: res.statusText, headers: res.headers });
+    const copy = () =>
+      new Response(NULL_BODY.has(res.status) ? null : text, {
+        status: res.status,
+        statusText: res.statusText,
+        headers: res.headers,
+      });
     entry.text = text;
     entry.response = copy();
     seen.push(entry);
@@ -54,7 +59,10 @@ export interface McpSession {
 }
 
 /** A client for `url`, not yet connected; `connect()` sends initialize. */
-export function mcpClient(url: URL, opts: { headers?: Record<string, string>; authProvider?: OAuthClientProvider } = {}): McpSession & { connect(): Promise<void> } {
+export function mcpClient(
+  url: URL,
+  opts: { headers?: Record<string, string>; authProvider?: OAuthClientProvider } = {},
+): McpSession & { connect(): Promise<void> } {
   const http = recordingFetch();
   const transport = new StreamableHTTPClientTransport(url, {
     requestInit: { headers: opts.headers ?? {} },
@@ -72,7 +80,10 @@ export function mcpClient(url: URL, opts: { headers?: Record<string, string>; au
 }
 
 /** A connected client; throws what the SDK throws when initialize fails. */
-export async function connectedClient(url: URL, opts: { headers?: Record<string, string>; authProvider?: OAuthClientProvider } = {}): Promise<McpSession> {
+export async function connectedClient(
+  url: URL,
+  opts: { headers?: Record<string, string>; authProvider?: OAuthClientProvider } = {},
+): Promise<McpSession> {
   const s = mcpClient(url, opts);
   await s.connect();
   return s;

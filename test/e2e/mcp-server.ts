@@ -9,7 +9,12 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { completable } from '@modelcontextprotocol/sdk/server/completable.js';
-import { ListToolsRequestSchema, SubscribeRequestSchema, UnsubscribeRequestSchema, type ListToolsResult } from '@modelcontextprotocol/sdk/types.js';
+import {
+  ListToolsRequestSchema,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
+  type ListToolsResult,
+} from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 
 export interface HandlerCall {
@@ -67,7 +72,11 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestM
   const httpRequests: TestMcpServer['httpRequests'] = [];
   let releaseWaiters: (() => void)[] = [];
 
-  const record = (kind: HandlerCall['kind'], name: string, extra: { requestInfo?: { headers: Record<string, string | string[] | undefined>; url?: URL } }) => {
+  const record = (
+    kind: HandlerCall['kind'],
+    name: string,
+    extra: { requestInfo?: { headers: Record<string, string | string[] | undefined>; url?: URL } },
+  ) => {
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(extra.requestInfo?.headers ?? {})) {
       if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
@@ -78,60 +87,113 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestM
 
   const build = () => {
     const server = new McpServer({ name: 'e2e-files', version: '1.0.0' });
-    server.registerTool('search', { description: 'Search files', inputSchema: { query: z.string() } }, async ({ query }, extra) => {
-      record('tool', 'search', extra);
-      return { content: [{ type: 'text', text: `results for ${query}` }] };
-    });
-    server.registerTool('read_file', { description: 'Read a file', inputSchema: { path: z.string() } }, async ({ path }, extra) => {
-      record('tool', 'read_file', extra);
-      return { content: [{ type: 'text', text: `contents of ${path}` }] };
-    });
-    server.registerTool('delete_file', { description: 'Delete a file', inputSchema: { path: z.string() } }, async ({ path }, extra) => {
-      record('tool', 'delete_file', extra);
-      return { content: [{ type: 'text', text: `deleted ${path}` }] };
-    });
-    server.registerTool('wait_for_release', { description: 'Reports progress, then waits for the test' }, async (extra) => {
-      record('tool', 'wait_for_release', extra);
-      const progressToken = extra._meta?.progressToken;
-      if (progressToken !== undefined) {
-        await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: 1, total: 2, message: 'started' } });
-      }
-      await new Promise<void>((resolve) => releaseWaiters.push(resolve));
-      return { content: [{ type: 'text', text: 'released' }] };
-    });
-    server.registerPrompt('summarize', { description: 'Summarize a file', argsSchema: { path: z.string() } }, ({ path }, extra) => {
-      record('prompt', 'summarize', extra);
-      return { messages: [{ role: 'user', content: { type: 'text', text: `Summarize ${path}` } }] };
-    });
+    server.registerTool(
+      'search',
+      { description: 'Search files', inputSchema: { query: z.string() } },
+      async ({ query }, extra) => {
+        record('tool', 'search', extra);
+        return { content: [{ type: 'text', text: `results for ${query}` }] };
+      },
+    );
+    server.registerTool(
+      'read_file',
+      { description: 'Read a file', inputSchema: { path: z.string() } },
+      async ({ path }, extra) => {
+        record('tool', 'read_file', extra);
+        return { content: [{ type: 'text', text: `contents of ${path}` }] };
+      },
+    );
+    server.registerTool(
+      'delete_file',
+      { description: 'Delete a file', inputSchema: { path: z.string() } },
+      async ({ path }, extra) => {
+        record('tool', 'delete_file', extra);
+        return { content: [{ type: 'text', text: `deleted ${path}` }] };
+      },
+    );
+    server.registerTool(
+      'wait_for_release',
+      { description: 'Reports progress, then waits for the test' },
+      async (extra) => {
+        record('tool', 'wait_for_release', extra);
+        const progressToken = extra._meta?.progressToken;
+        if (progressToken !== undefined) {
+          await extra.sendNotification({
+            method: 'notifications/progress',
+            params: { progressToken, progress: 1, total: 2, message: 'started' },
+          });
+        }
+        await new Promise<void>((resolve) => releaseWaiters.push(resolve));
+        return { content: [{ type: 'text', text: 'released' }] };
+      },
+    );
+    server.registerPrompt(
+      'summarize',
+      { description: 'Summarize a file', argsSchema: { path: z.string() } },
+      ({ path }, extra) => {
+        record('prompt', 'summarize', extra);
+        return { messages: [{ role: 'user', content: { type: 'text', text: `Summarize ${path}` } }] };
+      },
+    );
     server.registerPrompt('draft_release_notes', { description: 'Draft release notes' }, (extra) => {
       record('prompt', 'draft_release_notes', extra);
       return { messages: [{ role: 'user', content: { type: 'text', text: 'Draft the notes' } }] };
     });
-    server.registerResource('readme', 'file:///README.md', { description: 'The README', mimeType: 'text/plain' }, (uri, extra) => {
-      record('resource', uri.href, extra);
-      return { contents: [{ uri: uri.href, text: '# hello' }] };
-    });
-    server.registerResource('keys', 'file:///secrets/keys.txt', { description: 'Signing keys', mimeType: 'text/plain' }, (uri, extra) => {
-      record('resource', uri.href, extra);
-      return { contents: [{ uri: uri.href, text: 'secret' }] };
-    });
-    server.registerResource('docs', new ResourceTemplate('file:///docs/{name}', { list: undefined }), { description: 'A document' }, (uri, _vars, extra) => {
-      record('resource', uri.href, extra);
-      return { contents: [{ uri: uri.href, text: 'doc' }] };
-    });
+    server.registerResource(
+      'readme',
+      'file:///README.md',
+      { description: 'The README', mimeType: 'text/plain' },
+      (uri, extra) => {
+        record('resource', uri.href, extra);
+        return { contents: [{ uri: uri.href, text: '# hello' }] };
+      },
+    );
+    server.registerResource(
+      'keys',
+      'file:///secrets/keys.txt',
+      { description: 'Signing keys', mimeType: 'text/plain' },
+      (uri, extra) => {
+        record('resource', uri.href, extra);
+        return { contents: [{ uri: uri.href, text: 'secret' }] };
+      },
+    );
+    server.registerResource(
+      'docs',
+      new ResourceTemplate('file:///docs/{name}', { list: undefined }),
+      { description: 'A document' },
+      (uri, _vars, extra) => {
+        record('resource', uri.href, extra);
+        return { contents: [{ uri: uri.href, text: 'doc' }] };
+      },
+    );
     if (opts.completions) {
       const employee = (item: string) => (value: string) => {
         calls.push({ kind: 'completion', name: item, headers: {}, url: '' });
         return EMPLOYEES.filter((e) => e.startsWith(value));
       };
-      server.registerPrompt('payroll_lookup', { description: 'Look up an employee\'s pay', argsSchema: { employee: completable(z.string(), employee('payroll_lookup')) } }, ({ employee: who }, extra) => {
-        record('prompt', 'payroll_lookup', extra);
-        return { messages: [{ role: 'user', content: { type: 'text', text: `Pay of ${who}` } }] };
-      });
-      server.registerResource('hr', new ResourceTemplate('file:///hr/{employee}', { list: undefined, complete: { employee: employee('file:///hr/{employee}') } }), { description: 'An employee file' }, (uri, _vars, extra) => {
-        record('resource', uri.href, extra);
-        return { contents: [{ uri: uri.href, text: 'pay' }] };
-      });
+      server.registerPrompt(
+        'payroll_lookup',
+        {
+          description: "Look up an employee's pay",
+          argsSchema: { employee: completable(z.string(), employee('payroll_lookup')) },
+        },
+        ({ employee: who }, extra) => {
+          record('prompt', 'payroll_lookup', extra);
+          return { messages: [{ role: 'user', content: { type: 'text', text: `Pay of ${who}` } }] };
+        },
+      );
+      server.registerResource(
+        'hr',
+        new ResourceTemplate('file:///hr/{employee}', {
+          list: undefined,
+          complete: { employee: employee('file:///hr/{employee}') },
+        }),
+        { description: 'An employee file' },
+        (uri, _vars, extra) => {
+          record('resource', uri.href, extra);
+          return { contents: [{ uri: uri.href, text: 'pay' }] };
+        },
+      );
       server.server.registerCapabilities({ resources: { subscribe: true } });
       for (const schema of [SubscribeRequestSchema, UnsubscribeRequestSchema]) {
         server.server.setRequestHandler(schema, (req, extra) => {
@@ -142,12 +204,19 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestM
     }
     // tools/list as the SDK answers it, after a progress notification and the test's release
     // when the client asks for progress.
-    const lists = (server.server as unknown as { _requestHandlers: Map<string, (req: unknown, extra: unknown) => Promise<ListToolsResult>> })._requestHandlers;
+    const lists = (
+      server.server as unknown as {
+        _requestHandlers: Map<string, (req: unknown, extra: unknown) => Promise<ListToolsResult>>;
+      }
+    )._requestHandlers;
     const listTools = lists.get('tools/list')!;
     server.server.setRequestHandler(ListToolsRequestSchema, async (req, extra) => {
       const progressToken = req.params?._meta?.progressToken;
       if (progressToken !== undefined) {
-        await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: 1, total: 2, message: 'listing' } });
+        await extra.sendNotification({
+          method: 'notifications/progress',
+          params: { progressToken, progress: 1, total: 2, message: 'listing' },
+        });
         await new Promise<void>((resolve) => releaseWaiters.push(resolve));
       }
       return listTools(req, extra);
@@ -164,7 +233,10 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestM
       return;
     }
     const server = build();
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: opts.jsonResponse?.(req.url ?? '') ?? false });
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: undefined,
+      enableJsonResponse: opts.jsonResponse?.(req.url ?? '') ?? false,
+    });
     res.on('close', () => {
       void transport.close();
       void server.close();

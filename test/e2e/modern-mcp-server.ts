@@ -24,13 +24,20 @@ export async function startModernMcpServer(): Promise<ModernMcpServer> {
       const server = new McpServer({ name: 'e2e-modern', version: '1.0.0' });
       server.registerTool(
         'execute_sql',
-        { description: 'Run SQL in a region', inputSchema: z.object({ region: z.string().meta({ 'x-mcp-header': 'Region' }), query: z.string() }) },
+        {
+          description: 'Run SQL in a region',
+          inputSchema: z.object({ region: z.string().meta({ 'x-mcp-header': 'Region' }), query: z.string() }),
+        },
         async ({ region, query }) => {
           sqlCalls.push({ region, query });
           return { content: [{ type: 'text', text: `${region}: ${query}` }] };
         },
       );
-      server.registerTool('drop_table', { description: 'Drop a table', inputSchema: z.object({ table: z.string() }) }, async () => ({ content: [{ type: 'text', text: 'dropped' }] }));
+      server.registerTool(
+        'drop_table',
+        { description: 'Drop a table', inputSchema: z.object({ table: z.string() }) },
+        async () => ({ content: [{ type: 'text', text: 'dropped' }] }),
+      );
       return server;
     },
     { legacy: 'reject' },
@@ -51,7 +58,9 @@ export async function startModernMcpServer(): Promise<ModernMcpServer> {
       }
       requests.push({ method: req.method ?? '', url: req.url ?? '', headers: seen, body: body.toString('utf8') });
       const hasBody = body.length > 0 && req.method !== 'GET' && req.method !== 'HEAD';
-      const response = await handler.fetch(new Request(`http://127.0.0.1${req.url}`, { method: req.method, headers, ...(hasBody ? { body } : {}) }));
+      const response = await handler.fetch(
+        new Request(`http://127.0.0.1${req.url}`, { method: req.method, headers, ...(hasBody ? { body } : {}) }),
+      );
       res.writeHead(response.status, Object.fromEntries(response.headers));
       res.end(Buffer.from(await response.arrayBuffer()));
     } catch (err) {

@@ -3,8 +3,17 @@
 // can name the proxy's URL (`publicBaseUrl`, endpoint `resource`s). The upstream is the SDK's
 // TypeScript server unless the caller starts another (e.g. the Go server).
 import { startTestService, type TestService } from '../helpers/service.js';
-import { startExtAuthzProxy, type ExtAuthzProxy, type ProxyOptions } from '../../demo/envoy-stand-in/ext-authz-proxy.js';
-import { RECOMMENDED_EXT_PROC, startExtProcProxy, type ExtProcProxy, type ExtProcProxyOptions } from '../../demo/envoy-stand-in/ext-proc-proxy.js';
+import {
+  startExtAuthzProxy,
+  type ExtAuthzProxy,
+  type ProxyOptions,
+} from '../../demo/envoy-stand-in/ext-authz-proxy.js';
+import {
+  RECOMMENDED_EXT_PROC,
+  startExtProcProxy,
+  type ExtProcProxy,
+  type ExtProcProxyOptions,
+} from '../../demo/envoy-stand-in/ext-proc-proxy.js';
 import { startMcpServer, type McpServerOptions, type TestMcpServer } from './mcp-server.js';
 
 /** An MCP server the proxy forwards allowed requests to. */
@@ -25,7 +34,9 @@ export interface Stack<U extends Upstream = TestMcpServer> {
 
 export function startStack(opts: StackOptions): Promise<Stack>;
 export function startStack<U extends Upstream>(opts: StackOptions & { upstream: () => Promise<U> }): Promise<Stack<U>>;
-export async function startStack(opts: StackOptions & { upstream?: () => Promise<Upstream> }): Promise<Stack<Upstream>> {
+export async function startStack(
+  opts: StackOptions & { upstream?: () => Promise<Upstream> },
+): Promise<Stack<Upstream>> {
   const mcp = await (opts.upstream ?? startMcpServer)();
   let proxy: ExtAuthzProxy;
   let svc: TestService;
@@ -71,7 +82,12 @@ export interface ExtProcStack {
 }
 
 /** The same stack with the Envoy-like ext_proc filter in front instead: mcp-authz decides requests and filters lists. */
-export async function startExtProcStack(opts: { config: (proxyUrl: string) => Record<string, unknown>; files?: Record<string, string>; proxy?: ExtProcProxyOptions; server?: McpServerOptions }): Promise<ExtProcStack> {
+export async function startExtProcStack(opts: {
+  config: (proxyUrl: string) => Record<string, unknown>;
+  files?: Record<string, string>;
+  proxy?: ExtProcProxyOptions;
+  server?: McpServerOptions;
+}): Promise<ExtProcStack> {
   const mcp = await startMcpServer(opts.server);
   let proxy: ExtProcProxy;
   let svc: TestService;

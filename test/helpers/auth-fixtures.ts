@@ -19,4 +19,3 @@ export function makeKey(o: Partial<CreateKeyOptions> & { id: string }): CreatedK
 export function keysFile(keys: CreatedKey[], extra: Record<string, Record<string, unknown>> = {}): string {
   return stringify({ keys: keys.map((k) => ({ ...k.entry, ...extra[k.entry.id] })) });
 }
-

@@ -49,10 +49,16 @@ export async function launchBrowser(): Promise<TestBrowser> {
   const profile = mkdtempSync(join(tmpdir(), 'mcp-authz-chromium-'));
   let context: BrowserContext;
   try {
-    context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_FLAGS] });
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [...CHROMIUM_FLAGS],
+    });
   } catch (err) {
     rmSync(profile, { recursive: true, force: true });
-    throw new Error(`could not start ${CHROMIUM} (install it with scripts/install-tools.sh chromium): ${(err as Error).message}`);
+    throw new Error(
+      `could not start ${CHROMIUM} (install it with scripts/install-tools.sh chromium): ${(err as Error).message}`,
+    );
   }
   return {
     context,

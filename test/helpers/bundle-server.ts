@@ -49,7 +49,14 @@ export class BundleServer {
   async start(port = 0): Promise<void> {
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
     this.server = this.tls
-      ? createTlsServer({ cert: this.tls.cert, key: this.tls.key, ...(this.tls.ca ? { ca: this.tls.ca, requestCert: true, rejectUnauthorized: true } : {}) }, handler)
+      ? createTlsServer(
+          {
+            cert: this.tls.cert,
+            key: this.tls.key,
+            ...(this.tls.ca ? { ca: this.tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+          },
+          handler,
+        )
       : createServer(handler);
     this.server.on(this.tls ? 'secureConnection' : 'connection', (s: Socket) => {
       this.sockets.add(s);
@@ -120,7 +127,13 @@ export class BundleServer {
     const log = this.requests.get(agent!) ?? [];
     this.requests.set(agent!, log);
     const prefer = /wait=(\d+)/.exec(String(req.headers.prefer ?? ''));
-    const record = (status: number, etag: string) => log.push({ status, etag, ...(req.headers.prefer ? { prefer: String(req.headers.prefer) } : {}), ...(req.headers.authorization ? { auth: req.headers.authorization } : {}) });
+    const record = (status: number, etag: string) =>
+      log.push({
+        status,
+        etag,
+        ...(req.headers.prefer ? { prefer: String(req.headers.prefer) } : {}),
+        ...(req.headers.authorization ? { auth: req.headers.authorization } : {}),
+      });
     if (this.fault === 'slow') return; // never answers
     if (this.fault === 'error') {
       record(500, '');
@@ -129,7 +142,9 @@ export class BundleServer {
     }
     if (this.fault === 'garbage') {
       record(200, 'garbage');
-      res.writeHead(200, { 'content-type': 'application/gzip', etag: '"garbage"' }).end(Buffer.from('this is not a bundle at all'));
+      res
+        .writeHead(200, { 'content-type': 'application/gzip', etag: '"garbage"' })
+        .end(Buffer.from('this is not a bundle at all'));
       return;
     }
     if (this.fault === 'huge') {
@@ -170,7 +185,9 @@ export class BundleServer {
       return;
     }
     record(200, this.etag);
-    res.writeHead(200, { etag: this.etag, 'content-type': type, 'content-length': String(this.bundle.length) }).end(this.bundle);
+    res
+      .writeHead(200, { etag: this.etag, 'content-type': type, 'content-length': String(this.bundle.length) })
+      .end(this.bundle);
   }
 }
 
@@ -185,7 +202,14 @@ export interface SigningKeys {
  * engine) and the policy.wasm compiled from it (for mcp-authz), with `revision`, built and
  * (with `signingKey`) signed by the real `opa build --bundle --signing-key`.
  */
-export function buildPolicyBundle(opts: { revision: string; allowedTool: string; signingKey?: string; signingAlg?: string; claimsFile?: string; dataText?: string }): Buffer {
+export function buildPolicyBundle(opts: {
+  revision: string;
+  allowedTool: string;
+  signingKey?: string;
+  signingAlg?: string;
+  claimsFile?: string;
+  dataText?: string;
+}): Buffer {
   const opa = opaBinary();
   const rego = [
     'package mcp.authz',
@@ -204,7 +228,22 @@ export function buildPolicyBundle(opts: { revision: string; allowedTool: string;
   // Written by hand: a number literal like 1.0 and an escaped U+2028 test OPA's canonical hashing.
   writeFileSync(join(dir, 'data.json'), opts.dataText ?? '{"settings": {"n": 1.0, "note": "a\\u2028b"}}');
   const out = join(dir, '..', `${dir.split('/').pop()}.tar.gz`);
-  execFileSync(opa, ['build', '--bundle', '-r', opts.revision, ...(opts.signingKey ? ['--signing-key', opts.signingKey] : []), ...(opts.signingAlg ? ['--signing-alg', opts.signingAlg] : []), ...(opts.claimsFile ? ['--claims-file', opts.claimsFile] : []), '-o', out, '.'], { cwd: dir });
+  execFileSync(
+    opa,
+    [
+      'build',
+      '--bundle',
+      '-r',
+      opts.revision,
+      ...(opts.signingKey ? ['--signing-key', opts.signingKey] : []),
+      ...(opts.signingAlg ? ['--signing-alg', opts.signingAlg] : []),
+      ...(opts.claimsFile ? ['--claims-file', opts.claimsFile] : []),
+      '-o',
+      out,
+      '.',
+    ],
+    { cwd: dir },
+  );
   return readFileSync(out);
 }
 

@@ -27,11 +27,13 @@ export class CatalogueObserver implements Observer {
   listed({ reason, ctx }: ListTrace): void {
     if (reason === undefined) return;
     this.seen.add(reason);
-    if (!Object.hasOwn(WITHHELD_REASONS, reason)) this.unlisted.push(`${reason} (withheld list, ${ctx.endpoint?.name ?? 'no endpoint'})`);
+    if (!Object.hasOwn(WITHHELD_REASONS, reason))
+      this.unlisted.push(`${reason} (withheld list, ${ctx.endpoint?.name ?? 'no endpoint'})`);
   }
 
   /** Throws naming every unlisted code produced. */
   assertListed(): void {
-    if (this.unlisted.length > 0) throw new Error(`decision codes not in src/contracts/codes.ts were produced: ${this.unlisted.join(', ')}`);
+    if (this.unlisted.length > 0)
+      throw new Error(`decision codes not in src/contracts/codes.ts were produced: ${this.unlisted.join(', ')}`);
   }
 }

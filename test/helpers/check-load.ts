@@ -20,23 +20,30 @@ export class CheckLoad {
   private readonly lanes: Promise<void>[] = [];
   private readonly waiters = new Set<() => void>();
 
-  constructor(check: (req: Record<string, unknown>, lane: number) => Promise<CheckResponse>, pick: (n: number) => Expected, lanes = 8) {
+  constructor(
+    check: (req: Record<string, unknown>, lane: number) => Promise<CheckResponse>,
+    pick: (n: number) => Expected,
+    lanes = 8,
+  ) {
     let n = 0;
     for (let lane = 0; lane < lanes; lane++) {
-      this.lanes.push((async () => {
-        while (this.running) {
-          const e = pick(n++);
-          try {
-            const res = await check(e.request, lane);
-            const status = res.ok_response ? 200 : deniedStatus(res);
-            if (status !== e.status && this.wrong.length < 20) this.wrong.push(`${e.what}: ${status}, expected ${e.status} (${res.denied_response?.body ?? ''})`);
-          } catch (err) {
-            if (this.errors.length < 20) this.errors.push(`${e.what}: ${(err as Error).message}`);
+      this.lanes.push(
+        (async () => {
+          while (this.running) {
+            const e = pick(n++);
+            try {
+              const res = await check(e.request, lane);
+              const status = res.ok_response ? 200 : deniedStatus(res);
+              if (status !== e.status && this.wrong.length < 20)
+                this.wrong.push(`${e.what}: ${status}, expected ${e.status} (${res.denied_response?.body ?? ''})`);
+            } catch (err) {
+              if (this.errors.length < 20) this.errors.push(`${e.what}: ${(err as Error).message}`);
+            }
+            this.answered++;
+            for (const w of this.waiters) w();
           }
-          this.answered++;
-          for (const w of this.waiters) w();
-        }
-      })());
+        })(),
+      );
     }
   }
 

@@ -14,7 +14,10 @@ export interface CliResult {
 
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -25,9 +28,21 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
 }
 
 /** Starts `mcp-authz serve` and resolves once it logs that it is serving, with its ports. */
-export function startCli(args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number; logs: () => string; exited: Promise<number | null> }> {
+export function startCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{
+  child: ChildProcess;
+  grpcPort: number;
+  httpPort: number;
+  logs: () => string;
+  exited: Promise<number | null>;
+}> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+    });
     let logs = '';
     const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
     // A hang guard, not a timing assertion: on a 2-core box at load average 40, with the

@@ -15,18 +15,36 @@ import type { TestKey } from '../e2e/api-keys.js';
 
 export type Pairs = [string, string][];
 
-export function requestHeaders(opts: { method?: string; path: string; host?: string; headers?: Pairs; body?: string | Buffer; source?: string; peerUriSan?: string }): ProcessingRequest {
+export function requestHeaders(opts: {
+  method?: string;
+  path: string;
+  host?: string;
+  headers?: Pairs;
+  body?: string | Buffer;
+  source?: string;
+  peerUriSan?: string;
+}): ProcessingRequest {
   const body = opts.body === undefined ? undefined : Buffer.from(opts.body);
   const pairs: Pairs = [
     [':authority', opts.host ?? 'mcp.example.com'],
     [':path', opts.path],
     [':method', opts.method ?? (body ? 'POST' : 'GET')],
     [':scheme', 'https'],
-    ...(body ? ([['content-type', 'application/json'], ['content-length', String(body.length)]] as Pairs) : []),
+    ...(body
+      ? ([
+          ['content-type', 'application/json'],
+          ['content-length', String(body.length)],
+        ] as Pairs)
+      : []),
     ...(opts.headers ?? []),
     ['x-request-id', 'req-1'],
   ];
-  const msg: ProcessingRequest = { request_headers: { headers: { headers: pairs.map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: body === undefined } };
+  const msg: ProcessingRequest = {
+    request_headers: {
+      headers: { headers: pairs.map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) },
+      end_of_stream: body === undefined,
+    },
+  };
   const fields: Record<string, { stringValue: string }> = {};
   if (opts.source !== undefined) fields['source.address'] = { stringValue: opts.source };
   if (opts.peerUriSan !== undefined) fields['connection.uri_san_peer_certificate'] = { stringValue: opts.peerUriSan };
@@ -40,7 +58,12 @@ export function requestBody(body: string | Buffer, eos = true): ProcessingReques
 
 export function responseHeaders(status: number, headers: Pairs, eos = false): ProcessingRequest {
   const pairs: Pairs = [[':status', String(status)], ...headers];
-  return { response_headers: { headers: { headers: pairs.map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: eos } };
+  return {
+    response_headers: {
+      headers: { headers: pairs.map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) },
+      end_of_stream: eos,
+    },
+  };
 }
 
 export function responseBody(body: string | Buffer, eos: boolean): ProcessingRequest {
@@ -72,7 +95,10 @@ export function keyEntries(keys: TestKey[]) {
 /** A runtime built from `config` as the server builds it (the shipped policy, real API keys), not watching files. */
 export async function testRuntime(config: Record<string, unknown>, logger: Logger = silentLogger()): Promise<Runtime> {
   const cfg = validateConfig(config, 'test', process.cwd(), {});
-  return buildRuntime({ config: cfg, file: undefined, baseDir: process.cwd() }, logger, createMetricsRegistry(), { watch: false, sharedLimits: false });
+  return buildRuntime({ config: cfg, file: undefined, baseDir: process.cwd() }, logger, createMetricsRegistry(), {
+    watch: false,
+    sharedLimits: false,
+  });
 }
 
 export interface ProcessResult {
@@ -123,7 +149,9 @@ export function immediateStatus(im: Record<string, any>): number {
 let statusNames: Map<string, number> | undefined;
 function httpStatusCodes(): Map<string, number> {
   if (!statusNames) {
-    const def = extProcPackageDefinition()['envoy.type.v3.StatusCode'] as unknown as { type: { value: { name: string; number: number }[] } };
+    const def = extProcPackageDefinition()['envoy.type.v3.StatusCode'] as unknown as {
+      type: { value: { name: string; number: number }[] };
+    };
     statusNames = new Map(def.type.value.map((v) => [v.name, v.number]));
   }
   return statusNames;

@@ -3,4 +3,5 @@
 import type { Server } from 'node:net';
 import { listenOn } from '../../src/server/listen-address.js';
 
-export const grpcListen = (server: Server, address: string): Promise<number> => listenOn(server, address, { socketMode: 0o660 });
+export const grpcListen = (server: Server, address: string): Promise<number> =>
+  listenOn(server, address, { socketMode: 0o660 });

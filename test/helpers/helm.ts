@@ -9,7 +9,9 @@ import { parseAllDocuments } from 'yaml';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CHART = join(ROOT, 'helm', 'mcp-authz');
-export const CI_VALUES = ['default', 'ha', 'redis', 'existing-secret', 'istio', 'tls', 'upstream'].map((n) => join(CHART, 'ci', `${n}-values.yaml`));
+export const CI_VALUES = ['default', 'ha', 'redis', 'existing-secret', 'istio', 'tls', 'upstream'].map((n) =>
+  join(CHART, 'ci', `${n}-values.yaml`),
+);
 // A helm built with `go install` reports Kubernetes v1.20 by default; render for a current one.
 const KUBE_VERSION = '1.30.0';
 
@@ -20,19 +22,30 @@ export function helmBin(opts: { root?: string; path?: string } = {}): string {
   for (const dir of (opts.path ?? process.env.PATH ?? '').split(delimiter)) {
     if (dir && existsSync(join(dir, 'helm'))) return join(dir, 'helm');
   }
-  throw new Error('helm is not installed: run `scripts/install-tools.sh helm` (npm test does it in pretest) or put helm v3 on PATH');
+  throw new Error(
+    'helm is not installed: run `scripts/install-tools.sh helm` (npm test does it in pretest) or put helm v3 on PATH',
+  );
 }
 
 export function helm(args: string[]): string {
   try {
-    return execFileSync(helmBin(), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
+    return execFileSync(helmBin(), args, {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 64 * 1024 * 1024,
+    });
   } catch (err) {
     const e = err as { stderr?: string; message: string };
     throw new Error(`helm ${args.join(' ')} failed:\n${e.stderr || e.message}`);
   }
 }
 
-export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
+export type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [k: string]: any;
+};
 
 export interface Rendered {
   objects: K8sObject[];
@@ -41,7 +54,14 @@ export interface Rendered {
 }
 
 /** `helm template` with values files and --set pairs; returns the parsed objects. */
-export function renderChart(opts: { files?: string[]; set?: Record<string, string | number | boolean>; setJson?: Record<string, unknown>; namespace?: string } = {}): Rendered {
+export function renderChart(
+  opts: {
+    files?: string[];
+    set?: Record<string, string | number | boolean>;
+    setJson?: Record<string, unknown>;
+    namespace?: string;
+  } = {},
+): Rendered {
   const args = ['template', 'mcp', CHART, '--namespace', opts.namespace ?? 'mcp', '--kube-version', KUBE_VERSION];
   for (const f of opts.files ?? []) args.push('-f', f);
   for (const [k, v] of Object.entries(opts.set ?? {})) args.push('--set', `${k}=${v}`);
@@ -62,7 +82,8 @@ export async function validateObject(obj: K8sObject): Promise<void> {
   const [group, version] = obj.apiVersion.includes('/') ? obj.apiVersion.split('/') : [undefined, obj.apiVersion];
   let spec: string;
   if (group === undefined) spec = `kubernetes-models/${version}/${obj.kind}`;
-  else if (group === 'monitoring.coreos.com') spec = `@kubernetes-models/prometheus-operator/${group}/${version}/${obj.kind}`;
+  else if (group === 'monitoring.coreos.com')
+    spec = `@kubernetes-models/prometheus-operator/${group}/${version}/${obj.kind}`;
   else if (group.endsWith('istio.io')) spec = `@kubernetes-models/istio/${group}/${version}/${obj.kind}`;
   else spec = `kubernetes-models/${group}/${version}/${obj.kind}`;
   let mod: Record<string, new (data: unknown) => { validate(): void }>;
@@ -92,7 +113,17 @@ export function renderNotes(files: string[]): string {
       join(dir, 'templates', 'zz-notes.yaml'),
       'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: notes }\ndata:\n  notes: {{ include "mcp-authz/templates/NOTES.txt" . | quote }}\n',
     );
-    const args = ['template', 'mcp', dir, '--namespace', 'mcp', '--kube-version', KUBE_VERSION, '--show-only', 'templates/zz-notes.yaml'];
+    const args = [
+      'template',
+      'mcp',
+      dir,
+      '--namespace',
+      'mcp',
+      '--kube-version',
+      KUBE_VERSION,
+      '--show-only',
+      'templates/zz-notes.yaml',
+    ];
     for (const f of files) args.push('-f', f);
     const [doc] = parseAllDocuments(helm(args)).map((d) => d.toJS() as K8sObject);
     return doc!.data.notes as string;

@@ -108,7 +108,12 @@ function exactLookup(pairs: [string, Tree][], name: string): Tree | undefined {
 }
 
 type Present = (v: Tree | undefined) => boolean;
-type KindOf = (method: string | undefined, hasId: boolean, hasResult: boolean, hasError: boolean) => CallReading['kind'];
+type KindOf = (
+  method: string | undefined,
+  hasId: boolean,
+  hasResult: boolean,
+  hasError: boolean,
+) => CallReading['kind'];
 
 function readTree(tree: Tree, lookup: Lookup, present: Present, kind: KindOf): Reading {
   const batch = tree.t === 'arr';
@@ -125,20 +130,40 @@ function treeCall(e: Tree, lookup: Lookup, present: Present, kind: KindOf): Call
     call.name = str(lookup(params.pairs, 'name'));
     call.uri = str(lookup(params.pairs, 'uri'));
     const ref = lookup(params.pairs, 'ref');
-    if (ref?.t === 'obj') call.ref = cleanRef({ type: str(lookup(ref.pairs, 'type')), name: str(lookup(ref.pairs, 'name')), uri: str(lookup(ref.pairs, 'uri')) });
+    if (ref?.t === 'obj')
+      call.ref = cleanRef({
+        type: str(lookup(ref.pairs, 'type')),
+        name: str(lookup(ref.pairs, 'name')),
+        uri: str(lookup(ref.pairs, 'uri')),
+      });
   }
-  call.kind = kind(call.method, present(lookup(e.pairs, 'id')), present(lookup(e.pairs, 'result')), present(lookup(e.pairs, 'error')));
+  call.kind = kind(
+    call.method,
+    present(lookup(e.pairs, 'id')),
+    present(lookup(e.pairs, 'result')),
+    present(lookup(e.pairs, 'error')),
+  );
   return clean(call);
 }
 
 /** JSON-RPC: a method makes a request (with an id) or a notification; else a result or error makes a response. */
-function kindOf(method: string | undefined, hasId: boolean, hasResult: boolean, hasError: boolean): CallReading['kind'] {
+function kindOf(
+  method: string | undefined,
+  hasId: boolean,
+  hasResult: boolean,
+  hasError: boolean,
+): CallReading['kind'] {
   if (method !== undefined && method !== '') return hasId ? 'request' : 'notification';
   return hasResult || hasError ? 'response' : 'invalid';
 }
 
 /** mcp-go: no id is a notification; then a result makes a response; then the method decides. */
-function goKindOf(method: string | undefined, hasId: boolean, hasResult: boolean, hasError: boolean): CallReading['kind'] {
+function goKindOf(
+  method: string | undefined,
+  hasId: boolean,
+  hasResult: boolean,
+  hasError: boolean,
+): CallReading['kind'] {
   return hasId && hasResult ? 'response' : kindOf(method, hasId, hasResult, hasError);
 }
 
@@ -172,7 +197,9 @@ function decodeSurrogatePass(bytes: Uint8Array): string | undefined {
   for (let i = bom ? 3 : 0; i < bytes.length; ) {
     const [cp, size] = decodeRune(bytes, i, true);
     if (cp < 0) return undefined;
-    out += String.fromCharCode(...(cp > 0xffff ? [0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + ((cp - 0x10000) & 0x3ff)] : [cp]));
+    out += String.fromCharCode(
+      ...(cp > 0xffff ? [0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + ((cp - 0x10000) & 0x3ff)] : [cp]),
+    );
     i += size;
   }
   return out;
@@ -302,7 +329,8 @@ export function parseTree(text: string, opts: ParseOptions): Tree | undefined {
           continue;
         }
       }
-      out += unit >= 0xd800 && unit <= 0xdfff && opts.loneSurrogate === 'replace' ? '\ufffd' : String.fromCharCode(unit);
+      out +=
+        unit >= 0xd800 && unit <= 0xdfff && opts.loneSurrogate === 'replace' ? '\ufffd' : String.fromCharCode(unit);
     }
   };
   const hex4 = (s: string, at: number): number => {

@@ -3,7 +3,17 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { exportJWK, exportPKCS8, exportSPKI, generateKeyPair, importPKCS8, SignJWT, type CryptoKey, type JWK, type JWTHeaderParameters } from 'jose';
+import {
+  exportJWK,
+  exportPKCS8,
+  exportSPKI,
+  generateKeyPair,
+  importPKCS8,
+  SignJWT,
+  type CryptoKey,
+  type JWK,
+  type JWTHeaderParameters,
+} from 'jose';
 
 export type SignAlg = 'RS256' | 'PS256' | 'ES256' | 'EdDSA';
 type KeyFamily = 'RS256' | 'ES256' | 'EdDSA';
@@ -24,7 +34,10 @@ export interface JwksServer {
    * `kid` overrides the header kid (the signature still uses the current key); `header`
    * adds protected header members (`{ kid: undefined }` leaves the kid out).
    */
-  sign(claims: Record<string, unknown>, opts?: { alg?: SignAlg; kid?: string; header?: Record<string, unknown> }): Promise<string>;
+  sign(
+    claims: Record<string, unknown>,
+    opts?: { alg?: SignAlg; kid?: string; header?: Record<string, unknown> },
+  ): Promise<string>;
   /** Replaces the key of that family (default RS256) with a new one; returns the new kid. */
   rotate(alg?: KeyFamily): Promise<string>;
   /** SPKI PEM of the current public key of the alg's family (default RS256). */
@@ -68,7 +81,9 @@ async function makeKey(fam: KeyFamily): Promise<ServedKey> {
   return { kid, privateKey, pssKey, jwk, pem: await exportSPKI(publicKey) };
 }
 
-export async function startJwksServer(opts: { discovery?: 'openid' | 'oauth' | 'none'; issuerPath?: string } = {}): Promise<JwksServer> {
+export async function startJwksServer(
+  opts: { discovery?: 'openid' | 'oauth' | 'none'; issuerPath?: string } = {},
+): Promise<JwksServer> {
   const discovery = opts.discovery ?? 'openid';
   const issuerPath = (opts.issuerPath ?? '').replace(/\/+$/, '');
   const keys = new Map<KeyFamily, ServedKey>();
@@ -160,7 +175,9 @@ export async function startJwksServer(opts: { discovery?: 'openid' | 'oauth' | '
       const header: Record<string, unknown> = { kid: key.kid, ...signOpts.header, alg };
       if (signOpts.kid !== undefined) header.kid = signOpts.kid;
       if (header.kid === undefined) delete header.kid;
-      return new SignJWT(payload).setProtectedHeader(header as JWTHeaderParameters).sign(alg === 'PS256' ? key.pssKey! : key.privateKey);
+      return new SignJWT(payload)
+        .setProtectedHeader(header as JWTHeaderParameters)
+        .sign(alg === 'PS256' ? key.pssKey! : key.privateKey);
     },
     async rotate(alg = 'RS256') {
       const key = await makeKey(family(alg));

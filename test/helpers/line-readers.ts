@@ -17,13 +17,20 @@ export class LineReader<R> {
   constructor(command: string, args: string[]) {
     this.proc = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.proc.stderr!.on('data', (d) => (this.stderr += d.toString()));
-    createInterface({ input: this.proc.stdout! }).on('line', (line) => this.waiting.shift()?.resolve(JSON.parse(line) as R));
+    createInterface({ input: this.proc.stdout! }).on('line', (line) =>
+      this.waiting.shift()?.resolve(JSON.parse(line) as R),
+    );
     this.proc.once('exit', (code) => {
       for (const w of this.waiting.splice(0)) w.reject(new Error(`${command} exited with ${code}: ${this.stderr}`));
     });
     // A missing interpreter or binary fails the reads that wait on it, with what to install.
     this.proc.once('error', (err) => {
-      for (const w of this.waiting.splice(0)) w.reject(new Error(`cannot run ${command} (${err.message}): the differential tests need it (python3, or scripts/install-tools.sh go-readers)`));
+      for (const w of this.waiting.splice(0))
+        w.reject(
+          new Error(
+            `cannot run ${command} (${err.message}): the differential tests need it (python3, or scripts/install-tools.sh go-readers)`,
+          ),
+        );
     });
   }
 
@@ -41,7 +48,8 @@ export class LineReader<R> {
 
 export function goReader<R>(mode: 'url' | 'path'): LineReader<R> {
   const bin = join(root, '.build', 'bin', 'go-readers');
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: run scripts/install-tools.sh go-readers (npm test does it in pretest)`);
+  if (!existsSync(bin))
+    throw new Error(`${bin} is missing: run scripts/install-tools.sh go-readers (npm test does it in pretest)`);
   return new LineReader<R>(bin, [mode]);
 }
 

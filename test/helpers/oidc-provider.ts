@@ -84,7 +84,8 @@ function mapAdapter(): (name: string) => Adapter {
   return (model: string) => ({
     async upsert(id: string, payload: AdapterPayload, expiresIn: number) {
       store.set(`${model}:${id}`, { payload, ...(expiresIn ? { expiresAt: Date.now() + expiresIn * 1000 } : {}) });
-      if (model === 'Session' && payload.uid) store.set(`sessionUid:${payload.uid}`, { payload: { id } as AdapterPayload });
+      if (model === 'Session' && payload.uid)
+        store.set(`sessionUid:${payload.uid}`, { payload: { id } as AdapterPayload });
       if (payload.userCode) store.set(`userCode:${payload.userCode}`, { payload: { id } as AdapterPayload });
       if (payload.grantId) {
         const key = `grant:${payload.grantId}`;
@@ -141,16 +142,20 @@ function httpsFetch(ca: string | undefined) {
       }
       const headers: Record<string, string> = {};
       new Headers(options?.headers as HeadersInit | undefined).forEach((v, k) => (headers[k] = v));
-      const req = httpsRequest(target, { method: options?.method ?? 'GET', headers, ...(ca ? { ca } : {}), signal: options?.signal ?? undefined }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const h = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v);
-          resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 502, headers: h }));
-        });
-        res.on('error', reject);
-      });
+      const req = httpsRequest(
+        target,
+        { method: options?.method ?? 'GET', headers, ...(ca ? { ca } : {}), signal: options?.signal ?? undefined },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const h = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v);
+            resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 502, headers: h }));
+          });
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -173,7 +178,12 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   const { privateKey } = await generateKeyPair('RS256', { extractable: true });
-  const jwk = { ...(await exportJWK(privateKey)), kid: `k-${randomBytes(4).toString('hex')}`, alg: 'RS256', use: 'sig' };
+  const jwk = {
+    ...(await exportJWK(privateKey)),
+    kid: `k-${randomBytes(4).toString('hex')}`,
+    alg: 'RS256',
+    use: 'sig',
+  };
   const adapter = mapAdapter();
 
   const configuration: Configuration = {
@@ -183,14 +193,25 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
     cookies: { keys: [randomBytes(32).toString('hex')] },
     pkce: { required: () => true },
     // Lifetimes set (rather than the provider's defaults, which it warns about on every start).
-    ttl: { AccessToken: 3600, AuthorizationCode: 60, IdToken: 3600, Interaction: 600, Session: 3600, Grant: 3600, RefreshToken: 86_400 },
+    ttl: {
+      AccessToken: 3600,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 3600,
+      RefreshToken: 86_400,
+    },
     scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
     claims: { openid: ['sub'], profile: ['name'], email: ['email'], groups: ['groups'] },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     async findAccount(_ctx: unknown, sub: string) {
       const user = users.get(sub);
       if (!user) return undefined;
-      return { accountId: sub, claims: async () => ({ sub, ...(user.groups ? { groups: user.groups } : {}), ...user.claims }) };
+      return {
+        accountId: sub,
+        claims: async () => ({ sub, ...(user.groups ? { groups: user.groups } : {}), ...user.claims }),
+      };
     },
     // The groups and extra claims of the user go into JWT access tokens, as IdPs do for RBAC.
     async extraTokenClaims(_ctx: unknown, token: { accountId?: string }) {
@@ -198,11 +219,14 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
       if (!user) return undefined;
       return { ...(user.groups ? { groups: user.groups } : {}), ...user.claims };
     },
-    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(t: string): boolean }) => options.refreshTokens !== false && client.grantTypeAllowed('refresh_token'),
+    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(t: string): boolean }) =>
+      options.refreshTokens !== false && client.grantTypeAllowed('refresh_token'),
     features: {
       devInteractions: { enabled: false },
       registration: { enabled: options.registration !== false },
-      ...(options.clientIdMetadataDocument !== false ? { clientIdMetadataDocument: { enabled: true, ack: 'draft-02' } } : {}),
+      ...(options.clientIdMetadataDocument !== false
+        ? { clientIdMetadataDocument: { enabled: true, ack: 'draft-02' } }
+        : {}),
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx: unknown, _client: unknown, oneOf?: string) => oneOf,
@@ -210,12 +234,20 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
         getResourceServerInfo: async (_ctx: unknown, indicator: string) => {
           const r = resources.get(indicator);
           if (!r) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
-          return { scope: r.scopes.join(' '), audience: indicator, accessTokenTTL: r.accessTokenTtl ?? 3600, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+          return {
+            scope: r.scopes.join(' '),
+            audience: indicator,
+            accessTokenTTL: r.accessTokenTtl ?? 3600,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
         },
       },
       revocation: { enabled: true },
     },
-    ...(options.trustedCa !== undefined || options.clientIdMetadataDocument !== false ? { fetch: httpsFetch(options.trustedCa) } : {}),
+    ...(options.trustedCa !== undefined || options.clientIdMetadataDocument !== false
+      ? { fetch: httpsFetch(options.trustedCa) }
+      : {}),
     renderError: async (ctx: { type: string; body: string }, out: Record<string, string>) => {
       ctx.type = 'html';
       ctx.body = page('Error', `<pre id="error">${escapeHtml(JSON.stringify(out))}</pre>`);
@@ -230,38 +262,81 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
     const details = await provider.interactionDetails(req, res);
     if (details.uid !== uid) throw new Error('interaction mismatch');
     const { prompt, params } = details;
-    const send = (html: string) => res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(html);
+    const send = (html: string) =>
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(html);
     if (action === undefined) {
       if (prompt.name === 'login') {
-        send(page('Sign in', `<form method="post" action="/interaction/${uid}/login"><label>Username <input name="login" autocomplete="off"></label><label>Password <input name="password" type="password"></label><button type="submit" name="sign-in">Sign in</button></form><form method="post" action="/interaction/${uid}/abort"><button type="submit" name="cancel">Cancel</button></form>`));
+        send(
+          page(
+            'Sign in',
+            `<form method="post" action="/interaction/${uid}/login"><label>Username <input name="login" autocomplete="off"></label><label>Password <input name="password" type="password"></label><button type="submit" name="sign-in">Sign in</button></form><form method="post" action="/interaction/${uid}/abort"><button type="submit" name="cancel">Cancel</button></form>`,
+          ),
+        );
         return;
       }
-      const scopes = [...new Set([...(prompt.details.missingOIDCScope as string[] | undefined ?? []), ...Object.values((prompt.details.missingResourceScopes as Record<string, string[]> | undefined) ?? {}).flat()])];
-      send(page('Authorize', `<p id="client">${escapeHtml(String(params.client_id))} asks for: <span id="scopes">${escapeHtml(scopes.join(' '))}</span> on <span id="resource">${escapeHtml(String(params.resource ?? ''))}</span></p><form method="post" action="/interaction/${uid}/confirm"><button type="submit" name="allow">Allow</button></form><form method="post" action="/interaction/${uid}/abort"><button type="submit" name="deny">Deny</button></form>`));
+      const scopes = [
+        ...new Set([
+          ...((prompt.details.missingOIDCScope as string[] | undefined) ?? []),
+          ...Object.values((prompt.details.missingResourceScopes as Record<string, string[]> | undefined) ?? {}).flat(),
+        ]),
+      ];
+      send(
+        page(
+          'Authorize',
+          `<p id="client">${escapeHtml(String(params.client_id))} asks for: <span id="scopes">${escapeHtml(scopes.join(' '))}</span> on <span id="resource">${escapeHtml(String(params.resource ?? ''))}</span></p><form method="post" action="/interaction/${uid}/confirm"><button type="submit" name="allow">Allow</button></form><form method="post" action="/interaction/${uid}/abort"><button type="submit" name="deny">Deny</button></form>`,
+        ),
+      );
       return;
     }
     const form = await readForm(req);
     if (action === 'login') {
       const user = users.get(form.get('login') ?? '');
       if (!user || user.password !== form.get('password')) {
-        send(page('Sign in', `<p id="login-error">Wrong username or password.</p><form method="post" action="/interaction/${uid}/login"><label>Username <input name="login"></label><label>Password <input name="password" type="password"></label><button type="submit" name="sign-in">Sign in</button></form>`));
+        send(
+          page(
+            'Sign in',
+            `<p id="login-error">Wrong username or password.</p><form method="post" action="/interaction/${uid}/login"><label>Username <input name="login"></label><label>Password <input name="password" type="password"></label><button type="submit" name="sign-in">Sign in</button></form>`,
+          ),
+        );
         return;
       }
-      await provider.interactionFinished(req, res, { login: { accountId: user.username } }, { mergeWithLastSubmission: false });
+      await provider.interactionFinished(
+        req,
+        res,
+        { login: { accountId: user.username } },
+        { mergeWithLastSubmission: false },
+      );
       return;
     }
     if (action === 'confirm') {
-      const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ accountId: details.session!.accountId, clientId: String(params.client_id) });
+      const grant = details.grantId
+        ? await provider.Grant.find(details.grantId)
+        : new provider.Grant({ accountId: details.session!.accountId, clientId: String(params.client_id) });
       if (!grant) throw new Error('grant not found');
-      const d = prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
+      const d = prompt.details as {
+        missingOIDCScope?: string[];
+        missingOIDCClaims?: string[];
+        missingResourceScopes?: Record<string, string[]>;
+      };
       if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
       if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
-      for (const [indicator, scope] of Object.entries(d.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scope.join(' '));
-      await provider.interactionFinished(req, res, { consent: { grantId: await grant.save() } }, { mergeWithLastSubmission: true });
+      for (const [indicator, scope] of Object.entries(d.missingResourceScopes ?? {}))
+        grant.addResourceScope(indicator, scope.join(' '));
+      await provider.interactionFinished(
+        req,
+        res,
+        { consent: { grantId: await grant.save() } },
+        { mergeWithLastSubmission: true },
+      );
       return;
     }
     if (action === 'abort') {
-      await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'The user denied the request' }, { mergeWithLastSubmission: false });
+      await provider.interactionFinished(
+        req,
+        res,
+        { error: 'access_denied', error_description: 'The user denied the request' },
+        { mergeWithLastSubmission: false },
+      );
       return;
     }
     res.writeHead(404).end();
@@ -271,7 +346,10 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
     const m = /^\/interaction\/([\w-]+)(?:\/(login|confirm|abort))?$/.exec((req.url ?? '').split('?')[0]!);
     if (m) {
       interaction(req, res, m[1]!, m[2]).catch((err: unknown) => {
-        if (!res.headersSent) res.writeHead(400, { 'content-type': 'text/html' }).end(page('Error', `<pre id="error">${escapeHtml((err as Error).message)}</pre>`));
+        if (!res.headersSent)
+          res
+            .writeHead(400, { 'content-type': 'text/html' })
+            .end(page('Error', `<pre id="error">${escapeHtml((err as Error).message)}</pre>`));
       });
       return;
     }
@@ -302,7 +380,11 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
  * authorization endpoint, and answers the consent page. Resolves once the consent form is
  * submitted (the browser is then redirected to the client).
  */
-export async function signInAtIdp(page: Page, user: { username: string; password: string }, consent: 'allow' | 'deny' = 'allow'): Promise<void> {
+export async function signInAtIdp(
+  page: Page,
+  user: { username: string; password: string },
+  consent: 'allow' | 'deny' = 'allow',
+): Promise<void> {
   await page.locator('input[name=login]').fill(user.username);
   await page.locator('input[name=password]').fill(user.password);
   await page.locator('button[name=sign-in]').click();

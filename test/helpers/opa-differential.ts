@@ -21,10 +21,26 @@ export function policyDir(files: Record<string, string>): { dir: string; cleanup
 }
 
 /** `opa eval` of `data.<path>` on input, with time.now_ns fixed; undefined when the result is undefined. */
-export async function opaEval(dir: string, path: string, input: unknown, nowNs: bigint, data?: unknown, extraFiles: string[] = []): Promise<Value | undefined> {
+export async function opaEval(
+  dir: string,
+  path: string,
+  input: unknown,
+  nowNs: bigint,
+  data?: unknown,
+  extraFiles: string[] = [],
+): Promise<Value | undefined> {
   const inputFile = join(dir, 'input.json.txt');
   writeFileSync(inputFile, JSON.stringify(input));
-  const args = ['eval', '-f', 'json', '-d', join(dir, 'policy.rego'), ...extraFiles.flatMap((f) => ['-d', join(dir, f)]), '-i', inputFile];
+  const args = [
+    'eval',
+    '-f',
+    'json',
+    '-d',
+    join(dir, 'policy.rego'),
+    ...extraFiles.flatMap((f) => ['-d', join(dir, f)]),
+    '-i',
+    inputFile,
+  ];
   let dataDir: string | undefined;
   if (data !== undefined) {
     // Outside the policy folder, which the engine's build reads at the same time.
@@ -33,13 +49,21 @@ export async function opaEval(dir: string, path: string, input: unknown, nowNs: 
     args.push('-d', join(dataDir, 'data.json'));
   }
   args.push(`data.${path.replaceAll('/', '.')} with time.now_ns as ${nowNs}`);
-  const { stdout } = await run(opaBinary(), args, { maxBuffer: 256 << 20 }).finally(() => dataDir && rmSync(dataDir, { recursive: true, force: true }));
+  const { stdout } = await run(opaBinary(), args, { maxBuffer: 256 << 20 }).finally(
+    () => dataDir && rmSync(dataDir, { recursive: true, force: true }),
+  );
   const out = parseJson(stdout) as { result?: { expressions: { value: Value }[] }[] };
   return out.result?.[0]?.expressions[0]?.value;
 }
 
 /** The same with the service's engine. */
-export async function wasmEval(dir: string, path: string, input: unknown, nowNs: bigint, data: Record<string, unknown> = {}): Promise<Value | undefined> {
+export async function wasmEval(
+  dir: string,
+  path: string,
+  input: unknown,
+  nowNs: bigint,
+  data: Record<string, unknown> = {},
+): Promise<Value | undefined> {
   const bundle = await compileRego(dir, path);
   const engine = await WasmEngine.create(bundle, { entrypoint: path, maxMemoryPages: 4096, data, now: () => nowNs });
   const rs = parseJson(engine.evaluateText(JSON.stringify(input))) as Value[];
@@ -61,7 +85,13 @@ export function canonical(v: Value | undefined): unknown {
     return `#${mant}e${mant === 0n ? 0 : exp}`;
   }
   if (Array.isArray(v)) return v.map(canonical);
-  if (v instanceof RegoSet) return { $set: v.items.map(canonical).map((x) => JSON.stringify(x)).sort() };
+  if (v instanceof RegoSet)
+    return {
+      $set: v.items
+        .map(canonical)
+        .map((x) => JSON.stringify(x))
+        .sort(),
+    };
   if (v !== null && typeof v === 'object') {
     const o: Record<string, unknown> = {};
     for (const k of Object.keys(v).sort()) o[k] = canonical((v as Record<string, Value>)[k]);

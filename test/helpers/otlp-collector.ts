@@ -10,7 +10,10 @@ import { gunzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { IAnyValue, IKeyValue } from '@opentelemetry/otlp-transformer/build/src/common/internal-types.js';
-import type { IExportTraceServiceRequest, ISpan } from '@opentelemetry/otlp-transformer/build/src/trace/internal-types.js';
+import type {
+  IExportTraceServiceRequest,
+  ISpan,
+} from '@opentelemetry/otlp-transformer/build/src/trace/internal-types.js';
 
 const definition = protoLoader.loadSync(join(import.meta.dirname, '..', 'fixtures', 'otlp', 'trace_service.proto'), {
   keepCase: false,
@@ -19,7 +22,9 @@ const definition = protoLoader.loadSync(join(import.meta.dirname, '..', 'fixture
   defaults: false, // a field is present only when it was on the wire: which AnyValue member was set is exact
   oneofs: false,
 });
-const exportMethod = (definition['opentelemetry.proto.collector.trace.v1.TraceService'] as protoLoader.ServiceDefinition).Export!;
+const exportMethod = (
+  definition['opentelemetry.proto.collector.trace.v1.TraceService'] as protoLoader.ServiceDefinition
+).Export!;
 
 /** Decodes one OTLP/HTTP protobuf traces body. */
 export function decodeTraces(body: Buffer): IExportTraceServiceRequest {
@@ -42,7 +47,8 @@ export interface ReceivedSpan {
   scope: string;
 }
 
-const hex = (b: string | Uint8Array | undefined) => (b === undefined ? '' : typeof b === 'string' ? b : Buffer.from(b).toString('hex'));
+const hex = (b: string | Uint8Array | undefined) =>
+  b === undefined ? '' : typeof b === 'string' ? b : Buffer.from(b).toString('hex');
 
 function anyValue(v: IAnyValue | undefined): unknown {
   if (!v) return undefined;
@@ -54,7 +60,8 @@ function anyValue(v: IAnyValue | undefined): unknown {
   return undefined;
 }
 
-export const attributesOf = (kvs: IKeyValue[] | undefined): Record<string, unknown> => Object.fromEntries((kvs ?? []).map((kv) => [kv.key, anyValue(kv.value)]));
+export const attributesOf = (kvs: IKeyValue[] | undefined): Record<string, unknown> =>
+  Object.fromEntries((kvs ?? []).map((kv) => [kv.key, anyValue(kv.value)]));
 
 export function spansOf(req: IExportTraceServiceRequest): ReceivedSpan[] {
   const out: ReceivedSpan[] = [];
@@ -138,7 +145,10 @@ export class OtlpCollector {
     const deadline = Date.now() + ms;
     while (!done(this.spans)) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`the collector did not receive the expected spans; it has ${this.spans.length}: ${this.spans.map((s) => s.name).join(', ')}`);
+      if (left <= 0)
+        throw new Error(
+          `the collector did not receive the expected spans; it has ${this.spans.length}: ${this.spans.map((s) => s.name).join(', ')}`,
+        );
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -183,7 +193,11 @@ export class OtlpGrpcCollector {
   }
 
   async start(): Promise<this> {
-    this.port = await new Promise<number>((resolve, reject) => this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+    this.port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(err) : resolve(port),
+      ),
+    );
     return this;
   }
 
@@ -196,7 +210,8 @@ export class OtlpGrpcCollector {
     const deadline = Date.now() + ms;
     while (!done(this.spans)) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`the gRPC collector did not receive the expected spans; it has ${this.spans.length}`);
+      if (left <= 0)
+        throw new Error(`the gRPC collector did not receive the expected spans; it has ${this.spans.length}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.waiters.push(() => {

@@ -36,12 +36,28 @@ export function regoDir(files: Record<string, string>): string {
 
 export function keyPrincipal(id: string, userId: string | undefined, permissions: string[]): Principal {
   return {
-    authenticated: true, method: 'api_key', id, keyId: id, roles: [], permissions, scopes: [],
-    keyType: userId ? 'private' : 'public', ...(userId ? { userId } : {}),
+    authenticated: true,
+    method: 'api_key',
+    id,
+    keyId: id,
+    roles: [],
+    permissions,
+    scopes: [],
+    keyType: userId ? 'private' : 'public',
+    ...(userId ? { userId } : {}),
   };
 }
 
 export function tokenPrincipal(sub: string, scopes: string[]): Principal {
-  return { authenticated: true, method: 'oauth', id: `https://idp.example.com#${sub}`, userId: sub, subject: sub, roles: [], permissions: [], scopes, claims: { sub } };
+  return {
+    authenticated: true,
+    method: 'oauth',
+    id: `https://idp.example.com#${sub}`,
+    userId: sub,
+    subject: sub,
+    roles: [],
+    permissions: [],
+    scopes,
+    claims: { sub },
+  };
 }
-

@@ -61,19 +61,28 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<TestPos
   let as: { uid: number; gid: number } | undefined;
   if (process.getuid?.() === 0) {
     as = systemUser('postgres');
-    if (as === undefined) throw new Error('running as root and there is no "postgres" user to run PostgreSQL as (scripts/install-tools.sh postgres)');
+    if (as === undefined)
+      throw new Error(
+        'running as root and there is no "postgres" user to run PostgreSQL as (scripts/install-tools.sh postgres)',
+      );
     chownSync(base, as.uid, as.gid);
   }
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: base, LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' };
-  const init = spawnSync(exe('initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync', '--no-instructions'], {
-    cwd: base,
-    env,
-    encoding: 'utf8',
-    ...as,
-  });
+  const init = spawnSync(
+    exe('initdb'),
+    ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync', '--no-instructions'],
+    {
+      cwd: base,
+      env,
+      encoding: 'utf8',
+      ...as,
+    },
+  );
   if (init.error || init.status !== 0) {
     rmSync(base, { recursive: true, force: true });
-    throw new Error(`initdb failed (is PostgreSQL installed? scripts/install-tools.sh postgres): ${init.error?.message ?? ''}${init.stderr ?? ''}`);
+    throw new Error(
+      `initdb failed (is PostgreSQL installed? scripts/install-tools.sh postgres): ${init.error?.message ?? ''}${init.stderr ?? ''}`,
+    );
   }
 
   const settings: Record<string, string> = {
@@ -107,10 +116,15 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<TestPos
       logs += String(e);
     });
     try {
-      await waitFor(`postgres on port ${port}`, async () => {
-        if (exited) throw new Error(`postgres exited at start:\n${logs}`);
-        return canConnect(port);
-      }, 60_000, 50);
+      await waitFor(
+        `postgres on port ${port}`,
+        async () => {
+          if (exited) throw new Error(`postgres exited at start:\n${logs}`);
+          return canConnect(port);
+        },
+        60_000,
+        50,
+      );
       break;
     } catch (e) {
       p.kill('SIGKILL');
@@ -133,7 +147,13 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<TestPos
     port,
     superuser: 'postgres',
     async connect(o = {}) {
-      const client = new pg.Client({ host: '127.0.0.1', port, user: o.user ?? 'postgres', database: o.database ?? 'postgres', password: o.password });
+      const client = new pg.Client({
+        host: '127.0.0.1',
+        port,
+        user: o.user ?? 'postgres',
+        database: o.database ?? 'postgres',
+        password: o.password,
+      });
       // An error after connecting (the server stopping) is reported by the next query, not thrown here.
       client.on('error', () => undefined);
       await client.connect();
@@ -155,7 +175,13 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<TestPos
 }
 
 async function canConnect(port: number): Promise<boolean> {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 2000 });
+  const c = new pg.Client({
+    host: '127.0.0.1',
+    port,
+    user: 'postgres',
+    database: 'postgres',
+    connectionTimeoutMillis: 2000,
+  });
   c.on('error', () => undefined);
   try {
     await c.connect();

@@ -129,7 +129,12 @@ export function checkRequest(s: HttpSample): Record<string, unknown> {
   const method = s.method ?? 'POST';
   const host = s.host ?? 'mcp.example.com';
   const bodyLen = s.rawBody ? s.rawBody.length : s.body !== undefined ? Buffer.byteLength(s.body) : 0;
-  const base: [string, string][] = [[':authority', host], [':method', method], [':path', s.path], [':scheme', 'https']];
+  const base: [string, string][] = [
+    [':authority', host],
+    [':method', method],
+    [':path', s.path],
+    [':scheme', 'https'],
+  ];
   if (bodyLen > 0 && !s.noContentLength) base.push(['content-length', String(bodyLen)]);
   const http: Record<string, unknown> = { id: '42', method, path: s.path, host, scheme: 'https', protocol: 'HTTP/2' };
   if (s.headerList) {
@@ -158,13 +163,20 @@ export function rpc(method: string, params?: Record<string, unknown>, id: number
 
 /** A 2026-07-28 JSON-RPC request body: its params carry the protocol version in `_meta`. */
 export function modernRpc(method: string, params: Record<string, unknown> = {}, id: number | string = 1): string {
-  const _meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} };
+  const _meta = {
+    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+    'io.modelcontextprotocol/clientCapabilities': {},
+  };
   return JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta } });
 }
 
 /** The headers a 2026-07-28 client sends with `modernRpc(method, params)` (values unencoded). */
 export function modernHeaders(method: string, name?: string): Record<string, string> {
-  return { 'mcp-protocol-version': '2026-07-28', 'mcp-method': method, ...(name !== undefined ? { 'mcp-name': name } : {}) };
+  return {
+    'mcp-protocol-version': '2026-07-28',
+    'mcp-method': method,
+    ...(name !== undefined ? { 'mcp-name': name } : {}),
+  };
 }
 
 export function headerValue(options: HeaderOption[] | undefined, name: string): string | undefined {
@@ -181,12 +193,21 @@ export function deniedStatus(res: CheckResponse): number | undefined {
 
 /** An envoy.type.v3.StatusCode as proto-loader decodes it (a number, or its name). */
 export function httpStatusOf(c: string | number | undefined): number | undefined {
-  return c === undefined ? undefined : typeof c === 'number' ? c : httpStatusByName[c] ?? Number(c);
+  return c === undefined ? undefined : typeof c === 'number' ? c : (httpStatusByName[c] ?? Number(c));
 }
 
 // proto-loader with enums: String decodes envoy.type.v3.StatusCode as its name.
 const httpStatusByName: Record<string, number> = {
-  OK: 200, BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, PayloadTooLarge: 413,
-  UnsupportedMediaType: 415, TooManyRequests: 429, RequestHeaderFieldsTooLarge: 431, ServiceUnavailable: 503,
-  InternalServerError: 500, BadGateway: 502,
+  OK: 200,
+  BadRequest: 400,
+  Unauthorized: 401,
+  Forbidden: 403,
+  NotFound: 404,
+  PayloadTooLarge: 413,
+  UnsupportedMediaType: 415,
+  TooManyRequests: 429,
+  RequestHeaderFieldsTooLarge: 431,
+  ServiceUnavailable: 503,
+  InternalServerError: 500,
+  BadGateway: 502,
 };

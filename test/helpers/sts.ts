@@ -38,14 +38,28 @@ export interface Sts {
 
 export const STS_BINARY = join(projectRoot, '.build', 'bin', 'sts');
 
-export async function startSts(idp: { issuer: string; jwksUri: string }, opts: { lifetime?: string } = {}): Promise<Sts> {
+export async function startSts(
+  idp: { issuer: string; jwksUri: string },
+  opts: { lifetime?: string } = {},
+): Promise<Sts> {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-sts-'));
   const clientSecret = `sts-secret-${Math.random().toString(36).slice(2)}`;
   writeFileSync(join(dir, 'secret'), clientSecret);
   const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true });
   writeFileSync(join(dir, 'client.pub'), await exportSPKI(publicKey));
   const clientKeyPem = await exportPKCS8(privateKey);
-  const args = ['-subject-issuer', idp.issuer, '-subject-jwks', idp.jwksUri, '-client-secret-file', join(dir, 'secret'), '-client-key-file', join(dir, 'client.pub'), '-lifetime', opts.lifetime ?? '5m'];
+  const args = [
+    '-subject-issuer',
+    idp.issuer,
+    '-subject-jwks',
+    idp.jwksUri,
+    '-client-secret-file',
+    join(dir, 'secret'),
+    '-client-key-file',
+    join(dir, 'client.pub'),
+    '-lifetime',
+    opts.lifetime ?? '5m',
+  ];
   const child: ChildProcess = spawn(STS_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {

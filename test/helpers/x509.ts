@@ -128,7 +128,12 @@ export function issue(o: CertOptions): Issued {
   );
   const der = seq(tbs, ecdsaWithSha256, bits(sign('sha256', tbs, signer)));
   const cert = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
-  return { cert, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, keyObject: privateKey, x509: new X509Certificate(cert) };
+  return {
+    cert,
+    key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    keyObject: privateKey,
+    x509: new X509Certificate(cert),
+  };
 }
 
 /** A CA and what tests usually need from it: a server leaf for loopback and client leaves. */
@@ -142,7 +147,14 @@ export function testPki(caName = 'mcp-authz test CA'): TestPki {
   const ca = issue({ commonName: caName, ca: true, notAfter: new Date(Date.now() + 30 * 24 * HOUR) });
   return {
     ca,
-    server: (o = {}) => issue({ commonName: 'mcp-authz', sans: ['localhost', '127.0.0.1', 'mcp-authz.mcp-authz.svc.cluster.local'], issuer: ca, ...o }),
-    client: (commonName, o = {}) => issue({ commonName, sans: [`spiffe://cluster.local/ns/envoy/sa/${commonName}`], issuer: ca, ...o }),
+    server: (o = {}) =>
+      issue({
+        commonName: 'mcp-authz',
+        sans: ['localhost', '127.0.0.1', 'mcp-authz.mcp-authz.svc.cluster.local'],
+        issuer: ca,
+        ...o,
+      }),
+    client: (commonName, o = {}) =>
+      issue({ commonName, sans: [`spiffe://cluster.local/ns/envoy/sa/${commonName}`], issuer: ca, ...o }),
   };
 }

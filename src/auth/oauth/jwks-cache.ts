@@ -98,7 +98,9 @@ export class JwksCache {
       this.opts.onRefresh?.('failure');
       logger.warn(
         { issuer, err: err instanceof Error ? err.message : String(err), cachedKeys: this.keys !== undefined },
-        this.keys ? 'JWKS refresh failed; the cached keys stay in use' : 'JWKS fetch failed; tokens of this issuer cannot be verified yet',
+        this.keys
+          ? 'JWKS refresh failed; the cached keys stay in use'
+          : 'JWKS fetch failed; tokens of this issuer cannot be verified yet',
       );
     }
   }

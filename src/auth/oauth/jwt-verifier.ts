@@ -59,7 +59,12 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
       logger: opts.logger,
       onRefresh: (result) => opts.events?.jwksRefresh?.(config.issuer, result),
     });
-    issuers.set(config.issuer, { config, algorithms: [...config.algorithms], jwks, sharedUserIds: sharesUserIds(config, oauth.issuers.length) });
+    issuers.set(config.issuer, {
+      config,
+      algorithms: [...config.algorithms],
+      jwks,
+      sharedUserIds: sharesUserIds(config, oauth.issuers.length),
+    });
   }
   const cache = new TokenCache(oauth.tokenCacheSize);
   const tolerance = oauth.clockToleranceSeconds;
@@ -69,7 +74,8 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
   async function verify(token: string, audiences: readonly string[]): Promise<TokenResult> {
     if (typeof token !== 'string' || token.length === 0) return invalid('token_not_jwt', 'token is empty');
     // Before any parsing or hashing: the size bound protects everything after it.
-    if (token.length > oauth.maxTokenBytes) return invalid('token_too_large', `token is larger than ${oauth.maxTokenBytes} bytes`);
+    if (token.length > oauth.maxTokenBytes)
+      return invalid('token_too_large', `token is larger than ${oauth.maxTokenBytes} bytes`);
     if (!looksLikeJwt(token)) return invalid('token_not_jwt', 'token is not a compact JWS (header.payload.signature)');
     if (audiences.length === 0) return invalid('no_audience', 'no audience is configured for this endpoint');
 
@@ -81,7 +87,8 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
         cache.delete(digest!);
         return invalid('token_expired', 'token expired');
       }
-      if (!intersects(cached.audiences, audiences)) return invalid('token_audience', 'token audience is not this endpoint');
+      if (!intersects(cached.audiences, audiences))
+        return invalid('token_audience', 'token audience is not this endpoint');
       return { ok: true, principal: cached.principal, expiresAt: cached.expiresAt };
     }
 

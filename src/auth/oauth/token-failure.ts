@@ -15,7 +15,8 @@ function tokenFailure(detail: AuthFailureDetail, why: string): TokenFailure {
 }
 
 export function failureOf(err: unknown): TokenFailure {
-  if (err instanceof JwksUnavailableError) return tokenFailure('jwks_unavailable', 'signing keys for the token issuer are unavailable');
+  if (err instanceof JwksUnavailableError)
+    return tokenFailure('jwks_unavailable', 'signing keys for the token issuer are unavailable');
   if (err instanceof errors.JWTExpired) return tokenFailure('token_expired', 'token expired');
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.reason === 'missing') return tokenFailure('token_claim_missing', `token has no ${err.claim} claim`);
@@ -30,12 +31,19 @@ export function failureOf(err: unknown): TokenFailure {
         return tokenFailure('token_claim_invalid', `token ${err.claim} claim is invalid`);
     }
   }
-  if (err instanceof errors.JWSSignatureVerificationFailed) return tokenFailure('token_signature', 'token signature is invalid');
-  if (err instanceof errors.JOSEAlgNotAllowed) return tokenFailure('token_algorithm', 'token algorithm is not allowed for this issuer');
-  if (err instanceof errors.JWKSNoMatchingKey) return tokenFailure('token_kid_unknown', 'no signing key of the issuer matches the token kid');
-  if (err instanceof errors.JWKSMultipleMatchingKeys) return tokenFailure('token_kid_ambiguous', 'several signing keys match a token without kid');
-  if (err instanceof errors.JWTInvalid || err instanceof errors.JWSInvalid) return tokenFailure('token_malformed', 'token is not a well-formed JWT');
-  if (err instanceof errors.JOSENotSupported) return tokenFailure('token_unsupported', 'token uses an unsupported algorithm or key');
-  if (err instanceof errors.JOSEError) return tokenFailure('token_verification_failed', `token verification failed (${err.code})`);
+  if (err instanceof errors.JWSSignatureVerificationFailed)
+    return tokenFailure('token_signature', 'token signature is invalid');
+  if (err instanceof errors.JOSEAlgNotAllowed)
+    return tokenFailure('token_algorithm', 'token algorithm is not allowed for this issuer');
+  if (err instanceof errors.JWKSNoMatchingKey)
+    return tokenFailure('token_kid_unknown', 'no signing key of the issuer matches the token kid');
+  if (err instanceof errors.JWKSMultipleMatchingKeys)
+    return tokenFailure('token_kid_ambiguous', 'several signing keys match a token without kid');
+  if (err instanceof errors.JWTInvalid || err instanceof errors.JWSInvalid)
+    return tokenFailure('token_malformed', 'token is not a well-formed JWT');
+  if (err instanceof errors.JOSENotSupported)
+    return tokenFailure('token_unsupported', 'token uses an unsupported algorithm or key');
+  if (err instanceof errors.JOSEError)
+    return tokenFailure('token_verification_failed', `token verification failed (${err.code})`);
   return tokenFailure('token_verification_failed', 'token verification failed');
 }

@@ -37,10 +37,12 @@ export function tokenPrincipal(issuer: IssuerConfig, payload: JWTPayload, shared
 
 /** A claim by name, or by dotted path when no claim has that exact name (`realm_access.roles`). */
 function claimAt(payload: JWTPayload, name: string): unknown {
-  if (Object.hasOwn(payload, name) || !name.includes('.')) return Object.hasOwn(payload, name) ? payload[name] : undefined;
+  if (Object.hasOwn(payload, name) || !name.includes('.'))
+    return Object.hasOwn(payload, name) ? payload[name] : undefined;
   let value: unknown = payload;
   for (const part of name.split('.')) {
-    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, part)) return undefined;
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, part))
+      return undefined;
     value = (value as Record<string, unknown>)[part];
   }
   return value;

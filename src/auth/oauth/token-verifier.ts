@@ -3,8 +3,12 @@ import type { AuthFailureDetail } from '../../contracts/codes.js';
 import type { Principal } from '../../contracts/principal.js';
 
 export type TokenResult =
-  | { ok: true; principal: Principal; /** exp, epoch seconds */ expiresAt: number }
-  | { ok: false; detail: AuthFailureDetail; /** why, for logs and `mcp-authz check`; never contains the token */ why: string };
+  | { ok: true; principal: Principal /** exp, epoch seconds */; expiresAt: number }
+  | {
+      ok: false;
+      detail: AuthFailureDetail /** why, for logs and `mcp-authz check`; never contains the token */;
+      why: string;
+    };
 
 export interface TokenVerifier {
   /** Verifies a bearer JWT for one of `audiences` (the endpoint's resource, or configured audiences). */

@@ -3,8 +3,14 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { bytesOf, type Value } from './rego-value.js';
 import type { Builtin } from './types.js';
 
-const digest = (alg: string): Builtin => ([x]) => createHash(alg).update(bytesOf(x!, 1)).digest('hex');
-const hmac = (alg: string): Builtin => ([msg, key]) => createHmac(alg, bytesOf(key!, 2)).update(bytesOf(msg!, 1)).digest('hex');
+const digest =
+  (alg: string): Builtin =>
+  ([x]) =>
+    createHash(alg).update(bytesOf(x!, 1)).digest('hex');
+const hmac =
+  (alg: string): Builtin =>
+  ([msg, key]) =>
+    createHmac(alg, bytesOf(key!, 2)).update(bytesOf(msg!, 1)).digest('hex');
 
 export const cryptoBuiltins: Record<string, Builtin> = {
   'crypto.md5': digest('md5'),

@@ -1,7 +1,16 @@
 // Go's text formatting that OPA's builtins show through: strconv.Quote, strconv's shortest
 // 'g' float format, a Rego value's String(), and the fmt.Sprintf verbs sprintf uses.
 import { sortValues } from './rego-order.js';
-import { entriesOf, FloatNumber, isNumber, isObject, numberText, RegoSet, ByteString, type Value } from './rego-value.js';
+import {
+  entriesOf,
+  FloatNumber,
+  isNumber,
+  isObject,
+  numberText,
+  RegoSet,
+  ByteString,
+  type Value,
+} from './rego-value.js';
 import { compareValues } from './rego-order.js';
 
 const PRINTABLE = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]$/u;
@@ -121,17 +130,39 @@ function formatInt(v: bigint, verb: string, f: Spec): string | undefined {
   const abs = neg ? -v : v;
   let digits: string;
   switch (verb) {
-    case 'd': case 'v': digits = abs.toString(10); break;
+    case 'd':
+    case 'v':
+      digits = abs.toString(10);
+      break;
     // *big.Int formats itself: %s is its decimal too.
-    case 's': if (v >= INT64_MIN && v <= INT64_MAX) return undefined; digits = abs.toString(10); break;
-    case 'x': digits = abs.toString(16); if (f.sharp) digits = `0x${digits}`; break;
-    case 'X': digits = abs.toString(16).toUpperCase(); if (f.sharp) digits = `0X${digits}`; break;
-    case 'o': digits = abs.toString(8); if (f.sharp) digits = `0${digits}`; break;
-    case 'O': digits = `0o${abs.toString(8)}`; break;
-    case 'b': digits = abs.toString(2); break;
-    case 'q': return pad(goQuoteRune(v), f, false);
-    case 'c': return v >= 0n && v <= 0x10ffffn && !(v >= 0xd800n && v <= 0xdfffn) ? String.fromCodePoint(Number(v)) : '\ufffd';
-    default: return undefined;
+    case 's':
+      if (v >= INT64_MIN && v <= INT64_MAX) return undefined;
+      digits = abs.toString(10);
+      break;
+    case 'x':
+      digits = abs.toString(16);
+      if (f.sharp) digits = `0x${digits}`;
+      break;
+    case 'X':
+      digits = abs.toString(16).toUpperCase();
+      if (f.sharp) digits = `0X${digits}`;
+      break;
+    case 'o':
+      digits = abs.toString(8);
+      if (f.sharp) digits = `0${digits}`;
+      break;
+    case 'O':
+      digits = `0o${abs.toString(8)}`;
+      break;
+    case 'b':
+      digits = abs.toString(2);
+      break;
+    case 'q':
+      return pad(goQuoteRune(v), f, false);
+    case 'c':
+      return v >= 0n && v <= 0x10ffffn && !(v >= 0xd800n && v <= 0xdfffn) ? String.fromCodePoint(Number(v)) : '\ufffd';
+    default:
+      return undefined;
   }
   if (f.prec !== undefined) {
     if (f.prec === 0 && v === 0n) digits = '';
@@ -146,20 +177,33 @@ function formatFloat(x: number, verb: string, f: Spec): string | undefined {
   const a = Math.abs(x);
   let s: string;
   switch (verb) {
-    case 'v': case 'g': case 'G':
+    case 'v':
+    case 'g':
+    case 'G':
       s = f.prec === undefined ? formatFloatG(a) : formatPrecG(a, f.prec);
       if (verb === 'G') s = s.toUpperCase();
       break;
-    case 'f': case 'F': s = fixedDigits(a, f.prec ?? 6); break;
-    case 'x': case 'X': s = hexFloat(a, f.prec); if (verb === 'X') s = s.toUpperCase(); break;
-    case 'b': s = binaryFloat(a); break;
-    case 'e': case 'E': {
+    case 'f':
+    case 'F':
+      s = fixedDigits(a, f.prec ?? 6);
+      break;
+    case 'x':
+    case 'X':
+      s = hexFloat(a, f.prec);
+      if (verb === 'X') s = s.toUpperCase();
+      break;
+    case 'b':
+      s = binaryFloat(a);
+      break;
+    case 'e':
+    case 'E': {
       const [m, n] = expDigits(a, f.prec ?? 6);
       s = `${m}e${n < 0 ? '-' : '+'}${String(Math.abs(n)).padStart(2, '0')}`;
       if (verb === 'E') s = s.toUpperCase();
       break;
     }
-    default: return undefined;
+    default:
+      return undefined;
   }
   return pad(signed(s, neg, f), f, true);
 }
@@ -276,21 +320,33 @@ function formatPrecG(a: number, prec: number): string {
 function formatString(s: string, verb: string, f: Spec): string | undefined {
   let out: string;
   switch (verb) {
-    case 's': case 'v': out = f.prec === undefined ? s : [...s].slice(0, f.prec).join(''); break;
-    case 'q': out = goQuote(s); break;
-    case 'x': case 'X': {
+    case 's':
+    case 'v':
+      out = f.prec === undefined ? s : [...s].slice(0, f.prec).join('');
+      break;
+    case 'q':
+      out = goQuote(s);
+      break;
+    case 'x':
+    case 'X': {
       const hex = Buffer.from(s).toString('hex');
       out = verb === 'X' ? hex.toUpperCase() : hex;
       break;
     }
-    default: return undefined;
+    default:
+      return undefined;
   }
   return pad(out, f, false);
 }
 
 /** A verb that does not fit the argument: Go shows the value with %v under the same flags. */
 function bad(verb: string, a: Arg, f: Spec): string {
-  const shown = a.kind === 'int' ? formatInt(a.v, 'v', f) : a.kind === 'float' ? formatFloat(a.v, 'v', f) : formatString(a.v, 'v', f);
+  const shown =
+    a.kind === 'int'
+      ? formatInt(a.v, 'v', f)
+      : a.kind === 'float'
+        ? formatFloat(a.v, 'v', f)
+        : formatString(a.v, 'v', f);
   return `%!${verb}(${goTypeName(a)}=${shown})`;
 }
 
@@ -316,7 +372,15 @@ export function goSprintf(format: string, args: Arg[]): string {
       continue;
     }
     i++;
-    const f: Spec = { minus: false, plus: false, sharp: false, zero: false, space: false, width: undefined, prec: undefined };
+    const f: Spec = {
+      minus: false,
+      plus: false,
+      sharp: false,
+      zero: false,
+      space: false,
+      width: undefined,
+      prec: undefined,
+    };
     for (; i < format.length; i++) {
       const x = format[i];
       if (x === '-') f.minus = true;
@@ -360,7 +424,10 @@ export function goSprintf(format: string, args: Arg[]): string {
     out += s ?? bad(verb, a, f);
   }
   if (argi < args.length) {
-    out += `%!(EXTRA ${args.slice(argi).map((a) => `${goTypeName(a)}=${a.kind === 'float' ? formatFloatG(a.v) : String(a.v)}`).join(', ')})`;
+    out += `%!(EXTRA ${args
+      .slice(argi)
+      .map((a) => `${goTypeName(a)}=${a.kind === 'float' ? formatFloatG(a.v) : String(a.v)}`)
+      .join(', ')})`;
   }
   return out;
 }

@@ -71,7 +71,8 @@ export class HostBuiltins {
       opa_builtin1: (id: number, _ctx: number, a: number) => this.call(id, [a]),
       opa_builtin2: (id: number, _ctx: number, a: number, b: number) => this.call(id, [a, b]),
       opa_builtin3: (id: number, _ctx: number, a: number, b: number, c: number) => this.call(id, [a, b, c]),
-      opa_builtin4: (id: number, _ctx: number, a: number, b: number, c: number, d: number) => this.call(id, [a, b, c, d]),
+      opa_builtin4: (id: number, _ctx: number, a: number, b: number, c: number, d: number) =>
+        this.call(id, [a, b, c, d]),
     };
   }
 
@@ -93,7 +94,9 @@ export class HostBuiltins {
       this.names[id] = name;
     }
     if (missing.length) {
-      throw new Error(`the policy uses builtins mcp-authz does not provide: ${missing.join('; ')}. Rebuild it with mcp-authz policy build, which checks this at compile time (docs/policies.md#builtins)`);
+      throw new Error(
+        `the policy uses builtins mcp-authz does not provide: ${missing.join('; ')}. Rebuild it with mcp-authz policy build, which checks this at compile time (docs/policies.md#builtins)`,
+      );
     }
   }
 

@@ -11,5 +11,12 @@ import type { Builtin } from './types.js';
 export type { Builtin };
 
 export const BUILTINS: ReadonlyMap<string, Builtin> = new Map(
-  Object.entries({ ...cryptoBuiltins, ...jwtBuiltins, ...miscBuiltins, ...netBuiltins, ...stringBuiltins, ...timeBuiltins }),
+  Object.entries({
+    ...cryptoBuiltins,
+    ...jwtBuiltins,
+    ...miscBuiltins,
+    ...netBuiltins,
+    ...stringBuiltins,
+    ...timeBuiltins,
+  }),
 );

@@ -2,8 +2,29 @@
 // (topdown/tokens.go and the JWS verification it calls). Verification is synchronous, as a
 // WASM import must be: node:crypto, not jose's asynchronous WebCrypto API. Parsed keys are
 // cached (bounded), by the certificate or JWKS text, as OPA does.
-import { createHash, createHmac, createPublicKey, timingSafeEqual, verify as cryptoVerify, X509Certificate, constants, type KeyObject } from 'node:crypto';
-import { compareNumbers, FloatNumber, isNumber, isPlainObject, newObject, obj, parseJson, str, BuiltinError, type RegoObject, type Value } from './rego-value.js';
+import {
+  createHash,
+  createHmac,
+  createPublicKey,
+  timingSafeEqual,
+  verify as cryptoVerify,
+  X509Certificate,
+  constants,
+  type KeyObject,
+} from 'node:crypto';
+import {
+  compareNumbers,
+  FloatNumber,
+  isNumber,
+  isPlainObject,
+  newObject,
+  obj,
+  parseJson,
+  str,
+  BuiltinError,
+  type RegoObject,
+  type Value,
+} from './rego-value.js';
 import { bytesToString } from './strings.js';
 import type { Builtin } from './types.js';
 import type { EvalState } from './host.js';
@@ -17,10 +38,16 @@ export function base64UrlDecode(s: string): Uint8Array {
   let t = s;
   if (!t.endsWith('=')) {
     switch (t.replace(/[\r\n]/g, '').length % 4) {
-      case 0: break;
-      case 2: t += '=='; break;
-      case 3: t += '='; break;
-      default: throw new BuiltinError(`illegal base64url string: ${s}`);
+      case 0:
+        break;
+      case 2:
+        t += '==';
+        break;
+      case 3:
+        t += '=';
+        break;
+      default:
+        throw new BuiltinError(`illegal base64url string: ${s}`);
     }
   }
   t = t.replace(/[\r\n]/g, '');
@@ -100,7 +127,21 @@ interface VerificationKey {
   key: KeyObject | Buffer;
 }
 
-const ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512', 'EdDSA']);
+const ALGORITHMS = new Set([
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'HS256',
+  'HS384',
+  'HS512',
+  'EdDSA',
+]);
 const KEY_CACHE_MAX = 100;
 const keyCache = new Map<string, VerificationKey[]>();
 
@@ -119,11 +160,13 @@ const PEM_BLOCK = /-----BEGIN ([^-\r\n]*)-----\r?\n([\s\S]*?)-----END \1-----(\r
 function parseKeys(text: string): VerificationKey[] {
   const pem = PEM_BLOCK.exec(text);
   if (pem) {
-    if (text.slice(pem.index + pem[0].length).length > 0) throw new BuiltinError('extra data after a PEM certificate block');
+    if (text.slice(pem.index + pem[0].length).length > 0)
+      throw new BuiltinError('extra data after a PEM certificate block');
     const der = Buffer.from(pem[2]!.replace(/\s+/g, ''), 'base64');
     try {
       if (pem[1] === 'CERTIFICATE') return [{ alg: '', kid: '', key: new X509Certificate(der).publicKey }];
-      if (pem[1] === 'PUBLIC KEY') return [{ alg: '', kid: '', key: createPublicKey({ key: der, format: 'der', type: 'spki' }) }];
+      if (pem[1] === 'PUBLIC KEY')
+        return [{ alg: '', kid: '', key: createPublicKey({ key: der, format: 'der', type: 'spki' }) }];
     } catch (err) {
       throw new BuiltinError(`failed to parse a PEM key: ${(err as Error).message}`);
     }
@@ -135,7 +178,8 @@ function parseKeys(text: string): VerificationKey[] {
   } catch {
     throw new BuiltinError('failed to parse a JWK key (set)');
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new BuiltinError('failed to parse a JWK key (set)');
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    throw new BuiltinError('failed to parse a JWK key (set)');
   const list = Object.hasOwn(doc, 'keys') ? (doc as { keys: unknown }).keys : [doc];
   if (!Array.isArray(list)) throw new BuiltinError('failed to parse a JWK key set');
   const out: VerificationKey[] = [];
@@ -196,7 +240,8 @@ function ecKeyBytes(key: KeyObject): number {
 }
 
 /** Go's crypto/rsa refuses keys below 1024 bits. */
-const rsaUsable = (key: KeyObject): boolean => key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) >= 1024;
+const rsaUsable = (key: KeyObject): boolean =>
+  key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) >= 1024;
 
 function safeVerify(fn: () => boolean): boolean {
   try {
@@ -218,7 +263,9 @@ function jwsVerify(key: KeyObject | Buffer, alg: string, input: Buffer, sig: Buf
   if (Buffer.isBuffer(key)) return false;
   if ((alg.startsWith('RS') || alg.startsWith('PS')) && hash) {
     if (!rsaUsable(key)) return false;
-    const padding = alg.startsWith('PS') ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : { padding: constants.RSA_PKCS1_PADDING };
+    const padding = alg.startsWith('PS')
+      ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST }
+      : { padding: constants.RSA_PKCS1_PADDING };
     return safeVerify(() => cryptoVerify(hash, input, { key, ...padding }, sig));
   }
   if (alg.startsWith('ES') && hash) {
@@ -237,18 +284,24 @@ function jwsVerify(key: KeyObject | Buffer, alg: string, input: Buffer, sig: Buf
 type LegacyVerify = (key: KeyObject | Buffer, input: Buffer, sig: Buffer) => boolean;
 
 /** io.jwt.verify_{rs,ps}NNN: Go's rsa.VerifyPKCS1v15 / rsa.VerifyPSS (salt length detected). */
-const rsaLegacy = (hash: string, pss: boolean): LegacyVerify => (key, input, sig) => {
-  if (Buffer.isBuffer(key) || !rsaUsable(key)) return false;
-  const padding = pss ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO } : { padding: constants.RSA_PKCS1_PADDING };
-  return safeVerify(() => cryptoVerify(hash, input, { key, ...padding }, sig));
-};
+const rsaLegacy =
+  (hash: string, pss: boolean): LegacyVerify =>
+  (key, input, sig) => {
+    if (Buffer.isBuffer(key) || !rsaUsable(key)) return false;
+    const padding = pss
+      ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }
+      : { padding: constants.RSA_PKCS1_PADDING };
+    return safeVerify(() => cryptoVerify(hash, input, { key, ...padding }, sig));
+  };
 
 /** io.jwt.verify_esNNN: r and s are the two halves of the signature, whatever its length. */
-const ecLegacy = (hash: string): LegacyVerify => (key, input, sig) => {
-  if (Buffer.isBuffer(key) || key.asymmetricKeyType !== 'ec') return false;
-  const n = Math.floor(sig.length / 2);
-  return safeVerify(() => cryptoVerify(hash, input, key, derSignature(sig.subarray(0, n), sig.subarray(n))));
-};
+const ecLegacy =
+  (hash: string): LegacyVerify =>
+  (key, input, sig) => {
+    if (Buffer.isBuffer(key) || key.asymmetricKeyType !== 'ec') return false;
+    const n = Math.floor(sig.length / 2);
+    return safeVerify(() => cryptoVerify(hash, input, key, derSignature(sig.subarray(0, n), sig.subarray(n))));
+  };
 
 const edLegacy: LegacyVerify = (key, input, sig) => {
   if (Buffer.isBuffer(key) || key.asymmetricKeyType !== 'ed25519') return false;
@@ -323,7 +376,10 @@ function constraintsOf(o: RegoObject, state: EvalState): Constraints {
         if (typeof v !== 'string') throw new BuiltinError('cert constraint: must be a string');
         c.keys = keysOf(v);
         break;
-      case 'secret': case 'alg': case 'iss': case 'aud':
+      case 'secret':
+      case 'alg':
+      case 'iss':
+      case 'aud':
         if (typeof v !== 'string') throw new BuiltinError(`${k} constraint: must be a string`);
         c[k] = v;
         break;
@@ -412,7 +468,10 @@ const decodeVerify: Builtin = ([tok, cons], state) => {
   return [true, header, payload];
 };
 
-const legacy = (check: LegacyVerify): Builtin => ([tok, key]) => verifyWithKeys(tok!, key!, check);
+const legacy =
+  (check: LegacyVerify): Builtin =>
+  ([tok, key]) =>
+    verifyWithKeys(tok!, key!, check);
 
 export const jwtBuiltins: Record<string, Builtin> = {
   'io.jwt.decode': ([tok]) => decode(tok!),

@@ -2,7 +2,17 @@
 // semantics (topdown/numbers.go, semver.go, uuid.go, encoding.go; Go's net/url).
 import { randomBytes, randomInt } from 'node:crypto';
 import { sortValues } from './rego-order.js';
-import { bigintOf, BuiltinError, ByteString, isPlainObject, newObject, operandError, RegoSet, str, type Value } from './rego-value.js';
+import {
+  bigintOf,
+  BuiltinError,
+  ByteString,
+  isPlainObject,
+  newObject,
+  operandError,
+  RegoSet,
+  str,
+  type Value,
+} from './rego-value.js';
 import { bytesToString } from './strings.js';
 import type { Builtin } from './types.js';
 
@@ -19,7 +29,8 @@ const META = /^[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*$/;
 const INT64_MAX = (1n << 63n) - 1n;
 
 function numeric(s: string): bigint {
-  if (s === '' || s[0] === '+' || s[0] === '-' || (s.length > 1 && s[0] === '0') || !/^\d+$/.test(s)) throw new BuiltinError(`${s} is not a valid numeric identifier`);
+  if (s === '' || s[0] === '+' || s[0] === '-' || (s.length > 1 && s[0] === '0') || !/^\d+$/.test(s))
+    throw new BuiltinError(`${s} is not a valid numeric identifier`);
   const n = BigInt(s);
   if (n > INT64_MAX) throw new BuiltinError('value out of range');
   return n;
@@ -36,7 +47,8 @@ function parseSemver(input: string): SemVer {
   const dash = v.indexOf('-');
   if (dash >= 0) {
     pre = v.slice(dash + 1);
-    if (!META.test(pre) || pre.split('.').some((id) => id.length > 1 && id[0] === '0' && /^\d+$/.test(id))) throw new BuiltinError('invalid pre-release identifier');
+    if (!META.test(pre) || pre.split('.').some((id) => id.length > 1 && id[0] === '0' && /^\d+$/.test(id)))
+      throw new BuiltinError('invalid pre-release identifier');
     v = v.slice(0, dash);
   }
   const parts = v.split('.');
@@ -93,7 +105,8 @@ export function queryEscape(s: string | ByteString): string {
   return out;
 }
 
-const isHex = (c: number | undefined) => c !== undefined && ((c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66));
+const isHex = (c: number | undefined) =>
+  c !== undefined && ((c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66));
 
 /** Go's url.QueryUnescape. */
 export function queryUnescape(s: string): string | ByteString {
@@ -120,7 +133,8 @@ const MAX_QUERY_PARAMS = 10000;
  * Go's map order gives last.
  */
 function parseQuery(query: string): Map<string, Value[]> {
-  if (query.split('&').length > MAX_QUERY_PARAMS) throw new BuiltinError('number of URL query parameters exceeded limit');
+  if (query.split('&').length > MAX_QUERY_PARAMS)
+    throw new BuiltinError('number of URL query parameters exceeded limit');
   const groups = new Map<string, { key: string; values: Value[] }>();
   let failed = false;
   for (const part of query.split('&')) {
@@ -171,7 +185,8 @@ export const miscBuiltins: Record<string, Builtin> = {
     const key = `${text}-${max}`;
     const seen = state.randMemo.get(key);
     if (seen !== undefined) return seen;
-    const r = max <= 281474976710655n ? randomInt(Number(max)) : Number(BigInt(`0x${randomBytes(8).toString('hex')}`) % max);
+    const r =
+      max <= 281474976710655n ? randomInt(Number(max)) : Number(BigInt(`0x${randomBytes(8).toString('hex')}`) % max);
     state.markRandUsed();
     state.randMemo.set(key, r);
     return r;
@@ -209,14 +224,16 @@ export const miscBuiltins: Record<string, Builtin> = {
   },
   'urlquery.encode_object': ([o]) => {
     if (!isPlainObject(o!)) throw operandError(1, 'object', o!);
-    const keys = Object.keys(o).sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    const keys = Object.keys(o).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     const parts: string[] = [];
     for (const k of keys) {
       const v = o[k]!;
-      const values = typeof v === 'string' ? [v] : Array.isArray(v) ? v : v instanceof RegoSet ? sortValues(v.items) : undefined;
+      const values =
+        typeof v === 'string' ? [v] : Array.isArray(v) ? v : v instanceof RegoSet ? sortValues(v.items) : undefined;
       if (!values) throw new BuiltinError('operand 1 values must be string, array[string], or set[string]');
       for (const x of values) {
-        if (typeof x !== 'string') throw new BuiltinError('operand 1 values must be string, array[string], or set[string]');
+        if (typeof x !== 'string')
+          throw new BuiltinError('operand 1 values must be string, array[string], or set[string]');
         parts.push(`${queryEscape(k)}=${queryEscape(x)}`);
       }
     }
@@ -224,4 +241,5 @@ export const miscBuiltins: Record<string, Builtin> = {
   },
 };
 
-const small = (i: bigint): Value => (i >= BigInt(Number.MIN_SAFE_INTEGER) && i <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(i) : i);
+const small = (i: bigint): Value =>
+  i >= BigInt(Number.MIN_SAFE_INTEGER) && i <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(i) : i;

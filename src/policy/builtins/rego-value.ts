@@ -39,10 +39,24 @@ export function goUtf8(b: Uint8Array): string {
     let n = 0;
     let cp = 0;
     let min = 0;
-    if (c < 0x80) { out += String.fromCharCode(c); i++; continue; }
-    if (c >= 0xc2 && c <= 0xdf) { n = 1; cp = c & 0x1f; min = 0x80; }
-    else if (c >= 0xe0 && c <= 0xef) { n = 2; cp = c & 0x0f; min = 0x800; }
-    else if (c >= 0xf0 && c <= 0xf4) { n = 3; cp = c & 0x07; min = 0x10000; }
+    if (c < 0x80) {
+      out += String.fromCharCode(c);
+      i++;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+      cp = c & 0x1f;
+      min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      cp = c & 0x0f;
+      min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      cp = c & 0x07;
+      min = 0x10000;
+    }
     let ok = n > 0;
     for (let k = 1; ok && k <= n; k++) {
       const x = b[i + k];
@@ -50,7 +64,11 @@ export function goUtf8(b: Uint8Array): string {
       else cp = (cp << 6) | (x & 0x3f);
     }
     if (ok && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) ok = false;
-    if (!ok) { out += '\ufffd'; i++; continue; }
+    if (!ok) {
+      out += '\ufffd';
+      i++;
+      continue;
+    }
     out += String.fromCodePoint(cp);
     i += n + 1;
   }
@@ -79,7 +97,13 @@ export const isString = (v: Value): v is string | ByteString => typeof v === 'st
 export const isNumber = (v: Value): v is number | bigint | FloatNumber =>
   typeof v === 'number' || typeof v === 'bigint' || v instanceof FloatNumber;
 export const isObject = (v: Value): v is RegoObject | MixedObject =>
-  v instanceof MixedObject || (typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof RegoSet) && !(v instanceof FloatNumber) && !(v instanceof ByteString));
+  v instanceof MixedObject ||
+  (typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    !(v instanceof RegoSet) &&
+    !(v instanceof FloatNumber) &&
+    !(v instanceof ByteString));
 export const isPlainObject = (v: Value): v is RegoObject => isObject(v) && !(v instanceof MixedObject);
 
 export function typeName(v: Value): string {
@@ -305,11 +329,21 @@ class Parser {
       const e = this.b[this.i + 1]!;
       this.i += 2;
       switch (e) {
-        case 0x6e: out.push(0x0a); break;
-        case 0x72: out.push(0x0d); break;
-        case 0x74: out.push(0x09); break;
-        case 0x62: out.push(0x08); break;
-        case 0x66: out.push(0x0c); break;
+        case 0x6e:
+          out.push(0x0a);
+          break;
+        case 0x72:
+          out.push(0x0d);
+          break;
+        case 0x74:
+          out.push(0x09);
+          break;
+        case 0x62:
+          out.push(0x08);
+          break;
+        case 0x66:
+          out.push(0x0c);
+          break;
         case 0x75: {
           const code = parseInt(String.fromCharCode(...this.b.subarray(this.i, this.i + 4)), 16);
           this.i += 4;

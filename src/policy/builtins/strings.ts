@@ -1,7 +1,17 @@
 // String builtins OPA's WASM target leaves to the host (topdown/strings.go, encoding.go, glob.go).
 import { goSprintf, sprintfArg } from './go-format.js';
 import { sortValues } from './rego-order.js';
-import { arr, bigintOf, BuiltinError, ByteString, bytesOf, operandError, RegoSet, str, type Value } from './rego-value.js';
+import {
+  arr,
+  bigintOf,
+  BuiltinError,
+  ByteString,
+  bytesOf,
+  operandError,
+  RegoSet,
+  str,
+  type Value,
+} from './rego-value.js';
 import type { Builtin } from './types.js';
 
 /** The strings of an array or set operand (a set in OPA's order). */
@@ -68,7 +78,7 @@ export const stringBuiltins: Record<string, Builtin> = {
     const parts = goSplitN(text, delim, -1);
     return parts.slice(Math.max(parts.length + count, 0));
   },
-  'indexof_n': ([b, s]) => {
+  indexof_n: ([b, s]) => {
     const base = codePoints(str(b!, 1));
     const search = codePoints(str(s!, 2));
     if (search.length === 0) throw new BuiltinError('empty search character');

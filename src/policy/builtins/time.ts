@@ -20,7 +20,8 @@ const safeNs = (sec: bigint, nsec: number): bigint => {
   return ns;
 };
 
-const out = (n: bigint): Value => (n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n);
+const out = (n: bigint): Value =>
+  n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
 
 // ---- time zones ----------------------------------------------------------------------------
 
@@ -31,7 +32,15 @@ function formatter(zone: string): Intl.DateTimeFormat {
   if (!f) {
     try {
       f = new Intl.DateTimeFormat('en-US', {
-        timeZone: zone === 'Local' ? undefined : zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric', era: 'short',
+        timeZone: zone === 'Local' ? undefined : zone,
+        hourCycle: 'h23',
+        year: 'numeric',
+        month: 'numeric',
+        day: 'numeric',
+        hour: 'numeric',
+        minute: 'numeric',
+        second: 'numeric',
+        era: 'short',
       });
     } catch {
       throw new BuiltinError(`unknown time zone ${zone}`);
@@ -69,7 +78,15 @@ function civil(t: Instant) {
   const { y, m, d } = civilFromDays(days);
   const s = Number(rem);
   const weekday = Number((((days + 4n) % 7n) + 7n) % 7n);
-  return { year: y, month: m, day: d, hour: Math.floor(s / 3600), min: Math.floor((s % 3600) / 60), sec: s % 60, weekday };
+  return {
+    year: y,
+    month: m,
+    day: d,
+    hour: Math.floor(s / 3600),
+    min: Math.floor((s % 3600) / 60),
+    sec: s % 60,
+    weekday,
+  };
 }
 
 /** Howard Hinnant's days-to-civil over bigints. */
@@ -97,7 +114,16 @@ function daysFromCivil(y0: number, m: number, d: number): bigint {
 }
 
 /** Go's time.Date: normalizes every field, then resolves the wall time in the zone. */
-function goDate(year: number, month: number, day: number, hour: number, min: number, sec: number, nsec: number, zone: string): Instant {
+function goDate(
+  year: number,
+  month: number,
+  day: number,
+  hour: number,
+  min: number,
+  sec: number,
+  nsec: number,
+  zone: string,
+): Instant {
   // Normalize the month into [1, 12], carrying into the year.
   let m = month - 1;
   let y = year + Math.floor(m / 12);
@@ -152,7 +178,16 @@ function instantOf(v: Value): { t: Instant; layout: string } {
 
 // ---- durations (Go's time.ParseDuration, OPA's d/w/y) ----------------------------------------
 
-const UNIT_NS: Record<string, bigint> = { ns: 1n, us: 1000n, 'µs': 1000n, 'μs': 1000n, ms: 1_000_000n, s: NS_PER_S, m: 60n * NS_PER_S, h: 3600n * NS_PER_S };
+const UNIT_NS: Record<string, bigint> = {
+  ns: 1n,
+  us: 1000n,
+  µs: 1000n,
+  μs: 1000n,
+  ms: 1_000_000n,
+  s: NS_PER_S,
+  m: 60n * NS_PER_S,
+  h: 3600n * NS_PER_S,
+};
 
 export function parseGoDuration(s0: string): bigint {
   const orig = s0;
@@ -238,7 +273,12 @@ function fixedShortest(f: number): string {
 
 // ---- RFC 3339 (Go's strict parser) -----------------------------------------------------------
 
-const daysIn = (m: number, y: number): number => (m === 2 ? ((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28) : [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]!);
+const daysIn = (m: number, y: number): number =>
+  m === 2
+    ? (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0
+      ? 29
+      : 28
+    : [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]!;
 
 function parseRfc3339(s: string): bigint {
   const fail = () => new BuiltinError(`parsing time "${s}" as "2006-01-02T15:04:05Z07:00": cannot parse`);
@@ -292,13 +332,57 @@ const NAMED: Record<string, string> = {
   RFC3339: '2006-01-02T15:04:05Z07:00',
   RFC3339Nano: '2006-01-02T15:04:05.999999999Z07:00',
 };
-const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+const MONTHS = [
+  'January',
+  'February',
+  'March',
+  'April',
+  'May',
+  'June',
+  'July',
+  'August',
+  'September',
+  'October',
+  'November',
+  'December',
+];
 const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
 
 // Longest first, as Go's nextStdChunk prefers them.
 const CHUNKS = [
-  'January', 'Jan', 'Monday', 'Mon', 'MST', '2006', '-07:00:00', '-070000', '-07:00', '-0700', '-07', 'Z07:00:00', 'Z070000', 'Z07:00', 'Z0700', 'Z07',
-  '002', '__2', '_2', '01', '02', '03', '04', '05', '06', '15', 'PM', 'pm', '1', '2', '3', '4', '5',
+  'January',
+  'Jan',
+  'Monday',
+  'Mon',
+  'MST',
+  '2006',
+  '-07:00:00',
+  '-070000',
+  '-07:00',
+  '-0700',
+  '-07',
+  'Z07:00:00',
+  'Z070000',
+  'Z07:00',
+  'Z0700',
+  'Z07',
+  '002',
+  '__2',
+  '_2',
+  '01',
+  '02',
+  '03',
+  '04',
+  '05',
+  '06',
+  '15',
+  'PM',
+  'pm',
+  '1',
+  '2',
+  '3',
+  '4',
+  '5',
 ];
 
 function formatTime(t: Instant, layout: string): string {
@@ -331,7 +415,12 @@ function formatTime(t: Instant, layout: string): string {
       i += frac[0].length;
       continue;
     }
-    const chunk = CHUNKS.find((k) => layout.startsWith(k, i) && !(k === 'Jan' && /^[a-z]/.test(layout.slice(i + 3))) && !(k === 'Mon' && /^[a-z]/.test(layout.slice(i + 3)) && !layout.startsWith('Monday', i)));
+    const chunk = CHUNKS.find(
+      (k) =>
+        layout.startsWith(k, i) &&
+        !(k === 'Jan' && /^[a-z]/.test(layout.slice(i + 3))) &&
+        !(k === 'Mon' && /^[a-z]/.test(layout.slice(i + 3)) && !layout.startsWith('Monday', i)),
+    );
     if (!chunk) {
       outText += layout[i];
       i++;
@@ -339,42 +428,105 @@ function formatTime(t: Instant, layout: string): string {
     }
     i += chunk.length;
     switch (chunk) {
-      case 'January': outText += MONTHS[c.month - 1]; break;
-      case 'Jan': outText += MONTHS[c.month - 1]!.slice(0, 3); break;
-      case 'Monday': outText += DAYS[c.weekday]; break;
-      case 'Mon': outText += DAYS[c.weekday]!.slice(0, 3); break;
-      case 'MST': outText += t.zone === '' ? 'UTC' : zoneAbbrev(t, off); break;
-      case '2006': outText += c.year < 0 ? `-${String(-c.year).padStart(4, '0')}` : String(c.year).padStart(4, '0'); break;
-      case '06': outText += p2(((c.year % 100) + 100) % 100); break;
-      case '01': outText += p2(c.month); break;
-      case '1': outText += String(c.month); break;
-      case '02': outText += p2(c.day); break;
-      case '2': outText += String(c.day); break;
-      case '_2': outText += String(c.day).padStart(2, ' '); break;
-      case '002': case '__2': {
+      case 'January':
+        outText += MONTHS[c.month - 1];
+        break;
+      case 'Jan':
+        outText += MONTHS[c.month - 1]!.slice(0, 3);
+        break;
+      case 'Monday':
+        outText += DAYS[c.weekday];
+        break;
+      case 'Mon':
+        outText += DAYS[c.weekday]!.slice(0, 3);
+        break;
+      case 'MST':
+        outText += t.zone === '' ? 'UTC' : zoneAbbrev(t, off);
+        break;
+      case '2006':
+        outText += c.year < 0 ? `-${String(-c.year).padStart(4, '0')}` : String(c.year).padStart(4, '0');
+        break;
+      case '06':
+        outText += p2(((c.year % 100) + 100) % 100);
+        break;
+      case '01':
+        outText += p2(c.month);
+        break;
+      case '1':
+        outText += String(c.month);
+        break;
+      case '02':
+        outText += p2(c.day);
+        break;
+      case '2':
+        outText += String(c.day);
+        break;
+      case '_2':
+        outText += String(c.day).padStart(2, ' ');
+        break;
+      case '002':
+      case '__2': {
         const yday = Number(daysFromCivil(c.year, c.month, c.day) - daysFromCivil(c.year, 1, 1)) + 1;
         outText += chunk === '002' ? String(yday).padStart(3, '0') : String(yday).padStart(3, ' ');
         break;
       }
-      case '15': outText += p2(c.hour); break;
-      case '3': outText += String(c.hour % 12 === 0 ? 12 : c.hour % 12); break;
-      case '03': outText += p2(c.hour % 12 === 0 ? 12 : c.hour % 12); break;
-      case '04': outText += p2(c.min); break;
-      case '4': outText += String(c.min); break;
-      case '05': outText += p2(c.sec); break;
-      case '5': outText += String(c.sec); break;
-      case 'PM': outText += c.hour >= 12 ? 'PM' : 'AM'; break;
-      case 'pm': outText += c.hour >= 12 ? 'pm' : 'am'; break;
-      case '-07:00:00': outText += zone(false, true, true, false); break;
-      case '-070000': outText += zone(false, false, true, false); break;
-      case '-07:00': outText += zone(false, true, false, false); break;
-      case '-0700': outText += zone(false, false, false, false); break;
-      case '-07': outText += zone(false, false, false, true); break;
-      case 'Z07:00:00': outText += zone(true, true, true, false); break;
-      case 'Z070000': outText += zone(true, false, true, false); break;
-      case 'Z07:00': outText += zone(true, true, false, false); break;
-      case 'Z0700': outText += zone(true, false, false, false); break;
-      case 'Z07': outText += zone(true, false, false, true); break;
+      case '15':
+        outText += p2(c.hour);
+        break;
+      case '3':
+        outText += String(c.hour % 12 === 0 ? 12 : c.hour % 12);
+        break;
+      case '03':
+        outText += p2(c.hour % 12 === 0 ? 12 : c.hour % 12);
+        break;
+      case '04':
+        outText += p2(c.min);
+        break;
+      case '4':
+        outText += String(c.min);
+        break;
+      case '05':
+        outText += p2(c.sec);
+        break;
+      case '5':
+        outText += String(c.sec);
+        break;
+      case 'PM':
+        outText += c.hour >= 12 ? 'PM' : 'AM';
+        break;
+      case 'pm':
+        outText += c.hour >= 12 ? 'pm' : 'am';
+        break;
+      case '-07:00:00':
+        outText += zone(false, true, true, false);
+        break;
+      case '-070000':
+        outText += zone(false, false, true, false);
+        break;
+      case '-07:00':
+        outText += zone(false, true, false, false);
+        break;
+      case '-0700':
+        outText += zone(false, false, false, false);
+        break;
+      case '-07':
+        outText += zone(false, false, false, true);
+        break;
+      case 'Z07:00:00':
+        outText += zone(true, true, true, false);
+        break;
+      case 'Z070000':
+        outText += zone(true, false, true, false);
+        break;
+      case 'Z07:00':
+        outText += zone(true, true, false, false);
+        break;
+      case 'Z0700':
+        outText += zone(true, false, false, false);
+        break;
+      case 'Z07':
+        outText += zone(true, false, false, true);
+        break;
     }
   }
   return outText;
@@ -443,15 +595,27 @@ export const timeBuiltins: Record<string, Builtin> = {
     let hour = y.hour - x.hour;
     let min = y.min - x.min;
     let sec = y.sec - x.sec;
-    if (sec < 0) { sec += 60; min--; }
-    if (min < 0) { min += 60; hour--; }
-    if (hour < 0) { hour += 24; day--; }
+    if (sec < 0) {
+      sec += 60;
+      min--;
+    }
+    if (min < 0) {
+      min += 60;
+      hour--;
+    }
+    if (hour < 0) {
+      hour += 24;
+      day--;
+    }
     if (day < 0) {
       // Days in t1's month: Go's Date(y1, M1, 32) trick.
       day += daysIn(x.month, x.year);
       month--;
     }
-    if (month < 0) { month += 12; year--; }
+    if (month < 0) {
+      month += 12;
+      year--;
+    }
     return [year, month, day, hour, min, sec];
   },
   'time.format': ([x]) => {
