@@ -3,6 +3,7 @@
 // authorization server endpoint on HTTPS; plain http is accepted for loopback hosts only,
 // unless the user says otherwise.
 import { LoginFailure } from './login-failure.js';
+import { readCappedText } from '../contracts/read-capped.js';
 
 export interface HttpContext {
   fetch: typeof fetch;
@@ -65,7 +66,7 @@ export async function request(
   }
   let text: string;
   try {
-    text = await readCapped(res);
+    text = await readCappedText(res, MAX_BYTES);
   } catch (err) {
     throw failure(err, `${method} ${url} (reading the answer)`, ctx);
   }
@@ -87,24 +88,6 @@ export function jsonObject(answer: HttpAnswer, what: string): Record<string, unk
     throw new LoginFailure('metadata_invalid', `${what} at ${answer.url} is not a JSON object`);
   }
   return value as Record<string, unknown>;
-}
-
-async function readCapped(res: Response): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > MAX_BYTES) {
-      await reader.cancel().catch(() => {});
-      throw new Error(`the answer is larger than ${MAX_BYTES} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function failure(err: unknown, what: string, ctx: HttpContext): LoginFailure {

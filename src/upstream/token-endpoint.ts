@@ -3,6 +3,7 @@
 // of the answer. Every failure is an UpstreamTokenError whose code is the deny's; its
 // message is safe to log (no token, no secret ever appears in it).
 import type { DenyCode } from '../contracts/codes.js';
+import { readCappedText } from '../contracts/read-capped.js';
 
 export type UpstreamTokenCode = Extract<
   DenyCode,
@@ -62,7 +63,7 @@ export async function requestToken(
   }
   let text: string;
   try {
-    text = await readCapped(res);
+    text = await readCappedText(res, MAX_RESPONSE_BYTES);
   } catch (err) {
     const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
     if (timedOut)
@@ -122,24 +123,6 @@ function jwtExpiry(token: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function readCapped(res: Response): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > MAX_RESPONSE_BYTES) {
-      await reader.cancel().catch(() => {});
-      throw new Error(`larger than ${MAX_RESPONSE_BYTES} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -1,5 +1,6 @@
 // One bounded HTTP GET for IdP documents (discovery, JWKS): a timeout, a size cap and
 // JSON-only, so a slow or hostile IdP can never stall or flood the service.
+import { readCappedText } from '../../contracts/read-capped.js';
 
 export interface FetchJsonOptions {
   fetch: typeof fetch;
@@ -35,7 +36,7 @@ export async function fetchJson(url: string, opts: FetchJsonOptions): Promise<un
   }
   let text: string;
   try {
-    text = await readText(res, opts.maxBytes);
+    text = await readCappedText(res, opts.maxBytes);
   } catch (err) {
     throw new FetchJsonError(`GET ${url} body unreadable: ${describe(err, opts.timeoutMs)}`, res.status);
   }
@@ -44,24 +45,6 @@ export async function fetchJson(url: string, opts: FetchJsonOptions): Promise<un
   } catch {
     throw new FetchJsonError(`GET ${url} did not return JSON`, res.status);
   }
-}
-
-async function readText(res: Response, maxBytes: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw new Error(`larger than ${maxBytes} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function describe(err: unknown, timeoutMs: number): string {
