@@ -22,9 +22,19 @@ export interface ApiKeyRecord {
   /** Epoch ms, or Infinity for a key that does not expire. */
   expiresAtMs: number;
   disabled: boolean;
+  /** Set only by a store: the key was revoked (refused as key_revoked). */
+  revoked?: true;
 }
 
-export class KeyRegistry {
+/** What a key source answers for a hash: the record, undefined (no such key), or that the store cannot say. */
+export type KeyAnswer = ApiKeyRecord | undefined | 'unavailable';
+
+/** Where the authenticator looks keys up: the file registry answers at once, a database store may answer later. */
+export interface KeyLookup {
+  lookup(sha256: string): KeyAnswer | Promise<KeyAnswer>;
+}
+
+export class KeyRegistry implements KeyLookup {
   private readonly byHash: Map<string, ApiKeyRecord>;
 
   constructor(entries: readonly ApiKeyEntry[] | Map<string, ApiKeyRecord>) {
@@ -50,7 +60,7 @@ export class KeyRegistry {
 const NO_SCOPES = Object.freeze([]) as unknown as string[];
 
 /** Frozen role and grant lists, one per distinct list: a million keys usually hold a few hundred. */
-class SharedLists {
+export class SharedLists {
   private readonly lists = new Map<string, string[]>();
   private readonly texts = new Map<string, string>();
 
@@ -70,7 +80,7 @@ class SharedLists {
   }
 }
 
-function toRecord(e: ApiKeyEntry, shared: SharedLists, at: number): ApiKeyRecord {
+export function toRecord(e: ApiKeyEntry, shared: SharedLists, at: number): ApiKeyRecord {
   const principal: Principal = {
     authenticated: true,
     method: 'api_key',
