@@ -39,6 +39,8 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         return await check(rest);
       case 'keys':
         return await keys(rest);
+      case 'db':
+        return await (await import('./store-command.js')).dbCommand(rest, (s) => process.stdout.write(s));
       case 'login':
         return await login(rest);
       case 'policy':
@@ -336,6 +338,8 @@ function policy(args: string[]): number {
 async function keys(args: string[]): Promise<number> {
   const { keysCommand } = await import('./keys-command.js');
   try {
+    if (args.some((a) => a === '--store' || a.startsWith('--store=')))
+      return await (await import('./store-command.js')).keysStoreCommand(args, (s) => process.stdout.write(s));
     return keysCommand(args, (s) => process.stdout.write(s));
   } catch (err) {
     // parseArgs' own errors ("Unknown option") are usage errors; the rest say what is wrong.
