@@ -360,3 +360,46 @@ test('SQL-shaped key values, names and ids are data', async (t) => {
   );
   t.deepEqual(count.rows[0], { n: 2, revoked: 0 });
 });
+
+test("endpoints from PostgreSQL join the config file's at start, are chosen like them, and a bad row stops start-up naming it", async (t) => {
+  const schema = await freshSchema();
+  const key = await insertKey(schema, 'k');
+  await admin.query(`INSERT INTO ${schema}.endpoints (name, owner, definition) VALUES ($1, $2, $3), ($4, NULL, $5)`, [
+    'tenant-7',
+    'alice',
+    { match: { pathPrefix: '/t/7/mcp' }, auth: { apiKey: true, oauth: false } },
+    'open-docs',
+    { match: { host: 'docs.example.com' }, auth: { apiKey: false, oauth: false } },
+  ]);
+  const svc = await startTestService({
+    stores: { keys: 'postgres', endpoints: 'postgres', postgres: { url: url(), schema } },
+    endpoints,
+  });
+  t.teardown(() => svc.stop());
+  admitAuthenticatedOn(svc);
+  t.deepEqual(
+    svc.runtime.endpoints.all.map((e) => [e.name, e.owner]),
+    [
+      ['keys', undefined],
+      ['open-docs', undefined],
+      ['tenant-7', 'alice'],
+    ],
+  );
+  const res = await svc.check(checkRequest({ method: 'GET', path: '/t/7/mcp/sse', headers: { 'x-api-key': key } }));
+  t.truthy(res.ok_response);
+  t.is(deniedStatus(await svc.check(checkRequest({ method: 'GET', path: '/t/7/mcp' }))), 401);
+  t.truthy((await svc.check(checkRequest({ method: 'GET', path: '/anything', host: 'docs.example.com' }))).ok_response);
+
+  // A row the config schema refuses (an SQL-shaped path prefix with "..") stops start-up, named.
+  await admin.query(`INSERT INTO ${schema}.endpoints (name, definition) VALUES ('bad-row', $1)`, [
+    { match: { pathPrefix: "/x/../'; DROP TABLE endpoints; --" } },
+  ]);
+  await t.throwsAsync(
+    startTestService({
+      stores: { keys: 'postgres', endpoints: 'postgres', postgres: { url: url(), schema } },
+      endpoints,
+    }),
+    { message: /endpoints row "bad-row"\.match\.pathPrefix/ },
+  );
+  t.is((await admin.query(`SELECT count(*)::int AS n FROM ${schema}.endpoints`)).rows[0].n, 3);
+});

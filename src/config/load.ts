@@ -22,6 +22,8 @@ export interface LoadedConfig {
   file: string | undefined;
   /** Folder relative paths were resolved against. */
   baseDir: string;
+  /** The file's parsed content before validation: endpoints from a store are added to it and the whole validated again. */
+  raw?: unknown;
 }
 
 type Env = Record<string, string | undefined>;
@@ -41,7 +43,7 @@ export function loadConfigFile(file: string, env: Env = process.env): LoadedConf
   } catch (err) {
     throw new ConfigError(abs, [`not valid YAML: ${(err as Error).message}`]);
   }
-  return { config: validateConfig(raw, abs, dirname(abs), env), file: abs, baseDir: dirname(abs) };
+  return { config: validateConfig(raw, abs, dirname(abs), env), file: abs, baseDir: dirname(abs), raw };
 }
 
 /** Validates an in-memory config object (already parsed), applying env overrides. */
