@@ -10,6 +10,7 @@ import { PostgresStoreSchema, type PostgresStoreConfig } from '../config/stores-
 import { migratePostgres } from '../stores/open.js';
 import { clientConfig, schemaName } from '../stores/postgres-connection.js';
 import { createKey } from './keys-command.js';
+import { USAGE } from './usage.js';
 
 const CONNECTION_OPTIONS = {
   store: { type: 'string' },
@@ -145,6 +146,10 @@ export async function dbCommand(
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): Promise<number> {
   const [sub, ...rest] = args;
+  if (sub === undefined || sub === '--help' || sub === '-h' || rest.includes('--help') || rest.includes('-h')) {
+    out(USAGE.db);
+    return sub === undefined ? 2 : 0;
+  }
   if (sub !== 'migrate') throw new Error(`db: expected "migrate", got ${JSON.stringify(sub ?? '')}`);
   const { values } = parseArgs({
     args: rest,

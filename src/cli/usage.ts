@@ -135,6 +135,20 @@ options:
   --password-file F   the password, from a file (or PGPASSWORD)
   --schema S          the tables' schema (default mcp_authz)
 `,
+  db: `usage: mcp-authz db migrate [--database-url URL] [--password-file FILE] [--schema S] [--config FILE] [--json]
+
+Creates or updates the PostgreSQL store's tables (migrations/postgres/*.sql): each migration
+not yet recorded in <schema>.schema_migrations, in its own transaction, under an advisory
+lock so that replicas or jobs running at once apply each one once (docs/stores.md).
+
+options:
+  --database-url URL  postgres://user@host/db (no password in it); default: the config's
+                      stores.postgres.url (--config FILE), $MCP_AUTHZ_DATABASE_URL, the PG* variables
+  --password-file F   the password, from a file (or PGPASSWORD)
+  --schema S          the tables' schema (default mcp_authz)
+  --json              print {applied, current} as JSON
+  -h, --help          this help
+`,
   login: `usage: mcp-authz login (--resource URL | --issuer URL | both) [--scope S]...
                        [--client-id ID [--client-secret-file FILE] | --client-metadata-url URL]
                        [--port N] [--no-browser] [--json] [--save FILE] [--timeout SECONDS] [--allow-http]
