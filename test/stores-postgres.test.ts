@@ -4,6 +4,13 @@
 // keys seen and key_store_unavailable for the others, and SQL-shaped input kept as data.
 // Every test works in a schema of its own; all share one server.
 import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { checkConfig } from '../src/cli/check-config.js';
+import { loadConfigFile } from '../src/config/load.js';
+import { freePort } from './helpers/redis.js';
 import type pg from 'pg';
 import { keysStoreCommand, dbCommand } from '../src/cli/store-command.js';
 import { generateApiKey, hashApiKey } from '../src/contracts/api-key.js';
@@ -402,4 +409,48 @@ test("endpoints from PostgreSQL join the config file's at start, are chosen like
     { message: /endpoints row "bad-row"\.match\.pathPrefix/ },
   );
   t.is((await admin.query(`SELECT count(*)::int AS n FROM ${schema}.endpoints`)).rows[0].n, 3);
+});
+
+test('serve --check-config says whether the key store answers; a keys file beside stores.keys: postgres is refused', async (t) => {
+  const schema = await freshSchema();
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-pg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, cfg: Record<string, unknown>) => {
+    writeFileSync(join(dir, name), stringify(cfg));
+    return join(dir, name);
+  };
+  const good = await checkConfig(
+    loadConfigFile(
+      write('good.yaml', { stores: { keys: 'postgres', postgres: { url: url(), schema } }, endpoints }),
+      {},
+    ),
+  );
+  t.true(good.ok, good.lines.join('\n'));
+  t.true(good.lines.some((l) => /API keys: from PostgreSQL .* connected/.test(l)));
+  const closedPort = await freePort();
+  const bad = await checkConfig(
+    loadConfigFile(
+      write('bad.yaml', {
+        stores: {
+          keys: 'postgres',
+          postgres: { url: `postgres://postgres@127.0.0.1:${closedPort}/postgres`, schema, queryTimeoutMs: 200 },
+        },
+        endpoints,
+      }),
+      {},
+    ),
+  );
+  t.false(bad.ok);
+  t.deepEqual(
+    bad.report.problems.map((p) => p.part),
+    ['apiKeys'],
+  );
+  t.throws(
+    () =>
+      loadConfigFile(
+        write('both.yaml', { apiKeys: { file: 'keys.yaml' }, stores: { keys: 'postgres', postgres: {} }, endpoints }),
+        {},
+      ),
+    { message: /apiKeys\.file: stores\.keys is "postgres"/ },
+  );
 });

@@ -450,6 +450,14 @@ export const ConfigSchema = z
   .strict()
   .superRefine((cfg, ctx) => {
     checkManagement(cfg, ctx);
+    if (cfg.stores.keys === 'postgres' && (cfg.apiKeys.file !== undefined || cfg.apiKeys.keys.length > 0)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['apiKeys', cfg.apiKeys.file !== undefined ? 'file' : 'keys'],
+        message:
+          'stores.keys is "postgres": keys come from the database only, so a keys file, apiKeys.keys or MCP_API_KEYS would be ignored — remove them (or import them with mcp-authz keys create --store postgres)',
+      });
+    }
     if (cfg.listen.extAuthzHttp !== undefined && cfg.clientAddress.from === 'source') {
       ctx.addIssue({
         code: 'custom',
