@@ -15,7 +15,9 @@ import type pg from 'pg';
 import { keysStoreCommand, dbCommand } from '../src/cli/store-command.js';
 import { generateApiKey, hashApiKey } from '../src/contracts/api-key.js';
 import type { ServiceEvents } from '../src/metrics/hooks.js';
+import { silentLogger } from '../src/log/logger.js';
 import { migratePostgres } from '../src/stores/open.js';
+import { PostgresKeyStore } from '../src/stores/postgres-keys.js';
 import { admitAuthenticatedOn } from './helpers/auth-fixtures.js';
 import { startPostgres, type TestPostgres } from './helpers/postgres.js';
 import {
@@ -85,6 +87,8 @@ async function startInstance(
     { runtime: { events } },
   );
   admitAuthenticatedOn(svc);
+  // Start-up waits for the store only so long: a loaded machine may need longer.
+  await waitFor('the key store to be up', () => seen.states.at(-1) === 'up', 60_000, 10);
   return Object.assign(svc, { seen });
 }
 
@@ -453,4 +457,87 @@ test('serve --check-config says whether the key store answers; a keys file besid
       ),
     { message: /apiKeys\.file: stores\.keys is "postgres"/ },
   );
+});
+
+test.serial(
+  'fail-static is bounded: a seen key is answered until maxStaleSeconds after the connection was lost, then refused (a fake clock)',
+  async (t) => {
+    const schema = await freshSchema();
+    const key = await insertKey(schema, 'seen');
+    let clock = 1_000_000;
+    const states: string[] = [];
+    const store = new PostgresKeyStore({
+      postgres: { url: url(), schema, poolSize: 1, queryTimeoutMs: 3000, migrate: false },
+      cache: { maxEntries: 10, ttlSeconds: 3600, negativeTtlSeconds: 3600, maxStaleSeconds: 60 },
+      logger: silentLogger(),
+      events: { keyStore: (s) => states.push(s) },
+      now: () => clock,
+    });
+    t.teardown(() => store.close());
+    await store.start();
+    const hash = hashApiKey(key);
+    const first = await store.lookup(hash);
+    t.is(typeof first === 'object' && first.id, 'seen');
+    await admin.end();
+    await db.halt();
+    try {
+      await waitFor('the store to see the database gone', () => states.at(-1) === 'down', 60_000, 10);
+      clock += 59_000;
+      const within = await store.lookup(hash);
+      t.is(typeof within === 'object' && within.id, 'seen', 'within maxStaleSeconds: the cached answer');
+      clock += 2_000;
+      t.is(await store.lookup(hash), 'unavailable', 'past maxStaleSeconds: refused');
+      t.is(await store.lookup(hashApiKey(generateApiKey())), 'unavailable', 'never seen: refused');
+    } finally {
+      await db.restart();
+      admin = await db.connect();
+    }
+    await waitFor('the store to reconnect', () => states.at(-1) === 'up', 60_000, 10);
+    const back = await store.lookup(hash);
+    t.is(typeof back === 'object' && back.id, 'seen');
+  },
+);
+
+test('an answer read across a notification for its key is returned but not cached', async (t) => {
+  const schema = await freshSchema();
+  const key = await insertKey(schema, 'racy');
+  const hash = hashApiKey(key);
+  const sources: string[] = [];
+  let notifications = 0;
+  const store = new PostgresKeyStore({
+    postgres: { url: url(), schema, poolSize: 1, queryTimeoutMs: 30_000, migrate: false },
+    cache: { maxEntries: 10, ttlSeconds: 3600, negativeTtlSeconds: 3600, maxStaleSeconds: 60 },
+    logger: silentLogger(),
+    events: { keyStoreAnswer: (s) => sources.push(s), keyStoreNotification: () => notifications++ },
+  });
+  t.teardown(() => store.close());
+  await store.start();
+  // The lookup's query waits behind a lock; a notification for its hash arrives meanwhile.
+  const locker = await db.connect();
+  t.teardown(() => locker.end().catch(() => undefined));
+  await locker.query('BEGIN');
+  await locker.query(`LOCK TABLE ${schema}.api_keys IN ACCESS EXCLUSIVE MODE`);
+  const pending = store.lookup(hash);
+  t.true(pending instanceof Promise);
+  await waitFor(
+    'the lookup to wait for the lock',
+    async () =>
+      (
+        await admin.query(
+          `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'mcp-authz keys'`,
+        )
+      ).rowCount! > 0,
+    60_000,
+    10,
+  );
+  await admin.query('SELECT pg_notify($1, $2)', ['mcp_authz_keys', hash]);
+  await waitFor('the notification to arrive', () => notifications > 0, 60_000, 0);
+  await locker.query('COMMIT');
+  const answer = await pending;
+  t.is(typeof answer === 'object' && answer.id, 'racy', 'the lookup is answered');
+  // Not cached: the next lookup asks the database again; the one after is cached.
+  t.true(store.lookup(hash) instanceof Promise);
+  await store.lookup(hash);
+  t.false(store.lookup(hash) instanceof Promise);
+  t.deepEqual(sources, ['database', 'database', 'cache']);
 });

@@ -60,8 +60,12 @@ export class PostgresKeyStore implements KeyLookup {
   private readonly ttlMs: number;
   private readonly negativeTtlMs: number;
   private readonly maxStaleMs: number;
-  /** Bumped by every notification and every loss of the channel: an answer read across a bump is not cached. */
+  /** Bumped by a notification for every key ("*") and by every loss of the channel: an answer read across a bump is not cached. */
   private epoch = 0;
+  /** Hashes notified while their query was in flight: that query's answer is not cached. */
+  private readonly invalidated = new Set<string>();
+  /** Hashes notified while a resync batch was being read: the batch's answer for them is not kept. */
+  private resyncNotified: Set<string> | undefined;
   /** The channel is listening and the cache has been resynced since it (re)connected. */
   private up = false;
   /** When the channel was lost (ms): cached answers were current until then. */
@@ -135,7 +139,7 @@ export class PostgresKeyStore implements KeyLookup {
     try {
       const res = await this.pool.query({ name: 'mcp_authz_key', text: this.select, values: [sha256] });
       const record = res.rows[0] ? this.toRecord(res.rows[0]) : undefined;
-      if (epoch === this.epoch) this.remember(sha256, record);
+      if (epoch === this.epoch && !this.invalidated.has(sha256)) this.remember(sha256, record);
       this.opts.events.keyStoreAnswer?.('database');
       return record;
     } catch (err) {
@@ -147,6 +151,7 @@ export class PostgresKeyStore implements KeyLookup {
       return this.fallback(sha256);
     } finally {
       this.inflight.delete(sha256);
+      this.invalidated.delete(sha256);
     }
   }
 
@@ -247,6 +252,7 @@ export class PostgresKeyStore implements KeyLookup {
 
   private channelLost(why: string): void {
     this.epoch++;
+    if (this.closed) return;
     if (this.up) {
       this.up = false;
       this.lostAt = this.now();
@@ -256,7 +262,6 @@ export class PostgresKeyStore implements KeyLookup {
         'API key store connection lost; keys seen before are answered from the cache',
       );
     }
-    if (this.closed) return;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => this.connect(), this.backoffMs);
     this.reconnectTimer.unref();
@@ -264,9 +269,14 @@ export class PostgresKeyStore implements KeyLookup {
   }
 
   private notified(payload: string): void {
-    this.epoch++;
-    if (payload === '*') this.cache.clear();
-    else this.cache.delete(payload);
+    if (payload === '*') {
+      this.epoch++;
+      this.cache.clear();
+    } else {
+      this.cache.delete(payload);
+      if (this.inflight.has(payload)) this.invalidated.add(payload);
+      this.resyncNotified?.add(payload);
+    }
     this.opts.events.keyStoreNotification?.();
   }
 
@@ -276,11 +286,22 @@ export class PostgresKeyStore implements KeyLookup {
     for (let i = 0; i < hashes.length; i += RESYNC_BATCH) {
       const batch = hashes.slice(i, i + RESYNC_BATCH);
       const epoch = this.epoch;
-      const res = await this.pool.query<KeyRow>(this.selectMany, [batch]);
+      const started = this.now();
+      const notified = new Set<string>();
+      this.resyncNotified = notified;
+      let res: pg.QueryResult<KeyRow>;
+      try {
+        res = await this.pool.query<KeyRow>(this.selectMany, [batch]);
+      } finally {
+        this.resyncNotified = undefined;
+      }
       const found = new Map(res.rows.map((r) => [r.sha256, r]));
       for (const h of batch) {
+        const e = this.cache.get(h);
+        // Gone (notified, evicted), or fetched afresh while the batch was read: leave it as it is.
+        if (e === undefined || e.at > started || notified.has(h)) continue;
         if (epoch !== this.epoch) this.cache.delete(h);
-        else if (this.cache.has(h)) {
+        else {
           const row = found.get(h);
           this.cache.set(h, { record: row ? this.toRecord(row) : undefined, at: this.now() });
         }
