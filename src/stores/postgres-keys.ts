@@ -20,7 +20,8 @@ import type { ApiKeyEntry } from '../config/schema.js';
 import { ApiKeyEntrySchema } from '../config/schema.js';
 import type { KeyCacheConfig, PostgresStoreConfig } from '../config/stores-schema.js';
 import { checkKeyEntry } from '../auth/key-entry.js';
-import { type ApiKeyRecord, type KeyAnswer, type KeyLookup, SharedLists, toRecord } from '../auth/key-registry.js';
+import type { ApiKeyRecord, KeyAnswer, KeyLookup } from '../auth/key-registry.js';
+import type { Principal } from '../contracts/principal.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { clientConfig, poolConfig, schemaName } from './postgres-connection.js';
@@ -212,7 +213,7 @@ export class PostgresKeyStore implements KeyLookup {
       }
       entry = parsed.data;
     }
-    const record = toRecord(entry, this.shared, this.rowAt++);
+    const record = recordOf(entry, this.shared, this.rowAt++);
     if (row.revoked) record.revoked = true;
     return record;
   }
@@ -329,4 +330,51 @@ interface KeyRow {
   expires_at: Date | null;
   disabled: boolean;
   revoked: boolean;
+}
+
+const NO_SCOPES = Object.freeze([]) as unknown as string[];
+
+/** One frozen list per distinct grant list, one string per distinct user or role: rows share them. Bounded: past a size, no longer shared. */
+class SharedLists {
+  private readonly lists = new Map<string, string[]>();
+  private readonly texts = new Map<string, string>();
+
+  text(s: string): string {
+    const known = this.texts.get(s);
+    if (known !== undefined) return known;
+    if (this.texts.size < 100_000) this.texts.set(s, s);
+    return s;
+  }
+
+  get(items: readonly string[]): string[] {
+    const key = items.join('\n');
+    const known = this.lists.get(key);
+    if (known !== undefined) return known;
+    const list = Object.freeze([...items]) as string[];
+    if (this.lists.size < 100_000) this.lists.set(key, list);
+    return list;
+  }
+}
+
+/** A key row's record, with the principal the keys file's entry would give. */
+function recordOf(e: ApiKeyEntry, shared: SharedLists, at: number): ApiKeyRecord {
+  const principal: Principal = {
+    authenticated: true,
+    method: 'api_key',
+    id: e.id,
+    roles: shared.get(e.role !== undefined ? [e.role] : []),
+    permissions: shared.get(e.permissions),
+    scopes: NO_SCOPES,
+    keyType: e.userId !== undefined ? 'private' : 'public',
+    keyId: e.id,
+  };
+  if (e.userId !== undefined) principal.userId = shared.text(e.userId);
+  if (e.role !== undefined) principal.role = shared.text(e.role);
+  return {
+    id: e.id,
+    at,
+    principal: Object.freeze(principal),
+    expiresAtMs: e.expiresAt !== undefined ? Date.parse(e.expiresAt) : Number.POSITIVE_INFINITY,
+    disabled: e.disabled,
+  };
 }
