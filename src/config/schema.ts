@@ -7,6 +7,7 @@ import { IDENTITY_HEADER_NAMES, headerNameMatches } from '../contracts/upstream-
 import { canonicalOrigin } from '../contracts/web-origin.js';
 import { ArgumentRulesSchema } from './argument-rules.js';
 import { checkManagement, managementShape } from './management.js';
+import { STORES_DEFAULT, StoresSchema } from './stores-schema.js';
 import { UpstreamCredentialSchema, upstreamHeaderNames } from './upstream-schema.js';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:9191');
@@ -441,12 +442,22 @@ export const ConfigSchema = z
       .strict()
       .default({ enabled: true, sampleRate: 1 }),
     endpoints: z.array(EndpointSchema).default([]),
+    /** Where keys and endpoints come from: the files (default) or PostgreSQL (docs/stores.md). */
+    stores: StoresSchema.default(STORES_DEFAULT),
     // OPA's management sections, in OPA's key names (src/config/management.ts).
     ...managementShape,
   })
   .strict()
   .superRefine((cfg, ctx) => {
     checkManagement(cfg, ctx);
+    if (cfg.stores.keys === 'postgres' && (cfg.apiKeys.file !== undefined || cfg.apiKeys.keys.length > 0)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['apiKeys', cfg.apiKeys.file !== undefined ? 'file' : 'keys'],
+        message:
+          'stores.keys is "postgres": keys come from the database only, so a keys file, apiKeys.keys or MCP_API_KEYS would be ignored — remove them (or import them with mcp-authz keys create --store postgres)',
+      });
+    }
     if (cfg.listen.extAuthzHttp !== undefined && cfg.clientAddress.from === 'source') {
       ctx.addIssue({
         code: 'custom',
