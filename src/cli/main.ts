@@ -119,6 +119,11 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
   logger.info({ version: version(), workers }, 'mcp-authz starting');
   if (workers > 1) {
+    if (loaded.config.endpoints.some((e) => e.upstream?.mode === 'userConnections'))
+      throw new UsageError(
+        'userConnections serves /connect/<provider> from the process that decides Checks: run it with --workers 1 (scale with replicas sharing store.redis)',
+        USAGE.serve,
+      );
     const { runPrimary } = await import('../server/cluster-primary.js');
     return runPrimary(loaded, { workers, logger });
   }
