@@ -41,6 +41,8 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         return await keys(rest);
       case 'login':
         return await login(rest);
+      case 'connections':
+        return await connections(rest);
       case 'policy':
         return policy(rest);
       case '--version':
@@ -336,6 +338,21 @@ function policy(args: string[]): number {
   if (!script) throw new UsageError(`policy: expected "build" or "test", got ${JSON.stringify(verb)}`, USAGE.policy);
   const r = spawnSync(process.execPath, [join(projectRoot, 'scripts', script), ...rest], { stdio: 'inherit' });
   return r.status ?? 1;
+}
+
+async function connections(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(USAGE.connections);
+    return 0;
+  }
+  const { connectionsCommand, ConnectionsUsageError } = await import('./connections-command.js');
+  try {
+    return await connectionsCommand(args, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+  } catch (err) {
+    if (err instanceof ConnectionsUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
+      throw new UsageError((err as Error).message, USAGE.connections);
+    throw err;
+  }
 }
 
 async function keys(args: string[]): Promise<number> {

@@ -26,6 +26,7 @@ commands:
   check          decide one sample request in-process and print why
   keys create    make a new API key and its registry entry
   login          log in at an OAuth authorization server as an MCP client does; print the token
+  connections    list or revoke users' upstream connections (userConnections)
   policy build   compile Rego to the WASM bundle the service loads (opa build -t wasm)
   policy test    check and test Rego with opa (opa check --strict, opa test, coverage)
 
@@ -123,6 +124,24 @@ options:
                       so the service never reads half a file. Refuses a duplicate id or hash
   --json              print {key, entry} as JSON
   -h, --help          this help
+`,
+  connections: `usage: mcp-authz connections list [--provider P] [--json] --config FILE
+       mcp-authz connections revoke --user U --provider P [--json] --config FILE
+
+Users' upstream connections (endpoints[].upstream.mode: userConnections), read from and
+removed in the provider's store.redis. A revoked connection is gone on the next call: the
+user is asked to connect again. A provider without store.redis keeps connections in the
+running service's memory, which this command cannot reach.
+
+options:
+  -c, --config FILE   the service's config (required)
+  --provider P        the provider name (list: all providers by default)
+  --user U            the principal id the connection belongs to (the key id, "<iss>#<sub>", …)
+  --json              print JSON
+  -h, --help          this help
+
+exit codes: 0 done, 1 the config has no such provider or its store is in memory, 2 usage,
+3 revoke found no connection
 `,
   login: `usage: mcp-authz login (--resource URL | --issuer URL | both) [--scope S]...
                        [--client-id ID [--client-secret-file FILE] | --client-metadata-url URL]
