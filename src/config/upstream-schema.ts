@@ -95,7 +95,7 @@ const httpsOrLoopback = (what: string) =>
   z
     .url()
     .refine(
-      (u) => u.startsWith('https://') || /^http:\/\/(127\.\d+\.\d+\.\d+|\[::1\]|localhost)(:\d+)?\//.test(u),
+      (u) => u.startsWith('https://') || /^http:\/\/(127\.\d+\.\d+\.\d+|\[::1\]|localhost)(:\d+)?(\/|$)/.test(u),
       `${what}: https, or http on a loopback address only`,
     );
 
