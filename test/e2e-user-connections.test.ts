@@ -19,7 +19,7 @@ import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { KeyRing } from '../src/upstream/connections-keys.js';
 import { keysFile, mintKey } from './e2e/api-keys.js';
 import { connectedClient } from './e2e/mcp-client.js';
-import { startStack, type Stack } from './e2e/stack.js';
+import { startExtProcStack, startStack, type Stack } from './e2e/stack.js';
 import { launchBrowser, type TestBrowser } from './helpers/browser.js';
 import { ROOT } from './helpers/cli.js';
 import { signInAtIdp, startOidcProvider, type OidcTestProvider } from './helpers/oidc-provider.js';
@@ -205,6 +205,25 @@ test.serial("bob, who has not connected, still gets the elicitation: alice's con
   t.teardown(() => page.close());
   await page.goto(e.url);
   t.regex((await page.content()) ?? '', /bob-key/);
+});
+
+test.serial('through ext_proc (another replica on the same store): the header mutation carries alice\'s token, the elicitation reaches the SDK', async (t) => {
+  const ep = await startExtProcStack({ config, files: FILES, runtime: { upstreamClock: clock } });
+  t.teardown(() => ep.stop());
+  const s = await connectedClient(ep.url('/mcp/tracker'), { headers: { 'X-API-Key': alice.key } });
+  t.teardown(() => s.close());
+  await s.client.callTool({ name: 'search', arguments: { query: 'via-ext-proc' } });
+  const seen = ep.mcp.callsOf('search').filter((c) => c.headers['x-mcp-user-id'] === 'alice').at(-1);
+  t.truthy(seen);
+  t.is(seen!.headers.authorization, `Bearer ${lastUpstreamToken('alice')}`, 'the same connection, shared through Redis');
+  for (const r of ep.mcp.httpRequests)
+    t.false(Object.values(r.headers).some((v) => v.includes(alice.key)), 'the API key never reaches the MCP server');
+
+  const err = await connectedClient(ep.url('/mcp/tracker'), { headers: { 'X-API-Key': bob.key } }).then(
+    (b) => b.close().then(() => undefined),
+    (e: unknown) => e,
+  );
+  t.true(err instanceof McpError && err.code === -32042, String(err));
 });
 
 test.serial('near expiry (fake clock), the token is refreshed once; the next calls use the new token', async (t) => {

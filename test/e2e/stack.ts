@@ -91,6 +91,7 @@ export interface ExtProcStack {
 export async function startExtProcStack(opts: {
   config: (proxyUrl: string) => Record<string, unknown>;
   files?: Record<string, string>;
+  runtime?: BuildOptions;
   proxy?: ExtProcProxyOptions;
   server?: McpServerOptions;
 }): Promise<ExtProcStack> {
@@ -104,7 +105,10 @@ export async function startExtProcStack(opts: {
     throw err;
   }
   try {
-    svc = await startTestService(opts.config(proxy.url), { files: opts.files ?? {} });
+    svc = await startTestService(opts.config(proxy.url), {
+      files: opts.files ?? {},
+      ...(opts.runtime ? { runtime: opts.runtime } : {}),
+    });
   } catch (err) {
     await Promise.all([proxy.stop(), mcp.stop()]);
     throw err;
