@@ -242,3 +242,31 @@ test('--check-config reports a missing or empty upstream secret file and an unus
   t.true(messages.some((m) => /endpoint static: the static value file .*static-value does not exist/.test(m)));
   t.true(messages.some((m) => /endpoint cc: the client secret file .*cc-secret is empty/.test(m)));
 });
+
+test("Envoy's HTTP authorization service cannot answer with a 200 of its own: a user without a connection gets 403 upstream_not_connected with the link", async (t) => {
+  const svc = await startTestService(
+    {
+      ...serviceConfig,
+      listen: { extAuthzHttp: 'any' },
+      extAuthzHttp: { upstreamHeaders: ['x-mcp-*', 'authorization'] },
+      clientAddress: { from: 'x-forwarded-for', trustedHops: 1 },
+    },
+    { files: serviceFiles },
+  );
+  t.teardown(() => svc.stop());
+  const res = await fetch(`http://127.0.0.1:${svc.extAuthzHttpPort}/mcp/tracker`, {
+    method: 'POST',
+    headers: {
+      host: 'mcp.example.com',
+      'x-forwarded-for': '203.0.113.7',
+      'x-api-key': alice.key,
+      'content-type': 'application/json',
+      'mcp-protocol-version': '2025-11-25',
+    },
+    body: rpc('tools/call', { name: 'search', arguments: {} }),
+  });
+  t.is(res.status, 403);
+  const body = (await res.json()) as Record<string, unknown>;
+  t.is(body.error, 'upstream_not_connected');
+  t.true(String(body.connect_url).startsWith('https://gw.example/connect/tracker?link='));
+});
