@@ -4,6 +4,8 @@
 // with and without the client's url capability, a notification), config validation, and
 // --check-config's report of missing upstream secret files.
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -13,6 +15,8 @@ import { checkConfig } from '../src/cli/check-config.js';
 import { loadConfigFile, validateConfig } from '../src/config/load.js';
 import { canElicitUrl, urlElicitationBody } from '../src/mcp-response/url-elicitation.js';
 import { KeyRing, SealError } from '../src/upstream/connections-keys.js';
+import { connectionProviders } from '../src/upstream/upstream-credentials.js';
+import { silentLogger } from '../src/log/logger.js';
 import {
   checkRequest,
   deniedBody,
@@ -269,4 +273,78 @@ test("Envoy's HTTP authorization service cannot answer with a 200 of its own: a 
   const body = (await res.json()) as Record<string, unknown>;
   t.is(body.error, 'upstream_not_connected');
   t.true(String(body.connect_url).startsWith('https://gw.example/connect/tracker?link='));
+});
+
+test('in-process store: concurrent calls of one user share one refresh; invalid_grant removes the connection', async (t) => {
+  let refreshes = 0;
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let refuse = false;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', async () => {
+      const form = new URLSearchParams(body);
+      if (form.get('grant_type') !== 'refresh_token') return res.writeHead(400).end();
+      refreshes++;
+      if (refuse) return res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_grant"}');
+      await held;
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ access_token: `at-${refreshes}`, token_type: 'Bearer', expires_in: 3600 }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const tokenEndpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-conn-'));
+  writeFileSync(join(dir, 'secret'), 's');
+  writeFileSync(join(dir, 'keys'), `k1 ${key()}\n`);
+  let now = 1_000_000;
+  const cfg = validateConfig(
+    {
+      ...serviceConfig,
+      endpoints: [
+        {
+          ...serviceConfig.endpoints[0],
+          upstream: {
+            ...serviceConfig.endpoints[0]!.upstream,
+            tokenEndpoint,
+            client: { id: 'gateway', secretFile: join(dir, 'secret') },
+            encryptionKeyFile: join(dir, 'keys'),
+          },
+        },
+      ],
+    },
+    'test',
+    dir,
+    {},
+  );
+  const providers = await connectionProviders({
+    endpoints: cfg.endpoints,
+    publicBaseUrl: cfg.publicBaseUrl,
+    logger: silentLogger(),
+    events: {},
+    watch: false,
+    now: () => now,
+  });
+  const p = providers.get('tracker')!;
+  t.teardown(() => p.close());
+  t.is(p.store.kind, 'memory');
+  await p.connect('alice-key', { accessToken: 'at-0', expiresAtMs: now + 600_000, refreshToken: 'rt-0' });
+  const header = (g: unknown) => (g as { headers: { value: string }[] }).headers[0]!.value;
+  t.is(header(await p.tokenFor('alice-key')), 'Bearer at-0');
+  t.is(await p.tokenFor('bob-key'), 'none');
+
+  now += 600_000;
+  const all = Promise.all([1, 2, 3, 4, 5].map(() => p.tokenFor('alice-key')));
+  release();
+  const grants = await all;
+  t.is(refreshes, 1, 'one refresh for five concurrent calls');
+  t.deepEqual(grants.map(header), Array(5).fill('Bearer at-1'));
+
+  refuse = true;
+  now += 3_600_000;
+  t.is(await p.tokenFor('alice-key'), 'none', 'invalid_grant: no connection any more');
+  t.deepEqual(await p.store.list(), [], 'the record is removed');
 });
