@@ -154,49 +154,55 @@ const metric = async (svc: TestService, name: string, labels: string) => {
   return line === undefined ? undefined : Number(line.split(' ').at(-1));
 };
 
-test.serial('no connection: the SDK gets the URL elicitation for /connect/tracker, and nothing reaches the MCP server', async (t) => {
-  const before = stack.mcp.httpRequests.length;
-  const e = await elicitationFor(alice.key);
-  t.true(e.url.startsWith(`${proxyUrl}/connect/tracker?link=`), e.url);
-  t.regex(e.message, /Connect your tracker account/);
-  t.regex(e.elicitationId, /^[0-9a-f-]{36}$/);
-  t.is(stack.mcp.httpRequests.length, before, 'nothing went upstream');
-  t.false(e.url.includes(alice.key), 'the link does not carry the caller credential');
-});
+test.serial(
+  'no connection: the SDK gets the URL elicitation for /connect/tracker, and nothing reaches the MCP server',
+  async (t) => {
+    const before = stack.mcp.httpRequests.length;
+    const e = await elicitationFor(alice.key);
+    t.true(e.url.startsWith(`${proxyUrl}/connect/tracker?link=`), e.url);
+    t.regex(e.message, /Connect your tracker account/);
+    t.regex(e.elicitationId, /^[0-9a-f-]{36}$/);
+    t.is(stack.mcp.httpRequests.length, before, 'nothing went upstream');
+    t.false(e.url.includes(alice.key), 'the link does not carry the caller credential');
+  },
+);
 
-test.serial('connect in the browser, retry: the MCP server receives the token the provider issued for alice, never her API key', async (t) => {
-  const e = await elicitationFor(alice.key);
-  const shown = await connectInBrowser(e.url, ALICE_IDP);
-  t.regex(shown, /alice-key/, 'the page names the principal the connection is for');
+test.serial(
+  'connect in the browser, retry: the MCP server receives the token the provider issued for alice, never her API key',
+  async (t) => {
+    const e = await elicitationFor(alice.key);
+    const shown = await connectInBrowser(e.url, ALICE_IDP);
+    t.regex(shown, /alice-key/, 'the page names the principal the connection is for');
 
-  const res = (await callSearch(alice.key, 'roadmap')) as { content: unknown };
-  t.deepEqual(res.content, [{ type: 'text', text: 'results for roadmap' }]);
-  const token = lastUpstreamToken('alice');
-  const { payload } = await jwtVerify(token, jwks(), { issuer: idp.issuer, audience: UPSTREAM });
-  t.is(payload.sub, 'alice', 'the user who signed in at the provider');
-  t.true(String(payload.scope).split(' ').includes('tickets:read'));
-  for (const r of stack.mcp.httpRequests)
-    t.false(
-      Object.values(r.headers).some((v) => v.includes(alice.key) || v.includes(bob.key)),
-      'no caller credential reaches the MCP server',
-    );
+    const res = (await callSearch(alice.key, 'roadmap')) as { content: unknown };
+    t.deepEqual(res.content, [{ type: 'text', text: 'results for roadmap' }]);
+    const token = lastUpstreamToken('alice');
+    const { payload } = await jwtVerify(token, jwks(), { issuer: idp.issuer, audience: UPSTREAM });
+    t.is(payload.sub, 'alice', 'the user who signed in at the provider');
+    t.true(String(payload.scope).split(' ').includes('tickets:read'));
+    for (const r of stack.mcp.httpRequests)
+      t.false(
+        Object.values(r.headers).some((v) => v.includes(alice.key) || v.includes(bob.key)),
+        'no caller credential reaches the MCP server',
+      );
 
-  // The link is single-use: opening it again does not connect anything.
-  const page = await browser.newPage();
-  t.teardown(() => page.close());
-  await page.goto(e.url);
-  await page.locator('#connect').click();
-  await page.locator('text=has been used already').waitFor();
+    // The link is single-use: opening it again does not connect anything.
+    const page = await browser.newPage();
+    t.teardown(() => page.close());
+    await page.goto(e.url);
+    await page.locator('#connect').click();
+    await page.locator('text=has been used already').waitFor();
 
-  // The record in Redis is sealed: neither token is in it.
-  const r = new Redis(redis.url);
-  t.teardown(() => r.quit());
-  const keys = await r.keys('e2e:connection:tracker:*');
-  t.is(keys.length, 1);
-  const stored = (await r.get(keys[0]!))!;
-  t.regex(stored, /^v1\.k2\./);
-  t.false(stored.includes(token.split('.')[1]!), 'no access token in the clear');
-});
+    // The record in Redis is sealed: neither token is in it.
+    const r = new Redis(redis.url);
+    t.teardown(() => r.quit());
+    const keys = await r.keys('e2e:connection:tracker:*');
+    t.is(keys.length, 1);
+    const stored = (await r.get(keys[0]!))!;
+    t.regex(stored, /^v1\.k2\./);
+    t.false(stored.includes(token.split('.')[1]!), 'no access token in the clear');
+  },
+);
 
 test.serial("bob, who has not connected, still gets the elicitation: alice's connection is hers alone", async (t) => {
   const e = await elicitationFor(bob.key);
@@ -207,24 +213,37 @@ test.serial("bob, who has not connected, still gets the elicitation: alice's con
   t.regex((await page.content()) ?? '', /bob-key/);
 });
 
-test.serial('through ext_proc (another replica on the same store): the header mutation carries alice\'s token, the elicitation reaches the SDK', async (t) => {
-  const ep = await startExtProcStack({ config, files: FILES, runtime: { upstreamClock: clock } });
-  t.teardown(() => ep.stop());
-  const s = await connectedClient(ep.url('/mcp/tracker'), { headers: { 'X-API-Key': alice.key } });
-  t.teardown(() => s.close());
-  await s.client.callTool({ name: 'search', arguments: { query: 'via-ext-proc' } });
-  const seen = ep.mcp.callsOf('search').filter((c) => c.headers['x-mcp-user-id'] === 'alice').at(-1);
-  t.truthy(seen);
-  t.is(seen!.headers.authorization, `Bearer ${lastUpstreamToken('alice')}`, 'the same connection, shared through Redis');
-  for (const r of ep.mcp.httpRequests)
-    t.false(Object.values(r.headers).some((v) => v.includes(alice.key)), 'the API key never reaches the MCP server');
+test.serial(
+  "through ext_proc (another replica on the same store): the header mutation carries alice's token, the elicitation reaches the SDK",
+  async (t) => {
+    const ep = await startExtProcStack({ config, files: FILES, runtime: { upstreamClock: clock } });
+    t.teardown(() => ep.stop());
+    const s = await connectedClient(ep.url('/mcp/tracker'), { headers: { 'X-API-Key': alice.key } });
+    t.teardown(() => s.close());
+    await s.client.callTool({ name: 'search', arguments: { query: 'via-ext-proc' } });
+    const seen = ep.mcp
+      .callsOf('search')
+      .filter((c) => c.headers['x-mcp-user-id'] === 'alice')
+      .at(-1);
+    t.truthy(seen);
+    t.is(
+      seen!.headers.authorization,
+      `Bearer ${lastUpstreamToken('alice')}`,
+      'the same connection, shared through Redis',
+    );
+    for (const r of ep.mcp.httpRequests)
+      t.false(
+        Object.values(r.headers).some((v) => v.includes(alice.key)),
+        'the API key never reaches the MCP server',
+      );
 
-  const err = await connectedClient(ep.url('/mcp/tracker'), { headers: { 'X-API-Key': bob.key } }).then(
-    (b) => b.close().then(() => undefined),
-    (e: unknown) => e,
-  );
-  t.true(err instanceof McpError && err.code === -32042, String(err));
-});
+    const err = await connectedClient(ep.url('/mcp/tracker'), { headers: { 'X-API-Key': bob.key } }).then(
+      (b) => b.close().then(() => undefined),
+      (e: unknown) => e,
+    );
+    t.true(err instanceof McpError && err.code === -32042, String(err));
+  },
+);
 
 test.serial('near expiry (fake clock), the token is refreshed once; the next calls use the new token', async (t) => {
   const first = lastUpstreamToken('alice');
@@ -245,60 +264,89 @@ test.serial('near expiry (fake clock), the token is refreshed once; the next cal
   t.is(lastUpstreamToken('alice'), second);
 });
 
-test.serial('two replicas needing the refresh at the same moment: one refresh grant, both send the same new token', async (t) => {
-  const second = await startTestService(config(proxyUrl), { files: FILES, runtime: { upstreamClock: clock } });
-  t.teardown(() => second.stop());
-  clockOffsetMs += TOKEN_TTL_MS; // past expiry for both
-  const before = tokenRequests();
-  const check = () =>
-    checkRequest({
-      path: '/mcp/tracker',
-      headers: {
-        'x-api-key': alice.key,
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-        'mcp-protocol-version': '2025-11-25',
-      },
-      body: rpc('tools/call', { name: 'search', arguments: { query: 'x' } }),
-    });
-  const answers = await Promise.all([stack.svc.check(check()), second.check(check()), stack.svc.check(check()), second.check(check())]);
-  const tokens = answers.map((a) => headerValue(a.ok_response?.headers, 'authorization'));
-  for (const tk of tokens) t.truthy(tk, 'allowed with a token');
-  t.is(new Set(tokens).size, 1, 'every answer carries the same token');
-  t.is(tokenRequests() - before, 1, 'one refresh grant at the provider for both replicas');
-  const joined =
-    ((await metric(stack.svc, 'mcp_authz_upstream_connection_refreshes_total', 'provider="tracker",result="joined"')) ?? 0) +
-    ((await metric(second, 'mcp_authz_upstream_connection_refreshes_total', 'provider="tracker",result="joined"')) ?? 0);
-  t.true(joined >= 1, 'the others joined the one refresh');
-});
+test.serial(
+  'two replicas needing the refresh at the same moment: one refresh grant, both send the same new token',
+  async (t) => {
+    const second = await startTestService(config(proxyUrl), { files: FILES, runtime: { upstreamClock: clock } });
+    t.teardown(() => second.stop());
+    clockOffsetMs += TOKEN_TTL_MS; // past expiry for both
+    const before = tokenRequests();
+    const check = () =>
+      checkRequest({
+        path: '/mcp/tracker',
+        headers: {
+          'x-api-key': alice.key,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': '2025-11-25',
+        },
+        body: rpc('tools/call', { name: 'search', arguments: { query: 'x' } }),
+      });
+    const answers = await Promise.all([
+      stack.svc.check(check()),
+      second.check(check()),
+      stack.svc.check(check()),
+      second.check(check()),
+    ]);
+    const tokens = answers.map((a) => headerValue(a.ok_response?.headers, 'authorization'));
+    for (const tk of tokens) t.truthy(tk, 'allowed with a token');
+    t.is(new Set(tokens).size, 1, 'every answer carries the same token');
+    t.is(tokenRequests() - before, 1, 'one refresh grant at the provider for both replicas');
+    const joined =
+      ((await metric(
+        stack.svc,
+        'mcp_authz_upstream_connection_refreshes_total',
+        'provider="tracker",result="joined"',
+      )) ?? 0) +
+      ((await metric(second, 'mcp_authz_upstream_connection_refreshes_total', 'provider="tracker",result="joined"')) ??
+        0);
+    t.true(joined >= 1, 'the others joined the one refresh');
+  },
+);
 
-test.serial('an altered stored record is no connection: the elicitation again, counted as unreadable, no crash', async (t) => {
-  const r = new Redis(redis.url);
-  t.teardown(() => r.quit());
-  const [key] = await r.keys('e2e:connection:tracker:*');
-  const good = (await r.get(key!))!;
-  const parts = good.split('.');
-  const ct = Buffer.from(parts[3]!, 'base64url');
-  ct[5] ^= 0x01;
-  await r.set(key!, [...parts.slice(0, 3), ct.toString('base64url')].join('.'));
-  const before = (await metric(stack.svc, 'mcp_authz_upstream_connection_events_total', 'provider="tracker",event="unreadable"')) ?? 0;
-  const e = await elicitationFor(alice.key);
-  t.true(e.url.startsWith(`${proxyUrl}/connect/tracker?link=`));
-  t.is(
-    await metric(stack.svc, 'mcp_authz_upstream_connection_events_total', 'provider="tracker",event="unreadable"'),
-    before + 1,
-  );
-  await r.set(key!, good);
-  await callSearch(alice.key, 'restored');
-  t.pass();
-});
+test.serial(
+  'an altered stored record is no connection: the elicitation again, counted as unreadable, no crash',
+  async (t) => {
+    const r = new Redis(redis.url);
+    t.teardown(() => r.quit());
+    const [key] = await r.keys('e2e:connection:tracker:*');
+    const good = (await r.get(key!))!;
+    const parts = good.split('.');
+    const ct = Buffer.from(parts[3]!, 'base64url');
+    ct[5] ^= 0x01;
+    await r.set(key!, [...parts.slice(0, 3), ct.toString('base64url')].join('.'));
+    const before =
+      (await metric(
+        stack.svc,
+        'mcp_authz_upstream_connection_events_total',
+        'provider="tracker",event="unreadable"',
+      )) ?? 0;
+    const e = await elicitationFor(alice.key);
+    t.true(e.url.startsWith(`${proxyUrl}/connect/tracker?link=`));
+    t.is(
+      await metric(stack.svc, 'mcp_authz_upstream_connection_events_total', 'provider="tracker",event="unreadable"'),
+      before + 1,
+    );
+    await r.set(key!, good);
+    await callSearch(alice.key, 'restored');
+    t.pass();
+  },
+);
 
 test.serial('`mcp-authz connections list` and `revoke`: the next call asks the user to connect again', async (t) => {
   const cli = (args: string[]) =>
     new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', join(ROOT, 'src', 'cli', 'bin.ts'), 'connections', ...args, '--config', stack.svc.configFile],
+        [
+          '--import',
+          'tsx',
+          join(ROOT, 'src', 'cli', 'bin.ts'),
+          'connections',
+          ...args,
+          '--config',
+          stack.svc.configFile,
+        ],
         { cwd: ROOT },
       );
       let stdout = '';
@@ -318,41 +366,62 @@ test.serial('`mcp-authz connections list` and `revoke`: the next call asks the u
   t.is((await cli(['revoke', '--provider', 'tracker', '--user', 'alice-key'])).status, 3, 'nothing left to revoke');
 });
 
-test.serial('a refresh token the provider refuses (invalid_grant) removes the connection; the next call gets the elicitation', async (t) => {
-  const e = await elicitationFor(alice.key);
-  await connectInBrowser(e.url, ALICE_IDP);
-  await callSearch(alice.key, 'connected-again');
-  const r = new Redis(redis.url);
-  t.teardown(() => r.quit());
-  await forgetStoredRefreshToken(r);
-  clockOffsetMs += TOKEN_TTL_MS;
-  const before = (await metric(stack.svc, 'mcp_authz_upstream_connection_refreshes_total', 'provider="tracker",result="invalid_grant"')) ?? 0;
-  await elicitationFor(alice.key);
-  t.is(
-    await metric(stack.svc, 'mcp_authz_upstream_connection_refreshes_total', 'provider="tracker",result="invalid_grant"'),
-    before + 1,
-  );
-  t.deepEqual(await r.keys('e2e:connection:tracker:*'), [], 'the connection is removed');
-});
+test.serial(
+  'a refresh token the provider refuses (invalid_grant) removes the connection; the next call gets the elicitation',
+  async (t) => {
+    const e = await elicitationFor(alice.key);
+    await connectInBrowser(e.url, ALICE_IDP);
+    await callSearch(alice.key, 'connected-again');
+    const r = new Redis(redis.url);
+    t.teardown(() => r.quit());
+    await forgetStoredRefreshToken(r);
+    clockOffsetMs += TOKEN_TTL_MS;
+    const before =
+      (await metric(
+        stack.svc,
+        'mcp_authz_upstream_connection_refreshes_total',
+        'provider="tracker",result="invalid_grant"',
+      )) ?? 0;
+    await elicitationFor(alice.key);
+    t.is(
+      await metric(
+        stack.svc,
+        'mcp_authz_upstream_connection_refreshes_total',
+        'provider="tracker",result="invalid_grant"',
+      ),
+      before + 1,
+    );
+    t.deepEqual(await r.keys('e2e:connection:tracker:*'), [], 'the connection is removed');
+  },
+);
 
-test.serial('ext_authz deny for a request that cannot carry an elicitation (a notification) names the connect link', async (t) => {
-  const res = await stack.svc.check(
-    checkRequest({
-      path: '/mcp/tracker',
-      headers: { 'x-api-key': bob.key, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
-    }),
-  );
-  t.is(deniedStatus(res), 403);
-  const body = JSON.parse(res.denied_response!.body!);
-  t.is(body.error, 'upstream_not_connected');
-  t.true(String(body.connect_url).startsWith(`${proxyUrl}/connect/tracker?link=`));
-});
+test.serial(
+  'ext_authz deny for a request that cannot carry an elicitation (a notification) names the connect link',
+  async (t) => {
+    const res = await stack.svc.check(
+      checkRequest({
+        path: '/mcp/tracker',
+        headers: {
+          'x-api-key': bob.key,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+      }),
+    );
+    t.is(deniedStatus(res), 403);
+    const body = JSON.parse(res.denied_response!.body!);
+    t.is(body.error, 'upstream_not_connected');
+    t.true(String(body.connect_url).startsWith(`${proxyUrl}/connect/tracker?link=`));
+  },
+);
 
 /** The provider forgets the refresh token of the stored connection (read with the test's own key): refreshing it is invalid_grant. */
 async function forgetStoredRefreshToken(r: Redis): Promise<void> {
   const [key] = await r.keys('e2e:connection:tracker:*');
-  const rec = JSON.parse(KeyRing.parse(ENC_KEYS).open('connection\ntracker\nalice-key', (await r.get(key!))!)) as { rt: string };
+  const rec = JSON.parse(KeyRing.parse(ENC_KEYS).open('connection\ntracker\nalice-key', (await r.get(key!))!)) as {
+    rt: string;
+  };
   const token = await idp.provider.RefreshToken.find(rec.rt);
   if (!token) throw new Error('the provider does not know the stored refresh token');
   await token.destroy();

@@ -300,10 +300,12 @@ test("the Envoy tracer set-up in docs/tracing.md is valid in the example's conne
   t.true(r.stdout.includes('envoy.config.trace.v3.OpenTelemetryConfig'), r.stdout);
 });
 
-test('the Istio VirtualService routes /connect/ and /approvals/ to mcp-authz\'s HTTP port and nothing else of it', async (t) => {
+test("the Istio VirtualService routes /connect/ and /approvals/ to mcp-authz's HTTP port and nothing else of it", async (t) => {
   const vs = parse(readFileSync(join(ROOT, 'examples', 'istio', 'virtual-service.yaml'), 'utf8'));
   await validateObject(vs);
-  const toAuthz = vs.spec.http.filter((r: any) => r.route.some((d: any) => d.destination.host.startsWith('mcp-authz.')));
+  const toAuthz = vs.spec.http.filter((r: any) =>
+    r.route.some((d: any) => d.destination.host.startsWith('mcp-authz.')),
+  );
   t.deepEqual(
     toAuthz.flatMap((r: any) => r.match.map((m: any) => m.uri)),
     [{ prefix: '/connect/' }, { prefix: '/approvals/' }],
@@ -320,7 +322,10 @@ test('every Envoy example routes /connect/ and /approvals/ to the HTTP port with
       const r = routes.find((x: any) => x.match.prefix === prefix);
       t.truthy(r, `${name}: ${prefix}`);
       const perFilter = Object.values(r.typed_per_filter_config) as any[];
-      t.true(perFilter.length === 1 && perFilter[0].disabled === true, `${name}: ${prefix} skips the authorization filter`);
+      t.true(
+        perFilter.length === 1 && perFilter[0].disabled === true,
+        `${name}: ${prefix} skips the authorization filter`,
+      );
       const cluster = doc.static_resources.clusters.find((c: any) => c.name === r.route.cluster);
       const port = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value;
       t.is(port, 9090, `${name}: ${prefix} goes to the HTTP port`);

@@ -36,9 +36,20 @@ test('a sealed record opens only with its own additional data, under a key in th
   t.regex(sealed, /^v1\.k1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]+$/);
   t.false(sealed.includes('secret-token'));
   t.is(ring.open('connection\ngithub\nalice', sealed), '{"at":"secret-token"}');
-  t.throws(() => ring.open('connection\ngithub\nbob', sealed), { instanceOf: SealError }, "alice's record copied to bob does not open");
-  t.throws(() => KeyRing.parse(`k1 ${key()}\n`).open('connection\ngithub\nalice', sealed), { instanceOf: SealError }, 'another key of the same id');
-  t.throws(() => KeyRing.parse(`k9 ${key()}\n`).open('connection\ngithub\nalice', sealed), { instanceOf: SealError, message: /key k9|key k1/ });
+  t.throws(
+    () => ring.open('connection\ngithub\nbob', sealed),
+    { instanceOf: SealError },
+    "alice's record copied to bob does not open",
+  );
+  t.throws(
+    () => KeyRing.parse(`k1 ${key()}\n`).open('connection\ngithub\nalice', sealed),
+    { instanceOf: SealError },
+    'another key of the same id',
+  );
+  t.throws(() => KeyRing.parse(`k9 ${key()}\n`).open('connection\ngithub\nalice', sealed), {
+    instanceOf: SealError,
+    message: /key k9|key k1/,
+  });
 });
 
 test('any change to a sealed record is a SealError, never garbage and never a crash', (t) => {
@@ -76,7 +87,9 @@ test('keys rotate: the first line seals, every line opens', (t) => {
 test('a key file that is wrong says which line and why, never the key', (t) => {
   const k = key();
   t.throws(() => KeyRing.parse(''), { message: /no key/ });
-  t.throws(() => KeyRing.parse(`k1 ${randomBytes(16).toString('base64')}`), { message: /line 1: key k1 is not the base64 of exactly 32 bytes/ });
+  t.throws(() => KeyRing.parse(`k1 ${randomBytes(16).toString('base64')}`), {
+    message: /line 1: key k1 is not the base64 of exactly 32 bytes/,
+  });
   t.throws(() => KeyRing.parse(`k1 ${k}\nk1 ${key()}`), { message: /line 2: key id k1 appears twice/ });
   t.throws(() => KeyRing.parse(`k1`), { message: /line 1: expected/ });
   const err = t.throws(() => KeyRing.parse(`bad/id ${k}`));
@@ -100,7 +113,9 @@ test('the URL elicitation: -32042 with data.elicitations before 2026-07-28, an i
     id: 7,
     result: {
       resultType: 'input_required',
-      inputRequests: { 'e-1': { method: 'elicitation/create', params: { mode: 'url', message: 'Connect', url: e.url } } },
+      inputRequests: {
+        'e-1': { method: 'elicitation/create', params: { mode: 'url', message: 'Connect', url: e.url } },
+      },
     },
   });
   const caps = (c: unknown) => ({ _meta: { 'io.modelcontextprotocol/clientCapabilities': c } });
@@ -108,7 +123,10 @@ test('the URL elicitation: -32042 with data.elicitations before 2026-07-28, an i
   t.true(canElicitUrl('2026-07-28', 'tools/call', caps({ elicitation: { url: {} } })));
   t.false(canElicitUrl('2026-07-28', 'tools/call', caps({ elicitation: {} })), 'form only');
   t.false(canElicitUrl('2026-07-28', 'tools/call', caps({})));
-  t.false(canElicitUrl('2026-07-28', 'tools/list', caps({ elicitation: { url: {} } })), 'not a method that may be answered so');
+  t.false(
+    canElicitUrl('2026-07-28', 'tools/list', caps({ elicitation: { url: {} } })),
+    'not a method that may be answered so',
+  );
 });
 
 const alice = mintKey({ id: 'alice-key', name: 'Alice', userId: 'alice', permissions: ['*'] });
@@ -136,11 +154,19 @@ const serviceFiles = { 'keys.yaml': keysFile([alice]), secret: 's3cret', enc: `k
 test('a user without a connection: the elicitation in the shape of the request, or a 403 naming the link where none can be carried', async (t) => {
   const svc = await startTestService(serviceConfig, { files: serviceFiles });
   t.teardown(() => svc.stop());
-  const base = { 'x-api-key': alice.key, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  const base = {
+    'x-api-key': alice.key,
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+  };
   const call = { name: 'search', arguments: { q: 'x' } };
 
   const legacy = await svc.check(
-    checkRequest({ path: '/mcp/tracker', headers: { ...base, 'mcp-protocol-version': '2025-11-25' }, body: rpc('tools/call', call, 'r-1') }),
+    checkRequest({
+      path: '/mcp/tracker',
+      headers: { ...base, 'mcp-protocol-version': '2025-11-25' },
+      body: rpc('tools/call', call, 'r-1'),
+    }),
   );
   t.is(deniedStatus(legacy), 200, 'answered with 200 so the client reads the JSON-RPC error');
   const legacyBody = deniedBody(legacy);
@@ -152,19 +178,30 @@ test('a user without a connection: the elicitation in the shape of the request, 
   const withUrl = JSON.parse(modernRpc('tools/call', call, 9));
   withUrl.params._meta['io.modelcontextprotocol/clientCapabilities'] = { elicitation: { url: {} } };
   const modern = await svc.check(
-    checkRequest({ path: '/mcp/tracker', headers: { ...base, ...modernHeaders('tools/call', 'search') }, body: JSON.stringify(withUrl) }),
+    checkRequest({
+      path: '/mcp/tracker',
+      headers: { ...base, ...modernHeaders('tools/call', 'search') },
+      body: JSON.stringify(withUrl),
+    }),
   );
   t.is(deniedStatus(modern), 200);
   const modernBody = deniedBody(modern);
   t.is(modernBody.result.resultType, 'input_required');
-  const [request] = Object.values(modernBody.result.inputRequests) as { method: string; params: { mode: string; url: string } }[];
+  const [request] = Object.values(modernBody.result.inputRequests) as {
+    method: string;
+    params: { mode: string; url: string };
+  }[];
   t.is(request!.method, 'elicitation/create');
   t.is(request!.params.mode, 'url');
   t.true(request!.params.url.startsWith('https://gw.example/connect/tracker?link='));
 
   // 2026-07-28 without the url capability: -32042 is retired and no elicitation may be sent.
   const noCap = await svc.check(
-    checkRequest({ path: '/mcp/tracker', headers: { ...base, ...modernHeaders('tools/call', 'search') }, body: modernRpc('tools/call', call, 10) }),
+    checkRequest({
+      path: '/mcp/tracker',
+      headers: { ...base, ...modernHeaders('tools/call', 'search') },
+      body: modernRpc('tools/call', call, 10),
+    }),
   );
   t.is(deniedStatus(noCap), 403);
   t.is(deniedBody(noCap).error, 'upstream_not_connected');
@@ -173,7 +210,11 @@ test('a user without a connection: the elicitation in the shape of the request, 
   // Each link is new: single-use ids.
   const again = deniedBody(
     await svc.check(
-      checkRequest({ path: '/mcp/tracker', headers: { ...base, 'mcp-protocol-version': '2025-11-25' }, body: rpc('tools/call', call, 'r-2') }),
+      checkRequest({
+        path: '/mcp/tracker',
+        headers: { ...base, 'mcp-protocol-version': '2025-11-25' },
+        body: rpc('tools/call', call, 'r-2'),
+      }),
     ),
   );
   t.not(again.error.data.elicitations[0].url, url);
@@ -201,17 +242,28 @@ test('config: userConnections needs publicBaseUrl, one configuration per provide
       ...serviceConfig,
       endpoints: [
         endpoint,
-        { ...endpoint, name: 'other', match: { pathPrefix: '/mcp/other' }, upstream: { ...endpoint.upstream, scope: ['more'] } },
+        {
+          ...endpoint,
+          name: 'other',
+          match: { pathPrefix: '/mcp/other' },
+          upstream: { ...endpoint.upstream, scope: ['more'] },
+        },
       ],
     }),
     { message: /provider "tracker" is configured differently/ },
   );
   t.throws(
-    v({ ...serviceConfig, endpoints: [{ ...endpoint, upstream: { ...endpoint.upstream, authorizationEndpoint: undefined } }] }),
+    v({
+      ...serviceConfig,
+      endpoints: [{ ...endpoint, upstream: { ...endpoint.upstream, authorizationEndpoint: undefined } }],
+    }),
     { message: /set issuer \(discovery\), or both authorizationEndpoint and tokenEndpoint/ },
   );
   t.throws(
-    v({ ...serviceConfig, endpoints: [{ ...endpoint, upstream: { ...endpoint.upstream, tokenEndpoint: 'http://as.example/token' } }] }),
+    v({
+      ...serviceConfig,
+      endpoints: [{ ...endpoint, upstream: { ...endpoint.upstream, tokenEndpoint: 'http://as.example/token' } }],
+    }),
     { message: /https, or http on a loopback address only/ },
   );
   t.notThrows(v(serviceConfig));
@@ -226,11 +278,20 @@ test('--check-config reports a missing or empty upstream secret file and an unus
       publicBaseUrl: 'https://gw.example',
       endpoints: [
         serviceConfig.endpoints[0],
-        { name: 'static', match: { pathPrefix: '/mcp/static' }, upstream: { mode: 'static', valueFile: 'static-value' } },
+        {
+          name: 'static',
+          match: { pathPrefix: '/mcp/static' },
+          upstream: { mode: 'static', valueFile: 'static-value' },
+        },
         {
           name: 'cc',
           match: { pathPrefix: '/mcp/cc' },
-          upstream: { mode: 'clientCredentials', tokenEndpoint: 'https://as.example/token', client: { id: 'x', secretFile: 'cc-secret' }, audience: 'u' },
+          upstream: {
+            mode: 'clientCredentials',
+            tokenEndpoint: 'https://as.example/token',
+            client: { id: 'x', secretFile: 'cc-secret' },
+            audience: 'u',
+          },
         },
       ],
     }),

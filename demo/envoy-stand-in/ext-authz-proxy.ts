@@ -114,7 +114,13 @@ export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAu
     // pages authenticate their visitors themselves (docs/envoy.md, "/connect and /approvals").
     if (service && /^\/(connect|approvals)\//.test(req.url ?? '')) {
       const up = http.request(
-        { hostname: service.hostname, port: service.port, path: req.url, method: req.method, headers: { ...req.headers, 'x-forwarded-proto': 'http' } },
+        {
+          hostname: service.hostname,
+          port: service.port,
+          path: req.url,
+          method: req.method,
+          headers: { ...req.headers, 'x-forwarded-proto': 'http' },
+        },
         (upRes) => {
           res.writeHead(upRes.statusCode ?? 502, upRes.rawHeaders);
           upRes.pipe(res);

@@ -202,7 +202,9 @@ export function upstreamFileProblems(config: LoadedConfig['config']): string[] {
       text = readFileSync(file, 'utf8').trim();
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      problems.push(`endpoint ${endpoint}: ${what} ${file} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? String(err)})`}`);
+      problems.push(
+        `endpoint ${endpoint}: ${what} ${file} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? String(err)})`}`,
+      );
       return;
     }
     if (text === '') {

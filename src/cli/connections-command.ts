@@ -13,7 +13,11 @@ import { RedisConnectionStore } from '../upstream/connections-store.js';
 
 export class ConnectionsUsageError extends Error {}
 
-export async function connectionsCommand(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+export async function connectionsCommand(
+  args: string[],
+  out: (s: string) => void,
+  err: (s: string) => void,
+): Promise<number> {
   const [verb, ...rest] = args;
   if (verb !== 'list' && verb !== 'revoke')
     throw new ConnectionsUsageError(`connections: expected "list" or "revoke", got ${JSON.stringify(verb ?? '')}`);
@@ -29,12 +33,14 @@ export async function connectionsCommand(args: string[], out: (s: string) => voi
     allowPositionals: false,
   });
   const configFile = values.config;
-  if (configFile === undefined) throw new ConnectionsUsageError('connections: --config FILE is required (the service\'s config)');
+  if (configFile === undefined)
+    throw new ConnectionsUsageError("connections: --config FILE is required (the service's config)");
   if (verb === 'revoke' && (values.user === undefined || values.provider === undefined))
     throw new ConnectionsUsageError('connections revoke: --user and --provider are required');
   const { config } = loadConfigFile(configFile);
   const providers = new Map<string, UserConnectionsConfig>();
-  for (const e of config.endpoints) if (e.upstream?.mode === 'userConnections') providers.set(e.upstream.provider, e.upstream);
+  for (const e of config.endpoints)
+    if (e.upstream?.mode === 'userConnections') providers.set(e.upstream.provider, e.upstream);
   if (providers.size === 0) {
     err(`${configFile}: no endpoint uses userConnections\n`);
     return 1;

@@ -347,7 +347,11 @@ async function connections(args: string[]): Promise<number> {
   }
   const { connectionsCommand, ConnectionsUsageError } = await import('./connections-command.js');
   try {
-    return await connectionsCommand(args, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+    return await connectionsCommand(
+      args,
+      (s) => process.stdout.write(s),
+      (s) => process.stderr.write(s),
+    );
   } catch (err) {
     if (err instanceof ConnectionsUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
       throw new UsageError((err as Error).message, USAGE.connections);

@@ -108,7 +108,9 @@ export const UserConnectionsSchema = z
   .object({
     mode: z.literal('userConnections'),
     /** Names the connection in /connect/<provider>, the store, metrics and the CLI; endpoints that share it share users' connections. */
-    provider: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a provider name: a-z, 0-9, "_" and "-", 1 to 63 characters'),
+    provider: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a provider name: a-z, 0-9, "_" and "-", 1 to 63 characters'),
     /** The upstream's authorization server: its RFC 8414 / OpenID metadata is read at start. */
     issuer: httpsOrLoopback('the issuer').optional(),
     /** Or its endpoints, given explicitly (no discovery). */
@@ -123,7 +125,9 @@ export const UserConnectionsSchema = z
       .strict(),
     scope: z
       .array(
-        z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope token (RFC 6749 3.3: no spaces, quotes or backslashes)'),
+        z
+          .string()
+          .regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope token (RFC 6749 3.3: no spaces, quotes or backslashes)'),
       )
       .default([]),
     /** The RFC 8707 `resource` parameter: the upstream MCP server's URI. */

@@ -326,7 +326,7 @@ export const CODES = {
     grpc: 7,
     kind: 'answer',
     meaning:
-      "Not an allow: the URL-mode elicitation sending the user to /connect/<provider> (`userConnections`): the JSON-RPC error -32042 with `data.elicitations` (MCP 2025-11-25 and earlier), or an `input_required` result whose `inputRequests` holds the `elicitation/create` (MCP 2026-07-28). Answered with HTTP 200 so MCP clients read it.",
+      'Not an allow: the URL-mode elicitation sending the user to /connect/<provider> (`userConnections`): the JSON-RPC error -32042 with `data.elicitations` (MCP 2025-11-25 and earlier), or an `input_required` result whose `inputRequests` holds the `elicitation/create` (MCP 2026-07-28). Answered with HTTP 200 so MCP clients read it.',
   },
   protected_resource_metadata: {
     status: 200,

@@ -70,7 +70,8 @@ export class KeyRing {
     if (parts.length !== 4 || parts[0] !== 'v1') throw new SealError('not a sealed value');
     const [, id, ivText, ctText] = parts as [string, string, string, string];
     const key = this.byId.get(id);
-    if (key === undefined) throw new SealError(`sealed under key ${KEY_ID.test(id) ? id : '(malformed)'}, not in the key file`);
+    if (key === undefined)
+      throw new SealError(`sealed under key ${KEY_ID.test(id) ? id : '(malformed)'}, not in the key file`);
     if (!B64URL.test(ivText) || !B64URL.test(ctText)) throw new SealError('not a sealed value');
     const iv = Buffer.from(ivText, 'base64url');
     const ct = Buffer.from(ctText, 'base64url');

@@ -105,7 +105,8 @@ export class ConnectPages {
         'content-type': 'text/html; charset=utf-8',
         'cache-control': 'no-store',
         'x-frame-options': 'DENY',
-        'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'",
+        'content-security-policy':
+          "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'",
         'referrer-policy': 'no-referrer',
         ...headers,
       });
@@ -127,7 +128,8 @@ export class ConnectPages {
             : Promise.resolve(send(405, 'Method not allowed', '', { allow: 'GET, POST' }));
     work.catch((err: unknown) => {
       this.opts.logger.error({ provider: provider.name, err }, 'userConnections: a connect page failed');
-      if (!res.headersSent) send(500, 'Something went wrong', '<p>The connection could not be made. Start again from your MCP client.</p>');
+      if (!res.headersSent)
+        send(500, 'Something went wrong', '<p>The connection could not be made. Start again from your MCP client.</p>');
       else res.destroy();
     });
     return true;
@@ -141,7 +143,8 @@ export class ConnectPages {
   private openLink(provider: ConnectionProvider, text: string | null): ConnectLink | string {
     const ring = provider.keyRing;
     if (ring === undefined) return 'Connections to this provider are not configured yet.';
-    if (text === null || text === '') return 'This page is opened from the link your MCP client shows; this address carries none.';
+    if (text === null || text === '')
+      return 'This page is opened from the link your MCP client shows; this address carries none.';
     let link: ConnectLink;
     try {
       link = JSON.parse(ring.open(linkAad(provider.name), text)) as ConnectLink;
@@ -191,7 +194,11 @@ export class ConnectPages {
     }
     // Double submit: a page on another site cannot read or send the Strict cookie.
     if (!same(cookies(req).get(CSRF_COOKIE), form.get('csrf') ?? undefined)) {
-      send(403, 'Cannot connect', '<p>This form was not sent from the confirmation page. Open the link from your MCP client again.</p>');
+      send(
+        403,
+        'Cannot connect',
+        '<p>This form was not sent from the confirmation page. Open the link from your MCP client again.</p>',
+      );
       return;
     }
     const link = this.openLink(provider, form.get('link'));
@@ -200,21 +207,38 @@ export class ConnectPages {
       return;
     }
     if (!(await provider.store.claimOnce(`${provider.name}:${link.n}`, Math.max(1000, link.exp - this.now())))) {
-      send(400, 'Cannot connect', '<p>This connect link has been used already. Retry the call in your MCP client to get a new one.</p>');
+      send(
+        400,
+        'Cannot connect',
+        '<p>This connect link has been used already. Retry the call in your MCP client to get a new one.</p>',
+      );
       return;
     }
     let as;
     try {
       as = await provider.authorizationServer();
     } catch (err) {
-      this.opts.logger.warn({ provider: provider.name, err: err instanceof Error ? err.message : String(err) }, 'userConnections: the authorization server metadata could not be read');
+      this.opts.logger.warn(
+        { provider: provider.name, err: err instanceof Error ? err.message : String(err) },
+        'userConnections: the authorization server metadata could not be read',
+      );
       this.opts.events.upstreamConnection?.(provider.name, 'connect_failed');
-      send(502, 'Cannot connect', `<p>${escapeHtml(provider.name)}'s authorization server cannot be reached. Try again later.</p>`);
+      send(
+        502,
+        'Cannot connect',
+        `<p>${escapeHtml(provider.name)}'s authorization server cannot be reached. Try again later.</p>`,
+      );
       return;
     }
     const pkce = newPkce();
     const state = newState();
-    const flow: Flow = { p: provider.name, u: link.u, state, verifier: pkce.verifier, exp: this.now() + FLOW_SECONDS * 1000 };
+    const flow: Flow = {
+      p: provider.name,
+      u: link.u,
+      state,
+      verifier: pkce.verifier,
+      exp: this.now() + FLOW_SECONDS * 1000,
+    };
     const sealed = provider.requireKeys().seal(flowAad(provider.name), JSON.stringify(flow));
     const target = authorizationUrl({
       authorizationEndpoint: as.authorizationEndpoint,
@@ -259,7 +283,11 @@ export class ConnectPages {
       flow = undefined;
     }
     if (flow === undefined || flow.p !== provider.name || flow.exp <= this.now()) {
-      fail(400, 'This browser did not start a connection here, or it took too long. Open the link from your MCP client again.', 'no or expired flow cookie');
+      fail(
+        400,
+        'This browser did not start a connection here, or it took too long. Open the link from your MCP client again.',
+        'no or expired flow cookie',
+      );
       return;
     }
     const as = await provider.authorizationServer();
@@ -268,7 +296,13 @@ export class ConnectPages {
       code = readCallback(url.search.slice(1), { state: flow.state, issuer: as.issuer, issRequired: as.issInCallback });
     } catch (err) {
       const why = err instanceof LoginFailure ? err.message : String(err);
-      fail(400, err instanceof LoginFailure && err.code === 'access_denied' ? `You did not allow access at ${provider.name}; nothing was connected.` : `The answer from ${provider.name} cannot be used: ${why}`, why);
+      fail(
+        400,
+        err instanceof LoginFailure && err.code === 'access_denied'
+          ? `You did not allow access at ${provider.name}; nothing was connected.`
+          : `The answer from ${provider.name} cannot be used: ${why}`,
+        why,
+      );
       return;
     }
     try {
@@ -282,7 +316,12 @@ export class ConnectPages {
       );
       await provider.connect(flow.u, issued);
     } catch (err) {
-      const why = err instanceof UpstreamTokenError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+      const why =
+        err instanceof UpstreamTokenError
+          ? `${err.code}: ${err.message}`
+          : err instanceof Error
+            ? err.message
+            : String(err);
       fail(502, `${provider.name} did not issue a token for this connection. Try again from your MCP client.`, why);
       return;
     }

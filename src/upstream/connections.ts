@@ -76,7 +76,9 @@ export class ConnectionProvider {
   /** Opened records by their sealed text (a Check does not decrypt the same record twice). */
   private readonly opened = new Map<string, { rec: ConnectionRecord; grant: UpstreamGrant }>();
   private readonly refreshing = new Map<string, Promise<UpstreamGrant | 'none' | Deny>>();
-  private server: Promise<Pick<AuthorizationServer, 'authorizationEndpoint' | 'tokenEndpoint' | 'issuer' | 'issInCallback'>> | undefined;
+  private server:
+    | Promise<Pick<AuthorizationServer, 'authorizationEndpoint' | 'tokenEndpoint' | 'issuer' | 'issInCallback'>>
+    | undefined;
   private readonly denies: Record<UpstreamTokenCode | 'store', Deny>;
   readonly redirectUri: string;
   readonly connectUrl: string;
@@ -180,7 +182,8 @@ export class ConnectionProvider {
   /** A token request with the service's client authentication (client_secret_basic). */
   async tokenRequest(form: URLSearchParams): Promise<IssuedToken> {
     const secret = this.secret.current;
-    if (secret === undefined) throw new UpstreamTokenError('upstream_secret_unavailable', 'the client secret file is not loaded');
+    if (secret === undefined)
+      throw new UpstreamTokenError('upstream_secret_unavailable', 'the client secret file is not loaded');
     const as = await this.authorizationServer().catch((err: unknown) => {
       throw new UpstreamTokenError(
         'upstream_token_unavailable',
@@ -216,7 +219,8 @@ export class ConnectionProvider {
 
   requireKeys(): KeyRing {
     const ring = this.keys.current;
-    if (ring === undefined) throw new UpstreamTokenError('upstream_secret_unavailable', 'the encryption key file is not loaded');
+    if (ring === undefined)
+      throw new UpstreamTokenError('upstream_secret_unavailable', 'the encryption key file is not loaded');
     return ring;
   }
 
@@ -252,7 +256,11 @@ export class ConnectionProvider {
     return rec.exp === undefined || rec.exp - this.cfg.expirySkewSeconds * 1000 > this.now();
   }
 
-  private open(ring: KeyRing, k: ConnectionKey, sealed: string): { rec: ConnectionRecord; grant: UpstreamGrant } | undefined {
+  private open(
+    ring: KeyRing,
+    k: ConnectionKey,
+    sealed: string,
+  ): { rec: ConnectionRecord; grant: UpstreamGrant } | undefined {
     const known = this.opened.get(sealed);
     if (known !== undefined) return known;
     let rec: ConnectionRecord;

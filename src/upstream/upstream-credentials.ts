@@ -94,7 +94,10 @@ export class UpstreamCredentialBroker implements UpstreamCredentials {
 
 /** One ConnectionProvider per userConnections provider name (endpoints that name it share it). */
 export async function connectionProviders(
-  opts: Pick<UpstreamBrokerOptions, 'endpoints' | 'publicBaseUrl' | 'logger' | 'events' | 'watch' | 'fetch' | 'now' | 'connectionStore'>,
+  opts: Pick<
+    UpstreamBrokerOptions,
+    'endpoints' | 'publicBaseUrl' | 'logger' | 'events' | 'watch' | 'fetch' | 'now' | 'connectionStore'
+  >,
 ): Promise<Map<string, ConnectionProvider>> {
   const providers = new Map<string, ConnectionProvider>();
   for (const e of opts.endpoints) {
