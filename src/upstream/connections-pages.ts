@@ -293,7 +293,10 @@ export class ConnectPages {
     const as = await provider.authorizationServer();
     let code: string;
     try {
-      code = readCallback(url.search.slice(1), { state: flow.state, issuer: as.issuer, issRequired: as.issInCallback });
+      // Explicit endpoints name no issuer: RFC 9207's `iss` cannot be checked against one, and is set aside.
+      const query = new URLSearchParams(url.search);
+      if (as.issuer === '') query.delete('iss');
+      code = readCallback(query.toString(), { state: flow.state, issuer: as.issuer, issRequired: as.issInCallback });
     } catch (err) {
       const why = err instanceof LoginFailure ? err.message : String(err);
       fail(
