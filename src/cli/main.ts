@@ -43,6 +43,8 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         return await (await import('./store-command.js')).dbCommand(rest, (s) => process.stdout.write(s));
       case 'login':
         return await login(rest);
+      case 'connections':
+        return await connections(rest);
       case 'policy':
         return policy(rest);
       case '--version':
@@ -121,6 +123,11 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
   logger.info({ version: version(), workers }, 'mcp-authz starting');
   if (workers > 1) {
+    if (loaded.config.endpoints.some((e) => e.upstream?.mode === 'userConnections'))
+      throw new UsageError(
+        'userConnections serves /connect/<provider> from the process that decides Checks: run it with --workers 1 (scale with replicas sharing store.redis)',
+        USAGE.serve,
+      );
     const { runPrimary } = await import('../server/cluster-primary.js');
     return runPrimary(loaded, { workers, logger });
   }
@@ -333,6 +340,25 @@ function policy(args: string[]): number {
   if (!script) throw new UsageError(`policy: expected "build" or "test", got ${JSON.stringify(verb)}`, USAGE.policy);
   const r = spawnSync(process.execPath, [join(projectRoot, 'scripts', script), ...rest], { stdio: 'inherit' });
   return r.status ?? 1;
+}
+
+async function connections(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(USAGE.connections);
+    return 0;
+  }
+  const { connectionsCommand, ConnectionsUsageError } = await import('./connections-command.js');
+  try {
+    return await connectionsCommand(
+      args,
+      (s) => process.stdout.write(s),
+      (s) => process.stderr.write(s),
+    );
+  } catch (err) {
+    if (err instanceof ConnectionsUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
+      throw new UsageError((err as Error).message, USAGE.connections);
+    throw err;
+  }
 }
 
 async function keys(args: string[]): Promise<number> {

@@ -28,6 +28,7 @@ commands:
   keys revoke    revoke a key in the PostgreSQL store (--store postgres --id ID)
   db migrate     create or update the PostgreSQL store's tables (docs/stores.md)
   login          log in at an OAuth authorization server as an MCP client does; print the token
+  connections    list or revoke users' upstream connections (userConnections)
   policy build   compile Rego to the WASM bundle the service loads (opa build -t wasm)
   policy test    check and test Rego with opa (opa check --strict, opa test, coverage)
 
@@ -148,6 +149,24 @@ options:
   --schema S          the tables' schema (default mcp_authz)
   --json              print {applied, current} as JSON
   -h, --help          this help
+`,
+  connections: `usage: mcp-authz connections list [--provider P] [--json] --config FILE
+       mcp-authz connections revoke --user U --provider P [--json] --config FILE
+
+Users' upstream connections (endpoints[].upstream.mode: userConnections), read from and
+removed in the provider's store.redis. A revoked connection is gone on the next call: the
+user is asked to connect again. A provider without store.redis keeps connections in the
+running service's memory, which this command cannot reach.
+
+options:
+  -c, --config FILE   the service's config (required)
+  --provider P        the provider name (list: all providers by default)
+  --user U            the principal id the connection belongs to (the key id, "<iss>#<sub>", …)
+  --json              print JSON
+  -h, --help          this help
+
+exit codes: 0 done, 1 the config has no such provider or its store is in memory, 2 usage,
+3 revoke found no connection
 `,
   login: `usage: mcp-authz login (--resource URL | --issuer URL | both) [--scope S]...
                        [--client-id ID [--client-secret-file FILE] | --client-metadata-url URL]

@@ -185,6 +185,11 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
       u.valueFile = abs(u.valueFile)!;
       continue;
     }
+    if (u.mode === 'userConnections') {
+      u.client.secretFile = abs(u.client.secretFile)!;
+      u.encryptionKeyFile = abs(u.encryptionKeyFile)!;
+      continue;
+    }
     u.client.secretFile = abs(u.client.secretFile);
     u.client.privateKeyFile = abs(u.client.privateKeyFile);
     if (u.mode === 'tokenExchange') u.actorTokenFile = abs(u.actorTokenFile);

@@ -468,6 +468,7 @@ export const ConfigSchema = z
     }
     const seen = new Set<string>();
     const routes = new Map<string, string>();
+    const providers = new Map<string, string>();
     cfg.endpoints.forEach((e, i) => {
       if (seen.has(e.name)) {
         ctx.addIssue({
@@ -518,6 +519,7 @@ export const ConfigSchema = z
         }
       }
       if (e.upstream !== undefined) checkUpstream(cfg, e, i, ctx);
+      if (e.upstream?.mode === 'userConnections') checkUserConnections(cfg, e, i, providers, ctx);
       if (e.auth.oauth && cfg.oauth.issuers.length === 0) {
         ctx.addIssue({
           code: 'custom',
@@ -538,6 +540,34 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 
 /** An endpoint's upstream credential must be one its callers and its transport can carry. */
+/** userConnections: a connect link needs the service's public URL; one provider name, one configuration. */
+function checkUserConnections(
+  cfg: Pick<Config, 'publicBaseUrl'>,
+  e: EndpointConfig,
+  i: number,
+  providers: Map<string, string>,
+  ctx: z.RefinementCtx,
+): void {
+  const u = e.upstream as Extract<EndpointConfig['upstream'], { mode: 'userConnections' }>;
+  const where = ['endpoints', i, 'upstream'];
+  if (cfg.publicBaseUrl === undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: where,
+      message:
+        "userConnections sends users to /connect/<provider> on the service's public address: set publicBaseUrl (the URL Envoy serves /connect/* at)",
+    });
+  const same = JSON.stringify(u);
+  const known = providers.get(u.provider);
+  if (known === undefined) providers.set(u.provider, same);
+  else if (known !== same)
+    ctx.addIssue({
+      code: 'custom',
+      path: [...where, 'provider'],
+      message: `provider "${u.provider}" is configured differently on another endpoint: endpoints that share a provider share its whole configuration`,
+    });
+}
+
 function checkUpstream(
   cfg: Pick<Config, 'listen' | 'extAuthzHttp' | 'upstream'>,
   e: EndpointConfig,

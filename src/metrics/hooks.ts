@@ -43,6 +43,10 @@ export interface ServiceEvents {
   upstreamCache?(endpoint: string, mode: UpstreamTokenMode, result: 'hit' | 'miss' | 'joined'): void;
   /** A request to an upstream credential's token endpoint finished: "ok" or the deny code. */
   upstreamTokenRequest?(endpoint: string, mode: UpstreamTokenMode, result: 'ok' | UpstreamTokenResult): void;
+  /** userConnections: a user's connection to a provider changed, or could not be used. */
+  upstreamConnection?(provider: string, event: UpstreamConnectionEvent): void;
+  /** userConnections: a refresh of a user's upstream access token finished ("ok", "joined" another replica's, or why not). */
+  upstreamConnectionRefresh?(provider: string, result: UpstreamConnectionRefreshResult): void;
   /** A batch of spans went to the OTLP endpoint, or could not. */
   traceExport?(result: 'success' | 'failure', spans: number): void;
   /** The TLS files loaded (with the certificate's expiry, seconds since the epoch) or a reload was refused. */
@@ -79,3 +83,24 @@ export const KEY_STORE_ANSWER_SOURCES: readonly KeyStoreAnswerSource[] = [
   'stale_cache',
   'unavailable',
 ];
+/** What happened to a user's connection (the `event` label of upstream_connection_events_total). */
+export const UPSTREAM_CONNECTION_EVENTS = [
+  'connected',
+  'connect_failed',
+  'missing',
+  'unreadable',
+  'removed_after_refresh',
+  'store_unavailable',
+] as const;
+export type UpstreamConnectionEvent = (typeof UPSTREAM_CONNECTION_EVENTS)[number];
+/** The `result` label of upstream_connection_refreshes_total. */
+export const UPSTREAM_CONNECTION_REFRESH_RESULTS = [
+  'ok',
+  'joined',
+  'invalid_grant',
+  'upstream_token_unavailable',
+  'upstream_token_refused',
+  'upstream_token_invalid',
+  'upstream_secret_unavailable',
+] as const;
+export type UpstreamConnectionRefreshResult = (typeof UPSTREAM_CONNECTION_REFRESH_RESULTS)[number];

@@ -30,6 +30,8 @@ import {
   type LimiterName,
   type ServiceEvents,
   type UpstreamTokenMode,
+  UPSTREAM_CONNECTION_EVENTS,
+  UPSTREAM_CONNECTION_REFRESH_RESULTS,
 } from './hooks.js';
 
 export type { LimiterName };
@@ -153,6 +155,8 @@ export class ServiceMetrics {
   private readonly responseDurations: Record<ListTrace['form'], ReturnType<Histogram<'form'>['labels']>>;
   private readonly quotaRequests: Counter<'endpoint' | 'rule' | 'result'>;
   private readonly upstreamCache: Counter<'endpoint' | 'mode' | 'result'>;
+  private readonly connectionEvents: Counter<'provider' | 'event'>;
+  private readonly connectionRefreshes: Counter<'provider' | 'result'>;
   /** Per endpoint with a token mode, its cache series: looked up on every allow of it, so by name only. */
   private readonly upstreamCacheChildren = new Map<string, Record<(typeof UPSTREAM_CACHE_RESULTS)[number], Inc>>();
   private readonly children = new Map<string, Tally>();
@@ -246,6 +250,26 @@ export class ServiceMetrics {
       labelNames: ['endpoint', 'mode', 'result'],
       registers,
     });
+    const connectionEvents = new Counter({
+      name: `${p}upstream_connection_events_total`,
+      help: "userConnections: users' upstream connections by provider and event: connected (at /connect), connect_failed, missing (a call found none and was sent to connect), unreadable (a stored record did not open: altered, or its key is gone), removed_after_refresh (the authorization server refused the refresh token), store_unavailable (the store did not answer).",
+      labelNames: ['provider', 'event'],
+      registers,
+    });
+    const connectionRefreshes = new Counter({
+      name: `${p}upstream_connection_refreshes_total`,
+      help: "userConnections: refreshes of users' upstream access tokens by provider and result: ok, joined (another replica or request refreshed it), invalid_grant (the connection is removed), or the deny code of a failure.",
+      labelNames: ['provider', 'result'],
+      registers,
+    });
+    for (const e of config.endpoints) {
+      const u = e.upstream;
+      if (u?.mode !== 'userConnections') continue;
+      for (const ev of UPSTREAM_CONNECTION_EVENTS) connectionEvents.labels(u.provider, ev).inc(0);
+      for (const r of UPSTREAM_CONNECTION_REFRESH_RESULTS) connectionRefreshes.labels(u.provider, r).inc(0);
+    }
+    this.connectionEvents = connectionEvents;
+    this.connectionRefreshes = connectionRefreshes;
     this.apiKeyRequests = new Counter({
       name: `${p}api_key_requests_total`,
       help: 'Requests authenticated with an API key, by key id.',
@@ -487,7 +511,7 @@ export class ServiceMetrics {
     }
     for (const e of config.endpoints) {
       const mode = e.upstream?.mode;
-      if (mode === undefined || mode === 'static') continue;
+      if (mode === undefined || mode === 'static' || mode === 'userConnections') continue;
       this.upstreamCacheChildren.set(e.name, {
         hit: this.upstreamCacheChild(e.name, mode, 'hit'),
         miss: this.upstreamCacheChild(e.name, mode, 'miss'),
@@ -589,6 +613,8 @@ export class ServiceMetrics {
       upstreamCache: (endpoint, mode, result) =>
         (this.upstreamCacheChildren.get(endpoint)?.[result] ?? this.upstreamCacheChild(endpoint, mode, result)).inc(),
       upstreamTokenRequest: (endpoint, mode, result) => upstreamRequests.labels(endpoint, mode, result).inc(),
+      upstreamConnection: (provider, event) => this.connectionEvents.labels(provider, event).inc(),
+      upstreamConnectionRefresh: (provider, result) => this.connectionRefreshes.labels(provider, result).inc(),
     };
   }
 

@@ -35,6 +35,7 @@ import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
 import { loadPostgresParser } from '../request/sql-parser.js';
 import { UpstreamCredentialBroker } from '../upstream/upstream-credentials.js';
+import { ConnectPages } from '../upstream/connections-pages.js';
 import { fanOut } from './observers.js';
 import type { Runtime } from './runtime.js';
 
@@ -64,6 +65,8 @@ export interface BuildOptions {
   tracing?: boolean;
   /** Fetch the MCP servers' own credentials (default true; `mcp-authz check` decides without calling token endpoints). */
   upstreamCredentials?: boolean;
+  /** The clock upstream credentials read token expiries with (tests: a fake clock). */
+  upstreamClock?: () => number;
   /** Where the OTEL_* variables are read (default process.env). */
   env?: Readonly<Record<string, string | undefined>>;
   /** A cluster worker: the configured remote bundle comes from the primary, which polls the service (src/server/cluster-bundles.ts). */
@@ -217,7 +220,14 @@ export async function buildRuntime(
   const upstreamCredentials =
     opts.upstreamCredentials === false
       ? undefined
-      : await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
+      : await UpstreamCredentialBroker.create({
+          endpoints: config.endpoints,
+          publicBaseUrl: config.publicBaseUrl,
+          logger,
+          events,
+          watch,
+          ...(opts.upstreamClock ? { now: opts.upstreamClock } : {}),
+        });
 
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled)
@@ -257,6 +267,16 @@ export async function buildRuntime(
     directResponder: new OAuthDiscovery(config, endpoints),
     authorizer,
     ...(upstreamCredentials ? { upstreamCredentials } : {}),
+    ...(upstreamCredentials && upstreamCredentials.connections.size > 0
+      ? {
+          pages: new ConnectPages({
+            providers: upstreamCredentials.connections,
+            logger,
+            events,
+            ...(opts.upstreamClock ? { now: opts.upstreamClock } : {}),
+          }),
+        }
+      : {}),
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
     observer: fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed')),

@@ -143,7 +143,7 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   const pending = rt.upstreamCredentials?.credentialFor(ctx);
   if (pending !== undefined) span?.phase('upstream_credentials');
   const upstream = pending instanceof Promise ? await pending : pending;
-  if (upstream?.kind === 'deny') return upstream;
+  if (upstream !== undefined && upstream.kind !== 'grant') return upstream;
   span?.phase('respond');
   return result.allow
     ? assembleAllow(ctx, result, 'allowed', rt.config, upstream)
@@ -154,6 +154,7 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
 function fitTransport(o: Outcome, request: Request): Outcome {
   const limits = request.answerLimits!;
   if (o.kind === 'answer' && !limits.answersDirectly) {
+    if (o.orDeny) return o.orDeny;
     return deny(
       'discovery_not_routed',
       `mcp-authz serves ${request.path} on its HTTP port; Envoy's HTTP authorization service cannot answer it in place. Route /.well-known/oauth-protected-resource to mcp-authz's HTTP port.`,

@@ -6,6 +6,7 @@ import type {
   Authorizer,
   CheckTracing,
   DirectResponder,
+  HttpPages,
   Limiter,
   Observer,
   UpstreamCredentials,
@@ -28,6 +29,8 @@ export interface Runtime {
   directResponder: DirectResponder;
   /** The MCP servers' own credentials (endpoints[].upstream); undefined when no endpoint has one. */
   upstreamCredentials?: UpstreamCredentials;
+  /** userConnections' /connect/<provider> pages, served on the HTTP port; undefined when no endpoint uses them. */
+  pages?: HttpPages;
   observer: Observer;
   /** Spans for sampled Checks; undefined when tracing is off (the default). */
   tracing?: CheckTracing;
