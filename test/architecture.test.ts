@@ -26,6 +26,8 @@ const LAYERS: Record<string, number> = {
   upstream: 5,
   policy: 5,
   pipeline: 6,
+  shadow: 6,
+  authzen: 7,
   'ext-authz': 7,
   'ext-proc': 7,
   server: 8,

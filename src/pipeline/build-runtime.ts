@@ -22,7 +22,7 @@ import { RemoteService } from '../config/remote-service.js';
 import { packageVersion } from '../config/version.js';
 import { DecisionLog } from '../log/decision-log.js';
 import { DecisionLogShipper, instanceLabels } from '../log/decision-log-shipper.js';
-import { logSinkOf, type Logger } from '../log/logger.js';
+import { childLogger, logSinkOf, type Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
@@ -34,6 +34,7 @@ import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
 import { loadPostgresParser } from '../request/sql-parser.js';
 import { UpstreamCredentialBroker } from '../upstream/upstream-credentials.js';
+import { ShadowEvaluator } from '../shadow/shadow-evaluator.js';
 import { fanOut } from './observers.js';
 import type { Runtime } from './runtime.js';
 
@@ -181,14 +182,15 @@ export async function buildRuntime(
     logger,
     events,
   );
+  const inputBuilder = new InputBuilder(endpoints.all, {
+    envoyInput: policy.envoyInput,
+    publicBaseUrl: config.publicBaseUrl,
+    keyHeader: config.apiKeys.header,
+    keyQueryParams: config.apiKeys.queryParams,
+  });
   const authorizer = new PolicyAuthorizer({
     policy: source,
-    input: new InputBuilder(endpoints.all, {
-      envoyInput: policy.envoyInput,
-      publicBaseUrl: config.publicBaseUrl,
-      keyHeader: config.apiKeys.header,
-      keyQueryParams: config.apiKeys.queryParams,
-    }),
+    input: inputBuilder,
     events,
     logger,
     rawCredentials: policy.rawCredentials,
@@ -204,7 +206,46 @@ export async function buildRuntime(
       ? undefined
       : await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
 
-  const observers: Observer[] = [serviceMetrics.observer];
+  // The shadow policy (docs/shadow.md): loaded like the policy in force, evaluated off the Check path.
+  let shadowSource: PolicySource | undefined;
+  let shadow: ShadowEvaluator | undefined;
+  if (config.shadow) {
+    const s = config.shadow;
+    shadowSource = new PolicySource(
+      {
+        ...(s.remote
+          ? { remote: { name: 'shadow', config: s.remote, keys: config.keys, service: services.get(s.remote.service)! } }
+          : s.rego !== undefined
+            ? { rego: s.rego }
+            : { bundle: s.bundle! }),
+        entrypoint: policy.entrypoint,
+        maxMemoryPages: policy.maxMemoryPages,
+        data: { ...policy.data, endpoints: endpointData },
+      },
+      childLogger(logger, { policy_role: 'shadow' }),
+      {
+        // Its loads are the shadow's own series: the policy in force's stay its own.
+        policyReload: (r) => events.shadowPolicyReload?.(r),
+        bundleRequest: (_b, r) => events.bundleRequest?.('shadow', r),
+        bundleRefused: (_b, r) => events.bundleRefused?.('shadow', r),
+      },
+    );
+    // A shadow policy that does not load never stops the service: it is reported and compared as unavailable.
+    await shadowSource.load();
+    if (watch) shadowSource.watch();
+    shadow = new ShadowEvaluator({
+      shadow: shadowSource,
+      enforced: source,
+      rebuild: (ctx, envoy) => inputBuilder.build(ctx, envoy),
+      envoyInput: policy.envoyInput,
+      queueSize: s.queueSize,
+      events,
+      logger,
+    });
+  }
+
+  // The shadow evaluator comes first: it marks the trace the decision-log shipper keeps.
+  const observers: Observer[] = shadow ? [shadow, serviceMetrics.observer] : [serviceMetrics.observer];
   if (config.decisionLog.enabled)
     observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
   const shipper =
@@ -248,14 +289,17 @@ export async function buildRuntime(
     ...(tracing ? { tracing } : {}),
     events,
     logger,
+    ...(shadow ? { shadow } : {}),
     notReady: () => source.notReady(),
     onReadinessChange: (l) => source.onLoad(l),
     close: async () => {
       statusReporter?.close();
+      shadow?.close();
       await Promise.allSettled([
         keys.close(),
         verifier?.close(),
         source.close(),
+        shadowSource?.close(),
         redis?.close(),
         tracing?.close(),
         shipper?.close(),

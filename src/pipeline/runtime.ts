@@ -16,6 +16,7 @@ import type { OriginCheck } from '../endpoints/origin-check.js';
 import type { EndpointRegistry } from '../endpoints/registry.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
+import type { ShadowEvaluator } from '../shadow/shadow-evaluator.js';
 
 export interface Runtime {
   config: Config;
@@ -33,6 +34,8 @@ export interface Runtime {
   tracing?: CheckTracing;
   events: ServiceEvents;
   logger: Logger;
+  /** The shadow policy's evaluator, when one is configured (docs/shadow.md). */
+  shadow?: ShadowEvaluator;
   clientAddress: (request: Request) => string;
   /** Why the runtime cannot decide yet (e.g. no policy loaded); empty when ready. */
   notReady(): string[];
