@@ -44,6 +44,17 @@ export class KeyRegistry {
     return this.byHash.get(sha256);
   }
 
+  /** The record with this id (AuthZEN subjects name keys by id): the index is built on first use, never on the Check path. */
+  byId(id: string): ApiKeyRecord | undefined {
+    if (this.ids === undefined) {
+      this.ids = new Map();
+      for (const r of this.byHash.values()) this.ids.set(r.id, r);
+    }
+    return this.ids.get(id);
+  }
+
+  private ids: Map<string, ApiKeyRecord> | undefined;
+
   static readonly EMPTY = new KeyRegistry(new Map());
 }
 

@@ -118,6 +118,11 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   }
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
   logger.info({ version: version(), workers }, 'mcp-authz starting');
+  if (workers > 1 && loaded.config.authzen.enabled)
+    throw new UsageError(
+      `authzen.enabled: the AuthZEN API is answered by a single process (the HTTP port of ${workers} workers is the cluster primary's, which decides nothing): serve --workers 1, and scale with replicas`,
+      USAGE.serve,
+    );
   if (workers > 1) {
     const { runPrimary } = await import('../server/cluster-primary.js');
     return runPrimary(loaded, { workers, logger });

@@ -4,6 +4,7 @@ import cluster from 'node:cluster';
 import type { Registry } from 'prom-client';
 import { ModeAuthenticator } from '../auth/authenticator.js';
 import { KeySource } from '../auth/key-source.js';
+import { SubjectPrincipals } from '../auth/subject-principals.js';
 import { createTokenVerifier } from '../auth/oauth/jwt-verifier.js';
 import { OAuthDiscovery } from '../auth/oauth-discovery.js';
 import type { Observer } from '../decision/phases.js';
@@ -290,6 +291,7 @@ export async function buildRuntime(
     events,
     logger,
     ...(shadow ? { shadow } : {}),
+    subjects: new SubjectPrincipals(keys, config.oauth),
     notReady: () => source.notReady(),
     onReadinessChange: (l) => source.onLoad(l),
     close: async () => {

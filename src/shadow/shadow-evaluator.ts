@@ -32,7 +32,6 @@ export interface ShadowEvaluatorOptions {
   perTurn?: number;
 }
 
-
 export class ShadowEvaluator implements Observer {
   private readonly queue: CheckTrace[] = [];
   private head = 0;
