@@ -222,12 +222,8 @@ export class AuthzenService {
 
 /** An evaluation's answer: `{decision}`, with the deny's code, status and decision id as context. */
 function decision(r: EvaluationResult): { decision: boolean; context?: Record<string, unknown> } {
-  const o = r.outcome;
-  if (o.allow) return { decision: true };
-  return {
-    decision: false,
-    context: { reason: o.kind === 'deny' ? o.code : 'not_an_mcp_request', status: o.status, decision_id: r.decisionId },
-  };
+  if (r.allow) return { decision: true };
+  return { decision: false, context: { reason: r.code, status: r.status, decision_id: r.decisionId } };
 }
 
 function digest(s: string): Buffer {

@@ -17,9 +17,11 @@ import { runCheck } from '../pipeline/pipeline.js';
 import type { SubjectResult } from '../auth/subject-principals.js';
 import { AuthzenBadRequest, type Evaluation } from './evaluation-request.js';
 
-/** What the caller of one evaluation gets: the Check's outcome and its decision id. */
+/** What the caller of one evaluation gets: the decision, a deny's code and status, and the decision id. */
 export interface EvaluationResult {
-  outcome: Outcome;
+  allow: boolean;
+  code?: string;
+  status?: number;
   decisionId: string;
 }
 
@@ -44,6 +46,7 @@ export async function evaluate(
   e: Evaluation,
   peer: { address: string; requestId: string | undefined },
 ): Promise<EvaluationResult> {
+  if (!Object.hasOwn(RESOURCE_PARAM, e.resource.type)) return generic(rt, e);
   const where = endpointOf(rt, e);
   const wire = requestFor(rt, e, where, peer);
   // Read before the pipeline runs: a subject the service cannot read is the caller's mistake (400), never a deny.
@@ -57,7 +60,26 @@ export async function evaluate(
     tracing: undefined,
   };
   const trace: CheckTrace = await runCheck(view, toRequest, wire);
-  return { outcome: trace.outcome, decisionId: trace.decisionId };
+  return resultOf(trace.outcome, trace.decisionId);
+}
+
+function resultOf(o: Outcome, decisionId: string): EvaluationResult {
+  if (o.allow) return { allow: true, decisionId };
+  return { allow: false, code: o.kind === 'deny' ? o.code : 'not_an_mcp_request', status: o.status, decisionId };
+}
+
+/** A question about something other than an MCP request: the AuthZEN request itself is the input, `input.authzen`. */
+function generic(rt: Runtime, e: Evaluation): EvaluationResult {
+  if (!rt.config.authzen.genericEvaluations || !rt.authorizer.evaluateDocument)
+    throw new AuthzenBadRequest(
+      `resource.type "${e.resource.type}" is not an MCP resource type (one of ${Object.keys(RESOURCE_PARAM).join(', ')}); questions about other resources go to the policy only with authzen.genericEvaluations`,
+    );
+  const decisionId = randomUUID();
+  const { result, record } = rt.authorizer.evaluateDocument(JSON.stringify({ authzen: e }));
+  if (result.allow) return { allow: true, decisionId };
+  // Dry-run, as for a Check: the policy's own denies are answered as allows; its failures are not.
+  if (rt.config.policy?.dryRun === true && record !== undefined && !record.failed) return { allow: true, decisionId };
+  return { allow: false, code: result.deny.code, status: result.deny.status, decisionId };
 }
 
 /** The endpoint asked about: resource.properties.endpoint (a name), an MCP server URL, or the only endpoint. */
@@ -119,10 +141,6 @@ function requestFor(
   if (given !== undefined && (given === null || typeof given !== 'object' || Array.isArray(given)))
     throw new AuthzenBadRequest('action.properties.params must be a JSON object');
   const params: Record<string, unknown> = { ...(given as Record<string, unknown> | undefined) };
-  if (!Object.hasOwn(RESOURCE_PARAM, e.resource.type))
-    throw new AuthzenBadRequest(
-      `resource.type "${e.resource.type}" is not an MCP resource type: one of ${Object.keys(RESOURCE_PARAM).join(', ')}`,
-    );
   const member = RESOURCE_PARAM[e.resource.type];
   if (member !== undefined) params[member] = e.resource.id;
   const args = e.action.properties.arguments ?? e.resource.properties.arguments;

@@ -31,6 +31,11 @@ export const AuthzenSchema = z
     mtlsClients: z.array(spiffePattern).optional(),
     /** The PDP identifier (`policy_decision_point`); default publicBaseUrl, else the request's own origin. */
     issuer: z.url().optional(),
+    /**
+     * Questions about something other than an MCP request (a resource type other than tool,
+     * prompt, resource, task, mcp_server) go to the policy as `input.authzen`; off, they are refused (400).
+     */
+    genericEvaluations: z.boolean().default(false),
     /** At most this many evaluations in one batch request. */
     maxEvaluations: z.number().int().min(1).max(10_000).default(100),
     /** The largest request body accepted. */

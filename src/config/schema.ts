@@ -445,7 +445,12 @@ export const ConfigSchema = z
     /** A candidate policy evaluated beside the one in force, never deciding (docs/shadow.md). */
     shadow: ShadowSchema.optional(),
     /** The OpenID AuthZEN Authorization API on the HTTP port (docs/authzen.md). */
-    authzen: AuthzenSchema.default({ enabled: false, maxEvaluations: 100, maxBodyBytes: 1024 * 1024 }),
+    authzen: AuthzenSchema.default({
+      enabled: false,
+      genericEvaluations: false,
+      maxEvaluations: 100,
+      maxBodyBytes: 1024 * 1024,
+    }),
     // OPA's management sections, in OPA's key names (src/config/management.ts).
     ...managementShape,
   })
