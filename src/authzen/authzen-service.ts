@@ -113,7 +113,11 @@ export class AuthzenService {
     try {
       if (path === EVALUATION_PATH) return decision(await evaluate(this.opts.runtime, readEvaluation(body), peer));
       const batch = readEvaluations(body, this.opts.config.maxEvaluations);
-      if (batch.single) return decision(await evaluate(this.opts.runtime, batch.evaluations[0]!, peer));
+      if (batch.single) {
+        const only = batch.evaluations[0]!;
+        if (only instanceof AuthzenBadRequest) throw only;
+        return decision(await evaluate(this.opts.runtime, only, peer));
+      }
       return { evaluations: await this.evaluateAll(batch.evaluations, batch.semantic, peer) };
     } catch (err) {
       if (err instanceof AuthzenBadRequest) throw new HttpFailure(400, err.message);
@@ -123,7 +127,7 @@ export class AuthzenService {
 
   /** In order; the short-circuit semantics stop after the first deny (or permit), which is the last answer. */
   private async evaluateAll(
-    list: readonly Evaluation[],
+    list: readonly (Evaluation | AuthzenBadRequest)[],
     semantic: 'execute_all' | 'deny_on_first_deny' | 'permit_on_first_permit',
     peer: { address: string; requestId: string | undefined },
   ): Promise<unknown[]> {
@@ -131,6 +135,7 @@ export class AuthzenService {
     for (const e of list) {
       let answer: { decision: boolean; context?: unknown };
       try {
+        if (e instanceof AuthzenBadRequest) throw e;
         answer = decision(await evaluate(this.opts.runtime, e, peer));
       } catch (err) {
         // One evaluation the service cannot map is a deny of that evaluation, with why.

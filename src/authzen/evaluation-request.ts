@@ -27,7 +27,8 @@ export type Semantic = 'execute_all' | 'deny_on_first_deny' | 'permit_on_first_p
 const SEMANTICS: readonly Semantic[] = ['execute_all', 'deny_on_first_deny', 'permit_on_first_permit'];
 
 export interface EvaluationsRequest {
-  evaluations: Evaluation[];
+  /** Each evaluation, or why it cannot be read (answered as a deny of that item, with the error). */
+  evaluations: (Evaluation | AuthzenBadRequest)[];
   semantic: Semantic;
   /** No `evaluations` array (or an empty one): answered as a single evaluation, `{decision}`. */
   single: boolean;
@@ -52,16 +53,31 @@ export function readEvaluations(body: unknown, maxEvaluations: number): Evaluati
   if (!Array.isArray(list)) throw new AuthzenBadRequest('evaluations must be an array');
   if (list.length > maxEvaluations)
     throw new AuthzenBadRequest(`evaluations holds ${list.length} evaluations; at most ${maxEvaluations} are accepted`);
+  // Defaults that are there must be well-formed: a bad default is the whole request's mistake.
+  if (o.subject !== undefined) entity(o.subject, 'subject');
+  if (o.action !== undefined) actionOf(o.action, 'action');
+  if (o.resource !== undefined) entity(o.resource, 'resource');
+  if (o.context !== undefined) object(o.context, 'context');
   return {
-    evaluations: list.map((e, i) => evaluation(object(e, `evaluations[${i}]`), o, `evaluations[${i}].`)),
+    evaluations: list.map((e, i) => {
+      try {
+        return evaluation(object(e, `evaluations[${i}]`), o, `evaluations[${i}].`);
+      } catch (err) {
+        if (err instanceof AuthzenBadRequest) return err;
+        throw err;
+      }
+    }),
     semantic: semantic as Semantic,
     single: false,
   };
 }
 
 function evaluation(o: Record<string, unknown>, defaults: Record<string, unknown>, at: string): Evaluation {
+  // A missing entity is named where it is missing (the evaluation), a bad default where it is (the top level).
   const pick = (key: string) =>
-    (o[key] !== undefined ? [o[key], `${at}${key}`] : [defaults[key], key]) as [unknown, string];
+    (o[key] !== undefined
+      ? [o[key], `${at}${key}`]
+      : [defaults[key], defaults[key] === undefined ? `${at}${key}` : key]) as [unknown, string];
   const [subject, subjectAt] = pick('subject');
   const [action, actionAt] = pick('action');
   const [resource, resourceAt] = pick('resource');
