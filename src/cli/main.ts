@@ -41,6 +41,8 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         return await keys(rest);
       case 'login':
         return await login(rest);
+      case 'replay':
+        return await (await import('./replay-command.js')).replayCommand(rest);
       case 'policy':
         return policy(rest);
       case '--version':
@@ -206,6 +208,7 @@ async function check(args: string[]): Promise<number> {
       'response-type': { type: 'string', default: 'auto' },
       'check-request': { type: 'string' },
       bearer: { type: 'string' },
+      shadow: { type: 'string' },
     },
     USAGE.check,
   );
@@ -276,6 +279,7 @@ async function check(args: string[]): Promise<number> {
     {
       trace: Boolean(values.explain),
       ...(values.rego !== undefined ? { rego: values.rego as string } : {}),
+      ...(values.shadow !== undefined ? { shadow: values.shadow as string } : {}),
       ...(values.response !== undefined
         ? { response: { text: readBodyFlag(values.response as string)!, type: responseType as ResponseTypeFlag } }
         : {}),

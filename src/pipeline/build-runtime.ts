@@ -240,6 +240,7 @@ export async function buildRuntime(
       rebuild: (ctx, envoy) => inputBuilder.build(ctx, envoy),
       envoyInput: policy.envoyInput,
       queueSize: s.queueSize,
+      shadowNotReady: () => shadowSource?.notReady()[0],
       events,
       logger,
     });

@@ -28,6 +28,8 @@ export interface ShadowEvaluatorOptions {
   queueSize: number;
   events: ServiceEvents;
   logger: Logger;
+  /** Why the shadow policy is not loaded (its source's reasons). */
+  shadowNotReady?(): string | undefined;
   /** Evaluations per turn of the event loop (default 16): I/O is served between turns. */
   perTurn?: number;
 }
@@ -61,6 +63,11 @@ export class ShadowEvaluator implements Observer {
       this.scheduled = true;
       setImmediate(this.drainNow);
     }
+  }
+
+  /** Why no shadow policy is loaded, while none is. */
+  get loadError(): string | undefined {
+    return this.opts.shadow.current === undefined ? this.opts.shadowNotReady?.() : undefined;
   }
 
   /** Decisions waiting (tests, shutdown). */
