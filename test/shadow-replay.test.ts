@@ -120,10 +120,9 @@ test('replay finds exactly the decisions a candidate changes in shipped events',
   writeFileSync(maskedFile, JSON.stringify(masked));
   const flagged = await runCli(['replay', '--bundle', candidate, '-c', config, '--json', maskedFile]);
   const flaggedReport = JSON.parse(flagged.stdout);
-  t.deepEqual(
-    flaggedReport.changed.find((c: { tool: string }) => c.tool === 'fetch').masked,
-    ['/input/request/headers/x-secret'],
-  );
+  t.deepEqual(flaggedReport.changed.find((c: { tool: string }) => c.tool === 'fetch').masked, [
+    '/input/request/headers/x-secret',
+  ]);
   const skipped = await runCli(['replay', '--bundle', candidate, '-c', config, '--json', '--skip-masked', maskedFile]);
   const skippedReport = JSON.parse(skipped.stdout);
   t.is(skippedReport.skipped.masked, 1);

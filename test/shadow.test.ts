@@ -117,10 +117,17 @@ test('a shadow policy that fails to load or to evaluate never changes an answer'
   t.false(allowed(await svc.check(call('fetch'))));
   await settled(svc);
   const m = (await svc.http('/metrics')).text;
-  t.is(sample(m, 'mcp_authz_shadow_decisions_total', { endpoint: 'open', enforced: 'allow', shadow: 'unavailable' }), 1);
+  t.is(
+    sample(m, 'mcp_authz_shadow_decisions_total', { endpoint: 'open', enforced: 'allow', shadow: 'unavailable' }),
+    1,
+  );
   t.is(sample(m, 'mcp_authz_shadow_decisions_total', { endpoint: 'open', enforced: 'deny', shadow: 'unavailable' }), 1);
   t.is(sample(m, 'mcp_authz_shadow_policy_reloads_total', { result: 'failure' }), 1);
-  t.is(sample(m, 'mcp_authz_policy_reloads_total', { result: 'failure' }), 0, "the enforced policy's series stay its own");
+  t.is(
+    sample(m, 'mcp_authz_policy_reloads_total', { result: 'failure' }),
+    0,
+    "the enforced policy's series stay its own",
+  );
 });
 
 test('a shadow policy whose evaluation errors is counted as error; the answer is the enforced one', async (t) => {

@@ -71,7 +71,9 @@ export async function measureShadow(opts: {
   for (let r = 0; r < opts.rounds; r++) {
     roundsOff.push(await time(off, opts.calls));
     roundsOn.push(await time(on, opts.calls));
-    opts.log(`shadow: round ${r + 1}/${opts.rounds}: off ${round(roundsOff[r]!, 2)} µs, on ${round(roundsOn[r]!, 2)} µs`);
+    opts.log(
+      `shadow: round ${r + 1}/${opts.rounds}: off ${round(roundsOff[r]!, 2)} µs, on ${round(roundsOn[r]!, 2)} µs`,
+    );
   }
 
   // The Check path alone: decided() queueing traces, the drain held back until the end.

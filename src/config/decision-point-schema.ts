@@ -20,7 +20,9 @@ export const ShadowSchema = z
   });
 
 /** SPIFFE IDs ("spiffe://td/ns/x/sa/gw") or prefixes ending in "/*". */
-const spiffePattern = z.string().regex(/^spiffe:\/\/[^/\s]+(\/[^\s*]*)*(\/\*)?$/, 'a SPIFFE ID, or a prefix ending in "/*"');
+const spiffePattern = z
+  .string()
+  .regex(/^spiffe:\/\/[^/\s]+(\/[^\s*]*)*(\/\*)?$/, 'a SPIFFE ID, or a prefix ending in "/*"');
 
 export const AuthzenSchema = z
   .object({

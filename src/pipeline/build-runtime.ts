@@ -215,7 +215,9 @@ export async function buildRuntime(
     shadowSource = new PolicySource(
       {
         ...(s.remote
-          ? { remote: { name: 'shadow', config: s.remote, keys: config.keys, service: services.get(s.remote.service)! } }
+          ? {
+              remote: { name: 'shadow', config: s.remote, keys: config.keys, service: services.get(s.remote.service)! },
+            }
           : s.rego !== undefined
             ? { rego: s.rego }
             : { bundle: s.bundle! }),
