@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { keysFile, makeKey } from './helpers/auth-fixtures.js';
 import { regoDir } from './helpers/policy.js';
+import { testPki } from './helpers/x509.js';
+import { request as httpsRequest } from 'node:https';
 import { checkRequest, deniedBody, rpc, startTestService, type TestService } from './helpers/service.js';
 
 const SECRET = 'authzen-shared-secret-0123456789';
@@ -487,4 +489,58 @@ test('config: an enabled AuthZEN API without a way to authenticate callers is re
   const { loadConfigFile } = await import('../src/config/load.js');
   const err = t.throws(() => loadConfigFile(join(dir, 'config.yaml'), {}));
   t.regex(err!.message, /authenticated callers only/);
+});
+
+test('authentication over mTLS: a listed SPIFFE ID is answered, another client certificate is a 401', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-authzen-mtls-'));
+  const pki = testPki();
+  const server = pki.server();
+  writeFileSync(join(dir, 'tls.crt'), server.cert);
+  writeFileSync(join(dir, 'tls.key'), server.key);
+  writeFileSync(join(dir, 'ca.crt'), pki.ca.cert);
+  const svc = await startTestService(
+    {
+      policy: { rego: regoDir({ 'fixture.rego': FIXTURE_REGO }) },
+      tls: {
+        certFile: join(dir, 'tls.crt'),
+        keyFile: join(dir, 'tls.key'),
+        clientCaFile: join(dir, 'ca.crt'),
+        grpc: 'off',
+        http: 'mtls',
+      },
+      authzen: { enabled: true, mtlsClients: ['spiffe://cluster.local/ns/envoy/sa/gateway'], genericEvaluations: true },
+      endpoints: [{ name: 'open', match: { pathPrefix: '/mcp' }, auth: { apiKey: false, oauth: false } }],
+    },
+    { dir },
+  );
+  t.teardown(() => svc.stop());
+  const ask = (client: { cert: string; key: string }) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const body = JSON.stringify({ subject: alice, action: { name: 'read' }, resource: record1 });
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port: svc.httpPort,
+          path: '/access/v1/evaluation',
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          ca: pki.ca.cert,
+          cert: client.cert,
+          key: client.key,
+          servername: 'localhost',
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  const listed = await ask(pki.client('gateway'));
+  t.is(listed.status, 200, listed.body);
+  t.deepEqual(JSON.parse(listed.body), { decision: true });
+  const other = await ask(pki.client('someone-else'));
+  t.is(other.status, 401);
 });
