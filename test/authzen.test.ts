@@ -544,3 +544,54 @@ test('authentication over mTLS: a listed SPIFFE ID is answered, another client c
   const other = await ask(pki.client('someone-else'));
   t.is(other.status, 401);
 });
+
+test("a token's subject with its claims is answered as the Check with that token: scopes grant tools", async (t) => {
+  const { startJwksServer } = await import('./helpers/jwks-server.js');
+  const jwks = await startJwksServer();
+  t.teardown(() => jwks.stop());
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-authzen-oauth-'));
+  writeFileSync(join(dir, 'secret'), SECRET);
+  const resource = 'https://mcp.example.com/mcp/docs';
+  const svc = await startTestService(
+    {
+      oauth: { issuers: [{ issuer: jwks.issuer, jwksUri: jwks.jwksUri }] },
+      authzen: { enabled: true, secretFile: join(dir, 'secret') },
+      endpoints: [{ name: 'docs', match: { pathPrefix: '/mcp/docs' }, auth: { apiKey: false, oauth: true }, resource }],
+    },
+    { dir },
+  );
+  t.teardown(() => svc.stop());
+  const now = Math.floor(Date.now() / 1000);
+  const decisions: boolean[] = [];
+  for (const [scope, tool] of [
+    ['tools:search', 'search'],
+    ['tools:search', 'delete_all'],
+    ['tools:search tools:delete_all', 'delete_all'],
+  ] as const) {
+    const claims = { iss: jwks.issuer, sub: 'carol', aud: resource, scope, iat: now, exp: now + 300 };
+    const check = await svc.check(
+      checkRequest({
+        path: '/mcp/docs',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await jwks.sign(claims)}` },
+        body: rpc('tools/call', { name: tool, arguments: {} }),
+      }),
+    );
+    const { sub, iss: _iss, ...rest } = claims;
+    const az = await post(svc, '/access/v1/evaluation', {
+      subject: { type: 'identity', id: sub, properties: { iss: jwks.issuer, claims: rest } },
+      action: { name: 'tools/call' },
+      resource: { type: 'tool', id: tool },
+    });
+    t.is(az.status, 200, az.text);
+    t.is(az.json.decision, check.ok_response !== undefined, `${scope} → ${tool}`);
+    if (!az.json.decision) t.is(az.json.context.reason, deniedBody(check).error);
+    decisions.push(az.json.decision);
+  }
+  t.deepEqual(decisions, [true, false, true], 'the scope decides, for both');
+  const unknownIssuer = await post(svc, '/access/v1/evaluation', {
+    subject: { type: 'identity', id: 'carol', properties: { iss: 'https://elsewhere.example.com' } },
+    action: { name: 'tools/call' },
+    resource: { type: 'tool', id: 'search' },
+  });
+  t.false(unknownIssuer.json.decision, 'a subject of an issuer that is not configured is not allowed');
+});
