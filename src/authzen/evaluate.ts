@@ -8,7 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import type { AuthResult, Limiter } from '../decision/phases.js';
 import type { CheckTrace } from '../decision/context.js';
-import { ANONYMOUS } from '../contracts/principal.js';
+import { badCredentialCode } from '../contracts/codes.js';
+import { ANONYMOUS, type Principal } from '../contracts/principal.js';
 import { deny, type Outcome } from '../contracts/outcome.js';
 import type { Endpoint } from '../endpoints/registry.js';
 import { toRequest, type WireCheckRequest } from '../envoy/to-request.js';
@@ -223,13 +224,14 @@ function subjectAuth(rt: Runtime, e: Evaluation, endpoint: Endpoint): AuthResult
   if (!r.ok)
     return {
       ok: false,
-      deny: deny(type === 'api_key' ? 'invalid_api_key' : 'invalid_credentials', `The subject is not valid: ${r.why}.`),
+      // The code a bad credential gets on this endpoint, as the Check answers it.
+      deny: deny(badCredentialCode(auth), `The subject is not valid: ${r.why}.`),
       detail: r.detail,
       why: r.why,
     };
   return ok(r.principal);
 }
 
-function ok(principal: AuthResult & { ok: true } extends { principal: infer P } ? P : never): AuthResult {
+function ok(principal: Principal): AuthResult {
   return { ok: true, principal, credentialHeaders: [], credentialQueryParams: [] };
 }
