@@ -25,6 +25,7 @@ const LAYERS: Record<string, number> = {
   limits: 5,
   upstream: 5,
   policy: 5,
+  stores: 5,
   pipeline: 6,
   shadow: 6,
   authzen: 7,

@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js';
 import type { AuthFailureDetail } from '../contracts/codes.js';
 import type { Principal } from '../contracts/principal.js';
 import { parseSpiffeId } from '../contracts/spiffe-id.js';
-import type { KeySource } from './key-source.js';
+import type { ApiKeyRecord, KeyLookup } from './key-registry.js';
 import { sharesUserIds } from './oauth/jwt-verifier.js';
 import { tokenPrincipal } from './oauth/token-principal.js';
 
@@ -15,15 +15,24 @@ export type SubjectResult = { ok: true; principal: Principal } | { ok: false; de
 
 export class SubjectPrincipals {
   constructor(
-    private readonly keys: Pick<KeySource, 'current'>,
+    /** The keys in force: the file registry looks keys up by id; a store that cannot is said so. */
+    private readonly keys: { readonly current: KeyLookup & { byId?(id: string): ApiKeyRecord | undefined } },
     private readonly oauth: Config['oauth'],
     private readonly now: () => number = Date.now,
   ) {}
 
   /** An API key by its id, as the registry in force holds it. */
   apiKey(id: string): SubjectResult {
-    const record = this.keys.current.byId(id);
+    const keys = this.keys.current;
+    if (typeof keys.byId !== 'function')
+      return {
+        ok: false,
+        detail: 'key_unknown',
+        why: 'the key store in use cannot look keys up by id (AuthZEN api_key subjects need the keys file)',
+      };
+    const record = keys.byId(id);
     if (!record) return { ok: false, detail: 'key_unknown', why: `no registered API key has the id "${id}"` };
+    if (record.revoked) return { ok: false, detail: 'key_revoked', why: `API key "${id}" is revoked` };
     if (record.disabled) return { ok: false, detail: 'key_disabled', why: `API key "${id}" is disabled` };
     if (this.now() >= record.expiresAtMs)
       return {

@@ -85,6 +85,7 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
     return done(false);
   };
   let keys: number | undefined;
+  let storeUp = false;
   let revision: string | undefined;
   let runtime;
   try {
@@ -125,6 +126,9 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
         keysReload: (result, n) => {
           if (result === 'success') keys = n;
         },
+        keyStore: (state) => {
+          storeUp = state === 'up';
+        },
         policyReload: (result, rev) => {
           if (result === 'success') revision = rev;
         },
@@ -134,12 +138,26 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
     if (err instanceof KeysFileError) return fail('apiKeys', `API keys: ${err.message}`, err.message);
     throw err;
   }
+  if (config.stores.keys === 'postgres') {
+    const c = config.stores.postgres!;
+    const where = `PostgreSQL (${c.url ?? 'the PG* variables'}, schema ${c.schema})`;
+    if (!storeUp) {
+      await runtime.close();
+      return fail(
+        'apiKeys',
+        `API keys: ${where} is not reachable, or its tables are missing (mcp-authz db migrate)`,
+        `${where} is not reachable`,
+      );
+    }
+    lines.push(`API keys: from ${where}, connected`);
+  }
   try {
     const from = config.apiKeys.file ?? 'the config';
     report.apiKeys = { count: keys ?? 0, file: config.apiKeys.file ?? null, inline: config.apiKeys.keys.length };
-    lines.push(
-      `API keys: ${keys ?? 0} from ${from}${config.apiKeys.keys.length ? ` (${config.apiKeys.keys.length} inline)` : ''}`,
-    );
+    if (config.stores.keys === 'file')
+      lines.push(
+        `API keys: ${keys ?? 0} from ${from}${config.apiKeys.keys.length ? ` (${config.apiKeys.keys.length} inline)` : ''}`,
+      );
     const demo = demoKeysLoaded(loaded);
     if (demo) {
       report.warnings.push(demo);

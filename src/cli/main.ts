@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import cluster from 'node:cluster';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfigFile, type ConfigError } from '../config/load.js';
+import { loadConfigFile, type ConfigError, type LoadedConfig } from '../config/load.js';
 import { projectRoot, QUICKSTART_CONFIG } from '../config/paths.mjs';
 import { childLogger, createLogger } from '../log/logger.js';
 import type { BuildOptions } from '../pipeline/build-runtime.js';
@@ -39,6 +39,8 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         return await check(rest);
       case 'keys':
         return await keys(rest);
+      case 'db':
+        return await (await import('./store-command.js')).dbCommand(rest, (s) => process.stdout.write(s));
       case 'login':
         return await login(rest);
       case 'replay':
@@ -111,7 +113,7 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   const workers = parseWorkers(values.workers as string | undefined);
   const file = (values.config as string | undefined) ?? QUICKSTART_CONFIG;
   if (values['check-config']) return checkConfigCommand(file, Boolean(values.json));
-  const loaded = loadConfigFile(file);
+  const loaded = await storeEndpoints(loadConfigFile(file));
   const logger = createLogger(logLevel());
   tracingSettings(process.env); // a tracing variable serve cannot honour stops it here, before workers start
   if (cluster.isWorker) {
@@ -154,7 +156,7 @@ async function checkConfigCommand(file: string, json: boolean): Promise<number> 
   if (json) {
     let report;
     try {
-      report = (await checkConfig(loadConfigFile(file))).report;
+      report = (await checkConfig(await storeEndpoints(loadConfigFile(file)))).report;
     } catch (err) {
       // A config that does not parse is a report too: scripts read one shape whatever failed.
       if ((err as { code?: string }).code !== 'ERR_CONFIG') throw err;
@@ -164,7 +166,7 @@ async function checkConfigCommand(file: string, json: boolean): Promise<number> 
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return report.ok ? 0 : 1;
   }
-  const result = await checkConfig(loadConfigFile(file));
+  const result = await checkConfig(await storeEndpoints(loadConfigFile(file)));
   (result.ok ? process.stdout : process.stderr).write(
     `${result.lines.join('\n')}\n${result.ok ? 'configuration is valid: serve would start with all of the above\n' : 'configuration is NOT ready: serve would not decide requests (see above)\n'}`,
   );
@@ -345,6 +347,8 @@ function policy(args: string[]): number {
 async function keys(args: string[]): Promise<number> {
   const { keysCommand } = await import('./keys-command.js');
   try {
+    if (args.some((a) => a === '--store' || a.startsWith('--store=')))
+      return await (await import('./store-command.js')).keysStoreCommand(args, (s) => process.stdout.write(s));
     return keysCommand(args, (s) => process.stdout.write(s));
   } catch (err) {
     // parseArgs' own errors ("Unknown option") are usage errors; the rest say what is wrong.
@@ -352,4 +356,10 @@ async function keys(args: string[]): Promise<number> {
       throw new UsageError((err as Error).message, USAGE.keys);
     throw err;
   }
+}
+
+/** Endpoints from PostgreSQL (stores.endpoints: postgres) join the file's; pg is loaded only then. */
+async function storeEndpoints(loaded: LoadedConfig): Promise<LoadedConfig> {
+  if (loaded.config.stores.endpoints !== 'postgres') return loaded;
+  return (await import('../stores/postgres-endpoints.js')).withStoreEndpoints(loaded);
 }

@@ -47,7 +47,9 @@ commands:
   serve          run the service (Envoy ext_authz over gRPC, health, metrics)
   check          decide one sample request in-process and print why
   replay         run captured decision-log records through a candidate policy; list what changes
-  keys create    make a new API key and its registry entry
+  keys create    make a new API key and its registry entry (--store postgres: in the database)
+  keys revoke    revoke a key in the PostgreSQL store (--store postgres --id ID)
+  db migrate     create or update the PostgreSQL store's tables (docs/stores.md)
   login          log in at an OAuth authorization server as an MCP client does; print the token
   policy build   compile Rego to the WASM bundle the service loads (opa build -t wasm)
   policy test    check and test Rego with opa (opa check --strict, opa test, coverage)
@@ -149,6 +151,29 @@ options:
                       entries and comments; written to a temporary file and renamed over it,
                       so the service never reads half a file. Refuses a duplicate id or hash
   --json              print {key, entry} as JSON
+  -h, --help          this help
+
+       mcp-authz keys create --store postgres --name N [--id ID] [--user U] ... [--json]
+       mcp-authz keys revoke --store postgres --id ID
+  --store postgres    the key goes to (or is revoked in) the PostgreSQL store; every replica
+                      sees it on its next Check (docs/stores.md)
+  --database-url URL  postgres://user@host/db (no password in it); default: the config's
+                      stores.postgres.url (--config FILE), $MCP_AUTHZ_DATABASE_URL, the PG* variables
+  --password-file F   the password, from a file (or PGPASSWORD)
+  --schema S          the tables' schema (default mcp_authz)
+`,
+  db: `usage: mcp-authz db migrate [--database-url URL] [--password-file FILE] [--schema S] [--config FILE] [--json]
+
+Creates or updates the PostgreSQL store's tables (migrations/postgres/*.sql): each migration
+not yet recorded in <schema>.schema_migrations, in its own transaction, under an advisory
+lock so that replicas or jobs running at once apply each one once (docs/stores.md).
+
+options:
+  --database-url URL  postgres://user@host/db (no password in it); default: the config's
+                      stores.postgres.url (--config FILE), $MCP_AUTHZ_DATABASE_URL, the PG* variables
+  --password-file F   the password, from a file (or PGPASSWORD)
+  --schema S          the tables' schema (default mcp_authz)
+  --json              print {applied, current} as JSON
   -h, --help          this help
 `,
   login: `usage: mcp-authz login (--resource URL | --issuer URL | both) [--scope S]...

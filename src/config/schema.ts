@@ -8,6 +8,7 @@ import { canonicalOrigin } from '../contracts/web-origin.js';
 import { ArgumentRulesSchema } from './argument-rules.js';
 import { AuthzenSchema, ShadowSchema } from './decision-point-schema.js';
 import { checkManagement, managementShape } from './management.js';
+import { STORES_DEFAULT, StoresSchema } from './stores-schema.js';
 import { UpstreamCredentialSchema, upstreamHeaderNames } from './upstream-schema.js';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:9191');
@@ -451,6 +452,8 @@ export const ConfigSchema = z
       maxEvaluations: 100,
       maxBodyBytes: 1024 * 1024,
     }),
+    /** Where keys and endpoints come from: the files (default) or PostgreSQL (docs/stores.md). */
+    stores: StoresSchema.default(STORES_DEFAULT),
     // OPA's management sections, in OPA's key names (src/config/management.ts).
     ...managementShape,
   })
@@ -469,6 +472,14 @@ export const ConfigSchema = z
         path: ['authzen', 'mtlsClients'],
         message: 'mTLS callers need client certificates on the HTTP port: set tls.http to mtls',
       });
+    if (cfg.stores.keys === 'postgres' && (cfg.apiKeys.file !== undefined || cfg.apiKeys.keys.length > 0)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['apiKeys', cfg.apiKeys.file !== undefined ? 'file' : 'keys'],
+        message:
+          'stores.keys is "postgres": keys come from the database only, so a keys file, apiKeys.keys or MCP_API_KEYS would be ignored — remove them (or import them with mcp-authz keys create --store postgres)',
+      });
+    }
     if (cfg.listen.extAuthzHttp !== undefined && cfg.clientAddress.from === 'source') {
       ctx.addIssue({
         code: 'custom',

@@ -313,6 +313,14 @@ export const CODES = {
     meaning:
       "ext_proc: Envoy did not send the request the way the service decides on it (request headers first, then the whole body in one `BUFFERED` message, before the response): check the filter's `processing_mode` (docs/ext_proc.md).",
   },
+  // Keys and endpoints from a store (docs/stores.md).
+  key_store_unavailable: {
+    status: 503,
+    grpc: 14,
+    kind: 'service',
+    meaning:
+      'The API key store (PostgreSQL) cannot be reached and the key was not seen before, or was seen longer ago than `stores.keyCache.maxStaleSeconds`: it can be neither accepted nor refused as unknown. Not counted as a failed authentication.',
+  },
   protected_resource_metadata: {
     status: 200,
     grpc: 7,
@@ -471,6 +479,11 @@ export const AUTH_FAILURE_DETAILS = {
     credential: 'mtls',
     meaning:
       'The peer certificate Envoy sent cannot be read, does not carry exactly one URI SAN, or names another ID than `source.principal`.',
+  },
+  key_revoked: { credential: 'api_key', meaning: 'The key was revoked (`mcp-authz keys revoke --store postgres`).' },
+  key_store_unavailable: {
+    credential: 'api_key',
+    meaning: 'The key store cannot be reached and holds no usable answer for this key (code `key_store_unavailable`).',
   },
   no_audience: {
     credential: 'oauth',

@@ -29,6 +29,14 @@ export interface ServiceEvents {
   extProcStream?(result: ExtProcStreamResult): void;
   /** A per-tool quota rule counted a request's calls (allowed) or refused it (exceeded). */
   quota?(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): void;
+  /** The PostgreSQL key store's notification channel came up (listening, cache resynced) or was lost. */
+  keyStore?(state: 'up' | 'down'): void;
+  /** Where the key store's answer to a lookup came from (docs/stores.md). */
+  keyStoreAnswer?(source: KeyStoreAnswerSource): void;
+  /** A key change notification arrived. */
+  keyStoreNotification?(): void;
+  /** The key store read its cached keys again after (re)connecting. */
+  keyStoreResync?(keys: number): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
   /**
@@ -70,3 +78,12 @@ export type UpstreamTokenResult =
   | 'upstream_token_refused'
   | 'upstream_token_invalid'
   | 'upstream_secret_unavailable';
+
+/** cache: a current cached answer; database: a query; stale_cache: the database could not answer, the cached one did; unavailable: neither. */
+export type KeyStoreAnswerSource = 'cache' | 'database' | 'stale_cache' | 'unavailable';
+export const KEY_STORE_ANSWER_SOURCES: readonly KeyStoreAnswerSource[] = [
+  'cache',
+  'database',
+  'stale_cache',
+  'unavailable',
+];

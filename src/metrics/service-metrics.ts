@@ -24,6 +24,7 @@ import type { Outcome } from '../contracts/outcome.js';
 import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../mcp-response/list-methods.js';
 import {
+  KEY_STORE_ANSWER_SOURCES,
   TLS_LISTENERS,
   type ExtProcStreamResult,
   type LimiterName,
@@ -163,7 +164,7 @@ export class ServiceMetrics {
   constructor(
     registry: Registry,
     config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> &
-      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs' | 'shadow'>>,
+      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs' | 'stores' | 'shadow'>>,
     logSink?: { readonly dropped?: DroppedLines },
   ) {
     const p = 'mcp_authz_';
@@ -351,6 +352,29 @@ export class ServiceMetrics {
       labelNames: ['store'],
       registers,
     });
+    const keyStoreUp = new Gauge({
+      name: `${p}key_store_up`,
+      help: '1 while the API key store (PostgreSQL) is listening for changes with its cache resynced, 0 while it is not (minimum over workers).',
+      labelNames: ['store'],
+      registers,
+      aggregator: 'min',
+    });
+    const keyStoreAnswers = new Counter({
+      name: `${p}key_store_answers_total`,
+      help: 'API key store lookups by where the answer came from: cache, database, stale_cache (database unreachable, answered from the cache within maxStaleSeconds), unavailable (refused with key_store_unavailable).',
+      labelNames: ['source'],
+      registers,
+    });
+    const keyStoreNotifications = new Counter({
+      name: `${p}key_store_notifications_total`,
+      help: 'Key change notifications received from the key store.',
+      registers,
+    });
+    const keyStoreResyncs = new Counter({
+      name: `${p}key_store_resyncs_total`,
+      help: 'Times the key store read its cached keys again after (re)connecting.',
+      registers,
+    });
     const localAnswers = new Counter({
       name: `${p}limiter_local_answers_total`,
       help: 'Limiter calls the store that shares the count did not answer (redis: unreachable, timed out, cut; cluster: the primary did not answer in time), decided on local counters instead, by store and limiter.',
@@ -496,6 +520,13 @@ export class ServiceMetrics {
     }
     keysReloads.labels('success').inc(0);
     keysReloads.labels('failure').inc(0);
+    const keyAnswerChildren = new Map(KEY_STORE_ANSWER_SOURCES.map((src) => [src, keyStoreAnswers.labels(src)]));
+    if (config.stores?.keys === 'postgres') {
+      keyStoreUp.labels('postgres').set(0);
+      for (const c of keyAnswerChildren.values()) c.inc(0);
+      keyStoreNotifications.inc(0);
+      keyStoreResyncs.inc(0);
+    }
     if (config.rateLimit.redis) {
       storeUp.labels('redis').set(0);
       storeFallbacks.labels('redis').inc(0);
@@ -563,6 +594,10 @@ export class ServiceMetrics {
         storeState = state;
         storeUp.labels('redis').set(state === 'shared' ? 1 : 0);
       },
+      keyStore: (state) => keyStoreUp.labels('postgres').set(state === 'up' ? 1 : 0),
+      keyStoreAnswer: (source) => keyAnswerChildren.get(source)!.inc(),
+      keyStoreNotification: () => keyStoreNotifications.inc(),
+      keyStoreResync: () => keyStoreResyncs.inc(),
       limiterLocalAnswer: (store, limiter) => localAnswers.labels(store, limiter).inc(),
       traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
       bundleRequest: (bundle, result) => {

@@ -3,6 +3,7 @@
 import cluster from 'node:cluster';
 import type { Registry } from 'prom-client';
 import { ModeAuthenticator } from '../auth/authenticator.js';
+import type { KeyLookup } from '../auth/key-registry.js';
 import { KeySource } from '../auth/key-source.js';
 import { SubjectPrincipals } from '../auth/subject-principals.js';
 import { createTokenVerifier } from '../auth/oauth/jwt-verifier.js';
@@ -73,6 +74,28 @@ export interface BuildOptions {
   onPolicySource?: (source: PolicySource, events: ServiceEvents) => void;
 }
 
+/** The keys file (and apiKeys.keys), or the PostgreSQL store (stores.keys), which connects before the service answers. */
+async function keySource(
+  config: LoadedConfig['config'],
+  logger: Logger,
+  events: ServiceEvents,
+  watch: boolean,
+): Promise<{ readonly current: KeyLookup; close(): Promise<void> }> {
+  if (config.stores.keys === 'file')
+    return new KeySource({
+      file: config.apiKeys.file,
+      inline: config.apiKeys.keys,
+      pollIntervalMs: config.apiKeys.pollIntervalMs,
+      logger,
+      events,
+      watch,
+      listen: config.listen,
+    });
+  // pg is loaded only where a store uses it.
+  const { openPostgresKeyStore } = await import('../stores/open.js');
+  return openPostgresKeyStore(config, logger, events);
+}
+
 export async function buildRuntime(
   loaded: LoadedConfig,
   logger: Logger,
@@ -125,15 +148,7 @@ export async function buildRuntime(
   );
 
   // Authentication: the API key registry and the OAuth token verifier.
-  const keys = new KeySource({
-    file: config.apiKeys.file,
-    inline: config.apiKeys.keys,
-    pollIntervalMs: config.apiKeys.pollIntervalMs,
-    logger,
-    events,
-    watch,
-    listen: config.listen,
-  });
+  const keys = await keySource(config, logger, events, watch);
   const verifier = config.oauth.issuers.length > 0 ? createTokenVerifier(config.oauth, { logger, events }) : undefined;
 
   // Authorization: the policy bundle, evaluated in-process as WASM.

@@ -100,7 +100,9 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   if (!auth.ok) {
     ctx.authFailure = { code: auth.deny.code, detail: auth.detail, why: auth.why };
     // A failure past the limit (concurrent attempts racing the lockout) is answered as the lockout.
-    const lockedNow = auth.deny.code !== 'authentication_required' ? await rt.limiter.authFailed(ctx) : undefined;
+    // A key store that cannot answer is the service's failure, not the caller's: never counted.
+    const counts = auth.deny.code !== 'authentication_required' && auth.deny.code !== 'key_store_unavailable';
+    const lockedNow = counts ? await rt.limiter.authFailed(ctx) : undefined;
     return lockedNow ?? auth.deny;
   }
   ctx.principal = auth.principal;
