@@ -51,6 +51,7 @@ import {
 import { printTable, ratios, type Round, type SystemRun } from './lib/report.js';
 import { scenarios, type HttpShape, type Scenario } from './lib/scenarios.js';
 import { measureScale, printScale } from './lib/scale.js';
+import { measureShadow, printShadow } from './lib/shadow.js';
 import { runSoak, SOAK_SCENARIOS } from './lib/soak.js';
 import { CheckClient, describe, HttpCheckClient, type Verdict } from './lib/verify.js';
 
@@ -117,6 +118,7 @@ const { values: opt } = parseArgs({
     soak: { type: 'string' },
     'in-process': { type: 'boolean', default: false },
     scale: { type: 'boolean', default: false },
+    shadow: { type: 'boolean', default: false },
     'scale-endpoints': { type: 'string', default: '10,1000,10000,100000' },
     'scale-keys': { type: 'string', default: '10000,100000,1000000' },
     'scale-pg-keys': { type: 'string', default: '10000,100000,1000000' },
@@ -151,6 +153,7 @@ npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profil
 npm run bench -- --soak 30m [--load-fraction 0.8] [--reload-every 10s] [--token-rps 100] [--distinct-tokens 3000] [--workers N]
 npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 10000,100000,1000000] [--scale-pg-keys 10000,100000,1000000|none]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
+npm run bench -- --shadow [--calls 20000] [--rounds 3]
 npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
 npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
 `);
@@ -186,7 +189,7 @@ function log(msg: string): void {
 
 /** The load generators a mode drives: in-process and ext_proc runs none, a soak and a profile h2load. */
 function toolsFor(systems: string[]): string[] {
-  if (opt['in-process'] || opt['ext-proc'] || opt.scale) return [];
+  if (opt['in-process'] || opt['ext-proc'] || opt.scale || opt.shadow) return [];
   if (opt.soak || opt.profile) return ['h2load'];
   return ['ghz', 'h2load', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
 }
@@ -879,6 +882,7 @@ async function main(): Promise<number> {
   const only = (opt.scenarios ?? defaultScenarios)?.split(',').map((s) => s.trim());
   const ctx: RunContext = { command, started, bundle, notes, only };
   if (opt.scale) return scale(ctx);
+  if (opt.shadow) return shadowCost(ctx);
   if (opt.soak) return soak(ctx);
   if (opt['ext-proc']) return extProc(ctx);
   if (opt.profile) return profile(ctx);
@@ -890,7 +894,7 @@ async function main(): Promise<number> {
 /** --systems, checked against the servers this mode knows; none for the modes that run mcp-authz alone. */
 function selectedSystems(): string[] {
   const known: readonly string[] = opt.transports ? STUDY : SYSTEMS;
-  if (opt.scale || opt['in-process'] || opt.soak || opt.profile || opt['ext-proc']) return [];
+  if (opt.scale || opt.shadow || opt['in-process'] || opt.soak || opt.profile || opt['ext-proc']) return [];
   const systems = (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
   const unknownSystems = systems.filter((s) => !known.includes(s));
   if (unknownSystems.length) {
@@ -934,6 +938,21 @@ async function scale(ctx: RunContext): Promise<number> {
   printScale(ctx.command, result);
   log(`results: ${file}`);
   return result.keysLoad.every((l) => l.ok) ? 0 : 1;
+}
+
+/** What a shadow policy costs per Check: on and off in alternating rounds, the Check path and the background apart. */
+async function shadowCost(ctx: RunContext): Promise<number> {
+  if (!ctx.bundle) throw new Error('--shadow needs the shipped policy bundle (npm run policy:build)');
+  const result = await measureShadow({
+    bundle: ctx.bundle,
+    calls: Number(opt.calls),
+    rounds: Number(opt.rounds),
+    log,
+  });
+  const file = writeResults({ ...header('shadow', ctx), loadAverageAtEnd: loadAverage(), notes: ctx.notes, ...result });
+  printShadow(ctx.command, result);
+  log(`results: ${file}`);
+  return 0;
 }
 
 function soak(ctx: RunContext): Promise<number> {

@@ -27,6 +27,8 @@ const LAYERS: Record<string, number> = {
   policy: 5,
   stores: 5,
   pipeline: 6,
+  shadow: 6,
+  authzen: 7,
   'ext-authz': 7,
   'ext-proc': 7,
   server: 8,

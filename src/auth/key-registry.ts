@@ -36,6 +36,11 @@ export class KeyRegistry implements KeyLookup {
     return this.table.lookup(sha256);
   }
 
+  /** The record with this id (AuthZEN subjects name keys by id): the id index is built on first use, never on the Check path. */
+  byId(id: string): ApiKeyRecord | undefined {
+    return this.table.byId(id);
+  }
+
   static readonly EMPTY = new KeyRegistry(new KeyTableBuilder().finish().table);
 }
 

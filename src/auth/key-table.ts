@@ -69,6 +69,18 @@ export class KeyTable {
     return i === EMPTY_SLOT ? undefined : this.record(i);
   }
 
+  /** The record with this id, or undefined; the id index is built on first use (AuthZEN subjects), never on the Check path. */
+  byId(id: string): ApiKeyRecord | undefined {
+    if (this.idIndex === undefined) {
+      this.idIndex = new Map();
+      for (let i = 0; i < this.n; i++) if (!this.idIndex.has(this.ids[i]!)) this.idIndex.set(this.ids[i]!, i);
+    }
+    const i = this.idIndex.get(id);
+    return i === undefined ? undefined : this.record(i);
+  }
+
+  private idIndex: Map<string, number> | undefined;
+
   private find(words: Uint32Array): number {
     const { slots, hashes } = this;
     const mask = slots.length - 1;

@@ -1,6 +1,6 @@
 // `mcp-authz check`: the full pipeline in-process on one sample request, printed as JSON.
-import { readFileSync } from 'node:fs';
-import type { PolicyRecord } from '../decision/context.js';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import type { PolicyRecord, ShadowVerdict } from '../decision/context.js';
 import type { LoadedConfig } from '../config/load.js';
 import { responseBody } from '../contracts/outcome.js';
 import { readCheckRequest } from '../ext-authz/check-codec.js';
@@ -21,6 +21,8 @@ export interface ExplainRequest {
   rego?: string;
   /** A sample upstream response to the request: explain how its lists are filtered (ext_proc). */
   response?: { text: string; type: ResponseTypeFlag };
+  /** A candidate bundle (file or folder) or .rego folder: its decision on the same input, beside the enforced one. */
+  shadow?: string;
 }
 
 export function parseHeaderFlag(h: string): [string, string] {
@@ -46,7 +48,12 @@ export async function explain(
   sample: SampleRequest | CapturedCheckRequest,
   request: ExplainRequest = {},
 ): Promise<Record<string, unknown>> {
-  const rt = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), {
+  // The candidate is evaluated by the service's own shadow evaluator (docs/shadow.md), on the input the policy saw.
+  const withShadow: LoadedConfig =
+    request.shadow === undefined
+      ? loaded
+      : { ...loaded, config: { ...loaded.config, shadow: { ...shadowSource(request.shadow), queueSize: 1 } } };
+  const rt = await buildRuntime(withShadow, silentLogger(), createMetricsRegistry(), {
     watch: false,
     sharedLimits: false,
     tracing: false,
@@ -57,6 +64,7 @@ export async function explain(
       'checkRequest' in sample
         ? await runCheck(rt, readCheckRequest, sample.checkRequest)
         : await runCheck(rt, toRequest, sampleToWire(sample));
+    await rt.shadow?.settled();
     const { outcome: o, ctx, policy, decisionId } = trace;
     return {
       decision: o.kind,
@@ -94,6 +102,7 @@ export async function explain(
               explain: { evaluated: false, why: `decided before the policy was asked: ${o.allow ? o.reason : o.code}` },
             }
           : null,
+      ...(request.shadow !== undefined ? { shadow: shadowReport(trace.shadow, rt.shadow?.loadError) } : {}),
       notReady: rt.notReady(),
       checkResponse: toCheckResponse(o, decisionId),
       ...(request.response
@@ -103,6 +112,36 @@ export async function explain(
   } finally {
     await rt.close();
   }
+}
+
+/** A folder of .rego files without a policy.wasm is Rego source; anything else a bundle. */
+function shadowSource(path: string): { bundle: string } | { rego: string } {
+  try {
+    if (statSync(path).isDirectory()) {
+      const names = readdirSync(path);
+      if (!names.includes('policy.wasm') && names.some((n) => n.endsWith('.rego'))) return { rego: path };
+    }
+  } catch {
+    // A missing path is reported by the policy loader, with the service's own words.
+  }
+  return { bundle: path };
+}
+
+function shadowReport(v: ShadowVerdict | undefined, loadError: string | undefined): Record<string, unknown> {
+  if (v === undefined) return { evaluated: false, why: 'the policy was not evaluated for this request' };
+  if (v.state !== 'done' || !v.shadow || !v.enforced)
+    return { evaluated: false, why: loadError ?? `the shadow policy is ${v.state}` };
+  return {
+    evaluated: true,
+    differs: v.differs === true,
+    enforced: { decision: v.enforced.decision, reason: v.enforced.code, revision: v.enforced.revision },
+    shadow: {
+      decision: v.shadow.decision,
+      reason: v.shadow.code,
+      revision: v.shadow.revision,
+      result: v.shadow.result ?? null,
+    },
+  };
 }
 
 function traceOf(loaded: LoadedConfig, policy: PolicyRecord, rego: string | undefined): unknown {

@@ -45,6 +45,8 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         return await login(rest);
       case 'connections':
         return await connections(rest);
+      case 'replay':
+        return await (await import('./replay-command.js')).replayCommand(rest);
       case 'policy':
         return policy(rest);
       case '--version':
@@ -122,6 +124,11 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   }
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
   logger.info({ version: version(), workers }, 'mcp-authz starting');
+  if (workers > 1 && loaded.config.authzen.enabled)
+    throw new UsageError(
+      `authzen.enabled: the AuthZEN API is answered by a single process (the HTTP port of ${workers} workers is the cluster primary's, which decides nothing): serve --workers 1, and scale with replicas`,
+      USAGE.serve,
+    );
   if (workers > 1) {
     if (loaded.config.endpoints.some((e) => e.upstream?.mode === 'userConnections'))
       throw new UsageError(
@@ -210,6 +217,7 @@ async function check(args: string[]): Promise<number> {
       'response-type': { type: 'string', default: 'auto' },
       'check-request': { type: 'string' },
       bearer: { type: 'string' },
+      shadow: { type: 'string' },
     },
     USAGE.check,
   );
@@ -280,6 +288,7 @@ async function check(args: string[]): Promise<number> {
     {
       trace: Boolean(values.explain),
       ...(values.rego !== undefined ? { rego: values.rego as string } : {}),
+      ...(values.shadow !== undefined ? { shadow: values.shadow as string } : {}),
       ...(values.response !== undefined
         ? { response: { text: readBodyFlag(values.response as string)!, type: responseType as ResponseTypeFlag } }
         : {}),

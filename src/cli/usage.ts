@@ -19,11 +19,34 @@ const ENVIRONMENT = `environment:
                         over OTLP/HTTP, off unless set (docs/tracing.md lists every variable)`;
 
 export const USAGE = {
+  replay: `usage: mcp-authz replay --bundle CANDIDATE [--config FILE] [--json] [--skip-masked] FILE...
+
+Runs every captured decision whose policy input is recorded through the candidate policy
+(a bundle .tar.gz, a bundle folder or a .rego folder, with the config's entrypoint and data)
+and reports each decision that would change: the decision (allow, deny, error) or its code.
+FILE holds decision-log events in OPA's shape — as mcp-authz ships them (a JSON array per
+upload, gzip-compressed or not) or one event per line — or "-" for standard input.
+mcp-authz's own decision lines carry no input: they are counted as not replayable.
+An event with masked or erased input paths is replayed on what is left and flagged
+"masked" (its policy saw more than the candidate does); --skip-masked leaves them out.
+
+exit code: 0 no decision would change, 1 at least one would, 2 the command could not run
+(a bad flag, an unreadable file, a candidate that does not load).
+
+options:
+  --bundle CANDIDATE  the candidate policy (required)
+  -c, --config FILE   the config whose policy entrypoint, data and endpoints the candidate
+                      is given (default: the quickstart)
+  --json              one JSON object: counts, and every changed decision
+  --skip-masked       leave out events whose input was masked before it was logged
+  -h, --help          this help
+`,
   main: `usage: mcp-authz <command> [options]
 
 commands:
   serve          run the service (Envoy ext_authz over gRPC, health, metrics)
   check          decide one sample request in-process and print why
+  replay         run captured decision-log records through a candidate policy; list what changes
   keys create    make a new API key and its registry entry (--store postgres: in the database)
   keys revoke    revoke a key in the PostgreSQL store (--store postgres --id ID)
   db migrate     create or update the PostgreSQL store's tables (docs/stores.md)
@@ -66,8 +89,8 @@ ${ENVIRONMENT}
   check: `usage: mcp-authz check [--config FILE] --path P [--method M] [-H 'name: value']... [--body JSON|@file|-]
                        [--host H] [--source ADDR] [--peer-principal SPIFFE_ID] [--peer-certificate @PEM]
                        [--bearer TOKEN|@FILE|-] [--explain] [--rego DIR]
-                       [--response JSON|@file|- [--response-type json|sse]]
-       mcp-authz check [--config FILE] --check-request JSON|@file|- [--explain] [--response …]
+                       [--response JSON|@file|- [--response-type json|sse]] [--shadow BUNDLE]
+       mcp-authz check [--config FILE] --check-request JSON|@file|- [--explain] [--response …] [--shadow BUNDLE]
 
 Runs the same pipeline as the server, in-process, on one sample request and prints the
 decision as JSON: allow/deny, status, body, headers, endpoint, principal, MCP calls, the
@@ -99,6 +122,10 @@ options:
                       or standard input holding it or the JSON of \`mcp-authz login --json\`
                       (or its --save file). e.g.
                         mcp-authz login --resource URL --json | mcp-authz check --bearer - …
+  --shadow BUNDLE     a candidate policy (bundle .tar.gz, bundle folder or .rego folder):
+                      evaluated on the same input, never deciding; "shadow" shows both
+                      decisions and codes and whether they differ (docs/shadow.md). The exit
+                      code stays the enforced decision's
   --check-request J   the whole request as Envoy sent it: an envoy.service.auth.v3.CheckRequest
                       in protobuf's JSON form (lowerCamelCase or .proto field names, rawBody as
                       base64, time as RFC 3339), @file or - for standard input; decoded as a

@@ -6,6 +6,7 @@ import { isSpiffePattern } from '../contracts/spiffe-id.js';
 import { IDENTITY_HEADER_NAMES, headerNameMatches } from '../contracts/upstream-headers.js';
 import { canonicalOrigin } from '../contracts/web-origin.js';
 import { ArgumentRulesSchema } from './argument-rules.js';
+import { AuthzenSchema, ShadowSchema } from './decision-point-schema.js';
 import { checkManagement, managementShape } from './management.js';
 import { STORES_DEFAULT, StoresSchema } from './stores-schema.js';
 import { UpstreamCredentialSchema, upstreamHeaderNames } from './upstream-schema.js';
@@ -442,6 +443,15 @@ export const ConfigSchema = z
       .strict()
       .default({ enabled: true, sampleRate: 1 }),
     endpoints: z.array(EndpointSchema).default([]),
+    /** A candidate policy evaluated beside the one in force, never deciding (docs/shadow.md). */
+    shadow: ShadowSchema.optional(),
+    /** The OpenID AuthZEN Authorization API on the HTTP port (docs/authzen.md). */
+    authzen: AuthzenSchema.default({
+      enabled: false,
+      genericEvaluations: false,
+      maxEvaluations: 100,
+      maxBodyBytes: 1024 * 1024,
+    }),
     /** Where keys and endpoints come from: the files (default) or PostgreSQL (docs/stores.md). */
     stores: StoresSchema.default(STORES_DEFAULT),
     // OPA's management sections, in OPA's key names (src/config/management.ts).
@@ -450,6 +460,18 @@ export const ConfigSchema = z
   .strict()
   .superRefine((cfg, ctx) => {
     checkManagement(cfg, ctx);
+    if (cfg.shadow?.remote && !(cfg.shadow.remote.service in cfg.services))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['shadow', 'remote', 'service'],
+        message: `no service "${cfg.shadow.remote.service}" in services (${Object.keys(cfg.services).join(', ') || 'none configured'})`,
+      });
+    if (cfg.authzen.enabled && cfg.authzen.mtlsClients?.length && cfg.tls?.http !== 'mtls')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['authzen', 'mtlsClients'],
+        message: 'mTLS callers need client certificates on the HTTP port: set tls.http to mtls',
+      });
     if (cfg.stores.keys === 'postgres' && (cfg.apiKeys.file !== undefined || cfg.apiKeys.keys.length > 0)) {
       ctx.addIssue({
         code: 'custom',

@@ -65,6 +65,24 @@ export interface CheckTrace {
   /** This Check's span, when tracing is on and the Check is sampled. */
   span: CheckSpan | undefined;
   durationNs: bigint;
+  /** The shadow policy's verdict (docs/shadow.md): set when the Check is queued for it, filled in after the answer. */
+  shadow?: ShadowVerdict;
+}
+
+/** A policy's verdict in the terms a shadow comparison counts: error is a failed evaluation or a malformed decision. */
+export type VerdictKind = 'allow' | 'deny' | 'error';
+
+/**
+ * The shadow policy's verdict on one Check, filled in off the Check path: `pending` until the
+ * shadow policy has run, `dropped` when the queue was full, `unavailable` when no shadow
+ * policy was loaded.
+ */
+export interface ShadowVerdict {
+  state: 'pending' | 'done' | 'dropped' | 'unavailable';
+  enforced?: { decision: VerdictKind; code: string | null; revision: string };
+  shadow?: { decision: VerdictKind; code: string | null; revision: string; result: unknown };
+  /** The decisions or their codes differ. */
+  differs?: boolean;
 }
 
 /** One evaluation of the list visibility rule. */

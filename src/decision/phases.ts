@@ -93,6 +93,11 @@ export interface Authorizer {
    * An authorizer without it withholds every list.
    */
   visible?(ctx: CheckContext, calls: readonly McpCall[], requestInput: string | undefined): VisibilityResult;
+  /**
+   * The policy on an input that is not a Check's (an AuthZEN question about something other
+   * than an MCP request, docs/authzen.md): its decision mapped as a Check's is.
+   */
+  evaluateDocument?(input: string): Authorization;
 }
 
 export interface Limiter {

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
-import type { CheckTrace } from '../decision/context.js';
+import type { CheckTrace, ShadowVerdict } from '../decision/context.js';
 import type { Observer } from '../decision/phases.js';
 import type { DecisionLogsConfig } from '../config/management.js';
 import type { RemoteService } from '../config/remote-service.js';
@@ -54,6 +54,8 @@ interface Pending {
   requestId: string | null;
   method: string | null;
   tool: string | null;
+  /** The shadow policy's verdict, filled in after the Check (docs/shadow.md); sent when it differs. */
+  shadow: ShadowVerdict | undefined;
   size: number;
 }
 
@@ -114,6 +116,7 @@ export class DecisionLogShipper implements Observer {
       requestId: ctx?.request.id ?? null,
       method: first?.method ?? null,
       tool: (first && callTargetText(first)) ?? null,
+      shadow: trace.shadow,
       size,
     });
     this.bytes += size;
@@ -292,10 +295,25 @@ export class DecisionLogShipper implements Observer {
         request_id: p.requestId,
         mcp_method: p.method,
         tool: p.tool,
+        ...shadowField(p.shadow),
       },
     });
     return `${head.slice(0, -1)}${raw !== undefined ? `,"input":${raw}` : ''},${tail.slice(1)}`;
   }
+}
+
+/** `mcp_authz.shadow`: the shadow policy's decision where it differs from the policy in force. */
+function shadowField(v: ShadowVerdict | undefined): { shadow?: unknown } {
+  if (v?.state !== 'done' || !v.differs || !v.shadow || !v.enforced) return {};
+  return {
+    shadow: {
+      decision: v.shadow.decision,
+      reason: v.shadow.code,
+      revision: v.shadow.revision,
+      result: v.shadow.result,
+      enforced: { decision: v.enforced.decision, reason: v.enforced.code },
+    },
+  };
 }
 
 /** Removes the value at `path` (["input", "a", "b"]); true when there was one. */

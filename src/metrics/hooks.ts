@@ -9,6 +9,12 @@ export interface ServiceEvents {
   bundleRefused?(bundle: string, reason: BundleRefusal): void;
   /** Decision-log events were sent to the remote service, or dropped (buffer full, upload refused). */
   decisionLogsShipped?(result: 'sent' | 'dropped', events: number): void;
+  /** The shadow policy decided a Check the policy in force decided (docs/shadow.md). */
+  shadowDecision?(endpoint: string, enforced: 'allow' | 'deny' | 'error', shadow: ShadowResult): void;
+  /** A Check was not compared: the shadow queue was full. */
+  shadowDropped?(): void;
+  /** The shadow policy loaded or failed to. */
+  shadowPolicyReload?(result: 'success' | 'failure'): void;
   /** One policy evaluation took this long. */
   policyEval?(seconds: number): void;
   /** A dry-run policy deny was turned into an allow. */
@@ -54,6 +60,8 @@ export interface ServiceEvents {
   /** A client's TLS handshake failed on a port (no or a wrong client certificate, no common protocol). */
   tlsHandshakeFailure?(listener: TlsListener): void;
 }
+
+export type ShadowResult = 'allow' | 'deny' | 'error' | 'unavailable';
 
 export type BundleRefusal = 'unsigned' | 'bad_signature' | 'tampered' | 'invalid';
 

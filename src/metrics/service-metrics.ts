@@ -168,7 +168,7 @@ export class ServiceMetrics {
   constructor(
     registry: Registry,
     config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> &
-      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs' | 'stores'>>,
+      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs' | 'stores' | 'shadow'>>,
     logSink?: { readonly dropped?: DroppedLines },
   ) {
     const p = 'mcp_authz_';
@@ -438,6 +438,23 @@ export class ServiceMetrics {
       labelNames: ['result'],
       registers,
     });
+    const shadowDecisions = new Counter({
+      name: `${p}shadow_decisions_total`,
+      help: 'Checks decided by the shadow policy beside the policy in force (docs/shadow.md), by endpoint, the enforced policy decision and the shadow one: allow, deny, error (unavailable: no shadow policy loaded).',
+      labelNames: ['endpoint', 'enforced', 'shadow'],
+      registers,
+    });
+    const shadowDropped = new Counter({
+      name: `${p}shadow_dropped_total`,
+      help: 'Checks not compared with the shadow policy because its queue was full.',
+      registers,
+    });
+    const shadowReloads = new Counter({
+      name: `${p}shadow_policy_reloads_total`,
+      help: 'Shadow policy loads and reloads, by result.',
+      labelNames: ['result'],
+      registers,
+    });
     const counted: Record<LogKind, number> = { decision: 0, service: 0 };
     new Counter({
       name: `${p}log_lines_dropped_total`,
@@ -547,6 +564,15 @@ export class ServiceMetrics {
     }
     if (config.decision_logs)
       for (const result of ['sent', 'dropped'] as const) decisionLogEvents.labels(result).inc(0);
+    if (config.shadow) {
+      for (const ep of endpointNames)
+        for (const enforced of ['allow', 'deny', 'error'] as const)
+          for (const shadow of ['allow', 'deny', 'error', 'unavailable'] as const)
+            shadowDecisions.labels(ep, enforced, shadow).inc(0);
+      shadowDropped.inc(0);
+      shadowReloads.labels('success').inc(0);
+      shadowReloads.labels('failure').inc(0);
+    }
     dryRunDenies.inc(0);
     traceSpans.labels('success').inc(0);
     traceSpans.labels('failure').inc(0);
@@ -604,6 +630,9 @@ export class ServiceMetrics {
       },
       bundleRefused: (bundle, reason) => bundleRefused.labels(bundle, reason).inc(),
       decisionLogsShipped: (result, events) => decisionLogEvents.labels(result).inc(events),
+      shadowDecision: (endpoint, enforced, shadow) => shadowDecisions.labels(endpoint, enforced, shadow).inc(),
+      shadowDropped: () => shadowDropped.inc(),
+      shadowPolicyReload: (result) => shadowReloads.labels(result).inc(),
       tlsReload: (result, notAfterSeconds) => {
         tlsReloads.labels(result).inc();
         if (notAfterSeconds !== undefined) tlsNotAfter.set(notAfterSeconds);

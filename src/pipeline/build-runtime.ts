@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { ModeAuthenticator } from '../auth/authenticator.js';
 import type { KeyLookup } from '../auth/key-registry.js';
 import { KeySource } from '../auth/key-source.js';
+import { SubjectPrincipals } from '../auth/subject-principals.js';
 import { createTokenVerifier } from '../auth/oauth/jwt-verifier.js';
 import { OAuthDiscovery } from '../auth/oauth-discovery.js';
 import type { Observer } from '../decision/phases.js';
@@ -23,7 +24,7 @@ import { RemoteService } from '../config/remote-service.js';
 import { packageVersion } from '../config/version.js';
 import { DecisionLog } from '../log/decision-log.js';
 import { DecisionLogShipper, instanceLabels } from '../log/decision-log-shipper.js';
-import { logSinkOf, type Logger } from '../log/logger.js';
+import { childLogger, logSinkOf, type Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
@@ -36,6 +37,7 @@ import { describeTracing, tracingSettings } from '../tracing/settings.js';
 import { loadPostgresParser } from '../request/sql-parser.js';
 import { UpstreamCredentialBroker } from '../upstream/upstream-credentials.js';
 import { ConnectPages } from '../upstream/connections-pages.js';
+import { ShadowEvaluator } from '../shadow/shadow-evaluator.js';
 import { fanOut } from './observers.js';
 import type { Runtime } from './runtime.js';
 
@@ -199,14 +201,15 @@ export async function buildRuntime(
     logger,
     events,
   );
+  const inputBuilder = new InputBuilder(endpoints.all, {
+    envoyInput: policy.envoyInput,
+    publicBaseUrl: config.publicBaseUrl,
+    keyHeader: config.apiKeys.header,
+    keyQueryParams: config.apiKeys.queryParams,
+  });
   const authorizer = new PolicyAuthorizer({
     policy: source,
-    input: new InputBuilder(endpoints.all, {
-      envoyInput: policy.envoyInput,
-      publicBaseUrl: config.publicBaseUrl,
-      keyHeader: config.apiKeys.header,
-      keyQueryParams: config.apiKeys.queryParams,
-    }),
+    input: inputBuilder,
     events,
     logger,
     rawCredentials: policy.rawCredentials,
@@ -229,7 +232,49 @@ export async function buildRuntime(
           ...(opts.upstreamClock ? { now: opts.upstreamClock } : {}),
         });
 
-  const observers: Observer[] = [serviceMetrics.observer];
+  // The shadow policy (docs/shadow.md): loaded like the policy in force, evaluated off the Check path.
+  let shadowSource: PolicySource | undefined;
+  let shadow: ShadowEvaluator | undefined;
+  if (config.shadow) {
+    const s = config.shadow;
+    shadowSource = new PolicySource(
+      {
+        ...(s.remote
+          ? {
+              remote: { name: 'shadow', config: s.remote, keys: config.keys, service: services.get(s.remote.service)! },
+            }
+          : s.rego !== undefined
+            ? { rego: s.rego }
+            : { bundle: s.bundle! }),
+        entrypoint: policy.entrypoint,
+        maxMemoryPages: policy.maxMemoryPages,
+        data: { ...policy.data, endpoints: endpointData },
+      },
+      childLogger(logger, { policy_role: 'shadow' }),
+      {
+        // Its loads are the shadow's own series: the policy in force's stay its own.
+        policyReload: (r) => events.shadowPolicyReload?.(r),
+        bundleRequest: (_b, r) => events.bundleRequest?.('shadow', r),
+        bundleRefused: (_b, r) => events.bundleRefused?.('shadow', r),
+      },
+    );
+    // A shadow policy that does not load never stops the service: it is reported and compared as unavailable.
+    await shadowSource.load();
+    if (watch) shadowSource.watch();
+    shadow = new ShadowEvaluator({
+      shadow: shadowSource,
+      enforced: source,
+      rebuild: (ctx, envoy) => inputBuilder.build(ctx, envoy),
+      envoyInput: policy.envoyInput,
+      queueSize: s.queueSize,
+      shadowNotReady: () => shadowSource?.notReady()[0],
+      events,
+      logger,
+    });
+  }
+
+  // The shadow evaluator comes first: it marks the trace the decision-log shipper keeps.
+  const observers: Observer[] = shadow ? [shadow, serviceMetrics.observer] : [serviceMetrics.observer];
   if (config.decisionLog.enabled)
     observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
   const shipper =
@@ -283,14 +328,18 @@ export async function buildRuntime(
     ...(tracing ? { tracing } : {}),
     events,
     logger,
+    ...(shadow ? { shadow } : {}),
+    subjects: new SubjectPrincipals(keys, config.oauth),
     notReady: () => source.notReady(),
     onReadinessChange: (l) => source.onLoad(l),
     close: async () => {
       statusReporter?.close();
+      shadow?.close();
       await Promise.allSettled([
         keys.close(),
         verifier?.close(),
         source.close(),
+        shadowSource?.close(),
         redis?.close(),
         tracing?.close(),
         shipper?.close(),

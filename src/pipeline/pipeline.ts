@@ -55,6 +55,7 @@ export async function runCheck<I, C = never>(
     incoming: undefined,
     span: undefined,
     durationNs: 0n,
+    shadow: undefined,
   };
   try {
     const request = decode(input, rt.config.limits);

@@ -17,6 +17,8 @@ import type { OriginCheck } from '../endpoints/origin-check.js';
 import type { EndpointRegistry } from '../endpoints/registry.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
+import type { ShadowEvaluator } from '../shadow/shadow-evaluator.js';
+import type { SubjectPrincipals } from '../auth/subject-principals.js';
 
 export interface Runtime {
   config: Config;
@@ -36,6 +38,10 @@ export interface Runtime {
   tracing?: CheckTracing;
   events: ServiceEvents;
   logger: Logger;
+  /** The principals AuthZEN subjects name (docs/authzen.md). */
+  subjects?: SubjectPrincipals;
+  /** The shadow policy's evaluator, when one is configured (docs/shadow.md). */
+  shadow?: ShadowEvaluator;
   clientAddress: (request: Request) => string;
   /** Why the runtime cannot decide yet (e.g. no policy loaded); empty when ready. */
   notReady(): string[];

@@ -91,6 +91,29 @@ export class PolicyAuthorizer implements Authorizer {
     return { result: toAuthzResult(mapped), record };
   }
 
+  evaluateDocument(input: string): Authorization {
+    const policy = this.opts.policy.current;
+    if (!policy) return UNAVAILABLE;
+    const { engine } = policy;
+    const ev = engine.evaluate(input);
+    this.opts.events.policyEval?.(ev.durationNs / 1e9);
+    const mapped = ev.ok ? mapResultSet(ev.resultSet) : policyError(ev.error);
+    const result = ev.ok
+      ? Array.isArray(ev.resultSet)
+        ? (ev.resultSet[0] as { result?: unknown } | undefined)?.result
+        : undefined
+      : { error: ev.error };
+    const record: PolicyRecord = {
+      input,
+      result,
+      revision: engine.revision,
+      durationNs: ev.durationNs,
+      decision: mapped.allow ? 'allow' : 'deny',
+      failed: !mapped.allow && isFailure(mapped.reason),
+    };
+    return { result: toAuthzResult(mapped), record };
+  }
+
   /**
    * The visibility rule, once for every item of a list: the list request's input with
    * `list.calls` added. Anything but one boolean per call is a failure, and the list is withheld.

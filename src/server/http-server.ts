@@ -1,5 +1,5 @@
-// The HTTP side: /healthz, /readyz, /metrics and the RFC 9728 discovery documents; over TLS
-// when tls.http asks for it.
+// The HTTP side: /healthz, /readyz, /metrics, the RFC 9728 discovery documents and, when
+// enabled, the AuthZEN Authorization API (docs/authzen.md); over TLS when tls.http asks for it.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { DirectResponder, HttpPages } from '../decision/phases.js';
@@ -8,6 +8,7 @@ import { requestForDiscovery } from '../request/discovery-request.js';
 import type { HealthState } from './health.js';
 import { listenOn, type ListenOptions } from './listen-address.js';
 import type { PortTls } from './tls-files.js';
+import type { AuthzenService } from '../authzen/authzen-service.js';
 
 export interface HttpServerOptions {
   health: HealthState;
@@ -17,6 +18,8 @@ export interface HttpServerOptions {
   /** Pages for people (userConnections' /connect/<provider>), tried first. */
   pages?: HttpPages;
   tls?: PortTls;
+  /** The AuthZEN Authorization API (authzen.enabled), answered before everything else on its paths. */
+  authzen?: AuthzenService;
 }
 
 export function createHttpServer(opts: HttpServerOptions): Server {
@@ -28,6 +31,10 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     if (opts.pages && path.startsWith('/connect/') && opts.pages.handle(req, res)) return;
+    if (opts.authzen?.handles(path)) {
+      opts.authzen.handle(req, res, path);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(405, JSON.stringify({ error: 'method_not_allowed' }), 'application/json', { allow: 'GET, HEAD' });
       return;

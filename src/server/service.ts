@@ -10,6 +10,7 @@ import { createGrpcServer, type GrpcListener } from './grpc-server.js';
 import { HealthState } from './health.js';
 import { HttpAuthzServer } from '../ext-authz/http-service-server.js';
 import { closeHttp, createHttpServer, listenHttp } from './http-server.js';
+import { AuthzenService } from '../authzen/authzen-service.js';
 import { listenOn, listeningOn, listenOptions } from './listen-address.js';
 import { portTls, servesTls, TlsFiles } from './tls-files.js';
 
@@ -58,10 +59,21 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
     listen,
     ...(tlsFiles && tls!.grpc !== 'off' ? { tls: { files: tlsFiles, mode: tls!.grpc } } : {}),
   });
+  const authzen =
+    opts.http !== false && config.authzen.enabled
+      ? await AuthzenService.create({
+          runtime,
+          config: config.authzen,
+          publicBaseUrl: config.publicBaseUrl,
+          logger,
+          watch: true,
+        })
+      : undefined;
   const httpServer: Server | undefined =
     opts.http === false
       ? undefined
       : createHttpServer({
+          ...(authzen ? { authzen } : {}),
           discovery: runtime.directResponder,
           ...(runtime.pages ? { pages: runtime.pages } : {}),
           health,
@@ -126,6 +138,7 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
         clearTimeout(timer);
         if (httpServer) await closeHttp(httpServer);
         await tlsFiles?.close();
+        await authzen?.close();
         await runtime.close();
         logger.info('mcp-authz stopped');
       })();
