@@ -7,6 +7,7 @@ import { IDENTITY_HEADER_NAMES, headerNameMatches } from '../contracts/upstream-
 import { canonicalOrigin } from '../contracts/web-origin.js';
 import { ArgumentRulesSchema } from './argument-rules.js';
 import { checkManagement, managementShape } from './management.js';
+import { ApprovalsSchema } from './approvals-schema.js';
 import { UpstreamCredentialSchema, upstreamHeaderNames } from './upstream-schema.js';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:9191');
@@ -254,6 +255,8 @@ export const EndpointSchema = z
       .optional(),
     /** The credential an allowed request carries to the MCP server (docs/upstream-credentials.md); unset: none is added. */
     upstream: UpstreamCredentialSchema.optional(),
+    /** Arguments (by name, at any depth) the approval page masks: passwords, tokens (docs/approvals.md). */
+    secretArguments: z.array(z.string().min(1).max(128)).max(100).optional(),
     /** Free-form, handed to the policy; `arguments` holds the shipped policy's argument rules (validated). */
     data: z.object({ arguments: ArgumentRulesSchema.optional() }).catchall(z.unknown()).default({}),
   })
@@ -441,6 +444,8 @@ export const ConfigSchema = z
       .strict()
       .default({ enabled: true, sampleRate: 1 }),
     endpoints: z.array(EndpointSchema).default([]),
+    /** Calls the policy holds for a person's approval (docs/approvals.md); off unless set. */
+    approvals: ApprovalsSchema.optional(),
     // OPA's management sections, in OPA's key names (src/config/management.ts).
     ...managementShape,
   })

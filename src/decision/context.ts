@@ -7,7 +7,7 @@ import type { McpView, Request } from '../contracts/request.js';
 import type { Endpoint } from '../endpoints/registry.js';
 import type { ListMethod } from '../mcp-response/list-methods.js';
 import type { TraceContext } from '../request/trace-context.js';
-import type { CheckSpan } from './phases.js';
+import type { ApprovalGrant, CheckSpan } from './phases.js';
 
 /** Everything one Check call has learned so far, passed from phase to phase. */
 export interface CheckContext {
@@ -65,6 +65,8 @@ export interface CheckTrace {
   /** This Check's span, when tracing is on and the Check is sampled. */
   span: CheckSpan | undefined;
   durationNs: bigint;
+  /** The approval a held call was let through with (docs/approvals.md). */
+  approval?: ApprovalGrant;
 }
 
 /** One evaluation of the list visibility rule. */

@@ -24,6 +24,7 @@ import type { Outcome } from '../contracts/outcome.js';
 import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../mcp-response/list-methods.js';
 import {
+  APPROVAL_EVENTS,
   TLS_LISTENERS,
   type ExtProcStreamResult,
   type LimiterName,
@@ -163,7 +164,7 @@ export class ServiceMetrics {
   constructor(
     registry: Registry,
     config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> &
-      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs'>>,
+      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs' | 'approvals'>>,
     logSink?: { readonly dropped?: DroppedLines },
   ) {
     const p = 'mcp_authz_';
@@ -422,6 +423,12 @@ export class ServiceMetrics {
       labelNames: ['listener'],
       registers,
     });
+    const approvals = new Counter({
+      name: `${p}approvals_total`,
+      help: 'Approvals of held calls, by event: requested (a call was held), granted, rejected, used (a held call went through on a grant), expired (no decision in time).',
+      labelNames: ['event'],
+      registers,
+    });
     const buildInfo = new Gauge({
       name: `${p}build_info`,
       help: 'The running build (value 1): mcp-authz version and Node.js version.',
@@ -493,6 +500,7 @@ export class ServiceMetrics {
     if (config.decision_logs)
       for (const result of ['sent', 'dropped'] as const) decisionLogEvents.labels(result).inc(0);
     dryRunDenies.inc(0);
+    if (config.approvals) for (const e of APPROVAL_EVENTS) approvals.labels(e).inc(0);
     traceSpans.labels('success').inc(0);
     traceSpans.labels('failure').inc(0);
     if (config.tls) {
@@ -515,6 +523,7 @@ export class ServiceMetrics {
       },
       policyEval: (seconds) => policyEval.observe(seconds),
       dryRunDeny: () => dryRunDenies.inc(),
+      approval: (event) => approvals.labels(event).inc(),
       jwksRefresh: (issuer, result) => jwksRefresh.labels(this.issuers.has(issuer) ? issuer : OTHER, result).inc(),
       keysReload: (result, keys) => {
         keysReloads.labels(result).inc();

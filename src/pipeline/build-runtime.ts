@@ -16,6 +16,7 @@ import type { FailureCounter } from '../limits/failure-counter.js';
 import type { LocalStore } from '../limits/limiter-store.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
+import { buildApprovals } from '../approvals/build-approvals.js';
 import type { RedisLimiterStore } from '../limits/redis-store.js';
 import type { BucketStore } from '../limits/token-bucket.js';
 import { RemoteService } from '../config/remote-service.js';
@@ -46,7 +47,13 @@ export interface BuildOptions {
   overrides?: Partial<
     Pick<
       Runtime,
-      'authenticator' | 'authorizer' | 'directResponder' | 'limiter' | 'clientAddress' | 'upstreamCredentials'
+      | 'authenticator'
+      | 'authorizer'
+      | 'directResponder'
+      | 'limiter'
+      | 'clientAddress'
+      | 'upstreamCredentials'
+      | 'approvals'
     >
   >;
   /** Where limits count when there is no Redis (or while it is away): default "cluster" in a worker, else "memory". */
@@ -67,6 +74,8 @@ export interface BuildOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** A cluster worker: the configured remote bundle comes from the primary, which polls the service (src/server/cluster-bundles.ts). */
   bundleFromPrimary?: boolean;
+  /** The clock approvals compare expiry times with (tests); default Date.now. */
+  now?: () => number;
   /** Hands the policy source to the caller (a cluster worker feeds it the primary's bundles). */
   onPolicySource?: (source: PolicySource, events: ServiceEvents) => void;
 }
@@ -204,6 +213,14 @@ export async function buildRuntime(
       ? undefined
       : await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
 
+  // Calls the policy holds for a person's approval (docs/approvals.md).
+  const approvals = await buildApprovals(config, {
+    logger,
+    events,
+    shared: opts.sharedLimits !== false,
+    ...(opts.now ? { now: opts.now } : {}),
+  });
+
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled)
     observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
@@ -242,6 +259,7 @@ export async function buildRuntime(
     directResponder: new OAuthDiscovery(config, endpoints),
     authorizer,
     ...(upstreamCredentials ? { upstreamCredentials } : {}),
+    ...(approvals ? { approvals } : {}),
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
     observer: fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed')),
@@ -260,6 +278,7 @@ export async function buildRuntime(
         tracing?.close(),
         shipper?.close(),
         upstreamCredentials?.close(),
+        approvals?.store.close(),
       ]);
     },
     ...opts.overrides,

@@ -2,6 +2,7 @@
 // build-runtime.ts. Reloads swap parts inside the phases (a new key registry, a new policy
 // engine) atomically; a call in flight keeps what it read.
 import type {
+  Approvals,
   Authenticator,
   Authorizer,
   CheckTracing,
@@ -28,6 +29,8 @@ export interface Runtime {
   directResponder: DirectResponder;
   /** The MCP servers' own credentials (endpoints[].upstream); undefined when no endpoint has one. */
   upstreamCredentials?: UpstreamCredentials;
+  /** Calls the policy holds for a person's approval (approvals); undefined when not configured. */
+  approvals?: Approvals;
   observer: Observer;
   /** Spans for sampled Checks; undefined when tracing is off (the default). */
   tracing?: CheckTracing;
