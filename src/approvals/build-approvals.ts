@@ -17,7 +17,10 @@ export interface BuildApprovalsOptions {
   now?: () => number;
 }
 
-export async function buildApprovals(config: Config, opts: BuildApprovalsOptions): Promise<ApprovalService | undefined> {
+export async function buildApprovals(
+  config: Config,
+  opts: BuildApprovalsOptions,
+): Promise<ApprovalService | undefined> {
   const cfg = config.approvals;
   if (cfg === undefined) return undefined;
   let pem: string;

@@ -17,20 +17,28 @@ export class CanonicalJsonError extends Error {
   }
 }
 
+export interface CanonicalOptions {
+  /**
+   * Accept numbers beyond ±(2^53−1), as plain RFC 8785 does. Off by default: such a number is
+   * read differently by JavaScript (rounded) and by Python or Java (every digit kept).
+   */
+  largeNumbers?: boolean;
+}
+
 /** The canonical text of `value`; throws CanonicalJsonError for what it refuses. */
-export function canonicalJson(value: unknown): string {
+export function canonicalJson(value: unknown, opts: CanonicalOptions = {}): string {
   const out: string[] = [];
-  write(value, out, '');
+  write(value, out, '', opts.largeNumbers === true);
   return out.join('');
 }
 
-function write(v: unknown, out: string[], path: string): void {
+function write(v: unknown, out: string[], path: string, large: boolean): void {
   switch (typeof v) {
     case 'string':
       out.push(quote(v, path));
       return;
     case 'number':
-      out.push(number(v, path));
+      out.push(number(v, path, large));
       return;
     case 'boolean':
       out.push(v ? 'true' : 'false');
@@ -44,19 +52,19 @@ function write(v: unknown, out: string[], path: string): void {
         out.push('[');
         for (let i = 0; i < v.length; i++) {
           if (i > 0) out.push(',');
-          write(v[i], out, `${path}[${i}]`);
+          write(v[i], out, `${path}[${i}]`, large);
         }
         out.push(']');
         return;
       }
-      writeObject(v as Record<string, unknown>, out, path);
+      writeObject(v as Record<string, unknown>, out, path, large);
       return;
     default:
       throw new CanonicalJsonError('not_json', path);
   }
 }
 
-function writeObject(o: Record<string, unknown>, out: string[], path: string): void {
+function writeObject(o: Record<string, unknown>, out: string[], path: string, large: boolean): void {
   const proto = Object.getPrototypeOf(o);
   if (proto !== Object.prototype && proto !== null) throw new CanonicalJsonError('not_json', path);
   // The default sort compares UTF-16 code units, which is the order RFC 8785 §3.2.3 asks for.
@@ -67,16 +75,16 @@ function writeObject(o: Record<string, unknown>, out: string[], path: string): v
     const at = path === '' ? k : `${path}.${k}`;
     if (i > 0) out.push(',');
     out.push(quote(k, at), ':');
-    write(o[k], out, at);
+    write(o[k], out, at, large);
   }
   out.push('}');
 }
 
 /** ECMAScript's Number::toString (RFC 8785 §3.2.2.3): -0 is "0"; Infinity and NaN are not JSON. */
-function number(n: number, path: string): string {
+function number(n: number, path: string, large: boolean): string {
   if (!Number.isFinite(n)) throw new CanonicalJsonError('non_finite_number', path);
-  // Every double at or beyond 2^53 is an integer some reader keeps exactly and another rounds.
-  if (Math.abs(n) > Number.MAX_SAFE_INTEGER) throw new CanonicalJsonError('unsafe_integer', path);
+  // Every double beyond 2^53 − 1 is an integer some reader keeps exactly and another rounds.
+  if (!large && Math.abs(n) > Number.MAX_SAFE_INTEGER) throw new CanonicalJsonError('unsafe_integer', path);
   return String(n);
 }
 
