@@ -6,6 +6,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { CanonicalJsonError, canonicalJson } from '../src/approvals/canonical-json.js';
 import { callDigest } from '../src/approvals/call-digest.js';
+import { spell, text, value } from './helpers/json-spellings.js';
 
 // ---------------------------------------------------------------- RFC 8785 examples
 
@@ -50,7 +51,7 @@ const numbers: [number, string][] = [
   [1.7976931348623157e308, '1.7976931348623157e+308'],
 ];
 for (const [n, text] of numbers) {
-  test(`the number ${Object.is(n, -0) ? "-0" : String(n)} is written ${text}, as ECMAScript writes it`, (t) => {
+  test(`the number ${Object.is(n, -0) ? '-0' : String(n)} is written ${text}, as ECMAScript writes it`, (t) => {
     t.is(canonicalJson(n, { largeNumbers: true }), text);
   });
 }
@@ -83,58 +84,6 @@ for (const [what, value, code, path] of refused) {
 }
 
 // ---------------------------------------------------------------- properties
-
-/** JSON values the digest accepts: well-formed strings, numbers within ±(2^53−1). */
-const safeNumber = fc.oneof(
-  fc.integer({ min: -(2 ** 53) + 1, max: 2 ** 53 - 1 }),
-  fc.double({ noNaN: true, noDefaultInfinity: true, min: -(2 ** 53) + 1, max: 2 ** 53 - 1 }),
-  fc.constantFrom(0.1, 1e-7, 5e-324, 1e15, 2 ** 53 - 1, 123.456, -0),
-);
-const text = fc.string({ unit: 'grapheme', maxLength: 8 });
-const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
-  v: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    fc.constant(null),
-    fc.boolean(),
-    safeNumber,
-    text,
-    fc.array(tie('v'), { maxLength: 4 }),
-    fc.dictionary(text, tie('v'), { maxKeys: 5 }),
-  ),
-})).v;
-
-/** Another JSON spelling of `v`: member order, whitespace, \u escapes, number forms. */
-function spell(v: unknown, g: fc.GeneratorValue): string {
-  const ws = () => g(() => fc.constantFrom('', '', ' ', '\n', '\t', '\r\n  '));
-  if (v === null || typeof v === 'boolean') return JSON.stringify(v);
-  if (typeof v === 'number') return spellNumber(v, g);
-  if (typeof v === 'string') return spellString(v, g);
-  if (Array.isArray(v)) return `[${ws()}${v.map((x) => spell(x, g)).join(`${ws()},${ws()}`)}${ws()}]`;
-  const entries = g(() => fc.shuffledSubarray(Object.entries(v as object), { minLength: Object.keys(v as object).length }));
-  return `{${ws()}${entries.map(([k, x]) => `${spellString(k, g)}${ws()}:${ws()}${spell(x, g)}`).join(`${ws()},${ws()}`)}${ws()}}`;
-}
-
-function spellNumber(n: number, g: fc.GeneratorValue): string {
-  if (Object.is(n, -0)) return g(() => fc.constantFrom('-0', '-0.0', '0', '0e5', '-0E-2'));
-  const forms = [String(n), n.toExponential(), n.toExponential().replace('e', 'E').replace('+', '')];
-  if (Number.isInteger(n))
-    forms.push(`${n}.0`, `${n}.000`, `${n}e0`, `${n * 10}e-1`.replace(/^(-?)(\d+)e-1$/, '$1$2E-1'));
-  const form = g(() => fc.constantFrom(...forms));
-  // A form must read back as the same number, or it is not a spelling of it.
-  return Number(form) === n ? form : String(n);
-}
-
-function spellString(s: string, g: fc.GeneratorValue): string {
-  let out = '"';
-  for (const ch of s) {
-    const plain = JSON.stringify(ch).slice(1, -1);
-    // One \\u escape per UTF-16 code unit: a character beyond the BMP is written as its surrogate pair.
-    const escaped = Array.from({ length: ch.length }, (_, i) => `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`);
-    const upper = escaped.map((e) => e.toUpperCase().replace('\\U', '\\u'));
-    out += g(() => fc.constantFrom(plain, escaped.join(''), upper.join(''), ch === '/' ? '\\/' : plain));
-  }
-  return `${out}"`;
-}
 
 const digestOf = (args: unknown) =>
   callDigest('api_key:k1', 'files', 'tools/call', 'delete_file', canonicalJson(args), 'rev-1');
