@@ -46,6 +46,10 @@ export class ApprovalService implements Approvals {
     return this.opts.store;
   }
 
+  get signer(): ReceiptSigner {
+    return this.opts.signer;
+  }
+
   urlOf(id: string): string {
     return `${this.opts.config.publicUrl}/approvals/${id}`;
   }

@@ -1,4 +1,5 @@
-// The HTTP side: /healthz, /readyz, /metrics and the RFC 9728 discovery documents; over TLS
+// The HTTP side: /healthz, /readyz, /metrics, the RFC 9728 discovery documents and the approval
+// pages (/approvals/…); over TLS
 // when tls.http asks for it.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -14,6 +15,8 @@ export interface HttpServerOptions {
   metrics: () => Promise<{ contentType: string; body: string }>;
   /** Answers /.well-known/ requests (the same responder Check uses). */
   discovery: DirectResponder;
+  /** The approval pages (/approvals/…), when approvals are configured. */
+  approvals?: { handle(req: IncomingMessage, res: ServerResponse): boolean };
   tls?: PortTls;
 }
 
@@ -25,6 +28,7 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
+    if (opts.approvals?.handle(req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(405, JSON.stringify({ error: 'method_not_allowed' }), 'application/json', { allow: 'GET, HEAD' });
       return;
