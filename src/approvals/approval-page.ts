@@ -439,7 +439,7 @@ button:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
 function page(res: ServerResponse, status: number, title: string, body: string): void {
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>${esc(title)} · mcp-authz</title><style>${STYLE}</style></head>
+<meta name="referrer" content="same-origin"><title>${esc(title)} · mcp-authz</title><style>${STYLE}</style></head>
 <body><main><header><span class="dot"></span>mcp-authz · approval</header><h1>${esc(title)}</h1>
 ${body}
 </main></body></html>`;
@@ -450,7 +450,8 @@ ${body}
     'content-security-policy':
       "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     'x-content-type-options': 'nosniff',
-    'referrer-policy': 'no-referrer',
+    // same-origin, not no-referrer: the page's own POST must carry its Origin (no-referrer makes it "null").
+    'referrer-policy': 'same-origin',
   });
   res.end(body === '' ? undefined : html);
 }

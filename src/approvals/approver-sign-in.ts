@@ -24,6 +24,7 @@ export interface PendingSignIn {
 interface ProviderMetadata {
   authorization_endpoint: string;
   token_endpoint: string;
+  userinfo_endpoint?: string;
   jwks: JWTVerifyGetKey;
 }
 
@@ -96,8 +97,12 @@ export class ApproverSignIn {
     const text = await res.text();
     if (res.status !== 200) throw new SignInFailed(`the token endpoint refused the code (HTTP ${res.status})`);
     let idToken: unknown;
+    let accessToken: unknown;
     try {
-      idToken = (JSON.parse(text) as { id_token?: unknown }).id_token;
+      ({ id_token: idToken, access_token: accessToken } = JSON.parse(text) as {
+        id_token?: unknown;
+        access_token?: unknown;
+      });
     } catch {
       throw new SignInFailed('the token endpoint answered something other than JSON');
     }
@@ -115,6 +120,11 @@ export class ApproverSignIn {
     if (claims.nonce !== pending.nonce) throw new SignInFailed('the ID token was not issued for this sign-in (nonce)');
     const subject = typeof claims.sub === 'string' ? claims.sub : '';
     if (subject === '') throw new SignInFailed('the ID token names no subject');
+    // Providers that keep the ID token small (oidc-provider, some Okta set-ups) give the
+    // groups and the name at the userinfo endpoint, for the same subject.
+    const { groupsClaim, nameClaim: nameKey } = this.cfg.oidc;
+    if ((claims[groupsClaim] === undefined || claims[nameKey] === undefined) && typeof accessToken === 'string')
+      claims = { ...(await this.userinfo(md, accessToken, subject)), ...claims };
     const nameClaim = claims[this.cfg.oidc.nameClaim];
     const rawGroups = claims[this.cfg.oidc.groupsClaim];
     const groups = Array.isArray(rawGroups)
@@ -123,6 +133,19 @@ export class ApproverSignIn {
         ? rawGroups.split(/[\s,]+/).filter((g) => g !== '')
         : [];
     return { subject, name: typeof nameClaim === 'string' && nameClaim !== '' ? nameClaim : subject, groups };
+  }
+
+  private async userinfo(md: ProviderMetadata, accessToken: string, subject: string): Promise<Record<string, unknown>> {
+    if (md.userinfo_endpoint === undefined) return {};
+    const res = await fetch(md.userinfo_endpoint, {
+      headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json' },
+      redirect: 'error',
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    }).catch(() => undefined);
+    if (res?.status !== 200) return {};
+    const info = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+    // Claims about someone else are not this approver's (OpenID Connect Core §5.3.2).
+    return info.sub === subject ? info : {};
   }
 
   private provider(): Promise<ProviderMetadata> {
@@ -151,6 +174,7 @@ export class ApproverSignIn {
     return {
       authorization_endpoint: md.authorization_endpoint as string,
       token_endpoint: md.token_endpoint as string,
+      ...(typeof md.userinfo_endpoint === 'string' ? { userinfo_endpoint: md.userinfo_endpoint } : {}),
       jwks: createRemoteJWKSet(new URL(md.jwks_uri as string)),
     };
   }
