@@ -34,6 +34,7 @@ export interface ApprovalServiceOptions {
 /** An approval id: 128 random bits, base64url; unguessable, so a page URL is not a grant. */
 export const newApprovalId = () => randomBytes(16).toString('base64url');
 export const APPROVAL_ID = /^[A-Za-z0-9_-]{22}$/;
+const KEEP_EXPIRED_MS = 3600_000;
 
 export class ApprovalService implements Approvals {
   private readonly now: () => number;
@@ -162,7 +163,8 @@ export class ApprovalService implements Approvals {
       expiresAt: now + config.pendingSeconds * 1000,
     };
     if (ctx.principal.userId !== undefined) request.userId = ctx.principal.userId;
-    await this.opts.store.create(request, config.pendingSeconds * 1000);
+    // Kept an hour past its expiry, so the page can say it expired and the expiry is counted.
+    await this.opts.store.create(request, config.pendingSeconds * 1000 + KEEP_EXPIRED_MS);
     this.opts.events.approval?.('requested');
     this.opts.logger.info(
       {
