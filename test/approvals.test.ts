@@ -14,7 +14,7 @@ import { RECEIPT_TYPE } from '../src/approvals/receipt.js';
 import { loadConfigFile } from '../src/config/load.js';
 import type { Deny, Outcome } from '../src/contracts/outcome.js';
 import { responseBody } from '../src/contracts/outcome.js';
-import { toRequest, type WireCheckRequest } from '../src/envoy/to-request.js';
+import { toRequest, type DecodeExtras, type WireCheckRequest } from '../src/envoy/to-request.js';
 import { silentLogger } from '../src/log/logger.js';
 import type { ApprovalEvent } from '../src/metrics/hooks.js';
 import { createMetricsRegistry } from '../src/metrics/registry.js';
@@ -94,13 +94,18 @@ const call = (args: unknown, extra: Record<string, unknown> = {}) =>
     ...extra,
   });
 
-async function check(rt: Runtime, body: string, headers: Record<string, string> = {}): Promise<Outcome> {
+async function check(
+  rt: Runtime,
+  body: string,
+  headers: Record<string, string> = {},
+  extras?: DecodeExtras,
+): Promise<Outcome> {
   const wire = checkRequest({
     path: '/mcp',
     body,
     headers: { 'x-api-key': alice.key, 'content-type': 'application/json', ...headers },
   }) as WireCheckRequest;
-  return (await runCheck(rt, toRequest, wire)).outcome;
+  return (await runCheck(rt, (m: WireCheckRequest, l) => toRequest(m, l, extras), wire)).outcome;
 }
 
 const approvalIdOf = (o: Outcome) => ((o as Deny).extra as { approval_id: string }).approval_id;
@@ -149,6 +154,70 @@ test('2025-11-25: a held call is answered 200 with the JSON-RPC error -32042 and
       },
     });
     t.deepEqual(r.events, ['requested']);
+  } finally {
+    await r.rt.close();
+  }
+});
+
+test("Envoy's HTTP authorization service, which forwards on any 200, refuses the held call with 403 and the same message", async (t) => {
+  const r = await rig();
+  try {
+    const o = await check(
+      r.rt,
+      call({ path: '/a' }),
+      { 'mcp-protocol-version': '2025-11-25' },
+      {
+        answerLimits: { removesQueryParams: false, answersDirectly: false },
+      },
+    );
+    t.false(o.allow);
+    t.is((o as Deny).code, 'approval_required');
+    t.is(o.status, 403);
+    t.is(JSON.parse(responseBody(o as Deny)).error.code, -32042);
+  } finally {
+    await r.rt.close();
+  }
+});
+
+test('2026-07-28: the held call is answered with an input_required result carrying the URL elicitation and the request state', async (t) => {
+  const r = await rig();
+  try {
+    const meta = { _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } };
+    const call26 = (extra = '') =>
+      call({ path: '/a' }).replace('"arguments"', `${extra}"_meta":${JSON.stringify(meta._meta)},"arguments"`);
+    const o = await check(r.rt, call26(), {
+      'mcp-protocol-version': '2026-07-28',
+      'mcp-method': 'tools/call',
+      'mcp-name': 'delete_file',
+    });
+    t.is((o as Deny).code, 'approval_required', JSON.stringify(o));
+    const id = approvalIdOf(o);
+    t.deepEqual(JSON.parse(responseBody(o as Deny)), {
+      jsonrpc: '2.0',
+      id: 9,
+      result: {
+        resultType: 'input_required',
+        inputRequests: {
+          [id]: {
+            method: 'elicitation/create',
+            params: {
+              mode: 'url',
+              message: 'Approval required: Deletes need a person.',
+              url: `${PAGE}/approvals/${id}`,
+            },
+          },
+        },
+        requestState: id,
+      },
+    });
+    // The retry carries the request state and the client's answer: the same call, the same approval.
+    const retry = call26(`"requestState":"${id}","inputResponses":{"${id}":{"action":"accept"}},`);
+    const again = await check(r.rt, retry, {
+      'mcp-protocol-version': '2026-07-28',
+      'mcp-method': 'tools/call',
+      'mcp-name': 'delete_file',
+    });
+    t.is(approvalIdOf(again), id);
   } finally {
     await r.rt.close();
   }
