@@ -15,7 +15,7 @@ import { signInAtIdp, startOidcProvider, type OidcTestProvider } from './helpers
 import { freePort } from './helpers/redis.js';
 import { keysFile, mintKey } from './e2e/api-keys.js';
 import { connectedClient, type McpSession } from './e2e/mcp-client.js';
-import { startStack, type Stack } from './e2e/stack.js';
+import { startExtProcStack, startStack, type Stack } from './e2e/stack.js';
 
 const alice = mintKey({ id: 'alice-laptop', name: 'Alice', userId: 'alice', role: 'user', permissions: ['*'] });
 const bob = mintKey({ id: 'bob-cli', name: 'Bob', userId: 'bob', role: 'user', permissions: ['*'] });
@@ -283,3 +283,42 @@ test.serial('the receipt keys are published for whoever checks a decision log', 
   t.like(jwks.keys[0], { kty: 'EC', crv: 'P-256', alg: 'ES256' });
   t.is(jwks.keys[0]!.d, undefined, 'never the private part');
 });
+
+test.serial(
+  'through the ext_proc filter the held call gets the same URL elicitation, and nothing reaches the server',
+  async (t) => {
+    const receiptKey = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const ep = await startExtProcStack({
+      files: { 'keys.yaml': keysFile([alice]), 'receipt.pem': receiptKey },
+      config: () => ({
+        apiKeys: { file: 'keys.yaml' },
+        approvals: {
+          publicUrl: pageBase,
+          receiptKeyFile: 'receipt.pem',
+          oidc: { issuer: idp.issuer, clientId: 'approvals' },
+        },
+        endpoints: [
+          {
+            name: 'files',
+            match: { pathPrefix: '/mcp/files' },
+            auth: { apiKey: true, oauth: false },
+            data: {
+              approvals: [
+                { tools: ['delete_*'], group: 'ops-approvers', reason: 'Deleting files needs a second person.' },
+              ],
+            },
+          },
+        ],
+      }),
+    });
+    const client = await connectedClient(ep.url('/mcp/files'), { headers: { 'X-API-Key': alice.key } });
+    try {
+      const { url, id } = await held(client, { path: '/srv/x' });
+      t.is(url, `${pageBase}/approvals/${id}`);
+      t.is(ep.mcp.callsOf('delete_file').length, 0);
+    } finally {
+      await client.close();
+      await ep.stop();
+    }
+  },
+);
