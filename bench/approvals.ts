@@ -86,7 +86,7 @@ const heldWire = wire('/held', args);
 const first = await runCheck(rt, toRequest, heldWire);
 const id = ((first.outcome as Deny).extra as { approval_id: string } | undefined)?.approval_id;
 if (id === undefined) throw new Error(JSON.stringify(first.outcome).slice(0, 300));
-await measure('policy allows (no approval rule)', plain, 20000, (o) => (o as Deny).allow === true);
+await measure('policy allows (no approval rule)', plain, 20000, (o) => (o as { allow: boolean }).allow);
 await measure(
   'held, approval pending (elicitation answer)',
   heldWire,
@@ -100,5 +100,5 @@ await store.decide(
   1000,
   3600_000,
 );
-await measure('held, granted (digest + use + signed receipt)', heldWire, 850, (o) => (o as Deny).allow === true, 100);
+await measure('held, granted (digest + use + signed receipt)', heldWire, 850, (o) => (o as { allow: boolean }).allow, 100);
 await rt.close();

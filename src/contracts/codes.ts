@@ -32,6 +32,12 @@ interface CodeEntry {
   meaning: string;
   /** Answered as a JSON-RPC error response with this error code (MCP clients read those), not the JSON error body. */
   jsonRpc?: number;
+  /**
+   * A deny answered with HTTP 200 and an MCP message the client acts on (a URL elicitation):
+   * MCP clients read JSON-RPC only from a 2xx. Its gRPC code stays non-OK, so Envoy answers
+   * instead of forwarding.
+   */
+  mcpAnswer?: true;
 }
 
 export const CODES = {
@@ -318,6 +324,7 @@ export const CODES = {
     status: 200,
     grpc: 7,
     kind: 'policy',
+    mcpAnswer: true,
     meaning:
       "The policy holds this tools/call for a person's approval: the caller gets the MCP answer that sends a person to the approval page (a URL-mode elicitation: the JSON-RPC error -32042 in 2025-11-25, an `input_required` result in 2026-07-28, a JSON-RPC error naming the URL before). Answered with HTTP 200 so MCP clients read the JSON-RPC message (docs/approvals.md).",
   },
