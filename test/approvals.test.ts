@@ -8,7 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { importJWK, jwtVerify } from 'jose';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { stringify } from 'yaml';
+import { explain } from '../src/cli/check-command.js';
 import type { ApprovalService } from '../src/approvals/approval-service.js';
 import { RECEIPT_TYPE } from '../src/approvals/receipt.js';
 import { loadConfigFile } from '../src/config/load.js';
@@ -406,3 +409,90 @@ test.serial(
     }
   },
 );
+
+test('the webhook gets one JSON notice per held call, Slack-compatible, without the arguments', async (t) => {
+  const notices: Record<string, any>[] = [];
+  const hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      notices.push({ contentType: req.headers['content-type'], ...JSON.parse(body) });
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+  const r = await rig({
+    approvals: { webhook: { url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook` } },
+  });
+  try {
+    const id = approvalIdOf(await check(r.rt, call({ path: '/w', token: 'secret-value' })));
+    await check(r.rt, call({ path: '/w', token: 'secret-value' }));
+    for (let i = 0; i < 400 && notices.length === 0; i++) await new Promise((res) => setTimeout(res, 25));
+    t.is(notices.length, 1, 'a retry of a pending call is not notified again');
+    const [n] = notices;
+    t.is(n!.contentType, 'application/json');
+    t.true(n!.text.includes('alice') && n!.text.includes('delete_file') && n!.text.includes(`${PAGE}/approvals/${id}`));
+    t.like(n!.approval, {
+      id,
+      url: `${PAGE}/approvals/${id}`,
+      endpoint: 'files',
+      tool: 'delete_file',
+      group: 'ops',
+      rule: 'deletes',
+    });
+    t.false(JSON.stringify(n).includes('secret-value'));
+  } finally {
+    await r.rt.close();
+    hook.close();
+  }
+});
+
+test('mcp-authz check shows the held call: approval_required, the answer and what the policy asked for', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-approvals-check-'));
+  writeFileSync(join(dir, 'keys.yaml'), keysFile([alice]));
+  writeFileSync(
+    join(dir, 'receipt.pem'),
+    generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  );
+  writeFileSync(
+    join(dir, 'config.yaml'),
+    stringify({
+      apiKeys: { file: 'keys.yaml' },
+      approvals: {
+        publicUrl: PAGE,
+        receiptKeyFile: 'receipt.pem',
+        oidc: { issuer: 'https://idp.example.com', clientId: 'a' },
+      },
+      endpoints: [
+        {
+          name: 'files',
+          match: { pathPrefix: '/mcp' },
+          data: {
+            approvals: [{ name: 'deletes', tools: ['delete_*'], group: 'ops', reason: 'Deletes need a person.' }],
+          },
+        },
+      ],
+    }),
+  );
+  const out = (await explain(loadConfigFile(join(dir, 'config.yaml'), {}), {
+    method: 'POST',
+    path: '/mcp',
+    host: 'mcp.example.com',
+    headers: [
+      ['x-api-key', alice.key],
+      ['content-type', 'application/json'],
+      ['mcp-protocol-version', '2025-11-25'],
+    ],
+    body: call({ path: '/x' }),
+  })) as Record<string, any>;
+  t.is(out.reason, 'approval_required');
+  t.is(out.status, 200);
+  t.is(out.body.error.code, -32042);
+  t.deepEqual(out.policy.approval, {
+    reason: 'Deletes need a person.',
+    group: 'ops',
+    rule: 'deletes',
+    uses: 1,
+    window_seconds: null,
+  });
+});
