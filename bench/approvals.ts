@@ -100,5 +100,11 @@ await store.decide(
   1000,
   3600_000,
 );
-await measure('held, granted (digest + use + signed receipt)', heldWire, 850, (o) => (o as { allow: boolean }).allow, 100);
+await measure(
+  'held, granted (digest + use + signed receipt)',
+  heldWire,
+  850,
+  (o) => (o as { allow: boolean }).allow,
+  100,
+);
 await rt.close();

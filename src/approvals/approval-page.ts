@@ -124,7 +124,8 @@ export class ApprovalPages {
     const table = rows.map(([k, v]) => `<tr><th scope="row">${k}</th><td>${v}</td></tr>`).join('');
     let footer: string;
     if (state === 'pending') {
-      const self = request.userId !== undefined && (request.userId === session.subject || request.userId === session.name);
+      const self =
+        request.userId !== undefined && (request.userId === session.subject || request.userId === session.name);
       footer = self
         ? `<p class="note">You asked for this call: another person of <code>${esc(request.group)}</code> must decide it.</p>`
         : `<form method="post" class="decide">
@@ -166,7 +167,8 @@ ${footer}`;
     const form = await readForm(req);
     if (form === undefined) return page(res, 400, 'Refused', '<p>The form could not be read.</p>');
     const session = await this.session(req);
-    if (session === undefined) return page(res, 401, 'Sign in again', '<p>Your sign-in expired. Open the page again.</p>');
+    if (session === undefined)
+      return page(res, 401, 'Sign in again', '<p>Your sign-in expired. Open the page again.</p>');
     if (!safeEqual(form.get('csrf') ?? '', await this.csrfToken(session, id)))
       return page(res, 403, 'Refused', '<p>The form is stale or forged (CSRF token). Open the page again.</p>');
     const choice = form.get('decision');
@@ -175,7 +177,12 @@ ${footer}`;
     if (stored === undefined) return;
     const { request } = stored;
     if (!session.groups.includes(request.group))
-      return page(res, 403, 'Not an approver', `<p>Deciding needs membership of <code>${esc(request.group)}</code>.</p>`);
+      return page(
+        res,
+        403,
+        'Not an approver',
+        `<p>Deciding needs membership of <code>${esc(request.group)}</code>.</p>`,
+      );
     if (request.userId !== undefined && (request.userId === session.subject || request.userId === session.name))
       return page(res, 403, 'Not yours to decide', '<p>Another person must decide a call you asked for.</p>');
     const now = this.now();
@@ -248,7 +255,12 @@ ${footer}`;
   private async callback(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const pending = await this.unseal<PendingSignIn & { id: string; exp: number }>(cookieOf(req, SIGN_IN_COOKIE));
     if (pending === undefined || pending.exp <= this.now())
-      return page(res, 400, 'Sign-in failed', '<p>The sign-in took too long or began elsewhere. Open the approval link again.</p>');
+      return page(
+        res,
+        400,
+        'Sign-in failed',
+        '<p>The sign-in took too long or began elsewhere. Open the approval link again.</p>',
+      );
     let approver: Approver;
     try {
       approver = await this.signIn.finish(url.searchParams, pending);
@@ -295,7 +307,9 @@ ${footer}`;
 
   private async seal(value: unknown): Promise<string> {
     const body = Buffer.from(JSON.stringify(value)).toString('base64url');
-    const mac = createHmac('sha256', await this.sessionKey()).update(body).digest('base64url');
+    const mac = createHmac('sha256', await this.sessionKey())
+      .update(body)
+      .digest('base64url');
     return `${body}.${mac}`;
   }
 
@@ -304,7 +318,9 @@ ${footer}`;
     const dot = sealed.indexOf('.');
     if (dot < 0) return undefined;
     const body = sealed.slice(0, dot);
-    const mac = createHmac('sha256', await this.sessionKey()).update(body).digest('base64url');
+    const mac = createHmac('sha256', await this.sessionKey())
+      .update(body)
+      .digest('base64url');
     if (!safeEqual(sealed.slice(dot + 1), mac)) return undefined;
     try {
       return JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as T;

@@ -88,14 +88,14 @@ function number(n: number, path: string, large: boolean): string {
   return String(n);
 }
 
-const SHORT_ESCAPES: Record<number, string> = {
-  0x08: '\\b',
-  0x09: '\\t',
-  0x0a: '\\n',
-  0x0c: '\\f',
-  0x0d: '\\r',
-  0x22: '\\"',
-  0x5c: '\\\\',
+const SHORT_ESCAPES: Record<string, string> = {
+  '\b': '\\b',
+  '\t': '\\t',
+  '\n': '\\n',
+  '\f': '\\f',
+  '\r': '\\r',
+  '"': '\\"',
+  '\\': '\\\\',
 };
 
 /** A string as JSON.stringify writes it (RFC 8785 §3.2.2.2); a lone surrogate is refused. */
@@ -113,7 +113,7 @@ function quote(s: string, path: string): string {
       throw new CanonicalJsonError('lone_surrogate', path);
     }
     if (c >= 0x20 && c !== 0x22 && c !== 0x5c) continue;
-    out += s.slice(from, i) + (SHORT_ESCAPES[c] ?? `\\u00${c.toString(16).padStart(2, '0')}`);
+    out += s.slice(from, i) + (SHORT_ESCAPES[s[i]!] ?? `\\u00${c.toString(16).padStart(2, '0')}`);
     from = i + 1;
   }
   return `${out + s.slice(from)}"`;

@@ -88,7 +88,9 @@ export class DecisionLog implements Observer {
       duration_ms: Number(durationNs) / 1e6,
       policy_duration_ms: policy !== undefined ? policy.durationNs / 1e6 : undefined,
       // A held call let through: which approval, and its signed receipt (docs/approvals.md).
-      approval: approval ? { id: approval.approvalId, approver: approval.approver, receipt: approval.receipt } : undefined,
+      approval: approval
+        ? { id: approval.approvalId, approver: approval.approver, receipt: approval.receipt }
+        : undefined,
     });
   }
 
