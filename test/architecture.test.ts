@@ -22,6 +22,7 @@ const LAYERS: Record<string, number> = {
   metrics: 4,
   tracing: 4,
   auth: 5,
+  approvals: 5,
   limits: 5,
   upstream: 5,
   policy: 5,

@@ -33,6 +33,12 @@ test('every deny code has a 4xx or 5xx status and a non-OK gRPC code that matche
     const e = CODES[code];
     t.not(e.grpc, 0, `${code}: gRPC OK would be an allow to Envoy`);
     if (e.kind === 'answer') continue;
+    // A deny the MCP client must read as JSON-RPC (a URL elicitation) is a 200 with PERMISSION_DENIED.
+    if ((e as { mcpAnswer?: true }).mcpAnswer) {
+      t.is(e.status, 200, code);
+      t.is(e.grpc, 7, code);
+      continue;
+    }
     t.true(e.status >= 400 && e.status <= 599, code);
     t.is(e.grpc, grpcCodeForStatus(e.status), `${code}: the gRPC code Envoy logs agrees with the HTTP status`);
   }

@@ -13,7 +13,9 @@ import test from 'ava';
 import fc from 'fast-check';
 import { checkConfig } from '../src/cli/check-config.js';
 import { loadConfigFile, validateConfig } from '../src/config/load.js';
-import { canElicitUrl, urlElicitationBody } from '../src/mcp-response/url-elicitation.js';
+import { canElicitUrl, urlElicitationMessage } from '../src/mcp-response/url-elicitation.js';
+
+const urlElicitationBody = (e: Parameters<typeof urlElicitationMessage>[0]) => urlElicitationMessage(e).body;
 import { KeyRing, SealError } from '../src/upstream/connections-keys.js';
 import { connectionProviders } from '../src/upstream/upstream-credentials.js';
 import { silentLogger } from '../src/log/logger.js';
@@ -96,8 +98,8 @@ test('a key file that is wrong says which line and why, never the key', (t) => {
   t.false(err!.message.includes(k));
 });
 
-test('the URL elicitation: -32042 with data.elicitations before 2026-07-28, an input_required result in it', (t) => {
-  const e = { message: 'Connect', url: 'https://gw.example/connect/github?link=x', elicitationId: 'e-1', id: 7 };
+test('the URL elicitation: -32042 with data.elicitations in 2025-11-25, an input_required result in 2026-07-28, an error naming the URL without a version', (t) => {
+  const e = { message: 'Connect', url: 'https://gw.example/connect/github?link=x', elicitationId: 'e-1', requestId: 7 };
   t.deepEqual(JSON.parse(urlElicitationBody({ ...e, protocolVersion: '2025-11-25' })), {
     jsonrpc: '2.0',
     id: 7,
@@ -107,7 +109,9 @@ test('the URL elicitation: -32042 with data.elicitations before 2026-07-28, an i
       data: { elicitations: [{ mode: 'url', elicitationId: 'e-1', url: e.url, message: 'Connect' }] },
     },
   });
-  t.is(JSON.parse(urlElicitationBody({ ...e, protocolVersion: undefined })).error.code, -32042);
+  const legacy = JSON.parse(urlElicitationBody({ ...e, protocolVersion: undefined })).error;
+  t.is(legacy.code, -32001);
+  t.true(legacy.message.includes(e.url));
   t.deepEqual(JSON.parse(urlElicitationBody({ ...e, protocolVersion: '2026-07-28' })), {
     jsonrpc: '2.0',
     id: 7,
@@ -116,6 +120,7 @@ test('the URL elicitation: -32042 with data.elicitations before 2026-07-28, an i
       inputRequests: {
         'e-1': { method: 'elicitation/create', params: { mode: 'url', message: 'Connect', url: e.url } },
       },
+      requestState: 'e-1',
     },
   });
   const caps = (c: unknown) => ({ _meta: { 'io.modelcontextprotocol/clientCapabilities': c } });

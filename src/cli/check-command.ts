@@ -94,6 +94,8 @@ export async function explain(
             decision: policy.decision,
             // Which argument constraint denied (the shipped policy's argument rules), if one did.
             deniedArgument: deniedArgument(policy.result),
+            // What the policy asked for when it held the call for a person (docs/approvals.md).
+            approval: approvalAsked(policy.result),
             durationMs: policy.durationNs / 1e6,
             ...(request.trace ? { explain: traceOf(loaded, policy, request.rego) } : {}),
           }
@@ -142,6 +144,11 @@ function shadowReport(v: ShadowVerdict | undefined, loadError: string | undefine
       result: v.shadow.result ?? null,
     },
   };
+}
+
+function approvalAsked(result: unknown): unknown {
+  const a = result !== null && typeof result === 'object' ? (result as { approval?: unknown }).approval : undefined;
+  return a ?? null;
 }
 
 function traceOf(loaded: LoadedConfig, policy: PolicyRecord, rego: string | undefined): unknown {

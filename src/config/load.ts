@@ -178,6 +178,12 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
     cfg.tls.keyFile = abs(cfg.tls.keyFile)!;
     cfg.tls.clientCaFile = abs(cfg.tls.clientCaFile);
   }
+  if (cfg.approvals) {
+    const a = cfg.approvals;
+    a.receiptKeyFile = abs(a.receiptKeyFile)!;
+    a.sessionKeyFile = abs(a.sessionKeyFile);
+    a.oidc.clientSecretFile = abs(a.oidc.clientSecretFile);
+  }
   for (const e of cfg.endpoints) {
     const u = e.upstream;
     if (u === undefined) continue;

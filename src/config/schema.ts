@@ -9,6 +9,7 @@ import { ArgumentRulesSchema } from './argument-rules.js';
 import { AuthzenSchema, ShadowSchema } from './decision-point-schema.js';
 import { checkManagement, managementShape } from './management.js';
 import { STORES_DEFAULT, StoresSchema } from './stores-schema.js';
+import { ApprovalsSchema } from './approvals-schema.js';
 import { UpstreamCredentialSchema, upstreamHeaderNames } from './upstream-schema.js';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:9191');
@@ -256,6 +257,8 @@ export const EndpointSchema = z
       .optional(),
     /** The credential an allowed request carries to the MCP server (docs/upstream-credentials.md); unset: none is added. */
     upstream: UpstreamCredentialSchema.optional(),
+    /** Arguments (by name, at any depth) the approval page masks: passwords, tokens (docs/approvals.md). */
+    secretArguments: z.array(z.string().min(1).max(128)).max(100).optional(),
     /** Free-form, handed to the policy; `arguments` holds the shipped policy's argument rules (validated). */
     data: z.object({ arguments: ArgumentRulesSchema.optional() }).catchall(z.unknown()).default({}),
   })
@@ -454,6 +457,8 @@ export const ConfigSchema = z
     }),
     /** Where keys and endpoints come from: the files (default) or PostgreSQL (docs/stores.md). */
     stores: StoresSchema.default(STORES_DEFAULT),
+    /** Calls the policy holds for a person's approval (docs/approvals.md); off unless set. */
+    approvals: ApprovalsSchema.optional(),
     // OPA's management sections, in OPA's key names (src/config/management.ts).
     ...managementShape,
   })

@@ -32,6 +32,12 @@ interface CodeEntry {
   meaning: string;
   /** Answered as a JSON-RPC error response with this error code (MCP clients read those), not the JSON error body. */
   jsonRpc?: number;
+  /**
+   * A deny answered with HTTP 200 and an MCP message the client acts on (a URL elicitation):
+   * MCP clients read JSON-RPC only from a 2xx. Its gRPC code stays non-OK, so Envoy answers
+   * instead of forwarding.
+   */
+  mcpAnswer?: true;
 }
 
 export const CODES = {
@@ -335,6 +341,36 @@ export const CODES = {
     kind: 'answer',
     meaning:
       'Not an allow: the URL-mode elicitation sending the user to /connect/<provider> (`userConnections`): the JSON-RPC error -32042 with `data.elicitations` (MCP 2025-11-25 and earlier), or an `input_required` result whose `inputRequests` holds the `elicitation/create` (MCP 2026-07-28). Answered with HTTP 200 so MCP clients read it.',
+  },
+  // Approvals (docs/approvals.md): the policy holds a tools/call for a person's approval.
+  approval_required: {
+    status: 200,
+    grpc: 7,
+    kind: 'policy',
+    mcpAnswer: true,
+    meaning:
+      "The policy holds this tools/call for a person's approval: the caller gets the MCP answer that sends a person to the approval page (a URL-mode elicitation: the JSON-RPC error -32042 in 2025-11-25, an `input_required` result in 2026-07-28, a JSON-RPC error naming the URL before). Answered with HTTP 200 so MCP clients read the JSON-RPC message (docs/approvals.md).",
+  },
+  approval_rejected: {
+    status: 403,
+    grpc: 7,
+    kind: 'policy',
+    meaning:
+      'An approver rejected this exact call (same caller, endpoint, tool, arguments and policy revision); a call with other arguments asks again (docs/approvals.md).',
+  },
+  approval_not_bindable: {
+    status: 400,
+    grpc: 3,
+    kind: 'request',
+    meaning:
+      'The policy requires approval for a call that cannot be bound to one: a batch, a method other than tools/call, a call without a JSON-RPC body, or arguments the MCP servers would read differently (an integer beyond ±(2^53−1)). Send the call alone, in a body, with plain numbers (docs/approvals.md).',
+  },
+  approval_unavailable: {
+    status: 503,
+    grpc: 14,
+    kind: 'service',
+    meaning:
+      'The policy requires approval and the approval store cannot be reached (Redis down) or approvals are not configured (`approvals`): the call is denied, never passed without its approval (docs/approvals.md).',
   },
   protected_resource_metadata: {
     status: 200,

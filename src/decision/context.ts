@@ -7,7 +7,7 @@ import type { McpView, Request } from '../contracts/request.js';
 import type { Endpoint } from '../endpoints/registry.js';
 import type { ListMethod } from '../mcp-response/list-methods.js';
 import type { TraceContext } from '../request/trace-context.js';
-import type { CheckSpan } from './phases.js';
+import type { ApprovalGrant, CheckSpan } from './phases.js';
 
 /** Everything one Check call has learned so far, passed from phase to phase. */
 export interface CheckContext {
@@ -67,6 +67,8 @@ export interface CheckTrace {
   durationNs: bigint;
   /** The shadow policy's verdict (docs/shadow.md): set when the Check is queued for it, filled in after the answer. */
   shadow?: ShadowVerdict;
+  /** The approval a held call was let through with (docs/approvals.md). */
+  approval?: ApprovalGrant;
 }
 
 /** A policy's verdict in the terms a shadow comparison counts: error is a failed evaluation or a malformed decision. */

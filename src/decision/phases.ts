@@ -1,6 +1,7 @@
 // The contracts of the pipeline's phases. Each phase lives in its own folder; the
 // pipeline (src/pipeline/) only knows these shapes.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ApprovalRequirement } from '../contracts/approval.js';
 import type { AuthFailureDetail } from '../contracts/codes.js';
 import type { Answer, Deny, HeaderToSet } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';
@@ -72,7 +73,32 @@ export interface AuthzAllow {
   dynamicMetadata?: Record<string, unknown>;
 }
 
-export type AuthzResult = AuthzAllow | { allow: false; deny: Deny };
+/** A deny; with `approval`, the policy holds the call for a person's approval (docs/approvals.md). */
+export type AuthzResult = AuthzAllow | { allow: false; deny: Deny; approval?: ApprovalRequirement };
+
+/** A held call whose approval was found: what the allow carries as evidence. */
+export interface ApprovalGrant {
+  kind: 'approved';
+  approvalId: string;
+  /** The signed receipt (compact JWS): digest, approver, time, rule. */
+  receipt: string;
+  approver: string;
+  digest: string;
+}
+
+/**
+ * Approvals (src/approvals/): a call the policy holds is looked up by its digest; a grant lets
+ * it through (counted), anything else is a deny that tells the caller where to get one. Runs
+ * only when the policy asked for approval: a plain allow or deny never reaches it.
+ */
+export interface Approvals {
+  check(
+    ctx: CheckContext,
+    requirement: ApprovalRequirement,
+    policyRevision: string,
+    decisionId: string,
+  ): Promise<ApprovalGrant | Deny>;
+}
 
 /** The authorize phase's answer and, when a policy was evaluated, its record. */
 export interface Authorization {

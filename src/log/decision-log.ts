@@ -47,10 +47,11 @@ export class DecisionLog implements Observer {
     this.bindings = this.sink && bindings.length > 2 ? `,${bindings.slice(1, -1)}` : '';
   }
 
-  decided({ decisionId, ctx, outcome, policy, durationNs, incoming, span }: CheckTrace): void {
-    // Sampling drops allows only: denies are what an investigation looks for.
+  decided({ decisionId, ctx, outcome, policy, durationNs, incoming, span, approval }: CheckTrace): void {
+    // Sampling drops allows only: denies are what an investigation looks for (and allows an approval let through).
     if (
       outcome.allow &&
+      approval === undefined &&
       outcome.reason !== 'dry_run' &&
       !(this.opts.sampleRate >= 1 || this.random() < this.opts.sampleRate)
     )
@@ -86,6 +87,10 @@ export class DecisionLog implements Observer {
       policy_revision: policy?.revision ?? null,
       duration_ms: Number(durationNs) / 1e6,
       policy_duration_ms: policy !== undefined ? policy.durationNs / 1e6 : undefined,
+      // A held call let through: which approval, and its signed receipt (docs/approvals.md).
+      approval: approval
+        ? { id: approval.approvalId, approver: approval.approver, receipt: approval.receipt }
+        : undefined,
     });
   }
 

@@ -1,80 +1,101 @@
-// The MCP answer that sends the user to a URL before a request can go on (URL-mode
-// elicitation), in the shape the request's protocol revision defines:
-//
-//   2025-11-25 and earlier  the JSON-RPC error -32042 URLElicitationRequiredError, whose
-//                           `data.elicitations` lists `{mode: "url", elicitationId, url, message}`
-//   2026-07-28              -32042 is retired; the request's result is an InputRequiredResult
-//                           (`resultType: "input_required"`) whose `inputRequests` maps an id to
-//                           an `elicitation/create` request with `{mode: "url", message, url}`.
-//                           Only tools/call, prompts/get and resources/read may be answered so,
-//                           and only to a client that declared the `elicitation.url` capability
-//                           in the request's `_meta` (multi round-trip requests).
-//
-// Both are answered with HTTP 200: MCP clients read a JSON-RPC response only from a 2xx.
-// Pure: no I/O, the caller supplies the id and the URL.
+// The MCP answer that sends a person to a URL before a request can go on (URL-mode
+// elicitation), in the form each protocol revision reads:
+//   2025-11-25  the JSON-RPC error -32042 (URL elicitation required) with `data.elicitations`
+//               listing `{mode: "url", elicitationId, url, message}`;
+//   2026-07-28  -32042 is retired: the request's result is an InputRequiredResult
+//               (`resultType: "input_required"`) whose `inputRequests` maps an id to an
+//               `elicitation/create` request in URL mode, with `requestState` to send back on
+//               the retry. Only tools/call, prompts/get and resources/read may be answered so,
+//               and only to a client that declared the `elicitation.url` capability in the
+//               request's `_meta` (multi round-trip requests);
+//   older       (or no MCP-Protocol-Version: a client before 2025-06-18, or an initialize
+//               request) a JSON-RPC error whose message names the URL (-32001,
+//               implementation-defined).
+// Approvals (docs/approvals.md) and per-user upstream connections (docs/upstream-credentials.md)
+// answer with it. Pure: it builds the JSON-RPC message's text; the caller decides how it travels.
 
 export const URL_ELICITATION_REQUIRED = -32042;
-const MODERN = '2026-07-28';
+/** Implementation-defined JSON-RPC error (-32000..-32019) for revisions without URL elicitation. */
+export const URL_REQUIRED_LEGACY = -32001;
+
+export interface UrlElicitation {
+  /** Why the person is sent there, in one sentence. */
+  message: string;
+  url: string;
+  /** Opaque to the client; names the interaction (the approval's id). */
+  elicitationId: string;
+  /** MCP-Protocol-Version of the request; undefined for the first request of a session. */
+  protocolVersion: string | undefined;
+  /** The JSON-RPC id to answer; undefined for a notification (answered as an error without one). */
+  requestId: string | number | undefined;
+}
+
+export type ElicitationForm = 'error_-32042' | 'input_required' | 'error_with_url';
+
+export function elicitationForm(protocolVersion: string | undefined): ElicitationForm {
+  if (protocolVersion === undefined) return 'error_with_url';
+  if (protocolVersion >= '2026-07-28') return 'input_required';
+  if (protocolVersion >= '2025-11-25') return 'error_-32042';
+  return 'error_with_url';
+}
+
+/** The JSON-RPC message (text) that carries the elicitation to the client. */
+export function urlElicitationMessage(e: UrlElicitation): { form: ElicitationForm; body: string } {
+  const form = elicitationForm(e.protocolVersion);
+  const id = e.requestId === undefined ? {} : { id: e.requestId };
+  let message: unknown;
+  if (form === 'input_required') {
+    message = {
+      jsonrpc: '2.0',
+      ...id,
+      result: {
+        resultType: 'input_required',
+        inputRequests: {
+          [e.elicitationId]: { method: 'elicitation/create', params: { mode: 'url', message: e.message, url: e.url } },
+        },
+        requestState: e.elicitationId,
+      },
+    };
+  } else if (form === 'error_-32042') {
+    message = {
+      jsonrpc: '2.0',
+      ...id,
+      error: {
+        code: URL_ELICITATION_REQUIRED,
+        message: e.message,
+        data: { elicitations: [{ mode: 'url', elicitationId: e.elicitationId, url: e.url, message: e.message }] },
+      },
+    };
+  } else {
+    message = {
+      jsonrpc: '2.0',
+      ...id,
+      error: {
+        code: URL_REQUIRED_LEGACY,
+        message: `${e.message} Open ${e.url} to continue, then retry the call.`,
+        data: { url: e.url, elicitationId: e.elicitationId },
+      },
+    };
+  }
+  return { form, body: JSON.stringify(message) };
+}
+
 const INPUT_REQUIRED_METHODS = new Set(['tools/call', 'prompts/get', 'resources/read']);
 const CAPABILITIES_META = 'io.modelcontextprotocol/clientCapabilities';
 
-export interface UrlElicitation {
-  /** Shown to the user: why the URL must be opened. */
-  message: string;
-  url: string;
-  /** Names this elicitation (2025-11-25 `elicitationId`; the `inputRequests` key in 2026-07-28). */
-  elicitationId: string;
-  /** The request's MCP-Protocol-Version (undefined: an older client that sends none). */
-  protocolVersion: string | undefined;
-  /** The JSON-RPC request id the answer echoes. */
-  id: string | number;
-}
-
-/** Whether the revision answers with an InputRequiredResult rather than the -32042 error. */
-export function usesInputRequired(protocolVersion: string | undefined): boolean {
-  return protocolVersion !== undefined && protocolVersion >= MODERN;
-}
-
 /**
- * Whether a 2026-07-28 request can be answered with a URL elicitation: a method that may carry
- * an InputRequiredResult, from a client whose `_meta` declares `elicitation.url`. Earlier
- * revisions declare capabilities at initialize, which a gateway does not see: always true.
+ * Whether a request can be answered with a URL elicitation: before 2026-07-28 always (clients
+ * declare capabilities at initialize, which a gateway does not see); in 2026-07-28 only a
+ * method that may carry an InputRequiredResult, from a client whose `_meta` declares
+ * `elicitation.url`.
  */
 export function canElicitUrl(protocolVersion: string | undefined, method: string, params: unknown): boolean {
-  if (!usesInputRequired(protocolVersion)) return true;
+  if (elicitationForm(protocolVersion) !== 'input_required') return true;
   if (!INPUT_REQUIRED_METHODS.has(method)) return false;
   const meta = isRecord(params) && isRecord(params._meta) ? params._meta : undefined;
   const caps = meta !== undefined && isRecord(meta[CAPABILITIES_META]) ? meta[CAPABILITIES_META] : undefined;
   const elicitation = caps !== undefined && isRecord(caps.elicitation) ? caps.elicitation : undefined;
   return elicitation !== undefined && isRecord(elicitation.url);
-}
-
-/** The JSON-RPC response body (HTTP 200, application/json). */
-export function urlElicitationBody(e: UrlElicitation): string {
-  if (usesInputRequired(e.protocolVersion)) {
-    return JSON.stringify({
-      jsonrpc: '2.0',
-      id: e.id,
-      result: {
-        resultType: 'input_required',
-        inputRequests: {
-          [e.elicitationId]: {
-            method: 'elicitation/create',
-            params: { mode: 'url', message: e.message, url: e.url },
-          },
-        },
-      },
-    });
-  }
-  return JSON.stringify({
-    jsonrpc: '2.0',
-    id: e.id,
-    error: {
-      code: URL_ELICITATION_REQUIRED,
-      message: e.message,
-      data: { elicitations: [{ mode: 'url', elicitationId: e.elicitationId, url: e.url, message: e.message }] },
-    },
-  });
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -59,9 +59,13 @@ export interface ServiceEvents {
   tlsReload?(result: 'success' | 'failure', notAfterSeconds: number | undefined): void;
   /** A client's TLS handshake failed on a port (no or a wrong client certificate, no common protocol). */
   tlsHandshakeFailure?(listener: TlsListener): void;
+  /** An approval was requested, granted, rejected, used by a call, or expired undecided (docs/approvals.md). */
+  approval?(event: ApprovalEvent): void;
 }
 
 export type ShadowResult = 'allow' | 'deny' | 'error' | 'unavailable';
+export type ApprovalEvent = 'requested' | 'granted' | 'rejected' | 'used' | 'expired';
+export const APPROVAL_EVENTS: readonly ApprovalEvent[] = ['requested', 'granted', 'rejected', 'used', 'expired'];
 
 export type BundleRefusal = 'unsigned' | 'bad_signature' | 'tampered' | 'invalid';
 

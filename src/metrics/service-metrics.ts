@@ -25,6 +25,7 @@ import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../mcp-response/list-methods.js';
 import {
   KEY_STORE_ANSWER_SOURCES,
+  APPROVAL_EVENTS,
   TLS_LISTENERS,
   type ExtProcStreamResult,
   type LimiterName,
@@ -168,7 +169,7 @@ export class ServiceMetrics {
   constructor(
     registry: Registry,
     config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> &
-      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs' | 'stores' | 'shadow'>>,
+      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs' | 'stores' | 'shadow' | 'approvals'>>,
     logSink?: { readonly dropped?: DroppedLines },
   ) {
     const p = 'mcp_authz_';
@@ -487,6 +488,12 @@ export class ServiceMetrics {
       labelNames: ['listener'],
       registers,
     });
+    const approvals = new Counter({
+      name: `${p}approvals_total`,
+      help: 'Approvals of held calls, by event: requested (a call was held), granted, rejected, used (a held call went through on a grant), expired (no decision in time).',
+      labelNames: ['event'],
+      registers,
+    });
     const buildInfo = new Gauge({
       name: `${p}build_info`,
       help: 'The running build (value 1): mcp-authz version and Node.js version.',
@@ -574,6 +581,7 @@ export class ServiceMetrics {
       shadowReloads.labels('failure').inc(0);
     }
     dryRunDenies.inc(0);
+    if (config.approvals) for (const e of APPROVAL_EVENTS) approvals.labels(e).inc(0);
     traceSpans.labels('success').inc(0);
     traceSpans.labels('failure').inc(0);
     if (config.tls) {
@@ -596,6 +604,7 @@ export class ServiceMetrics {
       },
       policyEval: (seconds) => policyEval.observe(seconds),
       dryRunDeny: () => dryRunDenies.inc(),
+      approval: (event) => approvals.labels(event).inc(),
       jwksRefresh: (issuer, result) => jwksRefresh.labels(this.issuers.has(issuer) ? issuer : OTHER, result).inc(),
       keysReload: (result, keys) => {
         keysReloads.labels(result).inc();

@@ -18,6 +18,7 @@ import type { FailureCounter } from '../limits/failure-counter.js';
 import type { LocalStore } from '../limits/limiter-store.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
+import { buildApprovals } from '../approvals/build-approvals.js';
 import type { RedisLimiterStore } from '../limits/redis-store.js';
 import type { BucketStore } from '../limits/token-bucket.js';
 import { RemoteService } from '../config/remote-service.js';
@@ -50,7 +51,13 @@ export interface BuildOptions {
   overrides?: Partial<
     Pick<
       Runtime,
-      'authenticator' | 'authorizer' | 'directResponder' | 'limiter' | 'clientAddress' | 'upstreamCredentials'
+      | 'authenticator'
+      | 'authorizer'
+      | 'directResponder'
+      | 'limiter'
+      | 'clientAddress'
+      | 'upstreamCredentials'
+      | 'approvals'
     >
   >;
   /** Where limits count when there is no Redis (or while it is away): default "cluster" in a worker, else "memory". */
@@ -73,6 +80,8 @@ export interface BuildOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** A cluster worker: the configured remote bundle comes from the primary, which polls the service (src/server/cluster-bundles.ts). */
   bundleFromPrimary?: boolean;
+  /** The clock approvals compare expiry times with (tests); default Date.now. */
+  now?: () => number;
   /** Hands the policy source to the caller (a cluster worker feeds it the primary's bundles). */
   onPolicySource?: (source: PolicySource, events: ServiceEvents) => void;
 }
@@ -273,6 +282,14 @@ export async function buildRuntime(
     });
   }
 
+  // Calls the policy holds for a person's approval (docs/approvals.md).
+  const approvals = await buildApprovals(config, {
+    logger,
+    events,
+    shared: opts.sharedLimits !== false,
+    ...(opts.now ? { now: opts.now } : {}),
+  });
+
   // The shadow evaluator comes first: it marks the trace the decision-log shipper keeps.
   const observers: Observer[] = shadow ? [shadow, serviceMetrics.observer] : [serviceMetrics.observer];
   if (config.decisionLog.enabled)
@@ -322,6 +339,7 @@ export async function buildRuntime(
           }),
         }
       : {}),
+    ...(approvals ? { approvals } : {}),
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
     observer: fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed')),
@@ -344,6 +362,7 @@ export async function buildRuntime(
         tracing?.close(),
         shipper?.close(),
         upstreamCredentials?.close(),
+        approvals?.store.close(),
       ]);
     },
     ...opts.overrides,

@@ -7,7 +7,8 @@
 // `span?.phase(…)` is one test of it.
 import { randomUUID } from 'node:crypto';
 import type { CheckContext, CheckTrace } from '../decision/context.js';
-import type { UpstreamGrant } from '../decision/phases.js';
+import type { ApprovalGrant, UpstreamGrant } from '../decision/phases.js';
+import type { ApprovalRequirement } from '../contracts/approval.js';
 import type { Config } from '../config/schema.js';
 import { deny, internalErrorDeny, type Deny, type Outcome } from '../contracts/outcome.js';
 import { ANONYMOUS } from '../contracts/principal.js';
@@ -127,11 +128,20 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   ctx.parsedBody = parsed.json;
 
   span?.phase('authorize');
-  const { result, record } = rt.authorizer.authorize(ctx);
+  const authorized = rt.authorizer.authorize(ctx);
+  const { record } = authorized;
+  let { result } = authorized;
   trace.policy = record;
   // Dry-run, applied here once: the policy's own denies become allows, logged and counted
   // with the real decision; a policy that fails or returns garbage still denies.
   const dryRun = !result.allow && record !== undefined && !record.failed && rt.config.policy?.dryRun === true;
+  // A call held for approval: only here does anything of the approvals run.
+  if (!result.allow && result.approval !== undefined && !dryRun) {
+    const held = await approve(rt, ctx, result.approval, record?.revision ?? '', trace.decisionId);
+    if (held.kind === 'deny') return held;
+    trace.approval = held;
+    result = { allow: true, headers: [], headersToRemove: [], responseHeaders: [] };
+  }
   if (!result.allow && !dryRun) return result.deny;
   // Per-tool quotas count only what is about to go upstream: a denied call costs none.
   // Most requests name no counted call and get no promise to wait for.
@@ -146,9 +156,31 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   const upstream = pending instanceof Promise ? await pending : pending;
   if (upstream !== undefined && upstream.kind !== 'grant') return upstream;
   span?.phase('respond');
+  if (trace.approval !== undefined && result.allow)
+    result = { ...result, dynamicMetadata: { ...result.dynamicMetadata, approval: approvalMetadata(trace.approval) } };
   return result.allow
     ? assembleAllow(ctx, result, 'allowed', rt.config, upstream)
     : dryRunAllow(rt, ctx, result.deny, record!.revision, upstream);
+}
+
+async function approve(
+  rt: Runtime,
+  ctx: CheckContext,
+  requirement: ApprovalRequirement,
+  revision: string,
+  decisionId: string,
+): Promise<ApprovalGrant | Deny> {
+  if (rt.approvals === undefined)
+    return deny(
+      'approval_unavailable',
+      'The policy requires a person to approve this call, and approvals are not configured (approvals in the config); denied.',
+    );
+  return rt.approvals.check(ctx, requirement, revision, decisionId);
+}
+
+/** What Envoy's dynamic metadata carries of a used approval: the receipt and what it names. */
+function approvalMetadata(g: ApprovalGrant): Record<string, unknown> {
+  return { id: g.approvalId, digest: g.digest, approver: g.approver, receipt: g.receipt };
 }
 
 /** An answer the transport cannot carry becomes a deny that says so (Envoy's http_service). */
@@ -161,6 +193,9 @@ function fitTransport(o: Outcome, request: Request): Outcome {
       `mcp-authz serves ${request.path} on its HTTP port; Envoy's HTTP authorization service cannot answer it in place. Route /.well-known/oauth-protected-resource to mcp-authz's HTTP port.`,
     );
   }
+  // Envoy's HTTP authorization service forwards the request on any 200: the held call is
+  // refused with 403 and the same JSON-RPC message (the approval page's URL in it).
+  if (o.kind === 'deny' && o.status === 200 && !limits.answersDirectly) return { ...o, status: 403 };
   if (o.kind !== 'allow') return o;
   if (o.queryParamsToRemove.length > 0 && !limits.removesQueryParams) {
     return deny(

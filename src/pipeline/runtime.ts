@@ -2,6 +2,7 @@
 // build-runtime.ts. Reloads swap parts inside the phases (a new key registry, a new policy
 // engine) atomically; a call in flight keeps what it read.
 import type {
+  Approvals,
   Authenticator,
   Authorizer,
   CheckTracing,
@@ -33,6 +34,8 @@ export interface Runtime {
   upstreamCredentials?: UpstreamCredentials;
   /** userConnections' /connect/<provider> pages, served on the HTTP port; undefined when no endpoint uses them. */
   pages?: HttpPages;
+  /** Calls the policy holds for a person's approval (approvals); undefined when not configured. */
+  approvals?: Approvals;
   observer: Observer;
   /** Spans for sampled Checks; undefined when tracing is off (the default). */
   tracing?: CheckTracing;

@@ -3,13 +3,21 @@
 // and opa-envoy-plugin's {allowed, http_status, body, headers, ...}. Anything else is a
 // malformed decision and a deny — never an allow.
 import type { AuthzAllow, AuthzResult } from '../decision/phases.js';
+import type { ApprovalRequirement } from '../contracts/approval.js';
 import { policyCode } from '../contracts/codes.js';
 import { deny, policyDeny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
 
 /** Why the policy phase denied: its rules (a deny, or no decision: deny by default), or a failure. */
-export type PolicyDenyReason = 'policy_deny' | 'policy_undefined' | 'policy_error' | 'policy_malformed_decision';
+export type PolicyDenyReason =
+  | 'policy_deny'
+  | 'policy_undefined'
+  | 'policy_error'
+  | 'policy_malformed_decision'
+  | 'policy_approval';
 
-export type Mapped = { allow: true; result: AuthzAllow } | { allow: false; deny: Deny; reason: PolicyDenyReason };
+export type Mapped =
+  | { allow: true; result: AuthzAllow }
+  | { allow: false; deny: Deny; reason: PolicyDenyReason; approval?: ApprovalRequirement };
 
 /** The deny is a failure of the policy, not its rules: dry-run never turns it into an allow. */
 export function isFailure(reason: PolicyDenyReason): boolean {
@@ -18,7 +26,8 @@ export function isFailure(reason: PolicyDenyReason): boolean {
 
 /** The mapped decision as the authorize phase answers it. */
 export function toAuthzResult(m: Mapped): AuthzResult {
-  return m.allow ? m.result : { allow: false, deny: m.deny };
+  if (m.allow) return m.result;
+  return m.approval ? { allow: false, deny: m.deny, approval: m.approval } : { allow: false, deny: m.deny };
 }
 
 class Malformed extends Error {}
@@ -92,6 +101,7 @@ function mapOwn(o: Record<string, unknown>): Mapped {
   const headers = headerList(o.headers, 'headers');
   const metadata = objectOrUndefined(o.dynamic_metadata, 'dynamic_metadata');
   if (o.allow) return allowed(headers, [], headerList(o.response_headers, 'response_headers'), metadata);
+  if (o.approval !== undefined && o.approval !== null) return approvalRequired(o.approval);
   const status = statusOf(o.status, 403, 'status');
   const code = policyCode(optionalString(o.error, 'error') ?? 'access_denied');
   if (code === undefined) throw new Malformed('"error" must be a short code (letters, digits, "_", ".", "-")');
@@ -123,6 +133,50 @@ function mapEnvoyPlugin(o: Record<string, unknown>): Mapped {
   }
   if (metadata) out.dynamicMetadata = metadata;
   return { allow: false, reason: 'policy_deny', deny: out };
+}
+
+const RULE_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+const MAX_USES = 1000;
+const MAX_WINDOW_SECONDS = 7 * 24 * 3600;
+
+/**
+ * `approval: {reason, group, rule?, uses?, window_seconds?}` beside `allow: false`: the call is
+ * held for a person of `group` (docs/approvals.md). The deny stands until an approval is found.
+ */
+function approvalRequired(v: unknown): Mapped {
+  if (typeof v !== 'object' || Array.isArray(v)) throw new Malformed('"approval" must be an object');
+  const a = v as Record<string, unknown>;
+  const reason = optionalString(a.reason, 'approval.reason');
+  if (reason === undefined || reason.length === 0 || reason.length > 500)
+    throw new Malformed('"approval.reason" must be a string of 1 to 500 characters');
+  const group = optionalString(a.group, 'approval.group');
+  if (group === undefined || group.length === 0 || group.length > 256)
+    throw new Malformed('"approval.group" must name the approvers\' group (1 to 256 characters)');
+  const rule = optionalString(a.rule, 'approval.rule') ?? 'approval';
+  if (!RULE_NAME.test(rule)) throw new Malformed('"approval.rule" must be a short name (letters, digits, "_.:-")');
+  const uses = a.uses ?? 1;
+  if (typeof uses !== 'number' || !Number.isInteger(uses) || uses < 1 || uses > MAX_USES)
+    throw new Malformed(`"approval.uses" must be an integer 1-${MAX_USES}`);
+  const window = a.window_seconds;
+  if (
+    window !== undefined &&
+    window !== null &&
+    (typeof window !== 'number' || !Number.isInteger(window) || window < 1 || window > MAX_WINDOW_SECONDS)
+  )
+    throw new Malformed(`"approval.window_seconds" must be an integer 1-${MAX_WINDOW_SECONDS}`);
+  const approval: ApprovalRequirement = {
+    reason,
+    group,
+    rule,
+    uses,
+    windowSeconds: typeof window === 'number' ? window : undefined,
+  };
+  return {
+    allow: false,
+    reason: 'policy_approval',
+    deny: deny('approval_required', `Approval required: ${reason}`),
+    approval,
+  };
 }
 
 function allowed(

@@ -1,5 +1,6 @@
-// The HTTP side: /healthz, /readyz, /metrics, the RFC 9728 discovery documents and, when
-// enabled, the AuthZEN Authorization API (docs/authzen.md); over TLS when tls.http asks for it.
+// The HTTP side: /healthz, /readyz, /metrics, the RFC 9728 discovery documents, the pages
+// people use (/approvals/…, /connect/<provider>) and, when enabled, the AuthZEN
+// Authorization API (docs/authzen.md); over TLS when tls.http asks for it.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { DirectResponder, HttpPages } from '../decision/phases.js';
@@ -17,6 +18,8 @@ export interface HttpServerOptions {
   discovery: DirectResponder;
   /** Pages for people (userConnections' /connect/<provider>), tried first. */
   pages?: HttpPages;
+  /** The approval pages (/approvals/…), when approvals are configured. */
+  approvals?: { handle(req: IncomingMessage, res: ServerResponse): boolean };
   tls?: PortTls;
   /** The AuthZEN Authorization API (authzen.enabled), answered before everything else on its paths. */
   authzen?: AuthzenService;
@@ -35,6 +38,7 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       opts.authzen.handle(req, res, path);
       return;
     }
+    if (opts.approvals?.handle(req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(405, JSON.stringify({ error: 'method_not_allowed' }), 'application/json', { allow: 'GET, HEAD' });
       return;

@@ -6,6 +6,8 @@ import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import type { Runtime } from '../pipeline/runtime.js';
+import { ApprovalPages } from '../approvals/approval-page.js';
+import { ApprovalService } from '../approvals/approval-service.js';
 import { createGrpcServer, type GrpcListener } from './grpc-server.js';
 import { HealthState } from './health.js';
 import { HttpAuthzServer } from '../ext-authz/http-service-server.js';
@@ -76,6 +78,17 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
           ...(authzen ? { authzen } : {}),
           discovery: runtime.directResponder,
           ...(runtime.pages ? { pages: runtime.pages } : {}),
+          ...(runtime.approvals instanceof ApprovalService
+            ? {
+                approvals: new ApprovalPages({
+                  config,
+                  approvals: runtime.approvals,
+                  signer: runtime.approvals.signer,
+                  events: runtime.events,
+                  logger,
+                }),
+              }
+            : {}),
           health,
           metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
           ...(tlsFiles && tls!.http !== 'off' ? { tls: portTls(tlsFiles, tls!.http, runtime.events) } : {}),

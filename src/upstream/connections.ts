@@ -15,7 +15,7 @@ import type { UpstreamGrant } from '../decision/phases.js';
 import { answer, deny, fixedDeny, type Answer, type Deny } from '../contracts/outcome.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import { canElicitUrl, urlElicitationBody } from '../mcp-response/url-elicitation.js';
+import { canElicitUrl, urlElicitationMessage } from '../mcp-response/url-elicitation.js';
 import { discoverAuthorizationServer, type AuthorizationServer } from '../oauth-client/authorization-server.js';
 import { KeyRing, SealError } from './connections-keys.js';
 import {
@@ -439,16 +439,27 @@ export class UserConnectionsPlan {
     const body = ctx.parsedBody as Record<string, unknown> | undefined;
     const call = mcp.calls[0];
     const id = body !== undefined && !mcp.batch && typeof body === 'object' ? body.id : undefined;
+    // An initialize request carries no MCP-Protocol-Version header yet: the revision it asks
+    // for is in its params.
+    const asked = (body?.params as { protocolVersion?: unknown } | undefined)?.protocolVersion;
+    const protocolVersion =
+      mcp.protocolVersion ?? (call?.method === 'initialize' && typeof asked === 'string' ? asked : undefined);
     if (
       call === undefined ||
       call.kind !== 'request' ||
       (typeof id !== 'string' && typeof id !== 'number') ||
-      !canElicitUrl(mcp.protocolVersion, call.method, body?.params)
+      !canElicitUrl(protocolVersion, call.method, body?.params)
     )
       return plain;
     const a = answer(
       'upstream_connection_required',
-      urlElicitationBody({ message, url: link.url, elicitationId: link.id, protocolVersion: mcp.protocolVersion, id }),
+      urlElicitationMessage({
+        message,
+        url: link.url,
+        elicitationId: link.id,
+        protocolVersion,
+        requestId: id,
+      }).body,
       'application/json',
     );
     a.orDeny = plain;

@@ -46,13 +46,13 @@ export class LineReader<R> {
   }
 }
 
-export function goReader<R>(mode: 'url' | 'path'): LineReader<R> {
+export function goReader<R>(mode: 'url' | 'path' | 'jcs-args'): LineReader<R> {
   const bin = join(root, '.build', 'bin', 'go-readers');
   if (!existsSync(bin))
     throw new Error(`${bin} is missing: run scripts/install-tools.sh go-readers (npm test does it in pretest)`);
   return new LineReader<R>(bin, [mode]);
 }
 
-export function pythonReader<R>(mode: 'url' | 'path' | 'echo-id'): LineReader<R> {
+export function pythonReader<R>(mode: 'url' | 'path' | 'echo-id' | 'jcs-args'): LineReader<R> {
   return new LineReader<R>('python3', [join(root, 'test', 'readers', 'python_readers.py'), mode]);
 }

@@ -63,7 +63,9 @@ export async function startTestService(
   // Listeners on loopback port 0 (a Unix socket the config names stays); Envoy's HTTP
   // authorization service only where the config asks for it.
   const asked = (config.listen ?? {}) as { grpc?: string; http?: string; extAuthzHttp?: string; socketMode?: string };
-  const at = (a: string | undefined) => (a?.startsWith('unix:') ? a : '127.0.0.1:0');
+  // A loopback port the test chose (the approval page's publicUrl names it) is kept.
+  const at = (a: string | undefined) =>
+    a?.startsWith('unix:') || /^127\.0\.0\.1:[1-9]\d*$/.test(a ?? '') ? a! : '127.0.0.1:0';
   const listen = {
     grpc: at(asked.grpc),
     http: at(asked.http),

@@ -11,7 +11,12 @@ default decision := {
 	"error_description": "Access denied by policy.",
 }
 
-decision := {"allow": true} if {
+decision := approval_decision if {
+	endpoint_access
+	count(denied_calls) == 0
+	count(argument_violations) == 0
+	count(held_rules) > 0
+} else := {"allow": true} if {
 	endpoint_access
 	count(denied_calls) == 0
 	count(argument_violations) == 0
@@ -264,3 +269,30 @@ else := []
 metadata_param := [sprintf("resource_metadata=\"%s\"", [input.endpoint.resource_metadata])] if {
 	is_string(input.endpoint.resource_metadata)
 } else := []
+
+# --- approval ----------------------------------------------------------------------
+
+# A call the policy would allow can still need a person's approval: the endpoint's
+# data.approvals rules name tools (globs), the approvers' group and why (docs/approvals.md).
+# The first rule that matches the first held call decides.
+approval_rules := object.get(input, ["endpoint", "data", "approvals"], [])
+
+held_rules := [rule |
+	some c in input.mcp.calls
+	c.method == "tools/call"
+	is_string(c.name)
+	some rule in approval_rules
+	some pattern in object.get(rule, "tools", [])
+	glob_matches(pattern, c.name)
+]
+
+approval_decision := {
+	"allow": false,
+	"approval": {
+		"reason": object.get(rule, "reason", "This call needs a person's approval."),
+		"group": rule.group,
+		"rule": object.get(rule, "name", "approval"),
+		"uses": object.get(rule, "uses", 1),
+		"window_seconds": object.get(rule, "windowSeconds", null),
+	},
+} if rule := held_rules[0]

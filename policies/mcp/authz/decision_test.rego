@@ -112,3 +112,39 @@ test_templates_are_granted_only_by_a_star_that_covers_each_expression if {
 	not authz.grant_matches_template("prompts:*", "resources", "file:///{a}")
 	not authz.grant_matches_template("resources:file:///*", "resources", 7)
 }
+
+approval_endpoint := {
+	"name": "e",
+	"auth": {"apiKey": true, "oauth": false},
+	"data": {"approvals": [{"name": "deletes", "tools": ["delete_*"], "group": "ops", "reason": "Deleting needs a second person", "uses": 2, "windowSeconds": 300}]},
+}
+
+test_a_tool_named_by_an_approval_rule_is_held_for_the_group if {
+	d := authz.decision with input as {
+		"endpoint": approval_endpoint,
+		"principal": owner_key,
+		"mcp": {"calls": [{"method": "tools/call", "name": "delete_file"}]},
+	}
+	d.allow == false
+	d.approval == {"reason": "Deleting needs a second person", "group": "ops", "rule": "deletes", "uses": 2, "window_seconds": 300}
+}
+
+test_a_tool_no_approval_rule_names_is_allowed if {
+	d := authz.decision with input as {
+		"endpoint": approval_endpoint,
+		"principal": owner_key,
+		"mcp": {"calls": [{"method": "tools/call", "name": "read_file"}]},
+	}
+	d == {"allow": true}
+}
+
+test_a_call_the_grants_deny_is_denied_not_held if {
+	d := authz.decision with input as {
+		"endpoint": approval_endpoint,
+		"principal": object.union(owner_key, {"permissions": ["tools:read_*"]}),
+		"mcp": {"calls": [{"method": "tools/call", "name": "delete_file"}]},
+	}
+	d.allow == false
+	not d.approval
+	d.error == "access_denied"
+}

@@ -1,0 +1,202 @@
+// The approvals phase: a call the policy holds is bound to its digest and looked up. A grant
+// with uses left lets it through with a signed receipt; a rejection denies it; anything else
+// asks (again) for an approval and answers the caller with the page's URL as an MCP URL-mode
+// elicitation. Runs only when the policy asked for approval.
+import { randomBytes } from 'node:crypto';
+import type { ApprovalRequirement } from '../contracts/approval.js';
+import { deny, type Deny } from '../contracts/outcome.js';
+import type { CheckContext } from '../decision/context.js';
+import type { ApprovalGrant, Approvals } from '../decision/phases.js';
+import type { ApprovalsConfig } from '../config/approvals-schema.js';
+import type { Logger } from '../log/logger.js';
+import type { ServiceEvents } from '../metrics/hooks.js';
+import { urlElicitationMessage } from '../mcp-response/url-elicitation.js';
+import {
+  ApprovalStoreUnavailable,
+  type ApprovalRequest,
+  type ApprovalStore,
+  type StoredApproval,
+} from './approval-store.js';
+import { bindCall, type BoundCall } from './call-digest.js';
+import type { ReceiptSigner } from './receipt.js';
+
+export interface ApprovalServiceOptions {
+  config: ApprovalsConfig;
+  store: ApprovalStore;
+  signer: ReceiptSigner;
+  events: ServiceEvents;
+  logger: Logger;
+  /** Told of each new pending approval (the webhook); never awaited by a Check. */
+  notify?: (request: ApprovalRequest, url: string) => void;
+  now?: () => number;
+}
+
+/** An approval id: 128 random bits, base64url; unguessable, so a page URL is not a grant. */
+export const newApprovalId = () => randomBytes(16).toString('base64url');
+export const APPROVAL_ID = /^[A-Za-z0-9_-]{22}$/;
+const KEEP_EXPIRED_MS = 3600_000;
+
+export class ApprovalService implements Approvals {
+  private readonly now: () => number;
+
+  constructor(private readonly opts: ApprovalServiceOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  get store(): ApprovalStore {
+    return this.opts.store;
+  }
+
+  get signer(): ReceiptSigner {
+    return this.opts.signer;
+  }
+
+  urlOf(id: string): string {
+    return `${this.opts.config.publicUrl}/approvals/${id}`;
+  }
+
+  async check(
+    ctx: CheckContext,
+    requirement: ApprovalRequirement,
+    policyRevision: string,
+    decisionId: string,
+  ): Promise<ApprovalGrant | Deny> {
+    const bound = bindCall(ctx, policyRevision);
+    if ('unbindable' in bound)
+      return deny(
+        'approval_not_bindable',
+        `The policy requires a person to approve this call, and it cannot be bound to an approval: ${bound.unbindable}.`,
+      );
+    try {
+      const found = await this.opts.store.byDigest(bound.digest);
+      const now = this.now();
+      if (found !== undefined) {
+        const answered = await this.answerFound(ctx, found, bound, requirement, decisionId, now);
+        if (answered !== undefined) return answered;
+      }
+      return await this.request(ctx, bound, requirement, policyRevision, now);
+    } catch (err) {
+      if (!(err instanceof ApprovalStoreUnavailable)) throw err;
+      this.opts.logger.warn(
+        { request_id: ctx.request.id, endpoint: bound.endpoint, err: { message: err.message } },
+        'the approval store is unreachable: the held call is denied',
+      );
+      return deny(
+        'approval_unavailable',
+        'The policy requires a person to approve this call, and the approval store cannot be reached; denied. Retry later.',
+      );
+    }
+  }
+
+  /** The answer for a call whose digest has an approval; undefined: ask for a new one. */
+  private async answerFound(
+    ctx: CheckContext,
+    found: StoredApproval,
+    bound: BoundCall,
+    requirement: ApprovalRequirement,
+    decisionId: string,
+    now: number,
+  ): Promise<ApprovalGrant | Deny | undefined> {
+    const { request, decision } = found;
+    switch (found.state) {
+      case 'granted': {
+        if (decision === undefined || decision.validUntil <= now) return undefined;
+        if (!(await this.opts.store.consume(request.id))) return undefined;
+        this.opts.events.approval?.('used');
+        const receipt = await this.opts.signer.sign(
+          {
+            approvalId: request.id,
+            digest: request.digest,
+            approver: decision.approver,
+            approvedAt: decision.decidedAt,
+            rule: request.rule,
+            principal: request.principal,
+            endpoint: request.endpoint,
+            tool: request.tool,
+            policyRevision: request.policyRevision,
+            decisionId,
+          },
+          now,
+        );
+        return { kind: 'approved', approvalId: request.id, receipt, approver: decision.approver, digest: bound.digest };
+      }
+      case 'rejected':
+        if (decision === undefined || decision.validUntil <= now) return undefined;
+        return deny(
+          'approval_rejected',
+          `${decision.approver} rejected this call (${request.tool} on ${request.endpoint}); it is denied. A call with other arguments asks again.`,
+          { extra: { approval_id: request.id } },
+        );
+      default:
+        if (request.expiresAt <= now) {
+          this.opts.events.approval?.('expired');
+          return undefined;
+        }
+        // Still waiting: the same page again, no second notification.
+        return this.elicitation(ctx, request.id, requirement, bound);
+    }
+  }
+
+  private async request(
+    ctx: CheckContext,
+    bound: BoundCall,
+    requirement: ApprovalRequirement,
+    policyRevision: string,
+    now: number,
+  ): Promise<Deny> {
+    const { config } = this.opts;
+    const id = newApprovalId();
+    const request: ApprovalRequest = {
+      id,
+      digest: bound.digest,
+      principal: bound.principal,
+      endpoint: bound.endpoint,
+      tool: bound.tool,
+      arguments: bound.canonicalArguments,
+      reason: requirement.reason,
+      group: requirement.group,
+      rule: requirement.rule,
+      uses: requirement.uses,
+      windowSeconds: requirement.windowSeconds ?? config.grantSeconds,
+      policyRevision,
+      createdAt: now,
+      expiresAt: now + config.pendingSeconds * 1000,
+    };
+    if (ctx.principal.userId !== undefined) request.userId = ctx.principal.userId;
+    // Kept an hour past its expiry, so the page can say it expired and the expiry is counted.
+    await this.opts.store.create(request, config.pendingSeconds * 1000 + KEEP_EXPIRED_MS);
+    this.opts.events.approval?.('requested');
+    this.opts.logger.info(
+      {
+        request_id: ctx.request.id,
+        approval_id: id,
+        endpoint: bound.endpoint,
+        tool: bound.tool,
+        principal: bound.principal,
+        digest: bound.digest,
+        rule: requirement.rule,
+      },
+      'call held for approval',
+    );
+    this.opts.notify?.(request, this.urlOf(id));
+    return this.elicitation(ctx, id, requirement, bound);
+  }
+
+  private elicitation(ctx: CheckContext, id: string, requirement: ApprovalRequirement, bound: BoundCall): Deny {
+    const url = this.urlOf(id);
+    const rpcId = (ctx.parsedBody as { id?: unknown } | undefined)?.id;
+    const { body } = urlElicitationMessage({
+      message: `Approval required: ${requirement.reason}`,
+      url,
+      elicitationId: id,
+      protocolVersion: ctx.mcp.protocolVersion,
+      requestId: typeof rpcId === 'string' || typeof rpcId === 'number' ? rpcId : undefined,
+    });
+    return deny('approval_required', `A person must approve this call at ${url}: ${requirement.reason}`, {
+      rawBody: body,
+      contentType: 'application/json',
+      extra: { approval_id: id },
+      dynamicMetadata: { approval: { id, digest: bound.digest, state: 'pending' } },
+    });
+  }
+}

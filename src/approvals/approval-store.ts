@@ -1,0 +1,227 @@
+// Where pending and decided approvals live: in Redis when configured (every replica sees the
+// same approvals, and a grant's uses are counted once across them), else in the process.
+// Records carry their own expiry times and the service compares them with its clock; Redis TTLs
+// only collect what is left. A Redis that does not answer is an error the caller turns into a
+// deny (approval_unavailable): a held call never passes because the store is away.
+import type { Redis } from 'ioredis';
+
+export type ApprovalState = 'pending' | 'granted' | 'rejected';
+
+/** What was asked, fixed when the approval is requested. */
+export interface ApprovalRequest {
+  id: string;
+  digest: string;
+  principal: string;
+  /** The caller's user id, when authentication named one (shown to the approver). */
+  userId?: string;
+  endpoint: string;
+  tool: string;
+  /** Canonical JSON of the arguments (masked only when shown). */
+  arguments: string;
+  reason: string;
+  group: string;
+  rule: string;
+  uses: number;
+  windowSeconds: number;
+  policyRevision: string;
+  /** Epoch ms. */
+  createdAt: number;
+  /** Epoch ms: a pending approval not decided by then is expired. */
+  expiresAt: number;
+}
+
+/** What the approver decided. */
+export interface ApprovalDecision {
+  state: 'granted' | 'rejected';
+  approver: string;
+  decidedAt: number;
+  /** Granted: the grant is usable until then (epoch ms). */
+  validUntil: number;
+}
+
+export interface StoredApproval {
+  request: ApprovalRequest;
+  state: ApprovalState;
+  decision?: ApprovalDecision;
+  /** Granted: calls the grant still lets through. */
+  usesLeft?: number;
+}
+
+export class ApprovalStoreUnavailable extends Error {}
+
+export interface ApprovalStore {
+  readonly kind: 'redis' | 'local';
+  /** Stores a new pending approval and makes it the one for its digest. */
+  create(request: ApprovalRequest, keepMs: number): Promise<void>;
+  /** The latest approval asked for this digest. */
+  byDigest(digest: string): Promise<StoredApproval | undefined>;
+  byId(id: string): Promise<StoredApproval | undefined>;
+  /** pending → granted/rejected, once; false when it was not pending any more. */
+  decide(id: string, decision: ApprovalDecision, uses: number, keepMs: number): Promise<boolean>;
+  /** Takes one use of a grant; false when none is left. */
+  consume(id: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- in the process
+
+export class LocalApprovalStore implements ApprovalStore {
+  readonly kind = 'local';
+  private readonly byIdMap = new Map<string, { stored: StoredApproval; dropAt: number }>();
+  private readonly digests = new Map<string, string>();
+  private sweepAt = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async create(request: ApprovalRequest, keepMs: number): Promise<void> {
+    this.sweep();
+    this.byIdMap.set(request.id, { stored: { request, state: 'pending' }, dropAt: this.now() + keepMs });
+    this.digests.set(request.digest, request.id);
+  }
+
+  async byDigest(digest: string): Promise<StoredApproval | undefined> {
+    const id = this.digests.get(digest);
+    return id === undefined ? undefined : this.byId(id);
+  }
+
+  async byId(id: string): Promise<StoredApproval | undefined> {
+    const e = this.byIdMap.get(id);
+    if (e === undefined || e.dropAt <= this.now()) return undefined;
+    return structuredClone(e.stored);
+  }
+
+  async decide(id: string, decision: ApprovalDecision, uses: number, keepMs: number): Promise<boolean> {
+    const e = this.byIdMap.get(id);
+    if (e === undefined || e.stored.state !== 'pending') return false;
+    e.stored.state = decision.state;
+    e.stored.decision = decision;
+    if (decision.state === 'granted') e.stored.usesLeft = uses;
+    e.dropAt = Math.max(e.dropAt, this.now() + keepMs);
+    return true;
+  }
+
+  async consume(id: string): Promise<boolean> {
+    const e = this.byIdMap.get(id);
+    if (e === undefined || e.stored.state !== 'granted' || (e.stored.usesLeft ?? 0) <= 0) return false;
+    e.stored.usesLeft!--;
+    return true;
+  }
+
+  async close(): Promise<void> {}
+
+  /** Drops what has expired, at most once a minute. */
+  private sweep(): void {
+    const now = this.now();
+    if (now < this.sweepAt) return;
+    this.sweepAt = now + 60_000;
+    for (const [id, e] of this.byIdMap) {
+      if (e.dropAt > now) continue;
+      this.byIdMap.delete(id);
+      if (this.digests.get(e.stored.request.digest) === id) this.digests.delete(e.stored.request.digest);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Redis
+
+// KEYS: state, decision, uses. ARGV: new state, decision JSON, uses, keep ms.
+const DECIDE = `
+if redis.call('GET', KEYS[1]) ~= 'pending' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+if ARGV[1] == 'granted' then redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4]) end
+return 1`;
+
+// KEYS: state, uses.
+const CONSUME = `
+if redis.call('GET', KEYS[1]) ~= 'granted' then return 0 end
+local left = tonumber(redis.call('GET', KEYS[2]) or '0')
+if left <= 0 then return 0 end
+redis.call('DECR', KEYS[2])
+return 1`;
+
+export class RedisApprovalStore implements ApprovalStore {
+  readonly kind = 'redis';
+
+  constructor(
+    private readonly client: Redis,
+    private readonly prefix: string,
+    private readonly onClose: () => Promise<void> = async () => {},
+  ) {}
+
+  private key(kind: string, id: string): string {
+    return `${this.prefix}:approval:${kind}:${id}`;
+  }
+
+  async create(request: ApprovalRequest, keepMs: number): Promise<void> {
+    await this.run(() =>
+      this.client
+        .multi()
+        .set(this.key('request', request.id), JSON.stringify(request), 'PX', keepMs)
+        .set(this.key('state', request.id), 'pending', 'PX', keepMs)
+        .set(this.key('digest', request.digest), request.id, 'PX', keepMs)
+        .exec()
+        .then(execOk),
+    );
+  }
+
+  async byDigest(digest: string): Promise<StoredApproval | undefined> {
+    const id = await this.run(() => this.client.get(this.key('digest', digest)));
+    return id === null ? undefined : this.byId(id);
+  }
+
+  async byId(id: string): Promise<StoredApproval | undefined> {
+    const [request, state, decision, uses] = await this.run(() =>
+      this.client.mget(this.key('request', id), this.key('state', id), this.key('decision', id), this.key('uses', id)),
+    );
+    if (request == null || state == null) return undefined;
+    const stored: StoredApproval = { request: JSON.parse(request) as ApprovalRequest, state: state as ApprovalState };
+    if (decision != null) stored.decision = JSON.parse(decision) as ApprovalDecision;
+    if (uses != null) stored.usesLeft = Number(uses);
+    return stored;
+  }
+
+  async decide(id: string, decision: ApprovalDecision, uses: number, keepMs: number): Promise<boolean> {
+    const done = await this.run(() =>
+      this.client.eval(
+        DECIDE,
+        3,
+        this.key('state', id),
+        this.key('decision', id),
+        this.key('uses', id),
+        decision.state,
+        JSON.stringify(decision),
+        String(uses),
+        String(keepMs),
+      ),
+    );
+    if (done === 1) {
+      // The request record lives as long as its decision.
+      await this.run(() => this.client.pexpire(this.key('request', id), keepMs));
+      return true;
+    }
+    return false;
+  }
+
+  async consume(id: string): Promise<boolean> {
+    const done = await this.run(() => this.client.eval(CONSUME, 2, this.key('state', id), this.key('uses', id)));
+    return done === 1;
+  }
+
+  close(): Promise<void> {
+    return this.onClose();
+  }
+
+  private async run<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (err) {
+      throw new ApprovalStoreUnavailable(`the approval store (Redis) did not answer: ${(err as Error).message}`);
+    }
+  }
+}
+
+function execOk(results: [Error | null, unknown][] | null): void {
+  if (results === null) throw new Error('transaction aborted');
+  for (const [err] of results) if (err) throw err;
+}
