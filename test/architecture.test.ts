@@ -24,6 +24,7 @@ const LAYERS: Record<string, number> = {
   auth: 5,
   limits: 5,
   upstream: 5,
+  pins: 5,
   policy: 5,
   pipeline: 6,
   'ext-authz': 7,

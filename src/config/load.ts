@@ -155,6 +155,7 @@ function hashDevKeys(json: string, source: string): Record<string, unknown>[] {
 function resolvePaths(cfg: Config, baseDir: string): Config {
   const abs = (p: string | undefined) => (p === undefined || isAbsolute(p) ? p : resolve(baseDir, p));
   if (cfg.apiKeys.file !== undefined) cfg.apiKeys.file = abs(cfg.apiKeys.file);
+  if (cfg.pins !== undefined) cfg.pins.file = abs(cfg.pins.file)!;
   if (cfg.policy) {
     cfg.policy.bundle = abs(cfg.policy.bundle);
     cfg.policy.rego = abs(cfg.policy.rego);

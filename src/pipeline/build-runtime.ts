@@ -28,6 +28,7 @@ import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
 import { InputBuilder, policyView } from '../policy/policy-input.js';
+import { pinGuardFromConfig } from '../pins/pin-guard.js';
 import { PolicySource } from '../policy/policy-source.js';
 import { StatusReporter } from '../policy/status-reporter.js';
 import type { CheckTracer } from '../tracing/check-tracer.js';
@@ -204,6 +205,16 @@ export async function buildRuntime(
       ? undefined
       : await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
 
+  // Tool-definition pins: a bad pins file stops start-up, as a bad keys file does.
+  let observer: Observer | undefined;
+  const pins = pinGuardFromConfig(config, {
+    logger,
+    events,
+    watch,
+    observer: () => observer!,
+    sharedState: opts.sharedLimits !== false,
+  });
+
   const observers: Observer[] = [serviceMetrics.observer];
   if (config.decisionLog.enabled)
     observers.push(new DecisionLog(logger, { sampleRate: config.decisionLog.sampleRate }));
@@ -233,6 +244,7 @@ export async function buildRuntime(
     });
   }
   if (opts.tracing !== false) logger.info(describeTracing(traceSettings));
+  observer = fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed'));
 
   return {
     config,
@@ -244,7 +256,8 @@ export async function buildRuntime(
     ...(upstreamCredentials ? { upstreamCredentials } : {}),
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
-    observer: fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed')),
+    observer,
+    ...(pins ? { pins } : {}),
     ...(tracing ? { tracing } : {}),
     events,
     logger,
@@ -260,6 +273,7 @@ export async function buildRuntime(
         tracing?.close(),
         shipper?.close(),
         upstreamCredentials?.close(),
+        pins?.close(),
       ]);
     },
     ...opts.overrides,

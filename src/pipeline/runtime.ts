@@ -16,6 +16,7 @@ import type { OriginCheck } from '../endpoints/origin-check.js';
 import type { EndpointRegistry } from '../endpoints/registry.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
+import type { PinGuard } from '../pins/pin-guard.js';
 
 export interface Runtime {
   config: Config;
@@ -28,6 +29,8 @@ export interface Runtime {
   directResponder: DirectResponder;
   /** The MCP servers' own credentials (endpoints[].upstream); undefined when no endpoint has one. */
   upstreamCredentials?: UpstreamCredentials;
+  /** Tool-definition pinning (pins.file); undefined when nothing is pinned. */
+  pins?: PinGuard;
   observer: Observer;
   /** Spans for sampled Checks; undefined when tracing is off (the default). */
   tracing?: CheckTracing;
