@@ -25,6 +25,7 @@ commands:
   serve          run the service (Envoy ext_authz over gRPC, health, metrics)
   check          decide one sample request in-process and print why
   keys create    make a new API key and its registry entry
+  pins record    pin the tool definitions an MCP server lists (pins file); pins diff: what changed
   login          log in at an OAuth authorization server as an MCP client does; print the token
   policy build   compile Rego to the WASM bundle the service loads (opa build -t wasm)
   policy test    check and test Rego with opa (opa check --strict, opa test, coverage)
@@ -123,6 +124,31 @@ options:
                       so the service never reads half a file. Refuses a duplicate id or hash
   --json              print {key, entry} as JSON
   -h, --help          this help
+`,
+  pins: `usage: mcp-authz pins record --endpoint NAME (--from FILE | --url URL) [--pins FILE] [--mode MODE] [--json]
+       mcp-authz pins diff   --endpoint NAME (--from FILE | --url URL) [--pins FILE] [--json]
+
+record: writes the definitions an MCP server lists (tools; prompts and resource templates
+when it has them) as the endpoint's pins in the pins file, replacing its earlier pins of
+those kinds and keeping everything else. diff: what changed since they were pinned — text
+members as a word diff, schemas as JSON Pointer paths; exit 1 when anything differs.
+Ask the MCP server itself (or a route in report mode): a list through an enforcing
+mcp-authz has the changed tools removed already.
+
+options:
+  --endpoint NAME       the endpoint the pins are for (endpoints[].name) (required)
+  --from FILE           a saved list response: JSON-RPC, a bare result, several in an array,
+                        or an SSE stream's text; - for standard input
+  --url URL             the live MCP endpoint (Streamable HTTP): initialize, then every page
+                        of tools/list, prompts/list and resources/templates/list
+  --bearer-file FILE    a file holding the bearer token to send (Authorization)
+  --api-key-file FILE   a file holding an API key to send, in --api-key-header (x-api-key)
+  --timeout-ms N        per request to --url (default 30000)
+  --pins FILE           the pins file (default pins.yaml); written atomically
+  --mode MODE           record: enforce, trust-on-first-use or report (default: the
+                        endpoint's mode in the file, else enforce)
+  --json                machine-readable output
+  -h, --help            this help
 `,
   login: `usage: mcp-authz login (--resource URL | --issuer URL | both) [--scope S]...
                        [--client-id ID [--client-secret-file FILE] | --client-metadata-url URL]
