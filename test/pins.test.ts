@@ -67,7 +67,16 @@ test('canonical JSON: members sorted by UTF-16 code units (RFC 8785 §3.2.3)', (
 });
 
 test('canonical JSON refuses what JSON cannot hold', (t) => {
-  for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, undefined, () => 1, { a: 1n }, '\ud800', { ['\udc00']: 1 }, new Date(0)]) {
+  for (const bad of [
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    undefined,
+    () => 1,
+    { a: 1n },
+    '\ud800',
+    { '\udc00': 1 },
+    new Date(0),
+  ]) {
     t.throws(() => canonicalJson(bad), { instanceOf: CanonicalJsonError });
   }
 });
@@ -77,7 +86,12 @@ function spell(v: unknown, r: () => number): string {
   const ws = () => [' ', '', '\n', '\t', '  ', '\r\n'][Math.floor(r() * 6)]!;
   if (v === null || typeof v === 'boolean') return String(v);
   if (typeof v === 'number') {
-    const forms = [JSON.stringify(v), v.toExponential(), Number.isInteger(v) ? `${v}.0` : String(v), v.toExponential().toUpperCase()];
+    const forms = [
+      JSON.stringify(v),
+      v.toExponential(),
+      Number.isInteger(v) ? `${v}.0` : String(v),
+      v.toExponential().toUpperCase(),
+    ];
     const f = forms[Math.floor(r() * forms.length)]!;
     return Number(f) === v ? f : JSON.stringify(v);
   }
@@ -117,13 +131,17 @@ const tool = fc.record(
 
 test('any spelling of a definition has one digest', (t) => {
   fc.assert(
-    fc.property(tool, fc.infiniteStream(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true })), (def, stream) => {
-      const it = stream[Symbol.iterator]();
-      const r = () => it.next().value as number;
-      const a = definitionDigest('tools', JSON.parse(spell(def, r)));
-      const b = definitionDigest('tools', JSON.parse(spell(def, r)));
-      return a === b && a === definitionDigest('tools', def);
-    }),
+    fc.property(
+      tool,
+      fc.infiniteStream(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true })),
+      (def, stream) => {
+        const it = stream[Symbol.iterator]();
+        const r = () => it.next().value as number;
+        const a = definitionDigest('tools', JSON.parse(spell(def, r)));
+        const b = definitionDigest('tools', JSON.parse(spell(def, r)));
+        return a === b && a === definitionDigest('tools', def);
+      },
+    ),
     { numRuns: 300 },
   );
   t.pass();
@@ -159,7 +177,12 @@ test('definitions that differ in a pinned member have different digests; _meta i
 });
 
 test('annotations take the MCP defaults where absent, and a read-only tool destroys nothing', (t) => {
-  t.deepEqual(toolHints(undefined), { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true });
+  t.deepEqual(toolHints(undefined), {
+    readOnlyHint: false,
+    destructiveHint: true,
+    idempotentHint: false,
+    openWorldHint: true,
+  });
   t.deepEqual(toolHints({ annotations: { destructiveHint: 'no' } }).destructiveHint, true);
   t.deepEqual(toolHints({ annotations: { readOnlyHint: true } }), {
     readOnlyHint: true,
@@ -172,7 +195,12 @@ test('annotations take the MCP defaults where absent, and a read-only tool destr
 
 // ---------------------------------------------------------------- the pins file
 
-const SEARCH = { name: 'search', description: 'Search the docs.', inputSchema: { type: 'object' }, annotations: { readOnlyHint: true } };
+const SEARCH = {
+  name: 'search',
+  description: 'Search the docs.',
+  inputSchema: { type: 'object' },
+  annotations: { readOnlyHint: true },
+};
 const DELETE = { name: 'delete_page', description: 'Delete a page.', inputSchema: { type: 'object' } };
 const pinOf = (d: Record<string, unknown>) => ({ sha256: definitionDigest('tools', d), definition: d });
 
@@ -194,7 +222,10 @@ test('the pins file: a good one reads, every mistake is named and the file refus
   bad('version: 1\nendpoints: {docs: {mode: enforce}}\nendpoints: {}', 'not valid YAML');
   bad('version: 2', 'version');
   bad(yamlStringify({ version: 1, endpoints: { docs: { mode: 'trust' } } }), 'endpoints.docs.mode');
-  bad(yamlStringify({ version: 1, endpoints: { docs: { mode: 'enforce', tools: { search: { sha256: 'ABC' } } } } }), 'sha256');
+  bad(
+    yamlStringify({ version: 1, endpoints: { docs: { mode: 'enforce', tools: { search: { sha256: 'ABC' } } } } }),
+    'sha256',
+  );
   const tampered = pinOf(SEARCH);
   bad(
     yamlStringify({
@@ -259,7 +290,10 @@ test('enforce: a changed or unpinned tool is hidden and its call refused; a call
   t.deepEqual(await list(guard, [SEARCH, DELETE]), ['search', 'delete_page']);
   const ok = callCtx('search');
   t.is(await guard.checkCalls(ok.ctx), undefined);
-  t.deepEqual(ok.call.tool, { pinned: true, annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: false, openWorldHint: true } });
+  t.deepEqual(ok.call.tool, {
+    pinned: true,
+    annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: false, openWorldHint: true },
+  });
   const del = callCtx('delete_page');
   t.is(await guard.checkCalls(del.ctx), undefined);
   t.is(del.call.tool?.annotations.destructiveHint, true, 'absent hints take the conservative default');
@@ -299,7 +333,10 @@ test('trust-on-first-use: the first definition seen is the pin; a later change i
   const ok = callCtx('search');
   t.is(await guard.checkCalls(ok.ctx), undefined);
   t.is(ok.call.tool?.annotations.readOnlyHint, true, 'annotations of a first-seen pin are trusted');
-  t.deepEqual(await list(guard, [{ ...SEARCH, inputSchema: { type: 'object', properties: { to: { type: 'string' } } } }, DELETE]), ['delete_page']);
+  t.deepEqual(
+    await list(guard, [{ ...SEARCH, inputSchema: { type: 'object', properties: { to: { type: 'string' } } } }, DELETE]),
+    ['delete_page'],
+  );
   t.is((await guard.checkCalls(callCtx('search').ctx))?.code, 'tool_definition_changed');
   await guard.close();
 });
@@ -346,7 +383,11 @@ test('a malformed pins file on reload keeps the last good pins', async (t) => {
 });
 
 test('a huge list is judged in one pass and recorded in one write', async (t) => {
-  const tools = Array.from({ length: 20_000 }, (_, i) => ({ name: `t${i}`, description: `tool ${i}`, inputSchema: { type: 'object' } }));
+  const tools = Array.from({ length: 20_000 }, (_, i) => ({
+    name: `t${i}`,
+    description: `tool ${i}`,
+    inputSchema: { type: 'object' },
+  }));
   let writes = 0;
   const local = new LocalPinState();
   const counting: PinState = {

@@ -7,7 +7,11 @@ import { packageVersion } from '../config/version.js';
 
 export type Listed = Partial<Record<PinKind, Record<string, unknown>[]>>;
 
-const ARRAY_KEYS: Record<string, PinKind> = { tools: 'tools', prompts: 'prompts', resourceTemplates: 'resourceTemplates' };
+const ARRAY_KEYS: Record<string, PinKind> = {
+  tools: 'tools',
+  prompts: 'prompts',
+  resourceTemplates: 'resourceTemplates',
+};
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -66,7 +70,9 @@ export function listedFromText(text: string, what: string): Listed {
   try {
     for (const v of values) visit(v);
   } catch (err) {
-    throw new Error((err as Error).message.startsWith(what) ? (err as Error).message : `${what}: ${(err as Error).message}`);
+    throw new Error(
+      (err as Error).message.startsWith(what) ? (err as Error).message : `${what}: ${(err as Error).message}`,
+    );
   }
   if (!found) throw new Error(`${what}: no tools/list, prompts/list or resources/templates/list result in it`);
   return listed;
@@ -116,7 +122,11 @@ export async function listedFromEndpoint(o: LiveOptions): Promise<Listed> {
     jsonrpc: '2.0',
     id: nextId++,
     method: 'initialize',
-    params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'mcp-authz pins', version: packageVersion() } },
+    params: {
+      protocolVersion: '2025-11-25',
+      capabilities: {},
+      clientInfo: { name: 'mcp-authz pins', version: packageVersion() },
+    },
   })) as Record<string, unknown> | undefined;
   protocol = typeof init?.protocolVersion === 'string' ? init.protocolVersion : '2025-11-25';
   await post({ jsonrpc: '2.0', method: 'notifications/initialized' });

@@ -35,11 +35,15 @@ export async function pinsCommand(args: string[], out: (s: string) => void, usag
     out(usage);
     return 0;
   }
-  if (verb !== 'record' && verb !== 'diff') throw new PinsCommandError(`pins: expected "record" or "diff", got ${JSON.stringify(verb)}`);
+  if (verb !== 'record' && verb !== 'diff')
+    throw new PinsCommandError(`pins: expected "record" or "diff", got ${JSON.stringify(verb)}`);
   const endpoint = values.endpoint;
-  if (!endpoint) throw new PinsCommandError('--endpoint is required: the endpoint name the pins are for (endpoints[].name)');
+  if (!endpoint)
+    throw new PinsCommandError('--endpoint is required: the endpoint name the pins are for (endpoints[].name)');
   if ((values.from === undefined) === (values.url === undefined))
-    throw new PinsCommandError('give one of --from FILE (a saved tools/list response) or --url URL (the live endpoint)');
+    throw new PinsCommandError(
+      'give one of --from FILE (a saved tools/list response) or --url URL (the live endpoint)',
+    );
   if (values.mode !== undefined && !PIN_MODES.includes(values.mode as PinMode))
     throw new PinsCommandError(`--mode must be one of ${PIN_MODES.join(', ')}`);
   const pinsPath = resolve(values.pins);
@@ -49,7 +53,11 @@ export async function pinsCommand(args: string[], out: (s: string) => void, usag
   if (verb === 'diff') {
     const diffs = diffDefinitions(current, listed);
     const changed = diffs.filter((d) => d.status !== 'unchanged');
-    out(values.json ? `${JSON.stringify({ endpoint, items: diffs }, null, 2)}\n` : printDiff(endpoint, diffs, current !== undefined));
+    out(
+      values.json
+        ? `${JSON.stringify({ endpoint, items: diffs }, null, 2)}\n`
+        : printDiff(endpoint, diffs, current !== undefined),
+    );
     return changed.length > 0 ? 1 : 0;
   }
   const content: PinsFileContent = existsSync(pinsPath)
@@ -94,7 +102,14 @@ export async function pinsCommand(args: string[], out: (s: string) => void, usag
   return 0;
 }
 
-async function readListed(values: { from?: string; url?: string; 'bearer-file'?: string; 'api-key-file'?: string; 'api-key-header': string; 'timeout-ms': string }): Promise<Listed> {
+async function readListed(values: {
+  from?: string;
+  url?: string;
+  'bearer-file'?: string;
+  'api-key-file'?: string;
+  'api-key-header': string;
+  'timeout-ms': string;
+}): Promise<Listed> {
   if (values.from !== undefined) {
     const text = values.from === '-' ? readFileSync(0, 'utf8') : readFileSync(resolve(values.from), 'utf8');
     return listedFromText(text, values.from === '-' ? 'standard input' : values.from);
@@ -106,16 +121,19 @@ async function readListed(values: { from?: string; url?: string; 'bearer-file'?:
     return v;
   };
   if (values['bearer-file']) headers.authorization = `Bearer ${secret(values['bearer-file'], '--bearer-file')}`;
-  if (values['api-key-file']) headers[values['api-key-header'].toLowerCase()] = secret(values['api-key-file'], '--api-key-file');
+  if (values['api-key-file'])
+    headers[values['api-key-header'].toLowerCase()] = secret(values['api-key-file'], '--api-key-file');
   const timeoutMs = Number(values['timeout-ms']);
-  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new PinsCommandError('--timeout-ms must be a positive integer');
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
+    throw new PinsCommandError('--timeout-ms must be a positive integer');
   let url: URL;
   try {
     url = new URL(values.url!);
   } catch {
     throw new PinsCommandError(`--url ${values.url} is not a URL`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new PinsCommandError('--url must be http: or https:');
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new PinsCommandError('--url must be http: or https:');
   return listedFromEndpoint({ url: url.href, headers, timeoutMs });
 }
 

@@ -66,7 +66,8 @@ function write(v: unknown, out: string[], path: string): void {
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function quote(s: string, path: string): string {
-  if (LONE_SURROGATE.test(s)) throw new CanonicalJsonError(`a string at ${path || 'the top level'} has a lone surrogate`);
+  if (LONE_SURROGATE.test(s))
+    throw new CanonicalJsonError(`a string at ${path || 'the top level'} has a lone surrogate`);
   // JSON.stringify escapes exactly RFC 8785's set for well-formed strings (lowercase \u00xx).
   return JSON.stringify(s);
 }

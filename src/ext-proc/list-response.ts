@@ -113,7 +113,11 @@ export class ListResponse {
       await pins.flush(state);
     } catch (err) {
       this.rt.logger.error(
-        { err: { message: (err as Error).message }, request_id: this.trace.ctx?.request.id, endpoint: this.trace.ctx?.endpoint?.name },
+        {
+          err: { message: (err as Error).message },
+          request_id: this.trace.ctx?.request.id,
+          endpoint: this.trace.ctx?.endpoint?.name,
+        },
         'the pin state did not record a list: calls to its tools will be refused until a list is recorded',
       );
     }

@@ -526,7 +526,9 @@ export class ServiceMetrics {
       decided: (trace) => this.decided(trace),
       listed: (trace) => this.listed(trace),
       drifted: (d) =>
-        toolDrift.labels(knownEndpoints.has(d.endpoint) ? d.endpoint : UNKNOWN_ENDPOINT, d.kind, d.change, d.where).inc(),
+        toolDrift
+          .labels(knownEndpoints.has(d.endpoint) ? d.endpoint : UNKNOWN_ENDPOINT, d.kind, d.change, d.where)
+          .inc(),
     };
     let storeState: 'shared' | 'local_fallback' | undefined;
     this.events = {

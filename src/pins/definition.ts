@@ -32,7 +32,9 @@ export function pinnedDefinition(kind: PinKind, item: Readonly<Record<string, un
 
 /** The pin of an item: lowercase hex SHA-256 of the RFC 8785 form of its pinned members. Throws on a value JSON cannot hold. */
 export function definitionDigest(kind: PinKind, item: Readonly<Record<string, unknown>>): string {
-  return createHash('sha256').update(canonicalJson(pinnedDefinition(kind, item)), 'utf8').digest('hex');
+  return createHash('sha256')
+    .update(canonicalJson(pinnedDefinition(kind, item)), 'utf8')
+    .digest('hex');
 }
 
 /** The item's own name in its list: a tool's or prompt's `name`, a template's `uriTemplate`. */

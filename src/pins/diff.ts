@@ -77,14 +77,22 @@ export function diffDefinitions(
   return out;
 }
 
-function memberChanges(kind: PinKind, before: Readonly<Record<string, unknown>>, after: Readonly<Record<string, unknown>>): MemberChange[] {
+function memberChanges(
+  kind: PinKind,
+  before: Readonly<Record<string, unknown>>,
+  after: Readonly<Record<string, unknown>>,
+): MemberChange[] {
   const out: MemberChange[] = [];
   for (const m of PINNED_MEMBERS[kind]) {
     const a = before[m];
     const b = after[m];
     if (a === undefined && b === undefined) continue;
     if (a !== undefined && b !== undefined && canonicalJson(a) === canonicalJson(b)) continue;
-    if (TEXT_MEMBERS.has(m) && (typeof a === 'string' || a === undefined) && (typeof b === 'string' || b === undefined)) {
+    if (
+      TEXT_MEMBERS.has(m) &&
+      (typeof a === 'string' || a === undefined) &&
+      (typeof b === 'string' || b === undefined)
+    ) {
       out.push({ member: m, text: wordDiff(a ?? '', b ?? '') });
     } else {
       const paths: PathChange[] = [];
@@ -114,7 +122,12 @@ function jsonPaths(a: unknown, b: unknown, path: string, out: PathChange[]): voi
   if (isObject(a) && isObject(b)) {
     for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {
       if (Object.hasOwn(a, k) && Object.hasOwn(b, k) && canonicalJson(a[k]) === canonicalJson(b[k])) continue;
-      jsonPaths(Object.hasOwn(a, k) ? a[k] : undefined, Object.hasOwn(b, k) ? b[k] : undefined, `${path}/${escapePointer(k)}`, out);
+      jsonPaths(
+        Object.hasOwn(a, k) ? a[k] : undefined,
+        Object.hasOwn(b, k) ? b[k] : undefined,
+        `${path}/${escapePointer(k)}`,
+        out,
+      );
     }
     return;
   }
@@ -138,7 +151,8 @@ export function wordDiff(before: string, after: string): string {
   const m = b.length;
   const lcs: Uint32Array[] = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
   for (let i = n - 1; i >= 0; i--)
-    for (let j = m - 1; j >= 0; j--) lcs[i]![j] = a[i] === b[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
+    for (let j = m - 1; j >= 0; j--)
+      lcs[i]![j] = a[i] === b[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
   let out = '';
   let del = '';
   let add = '';

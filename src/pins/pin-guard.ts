@@ -15,14 +15,7 @@ import type { CheckContext } from '../decision/context.js';
 import type { DriftRecord, Observer, Pinning } from '../decision/phases.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import {
-  DEFAULT_HINTS,
-  definitionDigest,
-  itemName,
-  pinnedDefinition,
-  toolHints,
-  type PinKind,
-} from './definition.js';
+import { DEFAULT_HINTS, definitionDigest, itemName, pinnedDefinition, toolHints, type PinKind } from './definition.js';
 import { parsePinsFile, PinSet, PinsFileError, type EndpointPins, type Pin, type PinMode } from './pins-file.js';
 import { LocalPinState, pinKey, RedisPinState, type FirstSeen, type PinState, type Seen } from './pin-state.js';
 
@@ -140,7 +133,12 @@ export class PinGuard implements Pinning {
     return this.checkAll(ctx, name!, ep, checked);
   }
 
-  private async checkAll(ctx: CheckContext, endpoint: string, ep: EndpointPins, calls: McpCall[]): Promise<Deny | undefined> {
+  private async checkAll(
+    ctx: CheckContext,
+    endpoint: string,
+    ep: EndpointPins,
+    calls: McpCall[],
+  ): Promise<Deny | undefined> {
     for (const call of calls) {
       const refused = await this.checkOne(ctx, endpoint, ep, call);
       if (refused) return refused;
@@ -148,7 +146,12 @@ export class PinGuard implements Pinning {
     return undefined;
   }
 
-  private async checkOne(ctx: CheckContext, endpoint: string, ep: EndpointPins, call: McpCall): Promise<Deny | undefined> {
+  private async checkOne(
+    ctx: CheckContext,
+    endpoint: string,
+    ep: EndpointPins,
+    call: McpCall,
+  ): Promise<Deny | undefined> {
     const kind: PinKind = call.method === 'tools/call' ? 'tools' : 'prompts';
     const what = kind === 'tools' ? 'tool' : 'prompt';
     const name = call.name;
@@ -156,14 +159,22 @@ export class PinGuard implements Pinning {
     if (kind === 'tools') call.tool = { pinned: false, annotations: DEFAULT_HINTS };
     if (name === undefined) {
       return enforce
-        ? deny('tool_definition_unseen', `The ${what} call names no ${what}, so its definition cannot be checked against its pin.`)
+        ? deny(
+            'tool_definition_unseen',
+            `The ${what} call names no ${what}, so its definition cannot be checked against its pin.`,
+          )
         : undefined;
     }
     const filePin = ep.pins[kind].get(name);
     let seen: string | undefined;
     let pin: Pin | undefined = filePin;
     try {
-      const found = await this.opts.state.lookup(endpoint, kind, name, filePin === undefined && ep.mode === 'trust-on-first-use');
+      const found = await this.opts.state.lookup(
+        endpoint,
+        kind,
+        name,
+        filePin === undefined && ep.mode === 'trust-on-first-use',
+      );
       seen = found.seen;
       pin ??= found.firstSeen;
     } catch (err) {

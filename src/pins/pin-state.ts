@@ -147,7 +147,8 @@ export class RedisPinState implements PinState {
 
   async lookup(endpoint: string, kind: PinKind, name: string, withFirstSeen: boolean): Promise<PinLookup> {
     const k = pinKey(kind, name);
-    if (!withFirstSeen) return { seen: (await this.client.hget(this.seenKey(endpoint), k)) ?? undefined, firstSeen: undefined };
+    if (!withFirstSeen)
+      return { seen: (await this.client.hget(this.seenKey(endpoint), k)) ?? undefined, firstSeen: undefined };
     const [seen, first] = await Promise.all([
       this.client.hget(this.seenKey(endpoint), k),
       this.client.hget(this.firstKey(endpoint), k),

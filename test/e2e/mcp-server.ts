@@ -67,6 +67,8 @@ export interface McpServerOptions {
    * lists as a server that changes a reviewed tool would (docs/pinning.md).
    */
   descriptions?: Record<string, string>;
+  /** Tool annotations (search, delete_file) the server lists. */
+  annotations?: Record<string, { readOnlyHint?: boolean; destructiveHint?: boolean }>;
 }
 
 /** The values the completable arguments complete to. */
@@ -94,7 +96,11 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestM
     const server = new McpServer({ name: 'e2e-files', version: '1.0.0' });
     server.registerTool(
       'search',
-      { description: opts.descriptions?.search ?? 'Search files', inputSchema: { query: z.string() } },
+      {
+        description: opts.descriptions?.search ?? 'Search files',
+        inputSchema: { query: z.string() },
+        ...(opts.annotations?.search ? { annotations: opts.annotations.search } : {}),
+      },
       async ({ query }, extra) => {
         record('tool', 'search', extra);
         return { content: [{ type: 'text', text: `results for ${query}` }] };
@@ -113,7 +119,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestM
       {
         description: opts.descriptions?.delete_file ?? 'Delete a file',
         inputSchema: { path: z.string() },
-        annotations: { destructiveHint: true, readOnlyHint: false },
+        ...(opts.annotations?.delete_file ? { annotations: opts.annotations.delete_file } : {}),
       },
       async ({ path }, extra) => {
         record('tool', 'delete_file', extra);

@@ -17,7 +17,9 @@ export interface ModernMcpServer {
 }
 
 /** `descriptions`: tool descriptions read on every request, which a test may change between two lists. */
-export async function startModernMcpServer(opts: { descriptions?: Record<string, string> } = {}): Promise<ModernMcpServer> {
+export async function startModernMcpServer(
+  opts: { descriptions?: Record<string, string> } = {},
+): Promise<ModernMcpServer> {
   const requests: ModernMcpServer['requests'] = [];
   const sqlCalls: ModernMcpServer['sqlCalls'] = [];
   const handler = createMcpHandler(
