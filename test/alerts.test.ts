@@ -83,7 +83,7 @@ test('every alert has a unit test where it fires and one where it does not', (t)
   }
 });
 
-test('the shipped alerts cover target down, policy and keys reloads, refused bundles, an unreachable bundle service, dropped decision logs, Redis fallback, JWKS refresh, dropped log lines, denies, auth failures, lockouts, latency, lists not filtered and upstream credentials failing', (t) => {
+test('the shipped alerts cover target down, policy and keys reloads, refused bundles, an unreachable bundle service, dropped decision logs, Redis fallback, JWKS refresh, dropped log lines, denies, auth failures, lockouts, latency, lists not filtered, upstream credentials failing, tool-definition drift and refused pins files', (t) => {
   t.deepEqual(alerts.map((a) => a.alert).sort(), [
     'McpAuthzAbsent',
     'McpAuthzAuthFailureSpike',
@@ -99,9 +99,11 @@ test('the shipped alerts cover target down, policy and keys reloads, refused bun
     'McpAuthzListsWithheld',
     'McpAuthzLogLinesDropped',
     'McpAuthzNoPolicyLoaded',
+    'McpAuthzPinsReloadFailures',
     'McpAuthzPolicyReloadFailures',
     'McpAuthzSustainedLockouts',
     'McpAuthzTargetDown',
+    'McpAuthzToolDefinitionDrift',
     'McpAuthzUpstreamTokenFailing',
   ]);
 });

@@ -5,7 +5,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -16,6 +16,8 @@ import type { CheckContext } from '../src/decision/context.js';
 import type { DriftRecord } from '../src/decision/phases.js';
 import { silentLogger } from '../src/log/logger.js';
 import { definitionDigest, toolHints } from '../src/pins/definition.js';
+import { diffDefinitions, wordDiff } from '../src/pins/diff.js';
+import { recordDefinition, recordListed } from '../src/pins/record.js';
 import { PinGuard } from '../src/pins/pin-guard.js';
 import { LocalPinState, type PinState } from '../src/pins/pin-state.js';
 import { parsePinsFile, PinsFileError } from '../src/pins/pins-file.js';
@@ -405,4 +407,60 @@ test('a huge list is judged in one pass and recorded in one write', async (t) =>
   t.is(writes, 1);
   t.is(await guard.checkCalls(callCtx('t19999').ctx), undefined);
   await guard.close();
+});
+
+// ---------------------------------------------------------------- recording and diffs
+
+test('recordListed writes a file the service loads; recordDefinition re-pins one reviewed definition, checked against its digest', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pins-record-'));
+  const file = join(dir, 'pins.yaml');
+  const first = recordListed(file, 'docs', { tools: [SEARCH, DELETE] }, 'trust-on-first-use');
+  t.like(first, { mode: 'trust-on-first-use', pinned: 2, added: 2, changed: 0 });
+  const changed = { ...SEARCH, description: 'Search the docs, faster.' };
+  t.like(recordListed(file, 'docs', { tools: [changed, DELETE] }), {
+    mode: 'trust-on-first-use',
+    changed: 1,
+    unchanged: 1,
+  });
+  t.throws(() => recordDefinition(file, 'docs', 'tools', SEARCH, definitionDigest('tools', changed)), {
+    message: /not the .* that was reviewed/,
+  });
+  t.is(
+    parsePinsFile(readFileSync(file, 'utf8'), file).endpoints.get('docs')!.pins.tools.get('search')!.sha256,
+    definitionDigest('tools', changed),
+  );
+  const pin = recordDefinition(file, 'docs', 'tools', SEARCH, definitionDigest('tools', SEARCH));
+  const set = parsePinsFile(readFileSync(file, 'utf8'), file);
+  t.is(set.endpoints.get('docs')!.pins.tools.get('search')!.sha256, pin);
+  t.is(
+    set.endpoints.get('docs')!.pins.tools.get('delete_page')!.sha256,
+    definitionDigest('tools', DELETE),
+    'other pins kept',
+  );
+  t.throws(() => recordListed(file, 'docs', { tools: [SEARCH, SEARCH] }), { message: /listed twice/ });
+});
+
+test('a diff names text changes word by word and schema changes by JSON Pointer', (t) => {
+  const set = parsePinsFile(pinsYaml('enforce', [SEARCH, DELETE]), 'pins.yaml');
+  const now = {
+    ...SEARCH,
+    description: 'Search the docs and the mail.',
+    inputSchema: { type: 'object', properties: { 'a/b': { type: 'string' } }, required: ['a/b'] },
+  };
+  const diffs = diffDefinitions(set.endpoints.get('docs'), { tools: [now, { name: 'new_tool' }] });
+  t.deepEqual(
+    diffs.map((d) => [d.name, d.status]),
+    [
+      ['delete_page', 'removed'],
+      ['new_tool', 'added'],
+      ['search', 'changed'],
+    ],
+  );
+  const members = diffs.find((d) => d.name === 'search')!.members!;
+  t.is(members[0]!.text, 'Search the [-docs.-]{+docs and the mail.+}');
+  t.deepEqual(members[1]!.paths, [
+    { op: 'added', path: '/properties', after: { 'a/b': { type: 'string' } } },
+    { op: 'added', path: '/required', after: ['a/b'] },
+  ]);
+  t.is(wordDiff('a b c', 'a c'), 'a [-b -]c');
 });

@@ -1,14 +1,12 @@
 // `mcp-authz pins record` and `mcp-authz pins diff` (docs/pinning.md): the definitions an MCP
 // server lists — from a saved response or the live endpoint — written into the pins file as
 // the endpoint's pins, or compared with them member by member.
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
-import { definitionDigest, itemName, PIN_KINDS, pinnedDefinition } from '../pins/definition.js';
 import { diffDefinitions, type ItemDiff } from '../pins/diff.js';
-import { parsePinsFile, PIN_MODES, PinsFileSchema, type PinMode, type PinsFileContent } from '../pins/pins-file.js';
+import { parsePinsFile, PIN_MODES, type PinMode } from '../pins/pins-file.js';
+import { recordListed, type RecordSummary } from '../pins/record.js';
 import { listedFromEndpoint, listedFromText, type Listed } from './mcp-lists.js';
 
 const OPTIONS = {
@@ -60,40 +58,12 @@ export async function pinsCommand(args: string[], out: (s: string) => void, usag
     );
     return changed.length > 0 ? 1 : 0;
   }
-  const content: PinsFileContent = existsSync(pinsPath)
-    ? PinsFileSchema.parse(await import('yaml').then((y) => y.parse(readFileSync(pinsPath, 'utf8'))))
-    : { version: 1, endpoints: {} };
-  const section = content.endpoints[endpoint] ?? { mode: 'enforce', tools: {}, prompts: {}, resourceTemplates: {} };
-  if (values.mode !== undefined) section.mode = values.mode as PinMode;
-  const diffs = diffDefinitions(current, listed);
-  for (const kind of PIN_KINDS) {
-    const items = listed[kind];
-    if (items === undefined) continue;
-    const pins: Record<string, { sha256: string; definition: Record<string, unknown> }> = {};
-    for (const item of items) {
-      const name = itemName(kind, item);
-      if (name === undefined) throw new PinsCommandError(`a listed ${kind} item has no name`);
-      if (pins[name]) throw new PinsCommandError(`${kind} "${name}" is listed twice: refusing to pick one`);
-      pins[name] = { sha256: definitionDigest(kind, item), definition: pinnedDefinition(kind, item) };
-    }
-    section[kind] = Object.fromEntries(Object.entries(pins).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  let summary: RecordSummary;
+  try {
+    summary = recordListed(pinsPath, endpoint, listed, values.mode as PinMode | undefined);
+  } catch (err) {
+    throw new PinsCommandError((err as Error).message);
   }
-  content.endpoints[endpoint] = section;
-  const text = `# mcp-authz pins (docs/pinning.md): written by \`mcp-authz pins record\`; review changes with \`mcp-authz pins diff\`.\n${stringify(content, { lineWidth: 0 })}`;
-  // What the service will read: the file must load as written.
-  parsePinsFile(text, pinsPath);
-  writeAtomically(pinsPath, text);
-  const count = (s: ItemDiff['status']) => diffs.filter((d) => d.status === s).length;
-  const summary = {
-    endpoint,
-    file: pinsPath,
-    mode: section.mode,
-    pinned: PIN_KINDS.reduce((n, k) => n + Object.keys(section[k]).length, 0),
-    added: count('added'),
-    changed: count('changed'),
-    removed: count('removed'),
-    unchanged: count('unchanged'),
-  };
   out(
     values.json
       ? `${JSON.stringify(summary)}\n`
@@ -135,26 +105,6 @@ async function readListed(values: {
   if (url.protocol !== 'https:' && url.protocol !== 'http:')
     throw new PinsCommandError('--url must be http: or https:');
   return listedFromEndpoint({ url: url.href, headers, timeoutMs });
-}
-
-function writeAtomically(path: string, text: string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx', 0o644);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
 }
 
 const SINGULAR = { tools: 'tool', prompts: 'prompt', resourceTemplates: 'resource template' } as const;
