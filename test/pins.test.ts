@@ -15,7 +15,7 @@ import type { McpCall } from '../src/contracts/request.js';
 import type { CheckContext } from '../src/decision/context.js';
 import type { DriftRecord } from '../src/decision/phases.js';
 import { silentLogger } from '../src/log/logger.js';
-import { definitionDigest, toolHints } from '../src/pins/definition.js';
+import { DigestCache, definitionDigest, toolHints } from '../src/pins/definition.js';
 import { diffDefinitions, wordDiff } from '../src/pins/diff.js';
 import { recordDefinition, recordListed } from '../src/pins/record.js';
 import { PinGuard } from '../src/pins/pin-guard.js';
@@ -463,4 +463,22 @@ test('a diff names text changes word by word and schema changes by JSON Pointer'
     { op: 'added', path: '/required', after: ['a/b'] },
   ]);
   t.is(wordDiff('a b c', 'a c'), 'a [-b -]c');
+});
+
+test('the digest cache answers what definitionDigest does, remembered or not, and never remembers a failure', (t) => {
+  const cache = new DigestCache(4096);
+  fc.assert(
+    fc.property(tool, (def) => {
+      const d = definitionDigest('tools', def);
+      return cache.digest('tools', def) === d && cache.digest('tools', JSON.parse(JSON.stringify(def))) === d;
+    }),
+    { numRuns: 200 },
+  );
+  // Kinds are kept apart: the same object is another definition as a prompt.
+  const both = { name: 'x', description: 'd', arguments: [], inputSchema: {} };
+  t.not(cache.digest('tools', both), cache.digest('prompts', both));
+  t.is(cache.digest('prompts', both), definitionDigest('prompts', both));
+  const bad = { name: 'x', description: 'a\ud800' };
+  t.throws(() => cache.digest('tools', bad), { instanceOf: CanonicalJsonError });
+  t.throws(() => cache.digest('tools', bad), { instanceOf: CanonicalJsonError });
 });

@@ -10,64 +10,81 @@ export class CanonicalJsonError extends Error {}
 
 /** The RFC 8785 form of a JSON value (as JSON.parse returns it). Throws CanonicalJsonError. */
 export function canonicalJson(value: unknown): string {
-  const out: string[] = [];
-  write(value, out, '');
-  return out.join('');
+  try {
+    return write(value);
+  } catch (err) {
+    if (err !== NOT_JSON) throw err;
+    throw new CanonicalJsonError(whereNotJson(value, '') ?? 'the value is not JSON');
+  }
 }
 
-function write(v: unknown, out: string[], path: string): void {
-  if (v === null) {
-    out.push('null');
-    return;
-  }
+/** Thrown by the fast writer; the message is then found by walking the value again. */
+const NOT_JSON = new Error('not JSON');
+
+function write(v: unknown): string {
+  if (v === null) return 'null';
   switch (typeof v) {
     case 'boolean':
-      out.push(v ? 'true' : 'false');
-      return;
+      return v ? 'true' : 'false';
     case 'number':
-      if (!Number.isFinite(v)) throw new CanonicalJsonError(`${path || 'the value'} is not a finite number`);
+      if (!Number.isFinite(v)) throw NOT_JSON;
       // ECMAScript's Number-to-String is RFC 8785's number form; -0 is written 0.
-      out.push(JSON.stringify(v));
-      return;
+      return JSON.stringify(v);
     case 'string':
-      out.push(quote(v, path));
-      return;
+      return quote(v);
     case 'object': {
       if (Array.isArray(v)) {
-        out.push('[');
-        for (let i = 0; i < v.length; i++) {
-          if (i > 0) out.push(',');
-          write(v[i], out, `${path}[${i}]`);
-        }
-        out.push(']');
-        return;
+        let s = '[';
+        for (let i = 0; i < v.length; i++) s += (i > 0 ? ',' : '') + write(v[i]);
+        return `${s}]`;
       }
       const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null)
-        throw new CanonicalJsonError(`${path || 'the value'} is not a plain JSON object`);
+      if (proto !== Object.prototype && proto !== null) throw NOT_JSON;
       const obj = v as Record<string, unknown>;
       // The default sort compares UTF-16 code units, which is RFC 8785's order.
       const keys = Object.keys(obj).sort();
-      out.push('{');
+      let s = '{';
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i]!;
-        if (i > 0) out.push(',');
-        out.push(quote(k, path), ':');
-        write(obj[k], out, `${path}.${k}`);
+        s += `${i > 0 ? ',' : ''}${quote(k)}:${write(obj[k])}`;
       }
-      out.push('}');
-      return;
+      return `${s}}`;
     }
     default:
-      throw new CanonicalJsonError(`${path || 'the value'} is not JSON (${typeof v})`);
+      throw NOT_JSON;
   }
 }
 
+const SURROGATE = /[\uD800-\uDFFF]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-function quote(s: string, path: string): string {
-  if (LONE_SURROGATE.test(s))
-    throw new CanonicalJsonError(`a string at ${path || 'the top level'} has a lone surrogate`);
+function quote(s: string): string {
+  if (SURROGATE.test(s) && LONE_SURROGATE.test(s)) throw NOT_JSON;
   // JSON.stringify escapes exactly RFC 8785's set for well-formed strings (lowercase \u00xx).
   return JSON.stringify(s);
+}
+
+/** Where a value stops being JSON, as a message; undefined when it is JSON. */
+function whereNotJson(v: unknown, path: string): string | undefined {
+  const at = path || 'the value';
+  if (v === null || typeof v === 'boolean') return undefined;
+  if (typeof v === 'number') return Number.isFinite(v) ? undefined : `${at} is not a finite number`;
+  if (typeof v === 'string')
+    return LONE_SURROGATE.test(v) ? `a string at ${path || 'the top level'} has a lone surrogate` : undefined;
+  if (typeof v !== 'object') return `${at} is not JSON (${typeof v})`;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const w = whereNotJson(v[i], `${path}[${i}]`);
+      if (w) return w;
+    }
+    return undefined;
+  }
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return `${at} is not a plain JSON object`;
+  for (const [k, e] of Object.entries(v)) {
+    if (LONE_SURROGATE.test(k)) return `a member name in ${path || 'the top level'} has a lone surrogate`;
+    const w = whereNotJson(e, `${path}.${k}`);
+    if (w) return w;
+  }
+  return undefined;
 }

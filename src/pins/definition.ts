@@ -3,7 +3,7 @@
 // form of those members, so the same definition written any other way (member order,
 // whitespace, escapes, 1.0 for 1) has the same pin and any change to them another. Members
 // outside the list (`_meta`, `icons`) are not pinned: servers put volatile data there.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { canonicalJson } from '../contracts/jcs.js';
 
 export type PinKind = 'tools' | 'prompts' | 'resourceTemplates';
@@ -32,9 +32,36 @@ export function pinnedDefinition(kind: PinKind, item: Readonly<Record<string, un
 
 /** The pin of an item: lowercase hex SHA-256 of the RFC 8785 form of its pinned members. Throws on a value JSON cannot hold. */
 export function definitionDigest(kind: PinKind, item: Readonly<Record<string, unknown>>): string {
-  return createHash('sha256')
-    .update(canonicalJson(pinnedDefinition(kind, item)), 'utf8')
-    .digest('hex');
+  return hash('sha256', canonicalJson(pinnedDefinition(kind, item)), 'hex');
+}
+
+/**
+ * Digests of listed items, remembered by their JSON text: a server lists the same definitions
+ * again and again, and JSON.stringify costs a fraction of the canonical form. Equal text is an
+ * equal value, so a remembered digest is the digest. Bounded by the text it holds (cleared
+ * when full); an item that cannot be digested is never remembered.
+ */
+export class DigestCache {
+  private readonly map = new Map<string, string>();
+  private chars = 0;
+
+  constructor(private readonly maxChars = 16 * 1024 * 1024) {}
+
+  digest(kind: PinKind, item: Readonly<Record<string, unknown>>): string {
+    const key = `${kind}\0${JSON.stringify(item)}`;
+    const known = this.map.get(key);
+    if (known !== undefined) return known;
+    const d = definitionDigest(kind, item);
+    if (key.length <= this.maxChars / 16) {
+      if (this.chars + key.length > this.maxChars) {
+        this.map.clear();
+        this.chars = 0;
+      }
+      this.map.set(key, d);
+      this.chars += key.length;
+    }
+    return d;
+  }
 }
 
 /** The item's own name in its list: a tool's or prompt's `name`, a template's `uriTemplate`. */

@@ -15,7 +15,7 @@ import type { CheckContext } from '../decision/context.js';
 import type { DriftRecord, Observer, Pinning } from '../decision/phases.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import { DEFAULT_HINTS, definitionDigest, itemName, pinnedDefinition, toolHints, type PinKind } from './definition.js';
+import { DEFAULT_HINTS, DigestCache, itemName, pinnedDefinition, toolHints, type PinKind } from './definition.js';
 import { parsePinsFile, PinSet, PinsFileError, type EndpointPins, type Pin, type PinMode } from './pins-file.js';
 import { LocalPinState, pinKey, RedisPinState, type FirstSeen, type PinState, type Seen } from './pin-state.js';
 
@@ -53,6 +53,8 @@ export function pinGuardFromConfig(
 
 export class PinGuard implements Pinning {
   private readonly source: WatchedFile<PinSet>;
+  /** Digests of listed definitions by their JSON text, shared by every list of every endpoint. */
+  private readonly digests = new DigestCache();
 
   constructor(private readonly opts: PinGuardOptions) {
     let snapshot;
@@ -260,7 +262,7 @@ export class PinGuard implements Pinning {
         );
       }
     }
-    return new ListPins(endpoint!, ep, firstSeen, degraded, this.opts, requestId);
+    return new ListPins(endpoint!, ep, firstSeen, degraded, this.opts, requestId, this.digests);
   }
 }
 
@@ -278,6 +280,7 @@ export class ListPins {
     private readonly degraded: boolean,
     private readonly opts: Pick<PinGuardOptions, 'observer' | 'logger'>,
     private readonly requestId: string | undefined,
+    private readonly digests: DigestCache = new DigestCache(),
   ) {}
 
   get mode(): PinMode {
@@ -293,7 +296,7 @@ export class ListPins {
     if (name === undefined) return false;
     let digest: string;
     try {
-      digest = definitionDigest(kind, item);
+      digest = this.digests.digest(kind, item);
     } catch {
       return this.ep.mode === 'report';
     }
