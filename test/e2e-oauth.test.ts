@@ -60,33 +60,37 @@ async function token(claims: Record<string, unknown> = {}): Promise<string> {
 
 const sameIssuer = (a: string) => a.replace(/\/$/, '') === jwks.issuer.replace(/\/$/, '');
 
-test('without a credential the client gets a 401 Bearer challenge the SDK parses, and its resource_metadata resolves to this endpoint and issuer', async (t) => {
-  const s = mcpClient(stack.url('/mcp/docs'));
-  const err = await t.throwsAsync(s.connect());
-  t.is((err as StreamableHTTPError).code, 401);
-  const seen = s.http.last(401)!;
-  t.is(jsonBody(seen).error, 'authentication_required');
-  t.is(jsonBody(seen).error_description, 'Authentication required via OAuth bearer token');
-  t.deepEqual(jsonBody(seen).supported_methods, ['Authorization header (Bearer token)']);
+// Serial: it asserts the MCP server saw no request at all, which the other tests' calls would break.
+test.serial(
+  'without a credential the client gets a 401 Bearer challenge the SDK parses, and its resource_metadata resolves to this endpoint and issuer',
+  async (t) => {
+    const s = mcpClient(stack.url('/mcp/docs'));
+    const err = await t.throwsAsync(s.connect());
+    t.is((err as StreamableHTTPError).code, 401);
+    const seen = s.http.last(401)!;
+    t.is(jsonBody(seen).error, 'authentication_required');
+    t.is(jsonBody(seen).error_description, 'Authentication required via OAuth bearer token');
+    t.deepEqual(jsonBody(seen).supported_methods, ['Authorization header (Bearer token)']);
 
-  const challenge = extractWWWAuthenticateParams(seen.response);
-  t.is(challenge.resourceMetadataUrl?.href, metadataUrl);
-  t.deepEqual(challenge.scope?.split(' ').sort(), [...SCOPES].sort());
+    const challenge = extractWWWAuthenticateParams(seen.response);
+    t.is(challenge.resourceMetadataUrl?.href, metadataUrl);
+    t.deepEqual(challenge.scope?.split(' ').sort(), [...SCOPES].sort());
 
-  const viaHeader = await discoverOAuthProtectedResourceMetadata(stack.url('/mcp/docs'), {
-    resourceMetadataUrl: challenge.resourceMetadataUrl!,
-  });
-  t.is(viaHeader.resource, resource);
-  t.true(viaHeader.authorization_servers?.some(sameIssuer));
-  t.deepEqual([...(viaHeader.scopes_supported ?? [])].sort(), [...SCOPES].sort());
-  t.true(viaHeader.bearer_methods_supported?.includes('header'));
+    const viaHeader = await discoverOAuthProtectedResourceMetadata(stack.url('/mcp/docs'), {
+      resourceMetadataUrl: challenge.resourceMetadataUrl!,
+    });
+    t.is(viaHeader.resource, resource);
+    t.true(viaHeader.authorization_servers?.some(sameIssuer));
+    t.deepEqual([...(viaHeader.scopes_supported ?? [])].sort(), [...SCOPES].sort());
+    t.true(viaHeader.bearer_methods_supported?.includes('header'));
 
-  t.deepEqual(
-    stack.mcp.httpRequests.filter((r) => r.url.startsWith('/mcp/docs') || r.url.startsWith('/.well-known')),
-    [],
-    'the MCP server saw nothing',
-  );
-});
+    t.deepEqual(
+      stack.mcp.httpRequests.filter((r) => r.url.startsWith('/mcp/docs') || r.url.startsWith('/.well-known')),
+      [],
+      'the MCP server saw nothing',
+    );
+  },
+);
 
 test('without the header, the SDK finds the same protected-resource metadata by path-suffixed discovery through the proxy', async (t) => {
   const http = recordingFetch();

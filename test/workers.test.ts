@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
@@ -145,6 +146,9 @@ test.serial(
     for (const r of answered) t.truthy(r.ok_response, 'an in-flight Check is answered, not cut');
     t.is(await svc.exited, 0);
     t.regex(svc.logs(), /draining every worker/);
+    // 'exit' can come before the last bytes of the shared stderr pipe are read: read it to its end.
+    const stderr = svc.proc.stderr!;
+    if (!stderr.readableEnded) await once(stderr, 'end');
     t.is(
       (svc.logs().match(/"worker":\d+,"msg":"mcp-authz stopped"/g) ?? []).length,
       2,

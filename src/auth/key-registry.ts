@@ -1,95 +1,34 @@
 // The API key registry: entries (hashes only) from the keys file and from the config
-// (`apiKeys.keys`, MCP_API_KEYS), built once into a Map keyed by SHA-256 hex. A Check call
-// hashes the presented key and does one Map lookup; no secret is compared byte by byte.
+// (`apiKeys.keys`, MCP_API_KEYS), built once into a KeyTable indexed by SHA-256 (key-table.ts).
+// A Check call hashes the presented key and does one index lookup; no secret is compared
+// byte by byte.
 // Loading is a sequence of steps (keyRegistrySteps) so that a reload of a large file can
 // yield to Checks between them; principals share their frozen role and grant lists.
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ApiKeyEntrySchema, type ApiKeyEntry } from '../config/schema.js';
-import type { Principal } from '../contracts/principal.js';
 import { checkKeyEntry } from './key-entry.js';
 import { KeysFileReader, readJsonKeys } from './keys-file-reader.js';
+import { KeyTableBuilder, type ApiKeyRecord, type KeyTable } from './key-table.js';
 
 /** Lines read, or entries checked or registered, between two yields of a stepped load. */
 const STEP = 20_000;
 
-export interface ApiKeyRecord {
-  id: string;
-  /** The entry's position in the keys file (then the config's entries): for messages. */
-  at: number;
-  /** The principal this key authenticates as, built at load and frozen. */
-  principal: Principal;
-  /** Epoch ms, or Infinity for a key that does not expire. */
-  expiresAtMs: number;
-  disabled: boolean;
-}
+export type { ApiKeyRecord };
 
 export class KeyRegistry {
-  private readonly byHash: Map<string, ApiKeyRecord>;
-
-  constructor(entries: readonly ApiKeyEntry[] | Map<string, ApiKeyRecord>) {
-    if (entries instanceof Map) this.byHash = entries;
-    else {
-      const shared = new SharedLists();
-      this.byHash = new Map(entries.map((e, i) => [e.sha256, toRecord(e, shared, i)]));
-    }
-  }
+  constructor(private readonly table: KeyTable) {}
 
   get size(): number {
-    return this.byHash.size;
+    return this.table.size;
   }
 
   /** The record for a key's SHA-256 hex, or undefined. */
   lookup(sha256: string): ApiKeyRecord | undefined {
-    return this.byHash.get(sha256);
+    return this.table.lookup(sha256);
   }
 
-  static readonly EMPTY = new KeyRegistry(new Map());
-}
-
-const NO_SCOPES = Object.freeze([]) as unknown as string[];
-
-/** Frozen role and grant lists, one per distinct list: a million keys usually hold a few hundred. */
-class SharedLists {
-  private readonly lists = new Map<string, string[]>();
-  private readonly texts = new Map<string, string>();
-
-  /** One string for equal user ids and roles (each read from its own line otherwise). */
-  text(s: string): string {
-    const known = this.texts.get(s);
-    if (known !== undefined) return known;
-    this.texts.set(s, s);
-    return s;
-  }
-
-  get(items: readonly string[]): string[] {
-    const key = items.join('\n');
-    let list = this.lists.get(key);
-    if (list === undefined) this.lists.set(key, (list = Object.freeze([...items]) as string[]));
-    return list;
-  }
-}
-
-function toRecord(e: ApiKeyEntry, shared: SharedLists, at: number): ApiKeyRecord {
-  const principal: Principal = {
-    authenticated: true,
-    method: 'api_key',
-    id: e.id,
-    roles: shared.get(e.role !== undefined ? [e.role] : []),
-    permissions: shared.get(e.permissions),
-    scopes: NO_SCOPES,
-    keyType: e.userId !== undefined ? 'private' : 'public',
-    keyId: e.id,
-  };
-  if (e.userId !== undefined) principal.userId = shared.text(e.userId);
-  if (e.role !== undefined) principal.role = shared.text(e.role);
-  return {
-    id: e.id,
-    at,
-    principal: Object.freeze(principal),
-    expiresAtMs: e.expiresAt !== undefined ? Date.parse(e.expiresAt) : Number.POSITIVE_INFINITY,
-    disabled: e.disabled,
-  };
+  static readonly EMPTY = new KeyRegistry(new KeyTableBuilder().finish().table);
 }
 
 /** A keys file (or the merged entries) that cannot be used; `problems` name each bad field. */
@@ -215,49 +154,29 @@ function* keyRegistrySteps(
   return b.finish(inline, source);
 }
 
-/** Records entries in file order, noting duplicate ids and hashes; `finish` adds the config's and refuses duplicates. */
+/** Records entries in order; `finish` adds the config's and refuses repeated ids and keys. */
 class RegistryBuilder {
-  private readonly ids = new Set<string>();
-  private readonly byHash = new Map<string, ApiKeyRecord>();
-  private readonly shared = new SharedLists();
-  /** Positions of the entries that repeat an id or a hash: the messages are worded at the end. */
-  private readonly repeats: { at: number; entry: ApiKeyEntry; id: boolean; hash: boolean }[] = [];
-  private count = 0;
+  private readonly table = new KeyTableBuilder();
   private fileCount = -1;
 
   add(e: ApiKeyEntry): void {
-    const at = this.count++;
-    const id = this.ids.has(e.id);
-    const hash = this.byHash.has(e.sha256);
-    if (id || hash) this.repeats.push({ at, entry: e, id, hash });
-    if (!id) this.ids.add(e.id);
-    if (!hash) this.byHash.set(e.sha256, toRecord(e, this.shared, at));
+    this.table.add(e);
   }
 
   finish(inline: readonly ApiKeyEntry[], source: string): KeyRegistry {
-    this.fileCount = this.count;
-    for (const e of inline) this.add(e);
-    if (this.repeats.length)
+    this.fileCount = this.table.size;
+    for (const e of inline) this.table.add(e);
+    const { table, repeats } = this.table.finish();
+    if (repeats.length)
       throw new KeysFileError(
         source,
-        this.repeats.flatMap((r) => this.problems(r)),
+        repeats.map((r) =>
+          r.kind === 'id'
+            ? `${this.where(r.at)}.id: duplicate key id "${r.id}" (also at ${this.where(r.first)})`
+            : `${this.where(r.at)}.sha256: the same key is registered twice (also at ${this.where(r.first)})`,
+        ),
       );
-    return new KeyRegistry(this.byHash);
-  }
-
-  private problems(r: { at: number; entry: ApiKeyEntry; id: boolean; hash: boolean }): string[] {
-    const out: string[] = [];
-    if (r.id) {
-      let first = Infinity;
-      for (const rec of this.byHash.values()) if (rec.id === r.entry.id && rec.at < first) first = rec.at;
-      for (const x of this.repeats) if (!x.id && x.entry.id === r.entry.id && x.at < first) first = x.at;
-      out.push(`${this.where(r.at)}.id: duplicate key id "${r.entry.id}" (also at ${this.where(first)})`);
-    }
-    if (r.hash)
-      out.push(
-        `${this.where(r.at)}.sha256: the same key is registered twice (also at ${this.where(this.byHash.get(r.entry.sha256)!.at)})`,
-      );
-    return out;
+    return new KeyRegistry(table);
   }
 
   private where(i: number): string {

@@ -468,7 +468,7 @@ export const AUTH_FAILURE_DETAILS = {
     credential: 'oauth',
     meaning: 'A required claim is absent (`iss`, `exp`, or `sub`/`client_id`).',
   },
-  token_claim_invalid: { credential: 'oauth', meaning: 'A claim has a value jose refuses.' },
+  token_claim_invalid: { credential: 'oauth', meaning: 'A time claim (iat, nbf, exp) is not a number.' },
   token_unsupported: {
     credential: 'oauth',
     meaning: 'The token uses an algorithm or key type that cannot be verified here.',

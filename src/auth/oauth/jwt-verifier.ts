@@ -1,10 +1,11 @@
 // Verifies OAuth bearer JWTs for the authentication phase: picks the issuer by the token's
 // unverified iss, checks signature and claims with jose, and caches verified tokens.
-import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose';
 import type { Config, IssuerConfig } from '../../config/schema.js';
 import type { AuthFailureDetail } from '../../contracts/codes.js';
 import type { Logger } from '../../log/logger.js';
 import type { ServiceEvents } from '../../metrics/hooks.js';
+import { verifyCompactJwt } from './compact-jwt.js';
 import { JwksCache } from './jwks-cache.js';
 import { failureOf } from './token-failure.js';
 import { tokenPrincipal } from './token-principal.js';
@@ -110,14 +111,13 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
 
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, entry.jwks.getKey, {
+      payload = await verifyCompactJwt(token, entry.jwks.getKey, {
         issuer: entry.config.issuer,
-        audience: audiences as string[],
+        audiences,
         algorithms: entry.algorithms,
         clockTolerance: tolerance,
-        requiredClaims: ['exp'],
-        currentDate: new Date(now()),
-      }));
+        now: now(),
+      });
     } catch (err) {
       return { ok: false, ...failureOf(err) };
     }
