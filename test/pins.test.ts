@@ -482,3 +482,38 @@ test('the digest cache answers what definitionDigest does, remembered or not, an
   t.throws(() => cache.digest('tools', bad), { instanceOf: CanonicalJsonError });
   t.throws(() => cache.digest('tools', bad), { instanceOf: CanonicalJsonError });
 });
+
+test('prompts and resource templates are judged where the file pins some, by name and by uriTemplate', async (t) => {
+  const prompt = { name: 'summarize', description: 'Summarize a page.', arguments: [{ name: 'page', required: true }] };
+  const template = { uriTemplate: 'file:///docs/{name}', name: 'docs', description: 'A page.' };
+  const text = yamlStringify({
+    version: 1,
+    endpoints: {
+      docs: {
+        mode: 'enforce',
+        tools: {},
+        prompts: { summarize: { sha256: definitionDigest('prompts', prompt), definition: prompt } },
+        resourceTemplates: { [template.uriTemplate]: { sha256: definitionDigest('resourceTemplates', template) } },
+      },
+      toolsOnly: { mode: 'enforce', tools: {} },
+    },
+  });
+  const { guard } = guardWith(text);
+  const pins = (await guard.forList('docs', 'l'))!;
+  t.true(pins.judge('prompts', prompt));
+  t.false(pins.judge('prompts', { ...prompt, arguments: [{ name: 'page', required: false }] }));
+  t.false(pins.judge('prompts', { name: 'other' }));
+  t.true(pins.judge('resourceTemplates', template), 'a digest-only pin');
+  t.false(pins.judge('resourceTemplates', { ...template, mimeType: 'text/html' }));
+  const other = (await guard.forList('toolsOnly', 'l'))!;
+  t.true(other.judge('prompts', { name: 'anything' }), 'an endpoint that pins no prompts does not judge them');
+  await pins.flush(guard.state);
+  const get: McpCall = { method: 'prompts/get', kind: 'request', name: 'summarize' };
+  const ctx = { request: { id: 'r' }, endpoint: { name: 'docs' }, mcp: { present: true, batch: false, calls: [get] } };
+  t.is(
+    (await guard.checkCalls(ctx as unknown as CheckContext))?.code,
+    'tool_definition_changed',
+    'the last list showed a changed prompt',
+  );
+  await guard.close();
+});
