@@ -34,6 +34,7 @@ COPY --from=build /src/dist ./dist
 COPY --from=build /src/proto ./proto
 COPY --from=build /src/policies/build/bundle.tar.gz ./policies/build/bundle.tar.gz
 COPY bin ./bin
+COPY migrations ./migrations
 COPY examples/quickstart ./examples/quickstart
 # The default config: the quickstart's endpoints and demo keys on 0.0.0.0, so the image
 # starts as built. Mount your own /etc/mcp-authz (the Helm chart does) for real use.

@@ -119,6 +119,7 @@ const { values: opt } = parseArgs({
     scale: { type: 'boolean', default: false },
     'scale-endpoints': { type: 'string', default: '10,1000,10000,100000' },
     'scale-keys': { type: 'string', default: '10000,100000,1000000' },
+    'scale-pg-keys': { type: 'string', default: '10000,100000,1000000' },
     'ext-proc': { type: 'boolean', default: false },
     transports: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
@@ -148,7 +149,7 @@ if (opt.help) {
 npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey_tool_allow,invalid_key] [same load options]
 npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profile-duration 15s] [--profile-workers 1]
 npm run bench -- --soak 30m [--load-fraction 0.8] [--reload-every 10s] [--token-rps 100] [--distinct-tokens 3000] [--workers N]
-npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 10000,100000,1000000]
+npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 10000,100000,1000000] [--scale-pg-keys 10000,100000,1000000|none]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
 npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
 npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
@@ -926,6 +927,7 @@ async function scale(ctx: RunContext): Promise<number> {
   const result = await measureScale({
     endpointCounts: counts(opt['scale-endpoints']!),
     keyCounts: counts(opt['scale-keys']!),
+    pgKeyCounts: opt['scale-pg-keys'] === 'none' ? [] : counts(opt['scale-pg-keys']!),
     log,
   });
   const file = writeResults({ ...header('scale', ctx), loadAverageAtEnd: loadAverage(), notes: ctx.notes, ...result });

@@ -44,6 +44,11 @@ function configSchema(): Json {
   redis.description =
     'keyPrefix only: the URL may carry a password, so it is set with redis.url or redis.existingSecret and reaches the pod from a Secret';
 
+  const pg = at(properties, 'stores', 'properties', 'postgres');
+  delete (pg.properties as Json).passwordFile;
+  pg.description =
+    'the connection without its password (url: postgres://user@host/db); the password comes from postgres.passwordSecret, mounted by the chart';
+
   const tls = at(properties, 'tls');
   for (const file of ['certFile', 'keyFile', 'clientCaFile']) delete (tls.properties as Json)[file];
   delete tls.required;
@@ -157,6 +162,11 @@ export function buildValuesSchema(): Json {
         url: { type: 'string', pattern: '^(|rediss?://.+)$' },
         existingSecret: str,
         existingSecretKey: { type: 'string', minLength: 1 },
+      }),
+      postgres: strictObject({
+        passwordSecret: str,
+        passwordSecretKey: { type: 'string', minLength: 1 },
+        mountPath: { type: 'string', pattern: '^/' },
       }),
       tls: strictObject({
         secretName: str,

@@ -83,7 +83,7 @@ test('every alert has a unit test where it fires and one where it does not', (t)
   }
 });
 
-test('the shipped alerts cover target down, policy and keys reloads, refused bundles, an unreachable bundle service, dropped decision logs, Redis fallback, JWKS refresh, dropped log lines, denies, auth failures, lockouts, latency, lists not filtered, upstream credentials failing, tool-definition drift and refused pins files', (t) => {
+test('the shipped alerts cover target down, policy and keys reloads, refused bundles, an unreachable bundle service, dropped decision logs, Redis fallback, the key store down or refusing, JWKS refresh, dropped log lines, denies, auth failures, lockouts, latency, lists not filtered, upstream credentials failing and user connections failing or unreadable, tool-definition drift and refused pins files', (t) => {
   t.deepEqual(alerts.map((a) => a.alert).sort(), [
     'McpAuthzAbsent',
     'McpAuthzAuthFailureSpike',
@@ -92,6 +92,8 @@ test('the shipped alerts cover target down, policy and keys reloads, refused bun
     'McpAuthzDecisionLogsDropped',
     'McpAuthzDenyRateSpike',
     'McpAuthzJwksRefreshFailing',
+    'McpAuthzKeyStoreDown',
+    'McpAuthzKeyStoreRefusing',
     'McpAuthzKeysReloadFailures',
     'McpAuthzLatencyP99High',
     'McpAuthzLimiterFallback',
@@ -105,6 +107,8 @@ test('the shipped alerts cover target down, policy and keys reloads, refused bun
     'McpAuthzTargetDown',
     'McpAuthzToolDefinitionDrift',
     'McpAuthzUpstreamTokenFailing',
+    'McpAuthzUserConnectionsFailing',
+    'McpAuthzUserConnectionsUnreadable',
   ]);
 });
 

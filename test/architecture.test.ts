@@ -26,6 +26,7 @@ const LAYERS: Record<string, number> = {
   upstream: 5,
   pins: 5,
   policy: 5,
+  stores: 5,
   pipeline: 6,
   'ext-authz': 7,
   'ext-proc': 7,

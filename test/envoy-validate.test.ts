@@ -264,7 +264,7 @@ test("the Istio EnvoyFilter is a valid EnvoyFilter whose ext_proc filter is the 
   t.regex(istio.grpc_service.envoy_grpc.cluster_name, /^outbound\|9191\|\|mcp-authz\./);
   // The patched filter, in an Envoy example whose cluster has Istio's name: Envoy's own types read it.
   const bootstrap = readFileSync(EXT_PROC, 'utf8')
-    .replaceAll('cluster_name: mcp-authz', `cluster_name: "${istio.grpc_service.envoy_grpc.cluster_name}"`)
+    .replaceAll(/cluster_name: mcp-authz$/gm, `cluster_name: "${istio.grpc_service.envoy_grpc.cluster_name}"`)
     .replace('- name: mcp-authz\n', `- name: "${istio.grpc_service.envoy_grpc.cluster_name}"\n`);
   const file = join(mkdtempSync(join(tmpdir(), 'mcp-authz-validate-')), 'istio.yaml');
   writeFileSync(file, bootstrap);
@@ -298,4 +298,40 @@ test("the Envoy tracer set-up in docs/tracing.md is valid in the example's conne
   const r = await validate('bootstrap', file);
   t.is(r.code, 0, r.stderr);
   t.true(r.stdout.includes('envoy.config.trace.v3.OpenTelemetryConfig'), r.stdout);
+});
+
+test("the Istio VirtualService routes /connect/ and /approvals/ to mcp-authz's HTTP port and nothing else of it", async (t) => {
+  const vs = parse(readFileSync(join(ROOT, 'examples', 'istio', 'virtual-service.yaml'), 'utf8'));
+  await validateObject(vs);
+  const toAuthz = vs.spec.http.filter((r: any) =>
+    r.route.some((d: any) => d.destination.host.startsWith('mcp-authz.')),
+  );
+  t.deepEqual(
+    toAuthz.flatMap((r: any) => r.match.map((m: any) => m.uri)),
+    [{ prefix: '/connect/' }, { prefix: '/approvals/' }],
+  );
+  t.true(toAuthz.every((r: any) => r.route.every((d: any) => d.destination.port.number === 9090)));
+});
+
+test('every Envoy example routes /connect/ and /approvals/ to the HTTP port with its authorization filter off there', (t) => {
+  for (const name of ['envoy.yaml', 'envoy-mtls.yaml', 'envoy-http.yaml', 'envoy-ext-proc.yaml']) {
+    const doc = parse(readFileSync(join(ROOT, 'examples', 'envoy', name), 'utf8'));
+    const hcm = doc.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const routes = hcm.route_config.virtual_hosts[0].routes;
+    for (const prefix of ['/connect/', '/approvals/']) {
+      const r = routes.find((x: any) => x.match.prefix === prefix);
+      t.truthy(r, `${name}: ${prefix}`);
+      const perFilter = Object.values(r.typed_per_filter_config) as any[];
+      t.true(
+        perFilter.length === 1 && perFilter[0].disabled === true,
+        `${name}: ${prefix} skips the authorization filter`,
+      );
+      const cluster = doc.static_resources.clusters.find((c: any) => c.name === r.route.cluster);
+      const port = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value;
+      t.is(port, 9090, `${name}: ${prefix} goes to the HTTP port`);
+    }
+    // Placed before the MCP route, so that nothing else decides them.
+    const mcpAt = routes.findIndex((x: any) => x.match.path_separated_prefix === '/mcp');
+    t.true(routes.findIndex((x: any) => x.match.prefix === '/connect/') < mcpAt, name);
+  }
 });

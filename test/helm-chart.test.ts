@@ -623,4 +623,31 @@ test('pins.content becomes a ConfigMap mounted as a directory, the pins file the
   t.is(pod(existing).spec.volumes.find((v: any) => v.name === 'pins').configMap.name, 'reviewed-pins');
   t.is(serviceConfig(existing).pins.file, '/var/lib/mcp-authz/pins/pins.yaml');
   t.is(serviceConfig(rendered.get('default-values.yaml')!).pins, undefined, 'no pins by default');
+test('the PostgreSQL store: the URL in the config, the password only from a mounted Secret the service reads as a file', (t) => {
+  const r = renderChart({
+    files: [defaults],
+    set: {
+      'config.stores.keys': 'postgres',
+      'config.stores.postgres.url': 'postgres://mcp_authz@db.example.svc:5432/platform?sslmode=require',
+      'postgres.passwordSecret': 'platform-db',
+      'postgres.passwordSecretKey': 'mcp-authz-password',
+    },
+  });
+  const cfg = serviceConfig(r);
+  t.is(cfg.stores.postgres.passwordFile, '/var/run/mcp-authz/postgres/mcp-authz-password');
+  const vol = pod(r).spec.volumes.find((v: any) => v.name === 'postgres-password');
+  t.is(vol.secret.secretName, 'platform-db');
+  t.deepEqual(vol.secret.items, [{ key: 'mcp-authz-password', path: 'mcp-authz-password' }]);
+  const mount = container(r).volumeMounts.find((m: any) => m.name === 'postgres-password');
+  t.deepEqual(mount, { name: 'postgres-password', mountPath: '/var/run/mcp-authz/postgres', readOnly: true });
+  // The service accepts the rendered config as it is.
+  const valid = validateConfig(cfg, 'configmap', '/etc/mcp-authz', {});
+  t.is(valid.stores.keys, 'postgres');
+  // A password file path in the values is refused by the values schema: the chart mounts it.
+  t.throws(() =>
+    renderChart({
+      files: [defaults],
+      set: { 'config.stores.postgres.passwordFile': '/tmp/pw', 'config.stores.keys': 'postgres' },
+    }),
+  );
 });

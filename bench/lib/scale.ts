@@ -15,6 +15,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { round } from './ghz.js';
+import { measurePgKeys, type PgKeysPoint } from './scale-postgres.js';
 import { mcpAuthzCli, out, root } from './paths.js';
 import { run } from './processes.js';
 
@@ -45,11 +46,15 @@ export interface ScaleResult {
   endpoints: EndpointPoint[];
   keyLookup: KeyLookupPoint[];
   keysLoad: KeysLoadPoint[];
+  /** The PostgreSQL key store (bench/lib/scale-postgres.ts); empty with --scale-pg-keys none. */
+  pgKeys: PgKeysPoint[];
 }
 
 export interface ScaleOptions {
   endpointCounts: number[];
   keyCounts: number[];
+  /** Key counts for the PostgreSQL store's points. */
+  pgKeyCounts: number[];
   log: (msg: string) => void;
 }
 
@@ -148,7 +153,8 @@ export async function measureScale(opts: ScaleOptions): Promise<ScaleResult> {
     keyLookup.push({ keys: n, us: round(us, 3) });
     opts.log(`API key lookup, ${n} keys: ${us.toFixed(3)} µs`);
   }
-  return { endpoints, keyLookup, keysLoad };
+  const pgKeys = opts.pgKeyCounts.length > 0 ? await measurePgKeys(opts.pgKeyCounts, opts.log) : [];
+  return { endpoints, keyLookup, keysLoad, pgKeys };
 }
 
 const keyOf = (i: number) => `mcp_scale_${i.toString(36).padStart(8, '0')}`;
@@ -199,5 +205,13 @@ export function printScale(command: string, r: ScaleResult): void {
     w(
       `    ${String(l.keys).padEnd(10)}${String(lookup?.us ?? '-').padStart(11)}${String(l.fileMiB).padStart(10)}${String(l.cpuSec).padStart(12)}${String(l.wallSec).padStart(9)}${String(l.peakRssMiB).padStart(14)}${l.ok ? '' : '  FAILED'}`,
     );
+  }
+  if (r.pgKeys.length > 0) {
+    w('  API keys in PostgreSQL (1,024 distinct keys):');
+    w(`    ${'keys'.padEnd(10)}${'warm µs'.padStart(11)}${'cold CPU µs'.padStart(13)}${'cold wall µs'.padStart(14)}`);
+    for (const p of r.pgKeys)
+      w(
+        `    ${String(p.keys).padEnd(10)}${String(p.warmUs).padStart(11)}${String(p.coldCpuUs).padStart(13)}${String(p.coldWallUs).padStart(14)}`,
+      );
   }
 }

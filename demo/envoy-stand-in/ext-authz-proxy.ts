@@ -62,7 +62,7 @@ export interface ExtAuthzProxy {
   /** http://127.0.0.1:port */
   url: string;
   /** Points the proxy at the authorization service (gRPC) and the upstream (HTTP base URL). */
-  attach(target: { authz: string; upstream: string }): void;
+  attach(target: { authz: string; upstream: string; service?: string }): void;
   /** Every request received so far, in order. */
   requests: ProxiedRequest[];
   /** Requests received whose path (without query) starts with `prefix`. */
@@ -108,7 +108,28 @@ export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAu
   const requests: ProxiedRequest[] = [];
   const upstreamAgent = new http.Agent({ keepAlive: true });
 
+  let service: URL | undefined;
   const server = http.createServer((req, res) => {
+    // The route to mcp-authz's own pages (its HTTP port), with no authorization check: the
+    // pages authenticate their visitors themselves (docs/envoy.md, "/connect and /approvals").
+    if (service && /^\/(connect|approvals)\//.test(req.url ?? '')) {
+      const up = http.request(
+        {
+          hostname: service.hostname,
+          port: service.port,
+          path: req.url,
+          method: req.method,
+          headers: { ...req.headers, 'x-forwarded-proto': 'http' },
+        },
+        (upRes) => {
+          res.writeHead(upRes.statusCode ?? 502, upRes.rawHeaders);
+          upRes.pipe(res);
+        },
+      );
+      up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end('upstream connect error')));
+      req.pipe(up);
+      return;
+    }
     const record: ProxiedRequest = {
       method: req.method ?? 'GET',
       path: req.url ?? '/',
@@ -199,6 +220,7 @@ export async function startExtAuthzProxy(opts: ProxyOptions = {}): Promise<ExtAu
       const { Authorization } = clientConstructors();
       authz = new Authorization(target.authz, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
       upstream = new URL(target.upstream);
+      service = target.service !== undefined ? new URL(target.service) : undefined;
     },
     countPath: (prefix) => requests.filter((r) => r.path.split('?')[0]!.startsWith(prefix)).length,
     stop: async () => {

@@ -16,7 +16,7 @@ import type { ServiceEvents } from '../metrics/hooks.js';
 import { cookieName } from '../request/cookie-header.js';
 import { endpointChallenge } from './challenge.js';
 import { extractCredential, type CredentialPlan, type CredentialSettings, type Extracted } from './credentials.js';
-import type { KeyRegistry } from './key-registry.js';
+import type { KeyAnswer, KeyLookup } from './key-registry.js';
 import type { TokenVerifier } from './oauth/token-verifier.js';
 import {
   headerLabel,
@@ -28,6 +28,8 @@ import {
 import { WorkloadIdentities } from './workload-identity.js';
 
 export { headerLabel, SUPPORTED_BEARER };
+
+const STORE_UNAVAILABLE = fixedDeny('key_store_unavailable', 'The API key store is unavailable; try again later.');
 
 const COOKIE_CROSS_SITE =
   'The session cookie is used only on same-site requests from a page on an origin this endpoint allows (allowedOrigins); send the request from such a page, or send a bearer token';
@@ -59,7 +61,7 @@ export interface AuthenticatorOptions {
   config: Config;
   endpoints: EndpointRegistry;
   /** Where the registry in force is read from (swapped on reload). */
-  keys: { readonly current: KeyRegistry };
+  keys: { readonly current: KeyLookup };
   /** Undefined when no OAuth issuer is configured. */
   verifier: TokenVerifier | undefined;
   events: ServiceEvents;
@@ -141,31 +143,11 @@ export class ModeAuthenticator implements Authenticator {
       case 'bad':
         return this.invalid(plan, request, credential.token, credential.detail, credential.why);
       case 'api_key': {
-        const record = this.opts.keys.current.lookup(hashApiKey(credential.key));
-        if (record === undefined) {
-          return keyShape(credential.key) === 'bad_checksum'
-            ? this.invalid(
-                plan,
-                request,
-                false,
-                'key_bad_checksum',
-                "the API key's checksum does not match: a typo or a truncated key",
-              )
-            : this.invalid(plan, request, false, 'key_unknown', 'no registered API key has this hash');
-        }
-        if (record.disabled)
-          return this.invalid(plan, request, false, 'key_disabled', `API key "${record.id}" is disabled`);
-        if (this.now() >= record.expiresAtMs) {
-          return this.invalid(
-            plan,
-            request,
-            false,
-            'key_expired',
-            `API key "${record.id}" expired at ${new Date(record.expiresAtMs).toISOString()}`,
-          );
-        }
-        this.opts.events.apiKeyUsed?.(record.id);
-        return authenticated(record.principal, found);
+        const answer = this.opts.keys.current.lookup(hashApiKey(credential.key));
+        // A database store may answer later; the file registry answers at once.
+        if (answer instanceof Promise)
+          return answer.then((a) => this.keyResult(plan, request, credential.key, a, found));
+        return this.keyResult(plan, request, credential.key, answer, found);
       }
       case 'token':
         return this.verifyToken(plan, request, credential.token, found, false);
@@ -183,6 +165,44 @@ export class ModeAuthenticator implements Authenticator {
         return this.verifyToken(plan, request, credential.token, found, true);
       }
     }
+  }
+
+  private keyResult(plan: ModePlan, request: Request, key: string, record: KeyAnswer, found: Extracted): AuthResult {
+    if (record === undefined) {
+      return keyShape(key) === 'bad_checksum'
+        ? this.invalid(
+            plan,
+            request,
+            false,
+            'key_bad_checksum',
+            "the API key's checksum does not match: a typo or a truncated key",
+          )
+        : this.invalid(plan, request, false, 'key_unknown', 'no registered API key has this hash');
+    }
+    if (record === 'unavailable') {
+      return {
+        ok: false,
+        detail: 'key_store_unavailable',
+        why: 'the API key store cannot be reached and holds no usable answer for this key',
+        deny: STORE_UNAVAILABLE,
+      };
+    }
+    if (record.disabled) {
+      return record.revoked
+        ? this.invalid(plan, request, false, 'key_revoked', `API key "${record.id}" was revoked`)
+        : this.invalid(plan, request, false, 'key_disabled', `API key "${record.id}" is disabled`);
+    }
+    if (this.now() >= record.expiresAtMs) {
+      return this.invalid(
+        plan,
+        request,
+        false,
+        'key_expired',
+        `API key "${record.id}" expired at ${new Date(record.expiresAtMs).toISOString()}`,
+      );
+    }
+    this.opts.events.apiKeyUsed?.(record.id);
+    return authenticated(record.principal, found);
   }
 
   private async verifyToken(

@@ -16,7 +16,15 @@ const STEP = 20_000;
 
 export type { ApiKeyRecord };
 
-export class KeyRegistry {
+/** What a key source answers for a hash: the record, undefined (no such key), or that the store cannot say. */
+export type KeyAnswer = ApiKeyRecord | undefined | 'unavailable';
+
+/** Where the authenticator looks keys up: the file registry answers at once, a database store may answer later. */
+export interface KeyLookup {
+  lookup(sha256: string): KeyAnswer | Promise<KeyAnswer>;
+}
+
+export class KeyRegistry implements KeyLookup {
   constructor(private readonly table: KeyTable) {}
 
   get size(): number {

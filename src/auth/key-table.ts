@@ -17,6 +17,8 @@ export interface ApiKeyRecord {
   /** Epoch ms, or Infinity for a key that does not expire. */
   expiresAtMs: number;
   disabled: boolean;
+  /** Set only by a store: the key was revoked (refused as key_revoked). */
+  revoked?: true;
 }
 
 /** Records built for looked-up keys, kept for the next Check with the same key. */

@@ -2,7 +2,9 @@
 // key registry and the policy — loaded by the same code (buildRuntime), without listening.
 // A config that is valid on paper but whose keys file or bundle is missing fails here.
 // The result is printed as lines, or with --json as one object for scripts and CI.
+import { readFileSync } from 'node:fs';
 import { demoKeyWarning } from '../auth/demo-keys.js';
+import { KeyRing } from '../upstream/connections-keys.js';
 import { KeySource } from '../auth/key-source.js';
 import { KeysFileError } from '../auth/key-registry.js';
 import type { LoadedConfig } from '../config/load.js';
@@ -15,7 +17,7 @@ import { describeTracing, tracingSettings, TracingConfigError } from '../tracing
 
 /** One thing that stops serve from deciding: which part, and why. */
 export interface ConfigProblem {
-  part: 'config' | 'apiKeys' | 'policy' | 'tracing' | 'tls';
+  part: 'config' | 'apiKeys' | 'policy' | 'tracing' | 'tls' | 'upstream';
   message: string;
 }
 
@@ -85,6 +87,7 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
     return done(false);
   };
   let keys: number | undefined;
+  let storeUp = false;
   let revision: string | undefined;
   let runtime;
   try {
@@ -116,14 +119,25 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
       throw err;
     }
   }
+  const upstream = upstreamFileProblems(config);
+  if (upstream.length > 0) {
+    lines.push(...upstream.map((m) => `upstream credentials: ${m}`));
+    report.problems.push(...upstream.map((message) => ({ part: 'upstream' as const, message })));
+    return done(false);
+  }
   try {
     runtime = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), {
+      // Its files are checked above; nothing is fetched or connected to from here.
+      upstreamCredentials: false,
       watch: false,
       sharedLimits: false,
       tracing: false,
       events: {
         keysReload: (result, n) => {
           if (result === 'success') keys = n;
+        },
+        keyStore: (state) => {
+          storeUp = state === 'up';
         },
         policyReload: (result, rev) => {
           if (result === 'success') revision = rev;
@@ -134,12 +148,26 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
     if (err instanceof KeysFileError) return fail('apiKeys', `API keys: ${err.message}`, err.message);
     throw err;
   }
+  if (config.stores.keys === 'postgres') {
+    const c = config.stores.postgres!;
+    const where = `PostgreSQL (${c.url ?? 'the PG* variables'}, schema ${c.schema})`;
+    if (!storeUp) {
+      await runtime.close();
+      return fail(
+        'apiKeys',
+        `API keys: ${where} is not reachable, or its tables are missing (mcp-authz db migrate)`,
+        `${where} is not reachable`,
+      );
+    }
+    lines.push(`API keys: from ${where}, connected`);
+  }
   try {
     const from = config.apiKeys.file ?? 'the config';
     report.apiKeys = { count: keys ?? 0, file: config.apiKeys.file ?? null, inline: config.apiKeys.keys.length };
-    lines.push(
-      `API keys: ${keys ?? 0} from ${from}${config.apiKeys.keys.length ? ` (${config.apiKeys.keys.length} inline)` : ''}`,
-    );
+    if (config.stores.keys === 'file')
+      lines.push(
+        `API keys: ${keys ?? 0} from ${from}${config.apiKeys.keys.length ? ` (${config.apiKeys.keys.length} inline)` : ''}`,
+      );
     const demo = demoKeysLoaded(loaded);
     if (demo) {
       report.warnings.push(demo);
@@ -176,4 +204,49 @@ function demoKeysLoaded(loaded: LoadedConfig): string | undefined {
   } finally {
     void source.close();
   }
+}
+
+/**
+ * The files endpoints' upstream credentials read (client secrets and keys, actor tokens,
+ * static values, connection encryption keys): serve starts without them and denies those
+ * endpoints' requests until they appear, so a missing one is worth failing the check for.
+ */
+export function upstreamFileProblems(config: LoadedConfig['config']): string[] {
+  const problems: string[] = [];
+  const check = (endpoint: string, what: string, file: string | undefined, parse?: (text: string) => unknown) => {
+    if (file === undefined) return;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      problems.push(
+        `endpoint ${endpoint}: ${what} ${file} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? String(err)})`}`,
+      );
+      return;
+    }
+    if (text === '') {
+      problems.push(`endpoint ${endpoint}: ${what} ${file} is empty`);
+      return;
+    }
+    try {
+      parse?.(text);
+    } catch (err) {
+      problems.push(`endpoint ${endpoint}: ${what} ${file}: ${(err as Error).message}`);
+    }
+  };
+  for (const e of config.endpoints) {
+    const u = e.upstream;
+    if (u === undefined) continue;
+    if (u.mode === 'static') check(e.name, 'the static value file', u.valueFile);
+    else if (u.mode === 'userConnections') {
+      check(e.name, 'the client secret file', u.client.secretFile);
+      check(e.name, 'the encryption key file', u.encryptionKeyFile, (t) => KeyRing.parse(t));
+    } else {
+      check(e.name, 'the client secret file', u.client.secretFile);
+      check(e.name, 'the client private key file', u.client.privateKeyFile);
+      if (u.mode === 'tokenExchange') check(e.name, 'the actor token file', u.actorTokenFile);
+    }
+  }
+  return problems;
 }

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import cluster from 'node:cluster';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfigFile, type ConfigError } from '../config/load.js';
+import { loadConfigFile, type ConfigError, type LoadedConfig } from '../config/load.js';
 import { projectRoot, QUICKSTART_CONFIG } from '../config/paths.mjs';
 import { childLogger, createLogger } from '../log/logger.js';
 import type { BuildOptions } from '../pipeline/build-runtime.js';
@@ -41,8 +41,12 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         return await keys(rest);
       case 'pins':
         return await pins(rest);
+      case 'db':
+        return await (await import('./store-command.js')).dbCommand(rest, (s) => process.stdout.write(s));
       case 'login':
         return await login(rest);
+      case 'connections':
+        return await connections(rest);
       case 'policy':
         return policy(rest);
       case '--version':
@@ -111,7 +115,7 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   const workers = parseWorkers(values.workers as string | undefined);
   const file = (values.config as string | undefined) ?? QUICKSTART_CONFIG;
   if (values['check-config']) return checkConfigCommand(file, Boolean(values.json));
-  const loaded = loadConfigFile(file);
+  const loaded = await storeEndpoints(loadConfigFile(file));
   const logger = createLogger(logLevel());
   tracingSettings(process.env); // a tracing variable serve cannot honour stops it here, before workers start
   if (cluster.isWorker) {
@@ -121,6 +125,11 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
   logger.info({ version: version(), workers }, 'mcp-authz starting');
   if (workers > 1) {
+    if (loaded.config.endpoints.some((e) => e.upstream?.mode === 'userConnections'))
+      throw new UsageError(
+        'userConnections serves /connect/<provider> from the process that decides Checks: run it with --workers 1 (scale with replicas sharing store.redis)',
+        USAGE.serve,
+      );
     const { runPrimary } = await import('../server/cluster-primary.js');
     return runPrimary(loaded, { workers, logger });
   }
@@ -149,7 +158,7 @@ async function checkConfigCommand(file: string, json: boolean): Promise<number> 
   if (json) {
     let report;
     try {
-      report = (await checkConfig(loadConfigFile(file))).report;
+      report = (await checkConfig(await storeEndpoints(loadConfigFile(file)))).report;
     } catch (err) {
       // A config that does not parse is a report too: scripts read one shape whatever failed.
       if ((err as { code?: string }).code !== 'ERR_CONFIG') throw err;
@@ -159,7 +168,7 @@ async function checkConfigCommand(file: string, json: boolean): Promise<number> 
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return report.ok ? 0 : 1;
   }
-  const result = await checkConfig(loadConfigFile(file));
+  const result = await checkConfig(await storeEndpoints(loadConfigFile(file)));
   (result.ok ? process.stdout : process.stderr).write(
     `${result.lines.join('\n')}\n${result.ok ? 'configuration is valid: serve would start with all of the above\n' : 'configuration is NOT ready: serve would not decide requests (see above)\n'}`,
   );
@@ -346,9 +355,30 @@ async function pins(args: string[]): Promise<number> {
   }
 }
 
+async function connections(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(USAGE.connections);
+    return 0;
+  }
+  const { connectionsCommand, ConnectionsUsageError } = await import('./connections-command.js');
+  try {
+    return await connectionsCommand(
+      args,
+      (s) => process.stdout.write(s),
+      (s) => process.stderr.write(s),
+    );
+  } catch (err) {
+    if (err instanceof ConnectionsUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
+      throw new UsageError((err as Error).message, USAGE.connections);
+    throw err;
+  }
+}
+
 async function keys(args: string[]): Promise<number> {
   const { keysCommand } = await import('./keys-command.js');
   try {
+    if (args.some((a) => a === '--store' || a.startsWith('--store=')))
+      return await (await import('./store-command.js')).keysStoreCommand(args, (s) => process.stdout.write(s));
     return keysCommand(args, (s) => process.stdout.write(s));
   } catch (err) {
     // parseArgs' own errors ("Unknown option") are usage errors; the rest say what is wrong.
@@ -356,4 +386,10 @@ async function keys(args: string[]): Promise<number> {
       throw new UsageError((err as Error).message, USAGE.keys);
     throw err;
   }
+}
+
+/** Endpoints from PostgreSQL (stores.endpoints: postgres) join the file's; pg is loaded only then. */
+async function storeEndpoints(loaded: LoadedConfig): Promise<LoadedConfig> {
+  if (loaded.config.stores.endpoints !== 'postgres') return loaded;
+  return (await import('../stores/postgres-endpoints.js')).withStoreEndpoints(loaded);
 }

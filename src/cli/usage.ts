@@ -26,7 +26,11 @@ commands:
   check          decide one sample request in-process and print why
   keys create    make a new API key and its registry entry
   pins record    pin the tool definitions an MCP server lists (pins file); pins diff: what changed
+  keys create    make a new API key and its registry entry (--store postgres: in the database)
+  keys revoke    revoke a key in the PostgreSQL store (--store postgres --id ID)
+  db migrate     create or update the PostgreSQL store's tables (docs/stores.md)
   login          log in at an OAuth authorization server as an MCP client does; print the token
+  connections    list or revoke users' upstream connections (userConnections)
   policy build   compile Rego to the WASM bundle the service loads (opa build -t wasm)
   policy test    check and test Rego with opa (opa check --strict, opa test, coverage)
 
@@ -124,6 +128,47 @@ options:
                       so the service never reads half a file. Refuses a duplicate id or hash
   --json              print {key, entry} as JSON
   -h, --help          this help
+
+       mcp-authz keys create --store postgres --name N [--id ID] [--user U] ... [--json]
+       mcp-authz keys revoke --store postgres --id ID
+  --store postgres    the key goes to (or is revoked in) the PostgreSQL store; every replica
+                      sees it on its next Check (docs/stores.md)
+  --database-url URL  postgres://user@host/db (no password in it); default: the config's
+                      stores.postgres.url (--config FILE), $MCP_AUTHZ_DATABASE_URL, the PG* variables
+  --password-file F   the password, from a file (or PGPASSWORD)
+  --schema S          the tables' schema (default mcp_authz)
+`,
+  db: `usage: mcp-authz db migrate [--database-url URL] [--password-file FILE] [--schema S] [--config FILE] [--json]
+
+Creates or updates the PostgreSQL store's tables (migrations/postgres/*.sql): each migration
+not yet recorded in <schema>.schema_migrations, in its own transaction, under an advisory
+lock so that replicas or jobs running at once apply each one once (docs/stores.md).
+
+options:
+  --database-url URL  postgres://user@host/db (no password in it); default: the config's
+                      stores.postgres.url (--config FILE), $MCP_AUTHZ_DATABASE_URL, the PG* variables
+  --password-file F   the password, from a file (or PGPASSWORD)
+  --schema S          the tables' schema (default mcp_authz)
+  --json              print {applied, current} as JSON
+  -h, --help          this help
+`,
+  connections: `usage: mcp-authz connections list [--provider P] [--json] --config FILE
+       mcp-authz connections revoke --user U --provider P [--json] --config FILE
+
+Users' upstream connections (endpoints[].upstream.mode: userConnections), read from and
+removed in the provider's store.redis. A revoked connection is gone on the next call: the
+user is asked to connect again. A provider without store.redis keeps connections in the
+running service's memory, which this command cannot reach.
+
+options:
+  -c, --config FILE   the service's config (required)
+  --provider P        the provider name (list: all providers by default)
+  --user U            the principal id the connection belongs to (the key id, "<iss>#<sub>", …)
+  --json              print JSON
+  -h, --help          this help
+
+exit codes: 0 done, 1 the config has no such provider or its store is in memory, 2 usage,
+3 revoke found no connection
 `,
   pins: `usage: mcp-authz pins record --endpoint NAME (--from FILE | --url URL) [--pins FILE] [--mode MODE] [--json]
        mcp-authz pins diff   --endpoint NAME (--from FILE | --url URL) [--pins FILE] [--json]

@@ -22,6 +22,8 @@ export interface LoadedConfig {
   file: string | undefined;
   /** Folder relative paths were resolved against. */
   baseDir: string;
+  /** The file's parsed content before validation: endpoints from a store are added to it and the whole validated again. */
+  raw?: unknown;
 }
 
 type Env = Record<string, string | undefined>;
@@ -41,7 +43,7 @@ export function loadConfigFile(file: string, env: Env = process.env): LoadedConf
   } catch (err) {
     throw new ConfigError(abs, [`not valid YAML: ${(err as Error).message}`]);
   }
-  return { config: validateConfig(raw, abs, dirname(abs), env), file: abs, baseDir: dirname(abs) };
+  return { config: validateConfig(raw, abs, dirname(abs), env), file: abs, baseDir: dirname(abs), raw };
 }
 
 /** Validates an in-memory config object (already parsed), applying env overrides. */
@@ -156,6 +158,8 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
   const abs = (p: string | undefined) => (p === undefined || isAbsolute(p) ? p : resolve(baseDir, p));
   if (cfg.apiKeys.file !== undefined) cfg.apiKeys.file = abs(cfg.apiKeys.file);
   if (cfg.pins !== undefined) cfg.pins.file = abs(cfg.pins.file)!;
+  if (cfg.stores.postgres?.passwordFile !== undefined)
+    cfg.stores.postgres.passwordFile = abs(cfg.stores.postgres.passwordFile);
   if (cfg.policy) {
     cfg.policy.bundle = abs(cfg.policy.bundle);
     cfg.policy.rego = abs(cfg.policy.rego);
@@ -180,6 +184,11 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
     if (u === undefined) continue;
     if (u.mode === 'static') {
       u.valueFile = abs(u.valueFile)!;
+      continue;
+    }
+    if (u.mode === 'userConnections') {
+      u.client.secretFile = abs(u.client.secretFile)!;
+      u.encryptionKeyFile = abs(u.encryptionKeyFile)!;
       continue;
     }
     u.client.secretFile = abs(u.client.secretFile);

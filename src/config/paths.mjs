@@ -16,6 +16,9 @@ export const SHIPPED_BUNDLE = join(projectRoot, 'policies', 'build', 'bundle.tar
 /** The capabilities the shipped WASM build allows (opa-wasm's builtins). */
 export const WASM_CAPABILITIES = join(projectRoot, 'policies', 'wasm-capabilities.json');
 
+/** The PostgreSQL store's migrations (docs/stores.md). */
+export const MIGRATIONS_DIR = join(projectRoot, 'migrations', 'postgres');
+
 /** The config `serve` and `check` use without --config. */
 export const QUICKSTART_CONFIG = join(projectRoot, 'examples', 'quickstart', 'config.yaml');
 

@@ -7,6 +7,7 @@ import { IDENTITY_HEADER_NAMES, headerNameMatches } from '../contracts/upstream-
 import { canonicalOrigin } from '../contracts/web-origin.js';
 import { ArgumentRulesSchema } from './argument-rules.js';
 import { checkManagement, managementShape } from './management.js';
+import { STORES_DEFAULT, StoresSchema } from './stores-schema.js';
 import { UpstreamCredentialSchema, upstreamHeaderNames } from './upstream-schema.js';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:9191');
@@ -460,12 +461,22 @@ export const ConfigSchema = z
       .strict()
       .default({ enabled: true, sampleRate: 1 }),
     endpoints: z.array(EndpointSchema).default([]),
+    /** Where keys and endpoints come from: the files (default) or PostgreSQL (docs/stores.md). */
+    stores: StoresSchema.default(STORES_DEFAULT),
     // OPA's management sections, in OPA's key names (src/config/management.ts).
     ...managementShape,
   })
   .strict()
   .superRefine((cfg, ctx) => {
     checkManagement(cfg, ctx);
+    if (cfg.stores.keys === 'postgres' && (cfg.apiKeys.file !== undefined || cfg.apiKeys.keys.length > 0)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['apiKeys', cfg.apiKeys.file !== undefined ? 'file' : 'keys'],
+        message:
+          'stores.keys is "postgres": keys come from the database only, so a keys file, apiKeys.keys or MCP_API_KEYS would be ignored — remove them (or import them with mcp-authz keys create --store postgres)',
+      });
+    }
     if (cfg.listen.extAuthzHttp !== undefined && cfg.clientAddress.from === 'source') {
       ctx.addIssue({
         code: 'custom',
@@ -476,6 +487,7 @@ export const ConfigSchema = z
     }
     const seen = new Set<string>();
     const routes = new Map<string, string>();
+    const providers = new Map<string, string>();
     cfg.endpoints.forEach((e, i) => {
       if (seen.has(e.name)) {
         ctx.addIssue({
@@ -526,6 +538,7 @@ export const ConfigSchema = z
         }
       }
       if (e.upstream !== undefined) checkUpstream(cfg, e, i, ctx);
+      if (e.upstream?.mode === 'userConnections') checkUserConnections(cfg, e, i, providers, ctx);
       if (e.auth.oauth && cfg.oauth.issuers.length === 0) {
         ctx.addIssue({
           code: 'custom',
@@ -546,6 +559,34 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 
 /** An endpoint's upstream credential must be one its callers and its transport can carry. */
+/** userConnections: a connect link needs the service's public URL; one provider name, one configuration. */
+function checkUserConnections(
+  cfg: Pick<Config, 'publicBaseUrl'>,
+  e: EndpointConfig,
+  i: number,
+  providers: Map<string, string>,
+  ctx: z.RefinementCtx,
+): void {
+  const u = e.upstream as Extract<EndpointConfig['upstream'], { mode: 'userConnections' }>;
+  const where = ['endpoints', i, 'upstream'];
+  if (cfg.publicBaseUrl === undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: where,
+      message:
+        "userConnections sends users to /connect/<provider> on the service's public address: set publicBaseUrl (the URL Envoy serves /connect/* at)",
+    });
+  const same = JSON.stringify(u);
+  const known = providers.get(u.provider);
+  if (known === undefined) providers.set(u.provider, same);
+  else if (known !== same)
+    ctx.addIssue({
+      code: 'custom',
+      path: [...where, 'provider'],
+      message: `provider "${u.provider}" is configured differently on another endpoint: endpoints that share a provider share its whole configuration`,
+    });
+}
+
 function checkUpstream(
   cfg: Pick<Config, 'listen' | 'extAuthzHttp' | 'upstream'>,
   e: EndpointConfig,

@@ -91,16 +91,91 @@ export const StaticCredentialSchema = z
   })
   .strict();
 
+const httpsOrLoopback = (what: string) =>
+  z
+    .url()
+    .refine(
+      (u) => u.startsWith('https://') || /^http:\/\/(127\.\d+\.\d+\.\d+|\[::1\]|localhost)(:\d+)?(\/|$)/.test(u),
+      `${what}: https, or http on a loopback address only`,
+    );
+
+/**
+ * userConnections: each user connects their own account at the upstream's authorization
+ * server (authorization code + PKCE on the service's /connect/<provider> page); the service
+ * keeps the user's refresh token, encrypted, and sends the user's access token upstream.
+ */
+export const UserConnectionsSchema = z
+  .object({
+    mode: z.literal('userConnections'),
+    /** Names the connection in /connect/<provider>, the store, metrics and the CLI; endpoints that share it share users' connections. */
+    provider: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a provider name: a-z, 0-9, "_" and "-", 1 to 63 characters'),
+    /** The upstream's authorization server: its RFC 8414 / OpenID metadata is read at start. */
+    issuer: httpsOrLoopback('the issuer').optional(),
+    /** Or its endpoints, given explicitly (no discovery). */
+    authorizationEndpoint: httpsOrLoopback('the authorization endpoint').optional(),
+    tokenEndpoint: httpsOrLoopback('the token endpoint receives the client secret and refresh tokens').optional(),
+    client: z
+      .object({
+        id: z.string().min(1),
+        /** client_secret_basic: a file holding the client secret (a mounted Secret), reloaded on change. */
+        secretFile: z.string().min(1),
+      })
+      .strict(),
+    scope: z
+      .array(
+        z
+          .string()
+          .regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope token (RFC 6749 3.3: no spaces, quotes or backslashes)'),
+      )
+      .default([]),
+    /** The RFC 8707 `resource` parameter: the upstream MCP server's URI. */
+    resource: z.url().optional(),
+    /**
+     * A file of encryption keys, one per line: `<key id> <base64 of 32 bytes>`. The first line
+     * seals new records; every line opens records sealed with it (key rotation).
+     */
+    encryptionKeyFile: z.string().min(1),
+    /** Where users' connections are kept: Redis (replicas share it) or this process's memory. */
+    store: z
+      .object({
+        redis: z
+          .object({
+            url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'),
+            keyPrefix: z.string().default('mcp-authz'),
+            commandTimeoutMs: z.number().int().min(10).max(60_000).default(1000),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({}),
+    /** An access token is refreshed this long before it expires. */
+    expirySkewSeconds: z.number().int().min(0).max(3600).default(60),
+    /** How long a request to the token endpoint may take before the Check is denied. */
+    timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+    /** How long the connect link in an elicitation stays usable (it is single-use). */
+    connectLinkSeconds: z.number().int().min(30).max(3600).default(600),
+  })
+  .strict()
+  .refine(
+    (c) => (c.issuer !== undefined) !== (c.authorizationEndpoint !== undefined && c.tokenEndpoint !== undefined),
+    'set issuer (discovery), or both authorizationEndpoint and tokenEndpoint',
+  );
+
 export const UpstreamCredentialSchema = z.discriminatedUnion('mode', [
   TokenExchangeSchema,
   ClientCredentialsSchema,
   StaticCredentialSchema,
+  UserConnectionsSchema,
 ]);
 
 export type UpstreamCredentialConfig = z.infer<typeof UpstreamCredentialSchema>;
 export type TokenExchangeConfig = z.infer<typeof TokenExchangeSchema>;
 export type ClientCredentialsConfig = z.infer<typeof ClientCredentialsSchema>;
 export type StaticCredentialConfig = z.infer<typeof StaticCredentialSchema>;
+export type UserConnectionsConfig = z.infer<typeof UserConnectionsSchema>;
 export type TokenEndpointConfig = TokenExchangeConfig | ClientCredentialsConfig;
 
 /** The request headers an endpoint's upstream credential sets. */
@@ -112,5 +187,7 @@ export function upstreamHeaderNames(u: UpstreamCredentialConfig): string[] {
       return ['authorization', u.identityHeader];
     case 'static':
       return [u.header];
+    case 'userConnections':
+      return ['authorization'];
   }
 }

@@ -313,6 +313,29 @@ export const CODES = {
     meaning:
       "ext_proc: Envoy did not send the request the way the service decides on it (request headers first, then the whole body in one `BUFFERED` message, before the response): check the filter's `processing_mode` (docs/ext_proc.md).",
   },
+  // Keys and endpoints from a store (docs/stores.md).
+  key_store_unavailable: {
+    status: 503,
+    grpc: 14,
+    kind: 'service',
+    meaning:
+      'The API key store (PostgreSQL) cannot be reached and the key was not seen before, or was seen longer ago than `stores.keyCache.maxStaleSeconds`: it can be neither accepted nor refused as unknown. Not counted as a failed authentication.',
+  },
+  // userConnections (docs/upstream-credentials.md): a user who has not connected the upstream account.
+  upstream_not_connected: {
+    status: 403,
+    grpc: 7,
+    kind: 'service',
+    meaning:
+      "The endpoint sends each user's own upstream token (`userConnections`) and this caller has no connection to the provider (never connected, revoked, refresh refused, or a stored record that does not open). MCP callers get `upstream_connection_required` instead; this JSON error, whose description carries the connect link, is what a transport that cannot answer in place (Envoy's HTTP authorization service) or a request that cannot carry an elicitation receives.",
+  },
+  upstream_connection_required: {
+    status: 200,
+    grpc: 7,
+    kind: 'answer',
+    meaning:
+      'Not an allow: the URL-mode elicitation sending the user to /connect/<provider> (`userConnections`): the JSON-RPC error -32042 with `data.elicitations` (MCP 2025-11-25 and earlier), or an `input_required` result whose `inputRequests` holds the `elicitation/create` (MCP 2026-07-28). Answered with HTTP 200 so MCP clients read it.',
+  },
   // Tool-definition pinning (docs/pinning.md).
   tool_definition_changed: {
     status: 403,
@@ -500,6 +523,11 @@ export const AUTH_FAILURE_DETAILS = {
     credential: 'mtls',
     meaning:
       'The peer certificate Envoy sent cannot be read, does not carry exactly one URI SAN, or names another ID than `source.principal`.',
+  },
+  key_revoked: { credential: 'api_key', meaning: 'The key was revoked (`mcp-authz keys revoke --store postgres`).' },
+  key_store_unavailable: {
+    credential: 'api_key',
+    meaning: 'The key store cannot be reached and holds no usable answer for this key (code `key_store_unavailable`).',
   },
   no_audience: {
     credential: 'oauth',

@@ -72,6 +72,8 @@ export interface Answer {
   body: string;
   contentType: string;
   headers: HeaderToSet[];
+  /** What a transport that cannot answer in place (Envoy's HTTP authorization service) sends instead. */
+  orDeny?: Deny;
 }
 
 export type Outcome = Allow | Deny | Answer;

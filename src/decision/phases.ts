@@ -1,5 +1,6 @@
 // The contracts of the pipeline's phases. Each phase lives in its own folder; the
 // pipeline (src/pipeline/) only knows these shapes.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuthFailureDetail } from '../contracts/codes.js';
 import type { Answer, Deny, HeaderToSet } from '../contracts/outcome.js';
 import type { Principal } from '../contracts/principal.js';
@@ -40,7 +41,14 @@ export interface UpstreamGrant {
  * only when a token must be fetched. A Deny when it cannot be had: never the caller's own.
  */
 export interface UpstreamCredentials {
-  credentialFor(ctx: CheckContext): UpstreamGrant | Deny | undefined | Promise<UpstreamGrant | Deny>;
+  /** An Answer: the user must act first (userConnections: the elicitation sending them to /connect/<provider>). */
+  credentialFor(ctx: CheckContext): UpstreamGrant | Deny | Answer | undefined | Promise<UpstreamGrant | Deny | Answer>;
+}
+
+/** Pages the service serves on its HTTP port for people (userConnections' /connect/<provider>). */
+export interface HttpPages {
+  /** Serves the request when its path is one of these pages; false otherwise. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
 }
 
 export interface Authenticator {

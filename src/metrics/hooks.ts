@@ -25,6 +25,14 @@ export interface ServiceEvents {
   extProcStream?(result: ExtProcStreamResult): void;
   /** A per-tool quota rule counted a request's calls (allowed) or refused it (exceeded). */
   quota?(endpoint: string, rule: string, result: 'allowed' | 'exceeded'): void;
+  /** The PostgreSQL key store's notification channel came up (listening, cache resynced) or was lost. */
+  keyStore?(state: 'up' | 'down'): void;
+  /** Where the key store's answer to a lookup came from (docs/stores.md). */
+  keyStoreAnswer?(source: KeyStoreAnswerSource): void;
+  /** A key change notification arrived. */
+  keyStoreNotification?(): void;
+  /** The key store read its cached keys again after (re)connecting. */
+  keyStoreResync?(keys: number): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
   /**
@@ -37,6 +45,10 @@ export interface ServiceEvents {
   upstreamCache?(endpoint: string, mode: UpstreamTokenMode, result: 'hit' | 'miss' | 'joined'): void;
   /** A request to an upstream credential's token endpoint finished: "ok" or the deny code. */
   upstreamTokenRequest?(endpoint: string, mode: UpstreamTokenMode, result: 'ok' | UpstreamTokenResult): void;
+  /** userConnections: a user's connection to a provider changed, or could not be used. */
+  upstreamConnection?(provider: string, event: UpstreamConnectionEvent): void;
+  /** userConnections: a refresh of a user's upstream access token finished ("ok", "joined" another replica's, or why not). */
+  upstreamConnectionRefresh?(provider: string, result: UpstreamConnectionRefreshResult): void;
   /** A batch of spans went to the OTLP endpoint, or could not. */
   traceExport?(result: 'success' | 'failure', spans: number): void;
   /** The TLS files loaded (with the certificate's expiry, seconds since the epoch) or a reload was refused. */
@@ -64,3 +76,33 @@ export type UpstreamTokenResult =
   | 'upstream_token_refused'
   | 'upstream_token_invalid'
   | 'upstream_secret_unavailable';
+
+/** cache: a current cached answer; database: a query; stale_cache: the database could not answer, the cached one did; unavailable: neither. */
+export type KeyStoreAnswerSource = 'cache' | 'database' | 'stale_cache' | 'unavailable';
+export const KEY_STORE_ANSWER_SOURCES: readonly KeyStoreAnswerSource[] = [
+  'cache',
+  'database',
+  'stale_cache',
+  'unavailable',
+];
+/** What happened to a user's connection (the `event` label of upstream_connection_events_total). */
+export const UPSTREAM_CONNECTION_EVENTS = [
+  'connected',
+  'connect_failed',
+  'missing',
+  'unreadable',
+  'removed_after_refresh',
+  'store_unavailable',
+] as const;
+export type UpstreamConnectionEvent = (typeof UPSTREAM_CONNECTION_EVENTS)[number];
+/** The `result` label of upstream_connection_refreshes_total. */
+export const UPSTREAM_CONNECTION_REFRESH_RESULTS = [
+  'ok',
+  'joined',
+  'invalid_grant',
+  'upstream_token_unavailable',
+  'upstream_token_refused',
+  'upstream_token_invalid',
+  'upstream_secret_unavailable',
+] as const;
+export type UpstreamConnectionRefreshResult = (typeof UPSTREAM_CONNECTION_REFRESH_RESULTS)[number];

@@ -24,11 +24,14 @@ import type { Outcome } from '../contracts/outcome.js';
 import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
 import { LIST_SHAPES, type ListMethod } from '../mcp-response/list-methods.js';
 import {
+  KEY_STORE_ANSWER_SOURCES,
   TLS_LISTENERS,
   type ExtProcStreamResult,
   type LimiterName,
   type ServiceEvents,
   type UpstreamTokenMode,
+  UPSTREAM_CONNECTION_EVENTS,
+  UPSTREAM_CONNECTION_REFRESH_RESULTS,
 } from './hooks.js';
 
 export type { LimiterName };
@@ -152,6 +155,8 @@ export class ServiceMetrics {
   private readonly responseDurations: Record<ListTrace['form'], ReturnType<Histogram<'form'>['labels']>>;
   private readonly quotaRequests: Counter<'endpoint' | 'rule' | 'result'>;
   private readonly upstreamCache: Counter<'endpoint' | 'mode' | 'result'>;
+  private readonly connectionEvents: Counter<'provider' | 'event'>;
+  private readonly connectionRefreshes: Counter<'provider' | 'result'>;
   /** Per endpoint with a token mode, its cache series: looked up on every allow of it, so by name only. */
   private readonly upstreamCacheChildren = new Map<string, Record<(typeof UPSTREAM_CACHE_RESULTS)[number], Inc>>();
   private readonly children = new Map<string, Tally>();
@@ -163,7 +168,7 @@ export class ServiceMetrics {
   constructor(
     registry: Registry,
     config: Pick<Config, 'endpoints' | 'oauth' | 'rateLimit'> &
-      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs'>>,
+      Partial<Pick<Config, 'tls' | 'bundles' | 'decision_logs' | 'stores'>>,
     logSink?: { readonly dropped?: DroppedLines },
   ) {
     const p = 'mcp_authz_';
@@ -245,6 +250,26 @@ export class ServiceMetrics {
       labelNames: ['endpoint', 'mode', 'result'],
       registers,
     });
+    const connectionEvents = new Counter({
+      name: `${p}upstream_connection_events_total`,
+      help: "userConnections: users' upstream connections by provider and event: connected (at /connect), connect_failed, missing (a call found none and was sent to connect), unreadable (a stored record did not open: altered, or its key is gone), removed_after_refresh (the authorization server refused the refresh token), store_unavailable (the store did not answer).",
+      labelNames: ['provider', 'event'],
+      registers,
+    });
+    const connectionRefreshes = new Counter({
+      name: `${p}upstream_connection_refreshes_total`,
+      help: "userConnections: refreshes of users' upstream access tokens by provider and result: ok, joined (another replica or request refreshed it), invalid_grant (the connection is removed), or the deny code of a failure.",
+      labelNames: ['provider', 'result'],
+      registers,
+    });
+    for (const e of config.endpoints) {
+      const u = e.upstream;
+      if (u?.mode !== 'userConnections') continue;
+      for (const ev of UPSTREAM_CONNECTION_EVENTS) connectionEvents.labels(u.provider, ev).inc(0);
+      for (const r of UPSTREAM_CONNECTION_REFRESH_RESULTS) connectionRefreshes.labels(u.provider, r).inc(0);
+    }
+    this.connectionEvents = connectionEvents;
+    this.connectionRefreshes = connectionRefreshes;
     this.apiKeyRequests = new Counter({
       name: `${p}api_key_requests_total`,
       help: 'Requests authenticated with an API key, by key id.',
@@ -369,6 +394,29 @@ export class ServiceMetrics {
       labelNames: ['store'],
       registers,
     });
+    const keyStoreUp = new Gauge({
+      name: `${p}key_store_up`,
+      help: '1 while the API key store (PostgreSQL) is listening for changes with its cache resynced, 0 while it is not (minimum over workers).',
+      labelNames: ['store'],
+      registers,
+      aggregator: 'min',
+    });
+    const keyStoreAnswers = new Counter({
+      name: `${p}key_store_answers_total`,
+      help: 'API key store lookups by where the answer came from: cache, database, stale_cache (database unreachable, answered from the cache within maxStaleSeconds), unavailable (refused with key_store_unavailable).',
+      labelNames: ['source'],
+      registers,
+    });
+    const keyStoreNotifications = new Counter({
+      name: `${p}key_store_notifications_total`,
+      help: 'Key change notifications received from the key store.',
+      registers,
+    });
+    const keyStoreResyncs = new Counter({
+      name: `${p}key_store_resyncs_total`,
+      help: 'Times the key store read its cached keys again after (re)connecting.',
+      registers,
+    });
     const localAnswers = new Counter({
       name: `${p}limiter_local_answers_total`,
       help: 'Limiter calls the store that shares the count did not answer (redis: unreachable, timed out, cut; cluster: the primary did not answer in time), decided on local counters instead, by store and limiter.',
@@ -481,7 +529,7 @@ export class ServiceMetrics {
     }
     for (const e of config.endpoints) {
       const mode = e.upstream?.mode;
-      if (mode === undefined || mode === 'static') continue;
+      if (mode === undefined || mode === 'static' || mode === 'userConnections') continue;
       this.upstreamCacheChildren.set(e.name, {
         hit: this.upstreamCacheChild(e.name, mode, 'hit'),
         miss: this.upstreamCacheChild(e.name, mode, 'miss'),
@@ -497,6 +545,13 @@ export class ServiceMetrics {
     }
     keysReloads.labels('success').inc(0);
     keysReloads.labels('failure').inc(0);
+    const keyAnswerChildren = new Map(KEY_STORE_ANSWER_SOURCES.map((src) => [src, keyStoreAnswers.labels(src)]));
+    if (config.stores?.keys === 'postgres') {
+      keyStoreUp.labels('postgres').set(0);
+      for (const c of keyAnswerChildren.values()) c.inc(0);
+      keyStoreNotifications.inc(0);
+      keyStoreResyncs.inc(0);
+    }
     if (config.rateLimit.redis) {
       storeUp.labels('redis').set(0);
       storeFallbacks.labels('redis').inc(0);
@@ -567,6 +622,10 @@ export class ServiceMetrics {
         storeState = state;
         storeUp.labels('redis').set(state === 'shared' ? 1 : 0);
       },
+      keyStore: (state) => keyStoreUp.labels('postgres').set(state === 'up' ? 1 : 0),
+      keyStoreAnswer: (source) => keyAnswerChildren.get(source)!.inc(),
+      keyStoreNotification: () => keyStoreNotifications.inc(),
+      keyStoreResync: () => keyStoreResyncs.inc(),
       limiterLocalAnswer: (store, limiter) => localAnswers.labels(store, limiter).inc(),
       traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
       bundleRequest: (bundle, result) => {
@@ -584,6 +643,8 @@ export class ServiceMetrics {
       upstreamCache: (endpoint, mode, result) =>
         (this.upstreamCacheChildren.get(endpoint)?.[result] ?? this.upstreamCacheChild(endpoint, mode, result)).inc(),
       upstreamTokenRequest: (endpoint, mode, result) => upstreamRequests.labels(endpoint, mode, result).inc(),
+      upstreamConnection: (provider, event) => this.connectionEvents.labels(provider, event).inc(),
+      upstreamConnectionRefresh: (provider, result) => this.connectionRefreshes.labels(provider, result).inc(),
     };
   }
 

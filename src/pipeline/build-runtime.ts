@@ -3,6 +3,7 @@
 import cluster from 'node:cluster';
 import type { Registry } from 'prom-client';
 import { ModeAuthenticator } from '../auth/authenticator.js';
+import type { KeyLookup } from '../auth/key-registry.js';
 import { KeySource } from '../auth/key-source.js';
 import { createTokenVerifier } from '../auth/oauth/jwt-verifier.js';
 import { OAuthDiscovery } from '../auth/oauth-discovery.js';
@@ -35,6 +36,7 @@ import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
 import { loadPostgresParser } from '../request/sql-parser.js';
 import { UpstreamCredentialBroker } from '../upstream/upstream-credentials.js';
+import { ConnectPages } from '../upstream/connections-pages.js';
 import { fanOut } from './observers.js';
 import type { Runtime } from './runtime.js';
 
@@ -64,12 +66,36 @@ export interface BuildOptions {
   tracing?: boolean;
   /** Fetch the MCP servers' own credentials (default true; `mcp-authz check` decides without calling token endpoints). */
   upstreamCredentials?: boolean;
+  /** The clock upstream credentials read token expiries with (tests: a fake clock). */
+  upstreamClock?: () => number;
   /** Where the OTEL_* variables are read (default process.env). */
   env?: Readonly<Record<string, string | undefined>>;
   /** A cluster worker: the configured remote bundle comes from the primary, which polls the service (src/server/cluster-bundles.ts). */
   bundleFromPrimary?: boolean;
   /** Hands the policy source to the caller (a cluster worker feeds it the primary's bundles). */
   onPolicySource?: (source: PolicySource, events: ServiceEvents) => void;
+}
+
+/** The keys file (and apiKeys.keys), or the PostgreSQL store (stores.keys), which connects before the service answers. */
+async function keySource(
+  config: LoadedConfig['config'],
+  logger: Logger,
+  events: ServiceEvents,
+  watch: boolean,
+): Promise<{ readonly current: KeyLookup; close(): Promise<void> }> {
+  if (config.stores.keys === 'file')
+    return new KeySource({
+      file: config.apiKeys.file,
+      inline: config.apiKeys.keys,
+      pollIntervalMs: config.apiKeys.pollIntervalMs,
+      logger,
+      events,
+      watch,
+      listen: config.listen,
+    });
+  // pg is loaded only where a store uses it.
+  const { openPostgresKeyStore } = await import('../stores/open.js');
+  return openPostgresKeyStore(config, logger, events);
 }
 
 export async function buildRuntime(
@@ -124,15 +150,7 @@ export async function buildRuntime(
   );
 
   // Authentication: the API key registry and the OAuth token verifier.
-  const keys = new KeySource({
-    file: config.apiKeys.file,
-    inline: config.apiKeys.keys,
-    pollIntervalMs: config.apiKeys.pollIntervalMs,
-    logger,
-    events,
-    watch,
-    listen: config.listen,
-  });
+  const keys = await keySource(config, logger, events, watch);
   const verifier = config.oauth.issuers.length > 0 ? createTokenVerifier(config.oauth, { logger, events }) : undefined;
 
   // Authorization: the policy bundle, evaluated in-process as WASM.
@@ -203,7 +221,14 @@ export async function buildRuntime(
   const upstreamCredentials =
     opts.upstreamCredentials === false
       ? undefined
-      : await UpstreamCredentialBroker.create({ endpoints: config.endpoints, logger, events, watch });
+      : await UpstreamCredentialBroker.create({
+          endpoints: config.endpoints,
+          publicBaseUrl: config.publicBaseUrl,
+          logger,
+          events,
+          watch,
+          ...(opts.upstreamClock ? { now: opts.upstreamClock } : {}),
+        });
 
   // Tool-definition pins: a bad pins file stops start-up, as a bad keys file does.
   let observer: Observer | undefined;
@@ -254,6 +279,16 @@ export async function buildRuntime(
     directResponder: new OAuthDiscovery(config, endpoints),
     authorizer,
     ...(upstreamCredentials ? { upstreamCredentials } : {}),
+    ...(upstreamCredentials && upstreamCredentials.connections.size > 0
+      ? {
+          pages: new ConnectPages({
+            providers: upstreamCredentials.connections,
+            logger,
+            events,
+            ...(opts.upstreamClock ? { now: opts.upstreamClock } : {}),
+          }),
+        }
+      : {}),
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
     observer,

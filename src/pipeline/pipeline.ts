@@ -99,7 +99,9 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   if (!auth.ok) {
     ctx.authFailure = { code: auth.deny.code, detail: auth.detail, why: auth.why };
     // A failure past the limit (concurrent attempts racing the lockout) is answered as the lockout.
-    const lockedNow = auth.deny.code !== 'authentication_required' ? await rt.limiter.authFailed(ctx) : undefined;
+    // A key store that cannot answer is the service's failure, not the caller's: never counted.
+    const counts = auth.deny.code !== 'authentication_required' && auth.deny.code !== 'key_store_unavailable';
+    const lockedNow = counts ? await rt.limiter.authFailed(ctx) : undefined;
     return lockedNow ?? auth.deny;
   }
   ctx.principal = auth.principal;
@@ -150,7 +152,7 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   const pending = rt.upstreamCredentials?.credentialFor(ctx);
   if (pending !== undefined) span?.phase('upstream_credentials');
   const upstream = pending instanceof Promise ? await pending : pending;
-  if (upstream?.kind === 'deny') return upstream;
+  if (upstream !== undefined && upstream.kind !== 'grant') return upstream;
   span?.phase('respond');
   return result.allow
     ? assembleAllow(ctx, result, 'allowed', rt.config, upstream)
@@ -161,6 +163,7 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
 function fitTransport(o: Outcome, request: Request): Outcome {
   const limits = request.answerLimits!;
   if (o.kind === 'answer' && !limits.answersDirectly) {
+    if (o.orDeny) return o.orDeny;
     return deny(
       'discovery_not_routed',
       `mcp-authz serves ${request.path} on its HTTP port; Envoy's HTTP authorization service cannot answer it in place. Route /.well-known/oauth-protected-resource to mcp-authz's HTTP port.`,

@@ -6,6 +6,7 @@ import type {
   Authorizer,
   CheckTracing,
   DirectResponder,
+  HttpPages,
   Limiter,
   Observer,
   UpstreamCredentials,
@@ -31,6 +32,8 @@ export interface Runtime {
   upstreamCredentials?: UpstreamCredentials;
   /** Tool-definition pinning (pins.file); undefined when nothing is pinned. */
   pins?: PinGuard;
+  /** userConnections' /connect/<provider> pages, served on the HTTP port; undefined when no endpoint uses them. */
+  pages?: HttpPages;
   observer: Observer;
   /** Spans for sampled Checks; undefined when tracing is off (the default). */
   tracing?: CheckTracing;

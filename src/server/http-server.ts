@@ -2,7 +2,7 @@
 // when tls.http asks for it.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { DirectResponder } from '../decision/phases.js';
+import type { DirectResponder, HttpPages } from '../decision/phases.js';
 import { responseBody, responseContentType } from '../contracts/outcome.js';
 import { requestForDiscovery } from '../request/discovery-request.js';
 import type { HealthState } from './health.js';
@@ -14,6 +14,8 @@ export interface HttpServerOptions {
   metrics: () => Promise<{ contentType: string; body: string }>;
   /** Answers /.well-known/ requests (the same responder Check uses). */
   discovery: DirectResponder;
+  /** Pages for people (userConnections' /connect/<provider>), tried first. */
+  pages?: HttpPages;
   tls?: PortTls;
 }
 
@@ -25,6 +27,7 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
+    if (opts.pages && path.startsWith('/connect/') && opts.pages.handle(req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(405, JSON.stringify({ error: 'method_not_allowed' }), 'application/json', { allow: 'GET, HEAD' });
       return;

@@ -63,6 +63,7 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
       ? undefined
       : createHttpServer({
           discovery: runtime.directResponder,
+          ...(runtime.pages ? { pages: runtime.pages } : {}),
           health,
           metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
           ...(tlsFiles && tls!.http !== 'off' ? { tls: portTls(tlsFiles, tls!.http, runtime.events) } : {}),

@@ -14,6 +14,8 @@ export class UpstreamTokenError extends Error {
   constructor(
     readonly code: UpstreamTokenCode,
     message: string,
+    /** The RFC 6749 §5.2 `error` of a refusal (`invalid_grant`, …), when the server named one. */
+    readonly oauthError?: string,
   ) {
     super(message);
     this.name = 'UpstreamTokenError';
@@ -24,6 +26,8 @@ export interface IssuedToken {
   accessToken: string;
   /** Epoch milliseconds; from expires_in, else the JWT's exp, else undefined (not cached long). */
   expiresAtMs: number | undefined;
+  /** A refresh token, when the answer carries a usable one. */
+  refreshToken?: string;
 }
 
 export interface TokenRequest {
@@ -88,7 +92,7 @@ export async function requestToken(
       isRecord(body) && typeof body.error === 'string' && /^[\x20-\x7e]{1,64}$/.test(body.error)
         ? body.error
         : undefined;
-    throw new UpstreamTokenError('upstream_token_refused', `HTTP ${res.status}${error ? ` ${error}` : ''}`);
+    throw new UpstreamTokenError('upstream_token_refused', `HTTP ${res.status}${error ? ` ${error}` : ''}`, error);
   }
   if (!isRecord(body)) throw new UpstreamTokenError('upstream_token_invalid', 'the answer is not a JSON object');
   const token = body.access_token;
@@ -108,7 +112,10 @@ export async function requestToken(
   } else {
     expiresAtMs = jwtExpiry(token);
   }
-  return { accessToken: token, expiresAtMs };
+  const refresh = body.refresh_token;
+  return typeof refresh === 'string' && TOKEN_CHARS.test(refresh)
+    ? { accessToken: token, expiresAtMs, refreshToken: refresh }
+    : { accessToken: token, expiresAtMs };
 }
 
 /** The `exp` of a JWT access token, read (not verified) only to know how long to keep it. */

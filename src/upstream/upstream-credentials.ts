@@ -15,7 +15,9 @@ import type {
   TokenExchangeConfig,
   UpstreamCredentialConfig,
 } from '../config/upstream-schema.js';
-import { fixedDeny, type Deny, type HeaderToSet } from '../contracts/outcome.js';
+import { fixedDeny, type Answer, type Deny, type HeaderToSet } from '../contracts/outcome.js';
+import { ConnectionProvider, UserConnectionsPlan } from './connections.js';
+import type { ConnectionStore } from './connections-store.js';
 import type { Principal } from '../contracts/principal.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
@@ -31,6 +33,10 @@ const NO_EXPIRY_KEEP_MS = 60_000;
 
 export interface UpstreamBrokerOptions {
   endpoints: readonly { name: string; upstream?: UpstreamCredentialConfig | undefined }[];
+  /** The service's public URL: userConnections' connect links are made from it. */
+  publicBaseUrl?: string | undefined;
+  /** userConnections: a store to use instead of the configured one (tests). */
+  connectionStore?: ConnectionStore;
   logger: Logger;
   events: ServiceEvents;
   /** Watch secret files for changes (serve: yes; the one-shot `check` command: no). */
@@ -40,35 +46,78 @@ export interface UpstreamBrokerOptions {
 }
 
 interface Plan {
-  credentialFor(ctx: CheckContext): UpstreamGrant | Deny | Promise<UpstreamGrant | Deny>;
+  credentialFor(ctx: CheckContext): UpstreamGrant | Deny | Promise<UpstreamGrant | Deny | Answer>;
   load(): Promise<unknown>;
   close(): Promise<unknown>;
 }
 
 export class UpstreamCredentialBroker implements UpstreamCredentials {
-  private constructor(private readonly plans: ReadonlyMap<string, Plan>) {}
+  private constructor(
+    private readonly plans: ReadonlyMap<string, Plan>,
+    /** userConnections providers by name: the /connect/<provider> pages use the same ones. */
+    readonly connections: ReadonlyMap<string, ConnectionProvider>,
+  ) {}
 
   /** The broker for the endpoints that have an upstream credential; undefined when none does. */
   static async create(opts: UpstreamBrokerOptions): Promise<UpstreamCredentialBroker | undefined> {
     const plans = new Map<string, Plan>();
+    const providers = await connectionProviders(opts);
     for (const e of opts.endpoints) {
       if (e.upstream === undefined) continue;
       const u = e.upstream;
-      plans.set(e.name, u.mode === 'static' ? new StaticPlan(e.name, u, opts) : new TokenPlan(e.name, u, opts));
+      plans.set(
+        e.name,
+        u.mode === 'static'
+          ? new StaticPlan(e.name, u, opts)
+          : u.mode === 'userConnections'
+            ? new UserConnectionsPlan(e.name, providers.get(u.provider)!, opts.events)
+            : new TokenPlan(e.name, u, opts),
+      );
     }
     if (plans.size === 0) return undefined;
     await Promise.all([...plans.values()].map((p) => p.load()));
-    return new UpstreamCredentialBroker(plans);
+    return new UpstreamCredentialBroker(plans, providers);
   }
 
-  credentialFor(ctx: CheckContext): UpstreamGrant | Deny | undefined | Promise<UpstreamGrant | Deny> {
+  credentialFor(ctx: CheckContext): UpstreamGrant | Deny | undefined | Promise<UpstreamGrant | Deny | Answer> {
     const endpoint = ctx.endpoint;
     return endpoint === undefined ? undefined : this.plans.get(endpoint.name)?.credentialFor(ctx);
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.plans.values()].map((p) => p.close()));
+    await Promise.allSettled([
+      ...[...this.plans.values()].map((p) => p.close()),
+      ...[...this.connections.values()].map((c) => c.close()),
+    ]);
   }
+}
+
+/** One ConnectionProvider per userConnections provider name (endpoints that name it share it). */
+export async function connectionProviders(
+  opts: Pick<
+    UpstreamBrokerOptions,
+    'endpoints' | 'publicBaseUrl' | 'logger' | 'events' | 'watch' | 'fetch' | 'now' | 'connectionStore'
+  >,
+): Promise<Map<string, ConnectionProvider>> {
+  const providers = new Map<string, ConnectionProvider>();
+  for (const e of opts.endpoints) {
+    const u = e.upstream;
+    if (u?.mode !== 'userConnections' || providers.has(u.provider)) continue;
+    if (opts.publicBaseUrl === undefined) throw new Error('userConnections needs publicBaseUrl');
+    providers.set(
+      u.provider,
+      await ConnectionProvider.create(u, {
+        logger: opts.logger,
+        events: opts.events,
+        publicBaseUrl: opts.publicBaseUrl,
+        watch: opts.watch,
+        ...(opts.fetch ? { fetch: opts.fetch } : {}),
+        ...(opts.now ? { now: opts.now } : {}),
+        ...(opts.connectionStore ? { store: opts.connectionStore } : {}),
+      }),
+    );
+  }
+  return providers;
 }
 
 /** The denies an endpoint answers with, built once. */

@@ -3,6 +3,7 @@
 // can name the proxy's URL (`publicBaseUrl`, endpoint `resource`s). The upstream is the SDK's
 // TypeScript server unless the caller starts another (e.g. the Go server).
 import { startTestService, type TestService } from '../helpers/service.js';
+import type { BuildOptions } from '../../src/pipeline/build-runtime.js';
 import {
   startExtAuthzProxy,
   type ExtAuthzProxy,
@@ -47,12 +48,15 @@ export async function startStack(
     throw err;
   }
   try {
-    svc = await startTestService(opts.config(proxy.url), { files: opts.files ?? {} });
+    svc = await startTestService(opts.config(proxy.url), {
+      files: opts.files ?? {},
+      ...(opts.runtime ? { runtime: opts.runtime } : {}),
+    });
   } catch (err) {
     await Promise.all([proxy.stop(), mcp.stop()]);
     throw err;
   }
-  proxy.attach({ authz: `127.0.0.1:${svc.grpcPort}`, upstream: mcp.url });
+  proxy.attach({ authz: `127.0.0.1:${svc.grpcPort}`, upstream: mcp.url, service: `http://127.0.0.1:${svc.httpPort}` });
   return {
     proxy,
     mcp,
@@ -68,6 +72,8 @@ export async function startStack(
 export interface StackOptions {
   config: (proxyUrl: string) => Record<string, unknown>;
   files?: Record<string, string>;
+  /** Options for the service's runtime (a fake clock for upstream credentials). */
+  runtime?: BuildOptions;
   proxy?: ProxyOptions;
 }
 
@@ -85,6 +91,7 @@ export interface ExtProcStack<U extends Upstream = TestMcpServer> {
 export async function startExtProcStack<U extends Upstream = TestMcpServer>(opts: {
   config: (proxyUrl: string) => Record<string, unknown>;
   files?: Record<string, string>;
+  runtime?: BuildOptions;
   proxy?: ExtProcProxyOptions;
   server?: McpServerOptions;
   /** Another MCP server than the SDK's 2025-11-25 one (the 2026-07-28 server). */
@@ -100,7 +107,10 @@ export async function startExtProcStack<U extends Upstream = TestMcpServer>(opts
     throw err;
   }
   try {
-    svc = await startTestService(opts.config(proxy.url), { files: opts.files ?? {} });
+    svc = await startTestService(opts.config(proxy.url), {
+      files: opts.files ?? {},
+      ...(opts.runtime ? { runtime: opts.runtime } : {}),
+    });
   } catch (err) {
     await Promise.all([proxy.stop(), mcp.stop()]);
     throw err;

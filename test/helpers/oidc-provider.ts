@@ -365,8 +365,9 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
     addResource: (uri, r) => void resources.set(uri, r),
     async addClient(metadata) {
       // Through the provider's own model, so the metadata is validated as registration would.
-      const client = await provider.Client.validate(metadata);
-      await adapter('Client').upsert(client.clientId, client.metadata(), 0);
+      // (validate throws for bad metadata and returns nothing; the adapter keeps the metadata as registered.)
+      await provider.Client.validate(metadata);
+      await adapter('Client').upsert(metadata.client_id, metadata, 0);
     },
     async stop() {
       server.closeAllConnections();

@@ -20,6 +20,10 @@ export interface TestPostgres {
   connect(opts?: { user?: string; database?: string; password?: string }): Promise<pg.Client>;
   /** The server's own log so far (for a failing test's message). */
   log(): string;
+  /** Stops the server (fast shutdown), keeping its data: the database is down until restart(). */
+  halt(): Promise<void>;
+  /** Starts the halted server again on the same port with the same data. */
+  restart(): Promise<void>;
   /** Stops the server (fast shutdown) and removes its folder. */
   stop(): Promise<void>;
 }
@@ -99,57 +103,77 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<TestPos
   let proc: ChildProcess | undefined;
   let logs = '';
   let port = 0;
-  let exited = false;
-  // A port taken between freePort() and the bind makes postgres exit: try another.
-  for (let attempt = 0; attempt < 5; attempt++) {
-    port = await freePort();
-    logs = '';
-    exited = false;
-    const args = ['-D', data, '-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
-    const p = spawn(exe('postgres'), args, { cwd: base, env, stdio: ['ignore', 'pipe', 'pipe'], ...as });
-    proc = p;
-    p.stdout!.on('data', (d) => (logs += d));
-    p.stderr!.on('data', (d) => (logs += d));
-    p.once('exit', () => (exited = true));
-    p.once('error', (e) => {
-      exited = true;
-      logs += String(e);
-    });
-    try {
-      await waitFor(
-        `postgres on port ${port}`,
-        async () => {
-          if (exited) throw new Error(`postgres exited at start:\n${logs}`);
-          return canConnect(port);
-        },
-        60_000,
-        50,
-      );
-      break;
-    } catch (e) {
-      p.kill('SIGKILL');
-      if (!/could not bind|Address already in use/.test(logs) || attempt === 4) {
-        rmSync(base, { recursive: true, force: true });
-        throw e;
+  const launch = async (fixedPort?: number) => {
+    let exited = false;
+    // A port taken between freePort() and the bind makes postgres exit: try another.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      port = fixedPort ?? (await freePort());
+      exited = false;
+      const args = [
+        '-D',
+        data,
+        '-p',
+        String(port),
+        ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+      ];
+      const p = spawn(exe('postgres'), args, { cwd: base, env, stdio: ['ignore', 'pipe', 'pipe'], ...as });
+      proc = p;
+      p.stdout!.on('data', (d) => (logs += d));
+      p.stderr!.on('data', (d) => (logs += d));
+      p.once('exit', () => (exited = true));
+      p.once('error', (e) => {
+        exited = true;
+        logs += String(e);
+      });
+      try {
+        await waitFor(
+          `postgres on port ${port}`,
+          async () => {
+            if (exited) throw new Error(`postgres exited at start:\n${logs}`);
+            return canConnect(port);
+          },
+          60_000,
+          50,
+        );
+        return;
+      } catch (e) {
+        p.kill('SIGKILL');
+        if (fixedPort !== undefined || !/could not bind|Address already in use/.test(logs) || attempt === 4) throw e;
       }
     }
+  };
+  try {
+    await launch();
+  } catch (e) {
+    rmSync(base, { recursive: true, force: true });
+    throw e;
   }
-  const server = proc!;
+  const halt = async (server: ChildProcess) => {
+    if (server.exitCode === null && server.signalCode === null) {
+      const done = new Promise<void>((r) => server.once('exit', () => r()));
+      server.kill('SIGINT');
+      const timer = setTimeout(() => server.kill('SIGKILL'), 30_000);
+      await done;
+      clearTimeout(timer);
+    }
+  };
   // A test process that ends without stop() (a crash, a failed before hook) leaves no server or folder behind.
   const killOnExit = () => {
-    server.kill('SIGKILL');
+    proc?.kill('SIGKILL');
     rmSync(base, { recursive: true, force: true });
   };
   process.once('exit', killOnExit);
 
   return {
     host: '127.0.0.1',
-    port,
+    get port() {
+      return port;
+    },
     superuser: 'postgres',
     async connect(o = {}) {
       const client = new pg.Client({
         host: '127.0.0.1',
-        port,
+        port: port,
         user: o.user ?? 'postgres',
         database: o.database ?? 'postgres',
         password: o.password,
@@ -160,15 +184,15 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<TestPos
       return client;
     },
     log: () => logs,
+    async halt() {
+      await halt(proc!);
+    },
+    async restart() {
+      await launch(port);
+    },
     async stop() {
       process.off('exit', killOnExit);
-      if (server.exitCode === null && server.signalCode === null) {
-        const done = new Promise<void>((r) => server.once('exit', () => r()));
-        server.kill('SIGINT');
-        const timer = setTimeout(() => server.kill('SIGKILL'), 30_000);
-        await done;
-        clearTimeout(timer);
-      }
+      await halt(proc!);
       rmSync(base, { recursive: true, force: true });
     },
   };

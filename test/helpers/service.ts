@@ -71,7 +71,10 @@ export async function startTestService(
     ...(asked.socketMode !== undefined ? { socketMode: asked.socketMode } : {}),
   };
   writeFileSync(configFile, stringify({ ...config, listen }));
-  const loaded = loadConfigFile(configFile, { ...opts.env });
+  let loaded = loadConfigFile(configFile, { ...opts.env });
+  // As serve does: endpoints from PostgreSQL join the file's.
+  if (loaded.config.stores.endpoints === 'postgres')
+    loaded = await (await import('../../src/stores/postgres-endpoints.js')).withStoreEndpoints(loaded, { ...opts.env });
   const codes = new CatalogueObserver(opts.unlistedCodes);
   const build = opts.buildRuntime ?? ((l, lg, m) => buildRuntime(l, lg, m, opts.runtime));
   const svc = await startService(loaded, {

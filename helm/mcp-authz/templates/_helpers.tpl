@@ -137,6 +137,13 @@ containerPorts and the file paths of what the chart mounts.
 {{- else if $cfg.tls }}
 {{- fail "config.tls needs its certificate from a Secret: set tls.secretName (the chart mounts it and fills in the file paths)" }}
 {{- end }}
+{{- if .Values.postgres.passwordSecret }}
+{{- $stores := default dict $cfg.stores }}
+{{- $pg := default dict $stores.postgres }}
+{{- $_ := set $pg "passwordFile" (printf "%s/%s" .Values.postgres.mountPath .Values.postgres.passwordSecretKey) }}
+{{- $_ := set $stores "postgres" $pg }}
+{{- $_ := set $cfg "stores" $stores }}
+{{- end }}
 {{- /* The Redis URL is handed over as MCP_REDIS_URL from a Secret, never written here. */}}
 {{- toYaml $cfg }}
 {{- end }}
