@@ -623,6 +623,8 @@ test('pins.content becomes a ConfigMap mounted as a directory, the pins file the
   t.is(pod(existing).spec.volumes.find((v: any) => v.name === 'pins').configMap.name, 'reviewed-pins');
   t.is(serviceConfig(existing).pins.file, '/var/lib/mcp-authz/pins/pins.yaml');
   t.is(serviceConfig(rendered.get('default-values.yaml')!).pins, undefined, 'no pins by default');
+});
+
 test('the PostgreSQL store: the URL in the config, the password only from a mounted Secret the service reads as a file', (t) => {
   const r = renderChart({
     files: [defaults],
