@@ -55,6 +55,12 @@ function configSchema(): Json {
   tls.description =
     'what each port serves (grpc, extAuthzHttp, http: off, tls, mtls) and the poll interval; the files come from the tls Secret, mounted by the chart';
 
+  const pins = at(properties, 'pins');
+  delete (pins.properties as Json).redis;
+  delete pins.required;
+  pins.description =
+    'pollIntervalMs only, or file for a pins file of your own mount: the chart mounts pins.content or pins.existingConfigMap and sets file; replicas share pin state through the redis values (rateLimit.redis)';
+
   const apiKeys = at(properties, 'apiKeys');
   delete (apiKeys.properties as Json).keys;
   apiKeys.description = 'key entries go in apiKeys.keys or apiKeys.existingSecret (a Secret), not in the config';
@@ -125,6 +131,11 @@ export function buildValuesSchema(): Json {
         keys: { type: 'array', items: apiKeyEntry() },
         existingSecret: str,
         secretKey: { type: 'string', minLength: 1 },
+      }),
+      pins: strictObject({
+        content: obj,
+        existingConfigMap: str,
+        configMapKey: { type: 'string', minLength: 1 },
       }),
       upstreamCredentials: strictObject({
         secrets: {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import test from 'ava';
 import fc from 'fast-check';
-import { CanonicalJsonError, canonicalJson } from '../src/approvals/canonical-json.js';
+import { CanonicalJsonError, canonicalJson } from '../src/contracts/jcs.js';
 import { callDigest } from '../src/approvals/call-digest.js';
 import { spell, text, value } from './helpers/json-spellings.js';
 

@@ -7,7 +7,7 @@
 // numbers beyond a 64-bit float — is refused, never digested.
 import test from 'ava';
 import fc from 'fast-check';
-import { CanonicalJsonError, canonicalJson } from '../src/approvals/canonical-json.js';
+import { CanonicalJsonError, canonicalJson } from '../src/contracts/jcs.js';
 import { RequestRejected } from '../src/contracts/request-rejected.js';
 import { toRequest, type WireCheckRequest } from '../src/envoy/to-request.js';
 import { checkBodyIntegrity } from '../src/request/body-integrity.js';

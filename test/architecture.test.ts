@@ -25,6 +25,7 @@ const LAYERS: Record<string, number> = {
   approvals: 5,
   limits: 5,
   upstream: 5,
+  pins: 5,
   policy: 5,
   stores: 5,
   pipeline: 6,

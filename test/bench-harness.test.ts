@@ -9,6 +9,7 @@ import { stringify } from 'yaml';
 import { generateApiKey, hashApiKey } from '../src/contracts/api-key.js';
 import { authorizationService } from '../src/envoy/protos.js';
 import { tally } from '../bench/lib/decision-counts.js';
+import { benchPins } from '../bench/lib/bench-tools.js';
 import { closedLoop, extProcScenarios } from '../bench/lib/ext-proc.js';
 import { grpcFrame } from '../bench/lib/h2load.js';
 import { freePort, parseCpuTimes, run, start, withCpuTimes, type Started } from '../bench/lib/processes.js';
@@ -169,13 +170,22 @@ test("the ext_proc benchmark's exchanges, played as its client loop plays them, 
       ],
     }),
   );
+  // The pinned scenarios' endpoint and pins, as bench/config/mcp-authz.yaml and bench/run.ts set them.
+  writeFileSync(join(dir, 'pins.yaml'), benchPins());
   const svc = await startTestService(
     {
       apiKeys: { file: 'keys.yaml' },
+      pins: { file: 'pins.yaml' },
       endpoints: [
         {
           name: 'files',
           match: { pathPrefix: '/mcp/files' },
+          owner: 'bench-user',
+          auth: { apiKey: true, oauth: false },
+        },
+        {
+          name: 'files-pinned',
+          match: { pathPrefix: '/mcp/files-pinned' },
           owner: 'bench-user',
           auth: { apiKey: true, oauth: false },
         },
@@ -187,7 +197,14 @@ test("the ext_proc benchmark's exchanges, played as its client loop plays them, 
   const list = extProcScenarios(apiKey);
   t.deepEqual(
     list.filter((s) => s.sameAs).map((s) => s.sameAs),
-    ['check_tool_allow', 'check_tools_list', 'check_tools_list'],
+    [
+      'check_tool_allow',
+      'check_tools_list',
+      'check_tools_list',
+      'ext_proc_list_json',
+      'check_tool_allow',
+      'ext_proc_tool_allow',
+    ],
   );
   for (const s of list) {
     const round = await closedLoop(s, {

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, validateConfig } from '../src/config/load.js';
+import { definitionDigest } from '../src/pins/definition.js';
+import { parsePinsFile } from '../src/pins/pins-file.js';
 import { renderValuesSchema, VALUES_SCHEMA_FILE } from '../scripts/gen-values-schema.js';
 import {
   CHART,
@@ -592,6 +594,35 @@ test('a bundle service replaces the local bundle, and its credentials come from 
   t.throws(() => renderChart({ files: [defaults], setJson: { config: { endpoints: [], ...bad } } }), {
     message: /token/,
   });
+});
+
+test('pins.content becomes a ConfigMap mounted as a directory, the pins file the service loads; an existing ConfigMap instead', (t) => {
+  const definition = { name: 'search', description: 'Search the docs.' };
+  const content = {
+    version: 1,
+    endpoints: {
+      docs: { mode: 'enforce', tools: { search: { sha256: definitionDigest('tools', definition), definition } } },
+    },
+  };
+  const r = renderChart({
+    files: [defaults],
+    setJson: { 'pins.content': content, 'pins.configMapKey': 'reviewed.yaml' },
+  });
+  const cfg = validateConfig(serviceConfig(r), 'pins ConfigMap', '/etc/mcp-authz', {});
+  t.is(cfg.pins?.file, '/var/lib/mcp-authz/pins/reviewed.yaml');
+  const cm = r.get('ConfigMap', 'mcp-mcp-authz-pins')!;
+  const pins = parsePinsFile(cm.data['reviewed.yaml'], 'reviewed.yaml');
+  t.is(pins.endpoints.get('docs')?.pins.tools.get('search')?.sha256, definitionDigest('tools', definition));
+  const mount = container(r).volumeMounts.find((m: any) => m.name === 'pins');
+  t.is(mount.mountPath, '/var/lib/mcp-authz/pins');
+  t.is(mount.subPath, undefined, 'a directory: a changed ConfigMap reaches the watcher');
+  t.is(pod(r).spec.volumes.find((v: any) => v.name === 'pins').configMap.name, 'mcp-mcp-authz-pins');
+
+  const existing = renderChart({ files: [defaults], setJson: { 'pins.existingConfigMap': 'reviewed-pins' } });
+  t.is(existing.get('ConfigMap', 'mcp-mcp-authz-pins'), undefined);
+  t.is(pod(existing).spec.volumes.find((v: any) => v.name === 'pins').configMap.name, 'reviewed-pins');
+  t.is(serviceConfig(existing).pins.file, '/var/lib/mcp-authz/pins/pins.yaml');
+  t.is(serviceConfig(rendered.get('default-values.yaml')!).pins, undefined, 'no pins by default');
 });
 
 test('the PostgreSQL store: the URL in the config, the password only from a mounted Secret the service reads as a file', (t) => {

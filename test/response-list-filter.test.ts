@@ -81,13 +81,18 @@ test('prompts are decided on name, resources on uri and templates on uriTemplate
       },
     ),
   );
+  // Each item comes with the listed object itself (what a pin is checked on).
   t.deepEqual(seen, [
-    { method: 'prompts/list', key: 'summarize' },
-    { method: 'prompts/list', key: 'secret' },
-    { method: 'resources/list', key: 'file:///README.md' },
-    { method: 'resources/list', key: 'file:///etc/shadow' },
-    { method: 'resources/templates/list', key: 'file:///docs/{path}' },
-    { method: 'resources/templates/list', key: 'db://{table}' },
+    { method: 'prompts/list', key: 'summarize', item: { name: 'summarize' } },
+    { method: 'prompts/list', key: 'secret', item: { name: 'secret' } },
+    { method: 'resources/list', key: 'file:///README.md', item: { uri: 'file:///README.md', name: 'readme' } },
+    { method: 'resources/list', key: 'file:///etc/shadow', item: { uri: 'file:///etc/shadow', name: 'shadow' } },
+    {
+      method: 'resources/templates/list',
+      key: 'file:///docs/{path}',
+      item: { uriTemplate: 'file:///docs/{path}', name: 'docs' },
+    },
+    { method: 'resources/templates/list', key: 'db://{table}', item: { uriTemplate: 'db://{table}', name: 'db' } },
   ]);
   const out = JSON.parse(r.body) as { result: Record<string, { name: string }[]> }[];
   t.deepEqual(

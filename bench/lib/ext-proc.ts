@@ -16,13 +16,7 @@ import { product } from './in-process.js';
 import { loadAverage, machineBusySeconds, treeCpuSeconds, type Started } from './processes.js';
 import { HOST, PATHS } from './scenarios.js';
 
-/** The granted tools of the benchmark's key (tools:search, tools:read_*) among 50. */
-const VISIBLE = ['search', 'read_file', 'read_dir', 'read_log', 'read_config'];
-const TOOLS = [...VISIBLE, ...Array.from({ length: 45 }, (_, i) => `admin_tool_${i}`)].map((name) => ({
-  name,
-  description: `The ${name} tool of the benchmark's MCP server.`,
-  inputSchema: { type: 'object', properties: { path: { type: 'string', description: 'A path' } }, required: ['path'] },
-}));
+import { TOOLS, VISIBLE } from './bench-tools.js';
 
 // As bench/lib/scenarios.ts sends them; content-type and content-length come with the body.
 const clientHeaders: [string, string][] = [
@@ -50,14 +44,14 @@ export function extProcScenarios(apiKey: string): ExtProcScenario[] {
   const readFile = rpc('tools/call', { name: 'read_file', arguments: { path: '/docs/README.md' } }, 7);
   const list = rpc('tools/list', {}, 3);
   const headers: [string, string][] = [...clientHeaders, ['x-api-key', apiKey]];
-  const viaExtProc = (body: string, response: ProcessingRequest[]) => [
-    requestHeaders({ path: PATHS.apiKey, host: HOST, headers, body, source: '10.1.2.3:40000' }),
+  const viaExtProc = (body: string, response: ProcessingRequest[], path: string = PATHS.apiKey) => [
+    requestHeaders({ path, host: HOST, headers, body, source: '10.1.2.3:40000' }),
     requestBody(body),
     ...response,
   ];
-  const viaCheck = (body: string) =>
+  const viaCheck = (body: string, path: string = PATHS.apiKey) =>
     checkRequest({
-      path: PATHS.apiKey,
+      path,
       host: HOST,
       headers: { ...Object.fromEntries(headers), 'content-type': 'application/json', 'x-request-id': 'req-1' },
       body,
@@ -125,6 +119,49 @@ export function extProcScenarios(apiKey: string): ExtProcScenario[] {
       verify: (a) =>
         allowed(a) ??
         fiveOf(a[3]?.response_body?.response?.body_mutation?.body?.toString('utf8').match(/^data: (.*)$/m)?.[1]),
+    },
+    // The same on an endpoint whose 50 tools are pinned (docs/pinning.md): each listed
+    // definition digested and compared with its pin, what was listed recorded; the call then
+    // checked against it. The list comes first: a pinned call is refused until a list was seen.
+    {
+      name: 'ext_proc_list_json_pinned',
+      what: 'ext_proc_list_json on an endpoint with its 50 tools pinned (enforce): every definition checked, then filtered to the 5 granted',
+      sameAs: 'ext_proc_list_json',
+      messages: viaExtProc(
+        list,
+        [
+          responseHeaders(200, [
+            ['content-type', 'application/json'],
+            ['content-length', String(upstreamList.length)],
+          ]),
+          responseBody(upstreamList, true),
+        ],
+        PATHS.pinned,
+      ),
+      verify: (a) => allowed(a) ?? fiveOf(a[3]?.response_body?.response?.body_mutation?.body?.toString('utf8')),
+    },
+    {
+      name: 'check_tool_allow_pinned',
+      what: 'check_tool_allow on the pinned endpoint: the tool checked against what was last listed',
+      sameAs: 'check_tool_allow',
+      check: viaCheck(readFile, PATHS.pinned),
+      verify: checkAllowed,
+    },
+    {
+      name: 'ext_proc_tool_allow_pinned',
+      what: 'ext_proc_tool_allow on the pinned endpoint',
+      sameAs: 'ext_proc_tool_allow',
+      messages: viaExtProc(
+        readFile,
+        [
+          responseHeaders(200, [
+            ['content-type', 'application/json'],
+            ['content-length', '120'],
+          ]),
+        ],
+        PATHS.pinned,
+      ),
+      verify: (a) => allowed(a) ?? (a[2]?.mode_override ? 'a body was asked for a call that lists nothing' : undefined),
     },
   ];
 }

@@ -3,6 +3,7 @@
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml, stringify } from 'yaml';
+import { benchPins } from './bench-tools.js';
 import type { Issuer } from './credentials.js';
 import { mcpAuthzCli, out, root } from './paths.js';
 import { run, start, type Started } from './processes.js';
@@ -39,6 +40,7 @@ export function writeMcpAuthzConfig(
     if (e.upstream?.tokenEndpoint !== undefined) e.upstream.tokenEndpoint = p.issuer.tokenEndpoint;
   }
   writeFileSync(join(out, 'upstream-client-secret'), p.issuer.clientSecret, { mode: 0o600 });
+  writeFileSync(join(out, 'pins.yaml'), benchPins());
   if (bundle) copyFileSync(bundle, join(out, 'bundle.tar.gz'));
   else delete cfg.policy; // nothing to load yet: the fail-closed placeholder decides
   const file = join(out, 'mcp-authz.yaml');

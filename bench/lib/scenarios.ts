@@ -12,6 +12,8 @@ export const PATHS = {
   open: '/mcp/open',
   apiKeyExchanged: '/mcp/files-upstream',
   oauthExchanged: '/mcp/oauth-upstream',
+  /** The files endpoint with its 50 tools pinned (enforce): bench/run.ts writes the pins file. */
+  pinned: '/mcp/files-pinned',
 } as const;
 export const OAUTH_RESOURCE = `https://${HOST}${PATHS.oauth}`;
 

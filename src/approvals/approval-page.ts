@@ -13,7 +13,7 @@ import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { ApprovalStoreUnavailable, type StoredApproval } from './approval-store.js';
 import { APPROVAL_ID, type ApprovalService } from './approval-service.js';
-import { canonicalJson } from './canonical-json.js';
+import { canonicalJson } from '../contracts/jcs.js';
 import { ApproverSignIn, SignInFailed, type Approver, type PendingSignIn } from './approver-sign-in.js';
 import type { ReceiptSigner } from './receipt.js';
 

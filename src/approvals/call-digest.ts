@@ -4,7 +4,7 @@
 // digest and needs its own approval.
 import { createHash } from 'node:crypto';
 import type { CheckContext } from '../decision/context.js';
-import { CanonicalJsonError, canonicalJson } from './canonical-json.js';
+import { CanonicalJsonError, canonicalJson } from '../contracts/jcs.js';
 
 export interface BoundCall {
   /** Lower-case hex SHA-256. */

@@ -39,6 +39,8 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         return await check(rest);
       case 'keys':
         return await keys(rest);
+      case 'pins':
+        return await pins(rest);
       case 'db':
         return await (await import('./store-command.js')).dbCommand(rest, (s) => process.stdout.write(s));
       case 'login':
@@ -349,6 +351,17 @@ function policy(args: string[]): number {
   if (!script) throw new UsageError(`policy: expected "build" or "test", got ${JSON.stringify(verb)}`, USAGE.policy);
   const r = spawnSync(process.execPath, [join(projectRoot, 'scripts', script), ...rest], { stdio: 'inherit' });
   return r.status ?? 1;
+}
+
+async function pins(args: string[]): Promise<number> {
+  const { pinsCommand, PinsCommandError } = await import('./pins-command.js');
+  try {
+    return await pinsCommand(args, (s) => process.stdout.write(s), USAGE.pins);
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') || err instanceof PinsCommandError)
+      throw new UsageError((err as Error).message, USAGE.pins);
+    throw err;
+  }
 }
 
 async function connections(args: string[]): Promise<number> {

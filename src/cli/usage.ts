@@ -47,6 +47,7 @@ commands:
   serve          run the service (Envoy ext_authz over gRPC, health, metrics)
   check          decide one sample request in-process and print why
   replay         run captured decision-log records through a candidate policy; list what changes
+  pins record    pin the tool definitions an MCP server lists (pins file); pins diff: what changed
   keys create    make a new API key and its registry entry (--store postgres: in the database)
   keys revoke    revoke a key in the PostgreSQL store (--store postgres --id ID)
   db migrate     create or update the PostgreSQL store's tables (docs/stores.md)
@@ -194,6 +195,31 @@ options:
 
 exit codes: 0 done, 1 the config has no such provider or its store is in memory, 2 usage,
 3 revoke found no connection
+`,
+  pins: `usage: mcp-authz pins record --endpoint NAME (--from FILE | --url URL) [--pins FILE] [--mode MODE] [--json]
+       mcp-authz pins diff   --endpoint NAME (--from FILE | --url URL) [--pins FILE] [--json]
+
+record: writes the definitions an MCP server lists (tools; prompts and resource templates
+when it has them) as the endpoint's pins in the pins file, replacing its earlier pins of
+those kinds and keeping everything else. diff: what changed since they were pinned — text
+members as a word diff, schemas as JSON Pointer paths; exit 1 when anything differs.
+Ask the MCP server itself (or a route in report mode): a list through an enforcing
+mcp-authz has the changed tools removed already.
+
+options:
+  --endpoint NAME       the endpoint the pins are for (endpoints[].name) (required)
+  --from FILE           a saved list response: JSON-RPC, a bare result, several in an array,
+                        or an SSE stream's text; - for standard input
+  --url URL             the live MCP endpoint (Streamable HTTP): initialize, then every page
+                        of tools/list, prompts/list and resources/templates/list
+  --bearer-file FILE    a file holding the bearer token to send (Authorization)
+  --api-key-file FILE   a file holding an API key to send, in --api-key-header (x-api-key)
+  --timeout-ms N        per request to --url (default 30000)
+  --pins FILE           the pins file (default pins.yaml); written atomically
+  --mode MODE           record: enforce, trust-on-first-use or report (default: the
+                        endpoint's mode in the file, else enforce)
+  --json                machine-readable output
+  -h, --help            this help
 `,
   login: `usage: mcp-authz login (--resource URL | --issuer URL | both) [--scope S]...
                        [--client-id ID [--client-secret-file FILE] | --client-metadata-url URL]

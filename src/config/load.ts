@@ -157,6 +157,7 @@ function hashDevKeys(json: string, source: string): Record<string, unknown>[] {
 function resolvePaths(cfg: Config, baseDir: string): Config {
   const abs = (p: string | undefined) => (p === undefined || isAbsolute(p) ? p : resolve(baseDir, p));
   if (cfg.apiKeys.file !== undefined) cfg.apiKeys.file = abs(cfg.apiKeys.file);
+  if (cfg.pins !== undefined) cfg.pins.file = abs(cfg.pins.file)!;
   if (cfg.stores.postgres?.passwordFile !== undefined)
     cfg.stores.postgres.passwordFile = abs(cfg.stores.postgres.passwordFile);
   if (cfg.policy) {

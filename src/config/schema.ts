@@ -434,6 +434,25 @@ export const ConfigSchema = z
       })
       .strict()
       .default({ failedAuth: { maxAttempts: 20, windowSeconds: 60 }, perClient: { rps: 0, burst: 0 }, perTool: [] }),
+    /** Tool-definition pinning (docs/pinning.md): the pins file and where run-time pin state is shared. */
+    pins: z
+      .object({
+        /** The pins file (`mcp-authz pins record` writes it): per endpoint, a mode and the pinned definitions. Reloaded on change. */
+        file: z.string().min(1),
+        /** Polling interval of the pins file, besides fs.watch. */
+        pollIntervalMs: z.number().int().min(100).default(5000),
+        /** Where replicas share what each endpoint last listed and first-seen pins; unset: rateLimit.redis, else this process. */
+        redis: z
+          .object({
+            url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'),
+            keyPrefix: z.string().default('mcp-authz'),
+            commandTimeoutMs: z.number().int().min(10).max(600_000).default(250),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
     clientAddress: z
       .object({
         from: z.enum(['source', 'x-forwarded-for', 'x-envoy-external-address']).default('source'),

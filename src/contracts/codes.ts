@@ -23,7 +23,7 @@ export const GRPC_CODE_NAMES = Object.fromEntries(GRPC_CODES.map((c) => [c, stat
 export type GrpcCode = keyof typeof GRPC_CODE_NAMES;
 
 /** Which phase answers with the code. */
-export type CodeKind = 'request' | 'auth' | 'limit' | 'policy' | 'service' | 'answer';
+export type CodeKind = 'request' | 'auth' | 'limit' | 'policy' | 'pin' | 'service' | 'answer';
 
 interface CodeEntry {
   status: number;
@@ -371,6 +371,35 @@ export const CODES = {
     kind: 'service',
     meaning:
       'The policy requires approval and the approval store cannot be reached (Redis down) or approvals are not configured (`approvals`): the call is denied, never passed without its approval (docs/approvals.md).',
+  },
+  // Tool-definition pinning (docs/pinning.md).
+  tool_definition_changed: {
+    status: 403,
+    grpc: 7,
+    kind: 'pin',
+    meaning:
+      "The definition the MCP server last listed for this tool (or prompt) is not its pin: it changed since it was reviewed. Refused until the pin is recorded again (`mcp-authz pins diff`, `pins record`); the decision log's `drift` line has both digests.",
+  },
+  tool_not_pinned: {
+    status: 403,
+    grpc: 7,
+    kind: 'pin',
+    meaning:
+      'The endpoint pins its tools (`enforce`) and this tool (or prompt) has no pin in the pins file: it was never reviewed. Record it (`mcp-authz pins record`).',
+  },
+  tool_definition_unseen: {
+    status: 403,
+    grpc: 7,
+    kind: 'pin',
+    meaning:
+      'The endpoint pins its tools and no list from the MCP server has shown this tool yet, so the service cannot tell whether the definition the client uses is the pinned one: list the tools (`tools/list`) first, then call.',
+  },
+  pin_state_unavailable: {
+    status: 503,
+    grpc: 14,
+    kind: 'service',
+    meaning:
+      'The shared pin state (Redis, `pins.redis`) did not answer: a call to a pinned endpoint cannot be checked against what was listed, so it is refused.',
   },
   protected_resource_metadata: {
     status: 200,

@@ -45,6 +45,15 @@ export interface McpCall {
    */
   unknownTarget?: true;
   /**
+   * tools/call on an endpoint with pins (docs/pinning.md): whether the tool's listed definition
+   * is its pin, and its annotations — from the pinned definition, else MCP's conservative
+   * defaults (readOnly false, destructive true, idempotent false, openWorld true).
+   */
+  tool?: {
+    pinned: boolean;
+    annotations: { readOnlyHint: boolean; destructiveHint: boolean; idempotentHint: boolean; openWorldHint: boolean };
+  };
+  /**
    * params.arguments of tools/call and prompts/get, as parsed (bounded by the body limits);
    * absent when the call sends none or null. docs/policies.md "Argument constraints".
    */

@@ -141,6 +141,36 @@ export interface Observer {
   decided(trace: CheckTrace): void;
   /** A list response was filtered (or withheld) for the caller (ext_proc). */
   listed?(trace: ListTrace): void;
+  /** A listed definition is not its pin (docs/pinning.md): seen in a list, or found by a call. */
+  drifted?(drift: DriftRecord): void;
+}
+
+/** A definition that is not its pin: what the decision log's `drift` line and the drift metric say. */
+export interface DriftRecord {
+  endpoint: string;
+  kind: 'tools' | 'prompts' | 'resourceTemplates';
+  /** The tool's or prompt's name, the template's uriTemplate. */
+  name: string;
+  mode: 'enforce' | 'trust-on-first-use' | 'report';
+  /** `changed`: pinned, listed otherwise; `unpinned`: listed, with no pin. */
+  change: 'changed' | 'unpinned';
+  /** The pin (SHA-256 hex); undefined when there is none. */
+  pinned: string | undefined;
+  /** The digest last listed; undefined when never listed. */
+  listed: string | undefined;
+  /** Seen in a list response (ext_proc) or by a call's check (ext_authz). */
+  where: 'list' | 'call';
+  requestId: string | undefined;
+}
+
+/** Tool-definition pinning on the Check path (src/pins/). */
+export interface Pinning {
+  /**
+   * A request's tools/call (and prompts/get, where prompts are pinned) against the pins and
+   * what the endpoint last listed: a deny for a changed, unpinned or never-listed definition;
+   * undefined when the endpoint pins nothing (no promise to wait for).
+   */
+  checkCalls(ctx: CheckContext): Promise<Deny | undefined> | undefined;
 }
 
 /** The Check's phases as its spans name them (docs/tracing.md). */
@@ -150,6 +180,7 @@ export type CheckPhase =
   | 'limits'
   | 'authenticate'
   | 'body'
+  | 'pins'
   | 'authorize'
   | 'upstream_credentials'
   | 'respond';

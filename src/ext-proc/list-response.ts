@@ -11,6 +11,7 @@ import type { Runtime } from '../pipeline/runtime.js';
 import { failure, filterJsonBody, withheldListResponse, type FilterFailure } from '../mcp-response/list-filter.js';
 import type { ListCalls } from '../mcp-response/list-methods.js';
 import { SseListRewriter } from '../mcp-response/sse-list-rewriter.js';
+import type { ListPins } from '../pins/pin-guard.js';
 
 export type ResponseForm = 'json' | 'sse';
 
@@ -47,7 +48,7 @@ export class ListResponse {
     private readonly calls: ListCalls,
     private readonly batch: boolean,
     readonly form: ResponseForm,
-    opts: { keepDecisions?: boolean; quiet?: boolean } = {},
+    opts: { keepDecisions?: boolean; quiet?: boolean; pins?: ListPins } = {},
   ) {
     this.quiet = opts.quiet === true;
     this.visibility = new ListVisibility(rt, trace, calls.values(), opts);
@@ -96,6 +97,30 @@ export class ListResponse {
     }
     if (last) this.report('filtered');
     return { out };
+  }
+
+  /**
+   * Records what the list showed (the digests each item was listed with, first-seen pins)
+   * where calls are checked: awaited before the filtered bytes go to the client, so a call
+   * that follows them finds the list on any replica. A failure is logged: calls then find
+   * nothing listed and are refused.
+   */
+  async recordPins(): Promise<void> {
+    const pins = this.visibility.pins;
+    const state = this.rt.pins?.state;
+    if (!pins || !state) return;
+    try {
+      await pins.flush(state);
+    } catch (err) {
+      this.rt.logger.error(
+        {
+          err: { message: (err as Error).message },
+          request_id: this.trace.ctx?.request.id,
+          endpoint: this.trace.ctx?.endpoint?.name,
+        },
+        'the pin state did not record a list: calls to its tools will be refused until a list is recorded',
+      );
+    }
   }
 
   /** A response that cannot be read at all (compressed): the JSON-RPC error to send instead. */

@@ -272,7 +272,8 @@ export class ExtProcSession {
       ...policyHeaders,
       { name: 'cache-control', value: privateCacheControl(head.cacheControl), append: false },
     ];
-    const list = new ListResponse(this.rt, trace, calls, trace.ctx?.mcp.batch === true, form);
+    const pins = await this.rt.pins?.forList(trace.ctx?.endpoint?.name, trace.ctx?.request.id);
+    const list = new ListResponse(this.rt, trace, calls, trace.ctx?.mcp.batch === true, form, pins ? { pins } : {});
     const encoding = head.contentEncoding.filter((v) => v.trim().toLowerCase() !== 'identity');
     if (encoding.length > 0) {
       // A compressed list cannot be read: it is replaced whole, at once.
@@ -342,6 +343,7 @@ export class ExtProcSession {
       if (!last)
         return this.streamFailure('a JSON list response arrived in pieces: the ext_proc filter did not buffer it');
       const out = list.json(bytes);
+      await list.recordPins();
       this.state = 'passthrough';
       const response: WireCommonResponse = {};
       if (out.body) response.body_mutation = { body: out.body };
@@ -353,6 +355,7 @@ export class ExtProcSession {
       return { send: [{ response_body: { response } }] };
     }
     const out = list.sse(bytes, last);
+    await list.recordPins();
     const answer: ProcessingResponse = { response_body: { response: { body_mutation: { body: out.out } } } };
     if (last) this.state = 'passthrough';
     if (out.failed) {

@@ -11,6 +11,8 @@ import { normalizeResourceTemplate, normalizeResourceUri } from '../request/norm
 import { failure } from '../mcp-response/list-filter.js';
 import type { ListedItem, ListMethod, Visibility, VisibilityFor } from '../mcp-response/list-methods.js';
 import type { Runtime } from '../pipeline/runtime.js';
+import { KIND_OF_METHOD } from '../pins/definition.js';
+import type { ListPins } from '../pins/pin-guard.js';
 
 /** The call a listed item stands for; a template is marked so a policy can tell it from a URI. */
 export type ListedCall = McpCall & { template?: true };
@@ -58,13 +60,16 @@ export class ListVisibility {
   readonly dryRun: boolean;
   /** Every item decided, when asked to keep them (`mcp-authz check`). */
   readonly decisions: ItemDecision[] | undefined;
+  /** The endpoint's pins, judging each listed definition before the policy sees it. */
+  readonly pins: ListPins | undefined;
 
   constructor(
     private readonly rt: Runtime,
     private readonly trace: CheckTrace,
     methods: Iterable<ListMethod>,
-    opts: { keepDecisions?: boolean } = {},
+    opts: { keepDecisions?: boolean; pins?: ListPins } = {},
   ) {
+    this.pins = opts.pins;
     if (opts.keepDecisions) this.decisions = [];
     this.tallies = [...new Set(methods)].map((method) => ({ method, shown: 0, hidden: 0 }));
     this.dryRun = rt.config.policy?.dryRun === true;
@@ -78,8 +83,16 @@ export class ListVisibility {
     const calls: ListedCall[] = [];
     const asked: ListedItem[] = [];
     const answers = new Map<string, boolean>();
+    // A key any of whose listed definitions is not its pin stays hidden, whatever else is listed under it.
+    let unpinned: Set<string> | undefined;
+    const pins = this.pins;
     for (const item of items) {
       const call = callOfItem(item);
+      const kind = pins && KIND_OF_METHOD[item.method];
+      if (kind && !pins.judge(kind, item.item ?? {})) {
+        (unpinned ??= new Set()).add(keyOf(item));
+        continue;
+      }
       if (call === undefined) answers.set(keyOf(item), false);
       else {
         calls.push(call);
@@ -96,6 +109,7 @@ export class ListVisibility {
         answers.set(keyOf(item), r.visible[i]!);
       });
     }
+    if (unpinned) for (const k of unpinned) answers.set(k, false);
     for (const item of items) {
       const shown = answers.get(keyOf(item)) === true;
       this.decisions?.push({ method: item.method, key: item.key, call: callOfItem(item), visible: shown });
@@ -104,7 +118,8 @@ export class ListVisibility {
       if (shown) tally.shown++;
       else tally.hidden++;
     }
-    if (this.dryRun) return SHOW_ALL;
+    // Dry-run is the policy's: what the pins hide stays hidden (their own `report` mode hides nothing).
+    if (this.dryRun) return unpinned ? (item) => !unpinned.has(keyOf(item)) : SHOW_ALL;
     const visible: Visibility = (item) => answers.get(keyOf(item)) === true;
     return visible;
   };

@@ -9,7 +9,7 @@
 // same instant in ISO 8601 for people and for tools that want a calendar time.
 import { randomUUID } from 'node:crypto';
 import type { CheckTrace, ListTrace } from '../decision/context.js';
-import type { Observer } from '../decision/phases.js';
+import type { DriftRecord, Observer } from '../decision/phases.js';
 import { callTargetText } from '../contracts/request.js';
 import { childLogger, logSinkOf, type LineSink, type Logger } from './logger.js';
 
@@ -117,6 +117,29 @@ export class DecisionLog implements Observer {
         duration_ms: Number(durationNs) / 1e6,
       },
       'list',
+    );
+  }
+
+  /** One line per definition found not to be its pin (docs/pinning.md), with both digests. */
+  drifted(d: DriftRecord): void {
+    if (!this.log.isLevelEnabled('info')) return;
+    const now = Date.now();
+    this.write(
+      now,
+      {
+        ts: this.iso(now),
+        decision_id: randomUUID(),
+        request_id: d.requestId,
+        endpoint: d.endpoint,
+        kind: d.kind,
+        name: d.name,
+        mode: d.mode,
+        change: d.change,
+        pinned_sha256: d.pinned ?? null,
+        listed_sha256: d.listed ?? null,
+        seen_by: d.where,
+      },
+      'drift',
     );
   }
 

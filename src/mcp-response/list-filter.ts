@@ -210,7 +210,7 @@ export function listedItems(targets: readonly ListResponse[]): ListedItem[] | Fi
       if (typeof key !== 'string') {
         return failure('malformed_list_result', `${t.method} item ${i} has no string "${itemKey}"`);
       }
-      items.push({ method: t.method, key });
+      items.push({ method: t.method, key, item: item as Record<string, unknown> });
     }
   }
   return items;

@@ -32,6 +32,8 @@ export type ListCalls = ReadonlyMap<RequestId, ListMethod>;
 export interface ListedItem {
   readonly method: ListMethod;
   readonly key: string;
+  /** The listed object itself, as parsed (its definition, for pins); absent where only the key is known. */
+  readonly item?: Readonly<Record<string, unknown>>;
 }
 
 /** Whether the caller may see one item. */

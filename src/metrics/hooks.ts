@@ -21,6 +21,8 @@ export interface ServiceEvents {
   dryRunDeny?(): void;
   /** A JWKS fetch for an issuer finished. */
   jwksRefresh?(issuer: string, result: 'success' | 'failure'): void;
+  /** The pins file (re)loaded, with the number of pins in force. */
+  pinsReload?(result: 'success' | 'failure', pins: number): void;
   /** The API key registry (re)loaded. */
   keysReload?(result: 'success' | 'failure', keys: number): void;
   /** A request used an API key (by its non-secret id). */

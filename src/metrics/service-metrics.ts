@@ -352,6 +352,24 @@ export class ServiceMetrics {
       help: 'Policy denies turned into allows by dry-run mode.',
       registers,
     });
+    const pinsReloads = new Counter({
+      name: `${p}pins_reloads_total`,
+      help: 'Pins file loads and reloads (docs/pinning.md), by result.',
+      labelNames: ['result'],
+      registers,
+    });
+    const pinsLoaded = new Gauge({
+      name: `${p}pins`,
+      help: 'Pins in the pins file in force.',
+      registers,
+      aggregator: 'max',
+    });
+    const toolDrift = new Counter({
+      name: `${p}tool_drift_total`,
+      help: 'Listed definitions (tools, prompts, resource templates) that are not their pin, by endpoint, kind, change (changed, unpinned) and where it was seen (list, call) (docs/pinning.md).',
+      labelNames: ['endpoint', 'kind', 'change', 'where'],
+      registers,
+    });
     const keysReloads = new Counter({
       name: `${p}api_keys_reloads_total`,
       help: 'API key registry loads and reloads, by result.',
@@ -592,7 +610,15 @@ export class ServiceMetrics {
     // Direct answers come before any endpoint is matched.
     this.checkChild(UNKNOWN_ENDPOINT, 'answer', 200).inc(0);
 
-    this.observer = { decided: (trace) => this.decided(trace), listed: (trace) => this.listed(trace) };
+    const knownEndpoints = new Set(endpointNames);
+    this.observer = {
+      decided: (trace) => this.decided(trace),
+      listed: (trace) => this.listed(trace),
+      drifted: (d) =>
+        toolDrift
+          .labels(knownEndpoints.has(d.endpoint) ? d.endpoint : UNKNOWN_ENDPOINT, d.kind, d.change, d.where)
+          .inc(),
+    };
     let storeState: 'shared' | 'local_fallback' | undefined;
     this.events = {
       policyReload: (result, revision) => {
@@ -606,6 +632,10 @@ export class ServiceMetrics {
       dryRunDeny: () => dryRunDenies.inc(),
       approval: (event) => approvals.labels(event).inc(),
       jwksRefresh: (issuer, result) => jwksRefresh.labels(this.issuers.has(issuer) ? issuer : OTHER, result).inc(),
+      pinsReload: (result, pins) => {
+        pinsReloads.labels(result).inc();
+        if (result === 'success') pinsLoaded.set(pins);
+      },
       keysReload: (result, keys) => {
         keysReloads.labels(result).inc();
         if (result === 'success') keysLoaded.set(keys);

@@ -31,6 +31,7 @@ import { ServiceMetrics } from '../metrics/service-metrics.js';
 import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
 import { InputBuilder, policyView } from '../policy/policy-input.js';
+import { pinGuardFromConfig } from '../pins/pin-guard.js';
 import { PolicySource } from '../policy/policy-source.js';
 import { StatusReporter } from '../policy/status-reporter.js';
 import type { CheckTracer } from '../tracing/check-tracer.js';
@@ -290,6 +291,16 @@ export async function buildRuntime(
     ...(opts.now ? { now: opts.now } : {}),
   });
 
+  // Tool-definition pins: a bad pins file stops start-up, as a bad keys file does.
+  let observer: Observer | undefined;
+  const pins = pinGuardFromConfig(config, {
+    logger,
+    events,
+    watch,
+    observer: () => observer!,
+    sharedState: opts.sharedLimits !== false,
+  });
+
   // The shadow evaluator comes first: it marks the trace the decision-log shipper keeps.
   const observers: Observer[] = shadow ? [shadow, serviceMetrics.observer] : [serviceMetrics.observer];
   if (config.decisionLog.enabled)
@@ -320,6 +331,7 @@ export async function buildRuntime(
     });
   }
   if (opts.tracing !== false) logger.info(describeTracing(traceSettings));
+  observer = fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed'));
 
   return {
     config,
@@ -342,7 +354,8 @@ export async function buildRuntime(
     ...(approvals ? { approvals } : {}),
     limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
-    observer: fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed')),
+    observer,
+    ...(pins ? { pins } : {}),
     ...(tracing ? { tracing } : {}),
     events,
     logger,
@@ -363,6 +376,7 @@ export async function buildRuntime(
         shipper?.close(),
         upstreamCredentials?.close(),
         approvals?.store.close(),
+        pins?.close(),
       ]);
     },
     ...opts.overrides,

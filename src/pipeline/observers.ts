@@ -14,6 +14,15 @@ export function fanOut(observers: readonly Observer[], onError: (err: unknown) =
         }
       }
     },
+    drifted(drift) {
+      for (const o of list) {
+        try {
+          o.drifted?.(drift);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    },
     listed(trace) {
       for (const o of list) {
         try {

@@ -127,6 +127,15 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   ctx.mcp = parsed.view;
   ctx.parsedBody = parsed.json;
 
+  // Tool-definition pins: a call to a changed, unpinned or never-listed tool is refused, and a
+  // pinned tool's annotations enter the policy input. Endpoints without pins wait for nothing.
+  const pinned = rt.pins?.checkCalls(ctx);
+  if (pinned !== undefined) {
+    span?.phase('pins');
+    const refused = await pinned;
+    if (refused) return refused;
+  }
+
   span?.phase('authorize');
   const authorized = rt.authorizer.authorize(ctx);
   const { record } = authorized;

@@ -20,6 +20,7 @@ import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import type { ShadowEvaluator } from '../shadow/shadow-evaluator.js';
 import type { SubjectPrincipals } from '../auth/subject-principals.js';
+import type { PinGuard } from '../pins/pin-guard.js';
 
 export interface Runtime {
   config: Config;
@@ -32,6 +33,8 @@ export interface Runtime {
   directResponder: DirectResponder;
   /** The MCP servers' own credentials (endpoints[].upstream); undefined when no endpoint has one. */
   upstreamCredentials?: UpstreamCredentials;
+  /** Tool-definition pinning (pins.file); undefined when nothing is pinned. */
+  pins?: PinGuard;
   /** userConnections' /connect/<provider> pages, served on the HTTP port; undefined when no endpoint uses them. */
   pages?: HttpPages;
   /** Calls the policy holds for a person's approval (approvals); undefined when not configured. */

@@ -407,7 +407,7 @@ export async function checkUsage(text: string, help: (args: string[]) => Promise
   for (const raw of text.split('\n')) {
     const line = norm(raw.replace(/\s#.*$/, ''));
     if (!line) continue;
-    const command = /^mcp-authz (serve|check|replay|keys create|login|policy build|policy test)\b/.exec(line)?.[1];
+    const command = /^mcp-authz (serve|check|replay|keys create|login|policy build|policy test|pins)\b/.exec(line)?.[1];
     if (command === undefined) {
       // `mcp-authz --version`, `mcp-authz <command> --help`: as the top-level help says them.
       if (!top.includes(line)) problems.push(`"${line}": not in mcp-authz --help`);

@@ -62,6 +62,13 @@ export interface McpServerOptions {
    * resources/unsubscribe: each completion and subscription is recorded.
    */
   completions?: boolean;
+  /**
+   * Tool descriptions the server lists, read on every request: a test changes one between two
+   * lists as a server that changes a reviewed tool would (docs/pinning.md).
+   */
+  descriptions?: Record<string, string>;
+  /** Tool annotations (search, delete_file) the server lists. */
+  annotations?: Record<string, { readOnlyHint?: boolean; destructiveHint?: boolean }>;
 }
 
 /** The values the completable arguments complete to. */
@@ -89,7 +96,11 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestM
     const server = new McpServer({ name: 'e2e-files', version: '1.0.0' });
     server.registerTool(
       'search',
-      { description: 'Search files', inputSchema: { query: z.string() } },
+      {
+        description: opts.descriptions?.search ?? 'Search files',
+        inputSchema: { query: z.string() },
+        ...(opts.annotations?.search ? { annotations: opts.annotations.search } : {}),
+      },
       async ({ query }, extra) => {
         record('tool', 'search', extra);
         return { content: [{ type: 'text', text: `results for ${query}` }] };
@@ -105,7 +116,11 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<TestM
     );
     server.registerTool(
       'delete_file',
-      { description: 'Delete a file', inputSchema: { path: z.string() } },
+      {
+        description: opts.descriptions?.delete_file ?? 'Delete a file',
+        inputSchema: { path: z.string() },
+        ...(opts.annotations?.delete_file ? { annotations: opts.annotations.delete_file } : {}),
+      },
       async ({ path }, extra) => {
         record('tool', 'delete_file', extra);
         return { content: [{ type: 'text', text: `deleted ${path}` }] };

@@ -16,7 +16,10 @@ export interface ModernMcpServer {
   stop(): Promise<void>;
 }
 
-export async function startModernMcpServer(): Promise<ModernMcpServer> {
+/** `descriptions`: tool descriptions read on every request, which a test may change between two lists. */
+export async function startModernMcpServer(
+  opts: { descriptions?: Record<string, string> } = {},
+): Promise<ModernMcpServer> {
   const requests: ModernMcpServer['requests'] = [];
   const sqlCalls: ModernMcpServer['sqlCalls'] = [];
   const handler = createMcpHandler(
@@ -25,7 +28,7 @@ export async function startModernMcpServer(): Promise<ModernMcpServer> {
       server.registerTool(
         'execute_sql',
         {
-          description: 'Run SQL in a region',
+          description: opts.descriptions?.execute_sql ?? 'Run SQL in a region',
           inputSchema: z.object({ region: z.string().meta({ 'x-mcp-header': 'Region' }), query: z.string() }),
         },
         async ({ region, query }) => {

@@ -79,23 +79,25 @@ export interface StackOptions {
 
 export { RECOMMENDED_EXT_PROC };
 
-export interface ExtProcStack {
+export interface ExtProcStack<U extends Upstream = TestMcpServer> {
   proxy: ExtProcProxy;
-  mcp: TestMcpServer;
+  mcp: U;
   svc: TestService;
   url(path: string): URL;
   stop(): Promise<void>;
 }
 
 /** The same stack with the Envoy-like ext_proc filter in front instead: mcp-authz decides requests and filters lists. */
-export async function startExtProcStack(opts: {
+export async function startExtProcStack<U extends Upstream = TestMcpServer>(opts: {
   config: (proxyUrl: string) => Record<string, unknown>;
   files?: Record<string, string>;
   runtime?: BuildOptions;
   proxy?: ExtProcProxyOptions;
   server?: McpServerOptions;
-}): Promise<ExtProcStack> {
-  const mcp = await startMcpServer(opts.server);
+  /** Another MCP server than the SDK's 2025-11-25 one (the 2026-07-28 server). */
+  upstream?: () => Promise<U>;
+}): Promise<ExtProcStack<U>> {
+  const mcp = (await (opts.upstream ? opts.upstream() : startMcpServer(opts.server))) as U;
   let proxy: ExtProcProxy;
   let svc: TestService;
   try {

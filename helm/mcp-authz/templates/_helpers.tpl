@@ -37,6 +37,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Where mounted files live. Not under /etc/mcp-authz: the config volume is mounted there. */}}
 {{- define "mcp-authz.keysDir" -}}/var/lib/mcp-authz/keys{{- end }}
+{{- define "mcp-authz.pinsDir" -}}/var/lib/mcp-authz/pins{{- end }}
+
+{{/* "true" when a pins file is mounted (docs/pinning.md). */}}
+{{- define "mcp-authz.pinsEnabled" -}}
+{{- if or .Values.pins.existingConfigMap .Values.pins.content }}true{{- end }}
+{{- end }}
+
+{{- define "mcp-authz.pinsConfigMapName" -}}
+{{- default (printf "%s-pins" (include "mcp-authz.fullname" .)) .Values.pins.existingConfigMap }}
+{{- end }}
 {{- define "mcp-authz.tlsDir" -}}/var/lib/mcp-authz/tls{{- end }}
 
 {{/* What a port serves with the chart's TLS: config.tls.<port>, else mtls with a client CA, tls without (the HTTP port: off). "" without TLS. */}}
@@ -98,6 +108,13 @@ containerPorts and the file paths of what the chart mounts.
 {{- $_ := set $apiKeys "file" (printf "%s/%s" (include "mcp-authz.keysDir" .) .Values.apiKeys.secretKey) }}
 {{- end }}
 {{- $_ := set $cfg "apiKeys" $apiKeys }}
+{{- end }}
+{{- if include "mcp-authz.pinsEnabled" . }}
+{{- $pins := default dict $cfg.pins }}
+{{- if not $pins.file }}
+{{- $_ := set $pins "file" (printf "%s/%s" (include "mcp-authz.pinsDir" .) .Values.pins.configMapKey) }}
+{{- end }}
+{{- $_ := set $cfg "pins" $pins }}
 {{- end }}
 {{- $policy := default dict $cfg.policy }}
 {{- /* A bundle service (config.bundles) is the policy's one source: no local bundle then. */}}
