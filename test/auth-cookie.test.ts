@@ -178,7 +178,10 @@ test('a same-origin GET carries no Origin: Sec-Fetch-Site: same-origin lets the 
 test("the cookie's JWT is verified like a bearer token: another audience, an expired or altered token is 401 invalid_token", async (t) => {
   const wrongAud = await idp.sign({ sub: 'alice', aud: 'https://mcp.example.com/mcp/bearer' });
   const expired = await idp.sign({ sub: 'alice', aud: RESOURCE, exp: Math.floor(Date.now() / 1000) - 3600 });
-  for (const [i, token] of [wrongAud, expired, `${jwt.slice(0, -2)}xx`, 'not-a-jwt'].entries()) {
+  // Altered: one character of the signature's middle changed, so its bytes always change.
+  const mid = jwt.lastIndexOf('.') + 10;
+  const altered = `${jwt.slice(0, mid)}${jwt[mid] === 'A' ? 'B' : 'A'}${jwt.slice(mid + 1)}`;
+  for (const [i, token] of [wrongAud, expired, altered, 'not-a-jwt'].entries()) {
     const res = await check({ source: `10.45.0.${i}`, headers: { ...browser, cookie: `mcp_session=${token}` } });
     t.is(deniedStatus(res), 401, token.slice(0, 12));
     t.is(deniedBody(res).error, 'invalid_token');

@@ -54,6 +54,9 @@ function signBytes(k: SigningKey, alg: string, input: Buffer): Buffer {
 }
 
 const b64 = (bytes: Buffer | string) => Buffer.from(bytes).toString('base64url');
+/** Whether a segment is the one base64url spelling of its bytes (what the verifier's own check demands). */
+const canonical = (segment: string) =>
+  segment.length % 4 !== 1 && Buffer.from(segment, 'base64url').toString('base64url') === segment;
 
 /** A claim value: absent, or one of the shapes a token may carry. */
 const time = (around: number) =>
@@ -199,16 +202,24 @@ const viaOwn = (token: string) =>
 
 test('every generated token gets the same verdict from jose and from the verifier’s own check', async (t) => {
   const seen = new Map<string, number>();
+  let respelt = 0;
   await fc.assert(
     fc.asyncProperty(spec, async (s) => {
       const token = build(s);
       if (!looksLikeJwt(token)) return; // the verifier refuses it before either check runs
       const [jose, own] = await Promise.all([viaJose(token), viaOwn(token)]);
       seen.set(jose, (seen.get(jose) ?? 0) + 1);
-      t.is(own, jose, `token ${token}`);
+      if (token.split('.').every(canonical)) t.is(own, jose, `token ${token}`);
+      else {
+        // A second spelling of some segment's bytes: refused as malformed, or on a check before it.
+        respelt++;
+        t.not(own, 'accepted', `token ${token}`);
+        if (own !== jose) t.is(own, 'token_malformed', `token ${token}`);
+      }
     }),
     { numRuns: 3000 },
   );
+  t.true(respelt > 0, 'tokens with a non-canonical segment were generated');
   // The generator reaches acceptance and the main refusals, so agreement is not agreement on one answer.
   for (const detail of [
     'accepted',
@@ -228,6 +239,22 @@ test('a token whose header carries crit is refused, even a crit jose would accep
   const token = `${h}.${p}.${b64(signBytes(k, 'RS256', Buffer.from(`${h}.${p}`)))}`;
   t.is(await viaJose(token), 'accepted');
   t.is(await viaOwn(token), 'token_malformed');
+});
+
+test('a segment spelt other than its canonical base64url is refused, where jose reads the same bytes', async (t) => {
+  const k = keys[0]!;
+  const h = b64(JSON.stringify({ alg: 'RS256', kid: k.kid }));
+  const p = b64(JSON.stringify({ iss: ISSUER, aud: AUDIENCE, exp: NOW_S + 600 }));
+  const sig = b64(signBytes(k, 'RS256', Buffer.from(`${h}.${p}`)));
+  t.is(await viaOwn(`${h}.${p}.${sig}`), 'accepted');
+  // 256 bytes of signature: 342 characters, the last one carrying 2 bits and 4 unused ones.
+  t.is(sig.length % 4, 2);
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const last = alphabet.indexOf(sig.at(-1)!);
+  const other = `${sig.slice(0, -1)}${alphabet[last | 1]}`; // the same 2 data bits, an unused bit set
+  t.deepEqual(Buffer.from(other, 'base64url'), Buffer.from(sig, 'base64url'), 'the same bytes');
+  t.is(await viaJose(`${h}.${p}.${other}`), 'accepted');
+  t.is(await viaOwn(`${h}.${p}.${other}`), 'token_malformed');
 });
 
 test('the signature is checked over the bytes as sent: the same claims re-encoded do not verify', async (t) => {

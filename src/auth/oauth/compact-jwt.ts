@@ -3,8 +3,9 @@
 // of the event loop when it returns, which costs more than the RSA verification itself. This
 // module does what jose's jwtVerify does for the options the verifier uses — the same checks,
 // in the same order, raising jose's own error classes so failureOf maps them unchanged — with
-// one difference: a token whose header carries `crit` is refused (no IdP issues one for an
-// access token; jose would accept `crit: ["b64"]`). test/oauth-compact-jwt.test.ts holds both
+// two differences, both refusals: a header that carries `crit` (no IdP issues one for an access
+// token; jose would accept `crit: ["b64"]`), and a segment spelt other than its canonical
+// base64url (non-zero unused bits in its last character, which jose ignores). test/oauth-compact-jwt.test.ts holds both
 // to the same verdicts on generated tokens.
 import { KeyObject, constants, verify as verifySignature } from 'node:crypto';
 import { errors, type FlattenedJWSInput, type JWSHeaderParameters, type JWTPayload } from 'jose';
@@ -139,12 +140,28 @@ function keyFor(cryptoKey: CryptoKey, alg: string, algorithm: Algorithm): KeyObj
 }
 
 /**
- * A base64url segment's bytes. The caller has checked the alphabet (looksLikeJwt); a length that
- * leaves one character over is not base64 at all and is refused, as jose and atob refuse it,
- * where Buffer would drop the character and read another spelling of the same bytes.
+ * A base64url segment's bytes, when `encoded` is their one canonical spelling. The caller has
+ * checked the alphabet (looksLikeJwt). Refused: a length that leaves one character over (not
+ * base64 at all: jose and atob refuse it, Buffer would drop the character), and a last
+ * character whose unused low bits are not zero — a second spelling of the same bytes, which
+ * jose and Buffer both accept and a stricter reader refuses. One token has one spelling.
  */
 function base64url(encoded: string): Buffer | undefined {
-  return encoded.length % 4 === 1 ? undefined : Buffer.from(encoded, 'base64url');
+  const rest = encoded.length % 4;
+  if (rest === 1) return undefined;
+  if (rest !== 0) {
+    const unused = rest === 2 ? 0x0f : 0x03;
+    if ((sextet(encoded.charCodeAt(encoded.length - 1)) & unused) !== 0) return undefined;
+  }
+  return Buffer.from(encoded, 'base64url');
+}
+
+/** The value of a base64url character (the alphabet is checked before). */
+function sextet(c: number): number {
+  if (c >= 65 && c <= 90) return c - 65; // A-Z
+  if (c >= 97 && c <= 122) return c - 71; // a-z
+  if (c >= 48 && c <= 57) return c + 4; // 0-9
+  return c === 45 ? 62 : 63; // - and _
 }
 
 /** base64url → strict UTF-8 → JSON, when that is a plain object. */
