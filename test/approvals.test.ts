@@ -185,7 +185,12 @@ test("Envoy's HTTP authorization service, which forwards on any 200, refuses the
 test('2026-07-28: the held call is answered with an input_required result carrying the URL elicitation and the request state', async (t) => {
   const r = await rig();
   try {
-    const meta = { _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } };
+    const meta = {
+      _meta: {
+        'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+        'io.modelcontextprotocol/clientCapabilities': { elicitation: { url: {} } },
+      },
+    };
     const call26 = (extra = '') =>
       call({ path: '/a' }).replace('"arguments"', `${extra}"_meta":${JSON.stringify(meta._meta)},"arguments"`);
     const o = await check(r.rt, call26(), {
@@ -221,6 +226,26 @@ test('2026-07-28: the held call is answered with an input_required result carryi
       'mcp-name': 'delete_file',
     });
     t.is(approvalIdOf(again), id);
+  } finally {
+    await r.rt.close();
+  }
+});
+
+test('2026-07-28 from a client that did not declare URL elicitation: the JSON-RPC error naming the URL', async (t) => {
+  const r = await rig();
+  try {
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' };
+    const body = call({ path: '/a' }).replace('"arguments"', `"_meta":${JSON.stringify(meta)},"arguments"`);
+    const o = await check(r.rt, body, {
+      'mcp-protocol-version': '2026-07-28',
+      'mcp-method': 'tools/call',
+      'mcp-name': 'delete_file',
+    });
+    t.is((o as Deny).code, 'approval_required', JSON.stringify(o));
+    const answer = JSON.parse(responseBody(o as Deny));
+    t.is(answer.result, undefined, 'no input_required result the client did not ask for');
+    t.is(answer.error.code, -32001);
+    t.true(answer.error.message.includes(`${PAGE}/approvals/${approvalIdOf(o)}`));
   } finally {
     await r.rt.close();
   }

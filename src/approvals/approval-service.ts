@@ -10,7 +10,7 @@ import type { ApprovalGrant, Approvals } from '../decision/phases.js';
 import type { ApprovalsConfig } from '../config/approvals-schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import { urlElicitationMessage } from '../mcp-response/url-elicitation.js';
+import { canElicitUrl, urlElicitationMessage } from '../mcp-response/url-elicitation.js';
 import {
   ApprovalStoreUnavailable,
   type ApprovalRequest,
@@ -184,8 +184,10 @@ export class ApprovalService implements Approvals {
 
   private elicitation(ctx: CheckContext, id: string, requirement: ApprovalRequirement, bound: BoundCall): Deny {
     const url = this.urlOf(id);
-    const rpcId = (ctx.parsedBody as { id?: unknown } | undefined)?.id;
+    const rpc = ctx.parsedBody as { id?: unknown; params?: unknown } | undefined;
+    const rpcId = rpc?.id;
     const { body } = urlElicitationMessage({
+      urlCapable: canElicitUrl(ctx.mcp.protocolVersion, 'tools/call', rpc?.params),
       message: `Approval required: ${requirement.reason}`,
       url,
       elicitationId: id,

@@ -28,6 +28,11 @@ export interface UrlElicitation {
   protocolVersion: string | undefined;
   /** The JSON-RPC id to answer; undefined for a notification (answered as an error without one). */
   requestId: string | number | undefined;
+  /**
+   * Whether the client can take a URL elicitation where the revision asks it to declare so
+   * (canElicitUrl); false: the error naming the URL instead. Default true.
+   */
+  urlCapable?: boolean;
 }
 
 export type ElicitationForm = 'error_-32042' | 'input_required' | 'error_with_url';
@@ -41,7 +46,8 @@ export function elicitationForm(protocolVersion: string | undefined): Elicitatio
 
 /** The JSON-RPC message (text) that carries the elicitation to the client. */
 export function urlElicitationMessage(e: UrlElicitation): { form: ElicitationForm; body: string } {
-  const form = elicitationForm(e.protocolVersion);
+  const asked = elicitationForm(e.protocolVersion);
+  const form = asked === 'input_required' && e.urlCapable === false ? 'error_with_url' : asked;
   const id = e.requestId === undefined ? {} : { id: e.requestId };
   let message: unknown;
   if (form === 'input_required') {
