@@ -148,6 +148,17 @@ export function buildValuesSchema(): Json {
           uniqueItems: true,
         },
       }),
+      secretFiles: strictObject({
+        secrets: {
+          type: 'array',
+          items: {
+            type: 'string',
+            pattern: '^[a-z0-9]([-a-z0-9]{0,44}[a-z0-9])?$',
+            description: "an existing Secret's name (at most 46 characters: the volume is named files-<name>)",
+          },
+          uniqueItems: true,
+        },
+      }),
       policy: strictObject({
         fileName: { type: 'string', minLength: 1 },
         imageBundle: { type: 'string', pattern: '^/' },

@@ -104,6 +104,11 @@ for (const file of CI_VALUES) {
         : [],
     );
     const files = [
+      cfg.authzen?.secretFile,
+      cfg.approvals?.oidc?.clientSecretFile,
+      cfg.approvals?.receiptKeyFile,
+      cfg.approvals?.sessionKeyFile,
+      ...(cfg.endpoints ?? []).map((e: any) => e.upstream?.encryptionKeyFile),
       cfg.apiKeys?.file,
       cfg.policy?.bundle,
       cfg.tls?.certFile,

@@ -9,8 +9,8 @@ import { parseAllDocuments } from 'yaml';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CHART = join(ROOT, 'helm', 'mcp-authz');
-export const CI_VALUES = ['default', 'ha', 'redis', 'existing-secret', 'istio', 'tls', 'upstream'].map((n) =>
-  join(CHART, 'ci', `${n}-values.yaml`),
+export const CI_VALUES = ['default', 'ha', 'redis', 'existing-secret', 'istio', 'tls', 'upstream', 'secret-files'].map(
+  (n) => join(CHART, 'ci', `${n}-values.yaml`),
 );
 // A helm built with `go install` reports Kubernetes v1.20 by default; render for a current one.
 const KUBE_VERSION = '1.30.0';

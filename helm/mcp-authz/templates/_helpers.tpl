@@ -61,6 +61,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "mcp-authz.policyDir" -}}/var/lib/mcp-authz/policy{{- end }}
 {{- define "mcp-authz.upstreamDir" -}}/var/run/secrets/mcp-authz/upstream{{- end }}
 
+{{- define "mcp-authz.secretFilesDir" -}}/var/run/secrets/mcp-authz/files{{- end }}
+
 {{- define "mcp-authz.keysSecretName" -}}
 {{- default (printf "%s-keys" (include "mcp-authz.fullname" .)) .Values.apiKeys.existingSecret }}
 {{- end }}
