@@ -15,6 +15,7 @@ import {
   type Handler,
   type ServiceDefinition,
 } from './server.js';
+import { STREAM_RESET_BURST, STREAM_RESET_RATE } from './h2-server.js';
 import type { CallError } from './wire.js';
 
 /** A certificate, its key and the client CA, as the service keeps them: the set in force, then each new one. */
@@ -47,6 +48,7 @@ export class GrpcJsServer implements GrpcServer {
       'grpc.max_receive_message_length': opts.maxReceiveMessageBytes,
       'grpc.keepalive_permit_without_calls': 1,
     });
+    raiseResetLimits(this.server);
     this.credentials = serverCredentials(opts.tls);
   }
 
@@ -183,3 +185,17 @@ class CertificateProvider implements grpc.experimental.CertificateProvider {
 
 const identityOf = (m: CertificateSet) => ({ certificate: m.cert, privateKey: m.key });
 const caOf = (m: CertificateSet) => (m.ca ? { caCertificate: m.ca } : null);
+
+/**
+ * grpc-js builds its node:http2 server from `commonServerOptions` and has no option of its own
+ * for Node's limit on client stream resets (a GOAWAY INTERNAL_ERROR past 1,000 RST_STREAMs at
+ * once, 33 a second): an Envoy cancelling a burst of Checks would lose the connection. The
+ * own server's limits are set there too. Should a grpc-js release rename the field, the
+ * grpc-go client's cancel_burst case fails (test/grpc-go-client.test.ts).
+ */
+function raiseResetLimits(server: grpc.Server): void {
+  const http2Options = (server as unknown as { commonServerOptions?: Record<string, unknown> }).commonServerOptions;
+  if (http2Options === undefined) return;
+  http2Options.streamResetBurst = STREAM_RESET_BURST;
+  http2Options.streamResetRate = STREAM_RESET_RATE;
+}
