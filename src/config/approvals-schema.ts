@@ -3,6 +3,7 @@
 // kept, how approvers are told, and the key that signs the receipts. Part of the one config
 // schema (schema.ts).
 import { z } from 'zod';
+import { redisConnectionSchema } from './redis-schema.js';
 
 const seconds = (min: number, max: number, fallback: number) => z.number().int().min(min).max(max).default(fallback);
 
@@ -44,14 +45,7 @@ export const ApprovalsSchema = z
       .strict()
       .optional(),
     /** Where approvals are kept; unset: rateLimit.redis when set, else in the process (one replica only). */
-    redis: z
-      .object({
-        url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'),
-        keyPrefix: z.string().default('mcp-authz'),
-        commandTimeoutMs: z.number().int().min(10).max(600_000).default(250),
-      })
-      .strict()
-      .optional(),
+    redis: redisConnectionSchema({ defaultMs: 250, maxMs: 600_000 }).optional(),
   })
   .strict();
 

@@ -10,6 +10,7 @@ import { AuthzenSchema, ShadowSchema } from './decision-point-schema.js';
 import { checkManagement, managementShape } from './management.js';
 import { STORES_DEFAULT, StoresSchema } from './stores-schema.js';
 import { ApprovalsSchema } from './approvals-schema.js';
+import { redisConnectionSchema } from './redis-schema.js';
 import { UpstreamCredentialSchema, upstreamHeaderNames } from './upstream-schema.js';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:9191');
@@ -422,15 +423,7 @@ export const ConfigSchema = z
           .default({ rps: 0, burst: 0 }),
         /** Per-tool quotas for every endpoint that does not set its own (endpoints[].rateLimit.perTool). */
         perTool: quotaRules.default([]),
-        redis: z
-          .object({
-            url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'),
-            keyPrefix: z.string().default('mcp-authz'),
-            /** How long one limiter command may wait for Redis before the local counters answer. */
-            commandTimeoutMs: z.number().int().min(10).max(600_000).default(250),
-          })
-          .strict()
-          .optional(),
+        redis: redisConnectionSchema({ defaultMs: 250, maxMs: 600_000 }).optional(),
       })
       .strict()
       .default({ failedAuth: { maxAttempts: 20, windowSeconds: 60 }, perClient: { rps: 0, burst: 0 }, perTool: [] }),
@@ -442,14 +435,7 @@ export const ConfigSchema = z
         /** Polling interval of the pins file, besides fs.watch. */
         pollIntervalMs: z.number().int().min(100).default(5000),
         /** Where replicas share what each endpoint last listed and first-seen pins; unset: rateLimit.redis, else this process. */
-        redis: z
-          .object({
-            url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'),
-            keyPrefix: z.string().default('mcp-authz'),
-            commandTimeoutMs: z.number().int().min(10).max(600_000).default(250),
-          })
-          .strict()
-          .optional(),
+        redis: redisConnectionSchema({ defaultMs: 250, maxMs: 600_000 }).optional(),
       })
       .strict()
       .optional(),

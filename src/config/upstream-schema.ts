@@ -1,6 +1,7 @@
 // endpoints[].upstream: the credential an allowed request carries to the MCP server behind
 // the gateway (docs/upstream-credentials.md). Part of the one config schema (schema.ts).
 import { z } from 'zod';
+import { redisConnectionSchema } from './redis-schema.js';
 
 const headerName = z
   .string()
@@ -140,14 +141,7 @@ export const UserConnectionsSchema = z
     /** Where users' connections are kept: Redis (replicas share it) or this process's memory. */
     store: z
       .object({
-        redis: z
-          .object({
-            url: z.string().regex(/^rediss?:\/\//, 'expected redis:// or rediss:// URL'),
-            keyPrefix: z.string().default('mcp-authz'),
-            commandTimeoutMs: z.number().int().min(10).max(60_000).default(1000),
-          })
-          .strict()
-          .optional(),
+        redis: redisConnectionSchema({ defaultMs: 1000, maxMs: 60_000 }).optional(),
       })
       .strict()
       .default({}),
