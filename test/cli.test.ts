@@ -1,7 +1,7 @@
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { stringify } from 'yaml';
@@ -114,6 +114,31 @@ test('--check-config accepts the quickstart', async (t) => {
   const r = await runCli(['serve', '--check-config']);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /configuration is valid/);
+});
+
+test('a config whose HTTP port serves the AuthZEN API runs one worker; an explicit --workers 2 is refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-cli-'));
+  writeFileSync(join(dir, 'authzen-secret'), 'a-shared-secret-of-some-length');
+  const file = writeConfig({
+    ...config,
+    listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0' },
+    authzen: { enabled: true, secretFile: join(dir, 'authzen-secret') },
+  });
+  const refused = await runCli(['serve', '--config', file, '--workers', '2']);
+  t.is(refused.code, 2, refused.stderr);
+  t.regex(
+    refused.stderr,
+    /authzen\.enabled \(the AuthZEN API\): served by the process that decides Checks.*serve --workers 1/,
+  );
+
+  // Without --workers (the default is the cores): one process, and the log says why.
+  const srv = await startCli(['serve', '--config', file], { MCP_AUTHZ_LOG_LEVEL: 'info' });
+  t.teardown(() => void srv.child.kill('SIGKILL'));
+  // On more than one core the default would have been several workers: the log says why not.
+  if (availableParallelism() > 1) t.regex(srv.logs(), /"msg":"one worker: authzen\.enabled/);
+  t.regex(srv.logs(), /"workers":1,"msg":"mcp-authz starting"/);
+  const res = await fetch(`http://127.0.0.1:${srv.httpPort}/.well-known/authzen-configuration`);
+  t.is(res.status, 200, 'the single process serves the AuthZEN metadata on the HTTP port');
 });
 
 test('serve stops on SIGTERM after answering every call it accepted', async (t) => {

@@ -173,6 +173,15 @@ test('pods run restricted: non-root, read-only root, no privilege escalation, al
   t.false(pod(r).spec.automountServiceAccountToken);
 });
 
+test('approvals, the AuthZEN API and userConnections run one worker per pod; other configs the workers value', (t) => {
+  const args = (r: Rendered) => container(r).args as string[];
+  const workersOf = (r: Rendered) => args(r)[args(r).indexOf('--workers') + 1];
+  t.is(workersOf(rendered.get('default-values.yaml')!), '2');
+  t.is(workersOf(rendered.get('secret-files-values.yaml')!), '1');
+  t.is(workersOf(renderChart({ files: [defaults], set: { 'config.authzen.enabled': true } })), '1');
+  t.is(workersOf(renderChart({ files: [defaults], set: { 'config.authzen.enabled': false, workers: 3 } })), '3');
+});
+
 test('a PodDisruptionBudget exists only when more than one replica runs', (t) => {
   t.is(renderChart({ files: [defaults], set: { replicaCount: 1 } }).get('PodDisruptionBudget'), undefined);
   const pdb = renderChart({ files: [defaults], set: { replicaCount: 3 } }).get('PodDisruptionBudget');

@@ -114,7 +114,7 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
     return 0;
   }
   if (values.json && !values['check-config']) throw new UsageError('--json goes with --check-config', USAGE.serve);
-  const workers = parseWorkers(values.workers as string | undefined);
+  let workers = parseWorkers(values.workers as string | undefined);
   const file = (values.config as string | undefined) ?? QUICKSTART_CONFIG;
   if (values['check-config']) return checkConfigCommand(file, Boolean(values.json));
   const loaded = await storeEndpoints(loadConfigFile(file));
@@ -125,18 +125,20 @@ async function serve(args: string[], options: MainOptions): Promise<number> {
     return runWorker(loaded, childLogger(logger, { worker: cluster.worker?.id }), options.runtime);
   }
   if (!values.config) logger.info({ config: file }, 'no --config given: serving the quickstart');
-  logger.info({ version: version(), workers }, 'mcp-authz starting');
-  if (workers > 1 && loaded.config.authzen.enabled)
-    throw new UsageError(
-      `authzen.enabled: the AuthZEN API is answered by a single process (the HTTP port of ${workers} workers is the cluster primary's, which decides nothing): serve --workers 1, and scale with replicas`,
-      USAGE.serve,
-    );
-  if (workers > 1) {
-    if (loaded.config.endpoints.some((e) => e.upstream?.mode === 'userConnections'))
+  // The HTTP port of several workers is the cluster primary's, which decides nothing: what a
+  // person or another gateway reaches there needs the process that decides (docs/scaling.md).
+  const single = singleProcessFeatures(loaded.config);
+  if (workers > 1 && single.length > 0) {
+    if (values.workers !== undefined)
       throw new UsageError(
-        'userConnections serves /connect/<provider> from the process that decides Checks: run it with --workers 1 (scale with replicas sharing store.redis)',
+        `${single.join(', ')}: served by the process that decides Checks, which --workers ${workers} does not give the HTTP port: serve --workers 1, and scale with replicas`,
         USAGE.serve,
       );
+    logger.info({ features: single }, `one worker: ${single.join(', ')} must be served by the process that decides`);
+    workers = 1;
+  }
+  logger.info({ version: version(), workers }, 'mcp-authz starting');
+  if (workers > 1) {
     const { runPrimary } = await import('../server/cluster-primary.js');
     return runPrimary(loaded, { workers, logger });
   }
@@ -190,6 +192,16 @@ function logLevel(): string {
     throw new Error(`MCP_AUTHZ_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}; got ${JSON.stringify(level)}`);
   }
   return level;
+}
+
+/** What the config turns on that only a single process can serve (its pages or API on the HTTP port). */
+function singleProcessFeatures(config: LoadedConfig['config']): string[] {
+  const features: string[] = [];
+  if (config.approvals) features.push('approvals (the approval page)');
+  if (config.authzen.enabled) features.push('authzen.enabled (the AuthZEN API)');
+  if (config.endpoints.some((e) => e.upstream?.mode === 'userConnections'))
+    features.push('userConnections (the /connect/<provider> page)');
+  return features;
 }
 
 function parseWorkers(v: string | undefined): number {

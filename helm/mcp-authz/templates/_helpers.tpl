@@ -61,6 +61,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "mcp-authz.policyDir" -}}/var/lib/mcp-authz/policy{{- end }}
 {{- define "mcp-authz.upstreamDir" -}}/var/run/secrets/mcp-authz/upstream{{- end }}
 
+{{/*
+Worker processes: one when the config turns on what only the deciding process serves on the
+HTTP port (the approval page, the AuthZEN API, userConnections' /connect pages), else workers.
+*/}}
+{{- define "mcp-authz.workers" -}}
+{{- $cfg := .Values.config | default dict -}}
+{{- $single := or $cfg.approvals (and $cfg.authzen $cfg.authzen.enabled) -}}
+{{- range ($cfg.endpoints | default list) -}}
+{{- if and .upstream (eq (.upstream.mode | default "") "userConnections") -}}{{- $single = true -}}{{- end -}}
+{{- end -}}
+{{- if $single -}}1{{- else -}}{{ .Values.workers }}{{- end -}}
+{{- end }}
+
 {{- define "mcp-authz.secretFilesDir" -}}/var/run/secrets/mcp-authz/files{{- end }}
 
 {{- define "mcp-authz.keysSecretName" -}}
