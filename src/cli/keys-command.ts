@@ -1,19 +1,7 @@
-// `mcp-authz keys create`: a new API key, printed once, and the registry entry (hash only)
-// to paste into the keys file — or appended to it with --append.
-import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { writeFileAtomically } from '../config/atomic-write.js';
 import { isMap, isSeq, parseDocument, stringify, YAMLSeq } from 'yaml';
 import { KeysFileError, parseKeysFile } from '../auth/key-registry.js';
 import { ApiKeyEntrySchema, type ApiKeyEntry } from '../config/schema.js';
@@ -86,24 +74,7 @@ export function appendToKeysFile(file: string, entry: ApiKeyEntry): { created: b
   const out = text.trimStart().startsWith('{') ? appendJson(text, entry) : appendYaml(text, entry, path);
   parseKeysFile(out, path); // what is written must load
 
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const mode = created ? 0o600 : statSync(path).mode & 0o777;
-  const fd = openSync(tmp, 'wx', mode);
-  try {
-    writeSync(fd, out);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeFileAtomically(path, out, created ? 0o600 : statSync(path).mode & 0o777);
   return { created };
 }
 

@@ -2,19 +2,9 @@
 // renamed into place, and refuses a target that is a symlink, not a regular file, someone
 // else's, or readable by others. `check --bearer` reads a token back: raw, or the JSON that
 // `login --json` prints and `--save` writes.
-import {
-  closeSync,
-  fsyncSync,
-  lstatSync,
-  openSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-  readFileSync,
-} from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join, resolve } from 'node:path';
+import { lstatSync, statSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { writeFileAtomically } from '../config/atomic-write.js';
 import { LoginFailure } from '../oauth-client/login-failure.js';
 
 const octal = (mode: number) => `0${(mode & 0o777).toString(8)}`;
@@ -55,25 +45,8 @@ export function checkSaveTarget(file: string): void {
 export function saveTokenFile(file: string, content: Record<string, unknown>): void {
   const path = resolve(file);
   checkSaveTarget(path);
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, `${JSON.stringify(content, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    checkSaveTarget(path); // again: it may have changed while the user was in the browser
-    renameSync(tmp, path);
-  } catch (err) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // already gone
-    }
-    throw err;
-  }
+  // Checked again before the rename: it may have changed while the user was in the browser.
+  writeFileAtomically(path, `${JSON.stringify(content, null, 2)}\n`, 0o600, () => checkSaveTarget(path));
 }
 
 // RFC 6750 §2.1 b64token: what a Bearer credential may contain.

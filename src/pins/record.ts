@@ -4,9 +4,8 @@
 // the file, check that what they write loads as the service will read it, and replace the file
 // atomically (a temporary file in the same folder, flushed, renamed over it), so a watching
 // service never reads half a file.
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomically } from '../config/atomic-write.js';
 import { parse as parseYaml, stringify } from 'yaml';
 import { definitionDigest, itemName, PIN_KINDS, pinnedDefinition, type PinKind } from './definition.js';
 import { diffDefinitions, type ItemStatus } from './diff.js';
@@ -38,23 +37,7 @@ function readContent(path: string): PinsFileContent {
 function write(path: string, content: PinsFileContent): void {
   const text = `${HEADER}${stringify(content, { lineWidth: 0 })}`;
   parsePinsFile(text, path);
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx', 0o644);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeFileAtomically(path, text, 0o644);
 }
 
 function section(content: PinsFileContent, endpoint: string, mode: PinMode | undefined) {
