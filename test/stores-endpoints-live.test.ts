@@ -10,6 +10,8 @@ import { migratePostgres } from '../src/stores/open.js';
 import { startPostgres, type TestPostgres } from './helpers/postgres.js';
 import { checkRequest, deniedBody, deniedStatus, startTestService, type TestService } from './helpers/service.js';
 import { startServe } from './helpers/subprocess-service.js';
+import { keyPrincipal, regoDir } from './helpers/policy.js';
+import type { AuthResult, Authenticator } from '../src/decision/phases.js';
 import { waitFor } from './helpers/wait.js';
 
 let db: TestPostgres;
@@ -68,7 +70,10 @@ interface Instance extends TestService {
   lines: string[];
 }
 
-async function instance(schema: string): Promise<Instance> {
+async function instance(
+  schema: string,
+  more: { config?: Record<string, unknown>; authenticator?: Authenticator } = {},
+): Promise<Instance> {
   const updates: string[] = [];
   const states: string[] = [];
   const lines: string[] = [];
@@ -79,7 +84,10 @@ async function instance(schema: string): Promise<Instance> {
   const logger = createLogger('info', {
     sink: { write: (l: string) => lines.push(l), writeDecision: () => undefined },
   });
-  const svc = await startTestService(configFor(schema), { runtime: { events }, logger });
+  const svc = await startTestService(
+    { ...configFor(schema), ...more.config },
+    { runtime: { events, ...(more.authenticator ? { overrides: { authenticator: more.authenticator } } : {}) }, logger },
+  );
   await waitFor('the endpoint store to listen', () => states.at(-1) === 'up', DEADLINE, 10);
   return Object.assign(svc, { updates, states, lines });
 }
@@ -200,6 +208,47 @@ test.serial(
     t.true(svc.states.includes('down'));
     await waitFor('the resync to apply the change', async () => (await answer(svc, '/t/new', alice)) === 'allow', DEADLINE, 10);
     t.is(await answer(svc, '/t/old', alice), nowhere);
+  },
+);
+
+test.serial(
+  'a Check in flight across a change finishes on the endpoint set it started with, and the policy sees that set\'s data.endpoints',
+  async (t) => {
+    const { schema } = await freshSchema();
+    await insertEndpoint(schema, 'flip', 'alice', { match: { pathPrefix: '/t/flip' }, auth: apiKeyOnly });
+    // Allowed only while the policy's data.endpoints agrees with the endpoint the request was matched to.
+    const policy = regoDir({
+      'authz.rego': [
+        'package mcp.authz',
+        'import rego.v1',
+        'default decision := {"allow": false, "status": 403}',
+        'decision := {"allow": true} if data.endpoints[input.endpoint.name].owner == input.endpoint.owner',
+      ].join('\n'),
+    });
+    // Authentication waits for the test to let it go: the change lands while the Check is held there.
+    const seen: (string | undefined)[] = [];
+    let release: () => void = () => undefined;
+    let hold = true;
+    const authenticator: Authenticator = {
+      authenticate: async (_request, endpoint): Promise<AuthResult> => {
+        seen.push(endpoint?.owner);
+        if (hold) await new Promise<void>((resolve) => (release = resolve));
+        return { ok: true, principal: keyPrincipal('k', 'carol', ['*']), credentialHeaders: [], credentialQueryParams: [] };
+      },
+    };
+    const svc = await instance(schema, { config: { policy: { rego: policy } }, authenticator });
+    t.teardown(() => svc.stop());
+
+    const inFlight = svc.check(call('/t/flip', 'any'));
+    await waitFor('the Check to reach authentication', () => seen.length === 1, DEADLINE, 0);
+    await admin.query(`UPDATE ${schema}.endpoints SET owner = 'bob' WHERE name = 'flip'`);
+    await waitFor('the change to apply', () => svc.updates.includes('applied'), DEADLINE, 10);
+    hold = false;
+    release();
+    const first = await inFlight;
+    t.truthy(first.ok_response, `decided on the old set with the old data.endpoints: ${JSON.stringify(first.denied_response)}`);
+    t.truthy((await svc.check(call('/t/flip', 'any'))).ok_response, 'the next on the new set with the new data.endpoints');
+    t.deepEqual(seen, ['alice', 'bob']);
   },
 );
 

@@ -69,6 +69,8 @@ export class PolicySource {
   private missing = 'no policy loaded yet';
   /** The data document every build uses (opts.data until the endpoint set changes). */
   private data: Record<string, unknown>;
+  /** The last policy in force built with each data document: an endpoint set's policy after the set was replaced. */
+  private readonly lastFor = new WeakMap<Record<string, unknown>, LoadedPolicy>();
 
   constructor(
     private readonly opts: PolicySourceOptions,
@@ -180,6 +182,13 @@ export class PolicySource {
   private replace(policy: LoadedPolicy): void {
     if (this.file) this.file.replace(policy);
     else this.remoteValue = policy;
+    this.lastFor.set(policy.data, policy);
+  }
+
+  /** The last policy in force that was built with `data` (undefined if none was). */
+  lastBuiltWith(data: Record<string, unknown>): LoadedPolicy | undefined {
+    const now = this.current;
+    return now?.data === data ? now : this.lastFor.get(data);
   }
 
   /** Reloads on change from now on. */
@@ -249,6 +258,7 @@ export class PolicySource {
 
   private loaded(r: ReloadResult<LoadedPolicy>): void {
     if (r.ok) {
+      this.lastFor.set(r.value.data, r.value);
       // Built while the endpoint set changed: built again with the new set's data.
       if (r.value.data !== this.data) queueMicrotask(() => this.refreshData());
       this.events.policyReload?.('success', r.value.engine.revision);
@@ -294,20 +304,13 @@ export class PolicySource {
  * endpoint set than the one its endpoint was chosen from.
  */
 export class PolicyView {
-  private last: LoadedPolicy | undefined;
-
   constructor(
     private readonly source: PolicySource,
     readonly data: Record<string, unknown>,
-    built?: LoadedPolicy,
-  ) {
-    this.last = built;
-  }
+  ) {}
 
   get current(): LoadedPolicy | undefined {
-    const now = this.source.current;
-    if (now !== undefined && now.data === this.data) this.last = now;
-    return this.last;
+    return this.source.lastBuiltWith(this.data);
   }
 }
 
