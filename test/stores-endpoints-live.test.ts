@@ -252,6 +252,24 @@ test.serial(
   },
 );
 
+test.serial('per-client rate counts outlive a change of the endpoint set', async (t) => {
+  const { schema, alice } = await freshSchema();
+  // One token refills every 1,000 s: nothing refills while the test runs.
+  const svc = await instance(schema, {
+    config: {
+      endpoints: [{ ...fileEndpoints[0], rateLimit: { rps: 0.001, burst: 2 } }],
+    },
+  });
+  t.teardown(() => svc.stop());
+  t.is(await answer(svc, '/mcp/file', alice), 'allow');
+  t.is(await answer(svc, '/mcp/file', alice), 'allow');
+  t.is(await answer(svc, '/mcp/file', alice), '429 rate_limited');
+  await insertEndpoint(schema, 'other', null, { match: { pathPrefix: '/t/other' }, auth: apiKeyOnly });
+  await waitFor('the change to apply', () => svc.updates.includes('applied'), DEADLINE, 10);
+  t.is(await answer(svc, '/t/other', alice), 'allow');
+  t.is(await answer(svc, '/mcp/file', alice), '429 rate_limited', 'the count so far still holds');
+});
+
 test.serial('serve --workers 2: a new endpoint is applied in both workers', async (t) => {
   const { schema, alice } = await freshSchema();
   const svc = await startServe(configFor(schema), ['--workers', '2'], { clients: 8 });
