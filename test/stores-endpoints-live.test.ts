@@ -86,7 +86,10 @@ async function instance(
   });
   const svc = await startTestService(
     { ...configFor(schema), ...more.config },
-    { runtime: { events, ...(more.authenticator ? { overrides: { authenticator: more.authenticator } } : {}) }, logger },
+    {
+      runtime: { events, ...(more.authenticator ? { overrides: { authenticator: more.authenticator } } : {}) },
+      logger,
+    },
   );
   await waitFor('the endpoint store to listen', () => states.at(-1) === 'up', DEADLINE, 10);
   return Object.assign(svc, { updates, states, lines });
@@ -115,13 +118,23 @@ test.serial(
 
     await insertEndpoint(schema, 'live', null, { match: { pathPrefix: '/t/live/mcp' }, auth: apiKeyOnly });
     for (const [i, svc] of both.entries())
-      await waitFor(`instance ${i} to allow the new public endpoint`, async () => (await answer(svc, '/t/live/mcp', alice)) === 'allow', DEADLINE, 10);
+      await waitFor(
+        `instance ${i} to allow the new public endpoint`,
+        async () => (await answer(svc, '/t/live/mcp', alice)) === 'allow',
+        DEADLINE,
+        10,
+      );
     for (const svc of both) t.is(await answer(svc, '/t/live/mcp', bob), 'allow');
 
     // Private: bob's now; alice is refused as on any endpoint she does not own.
     await admin.query(`UPDATE ${schema}.endpoints SET owner = 'bob' WHERE name = 'live'`);
     for (const [i, svc] of both.entries())
-      await waitFor(`instance ${i} to make the endpoint bob's`, async () => (await answer(svc, '/t/live/mcp', alice)) === '403 access_denied', DEADLINE, 10);
+      await waitFor(
+        `instance ${i} to make the endpoint bob's`,
+        async () => (await answer(svc, '/t/live/mcp', alice)) === '403 access_denied',
+        DEADLINE,
+        10,
+      );
     for (const svc of both) t.is(await answer(svc, '/t/live/mcp', bob), 'allow');
     // The policy's data.endpoints moved with the registry.
     for (const svc of both) {
@@ -132,12 +145,22 @@ test.serial(
     // A new owner.
     await admin.query(`UPDATE ${schema}.endpoints SET owner = 'alice' WHERE name = 'live'`);
     for (const [i, svc] of both.entries())
-      await waitFor(`instance ${i} to make the endpoint alice's`, async () => (await answer(svc, '/t/live/mcp', alice)) === 'allow', DEADLINE, 10);
+      await waitFor(
+        `instance ${i} to make the endpoint alice's`,
+        async () => (await answer(svc, '/t/live/mcp', alice)) === 'allow',
+        DEADLINE,
+        10,
+      );
     for (const svc of both) t.is(await answer(svc, '/t/live/mcp', bob), '403 access_denied');
 
     await admin.query(`DELETE FROM ${schema}.endpoints WHERE name = 'live'`);
     for (const [i, svc] of both.entries())
-      await waitFor(`instance ${i} to drop the endpoint`, async () => (await answer(svc, '/t/live/mcp', alice)) === nowhere, DEADLINE, 10);
+      await waitFor(
+        `instance ${i} to drop the endpoint`,
+        async () => (await answer(svc, '/t/live/mcp', alice)) === nowhere,
+        DEADLINE,
+        10,
+      );
     // The config file's endpoint was never touched.
     for (const svc of both) t.is(await answer(svc, '/mcp/file', bob), 'allow');
     for (const svc of both) t.false(svc.updates.includes('rejected'));
@@ -175,7 +198,12 @@ test.serial(
 
     // Fixed: the whole change applies.
     await admin.query(`DELETE FROM ${schema}.endpoints WHERE name = 'bad-row'`);
-    await waitFor('the fixed set to apply', async () => (await answer(svc, '/t/good', alice)) === 'allow', DEADLINE, 10);
+    await waitFor(
+      'the fixed set to apply',
+      async () => (await answer(svc, '/t/good', alice)) === 'allow',
+      DEADLINE,
+      10,
+    );
     t.is(await answer(svc, '/t/kept', alice), '403 access_denied');
   },
 );
@@ -206,13 +234,18 @@ test.serial(
     t.is(killed.rows.length, 1);
     await waitFor('the channel to come back', () => svc.states.filter((s) => s === 'up').length > ups, DEADLINE, 10);
     t.true(svc.states.includes('down'));
-    await waitFor('the resync to apply the change', async () => (await answer(svc, '/t/new', alice)) === 'allow', DEADLINE, 10);
+    await waitFor(
+      'the resync to apply the change',
+      async () => (await answer(svc, '/t/new', alice)) === 'allow',
+      DEADLINE,
+      10,
+    );
     t.is(await answer(svc, '/t/old', alice), nowhere);
   },
 );
 
 test.serial(
-  'a Check in flight across a change finishes on the endpoint set it started with, and the policy sees that set\'s data.endpoints',
+  "a Check in flight across a change finishes on the endpoint set it started with, and the policy sees that set's data.endpoints",
   async (t) => {
     const { schema } = await freshSchema();
     await insertEndpoint(schema, 'flip', 'alice', { match: { pathPrefix: '/t/flip' }, auth: apiKeyOnly });
@@ -233,7 +266,12 @@ test.serial(
       authenticate: async (_request, endpoint): Promise<AuthResult> => {
         seen.push(endpoint?.owner);
         if (hold) await new Promise<void>((resolve) => (release = resolve));
-        return { ok: true, principal: keyPrincipal('k', 'carol', ['*']), credentialHeaders: [], credentialQueryParams: [] };
+        return {
+          ok: true,
+          principal: keyPrincipal('k', 'carol', ['*']),
+          credentialHeaders: [],
+          credentialQueryParams: [],
+        };
       },
     };
     const svc = await instance(schema, { config: { policy: { rego: policy } }, authenticator });
@@ -246,8 +284,14 @@ test.serial(
     hold = false;
     release();
     const first = await inFlight;
-    t.truthy(first.ok_response, `decided on the old set with the old data.endpoints: ${JSON.stringify(first.denied_response)}`);
-    t.truthy((await svc.check(call('/t/flip', 'any'))).ok_response, 'the next on the new set with the new data.endpoints');
+    t.truthy(
+      first.ok_response,
+      `decided on the old set with the old data.endpoints: ${JSON.stringify(first.denied_response)}`,
+    );
+    t.truthy(
+      (await svc.check(call('/t/flip', 'any'))).ok_response,
+      'the next on the new set with the new data.endpoints',
+    );
     t.deepEqual(seen, ['alice', 'bob']);
   },
 );

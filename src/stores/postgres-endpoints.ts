@@ -115,6 +115,8 @@ class EndpointWatcher {
   private again = false;
   private up = false;
   private closed = false;
+  /** When the first notification of the change being read arrived (ms), for the applied log line. */
+  private notifiedAt: number | undefined;
 
   constructor(
     private readonly loaded: LoadedConfig,
@@ -174,6 +176,7 @@ class EndpointWatcher {
 
   /** A burst of notifications is read once, COALESCE_MS after its first. */
   private notified(): void {
+    this.notifiedAt ??= performance.now();
     if (this.coalesce) return;
     this.coalesce = setTimeout(() => {
       this.coalesce = undefined;
@@ -200,6 +203,8 @@ class EndpointWatcher {
   private async syncOnce(): Promise<void> {
     const client = this.listener;
     if (!client || this.closed) return;
+    const since = this.notifiedAt;
+    this.notifiedAt = undefined;
     let rows: Record<string, unknown>[];
     try {
       rows = await readRows(client, this.pg);
@@ -223,7 +228,16 @@ class EndpointWatcher {
       this.applied = d;
       this.refused = undefined;
       this.opts.events.endpointStoreUpdate?.('applied');
-      this.opts.logger.info({ store: 'postgres', endpoints, rows: rows.length }, 'endpoint store change applied');
+      this.opts.logger.info(
+        {
+          store: 'postgres',
+          endpoints,
+          rows: rows.length,
+          // From the notification to the swap; absent for a change found by a resync.
+          ...(since !== undefined ? { ms: Math.round(performance.now() - since) } : {}),
+        },
+        'endpoint store change applied',
+      );
     } catch (err) {
       this.refused = d;
       this.rejected([(err as Error).message]);
