@@ -314,34 +314,56 @@ test.serial('per-client rate counts outlive a change of the endpoint set', async
   t.is(await answer(svc, '/mcp/file', alice), '429 rate_limited', 'the count so far still holds');
 });
 
-test.serial('serve --workers 2: a new endpoint is applied in both workers', async (t) => {
-  const { schema, alice } = await freshSchema();
-  const svc = await startServe(configFor(schema), ['--workers', '2'], { clients: 8 });
-  t.teardown(() => svc.stop());
-  const listening = () =>
-    new Set(
-      svc
-        .logs()
-        .split('\n')
-        .filter((l) => l.includes('"endpoint store listening for changes"'))
-        .map((l) => JSON.parse(l).worker),
-    );
-  await waitFor('both workers to listen', () => listening().size === 2, 180_000, 50);
+test.serial(
+  'serve --workers 2: a new endpoint is applied in both workers, and its discovery document on the primary',
+  async (t) => {
+    const { schema, alice } = await freshSchema();
+    const oauth = { issuers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/certs' }] };
+    const svc = await startServe({ ...configFor(schema), oauth }, ['--workers', '2'], { clients: 8 });
+    t.teardown(() => svc.stop());
+    const listening = () =>
+      new Set(
+        svc
+          .logs()
+          .split('\n')
+          .filter((l) => l.includes('"endpoint store listening for changes"'))
+          .map((l) => JSON.parse(l).worker)
+          .filter((w) => w !== undefined),
+      );
+    await waitFor('both workers to listen', () => listening().size === 2, 180_000, 50);
 
-  await insertEndpoint(schema, 'spread', null, { match: { pathPrefix: '/t/spread' }, auth: apiKeyOnly });
-  const applied = () =>
-    new Set(
-      svc
-        .logs()
-        .split('\n')
-        .filter((l) => l.includes('"endpoint store change applied"'))
-        .map((l) => JSON.parse(l).worker),
-    );
-  await waitFor('both workers to apply the change', () => applied().size === 2, DEADLINE, 50);
-  t.deepEqual([...applied()].sort(), [...listening()].sort());
-  // Eight connections, spread over both workers: every one is allowed.
-  const answers = await Promise.all(
-    Array.from({ length: 8 }, async (_, i) => (await svc.check(call('/t/spread', alice), i)).ok_response !== undefined),
+    const document = '/.well-known/oauth-protected-resource/t/spread';
+    t.is((await svc.http(document)).status, 404);
+    await insertEndpoint(schema, 'spread', null, {
+      match: { pathPrefix: '/t/spread' },
+      auth: { apiKey: true, oauth: true },
+      resource: 'https://mcp.example.com/t/spread',
+      scopes: ['tools:search'],
+    });
+    const applied = () =>
+      new Set(
+        svc
+          .logs()
+          .split('\n')
+          .filter((l) => l.includes('"endpoint store change applied"'))
+          .map((l) => JSON.parse(l).worker ?? 'primary'),
+      );
+    await waitFor('both workers and the primary to apply the change', () => applied().size === 3, DEADLINE, 50).catch(
+    (err: Error) => {
+      throw new Error(`${err.message}:\n${svc.logs().split('\n').filter((l) => l.includes('endpoint store')).join('\n')}`);
+    },
   );
-  t.deepEqual(answers, Array(8).fill(true));
-});
+    t.deepEqual([...applied()].sort(), [...listening(), 'primary'].sort());
+    const served = await svc.http(document);
+    t.is(served.status, 200);
+    t.deepEqual(JSON.parse(served.text).scopes_supported, ['tools:search']);
+    // Eight connections, spread over both workers: every one is allowed.
+    const answers = await Promise.all(
+      Array.from(
+        { length: 8 },
+        async (_, i) => (await svc.check(call('/t/spread', alice), i)).ok_response !== undefined,
+      ),
+    );
+    t.deepEqual(answers, Array(8).fill(true));
+  },
+);

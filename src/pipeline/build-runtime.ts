@@ -367,7 +367,6 @@ export async function buildRuntime(
       logger,
       events,
       apply: async (next) => {
-        refuseUpstreamChanges(config, next.config);
         const parts = await endpointParts(next.config, shared);
         const [policyNow, shadowNow] = await Promise.all([
           source.rebuildWith(parts.policyData),
@@ -461,25 +460,6 @@ function phasesOf(
     rawCredentials: s.policy.rawCredentials,
   });
   return { ...phases, authorizer };
-}
-
-/** Upstream credentials are set up at start (secret files watched, tokens cached): a change of them needs a restart. */
-function refuseUpstreamChanges(before: LoadedConfig['config'], after: LoadedConfig['config']): void {
-  const upstreams = (c: LoadedConfig['config']) =>
-    new Map(c.endpoints.map((e) => [e.name, JSON.stringify(e.upstream ?? null)]));
-  const was = upstreams(before);
-  for (const [name, now] of upstreams(after)) {
-    if ((was.get(name) ?? 'null') !== now)
-      throw new Error(
-        `endpoints row ${JSON.stringify(name)}.upstream: an upstream credential is set up at start; restart to change it`,
-      );
-  }
-  for (const [name, then] of was) {
-    if (then !== 'null' && !upstreams(after).has(name))
-      throw new Error(
-        `endpoints row ${JSON.stringify(name)}.upstream: an upstream credential is set up at start; restart to remove it`,
-      );
-  }
 }
 
 /** The first counter the factory makes, for every later call: a rebuilt limiter counts on in it. */

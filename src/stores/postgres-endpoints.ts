@@ -218,6 +218,7 @@ class EndpointWatcher {
     let next: LoadedConfig;
     try {
       next = joinRows(this.loaded, rows, this.opts.env ?? process.env);
+      refuseUpstreamChanges(this.loaded.config, next.config);
     } catch (err) {
       this.refused = d;
       this.rejected(err instanceof ConfigError ? err.problems : [(err as Error).message]);
@@ -260,6 +261,20 @@ class EndpointWatcher {
     this.listener = undefined;
     await this.syncing?.catch(() => undefined);
     await l?.end().catch(() => undefined);
+  }
+}
+
+/** Upstream credentials are set up at start (secret files watched, tokens cached): a change of them needs a restart. */
+function refuseUpstreamChanges(before: LoadedConfig['config'], after: LoadedConfig['config']): void {
+  const upstreams = (c: LoadedConfig['config']) =>
+    new Map(c.endpoints.map((e) => [e.name, JSON.stringify(e.upstream ?? null)]));
+  const was = upstreams(before);
+  const now = upstreams(after);
+  for (const name of new Set([...was.keys(), ...now.keys()])) {
+    if ((was.get(name) ?? 'null') !== (now.get(name) ?? 'null'))
+      throw new Error(
+        `endpoints row ${JSON.stringify(name)}.upstream: an upstream credential is set up at start; restart to change it`,
+      );
   }
 }
 
