@@ -208,6 +208,21 @@ test.serial(
   },
 );
 
+test.serial('a row that adds an upstream credential is refused, naming the row: that needs a restart', async (t) => {
+  const { schema, alice } = await freshSchema();
+  const svc = await instance(schema);
+  t.teardown(() => svc.stop());
+  await insertEndpoint(schema, 'with-upstream', null, {
+    match: { pathPrefix: '/t/up' },
+    auth: apiKeyOnly,
+    upstream: { mode: 'static', valueFile: 'upstream-secret' },
+  });
+  await waitFor('the change to be refused', () => svc.updates.includes('rejected'), DEADLINE, 10);
+  t.false(svc.updates.includes('applied'));
+  t.is(await answer(svc, '/t/up', alice), '404 not_found');
+  t.truthy(svc.lines.find((l) => l.includes('endpoints row \\"with-upstream\\".upstream') && l.includes('restart')));
+});
+
 test.serial(
   'the listening connection killed: the last set keeps serving, and the resync on reconnect applies a change made without a notification',
   async (t) => {
@@ -349,10 +364,16 @@ test.serial(
           .map((l) => JSON.parse(l).worker ?? 'primary'),
       );
     await waitFor('both workers and the primary to apply the change', () => applied().size === 3, DEADLINE, 50).catch(
-    (err: Error) => {
-      throw new Error(`${err.message}:\n${svc.logs().split('\n').filter((l) => l.includes('endpoint store')).join('\n')}`);
-    },
-  );
+      (err: Error) => {
+        throw new Error(
+          `${err.message}:\n${svc
+            .logs()
+            .split('\n')
+            .filter((l) => l.includes('endpoint store'))
+            .join('\n')}`,
+        );
+      },
+    );
     t.deepEqual([...applied()].sort(), [...listening(), 'primary'].sort());
     const served = await svc.http(document);
     t.is(served.status, 200);
