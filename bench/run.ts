@@ -952,7 +952,7 @@ async function fleet(ctx: RunContext): Promise<number> {
     instances: 4,
     revocations: 20,
     rpsPerInstance: 100,
-    inFlightPerInstance: 2,
+    inFlightPerInstance: 4,
     quota: 200,
     lockoutAttempts: 50,
     lossWindowSec: 10,

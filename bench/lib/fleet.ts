@@ -13,7 +13,7 @@
 // 3. one instance's loss: SIGKILL to one instance under load: the errors its clients see, the
 //    others' throughput and p99 before and after, and a quota spent across the kill.
 // See docs/scaling.md.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -141,7 +141,19 @@ export interface FleetResult {
   };
   cpu: {
     /** Per phase: the instances' CPU µs per answered Check (all instances' CPU / all answers), the machine's busy cores. */
-    phases: { phase: string; seconds: number; checks: number; instancesUsPerCheck: number; machineBusyCores: number }[];
+    phases: {
+      phase: string;
+      seconds: number;
+      checks: number;
+      instancesUsPerCheck: number;
+      /** What the instances would have spent in as long with no load (measured before the load), per Check. */
+      instancesIdleUsPerCheck: number;
+      redisUsPerCheck: number;
+      postgresUsPerCheck: number;
+      machineBusyCores: number;
+    }[];
+    /** One instance's CPU with no load, in ms per second. */
+    idleMsPerSecond: number;
     harnessCpuSec: number;
   };
   loadAverage: { start: [number, number, number]; end: [number, number, number] };
@@ -242,6 +254,34 @@ class Driver {
   }
 }
 
+/** Quota calls per second per instance during the loss phase. */
+const lossQuotaRps = (o: FleetOptions) => Math.max(1, o.rpsPerInstance / 10);
+
+/** CPU seconds of the children a process waited for (PostgreSQL's backends that ended). */
+function reapedCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[13]) + Number(f[14])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The PID of the process whose command line `match` accepts (the servers the tests' helpers start). */
+function findPid(match: (args: string[]) => boolean): number | undefined {
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const args = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      if (args.length && match(args)) return Number(name);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return undefined;
+}
+
 function percentiles(values: number[]): Percentiles {
   const s = [...values].sort((a, b) => a - b);
   const at = (q: number) => (s.length ? s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]! : NaN);
@@ -327,6 +367,17 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     const url = `postgres://postgres@127.0.0.1:${db.port}/postgres`;
     await migratePostgres({ url, schema: SCHEMA, poolSize: 1, queryTimeoutMs: 10_000, migrate: false });
     admin = await db.connect();
+    const dbPort = String(db.port);
+    const redisPort = String(redis.port);
+    const storePids = {
+      // redis-server renames itself "redis-server 127.0.0.1:<port>".
+      redis: findPid((a) => a[0]!.startsWith('redis-server') && a.join(' ').includes(`:${redisPort}`)),
+      postgres: findPid((a) => a[0]!.endsWith('/postgres') && a[a.indexOf('-p') + 1] === dbPort),
+    };
+    const storeCpu = () => ({
+      redis: storePids.redis ? treeCpuSeconds(storePids.redis) : NaN,
+      postgres: storePids.postgres ? treeCpuSeconds(storePids.postgres) + reapedCpuSeconds(storePids.postgres) : NaN,
+    });
     const versions = {
       redis: await redisVersion(redis.port),
       postgres: String((await admin.query('SHOW server_version')).rows[0]?.server_version ?? 'unknown'),
@@ -341,7 +392,9 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       ]);
       return key;
     };
-    const lossQuota = Math.max(o.quota, 4 * Math.ceil(o.rpsPerInstance * o.lossWindowSec * 2.5));
+    // The loss phase's quota: more than its paced quota calls spend in the two windows
+    // (a tenth of the steady rate per instance), so that the rest is spent after the kill.
+    const lossQuota = o.quota + Math.ceil(lossQuotaRps(o) * o.instances * 2 * o.lossWindowSec * 1.25);
 
     // The instances: one config each (own ports), everything else the same.
     const ports: number[] = [];
@@ -388,6 +441,14 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     const all = clients.map((_, i) => i);
     o.log(`fleet: ${o.instances} instances up; redis ${versions.redis}, postgresql ${versions.postgres}`);
 
+    // What an instance spends with no load at all (timers, the channels' keep-alives), per second.
+    const idle0 = servers.map((x) => treeCpuSeconds(x!.pid));
+    const idleT0 = performance.now();
+    await new Promise((r) => setTimeout(r, 3000));
+    const idleSec = (performance.now() - idleT0) / 1000;
+    const idlePerInstanceSec =
+      servers.reduce((a, x, i) => a + (treeCpuSeconds(x!.pid) - idle0[i]!), 0) / servers.length / idleSec;
+
     // The steady load, on every instance, for the whole run: `current` says what it sends;
     // an instance that refused the current revoked key is sent nothing more until the next
     // round (every refusal is a failed authentication, counted towards a lockout).
@@ -408,6 +469,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     const phase = async <T extends { extraChecks: number }>(name: string, fn: () => Promise<T>): Promise<T> => {
       const pids = servers.map((s) => s?.pid ?? -1);
       const cpu0 = pids.map((p) => (p > 0 ? treeCpuSeconds(p) : 0));
+      const s0 = storeCpu();
       const m0 = machineBusySeconds();
       const n0 = answers.length;
       const t0 = performance.now();
@@ -417,11 +479,16 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       const cpu1 = pids.map((p, i) => (p > 0 && servers[i] ? treeCpuSeconds(p) : cpu0[i]!));
       const checks = answers.length - n0 + r.extraChecks;
       const used = cpu1.reduce((a, c, i) => a + (c - cpu0[i]!), 0);
+      const s1 = storeCpu();
+      const perCheck = (cpuSec: number) => (checks ? round((cpuSec * 1e6) / checks, 0) : 0);
       cpuPhases.push({
         phase: name,
         seconds: round(sec, 1),
         checks,
-        instancesUsPerCheck: checks ? round((used * 1e6) / checks, 0) : 0,
+        instancesUsPerCheck: perCheck(used),
+        instancesIdleUsPerCheck: perCheck(idlePerInstanceSec * sec * pids.filter((p, i) => p > 0 && servers[i]).length),
+        redisUsPerCheck: perCheck(s1.redis - s0.redis),
+        postgresUsPerCheck: perCheck(s1.postgres - s0.postgres),
         machineBusyCores: round((machineBusySeconds() - m0) / sec, 2),
       });
       return r;
@@ -565,7 +632,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
             new Driver(
               i,
               clients[i]!,
-              Math.max(1, o.rpsPerInstance / 10),
+              lossQuotaRps(o),
               1,
               () => ({ req: call('append_note', key, '10.4.0.1'), tag: 'loss-quota' }),
               (a) => quotaAnswers.push(a),
@@ -667,7 +734,11 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       quota: strip(quota),
       lockout: strip(lockout),
       ...(loss ? { loss } : {}),
-      cpu: { phases: cpuPhases, harnessCpuSec: round((harness.user + harness.system) / 1e6, 2) },
+      cpu: {
+        phases: cpuPhases,
+        idleMsPerSecond: round(idlePerInstanceSec * 1000, 2),
+        harnessCpuSec: round((harness.user + harness.system) / 1e6, 2),
+      },
       loadAverage: { start: loadStart, end: loadAverage() },
       passed: observedEverywhere && quota.exact && lockout.exact && lockout.heldEverywhere && lossOk,
     };
@@ -738,8 +809,9 @@ export function printFleet(command: string, r: FleetResult): void {
   }
   for (const c of r.cpu.phases)
     w(
-      `  cpu ${c.phase}: ${c.checks} Checks in ${c.seconds} s, instances ${c.instancesUsPerCheck} µs per Check, machine ${c.machineBusyCores} cores busy`,
+      `  cpu ${c.phase}: ${c.checks} Checks in ${c.seconds} s; µs per Check: instances ${c.instancesUsPerCheck} (of which idle ${c.instancesIdleUsPerCheck}), redis ${c.redisUsPerCheck}, postgresql ${c.postgresUsPerCheck}; machine ${c.machineBusyCores} cores busy`,
     );
+  w(`  an idle instance: ${r.cpu.idleMsPerSecond} ms CPU per second`);
   w(
     `  load average ${r.loadAverage.start.join(' ')} → ${r.loadAverage.end.join(' ')}; harness ${r.cpu.harnessCpuSec} s CPU`,
   );
