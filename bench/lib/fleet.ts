@@ -66,6 +66,8 @@ export interface RevocationRound {
   key: string;
   /** The UPDATE's own round trip (sent → committed and acknowledged), ms. */
   statementMs: number;
+  /** ms from sending the statement to its notification reaching a listener of the harness's own (the database's part). */
+  notifiedAfterMs: number;
   /** Per instance: ms from sending the revoking statement to the first refused Check's answer. */
   refusedAfterMs: number[];
   /** Checks allowed that were sent after the statement was acknowledged, per instance. */
@@ -87,6 +89,8 @@ export interface FleetResult {
     rounds: RevocationRound[];
     /** Over every (round, instance): ms from the revoking statement to the first refusal. */
     refusedAfterMs: Percentiles;
+    /** Over the rounds: ms from the statement to its notification at the harness's own listener. */
+    notifiedAfterMs: Percentiles;
     /** Per instance over the rounds. */
     perInstance: Percentiles[];
     /** Every revocation observed as a refusal on every instance. */
@@ -359,6 +363,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
   let db: TestPostgres | undefined;
   let redis: TestRedis | undefined;
   let admin: pg.Client | undefined;
+  let listener: pg.Client | undefined;
   const servers: (Started | undefined)[] = [];
   const clients: CheckClient[] = [];
   const drivers: Driver[] = [];
@@ -367,6 +372,14 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     const url = `postgres://postgres@127.0.0.1:${db.port}/postgres`;
     await migratePostgres({ url, schema: SCHEMA, poolSize: 1, queryTimeoutMs: 10_000, migrate: false });
     admin = await db.connect();
+    // The harness listens on the keys' channel too: when the database delivered a notification.
+    listener = await db.connect();
+    const notified = new Map<string, number[]>();
+    listener.on('notification', (m) => {
+      const at = performance.now();
+      if (m.payload) notified.set(m.payload, [...(notified.get(m.payload) ?? []), at]);
+    });
+    await listener.query('LISTEN mcp_authz_keys');
     const dbPort = String(db.port);
     const redisPort = String(redis.port);
     const storePids = {
@@ -543,12 +556,18 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
             `fleet: ${id} refused before it was revoked: ${JSON.stringify(mine.map((a) => [a.instance, round(a.sentMs - sent, 1), round(a.doneMs - sent, 1), a.outcome]))}`,
           );
         const refusedAfterMs = all.map((i) => round(seenOf(tag, i, REVOKED)!.firstDoneMs - sent, 1));
+        await until(
+          `the notification of ${id} at the harness`,
+          () => (notified.get(hashApiKey(key)) ?? []).some((t) => t >= sent),
+          deadline,
+        );
+        const notifiedAfterMs = round(notified.get(hashApiKey(key))!.find((t) => t >= sent)! - sent, 1);
         const allowedAfterCommit = all.map(
           (i) => mine.filter((a) => a.instance === i && a.outcome === 'allow' && a.sentMs > acked).length,
         );
-        out.push({ key: id, statementMs: round(acked - sent, 1), refusedAfterMs, allowedAfterCommit });
+        out.push({ key: id, statementMs: round(acked - sent, 1), notifiedAfterMs, refusedAfterMs, allowedAfterCommit });
         o.log(
-          `fleet: revocation ${r + 1}/${o.revocations}: refused after ${refusedAfterMs.join(', ')} ms (statement ${round(acked - sent, 1)} ms)`,
+          `fleet: revocation ${r + 1}/${o.revocations}: refused after ${refusedAfterMs.join(', ')} ms (statement ${round(acked - sent, 1)} ms, notification ${notifiedAfterMs} ms)`,
         );
       }
       return { rounds: out, extraChecks: 0 };
@@ -727,6 +746,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       revocation: {
         rounds,
         refusedAfterMs: percentiles(flat),
+        notifiedAfterMs: percentiles(rounds.map((r) => r.notifiedAfterMs)),
         perInstance: all.map((i) => percentiles(rounds.map((r) => r.refusedAfterMs[i]!))),
         observedEverywhere,
         allowedAfterCommit: rounds.reduce((a, r) => a + r.allowedAfterCommit.reduce((x, y) => x + y, 0), 0),
@@ -747,6 +767,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     for (const c of clients) c.close();
     await Promise.all(servers.map((s) => s?.stop()));
     await admin?.end().catch(() => undefined);
+    await listener?.end().catch(() => undefined);
     await Promise.all([db?.stop(), redis?.stop()]);
     rmSync(dir, { recursive: true, force: true });
   }
@@ -781,6 +802,7 @@ export function printFleet(command: string, r: FleetResult): void {
   );
   w(`  steady load: ${r.config.rpsPerInstance} Checks/s per instance, ${r.config.inFlightPerInstance} in flight`);
   w(`  revocation → first refusal, every instance: ${p(r.revocation.refusedAfterMs)}; target within 1000 ms`);
+  w(`    revocation → its notification at a listener of the harness: ${p(r.revocation.notifiedAfterMs)}`);
   r.revocation.perInstance.forEach((x, i) => w(`    instance ${i}: ${p(x)}`));
   w(`    allowed after the statement was acknowledged: ${r.revocation.allowedAfterCommit}`);
   const q = r.quota;
