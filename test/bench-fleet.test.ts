@@ -42,6 +42,7 @@ test('the fleet harness sees each revocation on every instance and counts quotas
   t.is(r.lockout.tried, 10, JSON.stringify(r.lockout));
   t.is(r.lockout.tried + r.lockout.lockedOut, r.lockout.sent);
   t.true(r.lockout.heldEverywhere);
+  t.is(r.limiterLocalAnswers, 0, 'every count was Redis’s');
 
   const loss = r.loss!;
   t.is(loss.killed, 1);

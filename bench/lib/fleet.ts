@@ -143,6 +143,8 @@ export interface FleetResult {
       consistent: boolean;
     };
   };
+  /** Limiter calls answered by an instance's local counters (Redis too slow or away), summed over the surviving instances. */
+  limiterLocalAnswers: number;
   cpu: {
     /** Per phase: the instances' CPU µs per answered Check (all instances' CPU / all answers), the machine's busy cores. */
     phases: {
@@ -411,10 +413,12 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
 
     // The instances: one config each (own ports), everything else the same.
     const ports: number[] = [];
+    const httpPorts: number[] = [];
     const starting: Promise<Started>[] = [];
     for (let i = 0; i < o.instances; i++) {
       const [grpcPort, httpPort] = [await freePort(), await freePort()];
       ports.push(grpcPort);
+      httpPorts.push(httpPort);
       const cfg = {
         publicBaseUrl: 'https://mcp.example.com',
         listen: { grpc: `127.0.0.1:${grpcPort}`, http: `127.0.0.1:${httpPort}` },
@@ -725,6 +729,15 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     }
 
     await Promise.all(drivers.map((d) => d.stop()));
+    // Limiter calls Redis did not answer in time, decided on an instance's own counters instead:
+    // none means every count above was Redis's.
+    let localAnswers = 0;
+    for (const [i, port] of httpPorts.entries()) {
+      if (!servers[i]) continue;
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      for (const m of text.matchAll(/^mcp_authz_limiter_local_answers_total\{[^}]*\} (\d+(?:\.\d+)?)$/gm))
+        localAnswers += Number(m[1]);
+    }
     const harness = process.cpuUsage(harness0);
     const observedEverywhere =
       rounds.length === o.revocations && rounds.every((r) => r.refusedAfterMs.every(Number.isFinite));
@@ -754,6 +767,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       quota: strip(quota),
       lockout: strip(lockout),
       ...(loss ? { loss } : {}),
+      limiterLocalAnswers: localAnswers,
       cpu: {
         phases: cpuPhases,
         idleMsPerSecond: round(idlePerInstanceSec * 1000, 2),
@@ -829,6 +843,7 @@ export function printFleet(command: string, r: FleetResult): void {
       `    survivors: ${x.survivorErrors} errors, unexpected ${JSON.stringify(x.survivorUnexpected)}; quota ${x.quota.allowed} allowed of ${x.quota.configured} (${x.quota.unanswered} unanswered): ${x.quota.consistent ? 'consistent' : 'INCONSISTENT'}`,
     );
   }
+  w(`  limiter calls answered locally (Redis too slow or away): ${r.limiterLocalAnswers}`);
   for (const c of r.cpu.phases)
     w(
       `  cpu ${c.phase}: ${c.checks} Checks in ${c.seconds} s; µs per Check: instances ${c.instancesUsPerCheck} (of which idle ${c.instancesIdleUsPerCheck}), redis ${c.redisUsPerCheck}, postgresql ${c.postgresUsPerCheck}; machine ${c.machineBusyCores} cores busy`,
