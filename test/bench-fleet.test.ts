@@ -3,8 +3,9 @@
 // it proves is that the harness observes what it reports — every revocation seen refused on
 // every instance, quota and lockout counts exact across the instances, one instance killed
 // without losing a shared count — never how fast: no figure it measures is asserted. The
-// Redis command timeout is raised so that a slow answer on a loaded machine is not turned
-// into a local count (the benchmark runs with the product's default and reports what happens).
+// Redis command and database query timeouts are raised so that a slow answer on a loaded
+// machine is not turned into a local count or a 503 (the benchmark runs with the product's
+// defaults and reports what happens).
 import test from 'ava';
 import { runFleet } from '../bench/lib/fleet.js';
 
@@ -20,6 +21,7 @@ test('the fleet harness sees each revocation on every instance and counts quotas
     lossWindowSec: 1,
     deadlineMs: 120_000,
     redisCommandTimeoutMs: 30_000,
+    postgresQueryTimeoutMs: 30_000,
     log: (m) => lines.push(m),
   });
   t.log(lines.join('\n'));
@@ -28,6 +30,7 @@ test('the fleet harness sees each revocation on every instance and counts quotas
   for (const round of r.revocation.rounds) {
     t.is(round.refusedAfterMs.length, 2, `${round.key}: one figure per instance`);
     for (const ms of round.refusedAfterMs) t.true(Number.isFinite(ms), `${round.key}: refused on every instance`);
+    t.deepEqual(round.other, {}, `${round.key}: allowed, then refused as revoked, nothing else`);
   }
   t.true(r.revocation.observedEverywhere);
 
