@@ -129,7 +129,10 @@ class EndpointWatcher {
 
   connect(): void {
     if (this.closed) return;
-    const client = new pg.Client(clientConfig(this.pg, 'mcp-authz endpoints listener'));
+    const client = new pg.Client({
+      ...clientConfig(this.pg, 'mcp-authz endpoints listener'),
+      query_timeout: this.pg.queryTimeoutMs,
+    });
     this.listener = client;
     let lost = false;
     const onLost = (why: string) => {
@@ -209,8 +212,10 @@ class EndpointWatcher {
     try {
       rows = await readRows(client, this.pg);
     } catch (err) {
-      // The channel's own error handler reconnects, and the reconnection reads the rows again.
+      // Ended, the connection is made again, and the reconnection reads the rows again: a
+      // change is never left unread because one read failed.
       this.opts.logger.warn({ store: 'postgres', err: (err as Error).message }, 'cannot read the endpoint rows');
+      await client.end().catch(() => undefined);
       return;
     }
     const d = digest(rows);
