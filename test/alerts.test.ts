@@ -83,7 +83,7 @@ test('every alert has a unit test where it fires and one where it does not', (t)
   }
 });
 
-test('the shipped alerts cover target down, policy and keys reloads, refused bundles, an unreachable bundle service, dropped decision logs, Redis fallback, the key store down or refusing, JWKS refresh, dropped log lines, denies, auth failures, lockouts, latency, lists not filtered, upstream credentials failing and user connections failing or unreadable, tool-definition drift and refused pins files', (t) => {
+test('the shipped alerts cover target down, policy and keys reloads, refused bundles, an unreachable bundle service, dropped decision logs, Redis fallback, the key store down or refusing, a refused endpoint store change, JWKS refresh, dropped log lines, denies, auth failures, lockouts, latency, lists not filtered, upstream credentials failing and user connections failing or unreadable, tool-definition drift and refused pins files', (t) => {
   t.deepEqual(alerts.map((a) => a.alert).sort(), [
     'McpAuthzAbsent',
     'McpAuthzAuthFailureSpike',
@@ -91,6 +91,7 @@ test('the shipped alerts cover target down, policy and keys reloads, refused bun
     'McpAuthzBundleServiceUnreachable',
     'McpAuthzDecisionLogsDropped',
     'McpAuthzDenyRateSpike',
+    'McpAuthzEndpointUpdateRejected',
     'McpAuthzJwksRefreshFailing',
     'McpAuthzKeyStoreDown',
     'McpAuthzKeyStoreRefusing',

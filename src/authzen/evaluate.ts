@@ -13,6 +13,7 @@ import { ANONYMOUS, type Principal } from '../contracts/principal.js';
 import { deny, type Outcome } from '../contracts/outcome.js';
 import type { Endpoint } from '../endpoints/registry.js';
 import { toRequest, type WireCheckRequest } from '../envoy/to-request.js';
+import { inForce } from '../pipeline/live-runtime.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { runCheck } from '../pipeline/pipeline.js';
 import type { SubjectResult } from '../auth/subject-principals.js';
@@ -43,10 +44,11 @@ const RESOURCE_PARAM: Readonly<Record<string, 'name' | 'uri' | 'taskId' | undefi
 
 /** Decides one evaluation; a mapping the service cannot make is an AuthzenBadRequest. */
 export async function evaluate(
-  rt: Runtime,
+  runtime: Runtime,
   e: Evaluation,
   peer: { address: string; requestId: string | undefined },
 ): Promise<EvaluationResult> {
+  const rt = inForce(runtime);
   if (!Object.hasOwn(RESOURCE_PARAM, e.resource.type)) return generic(rt, e);
   const where = endpointOf(rt, e);
   const wire = requestFor(rt, e, where, peer);
@@ -54,6 +56,7 @@ export async function evaluate(
   const auth = subjectAuth(rt, e, where.endpoint);
   const view: Runtime = {
     ...rt,
+    live: undefined,
     authenticator: { authenticate: () => auth },
     limiter: NO_LIMITS,
     directResponder: { answer: () => undefined },

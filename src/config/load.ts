@@ -24,6 +24,8 @@ export interface LoadedConfig {
   baseDir: string;
   /** The file's parsed content before validation: endpoints from a store are added to it and the whole validated again. */
   raw?: unknown;
+  /** With endpoints from a store: the file's own content, and the rows that joined its endpoints. */
+  storeEndpoints?: { fileRaw: unknown; rows: Record<string, unknown>[] };
 }
 
 type Env = Record<string, string | undefined>;

@@ -75,6 +75,11 @@ export class WatchedFile<T> {
     return this.value;
   }
 
+  /** Puts a value built from the same source in force (the policy built again with other data). */
+  replace(value: T): void {
+    this.value = value;
+  }
+
   /** Told after every reload that read changed contents, or could not read the source. */
   onReload(listener: (r: ReloadResult<T>) => void): void {
     this.listeners.add(listener);

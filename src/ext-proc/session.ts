@@ -44,6 +44,7 @@ import type {
 import type { ExtProcStreamResult } from '../metrics/hooks.js';
 import { runCheck } from '../pipeline/pipeline.js';
 import { Status } from '../grpc/wire.js';
+import { inForce } from '../pipeline/live-runtime.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { privateCacheControl } from '../mcp-response/cache-control.js';
 import type { ListCalls } from '../mcp-response/list-methods.js';
@@ -110,7 +111,7 @@ export class ExtProcSession {
   private ended = false;
   private result: ExtProcStreamResult | undefined;
 
-  constructor(private readonly rt: Runtime) {}
+  constructor(private rt: Runtime) {}
 
   /**
    * One ProcessingRequest. Messages are handled one at a time in the order they arrive (the
@@ -213,6 +214,8 @@ export class ExtProcSession {
     const parts: ExtProcRequestParts = { headers: this.headers! };
     if (body !== undefined) parts.body = body;
     if (this.attributes !== undefined) parts.attributes = this.attributes;
+    // The request's decision and its response's filtering use one endpoint set.
+    this.rt = inForce(this.rt);
     const trace = await runCheck(this.rt, toRequestFromExtProc, parts);
     this.trace = trace;
     const o = trace.outcome;

@@ -39,6 +39,10 @@ export interface ServiceEvents {
   keyStoreNotification?(): void;
   /** The key store read its cached keys again after (re)connecting. */
   keyStoreResync?(keys: number): void;
+  /** The PostgreSQL endpoint store's notification channel came up (listening, rows read again) or was lost. */
+  endpointStore?(state: 'up' | 'down'): void;
+  /** A change of the endpoint store's rows was put in force, or refused (the previous endpoint set stays). */
+  endpointStoreUpdate?(result: 'applied' | 'rejected'): void;
   /** The shared (Redis) limiter store became unavailable or came back. */
   limiterStore?(state: 'shared' | 'local_fallback'): void;
   /**

@@ -413,6 +413,19 @@ export class ServiceMetrics {
       help: 'Key change notifications received from the key store.',
       registers,
     });
+    const endpointStoreUp = new Gauge({
+      name: `${p}endpoint_store_up`,
+      help: '1 while the endpoint store (PostgreSQL) is listening for changes, 0 while it is not and the last endpoint set keeps serving (minimum over workers).',
+      labelNames: ['store'],
+      registers,
+      aggregator: 'min',
+    });
+    const endpointStoreUpdates = new Counter({
+      name: `${p}endpoint_store_updates_total`,
+      help: 'Changes of the endpoint store rows: applied (the new endpoint set in force) or rejected (a row the config rules refuse; the previous set keeps serving).',
+      labelNames: ['result'],
+      registers,
+    });
     const keyStoreResyncs = new Counter({
       name: `${p}key_store_resyncs_total`,
       help: 'Times the key store read its cached keys again after (re)connecting.',
@@ -576,6 +589,11 @@ export class ServiceMetrics {
       keyStoreNotifications.inc(0);
       keyStoreResyncs.inc(0);
     }
+    if (config.stores?.endpoints === 'postgres') {
+      endpointStoreUp.labels('postgres').set(0);
+      endpointStoreUpdates.labels('applied').inc(0);
+      endpointStoreUpdates.labels('rejected').inc(0);
+    }
     if (config.rateLimit.redis) {
       storeUp.labels('redis').set(0);
       storeFallbacks.labels('redis').inc(0);
@@ -661,6 +679,8 @@ export class ServiceMetrics {
       keyStoreAnswer: (source) => keyAnswerChildren.get(source)!.inc(),
       keyStoreNotification: () => keyStoreNotifications.inc(),
       keyStoreResync: () => keyStoreResyncs.inc(),
+      endpointStore: (state) => endpointStoreUp.labels('postgres').set(state === 'up' ? 1 : 0),
+      endpointStoreUpdate: (result) => endpointStoreUpdates.labels(result).inc(),
       limiterLocalAnswer: (store, limiter) => localAnswers.labels(store, limiter).inc(),
       traceExport: (result, spans) => traceSpans.labels(result).inc(spans),
       bundleRequest: (bundle, result) => {

@@ -14,13 +14,13 @@ import { SHIPPED_BUNDLE } from '../config/paths.mjs';
 import { OriginCheck } from '../endpoints/origin-check.js';
 import { EndpointRegistry } from '../endpoints/registry.js';
 import { clientAddressResolver } from '../limits/client-address.js';
-import type { FailureCounter } from '../limits/failure-counter.js';
+import { LocalFailureCounter, type FailureCounter } from '../limits/failure-counter.js';
 import type { LocalStore } from '../limits/limiter-store.js';
 import { LockoutTable } from '../limits/lockouts.js';
 import { RateLimits } from '../limits/rate-limits.js';
 import { buildApprovals } from '../approvals/build-approvals.js';
 import type { RedisLimiterStore } from '../limits/redis-store.js';
-import type { BucketStore } from '../limits/token-bucket.js';
+import { MemoryBuckets, type BucketStore } from '../limits/token-bucket.js';
 import { RemoteService } from '../config/remote-service.js';
 import { packageVersion } from '../config/version.js';
 import { DecisionLog } from '../log/decision-log.js';
@@ -32,7 +32,7 @@ import { needsSqlParser, sqlWithoutDialect } from '../policy/argument-views.js';
 import { PolicyAuthorizer } from '../policy/policy-authorizer.js';
 import { InputBuilder, policyView } from '../policy/policy-input.js';
 import { pinGuardFromConfig } from '../pins/pin-guard.js';
-import { PolicySource } from '../policy/policy-source.js';
+import { PolicySource, PolicyView } from '../policy/policy-source.js';
 import { StatusReporter } from '../policy/status-reporter.js';
 import type { CheckTracer } from '../tracing/check-tracer.js';
 import { describeTracing, tracingSettings } from '../tracing/settings.js';
@@ -41,6 +41,7 @@ import { UpstreamCredentialBroker } from '../upstream/upstream-credentials.js';
 import { ConnectPages } from '../upstream/connections-pages.js';
 import { ShadowEvaluator } from '../shadow/shadow-evaluator.js';
 import { fanOut } from './observers.js';
+import { LiveRuntime } from './live-runtime.js';
 import type { Runtime } from './runtime.js';
 
 export interface BuildOptions {
@@ -121,17 +122,6 @@ export async function buildRuntime(
   const traceSettings = opts.tracing === false ? undefined : tracingSettings(opts.env ?? process.env);
   const serviceMetrics = new ServiceMetrics(metrics, config, logSinkOf(logger));
   const events = opts.events ? mergeEvents(serviceMetrics.events, opts.events) : serviceMetrics.events;
-  const endpoints = new EndpointRegistry(config.endpoints);
-  // PostgreSQL's parser (WASM) is loaded only where a rule reads an SQL argument.
-  if (needsSqlParser(endpoints.all)) await loadPostgresParser();
-  for (const name of sqlWithoutDialect(endpoints.all)) {
-    logger.warn(
-      { endpoint: name },
-      'sql: select-only names no SQL dialect: only the portable subset passes (docs/policies.md "SQL read-only"); name the database, e.g. sql: {dialect: postgresql}',
-    );
-  }
-  const origins = new OriginCheck(endpoints.all, config.publicBaseUrl);
-
   // Limits: failed-auth lockout and per-client rate, shared through Redis when configured.
   const redisCfg = opts.sharedLimits === false ? undefined : config.rateLimit.redis;
   // ioredis is loaded only where Redis is configured (it is the largest module the service could load).
@@ -144,21 +134,21 @@ export async function buildRuntime(
       })
     : undefined;
   const local = opts.localLimiterStore ?? (cluster.isWorker ? 'cluster' : 'memory');
-  const limiter = new RateLimits(
-    config,
-    endpoints.all,
-    {
+  // Made once: counters keyed by endpoint name outlive a live change of the endpoint set.
+  const limits: LimitState = {
+    store: {
       local,
       ...(redis && redisCfg ? { redis: { store: redis, keyPrefix: redisCfg.keyPrefix } } : {}),
-      ...(opts.buckets ? { buckets: opts.buckets } : {}),
+      buckets: opts.buckets ?? new MemoryBuckets(),
       logger,
       onLocalAnswer: (store, limiter) => events.limiterLocalAnswer?.(store, limiter),
     },
     // Workers share lockouts through the primary, so none asks it before every authentication.
-    opts.lockouts ?? new LockoutTable(),
-    events,
-    opts.failureCounter,
-  );
+    lockouts: opts.lockouts ?? new LockoutTable(),
+    failures: shareFirst(
+      opts.failureCounter ?? (local === 'memory' ? (max, window) => new LocalFailureCounter(max, window) : undefined),
+    ),
+  };
 
   // Authentication: the API key registry and the OAuth token verifier.
   const keys = await keySource(config, logger, events, watch);
@@ -173,7 +163,8 @@ export async function buildRuntime(
     rawCredentials: false,
     data: {},
   };
-  const endpointData = Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, policyView(e)]));
+  const shared: SharedParts = { events, logger, keys, verifier, limits, policy };
+  const first = await endpointParts(config, shared);
   // A bundle service (OPA's services/bundles/keys), its status reports and remote decision logs.
   const services = new Map(Object.entries(config.services).map(([name, s]) => [name, new RemoteService(name, s)]));
   const labels = instanceLabels(packageVersion(), config.labels);
@@ -205,25 +196,11 @@ export async function buildRuntime(
       entrypoint: policy.entrypoint,
       visibleEntrypoint: policy.visibleEntrypoint,
       maxMemoryPages: policy.maxMemoryPages,
-      // The service's own view wins over static data: a policy always sees the real endpoints.
-      data: { ...policy.data, endpoints: endpointData },
+      data: first.policyData,
     },
     logger,
     events,
   );
-  const inputBuilder = new InputBuilder(endpoints.all, {
-    envoyInput: policy.envoyInput,
-    publicBaseUrl: config.publicBaseUrl,
-    keyHeader: config.apiKeys.header,
-    keyQueryParams: config.apiKeys.queryParams,
-  });
-  const authorizer = new PolicyAuthorizer({
-    policy: source,
-    input: inputBuilder,
-    events,
-    logger,
-    rawCredentials: policy.rawCredentials,
-  });
   opts.onPolicySource?.(source, events);
   // A policy that fails to load leaves the service NOT_SERVING (every Check a 503 deny) until a good one appears.
   await source.load();
@@ -258,7 +235,7 @@ export async function buildRuntime(
             : { bundle: s.bundle! }),
         entrypoint: policy.entrypoint,
         maxMemoryPages: policy.maxMemoryPages,
-        data: { ...policy.data, endpoints: endpointData },
+        data: first.policyData,
       },
       childLogger(logger, { policy_role: 'shadow' }),
       {
@@ -274,7 +251,8 @@ export async function buildRuntime(
     shadow = new ShadowEvaluator({
       shadow: shadowSource,
       enforced: source,
-      rebuild: (ctx, envoy) => inputBuilder.build(ctx, envoy),
+      // The input as the endpoint set in force builds it.
+      rebuild: (ctx, envoy) => input.build(ctx, envoy),
       envoyInput: policy.envoyInput,
       queueSize: s.queueSize,
       shadowNotReady: () => shadowSource?.notReady()[0],
@@ -333,13 +311,9 @@ export async function buildRuntime(
   if (opts.tracing !== false) logger.info(describeTracing(traceSettings));
   observer = fanOut(observers, (err) => logger.warn({ err }, 'a decision observer failed'));
 
-  return {
-    config,
-    endpoints,
-    origins,
-    authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events, origins }),
-    directResponder: new OAuthDiscovery(config, endpoints),
-    authorizer,
+  let input = first.input;
+  const runtime: Runtime = {
+    ...phasesOf(first, source, shared),
     ...(upstreamCredentials ? { upstreamCredentials } : {}),
     ...(upstreamCredentials && upstreamCredentials.connections.size > 0
       ? {
@@ -352,7 +326,6 @@ export async function buildRuntime(
         }
       : {}),
     ...(approvals ? { approvals } : {}),
-    limiter,
     clientAddress: clientAddressResolver(config.clientAddress),
     observer,
     ...(pins ? { pins } : {}),
@@ -367,6 +340,7 @@ export async function buildRuntime(
       statusReporter?.close();
       shadow?.close();
       await Promise.allSettled([
+        endpointStore?.close(),
         keys.close(),
         verifier?.close(),
         source.close(),
@@ -381,6 +355,118 @@ export async function buildRuntime(
     },
     ...opts.overrides,
   };
+
+  // Endpoints from PostgreSQL, applied live: each change builds the endpoint parts and the
+  // policy with the new data.endpoints off to the side, then swaps them in one step.
+  let endpointStore: { close(): Promise<void> } | undefined;
+  if (watch && config.stores.endpoints === 'postgres') {
+    const live = new LiveRuntime(runtime);
+    runtime.live = live;
+    const { watchStoreEndpoints } = await import('../stores/postgres-endpoints.js');
+    endpointStore = await watchStoreEndpoints(loaded, {
+      logger,
+      events,
+      apply: async (next) => {
+        const parts = await endpointParts(next.config, shared);
+        const [policyNow, shadowNow] = await Promise.all([
+          source.rebuildWith(parts.policyData),
+          shadowSource?.rebuildWith(parts.policyData),
+        ]);
+        // One synchronous step: a Check reads the old set or the new one, never a mix.
+        source.useData(parts.policyData, policyNow);
+        shadowSource?.useData(parts.policyData, shadowNow);
+        input = parts.input;
+        live.current = { ...live.current, ...phasesOf(parts, source, shared), ...opts.overrides };
+        return live.current.endpoints.all.length;
+      },
+    });
+  }
+  return runtime;
+}
+
+/** What the endpoint parts are built with: the same for every endpoint set. */
+interface SharedParts {
+  events: ServiceEvents;
+  logger: Logger;
+  keys: { readonly current: KeyLookup };
+  verifier: ReturnType<typeof createTokenVerifier> | undefined;
+  limits: LimitState;
+  policy: NonNullable<LoadedConfig['config']['policy']>;
+}
+
+/** Where the limits count: made once, so an endpoint set built later counts on in the same place. */
+interface LimitState {
+  store: ConstructorParameters<typeof RateLimits>[2];
+  lockouts: LockoutTable;
+  failures: BuildOptions['failureCounter'];
+}
+
+/** What follows the endpoint set: built at start, and again for each live change of it. */
+type EndpointPhases = Pick<
+  Runtime,
+  'config' | 'endpoints' | 'origins' | 'limiter' | 'authenticator' | 'directResponder'
+>;
+interface EndpointParts extends EndpointPhases {
+  input: InputBuilder;
+  /** The policy's data document with this set's data.endpoints. */
+  policyData: Record<string, unknown>;
+}
+
+async function endpointParts(config: LoadedConfig['config'], s: SharedParts): Promise<EndpointParts> {
+  const endpoints = new EndpointRegistry(config.endpoints);
+  // PostgreSQL's parser (WASM) is loaded only where a rule reads an SQL argument.
+  if (needsSqlParser(endpoints.all)) await loadPostgresParser();
+  for (const name of sqlWithoutDialect(endpoints.all)) {
+    s.logger.warn(
+      { endpoint: name },
+      'sql: select-only names no SQL dialect: only the portable subset passes (docs/policies.md "SQL read-only"); name the database, e.g. sql: {dialect: postgresql}',
+    );
+  }
+  const origins = new OriginCheck(endpoints.all, config.publicBaseUrl);
+  const { events, keys, verifier, limits, policy } = s;
+  return {
+    config,
+    endpoints,
+    origins,
+    limiter: new RateLimits(config, endpoints.all, limits.store, limits.lockouts, events, limits.failures),
+    authenticator: new ModeAuthenticator({ config, endpoints, keys, verifier, events, origins }),
+    directResponder: new OAuthDiscovery(config, endpoints),
+    input: new InputBuilder(endpoints.all, {
+      envoyInput: policy.envoyInput,
+      publicBaseUrl: config.publicBaseUrl,
+      keyHeader: config.apiKeys.header,
+      keyQueryParams: config.apiKeys.queryParams,
+    }),
+    // The service's own view wins over static data: a policy always sees the real endpoints.
+    policyData: {
+      ...policy.data,
+      endpoints: Object.fromEntries(endpoints.all.map(({ metadataPath: _m, ...e }) => [e.name, policyView(e)])),
+    },
+  };
+}
+
+/** The runtime's phases for one endpoint set: its parts, and the policy as that set sees it. */
+function phasesOf(
+  parts: EndpointParts,
+  source: PolicySource,
+  s: SharedParts,
+): EndpointPhases & Pick<Runtime, 'authorizer'> {
+  const { input, policyData, ...phases } = parts;
+  const authorizer = new PolicyAuthorizer({
+    policy: new PolicyView(source, policyData),
+    input,
+    events: s.events,
+    logger: s.logger,
+    rawCredentials: s.policy.rawCredentials,
+  });
+  return { ...phases, authorizer };
+}
+
+/** The first counter the factory makes, for every later call: a rebuilt limiter counts on in it. */
+function shareFirst<A extends unknown[], R>(make: ((...args: A) => R) | undefined): ((...args: A) => R) | undefined {
+  if (!make) return undefined;
+  let made: { value: R } | undefined;
+  return (...args) => (made ??= { value: make(...args) }).value;
 }
 
 /** Both listeners hear every event. */

@@ -18,6 +18,7 @@ import { checkBodyIntegrity, requireMessage } from '../request/body-integrity.js
 import { parseMcp } from '../request/json-rpc.js';
 import { incomingTraceContext, type CallHeader } from '../request/trace-context.js';
 import { assembleAllow, NOTHING_TO_ADD } from './allow.js';
+import { inForce } from './live-runtime.js';
 import type { Runtime } from './runtime.js';
 
 export type { CallHeader } from '../request/trace-context.js';
@@ -41,13 +42,15 @@ const UNDECIDED: Outcome = Object.freeze(deny('internal_error', 'undecided'));
  * the W3C trace context; without them only the HTTP request's traceparent is read.
  */
 export async function runCheck<I, C = never>(
-  rt: Runtime,
+  runtime: Runtime,
   decode: Decoder<I>,
   input: I,
   call?: C,
   callHeader?: CallHeader<C>,
 ): Promise<CheckTrace> {
   const started = process.hrtime.bigint();
+  // Read once: the whole call decides on one endpoint set, whatever changes meanwhile.
+  const rt = inForce(runtime);
   const trace: CheckTrace = {
     decisionId: randomUUID(),
     outcome: UNDECIDED,

@@ -1,6 +1,7 @@
 // The live state a Check call reads: config, endpoints and the phases, built whole by
 // build-runtime.ts. Reloads swap parts inside the phases (a new key registry, a new policy
-// engine) atomically; a call in flight keeps what it read.
+// engine) atomically; a call in flight keeps what it read. A live change of the endpoint set
+// replaces the whole runtime (live-runtime.ts).
 import type {
   Approvals,
   Authenticator,
@@ -49,6 +50,8 @@ export interface Runtime {
   /** The shadow policy's evaluator, when one is configured (docs/shadow.md). */
   shadow?: ShadowEvaluator;
   clientAddress: (request: Request) => string;
+  /** Set when the endpoint set changes live: the runtime in force, which calls read once when they start (inForce). */
+  live?: { readonly current: Runtime };
   /** Why the runtime cannot decide yet (e.g. no policy loaded); empty when ready. */
   notReady(): string[];
   /** Tells the service when readiness may have changed (a policy load finished). */

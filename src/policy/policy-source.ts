@@ -3,7 +3,9 @@
 // bundle service (src/policy/bundle-poller.ts), verified against its signature before it is
 // built; or, in a cluster worker, the bundle the primary downloaded, activated when every
 // worker has built it. A load that fails keeps the policy in use and says why; the
-// authorizer reads `current` on every Check.
+// authorizer reads `current` on every Check. When the endpoint set changes live (stores.md),
+// the policy is built again with the new data.endpoints, and each endpoint set reads it
+// through its own PolicyView, which never hands it a policy built with another set's data.
 import type { BundleSourceConfig } from '../config/management.js';
 import type { RemoteService } from '../config/remote-service.js';
 import { WatchedFile, type ReloadResult, type SourceSnapshot } from '../config/watched-file.js';
@@ -49,6 +51,10 @@ export interface LoadedPolicy {
    * opa-envoy-plugin's fields saves building them (≈20 µs a Check).
    */
   envoyInput: boolean;
+  /** The data document it was built with: its identity tells which endpoint set it serves. */
+  data: Record<string, unknown>;
+  /** What it was built from, to build it again with other data. */
+  bundle: Bundle;
 }
 
 export class PolicySource {
@@ -61,12 +67,17 @@ export class PolicySource {
   private readonly where: string;
   /** Why no policy is loaded (for /readyz), while there is none. */
   private missing = 'no policy loaded yet';
+  /** The data document every build uses (opts.data until the endpoint set changes). */
+  private data: Record<string, unknown>;
+  /** The last policy in force built with each data document: an endpoint set's policy after the set was replaced. */
+  private readonly lastFor = new WeakMap<Record<string, unknown>, LoadedPolicy>();
 
   constructor(
     private readonly opts: PolicySourceOptions,
     private readonly logger: Logger,
     private readonly events: ServiceEvents,
   ) {
+    this.data = opts.data;
     const remote = opts.remote;
     if (remote) {
       this.keys = remote.config.signing ? verificationKeys(remote.keys) : undefined;
@@ -134,6 +145,52 @@ export class PolicySource {
       : { ok: false, error: new Error(this.missing), unreadable: true, kept: undefined };
   }
 
+  /**
+   * The policy in force built again with another data document (a new endpoint set's
+   * data.endpoints), not yet in force; undefined while no policy is loaded.
+   */
+  async rebuildWith(data: Record<string, unknown>): Promise<LoadedPolicy | undefined> {
+    const now = this.current;
+    return now ? this.buildFrom(now.bundle, data) : undefined;
+  }
+
+  /**
+   * Every later build uses `data`; `policy` (from rebuildWith) goes in force unless another
+   * policy was loaded meanwhile, which is then built again with `data`.
+   */
+  useData(data: Record<string, unknown>, policy: LoadedPolicy | undefined): void {
+    this.data = data;
+    if (policy && this.current?.bundle === policy.bundle) this.replace(policy);
+    else this.refreshData();
+  }
+
+  /** A policy in force that was built with older data is built again with the current data. */
+  private refreshData(): void {
+    const now = this.current;
+    if (now === undefined || now.data === this.data) return;
+    const data = this.data;
+    this.buildFrom(now.bundle, data).then(
+      (policy) => {
+        if (this.current === now && this.data === data) this.replace(policy);
+        else this.refreshData();
+      },
+      (err: unknown) =>
+        this.logger.error({ policy: this.where, err: message(err) }, 'policy rebuild with the new endpoints failed'),
+    );
+  }
+
+  private replace(policy: LoadedPolicy): void {
+    if (this.file) this.file.replace(policy);
+    else this.remoteValue = policy;
+    this.lastFor.set(policy.data, policy);
+  }
+
+  /** The last policy in force that was built with `data` (undefined if none was). */
+  lastBuiltWith(data: Record<string, unknown>): LoadedPolicy | undefined {
+    const now = this.current;
+    return now?.data === data ? now : this.lastFor.get(data);
+  }
+
   /** Reloads on change from now on. */
   watch(): void {
     this.file?.start();
@@ -189,18 +246,21 @@ export class PolicySource {
     return this.buildFrom(bundle);
   }
 
-  private async buildFrom(bundle: Bundle): Promise<LoadedPolicy> {
+  private async buildFrom(bundle: Bundle, data = this.data): Promise<LoadedPolicy> {
     const engine = await WasmEngine.create(bundle, {
       entrypoint: this.opts.entrypoint,
       ...(this.opts.visibleEntrypoint !== undefined ? { visibleEntrypoint: this.opts.visibleEntrypoint } : {}),
       maxMemoryPages: this.opts.maxMemoryPages,
-      data: { ...bundle.data, ...this.opts.data },
+      data: { ...bundle.data, ...data },
     });
-    return { engine, envoyInput: declaredEnvoyInput(bundle.data) };
+    return { engine, envoyInput: declaredEnvoyInput(bundle.data), data, bundle };
   }
 
   private loaded(r: ReloadResult<LoadedPolicy>): void {
     if (r.ok) {
+      this.lastFor.set(r.value.data, r.value);
+      // Built while the endpoint set changed: built again with the new set's data.
+      if (r.value.data !== this.data) queueMicrotask(() => this.refreshData());
       this.events.policyReload?.('success', r.value.engine.revision);
       this.logger.info(
         {
@@ -235,6 +295,22 @@ export class PolicySource {
           ? 'policy reload failed; the previous policy stays in use'
           : 'policy load failed; no policy is loaded and Checks are denied',
     );
+  }
+}
+
+/**
+ * The policy as one endpoint set sees it: the policy in force while it was built with that
+ * set's data, else the last one that was. A Check never evaluates data.endpoints of another
+ * endpoint set than the one its endpoint was chosen from.
+ */
+export class PolicyView {
+  constructor(
+    private readonly source: PolicySource,
+    readonly data: Record<string, unknown>,
+  ) {}
+
+  get current(): LoadedPolicy | undefined {
+    return this.source.lastBuiltWith(this.data);
   }
 }
 

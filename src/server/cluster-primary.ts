@@ -111,7 +111,7 @@ export async function runPrimary(loaded: LoadedConfig, opts: PrimaryOptions): Pr
   health.endWatches();
   await bundles?.close();
   await supervisor.stop(graceMs + 5000);
-  await closeHttp(httpServer.server);
+  await httpServer.close();
   await tlsFiles?.close();
   logger.info('mcp-authz stopped');
   return code;
@@ -179,21 +179,42 @@ async function serveHttp(
   tlsFiles: TlsFiles | undefined,
   metrics: PrimaryMetrics,
   logger: Logger,
-): Promise<{ server: Server; port: number }> {
+): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const aggregator = new AggregatorRegistry();
   const sink = logSinkOf(logger);
   const { config } = loaded;
+  const documents = (c: LoadedConfig['config']) => new ProtectedResourceMetadata(c, new EndpointRegistry(c.endpoints));
+  let discovery = documents(config);
+  const endpointStore =
+    config.stores.endpoints === 'postgres'
+      ? await (await import('../stores/postgres-endpoints.js')).watchStoreEndpoints(loaded, {
+          logger,
+          events: {},
+          apply: async (next) => {
+            discovery = documents(next.config);
+            return next.config.endpoints.length;
+          },
+        })
+      : undefined;
   const server = createHttpServer({
     health,
     metrics: async () => ({
       contentType: aggregator.contentType,
       body: withPrimaryLogDrops(await aggregator.clusterMetrics(), sink) + (await metrics.registry.metrics()),
     }),
-    discovery: new ProtectedResourceMetadata(config, new EndpointRegistry(config.endpoints)),
+    // The endpoint set in force answers: with endpoints from PostgreSQL it follows their changes.
+    discovery: { answer: (request) => discovery.answer(request) },
     // Its reloads are logged; the workers' count in mcp_authz_tls_reloads_total (the same files).
     ...(tlsFiles && config.tls!.http !== 'off' ? { tls: portTls(tlsFiles, config.tls!.http, {}) } : {}),
   });
-  return { server, port: await listenHttp(server, config.listen.http, listenOptions(config)) };
+  return {
+    server,
+    port: await listenHttp(server, config.listen.http, listenOptions(config)),
+    close: async () => {
+      await endpointStore?.close();
+      await closeHttp(server);
+    },
+  };
 }
 
 /** Resolves with 0 on SIGTERM/SIGINT, or with the supervisor's failure code. */

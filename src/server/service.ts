@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
+import { inForce } from '../pipeline/live-runtime.js';
 import type { Runtime } from '../pipeline/runtime.js';
 import { ApprovalPages } from '../approvals/approval-page.js';
 import { ApprovalService } from '../approvals/approval-service.js';
@@ -76,7 +77,8 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
       ? undefined
       : createHttpServer({
           ...(authzen ? { authzen } : {}),
-          discovery: runtime.directResponder,
+          // The endpoint set in force answers (it may change live).
+          discovery: { answer: (request) => inForce(runtime).directResponder.answer(request) },
           ...(runtime.pages ? { pages: runtime.pages } : {}),
           ...(runtime.approvals instanceof ApprovalService
             ? {
