@@ -22,6 +22,7 @@ import {
 } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
 import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
+import { LabelHistogram } from './label-histogram.js';
 import { LIST_SHAPES, type ListMethod } from '../mcp-response/list-methods.js';
 import {
   KEY_STORE_ANSWER_SOURCES,
@@ -143,7 +144,9 @@ export class ServiceMetrics {
   readonly events: ServiceEvents;
 
   private readonly checkTotal: Counter<'endpoint' | 'decision' | 'status'>;
-  private readonly durations: Record<Outcome['kind'], ReturnType<Histogram<'decision'>['labels']>>;
+  private readonly durations: LabelHistogram<Outcome['kind']>;
+  /** The durations' series index of each decision kind. */
+  private readonly durationIndex: Record<Outcome['kind'], number>;
   private readonly authFailures: Counter<'endpoint' | 'method' | 'reason' | 'detail'>;
   private readonly deniesTotal: Counter<'endpoint' | 'code'>;
   private readonly rateLimitedTotal: Counter<'endpoint' | 'limiter'>;
@@ -190,18 +193,19 @@ export class ServiceMetrics {
       registers,
       collect,
     });
-    const duration = new Histogram({
-      name: `${p}check_duration_seconds`,
-      help: 'Time to decide one Check call, from request decode to decision.',
-      labelNames: ['decision'],
-      buckets: LATENCY_BUCKETS,
+    // Observed on every Check: series by index, no label object per call (label-histogram.ts).
+    this.durations = new LabelHistogram(
+      `${p}check_duration_seconds`,
+      'Time to decide one Check call, from request decode to decision.',
+      'decision',
+      DECISIONS,
+      LATENCY_BUCKETS,
       registers,
-    });
-    for (const decision of DECISIONS) duration.zero({ decision });
-    this.durations = {
-      allow: duration.labels('allow'),
-      deny: duration.labels('deny'),
-      answer: duration.labels('answer'),
+    );
+    this.durationIndex = {
+      allow: this.durations.indexOf('allow'),
+      deny: this.durations.indexOf('deny'),
+      answer: this.durations.indexOf('answer'),
     };
     this.authFailures = new Counter({
       name: `${p}auth_failures_total`,
@@ -689,7 +693,7 @@ export class ServiceMetrics {
   private decided({ ctx, outcome, durationNs }: CheckTrace): void {
     const endpoint = ctx?.endpoint?.name ?? UNKNOWN_ENDPOINT;
     this.checkChild(endpoint, outcome.kind, outcome.status).inc();
-    this.durations[outcome.kind].observe(Number(durationNs) / 1e9);
+    this.durations.observeAt(this.durationIndex[outcome.kind], Number(durationNs) / 1e9);
     if (outcome.kind === 'deny') {
       this.denyChild(endpoint, isDenyCode(outcome.code) ? outcome.code : POLICY_CODE).inc();
       const limiter = LIMITER_BY_CODE.get(outcome.code);
