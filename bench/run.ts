@@ -197,7 +197,8 @@ function log(msg: string): void {
 /** The load generators a mode drives: in-process and ext_proc runs none, a soak and a profile h2load. */
 function toolsFor(systems: string[]): string[] {
   if (opt['in-process'] || opt['ext-proc'] || opt.scale || opt.shadow) return [];
-  if (opt.soak || opt.profile) return ['h2load'];
+  if (opt.soak) return ['h2load'];
+  if (opt.profile) return ['h2load', 'loadgen'];
   return ['ghz', 'h2load', 'loadgen', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
 }
 
