@@ -199,6 +199,8 @@ export interface LoadgenOptions {
   durationSec?: number;
   requests?: number;
   lateAfterMs?: number;
+  /** The grpc-timeout each call carries (default Envoy's 200 ms); 0: none, the server waits as long as it takes. */
+  grpcTimeoutMs?: number;
   onStart?: (pid: number) => void;
 }
 
@@ -209,7 +211,8 @@ export interface LoadgenOptions {
  */
 export async function runLoadgen(o: LoadgenOptions): Promise<H2loadResult> {
   const args = ['-target', o.target, '-data', o.dataFile, '-c', String(o.connections), '-m', String(o.streams)];
-  args.push('-grpc-timeout', `${GRPC_TIMEOUT_MS}m`, '-late-after', `${o.lateAfterMs ?? GRPC_TIMEOUT_MS}ms`);
+  const timeout = o.grpcTimeoutMs ?? GRPC_TIMEOUT_MS;
+  args.push('-grpc-timeout', timeout > 0 ? `${timeout}m` : '', '-late-after', `${o.lateAfterMs ?? GRPC_TIMEOUT_MS}ms`);
   if (o.requests !== undefined) args.push('-n', String(o.requests));
   else args.push('-d', `${o.durationSec ?? 5}s`);
   const p = start(o.bin, args, { onStdout: () => undefined, captureStderr: true });
