@@ -17,9 +17,11 @@ import {
   CHECK_PATH,
   GRPC_HEADERS,
   GRPC_TIMEOUT_MS,
+  delimited,
   grpcFrame,
   h2loadVersion,
   runH2load,
+  runLoadgen,
   type H2loadResult,
 } from './lib/h2load.js';
 import { printProfiles, profileScenarios } from './lib/cpu-profile.js';
@@ -104,6 +106,7 @@ const { values: opt } = parseArgs({
     'lone-duration': { type: 'string', default: '3s' },
     warmup: { type: 'string', default: '2s' },
     'max-load': { type: 'string', default: 'h2load' },
+    'distinct-load': { type: 'string', default: 'loadgen' },
     connections: { type: 'string', default: '4' },
     concurrency: { type: 'string', default: '48' },
     'h1-connections': { type: 'string', default: '48' },
@@ -147,7 +150,7 @@ const { values: opt } = parseArgs({
 
 if (opt.help) {
   process.stdout.write(`npm run bench -- [--duration 5s] [--rounds 3] [--lone-duration 3s] [--warmup 2s]
-  [--max-load h2load|ghz] [--connections 4] [--concurrency 48] [--h1-connections 48] [--open-concurrency 16]
+  [--max-load h2load|ghz] [--distinct-load loadgen|ghz] [--connections 4] [--concurrency 48] [--h1-connections 48] [--open-concurrency 16]
   [--systems ${SYSTEMS.join(',')}] [--scenarios a,b]
   [--null-workers N] [--mcp-authz-workers N] [--distinct-tokens N] [--server-log] [--no-install] [--wait-idle 15s]
 npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey_tool_allow,invalid_key] [same load options]
@@ -169,6 +172,8 @@ const settings = {
   loneDurationSec: parseDuration(opt['lone-duration']!),
   warmupSec: parseDuration(opt.warmup!),
   maxLoad: opt['max-load'] === 'ghz' ? ('ghz' as const) : ('h2load' as const),
+  /** The closed loops of a scenario of several requests (distinct tokens): bench/loadgen, or ghz. */
+  distinctLoad: opt['distinct-load'] === 'ghz' ? ('ghz' as const) : ('loadgen' as const),
   connections: Number(opt.connections),
   concurrency: Number(opt.concurrency),
   h1Connections: Number(opt['h1-connections']),
@@ -183,6 +188,8 @@ const settings = {
 };
 if (!['h2load', 'ghz'].includes(opt['max-load']!))
   throw new Error(`--max-load is h2load or ghz, not "${opt['max-load']}"`);
+if (!['loadgen', 'ghz'].includes(opt['distinct-load']!))
+  throw new Error(`--distinct-load is loadgen or ghz, not "${opt['distinct-load']}"`);
 
 function log(msg: string): void {
   process.stderr.write(`bench: ${msg}\n`);
@@ -193,8 +200,9 @@ function log(msg: string): void {
 /** The load generators a mode drives: in-process and ext_proc runs none, a soak and a profile h2load. */
 function toolsFor(systems: string[]): string[] {
   if (opt['in-process'] || opt['ext-proc'] || opt.scale || opt.shadow || opt.fleet) return [];
-  if (opt.soak || opt.profile) return ['h2load'];
-  return ['ghz', 'h2load', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
+  if (opt.soak) return ['h2load'];
+  if (opt.profile) return ['h2load', 'loadgen'];
+  return ['ghz', 'h2load', 'loadgen', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
 }
 
 /** Installs the load generators and the plugin the mode uses (scripts/install-tools.sh); a missing one stops the run. */
@@ -217,6 +225,8 @@ async function prepareTools(systems: string[]): Promise<void> {
   }
   if (wanted.includes('ghz') && !existsSync(tools.ghz))
     throw new Error(`ghz missing at ${tools.ghz} (scripts/install-tools.sh ghz)`);
+  if (wanted.includes('loadgen') && !existsSync(tools.loadgen))
+    throw new Error(`bench/loadgen missing at ${tools.loadgen} (scripts/install-tools.sh loadgen)`);
   if (wanted.includes('h2load') && h2loadVersion() === 'unknown')
     throw new Error('h2load is not on PATH (scripts/install-tools.sh h2load)');
   if (systems.includes('opa-envoy-plugin') && !existsSync(tools.oep)) {
@@ -253,24 +263,16 @@ function writeLoadData(list: Scenario[]): Prepared['data'] {
   for (const s of list) {
     const msgs = s.requests.map((r) => serialize(r));
     const ghz = join(dir, `${s.name}.bin`);
-    writeFileSync(ghz, msgs.length === 1 ? msgs[0]! : Buffer.concat(msgs.flatMap((m) => [varint(m.length), m])));
+    writeFileSync(ghz, msgs.length === 1 ? msgs[0]! : delimited(msgs));
+    const list = join(dir, `${s.name}.list`);
+    writeFileSync(list, delimited(msgs));
     const grpc = join(dir, `${s.name}.grpc`);
     writeFileSync(grpc, grpcFrame(msgs[0]!));
     const http = join(dir, `${s.name}.body`);
     writeFileSync(http, s.http[0]!.body);
-    files.set(s.name, { ghz, grpc, http });
+    files.set(s.name, { ghz, grpc, http, list });
   }
   return files;
-}
-
-function varint(n: number): Buffer {
-  const bytes: number[] = [];
-  while (n > 0x7f) {
-    bytes.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  bytes.push(n);
-  return Buffer.from(bytes);
 }
 
 /** A running server under test. */
@@ -381,6 +383,20 @@ function h2loadFor(
   });
 }
 
+/** A closed loop of a scenario of several requests over gRPC, by bench/loadgen or ghz (--distinct-load). */
+function severalFor(t: Target, s: Scenario, durationSec: number): Promise<H2loadResult | LoadResult> {
+  if (settings.distinctLoad === 'ghz') return runLoad({ ...ghzFor(t, s), durationSec });
+  return runLoadgen({
+    bin: tools.loadgen,
+    target: t.target,
+    dataFile: prepared!.data.get(s.name)!.list,
+    connections: settings.connections,
+    streams: Math.max(1, Math.round(settings.concurrency / settings.connections)),
+    durationSec,
+    lateAfterMs: GRPC_TIMEOUT_MS,
+  });
+}
+
 function ghzFor(t: Target, s: Scenario) {
   return {
     ghz: tools.ghz,
@@ -402,9 +418,7 @@ async function closedLoop(t: Target, s: Scenario, v: Verifier): Promise<Round> {
   let load: H2loadResult | LoadResult;
   let probes!: Round['probes'];
   try {
-    load = useH2load(s)
-      ? await h2loadFor(t, s, settings.durationSec)
-      : await runLoad({ ...ghzFor(t, s), durationSec: settings.durationSec });
+    load = useH2load(s) ? await h2loadFor(t, s, settings.durationSec) : await severalFor(t, s, settings.durationSec);
   } finally {
     probes = await prober.stop();
   }
@@ -415,7 +429,7 @@ async function closedLoop(t: Target, s: Scenario, v: Verifier): Promise<Round> {
   const lgCpu = load.loadGeneratorCpuSec ?? 0;
   let decisions: DecisionTally | undefined;
   if (counts0 && t.metricsUrl) decisions = tally(counts0, await readDecisionCounts(t.metricsUrl), t.expect(s));
-  const answered = load.loadGenerator === 'h2load' ? load.done : load.count;
+  const answered = load.loadGenerator === 'ghz' ? load.count : load.done;
   return {
     loadGenerator: load.loadGenerator,
     rps: load.rps,
@@ -436,6 +450,13 @@ async function closedLoop(t: Target, s: Scenario, v: Verifier): Promise<Round> {
 function roundErrors(r: Round, t: Target, s: Scenario): number {
   if (r.load.loadGenerator === 'ghz') return r.load.errors;
   const l = r.load;
+  // loadgen reads the gRPC trailers and the CheckResponse: a non-OK call, or an allow expected and not given.
+  if (l.loadGenerator === 'loadgen') {
+    const notAllowed = t.expect(s).allow
+      ? Object.entries(l.checkCodes ?? {}).reduce((n, [k, c]) => n + (k === '0' ? 0 : c), 0)
+      : 0;
+    return l.errored + l.timeout + l.failed + notAllowed;
+  }
   // Over HTTP/2 every gRPC answer is HTTP 200; over HTTP/1.1 a deny is its own status.
   const expectedStatus = t.transport === 'grpc' || t.expect(s).allow ? '2xx' : `${String(t.expect(s).status)[0]}xx`;
   const unexpected = Object.entries(l.statusCodes).reduce((n, [k, c]) => n + (k === expectedStatus ? 0 : c), 0);
@@ -533,7 +554,7 @@ async function warmUp(st: ScenarioState): Promise<void> {
     log(`${t.system} ${s.name}: warm-up ${settings.warmupSec}s`);
     try {
       if (useH2load(s)) await h2loadFor(t, s, settings.warmupSec);
-      else if (t.transport === 'grpc') await runLoad({ ...ghzFor(t, s), durationSec: settings.warmupSec });
+      else if (t.transport === 'grpc') await severalFor(t, s, settings.warmupSec);
     } catch (err) {
       failRun(st, t, err);
     }
@@ -616,7 +637,7 @@ async function finishRun(
   const errors = all.reduce((n, r) => n + roundErrors(r, t, s), 0) + (lat.open?.errors ?? 0) + loneErrors;
   const otherDecisions = (r: Round) => Object.values(r.decisions?.other ?? {}).reduce((a, b) => a + b, 0);
   const wrong = all.reduce((n, r) => n + r.probes.wrong + otherDecisions(r), 0);
-  const late = all.reduce((n, r) => n + (r.load.loadGenerator === 'h2load' ? (r.load.late ?? 0) : 0), 0);
+  const late = all.reduce((n, r) => n + (r.load.loadGenerator !== 'ghz' ? (r.load.late ?? 0) : 0), 0);
   const result: SystemRun = {
     ...st.runs.get(t)!,
     about: t.about,
@@ -1115,7 +1136,7 @@ function throughputResult(
 ) {
   const maxLoadGenerator =
     settings.maxLoad === 'h2load'
-      ? 'h2load, one thread, on the same machine (ghz for scenarios of several requests)'
+      ? `h2load, one thread, on the same machine (${settings.distinctLoad === 'ghz' ? 'ghz' : 'bench/loadgen, one thread,'} for scenarios of several requests)`
       : 'ghz on the same machine';
   return {
     ...header(opt.transports ? 'transports' : 'throughput', ctx),
@@ -1126,7 +1147,12 @@ function throughputResult(
       latencyLoadGenerator: 'ghz (open loop and lone calls; h2load for lone calls over HTTP/1.1)',
     },
     systems: Object.fromEntries(targets.map((t) => [t.system, t.about])),
-    tools: { ghz: ghzVersion(tools.ghz), h2load: h2loadVersion(), ...(peer ? { opaEnvoyPlugin: peer } : {}) },
+    tools: {
+      ghz: ghzVersion(tools.ghz),
+      h2load: h2loadVersion(),
+      loadgen: 'bench/loadgen (golang.org/x/net/http2 framer)',
+      ...(peer ? { opaEnvoyPlugin: peer } : {}),
+    },
     keySource,
     notes: ctx.notes,
     /** The most CPU other processes took during a closed loop: above ~0.25 cores the machine was not idle. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go-built tools the project needs into ./.tools/bin.
 # Idempotent: a tool already present at the pinned version is reused.
-# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [compose] [promtool] [prometheus] [go-mcp-server] [go-readers] [grpc-go-client] [sts] [h2spec] [redis] [chromium] [postgres]
+# Usage: scripts/install-tools.sh [node] [node-if-old] [opa] [helm] [ghz] [actionlint] [opa-envoy-plugin] [h2load] [envoy-validate] [compose] [promtool] [prometheus] [go-mcp-server] [go-readers] [grpc-go-client] [loadgen] [sts] [h2spec] [redis] [chromium] [postgres]
 #        (no args: opa)
 #
 # node installs the pinned Node.js LTS into ./.tools/node (from the npm registry's
@@ -294,6 +294,8 @@ for t in "${tools[@]}"; do
     go-mcp-server) build_local go-mcp-server test/e2e/go-mcp-server ;;
     go-readers) build_local go-readers test/readers/go ;;
     grpc-go-client) build_local grpc-go-client test/grpc-go-client ;;
+    # The benchmark's gRPC Check load generator (a request list sent round-robin: distinct tokens).
+    loadgen) build_local loadgen bench/loadgen ;;
     sts) build_local sts test/sts ;;
     # h2spec 2.2.1, the HTTP/2 conformance tester (the module proxy serves no later release).
     h2spec) build_tool h2spec test/h2spec github.com/summerwind/h2spec/cmd/h2spec ;;

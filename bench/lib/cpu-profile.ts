@@ -6,9 +6,9 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { round } from './ghz.js';
-import { CHECK_PATH, GRPC_HEADERS, runH2load } from './h2load.js';
+import { CHECK_PATH, GRPC_HEADERS, runH2load, runLoadgen } from './h2load.js';
 import { writeMcpAuthzConfig, type Prepared } from './mcp-authz.js';
-import { mcpAuthzCli, out, root } from './paths.js';
+import { mcpAuthzCli, out, root, tools } from './paths.js';
 import { freePort, loadAverage, start, treeCpuSeconds } from './processes.js';
 import { CheckClient, describe } from './verify.js';
 
@@ -108,10 +108,6 @@ export async function profileScenarios(
 ): Promise<ScenarioProfile[]> {
   const results: ScenarioProfile[] = [];
   for (const s of p.list) {
-    if (s.requests.length > 1) {
-      o.log(`profile ${s.name}: skipped (h2load sends one request body; this scenario is a token set)`);
-      continue;
-    }
     const [grpcPort, httpPort] = [await freePort(), await freePort()];
     const configFile = writeMcpAuthzConfig(p, grpcPort, httpPort, bundle);
     const dir = join(out, 'profiles', s.name);
@@ -147,13 +143,26 @@ export async function profileScenarios(
         connections: o.connections,
         streams: o.streams,
       };
+      // h2load sends one body: a token set goes through bench/loadgen, its requests round-robin.
+      const several = s.requests.length > 1;
+      const drive = (durationSec: number) =>
+        several
+          ? runLoadgen({
+              bin: tools.loadgen,
+              target: `127.0.0.1:${grpcPort}`,
+              dataFile: p.data.get(s.name)!.list,
+              connections: o.connections,
+              streams: o.streams,
+              durationSec,
+            })
+          : runH2load({ ...load, durationSec });
       o.log(
-        `profile ${s.name}: warm-up ${o.warmupSec}s, then ${o.durationSec}s under h2load (mcp-authz serve --workers ${o.workers} under --cpu-prof)`,
+        `profile ${s.name}: warm-up ${o.warmupSec}s, then ${o.durationSec}s under ${several ? 'bench/loadgen' : 'h2load'} (mcp-authz serve --workers ${o.workers} under --cpu-prof)`,
       );
-      await runH2load({ ...load, durationSec: o.warmupSec });
+      await drive(o.warmupSec);
       const loadAtStart = loadAverage();
       const cpu0 = treeCpuSeconds(server.pid);
-      const r = await runH2load({ ...load, durationSec: o.durationSec });
+      const r = await drive(o.durationSec);
       const cpu = treeCpuSeconds(server.pid) - cpu0;
       client.close();
       await server.stop(30_000);

@@ -40,7 +40,8 @@ export interface H2loadOptions {
 }
 
 export interface H2loadResult {
-  loadGenerator: 'h2load';
+  /** h2load, or bench/loadgen (the same shape, plus what a gRPC reader sees). */
+  loadGenerator: 'h2load' | 'loadgen';
   protocol: 'h2c' | 'http/1.1';
   connections: number;
   streams: number;
@@ -59,6 +60,11 @@ export interface H2loadResult {
   latencyMs?: { mean: number; p50: number; p90: number; p99: number; p999: number; max: number };
   /** Answers that took longer than lateAfterMs: past Envoy's timeout, a failure whatever their status. */
   late?: number;
+  /** loadgen only: answers by grpc-status, by the CheckResponse's status.code, and calls per message. */
+  grpcStatus?: Record<string, number>;
+  checkCodes?: Record<string, number>;
+  sentPerMessage?: number[];
+  errorSamples?: string[];
 }
 
 /** A unary gRPC request body: the 5-byte frame header (uncompressed, length) and the message. */
@@ -178,4 +184,65 @@ function lowerBound(sorted: Float64Array, x: number): number {
 export function writeBody(file: string, body: Buffer | string): string {
   writeFileSync(file, body);
   return file;
+}
+
+export interface LoadgenOptions {
+  /** bench/loadgen's binary (scripts/install-tools.sh loadgen). */
+  bin: string;
+  /** host:port */
+  target: string;
+  /** Serialized CheckRequests, each prefixed by its varint length; sent round-robin. */
+  dataFile: string;
+  connections: number;
+  streams: number;
+  /** How long to send; or `requests`, an exact count. */
+  durationSec?: number;
+  requests?: number;
+  lateAfterMs?: number;
+  /** The grpc-timeout each call carries (default Envoy's 200 ms); 0: none, the server waits as long as it takes. */
+  grpcTimeoutMs?: number;
+  onStart?: (pid: number) => void;
+}
+
+/**
+ * Drives bench/loadgen: gRPC Check calls over cleartext HTTP/2 like h2load's (one thread,
+ * a closed loop of connections × streams), each request's message taken round-robin from a
+ * list, so a scenario of distinct tokens needs no protobuf work per call in the generator.
+ */
+export async function runLoadgen(o: LoadgenOptions): Promise<H2loadResult> {
+  const args = ['-target', o.target, '-data', o.dataFile, '-c', String(o.connections), '-m', String(o.streams)];
+  const timeout = o.grpcTimeoutMs ?? GRPC_TIMEOUT_MS;
+  args.push('-grpc-timeout', timeout > 0 ? `${timeout}m` : '', '-late-after', `${o.lateAfterMs ?? GRPC_TIMEOUT_MS}ms`);
+  if (o.requests !== undefined) args.push('-n', String(o.requests));
+  else args.push('-d', `${o.durationSec ?? 5}s`);
+  const p = start(o.bin, args, { onStdout: () => undefined, captureStderr: true });
+  o.onStart?.(p.pid);
+  const out: string[] = [];
+  const err: string[] = [];
+  p.child.stdout!.on('data', (d: Buffer) => out.push(d.toString()));
+  p.child.stderr!.on('data', (d: Buffer) => err.push(d.toString()));
+  const code = await p.exited;
+  let r: H2loadResult & { messages: number };
+  try {
+    r = JSON.parse(out.join('')) as H2loadResult & { messages: number };
+  } catch {
+    throw new Error(`loadgen failed (exit ${code}): ${(err.join('') + out.join('')).trim().slice(-1500)}`);
+  }
+  if (code !== 0) throw new Error(`loadgen failed (exit ${code}): ${err.join('').trim().slice(-1500)}`);
+  return r;
+}
+
+/** Length-prefixed messages (protobuf varint lengths): loadgen's and ghz's data file for several requests. */
+export function delimited(msgs: Buffer[]): Buffer {
+  return Buffer.concat(msgs.flatMap((m) => [varint(m.length), m]));
+}
+
+function varint(n: number): Buffer {
+  const bytes: number[] = [];
+  while (n > 0x7f) {
+    bytes.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  bytes.push(n);
+  return Buffer.from(bytes);
 }

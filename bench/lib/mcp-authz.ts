@@ -12,8 +12,8 @@ import { CheckClient } from './verify.js';
 
 export interface Prepared {
   list: Scenario[];
-  /** Per scenario name: the ghz data file, h2load's gRPC-framed body, and the HTTP/1.1 body. */
-  data: Map<string, { ghz: string; grpc: string; http: string }>;
+  /** Per scenario name: the ghz data file, h2load's gRPC-framed body, the HTTP/1.1 body, and loadgen's message list. */
+  data: Map<string, { ghz: string; grpc: string; http: string; list: string }>;
   keysFile: string;
   /** The keys file content; with `extraKey`, one more key (a key reload). */
   keysDocument(extraKey?: string): unknown;

@@ -8,7 +8,7 @@ import type { Verdict } from './verify.js';
 
 /** One closed loop of one server. */
 export interface Round {
-  loadGenerator: 'h2load' | 'ghz';
+  loadGenerator: 'h2load' | 'ghz' | 'loadgen';
   rps: number;
   /** The server's CPU (all its processes) per answered call: steadier than rps on a shared machine. */
   serverCpuUsPerCall: number;

@@ -22,6 +22,7 @@ import {
 } from '../contracts/codes.js';
 import type { Outcome } from '../contracts/outcome.js';
 import { LOG_KINDS, type DroppedLines, type LogKind } from '../log/log-sink.js';
+import { LabelHistogram } from './label-histogram.js';
 import { LIST_SHAPES, type ListMethod } from '../mcp-response/list-methods.js';
 import {
   KEY_STORE_ANSWER_SOURCES,
@@ -69,6 +70,9 @@ const LIMITER_BY_CODE: ReadonlyMap<string, LimiterName> = new Map([
 export const LATENCY_BUCKETS = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 ];
+
+/** A decision kind's place in check_total's per-endpoint index (status × 4 + this). */
+const KIND_INDEX: Readonly<Record<Outcome['kind'], number>> = { allow: 0, deny: 1, answer: 2 };
 
 /** Statuses a deny commonly has; their series exist from start-up so dashboards see zeros. */
 const COMMON_DENY_STATUSES = [400, 401, 403, 404, 413, 429, 503];
@@ -143,7 +147,9 @@ export class ServiceMetrics {
   readonly events: ServiceEvents;
 
   private readonly checkTotal: Counter<'endpoint' | 'decision' | 'status'>;
-  private readonly durations: Record<Outcome['kind'], ReturnType<Histogram<'decision'>['labels']>>;
+  private readonly durations: LabelHistogram<Outcome['kind']>;
+  /** The durations' series index of each decision kind. */
+  private readonly durationIndex: Record<Outcome['kind'], number>;
   private readonly authFailures: Counter<'endpoint' | 'method' | 'reason' | 'detail'>;
   private readonly deniesTotal: Counter<'endpoint' | 'code'>;
   private readonly rateLimitedTotal: Counter<'endpoint' | 'limiter'>;
@@ -161,6 +167,9 @@ export class ServiceMetrics {
   /** Per endpoint with a token mode, its cache series: looked up on every allow of it, so by name only. */
   private readonly upstreamCacheChildren = new Map<string, Record<(typeof UPSTREAM_CACHE_RESULTS)[number], Inc>>();
   private readonly children = new Map<string, Tally>();
+  /** check_total's and tool_decisions_total's children as every Check finds them: by endpoint, then by a number or the tool, with no key string built per call. */
+  private readonly checkChildren = new Map<string, Map<number, Inc>>();
+  private readonly toolChildren = new Map<string, Map<string, { allow?: Inc; deny?: Inc }>>();
   private readonly tools = new Map<string, Set<string>>();
   private readonly issuers: Set<string>;
   private readonly keyIds = new Set<string>();
@@ -190,18 +199,19 @@ export class ServiceMetrics {
       registers,
       collect,
     });
-    const duration = new Histogram({
-      name: `${p}check_duration_seconds`,
-      help: 'Time to decide one Check call, from request decode to decision.',
-      labelNames: ['decision'],
-      buckets: LATENCY_BUCKETS,
+    // Observed on every Check: series by index, no label object per call (label-histogram.ts).
+    this.durations = new LabelHistogram(
+      `${p}check_duration_seconds`,
+      'Time to decide one Check call, from request decode to decision.',
+      'decision',
+      DECISIONS,
+      LATENCY_BUCKETS,
       registers,
-    });
-    for (const decision of DECISIONS) duration.zero({ decision });
-    this.durations = {
-      allow: duration.labels('allow'),
-      deny: duration.labels('deny'),
-      answer: duration.labels('answer'),
+    );
+    this.durationIndex = {
+      allow: this.durations.indexOf('allow'),
+      deny: this.durations.indexOf('deny'),
+      answer: this.durations.indexOf('answer'),
     };
     this.authFailures = new Counter({
       name: `${p}auth_failures_total`,
@@ -709,7 +719,7 @@ export class ServiceMetrics {
   private decided({ ctx, outcome, durationNs }: CheckTrace): void {
     const endpoint = ctx?.endpoint?.name ?? UNKNOWN_ENDPOINT;
     this.checkChild(endpoint, outcome.kind, outcome.status).inc();
-    this.durations[outcome.kind].observe(Number(durationNs) / 1e9);
+    this.durations.observeAt(this.durationIndex[outcome.kind], Number(durationNs) / 1e9);
     if (outcome.kind === 'deny') {
       this.denyChild(endpoint, isDenyCode(outcome.code) ? outcome.code : POLICY_CODE).inc();
       const limiter = LIMITER_BY_CODE.get(outcome.code);
@@ -767,9 +777,20 @@ export class ServiceMetrics {
 
   private checkChild(endpoint: string, decision: Outcome['kind'], status: number): Inc {
     const s = Number.isInteger(status) && status >= 100 && status <= 599 ? status : 0;
-    return this.child(`c\0${endpoint}\0${decision}\0${s}`, () =>
-      this.checkTotal.labels(endpoint, decision, s === 0 ? OTHER : String(s)),
-    );
+    let byEndpoint = this.checkChildren.get(endpoint);
+    if (byEndpoint === undefined) {
+      byEndpoint = new Map();
+      this.checkChildren.set(endpoint, byEndpoint);
+    }
+    const k = s * 4 + KIND_INDEX[decision];
+    let c = byEndpoint.get(k);
+    if (c === undefined) {
+      c = this.child(`c\0${endpoint}\0${decision}\0${s}`, () =>
+        this.checkTotal.labels(endpoint, decision, s === 0 ? OTHER : String(s)),
+      );
+      byEndpoint.set(k, c);
+    }
+    return c;
   }
 
   private upstreamCacheChild(
@@ -798,10 +819,20 @@ export class ServiceMetrics {
     return this.child(`d\0${endpoint}\0${code}`, () => this.deniesTotal.labels(endpoint, code));
   }
 
-  private toolChild(endpoint: string, tool: string, decision: string): Inc {
-    return this.child(`t\0${endpoint}\0${tool}\0${decision}`, () =>
+  private toolChild(endpoint: string, tool: string, decision: 'allow' | 'deny'): Inc {
+    let byEndpoint = this.toolChildren.get(endpoint);
+    if (byEndpoint === undefined) {
+      byEndpoint = new Map();
+      this.toolChildren.set(endpoint, byEndpoint);
+    }
+    let pair = byEndpoint.get(tool);
+    if (pair === undefined) {
+      pair = {};
+      byEndpoint.set(tool, pair);
+    }
+    return (pair[decision] ??= this.child(`t\0${endpoint}\0${tool}\0${decision}`, () =>
       this.toolDecisions.labels(endpoint, tool, decision),
-    );
+    ));
   }
 
   private child(key: string, make: () => Inc): Inc {
