@@ -169,7 +169,7 @@ function panelSvg(p: Panel, ox: number, oy: number): string {
       : '';
   out.push(
     `<text x="${ox + 12}" y="${oy + 22}" font-weight="bold">${esc(p.title)}</text>` +
-      `<text x="${ox + PW - 12}" y="${oy + 22}" text-anchor="end" fill="${verdict === 'target met' ? '#3a9a5b' : '#c0392b'}">${verdict}</text>`,
+      `<text x="${ox + PW - 12}" y="${oy + 36}" font-size="11" text-anchor="end" fill="${verdict === 'target met' ? '#3a9a5b' : '#c0392b'}">${verdict}</text>`,
   );
   // Axes: decades on x, five steps on y.
   for (let d = lo; d <= hi; d++) {
