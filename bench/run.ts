@@ -53,6 +53,7 @@ import {
 import { printTable, ratios, type Round, type SystemRun } from './lib/report.js';
 import { scenarios, type HttpShape, type Scenario } from './lib/scenarios.js';
 import { measureScale, printScale } from './lib/scale.js';
+import { measureCheckCurves, printCheckCurves, scaleCurves } from './lib/scale-check.js';
 import { measureShadow, printShadow } from './lib/shadow.js';
 import { printFleet, runFleet } from './lib/fleet.js';
 import { runSoak, SOAK_SCENARIOS } from './lib/soak.js';
@@ -127,6 +128,7 @@ const { values: opt } = parseArgs({
     'scale-endpoints': { type: 'string', default: '10,1000,10000,100000' },
     'scale-keys': { type: 'string', default: '10000,100000,1000000' },
     'scale-pg-keys': { type: 'string', default: '10000,100000,1000000' },
+    'scale-curves': { type: 'string', default: 'all' },
     'ext-proc': { type: 'boolean', default: false },
     transports: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
@@ -157,6 +159,7 @@ npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey
 npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profile-duration 15s] [--profile-workers 1]
 npm run bench -- --soak 30m [--load-fraction 0.8] [--reload-every 10s] [--token-rps 100] [--distinct-tokens 3000] [--workers N]
 npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 10000,100000,1000000] [--scale-pg-keys 10000,100000,1000000|none]
+  [--scale-curves all|none|"grants=1,10 list=10,500 issuers=1,50 tokens=1000,1000000 endpoints=10,1000"]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
 npm run bench -- --shadow [--calls 20000] [--rounds 3]
 npm run bench -- --fleet [--server-log]
@@ -954,14 +957,26 @@ function header(kind: string, ctx: RunContext, finished = true) {
 /** How the costs of endpoint choice, key lookup and keys loading grow with the tenant count. */
 async function scale(ctx: RunContext): Promise<number> {
   const counts = (s: string) => s.split(',').map((x) => Number(x.trim()));
+  const checkCurves = await measureCheckCurves({
+    ...scaleCurves(opt['scale-curves']!),
+    bundle: ctx.bundle,
+    log,
+  });
   const result = await measureScale({
     endpointCounts: counts(opt['scale-endpoints']!),
     keyCounts: counts(opt['scale-keys']!),
     pgKeyCounts: opt['scale-pg-keys'] === 'none' ? [] : counts(opt['scale-pg-keys']!),
     log,
   });
-  const file = writeResults({ ...header('scale', ctx), loadAverageAtEnd: loadAverage(), notes: ctx.notes, ...result });
+  const file = writeResults({
+    ...header('scale', ctx),
+    loadAverageAtEnd: loadAverage(),
+    notes: ctx.notes,
+    ...result,
+    checkCurves,
+  });
   printScale(ctx.command, result);
+  printCheckCurves(checkCurves);
   log(`results: ${file}`);
   return result.keysLoad.every((l) => l.ok) ? 0 : 1;
 }

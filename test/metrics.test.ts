@@ -8,7 +8,7 @@ import { deny } from '../src/contracts/outcome.js';
 import { validateConfig } from '../src/config/load.js';
 import { LogSink } from '../src/log/log-sink.js';
 import { withPrimaryLogDrops } from '../src/metrics/primary-metrics.js';
-import { knownTools, ServiceMetrics } from '../src/metrics/service-metrics.js';
+import { knownTools, ServiceMetrics, ZERO_SERIES_MAX_ENDPOINTS } from '../src/metrics/service-metrics.js';
 import { TestAuthenticator } from './fixtures/test-authenticator.js';
 import { sample, sumOf } from './helpers/prometheus.js';
 import { checkRequest, deniedStatus, rpc, startTestService } from './helpers/service.js';
@@ -288,6 +288,38 @@ test('series for every endpoint exist at zero before the first Check', async (t)
   }
   t.is(sample(m, 'mcp_authz_dry_run_denies_total'), 0);
   t.is(sample(m, 'mcp_authz_check_duration_seconds_count', { decision: 'allow' }), 0);
+});
+
+test("past 1,000 endpoints, an endpoint's series appear with its first event rather than at zero from start-up", async (t) => {
+  const endpoints = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ name: `e${i}`, match: { pathPrefix: `/t/${i}/mcp` } }));
+  const zeroes = async (n: number) => {
+    const { registry } = freshMetrics({ endpoints: endpoints(n) });
+    const m = await registry.metrics();
+    const at = (endpoint: string) => sample(m, 'mcp_authz_check_total', { endpoint, decision: 'allow', status: '200' });
+    return { first: at('e0'), last: at(`e${n - 1}`), unknown: at('_unknown') };
+  };
+  t.deepEqual(await zeroes(ZERO_SERIES_MAX_ENDPOINTS), { first: 0, last: 0, unknown: 0 });
+  t.deepEqual(await zeroes(ZERO_SERIES_MAX_ENDPOINTS + 1), { first: undefined, last: undefined, unknown: 0 });
+});
+
+test('past 1,000 endpoints, a Check is still counted under its endpoint', async (t) => {
+  const svc = await startTestService(
+    {
+      endpoints: Array.from({ length: ZERO_SERIES_MAX_ENDPOINTS + 1 }, (_, i) => ({
+        name: `e${i}`,
+        match: { pathPrefix: `/t/${i}/mcp` },
+        auth: { apiKey: false, oauth: false },
+      })),
+    },
+    { runtime: { overrides: { authorizer: toolPolicy } } },
+  );
+  t.teardown(() => svc.stop());
+  const r = await svc.check(checkRequest({ path: '/t/1000/mcp', body: rpc('tools/call', { name: 'search' }) }));
+  t.truthy(r.ok_response, JSON.stringify(r));
+  const m = (await svc.http('/metrics')).text;
+  t.is(sample(m, 'mcp_authz_check_total', { endpoint: 'e1000', decision: 'allow', status: '200' }), 1);
+  t.is(sample(m, 'mcp_authz_check_total', { endpoint: 'e0', decision: 'allow', status: '200' }), undefined);
 });
 
 test('known tools are the endpoint tools list and non-glob tools: scopes', (t) => {
