@@ -189,18 +189,7 @@ ${footer}`;
     if (stored.state === 'pending' && request.expiresAt <= now)
       return page(res, 410, 'Expired', '<p>This request expired without a decision.</p>');
     const granted = choice === 'approve';
-    const keepSeconds = granted ? request.windowSeconds : this.cfg.pendingSeconds;
-    const done = await this.opts.approvals.store.decide(
-      id,
-      {
-        state: granted ? 'granted' : 'rejected',
-        approver: session.name,
-        decidedAt: now,
-        validUntil: now + keepSeconds * 1000,
-      },
-      request.uses,
-      keepSeconds * 1000,
-    );
+    const done = await this.opts.approvals.decide(stored, granted, session.name, now);
     if (done) {
       this.opts.events.approval?.(granted ? 'granted' : 'rejected');
       this.opts.logger.info(
@@ -300,17 +289,11 @@ ${footer}`;
   }
 
   private async csrfToken(session: Session, id: string): Promise<string> {
-    return createHmac('sha256', await this.sessionKey())
-      .update(`csrf\0${session.sid}\0${id}`)
-      .digest('base64url');
+    return csrfToken(await this.sessionKey(), session.sid, id);
   }
 
   private async seal(value: unknown): Promise<string> {
-    const body = Buffer.from(JSON.stringify(value)).toString('base64url');
-    const mac = createHmac('sha256', await this.sessionKey())
-      .update(body)
-      .digest('base64url');
-    return `${body}.${mac}`;
+    return seal(await this.sessionKey(), value);
   }
 
   private async unseal<T>(sealed: string | undefined): Promise<T | undefined> {
@@ -343,6 +326,20 @@ ${footer}`;
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** A cookie value only the holder of the session key can make: base64url JSON, a dot, its HMAC. */
+export function seal(key: Buffer, value: unknown): string {
+  const body = Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${body}.${createHmac('sha256', key).update(body).digest('base64url')}`;
+}
+
+/** The form token of one approver session for one page: a form from elsewhere cannot carry it. */
+export function csrfToken(key: Buffer, sid: string, id: string): string {
+  return createHmac('sha256', key).update(`csrf\0${sid}\0${id}`).digest('base64url');
+}
+
+/** The approver's session cookie (name and sealed value), as the sign-in callback sets it. */
+export const APPROVER_SESSION_COOKIE = SESSION_COOKIE;
 
 function cookieOf(req: IncomingMessage, name: string): string | undefined {
   const header = req.headers.cookie;
