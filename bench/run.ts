@@ -28,6 +28,8 @@ import {
   extProcScenarios,
   inProcess as extProcInProcess,
   printExtProc,
+  grantOnPage,
+  withApprovals,
   type ExtProcRun,
   type LoopRound,
 } from './lib/ext-proc.js';
@@ -123,6 +125,7 @@ const { values: opt } = parseArgs({
     'scale-keys': { type: 'string', default: '10000,100000,1000000' },
     'scale-pg-keys': { type: 'string', default: '10000,100000,1000000' },
     'ext-proc': { type: 'boolean', default: false },
+    'receipt-key': { type: 'string', default: 'ed25519' },
     transports: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     'profile-duration': { type: 'string', default: '15s' },
@@ -155,7 +158,7 @@ npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
 npm run bench -- --shadow [--calls 20000] [--rounds 3]
 npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
-npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
+npm run bench -- --ext-proc [--receipt-key ed25519|p256] [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
 `);
   process.exit(0);
 }
@@ -1120,13 +1123,17 @@ async function extProc(ctx: RunContext): Promise<number> {
   return withCredentials(['apikey_tool_allow'], async (p) => {
     const list = extProcList(p);
     const grpcPort = await freePort();
-    const configFile = writeMcpAuthzConfig(p, grpcPort, await freePort(), ctx.bundle);
+    const httpPort = await freePort();
+    const configFile = writeMcpAuthzConfig(p, grpcPort, httpPort, ctx.bundle);
+    // Approvals too (one worker, as here): the approval scenarios' endpoints and page.
+    const approvals = withApprovals(configFile, httpPort, opt['receipt-key'] === 'p256' ? 'p256' : 'ed25519');
     log('starting mcp-authz (one worker)');
     const serverLog = opt['server-log'] ? join(out, 'mcp-authz.log') : undefined;
     const server = await startMcpAuthz(configFile, grpcPort, p.list[0]!.requests[0]!, serverLog, 1);
     let runs: ExtProcRun[];
     try {
-      runs = await extProcRounds(list, { target: `127.0.0.1:${grpcPort}`, server }, ctx.notes);
+      const grant = (id: string) => grantOnPage(approvals.publicUrl, approvals.sessionKey, id);
+      runs = await extProcRounds(list, { target: `127.0.0.1:${grpcPort}`, server, grant }, ctx.notes);
     } finally {
       await server.stop(10_000);
     }
@@ -1135,7 +1142,7 @@ async function extProc(ctx: RunContext): Promise<number> {
       "grpc-js client loop in the benchmark process (h2load and ghz cannot play Envoy's side of a Process stream)";
     const file = writeResults({
       ...header('ext-proc', ctx),
-      settings: { ...settings, loadGenerator, mcpAuthzWorkers: 1 },
+      settings: { ...settings, loadGenerator, mcpAuthzWorkers: 1, receiptKey: opt['receipt-key'] },
       keySource: p.keySource,
       notes: ctx.notes,
       otherCoresMax: Math.max(0, ...runs.flatMap((r) => r.rounds.map((x) => x.cores.other))),
@@ -1164,7 +1171,7 @@ function extProcList(p: Prepared): ReturnType<typeof extProcScenarios> {
 /** A warm-up of every exchange, then interleaved rounds; each scenario's median round. */
 async function extProcRounds(
   list: ReturnType<typeof extProcScenarios>,
-  to: { target: string; server: Awaited<ReturnType<typeof startMcpAuthz>> },
+  to: { target: string; server: Awaited<ReturnType<typeof startMcpAuthz>>; grant?: (id: string) => Promise<void> },
   notes: string[],
 ): Promise<ExtProcRun[]> {
   const idle = await waitIdle(settings.waitIdleSec);
