@@ -174,3 +174,46 @@ test.serial(
     t.pass();
   },
 );
+
+test('a review of a changed definition and its decision are shared: one replica asks, another decides, both re-pin', async (t) => {
+  const { RedisPinState, pinKey } = await import('../src/pins/pin-state.js');
+  const { effectivePin, reviewId } = await import('../src/pins/pin-guard.js');
+  const opts = { url: redis.url, keyPrefix: 'review-test', commandTimeoutMs: 1000 };
+  const a = new RedisPinState(opts);
+  const b = new RedisPinState(opts);
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  await Promise.all([a.ready(), b.ready()]);
+  const definition = { name: 'search', description: 'Search files, 9007199254740993 of them.' };
+  const review = {
+    id: reviewId('files', 'tools', 'search', 'b'.repeat(64)),
+    endpoint: 'files',
+    kind: 'tools' as const,
+    name: 'search',
+    listed: 'b'.repeat(64),
+    definition,
+    pinned: 'a'.repeat(64),
+    pinnedDefinition: { name: 'search', description: 'Search files' },
+    requestedAt: 1000,
+  };
+  await a.requestReview(review);
+  // Asked again (the next list): the first request stands.
+  await a.requestReview({ ...review, requestedAt: 2000 });
+  t.deepEqual(await b.review(review.id), { review });
+  t.is((await b.repins('files')).size, 0);
+  t.true(await b.decideReview(review.id, { state: 'granted', approver: 'carol', decidedAt: 3000 }));
+  t.false(await a.decideReview(review.id, { state: 'rejected', approver: 'dave', decidedAt: 4000 }), 'decided once');
+  t.like((await a.review(review.id))?.decision, { state: 'granted', approver: 'carol' });
+  const repin = (await a.repins('files')).get(pinKey('tools', 'search'));
+  t.like(repin, { sha256: 'b'.repeat(64), replaces: 'a'.repeat(64), approver: 'carol', approvedAt: 3000 });
+  t.deepEqual(repin?.definition, definition);
+  const looked = await b.lookup('files', 'tools', 'search', false, true);
+  t.is(looked.repin?.sha256, 'b'.repeat(64));
+  // It replaces the pin it was reviewed against, and no other.
+  t.is(effectivePin({ sha256: 'a'.repeat(64) }, repin)?.sha256, 'b'.repeat(64));
+  t.is(effectivePin({ sha256: 'c'.repeat(64) }, repin)?.sha256, 'c'.repeat(64));
+  t.false(await a.decideReview('0'.repeat(32), { state: 'granted', approver: 'x', decidedAt: 1 }), 'no such review');
+  t.is(await a.review('0'.repeat(32)), undefined);
+});
