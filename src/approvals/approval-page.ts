@@ -279,7 +279,7 @@ ${footer}`;
   <button type="submit" name="decision" value="approve" class="approve">Approve the new definition</button>
   <button type="submit" name="decision" value="reject" class="reject">Reject</button>
 </form>
-<p class="note">Approving pins the new definition on every replica: the ${what} shows in lists again and its calls pass. Rejecting keeps it hidden and refused. Fold approved definitions into the pins file with <code>mcp-authz pins record</code>.</p>`;
+<p class="note">Approving pins the new definition on every replica: the ${what} shows in lists again and its calls pass. Rejecting keeps it hidden and refused. Fold approved definitions into the pins file with <code>mcp-authz pins approved --apply</code>.</p>`;
     } else {
       footer = `<p class="state ${decision.state}">${decision.state === 'granted' ? 'Approved' : 'Rejected'} by <b>${esc(decision.approver)}</b> at <time>${new Date(decision.decidedAt).toISOString()}</time>.</p>`;
     }
