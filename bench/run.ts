@@ -29,6 +29,7 @@ import {
   inProcess as extProcInProcess,
   printExtProc,
   grantOnPage,
+  roundRatio as extProcRatio,
   withApprovals,
   type ExtProcRun,
   type LoopRound,
@@ -1147,6 +1148,12 @@ async function extProc(ctx: RunContext): Promise<number> {
       notes: ctx.notes,
       otherCoresMax: Math.max(0, ...runs.flatMap((r) => r.rounds.map((x) => x.cores.other))),
       runs,
+      // Per scenario against the one it is compared with: the median of the per-round ratios of server CPU.
+      ratios: Object.fromEntries(
+        runs
+          .filter((r) => r.sameAs && runs.some((x) => x.scenario === r.sameAs))
+          .map((r) => [r.scenario, { vs: r.sameAs, serverCpu: extProcRatio(r, runs.find((x) => x.scenario === r.sameAs)!) }]),
+      ),
       inProcess: inProc,
     });
     const { connections, concurrency, durationSec, rounds } = settings;

@@ -564,6 +564,17 @@ export interface ExtProcRun {
   median: LoopRound;
 }
 
+/** The median over rounds of (server CPU per exchange ÷ the baseline's in the same round): what load changes between rounds cancels. */
+export function roundRatio(run: ExtProcRun, base: ExtProcRun): number {
+  const ratios = run.rounds
+    .map((x, i) => x.serverCpuUsPerExchange / (base.rounds[i]?.serverCpuUsPerExchange ?? NaN))
+    .filter((x) => Number.isFinite(x))
+    .sort((a, b) => a - b);
+  if (ratios.length === 0) return NaN;
+  const mid = ratios.length >> 1;
+  return ratios.length % 2 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2;
+}
+
 export function printExtProc(
   command: string,
   runs: ExtProcRun[],
@@ -583,7 +594,7 @@ export function printExtProc(
   for (const r of runs) {
     const m = r.median;
     const base = r.sameAs ? runs.find((x) => x.scenario === r.sameAs)?.median : undefined;
-    const vs = base ? `×${(m.serverCpuUsPerExchange / base.serverCpuUsPerExchange).toFixed(2)}` : '';
+    const vs = base ? `×${roundRatio(r, runs.find((x) => x.scenario === r.sameAs)!).toFixed(2)}` : '';
     const ip = inProc.find((x) => x.scenario === r.scenario)?.totalUs;
     w(
       `${r.scenario.padEnd(22)} ${String(m.perSec).padStart(7)} ${m.latencyMs.p50.toFixed(2).padStart(7)} ${m.latencyMs.p99.toFixed(2).padStart(7)} ${m.serverCpuUsPerExchange.toFixed(0).padStart(15)} ${vs.padStart(9)} ${(ip?.toFixed(1) ?? '').padStart(11)} ${`${m.cores.server}/${m.cores.loadGenerator}/${m.cores.other}`.padStart(19)} ${r.rounds.reduce((n, x) => n + x.errors, 0)}`,
@@ -591,7 +602,7 @@ export function printExtProc(
   }
   w('');
   w(
-    "server µs/exch: the mcp-authz process's CPU per exchange (one worker); vs Check: that over the Check of the same request.",
+    "server µs/exch: the mcp-authz process's CPU per exchange (one worker); vs Check: that over the scenario it is compared with (the same request without the extra step), the median of the per-round ratios (each round runs both back to back).",
   );
   w('in-proc µs: decode, session or runCheck, encode, in one process without gRPC.');
 }
