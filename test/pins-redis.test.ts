@@ -202,9 +202,9 @@ test('a review of a changed definition and its decision are shared: one replica 
     pinnedDefinition: before,
     requestedAt: 1000,
   };
-  await a.requestReview(review);
+  t.true(await a.requestReview(review));
   // Asked again (the next list): the first request stands.
-  await a.requestReview({ ...review, requestedAt: 2000 });
+  t.false(await b.requestReview({ ...review, requestedAt: 2000 }));
   t.deepEqual(await b.review(review.id), { review });
   t.is((await b.repins('files')).size, 0);
   t.true(await b.decideReview(review.id, { state: 'granted', approver: 'carol', decidedAt: 3000 }));

@@ -425,7 +425,8 @@ export class ListPins {
   async flush(state: PinState): Promise<void> {
     const reviews = this.reviews.splice(0);
     for (const r of reviews) {
-      await state.requestReview(r);
+      // Told once per change, not on every list that shows it.
+      if (!(await state.requestReview(r))) continue;
       this.opts.logger.info(
         {
           endpoint: r.endpoint,

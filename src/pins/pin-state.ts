@@ -81,8 +81,8 @@ export interface PinState {
   ): Promise<PinLookup>;
   /** Every re-approved definition of an endpoint (item key → repin). */
   repins(endpoint: string): Promise<ReadonlyMap<string, Repin>>;
-  /** Stores a review unless one with its id exists. */
-  requestReview(review: Review): Promise<void>;
+  /** Stores a review unless one with its id exists; true when it is new. */
+  requestReview(review: Review): Promise<boolean>;
   review(id: string): Promise<StoredReview | undefined>;
   /** pending → granted/rejected, once (false otherwise); a grant re-pins the listed definition. */
   decideReview(id: string, decision: ReviewDecision): Promise<boolean>;
@@ -154,11 +154,12 @@ export class LocalPinState implements PinState {
     return this.endpoints.get(endpoint)?.repins ?? new Map();
   }
 
-  async requestReview(review: Review): Promise<void> {
+  async requestReview(review: Review): Promise<boolean> {
+    if (this.reviews.has(review.id)) return false;
     const now = Date.now();
     for (const [id, r] of this.reviews) if (r.dropAt <= now) this.reviews.delete(id);
-    if (!this.reviews.has(review.id))
-      this.reviews.set(review.id, { stored: { review: Object.freeze(review) }, dropAt: now + REVIEW_KEEP_MS });
+    this.reviews.set(review.id, { stored: { review: Object.freeze(review) }, dropAt: now + REVIEW_KEEP_MS });
+    return true;
   }
 
   async review(id: string): Promise<StoredReview | undefined> {
@@ -300,7 +301,7 @@ export class RedisPinState implements PinState {
   }
 
   /** A hash per review: `review` (JSON, written once) and `decision` (JSON, written once). */
-  async requestReview(review: Review): Promise<void> {
+  async requestReview(review: Review): Promise<boolean> {
     const key = this.reviewKey(review.id);
     const results = await this.client
       .multi()
@@ -309,6 +310,7 @@ export class RedisPinState implements PinState {
       .exec();
     const failed = results?.find(([err]) => err);
     if (!results || failed) throw failed?.[0] ?? new Error('Redis did not store the review');
+    return results[0]![1] === 1;
   }
 
   async review(id: string): Promise<StoredReview | undefined> {
