@@ -23,15 +23,20 @@ const dir = mkdtempSync(join(tmpdir(), 'mcp-authz-bench-approvals-'));
 writeFileSync(join(dir, 'keys.yaml'), keysFile([key]));
 writeFileSync(
   join(dir, 'receipt.pem'),
-  (process.env.RECEIPT_KEY === 'p256' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('ed25519'))
-    .privateKey.export({ type: 'pkcs8', format: 'pem' })
+  (process.env.RECEIPT_KEY === 'p256'
+    ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+    : generateKeyPairSync('ed25519')
+  ).privateKey
+    .export({ type: 'pkcs8', format: 'pem' })
     .toString(),
 );
 const endpoint = (withRule: boolean) => ({
   name: withRule ? 'held' : 'plain',
   match: { pathPrefix: withRule ? '/held' : '/plain' },
   auth: { apiKey: true, oauth: false },
-  data: withRule ? { approvals: [{ tools: ['delete_*'], group: 'ops', reason: 'bench', uses: 1000, windowSeconds: 3600 }] } : {},
+  data: withRule
+    ? { approvals: [{ tools: ['delete_*'], group: 'ops', reason: 'bench', uses: 1000, windowSeconds: 3600 }] }
+    : {},
 });
 writeFileSync(
   join(dir, 'config.yaml'),
@@ -46,11 +51,16 @@ writeFileSync(
     endpoints: [endpoint(false), endpoint(true)],
   }),
 );
-const rt = await buildRuntime(loadConfigFile(join(dir, 'config.yaml'), {}), process.env.DECISION_LOG === '1' ? createLogger() : silentLogger(), createMetricsRegistry(), {
-  watch: false,
-  tracing: false,
-  upstreamCredentials: false,
-});
+const rt = await buildRuntime(
+  loadConfigFile(join(dir, 'config.yaml'), {}),
+  process.env.DECISION_LOG === '1' ? createLogger() : silentLogger(),
+  createMetricsRegistry(),
+  {
+    watch: false,
+    tracing: false,
+    upstreamCredentials: false,
+  },
+);
 const wire = (path: string, args: unknown) =>
   checkRequest({
     path,
@@ -83,7 +93,9 @@ async function measure(
   const used = process.cpuUsage(cpu);
   const cpuUs = (used.user + used.system) / n;
   // CPU time holds better than wall time on a shared machine.
-  console.log(`${name.padEnd(46)} ${cpuUs.toFixed(1).padStart(7)} µs CPU/Check ${(ns / 1000).toFixed(1).padStart(7)} µs wall`);
+  console.log(
+    `${name.padEnd(46)} ${cpuUs.toFixed(1).padStart(7)} µs CPU/Check ${(ns / 1000).toFixed(1).padStart(7)} µs wall`,
+  );
 }
 
 const plain = wire('/plain', args);

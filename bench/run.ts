@@ -1177,7 +1177,10 @@ async function extProc(ctx: RunContext): Promise<number> {
       ratios: Object.fromEntries(
         runs
           .filter((r) => r.sameAs && runs.some((x) => x.scenario === r.sameAs))
-          .map((r) => [r.scenario, { vs: r.sameAs, serverCpu: extProcRatio(r, runs.find((x) => x.scenario === r.sameAs)!) }]),
+          .map((r) => [
+            r.scenario,
+            { vs: r.sameAs, serverCpu: extProcRatio(r, runs.find((x) => x.scenario === r.sameAs)!) },
+          ]),
       ),
       inProcess: inProc,
     });

@@ -356,7 +356,7 @@ test('a grant lets the same call through once, with a receipt that verifies; the
   }
 });
 
-test('an approver\'s grant is signed once, when decided: each call it lets through carries that receipt', async (t) => {
+test("an approver's grant is signed once, when decided: each call it lets through carries that receipt", async (t) => {
   const r = await rig({ rule: { uses: 2 } });
   try {
     const id = approvalIdOf(await check(r.rt, call({ path: '/r' })));
@@ -378,7 +378,12 @@ test('an approver\'s grant is signed once, when decided: each call it lets throu
       issuer: PAGE,
       currentDate: new Date(r.clock.now),
     });
-    t.like(payload, { jti: id, approver: 'dana@example.com', approved_at: Math.floor(decidedAt / 1000), rule: 'deletes' });
+    t.like(payload, {
+      jti: id,
+      approver: 'dana@example.com',
+      approved_at: Math.floor(decidedAt / 1000),
+      rule: 'deletes',
+    });
     t.false('decision_id' in payload);
     // A second decision on the same approval changes nothing.
     t.false(await r.approvals.decide(stored!, false, 'erin@example.com', r.clock.now));

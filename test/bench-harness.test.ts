@@ -181,7 +181,14 @@ test("the ext_proc benchmark's exchanges, played as its client loop plays them, 
     generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
   );
   const publicUrl = `http://127.0.0.1:${await freePort()}`;
-  const rule = { name: 'bench', tools: ['read_file'], group: 'bench-approvers', reason: 'benchmark', uses: 1000, windowSeconds: 86400 };
+  const rule = {
+    name: 'bench',
+    tools: ['read_file'],
+    group: 'bench-approvers',
+    reason: 'benchmark',
+    uses: 1000,
+    windowSeconds: 86400,
+  };
   const held = (name: string, pathPrefix: string) => ({
     name,
     match: { pathPrefix },

@@ -225,7 +225,10 @@ test('a review of a changed definition and its decision are shared: one replica 
   const dir = mkdtempSync(join(tmpdir(), 'pins-approved-'));
   writeFileSync(
     join(dir, 'pins.yaml'),
-    stringify({ version: 1, endpoints: { files: { mode: 'enforce', tools: { search: { sha256: pinned, definition: before } } } } }),
+    stringify({
+      version: 1,
+      endpoints: { files: { mode: 'enforce', tools: { search: { sha256: pinned, definition: before } } } },
+    }),
   );
   writeFileSync(
     join(dir, 'config.yaml'),
@@ -240,8 +243,13 @@ test('a review of a changed definition and its decision are shared: one replica 
   t.regex(out, /--apply/);
   t.true(readFileSync(join(dir, 'pins.yaml'), 'utf8').includes(pinned), 'nothing written without --apply');
   out = '';
-  t.is(await pinsCommand(['approved', '--config', join(dir, 'config.yaml'), '--apply'], (x) => (out += x), USAGE.pins), 0);
-  const file = parse(readFileSync(join(dir, 'pins.yaml'), 'utf8')) as { endpoints: { files: { tools: { search: { sha256: string; definition: unknown } } } } };
+  t.is(
+    await pinsCommand(['approved', '--config', join(dir, 'config.yaml'), '--apply'], (x) => (out += x), USAGE.pins),
+    0,
+  );
+  const file = parse(readFileSync(join(dir, 'pins.yaml'), 'utf8')) as {
+    endpoints: { files: { tools: { search: { sha256: string; definition: unknown } } } };
+  };
   t.is(file.endpoints.files.tools.search.sha256, listed);
   t.deepEqual(file.endpoints.files.tools.search.definition, definition);
   out = '';

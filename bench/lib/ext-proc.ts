@@ -257,7 +257,14 @@ export function withApprovals(
     pendingSeconds: 30,
   };
   const files = (cfg.endpoints as { name: string }[]).find((e) => e.name === 'files')!;
-  const rule = { name: 'bench', tools: ['read_file'], group: APPROVER_GROUP, reason: 'benchmark', uses: 1000, windowSeconds: 86400 };
+  const rule = {
+    name: 'bench',
+    tools: ['read_file'],
+    group: APPROVER_GROUP,
+    reason: 'benchmark',
+    uses: 1000,
+    windowSeconds: 86400,
+  };
   for (const [name, path] of [
     ['files-held', APPROVAL_PATHS.held],
     ['files-pending', APPROVAL_PATHS.pending],
@@ -274,7 +281,13 @@ export async function grantOnPage(publicUrl: string, sessionKey: Buffer, id: str
     new URL('../../dist/approvals/approval-page.js', import.meta.url).href
   )) as typeof import('../../src/approvals/approval-page.js');
   const sid = randomBytes(16).toString('base64url');
-  const session = { subject: 'bench-approver', name: 'bench-approver', groups: [APPROVER_GROUP], sid, exp: Date.now() + 600_000 };
+  const session = {
+    subject: 'bench-approver',
+    name: 'bench-approver',
+    groups: [APPROVER_GROUP],
+    sid,
+    exp: Date.now() + 600_000,
+  };
   const res = await fetch(`${publicUrl}/approvals/${id}`, {
     method: 'POST',
     redirect: 'manual',
@@ -393,7 +406,8 @@ async function granted(ch: Channel, s: ExtProcScenario, grant: LoopOptions['gran
       throw new Error(`${s.name}: no approval to grant (${JSON.stringify(answer).slice(0, 300)})`);
     await grant(id);
   };
-  for (let i = 0; i < s.grant!; i += 8) await Promise.all(Array.from({ length: Math.min(8, s.grant! - i) }, (_, k) => one(i + k)));
+  for (let i = 0; i < s.grant!; i += 8)
+    await Promise.all(Array.from({ length: Math.min(8, s.grant! - i) }, (_, k) => one(i + k)));
 }
 
 /** A closed loop of `concurrency` exchanges in flight for `durationSec`; every 50th exchange's answers are verified. */

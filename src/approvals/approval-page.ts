@@ -258,15 +258,21 @@ ${footer}`;
     const rows: [string, string][] = [
       ['Endpoint', `<code>${esc(review.endpoint)}</code>`],
       [what[0]!.toUpperCase() + what.slice(1), `<code>${esc(review.name)}</code>`],
-      ['Pinned', review.pinned === undefined ? 'nothing: a new ' + what : `<code class="digest">${esc(review.pinned)}</code>`],
+      [
+        'Pinned',
+        review.pinned === undefined ? 'nothing: a new ' + what : `<code class="digest">${esc(review.pinned)}</code>`,
+      ],
       ['Listed now', `<code class="digest">${esc(review.listed)}</code>`],
       ['First listed', `<time>${new Date(review.requestedAt).toISOString()}</time>`],
     ];
     const table = rows.map(([k, v]) => `<tr><th scope="row">${k}</th><td>${v}</td></tr>`).join('');
-    const before = review.pinnedDefinition === undefined ? [] : pretty(canonicalJson(review.pinnedDefinition)).split('\n');
+    const before =
+      review.pinnedDefinition === undefined ? [] : pretty(canonicalJson(review.pinnedDefinition)).split('\n');
     const after = pretty(canonicalJson(review.definition)).split('\n');
     const diff = lineDiff(before, after)
-      .map(([op, line]) => `<span class="${op === '+' ? 'add' : op === '-' ? 'del' : 'same'}">${op} ${esc(line)}</span>`)
+      .map(
+        ([op, line]) => `<span class="${op === '+' ? 'add' : op === '-' ? 'del' : 'same'}">${op} ${esc(line)}</span>`,
+      )
       .join('');
     const note =
       review.pinned !== undefined && review.pinnedDefinition === undefined
@@ -343,7 +349,12 @@ ${footer}`;
     try {
       const stored = await this.opts.pins!.state.review(id);
       if (stored === undefined)
-        page(res, 404, 'No such review', '<p>There is no changed definition to review at this address, or it has expired.</p>');
+        page(
+          res,
+          404,
+          'No such review',
+          '<p>There is no changed definition to review at this address, or it has expired.</p>',
+        );
       return stored;
     } catch (err) {
       this.opts.logger.warn({ err: { message: (err as Error).message } }, 'the pin state did not answer');

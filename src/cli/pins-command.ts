@@ -86,7 +86,7 @@ async function approved(
   values: { config?: string; apply: boolean; json: boolean },
   out: (s: string) => void,
 ): Promise<number> {
-  if (values.config === undefined) throw new PinsCommandError('--config is required: the service\'s config file');
+  if (values.config === undefined) throw new PinsCommandError("--config is required: the service's config file");
   let config;
   try {
     config = loadConfigFile(values.config).config;
@@ -103,7 +103,16 @@ async function approved(
   const pinsPath = pins.file;
   const file = parsePinsFile(readFileSync(pinsPath, 'utf8'), pinsPath);
   const state = new RedisPinState({ url: redis.url, keyPrefix: redis.keyPrefix, commandTimeoutMs: 5000 });
-  const found: { endpoint: string; kind: PinKind; name: string; sha256: string; replaces?: string; approver: string; approvedAt: string; status: 'current' | 'stale' | 'applied' }[] = [];
+  const found: {
+    endpoint: string;
+    kind: PinKind;
+    name: string;
+    sha256: string;
+    replaces?: string;
+    approver: string;
+    approvedAt: string;
+    status: 'current' | 'stale' | 'applied';
+  }[] = [];
   try {
     await Promise.race([
       state.ready(),
@@ -144,7 +153,8 @@ async function approved(
         `${f.status === 'applied' ? '=' : f.status === 'current' ? '+' : '!'} ${f.endpoint} ${f.kind === 'tools' ? 'tool' : f.kind} ${f.name}: ${f.sha256.slice(0, 12)} approved by ${f.approver} at ${f.approvedAt}${f.status === 'stale' ? ' (the file no longer holds the pin it replaced: ignored)' : f.status === 'applied' ? ' (in the file)' : ''}\n`,
       );
     if (found.length === 0) out('nothing was re-approved\n');
-    else if (!values.apply && found.some((f) => f.status === 'current')) out(`fold them into ${pinsPath} with --apply\n`);
+    else if (!values.apply && found.some((f) => f.status === 'current'))
+      out(`fold them into ${pinsPath} with --apply\n`);
   }
   return 0;
 }
