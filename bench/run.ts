@@ -30,6 +30,9 @@ import {
   extProcScenarios,
   inProcess as extProcInProcess,
   printExtProc,
+  grantOnPage,
+  roundRatio as extProcRatio,
+  withApprovals,
   type ExtProcRun,
   type LoopRound,
 } from './lib/ext-proc.js';
@@ -130,6 +133,7 @@ const { values: opt } = parseArgs({
     'scale-pg-keys': { type: 'string', default: '10000,100000,1000000' },
     'scale-curves': { type: 'string', default: 'all' },
     'ext-proc': { type: 'boolean', default: false },
+    'receipt-key': { type: 'string', default: 'ed25519' },
     transports: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     'profile-duration': { type: 'string', default: '15s' },
@@ -164,7 +168,7 @@ npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|u
 npm run bench -- --shadow [--calls 20000] [--rounds 3]
 npm run bench -- --fleet [--server-log]
 npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
-npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
+npm run bench -- --ext-proc [--receipt-key ed25519|p256] [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
 `);
   process.exit(0);
 }
@@ -1186,13 +1190,17 @@ async function extProc(ctx: RunContext): Promise<number> {
   return withCredentials(['apikey_tool_allow'], async (p) => {
     const list = extProcList(p);
     const grpcPort = await freePort();
-    const configFile = writeMcpAuthzConfig(p, grpcPort, await freePort(), ctx.bundle);
+    const httpPort = await freePort();
+    const configFile = writeMcpAuthzConfig(p, grpcPort, httpPort, ctx.bundle);
+    // Approvals too (one worker, as here): the approval scenarios' endpoints and page.
+    const approvals = withApprovals(configFile, httpPort, opt['receipt-key'] === 'p256' ? 'p256' : 'ed25519');
     log('starting mcp-authz (one worker)');
     const serverLog = opt['server-log'] ? join(out, 'mcp-authz.log') : undefined;
     const server = await startMcpAuthz(configFile, grpcPort, p.list[0]!.requests[0]!, serverLog, 1);
     let runs: ExtProcRun[];
     try {
-      runs = await extProcRounds(list, { target: `127.0.0.1:${grpcPort}`, server }, ctx.notes);
+      const grant = (id: string) => grantOnPage(approvals.publicUrl, approvals.sessionKey, id);
+      runs = await extProcRounds(list, { target: `127.0.0.1:${grpcPort}`, server, grant }, ctx.notes);
     } finally {
       await server.stop(10_000);
     }
@@ -1201,11 +1209,20 @@ async function extProc(ctx: RunContext): Promise<number> {
       "grpc-js client loop in the benchmark process (h2load and ghz cannot play Envoy's side of a Process stream)";
     const file = writeResults({
       ...header('ext-proc', ctx),
-      settings: { ...settings, loadGenerator, mcpAuthzWorkers: 1 },
+      settings: { ...settings, loadGenerator, mcpAuthzWorkers: 1, receiptKey: opt['receipt-key'] },
       keySource: p.keySource,
       notes: ctx.notes,
       otherCoresMax: Math.max(0, ...runs.flatMap((r) => r.rounds.map((x) => x.cores.other))),
       runs,
+      // Per scenario against the one it is compared with: the median of the per-round ratios of server CPU.
+      ratios: Object.fromEntries(
+        runs
+          .filter((r) => r.sameAs && runs.some((x) => x.scenario === r.sameAs))
+          .map((r) => [
+            r.scenario,
+            { vs: r.sameAs, serverCpu: extProcRatio(r, runs.find((x) => x.scenario === r.sameAs)!) },
+          ]),
+      ),
       inProcess: inProc,
     });
     const { connections, concurrency, durationSec, rounds } = settings;
@@ -1230,7 +1247,7 @@ function extProcList(p: Prepared): ReturnType<typeof extProcScenarios> {
 /** A warm-up of every exchange, then interleaved rounds; each scenario's median round. */
 async function extProcRounds(
   list: ReturnType<typeof extProcScenarios>,
-  to: { target: string; server: Awaited<ReturnType<typeof startMcpAuthz>> },
+  to: { target: string; server: Awaited<ReturnType<typeof startMcpAuthz>>; grant?: (id: string) => Promise<void> },
   notes: string[],
 ): Promise<ExtProcRun[]> {
   const idle = await waitIdle(settings.waitIdleSec);

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { stringify } from 'yaml';
 import { explain } from '../src/cli/check-command.js';
 import type { ApprovalService } from '../src/approvals/approval-service.js';
-import { RECEIPT_TYPE } from '../src/approvals/receipt.js';
+import { RECEIPT_TYPE, ReceiptSigner } from '../src/approvals/receipt.js';
 import { loadConfigFile } from '../src/config/load.js';
 import type { Deny, Outcome } from '../src/contracts/outcome.js';
 import { responseBody } from '../src/contracts/outcome.js';
@@ -263,6 +263,60 @@ test('before 2025-11-25 the answer is a JSON-RPC error whose message names the U
   }
 });
 
+for (const [type, alg] of [
+  ['ed25519', 'EdDSA'],
+  ['p256', 'ES256'],
+] as const) {
+  test(`a ${alg} receipt verifies with jose against the published key, every claim as signed`, async (t) => {
+    const key =
+      type === 'ed25519'
+        ? generateKeyPairSync('ed25519').privateKey
+        : generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    const signer = await ReceiptSigner.fromPem(key.export({ type: 'pkcs8', format: 'pem' }).toString(), PAGE);
+    const now = Date.UTC(2026, 11, 7, 12);
+    const receipt = signer.sign(
+      {
+        approvalId: 'a'.repeat(22),
+        digest: 'd'.repeat(64),
+        approver: 'carol@example.com',
+        approvedAt: now - 5000,
+        rule: 'deletes',
+        principal: 'api_key:alice-laptop',
+        endpoint: 'files',
+        tool: 'delete_"file"',
+        policyRevision: 'sha256-1',
+        decisionId: 'dec-1',
+      },
+      now,
+    );
+    const { payload, protectedHeader } = await jwtVerify(receipt, await importJWK(signer.jwks().keys[0]!, alg), {
+      issuer: PAGE,
+      subject: 'api_key:alice-laptop',
+      currentDate: new Date(now),
+      algorithms: [alg],
+    });
+    t.deepEqual(protectedHeader, { alg, kid: signer.kid, typ: RECEIPT_TYPE });
+    t.deepEqual(payload, {
+      digest: 'd'.repeat(64),
+      approver: 'carol@example.com',
+      approved_at: Math.floor((now - 5000) / 1000),
+      rule: 'deletes',
+      endpoint: 'files',
+      tool: 'delete_"file"',
+      policy_revision: 'sha256-1',
+      decision_id: 'dec-1',
+      iss: PAGE,
+      sub: 'api_key:alice-laptop',
+      jti: 'a'.repeat(22),
+      iat: Math.floor(now / 1000),
+    });
+    // One flipped bit in the payload and it no longer verifies.
+    const [h, p, sig] = receipt.split('.');
+    const forged = `${h}.${Buffer.from(Buffer.from(p!, 'base64url').toString().replace('carol', 'mallo')).toString('base64url')}.${sig}`;
+    await t.throwsAsync(jwtVerify(forged, await importJWK(signer.jwks().keys[0]!, alg)));
+  });
+}
+
 test('a grant lets the same call through once, with a receipt that verifies; then it is held again', async (t) => {
   const r = await rig();
   try {
@@ -297,6 +351,42 @@ test('a grant lets the same call through once, with a receipt that verifies; the
     t.is((again as Deny).code, 'approval_required');
     t.not(approvalIdOf(again), id);
     t.deepEqual(r.events, ['requested', 'used', 'requested']);
+  } finally {
+    await r.rt.close();
+  }
+});
+
+test("an approver's grant is signed once, when decided: each call it lets through carries that receipt", async (t) => {
+  const r = await rig({ rule: { uses: 2 } });
+  try {
+    const id = approvalIdOf(await check(r.rt, call({ path: '/r' })));
+    const decidedAt = r.clock.now;
+    t.true(await r.approvals.decide((await r.approvals.store.byId(id))!, true, 'dana@example.com', decidedAt));
+    const stored = await r.approvals.store.byId(id);
+    t.is(stored?.state, 'granted');
+    t.is(typeof stored?.decision?.receipt, 'string');
+    r.clock.now += 5000;
+    const receipts: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const o = await check(r.rt, call({ path: '/r' }));
+      t.true(o.allow);
+      receipts.push((o as { dynamicMetadata?: { approval?: { receipt: string } } }).dynamicMetadata!.approval!.receipt);
+    }
+    t.is(receipts[0], stored!.decision!.receipt);
+    t.is(receipts[1], stored!.decision!.receipt);
+    const { payload } = await jwtVerify(receipts[0]!, await importJWK(r.approvals.signer.publicJwk, 'EdDSA'), {
+      issuer: PAGE,
+      currentDate: new Date(r.clock.now),
+    });
+    t.like(payload, {
+      jti: id,
+      approver: 'dana@example.com',
+      approved_at: Math.floor(decidedAt / 1000),
+      rule: 'deletes',
+    });
+    t.false('decision_id' in payload);
+    // A second decision on the same approval changes nothing.
+    t.false(await r.approvals.decide(stored!, false, 'erin@example.com', r.clock.now));
   } finally {
     await r.rt.close();
   }

@@ -2,6 +2,7 @@
 // the decision tally under load, the gRPC frame h2load sends, and the transport study's
 // servers, which must decide exactly as the product's grpc-js server does.
 import test from 'ava';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import { generateApiKey, hashApiKey } from '../src/contracts/api-key.js';
 import { authorizationService } from '../src/envoy/protos.js';
 import { tally } from '../bench/lib/decision-counts.js';
 import { benchPins } from '../bench/lib/bench-tools.js';
-import { closedLoop, extProcScenarios } from '../bench/lib/ext-proc.js';
+import { APPROVAL_PATHS, closedLoop, extProcScenarios, grantOnPage } from '../bench/lib/ext-proc.js';
 import { grpcFrame } from '../bench/lib/h2load.js';
 import { freePort, parseCpuTimes, run, start, withCpuTimes, type Started } from '../bench/lib/processes.js';
 import { root } from '../bench/lib/paths.js';
@@ -172,11 +173,44 @@ test("the ext_proc benchmark's exchanges, played as its client loop plays them, 
   );
   // The pinned scenarios' endpoint and pins, as bench/config/mcp-authz.yaml and bench/run.ts set them.
   writeFileSync(join(dir, 'pins.yaml'), benchPins());
+  // The approval scenarios' endpoints and page, as withApprovals (bench/lib/ext-proc.ts) sets them.
+  const sessionKey = randomBytes(32);
+  writeFileSync(join(dir, 'session.key'), sessionKey);
+  writeFileSync(
+    join(dir, 'receipt.pem'),
+    generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  );
+  const publicUrl = `http://127.0.0.1:${await freePort()}`;
+  const rule = {
+    name: 'bench',
+    tools: ['read_file'],
+    group: 'bench-approvers',
+    reason: 'benchmark',
+    uses: 1000,
+    windowSeconds: 86400,
+  };
+  const held = (name: string, pathPrefix: string) => ({
+    name,
+    match: { pathPrefix },
+    owner: 'bench-user',
+    auth: { apiKey: true, oauth: false },
+    data: { approvals: [rule] },
+  });
   const svc = await startTestService(
     {
+      listen: { http: publicUrl.slice('http://'.length) },
       apiKeys: { file: 'keys.yaml' },
       pins: { file: 'pins.yaml' },
+      approvals: {
+        publicUrl,
+        receiptKeyFile: 'receipt.pem',
+        sessionKeyFile: 'session.key',
+        oidc: { issuer: 'http://127.0.0.1:9/', clientId: 'bench' },
+        pendingSeconds: 30,
+      },
       endpoints: [
+        held('files-held', APPROVAL_PATHS.held),
+        held('files-pending', APPROVAL_PATHS.pending),
         {
           name: 'files',
           match: { pathPrefix: '/mcp/files' },
@@ -204,6 +238,9 @@ test("the ext_proc benchmark's exchanges, played as its client loop plays them, 
       'ext_proc_list_json',
       'check_tool_allow',
       'ext_proc_tool_allow',
+      'check_tool_allow',
+      'check_tool_deny',
+      'check_tool_deny',
     ],
   );
   for (const s of list) {
@@ -213,6 +250,7 @@ test("the ext_proc benchmark's exchanges, played as its client loop plays them, 
       concurrency: 2,
       durationSec: 0.2,
       server: { pid: process.pid } as Started,
+      grant: (id) => grantOnPage(publicUrl, sessionKey, id),
     });
     t.is(round.errors, 0, `${s.name}: ${round.errorSamples.join('; ')}`);
     t.true(round.exchanges > 0, s.name);

@@ -3,7 +3,8 @@
 // one SDK server: a list seen by one replica decides a call on another, a change seen by one refuses the call on the other, the first definition
 // one replica trusts is the pin for both, and a Redis that is away refuses calls (503).
 import test from 'ava';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { parse, stringify } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -174,3 +175,84 @@ test.serial(
     t.pass();
   },
 );
+
+test('a review of a changed definition and its decision are shared: one replica asks, another decides, both re-pin; pins approved folds it into the file', async (t) => {
+  const { RedisPinState, pinKey } = await import('../src/pins/pin-state.js');
+  const { effectivePin, reviewId } = await import('../src/pins/pin-guard.js');
+  const { definitionDigest } = await import('../src/pins/definition.js');
+  const opts = { url: redis.url, keyPrefix: 'review-test', commandTimeoutMs: 1000 };
+  const a = new RedisPinState(opts);
+  const b = new RedisPinState(opts);
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  await Promise.all([a.ready(), b.ready()]);
+  const before = { name: 'search', description: 'Search files' };
+  const definition = { name: 'search', description: 'Search files, 9007199254740993 of them.' };
+  const [pinned, listed] = [definitionDigest('tools', before), definitionDigest('tools', definition)];
+  const review = {
+    id: reviewId('files', 'tools', 'search', listed),
+    endpoint: 'files',
+    kind: 'tools' as const,
+    name: 'search',
+    listed,
+    definition,
+    pinned,
+    pinnedDefinition: before,
+    requestedAt: 1000,
+  };
+  t.true(await a.requestReview(review));
+  // Asked again (the next list): the first request stands.
+  t.false(await b.requestReview({ ...review, requestedAt: 2000 }));
+  t.deepEqual(await b.review(review.id), { review });
+  t.is((await b.repins('files')).size, 0);
+  t.true(await b.decideReview(review.id, { state: 'granted', approver: 'carol', decidedAt: 3000 }));
+  t.false(await a.decideReview(review.id, { state: 'rejected', approver: 'dave', decidedAt: 4000 }), 'decided once');
+  t.like((await a.review(review.id))?.decision, { state: 'granted', approver: 'carol' });
+  const repin = (await a.repins('files')).get(pinKey('tools', 'search'));
+  t.like(repin, { sha256: listed, replaces: pinned, approver: 'carol', approvedAt: 3000 });
+  t.deepEqual(repin?.definition, definition);
+  const looked = await b.lookup('files', 'tools', 'search', false, true);
+  t.is(looked.repin?.sha256, listed);
+  // It replaces the pin it was reviewed against, and no other.
+  t.is(effectivePin({ sha256: pinned }, repin)?.sha256, listed);
+  t.is(effectivePin({ sha256: 'c'.repeat(64) }, repin)?.sha256, 'c'.repeat(64));
+  t.false(await a.decideReview('0'.repeat(32), { state: 'granted', approver: 'x', decidedAt: 1 }), 'no such review');
+  t.is(await a.review('0'.repeat(32)), undefined);
+
+  // `pins approved` lists it, and --apply writes it into the file the service reads.
+  const dir = mkdtempSync(join(tmpdir(), 'pins-approved-'));
+  writeFileSync(
+    join(dir, 'pins.yaml'),
+    stringify({
+      version: 1,
+      endpoints: { files: { mode: 'enforce', tools: { search: { sha256: pinned, definition: before } } } },
+    }),
+  );
+  writeFileSync(
+    join(dir, 'config.yaml'),
+    stringify({
+      pins: { file: 'pins.yaml', redis: { url: redis.url, keyPrefix: 'review-test' } },
+      endpoints: [{ name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: false, oauth: false } }],
+    }),
+  );
+  let out = '';
+  t.is(await pinsCommand(['approved', '--config', join(dir, 'config.yaml')], (x) => (out += x), USAGE.pins), 0);
+  t.regex(out, /\+ files tool search: [0-9a-f]{12} approved by carol/);
+  t.regex(out, /--apply/);
+  t.true(readFileSync(join(dir, 'pins.yaml'), 'utf8').includes(pinned), 'nothing written without --apply');
+  out = '';
+  t.is(
+    await pinsCommand(['approved', '--config', join(dir, 'config.yaml'), '--apply'], (x) => (out += x), USAGE.pins),
+    0,
+  );
+  const file = parse(readFileSync(join(dir, 'pins.yaml'), 'utf8')) as {
+    endpoints: { files: { tools: { search: { sha256: string; definition: unknown } } } };
+  };
+  t.is(file.endpoints.files.tools.search.sha256, listed);
+  t.deepEqual(file.endpoints.files.tools.search.definition, definition);
+  out = '';
+  await pinsCommand(['approved', '--config', join(dir, 'config.yaml')], (x) => (out += x), USAGE.pins);
+  t.regex(out, /= files tool search: .*\(in the file\)/);
+});

@@ -5,8 +5,13 @@
 // `connections` channels, each one an HTTP request as Envoy's ext_proc filter sends it. The
 // figure that holds best on a shared machine is the server's CPU per exchange; throughput and
 // latency depend on what else runs, so the cores each side used are reported beside them.
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { Registry } from 'prom-client';
+import type { ApprovalService } from '../../src/approvals/approval-service.js';
 import type { ProcessingRequest } from '../../src/ext-proc/wire.js';
 import { clientConstructors, extProcPackageDefinition } from '../../src/envoy/protos.js';
 import { requestBody, requestHeaders, responseBody, responseHeaders } from '../../test/helpers/ext-proc.js';
@@ -36,6 +41,13 @@ export interface ExtProcScenario {
   messages?: ProcessingRequest[];
   /** Check: the CheckRequest Envoy's ext_authz filter sends. */
   check?: Record<string, unknown>;
+  /** Check: a new CheckRequest for the n-th exchange of the run (a call never sent before). */
+  checkFor?: (n: number) => Record<string, unknown>;
+  /**
+   * checkFor's first `grant` calls are held for approval: before the clock starts each is asked
+   * and granted (a grant allows at most 1000 uses, so the loop goes round that many calls).
+   */
+  grant?: number;
   /** Why the answers are wrong, or undefined. */
   verify(answers: Record<string, any>[]): string | undefined;
 }
@@ -163,7 +175,135 @@ export function extProcScenarios(apiKey: string): ExtProcScenario[] {
       ),
       verify: (a) => allowed(a) ?? (a[2]?.mode_override ? 'a body was asked for a call that lists nothing' : undefined),
     },
+    // Approvals (docs/approvals.md) on endpoints whose rule holds read_file for a person
+    // (withApprovals below writes them): the same call as check_tool_allow, and its baselines.
+    {
+      name: 'check_approval_granted',
+      what: 'check_tool_allow on an endpoint that holds read_file for approval, granted: digest, the grant looked up and one use taken, a receipt signed',
+      sameAs: 'check_tool_allow',
+      checkFor: (n) =>
+        viaCheck(
+          rpc('tools/call', { name: 'read_file', arguments: { path: `/docs/README-${n % GRANTED}.md` } }, 7),
+          APPROVAL_PATHS.held,
+        ),
+      grant: GRANTED,
+      verify: (a) => checkAllowed(a) ?? (JSON.stringify(a[0]).includes('receipt') ? undefined : 'no receipt'),
+    },
+    {
+      name: 'check_tool_deny',
+      what: 'Check: X-API-Key + tools/call admin_tool_0 (not granted: denied by the policy)',
+      check: viaCheck(rpc('tools/call', { name: 'admin_tool_0', arguments: { path: '/docs/README.md' } }, 7)),
+      verify: (a) => ((a[0] as CheckResponse)?.denied_response ? undefined : 'allowed'),
+    },
+    {
+      name: 'check_approval_asked',
+      what: 'a call never seen before on the holding endpoint: an approval asked for (stored), answered with the URL elicitation',
+      sameAs: 'check_tool_deny',
+      checkFor: (n) =>
+        viaCheck(
+          rpc('tools/call', { name: 'read_file', arguments: { path: `/docs/README-${n}.md` } }, 7),
+          APPROVAL_PATHS.pending,
+        ),
+      verify: elicited,
+    },
+    {
+      name: 'check_approval_pending',
+      what: 'the same call again while its approval is pending: the same elicitation, nothing stored',
+      sameAs: 'check_tool_deny',
+      check: viaCheck(readFile, APPROVAL_PATHS.pending),
+      verify: elicited,
+    },
   ];
+}
+
+const elicited = (a: Record<string, any>[]) =>
+  /approvals\/[A-Za-z0-9_-]{22}/.test(String((a[0] as CheckResponse)?.denied_response?.body))
+    ? undefined
+    : `not an elicitation: ${String(JSON.stringify(a[0])).slice(0, 300)}`;
+
+/** The endpoints the approval scenarios call: read_file held (granted once, for every later call), and held (never decided). */
+export const APPROVAL_PATHS = { held: '/mcp/files-held', pending: '/mcp/files-pending' } as const;
+const APPROVER_GROUP = 'bench-approvers';
+/** Distinct granted calls: 1000 uses each (the most a rule may allow) carry a run of up to 1M exchanges. */
+const GRANTED = 1000;
+
+/**
+ * Adds approvals to the benchmark's config file: the page on this run's HTTP port (so the
+ * harness can grant as an approver would), a receipt key of `receiptKey`'s type, and two
+ * copies of the files endpoint whose rule holds read_file. Approvals run one worker, as the
+ * ext_proc benchmark does.
+ */
+export function withApprovals(
+  configFile: string,
+  httpPort: number,
+  receiptKey: 'ed25519' | 'p256' = 'ed25519',
+): { sessionKey: Buffer; publicUrl: string } {
+  const dir = dirname(configFile);
+  const cfg = parseYaml(readFileSync(configFile, 'utf8')) as Record<string, any>;
+  const key =
+    receiptKey === 'ed25519'
+      ? generateKeyPairSync('ed25519').privateKey
+      : generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+  writeFileSync(join(dir, 'receipt.pem'), key.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const sessionKey = randomBytes(32);
+  writeFileSync(join(dir, 'session.key'), sessionKey, { mode: 0o600 });
+  const publicUrl = `http://127.0.0.1:${httpPort}`;
+  cfg.approvals = {
+    publicUrl,
+    receiptKeyFile: 'receipt.pem',
+    sessionKeyFile: 'session.key',
+    // Never reached: the harness signs its approver session with the session key.
+    oidc: { issuer: 'http://127.0.0.1:9/', clientId: 'bench' },
+    pendingSeconds: 30,
+  };
+  const files = (cfg.endpoints as { name: string }[]).find((e) => e.name === 'files')!;
+  const rule = {
+    name: 'bench',
+    tools: ['read_file'],
+    group: APPROVER_GROUP,
+    reason: 'benchmark',
+    uses: 1000,
+    windowSeconds: 86400,
+  };
+  for (const [name, path] of [
+    ['files-held', APPROVAL_PATHS.held],
+    ['files-pending', APPROVAL_PATHS.pending],
+  ] as const) {
+    cfg.endpoints.push({ ...files, name, match: { pathPrefix: path }, data: { approvals: [rule] } });
+  }
+  writeFileSync(configFile, stringifyYaml(cfg));
+  return { sessionKey, publicUrl };
+}
+
+/** Grants approval `id` on the page as a signed-in approver would: the session cookie, the form's CSRF token, the page's Origin. */
+export async function grantOnPage(publicUrl: string, sessionKey: Buffer, id: string): Promise<void> {
+  const { seal, csrfToken, APPROVER_SESSION_COOKIE } = (await import(
+    new URL('../../dist/approvals/approval-page.js', import.meta.url).href
+  )) as typeof import('../../src/approvals/approval-page.js');
+  const sid = randomBytes(16).toString('base64url');
+  const session = {
+    subject: 'bench-approver',
+    name: 'bench-approver',
+    groups: [APPROVER_GROUP],
+    sid,
+    exp: Date.now() + 600_000,
+  };
+  const res = await fetch(`${publicUrl}/approvals/${id}`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: {
+      origin: publicUrl,
+      cookie: `${APPROVER_SESSION_COOKIE}=${seal(sessionKey, session)}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: new URLSearchParams({ csrf: csrfToken(sessionKey, sid, id), decision: 'approve' }).toString(),
+  });
+  if (res.status !== 303) throw new Error(`granting ${id}: HTTP ${res.status} ${(await res.text()).slice(0, 300)}`);
+}
+
+/** The approval id an elicitation names. */
+function approvalIdOf(answer: Record<string, any> | undefined): string | undefined {
+  return /approvals\/([A-Za-z0-9_-]{22})/.exec(String(JSON.stringify(answer)))?.[1];
 }
 
 export interface LoopRound {
@@ -184,6 +324,8 @@ export interface LoopOptions {
   concurrency: number;
   durationSec: number;
   server: Started;
+  /** Grants a pending approval (the approval scenarios). */
+  grant?: (id: string) => Promise<void>;
 }
 
 /** One channel to the server: a Check client and an ExternalProcessor client sharing it. */
@@ -209,10 +351,12 @@ class Channel {
 }
 
 /** One exchange: a Check call, or a Process stream played as Envoy plays it. Resolves with the answers. */
+let sent = 0;
 function exchange(ch: Channel, s: ExtProcScenario): Promise<Record<string, any>[]> {
-  if (s.check) {
+  if (s.check || s.checkFor) {
+    const request = s.checkFor ? s.checkFor(sent++) : s.check;
     return new Promise((resolve, reject) =>
-      ch.check.Check(s.check, (err: Error | null, res: CheckResponse) => (err ? reject(err) : resolve([res]))),
+      ch.check.Check(request, (err: Error | null, res: CheckResponse) => (err ? reject(err) : resolve([res]))),
     );
   }
   return new Promise((resolve, reject) => {
@@ -250,10 +394,27 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
+/** Asks for the scenario's approvals and grants them, unless an earlier round did. */
+async function granted(ch: Channel, s: ExtProcScenario, grant: LoopOptions['grant']): Promise<void> {
+  const one = async (i: number) => {
+    const [answer] = await new Promise<Record<string, any>[]>((resolve, reject) =>
+      ch.check.Check(s.checkFor!(i), (err: Error | null, res: CheckResponse) => (err ? reject(err) : resolve([res]))),
+    );
+    if (answer?.ok_response) return;
+    const id = approvalIdOf(answer);
+    if (id === undefined || grant === undefined)
+      throw new Error(`${s.name}: no approval to grant (${JSON.stringify(answer).slice(0, 300)})`);
+    await grant(id);
+  };
+  for (let i = 0; i < s.grant!; i += 8)
+    await Promise.all(Array.from({ length: Math.min(8, s.grant! - i) }, (_, k) => one(i + k)));
+}
+
 /** A closed loop of `concurrency` exchanges in flight for `durationSec`; every 50th exchange's answers are verified. */
 export async function closedLoop(s: ExtProcScenario, o: LoopOptions): Promise<LoopRound> {
   const channels = Array.from({ length: o.connections }, (_, i) => new Channel(o.target, i));
   try {
+    if (s.grant) await granted(channels[0]!, s, o.grant);
     // Each channel connected and answering before the clock starts.
     for (const ch of channels) await exchange(ch, s);
     const latencies: number[] = [];
@@ -350,9 +511,11 @@ export async function inProcess(
   try {
     for (const s of list) {
       let one: () => Promise<Record<string, any>[]>;
-      if (s.check) {
-        const wire = check.requestSerialize(s.check);
+      if (s.check || s.checkFor) {
+        const fixed = s.check ? check.requestSerialize(s.check) : undefined;
+        let n = 0;
         one = async () => {
+          const wire = fixed ?? check.requestSerialize(s.checkFor!(n++));
           const trace = await p.runCheck(rt, p.toRequest, check.requestDeserialize(wire));
           const bytes =
             p.encodeCheckResponse(trace.outcome) ?? check.responseSerialize(p.toCheckResponse(trace.outcome));
@@ -375,7 +538,16 @@ export async function inProcess(
         const wrong = s.verify(first);
         if (wrong) throw new Error(`${s.name}: ${wrong}`);
       }
-      if (s.check) {
+      // The approvals granted as the page grants them, in this process's store.
+      for (let i = 0; i < (s.grant ?? 0); i++) {
+        const [answer] = await one();
+        const id = approvalIdOf(answer);
+        if (id === undefined) throw new Error(`${s.name}: no approval to grant`);
+        const service = rt.approvals as ApprovalService;
+        const decided = await service.decide((await service.store.byId(id))!, true, 'bench-approver', Date.now());
+        if (!decided) throw new Error(`${s.name}: approval ${id} was not pending`);
+      }
+      if (s.check || s.checkFor) {
         const wrong = s.verify(await one());
         if (wrong) throw new Error(`${s.name}: ${wrong}`);
       }
@@ -406,6 +578,17 @@ export interface ExtProcRun {
   median: LoopRound;
 }
 
+/** The median over rounds of (server CPU per exchange ÷ the baseline's in the same round): what load changes between rounds cancels. */
+export function roundRatio(run: ExtProcRun, base: ExtProcRun): number {
+  const ratios = run.rounds
+    .map((x, i) => x.serverCpuUsPerExchange / (base.rounds[i]?.serverCpuUsPerExchange ?? NaN))
+    .filter((x) => Number.isFinite(x))
+    .sort((a, b) => a - b);
+  if (ratios.length === 0) return NaN;
+  const mid = ratios.length >> 1;
+  return ratios.length % 2 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2;
+}
+
 export function printExtProc(
   command: string,
   runs: ExtProcRun[],
@@ -425,7 +608,7 @@ export function printExtProc(
   for (const r of runs) {
     const m = r.median;
     const base = r.sameAs ? runs.find((x) => x.scenario === r.sameAs)?.median : undefined;
-    const vs = base ? `×${(m.serverCpuUsPerExchange / base.serverCpuUsPerExchange).toFixed(2)}` : '';
+    const vs = base ? `×${roundRatio(r, runs.find((x) => x.scenario === r.sameAs)!).toFixed(2)}` : '';
     const ip = inProc.find((x) => x.scenario === r.scenario)?.totalUs;
     w(
       `${r.scenario.padEnd(22)} ${String(m.perSec).padStart(7)} ${m.latencyMs.p50.toFixed(2).padStart(7)} ${m.latencyMs.p99.toFixed(2).padStart(7)} ${m.serverCpuUsPerExchange.toFixed(0).padStart(15)} ${vs.padStart(9)} ${(ip?.toFixed(1) ?? '').padStart(11)} ${`${m.cores.server}/${m.cores.loadGenerator}/${m.cores.other}`.padStart(19)} ${r.rounds.reduce((n, x) => n + x.errors, 0)}`,
@@ -433,7 +616,7 @@ export function printExtProc(
   }
   w('');
   w(
-    "server µs/exch: the mcp-authz process's CPU per exchange (one worker); vs Check: that over the Check of the same request.",
+    "server µs/exch: the mcp-authz process's CPU per exchange (one worker); vs Check: that over the scenario it is compared with (the same request without the extra step), the median of the per-round ratios (each round runs both back to back).",
   );
   w('in-proc µs: decode, session or runCheck, encode, in one process without gRPC.');
 }

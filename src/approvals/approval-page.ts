@@ -16,6 +16,8 @@ import { APPROVAL_ID, type ApprovalService } from './approval-service.js';
 import { canonicalJson } from '../contracts/jcs.js';
 import { ApproverSignIn, SignInFailed, type Approver, type PendingSignIn } from './approver-sign-in.js';
 import type { ReceiptSigner } from './receipt.js';
+import type { PinGuard } from '../pins/pin-guard.js';
+import type { StoredReview } from '../pins/pin-state.js';
 
 const SESSION_COOKIE = 'mcp_authz_approver';
 const SIGN_IN_COOKIE = 'mcp_authz_sign_in';
@@ -23,6 +25,8 @@ const SESSION_SECONDS = 30 * 60;
 const SIGN_IN_SECONDS = 10 * 60;
 const MAX_FORM_BYTES = 4096;
 const MASK = '•••••• (secret)';
+/** The review of a changed tool definition: /approvals/pins/<32 hex digits>. */
+const REVIEW_PATH = /^pins\/([0-9a-f]{32})$/;
 
 interface Session extends Approver {
   sid: string;
@@ -35,6 +39,8 @@ export interface ApprovalPageOptions {
   signer: ReceiptSigner;
   events: ServiceEvents;
   logger: Logger;
+  /** Changed tool definitions are re-approved here too, when the pins name an approver group. */
+  pins?: PinGuard;
   now?: () => number;
 }
 
@@ -76,6 +82,11 @@ export class ApprovalPages {
       return;
     }
     if (rest === 'callback' && req.method === 'GET') return this.callback(req, res, url);
+    const review = REVIEW_PATH.exec(rest)?.[1];
+    if (review !== undefined && this.opts.pins?.review !== undefined) {
+      if (req.method === 'GET' || req.method === 'HEAD') return this.showReview(req, res, review);
+      if (req.method === 'POST') return this.decideReview(req, res, review);
+    }
     if (!APPROVAL_ID.test(rest)) return notFound(res);
     if (req.method === 'GET' || req.method === 'HEAD') return this.show(req, res, rest);
     if (req.method === 'POST') return this.decide(req, res, rest);
@@ -189,18 +200,7 @@ ${footer}`;
     if (stored.state === 'pending' && request.expiresAt <= now)
       return page(res, 410, 'Expired', '<p>This request expired without a decision.</p>');
     const granted = choice === 'approve';
-    const keepSeconds = granted ? request.windowSeconds : this.cfg.pendingSeconds;
-    const done = await this.opts.approvals.store.decide(
-      id,
-      {
-        state: granted ? 'granted' : 'rejected',
-        approver: session.name,
-        decidedAt: now,
-        validUntil: now + keepSeconds * 1000,
-      },
-      request.uses,
-      keepSeconds * 1000,
-    );
+    const done = await this.opts.approvals.decide(stored, granted, session.name, now);
     if (done) {
       this.opts.events.approval?.(granted ? 'granted' : 'rejected');
       this.opts.logger.info(
@@ -229,6 +229,136 @@ ${footer}`;
     } catch (err) {
       if (!(err instanceof ApprovalStoreUnavailable)) throw err;
       page(res, 503, 'Approvals are unavailable', '<p>The approval store cannot be reached. Try again shortly.</p>');
+      return undefined;
+    }
+  }
+
+  // ---------------------------------------------------------------- /approvals/pins/<id>
+
+  private async showReview(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const session = await this.session(req);
+    if (session === undefined) return this.startSignIn(res, `pins/${id}`);
+    const group = this.opts.pins!.review!.group;
+    if (!session.groups.includes(group))
+      return page(
+        res,
+        403,
+        'Not an approver',
+        `<p>You are signed in as <b>${esc(session.name)}</b>. Re-approving a tool definition needs membership of the group <code>${esc(group)}</code>, which your sign-in does not carry.</p>`,
+      );
+    const stored = await this.loadReview(res, id);
+    if (stored === undefined) return;
+    const token = await this.csrfToken(session, `pins/${id}`);
+    page(res, 200, `Re-approve ${stored.review.name}?`, this.reviewDetails(stored, session, token));
+  }
+
+  private reviewDetails(stored: StoredReview, session: Session, csrf: string): string {
+    const { review, decision } = stored;
+    const what = review.kind === 'tools' ? 'tool' : review.kind === 'prompts' ? 'prompt' : 'resource template';
+    const rows: [string, string][] = [
+      ['Endpoint', `<code>${esc(review.endpoint)}</code>`],
+      [what[0]!.toUpperCase() + what.slice(1), `<code>${esc(review.name)}</code>`],
+      [
+        'Pinned',
+        review.pinned === undefined ? 'nothing: a new ' + what : `<code class="digest">${esc(review.pinned)}</code>`,
+      ],
+      ['Listed now', `<code class="digest">${esc(review.listed)}</code>`],
+      ['First listed', `<time>${new Date(review.requestedAt).toISOString()}</time>`],
+    ];
+    const table = rows.map(([k, v]) => `<tr><th scope="row">${k}</th><td>${v}</td></tr>`).join('');
+    const before =
+      review.pinnedDefinition === undefined ? [] : pretty(canonicalJson(review.pinnedDefinition)).split('\n');
+    const after = pretty(canonicalJson(review.definition)).split('\n');
+    const diff = lineDiff(before, after)
+      .map(
+        ([op, line]) => `<span class="${op === '+' ? 'add' : op === '-' ? 'del' : 'same'}">${op} ${esc(line)}</span>`,
+      )
+      .join('');
+    const note =
+      review.pinned !== undefined && review.pinnedDefinition === undefined
+        ? '<p class="note">The pin holds only a digest, so the old definition cannot be shown: every line is the new one.</p>'
+        : '';
+    let footer: string;
+    if (decision === undefined) {
+      footer = `<form method="post" class="decide">
+  <input type="hidden" name="csrf" value="${esc(csrf)}">
+  <button type="submit" name="decision" value="approve" class="approve">Approve the new definition</button>
+  <button type="submit" name="decision" value="reject" class="reject">Reject</button>
+</form>
+<p class="note">Approving pins the new definition on every replica: the ${what} shows in lists again and its calls pass. Rejecting keeps it hidden and refused. Fold approved definitions into the pins file with <code>mcp-authz pins approved --apply</code>.</p>`;
+    } else {
+      footer = `<p class="state ${decision.state}">${decision.state === 'granted' ? 'Approved' : 'Rejected'} by <b>${esc(decision.approver)}</b> at <time>${new Date(decision.decidedAt).toISOString()}</time>.</p>`;
+    }
+    return `<p class="who">Signed in as <b>${esc(session.name)}</b></p>
+<table class="facts">${table}</table>
+<h2>What changed (canonical JSON)</h2>
+${note}<pre class="args diff">${diff}</pre>
+${footer}`;
+  }
+
+  private async decideReview(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    if (req.headers.origin !== this.origin)
+      return page(res, 403, 'Refused', '<p>This decision did not come from the approval page (Origin).</p>');
+    const form = await readForm(req);
+    if (form === undefined) return page(res, 400, 'Refused', '<p>The form could not be read.</p>');
+    const session = await this.session(req);
+    if (session === undefined)
+      return page(res, 401, 'Sign in again', '<p>Your sign-in expired. Open the page again.</p>');
+    if (!safeEqual(form.get('csrf') ?? '', await this.csrfToken(session, `pins/${id}`)))
+      return page(res, 403, 'Refused', '<p>The form is stale or forged (CSRF token). Open the page again.</p>');
+    const choice = form.get('decision');
+    if (choice !== 'approve' && choice !== 'reject') return page(res, 400, 'Refused', '<p>Approve or reject.</p>');
+    const group = this.opts.pins!.review!.group;
+    if (!session.groups.includes(group))
+      return page(res, 403, 'Not an approver', `<p>Deciding needs membership of <code>${esc(group)}</code>.</p>`);
+    const stored = await this.loadReview(res, id);
+    if (stored === undefined) return;
+    const granted = choice === 'approve';
+    let done: boolean;
+    try {
+      done = await this.opts.pins!.state.decideReview(id, {
+        state: granted ? 'granted' : 'rejected',
+        approver: session.name,
+        decidedAt: this.now(),
+      });
+    } catch (err) {
+      this.opts.logger.warn({ err: { message: (err as Error).message } }, 'the pin state did not answer');
+      return page(res, 503, 'Unavailable', '<p>The pin state cannot be reached. Try again shortly.</p>');
+    }
+    if (done) {
+      const { review } = stored;
+      this.opts.logger.info(
+        {
+          review_id: id,
+          approver: session.name,
+          decision: granted ? 'granted' : 'rejected',
+          endpoint: review.endpoint,
+          kind: review.kind,
+          name: review.name,
+          pinned: review.pinned,
+          listed: review.listed,
+        },
+        granted ? 'changed definition re-approved' : 'changed definition rejected',
+      );
+    }
+    res.writeHead(303, { location: `/approvals/pins/${id}`, 'cache-control': 'no-store' });
+    res.end();
+  }
+
+  private async loadReview(res: ServerResponse, id: string): Promise<StoredReview | undefined> {
+    try {
+      const stored = await this.opts.pins!.state.review(id);
+      if (stored === undefined)
+        page(
+          res,
+          404,
+          'No such review',
+          '<p>There is no changed definition to review at this address, or it has expired.</p>',
+        );
+      return stored;
+    } catch (err) {
+      this.opts.logger.warn({ err: { message: (err as Error).message } }, 'the pin state did not answer');
+      page(res, 503, 'Unavailable', '<p>The pin state cannot be reached. Try again shortly.</p>');
       return undefined;
     }
   }
@@ -275,7 +405,8 @@ ${footer}`;
       exp: this.now() + SESSION_SECONDS * 1000,
     };
     res.writeHead(303, {
-      location: APPROVAL_ID.test(pending.id) ? `/approvals/${pending.id}` : '/approvals/',
+      location:
+        APPROVAL_ID.test(pending.id) || REVIEW_PATH.test(pending.id) ? `/approvals/${pending.id}` : '/approvals/',
       'set-cookie': [
         this.cookie(SESSION_COOKIE, await this.seal(session), SESSION_SECONDS),
         this.cookie(SIGN_IN_COOKIE, '', 0),
@@ -300,17 +431,11 @@ ${footer}`;
   }
 
   private async csrfToken(session: Session, id: string): Promise<string> {
-    return createHmac('sha256', await this.sessionKey())
-      .update(`csrf\0${session.sid}\0${id}`)
-      .digest('base64url');
+    return csrfToken(await this.sessionKey(), session.sid, id);
   }
 
   private async seal(value: unknown): Promise<string> {
-    const body = Buffer.from(JSON.stringify(value)).toString('base64url');
-    const mac = createHmac('sha256', await this.sessionKey())
-      .update(body)
-      .digest('base64url');
-    return `${body}.${mac}`;
+    return seal(await this.sessionKey(), value);
   }
 
   private async unseal<T>(sealed: string | undefined): Promise<T | undefined> {
@@ -343,6 +468,20 @@ ${footer}`;
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** A cookie value only the holder of the session key can make: base64url JSON, a dot, its HMAC. */
+export function seal(key: Buffer, value: unknown): string {
+  const body = Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${body}.${createHmac('sha256', key).update(body).digest('base64url')}`;
+}
+
+/** The form token of one approver session for one page: a form from elsewhere cannot carry it. */
+export function csrfToken(key: Buffer, sid: string, id: string): string {
+  return createHmac('sha256', key).update(`csrf\0${sid}\0${id}`).digest('base64url');
+}
+
+/** The approver's session cookie (name and sealed value), as the sign-in callback sets it. */
+export const APPROVER_SESSION_COOKIE = SESSION_COOKIE;
 
 function cookieOf(req: IncomingMessage, name: string): string | undefined {
   const header = req.headers.cookie;
@@ -384,6 +523,33 @@ function duration(seconds: number): string {
   if (seconds % 3600 === 0) return `${seconds / 3600} h`;
   if (seconds % 60 === 0) return `${seconds / 60} min`;
   return `${seconds} s`;
+}
+
+/** A line diff (longest common subsequence): each line of `a` and `b` once, marked ' ', '-' or '+'. */
+export function lineDiff(a: readonly string[], b: readonly string[]): [' ' | '-' | '+', string][] {
+  // Definitions are small (a few hundred lines at most); past that, the whole old, then the whole new.
+  if (a.length * b.length > 4_000_000)
+    return [...a.map((l) => ['-', l] as ['-', string]), ...b.map((l) => ['+', l] as ['+', string])];
+  const n = a.length;
+  const m = b.length;
+  const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--)
+    for (let j = m - 1; j >= 0; j--)
+      lcs[i]![j] = a[i] === b[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
+  const out: [' ' | '-' | '+', string][] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n && j < m) {
+    if (a[i] === b[j]) {
+      out.push([' ', a[i]!]);
+      i++;
+      j++;
+    } else if (lcs[i + 1]![j]! >= lcs[i]![j + 1]!) out.push(['-', a[i++]!]);
+    else out.push(['+', b[j++]!]);
+  }
+  while (i < n) out.push(['-', a[i++]!]);
+  while (j < m) out.push(['+', b[j++]!]);
+  return out;
 }
 
 /** Canonical JSON, indented two spaces (its member order kept). */
@@ -447,6 +613,10 @@ button.approve { background: var(--ok); color: #fff; }
 button.reject { background: transparent; color: var(--no); border-color: var(--no); }
 button:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
 .note { color: var(--muted); font-size: .9rem; }
+pre.diff span { display: block; padding: 0 .4rem; border-radius: 4px; }
+pre.diff .add { background: color-mix(in srgb, var(--ok) 14%, transparent); }
+pre.diff .del { background: color-mix(in srgb, var(--no) 14%, transparent); text-decoration: line-through; text-decoration-color: color-mix(in srgb, var(--no) 50%, transparent); }
+pre.diff .same { color: var(--muted); }
 .state { margin-top: 1.6rem; padding: .8rem 1rem; border-radius: 10px; border: 1px solid var(--line); }
 .state.granted { border-color: var(--ok); color: var(--ok); }
 .state.rejected, .state.expired { border-color: var(--no); color: var(--no); }

@@ -13,6 +13,7 @@ import type { ServiceEvents } from '../metrics/hooks.js';
 import { canElicitUrl, urlElicitationMessage } from '../mcp-response/url-elicitation.js';
 import {
   ApprovalStoreUnavailable,
+  type ApprovalDecision,
   type ApprovalRequest,
   type ApprovalStore,
   type StoredApproval,
@@ -103,21 +104,8 @@ export class ApprovalService implements Approvals {
         if (decision === undefined || decision.validUntil <= now) return undefined;
         if (!(await this.opts.store.consume(request.id))) return undefined;
         this.opts.events.approval?.('used');
-        const receipt = await this.opts.signer.sign(
-          {
-            approvalId: request.id,
-            digest: request.digest,
-            approver: decision.approver,
-            approvedAt: decision.decidedAt,
-            rule: request.rule,
-            principal: request.principal,
-            endpoint: request.endpoint,
-            tool: request.tool,
-            policyRevision: request.policyRevision,
-            decisionId,
-          },
-          now,
-        );
+        // Signed when the approver decided; a grant stored without one (by an older version) is signed now.
+        const receipt = decision.receipt ?? this.receipt(request, decision, now, decisionId);
         return { kind: 'approved', approvalId: request.id, receipt, approver: decision.approver, digest: bound.digest };
       }
       case 'rejected':
@@ -135,6 +123,41 @@ export class ApprovalService implements Approvals {
         // Still waiting: the same page again, no second notification.
         return this.elicitation(ctx, request.id, requirement, bound);
     }
+  }
+
+  /**
+   * Records an approver's decision on a pending approval; a grant carries its receipt, signed
+   * here, once, so that the calls it lets through only read it. False when it was not pending.
+   */
+  async decide(stored: StoredApproval, granted: boolean, approver: string, now: number): Promise<boolean> {
+    const { request } = stored;
+    const keepSeconds = granted ? request.windowSeconds : this.opts.config.pendingSeconds;
+    const decision: ApprovalDecision = {
+      state: granted ? 'granted' : 'rejected',
+      approver,
+      decidedAt: now,
+      validUntil: now + keepSeconds * 1000,
+    };
+    if (granted) decision.receipt = this.receipt(request, decision, now);
+    return this.opts.store.decide(request.id, decision, request.uses, keepSeconds * 1000);
+  }
+
+  private receipt(request: ApprovalRequest, decision: ApprovalDecision, now: number, decisionId?: string): string {
+    return this.opts.signer.sign(
+      {
+        approvalId: request.id,
+        digest: request.digest,
+        approver: decision.approver,
+        approvedAt: decision.decidedAt,
+        rule: request.rule,
+        principal: request.principal,
+        endpoint: request.endpoint,
+        tool: request.tool,
+        policyRevision: request.policyRevision,
+        ...(decisionId === undefined ? {} : { decisionId }),
+      },
+      now,
+    );
   }
 
   private async request(

@@ -37,6 +37,8 @@ export interface ApprovalDecision {
   decidedAt: number;
   /** Granted: the grant is usable until then (epoch ms). */
   validUntil: number;
+  /** Granted: the receipt (JWS) signed when the approver decided, carried by every call the grant lets through. */
+  receipt?: string;
 }
 
 export interface StoredApproval {
@@ -75,7 +77,9 @@ export class LocalApprovalStore implements ApprovalStore {
 
   async create(request: ApprovalRequest, keepMs: number): Promise<void> {
     this.sweep();
-    this.byIdMap.set(request.id, { stored: { request, state: 'pending' }, dropAt: this.now() + keepMs });
+    // Frozen copies: byId hands out shallow copies that share them.
+    const kept = Object.freeze({ ...request });
+    this.byIdMap.set(request.id, { stored: { request: kept, state: 'pending' }, dropAt: this.now() + keepMs });
     this.digests.set(request.digest, request.id);
   }
 
@@ -87,14 +91,14 @@ export class LocalApprovalStore implements ApprovalStore {
   async byId(id: string): Promise<StoredApproval | undefined> {
     const e = this.byIdMap.get(id);
     if (e === undefined || e.dropAt <= this.now()) return undefined;
-    return structuredClone(e.stored);
+    return { ...e.stored };
   }
 
   async decide(id: string, decision: ApprovalDecision, uses: number, keepMs: number): Promise<boolean> {
     const e = this.byIdMap.get(id);
     if (e === undefined || e.stored.state !== 'pending') return false;
     e.stored.state = decision.state;
-    e.stored.decision = decision;
+    e.stored.decision = Object.freeze({ ...decision });
     if (decision.state === 'granted') e.stored.usesLeft = uses;
     e.dropAt = Math.max(e.dropAt, this.now() + keepMs);
     return true;

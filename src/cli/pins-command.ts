@@ -6,7 +6,10 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { diffDefinitions, type ItemDiff } from '../pins/diff.js';
 import { parsePinsFile, PIN_MODES, type PinMode } from '../pins/pins-file.js';
-import { recordListed, type RecordSummary } from '../pins/record.js';
+import { recordDefinition, recordListed, type RecordSummary } from '../pins/record.js';
+import { RedisPinState } from '../pins/pin-state.js';
+import type { PinKind } from '../pins/definition.js';
+import { loadConfigFile } from '../config/load.js';
 import { listedFromEndpoint, listedFromText, type Listed } from './mcp-lists.js';
 
 const OPTIONS = {
@@ -20,6 +23,8 @@ const OPTIONS = {
   mode: { type: 'string' },
   'timeout-ms': { type: 'string', default: '30000' },
   json: { type: 'boolean', default: false },
+  config: { type: 'string' },
+  apply: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -33,8 +38,9 @@ export async function pinsCommand(args: string[], out: (s: string) => void, usag
     out(usage);
     return 0;
   }
+  if (verb === 'approved') return approved(values, out);
   if (verb !== 'record' && verb !== 'diff')
-    throw new PinsCommandError(`pins: expected "record" or "diff", got ${JSON.stringify(verb)}`);
+    throw new PinsCommandError(`pins: expected "record", "diff" or "approved", got ${JSON.stringify(verb)}`);
   const endpoint = values.endpoint;
   if (!endpoint)
     throw new PinsCommandError('--endpoint is required: the endpoint name the pins are for (endpoints[].name)');
@@ -69,6 +75,87 @@ export async function pinsCommand(args: string[], out: (s: string) => void, usag
       ? `${JSON.stringify(summary)}\n`
       : `${pinsPath}: endpoint ${endpoint} (${summary.mode}): ${summary.pinned} pinned — ${summary.added} new, ${summary.changed} changed, ${summary.removed} removed, ${summary.unchanged} unchanged\n`,
   );
+  return 0;
+}
+
+/**
+ * `pins approved`: the re-pins approvers made on the approval page, from the shared pin state;
+ * with --apply each one whose reviewed pin is still the file's is written into the file.
+ */
+async function approved(
+  values: { config?: string; apply: boolean; json: boolean },
+  out: (s: string) => void,
+): Promise<number> {
+  if (values.config === undefined) throw new PinsCommandError("--config is required: the service's config file");
+  let config;
+  try {
+    config = loadConfigFile(values.config).config;
+  } catch (err) {
+    throw new PinsCommandError((err as Error).message);
+  }
+  const pins = config.pins;
+  if (pins === undefined) throw new PinsCommandError(`${values.config} pins nothing (no pins section)`);
+  const redis = pins.redis ?? config.rateLimit.redis;
+  if (redis === undefined)
+    throw new PinsCommandError(
+      'the pin state is kept in the serving process (no pins.redis or rateLimit.redis): only it knows what was re-approved. Review with `pins diff` and `pins record` instead.',
+    );
+  const pinsPath = pins.file;
+  const file = parsePinsFile(readFileSync(pinsPath, 'utf8'), pinsPath);
+  const state = new RedisPinState({ url: redis.url, keyPrefix: redis.keyPrefix, commandTimeoutMs: 5000 });
+  const found: {
+    endpoint: string;
+    kind: PinKind;
+    name: string;
+    sha256: string;
+    replaces?: string;
+    approver: string;
+    approvedAt: string;
+    status: 'current' | 'stale' | 'applied';
+  }[] = [];
+  try {
+    await Promise.race([
+      state.ready(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('no connection within 5 s')), 5000).unref()),
+    ]);
+    for (const [endpoint, ep] of file.endpoints) {
+      for (const [key, repin] of await state.repins(endpoint)) {
+        const [kind, name] = key.split('\0') as [PinKind, string];
+        const filePin = ep.pins[kind]?.get(name);
+        const current = repin.replaces === filePin?.sha256 && repin.definition !== undefined;
+        const already = filePin?.sha256 === repin.sha256;
+        found.push({
+          endpoint,
+          kind,
+          name,
+          sha256: repin.sha256,
+          ...(repin.replaces === undefined ? {} : { replaces: repin.replaces }),
+          approver: repin.approver,
+          approvedAt: new Date(repin.approvedAt).toISOString(),
+          status: already ? 'applied' : current ? 'current' : 'stale',
+        });
+        if (current && !already && values.apply) {
+          recordDefinition(pinsPath, endpoint, kind, repin.definition!, repin.sha256);
+          found[found.length - 1]!.status = 'applied';
+        }
+      }
+    }
+  } catch (err) {
+    if (err instanceof PinsCommandError) throw err;
+    throw new PinsCommandError(`the pin state (Redis): ${(err as Error).message}`);
+  } finally {
+    await state.close();
+  }
+  if (values.json) out(`${JSON.stringify({ file: pinsPath, approved: found })}\n`);
+  else {
+    for (const f of found)
+      out(
+        `${f.status === 'applied' ? '=' : f.status === 'current' ? '+' : '!'} ${f.endpoint} ${f.kind === 'tools' ? 'tool' : f.kind} ${f.name}: ${f.sha256.slice(0, 12)} approved by ${f.approver} at ${f.approvedAt}${f.status === 'stale' ? ' (the file no longer holds the pin it replaced: ignored)' : f.status === 'applied' ? ' (in the file)' : ''}\n`,
+      );
+    if (found.length === 0) out('nothing was re-approved\n');
+    else if (!values.apply && found.some((f) => f.status === 'current'))
+      out(`fold them into ${pinsPath} with --apply\n`);
+  }
   return 0;
 }
 

@@ -198,6 +198,7 @@ exit codes: 0 done, 1 the config has no such provider or its store is in memory,
 `,
   pins: `usage: mcp-authz pins record --endpoint NAME (--from FILE | --url URL) [--pins FILE] [--mode MODE] [--json]
        mcp-authz pins diff   --endpoint NAME (--from FILE | --url URL) [--pins FILE] [--json]
+       mcp-authz pins approved --config FILE [--apply] [--json]
 
 record: writes the definitions an MCP server lists (tools; prompts and resource templates
 when it has them) as the endpoint's pins in the pins file, replacing its earlier pins of
@@ -205,6 +206,9 @@ those kinds and keeping everything else. diff: what changed since they were pinn
 members as a word diff, schemas as JSON Pointer paths; exit 1 when anything differs.
 Ask the MCP server itself (or a route in report mode): a list through an enforcing
 mcp-authz has the changed tools removed already.
+approved: the changed definitions approvers re-approved on the approval page, read from the
+shared pin state (Redis) of the service's config; --apply folds each into the pins file
+(only where the file still holds the pin it was reviewed against).
 
 options:
   --endpoint NAME       the endpoint the pins are for (endpoints[].name) (required)
@@ -218,6 +222,8 @@ options:
   --pins FILE           the pins file (default pins.yaml); written atomically
   --mode MODE           record: enforce, trust-on-first-use or report (default: the
                         endpoint's mode in the file, else enforce)
+  --config FILE         approved: the service's config (its pins file and Redis)
+  --apply               approved: write the re-approved definitions into the pins file
   --json                machine-readable output
   -h, --help            this help
 `,

@@ -436,6 +436,8 @@ export const ConfigSchema = z
         pollIntervalMs: z.number().int().min(100).default(5000),
         /** Where replicas share what each endpoint last listed and first-seen pins; unset: rateLimit.redis, else this process. */
         redis: redisConnectionSchema({ defaultMs: 250, maxMs: 600_000 }).optional(),
+        /** The group (approvers' groups claim) whose members re-approve a changed definition on the approval page (needs approvals); unset: only the pins file decides. */
+        approverGroup: z.string().min(1).optional(),
       })
       .strict()
       .optional(),

@@ -17,7 +17,17 @@ import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { DEFAULT_HINTS, DigestCache, itemName, pinnedDefinition, toolHints, type PinKind } from './definition.js';
 import { parsePinsFile, PinSet, PinsFileError, type EndpointPins, type Pin, type PinMode } from './pins-file.js';
-import { LocalPinState, pinKey, RedisPinState, type FirstSeen, type PinState, type Seen } from './pin-state.js';
+import { createHash } from 'node:crypto';
+import {
+  LocalPinState,
+  pinKey,
+  RedisPinState,
+  type FirstSeen,
+  type PinState,
+  type Repin,
+  type Review,
+  type Seen,
+} from './pin-state.js';
 
 export interface PinGuardOptions {
   file: string;
@@ -27,6 +37,18 @@ export interface PinGuardOptions {
   observer: () => Observer;
   watch: boolean;
   state: PinState;
+  /** Changed definitions can be re-approved on the approval page by this group (pins.approverGroup). */
+  review?: { group: string; publicUrl: string };
+}
+
+/** The review of one changed definition: the same change listed again is the same review. */
+export function reviewId(endpoint: string, kind: PinKind, name: string, listed: string): string {
+  return createHash('sha256').update(`${endpoint}\0${kind}\0${name}\0${listed}`).digest('hex').slice(0, 32);
+}
+
+/** The pin in force: a re-approved definition replaces the pin it was reviewed against, and only that one. */
+export function effectivePin(base: Pin | undefined, repin: Repin | undefined): Pin | undefined {
+  return repin !== undefined && repin.replaces === base?.sha256 ? repin : base;
 }
 
 /** The pins configuration section (`pins`), as the schema reads it. */
@@ -39,6 +61,8 @@ export function pinGuardFromConfig(
 ): PinGuard | undefined {
   const pins = config.pins;
   if (!pins) return undefined;
+  if (pins.approverGroup !== undefined && config.approvals === undefined)
+    throw new Error('pins.approverGroup: re-approving changed definitions needs the approval page (approvals)');
   const redis = pins.redis ?? config.rateLimit.redis;
   const state: PinState =
     redis && opts.sharedState !== false
@@ -48,7 +72,15 @@ export function pinGuardFromConfig(
           commandTimeoutMs: redis.commandTimeoutMs,
         })
       : new LocalPinState();
-  return new PinGuard({ ...opts, file: pins.file, pollIntervalMs: pins.pollIntervalMs, state });
+  return new PinGuard({
+    ...opts,
+    file: pins.file,
+    pollIntervalMs: pins.pollIntervalMs,
+    state,
+    ...(pins.approverGroup !== undefined
+      ? { review: { group: pins.approverGroup, publicUrl: config.approvals!.publicUrl } }
+      : {}),
+  });
 }
 
 export class PinGuard implements Pinning {
@@ -86,6 +118,16 @@ export class PinGuard implements Pinning {
 
   get state(): PinState {
     return this.opts.state;
+  }
+
+  /** Who re-approves changed definitions, and where; undefined when only the pins file decides. */
+  get review(): PinGuardOptions['review'] {
+    return this.opts.review;
+  }
+
+  /** The page where a changed definition is reviewed. */
+  reviewUrl(id: string): string {
+    return `${this.opts.review?.publicUrl ?? ''}/approvals/pins/${id}`;
   }
 
   /** Re-reads the pins file now. */
@@ -176,9 +218,10 @@ export class PinGuard implements Pinning {
         kind,
         name,
         filePin === undefined && ep.mode === 'trust-on-first-use',
+        this.opts.review !== undefined,
       );
       seen = found.seen;
-      pin ??= found.firstSeen;
+      pin = effectivePin(pin ?? found.firstSeen, found.repin);
     } catch (err) {
       this.opts.logger.error(
         { err: { message: (err as Error).message }, request_id: ctx.request.id, endpoint },
@@ -216,7 +259,8 @@ export class PinGuard implements Pinning {
       return enforce
         ? deny(
             'tool_not_pinned',
-            `The ${what} "${name}" has no pin for this endpoint: it was never reviewed, so it may not be called.`,
+            `The ${what} "${name}" has no pin for this endpoint: it was never reviewed, so it may not be called.${this.reviewNote(endpoint, kind, name, seen)}`,
+            this.reviewExtra(endpoint, kind, name, seen),
           )
         : undefined;
     }
@@ -233,12 +277,26 @@ export class PinGuard implements Pinning {
       return enforce
         ? deny(
             'tool_definition_changed',
-            `The definition of ${what} "${name}" changed since it was pinned (pinned ${pin.sha256.slice(0, 12)}, listed ${seen.slice(0, 12)}); it may not be called until the change is reviewed.`,
+            `The definition of ${what} "${name}" changed since it was pinned (pinned ${pin.sha256.slice(0, 12)}, listed ${seen.slice(0, 12)}); it may not be called until the change is reviewed.${this.reviewNote(endpoint, kind, name, seen)}`,
+            this.reviewExtra(endpoint, kind, name, seen),
           )
         : undefined;
     }
     if (kind === 'tools') call.tool = { pinned: true, annotations: toolHints(pin.definition) };
     return undefined;
+  }
+
+  private reviewNote(endpoint: string, kind: PinKind, name: string, listed: string): string {
+    const r = this.opts.review;
+    return r === undefined
+      ? ''
+      : ` A person of ${r.group} can review it at ${this.reviewUrl(reviewId(endpoint, kind, name, listed))}.`;
+  }
+
+  private reviewExtra(endpoint: string, kind: PinKind, name: string, listed: string) {
+    return this.opts.review === undefined
+      ? {}
+      : { extra: { review_url: this.reviewUrl(reviewId(endpoint, kind, name, listed)) } };
   }
 
   // ---- the list ----
@@ -248,7 +306,20 @@ export class PinGuard implements Pinning {
     const ep = endpoint === undefined ? undefined : this.current.endpoints.get(endpoint);
     if (!ep) return undefined;
     let firstSeen: Map<string, Pin> | undefined;
+    let repins: ReadonlyMap<string, Repin> | undefined;
     let degraded = false;
+    if (this.opts.review !== undefined) {
+      try {
+        repins = await this.opts.state.repins(endpoint!);
+      } catch (err) {
+        // Without the re-approved definitions only the pins file (and first-seen pins) decide.
+        repins = undefined;
+        this.opts.logger.error(
+          { err: { message: (err as Error).message }, endpoint, request_id: requestId },
+          'the pin state did not answer: re-approved definitions are not shown in this list',
+        );
+      }
+    }
     if (ep.mode === 'trust-on-first-use') {
       try {
         firstSeen = await this.opts.state.firstSeen(endpoint!);
@@ -262,7 +333,7 @@ export class PinGuard implements Pinning {
         );
       }
     }
-    return new ListPins(endpoint!, ep, firstSeen, degraded, this.opts, requestId, this.digests);
+    return new ListPins(endpoint!, ep, firstSeen, degraded, this.opts, requestId, this.digests, repins);
   }
 }
 
@@ -270,6 +341,7 @@ export class PinGuard implements Pinning {
 export class ListPins {
   private readonly seen: Seen[] = [];
   private readonly first: FirstSeen[] = [];
+  private readonly reviews: Review[] = [];
   /** Items hidden because of their pins, for the log line. */
   hidden = 0;
 
@@ -278,9 +350,10 @@ export class ListPins {
     private readonly ep: EndpointPins,
     private readonly firstSeen: Map<string, Pin> | undefined,
     private readonly degraded: boolean,
-    private readonly opts: Pick<PinGuardOptions, 'observer' | 'logger'>,
+    private readonly opts: Pick<PinGuardOptions, 'observer' | 'logger' | 'review'>,
     private readonly requestId: string | undefined,
     private readonly digests: DigestCache = new DigestCache(),
+    private readonly repins?: ReadonlyMap<string, Repin>,
   ) {}
 
   get mode(): PinMode {
@@ -316,7 +389,22 @@ export class ListPins {
         );
       }
     }
+    if (this.repins !== undefined) pin = effectivePin(pin, this.repins.get(pinKey(kind, name)));
     if (pin !== undefined && pin.sha256 === digest) return true;
+    if (this.opts.review !== undefined && this.ep.mode !== 'report') {
+      const review: Review = {
+        id: reviewId(this.endpoint, kind, name, digest),
+        endpoint: this.endpoint,
+        kind,
+        name,
+        listed: digest,
+        definition: pinnedDefinition(kind, item),
+        requestedAt: Date.now(),
+      };
+      if (pin !== undefined) review.pinned = pin.sha256;
+      if (pin?.definition !== undefined) review.pinnedDefinition = pin.definition;
+      this.reviews.push(review);
+    }
     this.opts.observer().drifted?.({
       endpoint: this.endpoint,
       kind,
@@ -335,6 +423,23 @@ export class ListPins {
 
   /** Records what was listed (and pinned first): awaited before the client sees the list. */
   async flush(state: PinState): Promise<void> {
+    const reviews = this.reviews.splice(0);
+    for (const r of reviews) {
+      // Told once per change, not on every list that shows it.
+      if (!(await state.requestReview(r))) continue;
+      this.opts.logger.info(
+        {
+          endpoint: r.endpoint,
+          kind: r.kind,
+          name: r.name,
+          pinned: r.pinned,
+          listed: r.listed,
+          review_url: `${this.opts.review!.publicUrl}/approvals/pins/${r.id}`,
+          request_id: this.requestId,
+        },
+        'a changed definition waits for review',
+      );
+    }
     if (this.seen.length === 0 && this.first.length === 0) return;
     const seen = this.seen.splice(0);
     const first = this.first.splice(0);

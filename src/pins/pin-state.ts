@@ -22,7 +22,49 @@ export interface PinLookup {
   seen: string | undefined;
   /** The trust-on-first-use pin, when asked for and recorded. */
   firstSeen: Pin | undefined;
+  /** A re-approved definition, when asked for and recorded. */
+  repin?: Repin | undefined;
 }
+
+/** A changed (or new) definition an approver re-approved on the approval page: it replaces the pin it was reviewed against. */
+export interface Repin extends Pin {
+  /** The digest of the pin it replaces (the file's or the first-seen one); undefined: the item had none. */
+  readonly replaces?: string;
+  readonly approver: string;
+  /** Epoch ms. */
+  readonly approvedAt: number;
+}
+
+/** A drifted definition waiting for (or past) review: what a list showed against the pin in force. */
+export interface Review {
+  /** 32 hex digits: of (endpoint, kind, name, listed digest), so the same change is one review. */
+  id: string;
+  endpoint: string;
+  kind: PinKind;
+  name: string;
+  /** The digest listed, and the pinned members as listed. */
+  listed: string;
+  definition: Readonly<Record<string, unknown>>;
+  /** The pin in force when it was listed, and its definition when the pin holds one. */
+  pinned?: string;
+  pinnedDefinition?: Readonly<Record<string, unknown>>;
+  /** Epoch ms. */
+  requestedAt: number;
+}
+
+export interface ReviewDecision {
+  state: 'granted' | 'rejected';
+  approver: string;
+  decidedAt: number;
+}
+
+export interface StoredReview {
+  review: Review;
+  decision?: ReviewDecision;
+}
+
+/** How long a review and its decision are kept. */
+export const REVIEW_KEEP_MS = 7 * 24 * 3600_000;
 
 export interface PinState {
   readonly shared: boolean;
@@ -30,8 +72,32 @@ export interface PinState {
   firstSeen(endpoint: string): Promise<Map<string, Pin>>;
   /** Records what a list showed: the digests seen, and first-seen pins (kept when one exists). */
   record(endpoint: string, seen: readonly Seen[], first: readonly FirstSeen[]): Promise<void>;
-  lookup(endpoint: string, kind: PinKind, name: string, withFirstSeen: boolean): Promise<PinLookup>;
+  lookup(
+    endpoint: string,
+    kind: PinKind,
+    name: string,
+    withFirstSeen: boolean,
+    withRepin?: boolean,
+  ): Promise<PinLookup>;
+  /** Every re-approved definition of an endpoint (item key → repin). */
+  repins(endpoint: string): Promise<ReadonlyMap<string, Repin>>;
+  /** Stores a review unless one with its id exists; true when it is new. */
+  requestReview(review: Review): Promise<boolean>;
+  review(id: string): Promise<StoredReview | undefined>;
+  /** pending → granted/rejected, once (false otherwise); a grant re-pins the listed definition. */
+  decideReview(id: string, decision: ReviewDecision): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** The repin that a review's grant makes. */
+export function repinOf(review: Review, decision: ReviewDecision): Repin {
+  return Object.freeze({
+    sha256: review.listed,
+    definition: review.definition,
+    ...(review.pinned === undefined ? {} : { replaces: review.pinned }),
+    approver: decision.approver,
+    approvedAt: decision.decidedAt,
+  });
 }
 
 export const pinKey = (kind: PinKind, name: string): string => `${kind}\0${name}`;
@@ -39,6 +105,7 @@ export const pinKey = (kind: PinKind, name: string): string => `${kind}\0${name}
 interface EndpointMaps {
   seen: Map<string, string>;
   first: Map<string, Pin>;
+  repins: Map<string, Repin>;
 }
 
 /** This process's memory: bounded by what the upstream servers list. */
@@ -48,7 +115,7 @@ export class LocalPinState implements PinState {
 
   private of(endpoint: string): EndpointMaps {
     let m = this.endpoints.get(endpoint);
-    if (!m) this.endpoints.set(endpoint, (m = { seen: new Map(), first: new Map() }));
+    if (!m) this.endpoints.set(endpoint, (m = { seen: new Map(), first: new Map(), repins: new Map() }));
     return m;
   }
 
@@ -65,14 +132,61 @@ export class LocalPinState implements PinState {
     }
   }
 
-  async lookup(endpoint: string, kind: PinKind, name: string, withFirstSeen: boolean): Promise<PinLookup> {
+  async lookup(
+    endpoint: string,
+    kind: PinKind,
+    name: string,
+    withFirstSeen: boolean,
+    withRepin = false,
+  ): Promise<PinLookup> {
     const m = this.endpoints.get(endpoint);
     const k = pinKey(kind, name);
-    return { seen: m?.seen.get(k), firstSeen: withFirstSeen ? m?.first.get(k) : undefined };
+    return {
+      seen: m?.seen.get(k),
+      firstSeen: withFirstSeen ? m?.first.get(k) : undefined,
+      repin: withRepin ? m?.repins.get(k) : undefined,
+    };
+  }
+
+  private readonly reviews = new Map<string, { stored: StoredReview; dropAt: number }>();
+
+  async repins(endpoint: string): Promise<ReadonlyMap<string, Repin>> {
+    return this.endpoints.get(endpoint)?.repins ?? new Map();
+  }
+
+  async requestReview(review: Review): Promise<boolean> {
+    if (this.reviews.has(review.id)) return false;
+    const now = Date.now();
+    for (const [id, r] of this.reviews) if (r.dropAt <= now) this.reviews.delete(id);
+    this.reviews.set(review.id, { stored: { review: Object.freeze(review) }, dropAt: now + REVIEW_KEEP_MS });
+    return true;
+  }
+
+  async review(id: string): Promise<StoredReview | undefined> {
+    const r = this.reviews.get(id);
+    return r === undefined ? undefined : { ...r.stored };
+  }
+
+  async decideReview(id: string, decision: ReviewDecision): Promise<boolean> {
+    const r = this.reviews.get(id);
+    if (r === undefined || r.stored.decision !== undefined) return false;
+    r.stored.decision = Object.freeze({ ...decision });
+    if (decision.state === 'granted') {
+      const { review } = r.stored;
+      this.of(review.endpoint).repins.set(pinKey(review.kind, review.name), repinOf(review, decision));
+    }
+    return true;
   }
 
   async close(): Promise<void> {}
 }
+
+// KEYS: review state, repins hash. ARGV: decision JSON, state, repin field, repin JSON, keep ms.
+const DECIDE_REVIEW = `
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'decision') then return 0 end
+redis.call('HSET', KEYS[1], 'decision', ARGV[1])
+if ARGV[2] == 'granted' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) end
+return 1`;
 
 export interface RedisPinStateOptions {
   url: string;
@@ -145,15 +259,83 @@ export class RedisPinState implements PinState {
     if (!results || failed) throw failed?.[0] ?? new Error('Redis did not run the pin update');
   }
 
-  async lookup(endpoint: string, kind: PinKind, name: string, withFirstSeen: boolean): Promise<PinLookup> {
+  async lookup(
+    endpoint: string,
+    kind: PinKind,
+    name: string,
+    withFirstSeen: boolean,
+    withRepin = false,
+  ): Promise<PinLookup> {
     const k = pinKey(kind, name);
-    if (!withFirstSeen)
+    if (!withFirstSeen && !withRepin)
       return { seen: (await this.client.hget(this.seenKey(endpoint), k)) ?? undefined, firstSeen: undefined };
-    const [seen, first] = await Promise.all([
+    // One round trip: ioredis pipelines commands sent together.
+    const [seen, first, repin] = await Promise.all([
       this.client.hget(this.seenKey(endpoint), k),
-      this.client.hget(this.firstKey(endpoint), k),
+      withFirstSeen ? this.client.hget(this.firstKey(endpoint), k) : null,
+      withRepin ? this.client.hget(this.repinKey(endpoint), k) : null,
     ]);
-    return { seen: seen ?? undefined, firstSeen: first ? readPin(first) : undefined };
+    return {
+      seen: seen ?? undefined,
+      firstSeen: first ? readPin(first) : undefined,
+      repin: repin ? readRepin(repin) : undefined,
+    };
+  }
+
+  private repinKey(endpoint: string): string {
+    return `${this.opts.keyPrefix}:pins:repin:${endpoint}`;
+  }
+
+  private reviewKey(id: string): string {
+    return `${this.opts.keyPrefix}:pins:review:${id}`;
+  }
+
+  async repins(endpoint: string): Promise<ReadonlyMap<string, Repin>> {
+    const all = await this.client.hgetall(this.repinKey(endpoint));
+    const out = new Map<string, Repin>();
+    for (const [k, v] of Object.entries(all)) {
+      const r = readRepin(v);
+      if (r) out.set(k, r);
+    }
+    return out;
+  }
+
+  /** A hash per review: `review` (JSON, written once) and `decision` (JSON, written once). */
+  async requestReview(review: Review): Promise<boolean> {
+    const key = this.reviewKey(review.id);
+    const results = await this.client
+      .multi()
+      .hsetnx(key, 'review', JSON.stringify(review))
+      .pexpire(key, REVIEW_KEEP_MS, 'NX')
+      .exec();
+    const failed = results?.find(([err]) => err);
+    if (!results || failed) throw failed?.[0] ?? new Error('Redis did not store the review');
+    return results[0]![1] === 1;
+  }
+
+  async review(id: string): Promise<StoredReview | undefined> {
+    const [review, decision] = await this.client.hmget(this.reviewKey(id), 'review', 'decision');
+    if (review == null) return undefined;
+    const out: StoredReview = { review: JSON.parse(review) as Review };
+    if (decision != null) out.decision = JSON.parse(decision) as ReviewDecision;
+    return out;
+  }
+
+  async decideReview(id: string, decision: ReviewDecision): Promise<boolean> {
+    const stored = await this.review(id);
+    if (stored === undefined) return false;
+    const { review } = stored;
+    const done = await this.client.eval(
+      DECIDE_REVIEW,
+      2,
+      this.reviewKey(id),
+      this.repinKey(review.endpoint),
+      JSON.stringify(decision),
+      decision.state,
+      pinKey(review.kind, review.name),
+      JSON.stringify(repinOf(review, decision)),
+    );
+    return done === 1;
   }
 
   async close(): Promise<void> {
@@ -175,4 +357,16 @@ function readPin(v: string): Pin | undefined {
   } catch {
     return undefined;
   }
+}
+
+function readRepin(v: string): Repin | undefined {
+  const pin = readPin(v);
+  if (pin === undefined) return undefined;
+  const o = JSON.parse(v) as { replaces?: unknown; approver?: unknown; approvedAt?: unknown };
+  return Object.freeze({
+    ...pin,
+    ...(typeof o.replaces === 'string' ? { replaces: o.replaces } : {}),
+    approver: typeof o.approver === 'string' ? o.approver : '?',
+    approvedAt: typeof o.approvedAt === 'number' ? o.approvedAt : 0,
+  });
 }

@@ -88,6 +88,7 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
                   signer: runtime.approvals.signer,
                   events: runtime.events,
                   logger,
+                  ...(runtime.pins ? { pins: runtime.pins } : {}),
                 }),
               }
             : {}),
