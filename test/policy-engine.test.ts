@@ -37,6 +37,40 @@ test('a policy that blows its memory bound fails the evaluation, and the engine 
   t.true(mapResultSet(fine.ok ? fine.resultSet : undefined).allow);
 });
 
+test('a data document larger than the memory bound loads, and the bound still holds for evaluations above it', async (t) => {
+  // About 3 MiB of data (many endpoints' views) against a 32-page (2 MiB) bound.
+  const endpoints = Object.fromEntries(
+    Array.from({ length: 20_000 }, (_, i) => [
+      `tenant-${i}`,
+      { name: `tenant-${i}`, owner: `user-${i}`, public: false },
+    ]),
+  );
+  const bundle = await compileRego(
+    regoDir({
+      'p.rego':
+        'package mcp.authz\ndecision := {"allow": data.endpoints[input.e].owner == input.u, "n": count(numbers.range(1, input.n))}\n',
+    }),
+    'mcp/authz/decision',
+  );
+  const e = await WasmEngine.create(bundle, {
+    entrypoint: 'mcp/authz/decision',
+    maxMemoryPages: 32,
+    data: { endpoints },
+  });
+  const dataPages = e.memory.buffer.byteLength / 65536;
+  t.true(dataPages > 32, `the data alone takes ${dataPages} pages`);
+  const fine = e.evaluate(json({ e: 'tenant-19999', u: 'user-19999', n: 10 }));
+  t.true(fine.ok && mapResultSet(fine.resultSet).allow);
+  const other = e.evaluate(json({ e: 'tenant-19999', u: 'user-1', n: 10 }));
+  t.true(other.ok && !mapResultSet(other.resultSet).allow);
+  // An evaluation that needs far more than the bound above the data still fails, and the engine keeps answering.
+  const blown = e.evaluate(json({ e: 'tenant-1', u: 'user-1', n: 50_000_000 }));
+  t.false(blown.ok);
+  t.true(e.memory.buffer.byteLength <= (dataPages + 32) * 65536);
+  const after = e.evaluate(json({ e: 'tenant-1', u: 'user-1', n: 10 }));
+  t.true(after.ok && mapResultSet(after.resultSet).allow);
+});
+
 test('inputs of any size and script are read exactly: memory grows up to its bound, and a larger input is a failed evaluation', async (t) => {
   const e = await engineFor(
     'package mcp.authz\ndecision := {"allow": true, "headers": {"x-len": sprintf("%d", [count(input.s)]), "x-name": input.name}}\n',

@@ -601,11 +601,11 @@ export function printCheckCurves(curves: Curve[]): void {
   }
 }
 
-// Whole-Check endpoints stop at 10,000: every endpoint holds about 120 labelled metric series
-// from start-up (src/metrics/service-metrics.ts), ~46 KB of heap each, so 100,000 endpoints
-// would need some 4.6 GB in one process (docs/performance.md). The match alone goes to 100,000.
+// Whole-Check endpoints go to 100,000: past 1,000 endpoints an endpoint's metric series appear
+// with its first event, and the policy's data document gets its own WASM pages above
+// policy.maxMemoryPages (docs/performance.md).
 const DEFAULT_SIZES = {
-  endpoints: [10, 1000, 10_000],
+  endpoints: [10, 1000, 10_000, 100_000],
   grants: [1, 10, 100, 1000],
   list: [10, 500, 5000],
   issuers: [1, 10, 50],

@@ -12,7 +12,7 @@ export interface EngineOptions {
   entrypoint: string;
   /** The list visibility rule (docs/ext_proc.md), evaluated when the bundle has it. */
   visibleEntrypoint?: string;
-  /** Maximum WASM memory in 64 KiB pages; a policy that needs more fails its evaluation. */
+  /** WASM memory for evaluations in 64 KiB pages, above the data document's own; a policy that needs more fails its evaluation. */
   maxMemoryPages: number;
   /** The data document (data.*) handed to the policy once, with setData. */
   data: Record<string, unknown>;
@@ -62,6 +62,85 @@ const REQUIRED_EXPORTS = [
   'opa_wasm_abi_minor_version',
 ];
 
+/** WebAssembly's own ceiling for a 32-bit memory: 4 GiB. */
+const MAX_PAGES = 65536;
+
+interface Loaded {
+  memory: WebAssembly.Memory;
+  host: HostBuiltins;
+  x: PolicyExports;
+  used: Record<string, number>;
+  id: number;
+  entrypoints: Record<string, number>;
+  dataAddr: number;
+}
+
+/** The data document could not be loaded (most often: it did not fit the memory bound given). */
+class DataLoadFailed extends Error {
+  constructor(
+    private readonly source: string,
+    private readonly cause_: string,
+  ) {
+    super(cause_);
+  }
+  bundleError(): BundleError {
+    return new BundleError(`cannot load the policy data into ${this.source}: ${this.cause_}`);
+  }
+}
+
+/** One instance of the module with at most maxPages of memory, its data document loaded. */
+async function instantiate(
+  module: WebAssembly.Module,
+  bundle: Bundle,
+  opts: EngineOptions,
+  dataText: Uint8Array,
+  maxPages: number,
+): Promise<Loaded> {
+  const memory = new WebAssembly.Memory({ initial: Math.min(maxPages, 16), maximum: maxPages });
+  const host = new HostBuiltins(memory, opts.now ?? wallClockNs);
+  let instance: WebAssembly.Instance;
+  try {
+    instance = await WebAssembly.instantiate(module, { env: { memory, ...host.imports() } });
+  } catch (err) {
+    throw new BundleError(`cannot instantiate policy.wasm from ${bundle.source}: ${describe(err)}`);
+  }
+  const x = instance.exports as unknown as PolicyExports;
+  if (x.opa_wasm_abi_version.value !== 1 || !(Number(x.opa_wasm_abi_minor_version.value) >= 2)) {
+    throw new BundleError(
+      `policy.wasm in ${bundle.source} uses OPA WASM ABI ${x.opa_wasm_abi_version.value}.${x.opa_wasm_abi_minor_version.value}; 1.2 or later is required (rebuild with a current opa)`,
+    );
+  }
+  const dump = (addr: number): unknown => {
+    const at = x.opa_json_dump(addr);
+    const bytes = new Uint8Array(memory.buffer);
+    return JSON.parse(decoder.decode(bytes.subarray(at, bytes.indexOf(0, at))));
+  };
+  const used = dump(x.builtins()) as Record<string, number>;
+  try {
+    host.bind(x, used);
+  } catch (err) {
+    throw new BundleError(`policy.wasm in ${bundle.source}: ${describe(err)}`);
+  }
+  const entrypoints = dump(x.entrypoints()) as Record<string, number>;
+  const id = entrypoints[opts.entrypoint];
+  if (id === undefined) {
+    throw new BundleError(
+      `policy bundle ${bundle.source} has no entrypoint ${opts.entrypoint} (it has: ${Object.keys(entrypoints).join(', ') || 'none'})`,
+    );
+  }
+  let dataAddr: number;
+  try {
+    // The data document sits at the bottom of the heap; every evaluation starts above it.
+    const raw = x.opa_malloc(dataText.length);
+    new Uint8Array(memory.buffer).set(dataText, raw);
+    dataAddr = x.opa_json_parse(raw, dataText.length);
+    if (dataAddr === 0) throw new Error('the module could not parse the data document');
+  } catch (err) {
+    throw new DataLoadFailed(bundle.source, describe(err));
+  }
+  return { memory, host, x, used, id, entrypoints, dataAddr };
+}
+
 export type Evaluation =
   | { ok: true; resultSet: unknown; durationNs: number }
   | { ok: false; error: string; durationNs: number };
@@ -100,51 +179,31 @@ export class WasmEngine {
         );
       }
     }
-    const memory = new WebAssembly.Memory({ initial: Math.min(opts.maxMemoryPages, 16), maximum: opts.maxMemoryPages });
-    const host = new HostBuiltins(memory, opts.now ?? wallClockNs);
-    let instance: WebAssembly.Instance;
+    // The data document is written once, at the bottom of the heap; the bound is for the
+    // evaluations above it. When the data alone outgrows the bound (a large data.endpoints),
+    // one probe instance without a bound measures the pages it takes, and the engine gets
+    // those pages plus the bound.
+    const dataText = encoder.encode(JSON.stringify(opts.data));
+    let loaded: Loaded;
     try {
-      instance = await WebAssembly.instantiate(module, { env: { memory, ...host.imports() } });
+      loaded = await instantiate(module, bundle, opts, dataText, opts.maxMemoryPages);
     } catch (err) {
-      throw new BundleError(`cannot instantiate policy.wasm from ${bundle.source}: ${describe(err)}`);
+      if (!(err instanceof DataLoadFailed)) throw err;
+      const probe = await instantiate(module, bundle, opts, dataText, MAX_PAGES).catch((e: unknown) => {
+        throw e instanceof DataLoadFailed ? e.bundleError() : e;
+      });
+      const dataPages = Math.ceil(probe.x.opa_heap_ptr_get() / PAGE);
+      loaded = await instantiate(
+        module,
+        bundle,
+        opts,
+        dataText,
+        Math.min(MAX_PAGES, dataPages + opts.maxMemoryPages),
+      ).catch((e: unknown) => {
+        throw e instanceof DataLoadFailed ? e.bundleError() : e;
+      });
     }
-    const x = instance.exports as unknown as PolicyExports;
-    if (x.opa_wasm_abi_version.value !== 1 || !(Number(x.opa_wasm_abi_minor_version.value) >= 2)) {
-      throw new BundleError(
-        `policy.wasm in ${bundle.source} uses OPA WASM ABI ${x.opa_wasm_abi_version.value}.${x.opa_wasm_abi_minor_version.value}; 1.2 or later is required (rebuild with a current opa)`,
-      );
-    }
-    const dump = (addr: number): unknown => {
-      const at = x.opa_json_dump(addr);
-      const bytes = new Uint8Array(memory.buffer);
-      return JSON.parse(decoder.decode(bytes.subarray(at, bytes.indexOf(0, at))));
-    };
-    const used = dump(x.builtins()) as Record<string, number>;
-    try {
-      host.bind(x, used);
-    } catch (err) {
-      throw new BundleError(`policy.wasm in ${bundle.source}: ${describe(err)}`);
-    }
-    const entrypoints = dump(x.entrypoints()) as Record<string, number>;
-    const id = entrypoints[opts.entrypoint];
-    if (id === undefined) {
-      throw new BundleError(
-        `policy bundle ${bundle.source} has no entrypoint ${opts.entrypoint} (it has: ${Object.keys(entrypoints).join(', ') || 'none'})`,
-      );
-    }
-    let dataAddr: number;
-    try {
-      // The data document sits at the bottom of the heap; every evaluation starts above it.
-      const text = encoder.encode(JSON.stringify(opts.data));
-      const raw = x.opa_malloc(text.length);
-      new Uint8Array(memory.buffer).set(text, raw);
-      dataAddr = x.opa_json_parse(raw, text.length);
-      if (dataAddr === 0) throw new Error('the module could not parse the data document');
-    } catch (err) {
-      throw new BundleError(
-        `cannot load the policy data into ${bundle.source} (raise policy.maxMemoryPages?): ${describe(err)}`,
-      );
-    }
+    const { memory, host, x, used, id, entrypoints, dataAddr } = loaded;
     const visibleId = opts.visibleEntrypoint === undefined ? undefined : entrypoints[opts.visibleEntrypoint];
     return new WasmEngine(
       x,
