@@ -24,6 +24,8 @@ export interface ApiKeyRecord {
 /** Records built for looked-up keys, kept for the next Check with the same key. */
 const RECORD_CACHE = 16_384;
 const EMPTY_SLOT = -1;
+/** Entries indexed between two yields of `finish`. */
+const STEP = 16_384;
 const NO_TEXT = -1;
 const NO_SCOPES = Object.freeze([]) as unknown as string[];
 
@@ -161,12 +163,23 @@ export class KeyTableBuilder {
 
   /** The table, and every entry that repeats an earlier one's id or key (in entry order). */
   finish(): { table: KeyTable; repeats: Repeat[] } {
+    const steps = this.finishInSteps();
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /** The same, yielding every few thousand entries indexed, so a caller can answer requests between. */
+  *finishInSteps(): Generator<void, { table: KeyTable; repeats: Repeat[] }> {
     const n = this.n;
     const repeats: Repeat[] = [];
-    const hashes = this.hashes.slice(0, n * 8);
+    const hashes = firstItems(this.hashes, n * 8);
+    this.hashes = new Uint32Array(0);
     const slots = new Int32Array(capacityFor(n)).fill(EMPTY_SLOT);
     const mask = slots.length - 1;
     for (let i = 0; i < n; i++) {
+      if (i % STEP === STEP - 1) yield;
       const words = hashes.subarray(i * 8, i * 8 + 8);
       for (let s = words[0]! & mask; ; s = (s + 1) & mask) {
         const j = slots[s]!;
@@ -180,18 +193,18 @@ export class KeyTableBuilder {
         }
       }
     }
-    repeats.push(...this.repeatedIds());
+    repeats.push(...(yield* this.repeatedIds()));
     repeats.sort((a, b) => a.at - b.at || (a.kind === 'id' ? -1 : 1));
     const table = new KeyTable(
       n,
       hashes,
       slots,
       this.ids,
-      this.users.slice(0, n),
-      this.roles.slice(0, n),
-      this.grants.slice(0, n),
-      this.expires.slice(0, n),
-      this.disabled.slice(0, n),
+      firstItems(this.users, n),
+      firstItems(this.roles, n),
+      firstItems(this.grants, n),
+      firstItems(this.expires, n),
+      firstItems(this.disabled, n),
       this.texts,
       this.lists,
       this.roleLists,
@@ -200,12 +213,13 @@ export class KeyTableBuilder {
   }
 
   /** Ids seen twice, by an index over a string hash of each id (no Set of a million strings). */
-  private repeatedIds(): Repeat[] {
+  private *repeatedIds(): Generator<void, Repeat[]> {
     const n = this.n;
     const slots = new Int32Array(capacityFor(n)).fill(EMPTY_SLOT);
     const mask = slots.length - 1;
     const out: Repeat[] = [];
     for (let i = 0; i < n; i++) {
+      if (i % STEP === STEP - 1) yield;
       const id = this.ids[i]!;
       for (let s = fnv1a(id) & mask; ; s = (s + 1) & mask) {
         const j = slots[s]!;
@@ -257,6 +271,14 @@ export class KeyTableBuilder {
     this.expires = more(this.expires, cap);
     this.disabled = more(this.disabled, cap);
   }
+}
+
+/**
+ * The first `n` items of a column: a view when the column is nearly full (no copy, so a
+ * load does not hold the column twice), a copy when a view would keep much unused room.
+ */
+function firstItems<T extends Int32Array | Float64Array | Uint8Array | Uint32Array>(a: T, n: number): T {
+  return (n >= a.length * 0.75 ? a.subarray(0, n) : a.slice(0, n)) as T;
 }
 
 /** A power of two at least twice `n`: probes stay short. */
