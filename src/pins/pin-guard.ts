@@ -40,14 +40,7 @@ export function pinGuardFromConfig(
   const pins = config.pins;
   if (!pins) return undefined;
   const redis = pins.redis ?? config.rateLimit.redis;
-  const state: PinState =
-    redis && opts.sharedState !== false
-      ? new RedisPinState({
-          url: redis.url,
-          keyPrefix: redis.keyPrefix,
-          commandTimeoutMs: redis.commandTimeoutMs,
-        })
-      : new LocalPinState();
+  const state: PinState = redis && opts.sharedState !== false ? new RedisPinState(redis) : new LocalPinState();
   return new PinGuard({ ...opts, file: pins.file, pollIntervalMs: pins.pollIntervalMs, state });
 }
 

@@ -3,7 +3,8 @@
 // showed. In Redis when configured, so every replica refuses a call to a tool another
 // replica saw change; else in this process. Reads that cannot be answered throw: the caller
 // fails closed.
-import { Redis } from 'ioredis';
+import { SharedRedis, type RedisClient } from '../config/redis-client.js';
+import type { RedisConnectionConfig } from '../config/redis-schema.js';
 import type { PinKind } from './definition.js';
 import type { Pin } from './pins-file.js';
 
@@ -74,39 +75,35 @@ export class LocalPinState implements PinState {
   async close(): Promise<void> {}
 }
 
-export interface RedisPinStateOptions {
-  url: string;
-  keyPrefix: string;
-  commandTimeoutMs: number;
-}
+export type RedisPinStateOptions = Pick<
+  RedisConnectionConfig,
+  'url' | 'cluster' | 'nodes' | 'keyPrefix' | 'commandTimeoutMs'
+>;
 
 /**
  * Two hashes per endpoint: `<prefix>:pins:seen:<endpoint>` (item → digest last listed) and
  * `<prefix>:pins:first:<endpoint>` (item → the first-seen pin as JSON, written with HSETNX so
- * the first replica to see an item pins it for all).
+ * the first replica to see an item pins it for all). One list's record writes both in one
+ * transaction, so in a Redis Cluster the endpoint is a hash tag (`…:seen:{<endpoint>}`) and
+ * both live in one slot.
  */
 export class RedisPinState implements PinState {
   readonly shared = true;
-  private readonly client: Redis;
+  private readonly redis: SharedRedis;
+  private readonly client: RedisClient;
 
   constructor(private readonly opts: RedisPinStateOptions) {
-    this.client = new Redis(opts.url, {
-      enableOfflineQueue: false,
-      connectTimeout: 1000,
-      commandTimeout: opts.commandTimeoutMs,
-      maxRetriesPerRequest: 0,
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
-    });
-    // Failures surface on the commands (and fail closed there); the event itself is not fatal.
-    this.client.on('error', () => {});
+    // Failures surface on the commands (and fail closed there).
+    this.redis = new SharedRedis(opts, { feature: 'pins' });
+    this.client = this.redis.client;
   }
 
   private seenKey(endpoint: string): string {
-    return `${this.opts.keyPrefix}:pins:seen:${endpoint}`;
+    return `${this.opts.keyPrefix}:pins:seen:${this.redis.tag(endpoint)}`;
   }
 
   private firstKey(endpoint: string): string {
-    return `${this.opts.keyPrefix}:pins:first:${endpoint}`;
+    return `${this.opts.keyPrefix}:pins:first:${this.redis.tag(endpoint)}`;
   }
 
   /** Resolves once connected (tests, start-up); never needed for correctness. */
@@ -156,14 +153,8 @@ export class RedisPinState implements PinState {
     return { seen: seen ?? undefined, firstSeen: first ? readPin(first) : undefined };
   }
 
-  async close(): Promise<void> {
-    try {
-      await Promise.race([this.client.quit(), new Promise((r) => setTimeout(r, 1000).unref())]);
-    } catch {
-      // already closed
-    } finally {
-      this.client.disconnect();
-    }
+  close(): Promise<void> {
+    return this.redis.close();
   }
 }
 
