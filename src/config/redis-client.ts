@@ -159,6 +159,10 @@ function clusterClient(cfg: Pick<RedisConnectionConfig, 'url' | 'nodes' | 'comma
     // Reads go to masters: a lockout, an approval or a pin read from a lagging replica could
     // miss what another instance just wrote.
     scaleReads: 'master',
+    // A command to a master that is gone, or to a cluster that reports itself down, fails at once
+    // (the feature's fallback answers) instead of being retried until the command timeout.
+    retryDelayOnFailover: 0,
+    retryDelayOnClusterDown: 0,
   });
 }
 
