@@ -13,7 +13,7 @@ import { keysFile, mintKey } from './e2e/api-keys.js';
 import { connectedClient, jsonBody, type McpSession } from './e2e/mcp-client.js';
 import { startMcpServer, type TestMcpServer } from './e2e/mcp-server.js';
 import { startExtProcStack, startStack, type ExtProcStack, type Stack } from './e2e/stack.js';
-import { startRedis, type TestRedis } from './helpers/redis.js';
+import { startRedis, startRedisCluster, type TestRedis } from './helpers/redis.js';
 import { waitFor } from './helpers/wait.js';
 
 const alice = mintKey({ id: 'alice', name: 'Alice', userId: 'alice', role: 'user', permissions: ['*'] });
@@ -42,9 +42,13 @@ test.after.always(async () => {
   await redis?.stop();
 });
 
-const replicaConfig = (prefix: string) => () => ({
+/** Where pin state is shared: the test's redis-server, or another Redis (a cluster). */
+type Shared = () => Record<string, unknown>;
+const single: Shared = () => ({ url: redis.url });
+
+const replicaConfig = (prefix: string, shared: Shared) => () => ({
   apiKeys: { file: 'keys.yaml' },
-  pins: { file: 'pins.yaml', redis: { url: redis.url, keyPrefix: prefix } },
+  pins: { file: 'pins.yaml', redis: { ...shared(), keyPrefix: prefix } },
   endpoints: [
     { name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } },
     { name: 'tofu', match: { pathPrefix: '/mcp/tofu' }, auth: { apiKey: true, oauth: false } },
@@ -52,11 +56,11 @@ const replicaConfig = (prefix: string) => () => ({
 });
 
 /** A replica behind the Envoy-like ext_proc proxy: it decides requests and filters lists. */
-async function replica(prefix: string): Promise<ExtProcStack> {
+async function replica(prefix: string, shared = single): Promise<ExtProcStack> {
   return startExtProcStack({
     upstream: async () => ({ url: server.url, stop: async () => undefined }) as unknown as TestMcpServer,
     files: { 'keys.yaml': keysFile([alice]), 'pins.yaml': pinsText },
-    config: replicaConfig(prefix),
+    config: replicaConfig(prefix, shared),
   });
 }
 
@@ -65,7 +69,7 @@ async function checkReplica(prefix: string): Promise<Stack> {
   return startStack({
     upstream: async () => ({ url: server.url, stop: async () => undefined }) as unknown as TestMcpServer,
     files: { 'keys.yaml': keysFile([alice]), 'pins.yaml': pinsText },
-    config: replicaConfig(prefix),
+    config: replicaConfig(prefix, single),
   });
 }
 
@@ -172,5 +176,42 @@ test.serial(
       100,
     );
     t.pass();
+  },
+);
+
+test.serial(
+  "on a Redis Cluster: the first definition one replica sees is the pin for both; the endpoint's master lost refuses calls with a clear 503",
+  async (t) => {
+    const cluster = await startRedisCluster(3);
+    t.teardown(() => cluster.stop());
+    const onCluster: Shared = () => ({ url: cluster.url, cluster: true });
+    const a = await replica('cluster-1', onCluster);
+    const b = await replica('cluster-1', onCluster);
+    t.teardown(async () => {
+      await a.stop();
+      await b.stop();
+    });
+    const onA = await client(a, '/mcp/tofu');
+    const onB = await client(b, '/mcp/tofu');
+    t.teardown(async () => {
+      await onA.close();
+      await onB.close();
+    });
+    t.true((await names(onA)).includes('read_file'));
+    descriptions.search = 'Search files (v2).';
+    t.teardown(() => {
+      delete descriptions.search;
+    });
+    t.deepEqual(
+      await names(onB),
+      ['delete_file', 'read_file', 'wait_for_release'],
+      'B hides what changed since A pinned it',
+    );
+    t.deepEqual(await refusal(onA, 'search'), { status: 403, code: 'tool_definition_changed' });
+    t.deepEqual(await refusal(onA, 'read_file'), { status: 200, code: 'allowed' });
+
+    // The endpoint's two hashes share the slot of {tofu}: lose its master, and calls are refused.
+    await cluster.nodes[await cluster.nodeOf('{tofu}')]!.stop();
+    t.deepEqual(await refusal(onB, 'read_file'), { status: 503, code: 'pin_state_unavailable' });
   },
 );
