@@ -41,6 +41,7 @@ export class SharedRedis {
   readonly tag: (s: string) => string;
   private up: boolean | undefined;
   private closed = false;
+  private readonly waiters = new Set<() => void>();
 
   constructor(
     cfg: Pick<RedisConnectionConfig, 'url' | 'cluster' | 'nodes' | 'commandTimeoutMs'>,
@@ -49,31 +50,54 @@ export class SharedRedis {
     this.cluster = cfg.cluster === true;
     this.tag = this.cluster ? hashTag : (s) => s;
     this.client = this.cluster ? clusterClient(cfg) : singleClient(cfg);
-    this.client.on('ready', () => this.set(true));
+    if (this.client instanceof Cluster) this.watchNodes(this.client);
+    else this.client.on('ready', () => this.set(true));
     this.client.on('close', () => this.set(false));
     this.client.on('end', () => this.set(false));
     // ioredis repeats a connection error on every retry: only the change of state is news.
     this.client.on('error', (err: Error) => this.set(false, err));
   }
 
-  /** Whether commands are sent now (false: they fail at once). */
-  get ready(): boolean {
-    return this.client.status === 'ready';
+  /**
+   * Once the cluster is ready, its nodes are connected as soon as they are known, not on their
+   * first command: with no offline queue, ioredis refuses a command for a node that is still
+   * connecting, which the first burst of calls would meet. (Not while the cluster itself
+   * connects: its ready check would meet the same refusal.) The connection is up once every
+   * master's is.
+   */
+  private watchNodes(cluster: Cluster): void {
+    const connect = (node: Redis) => {
+      if (node.status === 'wait') node.connect().catch(() => undefined);
+    };
+    const allMasters = () => {
+      if (cluster.status !== 'ready') return;
+      const masters = cluster.nodes('master');
+      for (const n of masters) connect(n);
+      if (masters.length > 0 && masters.every((n) => n.status === 'ready')) this.set(true);
+    };
+    cluster.on('+node', (node: Redis) => {
+      node.once('ready', allMasters);
+      // After the turn that added it: a command sent to it at once (a MOVED reply followed)
+      // then waits in its queue while it connects, rather than meeting the refusal.
+      if (cluster.status === 'ready') setImmediate(() => connect(node));
+    });
+    cluster.on('ready', allMasters);
   }
 
-  /** Resolves true once connected, false when `ms` pass first (commands then fail fast, as while Redis is away). */
+  /** Resolves true once connected (to every master of a cluster), false when `ms` pass first (commands then fail fast, as while Redis is away). */
   connected(ms: number): Promise<boolean> {
-    if (this.ready) return Promise.resolve(true);
+    if (this.up === true) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const done = (ok: boolean) => {
-        clearTimeout(timer);
-        this.client.off('ready', onReady);
-        resolve(ok);
-      };
-      const onReady = () => done(true);
-      const timer = setTimeout(() => done(false), ms);
+      const timer = setTimeout(() => {
+        this.waiters.delete(done);
+        resolve(false);
+      }, ms);
       timer.unref();
-      this.client.on('ready', onReady);
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.waiters.add(done);
     });
   }
 
@@ -122,6 +146,10 @@ export class SharedRedis {
         `${what} is unreachable${this.opts.whileDown ? `: ${this.opts.whileDown}` : ''}`,
       );
     this.opts.onState?.(up, err);
+    if (up) {
+      for (const w of this.waiters) w();
+      this.waiters.clear();
+    }
   }
 }
 

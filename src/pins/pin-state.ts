@@ -108,8 +108,9 @@ export class RedisPinState implements PinState {
 
   /** Resolves once connected (tests, start-up); never needed for correctness. */
   async ready(): Promise<void> {
-    if (this.client.status === 'ready') return;
-    await new Promise<void>((resolve) => this.client.once('ready', () => resolve()));
+    while (!(await this.redis.connected(60_000))) {
+      // keep waiting: the caller asked to
+    }
   }
 
   async firstSeen(endpoint: string): Promise<Map<string, Pin>> {
