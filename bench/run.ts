@@ -52,6 +52,7 @@ import { printTable, ratios, type Round, type SystemRun } from './lib/report.js'
 import { scenarios, type HttpShape, type Scenario } from './lib/scenarios.js';
 import { measureScale, printScale } from './lib/scale.js';
 import { measureShadow, printShadow } from './lib/shadow.js';
+import { printFleet, runFleet } from './lib/fleet.js';
 import { runSoak, SOAK_SCENARIOS } from './lib/soak.js';
 import { CheckClient, describe, HttpCheckClient, type Verdict } from './lib/verify.js';
 
@@ -119,6 +120,7 @@ const { values: opt } = parseArgs({
     'in-process': { type: 'boolean', default: false },
     scale: { type: 'boolean', default: false },
     shadow: { type: 'boolean', default: false },
+    fleet: { type: 'boolean', default: false },
     'scale-endpoints': { type: 'string', default: '10,1000,10000,100000' },
     'scale-keys': { type: 'string', default: '10000,100000,1000000' },
     'scale-pg-keys': { type: 'string', default: '10000,100000,1000000' },
@@ -154,6 +156,7 @@ npm run bench -- --soak 30m [--load-fraction 0.8] [--reload-every 10s] [--token-
 npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 10000,100000,1000000] [--scale-pg-keys 10000,100000,1000000|none]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
 npm run bench -- --shadow [--calls 20000] [--rounds 3]
+npm run bench -- --fleet [--server-log]
 npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
 npm run bench -- --ext-proc [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
 `);
@@ -189,7 +192,7 @@ function log(msg: string): void {
 
 /** The load generators a mode drives: in-process and ext_proc runs none, a soak and a profile h2load. */
 function toolsFor(systems: string[]): string[] {
-  if (opt['in-process'] || opt['ext-proc'] || opt.scale || opt.shadow) return [];
+  if (opt['in-process'] || opt['ext-proc'] || opt.scale || opt.shadow || opt.fleet) return [];
   if (opt.soak || opt.profile) return ['h2load'];
   return ['ghz', 'h2load', ...(systems.includes('opa-envoy-plugin') ? ['opa-envoy-plugin'] : [])];
 }
@@ -883,6 +886,7 @@ async function main(): Promise<number> {
   const ctx: RunContext = { command, started, bundle, notes, only };
   if (opt.scale) return scale(ctx);
   if (opt.shadow) return shadowCost(ctx);
+  if (opt.fleet) return fleet(ctx);
   if (opt.soak) return soak(ctx);
   if (opt['ext-proc']) return extProc(ctx);
   if (opt.profile) return profile(ctx);
@@ -894,7 +898,8 @@ async function main(): Promise<number> {
 /** --systems, checked against the servers this mode knows; none for the modes that run mcp-authz alone. */
 function selectedSystems(): string[] {
   const known: readonly string[] = opt.transports ? STUDY : SYSTEMS;
-  if (opt.scale || opt.shadow || opt['in-process'] || opt.soak || opt.profile || opt['ext-proc']) return [];
+  if (opt.scale || opt.shadow || opt.fleet || opt['in-process'] || opt.soak || opt.profile || opt['ext-proc'])
+    return [];
   const systems = (opt.systems ?? known.join(',')).split(',').map((s) => s.trim());
   const unknownSystems = systems.filter((s) => !known.includes(s));
   if (unknownSystems.length) {
@@ -938,6 +943,26 @@ async function scale(ctx: RunContext): Promise<number> {
   printScale(ctx.command, result);
   log(`results: ${file}`);
   return result.keysLoad.every((l) => l.ok) ? 0 : 1;
+}
+
+/** N instances sharing one Redis and one PostgreSQL: revocation latency, quota and lockout accuracy, one instance's loss. */
+async function fleet(ctx: RunContext): Promise<number> {
+  if (!ctx.bundle) throw new Error('--fleet needs the shipped policy bundle (npm run policy:build)');
+  const result = await runFleet({
+    instances: 4,
+    revocations: 20,
+    rpsPerInstance: 100,
+    inFlightPerInstance: 4,
+    quota: 200,
+    lockoutAttempts: 50,
+    lossWindowSec: 10,
+    ...(opt['server-log'] ? { serverLogDir: out } : {}),
+    log,
+  });
+  const file = writeResults({ ...header('fleet', ctx), notes: ctx.notes, ...result });
+  printFleet(ctx.command, result);
+  log(`results: ${file}`);
+  return result.passed ? 0 : 1;
 }
 
 /** What a shadow policy costs per Check: on and off in alternating rounds, the Check path and the background apart. */

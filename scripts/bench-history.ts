@@ -103,6 +103,25 @@ function entryOf(file: string, r: Json): HistoryEntry {
           (x) => ({ 'per s': x.median.perSec }),
         ),
       };
+    case 'fleet': {
+      // One row per measurement: the revocation's latency, the quota's and the lockout's counts, the loss.
+      const rows: Record<string, Record<string, number | string>> = {
+        revocation: {
+          'p50 ms': r.revocation.refusedAfterMs.p50,
+          'p99 ms': r.revocation.refusedAfterMs.p99,
+          'max ms': r.revocation.refusedAfterMs.max,
+        },
+        quota: { configured: r.quota.configured, allowed: r.quota.allowed },
+        lockout: { configured: r.lockout.configured, allowed: r.lockout.tried },
+      };
+      if (r.loss)
+        rows.loss = {
+          'survivor errors': r.loss.survivorErrors,
+          configured: r.loss.quota.configured,
+          allowed: r.loss.quota.allowed,
+        };
+      return { ...base, scenarios: rows };
+    }
     default:
       return base;
   }
