@@ -1197,7 +1197,10 @@ async function extProc(ctx: RunContext): Promise<number> {
     if (opt['in-process']) {
       // The exchanges in this process only: the quick figure to profile and optimize against.
       const rows = await extProcInProcess(configFile, list, Number(opt.calls), log);
-      for (const r of rows) process.stdout.write(`${r.scenario.padEnd(28)} ${r.totalUs.toFixed(1).padStart(8)} µs ${r.cpuUs.toFixed(1).padStart(8)} µs CPU\n`);
+      for (const r of rows)
+        process.stdout.write(
+          `${r.scenario.padEnd(28)} ${r.totalUs.toFixed(1).padStart(8)} µs ${r.cpuUs.toFixed(1).padStart(8)} µs CPU\n`,
+        );
       return 0;
     }
     log('starting mcp-authz (one worker)');
