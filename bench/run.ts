@@ -132,6 +132,7 @@ const { values: opt } = parseArgs({
     'scale-keys': { type: 'string', default: '10000,100000,1000000' },
     'scale-pg-keys': { type: 'string', default: '10000,100000,1000000' },
     'scale-curves': { type: 'string', default: 'all' },
+    'scale-keys-reload': { type: 'string', default: '1000000' },
     'ext-proc': { type: 'boolean', default: false },
     'receipt-key': { type: 'string', default: 'ed25519' },
     transports: { type: 'boolean', default: false },
@@ -162,7 +163,7 @@ if (opt.help) {
 npm run bench -- --transports [--systems ${STUDY.join(',')}] [--scenarios apikey_tool_allow,invalid_key] [same load options]
 npm run bench -- --profile [--scenarios apikey_tool_allow,invalid_key] [--profile-duration 15s] [--profile-workers 1]
 npm run bench -- --soak 30m [--load-fraction 0.8] [--reload-every 10s] [--token-rps 100] [--distinct-tokens 3000] [--workers N]
-npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 10000,100000,1000000] [--scale-pg-keys 10000,100000,1000000|none]
+npm run bench -- --scale [--scale-endpoints 10,1000,10000,100000] [--scale-keys 10000,100000,1000000] [--scale-pg-keys 10000,100000,1000000|none] [--scale-keys-reload 1000000|none]
   [--scale-curves all|none|"grants=1,10 list=10,500 issuers=1,50 tokens=1000,1000000 endpoints=10,1000"]
 npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|unsampled|sampled]
 npm run bench -- --shadow [--calls 20000] [--rounds 3]
@@ -970,6 +971,7 @@ async function scale(ctx: RunContext): Promise<number> {
     endpointCounts: counts(opt['scale-endpoints']!),
     keyCounts: counts(opt['scale-keys']!),
     pgKeyCounts: opt['scale-pg-keys'] === 'none' ? [] : counts(opt['scale-pg-keys']!),
+    keysReload: opt['scale-keys-reload'] === 'none' ? undefined : Number(opt['scale-keys-reload']),
     log,
   });
   const file = writeResults({

@@ -42,7 +42,7 @@ function configSchema(): Json {
   delete (redis.properties as Json).url;
   delete redis.required;
   redis.description =
-    'keyPrefix only: the URL may carry a password, so it is set with redis.url or redis.existingSecret and reaches the pod from a Secret';
+    'everything but the URL, which may carry a password, so it is set with redis.url or redis.existingSecret and reaches the pod from a Secret; cluster: true makes that URL a seed node of a Redis Cluster';
 
   const pg = at(properties, 'stores', 'properties', 'postgres');
   delete (pg.properties as Json).passwordFile;

@@ -233,16 +233,24 @@ export function scaleChart(r: Json): string {
   return `${out.join('\n')}\n`;
 }
 
-/** The newest scale results file in a folder. */
+/**
+ * The newest scale results file in a folder that has the whole-Check curves (a run with
+ * `--scale-curves none` measures only the match, the keys and the stores); else the newest
+ * scale results file.
+ */
 export function latestScaleResults(dir: string): string {
   const files = readdirSync(dir)
     .filter((f) => /^\d{4}-.*\.json$/.test(f))
     .sort()
     .reverse();
+  let newest: string | undefined;
   for (const f of files) {
     const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Json;
-    if (r.kind === 'scale') return join(dir, f);
+    if (r.kind !== 'scale') continue;
+    if (Array.isArray(r.checkCurves) && r.checkCurves.length > 0) return join(dir, f);
+    newest ??= join(dir, f);
   }
+  if (newest) return newest;
   throw new Error(`no scale results in ${dir}: run npm run bench -- --scale`);
 }
 

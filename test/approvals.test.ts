@@ -25,7 +25,8 @@ import { buildRuntime } from '../src/pipeline/build-runtime.js';
 import { runCheck } from '../src/pipeline/pipeline.js';
 import type { Runtime } from '../src/pipeline/runtime.js';
 import { keysFile, mintKey } from './e2e/api-keys.js';
-import { startRedis, type TestRedis } from './helpers/redis.js';
+import { startRedis, startRedisCluster, type TestRedis } from './helpers/redis.js';
+import { waitFor } from './helpers/wait.js';
 import { checkRequest } from './helpers/service.js';
 
 const alice = mintKey({ id: 'alice-laptop', name: 'Alice', userId: 'alice', role: 'user', permissions: ['*'] });
@@ -521,6 +522,33 @@ test.serial(
       t.is(down.status, 503);
     } finally {
       await Promise.all([a.rt.close(), b.rt.close()]);
+    }
+  },
+);
+
+test.serial(
+  'on a Redis Cluster, replicas share approvals: asked on one, granted, each use taken once across both',
+  async (t) => {
+    const cluster = await startRedisCluster(3);
+    t.teardown(() => cluster.stop());
+    const shared = { redis: { url: cluster.url, cluster: true, keyPrefix: `c${Date.now()}` } };
+    const a = await rig({ approvals: shared, rule: { uses: 2 } });
+    const b = await rig({ approvals: shared, rule: { uses: 2 } });
+    t.teardown(() => Promise.all([a.rt.close(), b.rt.close()]).then(() => undefined));
+    for (const r of [a, b])
+      await waitFor(
+        'the cluster to answer',
+        async () => ((await check(r.rt, call({ path: '/warm' }))) as Deny).code === 'approval_required',
+      );
+    // Four calls: each approval's records share the slot of its (random) id, on any master.
+    for (const path of ['/c1', '/c2', '/c3', '/c4']) {
+      const id = approvalIdOf(await check(a.rt, call({ path })));
+      t.is(approvalIdOf(await check(b.rt, call({ path }))), id, 'the other replica sees the same pending approval');
+      await grant(b, id, 2);
+      const outcomes = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => check((i % 2 ? a : b).rt, call({ path }))),
+      );
+      t.is(outcomes.filter((o) => o.allow).length, 2, `${path}: two uses, whichever replica asks`);
     }
   },
 );

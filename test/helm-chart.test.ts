@@ -465,6 +465,22 @@ test('the values schema refuses a config the service would refuse, naming the fi
   t.regex(alg!.message, /algorithms/);
 });
 
+test('a Redis Cluster through the chart: cluster and nodes in config.rateLimit.redis, the URL from the Secret as the seed', (t) => {
+  const file = CI_VALUES.find((f) => basename(f) === 'redis-values.yaml')!;
+  const r = renderChart({
+    files: [file],
+    setJson: { 'config.rateLimit.redis': { cluster: true, nodes: ['redis://redis-cluster-1.redis:6379'] } },
+  });
+  const env = { MCP_REDIS_URL: 'redis://:pw@redis-cluster.redis:6379' };
+  const cfg = validateConfig(serviceConfig(r), 'redis cluster ConfigMap', '/etc/mcp-authz', env);
+  t.like(cfg.rateLimit.redis, { url: env.MCP_REDIS_URL, cluster: true, nodes: ['redis://redis-cluster-1.redis:6379'] });
+  t.throws(
+    () => renderChart({ files: [file], setJson: { 'config.rateLimit.redis': { cluster: 'yes' } } }),
+    undefined,
+    'the values schema refuses a cluster that is not a boolean',
+  );
+});
+
 test('per-tool quotas, mTLS workloads and session cookies pass through the chart into the config the service reads', (t) => {
   const read = (name: string) =>
     validateConfig(serviceConfig(rendered.get(name)!), `${name} ConfigMap`, '/etc/mcp-authz', {});

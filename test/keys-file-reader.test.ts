@@ -2,12 +2,25 @@
 // stand in for: on any text the reader either gives up or reads what the YAML parser
 // reads, and the check either defers or outputs what the schema outputs.
 import test from 'ava';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { parse as parseYaml, stringify } from 'yaml';
 import { checkKeyEntry } from '../src/auth/key-entry.js';
-import { KeysFileError, loadKeyRegistry, loadKeyRegistryInSteps, parseKeysFile } from '../src/auth/key-registry.js';
+import {
+  buildKeyRegistry,
+  type KeyRegistry,
+  KeyRegistryLoad,
+  KeysFileError,
+  loadKeyRegistry,
+  loadKeysFileInSteps,
+  parseKeysFile,
+} from '../src/auth/key-registry.js';
 import { KeysFileReader, readJsonKeys } from '../src/auth/keys-file-reader.js';
-import { ApiKeyEntrySchema } from '../src/config/schema.js';
+import { ApiKeyEntrySchema, type ApiKeyEntry } from '../src/config/schema.js';
+import { WholeKeysFileReader } from './helpers/keys-file-reader-whole.js';
 
 /** What the YAML parser reads, or "error". */
 function yamlReads(text: string): unknown {
@@ -356,10 +369,14 @@ test('a reload in steps builds the same registry as a load in one go, and refuse
   const lines = ['keys:'];
   for (let i = 0; i < 45_000; i++)
     lines.push(`  - id: k${i}`, `    sha256: ${hash(i)}`, `    permissions: ['tools:t${i % 7}']`);
-  const buf = Buffer.from(lines.join('\n'));
+  const dir = mkdtempSync(join(tmpdir(), 'keys-steps-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'keys.yaml');
+  writeFileSync(file, lines.join('\n'));
+  const digest = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
   let turns = 0;
   const ticker = setInterval(() => turns++, 0);
-  const stepped = await loadKeyRegistryInSteps(buf, [], 'keys.yaml');
+  const stepped = await loadKeysFileInSteps(file, [], 'keys.yaml', digest(file));
   clearInterval(ticker);
   t.is(stepped.size, 45_000);
   t.is(stepped.lookup(hash(44_999))?.id, 'k44999');
@@ -370,8 +387,8 @@ test('a reload in steps builds the same registry as a load in one go, and refuse
     'equal grant lists are one frozen list',
   );
   t.true(turns > 0, 'timers ran while the registry was built');
-  const twice = Buffer.from(`${lines.join('\n')}\n  - id: again\n    sha256: ${hash(3)}\n`);
-  const err = await loadKeyRegistryInSteps(twice, [], 'keys.yaml').catch((e: unknown) => e);
+  writeFileSync(file, `${lines.join('\n')}\n  - id: again\n    sha256: ${hash(3)}\n`);
+  const err = await loadKeysFileInSteps(file, [], 'keys.yaml', digest(file)).catch((e: unknown) => e);
   t.true(err instanceof KeysFileError);
   t.deepEqual((err as KeysFileError).problems, [
     'keys.45000.sha256: the same key is registered twice (also at keys.3)',
@@ -390,4 +407,151 @@ test("duplicate ids and hashes are named with where each was first seen, the con
     'keys.3.id: duplicate key id "a" (also at keys.0)',
     'apiKeys.keys.0 (config or MCP_API_KEYS).sha256: the same key is registered twice (also at keys.3)',
   ]);
+});
+
+/** `buf` cut at these relative positions (or into single bytes): chunks that end anywhere, each in a buffer of its own. */
+function chunksOf(buf: Buffer, cuts: number[] | 'bytes'): Buffer[] {
+  if (cuts === 'bytes') return [...buf].map((b) => Buffer.from([b]));
+  const at = [...new Set(cuts.map((c) => Math.floor(c * buf.length)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let from = 0;
+  for (const p of [...at, buf.length]) {
+    out.push(Buffer.from(buf.subarray(from, p)));
+    from = p;
+  }
+  return out;
+}
+
+const cuts = fc.oneof(
+  { arbitrary: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 40 }), weight: 5 },
+  { arbitrary: fc.constant('bytes' as const), weight: 1 },
+);
+
+/** Comment lines with two-, three- and four-byte UTF-8 characters, so that cuts fall inside them. */
+const wide = fc.constantFrom('# clé ✓ 𝄞', '  # ключ', '    # 鍵 — note', '#é');
+
+/** A keys file as the YAML library or a person writes it, with multi-byte comments mixed in. */
+const keysText = fc.oneof(
+  fc
+    .tuple(fc.array(entry, { maxLength: 4 }), fc.boolean(), fc.array(fc.tuple(fc.nat(), wide), { maxLength: 3 }))
+    .map(([entries, indentSeq, comments]) => {
+      const lines = stringify({ keys: entries }, { indentSeq }).split('\n');
+      for (const [at, c] of comments) lines.splice(at % (lines.length + 1), 0, c);
+      return lines.join('\n');
+    }),
+  fc
+    .tuple(shapedLines, fc.array(fc.tuple(fc.nat(), wide), { maxLength: 3 }), fc.boolean())
+    .map(([lines, comments, nl]) => {
+      const all = ['keys:', ...lines];
+      for (const [at, c] of comments) all.splice(at % (all.length + 1), 0, c);
+      return all.join('\n') + (nl ? '\n' : '');
+    }),
+);
+
+test('the streaming reader reads exactly what the whole-file reader read, wherever the chunks end (inside a line, inside a UTF-8 character)', (t) => {
+  let read = 0;
+  let insideCharacter = 0;
+  fc.assert(
+    fc.property(keysText, cuts, (text, at) => {
+      const buf = Buffer.from(text, 'utf8');
+      const whole = WholeKeysFileReader.read(buf);
+      const entries: unknown[] = [];
+      const r = new KeysFileReader((e) => entries.push(e));
+      const chunks = chunksOf(buf, at);
+      let offset = 0;
+      for (const c of chunks) {
+        offset += c.length;
+        // A cut just before a continuation byte: inside a multi-byte character.
+        if (offset < buf.length && (buf[offset]! & 0xc0) === 0x80) insideCharacter++;
+        r.push(c);
+        // The reader keeps nothing of a chunk by reference: the caller may reuse its buffer.
+        c.fill(0x78);
+      }
+      const streamed = r.end() ? entries : undefined;
+      if (whole !== undefined) read++;
+      if (JSON.stringify(streamed) !== JSON.stringify(whole))
+        throw new Error(
+          `${JSON.stringify(text)}: whole ${JSON.stringify(whole)}, streamed ${JSON.stringify(streamed)}`,
+        );
+    }),
+    { numRuns: 3000 },
+  );
+  t.true(read > 100, `the readers read ${read} files themselves`);
+  t.true(insideCharacter > 100, `${insideCharacter} cuts fell inside a multi-byte character`);
+});
+
+/** A registry's contents, key by key, or the problems it was refused with. */
+function outcome(load: () => KeyRegistry, hashes: string[]): unknown {
+  let reg: KeyRegistry;
+  try {
+    reg = load();
+  } catch (err) {
+    if (err instanceof KeysFileError) return { problems: err.problems };
+    throw err;
+  }
+  return {
+    size: reg.size,
+    records: hashes.map((h) => {
+      const r = reg.lookup(h);
+      return r && { ...r, byId: reg.byId(r.id)?.at };
+    }),
+  };
+}
+
+test('a keys file read in chunks builds exactly the registry the whole-file reader built, and is refused with the same messages', (t) => {
+  const ids = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h');
+  const hashes = ['1', '2', '3', '4', '5', '6', '7', '8', '9'].map((c) => c.repeat(64));
+  const good = fc.record(
+    {
+      id: ids,
+      sha256: fc.constantFrom(...hashes, hashes[0]!.toUpperCase()),
+      name: fc.constantFrom('key one', 'ключ'),
+      userId: fc.constantFrom('alice', 'bob'),
+      role: fc.constantFrom('dev', 'ops'),
+      permissions: fc.array(fc.constantFrom('*', 'tools:read_*', 'resources:file://docs/*'), { maxLength: 3 }),
+      expiresAt: fc.constantFrom('2030-01-01T00:00:00Z', '2030-06-01T12:00:00.000Z'),
+      disabled: fc.boolean(),
+    },
+    { requiredKeys: ['id', 'sha256'] },
+  );
+  // Now and then an entry the schema refuses: no hash, a grant outside the grammar, an unknown field.
+  const bad = fc.constantFrom(
+    { id: 'x' },
+    { id: 'y', sha256: hashes[8], permissions: ['tool:x'] },
+    { id: 'z', nope: 1 },
+  );
+  const entries = fc.array(fc.oneof({ arbitrary: good, weight: 12 }, { arbitrary: bad, weight: 1 }), { maxLength: 8 });
+  const inline = fc.array(
+    fc.record({ id: ids, sha256: fc.constantFrom(...hashes) }).map((e) => ({ ...e, permissions: [], disabled: false })),
+    { maxLength: 2 },
+  );
+  let built = 0;
+  let refused = 0;
+  fc.assert(
+    fc.property(entries, fc.boolean(), inline, cuts, (list, indentSeq, config, at) => {
+      const buf = Buffer.from(stringify({ keys: list }, { indentSeq }), 'utf8');
+      // The whole-file reader's way: its entries checked field by field, or else the YAML parser and the schema.
+      const reference = () => {
+        const raw = WholeKeysFileReader.read(buf);
+        const checked = raw?.map((e) => checkKeyEntry(e));
+        const fast = checked?.every((e) => e !== undefined) ? (checked as ApiKeyEntry[]) : undefined;
+        return buildKeyRegistry(fast ?? parseKeysFile(buf, 'keys.yaml'), config, 'keys.yaml');
+      };
+      const streamed = () => {
+        const load = new KeyRegistryLoad(config, 'keys.yaml');
+        for (const c of chunksOf(buf, at)) load.push(c);
+        const steps = load.finish(() => buf);
+        for (;;) {
+          const r = steps.next();
+          if (r.done) return r.value;
+        }
+      };
+      const want = outcome(reference, hashes);
+      t.deepEqual(outcome(streamed, hashes), want);
+      if ((want as { problems?: unknown }).problems) refused++;
+      else built++;
+    }),
+    { numRuns: 1500 },
+  );
+  t.true(built > 100 && refused > 100, `${built} built, ${refused} refused`);
 });

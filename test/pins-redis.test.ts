@@ -14,7 +14,7 @@ import { keysFile, mintKey } from './e2e/api-keys.js';
 import { connectedClient, jsonBody, type McpSession } from './e2e/mcp-client.js';
 import { startMcpServer, type TestMcpServer } from './e2e/mcp-server.js';
 import { startExtProcStack, startStack, type ExtProcStack, type Stack } from './e2e/stack.js';
-import { startRedis, type TestRedis } from './helpers/redis.js';
+import { startRedis, startRedisCluster, type TestRedis } from './helpers/redis.js';
 import { waitFor } from './helpers/wait.js';
 
 const alice = mintKey({ id: 'alice', name: 'Alice', userId: 'alice', role: 'user', permissions: ['*'] });
@@ -43,9 +43,13 @@ test.after.always(async () => {
   await redis?.stop();
 });
 
-const replicaConfig = (prefix: string) => () => ({
+/** Where pin state is shared: the test's redis-server, or another Redis (a cluster). */
+type Shared = () => Record<string, unknown>;
+const single: Shared = () => ({ url: redis.url });
+
+const replicaConfig = (prefix: string, shared: Shared) => () => ({
   apiKeys: { file: 'keys.yaml' },
-  pins: { file: 'pins.yaml', redis: { url: redis.url, keyPrefix: prefix } },
+  pins: { file: 'pins.yaml', redis: { ...shared(), keyPrefix: prefix } },
   endpoints: [
     { name: 'files', match: { pathPrefix: '/mcp/files' }, auth: { apiKey: true, oauth: false } },
     { name: 'tofu', match: { pathPrefix: '/mcp/tofu' }, auth: { apiKey: true, oauth: false } },
@@ -53,11 +57,11 @@ const replicaConfig = (prefix: string) => () => ({
 });
 
 /** A replica behind the Envoy-like ext_proc proxy: it decides requests and filters lists. */
-async function replica(prefix: string): Promise<ExtProcStack> {
+async function replica(prefix: string, shared = single): Promise<ExtProcStack> {
   return startExtProcStack({
     upstream: async () => ({ url: server.url, stop: async () => undefined }) as unknown as TestMcpServer,
     files: { 'keys.yaml': keysFile([alice]), 'pins.yaml': pinsText },
-    config: replicaConfig(prefix),
+    config: replicaConfig(prefix, shared),
   });
 }
 
@@ -66,7 +70,7 @@ async function checkReplica(prefix: string): Promise<Stack> {
   return startStack({
     upstream: async () => ({ url: server.url, stop: async () => undefined }) as unknown as TestMcpServer,
     files: { 'keys.yaml': keysFile([alice]), 'pins.yaml': pinsText },
-    config: replicaConfig(prefix),
+    config: replicaConfig(prefix, single),
   });
 }
 
@@ -180,7 +184,7 @@ test('a review of a changed definition and its decision are shared: one replica 
   const { RedisPinState, pinKey } = await import('../src/pins/pin-state.js');
   const { effectivePin, reviewId } = await import('../src/pins/pin-guard.js');
   const { definitionDigest } = await import('../src/pins/definition.js');
-  const opts = { url: redis.url, keyPrefix: 'review-test', commandTimeoutMs: 1000 };
+  const opts = { url: redis.url, cluster: false, keyPrefix: 'review-test', commandTimeoutMs: 1000 };
   const a = new RedisPinState(opts);
   const b = new RedisPinState(opts);
   t.teardown(async () => {
@@ -256,3 +260,83 @@ test('a review of a changed definition and its decision are shared: one replica 
   await pinsCommand(['approved', '--config', join(dir, 'config.yaml')], (x) => (out += x), USAGE.pins);
   t.regex(out, /= files tool search: .*\(in the file\)/);
 });
+
+test.serial(
+  "on a Redis Cluster: the first definition one replica sees is the pin for both; the endpoint's master lost refuses calls with a clear 503",
+  async (t) => {
+    const cluster = await startRedisCluster(3);
+    t.teardown(() => cluster.stop());
+    const onCluster: Shared = () => ({ url: cluster.url, cluster: true });
+    const a = await replica('cluster-1', onCluster);
+    const b = await replica('cluster-1', onCluster);
+    t.teardown(async () => {
+      await a.stop();
+      await b.stop();
+    });
+    const onA = await client(a, '/mcp/tofu');
+    const onB = await client(b, '/mcp/tofu');
+    t.teardown(async () => {
+      await onA.close();
+      await onB.close();
+    });
+    t.true((await names(onA)).includes('read_file'));
+    descriptions.search = 'Search files (v2).';
+    t.teardown(() => {
+      delete descriptions.search;
+    });
+    t.deepEqual(
+      await names(onB),
+      ['delete_file', 'read_file', 'wait_for_release'],
+      'B hides what changed since A pinned it',
+    );
+    t.deepEqual(await refusal(onA, 'search'), { status: 403, code: 'tool_definition_changed' });
+    t.deepEqual(await refusal(onA, 'read_file'), { status: 200, code: 'allowed' });
+
+    // The endpoint's two hashes share the slot of {tofu}: lose its master, and calls are refused.
+    await cluster.nodes[await cluster.nodeOf('{tofu}')]!.stop();
+    t.deepEqual(await refusal(onB, 'read_file'), { status: 503, code: 'pin_state_unavailable' });
+  },
+);
+
+test.serial(
+  'on a Redis Cluster: a review is decided once and a grant re-pins the definition in the endpoint slot',
+  async (t) => {
+    const { RedisPinState, pinKey } = await import('../src/pins/pin-state.js');
+    const { reviewId } = await import('../src/pins/pin-guard.js');
+    const { definitionDigest } = await import('../src/pins/definition.js');
+    const cluster = await startRedisCluster(3);
+    t.teardown(() => cluster.stop());
+    const opts = { url: cluster.url, cluster: true, keyPrefix: 'review-cluster', commandTimeoutMs: 2000 };
+    const a = new RedisPinState(opts);
+    const b = new RedisPinState(opts);
+    t.teardown(async () => {
+      await a.close();
+      await b.close();
+    });
+    await Promise.all([a.ready(), b.ready()]);
+    const before = { name: 'search', description: 'Search files' };
+    const definition = { name: 'search', description: 'Search all files' };
+    const [pinned, listed] = [definitionDigest('tools', before), definitionDigest('tools', definition)];
+    const review = {
+      id: reviewId('files', 'tools', 'search', listed),
+      endpoint: 'files',
+      kind: 'tools' as const,
+      name: 'search',
+      listed,
+      definition,
+      pinned,
+      pinnedDefinition: before,
+      requestedAt: 1000,
+    };
+    t.true(await a.requestReview(review));
+    const [first, second] = await Promise.all([
+      a.decideReview(review.id, { state: 'granted', approver: 'carol', decidedAt: 3000 }),
+      b.decideReview(review.id, { state: 'rejected', approver: 'dave', decidedAt: 3000 }),
+    ]);
+    t.true(first !== second, 'decided exactly once');
+    const decided = (await a.review(review.id))?.decision;
+    const repin = (await b.repins('files')).get(pinKey('tools', 'search'));
+    if (decided?.state === 'granted') t.like(repin, { sha256: listed, replaces: pinned, approver: 'carol' });
+    else t.is(repin, undefined, 'a rejected review re-pins nothing');
+  },
+);

@@ -146,10 +146,16 @@ test('a results file without curves is refused with the command that makes them'
   });
 });
 
-test('the script draws the newest scale results of a folder, skipping runs of other kinds', async (t) => {
+test('the script draws the newest scale results of a folder with the whole-Check curves, skipping runs of other kinds', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'scale-chart-'));
   writeFileSync(join(dir, '2026-12-07T10-00-00-000Z.json'), JSON.stringify({ ...results, checkCurves: [] }));
+  t.is(
+    latestScaleResults(dir),
+    join(dir, '2026-12-07T10-00-00-000Z.json'),
+    'a run without curves when it is the only one',
+  );
   writeFileSync(join(dir, '2026-12-07T11-00-00-000Z.json'), JSON.stringify(results));
+  writeFileSync(join(dir, '2026-12-07T11-30-00-000Z.json'), JSON.stringify({ ...results, checkCurves: undefined }));
   writeFileSync(join(dir, '2026-12-07T12-00-00-000Z.json'), JSON.stringify({ kind: 'throughput', runs: [] }));
   writeFileSync(join(dir, 'latest.json'), JSON.stringify({ kind: 'throughput', runs: [] }));
   t.is(latestScaleResults(dir), join(dir, '2026-12-07T11-00-00-000Z.json'));

@@ -149,11 +149,16 @@ test.serial(
     // 'exit' can come before the last bytes of the shared stderr pipe are read: read it to its end.
     const stderr = svc.proc.stderr!;
     if (!stderr.readableEnded) await once(stderr, 'end');
+    const shutdown = svc
+      .logs()
+      .split('\n')
+      .filter((l) => /stopped|exited|shutting down|draining/.test(l));
     t.is(
       (svc.logs().match(/"worker":\d+,"msg":"mcp-authz stopped"/g) ?? []).length,
       2,
-      'both workers drained and stopped',
+      `both workers drained and stopped; the shutdown's log lines:\n${shutdown.join('\n')}`,
     );
+    t.is((svc.logs().match(/"msg":"worker exited"/g) ?? []).length, 2, 'the primary saw both exit cleanly');
   },
 );
 

@@ -8,7 +8,9 @@
 // - keys-file load: `mcp-authz serve --check-config` on a config whose keys file holds
 //   10,000 → 1,000,000 keys (6 fields, 2 grants each, as `keys create` writes them): the
 //   process's CPU seconds and peak RSS, read at its exit (bench/lib/report-usage.mjs),
-//   beside the same command with an empty keys file (start-up and config alone).
+//   beside the same command with an empty keys file (start-up and config alone);
+// - keys-file reload: the p99 of a steady Check load while `serve` reloads a keys file of
+//   1,000,000 keys, against its steady p99 (bench/lib/scale-keys-reload.ts).
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
@@ -16,6 +18,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { round } from './ghz.js';
 import { measurePgKeys, type PgKeysPoint } from './scale-postgres.js';
+import { measureKeysReload, type KeysReloadPoint } from './scale-keys-reload.js';
 import { mcpAuthzCli, out, root } from './paths.js';
 import { run } from './processes.js';
 
@@ -48,6 +51,8 @@ export interface ScaleResult {
   keysLoad: KeysLoadPoint[];
   /** The PostgreSQL key store (bench/lib/scale-postgres.ts); empty with --scale-pg-keys none. */
   pgKeys: PgKeysPoint[];
+  /** Checks during a reload of the keys file against the steady state; null with --scale-keys-reload none. */
+  keysReload: KeysReloadPoint | null;
 }
 
 export interface ScaleOptions {
@@ -55,6 +60,8 @@ export interface ScaleOptions {
   keyCounts: number[];
   /** Key counts for the PostgreSQL store's points. */
   pgKeyCounts: number[];
+  /** Keys in the file the reload point reloads; undefined: no reload point. */
+  keysReload?: number | undefined;
   log: (msg: string) => void;
 }
 
@@ -74,7 +81,7 @@ function cpuPerCall(fn: (i: number) => unknown, calls: number): number {
 
 export async function measureScale(opts: ScaleOptions): Promise<ScaleResult> {
   const { EndpointRegistry } = await load<typeof import('../../src/endpoints/registry.js')>('endpoints/registry.js');
-  const { loadKeyRegistry } = await load<typeof import('../../src/auth/key-registry.js')>('auth/key-registry.js');
+  const { loadKeysFileSync } = await load<typeof import('../../src/auth/key-registry.js')>('auth/key-registry.js');
   const { hashApiKey } = await load<typeof import('../../src/contracts/api-key.js')>('contracts/api-key.js');
   const endpoints: EndpointPoint[] = [];
   for (const n of opts.endpointCounts) {
@@ -145,7 +152,7 @@ export async function measureScale(opts: ScaleOptions): Promise<ScaleResult> {
     );
 
     if (n === 0) continue;
-    const registry = loadKeyRegistry(await readAll(file), [], file);
+    const { registry } = loadKeysFileSync(file, [], file);
     const keys = Array.from({ length: 1024 }, (_, i) => keyOf((i * 7919) % n));
     for (const k of keys)
       if (registry.lookup(hashApiKey(k)) === undefined) throw new Error(`${n} keys: a generated key is not found`);
@@ -153,16 +160,18 @@ export async function measureScale(opts: ScaleOptions): Promise<ScaleResult> {
     keyLookup.push({ keys: n, us: round(us, 3) });
     opts.log(`API key lookup, ${n} keys: ${us.toFixed(3)} µs`);
   }
+  let keysReload: KeysReloadPoint | null = null;
+  if (opts.keysReload !== undefined) {
+    const n = opts.keysReload;
+    const file = join(dir, `keys-${n}.yaml`);
+    if (!opts.keyCounts.includes(n)) await writeKeysFile(file, n);
+    keysReload = await measureKeysReload({ keys: n, keysFile: file, keyOf, dir, log: opts.log });
+  }
   const pgKeys = opts.pgKeyCounts.length > 0 ? await measurePgKeys(opts.pgKeyCounts, opts.log) : [];
-  return { endpoints, keyLookup, keysLoad, pgKeys };
+  return { endpoints, keyLookup, keysLoad, pgKeys, keysReload };
 }
 
 const keyOf = (i: number) => `mcp_scale_${i.toString(36).padStart(8, '0')}`;
-
-async function readAll(file: string): Promise<Buffer> {
-  const { readFile } = await import('node:fs/promises');
-  return readFile(file);
-}
 
 /** A keys file of n entries in the layout `keys create --append` writes; returns its size. */
 async function writeKeysFile(file: string, n: number): Promise<number> {
@@ -204,6 +213,12 @@ export function printScale(command: string, r: ScaleResult): void {
     const lookup = r.keyLookup.find((k) => k.keys === l.keys);
     w(
       `    ${String(l.keys).padEnd(10)}${String(lookup?.us ?? '-').padStart(11)}${String(l.fileMiB).padStart(10)}${String(l.cpuSec).padStart(12)}${String(l.wallSec).padStart(9)}${String(l.peakRssMiB).padStart(14)}${l.ok ? '' : '  FAILED'}`,
+    );
+  }
+  if (r.keysReload) {
+    const k = r.keysReload;
+    w(
+      `  keys-file reload of ${k.keys} keys (${k.reloadWallSec} s, ${k.ratePerSec} Checks/s): p99 ${k.duringReload.p99Ms} ms during, ${k.steady.p99Ms} ms steady (×${k.p99Ratio}); peak RSS ${k.peakRssMiB} MiB${k.wrong ? `; ${k.wrong} WRONG answers` : ''}`,
     );
   }
   if (r.pgKeys.length > 0) {

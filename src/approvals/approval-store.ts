@@ -3,7 +3,7 @@
 // Records carry their own expiry times and the service compares them with its clock; Redis TTLs
 // only collect what is left. A Redis that does not answer is an error the caller turns into a
 // deny (approval_unavailable): a held call never passes because the store is away.
-import type { Redis } from 'ioredis';
+import type { SharedRedis } from '../config/redis-client.js';
 
 export type ApprovalState = 'pending' | 'granted' | 'rejected';
 
@@ -144,17 +144,28 @@ if left <= 0 then return 0 end
 redis.call('DECR', KEYS[2])
 return 1`;
 
+/**
+ * Keys: `<prefix>:approval:{request,state,decision,uses}:<id>`, read and changed together (MGET,
+ * the scripts), so in a Redis Cluster the id is a hash tag (`…:state:{<id>}`) and they share a
+ * slot; `<prefix>:approval:digest:<digest>` → the id, on its own.
+ */
 export class RedisApprovalStore implements ApprovalStore {
   readonly kind = 'redis';
+  private readonly client: SharedRedis['client'];
 
   constructor(
-    private readonly client: Redis,
+    private readonly redis: SharedRedis,
     private readonly prefix: string,
-    private readonly onClose: () => Promise<void> = async () => {},
-  ) {}
+  ) {
+    this.client = redis.client;
+  }
 
   private key(kind: string, id: string): string {
-    return `${this.prefix}:approval:${kind}:${id}`;
+    return `${this.prefix}:approval:${kind}:${this.redis.tag(id)}`;
+  }
+
+  private digestKey(digest: string): string {
+    return `${this.prefix}:approval:digest:${digest}`;
   }
 
   async create(request: ApprovalRequest, keepMs: number): Promise<void> {
@@ -163,14 +174,15 @@ export class RedisApprovalStore implements ApprovalStore {
         .multi()
         .set(this.key('request', request.id), JSON.stringify(request), 'PX', keepMs)
         .set(this.key('state', request.id), 'pending', 'PX', keepMs)
-        .set(this.key('digest', request.digest), request.id, 'PX', keepMs)
         .exec()
         .then(execOk),
     );
+    // Then the digest's pointer (a slot of its own in a cluster): it never names a missing record.
+    await this.run(() => this.client.set(this.digestKey(request.digest), request.id, 'PX', keepMs));
   }
 
   async byDigest(digest: string): Promise<StoredApproval | undefined> {
-    const id = await this.run(() => this.client.get(this.key('digest', digest)));
+    const id = await this.run(() => this.client.get(this.digestKey(digest)));
     return id === null ? undefined : this.byId(id);
   }
 
@@ -213,7 +225,7 @@ export class RedisApprovalStore implements ApprovalStore {
   }
 
   close(): Promise<void> {
-    return this.onClose();
+    return this.redis.close();
   }
 
   private async run<T>(f: () => Promise<T>): Promise<T> {

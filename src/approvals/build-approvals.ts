@@ -38,32 +38,13 @@ export async function buildApprovals(
   const redisCfg = cfg.redis ?? config.rateLimit.redis;
   let store: ApprovalStore;
   if (redisCfg !== undefined && opts.shared !== false) {
-    const { Redis } = await import('ioredis');
-    const client = new Redis(redisCfg.url, {
-      enableOfflineQueue: false,
-      connectTimeout: 1000,
-      commandTimeout: redisCfg.commandTimeoutMs,
-      maxRetriesPerRequest: 0,
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    const { SharedRedis } = await import('../config/redis-client.js');
+    const redis = new SharedRedis(redisCfg, {
+      feature: 'approvals',
+      logger: opts.logger,
+      whileDown: 'calls held for approval are denied (approval_unavailable) until it is back',
     });
-    let up: boolean | undefined;
-    const state = (now: boolean, err?: Error) => {
-      if (up === now) return;
-      up = now;
-      if (now) opts.logger.info({ store: 'redis' }, 'approvals use the shared Redis store');
-      else
-        opts.logger.warn(
-          { store: 'redis', err: err ? { message: err.message } : undefined },
-          'Redis is unreachable: calls held for approval are denied (approval_unavailable) until it is back',
-        );
-    };
-    client.on('ready', () => state(true));
-    client.on('error', (err: Error) => state(false, err));
-    client.on('close', () => state(false));
-    store = new RedisApprovalStore(client, redisCfg.keyPrefix, async () => {
-      await client.quit().catch(() => undefined);
-      client.disconnect();
-    });
+    store = new RedisApprovalStore(redis, redisCfg.keyPrefix);
   } else {
     store = new LocalApprovalStore(opts.now);
   }

@@ -2,17 +2,23 @@
 // (`apiKeys.keys`, MCP_API_KEYS), built once into a KeyTable indexed by SHA-256 (key-table.ts).
 // A Check call hashes the presented key and does one index lookup; no secret is compared
 // byte by byte.
-// Loading is a sequence of steps (keyRegistrySteps) so that a reload of a large file can
-// yield to Checks between them; principals share their frozen role and grant lists.
+// A keys file is read in chunks (KeyRegistryLoad), never held whole; a reload reads, parses
+// and indexes in small steps that yield to Checks between them (loadKeysFileInSteps);
+// principals share their frozen role and grant lists.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ApiKeyEntrySchema, type ApiKeyEntry } from '../config/schema.js';
+import { readFileChunks, readFileChunksSync, SourceChanged } from '../config/watched-file.js';
 import { checkKeyEntry } from './key-entry.js';
 import { KeysFileReader, readJsonKeys } from './keys-file-reader.js';
 import { KeyTableBuilder, type ApiKeyRecord, type KeyTable } from './key-table.js';
 
-/** Lines read, or entries checked or registered, between two yields of a stepped load. */
-const STEP = 20_000;
+/** Entries checked or indexed between two yields of a stepped load. */
+const STEP = 16_384;
+/** Bytes of a keys file read and parsed between two yields of a reload (about 70 keys as `keys create` writes them). */
+const STREAM_SLICE = 16 * 1024;
 
 export type { ApiKeyRecord };
 
@@ -61,39 +67,72 @@ export const KeysFileSchema = z.object({ keys: z.array(ApiKeyEntrySchema).defaul
 export function parseKeysFile(content: string | Buffer, source: string): ApiKeyEntry[] {
   const buf = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
   const entries: ApiKeyEntry[] = [];
-  if (run(fastSteps(buf, (e) => entries.push(e)))) return entries;
+  const stream = new KeyEntryStream((e) => entries.push(e));
+  stream.push(buf);
+  if (run(stream.end())) return entries;
   return parseWithSchema(buf.toString('utf8'), source);
 }
 
 /**
- * Hands the keys file's entries to `take` in steps, through the fast reader and the
- * field-by-field check. Returns false when either gave up on something: the caller then
- * throws away what it took and asks the YAML parser and the schema, which also word the
- * messages when something is wrong.
+ * Takes a keys file's bytes in chunks and hands its entries to `take`, through the fast
+ * reader and the field-by-field check. `end()` returns false when either gave up on
+ * something: the caller then throws away what it took and asks the YAML parser and the
+ * schema (with the whole file), which also word the messages when something is wrong.
+ * A YAML file is read as it streams; a JSON one (its first byte "{") is collected and
+ * parsed whole at the end, its entries checked in steps.
  */
-function* fastSteps(buf: Buffer, take: (e: ApiKeyEntry) => void): Generator<void, boolean> {
-  let at = 0;
-  while (at < buf.length && (buf[at] === 32 || buf[at] === 10 || buf[at] === 13 || buf[at] === 9)) at++;
-  let ok = true;
-  const check = (raw: unknown) => {
-    const e = ok ? checkKeyEntry(raw) : undefined;
-    if (e === undefined) ok = false;
-    else take(e);
-  };
-  if (buf[at] === 123) {
-    // JSON is parsed whole; its entries are checked in steps.
-    const raw = readJsonKeys(buf.toString('utf8'));
-    if (raw === undefined) return false;
-    for (let i = 0; i < raw.length && ok; i++) {
-      check(raw[i]);
-      raw[i] = undefined;
-      if (i % STEP === STEP - 1) yield;
-    }
-    return ok;
+class KeyEntryStream {
+  private ok = true;
+  private kind: 'unknown' | 'yaml' | 'json' = 'unknown';
+  /** Chunks held: the leading blank ones until the first byte decides, or all of a JSON file. */
+  private held: Buffer[] = [];
+  private readonly reader: KeysFileReader;
+
+  constructor(private readonly take: (e: ApiKeyEntry) => void) {
+    this.reader = new KeysFileReader((raw) => this.check(raw));
   }
-  const reader = new KeysFileReader(buf, check);
-  while (ok && reader.step(STEP)) yield;
-  return ok && reader.ok;
+
+  private check(raw: unknown): void {
+    const e = this.ok ? checkKeyEntry(raw) : undefined;
+    if (e === undefined) this.ok = false;
+    else this.take(e);
+  }
+
+  push(chunk: Buffer): void {
+    if (!this.ok) return;
+    if (this.kind === 'unknown') {
+      let at = 0;
+      while (at < chunk.length && (chunk[at] === 32 || chunk[at] === 10 || chunk[at] === 13 || chunk[at] === 9)) at++;
+      this.held.push(Buffer.from(chunk));
+      if (at === chunk.length) return;
+      this.kind = chunk[at] === 123 ? 'json' : 'yaml';
+      if (this.kind === 'json') return;
+      for (const c of this.held) this.reader.push(c);
+      this.held = [];
+      return;
+    }
+    if (this.kind === 'json') this.held.push(Buffer.from(chunk));
+    else this.reader.push(chunk);
+    if (!this.reader.ok) this.ok = false;
+  }
+
+  *end(): Generator<void, boolean> {
+    if (!this.ok) return false;
+    if (this.kind === 'json') {
+      const raw = readJsonKeys(Buffer.concat(this.held).toString('utf8'));
+      this.held = [];
+      if (raw === undefined) return false;
+      for (let i = 0; i < raw.length && this.ok; i++) {
+        this.check(raw[i]);
+        raw[i] = undefined;
+        if (i % STEP === STEP - 1) yield;
+      }
+      return this.ok;
+    }
+    for (const c of this.held) this.reader.push(c);
+    this.held = [];
+    return this.reader.end() && this.ok;
+  }
 }
 
 function parseWithSchema(text: string, source: string): ApiKeyEntry[] {
@@ -126,45 +165,103 @@ export function buildKeyRegistry(
 ): KeyRegistry {
   const b = new RegistryBuilder();
   for (const e of fileEntries) b.add(e);
-  return b.finish(inline, source);
-}
-
-/** Reads a keys file and builds the registry with the config's entries, in one go. */
-export function loadKeyRegistry(content: Buffer, inline: readonly ApiKeyEntry[], source: string): KeyRegistry {
-  return run(keyRegistrySteps(content, inline, source));
+  return run(b.finish(inline, source));
 }
 
 /**
- * The same, yielding to the event loop between steps of a few thousand keys: a reload of
- * a million keys takes seconds of CPU, and Checks are answered between its steps.
+ * Builds the registry from a keys file's bytes as they arrive in chunks (push), then the
+ * config's entries (finish). Entries go from the reader straight into the columnar table:
+ * neither the file nor a list of its entries is held. When the fast reader gives up,
+ * finish asks `whole()` for the file's bytes and the YAML parser reads them.
  */
-export async function loadKeyRegistryInSteps(
-  content: Buffer,
-  inline: readonly ApiKeyEntry[],
-  source: string,
-): Promise<KeyRegistry> {
-  const steps = keyRegistrySteps(content, inline, source);
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-    await new Promise<void>((resolve) => setImmediate(resolve));
+export class KeyRegistryLoad {
+  private builder = new RegistryBuilder();
+  private readonly stream = new KeyEntryStream((e) => this.builder.add(e));
+
+  constructor(
+    private readonly inline: readonly ApiKeyEntry[],
+    private readonly source: string,
+  ) {}
+
+  push(chunk: Buffer): void {
+    this.stream.push(chunk);
+  }
+
+  /** Steps to the registry; throws KeysFileError naming every bad entry. */
+  *finish(whole: () => Buffer): Generator<void, KeyRegistry> {
+    if (!(yield* this.stream.end())) {
+      yield;
+      this.builder = new RegistryBuilder();
+      for (const e of parseWithSchema(whole().toString('utf8'), this.source)) this.builder.add(e);
+    }
+    return yield* this.builder.finish(this.inline, this.source);
   }
 }
 
-/** Entries go from the reader straight into the registry: no list of the whole file is held. */
-function* keyRegistrySteps(
-  content: Buffer,
+/** Reads a keys file held whole and builds the registry with the config's entries, in one go. */
+export function loadKeyRegistry(content: Buffer, inline: readonly ApiKeyEntry[], source: string): KeyRegistry {
+  const load = new KeyRegistryLoad(inline, source);
+  load.push(content);
+  return run(load.finish(() => content));
+}
+
+/**
+ * Reads the keys file at `path` in chunks and builds the registry, in one go (start-up):
+ * the registry and the SHA-256 of the bytes it was built from.
+ */
+export function loadKeysFileSync(
+  path: string,
   inline: readonly ApiKeyEntry[],
   source: string,
-): Generator<void, KeyRegistry> {
-  let b = new RegistryBuilder();
-  const fast = yield* fastSteps(content, (e) => b.add(e));
-  if (!fast) {
-    yield;
-    b = new RegistryBuilder();
-    for (const e of parseWithSchema(content.toString('utf8'), source)) b.add(e);
+): { registry: KeyRegistry; digest: string } {
+  const load = new KeyRegistryLoad(inline, source);
+  let digest = readFileChunksSync(path, (c) => load.push(c));
+  const registry = run(
+    load.finish(() => {
+      const buf = readFileSync(path);
+      digest = createHash('sha256').update(buf).digest('hex');
+      return buf;
+    }),
+  );
+  return { registry, digest };
+}
+
+/**
+ * The same for a reload: the file is read and parsed in slices of STREAM_SLICE bytes, and
+ * the table indexed in steps, with a yield to the event loop (setImmediate) after each, so
+ * Checks are answered with the keys in force until the new registry replaces them in one
+ * assignment. Throws SourceChanged when the bytes read are not the ones `digest` was taken
+ * from (the file changed meanwhile). `progress` is told after each step (tests observe a
+ * reload in progress with it).
+ */
+export async function loadKeysFileInSteps(
+  path: string,
+  inline: readonly ApiKeyEntry[],
+  source: string,
+  digest: string,
+  progress?: (phase: 'read' | 'index') => void,
+): Promise<KeyRegistry> {
+  const load = new KeyRegistryLoad(inline, source);
+  const read = await readFileChunks(
+    path,
+    (c) => {
+      load.push(c);
+      progress?.('read');
+    },
+    { sliceBytes: STREAM_SLICE },
+  );
+  if (read !== digest) throw new SourceChanged(path);
+  const steps = load.finish(() => {
+    const whole = readFileSync(path);
+    if (createHash('sha256').update(whole).digest('hex') !== digest) throw new SourceChanged(path);
+    return whole;
+  });
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    progress?.('index');
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  return b.finish(inline, source);
 }
 
 /** Records entries in order; `finish` adds the config's and refuses repeated ids and keys. */
@@ -176,10 +273,10 @@ class RegistryBuilder {
     this.table.add(e);
   }
 
-  finish(inline: readonly ApiKeyEntry[], source: string): KeyRegistry {
+  *finish(inline: readonly ApiKeyEntry[], source: string): Generator<void, KeyRegistry> {
     this.fileCount = this.table.size;
     for (const e of inline) this.table.add(e);
-    const { table, repeats } = this.table.finish();
+    const { table, repeats } = yield* this.table.finishInSteps();
     if (repeats.length)
       throw new KeysFileError(
         source,

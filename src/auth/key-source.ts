@@ -1,18 +1,18 @@
 // Keeps the current KeyRegistry: loads the keys file at start (a bad file stops start-up),
-// then reloads it on change (src/config/watched-file.ts). A reload builds a new registry
-// in steps that yield to Checks, and swaps it in one assignment; a bad file keeps the old
-// one, logs why and reports a failure.
+// then reloads it on change (src/config/watched-file.ts). The file is read in chunks, never
+// held whole. A reload builds a new registry in steps that yield to Checks, and swaps it in
+// one assignment; a bad file keeps the old one, logs why and reports a failure.
 import type { ApiKeyEntry } from '../config/schema.js';
-import { readSource, WatchedFile, type ReloadResult } from '../config/watched-file.js';
+import { WatchedFile, type ReloadResult } from '../config/watched-file.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { demoKeyWarning, type ListenAddresses } from './demo-keys.js';
 import {
   buildKeyRegistry,
-  KeyRegistry,
+  type KeyRegistry,
   KeysFileError,
-  loadKeyRegistry,
-  loadKeyRegistryInSteps,
+  loadKeysFileInSteps,
+  loadKeysFileSync,
 } from './key-registry.js';
 
 export interface KeySourceOptions {
@@ -36,25 +36,26 @@ export class KeySource {
     if (!file) {
       this.fixed = buildKeyRegistry([], inline, 'config');
     } else {
-      let source;
+      let initial;
       try {
-        source = readSource(file);
+        initial = loadKeysFileSync(file, inline, file);
       } catch (err) {
+        // Not an error of the file system's (no syscall): the file's contents, worded already.
+        if (err instanceof KeysFileError || (err as NodeJS.ErrnoException).syscall === undefined) throw err;
         throw new KeysFileError(file, [
           `cannot read the keys file (apiKeys.file): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
         ]);
       }
-      const content = (s: { content: Buffer | undefined }) => s.content ?? Buffer.alloc(0);
-      // A reload yields to Checks between steps; the keys in force answer until it is done.
-      const build = (s: { content: Buffer | undefined }) => loadKeyRegistryInSteps(content(s), inline, file);
-      const initial = loadKeyRegistry(content(source), inline, file);
-      this.file = new WatchedFile({
+      // The file is read in chunks, never held whole; a reload yields to Checks between
+      // steps, and the keys in force answer until it is done.
+      this.file = new WatchedFile<KeyRegistry>({
         path: file,
-        build,
+        read: 'stream',
+        build: (s) => loadKeysFileInSteps(file, inline, file, s.digest, (p) => opts.events.keysReloadStep?.(p)),
         pollIntervalMs: opts.pollIntervalMs,
         log: opts.logger,
         what: 'the keys file',
-        initial: { value: initial, digest: source.digest },
+        initial: { value: initial.registry, digest: initial.digest },
       });
       this.file.onReload((r) => this.reloaded(file, r));
       if (opts.watch) this.file.start();

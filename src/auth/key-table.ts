@@ -1,7 +1,7 @@
 // The API keys in force, held in columns instead of one object graph per key: a keys file of
 // a million keys held as a Map of hex strings to records (a principal, lists, strings each)
 // took about a kilobyte per key and most of a load's time in Map and Set growth and garbage
-// collection. Here a key costs its SHA-256 (32 bytes), its id string, a few numbers, and two
+// collection. Here a key costs its SHA-256 (32 bytes), its id's bytes, a few numbers, and two
 // slots of an open-addressing index; users, roles and grant lists are interned, since a
 // million keys usually hold a few thousand of each. A looked-up key's record (with its
 // frozen principal) is built on first use and kept in a bounded cache.
@@ -24,6 +24,8 @@ export interface ApiKeyRecord {
 /** Records built for looked-up keys, kept for the next Check with the same key. */
 const RECORD_CACHE = 16_384;
 const EMPTY_SLOT = -1;
+/** Entries indexed between two yields of `finish`. */
+const STEP = 16_384;
 const NO_TEXT = -1;
 const NO_SCOPES = Object.freeze([]) as unknown as string[];
 
@@ -46,7 +48,7 @@ export class KeyTable {
     private readonly n: number,
     private readonly hashes: Uint32Array,
     private readonly slots: Int32Array,
-    private readonly ids: string[],
+    private readonly ids: IdColumn,
     private readonly users: Int32Array,
     private readonly roles: Int32Array,
     private readonly grants: Int32Array,
@@ -73,7 +75,10 @@ export class KeyTable {
   byId(id: string): ApiKeyRecord | undefined {
     if (this.idIndex === undefined) {
       this.idIndex = new Map();
-      for (let i = 0; i < this.n; i++) if (!this.idIndex.has(this.ids[i]!)) this.idIndex.set(this.ids[i]!, i);
+      for (let i = 0; i < this.n; i++) {
+        const id = this.ids.at(i);
+        if (!this.idIndex.has(id)) this.idIndex.set(id, i);
+      }
     }
     const i = this.idIndex.get(id);
     return i === undefined ? undefined : this.record(i);
@@ -96,20 +101,21 @@ export class KeyTable {
     if (cached !== undefined) return cached;
     const user = this.users[i]!;
     const role = this.roles[i]!;
+    const id = this.ids.at(i);
     const principal: Principal = {
       authenticated: true,
       method: 'api_key',
-      id: this.ids[i]!,
+      id,
       roles: this.lists[role === NO_TEXT ? 0 : this.roleLists.get(role)!]!,
       permissions: this.lists[this.grants[i]!]!,
       scopes: NO_SCOPES,
       keyType: user !== NO_TEXT ? 'private' : 'public',
-      keyId: this.ids[i]!,
+      keyId: id,
     };
     if (user !== NO_TEXT) principal.userId = this.texts[user]!;
     if (role !== NO_TEXT) principal.role = this.texts[role]!;
     const record: ApiKeyRecord = {
-      id: this.ids[i]!,
+      id,
       at: i,
       principal: Object.freeze(principal),
       expiresAtMs: this.expires[i]!,
@@ -125,7 +131,7 @@ export class KeyTable {
 export class KeyTableBuilder {
   private n = 0;
   private hashes = new Uint32Array(8 * 1024);
-  private ids: string[] = [];
+  private readonly ids = new IdColumn();
   private users = new Int32Array(1024);
   private roles = new Int32Array(1024);
   private grants = new Int32Array(1024);
@@ -161,12 +167,23 @@ export class KeyTableBuilder {
 
   /** The table, and every entry that repeats an earlier one's id or key (in entry order). */
   finish(): { table: KeyTable; repeats: Repeat[] } {
+    const steps = this.finishInSteps();
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /** The same, yielding every few thousand entries indexed, so a caller can answer requests between. */
+  *finishInSteps(): Generator<void, { table: KeyTable; repeats: Repeat[] }> {
     const n = this.n;
     const repeats: Repeat[] = [];
-    const hashes = this.hashes.slice(0, n * 8);
+    const hashes = firstItems(this.hashes, n * 8);
+    this.hashes = new Uint32Array(0);
     const slots = new Int32Array(capacityFor(n)).fill(EMPTY_SLOT);
     const mask = slots.length - 1;
     for (let i = 0; i < n; i++) {
+      if (i % STEP === STEP - 1) yield;
       const words = hashes.subarray(i * 8, i * 8 + 8);
       for (let s = words[0]! & mask; ; s = (s + 1) & mask) {
         const j = slots[s]!;
@@ -175,23 +192,23 @@ export class KeyTableBuilder {
           break;
         }
         if (sameHash(hashes, j, words)) {
-          repeats.push({ at: i, first: j, kind: 'hash', id: this.ids[i]! });
+          repeats.push({ at: i, first: j, kind: 'hash', id: this.ids.at(i) });
           break;
         }
       }
     }
-    repeats.push(...this.repeatedIds());
+    repeats.push(...(yield* this.repeatedIds()));
     repeats.sort((a, b) => a.at - b.at || (a.kind === 'id' ? -1 : 1));
     const table = new KeyTable(
       n,
       hashes,
       slots,
-      this.ids,
-      this.users.slice(0, n),
-      this.roles.slice(0, n),
-      this.grants.slice(0, n),
-      this.expires.slice(0, n),
-      this.disabled.slice(0, n),
+      this.ids.finish(n),
+      firstItems(this.users, n),
+      firstItems(this.roles, n),
+      firstItems(this.grants, n),
+      firstItems(this.expires, n),
+      firstItems(this.disabled, n),
       this.texts,
       this.lists,
       this.roleLists,
@@ -200,21 +217,21 @@ export class KeyTableBuilder {
   }
 
   /** Ids seen twice, by an index over a string hash of each id (no Set of a million strings). */
-  private repeatedIds(): Repeat[] {
+  private *repeatedIds(): Generator<void, Repeat[]> {
     const n = this.n;
     const slots = new Int32Array(capacityFor(n)).fill(EMPTY_SLOT);
     const mask = slots.length - 1;
     const out: Repeat[] = [];
     for (let i = 0; i < n; i++) {
-      const id = this.ids[i]!;
-      for (let s = fnv1a(id) & mask; ; s = (s + 1) & mask) {
+      if (i % STEP === STEP - 1) yield;
+      for (let s = this.ids.hash(i) & mask; ; s = (s + 1) & mask) {
         const j = slots[s]!;
         if (j === EMPTY_SLOT) {
           slots[s] = i;
           break;
         }
-        if (this.ids[j] === id) {
-          out.push({ at: i, first: j, kind: 'id', id });
+        if (this.ids.same(i, j)) {
+          out.push({ at: i, first: j, kind: 'id', id: this.ids.at(i) });
           break;
         }
       }
@@ -259,6 +276,14 @@ export class KeyTableBuilder {
   }
 }
 
+/**
+ * The first `n` items of a column: a view when the column is nearly full (no copy, so a
+ * load does not hold the column twice), a copy when a view would keep much unused room.
+ */
+function firstItems<T extends Int32Array | Float64Array | Uint8Array | Uint32Array>(a: T, n: number): T {
+  return (n >= a.length * 0.75 ? a.subarray(0, n) : a.slice(0, n)) as T;
+}
+
 /** A power of two at least twice `n`: probes stay short. */
 function capacityFor(n: number): number {
   let c = 16;
@@ -294,11 +319,72 @@ function hexDigit(c: number): number {
   return -1;
 }
 
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
+/**
+ * Key ids packed in one byte array, each ending where the next starts: a million id strings
+ * are a million objects the garbage collector traces and moves, which stalled a process
+ * reloading a million keys for hundreds of milliseconds at a time. Ids are ASCII (the
+ * schema allows letters, digits and "_.:-"); the string of a looked-up key is made when its
+ * record is (and cached with it).
+ */
+class IdColumn {
+  private bytes = new Uint8Array(64 * 1024);
+  private ends = new Uint32Array(1024);
+  private n = 0;
+
+  push(id: string): void {
+    const start = this.n === 0 ? 0 : this.ends[this.n - 1]!;
+    if (start + id.length > this.bytes.length) {
+      let size = this.bytes.length * 2;
+      while (start + id.length > size) size *= 2;
+      const b = new Uint8Array(size);
+      b.set(this.bytes);
+      this.bytes = b;
+    }
+    if (this.n === this.ends.length) {
+      const e = new Uint32Array(this.ends.length * 2);
+      e.set(this.ends);
+      this.ends = e;
+    }
+    for (let k = 0; k < id.length; k++) {
+      const c = id.charCodeAt(k);
+      if (c > 127) throw new TypeError(`key id ${JSON.stringify(id)} is not ASCII`);
+      this.bytes[start + k] = c;
+    }
+    this.ends[this.n++] = start + id.length;
   }
-  return h >>> 0;
+
+  /** The first `n` ids, trimmed to size. */
+  finish(n: number): IdColumn {
+    const c = new IdColumn();
+    c.n = n;
+    c.ends = firstItems(this.ends, n);
+    c.bytes = firstItems(this.bytes, n === 0 ? 0 : this.ends[n - 1]!);
+    return c;
+  }
+
+  at(i: number): string {
+    const start = i === 0 ? 0 : this.ends[i - 1]!;
+    return Buffer.from(this.bytes.buffer, this.bytes.byteOffset + start, this.ends[i]! - start).toString('latin1');
+  }
+
+  /** FNV-1a over the id's bytes. */
+  hash(i: number): number {
+    const start = i === 0 ? 0 : this.ends[i - 1]!;
+    const end = this.ends[i]!;
+    let h = 0x811c9dc5;
+    for (let k = start; k < end; k++) {
+      h ^= this.bytes[k]!;
+      h = Math.imul(h, 0x01000193);
+    }
+    return h >>> 0;
+  }
+
+  same(i: number, j: number): boolean {
+    const a = i === 0 ? 0 : this.ends[i - 1]!;
+    const b = j === 0 ? 0 : this.ends[j - 1]!;
+    const len = this.ends[i]! - a;
+    if (this.ends[j]! - b !== len) return false;
+    for (let k = 0; k < len; k++) if (this.bytes[a + k] !== this.bytes[b + k]) return false;
+    return true;
+  }
 }

@@ -1,9 +1,10 @@
 // The fast reader of a keys file. A general YAML parser builds a document tree of the
 // whole file first — 100,000 keys took tens of seconds and over a gigabyte — so the layouts
-// keys files are written in are read here directly, line by line, in steps a caller can
-// yield between: `mcp-authz keys create` and hand-written files (a `keys:` list of block
-// mappings, two-space or compact indentation, plain or quoted scalars, comments), Helm's
-// toYaml, and JSON. Anything outside that subset — anchors, tags, multi-line or escaped
+// keys files are written in are read here directly, line by line, as the file arrives in
+// chunks from disk (no copy of the whole file is held): `mcp-authz keys create` and
+// hand-written files (a `keys:` list of block mappings, two-space or compact indentation,
+// plain or quoted scalars, comments), Helm's toYaml, and JSON (read whole, see
+// key-registry.ts). Anything outside that subset — anchors, tags, multi-line or escaped
 // scalars, numbers or nulls where strings belong, tabs, CR line ends, other top-level
 // fields — makes the reader give up (`undefined`) and the caller parses the file with the
 // full YAML parser, so a file means exactly what YAML says it means, and its errors are
@@ -36,16 +37,18 @@ const GIVE_UP = Symbol('give up');
 type Scalar = string | boolean | typeof GIVE_UP;
 
 /**
- * Reads a keys file in steps of `linesPerStep` lines, handing each entry to `onEntry` as
- * soon as it is complete, so no list of the whole file is held. `step()` returns false
- * once done; `ok` then says whether the whole file was inside the subset (if not, the
- * entries handed over so far are to be thrown away).
+ * Reads a keys file as it arrives, in chunks of any size (a chunk may end inside a line or
+ * inside a UTF-8 character), handing each entry to `onEntry` as soon as it is complete, so
+ * neither the file nor a list of its entries is held. After the last chunk, `end()` says
+ * whether the whole file was inside the subset (if not, the entries handed over so far are
+ * to be thrown away).
  */
 export class KeysFileReader {
   ok = true;
-  /** Bytes of the file read into lines so far. */
-  private pos = 0;
-  private readonly ascii: boolean;
+  /** Whether a byte has arrived: an empty file is the full parser's. */
+  private started = false;
+  /** The start of a line whose end has not arrived yet. */
+  private carry: Buffer[] = [];
   private sawKeys = false;
   private emptyFlow = false;
   /** Column of the "- " that starts each entry, once seen. */
@@ -57,49 +60,89 @@ export class KeysFileReader {
   private list: string[] = [];
   private done = false;
 
-  constructor(
-    private readonly buf: Buffer,
-    private readonly onEntry: (entry: RawKeyEntry) => void,
-  ) {
-    this.ascii = isAscii(buf);
-    // A BOM, CR line ends or tabs: left to the full parser.
-    if (buf.length === 0 || buf[0] === 0xef || buf.includes(13) || buf.includes(9)) this.giveUp();
-  }
+  constructor(private readonly onEntry: (entry: RawKeyEntry) => void) {}
 
-  /** Reads the whole file at once: its entries, or undefined when it is outside the subset. */
+  /** Reads a whole file at once: its entries, or undefined when it is outside the subset. */
   static read(buf: Buffer): RawKeyEntry[] | undefined {
     const entries: RawKeyEntry[] = [];
-    const r = new KeysFileReader(buf, (e) => entries.push(e));
-    while (r.step(Number.MAX_SAFE_INTEGER));
-    return r.ok ? entries : undefined;
-  }
-
-  step(linesPerStep: number): boolean {
-    for (let n = 0; n < linesPerStep && !this.done; n++) {
-      const line = this.nextLine();
-      if (line === undefined) this.finish();
-      else if (!this.line(line)) this.giveUp();
-    }
-    return !this.done;
+    const r = new KeysFileReader((e) => entries.push(e));
+    r.push(buf);
+    return r.end() ? entries : undefined;
   }
 
   /**
-   * The next line, as a string of its own: the strings an entry keeps are cut from it, and
-   * cutting them from a larger decoded chunk would keep the whole chunk alive.
+   * Reads the lines `chunk` completes. Nothing of `chunk` is kept by reference: the caller
+   * may reuse its buffer.
    */
-  private nextLine(): string | undefined {
-    const { buf } = this;
-    if (this.pos >= buf.length) return undefined;
-    let end = buf.indexOf(10, this.pos);
-    if (end === -1) end = buf.length;
-    const line = buf.toString(this.ascii ? 'latin1' : 'utf8', this.pos, end);
-    this.pos = end + 1;
-    return line;
+  push(chunk: Buffer): void {
+    if (this.done || chunk.length === 0) return;
+    if (!this.started) {
+      this.started = true;
+      // A BOM (or another non-ASCII first byte): left to the full parser.
+      if (chunk[0] === 0xef) {
+        this.giveUp();
+        return;
+      }
+    }
+    // CR line ends or tabs: left to the full parser.
+    if (chunk.includes(13) || chunk.includes(9)) {
+      this.giveUp();
+      return;
+    }
+    let pos = 0;
+    if (this.carry.length > 0) {
+      const nl = chunk.indexOf(10);
+      if (nl === -1) {
+        this.carry.push(Buffer.from(chunk));
+        return;
+      }
+      this.carry.push(chunk.subarray(0, nl));
+      const line = Buffer.concat(this.carry);
+      this.carry = [];
+      if (!this.take(line, 0, line.length, isAscii(line))) return;
+      pos = nl + 1;
+    }
+    // Lines of an ASCII chunk are decoded as latin1, which is faster and reads ASCII alike.
+    const ascii = isAscii(chunk);
+    for (;;) {
+      const end = chunk.indexOf(10, pos);
+      if (end === -1) break;
+      if (!this.take(chunk, pos, end, ascii)) return;
+      pos = end + 1;
+    }
+    if (pos < chunk.length) this.carry.push(Buffer.from(chunk.subarray(pos)));
+  }
+
+  /** After the last chunk: true when the whole file was inside the subset. */
+  end(): boolean {
+    if (this.done) return this.ok;
+    if (!this.started) {
+      this.giveUp();
+      return false;
+    }
+    if (this.carry.length > 0) {
+      const line = Buffer.concat(this.carry);
+      this.carry = [];
+      if (!this.take(line, 0, line.length, isAscii(line))) return false;
+    }
+    this.finish();
+    return this.ok;
+  }
+
+  /**
+   * One line, decoded to a string of its own: the strings an entry keeps are cut from it,
+   * and cutting them from a larger decoded chunk would keep the whole chunk alive.
+   */
+  private take(buf: Buffer, start: number, end: number, ascii: boolean): boolean {
+    if (this.line(buf.toString(ascii ? 'latin1' : 'utf8', start, end))) return true;
+    this.giveUp();
+    return false;
   }
 
   private giveUp(): void {
     this.ok = false;
     this.done = true;
+    this.carry = [];
   }
 
   private finish(): void {

@@ -3,12 +3,10 @@
 // A config that is valid on paper but whose keys file or bundle is missing fails here.
 // The result is printed as lines, or with --json as one object for scripts and CI.
 import { readFileSync } from 'node:fs';
-import { demoKeyWarning } from '../auth/demo-keys.js';
 import { KeyRing } from '../upstream/connections-keys.js';
-import { KeySource } from '../auth/key-source.js';
 import { KeysFileError } from '../auth/key-registry.js';
 import type { LoadedConfig } from '../config/load.js';
-import { silentLogger } from '../log/logger.js';
+import { collectingLogger, silentLogger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { SHIPPED_BUNDLE } from '../config/paths.mjs';
 import { buildRuntime } from '../pipeline/build-runtime.js';
@@ -87,6 +85,7 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
     return done(false);
   };
   let keys: number | undefined;
+  let demo: string | undefined;
   let storeUp = false;
   let revision: string | undefined;
   let runtime;
@@ -126,7 +125,12 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
     return done(false);
   }
   try {
-    runtime = await buildRuntime(loaded, silentLogger(), createMetricsRegistry(), {
+    // The demo-key warning is the one serve logs, kept from the key source's own log line:
+    // the keys file is loaded once here (a million keys cost seconds and memory).
+    const logger = collectingLogger('warn', (line) => {
+      if (line.demo_keys !== undefined && typeof line.msg === 'string') demo = line.msg;
+    });
+    runtime = await buildRuntime(loaded, logger, createMetricsRegistry(), {
       // Its files are checked above; nothing is fetched or connected to from here.
       upstreamCredentials: false,
       watch: false,
@@ -168,7 +172,6 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
       lines.push(
         `API keys: ${keys ?? 0} from ${from}${config.apiKeys.keys.length ? ` (${config.apiKeys.keys.length} inline)` : ''}`,
       );
-    const demo = demoKeysLoaded(loaded);
     if (demo) {
       report.warnings.push(demo);
       lines.push(`WARNING: ${demo}`);
@@ -185,24 +188,6 @@ export async function checkConfig(loaded: LoadedConfig): Promise<ConfigCheck> {
     return done(true);
   } finally {
     await runtime.close();
-  }
-}
-
-/** The demo-key warning serve would log, from the same registry code. */
-function demoKeysLoaded(loaded: LoadedConfig): string | undefined {
-  const { apiKeys, listen } = loaded.config;
-  const source = new KeySource({
-    file: apiKeys.file,
-    inline: apiKeys.keys,
-    pollIntervalMs: apiKeys.pollIntervalMs,
-    logger: silentLogger(),
-    events: {},
-    watch: false,
-  });
-  try {
-    return demoKeyWarning(source.current, listen)?.message;
-  } finally {
-    void source.close();
   }
 }
 

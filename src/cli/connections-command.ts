@@ -61,7 +61,7 @@ export async function connectionsCommand(
   const rows: { provider: string; user: string }[] = [];
   for (const name of wanted) {
     const redis = providers.get(name)!.store.redis!;
-    const store = await RedisConnectionStore.connect(redis.url, redis.keyPrefix, redis.commandTimeoutMs);
+    const store = await RedisConnectionStore.connect(redis);
     try {
       if (verb === 'list') rows.push(...(await store.list(name)));
       else {

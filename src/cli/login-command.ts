@@ -18,7 +18,6 @@ import { discoverProtectedResource } from '../oauth-client/protected-resource.js
 import { exchangeCode, secretAuthMethod, type ClientIdentity, type TokenSet } from '../oauth-client/token-endpoint.js';
 import { LOGIN_EXIT_CODES } from './login-exit-codes.js';
 import { listenForCallback } from './loopback-callback.js';
-import { openBrowser } from './open-browser.js';
 import { checkSaveTarget, saveTokenFile } from './token-file.js';
 
 export interface LoginFlags {

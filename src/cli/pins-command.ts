@@ -102,7 +102,7 @@ async function approved(
     );
   const pinsPath = pins.file;
   const file = parsePinsFile(readFileSync(pinsPath, 'utf8'), pinsPath);
-  const state = new RedisPinState({ url: redis.url, keyPrefix: redis.keyPrefix, commandTimeoutMs: 5000 });
+  const state = new RedisPinState({ ...redis, commandTimeoutMs: 5000 });
   const found: {
     endpoint: string;
     kind: PinKind;

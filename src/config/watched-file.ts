@@ -10,7 +10,8 @@
 // the contents replaces the value in force only when building succeeds: the last good value
 // stays otherwise.
 import { createHash, type Hash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export interface SourceSnapshot {
@@ -49,6 +50,20 @@ export interface WatchedFileOptions<T> {
   what: string;
   /** A value already built from the source, and the digest it was built from. */
   initial?: { value: T; digest: string };
+  /**
+   * 'stream': a file too large to hold twice (a keys file of a million keys). Its digest is
+   * taken reading it in chunks that yield to the event loop, the snapshot carries no
+   * content, and `build` reads the file itself (readFileChunks), throwing SourceChanged
+   * when what it read is not what was digested: the reload then runs again.
+   */
+  read?: 'whole' | 'stream';
+}
+
+/** Thrown by a build that read other contents than the snapshot's digest: the file changed meanwhile. */
+export class SourceChanged extends Error {
+  constructor(path: string) {
+    super(`${path} changed while it was read`);
+  }
 }
 
 export class WatchedFile<T> {
@@ -189,7 +204,11 @@ export class WatchedFile<T> {
   private async reloadOnce(): Promise<ReloadResult<T>> {
     let source: SourceSnapshot;
     try {
-      source = readSource(this.opts.path);
+      const { path } = this.opts;
+      source =
+        this.opts.read === 'stream' && typeof path === 'string'
+          ? { path, digest: await readFileChunks(path, () => undefined), content: undefined }
+          : readSource(path);
     } catch (error) {
       return this.tell({ ok: false, error, unreadable: true, kept: this.value });
     }
@@ -208,6 +227,11 @@ export class WatchedFile<T> {
     try {
       next = await this.opts.build(source);
     } catch (error) {
+      if (error instanceof SourceChanged && !this.closed) {
+        // Read again: the change that made the difference has its own event, but it may have come already.
+        this.again = true;
+        return { ok: false, error, unreadable: false, kept: this.value };
+      }
       this.seen = source.digest;
       this.seenBroken = true;
       return this.tell({ ok: false, error, unreadable: false, kept: this.value });
@@ -253,4 +277,72 @@ function hashFolder(dir: string, hash: Hash): void {
     if (st.isDirectory()) hashFolder(p, hash);
     else if (st.isFile()) hash.update(p).update('\0').update(readFileSync(p));
   }
+}
+
+/** Bytes read from disk at a time; what a chunked reader is handed is cut smaller (sliceBytes). */
+const READ_BYTES = 1 << 20;
+
+export interface ChunkOptions {
+  /** The most bytes handed to `each` at once (default 1 MiB): the work between two yields. */
+  sliceBytes?: number;
+}
+
+/**
+ * Reads a file in chunks, handing each to `each` (which must copy what it keeps: the buffer
+ * is reused) and returning the SHA-256 of everything read. The whole file is never held.
+ */
+export function readFileChunksSync(path: string, each: (chunk: Buffer) => void, opts: ChunkOptions = {}): string {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(READ_BYTES);
+  const fd = openSync(path, 'r');
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      const chunk = buf.subarray(0, n);
+      hash.update(chunk);
+      slices(chunk, opts.sliceBytes, each);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * The same, yielding to the event loop (setImmediate) after every slice, so a large file
+ * is read and processed between the requests a process answers meanwhile.
+ */
+export async function readFileChunks(
+  path: string,
+  each: (chunk: Buffer) => void,
+  opts: ChunkOptions = {},
+): Promise<string> {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(READ_BYTES);
+  const fh = await open(path, 'r');
+  try {
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      const chunk = buf.subarray(0, bytesRead);
+      hash.update(chunk);
+      const size = opts.sliceBytes ?? READ_BYTES;
+      for (let at = 0; at < bytesRead; at += size) {
+        each(chunk.subarray(at, Math.min(at + size, bytesRead)));
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  return hash.digest('hex');
+}
+
+function slices(chunk: Buffer, size: number | undefined, each: (chunk: Buffer) => void): void {
+  if (size === undefined || size >= chunk.length) {
+    each(chunk);
+    return;
+  }
+  for (let at = 0; at < chunk.length; at += size) each(chunk.subarray(at, Math.min(at + size, chunk.length)));
 }

@@ -4,6 +4,11 @@
 // Redis is not connected and ready, or a command fails, the local buckets (this process's, or
 // the cluster primary's) answer at once, as rate-limiter-flexible's insurance limiter does
 // for the other limits.
+//
+// Keys: `<prefix>:bucket:<rule>|<principal>`. The takes of one call are always one
+// principal's (its rate, or the quota rules its calls match), so in a Redis Cluster the
+// principal is the hash tag — `<prefix>:bucket:<rule>|{<principal>}` — and the script's keys
+// share a slot.
 import type { Logger } from '../log/logger.js';
 import type { RedisLimiterStore } from './redis-store.js';
 import { answeredLocally, type BucketStore, type Take, type Taken } from './token-bucket.js';
@@ -45,6 +50,8 @@ type Client = RedisLimiterStore['client'] & {
 
 export class RedisBuckets implements BucketStore {
   private readonly client: Client;
+  private readonly tag: (s: string) => string;
+  private readonly redisCluster: boolean;
 
   constructor(
     store: RedisLimiterStore,
@@ -53,6 +60,8 @@ export class RedisBuckets implements BucketStore {
     private readonly logger: Logger,
   ) {
     this.client = store.client as Client;
+    this.redisCluster = store.redis.cluster;
+    this.tag = store.redis.tag;
     if (typeof this.client[COMMAND] !== 'function') this.client.defineCommand(COMMAND, { lua: TAKE_SCRIPT });
   }
 
@@ -60,7 +69,7 @@ export class RedisBuckets implements BucketStore {
     // Never queue behind a Redis that is not ready: the local buckets answer at once.
     if (this.client.status !== 'ready') return answeredLocally(this.insurance.take(takes), 'redis');
     const args: (string | number)[] = [takes.length];
-    for (const t of takes) args.push(`${this.keyPrefix}:bucket:${t.key}`);
+    for (const t of takes) args.push(`${this.keyPrefix}:bucket:${this.keyOf(t.key)}`);
     for (const t of takes) args.push(t.n, t.shape.intervalMs, t.shape.capacity);
     return this.client[COMMAND]!(...args).then(
       (r): Taken => (r[0] === 0 ? { ok: true } : { ok: false, index: r[0] - 1, retryMs: Number(r[1]) }),
@@ -72,5 +81,12 @@ export class RedisBuckets implements BucketStore {
         return answeredLocally(this.insurance.take(takes), 'redis');
       },
     );
+  }
+
+  /** `<rule>|<principal>`, the principal tagged in a cluster (rule names hold no "|"). */
+  private keyOf(key: string): string {
+    if (!this.redisCluster) return key;
+    const at = key.indexOf('|');
+    return at < 0 ? this.tag(key) : `${key.slice(0, at + 1)}${this.tag(key.slice(at + 1))}`;
   }
 }

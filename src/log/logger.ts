@@ -118,3 +118,8 @@ export async function exitAfterLogs(code: number): Promise<void> {
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
+
+/** A logger that hands each line at `level` or above, parsed, to `take` (and writes nothing). */
+export function collectingLogger(level: 'warn' | 'info', take: (line: Record<string, unknown>) => void): Logger {
+  return pino({ level }, { write: (line: string) => take(JSON.parse(line) as Record<string, unknown>) });
+}

@@ -25,6 +25,8 @@ export interface ServiceEvents {
   pinsReload?(result: 'success' | 'failure', pins: number): void;
   /** The API key registry (re)loaded. */
   keysReload?(result: 'success' | 'failure', keys: number): void;
+  /** A reload of the keys file finished one step (a slice of the file read, or of the index built) and yields to requests. */
+  keysReloadStep?(phase: 'read' | 'index'): void;
   /** A request used an API key (by its non-secret id). */
   apiKeyUsed?(keyId: string): void;
   /** An ext_proc stream ended: completed, denied (immediate response), failed (ended with a gRPC error) or cancelled. */

@@ -64,14 +64,7 @@ export function pinGuardFromConfig(
   if (pins.approverGroup !== undefined && config.approvals === undefined)
     throw new Error('pins.approverGroup: re-approving changed definitions needs the approval page (approvals)');
   const redis = pins.redis ?? config.rateLimit.redis;
-  const state: PinState =
-    redis && opts.sharedState !== false
-      ? new RedisPinState({
-          url: redis.url,
-          keyPrefix: redis.keyPrefix,
-          commandTimeoutMs: redis.commandTimeoutMs,
-        })
-      : new LocalPinState();
+  const state: PinState = redis && opts.sharedState !== false ? new RedisPinState(redis) : new LocalPinState();
   return new PinGuard({
     ...opts,
     file: pins.file,

@@ -3,7 +3,8 @@
 // showed. In Redis when configured, so every replica refuses a call to a tool another
 // replica saw change; else in this process. Reads that cannot be answered throw: the caller
 // fails closed.
-import { Redis } from 'ioredis';
+import { SharedRedis, type RedisClient } from '../config/redis-client.js';
+import type { RedisConnectionConfig } from '../config/redis-schema.js';
 import type { PinKind } from './definition.js';
 import type { Pin } from './pins-file.js';
 
@@ -185,48 +186,45 @@ export class LocalPinState implements PinState {
 const DECIDE_REVIEW = `
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'decision') then return 0 end
 redis.call('HSET', KEYS[1], 'decision', ARGV[1])
-if ARGV[2] == 'granted' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) end
+if ARGV[2] == 'granted' and KEYS[2] then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) end
 return 1`;
 
-export interface RedisPinStateOptions {
-  url: string;
-  keyPrefix: string;
-  commandTimeoutMs: number;
-}
+export type RedisPinStateOptions = Pick<
+  RedisConnectionConfig,
+  'url' | 'cluster' | 'nodes' | 'keyPrefix' | 'commandTimeoutMs'
+>;
 
 /**
  * Two hashes per endpoint: `<prefix>:pins:seen:<endpoint>` (item → digest last listed) and
  * `<prefix>:pins:first:<endpoint>` (item → the first-seen pin as JSON, written with HSETNX so
- * the first replica to see an item pins it for all).
+ * the first replica to see an item pins it for all). One list's record writes both in one
+ * transaction, so in a Redis Cluster the endpoint is a hash tag (`…:seen:{<endpoint>}`) and
+ * both live in one slot.
  */
 export class RedisPinState implements PinState {
   readonly shared = true;
-  private readonly client: Redis;
+  private readonly redis: SharedRedis;
+  private readonly client: RedisClient;
 
   constructor(private readonly opts: RedisPinStateOptions) {
-    this.client = new Redis(opts.url, {
-      enableOfflineQueue: false,
-      connectTimeout: 1000,
-      commandTimeout: opts.commandTimeoutMs,
-      maxRetriesPerRequest: 0,
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
-    });
-    // Failures surface on the commands (and fail closed there); the event itself is not fatal.
-    this.client.on('error', () => {});
+    // Failures surface on the commands (and fail closed there).
+    this.redis = new SharedRedis(opts, { feature: 'pins' });
+    this.client = this.redis.client;
   }
 
   private seenKey(endpoint: string): string {
-    return `${this.opts.keyPrefix}:pins:seen:${endpoint}`;
+    return `${this.opts.keyPrefix}:pins:seen:${this.redis.tag(endpoint)}`;
   }
 
   private firstKey(endpoint: string): string {
-    return `${this.opts.keyPrefix}:pins:first:${endpoint}`;
+    return `${this.opts.keyPrefix}:pins:first:${this.redis.tag(endpoint)}`;
   }
 
   /** Resolves once connected (tests, start-up); never needed for correctness. */
   async ready(): Promise<void> {
-    if (this.client.status === 'ready') return;
-    await new Promise<void>((resolve) => this.client.once('ready', () => resolve()));
+    while (!(await this.redis.connected(60_000))) {
+      // keep waiting: the caller asked to
+    }
   }
 
   async firstSeen(endpoint: string): Promise<Map<string, Pin>> {
@@ -283,7 +281,7 @@ export class RedisPinState implements PinState {
   }
 
   private repinKey(endpoint: string): string {
-    return `${this.opts.keyPrefix}:pins:repin:${endpoint}`;
+    return `${this.opts.keyPrefix}:pins:repin:${this.redis.tag(endpoint)}`;
   }
 
   private reviewKey(id: string): string {
@@ -325,27 +323,34 @@ export class RedisPinState implements PinState {
     const stored = await this.review(id);
     if (stored === undefined) return false;
     const { review } = stored;
-    const done = await this.client.eval(
-      DECIDE_REVIEW,
-      2,
-      this.reviewKey(id),
-      this.repinKey(review.endpoint),
-      JSON.stringify(decision),
-      decision.state,
-      pinKey(review.kind, review.name),
-      JSON.stringify(repinOf(review, decision)),
-    );
+    const repin = JSON.stringify(repinOf(review, decision));
+    const field = pinKey(review.kind, review.name);
+    if (!this.redis.cluster) {
+      // One server: the decision and the re-pin are written in one step.
+      const done = await this.client.eval(
+        DECIDE_REVIEW,
+        2,
+        this.reviewKey(id),
+        this.repinKey(review.endpoint),
+        JSON.stringify(decision),
+        decision.state,
+        field,
+        repin,
+      );
+      return done === 1;
+    }
+    // A cluster: the review (by id) and the endpoint's re-pins live in different slots. The
+    // decision is taken once first; a grant's re-pin follows. Should that second write fail, the
+    // decision stands and the tool stays hidden (fail-closed) until the review expires.
+    // (The script with the review's key alone and a state other than granted writes the decision only.)
+    const done = await this.client.eval(DECIDE_REVIEW, 1, this.reviewKey(id), JSON.stringify(decision), 'decided');
+    if (done === 1 && decision.state === 'granted')
+      await this.client.hset(this.repinKey(review.endpoint), field, repin);
     return done === 1;
   }
 
-  async close(): Promise<void> {
-    try {
-      await Promise.race([this.client.quit(), new Promise((r) => setTimeout(r, 1000).unref())]);
-    } catch {
-      // already closed
-    } finally {
-      this.client.disconnect();
-    }
+  close(): Promise<void> {
+    return this.redis.close();
   }
 }
 

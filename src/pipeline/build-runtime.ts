@@ -128,6 +128,8 @@ export async function buildRuntime(
   const redis: RedisLimiterStore | undefined = redisCfg
     ? new (await import('../limits/redis-store.js')).RedisLimiterStore({
         url: redisCfg.url,
+        cluster: redisCfg.cluster,
+        nodes: redisCfg.nodes,
         commandTimeoutMs: redisCfg.commandTimeoutMs,
         logger,
         onState: (s) => events.limiterStore?.(s),

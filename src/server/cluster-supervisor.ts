@@ -119,8 +119,13 @@ export class WorkerSupervisor {
   private exited(w: Worker, code: number, signal: string): void {
     this.ready.delete(w.id);
     this.workerHealth.delete(w.id);
-    if (this.stopping) return;
     const { logger, health, workers } = this.opts;
+    if (this.stopping) {
+      // A worker that stopped by itself exits 0; one killed after the grace period says so here.
+      if (code === 0) logger.info({ worker: w.id, pid: w.process.pid }, 'worker exited');
+      else logger.warn({ worker: w.id, pid: w.process.pid, code, signal }, 'worker exited while stopping, not cleanly');
+      return;
+    }
     logger.error({ worker: w.id, pid: w.process.pid, code, signal }, 'worker exited unexpectedly');
     // A worker that exits before all have served is a start-up failure (port in use, bad config): stop.
     if (!this.started) {

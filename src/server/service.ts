@@ -152,11 +152,19 @@ export async function startService(loaded: LoadedConfig, opts: StartOptions): Pr
         }, graceMs);
         await drained;
         clearTimeout(timer);
-        if (httpServer) await closeHttp(httpServer);
-        await tlsFiles?.close();
-        await authzen?.close();
-        await runtime.close();
-        logger.info('mcp-authz stopped');
+        try {
+          if (httpServer) await closeHttp(httpServer);
+          await tlsFiles?.close();
+          await authzen?.close();
+          await runtime.close();
+          logger.info('mcp-authz stopped');
+        } catch (err) {
+          logger.error(
+            { err: { message: err instanceof Error ? err.message : String(err) } },
+            'mcp-authz stopped; closing a part failed',
+          );
+          throw err;
+        }
       })();
       return closing;
     },

@@ -7,7 +7,8 @@
 // while the others wait for its result (a refresh token used twice is, at many servers, a
 // revoked grant), and single-use marks for connect links.
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient, SharedRedis } from '../config/redis-client.js';
+import type { RedisConnectionConfig } from '../config/redis-schema.js';
 
 export interface ConnectionKey {
   provider: string;
@@ -96,27 +97,34 @@ const UNLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call(
 /** A user id in a Redis key: base64url, so no id can reach into another key's shape. */
 const encodeUser = (u: string) => Buffer.from(u, 'utf8').toString('base64url');
 
+/** How long connecting waits for Redis before its commands fail fast (as while it is away). */
+const CONNECT_WAIT_MS = 2000;
+
+/**
+ * Keys: `<prefix>:connection:<provider>:<user>` (the sealed record), `…connection-lock:…` and
+ * `…connect-link:<id>`, each read and written on its own: the same names on one server and in a
+ * Redis Cluster, where listing scans every master.
+ */
 export class RedisConnectionStore implements ConnectionStore {
   readonly kind = 'redis';
+  private readonly client: RedisClient;
 
   constructor(
-    private readonly client: Redis,
+    private readonly redis: SharedRedis,
     private readonly prefix: string,
-  ) {}
+  ) {
+    this.client = redis.client;
+  }
 
-  /** Connects (ioredis) to `url`; commands fail fast while Redis is away rather than queue. */
-  static async connect(url: string, prefix: string, commandTimeoutMs: number): Promise<RedisConnectionStore> {
-    const { Redis } = await import('ioredis');
-    const client = new Redis(url, {
-      enableOfflineQueue: true,
-      connectTimeout: 2000,
-      commandTimeout: commandTimeoutMs,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
-    });
+  /** Connects to Redis (or a Redis Cluster), waiting a little for it; commands fail fast while it is away rather than queue. */
+  static async connect(
+    cfg: Pick<RedisConnectionConfig, 'url' | 'cluster' | 'nodes' | 'keyPrefix' | 'commandTimeoutMs'>,
+  ): Promise<RedisConnectionStore> {
+    const { SharedRedis } = await import('../config/redis-client.js');
     // Errors surface on the commands that fail; the connection's own retries are not news.
-    client.on('error', () => {});
-    return new RedisConnectionStore(client, prefix);
+    const redis = new SharedRedis(cfg, { feature: 'user connections' });
+    await redis.connected(CONNECT_WAIT_MS);
+    return new RedisConnectionStore(redis, cfg.keyPrefix);
   }
 
   private key(k: ConnectionKey): string {
@@ -142,17 +150,22 @@ export class RedisConnectionStore implements ConnectionStore {
   async list(provider?: string): Promise<ConnectionKey[]> {
     const base = `${this.prefix}:connection:`;
     const out: ConnectionKey[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.client.scan(cursor, 'MATCH', `${base}${provider ?? '*'}:*`, 'COUNT', 500);
-      cursor = next;
-      for (const key of keys) {
-        const rest = key.slice(base.length);
-        const at = rest.lastIndexOf(':');
-        if (at <= 0) continue;
-        out.push({ provider: rest.slice(0, at), user: Buffer.from(rest.slice(at + 1), 'base64url').toString('utf8') });
-      }
-    } while (cursor !== '0');
+    for (const server of this.redis.scanTargets()) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await server.scan(cursor, 'MATCH', `${base}${provider ?? '*'}:*`, 'COUNT', 500);
+        cursor = next;
+        for (const key of keys) {
+          const rest = key.slice(base.length);
+          const at = rest.lastIndexOf(':');
+          if (at <= 0) continue;
+          out.push({
+            provider: rest.slice(0, at),
+            user: Buffer.from(rest.slice(at + 1), 'base64url').toString('utf8'),
+          });
+        }
+      } while (cursor !== '0');
+    }
     return out.sort((a, b) => a.provider.localeCompare(b.provider) || a.user.localeCompare(b.user));
   }
 
@@ -170,7 +183,7 @@ export class RedisConnectionStore implements ConnectionStore {
     return (await this.client.set(`${this.prefix}:connect-link:${id}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
   }
 
-  async close(): Promise<void> {
-    await this.client.quit().catch(() => this.client.disconnect());
+  close(): Promise<void> {
+    return this.redis.close();
   }
 }

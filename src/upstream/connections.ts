@@ -138,10 +138,7 @@ export class ConnectionProvider {
   static async create(cfg: UserConnectionsConfig, opts: ConnectionProviderOptions): Promise<ConnectionProvider> {
     const redis = cfg.store.redis;
     const store =
-      opts.store ??
-      (redis
-        ? await RedisConnectionStore.connect(redis.url, redis.keyPrefix, redis.commandTimeoutMs)
-        : new MemoryConnectionStore(opts.now));
+      opts.store ?? (redis ? await RedisConnectionStore.connect(redis) : new MemoryConnectionStore(opts.now));
     const p = new ConnectionProvider(cfg, store, opts);
     await Promise.all([p.keys.load(opts.watch), p.secret.load(opts.watch)]);
     return p;

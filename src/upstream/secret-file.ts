@@ -20,7 +20,7 @@ export interface SecretFileOptions<T> {
 export class SecretFile<T> {
   private readonly file: WatchedFile<T>;
 
-  constructor(private readonly opts: SecretFileOptions<T>) {
+  constructor(opts: SecretFileOptions<T>) {
     this.file = new WatchedFile<T>({
       path: opts.path,
       what: opts.what,
