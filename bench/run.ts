@@ -169,7 +169,7 @@ npm run bench -- --in-process [--calls 20000] [--scenarios a,b] [--tracing off|u
 npm run bench -- --shadow [--calls 20000] [--rounds 3]
 npm run bench -- --fleet [--server-log]
 npm run bench -- --in-process --interleave [--baseline DIR] [--block-rounds 15] [--block-calls 1000] [--scenarios a,b]
-npm run bench -- --ext-proc [--receipt-key ed25519|p256] [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
+npm run bench -- --ext-proc [--in-process] [--receipt-key ed25519|p256] [--duration 5s] [--rounds 3] [--warmup 2s] [--connections 4] [--concurrency 48] [--calls 20000] [--scenarios a,b]
 `);
   process.exit(0);
 }
@@ -1196,6 +1196,15 @@ async function extProc(ctx: RunContext): Promise<number> {
     const configFile = writeMcpAuthzConfig(p, grpcPort, httpPort, ctx.bundle);
     // Approvals too (one worker, as here): the approval scenarios' endpoints and page.
     const approvals = withApprovals(configFile, httpPort, opt['receipt-key'] === 'p256' ? 'p256' : 'ed25519');
+    if (opt['in-process']) {
+      // The exchanges in this process only: the quick figure to profile and optimize against.
+      const rows = await extProcInProcess(configFile, list, Number(opt.calls), log);
+      for (const r of rows)
+        process.stdout.write(
+          `${r.scenario.padEnd(28)} ${r.totalUs.toFixed(1).padStart(8)} µs ${r.cpuUs.toFixed(1).padStart(8)} µs CPU\n`,
+        );
+      return 0;
+    }
     log('starting mcp-authz (one worker)');
     const serverLog = opt['server-log'] ? join(out, 'mcp-authz.log') : undefined;
     const server = await startMcpAuthz(configFile, grpcPort, p.list[0]!.requests[0]!, serverLog, 1);

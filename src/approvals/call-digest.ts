@@ -2,7 +2,7 @@
 // endpoint, method, tool, arguments, policy revision). The retried call must be the same call,
 // by the same caller, under the same policy: any other argument, caller or revision is another
 // digest and needs its own approval.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { CheckContext } from '../decision/context.js';
 import { CanonicalJsonError, canonicalJson } from '../contracts/jcs.js';
 
@@ -61,7 +61,8 @@ export function callDigest(
 ): string {
   // The members in RFC 8785 order ("arguments" < "endpoint" < "method" < "principal" < "revision" < "tool").
   const text = `{"arguments":${canonicalArguments},"endpoint":${canonicalJson(endpoint)},"method":${canonicalJson(method)},"principal":${canonicalJson(principal)},"revision":${canonicalJson(policyRevision)},"tool":${canonicalJson(tool)}}`;
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+  // One-shot: no Hash object per call.
+  return hash('sha256', text, 'hex');
 }
 
 function describe(code: CanonicalJsonError['code']): string {

@@ -84,40 +84,91 @@ const DYNAMIC_METADATA = 4;
 const FIXED64 = 1;
 const DECISION_ID_KEY_BYTES = Buffer.byteLength(DECISION_ID_KEY);
 
-/** A google.protobuf.Value as protobufjs writes the object toStruct makes of `v`. */
-function valueBytes(v: unknown): Buffer {
-  if (v === null || v === undefined) return Buffer.from([tag(1, VARINT), 0]);
-  if (typeof v === 'number') {
-    const b = Buffer.allocUnsafe(9);
-    b[0] = tag(2, FIXED64);
-    b.writeDoubleLE(v, 1);
-    return b;
-  }
-  if (typeof v === 'boolean') return Buffer.from([tag(4, VARINT), v ? 1 : 0]);
-  if (Array.isArray(v)) return lengthDelimited(6, Buffer.concat(v.map((x) => lengthDelimited(1, valueBytes(x)))));
-  if (typeof v === 'object') return lengthDelimited(5, structBytes(v as Record<string, unknown>));
-  return lengthDelimited(3, Buffer.from(typeof v === 'string' ? v : String(v), 'utf8'));
-}
+// A Struct is encoded in two passes with no intermediate buffers: structSize walks the object
+// once and records, in the order the writer needs them, each key's and string's byte length
+// and each nested message's size; writeStruct walks it again and writes straight into the
+// answer's buffer. Values are written as protobufjs writes the object toStruct makes of them.
 
-function structBytes(obj: Record<string, unknown>): Buffer {
-  const entries: Buffer[] = [];
+/** The content size of the Struct `obj` (what dynamic_metadata's length says); `sizes` gets what writeStruct reads. */
+function structSize(obj: Record<string, unknown>, sizes: number[]): number {
+  let total = 0;
   for (const k of Object.keys(obj)) {
     // proto-loader's object path cannot hold a "__proto__" key (assigning it sets the prototype): Envoy never gets one.
     if (k === '__proto__') continue;
-    entries.push(
-      lengthDelimited(
-        1,
-        Buffer.concat([lengthDelimited(1, Buffer.from(k, 'utf8')), lengthDelimited(2, valueBytes(obj[k]))]),
-      ),
-    );
+    const key = Buffer.byteLength(k, 'utf8');
+    sizes.push(key);
+    const at = sizes.length;
+    sizes.push(0);
+    const value = valueSize(obj[k], sizes);
+    sizes[at] = value;
+    total += field(field(key) + field(value));
   }
-  return Buffer.concat(entries);
+  return total;
 }
 
-function lengthDelimited(fieldNo: number, content: Buffer): Buffer {
-  const head = new Out(Buffer.allocUnsafe(1 + varintSize(content.length)));
-  head.open(fieldNo, content.length);
-  return Buffer.concat([head.buf, content]);
+/** The content size of a google.protobuf.Value holding `v`. */
+function valueSize(v: unknown, sizes: number[]): number {
+  if (v === null || v === undefined || typeof v === 'boolean') return 2;
+  if (typeof v === 'number') return 9;
+  if (typeof v === 'object') {
+    const at = sizes.length;
+    sizes.push(0);
+    let content = 0;
+    if (Array.isArray(v)) {
+      for (const x of v) {
+        const i = sizes.length;
+        sizes.push(0);
+        const element = valueSize(x, sizes);
+        sizes[i] = element;
+        content += field(element);
+      }
+    } else content = structSize(v as Record<string, unknown>, sizes);
+    sizes[at] = content;
+    return field(content);
+  }
+  const bytes = Buffer.byteLength(typeof v === 'string' ? v : String(v), 'utf8');
+  sizes.push(bytes);
+  return field(bytes);
+}
+
+/** Cursor over the sizes structSize recorded. */
+interface Sizes {
+  list: number[];
+  i: number;
+}
+
+function writeStruct(out: Out, obj: Record<string, unknown>, sizes: Sizes): void {
+  for (const k of Object.keys(obj)) {
+    if (k === '__proto__') continue;
+    const key = sizes.list[sizes.i++]!;
+    const value = sizes.list[sizes.i++]!;
+    out.open(1, field(key) + field(value));
+    out.string(1, k, key);
+    out.open(2, value);
+    writeValue(out, obj[k], sizes);
+  }
+}
+
+function writeValue(out: Out, v: unknown, sizes: Sizes): void {
+  if (v === null || v === undefined) {
+    out.buf[out.pos++] = tag(1, VARINT);
+    out.buf[out.pos++] = 0;
+  } else if (typeof v === 'number') {
+    out.buf[out.pos++] = tag(2, FIXED64);
+    out.pos = out.buf.writeDoubleLE(v, out.pos);
+  } else if (typeof v === 'boolean') {
+    out.buf[out.pos++] = tag(4, VARINT);
+    out.buf[out.pos++] = v ? 1 : 0;
+  } else if (Array.isArray(v)) {
+    out.open(6, sizes.list[sizes.i++]!);
+    for (const x of v) {
+      out.open(1, sizes.list[sizes.i++]!);
+      writeValue(out, x, sizes);
+    }
+  } else if (typeof v === 'object') {
+    out.open(5, sizes.list[sizes.i++]!);
+    writeStruct(out, v as Record<string, unknown>, sizes);
+  } else out.string(3, typeof v === 'string' ? v : String(v), sizes.list[sizes.i++]!);
 }
 
 /** Size of the Struct { decision_id: "<id>" } for an id of `idBytes` bytes. */
@@ -125,19 +176,32 @@ function decisionIdStructSize(idBytes: number): number {
   return field(field(DECISION_ID_KEY_BYTES) + field(field(idBytes)));
 }
 
+/** The policy's metadata (with the decision id) as a Struct, sized and ready to write. */
+interface SizedStruct {
+  obj: Record<string, unknown>;
+  size: number;
+  sizes: number[];
+}
+
+function sizeMetadata(obj: Record<string, unknown> | undefined): SizedStruct | undefined {
+  if (obj === undefined) return undefined;
+  const sizes: number[] = [];
+  return { obj, size: structSize(obj, sizes), sizes };
+}
+
 /**
- * Writes dynamic_metadata: the policy's Struct, encoded already, or — the common case,
- * without allocating — the Struct holding only the decision id.
+ * Writes dynamic_metadata: the policy's Struct or — the common case, with nothing to size —
+ * the Struct holding only the decision id.
  */
 function writeMetadata(
   out: Out,
-  policyStruct: Buffer | undefined,
+  policyStruct: SizedStruct | undefined,
   decisionId: string | undefined,
   idBytes: number,
 ): void {
   if (policyStruct !== undefined) {
-    out.open(DYNAMIC_METADATA, policyStruct.length);
-    out.pos += policyStruct.copy(out.buf, out.pos);
+    out.open(DYNAMIC_METADATA, policyStruct.size);
+    writeStruct(out, policyStruct.obj, { list: policyStruct.sizes, i: 0 });
     return;
   }
   if (decisionId === undefined) return;
@@ -156,11 +220,11 @@ function writeMetadata(
  */
 export function encodeCheckResponse(o: Outcome, decisionId?: string, now?: Date): Buffer {
   const policyMetadata = o.kind === 'answer' ? undefined : o.dynamicMetadata;
-  const policyStruct = policyMetadata !== undefined ? structBytes(decisionMetadata(o, decisionId)!) : undefined;
+  const policyStruct = policyMetadata !== undefined ? sizeMetadata(decisionMetadata(o, decisionId)) : undefined;
   const idBytes = decisionId !== undefined ? Buffer.byteLength(decisionId) : 0;
   const metadataSize =
     policyStruct !== undefined
-      ? field(policyStruct.length)
+      ? field(policyStruct.size)
       : decisionId !== undefined
         ? field(decisionIdStructSize(idBytes))
         : 0;
