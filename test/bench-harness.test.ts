@@ -81,11 +81,16 @@ async function startStudyServer(transport: string, config: string): Promise<{ se
     {
       cwd: root,
       onStdout: (line) => line.startsWith('READY') && ready(),
+      captureStderr: true,
     },
   );
+  let stderr = '';
+  server.child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   await Promise.race([
     isReady,
-    server.exited.then(() => Promise.reject(new Error(`${transport} exited before it was ready`))),
+    server.exited.then((code) =>
+      Promise.reject(new Error(`${transport} exited (${code}) before it was ready:\n${stderr.slice(-2000)}`)),
+    ),
   ]);
   return { server, port };
 }
