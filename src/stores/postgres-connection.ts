@@ -44,3 +44,40 @@ export function poolConfig(c: PostgresStoreConfig, applicationName = 'mcp-authz'
     idleTimeoutMillis: 60_000,
   };
 }
+
+/** A LISTEN connection's state: `fail` ends it (once); `gone` once it has ended. */
+export interface Channel {
+  fail(why: string): void;
+  readonly gone: boolean;
+}
+
+/**
+ * Wires a notification client: each notification on `channel` goes to `notified`; the first
+ * error or end (or a `fail` from the caller) ends the client and goes to `lost`, once.
+ */
+export function watchChannel(
+  client: pg.Client,
+  channel: string,
+  notified: (payload: string | undefined) => void,
+  lost: (why: string) => void,
+): Channel {
+  let gone = false;
+  const fail = (why: string) => {
+    if (gone) return;
+    gone = true;
+    client.removeAllListeners('notification');
+    client.end().catch(() => undefined);
+    lost(why);
+  };
+  client.on('error', (err) => fail(err.message));
+  client.on('end', () => fail('connection ended'));
+  client.on('notification', (msg) => {
+    if (msg.channel === channel) notified(msg.payload);
+  });
+  return {
+    fail,
+    get gone() {
+      return gone;
+    },
+  };
+}

@@ -17,7 +17,7 @@ import { ConfigError, type LoadedConfig, validateConfig } from '../config/load.j
 import type { PostgresStoreConfig } from '../config/stores-schema.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import { clientConfig, schemaName } from './postgres-connection.js';
+import { clientConfig, watchChannel, schemaName } from './postgres-connection.js';
 
 export const ENDPOINTS_CHANNEL = 'mcp_authz_endpoints';
 
@@ -134,31 +134,26 @@ class EndpointWatcher {
       query_timeout: this.pg.queryTimeoutMs,
     });
     this.listener = client;
-    let lost = false;
-    const onLost = (why: string) => {
-      if (lost) return;
-      lost = true;
-      client.removeAllListeners('notification');
-      client.end().catch(() => undefined);
-      if (this.listener === client) this.listener = undefined;
-      this.channelLost(why);
-    };
-    client.on('error', (err) => onLost(err.message));
-    client.on('end', () => onLost('connection ended'));
-    client.on('notification', (msg) => {
-      if (msg.channel === ENDPOINTS_CHANNEL) this.notified();
-    });
+    const channel = watchChannel(
+      client,
+      ENDPOINTS_CHANNEL,
+      () => this.notified(),
+      (why) => {
+        if (this.listener === client) this.listener = undefined;
+        this.channelLost(why);
+      },
+    );
     (async () => {
       await client.connect();
       await client.query(`LISTEN ${ENDPOINTS_CHANNEL}`);
-      if (lost || this.closed) return;
+      if (channel.gone || this.closed) return;
       this.backoffMs = 100;
       this.up = true;
       this.opts.events.endpointStore?.('up');
       this.opts.logger.info({ store: 'postgres' }, 'endpoint store listening for changes');
       // A full resync: whatever changed while the channel was down (or since start-up) is applied now.
       await this.sync();
-    })().catch((err: Error) => onLost(err.message));
+    })().catch((err: Error) => channel.fail(err.message));
   }
 
   private channelLost(why: string): void {

@@ -24,7 +24,7 @@ import type { ApiKeyRecord, KeyAnswer, KeyLookup } from '../auth/key-registry.js
 import type { Principal } from '../contracts/principal.js';
 import type { Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
-import { clientConfig, poolConfig, schemaName } from './postgres-connection.js';
+import { clientConfig, watchChannel, poolConfig, schemaName } from './postgres-connection.js';
 
 export const KEYS_CHANNEL = 'mcp_authz_keys';
 
@@ -224,31 +224,26 @@ export class PostgresKeyStore implements KeyLookup {
     if (this.closed) return;
     const client = new pg.Client(clientConfig(this.opts.postgres, 'mcp-authz keys listener'));
     this.listener = client;
-    let lost = false;
-    const onLost = (why: string) => {
-      if (lost) return;
-      lost = true;
-      client.removeAllListeners('notification');
-      client.end().catch(() => undefined);
-      if (this.listener === client) this.listener = undefined;
-      this.channelLost(why);
-    };
-    client.on('error', (err) => onLost(err.message));
-    client.on('end', () => onLost('connection ended'));
-    client.on('notification', (msg) => {
-      if (msg.channel === KEYS_CHANNEL) this.notified(msg.payload ?? '*');
-    });
+    const channel = watchChannel(
+      client,
+      KEYS_CHANNEL,
+      (payload) => this.notified(payload ?? '*'),
+      (why) => {
+        if (this.listener === client) this.listener = undefined;
+        this.channelLost(why);
+      },
+    );
     (async () => {
       await client.connect();
       await client.query(`LISTEN ${KEYS_CHANNEL}`);
       await this.resync();
-      if (lost || this.closed) return;
+      if (channel.gone || this.closed) return;
       this.backoffMs = 100;
       this.up = true;
       this.opts.events.keyStore?.('up');
       this.opts.logger.info({ store: 'postgres', cached: this.cache.size }, 'API key store connected');
       for (const w of this.upWaiters.splice(0)) w();
-    })().catch((err: Error) => onLost(err.message));
+    })().catch((err: Error) => channel.fail(err.message));
   }
 
   private channelLost(why: string): void {
