@@ -3,12 +3,12 @@
 // closed: what cannot be filtered is replaced by a JSON-RPC error for each list call
 // (`data.reason` from the catalogue's withheld reasons), never passed on. Reports one
 // ListTrace to the observers when the response is over, whatever way it ends.
-import { isUtf8 } from 'node:buffer';
 import type { CheckTrace, ListTrace } from '../decision/context.js';
 import type { WithheldReason } from '../contracts/codes.js';
 import { ListVisibility } from './visibility.js';
 import type { Runtime } from '../pipeline/runtime.js';
-import { failure, filterJsonBody, withheldListResponse, type FilterFailure } from '../mcp-response/list-filter.js';
+import { failure, withheldListResponse, type FilterFailure } from '../mcp-response/list-filter.js';
+import { filterJsonBytes } from '../mcp-response/list-body-reader.js';
 import type { ListCalls } from '../mcp-response/list-methods.js';
 import { SseListRewriter } from '../mcp-response/sse-list-rewriter.js';
 import type { ListPins } from '../pins/pin-guard.js';
@@ -60,16 +60,13 @@ export class ListResponse {
     const started = process.hrtime.bigint();
     this.sawBody = true;
     let out: JsonOutcome;
-    // Readers disagree on invalid UTF-8 (U+FFFD, an error): such a list is not shown.
-    const filtered = isUtf8(body)
-      ? filterJsonBody(body.toString('utf8'), this.calls, this.visibility.visibleFor)
-      : failure('invalid_json', 'the body is not valid UTF-8');
+    const filtered = filterJsonBytes(body, this.calls, this.visibility.visibleFor);
     if (!filtered.ok) {
       out = { body: this.withheldBody(filtered), withheld: true };
       this.spentNs += process.hrtime.bigint() - started;
       this.report('withheld', filtered);
     } else {
-      out = { withheld: false, ...(filtered.changed ? { body: Buffer.from(filtered.body, 'utf8') } : {}) };
+      out = { withheld: false, ...(filtered.body !== undefined ? { body: filtered.body } : {}) };
       this.spentNs += process.hrtime.bigint() - started;
       this.report('filtered');
     }

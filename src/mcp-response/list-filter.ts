@@ -57,7 +57,7 @@ export const PRIVATE_CACHE_HEADER = Object.freeze({ name: 'cache-control', value
 export const WITHHELD_LIST_ERROR_CODE = -32603;
 
 /** Tool input schemas nest; a list response deeper than this is not one any client needs. */
-const MAX_RESPONSE_DEPTH = 256;
+export const MAX_RESPONSE_DEPTH = 256;
 
 export function failure(code: FilterFailureCode, detail: string): FilterFailure {
   return { ok: false, code, detail };
