@@ -788,10 +788,10 @@ async function startMcpAuthzTarget(p: Prepared, bundle: string | undefined): Pro
 /** One of the transport study's servers: the real pipeline behind one transport, one process. */
 async function startTransport(system: string, configFile: string): Promise<Target> {
   const t = STUDY_TRANSPORT[system]!;
-  const [port, metricsPort] = [await freePort(), await freePort()];
-  let ready!: () => void;
-  const isReady = new Promise<void>((r) => (ready = r));
-  log(`starting ${system} (bench/transports/serve.ts --transport ${t.serve}) on 127.0.0.1:${port}`);
+  // Port 0: the server binds what the kernel picks and says which (READY <port> <metrics port>).
+  let ready!: (ports: [number, number]) => void;
+  const isReady = new Promise<[number, number]>((r) => (ready = r));
+  log(`starting ${system} (bench/transports/serve.ts --transport ${t.serve}) on loopback`);
   const server = start(
     'node',
     [
@@ -803,18 +803,23 @@ async function startTransport(system: string, configFile: string): Promise<Targe
       '--config',
       configFile,
       '--port',
-      String(port),
+      '0',
       '--metrics-port',
-      String(metricsPort),
+      '0',
     ],
     {
       cwd: root,
       env: { ...process.env, NODE_ENV: 'production' },
-      onStdout: (line) => line.startsWith('READY') && ready(),
+      onStdout: (line) => {
+        const m = /^READY (\d+) (\d+)$/.exec(line);
+        if (m) ready([Number(m[1]), Number(m[2])]);
+      },
     },
   );
+  let port: number;
+  let metricsPort: number;
   try {
-    await Promise.race([
+    [port, metricsPort] = await Promise.race([
       isReady,
       server.exited.then(() => Promise.reject(new Error(`${system} exited`))),
       timeout(60_000, `${system} did not start`),

@@ -59,10 +59,11 @@ test('a unary gRPC request body is the uncompressed flag, the big-endian length 
 });
 
 // The transport study's servers run the compiled dist/ modules (npm test builds them first).
+// They bind port 0 and say which port they got: a port found free and bound later can be taken
+// meanwhile by another test's process or connection.
 async function startStudyServer(transport: string, config: string): Promise<{ server: Started; port: number }> {
-  const [port, metricsPort] = [await freePort(), await freePort()];
-  let ready!: () => void;
-  const isReady = new Promise<void>((r) => (ready = r));
+  let ready!: (port: number) => void;
+  const isReady = new Promise<number>((r) => (ready = r));
   const server = start(
     'node',
     [
@@ -74,19 +75,22 @@ async function startStudyServer(transport: string, config: string): Promise<{ se
       '--config',
       config,
       '--port',
-      String(port),
+      '0',
       '--metrics-port',
-      String(metricsPort),
+      '0',
     ],
     {
       cwd: root,
-      onStdout: (line) => line.startsWith('READY') && ready(),
+      onStdout: (line) => {
+        const m = /^READY (\d+) \d+$/.exec(line);
+        if (m) ready(Number(m[1]));
+      },
       captureStderr: true,
     },
   );
   let stderr = '';
   server.child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  await Promise.race([
+  const port = await Promise.race([
     isReady,
     server.exited.then((code) =>
       Promise.reject(new Error(`${transport} exited (${code}) before it was ready:\n${stderr.slice(-2000)}`)),

@@ -17,6 +17,7 @@ const CHILD = join(root, 'test', 'fixtures', 'log-sink-child.mjs');
 const FAR_MORE = 4 * 1024 * 1024;
 
 interface State {
+  pid: number;
   mode: string;
   dropped: { decision: number; service: number };
   buffered: number;
@@ -38,10 +39,11 @@ async function child(
   kind: PipeKind,
   bufferBytes: number,
   stderrMode: 'as-is' | 'nonblocking-stderr' = 'as-is',
+  clustered = false,
 ): Promise<Child> {
   if (!existsSync(join(root, 'dist', 'log', 'log-sink.js')))
     throw new Error('dist/ is missing: run `npm run build` (npm test does it in pretest)');
-  const args = [CHILD, String(bufferBytes), stderrMode];
+  const args = [CHILD, String(bufferBytes), stderrMode, ...(clustered ? ['cluster'] : [])];
   let proc: ChildProcess;
   let reader: LineReader;
   if (kind === 'fifo') {
@@ -180,4 +182,42 @@ test('a socket made non-blocking: a full socket is retried on EAGAIN; the proces
   c.reader.resume();
   await c.reader.untilEnd();
   wholeAndInOrder(c.reader.lines);
+});
+
+test('a cluster worker that leaves right after its last line: every line it logged reaches the shared socket stderr, read only once it leaves', async (t) => {
+  // `serve --workers`: the worker's stderr is the primary's, here the socketpair Node's
+  // child_process gives, full: the worker's last lines wait behind a write blocked in the pool.
+  const c = await child('socketpair', 16 * 1024 * 1024, 'as-is', true);
+  t.teardown(() => {
+    c.proc.kill('SIGKILL');
+    try {
+      process.kill(c.ready.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  });
+  t.not(c.ready.pid, c.proc.pid, 'the lines come from a cluster worker');
+  t.is(c.ready.mode, 'threadpool');
+  c.reader.pause();
+  let s: State = c.ready;
+  await waitFor(
+    'a write blocked on the full socket',
+    async () => {
+      s = await c.send({ op: 'write', lines: 50, bytes: 500, kind: 'service' });
+      return s.written * 500 > FAR_MORE && s.stuck;
+    },
+    60_000,
+    1,
+  );
+  s = await c.send({ op: 'write', lines: 1, bytes: 100, kind: 'service' });
+  t.deepEqual(s.dropped, { decision: 0, service: 0 }, 'the log buffer holds every line');
+  t.true(s.buffered > 0, 'the last lines are held, not yet written');
+  // The worker leaves the cluster; the reader reads again only from now on.
+  c.proc.send({ op: 'leave-cluster', boundMs: 120_000 });
+  c.reader.resume();
+  t.deepEqual(await c.exited, { code: 0, signal: null });
+  await c.reader.untilEnd();
+  const seqs = wholeAndInOrder(c.reader.lines);
+  t.is(seqs.length, s.written, 'every line logged before the worker left was written');
+  t.is(seqs.at(-1), s.written - 1, 'the last line included');
 });

@@ -136,8 +136,60 @@ export function run(
   });
 }
 
-/** A free loopback TCP port (bound then released). */
-export function freePort(): Promise<number> {
+/** Ports freePort handed out in this process: never handed out twice. */
+const handedOut = new Set<number>();
+/** The lowest port freePort picks from (below it: well-known and registered services). */
+const PICK_FROM = 10_000;
+
+/**
+ * A free loopback TCP port for a program that is told its port (a config file, redis-server,
+ * postgres), checked free by binding it, then released. Picked at random outside the kernel's
+ * ephemeral range (net.ipv4.ip_local_port_range): the kernel hands ports of that range to every
+ * bind to port 0 and every outgoing connection on the machine, so a port found through port 0
+ * can be some connection's local port by the time the program binds it; a port outside it is
+ * only ever taken by someone who asks for it by number. Where a program can bind port 0 and say
+ * which port it got, prefer that: nothing can take the port in between.
+ */
+export async function freePort(): Promise<number> {
+  const [low, high] = ephemeralRange();
+  const below = Math.max(0, low - PICK_FROM);
+  const above = Math.max(0, 65_535 - high);
+  for (let attempt = 0; below + above > 0 && attempt < 200; attempt++) {
+    const i = Math.floor(Math.random() * (below + above));
+    const port = i < below ? PICK_FROM + i : high + 1 + (i - below);
+    if (handedOut.has(port) || !(await canBind(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  // Nothing outside the range (it spans every port): the kernel's pick, as a last resort.
+  for (;;) {
+    const port = await kernelPick();
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+}
+
+/** net.ipv4.ip_local_port_range (Linux's default where it cannot be read). */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!];
+  } catch {
+    /* not Linux */
+  }
+  return [32_768, 60_999];
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+function kernelPick(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);

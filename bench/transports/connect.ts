@@ -115,6 +115,7 @@ export async function serveConnect(m: Product, rt: Runtime, port: number): Promi
     server.listen(port, '127.0.0.1', resolve);
   });
   return {
+    port: (server.address() as { port: number }).port,
     stop: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -111,5 +111,8 @@ export async function serveHttpExtAuthz(m: Product, rt: Runtime, port: number): 
     server.once('error', reject);
     server.listen(port, '127.0.0.1', resolve);
   });
-  return { stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return {
+    port: (server.address() as { port: number }).port,
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }

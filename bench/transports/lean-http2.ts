@@ -11,6 +11,9 @@ export async function serveLeanHttp2(m: Product, rt: Runtime, port: number): Pro
     reflection: false,
     listen: { socketMode: 0o660 },
   });
-  await server.bind(`127.0.0.1:${port}`);
-  return { stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
+  const bound = await server.bind(`127.0.0.1:${port}`);
+  return {
+    port: bound,
+    stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+  };
 }

@@ -8,7 +8,9 @@
 //   http1       Envoy's HTTP ext_authz (`http_service`) shape on node:http.
 // Experiments only: nothing here is part of the product.
 // Usage: tsx bench/transports/serve.ts --transport T --config FILE --port P --metrics-port M
-// (prints "READY <port>" when listening)
+// (prints "READY <port> <metrics port>" when listening; a port of 0 has the kernel pick a free
+// one as it binds, and READY says which: a port looked up free beforehand and bound later can be
+// taken meanwhile by any other process, a connection's local port included)
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
@@ -25,8 +27,9 @@ export type TransportName = (typeof TRANSPORTS)[number];
 export type Product = Awaited<ReturnType<typeof product>>;
 export type Runtime = Awaited<ReturnType<Product['buildRuntime']>>;
 
-/** A listening transport; stop() closes it gracefully. */
+/** A listening transport: the port it bound (asked for 0: the kernel's pick); stop() closes it gracefully. */
 export interface Served {
+  port: number;
   stop(): Promise<void>;
 }
 
@@ -66,7 +69,10 @@ const metricsServer = createServer((_req, res) => {
     (err: Error) => res.writeHead(500).end(err.message),
   );
 });
-metricsServer.listen(metricsPort, '127.0.0.1', () => process.stdout.write(`READY ${port}\n`));
+metricsServer.listen(metricsPort, '127.0.0.1', () => {
+  const bound = (metricsServer.address() as { port: number }).port;
+  process.stdout.write(`READY ${served.port} ${bound}\n`);
+});
 
 const stop = async () => {
   await served.stop();

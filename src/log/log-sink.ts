@@ -147,7 +147,9 @@ export class LogSink {
    * At exit (no event loop any more): writes what is held, waiting for a full descriptor while
    * it makes progress — a reader that reads gets every line — but giving up once it has taken
    * nothing for EXIT_STALL_MS, or after EXIT_MAX_MS in all. A socket with a write in flight
-   * takes nothing more: writing beside it could reorder lines.
+   * takes nothing more: writing beside it could reorder or split lines, and that write's end is
+   * only ever told to the event loop. A process that ends itself calls settle() first
+   * (exitAfterLogs, disconnectAfterSettle), so nothing is in flight here.
    */
   flushAtExit(): void {
     clearTimeout(this.retry);
@@ -361,6 +363,19 @@ export async function settle(sink: LogSink, boundMs: number): Promise<boolean> {
   // A write in flight on a non-blocking descriptor returns at once (EAGAIN); one that does not
   // is blocked on a full socket.
   return sink.writeReturns(WRITE_RETURN_MS);
+}
+
+/**
+ * A cluster worker's way out once its work is done: its log settles first (at most `boundMs`),
+ * then it leaves the primary's IPC channel. Node's cluster module ends a worker the moment that
+ * channel closes (process.exit, no natural exit), and at exit the lines held behind a write in
+ * flight in the thread pool can no longer be written: writing beside it could split lines, and
+ * its completion is only ever told to the event loop. So nothing may be held when it closes.
+ * A write still blocked after the bound (a socket nobody reads): ends by SIGTERM (terminateSelf).
+ */
+export async function disconnectAfterSettle(sink: LogSink, boundMs: number): Promise<void> {
+  if (!(await settle(sink, boundMs))) terminateSelf();
+  if (process.connected) process.disconnect?.();
 }
 
 /** Ends the process by SIGTERM's default action, which no blocked thread can hold up. */

@@ -1,5 +1,12 @@
 import { pino, type Logger } from 'pino';
-import { LogSink, settle, terminateSelf, type DroppedLines, type WriteMode } from './log-sink.js';
+import {
+  disconnectAfterSettle,
+  LogSink,
+  settle,
+  terminateSelf,
+  type DroppedLines,
+  type WriteMode,
+} from './log-sink.js';
 
 export { terminateSelf };
 
@@ -112,6 +119,16 @@ export async function exitAfterLogs(code: number): Promise<void> {
     process.exit(code);
   }
   terminateSelf();
+}
+
+/**
+ * A cluster worker leaves the primary once its log has settled (at most LOG_SETTLE_MS): the
+ * cluster module exits a worker at once when the channel closes, and lines still held then
+ * would be lost (src/log/log-sink.ts, disconnectAfterSettle).
+ */
+export async function leaveClusterAfterLogs(boundMs = LOG_SETTLE_MS): Promise<void> {
+  if (processSink) await disconnectAfterSettle(processSink, boundMs);
+  else if (process.connected) process.disconnect?.();
 }
 
 /** A logger that drops everything (the `check` CLI and tests that do not read logs). */

@@ -6,7 +6,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { ClusterBuckets, type BucketMessage } from '../limits/cluster-buckets.js';
 import { ClusterFailureCounter, type FailureMessage } from '../limits/cluster-failures.js';
 import { LockoutTable } from '../limits/lockouts.js';
-import { exitAfterLogs, type Logger } from '../log/logger.js';
+import { exitAfterLogs, leaveClusterAfterLogs, type Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { buildRuntime, type BuildOptions } from '../pipeline/build-runtime.js';
 import { workerBundleFeed } from './cluster-bundles.js';
@@ -115,7 +115,9 @@ export async function runWorker(
     process.once('SIGINT', stop);
   });
   // The IPC channel would keep this process alive; the primary is waiting for it to exit.
+  // Closing it ends this process at once (the cluster module calls process.exit), so the log
+  // settles first: its last lines ("mcp-authz stopped") would otherwise be lost.
   setTimeout(() => void exitAfterLogs(0), 2000).unref();
-  process.disconnect?.();
+  await leaveClusterAfterLogs();
   return 0;
 }

@@ -3,9 +3,10 @@
 // tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../bench/lib/processes.js';
 import { waitFor } from './wait.js';
 
 export interface TestRedis {
@@ -20,17 +21,8 @@ export interface TestRedis {
   resume(): void;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** A free loopback port, picked outside the kernel's ephemeral range (bench/lib/processes.ts). */
+export { freePort };
 
 /** Sends PING on a fresh connection; true on +PONG. */
 export function ping(port: number, timeoutMs = 300): Promise<boolean> {
