@@ -184,9 +184,12 @@ func (w *worker) run(t0 time.Time) {
 		case <-deadline:
 		}
 	}
-	// Over: end every connection still open; what is still unanswered timed out.
+	// Over: end every connection still open; what is still unanswered (or still waiting to
+	// be sent again) timed out.
 	w.mu.Lock()
 	conns := append([]*conn(nil), w.conns...)
+	w.timedOut += int64(len(w.again))
+	w.again = nil
 	w.mu.Unlock()
 	var left int
 	for _, c := range conns {
