@@ -640,3 +640,26 @@ test('shutdown: calls in flight finish, the connection gets GOAWAY, new calls ar
   await stopped;
   t.true(shutDown);
 });
+
+test("a client's GOAWAY NO_ERROR is answered with GOAWAY NO_ERROR naming the call in flight, which is still answered", async (t) => {
+  let answer: (() => void) | undefined;
+  const h = await start({
+    Hang: (_call: UnaryCall, cb: (e: null, v: Buffer) => void) => {
+      answer = () => cb(null, Buffer.from('after the GOAWAY'));
+    },
+  });
+  t.teardown(() => h.stop());
+  const s = await rawSession(h.port);
+  t.teardown(() => s.destroy());
+  const inFlight = rawCall(s, '/test.Raw/Hang', [frame(Buffer.from('x'))]);
+  await waitFor('the held call', () => answer !== undefined, 60_000, 0);
+  const goaway = once(s, 'goaway');
+  s.goaway(constants.NGHTTP2_NO_ERROR, 0);
+  const [code, lastStreamID] = (await goaway) as [number, number];
+  t.is(code, constants.NGHTTP2_NO_ERROR);
+  t.is(lastStreamID, 1, 'the call in flight was taken: a client must not send it again');
+  answer!();
+  const a = await inFlight;
+  t.is(statusOf(a), Status.OK);
+  t.is(a.data.subarray(5).toString(), 'after the GOAWAY');
+});

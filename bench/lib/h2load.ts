@@ -65,6 +65,15 @@ export interface H2loadResult {
   checkCodes?: Record<string, number>;
   sentPerMessage?: number[];
   errorSamples?: string[];
+  /**
+   * loadgen only: calls the server did not process and that were sent again (above a GOAWAY's
+   * last stream id, or REFUSED_STREAM); GOAWAYs the server sent before the generator ended the
+   * connection, by error code; connections opened (more than `connections` when the server
+   * closed some).
+   */
+  resent?: number;
+  goAways?: Record<string, number>;
+  connectionsOpened?: number;
 }
 
 /** A unary gRPC request body: the 5-byte frame header (uncompressed, length) and the message. */

@@ -22,6 +22,9 @@
 //     flood beyond that ends its connection;
 //   - shutdown: the listener closes, every connection gets GOAWAY and its calls finish
 //     (tryShutdown), or are cut after the grace period (forceShutdown);
+//   - no other GOAWAY: no stream-count, age or idle limit closes a connection; a client's
+//     GOAWAY NO_ERROR makes node:http2 close the session gracefully, answering with GOAWAY
+//     NO_ERROR (calls in flight still finish; a load generator must not count that answer);
 //   - node:cluster workers share the listening socket, as for any node:net server;
 //   - TLS and mutual TLS (`tls`), the certificate replaced for new connections on reload;
 //     a TCP port or a Unix socket, listened on by the service's `listen`.
