@@ -656,6 +656,7 @@ async function finishRun(
     roundsRps: all.map((x) => x.rps),
     ...lat,
     peakRssBytes: peak.bytes,
+    peakOwnBytes: Math.max(...samples.map((x) => x.ownBytes)),
     rssAfterBytes: treeRss(t.server.pid).bytes,
     processes: peak.processes,
     cores: best.cores,

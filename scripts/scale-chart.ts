@@ -234,23 +234,24 @@ export function scaleChart(r: Json): string {
 }
 
 /**
- * The newest scale results file in a folder that has the whole-Check curves (a run with
- * `--scale-curves none` measures only the match, the keys and the stores); else the newest
- * scale results file.
+ * The scale results file a folder's chart is drawn from: the newest of those with the most
+ * whole-Check curves. A run of some curves at some sizes (`--scale-curves "endpoints=10,100000"`)
+ * stays in the history without taking the other curves off the chart; a run with
+ * `--scale-curves none` (the match, the keys and the stores only) is drawn when there is no other.
  */
 export function latestScaleResults(dir: string): string {
   const files = readdirSync(dir)
     .filter((f) => /^\d{4}-.*\.json$/.test(f))
     .sort()
     .reverse();
-  let newest: string | undefined;
+  let best: { file: string; curves: number } | undefined;
   for (const f of files) {
     const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Json;
     if (r.kind !== 'scale') continue;
-    if (Array.isArray(r.checkCurves) && r.checkCurves.length > 0) return join(dir, f);
-    newest ??= join(dir, f);
+    const curves = Array.isArray(r.checkCurves) ? r.checkCurves.length : 0;
+    if (best === undefined || curves > best.curves) best = { file: join(dir, f), curves };
   }
-  if (newest) return newest;
+  if (best) return best.file;
   throw new Error(`no scale results in ${dir}: run npm run bench -- --scale`);
 }
 

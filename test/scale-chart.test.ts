@@ -146,7 +146,7 @@ test('a results file without curves is refused with the command that makes them'
   });
 });
 
-test('the script draws the newest scale results of a folder with the whole-Check curves, skipping runs of other kinds', async (t) => {
+test('the script draws the newest scale results of a folder with the most whole-Check curves, skipping runs of other kinds', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'scale-chart-'));
   writeFileSync(join(dir, '2026-12-07T10-00-00-000Z.json'), JSON.stringify({ ...results, checkCurves: [] }));
   t.is(
@@ -159,6 +159,14 @@ test('the script draws the newest scale results of a folder with the whole-Check
   writeFileSync(join(dir, '2026-12-07T12-00-00-000Z.json'), JSON.stringify({ kind: 'throughput', runs: [] }));
   writeFileSync(join(dir, 'latest.json'), JSON.stringify({ kind: 'throughput', runs: [] }));
   t.is(latestScaleResults(dir), join(dir, '2026-12-07T11-00-00-000Z.json'));
+  // A later run of one curve stays in the history; the chart keeps the run with every curve.
+  writeFileSync(
+    join(dir, '2026-12-07T13-00-00-000Z.json'),
+    JSON.stringify({ ...results, checkCurves: results.checkCurves.slice(0, 1) }),
+  );
+  t.is(latestScaleResults(dir), join(dir, '2026-12-07T11-00-00-000Z.json'));
+  writeFileSync(join(dir, '2026-12-07T14-00-00-000Z.json'), JSON.stringify(results));
+  t.is(latestScaleResults(dir), join(dir, '2026-12-07T14-00-00-000Z.json'), 'the newest of the fullest runs');
   const out = join(dir, 'scale.svg');
   const r = await run(process.execPath, [
     '--import',

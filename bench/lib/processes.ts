@@ -225,27 +225,39 @@ export function processTree(root: number): number[] {
   return out;
 }
 
-/** Sum of VmRSS (bytes) over a process tree, and how many processes it has. */
-export function treeRss(root: number): { bytes: number; processes: number } {
+/**
+ * A process tree's resident memory. `bytes`: the sum of VmRSS, which counts the pages the
+ * processes share (the node binary and libraries, file-backed: some 50 MiB each) once per
+ * process. `ownBytes`: what the tree holds counting them once — every process's anonymous
+ * and shared-memory pages, plus the largest process's file-backed pages — which is close to
+ * what a container's memory cgroup is charged (a page in the page cache is charged once).
+ */
+export function treeRss(root: number): { bytes: number; ownBytes: number; processes: number } {
   let bytes = 0;
+  let anon = 0;
+  let file = 0;
   let processes = 0;
+  const kib = (status: string, field: string) =>
+    Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
   for (const pid of processTree(root)) {
     try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) {
-        bytes += Number(m[1]) * 1024;
-        processes++;
-      }
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      if (!/VmRSS:/.test(status)) continue;
+      bytes += kib(status, 'VmRSS');
+      anon += kib(status, 'RssAnon') + kib(status, 'RssShmem');
+      file = Math.max(file, kib(status, 'RssFile'));
+      processes++;
     } catch {
       /* exited meanwhile */
     }
   }
-  return { bytes, processes };
+  return { bytes, ownBytes: anon + file, processes };
 }
 
 export interface RssSample {
   t: number;
   bytes: number;
+  ownBytes: number;
   processes: number;
 }
 

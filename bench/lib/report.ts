@@ -52,6 +52,8 @@ export interface SystemRun {
   /** Open loop (ghz) at a fraction of the max: the latency figures under load. */
   open?: LoadResult;
   peakRssBytes?: number;
+  /** The peak with the pages the processes share (the node binary, libraries) counted once (treeRss). */
+  peakOwnBytes?: number;
   /** RSS of the server's process tree after its last run of the scenario. */
   rssAfterBytes?: number;
   processes?: number;
@@ -185,6 +187,11 @@ export function printTable(result: {
   w("(sampled, and mcp-authz's own decision counter) that were not the expected decision; late: closed-loop answers");
   w("slower than Envoy's 200 ms grpc-timeout (h2load); load1: 1-minute load average;");
   w('×own null: max rps over the null server of the same transport (transport study).');
+  const own = result.runs.filter((r) => r.system === 'mcp-authz' && r.peakOwnBytes !== undefined);
+  if (own.length > 0)
+    w(
+      `mcp-authz peak with the pages its processes share (node binary, libraries) counted once, as a container is charged: ${own.map((r) => `${r.scenario} ${mib(r.peakOwnBytes)}`).join(', ')} MiB`,
+    );
   reasons.forEach((why, i) => w(`[${i + 1}] ${why}`));
   const busiest = Math.max(0, ...result.runs.map((r) => r.cores?.other ?? 0));
   if (busiest > 0.25) {
