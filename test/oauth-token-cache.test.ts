@@ -1,13 +1,14 @@
 import nodeCrypto from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
 import test from 'ava';
+import fc from 'fast-check';
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { ConfigSchema } from '../src/config/schema.js';
 import { silentLogger } from '../src/log/logger.js';
 import { createTokenVerifier } from '../src/auth/oauth/jwt-verifier.js';
-import { TokenCache, tokenDigest, type VerifiedToken } from '../src/auth/oauth/token-cache.js';
+import { ENTRY_BYTES, TokenCache, tokenDigest } from '../src/auth/oauth/token-cache.js';
 import type { TokenVerifier } from '../src/auth/oauth/token-verifier.js';
-import { ANONYMOUS } from '../src/contracts/principal.js';
 import { startJwksServer, type JwksServer } from './helpers/jwks-server.js';
 
 const A = 'https://mcp.example.com/mcp/a';
@@ -34,31 +35,154 @@ function verifier(oauth: Record<string, unknown> = {}, server = idp) {
   return { v, advance: (s: number) => (offsetMs += s * 1000) };
 }
 
-const entry = (expiresAt = 1): VerifiedToken => ({ principal: ANONYMOUS, expiresAt, audiences: [] });
+interface Rec {
+  key: string;
+  bytes: number;
+}
+const rec = (key = 'r', bytes = 100): Rec => ({ key, bytes });
+const d = (i: number | string) => tokenDigest(`token-${i}`);
+const FAR = 2 ** 40;
 
-test('the cache key is the SHA-256 of the token, never the token', (t) => {
+test('the cache key is the SHA-256 of the whole token, never the token', (t) => {
   const token = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln';
-  t.is(tokenDigest(token), createHash('sha256').update(token).digest('base64url'));
-  t.false(tokenDigest(token).includes('eyJ'));
+  t.deepEqual(tokenDigest(token), createHash('sha256').update(token).digest());
+  t.false(tokenDigest(token).toString('latin1').includes('eyJ'));
+  // One byte more or less is another entry.
+  const cache = new TokenCache<Rec>(10, 1 << 20);
+  cache.set(tokenDigest(token), FAR, rec(), 0);
+  t.true(cache.find(tokenDigest(token)) >= 0);
+  t.is(cache.find(tokenDigest(token.slice(0, -1))), -1);
+  t.is(cache.find(tokenDigest(`${token}A`)), -1);
 });
 
-test('the LRU keeps at most its capacity and evicts the least recently used', (t) => {
-  const cache = new TokenCache(2);
-  cache.set('a', entry());
-  cache.set('b', entry());
-  t.truthy(cache.get('a'));
-  cache.set('c', entry());
+test('the cache keeps at most its entry count, and CLOCK gives a recently used entry a second chance', (t) => {
+  const cache = new TokenCache<Rec>(2, 1 << 20);
+  cache.set(d('a'), FAR, rec(), 0);
+  cache.set(d('b'), FAR, rec(), 0);
+  t.true(cache.find(d('a')) >= 0);
+  cache.set(d('c'), FAR, rec(), 0);
   t.is(cache.size, 2);
-  t.truthy(cache.get('a'));
-  t.is(cache.get('b'), undefined);
-  t.truthy(cache.get('c'));
+  t.true(cache.find(d('a')) >= 0, 'a was used since it was cached');
+  t.is(cache.find(d('b')), -1, 'b was not');
+  t.true(cache.find(d('c')) >= 0);
 });
 
-test('a cache of size 0 keeps nothing', (t) => {
-  const cache = new TokenCache(0);
-  cache.set('a', entry());
-  t.is(cache.get('a'), undefined);
-  t.is(cache.size, 0);
+test('an expired entry gets no second chance', (t) => {
+  const cache = new TokenCache<Rec>(2, 1 << 20);
+  cache.set(d('live'), 1000, rec(), 0);
+  cache.set(d('expired'), 500, rec(), 0);
+  // Both used since they were cached: the hand passes over the live one, not the expired one.
+  t.true(cache.find(d('live')) >= 0);
+  t.true(cache.find(d('expired')) >= 0);
+  cache.set(d('new'), 1000, rec(), 600);
+  t.is(cache.find(d('expired')), -1);
+  t.true(cache.find(d('live')) >= 0);
+  t.true(cache.find(d('new')) >= 0);
+});
+
+test('a cache of size 0 or no bytes keeps nothing', (t) => {
+  for (const cache of [new TokenCache<Rec>(0, 1 << 20), new TokenCache<Rec>(10, 0)]) {
+    cache.set(d('a'), FAR, rec(), 0);
+    t.is(cache.find(d('a')), -1);
+    t.is(cache.size, 0);
+  }
+});
+
+test('tokens of one identity share one record, freed with the last of them', (t) => {
+  const cache = new TokenCache<Rec>(100, 1 << 20);
+  for (let i = 0; i < 50; i++) cache.set(d(i), FAR, rec(i < 40 ? 'alice' : 'bob'), 0);
+  t.is(cache.size, 50);
+  t.is(cache.recordCount, 2);
+  const alice = cache.record(cache.find(d(0)));
+  t.is(cache.record(cache.find(d(39))), alice);
+  t.is(cache.record(cache.find(d(40))).key, 'bob');
+  for (let i = 40; i < 50; i++) cache.delete(cache.find(d(i)));
+  t.is(cache.recordCount, 1);
+  t.is(cache.bytes, 100 * ENTRY_BYTES + 100, 'the 100 slots and one record');
+});
+
+test('the byte budget bounds entries and records together', (t) => {
+  const budget = 4096 * ENTRY_BYTES;
+  const cache = new TokenCache<Rec>(1_000_000, budget);
+  t.is(cache.maxEntries, 4096);
+  // Every token its own large record: the records' bytes evict entries long before 4,096.
+  for (let i = 0; i < 5000; i++) {
+    cache.set(d(i), FAR, rec(`r${i}`, 1000), 0);
+    t.true(cache.bytes <= budget);
+  }
+  t.true(cache.size < 200);
+  t.true(cache.find(d(4999)) >= 0, 'the newest entry is always held');
+});
+
+test('a million tokens of one identity fit the default budget', (t) => {
+  const { tokenCacheSize, tokenCacheMaxBytes } = ConfigSchema.parse({}).oauth;
+  const cache = new TokenCache<Rec>(tokenCacheSize, tokenCacheMaxBytes);
+  const record = rec('alice', 300);
+  for (let i = 0; i < 1_000_000; i++) cache.set(d(i), FAR, record, 0);
+  t.is(cache.size, 1_000_000);
+  t.true(cache.bytes <= 1_000_000 * ENTRY_BYTES + 300, `${cache.bytes} bytes`);
+  for (let i = 0; i < 1_000_000; i += 997) t.true(cache.find(d(i)) >= 0);
+});
+
+test('property: the cache agrees with a model map under inserts, deletes and evictions, colliding hashes included', (t) => {
+  // Digests sharing their first word land on one probe chain: backward-shift deletion is exercised.
+  const digestOf = (hashWord: number, n: number) => {
+    const b = Buffer.alloc(32);
+    b.writeInt32LE(hashWord, 0);
+    b.writeUInt32LE(n, 4);
+    return b;
+  };
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 40 }),
+      fc.array(
+        fc.tuple(
+          fc.constantFrom('set', 'set', 'delete', 'find'),
+          fc.integer({ min: 0, max: 7 }),
+          fc.integer({ min: 0, max: 60 }),
+        ),
+        {
+          maxLength: 300,
+        },
+      ),
+      (max, ops) => {
+        const cache = new TokenCache<Rec>(max, 1 << 30);
+        const model = new Map<string, number>();
+        let clock = 0;
+        for (const [op, h, n] of ops) {
+          const digest = digestOf(h * 1024, n);
+          const id = digest.toString('hex');
+          if (op === 'set') {
+            clock++;
+            cache.set(digest, clock, rec(`r${n % 3}`), 0);
+            model.set(id, clock);
+          } else if (op === 'delete') {
+            const s = cache.find(digest);
+            if (s >= 0) cache.delete(s);
+            model.delete(id);
+          }
+          const s = cache.find(digest);
+          if (op === 'set') {
+            if (s < 0 || cache.expiresAt(s) !== clock || cache.record(s).key !== `r${n % 3}`) return false;
+          } else if (op === 'delete' && s >= 0) return false;
+          if (cache.size > max) return false;
+          // Whatever is held is what was last set for that digest; evictions only remove.
+          let held = 0;
+          for (const [key, exp] of model) {
+            const slot = cache.find(Buffer.from(key, 'hex'));
+            if (slot >= 0) {
+              held++;
+              if (cache.expiresAt(slot) !== exp) return false;
+            }
+          }
+          if (held !== cache.size) return false;
+        }
+        return true;
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.pass();
 });
 
 test('a repeated token is answered from the cache, without its signing key', async (t) => {
@@ -76,7 +200,7 @@ test('a repeated token is answered from the cache, without its signing key', asy
   t.is(own.fetches, 2);
   const again = await v.verify(token, [A]);
   t.true(again.ok);
-  t.is(again.ok && again.principal, first.ok && first.principal);
+  t.deepEqual(again.ok && again.principal, first.ok && first.principal);
   const { v: uncached } = verifier({ tokenCacheSize: 0 }, own);
   t.false((await uncached.verify(token, [A])).ok, 'without the cache the rotated-away key fails');
 });
@@ -136,4 +260,65 @@ test('a cached principal is frozen, so one request cannot change it for the next
   t.true(Object.isFrozen(res.principal));
   t.true(Object.isFrozen(res.principal.scopes));
   t.true(Object.isFrozen(res.principal.claims));
+});
+
+test('property: a cached verifier decides every token as an uncached one does, as the clock moves', async (t) => {
+  const base = Date.now();
+  const s = Math.floor(base / 1000);
+  const tokens = await Promise.all([
+    idp.sign({ sub: 'alice', aud: A, exp: s + 60, jti: '1' }),
+    idp.sign({ sub: 'alice', aud: A, exp: s + 3600, jti: '2' }),
+    idp.sign({ sub: 'bob', aud: [A, B], exp: s + 200, scope: 'tools:a tools:b' }),
+    idp.sign({ sub: 'carol', aud: B, exp: s + 100, roles: ['admin'] }),
+    idp.sign({ sub: 'dave', aud: A, nbf: s + 50, exp: s + 400 }),
+    idp.sign({ sub: 'erin', aud: A, iat: s + 100 }),
+    idp.sign({ sub: 'frank', aud: A, exp: s - 100 }),
+    idp.sign({ aud: A, exp: s + 100 }),
+    idp.sign({ sub: 'gina', aud: A, exp: s + 30 }, { alg: 'ES256' }),
+  ]);
+  // A valid token with one signature byte changed (a middle character: the spelling stays canonical).
+  const good = tokens[1]!;
+  const at = good.lastIndexOf('.') + 10;
+  tokens.push(good.slice(0, at) + (good[at] === 'A' ? 'B' : 'A') + good.slice(at + 1));
+  const audienceSets = [[A], [B], [A, B]];
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(
+        fc.tuple(
+          fc.integer({ min: 0, max: tokens.length - 1 }),
+          fc.integer({ min: 0, max: 2 }),
+          fc.integer({ min: 0, max: 40 }),
+        ),
+        { minLength: 1, maxLength: 40 },
+      ),
+      async (steps) => {
+        let offsetMs = 0;
+        const make = (tokenCacheSize: number) => {
+          const config = ConfigSchema.parse({
+            oauth: {
+              issuers: [{ issuer: idp.issuer, jwksUri: idp.jwksUri, algorithms: ['RS256', 'ES256'] }],
+              tokenCacheSize,
+            },
+          }).oauth;
+          return createTokenVerifier(config, { logger: silentLogger(), now: () => base + offsetMs });
+        };
+        const [uncached, small, large] = [make(0), make(2), make(1000)];
+        try {
+          for (const [i, a, advance] of steps) {
+            offsetMs += advance * 1000;
+            const want = await uncached.verify(tokens[i]!, audienceSets[a]!);
+            for (const v of [small, large]) {
+              const got = await v.verify(tokens[i]!, audienceSets[a]!);
+              if (!isDeepStrictEqual(got, want)) return false;
+            }
+          }
+          return true;
+        } finally {
+          for (const v of [uncached, small, large]) await v.close();
+        }
+      },
+    ),
+    { numRuns: 100 },
+  );
+  t.pass();
 });

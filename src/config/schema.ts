@@ -371,7 +371,14 @@ export const ConfigSchema = z
         clockToleranceSeconds: z.number().int().min(0).max(600).default(30),
         jwksCooldownSeconds: z.number().int().min(1).default(30),
         jwksCacheMaxAgeSeconds: z.number().int().min(1).default(600),
-        tokenCacheSize: z.number().int().min(0).default(10000),
+        /** Verified tokens kept (0: none), so a repeated token skips its signature check; bounded by tokenCacheMaxBytes too. */
+        tokenCacheSize: z.number().int().min(0).default(1_000_000),
+        /** The verified-token cache's memory budget: 53 bytes per token plus each distinct identity's record (docs/oauth.md). */
+        tokenCacheMaxBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(64 * 1024 * 1024),
         maxTokenBytes: z
           .number()
           .int()
@@ -384,7 +391,8 @@ export const ConfigSchema = z
         clockToleranceSeconds: 30,
         jwksCooldownSeconds: 30,
         jwksCacheMaxAgeSeconds: 600,
-        tokenCacheSize: 10000,
+        tokenCacheSize: 1_000_000,
+        tokenCacheMaxBytes: 64 * 1024 * 1024,
         maxTokenBytes: 16 * 1024,
       }),
     upstream: z

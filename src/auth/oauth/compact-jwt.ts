@@ -65,13 +65,34 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 /** The KeyObject behind each CryptoKey a JWKS gave (a JWKS refresh gives new CryptoKeys). */
 const keyObjects = new WeakMap<CryptoKey, KeyObject>();
 
-/** Verifies `token`'s signature and claims; resolves with its claims or throws one of jose's errors. */
-export async function verifyCompactJwt(token: string, resolveKey: KeyResolver, check: JwtCheck): Promise<JWTPayload> {
+/** A compact JWS split into its segments, with its header decoded. */
+export interface ParsedJwt {
+  header: Record<string, unknown>;
+  /** The claims, when the caller decoded them already (decodeSegment); decoded after the signature check otherwise. */
+  payload?: Record<string, unknown> | undefined;
+  encodedHeader: string;
+  encodedPayload: string;
+  encodedSignature: string;
+}
+
+/** Splits a compact JWS and decodes its header; throws jose's JWSInvalid when it cannot. */
+export function parseCompactJwt(token: string): ParsedJwt {
   const parts = token.split('.');
   if (parts.length !== 3) throw new errors.JWSInvalid('Invalid Compact JWS');
   const [encodedHeader, encodedPayload, encodedSignature] = parts as [string, string, string];
-  const header = parseObject(encodedHeader);
+  const header = decodeSegment(encodedHeader);
   if (header === undefined) throw new errors.JWSInvalid('JWS Protected Header is invalid');
+  return { header, encodedHeader, encodedPayload, encodedSignature };
+}
+
+/** Verifies `token`'s signature and claims; resolves with its claims or throws one of jose's errors. */
+export async function verifyCompactJwt(token: string, resolveKey: KeyResolver, check: JwtCheck): Promise<JWTPayload> {
+  return verifyParsedJwt(parseCompactJwt(token), resolveKey, check);
+}
+
+/** verifyCompactJwt after parseCompactJwt: the verifier reads the header and claims once for both. */
+export async function verifyParsedJwt(jwt: ParsedJwt, resolveKey: KeyResolver, check: JwtCheck): Promise<JWTPayload> {
+  const { header, encodedHeader, encodedPayload, encodedSignature } = jwt;
   if (header.crit !== undefined) throw new errors.JWSInvalid('a "crit" header is not accepted');
   const alg = header.alg;
   if (typeof alg !== 'string' || alg === '')
@@ -107,7 +128,7 @@ export async function verifyCompactJwt(token: string, resolveKey: KeyResolver, c
   }
   if (!verified) throw new errors.JWSSignatureVerificationFailed();
 
-  const payload = parseObject(encodedPayload);
+  const payload = jwt.payload ?? decodeSegment(encodedPayload);
   if (payload === undefined) throw new errors.JWTInvalid('JWT Claims Set must be a top-level JSON object');
   checkClaims(payload, check);
   return payload;
@@ -164,8 +185,8 @@ function sextet(c: number): number {
   return c === 45 ? 62 : 63; // - and _
 }
 
-/** base64url → strict UTF-8 → JSON, when that is a plain object. */
-function parseObject(encoded: string): Record<string, unknown> | undefined {
+/** A segment as base64url → strict UTF-8 → JSON, when that is a plain object. */
+export function decodeSegment(encoded: string): Record<string, unknown> | undefined {
   const bytes = base64url(encoded);
   if (bytes === undefined) return undefined;
   let value: unknown;

@@ -1,15 +1,15 @@
 // Verifies OAuth bearer JWTs for the authentication phase: picks the issuer by the token's
 // unverified iss, checks signature and claims with jose, and caches verified tokens.
-import { decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose';
+import type { JWTPayload } from 'jose';
 import type { Config, IssuerConfig } from '../../config/schema.js';
 import type { AuthFailureDetail } from '../../contracts/codes.js';
 import type { Logger } from '../../log/logger.js';
 import type { ServiceEvents } from '../../metrics/hooks.js';
-import { verifyCompactJwt } from './compact-jwt.js';
+import { decodeSegment, parseCompactJwt, verifyParsedJwt, type ParsedJwt } from './compact-jwt.js';
 import { JwksCache } from './jwks-cache.js';
 import { failureOf } from './token-failure.js';
-import { tokenPrincipal } from './token-principal.js';
-import { TokenCache, tokenDigest } from './token-cache.js';
+import { identityPrincipal, tokenIdentity, type TokenIdentity } from './token-principal.js';
+import { TokenCache, tokenDigest, type SharedRecord } from './token-cache.js';
 import { looksLikeJwt, type TokenResult, type TokenVerifier } from './token-verifier.js';
 
 export interface TokenVerifierOptions {
@@ -39,6 +39,19 @@ export function sharesUserIds(issuer: IssuerConfig, issuerCount: number): boolea
   return issuer.userIds === undefined ? issuerCount === 1 : issuer.userIds === 'shared';
 }
 
+/** What the tokens of one identity and audience list share in the cache. */
+interface CachedIdentity extends SharedRecord {
+  identity: TokenIdentity;
+  /** The token's aud values: each call still checks them against its own audiences. */
+  audiences: readonly string[];
+}
+
+/**
+ * A record's heap, estimated for the cache's byte budget: the objects (~240 bytes) and its
+ * strings twice over (the key, and the fields it is made of) at up to 2 bytes a character.
+ */
+const recordBytes = (key: string) => 240 + 4 * key.length;
+
 export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierOptions): TokenVerifier {
   const now = opts.now ?? Date.now;
   const closing = new AbortController();
@@ -67,7 +80,8 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
       sharedUserIds: sharesUserIds(config, oauth.issuers.length),
     });
   }
-  const cache = new TokenCache(oauth.tokenCacheSize);
+  const cache = new TokenCache<CachedIdentity>(oauth.tokenCacheSize, oauth.tokenCacheMaxBytes);
+  const caching = cache.maxEntries > 0;
   const tolerance = oauth.clockToleranceSeconds;
 
   const invalid = (detail: AuthFailureDetail, why: string): TokenResult => ({ ok: false, detail, why });
@@ -80,27 +94,37 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
     if (!looksLikeJwt(token)) return invalid('token_not_jwt', 'token is not a compact JWS (header.payload.signature)');
     if (audiences.length === 0) return invalid('no_audience', 'no audience is configured for this endpoint');
 
-    const digest = oauth.tokenCacheSize > 0 ? tokenDigest(token) : undefined;
-    const cached = digest === undefined ? undefined : cache.get(digest);
-    if (cached) {
+    const digest = caching ? tokenDigest(token) : undefined;
+    const slot = digest === undefined ? -1 : cache.find(digest);
+    if (slot >= 0) {
+      // The checks a verification makes, in its order (audience before expiry).
+      const record = cache.record(slot);
+      if (!intersects(record.audiences, audiences))
+        return invalid('token_audience', 'token audience is not this endpoint');
+      const expiresAt = cache.expiresAt(slot);
       // Same expiry rule as jose: valid while now < exp + tolerance.
-      if (Math.floor(now() / 1000) - tolerance >= cached.expiresAt) {
-        cache.delete(digest!);
+      if (Math.floor(now() / 1000) - tolerance >= expiresAt) {
+        cache.delete(slot);
         return invalid('token_expired', 'token expired');
       }
-      if (!intersects(cached.audiences, audiences))
-        return invalid('token_audience', 'token audience is not this endpoint');
-      return { ok: true, principal: cached.principal, expiresAt: cached.expiresAt };
+      // The same bytes were verified (the key is their digest): their claims decode the same.
+      const claims = decodeSegment(token.slice(token.indexOf('.') + 1, token.lastIndexOf('.')));
+      if (claims === undefined) return invalid('token_malformed', 'token is not a well-formed JWT');
+      return { ok: true, principal: identityPrincipal(record.identity, claims), expiresAt };
     }
 
-    let alg: unknown;
-    let iss: unknown;
+    // The header and claims are decoded once, for the issuer choice and the verification both.
+    let jwt: ParsedJwt;
     try {
-      alg = decodeProtectedHeader(token).alg;
-      iss = decodeJwt(token).iss;
+      jwt = parseCompactJwt(token);
     } catch {
       return invalid('token_malformed', 'token is not a well-formed JWT');
     }
+    const claims = decodeSegment(jwt.encodedPayload);
+    if (claims === undefined) return invalid('token_malformed', 'token is not a well-formed JWT');
+    jwt.payload = claims;
+    const alg = jwt.header.alg;
+    const iss = claims.iss;
     if (typeof iss !== 'string') return invalid('token_claim_missing', 'token has no iss claim');
     const entry = issuers.get(iss);
     if (!entry) return invalid('token_issuer_unknown', 'token issuer is not configured');
@@ -111,7 +135,7 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
 
     let payload: JWTPayload;
     try {
-      payload = await verifyCompactJwt(token, entry.jwks.getKey, {
+      payload = await verifyParsedJwt(jwt, entry.jwks.getKey, {
         issuer: entry.config.issuer,
         audiences,
         algorithms: entry.algorithms,
@@ -121,18 +145,28 @@ export function createTokenVerifier(oauth: Config['oauth'], opts: TokenVerifierO
     } catch (err) {
       return { ok: false, ...failureOf(err) };
     }
+    const nowSec = Math.floor(now() / 1000);
     // jose checks iat only against a maximum age; a token from the future is refused here.
-    if (typeof payload.iat === 'number' && payload.iat > Math.floor(now() / 1000) + tolerance) {
+    if (typeof payload.iat === 'number' && payload.iat > nowSec + tolerance) {
       return invalid('token_issued_in_future', 'token issued in the future (iat is beyond the clock tolerance)');
     }
-    const principal = tokenPrincipal(entry.config, payload, entry.sharedUserIds);
-    if (typeof principal === 'string') return invalid('token_claim_missing', principal);
+    const identity = tokenIdentity(entry.config, payload, entry.sharedUserIds);
+    if (typeof identity === 'string') return invalid('token_claim_missing', identity);
     const expiresAt = payload.exp!;
     if (digest !== undefined) {
       const aud = typeof payload.aud === 'string' ? [payload.aud] : (payload.aud ?? []);
-      cache.set(digest, { principal, expiresAt, audiences: aud });
+      const key = JSON.stringify([
+        identity.issuer,
+        identity.subject,
+        identity.userId ?? null,
+        identity.roles,
+        identity.scopes,
+        aud,
+      ]);
+      // Entries expired by now (exp + tolerance passed) are evicted before live ones.
+      cache.set(digest, expiresAt, { key, bytes: recordBytes(key), identity, audiences: aud }, nowSec - tolerance + 1);
     }
-    return { ok: true, principal, expiresAt };
+    return { ok: true, principal: identityPrincipal(identity, payload), expiresAt };
   }
 
   return {

@@ -3,11 +3,24 @@ import type { JWTPayload } from 'jose';
 import type { IssuerConfig } from '../../config/schema.js';
 import type { Principal } from '../../contracts/principal.js';
 
-/**
- * The principal for a verified payload, or a reason it cannot be one. Frozen: verified tokens
- * are cached and one principal object serves every request that repeats the token.
- */
-export function tokenPrincipal(issuer: IssuerConfig, payload: JWTPayload, sharedUserIds: boolean): Principal | string {
+/** What a verified token says about its caller, apart from its claims: tokens of one identity share it. */
+export interface TokenIdentity {
+  readonly id: string;
+  readonly issuer: string;
+  readonly subject: string;
+  readonly userId: string | undefined;
+  readonly roles: readonly string[];
+  readonly scopes: readonly string[];
+}
+
+const NO_PERMISSIONS = Object.freeze([]) as unknown as string[];
+
+/** The identity a verified payload maps to, or a reason it cannot be one. */
+export function tokenIdentity(
+  issuer: IssuerConfig,
+  payload: JWTPayload,
+  sharedUserIds: boolean,
+): TokenIdentity | string {
   // RFC 9068 requires sub; client-credentials tokens of some IdPs carry only client_id.
   const subject = stringClaim(payload.sub) ?? stringClaim(payload.client_id);
   if (!subject) return 'token has no sub claim';
@@ -19,20 +32,41 @@ export function tokenPrincipal(issuer: IssuerConfig, payload: JWTPayload, shared
   for (const name of issuer.scopeClaims) {
     for (const scope of stringList(claimAt(payload, name), true)) scopes.add(scope);
   }
+  return Object.freeze({
+    id: `${issuer.issuer}#${subject}`,
+    issuer: issuer.issuer,
+    subject,
+    userId,
+    roles: Object.freeze(roles),
+    scopes: Object.freeze([...scopes]),
+  });
+}
+
+/**
+ * The principal the policy sees: an identity and the token's own claims (which `claims`
+ * becomes, frozen). Frozen: one request cannot change what the next one sees.
+ */
+export function identityPrincipal(identity: TokenIdentity, claims: Record<string, unknown>): Principal {
   const principal: Principal = {
     authenticated: true,
     method: 'oauth',
-    id: `${issuer.issuer}#${subject}`,
-    roles: Object.freeze(roles) as string[],
-    permissions: Object.freeze([]) as unknown as string[],
-    scopes: Object.freeze([...scopes]) as string[],
-    issuer: issuer.issuer,
-    subject,
-    claims: Object.freeze({ ...payload }),
+    id: identity.id,
+    roles: identity.roles as string[],
+    permissions: NO_PERMISSIONS,
+    scopes: identity.scopes as string[],
+    issuer: identity.issuer,
+    subject: identity.subject,
+    claims: Object.freeze(claims),
   };
-  if (userId !== undefined) principal.userId = userId;
-  if (roles[0] !== undefined) principal.role = roles[0];
+  if (identity.userId !== undefined) principal.userId = identity.userId;
+  if (identity.roles[0] !== undefined) principal.role = identity.roles[0];
   return Object.freeze(principal);
+}
+
+/** The principal for a verified payload, or a reason it cannot be one. */
+export function tokenPrincipal(issuer: IssuerConfig, payload: JWTPayload, sharedUserIds: boolean): Principal | string {
+  const identity = tokenIdentity(issuer, payload, sharedUserIds);
+  return typeof identity === 'string' ? identity : identityPrincipal(identity, { ...payload });
 }
 
 /** A claim by name, or by dotted path when no claim has that exact name (`realm_access.roles`). */
