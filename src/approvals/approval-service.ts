@@ -51,6 +51,11 @@ let idPoolAt = ID_POOL.length;
 export const APPROVAL_ID = /^[A-Za-z0-9_-]{22}$/;
 const KEEP_EXPIRED_MS = 3600_000;
 
+/** A grant still in its window (its uses are counted by the store). */
+function usable(found: Readonly<StoredApproval>, now: number): boolean {
+  return found.decision !== undefined && found.decision.validUntil > now;
+}
+
 export class ApprovalService implements Approvals {
   private readonly now: () => number;
 
@@ -70,18 +75,40 @@ export class ApprovalService implements Approvals {
     return `${this.opts.config.publicUrl}/approvals/${id}`;
   }
 
-  async check(
+  /**
+   * The answer for a held call. A usable grant in an in-process store is answered at once; any
+   * other case (and every lookup in Redis) waits for the store.
+   */
+  check(
     ctx: CheckContext,
     requirement: ApprovalRequirement,
     policyRevision: string,
     decisionId: string,
-  ): Promise<ApprovalGrant | Deny> {
+  ): ApprovalGrant | Deny | Promise<ApprovalGrant | Deny> {
     const bound = bindCall(ctx, policyRevision);
     if ('unbindable' in bound)
       return deny(
         'approval_not_bindable',
         `The policy requires a person to approve this call, and it cannot be bound to an approval: ${bound.unbindable}.`,
       );
+    const { instant } = this.opts.store;
+    if (instant !== undefined) {
+      const found = instant.peek(bound.digest);
+      if (found !== undefined && found.state === 'granted') {
+        const now = this.now();
+        if (usable(found, now) && instant.take(found.request.id)) return this.granted(found, bound, now, decisionId);
+      }
+    }
+    return this.lookUp(ctx, bound, requirement, policyRevision, decisionId);
+  }
+
+  private async lookUp(
+    ctx: CheckContext,
+    bound: BoundCall,
+    requirement: ApprovalRequirement,
+    policyRevision: string,
+    decisionId: string,
+  ): Promise<ApprovalGrant | Deny> {
     try {
       const found = await this.opts.store.byDigest(bound.digest);
       const now = this.now();
@@ -115,12 +142,9 @@ export class ApprovalService implements Approvals {
     const { request, decision } = found;
     switch (found.state) {
       case 'granted': {
-        if (decision === undefined || decision.validUntil <= now) return undefined;
+        if (!usable(found, now)) return undefined;
         if (!(await this.opts.store.consume(request.id))) return undefined;
-        this.opts.events.approval?.('used');
-        // Signed when the approver decided; a grant stored without one (by an older version) is signed now.
-        const receipt = decision.receipt ?? this.receipt(request, decision, now, decisionId);
-        return { kind: 'approved', approvalId: request.id, receipt, approver: decision.approver, digest: bound.digest };
+        return this.granted(found, bound, now, decisionId);
       }
       case 'rejected':
         if (decision === undefined || decision.validUntil <= now) return undefined;
@@ -137,6 +161,21 @@ export class ApprovalService implements Approvals {
         // Still waiting: the same page again, no second notification.
         return this.elicitation(ctx, request.id, requirement, bound);
     }
+  }
+
+  /** A grant whose use was just taken: counted, and the evidence the allow carries. */
+  private granted(
+    found: Readonly<StoredApproval>,
+    bound: BoundCall,
+    now: number,
+    decisionId: string,
+  ): ApprovalGrant {
+    const { request } = found;
+    const decision = found.decision!;
+    this.opts.events.approval?.('used');
+    // Signed when the approver decided; a grant stored without one (by an older version) is signed now.
+    const receipt = decision.receipt ?? this.receipt(request, decision, now, decisionId);
+    return { kind: 'approved', approvalId: request.id, receipt, approver: decision.approver, digest: bound.digest };
   }
 
   /**

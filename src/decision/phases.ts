@@ -97,7 +97,7 @@ export interface Approvals {
     requirement: ApprovalRequirement,
     policyRevision: string,
     decisionId: string,
-  ): Promise<ApprovalGrant | Deny>;
+  ): ApprovalGrant | Deny | Promise<ApprovalGrant | Deny>;
 }
 
 /** The authorize phase's answer and, when a policy was evaluated, its record. */

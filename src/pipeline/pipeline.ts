@@ -149,7 +149,9 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   const dryRun = !result.allow && record !== undefined && !record.failed && rt.config.policy?.dryRun === true;
   // A call held for approval: only here does anything of the approvals run.
   if (!result.allow && result.approval !== undefined && !dryRun) {
-    const held = await approve(rt, ctx, result.approval, record?.revision ?? '', trace.decisionId);
+    // An in-process store answers a grant at once: no promise to wait for.
+    const answer = approve(rt, ctx, result.approval, record?.revision ?? '', trace.decisionId);
+    const held = answer instanceof Promise ? await answer : answer;
     if (held.kind === 'deny') return held;
     trace.approval = held;
     result = { allow: true, headers: [], headersToRemove: [], responseHeaders: [] };
@@ -175,13 +177,13 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
     : dryRunAllow(rt, ctx, result.deny, record!.revision, upstream);
 }
 
-async function approve(
+function approve(
   rt: Runtime,
   ctx: CheckContext,
   requirement: ApprovalRequirement,
   revision: string,
   decisionId: string,
-): Promise<ApprovalGrant | Deny> {
+): ApprovalGrant | Deny | Promise<ApprovalGrant | Deny> {
   if (rt.approvals === undefined)
     return deny(
       'approval_unavailable',
