@@ -56,8 +56,23 @@ function usable(found: Readonly<StoredApproval>, now: number): boolean {
   return found.decision !== undefined && found.decision.validUntil > now;
 }
 
+/** A used grant's evidence: the answer's metadata and the decision log's value, made once. */
+export function approvalGrant(id: string, digest: string, approver: string, receipt: string): ApprovalGrant {
+  return Object.freeze({
+    kind: 'approved',
+    approvalId: id,
+    receipt,
+    approver,
+    digest,
+    metadata: Object.freeze({ id, digest, approver, receipt }),
+    logJson: JSON.stringify({ id, approver, receipt }),
+  });
+}
+
 export class ApprovalService implements Approvals {
   private readonly now: () => number;
+  /** Per stored decision, the evidence its calls carry. */
+  private readonly grants = new WeakMap<ApprovalDecision, ApprovalGrant>();
 
   constructor(private readonly opts: ApprovalServiceOptions) {
     this.now = opts.now ?? Date.now;
@@ -164,18 +179,26 @@ export class ApprovalService implements Approvals {
   }
 
   /** A grant whose use was just taken: counted, and the evidence the allow carries. */
-  private granted(
-    found: Readonly<StoredApproval>,
-    bound: BoundCall,
-    now: number,
-    decisionId: string,
-  ): ApprovalGrant {
+  private granted(found: Readonly<StoredApproval>, bound: BoundCall, now: number, decisionId: string): ApprovalGrant {
     const { request } = found;
     const decision = found.decision!;
     this.opts.events.approval?.('used');
-    // Signed when the approver decided; a grant stored without one (by an older version) is signed now.
-    const receipt = decision.receipt ?? this.receipt(request, decision, now, decisionId);
-    return { kind: 'approved', approvalId: request.id, receipt, approver: decision.approver, digest: bound.digest };
+    // A grant stored without a receipt (by an older version) is signed now, for this decision.
+    if (decision.receipt === undefined)
+      return approvalGrant(
+        request.id,
+        bound.digest,
+        decision.approver,
+        this.receipt(request, decision, now, decisionId),
+      );
+    // Signed when the approver decided: the evidence is the same for every call the grant lets
+    // through, made once (the in-process store hands out the same frozen decision each time).
+    let grant = this.grants.get(decision);
+    if (grant === undefined || grant.digest !== bound.digest) {
+      grant = approvalGrant(request.id, bound.digest, decision.approver, decision.receipt);
+      this.grants.set(decision, grant);
+    }
+    return grant;
   }
 
   /**

@@ -84,6 +84,10 @@ export interface ApprovalGrant {
   receipt: string;
   approver: string;
   digest: string;
+  /** What Envoy's dynamic metadata carries under `approval` (id, digest, approver, receipt); frozen. */
+  metadata: Readonly<Record<string, string>>;
+  /** The decision log's `approval` value (id, approver, receipt) as JSON, written once per grant. */
+  logJson: string;
 }
 
 /**

@@ -171,7 +171,7 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   if (upstream !== undefined && upstream.kind !== 'grant') return upstream;
   span?.phase('respond');
   if (trace.approval !== undefined && result.allow)
-    result = { ...result, dynamicMetadata: { ...result.dynamicMetadata, approval: approvalMetadata(trace.approval) } };
+    result = { ...result, dynamicMetadata: { ...result.dynamicMetadata, approval: trace.approval.metadata } };
   return result.allow
     ? assembleAllow(ctx, result, 'allowed', rt.config, upstream)
     : dryRunAllow(rt, ctx, result.deny, record!.revision, upstream);
@@ -190,11 +190,6 @@ function approve(
       'The policy requires a person to approve this call, and approvals are not configured (approvals in the config); denied.',
     );
   return rt.approvals.check(ctx, requirement, revision, decisionId);
-}
-
-/** What Envoy's dynamic metadata carries of a used approval: the receipt and what it names. */
-function approvalMetadata(g: ApprovalGrant): Record<string, unknown> {
-  return { id: g.approvalId, digest: g.digest, approver: g.approver, receipt: g.receipt };
 }
 
 /** An answer the transport cannot carry becomes a deny that says so (Envoy's http_service). */
