@@ -163,3 +163,33 @@ test('the caller, endpoint, tool and policy revision are each part of the digest
   // Parts are JSON strings in one canonical object: moving text between them is another digest.
   t.not(callDigest('api_key:k1","endpoint":"files', 'x', 'tools/call', 'delete_file', args, 'rev-1'), base);
 });
+
+test('a string is refused exactly when it holds half a surrogate pair; any other reads back as itself', (t) => {
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary' }), fc.integer({ min: 0, max: 0xdfff - 0xd800 }), (s, half) => {
+      // encodeURIComponent refuses a lone surrogate too: an oracle of its own.
+      let paired = true;
+      try {
+        encodeURIComponent(s);
+      } catch {
+        paired = false;
+      }
+      let refused = false;
+      try {
+        t.is(JSON.parse(canonicalJson(s)), s);
+      } catch (err) {
+        refused = err instanceof CanonicalJsonError && err.code === 'lone_surrogate';
+      }
+      // A lone half inserted anywhere (not beside another half that pairs with it) is refused.
+      const lone = `${s}x${String.fromCharCode(0xd800 + half)}`;
+      let loneRefused = false;
+      try {
+        canonicalJson({ k: lone });
+      } catch (err) {
+        loneRefused = err instanceof CanonicalJsonError && err.code === 'lone_surrogate' && err.path === 'k';
+      }
+      return refused === !paired && loneRefused;
+    }),
+    { numRuns: 2000 },
+  );
+});

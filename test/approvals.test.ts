@@ -413,6 +413,33 @@ test('a rule with uses: 2 lets the call through twice; a grant past its window i
   }
 });
 
+test('in the process, a granted call takes its use at once, without waiting on the store; a used-up grant asks anew', async (t) => {
+  const r = await rig({ rule: { uses: 2 } });
+  try {
+    const { store } = r.approvals;
+    let waited = 0;
+    const byDigest = store.byDigest.bind(store);
+    store.byDigest = (digest) => {
+      waited++;
+      return byDigest(digest);
+    };
+    const id = approvalIdOf(await check(r.rt, call({ path: '/i' })));
+    t.is(waited, 1, 'the first call is looked up, then asks');
+    await grant(r, id, 2);
+    t.true((await check(r.rt, call({ path: '/i' }))).allow);
+    t.true((await check(r.rt, call({ path: '/i' }))).allow);
+    t.is(waited, 1, 'each use of the grant answered from the record in the process');
+    t.is((await store.byId(id))?.usesLeft, 0);
+    const again = await check(r.rt, call({ path: '/i' }));
+    t.is((again as Deny).code, 'approval_required');
+    t.not(approvalIdOf(again), id);
+    t.is(waited, 2);
+    t.deepEqual(r.events, ['requested', 'used', 'used', 'requested']);
+  } finally {
+    await r.rt.close();
+  }
+});
+
 test('a pending approval expires: the retried call asks anew, and the expiry is counted', async (t) => {
   const r = await rig();
   try {

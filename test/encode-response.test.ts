@@ -251,3 +251,38 @@ test('a lone surrogate (possible in a policy-set header) is written as U+FFFD: t
   const decoded = check.responseDeserialize(fast) as { ok_response: { headers: { header: { value: string } }[] } };
   t.is(decoded.ok_response.headers[0]!.header.value, 'a\ufffdb');
 });
+
+test("a frozen metadata value (a used approval's evidence) encodes to the proto-loader bytes, the first time and each time after", (t) => {
+  const flat = fc.dictionary(
+    fc.string({ unit: 'grapheme', maxLength: 12 }).filter((k) => k !== '__proto__'),
+    fc.oneof(
+      fc.string({ unit: 'grapheme', maxLength: 800 }),
+      fc.double({ noNaN: true }),
+      fc.boolean(),
+      fc.constant(null),
+    ),
+    { maxKeys: 5 },
+  );
+  fc.assert(
+    fc.property(flat, fc.string({ maxLength: 40 }), (m, id) => {
+      const evidence = Object.freeze({ ...m });
+      const o = allow({ dynamicMetadata: { tier: 'gold', approval: evidence } });
+      const reference = check.responseSerialize(toCheckResponse(o, id, now));
+      // The same frozen object again, in another answer beside other keys.
+      const other = allow({ dynamicMetadata: { approval: evidence, n: 1 } });
+      return (
+        encodeCheckResponse(o, id, now).equals(reference) &&
+        encodeCheckResponse(o, id, now).equals(reference) &&
+        encodeCheckResponse(other, id, now).equals(check.responseSerialize(toCheckResponse(other, id, now)))
+      );
+    }),
+    { numRuns: 300 },
+  );
+  // Frozen only on the surface: what it holds can change, so it is encoded where it is each time.
+  const inner = { state: 'pending' };
+  const shallow = Object.freeze({ inner });
+  const o = allow({ dynamicMetadata: { approval: shallow } });
+  encodeCheckResponse(o, ID, now);
+  inner.state = 'granted';
+  t.true(encodeCheckResponse(o, ID, now).equals(check.responseSerialize(toCheckResponse(o, ID, now))));
+});

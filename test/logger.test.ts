@@ -55,6 +55,7 @@ test('the decision log writes, through no pino internals, the very line pino wri
     import { pino } from 'pino';
     import { childLogger, createLogger } from './src/log/logger.ts';
     import { DecisionLog } from './src/log/decision-log.ts';
+    import { approvalGrant } from './src/approvals/approval-service.ts';
     Date.now = () => 1767225600123;
     const trace = {
       decisionId: 'd-1', durationNs: 1234567n, incoming: undefined, span: undefined,
@@ -68,11 +69,29 @@ test('the decision log writes, through no pino internals, the very line pino wri
     if (!fast.sink || viaPino.sink) process.exit(7); // the first builds its own lines, the second goes through pino
     viaPino.decided(trace);
     fast.decided(trace);
+    // An allow an approval let through: its evidence, made once per grant, ends the line.
+    const approved = { ...trace, outcome: { allow: true, kind: 'allow', status: 200, reason: 'allowed' },
+      approval: approvalGrant('ap-1', 'ab12', 'carol "c" <carol@example.com>', 'eyJh.eyJi.c2ln') };
+    viaPino.decided(approved);
+    fast.decided(approved);
   `);
   t.is(status, 0);
-  t.is(lines.length, 2);
-  t.is(lines[1], lines[0]);
-  const line = JSON.parse(lines[0]!);
+  t.is(lines.length, 4);
+  // The two writers' lines may reach stderr in either order: one pair per decision.
+  const [denied, approved] = [
+    lines.filter((l) => !l.includes('"approval"')),
+    lines.filter((l) => l.includes('"approval"')),
+  ];
+  t.is(denied.length, 2);
+  t.is(denied[1], denied[0]);
+  t.is(approved.length, 2);
+  t.is(approved[1], approved[0]);
+  t.deepEqual(JSON.parse(approved[0]!).approval, {
+    id: 'ap-1',
+    approver: 'carol "c" <carol@example.com>',
+    receipt: 'eyJh.eyJi.c2ln',
+  });
+  const line = JSON.parse(denied[0]!);
   t.like(line, {
     level: 30,
     time: 1767225600123,

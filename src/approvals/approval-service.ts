@@ -51,8 +51,28 @@ let idPoolAt = ID_POOL.length;
 export const APPROVAL_ID = /^[A-Za-z0-9_-]{22}$/;
 const KEEP_EXPIRED_MS = 3600_000;
 
+/** A grant still in its window (its uses are counted by the store). */
+function usable(found: Readonly<StoredApproval>, now: number): boolean {
+  return found.decision !== undefined && found.decision.validUntil > now;
+}
+
+/** A used grant's evidence: the answer's metadata and the decision log's value, made once. */
+export function approvalGrant(id: string, digest: string, approver: string, receipt: string): ApprovalGrant {
+  return Object.freeze({
+    kind: 'approved',
+    approvalId: id,
+    receipt,
+    approver,
+    digest,
+    metadata: Object.freeze({ id, digest, approver, receipt }),
+    logJson: JSON.stringify({ id, approver, receipt }),
+  });
+}
+
 export class ApprovalService implements Approvals {
   private readonly now: () => number;
+  /** Per stored decision, the evidence its calls carry. */
+  private readonly grants = new WeakMap<ApprovalDecision, ApprovalGrant>();
 
   constructor(private readonly opts: ApprovalServiceOptions) {
     this.now = opts.now ?? Date.now;
@@ -70,18 +90,40 @@ export class ApprovalService implements Approvals {
     return `${this.opts.config.publicUrl}/approvals/${id}`;
   }
 
-  async check(
+  /**
+   * The answer for a held call. A usable grant in an in-process store is answered at once; any
+   * other case (and every lookup in Redis) waits for the store.
+   */
+  check(
     ctx: CheckContext,
     requirement: ApprovalRequirement,
     policyRevision: string,
     decisionId: string,
-  ): Promise<ApprovalGrant | Deny> {
+  ): ApprovalGrant | Deny | Promise<ApprovalGrant | Deny> {
     const bound = bindCall(ctx, policyRevision);
     if ('unbindable' in bound)
       return deny(
         'approval_not_bindable',
         `The policy requires a person to approve this call, and it cannot be bound to an approval: ${bound.unbindable}.`,
       );
+    const { instant } = this.opts.store;
+    if (instant !== undefined) {
+      const found = instant.peek(bound.digest);
+      if (found !== undefined && found.state === 'granted') {
+        const now = this.now();
+        if (usable(found, now) && instant.take(found.request.id)) return this.granted(found, bound, now, decisionId);
+      }
+    }
+    return this.lookUp(ctx, bound, requirement, policyRevision, decisionId);
+  }
+
+  private async lookUp(
+    ctx: CheckContext,
+    bound: BoundCall,
+    requirement: ApprovalRequirement,
+    policyRevision: string,
+    decisionId: string,
+  ): Promise<ApprovalGrant | Deny> {
     try {
       const found = await this.opts.store.byDigest(bound.digest);
       const now = this.now();
@@ -115,12 +157,9 @@ export class ApprovalService implements Approvals {
     const { request, decision } = found;
     switch (found.state) {
       case 'granted': {
-        if (decision === undefined || decision.validUntil <= now) return undefined;
+        if (!usable(found, now)) return undefined;
         if (!(await this.opts.store.consume(request.id))) return undefined;
-        this.opts.events.approval?.('used');
-        // Signed when the approver decided; a grant stored without one (by an older version) is signed now.
-        const receipt = decision.receipt ?? this.receipt(request, decision, now, decisionId);
-        return { kind: 'approved', approvalId: request.id, receipt, approver: decision.approver, digest: bound.digest };
+        return this.granted(found, bound, now, decisionId);
       }
       case 'rejected':
         if (decision === undefined || decision.validUntil <= now) return undefined;
@@ -137,6 +176,29 @@ export class ApprovalService implements Approvals {
         // Still waiting: the same page again, no second notification.
         return this.elicitation(ctx, request.id, requirement, bound);
     }
+  }
+
+  /** A grant whose use was just taken: counted, and the evidence the allow carries. */
+  private granted(found: Readonly<StoredApproval>, bound: BoundCall, now: number, decisionId: string): ApprovalGrant {
+    const { request } = found;
+    const decision = found.decision!;
+    this.opts.events.approval?.('used');
+    // A grant stored without a receipt (by an older version) is signed now, for this decision.
+    if (decision.receipt === undefined)
+      return approvalGrant(
+        request.id,
+        bound.digest,
+        decision.approver,
+        this.receipt(request, decision, now, decisionId),
+      );
+    // Signed when the approver decided: the evidence is the same for every call the grant lets
+    // through, made once (the in-process store hands out the same frozen decision each time).
+    let grant = this.grants.get(decision);
+    if (grant === undefined || grant.digest !== bound.digest) {
+      grant = approvalGrant(request.id, bound.digest, decision.approver, decision.receipt);
+      this.grants.set(decision, grant);
+    }
+    return grant;
   }
 
   /**

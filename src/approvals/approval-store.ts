@@ -51,6 +51,17 @@ export interface StoredApproval {
 
 export class ApprovalStoreUnavailable extends Error {}
 
+/**
+ * A store that holds its records in this process answers the Check path's lookup and use of a
+ * grant at once, with no promise to wait for (a retried call that was granted is the common case).
+ */
+export interface InstantGrants {
+  /** byDigest's record, the store's own: read it at once, never keep or change it. */
+  peek(digest: string): Readonly<StoredApproval> | undefined;
+  /** consume, answered at once. */
+  take(id: string): boolean;
+}
+
 export interface ApprovalStore {
   readonly kind: 'redis' | 'local';
   /** Stores a new pending approval and makes it the one for its digest. */
@@ -62,6 +73,8 @@ export interface ApprovalStore {
   decide(id: string, decision: ApprovalDecision, uses: number, keepMs: number): Promise<boolean>;
   /** Takes one use of a grant; false when none is left. */
   consume(id: string): Promise<boolean>;
+  /** Present when the store can answer without waiting (in the process). */
+  readonly instant?: InstantGrants;
   close(): Promise<void>;
 }
 
@@ -72,6 +85,10 @@ export class LocalApprovalStore implements ApprovalStore {
   private readonly byIdMap = new Map<string, { stored: StoredApproval; dropAt: number }>();
   private readonly digests = new Map<string, string>();
   private sweepAt = 0;
+  readonly instant: InstantGrants = {
+    peek: (digest) => this.peek(digest),
+    take: (id) => this.take(id),
+  };
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -84,14 +101,13 @@ export class LocalApprovalStore implements ApprovalStore {
   }
 
   async byDigest(digest: string): Promise<StoredApproval | undefined> {
-    const id = this.digests.get(digest);
-    return id === undefined ? undefined : this.byId(id);
+    const stored = this.peek(digest);
+    return stored === undefined ? undefined : { ...stored };
   }
 
   async byId(id: string): Promise<StoredApproval | undefined> {
-    const e = this.byIdMap.get(id);
-    if (e === undefined || e.dropAt <= this.now()) return undefined;
-    return { ...e.stored };
+    const stored = this.live(id);
+    return stored === undefined ? undefined : { ...stored };
   }
 
   async decide(id: string, decision: ApprovalDecision, uses: number, keepMs: number): Promise<boolean> {
@@ -105,6 +121,21 @@ export class LocalApprovalStore implements ApprovalStore {
   }
 
   async consume(id: string): Promise<boolean> {
+    return this.take(id);
+  }
+
+  /** The record itself (its request and decision are frozen; state and usesLeft change). */
+  private peek(digest: string): StoredApproval | undefined {
+    const id = this.digests.get(digest);
+    return id === undefined ? undefined : this.live(id);
+  }
+
+  private live(id: string): StoredApproval | undefined {
+    const e = this.byIdMap.get(id);
+    return e === undefined || e.dropAt <= this.now() ? undefined : e.stored;
+  }
+
+  private take(id: string): boolean {
     const e = this.byIdMap.get(id);
     if (e === undefined || e.stored.state !== 'granted' || (e.stored.usesLeft ?? 0) <= 0) return false;
     e.stored.usesLeft!--;

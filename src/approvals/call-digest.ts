@@ -4,7 +4,7 @@
 // digest and needs its own approval.
 import { hash } from 'node:crypto';
 import type { CheckContext } from '../decision/context.js';
-import { CanonicalJsonError, canonicalJson } from '../contracts/jcs.js';
+import { CanonicalJsonError, canonicalJson, canonicalString } from '../contracts/jcs.js';
 
 export interface BoundCall {
   /** Lower-case hex SHA-256. */
@@ -60,7 +60,7 @@ export function callDigest(
   policyRevision: string,
 ): string {
   // The members in RFC 8785 order ("arguments" < "endpoint" < "method" < "principal" < "revision" < "tool").
-  const text = `{"arguments":${canonicalArguments},"endpoint":${canonicalJson(endpoint)},"method":${canonicalJson(method)},"principal":${canonicalJson(principal)},"revision":${canonicalJson(policyRevision)},"tool":${canonicalJson(tool)}}`;
+  const text = `{"arguments":${canonicalArguments},"endpoint":${canonicalString(endpoint)},"method":${canonicalString(method)},"principal":${canonicalString(principal)},"revision":${canonicalString(policyRevision)},"tool":${canonicalString(tool)}}`;
   // One-shot: no Hash object per call.
   return hash('sha256', text, 'hex');
 }

@@ -88,33 +88,19 @@ function number(n: number, path: string, large: boolean): string {
   return String(n);
 }
 
-const SHORT_ESCAPES: Record<string, string> = {
-  '\b': '\\b',
-  '\t': '\\t',
-  '\n': '\\n',
-  '\f': '\\f',
-  '\r': '\\r',
-  '"': '\\"',
-  '\\': '\\\\',
-};
+// In a Unicode-mode class, a surrogate pair is one code point: only a lone half matches.
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
-/** A string as JSON.stringify writes it (RFC 8785 §3.2.2.2); a lone surrogate is refused. */
+/**
+ * A string as JSON.stringify writes it (RFC 8785 §3.2.2.2: the same escapes, \u00xx in lower
+ * case for the other control characters); a lone surrogate is refused.
+ */
 function quote(s: string, path: string): string {
-  let out = '"';
-  let from = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdfff) {
-      const next = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
-      if (c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
-        i++;
-        continue;
-      }
-      throw new CanonicalJsonError('lone_surrogate', path);
-    }
-    if (c >= 0x20 && c !== 0x22 && c !== 0x5c) continue;
-    out += s.slice(from, i) + (SHORT_ESCAPES[s[i]!] ?? `\\u00${c.toString(16).padStart(2, '0')}`);
-    from = i + 1;
-  }
-  return `${out + s.slice(from)}"`;
+  if (LONE_SURROGATE.test(s)) throw new CanonicalJsonError('lone_surrogate', path);
+  return JSON.stringify(s);
+}
+
+/** The canonical text of one string (what canonicalJson writes for it), without the tree walk. */
+export function canonicalString(s: string): string {
+  return quote(s, '');
 }

@@ -84,6 +84,10 @@ export interface ApprovalGrant {
   receipt: string;
   approver: string;
   digest: string;
+  /** What Envoy's dynamic metadata carries under `approval` (id, digest, approver, receipt); frozen. */
+  metadata: Readonly<Record<string, string>>;
+  /** The decision log's `approval` value (id, approver, receipt) as JSON, written once per grant. */
+  logJson: string;
 }
 
 /**
@@ -97,7 +101,7 @@ export interface Approvals {
     requirement: ApprovalRequirement,
     policyRevision: string,
     decisionId: string,
-  ): Promise<ApprovalGrant | Deny>;
+  ): ApprovalGrant | Deny | Promise<ApprovalGrant | Deny>;
 }
 
 /** The authorize phase's answer and, when a policy was evaluated, its record. */

@@ -111,6 +111,11 @@ function valueSize(v: unknown, sizes: number[]): number {
   if (v === null || v === undefined || typeof v === 'boolean') return 2;
   if (typeof v === 'number') return 9;
   if (typeof v === 'object') {
+    const encoded = Array.isArray(v) ? undefined : frozenStruct(v as Record<string, unknown>);
+    if (encoded !== undefined) {
+      sizes.push(encoded.length);
+      return field(encoded.length);
+    }
     const at = sizes.length;
     sizes.push(0);
     let content = 0;
@@ -129,6 +134,25 @@ function valueSize(v: unknown, sizes: number[]): number {
   const bytes = Buffer.byteLength(typeof v === 'string' ? v : String(v), 'utf8');
   sizes.push(bytes);
   return field(bytes);
+}
+
+/**
+ * A frozen object of strings, numbers, booleans and nulls — a used approval's evidence, the
+ * same object for every call its grant lets through — is encoded once and its bytes kept, by
+ * identity: nothing in it can change. Any other object: undefined, encoded where it is.
+ */
+const frozenStructs = new WeakMap<object, Buffer>();
+
+function frozenStruct(v: Record<string, unknown>): Buffer | undefined {
+  let encoded = frozenStructs.get(v);
+  if (encoded !== undefined || !Object.isFrozen(v)) return encoded;
+  for (const x of Object.values(v)) if (typeof x === 'object' && x !== null) return undefined;
+  const sizes: number[] = [];
+  const out = new Out(Buffer.allocUnsafe(structSize(v, sizes)));
+  writeStruct(out, v, { list: sizes, i: 0 });
+  encoded = out.buf;
+  frozenStructs.set(v, encoded);
+  return encoded;
 }
 
 /** Cursor over the sizes structSize recorded. */
@@ -167,7 +191,10 @@ function writeValue(out: Out, v: unknown, sizes: Sizes): void {
     }
   } else if (typeof v === 'object') {
     out.open(5, sizes.list[sizes.i++]!);
-    writeStruct(out, v as Record<string, unknown>, sizes);
+    // Encoded when sized (frozenStruct): copied as it is.
+    const encoded = frozenStructs.get(v);
+    if (encoded !== undefined) out.pos += encoded.copy(out.buf, out.pos);
+    else writeStruct(out, v as Record<string, unknown>, sizes);
   } else out.string(3, typeof v === 'string' ? v : String(v), sizes.list[sizes.i++]!);
 }
 

@@ -60,38 +60,45 @@ export class DecisionLog implements Observer {
     const calls = ctx?.mcp.calls ?? [];
     const first = calls[0];
     const now = Date.now();
-    this.write(now, {
-      ts: this.iso(now),
-      decision_id: decisionId,
-      request_id: ctx?.request.id,
-      // The trace this decision belongs to: its own span's when sampled, else the caller's.
-      trace_id: span?.traceId ?? incoming?.traceId,
-      span_id: span?.spanId,
-      client_address: ctx?.clientAddress,
-      endpoint: ctx?.endpoint?.name ?? null,
-      principal: ctx?.principal.id ?? null,
-      auth_method: ctx?.principal.method ?? null,
-      mcp_method: first?.method ?? null,
-      tool: (first && callTargetText(first)) ?? null,
-      calls:
-        calls.length > 1
-          ? calls.slice(0, MAX_CALLS).map((c) => ({ method: c.method, name: callTargetText(c) }))
-          : undefined,
-      batch_size: calls.length > 1 ? calls.length : undefined,
-      decision: outcome.kind,
-      allow: outcome.allow,
-      status: outcome.status,
-      reason: outcome.allow ? outcome.reason : outcome.code,
-      auth_detail: ctx?.authFailure?.detail,
-      policy_decision: policy?.decision ?? null,
-      policy_revision: policy?.revision ?? null,
-      duration_ms: Number(durationNs) / 1e6,
-      policy_duration_ms: policy !== undefined ? policy.durationNs / 1e6 : undefined,
-      // A held call let through: which approval, and its signed receipt (docs/approvals.md).
-      approval: approval
-        ? { id: approval.approvalId, approver: approval.approver, receipt: approval.receipt }
-        : undefined,
-    });
+    this.write(
+      now,
+      {
+        ts: this.iso(now),
+        decision_id: decisionId,
+        request_id: ctx?.request.id,
+        // The trace this decision belongs to: its own span's when sampled, else the caller's.
+        trace_id: span?.traceId ?? incoming?.traceId,
+        span_id: span?.spanId,
+        client_address: ctx?.clientAddress,
+        endpoint: ctx?.endpoint?.name ?? null,
+        principal: ctx?.principal.id ?? null,
+        auth_method: ctx?.principal.method ?? null,
+        mcp_method: first?.method ?? null,
+        tool: (first && callTargetText(first)) ?? null,
+        calls:
+          calls.length > 1
+            ? calls.slice(0, MAX_CALLS).map((c) => ({ method: c.method, name: callTargetText(c) }))
+            : undefined,
+        batch_size: calls.length > 1 ? calls.length : undefined,
+        decision: outcome.kind,
+        allow: outcome.allow,
+        status: outcome.status,
+        reason: outcome.allow ? outcome.reason : outcome.code,
+        auth_detail: ctx?.authFailure?.detail,
+        policy_decision: policy?.decision ?? null,
+        policy_revision: policy?.revision ?? null,
+        duration_ms: Number(durationNs) / 1e6,
+        policy_duration_ms: policy !== undefined ? policy.durationNs / 1e6 : undefined,
+        // A held call let through: which approval, and its signed receipt (docs/approvals.md),
+        // the last field: its JSON, made once per grant, follows the others as written.
+        approval:
+          approval && !this.sink
+            ? { id: approval.approvalId, approver: approval.approver, receipt: approval.receipt }
+            : undefined,
+      },
+      'decision',
+      approval && `,"approval":${approval.logJson}`,
+    );
   }
 
   /** One line per list response filtered for a caller (ext_proc): what was shown and hidden, or why it was withheld. */
@@ -151,14 +158,15 @@ export class DecisionLog implements Observer {
     return this.lastIso;
   }
 
-  private write(now: number, fields: Record<string, unknown>, msg = 'decision'): void {
+  /** `tail`: JSON members written after `fields` (`,"name":value`), for the sink's line only. */
+  private write(now: number, fields: Record<string, unknown>, msg = 'decision', tail = ''): void {
     if (!this.sink) {
       this.log.info(fields, msg);
       return;
     }
     const json = JSON.stringify(fields);
     this.sink.writeDecision(
-      `{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)},"msg":"${msg}"}\n`,
+      `{"level":${INFO},"time":${now}${this.bindings}${json.length > 2 ? ',' : ''}${json.slice(1, -1)}${tail},"msg":"${msg}"}\n`,
     );
   }
 }

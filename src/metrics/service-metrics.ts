@@ -636,7 +636,9 @@ export class ServiceMetrics {
       shadowReloads.labels('failure').inc(0);
     }
     dryRunDenies.inc(0);
-    if (config.approvals) for (const e of APPROVAL_EVENTS) approvals.labels(e).inc(0);
+    // One child per event, made once: a granted call counts its use on every Check.
+    const approvalChildren = new Map(APPROVAL_EVENTS.map((e) => [e, approvals.labels(e)]));
+    if (config.approvals) for (const c of approvalChildren.values()) c.inc(0);
     traceSpans.labels('success').inc(0);
     traceSpans.labels('failure').inc(0);
     if (config.tls) {
@@ -667,7 +669,7 @@ export class ServiceMetrics {
       },
       policyEval: (seconds) => policyEval.observe(seconds),
       dryRunDeny: () => dryRunDenies.inc(),
-      approval: (event) => approvals.labels(event).inc(),
+      approval: (event) => approvalChildren.get(event)!.inc(),
       jwksRefresh: (issuer, result) => jwksRefresh.labels(this.issuers.has(issuer) ? issuer : OTHER, result).inc(),
       pinsReload: (result, pins) => {
         pinsReloads.labels(result).inc();

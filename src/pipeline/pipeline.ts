@@ -149,7 +149,9 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   const dryRun = !result.allow && record !== undefined && !record.failed && rt.config.policy?.dryRun === true;
   // A call held for approval: only here does anything of the approvals run.
   if (!result.allow && result.approval !== undefined && !dryRun) {
-    const held = await approve(rt, ctx, result.approval, record?.revision ?? '', trace.decisionId);
+    // An in-process store answers a grant at once: no promise to wait for.
+    const answer = approve(rt, ctx, result.approval, record?.revision ?? '', trace.decisionId);
+    const held = answer instanceof Promise ? await answer : answer;
     if (held.kind === 'deny') return held;
     trace.approval = held;
     result = { allow: true, headers: [], headersToRemove: [], responseHeaders: [] };
@@ -169,30 +171,25 @@ async function decide(rt: Runtime, ctx: CheckContext, trace: CheckTrace): Promis
   if (upstream !== undefined && upstream.kind !== 'grant') return upstream;
   span?.phase('respond');
   if (trace.approval !== undefined && result.allow)
-    result = { ...result, dynamicMetadata: { ...result.dynamicMetadata, approval: approvalMetadata(trace.approval) } };
+    result = { ...result, dynamicMetadata: { ...result.dynamicMetadata, approval: trace.approval.metadata } };
   return result.allow
     ? assembleAllow(ctx, result, 'allowed', rt.config, upstream)
     : dryRunAllow(rt, ctx, result.deny, record!.revision, upstream);
 }
 
-async function approve(
+function approve(
   rt: Runtime,
   ctx: CheckContext,
   requirement: ApprovalRequirement,
   revision: string,
   decisionId: string,
-): Promise<ApprovalGrant | Deny> {
+): ApprovalGrant | Deny | Promise<ApprovalGrant | Deny> {
   if (rt.approvals === undefined)
     return deny(
       'approval_unavailable',
       'The policy requires a person to approve this call, and approvals are not configured (approvals in the config); denied.',
     );
   return rt.approvals.check(ctx, requirement, revision, decisionId);
-}
-
-/** What Envoy's dynamic metadata carries of a used approval: the receipt and what it names. */
-function approvalMetadata(g: ApprovalGrant): Record<string, unknown> {
-  return { id: g.approvalId, digest: g.digest, approver: g.approver, receipt: g.receipt };
 }
 
 /** An answer the transport cannot carry becomes a deny that says so (Envoy's http_service). */
