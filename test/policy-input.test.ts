@@ -10,7 +10,7 @@ import { createMetricsRegistry } from '../src/metrics/registry.js';
 import { buildRuntime } from '../src/pipeline/build-runtime.js';
 import { toRequest } from '../src/envoy/to-request.js';
 import { TestAuthenticator } from './fixtures/test-authenticator.js';
-import { keyPrincipal } from './helpers/policy.js';
+import { keyPrincipal, regoDir } from './helpers/policy.js';
 import { checkRequest, rpc } from './helpers/service.js';
 
 const SECRET_KEY = 'mcp_0123456789abcdefSECRETKEY';
@@ -276,4 +276,112 @@ test('metadata Envoy sends in the CheckRequest reaches the policy as plain JSON 
     nested: { tier: 'gold' },
     list: ['a', 1],
   });
+});
+
+// Grants in the input (docs/policies.md "Grants in the input").
+const MANY_GRANTS = [
+  ...Array.from({ length: 500 }, (_, i) => `tools:tool_${i}`),
+  'tools:read_*',
+  'tools:http_get',
+  'tools:http_get:any-host',
+  'prompts:summary',
+  'resources:file:///docs/*',
+];
+
+async function grantsRuntime(policy: Record<string, unknown>) {
+  const rt = await runtimeWith({
+    policy,
+    endpoints: [
+      {
+        name: 'files',
+        match: { pathPrefix: '/mcp/files' },
+        owner: 'alice',
+        data: {
+          arguments: [
+            {
+              tools: ['http_get'],
+              arguments: { url: { url: { hosts: ['api.example.com'] } } },
+              exemptGrants: ['tools:http_get:any-host'],
+            },
+          ],
+        },
+      },
+    ],
+  });
+  rt.authenticator = new TestAuthenticator({ alice: keyPrincipal('alice-key', 'alice', MANY_GRANTS) });
+  return rt;
+}
+
+const grantsSeen = async (rt: Awaited<ReturnType<typeof runtimeWith>>, body: string) => {
+  const trace = await runCheck(
+    rt,
+    toRequest,
+    checkRequest({ path: '/mcp/files', body, headers: { 'x-test-principal': 'alice' } }) as never,
+  );
+  return { allow: trace.outcome.allow, permissions: JSON.parse(trace.policy!.input as string).principal.permissions };
+};
+
+test('the shipped policy is given only the grants that can apply to the request: the tool named, wildcards that can match it, exempt grants', async (t) => {
+  const rt = await grantsRuntime({});
+  try {
+    t.deepEqual(await grantsSeen(rt, rpc('tools/call', { name: 'tool_321' })), {
+      allow: true,
+      permissions: ['tools:tool_321', 'tools:http_get:any-host'],
+    });
+    t.deepEqual(await grantsSeen(rt, rpc('tools/call', { name: 'read_file' })), {
+      allow: true,
+      permissions: ['tools:read_*', 'tools:http_get:any-host'],
+    });
+    t.deepEqual(await grantsSeen(rt, rpc('tools/call', { name: 'delete_repo' })), {
+      allow: false,
+      permissions: ['tools:http_get:any-host'],
+    });
+    // The exempt grant is given, and lifts the endpoint's URL rule as it does with every grant given.
+    t.deepEqual(
+      await grantsSeen(rt, rpc('tools/call', { name: 'http_get', arguments: { url: 'https://x.example/' } })),
+      {
+        allow: true,
+        permissions: ['tools:http_get', 'tools:http_get:any-host'],
+      },
+    );
+    t.deepEqual(await grantsSeen(rt, rpc('prompts/get', { name: 'summary' })), {
+      allow: true,
+      permissions: ['prompts:summary', 'tools:http_get:any-host'],
+    });
+    // A list request: every grant its items are checked against.
+    const list = await grantsSeen(rt, rpc('tools/list', {}));
+    t.true(list.allow);
+    t.is(list.permissions.length, 503);
+    t.false(list.permissions.includes('prompts:summary'));
+  } finally {
+    await rt.close();
+  }
+});
+
+test('policy.grantsInput: all gives the policy every grant of the caller', async (t) => {
+  const rt = await grantsRuntime({ grantsInput: 'all' });
+  try {
+    t.deepEqual(await grantsSeen(rt, rpc('tools/call', { name: 'tool_321' })), {
+      allow: true,
+      permissions: MANY_GRANTS,
+    });
+  } finally {
+    await rt.close();
+  }
+});
+
+test('a policy whose bundle does not declare data.mcp_authz.input.grants is given every grant, as before', async (t) => {
+  // A policy of its own that reads the grants otherwise than the shipped one: a count.
+  const rego = regoDir({
+    'p.rego': 'package mcp.authz\n\ndecision := {"allow": count(input.principal.permissions) > 100}\n',
+  });
+  const rt = await grantsRuntime({ rego });
+  try {
+    t.deepEqual(await grantsSeen(rt, rpc('tools/call', { name: 'tool_321' })), {
+      allow: true,
+      permissions: MANY_GRANTS,
+    });
+  } finally {
+    await rt.close();
+  }
 });

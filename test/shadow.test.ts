@@ -185,3 +185,32 @@ test('a full shadow queue drops and counts; every Check is still answered by the
   const m = (await svc.http('/metrics')).text;
   t.is(sample(m, 'mcp_authz_shadow_dropped_total'), 3);
 });
+
+test('a shadow policy that reads every grant is given every grant when the policy in force reads only the applicable ones', async (t) => {
+  const { createHash } = await import('node:crypto');
+  const { regoDir } = await import('./helpers/policy.js');
+  const key = 'mcp_shadow_grants_0123456789abcdefghijklmnopqrstuvwxyz';
+  const grants = ['tools:search', ...Array.from({ length: 20 }, (_, i) => `tools:t${i}`)];
+  // Denies unless it sees all 21 grants: the shipped policy in force is given one for tools/call search.
+  const rego = regoDir({
+    'p.rego': `package mcp.authz\n\ndecision := {"allow": count(input.principal.permissions) == ${grants.length}}\n`,
+  });
+  const { logger, lines } = capturingLogger();
+  const svc = await startTestService(
+    {
+      shadow: { rego },
+      apiKeys: { keys: [{ id: 'k', sha256: createHash('sha256').update(key).digest('hex'), permissions: grants }] },
+      endpoints: [{ name: 'keyed', match: { pathPrefix: '/mcp/keyed' }, auth: { apiKey: true, oauth: false } }],
+    },
+    { logger },
+  );
+  t.teardown(() => svc.stop());
+  const r = await svc.check(
+    checkRequest({ path: '/mcp/keyed', body: rpc('tools/call', { name: 'search' }), headers: { 'x-api-key': key } }),
+  );
+  t.true(allowed(r));
+  await settled(svc);
+  const m = (await svc.http('/metrics')).text;
+  t.is(sample(m, 'mcp_authz_shadow_decisions_total', { endpoint: 'keyed', enforced: 'allow', shadow: 'allow' }), 1);
+  t.is(lines.filter((l) => l.msg === 'shadow decision differs').length, 0);
+});

@@ -410,6 +410,8 @@ export const ConfigSchema = z
         maxMemoryPages: z.number().int().min(2).max(65536).default(1024),
         // Unset: as the bundle declares in data.mcp_authz.input.envoy (the shipped policy: off), else on.
         envoyInput: z.boolean().optional(),
+        /** What principal.permissions and principal.scopes hold: all the caller's grants, or only those that can apply to the request; unset, as the bundle declares in data.mcp_authz.input.grants (the shipped policy: applicable), else all (docs/policies.md "Grants in the input"). */
+        grantsInput: z.enum(['all', 'applicable']).optional(),
         /** Give the policy the credential headers' values (a policy that verifies tokens itself); every output stays redacted (docs/policies.md). */
         rawCredentials: z.boolean().default(false),
         data: z.record(z.string(), z.unknown()).default({}),

@@ -254,8 +254,9 @@ export async function buildRuntime(
       shadow: shadowSource,
       enforced: source,
       // The input as the endpoint set in force builds it.
-      rebuild: (ctx, envoy) => input.build(ctx, envoy),
+      rebuild: (ctx, envoy, grants) => input.build(ctx, envoy, false, grants),
       envoyInput: policy.envoyInput,
+      grantsInput: policy.grantsInput,
       queueSize: s.queueSize,
       shadowNotReady: () => shadowSource?.notReady()[0],
       events,
@@ -435,6 +436,7 @@ async function endpointParts(config: LoadedConfig['config'], s: SharedParts): Pr
     directResponder: new OAuthDiscovery(config, endpoints),
     input: new InputBuilder(endpoints.all, {
       envoyInput: policy.envoyInput,
+      grantsInput: policy.grantsInput,
       publicBaseUrl: config.publicBaseUrl,
       keyHeader: config.apiKeys.header,
       keyQueryParams: config.apiKeys.queryParams,

@@ -48,9 +48,9 @@ export class PolicyAuthorizer implements Authorizer {
     const { engine } = policy;
     const { input: builder } = this.opts;
     const secrets = this.opts.rawCredentials ? builder.credentialValues(ctx) : NO_SECRETS;
-    const input = builder.build(ctx, policy.envoyInput);
+    const input = builder.build(ctx, policy.envoyInput, false, policy.grantsInput);
     // With raw credentials, the policy evaluates an input of its own; `input` stays the one every output shows.
-    const evaluated = secrets.length === 0 ? input : builder.build(ctx, policy.envoyInput, true);
+    const evaluated = secrets.length === 0 ? input : builder.build(ctx, policy.envoyInput, true, policy.grantsInput);
     const ev = engine.evaluate(evaluated);
     this.opts.events.policyEval?.(ev.durationNs / 1e9);
     let mapped: Mapped;
@@ -128,6 +128,7 @@ export class PolicyAuthorizer implements Authorizer {
         ctx,
         policy.envoyInput,
         this.opts.rawCredentials === true && this.opts.input.credentialValues(ctx).length > 0,
+        policy.grantsInput,
       );
     const ev = engine.evaluateVisible(`${base.slice(0, -1)},"list":{"calls":${JSON.stringify(calls)}}}`);
     if (ev === undefined)

@@ -9,6 +9,7 @@ import type { HeaderMap, QueryMap } from '../contracts/request.js';
 import { trimSlash } from '../contracts/trim-slash.js';
 import { resourceMetadataUrl } from '../endpoints/metadata-url.js';
 import type { Endpoint } from '../endpoints/registry.js';
+import { applicableGrants } from './applicable-grants.js';
 import { mcpJsonWithViews, viewPlan, type ViewPlan } from './argument-views.js';
 import { credentialStrings, redactedAttributes, redactPathQuery, REDACTED } from './redact-attributes.js';
 
@@ -25,7 +26,18 @@ export interface InputOptions {
   keyHeader: string;
   /** The API key query parameters (apiKeys.queryParams). */
   keyQueryParams: readonly string[];
+  /**
+   * policy.grantsInput: which of the caller's grants principal.permissions and principal.scopes
+   * hold. Undefined: as the loaded bundle declares (LoadedPolicy.grantsInput).
+   */
+  grantsInput?: GrantsInput | undefined;
 }
+
+/**
+ * What principal.permissions and principal.scopes hold: all the caller's grants, or those that
+ * can apply to the request (applicable-grants.ts; docs/policies.md "Grants in the input").
+ */
+export type GrantsInput = 'all' | 'applicable';
 
 const NO_SECRET = (): boolean => false;
 
@@ -55,6 +67,8 @@ export class InputBuilder {
     this.redactQuery.has(name) || this.credentialQueryParams.includes(name);
   /** Per endpoint, the arguments whose URL and path views the policy reads (argument-views.ts). */
   private readonly viewPlans = new Map<Endpoint, ViewPlan>();
+  /** Per endpoint, the grant strings its argument rules exempt (kept in applicable grants). */
+  private readonly exemptGrants = new Map<Endpoint, readonly string[]>();
 
   constructor(
     endpoints: readonly Endpoint[],
@@ -70,6 +84,7 @@ export class InputBuilder {
       this.endpoints.set(e, entry);
       const plan = viewPlan(e.data);
       if (plan !== undefined) this.viewPlans.set(e, plan);
+      this.exemptGrants.set(e, exemptGrantsOf(e.data));
     }
     this.redactHeaders = new Set([...ALWAYS_REDACTED_HEADERS, opts.keyHeader.toLowerCase()]);
     this.redactQuery = new Set(opts.keyQueryParams);
@@ -88,8 +103,14 @@ export class InputBuilder {
   /**
    * The input document as UTF-8 JSON text. `rawHeaders`: credential headers keep their values
    * in `request.headers` and `attributes` (policy.rawCredentials); query parameters stay redacted.
+   * `bundleGrants`: what the loaded bundle declares it reads of the grants (policy.grantsInput overrides).
    */
-  build(ctx: CheckContext, bundleWantsEnvoyInput = true, rawHeaders = false): string {
+  build(
+    ctx: CheckContext,
+    bundleWantsEnvoyInput = true,
+    rawHeaders = false,
+    bundleGrants: GrantsInput = 'all',
+  ): string {
     const { request } = ctx;
     this.credentialHeaders = ctx.credentialHeaders;
     this.credentialQueryParams = ctx.credentialQueryParams;
@@ -113,7 +134,15 @@ export class InputBuilder {
       ',"principal":' +
       (ctx.principal.method === 'anonymous' && !ctx.principal.authenticated
         ? this.anonymousJson
-        : JSON.stringify(principalView(ctx.principal)));
+        : JSON.stringify(
+            (this.opts.grantsInput ?? bundleGrants) === 'applicable'
+              ? principalView(
+                  ctx.principal,
+                  this.applicable(ctx, ctx.principal.permissions),
+                  this.applicable(ctx, ctx.principal.scopes),
+                )
+              : principalView(ctx.principal),
+          ));
     const { source: _source, ...mcp } = ctx.mcp;
     const plan = ctx.endpoint && this.viewPlans.get(ctx.endpoint);
     s += ',"mcp":' + (plan ? mcpJsonWithViews(mcp, plan) : JSON.stringify(mcp));
@@ -150,6 +179,13 @@ export class InputBuilder {
     return values.length === 0 ? values : credentialStrings(values);
   }
 
+  private applicable(ctx: CheckContext, grants: readonly string[]): readonly string[] {
+    if (grants.length === 0) return grants;
+    const e = ctx.endpoint;
+    const exempt = e === undefined ? NO_GRANTS : (this.exemptGrants.get(e) ?? exemptGrantsOf(e.data));
+    return applicableGrants(grants, ctx.mcp.calls, exempt);
+  }
+
   private endpointJson(ctx: CheckContext): string {
     const e = ctx.endpoint;
     if (!e) return 'null';
@@ -171,7 +207,25 @@ export function policyView<E extends { upstream?: { mode: string } | undefined }
   return e.upstream === undefined ? e : { ...e, upstream: { mode: e.upstream.mode } };
 }
 
-function principalView(p: Principal): Record<string, unknown> {
+const NO_GRANTS: readonly string[] = Object.freeze([]);
+
+/** The grant strings the endpoint's argument rules (data.arguments[].exemptGrants) name. */
+function exemptGrantsOf(data: unknown): readonly string[] {
+  const rules = (data as { arguments?: unknown } | undefined)?.arguments;
+  if (!Array.isArray(rules)) return NO_GRANTS;
+  const out = new Set<string>();
+  for (const r of rules) {
+    const exempt = (r as { exemptGrants?: unknown } | null)?.exemptGrants;
+    if (Array.isArray(exempt)) for (const g of exempt) if (typeof g === 'string') out.add(g);
+  }
+  return out.size === 0 ? NO_GRANTS : [...out];
+}
+
+function principalView(
+  p: Principal,
+  permissions: readonly string[] = p.permissions,
+  scopes: readonly string[] = p.scopes,
+): Record<string, unknown> {
   return {
     authenticated: p.authenticated,
     method: p.method,
@@ -179,8 +233,8 @@ function principalView(p: Principal): Record<string, unknown> {
     userId: p.userId,
     role: p.role,
     roles: p.roles,
-    permissions: p.permissions,
-    scopes: p.scopes,
+    permissions,
+    scopes,
     keyType: p.keyType,
     keyId: p.keyId,
     issuer: p.issuer,

@@ -16,6 +16,7 @@ import { BundlePoller, type BundleStatus } from './bundle-poller.js';
 import { BundleRefused, verificationKeys, verifyBundleFiles } from './bundle-signature.js';
 import { compileRego } from './rego-compiler.js';
 import { WasmEngine } from './wasm-engine.js';
+import type { GrantsInput } from './policy-input.js';
 
 export interface PolicySourceOptions {
   /** A bundle .tar.gz file or unpacked folder. */
@@ -51,6 +52,11 @@ export interface LoadedPolicy {
    * opa-envoy-plugin's fields saves building them (≈20 µs a Check).
    */
   envoyInput: boolean;
+  /**
+   * What the bundle declares in data.mcp_authz.input.grants: "applicable" when its policy reads
+   * grants only to match the items a request names, so the input carries only those that can.
+   */
+  grantsInput: GrantsInput;
   /** The data document it was built with: its identity tells which endpoint set it serves. */
   data: Record<string, unknown>;
   /** What it was built from, to build it again with other data. */
@@ -253,7 +259,13 @@ export class PolicySource {
       maxMemoryPages: this.opts.maxMemoryPages,
       data: { ...bundle.data, ...data },
     });
-    return { engine, envoyInput: declaredEnvoyInput(bundle.data), data, bundle };
+    return {
+      engine,
+      envoyInput: declaredEnvoyInput(bundle.data),
+      grantsInput: declaredGrantsInput(bundle.data),
+      data,
+      bundle,
+    };
   }
 
   private loaded(r: ReloadResult<LoadedPolicy>): void {
@@ -316,6 +328,12 @@ export class PolicyView {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A bundle may declare that its policy reads only the grants that can apply to a request. */
+function declaredGrantsInput(data: Record<string, unknown>): GrantsInput {
+  const settings = data.mcp_authz as { input?: { grants?: unknown } } | undefined;
+  return settings?.input?.grants === 'applicable' ? 'applicable' : 'all';
 }
 
 /** A bundle may declare that its policy never reads opa-envoy-plugin's input fields. */

@@ -10,6 +10,7 @@ import { callTargetText } from '../contracts/request.js';
 import { childLogger, type Logger } from '../log/logger.js';
 import type { ServiceEvents } from '../metrics/hooks.js';
 import { UNKNOWN_ENDPOINT } from '../metrics/service-metrics.js';
+import type { GrantsInput } from '../policy/policy-input.js';
 import type { LoadedPolicy } from '../policy/policy-source.js';
 import { differ, evaluateVerdict, verdictOfResult } from './verdict.js';
 
@@ -21,10 +22,15 @@ export interface ShadowEvaluatorOptions {
   shadow: { readonly current: LoadedPolicy | undefined };
   /** The policy in force, to know which input fields it was given. */
   enforced: { readonly current: LoadedPolicy | undefined };
-  /** Builds the input again with opa-envoy-plugin's fields, for a shadow policy that reads them when the one in force does not. */
-  rebuild(ctx: CheckContext, envoyInput: boolean): string;
+  /**
+   * Builds the input again for a shadow policy that reads more than the one in force was given:
+   * opa-envoy-plugin's fields, or all the caller's grants rather than the applicable ones.
+   */
+  rebuild(ctx: CheckContext, envoyInput: boolean, grants: GrantsInput): string;
   /** policy.envoyInput: set, it decides for both policies. */
   envoyInput: boolean | undefined;
+  /** policy.grantsInput: set, it decides for both policies. */
+  grantsInput?: GrantsInput | undefined;
   queueSize: number;
   events: ServiceEvents;
   logger: Logger;
@@ -152,12 +158,18 @@ export class ShadowEvaluator implements Observer {
     );
   }
 
-  /** The input the policy in force saw, or one with opa-envoy-plugin's fields when only the shadow policy reads them. */
+  /**
+   * The input the policy in force saw, or one built again when the shadow policy reads what it
+   * was not given: opa-envoy-plugin's fields, or all the caller's grants.
+   */
   private inputFor(policy: LoadedPolicy, ctx: CheckContext, recorded: string): string {
-    const forced = this.opts.envoyInput;
-    if (forced !== undefined) return recorded;
-    const enforcedHad = this.opts.enforced.current?.envoyInput ?? true;
-    return policy.envoyInput && !enforcedHad ? this.opts.rebuild(ctx, true) : recorded;
+    const enforced = this.opts.enforced.current;
+    const enforcedEnvoy = this.opts.envoyInput ?? enforced?.envoyInput ?? true;
+    const enforcedGrants = this.opts.grantsInput ?? enforced?.grantsInput ?? 'all';
+    const needsEnvoy = this.opts.envoyInput === undefined && policy.envoyInput && !enforcedEnvoy;
+    const needsGrants = this.opts.grantsInput === undefined && policy.grantsInput === 'all' && enforcedGrants !== 'all';
+    if (!needsEnvoy && !needsGrants) return recorded;
+    return this.opts.rebuild(ctx, enforcedEnvoy || needsEnvoy, needsGrants ? 'all' : enforcedGrants);
   }
 }
 
