@@ -4,13 +4,12 @@
 // the decision log and Envoy's dynamic metadata name the same decision and trace.
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { CheckTracer } from '../src/tracing/check-tracer.js';
+import { createLogger } from '../src/log/logger.js';
 import { tracingSettings, TracingConfigError, describeTracing } from '../src/tracing/settings.js';
 import { makeKey, keysFile } from './helpers/auth-fixtures.js';
 import {
@@ -43,7 +42,9 @@ test.after.always(async () => {
 });
 
 async function tracedService(env: Record<string, string>, lines: string[] = []): Promise<TestService> {
-  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+  // The service's own logger shape (createLogger), whose decision lines carry one clock reading
+  // for `time` and `ts`; a plain pino logger reads the clock again for `time`.
+  const logger = createLogger('info', { sink: { write: (l) => lines.push(l), writeDecision: (l) => lines.push(l) } });
   return startTestService(config, {
     files: { 'keys.yaml': keysFile([KEY]) },
     logger,
@@ -345,7 +346,7 @@ test('OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports the spans over OTLP/gRPC (the hea
   const grpcCollector = await new OtlpGrpcCollector().start();
   t.teardown(() => grpcCollector.close());
   const lines: string[] = [];
-  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+  const logger = createLogger('info', { sink: { write: (l) => lines.push(l), writeDecision: (l) => lines.push(l) } });
   const svc = await startTestService(config, {
     files: { 'keys.yaml': keysFile([KEY]) },
     logger,
