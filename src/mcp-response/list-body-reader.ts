@@ -10,7 +10,14 @@
 // so what is refused, and why, stays exactly its answer (test/list-body-reader.test.ts
 // reads generated bodies both ways).
 import { isUtf8 } from 'node:buffer';
-import { failure, filterJsonBody, MAX_RESPONSE_DEPTH, type FilterFailure, type FilterStats } from './list-filter.js';
+import {
+  failure,
+  filterJsonBody,
+  looselyListed,
+  MAX_RESPONSE_DEPTH,
+  type FilterFailure,
+  type FilterStats,
+} from './list-filter.js';
 import {
   LIST_SHAPES,
   type ListCalls,
@@ -207,16 +214,6 @@ class SpanItem implements ListedItem {
     this.parsed ??= JSON.parse(this.b.toString('utf8', this.start, this.end)) as Record<string, unknown>;
     return this.parsed;
   }
-}
-
-function looselyListed(id: unknown, calls: ListCalls): boolean {
-  if (typeof id !== 'string' && typeof id !== 'number') return false;
-  const text = String(id).trim();
-  if (text === '') return false;
-  for (const listed of calls.keys()) {
-    if (listed === id || String(listed) === text || Number(listed) === Number(text)) return true;
-  }
-  return false;
 }
 
 interface BodyScan {

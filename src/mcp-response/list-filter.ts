@@ -313,7 +313,8 @@ function itemsArray(t: ListResponse): unknown[] | FilterFailure {
   return list;
 }
 
-function looselyListed(id: unknown, calls: ListCalls): boolean {
+/** Whether `id` names one of the list calls under a lenient reading (a string for a number, spaces around it). */
+export function looselyListed(id: unknown, calls: ListCalls): boolean {
   if (typeof id !== 'string' && typeof id !== 'number') return false;
   const text = String(id).trim();
   if (text === '') return false;
